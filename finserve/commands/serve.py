@@ -1,0 +1,91 @@
+"""`finserve up` (the whole stack on Ray Serve) and `finserve ask` (one request through it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Serving config YAML (default: embedded).")]
+
+
+def up(
+    config: ConfigOpt = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default FINSERVE_HTTP_PORT or 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default FINSERVE_HTTP_HOST or 127.0.0.1).")] = None,
+    ingest: Annotated[bool, typer.Option(help="Build the retrieval index first if it is missing.")] = True,
+) -> None:
+    """Start the guarded RAG stack on a local Ray; Ctrl-C or SIGTERM shuts it down cleanly."""
+    from rich.console import Console
+
+    from finserve.serving.runner import run_stack
+
+    console = Console(stderr=True)
+    from finserve.serving.config import load_serving_config
+
+    cfg = load_serving_config(config)
+    if port is not None:
+        cfg.gateway.http_port = port
+    if host is not None:
+        cfg.gateway.host = host
+
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        console.print(f"[yellow]signal {signal.Signals(signum).name}: shutting down[/]")
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    code = run_stack(cfg, stop, console=console, ingest_if_missing=ingest)
+    raise typer.Exit(code)
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The customer's question.")],
+    url: Annotated[str, typer.Option(help="Gateway base URL.")] = "",
+    model: Annotated[str, typer.Option(help="Model name (see GET /v1/models).")] = "finserve-banking",
+    adapter: Annotated[str | None, typer.Option(help="Force an adapter version NAME@VERSION.")] = None,
+    raw: Annotated[bool, typer.Option("--json", help="Print the whole JSON response.")] = False,
+    max_tokens: Annotated[int, typer.Option(help="Most tokens to generate.")] = 96,
+) -> None:
+    """Send one question through the running stack and print the guarded answer."""
+    import httpx
+    from rich.console import Console
+
+    base = url or f"http://127.0.0.1:{os.environ.get('FINSERVE_HTTP_PORT', '8000')}"
+    headers = {"x-finserve-adapter": adapter} if adapter else {}
+    if key := os.environ.get("FINSERVE_API_KEY"):
+        headers["Authorization"] = f"Bearer {key}"
+    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens}
+    try:
+        resp = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=300)
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach {base}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    data = resp.json()
+    if raw or resp.status_code != 200:
+        typer.echo(json.dumps(data, indent=2))
+        raise typer.Exit(0 if resp.status_code == 200 else 1)
+    info = data["finserve"]
+    console = Console()
+    console.print(data["choices"][0]["message"]["content"])
+    console.print(
+        f"[dim]intent={info['intent']} adapter={info['adapter']} citations={','.join(info['citations'])} "
+        f"pii={info['pii']} total={info['timings_ms'].get('total')} ms[/]"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(ask)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(typer.run(up))

@@ -1,0 +1,194 @@
+"""The Ray Serve graph: one deployment per stage, composed with DeploymentHandles.
+
+``build_app(args)`` is the builder RayService's serveConfigV2 names
+(``import_path: finserve.serving.app:build_app``, ``args``: a ServingConfig as a dict) and what
+``finserve up`` runs locally. Configs cross process boundaries as plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from finserve.contracts import AdapterRef, AdapterRegistry
+
+from .audit.log import AuditConfig, AuditLog, AuditRecord
+from .config import ServingConfig, StageResources
+from .gateway import create_api
+from .guard.config import GuardConfig
+from .guard.engine import GuardResult, PIIGuard
+from .inference.config import GeneratorConfig
+from .inference.engine import build_engine
+from .inference.types import GenerationRequest, GenerationResult, StreamChunk
+from .intent import IntentClassifier, IntentConfig, IntentPrediction
+from .paths import registry_root
+from .pipeline import Pipeline
+from .retrieval import Hit, RetrievalConfig, RetrievalResult, Retriever, SearchFilters
+from .routing import Router
+
+
+class GuardDeployment:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.guard = PIIGuard(GuardConfig.model_validate(config))
+
+    def scan_many(self, texts: list[str]) -> list[GuardResult]:
+        return self.guard.scan_many(texts)
+
+    def ready(self) -> bool:
+        return True
+
+
+class RetrieverDeployment:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.retriever = Retriever(RetrievalConfig.model_validate(config))
+
+    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
+        return await self.retriever.search(masked_query, filters)
+
+    def ready(self) -> bool:
+        return self.retriever.ready()
+
+
+class GeneratorDeployment:
+    """The LLM engine and the intent classifier share a replica: both are per-adapter models."""
+
+    def __init__(self, generator: dict[str, Any], intent: dict[str, Any]) -> None:
+        gen_config = GeneratorConfig.model_validate(generator)
+        self.engine = build_engine(gen_config)
+        self.intent = IntentClassifier(
+            IntentConfig.model_validate(intent), AdapterRegistry(registry_root(gen_config.registry))
+        )
+        self._started = False
+
+    async def _start(self) -> None:
+        if not self._started:
+            await self.engine.start()
+            self._started = True
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        await self._start()
+        await self.engine.ensure_adapter(request.adapter)
+        return await self.engine.generate(request)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        await self._start()
+        await self.engine.ensure_adapter(request.adapter)
+        async for chunk in self.engine.stream(request):
+            yield chunk
+
+    async def classify(self, masked_text: str, adapter: AdapterRef, examples: list[Hit]) -> IntentPrediction:
+        return await self.intent.classify(masked_text, adapter, examples)
+
+    async def ready(self) -> bool:
+        await self._start()
+        return self.engine.ready() and self.intent.ready()
+
+    def queue_depth(self) -> int:
+        return self.engine.queue_depth()
+
+
+class AuditDeployment:
+    """One replica: the hash chain has one writer (the file lock also guards other processes)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.log = AuditLog(AuditConfig.model_validate(config))
+
+    def append(self, record: AuditRecord) -> str:
+        return self.log.append(record)
+
+    def ready(self) -> bool:
+        return True
+
+
+# ---- handles seen through the pipeline's stage interfaces ----
+
+class _GuardHandle:
+    def __init__(self, h: DeploymentHandle) -> None:
+        self.h = h
+
+    async def scan_many(self, texts: list[str]) -> list[GuardResult]:
+        return await self.h.scan_many.remote(texts)
+
+
+class _RetrievalHandle:
+    def __init__(self, h: DeploymentHandle) -> None:
+        self.h = h
+
+    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
+        return await self.h.search.remote(masked_query, filters)
+
+
+class _GeneratorHandle:
+    def __init__(self, h: DeploymentHandle) -> None:
+        self.h = h
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        return await self.h.generate.remote(request)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        async for chunk in self.h.options(stream=True).stream.remote(request):
+            yield chunk
+
+    async def classify(self, masked_text: str, adapter: AdapterRef, examples: list[Hit]) -> IntentPrediction:
+        return await self.h.classify.remote(masked_text, adapter, examples)
+
+
+class _AuditHandle:
+    def __init__(self, h: DeploymentHandle) -> None:
+        self.h = h
+
+    async def append(self, record: AuditRecord) -> str:
+        return await self.h.append.remote(record)
+
+
+@serve.ingress()
+class Gateway:
+    def __init__(self, config: dict[str, Any], guard: DeploymentHandle, retriever: DeploymentHandle,
+                 generator: DeploymentHandle, audit: DeploymentHandle) -> None:
+        cfg = ServingConfig.model_validate(config)
+        self._handles = {"guard": guard, "retriever": retriever, "generator": generator, "audit": audit}
+        gen = _GeneratorHandle(generator)
+        self.pipeline = Pipeline(
+            cfg, guard=_GuardHandle(guard), retrieval=_RetrievalHandle(retriever), intent=gen,
+            generator=gen, audit=_AuditHandle(audit), router=Router(cfg.router),
+        )
+
+    async def readiness(self) -> dict[str, bool]:
+        out: dict[str, bool] = {}
+        for name, handle in self._handles.items():
+            try:
+                out[name] = bool(await handle.ready.remote())
+            except Exception:  # noqa: BLE001 - a stage that can't answer is simply not ready
+                out[name] = False
+        return out
+
+    def __serve_build_asgi_app__(self):  # noqa: ANN204 - Ray Serve's late-bound ASGI hook
+        return create_api(self.pipeline, self.readiness)
+
+
+def _options(res: StageResources) -> dict[str, Any]:
+    return {
+        "num_replicas": res.num_replicas,
+        "max_ongoing_requests": res.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus},
+    }
+
+
+def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application:
+    """ServingConfig (or its dict form) -> the bound Ray Serve application."""
+    cfg = args if isinstance(args, ServingConfig) else ServingConfig.model_validate(args or {})
+    d = cfg.deployments
+    guard = serve.deployment(GuardDeployment, name="Guard", **_options(d.guard)).bind(
+        cfg.guard.model_dump(mode="json"))
+    retriever = serve.deployment(RetrieverDeployment, name="Retriever", **_options(d.retriever)).bind(
+        cfg.retrieval.model_dump(mode="json"))
+    generator = serve.deployment(GeneratorDeployment, name="Generator", **_options(d.generator)).bind(
+        cfg.generator.model_dump(mode="json"), cfg.intent.model_dump(mode="json"))
+    audit = serve.deployment(AuditDeployment, name="Audit", **_options(d.audit)).bind(
+        cfg.audit.model_dump(mode="json"))
+    gateway = serve.deployment(Gateway, name="Gateway", **_options(d.gateway))
+    return gateway.bind(cfg.model_dump(mode="json"), guard, retriever, generator, audit)

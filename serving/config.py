@@ -1,0 +1,105 @@
+"""The serving stack's one config: every stage's settings, defaults that run on a laptop.
+
+``load_serving_config(None)`` is the embedded default (local Ray, Milvus Lite under the data dir,
+SmolLM2 on CPU). A YAML file overrides any part; environment variables fill the deployment-
+specific values (ports, URLs, paths) so one image serves every environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+
+from finserve.contracts import AdapterRef, Route, StrictModel
+
+from .audit.log import AuditConfig
+from .guard.config import GuardConfig
+from .inference.config import GeneratorConfig
+from .intent.config import IntentConfig
+from .retrieval.config import RetrievalConfig
+from .routing import RouterConfig
+
+DEFAULT_MODEL = "finserve-banking"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the customer assistant of a bank. Answer the customer's question briefly and "
+    "politely, using only the facts in the knowledge below. If the knowledge does not cover "
+    "the question, say you will pass it to a colleague. Never ask for or repeat card numbers, "
+    "account numbers or other personal data."
+)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class GatewayConfig(StrictModel):
+    """HTTP front door: limits, auth and the prompt the pipeline builds."""
+
+    host: str = Field(default_factory=lambda: os.environ.get("FINSERVE_HTTP_HOST", "127.0.0.1"),
+                      description="Bind address (env FINSERVE_HTTP_HOST; 0.0.0.0 in containers).")
+    http_port: int = Field(default_factory=lambda: _env_int("FINSERVE_HTTP_PORT", 8000),
+                           description="HTTP port (env FINSERVE_HTTP_PORT).")
+    grpc_port: int = Field(default_factory=lambda: _env_int("FINSERVE_GRPC_PORT", 8081),
+                           description="gRPC (Open Inference Protocol v2) port (env FINSERVE_GRPC_PORT).")
+    max_body_bytes: int = Field(64 * 1024, gt=0, description="Larger request bodies get 413.")
+    max_messages: int = Field(32, gt=0, description="Most chat messages per request.")
+    max_tokens_default: int = Field(96, gt=0, description="max_tokens when the client sets none.")
+    max_tokens_limit: int = Field(512, gt=0, description="Highest max_tokens a client may ask for.")
+    api_key_env: str = Field("FINSERVE_API_KEY", description="Env var holding the API key; unset = no auth.")
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt placed before the knowledge.")
+    default_tenant: str = Field("default", description="Tenant when the request names none.")
+
+
+class StageResources(StrictModel):
+    """Ray Serve placement for one stage."""
+
+    num_replicas: int = Field(1, ge=1, description="Replicas of this deployment.")
+    num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per replica (0 lets replicas share).")
+    num_gpus: float = Field(0, ge=0, description="GPUs per replica (generator pools on GPU nodes).")
+    max_ongoing_requests: int = Field(16, ge=1, description="Concurrency cap per replica.")
+
+
+class DeploymentsConfig(StrictModel):
+    """Per-stage Ray Serve resources."""
+
+    gateway: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25, max_ongoing_requests=64))
+    guard: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25))
+    retriever: StageResources = Field(
+        # Milvus Lite opens its file from one process only: one replica unless a Milvus URI is set.
+        default_factory=lambda: StageResources(num_cpus=0.25)
+    )
+    generator: StageResources = Field(default_factory=lambda: StageResources(num_cpus=1, max_ongoing_requests=32))
+    audit: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0, num_replicas=1))
+
+
+def _default_routes() -> dict[str, Route]:
+    adapter = os.environ.get("FINSERVE_DEFAULT_ADAPTER")
+    stable = AdapterRef.parse(adapter) if adapter else AdapterRef.base()
+    return {DEFAULT_MODEL: Route(base_model="HuggingFaceTB/SmolLM2-135M-Instruct", stable=stable)}
+
+
+def _default_router() -> RouterConfig:
+    return RouterConfig(table_path=os.environ.get("FINSERVE_ROUTING_TABLE") or None, routes=_default_routes())
+
+
+class ServingConfig(StrictModel):
+    """Everything the serving graph needs. Every part has a working default."""
+
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="HTTP front door.")
+    guard: GuardConfig = Field(default_factory=GuardConfig, description="PII guard policy.")
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Knowledge retrieval.")
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="LLM engine.")
+    intent: IntentConfig = Field(default_factory=IntentConfig, description="Intent classification.")
+    audit: AuditConfig = Field(default_factory=AuditConfig, description="Tamper-evident audit log.")
+    router: RouterConfig = Field(default_factory=_default_router, description="Model -> adapter routes.")
+    deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig, description="Ray Serve resources.")
+
+
+def load_serving_config(path: str | Path | None = None) -> ServingConfig:
+    """The embedded default, or a YAML file (env FINSERVE_CONFIG when no path is given)."""
+    path = path or os.environ.get("FINSERVE_CONFIG") or None
+    if path is None:
+        return ServingConfig()
+    return ServingConfig.from_file(path)

@@ -1,0 +1,111 @@
+"""Domain errors and the one place that maps them to HTTP status codes.
+
+Stages raise these (or the contracts' registry errors); only the gateway turns them into responses.
+Messages are written for the client and never carry request content (it may hold PII).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from finserve.contracts.registry import AdapterCorrupt, AdapterNotFound
+
+
+class FinserveError(Exception):
+    """Base of every error the gateway knows how to answer."""
+
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+class InvalidRequest(FinserveError):
+    code = "invalid_request"
+
+
+class Unauthorized(FinserveError):
+    code = "unauthorized"
+
+
+class PayloadTooLarge(FinserveError):
+    code = "payload_too_large"
+
+
+class ModelNotFound(FinserveError):
+    code = "model_not_found"
+
+
+class PIIBlocked(FinserveError):
+    """The guard's policy says ``block`` for an entity type found in the request."""
+
+    code = "pii_blocked"
+
+    def __init__(self, entity_types: list[str]) -> None:
+        self.entity_types = sorted(entity_types)
+        super().__init__(
+            "request blocked by the PII policy: it contains " + ", ".join(self.entity_types),
+            param="messages",
+        )
+
+
+class BackendUnavailable(FinserveError):
+    """A dependency (vector store, generator) is down: the client should retry later."""
+
+    code = "backend_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, retry_after=retry_after)
+
+
+class NotReady(BackendUnavailable):
+    code = "not_ready"
+
+
+class GenerationFailed(FinserveError):
+    code = "generation_failed"
+
+
+@dataclass(frozen=True)
+class ErrorMapping:
+    status: int
+    code: str
+    message: str
+    param: str | None = None
+    retry_after: int | None = None
+
+
+_STATUS: dict[type[Exception], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    ModelNotFound: 404,
+    AdapterNotFound: 404,
+    PayloadTooLarge: 413,
+    PIIBlocked: 422,
+    AdapterCorrupt: 500,
+    GenerationFailed: 500,
+    BackendUnavailable: 503,
+}
+
+
+def map_error(exc: BaseException) -> ErrorMapping:
+    """Status, code and client-safe message for any exception (unknown ones become a bare 500)."""
+    # Errors raised in another Ray Serve replica arrive wrapped; the cause is what we raised.
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(exc, FinserveError):
+        exc = cause
+    for cls in type(exc).__mro__:
+        status = _STATUS.get(cls)  # type: ignore[arg-type]
+        if status is None:
+            continue
+        if isinstance(exc, FinserveError):
+            return ErrorMapping(status, exc.code, exc.message, exc.param, exc.retry_after)
+        if isinstance(exc, AdapterNotFound):
+            return ErrorMapping(status, "adapter_not_found", str(exc), "model")
+        if isinstance(exc, AdapterCorrupt):
+            return ErrorMapping(status, "adapter_corrupt", str(exc))
+    # Unknown errors: no message detail (it could echo input), the request id identifies it in logs.
+    return ErrorMapping(500, "internal_error", "internal error; see the request id in the server log")

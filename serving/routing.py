@@ -1,0 +1,134 @@
+"""The serving side of a rollout: routing-table weights -> one adapter version per request.
+
+The operator writes the table (contracts.routing); this module reads it and decides. The decision
+is a pure function (:func:`choose`); :class:`Router` only adds reloading from a file that a
+mounted ConfigMap keeps current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from finserve.contracts import AdapterRef, Route, RoutingTable, StrictModel
+
+from .errors import InvalidRequest, ModelNotFound
+
+log = logging.getLogger(__name__)
+
+Role = Literal["stable", "canary", "override"]
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    model: str
+    adapter: AdapterRef
+    role: Role
+
+
+def bucket(key: str, salt: str) -> int:
+    """Stable 0..99 bucket for a sticky key; salted by the canary so each rollout reshuffles."""
+    digest = hashlib.sha256(f"{salt}|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+def choose(model: str, route: Route, sticky_key: str | None, override: str | None, rand: float) -> RouteChoice:
+    """Pick the adapter for one request.
+
+    ``override`` (the x-finserve-adapter header) wins; with a sticky key the same user keeps the
+    same side while the weight holds; without one, ``rand`` in [0, 1) decides.
+    """
+    if override:
+        try:
+            return RouteChoice(model, AdapterRef.parse(override), "override")
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="x-finserve-adapter") from exc
+    if route.canary is None or route.canary_weight <= 0:
+        return RouteChoice(model, route.stable, "stable")
+    if route.canary_weight >= 100:
+        return RouteChoice(model, route.canary, "canary")
+    point = bucket(sticky_key, str(route.canary)) if sticky_key else int(rand * 100)
+    if point < route.canary_weight:
+        return RouteChoice(model, route.canary, "canary")
+    return RouteChoice(model, route.stable, "stable")
+
+
+class RouterConfig(StrictModel):
+    """Where routes come from: the operator's table, falling back to routes defined here."""
+
+    table_path: str | None = Field(
+        None,
+        description="Routing table file, or a mounted ConfigMap folder holding routes.json "
+        "(env FINSERVE_ROUTING_TABLE). None: only `routes` below.",
+    )
+    reload_interval_s: float = Field(2.0, ge=0.1, description="How often to check the table for changes.")
+    routes: dict[str, Route] = Field(
+        default_factory=dict,
+        description="Routes used when the table has no entry for a model (the embedded default).",
+    )
+
+
+class Router:
+    """Thread-safe enough for one event loop: reloads are atomic swaps of an immutable table."""
+
+    def __init__(self, config: RouterConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._rng = rng or random.Random()
+        self._table = RoutingTable()
+        self._stamp: tuple[float, int] | None = None
+        self._checked = 0.0
+        self.reload(force=True)
+
+    @property
+    def table(self) -> RoutingTable:
+        return self._table
+
+    def models(self) -> dict[str, Route]:
+        self.reload()
+        merged = dict(self.config.routes)
+        merged.update(self._table.routes)
+        return merged
+
+    def route(self, model: str) -> Route:
+        routes = self.models()
+        if model not in routes:
+            raise ModelNotFound(f"model {model!r} is not served here; see GET /v1/models", param="model")
+        return routes[model]
+
+    def pick(self, model: str, sticky_key: str | None = None, override: str | None = None) -> RouteChoice:
+        return choose(model, self.route(model), sticky_key, override, self._rng.random())
+
+    def reload(self, force: bool = False) -> None:
+        path = self.config.table_path
+        if not path:
+            return
+        now = time.monotonic()
+        if not force and now - self._checked < self.config.reload_interval_s:
+            return
+        self._checked = now
+        p = Path(path)
+        target = p / "routes.json" if p.is_dir() else p
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            return
+        stamp = (st.st_mtime, st.st_size)
+        if stamp == self._stamp and not force:
+            return
+        try:
+            table = RoutingTable.load(path)
+        except ValueError as exc:
+            # A bad table must not take serving down: keep the last good one and say so.
+            log.error("routing table %s is invalid, keeping revision %d: %s", path, self._table.revision, exc)
+            self._stamp = stamp
+            return
+        if table.revision >= self._table.revision or force:
+            self._table = table
+        self._stamp = stamp

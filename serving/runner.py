@@ -1,0 +1,54 @@
+"""Runs the Ray Serve graph on a local Ray until told to stop, then leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from rich.console import Console
+
+from .config import ServingConfig
+
+
+def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> None:
+    """Work that must happen once, before replicas start: index build and model conversion."""
+    from .inference.base_model import ensure_base_model
+    from .retrieval import ingest, index_exists
+
+    if ingest_if_missing and not index_exists(cfg.retrieval):
+        console.print("[cyan]building the retrieval index (first start only)...[/]")
+        report = ingest(cfg.retrieval)
+        console.print(f"[green]index {report.index_version} built[/]")
+    if cfg.generator.engine == "transformers" and cfg.generator.model_dir is None:
+        console.print("[cyan]checking the base model (converted once into the data dir)...[/]")
+        ensure_base_model()
+
+
+def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool = True) -> int:
+    import ray
+    from ray import serve
+
+    from .app import build_app
+
+    prepare(cfg, console, ingest_if_missing)
+    # Logical CPUs only: stages reserve fractions so the graph fits on a 2-core laptop.
+    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port})
+        serve.run(build_app(cfg), name="finserve", route_prefix="/", blocking=False)
+        url = f"http://{cfg.gateway.host}:{cfg.gateway.http_port}"
+        console.print(f"[bold green]finserve is up[/] on {url}  (POST {url}/v1/chat/completions, "
+                      f"GET {url}/readyz, GET {url}/metrics); Ctrl-C stops it")
+        while not stop.wait(0.5):
+            pass
+        return 0
+    finally:
+        console.print("[yellow]stopping Ray Serve...[/]")
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            time.sleep(0.2)
+        console.print("[green]stopped[/]")

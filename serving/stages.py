@@ -1,0 +1,93 @@
+"""The typed async interfaces the pipeline composes, and in-process implementations of them.
+
+In the Ray Serve app each stage is a deployment reached through a DeploymentHandle
+(serving/app.py wraps handles in these same interfaces); in-process, the plain stage objects are
+wrapped here. The pipeline cannot tell the difference, which is what lets one set of tests cover
+the logic without Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from finserve.contracts import AdapterRef
+
+from .audit.log import AuditLog, AuditRecord
+from .guard.engine import GuardResult, PIIGuard
+from .inference.engine import Engine
+from .inference.types import GenerationRequest, GenerationResult, StreamChunk
+from .intent import IntentClassifier, IntentPrediction
+from .retrieval import Hit, RetrievalResult, Retriever, SearchFilters
+
+
+class GuardStage(Protocol):
+    async def scan_many(self, texts: list[str]) -> list[GuardResult]: ...
+
+
+class RetrievalStage(Protocol):
+    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult: ...
+
+
+class IntentStage(Protocol):
+    async def classify(self, masked_text: str, adapter: AdapterRef, examples: list[Hit]) -> IntentPrediction: ...
+
+
+class GeneratorStage(Protocol):
+    async def generate(self, request: GenerationRequest) -> GenerationResult: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]: ...
+
+
+class AuditStage(Protocol):
+    async def append(self, record: AuditRecord) -> str: ...
+
+
+class LocalGuard:
+    def __init__(self, guard: PIIGuard) -> None:
+        self.guard = guard
+
+    async def scan_many(self, texts: list[str]) -> list[GuardResult]:
+        # Presidio is pure CPU work of a few ms: cheaper inline than a thread hop.
+        return self.guard.scan_many(texts)
+
+
+class LocalRetrieval:
+    def __init__(self, retriever: Retriever) -> None:
+        self.retriever = retriever
+
+    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
+        return await self.retriever.search(masked_query, filters)
+
+
+class LocalIntent:
+    def __init__(self, classifier: IntentClassifier) -> None:
+        self.classifier = classifier
+
+    async def classify(self, masked_text: str, adapter: AdapterRef, examples: list[Hit]) -> IntentPrediction:
+        return await self.classifier.classify(masked_text, adapter, examples)
+
+
+class LocalGenerator:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        await self.engine.ensure_adapter(request.adapter)
+        return await self.engine.generate(request)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        await self.engine.ensure_adapter(request.adapter)
+        async for chunk in self.engine.stream(request):
+            yield chunk
+
+
+class LocalAudit:
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self._lock = asyncio.Lock()
+
+    async def append(self, record: AuditRecord) -> str:
+        async with self._lock:
+            return await asyncio.to_thread(self.log.append, record)

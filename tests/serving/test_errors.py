@@ -1,0 +1,58 @@
+"""Domain errors map to status codes in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from finserve.contracts import AdapterCorrupt, AdapterNotFound
+from finserve.serving.errors import (
+    BackendUnavailable,
+    InvalidRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    PIIBlocked,
+    Unauthorized,
+    map_error,
+)
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code"),
+    [
+        (InvalidRequest("messages.0.role: bad", param="messages.0.role"), 400, "invalid_request"),
+        (Unauthorized("no key"), 401, "unauthorized"),
+        (ModelNotFound("no such model"), 404, "model_not_found"),
+        (AdapterNotFound("banking@9.0.0 missing"), 404, "adapter_not_found"),
+        (PayloadTooLarge("too big"), 413, "payload_too_large"),
+        (PIIBlocked(["US_SSN", "CREDIT_CARD"]), 422, "pii_blocked"),
+        (AdapterCorrupt("bad checksum"), 500, "adapter_corrupt"),
+        (BackendUnavailable("milvus down"), 503, "backend_unavailable"),
+        (RuntimeError("secret 4111 1111 1111 1111"), 500, "internal_error"),
+    ],
+)
+def test_mapping(exc, status, code):
+    m = map_error(exc)
+    assert (m.status, m.code) == (status, code)
+
+
+def test_unknown_errors_do_not_echo_their_message():
+    m = map_error(RuntimeError("card 4111 1111 1111 1111"))
+    assert "4111" not in m.message
+
+
+def test_blocked_names_the_entity_types_sorted():
+    m = map_error(PIIBlocked(["US_SSN", "CREDIT_CARD"]))
+    assert "CREDIT_CARD, US_SSN" in m.message
+
+
+def test_retry_after_for_unavailable_backends():
+    assert map_error(BackendUnavailable("down", retry_after=7)).retry_after == 7
+
+
+def test_wrapped_remote_errors_map_by_their_cause():
+    class Wrapped(Exception):
+        def __init__(self, cause: Exception) -> None:
+            super().__init__("wrapped")
+            self.cause = cause
+
+    assert map_error(Wrapped(ModelNotFound("x"))).status == 404
