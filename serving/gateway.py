@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from .errors import FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
+from .oip import InferRequest, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
 from .schemas import ChatCompletionRequest, ModelCard, ModelList
 
@@ -111,6 +112,58 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
             return _error_response(exc, ctx.request_id)
         return JSONResponse(completion.model_dump(mode="json"), headers={"x-request-id": ctx.request_id})
+
+    # ---- KServe Open Inference Protocol v2 (REST) ----
+
+    @api.get("/v2/health/live")
+    async def v2_live() -> dict[str, bool]:
+        return {"live": True}
+
+    @api.get("/v2/health/ready")
+    async def v2_ready() -> JSONResponse:
+        ok = all((await readiness()).values())
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @api.get("/v2/models/{model}")
+    async def v2_model(model: str) -> JSONResponse:
+        try:
+            route = pipeline.router.route(model)
+        except FinserveError as exc:
+            return _error_response(exc, "metadata")
+        return JSONResponse({
+            "name": model, "versions": [str(a) for a in route.candidates()], "platform": "finserve",
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [{"name": n, "datatype": "BYTES", "shape": [-1]} for n in ("text", "intent", "adapter")],
+        })
+
+    @api.post("/v2/models/{model}/infer")
+    async def v2_infer(model: str, request: Request) -> Response:
+        base = _context(request, gw.default_tenant)
+        try:
+            check_auth(request)
+            raw = await request.body()
+            if len(raw) > gw.max_body_bytes:
+                raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
+        except FinserveError as exc:
+            return await reject(base, exc, None)
+        try:
+            infer = InferRequest.model_validate_json(raw)
+            chats = to_chat_requests(model, infer)
+        except ValidationError as exc:
+            msg, field = _validation_message(exc)
+            return await reject(base, InvalidRequest(msg, param=field), raw)
+        except FinserveError as exc:
+            return await reject(base, exc, raw)
+        answers = []
+        try:
+            for i, chat in enumerate(chats):
+                ctx = _context(request, gw.default_tenant)
+                ctx.request_id = f"{base.request_id}-{i}" if len(chats) > 1 else base.request_id
+                answers.append(await pipeline.chat(chat, ctx))
+        except Exception as exc:  # noqa: BLE001 - one envelope for every error
+            return _error_response(exc, base.request_id)
+        out = to_infer_response(model, infer.id or base.request_id, answers)
+        return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id})
 
     @api.get("/v1/models")
     async def models() -> ModelList:

@@ -1,0 +1,85 @@
+"""KServe Open Inference Protocol v2 over REST, mapped onto the chat pipeline.
+
+A v2 request carries the question as a BYTES tensor named ``text`` (shape [N]); each element is
+answered as its own request. Outputs: ``text`` (the guarded answer), ``intent`` and ``adapter``.
+Request parameters ``max_tokens``, ``temperature`` and ``user`` map to the chat fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import InvalidRequest
+from .schemas import ChatCompletion, ChatCompletionRequest, ChatMessageIn
+
+
+class InferTensor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    inputs: list[InferTensor] = Field(min_length=1)
+    outputs: list[dict[str, Any]] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class OutputTensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Literal["BYTES", "FP32"]
+    data: list[Any]
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str
+    outputs: list[OutputTensor]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+def to_chat_requests(model: str, req: InferRequest) -> list[ChatCompletionRequest]:
+    text = next((t for t in req.inputs if t.name == "text"), None)
+    if text is None:
+        raise InvalidRequest("inputs must contain a BYTES tensor named 'text'", param="inputs")
+    if text.datatype != "BYTES":
+        raise InvalidRequest("input 'text' must have datatype BYTES", param="inputs.text.datatype")
+    if not text.data or not all(isinstance(x, str) for x in text.data):
+        raise InvalidRequest("input 'text' must hold one or more strings", param="inputs.text.data")
+    params = req.parameters or {}
+    allowed = {"max_tokens", "temperature", "user"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidRequest(f"unknown parameters: {', '.join(unknown)}", param="parameters")
+    try:
+        return [
+            ChatCompletionRequest(model=model, messages=[ChatMessageIn(role="user", content=q)], **params)
+            for q in text.data
+        ]
+    except ValueError as exc:
+        raise InvalidRequest(f"parameters: {exc}", param="parameters") from exc
+
+
+def to_infer_response(model: str, request_id: str, answers: list[ChatCompletion]) -> InferResponse:
+    n = len(answers)
+    return InferResponse(
+        model_name=model,
+        id=request_id,
+        outputs=[
+            OutputTensor(name="text", shape=[n], datatype="BYTES", data=[a.choices[0].message.content for a in answers]),
+            OutputTensor(name="intent", shape=[n], datatype="BYTES", data=[a.finserve.intent or "" for a in answers]),
+            OutputTensor(name="adapter", shape=[n], datatype="BYTES", data=[a.finserve.adapter for a in answers]),
+        ],
+        parameters={"request_ids": [a.finserve.request_id for a in answers]},
+    )
