@@ -1,0 +1,28 @@
+{{/* The operator's RBAC rules, in the order and spelling of finserve.operator.rbac.REQUIRED_RULES.
+manifests/rbac/ holds the same rules as plain YAML; tests keep all three equal. */}}
+{{- define "finserve.operatorRules" -}}
+- apiGroups: [finserve.dev]
+  resources: [modelrollouts]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [finserve.dev]
+  resources: [modelrollouts/status]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch, update]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [apps]
+  resources: [deployments, deployments/scale]
+  verbs: [get, list, watch, patch]
+- apiGroups: [ray.io]
+  resources: [rayservices]
+  verbs: [get, list, watch, patch]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch]
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, list, watch]
+{{- end }}

@@ -1,0 +1,1 @@
+"""Adapters behind the ports: Prometheus, Kubernetes (routing ConfigMap, workloads), in-memory."""

@@ -1,0 +1,61 @@
+"""Between kopf's dicts and the typed models: parse the spec, ref the object, shape the status patch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from .ports import ObjectRef
+from .spec import ModelRolloutSpec
+from .status import RolloutStatus
+
+AUTOSCALER_FIELDS = {"replicas"}
+"""Status fields the autoscaling timer owns; the rollout handler never writes them (no lost updates)."""
+
+
+def parse_spec(spec: Mapping[str, Any]) -> ModelRolloutSpec | str:
+    """The typed spec, or a one-line reason it is invalid."""
+    try:
+        return ModelRolloutSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors()
+        )
+
+
+def object_ref(body: Mapping[str, Any]) -> ObjectRef:
+    meta = body.get("metadata", {})
+    return ObjectRef(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        generation=meta.get("generation"),
+        annotations=tuple(sorted((meta.get("annotations") or {}).items())),
+    )
+
+
+def rollout_status_patch(status: RolloutStatus) -> dict[str, Any]:
+    """The rollout's fields of status; a top-level None deletes a stale key in the merge patch."""
+    data = status.model_dump(mode="json", by_alias=True, exclude=AUTOSCALER_FIELDS, exclude_none=True)
+    for name, field in RolloutStatus.model_fields.items():
+        key = field.alias or name
+        if name not in AUTOSCALER_FIELDS and key not in data:
+            data[key] = None
+    return data
+
+
+def scaling_status_patch(status: RolloutStatus) -> dict[str, Any]:
+    return {"replicas": [p.to_wire() for p in status.replicas]}
+
+
+class KopfEvents:
+    """EventSink posting Kubernetes Events on the object through kopf's queue."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self.body = body
+
+    def emit(self, type: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        import kopf
+
+        kopf.event(self.body, type=type, reason=reason, message=message[:1024])

@@ -1,0 +1,154 @@
+"""Person names the text itself introduces ("my name is Jane Doe"), found without an NER model.
+
+A name is one to four capitalised words right after an introducing phrase. Two things keep
+"I'm waiting for my card" and "this is Visa" from becoming names: the words must be capitalised,
+and words that are capitalised for other reasons (sentence starts, brands, nationalities,
+weekdays) are stop words that end or reject the name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import regex as re
+from presidio_analyzer import LocalRecognizer, RecognizerResult
+
+from .hits import make_result
+
+ENTITY = "PERSON"
+
+# Phrases that almost always precede a name.
+_STRONG = (
+    r"my\s+(?:full\s+|first\s+|last\s+|sur)?name\s+is",
+    r"my\s+name['’]s",
+    r"name\s+on\s+(?:the|my|this)\s+(?:account|card)\s+is",
+    r"(?:the\s+)?account\s+holder(?:['’]s\s+name)?\s+is",
+    r"(?:the\s+)?account\s+name\s+is",
+    r"(?:first\s+|last\s+|full\s+|sur)?name\s*:",
+    r"(?:kind\s+)?regards,?",
+    r"sincerely,?",
+    r"signed,?",
+)
+# Phrases that often do ("I'm Jane") but also precede adjectives and places ("I'm British").
+_WEAK = (
+    r"i\s+am",
+    r"i['’]m",
+    r"this\s+is",
+    r"call\s+me",
+    r"it['’]s",
+)
+STRONG_SCORE = 0.85
+WEAK_SCORE = 0.6
+
+_WORD = r"\p{Lu}[\p{Ll}\p{Lu}]*(?:['’\-]\p{Lu}?[\p{Ll}\p{Lu}]+)*"
+_INITIAL = r"\p{Lu}\."
+_PARTICLE = r"(?:de|da|del|della|der|di|du|la|le|van|von|bin|binti|al|el|dos|das|ter|ten)"
+_TITLE = r"(?i:mr|mrs|ms|miss|dr|prof|sir|madam)\.?"
+# An optional title, then up to six name words, initials or particles (a particle only before a
+# capitalised word), separated by blanks: a newline ends a name.
+_NAME = (
+    rf"(?:{_TITLE}[ \t]+)?(?:{_WORD})"
+    rf"(?:[ \t]+(?:{_INITIAL}|{_WORD}|{_PARTICLE}(?=[ \t]+(?:{_PARTICLE}[ \t]+)*\p{{Lu}}))){{0,5}}"
+)
+
+
+def _phrase_alternation(phrases: tuple[str, ...]) -> str:
+    return "|".join(f"(?:{p})" for p in phrases)
+
+
+_PATTERN = re.compile(
+    rf"(?<![\p{{L}}])(?i:(?P<strong>{_phrase_alternation(_STRONG)})|(?P<weak>{_phrase_alternation(_WEAK)}))"
+    rf"[ \t]*\n?[ \t]*(?P<name>{_NAME})"
+)
+
+# Words that end a name when they follow one and reject it when they start it (lowercase).
+# FUNCTION_WORDS apply after every phrase; CAPITALISED_NON_NAMES only after the weak phrases,
+# because "my name is May Chen" is a name and "I'm British" is not.
+FUNCTION_WORDS: frozenset[str] = frozenset(
+    """
+    i a an the and or but so not no yes ok okay hi hello hey dear thanks thank please sorry
+    very really still just also here there now today tomorrow yesterday again already only
+    in on at to from for with by of about into over after before since until up out off
+    my your our their his her its this that these those it he she we they you me us them
+    is am are was were be been being have has had do does did will would can could should
+    """.split()
+)
+CAPITALISED_NON_NAMES: frozenset[str] = frozenset(
+    """
+    trying looking waiting unable having going getting calling writing wondering confused
+    worried annoyed angry upset happy glad new old abroad overseas home sure afraid fine
+    urgent important ridiculous terrible unacceptable frustrating great good bad awful
+    bank card account customer client manager member user support team service branch
+    visa mastercard maestro amex american express discover paypal apple google samsung pay
+    monday tuesday wednesday thursday friday saturday sunday january february march april
+    may june july august september october november december
+    british english scottish welsh irish european french german spanish italian dutch
+    portuguese polish indian chinese japanese canadian australian mexican brazilian
+    russian ukrainian african asian muslim christian jewish
+    uk usa us eu america england scotland wales ireland europe london
+    """.split()
+)
+# Titles are skipped, not counted as names: "my name is Dr Jane Doe" finds "Jane Doe".
+TITLES: frozenset[str] = frozenset({"mr", "mrs", "ms", "miss", "dr", "sir", "madam", "prof"})
+
+
+def _trim(words: list[tuple[int, int, str]], stop: frozenset[str]) -> list[tuple[int, int, str]]:
+    """The leading run of words that can be part of a name (titles dropped in front)."""
+    while words and words[0][2].rstrip(".").lower() in TITLES:
+        words = words[1:]
+    kept: list[tuple[int, int, str]] = []
+    for start, end, word in words:
+        if word.rstrip(".").lower() in stop:
+            break
+        kept.append((start, end, word))
+    # A name never ends on a particle ("Jane van").
+    while kept and kept[-1][2].islower():
+        kept.pop()
+    return kept
+
+
+_WEAK_STOP = FUNCTION_WORDS | CAPITALISED_NON_NAMES
+
+
+def find_names(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, score) of each introduced name in `text`."""
+    found: list[tuple[int, int, float]] = []
+    for match in _PATTERN.finditer(text):
+        name_start = match.start("name")
+        words = [
+            (name_start + m.start(), name_start + m.end(), m.group())
+            for m in re.finditer(r"\S+", match.group("name"))
+        ]
+        strong = match.group("strong") is not None
+        kept = _trim(words, FUNCTION_WORDS if strong else _WEAK_STOP)
+        if not kept:
+            continue
+        score = STRONG_SCORE if strong else WEAK_SCORE
+        # After a weak phrase, all-caps words are shouting more often than a name
+        # ("I AM MISSING CASH", "this is URGENT"); after a strong one they are a name.
+        if not strong and all(word.isupper() for _, _, word in kept):
+            continue
+        found.append((kept[0][0], kept[-1][1], score))
+    return found
+
+
+class IntroducedNameRecognizer(LocalRecognizer):
+    """Presidio recognizer for names introduced in the text; see module docstring."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(
+            supported_entities=[ENTITY],
+            supported_language=supported_language,
+            name="IntroducedNameRecognizer",
+        )
+
+    def load(self) -> None:
+        """Nothing to load: the pattern is compiled at import."""
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
+        if ENTITY not in entities:
+            return []
+        return [
+            make_result(self, ENTITY, start, end, score, "name after an introducing phrase")
+            for start, end, score in find_names(text)
+        ]

@@ -1,0 +1,117 @@
+"""The recognizers a GuardConfig asks for: Presidio's own, made offline and cheap, plus finserve's.
+
+Two changes to Presidio's stock recognizers:
+- e-mail validation uses tldextract's bundled public-suffix snapshot; the stock recognizer fetches
+  the list over the network on first use and logs a failure where there is none.
+- phone, IP and SSN recognizers are skipped for texts that cannot hold their entity (too few
+  digits, no dot or colon). python-phonenumbers costs about 1 ms per region per text, and most
+  chat messages hold no number at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import regex as re
+import tldextract
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    CryptoRecognizer,
+    DateRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    NhsRecognizer,
+    PhoneRecognizer,
+    UkNinoRecognizer,
+    UrlRecognizer,
+    UsBankRecognizer,
+    UsItinRecognizer,
+    UsPassportRecognizer,
+    UsSsnRecognizer,
+)
+
+from .config import GuardConfig
+from .name_recognizer import IntroducedNameRecognizer
+from .uk_bank_recognizer import UkBankDetailsRecognizer
+
+# Snapshot only: no fetch, no cache directory written.
+_OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's e-mail recognizer validating the domain against the bundled suffix list."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return _OFFLINE_TLD(pattern_text).fqdn != ""
+
+
+# Seven digits, possibly split by separators: the least any phone number has.
+_PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
+_IP_HINT = re.compile(r"\d\.\d|[0-9a-fA-F]:[0-9a-fA-F:]|::")
+_SSN_HINT = re.compile(r"\d{3}")
+
+
+class PrefilteredPhoneRecognizer(PhoneRecognizer):
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
+        if not _PHONE_HINT.search(text):
+            return []
+        return super().analyze(text, entities, nlp_artifacts)
+
+
+class PrefilteredIpRecognizer(IpRecognizer):
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: int | None = None
+    ) -> list[RecognizerResult]:
+        if not _IP_HINT.search(text):
+            return []
+        return super().analyze(text, entities, nlp_artifacts, regex_flags)
+
+
+class PrefilteredSsnRecognizer(UsSsnRecognizer):
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: int | None = None
+    ) -> list[RecognizerResult]:
+        if not _SSN_HINT.search(text):
+            return []
+        return super().analyze(text, entities, nlp_artifacts, regex_flags)
+
+
+Factory = Callable[[GuardConfig], EntityRecognizer]
+
+# Entity type -> the recognizer that finds it. One recognizer may serve several types.
+FACTORIES: dict[str, Factory] = {
+    "CREDIT_CARD": lambda c: CreditCardRecognizer(supported_language=c.language),
+    "IBAN_CODE": lambda c: IbanRecognizer(supported_language=c.language),
+    "US_SSN": lambda c: PrefilteredSsnRecognizer(supported_language=c.language),
+    "EMAIL_ADDRESS": lambda c: OfflineEmailRecognizer(supported_language=c.language),
+    "PHONE_NUMBER": lambda c: PrefilteredPhoneRecognizer(
+        supported_language=c.language, supported_regions=tuple(c.phone_regions)
+    ),
+    "IP_ADDRESS": lambda c: PrefilteredIpRecognizer(supported_language=c.language),
+    "UK_SORT_CODE": lambda c: UkBankDetailsRecognizer(supported_language=c.language),
+    "UK_ACCOUNT_NUMBER": lambda c: UkBankDetailsRecognizer(supported_language=c.language),
+    "PERSON": lambda c: IntroducedNameRecognizer(supported_language=c.language),
+    "US_BANK_NUMBER": lambda c: UsBankRecognizer(supported_language=c.language),
+    "US_ITIN": lambda c: UsItinRecognizer(supported_language=c.language),
+    "US_PASSPORT": lambda c: UsPassportRecognizer(supported_language=c.language),
+    "UK_NHS": lambda c: NhsRecognizer(supported_language=c.language),
+    "UK_NINO": lambda c: UkNinoRecognizer(supported_language=c.language),
+    "URL": lambda c: UrlRecognizer(supported_language=c.language),
+    "CRYPTO": lambda c: CryptoRecognizer(supported_language=c.language),
+    "DATE_TIME": lambda c: DateRecognizer(supported_language=c.language),
+}
+
+
+def build_recognizers(config: GuardConfig) -> list[EntityRecognizer]:
+    """One instance per recognizer class needed by `config.entities` (NER is added by nlp.py)."""
+    built: dict[type, EntityRecognizer] = {}
+    for entity in config.entities:
+        factory = FACTORIES.get(entity)
+        if factory is None:
+            continue  # NER-only types: found by the spaCy model's recognizer
+        recognizer = factory(config)
+        built.setdefault(type(recognizer), recognizer)
+    return list(built.values())

@@ -1,0 +1,231 @@
+"""The retriever: masked query -> L1 -> L2 -> embed + Milvus, each result keyed on the index version."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from .breaker import CircuitBreaker
+from .cache import RedisCache, TTLCache, cache_key
+from .config import RetrievalConfig
+from .embedder import Embedder
+from .errors import IndexMissing, VectorStoreUnavailable
+from .metrics import cache_lookups
+from .store import IndexInfo, MilvusStore
+from .types import Hit, RetrievalResult, SearchFilters
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Retriever:
+    """Searches the knowledge base for a masked query; async, transport-free.
+
+    Milvus failures raise :class:`VectorStoreUnavailable` (then fail fast for ``milvus_retry_s``); Redis
+    failures only cost the L2 tier. ``embedder`` and ``clock`` are injectable for reuse and tests; cache
+    lookups are counted in ``registry`` (default: prometheus_client's process registry).
+    """
+
+    def __init__(
+        self,
+        config: RetrievalConfig,
+        *,
+        embedder: Embedder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self.embedder = embedder or Embedder(
+            config.embedder_path, threads=config.embed_threads, backend=config.embed_backend
+        )
+        self._store = MilvusStore(config.resolved_milvus_uri(), config.milvus_timeout_s)
+        self._milvus = CircuitBreaker(config.milvus_retry_s, clock)
+        caching = config.cache_enabled
+        self._l1: TTLCache[RetrievalResult] | None = (
+            TTLCache(config.l1_max_entries, config.l1_ttl_s, clock) if caching and config.l1_max_entries else None
+        )
+        self._l2: RedisCache | None = (
+            RedisCache(config.redis_url, config.l2_ttl_s, config.l2_timeout_s, config.l2_retry_s, clock)
+            if caching and config.redis_url
+            else None
+        )
+        self._index: IndexInfo | None = None
+        self._index_checked_at = 0.0
+        self._index_lock = asyncio.Lock()
+        counter = cache_lookups(registry)
+        self._count = {
+            (tier, result): counter.labels(tier=tier, result=result)
+            for tier in ("l1", "l2")
+            for result in ("hit", "miss", "error")
+        }
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- public ---------------------------------------------------------------------------------
+
+    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
+        """Answers and nearest examples for ``masked_query`` (already PII-masked by the caller)."""
+        filters = filters or SearchFilters()
+        tenant = filters.tenant or self.config.default_tenant
+        index = await self._current_index()
+        if self._l1 is None and self._l2 is None:
+            hits, examples = await self._search_store(masked_query, tenant, filters.intent)
+            return RetrievalResult(hits=hits, examples=examples, cache="off", index_version=index.version)
+
+        key = cache_key(
+            masked_query, filters.intent, tenant, index.version, self.config.top_k, self.config.example_k
+        )
+        if self._l1 is not None:
+            cached = self._l1.get(key)
+            self._count["l1", "hit" if cached is not None else "miss"].inc()
+            if cached is not None:
+                return cached
+        if self._l2 is not None:
+            from_l2 = await self._l2_get(self._l2, key, index.version)
+            if from_l2 is not None:
+                self._l1_put(key, from_l2)
+                return from_l2
+
+        hits, examples = await self._search_store(masked_query, tenant, filters.intent)
+        result = RetrievalResult(hits=hits, examples=examples, cache="miss", index_version=index.version)
+        self._l1_put(key, result)
+        if self._l2 is not None:
+            await self._l2.put(key, result.model_dump_json(exclude={"cache"}))
+        return result
+
+    def ready(self) -> bool:
+        """True when the embedder is loaded and Milvus has a usable index (checks Milvus if it must)."""
+        if self._index is not None and not self._milvus.is_open:
+            return True
+        if not self._milvus.allow():
+            return False
+        try:
+            self._fetch_index()
+        except VectorStoreUnavailable:
+            return False
+        return True
+
+    @property
+    def index_version(self) -> str | None:
+        """Version of the index last seen (None before the first successful check)."""
+        return self._index.version if self._index else None
+
+    async def aclose(self) -> None:
+        if self._l2 is not None:
+            await self._l2.aclose()
+        self._store.close()
+
+    def close(self) -> None:
+        """Close Milvus now; inside a running event loop the Redis client is closed by a task (use aclose
+        to wait for it)."""
+        self._store.close()
+        if self._l2 is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop: its connections were bound to a loop that is gone
+            task = loop.create_task(self._l2.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    # -- index version ----------------------------------------------------------------------------
+
+    async def _current_index(self) -> IndexInfo:
+        if self._index is not None and self._clock() - self._index_checked_at < self.config.index_refresh_s:
+            return self._index
+        async with self._index_lock:
+            if self._index is not None and self._clock() - self._index_checked_at < self.config.index_refresh_s:
+                return self._index
+            if not self._milvus.allow():
+                if self._index is not None:
+                    return self._index  # stale but usable: cached results stay servable while Milvus is down
+                raise VectorStoreUnavailable("Milvus unavailable", self._milvus.retry_after())
+            try:
+                return await asyncio.to_thread(self._fetch_index)
+            except VectorStoreUnavailable as exc:
+                if self._index is not None and not isinstance(exc, IndexMissing):
+                    return self._index
+                raise
+
+    def _fetch_index(self) -> IndexInfo:
+        """Read the index's version from Milvus and check it was built with this embedder."""
+        try:
+            info = self._store.index_info(self.config.collection)
+        except IndexMissing:
+            self._milvus.record_success()
+            raise
+        except VectorStoreUnavailable as exc:
+            self._milvus.record_failure()
+            exc.retry_after_s = self.config.milvus_retry_s
+            raise
+        self._milvus.record_success()
+        if info is None:
+            raise IndexMissing(f"no index {self.config.collection!r}: run `finserve ingest`")
+        if info.embedder_id != self.embedder.model_id:
+            raise IndexMissing(
+                f"index {info.version[:12]} was built with embedder {info.embedder_id!r}, this retriever "
+                f"embeds with {self.embedder.model_id!r}: re-run `finserve ingest`"
+            )
+        if self._index is None or info.version != self._index.version:
+            log.info("retrieval index %s (collection %s)", info.version[:12], info.collection)
+        self._index = info
+        self._index_checked_at = self._clock()
+        return info
+
+    # -- tiers ------------------------------------------------------------------------------------
+
+    def _l1_put(self, key: str, result: RetrievalResult) -> None:
+        if self._l1 is not None:
+            self._l1.put(key, result.model_copy(update={"cache": "l1"}))
+
+    async def _l2_get(self, l2: RedisCache, key: str, version: str) -> RetrievalResult | None:
+        lookup = await l2.get(key)
+        if lookup.result != "hit" or lookup.value is None:
+            self._count["l2", lookup.result].inc()
+            return None
+        try:
+            result = RetrievalResult.model_validate({**json.loads(lookup.value), "cache": "l2"})
+        except (ValueError, ValidationError):
+            self._count["l2", "error"].inc()  # written by an incompatible version: search instead
+            return None
+        if result.index_version != version:
+            self._count["l2", "miss"].inc()
+            return None
+        self._count["l2", "hit"].inc()
+        return result
+
+    async def _search_store(self, query: str, tenant: str, intent: str | None) -> tuple[list[Hit], list[Hit]]:
+        if not self._milvus.allow():
+            raise VectorStoreUnavailable("Milvus unavailable (failing fast)", self._milvus.retry_after())
+        try:
+            found = await asyncio.to_thread(self._embed_and_search, query, tenant, intent)
+        except IndexMissing:
+            self._milvus.record_success()
+            self._index_checked_at = 0.0  # re-read the version on the next request
+            raise
+        except VectorStoreUnavailable as exc:
+            self._milvus.record_failure()
+            exc.retry_after_s = self.config.milvus_retry_s
+            raise
+        self._milvus.record_success()
+        return found
+
+    def _embed_and_search(self, query: str, tenant: str, intent: str | None) -> tuple[list[Hit], list[Hit]]:
+        # One thread hop for the whole miss path: embedding and both searches release the event loop.
+        vector = self.embedder.embed([query])[0]
+        alias = self.config.collection
+        hits = self._store.search(alias, vector, "answer", tenant, intent, self.config.top_k)
+        examples = (
+            self._store.search(alias, vector, "example", tenant, intent, self.config.example_k)
+            if self.config.example_k
+            else []
+        )
+        return hits, examples

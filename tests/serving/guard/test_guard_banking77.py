@@ -1,0 +1,20 @@
+"""False positives on real customer messages: Banking77 (CC BY 4.0) holds no PII, so the guard finds none."""
+
+from __future__ import annotations
+
+import csv
+
+from finserve.serving.guard import PIIGuard
+from finserve.serving.paths import banking77_csv
+
+
+def test_no_findings_in_banking77(guard: PIIGuard) -> None:
+    with open(banking77_csv(), encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)]
+    assert len(texts) > 10_000
+    flagged = [
+        (text[f.start : f.end], f.type, text)
+        for text, result in zip(texts, guard.scan_many(texts), strict=True)
+        for f in result.findings
+    ]
+    assert flagged == []

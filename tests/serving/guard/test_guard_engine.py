@@ -1,0 +1,170 @@
+"""PIIGuard against real Presidio: what each entity type catches and misses, offsets, no leaks."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+
+from finserve.serving.guard import GuardConfig, GuardResult, PIIGuard
+
+# (entity type, text, the exact PII substring expected to be found)
+POSITIVES: list[tuple[str, str, str]] = [
+    ("CREDIT_CARD", "My card 4111 1111 1111 1111 was declined", "4111 1111 1111 1111"),
+    ("CREDIT_CARD", "card number 5500-0000-0000-0004 please block it", "5500-0000-0000-0004"),
+    ("CREDIT_CARD", "amex 378282246310005 charged twice", "378282246310005"),
+    ("IBAN_CODE", "send it to GB82 WEST 1234 5698 7654 32 today", "GB82 WEST 1234 5698 7654 32"),
+    ("IBAN_CODE", "my German IBAN is DE89370400440532013000.", "DE89370400440532013000"),
+    ("US_SSN", "my ssn is 536-22-8145", "536-22-8145"),
+    ("US_SSN", "Social security number 536 22 8145 for the form", "536 22 8145"),
+    ("EMAIL_ADDRESS", "email me at jane.doe@example.co.uk thanks", "jane.doe@example.co.uk"),
+    ("EMAIL_ADDRESS", "j_smith+bank@mail.example.org is my address", "j_smith+bank@mail.example.org"),
+    ("PHONE_NUMBER", "call me on +44 20 7946 0958 after 5", "+44 20 7946 0958"),
+    ("PHONE_NUMBER", "my number is (212) 555-0198", "(212) 555-0198"),
+    ("PHONE_NUMBER", "ring 020 7946 0958 please", "020 7946 0958"),
+    ("PHONE_NUMBER", "mobile +49 30 901820 if urgent", "+49 30 901820"),
+    ("IP_ADDRESS", "login from 192.168.10.4 was not me", "192.168.10.4"),
+    ("IP_ADDRESS", "the ip 2001:db8::8a2e:370:7334 is unknown", "2001:db8::8a2e:370:7334"),
+    ("UK_SORT_CODE", "sort code 20-00-00 account 12345678", "20-00-00"),
+    ("UK_ACCOUNT_NUMBER", "sort code 20-00-00 account 12345678", "12345678"),
+    ("UK_SORT_CODE", "Sort code: 404784, thanks", "404784"),
+    ("UK_ACCOUNT_NUMBER", "account number: 3192 6819", "3192 6819"),
+    ("PERSON", "my name is Jane Doe and I lost my card", "Jane Doe"),
+    ("PERSON", "Hi, I'm John Smith, my card is stuck", "John Smith"),
+    ("PERSON", "this is Maria Garcia from the Leeds branch", "Maria Garcia"),
+    ("PERSON", "The name on the account is Peter O'Neil-Brown.", "Peter O'Neil-Brown"),
+    ("PERSON", "Thanks for the help.\nKind regards,\nJames T. Kirk", "James T. Kirk"),
+]
+
+# (entity type that must NOT be reported, text)
+NEGATIVES: list[tuple[str, str]] = [
+    ("CREDIT_CARD", "My card 4111 1111 1111 1112 was declined"),  # fails the Luhn check
+    ("CREDIT_CARD", "I was charged 1500 and then 2000 again"),
+    ("IBAN_CODE", "send it to GB82 WEST 1234 5698 7654 33 today"),  # bad IBAN checksum
+    ("US_SSN", "my ssn is 123-45-6789"),  # the well-known example number, rejected by Presidio
+    ("US_SSN", "ticket 536-22 was closed"),
+    ("EMAIL_ADDRESS", "email me at jane at example dot com"),
+    ("PHONE_NUMBER", "I was charged 3 times for 12.50"),
+    ("PHONE_NUMBER", "the transfer of 1500.00 took 2 days"),
+    ("IP_ADDRESS", "the app version 4.2 crashed"),
+    ("UK_SORT_CODE", "I paid on 12-05-24 and it has not arrived"),
+    ("UK_ACCOUNT_NUMBER", "order 12345678 is late"),
+    ("UK_ACCOUNT_NUMBER", "my account has 12345678 points"),
+    ("PERSON", "I'm waiting for my card, it's been a week"),
+    ("PERSON", "I am still waiting on my card?"),
+    ("PERSON", "I'm in America and my card doesn't work"),
+    ("PERSON", "This is Visa, right? I am British"),
+    ("PERSON", "I AM MISSING CASH FROM MY BANK ACCOUNT"),
+    ("PERSON", "this is URGENT"),
+]
+
+
+def _found(result: GuardResult, text: str) -> set[tuple[str, str]]:
+    return {(f.type, text[f.start : f.end]) for f in result.findings}
+
+
+@pytest.mark.parametrize(("entity", "text", "pii"), POSITIVES, ids=[f"{p[0]}-{i}" for i, p in enumerate(POSITIVES)])
+def test_finds_entity_with_exact_offsets(guard: PIIGuard, entity: str, text: str, pii: str) -> None:
+    result = guard.scan(text)
+    assert (entity, pii) in _found(result, text)
+    assert f"<{entity}>" in result.text
+    assert pii not in result.text
+
+
+@pytest.mark.parametrize(("entity", "text"), NEGATIVES, ids=[f"{n[0]}-{i}" for i, n in enumerate(NEGATIVES)])
+def test_does_not_report(guard: PIIGuard, entity: str, text: str) -> None:
+    result = guard.scan(text)
+    assert entity not in result.counts(), _found(result, text)
+    assert f"<{entity}>" not in result.text
+
+
+def test_message_with_many_entities_leaves_no_digit_run_or_address(guard: PIIGuard) -> None:
+    text = (
+        "Hi, my name is Jane Doe. Card 4111-1111-1111-1111, IBAN GB82WEST12345698765432, "
+        "ssn 536-22-8145, mail jane.doe@example.com, phone +44 20 7946 0958, ip 10.20.30.40, "
+        "sort code 20-00-00 account 31926819."
+    )
+    result = guard.scan(text)
+    assert result.counts() == {
+        "PERSON": 1, "CREDIT_CARD": 1, "IBAN_CODE": 1, "US_SSN": 1, "EMAIL_ADDRESS": 1,
+        "PHONE_NUMBER": 1, "IP_ADDRESS": 1, "UK_SORT_CODE": 1, "UK_ACCOUNT_NUMBER": 1,
+    }
+    assert not re.search(r"\d{2}", result.text), result.text
+    assert "@" not in result.text and "Jane" not in result.text
+    # Findings are disjoint, sorted, and index the original text.
+    spans = [(f.start, f.end) for f in result.findings]
+    assert spans == sorted(spans)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+
+
+def test_text_without_pii_is_returned_unchanged(guard: PIIGuard) -> None:
+    text = "How long does it take for my new card to arrive? I ordered it 3 days ago."
+    result = guard.scan(text)
+    assert result == GuardResult(text=text, findings=[], blocked=[])
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n"])
+def test_empty_text(guard: PIIGuard, text: str) -> None:
+    assert guard.scan(text) == GuardResult(text=text)
+
+
+def test_counts_group_by_type(guard: PIIGuard) -> None:
+    result = guard.scan("call +44 20 7946 0958 or (212) 555-0198, card 4111 1111 1111 1111")
+    assert result.counts() == {"PHONE_NUMBER": 2, "CREDIT_CARD": 1}
+
+
+def test_scan_many_matches_scan(guard: PIIGuard) -> None:
+    texts = [text for _, text, _ in POSITIVES] + ["", "no pii here"] + [text for _, text in NEGATIVES]
+    assert guard.scan_many(texts) == [guard.scan(t) for t in texts]
+    assert guard.scan_many([]) == []
+
+
+def test_concurrent_scans_give_serial_results(guard: PIIGuard) -> None:
+    texts = [text for _, text, _ in POSITIVES]
+    expected = [guard.scan(t) for t in texts]
+    outcomes: list[list[GuardResult]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            outcomes.append([guard.scan(t) for t in texts])
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert outcomes == [expected] * 6
+
+
+def test_only_configured_entities_are_reported(make_guard) -> None:
+    guard = make_guard(entities=["EMAIL_ADDRESS"])
+    text = "card 4111 1111 1111 1111, mail jane@example.com"
+    result = guard.scan(text)
+    assert _found(result, text) == {("EMAIL_ADDRESS", "jane@example.com")}
+    assert "4111 1111 1111 1111" in result.text
+
+
+def test_allow_list_keeps_the_banks_own_number(make_guard) -> None:
+    guard = make_guard(allow_list=["+44 20 7946 0000"])
+    text = "The bank's line +44 20 7946 0000 told me to call you from +44 20 7946 0958"
+    result = guard.scan(text)
+    assert _found(result, text) == {("PHONE_NUMBER", "+44 20 7946 0958")}
+    assert "+44 20 7946 0000" in result.text
+
+
+def test_score_threshold_drops_weak_findings(make_guard) -> None:
+    # Phone numbers score 0.4 without a context word; a stricter threshold drops them.
+    strict = make_guard(score_threshold=0.7)
+    assert "PHONE_NUMBER" not in strict.scan("reach +44 20 7946 0958 later").counts()
+    assert "CREDIT_CARD" in strict.scan("card 4111 1111 1111 1111").counts()
+
+
+def test_from_config_accepts_a_dict() -> None:
+    guard = PIIGuard.from_config({"entities": ["US_SSN"], "default_action": "redact"})
+    assert guard.config == GuardConfig(entities=["US_SSN"], default_action="redact")
+    assert guard.scan("ssn 536-22-8145!").text == "ssn !"
