@@ -63,7 +63,7 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, mem
     decision = await rollout_tick(spec, current, object_ref(body), runtime.ports, KopfEvents(body), _now())
     patch.status.update(rollout_status_patch(decision.status))
     if decision.requeue_after is not None:
-        raise kopf.TemporaryError(decision.status.message, delay=min(decision.requeue_after, runtime.config.poll_seconds))
+        raise kopf.TemporaryError(f"waiting for the next tick: {decision.status.message}", delay=min(decision.requeue_after, runtime.config.poll_seconds))
 
 
 @kopf.on.delete(*MRO)

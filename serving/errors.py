@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 from finserve.contracts.registry import AdapterCorrupt, AdapterNotFound
+
+from .retrieval.errors import VectorStoreUnavailable
 
 
 class FinserveError(Exception):
@@ -88,6 +92,7 @@ _STATUS: dict[type[Exception], int] = {
     AdapterCorrupt: 500,
     GenerationFailed: 500,
     BackendUnavailable: 503,
+    VectorStoreUnavailable: 503,
 }
 
 
@@ -107,5 +112,8 @@ def map_error(exc: BaseException) -> ErrorMapping:
             return ErrorMapping(status, "adapter_not_found", str(exc), "model")
         if isinstance(exc, AdapterCorrupt):
             return ErrorMapping(status, "adapter_corrupt", str(exc))
+        if isinstance(exc, VectorStoreUnavailable):
+            return ErrorMapping(status, "backend_unavailable", "the knowledge base is unavailable; retry later",
+                                retry_after=max(1, math.ceil(exc.retry_after_s)))
     # Unknown errors: no message detail (it could echo input), the request id identifies it in logs.
     return ErrorMapping(500, "internal_error", "internal error; see the request id in the server log")

@@ -143,7 +143,7 @@ class Pipeline:
             raise PIIBlocked(blocked)
 
         with _Timer(ctx, self.metrics, "retrieval"):
-            found = await self.retrieval.search(query, SearchFilters(tenant=ctx.tenant))
+            found = await self.retrieval.search(query, self._filters(ctx.tenant))
         self.metrics.cache.labels(*self._cache_labels(found.cache)).inc()
 
         # Context guard and intent are independent: run them together.
@@ -161,6 +161,13 @@ class Pipeline:
         knowledge = [r.text for r in context]
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
+
+    @staticmethod
+    def _filters(tenant: str) -> SearchFilters:
+        try:
+            return SearchFilters(tenant=tenant)
+        except ValueError as exc:
+            raise InvalidRequest("tenant must be 1-128 letters, digits or _.:?-", param="x-finserve-tenant") from exc
 
     @staticmethod
     def _cache_labels(cache: str) -> tuple[str, str]:
@@ -295,7 +302,7 @@ class Pipeline:
     async def classify(self, text: str, adapter: AdapterRef | None = None, tenant: str = "default") -> ClassifyOutcome:
         """Guard -> retrieval -> intent, exactly as a chat request runs them (used by `finserve eval`)."""
         [scanned] = await self.guard.scan_many([text])
-        found = await self.retrieval.search(scanned.text, SearchFilters(tenant=tenant))
+        found = await self.retrieval.search(scanned.text, self._filters(tenant))
         ref = adapter or self.router.route(next(iter(self.router.models()))).stable
         intent = await self.intent.classify(scanned.text, ref, found.examples)
         return ClassifyOutcome(intent=intent, masked_text=scanned.text, pii=scanned.counts(), retrieval=found)

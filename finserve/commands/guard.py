@@ -16,20 +16,23 @@ def register(app: typer.Typer) -> None:
 
 def guard(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Serving config YAML; its `guard:` section is the policy.")
+        Path | None,
+        typer.Option("--config", "-c", help="Serving config YAML; its `guard:` section is the policy."),
     ] = None,
 ) -> None:
     """Read {"text": ...} lines on stdin; write {"text": masked, "entities": [...]} per line.
 
     A bad line gets {"error": ...} and the command exits 1 after the last line.
     """
+    import yaml
+
     from finserve.serving.config import load_serving_config
     from finserve.serving.guard import GuardConfigError, PIIGuard
     from finserve.serving.guard.lines import parse_line, render_result
 
     try:
         pii_guard = PIIGuard(load_serving_config(config).guard)
-    except (OSError, ValueError, GuardConfigError) as exc:
+    except (OSError, ValueError, yaml.YAMLError, GuardConfigError) as exc:
         # ValueError covers pydantic's ValidationError: a config problem, reported without a traceback.
         typer.echo(f"finserve guard: cannot load the guard config: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -27,8 +27,10 @@ def decide(spec: ModelRolloutSpec, status: RolloutStatus, obs: Observations, now
     st = status
     if st.phase is None or st.steps_hash != plan:
         st = _start(spec, st, plan, now, actions)
-    st = _commands(spec, st, obs.commands, now, actions)
+    # The step goes first, from the recorded phase; a command then acts on its result, so a
+    # promote or abort lasts a tick in Promoting/Aborted before anything else happens.
     st = _step(spec, st, obs, now, actions)
+    st = _commands(spec, st, obs.commands, now, actions)
     route = route_for(spec, st)
     st = st.model_copy(update={
         "observed_generation": obs.generation if obs.generation is not None else st.observed_generation,

@@ -31,7 +31,9 @@ def line_hash(record: dict[str, Any], prev_hash: str) -> str:
 def chain_line(record: dict[str, Any], prev_hash: str) -> tuple[str, str]:
     """(the JSON line without its newline, its hash) for `record` following `prev_hash`."""
     digest = line_hash(record, prev_hash)
-    line = json.dumps({**record, PREV_KEY: prev_hash, HASH_KEY: digest}, ensure_ascii=False, separators=(",", ":"))
+    line = json.dumps(
+        {**record, PREV_KEY: prev_hash, HASH_KEY: digest}, ensure_ascii=False, separators=(",", ":")
+    )
     return line, digest
 
 
@@ -47,7 +49,10 @@ def check_line(line: str, expected_prev: str) -> tuple[str | None, str | None]:
     if not isinstance(stored, str) or not isinstance(prev, str):
         return None, f"missing {HASH_KEY!r} or {PREV_KEY!r}"
     if prev != expected_prev:
-        return None, "prev_hash does not match the previous line's hash (a line was removed, inserted or reordered)"
+        return (
+            None,
+            "prev_hash does not match the previous line's hash (a line was removed, inserted or reordered)",
+        )
     if line_hash(data, prev) != stored:
         return None, "hash does not match the line's content (the line was edited)"
     return stored, None

@@ -48,21 +48,30 @@ class OnPII(str, Enum):
 class AuditConfig(StrictModel):
     """Where the audit log lives and how hard it tries to be durable."""
 
-    path: Path = Field(default_factory=_default_path, description="JSON-lines file (default DATA_DIR/audit/audit.jsonl).")
-    fsync: FsyncPolicy = Field(FsyncPolicy.always, description="always: fsync every line; never: leave it to the OS.")
+    path: Path = Field(
+        default_factory=_default_path, description="JSON-lines file (default DATA_DIR/audit/audit.jsonl)."
+    )
+    fsync: FsyncPolicy = Field(
+        FsyncPolicy.always, description="always: fsync every line; never: leave it to the OS."
+    )
     on_pii: OnPII = Field(
-        OnPII.mask, description="When a re-scan guard is attached and finds PII: mask it, or refuse the record."
+        OnPII.mask,
+        description="When a re-scan guard is attached and finds PII: mask it, or refuse the record.",
     )
 
 
 class AuditRecord(StrictModel):
     """One request's outcome. Text fields hold masked text only."""
 
-    time: datetime = Field(default_factory=lambda: datetime.now(UTC), description="When the request finished (UTC).")
+    time: datetime = Field(
+        default_factory=lambda: datetime.now(UTC), description="When the request finished (UTC)."
+    )
     request_id: str = Field(min_length=1, max_length=200, description="The gateway's request id.")
     tenant: str = Field(min_length=1, max_length=200, description="Tenant the request belongs to.")
     model: str = Field(min_length=1, max_length=200, description="Model name the client asked for.")
-    adapter: str | None = Field(None, description="Adapter that served it, NAME@VERSION; None if none was picked.")
+    adapter: str | None = Field(
+        None, description="Adapter that served it, NAME@VERSION; None if none was picked."
+    )
     intent: str | None = Field(None, max_length=200, description="Predicted intent label, if any.")
     input: str = Field(description="The user input, masked.")
     output: str | None = Field(None, description="The answer, masked; None when there is none.")
@@ -70,7 +79,9 @@ class AuditRecord(StrictModel):
         default_factory=dict, description="Stage (input|context|output|audit) -> entity type -> count."
     )
     status: int = Field(ge=100, le=599, description="HTTP status code returned.")
-    error: str | None = Field(None, max_length=2000, description="Domain error code/message; never a traceback.")
+    error: str | None = Field(
+        None, max_length=2000, description="Domain error code/message; never a traceback."
+    )
     latency_ms: float = Field(ge=0.0, description="End-to-end latency in milliseconds.")
 
     @field_validator("time")
@@ -109,7 +120,9 @@ class VerifyReport(StrictModel):
     lines: int = Field(ge=0, description="Lines checked (up to and including the first bad one).")
     first_bad_line: int | None = Field(None, ge=1, description="1-based number of the first broken line.")
     reason: str | None = Field(None, description="Why that line is broken.")
-    head_hash: str = Field(description="Hash of the last intact line (64 zeros for an empty log); anchor it elsewhere.")
+    head_hash: str = Field(
+        description="Hash of the last intact line (64 zeros for an empty log); anchor it elsewhere."
+    )
 
 
 class AuditError(Exception):
@@ -243,7 +256,9 @@ def verify_chain(path: str | Path) -> VerifyReport:
     """Check every line of the log at `path`; stops at the first broken line."""
     path = Path(path)
     if not path.exists():
-        return VerifyReport(ok=False, lines=0, first_bad_line=None, reason=f"{path} does not exist", head_hash=GENESIS_HASH)
+        return VerifyReport(
+            ok=False, lines=0, first_bad_line=None, reason=f"{path} does not exist", head_hash=GENESIS_HASH
+        )
     prev = GENESIS_HASH
     number = 0
     for number, raw in enumerate(_lines(path), start=1):

@@ -22,6 +22,7 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "IP_ADDRESS",
     "UK_SORT_CODE",
     "UK_ACCOUNT_NUMBER",
+    "CARD_SECRET",
     "PERSON",
 )
 # Further Presidio pattern recognizers a policy may switch on; off by default because they are
@@ -85,7 +86,7 @@ class GuardConfig(StrictModel):
     phone_regions: list[str] = Field(
         default_factory=lambda: ["US", "GB"],
         min_length=1,
-        description="Regions whose national phone formats are recognised; +CC numbers are found for any region.",
+        description="Regions whose national phone formats are recognised; +CC numbers are found anywhere.",
     )
     allow_list: list[str] = Field(
         default_factory=list,

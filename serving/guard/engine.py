@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # Touches every recognizer once at start-up (Presidio compiles patterns lazily, on first use).
 _WARM_UP_TEXT = (
     "My name is Jane Doe, card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32, "
-    "ssn 536-22-8145, jane@example.com, +44 20 7946 0958, 10.0.0.1, sort code 20-00-00 12345678."
+    "ssn 536-22-8145, pin 4821, jane@example.com, +44 20 7946 0958, 10.0.0.1, sort code 20-00-00 12345678."
 )
 
 
@@ -150,6 +150,8 @@ class PIIGuard:
             # Spans are already disjoint; merging neighbours would break the 1:1 with findings.
             merge_entities_with_spaces=False,
         )
-        findings = [Finding(type=s.entity_type, start=s.start, end=s.end, score=round(s.score, 4)) for s in spans]
+        findings = [
+            Finding(type=s.entity_type, start=s.start, end=s.end, score=round(s.score, 4)) for s in spans
+        ]
         blocked = sorted({s.entity_type for s in spans} & self._blocking)
         return GuardResult(text=anonymized.text, findings=findings, blocked=blocked)

@@ -33,6 +33,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
+from .card_secret_recognizer import CardSecretRecognizer
 from .config import GuardConfig
 from .name_recognizer import IntroducedNameRecognizer
 from .uk_bank_recognizer import UkBankDetailsRecognizer
@@ -93,6 +94,7 @@ FACTORIES: dict[str, Factory] = {
     "IP_ADDRESS": lambda c: PrefilteredIpRecognizer(supported_language=c.language),
     "UK_SORT_CODE": lambda c: UkBankDetailsRecognizer(supported_language=c.language),
     "UK_ACCOUNT_NUMBER": lambda c: UkBankDetailsRecognizer(supported_language=c.language),
+    "CARD_SECRET": lambda c: CardSecretRecognizer(supported_language=c.language),
     "PERSON": lambda c: IntroducedNameRecognizer(supported_language=c.language),
     "US_BANK_NUMBER": lambda c: UsBankRecognizer(supported_language=c.language),
     "US_ITIN": lambda c: UsItinRecognizer(supported_language=c.language),

@@ -60,9 +60,10 @@ class Embedder:
         self.path = Path(path) if path is not None else default_model_path()
         self.model_id = model_fingerprint(self.path)
         self.backend = backend
+        self.onnx_path: Path | None = None
         if backend == "onnx":
-            onnx_path = (cache_dir or data_dir() / "models" / "embedder") / f"{self.model_id}.onnx"
-            self._impl: _OnnxBackend | _TorchBackend = _OnnxBackend(self.path, onnx_path, threads)
+            self.onnx_path = (cache_dir or data_dir() / "models" / "embedder") / f"{self.model_id}.onnx"
+            self._impl: _OnnxBackend | _TorchBackend = _OnnxBackend(self.path, self.onnx_path, threads)
         else:
             self._impl = _TorchBackend(self.path, threads)
         # The first run allocates and picks kernels (hundreds of ms): pay it here, not on a request.

@@ -17,6 +17,7 @@ from .config import RetrievalConfig
 from .embedder import Embedder
 from .errors import IndexMissing, VectorStoreUnavailable
 from .metrics import cache_lookups
+from .ranking import fuse_answers, intents_to_fetch
 from .store import IndexInfo, MilvusStore
 from .types import Hit, RetrievalResult, SearchFilters
 
@@ -219,13 +220,15 @@ class Retriever:
         return found
 
     def _embed_and_search(self, query: str, tenant: str, intent: str | None) -> tuple[list[Hit], list[Hit]]:
-        # One thread hop for the whole miss path: embedding and both searches release the event loop.
+        # One thread hop for the whole miss path: embedding and the searches release the event loop.
         vector = self.embedder.embed([query])[0]
-        alias = self.config.collection
-        hits = self._store.search(alias, vector, "answer", tenant, intent, self.config.top_k)
-        examples = (
-            self._store.search(alias, vector, "example", tenant, intent, self.config.example_k)
-            if self.config.example_k
-            else []
-        )
-        return hits, examples
+        alias, top_k, example_k = self.config.collection, self.config.top_k, self.config.example_k
+        only = [intent] if intent else None
+        answers = self._store.search(alias, vector, "answer", tenant, only, top_k)
+        if not example_k:
+            return answers, []
+        examples = self._store.search(alias, vector, "example", tenant, only, example_k)
+        missing = intents_to_fetch(answers, examples)
+        if missing:
+            answers += self._store.search(alias, vector, "answer", tenant, missing, len(missing))
+        return fuse_answers(answers, examples, top_k), examples

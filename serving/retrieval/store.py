@@ -78,14 +78,17 @@ def build_name(alias: str, version: str) -> str:
     return f"{alias}_{version[:BUILD_SUFFIX_LEN]}"
 
 
-def filter_expression(tenant: str, intent: str | None) -> str:
+def filter_expression(tenant: str, intents: Sequence[str] | None) -> str:
     """Milvus boolean expression; values are validated upstream to contain no quotes or backslashes."""
-    for value in (tenant, intent):
-        if value is not None and ('"' in value or "\\" in value):
-            raise ValueError("filter values must not contain quotes or backslashes")
+    values = [tenant, *(intents or [])]
+    if any('"' in v or "\\" in v for v in values):
+        raise ValueError("filter values must not contain quotes or backslashes")
     expr = f'tenant == "{tenant}"'
-    if intent is not None:
-        expr += f' and intent == "{intent}"'
+    if intents:
+        if len(intents) == 1:
+            expr += f' and intent == "{intents[0]}"'
+        else:
+            expr += " and intent in [" + ", ".join(f'"{i}"' for i in intents) + "]"
     return expr
 
 
@@ -165,10 +168,10 @@ class MilvusStore:
         self._loaded.add(collection)
 
     def search(
-        self, name: str, vector: np.ndarray, kind: Kind, tenant: str, intent: str | None, limit: int
+        self, name: str, vector: np.ndarray, kind: Kind, tenant: str, intents: Sequence[str] | None, limit: int
     ) -> list[Hit]:
-        """Nearest ``limit`` documents of one kind, best first."""
-        expr = filter_expression(tenant, intent)
+        """Nearest ``limit`` documents of one kind (and of ``intents`` if given), best first."""
+        expr = filter_expression(tenant, intents)
         try:
             result = self._call(
                 "search",
@@ -248,12 +251,10 @@ class MilvusStore:
         def point(c: MilvusClient) -> None:
             if alias in c.list_collections():
                 c.drop_collection(alias)
-            try:
-                c.describe_alias(alias)
-            except Exception:
-                c.create_alias(name, alias)
-            else:
+            if alias in c.list_aliases().get("aliases", []):
                 c.alter_alias(name, alias)
+            else:
+                c.create_alias(name, alias)
 
         self._call("alias", point)
 

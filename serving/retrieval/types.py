@@ -29,7 +29,10 @@ class Document(StrictModel):
 class Hit(Document):
     """A document returned by a search."""
 
-    score: float = Field(description="Cosine similarity to the query, higher is closer (at most 1).")
+    score: float = Field(
+        description="Cosine similarity to the query, higher is closer (at most 1). For answers: to the answer "
+        "or to the nearest returned example of its intent, whichever is closer."
+    )
 
 
 class SearchFilters(StrictModel):

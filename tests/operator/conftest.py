@@ -5,7 +5,8 @@ kmock's emulated API stands in for one. Its emulator keeps objects in memory; th
 adds what kopf 1.45 and the operator's adapters rely on (see shared/FINDINGS.md): uid,
 resourceVersion and generation stamping, 409 on a stale resourceVersion and 422 on a failed
 JSON-patch ``test`` op, the status and scale subresources, finalizers, lists that carry a
-resourceVersion and watches that replay from one, and kmock's bundled core resources in discovery.
+resourceVersion and watches that replay from one (``watch=True`` counts, as the API server's
+lenient booleans allow), and kmock's bundled core resources in discovery.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _rv: int = attrs.field(default=0, init=False)
     _log: list[tuple[int, kmock.resource, dict[str, Any]]] = attrs.field(factory=list, init=False)
+    _arrived: asyncio.Condition = attrs.field(factory=asyncio.Condition, init=False)
 
     def _next_rv(self) -> str:
         self._rv = next(self._versions)
@@ -64,6 +66,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return resource in self.resources and "status" in self.resources[resource].subresources
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.action == enums.action.LIST and request.params.get("watch", "").lower() in ("true", "1"):
+            # kubernetes_asyncio sends watch=True; the API server parses booleans leniently, kmock does not.
+            # The request must stay the same object: kmock matches reactions against its request log.
+            object.__setattr__(request, "action", enums.action.WATCH)
+        async with self._arrived:
+            self._arrived.notify_all()
         if request.resource is not None and request.action is not None:
             async with self._lock:
                 response = await self._mutate(request)
@@ -118,9 +126,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
             new = copy.deepcopy(current)
             new.setdefault("spec", {})["replicas"] = replicas
         elif request.subresource == "status":
-            new = {**current, "status": new.get("status")}
+            new = {**{k: v for k, v in current.items() if k != "status"},
+                   **({"status": new["status"]} if new.get("status") is not None else {})}
         elif self._has_status_subresource(request.resource):
-            new["status"] = current.get("status")  # the main endpoint ignores status changes
+            new.pop("status", None)  # the main endpoint ignores status changes
+            if current.get("status") is not None:
+                new["status"] = current["status"]
         if new.get("spec") != current.get("spec"):
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         new["metadata"]["resourceVersion"] = self._next_rv()
@@ -225,6 +236,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     yield event
         finally:
             await bus.unmark(mark)
+
+    async def wait_for_request(self, predicate: Callable[[rendering.Request], bool], timeout: float = 60.0) -> None:
+        """Return once a request matching ``predicate`` has arrived (the timeout only stops a hung test)."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: any(predicate(r) for r in self))
 
     async def wait_for(self, resource: str, namespace: str | None, name: str,
                        predicate: Callable[[dict[str, Any] | None], bool], timeout: float = 60.0) -> dict[str, Any] | None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from finserve.operator.core.observations import AnalysisObservation, Reading
+from finserve.operator.core.plan import steps_hash
+from finserve.operator.spec import ModelRolloutSpec
+from finserve.operator.status import Phase, RolloutStatus
 
 RESOURCE_MRO = "finserve.dev/v1alpha1/modelrollouts"
 RESOURCE_CM = "v1/configmaps"
@@ -70,3 +76,54 @@ async def delete(kube: Any, resource: str, namespace: str, name: str) -> None:
     group_version, plural = resource.rsplit("/", 1)
     async with kube.delete(f"{collection_path(namespace, group_version, plural)}/{name}") as response:
         assert response.status < 300, await response.text()
+
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_spec(strategy: dict[str, Any] | None = None, **fields: Any) -> ModelRolloutSpec:
+    return ModelRolloutSpec.model_validate(rollout_manifest(**({"strategy": strategy} if strategy else {}),
+                                                            **fields)["spec"])
+
+
+def running(spec: ModelRolloutSpec, step: int = 0, started: float = 0.0, **fields: Any) -> RolloutStatus:
+    """A Progressing status at a step of this spec's plan."""
+    values: dict[str, Any] = {
+        "phase": Phase.PROGRESSING, "steps_hash": steps_hash(spec), "current_step_index": step,
+        "canary_weight": spec.strategy.steps[step], "step_started_at": at(started),
+    }
+    values.update(fields)
+    return RolloutStatus(**values)
+
+
+def readings(requests: float | None = 100.0, **values: float | None | str) -> AnalysisObservation:
+    """Healthy readings for the built-in metrics, with overrides; a str value is a source error."""
+    base: dict[str, float | None | str] = {"error-rate": 0.001, "latency-p95": 0.8, "pii-output": 0.0,
+                                           "intent-quality": 0.96}
+    base.update({k.replace("_", "-"): v for k, v in values.items()})
+
+    def reading(v: float | None | str) -> Reading:
+        return Reading(error=v) if isinstance(v, str) else Reading(value=v)
+
+    return AnalysisObservation(requests=reading(requests), metrics={k: reading(v) for k, v in base.items()})
+
+
+def api_calls(kube: Any) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource[/subresource], verb) of every API call not made by the test itself."""
+    calls = set()
+    for request in kube:
+        if request.headers.get("User-Agent", "").startswith("kmock/"):
+            continue  # the test's own setup
+        resource = request.resource
+        if resource is None or not resource.plural:
+            continue  # discovery (/api, /apis, /version) is open to every authenticated client
+        named = request.name is not None
+        verb = {"GET": "get" if named else ("watch" if request.params.get("watch") == "true" else "list"),
+                "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[request.method.value]
+        plural = f"{resource.plural}/{request.subresource}" if request.subresource else resource.plural
+        calls.add((resource.group or "", plural, verb))
+    return calls

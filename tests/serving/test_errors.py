@@ -56,3 +56,11 @@ def test_wrapped_remote_errors_map_by_their_cause():
             self.cause = cause
 
     assert map_error(Wrapped(ModelNotFound("x"))).status == 404
+
+
+def test_vector_store_down_is_503_with_retry_after():
+    from finserve.serving.retrieval import VectorStoreUnavailable
+
+    m = map_error(VectorStoreUnavailable("connection refused to 10.0.0.1", retry_after_s=2.5))
+    assert (m.status, m.retry_after) == (503, 3)
+    assert "10.0.0.1" not in m.message

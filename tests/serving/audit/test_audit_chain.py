@@ -11,7 +11,9 @@ from finserve.serving.audit.chain import GENESIS_HASH, chain_line, check_line, l
 
 
 def _independent_hash(record: dict, prev: str) -> str:
-    payload = json.dumps({**record, "prev_hash": prev}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    payload = json.dumps(
+        {**record, "prev_hash": prev}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -14,6 +14,12 @@ GuardFactory = Callable[..., PIIGuard]
 
 
 @pytest.fixture(scope="session")
+def hash_key() -> bytes:
+    """The HMAC key every guard built by make_guard uses (a test value, not a secret)."""
+    return TEST_HASH_KEY
+
+
+@pytest.fixture(scope="session")
 def make_guard() -> GuardFactory:
     """Build (and cache) a PIIGuard for the GuardConfig fields given as keyword arguments."""
     cache: dict[str, PIIGuard] = {}

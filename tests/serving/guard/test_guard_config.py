@@ -19,7 +19,9 @@ def test_defaults() -> None:
 
 def test_yaml_round_trip() -> None:
     config = GuardConfig.from_yaml(
-        "default_action: mask\npolicies: {CREDIT_CARD: block, US_SSN: hash}\nentities: [CREDIT_CARD, US_SSN]\n"
+        "default_action: mask\n"
+        "policies: {CREDIT_CARD: block, US_SSN: hash}\n"
+        "entities: [CREDIT_CARD, US_SSN]\n"
     )
     assert config.action_for("CREDIT_CARD") is EntityAction.block
     assert config.action_for("US_SSN") is EntityAction.hash

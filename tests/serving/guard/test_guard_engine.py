@@ -30,6 +30,8 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("UK_ACCOUNT_NUMBER", "sort code 20-00-00 account 12345678", "12345678"),
     ("UK_SORT_CODE", "Sort code: 404784, thanks", "404784"),
     ("UK_ACCOUNT_NUMBER", "account number: 3192 6819", "3192 6819"),
+    ("CARD_SECRET", "my pin is 4821 and it is blocked", "4821"),
+    ("CARD_SECRET", "CVV: 123, expiry 04/27", "123"),
     ("PERSON", "my name is Jane Doe and I lost my card", "Jane Doe"),
     ("PERSON", "Hi, I'm John Smith, my card is stuck", "John Smith"),
     ("PERSON", "this is Maria Garcia from the Leeds branch", "Maria Garcia"),
@@ -51,6 +53,8 @@ NEGATIVES: list[tuple[str, str]] = [
     ("UK_SORT_CODE", "I paid on 12-05-24 and it has not arrived"),
     ("UK_ACCOUNT_NUMBER", "order 12345678 is late"),
     ("UK_ACCOUNT_NUMBER", "my account has 12345678 points"),
+    ("CARD_SECRET", "I forgot my PIN, can I reset it?"),
+    ("CARD_SECRET", "my pin was changed 3 times"),
     ("PERSON", "I'm waiting for my card, it's been a week"),
     ("PERSON", "I am still waiting on my card?"),
     ("PERSON", "I'm in America and my card doesn't work"),
@@ -64,7 +68,9 @@ def _found(result: GuardResult, text: str) -> set[tuple[str, str]]:
     return {(f.type, text[f.start : f.end]) for f in result.findings}
 
 
-@pytest.mark.parametrize(("entity", "text", "pii"), POSITIVES, ids=[f"{p[0]}-{i}" for i, p in enumerate(POSITIVES)])
+@pytest.mark.parametrize(
+    ("entity", "text", "pii"), POSITIVES, ids=[f"{p[0]}-{i}" for i, p in enumerate(POSITIVES)]
+)
 def test_finds_entity_with_exact_offsets(guard: PIIGuard, entity: str, text: str, pii: str) -> None:
     result = guard.scan(text)
     assert (entity, pii) in _found(result, text)
@@ -83,19 +89,27 @@ def test_message_with_many_entities_leaves_no_digit_run_or_address(guard: PIIGua
     text = (
         "Hi, my name is Jane Doe. Card 4111-1111-1111-1111, IBAN GB82WEST12345698765432, "
         "ssn 536-22-8145, mail jane.doe@example.com, phone +44 20 7946 0958, ip 10.20.30.40, "
-        "sort code 20-00-00 account 31926819."
+        "sort code 20-00-00 account 31926819, pin 4821."
     )
     result = guard.scan(text)
     assert result.counts() == {
-        "PERSON": 1, "CREDIT_CARD": 1, "IBAN_CODE": 1, "US_SSN": 1, "EMAIL_ADDRESS": 1,
-        "PHONE_NUMBER": 1, "IP_ADDRESS": 1, "UK_SORT_CODE": 1, "UK_ACCOUNT_NUMBER": 1,
+        "PERSON": 1,
+        "CREDIT_CARD": 1,
+        "IBAN_CODE": 1,
+        "US_SSN": 1,
+        "EMAIL_ADDRESS": 1,
+        "PHONE_NUMBER": 1,
+        "IP_ADDRESS": 1,
+        "UK_SORT_CODE": 1,
+        "UK_ACCOUNT_NUMBER": 1,
+        "CARD_SECRET": 1,
     }
     assert not re.search(r"\d{2}", result.text), result.text
     assert "@" not in result.text and "Jane" not in result.text
     # Findings are disjoint, sorted, and index the original text.
     spans = [(f.start, f.end) for f in result.findings]
     assert spans == sorted(spans)
-    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
 
 
 def test_text_without_pii_is_returned_unchanged(guard: PIIGuard) -> None:

@@ -31,4 +31,7 @@ def test_errors_describe_the_problem_without_the_content(line: str, message: str
 
 def test_render_result() -> None:
     result = GuardResult(text="<PERSON> here", findings=[Finding(type="PERSON", start=0, end=4, score=0.85)])
-    assert render_result(result) == {"text": "<PERSON> here", "entities": [{"type": "PERSON", "start": 0, "end": 4}]}
+    assert render_result(result) == {
+        "text": "<PERSON> here",
+        "entities": [{"type": "PERSON", "start": 0, "end": 4}],
+    }

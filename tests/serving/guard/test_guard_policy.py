@@ -7,7 +7,6 @@ import hmac
 import logging
 
 import pytest
-from conftest import TEST_HASH_KEY
 
 from finserve.serving.guard import HASH_KEY_ENV, EntityAction, GuardConfig, PIIGuard
 
@@ -36,10 +35,10 @@ def test_mask_can_leave_the_last_digits(make_guard) -> None:
     assert result.text == f"card {'*' * (len(CARD) - 4)}1111, mail <EMAIL_ADDRESS>."
 
 
-def test_hash_is_a_keyed_hmac_pseudonym(make_guard) -> None:
+def test_hash_is_a_keyed_hmac_pseudonym(make_guard, hash_key: bytes) -> None:
     result = make_guard(default_action="hash").scan(TEXT)
-    card_mac = hmac.new(TEST_HASH_KEY, b"4111111111111111", hashlib.sha256).hexdigest()[:16]
-    mail_mac = hmac.new(TEST_HASH_KEY, MAIL.encode(), hashlib.sha256).hexdigest()[:16]
+    card_mac = hmac.new(hash_key, b"4111111111111111", hashlib.sha256).hexdigest()[:16]
+    mail_mac = hmac.new(hash_key, MAIL.encode(), hashlib.sha256).hexdigest()[:16]
     assert result.text == f"card <CREDIT_CARD:{card_mac}>, mail <EMAIL_ADDRESS:{mail_mac}>."
 
 
@@ -82,7 +81,9 @@ def test_hash_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert guard.scan(MAIL).text == f"<EMAIL_ADDRESS:{mac}>"
 
 
-def test_missing_hash_key_warns_once_at_startup(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_hash_key_warns_once_at_startup(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv(HASH_KEY_ENV, raising=False)
     with caplog.at_level(logging.WARNING, logger="finserve.serving.guard.keys"):
         guard = PIIGuard(GuardConfig(default_action="hash", entities=["EMAIL_ADDRESS"]))
@@ -93,7 +94,9 @@ def test_missing_hash_key_warns_once_at_startup(monkeypatch: pytest.MonkeyPatch,
     assert MAIL not in first
 
 
-def test_no_key_needed_without_the_hash_action(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_key_needed_without_the_hash_action(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv(HASH_KEY_ENV, raising=False)
     with caplog.at_level(logging.WARNING, logger="finserve.serving.guard.keys"):
         PIIGuard(GuardConfig(entities=["EMAIL_ADDRESS"]))

@@ -15,8 +15,10 @@ def _found(text: str) -> list[tuple[str, str]]:
     ("text", "expected"),
     [
         ("sort code 20-00-00 account 12345678", [(SORT_CODE, "20-00-00"), (ACCOUNT_NUMBER, "12345678")]),
-        ("my sort code is 20 00 00 and account number 1234 5678",
-         [(SORT_CODE, "20 00 00"), (ACCOUNT_NUMBER, "1234 5678")]),
+        (
+            "my sort code is 20 00 00 and account number 1234 5678",
+            [(SORT_CODE, "20 00 00"), (ACCOUNT_NUMBER, "1234 5678")],
+        ),
         ("details: 40-47-84 31926819 thanks", [(SORT_CODE, "40-47-84"), (ACCOUNT_NUMBER, "31926819")]),
         ("40-47-84, a/c 31926819", [(SORT_CODE, "40-47-84"), (ACCOUNT_NUMBER, "31926819")]),
         ("Sort code: 404784", [(SORT_CODE, "404784")]),

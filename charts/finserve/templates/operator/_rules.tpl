@@ -1,28 +1,45 @@
-{{/* The operator's RBAC rules, in the order and spelling of finserve.operator.rbac.REQUIRED_RULES.
-manifests/rbac/ holds the same rules as plain YAML; tests keep all three equal. */}}
-{{- define "finserve.operatorRules" -}}
+{{/* The operator's RBAC rules, in the order and spelling of finserve.operator.rbac: cluster-scoped
+rules (CLUSTER_RULES, always a ClusterRole) and the rules it needs in every namespace it serves
+(NAMESPACED_RULES). manifests/rbac/ holds the same rules as plain YAML; tests keep all equal. */}}
+{{- define "finserve.operatorClusterRules" -}}
+# kopf: discover resources and notice CRDs appearing; list namespaces for --namespace globs.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+
+{{- define "finserve.operatorNamespacedRules" -}}
 - apiGroups: [finserve.dev]
   resources: [modelrollouts]
   verbs: [get, list, watch, patch, update]
 - apiGroups: [finserve.dev]
   resources: [modelrollouts/status]
-  verbs: [get, list, watch, patch, update]
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch, create, patch, update]
+  verbs: [get, patch, update]
+# Events on the ModelRollout (kopf posts them).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
+# The routing table.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch]
+# Pool autoscaling: read and scale the generator workloads, and see other autoscalers.
 - apiGroups: [apps]
-  resources: [deployments, deployments/scale]
-  verbs: [get, list, watch, patch]
+  resources: [deployments]
+  verbs: [get]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch, update]
 - apiGroups: [ray.io]
   resources: [rayservices]
-  verbs: [get, list, watch, patch]
+  verbs: [get, patch]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch]
+  verbs: [list]
 - apiGroups: [keda.sh]
   resources: [scaledobjects]
-  verbs: [get, list, watch]
+  verbs: [list]
 {{- end }}

@@ -1,0 +1,146 @@
+"""PIIGuard.scan() latency on Banking77 messages, with and without PII.
+
+Messages come from the Banking77 training set (CC BY 4.0). The "with PII" set appends one
+realistic detail (card, IBAN, phone, e-mail, SSN, introduced name, UK bank details) to each
+message, as customers do. Writes bench/results/guard.json.
+
+    python -m bench.bench_guard [--iterations 400] [--out bench/results/guard.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "guard.json"
+PII_SNIPPETS = (
+    "My card number is 4111 1111 1111 1111.",
+    "Please send it to GB82 WEST 1234 5698 7654 32.",
+    "You can call me on +44 20 7946 0958.",
+    "My email is jane.doe@example.co.uk.",
+    "My ssn is 536-22-8145.",
+    "My name is Maria Garcia.",
+    "Sort code 20-00-00, account 31926819.",
+    "The pin is 4821 but it is not accepted.",
+    "I'm John Smith, reach me at (212) 555-0198.",
+)
+PACKAGES = ("presidio-analyzer", "presidio-anonymizer", "spacy", "phonenumbers", "tldextract", "pydantic")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        "python": sys.version.split()[0],
+        "packages": {name: version(name) for name in PACKAGES},
+    }
+
+
+def load_messages(n: int, seed: int = 77) -> list[str]:
+    from finserve.serving.paths import banking77_csv
+
+    with open(banking77_csv(), encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)]
+    return random.Random(seed).sample(texts, n)
+
+
+def with_pii(messages: list[str], seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{m} {rng.choice(PII_SNIPPETS)}" for m in messages]
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49], 3),
+        "p95_ms": round(cuts[94], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+        "max_ms": round(ordered[-1], 3),
+        "n": len(ordered),
+    }
+
+
+def time_calls(fn: Callable[[str], object], texts: list[str], warmup: int = 20) -> list[float]:
+    for text in texts[:warmup]:
+        fn(text)
+    samples = []
+    for text in texts:
+        start = time.perf_counter_ns()
+        fn(text)
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return samples
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=400, help="scan() calls per message set (>= 200)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.iterations < 200:
+        parser.error("--iterations must be at least 200")
+
+    info = machine()
+    start = time.perf_counter()
+    from finserve.serving.guard import GuardConfig, PIIGuard
+
+    import_s = time.perf_counter() - start
+    start = time.perf_counter()
+    guard = PIIGuard(GuardConfig(), hash_key=b"bench-only-key-not-a-secret-0000")
+    build_s = time.perf_counter() - start
+
+    clean = load_messages(args.iterations)
+    dirty = with_pii(clean)
+    found = sum(bool(guard.scan(t).findings) for t in dirty)
+    if found != len(dirty):
+        raise SystemExit(f"the guard missed PII in {len(dirty) - found} benchmark messages")
+
+    batch = 16
+
+    def scan_many_per_text(texts: list[str]) -> list[float]:
+        samples = []
+        for i in range(0, len(texts) - batch + 1, batch):
+            chunk = texts[i : i + batch]
+            t0 = time.perf_counter_ns()
+            guard.scan_many(chunk)
+            samples.append((time.perf_counter_ns() - t0) / 1e6 / batch)
+        return samples
+
+    result = {
+        "benchmark": "guard.scan",
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "config": "GuardConfig() defaults: 10 entity types, no spaCy model, replace action",
+        "import_s": round(import_s, 2),
+        "build_s": round(build_s, 2),
+        "mean_words_per_message": {
+            "without_pii": round(statistics.fmean(len(t.split()) for t in clean), 1),
+            "with_pii": round(statistics.fmean(len(t.split()) for t in dirty), 1),
+        },
+        "scan_without_pii": percentiles(time_calls(guard.scan, clean)),
+        "scan_with_pii": percentiles(time_calls(guard.scan, dirty)),
+        "scan_many_16_per_text_without_pii": percentiles(scan_many_per_text(clean)),
+        "scan_many_16_per_text_with_pii": percentiles(scan_many_per_text(dirty)),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""`finserve operator run`: the ModelRollout operator (kopf)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+operator = typer.Typer(help="The ModelRollout operator.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(operator, name="operator")
+
+
+@operator.command()
+def run(
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Namespace to serve (repeatable; globs allowed).")
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Serve every namespace.")] = False,
+    liveness: Annotated[
+        str, typer.Option(help="Liveness endpoint for probes ('' disables).")
+    ] = "http://0.0.0.0:8080/healthz",
+    peering: Annotated[
+        str | None, typer.Option(help="kopf peering name for several replicas (default: standalone).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every handler step.")] = False,
+) -> None:
+    """Run the operator until SIGINT/SIGTERM. Prometheus: $FINSERVE_PROMETHEUS_URL."""
+    if bool(namespace) == all_namespaces:
+        raise typer.BadParameter("give --namespace (one or more) or --all-namespaces, not both or neither")
+    import kopf
+
+    import finserve.operator.handlers  # noqa: F401  (registers the handlers with kopf)
+
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        clusterwide=all_namespaces,
+        namespaces=namespace or (),
+        standalone=peering is None,
+        peering_name=peering,
+        liveness_endpoint=liveness or None,
+    )

@@ -1,0 +1,83 @@
+"""The generator's configuration: which engine, which weights, how to batch, which adapters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from finserve.contracts import AdapterRef, StrictModel
+
+from .base_model import BASE_MODEL_ID
+
+
+class CPUOptions(StrictModel):
+    """How the transformers engine holds and runs the weights on a CPU."""
+
+    weights: Literal["float16-packed", "float32", "bfloat16"] = Field(
+        "float16-packed",
+        description=(
+            "float16-packed: Linear weights packed as float16 for fbgemm, activations and LoRA in float32 "
+            "(half the bytes per token, same greedy output on our checks); float32: plain; "
+            "bfloat16: the whole model in bfloat16 (only fast on CPUs with avx512_bf16 or AMX)."
+        ),
+    )
+    num_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads for this replica; None keeps torch's default."
+    )
+
+
+class VLLMOptions(StrictModel):
+    """Options passed to vLLM's engine (GPU only)."""
+
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
+    max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank any served adapter may have.")
+    max_loras: int = Field(4, ge=1, description="Adapters resident on the GPU at once (per batch).")
+    max_cpu_loras: int | None = Field(None, ge=1, description="Adapters cached in CPU memory; None: vLLM default.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica (tensor parallelism).")
+    max_model_len: int | None = Field(4096, ge=16, description="Context length cap; None: the model's own.")
+    max_num_seqs: int = Field(64, ge=1, description="Sequences vLLM schedules per step.")
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs (faster start, slower decode).")
+    dtype: Literal["auto", "float16", "bfloat16"] = Field("auto", description="Weight and activation dtype.")
+    quantization: str | None = Field(None, description="vLLM quantization method name (e.g. 'awq', 'fp8').")
+
+
+class GeneratorConfig(StrictModel):
+    """One generator replica: engine, base weights, adapter registry, batching."""
+
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="transformers + PEFT on CPU, or vLLM with LoRA on GPUs."
+    )
+    model_dir: str | None = Field(
+        None, description="Folder (or hub id for vLLM) of the base model; None: the converted SmolLM2 folder."
+    )
+    base_model_id: str = Field(
+        BASE_MODEL_ID, description="Base model id adapters must name in their manifest to be loaded."
+    )
+    registry: str | None = Field(
+        None, description="Adapter registry root (path or fsspec URL); None: FINSERVE_REGISTRY or data_dir()/adapters."
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Completion tokens when a request names no max_tokens.")
+    max_batch_size: int = Field(8, ge=1, description="Requests decoded together in one batch.")
+    batch_wait_ms: float = Field(
+        5.0, ge=0, description="How long the first request of a batch waits for others to join."
+    )
+    max_queue: int = Field(256, ge=1, description="Requests waiting beyond this are refused (backpressure).")
+    preload_adapters: list[str] = Field(
+        default_factory=list, description="NAME@VERSION adapters loaded at start()."
+    )
+    max_loaded_adapters: int = Field(
+        8, ge=1, description="Adapters kept in memory; the least recently used idle one is unloaded past this."
+    )
+    cpu: CPUOptions = Field(default_factory=CPUOptions, description="transformers engine options.")
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="vLLM engine options.")
+
+    @field_validator("preload_adapters")
+    @classmethod
+    def _check_refs(cls, refs: list[str]) -> list[str]:
+        for ref in refs:
+            AdapterRef.parse(ref)
+        return refs
+
+    def preload_refs(self) -> list[AdapterRef]:
+        return [AdapterRef.parse(r) for r in self.preload_adapters]

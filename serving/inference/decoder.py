@@ -1,0 +1,112 @@
+"""The decode loop: a batch of rows, each with its own prompt, adapter, sampling and stop rules.
+
+One prefill over the left-padded prompts, then one token per row per step with a shared KV cache.
+Rows that finish (end token, stop string, max tokens, cancelled) leave the batch at once, so
+the cache and the work shrink with them. Blocking: the engine runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from .model_runner import ModelRunner
+from .sampling import SamplingSpec, next_tokens
+from .text_stream import TextAssembler
+from .types import FinishReason
+
+log = logging.getLogger(__name__)
+
+
+class DecodeRow(Protocol):
+    """One request as the decoder sees it; the callbacks are called from the worker thread."""
+
+    prompt_ids: list[int]
+    adapter_name: str | None
+    max_new_tokens: int
+    sampling: SamplingSpec
+    stops: list[str]
+    cancelled: bool
+
+    def on_delta(self, text: str) -> None: ...
+
+    def on_finish(self, reason: FinishReason, completion_tokens: int) -> None: ...
+
+    def on_error(self, exc: BaseException) -> None: ...
+
+
+def left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, attention_mask and position_ids for prompts padded on the left."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+def decode_batch(runner: ModelRunner, rows: Sequence[DecodeRow]) -> None:
+    """Generate every row to completion, reporting through each row's callbacks."""
+    live = [i for i, r in enumerate(rows) if not r.cancelled]  # batch position -> row index
+    if not live:
+        return
+    try:
+        _decode(runner, rows, live)
+    except Exception as exc:  # the model failed mid-batch: every unfinished row learns why
+        log.exception("decode step failed for a batch of %d", len(live))
+        for i in live:
+            rows[i].on_error(exc)
+
+
+def _decode(runner: ModelRunner, rows: Sequence[DecodeRow], live: list[int]) -> None:
+    texts = {i: TextAssembler(runner.decode, rows[i].stops) for i in live}
+    generators = {i: rows[i].sampling.generator() for i in live}
+    counts = dict.fromkeys(live, 0)
+    ids, mask, positions = left_pad([rows[i].prompt_ids for i in live], runner.pad_id)
+    cache = runner.new_cache()
+    logits = runner.forward(ids, mask, positions, cache, [rows[i].adapter_name for i in live])
+    while True:
+        picked = next_tokens(logits, [rows[i].sampling for i in live], [generators[i] for i in live]).tolist()
+        keep: list[int] = []
+        for slot, i in enumerate(live):
+            if _advance(runner, rows[i], texts[i], picked[slot], counts, i):
+                keep.append(slot)
+        if not keep:
+            return
+        if len(keep) < len(live):
+            index = torch.tensor(keep, dtype=torch.long)
+            cache.batch_select_indices(index)
+            mask, positions = mask[index], positions[index]
+            live = [live[s] for s in keep]
+        step = torch.tensor([[picked[s]] for s in keep], dtype=torch.long)
+        mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype)], dim=1)
+        positions = positions[:, -1:] + 1
+        logits = runner.forward(step, mask, positions, cache, [rows[i].adapter_name for i in live])
+
+
+def _advance(runner: ModelRunner, row: DecodeRow, text: TextAssembler, token: int, counts: dict[int, int],
+             i: int) -> bool:
+    """Apply one generated token to a row; False when the row is finished."""
+    if row.cancelled:
+        return False
+    counts[i] += 1
+    if token in runner.eos_ids:
+        _flush(row, text.finish())
+        row.on_finish("stop", counts[i])
+        return False
+    _flush(row, text.push(token))
+    if text.stopped:
+        row.on_finish("stop", counts[i])
+        return False
+    if counts[i] >= row.max_new_tokens:
+        _flush(row, text.finish())
+        row.on_finish("length", counts[i])
+        return False
+    return True
+
+
+def _flush(row: DecodeRow, delta: str) -> None:
+    if delta:
+        row.on_delta(delta)

@@ -1,0 +1,189 @@
+"""The torch side of the CPU engine: weights, LoRA adapters, and one forward step.
+
+Blocking and thread-safe: a lock serialises forward steps and adapter loads, so an adapter can be
+loaded between two decode steps of a running batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finserve.contracts import AdapterCorrupt
+
+from .config import CPUOptions
+from .fast_linear import fbgemm_available, pack_linears
+
+log = logging.getLogger(__name__)
+
+BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+def adapter_folder(path: Path) -> Path:
+    """The folder holding adapter_config.json: the registry folder itself or its only subfolder.
+
+    PEFT saves a named adapter into a subfolder of the output dir; both layouts occur.
+    """
+    if (path / "adapter_config.json").is_file():
+        return path
+    found = [p.parent for p in path.glob("*/adapter_config.json")]
+    if len(found) != 1:
+        raise AdapterCorrupt(f"{path} holds {len(found)} adapter configs, expected exactly one")
+    return found[0]
+
+
+def check_adapter_files(folder: Path) -> None:
+    """Parse the config and open the weights before touching the model, so a bad adapter fails
+    cleanly instead of leaving half-injected layers behind."""
+    from safetensors import safe_open
+
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+        if config.get("peft_type") != "LORA":
+            raise ValueError(f"peft_type is {config.get('peft_type')!r}, not LORA")
+        weights = folder / "adapter_model.safetensors"
+        with safe_open(str(weights), framework="pt") as fh:
+            if not list(fh.keys()):
+                raise ValueError("adapter_model.safetensors holds no tensors")
+    except Exception as exc:  # OSError, ValueError, or safetensors' own error for a malformed header
+        raise AdapterCorrupt(f"adapter files in {folder} cannot be loaded: {exc}") from exc
+
+
+class ModelRunner:
+    """Owns one causal LM (optionally wrapped by PEFT) and runs it."""
+
+    def __init__(self, model_dir: Path, options: CPUOptions) -> None:
+        self.model_dir = Path(model_dir)
+        self.options = options
+        self._lock = threading.Lock()
+        self._model: Any = None  # the transformers model; PEFT wraps it in place
+        self._peft: Any = None
+        self._active: str | None = None
+        self.tokenizer: Any = None
+        self.eos_ids: frozenset[int] = frozenset()
+        self.pad_id = 0
+        self.max_positions = 2048
+        self.weights = options.weights
+
+    # ---- loading ----
+
+    def load(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        if self.options.num_threads:
+            torch.set_num_threads(self.options.num_threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        dtype = torch.bfloat16 if self.options.weights == "bfloat16" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
+        model.eval()
+        if self.options.weights == "float16-packed":
+            if fbgemm_available():
+                log.info("packed %d Linear layers as float16", pack_linears(model))
+            else:
+                log.warning("fbgemm unavailable on this CPU build: serving float32 weights")
+                self.weights = "float32"
+        self._model = model
+        self.eos_ids = frozenset(_eos_ids(self.tokenizer, self.model_dir, GenerationConfig))
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # ---- adapters ----
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        from peft import PeftModel
+
+        folder = adapter_folder(path)
+        check_adapter_files(folder)
+        with self._lock:
+            try:
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(self._model, str(folder), adapter_name=name, is_trainable=False)
+                    self._active = name
+                else:
+                    self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+            except Exception as exc:
+                self._forget(name)
+                raise AdapterCorrupt(f"PEFT could not load the adapter in {folder}: {exc}") from exc
+            self._peft.eval()
+
+    def unload_adapter(self, name: str) -> None:
+        with self._lock:
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        if self._peft is None or name not in self._peft.peft_config:
+            return
+        if len(self._peft.peft_config) == 1:
+            # PEFT keeps at least one adapter; dropping the last one means unwrapping the model.
+            self._model = self._peft.unload()
+            self._peft, self._active = None, None
+            return
+        if self._active == name:
+            other = next(n for n in self._peft.peft_config if n != name)
+            self._peft.set_adapter(other)
+            self._active = other
+        self._peft.delete_adapter(name)
+
+    def loaded_adapters(self) -> list[str]:
+        return [] if self._peft is None else list(self._peft.peft_config)
+
+    # ---- running ----
+
+    def new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: Any,
+        adapters: list[str | None],
+    ) -> torch.Tensor:
+        """Logits of the last position of each row, each row through its own adapter (None: base)."""
+        kwargs: dict[str, Any] = dict(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=cache, use_cache=True, logits_to_keep=1,
+        )
+        with self._lock, torch.inference_mode():
+            if self._peft is None:
+                if any(a is not None for a in adapters):
+                    raise RuntimeError("an adapter was requested but none is loaded")
+                out = self._model(**kwargs)
+            else:
+                distinct = set(adapters)
+                if len(distinct) == 1 and None not in distinct:
+                    # One adapter for the whole batch: the plain LoRA path, cheaper than per-row routing.
+                    (name,) = distinct
+                    if self._active != name:
+                        self._peft.set_adapter(name)
+                        self._active = name
+                    out = self._peft(**kwargs)
+                else:
+                    out = self._peft(**kwargs, adapter_names=[a or BASE_ROW for a in adapters])
+        return out.logits[:, -1, :]
+
+
+def _eos_ids(tokenizer: Any, model_dir: Path, generation_config_cls: Any) -> set[int]:
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    try:
+        gen = generation_config_cls.from_pretrained(str(model_dir))
+    except OSError:
+        return ids
+    eos = gen.eos_token_id
+    ids.update(int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None)
+    return ids

@@ -1,0 +1,186 @@
+"""The CPU engine: transformers + PEFT, several LoRA adapters side by side, batched and streamed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from finserve.contracts import AdapterRef, AdapterRegistry
+from finserve.serving.paths import registry_root
+
+from .adapter_slots import AdapterSlots
+from .base_model import ensure_base_model
+from .chat import render_prompt
+from .config import GeneratorConfig
+from .decoder import decode_batch
+from .errors import AdapterIncompatible, EngineNotReady, PromptTooLong
+from .model_runner import ModelRunner
+from .sampling import SamplingSpec
+from .scheduler import BatchScheduler
+from .types import FinishReason, GenerationRequest, GenerationResult, StreamChunk, Usage
+
+log = logging.getLogger(__name__)
+
+
+class _Job:
+    """One admitted request: what the decoder needs, and a queue its results flow back through."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, req: GenerationRequest, adapter_name: str | None,
+                 prompt_ids: list[int], max_new_tokens: int) -> None:
+        self.loop = loop
+        self.ref = req.adapter
+        self.prompt_ids = prompt_ids
+        self.adapter_name = adapter_name
+        self.max_new_tokens = max_new_tokens
+        self.sampling = SamplingSpec(temperature=req.temperature, top_p=req.top_p, seed=req.seed)
+        self.stops = list(req.stop or [])
+        self.cancelled = False
+        self.events: asyncio.Queue[StreamChunk | BaseException] = asyncio.Queue()
+
+    # Called from the decode thread: hand over to the event loop.
+    def on_delta(self, text: str) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, StreamChunk(delta=text))
+
+    def on_finish(self, reason: FinishReason, completion_tokens: int) -> None:
+        usage = Usage(prompt_tokens=len(self.prompt_ids), completion_tokens=completion_tokens)
+        self.loop.call_soon_threadsafe(self.events.put_nowait, StreamChunk(finish_reason=reason, usage=usage))
+
+    def on_error(self, exc: BaseException) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, exc)
+
+
+class TransformersEngine:
+    """Implements :class:`~finserve.serving.inference.engine.Engine` on CPU (or any torch device)."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        self.config = config
+        self.registry = AdapterRegistry(registry_root(config.registry))
+        self.runner: ModelRunner | None = None
+        self._slots = AdapterSlots(config.max_loaded_adapters)
+        self._adapter_lock = asyncio.Lock()
+        self._scheduler: BatchScheduler[_Job] = BatchScheduler(
+            lambda jobs: decode_batch(self._require_runner(), jobs),
+            self._release,
+            max_batch=config.max_batch_size,
+            wait_s=config.batch_wait_ms / 1000.0,
+            max_queue=config.max_queue,
+            fail=lambda job, exc: job.on_error(exc),
+        )
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        if self.ready():
+            return
+        if self.runner is None:
+            model_dir = Path(self.config.model_dir) if self.config.model_dir else None
+            runner = ModelRunner(model_dir or await asyncio.to_thread(ensure_base_model), self.config.cpu)
+            await asyncio.to_thread(runner.load)
+            self.runner = runner
+        await self._scheduler.start()
+        for ref in self.config.preload_refs():
+            await self.ensure_adapter(ref)
+
+    async def stop(self) -> None:
+        await self._scheduler.stop()
+
+    def ready(self) -> bool:
+        return self.runner is not None and self._scheduler.started
+
+    def queue_depth(self) -> int:
+        return self._scheduler.depth()
+
+    def adapters(self) -> list[AdapterRef]:
+        """The base model (always servable) and every adapter version in memory."""
+        return [AdapterRef.base(), *self._slots.loaded()]
+
+    # ---- adapters ----
+
+    async def ensure_adapter(self, ref: AdapterRef) -> None:
+        """Load ``ref`` from the registry unless loaded; unload the least recently used idle ones past
+        ``max_loaded_adapters``. Raises AdapterNotFound, AdapterCorrupt or AdapterIncompatible."""
+        if ref in self._slots:
+            self._slots.touch(ref)
+            return
+        runner = self._require_runner()
+        async with self._adapter_lock:
+            if ref in self._slots:
+                return
+            manifest, path = await asyncio.to_thread(self.registry.fetch, ref)
+            if manifest.base_model != self.config.base_model_id:
+                raise AdapterIncompatible(
+                    f"adapter {ref} was trained on {manifest.base_model}, this engine serves {self.config.base_model_id}"
+                )
+            for victim in self._slots.victims():
+                name = self._slots.name(victim)
+                self._slots.remove(victim)
+                await asyncio.to_thread(runner.unload_adapter, name)
+                log.info("unloaded adapter %s (least recently used)", victim)
+            name = self._slots.add(ref)
+            try:
+                await asyncio.to_thread(runner.load_adapter, name, path)
+            except BaseException:
+                self._slots.remove(ref)
+                raise
+            log.info("loaded adapter %s", ref)
+
+    # ---- generation ----
+
+    async def generate(self, req: GenerationRequest) -> GenerationResult:
+        parts: list[str] = []
+        final: StreamChunk | None = None
+        async for chunk in self.stream(req):
+            parts.append(chunk.delta)
+            if chunk.finish_reason is not None:
+                final = chunk
+        assert final is not None and final.usage is not None and final.finish_reason is not None
+        return GenerationResult(
+            text="".join(parts), prompt_tokens=final.usage.prompt_tokens,
+            completion_tokens=final.usage.completion_tokens, finish_reason=final.finish_reason, adapter=req.adapter,
+        )
+
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        job = await self._admit(req)
+        try:
+            while True:
+                event = await job.events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if event.finish_reason is not None:
+                    return
+        finally:
+            job.cancelled = True  # a client that stops reading frees its batch slot at the next step
+
+    async def _admit(self, req: GenerationRequest) -> _Job:
+        if not self.ready():
+            raise EngineNotReady("the generator has not started")
+        runner = self._require_runner()
+        await self.ensure_adapter(req.adapter)
+        prompt_ids = render_prompt(runner.tokenizer, req.messages)
+        max_new = req.max_tokens or self.config.max_new_tokens
+        if len(prompt_ids) + max_new > runner.max_positions:
+            raise PromptTooLong(
+                f"prompt of {len(prompt_ids)} tokens plus max_tokens {max_new} exceeds the context of "
+                f"{runner.max_positions} tokens"
+            )
+        # No await between the adapter check above and the pin: eviction cannot slip in between.
+        job = _Job(asyncio.get_running_loop(), req, self._slots.name(req.adapter), prompt_ids, max_new)
+        self._slots.pin(req.adapter)
+        try:
+            self._scheduler.submit(job)
+        except BaseException:
+            self._slots.unpin(req.adapter)
+            raise
+        return job
+
+    def _release(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            self._slots.unpin(job.ref)
+
+    def _require_runner(self) -> ModelRunner:
+        if self.runner is None:
+            raise EngineNotReady("the generator has not started")
+        return self.runner

@@ -1,0 +1,172 @@
+"""The served intent classifier: one base LLM, many adapter versions side by side.
+
+Each adapter version in the registry is a PEFT LoRA folder plus an intent head (see head.py).
+Versions load once into the same base model as named PEFT adapters; a request switches to its
+own version (``set_adapter``, about 10 ms) under a lock, so concurrent requests for different
+versions never see each other's weights. The forward pass stops at the head's exit layer:
+classification is one partial forward, never generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from finserve.contracts import AdapterNotFound, AdapterRef, AdapterRegistry, StrictModel
+
+from . import encoder, vote
+from .config import IntentConfig
+from .head import HeadSpec, IntentHead, has_head, load_head
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+"""Label when there is nothing to decide on (base adapter and no retrieved examples)."""
+
+
+class IntentPrediction(StrictModel):
+    """The intent the pipeline attributes to one query."""
+
+    label: str = Field(description=f"A Banking77 intent ('{UNKNOWN}' only when there was no evidence at all).")
+    confidence: float = Field(ge=0.0, le=1.0, description="Probability of the label under the method used.")
+    method: str = Field(description="head, head+vote (head mixed with the retrieval vote) or vote.")
+
+
+@dataclass
+class _Loaded:
+    name: str  # the PEFT adapter name inside the shared model
+    spec: HeadSpec
+    head: IntentHead
+    labels: list[str]
+
+
+class IntentClassifier:
+    """``classify(masked_text, adapter, examples)`` for the pipeline; see the module docstring."""
+
+    def __init__(self, config: IntentConfig, registry: AdapterRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry
+        self._lock = threading.Lock()  # guards the shared model: adapter set + forward are one step
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._device = "cpu"
+        self._loaded: OrderedDict[AdapterRef, _Loaded | None] = OrderedDict()  # None: adapter has no head
+
+    def ready(self) -> bool:
+        """True when every configured method can answer (the vote needs nothing; the head needs a registry)."""
+        return self.config.method == "vote" or self.registry is not None
+
+    async def classify(self, masked_text: str, adapter: AdapterRef, examples: Sequence[vote.Example]) -> IntentPrediction:
+        if self.config.method == "vote" or adapter.is_base:
+            return self._vote_only(examples, self.config.vote_temperature)
+        loaded = await asyncio.to_thread(self._ensure, adapter)
+        if loaded is None:
+            log.warning("adapter %s carries no intent head: using the retrieval vote", adapter)
+            return self._vote_only(examples, self.config.vote_temperature)
+        probs = await asyncio.to_thread(self._head_probabilities, loaded, [masked_text])
+        head = dict(zip(loaded.labels, probs[0], strict=True))
+        votes = vote.vote(examples, loaded.spec.vote_temperature) if loaded.spec.retrieval_weight > 0 else {}
+        label, confidence = vote.best(vote.mix(head, votes, loaded.spec.retrieval_weight))
+        return IntentPrediction(label=label, confidence=min(1.0, confidence), method="head+vote" if votes else "head")
+
+    def preload(self, adapters: Sequence[AdapterRef]) -> None:
+        """Load adapter versions ahead of traffic (the first request for one otherwise pays it)."""
+        for ref in adapters:
+            if not ref.is_base:
+                self._ensure(ref)
+
+    def probabilities(self, adapter: AdapterRef, texts: Sequence[str]) -> list[list[float]]:
+        """Head probabilities (in ``labels(adapter)`` order) for a batch: used by evaluation and tests."""
+        loaded = self._ensure(adapter)
+        if loaded is None:
+            raise AdapterNotFound(f"adapter {adapter} has no intent head")
+        return self._head_probabilities(loaded, list(texts))
+
+    def labels(self, adapter: AdapterRef) -> list[str]:
+        loaded = self._ensure(adapter)
+        if loaded is None:
+            raise AdapterNotFound(f"adapter {adapter} has no intent head")
+        return list(loaded.labels)
+
+    # ---- internals ----
+
+    @staticmethod
+    def _vote_only(examples: Sequence[vote.Example], temperature: float) -> IntentPrediction:
+        votes = vote.vote(examples, temperature)
+        if not votes:
+            return IntentPrediction(label=UNKNOWN, confidence=0.0, method="vote")
+        label, confidence = vote.best(votes)
+        return IntentPrediction(label=label, confidence=min(1.0, confidence), method="vote")
+
+    def _ensure(self, ref: AdapterRef) -> _Loaded | None:
+        with self._lock:
+            if ref in self._loaded:
+                self._loaded.move_to_end(ref)
+                return self._loaded[ref]
+            if self.registry is None:
+                raise AdapterNotFound(f"adapter {ref}: the intent classifier has no registry")
+            _, folder = self.registry.fetch(ref)
+            loaded = self._load(ref, folder) if has_head(folder) else None
+            self._loaded[ref] = loaded
+            while len(self._loaded) > self.config.max_loaded_adapters:
+                old_ref, old = self._loaded.popitem(last=False)
+                if old is not None:
+                    self._model.delete_adapter(old.name)
+                    log.info("unloaded adapter %s", old_ref)
+            return loaded
+
+    def _base(self) -> None:
+        """Load the base model and tokenizer once (under the lock)."""
+        if self._model is not None:
+            return
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        path = Path(self.config.base_model_path) if self.config.base_model_path else _default_base_model()
+        want_cuda = self.config.device == "cuda" or (self.config.device == "auto" and torch.cuda.is_available())
+        self._device = "cuda" if want_cuda else "cpu"
+        self._tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self._model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(self._device).eval()
+
+    def _load(self, ref: AdapterRef, folder: Path) -> _Loaded:
+        from peft import PeftModel
+
+        self._base()
+        spec, head, labels = load_head(folder)
+        name = f"{ref.name}@{ref.version}".replace(".", "_")  # PEFT adapter names become module keys: no dots
+        if isinstance(self._model, PeftModel):
+            self._model.load_adapter(str(folder), adapter_name=name)
+        else:
+            self._model = PeftModel.from_pretrained(self._model, str(folder), adapter_name=name)
+        self._model.eval()
+        log.info("loaded adapter %s (exit layer %d, %s pooling)", ref, spec.exit_layer, spec.pooling)
+        return _Loaded(name=name, spec=spec, head=head.to(self._device), labels=labels)
+
+    def _head_probabilities(self, loaded: _Loaded, texts: list[str]) -> list[list[float]]:
+        import torch
+
+        ids = encoder.tokenize(self._tokenizer, texts, loaded.spec.max_length)
+        input_ids, mask = encoder.pad(ids, self._tokenizer.pad_token_id or 0, self._device)
+        with self._lock, torch.inference_mode():
+            self._model.set_adapter(loaded.name)
+            pooled = encoder.encode(self._model, input_ids, mask, loaded.spec.exit_layer, loaded.spec.pooling)
+            probs = torch.softmax(loaded.head(pooled).float(), dim=-1)
+        return probs.cpu().tolist()
+
+
+def _default_base_model() -> Path:
+    from finserve.serving.inference.base_model import ensure_base_model
+
+    return ensure_base_model()

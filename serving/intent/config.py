@@ -1,0 +1,37 @@
+"""Settings of the served intent classifier."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from finserve.contracts import StrictModel
+
+Method = Literal["adapter", "vote"]
+
+
+class IntentConfig(StrictModel):
+    """How the pipeline turns a masked query into a Banking77 intent.
+
+    ``adapter``: the routed adapter's intent head on the LLM's hidden states (mixed with the
+    retrieval vote as the adapter's head spec says); the base pseudo-adapter, or an adapter
+    without a head, falls back to the retrieval vote. ``vote``: always the retrieval vote.
+    """
+
+    method: Method = Field("adapter", description="adapter: the adapter's intent head; vote: retrieval vote only.")
+    base_model_path: str | None = Field(
+        None, description="Converted base model folder; None: ensure_base_model() under the data dir."
+    )
+    vote_temperature: float = Field(
+        0.05, gt=0.0, description="Softmax temperature of the retrieval vote when no head spec sets one."
+    )
+    max_loaded_adapters: int = Field(
+        8, ge=1, description="Adapter versions kept loaded at once; the least recently used is dropped first."
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads for the forward pass (None: leave torch's setting)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the forward pass runs; auto: cuda when available."
+    )

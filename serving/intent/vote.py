@@ -1,0 +1,50 @@
+"""Retrieval vote: intent probabilities from the nearest training examples (weighted kNN).
+
+Each neighbour votes for its intent with weight ``exp(score / temperature)``, so a close match
+outweighs several distant ones. This is the whole classifier for ``AdapterRef.base()`` (no
+adapter, no head) and a second opinion mixed into an adapter head's probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Example(Protocol):
+    """What the vote needs from a retrieval hit (``finserve.serving.retrieval.Hit`` has it)."""
+
+    intent: str
+    score: float
+
+
+def vote(examples: Sequence[Example], temperature: float) -> dict[str, float]:
+    """intent -> probability over the intents the examples name; empty when there are none."""
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    if not examples:
+        return {}
+    top = max(e.score for e in examples)
+    # Subtracting the best score keeps exp() in range; it cancels out in the normalisation.
+    weights: dict[str, float] = {}
+    for e in examples:
+        weights[e.intent] = weights.get(e.intent, 0.0) + math.exp((e.score - top) / temperature)
+    total = sum(weights.values())
+    return {intent: w / total for intent, w in weights.items()}
+
+
+def mix(head: dict[str, float], votes: dict[str, float], weight: float) -> dict[str, float]:
+    """``(1 - weight) * head + weight * votes``; with no votes the head's probabilities stand."""
+    if not votes or weight <= 0:
+        return dict(head)
+    intents = head.keys() | votes.keys()
+    return {i: (1 - weight) * head.get(i, 0.0) + weight * votes.get(i, 0.0) for i in intents}
+
+
+def best(probabilities: dict[str, float]) -> tuple[str, float]:
+    """The most probable intent and its probability; ties go to the alphabetically first intent."""
+    if not probabilities:
+        raise ValueError("no intent probabilities to choose from")
+    label = min(probabilities, key=lambda i: (-probabilities[i], i))
+    return label, probabilities[label]

@@ -1,0 +1,470 @@
+"""What each template renders, for the defaults and the CI values files: the behaviour users rely
+on (names, probes, env contract, volumes, GPUs, secrets by reference, jobs, notes)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import yaml
+
+from finserve.contracts import CONFIGMAP_KEY, RoutingTable
+from finserve.contracts import metrics as contract_metrics
+from k8s_tooling import CHART, container, env_of, find, one, render
+
+CI = CHART / "ci"
+SERVING_LABELS = {"app.kubernetes.io/instance": "finserve", "app.kubernetes.io/component": "serving"}
+
+
+def serving_deployments(docs):
+    return [d for d in find(docs, "Deployment") if d["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"]
+
+
+# ---- serving Deployment ------------------------------------------------------------------------
+
+def test_default_serving_deployment_runs_the_ray_serve_app_non_root():
+    dep = one(render(), "Deployment", "finserve-serving-cpu")
+    spec = dep["spec"]["template"]["spec"]
+    c = container(spec, "serving")
+    assert c["command"] == ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]
+    assert c["image"] == "finserve-serving:0.1.0"
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8081}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] >= 10000
+    for ctr in spec["containers"] + spec["initContainers"]:
+        sc = ctr["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+    assert spec["automountServiceAccountToken"] is False
+    # A rolling update never drops below the ready replicas.
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_serving_env_follows_the_contract():
+    c = container(one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving")
+    env = env_of(c)
+    assert env["FINSERVE_HTTP_HOST"]["value"] == "0.0.0.0"  # the code's default 127.0.0.1 is unreachable in a pod
+    assert env["FINSERVE_HTTP_PORT"]["value"] == "8000" and env["FINSERVE_GRPC_PORT"]["value"] == "8081"
+    assert env["FINSERVE_DATA_DIR"]["value"] == "/var/lib/finserve"
+    assert env["FINSERVE_ROUTING_TABLE"]["value"] == "/etc/finserve/routing"
+    assert env["FINSERVE_REGISTRY"]["value"] == "/mnt/registry"
+    assert env["FINSERVE_CONFIG"]["value"] == "/etc/finserve/serving.yaml"
+    # The operator's queue-depth query selects pool="<workload name>".
+    assert env["FINSERVE_POOL"]["value"] == "finserve-serving-cpu"
+    # The bundled Redis: password from the Secret, expanded into the URL by the kubelet.
+    assert env["FINSERVE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "finserve-redis", "key": "redis-password"}
+    assert env["FINSERVE_REDIS_URL"]["value"] == "redis://:$(FINSERVE_REDIS_PASSWORD)@finserve-redis:6379/0"
+    names = list(env)
+    assert names.index("FINSERVE_REDIS_PASSWORD") < names.index("FINSERVE_REDIS_URL"), "$(VAR) needs VAR defined first"
+    assert "FINSERVE_API_KEY" not in env and "FINSERVE_MILVUS_URI" not in env
+
+
+def test_serving_mounts_config_routing_data_and_writable_scratch():
+    spec = one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in container(spec, "serving")["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert mounts["/etc/finserve/serving.yaml"]["subPath"] == "serving.yaml"
+    # The routing table is mounted as a folder (no subPath), so operator writes reach the pod.
+    assert "subPath" not in mounts["/etc/finserve/routing"]
+    assert volumes["routing"]["configMap"] == {"name": "finserve-routing", "optional": True}
+    assert volumes[mounts["/dev/shm"]["name"]]["emptyDir"]["medium"] == "Memory"
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]] and "emptyDir" in volumes[mounts["/var/lib/finserve"]["name"]]
+    assert mounts["/mnt/registry"]["readOnly"] is True
+    assert volumes["registry"]["persistentVolumeClaim"]["claimName"] == "finserve-registry"
+
+
+def test_model_is_converted_by_an_init_container_into_the_data_dir():
+    spec = one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    init = container(spec, "model")
+    assert init["command"] == ["finserve", "model", "convert"]
+    assert env_of(init)["FINSERVE_DATA_DIR"]["value"] == "/var/lib/finserve"
+    assert {m["mountPath"] for m in init["volumeMounts"]} == {"/var/lib/finserve", "/tmp"}
+    assert "initContainers" not in one(render(sets=("serving.modelInit=false",)), "Deployment",
+                                       "finserve-serving-cpu")["spec"]["template"]["spec"]
+
+
+def test_config_change_rolls_the_pods():
+    a = one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["metadata"]["annotations"]
+    b = one(render(sets=("serving.config.gateway.max_tokens_limit=256",)), "Deployment",
+            "finserve-serving-cpu")["spec"]["template"]["metadata"]["annotations"]
+    assert a["checksum/config"] != b["checksum/config"]
+
+
+def test_existing_data_claim_replaces_the_emptydir():
+    spec = one(render(values=(CI / "jobs-values.yaml",)), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    data = next(v for v in spec["volumes"] if v["name"] == "data")
+    assert data == {"name": "data", "persistentVolumeClaim": {"claimName": "finserve-data"}}
+
+
+def test_serving_config_files_are_valid_serving_configs():
+    """The rendered serving.yaml is what `finserve up --config` loads: it must validate."""
+    from finserve.serving.config import ServingConfig
+
+    for values in [(), (CI / "gpu-values.yaml",), (CI / "rayservice-values.yaml",)]:
+        for cm in find(render(values=values), "ConfigMap"):
+            if "serving.yaml" in cm.get("data", {}):
+                ServingConfig.model_validate(yaml.safe_load(cm["data"]["serving.yaml"]) or {})
+
+
+def test_pool_overrides_merge_over_the_shared_config():
+    docs = render(values=(CI / "gpu-values.yaml",), sets=("serving.config.gateway.max_tokens_limit=256",))
+    cpu = yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"])
+    gpu = yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-gpu")["data"]["serving.yaml"])
+    assert cpu == {"gateway": {"max_tokens_limit": 256}}
+    assert gpu == {"gateway": {"max_tokens_limit": 256}, "deployments": {"generator": {"num_gpus": 1}}}
+
+
+# ---- GPU pools and autoscaling ------------------------------------------------------------------
+
+def test_gpu_pool_requests_gpus_on_gpu_nodes_with_the_gpu_image():
+    docs = render(values=(CI / "gpu-values.yaml",))
+    gpu = one(docs, "Deployment", "finserve-serving-gpu")["spec"]
+    pod = gpu["template"]["spec"]
+    c = container(pod, "serving")
+    assert c["image"] == "finserve-serving-gpu:0.1.0"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert {"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule"} in pod["tolerations"]
+    assert gpu["replicas"] == 2
+    # The pool's own resources override the defaults; what it leaves out is inherited.
+    assert c["resources"]["requests"]["memory"] == "16Gi"
+    assert c["resources"]["limits"]["ephemeral-storage"] == "10Gi"
+    cpu = one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in container(cpu, "serving")["resources"]["limits"]
+    assert "tolerations" not in cpu
+
+
+def test_cpu_pool_hpa_targets_its_deployment_which_leaves_replicas_to_it():
+    docs = render(values=(CI / "gpu-values.yaml",))
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "finserve-serving-cpu"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 75
+    assert "replicas" not in one(docs, "Deployment", "finserve-serving-cpu")["spec"]
+    assert not find(render(), "HorizontalPodAutoscaler")
+
+
+# ---- gateway Service ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values", [(), (CI / "gpu-values.yaml",)], ids=["defaults", "gpu"])
+def test_gateway_service_selects_every_serving_pool(values):
+    docs = render(values=values)
+    svc = one(docs, "Service", "finserve")
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]} == {
+        "http": (8000, 8000), "grpc": (8081, 8081)}
+    assert next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")["appProtocol"] == "grpc"
+    selector = svc["spec"]["selector"]
+    pools = serving_deployments(docs)
+    assert pools
+    for dep in pools:
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), dep["metadata"]["name"]
+    for other in find(docs, "Deployment") + find(docs, "StatefulSet"):
+        if other not in pools:
+            assert not selector.items() <= other["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_node_port_for_local_clusters():
+    svc = one(render(sets=("serving.service.type=NodePort", "serving.service.httpNodePort=30080")), "Service", "finserve")
+    http = next(p for p in svc["spec"]["ports"] if p["name"] == "http")
+    assert svc["spec"]["type"] == "NodePort" and http["nodePort"] == 30080
+
+
+# ---- routing table ------------------------------------------------------------------------------
+
+def test_routing_configmap_is_an_empty_valid_table_kept_across_upgrades():
+    cm = one(render(), "ConfigMap", "finserve-routing")
+    assert cm["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    table = RoutingTable.model_validate_json(cm["data"][CONFIGMAP_KEY])
+    assert table.routes == {} and table.revision == 0
+    assert not find(render(sets=("routing.create=false",)), "ConfigMap", "finserve-routing")
+
+
+def test_routing_configmap_name_reaches_serving_and_operator():
+    docs = render(sets=("routing.configMapName=routes-a",))
+    assert one(docs, "ConfigMap", "routes-a")
+    pod = one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    assert next(v for v in pod["volumes"] if v["name"] == "routing")["configMap"]["name"] == "routes-a"
+    op = container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
+    assert env_of(op)["FINSERVE_ROUTING_CONFIGMAP"]["value"] == "routes-a"
+
+
+# ---- Redis, Milvus, registry, secrets ------------------------------------------------------------
+
+def test_bundled_redis_is_a_small_authenticated_cache():
+    docs = render()
+    sts = one(docs, "StatefulSet", "finserve-redis")
+    c = container(sts["spec"]["template"]["spec"], "redis")
+    args = c["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert env_of(c)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "finserve-redis"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    secret = one(docs, "Secret", "finserve-redis")
+    password = base64.b64decode(secret["data"]["redis-password"]).decode()
+    assert len(password) == 32 and password.isalnum()
+    assert one(docs, "Service", "finserve-redis")["spec"]["ports"][0]["port"] == 6379
+
+
+def test_existing_redis_secret_is_referenced_not_generated():
+    docs = render(sets=("redis.bundled.auth.existingSecret=my-redis",))
+    assert not find(docs, "Secret")
+    c = container(one(docs, "StatefulSet", "finserve-redis")["spec"]["template"]["spec"], "redis")
+    assert env_of(c)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "my-redis"
+
+
+def test_external_backends_and_secrets_by_reference():
+    docs = render(values=(CI / "external-values.yaml",))
+    assert not find(docs, "StatefulSet") and not find(docs, "Secret") and not find(docs, "PersistentVolumeClaim")
+    c = container(one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving")
+    env = env_of(c)
+    assert env["FINSERVE_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "finserve-redis-url", "key": "url"}
+    assert env["FINSERVE_MILVUS_URI"]["value"] == "http://milvus.milvus.svc:19530"
+    assert env["FINSERVE_REGISTRY"]["value"] == "s3://finserve-adapters/registry"
+    assert env["FINSERVE_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "finserve-api-key", "key": "api-key"}
+    assert c["envFrom"] == [{"secretRef": {"name": "finserve-s3-credentials"}}]
+    assert "/mnt/registry" not in {m["mountPath"] for m in c["volumeMounts"]}
+
+
+def test_redis_disabled_leaves_no_cache_settings():
+    docs = render(sets=("redis.mode=disabled",))
+    assert not find(docs, "StatefulSet")
+    env = env_of(container(one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving"))
+    assert "FINSERVE_REDIS_URL" not in env
+
+
+@pytest.mark.parametrize("values", [(), *[(p,) for p in sorted(CI.glob("*-values.yaml"))]],
+                         ids=lambda v: v[0].stem if v else "defaults")
+def test_no_secret_material_inline(values):
+    """Only the chart-generated Redis password is secret data; every other secret is a reference."""
+    for doc in render(values=values):
+        if doc["kind"] == "Secret":
+            assert doc["metadata"]["name"] == "finserve-redis" and list(doc["data"]) == ["redis-password"]
+        text = json.dumps(doc)
+        for marker in ("hunter2", "BEGIN PRIVATE KEY", "AWS_SECRET_ACCESS_KEY\": \"", "password="):
+            assert marker not in text
+        for pod in _pod_specs(doc):
+            for c in pod.get("containers", []) + pod.get("initContainers", []):
+                for e in c.get("env", []):
+                    if any(w in e["name"] for w in ("KEY", "PASSWORD", "TOKEN", "SECRET")):
+                        assert "valueFrom" in e, f"{doc['metadata']['name']}: {e['name']} is inline"
+
+
+def _pod_specs(doc):
+    spec = doc.get("spec", {})
+    if doc["kind"] in {"Deployment", "StatefulSet"}:
+        yield spec["template"]["spec"]
+    elif doc["kind"] == "Job":
+        yield spec["template"]["spec"]
+    elif doc["kind"] == "RayService":
+        cluster = spec["rayClusterConfig"]
+        yield cluster["headGroupSpec"]["template"]["spec"]
+        for group in cluster["workerGroupSpecs"]:
+            yield group["template"]["spec"]
+
+
+def test_registry_claim_survives_uninstall():
+    pvc = one(render(), "PersistentVolumeClaim", "finserve-registry")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert not find(render(sets=("registry.pvc.existingClaim=adapters",)), "PersistentVolumeClaim")
+
+
+# ---- operator -----------------------------------------------------------------------------------
+
+def test_operator_is_one_standalone_replica_recreated_on_upgrade():
+    docs = render()
+    dep = one(docs, "Deployment", "finserve-operator")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    c = container(dep["spec"]["template"]["spec"], "operator")
+    assert c["command"] == ["finserve", "operator", "run"]
+    assert c["args"] == ["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert env_of(c)["FINSERVE_PROMETHEUS_URL"]["value"].startswith("http://")
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    pdb = one(docs, "PodDisruptionBudget", "finserve-operator")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_operator_serves_listed_namespaces_only():
+    c = container(one(render(values=(CI / "jobs-values.yaml",)), "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
+    assert c["args"][:2] == ["--namespace=finserve", "--namespace=finserve-canary"]
+    assert "--all-namespaces" not in c["args"]
+
+
+def test_operator_off_renders_none_of_it():
+    docs = render(sets=("operator.enabled=false",))
+    assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"]
+
+
+# ---- RayService ---------------------------------------------------------------------------------
+
+def test_rayservice_serve_config_is_valid_for_ray_serve():
+    from ray.serve.schema import ServeDeploySchema
+
+    from finserve.serving.config import ServingConfig
+
+    docs = render(values=(CI / "rayservice-values.yaml",))
+    assert not serving_deployments(docs)
+    rs = one(docs, "RayService", "finserve-serving")
+    serve = ServeDeploySchema.model_validate(yaml.safe_load(rs["spec"]["serveConfigV2"]))
+    (app,) = serve.applications
+    assert (app.name, app.import_path, app.route_prefix) == ("finserve", "finserve.serving.app:build_app", "/")
+    assert serve.http_options.host == "0.0.0.0" and serve.http_options.port == 8000
+    ServingConfig.model_validate(app.args)
+    assert app.args["deployments"]["generator"]["num_gpus"] == 1
+
+
+def test_rayservice_cluster_shape():
+    rs = one(render(values=(CI / "rayservice-values.yaml",)), "RayService", "finserve-serving")
+    cluster = rs["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == "2.60.0" and cluster["enableInTreeAutoscaling"] is True
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    assert container(head, "ray-head")["image"] == "finserve-serving:0.1.0"
+    assert {p["name"]: p["containerPort"] for p in container(head, "ray-head")["ports"]}["serve"] == 8000
+    (group,) = cluster["workerGroupSpecs"]
+    assert (group["groupName"], group["replicas"], group["minReplicas"], group["maxReplicas"]) == ("gpu", 1, 1, 3)
+    worker = container(group["template"]["spec"], "ray-worker")
+    assert worker["image"] == "finserve-serving-gpu:0.1.0"
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert group["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    for pod in (head, group["template"]["spec"]):
+        env = env_of(pod["containers"][0])
+        assert env["FINSERVE_POOL"]["value"] == "finserve-serving"  # the RayService is the pool workload
+        assert env["FINSERVE_ROUTING_TABLE"]["value"] == "/etc/finserve/routing"
+
+
+# ---- Jobs ---------------------------------------------------------------------------------------
+
+def test_jobs_are_off_by_default():
+    assert not find(render(), "Job")
+
+
+def test_training_job_writes_the_registry_with_its_config():
+    docs = render(values=(CI / "jobs-values.yaml",))
+    job = one(docs, "Job", "finserve-train-1")
+    pod = job["spec"]["template"]["spec"]
+    c = container(pod, "train")
+    assert c["command"] == ["finserve", "train", "--config", "/etc/finserve/training/training.yaml"]
+    assert c["image"] == "finserve-training:0.1.0"
+    assert yaml.safe_load(one(docs, "ConfigMap", "finserve-training")["data"]["training.yaml"]) == {
+        "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/mnt/registry"]["readOnly"] is False
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+
+
+def test_training_job_defaults_to_the_repository_config_and_gpu_image():
+    job = one(render(values=(CI / "gpu-values.yaml",)), "Job", "finserve-train-1")
+    c = container(job["spec"]["template"]["spec"], "train")
+    assert c["command"] == ["finserve", "train", "--config", "training_jobs/configs/default.yaml"]
+    assert c["image"] == "finserve-training-gpu:0.1.0"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_eval_job_reports_json_on_the_held_out_file():
+    job = one(render(values=(CI / "jobs-values.yaml",)), "Job", "finserve-eval-1")
+    c = container(job["spec"]["template"]["spec"], "eval")
+    assert c["command"] == ["finserve", "eval", "--data", "/mnt/registry/eval/banking77-validation.csv", "--json"]
+    assert {m["mountPath"]: m for m in c["volumeMounts"]}["/mnt/registry"]["readOnly"] is True
+
+
+# ---- network policies -----------------------------------------------------------------------------
+
+def _selects(policy, labels):
+    return policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("values", [(), (CI / "rayservice-values.yaml",), (CI / "jobs-values.yaml",)],
+                         ids=["defaults", "rayservice", "jobs"])
+def test_only_the_gateway_is_reachable_from_outside_the_release(values):
+    docs = render(values=values)
+    policies = find(docs, "NetworkPolicy")
+    deny = one(docs, "NetworkPolicy", "finserve-default-deny")
+    (rule,) = deny["spec"]["ingress"]
+    assert rule == {"from": [{"podSelector": {"matchLabels": deny["spec"]["podSelector"]["matchLabels"]}}]}
+    gateway = one(docs, "NetworkPolicy", "finserve-gateway")
+    assert [p["port"] for p in gateway["spec"]["ingress"][0]["ports"]] == [8000, 8081]
+    for doc in docs:
+        for pod_labels in _pod_labels(doc):
+            assert _selects(deny, pod_labels), f"{doc['kind']}/{doc['metadata']['name']} is not covered"
+            open_to_outside = [p for p in policies if _selects(p, pod_labels) and p is not deny
+                               and p["metadata"]["name"] != "finserve-kuberay"]
+            if pod_labels.get("app.kubernetes.io/component") == "serving":
+                assert open_to_outside == [gateway]
+            else:
+                assert open_to_outside == [], f"{doc['metadata']['name']} is reachable from outside"
+
+
+def _pod_labels(doc):
+    if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
+        yield doc["spec"]["template"]["metadata"]["labels"]
+    elif doc["kind"] == "RayService":
+        cluster = doc["spec"]["rayClusterConfig"]
+        yield cluster["headGroupSpec"]["template"]["metadata"]["labels"]
+        for group in cluster["workerGroupSpecs"]:
+            yield group["template"]["metadata"]["labels"]
+
+
+def test_kuberay_operator_may_reach_the_ray_head_dashboard():
+    policy = one(render(values=(CI / "rayservice-values.yaml",)), "NetworkPolicy", "finserve-kuberay")
+    assert policy["spec"]["podSelector"]["matchLabels"]["finserve.dev/ray-node"] == "head"
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}}}]
+    assert {p["port"] for p in rule["ports"]} == {8265, 52365}
+
+
+def test_gateway_sources_can_be_restricted():
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    docs = render(sets=("networkPolicy.gatewayFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=ingress-nginx",))
+    assert one(docs, "NetworkPolicy", "finserve-gateway")["spec"]["ingress"][0]["from"] == [peer]
+    assert not find(render(sets=("networkPolicy.enabled=false",)), "NetworkPolicy")
+
+
+# ---- monitoring ----------------------------------------------------------------------------------
+
+def test_monitoring_is_off_by_default():
+    kinds = {d["kind"] for d in render()}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert not find(render(), "ConfigMap", "finserve-dashboard")
+
+
+def test_service_monitor_scrapes_the_gateway_metrics_port():
+    docs = render(values=(CI / "monitoring-values.yaml",))
+    sm = one(docs, "ServiceMonitor", "finserve")
+    svc = one(docs, "Service", "finserve")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["finserve"]}
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+@pytest.mark.parametrize("values,port", [((), "http"), ((CHART / "ci" / "rayservice-values.yaml",), "serve")])
+def test_pod_monitor_names_a_port_every_serving_pod_has(values, port):
+    docs = render(values=values, sets=("monitoring.podMonitor.enabled=true",))
+    pm = one(docs, "PodMonitor", "finserve-serving")
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == port
+    for doc in docs:
+        for spec, labels in zip(_pod_specs(doc), _pod_labels(doc)):
+            if pm["spec"]["selector"]["matchLabels"].items() <= labels.items():
+                assert port in {p["name"] for p in spec["containers"][0].get("ports", [])}, doc["metadata"]["name"]
+
+
+def test_dashboard_configmap_ships_the_dashboard_json():
+    cm = one(render(values=(CI / "monitoring-values.yaml",)), "ConfigMap", "finserve-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["finserve.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "finserve.json").read_text())
+
+
+def test_contract_metric_names_are_what_the_chart_assumes():
+    # The alerts, dashboard and samples spell these names; a rename in contracts must reach them.
+    assert contract_metrics.REQUESTS_TOTAL == "finserve_requests_total"
+    assert contract_metrics.REQUEST_DURATION == "finserve_request_duration_seconds"
+    assert contract_metrics.PII_FINDINGS_TOTAL == "finserve_pii_findings_total"

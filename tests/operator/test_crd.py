@@ -1,0 +1,157 @@
+"""The ModelRollout CRD: its openAPIV3Schema accepts the samples and rejects invalid resources
+(checked with jsonschema; the CEL rules need an API server, and the typed models enforce the same
+rules, see test_spec.py), and it says exactly what the typed models say."""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import BaseModel, TypeAdapter
+
+from finserve.operator import api
+from finserve.operator.spec import ModelRolloutSpec
+from finserve.operator.status import RolloutStatus
+
+from mro_testkit import rollout_manifest
+
+EXAMPLES = Path(api.__file__).parent / "examples"
+
+FULL = rollout_manifest(
+    strategy={"steps": [10, 50, 100], "stepInterval": "10m",
+              "analysis": {"interval": "2m", "failureThreshold": 3, "successThreshold": 2, "minRequests": 100,
+                           "requestsQuery": "sum(increase(x[{{ interval }}]))",
+                           "metrics": [{"name": "error-rate", "max": 0.02},
+                                       {"name": "refusals", "query": "sum(rate(r{v=\"{{ version }}\"}[1m]))",
+                                        "min": 0, "max": 3, "onNoData": "fail"}]}},
+    autoscaling={"minReplicas": 1, "maxReplicas": 6, "targetGPUUtilization": 65, "targetQueueDepth": 8,
+                 "scaleUpStabilization": "30s", "scaleDownStabilization": "10m", "pool": "dedicated",
+                 "target": {"kind": "RayService", "name": "finserve", "serveDeployment": "Generator",
+                            "workerGroup": "gpu"},
+                 "canaryTarget": {"kind": "Deployment", "name": "generator-canary"}},
+)
+
+
+@pytest.fixture(scope="module")
+def schema(crd) -> dict[str, Any]:
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def validate(schema: dict[str, Any], obj: dict[str, Any]) -> None:
+    jsonschema.Draft4Validator(schema).validate(obj)
+
+
+def test_names_match_the_api_module(crd):
+    assert crd["metadata"]["name"] == f"{api.PLURAL}.{api.GROUP}"
+    assert crd["spec"]["group"] == api.GROUP
+    assert crd["spec"]["names"]["kind"] == api.KIND
+    assert crd["spec"]["names"]["shortNames"] == [api.SHORT_NAME]
+    version = crd["spec"]["versions"][0]
+    assert version["name"] == api.VERSION and version["subresources"] == {"status": {}}
+
+
+def test_printer_columns(crd):
+    columns = {c["name"]: c["jsonPath"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns == {"Phase": ".status.phase", "Step": ".status.currentStepIndex", "Weight": ".status.canaryWeight",
+                       "Stable": ".status.stable", "Canary": ".status.canary", "Age": ".metadata.creationTimestamp"}
+
+
+@pytest.mark.parametrize("sample", [rollout_manifest(), FULL, yaml.safe_load((EXAMPLES / "rollout.yaml").read_text())],
+                         ids=["minimal", "every field", "example"])
+def test_samples_are_valid_for_the_schema_and_the_models(schema, sample):
+    validate(schema, sample)
+    ModelRolloutSpec.model_validate(sample["spec"])
+
+
+def test_a_written_status_is_valid(schema):
+    from finserve.operator.core.decide import decide
+    from finserve.operator.core.observations import Observations
+    from finserve.operator.objects import rollout_status_patch
+
+    from mro_testkit import T0, make_spec
+
+    status = decide(make_spec(), RolloutStatus(), Observations(generation=1), T0).status
+    body = {k: v for k, v in rollout_status_patch(status).items() if v is not None}
+    validate(schema, {**rollout_manifest(), "status": body})
+
+
+def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    keys = path.split(".")
+    target = obj
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+    if value is ...:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = value
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("spec.model", ...),
+        ("spec.canary.version", "latest"),
+        ("spec.model", "Bad Name"),
+        ("spec.strategy.steps", [0, 100]),
+        ("spec.strategy.steps", [5, 101]),
+        ("spec.strategy.steps", []),
+        ("spec.strategy.stepInterval", "5 minutes"),
+        ("spec.strategy.analysis.failureThreshold", 0),
+        ("spec.strategy.analysis.minRequests", -1),
+        ("spec.strategy.analysis.metrics", [{"name": "error-rate", "onNoData": "ignore"}]),
+        ("spec.strategy.analysis.metrics", [{"query": "sum(x)", "max": 1}]),
+        ("spec.autoscaling", {"target": {"kind": "Deployment", "name": "g"}}),
+        ("spec.autoscaling", {"maxReplicas": 2, "target": {"kind": "StatefulSet", "name": "g"}}),
+        ("spec.autoscaling", {"maxReplicas": 2, "targetGPUUtilization": 0, "target": {"kind": "Deployment", "name": "g"}}),
+        ("spec.autoscaling", {"maxReplicas": 2, "pool": "separate", "target": {"kind": "Deployment", "name": "g"}}),
+        ("status.phase", "Done"),
+    ],
+    ids=["no model", "version not semver", "model not a DNS label", "zero weight", "weight over 100", "no steps",
+         "bad duration", "zero failure threshold", "negative minRequests", "bad onNoData", "metric without name",
+         "autoscaling without maxReplicas", "unsupported kind", "zero GPU target", "unknown pool", "unknown phase"],
+)
+def test_invalid_resources_are_rejected(schema, path, value):
+    with pytest.raises(jsonschema.ValidationError):
+        validate(schema, _set(rollout_manifest(), path, value))
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model inside X, X | None or list[X]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (list, types.UnionType, typing.Union):
+        return next((m for a in typing.get_args(annotation) if (m := _model_of(a)) is not None), None)
+    return None
+
+
+def _agree(schema: dict[str, Any], model: type[BaseModel], path: str, defaults: bool = True) -> None:
+    fields = {f.alias or name: f for name, f in model.model_fields.items()}
+    props = schema["properties"]
+    assert set(props) == set(fields), f"{path}: CRD {sorted(set(props) ^ set(fields))} differ from the model"
+    for alias, field in fields.items():
+        prop = props[alias]
+        sub = _model_of(field.annotation)
+        if sub is not None and sub is not model:
+            _agree(prop["items"] if prop.get("type") == "array" else prop, sub, f"{path}.{alias}", defaults)
+        if not defaults:
+            continue
+        assert (alias in schema.get("required", [])) == field.is_required(), f"{path}.{alias}: required differs"
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        if default is not None:
+            assert "default" in prop, f"{path}.{alias}: the model has a default the CRD lacks"
+        if "default" in prop:
+            assert TypeAdapter(field.annotation).validate_python(prop["default"]) == default, f"{path}.{alias}"
+
+
+def test_the_crd_spec_says_what_the_models_say(schema):
+    _agree(schema["properties"]["spec"], ModelRolloutSpec, "spec")
+
+
+def test_the_crd_status_says_what_the_models_say(schema):
+    _agree(schema["properties"]["status"], RolloutStatus, "status", defaults=False)  # the operator writes it

@@ -1,0 +1,96 @@
+"""`finserve rollout status|pause|resume|promote|abort|wait` against kmock's emulated Kubernetes API
+(no real API server can run here). The CLI runs in a thread: it has its own event loop, and the
+emulator must keep serving from the test's loop meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from typer.testing import CliRunner
+
+from finserve.cli import app
+
+from mro_testkit import RESOURCE_MRO, create, patch, rollout_manifest
+
+
+async def invoke(*args: str):
+    return await asyncio.to_thread(CliRunner().invoke, app, ["rollout", *args])
+
+
+def watching(kube):
+    return kube.wait_for_request(lambda r: r.action == kube.action.WATCH and r.resource == RESOURCE_MRO)
+
+
+async def settle(kube, phase: str, generation_seen: int = 1) -> None:
+    await patch(kube, RESOURCE_MRO, "default", "bank",
+                {"status": {"phase": phase, "observedGeneration": generation_seen, "message": f"it {phase}"}},
+                subresource="status")
+
+
+async def test_commands_set_annotations(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    result = await invoke("pause", "bank", "-n", "default")
+    assert result.exit_code == 0, result.output
+    annotations = kube.objects[RESOURCE_MRO, "default", "bank"]["metadata"]["annotations"]
+    assert set(annotations) == {"finserve.dev/pause"}
+    result = await invoke("resume", "bank")  # namespace from the kubeconfig context
+    assert result.exit_code == 0, result.output
+    annotations = kube.objects[RESOURCE_MRO, "default", "bank"]["metadata"]["annotations"]
+    assert set(annotations) == {"finserve.dev/resume"}  # resume clears pause and the other way round
+    for command in ("promote", "abort"):
+        assert (await invoke(command, "bank")).exit_code == 0
+    assert {"finserve.dev/promote", "finserve.dev/abort"} <= set(
+        kube.objects[RESOURCE_MRO, "default", "bank"]["metadata"]["annotations"])
+
+
+async def test_status_prints_the_rollout(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    await patch(kube, RESOURCE_MRO, "default", "bank", {"status": {
+        "phase": "Progressing", "currentStepIndex": 1, "canaryWeight": 25, "stable": "banking77@1.0.0",
+        "canary": "banking77@1.1.0", "lastAnalysis": {"time": "2025-01-01T00:01:00Z", "stepIndex": 1,
+                                                     "outcome": "Failed", "requests": 120, "metrics": [
+            {"name": "error-rate", "value": 0.2, "outcome": "Failed", "message": "0.2 > max 0.05"}]}}},
+        subresource="status")
+    table = await invoke("status", "bank")
+    assert table.exit_code == 0, table.output
+    assert "phase Progressing, step 2/4, canary weight 25%" in table.output
+    assert "0.2 > max 0.05" in table.output
+    as_json = await invoke("status", "bank", "-o", "json")
+    assert json.loads(as_json.output)["status"]["canaryWeight"] == 25
+
+
+async def test_unknown_rollout_exits_3(kube, kubeconfig):
+    assert (await invoke("status", "nope")).exit_code == 3
+    assert (await invoke("abort", "nope")).exit_code == 3
+
+
+async def test_wait_exits_0_on_success(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    await patch(kube, RESOURCE_MRO, "default", "bank", {"status": {"phase": "Progressing", "observedGeneration": 1}},
+                subresource="status")
+    waiting = asyncio.create_task(invoke("wait", "bank", "--timeout", "60"))
+    await watching(kube)  # the result has to arrive through the watch
+    await settle(kube, "Succeeded")
+    result = await waiting
+    assert result.exit_code == 0, result.output
+    assert "Succeeded" in result.output
+
+
+async def test_wait_exits_1_on_failure_and_ignores_a_stale_status(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    await settle(kube, "Succeeded")  # the previous spec's result...
+    await patch(kube, RESOURCE_MRO, "default", "bank", {"spec": {"canary": {"version": "1.2.0"}}})  # ...then an edit
+    assert kube.objects[RESOURCE_MRO, "default", "bank"]["metadata"]["generation"] == 2
+    waiting = asyncio.create_task(invoke("wait", "bank", "--timeout", "60"))
+    await watching(kube)
+    await settle(kube, "Failed", generation_seen=2)
+    result = await waiting
+    assert result.exit_code == 1, result.output
+    assert "Failed" in result.output
+
+
+async def test_wait_exits_2_on_timeout(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    result = await invoke("wait", "bank", "--timeout", "0.5")
+    assert result.exit_code == 2

@@ -1,0 +1,37 @@
+"""PINs and card security codes: digits count only right after their keyword."""
+
+from __future__ import annotations
+
+import pytest
+
+from finserve.serving.guard.card_secret_recognizer import find_card_secrets
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my pin is 4821", ["4821"]),
+        ("CVV: 123 thanks", ["123"]),
+        ("security code 0042", ["0042"]),
+        ("PIN number 123456", ["123456"]),
+        ("pin: 1234.", ["1234"]),
+        ("cvc2 = 987 and pin 1111", ["987", "1111"]),
+    ],
+)
+def test_finds_secrets(text: str, expected: list[str]) -> None:
+    assert [text[a:b] for a, b in find_card_secrets(text)] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I forgot my PIN",
+        "pin 12345678",  # too long for a PIN: an account or card fragment
+        "my pin was changed 3 times",
+        "cvv 12.50",
+        "spin 1234",
+        "I paid 1234 for the PIN reader",
+    ],
+)
+def test_ignores_other_numbers(text: str) -> None:
+    assert find_card_secrets(text) == []

@@ -1,0 +1,122 @@
+"""The training job's config: one YAML file per adapter version (training_jobs/configs/*.yaml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from finserve.contracts import AdapterRef, StrictModel
+from finserve.serving.intent.encoder import Pooling
+
+Quantization = Literal["none", "nf4", "auto"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class DataSettings(StrictModel):
+    """Which rows train and validate the adapter."""
+
+    csv: str | None = Field(None, description="Banking77-style text,category CSV; None: the shared Banking77 file.")
+    max_train_per_intent: int | None = Field(
+        None, ge=1, description="Keep at most this many training rows per intent (None: all): smaller, faster versions."
+    )
+    max_validation_per_intent: int | None = Field(
+        None, ge=1, description="Keep at most this many validation rows per intent (None: all): for quick runs only."
+    )
+    max_length: int = Field(64, ge=4, le=512, description="Tokens kept per query (Banking77's longest has 96).")
+    seed: int = Field(0, description="Seed for the subsets above.")
+
+
+class LoraSettings(StrictModel):
+    """The PEFT LoRA on the base LLM."""
+
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Linear layers that get LoRA matrices (module names in the Llama decoder).",
+    )
+    layers: int = Field(
+        4,
+        ge=1,
+        description="How many decoder layers right below the exit layer carry LoRA; the ones below stay frozen "
+        "and their output is computed once and cached.",
+    )
+
+
+class HeadSettings(StrictModel):
+    """The intent head on the LLM's hidden states, and how serving mixes in the retrieval vote."""
+
+    exit_layer: int = Field(
+        30, ge=1, description="Decoder layers run before pooling (SmolLM2-135M has 30); later layers are skipped."
+    )
+    pooling: Pooling = Field("mean", description="mean, last token, or both concatenated (mean_last).")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the pooled vector while training.")
+    retrieval_weight: float = Field(
+        0.0, ge=0.0, le=1.0, description="Weight of the retrieval vote mixed in at serving time (0: head only)."
+    )
+    vote_temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of that vote.")
+
+
+class OptimSettings(StrictModel):
+    """Optimiser, schedule and stopping."""
+
+    epochs: int = Field(4, ge=1, description="Most passes over the training rows.")
+    batch_size: int = Field(32, ge=1, description="Rows per optimiser step.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate of the LoRA matrices.")
+    head_lr: float = Field(3e-3, gt=0, description="Peak learning rate of the intent head.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with a linear warm-up; then linear decay.")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    patience: int = Field(
+        1, ge=1, description="Stop after this many epochs without a better validation accuracy; the best epoch is kept."
+    )
+    seed: int = Field(77, description="Seed for initialisation and shuffling.")
+
+
+class TrainConfig(StrictModel):
+    """One training job: what to train, on which rows, and the registry version it publishes."""
+
+    name: str = Field(description="Adapter name in the registry.")
+    version: str = Field(description="Semantic version to publish; publishing an existing version fails.")
+    description: str = Field("", description="Free text stored in the manifest.")
+    base_model_path: str | None = Field(
+        None, description="Converted base model folder; None: ensure_base_model() under the data dir."
+    )
+    quantization: Quantization = Field(
+        "auto", description="nf4: QLoRA (4-bit NF4, double quantization; needs CUDA); none: fp32 LoRA; auto: nf4 on CUDA."
+    )
+    device: Device = Field("auto", description="Where training runs; auto: cuda when available.")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default).")
+    data: DataSettings = Field(default_factory=DataSettings, description="Rows and split.")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings.")
+    head: HeadSettings = Field(default_factory=HeadSettings, description="Intent head settings.")
+    optim: OptimSettings = Field(default_factory=OptimSettings, description="Optimisation settings.")
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        AdapterRef(name="x", version=v)  # reuses the registry's semver rule
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        AdapterRef(name=v, version="0.0.0")
+        return v
+
+    @model_validator(mode="after")
+    def _layers_fit(self) -> TrainConfig:
+        if self.lora.layers > self.head.exit_layer:
+            raise ValueError(f"lora.layers ({self.lora.layers}) cannot exceed head.exit_layer ({self.head.exit_layer})")
+        return self
+
+    @property
+    def ref(self) -> AdapterRef:
+        return AdapterRef(name=self.name, version=self.version)
+
+    @property
+    def lora_layer_ids(self) -> list[int]:
+        """The decoder layers with LoRA: the ``lora.layers`` right below the exit layer."""
+        return list(range(self.head.exit_layer - self.lora.layers, self.head.exit_layer))

@@ -1,0 +1,79 @@
+"""Turning trained weights into a registry version: PEFT folder + intent head + model card + manifest."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from finserve.contracts import AdapterManifest, AdapterRegistry
+from finserve.serving.inference.base_model import BASE_MODEL_ID
+from finserve.serving.intent.head import HeadSpec, save_head
+
+from .config import TrainConfig
+from .data import DATA_ATTRIBUTION
+from .trainer import Trained
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def write_adapter_folder(folder: Path, config: TrainConfig, trained: Trained, hidden_size: int) -> None:
+    """The PEFT LoRA files (loadable by vLLM and transformers+PEFT) plus the intent head beside them."""
+    trained.model.save_pretrained(str(folder))
+    # PEFT records the local folder it loaded from; the registry promises the hub id of the base.
+    cfg_path = folder / ADAPTER_CONFIG
+    adapter_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    adapter_cfg["base_model_name_or_path"] = BASE_MODEL_ID
+    cfg_path.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    spec = HeadSpec(
+        base_model=BASE_MODEL_ID,
+        hidden_size=hidden_size,
+        exit_layer=config.head.exit_layer,
+        lora_layers=config.lora_layer_ids,
+        pooling=config.head.pooling,
+        max_length=config.data.max_length,
+        retrieval_weight=config.head.retrieval_weight,
+        vote_temperature=config.head.vote_temperature,
+    )
+    save_head(folder, spec, trained.head, trained.labels)
+    (folder / "README.md").write_text(model_card(config, trained), encoding="utf-8")
+
+
+def model_card(config: TrainConfig, trained: Trained) -> str:
+    best = trained.best
+    return (
+        f"# {config.name} {config.version}\n\n"
+        f"LoRA adapter for `{BASE_MODEL_ID}` with a Banking77 intent head (`intent_head.*`, `labels.json`).\n"
+        f"The head reads the mean/last hidden state after decoder layer {config.head.exit_layer}; "
+        f"LoRA sits on layers {config.lora_layer_ids[0]}-{config.lora_layer_ids[-1]}.\n\n"
+        f"Validation (held-out 20 % split): accuracy {best.accuracy:.4f}, macro-F1 {best.macro_f1:.4f} "
+        f"(epoch {trained.best_epoch}).\n\n"
+        f"Training data: {DATA_ATTRIBUTION}.\n"
+    )
+
+
+def publish(
+    registry: AdapterRegistry,
+    config: TrainConfig,
+    trained: Trained,
+    hidden_size: int,
+    data_checksum: str,
+    training_facts: dict[str, Any],
+    overwrite: bool = False,
+) -> AdapterManifest:
+    """Write the folder to a temp dir and publish it as ``config.name@config.version``."""
+    best = trained.best
+    manifest = AdapterManifest(
+        name=config.name,
+        version=config.version,
+        base_model=BASE_MODEL_ID,
+        checksum="",  # publish() fills files and checksum from what it copies
+        training={"config": config.model_dump(mode="json"), **training_facts},
+        data_checksum=data_checksum,
+        metrics={"accuracy": best.accuracy, "macro_f1": best.macro_f1, "train_loss": best.train_loss},
+        description=(config.description + " " if config.description else "") + f"Training data: {DATA_ATTRIBUTION}.",
+    )
+    with tempfile.TemporaryDirectory(prefix="finserve-adapter-") as tmp:
+        write_adapter_folder(Path(tmp), config, trained, hidden_size)
+        return registry.publish(tmp, manifest, overwrite=overwrite)

@@ -1,0 +1,234 @@
+"""The training loop: LoRA on the upper decoder layers plus an intent head, early-stopped on validation.
+
+Cost is what shapes it. The decoder layers below the LoRA ones are frozen, so their output for
+each query is computed once (:func:`cache_states`) and every step runs only the LoRA layers, the
+final norm and the head. That is exact, not an approximation: nothing trainable sits below.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from finserve.contracts import StrictModel
+from finserve.serving.intent import encoder
+from finserve.serving.intent.head import IntentHead
+
+from . import metrics
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class EpochReport(StrictModel):
+    """What one epoch did."""
+
+    epoch: int = Field(description="1-based epoch number.")
+    train_loss: float = Field(description="Mean training loss over the epoch's steps.")
+    accuracy: float = Field(description="Validation accuracy of the head after the epoch.")
+    macro_f1: float = Field(description="Validation macro-F1 after the epoch.")
+    seconds: float = Field(description="Wall time of the epoch's training steps.")
+    rows_per_s: float = Field(description="Training rows per second in the epoch.")
+
+
+@dataclass
+class Trained:
+    """The best epoch's weights and how training went."""
+
+    model: Any  # PeftModel with the best LoRA weights loaded
+    head: IntentHead
+    labels: list[str]
+    epochs: list[EpochReport]
+    best_epoch: int
+    cache_seconds: float
+
+    @property
+    def best(self) -> EpochReport:
+        return self.epochs[self.best_epoch - 1]
+
+
+def cache_states(
+    model: Any, ids: Sequence[list[int]], layers: int, pad_id: int, device: str, batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[torch.Tensor]:
+    """Hidden states after the first ``layers`` decoder layers, one (length, dim) tensor per query."""
+    out: list[torch.Tensor | None] = [None] * len(ids)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths: little padding
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            input_ids, _ = encoder.pad([ids[i] for i in chunk], pad_id, device)
+            hidden = encoder.run_layers(model, encoder.embed(model, input_ids), 0, layers)
+            for row, i in enumerate(chunk):
+                out[i] = hidden[row, : len(ids[i])].clone()
+            if on_batch:
+                on_batch(len(chunk))
+    return [t for t in out if t is not None]
+
+
+def _stack(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad cached states into (batch, seq, dim) and the matching 0/1 mask."""
+    width = max(s.shape[0] for s in states)
+    batch = states[0].new_zeros((len(states), width, states[0].shape[1]))
+    mask = torch.zeros((len(states), width), dtype=torch.long, device=states[0].device)
+    for i, s in enumerate(states):
+        batch[i, : s.shape[0]] = s
+        mask[i, : s.shape[0]] = 1
+    return batch, mask
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length rows: shuffle, sort within pools of 50 batches, shuffle batches."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _logits(model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig) -> torch.Tensor:
+    batch, mask = _stack(states)
+    start = config.head.exit_layer - config.lora.layers
+    hidden = encoder.run_layers(model, batch, start, config.head.exit_layer)
+    return head(encoder.finish(model, hidden, mask, config.head.pooling))
+
+
+def predict(model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, batch_size: int = 64) -> list[int]:
+    model.eval()
+    head.eval()
+    order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
+    out = [0] * len(states)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            best = _logits(model, head, [states[i] for i in chunk], config).argmax(-1).tolist()
+            for i, label in zip(chunk, best, strict=True):
+                out[i] = label
+    return out
+
+
+def _schedule(total: int, warmup: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def fit(
+    config: TrainConfig,
+    model: Any,
+    tokenizer: Any,
+    device: str,
+    train_rows: Sequence[tuple[str, str]],
+    val_rows: Sequence[tuple[str, str]],
+    labels: list[str],
+    progress: bool = True,
+) -> Trained:
+    """Train LoRA + head on ``train_rows``; validate after each epoch; keep the best epoch."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(config.optim.seed)
+    rng = random.Random(config.optim.seed)
+    index = {label: i for i, label in enumerate(labels)}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prefix = config.head.exit_layer - config.lora.layers
+
+    t0 = time.perf_counter()
+    train_ids = encoder.tokenize(tokenizer, [t for t, _ in train_rows], config.data.max_length)
+    val_ids = encoder.tokenize(tokenizer, [t for t, _ in val_rows], config.data.max_length)
+    with tqdm(total=len(train_ids) + len(val_ids), desc=f"cache layers 0-{prefix - 1}", unit="row",
+              disable=not progress) as bar:
+        model.eval()
+        train_states = cache_states(model, train_ids, prefix, pad_id, device, on_batch=bar.update)
+        val_states = cache_states(model, val_ids, prefix, pad_id, device, on_batch=bar.update)
+    cache_seconds = time.perf_counter() - t0
+    y_train = torch.tensor([index[c] for _, c in train_rows], device=device)
+    gold_val = [c for _, c in val_rows]
+
+    head = IntentHead(_features(model, config), len(labels), config.head.dropout).to(device)
+    lora_params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [{"params": lora_params, "lr": config.optim.lr}, {"params": head.parameters(), "lr": config.optim.head_lr}],
+        weight_decay=config.optim.weight_decay,
+    )
+    steps_per_epoch = math.ceil(len(train_states) / config.optim.batch_size)
+    total = steps_per_epoch * config.optim.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, int(total * config.optim.warmup_ratio)))
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
+    lengths = [s.shape[0] for s in train_states]
+
+    reports: list[EpochReport] = []
+    best_acc, best_epoch, stale = -1.0, 0, 0
+    best_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+    for epoch in range(1, config.optim.epochs + 1):
+        model.train()
+        head.train()
+        started, losses = time.perf_counter(), []
+        batches = length_batches(lengths, config.optim.batch_size, rng)
+        with tqdm(total=len(train_states), desc=f"epoch {epoch}/{config.optim.epochs}", unit="row",
+                  disable=not progress) as bar:
+            for batch in batches:
+                logits = _logits(model, head, [train_states[i] for i in batch], config)
+                loss = loss_fn(logits.float(), y_train[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(lora_params + list(head.parameters()), 1.0)
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+                bar.update(len(batch))
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        seconds = time.perf_counter() - started
+        predicted = [labels[i] for i in predict(model, head, val_states, config)]
+        report = EpochReport(
+            epoch=epoch,
+            train_loss=sum(losses) / len(losses),
+            accuracy=metrics.accuracy(gold_val, predicted),
+            macro_f1=metrics.macro_f1(gold_val, predicted),
+            seconds=seconds,
+            rows_per_s=len(train_states) / seconds,
+        )
+        reports.append(report)
+        log.info("epoch %d: loss %.4f, validation accuracy %.4f, macro-F1 %.4f, %.0f s",
+                 epoch, report.train_loss, report.accuracy, report.macro_f1, seconds)
+        if report.accuracy > best_acc:
+            best_acc, best_epoch, stale = report.accuracy, epoch, 0
+            best_state = (
+                {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
+                copy.deepcopy(head.state_dict()),
+            )
+        else:
+            stale += 1
+            if stale >= config.optim.patience:
+                log.info("no better validation accuracy for %d epoch(s): stopping", stale)
+                break
+    if best_state is None:
+        raise RuntimeError("training produced no epoch")
+    if best_epoch != len(reports):
+        set_peft_model_state_dict(model, best_state[0])
+        head.load_state_dict(best_state[1])
+    model.eval()
+    head.eval()
+    return Trained(model=model, head=head, labels=labels, epochs=reports, best_epoch=best_epoch,
+                   cache_seconds=cache_seconds)
+
+
+def _features(model: Any, config: TrainConfig) -> int:
+    hidden = encoder.decoder(model).config.hidden_size
+    return hidden * (2 if config.head.pooling == "mean_last" else 1)
