@@ -62,7 +62,9 @@ class RolloutClient:
                 raise RolloutNotFound(f"modelrollout {namespace}/{name} not found") from exc
             raise
 
-    async def command(self, namespace: str, name: str, command: str, now: datetime | None = None) -> dict[str, Any]:
+    async def command(
+        self, namespace: str, name: str, command: str, now: datetime | None = None
+    ) -> dict[str, Any]:
         """Set ``finserve.dev/<command>`` to a fresh timestamp (pause and resume clear each other)."""
         stamp = (now or datetime.now(UTC)).isoformat()
         annotations: dict[str, str | None] = {COMMAND_PREFIX + command: stamp}
@@ -88,8 +90,13 @@ class RolloutClient:
 
     async def _next_change(self, namespace: str, name: str, since: str) -> dict[str, Any]:
         stream = watch.Watch().stream(
-            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-            field_selector=f"metadata.name={name}", resource_version=since,
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            field_selector=f"metadata.name={name}",
+            resource_version=since,
         )
         async with stream as events:
             async for event in events:

@@ -54,7 +54,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(*MRO)
 @kopf.on.create(*MRO)
 @kopf.on.update(*MRO)
-async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def reconcile(
+    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
     spec, current = parse_spec(body.get("spec", {})), RolloutStatus.from_wire(dict(status))
     if isinstance(spec, str):
         patch.status.update(rollout_status_patch(invalid(current, spec, body.meta.get("generation"), _now())))
@@ -63,7 +65,10 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, mem
     decision = await rollout_tick(spec, current, object_ref(body), runtime.ports, KopfEvents(body), _now())
     patch.status.update(rollout_status_patch(decision.status))
     if decision.requeue_after is not None:
-        raise kopf.TemporaryError(f"waiting for the next tick: {decision.status.message}", delay=min(decision.requeue_after, runtime.config.poll_seconds))
+        raise kopf.TemporaryError(
+            f"waiting for the next tick: {decision.status.message}",
+            delay=min(decision.requeue_after, runtime.config.poll_seconds),
+        )
 
 
 @kopf.on.delete(*MRO)
@@ -82,11 +87,14 @@ def _scales(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.timer(*MRO, interval=SCALING_INTERVAL, when=_scales)
-async def autoscale(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def autoscale(
+    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
     spec = parse_spec(body.get("spec", {}))
     if isinstance(spec, str):
         return  # reconcile reports invalid specs
     runtime: Runtime = memo.runtime
-    decision = await scaling_tick(spec, RolloutStatus.from_wire(dict(status)), object_ref(body), runtime.ports,
-                                  KopfEvents(body), _now())
+    decision = await scaling_tick(
+        spec, RolloutStatus.from_wire(dict(status)), object_ref(body), runtime.ports, KopfEvents(body), _now()
+    )
     patch.status.update(scaling_status_patch(decision.status))

@@ -6,7 +6,13 @@ import asyncio
 from datetime import datetime
 
 from .api import COMMAND_PREFIX, COMMANDS
-from .core.observations import AnalysisObservation, Observations, PoolObservation, Reading, ScalingObservations
+from .core.observations import (
+    AnalysisObservation,
+    Observations,
+    PoolObservation,
+    Reading,
+    ScalingObservations,
+)
 from .core.plan import analysis_due
 from .core.queries import GPU_UTILIZATION_QUERY, QUEUE_DEPTH_QUERY, REQUESTS_QUERY, render
 from .durations import promql_range
@@ -37,20 +43,24 @@ async def measure(spec: ModelRolloutSpec, ref: ObjectRef, ports: Ports) -> Analy
     values = template_values(spec, ref)
     names = ["requests", *(c.name for c in analysis.metrics)]
     queries = [analysis.requests_query or REQUESTS_QUERY, *(c.resolved_query() for c in analysis.metrics)]
-    readings = await asyncio.gather(*(ports.metrics.query(n, render(q, values)) for n, q in zip(names, queries, strict=True)))
+    readings = await asyncio.gather(
+        *(ports.metrics.query(n, render(q, values)) for n, q in zip(names, queries, strict=True))
+    )
     return AnalysisObservation(requests=readings[0], metrics=dict(zip(names[1:], readings[1:], strict=True)))
 
 
-async def observe_rollout(spec: ModelRolloutSpec, status: RolloutStatus, ref: ObjectRef, ports: Ports,
-                          now: datetime) -> Observations:
+async def observe_rollout(
+    spec: ModelRolloutSpec, status: RolloutStatus, ref: ObjectRef, ports: Ports, now: datetime
+) -> Observations:
     analysis = await measure(spec, ref, ports) if analysis_due(spec, status, now) else None
     canary_ready = None
     scaling = spec.autoscaling
     if scaling is not None and scaling.canary_target is not None:
         state = await ports.workloads.observe(ref.namespace, scaling.canary_target)
         canary_ready = None if state.ready is None else state.ready > 0
-    return Observations(generation=ref.generation, commands=commands(ref), analysis=analysis,
-                        canary_ready=canary_ready)
+    return Observations(
+        generation=ref.generation, commands=commands(ref), analysis=analysis, canary_ready=canary_ready
+    )
 
 
 def pools_of(spec: ModelRolloutSpec) -> list[tuple[str, WorkloadRef]]:
@@ -62,20 +72,35 @@ def pools_of(spec: ModelRolloutSpec) -> list[tuple[str, WorkloadRef]]:
     return [("stable", scaling.target), ("canary", scaling.canary_target)]
 
 
-async def _pool(scaling: Autoscaling, ref: ObjectRef, ports: Ports, pool: str, target: WorkloadRef) -> PoolObservation:
+async def _pool(
+    scaling: Autoscaling, ref: ObjectRef, ports: Ports, pool: str, target: WorkloadRef
+) -> PoolObservation:
     values = {"namespace": ref.namespace, "workload": target.name, "pool": target.name}
     state = await ports.workloads.observe(ref.namespace, target)
-    gpu = await ports.metrics.query(f"{pool}:gpu", render(scaling.gpu_utilization_query or GPU_UTILIZATION_QUERY, values))
+    gpu = await ports.metrics.query(
+        f"{pool}:gpu", render(scaling.gpu_utilization_query or GPU_UTILIZATION_QUERY, values)
+    )
     queue: Reading | None = None
     if scaling.target_queue_depth is not None:
-        queue = await ports.metrics.query(f"{pool}:queue", render(scaling.queue_depth_query or QUEUE_DEPTH_QUERY, values))
-    return PoolObservation(pool=pool, workload=target, current_replicas=state.replicas, ready_replicas=state.ready,
-                           gpu_utilization=gpu, queue_depth=queue, conflict=state.conflict)
+        queue = await ports.metrics.query(
+            f"{pool}:queue", render(scaling.queue_depth_query or QUEUE_DEPTH_QUERY, values)
+        )
+    return PoolObservation(
+        pool=pool,
+        workload=target,
+        current_replicas=state.replicas,
+        ready_replicas=state.ready,
+        gpu_utilization=gpu,
+        queue_depth=queue,
+        conflict=state.conflict,
+    )
 
 
 async def observe_pools(spec: ModelRolloutSpec, ref: ObjectRef, ports: Ports) -> ScalingObservations:
     scaling = spec.autoscaling
     if scaling is None:
         return ScalingObservations()
-    pools = await asyncio.gather(*(_pool(scaling, ref, ports, pool, target) for pool, target in pools_of(spec)))
+    pools = await asyncio.gather(
+        *(_pool(scaling, ref, ports, pool, target) for pool, target in pools_of(spec))
+    )
     return ScalingObservations(pools=list(pools))

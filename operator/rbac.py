@@ -16,7 +16,11 @@ class PolicyRule(TypedDict):
 
 CLUSTER_RULES: list[PolicyRule] = [
     # kopf: discover resources and notice CRDs appearing; list namespaces for --namespace globs.
-    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["list", "watch"],
+    },
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
 """Cluster-scoped: always a ClusterRole."""

@@ -25,8 +25,11 @@ class Runtime:
     async def connect(cls, config: OperatorConfig) -> Runtime:
         api = await api_client()
         prometheus = PrometheusSource(config.prometheus_url, timeout=config.prometheus_timeout)
-        ports = Ports(metrics=prometheus, routes=ConfigMapRouteStore(api, config.routing_configmap),
-                      workloads=KubeWorkloads(api))
+        ports = Ports(
+            metrics=prometheus,
+            routes=ConfigMapRouteStore(api, config.routing_configmap),
+            workloads=KubeWorkloads(api),
+        )
         return cls(config=config, ports=ports, _api=api, _prometheus=prometheus)
 
     async def aclose(self) -> None:

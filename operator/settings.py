@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import Field
-
 from finserve.contracts import StrictModel
+from pydantic import Field
 
 from .adapters.routing import DEFAULT_CONFIGMAP
 
@@ -30,8 +29,10 @@ class OperatorConfig(StrictModel):
         DEFAULT_CONFIGMAP, description="Name of the routing-table ConfigMap in each rollout's namespace."
     )
     poll_seconds: float = Field(
-        15.0, gt=0, description="Longest wait between ticks of a running rollout; bounds how late a "
-        "command annotation is seen."
+        15.0,
+        gt=0,
+        description="Longest wait between ticks of a running rollout; bounds how late a "
+        "command annotation is seen.",
     )
 
     @classmethod

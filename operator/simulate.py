@@ -18,9 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
-
 from finserve.contracts import StrictModel
+from pydantic import Field, field_validator
 
 from .adapters.memory import InMemoryRouteStore, InMemoryWorkloads, ListEventSink
 from .api import COMMAND_PREFIX
@@ -106,7 +105,9 @@ class TimelineSource:
 def load_rollout(data: dict[str, Any]) -> tuple[str, ModelRolloutSpec]:
     """(name, spec) from a ModelRollout manifest, or from a bare spec."""
     if "spec" in data:
-        return str(data.get("metadata", {}).get("name", "rollout")), ModelRolloutSpec.model_validate(data["spec"])
+        return str(data.get("metadata", {}).get("name", "rollout")), ModelRolloutSpec.model_validate(
+            data["spec"]
+        )
     return "rollout", ModelRolloutSpec.model_validate(data)
 
 
@@ -114,8 +115,9 @@ def _t(value: float) -> int | float:
     return int(value) if float(value).is_integer() else round(value, 3)
 
 
-async def simulate(name: str, spec: ModelRolloutSpec, timeline: Timeline,
-                   max_seconds: float = 86400.0) -> AsyncIterator[dict[str, Any]]:
+async def simulate(
+    name: str, spec: ModelRolloutSpec, timeline: Timeline, max_seconds: float = 86400.0
+) -> AsyncIterator[dict[str, Any]]:
     """Yield one line per analysis tick, then ``{"result": PHASE}``."""
     elapsed = 0.0
     source = TimelineSource(timeline, lambda: elapsed, spec.strategy.analysis.min_requests)
@@ -123,20 +125,32 @@ async def simulate(name: str, spec: ModelRolloutSpec, timeline: Timeline,
     status, events = RolloutStatus(), ListEventSink()
     while True:
         now = START + timedelta(seconds=elapsed)
-        ref = ObjectRef(namespace="simulation", name=name, generation=1, annotations=timeline.annotations(elapsed))
+        ref = ObjectRef(
+            namespace="simulation", name=name, generation=1, annotations=timeline.annotations(elapsed)
+        )
         decision = await rollout_tick(spec, status, ref, ports, events, now)
         status = decision.status
         record = status.last_analysis
         if record is not None and record.time == now:
-            yield {"t": _t(elapsed), "phase": str(status.phase), "step": status.current_step_index,
-                   "canaryWeight": status.canary_weight, "failedChecks": status.failed_checks,
-                   "outcome": str(record.outcome)}
-        wait = decision.requeue_after
-        if wait is None:  # finished, or paused until a command
-            upcoming = None if status.terminal else timeline.next_command_after(elapsed)
-            if upcoming is None:
-                break
-            wait = upcoming - elapsed
+            yield {
+                "t": _t(elapsed),
+                "phase": str(status.phase),
+                "step": status.current_step_index,
+                "canaryWeight": status.canary_weight,
+                "failedChecks": status.failed_checks,
+                "outcome": str(record.outcome),
+            }
+        # Wake for the next check or the next command, whichever is first (the operator notices a
+        # command within FINSERVE_OPERATOR_POLL_SECONDS; the simulation at the command's time).
+        upcoming = None if status.terminal else timeline.next_command_after(elapsed)
+        waits = [
+            w
+            for w in (decision.requeue_after, None if upcoming is None else upcoming - elapsed)
+            if w is not None
+        ]
+        if not waits:  # finished, or paused with no command to come
+            break
+        wait = min(waits)
         if elapsed + wait > max_seconds:
             break
         elapsed += wait

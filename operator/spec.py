@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
+from finserve.contracts import AdapterRef, StrictModel
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
-
-from finserve.contracts import AdapterRef, StrictModel
 
 from .core.queries import BUILTIN_METRICS, POOL_PLACEHOLDERS, check_template
 from .durations import Duration, seconds
@@ -193,7 +192,11 @@ class Autoscaling(CamelModel):
     min_replicas: int = Field(1, ge=0, description="Fewest replicas per pool.")
     max_replicas: int = Field(ge=1, description="Most replicas per pool.")
     target_gpu_utilization: float = Field(
-        70.0, gt=0, le=100, alias="targetGPUUtilization", description="Target average GPU utilization, percent."
+        70.0,
+        gt=0,
+        le=100,
+        alias="targetGPUUtilization",
+        description="Target average GPU utilization, percent.",
     )
     target_queue_depth: float | None = Field(
         None, gt=0, description="Target average queue depth per replica (optional second signal)."

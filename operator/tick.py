@@ -14,8 +14,14 @@ from .spec import ModelRolloutSpec
 from .status import RolloutStatus
 
 
-async def rollout_tick(spec: ModelRolloutSpec, status: RolloutStatus, ref: ObjectRef, ports: Ports,
-                       events: EventSink, now: datetime) -> Decision:
+async def rollout_tick(
+    spec: ModelRolloutSpec,
+    status: RolloutStatus,
+    ref: ObjectRef,
+    ports: Ports,
+    events: EventSink,
+    now: datetime,
+) -> Decision:
     """The caller records ``decision.status`` only after this returns: actions first, then status."""
     observations = await observe_rollout(spec, status, ref, ports, now)
     decision = decide(spec, status, observations, now)
@@ -23,8 +29,14 @@ async def rollout_tick(spec: ModelRolloutSpec, status: RolloutStatus, ref: Objec
     return decision
 
 
-async def scaling_tick(spec: ModelRolloutSpec, status: RolloutStatus, ref: ObjectRef, ports: Ports,
-                       events: EventSink, now: datetime) -> Decision:
+async def scaling_tick(
+    spec: ModelRolloutSpec,
+    status: RolloutStatus,
+    ref: ObjectRef,
+    ports: Ports,
+    events: EventSink,
+    now: datetime,
+) -> Decision:
     observations = await observe_pools(spec, ref, ports)
     decision = decide_scaling(spec, status, observations, now)
     await apply(decision.actions, ref, ports, events)

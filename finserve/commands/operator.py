@@ -16,9 +16,12 @@ def register(app: typer.Typer) -> None:
 @operator.command()
 def run(
     namespace: Annotated[
-        list[str] | None, typer.Option("--namespace", "-n", help="Namespace to serve (repeatable; globs allowed).")
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Namespace to serve (repeatable; globs allowed)."),
     ] = None,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Serve every namespace.")] = False,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Serve every namespace.")
+    ] = False,
     liveness: Annotated[
         str, typer.Option(help="Liveness endpoint for probes ('' disables).")
     ] = "http://0.0.0.0:8080/healthz",

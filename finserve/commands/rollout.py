@@ -9,7 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-rollout = typer.Typer(help="Canary rollouts of adapter versions (ModelRollout resources).", no_args_is_help=True)
+rollout = typer.Typer(
+    help="Canary rollouts of adapter versions (ModelRollout resources).", no_args_is_help=True
+)
 
 NameArg = Annotated[str, typer.Argument(help="ModelRollout name.")]
 NamespaceOpt = Annotated[
@@ -62,16 +64,22 @@ def _print_status(obj: dict[str, Any]) -> None:
     console = Console()
     meta = obj["metadata"]
     console.print(f"[bold]{meta['namespace']}/{meta['name']}[/] (model {obj.get('spec', {}).get('model')})")
-    console.print(f"phase [bold]{status.get('phase', '-')}[/], step {step + 1}/{len(steps)}, "
-                  f"canary weight {status.get('canaryWeight', 0)}%")
-    console.print(f"stable {status.get('stable', '-')}, canary {status.get('canary', '-')}, "
-                  f"failed checks {status.get('failedChecks', 0)}")
+    console.print(
+        f"phase [bold]{status.get('phase', '-')}[/], step {step + 1}/{len(steps)}, "
+        f"canary weight {status.get('canaryWeight', 0)}%"
+    )
+    console.print(
+        f"stable {status.get('stable', '-')}, canary {status.get('canary', '-')}, "
+        f"failed checks {status.get('failedChecks', 0)}"
+    )
     if status.get("message"):
         console.print(status["message"])
     analysis = status.get("lastAnalysis")
     if analysis:
-        table = Table(title=f"last check {analysis.get('time')}: {analysis.get('outcome')} "
-                            f"({analysis.get('requests', 'no')} requests)")
+        table = Table(
+            title=f"last check {analysis.get('time')}: {analysis.get('outcome')} "
+            f"({analysis.get('requests', 'no')} requests)"
+        )
         for column in ("metric", "value", "outcome", "why"):
             table.add_column(column)
         for m in analysis.get("metrics", []):
@@ -149,8 +157,12 @@ def wait(
 
 @rollout.command()
 def simulate(
-    rollout_file: Annotated[Path, typer.Option("--rollout", exists=True, dir_okay=False, help="ModelRollout YAML.")],
-    metrics: Annotated[Path, typer.Option("--metrics", exists=True, dir_okay=False, help="Metric timeline YAML.")],
+    rollout_file: Annotated[
+        Path, typer.Option("--rollout", exists=True, dir_okay=False, help="ModelRollout YAML.")
+    ],
+    metrics: Annotated[
+        Path, typer.Option("--metrics", exists=True, dir_okay=False, help="Metric timeline YAML.")
+    ],
     max_duration: Annotated[str, typer.Option(help="Stop the virtual clock after this long.")] = "24h",
 ) -> None:
     """Run the real decision core on a virtual clock: one JSON line per check, then the result.

@@ -22,8 +22,9 @@ async def api_client(context: str | None = None) -> client.ApiClient:
         config.load_incluster_config(client_configuration=configuration)
     else:
         path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser("~/.kube/config")
-        await config.load_kube_config(config_file=path, context=context, client_configuration=configuration,
-                                      persist_config=False)
+        await config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration, persist_config=False
+        )
     return client.ApiClient(configuration=configuration)
 
 

@@ -6,10 +6,9 @@ makes the test fail (409/422) and the merge is redone on the fresh table.
 
 from __future__ import annotations
 
+from finserve.contracts import CONFIGMAP_KEY, Route, RoutingTable
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-
-from finserve.contracts import CONFIGMAP_KEY, Route, RoutingTable
 
 from .kube import is_conflict
 
@@ -51,7 +50,9 @@ class ConfigMapRouteStore:
             except ApiException as exc:
                 if not is_conflict(exc):
                     raise
-        raise RouteConflict(f"routing table {namespace}/{self.name}: {self.attempts} conflicting writes in a row")
+        raise RouteConflict(
+            f"routing table {namespace}/{self.name}: {self.attempts} conflicting writes in a row"
+        )
 
     async def write(self, namespace: str, table: RoutingTable, version: str, has_data: bool) -> None:
         """Replace the table only if the ConfigMap is still at ``version``."""
@@ -69,7 +70,10 @@ class ConfigMapRouteStore:
             metadata=client.V1ObjectMeta(
                 name=self.name,
                 namespace=namespace,
-                labels={"app.kubernetes.io/managed-by": "finserve-operator", "app.kubernetes.io/part-of": "finserve"},
+                labels={
+                    "app.kubernetes.io/managed-by": "finserve-operator",
+                    "app.kubernetes.io/part-of": "finserve",
+                },
             ),
             data=table.to_configmap_data(),
         )

@@ -71,7 +71,9 @@ def ray_scale_patch(ray: dict[str, Any], ref: WorkloadRef, replicas: int) -> lis
         if deployment is None:
             raise WorkloadNotFound(f"RayService/{ref.name} has no Serve deployment {ref.serve_deployment!r}")
         deployment["num_replicas"] = replicas
-        ops.append({"op": "replace", "path": "/spec/serveConfigV2", "value": yaml.safe_dump(serve, sort_keys=False)})
+        ops.append(
+            {"op": "replace", "path": "/spec/serveConfigV2", "value": yaml.safe_dump(serve, sort_keys=False)}
+        )
     if ref.worker_group:
         found = _worker_group(ray, ref.worker_group)
         if found is None:
@@ -96,7 +98,11 @@ class KubeWorkloads:
     async def observe(self, namespace: str, ref: WorkloadRef) -> WorkloadState:
         if ref.kind == "RayService":
             ray = await self._ray(namespace, ref.name)
-            return WorkloadState(replicas=None, ready=None, conflict=None) if ray is None else ray_state(ray, ref)
+            return (
+                WorkloadState(replicas=None, ready=None, conflict=None)
+                if ray is None
+                else ray_state(ray, ref)
+            )
         try:
             deployment = await self.apps.read_namespaced_deployment(ref.name, namespace)
         except ApiException as exc:
@@ -111,13 +117,16 @@ class KubeWorkloads:
 
     async def scale(self, namespace: str, ref: WorkloadRef, replicas: int) -> None:
         if ref.kind == "Deployment":
-            await self.apps.patch_namespaced_deployment_scale(ref.name, namespace, {"spec": {"replicas": replicas}})
+            await self.apps.patch_namespaced_deployment_scale(
+                ref.name, namespace, {"spec": {"replicas": replicas}}
+            )
             return
         ray = await self._ray(namespace, ref.name)
         if ray is None:
             raise WorkloadNotFound(f"RayService/{ref.name} not found in {namespace}")
-        await self.custom.patch_namespaced_custom_object(*RAY[:2], namespace, RAY[2], ref.name,
-                                                         ray_scale_patch(ray, ref, replicas))
+        await self.custom.patch_namespaced_custom_object(
+            *RAY[:2], namespace, RAY[2], ref.name, ray_scale_patch(ray, ref, replicas)
+        )
 
     async def _ray(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

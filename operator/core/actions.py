@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
-
 from finserve.contracts import Route, StrictModel
+from pydantic import Field
 
 from ..spec import WorkloadRef
 from ..status import RolloutStatus

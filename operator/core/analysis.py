@@ -36,15 +36,21 @@ def judge_metric(check: MetricCheck, reading: Reading | None) -> MetricResult:
     lo, hi = check.bounds()
     value = reading.value
     if lo is not None and value < lo:
-        return MetricResult(name=check.name, value=value, outcome=Outcome.FAILED,
-                            message=f"{_fmt(value)} < min {_fmt(lo)}")
+        return MetricResult(
+            name=check.name, value=value, outcome=Outcome.FAILED, message=f"{_fmt(value)} < min {_fmt(lo)}"
+        )
     if hi is not None and value > hi:
-        return MetricResult(name=check.name, value=value, outcome=Outcome.FAILED,
-                            message=f"{_fmt(value)} > max {_fmt(hi)}")
-    bounds = " ".join(p for p in (f"min {_fmt(lo)}" if lo is not None else "",
-                                   f"max {_fmt(hi)}" if hi is not None else "") if p)
-    return MetricResult(name=check.name, value=value, outcome=Outcome.SUCCESSFUL,
-                        message=f"{_fmt(value)} within {bounds}")
+        return MetricResult(
+            name=check.name, value=value, outcome=Outcome.FAILED, message=f"{_fmt(value)} > max {_fmt(hi)}"
+        )
+    bounds = " ".join(
+        p
+        for p in (f"min {_fmt(lo)}" if lo is not None else "", f"max {_fmt(hi)}" if hi is not None else "")
+        if p
+    )
+    return MetricResult(
+        name=check.name, value=value, outcome=Outcome.SUCCESSFUL, message=f"{_fmt(value)} within {bounds}"
+    )
 
 
 def evaluate(analysis: Analysis, obs: AnalysisObservation) -> Verdict:
@@ -56,10 +62,16 @@ def evaluate(analysis: Analysis, obs: AnalysisObservation) -> Verdict:
     count = requests.value or 0.0
     if count < analysis.min_requests:
         # Too few requests to blame the canary for anything: wait for more traffic.
-        return Verdict(Outcome.INCONCLUSIVE, requests.value, results,
-                       f"{_fmt(count)} requests < minRequests {analysis.min_requests}")
+        return Verdict(
+            Outcome.INCONCLUSIVE,
+            requests.value,
+            results,
+            f"{_fmt(count)} requests < minRequests {analysis.min_requests}",
+        )
     outcome = next(o for o in _PRECEDENCE if any(r.outcome == o for r in results) or o == Outcome.SUCCESSFUL)
-    named = [f"{r.name} {r.message}" for r in results if r.outcome == outcome and outcome != Outcome.SUCCESSFUL]
+    named = [
+        f"{r.name} {r.message}" for r in results if r.outcome == outcome and outcome != Outcome.SUCCESSFUL
+    ]
     message = "; ".join(named) if named else f"all {len(results)} metrics within bounds"
     return Verdict(outcome, requests.value, results, message)
 

@@ -29,8 +29,14 @@ def metric_recommendation(current: int, value: float, target: float) -> int:
     return math.ceil(current * ratio)
 
 
-def stabilize(current: int, recommended: int, history: list[Recommendation], now: datetime,
-              up_window: float, down_window: float) -> int:
+def stabilize(
+    current: int,
+    recommended: int,
+    history: list[Recommendation],
+    now: datetime,
+    up_window: float,
+    down_window: float,
+) -> int:
     """HPA's stabilization: scale up only as far as the window's lowest recommendation,
     down only as far as its highest, so a short spike or dip does not flap replicas."""
     up, down = recommended, recommended
@@ -58,15 +64,30 @@ def _history(prev: PoolStatus | None, now: datetime, keep: float) -> list[Recomm
     return [r for r in prev.recommendations if (now - r.time).total_seconds() < keep][-MAX_HISTORY:]
 
 
-def _pool(policy: Autoscaling, status: RolloutStatus, obs: PoolObservation, prev: PoolStatus | None,
-          now: datetime, actions: list[Action]) -> PoolStatus:
-    base = PoolStatus(pool=obs.pool, workload=str(obs.workload), managed=False, reason="",
-                      current_replicas=obs.current_replicas, gpu_utilization=obs.gpu_utilization.value,
-                      queue_depth=obs.queue_depth.value if obs.queue_depth is not None else None)
+def _pool(
+    policy: Autoscaling,
+    status: RolloutStatus,
+    obs: PoolObservation,
+    prev: PoolStatus | None,
+    now: datetime,
+    actions: list[Action],
+) -> PoolStatus:
+    base = PoolStatus(
+        pool=obs.pool,
+        workload=str(obs.workload),
+        managed=False,
+        reason="",
+        current_replicas=obs.current_replicas,
+        gpu_utilization=obs.gpu_utilization.value,
+        queue_depth=obs.queue_depth.value if obs.queue_depth is not None else None,
+    )
     if obs.conflict is not None:
-        return base.model_copy(update={
-            "reason": "ConflictingAutoscaler",
-            "message": f"{obs.conflict} scales {obs.workload}: finserve leaves its replicas alone"})
+        return base.model_copy(
+            update={
+                "reason": "ConflictingAutoscaler",
+                "message": f"{obs.conflict} scales {obs.workload}: finserve leaves its replicas alone",
+            }
+        )
     if obs.current_replicas is None:
         return base.model_copy(update={"reason": "WorkloadNotFound", "message": f"{obs.workload} not found"})
     current = obs.current_replicas
@@ -83,8 +104,16 @@ def _pool(policy: Autoscaling, status: RolloutStatus, obs: PoolObservation, prev
     if missing:
         # Like the HPA: without the signal there is no basis to move, only to keep within bounds.
         target = min(max(current, lowest), policy.max_replicas)
-        return _apply(base.model_copy(update={"recommendations": history}), obs, current, target, history,
-                      f"no {', '.join(missing)} reading: keeping replicas", actions, reason="MetricsUnavailable")
+        return _apply(
+            base.model_copy(update={"recommendations": history}),
+            obs,
+            current,
+            target,
+            history,
+            f"no {', '.join(missing)} reading: keeping replicas",
+            actions,
+            reason="MetricsUnavailable",
+        )
     values = [(r.value or 0.0, t) for r, t, _ in readings]  # all present: checked above
     recommended = lowest if current == 0 else max(metric_recommendation(current, v, t) for v, t in values)
     stable = stabilize(current, recommended, history, now, up_window, down_window)
@@ -94,17 +123,33 @@ def _pool(policy: Autoscaling, status: RolloutStatus, obs: PoolObservation, prev
     return _apply(base, obs, current, target, history, why, actions)
 
 
-def _apply(base: PoolStatus, obs: PoolObservation, current: int, target: int, history: list[Recommendation],
-           why: str, actions: list[Action], reason: str | None = None) -> PoolStatus:
+def _apply(
+    base: PoolStatus,
+    obs: PoolObservation,
+    current: int,
+    target: int,
+    history: list[Recommendation],
+    why: str,
+    actions: list[Action],
+    reason: str | None = None,
+) -> PoolStatus:
     if target != current:
         actions.append(Scale(workload=obs.workload, replicas=target))
     default = "ScaledUp" if target > current else "ScaledDown" if target < current else "Steady"
-    return base.model_copy(update={"managed": True, "reason": reason or default, "message": why,
-                                   "desired_replicas": target, "recommendations": history})
+    return base.model_copy(
+        update={
+            "managed": True,
+            "reason": reason or default,
+            "message": why,
+            "desired_replicas": target,
+            "recommendations": history,
+        }
+    )
 
 
-def decide_scaling(spec: ModelRolloutSpec, status: RolloutStatus, obs: ScalingObservations,
-                   now: datetime) -> Decision:
+def decide_scaling(
+    spec: ModelRolloutSpec, status: RolloutStatus, obs: ScalingObservations, now: datetime
+) -> Decision:
     """New ``status.replicas`` and Scale actions; nothing else in the status changes."""
     policy = spec.autoscaling
     if policy is None:
@@ -113,4 +158,3 @@ def decide_scaling(spec: ModelRolloutSpec, status: RolloutStatus, obs: ScalingOb
     previous = {p.pool: p for p in status.replicas}
     pools = [_pool(policy, status, o, previous.get(o.pool), now, actions) for o in obs.pools]
     return Decision(status=status.model_copy(update={"replicas": pools}), actions=actions)
-

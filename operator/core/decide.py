@@ -32,20 +32,29 @@ def decide(spec: ModelRolloutSpec, status: RolloutStatus, obs: Observations, now
     st = _step(spec, st, obs, now, actions)
     st = _commands(spec, st, obs.commands, now, actions)
     route = route_for(spec, st)
-    st = st.model_copy(update={
-        "observed_generation": obs.generation if obs.generation is not None else st.observed_generation,
-        "stable": str(route.stable),
-        "canary": str(route.canary) if route.canary is not None else None,
-        "conditions": _conditions(st, now),
-    })
+    st = st.model_copy(
+        update={
+            "observed_generation": obs.generation if obs.generation is not None else st.observed_generation,
+            "stable": str(route.stable),
+            "canary": str(route.canary) if route.canary is not None else None,
+            "conditions": _conditions(st, now),
+        }
+    )
     actions.insert(0, SetRoute(model=spec.model, route=route))
     return Decision(status=st, actions=actions, requeue_after=_requeue(spec, st, now))
 
 
-def _start(spec: ModelRolloutSpec, st: RolloutStatus, plan: str, now: datetime, actions: list[Action]) -> RolloutStatus:
+def _start(
+    spec: ModelRolloutSpec, st: RolloutStatus, plan: str, now: datetime, actions: list[Action]
+) -> RolloutStatus:
     if st.phase is not None:
-        actions.append(EmitEvent(type="Normal", reason="Restarted",
-                                 message="the rollout plan changed: starting again from the first step"))
+        actions.append(
+            EmitEvent(
+                type="Normal",
+                reason="Restarted",
+                message="the rollout plan changed: starting again from the first step",
+            )
+        )
     return RolloutStatus(
         phase=Phase.INITIALIZING,
         steps_hash=plan,
@@ -56,8 +65,9 @@ def _start(spec: ModelRolloutSpec, st: RolloutStatus, plan: str, now: datetime, 
     )
 
 
-def _commands(spec: ModelRolloutSpec, st: RolloutStatus, commands: dict[str, str], now: datetime,
-              actions: list[Action]) -> RolloutStatus:
+def _commands(
+    spec: ModelRolloutSpec, st: RolloutStatus, commands: dict[str, str], now: datetime, actions: list[Action]
+) -> RolloutStatus:
     for command in COMMANDS:  # abort first: the safest command wins when several are new
         value = commands.get(command)
         if value is None or st.handled_commands.get(command) == value:
@@ -66,23 +76,38 @@ def _commands(spec: ModelRolloutSpec, st: RolloutStatus, commands: dict[str, str
         applies = _command_applies(command, st.phase)
         if not applies:
             st = st.model_copy(update={"handled_commands": handled})
-            actions.append(EmitEvent(type="Normal", reason="CommandIgnored",
-                                     message=f"{command} ignored: the rollout is {st.phase}"))
+            actions.append(
+                EmitEvent(
+                    type="Normal",
+                    reason="CommandIgnored",
+                    message=f"{command} ignored: the rollout is {st.phase}",
+                )
+            )
             continue
         update: dict[str, object] = {"handled_commands": handled}
         if command == "abort":
-            update |= {"phase": Phase.ABORTED, "canary_weight": 0,
-                       "message": f"aborted by command; all traffic on stable {spec.stable.ref()}"}
+            update |= {
+                "phase": Phase.ABORTED,
+                "canary_weight": 0,
+                "message": f"aborted by command; all traffic on stable {spec.stable.ref()}",
+            }
             actions.append(EmitEvent(type="Warning", reason="Aborted", message=str(update["message"])))
         elif command == "promote":
             update |= {"phase": Phase.PROMOTING, "message": f"promoting {spec.canary.ref()} by command"}
-            actions.append(EmitEvent(type="Normal", reason="PromotedByCommand", message=str(update["message"])))
+            actions.append(
+                EmitEvent(type="Normal", reason="PromotedByCommand", message=str(update["message"]))
+            )
         elif command == "pause":
             update |= {"phase": Phase.PAUSED, "message": f"paused at {st.canary_weight}% by command"}
             actions.append(EmitEvent(type="Normal", reason="Paused", message=str(update["message"])))
         else:  # resume: the step starts over, with fresh successes, so a check sees the new period
-            update |= {"phase": Phase.PROGRESSING, "step_started_at": now, "last_analysis_at": None,
-                       "successful_checks": 0, "message": f"resumed at {st.canary_weight}%"}
+            update |= {
+                "phase": Phase.PROGRESSING,
+                "step_started_at": now,
+                "last_analysis_at": None,
+                "successful_checks": 0,
+                "message": f"resumed at {st.canary_weight}%",
+            }
             actions.append(EmitEvent(type="Normal", reason="Resumed", message=str(update["message"])))
         st = st.model_copy(update=update)
     return st
@@ -96,17 +121,25 @@ def _command_applies(command: str, phase: Phase | None) -> bool:
     return phase == Phase.PAUSED
 
 
-def _step(spec: ModelRolloutSpec, st: RolloutStatus, obs: Observations, now: datetime,
-          actions: list[Action]) -> RolloutStatus:
+def _step(
+    spec: ModelRolloutSpec, st: RolloutStatus, obs: Observations, now: datetime, actions: list[Action]
+) -> RolloutStatus:
     steps = spec.strategy.steps
     if st.phase == Phase.INITIALIZING:
         if obs.canary_ready is False:
             return st.model_copy(update={"message": "waiting for a ready replica in the canary pool"})
         message = f"step 1/{len(steps)}: {steps[0]}% to canary {spec.canary.ref()}"
         actions.append(EmitEvent(type="Normal", reason="Progressing", message=message))
-        return st.model_copy(update={"phase": Phase.PROGRESSING, "current_step_index": 0,
-                                     "canary_weight": steps[0], "step_started_at": now,
-                                     "last_analysis_at": None, "message": message})
+        return st.model_copy(
+            update={
+                "phase": Phase.PROGRESSING,
+                "current_step_index": 0,
+                "canary_weight": steps[0],
+                "step_started_at": now,
+                "last_analysis_at": None,
+                "message": message,
+            }
+        )
     if st.phase == Phase.PROMOTING:
         message = f"canary {spec.canary.ref()} promoted: it is the stable route now"
         actions.append(EmitEvent(type="Normal", reason="Promoted", message=message))
@@ -116,8 +149,13 @@ def _step(spec: ModelRolloutSpec, st: RolloutStatus, obs: Observations, now: dat
     return _check(spec, st, obs.analysis, now, actions)
 
 
-def _check(spec: ModelRolloutSpec, st: RolloutStatus, readings: AnalysisObservation, now: datetime,
-           actions: list[Action]) -> RolloutStatus:
+def _check(
+    spec: ModelRolloutSpec,
+    st: RolloutStatus,
+    readings: AnalysisObservation,
+    now: datetime,
+    actions: list[Action],
+) -> RolloutStatus:
     analysis = spec.strategy.analysis
     verdict = evaluate(analysis, readings)
     failed, successes = st.failed_checks, st.successful_checks
@@ -125,14 +163,28 @@ def _check(spec: ModelRolloutSpec, st: RolloutStatus, readings: AnalysisObservat
         failed, successes = 0, successes + 1
     elif verdict.outcome == Outcome.FAILED:
         failed, successes = failed + 1, 0
-    record = AnalysisRecord(time=now, step_index=st.current_step_index, outcome=verdict.outcome,
-                            requests=verdict.requests, message=verdict.message, metrics=verdict.metrics)
-    st = st.model_copy(update={"failed_checks": failed, "successful_checks": successes,
-                               "last_analysis": record, "last_analysis_at": now})
+    record = AnalysisRecord(
+        time=now,
+        step_index=st.current_step_index,
+        outcome=verdict.outcome,
+        requests=verdict.requests,
+        message=verdict.message,
+        metrics=verdict.metrics,
+    )
+    st = st.model_copy(
+        update={
+            "failed_checks": failed,
+            "successful_checks": successes,
+            "last_analysis": record,
+            "last_analysis_at": now,
+        }
+    )
     steps, i = spec.strategy.steps, st.current_step_index
     if failed >= analysis.failure_threshold:
-        message = (f"canary {spec.canary.ref()} rolled back at {st.canary_weight}% after {failed} failed "
-                   f"check(s): {evidence(verdict.metrics)}")
+        message = (
+            f"canary {spec.canary.ref()} rolled back at {st.canary_weight}% after {failed} failed "
+            f"check(s): {evidence(verdict.metrics)}"
+        )
         actions.append(EmitEvent(type="Warning", reason="RolledBack", message=message))
         return st.model_copy(update={"phase": Phase.FAILED, "canary_weight": 0, "message": message})
     held = (now - (st.step_started_at or now)).total_seconds()
@@ -143,14 +195,26 @@ def _check(spec: ModelRolloutSpec, st: RolloutStatus, readings: AnalysisObservat
             return st.model_copy(update={"phase": Phase.PROMOTING, "message": message})
         message = f"step {i + 2}/{len(steps)}: {steps[i + 1]}% to canary {spec.canary.ref()}"
         actions.append(EmitEvent(type="Normal", reason="StepAdvanced", message=message))
-        return st.model_copy(update={"current_step_index": i + 1, "canary_weight": steps[i + 1],
-                                     "step_started_at": now, "successful_checks": 0, "message": message})
-    return st.model_copy(update={"message": f"step {i + 1}/{len(steps)} at {st.canary_weight}%: "
-                                            f"last check {verdict.outcome.value} ({verdict.message})"})
+        return st.model_copy(
+            update={
+                "current_step_index": i + 1,
+                "canary_weight": steps[i + 1],
+                "step_started_at": now,
+                "successful_checks": 0,
+                "message": message,
+            }
+        )
+    return st.model_copy(
+        update={
+            "message": f"step {i + 1}/{len(steps)} at {st.canary_weight}%: "
+            f"last check {verdict.outcome.value} ({verdict.message})"
+        }
+    )
 
 
-def _set(conditions: list[Condition], now: datetime, type_: str, status: str, reason: str,
-         message: str) -> list[Condition]:
+def _set(
+    conditions: list[Condition], now: datetime, type_: str, status: str, reason: str, message: str
+) -> list[Condition]:
     """Replace one condition, keeping lastTransitionTime when its status did not change."""
     old = next((c for c in conditions if c.type == type_), None)
     since = old.last_transition_time if old is not None and old.status == status else now
@@ -163,8 +227,9 @@ def _conditions(st: RolloutStatus, now: datetime) -> list[Condition]:
     if st.phase == Phase.SUCCEEDED:
         conds = _set(conds, now, "Ready", "True", "Promoted", st.message)
     elif st.phase in (Phase.FAILED, Phase.ABORTED):
-        conds = _set(conds, now, "Ready", "False", "RolledBack" if st.phase == Phase.FAILED else "Aborted",
-                     st.message)
+        conds = _set(
+            conds, now, "Ready", "False", "RolledBack" if st.phase == Phase.FAILED else "Aborted", st.message
+        )
     else:
         conds = _set(conds, now, "Ready", "Unknown", str(st.phase), st.message)
     record = st.last_analysis
@@ -193,6 +258,6 @@ def invalid(status: RolloutStatus, error: str, generation: int | None, now: date
     message = f"invalid spec: {error}"
     conds = _set(status.conditions, now, "Valid", "False", "InvalidSpec", message)
     phase = status.phase if status.phase is not None else Phase.FAILED
-    return status.model_copy(update={"phase": phase, "message": message, "conditions": conds,
-                                     "observed_generation": generation})
-
+    return status.model_copy(
+        update={"phase": phase, "message": message, "conditions": conds, "observed_generation": generation}
+    )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from finserve.contracts import StrictModel
+from pydantic import Field
 
 from ..spec import WorkloadRef
 

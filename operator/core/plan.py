@@ -14,7 +14,9 @@ from ..status import Phase, RolloutStatus
 
 def steps_hash(spec: ModelRolloutSpec) -> str:
     """Hash of what defines the rollout (adapters and strategy); autoscaling edits do not restart it."""
-    plan = spec.model_dump(mode="json", by_alias=True, include={"model", "base_model", "stable", "canary", "strategy"})
+    plan = spec.model_dump(
+        mode="json", by_alias=True, include={"model", "base_model", "stable", "canary", "strategy"}
+    )
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -53,9 +53,7 @@ BUILTIN_METRICS: dict[str, BuiltinMetric] = {
         description="Share of the canary's requests answered with a 5xx status.",
     ),
     "latency-p95": BuiltinMetric(
-        query=(
-            f"histogram_quantile(0.95, sum by (le) (rate({m.REQUEST_DURATION}_bucket{{{_SEL}}}{_W})))"
-        ),
+        query=(f"histogram_quantile(0.95, sum by (le) (rate({m.REQUEST_DURATION}_bucket{{{_SEL}}}{_W})))"),
         min=None,
         max=5.0,
         description="95th percentile of the canary's end-to-end latency, in seconds.",
@@ -97,9 +95,7 @@ def check_template(template: str, allowed: frozenset[str] = PLACEHOLDERS) -> str
     """Return the template unchanged, or raise ValueError naming unknown placeholders."""
     unknown = placeholders(template) - allowed
     if unknown:
-        raise ValueError(
-            f"unknown placeholder(s) {sorted(unknown)} in query; allowed: {sorted(allowed)}"
-        )
+        raise ValueError(f"unknown placeholder(s) {sorted(unknown)} in query; allowed: {sorted(allowed)}")
     return template
 
 

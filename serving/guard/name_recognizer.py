@@ -1,9 +1,9 @@
 """Person names the text itself introduces ("my name is Jane Doe"), found without an NER model.
 
-A name is one to four capitalised words right after an introducing phrase. Two things keep
-"I'm waiting for my card" and "this is Visa" from becoming names: the words must be capitalised,
-and words that are capitalised for other reasons (sentence starts, brands, nationalities,
-weekdays) are stop words that end or reject the name.
+A name is up to six capitalised words, initials or particles right after an introducing phrase.
+Two things keep "I'm waiting for my card" and "this is Visa" from becoming names: the words must
+be capitalised, and words that are capitalised for other reasons (brands, nationalities,
+weekdays, emphasis) are stop words that end or reject the name.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ from torch import nn
 
 # torch marks the fbgemm float16 ops deprecated (with torch.ao); they are the only AVX2 float16
 # GEMM in the CPU wheel. pyproject pins torch below 2.15 and fbgemm_available() guards the call.
-warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated")
+# torch warns once per process per op, so only the first calls are wrapped to silence it.
+_DEPRECATION = r"fbgemm_\w+ is deprecated"
+_forward_warned = False
 
 
 def fbgemm_available() -> bool:
@@ -40,7 +42,8 @@ class PackedFP16Linear(nn.Linear):
         self.repack()
 
     def repack(self) -> None:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_DEPRECATION)
             self._packed: torch.Tensor | None = torch.fbgemm_pack_gemm_matrix_fp16(
                 self.weight.detach().float().contiguous()
             )
@@ -52,8 +55,18 @@ class PackedFP16Linear(nn.Linear):
         return state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        global _forward_warned
         if self._packed is None:
             self.repack()
+        if not _forward_warned:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_DEPRECATION)
+                out = self._matmul(x)
+            _forward_warned = True
+            return out
+        return self._matmul(x)
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach()
         shape = x.shape
         out = torch.fbgemm_linear_fp16_weight_fp32_activation(x.reshape(-1, shape[-1]).float(), self._packed, bias)

@@ -6,7 +6,6 @@ loaded between two decode steps of a running batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -17,42 +16,13 @@ import torch
 
 from finserve.contracts import AdapterCorrupt
 
+from .adapter_files import adapter_folder, check_adapter_files
 from .config import CPUOptions
 from .fast_linear import fbgemm_available, pack_linears
 
 log = logging.getLogger(__name__)
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
-
-
-def adapter_folder(path: Path) -> Path:
-    """The folder holding adapter_config.json: the registry folder itself or its only subfolder.
-
-    PEFT saves a named adapter into a subfolder of the output dir; both layouts occur.
-    """
-    if (path / "adapter_config.json").is_file():
-        return path
-    found = [p.parent for p in path.glob("*/adapter_config.json")]
-    if len(found) != 1:
-        raise AdapterCorrupt(f"{path} holds {len(found)} adapter configs, expected exactly one")
-    return found[0]
-
-
-def check_adapter_files(folder: Path) -> None:
-    """Parse the config and open the weights before touching the model, so a bad adapter fails
-    cleanly instead of leaving half-injected layers behind."""
-    from safetensors import safe_open
-
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text())
-        if config.get("peft_type") != "LORA":
-            raise ValueError(f"peft_type is {config.get('peft_type')!r}, not LORA")
-        weights = folder / "adapter_model.safetensors"
-        with safe_open(str(weights), framework="pt") as fh:
-            if not list(fh.keys()):
-                raise ValueError("adapter_model.safetensors holds no tensors")
-    except Exception as exc:  # OSError, ValueError, or safetensors' own error for a malformed header
-        raise AdapterCorrupt(f"adapter files in {folder} cannot be loaded: {exc}") from exc
 
 
 class ModelRunner:

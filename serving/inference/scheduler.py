@@ -45,6 +45,7 @@ class BatchScheduler(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._running: list[T] = []
+        self.batches_run = 0
 
     @property
     def started(self) -> bool:
@@ -116,6 +117,7 @@ class BatchScheduler(Generic[T]):
             self._running = live
             try:
                 if live:
+                    self.batches_run += 1
                     await asyncio.shield(loop.run_in_executor(self._executor, self._run, live))
             except asyncio.CancelledError:
                 raise

@@ -92,6 +92,11 @@ class TransformersEngine:
     def queue_depth(self) -> int:
         return self._scheduler.depth()
 
+    @property
+    def batches_run(self) -> int:
+        """Batches decoded since start (requests that arrived together count once)."""
+        return self._scheduler.batches_run
+
     def adapters(self) -> list[AdapterRef]:
         """The base model (always servable) and every adapter version in memory."""
         return [AdapterRef.base(), *self._slots.loaded()]

@@ -10,7 +10,7 @@ from pathlib import Path
 from finserve.serving.paths import banking77_csv
 
 from .config import RetrievalConfig
-from .embedder import Embedder
+from .embedder import Embedder, default_model_path, model_fingerprint
 from .kb import Row, build_documents, default_split, index_version, load_answers, read_banking77
 from .store import PROP_EMBEDDER, PROP_VERSION, MilvusStore, build_name
 from .types import IngestReport
@@ -37,8 +37,10 @@ def ingest(
     if rows is None:
         rows = default_split(read_banking77(banking77_csv()))[0]
     docs = build_documents(load_answers(answers_path), rows, tenant)
-    embedder = embedder or Embedder(config.embedder_path, backend=config.embed_backend)
-    version = index_version(docs, embedder.model_id)
+    # The version needs only the model's fingerprint: a current index is detected without loading it.
+    model_path = Path(config.embedder_path) if config.embedder_path else default_model_path()
+    embedder_id = embedder.model_id if embedder else model_fingerprint(model_path)
+    version = index_version(docs, embedder_id)
     answers = sum(d.kind == "answer" for d in docs)
     alias = config.collection
     store = MilvusStore(config.resolved_milvus_uri(), config.milvus_timeout_s)
@@ -57,7 +59,8 @@ def ingest(
         name = build_name(alias, version)
         if store.has_collection(name):
             store.drop_collection(name)  # a partial build from an interrupted run, or --force
-        store.create_collection(name, embedder.dim, {PROP_VERSION: version, PROP_EMBEDDER: embedder.model_id})
+        embedder = embedder or Embedder(model_path, backend=config.embed_backend)
+        store.create_collection(name, embedder.dim, {PROP_VERSION: version, PROP_EMBEDDER: embedder_id})
         batch = config.ingest_batch_size
         with _progress(len(docs), progress) as bar:
             for start in range(0, len(docs), batch):

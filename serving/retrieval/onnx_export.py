@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,9 @@ def export_onnx(model_path: Path, out_path: Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, suffix=".onnx.tmp")
     os.close(fd)
     try:
-        with torch.inference_mode():
+        # Tracing warns about Python branches on shapes; the probe check below is what proves the graph.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             # The TorchScript exporter (dynamo=False) needs only the onnx package, not onnxscript.
             torch.onnx.export(
                 _MeanPooled().eval(),

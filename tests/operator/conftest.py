@@ -28,12 +28,9 @@ import jsonpatch
 import kmock
 import pytest
 import yaml
-from kmock._internal import apps, dicts, enums, rendering
-
 from finserve.operator.api import CRD_PATH
-
+from kmock._internal import apps, dicts, enums, rendering
 from mro_testkit import RESOURCE_RAY
-
 
 
 def _now() -> str:
@@ -108,7 +105,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _conflict(409, "AlreadyExists", f"{meta.get('name')} already exists")
         if namespace is not None:
             meta["namespace"] = namespace
-        meta.update(uid=str(uuid.uuid4()), resourceVersion=self._next_rv(), creationTimestamp=_now(), generation=1)
+        meta.update(
+            uid=str(uuid.uuid4()), resourceVersion=self._next_rv(), creationTimestamp=_now(), generation=1
+        )
         request.data.clear()
         request.data.update(obj)  # the fallback answers with what was stored
         if key in self._objects:
@@ -126,8 +125,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
             new = copy.deepcopy(current)
             new.setdefault("spec", {})["replicas"] = replicas
         elif request.subresource == "status":
-            new = {**{k: v for k, v in current.items() if k != "status"},
-                   **({"status": new["status"]} if new.get("status") is not None else {})}
+            new = {
+                **{k: v for k, v in current.items() if k != "status"},
+                **({"status": new["status"]} if new.get("status") is not None else {}),
+            }
         elif self._has_status_subresource(request.resource):
             new.pop("status", None)  # the main endpoint ignores status changes
             if current.get("status") is not None:
@@ -180,13 +181,17 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def _scale_response(self, obj: kmock.Object) -> aiohttp.web.StreamResponse:
         raw = obj.raw
         meta = raw["metadata"]
-        return aiohttp.web.json_response({
-            "apiVersion": "autoscaling/v1",
-            "kind": "Scale",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion", "uid") if k in meta},
-            "spec": {"replicas": (raw.get("spec") or {}).get("replicas", 0)},
-            "status": {"replicas": (raw.get("status") or {}).get("replicas", 0), "selector": ""},
-        })
+        return aiohttp.web.json_response(
+            {
+                "apiVersion": "autoscaling/v1",
+                "kind": "Scale",
+                "metadata": {
+                    k: meta[k] for k in ("name", "namespace", "resourceVersion", "uid") if k in meta
+                },
+                "spec": {"replicas": (raw.get("spec") or {}).get("replicas", 0)},
+                "status": {"replicas": (raw.get("status") or {}).get("replicas", 0), "selector": ""},
+            }
+        )
 
     def _matches(self, request: rendering.Request, namespace: str | None, name: str | None) -> bool:
         selector = dict(
@@ -206,7 +211,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             items = [
                 copy.deepcopy(obj.raw)
                 for (resource, namespace, name), obj in self._objects.items()
-                if resource == request.resource and not obj.deleted and self._matches(request, namespace, name)
+                if resource == request.resource
+                and not obj.deleted
+                and self._matches(request, namespace, name)
             ]
             version = str(self._rv)
         return {"metadata": {"resourceVersion": version}, "items": items}
@@ -237,13 +244,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
         finally:
             await bus.unmark(mark)
 
-    async def wait_for_request(self, predicate: Callable[[rendering.Request], bool], timeout: float = 60.0) -> None:
+    async def wait_for_request(
+        self, predicate: Callable[[rendering.Request], bool], timeout: float = 60.0
+    ) -> None:
         """Return once a request matching ``predicate`` has arrived (the timeout only stops a hung test)."""
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: any(predicate(r) for r in self))
 
-    async def wait_for(self, resource: str, namespace: str | None, name: str,
-                       predicate: Callable[[dict[str, Any] | None], bool], timeout: float = 60.0) -> dict[str, Any] | None:
+    async def wait_for(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        predicate: Callable[[dict[str, Any] | None], bool],
+        timeout: float = 60.0,
+    ) -> dict[str, Any] | None:
         """The object once ``predicate`` holds for it (None: absent), driven by the watch bus.
 
         The timeout only stops a hung test; no assertion depends on how long anything takes.
@@ -253,8 +268,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
         async with self._lock:
             mark = await bus.mark()
             key = (res, namespace, name)
-            current = None if key not in self._objects or self._objects[key].deleted else copy.deepcopy(
-                self._objects[key].raw)
+            current = (
+                None
+                if key not in self._objects or self._objects[key].deleted
+                else copy.deepcopy(self._objects[key].raw)
+            )
         try:
             if predicate(current):
                 return current
@@ -297,9 +315,9 @@ async def kube(crd: dict[str, Any]) -> AsyncIterator[KubeEmulator]:
     emulator.resources.load_bundled()
     key, info = crd_resource_info(crd)
     emulator.resources[key] = info
-    emulator.resources[RESOURCE_RAY] = kmock.ResourceInfo(kind="RayService", namespaced=True,
-                                                          verbs={"get", "list", "watch", "patch"},
-                                                          subresources={"status"})
+    emulator.resources[RESOURCE_RAY] = kmock.ResourceInfo(
+        kind="RayService", namespaced=True, verbs={"get", "list", "watch", "patch"}, subresources={"status"}
+    )
     async with emulator, apps.Server(emulator):
         yield emulator
 
@@ -308,14 +326,23 @@ async def kube(crd: dict[str, Any]) -> AsyncIterator[KubeEmulator]:
 def kubeconfig(kube: KubeEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A kubeconfig pointing at the emulator, exported as $KUBECONFIG."""
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "kmock",
-        "clusters": [{"name": "kmock", "cluster": {"server": str(kube.url).rstrip("/")}}],
-        "users": [{"name": "kmock", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": "default"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "kmock",
+                "clusters": [{"name": "kmock", "cluster": {"server": str(kube.url).rstrip("/")}}],
+                "users": [{"name": "kmock", "user": {"token": "test-token"}}],
+                "contexts": [
+                    {
+                        "name": "kmock",
+                        "context": {"cluster": "kmock", "user": "kmock", "namespace": "default"},
+                    }
+                ],
+            }
+        )
+    )
     monkeypatch.setenv("KUBECONFIG", str(path))
     return path
 
@@ -351,14 +378,18 @@ class FakePrometheus:
         query = request.query.get("query", "")
         self.queries.append(query)
         if self.down:
-            return aiohttp.web.json_response({"status": "error", "errorType": "unavailable",
-                                              "error": "storage is down"}, status=503)
+            return aiohttp.web.json_response(
+                {"status": "error", "errorType": "unavailable", "error": "storage is down"}, status=503
+            )
         for needle, value in self.values.items():
             if needle in query:
                 result = [] if value is None else [{"metric": {}, "value": [0, json.dumps(value)]}]
-                return aiohttp.web.json_response({"status": "success",
-                                                  "data": {"resultType": "vector", "result": result}})
-        return aiohttp.web.json_response({"status": "success", "data": {"resultType": "vector", "result": []}})
+                return aiohttp.web.json_response(
+                    {"status": "success", "data": {"resultType": "vector", "result": result}}
+                )
+        return aiohttp.web.json_response(
+            {"status": "success", "data": {"resultType": "vector", "result": []}}
+        )
 
 
 @pytest.fixture()
@@ -379,8 +410,9 @@ async def fake_prometheus() -> AsyncIterator[tuple[FakePrometheus, str]]:
 
 
 @pytest.fixture()
-def run_operator(kubeconfig: Path, fake_prometheus: tuple[FakePrometheus, str],
-                 monkeypatch: pytest.MonkeyPatch) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
+def run_operator(
+    kubeconfig: Path, fake_prometheus: tuple[FakePrometheus, str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
     """Start the real operator (kopf run of finserve.operator.handlers) against the emulator.
 
     kopf runs in its own thread and loop; leaving goes through a thread too, because the emulator
@@ -393,8 +425,9 @@ def run_operator(kubeconfig: Path, fake_prometheus: tuple[FakePrometheus, str],
 
     @contextlib.asynccontextmanager
     async def running() -> AsyncIterator[KopfRunner]:
-        runner = KopfRunner(["run", "--standalone", "--all-namespaces", "-m", "finserve.operator.handlers"],
-                            timeout=60)
+        runner = KopfRunner(
+            ["run", "--standalone", "--all-namespaces", "-m", "finserve.operator.handlers"], timeout=60
+        )
         runner.__enter__()
         try:
             yield runner

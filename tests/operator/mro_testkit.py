@@ -27,8 +27,12 @@ def rollout_manifest(name: str = "bank", namespace: str = "default", **spec: Any
         "canary": {"adapter": "banking77", "version": "1.1.0"},
     }
     body.update(spec)
-    return {"apiVersion": "finserve.dev/v1alpha1", "kind": "ModelRollout",
-            "metadata": {"name": name, "namespace": namespace}, "spec": body}
+    return {
+        "apiVersion": "finserve.dev/v1alpha1",
+        "kind": "ModelRollout",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
 
 
 def healthy(prom: Any, requests: float = 100.0) -> None:
@@ -42,8 +46,11 @@ def healthy(prom: Any, requests: float = 100.0) -> None:
 
 def fast(**overrides: Any) -> dict[str, Any]:
     """A strategy that finishes in a few one-second checks."""
-    strategy: dict[str, Any] = {"steps": [50, 100], "stepInterval": "0s",
-                                "analysis": {"interval": "1s", "failureThreshold": 1, "minRequests": 10}}
+    strategy: dict[str, Any] = {
+        "steps": [50, 100],
+        "stepInterval": "0s",
+        "analysis": {"interval": "1s", "failureThreshold": 1, "minRequests": 10},
+    }
     strategy.update(overrides)
     return strategy
 
@@ -62,10 +69,13 @@ async def create(kube: Any, resource: str, body: dict[str, Any]) -> dict[str, An
         return await response.json()
 
 
-async def patch(kube: Any, resource: str, namespace: str, name: str, body: Any,
-                subresource: str | None = None) -> dict[str, Any]:
+async def patch(
+    kube: Any, resource: str, namespace: str, name: str, body: Any, subresource: str | None = None
+) -> dict[str, Any]:
     group_version, plural = resource.rsplit("/", 1)
-    url = f"{collection_path(namespace, group_version, plural)}/{name}" + (f"/{subresource}" if subresource else "")
+    url = f"{collection_path(namespace, group_version, plural)}/{name}" + (
+        f"/{subresource}" if subresource else ""
+    )
     kind = "application/json-patch+json" if isinstance(body, list) else "application/merge-patch+json"
     async with kube.patch(url, json=body, headers={"Content-Type": kind}) as response:
         assert response.status < 300, await response.text()
@@ -86,15 +96,19 @@ def at(seconds: float) -> datetime:
 
 
 def make_spec(strategy: dict[str, Any] | None = None, **fields: Any) -> ModelRolloutSpec:
-    return ModelRolloutSpec.model_validate(rollout_manifest(**({"strategy": strategy} if strategy else {}),
-                                                            **fields)["spec"])
+    return ModelRolloutSpec.model_validate(
+        rollout_manifest(**({"strategy": strategy} if strategy else {}), **fields)["spec"]
+    )
 
 
 def running(spec: ModelRolloutSpec, step: int = 0, started: float = 0.0, **fields: Any) -> RolloutStatus:
     """A Progressing status at a step of this spec's plan."""
     values: dict[str, Any] = {
-        "phase": Phase.PROGRESSING, "steps_hash": steps_hash(spec), "current_step_index": step,
-        "canary_weight": spec.strategy.steps[step], "step_started_at": at(started),
+        "phase": Phase.PROGRESSING,
+        "steps_hash": steps_hash(spec),
+        "current_step_index": step,
+        "canary_weight": spec.strategy.steps[step],
+        "step_started_at": at(started),
     }
     values.update(fields)
     return RolloutStatus(**values)
@@ -102,8 +116,12 @@ def running(spec: ModelRolloutSpec, step: int = 0, started: float = 0.0, **field
 
 def readings(requests: float | None = 100.0, **values: float | None | str) -> AnalysisObservation:
     """Healthy readings for the built-in metrics, with overrides; a str value is a source error."""
-    base: dict[str, float | None | str] = {"error-rate": 0.001, "latency-p95": 0.8, "pii-output": 0.0,
-                                           "intent-quality": 0.96}
+    base: dict[str, float | None | str] = {
+        "error-rate": 0.001,
+        "latency-p95": 0.8,
+        "pii-output": 0.0,
+        "intent-quality": 0.96,
+    }
     base.update({k.replace("_", "-"): v for k, v in values.items()})
 
     def reading(v: float | None | str) -> Reading:
@@ -122,8 +140,13 @@ def api_calls(kube: Any) -> set[tuple[str, str, str]]:
         if resource is None or not resource.plural:
             continue  # discovery (/api, /apis, /version) is open to every authenticated client
         named = request.name is not None
-        verb = {"GET": "get" if named else ("watch" if request.params.get("watch") == "true" else "list"),
-                "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[request.method.value]
+        verb = {
+            "GET": "get" if named else ("watch" if request.params.get("watch") == "true" else "list"),
+            "POST": "create",
+            "PATCH": "patch",
+            "PUT": "update",
+            "DELETE": "delete",
+        }[request.method.value]
         plural = f"{resource.plural}/{request.subresource}" if request.subresource else resource.plural
         calls.add((resource.group or "", plural, verb))
     return calls

@@ -4,12 +4,10 @@ outcomes (Failed > Error > Inconclusive > Successful)."""
 from __future__ import annotations
 
 import pytest
-
 from finserve.operator.core.analysis import evaluate, judge_metric
 from finserve.operator.core.observations import Reading
 from finserve.operator.spec import Analysis, MetricCheck
 from finserve.operator.status import Outcome
-
 from mro_testkit import readings
 
 CUSTOM = MetricCheck(name="refusal-rate", query="sum(x)", min=0.01, max=0.2)
@@ -30,8 +28,19 @@ CUSTOM = MetricCheck(name="refusal-rate", query="sum(x)", min=0.01, max=0.2)
         (MetricCheck(name="intent-quality"), Reading(value=0.85), Outcome.FAILED, "0.85 < min 0.9"),
         (MetricCheck(name="error-rate", max=0.5), Reading(value=0.3), Outcome.SUCCESSFUL, "max 0.5"),
     ],
-    ids=["inside", "on the bound", "above max", "below min", "no data waits", "no data fails",
-         "source error", "missing reading", "any PII finding fails", "built-in min", "user bound overrides"],
+    ids=[
+        "inside",
+        "on the bound",
+        "above max",
+        "below min",
+        "no data waits",
+        "no data fails",
+        "source error",
+        "missing reading",
+        "any PII finding fails",
+        "built-in min",
+        "user bound overrides",
+    ],
 )
 def test_judge_metric(check, reading, outcome, message):
     result = judge_metric(check, reading)
@@ -52,8 +61,17 @@ def test_judge_metric(check, reading, outcome, message):
         (readings(intent_quality=None), Outcome.INCONCLUSIVE),
         (readings(intent_quality=None, error_rate=0.5), Outcome.FAILED),
     ],
-    ids=["all healthy", "one out of bounds", "below minRequests", "no request data", "request count down",
-         "one source down", "failure beats a down source", "no data waits", "failure beats no data"],
+    ids=[
+        "all healthy",
+        "one out of bounds",
+        "below minRequests",
+        "no request data",
+        "request count down",
+        "one source down",
+        "failure beats a down source",
+        "no data waits",
+        "failure beats no data",
+    ],
 )
 def test_evaluate(obs, outcome):
     assert evaluate(Analysis(), obs).outcome == outcome

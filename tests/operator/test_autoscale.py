@@ -4,13 +4,11 @@ min/max clamps, the dedicated canary pool's floor, and never fighting another au
 from __future__ import annotations
 
 import pytest
-
-from finserve.operator.core.autoscale import decide_scaling, metric_recommendation, stabilize
 from finserve.operator.core.actions import Scale
+from finserve.operator.core.autoscale import decide_scaling, metric_recommendation, stabilize
 from finserve.operator.core.observations import PoolObservation, Reading, ScalingObservations
 from finserve.operator.spec import WorkloadRef
 from finserve.operator.status import Phase, PoolStatus, Recommendation, RolloutStatus
-
 from mro_testkit import T0, at, make_spec
 
 GEN = WorkloadRef(kind="Deployment", name="gen")
@@ -18,26 +16,54 @@ CANARY_GEN = WorkloadRef(kind="Deployment", name="gen-canary")
 
 
 def spec(**autoscaling):
-    policy = {"minReplicas": 1, "maxReplicas": 8, "targetGPUUtilization": 60,
-              "scaleDownStabilization": "5m", "target": {"kind": "Deployment", "name": "gen"}}
+    policy = {
+        "minReplicas": 1,
+        "maxReplicas": 8,
+        "targetGPUUtilization": 60,
+        "scaleDownStabilization": "5m",
+        "target": {"kind": "Deployment", "name": "gen"},
+    }
     policy.update(autoscaling)
     return make_spec(autoscaling=policy)
 
 
 def pool(current=2, gpu=60.0, queue=None, conflict=None, name="shared", workload=GEN):
-    return PoolObservation(pool=name, workload=workload, current_replicas=current,
-                           gpu_utilization=Reading(value=gpu) if not isinstance(gpu, str) else Reading(error=gpu),
-                           queue_depth=None if queue is None else Reading(value=queue), conflict=conflict)
+    return PoolObservation(
+        pool=name,
+        workload=workload,
+        current_replicas=current,
+        gpu_utilization=Reading(value=gpu) if not isinstance(gpu, str) else Reading(error=gpu),
+        queue_depth=None if queue is None else Reading(value=queue),
+        conflict=conflict,
+    )
 
 
 def run(s, pools, status=None, now=T0):
-    return decide_scaling(s, status or RolloutStatus(phase=Phase.PROGRESSING), ScalingObservations(pools=pools), now)
+    return decide_scaling(
+        s, status or RolloutStatus(phase=Phase.PROGRESSING), ScalingObservations(pools=pools), now
+    )
 
 
 @pytest.mark.parametrize(
     ("current", "value", "target", "expected"),
-    [(2, 90, 60, 3), (4, 65, 60, 4), (4, 54, 60, 4), (4, 50, 60, 4), (4, 30, 60, 2), (3, 100, 60, 5), (1, 61, 60, 1)],
-    ids=["1.5x up", "within +10%", "within -10%", "just outside -10% rounds up", "half", "ceil", "tiny drift"],
+    [
+        (2, 90, 60, 3),
+        (4, 65, 60, 4),
+        (4, 54, 60, 4),
+        (4, 50, 60, 4),
+        (4, 30, 60, 2),
+        (3, 100, 60, 5),
+        (1, 61, 60, 1),
+    ],
+    ids=[
+        "1.5x up",
+        "within +10%",
+        "within -10%",
+        "just outside -10% rounds up",
+        "half",
+        "ceil",
+        "tiny drift",
+    ],
 )
 def test_hpa_formula(current, value, target, expected):
     assert metric_recommendation(current, value, target) == expected
@@ -65,8 +91,18 @@ def test_clamped_to_max_and_min():
 def test_scale_down_waits_for_the_window():
     s = spec()
     history = [Recommendation(time=at(-120), replicas=4)]
-    status = RolloutStatus(phase=Phase.PROGRESSING, replicas=[PoolStatus(
-        pool="shared", workload="Deployment/gen", managed=True, reason="Steady", recommendations=history)])
+    status = RolloutStatus(
+        phase=Phase.PROGRESSING,
+        replicas=[
+            PoolStatus(
+                pool="shared",
+                workload="Deployment/gen",
+                managed=True,
+                reason="Steady",
+                recommendations=history,
+            )
+        ],
+    )
     held = run(s, [pool(current=4, gpu=15)], status=status)
     assert held.actions == [] and held.status.replicas[0].reason == "Steady"
     later = run(s, [pool(current=4, gpu=15)], status=held.status, now=at(200))  # the 4 left the window
@@ -112,6 +148,8 @@ def test_dedicated_canary_pool_follows_the_rollout():
 
 
 def test_without_autoscaling_the_pool_status_is_cleared():
-    status = RolloutStatus(replicas=[PoolStatus(pool="shared", workload="Deployment/gen", managed=True, reason="x")])
+    status = RolloutStatus(
+        replicas=[PoolStatus(pool="shared", workload="Deployment/gen", managed=True, reason="x")]
+    )
     decision = decide_scaling(make_spec(), status, ScalingObservations(), T0)
     assert decision.status.replicas == [] and decision.actions == []

@@ -12,28 +12,52 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from pydantic import BaseModel, TypeAdapter
-
 from finserve.operator import api
 from finserve.operator.spec import ModelRolloutSpec
 from finserve.operator.status import RolloutStatus
-
 from mro_testkit import rollout_manifest
+from pydantic import BaseModel, TypeAdapter
 
 EXAMPLES = Path(api.__file__).parent / "examples"
 
 FULL = rollout_manifest(
-    strategy={"steps": [10, 50, 100], "stepInterval": "10m",
-              "analysis": {"interval": "2m", "failureThreshold": 3, "successThreshold": 2, "minRequests": 100,
-                           "requestsQuery": "sum(increase(x[{{ interval }}]))",
-                           "metrics": [{"name": "error-rate", "max": 0.02},
-                                       {"name": "refusals", "query": "sum(rate(r{v=\"{{ version }}\"}[1m]))",
-                                        "min": 0, "max": 3, "onNoData": "fail"}]}},
-    autoscaling={"minReplicas": 1, "maxReplicas": 6, "targetGPUUtilization": 65, "targetQueueDepth": 8,
-                 "scaleUpStabilization": "30s", "scaleDownStabilization": "10m", "pool": "dedicated",
-                 "target": {"kind": "RayService", "name": "finserve", "serveDeployment": "Generator",
-                            "workerGroup": "gpu"},
-                 "canaryTarget": {"kind": "Deployment", "name": "generator-canary"}},
+    strategy={
+        "steps": [10, 50, 100],
+        "stepInterval": "10m",
+        "analysis": {
+            "interval": "2m",
+            "failureThreshold": 3,
+            "successThreshold": 2,
+            "minRequests": 100,
+            "requestsQuery": "sum(increase(x[{{ interval }}]))",
+            "metrics": [
+                {"name": "error-rate", "max": 0.02},
+                {
+                    "name": "refusals",
+                    "query": 'sum(rate(r{v="{{ version }}"}[1m]))',
+                    "min": 0,
+                    "max": 3,
+                    "onNoData": "fail",
+                },
+            ],
+        },
+    },
+    autoscaling={
+        "minReplicas": 1,
+        "maxReplicas": 6,
+        "targetGPUUtilization": 65,
+        "targetQueueDepth": 8,
+        "scaleUpStabilization": "30s",
+        "scaleDownStabilization": "10m",
+        "pool": "dedicated",
+        "target": {
+            "kind": "RayService",
+            "name": "finserve",
+            "serveDeployment": "Generator",
+            "workerGroup": "gpu",
+        },
+        "canaryTarget": {"kind": "Deployment", "name": "generator-canary"},
+    },
 )
 
 
@@ -57,12 +81,21 @@ def test_names_match_the_api_module(crd):
 
 def test_printer_columns(crd):
     columns = {c["name"]: c["jsonPath"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
-    assert columns == {"Phase": ".status.phase", "Step": ".status.currentStepIndex", "Weight": ".status.canaryWeight",
-                       "Stable": ".status.stable", "Canary": ".status.canary", "Age": ".metadata.creationTimestamp"}
+    assert columns == {
+        "Phase": ".status.phase",
+        "Step": ".status.currentStepIndex",
+        "Weight": ".status.canaryWeight",
+        "Stable": ".status.stable",
+        "Canary": ".status.canary",
+        "Age": ".metadata.creationTimestamp",
+    }
 
 
-@pytest.mark.parametrize("sample", [rollout_manifest(), FULL, yaml.safe_load((EXAMPLES / "rollout.yaml").read_text())],
-                         ids=["minimal", "every field", "example"])
+@pytest.mark.parametrize(
+    "sample",
+    [rollout_manifest(), FULL, yaml.safe_load((EXAMPLES / "rollout.yaml").read_text())],
+    ids=["minimal", "every field", "example"],
+)
 def test_samples_are_valid_for_the_schema_and_the_models(schema, sample):
     validate(schema, sample)
     ModelRolloutSpec.model_validate(sample["spec"])
@@ -72,7 +105,6 @@ def test_a_written_status_is_valid(schema):
     from finserve.operator.core.decide import decide
     from finserve.operator.core.observations import Observations
     from finserve.operator.objects import rollout_status_patch
-
     from mro_testkit import T0, make_spec
 
     status = decide(make_spec(), RolloutStatus(), Observations(generation=1), T0).status
@@ -108,13 +140,34 @@ def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ("spec.strategy.analysis.metrics", [{"query": "sum(x)", "max": 1}]),
         ("spec.autoscaling", {"target": {"kind": "Deployment", "name": "g"}}),
         ("spec.autoscaling", {"maxReplicas": 2, "target": {"kind": "StatefulSet", "name": "g"}}),
-        ("spec.autoscaling", {"maxReplicas": 2, "targetGPUUtilization": 0, "target": {"kind": "Deployment", "name": "g"}}),
-        ("spec.autoscaling", {"maxReplicas": 2, "pool": "separate", "target": {"kind": "Deployment", "name": "g"}}),
+        (
+            "spec.autoscaling",
+            {"maxReplicas": 2, "targetGPUUtilization": 0, "target": {"kind": "Deployment", "name": "g"}},
+        ),
+        (
+            "spec.autoscaling",
+            {"maxReplicas": 2, "pool": "separate", "target": {"kind": "Deployment", "name": "g"}},
+        ),
         ("status.phase", "Done"),
     ],
-    ids=["no model", "version not semver", "model not a DNS label", "zero weight", "weight over 100", "no steps",
-         "bad duration", "zero failure threshold", "negative minRequests", "bad onNoData", "metric without name",
-         "autoscaling without maxReplicas", "unsupported kind", "zero GPU target", "unknown pool", "unknown phase"],
+    ids=[
+        "no model",
+        "version not semver",
+        "model not a DNS label",
+        "zero weight",
+        "weight over 100",
+        "no steps",
+        "bad duration",
+        "zero failure threshold",
+        "negative minRequests",
+        "bad onNoData",
+        "metric without name",
+        "autoscaling without maxReplicas",
+        "unsupported kind",
+        "zero GPU target",
+        "unknown pool",
+        "unknown phase",
+    ],
 )
 def test_invalid_resources_are_rejected(schema, path, value):
     with pytest.raises(jsonschema.ValidationError):
@@ -141,12 +194,16 @@ def _agree(schema: dict[str, Any], model: type[BaseModel], path: str, defaults: 
             _agree(prop["items"] if prop.get("type") == "array" else prop, sub, f"{path}.{alias}", defaults)
         if not defaults:
             continue
-        assert (alias in schema.get("required", [])) == field.is_required(), f"{path}.{alias}: required differs"
+        assert (alias in schema.get("required", [])) == field.is_required(), (
+            f"{path}.{alias}: required differs"
+        )
         default = None if field.is_required() else field.get_default(call_default_factory=True)
         if default is not None:
             assert "default" in prop, f"{path}.{alias}: the model has a default the CRD lacks"
         if "default" in prop:
-            assert TypeAdapter(field.annotation).validate_python(prop["default"]) == default, f"{path}.{alias}"
+            assert TypeAdapter(field.annotation).validate_python(prop["default"]) == default, (
+                f"{path}.{alias}"
+            )
 
 
 def test_the_crd_spec_says_what_the_models_say(schema):

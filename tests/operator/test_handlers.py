@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from finserve.contracts import RoutingTable
 from finserve.operator.rbac import REQUIRED_RULES, allows
-
 from mro_testkit import (
     RESOURCE_CM,
     RESOURCE_DEPLOY,
@@ -28,7 +27,9 @@ def phase_is(*phases: str):
 
 
 def route(kube, model: str = "finserve-banking"):
-    return RoutingTable.from_configmap_data(kube.objects[RESOURCE_CM, "default", "finserve-routing"]["data"]).routes[model]
+    return RoutingTable.from_configmap_data(
+        kube.objects[RESOURCE_CM, "default", "finserve-routing"]["data"]
+    ).routes[model]
 
 
 def assert_rbac_covers(kube) -> None:
@@ -49,8 +50,11 @@ async def test_a_healthy_canary_is_promoted(kube, fake_prometheus, run_operator)
     assert (str(promoted.stable), promoted.canary) == ("banking77@1.1.0", None)
     assert (done["status"]["stable"], done["status"]["observedGeneration"]) == ("banking77@1.1.0", 1)
     assert done["status"]["lastAnalysis"]["outcome"] == "Successful"
-    weights = [RoutingTable.from_configmap_data(v["data"]).routes["finserve-banking"].canary_weight
-               for v in kube.objects[RESOURCE_CM, "default", "finserve-routing"].history if v is not None]
+    weights = [
+        RoutingTable.from_configmap_data(v["data"]).routes["finserve-banking"].canary_weight
+        for v in kube.objects[RESOURCE_CM, "default", "finserve-routing"].history
+        if v is not None
+    ]
     assert weights == [50, 100, 0]  # every step was routed, then the promotion
     reasons = {e["reason"] for (res, _, _), e in kube.objects.items() if res == RESOURCE_EVENTS}
     assert {"Progressing", "StepAdvanced", "Promoting", "Promoted"} <= reasons
@@ -64,7 +68,9 @@ async def test_an_invalid_spec_is_reported_and_others_still_roll_out(kube, fake_
     healthy(prom)
     same = {"adapter": "banking77", "version": "1.0.0"}
     async with run_operator() as runner:
-        await create(kube, RESOURCE_MRO, rollout_manifest(name="broken", stable=same, canary=same, strategy=fast()))
+        await create(
+            kube, RESOURCE_MRO, rollout_manifest(name="broken", stable=same, canary=same, strategy=fast())
+        )
         await create(kube, RESOURCE_MRO, rollout_manifest(name="good", strategy=fast()))
         broken = await kube.wait_for(RESOURCE_MRO, "default", "broken", phase_is("Failed"))
         good = await kube.wait_for(RESOURCE_MRO, "default", "good", phase_is("Succeeded"))
@@ -81,12 +87,21 @@ async def test_abort_annotation_rolls_back(kube, fake_prometheus, run_operator):
         await create(kube, RESOURCE_MRO, rollout_manifest(strategy=fast(stepInterval="1h")))
         await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Progressing"))
         assert route(kube).canary_weight == 50
-        await patch(kube, RESOURCE_MRO, "default", "bank",
-                    {"metadata": {"annotations": {"finserve.dev/abort": "2025-01-01T00:00:00Z"}}})
+        await patch(
+            kube,
+            RESOURCE_MRO,
+            "default",
+            "bank",
+            {"metadata": {"annotations": {"finserve.dev/abort": "2025-01-01T00:00:00Z"}}},
+        )
         aborted = await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Aborted"))
     assert aborted["status"]["handledCommands"] == {"abort": "2025-01-01T00:00:00Z"}
     rolled_back = route(kube)
-    assert (str(rolled_back.stable), rolled_back.canary, rolled_back.canary_weight) == ("banking77@1.0.0", None, 0)
+    assert (str(rolled_back.stable), rolled_back.canary, rolled_back.canary_weight) == (
+        "banking77@1.0.0",
+        None,
+        0,
+    )
 
 
 async def test_a_restarted_operator_resumes_from_status(kube, fake_prometheus, run_operator):
@@ -100,8 +115,11 @@ async def test_a_restarted_operator_resumes_from_status(kube, fake_prometheus, r
     async with run_operator():
         done = await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Succeeded", "Failed"))
     assert done["status"]["phase"] == "Succeeded"
-    weights = [RoutingTable.from_configmap_data(v["data"]).routes["finserve-banking"].canary_weight
-               for v in kube.objects[RESOURCE_CM, "default", "finserve-routing"].history if v is not None]
+    weights = [
+        RoutingTable.from_configmap_data(v["data"]).routes["finserve-banking"].canary_weight
+        for v in kube.objects[RESOURCE_CM, "default", "finserve-routing"].history
+        if v is not None
+    ]
     assert weights == [20, 60, 100, 0]  # no step was routed twice: the restart did not start over
 
 
@@ -109,18 +127,42 @@ async def test_the_autoscaler_scales_the_generator_pool(kube, fake_prometheus, r
     prom, _ = fake_prometheus
     healthy(prom)
     prom.set("DCGM_FI_DEV_GPU_UTIL", 90.0)
-    await create(kube, RESOURCE_DEPLOY, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gen", "namespace": "default"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "gen"}},
-                 "template": {"metadata": {"labels": {"app": "gen"}}, "spec": {"containers": [{"name": "g", "image": "x"}]}}},
-        "status": {"replicas": 2, "readyReplicas": 2}})
+    await create(
+        kube,
+        RESOURCE_DEPLOY,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "gen", "namespace": "default"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "gen"}},
+                "template": {
+                    "metadata": {"labels": {"app": "gen"}},
+                    "spec": {"containers": [{"name": "g", "image": "x"}]},
+                },
+            },
+            "status": {"replicas": 2, "readyReplicas": 2},
+        },
+    )
     scaled = {"maxReplicas": 6, "targetGPUUtilization": 60, "target": {"kind": "Deployment", "name": "gen"}}
     async with run_operator():
-        await create(kube, RESOURCE_MRO, rollout_manifest(strategy=fast(stepInterval="1h"), autoscaling=scaled))
-        obj = await kube.wait_for(RESOURCE_MRO, "default", "bank",
-                                  lambda o: o is not None and bool((o.get("status") or {}).get("replicas")))
+        await create(
+            kube, RESOURCE_MRO, rollout_manifest(strategy=fast(stepInterval="1h"), autoscaling=scaled)
+        )
+        obj = await kube.wait_for(
+            RESOURCE_MRO,
+            "default",
+            "bank",
+            lambda o: o is not None and bool((o.get("status") or {}).get("replicas")),
+        )
     (pool,) = obj["status"]["replicas"]
-    assert (pool["pool"], pool["reason"], pool["desiredReplicas"], pool["gpuUtilization"]) == ("shared", "ScaledUp", 3, 90.0)
+    assert (pool["pool"], pool["reason"], pool["desiredReplicas"], pool["gpuUtilization"]) == (
+        "shared",
+        "ScaledUp",
+        3,
+        90.0,
+    )
     assert kube.objects[RESOURCE_DEPLOY, "default", "gen"]["spec"]["replicas"] == 3
     assert obj["status"]["phase"] == "Progressing"  # the rollout's fields survive the autoscaler's writes
     assert_rbac_covers(kube)

@@ -6,13 +6,17 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from finserve.operator.adapters.prometheus import PrometheusSource, parse_result
 
 
 def vector(*values: str) -> dict:
-    return {"status": "success", "data": {"resultType": "vector",
-                                          "result": [{"metric": {"i": str(i)}, "value": [1.0, v]} for i, v in enumerate(values)]}}
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": {"i": str(i)}, "value": [1.0, v]} for i, v in enumerate(values)],
+        },
+    }
 
 
 @pytest.mark.parametrize(
@@ -24,7 +28,11 @@ def vector(*values: str) -> dict:
         (vector("+Inf"), float("inf"), None),
         (vector("1", "2"), None, "returned 2 series"),
         ({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "3"]}}, 3.0, None),
-        ({"status": "success", "data": {"resultType": "matrix", "result": []}}, None, "unsupported result type"),
+        (
+            {"status": "success", "data": {"resultType": "matrix", "result": []}},
+            None,
+            "unsupported result type",
+        ),
         ({"status": "error", "errorType": "bad_data", "error": "parse error"}, None, "bad_data: parse error"),
     ],
     ids=["number", "empty", "nan is no data", "infinity", "many series", "scalar", "matrix", "query error"],

@@ -4,7 +4,6 @@ escaped, unknown ones are refused."""
 from __future__ import annotations
 
 import pytest
-
 from finserve.contracts import metrics
 from finserve.operator.core.queries import (
     BUILTIN_METRICS,
@@ -18,8 +17,14 @@ from finserve.operator.core.queries import (
 )
 from finserve.operator.durations import promql_range, seconds
 
-VALUES = {"model": "finserve-banking", "adapter": "banking77", "version": "1.1.0", "namespace": "prod",
-          "rollout": "bank", "interval": "60s"}
+VALUES = {
+    "model": "finserve-banking",
+    "adapter": "banking77",
+    "version": "1.1.0",
+    "namespace": "prod",
+    "rollout": "bank",
+    "interval": "60s",
+}
 
 
 @pytest.mark.parametrize("name", list(BUILTIN_METRICS))
@@ -32,7 +37,7 @@ def test_builtins_render_against_the_canary_series(name):
 
 
 def test_builtins_use_the_contract_metric_names():
-    assert f'{metrics.REQUESTS_TOTAL}{{' in BUILTIN_METRICS["error-rate"].query
+    assert f"{metrics.REQUESTS_TOTAL}{{" in BUILTIN_METRICS["error-rate"].query
     assert 'code=~"5.."' in BUILTIN_METRICS["error-rate"].query
     assert f"{metrics.REQUEST_DURATION}_bucket" in BUILTIN_METRICS["latency-p95"].query
     assert 'stage="output"' in BUILTIN_METRICS["pii-output"].query
@@ -51,12 +56,13 @@ def test_missing_value_and_unknown_placeholder_are_errors():
     with pytest.raises(ValueError, match="no value for placeholder 'cluster'"):
         render("x{{ cluster }}", VALUES)
     with pytest.raises(ValueError, match="unknown placeholder"):
-        check_template("sum(x{c=\"{{ cluster }}\"})")
-    assert check_template("sum(x{m=\"{{model}}\"})") == "sum(x{m=\"{{model}}\"})"
+        check_template('sum(x{c="{{ cluster }}"})')
+    assert check_template('sum(x{m="{{model}}"})') == 'sum(x{m="{{model}}"})'
 
 
-@pytest.mark.parametrize(("text", "value"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25),
-                                             ("1.5m", 90), ("0s", 0)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), ("1.5m", 90), ("0s", 0)]
+)
 def test_durations(text, value):
     assert seconds(text) == value
 

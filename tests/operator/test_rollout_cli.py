@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+from mro_testkit import RESOURCE_MRO, create, patch, rollout_manifest
 from typer.testing import CliRunner
 
 from finserve.cli import app
-
-from mro_testkit import RESOURCE_MRO, create, patch, rollout_manifest
 
 
 async def invoke(*args: str):
@@ -23,9 +22,14 @@ def watching(kube):
 
 
 async def settle(kube, phase: str, generation_seen: int = 1) -> None:
-    await patch(kube, RESOURCE_MRO, "default", "bank",
-                {"status": {"phase": phase, "observedGeneration": generation_seen, "message": f"it {phase}"}},
-                subresource="status")
+    await patch(
+        kube,
+        RESOURCE_MRO,
+        "default",
+        "bank",
+        {"status": {"phase": phase, "observedGeneration": generation_seen, "message": f"it {phase}"}},
+        subresource="status",
+    )
 
 
 async def test_commands_set_annotations(kube, kubeconfig):
@@ -41,17 +45,37 @@ async def test_commands_set_annotations(kube, kubeconfig):
     for command in ("promote", "abort"):
         assert (await invoke(command, "bank")).exit_code == 0
     assert {"finserve.dev/promote", "finserve.dev/abort"} <= set(
-        kube.objects[RESOURCE_MRO, "default", "bank"]["metadata"]["annotations"])
+        kube.objects[RESOURCE_MRO, "default", "bank"]["metadata"]["annotations"]
+    )
 
 
 async def test_status_prints_the_rollout(kube, kubeconfig):
     await create(kube, RESOURCE_MRO, rollout_manifest())
-    await patch(kube, RESOURCE_MRO, "default", "bank", {"status": {
-        "phase": "Progressing", "currentStepIndex": 1, "canaryWeight": 25, "stable": "banking77@1.0.0",
-        "canary": "banking77@1.1.0", "lastAnalysis": {"time": "2025-01-01T00:01:00Z", "stepIndex": 1,
-                                                     "outcome": "Failed", "requests": 120, "metrics": [
-            {"name": "error-rate", "value": 0.2, "outcome": "Failed", "message": "0.2 > max 0.05"}]}}},
-        subresource="status")
+    await patch(
+        kube,
+        RESOURCE_MRO,
+        "default",
+        "bank",
+        {
+            "status": {
+                "phase": "Progressing",
+                "currentStepIndex": 1,
+                "canaryWeight": 25,
+                "stable": "banking77@1.0.0",
+                "canary": "banking77@1.1.0",
+                "lastAnalysis": {
+                    "time": "2025-01-01T00:01:00Z",
+                    "stepIndex": 1,
+                    "outcome": "Failed",
+                    "requests": 120,
+                    "metrics": [
+                        {"name": "error-rate", "value": 0.2, "outcome": "Failed", "message": "0.2 > max 0.05"}
+                    ],
+                },
+            }
+        },
+        subresource="status",
+    )
     table = await invoke("status", "bank")
     assert table.exit_code == 0, table.output
     assert "phase Progressing, step 2/4, canary weight 25%" in table.output
@@ -67,8 +91,14 @@ async def test_unknown_rollout_exits_3(kube, kubeconfig):
 
 async def test_wait_exits_0_on_success(kube, kubeconfig):
     await create(kube, RESOURCE_MRO, rollout_manifest())
-    await patch(kube, RESOURCE_MRO, "default", "bank", {"status": {"phase": "Progressing", "observedGeneration": 1}},
-                subresource="status")
+    await patch(
+        kube,
+        RESOURCE_MRO,
+        "default",
+        "bank",
+        {"status": {"phase": "Progressing", "observedGeneration": 1}},
+        subresource="status",
+    )
     waiting = asyncio.create_task(invoke("wait", "bank", "--timeout", "60"))
     await watching(kube)  # the result has to arrive through the watch
     await settle(kube, "Succeeded")
@@ -80,7 +110,9 @@ async def test_wait_exits_0_on_success(kube, kubeconfig):
 async def test_wait_exits_1_on_failure_and_ignores_a_stale_status(kube, kubeconfig):
     await create(kube, RESOURCE_MRO, rollout_manifest())
     await settle(kube, "Succeeded")  # the previous spec's result...
-    await patch(kube, RESOURCE_MRO, "default", "bank", {"spec": {"canary": {"version": "1.2.0"}}})  # ...then an edit
+    await patch(
+        kube, RESOURCE_MRO, "default", "bank", {"spec": {"canary": {"version": "1.2.0"}}}
+    )  # ...then an edit
     assert kube.objects[RESOURCE_MRO, "default", "bank"]["metadata"]["generation"] == 2
     waiting = asyncio.create_task(invoke("wait", "bank", "--timeout", "60"))
     await watching(kube)

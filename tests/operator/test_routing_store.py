@@ -6,19 +6,21 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from finserve.contracts import AdapterRef, Route, RoutingTable
 from finserve.operator.adapters.routing import ConfigMapRouteStore
-
+from kubernetes_asyncio.client.exceptions import ApiException
 from mro_testkit import RESOURCE_CM
 
 NS = "default"
 
 
 def route(weight: int, canary: str | None = "b77@1.1.0") -> Route:
-    return Route(base_model="smol", stable=AdapterRef.parse("b77@1.0.0"),
-                 canary=AdapterRef.parse(canary) if canary else None, canary_weight=weight)
+    return Route(
+        base_model="smol",
+        stable=AdapterRef.parse("b77@1.0.0"),
+        canary=AdapterRef.parse(canary) if canary else None,
+        canary_weight=weight,
+    )
 
 
 def stored(kube) -> RoutingTable:
@@ -66,7 +68,9 @@ async def test_a_stale_resource_version_is_rejected(kube, api):
 async def test_concurrent_writers_lose_no_update(kube, api):
     stores = [ConfigMapRouteStore(api) for _ in range(6)]
     models = [f"model-{i}" for i in range(6)]
-    await asyncio.gather(*(s.set_route(NS, m, route(5 * (i + 1))) for i, (s, m) in enumerate(zip(stores, models))))
+    await asyncio.gather(
+        *(s.set_route(NS, m, route(5 * (i + 1))) for i, (s, m) in enumerate(zip(stores, models, strict=True)))
+    )
     table = stored(kube)
     assert set(table.routes) == set(models)
     assert table.revision == 6
@@ -75,7 +79,8 @@ async def test_concurrent_writers_lose_no_update(kube, api):
 
 async def test_keeps_other_keys_of_the_configmap(kube, api):
     kube.objects[RESOURCE_CM, NS, "finserve-routing"] = {
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": {"name": "finserve-routing", "namespace": NS, "resourceVersion": "1"},
         "data": {"README": "managed by finserve"},
     }

@@ -13,10 +13,15 @@ from finserve.operator.ports import ObjectRef, Ports
 from finserve.operator.spec import ModelRolloutSpec
 from finserve.operator.status import Phase, RolloutStatus
 from finserve.operator.tick import rollout_tick
-
 from mro_testkit import at, make_spec
 
-HEALTHY = {"requests": 200.0, "error-rate": 0.002, "latency-p95": 0.9, "pii-output": 0.0, "intent-quality": 0.95}
+HEALTHY = {
+    "requests": 200.0,
+    "error-rate": 0.002,
+    "latency-p95": 0.9,
+    "pii-output": 0.0,
+    "intent-quality": 0.95,
+}
 
 
 class FakeMetrics:
@@ -81,8 +86,13 @@ class Rollout:
 
 
 def quick(**analysis: Any) -> ModelRolloutSpec:
-    return make_spec({"steps": [5, 25, 50, 100], "stepInterval": "2m",
-                      "analysis": {"interval": "1m", "failureThreshold": 2, "minRequests": 50, **analysis}})
+    return make_spec(
+        {
+            "steps": [5, 25, 50, 100],
+            "stepInterval": "2m",
+            "analysis": {"interval": "1m", "failureThreshold": 2, "minRequests": 50, **analysis},
+        }
+    )
 
 
 async def test_healthy_canary_is_promoted_step_by_step():
@@ -90,22 +100,35 @@ async def test_healthy_canary_is_promoted_step_by_step():
     await r.tick()
     assert r.observed() == (0, "Progressing", 5)
     assert await r.run_until_settled() == [
-        (60, "Progressing", 5), (120, "Progressing", 25),
-        (180, "Progressing", 25), (240, "Progressing", 50),
-        (300, "Progressing", 50), (360, "Progressing", 100),
-        (420, "Progressing", 100), (480, "Promoting", 0),
+        (60, "Progressing", 5),
+        (120, "Progressing", 25),
+        (180, "Progressing", 25),
+        (240, "Progressing", 50),
+        (300, "Progressing", 50),
+        (360, "Progressing", 100),
+        (420, "Progressing", 100),
+        (480, "Promoting", 0),
         (481, "Succeeded", 0),
     ]
     assert r.routed() == ("banking77@1.1.0", None)
-    assert r.events.reasons() == ["Progressing", "StepAdvanced", "StepAdvanced", "StepAdvanced", "Promoting",
-                                  "Promoted"]
+    assert r.events.reasons() == [
+        "Progressing",
+        "StepAdvanced",
+        "StepAdvanced",
+        "StepAdvanced",
+        "Promoting",
+        "Promoted",
+    ]
 
 
 async def test_error_spike_rolls_back_to_stable():
     r = Rollout(quick())
     await r.tick()
-    assert [await r.next() for _ in range(3)] == [(60, "Progressing", 5), (120, "Progressing", 25),
-                                                   (180, "Progressing", 25)]
+    assert [await r.next() for _ in range(3)] == [
+        (60, "Progressing", 5),
+        (120, "Progressing", 25),
+        (180, "Progressing", 25),
+    ]
     r.metrics.values["error-rate"] = 0.31
     assert await r.next() == (240, "Progressing", 25)
     assert r.status.failed_checks == 1
@@ -117,7 +140,13 @@ async def test_error_spike_rolls_back_to_stable():
 
 
 async def test_no_data_never_aborts_and_the_rollout_goes_on_when_traffic_comes():
-    silent = {"requests": None, "error-rate": None, "latency-p95": None, "pii-output": 0.0, "intent-quality": None}
+    silent = {
+        "requests": None,
+        "error-rate": None,
+        "latency-p95": None,
+        "pii-output": 0.0,
+        "intent-quality": None,
+    }
     r = Rollout(quick(), silent)
     await r.tick()
     for minute in range(1, 31):
@@ -179,13 +208,19 @@ async def test_spec_edit_mid_rollout_restarts_the_plan():
     for _ in range(4):
         await r.next()
     assert r.observed() == (240, "Progressing", 50)
-    r.spec = make_spec({"steps": [10, 100], "stepInterval": "1m", "analysis": {"interval": "1m", "minRequests": 50}})
+    r.spec = make_spec(
+        {"steps": [10, 100], "stepInterval": "1m", "analysis": {"interval": "1m", "minRequests": 50}}
+    )
     r.generation = 2
     r.t = 250
     await r.tick()
     assert r.observed() == (250, "Progressing", 10)
     assert (r.status.current_step_index, r.status.observed_generation) == (0, 2)
-    assert await r.run_until_settled() == [(310, "Progressing", 100), (370, "Promoting", 0), (371, "Succeeded", 0)]
+    assert await r.run_until_settled() == [
+        (310, "Progressing", 100),
+        (370, "Promoting", 0),
+        (371, "Succeeded", 0),
+    ]
     assert "Restarted" in r.events.reasons()
 
 
@@ -198,7 +233,9 @@ async def test_operator_restart_mid_step_resumes_from_status():
     # routing table. It comes back 40 s later, before the next check is due.
     survivor = Rollout(r.spec)
     survivor.routes = r.routes
-    survivor.status = RolloutStatus.from_wire({k: v for k, v in rollout_status_patch(r.status).items() if v is not None})
+    survivor.status = RolloutStatus.from_wire(
+        {k: v for k, v in rollout_status_patch(r.status).items() if v is not None}
+    )
     survivor.t = 220
     await survivor.tick()
     assert survivor.observed() == (220, "Progressing", 25)

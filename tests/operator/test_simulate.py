@@ -7,20 +7,28 @@ import json
 from pathlib import Path
 
 import pytest
+from finserve.operator import api
+from finserve.operator.simulate import Timeline, simulate
+from mro_testkit import make_spec
 from typer.testing import CliRunner
 
 from finserve.cli import app
-from finserve.operator import api
-from finserve.operator.simulate import Timeline, simulate
-
-from mro_testkit import make_spec
 
 EXAMPLES = Path(api.__file__).parent / "examples"
 
 
 def run_cli(metrics: str):
-    result = CliRunner().invoke(app, ["rollout", "simulate", "--rollout", str(EXAMPLES / "rollout.yaml"),
-                                      "--metrics", str(EXAMPLES / metrics)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "rollout",
+            "simulate",
+            "--rollout",
+            str(EXAMPLES / "rollout.yaml"),
+            "--metrics",
+            str(EXAMPLES / metrics),
+        ],
+    )
     return result, [json.loads(line) for line in result.output.splitlines()]
 
 
@@ -30,7 +38,9 @@ def test_healthy_example_succeeds():
     assert lines[-1] == {"result": "Succeeded"}
     assert [ln["outcome"] for ln in lines[:3]] == ["Inconclusive"] * 3  # too few requests at 5%
     assert sorted({ln["canaryWeight"] for ln in lines[:-1]}) == [5, 25, 50, 100]
-    assert all(set(ln) == {"t", "phase", "step", "canaryWeight", "failedChecks", "outcome"} for ln in lines[:-1])
+    assert all(
+        set(ln) == {"t", "phase", "step", "canaryWeight", "failedChecks", "outcome"} for ln in lines[:-1]
+    )
 
 
 def test_error_spike_example_fails():
@@ -39,8 +49,14 @@ def test_error_spike_example_fails():
     assert lines[-1] == {"result": "Failed"}
     failed = [ln for ln in lines[:-1] if ln["outcome"] == "Failed"]
     assert failed[0]["t"] >= 720  # the spike starts at 12 minutes
-    assert lines[-2] == {"t": failed[0]["t"] + 60, "phase": "Failed", "step": failed[0]["step"], "canaryWeight": 0,
-                         "failedChecks": 2, "outcome": "Failed"}
+    assert lines[-2] == {
+        "t": failed[0]["t"] + 60,
+        "phase": "Failed",
+        "step": failed[0]["step"],
+        "canaryWeight": 0,
+        "failedChecks": 2,
+        "outcome": "Failed",
+    }
 
 
 def test_docs_show_the_real_output():
@@ -52,8 +68,18 @@ def test_docs_show_the_real_output():
 
 
 def test_timeline_reading_rules():
-    timeline = Timeline.model_validate({"series": {"m": [{"at": "2m", "value": 2}, {"at": "1m", "value": 1},
-                                                         {"at": "3m", "value": None}, {"at": "4m", "error": "down"}]}})
+    timeline = Timeline.model_validate(
+        {
+            "series": {
+                "m": [
+                    {"at": "2m", "value": 2},
+                    {"at": "1m", "value": 1},
+                    {"at": "3m", "value": None},
+                    {"at": "4m", "error": "down"},
+                ]
+            }
+        }
+    )
     assert timeline.reading("m", 30).value is None and timeline.reading("m", 30).error is None
     assert timeline.reading("m", 60).value == 1
     assert timeline.reading("m", 119).value == 1
@@ -70,8 +96,12 @@ async def collect(spec, timeline):
 @pytest.mark.parametrize("requests", [None, 1000])
 async def test_requests_series_is_optional(requests):
     spec = make_spec({"steps": [50, 100], "stepInterval": "0s", "analysis": {"minRequests": 10}})
-    series = {"error-rate": [{"at": "0s", "value": 0.0}], "latency-p95": [{"at": "0s", "value": 1}],
-              "pii-output": [{"at": "0s", "value": 0}], "intent-quality": [{"at": "0s", "value": 0.99}]}
+    series = {
+        "error-rate": [{"at": "0s", "value": 0.0}],
+        "latency-p95": [{"at": "0s", "value": 1}],
+        "pii-output": [{"at": "0s", "value": 0}],
+        "intent-quality": [{"at": "0s", "value": 0.99}],
+    }
     if requests is not None:
         series["requests"] = [{"at": "0s", "value": requests}]
     lines = await collect(spec, Timeline.model_validate({"series": series}))
@@ -81,10 +111,17 @@ async def test_requests_series_is_optional(requests):
 async def test_commands_in_the_timeline_pause_and_resume():
     spec = make_spec({"steps": [50, 100], "stepInterval": "0s", "analysis": {"minRequests": 0}})
     good = [{"at": "0s", "value": 0}]
-    timeline = Timeline.model_validate({
-        "series": {"error-rate": good, "pii-output": good, "latency-p95": good,
-                   "intent-quality": [{"at": "0s", "value": 1}]},
-        "commands": [{"at": "30s", "command": "pause"}, {"at": "1h", "command": "resume"}]})
+    timeline = Timeline.model_validate(
+        {
+            "series": {
+                "error-rate": good,
+                "pii-output": good,
+                "latency-p95": good,
+                "intent-quality": [{"at": "0s", "value": 1}],
+            },
+            "commands": [{"at": "30s", "command": "pause"}, {"at": "1h", "command": "resume"}],
+        }
+    )
     lines = await collect(spec, timeline)
     assert lines[0]["t"] == 3660  # no check while paused; the first runs a minute after resuming
     assert lines[-1] == {"result": "Succeeded"}

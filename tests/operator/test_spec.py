@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from finserve.operator.core.queries import BUILTIN_METRICS
 from finserve.operator.spec import ModelRolloutSpec
-
 from mro_testkit import rollout_manifest
+from pydantic import ValidationError
 
 
 def parse(**fields):
@@ -25,8 +23,13 @@ def test_a_minimal_rollout_needs_no_promql():
 
 
 def test_wire_names_round_trip():
-    spec = parse(autoscaling={"maxReplicas": 3, "targetGPUUtilization": 55,
-                              "target": {"kind": "Deployment", "name": "gen"}})
+    spec = parse(
+        autoscaling={
+            "maxReplicas": 3,
+            "targetGPUUtilization": 55,
+            "target": {"kind": "Deployment", "name": "gen"},
+        }
+    )
     wire = spec.to_wire()
     assert wire["autoscaling"]["targetGPUUtilization"] == 55
     assert wire["baseModel"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -46,27 +49,73 @@ def test_wire_names_round_trip():
         ({"strategy": {"analysis": {"failureThreshold": 0}}}, "greater than or equal to 1"),
         ({"strategy": {"analysis": {"metrics": [{"name": "my-metric"}]}}}, "not a built-in"),
         ({"strategy": {"analysis": {"metrics": [{"name": "m", "query": "sum(x)"}]}}}, "needs min and/or max"),
-        ({"strategy": {"analysis": {"metrics": [{"name": "m", "query": "sum(x)", "min": 2, "max": 1}]}}},
-         "min 2.0 is above max 1.0"),
-        ({"strategy": {"analysis": {"metrics": [{"name": "m", "query": "x{a=\"{{ cluster }}\"}", "max": 1}]}}},
-         "unknown placeholder"),
+        (
+            {"strategy": {"analysis": {"metrics": [{"name": "m", "query": "sum(x)", "min": 2, "max": 1}]}}},
+            "min 2.0 is above max 1.0",
+        ),
+        (
+            {
+                "strategy": {
+                    "analysis": {"metrics": [{"name": "m", "query": 'x{a="{{ cluster }}"}', "max": 1}]}
+                }
+            },
+            "unknown placeholder",
+        ),
         ({"strategy": {"analysis": {"metrics": [{"name": "error-rate"}, {"name": "error-rate"}]}}}, "unique"),
-        ({"strategy": {"analysis": {"metrics": [{"name": "error-rate", "onNoData": "ignore"}]}}}, "inconclusive"),
-        ({"autoscaling": {"maxReplicas": 2, "minReplicas": 3, "target": {"kind": "Deployment", "name": "g"}}},
-         "above maxReplicas"),
-        ({"autoscaling": {"maxReplicas": 2, "pool": "dedicated", "target": {"kind": "Deployment", "name": "g"}}},
-         "needs a canaryTarget"),
-        ({"autoscaling": {"maxReplicas": 2, "target": {"kind": "RayService", "name": "g"}}},
-         "needs serveDeployment and/or workerGroup"),
+        (
+            {"strategy": {"analysis": {"metrics": [{"name": "error-rate", "onNoData": "ignore"}]}}},
+            "inconclusive",
+        ),
+        (
+            {
+                "autoscaling": {
+                    "maxReplicas": 2,
+                    "minReplicas": 3,
+                    "target": {"kind": "Deployment", "name": "g"},
+                }
+            },
+            "above maxReplicas",
+        ),
+        (
+            {
+                "autoscaling": {
+                    "maxReplicas": 2,
+                    "pool": "dedicated",
+                    "target": {"kind": "Deployment", "name": "g"},
+                }
+            },
+            "needs a canaryTarget",
+        ),
+        (
+            {"autoscaling": {"maxReplicas": 2, "target": {"kind": "RayService", "name": "g"}}},
+            "needs serveDeployment and/or workerGroup",
+        ),
         ({"autoscaling": {"maxReplicas": 2, "target": {"kind": "StatefulSet", "name": "g"}}}, "Deployment"),
         ({"model": "Finserve Banking"}, "should match pattern"),
         ({"rolloutSpeed": "fast"}, "Extra inputs are not permitted"),
     ],
-    ids=["canary equals stable", "bad version", "steps not ascending", "duplicate steps", "steps short of 100",
-         "zero weight", "bad duration", "zero failure threshold", "unknown metric without query",
-         "query without bounds", "min above max", "unknown placeholder", "duplicate metric", "bad onNoData",
-         "min above max replicas", "dedicated without canary target", "ray without target fields",
-         "unsupported workload", "model not a DNS label", "unknown field"],
+    ids=[
+        "canary equals stable",
+        "bad version",
+        "steps not ascending",
+        "duplicate steps",
+        "steps short of 100",
+        "zero weight",
+        "bad duration",
+        "zero failure threshold",
+        "unknown metric without query",
+        "query without bounds",
+        "min above max",
+        "unknown placeholder",
+        "duplicate metric",
+        "bad onNoData",
+        "min above max replicas",
+        "dedicated without canary target",
+        "ray without target fields",
+        "unsupported workload",
+        "model not a DNS label",
+        "unknown field",
+    ],
 )
 def test_invalid_specs_are_rejected(fields, error):
     with pytest.raises(ValidationError) as caught:

@@ -5,10 +5,8 @@ other autoscalers the operator must not fight."""
 from __future__ import annotations
 
 import yaml
-
 from finserve.operator.adapters.workloads import KubeWorkloads, ray_state
 from finserve.operator.spec import WorkloadRef
-
 from mro_testkit import RESOURCE_DEPLOY, RESOURCE_HPA, RESOURCE_RAY, create
 
 NS = "default"
@@ -17,26 +15,51 @@ RAY = WorkloadRef(kind="RayService", name="finserve", serve_deployment="Generato
 
 
 def deployment(name: str = "gen", replicas: int = 2, ready: int = 2) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "gen", "image": "finserve:dev"}]}}},
-            "status": {"replicas": replicas, "readyReplicas": ready}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "gen", "image": "finserve:dev"}]},
+            },
+        },
+        "status": {"replicas": replicas, "readyReplicas": ready},
+    }
 
 
 def rayservice(autoscaling: bool = False, serve_autoscaling: bool = False) -> dict:
     generator: dict = {"name": "Generator", "num_replicas": 2, "ray_actor_options": {"num_gpus": 1}}
     if serve_autoscaling:
         generator["autoscaling_config"] = {"min_replicas": 1, "max_replicas": 4}
-    serve = {"applications": [{"name": "finserve", "import_path": "finserve.serving.app:build",
-                               "deployments": [{"name": "Gateway", "num_replicas": 1}, generator]}]}
-    return {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "finserve", "namespace": NS},
-            "spec": {"serveConfigV2": yaml.safe_dump(serve, sort_keys=False),
-                     "rayClusterConfig": {"enableInTreeAutoscaling": autoscaling,
-                                          "headGroupSpec": {"rayStartParams": {}},
-                                          "workerGroupSpecs": [
-                                              {"groupName": "cpu", "replicas": 1, "minReplicas": 1, "maxReplicas": 2},
-                                              {"groupName": "gpu", "replicas": 2, "minReplicas": 1, "maxReplicas": 3}]}}}
+    serve = {
+        "applications": [
+            {
+                "name": "finserve",
+                "import_path": "finserve.serving.app:build",
+                "deployments": [{"name": "Gateway", "num_replicas": 1}, generator],
+            }
+        ]
+    }
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": "finserve", "namespace": NS},
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(serve, sort_keys=False),
+            "rayClusterConfig": {
+                "enableInTreeAutoscaling": autoscaling,
+                "headGroupSpec": {"rayStartParams": {}},
+                "workerGroupSpecs": [
+                    {"groupName": "cpu", "replicas": 1, "minReplicas": 1, "maxReplicas": 2},
+                    {"groupName": "gpu", "replicas": 2, "minReplicas": 1, "maxReplicas": 3},
+                ],
+            },
+        },
+    }
 
 
 async def test_deployment_replicas_and_scale(kube, api):
@@ -56,11 +79,20 @@ async def test_missing_deployment(kube, api):
 
 async def test_an_hpa_on_the_deployment_is_a_conflict(kube, api):
     await create(kube, RESOURCE_DEPLOY, deployment())
-    await create(kube, RESOURCE_HPA, {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "gen-hpa", "namespace": NS},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gen"},
-                 "minReplicas": 1, "maxReplicas": 4}})
+    await create(
+        kube,
+        RESOURCE_HPA,
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "gen-hpa", "namespace": NS},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gen"},
+                "minReplicas": 1,
+                "maxReplicas": 4,
+            },
+        },
+    )
     state = await KubeWorkloads(api).observe(NS, GEN)
     assert state.conflict == "HorizontalPodAutoscaler/gen-hpa"
     other = await KubeWorkloads(api).observe(NS, WorkloadRef(kind="Deployment", name="other"))
@@ -68,12 +100,20 @@ async def test_an_hpa_on_the_deployment_is_a_conflict(kube, api):
 
 
 async def test_a_keda_scaledobject_is_a_conflict(kube, api):
-    kube.resources["keda.sh/v1alpha1/scaledobjects"] = kube.ResourceInfo(kind="ScaledObject", namespaced=True,
-                                                                         verbs={"list", "get"})
+    kube.resources["keda.sh/v1alpha1/scaledobjects"] = kube.ResourceInfo(
+        kind="ScaledObject", namespaced=True, verbs={"list", "get"}
+    )
     await create(kube, RESOURCE_DEPLOY, deployment())
-    await create(kube, "keda.sh/v1alpha1/scaledobjects", {
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "gen-keda", "namespace": NS},
-        "spec": {"scaleTargetRef": {"name": "gen"}, "triggers": []}})
+    await create(
+        kube,
+        "keda.sh/v1alpha1/scaledobjects",
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "gen-keda", "namespace": NS},
+            "spec": {"scaleTargetRef": {"name": "gen"}, "triggers": []},
+        },
+    )
     assert (await KubeWorkloads(api).observe(NS, GEN)).conflict == "ScaledObject/gen-keda"
 
 
@@ -97,4 +137,7 @@ def test_ray_autoscalers_are_conflicts():
     assert "autoscaling_config" in ray_state(rayservice(serve_autoscaling=True), RAY).conflict
     serve_only = WorkloadRef(kind="RayService", name="finserve", serve_deployment="Generator")
     assert ray_state(rayservice(autoscaling=True), serve_only).conflict is None
-    assert ray_state(rayservice(), WorkloadRef(kind="RayService", name="finserve", worker_group="tpu")).replicas is None
+    assert (
+        ray_state(rayservice(), WorkloadRef(kind="RayService", name="finserve", worker_group="tpu")).replicas
+        is None
+    )

@@ -31,7 +31,7 @@ def lookups(registry: CollectorRegistry, tier: str, result: str) -> float:
 
 
 def make(uri: str, embedder, clock, registry=None, **overrides) -> Retriever:
-    config = RetrievalConfig(milvus_uri=uri, redis_url=None, **overrides)
+    config = RetrievalConfig(**{"milvus_uri": uri, "redis_url": None, **overrides})
     return Retriever(config, embedder=embedder, clock=clock, registry=registry or CollectorRegistry())
 
 

@@ -1,0 +1,73 @@
+"""`finserve operator run` as a process: it serves rollouts from the emulated Kubernetes API (kmock
+stands in for an API server that cannot run here), answers its liveness probe, and stops cleanly
+on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import aiohttp
+from mro_testkit import RESOURCE_MRO, create, fast, healthy, rollout_manifest
+from typer.testing import CliRunner
+
+from finserve.cli import app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_needs_namespaces_or_all():
+    result = CliRunner().invoke(app, ["operator", "run"])
+    assert result.exit_code == 2
+    assert "--namespace" in result.output
+
+
+async def test_run_serves_rollouts_and_liveness(kube, kubeconfig, fake_prometheus):
+    prom, prom_url = fake_prometheus
+    healthy(prom)
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "FINSERVE_PROMETHEUS_URL": prom_url,
+        "FINSERVE_OPERATOR_POLL_SECONDS": "1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "finserve.cli",
+        "operator",
+        "run",
+        "--all-namespaces",
+        "--liveness",
+        f"http://127.0.0.1:{port}/healthz",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await create(kube, RESOURCE_MRO, rollout_manifest(strategy=fast()))
+        done = await kube.wait_for(
+            RESOURCE_MRO,
+            "default",
+            "bank",
+            lambda o: o is not None and (o.get("status") or {}).get("phase") == "Succeeded",
+        )
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as probe:
+            assert probe.status == 200
+        proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert done["status"]["stable"] == "banking77@1.1.0"
+    assert proc.returncode == 0, output.decode()[-3000:]
+    assert b"Traceback" not in output

@@ -1,0 +1,41 @@
+"""Generator config: embedded defaults, strictness, adapter references checked at load."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from finserve.contracts import AdapterRef
+from finserve.serving.inference.base_model import BASE_MODEL_ID
+from finserve.serving.inference.config import GeneratorConfig
+
+
+def test_defaults_are_the_embedded_cpu_setup() -> None:
+    cfg = GeneratorConfig()
+    assert cfg.engine == "transformers" and cfg.model_dir is None
+    assert cfg.base_model_id == BASE_MODEL_ID
+    assert cfg.cpu.weights == "float16-packed"
+    assert cfg.vllm.max_lora_rank >= 8
+
+
+def test_every_field_is_described() -> None:
+    for model in (GeneratorConfig, type(GeneratorConfig().cpu), type(GeneratorConfig().vllm)):
+        missing = [name for name, f in model.model_fields.items() if not f.description]
+        assert missing == [], f"{model.__name__}: {missing}"
+
+
+def test_unknown_keys_and_bad_refs_are_rejected() -> None:
+    with pytest.raises(ValidationError):
+        GeneratorConfig.model_validate({"engine": "transformers", "max_batch": 4})
+    with pytest.raises(ValidationError):
+        GeneratorConfig.model_validate({"vllm": {"gpu_mem": 0.5}})
+    with pytest.raises(ValidationError, match="NAME@VERSION"):
+        GeneratorConfig(preload_adapters=["banking77"])
+
+
+def test_yaml_round_trip_with_preloads() -> None:
+    cfg = GeneratorConfig.from_yaml(
+        "engine: vllm\npreload_adapters: [banking77@1.2.0]\nvllm: {max_loras: 2, max_model_len: null}\n"
+    )
+    assert cfg.engine == "vllm" and cfg.vllm.max_loras == 2 and cfg.vllm.max_model_len is None
+    assert cfg.preload_refs() == [AdapterRef(name="banking77", version="1.2.0")]
