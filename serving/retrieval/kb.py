@@ -60,7 +60,7 @@ def load_answers(path: str | Path | None = None) -> dict[str, str]:
 
 
 def build_documents(answers: Mapping[str, str], rows: Iterable[Row], tenant: str) -> list[Document]:
-    """Answers first (sorted by intent), then examples in the given order; every example's intent needs an answer."""
+    """Answers (sorted by intent), then examples in the given order; each example's intent needs an answer."""
     docs = [
         Document(id=f"answer:{intent}", text=text, intent=intent, kind="answer", tenant=tenant)
         for intent, text in sorted(answers.items())

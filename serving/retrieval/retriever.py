@@ -52,7 +52,9 @@ class Retriever:
         self._milvus = CircuitBreaker(config.milvus_retry_s, clock)
         caching = config.cache_enabled
         self._l1: TTLCache[RetrievalResult] | None = (
-            TTLCache(config.l1_max_entries, config.l1_ttl_s, clock) if caching and config.l1_max_entries else None
+            TTLCache(config.l1_max_entries, config.l1_ttl_s, clock)
+            if caching and config.l1_max_entries
+            else None
         )
         self._l2: RedisCache | None = (
             RedisCache(config.redis_url, config.l2_ttl_s, config.l2_timeout_s, config.l2_retry_s, clock)
@@ -143,7 +145,10 @@ class Retriever:
         if self._index is not None and self._clock() - self._index_checked_at < self.config.index_refresh_s:
             return self._index
         async with self._index_lock:
-            if self._index is not None and self._clock() - self._index_checked_at < self.config.index_refresh_s:
+            if (
+                self._index is not None
+                and self._clock() - self._index_checked_at < self.config.index_refresh_s
+            ):
                 return self._index
             if not self._milvus.allow():
                 if self._index is not None:

@@ -104,6 +104,7 @@ class MilvusStore:
         self._client_obj: MilvusClient | None = None
         self._lite_path = os.path.abspath(uri) if is_lite_uri(uri) else None
         self._loaded: set[str] = set()
+        self._connect_lock = threading.Lock()  # searches run in worker threads: connect once
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -150,13 +151,17 @@ class MilvusStore:
         """The build behind ``name`` (alias or collection); None when there is none."""
         if not self.has_collection(name):
             return None
-        desc = self._call("describe_collection", lambda c: c.describe_collection(name, timeout=self.timeout_s))
+        desc = self._call(
+            "describe_collection", lambda c: c.describe_collection(name, timeout=self.timeout_s)
+        )
         props = desc.get("properties") or {}
         if PROP_VERSION not in props:
             raise IndexMissing(f"collection {name!r} was not built by finserve ingest")
         collection = desc.get("collection_name", name)
         self._ensure_loaded(collection)
-        return IndexInfo(version=props[PROP_VERSION], embedder_id=props.get(PROP_EMBEDDER, ""), collection=collection)
+        return IndexInfo(
+            version=props[PROP_VERSION], embedder_id=props.get(PROP_EMBEDDER, ""), collection=collection
+        )
 
     def _ensure_loaded(self, collection: str) -> None:
         """A reopened Milvus Lite file (or a released collection on a server) must be loaded to search."""
@@ -168,7 +173,13 @@ class MilvusStore:
         self._loaded.add(collection)
 
     def search(
-        self, name: str, vector: np.ndarray, kind: Kind, tenant: str, intents: Sequence[str] | None, limit: int
+        self,
+        name: str,
+        vector: np.ndarray,
+        kind: Kind,
+        tenant: str,
+        intents: Sequence[str] | None,
+        limit: int,
     ) -> list[Hit]:
         """Nearest ``limit`` documents of one kind (and of ``intents`` if given), best first."""
         expr = filter_expression(tenant, intents)
@@ -218,9 +229,14 @@ class MilvusStore:
         def create(c: MilvusClient) -> None:
             index = c.prepare_index_params()
             index.add_index(
-                field_name="vector", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200}
+                field_name="vector",
+                index_type="HNSW",
+                metric_type="COSINE",
+                params={"M": 16, "efConstruction": 200},
             )
-            c.create_collection(name, schema=schema, index_params=index, properties=properties, timeout=self.timeout_s)
+            c.create_collection(
+                name, schema=schema, index_params=index, properties=properties, timeout=self.timeout_s
+            )
             for partition in PARTITIONS.values():
                 c.create_partition(name, partition, timeout=self.timeout_s)
 
@@ -230,15 +246,15 @@ class MilvusStore:
         """Insert documents with their vectors, each into its kind's partition."""
         for kind, partition in PARTITIONS.items():
             rows = [
-                {"vector": vectors[i], **doc.model_dump()}
-                for i, doc in enumerate(docs)
-                if doc.kind == kind
+                {"vector": vectors[i], **doc.model_dump()} for i, doc in enumerate(docs) if doc.kind == kind
             ]
             for row in rows:
                 if len(row["text"].encode()) > MAX_TEXT_BYTES:
                     raise ValueError(f"document {row['id']} is longer than {MAX_TEXT_BYTES} bytes")
             if rows:
-                self._call("insert", lambda c: c.insert(name, rows, partition_name=partition, timeout=None))
+                self._call(
+                    "insert", lambda c, rows=rows, part=partition: c.insert(name, rows, partition_name=part)
+                )
 
     def seal(self, name: str) -> None:
         """Flush and load: Milvus Lite searches unflushed rows by brute force (slow) until flushed."""
@@ -264,7 +280,11 @@ class MilvusStore:
     def drop_stale_builds(self, alias: str, keep: str) -> list[str]:
         """Drop every ``<alias>_<hex>`` build except ``keep``; return their names."""
         pattern = re.compile(rf"{re.escape(alias)}_[0-9a-f]{{{BUILD_SUFFIX_LEN}}}")
-        stale = [n for n in self._call("list_collections", lambda c: c.list_collections()) if pattern.fullmatch(n) and n != keep]
+        stale = [
+            n
+            for n in self._call("list_collections", lambda c: c.list_collections())
+            if pattern.fullmatch(n) and n != keep
+        ]
         for name in stale:
             self.drop_collection(name)
         return stale

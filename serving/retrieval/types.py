@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from finserve.contracts import StrictModel
+from pydantic import Field
 
 Kind = Literal["answer", "example"]
 CacheTier = Literal["l1", "l2", "miss", "off"]
@@ -30,8 +29,8 @@ class Hit(Document):
     """A document returned by a search."""
 
     score: float = Field(
-        description="Cosine similarity to the query, higher is closer (at most 1). For answers: to the answer "
-        "or to the nearest returned example of its intent, whichever is closer."
+        description="Cosine similarity to the query, higher is closer (at most 1). For answers: to the "
+        "answer or to the nearest returned example of its intent, whichever is closer."
     )
 
 
@@ -40,7 +39,9 @@ class SearchFilters(StrictModel):
 
     intent: str | None = Field(default=None, pattern=FILTER_VALUE_PATTERN, description="Only this intent.")
     tenant: str | None = Field(
-        default=None, pattern=FILTER_VALUE_PATTERN, description="Tenant to search; None: the configured default."
+        default=None,
+        pattern=FILTER_VALUE_PATTERN,
+        description="Tenant to search; None: the configured default.",
     )
 
 
@@ -52,7 +53,9 @@ class RetrievalResult(StrictModel):
 
     hits: list[Hit] = Field(description="Answer documents, best first (top_k).")
     examples: list[Hit] = Field(description="Nearest training examples, best first (example_k).")
-    cache: CacheTier = Field(description="l1 / l2: served from that cache; miss: searched; off: caching disabled.")
+    cache: CacheTier = Field(
+        description="l1 / l2: served from that cache; miss: searched; off: caching disabled."
+    )
     index_version: str = Field(description="Content hash of the index that produced the result.")
 
 

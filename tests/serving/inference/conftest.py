@@ -22,7 +22,10 @@ def model_dir() -> Path:
 
 
 def make_lora(base: object, out: Path, seed: int, std: float = 0.04) -> Path:
-    """A real PEFT LoRA (q_proj, v_proj, r=8) with random non-zero B, so it changes the output."""
+    """A real PEFT LoRA (q_proj, v_proj, r=8) with random non-zero B, so it changes the output.
+
+    A and B both come from ``seed``, so every run builds the same adapter.
+    """
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -32,8 +35,9 @@ def make_lora(base: object, out: Path, seed: int, std: float = 0.04) -> Path:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=gen) * std)
+            if "lora_A" in name or "lora_B" in name:
+                scale = std if "lora_B" in name else 0.03
+                param.copy_(torch.randn(param.shape, generator=gen) * scale)
     model.save_pretrained(str(out))
     return out
 

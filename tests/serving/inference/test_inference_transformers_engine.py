@@ -67,9 +67,9 @@ async def test_greedy_base_generation_is_deterministic(engine: TransformersEngin
 async def test_adapters_change_output_and_two_versions_serve_side_by_side(engine: TransformersEngine) -> None:
     await engine.ensure_adapter(V2)
     assert {V1, V2} <= set(engine.adapters())
-    texts = {ref: (await engine.generate(ask(QUESTIONS[1], ref))).text for ref in (BASE, V1, V2)}
+    texts = {ref: (await engine.generate(ask(QUESTIONS[2], ref))).text for ref in (BASE, V1, V2)}
     assert len(set(texts.values())) == 3, texts
-    again = await engine.generate(ask(QUESTIONS[1], V1))
+    again = await engine.generate(ask(QUESTIONS[2], V1))
     assert again.text == texts[V1] and again.adapter == V1
 
 

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from netutil import free_port, wait_for_port
-
 from finserve.serving.paths import banking77_csv
 from finserve.serving.retrieval import Embedder, RetrievalConfig, ingest, read_banking77
+from netutil import free_port, wait_for_port
 
 # Five intents with ten real examples each: seconds to index, yet every query has near competitors
 # (card_arrival vs lost_or_stolen_card, activate_my_card vs pin_blocked).
@@ -59,8 +58,19 @@ class RedisProc:
         if binary is None:
             pytest.fail("redis-server is not installed: run `make system-deps`")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

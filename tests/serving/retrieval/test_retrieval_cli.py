@@ -6,10 +6,10 @@ import csv
 import shutil
 
 import yaml
+from netutil import free_port
 from typer.testing import CliRunner
 
 from finserve.cli import app
-from netutil import free_port
 
 
 def test_ingest_command_builds_then_skips_then_forces(tmp_path, monkeypatch, kb_rows, embedder) -> None:
@@ -19,7 +19,9 @@ def test_ingest_command_builds_then_skips_then_forces(tmp_path, monkeypatch, kb_
         writer.writerow(["text", "category"])
         writer.writerows(kb_rows)
     config = tmp_path / "serving.yaml"
-    config.write_text(yaml.safe_dump({"retrieval": {"milvus_uri": str(tmp_path / "milvus.db"), "redis_url": None}}))
+    config.write_text(
+        yaml.safe_dump({"retrieval": {"milvus_uri": str(tmp_path / "milvus.db"), "redis_url": None}})
+    )
     monkeypatch.setenv("FINSERVE_BANKING77_CSV", str(data))
     monkeypatch.setenv("FINSERVE_DATA_DIR", str(tmp_path / "var"))
     # Reuse the session's ONNX export (the data dir's cache) instead of exporting again.

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from finserve.serving.retrieval import RetrievalConfig
+from pydantic import ValidationError
 
 
 def test_defaults_point_at_milvus_lite_in_the_data_dir(tmp_path, monkeypatch) -> None:
@@ -14,7 +13,12 @@ def test_defaults_point_at_milvus_lite_in_the_data_dir(tmp_path, monkeypatch) ->
     config = RetrievalConfig()
     assert config.resolved_milvus_uri() == str(tmp_path / "index" / "milvus.db")
     assert (tmp_path / "index").is_dir()
-    assert (config.collection, config.top_k, config.example_k, config.redis_url) == ("finserve_kb", 3, 10, None)
+    assert (config.collection, config.top_k, config.example_k, config.redis_url) == (
+        "finserve_kb",
+        3,
+        10,
+        None,
+    )
 
 
 def test_redis_url_comes_from_the_environment(monkeypatch) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from finserve.serving.retrieval.embedder import Embedder, default_model_path, model_fingerprint
 
 
@@ -26,7 +25,11 @@ def test_large_batches_keep_order(embedder) -> None:
 
 def test_similar_questions_are_closer_than_unrelated_ones(embedder) -> None:
     a, b, c = embedder.embed(
-        ["My card hasn't arrived yet", "I am still waiting for my card", "What is the fee for exchanging euros?"]
+        [
+            "My card hasn't arrived yet",
+            "I am still waiting for my card",
+            "What is the fee for exchanging euros?",
+        ]
     )
     assert a @ b > 0.6 > a @ c
 

@@ -1,10 +1,9 @@
-"""Ingest into real Milvus Lite: counts, skip when current, rebuild on change, alias swap, old builds dropped."""
+"""Ingest into real Milvus Lite: counts, skip when current, rebuild on change, alias swap, old builds gone."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
-
 from finserve.serving.retrieval import RetrievalConfig, index_exists, ingest
 from finserve.serving.retrieval.config import default_answers_path
 from finserve.serving.retrieval.store import MilvusStore

@@ -7,7 +7,6 @@ import re
 from collections import Counter
 
 import pytest
-
 from finserve.serving.paths import banking77_categories, banking77_csv
 from finserve.serving.retrieval.kb import (
     build_documents,
@@ -66,14 +65,22 @@ def test_load_answers_rejects_empty_text(tmp_path) -> None:
 
 def test_documents_need_an_answer_for_every_example_intent() -> None:
     with pytest.raises(ValueError, match="no answer text for intents: pin_blocked"):
-        build_documents({"card_arrival": "Cards arrive."}, [("where is my card", "card_arrival"),
-                                                           ("pin blocked", "pin_blocked")], "default")
+        build_documents(
+            {"card_arrival": "Cards arrive."},
+            [("where is my card", "card_arrival"), ("pin blocked", "pin_blocked")],
+            "default",
+        )
 
 
 def test_documents_have_kind_tenant_and_unique_ids() -> None:
     docs = build_documents({"b": "B answer.", "a": "A answer."}, [("x", "a"), ("x", "a"), ("y", "b")], "acme")
-    assert [(d.kind, d.intent) for d in docs] == [("answer", "a"), ("answer", "b"), ("example", "a"),
-                                                   ("example", "a"), ("example", "b")]
+    assert [(d.kind, d.intent) for d in docs] == [
+        ("answer", "a"),
+        ("answer", "b"),
+        ("example", "a"),
+        ("example", "a"),
+        ("example", "b"),
+    ]
     assert {d.tenant for d in docs} == {"acme"}
     assert len({d.id for d in docs}) == len(docs)
 
@@ -83,7 +90,11 @@ def test_index_version_depends_on_answers_examples_and_embedder() -> None:
     base = build_documents({"card_arrival": "Cards arrive."}, rows, "default")
     v = index_version(base, "emb-1")
     assert v == index_version(build_documents({"card_arrival": "Cards arrive."}, rows, "default"), "emb-1")
-    assert v != index_version(build_documents({"card_arrival": "Cards arrive soon."}, rows, "default"), "emb-1")
-    assert v != index_version(build_documents({"card_arrival": "Cards arrive."}, rows[:0], "default"), "emb-1")
+    assert v != index_version(
+        build_documents({"card_arrival": "Cards arrive soon."}, rows, "default"), "emb-1"
+    )
+    assert v != index_version(
+        build_documents({"card_arrival": "Cards arrive."}, rows[:0], "default"), "emb-1"
+    )
     assert v != index_version(base, "emb-2")
     assert len(v) == 64

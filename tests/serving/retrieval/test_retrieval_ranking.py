@@ -7,14 +7,24 @@ from finserve.serving.retrieval.types import Hit
 
 
 def hit(intent: str, kind: str, score: float, n: int = 0) -> Hit:
-    return Hit(id=f"{kind}:{intent}:{n}", text=f"{kind} {intent}", intent=intent, kind=kind, score=score,
-               tenant="default")
+    return Hit(
+        id=f"{kind}:{intent}:{n}",
+        text=f"{kind} {intent}",
+        intent=intent,
+        kind=kind,
+        score=score,
+        tenant="default",
+    )
 
 
 def test_intents_to_fetch_lists_example_intents_without_a_direct_answer_in_order() -> None:
     direct = [hit("a", "answer", 0.7), hit("b", "answer", 0.6)]
-    examples = [hit("c", "example", 0.9), hit("a", "example", 0.8), hit("d", "example", 0.7, 1),
-                hit("c", "example", 0.6, 2)]
+    examples = [
+        hit("c", "example", 0.9),
+        hit("a", "example", 0.8),
+        hit("d", "example", 0.7, 1),
+        hit("c", "example", 0.6, 2),
+    ]
     assert intents_to_fetch(direct, examples) == ["c", "d"]
     assert intents_to_fetch(direct, []) == []
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
-
 from finserve.serving.retrieval import (
     IndexMissing,
     RetrievalConfig,
@@ -16,6 +14,7 @@ from finserve.serving.retrieval import (
 )
 from finserve.serving.retrieval.config import default_answers_path
 from netutil import free_port
+from prometheus_client import CollectorRegistry
 
 CLEAR_QUERIES = {
     "How do I activate my new card?": "activate_my_card",
@@ -93,7 +92,9 @@ async def test_cache_disabled_is_off(kb_index, embedder, clock) -> None:
     assert [r.cache for r in results] == ["off", "off"]
 
 
-async def test_l2_serves_a_fresh_retriever_and_stores_no_query_text(kb_index, embedder, clock, own_redis) -> None:
+async def test_l2_serves_a_fresh_retriever_and_stores_no_query_text(
+    kb_index, embedder, clock, own_redis
+) -> None:
     registry = CollectorRegistry()
     query = "I think my card <CREDIT_CARD> was stolen yesterday"
     writer = make(kb_index, embedder, clock, registry, redis_url=own_redis.url)
@@ -116,7 +117,9 @@ async def test_l2_serves_a_fresh_retriever_and_stores_no_query_text(kb_index, em
         assert "stolen yesterday" not in stored.lower() and "CREDIT_CARD" not in stored
 
 
-async def test_redis_dying_mid_test_keeps_serving_and_counts_errors(kb_index, embedder, clock, own_redis) -> None:
+async def test_redis_dying_mid_test_keeps_serving_and_counts_errors(
+    kb_index, embedder, clock, own_redis
+) -> None:
     registry = CollectorRegistry()
     retriever = make(kb_index, embedder, clock, registry, redis_url=own_redis.url, l2_retry_s=5.0)
     try:
@@ -138,7 +141,9 @@ async def test_redis_dying_mid_test_keeps_serving_and_counts_errors(kb_index, em
 
 
 async def test_unreachable_milvus_raises_and_fails_fast(embedder, clock) -> None:
-    retriever = make(f"http://127.0.0.1:{free_port()}", embedder, clock, milvus_retry_s=3.0, milvus_timeout_s=1.0)
+    retriever = make(
+        f"http://127.0.0.1:{free_port()}", embedder, clock, milvus_retry_s=3.0, milvus_timeout_s=1.0
+    )
     try:
         assert not retriever.ready()
         with pytest.raises(VectorStoreUnavailable) as first:

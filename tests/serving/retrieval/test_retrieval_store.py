@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from finserve.serving.retrieval.errors import IndexMissing, VectorStoreUnavailable
 from finserve.serving.retrieval.store import MilvusStore, build_name, filter_expression
 from netutil import free_port
@@ -37,7 +36,9 @@ def test_empty_lite_file_has_no_index(tmp_path) -> None:
     try:
         assert store.index_info("finserve_kb") is None
         with pytest.raises(IndexMissing):
-            store.search("finserve_kb", np.ones(384, dtype=np.float32) / 384**0.5, "answer", "default", None, 3)
+            store.search(
+                "finserve_kb", np.ones(384, dtype=np.float32) / 384**0.5, "answer", "default", None, 3
+            )
     finally:
         store.close()
 

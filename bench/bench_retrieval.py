@@ -1,0 +1,234 @@
+"""Retrieval latency and quality on the full Banking77 knowledge base.
+
+Ingests the training part of the default split (8,002 examples) and the 77 answers into a fresh Milvus
+Lite file, then times, on held-out validation queries: embedding one query, the Milvus searches, a full
+search with caches off, an L1 hit and an L2 hit (a real redis-server on a free port). Also reports
+top-1 answer-intent accuracy on those queries. Banking77: PolyAI, CC BY 4.0.
+
+    python -m bench.bench_retrieval [--queries 300] [--out bench/results/retrieval.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "retrieval.json"
+PACKAGES = ("onnxruntime", "torch", "sentence-transformers", "pymilvus", "milvus-lite", "redis", "pydantic")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        "python": sys.version.split()[0],
+        "packages": {name: version(name) for name in PACKAGES},
+    }
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49], 3),
+        "p95_ms": round(cuts[94], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+        "max_ms": round(ordered[-1], 3),
+        "n": len(ordered),
+    }
+
+
+def time_sync(fn: Callable[[str], object], texts: list[str]) -> tuple[list[float], list[float]]:
+    """Wall and thread-CPU milliseconds per call (CPU time shows the cost without other tenants' load)."""
+    wall, cpu = [], []
+    for text in texts:
+        w, c = time.perf_counter(), time.thread_time()
+        fn(text)
+        cpu.append((time.thread_time() - c) * 1000)
+        wall.append((time.perf_counter() - w) * 1000)
+    return wall, cpu
+
+
+async def time_async(fn: Callable[[str], Awaitable[object]], texts: list[str]) -> list[float]:
+    out = []
+    for text in texts:
+        start = time.perf_counter()
+        await fn(text)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed: run `make system-deps`")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
+async def run(queries: int, out: Path) -> dict[str, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from finserve.serving.paths import banking77_csv
+    from finserve.serving.retrieval import (
+        Embedder,
+        RetrievalConfig,
+        Retriever,
+        default_split,
+        ingest,
+        read_banking77,
+    )
+    from finserve.serving.retrieval.store import MilvusStore
+
+    result: dict[str, Any] = {
+        "benchmark": "retrieval",
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    result["machine"] = machine()
+    train, val = default_split(read_banking77(banking77_csv()))
+    sample = random.Random(77).sample(val, queries)
+    texts = [t for t, _ in sample]
+    work = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
+    redis_proc, redis_url = start_redis(work)
+    try:
+        start = time.perf_counter()
+        embedder = Embedder(threads=None, cache_dir=work / "onnx")
+        result["embedder_load_and_export_s"] = round(time.perf_counter() - start, 2)
+        base = RetrievalConfig(milvus_uri=str(work / "milvus.db"), redis_url=None)
+        report = ingest(base, rows=train, progress=False, embedder=embedder)
+        result["ingest_full"] = {
+            "seconds": round(report.seconds, 1),
+            "answers": report.answers,
+            "examples": report.examples,
+            "docs_per_s": round((report.answers + report.examples) / report.seconds, 1),
+        }
+
+        # Query-time settings from here on: one intra-op thread (the serving default).
+        query_embedder = Embedder(threads=1, cache_dir=work / "onnx")
+        wall, cpu = time_sync(lambda q: query_embedder.embed([q]), texts)
+        result["embed_one_query"] = {**percentiles(wall), "cpu_p50_ms": round(statistics.median(cpu), 3)}
+
+        store = MilvusStore(base.milvus_uri, timeout_s=10)
+        store.index_info(base.collection)
+        vectors = {q: query_embedder.embed([q])[0] for q in texts}
+        direct_top1: dict[str, str] = {}
+
+        def answers(q: str) -> None:
+            direct_top1[q] = store.search(base.collection, vectors[q], "answer", "default", None, base.top_k)[
+                0
+            ].intent
+
+        result["milvus_search_answers_top3"] = percentiles(time_sync(answers, texts)[0])
+        result["milvus_search_examples_top10"] = percentiles(
+            time_sync(
+                lambda q: store.search(base.collection, vectors[q], "example", "default", None, 10), texts
+            )[0]
+        )
+        store.close()
+
+        off = Retriever(base.model_copy(update={"cache_enabled": False}), embedder=query_embedder)
+        found: dict[str, Any] = {}
+
+        async def full(q: str) -> None:
+            found[q] = await off.search(q)
+
+        result["search_cache_off"] = percentiles(await time_async(full, texts))
+        await off.aclose()
+
+        with_l1 = Retriever(base, embedder=query_embedder)
+        for q in texts:
+            await with_l1.search(q)
+        l1 = await time_async(with_l1.search, texts * 5)
+        assert all((await with_l1.search(q)).cache == "l1" for q in texts[:5])
+        result["search_l1_hit"] = percentiles(l1)
+        await with_l1.aclose()
+
+        l2_config = base.model_copy(update={"redis_url": redis_url, "l1_max_entries": 0})
+        with_l2 = Retriever(l2_config, embedder=query_embedder)
+        for q in texts:
+            await with_l2.search(q)
+        result["search_l2_hit"] = percentiles(await time_async(with_l2.search, texts))
+        assert all((await with_l2.search(q)).cache == "l2" for q in texts[:5])
+        await with_l2.aclose()
+
+        truth = dict(sample)
+        vote = {q: Counter(h.intent for h in found[q].examples).most_common(1)[0][0] for q in texts}
+        result["quality_on_validation_sample"] = {
+            "queries": len(texts),
+            "answer_top1_fused": round(
+                sum(found[q].hits[0].intent == truth[q] for q in texts) / len(texts), 4
+            ),
+            "answer_top3_fused": round(
+                sum(truth[q] in {h.intent for h in found[q].hits} for q in texts) / len(texts), 4
+            ),
+            "answer_top1_answer_text_only": round(
+                sum(direct_top1[q] == truth[q] for q in texts) / len(texts), 4
+            ),
+            "example_vote_top10": round(sum(vote[q] == truth[q] for q in texts) / len(texts), 4),
+        }
+    finally:
+        redis_proc.kill()
+        redis_proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+    result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--queries", type=int, default=300, help="held-out validation queries timed per stage"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.queries, args.out)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

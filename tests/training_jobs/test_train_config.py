@@ -1,0 +1,59 @@
+"""Training configs: strict validation, and every shipped YAML parses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from finserve.training.config import TrainConfig
+from finserve.training.demo import CONFIG_DIR, DEMO_CONFIGS
+from finserve.training.model import resolve_quantization
+
+SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def test_lora_sits_right_below_the_exit_layer() -> None:
+    cfg = TrainConfig.model_validate({"name": "x", "version": "1.0.0", "head": {"exit_layer": 12}, "lora": {"layers": 3}})
+    assert cfg.lora_layer_ids == [9, 10, 11]
+    assert str(cfg.ref) == "x@1.0.0"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "x", "version": "1.0.0", "lora": {"layers": 5}, "head": {"exit_layer": 4}},
+        {"name": "x", "version": "1.0", "head": {"exit_layer": 4}},
+        {"name": "Bad Name", "version": "1.0.0"},
+        {"name": "x", "version": "1.0.0", "optim": {"epoch": 3}},  # typo: unknown key
+        {"name": "x", "version": "1.0.0", "quantization": "int8"},
+    ],
+)
+def test_invalid_configs_are_rejected(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        TrainConfig.model_validate(bad)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_configs_parse(path: Path) -> None:
+    cfg = TrainConfig.from_file(path)
+    assert cfg.head.exit_layer <= 30  # SmolLM2-135M has 30 decoder layers
+
+
+def test_demo_versions_are_two_different_versions_of_one_adapter() -> None:
+    configs = [TrainConfig.from_file(p) for p in DEMO_CONFIGS]
+    assert len({c.name for c in configs}) == 1
+    assert len({c.version for c in configs}) == 2
+    assert configs[0].model_dump(exclude={"version", "description"}) != configs[1].model_dump(
+        exclude={"version", "description"}
+    )
+
+
+def test_quantization_choice() -> None:
+    assert resolve_quantization("auto", "cuda") is True
+    assert resolve_quantization("auto", "cpu") is False
+    assert resolve_quantization("none", "cuda") is False
+    assert resolve_quantization("nf4", "cuda") is True
+    with pytest.raises(RuntimeError, match="CUDA"):
+        resolve_quantization("nf4", "cpu")
