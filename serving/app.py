@@ -94,8 +94,9 @@ class GeneratorDeployment:
 class AuditDeployment:
     """One replica: the hash chain has one writer (the file lock also guards other processes)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.log = AuditLog(AuditConfig.model_validate(config))
+    def __init__(self, config: dict[str, Any], guard: dict[str, Any]) -> None:
+        # The audit log re-scans what it writes: a second line of defence if a caller ever slips.
+        self.log = AuditLog(AuditConfig.model_validate(config), guard=PIIGuard(GuardConfig.model_validate(guard)))
 
     def append(self, record: AuditRecord) -> str:
         return self.log.append(record)
@@ -189,6 +190,6 @@ def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application
     generator = serve.deployment(GeneratorDeployment, name="Generator", **_options(d.generator)).bind(
         cfg.generator.model_dump(mode="json"), cfg.intent.model_dump(mode="json"))
     audit = serve.deployment(AuditDeployment, name="Audit", **_options(d.audit)).bind(
-        cfg.audit.model_dump(mode="json"))
+        cfg.audit.model_dump(mode="json"), cfg.guard.model_dump(mode="json"))
     gateway = serve.deployment(Gateway, name="Gateway", **_options(d.gateway))
     return gateway.bind(cfg.model_dump(mode="json"), guard, retriever, generator, audit)

@@ -59,13 +59,15 @@ def build_local_stack(config: ServingConfig, *, with_generator: bool = True) -> 
     retriever = Retriever(config.retrieval)
     intent = IntentClassifier(config.intent, registry_for(config))
     engine = build_engine(config.generator)
+    guard = PIIGuard(config.guard)
     pipeline = Pipeline(
         config,
-        guard=LocalGuard(PIIGuard(config.guard)),
+        guard=LocalGuard(guard),
         retrieval=LocalRetrieval(retriever),
         intent=LocalIntent(intent),
         generator=LocalGenerator(engine),
-        audit=LocalAudit(AuditLog(config.audit)),
+        # The audit log re-scans what it writes: a second line of defence if a caller ever slips.
+        audit=LocalAudit(AuditLog(config.audit, guard=guard)),
         router=Router(config.router),
     )
     return LocalStack(pipeline=pipeline, engine=engine, retriever=retriever, intent=intent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -35,6 +36,14 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
     # Logical CPUs only: stages reserve fractions so the graph fits on a 2-core laptop.
     ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
              configure_logging=False)
+    # Ray's core worker installs a fatal-signal handler for SIGTERM that aborts the process;
+    # ours must come after ray.init so a SIGTERM means "shut down cleanly".
+    def _stop(signum: int, _frame: object) -> None:
+        console.print(f"[yellow]{signal.Signals(signum).name}: shutting down[/]")
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port})
         serve.run(build_app(cfg), name="finserve", route_prefix="/", blocking=False)

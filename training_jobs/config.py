@@ -57,6 +57,9 @@ class HeadSettings(StrictModel):
         0.0, ge=0.0, le=1.0, description="Weight of the retrieval vote mixed in at serving time (0: head only)."
     )
     vote_temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of that vote.")
+    vote_k: int = Field(
+        10, ge=1, description="Neighbours in the vote when training scores the served mix (serving: retrieval.example_k)."
+    )
 
 
 class OptimSettings(StrictModel):

@@ -28,6 +28,7 @@ class Splits:
 
     train: list[Row]
     validation: list[Row]
+    index_rows: list[Row]  # the whole training part: what the retrieval index holds, subset or not
     labels: list[str]  # every intent of the full file, sorted: the head's output order
     source: Path
     checksum: str  # sha256 of the source CSV
@@ -57,12 +58,13 @@ def load_splits(
     if not rows:
         raise ValueError(f"{path} holds no rows")
     train, validation = default_split(rows)
+    index_rows = list(train)
     if max_train_per_intent is not None:
         train = per_intent_subset(train, max_train_per_intent, seed)
     if max_validation_per_intent is not None:
         validation = per_intent_subset(validation, max_validation_per_intent, seed)
     labels = sorted({intent for _, intent in rows})
-    return Splits(train=train, validation=validation, labels=labels, source=path, checksum=sha256_file(path))
+    return Splits(train=train, validation=validation, index_rows=index_rows, labels=labels, source=path, checksum=sha256_file(path))
 
 
 def write_csv(rows: Sequence[Row], path: str | Path) -> Path:

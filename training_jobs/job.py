@@ -17,6 +17,7 @@ from .data import load_splits
 from .model import load_base
 from .package import publish
 from .trainer import EpochReport, fit
+from .votes import neighbour_votes
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,16 @@ def run_job(
     )
     log.info("%d training rows, %d validation rows, %d intents from %s",
              len(splits.train), len(splits.validation), len(splits.labels), splits.source)
+    votes = None
+    if config.head.retrieval_weight > 0:
+        log.info("retrieval votes for %d validation rows over %d indexed rows", len(splits.validation),
+                 len(splits.index_rows))
+        votes = neighbour_votes(splits.index_rows, [t for t, _ in splits.validation], config.head.vote_k,
+                                config.head.vote_temperature)
     path = base_model_path or _base_path(config)
     base = load_base(config, path)
     trained = fit(config, base.model, base.tokenizer, base.device, splits.train, splits.validation, splits.labels,
-                  progress=progress)
+                  val_votes=votes, progress=progress)
     hidden = base.model.get_base_model().config.hidden_size
     minutes = (time.perf_counter() - started) / 60
     facts = {
@@ -68,6 +75,7 @@ def run_job(
         "best_epoch": trained.best_epoch,
         "epochs": [e.model_dump() for e in trained.epochs],
         "cache_seconds": round(trained.cache_seconds, 1),
+        "retrieval_weight_sweep": trained.weight_sweep,
         "minutes": round(minutes, 2),
         "device": base.device,
         "quantization": "nf4" if base.quantized else "none",

@@ -71,7 +71,8 @@ def publish(
         checksum="",  # publish() fills files and checksum from what it copies
         training={"config": config.model_dump(mode="json"), **training_facts},
         data_checksum=data_checksum,
-        metrics={"accuracy": best.accuracy, "macro_f1": best.macro_f1, "train_loss": best.train_loss},
+        metrics={"accuracy": best.accuracy, "macro_f1": best.macro_f1, "head_accuracy": best.head_accuracy,
+                 "train_loss": best.train_loss},
         description=(config.description + " " if config.description else "") + f"Training data: {DATA_ATTRIBUTION}.",
     )
     with tempfile.TemporaryDirectory(prefix="finserve-adapter-") as tmp:

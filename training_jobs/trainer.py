@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -25,6 +26,7 @@ from finserve.serving.intent.head import IntentHead
 
 from . import metrics
 from .config import TrainConfig
+from .votes import mixed_predictions
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,9 @@ class EpochReport(StrictModel):
 
     epoch: int = Field(description="1-based epoch number.")
     train_loss: float = Field(description="Mean training loss over the epoch's steps.")
-    accuracy: float = Field(description="Validation accuracy of the head after the epoch.")
-    macro_f1: float = Field(description="Validation macro-F1 after the epoch.")
+    accuracy: float = Field(description="Validation accuracy as served: the head mixed with the retrieval vote.")
+    macro_f1: float = Field(description="Validation macro-F1 as served.")
+    head_accuracy: float = Field(description="Validation accuracy of the head alone.")
     seconds: float = Field(description="Wall time of the epoch's training steps.")
     rows_per_s: float = Field(description="Training rows per second in the epoch.")
 
@@ -50,6 +53,7 @@ class Trained:
     epochs: list[EpochReport]
     best_epoch: int
     cache_seconds: float
+    weight_sweep: dict[str, float]  # served validation accuracy per retrieval weight, at the best epoch
 
     @property
     def best(self) -> EpochReport:
@@ -106,17 +110,19 @@ def _logits(model: Any, head: IntentHead, states: Sequence[torch.Tensor], config
     return head(encoder.finish(model, hidden, mask, config.head.pooling))
 
 
-def predict(model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, batch_size: int = 64) -> list[int]:
+def probabilities(
+    model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, batch_size: int = 64
+) -> np.ndarray:
+    """Head probabilities (rows in input order) from cached prefix states."""
     model.eval()
     head.eval()
     order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
-    out = [0] * len(states)
+    out = np.zeros((len(states), head.linear.out_features), dtype=np.float32)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            best = _logits(model, head, [states[i] for i in chunk], config).argmax(-1).tolist()
-            for i, label in zip(chunk, best, strict=True):
-                out[i] = label
+            probs = torch.softmax(_logits(model, head, [states[i] for i in chunk], config).float(), dim=-1)
+            out[chunk] = probs.cpu().numpy()
     return out
 
 
@@ -137,9 +143,17 @@ def fit(
     train_rows: Sequence[tuple[str, str]],
     val_rows: Sequence[tuple[str, str]],
     labels: list[str],
+    val_votes: Sequence[dict[str, float]] | None = None,
     progress: bool = True,
 ) -> Trained:
-    """Train LoRA + head on ``train_rows``; validate after each epoch; keep the best epoch."""
+    """Train LoRA + head on ``train_rows``; validate after each epoch; keep the best epoch.
+
+    ``val_votes``: the retrieval vote for each validation row (see votes.py). With a positive
+    ``head.retrieval_weight`` the epochs are scored and selected as served: head mixed with vote.
+    """
+    weight = config.head.retrieval_weight
+    if weight > 0 and (val_votes is None or len(val_votes) != len(val_rows)):
+        raise ValueError("head.retrieval_weight > 0 needs one retrieval vote per validation row")
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
@@ -176,6 +190,7 @@ def fit(
     reports: list[EpochReport] = []
     best_acc, best_epoch, stale = -1.0, 0, 0
     best_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+    best_probs = np.zeros((0, len(labels)), dtype=np.float32)
     for epoch in range(1, config.optim.epochs + 1):
         model.train()
         head.train()
@@ -195,20 +210,23 @@ def fit(
                 bar.update(len(batch))
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         seconds = time.perf_counter() - started
-        predicted = [labels[i] for i in predict(model, head, val_states, config)]
+        probs = probabilities(model, head, val_states, config)
+        head_only = mixed_predictions(probs, labels, [], 0.0)
+        served = mixed_predictions(probs, labels, val_votes or [], weight) if weight > 0 else head_only
         report = EpochReport(
             epoch=epoch,
             train_loss=sum(losses) / len(losses),
-            accuracy=metrics.accuracy(gold_val, predicted),
-            macro_f1=metrics.macro_f1(gold_val, predicted),
+            accuracy=metrics.accuracy(gold_val, served),
+            macro_f1=metrics.macro_f1(gold_val, served),
+            head_accuracy=metrics.accuracy(gold_val, head_only),
             seconds=seconds,
             rows_per_s=len(train_states) / seconds,
         )
         reports.append(report)
-        log.info("epoch %d: loss %.4f, validation accuracy %.4f, macro-F1 %.4f, %.0f s",
-                 epoch, report.train_loss, report.accuracy, report.macro_f1, seconds)
+        log.info("epoch %d: loss %.4f, validation accuracy %.4f (head alone %.4f), macro-F1 %.4f, %.0f s",
+                 epoch, report.train_loss, report.accuracy, report.head_accuracy, report.macro_f1, seconds)
         if report.accuracy > best_acc:
-            best_acc, best_epoch, stale = report.accuracy, epoch, 0
+            best_acc, best_epoch, stale, best_probs = report.accuracy, epoch, 0, probs
             best_state = (
                 {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
                 copy.deepcopy(head.state_dict()),
@@ -225,8 +243,14 @@ def fit(
         head.load_state_dict(best_state[1])
     model.eval()
     head.eval()
+    # How the served accuracy depends on the mix weight: recorded for the next config, never used
+    # to pick this one's weight after the fact.
+    sweep = {}
+    if val_votes:
+        for w in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0):
+            sweep[f"{w:.1f}"] = metrics.accuracy(gold_val, mixed_predictions(best_probs, labels, val_votes, w))
     return Trained(model=model, head=head, labels=labels, epochs=reports, best_epoch=best_epoch,
-                   cache_seconds=cache_seconds)
+                   cache_seconds=cache_seconds, weight_sweep=sweep)
 
 
 def _features(model: Any, config: TrainConfig) -> int:

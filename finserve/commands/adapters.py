@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
             return
         table = Table(title=f"adapters in {reg.root}")
         for col in ("adapter", "base model", "accuracy", "macro-F1", "created (UTC)", "checksum"):
-            table.add_column(col)
+            # Names and checksums are copied into other commands: never wrap them.
+            table.add_column(col, no_wrap=col in ("adapter", "checksum"), overflow="fold")
         for m in manifests:
             acc, f1 = m.metrics.get("accuracy"), m.metrics.get("macro_f1")
             table.add_row(str(m.ref), m.base_model, f"{acc:.4f}" if acc is not None else "-",

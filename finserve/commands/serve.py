@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -36,13 +35,6 @@ def up(
         cfg.gateway.host = host
 
     stop = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        console.print(f"[yellow]signal {signal.Signals(signum).name}: shutting down[/]")
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
     code = run_stack(cfg, stop, console=console, ingest_if_missing=ingest)
     raise typer.Exit(code)
 

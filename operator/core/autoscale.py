@@ -105,7 +105,7 @@ def _pool(
         # Like the HPA: without the signal there is no basis to move, only to keep within bounds.
         target = min(max(current, lowest), policy.max_replicas)
         return _apply(
-            base.model_copy(update={"recommendations": history}),
+            base,
             obs,
             current,
             target,

@@ -35,7 +35,8 @@ class ModelRunner:
         self._model: Any = None  # the transformers model; PEFT wraps it in place
         self._peft: Any = None
         self._active: str | None = None
-        self.tokenizer: Any = None
+        self.tokenizer: Any = None  # for prompts, on the event loop's thread
+        self._decode_tokenizer: Any = None
         self.eos_ids: frozenset[int] = frozenset()
         self.pad_id = 0
         self.max_positions = 2048
@@ -50,6 +51,9 @@ class ModelRunner:
         if self.options.num_threads:
             torch.set_num_threads(self.options.num_threads)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        # The decode thread gets its own instance: a Rust tokenizer shared across threads can fail
+        # with "Already borrowed" when one thread encodes while another decodes.
+        self._decode_tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         dtype = torch.bfloat16 if self.options.weights == "bfloat16" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
         model.eval()
@@ -65,7 +69,7 @@ class ModelRunner:
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048))
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return self._decode_tokenizer.decode(ids, skip_special_tokens=True)
 
     # ---- adapters ----
 

@@ -109,19 +109,27 @@ class MilvusStore:
     # -- connection ---------------------------------------------------------------------------
 
     def _client(self) -> MilvusClient:
-        if self._client_obj is None:
-            from pymilvus import MilvusClient
+        client = self._client_obj
+        if client is not None:
+            return client
+        with self._connect_lock:
+            if self._client_obj is None:
+                self._client_obj = self._connect()
+            return self._client_obj
 
+    def _connect(self) -> MilvusClient:
+        from pymilvus import MilvusClient
+
+        if self._lite_path is not None:
+            _lite_acquire(self._lite_path)
+        try:
+            client = MilvusClient(uri=self.uri, timeout=self.timeout_s)
+        except Exception as exc:
             if self._lite_path is not None:
-                _lite_acquire(self._lite_path)
-            try:
-                self._client_obj = MilvusClient(uri=self.uri, timeout=self.timeout_s)
-            except Exception as exc:
-                if self._lite_path is not None:
-                    _lite_release(self._lite_path)
-                raise VectorStoreUnavailable(f"cannot connect to Milvus: {type(exc).__name__}") from exc
-            self._loaded.clear()
-        return self._client_obj
+                _lite_release(self._lite_path)
+            raise VectorStoreUnavailable(f"cannot connect to Milvus: {type(exc).__name__}") from exc
+        self._loaded.clear()
+        return client
 
     def _call(self, what: str, fn: Callable[[MilvusClient], T]) -> T:
         client = self._client()

@@ -21,7 +21,7 @@ def model_dir() -> Path:
     return ensure_base_model()
 
 
-def make_lora(base: object, out: Path, seed: int, std: float = 0.04) -> Path:
+def make_lora(base: object, out: Path, seed: int, std: float = 0.15) -> Path:
     """A real PEFT LoRA (q_proj, v_proj, r=8) with random non-zero B, so it changes the output.
 
     A and B both come from ``seed``, so every run builds the same adapter.

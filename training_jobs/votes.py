@@ -1,0 +1,62 @@
+"""Retrieval votes for validation rows, as the served pipeline will see them.
+
+Serving mixes the adapter head's probabilities with a vote over the ``example_k`` nearest
+training examples that retrieval returns (MiniLM cosine similarity over the training split).
+To select and report what is served, training computes the same vote for each validation row:
+the same embedder, the same training rows as the index, exact top-k instead of Milvus's HNSW.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from finserve.serving.intent.vote import vote
+
+
+@dataclass(frozen=True)
+class _Neighbour:
+    intent: str
+    score: float
+
+
+def neighbour_votes(
+    index_rows: Sequence[tuple[str, str]],
+    queries: Sequence[str],
+    k: int,
+    temperature: float,
+    batch: int = 512,
+) -> list[dict[str, float]]:
+    """One intent distribution per query from its ``k`` most similar ``index_rows``."""
+    from finserve.serving.retrieval import Embedder
+
+    embedder = Embedder()
+    index = embedder.embed([t for t, _ in index_rows])
+    found = embedder.embed(list(queries))
+    intents = [c for _, c in index_rows]
+    out: list[dict[str, float]] = []
+    for start in range(0, len(found), batch):
+        sims = found[start : start + batch] @ index.T
+        top = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, :k]
+        for row, cols in enumerate(top):
+            hits = [_Neighbour(intents[c], float(sims[row, c])) for c in cols]
+            out.append(vote(hits, temperature))
+    return out
+
+
+def mixed_predictions(
+    head_probs: np.ndarray, labels: Sequence[str], votes: Sequence[dict[str, float]], weight: float
+) -> list[str]:
+    """argmax of ``(1 - weight) * head + weight * vote`` per row (the serving rule, vectorised)."""
+    mixed = (1 - weight) * head_probs
+    if weight > 0:
+        column = {label: i for i, label in enumerate(labels)}
+        dense = np.zeros_like(head_probs)
+        for row, dist in enumerate(votes):
+            for intent, p in dist.items():
+                dense[row, column[intent]] = p
+        mixed = mixed + weight * dense
+    # Ties go to the alphabetically first label, as in vote.best: labels are sorted, argmax takes the first.
+    return [labels[i] for i in mixed.argmax(axis=1)]
