@@ -20,6 +20,7 @@ from .audit.log import AuditConfig, AuditLog, AuditRecord
 from .config import ServingConfig, StageResources
 from .gateway import create_api
 from .guard.config import GuardConfig
+from .guard.chunk_cache import ChunkGuardCache
 from .guard.engine import GuardResult, PIIGuard
 from .inference.config import GeneratorConfig
 from .inference.engine import build_engine
@@ -29,14 +30,19 @@ from .paths import registry_root
 from .pipeline import Pipeline
 from .retrieval import Hit, RetrievalConfig, RetrievalResult, Retriever, SearchFilters
 from .routing import Router
+from .stages import LocalGuard
 
 
 class GuardDeployment:
     def __init__(self, config: dict[str, Any]) -> None:
         self.guard = PIIGuard(GuardConfig.model_validate(config))
+        self.chunks = ChunkGuardCache(self.guard.scan_many)
 
     def scan_many(self, texts: list[str]) -> list[GuardResult]:
         return self.guard.scan_many(texts)
+
+    def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
+        return self.chunks.scan_chunks(texts)
 
     def ready(self) -> bool:
         return True
@@ -114,6 +120,9 @@ class _GuardHandle:
     async def scan_many(self, texts: list[str]) -> list[GuardResult]:
         return await self.h.scan_many.remote(texts)
 
+    async def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
+        return await self.h.scan_chunks.remote(texts)
+
 
 class _RetrievalHandle:
     def __init__(self, h: DeploymentHandle) -> None:
@@ -148,13 +157,16 @@ class _AuditHandle:
 
 @serve.ingress()
 class Gateway:
-    def __init__(self, config: dict[str, Any], guard: DeploymentHandle, retriever: DeploymentHandle,
+    def __init__(self, config: dict[str, Any], guard: DeploymentHandle | None, retriever: DeploymentHandle,
                  generator: DeploymentHandle, audit: DeploymentHandle) -> None:
         cfg = ServingConfig.model_validate(config)
-        self._handles = {"guard": guard, "retriever": retriever, "generator": generator, "audit": audit}
+        self._handles = {"retriever": retriever, "generator": generator, "audit": audit}
+        if guard is not None:
+            self._handles["guard"] = guard
+        stage = _GuardHandle(guard) if guard is not None else LocalGuard(PIIGuard(cfg.guard))
         gen = _GeneratorHandle(generator)
         self.pipeline = Pipeline(
-            cfg, guard=_GuardHandle(guard), retrieval=_RetrievalHandle(retriever), intent=gen,
+            cfg, guard=stage, retrieval=_RetrievalHandle(retriever), intent=gen,
             generator=gen, audit=_AuditHandle(audit), router=Router(cfg.router),
         )
 
@@ -183,8 +195,10 @@ def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application
     """ServingConfig (or its dict form) -> the bound Ray Serve application."""
     cfg = args if isinstance(args, ServingConfig) else ServingConfig.model_validate(args or {})
     d = cfg.deployments
-    guard = serve.deployment(GuardDeployment, name="Guard", **_options(d.guard)).bind(
-        cfg.guard.model_dump(mode="json"))
+    guard = None
+    if d.guard_placement == "deployment":
+        guard = serve.deployment(GuardDeployment, name="Guard", **_options(d.guard)).bind(
+            cfg.guard.model_dump(mode="json"))
     retriever = serve.deployment(RetrieverDeployment, name="Retriever", **_options(d.retriever)).bind(
         cfg.retrieval.model_dump(mode="json"))
     generator = serve.deployment(GeneratorDeployment, name="Generator", **_options(d.generator)).bind(

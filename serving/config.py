@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -63,6 +64,13 @@ class StageResources(StrictModel):
 
 class DeploymentsConfig(StrictModel):
     """Per-stage Ray Serve resources."""
+
+    guard_placement: Literal["gateway", "deployment"] = Field(
+        "gateway",
+        description="gateway: the guard runs inside each gateway replica (a scan costs ~1-2 ms of CPU, "
+        "less than one Ray hop, and the pipeline makes three); deployment: its own Ray Serve "
+        "deployment that scales apart from the gateway.",
+    )
 
     gateway: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25, max_ongoing_requests=64))
     guard: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25))

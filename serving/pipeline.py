@@ -149,7 +149,7 @@ class Pipeline:
         # Context guard and intent are independent: run them together.
         async def guard_context() -> list[GuardResult]:
             with _Timer(ctx, self.metrics, "guard_context"):
-                return await self.guard.scan_many([h.text for h in found.hits]) if found.hits else []
+                return await self.guard.scan_chunks([h.text for h in found.hits]) if found.hits else []
 
         async def classify() -> IntentPrediction:
             with _Timer(ctx, self.metrics, "intent"):

@@ -15,6 +15,7 @@ from typing import Protocol
 from finserve.contracts import AdapterRef
 
 from .audit.log import AuditLog, AuditRecord
+from .guard.chunk_cache import ChunkGuardCache
 from .guard.engine import GuardResult, PIIGuard
 from .inference.engine import Engine
 from .inference.types import GenerationRequest, GenerationResult, StreamChunk
@@ -24,6 +25,10 @@ from .retrieval import Hit, RetrievalResult, Retriever, SearchFilters
 
 class GuardStage(Protocol):
     async def scan_many(self, texts: list[str]) -> list[GuardResult]: ...
+
+    async def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
+        """Like scan_many, for retrieved knowledge chunks (which may be served from a cache)."""
+        ...
 
 
 class RetrievalStage(Protocol):
@@ -45,12 +50,17 @@ class AuditStage(Protocol):
 
 
 class LocalGuard:
+    """The guard called in this process (a few ms of CPU: cheaper inline than any hop)."""
+
     def __init__(self, guard: PIIGuard) -> None:
         self.guard = guard
+        self.chunks = ChunkGuardCache(guard.scan_many)
 
     async def scan_many(self, texts: list[str]) -> list[GuardResult]:
-        # Presidio is pure CPU work of a few ms: cheaper inline than a thread hop.
         return self.guard.scan_many(texts)
+
+    async def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
+        return self.chunks.scan_chunks(texts)
 
 
 class LocalRetrieval:

@@ -1,0 +1,162 @@
+"""The whole guarded pipeline on Ray Serve, measured over HTTP the way a client sees it.
+
+Starts `finserve up` (embedded defaults, the full Banking77 index under FINSERVE_DATA_DIR, which
+`finserve ingest` builds) and measures:
+  1. pipeline overhead at concurrency 1 on cache misses: each query is new, so retrieval embeds
+     and searches Milvus; overhead = the gateway's total minus its generate stage, i.e. the three
+     guard passes, retrieval, intent, routing, Ray hops (the audit append runs after the timing);
+  2. the same queries again: L1 cache hits;
+  3. requests/s and latency at concurrency 1, 4 and 16 (max_tokens 16), and tokens/s.
+
+    python -m bench.bench_pipeline [--queries 60] [--max-tokens 16] [--out bench/results/pipeline.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bench.common import machine, percentiles, write_result
+
+PACKAGES = ("ray", "torch", "transformers", "presidio-analyzer", "pymilvus", "milvus-lite", "onnxruntime")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def validation_queries(n: int) -> list[str]:
+    from finserve.serving.paths import banking77_csv
+    from finserve.serving.retrieval import default_split, read_banking77
+
+    _, val = default_split(read_banking77(banking77_csv()))
+    return [text for text, _ in val[:n]]
+
+
+def start_stack(port: int, workdir: Path) -> subprocess.Popen:
+    from finserve.serving.config import load_serving_config
+
+    cfg = load_serving_config(None)
+    cfg.gateway.http_port = port
+    cfg.audit = cfg.audit.model_copy(update={"path": workdir / "audit.jsonl"})
+    path = workdir / "serving.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="fsray-", dir="/tmp")}
+    proc = subprocess.Popen([sys.executable, "-m", "finserve.cli", "up", "--config", str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"finserve up exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    raise TimeoutError("stack not ready")
+
+
+async def one(client: httpx.AsyncClient, query: str, max_tokens: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    resp = await client.post("/v1/chat/completions", json={
+        "model": "finserve-banking", "max_tokens": max_tokens, "messages": [{"role": "user", "content": query}]})
+    wall = (time.perf_counter() - t0) * 1000
+    resp.raise_for_status()
+    data = resp.json()
+    return {"wall_ms": wall, "timings": data["finserve"]["timings_ms"], "cache": data["finserve"]["cache"],
+            "tokens": data["usage"]["completion_tokens"]}
+
+
+def stage_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    stages = sorted({k for r in results for k in r["timings"]})
+    out = {stage: percentiles([r["timings"][stage] for r in results if stage in r["timings"]]) for stage in stages}
+    out["overhead"] = percentiles([r["timings"]["total"] - r["timings"].get("generate", 0.0) for r in results])
+    out["client_wall"] = percentiles([r["wall_ms"] for r in results])
+    out["cache"] = {c: sum(1 for r in results if r["cache"] == c) for c in {r["cache"] for r in results}}
+    return out
+
+
+async def sequential(base: str, queries: list[str], max_tokens: int) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
+        return [await one(client, q, max_tokens) for q in queries]
+
+
+async def concurrent(base: str, queries: list[str], concurrency: int, max_tokens: int) -> dict[str, Any]:
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=600,
+                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def bounded(q: str) -> dict[str, Any]:
+            async with sem:
+                return await one(client, q, max_tokens)
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(bounded(q) for q in queries))
+        elapsed = time.perf_counter() - t0
+    tokens = sum(r["tokens"] for r in results)
+    return {"concurrency": concurrency, "requests": len(results), "seconds": round(elapsed, 2),
+            "requests_per_s": round(len(results) / elapsed, 3), "tokens_per_s": round(tokens / elapsed, 2),
+            "latency": percentiles([r["wall_ms"] for r in results])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--levels", default="1,4,16")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    queries = validation_queries(args.queries + 200)
+    overhead_q, load_q = queries[: args.queries], queries[args.queries:]
+    port = free_port()
+    info = machine(PACKAGES)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_stack(port, Path(tmp))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            asyncio.run(sequential(base, ["warm up: how do I activate my card?"] * 3, 1))
+            misses = asyncio.run(sequential(base, overhead_q, 1))
+            hits = asyncio.run(sequential(base, overhead_q, 1))
+            levels = []
+            offset = 0
+            for level in (int(x) for x in args.levels.split(",")):
+                n = max(8, level * 3)
+                levels.append(asyncio.run(concurrent(base, load_q[offset:offset + n], level, args.max_tokens)))
+                offset += n
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=180)
+    result = {
+        "machine": info,
+        "command": "python -m bench.bench_pipeline " + " ".join(sys.argv[1:]),
+        "miss_path_concurrency_1": stage_summary(misses),
+        "l1_hit_concurrency_1": stage_summary(hits),
+        "throughput": levels,
+    }
+    path = write_result("pipeline", result, args.out)
+    o, h = result["miss_path_concurrency_1"]["overhead"], result["l1_hit_concurrency_1"]["overhead"]
+    print(f"overhead miss p50 {o['p50_ms']} p95 {o['p95_ms']} ms; L1-hit p50 {h['p50_ms']} p95 {h['p95_ms']} ms")
+    for lv in levels:
+        print(f"c={lv['concurrency']}: {lv['requests_per_s']} req/s, {lv['tokens_per_s']} tok/s, "
+              f"p50 {lv['latency']['p50_ms']} ms p95 {lv['latency']['p95_ms']} ms")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""What every benchmark reports the same way: the machine and latency percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine(packages: tuple[str, ...] = ()) -> dict[str, Any]:
+    def _v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        "python": sys.version.split()[0],
+        "packages": {name: _v(name) for name in packages},
+    }
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    if len(ordered) < 2:
+        only = ordered[0] if ordered else float("nan")
+        return {"p50_ms": only, "p95_ms": only, "mean_ms": only, "max_ms": only, "n": len(ordered)}
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49], 3),
+        "p95_ms": round(cuts[94], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+        "max_ms": round(ordered[-1], 3),
+        "n": len(ordered),
+    }
+
+
+def write_result(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
+    path = out or RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "at": datetime.now(UTC).isoformat(timespec="seconds"), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

@@ -1,0 +1,73 @@
+"""Training scores the served mix: the vectorised rule equals the classifier's per-request rule."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finserve.contracts import AdapterRegistry
+from finserve.serving.intent.vote import best, mix
+from finserve.training.votes import mixed_predictions, neighbour_votes
+
+LABELS = ["a", "b", "c", "d"]
+
+
+def test_vectorised_mix_matches_the_serving_rule_row_by_row() -> None:
+    rng = random.Random(3)
+    for _ in range(200):
+        head = np.array([[rng.random() for _ in LABELS]], dtype=np.float32)
+        head /= head.sum()
+        votes = {label: rng.random() for label in rng.sample(LABELS, rng.randint(0, 3))}
+        total = sum(votes.values())
+        votes = {k: v / total for k, v in votes.items()} if votes else {}
+        weight = rng.choice([0.0, 0.3, 0.5, 0.9])
+        served = best(mix(dict(zip(LABELS, head[0].tolist(), strict=True)), votes, weight))[0]
+        assert mixed_predictions(head, LABELS, [votes], weight) == [served]
+
+
+def test_ties_go_to_the_first_label_like_serving() -> None:
+    head = np.array([[0.25, 0.25, 0.25, 0.25]], dtype=np.float32)
+    assert mixed_predictions(head, LABELS, [{}], 0.0) == ["a"]
+    assert best(mix(dict(zip(LABELS, [0.25] * 4, strict=True)), {}, 0.0))[0] == "a"
+
+
+@pytest.mark.slow
+def test_neighbour_votes_find_the_query_itself_first() -> None:
+    rows = [("where is my new card", "card_arrival"), ("what is the euro exchange rate", "exchange_rate"),
+            ("my card was stolen", "lost_or_stolen_card")]
+    votes = neighbour_votes(rows, [t for t, _ in rows], k=2, temperature=0.02)
+    assert [max(v, key=v.get) for v in votes] == [c for _, c in rows]
+    assert all(abs(sum(v.values()) - 1.0) < 1e-6 for v in votes)
+
+
+@pytest.mark.slow
+def test_job_with_retrieval_weight_reports_served_and_head_accuracy(tmp_path: Path, base_model_dir: Path) -> None:
+    """On a small CSV (6 intents) so the vote's index embeds in seconds."""
+    from finserve.serving.paths import banking77_csv
+    from finserve.training.config import TrainConfig
+    from finserve.training.data import read_eval_csv, write_csv
+    from finserve.training.job import run_job
+    from tiny_configs import tiny_config
+
+    intents = {"card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed", "pin_blocked", "refund_not_showing_up"}
+    seen: dict[str, int] = {}
+    rows = []
+    for text, cat in read_eval_csv(banking77_csv()):
+        if cat in intents and seen.get(cat, 0) < 15:
+            rows.append((text, cat))
+            seen[cat] = seen.get(cat, 0) + 1
+    csv = write_csv(rows, tmp_path / "six.csv")
+    cfg = tiny_config(data={"csv": str(csv), "max_train_per_intent": None, "max_validation_per_intent": None},
+                      head={"retrieval_weight": 0.5}, optim={"epochs": 2})
+    result = run_job(TrainConfig.model_validate(cfg), AdapterRegistry(tmp_path / "reg"), base_model_path=base_model_dir,
+                     progress=False)
+    m = result.manifest
+    assert set(m.metrics) >= {"accuracy", "macro_f1", "head_accuracy"}
+    sweep = m.training["retrieval_weight_sweep"]
+    assert set(sweep) == {"0.0", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "1.0"}
+    assert sweep["0.5"] == pytest.approx(m.metrics["accuracy"])  # the served weight is what was reported
+    assert sweep["0.0"] == pytest.approx(m.metrics["head_accuracy"])
+    assert result.validation_rows == 18 and result.train_rows == 72
