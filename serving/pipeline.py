@@ -9,6 +9,7 @@ whatever its outcome, leaves exactly one audit record.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -121,6 +122,8 @@ class Pipeline:
         self.router = router
         self.metrics = metrics or ServingMetrics()
         self._in_flight = 0
+        # The chart sets FINSERVE_POOL to the workload name: the operator's queue query selects on it.
+        self._pool = os.environ.get("FINSERVE_POOL", "default")
 
     # ---- the shared front half: guard the input, route, retrieve, guard the context, intent ----
 
@@ -234,12 +237,12 @@ class Pipeline:
 
     async def _generate(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
         self._in_flight += 1
-        self.metrics.queue.labels("default").set(self._in_flight)
+        self.metrics.queue.labels(self._pool).set(self._in_flight)
         try:
             return await self.generator.generate(gen_req)
         finally:
             self._in_flight -= 1
-            self.metrics.queue.labels("default").set(self._in_flight)
+            self.metrics.queue.labels(self._pool).set(self._in_flight)
 
     # ---- streaming: OpenAI chat.completion.chunk dicts; the gateway frames them as SSE ----
 
@@ -269,6 +272,7 @@ class Pipeline:
         try:
             yield chunk({"role": "assistant", "content": ""})
             self._in_flight += 1
+            self.metrics.queue.labels(self._pool).set(self._in_flight)
             t0 = time.perf_counter()
             try:
                 async for piece in self.generator.stream(gen_req):
@@ -281,6 +285,7 @@ class Pipeline:
                         yield chunk({"content": text})
             finally:
                 self._in_flight -= 1
+                self.metrics.queue.labels(self._pool).set(self._in_flight)
                 ctx.timings_ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
             tail = await releaser.finish()
             if tail:
