@@ -12,6 +12,7 @@ import math
 
 from finserve.contracts.registry import AdapterCorrupt, AdapterNotFound
 
+from .inference.errors import AdapterIncompatible, EngineNotReady, EngineOverloaded, PromptTooLong
 from .retrieval.errors import VectorStoreUnavailable
 
 
@@ -93,6 +94,10 @@ _STATUS: dict[type[Exception], int] = {
     GenerationFailed: 500,
     BackendUnavailable: 503,
     VectorStoreUnavailable: 503,
+    PromptTooLong: 400,
+    AdapterIncompatible: 500,
+    EngineNotReady: 503,
+    EngineOverloaded: 503,
 }
 
 
@@ -112,6 +117,15 @@ def map_error(exc: BaseException) -> ErrorMapping:
             return ErrorMapping(status, "adapter_not_found", str(exc), "model")
         if isinstance(exc, AdapterCorrupt):
             return ErrorMapping(status, "adapter_corrupt", str(exc))
+        if isinstance(exc, PromptTooLong):
+            return ErrorMapping(status, "prompt_too_long", str(exc), "messages")
+        if isinstance(exc, AdapterIncompatible):
+            return ErrorMapping(status, "adapter_incompatible", str(exc))
+        if isinstance(exc, EngineOverloaded):
+            return ErrorMapping(status, "overloaded", "the generator is at capacity; retry later",
+                                retry_after=max(1, math.ceil(getattr(exc, "retry_after_s", 1))))
+        if isinstance(exc, EngineNotReady):
+            return ErrorMapping(status, "not_ready", "the generator is still loading; retry later", retry_after=5)
         if isinstance(exc, VectorStoreUnavailable):
             return ErrorMapping(status, "backend_unavailable", "the knowledge base is unavailable; retry later",
                                 retry_after=max(1, math.ceil(exc.retry_after_s)))

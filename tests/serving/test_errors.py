@@ -64,3 +64,18 @@ def test_vector_store_down_is_503_with_retry_after():
     m = map_error(VectorStoreUnavailable("connection refused to 10.0.0.1", retry_after_s=2.5))
     assert (m.status, m.retry_after) == (503, 3)
     assert "10.0.0.1" not in m.message
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code", "retry"),
+    [
+        ("PromptTooLong", 400, "prompt_too_long", None),
+        ("AdapterIncompatible", 500, "adapter_incompatible", None),
+        ("EngineNotReady", 503, "not_ready", 5),
+    ],
+)
+def test_generator_errors(exc, status, code, retry):
+    from finserve.serving.inference import errors
+
+    m = map_error(getattr(errors, exc)("detail"))
+    assert (m.status, m.code, m.retry_after) == (status, code, retry)
