@@ -51,8 +51,14 @@ test: install-test system-deps tools  ## run the whole suite (what CI runs)
 test-fast: install-test  ## unit tests only: no model, no Ray
 	$(PY) -m pytest -m 'not slow'
 
+lint: install-test  ## pyflakes-level checks (unused imports, undefined names)
+	$(VENV)/bin/ruff check --select F,E9 serving contracts finserve operator training_jobs bench tests
+
 bench: install  ## run the benchmarks (results in bench/results/, summary in docs/benchmarks.md)
-	$(PY) -m bench.run_all
+	$(PY) -m bench.bench_guard
+	$(PY) -m bench.bench_retrieval
+	$(PY) -m bench.bench_generator
+	$(PY) -m bench.bench_pipeline
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache

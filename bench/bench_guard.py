@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import random
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from bench.common import machine, percentiles
 
 RESULTS = Path(__file__).resolve().parent / "results" / "guard.json"
 PII_SNIPPETS = (
@@ -39,15 +37,6 @@ PII_SNIPPETS = (
 PACKAGES = ("presidio-analyzer", "presidio-anonymizer", "spacy", "phonenumbers", "tldextract", "pydantic")
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        "python": sys.version.split()[0],
-        "packages": {name: version(name) for name in PACKAGES},
-    }
 
 
 def load_messages(n: int, seed: int = 77) -> list[str]:
@@ -63,16 +52,6 @@ def with_pii(messages: list[str], seed: int = 7) -> list[str]:
     return [f"{m} {rng.choice(PII_SNIPPETS)}" for m in messages]
 
 
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
-    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
-    return {
-        "p50_ms": round(cuts[49], 3),
-        "p95_ms": round(cuts[94], 3),
-        "mean_ms": round(statistics.fmean(ordered), 3),
-        "max_ms": round(ordered[-1], 3),
-        "n": len(ordered),
-    }
 
 
 def time_calls(fn: Callable[[str], object], texts: list[str], warmup: int = 20) -> dict[str, Any]:
@@ -97,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.iterations < 200:
         parser.error("--iterations must be at least 200")
 
-    info = machine()
+    info = machine(PACKAGES)
     start = time.perf_counter()
     from finserve.serving.guard import GuardConfig, PIIGuard
 

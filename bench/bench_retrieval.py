@@ -14,47 +14,27 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from bench.common import machine, percentiles
 
 RESULTS = Path(__file__).resolve().parent / "results" / "retrieval.json"
 PACKAGES = ("onnxruntime", "torch", "sentence-transformers", "pymilvus", "milvus-lite", "redis", "pydantic")
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        "python": sys.version.split()[0],
-        "packages": {name: version(name) for name in PACKAGES},
-    }
 
 
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
-    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
-    return {
-        "p50_ms": round(cuts[49], 3),
-        "p95_ms": round(cuts[94], 3),
-        "mean_ms": round(statistics.fmean(ordered), 3),
-        "max_ms": round(ordered[-1], 3),
-        "n": len(ordered),
-    }
 
 
 def time_sync(fn: Callable[[str], object], texts: list[str]) -> tuple[list[float], list[float]]:
@@ -128,7 +108,7 @@ async def run(queries: int, rows: int | None, out: Path) -> dict[str, Any]:
         "benchmark": "retrieval",
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    result["machine"] = machine()
+    result["machine"] = machine(PACKAGES)
     train, val = default_split(read_banking77(banking77_csv()))
     train = train[:rows] if rows else train
     sample = random.Random(77).sample(val, queries)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from k8s_tooling import CHART, REPO, SHARED, in_ci, load_yaml, render
 
