@@ -230,7 +230,8 @@ class Pipeline:
                 finserve=self._info(ctx, found),
             )
         except BaseException as exc:
-            status, error = map_error(exc).status, map_error(exc).code
+            mapped = map_error(exc)
+            status, error = mapped.status, mapped.code
             raise
         finally:
             await self.finish(ctx, status, error)
@@ -252,7 +253,8 @@ class Pipeline:
             messages, found = await self._prepare(req, ctx)
             gen_req = self._generation_request(req, ctx, messages)
         except BaseException as exc:
-            await self.finish(ctx, map_error(exc).status, map_error(exc).code)
+            mapped = map_error(exc)
+            await self.finish(ctx, mapped.status, mapped.code)
             raise
         return self._stream_chunks(req, ctx, gen_req, found)
 
@@ -297,7 +299,8 @@ class Pipeline:
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
             yield chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
         except BaseException as exc:
-            status, error = map_error(exc).status, map_error(exc).code
+            mapped = map_error(exc)
+            status, error = mapped.status, mapped.code
             raise
         finally:
             await self.finish(ctx, status, error)
