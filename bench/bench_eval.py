@@ -13,28 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import sys
 import tempfile
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from bench.common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "eval.json"
 PACKAGES = ("torch", "transformers", "peft", "onnxruntime", "pymilvus", "presidio-analyzer")
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        "python": sys.version.split()[0],
-        "packages": {name: version(name) for name in PACKAGES},
-    }
 
 
 async def run(adapter: str, limit: int | None, concurrency: int) -> dict[str, Any]:
@@ -79,7 +68,7 @@ def main() -> None:
     result = {
         "benchmark": "eval",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(PACKAGES),
         **asyncio.run(run(args.adapter, args.limit, args.concurrency)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
