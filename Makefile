@@ -10,7 +10,7 @@ FINSERVE := $(VENV)/bin/finserve
 export FINSERVE_DATA_DIR ?= $(CURDIR)/var
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: install install-test up test test-fast system-deps tools adapters ingest bench lint clean help
+.PHONY: install install-test up test test-fast system-deps tools adapters ingest bench lint proto clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -62,6 +62,9 @@ bench: install  ## run the benchmarks (need the repo root on sys.path: plain pyt
 	$(VENV)/bin/python -m bench.bench_generator
 	$(VENV)/bin/python -m bench.bench_pipeline
 	$(VENV)/bin/python -m bench.bench_eval
+
+proto: install-test  ## regenerate the OIP v2 gRPC stubs in serving/oip_grpc/ from its .proto (commit them)
+	$(PY) scripts/gen_oip_grpc.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache

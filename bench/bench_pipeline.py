@@ -3,12 +3,17 @@
 Starts `finserve up` (embedded defaults, the full Banking77 index under FINSERVE_DATA_DIR, which
 `finserve ingest` builds) and measures:
   1. pipeline overhead at concurrency 1 on cache misses: each query is new, so retrieval embeds
-     and searches Milvus; overhead = the gateway's total minus its generate stage, i.e. the three
-     guard passes, retrieval, intent, routing, Ray hops (the audit append runs after the timing);
+     and searches Milvus. Two figures: ``overhead`` = the gateway's total minus its generate stage
+     (three guard passes, retrieval, intent, routing, the hops the gateway makes); ``client_overhead``
+     = what the client waits for minus the generate stage, which adds the HTTP proxy's hop, response
+     encoding and the audit append (it runs after the gateway's `total` is taken). The audit append's
+     own mean comes from the gateway's stage histogram (/metrics);
   2. the same queries again: L1 cache hits;
   3. requests/s and latency at concurrency 1, 4 and 16 (max_tokens 16), and tokens/s.
 
-    python -m bench.bench_pipeline [--queries 60] [--max-tokens 16] [--out bench/results/pipeline.json]
+    python -m bench.bench_pipeline [--queries 60] [--max-tokens 16] [--levels 1,4,16] [--out PATH]
+
+``--levels ""`` skips step 3 (a quick overhead-only run).
 """
 
 from __future__ import annotations
@@ -87,9 +92,32 @@ def stage_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     stages = sorted({k for r in results for k in r["timings"]})
     out = {stage: percentiles([r["timings"][stage] for r in results if stage in r["timings"]]) for stage in stages}
     out["overhead"] = percentiles([r["timings"]["total"] - r["timings"].get("generate", 0.0) for r in results])
+    out["client_overhead"] = percentiles([r["wall_ms"] - r["timings"].get("generate", 0.0) for r in results])
     out["client_wall"] = percentiles([r["wall_ms"] for r in results])
     out["cache"] = {c: sum(1 for r in results if r["cache"] == c) for c in {r["cache"] for r in results}}
     return out
+
+
+def stage_sums(base: str) -> dict[str, tuple[float, float]]:
+    """stage -> (seconds, count) from the gateway's per-stage histogram."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from finserve.contracts.metrics import STAGE_DURATION
+
+    out: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=30).text):
+        if family.name != STAGE_DURATION:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                out.setdefault(sample.labels["stage"], [0.0, 0.0])[sample.name.endswith("_count")] = sample.value
+    return {stage: (v[0], v[1]) for stage, v in out.items()}
+
+
+def audit_mean_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> float | None:
+    s0, n0 = before.get("audit", (0.0, 0.0))
+    s1, n1 = after.get("audit", (0.0, 0.0))
+    return round((s1 - s0) / (n1 - n0) * 1000, 3) if n1 > n0 else None
 
 
 async def sequential(base: str, queries: list[str], max_tokens: int) -> list[dict[str, Any]]:
@@ -131,27 +159,34 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(sequential(base, ["warm up: how do I activate my card?"] * 3, 1))
+            sums = [stage_sums(base)]
             misses = asyncio.run(sequential(base, overhead_q, 1))
+            sums.append(stage_sums(base))
             hits = asyncio.run(sequential(base, overhead_q, 1))
+            sums.append(stage_sums(base))
             levels = []
             offset = 0
-            for level in (int(x) for x in args.levels.split(",")):
+            for level in (int(x) for x in args.levels.split(",") if x.strip()):
                 n = max(8, level * 3)
                 levels.append(asyncio.run(concurrent(base, load_q[offset:offset + n], level, args.max_tokens)))
                 offset += n
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=180)
+    info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result = {
         "machine": info,
         "command": "python -m bench.bench_pipeline " + " ".join(sys.argv[1:]),
-        "miss_path_concurrency_1": stage_summary(misses),
-        "l1_hit_concurrency_1": stage_summary(hits),
+        "miss_path_concurrency_1": {**stage_summary(misses), "audit_mean_ms": audit_mean_ms(sums[0], sums[1])},
+        "l1_hit_concurrency_1": {**stage_summary(hits), "audit_mean_ms": audit_mean_ms(sums[1], sums[2])},
         "throughput": levels,
     }
     path = write_result("pipeline", result, args.out)
     o, h = result["miss_path_concurrency_1"]["overhead"], result["l1_hit_concurrency_1"]["overhead"]
     print(f"overhead miss p50 {o['p50_ms']} p95 {o['p95_ms']} ms; L1-hit p50 {h['p50_ms']} p95 {h['p95_ms']} ms")
+    co, ch = result["miss_path_concurrency_1"]["client_overhead"], result["l1_hit_concurrency_1"]["client_overhead"]
+    print(f"client overhead miss p50 {co['p50_ms']} p95 {co['p95_ms']} ms; L1-hit p50 {ch['p50_ms']} p95 {ch['p95_ms']} ms;"
+          f" audit mean {result['miss_path_concurrency_1']['audit_mean_ms']} ms")
     for lv in levels:
         print(f"c={lv['concurrency']}: {lv['requests_per_s']} req/s, {lv['tokens_per_s']} tok/s, "
               f"p50 {lv['latency']['p50_ms']} ms p95 {lv['latency']['p95_ms']} ms")

@@ -1,7 +1,8 @@
-"""Prometheus metric names and labels that serving exposes and the operator's analysis reads.
+"""Prometheus metric names and labels: what serving exposes and the operator's analysis reads, and
+the operator's own rollout gauges that the chart's alerts and dashboard read.
 
 Labels never carry request content: only model, adapter name and version, stage, status class
-and entity *types*.
+and entity *types*; the rollout gauges carry the ModelRollout's namespace, name and model.
 """
 
 from __future__ import annotations
@@ -26,3 +27,12 @@ GENERATOR_QUEUE_DEPTH = f"{PREFIX}_generator_queue_depth"
 CACHE_LOOKUPS_TOTAL = f"{PREFIX}_cache_lookups_total"
 
 MODEL_LABELS = ("model", "adapter", "version")
+
+# Exposed by the operator, one series set per ModelRollout (removed when the rollout is deleted).
+# Gauge: 1 for the rollout's current phase, 0 for every other phase. Labels: ROLLOUT_LABELS, phase.
+ROLLOUT_PHASE = f"{PREFIX}_rollout_phase"
+# Gauge: percent of the model's traffic on the canary now. Labels: ROLLOUT_LABELS.
+ROLLOUT_CANARY_WEIGHT = f"{PREFIX}_rollout_canary_weight"
+
+# `namespace` is left to Prometheus' target labels (the operator's own pod), hence rollout_namespace.
+ROLLOUT_LABELS = ("rollout_namespace", "rollout", "model")

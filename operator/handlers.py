@@ -58,11 +58,15 @@ async def reconcile(
     body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
     spec, current = parse_spec(body.get("spec", {})), RolloutStatus.from_wire(dict(status))
-    if isinstance(spec, str):
-        patch.status.update(rollout_status_patch(invalid(current, spec, body.meta.get("generation"), _now())))
-        raise kopf.PermanentError(f"invalid spec: {spec}")
     runtime: Runtime = memo.runtime
-    decision = await rollout_tick(spec, current, object_ref(body), runtime.ports, KopfEvents(body), _now())
+    ref = object_ref(body)
+    if isinstance(spec, str):
+        failed = invalid(current, spec, body.meta.get("generation"), _now())
+        runtime.metrics.record(ref.namespace, ref.name, str(body.get("spec", {}).get("model", "")), failed)
+        patch.status.update(rollout_status_patch(failed))
+        raise kopf.PermanentError(f"invalid spec: {spec}")
+    decision = await rollout_tick(spec, current, ref, runtime.ports, KopfEvents(body), _now())
+    runtime.metrics.record(ref.namespace, ref.name, spec.model, decision.status)
     patch.status.update(rollout_status_patch(decision.status))
     if decision.requeue_after is not None:
         raise kopf.TemporaryError(
@@ -74,6 +78,7 @@ async def reconcile(
 @kopf.on.delete(*MRO)
 async def release(body: kopf.Body, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
     """A deleted rollout leaves its model serving: promoted if it got there, else all on stable."""
+    memo.runtime.metrics.forget(body.meta["namespace"], body.meta["name"])
     spec = parse_spec(body.get("spec", {}))
     if isinstance(spec, str):
         return

@@ -1,4 +1,5 @@
-"""The live ports for a running operator: Prometheus and the Kubernetes API, opened and closed once."""
+"""The live ports for a running operator: Prometheus and the Kubernetes API, opened and closed once,
+and the operator's own metrics with the server that exposes them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .adapters.kube import api_client
 from .adapters.prometheus import PrometheusSource
 from .adapters.routing import ConfigMapRouteStore
 from .adapters.workloads import KubeWorkloads
+from .metrics import MetricsServer, RolloutMetrics
 from .ports import Ports
 from .settings import OperatorConfig
 
@@ -18,11 +20,18 @@ from .settings import OperatorConfig
 class Runtime:
     config: OperatorConfig
     ports: Ports
+    metrics: RolloutMetrics
     _api: client.ApiClient
     _prometheus: PrometheusSource
+    _metrics_server: MetricsServer | None
 
     @classmethod
     async def connect(cls, config: OperatorConfig) -> Runtime:
+        # The metrics port first: if it is taken, startup fails before anything else is opened.
+        metrics = RolloutMetrics()
+        server = MetricsServer(metrics.registry, config.metrics_port) if config.metrics_port else None
+        if server is not None:
+            server.start()
         api = await api_client()
         prometheus = PrometheusSource(config.prometheus_url, timeout=config.prometheus_timeout)
         ports = Ports(
@@ -30,8 +39,17 @@ class Runtime:
             routes=ConfigMapRouteStore(api, config.routing_configmap),
             workloads=KubeWorkloads(api),
         )
-        return cls(config=config, ports=ports, _api=api, _prometheus=prometheus)
+        return cls(
+            config=config,
+            ports=ports,
+            metrics=metrics,
+            _api=api,
+            _prometheus=prometheus,
+            _metrics_server=server,
+        )
 
     async def aclose(self) -> None:
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
         await self._prometheus.aclose()
         await self._api.close()

@@ -15,11 +15,13 @@ ENV = {
     "prometheus_timeout": "FINSERVE_PROMETHEUS_TIMEOUT",
     "routing_configmap": "FINSERVE_ROUTING_CONFIGMAP",
     "poll_seconds": "FINSERVE_OPERATOR_POLL_SECONDS",
+    "metrics_port": "FINSERVE_OPERATOR_METRICS_PORT",
 }
 
 
 class OperatorConfig(StrictModel):
-    """Where metrics come from, where routes go, how often a running rollout is looked at."""
+    """Where metrics come from, where routes go, how often a running rollout is looked at, and
+    where the operator's own metrics are served."""
 
     prometheus_url: str = Field(
         "http://prometheus-operated.monitoring:9090", description="Prometheus base URL (HTTP API)."
@@ -33,6 +35,13 @@ class OperatorConfig(StrictModel):
         gt=0,
         description="Longest wait between ticks of a running rollout; bounds how late a "
         "command annotation is seen.",
+    )
+    metrics_port: int = Field(
+        8090,
+        ge=0,
+        le=65535,
+        description="Port of the operator's /metrics (rollout phase and canary weight gauges); "
+        "0 turns it off.",
     )
 
     @classmethod

@@ -25,12 +25,13 @@ from .guard.engine import GuardResult, PIIGuard
 from .inference.config import GeneratorConfig
 from .inference.engine import build_engine
 from .inference.types import GenerationRequest, GenerationResult, StreamChunk
-from .intent import IntentClassifier, IntentConfig, IntentPrediction
+from .intent import HeadScores, IntentClassifier, IntentConfig
+from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
 from .pipeline import Pipeline
-from .retrieval import Hit, RetrievalConfig, RetrievalResult, Retriever, SearchFilters
+from .retrieval import RetrievalConfig, RetrievalResult, Retriever, SearchFilters
 from .routing import Router
-from .stages import LocalGuard
+from .stages import LocalAudit, LocalGuard
 
 
 class GuardDeployment:
@@ -86,8 +87,8 @@ class GeneratorDeployment:
         async for chunk in self.engine.stream(request):
             yield chunk
 
-    async def classify(self, masked_text: str, adapter: AdapterRef, examples: list[Hit]) -> IntentPrediction:
-        return await self.intent.classify(masked_text, adapter, examples)
+    async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
+        return await self.intent.head_scores(masked_text, adapter)
 
     async def ready(self) -> bool:
         await self._start()
@@ -143,8 +144,8 @@ class _GeneratorHandle:
         async for chunk in self.h.options(stream=True).stream.remote(request):
             yield chunk
 
-    async def classify(self, masked_text: str, adapter: AdapterRef, examples: list[Hit]) -> IntentPrediction:
-        return await self.h.classify.remote(masked_text, adapter, examples)
+    async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
+        return await self.h.head_scores.remote(masked_text, adapter)
 
 
 class _AuditHandle:
@@ -155,20 +156,29 @@ class _AuditHandle:
         return await self.h.append.remote(record)
 
 
+# One deployment is both ingresses: HTTP through the late-bound ASGI app, and gRPC because Ray
+# Serve's gRPC proxy calls the ingress's methods by RPC name (ModelInfer, ...), inherited here.
 @serve.ingress()
-class Gateway:
+class Gateway(InferenceServicer):
     def __init__(self, config: dict[str, Any], guard: DeploymentHandle | None, retriever: DeploymentHandle,
-                 generator: DeploymentHandle, audit: DeploymentHandle) -> None:
+                 generator: DeploymentHandle, audit: DeploymentHandle | None) -> None:
         cfg = ServingConfig.model_validate(config)
-        self._handles = {"retriever": retriever, "generator": generator, "audit": audit}
+        self._handles = {"retriever": retriever, "generator": generator}
         if guard is not None:
             self._handles["guard"] = guard
-        stage = _GuardHandle(guard) if guard is not None else LocalGuard(PIIGuard(cfg.guard))
+        local_guard = PIIGuard(cfg.guard) if guard is None or audit is None else None
+        stage = _GuardHandle(guard) if guard is not None else LocalGuard(local_guard)
+        if audit is not None:
+            self._handles["audit"] = audit
+            audit_stage: _AuditHandle | LocalAudit = _AuditHandle(audit)
+        else:  # audit_placement "gateway": appended here, re-scanned by this replica's guard
+            audit_stage = LocalAudit(AuditLog(cfg.audit, guard=local_guard))
         gen = _GeneratorHandle(generator)
         self.pipeline = Pipeline(
             cfg, guard=stage, retrieval=_RetrievalHandle(retriever), intent=gen,
-            generator=gen, audit=_AuditHandle(audit), router=Router(cfg.router),
+            generator=gen, audit=audit_stage, router=Router(cfg.router),
         )
+        InferenceServicer.__init__(self, self.pipeline, self.readiness)
 
     async def readiness(self) -> dict[str, bool]:
         out: dict[str, bool] = {}
@@ -203,7 +213,9 @@ def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application
         cfg.retrieval.model_dump(mode="json"))
     generator = serve.deployment(GeneratorDeployment, name="Generator", **_options(d.generator)).bind(
         cfg.generator.model_dump(mode="json"), cfg.intent.model_dump(mode="json"))
-    audit = serve.deployment(AuditDeployment, name="Audit", **_options(d.audit)).bind(
-        cfg.audit.model_dump(mode="json"), cfg.guard.model_dump(mode="json"))
+    audit = None
+    if d.audit_placement == "deployment":
+        audit = serve.deployment(AuditDeployment, name="Audit", **_options(d.audit)).bind(
+            cfg.audit.model_dump(mode="json"), cfg.guard.model_dump(mode="json"))
     gateway = serve.deployment(Gateway, name="Gateway", **_options(d.gateway))
     return gateway.bind(cfg.model_dump(mode="json"), guard, retriever, generator, audit)

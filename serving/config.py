@@ -71,6 +71,12 @@ class DeploymentsConfig(StrictModel):
         "less than one Ray hop, and the pipeline makes three); deployment: its own Ray Serve "
         "deployment that scales apart from the gateway.",
     )
+    audit_placement: Literal["gateway", "deployment"] = Field(
+        "gateway",
+        description="gateway: each gateway replica appends to the audit log itself, before it answers (the "
+        "file lock keeps one hash chain across replicas sharing the data dir; saves a Ray hop per request); "
+        "deployment: one Audit replica writes every record, for gateways on nodes that share no data dir.",
+    )
 
     gateway: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25, max_ongoing_requests=64))
     guard: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25))

@@ -1,4 +1,4 @@
-"""Domain errors and the one place that maps them to HTTP status codes.
+"""Domain errors and the one place that maps them to HTTP and gRPC status codes.
 
 Stages raise these (or the contracts' registry errors); only the gateway turns them into responses.
 Messages are written for the client and never carry request content (it may hold PII).
@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import math
+
+import grpc
 
 from finserve.contracts.registry import AdapterCorrupt, AdapterNotFound
 
@@ -74,6 +76,19 @@ class GenerationFailed(FinserveError):
     code = "generation_failed"
 
 
+# The gRPC code for each HTTP status, so both transports say the same thing about one error.
+_GRPC: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,  # what gRPC itself answers to an oversized message
+    # The request is well formed but the PII policy refuses it: distinct from a malformed one, as 422 is.
+    422: grpc.StatusCode.FAILED_PRECONDITION,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
 @dataclass(frozen=True)
 class ErrorMapping:
     status: int
@@ -81,6 +96,10 @@ class ErrorMapping:
     message: str
     param: str | None = None
     retry_after: int | None = None
+
+    @property
+    def grpc_code(self) -> grpc.StatusCode:
+        return _GRPC.get(self.status, grpc.StatusCode.INTERNAL)
 
 
 _STATUS: dict[type[Exception], int] = {

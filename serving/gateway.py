@@ -2,6 +2,8 @@
 
 Only transport lives here: body limits, JSON and schema validation, auth, headers, SSE framing
 and the error envelope. Everything else is the pipeline's. Every rejected request is audited too.
+The module-level helpers (context from headers, API key, rejection audit) are shared with the
+gRPC endpoint (oip_grpc/), whose metadata carries the same headers.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -19,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from .errors import FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
-from .oip import InferRequest, to_chat_requests, to_infer_response
+from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
 from .schemas import ChatCompletionRequest, ModelCard, ModelList
 
@@ -41,22 +43,40 @@ def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
     return JSONResponse(body, status_code=m.status, headers=headers)
 
 
-def _validation_message(err: ValidationError) -> tuple[str, str | None]:
+def validation_message(err: ValidationError) -> tuple[str, str | None]:
     first = err.errors()[0]
     field = ".".join(str(p) for p in first.get("loc", ())) or None
     return (f"{field}: {first['msg']}" if field else first["msg"]), field
 
 
-def _context(request: Request, default_tenant: str) -> RequestContext:
-    rid = request.headers.get("x-request-id", "")
+def request_context(headers: Mapping[str, str], default_tenant: str) -> RequestContext:
+    """Per-request facts from HTTP headers or gRPC metadata (lower-case keys for gRPC)."""
+    rid = headers.get("x-request-id", "")
     ctx = RequestContext(
-        tenant=request.headers.get("x-finserve-tenant", default_tenant)[:64],
-        sticky_key=request.headers.get("x-finserve-session") or request.headers.get("x-user-id"),
-        adapter_override=request.headers.get("x-finserve-adapter"),
+        tenant=headers.get("x-finserve-tenant", default_tenant)[:64],
+        sticky_key=headers.get("x-finserve-session") or headers.get("x-user-id"),
+        adapter_override=headers.get("x-finserve-adapter"),
     )
     if _REQUEST_ID.match(rid):
         ctx.request_id = rid
     return ctx
+
+
+def check_api_key(authorization: str, key_env: str) -> None:
+    """No key configured: open. Otherwise ``Bearer <key>``, compared in constant time."""
+    key = os.environ.get(key_env)
+    if not key:
+        return
+    if not (authorization.startswith("Bearer ") and hmac.compare_digest(authorization[7:].encode(), key.encode())):
+        raise Unauthorized("missing or wrong API key (Authorization: Bearer ...)")
+
+
+async def audit_rejection(pipeline: Pipeline, ctx: RequestContext, exc: FinserveError, body: str | None) -> None:
+    """Audit a request refused before the pipeline ran, its body guarded first (it may hold PII)."""
+    if body:
+        [masked] = await pipeline.guard.scan_many([body])
+        ctx.masked_input = masked.text
+    await pipeline.finish(ctx, map_error(exc).status, exc.code)
 
 
 def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
@@ -65,24 +85,16 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     api = FastAPI(title="finserve", version="0.1.0", docs_url="/docs", redoc_url=None)
 
     def check_auth(request: Request) -> None:
-        key = os.environ.get(gw.api_key_env)
-        if not key:
-            return
-        given = request.headers.get("authorization", "")
-        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), key.encode())):
-            raise Unauthorized("missing or wrong API key (Authorization: Bearer ...)")
+        check_api_key(request.headers.get("authorization", ""), gw.api_key_env)
 
     async def reject(ctx: RequestContext, exc: FinserveError, raw: bytes | None) -> JSONResponse:
-        # Audit the rejection with the body guarded (it may hold PII): nothing is lost, nothing leaks.
-        if raw:
-            [masked] = await pipeline.guard.scan_many([raw.decode("utf-8", errors="replace")])
-            ctx.masked_input = masked.text
-        await pipeline.finish(ctx, map_error(exc).status, exc.code)
+        # Audit the rejection with the body guarded: nothing is lost, nothing leaks.
+        await audit_rejection(pipeline, ctx, exc, raw.decode("utf-8", errors="replace") if raw else None)
         return _error_response(exc, ctx.request_id)
 
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        ctx = _context(request, gw.default_tenant)
+        ctx = request_context(request.headers, gw.default_tenant)
         try:
             check_auth(request)
             declared = int(request.headers.get("content-length") or 0)
@@ -100,7 +112,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         try:
             req = ChatCompletionRequest.model_validate(body)
         except ValidationError as exc:
-            msg, field = _validation_message(exc)
+            msg, field = validation_message(exc)
             return await reject(ctx, InvalidRequest(msg, param=field), raw)
 
         try:
@@ -130,15 +142,11 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             route = pipeline.router.route(model)
         except FinserveError as exc:
             return _error_response(exc, "metadata")
-        return JSONResponse({
-            "name": model, "versions": [str(a) for a in route.candidates()], "platform": "finserve",
-            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-            "outputs": [{"name": n, "datatype": "BYTES", "shape": [-1]} for n in ("text", "intent", "adapter")],
-        })
+        return JSONResponse(model_metadata(model, route).model_dump(mode="json"))
 
     @api.post("/v2/models/{model}/infer")
     async def v2_infer(model: str, request: Request) -> Response:
-        base = _context(request, gw.default_tenant)
+        base = request_context(request.headers, gw.default_tenant)
         try:
             check_auth(request)
             raw = await request.body()
@@ -150,14 +158,14 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             infer = InferRequest.model_validate_json(raw)
             chats = to_chat_requests(model, infer)
         except ValidationError as exc:
-            msg, field = _validation_message(exc)
+            msg, field = validation_message(exc)
             return await reject(base, InvalidRequest(msg, param=field), raw)
         except FinserveError as exc:
             return await reject(base, exc, raw)
         answers = []
         try:
             for i, chat in enumerate(chats):
-                ctx = _context(request, gw.default_tenant)
+                ctx = request_context(request.headers, gw.default_tenant)
                 ctx.request_id = f"{base.request_id}-{i}" if len(chats) > 1 else base.request_id
                 answers.append(await pipeline.chat(chat, ctx))
         except Exception as exc:  # noqa: BLE001 - one envelope for every error

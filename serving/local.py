@@ -1,6 +1,7 @@
 """The pipeline in one process, without Ray: for `finserve eval`, tests and the operator's e2e.
 
-Same stage classes, same Pipeline, same HTTP app as the Ray Serve graph; only the hops differ.
+Same stage classes, same Pipeline, same HTTP app (and gRPC servicer) as the Ray Serve graph; only
+the hops differ.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .gateway import create_api
 from .guard.engine import PIIGuard
 from .inference.engine import Engine, build_engine
 from .intent import IntentClassifier
+from .oip_grpc.server import start_grpc_server
+from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
 from .pipeline import Pipeline
 from .retrieval import Retriever
@@ -73,16 +76,26 @@ def build_local_stack(config: ServingConfig, *, with_generator: bool = True) -> 
     return LocalStack(pipeline=pipeline, engine=engine, retriever=retriever, intent=intent)
 
 
-def create_local_app(config: ServingConfig) -> FastAPI:
-    """The HTTP app with every stage in-process; the engine starts with the app's lifespan."""
+def create_local_app(config: ServingConfig, *, grpc_port: int | None = None) -> FastAPI:
+    """The HTTP app with every stage in-process; the engine starts with the app's lifespan.
+
+    With ``grpc_port`` (0: any free one) the same pipeline also answers the Open Inference Protocol
+    v2 over gRPC on ``gateway.host`` while the app runs; the bound port is ``app.state.grpc_port``.
+    """
     stack = build_local_stack(config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # noqa: ANN202
         await stack.start()
+        server = None
         try:
+            if grpc_port is not None:
+                servicer = InferenceServicer(stack.pipeline, stack.readiness)
+                server, api.state.grpc_port = await start_grpc_server(servicer, config.gateway.host, grpc_port)
             yield
         finally:
+            if server is not None:
+                await server.stop(grace=None)
             await stack.stop()
 
     api = create_api(stack.pipeline, stack.readiness)

@@ -1,8 +1,11 @@
-"""KServe Open Inference Protocol v2 over REST, mapped onto the chat pipeline.
+"""KServe Open Inference Protocol v2, mapped onto the chat pipeline (REST here; gRPC decodes its
+protobuf into these same models in oip_grpc/codec.py, so both transports behave alike).
 
 A v2 request carries the question as a BYTES tensor named ``text`` (shape [N]); each element is
-answered as its own request. Outputs: ``text`` (the guarded answer), ``intent`` and ``adapter``.
-Request parameters ``max_tokens``, ``temperature`` and ``user`` map to the chat fields.
+answered as its own request. Outputs, one element per question: ``text`` (the guarded answer),
+``intent``, ``adapter`` (NAME@VERSION), ``request_id`` and ``citations`` (retrieved document ids,
+comma-separated). Request parameters ``max_tokens``, ``temperature`` and ``user`` map to the chat
+fields.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from finserve.contracts import Route
+
 from .errors import InvalidRequest
 from .schemas import ChatCompletion, ChatCompletionRequest, ChatMessageIn
+
+OUTPUTS = ("text", "intent", "adapter", "request_id", "citations")
 
 
 class InferTensor(BaseModel):
@@ -49,6 +56,28 @@ class InferResponse(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str] = Field(description="The adapters (NAME@VERSION) the route may serve.")
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+def model_metadata(model: str, route: Route) -> ModelMetadata:
+    return ModelMetadata(
+        name=model, versions=[str(a) for a in route.candidates()], platform="finserve",
+        inputs=[TensorMetadata(name="text", datatype="BYTES", shape=[-1])],
+        outputs=[TensorMetadata(name=n, datatype="BYTES", shape=[-1]) for n in OUTPUTS],
+    )
+
+
 def to_chat_requests(model: str, req: InferRequest) -> list[ChatCompletionRequest]:
     text = next((t for t in req.inputs if t.name == "text"), None)
     if text is None:
@@ -80,6 +109,9 @@ def to_infer_response(model: str, request_id: str, answers: list[ChatCompletion]
             OutputTensor(name="text", shape=[n], datatype="BYTES", data=[a.choices[0].message.content for a in answers]),
             OutputTensor(name="intent", shape=[n], datatype="BYTES", data=[a.finserve.intent or "" for a in answers]),
             OutputTensor(name="adapter", shape=[n], datatype="BYTES", data=[a.finserve.adapter for a in answers]),
+            OutputTensor(name="request_id", shape=[n], datatype="BYTES", data=[a.finserve.request_id for a in answers]),
+            OutputTensor(name="citations", shape=[n], datatype="BYTES",
+                         data=[",".join(a.finserve.citations) for a in answers]),
         ],
         parameters={"request_ids": [a.finserve.request_id for a in answers]},
     )

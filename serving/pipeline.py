@@ -1,5 +1,5 @@
-"""The guarded RAG pipeline, free of transport: guard -> route -> retrieve -> guard -> intent ->
-generate -> guard -> audit.
+"""The guarded RAG pipeline, free of transport: guard -> route -> retrieve (the intent head alongside)
+-> guard -> intent -> generate -> guard -> audit.
 
 The gateway (HTTP) and the evaluation driver both call this class; in the Ray Serve app its stages
 are DeploymentHandles, in-process they are the plain objects (see stages.py). Every request,
@@ -9,6 +9,7 @@ whatever its outcome, leaves exactly one audit record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -23,7 +24,7 @@ from .config import ServingConfig
 from .errors import InvalidRequest, PIIBlocked, map_error
 from .guard.engine import GuardResult
 from .inference.types import ChatMessage, GenerationRequest
-from .intent import IntentPrediction
+from .intent import HeadScores, IntentPrediction, decide, wants_head
 from .metrics import ServingMetrics
 from .prompt import build_messages
 from .retrieval import RetrievalResult, SearchFilters
@@ -92,6 +93,14 @@ def neighbour_vote(examples: list) -> str | None:
     return max(scores, key=scores.__getitem__) if scores else None
 
 
+async def _drop(task: asyncio.Future | None) -> None:
+    """Cancel a side task whose result is no longer wanted and consume its outcome (nothing left dangling)."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def _merge_counts(results: list[GuardResult]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in results:
@@ -145,25 +154,44 @@ class Pipeline:
         if blocked:
             raise PIIBlocked(blocked)
 
-        with _Timer(ctx, self.metrics, "retrieval"):
-            found = await self.retrieval.search(query, self._filters(ctx.tenant))
+        found, head = await self._search(query, ctx.choice.adapter, self._filters(ctx.tenant), ctx)
         self.metrics.cache.labels(*self._cache_labels(found.cache)).inc()
-
-        # Context guard and intent are independent: run them together.
-        async def guard_context() -> list[GuardResult]:
+        try:
+            # The guard runs in this process and blocks the loop: the head's hop is already in flight.
             with _Timer(ctx, self.metrics, "guard_context"):
-                return await self.guard.scan_chunks([h.text for h in found.hits]) if found.hits else []
-
-        async def classify() -> IntentPrediction:
+                context = await self.guard.scan_chunks([h.text for h in found.hits]) if found.hits else []
             with _Timer(ctx, self.metrics, "intent"):
-                return await self.intent.classify(query, ctx.choice.adapter, found.examples)
-
-        context, ctx.intent = await asyncio.gather(guard_context(), classify())
+                ctx.intent = decide(await head if head else None, found.examples, self.config.intent.vote_temperature)
+        except BaseException:
+            await _drop(head)
+            raise
         ctx.vote = neighbour_vote(found.examples)
         ctx.pii["context"] = _merge_counts(context)
         knowledge = [r.text for r in context]
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
+
+    async def _search(self, query: str, adapter: AdapterRef, filters: SearchFilters, ctx: RequestContext | None,
+                      ) -> tuple[RetrievalResult, asyncio.Future[HeadScores | None] | None]:
+        """Retrieval, with the intent head (when the adapter has one) already running beside it.
+
+        The head needs only the masked query, so its hop overlaps retrieval instead of following it;
+        the caller awaits the returned future once the nearest examples are there to mix in.
+        """
+        head = None
+        if wants_head(self.config.intent, adapter):
+            head = asyncio.ensure_future(self._head_scores(query, adapter, ctx))
+        try:
+            with _Timer(ctx, self.metrics, "retrieval") if ctx else contextlib.nullcontext():
+                found = await self.retrieval.search(query, filters)
+        except BaseException:
+            await _drop(head)
+            raise
+        return found, head
+
+    async def _head_scores(self, query: str, adapter: AdapterRef, ctx: RequestContext | None) -> HeadScores | None:
+        with _Timer(ctx, self.metrics, "intent") if ctx else contextlib.nullcontext():
+            return await self.intent.head_scores(query, adapter)
 
     @staticmethod
     def _filters(tenant: str) -> SearchFilters:
@@ -310,9 +338,9 @@ class Pipeline:
     async def classify(self, text: str, adapter: AdapterRef | None = None, tenant: str = "default") -> ClassifyOutcome:
         """Guard -> retrieval -> intent, exactly as a chat request runs them (used by `finserve eval`)."""
         [scanned] = await self.guard.scan_many([text])
-        found = await self.retrieval.search(scanned.text, self._filters(tenant))
         ref = adapter or self.router.route(next(iter(self.router.models()))).stable
-        intent = await self.intent.classify(scanned.text, ref, found.examples)
+        found, head = await self._search(scanned.text, ref, self._filters(tenant), None)
+        intent = decide(await head if head else None, found.examples, self.config.intent.vote_temperature)
         return ClassifyOutcome(intent=intent, masked_text=scanned.text, pii=scanned.counts(), retrieval=found)
 
     # ---- bookkeeping shared by every outcome ----

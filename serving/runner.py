@@ -10,6 +10,7 @@ import time
 from rich.console import Console
 
 from .config import ServingConfig
+from .oip_grpc import ADD_SERVICER
 
 
 def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> None:
@@ -45,11 +46,16 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port})
+        # gRPC: Ray Serve's own proxy (one per node, like HTTP) calls the Gateway's RPC methods.
+        serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port},
+                    grpc_options={"port": cfg.gateway.grpc_port, "grpc_servicer_functions": [ADD_SERVICER]})
         serve.run(build_app(cfg), name="finserve", route_prefix="/", blocking=False)
         url = f"http://{cfg.gateway.host}:{cfg.gateway.http_port}"
         console.print(f"[bold green]finserve is up[/] on {url}  (POST {url}/v1/chat/completions, "
                       f"GET {url}/readyz, GET {url}/metrics); Ctrl-C stops it")
+        console.print(f"gRPC (Open Inference Protocol v2, inference.GRPCInferenceService) on port "
+                      f"{cfg.gateway.grpc_port} of every interface (Ray's gRPC proxy takes no bind address)",
+                      soft_wrap=True)
         while not stop.wait(0.5):
             pass
         return 0

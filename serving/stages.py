@@ -19,8 +19,8 @@ from .guard.chunk_cache import ChunkGuardCache
 from .guard.engine import GuardResult, PIIGuard
 from .inference.engine import Engine
 from .inference.types import GenerationRequest, GenerationResult, StreamChunk
-from .intent import IntentClassifier, IntentPrediction
-from .retrieval import Hit, RetrievalResult, Retriever, SearchFilters
+from .intent import HeadScores, IntentClassifier
+from .retrieval import RetrievalResult, Retriever, SearchFilters
 
 
 class GuardStage(Protocol):
@@ -36,7 +36,9 @@ class RetrievalStage(Protocol):
 
 
 class IntentStage(Protocol):
-    async def classify(self, masked_text: str, adapter: AdapterRef, examples: list[Hit]) -> IntentPrediction: ...
+    async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
+        """The adapter head's part of the intent (the pipeline mixes in the retrieval vote itself)."""
+        ...
 
 
 class GeneratorStage(Protocol):
@@ -75,8 +77,8 @@ class LocalIntent:
     def __init__(self, classifier: IntentClassifier) -> None:
         self.classifier = classifier
 
-    async def classify(self, masked_text: str, adapter: AdapterRef, examples: list[Hit]) -> IntentPrediction:
-        return await self.classifier.classify(masked_text, adapter, examples)
+    async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
+        return await self.classifier.head_scores(masked_text, adapter)
 
 
 class LocalGenerator:

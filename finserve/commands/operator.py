@@ -30,7 +30,8 @@ def run(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every handler step.")] = False,
 ) -> None:
-    """Run the operator until SIGINT/SIGTERM. Prometheus: $FINSERVE_PROMETHEUS_URL."""
+    """Run the operator until SIGINT/SIGTERM. Prometheus: $FINSERVE_PROMETHEUS_URL; the operator's own
+    /metrics: port $FINSERVE_OPERATOR_METRICS_PORT (default 8090, 0 turns it off)."""
     if bool(namespace) == all_namespaces:
         raise typer.BadParameter("give --namespace (one or more) or --all-namespaces, not both or neither")
     import kopf

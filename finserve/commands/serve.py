@@ -18,6 +18,7 @@ def up(
     config: ConfigOpt = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default FINSERVE_HTTP_PORT or 8000).")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default FINSERVE_HTTP_HOST or 127.0.0.1).")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="gRPC port (default FINSERVE_GRPC_PORT or 8081).")] = None,
     ingest: Annotated[bool, typer.Option(help="Build the retrieval index first if it is missing.")] = True,
 ) -> None:
     """Start the guarded RAG stack on a local Ray; Ctrl-C or SIGTERM shuts it down cleanly."""
@@ -33,6 +34,8 @@ def up(
         cfg.gateway.http_port = port
     if host is not None:
         cfg.gateway.host = host
+    if grpc_port is not None:
+        cfg.gateway.grpc_port = grpc_port
 
     stop = threading.Event()
     code = run_stack(cfg, stop, console=console, ingest_if_missing=ingest)
@@ -41,13 +44,17 @@ def up(
 
 def ask(
     question: Annotated[str, typer.Argument(help="The customer's question.")],
-    url: Annotated[str, typer.Option(help="Gateway base URL.")] = "",
+    url: Annotated[str, typer.Option(help="Gateway base URL (with --grpc: HOST:PORT).")] = "",
     model: Annotated[str, typer.Option(help="Model name (see GET /v1/models).")] = "finserve-banking",
     adapter: Annotated[str | None, typer.Option(help="Force an adapter version NAME@VERSION.")] = None,
     raw: Annotated[bool, typer.Option("--json", help="Print the whole JSON response.")] = False,
     max_tokens: Annotated[int, typer.Option(help="Most tokens to generate.")] = 96,
+    grpc: Annotated[bool, typer.Option("--grpc", help="Ask over gRPC (Open Inference Protocol v2).")] = False,
 ) -> None:
     """Send one question through the running stack and print the guarded answer."""
+    if grpc:
+        _ask_grpc(question, url, model, adapter, raw, max_tokens)
+        return
     import httpx
     from rich.console import Console
 
@@ -72,6 +79,38 @@ def ask(
         f"[dim]intent={info['intent']} adapter={info['adapter']} citations={','.join(info['citations'])} "
         f"pii={info['pii']} total={info['timings_ms'].get('total')} ms[/]"
     )
+
+
+def _ask_grpc(question: str, target: str, model: str, adapter: str | None, raw: bool, max_tokens: int) -> None:
+    import grpc
+    from google.protobuf.json_format import MessageToJson
+    from rich.console import Console
+
+    from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
+    from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    target = target or f"127.0.0.1:{os.environ.get('FINSERVE_GRPC_PORT', '8081')}"
+    metadata = [("x-finserve-adapter", adapter)] if adapter else []
+    if key := os.environ.get("FINSERVE_API_KEY"):
+        metadata.append(("authorization", f"Bearer {key}"))
+    text = pb.ModelInferRequest.InferInputTensor(
+        name="text", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[question.encode()]))
+    request = pb.ModelInferRequest(model_name=model, inputs=[text],
+                                   parameters={"max_tokens": pb.InferParameter(int64_param=max_tokens)})
+    with grpc.insecure_channel(target) as channel:
+        try:
+            resp = GRPCInferenceServiceStub(channel).ModelInfer(request, metadata=metadata, timeout=300)
+        except grpc.RpcError as exc:
+            typer.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
+            raise typer.Exit(1) from exc
+    if raw:
+        typer.echo(MessageToJson(resp))
+        return
+    out = {t.name: t.contents.bytes_contents[0].decode() for t in resp.outputs}
+    console = Console()
+    console.print(out["text"])
+    console.print(f"[dim]intent={out['intent']} adapter={out['adapter']} citations={out['citations']} "
+                  f"request_id={out['request_id']}[/]")
 
 
 def register(app: typer.Typer) -> None:

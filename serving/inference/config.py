@@ -14,12 +14,22 @@ from .base_model import BASE_MODEL_ID
 class CPUOptions(StrictModel):
     """How the transformers engine holds and runs the weights on a CPU."""
 
-    weights: Literal["float16-packed", "float32", "bfloat16"] = Field(
-        "float16-packed",
+    weights: Literal["int8", "float16-packed", "float32", "bfloat16"] = Field(
+        "int8",
         description=(
-            "float16-packed: Linear weights packed as float16 for fbgemm, activations and LoRA in float32 "
-            "(half the bytes per token, same greedy output on our checks); float32: plain; "
-            "bfloat16: the whole model in bfloat16 (only fast on CPUs with avx512_bf16 or AMX)."
+            "int8: Linear weights as int8 with a float32 scale per output channel for decode steps "
+            "(our AVX2 kernel, built once with the C compiler), activations, LoRA and prefill in float32; "
+            "float16-packed: the same with fbgemm float16 weights; float32: plain; bfloat16: the whole "
+            "model in bfloat16 (only fast on CPUs with avx512_bf16 or AMX). Where the int8 kernel cannot "
+            "run (no AVX2/FMA, no compiler) int8 falls back to float16-packed, then float32."
+        ),
+    )
+    forward: Literal["lean", "transformers"] = Field(
+        "lean",
+        description=(
+            "lean: our forward pass over the model's own modules with a preallocated KV cache (Llama "
+            "family; about a third of the torch calls per step); transformers: the model's forward with "
+            "a DynamicCache. Models lean cannot run use transformers."
         ),
     )
     num_threads: int | None = Field(

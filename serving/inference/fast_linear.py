@@ -1,18 +1,26 @@
-"""Linear layers whose weights are read as float16 during decoding, for memory-bound CPUs.
+"""Linear layers whose weights are read as int8 or float16 during decoding, for CPUs.
 
-Decoding a 135M model reads every weight once per token, so bytes per weight set the speed.
-:class:`PackedFP16Linear` is still an ``nn.Linear`` (PEFT wraps it with LoRA as usual and sees a
-float32 ``weight``, so adapters load and run in float32), but its forward multiplies with an
-fbgemm-packed float16 copy. The float32 weight stays as the reference copy: it costs RAM, not
-bandwidth, because decoding never reads it.
+Decoding a 135M model reads every weight once per token, so bytes per weight (and the cost of
+turning them into float32) set the speed. :class:`Int8Linear` and :class:`PackedFP16Linear` are
+still ``nn.Linear`` (PEFT wraps them with LoRA as usual and sees a float32 ``weight``, so
+adapters load and run in float32), but a decode step (one position per sequence) multiplies with
+a compact copy: int8 with a scale per output channel (our AVX2 kernel, ``cpu_kernels.py``) or
+fbgemm-packed float16. Prefill (several positions per sequence) is compute-bound, not
+memory-bound: it multiplies with the float32 weight, which MKL does faster than either compact
+format and exactly. The float32 weight costs RAM, not bandwidth, because decode steps never read
+it.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from .cpu_kernels import CPUKernels, load_kernels, pack, packable
 
 # torch marks the fbgemm float16 ops deprecated (with torch.ao); they are the only AVX2 float16
 # GEMM in the CPU wheel. pyproject pins torch below 2.15 and fbgemm_available() guards the call.
@@ -56,6 +64,8 @@ class PackedFP16Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         global _forward_warned
+        if not is_decode(x):
+            return F.linear(x, self.weight, self.bias)
         if self._packed is None:
             self.repack()
         if not _forward_warned:
@@ -73,15 +83,77 @@ class PackedFP16Linear(nn.Linear):
         return out.reshape(*shape[:-1], self.out_features)
 
 
+class Int8Linear(nn.Linear):
+    """nn.Linear whose decode steps read int8 weights (symmetric, one scale per output channel).
+
+    Activations, accumulation, bias and LoRA stay float32; prefill uses the float32 ``weight``.
+    Like :class:`PackedFP16Linear`, ``weight`` must not change after construction (:meth:`repack`).
+    """
+
+    def __init__(self, source: nn.Linear, kernel: CPUKernels) -> None:
+        nn.Module.__init__(self)
+        self.in_features = source.in_features
+        self.out_features = source.out_features
+        self.weight = source.weight
+        self.bias = source.bias
+        self._kernel = kernel
+        self.repack()
+
+    def repack(self) -> None:
+        # Plain attributes, not buffers: state_dict and PEFT see exactly what nn.Linear has.
+        self._qweight, self._scales = pack(self.weight)
+
+    def __getstate__(self) -> dict:
+        # The ctypes kernel cannot be copied or pickled; the copy finds it again on first use.
+        state = self.__dict__.copy()
+        state["_kernel"] = None
+        return state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dim() > 2 and x.shape[-2] != 1) or (self.weight.requires_grad and torch.is_grad_enabled()):
+            return F.linear(x, self.weight, self.bias)  # prefill (or training): float32
+        if self._kernel is None:
+            self._kernel = load_kernels()
+            if self._kernel is None:
+                raise RuntimeError("the int8 kernel is not available on this machine")
+        bias = None if self.bias is None else self.bias.detach()
+        return self._kernel.linear(x, self._qweight, self._scales, bias)
+
+
+def is_decode(x: torch.Tensor) -> bool:
+    """One position per sequence ([batch, 1, features] or [rows, features]): a memory-bound step."""
+    return x.dim() < 3 or x.shape[-2] == 1
+
+
+def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Linear | None]) -> int:
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                new = make(child)
+                if new is not None:
+                    setattr(parent, name, new)
+                    replaced += 1
+    return replaced
+
+
 def pack_linears(model: nn.Module) -> int:
     """Replace every plain nn.Linear in ``model`` (lm_head included) by a PackedFP16Linear.
 
     Returns how many were replaced. Call before PEFT wraps the model.
     """
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                setattr(parent, name, PackedFP16Linear(child))
-                replaced += 1
-    return replaced
+    return _replace_linears(model, PackedFP16Linear)
+
+
+def quantize_linears(model: nn.Module, kernel: CPUKernels | None = None) -> int:
+    """Replace every plain nn.Linear (lm_head included) whose sizes the kernel takes by an Int8Linear.
+
+    Returns how many were replaced (0 when the kernel cannot run here). Call before PEFT wraps
+    the model.
+    """
+    kernel = kernel or load_kernels()
+    if kernel is None:
+        return 0
+    return _replace_linears(
+        model, lambda lin: Int8Linear(lin, kernel) if packable(lin.out_features, lin.in_features) else None
+    )

@@ -18,7 +18,8 @@ from finserve.contracts import AdapterCorrupt
 
 from .adapter_files import adapter_folder, check_adapter_files
 from .config import CPUOptions
-from .fast_linear import fbgemm_available, pack_linears
+from .fast_linear import fbgemm_available, pack_linears, quantize_linears
+from .lean_forward import LeanLlama, unsupported_reason
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class ModelRunner:
         self._lock = threading.Lock()
         self._model: Any = None  # the transformers model; PEFT wraps it in place
         self._peft: Any = None
+        self._lean: LeanLlama | None = None
         self._active: str | None = None
         self.tokenizer: Any = None  # for prompts, on the event loop's thread
         self._decode_tokenizer: Any = None
@@ -41,6 +43,7 @@ class ModelRunner:
         self.pad_id = 0
         self.max_positions = 2048
         self.weights = options.weights
+        self.forward_path = options.forward
 
     # ---- loading ----
 
@@ -57,12 +60,26 @@ class ModelRunner:
         dtype = torch.bfloat16 if self.options.weights == "bfloat16" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
         model.eval()
-        if self.options.weights == "float16-packed":
+        if self.weights == "int8":
+            count = quantize_linears(model)
+            if count:
+                log.info("int8 weights for %d Linear layers", count)
+            else:
+                log.warning("the int8 kernel cannot run here: trying float16-packed weights")
+                self.weights = "float16-packed"
+        if self.weights == "float16-packed":
             if fbgemm_available():
                 log.info("packed %d Linear layers as float16", pack_linears(model))
             else:
                 log.warning("fbgemm unavailable on this CPU build: serving float32 weights")
                 self.weights = "float32"
+        if self.forward_path == "lean":
+            reason = unsupported_reason(model)
+            if reason is None:
+                self._lean = LeanLlama.with_kernels(model)
+            else:
+                log.warning("lean forward unavailable (%s): using the transformers forward", reason)
+                self.forward_path = "transformers"
         self._model = model
         self.eos_ids = frozenset(_eos_ids(self.tokenizer, self.model_dir, GenerationConfig))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
@@ -101,6 +118,8 @@ class ModelRunner:
             # PEFT keeps at least one adapter; dropping the last one means unwrapping the model.
             self._model = self._peft.unload()
             self._peft, self._active = None, None
+            if self._lean is not None:
+                self._lean.model = self._model
             return
         if self._active == name:
             other = next(n for n in self._peft.peft_config if n != name)
@@ -114,6 +133,9 @@ class ModelRunner:
     # ---- running ----
 
     def new_cache(self) -> Any:
+        """An empty KV cache for one batch (``batch_select_indices`` drops finished rows)."""
+        if self._lean is not None:
+            return self._lean.new_cache()
         from transformers import DynamicCache
 
         return DynamicCache()
@@ -127,6 +149,8 @@ class ModelRunner:
         adapters: list[str | None],
     ) -> torch.Tensor:
         """Logits of the last position of each row, each row through its own adapter (None: base)."""
+        if self._lean is not None:
+            return self._forward_lean(input_ids, attention_mask, position_ids, cache, adapters)
         kwargs: dict[str, Any] = dict(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=cache, use_cache=True, logits_to_keep=1,
@@ -148,6 +172,27 @@ class ModelRunner:
                 else:
                     out = self._peft(**kwargs, adapter_names=[a or BASE_ROW for a in adapters])
         return out.logits[:, -1, :]
+
+    def _forward_lean(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                      cache: Any, adapters: list[str | None]) -> torch.Tensor:
+        assert self._lean is not None
+        lean = self._lean
+        with self._lock, torch.inference_mode():
+            distinct = set(adapters)
+            if self._peft is None:
+                if distinct != {None}:
+                    raise RuntimeError("an adapter was requested but none is loaded")
+                return lean.forward(input_ids, attention_mask, position_ids, cache)
+            if distinct == {None}:
+                return lean.forward(input_ids, attention_mask, position_ids, cache, base_only=True)
+            if len(distinct) == 1:
+                (name,) = distinct
+                if self._active != name:
+                    self._peft.set_adapter(name)
+                    self._active = name
+                return lean.forward(input_ids, attention_mask, position_ids, cache)
+            names = [a or BASE_ROW for a in adapters]
+            return lean.forward(input_ids, attention_mask, position_ids, cache, adapter_names=names)
 
 
 def _eos_ids(tokenizer: Any, model_dir: Path, generation_config_cls: Any) -> set[int]:

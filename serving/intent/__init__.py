@@ -1,9 +1,10 @@
 """The served intent classifier: an adapter's intent head on the LLM's hidden states, or a retrieval vote.
 
-Public surface: :class:`IntentConfig`, :class:`IntentPrediction`, :class:`IntentClassifier`.
+Public surface: :class:`IntentConfig`, :class:`IntentPrediction`, :class:`IntentClassifier`, and the split
+the pipeline uses: :func:`wants_head`, :class:`HeadScores`, :func:`decide`.
 """
 
-from .classifier import UNKNOWN, IntentClassifier, IntentPrediction
+from .classifier import UNKNOWN, HeadScores, IntentClassifier, IntentPrediction, decide, wants_head
 from .config import IntentConfig
 
-__all__ = ["UNKNOWN", "IntentClassifier", "IntentConfig", "IntentPrediction"]
+__all__ = ["UNKNOWN", "HeadScores", "IntentClassifier", "IntentConfig", "IntentPrediction", "decide", "wants_head"]

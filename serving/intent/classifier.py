@@ -5,6 +5,10 @@ Versions load once into the same base model as named PEFT adapters; a request sw
 own version (``set_adapter``, about 10 ms) under a lock, so concurrent requests for different
 versions never see each other's weights. The forward pass stops at the head's exit layer:
 classification is one partial forward, never generation.
+
+The work splits in two so a pipeline can overlap it with retrieval: :meth:`IntentClassifier.head_scores`
+(the model: needs only the masked query) and :func:`decide` (pure: mixes in the retrieval vote once the
+nearest examples are known). :meth:`IntentClassifier.classify` is the two in sequence.
 """
 
 from __future__ import annotations
@@ -41,6 +45,32 @@ class IntentPrediction(StrictModel):
     method: str = Field(description="head, head+vote (head mixed with the retrieval vote) or vote.")
 
 
+class HeadScores(StrictModel):
+    """An adapter head's intent probabilities for one query, and how its spec mixes in the retrieval vote."""
+
+    probabilities: dict[str, float] = Field(description="Intent -> probability under the head.")
+    retrieval_weight: float = Field(ge=0.0, le=1.0, description="Weight of the retrieval vote in the mix.")
+    vote_temperature: float = Field(gt=0.0, description="Softmax temperature of the vote.")
+
+
+def wants_head(config: IntentConfig, adapter: AdapterRef) -> bool:
+    """Whether ``adapter`` is classified by a head at all (else the retrieval vote alone decides)."""
+    return config.method != "vote" and not adapter.is_base
+
+
+def decide(head: HeadScores | None, examples: Sequence[vote.Example], vote_temperature: float) -> IntentPrediction:
+    """The served intent: the head mixed with the retrieval vote, or the vote alone when there is no head."""
+    if head is None:
+        votes = vote.vote(examples, vote_temperature)
+        if not votes:
+            return IntentPrediction(label=UNKNOWN, confidence=0.0, method="vote")
+        label, confidence = vote.best(votes)
+        return IntentPrediction(label=label, confidence=min(1.0, confidence), method="vote")
+    votes = vote.vote(examples, head.vote_temperature) if head.retrieval_weight > 0 else {}
+    label, confidence = vote.best(vote.mix(head.probabilities, votes, head.retrieval_weight))
+    return IntentPrediction(label=label, confidence=min(1.0, confidence), method="head+vote" if votes else "head")
+
+
 @dataclass
 class _Loaded:
     name: str  # the PEFT adapter name inside the shared model
@@ -66,17 +96,23 @@ class IntentClassifier:
         return self.config.method == "vote" or self.registry is not None
 
     async def classify(self, masked_text: str, adapter: AdapterRef, examples: Sequence[vote.Example]) -> IntentPrediction:
-        if self.config.method == "vote" or adapter.is_base:
-            return self._vote_only(examples, self.config.vote_temperature)
+        head = await self.head_scores(masked_text, adapter) if wants_head(self.config, adapter) else None
+        return decide(head, examples, self.config.vote_temperature)
+
+    async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
+        """The head's probabilities for one query; None when the vote alone decides (see :func:`wants_head`)."""
+        if not wants_head(self.config, adapter):
+            return None
         loaded = await asyncio.to_thread(self._ensure, adapter)
         if loaded is None:
             log.warning("adapter %s carries no intent head: using the retrieval vote", adapter)
-            return self._vote_only(examples, self.config.vote_temperature)
+            return None
         probs = await asyncio.to_thread(self._head_probabilities, loaded, [masked_text])
-        head = dict(zip(loaded.labels, probs[0], strict=True))
-        votes = vote.vote(examples, loaded.spec.vote_temperature) if loaded.spec.retrieval_weight > 0 else {}
-        label, confidence = vote.best(vote.mix(head, votes, loaded.spec.retrieval_weight))
-        return IntentPrediction(label=label, confidence=min(1.0, confidence), method="head+vote" if votes else "head")
+        return HeadScores(
+            probabilities=dict(zip(loaded.labels, probs[0], strict=True)),
+            retrieval_weight=loaded.spec.retrieval_weight,
+            vote_temperature=loaded.spec.vote_temperature,
+        )
 
     def preload(self, adapters: Sequence[AdapterRef]) -> None:
         """Load adapter versions ahead of traffic (the first request for one otherwise pays it)."""
@@ -98,14 +134,6 @@ class IntentClassifier:
         return list(loaded.labels)
 
     # ---- internals ----
-
-    @staticmethod
-    def _vote_only(examples: Sequence[vote.Example], temperature: float) -> IntentPrediction:
-        votes = vote.vote(examples, temperature)
-        if not votes:
-            return IntentPrediction(label=UNKNOWN, confidence=0.0, method="vote")
-        label, confidence = vote.best(votes)
-        return IntentPrediction(label=label, confidence=min(1.0, confidence), method="vote")
 
     def _ensure(self, ref: AdapterRef) -> _Loaded | None:
         with self._lock:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from . import lite_fastpath
 from .errors import IndexMissing, VectorStoreUnavailable
 from .types import Document, Hit, Kind
 
@@ -121,6 +122,7 @@ class MilvusStore:
         from pymilvus import MilvusClient
 
         if self._lite_path is not None:
+            lite_fastpath.install()  # this process runs the Lite server: skip its per-row walk (see module)
             _lite_acquire(self._lite_path)
         try:
             client = MilvusClient(uri=self.uri, timeout=self.timeout_s)

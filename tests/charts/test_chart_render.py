@@ -291,6 +291,16 @@ def test_operator_is_one_standalone_replica_recreated_on_upgrade():
     assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_operator_exposes_its_metrics_port():
+    c = container(one(render(), "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
+    assert env_of(c)["FINSERVE_OPERATOR_METRICS_PORT"]["value"] == "8090"
+    assert {"name": "metrics", "containerPort": 8090, "protocol": "TCP"} in c["ports"]
+    moved = container(one(render(sets=("operator.metricsPort=9300",)), "Deployment", "finserve-operator")
+                      ["spec"]["template"]["spec"], "operator")
+    assert env_of(moved)["FINSERVE_OPERATOR_METRICS_PORT"]["value"] == "9300"
+    assert {"name": "metrics", "containerPort": 9300, "protocol": "TCP"} in moved["ports"]
+
+
 def test_operator_serves_listed_namespaces_only():
     c = container(one(render(values=(CI / "jobs-values.yaml",)), "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
     assert c["args"][:2] == ["--namespace=finserve", "--namespace=finserve-canary"]
@@ -305,9 +315,12 @@ def test_operator_off_renders_none_of_it():
 # ---- RayService ---------------------------------------------------------------------------------
 
 def test_rayservice_serve_config_is_valid_for_ray_serve():
+    from ray.serve.config import gRPCOptions
     from ray.serve.schema import ServeDeploySchema
 
     from finserve.serving.config import ServingConfig
+    from finserve.serving.oip_grpc import ADD_SERVICER
+    from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 
     docs = render(values=(CI / "rayservice-values.yaml",))
     assert not serving_deployments(docs)
@@ -316,8 +329,26 @@ def test_rayservice_serve_config_is_valid_for_ray_serve():
     (app,) = serve.applications
     assert (app.name, app.import_path, app.route_prefix) == ("finserve", "finserve.serving.app:build_app", "/")
     assert serve.http_options.host == "0.0.0.0" and serve.http_options.port == 8000
+    # Ray Serve's gRPC proxy serves OIP v2 on the chart's gRPC port, with the servicer Ray can import.
+    assert serve.grpc_options.port == 8081
+    assert serve.grpc_options.grpc_servicer_functions == [ADD_SERVICER]
+    options = gRPCOptions(**serve.grpc_options.model_dump())
+    assert options.grpc_servicer_func_callable == [add_GRPCInferenceServiceServicer_to_server]
     ServingConfig.model_validate(app.args)
     assert app.args["deployments"]["generator"]["num_gpus"] == 1
+
+
+def test_grpc_port_reaches_rays_grpc_proxy_on_every_node():
+    docs = render(values=(CI / "rayservice-values.yaml",), sets=("serving.grpcPort=9000",))
+    svc = one(docs, "Service", "finserve")
+    grpc_svc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
+    rs = one(docs, "RayService", "finserve-serving")
+    assert grpc_svc["targetPort"] == yaml.safe_load(rs["spec"]["serveConfigV2"])["grpc_options"]["port"] == 9000
+    cluster = rs["spec"]["rayClusterConfig"]
+    for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
+        assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+        assert ports["grpc"] == 9000
 
 
 def test_rayservice_cluster_shape():
@@ -326,11 +357,14 @@ def test_rayservice_cluster_shape():
     assert cluster["rayVersion"] == "2.60.0" and cluster["enableInTreeAutoscaling"] is True
     head = cluster["headGroupSpec"]["template"]["spec"]
     assert container(head, "ray-head")["image"] == "finserve-serving:0.1.0"
-    assert {p["name"]: p["containerPort"] for p in container(head, "ray-head")["ports"]}["serve"] == 8000
+    head_ports = {p["name"]: p["containerPort"] for p in container(head, "ray-head")["ports"]}
+    assert (head_ports["serve"], head_ports["grpc"]) == (8000, 8081)
     (group,) = cluster["workerGroupSpecs"]
     assert (group["groupName"], group["replicas"], group["minReplicas"], group["maxReplicas"]) == ("gpu", 1, 1, 3)
     worker = container(group["template"]["spec"], "ray-worker")
     assert worker["image"] == "finserve-serving-gpu:0.1.0"
+    # Every node runs a Serve proxy (HTTP and gRPC), so workers expose the gRPC port too.
+    assert {p["name"]: p["containerPort"] for p in worker["ports"]}["grpc"] == 8081
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert group["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     for pod in (head, group["template"]["spec"]):
@@ -397,6 +431,10 @@ def test_only_the_gateway_is_reachable_from_outside_the_release(values):
                                and p["metadata"]["name"] != "finserve-kuberay"]
             if pod_labels.get("app.kubernetes.io/component") == "serving":
                 assert open_to_outside == [gateway]
+            elif pod_labels.get("app.kubernetes.io/component") == "operator" and open_to_outside:
+                # With a monitor on (rayservice-values), Prometheus may scrape the operator's metrics port.
+                assert [p["metadata"]["name"] for p in open_to_outside] == ["finserve-operator-metrics"]
+                assert open_to_outside[0]["spec"]["ingress"] == [{"ports": [{"port": 8090, "protocol": "TCP"}]}]
             else:
                 assert open_to_outside == [], f"{doc['metadata']['name']} is reachable from outside"
 
@@ -454,6 +492,36 @@ def test_pod_monitor_names_a_port_every_serving_pod_has(values, port):
         for spec, labels in zip(_pod_specs(doc), _pod_labels(doc)):
             if pm["spec"]["selector"]["matchLabels"].items() <= labels.items():
                 assert port in {p["name"] for p in spec["containers"][0].get("ports", [])}, doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("monitor", ["serviceMonitor", "podMonitor"])
+def test_operator_pod_monitor_scrapes_the_operator_metrics_port(monitor):
+    docs = render(sets=(f"monitoring.{monitor}.enabled=true", f"monitoring.{monitor}.labels.release=prom",
+                        f"monitoring.{monitor}.interval=15s"))
+    pm = one(docs, "PodMonitor", "finserve-operator")
+    dep = one(docs, "Deployment", "finserve-operator")
+    assert pm["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "15s")
+    assert "metrics" in {p["name"] for p in container(dep["spec"]["template"]["spec"], "operator")["ports"]}
+    assert pm["metadata"]["labels"]["release"] == "prom"
+    # Only the operator's metrics port opens to the outside, and only while a monitor is on.
+    operator_labels = dep["spec"]["template"]["metadata"]["labels"]
+    open_to_outside = [p for p in find(docs, "NetworkPolicy")
+                       if _selects(p, operator_labels) and p["metadata"]["name"] != "finserve-default-deny"]
+    assert [p["metadata"]["name"] for p in open_to_outside] == ["finserve-operator-metrics"]
+    assert open_to_outside[0]["spec"]["ingress"] == [{"ports": [{"port": 8090, "protocol": "TCP"}]}]
+
+
+def test_operator_metrics_sources_can_be_restricted_and_nothing_is_scraped_without_monitoring():
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    docs = render(values=(CI / "monitoring-values.yaml",), sets=(
+        "networkPolicy.operatorMetricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",))
+    assert one(docs, "NetworkPolicy", "finserve-operator-metrics")["spec"]["ingress"][0]["from"] == [peer]
+    plain = render()
+    assert not find(plain, "PodMonitor") and not find(plain, "NetworkPolicy", "finserve-operator-metrics")
+    off = render(values=(CI / "monitoring-values.yaml",), sets=("operator.enabled=false",))
+    assert not find(off, "PodMonitor", "finserve-operator")
 
 
 def test_dashboard_configmap_ships_the_dashboard_json():

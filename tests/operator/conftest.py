@@ -31,6 +31,7 @@ import yaml
 from finserve.operator.api import CRD_PATH
 from kmock._internal import apps, dicts, enums, rendering
 from mro_testkit import RESOURCE_RAY
+from netutil import free_port
 
 
 def _now() -> str:
@@ -410,8 +411,19 @@ async def fake_prometheus() -> AsyncIterator[tuple[FakePrometheus, str]]:
 
 
 @pytest.fixture()
+def operator_metrics(monkeypatch: pytest.MonkeyPatch) -> str:
+    """URL of the operator's own /metrics: operators started by the tests serve it on a free port."""
+    port = free_port()
+    monkeypatch.setenv("FINSERVE_OPERATOR_METRICS_PORT", str(port))
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+@pytest.fixture()
 def run_operator(
-    kubeconfig: Path, fake_prometheus: tuple[FakePrometheus, str], monkeypatch: pytest.MonkeyPatch
+    kubeconfig: Path,
+    fake_prometheus: tuple[FakePrometheus, str],
+    operator_metrics: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
     """Start the real operator (kopf run of finserve.operator.handlers) against the emulator.
 

@@ -5,8 +5,11 @@ follow the emulator's watch events and their timeouts only stop a hung test."""
 
 from __future__ import annotations
 
+import aiohttp
 from finserve.contracts import RoutingTable
+from finserve.contracts import metrics as contract_metrics
 from finserve.operator.rbac import REQUIRED_RULES, allows
+from finserve.operator.status import Phase
 from mro_testkit import (
     RESOURCE_CM,
     RESOURCE_DEPLOY,
@@ -20,6 +23,7 @@ from mro_testkit import (
     patch,
     rollout_manifest,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def phase_is(*phases: str):
@@ -108,7 +112,7 @@ async def test_a_restarted_operator_resumes_from_status(kube, fake_prometheus, r
     prom, _ = fake_prometheus
     healthy(prom)
     manifest = rollout_manifest(strategy=fast(steps=[20, 60, 100], stepInterval="2s"))
-    at_60 = lambda obj: obj is not None and (obj.get("status") or {}).get("canaryWeight") == 60  # noqa: E731
+    at_60 = lambda obj: obj is not None and (obj.get("status") or {}).get("canaryWeight") == 60
     async with run_operator():
         await create(kube, RESOURCE_MRO, manifest)
         await kube.wait_for(RESOURCE_MRO, "default", "bank", at_60)
@@ -156,6 +160,8 @@ async def test_the_autoscaler_scales_the_generator_pool(kube, fake_prometheus, r
             "bank",
             lambda o: o is not None and bool((o.get("status") or {}).get("replicas")),
         )
+        # Read now: the timer's next tick (15 s on) may scale again while the operator shuts down.
+        replicas = kube.objects[RESOURCE_DEPLOY, "default", "gen"]["spec"]["replicas"]
     (pool,) = obj["status"]["replicas"]
     assert (pool["pool"], pool["reason"], pool["desiredReplicas"], pool["gpuUtilization"]) == (
         "shared",
@@ -163,7 +169,7 @@ async def test_the_autoscaler_scales_the_generator_pool(kube, fake_prometheus, r
         3,
         90.0,
     )
-    assert kube.objects[RESOURCE_DEPLOY, "default", "gen"]["spec"]["replicas"] == 3
+    assert replicas == 3
     assert obj["status"]["phase"] == "Progressing"  # the rollout's fields survive the autoscaler's writes
     assert_rbac_covers(kube)
 
@@ -180,3 +186,51 @@ async def test_deleting_a_rollout_midway_returns_traffic_to_stable(kube, fake_pr
     kept = route(kube)
     assert (str(kept.stable), kept.canary, kept.canary_weight) == ("banking77@1.0.0", None, 0)
     assert_rbac_covers(kube)
+
+
+async def rollout_gauges(url: str, rollout: str) -> tuple[dict[str, float], dict[str, float]]:
+    """One rollout's series from the operator's /metrics: ({phase: value}, {model: canary weight})."""
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200
+        text = await response.text()
+    phases, weights = {}, {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("rollout") != rollout:
+                continue
+            assert (labels["rollout_namespace"], labels["model"]) == ("default", f"finserve-{rollout}")
+            if sample.name == contract_metrics.ROLLOUT_PHASE:
+                phases[labels["phase"]] = sample.value
+            elif sample.name == contract_metrics.ROLLOUT_CANARY_WEIGHT:
+                weights[labels["model"]] = sample.value
+    return phases, weights
+
+
+def only(phase: str) -> dict[str, float]:
+    return {p.value: 1.0 if p.value == phase else 0.0 for p in Phase}
+
+
+async def test_the_operator_exports_phase_and_canary_weight_as_a_rollout_progresses_and_fails(
+    kube, fake_prometheus, run_operator, operator_metrics
+):
+    prom, _ = fake_prometheus
+    healthy(prom)
+    held = fast(stepInterval="1h")  # healthy checks keep the canary at 50 % until the errors come
+    async with run_operator() as runner:
+        for name in ("bank", "card"):
+            manifest = rollout_manifest(name=name, model=f"finserve-{name}", strategy=held)
+            await create(kube, RESOURCE_MRO, manifest)
+            await kube.wait_for(RESOURCE_MRO, "default", name, phase_is("Progressing"))
+        # Gauges are set before the status is written, so the status seen here is what they show.
+        progressing = await rollout_gauges(operator_metrics, "bank")
+        assert progressing == (only("Progressing"), {"finserve-bank": 50.0})
+        prom.set('code=~"5..', 0.4)
+        for name in ("bank", "card"):
+            await kube.wait_for(RESOURCE_MRO, "default", name, phase_is("Failed"))
+        assert await rollout_gauges(operator_metrics, "bank") == (only("Failed"), {"finserve-bank": 0.0})
+        await delete(kube, RESOURCE_MRO, "default", "bank")
+        await kube.wait_for(RESOURCE_MRO, "default", "bank", lambda obj: obj is None)
+        assert await rollout_gauges(operator_metrics, "bank") == ({}, {})  # its series went with it
+        assert await rollout_gauges(operator_metrics, "card") == (only("Failed"), {"finserve-card": 0.0})
+    assert "Traceback" not in runner.output

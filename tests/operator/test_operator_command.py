@@ -1,6 +1,6 @@
 """`finserve operator run` as a process: it serves rollouts from the emulated Kubernetes API (kmock
-stands in for an API server that cannot run here), answers its liveness probe, and stops cleanly
-on SIGTERM."""
+stands in for an API server that cannot run here), answers its liveness probe, serves its own
+/metrics on the configured port, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 
 import aiohttp
 from mro_testkit import RESOURCE_MRO, create, fast, healthy, rollout_manifest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from finserve.cli import app
@@ -29,15 +30,16 @@ def test_run_needs_namespaces_or_all():
     assert "--namespace" in result.output
 
 
-async def test_run_serves_rollouts_and_liveness(kube, kubeconfig, fake_prometheus):
+async def test_run_serves_rollouts_liveness_and_metrics(kube, kubeconfig, fake_prometheus):
     prom, prom_url = fake_prometheus
     healthy(prom)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "FINSERVE_PROMETHEUS_URL": prom_url,
         "FINSERVE_OPERATOR_POLL_SECONDS": "1",
+        "FINSERVE_OPERATOR_METRICS_PORT": str(metrics_port),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -60,8 +62,12 @@ async def test_run_serves_rollouts_and_liveness(kube, kubeconfig, fake_prometheu
             "bank",
             lambda o: o is not None and (o.get("status") or {}).get("phase") == "Succeeded",
         )
-        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as probe:
-            assert probe.status == 200
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as probe:
+                assert probe.status == 200
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as scrape:
+                assert scrape.status == 200
+                exported = await scrape.text()
         proc.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
     finally:
@@ -69,5 +75,13 @@ async def test_run_serves_rollouts_and_liveness(kube, kubeconfig, fake_prometheu
             proc.kill()
             await proc.wait()
     assert done["status"]["stable"] == "banking77@1.1.0"
+    samples = {
+        (s.name, s.labels.get("phase")): (s.labels["rollout"], s.labels["model"], s.value)
+        for family in text_string_to_metric_families(exported)
+        for s in family.samples
+    }
+    assert samples[("finserve_rollout_phase", "Succeeded")] == ("bank", "finserve-banking", 1.0)
+    assert samples[("finserve_rollout_phase", "Progressing")] == ("bank", "finserve-banking", 0.0)
+    assert samples[("finserve_rollout_canary_weight", None)] == ("bank", "finserve-banking", 0.0)
     assert proc.returncode == 0, output.decode()[-3000:]
     assert b"Traceback" not in output

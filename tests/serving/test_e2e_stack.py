@@ -1,5 +1,6 @@
 """End to end: `finserve up` as a user runs it (Ray Serve graph, real Presidio, MiniLM + Milvus
-Lite, a real Redis L2, the real SmolLM2 weights), called over HTTP, then stopped with SIGTERM."""
+Lite, a real Redis L2, the real SmolLM2 weights), called over HTTP and over gRPC (Ray Serve's gRPC
+proxy), then stopped with SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import redis
@@ -39,7 +41,7 @@ def running_stack(tmp_path: Path, small_index: Path, redis_server):
     index = tmp_path / "milvus.db"
     (shutil.copytree if small_index.is_dir() else shutil.copy)(small_index, index)
     port = free_port()
-    cfg = stack_config(tmp_path, index, redis_server.url, http_port=port)
+    cfg = stack_config(tmp_path, index, redis_server.url, http_port=port, grpc_port=free_port())
     cfg_path = tmp_path / "serving.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
@@ -87,14 +89,17 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
     assert events[-1] == "data: [DONE]"
     streamed = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content", "") for e in events[:-1])
 
+    answered = _check_grpc(cfg.gateway.grpc_port, f"My card {CARD} was charged twice, email {EMAIL}")
+
     metrics = httpx.get(f"{base}/metrics", timeout=30).text
     assert "finserve_requests_total" in metrics
 
     audit = cfg.audit.path.read_text()
     lines = [json.loads(x) for x in audit.splitlines()]
-    assert [x["status"] for x in lines] == [200, 400, 200]
+    assert [x["status"] for x in lines] == [200, 400, 200, 200, 404]
+    assert lines[3]["request_id"] == "e2e-grpc" and lines[3]["pii"]["input"] == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1}
     cached = redis.Redis.from_url(redis_server.url)
-    everything = resp.text + streamed + audit + metrics + " ".join(
+    everything = resp.text + streamed + answered + audit + metrics + " ".join(
         (k + (cached.get(k) or b"")).decode(errors="replace") for k in cached.keys("*"))
     for secret in SECRETS:
         assert secret not in everything
@@ -105,5 +110,34 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 0
+    assert f"port {cfg.gateway.grpc_port}" in proc.stdout.read()  # `finserve up` says where gRPC listens
     time.sleep(2)
     assert _ray_processes(ray_tmp) == []
+
+
+def _check_grpc(port: int, question: str) -> str:
+    """OIP v2 through Ray Serve's gRPC proxy: health, one guarded answer, one NOT_FOUND."""
+    from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
+    from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    text = pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1],
+                                                 contents=pb.InferTensorContents(bytes_contents=[question.encode()]))
+    request = pb.ModelInferRequest(model_name="finserve-banking", inputs=[text],
+                                   parameters={"max_tokens": pb.InferParameter(int64_param=16)})
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
+        assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
+        resp, call = stub.ModelInfer.with_call(request, metadata=[("x-request-id", "e2e-grpc")], timeout=120)
+        request.model_name = "nope"
+        try:
+            stub.ModelInfer(request, timeout=60)
+            raise AssertionError("an unknown model must fail")
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.NOT_FOUND and "nope" in err.details()
+            assert "Traceback" not in err.details()
+    out = {t.name: t.contents.bytes_contents[0].decode() for t in resp.outputs}
+    assert out["text"].strip() and out["intent"] and out["citations"]
+    assert (out["adapter"], out["request_id"]) == ("base@0.0.0", "e2e-grpc")
+    assert ("x-request-id", "e2e-grpc") in call.trailing_metadata()
+    return str(resp) + " ".join(out.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from finserve.contracts import AdapterCorrupt, AdapterNotFound
@@ -16,23 +17,26 @@ from finserve.serving.errors import (
 )
 
 
+G = grpc.StatusCode
+
+
 @pytest.mark.parametrize(
-    ("exc", "status", "code"),
+    ("exc", "status", "code", "grpc_code"),
     [
-        (InvalidRequest("messages.0.role: bad", param="messages.0.role"), 400, "invalid_request"),
-        (Unauthorized("no key"), 401, "unauthorized"),
-        (ModelNotFound("no such model"), 404, "model_not_found"),
-        (AdapterNotFound("banking@9.0.0 missing"), 404, "adapter_not_found"),
-        (PayloadTooLarge("too big"), 413, "payload_too_large"),
-        (PIIBlocked(["US_SSN", "CREDIT_CARD"]), 422, "pii_blocked"),
-        (AdapterCorrupt("bad checksum"), 500, "adapter_corrupt"),
-        (BackendUnavailable("milvus down"), 503, "backend_unavailable"),
-        (RuntimeError("secret 4111 1111 1111 1111"), 500, "internal_error"),
+        (InvalidRequest("messages.0.role: bad", param="messages.0.role"), 400, "invalid_request", G.INVALID_ARGUMENT),
+        (Unauthorized("no key"), 401, "unauthorized", G.UNAUTHENTICATED),
+        (ModelNotFound("no such model"), 404, "model_not_found", G.NOT_FOUND),
+        (AdapterNotFound("banking@9.0.0 missing"), 404, "adapter_not_found", G.NOT_FOUND),
+        (PayloadTooLarge("too big"), 413, "payload_too_large", G.RESOURCE_EXHAUSTED),
+        (PIIBlocked(["US_SSN", "CREDIT_CARD"]), 422, "pii_blocked", G.FAILED_PRECONDITION),
+        (AdapterCorrupt("bad checksum"), 500, "adapter_corrupt", G.INTERNAL),
+        (BackendUnavailable("milvus down"), 503, "backend_unavailable", G.UNAVAILABLE),
+        (RuntimeError("secret 4111 1111 1111 1111"), 500, "internal_error", G.INTERNAL),
     ],
 )
-def test_mapping(exc, status, code):
+def test_mapping(exc, status, code, grpc_code):
     m = map_error(exc)
-    assert (m.status, m.code) == (status, code)
+    assert (m.status, m.code, m.grpc_code) == (status, code, grpc_code)
 
 
 def test_unknown_errors_do_not_echo_their_message():
@@ -62,7 +66,7 @@ def test_vector_store_down_is_503_with_retry_after():
     from finserve.serving.retrieval import VectorStoreUnavailable
 
     m = map_error(VectorStoreUnavailable("connection refused to 10.0.0.1", retry_after_s=2.5))
-    assert (m.status, m.retry_after) == (503, 3)
+    assert (m.status, m.retry_after, m.grpc_code) == (503, 3, grpc.StatusCode.UNAVAILABLE)
     assert "10.0.0.1" not in m.message
 
 

@@ -286,3 +286,9 @@ checkov.io/skip{{ add1 $i }}: {{ printf "%s=%s" $id (get $reasons $id) | quote }
 {{- if include "finserve.secretEnv" . }}{{ $ids = append $ids "CKV_K8S_35" }}{{ end }}
 {{- include "finserve.checkovSkips" $ids }}
 {{- end }}
+
+{{/* True (non-empty) when a Prometheus Operator monitor is on and the operator runs: its rollout
+gauges are scraped then (PodMonitor, NetworkPolicy). */}}
+{{- define "finserve.operatorScraped" -}}
+{{- if and .Values.operator.enabled (or .Values.monitoring.serviceMonitor.enabled .Values.monitoring.podMonitor.enabled) }}true{{ end }}
+{{- end }}

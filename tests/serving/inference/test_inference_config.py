@@ -14,7 +14,7 @@ def test_defaults_are_the_embedded_cpu_setup() -> None:
     cfg = GeneratorConfig()
     assert cfg.engine == "transformers" and cfg.model_dir is None
     assert cfg.base_model_id == BASE_MODEL_ID
-    assert cfg.cpu.weights == "float16-packed"
+    assert cfg.cpu.weights == "int8" and cfg.cpu.forward == "lean"
     assert cfg.vllm.max_lora_rank >= 8
 
 

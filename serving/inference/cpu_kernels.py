@@ -1,0 +1,391 @@
+"""C kernels for decode steps on AVX2 CPUs, built once with the C compiler and called through ctypes.
+
+Two groups: a weight-only int8 matrix kernel (every Linear of a decode step), and the small
+operations between the matrices of a Llama decode step (residual add + RMSNorm, rotary + KV-cache
+write + attention, SiLU-and-multiply), each of which costs a dozen torch calls of a few
+microseconds when the tensors hold a few hundred numbers.
+
+The int8 kernel
+---------------
+
+torch's CPU wheel has no fast weight-only int8 GEMM without AVX-512 (``_weight_int8pack_mm`` is
+about 10x slower than float32 here), and fbgemm's dynamic int8 quantizes the activations too
+(per tensor, 7 bits on AVX2), which changes greedy output from the first token and makes a row's
+result depend on the other rows of its batch. This kernel keeps activations in float32 and only
+stores weights as int8 with one scale per output channel:
+
+    y[m, n] = scale[n] * sum_k x[m, k] * q[n, k] (+ bias[n])
+
+Every (m, n) is computed by the same sequence of float operations whatever the batch size, the
+tile shape or the thread count, so a row decodes to the same tokens alone or in any batch.
+
+The decode-step kernels
+-----------------------
+:mod:`lean_forward` calls them for float32 decode steps (one position per row); prefill and
+other dtypes use torch. They compute what transformers computes (RMSNorm in float32, rotary as
+``x * cos + rotate_half(x) * sin``, softmax attention over the cached positions a row may see),
+with summation orders of their own, so logits agree to float32 rounding, not bit for bit.
+
+Building
+--------
+The C source below is compiled on first use with ``cc -O3 -mavx2 -mfma -fopenmp`` into a cache
+folder (``FINSERVE_KERNEL_DIR``, else ``~/.cache/finserve/kernels``) and loaded with ctypes: no
+Python headers, no torch headers, under a second to build. OpenMP resolves to the libgomp torch
+has already loaded (same soname), so the kernel shares torch's thread pool. Where there is no
+compiler or no AVX2/FMA, :func:`load_kernels` returns None and callers fall back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# Rows of the weight are stored in groups of 8, each group as [K/8][8 rows][8 values]: one 64-byte
+# line per k-step, read front to back, which the hardware prefetcher follows (row-major int8 rows
+# of 576 bytes, read 8 at a time, ran 35 % slower from DRAM).
+BLOCK = 8
+
+SOURCE = r"""
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+static inline float hsum8(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 sh = _mm_movehdup_ps(lo);
+    __m128 s = _mm_add_ps(lo, sh);
+    sh = _mm_movehl_ps(sh, s);
+    return _mm_cvtss_f32(_mm_add_ss(s, sh));
+}
+
+static inline __m256 load_w8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* MB rows of x times NB rows of one 8-row weight group. One accumulator per (m, n), summed over k
+   in the same order by every tile shape. */
+#define TILE(MB, NB)                                                                              \
+    static void tile_##MB##x##NB(const float *x, int64_t ldx, const int8_t *w, int64_t K,         \
+                                 const float *s, const float *b, float *y, int64_t ldy) {        \
+        __m256 acc[MB][NB];                                                                      \
+        for (int m = 0; m < MB; m++)                                                              \
+            for (int n = 0; n < NB; n++) acc[m][n] = _mm256_setzero_ps();                         \
+        for (int64_t k = 0; k < K; k += 8, w += 64) {                                             \
+            _mm_prefetch((const char *)(w + 1024), _MM_HINT_T0);                                   \
+            for (int n = 0; n < NB; n++) {                                                        \
+                __m256 wv = load_w8(w + n * 8);                                                   \
+                for (int m = 0; m < MB; m++)                                                      \
+                    acc[m][n] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), wv, acc[m][n]); \
+            }                                                                                     \
+        }                                                                                         \
+        for (int m = 0; m < MB; m++)                                                              \
+            for (int n = 0; n < NB; n++) {                                                        \
+                float v = hsum8(acc[m][n]) * s[n];                                                \
+                y[m * ldy + n] = b ? v + b[n] : v;                                                \
+            }                                                                                     \
+    }
+
+TILE(1, 8) TILE(2, 4) TILE(3, 2) TILE(4, 2) TILE(5, 1) TILE(6, 1) TILE(7, 1) TILE(8, 1)
+
+typedef void (*tile_fn)(const float *, int64_t, const int8_t *, int64_t, const float *, const float *,
+                        float *, int64_t);
+static const tile_fn tiles[9] = {0, tile_1x8, tile_2x4, tile_3x2, tile_4x2, tile_5x1, tile_6x1, tile_7x1,
+                                 tile_8x1};
+static const int widths[9] = {0, 8, 4, 2, 2, 1, 1, 1, 1};
+
+/* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) @ dequant(w)^T (+ b); N, K multiples of 8. */
+void finserve_woq_int8(const float *x, int64_t ldx, const int8_t *w, const float *s, const float *b,
+                       float *y, int64_t ldy, int64_t M, int64_t N, int64_t K, int threads) {
+    int64_t groups = N / 8;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t g = 0; g < groups; g++) {
+        const int8_t *wg = w + g * 8 * K;
+        for (int64_t m0 = 0; m0 < M; m0 += 8) {
+            int mb = (int)(M - m0 < 8 ? M - m0 : 8);
+            int nb = widths[mb];
+            for (int r = 0; r < 8; r += nb)
+                tiles[mb](x + m0 * ldx, ldx, wg + r * 8, K, s + g * 8 + r, b ? b + g * 8 + r : 0,
+                          y + m0 * ldy + g * 8 + r, ldy);
+        }
+    }
+}
+
+/* ---- decode-step glue (float32, one position per row) ---- */
+
+static inline float dot(const float *a, const float *b, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    return hsum8(acc);
+}
+
+/* h[r] += delta[r] (when delta is given); out[r] = h[r] * rsqrt(mean(h[r]^2) + eps) * w. */
+void finserve_add_rmsnorm(float *h, const float *delta, const float *w, float eps, float *out, int64_t rows,
+                          int64_t dim) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *x = h + r * dim;
+        if (delta) {
+            const float *d = delta + r * dim;
+            for (int64_t i = 0; i < dim; i += 8)
+                _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(d + i)));
+        }
+        float inv = 1.0f / sqrtf(dot(x, x, dim) / (float)dim + eps);
+        __m256 vi = _mm256_set1_ps(inv);
+        float *o = out + r * dim;
+        for (int64_t i = 0; i < dim; i += 8)
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), vi)));
+    }
+}
+
+/* out = x * cos + roll(x, d/2) * signed_sin, for one head vector of d values. */
+static inline void rope(const float *x, const float *c, const float *s, float *out, int64_t d) {
+    int64_t half = d / 2;
+    for (int64_t i = 0; i < d; i++) out[i] = x[i] * c[i] + x[(i + half) % d] * s[i];
+}
+
+/* One decode step of attention for every row b and query head h:
+   q [B, H*D], k and v [B, KV*D] (this step's projections); kc, vc the layer's caches
+   [B, KV, cap, D]; the new key (rotated) and value are written at column `col`, then the query
+   (rotated) attends over columns 0..col where valid[b, j] (valid NULL: all). out [B, H*D]. */
+void finserve_rope_attend(const float *q, const float *k, const float *v, const float *cos_t,
+                          const float *sin_t, const int64_t *pos, float *kc, float *vc, int64_t cap,
+                          int64_t col, const uint8_t *valid, float scale, float *out, int64_t B, int64_t H,
+                          int64_t KV, int64_t D, int threads) {
+    int64_t group = H / KV;
+    for (int64_t b = 0; b < B; b++) {
+        const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
+        for (int64_t g = 0; g < KV; g++) {
+            float *kdst = kc + ((b * KV + g) * cap + col) * D, *vdst = vc + ((b * KV + g) * cap + col) * D;
+            rope(k + (b * KV + g) * D, c, s, kdst, D);
+            for (int64_t i = 0; i < D; i++) vdst[i] = v[(b * KV + g) * D + i];
+        }
+    }
+    int64_t total = col + 1;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t bh = 0; bh < B * H; bh++) {
+        int64_t b = bh / H, h = bh % H, g = h / group;
+        const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
+        float qr[D], sc[total];
+        rope(q + (b * H + h) * D, c, s, qr, D);
+        const float *kb = kc + (b * KV + g) * cap * D, *vb = vc + (b * KV + g) * cap * D;
+        const uint8_t *ok = valid ? valid + b * total : 0;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < total; j++) {
+            if (ok && !ok[j]) { sc[j] = -INFINITY; continue; }
+            sc[j] = dot(qr, kb + j * D, D) * scale;
+            if (sc[j] > mx) mx = sc[j];
+        }
+        float sum = 0.f;
+        for (int64_t j = 0; j < total; j++) {
+            sc[j] = (ok && !ok[j]) ? 0.f : expf(sc[j] - mx);
+            sum += sc[j];
+        }
+        float *o = out + (b * H + h) * D;
+        for (int64_t i = 0; i < D; i += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t j = 0; j < total; j++)
+                if (sc[j] != 0.f) acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), _mm256_loadu_ps(vb + j * D + i), acc);
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, _mm256_set1_ps(1.0f / sum)));
+        }
+    }
+}
+
+/* g = silu(g) * u, in place. */
+void finserve_silu_mul(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+"""
+
+_BASE_FLAGS = ("-O3", "-mavx2", "-mfma", "-shared", "-fPIC", "-lm")
+
+
+class CPUKernels:
+    """The compiled kernels, callable on torch tensors (float32, contiguous, on the CPU)."""
+
+    def __init__(self, lib: ctypes.CDLL, threaded: bool) -> None:
+        ptr, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
+        self._woq = _bind(lib.finserve_woq_int8, ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, i64, i32)
+        self._add_rmsnorm = _bind(lib.finserve_add_rmsnorm, ptr, ptr, ptr, f32, ptr, i64, i64)
+        self._rope_attend = _bind(lib.finserve_rope_attend, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ptr,
+                                  f32, ptr, i64, i64, i64, i64, i32)
+        self._silu_mul = _bind(lib.finserve_silu_mul, ptr, ptr, i64)
+        self.threaded = threaded
+
+    def threads(self) -> int:
+        return torch.get_num_threads() if self.threaded else 1
+
+    def linear(self, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+               bias: torch.Tensor | None) -> torch.Tensor:
+        """``x @ W.T + bias`` for float32 ``x`` of any leading shape, W given by :func:`pack`."""
+        if x.dtype != torch.float32 or not x.is_contiguous():
+            x = x.float().contiguous()
+        k, n = x.shape[-1], scales.shape[0]
+        rows = x.numel() // k
+        out = torch.empty((*x.shape[:-1], n), dtype=torch.float32)
+        if rows:
+            self._woq(x.data_ptr(), k, qweight.data_ptr(), scales.data_ptr(),
+                      None if bias is None else bias.data_ptr(), out.data_ptr(), n, rows, n, k, self.threads())
+        return out
+
+    def add_rmsnorm(self, hidden: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor,
+                    eps: float) -> torch.Tensor:
+        """``hidden += delta`` in place (when given), then RMSNorm of ``hidden`` times ``weight``."""
+        dim = hidden.shape[-1]
+        out = torch.empty_like(hidden)
+        self._add_rmsnorm(hidden.data_ptr(), None if delta is None else delta.data_ptr(), weight.data_ptr(), eps,
+                          out.data_ptr(), hidden.numel() // dim, dim)
+        return out
+
+    def rope_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+                    signed_sin: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                    column: int, valid: torch.Tensor | None, scale: float, heads: int) -> torch.Tensor:
+        """Rotary on q and k, k and v written to cache column ``column``, attention over columns 0..column.
+
+        ``keys``/``values`` are one layer's cache [batch, kv_heads, capacity, head_dim]; ``valid``
+        [batch, column + 1] uint8 (None: every column). Returns [batch, 1, heads * head_dim].
+        """
+        batch, kv_heads, capacity, head_dim = keys.shape
+        out = torch.empty((batch, 1, heads * head_dim), dtype=torch.float32)
+        self._rope_attend(q.data_ptr(), k.data_ptr(), v.data_ptr(), cos.data_ptr(), signed_sin.data_ptr(),
+                          positions.data_ptr(), keys.data_ptr(), values.data_ptr(), capacity, column,
+                          None if valid is None else valid.data_ptr(), scale, out.data_ptr(), batch, heads,
+                          kv_heads, head_dim, self.threads())
+        return out
+
+    def silu_mul(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        """``silu(gate) * up``, written into ``gate``."""
+        self._silu_mul(gate.data_ptr(), up.data_ptr(), gate.numel())
+        return gate
+
+
+def _bind(fn: Any, *argtypes: Any) -> Any:
+    fn.restype = None
+    fn.argtypes = list(argtypes)
+    return fn
+
+
+def packable(out_features: int, in_features: int) -> bool:
+    return out_features % BLOCK == 0 and in_features % BLOCK == 0
+
+
+def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel int8: ``weight ~= q * scale[:, None]`` with q in [-127, 127]."""
+    w = weight.detach().float()
+    scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q, scales.contiguous()
+
+
+def pack(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize ``weight`` [N, K] and lay it out for the kernel: (blocked int8, float32 scales [N])."""
+    n, k = weight.shape
+    if not packable(n, k):
+        raise ValueError(f"int8 packing needs both dimensions divisible by {BLOCK}, got {n}x{k}")
+    q, scales = quantize(weight)
+    blocked = q.view(n // BLOCK, BLOCK, k // BLOCK, BLOCK).permute(0, 2, 1, 3).contiguous()
+    return blocked.view(n, k), scales
+
+
+def unpack(blocked: torch.Tensor) -> torch.Tensor:
+    """The row-major int8 matrix of a blocked one (tests and debugging)."""
+    n, k = blocked.shape
+    return blocked.view(n // BLOCK, k // BLOCK, BLOCK, BLOCK).permute(0, 2, 1, 3).reshape(n, k)
+
+
+def cpu_supported() -> bool:
+    """x86-64 with AVX2 and FMA (read from /proc/cpuinfo; other systems are not supported)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        flags = next(
+            (line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("flags")), [],
+        )
+    except OSError:
+        return False
+    return "avx2" in flags and "fma" in flags
+
+
+def kernel_dir() -> Path:
+    configured = os.environ.get("FINSERVE_KERNEL_DIR")
+    if configured:
+        return Path(configured)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "finserve" / "kernels"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def _build(compiler: str, folder: Path) -> tuple[Path, bool]:
+    """Compile (or find) the shared library; returns its path and whether it uses OpenMP."""
+    errors = []
+    for openmp in (True, False):
+        flags = (*_BASE_FLAGS, "-fopenmp") if openmp else _BASE_FLAGS
+        digest = hashlib.sha256((SOURCE + " ".join(flags)).encode()).hexdigest()[:16]
+        target = folder / f"finserve_kernels-{digest}.so"
+        if target.is_file():
+            return target, openmp
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        src = Path(tmp).with_suffix(".c")
+        src.write_text(SOURCE)
+        try:
+            proc = subprocess.run([compiler, *flags, "-o", tmp, str(src)], capture_output=True, text=True,
+                                  timeout=120, check=False)
+            if proc.returncode == 0:
+                os.replace(tmp, target)  # atomic: another process never sees half a library
+                return target, openmp
+            errors.append(proc.stderr.strip()[-400:])
+        finally:
+            src.unlink(missing_ok=True)
+            Path(tmp).unlink(missing_ok=True)
+    raise RuntimeError("; ".join(errors))
+
+
+def _gomp_copies() -> int:
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return 1
+    return len({line.split()[-1] for line in maps.splitlines() if "libgomp" in line})
+
+
+@functools.cache
+def load_kernels() -> CPUKernels | None:
+    """The kernels, built on first use; None (with a warning) where they cannot run here."""
+    if not cpu_supported():
+        log.warning("CPU kernels need an x86-64 CPU with AVX2 and FMA")
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        log.warning("CPU kernels: no C compiler found (set CC or install gcc)")
+        return None
+    folder = kernel_dir()
+    try:
+        try:
+            path, openmp = _build(compiler, folder)
+        except OSError:  # an unwritable cache folder: build into a private temp folder instead
+            path, openmp = _build(compiler, Path(tempfile.gettempdir()) / f"finserve-kernels-{os.getuid()}")
+        lib = ctypes.CDLL(str(path))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        log.warning("CPU kernels could not be built with %s: %s", compiler, exc)
+        return None
+    threaded = openmp and _gomp_copies() <= 1
+    if openmp and not threaded:
+        log.warning("CPU kernels: a second OpenMP runtime was loaded; they run on one thread")
+    return CPUKernels(lib, threaded)

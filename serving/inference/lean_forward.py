@@ -1,0 +1,235 @@
+"""A lean forward pass for Llama-family models: transformers' modules, without transformers' glue.
+
+A decode step of SmolLM2-135M through ``LlamaForCausalLM.forward`` makes about 3,000 torch calls
+(mask building, cache bookkeeping, rotary per layer, output dataclasses); on this CPU those cost
+as much as reading the weights. :class:`LeanLlama` runs the same computation from the same
+modules in about 1,000: the embedding, every projection (``q_proj`` ... ``down_proj`` and
+``lm_head``, so packed/int8 linears and PEFT's LoRA layers run unchanged), the RMSNorm weights
+and the rotary table computed once by the model's own ``rotary_emb``. Attention is
+``scaled_dot_product_attention`` over a preallocated :class:`KVCache` that grows in chunks
+instead of concatenating every step. The output is the logits of the last position only.
+
+Float32 decode steps (one position per row) go further when the C kernels of
+:mod:`cpu_kernels` are available: residual add + RMSNorm, rotary + cache write + attention and
+SiLU-and-multiply are one call each, so a layer costs 11 calls (7 of them the projections).
+Prefill, other dtypes and machines without the kernels use the torch operations.
+
+LoRA routing per batch: ``adapter_names=None`` with ``base_only=False`` runs the modules as they
+are (no adapter, or PEFT's active adapter); ``base_only=True`` skips every LoRA layer's delta;
+``adapter_names=[...]`` (``__base__`` for base rows) runs PEFT's own per-row mixed-batch path.
+Tests check it against ``model.forward`` (same logits, same greedy tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .cpu_kernels import CPUKernels, load_kernels
+
+# Rope types whose cos/sin table does not depend on the sequence length (dynamic ones do).
+_STATIC_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
+
+
+def unsupported_reason(model: nn.Module) -> str | None:
+    """Why :class:`LeanLlama` cannot run ``model`` (None when it can)."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) != "llama":
+        return f"model type {getattr(config, 'model_type', None)!r} is not llama"
+    rope = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    if rope not in _STATIC_ROPE:
+        return f"rope type {rope!r} depends on the sequence length"
+    if getattr(config, "sliding_window", None):
+        return "sliding-window attention"
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "rotary_emb"):
+        return "not a LlamaForCausalLM layout"
+    return None
+
+
+class KVCache:
+    """Keys and values of every layer, [layers, batch, kv_heads, capacity, head_dim], written in place.
+
+    ``length`` columns are filled; :meth:`reserve` grows the capacity by at least ``grow``
+    columns at a time (one copy per ``grow`` steps instead of one concatenation per step).
+    """
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, grow: int = 128) -> None:
+        self.layers, self.kv_heads, self.head_dim, self.dtype, self.grow = layers, kv_heads, head_dim, dtype, grow
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[3]
+
+    def reserve(self, batch: int, columns: int) -> None:
+        """Make room for ``columns`` more positions."""
+        need = self.length + columns
+        if self.keys is not None and need <= self.capacity:
+            return
+        shape = (self.layers, batch, self.kv_heads, need + self.grow, self.head_dim)
+        keys, values = torch.empty(shape, dtype=self.dtype), torch.empty(shape, dtype=self.dtype)
+        if self.keys is not None and self.values is not None and self.length:
+            keys[:, :, :, : self.length] = self.keys[:, :, :, : self.length]
+            values[:, :, :, : self.length] = self.values[:, :, :, : self.length]
+        self.keys, self.values = keys, values
+
+    def batch_select_indices(self, index: torch.Tensor) -> None:
+        """Keep only the batch rows in ``index`` (rows that finished leave the batch)."""
+        if self.keys is not None and self.values is not None:
+            self.keys = self.keys.index_select(1, index)
+            self.values = self.values.index_select(1, index)
+
+
+class LeanLlama:
+    """Forward passes of a LlamaForCausalLM (PEFT may wrap its linears in place, before or after)."""
+
+    def __init__(self, model: nn.Module, kernels: CPUKernels | None = None) -> None:
+        """``kernels``: the C kernels for float32 decode steps (None: torch operations only)."""
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"LeanLlama cannot run this model: {reason}")
+        self.model = model
+        config = model.config
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.dtype = model.model.embed_tokens.weight.dtype
+        positions = int(getattr(config, "max_position_embeddings", 2048))
+        probe = torch.zeros(1, dtype=self.dtype)
+        with torch.no_grad():
+            cos, sin = model.model.rotary_emb(probe, torch.arange(positions).unsqueeze(0))
+        half = self.head_dim // 2
+        # rotate_half(x) * sin == roll(x, half) * signed_sin, one op instead of four.
+        self._cos = cos[0].contiguous()  # [positions, head_dim]
+        self._sin = torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1).contiguous()
+        self._half = half
+        self._lora_layer: type | None = None
+        fits = self.dtype == torch.float32 and config.hidden_act == "silu" and self.head_dim % 8 == 0
+        self._kernels = kernels if fits and config.hidden_size % 8 == 0 else None
+
+    @classmethod
+    def with_kernels(cls, model: nn.Module) -> LeanLlama:
+        """A LeanLlama using the C kernels where they can be built."""
+        return cls(model, load_kernels())
+
+    def new_cache(self) -> KVCache:
+        return KVCache(len(self.model.model.layers), self.kv_heads, self.head_dim, self.dtype)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                cache: KVCache, adapter_names: Sequence[str] | None = None, base_only: bool = False) -> torch.Tensor:
+        """Logits [batch, vocab] of the last position.
+
+        ``attention_mask`` [batch, cache.length + steps] marks real tokens (1) and left padding (0).
+        """
+        batch, steps = input_ids.shape
+        start = cache.length
+        total = start + steps
+        cache.reserve(batch, steps)
+        assert cache.keys is not None and cache.values is not None
+        call = self._router(adapter_names, base_only)
+        if steps == 1 and self._kernels is not None:
+            return self._decode_step(self._kernels, input_ids, attention_mask, position_ids, cache, call)
+        mask = self._mask(attention_mask, steps, start)
+        cos = self._cos[position_ids].unsqueeze(1)  # [batch, 1, steps, head_dim]
+        sin = self._sin[position_ids].unsqueeze(1)
+        inner = self.model.model
+        hidden = inner.embed_tokens(input_ids)
+        for i, layer in enumerate(inner.layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            norm = layer.input_layernorm
+            x = F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
+            q = call(attn.q_proj, x).view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
+            k = call(attn.k_proj, x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = call(attn.v_proj, x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+            keys, values = cache.keys[i], cache.values[i]
+            keys[:, :, start:total] = _rope(k, cos, sin, self._half)
+            values[:, :, start:total] = v
+            out = F.scaled_dot_product_attention(
+                _rope(q, cos, sin, self._half), keys[:, :, :total], values[:, :, :total], attn_mask=mask,
+                scale=attn.scaling, enable_gqa=self.kv_heads != self.heads,
+            )
+            hidden = hidden + call(attn.o_proj, out.transpose(1, 2).reshape(batch, steps, -1))
+            norm = layer.post_attention_layernorm
+            x = F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
+            hidden = hidden + call(mlp.down_proj, mlp.act_fn(call(mlp.gate_proj, x)) * call(mlp.up_proj, x))
+        cache.length = total
+        norm = inner.norm
+        last = F.rms_norm(hidden[:, -1:], norm.weight.shape, norm.weight, norm.variance_epsilon)
+        return call(self.model.lm_head, last)[:, 0]
+
+    def _decode_step(self, kern: CPUKernels, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     position_ids: torch.Tensor, cache: KVCache, call: Any) -> torch.Tensor:
+        """One position per row through the C kernels (float32)."""
+        assert cache.keys is not None and cache.values is not None
+        column = cache.length
+        valid = None if bool(attention_mask.all()) else attention_mask.to(torch.uint8).contiguous()
+        positions = position_ids.reshape(-1).contiguous()
+        inner = self.model.model
+        hidden = inner.embed_tokens(input_ids).contiguous()  # [batch, 1, hidden], updated in place
+        delta: torch.Tensor | None = None
+        for i, layer in enumerate(inner.layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            norm = layer.input_layernorm
+            x = kern.add_rmsnorm(hidden, delta, norm.weight, norm.variance_epsilon)
+            out = kern.rope_attend(
+                call(attn.q_proj, x).contiguous(), call(attn.k_proj, x).contiguous(),
+                call(attn.v_proj, x).contiguous(), self._cos, self._sin, positions, cache.keys[i], cache.values[i],
+                column, valid, attn.scaling, self.heads,
+            )
+            norm = layer.post_attention_layernorm
+            x = kern.add_rmsnorm(hidden, call(attn.o_proj, out), norm.weight, norm.variance_epsilon)
+            gate = call(mlp.gate_proj, x).contiguous()
+            delta = call(mlp.down_proj, kern.silu_mul(gate, call(mlp.up_proj, x).contiguous()))
+        cache.length = column + 1
+        norm = inner.norm
+        return call(self.model.lm_head, kern.add_rmsnorm(hidden, delta, norm.weight, norm.variance_epsilon))[:, 0]
+
+    def _mask(self, attention_mask: torch.Tensor, steps: int, start: int) -> torch.Tensor | None:
+        """Additive mask [batch, 1, steps, total] (None when every position may be seen)."""
+        valid = attention_mask.bool()
+        if steps == 1:
+            if bool(valid.all()):
+                return None
+            allowed = valid[:, None, None, :]
+        else:
+            total = start + steps
+            query = torch.arange(start, total).unsqueeze(1)
+            key = torch.arange(total).unsqueeze(0)
+            # A padding query sees itself, so no row is fully masked (a NaN there would reach the
+            # values of real rows through 0 * NaN).
+            allowed = ((key <= query) & valid[:, None, None, :]) | (key == query)
+        mask = torch.zeros(allowed.shape, dtype=self.dtype)
+        return mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
+
+    def _router(self, adapter_names: Sequence[str] | None, base_only: bool) -> Any:
+        if adapter_names is None and not base_only:
+            return _plain
+        lora = self._lora_type()
+        if base_only:
+            return lambda module, x: module.base_layer(x) if isinstance(module, lora) else module(x)
+        names = list(adapter_names or ())
+        return lambda module, x: module(x, adapter_names=names) if isinstance(module, lora) else module(x)
+
+    def _lora_type(self) -> type:
+        if self._lora_layer is None:
+            from peft.tuners.lora import LoraLayer
+
+            self._lora_layer = LoraLayer
+        return self._lora_layer
+
+
+def _plain(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, half: int) -> torch.Tensor:
+    """Rotary embedding, bit for bit what transformers' ``apply_rotary_pos_emb`` computes:
+    ``x * cos + cat(-x2, x1) * sin`` with the sign moved into ``signed_sin``."""
+    return x * cos + x.roll(half, -1) * signed_sin
