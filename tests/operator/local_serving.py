@@ -18,10 +18,13 @@ import itertools
 import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from finserve.contracts import AdapterManifest, AdapterRegistry
-from finserve.serving.config import ServingConfig
-from finserve.serving.routing import RouterConfig
+
+if TYPE_CHECKING:  # serving's config pulls in Presidio and torch: import it only where it is used,
+    # so collecting the operator tests stays fast.
+    from finserve.serving.config import ServingConfig
 
 # A few intents with a few real examples each: the index builds in seconds, and retrieval's
 # neighbour vote (the intent-quality signal) still chooses between real competitors.
@@ -84,6 +87,9 @@ def serving_config(
     Routes come only from the table the operator writes. A one-line system prompt and one
     knowledge chunk keep the prompt near 80 tokens: prefill is most of a request's CPU cost.
     """
+    from finserve.serving.config import ServingConfig
+    from finserve.serving.routing import RouterConfig
+
     cfg = ServingConfig()
     cfg.retrieval = cfg.retrieval.model_copy(update={"milvus_uri": str(index), "redis_url": None, "top_k": 1})
     cfg.gateway = cfg.gateway.model_copy(update={"system_prompt": "You are a bank's assistant; be brief."})
@@ -95,6 +101,7 @@ def serving_config(
 
 def serve(config_path: Path) -> None:
     import uvicorn
+    from finserve.serving.config import ServingConfig
     from finserve.serving.local import create_local_app
 
     # Bound before the app starts, so the port is known and no early connection is refused.
