@@ -1,10 +1,12 @@
-"""Generator throughput and time to first token, per weight format, through the real engine.
+"""Generator throughput and time to first token, per weight format and forward path, through the real engine.
 
 Every variant runs the same requests through TransformersEngine (scheduler, decode loop, PEFT,
 streaming): batch 1 (one request at a time) and batch 8 (eight concurrent requests). Greedy
-output of every variant is compared with float32's. Writes bench/results/generator.json.
+output of every variant is compared with plain float32 transformers'. Variants run one after
+another in one process, so compare them as ratios within a run. Writes
+bench/results/generator.json.
 
-    python -m bench.bench_generator [--tokens 40] [--single 4] [--rounds 2] [--out ...]
+    python -m bench.bench_generator [--tokens 40] [--single 4] [--rounds 2] [--only NAME ...] [--out ...]
 
 On a shared machine wall-clock rates include time other processes took; the process CPU time
 (all threads) is recorded next to them, and the load average at start and end.
@@ -47,19 +49,25 @@ class Variant:
     name: str
     weights: str
     threads: int
+    forward: str = "lean"
     int8_dynamic: bool = False
     lora: bool = False
     note: str = ""
 
 
 VARIANTS = (
-    Variant("float32", "float32", 2, note="transformers default"),
-    Variant("float16-packed", "float16-packed", 2, lora=True, note="fbgemm float16 weights, float32 activations"),
-    Variant("bfloat16", "bfloat16", 2, note="whole model in bfloat16"),
-    Variant("int8-dynamic", "float32", 2, int8_dynamic=True,
-            note="torch.ao quantize_dynamic on every Linear; base model only (PEFT cannot wrap it)"),
-    Variant("float16-packed-1-thread", "float16-packed", 1, note="same as float16-packed on one thread"),
+    Variant("float32", "float32", 1, forward="transformers", note="plain transformers: the reference"),
+    Variant("float16-packed", "float16-packed", 1, forward="transformers",
+            note="the previous default: fbgemm float16 weights, transformers forward"),
+    Variant("float16-packed-lean", "float16-packed", 1, note="fbgemm float16 weights, lean forward + C decode kernels"),
+    Variant("int8-transformers", "int8", 1, forward="transformers", note="int8 weights, transformers forward"),
+    Variant("int8-lean", "int8", 1, lora=True, note="the default: int8 weights, lean forward + C decode kernels"),
+    Variant("int8-lean-2-threads", "int8", 2, note="the default on two threads"),
+    Variant("int8-dynamic", "float32", 1, forward="transformers", int8_dynamic=True,
+            note="torch.ao quantize_dynamic (fbgemm, activations quantized per tensor); base only"),
+    Variant("bfloat16", "bfloat16", 1, forward="transformers", note="whole model in bfloat16 (slow here; --only)"),
 )
+DEFAULT_SKIP = {"bfloat16"}  # no native bfloat16 on this CPU: 30 s TTFT at batch 8, run it with --only
 
 
 @dataclass
@@ -68,6 +76,8 @@ class Sample:
     tokens: int
     decode_s: float  # first token to last
     text: str
+    first_at: float = 0.0  # perf_counter of the first and last chunk
+    last_at: float = 0.0
 
 
 @dataclass
@@ -152,7 +162,8 @@ async def one(engine: Any, prompt: str, adapter: str, max_tokens: int) -> Sample
         if chunk.usage is not None:
             tokens = chunk.usage.completion_tokens
     assert first is not None and last is not None
-    return Sample(ttft_s=first - t0, tokens=tokens, decode_s=last - first, text="".join(parts))
+    return Sample(ttft_s=first - t0, tokens=tokens, decode_s=last - first, text="".join(parts), first_at=first,
+                  last_at=last)
 
 
 async def run_phase(engine: Any, prompts: list[str], adapters: list[str], max_tokens: int, concurrent: bool) -> Phase:
@@ -170,12 +181,18 @@ def summarise(single: list[Phase], batched: list[Phase]) -> dict[str, Any]:
     singles = [s for ph in single for s in ph.samples]
     b8 = [s for ph in batched for s in ph.samples]
     b8_tokens = [sum(s.tokens for s in ph.samples) for ph in batched]
+    # Decode only: tokens after each row's first, over the span from the first row's first token
+    # to the last row's last (prefill excluded, the tail where rows have finished included).
+    b8_decode = [sum(s.tokens - 1 for s in ph.samples) / (max(s.last_at for s in ph.samples)
+                                                          - min(s.first_at for s in ph.samples))
+                 for ph in batched]
     return {
         "batch1_decode_tokens_per_s": percentiles([(s.tokens - 1) / s.decode_s for s in singles if s.tokens > 1],
                                                   "tok_s"),
         "batch1_ttft": percentiles([s.ttft_s for s in singles], "ms", 1000),
         "batch1_tokens_per_cpu_s": round(sum(s.tokens for s in singles) / sum(ph.cpu_s for ph in single), 2),
         "batch8_aggregate_tokens_per_s": percentiles([t / ph.wall_s for t, ph in zip(b8_tokens, batched)], "tok_s"),
+        "batch8_decode_tokens_per_s": percentiles(b8_decode, "tok_s"),
         "batch8_ttft": percentiles([s.ttft_s for s in b8], "ms", 1000),
         "batch8_tokens_per_cpu_s": round(sum(b8_tokens) / sum(ph.cpu_s for ph in batched), 2),
         "mean_completion_tokens": round(statistics.fmean(s.tokens for s in singles + b8), 1),
@@ -200,11 +217,14 @@ async def bench_variant(v: Variant, args: argparse.Namespace, registry: str, ada
     from finserve.serving.inference.transformers_engine import TransformersEngine
 
     config = GeneratorConfig(registry=registry, max_new_tokens=args.tokens, max_batch_size=8, batch_wait_ms=20,
-                             cpu=CPUOptions(weights=v.weights, num_threads=v.threads))
+                             cpu=CPUOptions(weights=v.weights, forward=v.forward, num_threads=v.threads))
     engine = TransformersEngine(config)
     t0 = time.perf_counter()
     await engine.start()
     load_s = time.perf_counter() - t0
+    assert engine.runner is not None
+    if (engine.runner.weights, engine.runner.forward_path) != (v.weights, v.forward):
+        raise RuntimeError(f"{v.name}: the engine fell back to {engine.runner.weights}/{engine.runner.forward_path}")
     if v.int8_dynamic:
         from torch.ao.quantization import quantize_dynamic
 
@@ -214,7 +234,8 @@ async def bench_variant(v: Variant, args: argparse.Namespace, registry: str, ada
     await run_phase(engine, list(PROMPTS[:1]), base[:1], 4, concurrent=False)  # warm-up
     single = [await run_phase(engine, list(PROMPTS[: args.single]), base[: args.single], args.tokens, False)]
     batched = [await run_phase(engine, list(PROMPTS), base, args.tokens, True) for _ in range(args.rounds)]
-    out: dict[str, Any] = {"note": v.note, "weights": v.weights, "threads": v.threads, "load_s": round(load_s, 2),
+    out: dict[str, Any] = {"note": v.note, "weights": v.weights, "forward": v.forward, "threads": v.threads,
+                           "load_s": round(load_s, 2),
                            **summarise(single, batched), "_texts": [s.text for s in batched[0].samples]}
     if v.lora:
         for ref in adapters:
@@ -236,7 +257,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     model_dir = ensure_base_model()
     work = Path(tempfile.mkdtemp(prefix="bench-generator-"))
     adapters = build_adapters(model_dir, work)
-    chosen = [v for v in VARIANTS if not args.only or v.name in args.only]
+    chosen = [v for v in VARIANTS if (v.name in args.only if args.only else v.name not in DEFAULT_SKIP)]
     results: dict[str, Any] = {}
     for v in chosen:
         print(f"[bench] {v.name} ...", file=sys.stderr, flush=True)
@@ -255,6 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                        / f32["batch1_decode_tokens_per_s"]["p50_tok_s"], 2),
                 "batch8_aggregate": round(res["batch8_aggregate_tokens_per_s"]["p50_tok_s"]
                                           / f32["batch8_aggregate_tokens_per_s"]["p50_tok_s"], 2),
+                "batch8_decode": round(res["batch8_decode_tokens_per_s"]["p50_tok_s"]
+                                       / f32["batch8_decode_tokens_per_s"]["p50_tok_s"], 2),
                 "batch1_tokens_per_cpu_s": round(res["batch1_tokens_per_cpu_s"] / f32["batch1_tokens_per_cpu_s"], 2),
             }
     info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
@@ -274,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tokens", type=int, default=40, help="max_tokens per request")
     parser.add_argument("--single", type=int, default=4, help="batch-1 requests per variant (<= 8)")
     parser.add_argument("--rounds", type=int, default=2, help="batch-8 rounds per variant")
-    parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    parser.add_argument("--only", nargs="*", help=f"variant names to run (default: all but {sorted(DEFAULT_SKIP)})")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -57,16 +57,20 @@ def start_stack(port: int, workdir: Path) -> subprocess.Popen:
 
     cfg = load_serving_config(None)
     cfg.gateway.http_port = port
+    cfg.gateway.grpc_port = free_port()  # the default 8081 may be taken by another stack on this host
     cfg.audit = cfg.audit.model_copy(update={"path": workdir / "audit.jsonl"})
     path = workdir / "serving.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="fsray-", dir="/tmp")}
-    proc = subprocess.Popen([sys.executable, "-m", "finserve.cli", "up", "--config", str(path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = workdir / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "finserve.cli", "up", "--config", str(path)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"finserve up exited with {proc.returncode}")
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"finserve up exited with {proc.returncode}:\n{tail}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
                 return proc

@@ -180,6 +180,7 @@ async def run(queries: int, rows: int | None, out: Path) -> dict[str, Any]:
             result[key] = percentiles(await time_async(full, texts))
             result[key]["cpu_mean_ms"] = round((time.process_time() - cpu0) * 1000 / len(texts), 3)
 
+        off.ready()  # connects now: connecting installs the fast path, which the next line takes out again
         lite_fastpath.uninstall()
         await timed_full("search_cache_off_lite_executor")
         lite_fastpath.install()

@@ -24,7 +24,13 @@ class DataSettings(StrictModel):
         None, ge=1, description="Keep at most this many validation rows per intent (None: all): for quick runs only."
     )
     max_length: int = Field(64, ge=4, le=512, description="Tokens kept per query (Banking77's longest has 96).")
-    seed: int = Field(0, description="Seed for the subsets above.")
+    dev_per_intent: int | None = Field(
+        None,
+        ge=1,
+        description="Move this many training rows per intent (seeded, stratified) to a dev split that picks the epoch "
+        "and the mix weight, so validation is only reported; they stay in the retrieval index. None: pick on validation.",
+    )
+    seed: int = Field(0, description="Seed for the subsets above (the dev split uses seed + 1).")
 
 
 class LoraSettings(StrictModel):
@@ -55,6 +61,11 @@ class HeadSettings(StrictModel):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the pooled vector while training.")
     retrieval_weight: float = Field(
         0.0, ge=0.0, le=1.0, description="Weight of the retrieval vote mixed in at serving time (0: head only)."
+    )
+    weight_from_dev: bool = Field(
+        False,
+        description="With a dev split: serve the weight of the sweep (0.0-1.0) with the best dev accuracy at the best "
+        "epoch instead of retrieval_weight (which still scores the epochs).",
     )
     vote_temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of that vote.")
     vote_k: int = Field(
@@ -113,6 +124,12 @@ class TrainConfig(StrictModel):
     def _layers_fit(self) -> TrainConfig:
         if self.lora.layers > self.head.exit_layer:
             raise ValueError(f"lora.layers ({self.lora.layers}) cannot exceed head.exit_layer ({self.head.exit_layer})")
+        return self
+
+    @model_validator(mode="after")
+    def _dev_for_weight(self) -> TrainConfig:
+        if self.head.weight_from_dev and self.data.dev_per_intent is None:
+            raise ValueError("head.weight_from_dev needs a dev split (data.dev_per_intent)")
         return self
 
     @property

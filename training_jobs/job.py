@@ -17,7 +17,7 @@ from .data import load_splits
 from .model import load_base
 from .package import publish
 from .trainer import EpochReport, fit
-from .votes import neighbour_votes
+from .votes import NeighbourIndex
 
 log = logging.getLogger(__name__)
 
@@ -52,30 +52,38 @@ def run_job(
         max_train_per_intent=config.data.max_train_per_intent,
         max_validation_per_intent=config.data.max_validation_per_intent,
         seed=config.data.seed,
+        dev_per_intent=config.data.dev_per_intent,
     )
-    log.info("%d training rows, %d validation rows, %d intents from %s",
-             len(splits.train), len(splits.validation), len(splits.labels), splits.source)
-    votes = None
-    if config.head.retrieval_weight > 0:
-        log.info("retrieval votes for %d validation rows over %d indexed rows", len(splits.validation),
-                 len(splits.index_rows))
-        votes = neighbour_votes(splits.index_rows, [t for t, _ in splits.validation], config.head.vote_k,
-                                config.head.vote_temperature)
+    log.info("%d training rows, %d dev rows, %d validation rows, %d intents from %s",
+             len(splits.train), len(splits.dev), len(splits.validation), len(splits.labels), splits.source)
+    votes = dev_votes = None
+    if config.head.retrieval_weight > 0 or config.head.weight_from_dev:
+        log.info("retrieval votes for %d validation and %d dev rows over %d indexed rows", len(splits.validation),
+                 len(splits.dev), len(splits.index_rows))
+        index = NeighbourIndex(splits.index_rows)
+        votes = index.votes([t for t, _ in splits.validation], config.head.vote_k, config.head.vote_temperature)
+        if splits.dev:  # dev rows are in the index: each leaves itself out, as an unseen query would find it missing
+            dev_votes = index.votes(None, config.head.vote_k, config.head.vote_temperature, exclude=splits.dev_index)
     path = base_model_path or _base_path(config)
     base = load_base(config, path)
     trained = fit(config, base.model, base.tokenizer, base.device, splits.train, splits.validation, splits.labels,
-                  val_votes=votes, progress=progress)
+                  val_votes=votes, progress=progress, dev_rows=splits.dev, dev_votes=dev_votes)
     hidden = base.model.get_base_model().config.hidden_size
     minutes = (time.perf_counter() - started) / 60
     facts = {
         "train_rows": len(splits.train),
         "validation_rows": len(splits.validation),
-        "split": "finserve.serving.retrieval.kb.default_split (80/20, stratified, seed 77)",
+        "dev_rows": len(splits.dev),
+        "split": "finserve.serving.retrieval.kb.default_split (80/20, stratified, seed 77)"
+        + (f"; dev: {config.data.dev_per_intent} training rows per intent (seed {config.data.seed + 1}) pick the "
+           "epoch and mix weight, validation is only reported" if splits.dev else ""),
         "epochs_run": len(trained.epochs),
         "best_epoch": trained.best_epoch,
         "epochs": [e.model_dump() for e in trained.epochs],
         "cache_seconds": round(trained.cache_seconds, 1),
         "retrieval_weight_sweep": trained.weight_sweep,
+        "retrieval_weight": trained.retrieval_weight,
+        **({"dev_retrieval_weight_sweep": trained.dev_weight_sweep} if trained.dev_weight_sweep else {}),
         "minutes": round(minutes, 2),
         "device": base.device,
         "quantization": "nf4" if base.quantized else "none",

@@ -33,7 +33,7 @@ def write_adapter_folder(folder: Path, config: TrainConfig, trained: Trained, hi
         lora_layers=config.lora_layer_ids,
         pooling=config.head.pooling,
         max_length=config.data.max_length,
-        retrieval_weight=config.head.retrieval_weight,
+        retrieval_weight=trained.retrieval_weight,
         vote_temperature=config.head.vote_temperature,
     )
     save_head(folder, spec, trained.head, trained.labels)

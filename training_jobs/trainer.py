@@ -39,6 +39,9 @@ class EpochReport(StrictModel):
     accuracy: float = Field(description="Validation accuracy as served: the head mixed with the retrieval vote.")
     macro_f1: float = Field(description="Validation macro-F1 as served.")
     head_accuracy: float = Field(description="Validation accuracy of the head alone.")
+    dev_accuracy: float | None = Field(
+        None, description="Dev-split accuracy as served (what picks the epoch when there is a dev split).")
+    dev_head_accuracy: float | None = Field(None, description="Dev-split accuracy of the head alone.")
     seconds: float = Field(description="Wall time of the epoch's training steps.")
     rows_per_s: float = Field(description="Training rows per second in the epoch.")
 
@@ -54,10 +57,9 @@ class Trained:
     best_epoch: int
     cache_seconds: float
     weight_sweep: dict[str, float]  # served validation accuracy per retrieval weight, at the best epoch
-
-    @property
-    def best(self) -> EpochReport:
-        return self.epochs[self.best_epoch - 1]
+    retrieval_weight: float  # the mix weight serving uses (config's, or chosen on the dev split)
+    best: EpochReport  # the best epoch, scored on validation at the served weight
+    dev_weight_sweep: dict[str, float] | None = None  # served dev accuracy per weight, at the best epoch
 
 
 def cache_states(
@@ -145,15 +147,23 @@ def fit(
     labels: list[str],
     val_votes: Sequence[dict[str, float]] | None = None,
     progress: bool = True,
+    dev_rows: Sequence[tuple[str, str]] = (),
+    dev_votes: Sequence[dict[str, float]] | None = None,
 ) -> Trained:
-    """Train LoRA + head on ``train_rows``; validate after each epoch; keep the best epoch.
+    """Train LoRA + head on ``train_rows``; score each epoch; keep the best epoch.
 
     ``val_votes``: the retrieval vote for each validation row (see votes.py). With a positive
-    ``head.retrieval_weight`` the epochs are scored and selected as served: head mixed with vote.
+    ``head.retrieval_weight`` the epochs are scored as served: head mixed with vote. With
+    ``dev_rows`` (and their ``dev_votes``) the dev split picks the epoch (and, with
+    ``head.weight_from_dev``, the mix weight); validation is then only reported.
     """
     weight = config.head.retrieval_weight
     if weight > 0 and (val_votes is None or len(val_votes) != len(val_rows)):
         raise ValueError("head.retrieval_weight > 0 needs one retrieval vote per validation row")
+    if dev_rows and (weight > 0 or config.head.weight_from_dev) and (dev_votes is None or len(dev_votes) != len(dev_rows)):
+        raise ValueError("a dev split with a retrieval weight needs one retrieval vote per dev row")
+    if config.head.weight_from_dev and not dev_rows:
+        raise ValueError("head.weight_from_dev needs dev rows")
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
@@ -166,14 +176,20 @@ def fit(
     t0 = time.perf_counter()
     train_ids = encoder.tokenize(tokenizer, [t for t, _ in train_rows], config.data.max_length)
     val_ids = encoder.tokenize(tokenizer, [t for t, _ in val_rows], config.data.max_length)
-    with tqdm(total=len(train_ids) + len(val_ids), desc=f"cache layers 0-{prefix - 1}", unit="row",
+    dev_ids = encoder.tokenize(tokenizer, [t for t, _ in dev_rows], config.data.max_length) if dev_rows else []
+    with tqdm(total=len(train_ids) + len(val_ids) + len(dev_ids), desc=f"cache layers 0-{prefix - 1}", unit="row",
               disable=not progress) as bar:
         model.eval()
         train_states = cache_states(model, train_ids, prefix, pad_id, device, on_batch=bar.update)
         val_states = cache_states(model, val_ids, prefix, pad_id, device, on_batch=bar.update)
+        dev_states = cache_states(model, dev_ids, prefix, pad_id, device, on_batch=bar.update) if dev_ids else []
     cache_seconds = time.perf_counter() - t0
     y_train = torch.tensor([index[c] for _, c in train_rows], device=device)
     gold_val = [c for _, c in val_rows]
+    gold_dev = [c for _, c in dev_rows]
+
+    def served_on(probs: np.ndarray, votes: Sequence[dict[str, float]] | None, w: float) -> list[str]:
+        return mixed_predictions(probs, labels, votes or [], w) if w > 0 else mixed_predictions(probs, labels, [], 0.0)
 
     head = IntentHead(_features(model, config), len(labels), config.head.dropout).to(device)
     lora_params = [p for p in model.parameters() if p.requires_grad]
@@ -188,9 +204,11 @@ def fit(
     lengths = [s.shape[0] for s in train_states]
 
     reports: list[EpochReport] = []
-    best_acc, best_epoch, stale = -1.0, 0, 0
+    best_acc: tuple[float, float] = (-1.0, -1.0)
+    best_epoch, stale = 0, 0
     best_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
     best_probs = np.zeros((0, len(labels)), dtype=np.float32)
+    best_dev_probs = np.zeros((0, len(labels)), dtype=np.float32)
     for epoch in range(1, config.optim.epochs + 1):
         model.train()
         head.train()
@@ -211,22 +229,32 @@ def fit(
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         seconds = time.perf_counter() - started
         probs = probabilities(model, head, val_states, config)
-        head_only = mixed_predictions(probs, labels, [], 0.0)
-        served = mixed_predictions(probs, labels, val_votes or [], weight) if weight > 0 else head_only
+        served = served_on(probs, val_votes, weight)
+        dev_probs = probabilities(model, head, dev_states, config) if dev_states else None
         report = EpochReport(
             epoch=epoch,
             train_loss=sum(losses) / len(losses),
             accuracy=metrics.accuracy(gold_val, served),
             macro_f1=metrics.macro_f1(gold_val, served),
-            head_accuracy=metrics.accuracy(gold_val, head_only),
+            head_accuracy=metrics.accuracy(gold_val, served_on(probs, None, 0.0)),
+            dev_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, dev_votes, weight)) if dev_states else None,
+            dev_head_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, None, 0.0)) if dev_states else None,
             seconds=seconds,
             rows_per_s=len(train_states) / seconds,
         )
         reports.append(report)
-        log.info("epoch %d: loss %.4f, validation accuracy %.4f (head alone %.4f), macro-F1 %.4f, %.0f s",
-                 epoch, report.train_loss, report.accuracy, report.head_accuracy, report.macro_f1, seconds)
-        if report.accuracy > best_acc:
-            best_acc, best_epoch, stale, best_probs = report.accuracy, epoch, 0, probs
+        log.info("epoch %d: loss %.4f, validation accuracy %.4f (head alone %.4f), macro-F1 %.4f, dev accuracy %s "
+                 "(head alone %s), %.0f s", epoch, report.train_loss, report.accuracy, report.head_accuracy,
+                 report.macro_f1, report.dev_accuracy, report.dev_head_accuracy, seconds)
+        # Served accuracy picks the epoch; a tie goes to the better head (1.2.0 kept epoch 3 over an
+        # equally served epoch 4 whose head was a point better).
+        if report.dev_accuracy is not None:
+            score = (report.dev_accuracy, report.dev_head_accuracy or 0.0)
+        else:
+            score = (report.accuracy, report.head_accuracy)
+        if score > best_acc:
+            best_acc, best_epoch, stale, best_probs = score, epoch, 0, probs
+            best_dev_probs = dev_probs if dev_probs is not None else best_dev_probs
             best_state = (
                 {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
                 copy.deepcopy(head.state_dict()),
@@ -243,14 +271,32 @@ def fit(
         head.load_state_dict(best_state[1])
     model.eval()
     head.eval()
-    # How the served accuracy depends on the mix weight: recorded for the next config, never used
-    # to pick this one's weight after the fact.
+    # How the served accuracy depends on the mix weight. On validation: recorded for the next config,
+    # never used to pick this one's weight. On the dev split: picks it when head.weight_from_dev.
     sweep = {}
     if val_votes:
-        for w in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0):
+        for w in WEIGHT_GRID:
             sweep[f"{w:.1f}"] = metrics.accuracy(gold_val, mixed_predictions(best_probs, labels, val_votes, w))
+    dev_sweep = None
+    if dev_states and dev_votes:
+        dev_sweep = {f"{w:.1f}": metrics.accuracy(gold_dev, mixed_predictions(best_dev_probs, labels, dev_votes, w))
+                     for w in WEIGHT_GRID}
+    best = reports[best_epoch - 1]
+    if config.head.weight_from_dev and dev_sweep:
+        # Highest dev accuracy; ties go to the weight closest to the configured one.
+        weight = max(WEIGHT_GRID, key=lambda w: (dev_sweep[f"{w:.1f}"], -abs(w - config.head.retrieval_weight)))
+        served = served_on(best_probs, val_votes, weight)
+        best = best.model_copy(update={"accuracy": metrics.accuracy(gold_val, served),
+                                       "macro_f1": metrics.macro_f1(gold_val, served),
+                                       "dev_accuracy": dev_sweep[f"{weight:.1f}"]})
+        log.info("mix weight %.1f chosen on the dev split (dev accuracy %.4f): validation accuracy %.4f",
+                 weight, dev_sweep[f"{weight:.1f}"], best.accuracy)
     return Trained(model=model, head=head, labels=labels, epochs=reports, best_epoch=best_epoch,
-                   cache_seconds=cache_seconds, weight_sweep=sweep)
+                   cache_seconds=cache_seconds, weight_sweep=sweep, retrieval_weight=weight, best=best,
+                   dev_weight_sweep=dev_sweep)
+
+
+WEIGHT_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
 
 
 def _features(model: Any, config: TrainConfig) -> int:

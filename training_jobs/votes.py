@@ -30,20 +30,49 @@ def neighbour_votes(
     batch: int = 512,
 ) -> list[dict[str, float]]:
     """One intent distribution per query from its ``k`` most similar ``index_rows``."""
-    from finserve.serving.retrieval import Embedder
+    return NeighbourIndex(index_rows).votes(queries, k, temperature, batch=batch)
 
-    embedder = Embedder()
-    index = embedder.embed([t for t, _ in index_rows])
-    found = embedder.embed(list(queries))
-    intents = [c for _, c in index_rows]
-    out: list[dict[str, float]] = []
-    for start in range(0, len(found), batch):
-        sims = found[start : start + batch] @ index.T
-        top = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, :k]
-        for row, cols in enumerate(top):
-            hits = [_Neighbour(intents[c], float(sims[row, c])) for c in cols]
-            out.append(vote(hits, temperature))
-    return out
+
+class NeighbourIndex:
+    """The training part embedded once; votes for any queries, optionally leaving a row of the index out."""
+
+    def __init__(self, index_rows: Sequence[tuple[str, str]]) -> None:
+        from finserve.serving.retrieval import Embedder
+
+        self._embedder = Embedder()
+        self._index = self._embedder.embed([t for t, _ in index_rows])
+        self._intents = [c for _, c in index_rows]
+
+    def votes(
+        self,
+        queries: Sequence[str] | None,
+        k: int,
+        temperature: float,
+        exclude: Sequence[int] | None = None,
+        batch: int = 512,
+    ) -> list[dict[str, float]]:
+        """The vote for each query; ``exclude[i]``: the index position query ``i`` must not find (itself).
+
+        ``queries=None`` with ``exclude``: the queries are those index rows themselves (no re-embedding).
+        """
+        if queries is None:
+            if exclude is None:
+                raise ValueError("queries=None needs exclude (the index rows to query)")
+            found = self._index[list(exclude)]
+        else:
+            found = self._embedder.embed(list(queries))
+        if exclude is not None and len(exclude) != len(found):
+            raise ValueError("exclude needs one index position per query")
+        out: list[dict[str, float]] = []
+        for start in range(0, len(found), batch):
+            sims = found[start : start + batch] @ self._index.T
+            if exclude is not None:
+                sims[np.arange(sims.shape[0]), list(exclude[start : start + batch])] = -np.inf
+            top = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, :k]
+            for row, cols in enumerate(top):
+                hits = [_Neighbour(self._intents[c], float(sims[row, c])) for c in cols if np.isfinite(sims[row, c])]
+                out.append(vote(hits, temperature))
+        return out
 
 
 def mixed_predictions(

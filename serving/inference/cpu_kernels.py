@@ -155,10 +155,45 @@ static inline void rope(const float *x, const float *c, const float *s, float *o
     for (int64_t i = 0; i < d; i++) out[i] = x[i] * c[i] + x[(i + half) % d] * s[i];
 }
 
+/* e^x for 8 floats: Cody-Waite range reduction and a degree-6 polynomial (Cephes expf), within
+   2 ulp of expf over the range softmax and SiLU use; inputs below -87 give 0, above 88 e^88. */
+static inline __m256 exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.0f), lo = _mm256_set1_ps(-87.0f);
+    __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+/* exp of n floats in place, always 8 at a time (the tail goes through a padded copy), so every
+   element gets the same arithmetic wherever it sits. */
+static void exp_inplace(float *v, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(v + i, exp8(_mm256_loadu_ps(v + i)));
+    if (i < n) {
+        float t[8] = {0};
+        for (int64_t j = i; j < n; j++) t[j - i] = v[j];
+        _mm256_storeu_ps(t, exp8(_mm256_loadu_ps(t)));
+        for (int64_t j = i; j < n; j++) v[j] = t[j - i];
+    }
+}
+
 /* One decode step of attention for every row b and query head h:
    q [B, H*D], k and v [B, KV*D] (this step's projections); kc, vc the layer's caches
    [B, KV, cap, D]; the new key (rotated) and value are written at column `col`, then the query
-   (rotated) attends over columns 0..col where valid[b, j] (valid NULL: all). out [B, H*D]. */
+   (rotated) attends over columns 0..col where valid[b, j] (valid NULL: all). out [B, H*D].
+   The query heads that share a key/value head are done together, so each cached row is read once. */
 void finserve_rope_attend(const float *q, const float *k, const float *v, const float *cos_t,
                           const float *sin_t, const int64_t *pos, float *kc, float *vc, int64_t cap,
                           int64_t col, const uint8_t *valid, float scale, float *out, int64_t B, int64_t H,
@@ -174,41 +209,79 @@ void finserve_rope_attend(const float *q, const float *k, const float *v, const 
     }
     int64_t total = col + 1;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t bh = 0; bh < B * H; bh++) {
-        int64_t b = bh / H, h = bh % H, g = h / group;
+    for (int64_t bg = 0; bg < B * KV; bg++) {
+        int64_t b = bg / KV, g = bg % KV;
         const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
-        float qr[D], sc[total];
-        rope(q + (b * H + h) * D, c, s, qr, D);
         const float *kb = kc + (b * KV + g) * cap * D, *vb = vc + (b * KV + g) * cap * D;
         const uint8_t *ok = valid ? valid + b * total : 0;
-        float mx = -INFINITY;
+        float qr[group * D], sc[group * total];
+        for (int64_t h = 0; h < group; h++) rope(q + (b * H + g * group + h) * D, c, s, qr + h * D, D);
         for (int64_t j = 0; j < total; j++) {
-            if (ok && !ok[j]) { sc[j] = -INFINITY; continue; }
-            sc[j] = dot(qr, kb + j * D, D) * scale;
-            if (sc[j] > mx) mx = sc[j];
+            const float *kj = kb + j * D;
+            for (int64_t h = 0; h < group; h++)
+                sc[h * total + j] = (ok && !ok[j]) ? -INFINITY : dot(qr + h * D, kj, D) * scale;
         }
-        float sum = 0.f;
-        for (int64_t j = 0; j < total; j++) {
-            sc[j] = (ok && !ok[j]) ? 0.f : expf(sc[j] - mx);
-            sum += sc[j];
-        }
-        float *o = out + (b * H + h) * D;
-        for (int64_t i = 0; i < D; i += 8) {
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t j = 0; j < total; j++)
-                if (sc[j] != 0.f) acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), _mm256_loadu_ps(vb + j * D + i), acc);
-            _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, _mm256_set1_ps(1.0f / sum)));
+        for (int64_t h = 0; h < group; h++) {
+            float *sh = sc + h * total, mx = -INFINITY, sum = 0.f;
+            for (int64_t j = 0; j < total; j++) mx = sh[j] > mx ? sh[j] : mx;
+            for (int64_t j = 0; j < total; j++) sh[j] -= mx;
+            exp_inplace(sh, total);
+            for (int64_t j = 0; j < total; j++) {
+                if (ok && !ok[j]) sh[j] = 0.f;
+                sum += sh[j];
+            }
+            __m256 inv = _mm256_set1_ps(1.0f / sum);
+            float *o = out + (b * H + g * group + h) * D;
+            if (D == 64) {
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+                for (int64_t j = 0; j < total; j++) {
+                    if (sh[j] == 0.f) continue;
+                    __m256 p = _mm256_set1_ps(sh[j]);
+                    const float *vj = vb + j * 64;
+                    a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj), a0);
+                    a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8), a1);
+                    a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 16), a2);
+                    a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 24), a3);
+                    a4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 32), a4);
+                    a5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 40), a5);
+                    a6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 48), a6);
+                    a7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 56), a7);
+                }
+                _mm256_storeu_ps(o, _mm256_mul_ps(a0, inv));
+                _mm256_storeu_ps(o + 8, _mm256_mul_ps(a1, inv));
+                _mm256_storeu_ps(o + 16, _mm256_mul_ps(a2, inv));
+                _mm256_storeu_ps(o + 24, _mm256_mul_ps(a3, inv));
+                _mm256_storeu_ps(o + 32, _mm256_mul_ps(a4, inv));
+                _mm256_storeu_ps(o + 40, _mm256_mul_ps(a5, inv));
+                _mm256_storeu_ps(o + 48, _mm256_mul_ps(a6, inv));
+                _mm256_storeu_ps(o + 56, _mm256_mul_ps(a7, inv));
+            } else {
+                for (int64_t i = 0; i < D; i += 8) {
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int64_t j = 0; j < total; j++)
+                        if (sh[j] != 0.f)
+                            acc = _mm256_fmadd_ps(_mm256_set1_ps(sh[j]), _mm256_loadu_ps(vb + j * D + i), acc);
+                    _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, inv));
+                }
+            }
         }
     }
 }
 
-/* g = silu(g) * u, in place. */
+/* g = silu(g) * u = g / (1 + e^-g) * u, in place, 8 at a time (n a multiple of 8). */
 void finserve_silu_mul(float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 e = exp8(_mm256_sub_ps(zero, x));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
 }
 """
 
-_BASE_FLAGS = ("-O3", "-mavx2", "-mfma", "-shared", "-fPIC", "-lm")
+# -ffp-contract=off: no implicit fused multiply-adds, whose placement differs between tile shapes and
+# would make a row's result depend on its batch size (the explicit FMAs are the same everywhere).
+_BASE_FLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-shared", "-fPIC", "-lm")
 
 
 class CPUKernels:

@@ -50,6 +50,8 @@ def left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, t
 def decode_batch(runner: ModelRunner, rows: Sequence[DecodeRow]) -> None:
     """Generate every row to completion, reporting through each row's callbacks."""
     live = [i for i, r in enumerate(rows) if not r.cancelled]  # batch position -> row index
+    # Rows of one adapter side by side: the LoRA delta is then one matmul per adapter and layer.
+    live.sort(key=lambda i: (rows[i].adapter_name is not None, rows[i].adapter_name or ""))
     if not live:
         return
     try:

@@ -19,11 +19,9 @@ from finserve.contracts import AdapterCorrupt
 from .adapter_files import adapter_folder, check_adapter_files
 from .config import CPUOptions
 from .fast_linear import fbgemm_available, pack_linears, quantize_linears
-from .lean_forward import LeanLlama, unsupported_reason
+from .lean_forward import BASE_ROW, LeanLlama, unsupported_reason
 
 log = logging.getLogger(__name__)
-
-BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
 class ModelRunner:
@@ -176,23 +174,12 @@ class ModelRunner:
     def _forward_lean(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                       cache: Any, adapters: list[str | None]) -> torch.Tensor:
         assert self._lean is not None
-        lean = self._lean
         with self._lock, torch.inference_mode():
-            distinct = set(adapters)
             if self._peft is None:
-                if distinct != {None}:
+                if any(a is not None for a in adapters):
                     raise RuntimeError("an adapter was requested but none is loaded")
-                return lean.forward(input_ids, attention_mask, position_ids, cache)
-            if distinct == {None}:
-                return lean.forward(input_ids, attention_mask, position_ids, cache, base_only=True)
-            if len(distinct) == 1:
-                (name,) = distinct
-                if self._active != name:
-                    self._peft.set_adapter(name)
-                    self._active = name
-                return lean.forward(input_ids, attention_mask, position_ids, cache)
-            names = [a or BASE_ROW for a in adapters]
-            return lean.forward(input_ids, attention_mask, position_ids, cache, adapter_names=names)
+                return self._lean.forward(input_ids, attention_mask, position_ids, cache)
+            return self._lean.forward(input_ids, attention_mask, position_ids, cache, rows=adapters)
 
 
 def _eos_ids(tokenizer: Any, model_dir: Path, generation_config_cls: Any) -> set[int]:

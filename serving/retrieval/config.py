@@ -52,8 +52,9 @@ class RetrievalConfig(StrictModel):
     embed_threads: int | None = Field(
         default=1,
         ge=1,
-        description="torch intra-op threads for query embedding (process-wide). One thread is fastest for "
-        "single short queries on small shared CPUs; None leaves torch's default.",
+        description="Intra-op threads for query embedding (onnx: this session; torch: process-wide). One "
+        "thread is as fast as two for one short query on small shared CPUs, with less contention; None "
+        "leaves the library's default.",
     )
     l1_ttl_s: float = Field(default=300.0, gt=0, description="Seconds an in-process (L1) cache entry lives.")
     l1_max_entries: int = Field(

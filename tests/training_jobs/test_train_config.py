@@ -28,6 +28,7 @@ def test_lora_sits_right_below_the_exit_layer() -> None:
         {"name": "Bad Name", "version": "1.0.0"},
         {"name": "x", "version": "1.0.0", "optim": {"epoch": 3}},  # typo: unknown key
         {"name": "x", "version": "1.0.0", "quantization": "int8"},
+        {"name": "x", "version": "1.0.0", "head": {"weight_from_dev": True}},  # no dev split to choose on
     ],
 )
 def test_invalid_configs_are_rejected(bad: dict) -> None:

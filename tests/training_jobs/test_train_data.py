@@ -29,6 +29,19 @@ def test_per_intent_subset_caps_each_intent_and_is_seeded() -> None:
     assert [r for r in rows if r in sub] == sub  # input order kept
 
 
+def test_dev_split_is_carved_out_of_the_training_part_and_stays_in_the_index() -> None:
+    full = load_splits(banking77_csv())
+    splits = load_splits(banking77_csv(), dev_per_intent=3)
+    assert splits.validation == full.validation and splits.index_rows == full.train
+    assert Counter(c for _, c in splits.dev) == {label: 3 for label in splits.labels}
+    assert [splits.index_rows[i] for i in splits.dev_index] == splits.dev
+    held = set(splits.dev_index)
+    assert splits.train == [r for i, r in enumerate(full.train) if i not in held]
+    assert len(splits.train) + len(splits.dev) == len(full.train)
+    assert splits.dev == load_splits(banking77_csv(), dev_per_intent=3).dev  # seeded
+    assert full.dev == [] and full.dev_index == []
+
+
 def test_eval_csv_round_trip_and_missing_column(tmp_path: Path) -> None:
     rows = [("card, with a comma", "card_arrival"), ('a "quoted" text', "exchange_rate")]
     assert read_eval_csv(write_csv(rows, tmp_path / "x.csv")) == rows

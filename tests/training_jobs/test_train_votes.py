@@ -10,7 +10,7 @@ import pytest
 
 from finserve.contracts import AdapterRegistry
 from finserve.serving.intent.vote import best, mix
-from finserve.training.votes import mixed_predictions, neighbour_votes
+from finserve.training.votes import NeighbourIndex, mixed_predictions, neighbour_votes
 
 LABELS = ["a", "b", "c", "d"]
 
@@ -44,6 +44,21 @@ def test_neighbour_votes_find_the_query_itself_first() -> None:
 
 
 @pytest.mark.slow
+def test_dev_votes_leave_the_row_itself_out() -> None:
+    rows = [("where is my new card", "card_arrival"), ("my new card has not arrived", "card_arrival"),
+            ("what is the euro exchange rate", "exchange_rate"), ("my card was stolen", "lost_or_stolen_card")]
+    index = NeighbourIndex(rows)
+    # Querying row 3 with itself left out: its own intent has no other example, so it cannot win.
+    own = index.votes(None, k=2, temperature=0.02, exclude=[3])[0]
+    assert "lost_or_stolen_card" not in own and abs(sum(own.values()) - 1.0) < 1e-6
+    # Row 0 still finds its paraphrase (row 1), and the text query equals the index-row query.
+    by_text = index.votes([rows[0][0]], k=1, temperature=0.02, exclude=[0])[0]
+    assert by_text == index.votes(None, k=1, temperature=0.02, exclude=[0])[0] == {"card_arrival": 1.0}
+    with pytest.raises(ValueError):
+        index.votes(None, k=1, temperature=0.02)
+
+
+@pytest.mark.slow
 def test_job_with_retrieval_weight_reports_served_and_head_accuracy(tmp_path: Path, base_model_dir: Path) -> None:
     """On a small CSV (6 intents) so the vote's index embeds in seconds."""
     from finserve.serving.paths import banking77_csv
@@ -71,3 +86,36 @@ def test_job_with_retrieval_weight_reports_served_and_head_accuracy(tmp_path: Pa
     assert sweep["0.5"] == pytest.approx(m.metrics["accuracy"])  # the served weight is what was reported
     assert sweep["0.0"] == pytest.approx(m.metrics["head_accuracy"])
     assert len(rows) == 90 and (result.train_rows, result.validation_rows) == (72, 18)
+
+
+@pytest.mark.slow
+def test_job_with_a_dev_split_picks_on_dev_and_serves_the_chosen_weight(tmp_path: Path, base_model_dir: Path) -> None:
+    from finserve.serving.intent.head import load_head
+    from finserve.serving.paths import banking77_csv
+    from finserve.training.config import TrainConfig
+    from finserve.training.data import read_eval_csv, write_csv
+    from finserve.training.job import run_job
+    from tiny_configs import tiny_config
+
+    intents = {"card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed", "pin_blocked", "request_refund"}
+    seen: dict[str, int] = {}
+    rows = []
+    for text, cat in read_eval_csv(banking77_csv()):
+        if cat in intents and seen.get(cat, 0) < 15:
+            rows.append((text, cat))
+            seen[cat] = seen.get(cat, 0) + 1
+    csv = write_csv(rows, tmp_path / "six.csv")
+    cfg = tiny_config(data={"csv": str(csv), "max_train_per_intent": None, "max_validation_per_intent": None,
+                            "dev_per_intent": 2},
+                      head={"retrieval_weight": 0.5, "weight_from_dev": True}, optim={"epochs": 2, "patience": 2})
+    registry = AdapterRegistry(tmp_path / "reg")
+    result = run_job(TrainConfig.model_validate(cfg), registry, base_model_path=base_model_dir, progress=False)
+    m = result.manifest
+    assert (result.train_rows, m.training["dev_rows"], result.validation_rows) == (60, 12, 18)
+    assert all(e.dev_accuracy is not None for e in result.epochs)
+    dev_sweep = m.training["dev_retrieval_weight_sweep"]
+    chosen = m.training["retrieval_weight"]
+    assert dev_sweep[f"{chosen:.1f}"] == max(dev_sweep.values())
+    assert m.metrics["accuracy"] == pytest.approx(m.training["retrieval_weight_sweep"][f"{chosen:.1f}"])
+    spec, _, _ = load_head(registry.fetch(m.ref)[1])
+    assert spec.retrieval_weight == chosen  # what is served is what was measured

@@ -1,4 +1,4 @@
-"""float16-packed Linear: same results as float32 within half precision, and LoRA still applies."""
+"""Int8 and float16-packed Linears: close to float32, exact float32 on prefill, and LoRA still applies."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from finserve.serving.inference.fast_linear import PackedFP16Linear, fbgemm_available, pack_linears
+from finserve.serving.inference.cpu_kernels import load_kernels
+from finserve.serving.inference.fast_linear import (
+    Int8Linear,
+    PackedFP16Linear,
+    fbgemm_available,
+    pack_linears,
+    quantize_linears,
+)
 
-pytestmark = pytest.mark.skipif(not fbgemm_available(), reason="this torch build has no fbgemm")
+needs_fbgemm = pytest.mark.skipif(not fbgemm_available(), reason="this torch build has no fbgemm")
+needs_kernels = pytest.mark.skipif(load_kernels() is None, reason="no AVX2/FMA CPU or no C compiler here")
 
 
 class Tiny(nn.Module):
@@ -24,18 +32,32 @@ class Tiny(nn.Module):
         return self.out(torch.relu(self.q_proj(x)))
 
 
-def test_packed_matches_float32_within_half_precision() -> None:
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return float((got - want).norm() / want.norm())
+
+
+@needs_fbgemm
+def test_packed_matches_float32_within_half_precision_on_decode_steps() -> None:
     torch.manual_seed(0)
     ref = nn.Linear(64, 48, bias=True)
     packed = PackedFP16Linear(ref)
-    x = torch.randn(2, 5, 64)
+    x = torch.randn(2, 1, 64)  # a decode step: one position per row
     got, want = packed(x), ref(x)
-    assert got.shape == want.shape == (2, 5, 48)
+    assert got.shape == want.shape == (2, 1, 48)
     assert torch.allclose(got, want, atol=2e-2, rtol=1e-2)
     assert not torch.equal(got, want)  # it really computed in half precision
     assert packed.weight is ref.weight  # the float32 weight is shared, not copied
 
 
+@needs_fbgemm
+def test_packed_prefill_is_plain_float32() -> None:
+    torch.manual_seed(0)
+    ref = nn.Linear(64, 48, bias=True)
+    x = torch.randn(2, 5, 64)  # five positions per row: compute-bound, float32 is faster and exact
+    assert torch.equal(PackedFP16Linear(ref)(x), ref(x))
+
+
+@needs_fbgemm
 def test_pack_linears_replaces_every_plain_linear_and_survives_deepcopy() -> None:
     torch.manual_seed(0)
     model = Tiny()
@@ -47,6 +69,7 @@ def test_pack_linears_replaces_every_plain_linear_and_survives_deepcopy() -> Non
     assert torch.allclose(clone(x), want, atol=2e-2)
 
 
+@needs_fbgemm
 def test_lora_on_packed_base_adds_the_float32_delta() -> None:
     torch.manual_seed(0)
     model = Tiny()
@@ -60,4 +83,62 @@ def test_lora_on_packed_base_adds_the_float32_delta() -> None:
     delta = layer.lora_B["default"](layer.lora_A["default"](x)) * layer.scaling["default"]
     assert layer.lora_A["default"].weight.dtype == torch.float32
     assert torch.allclose(layer(x), base_out + delta, atol=1e-5)
+    assert delta.abs().max() > 0.1
+
+
+@needs_kernels
+def test_int8_decode_is_close_to_float32_and_prefill_is_exact() -> None:
+    torch.manual_seed(0)
+    ref = nn.Linear(64, 48, bias=True)
+    layer = Int8Linear(ref, load_kernels())
+    with torch.inference_mode():
+        step = torch.randn(4, 1, 64)
+        got = layer(step)
+        assert got.shape == (4, 1, 48)
+        assert 0 < relative_error(got, ref(step)) < 1e-2  # int8 per channel: well under 1 % here
+        prompt = torch.randn(2, 6, 64)
+        assert torch.equal(layer(prompt), ref(prompt))
+    assert layer.weight is ref.weight and set(dict(layer.named_parameters())) == {"weight", "bias"}
+
+
+@needs_kernels
+def test_int8_rows_do_not_depend_on_their_batch() -> None:
+    torch.manual_seed(0)
+    layer = Int8Linear(nn.Linear(64, 48), load_kernels())
+    x = torch.randn(8, 1, 64)
+    with torch.inference_mode():
+        batched = layer(x)
+        assert all(torch.equal(layer(x[i : i + 1]), batched[i : i + 1]) for i in range(8))
+
+
+@needs_kernels
+def test_quantize_linears_skips_sizes_the_kernel_cannot_take_and_survives_deepcopy() -> None:
+    torch.manual_seed(0)
+    model = Tiny()
+    model.odd = nn.Linear(64, 30)  # 30 outputs: not a multiple of 8, stays float32
+    assert quantize_linears(model) == 2
+    assert type(model.q_proj) is Int8Linear and type(model.out) is Int8Linear and type(model.odd) is nn.Linear
+    x = torch.randn(3, 64)
+    with torch.inference_mode():
+        want = model(x)
+        assert torch.equal(copy.deepcopy(model)(x), want)
+
+
+@needs_kernels
+def test_lora_on_int8_base_adds_the_float32_delta() -> None:
+    torch.manual_seed(0)
+    model = Tiny()
+    quantize_linears(model)
+    x = torch.randn(3, 1, 64)
+    with torch.inference_mode():
+        base_out = model.q_proj(x)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], lora_dropout=0.0))
+    layer = peft_model.base_model.model.q_proj
+    with torch.no_grad():
+        layer.lora_B["default"].weight.normal_(0, 0.5)
+    with torch.inference_mode():
+        delta = layer.lora_B["default"](layer.lora_A["default"](x)) * layer.scaling["default"]
+        assert torch.allclose(layer(x), base_out + delta, atol=1e-5)
+        mixed = layer(torch.cat([x, x]), adapter_names=["default"] * 3 + ["__base__"] * 3)
+        assert torch.allclose(mixed[:3], base_out + delta, atol=1e-5) and torch.equal(mixed[3:], base_out)
     assert delta.abs().max() > 0.1

@@ -1,0 +1,195 @@
+"""The lean forward on the real SmolLM2 weights: same logits as transformers, LoRA routing, int8 agreement."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from finserve.contracts import AdapterRef, AdapterRegistry
+from finserve.serving.inference.config import CPUOptions
+from finserve.serving.inference.cpu_kernels import load_kernels
+from finserve.serving.inference.decoder import left_pad
+from finserve.serving.inference.lean_forward import KVCache, LeanLlama, unsupported_reason
+from finserve.serving.inference.model_runner import ModelRunner
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [
+    "How do I reset my card PIN?",
+    "My transfer has not arrived yet. What should I do?",
+    "Explain what an IBAN is in one sentence.",
+    "Why was my card declined at the shop?",
+    "What is the capital of France?",
+    "Can I change the currency of my savings account?",
+]
+
+
+@pytest.fixture(scope="module")
+def base(model_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def encode(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ids = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
+                                         return_dict=True)["input_ids"] for p in prompts]
+    return left_pad(ids, tokenizer.pad_token_id)
+
+
+def transformers_steps(model, ids, mask, positions, steps: int, forced: list[torch.Tensor] | None = None):
+    """Logits of the prompt and of ``steps`` decode steps through model.forward (greedy unless forced)."""
+    from transformers import DynamicCache
+
+    cache, out = DynamicCache(), []
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1]
+        for i in range(steps):
+            out.append(logits)
+            token = forced[i] if forced is not None else logits.argmax(-1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+            logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
+                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    return out
+
+
+def lean_steps(lean: LeanLlama, ids, mask, positions, forced: list[torch.Tensor], cache: KVCache | None = None,
+               **route):
+    cache = cache or lean.new_cache()
+    out = []
+    with torch.inference_mode():
+        logits = lean.forward(ids, mask, positions, cache, **route)
+        for token in forced:
+            out.append(logits)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+            logits = lean.forward(token[:, None], mask, positions, cache, **route)
+    return out
+
+
+@pytest.mark.parametrize("kernels", [False, True], ids=["torch-ops", "c-kernels"])
+def test_lean_logits_match_transformers_with_left_padding(base, kernels: bool) -> None:
+    if kernels and load_kernels() is None:
+        pytest.skip("no C kernels on this machine")
+    model, tokenizer = base
+    ids, mask, positions = encode(tokenizer, PROMPTS[:3])
+    assert bool((mask == 0).any())  # the rows really are padded
+    want = transformers_steps(model, ids, mask, positions, steps=6)
+    forced = [w.argmax(-1) for w in want]
+    lean = LeanLlama(model, load_kernels() if kernels else None)
+    got = lean_steps(lean, ids, mask, positions, forced)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=2e-4, rtol=1e-4), float((g - w).abs().max())
+        assert torch.equal(g.argmax(-1), w.argmax(-1))
+
+
+def test_cache_grows_past_its_capacity_and_drops_finished_rows(base) -> None:
+    model, tokenizer = base
+    lean = LeanLlama(model, load_kernels())
+    ids, mask, positions = encode(tokenizer, PROMPTS[:2])
+    forced = [torch.tensor([28, 29])] * 5
+    small = KVCache(len(model.model.layers), lean.kv_heads, lean.head_dim, torch.float32, grow=2)
+    grown = lean_steps(lean, ids, mask, positions, forced, cache=small)
+    roomy = lean_steps(lean, ids, mask, positions, forced)
+    assert small.capacity < ids.shape[1] + 8  # it really had to grow, a few columns at a time
+    assert all(torch.equal(a, b) for a, b in zip(grown, roomy, strict=True))
+
+    # Row 0 leaves after the prompt; row 1 goes on alone and decodes as it would in the pair.
+    cache = lean.new_cache()
+    with torch.inference_mode():
+        lean.forward(ids, mask, positions, cache)
+        cache.batch_select_indices(torch.tensor([1]))
+        alone = lean.forward(torch.tensor([[29]]), torch.cat([mask[1:], torch.ones(1, 1, dtype=mask.dtype)], 1),
+                             positions[1:, -1:] + 1, cache)
+    # float32 matmuls here (MKL): one row and two rows may sum in different orders
+    assert torch.allclose(alone[0], roomy[1][1], atol=1e-4, rtol=1e-5)
+
+
+def test_unsupported_models_are_named() -> None:
+    assert "gpt2" in unsupported_reason(SimpleNamespace(config=SimpleNamespace(model_type="gpt2")))
+    dynamic = SimpleNamespace(model_type="llama", rope_parameters={"rope_type": "dynamic"})
+    assert "dynamic" in unsupported_reason(SimpleNamespace(config=dynamic))
+
+
+def test_lora_routes_single_base_and_mixed_batches(base, lora_registry: AdapterRegistry) -> None:
+    from peft import PeftModel
+
+    model, tokenizer = base
+    folders = [lora_registry.local_path(AdapterRef.parse(r)) for r in ("tiny@1.0.0", "tiny@2.0.0")]
+    wrapped = copy.deepcopy(model)
+    peft = PeftModel.from_pretrained(wrapped, str(folders[0]), adapter_name="one", is_trainable=False)
+    peft.load_adapter(str(folders[1]), adapter_name="two", is_trainable=False)
+    peft.eval()
+    lean = LeanLlama(wrapped, load_kernels())
+    ids, mask, positions = encode(tokenizer, PROMPTS[:3])
+    forced = [torch.tensor([28, 29, 30])] * 3
+
+    plain = lean_steps(LeanLlama(model, load_kernels()), ids, mask, positions, forced)
+    base_only = lean_steps(lean, ids, mask, positions, forced, rows=[None, None, None])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(base_only, plain, strict=True))
+
+    singles = {}
+    for name in ("one", "two"):
+        singles[name] = lean_steps(lean, ids, mask, positions, forced, rows=[name] * 3)
+        peft.set_adapter(name)
+        with torch.inference_mode():  # the same logits as PEFT's own forward on the prompt
+            want = peft(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+        assert torch.allclose(singles[name][0], want, atol=2e-4, rtol=1e-4)
+        assert not torch.allclose(singles[name][0], plain[0], atol=1e-2)  # the adapter changes the output
+        active = lean_steps(lean, ids, mask, positions, forced)  # rows=None: PEFT's active adapter
+        assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(active, singles[name], strict=True))
+
+    # Grouped rows take our addmm path, interleaved ones PEFT's adapter_names path: both must give
+    # each row what it gets alone.
+    for rows in (["one", "one", "two"], [None, "two", "two"], ["one", None, "two"], ["two", "one", "two"]):
+        mixed = lean_steps(lean, ids, mask, positions, forced, rows=rows)
+        for step, logits in enumerate(mixed):
+            for row, name in enumerate(rows):
+                single = plain if name is None else singles[name]
+                assert torch.allclose(logits[row], single[step][row], atol=1e-4), (rows, step, row)
+
+
+def teacher_forced(runner: ModelRunner, prompt: str, continuation: list[int]) -> tuple[int, float]:
+    """(positions where the runner's argmax is the continuation's token, summed NLL of the continuation)."""
+    ids, mask, positions = encode(runner.tokenizer, [prompt])
+    cache = runner.new_cache()
+    logits = runner.forward(ids, mask, positions, cache, [None])
+    hits, nll = 0, 0.0
+    for token in continuation:
+        hits += int(logits.argmax(-1)) == token
+        nll -= float(logits.log_softmax(-1)[0, token])
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        positions = positions[:, -1:] + 1
+        logits = runner.forward(torch.tensor([[token]]), mask, positions, cache, [None])
+    return hits, nll
+
+
+def test_int8_weights_agree_with_float32_on_next_tokens(model_dir: Path) -> None:
+    """Greedy text from int8 weights leaves float32's after a few dozen tokens on most prompts (a near-tie
+    flips and the rest follows), so agreement is measured token by token on float32's own greedy
+    continuation: int8 must pick the same next token almost everywhere and find that text as likely."""
+    if load_kernels() is None:
+        pytest.skip("no C kernels on this machine")
+    reference = ModelRunner(model_dir, CPUOptions(weights="float32", forward="transformers"))
+    int8 = ModelRunner(model_dir, CPUOptions(weights="int8", forward="lean"))
+    reference.load()
+    int8.load()
+    assert int8.weights == "int8" and int8.forward_path == "lean"
+    total = hits = 0
+    nll_ref = nll_int8 = 0.0
+    for prompt in PROMPTS:
+        ids, mask, positions = encode(reference.tokenizer, [prompt])
+        steps = transformers_steps(reference._model, ids, mask, positions, steps=24)  # noqa: SLF001
+        continuation = [int(s.argmax(-1)) for s in steps]
+        h, n = teacher_forced(int8, prompt, continuation)
+        _, r = teacher_forced(reference, prompt, continuation)
+        total, hits, nll_int8, nll_ref = total + len(continuation), hits + h, nll_int8 + n, nll_ref + r
+    assert hits / total >= 0.95, f"{hits}/{total}"
+    assert nll_int8 / total <= nll_ref / total * 1.05 + 0.01, (nll_int8 / total, nll_ref / total)
