@@ -74,7 +74,8 @@ def _make_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
     def execute_search_with_index(query_vectors: np.ndarray, segments: Any, memtable: Any, delta_index: Any,
                                   *args: Any, **kwargs: Any) -> list[list[dict]]:
         segments = list(segments)
-        in_scope = _in_scope(segments, kwargs.get("partition_names"))
+        # milvus-lite 3.2.2 passes everything after these by keyword; anything else is not the call we checked.
+        in_scope = None if args else _in_scope(segments, kwargs.get("partition_names"))
         if in_scope is not None and _nothing_to_drop(in_scope, memtable, delta_index):
             return _search_sealed(query_vectors, in_scope, *args, **kwargs)
         return original(query_vectors, segments, memtable, delta_index, *args, **kwargs)
