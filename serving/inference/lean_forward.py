@@ -180,7 +180,9 @@ class LeanLlama:
         assert cache.keys is not None and cache.values is not None
         column = cache.length
         valid = None if bool(attention_mask.all()) else attention_mask.to(torch.uint8).contiguous()
-        positions = position_ids.reshape(-1).contiguous()
+        positions = position_ids.reshape(-1).to(torch.int64).contiguous()
+        if int(positions.max()) >= self._cos.shape[0]:  # the C kernel reads the rotary table unchecked
+            raise ValueError(f"position {int(positions.max())} is beyond the model's {self._cos.shape[0]}")
         inner = self.model.model
         hidden = inner.embed_tokens(input_ids).contiguous()  # [batch, 1, hidden], updated in place
         delta: torch.Tensor | None = None
