@@ -160,6 +160,8 @@ class Pipeline:
             # The guard runs in this process and blocks the loop: the head's hop is already in flight.
             with _Timer(ctx, self.metrics, "guard_context"):
                 context = await self.guard.scan_chunks([h.text for h in found.hits]) if found.hits else []
+            # "intent" is what the head adds to the critical path (its wait after retrieval and the mix),
+            # timed once: timing the overlapped hop too would count the same milliseconds twice.
             with _Timer(ctx, self.metrics, "intent"):
                 ctx.intent = decide(await head if head else None, found.examples, self.config.intent.vote_temperature)
         except BaseException:
@@ -180,7 +182,7 @@ class Pipeline:
         """
         head = None
         if wants_head(self.config.intent, adapter):
-            head = asyncio.ensure_future(self._head_scores(query, adapter, ctx))
+            head = asyncio.ensure_future(self.intent.head_scores(query, adapter))
         try:
             with _Timer(ctx, self.metrics, "retrieval") if ctx else contextlib.nullcontext():
                 found = await self.retrieval.search(query, filters)
@@ -188,10 +190,6 @@ class Pipeline:
             await _drop(head)
             raise
         return found, head
-
-    async def _head_scores(self, query: str, adapter: AdapterRef, ctx: RequestContext | None) -> HeadScores | None:
-        with _Timer(ctx, self.metrics, "intent") if ctx else contextlib.nullcontext():
-            return await self.intent.head_scores(query, adapter)
 
     @staticmethod
     def _filters(tenant: str) -> SearchFilters:
