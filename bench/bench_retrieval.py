@@ -16,9 +16,7 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -27,14 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine, percentiles
+from bench.common import machine, percentiles, start_redis
 
 RESULTS = Path(__file__).resolve().parent / "results" / "retrieval.json"
 PACKAGES = ("onnxruntime", "torch", "sentence-transformers", "pymilvus", "milvus-lite", "redis", "pydantic")
-
-
-
-
 
 
 def time_sync(
@@ -66,40 +60,6 @@ async def time_async(fn: Callable[[str], Awaitable[object]], texts: list[str]) -
         await fn(text)
         out.append((time.perf_counter() - start) * 1000)
     return out
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed: run `make system-deps`")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("redis-server did not start")
 
 
 async def run(queries: int, rows: int | None, out: Path) -> dict[str, Any]:

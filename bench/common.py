@@ -1,12 +1,17 @@
-"""What every benchmark reports the same way: the machine and latency percentiles."""
+"""What every benchmark reports the same way (the machine, latency percentiles), and the real services
+a benchmark starts for itself."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -53,3 +58,27 @@ def write_result(name: str, payload: dict[str, Any], out: Path | None = None) ->
     payload = {"benchmark": name, "at": datetime.now(UTC).isoformat(timespec="seconds"), **payload}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """A real redis-server (no persistence) on a free loopback port: the process and its URL, once it
+    accepts connections. The caller kills it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed: run `make system-deps`")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")

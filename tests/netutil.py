@@ -43,15 +43,20 @@ class RedisServer:
             self.process.wait(timeout=10)
 
 
-def start_redis(tmp: Path) -> RedisServer:
+def spawn_redis(port: int, workdir: Path) -> subprocess.Popen:
+    """A real redis-server (no persistence) on ``port``, returned once it accepts connections."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed: run `make system-deps` (make test does it)")
-    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp)],
+         "--dir", str(workdir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     wait_for_port(port)
-    return RedisServer(port=port, process=proc)
+    return proc
+
+
+def start_redis(tmp: Path) -> RedisServer:
+    port = free_port()
+    return RedisServer(port=port, process=spawn_redis(port, tmp))

@@ -1,11 +1,27 @@
-"""Where a registry folder keeps its PEFT files, and a check that they load, before any model sees them."""
+"""Fetching an adapter for an engine: the registry version, where its folder keeps the PEFT files, and
+checks that it suits the base model and loads, before any model sees it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
-from finserve.contracts import AdapterCorrupt
+from finserve.contracts import AdapterCorrupt, AdapterRef, AdapterRegistry
+
+from .errors import AdapterIncompatible
+
+
+async def fetch_adapter(registry: AdapterRegistry, ref: AdapterRef, base_model_id: str) -> Path:
+    """``ref``'s verified registry folder (fetched off the event loop: the registry hashes the files).
+    Raises AdapterNotFound or AdapterCorrupt, or AdapterIncompatible when it was trained on another
+    base model than ``base_model_id``."""
+    manifest, path = await asyncio.to_thread(registry.fetch, ref)
+    if manifest.base_model != base_model_id:
+        raise AdapterIncompatible(
+            f"adapter {ref} was trained on {manifest.base_model}, this engine serves {base_model_id}"
+        )
+    return path
 
 
 def adapter_folder(path: Path) -> Path:

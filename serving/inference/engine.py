@@ -1,4 +1,5 @@
-"""The engine interface every generator backend implements, and the builder that picks one."""
+"""The engine interface every generator backend implements, the builder that picks one, and what the
+backends share: ``collect`` turns a stream into a whole completion."""
 
 from __future__ import annotations
 
@@ -36,6 +37,21 @@ class Engine(Protocol):
     async def stop(self) -> None: ...
 
     def queue_depth(self) -> int: ...
+
+
+async def collect(stream: AsyncIterator[StreamChunk], adapter: AdapterRef) -> GenerationResult:
+    """The whole completion of ``stream``, whose last chunk carries finish_reason and usage."""
+    parts: list[str] = []
+    final: StreamChunk | None = None
+    async for chunk in stream:
+        parts.append(chunk.delta)
+        if chunk.finish_reason is not None:
+            final = chunk
+    assert final is not None and final.usage is not None and final.finish_reason is not None
+    return GenerationResult(
+        text="".join(parts), prompt_tokens=final.usage.prompt_tokens,
+        completion_tokens=final.usage.completion_tokens, finish_reason=final.finish_reason, adapter=adapter,
+    )
 
 
 def build_engine(config: GeneratorConfig) -> Engine:

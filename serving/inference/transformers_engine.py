@@ -10,12 +10,14 @@ from pathlib import Path
 from finserve.contracts import AdapterRef, AdapterRegistry
 from finserve.serving.paths import registry_root
 
+from .adapter_files import fetch_adapter
 from .adapter_slots import AdapterSlots
 from .base_model import ensure_base_model
 from .chat import render_prompt
 from .config import GeneratorConfig
 from .decoder import decode_batch
-from .errors import AdapterIncompatible, EngineNotReady, PromptTooLong
+from .engine import collect
+from .errors import EngineNotReady, PromptTooLong
 from .model_runner import ModelRunner
 from .sampling import SamplingSpec
 from .scheduler import BatchScheduler
@@ -113,11 +115,7 @@ class TransformersEngine:
         async with self._adapter_lock:
             if ref in self._slots:
                 return
-            manifest, path = await asyncio.to_thread(self.registry.fetch, ref)
-            if manifest.base_model != self.config.base_model_id:
-                raise AdapterIncompatible(
-                    f"adapter {ref} was trained on {manifest.base_model}, this engine serves {self.config.base_model_id}"
-                )
+            path = await fetch_adapter(self.registry, ref, self.config.base_model_id)
             for victim in self._slots.victims():
                 name = self._slots.name(victim)
                 self._slots.remove(victim)
@@ -134,17 +132,7 @@ class TransformersEngine:
     # ---- generation ----
 
     async def generate(self, req: GenerationRequest) -> GenerationResult:
-        parts: list[str] = []
-        final: StreamChunk | None = None
-        async for chunk in self.stream(req):
-            parts.append(chunk.delta)
-            if chunk.finish_reason is not None:
-                final = chunk
-        assert final is not None and final.usage is not None and final.finish_reason is not None
-        return GenerationResult(
-            text="".join(parts), prompt_tokens=final.usage.prompt_tokens,
-            completion_tokens=final.usage.completion_tokens, finish_reason=final.finish_reason, adapter=req.adapter,
-        )
+        return await collect(self.stream(req), req.adapter)
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[StreamChunk]:
         job = await self._admit(req)

@@ -15,11 +15,12 @@ from typing import Any
 from finserve.contracts import AdapterRef, AdapterRegistry
 from finserve.serving.paths import registry_root
 
-from .adapter_files import adapter_folder
+from .adapter_files import adapter_folder, fetch_adapter
 from .base_model import ensure_base_model
 from .chat import render_prompt
 from .config import GeneratorConfig
-from .errors import AdapterIncompatible, EngineNotReady
+from .engine import collect
+from .errors import EngineNotReady
 from .types import GenerationRequest, GenerationResult, StreamChunk, Usage
 from .vllm_mapping import LoraIds, engine_kwargs, finish_reason, lora_name, sampling_kwargs
 
@@ -73,27 +74,13 @@ class VLLMEngine:
         async with self._adapter_lock:
             if ref in self._requests:
                 return
-            manifest, path = await asyncio.to_thread(self.registry.fetch, ref)
-            if manifest.base_model != self.config.base_model_id:
-                raise AdapterIncompatible(
-                    f"adapter {ref} was trained on {manifest.base_model}, this engine serves {self.config.base_model_id}"
-                )
+            path = await fetch_adapter(self.registry, ref, self.config.base_model_id)
             request = LoRARequest(lora_name(ref), self._ids.assign(ref), str(adapter_folder(path)))
             await engine.add_lora(request)  # loads now, so a bad adapter fails here, not mid-request
             self._requests[ref] = request
 
     async def generate(self, req: GenerationRequest) -> GenerationResult:
-        parts: list[str] = []
-        final: StreamChunk | None = None
-        async for chunk in self.stream(req):
-            parts.append(chunk.delta)
-            if chunk.finish_reason is not None:
-                final = chunk
-        assert final is not None and final.usage is not None and final.finish_reason is not None
-        return GenerationResult(
-            text="".join(parts), prompt_tokens=final.usage.prompt_tokens,
-            completion_tokens=final.usage.completion_tokens, finish_reason=final.finish_reason, adapter=req.adapter,
-        )
+        return await collect(self.stream(req), req.adapter)
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[StreamChunk]:
         engine = self._require_engine()

@@ -1,8 +1,9 @@
 """The real serving stack for the operator's end-to-end test (test_e2e_prometheus.py).
 
-Used two ways: the test imports the builders (a small index, a registry of tiny real LoRA
-adapters, the ServingConfig), and runs this file as its own processes, so neither the model nor
-the load competes with the emulated API server and the operator for the test's event loop:
+Used two ways: the test imports the builders (the INTENTS its small index holds, built with
+tests/kbutil.py; a registry of tiny real LoRA adapters; the ServingConfig), and runs this file as
+its own processes, so neither the model nor the load competes with the emulated API server and
+the operator for the test's event loop:
 
 ``serve --config FILE``: ``finserve.serving.local.create_local_app`` under uvicorn on a free
 loopback port; prints ``ready PORT`` once the stack has started and the socket listens.
@@ -35,22 +36,6 @@ QUESTIONS = (
     "What exchange rate do you use for payments abroad?",
     "How do I activate the card you sent me?",
 )
-
-
-def build_index(path: Path, per_intent: int = 8) -> Path:
-    """A Milvus Lite file with the 77 answers and ``per_intent`` Banking77 examples of INTENTS."""
-    from finserve.serving.paths import banking77_csv
-    from finserve.serving.retrieval import RetrievalConfig, ingest
-    from finserve.serving.retrieval.kb import read_banking77
-
-    counts = dict.fromkeys(INTENTS, 0)
-    rows = []
-    for text, intent in read_banking77(banking77_csv()):
-        if intent in counts and counts[intent] < per_intent:
-            rows.append((text, intent))
-            counts[intent] += 1
-    ingest(RetrievalConfig(milvus_uri=str(path), redis_url=None), rows=rows, progress=False)
-    return path
 
 
 def publish_loras(registry: AdapterRegistry, name: str, versions: list[str], work: Path) -> None:

@@ -30,7 +30,8 @@ import aiohttp
 import pytest
 import yaml
 from finserve.contracts import AdapterRegistry, RoutingTable
-from local_serving import build_index, publish_loras, serving_config
+from kbutil import banking77_rows, build_index
+from local_serving import INTENTS, publish_loras, serving_config
 from mro_testkit import RESOURCE_CM, RESOURCE_MRO, create, rollout_manifest
 from netutil import free_port
 from prometheus_client.parser import text_string_to_metric_families
@@ -86,7 +87,7 @@ def stack_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Index and registry, built once: three real LoRA versions of banking77; CORRUPT's weights are
     altered after publishing, as a broken upload or a tampered bucket would leave them."""
     work = tmp_path_factory.mktemp("stack")
-    index = build_index(work / "milvus.db")
+    index = build_index(work / "milvus.db", banking77_rows(INTENTS, per_intent=8))
     registry = AdapterRegistry(work / "registry")
     publish_loras(registry, "banking77", [STABLE, HEALTHY, CORRUPT], work)
     weights = work / "registry" / "banking77" / CORRUPT / "adapter_model.safetensors"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from finserve.serving.paths import banking77_csv
+from kbutil import banking77_rows, build_index
 
 # A handful of intents keeps the index build to seconds while still making retrieval and intent
 # choose between real competitors.
@@ -16,26 +14,10 @@ INTENTS = ("card_arrival", "lost_or_stolen_card", "exchange_rate", "transfer_not
            "card_payment_fee_charged", "activate_my_card")
 
 
-def subset_rows(per_intent: int = 12) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    counts = dict.fromkeys(INTENTS, 0)
-    with open(banking77_csv(), newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            cat = row["category"]
-            if cat in counts and counts[cat] < per_intent:
-                out.append((row["text"], cat))
-                counts[cat] += 1
-    return out
-
-
 @pytest.fixture(scope="session")
 def small_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Milvus Lite file holding the 77 answers and a few real examples of six intents."""
-    from finserve.serving.retrieval import RetrievalConfig, ingest
-
-    path = tmp_path_factory.mktemp("index") / "milvus.db"
-    ingest(RetrievalConfig(milvus_uri=str(path), redis_url=None), rows=subset_rows(), progress=False)
-    return path
+    return build_index(tmp_path_factory.mktemp("index") / "milvus.db", banking77_rows(INTENTS, per_intent=12))
 
 
 @pytest.fixture

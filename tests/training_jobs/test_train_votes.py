@@ -58,14 +58,11 @@ def test_dev_votes_leave_the_row_itself_out() -> None:
         index.votes(None, k=1, temperature=0.02)
 
 
-@pytest.mark.slow
-def test_job_with_retrieval_weight_reports_served_and_head_accuracy(tmp_path: Path, base_model_dir: Path) -> None:
-    """On a small CSV (6 intents) so the vote's index embeds in seconds."""
+@pytest.fixture
+def six_intents(tmp_path: Path) -> tuple[list[tuple[str, str]], Path]:
+    """A small CSV (6 intents, 15 real rows each) so the vote's index embeds in seconds: rows and file."""
     from finserve.serving.paths import banking77_csv
-    from finserve.training.config import TrainConfig
     from finserve.training.data import read_eval_csv, write_csv
-    from finserve.training.job import run_job
-    from tiny_configs import tiny_config
 
     intents = {"card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed", "pin_blocked", "request_refund"}
     seen: dict[str, int] = {}
@@ -74,7 +71,18 @@ def test_job_with_retrieval_weight_reports_served_and_head_accuracy(tmp_path: Pa
         if cat in intents and seen.get(cat, 0) < 15:
             rows.append((text, cat))
             seen[cat] = seen.get(cat, 0) + 1
-    csv = write_csv(rows, tmp_path / "six.csv")
+    return rows, write_csv(rows, tmp_path / "six.csv")
+
+
+@pytest.mark.slow
+def test_job_with_retrieval_weight_reports_served_and_head_accuracy(
+    tmp_path: Path, base_model_dir: Path, six_intents: tuple[list[tuple[str, str]], Path]
+) -> None:
+    from finserve.training.config import TrainConfig
+    from finserve.training.job import run_job
+    from tiny_configs import tiny_config
+
+    rows, csv = six_intents
     cfg = tiny_config(data={"csv": str(csv), "max_train_per_intent": None, "max_validation_per_intent": None},
                       head={"retrieval_weight": 0.5}, optim={"epochs": 2})
     result = run_job(TrainConfig.model_validate(cfg), AdapterRegistry(tmp_path / "reg"), base_model_path=base_model_dir,
@@ -89,22 +97,15 @@ def test_job_with_retrieval_weight_reports_served_and_head_accuracy(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_job_with_a_dev_split_picks_on_dev_and_serves_the_chosen_weight(tmp_path: Path, base_model_dir: Path) -> None:
+def test_job_with_a_dev_split_picks_on_dev_and_serves_the_chosen_weight(
+    tmp_path: Path, base_model_dir: Path, six_intents: tuple[list[tuple[str, str]], Path]
+) -> None:
     from finserve.serving.intent.head import load_head
-    from finserve.serving.paths import banking77_csv
     from finserve.training.config import TrainConfig
-    from finserve.training.data import read_eval_csv, write_csv
     from finserve.training.job import run_job
     from tiny_configs import tiny_config
 
-    intents = {"card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed", "pin_blocked", "request_refund"}
-    seen: dict[str, int] = {}
-    rows = []
-    for text, cat in read_eval_csv(banking77_csv()):
-        if cat in intents and seen.get(cat, 0) < 15:
-            rows.append((text, cat))
-            seen[cat] = seen.get(cat, 0) + 1
-    csv = write_csv(rows, tmp_path / "six.csv")
+    _, csv = six_intents
     cfg = tiny_config(data={"csv": str(csv), "max_train_per_intent": None, "max_validation_per_intent": None,
                             "dev_per_intent": 2},
                       head={"retrieval_weight": 0.5, "weight_from_dev": True}, optim={"epochs": 2, "patience": 2})

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from finserve.serving.paths import banking77_csv
-from finserve.serving.retrieval import Embedder, RetrievalConfig, ingest, read_banking77
-from netutil import free_port, wait_for_port
+from finserve.serving.retrieval import Embedder
+from kbutil import banking77_rows, build_index
+from netutil import free_port, spawn_redis
 
 # Five intents with ten real examples each: seconds to index, yet every query has near competitors
 # (card_arrival vs lost_or_stolen_card, activate_my_card vs pin_blocked).
 KB_INTENTS = ("card_arrival", "lost_or_stolen_card", "exchange_rate", "activate_my_card", "pin_blocked")
-
-
-def kb_subset(per_intent: int = 10) -> list[tuple[str, str]]:
-    counts = dict.fromkeys(KB_INTENTS, 0)
-    rows = []
-    for text, intent in read_banking77(banking77_csv()):
-        if intent in counts and counts[intent] < per_intent:
-            rows.append((text, intent))
-            counts[intent] += 1
-    return rows
 
 
 class FakeClock:
@@ -54,27 +43,7 @@ class RedisProc:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: run `make system-deps`")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
+        self.process = spawn_redis(self.port, self.workdir)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -111,15 +80,13 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
 
 @pytest.fixture(scope="session")
 def kb_rows() -> list[tuple[str, str]]:
-    return kb_subset()
+    return banking77_rows(KB_INTENTS, per_intent=10)
 
 
 @pytest.fixture(scope="session")
 def kb_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, kb_rows) -> str:
     """A Milvus Lite file with all 77 answers and 50 examples, shared read-only by the session."""
-    uri = str(tmp_path_factory.mktemp("kb") / "milvus.db")
-    ingest(RetrievalConfig(milvus_uri=uri, redis_url=None), rows=kb_rows, progress=False, embedder=embedder)
-    return uri
+    return str(build_index(tmp_path_factory.mktemp("kb") / "milvus.db", kb_rows, embedder))
 
 
 @pytest.fixture
