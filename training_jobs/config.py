@@ -71,6 +71,15 @@ class HeadSettings(StrictModel):
     vote_k: int = Field(
         10, ge=1, description="Neighbours in the vote when training scores the served mix (serving: retrieval.example_k)."
     )
+    query_embedding: bool = Field(
+        False,
+        description="The head also reads the retrieval embedder's vector of the query (serving computes it beside "
+        "the LLM forward); the LoRA is trained jointly with it, so it learns what the embedder misses.",
+    )
+    query_scale: float = Field(
+        20.0, gt=0.0, description="Factor on the unit-length query vector (about sqrt(dim): entries near the LLM "
+        "state's scale, so one learning rate suits both parts of the head).",
+    )
 
 
 class OptimSettings(StrictModel):

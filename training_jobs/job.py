@@ -16,7 +16,7 @@ from .config import TrainConfig
 from .data import load_splits
 from .model import load_base
 from .package import publish
-from .trainer import EpochReport, fit
+from .trainer import EpochReport, QueryVectors, fit
 from .votes import NeighbourIndex
 
 log = logging.getLogger(__name__)
@@ -56,18 +56,28 @@ def run_job(
     )
     log.info("%d training rows, %d dev rows, %d validation rows, %d intents from %s",
              len(splits.train), len(splits.dev), len(splits.validation), len(splits.labels), splits.source)
-    votes = dev_votes = None
-    if config.head.retrieval_weight > 0 or config.head.weight_from_dev:
-        log.info("retrieval votes for %d validation and %d dev rows over %d indexed rows", len(splits.validation),
-                 len(splits.dev), len(splits.index_rows))
-        index = NeighbourIndex(splits.index_rows)
-        votes = index.votes([t for t, _ in splits.validation], config.head.vote_k, config.head.vote_temperature)
-        if splits.dev:  # dev rows are in the index: each leaves itself out, as an unseen query would find it missing
-            dev_votes = index.votes(None, config.head.vote_k, config.head.vote_temperature, exclude=splits.dev_index)
+    votes = dev_votes = queries = None
+    wants_votes = config.head.retrieval_weight > 0 or config.head.weight_from_dev
+    if wants_votes or config.head.query_embedding:
+        # Votes need the whole index; query vectors alone need only the rows trained and scored on.
+        indexed = splits.index_rows if wants_votes else list(splits.train) + list(splits.dev)
+        log.info("embedding %d indexed rows and %d validation rows", len(indexed), len(splits.validation))
+        index = NeighbourIndex(indexed)
+        val_vectors = index.embed([t for t, _ in splits.validation])
+        if wants_votes:
+            votes = index.votes(None, config.head.vote_k, config.head.vote_temperature, vectors=val_vectors)
+            if splits.dev:  # dev rows are in the index: each leaves itself out, as an unseen query would find it missing
+                dev_votes = index.votes(None, config.head.vote_k, config.head.vote_temperature,
+                                        exclude=splits.dev_index)
+        if config.head.query_embedding:
+            queries = QueryVectors(
+                embedder=index.embedder_id, train=index.vectors_of([t for t, _ in splits.train]),
+                validation=val_vectors, dev=index.vectors_of([t for t, _ in splits.dev]) if splits.dev else None,
+            )
     path = base_model_path or _base_path(config)
     base = load_base(config, path)
     trained = fit(config, base.model, base.tokenizer, base.device, splits.train, splits.validation, splits.labels,
-                  val_votes=votes, progress=progress, dev_rows=splits.dev, dev_votes=dev_votes)
+                  val_votes=votes, progress=progress, dev_rows=splits.dev, dev_votes=dev_votes, queries=queries)
     hidden = base.model.get_base_model().config.hidden_size
     minutes = (time.perf_counter() - started) / 60
     facts = {

@@ -9,7 +9,7 @@ from typing import Any
 
 from finserve.contracts import AdapterManifest, AdapterRegistry
 from finserve.serving.inference.base_model import BASE_MODEL_ID
-from finserve.serving.intent.head import HeadSpec, save_head
+from finserve.serving.intent.head import HeadSpec, QueryEmbedding, save_head
 
 from .config import TrainConfig
 from .data import DATA_ATTRIBUTION
@@ -35,6 +35,8 @@ def write_adapter_folder(folder: Path, config: TrainConfig, trained: Trained, hi
         max_length=config.data.max_length,
         retrieval_weight=trained.retrieval_weight,
         vote_temperature=config.head.vote_temperature,
+        query_embedding=QueryEmbedding(embedder=trained.queries.embedder, dim=trained.queries.dim,
+                                       scale=config.head.query_scale) if trained.queries else None,
     )
     save_head(folder, spec, trained.head, trained.labels)
     (folder / "README.md").write_text(model_card(config, trained), encoding="utf-8")
@@ -46,7 +48,9 @@ def model_card(config: TrainConfig, trained: Trained) -> str:
         f"# {config.name} {config.version}\n\n"
         f"LoRA adapter for `{BASE_MODEL_ID}` with a Banking77 intent head (`intent_head.*`, `labels.json`).\n"
         f"The head reads the mean/last hidden state after decoder layer {config.head.exit_layer}; "
-        f"LoRA sits on layers {config.lora_layer_ids[0]}-{config.lora_layer_ids[-1]}.\n\n"
+        f"LoRA sits on layers {config.lora_layer_ids[0]}-{config.lora_layer_ids[-1]}."
+        + (f" The head also reads the query's sentence embedding ({trained.queries.embedder})."
+           if trained.queries else "") + "\n\n"
         f"Validation (held-out 20 % split): accuracy {best.accuracy:.4f}, macro-F1 {best.macro_f1:.4f} "
         f"(epoch {trained.best_epoch}).\n\n"
         f"Training data: {DATA_ATTRIBUTION}.\n"

@@ -46,6 +46,20 @@ class EpochReport(StrictModel):
     rows_per_s: float = Field(description="Training rows per second in the epoch.")
 
 
+@dataclass(frozen=True)
+class QueryVectors:
+    """The retrieval embedder's unit vectors of each row (for a head with ``head.query_embedding``)."""
+
+    embedder: str  # Embedder.model_id: serving checks it runs the same weights
+    train: np.ndarray
+    validation: np.ndarray
+    dev: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.train.shape[1])
+
+
 @dataclass
 class Trained:
     """The best epoch's weights and how training went."""
@@ -60,6 +74,7 @@ class Trained:
     retrieval_weight: float  # the mix weight serving uses (config's, or chosen on the dev split)
     best: EpochReport  # the best epoch, scored on validation at the served weight
     dev_weight_sweep: dict[str, float] | None = None  # served dev accuracy per weight, at the best epoch
+    queries: QueryVectors | None = None  # set when the head reads query embeddings
 
 
 def cache_states(
@@ -105,25 +120,30 @@ def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) 
     return batches
 
 
-def _logits(model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig) -> torch.Tensor:
+def _logits(
+    model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, query: torch.Tensor | None = None
+) -> torch.Tensor:
     batch, mask = _stack(states)
     start = config.head.exit_layer - config.lora.layers
     hidden = encoder.run_layers(model, batch, start, config.head.exit_layer)
-    return head(encoder.finish(model, hidden, mask, config.head.pooling))
+    return head(encoder.finish(model, hidden, mask, config.head.pooling), query)
 
 
 def probabilities(
-    model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, batch_size: int = 64
+    model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, batch_size: int = 64,
+    queries: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Head probabilities (rows in input order) from cached prefix states."""
+    """Head probabilities (rows in input order) from cached prefix states (and query vectors, if the head reads them)."""
     model.eval()
     head.eval()
     order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
     out = np.zeros((len(states), head.linear.out_features), dtype=np.float32)
+    device = head.linear.weight.device
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            probs = torch.softmax(_logits(model, head, [states[i] for i in chunk], config).float(), dim=-1)
+            query = torch.from_numpy(queries[chunk]).to(device) if queries is not None else None
+            probs = torch.softmax(_logits(model, head, [states[i] for i in chunk], config, query).float(), dim=-1)
             out[chunk] = probs.cpu().numpy()
     return out
 
@@ -149,13 +169,15 @@ def fit(
     progress: bool = True,
     dev_rows: Sequence[tuple[str, str]] = (),
     dev_votes: Sequence[dict[str, float]] | None = None,
+    queries: QueryVectors | None = None,
 ) -> Trained:
     """Train LoRA + head on ``train_rows``; score each epoch; keep the best epoch.
 
     ``val_votes``: the retrieval vote for each validation row (see votes.py). With a positive
     ``head.retrieval_weight`` the epochs are scored as served: head mixed with vote. With
     ``dev_rows`` (and their ``dev_votes``) the dev split picks the epoch (and, with
-    ``head.weight_from_dev``, the mix weight); validation is then only reported.
+    ``head.weight_from_dev``, the mix weight); validation is then only reported. ``queries``: the
+    rows' query embeddings, required exactly when ``head.query_embedding`` is set.
     """
     weight = config.head.retrieval_weight
     if weight > 0 and (val_votes is None or len(val_votes) != len(val_rows)):
@@ -164,6 +186,11 @@ def fit(
         raise ValueError("a dev split with a retrieval weight needs one retrieval vote per dev row")
     if config.head.weight_from_dev and not dev_rows:
         raise ValueError("head.weight_from_dev needs dev rows")
+    if config.head.query_embedding != (queries is not None):
+        raise ValueError("head.query_embedding needs query vectors for the rows, and query vectors need it")
+    if queries is not None and (len(queries.train) != len(train_rows) or len(queries.validation) != len(val_rows)
+                                or (dev_rows and (queries.dev is None or len(queries.dev) != len(dev_rows)))):
+        raise ValueError("query vectors must match the training, validation and dev rows one to one")
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
@@ -191,7 +218,11 @@ def fit(
     def served_on(probs: np.ndarray, votes: Sequence[dict[str, float]] | None, w: float) -> list[str]:
         return mixed_predictions(probs, labels, votes or [], w) if w > 0 else mixed_predictions(probs, labels, [], 0.0)
 
-    head = IntentHead(_features(model, config), len(labels), config.head.dropout).to(device)
+    q_train = torch.from_numpy(queries.train).to(device) if queries else None
+    q_val = queries.validation if queries else None
+    q_dev = queries.dev if queries else None
+    head = IntentHead(_features(model, config) + (queries.dim if queries else 0), len(labels), config.head.dropout,
+                      query_scale=config.head.query_scale).to(device)
     lora_params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         [{"params": lora_params, "lr": config.optim.lr}, {"params": head.parameters(), "lr": config.optim.head_lr}],
@@ -217,7 +248,8 @@ def fit(
         with tqdm(total=len(train_states), desc=f"epoch {epoch}/{config.optim.epochs}", unit="row",
                   disable=not progress) as bar:
             for batch in batches:
-                logits = _logits(model, head, [train_states[i] for i in batch], config)
+                logits = _logits(model, head, [train_states[i] for i in batch], config,
+                                 q_train[batch] if q_train is not None else None)
                 loss = loss_fn(logits.float(), y_train[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -228,9 +260,9 @@ def fit(
                 bar.update(len(batch))
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         seconds = time.perf_counter() - started
-        probs = probabilities(model, head, val_states, config)
+        probs = probabilities(model, head, val_states, config, queries=q_val)
         served = served_on(probs, val_votes, weight)
-        dev_probs = probabilities(model, head, dev_states, config) if dev_states else None
+        dev_probs = probabilities(model, head, dev_states, config, queries=q_dev) if dev_states else None
         report = EpochReport(
             epoch=epoch,
             train_loss=sum(losses) / len(losses),
@@ -293,7 +325,7 @@ def fit(
                  weight, dev_sweep[f"{weight:.1f}"], best.accuracy)
     return Trained(model=model, head=head, labels=labels, epochs=reports, best_epoch=best_epoch,
                    cache_seconds=cache_seconds, weight_sweep=sweep, retrieval_weight=weight, best=best,
-                   dev_weight_sweep=dev_sweep)
+                   dev_weight_sweep=dev_sweep, queries=queries)
 
 
 WEIGHT_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)

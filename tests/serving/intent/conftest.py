@@ -1,7 +1,8 @@
 """Intent fixtures: two real, different versions of one tiny adapter, trained in seconds.
 
-Both are trained by the real job on real Banking77 rows; they differ in data, seed, exit layer
-and pooling, so their predictions differ and a mix-up between them would show.
+Both are trained by the real job on real Banking77 rows; they differ in data, seed, exit layer,
+pooling and input (2.0.0's head also reads the query's sentence embedding), so their predictions
+differ and a mix-up between them would show.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def intent_registry(tmp_path_factory: pytest.TempPathFactory, base_model_dir: Pa
 
     registry = AdapterRegistry(tmp_path_factory.mktemp("intent") / "registry")
     v1 = _config(V1, optim={"seed": 1})
-    v2 = _config(V2, data={"max_train_per_intent": 3, "seed": 5}, head={"exit_layer": 3, "pooling": "mean_last"},
-                 optim={"seed": 2, "epochs": 2})
+    v2 = _config(V2, data={"max_train_per_intent": 3, "seed": 5},
+                 head={"exit_layer": 3, "pooling": "mean_last", "query_embedding": True}, optim={"seed": 2, "epochs": 2})
     for cfg in (v1, v2):
         run_job(TrainConfig.model_validate(cfg), registry, base_model_path=base_model_dir, progress=False)
     return registry

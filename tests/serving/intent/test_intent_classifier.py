@@ -129,3 +129,33 @@ async def test_least_recently_used_versions_are_unloaded(intent_registry: Adapte
     assert list(c._loaded) == [V2]
     again = await c.classify(TEXTS[0], V1, [])  # reloaded from the registry, same answer
     assert (again.label, again.confidence) == (first.label, pytest.approx(first.confidence, abs=1e-5))
+
+
+def test_a_head_reading_query_embeddings_records_its_embedder(intent_registry: AdapterRegistry) -> None:
+    from finserve.serving.intent.head import load_head
+    from finserve.serving.retrieval.embedder import default_model_path, model_fingerprint
+
+    _, folder = intent_registry.fetch(V2)
+    spec, head, _ = load_head(folder)
+    assert spec.query_embedding is not None
+    assert spec.query_embedding.embedder == model_fingerprint(default_model_path())
+    assert head.linear.in_features == spec.hidden_size * 2 + spec.query_embedding.dim
+    # Training moved the query columns: the embedding is an input the head really uses.
+    assert head.linear.weight[:, -spec.query_embedding.dim:].abs().sum() > 0
+
+
+async def test_a_head_trained_on_another_embedder_is_refused(
+    intent_registry: AdapterRegistry, base_model_dir: Path, tmp_path: Path
+) -> None:
+    """Same architecture, other weights (one changed file): the fingerprint differs, so the version is refused."""
+    from finserve.serving.inference.errors import AdapterIncompatible
+    from finserve.serving.retrieval.embedder import default_model_path
+
+    other = tmp_path / "other-embedder"
+    shutil.copytree(default_model_path(), other)
+    readme = other / "README.md"
+    readme.write_text(readme.read_text() + "\nlocal copy\n" if readme.exists() else "local copy\n")
+    c = classifier(intent_registry, base_model_dir, embedder_path=str(other), embedder_backend="torch")
+    with pytest.raises(AdapterIncompatible, match="embedder_path"):
+        await c.classify(TEXTS[0], V2, [])
+    assert (await c.classify(TEXTS[0], V1, [])).method == "head"  # heads without the query input are unaffected
