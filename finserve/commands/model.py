@@ -1,4 +1,4 @@
-"""``finserve model``: convert the base model and try the generator from the command line."""
+"""``finserve model``: convert the base model, prebuild the CPU kernels, try the generator."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ def register(app: typer.Typer) -> None:
     model_app = typer.Typer(help="The base LLM and the generator engine.", no_args_is_help=True)
     model_app.command("convert")(convert)
     model_app.command("generate")(generate)
+    model_app.command("kernels")(kernels)
     app.add_typer(model_app, name="model")
 
 
@@ -24,6 +25,19 @@ def convert(
     from finserve.serving.inference.base_model import ensure_base_model
 
     typer.echo(str(ensure_base_model(data_dir)))
+
+
+def kernels(
+    out: Annotated[Path, typer.Option(help="Folder for the library; serve with FINSERVE_KERNEL_DIR set to it.")],
+) -> None:
+    """Compile the CPU decode kernels ahead of time (an image build whose runtime has no C compiler)."""
+    from finserve.serving.inference.cpu_kernels import build_kernels
+
+    try:
+        typer.echo(str(build_kernels(out)))
+    except (OSError, RuntimeError) as exc:
+        typer.echo(f"could not build the CPU kernels: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def generate(

@@ -150,7 +150,7 @@ class LeanLlama:
         cos = self._cos[position_ids].unsqueeze(1)  # [batch, 1, steps, head_dim]
         sin = self._sin[position_ids].unsqueeze(1)
         inner = self.model.model
-        hidden = inner.embed_tokens(input_ids)
+        hidden = call(inner.embed_tokens, input_ids)  # routed too: an adapter may target the embedding
         for i, layer in enumerate(inner.layers):
             attn, mlp = layer.self_attn, layer.mlp
             norm = layer.input_layernorm
@@ -181,10 +181,11 @@ class LeanLlama:
         column = cache.length
         valid = None if bool(attention_mask.all()) else attention_mask.to(torch.uint8).contiguous()
         positions = position_ids.reshape(-1).to(torch.int64).contiguous()
-        if int(positions.max()) >= self._cos.shape[0]:  # the C kernel reads the rotary table unchecked
-            raise ValueError(f"position {int(positions.max())} is beyond the model's {self._cos.shape[0]}")
+        low, high = (int(p) for p in torch.aminmax(positions))
+        if low < 0 or high >= self._cos.shape[0]:  # the C kernel reads the rotary table unchecked
+            raise ValueError(f"positions {low}..{high} are outside the model's 0..{self._cos.shape[0] - 1}")
         inner = self.model.model
-        hidden = inner.embed_tokens(input_ids).contiguous()  # [batch, 1, hidden], updated in place
+        hidden = call(inner.embed_tokens, input_ids).contiguous()  # [batch, 1, hidden], updated in place
         delta: torch.Tensor | None = None
         for i, layer in enumerate(inner.layers):
             attn, mlp = layer.self_attn, layer.mlp
@@ -265,14 +266,19 @@ def _runs(rows: Sequence[str | None]) -> list[tuple[str | None, int, int]]:
 
 
 def _plain_lora(module: Any, runs: list[tuple[str | None, int, int]]) -> bool:
-    """Whether every adapter of ``runs`` is a plain LoRA on this PEFT layer (``B @ A * scaling``)."""
+    """Whether every adapter of ``runs`` is a plain LoRA on this PEFT layer (``B @ A * scaling``)
+    whose weights have the base layer's dtype (PEFT keeps adapters in float32 on a bfloat16 base and
+    casts around them; its own path does that)."""
     if module.merged or module.disable_adapters or not isinstance(module.base_layer, nn.Linear):
         return False
     variants = getattr(module, "lora_variant", {})
+    dtype = module.base_layer.weight.dtype
     for name, _, _ in runs:
         if name is None or name not in module.lora_A:
             continue
         if name in variants or module.lora_B[name].bias is not None or module.use_dora.get(name, False):
+            return False
+        if module.lora_A[name].weight.dtype != dtype or module.lora_B[name].weight.dtype != dtype:
             return False
     return True
 

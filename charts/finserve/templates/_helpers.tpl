@@ -175,6 +175,15 @@ tolerations:
   value: /tmp/.cache
 {{- end }}
 
+{{/* FINSERVE_KERNEL_DIR for serving containers when serving.kernelDir is set (else the image's:
+prebuilt kernels). */}}
+{{- define "finserve.kernelEnv" -}}
+{{- with .Values.serving.kernelDir -}}
+- name: FINSERVE_KERNEL_DIR
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "finserve.envFrom" -}}
 {{- if and (eq .Values.registry.type "objectStorage") .Values.registry.objectStorage.credentialsSecret }}
 envFrom:

@@ -1,4 +1,5 @@
-"""The lean forward on the real SmolLM2 weights: same logits as transformers, LoRA routing, int8 agreement."""
+"""The lean forward on the real SmolLM2 weights (same logits as transformers, LoRA routing, int8 agreement),
+and on a tiny random Llama for adapter routing, dtypes and refused inputs."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from finserve.serving.inference.cpu_kernels import load_kernels
 from finserve.serving.inference.decoder import left_pad
 from finserve.serving.inference.lean_forward import KVCache, LeanLlama, unsupported_reason
 from finserve.serving.inference.model_runner import ModelRunner
-
-pytestmark = pytest.mark.slow
 
 PROMPTS = [
     "How do I reset my card PIN?",
@@ -74,6 +73,7 @@ def lean_steps(lean: LeanLlama, ids, mask, positions, forced: list[torch.Tensor]
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernels", [False, True], ids=["torch-ops", "c-kernels"])
 def test_lean_logits_match_transformers_with_left_padding(base, kernels: bool) -> None:
     if kernels and load_kernels() is None:
@@ -90,6 +90,7 @@ def test_lean_logits_match_transformers_with_left_padding(base, kernels: bool) -
         assert torch.equal(g.argmax(-1), w.argmax(-1))
 
 
+@pytest.mark.slow
 def test_cache_grows_past_its_capacity_and_drops_finished_rows(base) -> None:
     model, tokenizer = base
     lean = LeanLlama(model, load_kernels())
@@ -118,6 +119,7 @@ def test_unsupported_models_are_named() -> None:
     assert "dynamic" in unsupported_reason(SimpleNamespace(config=dynamic))
 
 
+@pytest.mark.slow
 def test_lora_routes_single_base_and_mixed_batches(base, lora_registry: AdapterRegistry) -> None:
     from peft import PeftModel
 
@@ -171,6 +173,7 @@ def teacher_forced(runner: ModelRunner, prompt: str, continuation: list[int]) ->
     return hits, nll
 
 
+@pytest.mark.slow
 def test_int8_weights_agree_with_float32_on_next_tokens(model_dir: Path) -> None:
     """Greedy text from int8 weights leaves float32's after a few dozen tokens on most prompts (a near-tie
     flips and the rest follows), so agreement is measured token by token on float32's own greedy
@@ -193,3 +196,97 @@ def test_int8_weights_agree_with_float32_on_next_tokens(model_dir: Path) -> None
         total, hits, nll_int8, nll_ref = total + len(continuation), hits + h, nll_int8 + n, nll_ref + r
     assert hits / total >= 0.95, f"{hits}/{total}"
     assert nll_int8 / total <= nll_ref / total * 1.05 + 0.01, (nll_int8 / total, nll_ref / total)
+
+
+# ---- a tiny Llama: the real transformers and PEFT classes with random weights, because what these
+# tests check (routing, dtypes, refusals) does not depend on trained weights and loads in milliseconds ----
+
+
+def tiny_llama(dtype: torch.dtype = torch.float32):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    return LlamaForCausalLM(config).to(dtype).eval()
+
+
+def with_two_adapters(model, targets: list[str]):
+    """PEFT adapters ``one`` and ``two`` with random non-zero weights on ``targets``."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0)
+    peft = get_peft_model(model, config, adapter_name="one")
+    peft.add_adapter("two", config)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
+    return peft.eval()
+
+
+def peft_and_lean(peft, lean: LeanLlama, rows: list[str], steps: int = 2):
+    """Logits of a prompt and ``steps`` forced decode steps: PEFT's per-row forward vs the lean one."""
+    ids = torch.randint(0, 96, (len(rows), 5), generator=torch.Generator().manual_seed(2))
+    mask, positions = torch.ones_like(ids), torch.arange(5).expand(len(rows), 5)
+    cache, want, got = lean.new_cache(), [], []
+    with torch.inference_mode():
+        for step in range(steps + 1):
+            want.append(peft(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             adapter_names=rows).logits[:, -1])
+            got.append(lean.forward(ids if step == 0 else ids[:, -1:], mask,
+                                    positions if step == 0 else positions[:, -1:], cache, rows=rows))
+            token = want[-1].argmax(-1, keepdim=True)
+            ids, mask = torch.cat([ids, token], 1), torch.cat([mask, torch.ones_like(token)], 1)
+            positions = torch.cat([positions, positions[:, -1:] + 1], 1)
+    return want, got
+
+
+@pytest.mark.parametrize("kernels", [False, True], ids=["torch-ops", "c-kernels"])
+def test_an_adapter_on_the_embedding_applies_per_row(kernels: bool) -> None:
+    if kernels and load_kernels() is None:
+        pytest.skip("no C kernels on this machine")
+    model = tiny_llama()
+    peft = with_two_adapters(model, ["embed_tokens", "q_proj"])
+    lean = LeanLlama(model, load_kernels() if kernels else None)
+    for rows in (["one", "two"], ["two", "two"]):
+        want, got = peft_and_lean(peft, lean, rows)
+        for w, g in zip(want, got, strict=True):
+            assert torch.allclose(g, w, atol=1e-4, rtol=1e-4), (rows, float((g - w).abs().max()))
+
+
+def test_float32_adapters_on_a_bfloat16_base_take_peft_s_casting_path() -> None:
+    """PEFT keeps adapter weights in float32 on a bfloat16 base (autocast_adapter_dtype)."""
+    model = tiny_llama(torch.bfloat16)
+    peft = with_two_adapters(model, ["q_proj", "v_proj"])
+    assert peft.base_model.model.model.layers[0].self_attn.q_proj.lora_A["one"].weight.dtype == torch.float32
+    lean = LeanLlama(model)
+    for rows in (["one", "one"], ["one", "two"]):
+        want, got = peft_and_lean(peft, lean, rows)
+        for w, g in zip(want, got, strict=True):
+            assert g.dtype == torch.bfloat16 and torch.equal(g, w), rows
+
+
+def test_c_decode_step_refuses_what_it_would_read_out_of_bounds() -> None:
+    kernels = load_kernels()
+    if kernels is None:
+        pytest.skip("no C kernels on this machine")
+    lean = LeanLlama(tiny_llama(), kernels)
+    ids, mask, positions = torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.ones(2, 3, dtype=torch.long), torch.arange(3)
+    cache = lean.new_cache()
+    with torch.inference_mode():
+        lean.forward(ids, mask, positions.expand(2, 3), cache)
+        step = torch.tensor([[11], [12]])
+        with pytest.raises(ValueError, match="positions"):
+            lean.forward(step, torch.ones(2, 4, dtype=torch.long), torch.tensor([[3], [-1]]), cache)
+        with pytest.raises(ValueError, match="positions"):
+            lean.forward(step, torch.ones(2, 4, dtype=torch.long), torch.tensor([[3], [32]]), cache)
+        with pytest.raises(ValueError, match="valid"):  # a mask of 3 columns for 4 cached ones
+            lean.forward(step, torch.ones(2, 3, dtype=torch.long).index_fill(1, torch.tensor([0]), 0),
+                         torch.tensor([[3], [3]]), cache)
+        with pytest.raises(ValueError):  # one row of input against a cache holding two
+            lean.forward(step[:1], torch.ones(1, 4, dtype=torch.long), torch.tensor([[3]]), cache)
+        assert cache.length == 3  # nothing was written by the refused steps
+        logits = lean.forward(step, torch.ones(2, 4, dtype=torch.long), torch.tensor([[3], [3]]), cache)
+    assert logits.shape == (2, 96) and bool(torch.isfinite(logits).all())
