@@ -12,8 +12,10 @@ Starts `finserve up` (embedded defaults, the full Banking77 index under FINSERVE
   3. requests/s and latency at concurrency 1, 4 and 16 (max_tokens 16), and tokens/s.
 
     python -m bench.bench_pipeline [--queries 60] [--max-tokens 16] [--levels 1,4,16] [--out PATH]
+                                   [--set deployments.ingress=haproxy ...] [--env NAME=VALUE ...]
 
-``--levels ""`` skips step 3 (a quick overhead-only run).
+``--levels ""`` skips step 3 (a quick overhead-only run). ``--set`` overrides a ServingConfig field and
+``--env`` sets a variable for the stack's processes: run two variants back to back to compare them.
 """
 
 from __future__ import annotations
@@ -52,16 +54,29 @@ def validation_queries(n: int) -> list[str]:
     return [text for text, _ in val[:n]]
 
 
-def start_stack(port: int, workdir: Path) -> subprocess.Popen:
-    from finserve.serving.config import load_serving_config
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """``a.b.c=value`` into a nested dict (the YAML the stack reads); the config's own validation judges it."""
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[leaf] = value
+
+
+def start_stack(port: int, workdir: Path, overrides: dict[str, Any] | None = None,
+                env: dict[str, str] | None = None) -> subprocess.Popen:
+    from finserve.serving.config import ServingConfig, load_serving_config
 
     cfg = load_serving_config(None)
     cfg.gateway.http_port = port
     cfg.gateway.grpc_port = free_port()  # the default 8081 may be taken by another stack on this host
     cfg.audit = cfg.audit.model_copy(update={"path": workdir / "audit.jsonl"})
+    data = cfg.model_dump(mode="json")
+    for dotted, value in (overrides or {}).items():
+        set_path(data, dotted, value)
+    ServingConfig.model_validate(data)  # a typo in --set fails here, not minutes later in a replica
     path = workdir / "serving.yaml"
-    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="fsray-", dir="/tmp")}
+    path.write_text(yaml.safe_dump(data))
+    env = {**os.environ, **(env or {}), "RAY_TMPDIR": tempfile.mkdtemp(prefix="fsray-", dir="/tmp")}
     log = workdir / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "finserve.cli", "up", "--config", str(path)], env=env,
@@ -86,6 +101,8 @@ async def one(client: httpx.AsyncClient, query: str, max_tokens: int) -> dict[st
     resp = await client.post("/v1/chat/completions", json={
         "model": "finserve-banking", "max_tokens": max_tokens, "messages": [{"role": "user", "content": query}]})
     wall = (time.perf_counter() - t0) * 1000
+    if resp.is_error:  # the finserve error envelope (or the ingress's text) says which stage failed
+        print(f"HTTP {resp.status_code}: {resp.text[:500]}", file=sys.stderr)
     resp.raise_for_status()
     data = resp.json()
     return {"wall_ms": wall, "timings": data["finserve"]["timings_ms"], "cache": data["finserve"]["cache"],
@@ -146,23 +163,44 @@ async def concurrent(base: str, queries: list[str], concurrency: int, max_tokens
             "latency": percentiles([r["wall_ms"] for r in results])}
 
 
+def warm_up(base: str, seconds: float = 60) -> None:
+    """Three answered requests before measuring. Right after start an ingress may still be settling (HAProxy
+    checks a new replica before routing to it): a 5xx is retried here, never during the measurement."""
+    deadline = time.monotonic() + seconds
+    answered = 0
+    while answered < 3:
+        try:
+            asyncio.run(sequential(base, ["warm up: how do I activate my card?"], 1))
+            answered += 1
+        except httpx.HTTPStatusError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=YAML",
+                        help="Override a ServingConfig field, e.g. deployments.retrieval_placement=gateway.")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="Environment variable for the stack (e.g. a RAY_SERVE_* knob).")
     args = parser.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    stack_env = dict(item.split("=", 1) for item in args.env)
 
     queries = validation_queries(args.queries + 200)
     overhead_q, load_q = queries[: args.queries], queries[args.queries:]
     port = free_port()
     info = machine(PACKAGES)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_stack(port, Path(tmp))
+        proc = start_stack(port, Path(tmp), overrides, stack_env)
         base = f"http://127.0.0.1:{port}"
         try:
-            asyncio.run(sequential(base, ["warm up: how do I activate my card?"] * 3, 1))
+            warm_up(base)
             sums = [stage_sums(base)]
             misses = asyncio.run(sequential(base, overhead_q, 1))
             sums.append(stage_sums(base))
@@ -181,6 +219,8 @@ def main() -> None:
     result = {
         "machine": info,
         "command": "python -m bench.bench_pipeline " + " ".join(sys.argv[1:]),
+        "overrides": overrides,
+        "env": stack_env,
         "miss_path_concurrency_1": {**stage_summary(misses), "audit_mean_ms": audit_mean_ms(sums[0], sums[1])},
         "l1_hit_concurrency_1": {**stage_summary(hits), "audit_mean_ms": audit_mean_ms(sums[1], sums[2])},
         "throughput": levels,

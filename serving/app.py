@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,7 +32,7 @@ from .paths import registry_root
 from .pipeline import Pipeline
 from .retrieval import RetrievalConfig, RetrievalResult, Retriever, SearchFilters
 from .routing import Router
-from .stages import LocalAudit, LocalGuard
+from .stages import LocalAudit, LocalGuard, LocalRetrieval
 
 
 class GuardDeployment:
@@ -55,6 +56,9 @@ class RetrieverDeployment:
 
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
         return await self.retriever.search(masked_query, filters)
+
+    async def knowledge_texts(self) -> list[str]:
+        return await self.retriever.knowledge_texts()
 
     def ready(self) -> bool:
         return self.retriever.ready()
@@ -132,6 +136,9 @@ class _RetrievalHandle:
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
         return await self.h.search.remote(masked_query, filters)
 
+    async def knowledge_texts(self) -> list[str]:
+        return await self.h.knowledge_texts.remote()
+
 
 class _GeneratorHandle:
     def __init__(self, h: DeploymentHandle) -> None:
@@ -160,10 +167,17 @@ class _AuditHandle:
 # Serve's gRPC proxy calls the ingress's methods by RPC name (ModelInfer, ...), inherited here.
 @serve.ingress()
 class Gateway(InferenceServicer):
-    def __init__(self, config: dict[str, Any], guard: DeploymentHandle | None, retriever: DeploymentHandle,
+    def __init__(self, config: dict[str, Any], guard: DeploymentHandle | None, retriever: DeploymentHandle | None,
                  generator: DeploymentHandle, audit: DeploymentHandle | None) -> None:
         cfg = ServingConfig.model_validate(config)
-        self._handles = {"retriever": retriever, "generator": generator}
+        self._handles = {"generator": generator}
+        self._local_retriever: Retriever | None = None
+        if retriever is not None:
+            self._handles["retriever"] = retriever
+            retrieval: _RetrievalHandle | LocalRetrieval = _RetrievalHandle(retriever)
+        else:  # retrieval_placement "gateway": embedded and searched in this replica, no Ray hop
+            self._local_retriever = Retriever(cfg.retrieval)
+            retrieval = LocalRetrieval(self._local_retriever)
         if guard is not None:
             self._handles["guard"] = guard
         local_guard = PIIGuard(cfg.guard) if guard is None or audit is None else None
@@ -175,13 +189,17 @@ class Gateway(InferenceServicer):
             audit_stage = LocalAudit(AuditLog(cfg.audit, guard=local_guard))
         gen = _GeneratorHandle(generator)
         self.pipeline = Pipeline(
-            cfg, guard=stage, retrieval=_RetrievalHandle(retriever), intent=gen,
+            cfg, guard=stage, retrieval=retrieval, intent=gen,
             generator=gen, audit=audit_stage, router=Router(cfg.router),
         )
         InferenceServicer.__init__(self, self.pipeline, self.readiness)
+        # Ray Serve builds the replica inside its event loop: warm the context guard's cache beside it.
+        self._warming = asyncio.get_running_loop().create_task(self.pipeline.warm())
 
     async def readiness(self) -> dict[str, bool]:
         out: dict[str, bool] = {}
+        if self._local_retriever is not None:
+            out["retriever"] = await asyncio.to_thread(self._local_retriever.ready)
         for name, handle in self._handles.items():
             try:
                 out[name] = bool(await handle.ready.remote())
@@ -209,10 +227,17 @@ def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application
     if d.guard_placement == "deployment":
         guard = serve.deployment(GuardDeployment, name="Guard", **_options(d.guard)).bind(
             cfg.guard.model_dump(mode="json"))
-    retriever = serve.deployment(RetrieverDeployment, name="Retriever", **_options(d.retriever)).bind(
-        cfg.retrieval.model_dump(mode="json"))
-    generator = serve.deployment(GeneratorDeployment, name="Generator", **_options(d.generator)).bind(
-        cfg.generator.model_dump(mode="json"), cfg.intent.model_dump(mode="json"))
+    retriever = None
+    if d.retrieval_placement == "deployment":
+        retriever = serve.deployment(
+            RetrieverDeployment, name="Retriever", **_options(d.retriever)
+        ).bind(cfg.retrieval.model_dump(mode="json"))
+    elif d.gateway.num_replicas > 1 and not cfg.retrieval.milvus_uri:
+        raise ValueError("retrieval_placement 'gateway' with Milvus Lite allows one gateway replica (one process "
+                         "opens the file): set retrieval.milvus_uri or retrieval_placement 'deployment'")
+    generator = serve.deployment(
+        GeneratorDeployment, name="Generator", **_options(d.generator)
+    ).bind(cfg.generator.model_dump(mode="json"), cfg.intent.model_dump(mode="json"))
     audit = None
     if d.audit_placement == "deployment":
         audit = serve.deployment(AuditDeployment, name="Audit", **_options(d.audit)).bind(

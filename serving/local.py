@@ -46,6 +46,7 @@ class LocalStack:
 
     async def start(self) -> None:
         await self.engine.start()
+        await self.pipeline.warm()
 
     async def stop(self) -> None:
         await self.engine.stop()

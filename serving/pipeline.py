@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 import uuid
@@ -39,6 +40,8 @@ from .schemas import (
 )
 from .stages import AuditStage, GeneratorStage, GuardStage, IntentStage, RetrievalStage
 from .streaming_guard import StreamReleaser
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,6 +136,22 @@ class Pipeline:
         self._in_flight = 0
         # The chart sets FINSERVE_POOL to the workload name: the operator's queue query selects on it.
         self._pool = os.environ.get("FINSERVE_POOL", "default")
+
+    async def warm(self) -> int:
+        """Guard every knowledge chunk once, so the first request to retrieve one does not pay its scan.
+
+        The context pass still runs on every request; its cache (keyed by the chunk's hash, in this
+        process, with this process's guard policy) just starts full. Returns the chunks scanned; a
+        failure only leaves the cache cold.
+        """
+        try:
+            texts = await self.retrieval.knowledge_texts()
+            if texts:
+                await self.guard.scan_chunks(texts)
+            return len(texts)
+        except Exception:  # noqa: BLE001 - warming is an optimisation: requests scan what they need
+            log.warning("context guard cache not warmed", exc_info=True)
+            return 0
 
     # ---- the shared front half: guard the input, route, retrieve, guard the context, intent ----
 

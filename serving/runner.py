@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -11,6 +12,13 @@ from rich.console import Console
 
 from .config import ServingConfig
 from .oip_grpc import ADD_SERVICER
+from .serve_env import serve_env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> None:
@@ -28,6 +36,8 @@ def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> No
 
 
 def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool = True) -> int:
+    # Before Ray starts: its controller, ingress and replicas inherit this process's environment.
+    os.environ.update(serve_env(cfg.deployments, free_port=_free_port))
     import ray
     from ray import serve
 

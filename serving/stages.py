@@ -34,6 +34,10 @@ class GuardStage(Protocol):
 class RetrievalStage(Protocol):
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult: ...
 
+    async def knowledge_texts(self) -> list[str]:
+        """Every knowledge chunk a search can return (the index's answers), or [] when unknown."""
+        ...
+
 
 class IntentStage(Protocol):
     async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
@@ -71,6 +75,9 @@ class LocalRetrieval:
 
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
         return await self.retriever.search(masked_query, filters)
+
+    async def knowledge_texts(self) -> list[str]:
+        return await self.retriever.knowledge_texts()
 
 
 class LocalIntent:

@@ -56,6 +56,13 @@ class RetrievalConfig(StrictModel):
         "thread is as fast as two for one short query on small shared CPUs, with less contention; None "
         "leaves the library's default.",
     )
+    answers_in_memory_max: int = Field(
+        default=1000,
+        ge=0,
+        description="Answer documents held in memory per index version and searched exactly there, saving "
+        "one or two Milvus round trips per query (examples always stay in Milvus). An answers partition "
+        "larger than this is searched in Milvus; 0: always Milvus.",
+    )
     l1_ttl_s: float = Field(default=300.0, gt=0, description="Seconds an in-process (L1) cache entry lives.")
     l1_max_entries: int = Field(
         default=10_000,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from .answers import AnswerTable
 from .breaker import CircuitBreaker
 from .cache import RedisCache, TTLCache, cache_key
 from .config import RetrievalConfig
@@ -71,6 +73,9 @@ class Retriever:
             for result in ("hit", "miss", "error")
         }
         self._closing: set[asyncio.Task[None]] = set()
+        # (index version, its answers table or None when the partition is too large to hold)
+        self._answers: tuple[str, AnswerTable | None] | None = None
+        self._answers_lock = threading.Lock()
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -80,7 +85,7 @@ class Retriever:
         tenant = filters.tenant or self.config.default_tenant
         index = await self._current_index()
         if self._l1 is None and self._l2 is None:
-            hits, examples = await self._search_store(masked_query, tenant, filters.intent)
+            hits, examples = await self._search_store(masked_query, tenant, filters.intent, index)
             return RetrievalResult(hits=hits, examples=examples, cache="off", index_version=index.version)
 
         key = cache_key(
@@ -97,12 +102,19 @@ class Retriever:
                 self._l1_put(key, from_l2)
                 return from_l2
 
-        hits, examples = await self._search_store(masked_query, tenant, filters.intent)
+        hits, examples = await self._search_store(masked_query, tenant, filters.intent, index)
         result = RetrievalResult(hits=hits, examples=examples, cache="miss", index_version=index.version)
         self._l1_put(key, result)
         if self._l2 is not None:
             await self._l2.put(key, result.model_dump_json(exclude={"cache"}))
         return result
+
+    async def knowledge_texts(self) -> list[str]:
+        """Every answer text of the current index (what searches return as hits), for warming the context
+        guard's cache; empty when the answers are not held in memory."""
+        index = await self._current_index()
+        table = await asyncio.to_thread(self._answer_table, index)
+        return list(table.texts) if table is not None else []
 
     def ready(self) -> bool:
         """True when the embedder is loaded and Milvus has a usable index (checks Milvus if it must)."""
@@ -208,11 +220,13 @@ class Retriever:
         self._count["l2", "hit"].inc()
         return result
 
-    async def _search_store(self, query: str, tenant: str, intent: str | None) -> tuple[list[Hit], list[Hit]]:
+    async def _search_store(
+        self, query: str, tenant: str, intent: str | None, index: IndexInfo
+    ) -> tuple[list[Hit], list[Hit]]:
         if not self._milvus.allow():
             raise VectorStoreUnavailable("Milvus unavailable (failing fast)", self._milvus.retry_after())
         try:
-            found = await asyncio.to_thread(self._embed_and_search, query, tenant, intent)
+            found = await asyncio.to_thread(self._embed_and_search, query, tenant, intent, index)
         except IndexMissing:
             self._milvus.record_success()
             self._index_checked_at = 0.0  # re-read the version on the next request
@@ -224,16 +238,51 @@ class Retriever:
         self._milvus.record_success()
         return found
 
-    def _embed_and_search(self, query: str, tenant: str, intent: str | None) -> tuple[list[Hit], list[Hit]]:
+    def _answer_table(self, index: IndexInfo) -> AnswerTable | None:
+        """The answers of ``index`` in memory, loaded on first use of a version; None: search Milvus."""
+        limit = self.config.answers_in_memory_max
+        if not limit:
+            return None
+        loaded = self._answers
+        if loaded is not None and loaded[0] == index.version:
+            return loaded[1]
+        with self._answers_lock:
+            loaded = self._answers
+            if loaded is not None and loaded[0] == index.version:
+                return loaded[1]
+            # The physical build, not the alias: the rows must be the version the table is labelled with.
+            try:
+                rows = self._store.fetch_kind(index.collection, "answer", limit + 1)
+            except VectorStoreUnavailable as exc:
+                # E.g. a re-ingest dropped this build before its version was re-read: the alias still
+                # answers, so this query searches Milvus and the next one tries the table again.
+                log.warning("answers table for index %s not loaded: %s", index.version[:12], exc)
+                return None
+            table = AnswerTable.build(index.version, rows) if len(rows) <= limit else None
+            if table is None:
+                log.info("answers partition over %d documents: searched in Milvus", limit)
+            self._answers = (index.version, table)
+            return table
+
+    def _embed_and_search(
+        self, query: str, tenant: str, intent: str | None, index: IndexInfo
+    ) -> tuple[list[Hit], list[Hit]]:
         # One thread hop for the whole miss path: embedding and the searches release the event loop.
         vector = self.embedder.embed([query])[0]
         alias, top_k, example_k = self.config.collection, self.config.top_k, self.config.example_k
         only = [intent] if intent else None
-        answers = self._store.search(alias, vector, "answer", tenant, only, top_k)
+        table = self._answer_table(index)
+
+        def answers_of(intents: list[str] | None, limit: int) -> list[Hit]:
+            if table is not None:
+                return table.search(vector, tenant, intents, limit)
+            return self._store.search(alias, vector, "answer", tenant, intents, limit)
+
+        answers = answers_of(only, top_k)
         if not example_k:
             return answers, []
         examples = self._store.search(alias, vector, "example", tenant, only, example_k)
         missing = intents_to_fetch(answers, examples)
         if missing:
-            answers += self._store.search(alias, vector, "answer", tenant, missing, len(missing))
+            answers += answers_of(missing, len(missing))
         return fuse_answers(answers, examples, top_k), examples

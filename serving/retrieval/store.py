@@ -35,6 +35,8 @@ PROP_EMBEDDER = "finserve.embedder_id"
 OUTPUT_FIELDS = ["text", "intent", "kind", "tenant"]
 MAX_TEXT_BYTES = 4096
 BUILD_SUFFIX_LEN = 16
+# How Milvus (server and Lite) reports a search on a collection that is not loaded.
+_NOT_LOADED = re.compile(r"released|not loaded|call load\(\)|collection not loaded", re.IGNORECASE)
 T = TypeVar("T")
 
 # milvus-lite runs one in-process server per .db path for the whole process and never stops it on
@@ -194,19 +196,16 @@ class MilvusStore:
         """Nearest ``limit`` documents of one kind (and of ``intents`` if given), best first."""
         expr = filter_expression(tenant, intents)
         try:
-            result = self._call(
-                "search",
-                lambda c: c.search(
-                    collection_name=name,
-                    data=[vector.tolist()],
-                    partition_names=[PARTITIONS[kind]],
-                    filter=expr,
-                    limit=limit,
-                    output_fields=OUTPUT_FIELDS,
-                    search_params={"metric_type": "COSINE", "params": {"ef": max(64, limit)}},
-                    timeout=self.timeout_s,
-                ),
-            )
+            result = self._reloading(name, "search", lambda c: c.search(
+                collection_name=name,
+                data=[vector.tolist()],
+                partition_names=[PARTITIONS[kind]],
+                filter=expr,
+                limit=limit,
+                output_fields=OUTPUT_FIELDS,
+                search_params={"metric_type": "COSINE", "params": {"ef": max(64, limit)}},
+                timeout=self.timeout_s,
+            ))
         except VectorStoreUnavailable as exc:
             # Tell "no index yet" from "Milvus down": only the first is fixed by running ingest.
             if not isinstance(exc, IndexMissing) and self._reachable_without(name):
@@ -216,6 +215,34 @@ class MilvusStore:
             Hit(id=str(h["id"]), score=float(h["distance"]), **{f: h["entity"][f] for f in OUTPUT_FIELDS})
             for h in result[0]
         ]
+
+    def fetch_kind(self, name: str, kind: Kind, limit: int) -> list[dict]:
+        """Up to ``limit`` documents of one kind with their vectors (id, text, intent, kind, tenant, vector)."""
+        return self._reloading(name, "query", lambda c: c.query(
+            collection_name=name,
+            filter="",
+            partition_names=[PARTITIONS[kind]],
+            output_fields=["id", *OUTPUT_FIELDS, "vector"],
+            limit=limit,
+            timeout=self.timeout_s,
+        ))
+
+    def _reloading(self, name: str, what: str, fn: Callable[[MilvusClient], T]) -> T:
+        """``fn``, loading ``name`` and trying once more if Milvus says the collection is not loaded.
+
+        Milvus Lite keeps one server per file and process; when another user of the file in this process
+        closes it (the last one stops the server) a later server can find the collection released, while
+        this store still remembers having loaded it.
+        """
+        try:
+            return self._call(what, fn)
+        except VectorStoreUnavailable as exc:
+            if not _NOT_LOADED.search(str(exc)):
+                raise
+            log.warning("collection %s was released: loading it again", name)
+            self._loaded.clear()
+            self._call("load_collection", lambda c: c.load_collection(name, timeout=None))
+            return self._call(what, fn)
 
     def _reachable_without(self, name: str) -> bool:
         try:

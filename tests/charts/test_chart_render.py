@@ -373,6 +373,21 @@ def test_rayservice_cluster_shape():
         assert env["FINSERVE_ROUTING_TABLE"]["value"] == "/etc/finserve/routing"
 
 
+def test_ray_serve_switches_reach_every_ray_container():
+    """Ray reads them once per process: the chart sets what `finserve up` sets (serving/serve_env.py)."""
+    from finserve.serving.config import DeploymentsConfig
+    from finserve.serving.serve_env import serve_env
+
+    for throughput, sets in ((True, ()), (False, ("serving.config.deployments.throughput_optimized=false",))):
+        rs = one(render(values=(CI / "rayservice-values.yaml",), sets=sets), "RayService", "finserve-serving")
+        cluster = rs["spec"]["rayClusterConfig"]
+        want = serve_env(DeploymentsConfig(throughput_optimized=throughput))
+        for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
+            env = env_of(pod["spec"]["containers"][0])
+            for name in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY"):
+                assert env[name]["value"] == want[name], name
+
+
 # ---- Jobs ---------------------------------------------------------------------------------------
 
 def test_jobs_are_off_by_default():

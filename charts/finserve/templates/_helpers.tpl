@@ -184,6 +184,23 @@ prebuilt kernels). */}}
 {{- end }}
 {{- end }}
 
+{{/*
+Ray Serve's switches (serving/serve_env.py sets the same for `finserve up`): Ray reads them once per
+process, so they go on every Ray container, derived from serving.config.deployments. HAProxy ingress
+is `finserve up`-only: in a cluster the Service in front of the head is the ingress.
+*/}}
+{{- define "finserve.rayServeEnv" -}}
+{{- $deployments := (.Values.serving.config.deployments | default dict) -}}
+{{- $throughput := true -}}
+{{- if hasKey $deployments "throughput_optimized" }}{{ $throughput = index $deployments "throughput_optimized" }}{{ end -}}
+- name: RAY_SERVE_THROUGHPUT_OPTIMIZED
+  value: {{ ternary "1" "0" $throughput | quote }}
+- name: RAY_SERVE_ENABLE_DIRECT_INGRESS
+  value: "0"
+- name: RAY_SERVE_ENABLE_HA_PROXY
+  value: "0"
+{{- end }}
+
 {{- define "finserve.envFrom" -}}
 {{- if and (eq .Values.registry.type "objectStorage") .Values.registry.objectStorage.credentialsSecret }}
 envFrom:

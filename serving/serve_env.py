@@ -1,0 +1,44 @@
+"""The Ray Serve switches a ServingConfig asks for, as the environment variables Ray reads them from.
+
+Ray Serve reads these once per process at import (the controller, the HTTP/gRPC ingress and every
+replica), so they must be in the environment before ``ray.init`` starts the local cluster: `finserve up`
+applies them there; on Kubernetes the chart sets the same variables on the Ray containers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .config import DeploymentsConfig
+
+# Fixed host ports Ray's HAProxy mode opens besides the configured HTTP/gRPC ports: the head node's
+# fallback Python proxy (HTTP, gRPC), HAProxy's Prometheus exporter and its stats page.
+HAPROXY_SIDE_PORTS = (
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+)
+
+
+def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | None = None) -> dict[str, str]:
+    """Environment for the Ray processes; every switch is set both ways so the config alone decides.
+
+    With ``free_port`` (a function returning an unused port), HAProxy mode's side ports are moved off
+    Ray's fixed defaults, so two stacks on one host (tests beside a running `finserve up`) don't collide.
+    """
+    haproxy = deployments.ingress == "haproxy"
+    env = {
+        # HAProxy on the HTTP/gRPC ports forwards straight to the Gateway replica's own server
+        # (Ray Serve's direct ingress) instead of through the Python proxy actor.
+        "RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0",
+        # Without HAProxy nothing would send traffic to the replica's own server (the throughput mode
+        # turns it on by default): keep the Python proxy as the only ingress.
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1" if haproxy else "0",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": f"{deployments.ingress_drain_s:g}",
+        # Replica user code and handle routing on the replica's main event loop, gRPC between replicas.
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if deployments.throughput_optimized else "0",
+    }
+    if haproxy and free_port is not None:
+        env.update({name: str(free_port()) for name in HAPROXY_SIDE_PORTS})
+    return env

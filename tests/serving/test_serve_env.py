@@ -1,0 +1,42 @@
+"""The Ray Serve environment a config asks for (pure: no Ray is started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from finserve.serving.config import DeploymentsConfig
+from finserve.serving.serve_env import HAPROXY_SIDE_PORTS, serve_env
+
+
+def test_defaults_keep_the_python_proxy_and_turn_on_the_throughput_mode() -> None:
+    env = serve_env(DeploymentsConfig())
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+    # The throughput mode would open a direct-ingress server on the replica that nothing routes to.
+    assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
+    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_every_switch_is_written_both_ways() -> None:
+    env = serve_env(DeploymentsConfig(ingress="haproxy", throughput_optimized=False, ingress_drain_s=0.5))
+    assert env == {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0.5",
+    }
+
+
+def test_haproxy_side_ports_move_to_free_ports_when_asked() -> None:
+    ports = iter(range(51000, 51010))
+    env = serve_env(DeploymentsConfig(ingress="haproxy"), free_port=lambda: next(ports))
+    assert [env[name] for name in HAPROXY_SIDE_PORTS] == ["51000", "51001", "51002", "51003"]
+    assert not set(HAPROXY_SIDE_PORTS) & set(serve_env(DeploymentsConfig(), free_port=lambda: 1))
+
+
+def test_ray_reads_these_names() -> None:
+    """A renamed variable in a Ray upgrade would silently turn a switch off: the names must be Ray's."""
+    from ray.serve._private import constants
+
+    source = Path(constants.__file__).read_text()
+    for name in serve_env(DeploymentsConfig(ingress="haproxy"), free_port=lambda: 1):
+        assert f'"{name}"' in source, name
