@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_handles import FakeHandle
 
 from finserve.contracts import AdapterRef
 from finserve.serving.app import Gateway
@@ -24,22 +25,6 @@ CARD = "4111 1111 1111 1111"
 pytestmark = pytest.mark.filterwarnings("ignore:coroutine .*ASGIIngressWrapper.__del__:RuntimeWarning")
 
 
-class _Method:
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def remote(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-class _Handle:
-    """A DeploymentHandle stand-in: ``handle.method.remote(...)`` awaits ``method(...)``."""
-
-    def __init__(self, **methods: Any) -> None:
-        for name, fn in methods.items():
-            setattr(self, name, _Method(fn))
-
-
 async def _search(query: str, filters: Any = None) -> RetrievalResult:
     hit = Hit(id="answer:card_arrival", text="Cards arrive in 3-5 days.", intent="card_arrival", kind="answer",
               tenant="default", score=0.8)
@@ -52,12 +37,12 @@ async def _generate(request: Any) -> GenerationResult:
                             adapter=AdapterRef.base())
 
 
-async def _gateway(tmp_path: Path, audit: _Handle | None) -> Gateway:
+async def _gateway(tmp_path: Path, audit: FakeHandle | None) -> Gateway:
     cfg = ServingConfig()
     cfg.audit = cfg.audit.model_copy(update={"path": tmp_path / "audit.jsonl"})
     # As a Ray Serve replica builds it: the ingress wrapper's __init__ is a coroutine.
     gateway = Gateway.__new__(Gateway)
-    await gateway.__init__(cfg.model_dump(mode="json"), None, _Handle(search=_search), _Handle(generate=_generate),
+    await gateway.__init__(cfg.model_dump(mode="json"), None, FakeHandle(search=_search), FakeHandle(generate=_generate),
                            audit)
     return gateway
 
@@ -88,7 +73,7 @@ async def test_deployment_placement_sends_the_record_to_the_audit_deployment(tmp
         sent.append(record)
         return "hash"
 
-    gateway = await _gateway(tmp_path, audit=_Handle(append=append, ready=lambda: True))
+    gateway = await _gateway(tmp_path, audit=FakeHandle(append=append, ready=lambda: True))
     out = await gateway.pipeline.chat(_request(), RequestContext())
     assert [r.request_id for r in sent] == [out.finserve.request_id]
     assert not (tmp_path / "audit.jsonl").exists()  # the gateway wrote nothing itself

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_handles import FakeHandle
 from finserve.contracts import AdapterRef
 from finserve.serving.app import Gateway, build_app
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
@@ -16,20 +17,6 @@ from finserve.serving.pipeline import RequestContext
 from finserve.serving.schemas import ChatCompletionRequest
 
 pytestmark = pytest.mark.filterwarnings("ignore:coroutine .*ASGIIngressWrapper.__del__:RuntimeWarning")
-
-
-class _Method:
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def remote(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-class _Handle:
-    def __init__(self, **methods: Any) -> None:
-        for name, fn in methods.items():
-            setattr(self, name, _Method(fn))
 
 
 async def _generate(request: Any) -> GenerationResult:
@@ -53,7 +40,7 @@ async def test_gateway_placement_searches_in_the_replica(tmp_path: Path, small_i
     cfg = _config(tmp_path, small_index)
     gateway = Gateway.__new__(Gateway)  # as a replica builds it: the ingress wrapper's __init__ is a coroutine
     await gateway.__init__(cfg.model_dump(mode="json"), None, None,
-                           _Handle(generate=_generate, ready=_ready), None)
+                           FakeHandle(generate=_generate, ready=_ready), None)
     try:
         assert "retriever" not in gateway._handles  # no Retriever deployment to call
         assert (await gateway.readiness())["retriever"] is True

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from finserve.contracts import AdapterRef
 from finserve.serving.audit.log import AuditLog
-from finserve.serving.config import DEFAULT_MODEL
+from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.guard.engine import PIIGuard
 from finserve.serving.inference.types import GenerationRequest, GenerationResult
 from finserve.serving.pipeline import Pipeline, RequestContext
@@ -41,14 +41,19 @@ class _CountingGuard(LocalGuard):
         self.chunks._scan_many = scan_many  # count what reaches Presidio through the chunk cache
 
 
+def _pipeline(cfg: ServingConfig, retrieval: LocalRetrieval) -> tuple[Pipeline, _CountingGuard]:
+    """The real pipeline around ``retrieval``, with a guard that counts what reaches Presidio."""
+    guard = _CountingGuard(PIIGuard(cfg.guard))
+    return Pipeline(cfg, guard=guard, retrieval=retrieval, intent=_NoHead(), generator=_Generator(),
+                    audit=LocalAudit(AuditLog(cfg.audit)), router=Router(cfg.router)), guard
+
+
 async def test_warm_scans_every_answer_once_and_requests_then_hit_the_cache(tmp_path: Path, small_index: Path) -> None:
     from stack_config import stack_config
 
     cfg = stack_config(tmp_path, small_index)
     retriever = Retriever(cfg.retrieval)
-    guard = _CountingGuard(PIIGuard(cfg.guard))
-    pipeline = Pipeline(cfg, guard=guard, retrieval=LocalRetrieval(retriever), intent=_NoHead(),
-                        generator=_Generator(), audit=LocalAudit(AuditLog(cfg.audit)), router=Router(cfg.router))
+    pipeline, guard = _pipeline(cfg, LocalRetrieval(retriever))
     try:
         assert await pipeline.warm() == 77
         assert len(guard.scanned) == 77 and len(set(guard.scanned)) == 77  # every answer text, once
@@ -70,9 +75,7 @@ async def test_warm_failure_leaves_requests_working(tmp_path: Path, small_index:
 
     cfg = stack_config(tmp_path, small_index)
     retriever = Retriever(cfg.retrieval)
-    guard = _CountingGuard(PIIGuard(cfg.guard))
-    pipeline = Pipeline(cfg, guard=guard, retrieval=_Broken(retriever), intent=_NoHead(),
-                        generator=_Generator(), audit=LocalAudit(AuditLog(cfg.audit)), router=Router(cfg.router))
+    pipeline, guard = _pipeline(cfg, _Broken(retriever))
     try:
         assert await pipeline.warm() == 0
         req = ChatCompletionRequest(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "Card not arrived"}])
