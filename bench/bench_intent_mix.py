@@ -26,15 +26,6 @@ from bench.common import machine, write_result
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
 
 
-def _dense(votes: list[dict[str, float]], labels: list[str]) -> np.ndarray:
-    column = {label: i for i, label in enumerate(labels)}
-    out = np.zeros((len(votes), len(labels)), dtype=np.float32)
-    for row, dist in enumerate(votes):
-        for intent, p in dist.items():
-            out[row, column[intent]] = p
-    return out
-
-
 def _acc(probs: np.ndarray, gold: np.ndarray) -> float:
     return round(float((probs.argmax(axis=1) == gold).mean()), 4)
 
@@ -47,7 +38,7 @@ def run(adapters: list[str], k: int, temperature: float) -> dict[str, Any]:
     from finserve.serving.intent.head import load_head
     from finserve.serving.paths import banking77_csv, registry_root
     from finserve.training.data import load_splits
-    from finserve.training.votes import NeighbourIndex
+    from finserve.training.votes import NeighbourIndex, dense_votes
 
     splits = load_splits(banking77_csv())
     labels = splits.labels
@@ -55,7 +46,7 @@ def run(adapters: list[str], k: int, temperature: float) -> dict[str, Any]:
     texts = [t for t, _ in splits.validation]
     index = NeighbourIndex(splits.index_rows)
     val_vectors = index.embed(texts)
-    vote = _dense(index.votes(None, k, temperature, vectors=val_vectors), labels)
+    vote = dense_votes(index.votes(None, k, temperature, vectors=val_vectors), labels)
     registry = AdapterRegistry(registry_root(None))
     classifier = IntentClassifier(IntentConfig(device="cpu"), registry)
     out: dict[str, Any] = {"vote": {"k": k, "temperature": temperature, "accuracy": _acc(vote, gold)}, "adapters": {}}

@@ -92,17 +92,22 @@ class NeighbourIndex:
         return out
 
 
+def dense_votes(votes: Sequence[dict[str, float]], labels: Sequence[str], dtype: np.dtype = np.float32) -> np.ndarray:
+    """The votes as a (rows, labels) matrix in ``labels`` order (intents a row did not vote for: 0)."""
+    column = {label: i for i, label in enumerate(labels)}
+    dense = np.zeros((len(votes), len(labels)), dtype=dtype)
+    for row, dist in enumerate(votes):
+        for intent, p in dist.items():
+            dense[row, column[intent]] = p
+    return dense
+
+
 def mixed_predictions(
     head_probs: np.ndarray, labels: Sequence[str], votes: Sequence[dict[str, float]], weight: float
 ) -> list[str]:
     """argmax of ``(1 - weight) * head + weight * vote`` per row (the serving rule, vectorised)."""
     mixed = (1 - weight) * head_probs
     if weight > 0:
-        column = {label: i for i, label in enumerate(labels)}
-        dense = np.zeros_like(head_probs)
-        for row, dist in enumerate(votes):
-            for intent, p in dist.items():
-                dense[row, column[intent]] = p
-        mixed = mixed + weight * dense
+        mixed = mixed + weight * dense_votes(votes, labels, head_probs.dtype)
     # Ties go to the alphabetically first label, as in vote.best: labels are sorted, argmax takes the first.
     return [labels[i] for i in mixed.argmax(axis=1)]
