@@ -30,7 +30,7 @@ def _acc(probs: np.ndarray, gold: np.ndarray) -> float:
     return round(float((probs.argmax(axis=1) == gold).mean()), 4)
 
 
-def run(adapters: list[str], k: int, temperature: float) -> dict[str, Any]:
+def run(adapters: list[str], k: int, temperature: float, probs_out: Path | None = None) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     from finserve.contracts import AdapterRef, AdapterRegistry
@@ -70,6 +70,9 @@ def run(adapters: list[str], k: int, temperature: float) -> dict[str, Any]:
             "disagree": round(float((right_head != right_vote).mean()), 4),
             "gold_in_served_top2": round(float(np.mean([g in np.argsort(-p)[:2] for g, p in zip(gold, served)])), 4),
         }
+    if probs_out is not None:  # per-row probabilities, for mixes this script does not try
+        np.savez_compressed(probs_out, gold=gold, vote=vote, labels=np.array(labels),
+                            **{f"head:{name}": head for name, head in zip(adapters, heads)})
     train_vectors = index.vectors_of([t for t, _ in splits.train])
     train_gold = np.array([labels.index(c) for _, c in splits.train])
     minilm = LogisticRegression(C=30, max_iter=3000).fit(train_vectors, train_gold).predict_proba(val_vectors)
@@ -91,9 +94,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10, help="neighbours in the vote (serving: retrieval.example_k)")
     parser.add_argument("--temperature", type=float, default=0.05, help="vote temperature")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--probs-out", type=Path, default=None,
+                        help="also write the validation rows' head and vote probabilities here (.npz)")
     args = parser.parse_args()
     result = {"machine": machine(("torch", "transformers", "peft", "scikit-learn")),
-              **run(args.adapters, args.k, args.temperature)}
+              **run(args.adapters, args.k, args.temperature, args.probs_out)}
     path = write_result("intent_mix", result, Path(args.out) if args.out else None)
     print(path)
 

@@ -22,17 +22,6 @@ class _Neighbour:
     score: float
 
 
-def neighbour_votes(
-    index_rows: Sequence[tuple[str, str]],
-    queries: Sequence[str],
-    k: int,
-    temperature: float,
-    batch: int = 512,
-) -> list[dict[str, float]]:
-    """One intent distribution per query from its ``k`` most similar ``index_rows``."""
-    return NeighbourIndex(index_rows).votes(queries, k, temperature, batch=batch)
-
-
 class NeighbourIndex:
     """The training part embedded once; votes for any queries, optionally leaving a row of the index out."""
 

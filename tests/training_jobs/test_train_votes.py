@@ -10,7 +10,7 @@ import pytest
 
 from finserve.contracts import AdapterRegistry
 from finserve.serving.intent.vote import best, mix
-from finserve.training.votes import NeighbourIndex, mixed_predictions, neighbour_votes
+from finserve.training.votes import NeighbourIndex, mixed_predictions
 
 LABELS = ["a", "b", "c", "d"]
 
@@ -38,7 +38,7 @@ def test_ties_go_to_the_first_label_like_serving() -> None:
 def test_neighbour_votes_find_the_query_itself_first() -> None:
     rows = [("where is my new card", "card_arrival"), ("what is the euro exchange rate", "exchange_rate"),
             ("my card was stolen", "lost_or_stolen_card")]
-    votes = neighbour_votes(rows, [t for t, _ in rows], k=2, temperature=0.02)
+    votes = NeighbourIndex(rows).votes([t for t, _ in rows], k=2, temperature=0.02)
     assert [max(v, key=v.get) for v in votes] == [c for _, c in rows]
     assert all(abs(sum(v.values()) - 1.0) < 1e-6 for v in votes)
 
