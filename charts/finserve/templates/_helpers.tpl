@@ -187,7 +187,8 @@ prebuilt kernels). */}}
 {{/*
 Ray Serve's switches (serving/serve_env.py sets the same for `finserve up`): Ray reads them once per
 process, so they go on every Ray container, derived from serving.config.deployments. HAProxy ingress
-is `finserve up`-only: in a cluster the Service in front of the head is the ingress.
+(`deployments.ingress`, default haproxy) is `finserve up`-only and ignored here: in a cluster the
+Service in front of the head is the ingress, and Ray's Python proxy on each node sits behind it.
 */}}
 {{- define "finserve.rayServeEnv" -}}
 {{- $deployments := (.Values.serving.config.deployments | default dict) -}}
