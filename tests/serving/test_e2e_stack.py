@@ -190,17 +190,36 @@ def test_haproxy_orphaned_outside_ray_is_stopped_with_the_stack(running_stack):
     runs. With both gone abruptly (killed here: raylet first, then the actor's process) haproxy is left
     to init and keeps the ports. `finserve up` must still stop it, found by the config file Ray gave it."""
     _, cfg, proc, ray_tmp = running_stack
-    haproxy = _haproxy_holding(proc.pid, {cfg.gateway.http_port})
+    config, manager = _listener_config_and_parent(proc.pid, cfg.gateway.http_port)
     (raylet,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "raylet"]
-    manager = haproxy[0].parent()
     raylet.kill()
     psutil.wait_procs([raylet], timeout=30)
     manager.kill()
     psutil.wait_procs([manager], timeout=30)
-    orphans = [p for p in haproxy if _alive(p)]
+    # Found by config, not by the pids seen before: a reload may have replaced the listener meanwhile.
+    orphans = [p for p in haproxy_processes(config) if _alive(p)]
     assert orphans and not set(orphans) & set(_haproxy_descendants(proc.pid))  # no longer below `finserve up`
-    out = _stop(proc, signal.SIGTERM, ray_tmp, haproxy)
+    out = _stop(proc, signal.SIGTERM, ray_tmp, orphans)
     assert f"stopped {len(orphans)} haproxy process(es) Ray left running" in out, out
+
+
+def _listener_config_and_parent(pid: int, port: int, timeout: float = 60) -> tuple[str, psutil.Process]:
+    """The config file and parent (Ray's HAProxyManager actor) of the haproxy below `pid` listening on
+    `port`; retried, because a reload retires the old haproxy between any two looks at it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for candidate in _haproxy_holding(pid, {port}, timeout=timeout):
+            try:
+                listening = {c.laddr.port for c in candidate.net_connections(kind="tcp")
+                             if c.status == psutil.CONN_LISTEN}
+                cmdline, parent = candidate.cmdline(), candidate.parent()
+            except psutil.NoSuchProcess:
+                continue
+            if port in listening and "-f" in cmdline and parent is not None:
+                return cmdline[cmdline.index("-f") + 1], parent
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no live haproxy below {pid} kept listening on {port}")
+        time.sleep(0.2)
 
 
 def _alive(proc: psutil.Process) -> bool:
