@@ -75,8 +75,11 @@ def remove_node_dir(config_path: str, node_id: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _running(proc: psutil.Process) -> bool:
-    # An orphan that exited stays a zombie until init reaps it: it holds no port, so it counts as gone.
+def running(proc: psutil.Process) -> bool:
+    """Whether the process still runs; a zombie counts as gone.
+
+    An orphan that exited stays a zombie until init reaps it: it holds no port.
+    """
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -88,7 +91,7 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
     deadline = time.monotonic() + timeout
     while True:
         psutil.wait_procs(procs, timeout=0)
-        alive = [p for p in procs if _running(p)]
+        alive = [p for p in procs if running(p)]
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.05)

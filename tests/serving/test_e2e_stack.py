@@ -21,7 +21,7 @@ import psutil
 import pytest
 import redis
 import yaml
-from finserve.serving.haproxy_procs import haproxy_processes, remove_node_dir, started_with, stop_haproxy
+from finserve.serving.haproxy_procs import haproxy_processes, remove_node_dir, running, started_with, stop_haproxy
 from netutil import free_port
 
 pytestmark = pytest.mark.slow
@@ -197,7 +197,7 @@ def test_haproxy_orphaned_outside_ray_is_stopped_with_the_stack(running_stack):
     manager.kill()
     psutil.wait_procs([manager], timeout=30)
     # Found by config, not by the pids seen before: a reload may have replaced the listener meanwhile.
-    orphans = [p for p in haproxy_processes(config) if _alive(p)]
+    orphans = [p for p in haproxy_processes(config) if running(p)]
     assert orphans and not set(orphans) & set(_haproxy_descendants(proc.pid))  # no longer below `finserve up`
     out = _stop(proc, signal.SIGTERM, ray_tmp, orphans)
     assert f"stopped {len(orphans)} haproxy process(es) Ray left running" in out, out
@@ -222,13 +222,6 @@ def _listener_config_and_parent(pid: int, port: int, timeout: float = 60) -> tup
         time.sleep(0.2)
 
 
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _stop(proc: subprocess.Popen, signum: int, ray_tmp: str, haproxy: list[psutil.Process]) -> str:
     """Stops `finserve up` the way a user does and asserts that no Ray or haproxy process it started
     survives; returns its output."""
@@ -238,7 +231,7 @@ def _stop(proc: subprocess.Popen, signum: int, ray_tmp: str, haproxy: list[psuti
     out = proc.stdout.read()
     time.sleep(2)
     assert _ray_processes(ray_tmp) == []
-    assert [p.pid for p in haproxy if _alive(p)] == []
+    assert [p.pid for p in haproxy if running(p)] == []
     if not haproxy:
         assert "HAProxy ingress" not in out
         return out
