@@ -5,7 +5,9 @@ The retrieval caches are off, so every query pays for its embedding and vector s
 fresh query would. Writes bench/results/eval.json (accuracy, macro-F1, queries/s, the projected
 time for 3,000 queries, the machine and its load).
 
-    python -m bench.bench_eval [--adapter banking77@1.1.0] [--limit N] [--concurrency 4]
+    python -m bench.bench_eval [--adapter NAME@VERSION] [--limit N] [--concurrency 4]
+
+The adapter defaults to the version training_jobs/configs/default.yaml publishes.
 """
 
 from __future__ import annotations
@@ -60,11 +62,16 @@ async def run(adapter: str, limit: int | None, concurrency: int) -> dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--adapter", default="banking77@1.1.0")
+    parser.add_argument("--adapter", default=None, help="NAME@VERSION (default: default.yaml's version)")
     parser.add_argument("--limit", type=int, default=None, help="Only the first N validation rows.")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.adapter is None:
+        from finserve.training.config import TrainConfig
+        from finserve.training.demo import DEFAULT_CONFIG
+
+        args.adapter = str(TrainConfig.from_file(DEFAULT_CONFIG).ref)
     result = {
         "benchmark": "eval",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -98,6 +98,27 @@ class OptimSettings(StrictModel):
     seed: int = Field(77, description="Seed for initialisation and shuffling.")
 
 
+class EncoderSettings(StrictModel):
+    """A fine-tuned sentence encoder with its own intent head, shipped in the version beside the LoRA.
+
+    Serving averages three opinions: the LLM head, this encoder and the retrieval vote; the LLM head
+    gets ``1 - head.retrieval_weight - encoder.weight``.
+    """
+
+    enabled: bool = Field(False, description="Train and ship the encoder (the retrieval embedder's weights as start).")
+    weight: float = Field(1 / 3, gt=0.0, le=1.0, description="Share of the encoder's probabilities in the served mix.")
+    train_layers: int = Field(
+        6, ge=1, description="Top encoder layers trained (MiniLM has 6); the embeddings and lower layers stay frozen "
+        "and their output is computed once and cached.")
+    epochs: int = Field(3, ge=1, description="Passes over the training rows (fixed schedule; the last is kept).")
+    batch_size: int = Field(32, ge=1, description="Rows per optimiser step.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate of the trained layers.")
+    head_lr: float = Field(3e-3, gt=0, description="Peak learning rate of the encoder's intent head.")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the pooled vector while training.")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    max_length: int = Field(64, ge=4, le=512, description="Tokens per query kept.")
+
+
 class TrainConfig(StrictModel):
     """One training job: what to train, on which rows, and the registry version it publishes."""
 
@@ -116,6 +137,7 @@ class TrainConfig(StrictModel):
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings.")
     head: HeadSettings = Field(default_factory=HeadSettings, description="Intent head settings.")
     optim: OptimSettings = Field(default_factory=OptimSettings, description="Optimisation settings.")
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="Fine-tuned sentence encoder.")
 
     @field_validator("version")
     @classmethod
@@ -139,6 +161,13 @@ class TrainConfig(StrictModel):
     def _dev_for_weight(self) -> TrainConfig:
         if self.head.weight_from_dev and self.data.dev_per_intent is None:
             raise ValueError("head.weight_from_dev needs a dev split (data.dev_per_intent)")
+        return self
+
+    @model_validator(mode="after")
+    def _mix_fits(self) -> TrainConfig:
+        if self.encoder.enabled and self.head.retrieval_weight + self.encoder.weight > 1.0 + 1e-9:
+            raise ValueError(f"head.retrieval_weight ({self.head.retrieval_weight}) + encoder.weight "
+                             f"({self.encoder.weight}) exceed 1: the LLM head's share would be negative")
         return self
 
     @property

@@ -1,7 +1,8 @@
 """The demo registry: two real versions of the default adapter, so a canary has somewhere to go.
 
-1.0.0 trains on a per-intent subset for fewer epochs; 1.1.0 is the full default config. Versions
-already in the registry that pass verification are kept (``make adapters`` is a cache hit then).
+1.0.0 trains on a per-intent subset for fewer epochs (LLM head + vote); 1.6.0 is the full default
+config (LLM head + fine-tuned encoder + vote). Versions already in the registry that pass
+verification are kept (``make adapters`` is a cache hit then).
 """
 
 from __future__ import annotations

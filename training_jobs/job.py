@@ -14,9 +14,10 @@ from finserve.serving.paths import banking77_csv
 
 from .config import TrainConfig
 from .data import load_splits
-from .model import load_base
+from .model import load_base, resolve_device
 from .package import publish
-from .trainer import EpochReport, QueryVectors, fit
+from .encoder_trainer import EncoderEpoch, TrainedEncoder, fit_encoder
+from .trainer import EncoderProbs, EpochReport, QueryVectors, fit
 from .votes import NeighbourIndex
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class JobResult(StrictModel):
     manifest: AdapterManifest = Field(description="The published version's manifest.")
     epochs: list[EpochReport] = Field(description="Every epoch run, including those after the best one.")
     best_epoch: int = Field(description="The epoch whose weights were published.")
+    encoder_epochs: list[EncoderEpoch] = Field(
+        default_factory=list, description="The fine-tuned encoder's epochs (empty without encoder.enabled).")
     minutes: float = Field(description="Wall time of the whole job, model load to publish.")
     train_rows: int = Field(description="Training rows used.")
     validation_rows: int = Field(description="Validation rows used.")
@@ -74,10 +77,19 @@ def run_job(
                 embedder=index.embedder_id, train=index.vectors_of([t for t, _ in splits.train]),
                 validation=val_vectors, dev=index.vectors_of([t for t, _ in splits.dev]) if splits.dev else None,
             )
+    fine_tuned: TrainedEncoder | None = None
+    if config.encoder.enabled:  # first: the LLM's epochs are scored on the mix that includes it
+        from finserve.serving.retrieval.embedder import default_model_path
+
+        fine_tuned = fit_encoder(config.encoder, default_model_path(), splits.train, splits.validation, splits.labels,
+                                 dev_rows=splits.dev, seed=config.optim.seed, progress=progress,
+                                 device=resolve_device(config.device))
     path = base_model_path or _base_path(config)
     base = load_base(config, path)
     trained = fit(config, base.model, base.tokenizer, base.device, splits.train, splits.validation, splits.labels,
-                  val_votes=votes, progress=progress, dev_rows=splits.dev, dev_votes=dev_votes, queries=queries)
+                  val_votes=votes, progress=progress, dev_rows=splits.dev, dev_votes=dev_votes, queries=queries,
+                  encoder_probs=EncoderProbs(config.encoder.weight, fine_tuned.validation, fine_tuned.dev)
+                  if fine_tuned else None)
     hidden = base.model.get_base_model().config.hidden_size
     minutes = (time.perf_counter() - started) / 60
     facts = {
@@ -91,6 +103,9 @@ def run_job(
         "best_epoch": trained.best_epoch,
         "epochs": [e.model_dump() for e in trained.epochs],
         "cache_seconds": round(trained.cache_seconds, 1),
+        **({"encoder": {"epochs": [e.model_dump() for e in fine_tuned.epochs], "accuracy": fine_tuned.epochs[-1].accuracy,
+                        "cache_seconds": round(fine_tuned.cache_seconds, 1), "trained_layers": fine_tuned.spec.trained_layers,
+                        "base": fine_tuned.spec.base}} if fine_tuned else {}),
         "retrieval_weight_sweep": trained.weight_sweep,
         "retrieval_weight": trained.retrieval_weight,
         **({"dev_retrieval_weight_sweep": trained.dev_weight_sweep} if trained.dev_weight_sweep else {}),
@@ -100,9 +115,10 @@ def run_job(
         "torch_threads": torch.get_num_threads(),
         "host": platform.machine(),
     }
-    manifest = publish(registry, config, trained, hidden, splits.checksum, facts, overwrite=overwrite)
+    manifest = publish(registry, config, trained, hidden, splits.checksum, facts, overwrite=overwrite, encoder=fine_tuned)
     log.info("published %s to %s", manifest.ref, registry.root)
     return JobResult(manifest=manifest, epochs=trained.epochs, best_epoch=trained.best_epoch, minutes=minutes,
+                     encoder_epochs=fine_tuned.epochs if fine_tuned else [],
                      train_rows=len(splits.train), validation_rows=len(splits.validation))
 
 

@@ -10,16 +10,21 @@ from typing import Any
 from finserve.contracts import AdapterManifest, AdapterRegistry
 from finserve.serving.inference.base_model import BASE_MODEL_ID
 from finserve.serving.intent.head import HeadSpec, QueryEmbedding, save_head
+from finserve.serving.intent.sentence_encoder import save_encoder
 
 from .config import TrainConfig
 from .data import DATA_ATTRIBUTION
+from .encoder_trainer import TrainedEncoder
 from .trainer import Trained
 
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def write_adapter_folder(folder: Path, config: TrainConfig, trained: Trained, hidden_size: int) -> None:
-    """The PEFT LoRA files (loadable by vLLM and transformers+PEFT) plus the intent head beside them."""
+def write_adapter_folder(
+    folder: Path, config: TrainConfig, trained: Trained, hidden_size: int, encoder: TrainedEncoder | None = None
+) -> None:
+    """The PEFT LoRA files (loadable by vLLM and transformers+PEFT), the intent head and the fine-tuned
+    encoder (if trained) beside them."""
     trained.model.save_pretrained(str(folder))
     # PEFT records the local folder it loaded from; the registry promises the hub id of the base.
     cfg_path = folder / ADAPTER_CONFIG
@@ -39,10 +44,12 @@ def write_adapter_folder(folder: Path, config: TrainConfig, trained: Trained, hi
                                        scale=config.head.query_scale) if trained.queries else None,
     )
     save_head(folder, spec, trained.head, trained.labels)
-    (folder / "README.md").write_text(model_card(config, trained), encoding="utf-8")
+    if encoder is not None:
+        save_encoder(folder, encoder.spec, encoder.model)
+    (folder / "README.md").write_text(model_card(config, trained, encoder), encoding="utf-8")
 
 
-def model_card(config: TrainConfig, trained: Trained) -> str:
+def model_card(config: TrainConfig, trained: Trained, encoder: TrainedEncoder | None = None) -> str:
     best = trained.best
     return (
         f"# {config.name} {config.version}\n\n"
@@ -50,7 +57,11 @@ def model_card(config: TrainConfig, trained: Trained) -> str:
         f"The head reads the mean/last hidden state after decoder layer {config.head.exit_layer}; "
         f"LoRA sits on layers {config.lora_layer_ids[0]}-{config.lora_layer_ids[-1]}."
         + (f" The head also reads the query's sentence embedding ({trained.queries.embedder})."
-           if trained.queries else "") + "\n\n"
+           if trained.queries else "")
+        + (f" A fine-tuned copy of {encoder.spec.base} (layers {encoder.spec.trained_layers[0]}-"
+           f"{encoder.spec.trained_layers[-1]} trained, `intent_encoder.*`) classifies the query too; serving "
+           f"averages head, encoder and retrieval vote with weights {1 - trained.retrieval_weight - encoder.spec.weight:.2f}"
+           f" / {encoder.spec.weight:.2f} / {trained.retrieval_weight:.2f}." if encoder else "") + "\n\n"
         f"Validation (held-out 20 % split): accuracy {best.accuracy:.4f}, macro-F1 {best.macro_f1:.4f} "
         f"(epoch {trained.best_epoch}).\n\n"
         f"Training data: {DATA_ATTRIBUTION}.\n"
@@ -65,6 +76,7 @@ def publish(
     data_checksum: str,
     training_facts: dict[str, Any],
     overwrite: bool = False,
+    encoder: TrainedEncoder | None = None,
 ) -> AdapterManifest:
     """Write the folder to a temp dir and publish it as ``config.name@config.version``."""
     best = trained.best
@@ -80,5 +92,5 @@ def publish(
         description=(config.description + " " if config.description else "") + f"Training data: {DATA_ATTRIBUTION}.",
     )
     with tempfile.TemporaryDirectory(prefix="finserve-adapter-") as tmp:
-        write_adapter_folder(Path(tmp), config, trained, hidden_size)
+        write_adapter_folder(Path(tmp), config, trained, hidden_size, encoder)
         return registry.publish(tmp, manifest, overwrite=overwrite)

@@ -23,6 +23,7 @@ from pydantic import Field
 from finserve.contracts import StrictModel
 from finserve.serving.intent import encoder
 from finserve.serving.intent.head import IntentHead
+from finserve.serving.intent.vote import blend
 
 from . import metrics
 from .config import TrainConfig
@@ -58,6 +59,15 @@ class QueryVectors:
     @property
     def dim(self) -> int:
         return int(self.train.shape[1])
+
+
+@dataclass(frozen=True)
+class EncoderProbs:
+    """The version's fine-tuned encoder on the scored rows: blended into the served mix with ``weight``."""
+
+    weight: float
+    validation: np.ndarray
+    dev: np.ndarray | None = None
 
 
 @dataclass
@@ -148,7 +158,7 @@ def probabilities(
     return out
 
 
-def _schedule(total: int, warmup: int) -> Callable[[int], float]:
+def schedule(total: int, warmup: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -170,6 +180,7 @@ def fit(
     dev_rows: Sequence[tuple[str, str]] = (),
     dev_votes: Sequence[dict[str, float]] | None = None,
     queries: QueryVectors | None = None,
+    encoder_probs: EncoderProbs | None = None,
 ) -> Trained:
     """Train LoRA + head on ``train_rows``; score each epoch; keep the best epoch.
 
@@ -177,7 +188,8 @@ def fit(
     ``head.retrieval_weight`` the epochs are scored as served: head mixed with vote. With
     ``dev_rows`` (and their ``dev_votes``) the dev split picks the epoch (and, with
     ``head.weight_from_dev``, the mix weight); validation is then only reported. ``queries``: the
-    rows' query embeddings, required exactly when ``head.query_embedding`` is set.
+    rows' query embeddings, required exactly when ``head.query_embedding`` is set. ``encoder_probs``:
+    the version's fine-tuned encoder on validation (and dev) rows, blended in as serving does.
     """
     weight = config.head.retrieval_weight
     if weight > 0 and (val_votes is None or len(val_votes) != len(val_rows)):
@@ -191,6 +203,9 @@ def fit(
     if queries is not None and (len(queries.train) != len(train_rows) or len(queries.validation) != len(val_rows)
                                 or (dev_rows and (queries.dev is None or len(queries.dev) != len(dev_rows)))):
         raise ValueError("query vectors must match the training, validation and dev rows one to one")
+    if encoder_probs is not None and (len(encoder_probs.validation) != len(val_rows) or (
+            dev_rows and (encoder_probs.dev is None or len(encoder_probs.dev) != len(dev_rows)))):
+        raise ValueError("encoder probabilities must match the validation and dev rows one to one")
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
@@ -215,8 +230,14 @@ def fit(
     gold_val = [c for _, c in val_rows]
     gold_dev = [c for _, c in dev_rows]
 
-    def served_on(probs: np.ndarray, votes: Sequence[dict[str, float]] | None, w: float) -> list[str]:
+    def served_on(probs: np.ndarray, votes: Sequence[dict[str, float]] | None, w: float,
+                  fine_tuned: np.ndarray | None = None) -> list[str]:
+        if fine_tuned is not None and encoder_probs is not None:
+            probs = blend(probs, fine_tuned, w, encoder_probs.weight)
         return mixed_predictions(probs, labels, votes or [], w) if w > 0 else mixed_predictions(probs, labels, [], 0.0)
+
+    enc_val = encoder_probs.validation if encoder_probs else None
+    enc_dev = encoder_probs.dev if encoder_probs else None
 
     q_train = torch.from_numpy(queries.train).to(device) if queries else None
     q_val = queries.validation if queries else None
@@ -230,7 +251,7 @@ def fit(
     )
     steps_per_epoch = math.ceil(len(train_states) / config.optim.batch_size)
     total = steps_per_epoch * config.optim.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, int(total * config.optim.warmup_ratio)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total, int(total * config.optim.warmup_ratio)))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
     lengths = [s.shape[0] for s in train_states]
 
@@ -261,7 +282,7 @@ def fit(
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         seconds = time.perf_counter() - started
         probs = probabilities(model, head, val_states, config, queries=q_val)
-        served = served_on(probs, val_votes, weight)
+        served = served_on(probs, val_votes, weight, enc_val)
         dev_probs = probabilities(model, head, dev_states, config, queries=q_dev) if dev_states else None
         report = EpochReport(
             epoch=epoch,
@@ -269,7 +290,7 @@ def fit(
             accuracy=metrics.accuracy(gold_val, served),
             macro_f1=metrics.macro_f1(gold_val, served),
             head_accuracy=metrics.accuracy(gold_val, served_on(probs, None, 0.0)),
-            dev_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, dev_votes, weight)) if dev_states else None,
+            dev_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, dev_votes, weight, enc_dev)) if dev_states else None,
             dev_head_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, None, 0.0)) if dev_states else None,
             seconds=seconds,
             rows_per_s=len(train_states) / seconds,
@@ -305,19 +326,21 @@ def fit(
     head.eval()
     # How the served accuracy depends on the mix weight. On validation: recorded for the next config,
     # never used to pick this one's weight. On the dev split: picks it when head.weight_from_dev.
+    # With an encoder its share stays fixed; the grid stops where the LLM head's share would go negative.
+    grid = [w for w in WEIGHT_GRID if w + (encoder_probs.weight if encoder_probs else 0.0) <= 1.0 + 1e-9]
     sweep = {}
     if val_votes:
-        for w in WEIGHT_GRID:
-            sweep[f"{w:.1f}"] = metrics.accuracy(gold_val, mixed_predictions(best_probs, labels, val_votes, w))
+        for w in grid:
+            sweep[f"{w:.1f}"] = metrics.accuracy(gold_val, served_on(best_probs, val_votes, w, enc_val))
     dev_sweep = None
     if dev_states and dev_votes:
-        dev_sweep = {f"{w:.1f}": metrics.accuracy(gold_dev, mixed_predictions(best_dev_probs, labels, dev_votes, w))
-                     for w in WEIGHT_GRID}
+        dev_sweep = {f"{w:.1f}": metrics.accuracy(gold_dev, served_on(best_dev_probs, dev_votes, w, enc_dev))
+                     for w in grid}
     best = reports[best_epoch - 1]
     if config.head.weight_from_dev and dev_sweep:
         # Highest dev accuracy; ties go to the weight closest to the configured one.
-        weight = max(WEIGHT_GRID, key=lambda w: (dev_sweep[f"{w:.1f}"], -abs(w - config.head.retrieval_weight)))
-        served = served_on(best_probs, val_votes, weight)
+        weight = max(grid, key=lambda w: (dev_sweep[f"{w:.1f}"], -abs(w - config.head.retrieval_weight)))
+        served = served_on(best_probs, val_votes, weight, enc_val)
         best = best.model_copy(update={"accuracy": metrics.accuracy(gold_val, served),
                                        "macro_f1": metrics.macro_f1(gold_val, served),
                                        "dev_accuracy": dev_sweep[f"{weight:.1f}"]})

@@ -10,6 +10,10 @@ The work splits in two so a pipeline can overlap it with retrieval: :meth:`Inten
 (the model: needs only the masked query) and :func:`decide` (pure: mixes in the retrieval vote once the
 nearest examples are known). :meth:`IntentClassifier.classify` is the two in sequence.
 
+A version may also carry a fine-tuned sentence encoder with its own intent head (sentence_encoder.py):
+it runs beside the LLM forward, outside the model lock, and its probabilities join the head's and the
+vote's in the shares the two specs give (:func:`vote.blend`).
+
 A head that reads the query's sentence embedding (``HeadSpec.query_embedding``) gets it from this
 classifier's own embedder, computed beside the LLM forward rather than taken from retrieval: the
 head's hop then still needs only the masked text and keeps overlapping retrieval, for one more
@@ -36,6 +40,7 @@ from finserve.serving.inference.errors import AdapterIncompatible
 from . import encoder, vote
 from .config import IntentConfig
 from .head import HeadSpec, IntentHead, has_head, load_head
+from .sentence_encoder import EncoderClassifier, EncoderSpec, has_encoder, load_encoder, read_spec
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,9 @@ class IntentPrediction(StrictModel):
 
     label: str = Field(description=f"A Banking77 intent ('{UNKNOWN}' only when there was no evidence at all).")
     confidence: float = Field(ge=0.0, le=1.0, description="Probability of the label under the method used.")
-    method: str = Field(description="head, head+vote (head mixed with the retrieval vote) or vote.")
+    method: str = Field(
+        description="head, head+vote (head mixed with the retrieval vote), head+encoder(+vote) (with the version's "
+        "fine-tuned encoder) or vote.")
 
 
 class HeadScores(StrictModel):
@@ -57,6 +64,7 @@ class HeadScores(StrictModel):
     probabilities: dict[str, float] = Field(description="Intent -> probability under the head.")
     retrieval_weight: float = Field(ge=0.0, le=1.0, description="Weight of the retrieval vote in the mix.")
     vote_temperature: float = Field(gt=0.0, description="Softmax temperature of the vote.")
+    encoder: bool = Field(False, description="The probabilities already blend in the version's fine-tuned encoder.")
 
 
 def wants_head(config: IntentConfig, adapter: AdapterRef) -> bool:
@@ -74,7 +82,8 @@ def decide(head: HeadScores | None, examples: Sequence[vote.Example], vote_tempe
         return IntentPrediction(label=label, confidence=min(1.0, confidence), method="vote")
     votes = vote.vote(examples, head.vote_temperature) if head.retrieval_weight > 0 else {}
     label, confidence = vote.best(vote.mix(head.probabilities, votes, head.retrieval_weight))
-    return IntentPrediction(label=label, confidence=min(1.0, confidence), method="head+vote" if votes else "head")
+    method = "head+encoder" if head.encoder else "head"
+    return IntentPrediction(label=label, confidence=min(1.0, confidence), method=f"{method}+vote" if votes else method)
 
 
 @dataclass
@@ -83,6 +92,7 @@ class _Loaded:
     spec: HeadSpec
     head: IntentHead
     labels: list[str]
+    encoder: tuple[EncoderSpec, EncoderClassifier] | None = None  # the version's fine-tuned encoder, if it has one
 
 
 class IntentClassifier:
@@ -119,6 +129,7 @@ class IntentClassifier:
             probabilities=dict(zip(loaded.labels, probs[0], strict=True)),
             retrieval_weight=loaded.spec.retrieval_weight,
             vote_temperature=loaded.spec.vote_temperature,
+            encoder=loaded.encoder is not None,
         )
 
     def preload(self, adapters: Sequence[AdapterRef]) -> None:
@@ -128,7 +139,7 @@ class IntentClassifier:
                 self._ensure(ref)
 
     def probabilities(self, adapter: AdapterRef, texts: Sequence[str]) -> list[list[float]]:
-        """Head probabilities (in ``labels(adapter)`` order) for a batch: used by evaluation and tests."""
+        """Head probabilities (in ``labels(adapter)`` order; blended with the version's encoder if it has one)."""
         loaded = self._ensure(adapter)
         if loaded is None:
             raise AdapterNotFound(f"adapter {adapter} has no intent head")
@@ -189,6 +200,7 @@ class IntentClassifier:
                     f"({spec.query_embedding.dim}-d) query embeddings, this classifier runs {embedder.model_id} "
                     f"({embedder.dim}-d); set intent.embedder_path to the head's embedder"
                 )
+        encoder_part = self._load_encoder(ref, folder, len(labels)) if has_encoder(folder) else None
         name = f"{ref.name}@{ref.version}".replace(".", "_")  # PEFT adapter names become module keys: no dots
         if isinstance(self._model, PeftModel):
             self._model.load_adapter(str(folder), adapter_name=name)
@@ -196,7 +208,20 @@ class IntentClassifier:
             self._model = PeftModel.from_pretrained(self._model, str(folder), adapter_name=name)
         self._model.eval()
         log.info("loaded adapter %s (exit layer %d, %s pooling)", ref, spec.exit_layer, spec.pooling)
-        return _Loaded(name=name, spec=spec, head=head.to(self._device), labels=labels)
+        return _Loaded(name=name, spec=spec, head=head.to(self._device), labels=labels, encoder=encoder_part)
+
+    def _load_encoder(self, ref: AdapterRef, folder: Path, n_labels: int) -> tuple[EncoderSpec, EncoderClassifier]:
+        from finserve.serving.retrieval.embedder import default_model_path, model_fingerprint
+
+        spec = read_spec(folder)
+        base = Path(self.config.embedder_path) if self.config.embedder_path else default_model_path()
+        if model_fingerprint(base) != spec.base:
+            raise AdapterIncompatible(
+                f"adapter {ref}: its fine-tuned encoder starts from {spec.base}, this classifier has "
+                f"{model_fingerprint(base)}; set intent.embedder_path to that encoder")
+        spec, model = load_encoder(folder, base, n_labels)
+        log.info("adapter %s: fine-tuned encoder (layers %s trained) weighs %.2f", ref, spec.trained_layers, spec.weight)
+        return spec, model.to(self._device)
 
     def _query_embedder(self) -> Any:
         if self._embedder is None:
@@ -215,11 +240,16 @@ class IntentClassifier:
         query = None
         if loaded.spec.query_embedding is not None:  # outside the lock: the embedder is not the shared model
             query = torch.from_numpy(self._query_embedder().embed(texts)).to(self._device)
+        fine_tuned = None
+        if loaded.encoder is not None:  # outside the lock too: each version has its own encoder
+            fine_tuned = loaded.encoder[1].probabilities(texts)
         with self._lock, torch.inference_mode():
             self._model.set_adapter(loaded.name)
             pooled = encoder.encode(self._model, input_ids, mask, loaded.spec.exit_layer, loaded.spec.pooling)
-            probs = torch.softmax(loaded.head(pooled, query).float(), dim=-1)
-        return probs.cpu().tolist()
+            probs = torch.softmax(loaded.head(pooled, query).float(), dim=-1).cpu()
+        if fine_tuned is not None and loaded.encoder is not None:
+            probs = vote.blend(probs, fine_tuned, loaded.spec.retrieval_weight, loaded.encoder[0].weight)
+        return probs.tolist()
 
 
 def _default_base_model() -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Example(Protocol):
@@ -40,6 +40,20 @@ def mix(head: dict[str, float], votes: dict[str, float], weight: float) -> dict[
         return dict(head)
     intents = head.keys() | votes.keys()
     return {i: (1 - weight) * head.get(i, 0.0) + weight * votes.get(i, 0.0) for i in intents}
+
+
+def blend(head: Any, encoder: Any, vote_weight: float, encoder_weight: float) -> Any:
+    """The LLM head and a version's encoder as one distribution for :func:`mix` with ``vote_weight``.
+
+    The served rule is ``(1 - v - e) * head + e * encoder + v * vote``; :func:`mix` applies
+    ``(1 - v) * x + v * vote``, so ``x`` is the head/encoder part divided by ``1 - v``. Works on
+    anything with arithmetic (numpy arrays, torch tensors, floats).
+    """
+    if vote_weight + encoder_weight > 1.0 + 1e-9:
+        raise ValueError(f"vote weight {vote_weight} + encoder weight {encoder_weight} exceed 1")
+    if vote_weight >= 1.0:  # the vote alone decides; the head part is never read
+        return head
+    return ((1 - vote_weight - encoder_weight) * head + encoder_weight * encoder) / (1 - vote_weight)
 
 
 def best(probabilities: dict[str, float]) -> tuple[str, float]:

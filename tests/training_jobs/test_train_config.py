@@ -29,6 +29,9 @@ def test_lora_sits_right_below_the_exit_layer() -> None:
         {"name": "x", "version": "1.0.0", "optim": {"epoch": 3}},  # typo: unknown key
         {"name": "x", "version": "1.0.0", "quantization": "int8"},
         {"name": "x", "version": "1.0.0", "head": {"weight_from_dev": True}},  # no dev split to choose on
+        # vote 0.5 + encoder 0.6: the LLM head's share would be negative
+        {"name": "x", "version": "1.0.0", "head": {"retrieval_weight": 0.5}, "encoder": {"enabled": True, "weight": 0.6}},
+        {"name": "x", "version": "1.0.0", "encoder": {"enabled": True, "layers": 2}},  # typo: train_layers
     ],
 )
 def test_invalid_configs_are_rejected(bad: dict) -> None:

@@ -1,8 +1,9 @@
-"""Intent fixtures: two real, different versions of one tiny adapter, trained in seconds.
+"""Intent fixtures: three real, different versions of one tiny adapter, trained in seconds.
 
 Both are trained by the real job on real Banking77 rows; they differ in data, seed, exit layer,
 pooling and input (2.0.0's head also reads the query's sentence embedding), so their predictions
-differ and a mix-up between them would show.
+differ and a mix-up between them would show. A third, 3.0.0, also ships a fine-tuned sentence
+encoder (its top layer trained) that serving blends with the head.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from finserve.serving.inference.base_model import ensure_base_model
 
 V1 = AdapterRef(name="tiny-intent", version="1.0.0")
 V2 = AdapterRef(name="tiny-intent", version="2.0.0")
+V3 = AdapterRef(name="tiny-intent", version="3.0.0")
 
 
 def _config(ref: AdapterRef, **parts: Any) -> dict[str, Any]:
@@ -31,7 +33,7 @@ def _config(ref: AdapterRef, **parts: Any) -> dict[str, Any]:
         "optim": {"epochs": 1, "batch_size": 32, "lr": 2e-3, "head_lr": 2e-2},
     }
     for key, value in parts.items():
-        cfg[key] = {**cfg[key], **value}
+        cfg[key] = {**cfg.get(key, {}), **value}
     return cfg
 
 
@@ -55,6 +57,7 @@ def intent_registry(tmp_path_factory: pytest.TempPathFactory, base_model_dir: Pa
     v1 = _config(V1, optim={"seed": 1})
     v2 = _config(V2, data={"max_train_per_intent": 3, "seed": 5},
                  head={"exit_layer": 3, "pooling": "mean_last", "query_embedding": True}, optim={"seed": 2, "epochs": 2})
-    for cfg in (v1, v2):
+    v3 = _config(V3, optim={"seed": 3}, encoder={"enabled": True, "train_layers": 1, "epochs": 1, "weight": 0.5})
+    for cfg in (v1, v2, v3):
         run_job(TrainConfig.model_validate(cfg), registry, base_model_path=base_model_dir, progress=False)
     return registry

@@ -19,6 +19,7 @@ from finserve.training.metrics import accuracy
 pytestmark = pytest.mark.slow
 V1 = AdapterRef(name="tiny-intent", version="1.0.0")  # the versions the conftest trains
 V2 = AdapterRef(name="tiny-intent", version="2.0.0")
+V3 = AdapterRef(name="tiny-intent", version="3.0.0")  # ships a fine-tuned encoder
 
 TEXTS = [
     "I am still waiting on my card?",
@@ -71,8 +72,8 @@ async def test_interleaved_requests_each_get_their_own_version(clf: IntentClassi
 
 
 def test_served_accuracy_equals_what_training_measured(clf: IntentClassifier, intent_registry: AdapterRegistry) -> None:
-    """The trainer's cached-prefix forward and the classifier's one-call forward agree."""
-    for ref in (V1, V2):
+    """The trainer's cached-prefix forwards and the classifier's one-call forwards agree (3.0.0: with its encoder)."""
+    for ref in (V1, V2, V3):
         manifest = intent_registry.manifest(ref)
         cfg = manifest.training["config"]["data"]
         val = load_splits(banking77_csv(), cfg["max_train_per_intent"], cfg["max_validation_per_intent"], cfg["seed"])

@@ -49,3 +49,19 @@ def test_best_breaks_ties_by_name() -> None:
     assert best({"b": 0.5, "a": 0.5}) == ("a", 0.5)
     with pytest.raises(ValueError):
         best({})
+
+
+def test_blend_then_mix_gives_each_opinion_its_share() -> None:
+    import numpy as np
+
+    from finserve.serving.intent.vote import blend
+
+    head, enc = {"a": 0.9, "b": 0.1}, {"a": 0.2, "b": 0.8}
+    votes = {"b": 1.0}
+    part = blend(np.array([head["a"], head["b"]]), np.array([enc["a"], enc["b"]]), 0.25, 0.35)
+    served = mix({"a": float(part[0]), "b": float(part[1])}, votes, 0.25)
+    assert served["a"] == pytest.approx(0.40 * 0.9 + 0.35 * 0.2)
+    assert served["b"] == pytest.approx(0.40 * 0.1 + 0.35 * 0.8 + 0.25)
+    assert blend(0.7, 0.1, 1.0, 0.0) == 0.7  # the vote alone decides: the head part passes through
+    with pytest.raises(ValueError, match="exceed 1"):
+        blend(0.5, 0.5, 0.7, 0.4)
