@@ -1,7 +1,8 @@
 """Why the served intent lands where it does: each adapter's head, the retrieval vote, and their mix.
 
 For every adapter named, the head's probabilities on the 2,001 validation rows through the serving
-`IntentClassifier` (the same forward the pipeline runs), the retrieval vote over the training split
+`IntentClassifier` (the same forward the pipeline runs; for a version with a fine-tuned encoder,
+the head already blended with it), the retrieval vote over the training split
 (MiniLM, exact top-k, as training scores it), and then: head and vote accuracy, the mix at the
 adapter's own weight and across weights, how often head and vote are both wrong (no mix can fix
 those rows), and how often they disagree. A frozen reference rides along: logistic regression on
