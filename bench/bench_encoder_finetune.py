@@ -9,6 +9,8 @@ with each head and the vote: a rule fixed in advance, so no weight is tuned on v
 
     python -m bench.bench_encoder_finetune --epochs 4 --mix probs.npz [--seeds 0 1] [--out FILE]
 
+With several seeds and ``--mix`` it also scores every pair of encoders averaged into one opinion.
+
 The GPU figures of docs/training.md ("On a GPU") came from this script's earlier loop, which also
 trained the embeddings (`git show d2329b0:bench/bench_encoder_finetune.py`).
 """
@@ -44,12 +46,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = EncoderSettings(enabled=True, train_layers=args.train_layers, epochs=args.epochs, lr=args.lr,
                                head_lr=args.head_lr, batch_size=args.batch_size)
     out: dict[str, Any] = {"settings": settings.model_dump(), "seeds": {}}
+    saved: dict[str, np.ndarray] = {"gold": gold}
     train = splits.train[: args.max_train] if args.max_train else splits.train
     for seed in args.seeds:
         started = time.perf_counter()
         trained = fit_encoder(settings, args.model or default_model_path(), train, splits.validation, splits.labels,
                               seed=seed, progress=False)
         final = trained.validation
+        saved[f"encoder:{seed}"] = final
         result: dict[str, Any] = {"epochs": [e.model_dump() for e in trained.epochs], "accuracy": _acc(final, gold),
                                   "cache_seconds": round(trained.cache_seconds, 1),
                                   "minutes": round((time.perf_counter() - started) / 60, 2)}
@@ -61,6 +65,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for key in mix.files if key.startswith("head:")}
         out["seeds"][str(seed)] = result
         print(seed, result, flush=True)
+    if len(args.seeds) > 1 and mix is not None:
+        # Two encoders averaged into one opinion (a candidate recipe), in the same equal mix.
+        pairs: dict[str, dict[str, float]] = {}
+        for i, a in enumerate(args.seeds):
+            for b in args.seeds[i + 1 :]:
+                pair = (saved[f"encoder:{a}"] + saved[f"encoder:{b}"]) / 2
+                pairs[f"{a}+{b}"] = {"accuracy": _acc(pair, gold), **{
+                    key.split(":", 1)[1]: _acc((mix[key] + pair + mix["vote"]) / 3, gold)
+                    for key in mix.files if key.startswith("head:")}}
+        out["two_encoders_averaged"] = pairs
+        print("two encoders averaged", pairs, flush=True)
+    if args.probs_out:
+        np.savez_compressed(args.probs_out, **saved)
     return out
 
 
@@ -75,6 +92,7 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=None, help="first N training rows only (smoke runs)")
     parser.add_argument("--model", type=Path, default=None, help="encoder folder (default: the packaged MiniLM)")
     parser.add_argument("--mix", type=Path, default=None, help="bench_intent_mix --probs-out file")
+    parser.add_argument("--probs-out", type=Path, default=None, help="save each seed's validation probabilities (npz)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     result = {"machine": machine(("torch", "transformers")), **run(args)}

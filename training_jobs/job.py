@@ -14,9 +14,9 @@ from finserve.serving.paths import banking77_csv
 
 from .config import TrainConfig
 from .data import load_splits
+from .encoder_trainer import EncoderEpoch, TrainedEncoder, fit_encoder
 from .model import load_base, resolve_device
 from .package import publish
-from .encoder_trainer import EncoderEpoch, TrainedEncoder, fit_encoder
 from .trainer import EncoderProbs, EpochReport, QueryVectors, fit
 from .votes import NeighbourIndex
 

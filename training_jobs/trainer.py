@@ -106,17 +106,6 @@ def cache_states(
     return [t for t in out if t is not None]
 
 
-def _stack(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad cached states into (batch, seq, dim) and the matching 0/1 mask."""
-    width = max(s.shape[0] for s in states)
-    batch = states[0].new_zeros((len(states), width, states[0].shape[1]))
-    mask = torch.zeros((len(states), width), dtype=torch.long, device=states[0].device)
-    for i, s in enumerate(states):
-        batch[i, : s.shape[0]] = s
-        mask[i, : s.shape[0]] = 1
-    return batch, mask
-
-
 def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffled batches of similar-length rows: shuffle, sort within pools of 50 batches, shuffle batches."""
     order = list(range(len(lengths)))
@@ -133,7 +122,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) 
 def _logits(
     model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, query: torch.Tensor | None = None
 ) -> torch.Tensor:
-    batch, mask = _stack(states)
+    batch, mask = encoder.stack(states)
     start = config.head.exit_layer - config.lora.layers
     hidden = encoder.run_layers(model, batch, start, config.head.exit_layer)
     return head(encoder.finish(model, hidden, mask, config.head.pooling), query)

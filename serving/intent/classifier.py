@@ -213,12 +213,12 @@ class IntentClassifier:
     def _load_encoder(self, ref: AdapterRef, folder: Path, n_labels: int) -> tuple[EncoderSpec, EncoderClassifier]:
         from finserve.serving.retrieval.embedder import default_model_path, model_fingerprint
 
-        spec = read_spec(folder)
         base = Path(self.config.embedder_path) if self.config.embedder_path else default_model_path()
-        if model_fingerprint(base) != spec.base:
+        wanted, have = read_spec(folder).base, model_fingerprint(base)
+        if have != wanted:
             raise AdapterIncompatible(
-                f"adapter {ref}: its fine-tuned encoder starts from {spec.base}, this classifier has "
-                f"{model_fingerprint(base)}; set intent.embedder_path to that encoder")
+                f"adapter {ref}: its fine-tuned encoder starts from {wanted}, this classifier has {have}; "
+                "set intent.embedder_path to that encoder")
         spec, model = load_encoder(folder, base, n_labels)
         log.info("adapter %s: fine-tuned encoder (layers %s trained) weighs %.2f", ref, spec.trained_layers, spec.weight)
         return spec, model.to(self._device)
@@ -240,14 +240,13 @@ class IntentClassifier:
         query = None
         if loaded.spec.query_embedding is not None:  # outside the lock: the embedder is not the shared model
             query = torch.from_numpy(self._query_embedder().embed(texts)).to(self._device)
-        fine_tuned = None
-        if loaded.encoder is not None:  # outside the lock too: each version has its own encoder
-            fine_tuned = loaded.encoder[1].probabilities(texts)
+        # Outside the lock too: each version has its own encoder.
+        fine_tuned = loaded.encoder[1].probabilities(texts) if loaded.encoder is not None else None
         with self._lock, torch.inference_mode():
             self._model.set_adapter(loaded.name)
             pooled = encoder.encode(self._model, input_ids, mask, loaded.spec.exit_layer, loaded.spec.pooling)
             probs = torch.softmax(loaded.head(pooled, query).float(), dim=-1).cpu()
-        if fine_tuned is not None and loaded.encoder is not None:
+        if loaded.encoder is not None:
             probs = vote.blend(probs, fine_tuned, loaded.spec.retrieval_weight, loaded.encoder[0].weight)
         return probs.tolist()
 

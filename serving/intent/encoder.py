@@ -52,6 +52,17 @@ def pad(batch: Sequence[Sequence[int]], pad_id: int, device: torch.device | str 
     return ids.to(device), mask.to(device)
 
 
+def stack(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (length, dim) hidden states into (batch, seq, dim) and the matching 0/1 mask."""
+    width = max(s.shape[0] for s in states)
+    batch = states[0].new_zeros((len(states), width, states[0].shape[1]))
+    mask = torch.zeros((len(states), width), dtype=torch.long, device=states[0].device)
+    for i, s in enumerate(states):
+        batch[i, : s.shape[0]] = s
+        mask[i, : s.shape[0]] = 1
+    return batch, mask
+
+
 def embed(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     return decoder(model).embed_tokens(input_ids)
 

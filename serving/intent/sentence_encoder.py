@@ -24,6 +24,8 @@ from pydantic import Field, model_validator
 
 from finserve.contracts import StrictModel
 
+from .encoder import stack
+
 ENCODER_SPEC = "intent_encoder.json"
 ENCODER_WEIGHTS = "intent_encoder.safetensors"
 ENCODER_FORMAT = 1
@@ -79,12 +81,7 @@ class EncoderClassifier(torch.nn.Module):
 
     def logits_from(self, states: Sequence[torch.Tensor], first_trained: int) -> torch.Tensor:
         """Logits from prefix states: the layers from ``first_trained`` up, mean pooling, head."""
-        width = max(s.shape[0] for s in states)
-        hidden = states[0].new_zeros((len(states), width, states[0].shape[1]))
-        mask = torch.zeros((len(states), width), dtype=torch.long, device=states[0].device)
-        for i, s in enumerate(states):
-            hidden[i, : s.shape[0]] = s
-            mask[i, : s.shape[0]] = 1
+        hidden, mask = stack(states)
         for layer in self.layers[first_trained:]:
             hidden = _out(layer(hidden, attention_mask=_additive(mask)))
         weights = mask.unsqueeze(-1).to(hidden.dtype)
