@@ -30,6 +30,10 @@ def write_adapter_folder(
     cfg_path = folder / ADAPTER_CONFIG
     adapter_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     adapter_cfg["base_model_name_or_path"] = BASE_MODEL_ID
+    # PEFT writes target_modules from a set, in hash order: sorted, the same training run gives the
+    # same bytes and so the same registry checksum.
+    if isinstance(adapter_cfg.get("target_modules"), list):
+        adapter_cfg["target_modules"] = sorted(adapter_cfg["target_modules"])
     cfg_path.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     spec = HeadSpec(
         base_model=BASE_MODEL_ID,

@@ -49,6 +49,7 @@ def test_adapter_loads_with_peft_on_the_full_causal_lm(trained_registry: Adapter
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == BASE_MODEL_ID
     assert config["layers_to_transform"] == [1]
+    assert config["target_modules"] == sorted(config["target_modules"])  # same run, same bytes, same checksum
     saved = load_file(str(folder / "adapter_model.safetensors"))
     assert saved and all(".layers.1." in key for key in saved)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_model_dir)), str(folder))
