@@ -60,6 +60,7 @@ bench: install  ## run the benchmarks (need the repo root on sys.path: plain pyt
 	$(VENV)/bin/python -m bench.bench_guard
 	$(VENV)/bin/python -m bench.bench_retrieval
 	$(VENV)/bin/python -m bench.bench_generator
+	$(VENV)/bin/python -m bench.bench_prefix_cache
 	$(VENV)/bin/python -m bench.bench_pipeline
 	$(VENV)/bin/python -m bench.bench_eval
 

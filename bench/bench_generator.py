@@ -217,7 +217,10 @@ async def bench_variant(v: Variant, args: argparse.Namespace, registry: str, ada
     from finserve.serving.inference.transformers_engine import TransformersEngine
 
     config = GeneratorConfig(registry=registry, max_new_tokens=args.tokens, max_batch_size=8, batch_wait_ms=20,
-                             cpu=CPUOptions(weights=v.weights, forward=v.forward, num_threads=v.threads))
+                             # The same prompts repeat across rounds: a prefix cache would skip their
+                             # prefill. bench_prefix_cache measures it on distinct RAG prompts.
+                             cpu=CPUOptions(weights=v.weights, forward=v.forward, num_threads=v.threads,
+                                            prefix_cache_mb=0))
     engine = TransformersEngine(config)
     t0 = time.perf_counter()
     await engine.start()

@@ -21,6 +21,9 @@ PII_FINDINGS_TOTAL = f"{PREFIX}_pii_findings_total"
 INTENT_AGREEMENT_TOTAL = f"{PREFIX}_intent_agreement_total"
 # Counter: generated tokens. Labels: model, adapter, version.
 GENERATED_TOKENS_TOTAL = f"{PREFIX}_generated_tokens_total"
+# Counter: prompt tokens sent to the generator. Labels: model, adapter, version, source (computed|cached:
+# keys and values reused from the prefix cache instead of computed at prefill).
+PROMPT_TOKENS_TOTAL = f"{PREFIX}_prompt_tokens_total"
 # Gauge: requests waiting in or running on a generator replica. Labels: pool.
 GENERATOR_QUEUE_DEPTH = f"{PREFIX}_generator_queue_depth"
 # Counter: cache lookups. Labels: tier (l1|l2), result (hit|miss|error).

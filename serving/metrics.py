@@ -29,6 +29,9 @@ class ServingMetrics:
                                         [*labels, "agree"], registry=r)
         self.tokens = Counter(names.GENERATED_TOKENS_TOTAL.removesuffix("_total"), "Generated tokens.",
                               labels, registry=r)
+        self.prompt_tokens = Counter(names.PROMPT_TOKENS_TOTAL.removesuffix("_total"),
+                                     "Prompt tokens, computed at prefill or reused from the prefix cache.",
+                                     [*labels, "source"], registry=r)
         self.queue = Gauge(names.GENERATOR_QUEUE_DEPTH, "Requests waiting for or running on the generator.",
                            ["pool"], registry=r)
         self.cache = Counter(names.CACHE_LOOKUPS_TOTAL.removesuffix("_total"), "Retrieval cache outcomes.",

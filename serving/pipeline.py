@@ -36,6 +36,7 @@ from .schemas import (
     Choice,
     ChoiceMessage,
     FinserveInfo,
+    PromptTokensDetails,
     Usage,
 )
 from .stages import AuditStage, GeneratorStage, GuardStage, IntentStage, RetrievalStage
@@ -264,14 +265,15 @@ class Pipeline:
                 [out] = await self.guard.scan_many([result.text])
             ctx.pii["output"] = out.counts()
             ctx.masked_output = out.text
-            self._count_tokens(ctx, result.completion_tokens)
+            self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
             return ChatCompletion(
                 id=f"chatcmpl-{ctx.request_id}",
                 model=req.model,
                 choices=[Choice(message=ChoiceMessage(content=out.text), finish_reason=result.finish_reason)],
                 usage=Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                            total_tokens=result.prompt_tokens + result.completion_tokens),
+                            total_tokens=result.prompt_tokens + result.completion_tokens,
+                            prompt_tokens_details=PromptTokensDetails(cached_tokens=result.cached_prompt_tokens)),
                 finserve=self._info(ctx, found),
             )
         except BaseException as exc:
@@ -310,7 +312,7 @@ class Pipeline:
         created = int(time.time())
         releaser = StreamReleaser(self.guard.scan_many)
         released: list[str] = []
-        finish_reason, tokens = "stop", 0
+        finish_reason, tokens, prompt, cached = "stop", 0, 0, 0
 
         def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
             return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -324,6 +326,8 @@ class Pipeline:
             try:
                 async for piece in self.generator.stream(gen_req):
                     tokens = piece.usage.completion_tokens if piece.usage else tokens + 1
+                    if piece.usage:
+                        prompt, cached = piece.usage.prompt_tokens, piece.usage.cached_tokens
                     if piece.finish_reason:
                         finish_reason = piece.finish_reason
                     text = await releaser.feed(piece.delta) if piece.delta else ""
@@ -340,7 +344,7 @@ class Pipeline:
                 yield chunk({"content": tail})
             ctx.pii["output"] = releaser.findings
             ctx.masked_output = "".join(released)
-            self._count_tokens(ctx, tokens)
+            self._count_tokens(ctx, tokens, prompt, cached)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
             yield chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
         except BaseException as exc:
@@ -366,8 +370,11 @@ class Pipeline:
         adapter = ctx.choice.adapter if ctx.choice else None
         return (ctx.model or "unknown", adapter.name if adapter else "none", adapter.version if adapter else "none")
 
-    def _count_tokens(self, ctx: RequestContext, n: int) -> None:
-        self.metrics.tokens.labels(*self._labels(ctx)).inc(n)
+    def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int) -> None:
+        labels = self._labels(ctx)
+        self.metrics.tokens.labels(*labels).inc(generated)
+        self.metrics.prompt_tokens.labels(*labels, "computed").inc(prompt - cached)
+        self.metrics.prompt_tokens.labels(*labels, "cached").inc(cached)
 
     async def finish(self, ctx: RequestContext, status: int, error: str | None) -> None:
         """Metrics and the audit record for one request, whatever happened to it."""

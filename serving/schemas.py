@@ -33,10 +33,15 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = Field(None, description="End-user id: the sticky key for canary routing.")
 
 
+class PromptTokensDetails(StrictModel):
+    cached_tokens: int = Field(0, description="Prompt tokens reused from the generator's prefix cache.")
+
+
 class Usage(StrictModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class ChoiceMessage(StrictModel):

@@ -32,6 +32,17 @@ class CPUOptions(StrictModel):
             "a DynamicCache. Models lean cannot run use transformers."
         ),
     )
+    prefix_cache_mb: int = Field(
+        256, ge=0,
+        description=(
+            "Memory for keys and values of prompt prefixes seen before (the system prompt and knowledge "
+            "chunks repeat across requests), reused instead of recomputed at prefill; least recently used "
+            "blocks are evicted past it. 0 disables. Lean forward only."
+        ),
+    )
+    prefix_cache_block: int = Field(
+        16, ge=1, le=256, description="Tokens per prefix-cache block: a prefix is reused in whole blocks."
+    )
     num_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads for this replica; None keeps torch's default."
     )

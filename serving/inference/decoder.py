@@ -1,6 +1,7 @@
 """The decode loop: a batch of rows, each with its own prompt, adapter, sampling and stop rules.
 
-One prefill over the left-padded prompts, then one token per row per step with a shared KV cache.
+One prefill over the left-padded prompts (prefixes the runner has cached are copied in, not
+computed), then one token per row per step with a shared KV cache.
 Rows that finish (end token, stop string, max tokens, cancelled) leave the batch at once, so
 the cache and the work shrink with them. Blocking: the engine runs it in a worker thread.
 """
@@ -30,21 +31,13 @@ class DecodeRow(Protocol):
     sampling: SamplingSpec
     stops: list[str]
     cancelled: bool
+    cached_tokens: int  # set by the decoder: prompt tokens that came from the prefix cache
 
     def on_delta(self, text: str) -> None: ...
 
     def on_finish(self, reason: FinishReason, completion_tokens: int) -> None: ...
 
     def on_error(self, exc: BaseException) -> None: ...
-
-
-def left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """input_ids, attention_mask and position_ids for prompts padded on the left."""
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids, mask, positions
 
 
 def decode_batch(runner: ModelRunner, rows: Sequence[DecodeRow]) -> None:
@@ -66,9 +59,10 @@ def _decode(runner: ModelRunner, rows: Sequence[DecodeRow], live: list[int]) -> 
     texts = {i: TextAssembler(runner.decode, rows[i].stops) for i in live}
     generators = {i: rows[i].sampling.generator() for i in live}
     counts = dict.fromkeys(live, 0)
-    ids, mask, positions = left_pad([rows[i].prompt_ids for i in live], runner.pad_id)
-    cache = runner.new_cache()
-    logits = runner.forward(ids, mask, positions, cache, [rows[i].adapter_name for i in live])
+    start = runner.prefill([rows[i].prompt_ids for i in live], [rows[i].adapter_name for i in live])
+    logits, cache, mask, positions = start.logits, start.cache, start.attention_mask, start.position_ids
+    for i, cached in zip(live, start.cached_tokens, strict=True):
+        rows[i].cached_tokens = cached
     while True:
         picked = next_tokens(logits, [rows[i].sampling for i in live], [generators[i] for i in live]).tolist()
         keep: list[int] = []

@@ -50,7 +50,8 @@ async def collect(stream: AsyncIterator[StreamChunk], adapter: AdapterRef) -> Ge
     assert final is not None and final.usage is not None and final.finish_reason is not None
     return GenerationResult(
         text="".join(parts), prompt_tokens=final.usage.prompt_tokens,
-        completion_tokens=final.usage.completion_tokens, finish_reason=final.finish_reason, adapter=adapter,
+        completion_tokens=final.usage.completion_tokens, cached_prompt_tokens=final.usage.cached_tokens,
+        finish_reason=final.finish_reason, adapter=adapter,
     )
 
 

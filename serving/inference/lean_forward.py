@@ -87,6 +87,26 @@ class KVCache:
             values[:, :, :, : self.length] = self.values[:, :, :, : self.length]
         self.keys, self.values = keys, values
 
+    def load_prefix(self, batch: int, columns: int, rows: Sequence[tuple[torch.Tensor, torch.Tensor] | None],
+                    extra: int) -> None:
+        """Start an empty cache with ``columns`` filled: row ``r``'s cached keys and values
+        [layers, kv_heads, n, head_dim] right-aligned in them (None: nothing cached), the columns to
+        their left zeroed (masked out, but 0 * NaN of uninitialised memory would still poison the
+        attention), and room for ``extra`` more."""
+        if self.length:
+            raise RuntimeError("load_prefix needs an empty cache")
+        self.keys = self.values = None
+        self.reserve(batch, columns + extra)
+        assert self.keys is not None and self.values is not None
+        for r, row in enumerate(rows):
+            cached = 0 if row is None else row[0].shape[2]
+            self.keys[:, r, :, : columns - cached] = 0
+            self.values[:, r, :, : columns - cached] = 0
+            if row is not None:
+                self.keys[:, r, :, columns - cached : columns] = row[0]
+                self.values[:, r, :, columns - cached : columns] = row[1]
+        self.length = columns
+
     def batch_select_indices(self, index: torch.Tensor) -> None:
         """Keep only the batch rows in ``index`` (rows that finished leave the batch)."""
         if self.keys is not None and self.values is not None:

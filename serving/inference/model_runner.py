@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,28 @@ from finserve.contracts import AdapterCorrupt
 from .adapter_files import adapter_folder, check_adapter_files
 from .config import CPUOptions
 from .fast_linear import fbgemm_available, pack_linears, quantize_linears
+from .layout import left_pad, plan_forwards, split_layout
 from .lean_forward import BASE_ROW, LeanLlama, unsupported_reason
+from .prefix_cache import PrefixCache, stack
 
 log = logging.getLogger(__name__)
+
+# What one prefill forward costs beyond its tokens (reading every float32 weight once, the Python
+# around it), in token positions: measured here, a forward of 18 tokens took as long as ~40.
+PREFILL_OVERHEAD_TOKENS = 24
+
+
+@dataclass
+class Prefill:
+    """A batch after its prefill: the logits of each row's last prompt token, the cache and the
+    mask/positions of its columns (decode steps extend them), and each row's prompt tokens that
+    came from the prefix cache instead of being computed."""
+
+    logits: torch.Tensor
+    cache: Any
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    cached_tokens: list[int]
 
 
 class ModelRunner:
@@ -42,6 +63,7 @@ class ModelRunner:
         self.max_positions = 2048
         self.weights = options.weights
         self.forward_path = options.forward
+        self.prefix_cache: PrefixCache | None = None
 
     # ---- loading ----
 
@@ -78,6 +100,8 @@ class ModelRunner:
             else:
                 log.warning("lean forward unavailable (%s): using the transformers forward", reason)
                 self.forward_path = "transformers"
+        if self._lean is not None and self.options.prefix_cache_mb > 0:
+            self.prefix_cache = PrefixCache(self.options.prefix_cache_mb << 20, self.options.prefix_cache_block)
         self._model = model
         self.eos_ids = frozenset(_eos_ids(self.tokenizer, self.model_dir, GenerationConfig))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
@@ -94,6 +118,7 @@ class ModelRunner:
         folder = adapter_folder(path)
         check_adapter_files(folder)
         with self._lock:
+            self._drop_prefixes(name)
             try:
                 if self._peft is None:
                     self._peft = PeftModel.from_pretrained(self._model, str(folder), adapter_name=name, is_trainable=False)
@@ -107,7 +132,12 @@ class ModelRunner:
 
     def unload_adapter(self, name: str) -> None:
         with self._lock:
+            self._drop_prefixes(name)
             self._forget(name)
+
+    def _drop_prefixes(self, name: str) -> None:
+        if self.prefix_cache is not None:
+            self.prefix_cache.drop(name)
 
     def _forget(self, name: str) -> None:
         if self._peft is None or name not in self._peft.peft_config:
@@ -137,6 +167,53 @@ class ModelRunner:
         from transformers import DynamicCache
 
         return DynamicCache()
+
+    def prefill(self, prompts: Sequence[list[int]], adapters: list[str | None]) -> Prefill:
+        """Start a batch: each row's prompt through its adapter, left-padded into one KV cache.
+
+        Without a prefix cache (or without the lean forward) the padded batch runs as one forward.
+        With one, each row starts where its cached prefix ends. Rows then have very different
+        lengths left to compute, so they run in groups of similar length (``plan_forwards``)
+        rather than all padded to the longest; a later group also reuses what an earlier one
+        cached. The rows' keys and values are finally laid out as the padded batch would have them.
+        """
+        ids, mask, positions = left_pad(prompts, self.pad_id)
+        if self.prefix_cache is None or self._lean is None:
+            cache = self.new_cache()
+            logits = self.forward(ids, mask, positions, cache, adapters)
+            return Prefill(logits, cache, mask, positions, [0] * len(prompts))
+        prefixes, lean = self.prefix_cache, self._lean
+        spaces = [a or "" for a in adapters]
+        n = len(prompts)
+        rows_kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
+        logits: list[torch.Tensor | None] = [None] * n
+        cached = [0] * n
+        with self._lock, torch.inference_mode():
+            # At least the last prompt token is computed: its logits start the completion.
+            remaining = [len(p) - len(prefixes.match(ns, p, len(p) - 1, record=False)) * prefixes.block
+                         for ns, p in zip(spaces, prompts, strict=True)]
+            for group in plan_forwards(remaining, PREFILL_OVERHEAD_TOKENS):
+                group.sort(key=lambda r: (adapters[r] is not None, adapters[r] or ""))  # LoRA runs side by side
+                chains = [prefixes.match(spaces[r], prompts[r], len(prompts[r]) - 1) for r in group]
+                done = [len(chain) * prefixes.block for chain in chains]
+                layout = split_layout([prompts[r] for r in group], done, self.pad_id)
+                head = layout.cached_columns
+                cache = lean.new_cache()
+                cache.load_prefix(len(group), head, [stack(c) if c else None for c in chains],
+                                  extra=layout.input_ids.shape[1])
+                out = lean.forward(layout.input_ids, layout.attention_mask, layout.position_ids[:, head:], cache,
+                                   rows=None if self._peft is None else [adapters[r] for r in group])
+                assert cache.keys is not None and cache.values is not None
+                for j, r in enumerate(group):
+                    start, end = layout.computed_start(len(prompts[r]), done[j]), layout.attention_mask.shape[1]
+                    new = cache.keys[:, j, :, start:end], cache.values[:, j, :, start:end]
+                    prefixes.insert(spaces[r], prompts[r], chains[j], *new)
+                    old = cache.keys[:, j, :, head - done[j] : head], cache.values[:, j, :, head - done[j] : head]
+                    rows_kv[r] = (torch.cat([old[0], new[0]], dim=2), torch.cat([old[1], new[1]], dim=2))
+                    logits[r], cached[r] = out[j], done[j]
+            batch = lean.new_cache()
+            batch.load_prefix(n, mask.shape[1], rows_kv, extra=0)
+        return Prefill(torch.stack(logits), batch, mask, positions, cached)  # type: ignore[arg-type]
 
     def forward(
         self,

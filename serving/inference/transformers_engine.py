@@ -39,6 +39,7 @@ class _Job:
         self.sampling = SamplingSpec(temperature=req.temperature, top_p=req.top_p, seed=req.seed)
         self.stops = list(req.stop or [])
         self.cancelled = False
+        self.cached_tokens = 0
         self.events: asyncio.Queue[StreamChunk | BaseException] = asyncio.Queue()
 
     # Called from the decode thread: hand over to the event loop.
@@ -46,7 +47,8 @@ class _Job:
         self.loop.call_soon_threadsafe(self.events.put_nowait, StreamChunk(delta=text))
 
     def on_finish(self, reason: FinishReason, completion_tokens: int) -> None:
-        usage = Usage(prompt_tokens=len(self.prompt_ids), completion_tokens=completion_tokens)
+        usage = Usage(prompt_tokens=len(self.prompt_ids), completion_tokens=completion_tokens,
+                      cached_tokens=self.cached_tokens)
         self.loop.call_soon_threadsafe(self.events.put_nowait, StreamChunk(finish_reason=reason, usage=usage))
 
     def on_error(self, exc: BaseException) -> None:

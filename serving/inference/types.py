@@ -35,6 +35,7 @@ class Usage(StrictModel):
 
     prompt_tokens: int = Field(ge=0, description="Tokens in the templated prompt.")
     completion_tokens: int = Field(ge=0, description="Tokens generated (including a stop token the text hides).")
+    cached_tokens: int = Field(0, ge=0, description="Prompt tokens whose keys and values came from the prefix cache.")
 
 
 class GenerationResult(StrictModel):
@@ -43,6 +44,7 @@ class GenerationResult(StrictModel):
     text: str = Field(description="Completion text, stop sequence excluded.")
     prompt_tokens: int = Field(ge=0, description="Tokens in the templated prompt.")
     completion_tokens: int = Field(ge=0, description="Tokens generated.")
+    cached_prompt_tokens: int = Field(0, ge=0, description="Prompt tokens reused from the prefix cache.")
     finish_reason: FinishReason = Field(description="stop: end token or stop string; length: max_tokens reached.")
     adapter: AdapterRef = Field(description="The adapter version that produced the text.")
 

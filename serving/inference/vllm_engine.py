@@ -100,7 +100,10 @@ class VLLMEngine:
                 piece = out.outputs[0]
                 completion += len(piece.token_ids)
                 reason = finish_reason(piece.finish_reason) if out.finished else None
-                usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=completion) if reason else None
+                usage = None
+                if reason:  # vLLM's automatic prefix caching reports its hits per request
+                    usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=completion,
+                                  cached_tokens=getattr(out, "num_cached_tokens", None) or 0)
                 if piece.text or reason:
                     yield StreamChunk(delta=piece.text, finish_reason=reason, usage=usage)
         finally:

@@ -113,6 +113,19 @@ def test_health_ready_models_metrics(local_client):
     assert CARD not in metrics
 
 
+def test_prompt_prefix_reuse_is_reported_in_usage_and_metrics(local_client):
+    """Two questions retrieving the same knowledge: the second prefill reuses the first's prefix."""
+    usages = [ask(local_client, q).json()["usage"] for q in ("My card has not arrived yet",
+                                                              "My new card has still not arrived")]
+    cached = [u["prompt_tokens_details"]["cached_tokens"] for u in usages]
+    assert cached[0] == 0 and 16 <= cached[1] < usages[1]["prompt_tokens"], usages
+    metrics = local_client.get("/metrics").text
+    labels = 'adapter="base",model="finserve-banking",source="{}",version="0.0.0"'
+    assert f"finserve_prompt_tokens_total{{{labels.format('cached')}}} {float(sum(cached))}" in metrics
+    computed = sum(u["prompt_tokens"] for u in usages) - sum(cached)
+    assert f"finserve_prompt_tokens_total{{{labels.format('computed')}}} {float(computed)}" in metrics
+
+
 def test_oip_v2_infer(local_client):
     resp = local_client.post("/v2/models/finserve-banking/infer", json={
         "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [f"lost card {CARD}"]}],

@@ -13,7 +13,7 @@ import torch
 from finserve.contracts import AdapterRef, AdapterRegistry
 from finserve.serving.inference.config import CPUOptions
 from finserve.serving.inference.cpu_kernels import load_kernels
-from finserve.serving.inference.decoder import left_pad
+from finserve.serving.inference.layout import left_pad
 from finserve.serving.inference.lean_forward import KVCache, LeanLlama, unsupported_reason
 from finserve.serving.inference.model_runner import ModelRunner
 
