@@ -182,38 +182,45 @@ class ModelRunner:
             cache = self.new_cache()
             logits = self.forward(ids, mask, positions, cache, adapters)
             return Prefill(logits, cache, mask, positions, [0] * len(prompts))
-        prefixes, lean = self.prefix_cache, self._lean
-        spaces = [a or "" for a in adapters]
-        n = len(prompts)
-        rows_kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
-        logits: list[torch.Tensor | None] = [None] * n
-        cached = [0] * n
+        prefixes = self.prefix_cache
+        rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]] = {}
         with self._lock, torch.inference_mode():
             # At least the last prompt token is computed: its logits start the completion.
-            remaining = [len(p) - len(prefixes.match(ns, p, len(p) - 1, record=False)) * prefixes.block
-                         for ns, p in zip(spaces, prompts, strict=True)]
+            remaining = [len(p) - len(prefixes.match(a or "", p, len(p) - 1, record=False)) * prefixes.block
+                         for a, p in zip(adapters, prompts, strict=True)]
             for group in plan_forwards(remaining, PREFILL_OVERHEAD_TOKENS):
                 group.sort(key=lambda r: (adapters[r] is not None, adapters[r] or ""))  # LoRA runs side by side
-                chains = [prefixes.match(spaces[r], prompts[r], len(prompts[r]) - 1) for r in group]
-                done = [len(chain) * prefixes.block for chain in chains]
-                layout = split_layout([prompts[r] for r in group], done, self.pad_id)
-                head = layout.cached_columns
-                cache = lean.new_cache()
-                cache.load_prefix(len(group), head, [stack(c) if c else None for c in chains],
-                                  extra=layout.input_ids.shape[1])
-                out = lean.forward(layout.input_ids, layout.attention_mask, layout.position_ids[:, head:], cache,
-                                   rows=None if self._peft is None else [adapters[r] for r in group])
-                assert cache.keys is not None and cache.values is not None
-                for j, r in enumerate(group):
-                    start, end = layout.computed_start(len(prompts[r]), done[j]), layout.attention_mask.shape[1]
-                    new = cache.keys[:, j, :, start:end], cache.values[:, j, :, start:end]
-                    prefixes.insert(spaces[r], prompts[r], chains[j], *new)
-                    old = cache.keys[:, j, :, head - done[j] : head], cache.values[:, j, :, head - done[j] : head]
-                    rows_kv[r] = (torch.cat([old[0], new[0]], dim=2), torch.cat([old[1], new[1]], dim=2))
-                    logits[r], cached[r] = out[j], done[j]
-            batch = lean.new_cache()
-            batch.load_prefix(n, mask.shape[1], rows_kv, extra=0)
-        return Prefill(torch.stack(logits), batch, mask, positions, cached)  # type: ignore[arg-type]
+                rows.update(zip(group, self._prefill_group([prompts[r] for r in group], [adapters[r] for r in group]),
+                                strict=True))
+            ordered = [rows[r] for r in range(len(prompts))]
+            cache = self._lean.new_cache()
+            cache.load_prefix(len(prompts), mask.shape[1], [(k, v) for k, v, _, _ in ordered], extra=0)
+        return Prefill(torch.stack([row[2] for row in ordered]), cache, mask, positions, [row[3] for row in ordered])
+
+    def _prefill_group(self, prompts: list[list[int]], adapters: list[str | None],
+                       ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+        """One padded forward over ``prompts`` from where their cached prefixes end; caches their new
+        blocks. Per row: all its keys and values [layers, kv_heads, prompt, head_dim], its logits and
+        how many of its tokens came from the cache. Under the lock."""
+        assert self.prefix_cache is not None and self._lean is not None
+        prefixes = self.prefix_cache
+        chains = [prefixes.match(a or "", p, len(p) - 1) for a, p in zip(adapters, prompts, strict=True)]
+        done = [len(chain) * prefixes.block for chain in chains]
+        layout = split_layout(prompts, done, self.pad_id)
+        head, end = layout.cached_columns, layout.attention_mask.shape[1]
+        cache = self._lean.new_cache()
+        cache.load_prefix(len(prompts), head, [stack(c) if c else None for c in chains], extra=end - head)
+        logits = self._lean.forward(layout.input_ids, layout.attention_mask, layout.position_ids[:, head:], cache,
+                                    rows=None if self._peft is None else adapters)
+        assert cache.keys is not None and cache.values is not None
+        out = []
+        for j, (prompt, adapter, chain, n) in enumerate(zip(prompts, adapters, chains, done, strict=True)):
+            start = layout.computed_start(len(prompt), n)
+            keys, values = cache.keys[:, j, :, start:end], cache.values[:, j, :, start:end]
+            prefixes.insert(adapter or "", prompt, chain, keys, values)
+            out.append((torch.cat([cache.keys[:, j, :, head - n : head], keys], dim=2),
+                        torch.cat([cache.values[:, j, :, head - n : head], values], dim=2), logits[j], n))
+        return out
 
     def forward(
         self,
