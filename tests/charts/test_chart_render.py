@@ -110,11 +110,16 @@ def test_serving_config_files_are_valid_serving_configs():
 
 
 def test_pool_overrides_merge_over_the_shared_config():
+    from finserve.serving.config import ServingConfig
+
     docs = render(values=(CI / "gpu-values.yaml",), sets=("serving.config.gateway.max_tokens_limit=256",))
     cpu = yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"])
     gpu = yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-gpu")["data"]["serving.yaml"])
     assert cpu == {"gateway": {"max_tokens_limit": 256}}
-    assert gpu == {"gateway": {"max_tokens_limit": 256}, "deployments": {"generator": {"num_gpus": 1}}}
+    assert gpu == {"gateway": {"max_tokens_limit": 256}, "generator": {"engine": "vllm"},
+                   "deployments": {"generator": {"num_gpus": 1}}}
+    assert ServingConfig.model_validate(gpu).generator.engine == "vllm"
+    assert ServingConfig.model_validate(cpu).generator.engine == "transformers"
 
 
 # ---- GPU pools and autoscaling ------------------------------------------------------------------

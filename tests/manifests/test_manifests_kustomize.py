@@ -74,4 +74,5 @@ def test_gpu_overlay_puts_the_pool_on_gpus():
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "finserve-serving-main"]
-    assert yaml.safe_load(cm["data"]["serving.yaml"]) == {"deployments": {"generator": {"num_gpus": 1}}}
+    assert yaml.safe_load(cm["data"]["serving.yaml"]) == {"generator": {"engine": "vllm"},
+                                                          "deployments": {"generator": {"num_gpus": 1}}}
