@@ -78,6 +78,8 @@ class Sample:
     text: str
     first_at: float = 0.0  # perf_counter of the first and last chunk
     last_at: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the engine's prefix cache supplied
 
 
 @dataclass
@@ -153,7 +155,7 @@ async def one(engine: Any, prompt: str, adapter: str, max_tokens: int) -> Sample
     t0 = time.perf_counter()
     first = last = None
     parts: list[str] = []
-    tokens = 0
+    tokens = prompt_tokens = cached = 0
     async for chunk in engine.stream(req):
         now = time.perf_counter()
         first = first or now
@@ -161,9 +163,10 @@ async def one(engine: Any, prompt: str, adapter: str, max_tokens: int) -> Sample
         parts.append(chunk.delta)
         if chunk.usage is not None:
             tokens = chunk.usage.completion_tokens
+            prompt_tokens, cached = chunk.usage.prompt_tokens, chunk.usage.cached_tokens
     assert first is not None and last is not None
     return Sample(ttft_s=first - t0, tokens=tokens, decode_s=last - first, text="".join(parts), first_at=first,
-                  last_at=last)
+                  last_at=last, prompt_tokens=prompt_tokens, cached_tokens=cached)
 
 
 async def run_phase(engine: Any, prompts: list[str], adapters: list[str], max_tokens: int, concurrent: bool) -> Phase:
