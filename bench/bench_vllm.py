@@ -6,7 +6,8 @@ deployment calls it: batch 1 (one request at a time), then N concurrent requests
 ``--concurrency`` (vLLM batches them continuously), then the same with LoRA adapters (one
 adapter at batch 1; base + adapters round robin when concurrent). Concurrent requests are
 distinct and new to the engine (a fresh customer number after the question), so the prefix cache
-reuses only the shared beginning, as real traffic shares the system prompt. Greedy decoding. Writes bench/results/vllm.json.
+reuses only the shared beginning, as real traffic shares the system prompt. Greedy decoding.
+Writes bench/results/vllm.json.
 
     python -m bench.bench_vllm [--tokens 128] [--concurrency 8 32 128] [--variants cuda-graphs eager]
                                [--registry PATH --adapter NAME@VERSION] [--out ...]
