@@ -76,7 +76,8 @@ def phase_summary(phase: Phase) -> dict[str, Any]:
     }
 
 
-async def bench_one(name: str, args: argparse.Namespace, registry: str, adapters: list[str]) -> dict[str, Any]:
+async def bench_one(name: str, args: argparse.Namespace, registry: str,
+                    adapters: list[str]) -> dict[str, Any]:
     from finserve.contracts import AdapterRef
     from finserve.serving.inference import GeneratorConfig, VLLMOptions, build_engine
 
@@ -112,7 +113,8 @@ async def bench_one(name: str, args: argparse.Namespace, registry: str, adapters
     lora_mixed = await run_phase(engine, prompts(top), mix, args.tokens, concurrent=True)
     out["lora"] = {"adapters": adapters, "batch1_adapter": adapters[0],
                    "batch1": phase_summary(lora_single),
-                   f"concurrent_{top}_mix": {"mix": "base + adapters, round robin", **phase_summary(lora_mixed)},
+                   f"concurrent_{top}_mix": {"mix": "base + adapters, round robin",
+                                             **phase_summary(lora_mixed)},
                    "batch1_texts": [s.text for s in lora_single.samples]}
     await engine.stop()
     return out
@@ -182,8 +184,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         ratios[f"{name}_lora_vs_base"] = {
             "batch1_decode": round(res["lora"]["batch1"]["per_request_decode"]["p50_tok_s"]
                                    / res["batch1"]["per_request_decode"]["p50_tok_s"], 2),
-            f"concurrent_{top}_aggregate": round(res["lora"][f"concurrent_{top}_mix"]["aggregate_tokens_per_s"]
-                                                 / res["concurrent"][top]["aggregate_tokens_per_s"], 2),
+            f"concurrent_{top}_aggregate": round(
+                res["lora"][f"concurrent_{top}_mix"]["aggregate_tokens_per_s"]
+                / res["concurrent"][top]["aggregate_tokens_per_s"], 2),
         }
     info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result = {

@@ -45,7 +45,8 @@ def publish_lora(registry: AdapterRegistry, work: Path, ref: AdapterRef = REF, s
             if "lora_A" in name or "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=gen) * (0.15 if "lora_B" in name else 0.03))
     model.save_pretrained(str(work))
-    registry.publish(work, AdapterManifest(name=ref.name, version=ref.version, base_model=BASE_MODEL_ID, checksum=""))
+    manifest = AdapterManifest(name=ref.name, version=ref.version, base_model=BASE_MODEL_ID, checksum="")
+    registry.publish(work, manifest)
 
 
 def shared_prefix(a: str, b: str) -> int:
@@ -82,12 +83,14 @@ def test_vllm_engine_serves_base_and_lora(tmp_path: Path) -> None:
             other = await engine.generate(ask(REF2))
             assert other.text not in (tuned.text, base.text)
             refs = {REF: tuned.text, AdapterRef.base(): base.text, REF2: other.text}
-            mixed = await asyncio.gather(*(engine.generate(ask(r)) for r in (REF, AdapterRef.base(), REF2, REF)))
-            for ref, out in zip((REF, AdapterRef.base(), REF2, REF), mixed, strict=True):
+            order = (REF, AdapterRef.base(), REF2, REF)
+            mixed = await asyncio.gather(*(engine.generate(ask(r)) for r in order))
+            for ref, out in zip(order, mixed, strict=True):
                 # bf16 kernels differ with the batch's shape, so greedy text may drift late; each
                 # row must still follow its own version's text further than any other's.
                 own = shared_prefix(out.text, refs[ref])
-                assert own > max(shared_prefix(out.text, t) for r, t in refs.items() if r != ref), (ref, out.text)
+                others = max(shared_prefix(out.text, t) for r, t in refs.items() if r != ref)
+                assert own > others, (ref, out.text)
             with pytest.raises(AdapterNotFound):
                 await engine.ensure_adapter(AdapterRef.parse("gpu-tiny@9.0.0"))
             assert {REF, REF2} <= set(engine.adapters())
