@@ -26,12 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.bench_generator import PROMPTS, Phase, build_adapters, percentiles, run_phase
-from bench.common import machine
+from bench.common import machine, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vllm.json"
 PACKAGES = ("vllm", "torch", "transformers")
@@ -190,8 +189,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         }
     info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result = {
-        "benchmark": "vllm",
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": info,
         "settings": {"max_tokens": args.tokens, "concurrency": args.concurrency, "dtype": args.dtype,
                      "decoding": "greedy", "model": "SmolLM2-135M-Instruct",
@@ -199,9 +196,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "variants": variants,
         "ratios": ratios,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=2))
+    path = write_result("vllm", result, args.out)
+    print(path.read_text())
     return result
 
 
