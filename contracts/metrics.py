@@ -29,6 +29,19 @@ GENERATOR_QUEUE_DEPTH = f"{PREFIX}_generator_queue_depth"
 # Counter: cache lookups. Labels: tier (l1|l2), result (hit|miss|error).
 CACHE_LOOKUPS_TOTAL = f"{PREFIX}_cache_lookups_total"
 
+# Shadow traffic (a canary answering mirrored stable requests; never returned). Labels: model, adapter,
+# version (the canary's).
+# Counter: shadow requests by outcome (compared|dropped|failed). Labels: MODEL_LABELS, outcome.
+SHADOW_REQUESTS_TOTAL = f"{PREFIX}_shadow_requests_total"
+# Histogram (0-1): cosine of the shadow answer's and the stable answer's MiniLM embeddings.
+SHADOW_SIMILARITY = f"{PREFIX}_shadow_answer_similarity"
+# Counter: compared pairs by whether the canary's served intent equals the stable's. Labels: MODEL_LABELS, agree.
+SHADOW_INTENT_AGREEMENT_TOTAL = f"{PREFIX}_shadow_intent_agreement_total"
+# Counter: PII entities the output guard found in shadow answers. Labels: MODEL_LABELS.
+SHADOW_PII_TOTAL = f"{PREFIX}_shadow_pii_findings_total"
+# Histogram: shadow answer length / stable answer length (words).
+SHADOW_LENGTH_RATIO = f"{PREFIX}_shadow_length_ratio"
+
 MODEL_LABELS = ("model", "adapter", "version")
 
 # Exposed by the operator, one series set per ModelRollout (removed when the rollout is deleted).

@@ -29,11 +29,18 @@ class Route(StrictModel):
     canary: AdapterRef | None = Field(None, description="The adapter version under test, if any.")
     canary_weight: int = Field(0, ge=0, le=100, description="Percent of traffic sent to the canary.")
     rollout: str | None = Field(None, description="namespace/name of the ModelRollout that owns this route.")
+    shadow_percent: float = Field(
+        0.0, ge=0.0, le=100.0,
+        description="Percent of the stable version's requests mirrored to the canary as shadow traffic: the "
+        "canary answers them too, guarded and audited (route shadow) and compared with the stable answer, "
+        "but its answer is never returned.")
 
     @model_validator(mode="after")
     def _weight_needs_canary(self) -> Route:
         if self.canary is None and self.canary_weight:
             raise ValueError("canary_weight > 0 needs a canary adapter")
+        if self.canary is None and self.shadow_percent:
+            raise ValueError("shadow_percent > 0 needs a canary adapter")
         return self
 
     def candidates(self) -> list[AdapterRef]:

@@ -395,6 +395,7 @@ class Pipeline:
             tenant=ctx.tenant,
             model=ctx.model or "unknown",
             adapter=str(ctx.choice.adapter) if ctx.choice else None,
+            route=ctx.choice.role if ctx.choice else None,
             intent=ctx.intent.label if ctx.intent else None,
             input=ctx.masked_input,
             output=ctx.masked_output,

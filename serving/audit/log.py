@@ -72,6 +72,10 @@ class AuditRecord(StrictModel):
     adapter: str | None = Field(
         None, description="Adapter that served it, NAME@VERSION; None if none was picked."
     )
+    route: str | None = Field(
+        None, pattern=r"^(stable|canary|override|shadow)$",
+        description="How the adapter was chosen: stable, canary, override (x-finserve-adapter) or shadow "
+        "(a mirrored request whose answer was compared, never returned); None if no route was picked.")
     intent: str | None = Field(None, max_length=200, description="Predicted intent label, if any.")
     input: str = Field(description="The user input, masked.")
     output: str | None = Field(None, description="The answer, masked; None when there is none.")
