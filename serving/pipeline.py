@@ -27,7 +27,7 @@ from .guard.engine import GuardResult
 from .inference.types import ChatMessage, GenerationRequest
 from .intent import HeadScores, IntentPrediction, decide, wants_head
 from .metrics import ServingMetrics
-from .prompt import build_messages
+from .prompt import build_messages, intent_first
 from .retrieval import RetrievalResult, SearchFilters
 from .routing import RouteChoice, Router
 from .schemas import (
@@ -189,7 +189,8 @@ class Pipeline:
             raise
         ctx.vote = neighbour_vote(found.examples)
         ctx.pii["context"] = _merge_counts(context)
-        knowledge = [r.text for r in context]
+        knowledge = intent_first([r.text for r in context], [h.intent for h in found.hits],
+                                 ctx.intent.label if ctx.intent else None)
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
 
@@ -363,6 +364,19 @@ class Pipeline:
         found, head = await self._search(scanned.text, ref, self._filters(tenant), None)
         intent = decide(await head if head else None, found.examples, self.config.intent.vote_temperature)
         return ClassifyOutcome(intent=intent, masked_text=scanned.text, pii=scanned.counts(), retrieval=found)
+
+    # ---- training entry: the prompt serving would build, for a known intent ----
+
+    async def prompt_for(self, text: str, intent: str, tenant: str = "default") -> list[ChatMessage]:
+        """The messages a chat request with one user turn ``text`` sends to the generator, with the knowledge
+        of ``intent`` first, as serving puts the classified intent's (used to tune adapters on answers:
+        the same guard, retrieval, context guard and prompt builder as :meth:`chat`)."""
+        [scanned] = await self.guard.scan_many([text])
+        found = await self.retrieval.search(scanned.text, self._filters(tenant))
+        context = await self.guard.scan_chunks([h.text for h in found.hits]) if found.hits else []
+        knowledge = intent_first([r.text for r in context], [h.intent for h in found.hits], intent)
+        return build_messages(self.config.gateway.system_prompt, knowledge,
+                              [ChatMessage(role="user", content=scanned.text)])
 
     # ---- bookkeeping shared by every outcome ----
 

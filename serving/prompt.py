@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 from finserve.serving.inference.types import ChatMessage
+
+T = TypeVar("T")
+
+
+def intent_first(items: Sequence[T], intents: Sequence[str], intent: str | None) -> list[T]:
+    """``items`` (retrieved knowledge, best first) with the one of ``intent`` moved to the front.
+
+    The pipeline classifies the intent before it generates (served intent accuracy is above the
+    retrieval's top-1 answer accuracy), and the adapters are tuned to answer from the first
+    knowledge entry: so the entry of the classified intent leads, the rest keep retrieval's order.
+    Unchanged when no entry belongs to ``intent``.
+    """
+    for i, name in enumerate(intents):
+        if name == intent:
+            return [items[i], *items[:i], *items[i + 1 :]]
+    return list(items)
 
 
 def build_messages(system_prompt: str, knowledge: list[str], conversation: list[ChatMessage]) -> list[ChatMessage]:

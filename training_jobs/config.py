@@ -119,6 +119,29 @@ class EncoderSettings(StrictModel):
     max_length: int = Field(64, ge=4, le=512, description="Tokens per query kept.")
 
 
+class AnswerSettings(StrictModel):
+    """Supervised fine-tuning of the generator on the bank's answers (see answer_trainer.py).
+
+    Prompts are the ones serving builds; targets are the curated answer of each row's intent. The
+    LoRA of layers ``first_layer`` .. the top is trained on the full model; the intent LoRA below the
+    head's exit layer is frozen inside the same adapter.
+    """
+
+    enabled: bool = Field(False, description="Tune the generator for answers (else the LoRA only serves the intent head).")
+    per_intent: int = Field(4, ge=1, description="Training rows per intent used as answer examples (seeded).")
+    dev_per_intent: int = Field(1, ge=0, description="Further training rows per intent whose loss is reported per epoch.")
+    first_layer: int = Field(
+        18, ge=1, description="Lowest decoder layer with answer LoRA; the layers below are cached once per example.")
+    epochs: int = Field(2, ge=1, description="Passes over the examples (fixed schedule; the last is kept).")
+    batch_size: int = Field(4, ge=1, description="Examples per optimiser step.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (linear warm-up, then linear decay).")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with a linear warm-up.")
+    seed: int = Field(7, description="Seed for the rows drawn (the dev rows use seed + 1).")
+    serving_config: str | None = Field(
+        None, description="Serving config YAML whose retrieval, guard and system prompt build the prompts (what the "
+        "version will be served with); None: the built-in default, its index built first when the data dir has none.")
+
+
 class TrainConfig(StrictModel):
     """One training job: what to train, on which rows, and the registry version it publishes."""
 
@@ -138,6 +161,12 @@ class TrainConfig(StrictModel):
     head: HeadSettings = Field(default_factory=HeadSettings, description="Intent head settings.")
     optim: OptimSettings = Field(default_factory=OptimSettings, description="Optimisation settings.")
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="Fine-tuned sentence encoder.")
+    answers: AnswerSettings = Field(default_factory=AnswerSettings, description="Generator tuning on answers.")
+    intent_from: str | None = Field(
+        None,
+        description="NAME@VERSION in the registry whose intent parts (the LoRA below the exit layer, the head, "
+        "the fine-tuned encoder) this version takes unchanged instead of training them; needs answers.enabled. "
+        "Its intent figures carry over, since the served intent reads only those parts.")
 
     @field_validator("version")
     @classmethod
@@ -168,6 +197,14 @@ class TrainConfig(StrictModel):
         if self.encoder.enabled and self.head.retrieval_weight + self.encoder.weight > 1.0 + 1e-9:
             raise ValueError(f"head.retrieval_weight ({self.head.retrieval_weight}) + encoder.weight "
                              f"({self.encoder.weight}) exceed 1: the LLM head's share would be negative")
+        return self
+
+    @model_validator(mode="after")
+    def _answers_fit(self) -> TrainConfig:
+        if self.intent_from is not None:
+            if not self.answers.enabled:
+                raise ValueError("intent_from needs answers.enabled: the version would be a copy")
+            AdapterRef.parse(self.intent_from)
         return self
 
     @property

@@ -1,7 +1,9 @@
-"""The demo registry: two real versions of the default adapter, so a canary has somewhere to go.
+"""The demo registry: three real versions of the default adapter, so a canary has somewhere to go.
 
-1.0.0 trains on a per-intent subset for fewer epochs (LLM head + vote); 1.6.0 is the full default
-config (LLM head + fine-tuned encoder + vote). Versions already in the registry that pass
+1.0.0 trains on a per-intent subset for fewer epochs (LLM head + vote); 1.6.0 is the intent recipe
+(LLM head + fine-tuned encoder + vote) whose LoRA was never tuned for answers; 2.0.0, the default,
+takes 1.6.0's intent parts and adds the generator's LoRA tuned for answers (answers.yaml; default.yaml
+builds the same version from scratch in one job). Versions already in the registry that pass
 verification are kept (``make adapters`` is a cache hit then).
 """
 
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-DEMO_CONFIGS = (CONFIG_DIR / "small.yaml", DEFAULT_CONFIG)
+DEMO_CONFIGS = (CONFIG_DIR / "small.yaml", CONFIG_DIR / "intent.yaml", CONFIG_DIR / "answers.yaml")
 
 
 def build_demo(registry: AdapterRegistry, configs: Sequence[Path], force: bool = False) -> Iterator[str]:

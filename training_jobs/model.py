@@ -61,6 +61,20 @@ def nf4_config() -> Any:
 
 def load_base(config: TrainConfig, base_path: Path) -> LoadedBase:
     """Base model truncated at the exit layer (nothing above it is ever run), with LoRA attached."""
+    return _load(config, base_path, config.lora_layer_ids, num_layers=config.head.exit_layer)
+
+
+def load_generator(config: TrainConfig, base_path: Path) -> LoadedBase:
+    """The whole base model with LoRA on the answer layers (``answers.first_layer`` to the top): the adapter
+    the generator serves. The intent head keeps its own LoRA (trained on the truncated model, published in
+    the version's ``intent_lora/``), so neither is ever run with deltas trained for the other job."""
+    from transformers import AutoConfig
+
+    total = AutoConfig.from_pretrained(str(base_path)).num_hidden_layers
+    return _load(config, base_path, list(range(config.answers.first_layer, total)), num_layers=None)
+
+
+def _load(config: TrainConfig, base_path: Path, layer_ids: list[int], num_layers: int | None) -> LoadedBase:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -68,7 +82,7 @@ def load_base(config: TrainConfig, base_path: Path) -> LoadedBase:
 
     device = resolve_device(config.device)
     quantized = resolve_quantization(config.quantization, device)
-    kwargs: dict[str, Any] = {"num_hidden_layers": config.head.exit_layer}
+    kwargs: dict[str, Any] = {"num_hidden_layers": num_layers} if num_layers else {}
     if quantized:
         kwargs |= {"quantization_config": nf4_config(), "device_map": {"": 0}, "dtype": torch.bfloat16}
     else:
@@ -84,12 +98,12 @@ def load_base(config: TrainConfig, base_path: Path) -> LoadedBase:
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
         target_modules=list(config.lora.target_modules),
-        layers_to_transform=config.lora_layer_ids,
+        layers_to_transform=layer_ids,
         layers_pattern="layers",
         bias="none",
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
     tokenizer = AutoTokenizer.from_pretrained(str(base_path))
-    log.info("base loaded on %s (%s), LoRA on layers %s", device, "nf4" if quantized else "fp32", config.lora_layer_ids)
+    log.info("base loaded on %s (%s), LoRA on layers %s", device, "nf4" if quantized else "fp32", layer_ids)
     return LoadedBase(model=model, tokenizer=tokenizer, device=device, quantized=quantized)

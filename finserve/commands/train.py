@@ -1,4 +1,5 @@
-"""``finserve train --config FILE``: fine-tune a LoRA adapter + intent head and publish it to the registry."""
+"""``finserve train --config FILE``: fine-tune a LoRA adapter + intent head (and, with ``answers``, the
+generator's LoRA for answers) and publish it to the registry."""
 
 from __future__ import annotations
 
@@ -43,8 +44,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(result.model_dump_json(indent=2))
             return
         m = result.manifest
+        intent = (f"epoch {result.best_epoch}" if result.best_epoch else f"intent parts of {cfg.intent_from}")
         typer.echo(f"published {m.ref}: validation accuracy {m.metrics['accuracy']:.4f}, "
-                   f"macro-F1 {m.metrics['macro_f1']:.4f} (epoch {result.best_epoch}), {result.minutes:.1f} min")
+                   f"macro-F1 {m.metrics['macro_f1']:.4f} ({intent}), {result.minutes:.1f} min")
+        if result.answer_epochs:
+            last = result.answer_epochs[-1]
+            typer.echo(f"answers: train loss {last.train_loss:.4f}"
+                       + (f", dev loss {last.dev_loss:.4f}" if last.dev_loss is not None else ""))
 
 
 def _write_split(cfg, split_dir: Path) -> None:  # noqa: ANN001 - TrainConfig is imported lazily

@@ -39,7 +39,7 @@ from finserve.serving.inference.errors import AdapterIncompatible
 
 from . import encoder, vote
 from .config import IntentConfig
-from .head import HeadSpec, IntentHead, has_head, load_head
+from .head import HeadSpec, IntentHead, has_head, intent_lora_folder, load_head
 from .sentence_encoder import EncoderClassifier, EncoderSpec, has_encoder, load_encoder, read_spec
 
 log = logging.getLogger(__name__)
@@ -202,10 +202,11 @@ class IntentClassifier:
                 )
         encoder_part = self._load_encoder(ref, folder, len(labels)) if has_encoder(folder) else None
         name = f"{ref.name}@{ref.version}".replace(".", "_")  # PEFT adapter names become module keys: no dots
+        lora = intent_lora_folder(folder)
         if isinstance(self._model, PeftModel):
-            self._model.load_adapter(str(folder), adapter_name=name)
+            self._model.load_adapter(str(lora), adapter_name=name)
         else:
-            self._model = PeftModel.from_pretrained(self._model, str(folder), adapter_name=name)
+            self._model = PeftModel.from_pretrained(self._model, str(lora), adapter_name=name)
         self._model.eval()
         log.info("loaded adapter %s (exit layer %d, %s pooling)", ref, spec.exit_layer, spec.pooling)
         return _Loaded(name=name, spec=spec, head=head.to(self._device), labels=labels, encoder=encoder_part)

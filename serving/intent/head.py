@@ -28,6 +28,9 @@ HEAD_SPEC = "intent_head.json"
 HEAD_WEIGHTS = "intent_head.safetensors"
 LABELS = "labels.json"
 HEAD_FORMAT = 1
+# A version tuned for answers keeps two LoRAs: the generator's at the top of the folder (what vLLM and the
+# CPU engine load) and the intent head's own in this subfolder, trained for the head on the truncated model.
+INTENT_LORA_DIR = "intent_lora"
 
 
 class QueryEmbedding(StrictModel):
@@ -93,6 +96,13 @@ def save_head(folder: str | Path, spec: HeadSpec, head: IntentHead, labels: list
     save_file(tensors, str(out / HEAD_WEIGHTS))
     (out / LABELS).write_text(json.dumps(labels, indent=1) + "\n", encoding="utf-8")
     (out / HEAD_SPEC).write_text(spec.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def intent_lora_folder(folder: str | Path) -> Path:
+    """The PEFT folder the intent head's LoRA loads from: ``intent_lora/`` when the version has one (its top-level
+    LoRA is then the generator's, tuned for answers), else the version folder itself (older versions: one LoRA)."""
+    sub = Path(folder) / INTENT_LORA_DIR
+    return sub if (sub / "adapter_config.json").is_file() else Path(folder)
 
 
 def has_head(folder: str | Path) -> bool:

@@ -32,6 +32,9 @@ def test_lora_sits_right_below_the_exit_layer() -> None:
         # vote 0.5 + encoder 0.6: the LLM head's share would be negative
         {"name": "x", "version": "1.0.0", "head": {"retrieval_weight": 0.5}, "encoder": {"enabled": True, "weight": 0.6}},
         {"name": "x", "version": "1.0.0", "encoder": {"enabled": True, "layers": 2}},  # typo: train_layers
+        {"name": "x", "version": "1.0.0", "intent_from": "x@0.9.0"},  # a copy: nothing would be trained
+        {"name": "x", "version": "1.0.0", "intent_from": "not a ref", "answers": {"enabled": True}},
+        {"name": "x", "version": "1.0.0", "answers": {"enabled": True, "first_layer": 0}},
     ],
 )
 def test_invalid_configs_are_rejected(bad: dict) -> None:
@@ -45,13 +48,31 @@ def test_shipped_configs_parse(path: Path) -> None:
     assert cfg.head.exit_layer <= 30  # SmolLM2-135M has 30 decoder layers
 
 
-def test_demo_versions_are_two_different_versions_of_one_adapter() -> None:
+def test_demo_versions_are_three_different_versions_of_one_adapter() -> None:
     configs = [TrainConfig.from_file(p) for p in DEMO_CONFIGS]
     assert len({c.name for c in configs}) == 1
-    assert len({c.version for c in configs}) == 2
+    assert len({c.version for c in configs}) == 3
     assert configs[0].model_dump(exclude={"version", "description"}) != configs[1].model_dump(
         exclude={"version", "description"}
     )
+    # The demo builds each version after the one it takes its intent parts from.
+    built: list[str] = []
+    for c in configs:
+        assert c.intent_from is None or c.intent_from in built
+        built.append(str(c.ref))
+
+
+def test_the_quick_default_is_the_default_recipe_on_published_intent_parts() -> None:
+    """answers.yaml (what `make adapters` runs) and default.yaml (one job from scratch) publish the same version
+    with the same answer tuning; answers.yaml takes the intent parts from the version intent.yaml publishes."""
+    default = TrainConfig.from_file(CONFIG_DIR / "default.yaml")
+    quick = TrainConfig.from_file(CONFIG_DIR / "answers.yaml")
+    intent = TrainConfig.from_file(CONFIG_DIR / "intent.yaml")
+    assert default.ref == quick.ref and quick.intent_from == str(intent.ref)
+    assert default.answers == quick.answers and default.lora == quick.lora
+    assert default.model_dump(exclude={"name", "version", "description", "answers"}) == intent.model_dump(
+        exclude={"name", "version", "description", "answers"})
+    assert default.answers.enabled and not intent.answers.enabled
 
 
 def test_quantization_choice() -> None:
