@@ -32,6 +32,7 @@ def object_ref(body: Mapping[str, Any]) -> ObjectRef:
         name=meta.get("name", ""),
         generation=meta.get("generation"),
         annotations=tuple(sorted((meta.get("annotations") or {}).items())),
+        uid=meta.get("uid"),
     )
 
 

@@ -190,6 +190,8 @@ def _agree(schema: dict[str, Any], model: type[BaseModel], path: str, defaults: 
     for alias, field in fields.items():
         prop = props[alias]
         sub = _model_of(field.annotation)
+        if prop.get("x-kubernetes-preserve-unknown-fields") and "properties" not in prop:
+            sub = None  # a contracts/ model kept as written (status.evaluation.report)
         if sub is not None and sub is not model:
             _agree(prop["items"] if prop.get("type") == "array" else prop, sub, f"{path}.{alias}", defaults)
         if not defaults:
