@@ -227,10 +227,7 @@ def _to_step(
     if i == len(steps) - 1 and not gated and evaluation is not None and evaluation.before_promotion:
         return _begin_evaluation(spec, st, EvaluationStage.BEFORE_PROMOTION, 1, obs, now, actions)
     message = f"step {i + 1}/{len(steps)}: {steps[i]}% to canary {spec.canary.ref()}"
-    entering = st.phase != Phase.PROGRESSING
-    actions.append(
-        EmitEvent(type="Normal", reason="Progressing" if entering else "StepAdvanced", message=message)
-    )
+    actions.append(EmitEvent(type="Normal", reason="Progressing" if i == 0 else "StepAdvanced", message=message))
     update: dict[str, object] = {
         "phase": Phase.PROGRESSING,
         "current_step_index": i,
@@ -239,7 +236,7 @@ def _to_step(
         "successful_checks": 0,
         "message": message,
     }
-    if entering and i == 0:  # live checks start afresh (shadow failures do not count against live)
+    if i == 0:  # live checks start afresh (shadow failures do not count against live)
         update |= {"last_analysis_at": None, "failed_checks": 0}
     return st.model_copy(update=update)
 
