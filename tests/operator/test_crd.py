@@ -41,6 +41,23 @@ FULL = rollout_manifest(
                 },
             ],
         },
+        "evaluation": {
+            "goldenSet": {"pvc": {"claimName": "eval-data", "path": "banking/golden.csv"}},
+            "beforeTraffic": True,
+            "beforePromotion": False,
+            "checks": [{"metric": "answer_accuracy", "margin": 0.005}, {"metric": "groundedness", "min": 0.9}],
+            "failOnSignificantlyWorse": True,
+            "minRows": 100,
+            "timeout": "45m",
+            "onError": "retry",
+            "retryLimit": 1,
+        },
+        "shadow": {
+            "percent": 10,
+            "duration": "15m",
+            "minSamples": 200,
+            "metrics": [{"name": "shadow-similarity", "min": 0.85}, {"name": "shadow-pii"}],
+        },
     },
     autoscaling={
         "minReplicas": 1,
@@ -112,6 +129,40 @@ def test_a_written_status_is_valid(schema):
     validate(schema, {**rollout_manifest(), "status": body})
 
 
+def _stored(patch: Any) -> Any:
+    """What the API server keeps of a merge patch: null deletes the key."""
+    if isinstance(patch, dict):
+        return {k: _stored(v) for k, v in patch.items() if v is not None}
+    if isinstance(patch, list):
+        return [_stored(v) for v in patch]
+    return patch
+
+
+def test_a_written_evaluation_status_is_valid(schema):
+    from finserve.operator.core.decide import decide
+    from finserve.operator.core.observations import JobObservation, Observations
+    from finserve.operator.objects import rollout_status_patch
+    from mro_testkit import at, evaluating, gated, make_spec, report
+
+    spec = make_spec({"evaluation": gated(), "shadow": {"percent": 5}})
+    status = evaluating(spec)
+    done = JobObservation(name=status.evaluation.job, state="Succeeded", report=report())
+    decided = decide(spec, status, Observations(rollout="bank", evaluation=done), at(60)).status
+    assert decided.evaluation.report is not None and decided.phase == "Shadowing"
+    body = _stored(rollout_status_patch(decided))
+    validate(schema, {**rollout_manifest(), "spec": spec.to_wire(), "status": body})
+    assert body["evaluation"]["report"]["candidate"]["answer_accuracy"] == 0.84  # as the Job wrote it
+    assert RolloutStatus.from_wire(body) == decided  # a restarted operator reads back what it wrote
+
+
+def test_a_new_evaluation_attempt_clears_the_last_outcome_in_the_merge_patch():
+    from finserve.operator.objects import rollout_status_patch
+    from mro_testkit import evaluating, gated, make_spec
+
+    patch = rollout_status_patch(evaluating(make_spec({"evaluation": gated()}), attempt=2))
+    assert patch["evaluation"]["outcome"] is None and patch["evaluation"]["finishedAt"] is None
+
+
 def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     keys = path.split(".")
     target = obj
@@ -149,6 +200,13 @@ def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
             {"maxReplicas": 2, "pool": "separate", "target": {"kind": "Deployment", "name": "g"}},
         ),
         ("status.phase", "Done"),
+        ("spec.strategy.evaluation", {"checks": [{"metric": "groundedness", "min": 0.9}]}),
+        ("spec.strategy.evaluation", {"goldenSet": {}, "checks": [{"metric": "bleu", "min": 1}]}),
+        ("spec.strategy.evaluation", {"goldenSet": {}, "onError": "ignore"}),
+        ("spec.strategy.evaluation", {"goldenSet": {"pvc": {"claimName": "d", "path": "/abs.csv"}}}),
+        ("spec.strategy.shadow", {"percent": 0}),
+        ("spec.strategy.shadow", {"duration": "5m"}),
+        ("status.evaluation", {"stage": "Later"}),
     ],
     ids=[
         "no model",
@@ -167,6 +225,13 @@ def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         "zero GPU target",
         "unknown pool",
         "unknown phase",
+        "evaluation without golden set",
+        "unknown gate metric",
+        "bad onError",
+        "absolute pvc path",
+        "zero shadow percent",
+        "shadow without percent",
+        "unknown evaluation stage",
     ],
 )
 def test_invalid_resources_are_rejected(schema, path, value):
