@@ -287,11 +287,13 @@ def _evaluate(
     spec: ModelRolloutSpec, st: RolloutStatus, obs: Observations, now: datetime, actions: list[Action]
 ) -> RolloutStatus:
     evaluation, record = spec.strategy.evaluation, st.evaluation
-    if evaluation is None or record is None or not record.running:
-        # Nothing to wait for (a status edited by hand): go on as if the gate had passed.
-        if st.canary_weight == 0:
-            return _after_traffic_gate(spec, st, obs, now, actions)
-        return _to_step(spec, st, len(spec.strategy.steps) - 1, obs, now, actions, gated=True)
+    if evaluation is None:  # unreachable: the plan hash covers the spec; nothing to gate on
+        return _after_traffic_gate(spec, st, obs, now, actions)
+    if record is None or not record.running:
+        # No Job to wait for (a status edited or lost): run the gate again, never count it as passed.
+        stage = EvaluationStage.BEFORE_TRAFFIC if st.canary_weight == 0 else EvaluationStage.BEFORE_PROMOTION
+        attempt = 1 if record is None else record.attempt + 1
+        return _begin_evaluation(spec, st, stage, attempt, obs, now, actions)
     job = obs.evaluation if obs.evaluation is not None and obs.evaluation.name == record.job else None
     verdict = judge_job(evaluation, record, job, now)
     words = _STAGE_WORDS[record.stage]

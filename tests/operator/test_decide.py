@@ -846,3 +846,15 @@ def test_a_spec_edit_during_an_evaluation_deletes_its_job():
     deleted = [a.job for a in decision.actions if isinstance(a, DeleteEvaluation)]
     assert deleted == [old_job]
     assert decision.status.phase == Phase.EVALUATING and decision.status.evaluation.job != old_job
+
+
+def test_an_evaluating_status_without_a_running_job_runs_the_gate_again_never_passes():
+    finished = evaluating(GATED)
+    finished = finished.model_copy(
+        update={"evaluation": finished.evaluation.model_copy(update={"outcome": Outcome.SUCCESSFUL, "finished_at": T0})}
+    )
+    for status in (finished, evaluating(GATED).model_copy(update={"evaluation": None})):
+        decision = decide(GATED, status, Observations(rollout="bank"), at(60))
+        assert decision.status.phase == Phase.EVALUATING and decision.status.canary_weight == 0
+        assert decision.status.evaluation.running
+        assert [a.kind for a in decision.actions if isinstance(a, RunEvaluation)] == ["RunEvaluation"]
