@@ -90,8 +90,12 @@ async def test_an_evaluation_job_without_an_entry_times_out():
 
 def test_docs_show_the_real_output():
     docs = (Path(api.__file__).resolve().parent.parent / "docs" / "operator.md").read_text()
-    for example in ("healthy.yaml", "error-spike.yaml"):
-        _, lines = run_cli(example)
+    for example, rollout in (
+        ("healthy.yaml", "rollout.yaml"),
+        ("error-spike.yaml", "rollout.yaml"),
+        ("answers-regress.yaml", "gated-rollout.yaml"),
+    ):
+        _, lines = run_cli(example, rollout)
         for line in (lines[0], lines[-2], lines[-1]):
             assert json.dumps(line) in docs, f"docs/operator.md does not show {example}'s output line {line}"
 
