@@ -51,8 +51,18 @@ def rollout_status_patch(status: RolloutStatus) -> dict[str, Any]:
         if value is None:
             data[key] = None
         elif isinstance(value, BaseModel):
-            data[key] = value.model_dump(mode="json", by_alias=True)
+            data[key] = _merge_value(value.model_dump(mode="json", by_alias=True))
     return data
+
+
+def _merge_value(value: Any, in_list: bool = False) -> Any:
+    """None stays in objects (a merge patch deletes the key) but not in list items: a list is
+    replaced whole, and the API server would reject a null where the schema wants a number."""
+    if isinstance(value, dict):
+        return {k: _merge_value(v, in_list) for k, v in value.items() if not (in_list and v is None)}
+    if isinstance(value, list):
+        return [_merge_value(v, True) for v in value]
+    return value
 
 
 def scaling_status_patch(status: RolloutStatus) -> dict[str, Any]:

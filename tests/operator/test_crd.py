@@ -130,11 +130,12 @@ def test_a_written_status_is_valid(schema):
 
 
 def _stored(patch: Any) -> Any:
-    """What the API server keeps of a merge patch: null deletes the key."""
+    """What the API server keeps of a merge patch: null deletes an object's key; a list is taken
+    whole, so a null inside one stays (and must pass the schema)."""
     if isinstance(patch, dict):
         return {k: _stored(v) for k, v in patch.items() if v is not None}
     if isinstance(patch, list):
-        return [_stored(v) for v in patch]
+        return list(patch)
     return patch
 
 
@@ -142,11 +143,22 @@ def test_a_written_evaluation_status_is_valid(schema):
     from finserve.operator.core.decide import decide
     from finserve.operator.core.observations import JobObservation, Observations
     from finserve.operator.objects import rollout_status_patch
-    from mro_testkit import at, evaluating, gated, make_spec, report
+    from mro_testkit import at, evaluating, gated, make_spec, report, running
 
-    spec = make_spec({"evaluation": gated(), "shadow": {"percent": 5}})
+    from mro_testkit import readings
+
+    checks = [{"metric": "answer_accuracy", "margin": 0.005}, {"metric": "intent_accuracy", "min": 0.8}]
+    spec = make_spec({"evaluation": gated(checks=checks), "shadow": {"percent": 5}})
+    status = evaluating(spec, last_analysis=decide(  # a check with a metric without data
+        spec, running(spec), Observations(analysis=readings(latency_p95=None)), at(60)).status.last_analysis)
+    done = JobObservation(name=status.evaluation.job, state="Succeeded", report=report())  # no intent_accuracy
+    decided = decide(spec, status, Observations(rollout="bank", evaluation=done), at(60)).status
+    assert decided.phase == "Failed" and decided.evaluation.checks[1].candidate is None  # an Error
+    body = _stored(rollout_status_patch(decided))
+    validate(schema, {**rollout_manifest(), "spec": spec.to_wire(), "status": body})
     status = evaluating(spec)
-    done = JobObservation(name=status.evaluation.job, state="Succeeded", report=report())
+    done = JobObservation(name=status.evaluation.job, state="Succeeded", report=report(
+        baseline={"intent_accuracy": 0.9}, intent_accuracy=0.91))
     decided = decide(spec, status, Observations(rollout="bank", evaluation=done), at(60)).status
     assert decided.evaluation.report is not None and decided.phase == "Shadowing"
     body = _stored(rollout_status_patch(decided))
