@@ -223,17 +223,6 @@ async def simulate(
             if event.reason == "EvaluationRetried":  # the record is replaced by the next attempt's
                 yield {"t": _t(elapsed), "phase": str(status.phase), "event": event.reason, "message": event.message}
         seen = len(events.events)
-        gate = status.evaluation
-        if gate is not None and gate.finished_at == now and gate.outcome is not None:
-            yield {
-                "t": _t(elapsed),
-                "phase": str(status.phase),
-                "canaryWeight": status.canary_weight,
-                "evaluation": str(gate.stage),
-                "attempt": gate.attempt,
-                "outcome": str(gate.outcome),
-                "message": gate.message,
-            }
         record = status.last_analysis
         if record is not None and record.time == now:
             line: dict[str, Any] = {
@@ -247,6 +236,17 @@ async def simulate(
             if record.kind == "Shadow":
                 line["kind"] = "Shadow"
             yield line
+        gate = status.evaluation
+        if gate is not None and gate.finished_at == now and gate.outcome is not None:
+            yield {
+                "t": _t(elapsed),
+                "phase": str(status.phase),
+                "canaryWeight": status.canary_weight,
+                "evaluation": str(gate.stage),
+                "attempt": gate.attempt,
+                "outcome": str(gate.outcome),
+                "message": gate.message,
+            }
         # Wake for the next check or the next command, whichever is first (the operator notices a
         # command within FINSERVE_OPERATOR_POLL_SECONDS; the simulation at the command's time).
         upcoming = None if status.terminal else timeline.next_command_after(elapsed)

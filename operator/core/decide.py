@@ -169,6 +169,13 @@ def _step(
             return _begin_evaluation(spec, st, EvaluationStage.BEFORE_TRAFFIC, 1, obs, now, actions)
         return _after_traffic_gate(spec, st, obs, now, actions)
     if st.phase == Phase.EVALUATING:
+        if obs.analysis is not None and analysis_due(spec, st, now):
+            # Before promotion the canary keeps its live traffic, so its live checks go on: a
+            # failure rolls back at once; passes only wait for the Job.
+            st, verdict = _record_check(spec.strategy.analysis, st, obs.analysis, now, "Live")
+            if st.failed_checks >= spec.strategy.analysis.failure_threshold:
+                st = st.model_copy(update={"evaluation": _stop_evaluation(st, "rolled back", now, actions)})
+                return _roll_back(spec, st, verdict, actions)
         return _evaluate(spec, st, obs, now, actions)
     if st.phase == Phase.PROMOTING:
         message = f"canary {spec.canary.ref()} promoted: it is the stable route now"
@@ -439,6 +446,15 @@ def _shadow_check(
     )
 
 
+def _roll_back(spec: ModelRolloutSpec, st: RolloutStatus, verdict: Verdict, actions: list[Action]) -> RolloutStatus:
+    message = (
+        f"canary {spec.canary.ref()} rolled back at {st.canary_weight}% after {st.failed_checks} failed "
+        f"check(s): {evidence(verdict.metrics)}"
+    )
+    actions.append(EmitEvent(type="Warning", reason="RolledBack", message=message))
+    return st.model_copy(update={"phase": Phase.FAILED, "canary_weight": 0, "message": message})
+
+
 def _check(
     spec: ModelRolloutSpec,
     st: RolloutStatus,
@@ -452,12 +468,7 @@ def _check(
     failed, successes = st.failed_checks, st.successful_checks
     steps, i = spec.strategy.steps, st.current_step_index
     if failed >= analysis.failure_threshold:
-        message = (
-            f"canary {spec.canary.ref()} rolled back at {st.canary_weight}% after {failed} failed "
-            f"check(s): {evidence(verdict.metrics)}"
-        )
-        actions.append(EmitEvent(type="Warning", reason="RolledBack", message=message))
-        return st.model_copy(update={"phase": Phase.FAILED, "canary_weight": 0, "message": message})
+        return _roll_back(spec, st, verdict, actions)
     held = (now - (st.step_started_at or now)).total_seconds()
     if successes >= analysis.success_threshold and held >= spec.strategy.step_interval_seconds:
         if i + 1 >= len(steps):
@@ -518,9 +529,9 @@ def _conditions(st: RolloutStatus, now: datetime) -> list[Condition]:
 def _requeue(spec: ModelRolloutSpec, st: RolloutStatus, now: datetime) -> float | None:
     if st.phase in (Phase.INITIALIZING, Phase.PROMOTING):
         return SOON
-    if st.phase == Phase.EVALUATING:
-        return EVALUATION_POLL
     due = next_analysis_at(spec, st)
+    if st.phase == Phase.EVALUATING:
+        return EVALUATION_POLL if due is None else max(min(EVALUATION_POLL, (due - now).total_seconds()), SOON)
     if due is None:
         return None  # paused or finished: only a spec or annotation change moves it
     return max((due - now).total_seconds(), SOON)

@@ -12,7 +12,8 @@ from ..spec import ModelRolloutSpec
 from ..status import EvaluationStage, Phase, RolloutStatus
 
 CHECKED_PHASES = (Phase.PROGRESSING, Phase.SHADOWING)
-"""Phases with a periodic analysis check (live or shadow)."""
+"""Phases with a periodic analysis check (live or shadow); the evaluation before promotion keeps the
+live checks of the weight it holds."""
 
 
 def steps_hash(spec: ModelRolloutSpec) -> str:
@@ -25,7 +26,12 @@ def steps_hash(spec: ModelRolloutSpec) -> str:
 
 def next_analysis_at(spec: ModelRolloutSpec, status: RolloutStatus) -> datetime | None:
     """When the next check is due: one interval after the step began or the last check ran."""
-    if status.phase not in CHECKED_PHASES or status.step_started_at is None:
+    live_while_evaluating = (
+        status.phase == Phase.EVALUATING
+        and status.evaluation is not None
+        and status.evaluation.stage == EvaluationStage.BEFORE_PROMOTION
+    )
+    if (status.phase not in CHECKED_PHASES and not live_while_evaluating) or status.step_started_at is None:
         return None
     since = max(t for t in (status.step_started_at, status.last_analysis_at) if t is not None)
     return since + timedelta(seconds=spec.strategy.analysis.interval_seconds)
