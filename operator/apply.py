@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .core.actions import Action, EmitEvent, Scale, SetRoute
+from .core.actions import Action, DeleteEvaluation, EmitEvent, RunEvaluation, Scale, SetRoute
 from .ports import EventSink, ObjectRef, Ports
 
 
@@ -13,5 +13,9 @@ async def apply(actions: list[Action], ref: ObjectRef, ports: Ports, events: Eve
             await ports.routes.set_route(ref.namespace, action.model, route)
         elif isinstance(action, Scale):
             await ports.workloads.scale(ref.namespace, action.workload, action.replicas)
+        elif isinstance(action, RunEvaluation):
+            await ports.jobs.run(ref.namespace, action, ref)
+        elif isinstance(action, DeleteEvaluation):
+            await ports.jobs.delete(ref.namespace, action.job)
         elif isinstance(action, EmitEvent):
             events.emit(action.type, action.reason, action.message)

@@ -18,7 +18,10 @@ from .core.queries import GPU_UTILIZATION_QUERY, QUEUE_DEPTH_QUERY, REQUESTS_QUE
 from .durations import promql_range
 from .ports import ObjectRef, Ports
 from .spec import Autoscaling, ModelRolloutSpec, WorkloadRef
-from .status import RolloutStatus
+from .status import Phase, RolloutStatus
+
+SHADOW_SAMPLES = "shadow-samples"
+"""Name of the shadow phase's sample-size reading (the live analysis calls its own "requests")."""
 
 
 def commands(ref: ObjectRef) -> dict[str, str]:
@@ -37,11 +40,16 @@ def template_values(spec: ModelRolloutSpec, ref: ObjectRef) -> dict[str, str]:
     }
 
 
-async def measure(spec: ModelRolloutSpec, ref: ObjectRef, ports: Ports) -> AnalysisObservation:
-    """Every metric of one check, queried concurrently."""
+async def measure(
+    spec: ModelRolloutSpec, ref: ObjectRef, ports: Ports, shadow: bool = False
+) -> AnalysisObservation:
+    """Every metric of one check (live, or the shadow phase's), queried concurrently."""
     analysis = spec.strategy.analysis
+    guard = "requests"
+    if shadow and spec.strategy.shadow is not None:
+        analysis, guard = spec.strategy.shadow.as_analysis(analysis), SHADOW_SAMPLES
     values = template_values(spec, ref)
-    names = ["requests", *(c.name for c in analysis.metrics)]
+    names = [guard, *(c.name for c in analysis.metrics)]
     queries = [analysis.requests_query or REQUESTS_QUERY, *(c.resolved_query() for c in analysis.metrics)]
     readings = await asyncio.gather(
         *(ports.metrics.query(n, render(q, values)) for n, q in zip(names, queries, strict=True))
@@ -52,14 +60,28 @@ async def measure(spec: ModelRolloutSpec, ref: ObjectRef, ports: Ports) -> Analy
 async def observe_rollout(
     spec: ModelRolloutSpec, status: RolloutStatus, ref: ObjectRef, ports: Ports, now: datetime
 ) -> Observations:
-    analysis = await measure(spec, ref, ports) if analysis_due(spec, status, now) else None
+    analysis = None
+    if analysis_due(spec, status, now):
+        analysis = await measure(spec, ref, ports, shadow=status.phase == Phase.SHADOWING)
+    job, unavailable = None, None
+    record = status.evaluation
+    if status.phase == Phase.EVALUATING and record is not None and record.running:
+        job = await ports.jobs.observe(ref.namespace, record.job)
+    if spec.strategy.evaluation is not None:
+        unavailable = ports.jobs.unavailable()
     canary_ready = None
     scaling = spec.autoscaling
     if scaling is not None and scaling.canary_target is not None:
         state = await ports.workloads.observe(ref.namespace, scaling.canary_target)
         canary_ready = None if state.ready is None else state.ready > 0
     return Observations(
-        generation=ref.generation, commands=commands(ref), analysis=analysis, canary_ready=canary_ready
+        rollout=ref.name,
+        generation=ref.generation,
+        commands=commands(ref),
+        analysis=analysis,
+        canary_ready=canary_ready,
+        evaluation=job,
+        evaluation_unavailable=unavailable,
     )
 
 

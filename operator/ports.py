@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from finserve.contracts import Route
 
-from .core.observations import Reading
+from .core.actions import RunEvaluation
+from .core.observations import JobObservation, Reading
 from .spec import WorkloadRef
 
 
@@ -38,6 +39,43 @@ class Workloads(Protocol):
     async def scale(self, namespace: str, ref: WorkloadRef, replicas: int) -> None: ...
 
 
+class EvaluationJobs(Protocol):
+    def unavailable(self) -> str | None:
+        """Why no evaluation Job can be created here (no Job template, say); None when one can."""
+        ...
+
+    async def observe(self, namespace: str, name: str) -> JobObservation:
+        """The Job's state, with the report from its pod's termination message once it succeeded."""
+        ...
+
+    async def run(self, namespace: str, action: RunEvaluation, owner: ObjectRef) -> None:
+        """Create the Job unless it exists (same name: nothing happens)."""
+        ...
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """Delete the Job and its pods; a missing Job is fine."""
+        ...
+
+
+class NoEvaluationJobs:
+    """The Jobs port where none is configured: every evaluation is an Error that says so."""
+
+    def __init__(self, reason: str = "no evaluation Job template is configured") -> None:
+        self.reason = reason
+
+    def unavailable(self) -> str | None:
+        return self.reason
+
+    async def observe(self, namespace: str, name: str) -> JobObservation:
+        return JobObservation(name=name, state="Absent")
+
+    async def run(self, namespace: str, action: RunEvaluation, owner: ObjectRef) -> None:
+        raise RuntimeError(self.reason)
+
+    async def delete(self, namespace: str, name: str) -> None:
+        return None
+
+
 class EventSink(Protocol):
     def emit(self, type: Literal["Normal", "Warning"], reason: str, message: str) -> None: ...
 
@@ -49,6 +87,7 @@ class Ports:
     metrics: MetricsSource
     routes: RouteStore
     workloads: Workloads
+    jobs: EvaluationJobs = field(default_factory=NoEvaluationJobs)
 
 
 @dataclass(frozen=True)
@@ -59,6 +98,7 @@ class ObjectRef:
     name: str
     generation: int | None = None
     annotations: tuple[tuple[str, str], ...] = ()
+    uid: str | None = None  # owner of the Jobs a rollout creates (garbage-collected with it)
 
     @property
     def key(self) -> str:

@@ -38,6 +38,10 @@ NAMESPACED_RULES: list[PolicyRule] = [
     {"apiGroups": ["ray.io"], "resources": ["rayservices"], "verbs": ["get", "patch"]},
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list"]},
     {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"], "verbs": ["list"]},
+    # Evaluation gates: run `finserve eval answers` Jobs, stop them, and read their pods' termination
+    # messages (the report).
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
 ]
 """Per served namespace: a Role per namespace, or a ClusterRole with --all-namespaces."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from kubernetes_asyncio import client
 
+from .adapters.jobs import KubeEvaluationJobs
 from .adapters.kube import api_client
 from .adapters.prometheus import PrometheusSource
 from .adapters.routing import ConfigMapRouteStore
@@ -38,6 +39,7 @@ class Runtime:
             metrics=prometheus,
             routes=ConfigMapRouteStore(api, config.routing_configmap),
             workloads=KubeWorkloads(api),
+            jobs=KubeEvaluationJobs(api, config.eval_job_template),
         )
         return cls(
             config=config,

@@ -16,6 +16,7 @@ ENV = {
     "routing_configmap": "FINSERVE_ROUTING_CONFIGMAP",
     "poll_seconds": "FINSERVE_OPERATOR_POLL_SECONDS",
     "metrics_port": "FINSERVE_OPERATOR_METRICS_PORT",
+    "eval_job_template": "FINSERVE_EVAL_JOB_TEMPLATE",
 }
 
 
@@ -42,6 +43,11 @@ class OperatorConfig(StrictModel):
         le=65535,
         description="Port of the operator's /metrics (rollout phase and canary weight gauges); "
         "0 turns it off.",
+    )
+    eval_job_template: str | None = Field(
+        None,
+        description="File holding the evaluation Job template (YAML, a batch/v1 Job); the chart mounts it. "
+        "Without it every evaluation gate is an Error.",
     )
 
     @classmethod

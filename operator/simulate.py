@@ -6,10 +6,15 @@ The timeline file::
       error-rate: [{at: 0s, value: 0.01}, {at: 12m, value: 0.2}]
       requests: [{at: 0s, value: 500}]          # optional: the sample-size guard
     commands: [{at: 20m, command: pause}]        # optional: manual control
+    evaluations:                                 # optional: one per evaluation Job, in order
+      - {after: 4m, outcome: succeeded, candidate: {answer_accuracy: 0.86}}
+      - {after: 2m, outcome: failed, reason: BackoffLimitExceeded}
 
 A metric's value at time t is its last point at or before t; before its first point, or for a
 point with ``value: null``, there is no data; ``error: TEXT`` makes the metric source fail.
-Without a ``requests`` series every check has exactly ``minRequests`` requests.
+Without a ``requests`` series every check has exactly ``minRequests`` requests (the shadow phase's
+``shadow-samples`` likewise has ``minSamples``). The n-th evaluation Job the rollout creates ends as
+the n-th entry says, ``after`` its creation; a Job without an entry never finishes (it times out).
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ from typing import Any, Literal
 from finserve.contracts import StrictModel
 from pydantic import Field, field_validator
 
+from finserve.contracts.evaluation import AnswerEvalReport, AnswerMetrics
+
 from .adapters.memory import InMemoryRouteStore, InMemoryWorkloads, ListEventSink
 from .api import COMMAND_PREFIX
-from .core.observations import Reading
+from .core.actions import RunEvaluation
+from .core.observations import JobObservation, Reading
 from .durations import Duration, seconds
+from .observe import SHADOW_SAMPLES
 from .ports import ObjectRef, Ports
 from .spec import ModelRolloutSpec
 from .status import RolloutStatus
@@ -53,11 +62,50 @@ class Command(StrictModel):
     command: Literal["abort", "promote", "pause", "resume"] = Field(description="The command.")
 
 
+_FIGURES: dict[str, float] = {
+    "answer_accuracy": 0.84,
+    "groundedness": 0.93,
+    "truncated_rate": 0.02,
+    "repetition_rate": 0.01,
+    "pii_leaks": 0,
+}
+
+
+class EvaluationResult(StrictModel):
+    """How one evaluation Job ends."""
+
+    after: Duration = Field("5m", description="How long the Job runs.")
+    outcome: Literal["succeeded", "failed"] = Field(description="succeeded (with a report) or failed.")
+    reason: str = Field(
+        "BackoffLimitExceeded", description="A failed Job's reason (DeadlineExceeded: it timed out)."
+    )
+    rows: int = Field(200, ge=0, description="Rows each version answered.")
+    candidate: dict[str, float] = Field(
+        default_factory=dict, description="The canary's figures (defaults: stable's) by report metric."
+    )
+    baseline: dict[str, float] = Field(default_factory=dict, description="Stable's figures by report metric.")
+
+    def report(self, action: RunEvaluation) -> AnswerEvalReport:
+        def metrics(adapter: str, figures: dict[str, float]) -> AnswerMetrics:
+            return AnswerMetrics.model_validate({"adapter": adapter, "rows": self.rows, **_FIGURES, **figures})
+
+        return AnswerEvalReport(
+            dataset="simulation",
+            candidate=metrics(str(action.candidate), {**self.baseline, **self.candidate}),
+            baseline=metrics(str(action.baseline), self.baseline),
+            groundedness_threshold=0.6,
+            seconds=seconds(self.after),
+        )
+
+
 class Timeline(StrictModel):
-    """Metric values over time, and optional commands."""
+    """Metric values over time, optional commands and evaluation results."""
 
     series: dict[str, list[Point]] = Field(description="Metric name (or 'requests') -> points.")
     commands: list[Command] = Field(default_factory=list, description="Commands in time order.")
+    evaluations: list[EvaluationResult] = Field(
+        default_factory=list, description="How each evaluation Job ends, in the order they are created."
+    )
 
     @field_validator("series")
     @classmethod
@@ -90,16 +138,49 @@ class Timeline(StrictModel):
 class TimelineSource:
     """MetricsSource reading the timeline at the virtual clock's time."""
 
-    def __init__(self, timeline: Timeline, clock: Callable[[], float], min_requests: int) -> None:
+    def __init__(
+        self, timeline: Timeline, clock: Callable[[], float], min_requests: int, min_samples: int = 0
+    ) -> None:
         self.timeline = timeline
         self.clock = clock
-        self.min_requests = min_requests
+        self.guards = {"requests": float(min_requests), SHADOW_SAMPLES: float(min_samples)}
 
     async def query(self, name: str, promql: str) -> Reading:
         reading = self.timeline.reading(name, self.clock())
         if reading is not None:
             return reading
-        return Reading(value=float(self.min_requests)) if name == "requests" else Reading()
+        return Reading(value=self.guards[name]) if name in self.guards else Reading()
+
+
+class TimelineJobs:
+    """Evaluation Jobs that end as the timeline says, on the virtual clock."""
+
+    def __init__(self, timeline: Timeline, clock: Callable[[], float]) -> None:
+        self.timeline = timeline
+        self.clock = clock
+        self.jobs: dict[str, tuple[float, int, RunEvaluation]] = {}
+
+    def unavailable(self) -> str | None:
+        return None
+
+    async def run(self, namespace: str, action: RunEvaluation, owner: ObjectRef) -> None:
+        if action.job not in self.jobs:
+            self.jobs[action.job] = (self.clock(), len(self.jobs), action)
+
+    async def delete(self, namespace: str, name: str) -> None:
+        self.jobs.pop(name, None)
+
+    async def observe(self, namespace: str, name: str) -> JobObservation:
+        if name not in self.jobs:
+            return JobObservation(name=name, state="Absent")
+        created, index, action = self.jobs[name]
+        results = self.timeline.evaluations
+        if index >= len(results) or self.clock() - created < seconds(results[index].after):
+            return JobObservation(name=name, state="Running")
+        result = results[index]
+        if result.outcome == "failed":
+            return JobObservation(name=name, state="Failed", reason=result.reason)
+        return JobObservation(name=name, state="Succeeded", report=result.report(action))
 
 
 def load_rollout(data: dict[str, Any]) -> tuple[str, ModelRolloutSpec]:
@@ -118,11 +199,19 @@ def _t(value: float) -> int | float:
 async def simulate(
     name: str, spec: ModelRolloutSpec, timeline: Timeline, max_seconds: float = 86400.0
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield one line per analysis tick, then ``{"result": PHASE}``."""
+    """Yield one line per analysis check and per evaluation verdict, then ``{"result": PHASE}``."""
     elapsed = 0.0
-    source = TimelineSource(timeline, lambda: elapsed, spec.strategy.analysis.min_requests)
-    ports = Ports(metrics=source, routes=InMemoryRouteStore(), workloads=InMemoryWorkloads())
-    status, events = RolloutStatus(), ListEventSink()
+    shadow = spec.strategy.shadow
+    source = TimelineSource(
+        timeline, lambda: elapsed, spec.strategy.analysis.min_requests, shadow.min_samples if shadow else 0
+    )
+    ports = Ports(
+        metrics=source,
+        routes=InMemoryRouteStore(),
+        workloads=InMemoryWorkloads(),
+        jobs=TimelineJobs(timeline, lambda: elapsed),
+    )
+    status, events, seen = RolloutStatus(), ListEventSink(), 0
     while True:
         now = START + timedelta(seconds=elapsed)
         ref = ObjectRef(
@@ -130,15 +219,33 @@ async def simulate(
         )
         decision = await rollout_tick(spec, status, ref, ports, events, now)
         status = decision.status
+        for event in events.events[seen:]:
+            if event.reason == "EvaluationRetried":  # the record is replaced by the next attempt's
+                yield {"t": _t(elapsed), "phase": str(status.phase), "event": event.reason, "message": event.message}
+        seen = len(events.events)
         record = status.last_analysis
         if record is not None and record.time == now:
-            yield {
+            line: dict[str, Any] = {
                 "t": _t(elapsed),
                 "phase": str(status.phase),
                 "step": status.current_step_index,
                 "canaryWeight": status.canary_weight,
                 "failedChecks": status.failed_checks,
                 "outcome": str(record.outcome),
+            }
+            if record.kind == "Shadow":
+                line["kind"] = "Shadow"
+            yield line
+        gate = status.evaluation
+        if gate is not None and gate.finished_at == now and gate.outcome is not None:
+            yield {
+                "t": _t(elapsed),
+                "phase": str(status.phase),
+                "canaryWeight": status.canary_weight,
+                "evaluation": str(gate.stage),
+                "attempt": gate.attempt,
+                "outcome": str(gate.outcome),
+                "message": gate.message,
             }
         # Wake for the next check or the next command, whichever is first (the operator notices a
         # command within FINSERVE_OPERATOR_POLL_SECONDS; the simulation at the command's time).

@@ -6,6 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from finserve.contracts.evaluation import AnswerEvalReport
 from pydantic import Field
 
 from .spec import CamelModel
@@ -13,6 +14,8 @@ from .spec import CamelModel
 
 class Phase(StrEnum):
     INITIALIZING = "Initializing"
+    EVALUATING = "Evaluating"  # an evaluation Job runs; the weight holds
+    SHADOWING = "Shadowing"  # 0 % live traffic, a sample of stable's requests mirrored to the canary
     PROGRESSING = "Progressing"
     PAUSED = "Paused"
     PROMOTING = "Promoting"
@@ -45,12 +48,54 @@ class MetricResult(CamelModel):
 class AnalysisRecord(CamelModel):
     """The latest check: when, at which step, the sample size and every metric."""
 
+    kind: Literal["Live", "Shadow"] = Field(
+        "Live", description="Live: the canary's own traffic; Shadow: its answers to mirrored requests."
+    )
     time: datetime = Field(description="When the check ran.")
     step_index: int = Field(ge=0, description="Step the canary was at.")
     outcome: Outcome = Field(description="Overall verdict.")
     requests: float | None = Field(None, description="Canary requests in the interval (sample size).")
     message: str = Field("", description="Summary in words.")
     metrics: list[MetricResult] = Field(default_factory=list, description="Per-metric results.")
+
+
+class EvaluationStage(StrEnum):
+    BEFORE_TRAFFIC = "BeforeTraffic"
+    BEFORE_PROMOTION = "BeforePromotion"
+
+
+class GateCheckResult(CamelModel):
+    """One gate check against the evaluation report."""
+
+    metric: str = Field(description="Report metric.")
+    candidate: float | None = Field(None, description="The canary's value.")
+    baseline: float | None = Field(None, description="Stable's value on the same rows.")
+    outcome: Outcome = Field(description="Successful, Failed or Error (the report lacks the figure).")
+    message: str = Field("", description="The comparison in words.")
+
+
+class EvaluationStatus(CamelModel):
+    """The latest evaluation Job: which gate, which Job, and once finished its outcome and figures."""
+
+    stage: EvaluationStage = Field(description="BeforeTraffic or BeforePromotion.")
+    job: str = Field(description="Name of the evaluation Job (same namespace).")
+    attempt: int = Field(1, ge=1, description="1 for the first Job of this gate, more after retries.")
+    started_at: datetime = Field(description="When the Job was created.")
+    finished_at: datetime | None = Field(None, description="When the outcome was decided.")
+    outcome: Outcome | None = Field(
+        None, description="Successful, Failed (a margin missed) or Error (Job failed, timed out, no report); "
+        "absent while the Job runs."
+    )
+    message: str = Field("", description="What happened, in words.")
+    checks: list[GateCheckResult] = Field(default_factory=list, description="Each gate check.")
+    report: AnswerEvalReport | None = Field(
+        None, description="The Job's report summary (finserve.contracts.evaluation, as the Job wrote it)."
+    )
+
+    @property
+    def running(self) -> bool:
+        """The Job has no verdict yet and the rollout still waits for one."""
+        return self.outcome is None and self.finished_at is None
 
 
 class Condition(CamelModel):
@@ -102,6 +147,11 @@ class RolloutStatus(CamelModel):
     step_started_at: datetime | None = Field(None, description="When the current step began.")
     last_analysis_at: datetime | None = Field(None, description="When the last check ran.")
     last_analysis: AnalysisRecord | None = Field(None, description="The last check's evidence.")
+    shadow_percent: float = Field(
+        0.0, ge=0, le=100, description="Percent of stable's requests mirrored to the canary now."
+    )
+    evaluation: EvaluationStatus | None = Field(None, description="The latest evaluation gate.")
+    paused_from: Phase | None = Field(None, description="The phase a resume returns to.")
     handled_commands: dict[str, str] = Field(
         default_factory=dict, description="Command annotation -> the value last acted on."
     )

@@ -67,6 +67,7 @@ def _print_status(obj: dict[str, Any]) -> None:
     console.print(
         f"phase [bold]{status.get('phase', '-')}[/], step {step + 1}/{len(steps)}, "
         f"canary weight {status.get('canaryWeight', 0)}%"
+        + (f", shadow {status['shadowPercent']:g}%" if status.get("shadowPercent") else "")
     )
     console.print(
         f"stable {status.get('stable', '-')}, canary {status.get('canary', '-')}, "
@@ -85,6 +86,21 @@ def _print_status(obj: dict[str, Any]) -> None:
         for m in analysis.get("metrics", []):
             table.add_row(m["name"], str(m.get("value", "-")), m["outcome"], m.get("message", ""))
         console.print(table)
+    gate = status.get("evaluation")
+    if gate:
+        table = Table(
+            title=f"evaluation {gate.get('stage')} (Job {gate.get('job')}, attempt {gate.get('attempt', 1)}): "
+            f"{gate.get('outcome', 'running')}"
+        )
+        for column in ("metric", "canary", "stable", "outcome", "why"):
+            table.add_column(column)
+        for c in gate.get("checks", []):
+            table.add_row(
+                c["metric"], str(c.get("candidate", "-")), str(c.get("baseline", "-")), c["outcome"], c.get("message", "")
+            )
+        console.print(table)
+        if not gate.get("checks") and gate.get("message"):
+            console.print(gate["message"])
     for cond in status.get("conditions", []):
         console.print(f"{cond['type']}={cond['status']} {cond.get('reason', '')}: {cond.get('message', '')}")
 

@@ -1,4 +1,5 @@
-"""In-memory adapters: the routing table, events and workloads without a cluster (simulate, tests)."""
+"""In-memory adapters: the routing table, events, workloads and evaluation Jobs without a cluster
+(simulate, tests)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from finserve.contracts import Route, RoutingTable
+from finserve.contracts.evaluation import AnswerEvalReport
 
-from ..ports import WorkloadState
+from ..core.actions import RunEvaluation
+from ..core.observations import JobObservation
+from ..ports import ObjectRef, WorkloadState
 from ..spec import WorkloadRef
 
 
@@ -61,3 +65,34 @@ class InMemoryWorkloads:
         old = self.states.get(str(ref), WorkloadState(replicas=None, ready=None, conflict=None))
         self.states[str(ref)] = WorkloadState(replicas=replicas, ready=replicas, conflict=old.conflict)
         self.scaled.append((str(ref), replicas))
+
+
+class InMemoryJobs:
+    """Evaluation Jobs as a dict of observations; tests and the simulation decide how each ends."""
+
+    def __init__(self, unavailable: str | None = None) -> None:
+        self.jobs: dict[str, JobObservation] = {}
+        self.created: list[RunEvaluation] = []
+        self.deleted: list[str] = []
+        self._unavailable = unavailable
+
+    def unavailable(self) -> str | None:
+        return self._unavailable
+
+    async def observe(self, namespace: str, name: str) -> JobObservation:
+        return self.jobs.get(name, JobObservation(name=name, state="Absent"))
+
+    async def run(self, namespace: str, action: RunEvaluation, owner: ObjectRef) -> None:
+        if action.job not in self.jobs:  # like the API server's AlreadyExists: no second Job
+            self.jobs[action.job] = JobObservation(name=action.job, state="Running")
+            self.created.append(action)
+
+    async def delete(self, namespace: str, name: str) -> None:
+        if self.jobs.pop(name, None) is not None:
+            self.deleted.append(name)
+
+    def succeed(self, name: str, report: AnswerEvalReport | None, report_error: str | None = None) -> None:
+        self.jobs[name] = JobObservation(name=name, state="Succeeded", report=report, report_error=report_error)
+
+    def fail(self, name: str, reason: str = "BackoffLimitExceeded", message: str = "") -> None:
+        self.jobs[name] = JobObservation(name=name, state="Failed", reason=reason, message=message)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from finserve.contracts import Route, StrictModel
+from finserve.contracts import AdapterRef, Route, StrictModel
 from pydantic import Field
 
-from ..spec import WorkloadRef
-from ..status import RolloutStatus
+from ..spec import GoldenSet, WorkloadRef
+from ..status import EvaluationStage, RolloutStatus
 
 
 class SetRoute(StrictModel):
@@ -36,7 +36,28 @@ class EmitEvent(StrictModel):
     message: str = Field(description="What happened, with the evidence.")
 
 
-Action = Annotated[SetRoute | Scale | EmitEvent, Field(discriminator="kind")]
+class RunEvaluation(StrictModel):
+    """Make sure an evaluation Job of this name exists (creating one that exists is a no-op)."""
+
+    kind: Literal["RunEvaluation"] = Field("RunEvaluation", description="Action type.")
+    job: str = Field(description="Job name, derived from rollout, plan, stage and attempt.")
+    stage: EvaluationStage = Field(description="Which gate the Job serves.")
+    candidate: AdapterRef = Field(description="The canary version (--adapter).")
+    baseline: AdapterRef = Field(description="The stable version (--baseline).")
+    golden_set: GoldenSet = Field(description="Where the golden set comes from.")
+    timeout_seconds: float = Field(gt=0, description="The Job's activeDeadlineSeconds.")
+
+
+class DeleteEvaluation(StrictModel):
+    """Stop and remove an evaluation Job (deleting one that is gone is a no-op)."""
+
+    kind: Literal["DeleteEvaluation"] = Field("DeleteEvaluation", description="Action type.")
+    job: str = Field(description="Job name.")
+
+
+Action = Annotated[
+    SetRoute | Scale | EmitEvent | RunEvaluation | DeleteEvaluation, Field(discriminator="kind")
+]
 
 
 class Decision(StrictModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from finserve.contracts import StrictModel
+from finserve.contracts.evaluation import AnswerEvalReport
 from pydantic import Field
 
 from ..spec import WorkloadRef
@@ -28,9 +29,27 @@ class AnalysisObservation(StrictModel):
     metrics: dict[str, Reading] = Field(description="Metric name -> reading.")
 
 
+class JobObservation(StrictModel):
+    """An evaluation Job as seen now, with the report its pod left in the termination message."""
+
+    name: str = Field(description="Job name.")
+    state: Literal["Absent", "Running", "Succeeded", "Failed"] = Field(
+        description="Absent (not created, or deleted), Running (incl. pending), Succeeded, Failed."
+    )
+    reason: str | None = Field(
+        None, description="The Job's Failed condition reason, e.g. DeadlineExceeded, BackoffLimitExceeded."
+    )
+    message: str = Field("", description="Condition message, or why the pod waits (e.g. ImagePullBackOff).")
+    report: AnswerEvalReport | None = Field(None, description="The report, parsed, when the Job succeeded.")
+    report_error: str | None = Field(
+        None, description="Why a succeeded Job has no usable report (no termination message, bad JSON)."
+    )
+
+
 class Observations(StrictModel):
     """Inputs to :func:`decide` besides spec, status and time."""
 
+    rollout: str = Field("", description="metadata.name of the object (names the Jobs it creates).")
     generation: int | None = Field(None, description="metadata.generation of the object.")
     commands: dict[str, str] = Field(
         default_factory=dict, description="Command (abort, promote, pause, resume) -> annotation value."
@@ -40,6 +59,12 @@ class Observations(StrictModel):
     )
     canary_ready: bool | None = Field(
         None, description="Dedicated canary pool has a ready replica; None when not applicable."
+    )
+    evaluation: JobObservation | None = Field(
+        None, description="The evaluation Job named in status, while one runs."
+    )
+    evaluation_unavailable: str | None = Field(
+        None, description="Why evaluation Jobs cannot be created here (e.g. no Job template configured)."
     )
 
 

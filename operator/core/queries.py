@@ -71,12 +71,59 @@ BUILTIN_METRICS: dict[str, BuiltinMetric] = {
         ),
         min=0.9,
         max=None,
-        description="Share of the canary's answers whose intent agrees with retrieval's.",
+        description="Share of the canary's answers whose own intent opinion (its head, before any vote) "
+        "agrees with the retrieval vote.",
     ),
 }
 
 REQUESTS_QUERY = f"sum(increase({m.REQUESTS_TOTAL}{{{_SEL}}}{_W}))"
 """Requests the canary served during the interval: the sample-size guard (minRequests)."""
+
+SHADOW_METRICS: dict[str, BuiltinMetric] = {
+    "shadow-similarity": BuiltinMetric(
+        query=(
+            f"sum(rate({m.SHADOW_SIMILARITY}_sum{{{_SEL}}}{_W}))"
+            f" / sum(rate({m.SHADOW_SIMILARITY}_count{{{_SEL}}}{_W}))"
+        ),
+        min=0.8,
+        max=None,
+        description="Mean cosine similarity (MiniLM) of the canary's shadow answers to the stable answers "
+        "of the same requests.",
+    ),
+    "shadow-intent-agreement": BuiltinMetric(
+        query=(
+            f'(sum(rate({m.SHADOW_INTENT_AGREEMENT_TOTAL}{{{_SEL},agree="true"}}{_W})) or vector(0))'
+            f" / sum(rate({m.SHADOW_INTENT_AGREEMENT_TOTAL}{{{_SEL}}}{_W}))"
+        ),
+        min=0.9,
+        max=None,
+        description="Share of shadowed requests where the canary served the same intent as stable did.",
+    ),
+    "shadow-pii": BuiltinMetric(
+        query=_new_events(f"{m.SHADOW_PII_TOTAL}{{{_SEL}}}"),
+        min=None,
+        max=0.0,
+        description="PII entities the output guard found in the canary's shadow answers (any is a failure).",
+    ),
+    "shadow-failures": BuiltinMetric(
+        query=(
+            f'(sum(rate({m.SHADOW_REQUESTS_TOTAL}{{{_SEL},outcome="failed"}}{_W})) or vector(0))'
+            f' / sum(rate({m.SHADOW_REQUESTS_TOTAL}{{{_SEL},outcome=~"compared|failed"}}{_W}))'
+        ),
+        min=None,
+        max=0.05,
+        description="Share of shadow requests the canary failed to answer (dropped ones excluded).",
+    ),
+}
+"""Built-ins for the shadow phase (spec.strategy.shadow.metrics): they read the canary's answers to
+mirrored stable requests, so they have data only while shadow traffic flows."""
+
+SHADOW_SAMPLES_QUERY = (
+    f'sum(increase({m.SHADOW_REQUESTS_TOTAL}{{{_SEL},outcome="compared"}}{_W}))'
+)
+"""Shadow pairs compared during the interval: the shadow phase's sample-size guard (minSamples)."""
+
+ALL_BUILTINS: dict[str, BuiltinMetric] = {**BUILTIN_METRICS, **SHADOW_METRICS}
 
 GPU_UTILIZATION_QUERY = 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="{{ namespace }}",pod=~"{{ workload }}-.*"})'
 """DCGM exporter's GPU utilization (percent) averaged over the pool's pods."""

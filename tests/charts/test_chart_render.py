@@ -312,6 +312,57 @@ def test_operator_serves_listed_namespaces_only():
     assert "--all-namespaces" not in c["args"]
 
 
+def _rollout_eval_action(golden_set):
+    from finserve.contracts import AdapterRef
+    from finserve.operator.core.actions import RunEvaluation
+    from finserve.operator.spec import GoldenSet
+
+    return RunEvaluation(
+        job="bank-eval-traffic-0a1b2c3d-1", stage="BeforeTraffic",
+        candidate=AdapterRef(name="banking77", version="1.1.0"), baseline=AdapterRef(name="banking77", version="1.0.0"),
+        golden_set=GoldenSet.model_validate(golden_set), timeout_seconds=1800,
+    )
+
+
+@pytest.mark.parametrize("golden_set,data", [
+    ({"configMap": {"name": "golden", "key": "golden.csv"}}, "/var/run/finserve/golden/golden.csv"),
+    ({"pvc": {"claimName": "eval-data", "path": "banking/golden.csv"}}, "/var/run/finserve/golden/banking/golden.csv"),
+    ({"registry": {"adapter": "banking77-golden", "version": "1.0.0", "path": "golden.csv"}},
+     "$(FINSERVE_REGISTRY)/banking77-golden/1.0.0/golden.csv"),
+], ids=["configmap", "pvc", "registry"])
+def test_operator_builds_valid_eval_jobs_from_the_chart_template(golden_set, data):
+    from finserve.operator.adapters.jobs import build_job
+    from finserve.operator.ports import ObjectRef
+    from k8s_tooling import k8s_validate
+
+    docs = render()
+    cm = one(docs, "ConfigMap", "finserve-rollout-eval-job")
+    dep = one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"]
+    c = container(dep, "operator")
+    mount = {m["name"]: m for m in c["volumeMounts"]}["eval-job-template"]
+    assert env_of(c)["FINSERVE_EVAL_JOB_TEMPLATE"]["value"] == f"{mount['mountPath']}/job.yaml"
+    assert {v["name"]: v for v in dep["volumes"]}["eval-job-template"]["configMap"]["name"] == cm["metadata"]["name"]
+    template = yaml.safe_load(cm["data"]["job.yaml"])
+    job = build_job(template, _rollout_eval_action(golden_set), ObjectRef("finserve", "bank", uid="u-1"))
+    assert k8s_validate(job) is None, k8s_validate(job)
+    pod = job["spec"]["template"]["spec"]
+    ev = container(pod, "eval")
+    assert ev["command"][:5] == ["finserve", "eval", "answers", "--data", data]
+    assert ev["image"] == "finserve-training:0.1.0" and ev["terminationMessagePolicy"] == "File"
+    assert env_of(ev)["FINSERVE_REGISTRY"]["value"] == "/mnt/registry"
+    assert {m["mountPath"]: m for m in ev["volumeMounts"]}["/mnt/registry"]["readOnly"] is True
+    assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsNonRoot"] is True
+    golden = [v for v in pod["volumes"] if v["name"] == "golden-set"]
+    assert len(golden) == (0 if "registry" in golden_set else 1)
+
+
+def test_eval_job_template_can_be_left_out():
+    docs = render(sets=("operator.evaluationJob.enabled=false",))
+    assert not find(docs, "ConfigMap", "finserve-rollout-eval-job")
+    c = container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
+    assert "FINSERVE_EVAL_JOB_TEMPLATE" not in env_of(c)
+
+
 def test_operator_off_renders_none_of_it():
     docs = render(sets=("operator.enabled=false",))
     assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"]

@@ -6,7 +6,9 @@ adds what kopf 1.45 and the operator's adapters rely on (see shared/FINDINGS.md)
 resourceVersion and generation stamping, 409 on a stale resourceVersion and 422 on a failed
 JSON-patch ``test`` op, the status and scale subresources, finalizers, lists that carry a
 resourceVersion and watches that replay from one (``watch=True`` counts, as the API server's
-lenient booleans allow), and kmock's bundled core resources in discovery.
+lenient booleans allow), equality label selectors on lists, and kmock's bundled core resources in
+discovery. No controllers run: a test plays the Job controller and kubelet by writing a Job's status
+and its pod.
 """
 
 from __future__ import annotations
@@ -205,6 +207,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
             and selector.get("metadata.namespace", namespace) == namespace
         )
 
+    def _labelled(self, request: rendering.Request, raw: dict[str, Any]) -> bool:
+        """Equality-based labelSelector (``a=b,c=d``), as the operator lists a Job's pods."""
+        wanted = dict(
+            part.split("=", 1) for part in request.params.get("labelSelector", "").split(",") if "=" in part
+        )
+        labels = (raw.get("metadata") or {}).get("labels") or {}
+        return all(labels.get(k) == v for k, v in wanted.items())
+
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         if request.resource not in self._get_resources():
             raise kmock.KubernetesResourceNotFoundError()
@@ -215,6 +225,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 if resource == request.resource
                 and not obj.deleted
                 and self._matches(request, namespace, name)
+                and self._labelled(request, obj.raw)
             ]
             version = str(self._rv)
         return {"metadata": {"resourceVersion": version}, "items": items}

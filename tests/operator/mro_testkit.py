@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from finserve.contracts.evaluation import AnswerEvalReport, AnswerMetrics
 from finserve.operator.core.observations import AnalysisObservation, Reading
-from finserve.operator.core.plan import steps_hash
+from finserve.operator.core.plan import evaluation_job_name, steps_hash
 from finserve.operator.spec import ModelRolloutSpec
-from finserve.operator.status import Phase, RolloutStatus
+from finserve.operator.status import EvaluationStage, EvaluationStatus, Phase, RolloutStatus
 
 RESOURCE_MRO = "finserve.dev/v1alpha1/modelrollouts"
 RESOURCE_CM = "v1/configmaps"
@@ -16,6 +17,8 @@ RESOURCE_DEPLOY = "apps/v1/deployments"
 RESOURCE_HPA = "autoscaling/v2/horizontalpodautoscalers"
 RESOURCE_RAY = "ray.io/v1/rayservices"
 RESOURCE_EVENTS = "v1/events"
+RESOURCE_JOBS = "batch/v1/jobs"
+RESOURCE_PODS = "v1/pods"
 
 
 def rollout_manifest(name: str = "bank", namespace: str = "default", **spec: Any) -> dict[str, Any]:
@@ -150,3 +153,74 @@ def api_calls(kube: Any) -> set[tuple[str, str, str]]:
         plural = f"{resource.plural}/{request.subresource}" if request.subresource else resource.plural
         calls.add((resource.group or "", plural, verb))
     return calls
+
+
+GOLDEN = {"configMap": {"name": "golden", "key": "golden.csv"}}
+
+
+def gated(**evaluation: Any) -> dict[str, Any]:
+    """strategy.evaluation with a ConfigMap golden set and overrides."""
+    return {"goldenSet": GOLDEN, **evaluation}
+
+
+def report(rows: int = 200, baseline: dict[str, Any] | None = None, **candidate: Any) -> AnswerEvalReport:
+    """An evaluation report: stable and canary equally good unless overridden."""
+    figures = {
+        "rows": rows,
+        "answer_accuracy": 0.84,
+        "groundedness": 0.93,
+        "truncated_rate": 0.02,
+        "repetition_rate": 0.01,
+        "pii_leaks": 0,
+    }
+    return AnswerEvalReport(
+        dataset="golden.csv",
+        candidate=AnswerMetrics(adapter="banking77@1.1.0", **{**figures, **candidate}),
+        baseline=AnswerMetrics(adapter="banking77@1.0.0", **{**figures, **(baseline or {})}),
+        groundedness_threshold=0.6,
+        seconds=42.0,
+    )
+
+
+def evaluating(
+    spec: ModelRolloutSpec,
+    stage: EvaluationStage = EvaluationStage.BEFORE_TRAFFIC,
+    attempt: int = 1,
+    started: float = 0.0,
+    step: int = 0,
+    rollout: str = "bank",
+    **fields: Any,
+) -> RolloutStatus:
+    """An Evaluating status with its Job (named as decide() names it for rollout ``bank``)."""
+    plan = steps_hash(spec)
+    before_traffic = stage == EvaluationStage.BEFORE_TRAFFIC
+    values: dict[str, Any] = {
+        "phase": Phase.EVALUATING,
+        "steps_hash": plan,
+        "current_step_index": step,
+        "canary_weight": 0 if before_traffic else spec.strategy.steps[step],
+        "step_started_at": None if before_traffic else at(started - 600),
+        "evaluation": EvaluationStatus(
+            stage=stage,
+            job=evaluation_job_name(rollout, plan, stage, attempt),
+            attempt=attempt,
+            started_at=at(started),
+        ),
+    }
+    values.update(fields)
+    return RolloutStatus(**values)
+
+
+def shadow_readings(samples: float | None = 200.0, **values: float | None | str) -> AnalysisObservation:
+    """Healthy shadow readings, with overrides; a str value is a source error."""
+    base: dict[str, float | None | str] = {
+        "shadow-similarity": 0.91,
+        "shadow-intent-agreement": 0.95,
+        "shadow-pii": 0.0,
+    }
+    base.update({k.replace("_", "-"): v for k, v in values.items()})
+
+    def reading(v: float | None | str) -> Reading:
+        return Reading(error=v) if isinstance(v, str) else Reading(value=v)
+
+    return AnalysisObservation(requests=reading(samples), metrics={k: reading(v) for k, v in base.items()})

@@ -41,6 +41,23 @@ FULL = rollout_manifest(
                 },
             ],
         },
+        "evaluation": {
+            "goldenSet": {"pvc": {"claimName": "eval-data", "path": "banking/golden.csv"}},
+            "beforeTraffic": True,
+            "beforePromotion": False,
+            "checks": [{"metric": "answer_accuracy", "margin": 0.005}, {"metric": "groundedness", "min": 0.9}],
+            "failOnSignificantlyWorse": True,
+            "minRows": 100,
+            "timeout": "45m",
+            "onError": "retry",
+            "retryLimit": 1,
+        },
+        "shadow": {
+            "percent": 10,
+            "duration": "15m",
+            "minSamples": 200,
+            "metrics": [{"name": "shadow-similarity", "min": 0.85}, {"name": "shadow-pii"}],
+        },
     },
     autoscaling={
         "minReplicas": 1,
@@ -112,6 +129,52 @@ def test_a_written_status_is_valid(schema):
     validate(schema, {**rollout_manifest(), "status": body})
 
 
+def _stored(patch: Any) -> Any:
+    """What the API server keeps of a merge patch: null deletes an object's key; a list is taken
+    whole, so a null inside one stays (and must pass the schema)."""
+    if isinstance(patch, dict):
+        return {k: _stored(v) for k, v in patch.items() if v is not None}
+    if isinstance(patch, list):
+        return list(patch)
+    return patch
+
+
+def test_a_written_evaluation_status_is_valid(schema):
+    from finserve.operator.core.decide import decide
+    from finserve.operator.core.observations import JobObservation, Observations
+    from finserve.operator.objects import rollout_status_patch
+    from mro_testkit import at, evaluating, gated, make_spec, report, running
+
+    from mro_testkit import readings
+
+    checks = [{"metric": "answer_accuracy", "margin": 0.005}, {"metric": "intent_accuracy", "min": 0.8}]
+    spec = make_spec({"evaluation": gated(checks=checks), "shadow": {"percent": 5}})
+    status = evaluating(spec, last_analysis=decide(  # a check with a metric without data
+        spec, running(spec), Observations(analysis=readings(latency_p95=None)), at(60)).status.last_analysis)
+    done = JobObservation(name=status.evaluation.job, state="Succeeded", report=report())  # no intent_accuracy
+    decided = decide(spec, status, Observations(rollout="bank", evaluation=done), at(60)).status
+    assert decided.phase == "Failed" and decided.evaluation.checks[1].candidate is None  # an Error
+    body = _stored(rollout_status_patch(decided))
+    validate(schema, {**rollout_manifest(), "spec": spec.to_wire(), "status": body})
+    status = evaluating(spec)
+    done = JobObservation(name=status.evaluation.job, state="Succeeded", report=report(
+        baseline={"intent_accuracy": 0.9}, intent_accuracy=0.91))
+    decided = decide(spec, status, Observations(rollout="bank", evaluation=done), at(60)).status
+    assert decided.evaluation.report is not None and decided.phase == "Shadowing"
+    body = _stored(rollout_status_patch(decided))
+    validate(schema, {**rollout_manifest(), "spec": spec.to_wire(), "status": body})
+    assert body["evaluation"]["report"]["candidate"]["answer_accuracy"] == 0.84  # as the Job wrote it
+    assert RolloutStatus.from_wire(body) == decided  # a restarted operator reads back what it wrote
+
+
+def test_a_new_evaluation_attempt_clears_the_last_outcome_in_the_merge_patch():
+    from finserve.operator.objects import rollout_status_patch
+    from mro_testkit import evaluating, gated, make_spec
+
+    patch = rollout_status_patch(evaluating(make_spec({"evaluation": gated()}), attempt=2))
+    assert patch["evaluation"]["outcome"] is None and patch["evaluation"]["finishedAt"] is None
+
+
 def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     keys = path.split(".")
     target = obj
@@ -149,6 +212,13 @@ def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
             {"maxReplicas": 2, "pool": "separate", "target": {"kind": "Deployment", "name": "g"}},
         ),
         ("status.phase", "Done"),
+        ("spec.strategy.evaluation", {"checks": [{"metric": "groundedness", "min": 0.9}]}),
+        ("spec.strategy.evaluation", {"goldenSet": {}, "checks": [{"metric": "bleu", "min": 1}]}),
+        ("spec.strategy.evaluation", {"goldenSet": {}, "onError": "ignore"}),
+        ("spec.strategy.evaluation", {"goldenSet": {"pvc": {"claimName": "d", "path": "/abs.csv"}}}),
+        ("spec.strategy.shadow", {"percent": 0}),
+        ("spec.strategy.shadow", {"duration": "5m"}),
+        ("status.evaluation", {"stage": "Later"}),
     ],
     ids=[
         "no model",
@@ -167,6 +237,13 @@ def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         "zero GPU target",
         "unknown pool",
         "unknown phase",
+        "evaluation without golden set",
+        "unknown gate metric",
+        "bad onError",
+        "absolute pvc path",
+        "zero shadow percent",
+        "shadow without percent",
+        "unknown evaluation stage",
     ],
 )
 def test_invalid_resources_are_rejected(schema, path, value):
@@ -190,6 +267,8 @@ def _agree(schema: dict[str, Any], model: type[BaseModel], path: str, defaults: 
     for alias, field in fields.items():
         prop = props[alias]
         sub = _model_of(field.annotation)
+        if prop.get("x-kubernetes-preserve-unknown-fields") and "properties" not in prop:
+            sub = None  # a contracts/ model kept as written (status.evaluation.report)
         if sub is not None and sub is not model:
             _agree(prop["items"] if prop.get("type") == "array" else prop, sub, f"{path}.{alias}", defaults)
         if not defaults:

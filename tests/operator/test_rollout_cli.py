@@ -80,6 +80,18 @@ async def test_status_prints_the_rollout(kube, kubeconfig):
     assert table.exit_code == 0, table.output
     assert "phase Progressing, step 2/4, canary weight 25%" in table.output
     assert "0.2 > max 0.05" in table.output
+    await patch(
+        kube, RESOURCE_MRO, "default", "bank",
+        {"status": {"shadowPercent": 10, "evaluation": {
+            "stage": "BeforePromotion", "job": "bank-eval-promotion-0a1b2c3d-1", "attempt": 1,
+            "startedAt": "2025-01-01T00:02:00Z", "outcome": "Failed", "message": "answer_accuracy 0.81 < stable 0.84 - 0.005",
+            "checks": [{"metric": "answer_accuracy", "candidate": 0.81, "baseline": 0.84, "outcome": "Failed",
+                        "message": "0.81 < stable 0.84 - 0.005"}]}}},
+        subresource="status",
+    )  # fmt: skip
+    table = await invoke("status", "bank")
+    assert "canary weight 25%, shadow 10%" in table.output
+    assert "evaluation BeforePromotion" in table.output and "0.81 < stable 0.84" in table.output
     as_json = await invoke("status", "bank", "-o", "json")
     assert json.loads(as_json.output)["status"]["canaryWeight"] == 25
 

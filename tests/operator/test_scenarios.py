@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from finserve.operator.adapters.memory import InMemoryRouteStore, InMemoryWorkloads, ListEventSink
+from finserve.operator.adapters.memory import InMemoryJobs, InMemoryRouteStore, InMemoryWorkloads, ListEventSink
 from finserve.operator.core.observations import Reading
 from finserve.operator.objects import rollout_status_patch
 from finserve.operator.ports import ObjectRef, Ports
 from finserve.operator.spec import ModelRolloutSpec
 from finserve.operator.status import Phase, RolloutStatus
 from finserve.operator.tick import rollout_tick
-from mro_testkit import at, make_spec
+from mro_testkit import at, gated, make_spec, report
 
 HEALTHY = {
     "requests": 200.0,
@@ -50,10 +50,11 @@ class Rollout:
         self.requeue: float | None = None
         self.annotations: dict[str, str] = {}
         self.generation = 1
+        self.jobs = InMemoryJobs()
 
     @property
     def ports(self) -> Ports:
-        return Ports(metrics=self.metrics, routes=self.routes, workloads=InMemoryWorkloads())
+        return Ports(metrics=self.metrics, routes=self.routes, workloads=InMemoryWorkloads(), jobs=self.jobs)
 
     async def tick(self) -> None:
         ref = ObjectRef("prod", "bank", self.generation, tuple(sorted(self.annotations.items())))
@@ -259,3 +260,123 @@ async def test_killed_between_route_write_and_status_write_converges():
     assert r.routes.route("prod", r.spec.model).canary_weight == r.status.canary_weight
     assert r.status.failed_checks == 1
     assert r.status.phase == Phase.PROGRESSING
+
+
+SHADOW_HEALTHY = {
+    "shadow-samples": 300.0,
+    "shadow-similarity": 0.9,
+    "shadow-intent-agreement": 0.96,
+    "shadow-pii": 0.0,
+}
+
+
+def answer_gated(**evaluation: Any) -> ModelRolloutSpec:
+    return make_spec(
+        {
+            "steps": [5, 50, 100],
+            "stepInterval": "1m",
+            "analysis": {"interval": "1m", "failureThreshold": 2, "minRequests": 50},
+            "evaluation": gated(**evaluation),
+            "shadow": {"percent": 10, "duration": "2m", "minSamples": 50},
+        }
+    )
+
+
+def shadow_of(r: Rollout) -> float:
+    route = r.routes.route("prod", r.spec.model)
+    assert route is not None
+    return route.shadow_percent
+
+
+async def test_gated_rollout_evaluates_shadows_steps_evaluates_again_and_promotes():
+    r = Rollout(answer_gated(), {**HEALTHY, **SHADOW_HEALTHY})
+    await r.tick()
+    assert (r.observed(), shadow_of(r)) == ((0, "Evaluating", 0), 0.0)
+    (first,) = r.jobs.created
+    assert first.stage == "BeforeTraffic"
+    assert await r.next() == (10, "Evaluating", 0)  # the Job runs: nothing moves
+    r.jobs.succeed(first.job, report())
+    assert await r.next() == (20, "Shadowing", 0)
+    assert shadow_of(r) == 10.0 and r.status.evaluation.outcome == "Successful"
+    assert [await r.next() for _ in range(2)] == [(80, "Shadowing", 0), (140, "Progressing", 5)]
+    assert r.metrics.asked.count("shadow-samples") == 2  # the shadow checks used the shadow guard
+    assert shadow_of(r) == 10.0  # mirroring goes on while live traffic steps up
+    assert [await r.next() for _ in range(2)] == [(200, "Progressing", 50), (260, "Evaluating", 50)]
+    second = r.jobs.created[-1]
+    assert second.stage == "BeforePromotion" and second.job != first.job
+    r.jobs.succeed(second.job, report(answer_accuracy=0.86))
+    assert await r.run_until_settled() == [
+        (270, "Progressing", 100),
+        (330, "Promoting", 0),
+        (331, "Succeeded", 0),
+    ]
+    assert shadow_of(r) == 0.0 and r.routed() == ("banking77@1.1.0", None)
+    assert r.events.reasons() == [
+        "EvaluationStarted", "EvaluationPassed", "Shadowing", "ShadowPassed", "Progressing", "StepAdvanced",
+        "EvaluationStarted", "EvaluationPassed", "StepAdvanced", "Promoting", "Promoted",
+    ]  # fmt: skip
+
+
+async def test_a_missed_margin_fails_the_rollout_before_any_traffic_moves():
+    r = Rollout(answer_gated(), {**HEALTHY, **SHADOW_HEALTHY})
+    await r.tick()
+    weights = [r.observed()[2]]
+    for _ in range(5):
+        weights.append((await r.next())[2])
+    r.jobs.succeed(r.jobs.created[0].job, report(answer_accuracy=0.82))  # 2 points below stable
+    assert await r.next() == (60, "Failed", 0)
+    weights.append(r.observed()[2])
+    assert set(weights) == {0} and shadow_of(r) == 0.0
+    assert r.requeue is None and r.metrics.asked == []  # no live or shadow check ever ran
+    (failed,) = [e for e in r.events.events if e.reason == "EvaluationFailed"]
+    assert "answer_accuracy=0.82" in failed.message and "< stable 0.84 - 0.005" in failed.message
+
+
+async def test_a_job_that_never_finishes_times_out_and_is_retried_then_fails():
+    r = Rollout(answer_gated(timeout="5m", onError="retry", retryLimit=1), {**HEALTHY, **SHADOW_HEALTHY})
+    await r.tick()
+    first = r.jobs.created[0].job
+    while r.status.evaluation.attempt == 1:
+        assert (await r.next())[1:] == ("Evaluating", 0)
+    # Past 5 minutes (plus the grace) by the operator's own clock: stopped and retried.
+    assert r.t == 370 and r.jobs.deleted == [first]
+    second = r.jobs.created[-1].job
+    assert second != first and r.status.evaluation.attempt == 2
+    r.jobs.fail(second, "DeadlineExceeded", "Job was active longer than specified deadline")
+    assert await r.next() == (380, "Failed", 0)
+    assert r.status.evaluation.outcome == "Error" and "timed out" in r.status.evaluation.message
+    assert r.events.reasons().count("EvaluationRetried") == 1 and r.events.reasons()[-1] == "EvaluationError"
+
+
+async def test_operator_restart_mid_evaluation_finds_its_job_instead_of_creating_another():
+    r = Rollout(answer_gated(), {**HEALTHY, **SHADOW_HEALTHY})
+    await r.tick()
+    await r.next()
+    survivor = Rollout(r.spec, {**HEALTHY, **SHADOW_HEALTHY})
+    survivor.routes, survivor.jobs = r.routes, r.jobs  # the cluster outlives the process
+    survivor.status = RolloutStatus.from_wire(
+        {k: v for k, v in rollout_status_patch(r.status).items() if v is not None}
+    )
+    survivor.t = 15
+    await survivor.tick()
+    assert survivor.observed() == (15, "Evaluating", 0) and len(r.jobs.created) == 1
+    r.jobs.succeed(r.jobs.created[0].job, report())
+    assert await survivor.next() == (25, "Shadowing", 0)
+
+
+async def test_the_job_created_before_a_crash_is_not_created_twice():
+    r = Rollout(answer_gated(), {**HEALTHY, **SHADOW_HEALTHY})
+    await r.tick()  # created the Job...
+    r.status = RolloutStatus()  # ...but died before recording the status
+    await r.tick()
+    assert len(r.jobs.created) == 1 and r.status.phase == Phase.EVALUATING
+
+
+async def test_shadow_disagreement_rolls_back_and_stops_mirroring():
+    r = Rollout(answer_gated(beforeTraffic=False), {**HEALTHY, **SHADOW_HEALTHY})
+    await r.tick()
+    assert (r.observed(), shadow_of(r)) == ((0, "Shadowing", 0), 10.0)
+    r.metrics.values["shadow-similarity"] = 0.41
+    assert [await r.next() for _ in range(2)] == [(60, "Shadowing", 0), (120, "Failed", 0)]
+    assert shadow_of(r) == 0.0 and r.routed() == ("banking77@1.0.0", None)
+    assert "shadow-similarity=0.41" in r.status.message

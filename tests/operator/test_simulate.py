@@ -17,14 +17,14 @@ from finserve.cli import app
 EXAMPLES = Path(api.__file__).parent / "examples"
 
 
-def run_cli(metrics: str):
+def run_cli(metrics: str, rollout: str = "rollout.yaml"):
     result = CliRunner().invoke(
         app,
         [
             "rollout",
             "simulate",
             "--rollout",
-            str(EXAMPLES / "rollout.yaml"),
+            str(EXAMPLES / rollout),
             "--metrics",
             str(EXAMPLES / metrics),
         ],
@@ -59,10 +59,43 @@ def test_error_spike_example_fails():
     }
 
 
+def test_answer_gated_example_passes_both_evaluations_and_the_shadow_phase():
+    result, lines = run_cli("answers-pass.yaml", "gated-rollout.yaml")
+    assert result.exit_code == 0 and lines[-1] == {"result": "Succeeded"}
+    assert lines[0]["event"] == "EvaluationRetried"  # the first Job failed: an Error, retried
+    gates = [(ln["evaluation"], ln["attempt"], ln["outcome"]) for ln in lines if "evaluation" in ln]
+    assert gates == [("BeforeTraffic", 2, "Successful"), ("BeforePromotion", 1, "Successful")]
+    shadow = [ln for ln in lines if ln.get("kind") == "Shadow"]
+    assert shadow and all(ln["canaryWeight"] == 0 for ln in shadow[:-1])  # 0 % live until shadow passes
+    live_weights = [ln["canaryWeight"] for ln in lines if "step" in ln and "kind" not in ln]
+    assert sorted(set(live_weights)) == [5, 25, 50, 100]
+
+
+def test_answer_regression_example_fails_at_the_gate_before_promotion():
+    result, lines = run_cli("answers-regress.yaml", "gated-rollout.yaml")
+    assert result.exit_code == 1 and lines[-1] == {"result": "Failed"}
+    verdict = lines[-2]
+    assert (verdict["evaluation"], verdict["outcome"], verdict["canaryWeight"]) == ("BeforePromotion", "Failed", 0)
+    assert "answer_accuracy 0.825 < stable 0.84 - 0.005" in verdict["message"]
+    assert max(ln["canaryWeight"] for ln in lines[:-1]) == 50  # never routed 100 %
+
+
+async def test_an_evaluation_job_without_an_entry_times_out():
+    spec = make_spec({"steps": [100], "evaluation": {"goldenSet": {"pvc": {"claimName": "d", "path": "g.csv"}},
+                                                      "timeout": "2m", "beforePromotion": False}})
+    lines = await collect(spec, Timeline.model_validate({"series": {}}))
+    assert lines[-1] == {"result": "Failed"}
+    assert lines[-2]["outcome"] == "Error" and "timed out after 2m" in lines[-2]["message"]
+
+
 def test_docs_show_the_real_output():
     docs = (Path(api.__file__).resolve().parent.parent / "docs" / "operator.md").read_text()
-    for example in ("healthy.yaml", "error-spike.yaml"):
-        _, lines = run_cli(example)
+    for example, rollout in (
+        ("healthy.yaml", "rollout.yaml"),
+        ("error-spike.yaml", "rollout.yaml"),
+        ("answers-regress.yaml", "gated-rollout.yaml"),
+    ):
+        _, lines = run_cli(example, rollout)
         for line in (lines[0], lines[-2], lines[-1]):
             assert json.dumps(line) in docs, f"docs/operator.md does not show {example}'s output line {line}"
 

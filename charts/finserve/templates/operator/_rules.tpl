@@ -42,4 +42,12 @@ rules (CLUSTER_RULES, always a ClusterRole) and the rules it needs in every name
 - apiGroups: [keda.sh]
   resources: [scaledobjects]
   verbs: [list]
+# Evaluation gates: run `finserve eval answers` Jobs, stop them, and read their pods' termination
+# messages (the report).
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end }}
