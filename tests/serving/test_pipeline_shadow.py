@@ -26,9 +26,10 @@ from finserve.serving.guard.engine import PIIGuard
 from finserve.serving.inference.errors import EngineOverloaded
 from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk, Usage
 from finserve.serving.intent import HeadScores
-from finserve.serving.pipeline import Pipeline
+from finserve.serving.pipeline import Pipeline, RequestContext
 from finserve.serving.retrieval import Embedder, Retriever
 from finserve.serving.routing import Router, RouterConfig
+from finserve.serving.schemas import ChatCompletionRequest
 from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
 
 STABLE = AdapterRef(name="banking77", version="1.0.0")
@@ -297,3 +298,63 @@ async def test_requests_not_sent_to_stable_are_not_mirrored(stack) -> None:
     assert resp.status_code == 200 and resp.json()["finserve"]["route"] == "override"
     assert pipeline.shadows.in_flight == 0 and not gen.canary_started.is_set()
     assert [r["route"] for r in _audit(pipeline)] == ["override"]
+
+
+def _publish_lora(registry_dir: Path, work: Path, ref: AdapterRef) -> None:
+    """A real PEFT LoRA (q_proj, v_proj, r=8, small random B) on SmolLM2: real adapter files, no training."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from finserve.contracts import AdapterManifest, AdapterRegistry
+    from finserve.serving.inference.base_model import BASE_MODEL_ID, ensure_base_model
+
+    base = AutoModelForCausalLM.from_pretrained(str(ensure_base_model()))
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                                           lora_dropout=0.0))
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.01)
+    model.save_pretrained(str(work / "lora"))
+    AdapterRegistry(registry_dir).publish(
+        work / "lora", AdapterManifest(name=ref.name, version=ref.version, base_model=BASE_MODEL_ID, checksum=""))
+
+
+@pytest.mark.slow
+async def test_the_real_model_answers_a_shadow_on_a_canary_lora(tmp_path: Path, small_index: Path) -> None:
+    """Every stage real (SmolLM2 on the CPU engine, base stable, a LoRA canary): the client gets the base answer,
+    the canary's answer is audited and compared."""
+    from finserve.serving.local import build_local_stack
+    from finserve.serving.paths import registry_root
+    from stack_config import stack_config
+
+    canary = AdapterRef(name="tiny", version="1.1.0")
+    cfg = stack_config(tmp_path, small_index)
+    _publish_lora(registry_root(cfg.generator.registry), tmp_path, canary)
+    cfg.router = RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=AdapterRef.base(), canary=canary,
+                                                           shadow_percent=100.0)})
+    stack = build_local_stack(cfg)
+    await stack.start()
+    try:
+        req = ChatCompletionRequest(model=DEFAULT_MODEL, messages=[
+            {"role": "user", "content": f"My new card {CARD} still has not arrived, what should I do?"}])
+        out = await stack.pipeline.chat(req, RequestContext(request_id="real-1"))
+        assert (out.finserve.adapter, out.finserve.route) == ("base@0.0.0", "stable")
+        await asyncio.wait_for(stack.pipeline.shadows.drain(), 600)  # bounds a hang only
+        live, shadow = _audit(stack.pipeline)
+        assert live["output"] == out.choices[0].message.content  # what the client got is the stable answer
+        assert (shadow["request_id"], shadow["route"], shadow["adapter"], shadow["status"]) == (
+            "real-1-shadow", "shadow", str(canary), 200)
+        assert shadow["output"] and CARD not in json.dumps(shadow)
+        labels = {"model": DEFAULT_MODEL, "adapter": "tiny", "version": "1.1.0"}
+        registry = stack.pipeline.metrics.registry
+        assert registry.get_sample_value("finserve_shadow_requests_total", {**labels, "outcome": "compared"}) == 1
+        similarity = registry.get_sample_value("finserve_shadow_answer_similarity_sum", labels)
+        assert 0.0 <= similarity <= 1.0
+        assert registry.get_sample_value("finserve_requests_total", {**labels, "code": "200"}) is None
+    finally:
+        await stack.stop()
