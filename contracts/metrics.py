@@ -17,7 +17,9 @@ REQUEST_DURATION = f"{PREFIX}_request_duration_seconds"
 STAGE_DURATION = f"{PREFIX}_stage_duration_seconds"
 # Counter: PII entities found. Labels: model, adapter, version, stage (input|context|output), entity.
 PII_FINDINGS_TOTAL = f"{PREFIX}_pii_findings_total"
-# Counter: answers whose intent the adapter and retrieval agreed on. Labels: model, adapter, version, agree.
+# Counter: answers by whether two independent intent opinions agreed: the version's own (its head, blended with
+# its fine-tuned encoder if any, before the retrieval vote is mixed in) and the retrieval vote. Versions without a
+# head (base) have no own opinion and are not counted. Labels: model, adapter, version, agree.
 INTENT_AGREEMENT_TOTAL = f"{PREFIX}_intent_agreement_total"
 # Counter: generated tokens. Labels: model, adapter, version.
 GENERATED_TOKENS_TOTAL = f"{PREFIX}_generated_tokens_total"

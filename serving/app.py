@@ -60,6 +60,9 @@ class RetrieverDeployment:
     async def knowledge_texts(self) -> list[str]:
         return await self.retriever.knowledge_texts()
 
+    async def embed_texts(self, texts: list[str]) -> list[list[float]]:
+        return await self.retriever.embed_texts(texts)
+
     def ready(self) -> bool:
         return self.retriever.ready()
 
@@ -139,6 +142,9 @@ class _RetrievalHandle:
     async def knowledge_texts(self) -> list[str]:
         return await self.h.knowledge_texts.remote()
 
+    async def embed_texts(self, texts: list[str]) -> list[list[float]]:
+        return await self.h.embed_texts.remote(texts)
+
 
 class _GeneratorHandle:
     def __init__(self, h: DeploymentHandle) -> None:
@@ -206,6 +212,12 @@ class Gateway(InferenceServicer):
             except Exception:  # noqa: BLE001 - a stage that can't answer is simply not ready
                 out[name] = False
         return out
+
+    async def __del__(self) -> None:
+        # Ray Serve's ingress wrapper awaits this when it stops the replica: cancel the shadows still running.
+        pipeline = getattr(self, "pipeline", None)
+        if pipeline is not None:
+            await pipeline.aclose()
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - Ray Serve's late-bound ASGI hook
         return create_api(self.pipeline, self.readiness)

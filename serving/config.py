@@ -117,6 +117,17 @@ class DeploymentsConfig(StrictModel):
     audit: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0, num_replicas=1))
 
 
+class ShadowConfig(StrictModel):
+    """How much shadow traffic one gateway replica may run (the routing table says how much is mirrored)."""
+
+    max_in_flight: int = Field(
+        2, ge=0, description="Shadow requests running at once in this replica; one more is dropped (counted "
+        "outcome=dropped). 0 turns shadow traffic off here whatever the routing table says.")
+    busy_in_flight: int = Field(
+        4, ge=1, description="Live generations in flight in this replica at or above which a shadow is dropped "
+        "instead of started: shadows use spare generator capacity only.")
+
+
 def _default_routes() -> dict[str, Route]:
     adapter = os.environ.get("FINSERVE_DEFAULT_ADAPTER")
     stable = AdapterRef.parse(adapter) if adapter else AdapterRef.base()
@@ -138,6 +149,8 @@ class ServingConfig(StrictModel):
     audit: AuditConfig = Field(default_factory=AuditConfig, description="Tamper-evident audit log.")
     router: RouterConfig = Field(default_factory=_default_router, description="Model -> adapter routes.")
     deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig, description="Ray Serve resources.")
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig,
+                                 description="Limits on shadow traffic (the routing table's shadow_percent).")
 
 
 def load_serving_config(path: str | Path | None = None) -> ServingConfig:

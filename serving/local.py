@@ -49,6 +49,7 @@ class LocalStack:
         await self.pipeline.warm()
 
     async def stop(self) -> None:
+        await self.pipeline.aclose()  # shadows first: they may still be waiting on the engine
         await self.engine.stop()
         self.retriever.close()
 

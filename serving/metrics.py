@@ -7,6 +7,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from finserve.contracts import metrics as names
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
+# Finer near 1: the analysis asks whether a canary says nearly the same thing, not whether it is on topic.
+_SIMILARITY_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)
+_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2, 4)
 
 
 class ServingMetrics:
@@ -25,7 +28,8 @@ class ServingMetrics:
         self.pii = Counter(names.PII_FINDINGS_TOTAL.removesuffix("_total"), "PII entities found.",
                            [*labels, "stage", "entity"], registry=r)
         self.intent_agreement = Counter(names.INTENT_AGREEMENT_TOTAL.removesuffix("_total"),
-                                        "Whether the adapter's intent agreed with retrieval's.",
+                                        "Whether the version's own intent (head, without the retrieval vote) "
+                                        "agreed with the retrieval vote.",
                                         [*labels, "agree"], registry=r)
         self.tokens = Counter(names.GENERATED_TOKENS_TOTAL.removesuffix("_total"), "Generated tokens.",
                               labels, registry=r)
@@ -36,3 +40,18 @@ class ServingMetrics:
                            ["pool"], registry=r)
         self.cache = Counter(names.CACHE_LOOKUPS_TOTAL.removesuffix("_total"), "Retrieval cache outcomes.",
                              ["tier", "result"], registry=r)
+        # Shadow traffic; labels are the canary's (the version under test).
+        self.shadow_requests = Counter(names.SHADOW_REQUESTS_TOTAL.removesuffix("_total"),
+                                       "Shadow requests by outcome (compared|dropped|failed).",
+                                       [*labels, "outcome"], registry=r)
+        self.shadow_similarity = Histogram(names.SHADOW_SIMILARITY,
+                                           "Cosine of the shadow and stable answers' MiniLM embeddings.",
+                                           labels, buckets=_SIMILARITY_BUCKETS, registry=r)
+        self.shadow_intent_agreement = Counter(names.SHADOW_INTENT_AGREEMENT_TOTAL.removesuffix("_total"),
+                                               "Whether the canary's served intent equals the stable's.",
+                                               [*labels, "agree"], registry=r)
+        self.shadow_pii = Counter(names.SHADOW_PII_TOTAL.removesuffix("_total"),
+                                  "PII entities the output guard found in shadow answers.", labels, registry=r)
+        self.shadow_length_ratio = Histogram(names.SHADOW_LENGTH_RATIO,
+                                             "Shadow answer words per stable answer word.", labels,
+                                             buckets=_RATIO_BUCKETS, registry=r)

@@ -3,7 +3,9 @@
 
 The gateway (HTTP) and the evaluation driver both call this class; in the Ray Serve app its stages
 are DeploymentHandles, in-process they are the plain objects (see stages.py). Every request,
-whatever its outcome, leaves exactly one audit record.
+whatever its outcome, leaves exactly one audit record. A request the router mirrors to the canary
+(shadow traffic) hands its guarded prompt to the shadow runner once its own answer is complete; the
+shadow leaves its own audit line (route shadow) and is never returned (shadow.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .config import ServingConfig
 from .errors import InvalidRequest, PIIBlocked, map_error
 from .guard.engine import GuardResult
 from .inference.types import ChatMessage, GenerationRequest
-from .intent import HeadScores, IntentPrediction, decide, wants_head
+from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_head
 from .metrics import ServingMetrics
 from .prompt import build_messages, intent_first
 from .retrieval import RetrievalResult, SearchFilters
@@ -39,6 +41,7 @@ from .schemas import (
     PromptTokensDetails,
     Usage,
 )
+from .shadow import ShadowJob, ShadowRunner
 from .stages import AuditStage, GeneratorStage, GuardStage, IntentStage, RetrievalStage
 from .streaming_guard import StreamReleaser
 
@@ -60,7 +63,9 @@ class RequestContext:
     masked_input: str = ""
     masked_output: str | None = None
     intent: IntentPrediction | None = None
-    vote: str | None = None  # retrieval's nearest-neighbour intent: the quality signal for canaries
+    # The version's own intent (its head, before the vote is mixed in); None without a head (base).
+    own_intent: str | None = None
+    vote: str | None = None  # retrieval's nearest-neighbour intent: the independent second opinion
     pii: dict[str, dict[str, int]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -134,7 +139,9 @@ class Pipeline:
         self.audit = audit
         self.router = router
         self.metrics = metrics or ServingMetrics()
-        self._in_flight = 0
+        self._in_flight = 0  # live generations only: shadows are bounded by the runner, not counted here
+        self.shadows = ShadowRunner(config.shadow, config.intent, guard=guard, retrieval=retrieval, intent=intent,
+                                    generator=generator, audit=audit, metrics=self.metrics)
         # The chart sets FINSERVE_POOL to the workload name: the operator's queue query selects on it.
         self._pool = os.environ.get("FINSERVE_POOL", "default")
 
@@ -183,7 +190,9 @@ class Pipeline:
             # "intent" is what the head adds to the critical path (its wait after retrieval and the mix),
             # timed once: timing the overlapped hop too would count the same milliseconds twice.
             with _Timer(ctx, self.metrics, "intent"):
-                ctx.intent = decide(await head if head else None, found.examples, self.config.intent.vote_temperature)
+                scores = await head if head else None
+                ctx.intent = decide(scores, found.examples, self.config.intent.vote_temperature)
+            ctx.own_intent = own_opinion(scores)
         except BaseException:
             await _drop(head)
             raise
@@ -256,7 +265,7 @@ class Pipeline:
     # ---- non-streaming ----
 
     async def chat(self, req: ChatCompletionRequest, ctx: RequestContext) -> ChatCompletion:
-        status, error = 200, None
+        status, error, shadow = 200, None, None
         try:
             messages, found = await self._prepare(req, ctx)
             gen_req = self._generation_request(req, ctx, messages)
@@ -268,6 +277,7 @@ class Pipeline:
             ctx.masked_output = out.text
             self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
+            shadow = self._shadow_job(ctx, gen_req, found)
             return ChatCompletion(
                 id=f"chatcmpl-{ctx.request_id}",
                 model=req.model,
@@ -283,6 +293,7 @@ class Pipeline:
             raise
         finally:
             await self.finish(ctx, status, error)
+            self._mirror(shadow, status)
 
     async def _generate(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
         self._in_flight += 1
@@ -308,7 +319,7 @@ class Pipeline:
 
     async def _stream_chunks(self, req: ChatCompletionRequest, ctx: RequestContext, gen_req: GenerationRequest,
                              found: RetrievalResult) -> AsyncIterator[dict]:
-        status, error = 200, None
+        status, error, shadow = 200, None, None
         chunk_id = f"chatcmpl-{ctx.request_id}"
         created = int(time.time())
         releaser = StreamReleaser(self.guard.scan_many)
@@ -348,12 +359,39 @@ class Pipeline:
             self._count_tokens(ctx, tokens, prompt, cached)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
             yield chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
+            shadow = self._shadow_job(ctx, gen_req, found)  # the client has its last chunk
         except BaseException as exc:
             mapped = map_error(exc)
             status, error = mapped.status, mapped.code
             raise
         finally:
             await self.finish(ctx, status, error)
+            self._mirror(shadow, status)
+
+    # ---- shadow traffic: after the live answer is complete, never in its way ----
+
+    def _shadow_job(self, ctx: RequestContext, gen_req: GenerationRequest, found: RetrievalResult) -> ShadowJob | None:
+        """The mirrored twin of a finished live request, or None when the router did not mirror it."""
+        if ctx.choice is None or ctx.choice.shadow is None or ctx.masked_output is None:
+            return None
+        return ShadowJob(
+            live_request_id=ctx.request_id, tenant=ctx.tenant, model=ctx.model or ctx.choice.model,
+            canary=ctx.choice.shadow, masked_input=ctx.masked_input, stable_answer=ctx.masked_output,
+            stable_intent=ctx.intent.label if ctx.intent else None,
+            request=gen_req.model_copy(update={"adapter": ctx.choice.shadow}), examples=tuple(found.examples),
+        )
+
+    def _mirror(self, job: ShadowJob | None, status: int) -> None:
+        if job is None or status != 200:
+            return
+        try:
+            self.shadows.submit(job, self._in_flight)
+        except Exception:  # noqa: BLE001 - the live answer is already complete; a shadow must not touch it
+            log.exception("shadow of %s not started", job.live_request_id)
+
+    async def aclose(self) -> None:
+        """Cancel the shadows still running (the live requests are the caller's to drain)."""
+        await self.shadows.aclose()
 
     # ---- evaluation entry: the same front half, no generation ----
 
@@ -400,8 +438,11 @@ class Pipeline:
             for entity, n in counts.items():
                 if n:
                     self.metrics.pii.labels(*labels, stage, entity).inc(n)
-        if ctx.intent is not None and ctx.vote is not None and status == 200:
-            agree = "true" if ctx.intent.label == ctx.vote else "false"
+        # Two independent opinions: the version's own (head, no vote mixed in) and the retrieval vote. The served
+        # intent already contains the vote, so comparing it with the vote would grade the version partly
+        # against itself; a version without a head has no opinion of its own and is not counted.
+        if ctx.own_intent is not None and ctx.vote is not None and status == 200:
+            agree = "true" if ctx.own_intent == ctx.vote else "false"
             self.metrics.intent_agreement.labels(*labels, agree).inc()
         record = AuditRecord(
             time=datetime.now(UTC),

@@ -1,8 +1,9 @@
 """The serving side of a rollout: routing-table weights -> one adapter version per request.
 
-The operator writes the table (contracts.routing); this module reads it and decides. The decision
-is a pure function (:func:`choose`); :class:`Router` only adds reloading from a file that a
-mounted ConfigMap keeps current.
+The operator writes the table (contracts.routing); this module reads it and decides. The decisions
+are pure functions (:func:`choose` picks the version that answers, :func:`mirror` whether a stable
+request is also mirrored to the canary as shadow traffic); :class:`Router` only adds reloading from
+a file that a mounted ConfigMap keeps current.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +32,8 @@ class RouteChoice:
     model: str
     adapter: AdapterRef
     role: Role
+    # The canary that also answers this request as shadow traffic (never returned); None: not mirrored.
+    shadow: AdapterRef | None = None
 
 
 def bucket(key: str, salt: str) -> int:
@@ -58,6 +61,26 @@ def choose(model: str, route: Route, sticky_key: str | None, override: str | Non
     if point < route.canary_weight:
         return RouteChoice(model, route.canary, "canary")
     return RouteChoice(model, route.stable, "stable")
+
+
+def _unit(key: str, salt: str) -> float:
+    """Stable point in [0, 1) for a sticky key (finer than :func:`bucket`: shadow percents may be fractions)."""
+    digest = hashlib.sha256(f"{salt}|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def mirror(route: Route, choice: RouteChoice, sticky_key: str | None, rand: float) -> AdapterRef | None:
+    """The canary to mirror this request to as shadow traffic, or None.
+
+    Only requests the weights sent to the stable version are mirrored (a canary or override answer has
+    nothing to be compared with), a ``shadow_percent`` share of them. A sticky key is hashed with its own
+    salt, apart from the canary split: the same user is mirrored every time or never while the percent
+    holds, and whether a user is mirrored says nothing about which side the weights put them on.
+    """
+    if choice.role != "stable" or route.canary is None or route.shadow_percent <= 0:
+        return None
+    point = _unit(sticky_key, f"shadow|{route.canary}") if sticky_key else rand
+    return route.canary if point * 100 < route.shadow_percent else None
 
 
 class RouterConfig(StrictModel):
@@ -103,7 +126,10 @@ class Router:
         return routes[model]
 
     def pick(self, model: str, sticky_key: str | None = None, override: str | None = None) -> RouteChoice:
-        return choose(model, self.route(model), sticky_key, override, self._rng.random())
+        route = self.route(model)
+        choice = choose(model, route, sticky_key, override, self._rng.random())
+        shadow = mirror(route, choice, sticky_key, self._rng.random())
+        return replace(choice, shadow=shadow) if shadow is not None else choice
 
     def reload(self, force: bool = False) -> None:
         path = self.config.table_path

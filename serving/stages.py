@@ -38,6 +38,10 @@ class RetrievalStage(Protocol):
         """Every knowledge chunk a search can return (the index's answers), or [] when unknown."""
         ...
 
+    async def embed_texts(self, texts: list[str]) -> list[list[float]]:
+        """The retrieval embedder's unit vectors for ``texts`` (masked): shadow answers are compared with them."""
+        ...
+
 
 class IntentStage(Protocol):
     async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
@@ -78,6 +82,9 @@ class LocalRetrieval:
 
     async def knowledge_texts(self) -> list[str]:
         return await self.retriever.knowledge_texts()
+
+    async def embed_texts(self, texts: list[str]) -> list[list[float]]:
+        return await self.retriever.embed_texts(texts)
 
 
 class LocalIntent:

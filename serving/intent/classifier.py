@@ -86,6 +86,15 @@ def decide(head: HeadScores | None, examples: Sequence[vote.Example], vote_tempe
     return IntentPrediction(label=label, confidence=min(1.0, confidence), method=f"{method}+vote" if votes else method)
 
 
+def own_opinion(head: HeadScores | None) -> str | None:
+    """The version's own intent, before the retrieval vote is mixed in: its head (blended with its fine-tuned
+    encoder when it has one). None when it has no head (the base version): the vote is then all there is, and
+    comparing the vote with itself would measure nothing."""
+    if head is None or not head.probabilities:
+        return None
+    return vote.best(head.probabilities)[0]
+
+
 @dataclass
 class _Loaded:
     name: str  # the PEFT adapter name inside the shared model

@@ -116,6 +116,12 @@ class Retriever:
         table = await asyncio.to_thread(self._answer_table, index)
         return list(table.texts) if table is not None else []
 
+    async def embed_texts(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length embeddings of ``texts`` (masked text only) with this retriever's embedder, in a thread;
+        plain lists so they cross a Ray hop as they are."""
+        vectors = await asyncio.to_thread(self.embedder.embed, texts)
+        return vectors.tolist()
+
     def ready(self) -> bool:
         """True when the embedder is loaded and Milvus has a usable index (checks Milvus if it must)."""
         if self._index is not None and not self._milvus.is_open:

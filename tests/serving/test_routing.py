@@ -8,14 +8,14 @@ import pytest
 
 from finserve.contracts import AdapterRef, Route, RoutingTable
 from finserve.serving.errors import InvalidRequest, ModelNotFound
-from finserve.serving.routing import Router, RouterConfig, bucket, choose
+from finserve.serving.routing import RouteChoice, Router, RouterConfig, bucket, choose, mirror
 
 STABLE = AdapterRef.parse("banking@1.0.0")
 CANARY = AdapterRef.parse("banking@1.1.0")
 
 
-def route(weight: int, canary: AdapterRef | None = CANARY) -> Route:
-    return Route(base_model="smollm2", stable=STABLE, canary=canary, canary_weight=weight)
+def route(weight: int, canary: AdapterRef | None = CANARY, shadow: float = 0.0) -> Route:
+    return Route(base_model="smollm2", stable=STABLE, canary=canary, canary_weight=weight, shadow_percent=shadow)
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,49 @@ def test_invalid_table_keeps_the_last_good_one(tmp_path):
     router.reload(force=True)
     assert router.table.revision == 1
     assert router.pick("m").adapter == CANARY
+
+
+STABLE_CHOICE = RouteChoice("m", STABLE, "stable")
+
+
+@pytest.mark.parametrize(
+    ("name", "weight", "shadow", "choice", "key", "rand", "mirrored"),
+    [
+        ("no shadow percent -> not mirrored", 0, 0.0, STABLE_CHOICE, None, 0.0, False),
+        ("stable request, rand under the percent -> mirrored", 0, 10.0, STABLE_CHOICE, None, 0.05, True),
+        ("stable request, rand over the percent -> not mirrored", 0, 10.0, STABLE_CHOICE, None, 0.15, False),
+        ("fractional percent is honoured", 0, 0.5, STABLE_CHOICE, None, 0.004, True),
+        ("fractional percent, just above", 0, 0.5, STABLE_CHOICE, None, 0.006, False),
+        ("full shadow mirrors every stable request", 25, 100.0, STABLE_CHOICE, None, 0.999, True),
+        ("a canary answer is never mirrored", 25, 100.0, RouteChoice("m", CANARY, "canary"), None, 0.0, False),
+        ("an override is never mirrored", 0, 100.0, RouteChoice("m", STABLE, "override"), None, 0.0, False),
+    ],
+)
+def test_mirror_table(name, weight, shadow, choice, key, rand, mirrored):
+    assert mirror(route(weight, shadow=shadow), choice, key, rand) == (CANARY if mirrored else None), name
+
+
+def test_mirror_needs_a_canary():
+    assert mirror(route(0, canary=None), STABLE_CHOICE, None, 0.0) is None
+
+
+def test_sticky_key_is_mirrored_always_or_never_and_apart_from_the_canary_split():
+    keys = [f"user-{i}" for i in range(4000)]
+    r = route(25, shadow=20.0)
+    mirrored = [mirror(r, STABLE_CHOICE, k, rand=0.0) is not None for k in keys]
+    assert mirrored == [mirror(r, STABLE_CHOICE, k, rand=0.99) is not None for k in keys]  # rand ignored
+    assert 0.17 < sum(mirrored) / len(keys) < 0.23
+    # Its own salt: among users the weights keep on stable, about the same share is mirrored (a shared
+    # bucket would mirror none of them, since stable users are exactly those above the canary weight).
+    on_stable = [m for k, m in zip(keys, mirrored, strict=True) if choose("m", r, k, None, 0.0).role == "stable"]
+    assert 0.17 < sum(on_stable) / len(on_stable) < 0.23
+
+
+def test_router_pick_carries_the_shadow_target():
+    r = route(0, shadow=100.0)
+    router = Router(RouterConfig(routes={"m": r}), rng=random.Random(7))
+    choice = router.pick("m")
+    assert (choice.adapter, choice.role, choice.shadow) == (STABLE, "stable", CANARY)
+    assert router.pick("m", override="banking@9.9.9").shadow is None
+    quiet = Router(RouterConfig(routes={"m": route(0)}), rng=random.Random(7))
+    assert quiet.pick("m").shadow is None
