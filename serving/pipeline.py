@@ -61,6 +61,7 @@ class RequestContext:
     masked_output: str | None = None
     intent: IntentPrediction | None = None
     vote: str | None = None  # retrieval's nearest-neighbour intent: the quality signal for canaries
+    knowledge: list[str] = field(default_factory=list)  # guarded chunks the prompt carried (answer evaluation)
     pii: dict[str, dict[str, int]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -189,7 +190,7 @@ class Pipeline:
             raise
         ctx.vote = neighbour_vote(found.examples)
         ctx.pii["context"] = _merge_counts(context)
-        knowledge = [r.text for r in context]
+        knowledge = ctx.knowledge = [r.text for r in context]
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
 
