@@ -34,7 +34,8 @@ NGRAM, NGRAM_TIMES, RUN_LENGTH = 4, 3, 4
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)]|\[\d+\])\s+")
 _FINAL = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
-_WORD = re.compile(r"\w+", re.UNICODE)
+# A word keeps its apostrophes ("merchant's", "you're"): split, they would make 4-grams of three words.
+_WORD = re.compile(r"\w+(?:['’]\w+)*")
 
 
 def split_sentences(text: str) -> list[str]:

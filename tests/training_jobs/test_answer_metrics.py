@@ -56,6 +56,9 @@ def test_repetition_rules() -> None:
     assert not am.is_repetitive("Contact support in the app. " * 2)
     assert not am.is_repetitive("email email email about the card")
     assert not am.is_repetitive("Open the app, go to Cards and choose Activate card, then enter the code.")
+    # Contractions and possessives are one word each, so "the merchant's site" is a 3-gram, not a 4-gram.
+    assert am.words("You're at the merchant's site") == ["you're", "at", "the", "merchant's", "site"]
+    assert not am.is_repetitive("Visit the merchant's site. Ask the merchant's staff. Call the merchant's bank.")
 
 
 def test_pii_and_empty() -> None:
