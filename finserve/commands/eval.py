@@ -182,7 +182,7 @@ def _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, t
             raise
         typer.echo(f"error: {mapped.message}", err=True)
         raise typer.Exit(1) from exc
-    scorer = AnswerScorer(stack.retriever.embedder, load_answers(),
+    scorer = AnswerScorer(_packaged_embedder(stack.retriever.embedder), load_answers(),
                           answer_metrics.GROUNDEDNESS_THRESHOLD if threshold is None else threshold)
     report = build_report(scorer, dataset, checksum, (adapter or "route", runs[0]),
                           (baseline, runs[1]) if baseline else None, time.perf_counter() - started)
@@ -195,6 +195,16 @@ def _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, t
         typer.echo(report.model_dump_json())
     else:
         _print_answers(report)
+
+
+def _packaged_embedder(retrieval_embedder):  # noqa: ANN001, ANN202
+    """Scores use the packaged MiniLM whatever retrieval embeds with, so figures compare across configs;
+    the retriever's instance is reused when it is that model."""
+    from finserve.serving.retrieval.embedder import Embedder, default_model_path
+
+    if retrieval_embedder.path.resolve() == default_model_path().resolve():
+        return retrieval_embedder
+    return Embedder()
 
 
 def _print_answers(report) -> None:  # noqa: ANN001
