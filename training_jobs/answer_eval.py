@@ -11,11 +11,14 @@ left out of the rates, and counts as inaccurate in a paired comparison.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from dataclasses import asdict
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +45,7 @@ class Answered:
     """What one request left: the answer and what it was built from (masked text only)."""
 
     gold: str
+    query: str = ""  # the masked user turn
     answer: str = ""
     knowledge: list[str] = field(default_factory=list)
     finish_reason: str | None = None
@@ -102,6 +106,7 @@ async def answer_rows(
                 row.finish_reason = done.choices[0].finish_reason
                 row.completion_tokens = done.usage.completion_tokens
                 row.knowledge = list(ctx.knowledge)
+                row.query = ctx.masked_input
                 row.output_pii = dict(ctx.pii.get("output", {}))
                 row.served_intent = ctx.intent.label if ctx.intent else None
                 row.adapter = str(ctx.choice.adapter) if ctx.choice else None
@@ -249,3 +254,20 @@ def build_report(
 def _served(requested: str, run: VersionRun) -> str:
     """The version that actually answered (the route's stable when none was named)."""
     return next((a.adapter for a in run.answers if a.adapter), requested)
+
+
+def write_answers(path: Path, scorer: AnswerScorer, runs: Sequence[tuple[str, VersionRun]]) -> int:
+    """Every row of every version as JSON lines: the masked query, answer and knowledge, and its scores,
+    for reading why a figure moved. Masked text only, as the audit log holds it. Returns lines written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for name, run in runs:
+            version = _served(name, run)
+            for i, a in enumerate(run.answers):
+                line: dict[str, Any] = {"version": version, "row": i, **asdict(a)}
+                if a.error is None:
+                    line["score"] = asdict(scorer.score(a))
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+                n += 1
+    return n

@@ -75,6 +75,8 @@ def register(app: typer.Typer) -> None:
             None, "--baseline", help="NAME@VERSION to compare against on the same rows (paired test)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object (last line of stdout)."),
         report_path: Path | None = typer.Option(None, "--report", help="Also write the full report (JSON) here."),
+        answers_path: Path | None = typer.Option(
+            None, "--answers", help="Also write every row (masked query, answer, knowledge, scores) as JSON lines here."),
         termination_log: Path | None = typer.Option(
             None, "--termination-log", help="Also write the report's summary (JSON, under 4 KiB) here, e.g. "
             "/dev/termination-log for a Kubernetes Job."),
@@ -97,8 +99,8 @@ def register(app: typer.Typer) -> None:
         a paired McNemar test and a bootstrap interval of the accuracy delta.
         """
         rows, dataset, checksum = _golden_set(data, split, per_intent, seed, limit)
-        _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, termination_log, max_tokens,
-                 threshold, config, registry, concurrency, tenant)
+        _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, termination_log, answers_path,
+                 max_tokens, threshold, config, registry, concurrency, tenant)
 
 
 def _golden_set(data: Path | None, split: str | None, per_intent: int | None, seed: int, limit: int | None):  # noqa: ANN202
@@ -135,7 +137,7 @@ def _stack(config: Path | None, registry: str | None, with_generator: bool):  # 
 
 
 def _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, termination_log,  # noqa: ANN001, PLR0913
-             max_tokens, threshold, config, registry, concurrency, tenant) -> None:
+             answers_path, max_tokens, threshold, config, registry, concurrency, tenant) -> None:
     import asyncio
     import logging
     import sys
@@ -147,7 +149,7 @@ def _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, t
     from finserve.serving.errors import map_error
     from finserve.serving.retrieval.kb import load_answers
     from finserve.training import answer_metrics
-    from finserve.training.answer_eval import AnswerScorer, answer_rows, build_report
+    from finserve.training.answer_eval import AnswerScorer, answer_rows, build_report, write_answers
 
     for name, value in (("--adapter", adapter), ("--baseline", baseline)):
         if value:
@@ -186,6 +188,8 @@ def _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, t
                           answer_metrics.GROUNDEDNESS_THRESHOLD if threshold is None else threshold)
     report = build_report(scorer, dataset, checksum, (adapter or "route", runs[0]),
                           (baseline, runs[1]) if baseline else None, time.perf_counter() - started)
+    if answers_path:
+        write_answers(answers_path, scorer, [(adapter or "route", runs[0])] + ([(baseline, runs[1])] if baseline else []))
     if report_path:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")

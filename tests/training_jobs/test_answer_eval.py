@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,9 @@ def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
     """Four rows through guard -> retrieval (Milvus Lite) -> SmolLM2 -> output guard, scored, as one JSON object."""
     index = build_index(tmp_path / "milvus.db", banking77_rows(INTENTS, per_intent=8))
     rows = [r for r in banking77_rows(INTENTS, per_intent=10) if r not in banking77_rows(INTENTS, per_intent=8)]
-    golden = write_csv([next(r for r in rows if r[1] == i) for i in INTENTS], tmp_path / "golden.csv")
+    golden_rows = [next(r for r in rows if r[1] == i) for i in INTENTS[1:]]
+    golden_rows.append(("My card 4111 1111 1111 1111 has still not arrived", "card_arrival"))
+    golden = write_csv(golden_rows, tmp_path / "golden.csv")
 
     from finserve.serving.config import ServingConfig
 
@@ -56,12 +59,12 @@ def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
     cfg.generator = cfg.generator.model_copy(update={"registry": str(tmp_path / "registry")})
     config = tmp_path / "serving.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
-    termination, full = tmp_path / "termination-log", tmp_path / "report.json"
+    termination, full, answers = tmp_path / "termination-log", tmp_path / "report.json", tmp_path / "answers.jsonl"
 
     result = CliRunner().invoke(app, [
         "eval", "answers", "--data", str(golden), "--adapter", "base@0.0.0", "--baseline", "base@0.0.0",
         "--max-tokens", "24", "--config", str(config), "--json", "--termination-log", str(termination),
-        "--report", str(full)])
+        "--report", str(full), "--answers", str(answers)])
     assert result.exit_code == 0, result.output
     report = AnswerEvalReport.model_validate_json(result.stdout.strip().splitlines()[-1])
     assert report.candidate.rows == 4 and report.candidate.errors == 0
@@ -76,5 +79,11 @@ def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
     assert AnswerEvalReport.model_validate_json(full.read_text()) == report
     summary = AnswerEvalReport.model_validate_json(termination.read_text())
     assert summary == report.summary() and len(termination.read_bytes()) < 4096
+    # Every row of both versions, masked as the audit log holds it, with its scores.
+    lines = [json.loads(line) for line in answers.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 8 and {line["version"] for line in lines} == {"base@0.0.0"}
+    assert all(line["score"]["words"] <= 24 and line["knowledge"] for line in lines)
+    assert "4111" not in answers.read_text(encoding="utf-8")
+    assert any("<CREDIT_CARD>" in line["query"] for line in lines)
     # Every answer went through the audited path: one record per request (a warm-up each, then the rows).
     assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 2 * (1 + 4)

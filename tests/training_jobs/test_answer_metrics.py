@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from finserve.training import answer_metrics as am
-from finserve.training.answer_eval import Answered, AnswerScorer, VersionRun, build_report, metrics, score_run
+from finserve.training.answer_eval import (
+    Answered,
+    AnswerScorer,
+    VersionRun,
+    build_report,
+    metrics,
+    score_run,
+    write_answers,
+)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +155,19 @@ def test_report_with_baseline_and_its_summary(scorer: AnswerScorer, references) 
     assert set(report.per_intent) == set(intents)
     summary = report.summary()
     assert summary.per_intent == {} and len(summary.model_dump_json()) < 4096
+
+
+def test_answers_file_holds_every_row_with_its_scores(scorer: AnswerScorer, references, tmp_path) -> None:
+    import json
+
+    run = VersionRun([answered("card_arrival", references["card_arrival"], [references["card_arrival"]],
+                               adapter="base@0.0.0"),
+                      Answered(gold="exchange_rate", error="backend_unavailable")], 1.0)
+    path = tmp_path / "answers.jsonl"
+    assert write_answers(path, scorer, [("route", run)]) == 2
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    assert first["version"] == "base@0.0.0" and first["row"] == 0 and first["score"]["accurate"] is True
+    assert second["error"] == "backend_unavailable" and "score" not in second
 
 
 # ---- the paired test on known tables ----
