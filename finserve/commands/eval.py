@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         split: str | None = typer.Option(
             None, "--split", help="Instead of --data: 'validation', the held-out part of the shared Banking77 split."),
         per_intent: int | None = typer.Option(
-            None, "--per-intent", min=1, help="With --split: a stratified sample of N rows per intent (seeded)."),
+            None, "--per-intent", min=1, help="A stratified sample of N rows per intent (seeded) of --split or --data."),
         adapter: str | None = typer.Option(
             None, "--adapter", help="NAME@VERSION to evaluate (default: the route's stable; base@0.0.0: bare model)."),
         baseline: str | None = typer.Option(
