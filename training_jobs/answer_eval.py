@@ -28,6 +28,7 @@ from finserve.contracts.evaluation import AnswerEvalReport, AnswerMetrics, Inten
 from . import answer_metrics as am
 
 log = logging.getLogger(__name__)
+WARM_UP = "How do I activate my new card?"
 
 
 class Embed(Protocol):
@@ -85,8 +86,9 @@ async def answer_rows(
         return ChatCompletionRequest(model=model, messages=[{"role": "user", "content": text}],
                                      max_tokens=tokens, temperature=0.0)
 
-    # One untimed one-token request loads the adapter, so latencies are the steady state.
-    await pipeline.chat(request(rows[0][0], 1), RequestContext(tenant=tenant, adapter_override=adapter))
+    # One untimed one-token request loads the adapter, so latencies are the steady state. A fixed text,
+    # so a golden row that the guard blocks is an error row, not a failed run.
+    await pipeline.chat(request(WARM_UP, 1), RequestContext(tenant=tenant, adapter_override=adapter))
     out = [Answered(gold=gold) for _, gold in rows]
     gate = asyncio.Semaphore(concurrency)
 

@@ -44,18 +44,22 @@ def test_eval_group_lists_both_commands_and_keeps_the_old_form() -> None:
 
 @pytest.mark.slow
 def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
-    """Four rows through guard -> retrieval (Milvus Lite) -> SmolLM2 -> output guard, scored, as one JSON object."""
+    """Five rows through guard -> retrieval (Milvus Lite) -> SmolLM2 -> output guard, scored, as one JSON object."""
     index = build_index(tmp_path / "milvus.db", banking77_rows(INTENTS, per_intent=8))
     rows = [r for r in banking77_rows(INTENTS, per_intent=10) if r not in banking77_rows(INTENTS, per_intent=8)]
     golden_rows = [next(r for r in rows if r[1] == i) for i in INTENTS[1:]]
     golden_rows.append(("My card 4111 1111 1111 1111 has still not arrived", "card_arrival"))
+    # The policy blocks e-mail addresses: that request fails (422) and is an error row, not a failed run.
+    golden_rows.append(("Write to jane.doe@example.com about the rate", "exchange_rate"))
     golden = write_csv(golden_rows, tmp_path / "golden.csv")
 
     from finserve.serving.config import ServingConfig
+    from finserve.serving.guard.config import EntityAction
 
     cfg = ServingConfig()
     cfg.retrieval = cfg.retrieval.model_copy(update={"milvus_uri": str(index), "redis_url": None})
     cfg.audit = cfg.audit.model_copy(update={"path": tmp_path / "audit.jsonl"})
+    cfg.guard = cfg.guard.model_copy(update={"policies": {"EMAIL_ADDRESS": EntityAction.block}})
     cfg.generator = cfg.generator.model_copy(update={"registry": str(tmp_path / "registry")})
     config = tmp_path / "serving.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
@@ -67,13 +71,13 @@ def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
         "--report", str(full), "--answers", str(answers)])
     assert result.exit_code == 0, result.output
     report = AnswerEvalReport.model_validate_json(result.stdout.strip().splitlines()[-1])
-    assert report.candidate.rows == 4 and report.candidate.errors == 0
+    assert report.candidate.rows == 4 and report.candidate.errors == 1
     assert report.candidate.adapter == "base@0.0.0"
     assert report.dataset == str(golden) and report.dataset_sha256
     assert report.candidate.tokens_per_s and report.candidate.latency_p50_ms
     assert 0 < report.candidate.mean_words <= 24  # at most 24 tokens each
     assert report.candidate.intent_accuracy is not None
-    assert sum(r.rows for r in report.per_intent.values()) == 4 and set(report.per_intent) <= set(INTENTS)
+    assert sum(r.rows for r in report.per_intent.values()) == 4 and set(report.per_intent) == set(INTENTS)
     # Four rows can never make a difference significant.
     assert report.comparison is not None and report.comparison.verdict == "no-significant-difference"
     assert AnswerEvalReport.model_validate_json(full.read_text()) == report
@@ -81,9 +85,11 @@ def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
     assert summary == report.summary() and len(termination.read_bytes()) < 4096
     # Every row of both versions, masked as the audit log holds it, with its scores.
     lines = [json.loads(line) for line in answers.read_text(encoding="utf-8").splitlines()]
-    assert len(lines) == 8 and {line["version"] for line in lines} == {"base@0.0.0"}
-    assert all(line["score"]["words"] <= 24 and line["knowledge"] for line in lines)
-    assert "4111" not in answers.read_text(encoding="utf-8")
+    assert len(lines) == 10 and {line["version"] for line in lines} == {"base@0.0.0"}
+    answered = [line for line in lines if line["error"] is None]
+    assert len(answered) == 8 and all(line["score"]["words"] <= 24 and line["knowledge"] for line in answered)
+    assert [line["error"] for line in lines if line["error"]] == ["pii_blocked"] * 2
+    assert "4111" not in answers.read_text(encoding="utf-8") and "jane.doe" not in answers.read_text(encoding="utf-8")
     assert any("<CREDIT_CARD>" in line["query"] for line in lines)
-    # Every answer went through the audited path: one record per request (a warm-up each, then the rows).
-    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 2 * (1 + 4)
+    # Every request went through the audited path: one record each (a warm-up per version, then the rows).
+    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 2 * (1 + 5)
