@@ -63,8 +63,10 @@ class RequestContext:
     masked_input: str = ""
     masked_output: str | None = None
     intent: IntentPrediction | None = None
-        knowledge = ctx.knowledge = intent_first([r.text for r in context], [h.intent for h in found.hits],
-                                                 ctx.intent.label if ctx.intent else None)
+    # The version's own intent (its head, before the vote is mixed in); None without a head (base).
+    own_intent: str | None = None
+    vote: str | None = None  # retrieval's nearest-neighbour intent: the independent second opinion
+    knowledge: list[str] = field(default_factory=list)  # guarded chunks the prompt carried (answer evaluation)
     pii: dict[str, dict[str, int]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -197,12 +199,8 @@ class Pipeline:
             raise
         ctx.vote = neighbour_vote(found.examples)
         ctx.pii["context"] = _merge_counts(context)
-<<<<<<< HEAD
-        knowledge = intent_first([r.text for r in context], [h.intent for h in found.hits],
-                                 ctx.intent.label if ctx.intent else None)
-=======
-        knowledge = ctx.knowledge = [r.text for r in context]
->>>>>>> eval
+        knowledge = ctx.knowledge = intent_first([r.text for r in context], [h.intent for h in found.hits],
+                                                 ctx.intent.label if ctx.intent else None)
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
 
