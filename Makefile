@@ -44,8 +44,13 @@ ingest: install  ## build the retrieval index under $FINSERVE_DATA_DIR
 adapters: install  ## build the demo adapter registry (two versions of the default adapter)
 	$(FINSERVE) adapters demo
 
-up: install  ## start the whole stack on embedded defaults (Ctrl-C stops it cleanly)
-	$(FINSERVE) up
+# The trained default adapter version ships in data/adapters (`make adapters` rebuilds it); `make up` copies it
+# into the registry and serves it. FINSERVE_DEFAULT_ADAPTER=base@0.0.0 serves the bare base model instead.
+DEFAULT_ADAPTER ?= banking77@2.0.0
+
+up: install  ## start the whole stack on embedded defaults, serving the shipped default adapter (Ctrl-C stops it cleanly)
+	$(FINSERVE) adapters seed
+	FINSERVE_DEFAULT_ADAPTER=$${FINSERVE_DEFAULT_ADAPTER:-$(DEFAULT_ADAPTER)} $(FINSERVE) up
 
 test: install-test system-deps tools  ## run the whole suite (what CI runs)
 	$(PY) -m pytest

@@ -28,6 +28,12 @@ def banking77_categories() -> Path:
     return banking77_csv().parent / "categories.json"
 
 
+def shipped_registry() -> Path:
+    """Adapter versions that ship with the repository (data/adapters: a registry tree), so `make up` serves a
+    trained default without training first; `make adapters` rebuilds them."""
+    return REPO_ROOT / "data" / "adapters"
+
+
 def registry_root(explicit: str | None = None) -> str:
     """The adapter registry: an explicit root, ``FINSERVE_REGISTRY``, or data_dir()/adapters."""
     return explicit or os.environ.get("FINSERVE_REGISTRY") or str(data_dir() / "adapters")

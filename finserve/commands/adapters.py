@@ -79,6 +79,30 @@ def register(app: typer.Typer) -> None:
         if failed:
             raise typer.Exit(1)
 
+    @group.command("seed")
+    def seed(registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
+             source: Path | None = typer.Option(
+                 None, "--from", help="A registry tree to copy from (default: the versions shipped in data/adapters).")
+             ) -> None:
+        """Copy the shipped adapter versions into the registry unless it already holds them; each verified."""
+        from finserve.contracts import AdapterCorrupt, AdapterRegistry
+        from finserve.serving.paths import shipped_registry
+
+        src = AdapterRegistry(source or shipped_registry())
+        reg = _registry(registry)
+        for manifest in src.list():
+            if manifest.version in reg.versions(manifest.name):
+                try:
+                    reg.verify(manifest.ref)
+                    typer.echo(f"kept     {manifest.ref} (already in {reg.root})")
+                    continue
+                except AdapterCorrupt as exc:
+                    typer.echo(f"{exc}; copying it again", err=True)
+            _, folder = src.fetch(manifest.ref)  # verified against its manifest before anything is copied
+            reg.publish(folder, manifest, overwrite=True)
+            reg.verify(manifest.ref)
+            typer.echo(f"seeded   {manifest.ref} into {reg.root}")
+
     @group.command("demo")
     def demo(registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
              config: list[Path] | None = typer.Option(

@@ -71,3 +71,29 @@ def test_demo_trains_missing_versions_and_keeps_existing_ones(tmp_path: Path) ->
     second = runner.invoke(app, args)
     assert second.stdout.count("kept     demo@") == 2
     assert AdapterRegistry(tmp_path / "registry").versions("demo") == ["1.0.0", "1.1.0"]
+
+
+def test_seed_copies_shipped_versions_once_and_repairs_a_tampered_copy(trained_registry: AdapterRegistry,
+                                                                        tmp_path: Path) -> None:
+    target = tmp_path / "registry"
+    args = ["adapters", "seed", "--from", str(trained_registry.root), "--registry", str(target)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "seeded   tiny-intent@0.1.0" in first.stdout
+    seeded = AdapterRegistry(target)
+    assert seeded.verify("tiny-intent@0.1.0").checksum == trained_registry.manifest("tiny-intent@0.1.0").checksum
+    assert "kept     tiny-intent@0.1.0" in runner.invoke(app, args).stdout
+    (target / "tiny-intent" / "0.1.0" / "adapter_model.safetensors").write_bytes(b"not weights")
+    repaired = runner.invoke(app, args)
+    assert repaired.exit_code == 0 and "seeded   tiny-intent@0.1.0" in repaired.stdout
+    seeded.verify("tiny-intent@0.1.0")
+
+
+def test_the_shipped_default_version_verifies() -> None:
+    """What `make up` serves without training: in the repository, intact (checksums as its manifest says)."""
+    from finserve.serving.paths import shipped_registry
+
+    shipped = AdapterRegistry(shipped_registry())
+    manifest = shipped.verify("banking77@2.0.0")
+    assert manifest.training["answers"]["examples"] > 0
+    assert (shipped_registry() / "banking77" / "2.0.0" / "intent_lora" / "adapter_config.json").is_file()
