@@ -1,7 +1,8 @@
 """Where the log's files lie: the active file, its rotated predecessors, the head file and the lock.
 
-``audit.jsonl`` is written to; rotation renames it to ``audit.000001.jsonl``, ``audit.000002.jsonl``
-... (oldest first) and starts a new one, the chain continuing across them. ``audit.jsonl.head``
+``audit.jsonl`` is written to; rotation renames it after the number of its first line
+(``audit.000000001.jsonl``, ``audit.000004711.jsonl``, ...: sorted by number, oldest first) and starts
+a new one, the chain continuing across them. ``audit.jsonl.head``
 holds a copy of the latest checkpoint, ``audit.jsonl.lock`` is what writers ``flock``.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_DIGITS = 6
+_DIGITS = 9
 
 
 def _numbered(active: Path) -> list[tuple[int, Path]]:
@@ -30,10 +31,9 @@ def all_files(active: Path) -> list[Path]:
     return rotated_files(active) + ([active] if active.exists() else [])
 
 
-def next_rotated(active: Path) -> Path:
-    numbered = _numbered(active)
-    number = numbered[-1][0] + 1 if numbered else 1
-    return active.with_name(f"{active.stem}.{number:0{_DIGITS}d}{active.suffix}")
+def rotated_name(active: Path, first_line: int) -> Path:
+    """Where the active file goes when rotated, named after the number of its first line."""
+    return active.with_name(f"{active.stem}.{first_line:0{_DIGITS}d}{active.suffix}")
 
 
 def head_file(active: Path) -> Path:

@@ -38,7 +38,7 @@ from finserve.contracts import StrictModel
 from ..paths import data_dir
 from .chain import GENESIS_HASH, HASH_KEY, chain_line
 from .checkpoint import CHECKPOINT, KIND, PURGE, SEAL, checkpoint_fields, load_or_create_key
-from .layout import all_files, head_file, lock_file, next_rotated, rotated_files
+from .layout import all_files, head_file, lock_file, rotated_files, rotated_name
 from .record import AuditRecord
 from .verify import VerifyReport, verify_chain
 
@@ -248,7 +248,7 @@ class AuditLog:
             last_checkpoint = add(checkpoint_fields(self._key, tail.seq, tail.hash, is_final, _iso(now)))
 
         size = os.fstat(handle.fd).st_size
-        if size and data is not None and self._rotation_due(handle.fd, size, now):
+        if size and data is not None and KIND not in data and self._rotation_due(handle.fd, size, now):
             self._rotate(handle)
             size = 0
         if size == 0:
@@ -290,7 +290,7 @@ class AuditLog:
     def _rotate(self, handle: _Handle) -> None:
         """Rename the active file away (under the lock) and open a fresh one in its place."""
         os.fsync(handle.fd)
-        target = next_rotated(self.path)
+        target = rotated_name(self.path, _first_seq(self.path) or 0)
         os.rename(self.path, target)
         os.close(handle.fd)
         handle.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -389,9 +389,10 @@ class AuditLog:
             raise ValueError("before must be timezone-aware")
         removed: list[str] = []
         with self._locked() as handle:
-            for path in rotated_files(self.path):
-                last = _last_time(path)
-                if last is None or last >= before:
+            files = all_files(self.path)
+            for path, successor in zip(files, files[1:]):  # never the active file, which has none
+                closed = _opened_at(successor)  # a file's last line precedes its successor's opening
+                if closed is None or closed >= before:
                     break
                 path.unlink()
                 removed.append(path.name)
@@ -498,19 +499,12 @@ def _first_seq(path: Path) -> int | None:
         return None
 
 
-def _last_time(path: Path) -> datetime | None:
-    """When the last line of a (rotated, closed) file was written; None if unreadable."""
-    fd = os.open(path, os.O_RDONLY)
+def _opened_at(path: Path) -> datetime | None:
+    """When the file's opening checkpoint was written; None if unreadable."""
+    with open(path, "rb") as fh:
+        first = fh.readline()
     try:
-        tail = b""
-        size = os.fstat(fd).st_size
-        start = max(0, size - 65536)
-        tail = os.pread(fd, size - start, start)
-    finally:
-        os.close(fd)
-    lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
-    try:
-        return datetime.fromisoformat(json.loads(lines[-1])["time"]).astimezone(UTC)
+        return datetime.fromisoformat(json.loads(first)["time"]).astimezone(UTC)
     except (ValueError, KeyError, TypeError):
         return None
 
