@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from .audit.record import bounded
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
@@ -29,6 +30,7 @@ from .schemas import ChatCompletionRequest, ModelCard, ModelList
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
+REJECTED_BODY_CHARS = 4096  # how much of a refused request's body its audit line keeps
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -78,7 +80,9 @@ async def audit_rejection(pipeline: Pipeline, ctx: RequestContext, exc: BaseExce
     Raises AuditUnavailable when the line cannot be written (the caller answers 503 instead)."""
     if body:
         try:
-            [masked] = await pipeline.guard.scan_many([body])
+            # Bounded first: a refused body can be anything up to the body limit, and the guard's
+            # tokenizer is slow on pathological text (60,000 brackets take minutes).
+            [masked] = await pipeline.guard.scan_many([bounded(body, REJECTED_BODY_CHARS)])
             ctx.masked_input = masked.text
         except Exception:  # noqa: BLE001 - unguarded text must not reach the log: record that it was withheld
             log.warning("request %s: body not guarded, left out of its audit line", ctx.request_id)

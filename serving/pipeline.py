@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -321,7 +321,7 @@ class Pipeline:
         # Started now (its first chunk taken), so closing or dropping it runs its audit even if the
         # client leaves before the response begins: a generator never started would run no code at all.
         first = await chunks.__anext__()
-        return _resume(first, chunks)
+        return _Stream(first, chunks)
 
     @staticmethod
     def _note_retrieval(ctx: RequestContext, found: RetrievalResult) -> None:
@@ -449,11 +449,25 @@ class Pipeline:
             raise AuditUnavailable() from exc
 
 
-async def _resume(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:
-    async with contextlib.aclosing(rest):  # type: ignore[type-var]
-        yield first
-        async for chunk in rest:
-            yield chunk
+class _Stream:
+    """A stream's chunks with the first one already taken. Closing it closes the started generator,
+    so the audit line of an abandoned answer is written even if nobody iterated at all."""
+
+    def __init__(self, first: dict, rest: AsyncGenerator[dict, None]) -> None:
+        self._first: dict | None = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> dict:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await self._rest.__anext__()
+
+    async def aclose(self) -> None:
+        await self._rest.aclose()
 
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": the answer was cut off by the client

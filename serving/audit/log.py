@@ -38,7 +38,7 @@ from finserve.contracts import StrictModel
 from ..paths import data_dir
 from .chain import GENESIS_HASH, HASH_KEY, chain_line
 from .checkpoint import CHECKPOINT, KIND, PURGE, SEAL, checkpoint_fields, load_or_create_key
-from .layout import all_files, head_file, lock_file, rotated_files, rotated_name
+from .layout import all_files, head_file, lock_file, rotated_name
 from .record import AuditRecord
 from .verify import VerifyReport, verify_chain
 

@@ -8,6 +8,8 @@ import json
 import pytest
 import redis
 
+from finserve.serving.audit import read_records
+
 pytestmark = pytest.mark.slow
 
 CARD = "4111 1111 1111 1111"
@@ -22,7 +24,7 @@ def ask(client, content: str, **extra):
 
 
 def audit_lines(client) -> list[dict]:
-    return [json.loads(line) for line in client.config.audit.path.read_text().splitlines()]
+    return list(read_records(client.config.audit.path))
 
 
 def test_answer_carries_the_finserve_object_and_no_pii(local_client, redis_server):
