@@ -83,10 +83,10 @@ class AuditConfig(StrictModel):
         description="When a re-scan guard is attached and finds PII: mask it, or refuse the record.",
     )
     checkpoint_key_file: Path | None = Field(
-        None,
-        description="File holding the checkpoint HMAC key (32+ bytes, raw or hex; a mounted Secret on "
-        "Kubernetes). It must exist when set. Unset: checkpoint.key beside the log, created (0600) on "
-        "first use: fine on a laptop, but anyone who can read it can re-sign a rewritten log.",
+        default_factory=lambda: Path(p) if (p := os.environ.get("FINSERVE_AUDIT_KEY_FILE")) else None,
+        description="File holding the checkpoint HMAC key (32+ bytes, raw or hex; the chart mounts a Secret "
+        "and sets FINSERVE_AUDIT_KEY_FILE). It must exist when set. Unset: checkpoint.key beside the log, "
+        "created (0600) on first use: fine on a laptop, but anyone who can read it can re-sign a rewritten log.",
     )
     checkpoint_every: int = Field(
         1000, ge=1, description="Write a signed checkpoint after every this many lines (and at shutdown)."
