@@ -66,6 +66,8 @@ def test_streaming_sends_chunks_then_done(local_client):
     assert text.strip()
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
     assert chunks[-1]["finserve"]["intent"]
+    [line] = audit_lines(local_client)  # written before the final chunk, with exactly what was sent
+    assert line["status"] == 200 and line["output"] == text and line["citations"] == chunks[-1]["finserve"]["citations"]
 
 
 @pytest.mark.parametrize(

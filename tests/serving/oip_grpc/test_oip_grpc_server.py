@@ -146,9 +146,11 @@ def _no_text() -> pb.ModelInferRequest:
         (infer_request(f"my ssn is {SSN}, card lost"), [], grpc.StatusCode.FAILED_PRECONDITION, 422,
          "pii_blocked", "US_SSN"),
         (infer_request("x" * 70_000), [], grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "payload_too_large", "bytes"),
+        # Once INTERNAL with no line: the audit record itself refused a model over 200 characters.
+        (infer_request("hi", model="m" * 300), [], grpc.StatusCode.NOT_FOUND, 404, "model_not_found", ""),
     ],
     ids=["unknown-model", "unknown-adapter", "wrong-datatype", "missing-text", "no-inputs", "pii-blocked",
-         "too-large"],
+         "too-large", "long-model"],
 )
 def test_errors_map_to_status_codes_and_are_audited(stack, request, request_, metadata, code, status, reason,
                                                     needle):
