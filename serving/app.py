@@ -116,7 +116,14 @@ class AuditDeployment:
         return self.log.append(record)
 
     def ready(self) -> bool:
-        return True
+        return self.log.ready()
+
+    def close(self) -> None:
+        self.log.close()
+
+    def __del__(self) -> None:
+        # Ray Serve calls __del__ when it stops a replica: seal the log with a final checkpoint.
+        self.log.close()
 
 
 # ---- handles seen through the pipeline's stage interfaces ----
@@ -168,6 +175,12 @@ class _AuditHandle:
     async def append(self, record: AuditRecord) -> str:
         return await self.h.append.remote(record)
 
+    async def ready(self) -> bool:
+        return bool(await self.h.ready.remote())
+
+    async def close(self) -> None:
+        return None  # the Audit deployment seals the log when Ray stops it
+
 
 # One deployment is both ingresses: HTTP through the late-bound ASGI app, and gRPC because Ray
 # Serve's gRPC proxy calls the ingress's methods by RPC name (ModelInfer, ...), inherited here.
@@ -177,6 +190,7 @@ class Gateway(InferenceServicer):
                  generator: DeploymentHandle, audit: DeploymentHandle | None) -> None:
         cfg = ServingConfig.model_validate(config)
         self._handles = {"generator": generator}
+        self._local_audit: LocalAudit | None = None
         self._local_retriever: Retriever | None = None
         if retriever is not None:
             self._handles["retriever"] = retriever
@@ -193,6 +207,7 @@ class Gateway(InferenceServicer):
             audit_stage: _AuditHandle | LocalAudit = _AuditHandle(audit)
         else:  # audit_placement "gateway": appended here, re-scanned by this replica's guard
             audit_stage = LocalAudit(AuditLog(cfg.audit, guard=local_guard))
+            self._local_audit = audit_stage
         gen = _GeneratorHandle(generator)
         self.pipeline = Pipeline(
             cfg, guard=stage, retrieval=retrieval, intent=gen,
@@ -206,6 +221,8 @@ class Gateway(InferenceServicer):
         out: dict[str, bool] = {}
         if self._local_retriever is not None:
             out["retriever"] = await asyncio.to_thread(self._local_retriever.ready)
+        if self._local_audit is not None:
+            out["audit"] = await self._local_audit.ready()
         for name, handle in self._handles.items():
             try:
                 out[name] = bool(await handle.ready.remote())
@@ -214,10 +231,13 @@ class Gateway(InferenceServicer):
         return out
 
     async def __del__(self) -> None:
-        # Ray Serve's ingress wrapper awaits this when it stops the replica: cancel the shadows still running.
+        # Ray Serve's ingress wrapper awaits this when it stops the replica: cancel the shadows still
+        # running, then seal a log this replica writes itself.
         pipeline = getattr(self, "pipeline", None)
         if pipeline is not None:
             await pipeline.aclose()
+        if getattr(self, "_local_audit", None) is not None:
+            self._local_audit.log.close()
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - Ray Serve's late-bound ASGI hook
         return create_api(self.pipeline, self.readiness)

@@ -72,6 +72,15 @@ class NotReady(BackendUnavailable):
     code = "not_ready"
 
 
+class AuditUnavailable(BackendUnavailable):
+    """The request's audit line could not be written, so it gets no answer (write-ahead)."""
+
+    code = "audit_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("the audit log cannot be written; the request was not answered, retry later")
+
+
 class GenerationFailed(FinserveError):
     code = "generation_failed"
 

@@ -8,19 +8,21 @@ gRPC endpoint (oip_grpc/), whose metadata carries the same headers.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from .errors import FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
+from .audit.record import bounded
+from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
 from .schemas import ChatCompletionRequest, ModelCard, ModelList
@@ -28,6 +30,7 @@ from .schemas import ChatCompletionRequest, ModelCard, ModelList
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
+REJECTED_BODY_CHARS = 4096  # how much of a refused request's body its audit line keeps
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -71,12 +74,66 @@ def check_api_key(authorization: str, key_env: str) -> None:
         raise Unauthorized("missing or wrong API key (Authorization: Bearer ...)")
 
 
-async def audit_rejection(pipeline: Pipeline, ctx: RequestContext, exc: FinserveError, body: str | None) -> None:
-    """Audit a request refused before the pipeline ran, its body guarded first (it may hold PII)."""
+async def audit_rejection(pipeline: Pipeline, ctx: RequestContext, exc: BaseException, body: str | None) -> None:
+    """Audit a request refused before the pipeline ran, its body guarded first (it may hold PII).
+
+    Raises AuditUnavailable when the line cannot be written (the caller answers 503 instead)."""
     if body:
-        [masked] = await pipeline.guard.scan_many([body])
-        ctx.masked_input = masked.text
-    await pipeline.finish(ctx, map_error(exc).status, exc.code)
+        try:
+            # Bounded first: a refused body can be anything up to the body limit, and the guard's
+            # tokenizer is slow on pathological text (60,000 brackets take minutes).
+            [masked] = await pipeline.guard.scan_many([bounded(body, REJECTED_BODY_CHARS)])
+            ctx.masked_input = masked.text
+        except Exception:  # noqa: BLE001 - unguarded text must not reach the log: record that it was withheld
+            log.warning("request %s: body not guarded, left out of its audit line", ctx.request_id)
+            ctx.masked_input = "<body withheld: the guard failed on it>"
+    mapped = map_error(exc)
+    await pipeline.finish(ctx, mapped.status, mapped.code)
+
+
+def parse_json(raw: bytes) -> object:
+    """The request body as JSON; anything a client can send that json cannot take is InvalidRequest."""
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("body is not valid JSON: not UTF-8") from None
+    except RecursionError:
+        raise InvalidRequest("body is not valid JSON: nested too deeply") from None
+    except ValueError:  # e.g. an integer of more digits than Python converts (over 4,300)
+        raise InvalidRequest("body is not valid JSON: a number is too long") from None
+    where = _lone_surrogate(body)
+    if where is not None:
+        raise InvalidRequest("text must be valid Unicode: a lone surrogate escape (\\ud800-\\udfff) is not",
+                             param=where or None)
+    return body
+
+
+def _lone_surrogate(value: object, where: str = "") -> str | None:
+    """Path (a.b.0) of the first string holding a lone UTF-16 surrogate, or None; none can be stored
+    or sent back as UTF-8. Depth is bounded by the JSON parser, which already refused deeper bodies."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    items: Iterable[tuple[object, object]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and _lone_surrogate(key) is not None:
+            return where
+        found = _lone_surrogate(item, path)
+        if found is not None:
+            return found
+    return None
 
 
 def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
@@ -87,9 +144,12 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     def check_auth(request: Request) -> None:
         check_api_key(request.headers.get("authorization", ""), gw.api_key_env)
 
-    async def reject(ctx: RequestContext, exc: FinserveError, raw: bytes | None) -> JSONResponse:
-        # Audit the rejection with the body guarded: nothing is lost, nothing leaks.
-        await audit_rejection(pipeline, ctx, exc, raw.decode("utf-8", errors="replace") if raw else None)
+    async def reject(ctx: RequestContext, exc: BaseException, raw: bytes | None) -> JSONResponse:
+        # Audit the rejection with the body guarded: nothing is lost, nothing leaks. No line, no answer.
+        try:
+            await audit_rejection(pipeline, ctx, exc, raw.decode("utf-8", errors="replace") if raw else None)
+        except AuditUnavailable as failed:
+            return _error_response(failed, ctx.request_id)
         return _error_response(exc, ctx.request_id)
 
     @api.post("/v1/chat/completions")
@@ -97,23 +157,23 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         ctx = request_context(request.headers, gw.default_tenant)
         try:
             check_auth(request)
-            declared = int(request.headers.get("content-length") or 0)
-            if declared > gw.max_body_bytes:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
             raw = await request.body()
             if len(raw) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
-        except FinserveError as exc:
+        except Exception as exc:  # noqa: BLE001 - FinserveError or anything else: audited, one envelope
             return await reject(ctx, exc, None)
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return await reject(ctx, InvalidRequest(f"body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"), raw)
-        try:
-            req = ChatCompletionRequest.model_validate(body)
+            req = ChatCompletionRequest.model_validate(parse_json(raw))
+        except FinserveError as exc:
+            return await reject(ctx, exc, raw)
         except ValidationError as exc:
             msg, field = validation_message(exc)
             return await reject(ctx, InvalidRequest(msg, param=field), raw)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the request still leaves its line
+            return await reject(ctx, exc, raw)
 
         try:
             if req.stream:
@@ -160,7 +220,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         except ValidationError as exc:
             msg, field = validation_message(exc)
             return await reject(base, InvalidRequest(msg, param=field), raw)
-        except FinserveError as exc:
+        except Exception as exc:  # noqa: BLE001 - FinserveError or anything else: audited, one envelope
             return await reject(base, exc, raw)
         answers = []
         try:
@@ -196,12 +256,18 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
 
 
 async def _sse(chunks: AsyncIterator[dict], request_id: str) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in chunks:
-            yield f"data: {json.dumps(chunk)}\n\n".encode()
-    except Exception as exc:  # noqa: BLE001 - headers are gone: report in-band, OpenAI style
-        m = map_error(exc)
-        if m.code == "internal_error":
-            log.exception("stream %s failed", request_id, exc_info=exc)
-        yield f"data: {json.dumps({'error': {'message': m.message, 'type': m.code, 'code': m.code}})}\n\n".encode()
+    """SSE frames; ``[DONE]`` only after a complete answer. A failed stream ends with an error event and
+    no ``[DONE]``, so no client mistakes a cut-off answer for a whole one. Closing this (the client
+    left) closes the pipeline's generator at once, which writes the line of an abandoned answer."""
+    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+        try:
+            async for chunk in chunks:
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+        except Exception as exc:  # noqa: BLE001 - headers are gone: report in-band, OpenAI style
+            m = map_error(exc)
+            if m.code == "internal_error":
+                log.exception("stream %s failed", request_id, exc_info=exc)
+            error = {"message": m.message, "type": m.code, "code": m.code, "request_id": request_id}
+            yield f"data: {json.dumps({'error': error})}\n\n".encode()
+            return
     yield b"data: [DONE]\n\n"

@@ -41,7 +41,7 @@ class LocalStack:
             "retriever": self.retriever.ready(),
             "intent": self.intent.ready(),
             "generator": self.engine.ready(),
-            "audit": True,
+            "audit": await self.pipeline.audit.ready(),
         }
 
     async def start(self) -> None:
@@ -52,6 +52,7 @@ class LocalStack:
         await self.pipeline.aclose()  # shadows first: they may still be waiting on the engine
         await self.engine.stop()
         self.retriever.close()
+        await self.pipeline.audit.close()
 
 
 def registry_for(config: ServingConfig) -> AdapterRegistry:

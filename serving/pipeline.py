@@ -16,15 +16,17 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from pydantic import ValidationError
 
 from finserve.contracts import AdapterRef
 
 from .audit.log import AuditRecord
 from .config import ServingConfig
-from .errors import InvalidRequest, PIIBlocked, map_error
+from .errors import AuditUnavailable, InvalidRequest, PIIBlocked, map_error
 from .guard.engine import GuardResult
 from .inference.types import ChatMessage, GenerationRequest
 from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_head
@@ -69,6 +71,12 @@ class RequestContext:
     knowledge: list[str] = field(default_factory=list)  # guarded chunks the prompt carried (answer evaluation)
     pii: dict[str, dict[str, int]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # For the audit line: what the answer was built on, and who asked (None until identity/tracing land).
+    citations: list[str] = field(default_factory=list)
+    index_version: str | None = None
+    principal: str | None = None
+    trace_id: str | None = None
+    degraded: str | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -143,6 +151,7 @@ class Pipeline:
         self._in_flight = 0  # live generations only: shadows are bounded by the runner, not counted here
         self.shadows = ShadowRunner(config.shadow, config.intent, guard=guard, retrieval=retrieval, intent=intent,
                                     generator=generator, audit=audit, metrics=self.metrics)
+        self._pending_audits: set[asyncio.Future] = set()  # audits outliving a cancelled request
         # The chart sets FINSERVE_POOL to the workload name: the operator's queue query selects on it.
         self._pool = os.environ.get("FINSERVE_POOL", "default")
 
@@ -269,6 +278,7 @@ class Pipeline:
         status, error, shadow = 200, None, None
         try:
             messages, found = await self._prepare(req, ctx)
+            self._note_retrieval(ctx, found)
             gen_req = self._generation_request(req, ctx, messages)
             with _Timer(ctx, self.metrics, "generate"):
                 result = await self._generate(gen_req)
@@ -288,12 +298,15 @@ class Pipeline:
                             prompt_tokens_details=PromptTokensDetails(cached_tokens=result.cached_prompt_tokens)),
                 finserve=self._info(ctx, found),
             )
+        except asyncio.CancelledError:
+            status, error = CLIENT_CLOSED, "cancelled"
+            raise
         except BaseException as exc:
             mapped = map_error(exc)
             status, error = mapped.status, mapped.code
             raise
         finally:
-            await self.finish(ctx, status, error)
+            await self._finish_shielded(ctx, status, error)
             self._mirror(shadow, status)
 
     async def _generate(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
@@ -311,16 +324,32 @@ class Pipeline:
         """Prepares eagerly (so errors become a normal error response), then yields chunks."""
         try:
             messages, found = await self._prepare(req, ctx)
+            self._note_retrieval(ctx, found)
             gen_req = self._generation_request(req, ctx, messages)
         except BaseException as exc:
             mapped = map_error(exc)
             await self.finish(ctx, mapped.status, mapped.code)
             raise
-        return self._stream_chunks(req, ctx, gen_req, found)
+        chunks = self._stream_chunks(req, ctx, gen_req, found)
+        # Started now (its first chunk taken), so closing or dropping it runs its audit even if the
+        # client leaves before the response begins: a generator never started would run no code at all.
+        first = await chunks.__anext__()
+        return _Stream(first, chunks)
+
+    @staticmethod
+    def _note_retrieval(ctx: RequestContext, found: RetrievalResult) -> None:
+        ctx.citations = [h.id for h in found.hits]
+        ctx.index_version = getattr(found, "index_version", None)
 
     async def _stream_chunks(self, req: ChatCompletionRequest, ctx: RequestContext, gen_req: GenerationRequest,
                              found: RetrievalResult) -> AsyncIterator[dict]:
-        status, error, shadow = 200, None, None
+        """The answer's chunks. Write-ahead: the audit line is appended before the final chunk, so a
+        client never holds a finished answer without its line; if the append fails, the stream ends
+        in an error (AuditUnavailable) instead. A client that goes away (the generator is closed or
+        its task cancelled) still leaves one line, status 499, with the text released so far. A
+        mirrored request's shadow starts once the client has the final chunk."""
+        audited = False
+        shadow: ShadowJob | None = None
         chunk_id = f"chatcmpl-{ctx.request_id}"
         created = int(time.time())
         releaser = StreamReleaser(self.guard.scan_many)
@@ -330,6 +359,12 @@ class Pipeline:
         def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
             return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+        async def audit(status: int, error: str | None) -> None:
+            nonlocal audited
+            audited = True
+            ctx.masked_output = "".join(released)
+            await self._finish_shielded(ctx, status, error)
 
         try:
             yield chunk({"role": "assistant", "content": ""})
@@ -356,18 +391,22 @@ class Pipeline:
                 released.append(tail)
                 yield chunk({"content": tail})
             ctx.pii["output"] = releaser.findings
-            ctx.masked_output = "".join(released)
             self._count_tokens(ctx, tokens, prompt, cached)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
-            yield chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
+            final = chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
+            await audit(200, None)  # write-ahead: durable before the client sees the end
+            yield final
             shadow = self._shadow_job(ctx, gen_req, found)  # the client has its last chunk
-        except BaseException as exc:
-            mapped = map_error(exc)
-            status, error = mapped.status, mapped.code
+        except Exception as exc:
+            if not audited:
+                mapped = map_error(exc)
+                await audit(mapped.status, mapped.code)  # AuditUnavailable replaces exc if this fails
             raise
         finally:
-            await self.finish(ctx, status, error)
-            self._mirror(shadow, status)
+            if not audited:  # GeneratorExit or CancelledError: the client went away mid-answer
+                with contextlib.suppress(AuditUnavailable):  # logged by finish(); nobody is left to tell
+                    await audit(CLIENT_CLOSED, "client_closed_request")
+            self._mirror(shadow, 200)
 
     # ---- shadow traffic: after the live answer is complete, never in its way ----
 
@@ -429,8 +468,22 @@ class Pipeline:
         self.metrics.prompt_tokens.labels(*labels, "computed").inc(prompt - cached)
         self.metrics.prompt_tokens.labels(*labels, "cached").inc(cached)
 
+    async def _finish_shielded(self, ctx: RequestContext, status: int, error: str | None) -> None:
+        """finish(), carried through even if the caller is cancelled meanwhile (a client that left):
+        the line is still written, and the cancellation goes on once it is."""
+        task = asyncio.ensure_future(self.finish(ctx, status, error))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._pending_audits.add(task)
+            task.add_done_callback(self._pending_audits.discard)
+            raise
+
     async def finish(self, ctx: RequestContext, status: int, error: str | None) -> None:
-        """Metrics and the audit record for one request, whatever happened to it."""
+        """Metrics and the audit record for one request, whatever happened to it.
+
+        Raises AuditUnavailable (503) when the line cannot be written: no answer goes out without one.
+        """
         labels = self._labels(ctx)
         elapsed = ctx.elapsed_ms()
         self.metrics.requests.labels(*labels, str(status)).inc()
@@ -445,20 +498,66 @@ class Pipeline:
         if ctx.own_intent is not None and ctx.vote is not None and status == 200:
             agree = "true" if ctx.own_intent == ctx.vote else "false"
             self.metrics.intent_agreement.labels(*labels, agree).inc()
-        record = AuditRecord(
-            time=datetime.now(UTC),
-            request_id=ctx.request_id,
-            tenant=ctx.tenant,
-            model=ctx.model or "unknown",
-            adapter=str(ctx.choice.adapter) if ctx.choice else None,
-            route=ctx.choice.role if ctx.choice else None,
-            intent=ctx.intent.label if ctx.intent else None,
-            input=ctx.masked_input,
-            output=ctx.masked_output,
-            pii=ctx.pii,
-            status=status,
-            error=error,
-            latency_ms=round(elapsed, 3),
-        )
-        with _Timer(ctx, self.metrics, "audit"):
-            await self.audit.append(record)
+        try:
+            record = audit_record(ctx, status, error, elapsed)
+            with _Timer(ctx, self.metrics, "audit"):
+                await self.audit.append(record)
+        except Exception as exc:
+            log.error("audit append failed for request %s: %s", ctx.request_id, exc.__class__.__name__)
+            raise AuditUnavailable() from exc
+
+
+class _Stream:
+    """A stream's chunks with the first one already taken. Closing it closes the started generator,
+    so the audit line of an abandoned answer is written even if nobody iterated at all."""
+
+    def __init__(self, first: dict, rest: AsyncGenerator[dict, None]) -> None:
+        self._first: dict | None = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> dict:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await self._rest.__anext__()
+
+    async def aclose(self) -> None:
+        await self._rest.aclose()
+
+
+CLIENT_CLOSED = 499  # nginx's "client closed request": the answer was cut off by the client
+
+
+def audit_record(ctx: RequestContext, status: int, error: str | None, elapsed_ms: float) -> AuditRecord:
+    """The audit line for `ctx`. Client values are bounded and escaped by AuditRecord itself; should a
+    record still fail its schema, a minimal one saying so is written instead, never none."""
+    fields = dict(
+        time=datetime.now(UTC),
+        request_id=ctx.request_id or "-",
+        principal=ctx.principal,
+        tenant=ctx.tenant or "-",
+        model=ctx.model or "unknown",
+        adapter=str(ctx.choice.adapter) if ctx.choice else None,
+        route=ctx.choice.role if ctx.choice else None,
+        intent=ctx.intent.label if ctx.intent else None,
+        citations=ctx.citations,
+        index_version=ctx.index_version,
+        trace_id=ctx.trace_id,
+        degraded=ctx.degraded,
+        input=ctx.masked_input,
+        output=ctx.masked_output,
+        pii=ctx.pii,
+        status=status,
+        error=error,
+        latency_ms=round(max(elapsed_ms, 0.0), 3),
+    )
+    try:
+        return AuditRecord(**fields)
+    except ValidationError as exc:
+        bad = ",".join(sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")}))
+        log.error("audit record of %s failed validation (%s); writing a minimal one", ctx.request_id, bad)
+        keep = {k: fields[k] for k in ("time", "request_id", "tenant", "model", "input", "status", "latency_ms")}
+        return AuditRecord(**{**keep, "error": f"audit_record_invalid:{bad}"[:2000]})

@@ -58,6 +58,14 @@ class GeneratorStage(Protocol):
 class AuditStage(Protocol):
     async def append(self, record: AuditRecord) -> str: ...
 
+    async def ready(self) -> bool:
+        """Whether a line can be appended now (file writable, torn tail sealed, disk not full)."""
+        ...
+
+    async def close(self) -> None:
+        """Seal the log with a final signed checkpoint (at shutdown)."""
+        ...
+
 
 class LocalGuard:
     """The guard called in this process (a few ms of CPU: cheaper inline than any hop)."""
@@ -117,3 +125,11 @@ class LocalAudit:
     async def append(self, record: AuditRecord) -> str:
         async with self._lock:
             return await asyncio.to_thread(self.log.append, record)
+
+    async def ready(self) -> bool:
+        async with self._lock:
+            return await asyncio.to_thread(self.log.ready)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self.log.close)

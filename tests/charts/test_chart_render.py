@@ -217,7 +217,7 @@ def test_bundled_redis_is_a_small_authenticated_cache():
 
 def test_existing_redis_secret_is_referenced_not_generated():
     docs = render(sets=("redis.bundled.auth.existingSecret=my-redis",))
-    assert not find(docs, "Secret")
+    assert [d["metadata"]["name"] for d in find(docs, "Secret")] == ["finserve-audit-key"]  # not Redis's
     c = container(one(docs, "StatefulSet", "finserve-redis")["spec"]["template"]["spec"], "redis")
     assert env_of(c)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "my-redis"
 
@@ -245,17 +245,19 @@ def test_redis_disabled_leaves_no_cache_settings():
 @pytest.mark.parametrize("values", [(), *[(p,) for p in sorted(CI.glob("*-values.yaml"))]],
                          ids=lambda v: v[0].stem if v else "defaults")
 def test_no_secret_material_inline(values):
-    """Only the chart-generated Redis password is secret data; every other secret is a reference."""
+    """Only the chart-generated Redis password and audit key are secret data; every other secret is a reference."""
     for doc in render(values=values):
         if doc["kind"] == "Secret":
-            assert doc["metadata"]["name"] == "finserve-redis" and list(doc["data"]) == ["redis-password"]
+            assert (doc["metadata"]["name"], *doc["data"]) in {("finserve-redis", "redis-password"),
+                                                               ("finserve-audit-key", "key")}
         text = json.dumps(doc)
         for marker in ("hunter2", "BEGIN PRIVATE KEY", "AWS_SECRET_ACCESS_KEY\": \"", "password="):
             assert marker not in text
         for pod in _pod_specs(doc):
             for c in pod.get("containers", []) + pod.get("initContainers", []):
                 for e in c.get("env", []):
-                    if any(w in e["name"] for w in ("KEY", "PASSWORD", "TOKEN", "SECRET")):
+                    # *_FILE names a mounted secret's path (the Docker convention), not the secret.
+                    if any(w in e["name"] for w in ("KEY", "PASSWORD", "TOKEN", "SECRET")) and not e["name"].endswith("_FILE"):
                         assert "valueFrom" in e, f"{doc['metadata']['name']}: {e['name']} is inline"
 
 
@@ -272,11 +274,53 @@ def _pod_specs(doc):
             yield group["template"]["spec"]
 
 
+@pytest.mark.parametrize("runtime", ["deployment", "rayservice"])
+def test_every_serving_pod_keeps_the_audit_log_on_a_claim_with_its_signing_key(runtime):
+    docs = render(sets=(f"serving.runtime={runtime}",))
+    pods = [pod for doc in docs if doc["kind"] in {"Deployment", "RayService"}
+            and doc["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"
+            for pod in _pod_specs(doc)]
+    assert pods
+    for pod in pods:
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for c in pod["containers"]:
+            mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+            audit = volumes[mounts["/var/lib/finserve/audit"]["name"]]
+            assert audit["persistentVolumeClaim"] == {"claimName": "finserve-audit"} and "emptyDir" not in audit
+            key = volumes[mounts["/etc/finserve/audit-key"]["name"]]
+            assert key["secret"]["secretName"] == "finserve-audit-key" and mounts["/etc/finserve/audit-key"]["readOnly"]
+            assert env_of(c)["FINSERVE_AUDIT_KEY_FILE"]["value"] == "/etc/finserve/audit-key/key"
+    pvc = one(docs, "PersistentVolumeClaim", "finserve-audit")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    secret = one(docs, "Secret", "finserve-audit-key")
+    assert len(base64.b64decode(secret["data"]["key"])) >= 32
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_jobs_do_not_mount_the_audit_claim():
+    for job in find(render(values=(CI / "jobs-values.yaml",)), "Job"):
+        assert "audit" not in {v["name"] for v in job["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_existing_audit_claim_and_key_secret_are_referenced_not_created():
+    docs = render(sets=("audit.persistence.existingClaim=bank-audit", "audit.checkpointKey.existingSecret=bank-key",
+                        "audit.checkpointKey.key=hmac"))
+    assert not [d for d in find(docs, "PersistentVolumeClaim") if d["metadata"]["name"] == "finserve-audit"]
+    assert not [d for d in find(docs, "Secret") if d["metadata"]["name"] == "finserve-audit-key"]
+    spec = one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["audit"]["persistentVolumeClaim"]["claimName"] == "bank-audit"
+    assert volumes["audit-key"]["secret"]["secretName"] == "bank-key"
+    assert env_of(container(spec, "serving"))["FINSERVE_AUDIT_KEY_FILE"]["value"] == "/etc/finserve/audit-key/hmac"
+
+
 def test_registry_claim_survives_uninstall():
     pvc = one(render(), "PersistentVolumeClaim", "finserve-registry")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
-    assert not find(render(sets=("registry.pvc.existingClaim=adapters",)), "PersistentVolumeClaim")
+    claims = find(render(sets=("registry.pvc.existingClaim=adapters",)), "PersistentVolumeClaim")
+    assert [c["metadata"]["name"] for c in claims] == ["finserve-audit"]
 
 
 # ---- operator -----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ deployment. The Gateway class is built here without Ray; its handles are stand-i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from fake_handles import FakeHandle
 
 from finserve.contracts import AdapterRef
 from finserve.serving.app import Gateway
-from finserve.serving.audit.log import verify_chain
+from finserve.serving.audit import read_records, verify_chain
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.inference.types import GenerationResult
 from finserve.serving.pipeline import RequestContext
@@ -60,7 +59,7 @@ async def test_gateway_placement_appends_a_masked_chained_record_before_answerin
     assert "audit" not in gateway._handles  # readiness waits on no Audit deployment
     out = await gateway.pipeline.chat(_request(), RequestContext())
     # chat() has returned: the record is already on disk (the append is on the path, not after it).
-    [record] = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    [record] = read_records(tmp_path / "audit.jsonl")
     assert record["request_id"] == out.finserve.request_id and record["status"] == 200
     assert CARD not in record["input"] and "<CREDIT_CARD>" in record["input"]
     assert verify_chain(tmp_path / "audit.jsonl").ok

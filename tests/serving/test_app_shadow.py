@@ -5,7 +5,6 @@ Gateway class is built here without Ray; its handles are stand-ins with ``.remot
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,9 @@ def _request() -> ChatCompletionRequest:
 
 
 def _audit(tmp_path: Path) -> list[dict]:
-    return [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    from finserve.serving.audit import read_records
+
+    return list(read_records(tmp_path / "audit.jsonl"))
 
 
 async def test_a_shadow_runs_through_the_handles_and_is_audited(tmp_path: Path, embedder: Embedder) -> None:

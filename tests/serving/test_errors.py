@@ -7,6 +7,7 @@ import pytest
 
 from finserve.contracts import AdapterCorrupt, AdapterNotFound
 from finserve.serving.errors import (
+    AuditUnavailable,
     BackendUnavailable,
     InvalidRequest,
     ModelNotFound,
@@ -31,6 +32,7 @@ G = grpc.StatusCode
         (PIIBlocked(["US_SSN", "CREDIT_CARD"]), 422, "pii_blocked", G.FAILED_PRECONDITION),
         (AdapterCorrupt("bad checksum"), 500, "adapter_corrupt", G.INTERNAL),
         (BackendUnavailable("milvus down"), 503, "backend_unavailable", G.UNAVAILABLE),
+        (AuditUnavailable(), 503, "audit_unavailable", G.UNAVAILABLE),
         (RuntimeError("secret 4111 1111 1111 1111"), 500, "internal_error", G.INTERNAL),
     ],
 )

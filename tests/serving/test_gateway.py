@@ -8,6 +8,8 @@ import json
 import pytest
 import redis
 
+from finserve.serving.audit import read_records
+
 pytestmark = pytest.mark.slow
 
 CARD = "4111 1111 1111 1111"
@@ -22,7 +24,7 @@ def ask(client, content: str, **extra):
 
 
 def audit_lines(client) -> list[dict]:
-    return [json.loads(line) for line in client.config.audit.path.read_text().splitlines()]
+    return list(read_records(client.config.audit.path))
 
 
 def test_answer_carries_the_finserve_object_and_no_pii(local_client, redis_server):
@@ -64,6 +66,8 @@ def test_streaming_sends_chunks_then_done(local_client):
     assert text.strip()
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
     assert chunks[-1]["finserve"]["intent"]
+    [line] = audit_lines(local_client)  # written before the final chunk, with exactly what was sent
+    assert line["status"] == 200 and line["output"] == text and line["citations"] == chunks[-1]["finserve"]["citations"]
 
 
 @pytest.mark.parametrize(

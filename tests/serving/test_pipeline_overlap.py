@@ -7,13 +7,12 @@ stand-ins that record what the pipeline asked of them and when, which is what th
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
 
 from finserve.contracts import AdapterRef, Route
-from finserve.serving.audit.log import AuditLog
+from finserve.serving.audit import AuditLog, read_records
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.errors import VectorStoreUnavailable
 from finserve.serving.guard.engine import PIIGuard
@@ -104,7 +103,7 @@ def _request(text: str = "Where is my card?") -> ChatCompletionRequest:
 
 
 def _audit(tmp_path: Path) -> list[dict]:
-    return [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    return list(read_records(tmp_path / "audit.jsonl"))
 
 
 async def test_the_head_starts_before_retrieval_answers(tmp_path: Path, guard: LocalGuard) -> None:

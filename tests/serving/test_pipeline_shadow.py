@@ -139,8 +139,10 @@ def _body(text: str = "My new card still has not arrived", **extra: object) -> d
 
 
 def _audit(pipeline: Pipeline) -> list[dict]:
+    from finserve.serving.audit import read_records
+
     path = pipeline.config.audit.path
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return list(read_records(path)) if path.exists() else []
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

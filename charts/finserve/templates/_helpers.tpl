@@ -240,9 +240,19 @@ envFrom:
   persistentVolumeClaim:
     claimName: {{ include "finserve.registryClaimName" .ctx }}
 {{- end }}
+{{- if .audit }}
+- name: audit
+  persistentVolumeClaim:
+    claimName: {{ include "finserve.auditClaimName" .ctx }}
+- name: audit-key
+  secret:
+    secretName: {{ include "finserve.auditKeySecretName" .ctx }}
+    defaultMode: 0400
+{{- end }}
 {{- end }}
 
-{{/* Mounts matching finserve.volumes; registryWritable for the training Job only. */}}
+{{/* Mounts matching finserve.volumes; registryWritable for the training Job only; audit for serving
+pods only (a ReadWriteOnce claim would pin Jobs to the serving node). */}}
 {{- define "finserve.volumeMounts" -}}
 - name: config
   mountPath: /etc/finserve/serving.yaml
@@ -263,6 +273,28 @@ envFrom:
   mountPath: /mnt/registry
   readOnly: {{ not .registryWritable }}
 {{- end }}
+{{- if .audit }}
+# The audit log outlives the pod: a claim over the data dir's audit folder (DATA_DIR/audit).
+- name: audit
+  mountPath: /var/lib/finserve/audit
+- name: audit-key
+  mountPath: /etc/finserve/audit-key
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* Serving containers only: where the audit log's checkpoint key is mounted. */}}
+{{- define "finserve.auditEnv" -}}
+- name: FINSERVE_AUDIT_KEY_FILE
+  value: /etc/finserve/audit-key/{{ .Values.audit.checkpointKey.key }}
+{{- end }}
+
+{{- define "finserve.auditClaimName" -}}
+{{- .Values.audit.persistence.existingClaim | default (printf "%s-audit" (include "finserve.fullname" .)) }}
+{{- end }}
+
+{{- define "finserve.auditKeySecretName" -}}
+{{- .Values.audit.checkpointKey.existingSecret | default (printf "%s-audit-key" (include "finserve.fullname" .)) }}
 {{- end }}
 
 {{/* Pools merged over poolDefaults, as a JSON list (use with fromJsonArray); names must be unique. */}}

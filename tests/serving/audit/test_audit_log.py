@@ -1,4 +1,4 @@
-"""AuditLog on a real file: chaining, verification, tampering, concurrent writers, record validation."""
+"""AuditLog on a real file: chaining, checkpoints, concurrent writers, record validation (tampering: test_audit_tamper.py)."""
 
 from __future__ import annotations
 
@@ -18,39 +18,45 @@ from finserve.serving.audit import (
     AuditLog,
     AuditLogCorrupt,
     AuditRecord,
+    CheckpointKeyError,
     FsyncPolicy,
+    read_key,
+    read_records,
     verify_chain,
 )
+from finserve.serving.audit.layout import head_file
 
 
 def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def _write_lines(path: Path, lines: list[dict]) -> None:
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-
-
 def test_append_chains_lines(audit_log: AuditLog, log_path: Path, make_record) -> None:
     hashes = [audit_log.append(make_record(request_id=f"req-{i}")) for i in range(3)]
-    lines = _lines(log_path)
+    opening, *lines = _lines(log_path)
+    assert opening["kind"] == "checkpoint" and (opening["seq"], opening["lines"]) == (1, 0)
+    assert opening["prev_hash"] == opening["head"] == GENESIS_HASH
     assert [line["hash"] for line in lines] == hashes
-    assert [line["prev_hash"] for line in lines] == [GENESIS_HASH, hashes[0], hashes[1]]
+    assert [line["seq"] for line in lines] == [2, 3, 4]
+    assert [line["prev_hash"] for line in lines] == [opening["hash"], hashes[0], hashes[1]]
     assert lines[0]["request_id"] == "req-0" and lines[0]["time"] == "2026-01-02T03:04:05Z"
     assert lines[0]["pii"] == {"input": {"CREDIT_CARD": 1}}
+    assert [r["request_id"] for r in read_records(log_path)] == ["req-0", "req-1", "req-2"]
     report = verify_chain(log_path)
-    assert report.ok and report.lines == 3 and report.head_hash == hashes[-1]
+    assert report.ok and report.lines == 4 and report.head_hash == hashes[-1]
 
 
-def test_log_file_is_private(audit_log: AuditLog, log_path: Path, make_record) -> None:
+def test_log_and_key_files_are_private(audit_log: AuditLog, log_path: Path, make_record) -> None:
     audit_log.append(make_record())
     assert log_path.stat().st_mode & 0o077 == 0
+    assert audit_log.config.key_path().stat().st_mode & 0o077 == 0
+    assert audit_log.config.key_path().read_text().strip() not in log_path.read_text()
 
 
 def test_appending_continues_an_existing_chain(log_path: Path, make_record) -> None:
     first = AuditLog(AuditConfig(path=log_path)).append(make_record(request_id="a"))
     AuditLog(AuditConfig(path=log_path)).append(make_record(request_id="b"))
-    assert _lines(log_path)[1]["prev_hash"] == first
+    assert _lines(log_path)[2]["prev_hash"] == first
     assert verify_chain(log_path).ok
 
 
@@ -63,69 +69,39 @@ def test_empty_and_missing_logs(log_path: Path) -> None:
     assert empty.ok and empty.lines == 0 and empty.head_hash == GENESIS_HASH
 
 
-@pytest.fixture
-def five_lines(audit_log: AuditLog, log_path: Path, make_record) -> list[dict]:
+def test_checkpoints_every_n_lines_and_at_close(log_path: Path, make_record) -> None:
+    log = AuditLog(AuditConfig(path=log_path, checkpoint_every=3))
     for i in range(5):
-        audit_log.append(make_record(request_id=f"req-{i}", status=200 if i != 3 else 422))
-    return _lines(log_path)
+        log.append(make_record(request_id=f"r{i}"))
+    log.close()
+    log.close()  # idempotent: the log is already sealed
+    kinds = [(line["seq"], line.get("kind", "record")) for line in _lines(log_path)]
+    assert kinds == [(1, "checkpoint"), (2, "record"), (3, "record"), (4, "checkpoint"), (5, "record"),
+                     (6, "record"), (7, "checkpoint"), (8, "record"), (9, "checkpoint")]
+    assert _lines(log_path)[-1]["final"] is True
+    assert json.loads(head_file(log_path).read_text()) == _lines(log_path)[-1]
+    # A new writer resumes the sealed log with a fresh (not final) checkpoint first.
+    AuditLog(AuditConfig(path=log_path, checkpoint_every=3)).append(make_record(request_id="r5"))
+    assert [(line.get("kind"), line.get("final")) for line in _lines(log_path)[-2:]] == [("checkpoint", False),
+                                                                                          (None, None)]
+    assert verify_chain(log_path, read_key(log.config.key_path())).ok
 
 
-def test_edited_line_is_found(log_path: Path, five_lines: list[dict]) -> None:
-    five_lines[2]["output"] = "something else"
-    _write_lines(log_path, five_lines)
-    report = verify_chain(log_path)
-    assert (report.ok, report.first_bad_line) == (False, 3)
-    assert "edited" in (report.reason or "")
-    assert report.head_hash == five_lines[1]["hash"]
+def test_a_missing_configured_key_is_an_error(log_path: Path) -> None:
+    with pytest.raises(CheckpointKeyError):
+        AuditLog(AuditConfig(path=log_path, checkpoint_key_file=log_path.parent / "nope.key"))
 
 
-def test_edit_with_recomputed_hash_breaks_the_next_line(log_path: Path, five_lines: list[dict]) -> None:
-    from finserve.serving.audit.chain import line_hash
-
-    five_lines[1]["status"] = 500
-    record = {k: v for k, v in five_lines[1].items() if k not in ("hash", "prev_hash")}
-    five_lines[1]["hash"] = line_hash(record, five_lines[1]["prev_hash"])
-    _write_lines(log_path, five_lines)
-    report = verify_chain(log_path)
-    assert (report.ok, report.first_bad_line) == (False, 3)
-    assert "prev_hash" in (report.reason or "")
-
-
-def test_deleted_line_is_found(log_path: Path, five_lines: list[dict]) -> None:
-    _write_lines(log_path, five_lines[:2] + five_lines[3:])
-    report = verify_chain(log_path)
-    assert (report.ok, report.first_bad_line) == (False, 3)
-
-
-def test_reordered_lines_are_found(log_path: Path, five_lines: list[dict]) -> None:
-    five_lines[3], five_lines[4] = five_lines[4], five_lines[3]
-    _write_lines(log_path, five_lines)
-    assert verify_chain(log_path).first_bad_line == 4
-
-
-def test_removed_first_line_is_found(log_path: Path, five_lines: list[dict]) -> None:
-    _write_lines(log_path, five_lines[1:])
-    assert verify_chain(log_path).first_bad_line == 1
-
-
-def test_truncated_last_line_is_found_and_blocks_appends(
-    audit_log: AuditLog, log_path: Path, five_lines: list[dict], make_record
-) -> None:
-    data = log_path.read_bytes()
-    log_path.write_bytes(data[:-20])
-    report = verify_chain(log_path)
-    assert (report.ok, report.first_bad_line) == (False, 5)
-    assert "incomplete" in (report.reason or "")
-    with pytest.raises(AuditLogCorrupt):
-        audit_log.append(make_record())
-
-
-def test_garbage_line_is_found(log_path: Path, five_lines: list[dict]) -> None:
+def test_garbage_last_line_is_reported_not_chained_to(audit_log: AuditLog, log_path: Path, make_record) -> None:
+    audit_log.append(make_record())
     with open(log_path, "a", encoding="utf-8") as fh:
         fh.write("not json\n")
     report = verify_chain(log_path)
-    assert (report.first_bad_line, report.lines) == (6, 6)
+    assert (report.first_bad_line, report.lines) == (3, 3)
     assert "not valid JSON" in (report.reason or "")
+    with pytest.raises(AuditLogCorrupt):
+        audit_log.append(make_record())
+    assert audit_log.ready() is False
 
 
 def test_threads_share_one_chain(audit_log: AuditLog, log_path: Path, make_record) -> None:
@@ -139,7 +115,7 @@ def test_threads_share_one_chain(audit_log: AuditLog, log_path: Path, make_recor
     for t in threads:
         t.join()
     report = verify_chain(log_path)
-    assert report.ok and report.lines == 80
+    assert report.ok and len(list(read_records(log_path))) == 80
 
 
 def _process_writer(path: str, n: int, count: int, start: object) -> None:
@@ -163,12 +139,13 @@ def test_processes_share_one_chain(log_path: Path) -> None:
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     report = verify_chain(log_path)
-    assert report.ok and report.lines == 200
-    ids = [line["request_id"] for line in _lines(log_path)]
+    assert report.ok and report.lines == 201  # the opening checkpoint and 200 records
+    ids = [line["request_id"] for line in read_records(log_path)]
     assert sorted(ids) == sorted(f"p{n}-{i}" for n in range(4) for i in range(50))
 
 
-@pytest.mark.parametrize(("policy", "syncs"), [(FsyncPolicy.always, 3), (FsyncPolicy.never, 0)])
+# The new key file and the head file (written at each checkpoint: here the opening one) are always synced.
+@pytest.mark.parametrize(("policy", "syncs"), [(FsyncPolicy.always, 5), (FsyncPolicy.never, 2)])
 def test_fsync_policy(
     log_path: Path, make_record, monkeypatch: pytest.MonkeyPatch, policy, syncs: int
 ) -> None:
@@ -199,6 +176,7 @@ class TestRecordValidation:
             {"error": 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>'},
             {"request_id": ""},
             {"extra": "field"},
+            {"route": "sideways"},
         ],
     )
     def test_rejects(self, make_record, fields: dict[str, object]) -> None:

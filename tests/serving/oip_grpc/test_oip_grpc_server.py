@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
+from finserve.serving.audit import read_records
 from finserve.serving.oip import OUTPUTS
 from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
 from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
@@ -52,8 +53,7 @@ def outputs(resp: pb.ModelInferResponse) -> dict[str, list[str]]:
 
 
 def audit_line(stack, request_id: str) -> dict:
-    lines = [json.loads(x) for x in stack.config.audit.path.read_text().splitlines()]
-    [line] = [x for x in lines if x["request_id"] == request_id]
+    [line] = [x for x in read_records(stack.config.audit.path) if x["request_id"] == request_id]
     return line
 
 
@@ -146,9 +146,11 @@ def _no_text() -> pb.ModelInferRequest:
         (infer_request(f"my ssn is {SSN}, card lost"), [], grpc.StatusCode.FAILED_PRECONDITION, 422,
          "pii_blocked", "US_SSN"),
         (infer_request("x" * 70_000), [], grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "payload_too_large", "bytes"),
+        # Once INTERNAL with no line: the audit record itself refused a model over 200 characters.
+        (infer_request("hi", model="m" * 300), [], grpc.StatusCode.NOT_FOUND, 404, "model_not_found", ""),
     ],
     ids=["unknown-model", "unknown-adapter", "wrong-datatype", "missing-text", "no-inputs", "pii-blocked",
-         "too-large"],
+         "too-large", "long-model"],
 )
 def test_errors_map_to_status_codes_and_are_audited(stack, request, request_, metadata, code, status, reason,
                                                     needle):
@@ -224,5 +226,5 @@ async def test_vector_store_down_is_unavailable_with_retry_info(tmp_path, small_
     assert any(d.Unpack(retry) for d in status.details) and retry.retry_delay.seconds >= 1
     assert int(trailers["retry-after"]) == retry.retry_delay.seconds
     assert "127.0.0.1" not in err.value.details()
-    line = json.loads(cfg.audit.path.read_text().splitlines()[-1])
+    line = list(read_records(cfg.audit.path))[-1]
     assert (line["request_id"], line["status"], line["error"]) == ("grpc-down", 503, "backend_unavailable")
