@@ -92,4 +92,6 @@ def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
     assert "4111" not in answers.read_text(encoding="utf-8") and "jane.doe" not in answers.read_text(encoding="utf-8")
     assert any("<CREDIT_CARD>" in line["query"] for line in lines)
     # Every request went through the audited path: one record each (a warm-up per version, then the rows).
-    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 2 * (1 + 5)
+    from finserve.serving.audit import read_records
+
+    assert len(list(read_records(tmp_path / "audit.jsonl"))) == 2 * (1 + 5)
