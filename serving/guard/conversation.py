@@ -1,0 +1,92 @@
+"""Values split across the texts of one conversation: which pairs to join, and how to split back.
+
+"my card is 4458 5630" in one turn and "7407 7526" in a later one is one card. Scanning every pair
+of turns joined would cost a scan per pair, so a pair is joined only when the earlier text ends
+with something unfinished (digits, digit words, a name cue, an e-mail's "@") and the later one
+starts with something that could finish it. The join is the earlier text's tail, one space, and
+the later text's head; a finding that crosses the join is masked in both texts. Pure: no Presidio.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import regex as re
+
+from .normalise import DIGIT_WORDS, open_tail_start
+from .spans import Span
+
+WINDOW = 120  # characters of each side kept in a join: the longest entity with its context words
+MAX_PAIRS = 16  # a bound on the extra scans of one conversation
+
+_WORDS = "|".join(DIGIT_WORDS)
+_HEAD_DIGITS = re.compile(rf"(?i)^\s*(?:[(+]?\p{{Nd}}|(?:{_WORDS}|double|triple)\b)")
+_TAIL_NAME_CUE = re.compile(
+    r"(?i)(?:\bname(?:\s+is)?|\bholder(?:\s+is)?|\bbeneficiary|\bpayee|\bregards|\bsincerely|\bthanks"
+    r"|\bi\s+am|\bi['’]m|\bthis\s+is|\bcall\s+me)\s*[:,\-]?\s*$"
+)
+_HEAD_NAME = re.compile(r"^\s*\p{Lu}")
+_TAIL_EMAIL = re.compile(r"(?i)(?:@|\bat|[\p{L}\d]\.)\s*$")
+_HEAD_EMAIL = re.compile(r"(?i)^\s*(?:@|at\b|[\p{L}\d])")
+
+
+class Join(NamedTuple):
+    first: int  # index of the earlier text
+    second: int  # index of the later text
+    text: str  # tail + " " + head
+    cut: int  # offset of the joining space in `text`
+    tail_offset: int  # where the tail starts in the earlier text
+
+
+def _tail_open(text: str) -> tuple[bool, bool, bool]:
+    tail = text[-WINDOW:].rstrip()
+    return (
+        open_tail_start(tail) < len(tail),
+        _TAIL_NAME_CUE.search(tail) is not None,
+        _TAIL_EMAIL.search(tail) is not None,
+    )
+
+
+def _head_open(text: str) -> tuple[bool, bool, bool]:
+    head = text[:WINDOW]
+    return (
+        _HEAD_DIGITS.match(head) is not None,
+        _HEAD_NAME.match(head) is not None,
+        _HEAD_EMAIL.match(head) is not None,
+    )
+
+
+def joins(texts: list[str]) -> list[Join]:
+    """The pairs (earlier, later) worth scanning joined, nearest first, at most MAX_PAIRS."""
+    tails = [_tail_open(t) if t.strip() else (False, False, False) for t in texts]
+    heads = [_head_open(t) if t.strip() else (False, False, False) for t in texts]
+    pairs = [
+        (i, j)
+        for gap in range(1, len(texts))
+        for i in range(len(texts) - gap)
+        for j in (i + gap,)
+        if any(a and b for a, b in zip(tails[i], heads[j], strict=True))
+    ][:MAX_PAIRS]
+    out = []
+    for i, j in pairs:
+        tail = texts[i][-WINDOW:]
+        head = texts[j][:WINDOW]
+        out.append(Join(i, j, f"{tail} {head}", len(tail), len(texts[i]) - len(tail)))
+    return out
+
+
+def split_crossing(join: Join, spans: list[Span]) -> list[tuple[int, Span]]:
+    """(text index, span in that text) for each part of a span that crosses the join."""
+    parts: list[tuple[int, Span]] = []
+    head_start = join.cut + 1
+    for span in spans:
+        if not (span.start < join.cut and span.end > head_start):
+            continue
+        # Blanks at either side of the join stay as they are.
+        first_end = len(join.text[: join.cut].rstrip())
+        second_start = len(join.text) - len(join.text[head_start:].lstrip())
+        first = Span(span.entity_type, span.start + join.tail_offset, first_end + join.tail_offset, span.score)
+        second = Span(span.entity_type, max(0, second_start - head_start), span.end - head_start, span.score)
+        parts.append((join.first, first))
+        parts.append((join.second, second))
+    return parts
