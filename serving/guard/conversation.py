@@ -4,7 +4,7 @@
 of turns joined would cost a scan per pair, so a pair is joined only when the earlier text ends
 with something unfinished (digits, digit words, a name cue, an e-mail's "@") and the later one
 starts with something that could finish it. The join is the earlier text's tail, one space, and
-the later text's head; a finding that crosses the join is masked in both texts. Pure: no Presidio.
+the later text's head; what is found there is mapped back to each text. Pure: no Presidio.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ WINDOW = 120  # characters of each side kept in a join: the longest entity with 
 MAX_PAIRS = 16  # a bound on the extra scans of one conversation
 
 _WORDS = "|".join(DIGIT_WORDS)
-_HEAD_DIGITS = re.compile(rf"(?i)^\s*(?:[(+]?\p{{Nd}}|(?:{_WORDS}|double|triple)\b)")
+_HEAD_DIGITS = re.compile(rf"(?i)^\s*[\-./)]?\s*(?:[(+]?\p{{Nd}}|(?:{_WORDS}|double|triple)\b)")
+# The start of an IBAN (country code, check digits, maybe some groups) left open at the end.
+_TAIL_IBAN = re.compile(r"(?i)(?<![\p{L}\d])[a-z]{2}\d{2}(?:[ \-.]?[a-z\d]{1,4})*[ \-.]?$")
+_HEAD_ALNUM = re.compile(r"^\s*[\-.]?\s*[\p{L}\d]")
 _TAIL_NAME_CUE = re.compile(
     r"(?i)(?:\bname(?:\s+is)?|\bholder(?:\s+is)?|\bbeneficiary|\bpayee|\bregards|\bsincerely|\bthanks"
     r"|\bi\s+am|\bi['’]m|\bthis\s+is|\bcall\s+me)\s*[:,\-]?\s*$"
@@ -38,28 +41,31 @@ class Join(NamedTuple):
     tail_offset: int  # where the tail starts in the earlier text
 
 
-def _tail_open(text: str) -> tuple[bool, bool, bool]:
+def _tail_open(text: str) -> tuple[bool, bool, bool, bool]:
     tail = text[-WINDOW:].rstrip()
     return (
         open_tail_start(tail) < len(tail),
         _TAIL_NAME_CUE.search(tail) is not None,
         _TAIL_EMAIL.search(tail) is not None,
+        _TAIL_IBAN.search(tail) is not None,
     )
 
 
-def _head_open(text: str) -> tuple[bool, bool, bool]:
+def _head_open(text: str) -> tuple[bool, bool, bool, bool]:
     head = text[:WINDOW]
     return (
         _HEAD_DIGITS.match(head) is not None,
         _HEAD_NAME.match(head) is not None,
         _HEAD_EMAIL.match(head) is not None,
+        _HEAD_ALNUM.match(head) is not None,
     )
 
 
 def joins(texts: list[str]) -> list[Join]:
     """The pairs (earlier, later) worth scanning joined, nearest first, at most MAX_PAIRS."""
-    tails = [_tail_open(t) if t.strip() else (False, False, False) for t in texts]
-    heads = [_head_open(t) if t.strip() else (False, False, False) for t in texts]
+    closed = (False, False, False, False)
+    tails = [_tail_open(t) if t.strip() else closed for t in texts]
+    heads = [_head_open(t) if t.strip() else closed for t in texts]
     pairs = [
         (i, j)
         for gap in range(1, len(texts))
@@ -75,18 +81,21 @@ def joins(texts: list[str]) -> list[Join]:
     return out
 
 
-def split_crossing(join: Join, spans: list[Span]) -> list[tuple[int, Span]]:
-    """(text index, span in that text) for each part of a span that crosses the join."""
+def split_back(join: Join, spans: list[Span]) -> list[tuple[int, Span]]:
+    """(text index, span in that text) for each finding of a join, split at the join.
+
+    A finding wholly inside one side counts too: it may need the other side's words ("Beneficiary
+    name:" then "Hannah Adeyemi" in the next turn)."""
     parts: list[tuple[int, Span]] = []
     head_start = join.cut + 1
+    # Blanks at either side of the join stay as they are.
+    tail_end = len(join.text[: join.cut].rstrip())
+    head_first = len(join.text) - len(join.text[head_start:].lstrip())
     for span in spans:
-        if not (span.start < join.cut and span.end > head_start):
-            continue
-        # Blanks at either side of the join stay as they are.
-        first_end = len(join.text[: join.cut].rstrip())
-        second_start = len(join.text) - len(join.text[head_start:].lstrip())
-        first = Span(span.entity_type, span.start + join.tail_offset, first_end + join.tail_offset, span.score)
-        second = Span(span.entity_type, max(0, second_start - head_start), span.end - head_start, span.score)
-        parts.append((join.first, first))
-        parts.append((join.second, second))
+        if span.start < tail_end:
+            end = min(span.end, tail_end)
+            parts.append((join.first, span._replace(start=span.start + join.tail_offset, end=end + join.tail_offset)))
+        if span.end > head_first:
+            start = max(span.start, head_first)
+            parts.append((join.second, span._replace(start=start - head_start, end=span.end - head_start)))
     return parts

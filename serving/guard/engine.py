@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer import RecognizerResult as AnalyzerHit
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_anonymizer import AnonymizerEngine
@@ -28,9 +29,9 @@ from finserve.contracts import StrictModel
 
 from .actions import operator_for, replace_token
 from .config import EntityAction, GuardConfig
-from .conversation import joins, split_crossing
+from .conversation import joins, split_back
 from .keys import load_hash_key
-from .nlp import build_nlp_engine, ner_recognizers
+from .nlp import build_nlp_engine, keep_context_words, ner_recognizers
 from .normalise import MappedText, normalise
 from .recognizers import build_recognizers
 from .spans import Span, merge_overlaps
@@ -78,14 +79,16 @@ class PIIGuard:
             hash_key = load_hash_key() if cfg.uses(EntityAction.hash) else b""
         self._entities = list(cfg.entities)
         self._nlp = build_nlp_engine(cfg)
-        registry = RecognizerRegistry(
-            recognizers=build_recognizers(cfg) + ner_recognizers(cfg), supported_languages=[cfg.language]
-        )
+        recognizers = build_recognizers(cfg) + ner_recognizers(cfg)
+        registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[cfg.language])
+        keep_context_words(self._nlp, [w for r in recognizers for w in (r.context or [])])
         self._analyzer = AnalyzerEngine(
             registry=registry,
             nlp_engine=self._nlp,
             supported_languages=[cfg.language],
             default_score_threshold=cfg.score_threshold,
+            # Customers name the thing after the number too ("07700 900123 is my mobile").
+            context_aware_enhancer=LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=4),
         )
         self._anonymizer = AnonymizerEngine()
         self._operators = {entity: self._operator(entity, hash_key) for entity in self._entities}
@@ -136,7 +139,7 @@ class PIIGuard:
         if pairs:
             joined = self._detect_each([p.text for p in pairs])
             for pair, spans in zip(pairs, joined, strict=True):
-                for index, part in split_crossing(pair, spans):
+                for index, part in split_back(pair, spans):
                     found[index] = merge_overlaps([*found[index], part])
         return [self._apply(t, spans) for t, spans in zip(texts, found, strict=True)]
 

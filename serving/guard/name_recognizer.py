@@ -128,7 +128,8 @@ def _trim(words: list[tuple[int, int, str]], stop: frozenset[str]) -> list[tuple
         words = words[1:]
     kept: list[tuple[int, int, str]] = []
     for start, end, word in words:
-        if word.rstrip(".").lower() in stop:
+        initial = len(word) == 2 and word.endswith(".")  # "A." is an initial, not the article
+        if not initial and word.rstrip(".").lower() in stop:
             break
         kept.append((start, end, word))
     # A name never ends on a particle ("Jane van").
@@ -162,8 +163,10 @@ def find_names(text: str) -> list[tuple[int, int, float]]:
             continue
         found.append((kept[0][0], kept[-1][1], WEAK_SCORE if weak else STRONG_SCORE))
     for match in _HERE.finditer(text):
-        kept = _trim(_words(match), _WEAK_STOP | _HERE_NON_NAMES)
-        if kept and len(kept) == len(_words(match)) and not shouting:
+        words = [w for w in _words(match) if w[2].rstrip(".").lower() not in TITLES]
+        kept = _trim(words, _WEAK_STOP | _HERE_NON_NAMES)
+        # Every word before "here" must be part of the name: "Nothing works here" is not one.
+        if kept and len(kept) == len(words) and not shouting:
             found.append((kept[0][0], kept[-1][1], STRONG_SCORE))
     return found
 

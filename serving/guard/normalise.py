@@ -39,14 +39,15 @@ _RUN_PART = re.compile(rf"(?i)(?P<tok>{_TOKEN})|(?P<sep>{_TOKEN_SEP})")
 # Four or more single digits with single spaces between them ("4 4 5 8"): one number.
 _SPACED_DIGITS = re.compile(r"(?<![\d.,])\d(?: \d){3,}(?![\d]|[.,]\d)")
 # Blanks around one separator between digits ("4458 . 5630", "536 - 22"): the separator alone.
-_LOOSE_SEPARATOR = re.compile(r"(?<=\d)(?:[ \t]+[.\-/][ \t]*|[ \t]*[.\-/][ \t]+)(?=\d)")
+# A full stop with a blank only after it ends a sentence ("in 1995. 874 925 6084") and stays.
+_LOOSE_SEPARATOR = re.compile(r"(?<=\d)(?:[ \t]+[.\-/][ \t]*|[ \t]*[\-/][ \t]+)(?=\d)")
 # A spelled-out e-mail: local part, "at", a domain with at least one "dot".
 _AT = r"(?:[ \t]*[\[(\{<][ \t]*at[ \t]*[\])\}>][ \t]*|[ \t]+at[ \t]+)"
 _DOT = r"(?:[ \t]*[\[(\{<][ \t]*dot[ \t]*[\])\}>][ \t]*|[ \t]+dot[ \t]+|\.)"
 _LABEL = r"[\p{L}\d_+\-]+"
 _SPELLED_EMAIL = re.compile(
     rf"(?i)(?<![\p{{L}}\d_.+\-])(?P<local>{_LABEL}(?:{_DOT}{_LABEL})*)(?P<at>{_AT})"
-    rf"(?P<domain>{_LABEL}(?:{_DOT}{_LABEL})+)(?![\p{{L}}\d@]|{_AT}|{_DOT}?[\p{{L}}\d_+\-]*@)"
+    rf"(?P<domain>{_LABEL}(?:{_DOT}{_LABEL})+)(?![\p{{L}}\d_+\-@]|{_AT}|{_DOT}?[\p{{L}}\d_+\-]*(?:@|{_AT}))"
 )
 _DOT_WORD = re.compile(rf"(?i){_DOT}")
 _NEEDS_EMAIL_PASS = re.compile(r"(?i)\b(?:at|dot)\b")
