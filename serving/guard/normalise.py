@@ -31,7 +31,8 @@ DIGIT_WORDS: dict[str, str] = {
 _REPEATS = {"double": 2, "triple": 3}
 _WORD_ALT = "|".join(sorted(DIGIT_WORDS, key=len, reverse=True))
 _TOKEN = rf"(?:(?:double|triple)[ \t]+(?:{_WORD_ALT})|{_WORD_ALT}|\d+)"
-_TOKEN_SEP = r"(?:[ \t]*[,\-.][ \t]*|[ \t]+)"
+# A full stop followed by a blank ends a sentence, not a number ("since 2008. three one ...").
+_TOKEN_SEP = r"(?:[ \t]*[,\-][ \t]*|[ \t]*\.(?![ \t])|[ \t]+)"
 # A run of digit words and digit groups; rewritten only if it holds a word and three digits or more,
 # so "one or two" and "two cards" stay as they are.
 _NUMBER_RUN = re.compile(rf"(?i)(?<![\p{{L}}\d])(?:{_TOKEN})(?:{_TOKEN_SEP}(?:{_TOKEN}))*(?![\p{{L}}\d])")
