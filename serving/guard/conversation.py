@@ -36,9 +36,10 @@ _HEAD_EMAIL = re.compile(r"(?i)^\s*(?:@|at\b|[\p{L}\d])")
 class Join(NamedTuple):
     first: int  # index of the earlier text
     second: int  # index of the later text
-    text: str  # tail + " " + head
+    text: str  # the earlier text's tail + " " + the later text's head, blanks at the seam dropped
     cut: int  # offset of the joining space in `text`
     tail_offset: int  # where the tail starts in the earlier text
+    head_offset: int  # where the head starts in the later text
 
 
 def _tail_open(text: str) -> tuple[bool, bool, bool, bool]:
@@ -75,9 +76,11 @@ def joins(texts: list[str]) -> list[Join]:
     ][:MAX_PAIRS]
     out = []
     for i, j in pairs:
-        tail = texts[i][-WINDOW:]
+        tail_offset = max(0, len(texts[i]) - WINDOW)
+        tail = texts[i][tail_offset:].rstrip()
         head = texts[j][:WINDOW]
-        out.append(Join(i, j, f"{tail} {head}", len(tail), len(texts[i]) - len(tail)))
+        head_offset = len(head) - len(head.lstrip())
+        out.append(Join(i, j, f"{tail} {head.lstrip()}", len(tail), tail_offset, head_offset))
     return out
 
 
@@ -88,14 +91,12 @@ def split_back(join: Join, spans: list[Span]) -> list[tuple[int, Span]]:
     name:" then "Hannah Adeyemi" in the next turn)."""
     parts: list[tuple[int, Span]] = []
     head_start = join.cut + 1
-    # Blanks at either side of the join stay as they are.
-    tail_end = len(join.text[: join.cut].rstrip())
-    head_first = len(join.text) - len(join.text[head_start:].lstrip())
+    shift = join.head_offset - head_start
     for span in spans:
-        if span.start < tail_end:
-            end = min(span.end, tail_end)
+        if span.start < join.cut:
+            end = min(span.end, join.cut)
             parts.append((join.first, span._replace(start=span.start + join.tail_offset, end=end + join.tail_offset)))
-        if span.end > head_first:
-            start = max(span.start, head_first)
-            parts.append((join.second, span._replace(start=start - head_start, end=span.end - head_start)))
+        if span.end > head_start:
+            start = max(span.start, head_start)
+            parts.append((join.second, span._replace(start=start + shift, end=span.end + shift)))
     return parts

@@ -205,7 +205,7 @@ def normalise(text: str) -> MappedText:
 # What an unfinished number may look like at the end of a stream: digits (any script), digit
 # words, separators and invisible characters.
 _OPEN_TAIL = re.compile(
-    rf"(?i)(?:(?:\p{{Nd}}|(?<![\p{{L}}])(?:{_WORD_ALT}|double|triple)(?![\p{{L}}]))"
+    rf"(?i)(?:[(+][ \t]*)?(?:(?:\p{{Nd}}|(?<![\p{{L}}])(?:{_WORD_ALT}|double|triple)(?![\p{{L}}]))"
     rf"[\s.,\-/()+\u200b\u200c\u200d\u2060\ufeff\u00ad]*)+$"
 )
 

@@ -39,10 +39,10 @@ SCRIPTS = {
 ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
 
 
-def in_script(text: str, script: str) -> str:
+def in_script(text: str, script: str, ideographic_space: bool = False) -> str:
     base = SCRIPTS[script]
     out = "".join(chr(base + int(c)) if c.isdigit() else c for c in text)
-    return out.replace(" ", "\u3000") if script == "fullwidth" and random.random() < 0.5 else out
+    return out.replace(" ", "\u3000") if ideographic_space else out
 
 
 def with_zero_width(text: str, rng: random.Random) -> str:
@@ -305,7 +305,7 @@ def card_formats() -> dict[str, Callable[[random.Random], str]]:
         "card_single_digits": lambda r: " ".join(card(r)),
         "card_nbsp": fmt("\u00a0"),
         "card_en_dash": fmt("\u2013"),
-        "card_fullwidth": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "fullwidth"),
+        "card_fullwidth": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "fullwidth", r.random() < 0.5),
         "card_arabic_indic": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "arabic_indic"),
         "card_persian": lambda r: in_script(card(r), "persian"),
         "card_devanagari": lambda r: in_script(group(card(r), [4, 4, 4, 4], "-"), "devanagari"),
