@@ -22,15 +22,17 @@ MAX_PAIRS = 16  # a bound on the extra scans of one conversation
 _WORDS = "|".join(DIGIT_WORDS)
 _HEAD_DIGITS = re.compile(rf"(?i)^\s*[\-./)]?\s*(?:[(+]?\p{{Nd}}|(?:{_WORDS}|double|triple)\b)")
 # The start of an IBAN (country code, check digits, maybe some groups) left open at the end.
-_TAIL_IBAN = re.compile(r"(?i)(?<![\p{L}\d])[a-z]{2}\d{2}(?:[ \-.]?[a-z\d]{1,4})*[ \-.]?$")
+_TAIL_IBAN = re.compile(r"(?i)(?<![\p{L}\d])[a-z]{2}\d{2}(?>(?:[ \-.]?[a-z\d]{1,4})*)[ \-.]?$")
 _HEAD_ALNUM = re.compile(r"^\s*[\-.]?\s*[\p{L}\d]")
 _TAIL_NAME_CUE = re.compile(
     r"(?i)(?:\bname(?:\s+is)?|\bholder(?:\s+is)?|\bbeneficiary|\bpayee|\bregards|\bsincerely|\bthanks"
     r"|\bi\s+am|\bi['’]m|\bthis\s+is|\bcall\s+me)\s*[:,\-]?\s*$"
 )
 _HEAD_NAME = re.compile(r"^\s*\p{Lu}")
-_TAIL_EMAIL = re.compile(r"(?i)(?:@|\bat|[\p{L}\d]\.)\s*$")
-_HEAD_EMAIL = re.compile(r"(?i)^\s*(?:@|at\b|[\p{L}\d])")
+# An e-mail cut at its "@" or "at": a local part and the at-sign (or word) ending the tail, and a
+# domain starting the head.
+_TAIL_EMAIL = re.compile(r"(?i)[\p{L}\d._+\-]+(?:@|[ \t]*[\[(]at[\])]|[ \t]+at)[\p{L}\d.\-]*\s*$")
+_HEAD_EMAIL = re.compile(r"(?i)^\s*(?:@|at\b|[\[(]at[\])])?\s*[\p{L}\d\-]+(?:\.|\s+dot\s+|\s*[\[(]dot[\])])")
 
 
 class Join(NamedTuple):
