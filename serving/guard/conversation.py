@@ -17,7 +17,10 @@ from .normalise import DIGIT_WORDS, open_tail_start
 from .spans import Span
 
 WINDOW = 120  # characters of each side kept in a join: the longest entity with its context words
-MAX_PAIRS = 16  # a bound on the extra scans of one conversation
+MAX_PAIRS = 8  # a bound on the extra scans of one conversation
+# How far apart two joined texts may be: a user turn, the assistant's answer, the next user turn,
+# with the system message before them.
+MAX_GAP = 3
 
 _WORDS = "|".join(DIGIT_WORDS)
 _HEAD_DIGITS = re.compile(rf"(?i)^\s*[\-./)]?\s*(?:[(+]?\p{{Nd}}|(?:{_WORDS}|double|triple)\b)")
@@ -31,7 +34,7 @@ _TAIL_NAME_CUE = re.compile(
 _HEAD_NAME = re.compile(r"^\s*\p{Lu}")
 # An e-mail cut at its "@" or "at": a local part and the at-sign (or word) ending the tail, and a
 # domain starting the head.
-_TAIL_EMAIL = re.compile(r"(?i)[\p{L}\d._+\-]+(?:@|[ \t]*[\[(]at[\])]|[ \t]+at)[\p{L}\d.\-]*\s*$")
+_TAIL_EMAIL = re.compile(r"(?i)[\p{L}\d._+\-]+(?:@|[ \t]*[\[(]at[\])]|[ \t]+at)[\p{L}\d\-]*\s*$")
 _HEAD_EMAIL = re.compile(r"(?i)^\s*(?:@|at\b|[\[(]at[\])])?\s*[\p{L}\d\-]+(?:\.|\s+dot\s+|\s*[\[(]dot[\])])")
 
 
@@ -65,13 +68,14 @@ def _head_open(text: str) -> tuple[bool, bool, bool, bool]:
 
 
 def joins(texts: list[str]) -> list[Join]:
-    """The pairs (earlier, later) worth scanning joined, nearest first, at most MAX_PAIRS."""
+    """The pairs (earlier, later) worth scanning joined, at most MAX_GAP apart, nearest first, at
+    most MAX_PAIRS."""
     closed = (False, False, False, False)
     tails = [_tail_open(t) if t.strip() else closed for t in texts]
     heads = [_head_open(t) if t.strip() else closed for t in texts]
     pairs = [
         (i, j)
-        for gap in range(1, len(texts))
+        for gap in range(1, min(len(texts), MAX_GAP + 1))
         for i in range(len(texts) - gap)
         for j in (i + gap,)
         if any(a and b for a, b in zip(tails[i], heads[j], strict=True))
