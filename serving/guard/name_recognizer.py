@@ -93,6 +93,7 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
     in on at to from for with by of about into over after before since until up out off
     my your our their his her its this that these those it he she we they you me us them
     is am are was were be been being have has had do does did will would can could should
+    what who where why how which when whatever whenever
     """.split()
 )
 # Words that start "... here" without being a name ("Nothing here", "Anyone here?").
@@ -100,7 +101,6 @@ _HERE_NON_NAMES: frozenset[str] = frozenset(
     """
     nothing anything something everything anyone someone everyone nobody anybody somebody
     help question problem issue money cash payment transfer refund charge fee balance
-    what who where why how which when whatever
     """.split()
 )
 CAPITALISED_NON_NAMES: frozenset[str] = frozenset(
