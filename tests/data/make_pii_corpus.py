@@ -61,8 +61,8 @@ def spelled(digits: str, rng: random.Random, group_sep: str = " ") -> str:
         d = digits[i]
         if not d.isdigit():
             i += 1
-            if words and words[-1] != group_sep.strip():
-                words.append(group_sep.strip()) if group_sep.strip() else None
+            if group_sep.strip() and words and words[-1] != group_sep.strip():
+                words.append(group_sep.strip())
             continue
         if i + 1 < len(digits) and digits[i + 1] == d and rng.random() < 0.3:
             words.append(f"double {WORDS[int(d)]}")
