@@ -1,8 +1,11 @@
-"""PIIGuard.scan() latency on Banking77 messages, with and without PII.
+"""PIIGuard.scan() latency on Banking77 messages, with and without PII, and its leak rates.
 
 Messages come from the Banking77 training set (CC BY 4.0). The "with PII" set appends one
 realistic detail (card, IBAN, phone, e-mail, SSN, introduced name, UK bank details) to each
-message, as customers do. Writes bench/results/guard.json.
+message, as customers do. The 40-word sets join Banking77 messages to 40 words (the latency
+target's length), the PII ones ending in one detail, obfuscated ones included. Leak rates come
+from tests/data/pii_corpus.jsonl (bench/guard_corpus.py) and the Banking77 training queries.
+Writes bench/results/guard.json.
 
     python -m bench.bench_guard [--iterations 400] [--out bench/results/guard.json]
 """
@@ -34,6 +37,16 @@ PII_SNIPPETS = (
     "The pin is 4821 but it is not accepted.",
     "I'm John Smith, reach me at (212) 555-0198.",
 )
+# Obfuscated details for the 40-word set: the normalisation and conversation work is in the timing.
+OBFUSCATED_SNIPPETS = (
+    "card 4458.5630.7407.7526 please",
+    "my card is four four five eight five six three zero seven four zero seven seven five two six",
+    "card ４４５８ ５６３０ ７４０７ ７５２６",
+    "My phone is +44 7700 900123.",
+    "iban gb82-west-1234-5698-7654-32",
+    "mail jane dot doe at mail dot com",
+    "name on account Hannah Adeyemi",
+)
 PACKAGES = ("presidio-analyzer", "presidio-anonymizer", "spacy", "phonenumbers", "tldextract", "pydantic")
 
 
@@ -50,6 +63,35 @@ def load_messages(n: int, seed: int = 77) -> list[str]:
 def with_pii(messages: list[str], seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     return [f"{m} {rng.choice(PII_SNIPPETS)}" for m in messages]
+
+
+def forty_words(messages: list[str], n: int, seed: int = 40, snippets: tuple[str, ...] = ()) -> list[str]:
+    """n messages of exactly 40 words: Banking77 messages joined, the last words one PII detail."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        tail = rng.choice(snippets).split() if snippets else []
+        words: list[str] = []
+        while len(words) < 40 - len(tail):
+            words.extend(rng.choice(messages).split())
+        out.append(" ".join(words[: 40 - len(tail)] + tail))
+    return out
+
+
+def leak_rates(guard: Any) -> dict[str, Any]:
+    from bench.guard_corpus import load_corpus, score
+    from finserve.serving.paths import banking77_csv
+
+    corpus = score(guard.scan_many, load_corpus())
+    with open(banking77_csv(), encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)]
+    altered = sum(r.text != t for t, r in zip(texts, guard.scan_each(texts), strict=True))
+    return {
+        "corpus_kinds": corpus["kinds"],
+        "corpus_formats": corpus["formats"],
+        "corpus_leaked_ids": corpus["leaks"],
+        "banking77_altered": {"texts": len(texts), "altered": altered, "rate": round(altered / len(texts), 4)},
+    }
 
 
 
@@ -93,12 +135,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     batch = 16
 
-    def scan_many_per_text(texts: list[str]) -> list[float]:
+    def scan_each_per_text(texts: list[str]) -> list[float]:
         samples = []
         for i in range(0, len(texts) - batch + 1, batch):
             chunk = texts[i : i + batch]
             t0 = time.perf_counter_ns()
-            guard.scan_many(chunk)
+            guard.scan_each(chunk)  # independent messages; scan_many would read them as one conversation
             samples.append((time.perf_counter_ns() - t0) / 1e6 / batch)
         return samples
 
@@ -115,8 +157,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "scan_without_pii": time_calls(guard.scan, clean),
         "scan_with_pii": time_calls(guard.scan, dirty),
-        "scan_many_16_per_text_without_pii": percentiles(scan_many_per_text(clean)),
-        "scan_many_16_per_text_with_pii": percentiles(scan_many_per_text(dirty)),
+        "scan_each_16_per_text_without_pii": percentiles(scan_each_per_text(clean)),
+        "scan_each_16_per_text_with_pii": percentiles(scan_each_per_text(dirty)),
+        "scan_40_words_without_pii": time_calls(guard.scan, forty_words(clean, args.iterations)),
+        "scan_40_words_with_pii": time_calls(
+            guard.scan, forty_words(clean, args.iterations, snippets=PII_SNIPPETS + OBFUSCATED_SNIPPETS)
+        ),
+        "leaks": leak_rates(guard),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -38,7 +38,7 @@ from .stages import LocalAudit, LocalGuard, LocalRetrieval
 class GuardDeployment:
     def __init__(self, config: dict[str, Any]) -> None:
         self.guard = PIIGuard(GuardConfig.model_validate(config))
-        self.chunks = ChunkGuardCache(self.guard.scan_many)
+        self.chunks = ChunkGuardCache(self.guard.scan_each)
 
     def scan_many(self, texts: list[str]) -> list[GuardResult]:
         return self.guard.scan_many(texts)

@@ -72,7 +72,7 @@ class LocalGuard:
 
     def __init__(self, guard: PIIGuard) -> None:
         self.guard = guard
-        self.chunks = ChunkGuardCache(guard.scan_many)
+        self.chunks = ChunkGuardCache(guard.scan_each)
 
     async def scan_many(self, texts: list[str]) -> list[GuardResult]:
         return self.guard.scan_many(texts)

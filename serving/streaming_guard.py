@@ -4,6 +4,11 @@ A card number or IBAN arrives over several tokens. The releaser holds back the l
 ``holdback`` characters, cuts only at whitespace, never inside a finding, and releases the
 guarded version of what lies before the cut. 64 characters covers the longest structured entity
 (an IBAN with spaces is at most 42).
+
+A number can be longer than that once obfuscated ("four four five eight five six ..." or
+"4458 . 5630 . 7407 . 7526"), so a run of digits, digit words and separators still open at the
+end of the stream is never released, however long, until text that cannot continue it arrives (or
+the run passes ``max_open`` characters, far beyond any entity): only then can the guard judge it.
 """
 
 from __future__ import annotations
@@ -11,15 +16,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from .guard.engine import GuardResult
+from .guard.normalise import open_tail_start
 
 ScanMany = Callable[[list[str]], Awaitable[list[GuardResult]]]
 
 
 class StreamReleaser:
-    def __init__(self, scan_many: ScanMany, holdback: int = 64, min_release: int = 24) -> None:
+    def __init__(
+        self, scan_many: ScanMany, holdback: int = 64, min_release: int = 24, max_open: int = 320
+    ) -> None:
         self._scan_many = scan_many
         self.holdback = holdback
         self.min_release = min_release
+        self.max_open = max_open
         self.raw = ""
         self._released_upto = 0
         self.findings: dict[str, int] = {}
@@ -27,7 +36,10 @@ class StreamReleaser:
     async def feed(self, delta: str) -> str:
         """Add generated text; return guarded text safe to send now (may be empty)."""
         self.raw += delta
-        limit = len(self.raw) - self.holdback
+        # An open number at the end stays back; only its part older than max_open may go.
+        start = max(self._released_upto, len(self.raw) - self.max_open)
+        pending = start + open_tail_start(self.raw[start:])
+        limit = min(len(self.raw) - self.holdback, pending)
         if limit - self._released_upto < self.min_release:
             return ""
         # Find entities over everything unreleased, so none is cut in half by the release point.

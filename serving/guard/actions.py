@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 from .config import EntityAction, GuardConfig
+from .normalise import normalise
 
 Operator = Callable[[str], str]
 
@@ -24,8 +25,11 @@ def replace_token(entity_type: str) -> str:
 def normalise_for_hash(value: str) -> str:
     """One spelling per value, so '4111-1111-...' and '4111 1111 ...' get the same pseudonym.
 
-    Numbers lose their separators; everything else is lowercased with whitespace collapsed.
+    Read through the guard's normalised view first (full-width or Arabic-Indic digits, zero-width
+    characters, digit words), then numbers lose their separators; everything else is lowercased
+    with whitespace collapsed.
     """
+    value = normalise(value).text
     compact = _SEPARATORS.sub("", value)
     if compact.lstrip("+").isdigit():
         return compact

@@ -2,6 +2,11 @@
 
 One guard object serves the user input, every retrieved chunk and the model output. It is built
 once (recognizers, NLP engine, operators) and warmed, so a scan pays only for the matching.
+
+Normalise, detect, map back: the analyzer reads a normalised view of each text (normalise.py:
+full-width and other digits as ASCII, invisible characters dropped, digit words as digits,
+spelled-out e-mails), and each finding is mapped back to the original characters it came from,
+which are the ones rewritten.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer import RecognizerResult as AnalyzerHit
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_anonymizer import AnonymizerEngine
@@ -23,8 +29,10 @@ from finserve.contracts import StrictModel
 
 from .actions import operator_for, replace_token
 from .config import EntityAction, GuardConfig
+from .conversation import joins, split_back
 from .keys import load_hash_key
-from .nlp import build_nlp_engine, ner_recognizers
+from .nlp import build_nlp_engine, keep_context_words, ner_recognizers
+from .normalise import MappedText, normalise
 from .recognizers import build_recognizers
 from .spans import Span, merge_overlaps
 
@@ -71,14 +79,16 @@ class PIIGuard:
             hash_key = load_hash_key() if cfg.uses(EntityAction.hash) else b""
         self._entities = list(cfg.entities)
         self._nlp = build_nlp_engine(cfg)
-        registry = RecognizerRegistry(
-            recognizers=build_recognizers(cfg) + ner_recognizers(cfg), supported_languages=[cfg.language]
-        )
+        recognizers = build_recognizers(cfg) + ner_recognizers(cfg)
+        registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[cfg.language])
+        keep_context_words(self._nlp, [w for r in recognizers for w in (r.context or [])])
         self._analyzer = AnalyzerEngine(
             registry=registry,
             nlp_engine=self._nlp,
             supported_languages=[cfg.language],
             default_score_threshold=cfg.score_threshold,
+            # Customers name the thing after the number too ("07700 900123 is my mobile").
+            context_aware_enhancer=LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=4),
         )
         self._anonymizer = AnonymizerEngine()
         self._operators = {entity: self._operator(entity, hash_key) for entity in self._entities}
@@ -111,34 +121,54 @@ class PIIGuard:
         if not text.strip():
             return GuardResult(text=text)
         with self._lock:
-            hits = self._analyze(text, None)
-        return self._apply(text, hits)
+            view = normalise(text)
+            spans = self._analyze(view, None)
+        return self._apply(text, spans)
+
+    def scan_each(self, texts: list[str]) -> list[GuardResult]:
+        """scan() for each text on its own (independent texts such as knowledge chunks); the NLP
+        step runs as one batch."""
+        return [self._apply(t, spans) for t, spans in zip(texts, self._detect_each(texts), strict=True)]
 
     def scan_many(self, texts: list[str]) -> list[GuardResult]:
-        """scan() for each text; the NLP step runs as one batch."""
+        """The texts of one conversation, in order: each is scanned, and a value split between
+        two of them (a card typed over two turns, a name after a cue in the system message) is
+        found too and masked in both (conversation.py)."""
+        found = self._detect_each(texts)
+        pairs = joins(texts) if len(texts) > 1 else []
+        if pairs:
+            joined = self._detect_each([p.text for p in pairs])
+            for pair, spans in zip(pairs, joined, strict=True):
+                for index, part in split_back(pair, spans):
+                    found[index] = merge_overlaps([*found[index], part])
+        return [self._apply(t, spans) for t, spans in zip(texts, found, strict=True)]
+
+    def _detect_each(self, texts: list[str]) -> list[list[Span]]:
         todo = [i for i, t in enumerate(texts) if t.strip()]
-        results = [GuardResult(text=t) for t in texts]
+        found: list[list[Span]] = [[] for _ in texts]
         if not todo:
-            return results
+            return found
+        views = [normalise(texts[i]) for i in todo]
         with self._lock:
             batch: Iterable[tuple[str, NlpArtifacts]] = self._nlp.process_batch(
-                [texts[i] for i in todo], language=self.config.language
+                [v.text for v in views], language=self.config.language
             )
-            hits = [self._analyze(text, artifacts) for text, artifacts in batch]
-        for i, found in zip(todo, hits, strict=True):
-            results[i] = self._apply(texts[i], found)
-        return results
+            for i, view, (_, artifacts) in zip(todo, views, batch, strict=True):
+                found[i] = self._analyze(view, artifacts)
+        return found
 
-    def _analyze(self, text: str, artifacts: NlpArtifacts | None) -> list[Span]:
+    def _analyze(self, view: MappedText, artifacts: NlpArtifacts | None) -> list[Span]:
         hits: list[AnalyzerHit] = self._analyzer.analyze(
-            text=text,
+            text=view.text,
             language=self.config.language,
             entities=self._entities,
             score_threshold=self.config.score_threshold,
             allow_list=self.config.allow_list or None,
             nlp_artifacts=artifacts,
         )
-        return merge_overlaps([Span(h.entity_type, h.start, h.end, h.score) for h in hits])
+        return merge_overlaps(
+            [Span(h.entity_type, *view.original_span(h.start, h.end), h.score) for h in hits]
+        )
 
     def _apply(self, text: str, spans: list[Span]) -> GuardResult:
         if not spans:

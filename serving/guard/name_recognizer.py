@@ -1,8 +1,10 @@
 """Person names the text itself introduces ("my name is Jane Doe"), found without an NER model.
 
-A name is up to six capitalised words, initials or particles right after an introducing phrase.
-Two things keep "I'm waiting for my card" and "this is Visa" from becoming names: the words must
-be capitalised, and words that are capitalised for other reasons (brands, nationalities,
+A name is up to six capitalised words, initials or particles right after an introducing phrase
+("my name is", "name on account", "beneficiary:", "account holder is", "I am"), after a sign-off
+("Regards,", "Thanks,", "Best,"), or right before "here" at the start of a sentence ("Jane Doe
+here"). Two things keep "I'm waiting for my card" and "this is Visa" from becoming names: the words
+must be capitalised, and words that are capitalised for other reasons (brands, nationalities,
 weekdays, emphasis) are stop words that end or reject the name.
 """
 
@@ -19,15 +21,27 @@ ENTITY = "PERSON"
 
 # Phrases that almost always precede a name.
 _STRONG = (
-    r"my\s+(?:full\s+|first\s+|last\s+|sur)?name\s+is",
+    r"my\s+(?:full\s+|first\s+|last\s+|sur|legal\s+)?name\s+is",
     r"my\s+name['’]s",
-    r"name\s+on\s+(?:the|my|this)\s+(?:account|card)\s+is",
-    r"(?:the\s+)?account\s+holder(?:['’]s\s+name)?\s+is",
-    r"(?:the\s+)?account\s+name\s+is",
-    r"(?:first\s+|last\s+|full\s+|sur)?name\s*:",
-    r"(?:kind\s+)?regards,?",
+    r"name\s+on\s+(?:the\s+|my\s+|this\s+|our\s+)?(?:account|card)(?:\s+is|\s*[:\-])?",
+    r"(?:the\s+)?(?:joint\s+)?account\s+holder(?:['’]s\s+name|\s+name)?(?:\s+is|\s*[:\-])?",
+    r"(?:the\s+)?account\s+name(?:\s+is|\s*[:\-])",
+    r"(?:the\s+)?(?:beneficiary|payee|recipient)(?:['’]s)?(?:\s+name)?(?:\s+is|\s*[:\-])",
+    r"(?:the\s+)?(?:beneficiary|payee)(?:['’]s)?(?:\s+name)?",
+    r"(?:first\s+|last\s+|full\s+|sur|legal\s+)?name\s*[:\-]",
+    r"(?:kind\s+|best\s+|warm\s+|warmest\s+)?regards,?",
     r"sincerely,?",
     r"signed,?",
+)
+# Sign-offs that also start ordinary sentences ("Thanks, I will try"): a comma or line break after
+# them, and the stricter stop words of the weak phrases.
+_SIGN_OFF = (
+    r"(?:many\s+)?thanks(?:\s+again)?(?:,|[ \t]*\n)",
+    r"thank\s+you(?:,|[ \t]*\n)",
+    r"best(?:\s+wishes)?(?:,|[ \t]*\n)",
+    r"cheers(?:,|[ \t]*\n)",
+    r"yours(?:\s+(?:truly|faithfully|sincerely))?(?:,|[ \t]*\n)",
+    r"(?:from|love),",
 )
 # Phrases that often do ("I'm Jane") but also precede adjectives and places ("I'm British").
 _WEAK = (
@@ -40,7 +54,9 @@ _WEAK = (
 STRONG_SCORE = 0.85
 WEAK_SCORE = 0.6
 
-_WORD = r"\p{Lu}[\p{Ll}\p{Lu}]*(?:['’\-]\p{Lu}?[\p{Ll}\p{Lu}]+)*"
+# A capitalised word, with apostrophes and hyphens inside ("O'Neil-Brown", "Min-jun") and a short
+# lowercase prefix before one ("al-Hassan", "d'Souza").
+_WORD = r"(?:\p{Ll}{1,3}['’\-])?\p{Lu}[\p{Ll}\p{Lu}]*(?:['’\-]\p{Lu}?[\p{Ll}\p{Lu}]+)*"
 _INITIAL = r"\p{Lu}\."
 _PARTICLE = r"(?:de|da|del|della|der|di|du|la|le|van|von|bin|binti|al|el|dos|das|ter|ten)"
 _TITLE = r"(?i:mr|mrs|ms|miss|dr|prof|sir|madam)\.?"
@@ -57,8 +73,14 @@ def _phrase_alternation(phrases: tuple[str, ...]) -> str:
 
 
 _PATTERN = re.compile(
-    rf"(?<![\p{{L}}])(?i:(?P<strong>{_phrase_alternation(_STRONG)})|(?P<weak>{_phrase_alternation(_WEAK)}))"
+    rf"(?<![\p{{L}}])(?i:(?P<strong>{_phrase_alternation(_STRONG)})|(?P<signoff>{_phrase_alternation(_SIGN_OFF)})"
+    rf"|(?P<weak>{_phrase_alternation(_WEAK)}))"
     rf"[ \t]*\n?[ \t]*(?P<name>{_NAME})"
+)
+# "Jane Doe here": at the start of the text, of a sentence or line, or after a greeting.
+_HERE = re.compile(
+    rf"(?:^|(?<=[.!?;:\n][ \t]*)|(?<=(?i:\b(?:hi|hello|hey|morning|afternoon|evening|dear))[ \t]*[,!]?[ \t]*))"
+    rf"(?P<name>{_NAME})[ \t]+(?i:here)\b"
 )
 
 # Words that end a name when they follow one and reject it when they start it (lowercase).
@@ -71,6 +93,14 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
     in on at to from for with by of about into over after before since until up out off
     my your our their his her its this that these those it he she we they you me us them
     is am are was were be been being have has had do does did will would can could should
+    what who where why how which when whatever whenever
+    """.split()
+)
+# Words that start "... here" without being a name ("Nothing here", "Anyone here?").
+_HERE_NON_NAMES: frozenset[str] = frozenset(
+    """
+    nothing anything something everything anyone someone everyone nobody anybody somebody
+    help question problem issue money cash payment transfer refund charge fee balance
     """.split()
 )
 CAPITALISED_NON_NAMES: frozenset[str] = frozenset(
@@ -98,7 +128,8 @@ def _trim(words: list[tuple[int, int, str]], stop: frozenset[str]) -> list[tuple
         words = words[1:]
     kept: list[tuple[int, int, str]] = []
     for start, end, word in words:
-        if word.rstrip(".").lower() in stop:
+        initial = len(word) == 2 and word.endswith(".")  # "A." is an initial, not the article
+        if not initial and word.rstrip(".").lower() in stop:
             break
         kept.append((start, end, word))
     # A name never ends on a particle ("Jane van").
@@ -110,25 +141,33 @@ def _trim(words: list[tuple[int, int, str]], stop: frozenset[str]) -> list[tuple
 _WEAK_STOP = FUNCTION_WORDS | CAPITALISED_NON_NAMES
 
 
+def _words(match: re.Match[str]) -> list[tuple[int, int, str]]:
+    name_start = match.start("name")
+    return [(name_start + m.start(), name_start + m.end(), m.group()) for m in re.finditer(r"\S+", match.group("name"))]
+
+
 def find_names(text: str) -> list[tuple[int, int, float]]:
     """(start, end, score) of each introduced name in `text`."""
     found: list[tuple[int, int, float]] = []
+    shouting = text.isupper()
     for match in _PATTERN.finditer(text):
-        name_start = match.start("name")
-        words = [
-            (name_start + m.start(), name_start + m.end(), m.group())
-            for m in re.finditer(r"\S+", match.group("name"))
-        ]
         strong = match.group("strong") is not None
-        kept = _trim(words, FUNCTION_WORDS if strong else _WEAK_STOP)
-        if not kept:
+        kept = _trim(_words(match), FUNCTION_WORDS if strong else _WEAK_STOP)
+        # A lone capital is a placeholder ("beneficiary X"), not a name.
+        if not kept or (len(kept) == 1 and len(kept[0][2].rstrip(".")) == 1):
             continue
-        score = STRONG_SCORE if strong else WEAK_SCORE
-        # After a weak phrase, all-caps words are shouting more often than a name
-        # ("I AM MISSING CASH", "this is URGENT"); after a strong one they are a name.
-        if not strong and all(word.isupper() for _, _, word in kept):
+        weak = match.group("weak") is not None
+        # After a weak phrase, all-caps words are shouting more often than a name ("I AM MISSING
+        # CASH", "this is URGENT"); two of them in a text that is not all caps are a name.
+        if weak and all(word.isupper() for _, _, word in kept) and (shouting or len(kept) < 2):
             continue
-        found.append((kept[0][0], kept[-1][1], score))
+        found.append((kept[0][0], kept[-1][1], WEAK_SCORE if weak else STRONG_SCORE))
+    for match in _HERE.finditer(text):
+        words = [w for w in _words(match) if w[2].rstrip(".").lower() not in TITLES]
+        kept = _trim(words, _WEAK_STOP | _HERE_NON_NAMES)
+        # Every word before "here" must be part of the name: "Nothing works here" is not one.
+        if kept and len(kept) == len(words) and not shouting:
+            found.append((kept[0][0], kept[-1][1], STRONG_SCORE))
     return found
 
 

@@ -76,6 +76,18 @@ def build_nlp_engine(config: GuardConfig) -> NlpEngine:
     return engine
 
 
+def keep_context_words(engine: NlpEngine, words: list[str]) -> None:
+    """Presidio drops stop words before matching context, and spaCy counts "call" as one, so
+    "call me on ..." would never raise a phone's score: the recognizers' context words are
+    taken off the stop list of this engine's pipelines."""
+    if isinstance(engine, SpacyNlpEngine) and engine.nlp is not None:
+        for nlp in engine.nlp.values():
+            for word in words:
+                for form in {word.strip().lower(), word.strip()}:
+                    if form:
+                        nlp.vocab[form].is_stop = False
+
+
 def ner_recognizers(config: GuardConfig) -> list[EntityRecognizer]:
     """The recognizer reading the spaCy model's entities, limited to the configured NER types."""
     if config.spacy_model is None:

@@ -1,5 +1,9 @@
 """The recognizers a GuardConfig asks for: Presidio's own, made offline and cheap, plus finserve's.
 
+They all read the normalised view (normalise.py). Cards and IBANs are found by Presidio's own
+checksums over any separator (checksum_recognizers.py); phones by python-phonenumbers and, for
+numbers no numbering plan lists, by shape and context (phone_shape_recognizer.py).
+
 Two changes to Presidio's stock recognizers:
 - e-mail validation uses tldextract's bundled public-suffix snapshot; the stock recognizer fetches
   the list over the network on first use and logs a failure where there is none.
@@ -17,11 +21,9 @@ import regex as re
 import tldextract
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import (
-    CreditCardRecognizer,
     CryptoRecognizer,
     DateRecognizer,
     EmailRecognizer,
-    IbanRecognizer,
     IpRecognizer,
     NhsRecognizer,
     PhoneRecognizer,
@@ -34,8 +36,10 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from .card_secret_recognizer import CardSecretRecognizer
+from .checksum_recognizers import SeparatedCardRecognizer, SeparatedIbanRecognizer
 from .config import GuardConfig
 from .name_recognizer import IntroducedNameRecognizer
+from .phone_shape_recognizer import PhoneShapeRecognizer
 from .uk_bank_recognizer import UkBankDetailsRecognizer
 
 # Snapshot only: no fetch, no cache directory written.
@@ -82,14 +86,15 @@ class PrefilteredSsnRecognizer(UsSsnRecognizer):
 
 Factory = Callable[[GuardConfig], EntityRecognizer]
 
-# Entity type -> the recognizer that finds it. One recognizer may serve several types.
-FACTORIES: dict[str, Factory] = {
-    "CREDIT_CARD": lambda c: CreditCardRecognizer(supported_language=c.language),
-    "IBAN_CODE": lambda c: IbanRecognizer(supported_language=c.language),
+# Entity type -> the recognizers that find it. One recognizer may serve several types.
+FACTORIES: dict[str, Factory | tuple[Factory, ...]] = {
+    "CREDIT_CARD": lambda c: SeparatedCardRecognizer(supported_language=c.language),
+    "IBAN_CODE": lambda c: SeparatedIbanRecognizer(supported_language=c.language),
     "US_SSN": lambda c: PrefilteredSsnRecognizer(supported_language=c.language),
     "EMAIL_ADDRESS": lambda c: OfflineEmailRecognizer(supported_language=c.language),
-    "PHONE_NUMBER": lambda c: PrefilteredPhoneRecognizer(
-        supported_language=c.language, supported_regions=tuple(c.phone_regions)
+    "PHONE_NUMBER": (
+        lambda c: PrefilteredPhoneRecognizer(supported_language=c.language, supported_regions=tuple(c.phone_regions)),
+        lambda c: PhoneShapeRecognizer(supported_language=c.language),
     ),
     "IP_ADDRESS": lambda c: PrefilteredIpRecognizer(supported_language=c.language),
     "UK_SORT_CODE": lambda c: UkBankDetailsRecognizer(supported_language=c.language),
@@ -111,9 +116,8 @@ def build_recognizers(config: GuardConfig) -> list[EntityRecognizer]:
     """One instance per recognizer class needed by `config.entities` (NER is added by nlp.py)."""
     built: dict[type, EntityRecognizer] = {}
     for entity in config.entities:
-        factory = FACTORIES.get(entity)
-        if factory is None:
-            continue  # NER-only types: found by the spaCy model's recognizer
-        recognizer = factory(config)
-        built.setdefault(type(recognizer), recognizer)
+        factories = FACTORIES.get(entity, ())  # NER-only types: found by the spaCy model's recognizer
+        for factory in factories if isinstance(factories, tuple) else (factories,):
+            recognizer = factory(config)
+            built.setdefault(type(recognizer), recognizer)
     return list(built.values())

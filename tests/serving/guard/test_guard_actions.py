@@ -49,3 +49,11 @@ def test_operator_for_follows_the_policy() -> None:
     assert operator_for("EMAIL_ADDRESS", config, b"")("a@b.co") == "******"
     assert operator_for("PERSON", config, b"")("Jane") == replace_token("PERSON") == "<PERSON>"
     assert operator_for("CREDIT_CARD", config, b"")("4111") == "<CREDIT_CARD>"
+
+
+def test_hash_normalisation_reads_through_obfuscation() -> None:
+    from finserve.serving.guard.actions import normalise_for_hash
+
+    plain = normalise_for_hash("4458 5630 7407 7526")
+    assert normalise_for_hash("４４５８\u200b５６３０７４０７-７５２６") == plain
+    assert normalise_for_hash("four four five eight five six three zero seven four zero seven seven five two six") == plain

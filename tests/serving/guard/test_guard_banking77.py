@@ -14,7 +14,20 @@ def test_no_findings_in_banking77(guard: PIIGuard) -> None:
     assert len(texts) > 10_000
     flagged = [
         (text[f.start : f.end], f.type, text)
-        for text, result in zip(texts, guard.scan_many(texts), strict=True)
+        for text, result in zip(texts, guard.scan_each(texts), strict=True)
+        for f in result.findings
+    ]
+    assert flagged == []
+
+
+def test_banking77_read_as_one_conversation_stays_clean(guard: PIIGuard) -> None:
+    # Neighbouring queries joined (conversation.py) must not make names or numbers out of thin air.
+    with open(banking77_csv(), encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)]
+    flagged = [
+        (text[f.start : f.end], f.type, text)
+        for i in range(0, len(texts), 8)
+        for text, result in zip(texts[i : i + 8], guard.scan_many(texts[i : i + 8]), strict=True)
         for f in result.findings
     ]
     assert flagged == []

@@ -20,6 +20,7 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("US_SSN", "Social security number 536 22 8145 for the form", "536 22 8145"),
     ("EMAIL_ADDRESS", "email me at jane.doe@example.co.uk thanks", "jane.doe@example.co.uk"),
     ("EMAIL_ADDRESS", "j_smith+bank@mail.example.org is my address", "j_smith+bank@mail.example.org"),
+    ("EMAIL_ADDRESS", "email me at jane at example dot com", "jane at example dot com"),
     ("PHONE_NUMBER", "call me on +44 20 7946 0958 after 5", "+44 20 7946 0958"),
     ("PHONE_NUMBER", "my number is (212) 555-0198", "(212) 555-0198"),
     ("PHONE_NUMBER", "ring 020 7946 0958 please", "020 7946 0958"),
@@ -46,7 +47,7 @@ NEGATIVES: list[tuple[str, str]] = [
     ("IBAN_CODE", "send it to GB82 WEST 1234 5698 7654 33 today"),  # bad IBAN checksum
     ("US_SSN", "my ssn is 123-45-6789"),  # the well-known example number, rejected by Presidio
     ("US_SSN", "ticket 536-22 was closed"),
-    ("EMAIL_ADDRESS", "email me at jane at example dot com"),
+    ("EMAIL_ADDRESS", "meet me at home dot five"),  # "at ... dot" without a real domain
     ("PHONE_NUMBER", "I was charged 3 times for 12.50"),
     ("PHONE_NUMBER", "the transfer of 1500.00 took 2 days"),
     ("IP_ADDRESS", "the app version 4.2 crashed"),
@@ -172,9 +173,9 @@ def test_allow_list_keeps_the_banks_own_number(make_guard) -> None:
 
 
 def test_score_threshold_drops_weak_findings(make_guard) -> None:
-    # Phone numbers score 0.4 without a context word; a stricter threshold drops them.
+    # Phone numbers score 0.4-0.6 without a context word; a stricter threshold drops them.
     strict = make_guard(score_threshold=0.7)
-    assert "PHONE_NUMBER" not in strict.scan("reach +44 20 7946 0958 later").counts()
+    assert "PHONE_NUMBER" not in strict.scan("later +44 20 7946 0958 maybe").counts()
     assert "CREDIT_CARD" in strict.scan("card 4111 1111 1111 1111").counts()
 
 

@@ -27,6 +27,22 @@ def _names(text: str) -> list[tuple[str, float]]:
         ("Regards,\nJames T. Kirk", [("James T. Kirk", STRONG_SCORE)]),
         ("I am Jean-Luc Picard and I need help", [("Jean-Luc Picard", WEAK_SCORE)]),
         ("this is Jane van", [("Jane", WEAK_SCORE)]),  # a trailing particle is not part of the name
+        ("please, name on account Hannah Adeyemi", [("Hannah Adeyemi", STRONG_SCORE)]),
+        ("Name on the account: Wei Zhang", [("Wei Zhang", STRONG_SCORE)]),
+        ("The account holder is Chukwuemeka Okafor.", [("Chukwuemeka Okafor", STRONG_SCORE)]),
+        ("Account holder: Priya Iyer", [("Priya Iyer", STRONG_SCORE)]),
+        ("Beneficiary name: Hannah Adeyemi", [("Hannah Adeyemi", STRONG_SCORE)]),
+        ("pay the beneficiary Anne van der Berg", [("Anne van der Berg", STRONG_SCORE)]),
+        ("the payee is Łukasz Wójcik", [("Łukasz Wójcik", STRONG_SCORE)]),
+        ("Thanks,\nSiobhán O'Brien", [("Siobhán O'Brien", STRONG_SCORE)]),
+        ("Many thanks, Kofi Mensah", [("Kofi Mensah", STRONG_SCORE)]),
+        ("Best,\nAhmed al-Hassan", [("Ahmed al-Hassan", STRONG_SCORE)]),
+        ("Cheers, Lars Andersson", [("Lars Andersson", STRONG_SCORE)]),
+        ("Kind regards, DEEPIKA A. PATEL", [("DEEPIKA A. PATEL", STRONG_SCORE)]),
+        ("Jane Doe here, my card is stuck", [("Jane Doe", STRONG_SCORE)]),
+        ("Hi, Mrs Fatima Karimi here", [("Fatima Karimi", STRONG_SCORE)]),
+        ("I am Kim Min-jun", [("Kim Min-jun", WEAK_SCORE)]),
+        ("Hello I AM JOHN SMITH and my card", [("JOHN SMITH", WEAK_SCORE)]),
     ],
 )
 def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) -> None:
@@ -49,6 +65,13 @@ def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) ->
         "my name is jane doe",  # lowercase names are not caught without NER (docs/pii.md)
         "How do I change my name?",
         "Jane Doe called",  # no introducing phrase: NER territory
+        "Thanks, I will try again",
+        "Best Regards",
+        "Cheers, Visa",
+        "Nothing here works",
+        "Anyone here?",
+        "Why wasn't my payment to beneficiary X approved?",
+        "I AM JOHN",
     ],
 )
 def test_ignores_non_names(text: str) -> None:

@@ -1,0 +1,116 @@
+"""Cards and IBANs in any grouping, with Presidio's own checksums as the arbiter.
+
+Presidio's card and IBAN patterns accept only spaces or dashes in fixed places, so
+"4458.5630.7407.7526", "4458/5630/...", "gb82-west-1234-..." or a 15-digit Amex split 4-6-5 with
+dots pass unseen. These subclasses read every run of digit (or alphanumeric) groups joined by one
+kind of separator, try each stretch of whole groups with a plausible length, and keep the stretches
+the parent's checksum accepts (Luhn for cards, mod-97 plus the country's format for IBANs). The
+checksum is what keeps amounts, dates and reference numbers unmasked: a random digit string passes
+Luhn one time in ten, so a stretch must also use a single separator kind throughout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import regex as re
+from presidio_analyzer import RecognizerResult
+from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, IbanRecognizer
+
+from .hits import make_result
+
+# Between two groups: one punctuation separator with optional blanks, or one or two blanks.
+_SEP = r"(?:[ \t]*[.\-/_][ \t]*|[ \t]{1,2})"
+_CARD_RUN = re.compile(rf"(?<![\p{{L}}\d])\d+(?:{_SEP}\d+)*(?![\p{{L}}\d])")
+_IBAN_RUN = re.compile(rf"(?i)(?<![\p{{L}}\d])[a-z]{{2}}\d{{2}}[a-z\d]*(?:{_SEP}[a-z\d]+)*")
+_GROUP = re.compile(r"[\p{L}\d]+")
+
+CARD_LENGTHS = range(13, 20)
+CARD_FIRST_DIGITS = frozenset("23456")  # Amex/Diners 3, Visa 4, Mastercard 2 and 5, Discover/UnionPay 6
+IBAN_LENGTHS = range(15, 35)
+
+
+def _groups(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
+
+
+def _separator(text: str, left_end: int, right_start: int) -> str:
+    # Blanks count: "2003. 5175" (a sentence ending) is not the "." of "5175.1366".
+    return text[left_end:right_start]
+
+
+def stretches(
+    text: str, start: int, end: int, lengths: range, from_first_only: bool = False
+) -> list[tuple[int, int, str]]:
+    """(start, end, compact value) of every run of whole groups in [start, end) whose compact
+    length is in `lengths` and which uses one separator kind throughout, longest first."""
+    groups = _groups(text, start, end)
+    seps = [_separator(text, groups[k][1], groups[k + 1][0]) for k in range(len(groups) - 1)]
+    found: list[tuple[int, int, str]] = []
+    for i in range(1 if from_first_only else len(groups)):
+        size = 0
+        for j in range(i, len(groups)):
+            if j > i and seps[j - 1] != seps[i]:
+                break
+            size += groups[j][1] - groups[j][0]
+            if size > lengths.stop - 1:
+                break
+            if size in lengths:
+                value = "".join(text[a:b] for a, b in groups[i : j + 1])
+                found.append((groups[i][0], groups[j][1], value))
+    return sorted(found, key=lambda f: f[0] - f[1])
+
+
+def _disjoint(candidates: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    kept: list[tuple[int, int]] = []
+    for s, e in candidates:
+        if all(e <= ks or s >= ke for ks, ke in kept):
+            kept.append((s, e))
+    return sorted(kept)
+
+
+class SeparatedCardRecognizer(CreditCardRecognizer):
+    """Presidio's card recognizer reading any one separator kind; Luhn decides."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(supported_language=supported_language, name="SeparatedCardRecognizer")
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: int | None = None
+    ) -> list[RecognizerResult]:
+        if self.supported_entities[0] not in entities:
+            return []
+        valid: list[tuple[int, int]] = []
+        for run in _CARD_RUN.finditer(text):
+            if run.end() - run.start() < CARD_LENGTHS.start:
+                continue
+            for s, e, digits in stretches(text, run.start(), run.end(), CARD_LENGTHS):
+                if digits[0] in CARD_FIRST_DIGITS and len(set(digits)) > 1 and self.validate_result(digits):
+                    valid.append((s, e))
+        return [
+            make_result(self, self.supported_entities[0], s, e, 1.0, "digit groups passing the Luhn check")
+            for s, e in _disjoint(valid)
+        ]
+
+
+class SeparatedIbanRecognizer(IbanRecognizer):
+    """Presidio's IBAN recognizer for any case and one separator kind; mod-97 and format decide."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(supported_language=supported_language, name="SeparatedIbanRecognizer")
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: int | None = None
+    ) -> list[RecognizerResult]:
+        if self.supported_entities[0] not in entities:
+            return []
+        valid: list[tuple[int, int]] = []
+        for run in _IBAN_RUN.finditer(text):
+            for s, e, value in stretches(text, run.start(), run.end(), IBAN_LENGTHS, from_first_only=True):
+                if self.validate_result(value.upper()) is True:
+                    valid.append((s, e))
+                    break  # longest valid stretch from this country code
+        return [
+            make_result(self, self.supported_entities[0], s, e, 1.0, "IBAN passing mod-97 and its country format")
+            for s, e in _disjoint(valid)
+        ]

@@ -1,0 +1,519 @@
+"""Generate tests/data/pii_corpus.jsonl: PII in the formats and obfuscations customers use.
+
+    python -P tests/data/make_pii_corpus.py [--seed 16] [--per-format 40] [--out tests/data/pii_corpus.jsonl]
+
+Every value is random and valid for its kind (Luhn cards of several brands, IBANs of eleven
+countries with their mod-97 digits, phone numbers of the US/Canada, the UK and eight EU countries,
+SSNs in the issued ranges, names from many cultures), written in one format, inside a sentence
+drawn at random from several templates and padded with random banking sentences that hold amounts,
+dates and references. Nothing here is read back from the guard: the corpus describes what
+customers write, and the guard is measured against it (tests/serving/guard/test_guard_corpus.py).
+
+Each JSON line: id, kind (structured | name | spelled | clean), format, turns (the texts of one
+conversation; most cases have one), pii (list of [turn, start, end]: the characters that must not
+survive; empty for clean cases).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import string
+from collections.abc import Callable
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "pii_corpus.jsonl"
+SEED = 16
+
+# ---------------------------------------------------------------- digits and separators
+
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+SCRIPTS = {
+    "fullwidth": 0xFF10,
+    "arabic_indic": 0x0660,
+    "persian": 0x06F0,
+    "devanagari": 0x0966,
+    "bengali": 0x09E6,
+}
+ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
+
+
+def in_script(text: str, script: str, ideographic_space: bool = False) -> str:
+    base = SCRIPTS[script]
+    out = "".join(chr(base + int(c)) if c.isdigit() else c for c in text)
+    return out.replace(" ", "\u3000") if ideographic_space else out
+
+
+def with_zero_width(text: str, rng: random.Random) -> str:
+    chars = list(text)
+    digit_positions = [i for i, c in enumerate(chars) if c.isalnum()][1:]
+    for i in sorted(rng.sample(digit_positions, k=min(len(digit_positions), rng.randint(1, 4))), reverse=True):
+        chars.insert(i, rng.choice(ZERO_WIDTH))
+    return "".join(chars)
+
+
+def spelled(digits: str, rng: random.Random, group_sep: str = " ") -> str:
+    """Digits as words; 'oh' for zero and 'double' for repeats now and then."""
+    words: list[str] = []
+    i = 0
+    while i < len(digits):
+        d = digits[i]
+        if not d.isdigit():
+            i += 1
+            if group_sep.strip() and words and words[-1] != group_sep.strip():
+                words.append(group_sep.strip())
+            continue
+        if i + 1 < len(digits) and digits[i + 1] == d and rng.random() < 0.3:
+            words.append(f"double {WORDS[int(d)]}")
+            i += 2
+            continue
+        words.append("oh" if d == "0" and rng.random() < 0.3 else WORDS[int(d)])
+        i += 1
+    text = " ".join(w for w in words if w)
+    return text.replace(" , ", ", ").replace(" - ", ", ")
+
+
+def group(digits: str, sizes: list[int], sep: str) -> str:
+    parts, pos = [], 0
+    for size in sizes:
+        parts.append(digits[pos : pos + size])
+        pos += size
+    if pos < len(digits):
+        parts.append(digits[pos:])
+    return sep.join(p for p in parts if p)
+
+
+# ---------------------------------------------------------------- values
+
+
+def luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
+    body = prefix + "".join(rng.choice(string.digits) for _ in range(length - len(prefix) - 1))
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return body + str((10 - total % 10) % 10)
+
+
+CARD_BRANDS = [
+    (lambda r: "4", 16), (lambda r: str(r.randint(51, 55)), 16), (lambda r: str(r.randint(2221, 2720)), 16),
+    (lambda r: r.choice(["34", "37"]), 15), (lambda r: r.choice(["6011", "65"]), 16),
+    (lambda r: str(r.randint(3528, 3589)), 16), (lambda r: "62", 16), (lambda r: "4", 13),
+]  # fmt: skip
+
+
+def card(rng: random.Random) -> str:
+    prefix, length = rng.choice(CARD_BRANDS)
+    return luhn_complete(prefix(rng), length, rng)
+
+
+def card_groups(number: str) -> list[int]:
+    return [4, 6, 5] if len(number) == 15 else [4, 4, 4, 4]
+
+
+IBAN_BBAN: dict[str, str] = {  # A = capital letter, 9 = digit
+    "GB": "AAAA99999999999999", "DE": "999999999999999999", "FR": "99999999999999999999999",
+    "ES": "99999999999999999999", "IT": "A9999999999999999999999", "NL": "AAAA9999999999",
+    "IE": "AAAA99999999999999", "BE": "999999999999", "PL": "999999999999999999999999",
+    "AT": "9999999999999999", "PT": "999999999999999999999",
+}  # fmt: skip
+
+
+def iban(rng: random.Random) -> str:
+    country = rng.choice(sorted(IBAN_BBAN))
+    bban = "".join(rng.choice(string.ascii_uppercase) if c == "A" else rng.choice(string.digits) for c in IBAN_BBAN[country])
+    numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
+    check = 98 - int(numeric) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+def digits(n: int, rng: random.Random, first: str = string.digits) -> str:
+    return rng.choice(first) + "".join(rng.choice(string.digits) for _ in range(n - 1))
+
+
+def nanp(rng: random.Random) -> tuple[str, str, str]:
+    return digits(3, rng, "23456789"), digits(3, rng, "23456789"), digits(4, rng)
+
+
+PHONE_FORMATS: dict[str, Callable[[random.Random], str]] = {
+    "phone_us_parens": lambda r: "({}) {}-{}".format(*nanp(r)),
+    "phone_us_parens_tight": lambda r: "({}){}-{}".format(*nanp(r)),
+    "phone_us_dots": lambda r: "{}.{}.{}".format(*nanp(r)),
+    "phone_us_dashes": lambda r: "{}-{}-{}".format(*nanp(r)),
+    "phone_us_spaces": lambda r: "{} {} {}".format(*nanp(r)),
+    "phone_us_plus1": lambda r: r.choice(["+1 {} {} {}", "+1-{}-{}-{}", "+1 ({}) {}-{}", "1-{}-{}-{}", "+1.{}.{}.{}"]).format(*nanp(r)),
+    "phone_uk_mobile_intl": lambda r: r.choice(["+44 7{} {}", "+447{}{}", "+44 (0)7{} {}", "0044 7{} {}"]).format(digits(3, r), digits(6, r)),
+    "phone_uk_mobile_national": lambda r: r.choice(["07{} {}", "07{}{}", "07{}-{}"]).format(digits(3, r), digits(6, r)),
+    "phone_uk_fiction_range": lambda r: r.choice(["+44 7700 900{}", "07700 900{}", "+44 (0)7700 900{}"]).format(digits(3, r)),
+    "phone_uk_landline": lambda r: r.choice(["020 {} {}", "+44 20 {} {}", "(020) {} {}", "0161 {} {}", "+44 161 {} {}"]).format(digits(4, r), digits(4, r))[:17],
+    "phone_fr": lambda r: r.choice(["0{} {} {} {} {}", "+33 {} {} {} {} {}", "0{}.{}.{}.{}.{}"]).format(r.choice("1234567"), *[digits(2, r) for _ in range(4)]),
+    "phone_de": lambda r: r.choice(["030 {}{}", "+49 30 {}{}", "0151 {}{}", "+49 151 {} {}", "(089) {} {}"]).format(digits(4, r), digits(4, r)),
+    "phone_es": lambda r: r.choice(["+34 6{} {} {}", "+34 9{} {} {}", "6{} {} {}", "6{}{}{}"]).format(digits(2, r), digits(3, r), digits(3, r)),
+    "phone_it": lambda r: r.choice(["+39 3{} {} {}", "3{} {} {}", "+39 06 {} {}"]).format(digits(2, r), digits(3, r), digits(4, r)),
+    "phone_nl_ie_be_pl": lambda r: r.choice(["06 {}{}", "+31 6 {}{}", "+353 8{} {}", "+32 4{} {}", "+48 {} {}"]).format(digits(4, r), digits(4, r)),
+}
+# Formats that look like any other number: customers say what they are.
+PHONE_NEEDS_CONTEXT = {"phone_es", "phone_it", "phone_us_spaces"}
+
+
+def ssn(rng: random.Random) -> tuple[str, str, str]:
+    area = rng.choice([a for a in range(1, 900) if a != 666])
+    return f"{area:03d}", f"{rng.randint(1, 99):02d}", f"{rng.randint(1, 9999):04d}"
+
+
+# ---------------------------------------------------------------- names
+
+GIVEN = {
+    "english": ["Oliver", "Charlotte", "James", "Amelia", "Harry", "Sophie", "Thomas", "Emily", "Daniel", "Hannah"],
+    "irish": ["Siobhán", "Niamh", "Cillian", "Aoife", "Seán", "Ciarán"],
+    "nigerian": ["Chukwuemeka", "Adaeze", "Oluwaseun", "Ngozi", "Babajide", "Funmilayo", "Chidi", "Yetunde"],
+    "ghanaian_kenyan": ["Kwame", "Akosua", "Kofi", "Wanjiru", "Otieno", "Njeri"],
+    "indian": ["Priya", "Arjun", "Ananya", "Rohan", "Lakshmi", "Vikram", "Deepika", "Sanjay"],
+    "pakistani_bangladeshi": ["Ayesha", "Imran", "Farhan", "Nusrat", "Tanvir", "Sadia"],
+    "chinese": ["Wei", "Xiuying", "Jun", "Mei", "Haoran", "Yuxin", "Zhiwei", "Lihua"],
+    "japanese_korean": ["Haruto", "Yui", "Sakura", "Ren", "Min-jun", "Seo-yeon", "Ji-hoon"],
+    "vietnamese": ["Nguyễn Thị", "Trần Văn", "Phạm Minh", "Lê Thu"],
+    "arabic_turkish_persian": ["Fatima", "Ahmed", "Omar", "Layla", "Yusuf", "Mehmet", "Elif", "Dariush", "Shirin"],
+    "european": ["Łukasz", "Agnieszka", "Jürgen", "Anneliese", "François", "Élodie", "Giulia", "Matteo",
+                 "Lars", "Ingrid", "Dimitrios", "Eleni", "João", "Inês", "Sergei", "Olena"],
+    "hispanic": ["María José", "Alejandro", "Lucía", "Javier", "Guadalupe", "Santiago", "Ximena"],
+}  # fmt: skip
+FAMILY = {
+    "english": ["Smith", "Thompson", "Walker", "Hughes", "Clarke", "Bennett", "Fletcher", "Harris"],
+    "irish": ["O'Brien", "O'Sullivan", "McCarthy", "Ní Bhriain", "Fitzgerald", "Ó Súilleabháin"],
+    "nigerian": ["Okafor", "Adeyemi", "Okonkwo", "Balogun", "Eze", "Adebayo", "Nwosu"],
+    "ghanaian_kenyan": ["Mensah", "Boateng", "Kamau", "Odhiambo", "Wambui"],
+    "indian": ["Ramanathan", "Sharma", "Iyer", "Patel", "Venkatesh", "Chatterjee", "Reddy"],
+    "pakistani_bangladeshi": ["Chaudhry", "Rahman", "Hussain", "Siddiqui", "Akhtar"],
+    "chinese": ["Wang", "Li", "Zhang", "Chen", "Liu", "Huang", "Zhao"],
+    "japanese_korean": ["Sato", "Takahashi", "Yamamoto", "Kim", "Park", "Choi"],
+    "vietnamese": ["Hoa", "Minh", "Lan", "Dung"],
+    "arabic_turkish_persian": ["al-Hassan", "Al-Sayed", "El-Amin", "Yılmaz", "Demir", "Hosseini", "Karimi"],
+    "european": ["Wójcik", "Kowalska", "Müller", "Schneider", "Dubois", "Lefèvre", "Rossi", "Esposito",
+                 "Andersson", "Papadopoulos", "Gonçalves", "Ivanenko", "van der Berg", "De Vries"],
+    "hispanic": ["García-López", "Fernández", "Rodríguez", "Martínez Soto", "Hernández", "de la Cruz"],
+}  # fmt: skip
+
+
+def person(rng: random.Random) -> str:
+    culture = rng.choice(sorted(GIVEN))
+    given = rng.choice(GIVEN[culture])
+    family = rng.choice(FAMILY[culture])
+    if culture in ("chinese", "japanese_korean") and rng.random() < 0.4:
+        return f"{family} {given}"  # family name first
+    if culture == "vietnamese":
+        return f"{given} {family}"
+    if rng.random() < 0.15:
+        return f"{given} {rng.choice(string.ascii_uppercase)}. {family}"
+    if rng.random() < 0.1:
+        other = rng.choice(FAMILY[rng.choice(sorted(FAMILY))])
+        if not other[0].islower() and " " not in other and " " not in family:
+            return f"{given} {family}-{other}"
+    return f"{given} {family}"
+
+
+# ---------------------------------------------------------------- sentences around the values
+
+FILLERS = [
+    "I was charged £{amount} on {date} and I don't recognise it.",
+    "The transfer of ${amount} I made on {date} still hasn't arrived.",
+    "My balance showed {amount} EUR yesterday but now it is lower.",
+    "There is a pending payment of {amount} from {date}.",
+    "Reference {ref} was on my statement twice.",
+    "The ATM kept {amount} pounds at {time} today.",
+    "I topped up {amount} on {date} at {time} and it failed.",
+    "Can you explain the {pct}% fee on my last transfer?",
+    "The app (version {version}) says my card is frozen.",
+    "My card ending {last4} was declined at {time}.",
+    "Order {ref} was refunded on {date}, but not the {amount} fee.",
+    "I have been a customer since {year}.",
+    "Please help, this is urgent.",
+    "Thanks in advance.",
+    "I called twice already.",
+    "Why is my exchange rate different?",
+]
+
+
+def filler(rng: random.Random) -> str:
+    return rng.choice(FILLERS).format(
+        amount=rng.choice([f"{rng.randint(1, 9999)}.{rng.randint(0, 99):02d}", f"{rng.randint(1, 99)},{rng.randint(0, 999):03d}.{rng.randint(0, 99):02d}", str(rng.randint(5, 5000))]),
+        date=rng.choice([f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(2019, 2026)}", f"{rng.randint(2019, 2026)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}", f"{rng.randint(1, 28)}.{rng.randint(1, 12)}.{rng.randint(19, 26)}", f"{rng.randint(1, 28)} March"]),
+        time=f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}",
+        ref=rng.choice([f"TX-{rng.randint(100000, 999999)}", f"{rng.randint(2019, 2026)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}-{rng.randint(1, 999):03d}", f"#{rng.randint(10000, 99999999)}", "".join(rng.choice("ABCDEF0123456789") for _ in range(10))]),
+        pct=rng.choice(["0.5", "1.5", "2", "3.99"]),
+        version=f"{rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+        last4=digits(4, rng),
+        year=rng.randint(1990, 2025),
+    )  # fmt: skip
+
+
+TEMPLATES = {
+    "card": ["my card number is {v}", "card {v} was charged twice", "Please block {v} now", "the card {v} doesn't work abroad",
+             "I used {v} to pay", "Card no: {v}", "{v} is the card that got declined", "visa {v}, expiry soon"],
+    "iban": ["please send it to IBAN {v}", "my iban: {v}", "refund to {v} please", "Transfer to account {v} failed",
+             "{v} is my new account", "the IBAN {v} was rejected"],
+    "phone": ["call me on {v}", "my phone number is {v}", "you can reach me at {v}", "my mobile: {v}",
+              "ring {v} after 5pm", "text me at {v}", "{v} is my new number", "Tel. {v}"],
+    "phone_bare": ["please update my details to {v}", "new contact details {v}", "I changed it to {v} last week",
+                   "it's {v} now", "use {v} from today"],
+    "ssn": ["my SSN is {v}", "social security number {v}", "SSN: {v}", "here is my social security number: {v}",
+            "my ssn {v} for the form"],
+    "email": ["email me at {v}", "my email is {v}", "contact: {v}", "send the statement to {v} please", "{v} is my address"],
+    "ip": ["login from {v} was not me", "my IP is {v}", "the ip {v} is unknown", "someone at {v} accessed my account"],
+}  # fmt: skip
+
+
+def sentence(kind: str, value: str, rng: random.Random) -> tuple[str, int, int]:
+    """value in a template, with 0-2 filler sentences around it; returns text and the value's span."""
+    head, tail = rng.choice(TEMPLATES[kind]).split("{v}")
+    if head and rng.random() < 0.6:
+        head = head[0].upper() + head[1:]
+    before = " ".join(filler(rng) for _ in range(rng.randint(0, 2)))
+    after = " ".join(filler(rng) for _ in range(rng.randint(0, 1)))
+    prefix = f"{before} {head}" if before else head
+    text = f"{prefix}{value}{tail}{rng.choice(['.', '', '!', '?', '.'])} {after}".rstrip()
+    return text, len(prefix), len(prefix) + len(value)
+
+
+# ---------------------------------------------------------------- formats
+
+Case = dict[str, object]
+
+
+def single(kind: str, fmt: str, template: str, value: str, rng: random.Random, pii_kind: str = "structured") -> Case:
+    text, start, end = sentence(template, value, rng)
+    return {"kind": pii_kind, "format": fmt, "turns": [text], "pii": [[0, start, end]]}
+
+
+def card_formats() -> dict[str, Callable[[random.Random], str]]:
+    def fmt(sep: str) -> Callable[[random.Random], str]:
+        return lambda r: (lambda n: group(n, card_groups(n), sep))(card(r))
+
+    return {
+        "card_plain": lambda r: card(r),
+        "card_spaces": fmt(" "),
+        "card_dashes": fmt("-"),
+        "card_dots": fmt("."),
+        "card_slashes": fmt("/"),
+        "card_spaced_dots": fmt(" . "),
+        "card_spaced_dashes": fmt(" - "),
+        "card_double_spaces": fmt("  "),
+        "card_single_digits": lambda r: " ".join(card(r)),
+        "card_nbsp": fmt("\u00a0"),
+        "card_en_dash": fmt("\u2013"),
+        "card_fullwidth": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "fullwidth", r.random() < 0.5),
+        "card_arabic_indic": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "arabic_indic"),
+        "card_persian": lambda r: in_script(card(r), "persian"),
+        "card_devanagari": lambda r: in_script(group(card(r), [4, 4, 4, 4], "-"), "devanagari"),
+        "card_bengali": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "bengali"),
+        "card_zero_width": lambda r: with_zero_width(group(card(r), [4, 4, 4, 4], r.choice([" ", "-", ""])), r),
+    }
+
+
+def iban_formats() -> dict[str, Callable[[random.Random], str]]:
+    return {
+        "iban_compact": lambda r: iban(r),
+        "iban_spaces": lambda r: group(iban(r), [4] * 8, " "),
+        "iban_lower": lambda r: iban(r).lower(),
+        "iban_lower_spaces": lambda r: group(iban(r), [4] * 8, " ").lower(),
+        "iban_dashes": lambda r: group(iban(r), [4] * 8, "-"),
+        "iban_lower_dashes": lambda r: group(iban(r), [4] * 8, "-").lower(),
+        "iban_dots": lambda r: group(iban(r), [4] * 8, "."),
+        "iban_zero_width": lambda r: with_zero_width(group(iban(r), [4] * 8, " "), r),
+    }
+
+
+def ssn_formats() -> dict[str, Callable[[random.Random], str]]:
+    return {
+        "ssn_dashes": lambda r: "-".join(ssn(r)),
+        "ssn_spaces": lambda r: " ".join(ssn(r)),
+        "ssn_dots": lambda r: ".".join(ssn(r)),
+        "ssn_compact": lambda r: "".join(ssn(r)),
+        "ssn_fullwidth": lambda r: in_script("-".join(ssn(r)), "fullwidth"),
+        "ssn_zero_width": lambda r: with_zero_width("-".join(ssn(r)), r),
+    }
+
+
+def email_value(rng: random.Random) -> tuple[str, str, str]:
+    """(local part, domain, tld) from a random person."""
+    name = person(rng).split()
+    first = "".join(c for c in name[0].lower() if c.isascii() and c.isalpha()) or "user"
+    last = "".join(c for c in name[-1].lower() if c.isascii() and c.isalpha()) or "name"
+    local = rng.choice([f"{first}.{last}", f"{first}_{last}", f"{first[0]}{last}{rng.randint(1, 99)}", f"{first}{rng.randint(70, 99)}", f"{first}.{last}+bank"])
+    domain = rng.choice(["gmail", "outlook", "yahoo", "proton", "mail", "example", "fastmail", "icloud", "acme-corp", "uni-leeds"])
+    tld = rng.choice(["com", "co.uk", "org", "de", "fr", "net", "ie", "es", "nl"])
+    return local, domain, tld  # fmt: skip
+
+
+def spell_email(local: str, domain: str, tld: str, rng: random.Random) -> str:
+    at = rng.choice([" at ", " AT ", " [at] ", " (at) ", "(at)", " {at} "])
+    dot_style = rng.choice([" dot ", " DOT ", " [dot] ", " (dot) ", "."])
+    def dots(s: str) -> str:
+        return s.replace(".", dot_style)
+    return f"{dots(local)}{at}{domain}{dot_style if dot_style != '.' or rng.random() < 0.5 else '.'}{dots(tld)}"
+
+
+def ip_value(fmt: str, rng: random.Random) -> str:
+    if fmt == "ipv4":
+        return ".".join(str(rng.randint(1, 254)) for _ in range(4))
+    groups = [f"{rng.randint(0, 0xFFFF):x}" for _ in range(8)]
+    if fmt == "ipv6_full":
+        return ":".join(groups)
+    return f"{rng.choice(['2001', '2a02', 'fe80'])}:{groups[1]}::{groups[6]}:{groups[7]}"
+
+
+def uk_bank(fmt: str, rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
+    sort = [f"{rng.randint(1, 99):02d}", f"{rng.randint(0, 99):02d}", f"{rng.randint(0, 99):02d}"]
+    account = digits(8, rng)
+    if fmt == "uk_sort_account":
+        sep = rng.choice(["-", "", " "])
+        s = sep.join(sort)
+        text = rng.choice(["sort code {s} account {a}", "Sort code: {s}, account number: {a}", "{s} {a} is my account", "pay into {s} / {a}", "sort code {s} acc no {a}"]).format(s=s, a=account)
+        return text, [(text.index(s), text.index(s) + len(s)), (text.index(account), text.index(account) + len(account))]
+    if fmt == "uk_sort_code_only":
+        s = rng.choice(["-", ""]).join(sort)
+        text = rng.choice(["my sort code is {s}", "Sort code: {s}", "sort-code {s}, thanks"]).format(s=s)
+        return text, [(text.index(s), text.index(s) + len(s))]
+    a = rng.choice([account, f"{account[:4]} {account[4:]}"])
+    text = rng.choice(["account number {a}", "my account no. {a}", "Acct: {a}", "a/c {a} please"]).format(a=a)
+    return text, [(text.index(a), text.index(a) + len(a))]  # fmt: skip
+
+
+def with_fillers(core: str, spans: list[tuple[int, int]], rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
+    before = " ".join(filler(rng) for _ in range(rng.randint(0, 2)))
+    shift = len(before) + 1 if before else 0
+    text = f"{before} {core}. {filler(rng) if rng.random() < 0.5 else ''}".strip() if before else f"{core}. {filler(rng) if rng.random() < 0.5 else ''}".strip()
+    return text, [(s + shift, e + shift) for s, e in spans]
+
+
+NAME_CUES = [
+    ("strong", "My name is {n}"), ("strong", "name on account {n}"), ("strong", "Name on the account: {n}"),
+    ("strong", "The account holder is {n}"), ("strong", "Account holder: {n}"), ("strong", "Beneficiary name: {n}"),
+    ("strong", "please pay the beneficiary {n}"), ("strong", "the payee is {n}"), ("strong", "Full name: {n}"),
+    ("signoff", "Regards,\n{n}"), ("signoff", "Kind regards, {n}"), ("signoff", "Thanks,\n{n}"), ("signoff", "Best,\n{n}"),
+    ("signoff", "Many thanks, {n}"), ("signoff", "Cheers,\n{n}"), ("weak", "I am {n}"), ("weak", "I'm {n}"),
+    ("weak", "This is {n}"), ("here", "{n} here"), ("here", "Hi, {n} here"),
+]  # fmt: skip
+
+
+def name_case(fmt: str, rng: random.Random) -> Case:
+    cues = [c for c in NAME_CUES if fmt != "name_allcaps" or c[0] != "here"]
+    _, cue = rng.choice(cues)
+    name = person(rng)
+    if fmt == "name_allcaps":
+        name = name.upper()
+    elif fmt == "name_titled":
+        name = f"{rng.choice(['Mr', 'Mrs', 'Ms', 'Dr', 'Mr.', 'Mrs.'])} {name}"
+    core = cue.format(n=name)
+    rest = rng.choice([", my card was blocked", " and I need a new card", "", ", please call me back", " from the Leeds branch"])
+    if cue.startswith(("Regards", "Kind", "Thanks", "Best", "Many", "Cheers")):
+        body = f"{filler(rng)} {filler(rng) if rng.random() < 0.5 else ''}".strip()
+        text = f"{body}\n{core}"
+    else:
+        text = f"{core}{rest}. {filler(rng) if rng.random() < 0.5 else ''}".strip()
+    value = name.split(" ", 1)[1] if fmt == "name_titled" else name
+    start = text.index(value)
+    return {"kind": "name", "format": fmt, "turns": [text], "pii": [[0, start, start + len(value)]]}
+
+
+def split_case(fmt: str, rng: random.Random) -> Case:
+    """A value split over two texts of one conversation."""
+    if fmt == "split_card_user_turns":
+        n = card(rng)
+        a, b = group(n[:8], [4, 4], " "), group(n[8:], [4, 4, 4], " ")
+        turns = [f"my card number is {a}", rng.choice(["ok, go on", "Thanks. Could you send the rest?", "and the rest?"]), b]
+        pii = [[0, turns[0].index(a), turns[0].index(a) + len(a)], [2, 0, len(b)]]
+    elif fmt == "split_card_system_user":
+        n = card(rng)
+        a, b = group(n[:8], [4, 4], " "), group(n[8:], [4, 4, 4], " ")
+        turns = [f"You are a banking assistant. The customer's card starts {a}", f"{b} and it was declined"]
+        pii = [[0, turns[0].index(a), turns[0].index(a) + len(a)], [1, 0, len(b)]]
+    elif fmt == "split_iban_user_turns":
+        v = group(iban(rng), [4] * 8, " ")
+        cut = 10
+        a, b = v[:cut].strip(), v[cut:].strip()
+        turns = [f"my IBAN is {a}", b]
+        pii = [[0, turns[0].index(a), turns[0].index(a) + len(a)], [1, 0, len(b)]]
+    elif fmt == "split_phone_user_turns":
+        x, y, z = nanp(rng)
+        turns = [f"call me on ({x}) {y}", f"-{z} please"]
+        pii = [[0, turns[0].index("("), len(turns[0])], [1, 0, 5]]
+    else:  # split_name_user_turns
+        name = person(rng)
+        turns = [rng.choice(["the account holder is", "My name is", "Beneficiary name:"]), f"{name}, thanks"]
+        pii = [[1, 0, len(name)]]
+    return {"kind": "structured" if "name" not in fmt else "name", "format": fmt, "turns": turns, "pii": pii}
+
+
+def clean_case(fmt: str, rng: random.Random) -> Case:
+    text = " ".join(filler(rng) for _ in range(rng.randint(1, 3)))
+    return {"kind": "clean", "format": fmt, "turns": [text], "pii": []}
+
+
+def build(per_format: int, seed: int) -> list[Case]:
+    rng = random.Random(seed)
+    cases: list[Case] = []
+
+    def add(fmt: str, make: Callable[[], Case]) -> None:
+        for i in range(per_format):
+            case = make()
+            cases.append({"id": f"{fmt}-{i:03d}", **case})
+
+    for fmt, make_value in card_formats().items():
+        add(fmt, lambda m=make_value, f=fmt: single("card", f, "card", m(rng), rng))
+    for fmt, make_value in iban_formats().items():
+        add(fmt, lambda m=make_value, f=fmt: single("iban", f, "iban", m(rng), rng))
+    for fmt, make_value in PHONE_FORMATS.items():
+        def phone(m: Callable[[random.Random], str] = make_value, f: str = fmt) -> Case:
+            template = "phone" if f in PHONE_NEEDS_CONTEXT or rng.random() < 0.7 else "phone_bare"
+            return single("phone", f, template, m(rng), rng)
+        add(fmt, phone)
+    add("phone_fullwidth", lambda: single("phone", "phone_fullwidth", "phone", in_script("({}) {}-{}".format(*nanp(rng)), "fullwidth"), rng))
+    add("phone_zero_width", lambda: single("phone", "phone_zero_width", "phone", with_zero_width("+44 7{} {}".format(digits(3, rng), digits(6, rng)), rng), rng))
+    for fmt, make_value in ssn_formats().items():
+        add(fmt, lambda m=make_value, f=fmt: single("ssn", f, "ssn", m(rng), rng))
+    for fmt in ("uk_sort_account", "uk_sort_code_only", "uk_account_only"):
+        def bank(f: str = fmt) -> Case:
+            core, spans = uk_bank(f, rng)
+            text, spans = with_fillers(core, spans, rng)
+            return {"kind": "structured", "format": f, "turns": [text], "pii": [[0, s, e] for s, e in spans]}
+        add(fmt, bank)
+    add("email_plain", lambda: single("email", "email_plain", "email", "{}@{}.{}".format(*email_value(rng)), rng))
+    add("email_upper", lambda: single("email", "email_upper", "email", "{}@{}.{}".format(*email_value(rng)).upper(), rng))
+    add("email_fullwidth_at", lambda: single("email", "email_fullwidth_at", "email", "{}\uff20{}.{}".format(*email_value(rng)), rng))
+    for fmt in ("ipv4", "ipv6_full", "ipv6_compressed"):
+        add(fmt, lambda f=fmt: single("ip", f, "ip", ip_value(f, rng), rng))
+    for fmt in ("split_card_user_turns", "split_card_system_user", "split_iban_user_turns", "split_phone_user_turns", "split_name_user_turns"):
+        add(fmt, lambda f=fmt: split_case(f, rng))
+    # Spelled out: the "at most 10 % leaked" targets.
+    add("spelled_card", lambda: single("card", "spelled_card", "card", spelled(group(card(rng), [4, 4, 4, 4], rng.choice([" ", ","])), rng, rng.choice([" ", ","])), rng, "spelled"))
+    add("spelled_phone", lambda: single("phone", "spelled_phone", "phone", spelled(rng.choice(["07{}{}".format(digits(3, rng), digits(6, rng)), "".join(nanp(rng))]), rng), rng, "spelled"))
+    add("spelled_ssn", lambda: single("ssn", "spelled_ssn", "ssn", spelled("".join(ssn(rng)), rng), rng, "spelled"))
+    add("spelled_mixed_card", lambda: single("card", "spelled_mixed_card", "card", (lambda n: f"{n[:4]} {spelled(n[4:8], rng)} {n[8:12]} {spelled(n[12:], rng)}")(card(rng)), rng, "spelled"))
+    add("spelled_email", lambda: single("email", "spelled_email", "email", spell_email(*email_value(rng), rng), rng, "spelled"))
+    for fmt in ("name_cued", "name_allcaps", "name_titled"):
+        add(fmt, lambda f=fmt: name_case(f, rng))
+    add("clean_banking", lambda: clean_case("clean_banking", rng))
+    return cases
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--per-format", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    cases = build(args.per_format, args.seed)
+    with open(args.out, "w", encoding="utf-8") as fh:
+        for case in cases:
+            fh.write(json.dumps(case, ensure_ascii=False) + "\n")
+    formats = {c["format"] for c in cases}
+    print(f"{len(cases)} cases, {len(formats)} formats -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
