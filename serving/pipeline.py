@@ -28,7 +28,9 @@ from .inference.types import ChatMessage, GenerationRequest
 from .intent import HeadScores, IntentPrediction, decide, wants_head
 from .metrics import ServingMetrics
 from .prompt import build_messages
+from .metrics import tenant_label
 from .retrieval import RetrievalResult, SearchFilters
+from .retrieval.pii_policy import held_back
 from .routing import RouteChoice, Router
 from .schemas import (
     ChatCompletion,
@@ -62,6 +64,7 @@ class RequestContext:
     intent: IntentPrediction | None = None
     vote: str | None = None  # retrieval's nearest-neighbour intent: the quality signal for canaries
     pii: dict[str, dict[str, int]] = field(default_factory=dict)
+    held_back: list[str] = field(default_factory=list)  # ids of retrieved chunks kept out of the prompt
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def elapsed_ms(self) -> float:
@@ -157,12 +160,12 @@ class Pipeline:
     # ---- the shared front half: guard the input, route, retrieve, guard the context, intent ----
 
     async def _prepare(self, req: ChatCompletionRequest, ctx: RequestContext) -> tuple[list[ChatMessage], RetrievalResult]:
-        ctx.model = req.model
         if len(req.messages) > self.config.gateway.max_messages:
             raise InvalidRequest(f"at most {self.config.gateway.max_messages} messages per request", param="messages")
         if not any(m.role == "user" for m in req.messages):
             raise InvalidRequest("messages must contain at least one user message", param="messages")
         ctx.choice = self.router.pick(req.model, ctx.sticky_key or req.user, ctx.adapter_override)
+        ctx.model = req.model  # only a served route's name is ever recorded (metrics labels, audit)
 
         with _Timer(ctx, self.metrics, "guard_input"):
             scanned = await self.guard.scan_many([m.content for m in req.messages])
@@ -189,7 +192,10 @@ class Pipeline:
             raise
         ctx.vote = neighbour_vote(found.examples)
         ctx.pii["context"] = _merge_counts(context)
-        knowledge = [r.text for r in context]
+        # A chunk the policy calls risky is left out altogether; the answer uses the remaining knowledge.
+        out = held_back([[(f.type, f.score) for f in r.findings] for r in context], self.config.retrieval.hold_back)
+        ctx.held_back = [h.id for h, drop in zip(found.hits, out, strict=True) if drop]
+        knowledge = [r.text for r, drop in zip(context, out, strict=True) if not drop]
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
 
@@ -246,7 +252,8 @@ class Pipeline:
             intent_confidence=round(ctx.intent.confidence, 4) if ctx.intent else None,
             adapter=str(ctx.choice.adapter),
             route=ctx.choice.role,
-            citations=[h.id for h in found.hits],
+            citations=[h.id for h in found.hits if h.id not in ctx.held_back],
+            held_back=ctx.held_back,
             pii=ctx.pii,
             cache=found.cache,
             timings_ms=ctx.timings_ms,
@@ -366,8 +373,11 @@ class Pipeline:
 
     # ---- bookkeeping shared by every outcome ----
 
-    def _labels(self, ctx: RequestContext) -> tuple[str, str, str]:
+    def _labels(self, ctx: RequestContext, status: int = 200) -> tuple[str, str, str]:
         adapter = ctx.choice.adapter if ctx.choice else None
+        if adapter is not None and ctx.choice.role == "override" and status >= 400:
+            # A failed override may name any adapter: only versions that served a request get a label.
+            return (ctx.model or "unknown", "unknown", "unknown")
         return (ctx.model or "unknown", adapter.name if adapter else "none", adapter.version if adapter else "none")
 
     def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int) -> None:
@@ -378,14 +388,17 @@ class Pipeline:
 
     async def finish(self, ctx: RequestContext, status: int, error: str | None) -> None:
         """Metrics and the audit record for one request, whatever happened to it."""
-        labels = self._labels(ctx)
+        labels = self._labels(ctx, status)
+        tenant = tenant_label(ctx.tenant, self.config.gateway.default_tenant, self.config.gateway.metric_tenants)
         elapsed = ctx.elapsed_ms()
         self.metrics.requests.labels(*labels, str(status)).inc()
         self.metrics.latency.labels(*labels).observe(elapsed / 1000)
         for stage, counts in ctx.pii.items():
             for entity, n in counts.items():
                 if n:
-                    self.metrics.pii.labels(*labels, stage, entity).inc(n)
+                    self.metrics.pii.labels(*labels, stage, entity, tenant).inc(n)
+        if ctx.held_back:
+            self.metrics.context_held_back.labels(*labels, tenant).inc(len(ctx.held_back))
         if ctx.intent is not None and ctx.vote is not None and status == 200:
             agree = "true" if ctx.intent.label == ctx.vote else "false"
             self.metrics.intent_agreement.labels(*labels, agree).inc()
@@ -400,6 +413,7 @@ class Pipeline:
             input=ctx.masked_input,
             output=ctx.masked_output,
             pii=ctx.pii,
+            held_back=ctx.held_back,
             status=status,
             error=error,
             latency_ms=round(elapsed, 3),

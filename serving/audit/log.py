@@ -82,6 +82,9 @@ class AuditRecord(StrictModel):
     pii: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="Stage (input|context|output|audit) -> entity type -> count."
     )
+    held_back: list[str] = Field(
+        default_factory=list,
+        description="Ids of retrieved documents kept out of the prompt because the context guard found PII.")
     status: int = Field(ge=100, le=599, description="HTTP status code returned.")
     error: str | None = Field(
         None, max_length=2000, description="Domain error code/message; never a traceback."
