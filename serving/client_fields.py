@@ -59,10 +59,23 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _card_shaped(lengths: list[int]) -> bool:
+    """Group lengths a card number is written in: one run, equal groups of 1-3 digits, 4-4-4-4 (+3),
+    4-4-4-3, or Amex / Diners 4-6-5 / 4-6-4. A UUID's groups (8-4-4-4-12) never fit."""
+    if len(lengths) == 1 or lengths in ([4, 6, 5], [4, 6, 4]):
+        return True
+    first, *middle, last = lengths
+    if any(n != first for n in middle):
+        return False
+    if first <= 3:
+        return last <= first
+    return first == 4 and (last == 4 or (last == 3 and len(lengths) in (4, 5)))
+
+
 def holds_card_number(value: str) -> bool:
-    """A card-shaped run of 13-19 digits that passes Luhn: contiguous, or split by ``._:-`` or spaces into
-    groups of at most four digits (``4458.5630.7407.7526``, ``4-4-5-8...``) or Amex's 4-6-5. Other shapes
-    (a UUID's 8-4-4-4-12) are left to the guard, so opaque ids are not refused by chance."""
+    """A card-shaped run of 13-19 digits that passes Luhn, with ``._:-`` or spaces between its groups
+    (``4458.5630.7407.7526``, ``4-4-5-8...``); other shapes are left to the guard, so opaque ids are not
+    refused by chance."""
     for run in _DIGIT_RUN.finditer(value):
         groups = re.split(r"[._:\- ]", run.group())
         for i in range(len(groups)):
@@ -71,8 +84,7 @@ def holds_card_number(value: str) -> bool:
                 digits = "".join(part)
                 if len(digits) > 19:
                     break
-                shaped = len(part) == 1 or all(len(g) <= 4 for g in part) or [len(g) for g in part] == [4, 6, 5]
-                if len(digits) >= 13 and shaped and luhn_valid(digits):
+                if len(digits) >= 13 and _card_shaped([len(g) for g in part]) and luhn_valid(digits):
                     return True
     return False
 
