@@ -90,7 +90,7 @@ def to_chat_requests(model: str, req: InferRequest) -> list[ChatCompletionReques
     allowed = {"max_tokens", "temperature", "user"}
     if set(params) - allowed:
         # The unknown names are client input: the message lists what is allowed instead.
-        raise InvalidRequest(f"unknown parameters; allowed: {', '.join(sorted(allowed))}", param="parameters")
+        raise InvalidRequest(f"parameters: unknown names; allowed: {', '.join(sorted(allowed))}", param="parameters")
     try:
         return [
             ChatCompletionRequest(model=model, messages=[ChatMessageIn(role="user", content=q)], **params)

@@ -30,7 +30,8 @@ from .metrics import ServingMetrics
 from .prompt import build_messages
 from .metrics import tenant_label
 from .retrieval import RetrievalResult, SearchFilters
-from .retrieval.pii_policy import held_back
+from .paths import data_dir
+from .retrieval.pii_policy import held_back, quarantine_counts, quarantine_path, read_quarantine
 from .routing import RouteChoice, Router
 from .schemas import (
     ChatCompletion,
@@ -148,6 +149,7 @@ class Pipeline:
         process, with this process's guard policy) just starts full. Returns the chunks scanned; a
         failure only leaves the cache cold.
         """
+        self.count_quarantine()
         try:
             texts = await self.retrieval.knowledge_texts()
             if texts:
@@ -156,6 +158,17 @@ class Pipeline:
         except Exception:  # noqa: BLE001 - warming is an optimisation: requests scan what they need
             log.warning("context guard cache not warmed", exc_info=True)
             return 0
+
+    def count_quarantine(self) -> None:
+        """Exposes what the last ingest quarantined (its list lies next to the index) as a gauge."""
+        r = self.config.retrieval
+        try:
+            records = read_quarantine(quarantine_path(r.quarantine, r.resolved_milvus_uri(), data_dir()))
+        except (OSError, ValueError):
+            log.warning("quarantine list unreadable; %s not set", self.metrics.kb_quarantined._name, exc_info=True)
+            return
+        for (policy, entity), n in quarantine_counts(records).items():
+            self.metrics.kb_quarantined.labels(policy, entity).set(n)
 
     # ---- the shared front half: guard the input, route, retrieve, guard the context, intent ----
 
