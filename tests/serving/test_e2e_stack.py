@@ -264,7 +264,7 @@ def _check_grpc(port: int, question: str) -> str:
             stub.ModelInfer(request, timeout=60)
             raise AssertionError("an unknown model must fail")
         except grpc.RpcError as err:
-            assert err.code() == grpc.StatusCode.NOT_FOUND and "nope" in err.details()
+            assert err.code() == grpc.StatusCode.NOT_FOUND and "not served" in err.details()
             assert "Traceback" not in err.details()
     out = {t.name: t.contents.bytes_contents[0].decode() for t in resp.outputs}
     assert out["text"].strip() and out["intent"] and out["citations"]
