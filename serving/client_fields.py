@@ -17,76 +17,23 @@ a number from these checks.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .client_ids import (
+    ADAPTER,
+    INVALID_HEADER_MARK,
+    MAX_OPAQUE_ID,
+    MIN_DIGITS_TO_SCAN,
+    REQUEST_ID,
+    RULES,
+    TENANT,
+    holds_card_number,
+    pseudonym,
+)
 from .errors import InvalidRequest
-from .guard.config import HASH_KEY_ENV
 from .pipeline import RequestContext
 from .stages import GuardStage
-
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-TENANT = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-ADAPTER = re.compile(r"[a-z0-9._-]{1,63}@[0-9A-Za-z.+-]{1,64}")
-MAX_OPAQUE_ID = 256
-"""Longest session key or ``user`` accepted (they are hashed, so only abuse is bounded here)."""
-
-_DIGIT_RUN = re.compile(r"\d(?:[._:\- ]?\d)+")
-_MIN_DIGITS_TO_SCAN = 6  # fewer digits than this cannot be a card, IBAN, phone, SSN or account number
-# Used when FINSERVE_PII_HASH_KEY is unset: pseudonyms stay equal across replicas (canary routing stays
-# sticky), but are then only as strong as an unkeyed hash. Production sets the key from a Secret.
-_FALLBACK_KEY = b"finserve-client-id-v1"
-
-_RULES = {
-    "x-request-id": "1-128 characters from A-Z a-z 0-9 . _ : -",
-    "x-finserve-tenant": "1-64 characters from A-Z a-z 0-9 . _ : -",
-    "x-finserve-adapter": "NAME@VERSION (lower-case name, semantic version)",
-    "id": "1-128 characters from A-Z a-z 0-9 . _ : -",
-}
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _card_shaped(lengths: list[int]) -> bool:
-    """Group lengths a card number is written in: one run, equal groups of 1-3 digits, 4-4-4-4 (+3),
-    4-4-4-3, or Amex / Diners 4-6-5 / 4-6-4. A UUID's groups (8-4-4-4-12) never fit."""
-    if len(lengths) == 1 or lengths in ([4, 6, 5], [4, 6, 4]):
-        return True
-    first, *middle, last = lengths
-    if any(n != first for n in middle):
-        return False
-    if first <= 3:
-        return last <= first
-    return first == 4 and (last == 4 or (last == 3 and len(lengths) in (4, 5)))
-
-
-def holds_card_number(value: str) -> bool:
-    """A card-shaped run of 13-19 digits that passes Luhn, with ``._:-`` or spaces between its groups
-    (``4458.5630.7407.7526``, ``4-4-5-8...``); other shapes are left to the guard, so opaque ids are not
-    refused by chance."""
-    for run in _DIGIT_RUN.finditer(value):
-        groups = re.split(r"[._:\- ]", run.group())
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups) + 1):
-                part = groups[i:j]
-                digits = "".join(part)
-                if len(digits) > 19:
-                    break
-                if len(digits) >= 13 and _card_shaped([len(g) for g in part]) and luhn_valid(digits):
-                    return True
-    return False
 
 
 def invalid_field(field: str, why: str) -> InvalidRequest:
@@ -96,13 +43,6 @@ def invalid_field(field: str, why: str) -> InvalidRequest:
 def pii_field(field: str) -> InvalidRequest:
     return invalid_field(field, "rejected: it looks like personal data (a card, account or phone number, or "
                                 "similar); send an opaque identifier")
-
-
-def pseudonym(value: str, key: bytes | None = None) -> str:
-    """``u_`` + 16 hex digits of HMAC-SHA256 over the value: stable per key, one-way."""
-    key = key if key is not None else (os.environ.get(HASH_KEY_ENV, "").encode() or _FALLBACK_KEY)
-    digest = hmac.new(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-    return f"u_{digest[:16]}"
 
 
 @dataclass
@@ -120,7 +60,7 @@ class ClientFields:
         """The fields whose value holds a card number or anything the guard finds."""
         out = {f for f, v in values.items() if holds_card_number(v)}
         todo = [(f, v) for f, v in values.items()
-                if f not in out and sum(c.isdigit() for c in v) >= _MIN_DIGITS_TO_SCAN]
+                if f not in out and sum(c.isdigit() for c in v) >= MIN_DIGITS_TO_SCAN]
         if todo:
             results = await self.guard.scan_many([v for _, v in todo])
             out |= {f for (f, _), r in zip(todo, results, strict=True) if r.findings}
@@ -132,6 +72,8 @@ class ClientFields:
         rejected request can still be audited and answered with it."""
         ctx = RequestContext(tenant=self.default_tenant)
         error: InvalidRequest | None = None
+        if headers.get(INVALID_HEADER_MARK) == "x-request-id":
+            error = invalid_field("x-request-id", f"must be {RULES['x-request-id']}")
         checks = (("x-request-id", REQUEST_ID), ("x-finserve-tenant", TENANT), ("x-finserve-adapter", ADAPTER))
         passed: dict[str, str] = {}
         for field, pattern in checks:
@@ -141,7 +83,7 @@ class ClientFields:
             if pattern.fullmatch(value):
                 passed[field] = value
             else:
-                error = error or invalid_field(field, f"must be {_RULES[field]}")
+                error = error or invalid_field(field, f"must be {RULES[field]}")
         for field in ("x-finserve-session", "x-user-id"):
             value = headers.get(field)
             if value is None:
@@ -171,13 +113,13 @@ class ClientFields:
         if value is None or value == "":
             return None
         if not REQUEST_ID.fullmatch(value):
-            raise invalid_field(field, f"must be {_RULES['id']}")
+            raise invalid_field(field, f"must be {RULES['id']}")
         return self.hash_id(value) if await self.flagged({field: value}) else value
 
     async def adapter_ref(self, field: str, value: str) -> str:
         """An adapter NAME@VERSION named in a request field (gRPC ``model_version``)."""
         if not ADAPTER.fullmatch(value):
-            raise invalid_field(field, f"must be {_RULES['x-finserve-adapter']}")
+            raise invalid_field(field, f"must be {RULES['x-finserve-adapter']}")
         if await self.flagged({field: value}):
             raise pii_field(field)
         return value
