@@ -26,11 +26,10 @@ from .errors import InvalidRequest, PIIBlocked, map_error
 from .guard.engine import GuardResult
 from .inference.types import ChatMessage, GenerationRequest
 from .intent import HeadScores, IntentPrediction, decide, wants_head
-from .metrics import ServingMetrics
-from .prompt import build_messages
-from .metrics import tenant_label
-from .retrieval import RetrievalResult, SearchFilters
+from .metrics import ServingMetrics, tenant_label
 from .paths import data_dir
+from .prompt import build_messages
+from .retrieval import RetrievalResult, SearchFilters
 from .retrieval.pii_policy import held_back, quarantine_counts, quarantine_path, read_quarantine
 from .routing import RouteChoice, Router
 from .schemas import (
@@ -165,7 +164,7 @@ class Pipeline:
         try:
             records = read_quarantine(quarantine_path(r.quarantine, r.resolved_milvus_uri(), data_dir()))
         except (OSError, ValueError):
-            log.warning("quarantine list unreadable; %s not set", self.metrics.kb_quarantined._name, exc_info=True)
+            log.warning("quarantine list unreadable: the quarantined-documents gauge is not set", exc_info=True)
             return
         for (policy, entity), n in quarantine_counts(records).items():
             self.metrics.kb_quarantined.labels(policy, entity).set(n)

@@ -23,9 +23,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from pydantic import Field
-
 from finserve.contracts import StrictModel
+from pydantic import Field
 
 QUARANTINE_FILE = "quarantine.jsonl"
 
