@@ -63,5 +63,9 @@ async def test_the_gateway_answers_a_marked_id_with_400_naming_it():
 
 
 def test_wiring():
-    assert RAY_INGRESS_CALLBACK == "finserve.serving.ray_ingress.middlewares"
+    """Ray resolves the callback by import path and checks what it returns, as it will at start."""
+    from ray.serve._private.http_util import validate_http_proxy_callback_return
+    from ray.serve._private.utils import call_function_from_import_path
+
+    assert validate_http_proxy_callback_return(call_function_from_import_path(RAY_INGRESS_CALLBACK))
     assert HASH_KEY_ENV == GUARD_HASH_KEY_ENV
