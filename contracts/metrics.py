@@ -1,8 +1,9 @@
 """Prometheus metric names and labels: what serving exposes and the operator's analysis reads, and
 the operator's own rollout gauges that the chart's alerts and dashboard read.
 
-Labels never carry request content: only model, adapter name and version, stage, status class
-and entity *types*; the rollout gauges carry the ModelRollout's namespace, name and model.
+Labels never carry request content: only model (a served route; others collapse into "unknown"),
+adapter name and version, stage, status class, entity *types* and the tenant (bounded: configured
+tenants only, every other one is "other"); the rollout gauges carry the ModelRollout's namespace, name and model.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ REQUESTS_TOTAL = f"{PREFIX}_requests_total"
 REQUEST_DURATION = f"{PREFIX}_request_duration_seconds"
 # Histogram (seconds): per-stage latency. Labels: stage.
 STAGE_DURATION = f"{PREFIX}_stage_duration_seconds"
-# Counter: PII entities found. Labels: model, adapter, version, stage (input|context|output), entity.
+# Counter: PII entities found. Labels: model, adapter, version, stage (input|context|output), entity, tenant
+# (the request's tenant when configured in gateway.metric_tenants or the default one, else "other").
 PII_FINDINGS_TOTAL = f"{PREFIX}_pii_findings_total"
 # Counter: answers by whether two independent intent opinions agreed: the version's own (its head, blended with
 # its fine-tuned encoder if any, before the retrieval vote is mixed in) and the retrieval vote. Versions without a
@@ -30,6 +32,12 @@ PROMPT_TOKENS_TOTAL = f"{PREFIX}_prompt_tokens_total"
 GENERATOR_QUEUE_DEPTH = f"{PREFIX}_generator_queue_depth"
 # Counter: cache lookups. Labels: tier (l1|l2), result (hit|miss|error).
 CACHE_LOOKUPS_TOTAL = f"{PREFIX}_cache_lookups_total"
+# Counter: retrieved knowledge chunks held back from the prompt by the context guard's policy.
+# Labels: MODEL_LABELS, tenant.
+CONTEXT_HELD_BACK_TOTAL = f"{PREFIX}_context_chunks_held_back_total"
+# Gauge: knowledge documents `finserve ingest` quarantined for PII (read from the quarantine file).
+# Labels: policy (skip|mask), entity.
+KB_QUARANTINED_DOCUMENTS = f"{PREFIX}_kb_quarantined_documents"
 
 # Shadow traffic (a canary answering mirrored stable requests; never returned). Labels: model, adapter,
 # version (the canary's).

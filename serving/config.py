@@ -50,7 +50,13 @@ class GatewayConfig(StrictModel):
     max_tokens_limit: int = Field(512, gt=0, description="Highest max_tokens a client may ask for.")
     api_key_env: str = Field("FINSERVE_API_KEY", description="Env var holding the API key; unset = no auth.")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt placed before the knowledge.")
-    default_tenant: str = Field("default", description="Tenant when the request names none.")
+    default_tenant: str = Field("default", pattern=r"^[A-Za-z0-9._:-]{1,64}$",
+                                description="Tenant when the request names none.")
+    metric_tenants: list[str] = Field(
+        default_factory=list,
+        description="Tenants that get their own value of the `tenant` metrics label (the default tenant always "
+        "does); any other tenant is counted as `other`, so request headers cannot grow /metrics.",
+    )
 
 
 class StageResources(StrictModel):

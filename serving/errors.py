@@ -6,9 +6,9 @@ Messages are written for the client and never carry request content (it may hold
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import logging
 import math
+from dataclasses import dataclass
 
 import grpc
 
@@ -16,6 +16,8 @@ from finserve.contracts.registry import AdapterCorrupt, AdapterNotFound
 
 from .inference.errors import AdapterIncompatible, EngineNotReady, EngineOverloaded, PromptTooLong
 from .retrieval.errors import VectorStoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class FinserveError(Exception):
@@ -141,14 +143,19 @@ def map_error(exc: BaseException) -> ErrorMapping:
             continue
         if isinstance(exc, FinserveError):
             return ErrorMapping(status, exc.code, exc.message, exc.param, exc.retry_after)
+        # Registry and engine messages name files and folders (and the adapter the client asked for):
+        # the client gets a fixed message; the server log keeps the detail.
         if isinstance(exc, AdapterNotFound):
-            return ErrorMapping(status, "adapter_not_found", str(exc), "model")
+            return ErrorMapping(status, "adapter_not_found", "the adapter is not in the registry", "model")
         if isinstance(exc, AdapterCorrupt):
-            return ErrorMapping(status, "adapter_corrupt", str(exc))
+            log.error("adapter corrupt: %s", exc)
+            return ErrorMapping(status, "adapter_corrupt", "the adapter failed verification; see the server log")
         if isinstance(exc, PromptTooLong):
             return ErrorMapping(status, "prompt_too_long", str(exc), "messages")
         if isinstance(exc, AdapterIncompatible):
-            return ErrorMapping(status, "adapter_incompatible", str(exc))
+            log.error("adapter incompatible: %s", exc)
+            return ErrorMapping(status, "adapter_incompatible",
+                                "the adapter does not fit the served base model; see the server log")
         if isinstance(exc, EngineOverloaded):
             return ErrorMapping(status, "overloaded", "the generator is at capacity; retry later",
                                 retry_after=max(1, math.ceil(getattr(exc, "retry_after_s", 1))))

@@ -2,8 +2,9 @@
 
 Only transport lives here: body limits, JSON and schema validation, auth, headers, SSE framing
 and the error envelope. Everything else is the pipeline's. Every rejected request is audited too.
-The module-level helpers (context from headers, API key, rejection audit) are shared with the
-gRPC endpoint (oip_grpc/), whose metadata carries the same headers.
+The module-level helpers (the client-field check, API key, rejection audit) are shared with the
+gRPC endpoint (oip_grpc/), whose metadata carries the same headers. Every client-supplied identifier
+goes through serving/client_fields.py before anything records it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import hmac
 import json
 import logging
 import os
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from .audit.record import bounded
+from .client_fields import ClientFields
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 REJECTED_BODY_CHARS = 4096  # how much of a refused request's body its audit line keeps
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
@@ -47,22 +47,26 @@ def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
 
 
 def validation_message(err: ValidationError) -> tuple[str, str | None]:
+    """The first problem as ``field: what is wrong``, from pydantic's message only: never its
+    ``input_value`` and never a key the client made up (an unknown field is named by its parent)."""
     first = err.errors()[0]
-    field = ".".join(str(p) for p in first.get("loc", ())) or None
-    return (f"{field}: {first['msg']}" if field else first["msg"]), field
+    loc = [str(p) for p in first.get("loc", ())]
+    msg = first["msg"]
+    if first.get("type") == "extra_forbidden":
+        loc, msg = loc[:-1], "unknown field"
+    field = ".".join(loc) or None
+    return (f"{field}: {msg}" if field else msg), field
 
 
-def request_context(headers: Mapping[str, str], default_tenant: str) -> RequestContext:
-    """Per-request facts from HTTP headers or gRPC metadata (lower-case keys for gRPC)."""
-    rid = headers.get("x-request-id", "")
-    ctx = RequestContext(
-        tenant=headers.get("x-finserve-tenant", default_tenant)[:64],
-        sticky_key=headers.get("x-finserve-session") or headers.get("x-user-id"),
-        adapter_override=headers.get("x-finserve-adapter"),
-    )
-    if _REQUEST_ID.match(rid):
-        ctx.request_id = rid
-    return ctx
+def client_fields(pipeline: Pipeline) -> ClientFields:
+    """The ingress check of headers and ids, shared by REST and gRPC."""
+    return ClientFields(pipeline.guard, pipeline.config.gateway.default_tenant)
+
+
+def fork_context(base: RequestContext, request_id: str) -> RequestContext:
+    """A fresh context for one question of a multi-question OIP request, with the same checked caller facts."""
+    return RequestContext(request_id=request_id, tenant=base.tenant, sticky_key=base.sticky_key,
+                          adapter_override=base.adapter_override)
 
 
 def check_api_key(authorization: str, key_env: str) -> None:
@@ -139,6 +143,7 @@ def _lone_surrogate(value: object, where: str = "") -> str | None:
 def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     """The FastAPI app for one pipeline (in-process or inside the Ray Serve gateway replica)."""
     gw = pipeline.config.gateway
+    fields = client_fields(pipeline)
     api = FastAPI(title="finserve", version="0.1.0", docs_url="/docs", redoc_url=None)
 
     def check_auth(request: Request) -> None:
@@ -154,9 +159,11 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
 
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        ctx = request_context(request.headers, gw.default_tenant)
+        ctx, bad_header = await fields.context(request.headers)
         try:
             check_auth(request)
+            if bad_header:
+                raise bad_header
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
@@ -167,6 +174,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return await reject(ctx, exc, None)
         try:
             req = ChatCompletionRequest.model_validate(parse_json(raw))
+            req.user = fields.user(req.user)  # an end-user id (often an email): only its pseudonym goes on
         except FinserveError as exc:
             return await reject(ctx, exc, raw)
         except ValidationError as exc:
@@ -206,9 +214,11 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
 
     @api.post("/v2/models/{model}/infer")
     async def v2_infer(model: str, request: Request) -> Response:
-        base = request_context(request.headers, gw.default_tenant)
+        base, bad_header = await fields.context(request.headers)
         try:
             check_auth(request)
+            if bad_header:
+                raise bad_header
             raw = await request.body()
             if len(raw) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
@@ -216,7 +226,9 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return await reject(base, exc, None)
         try:
             infer = InferRequest.model_validate_json(raw)
-            chats = to_chat_requests(model, infer)
+            infer_id = await fields.request_id("id", infer.id)
+            chats = [c.model_copy(update={"user": fields.user(c.user, "parameters.user")})
+                     for c in to_chat_requests(model, infer)]
         except ValidationError as exc:
             msg, field = validation_message(exc)
             return await reject(base, InvalidRequest(msg, param=field), raw)
@@ -225,12 +237,11 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         answers = []
         try:
             for i, chat in enumerate(chats):
-                ctx = request_context(request.headers, gw.default_tenant)
-                ctx.request_id = f"{base.request_id}-{i}" if len(chats) > 1 else base.request_id
+                ctx = fork_context(base, f"{base.request_id}-{i}" if len(chats) > 1 else base.request_id)
                 answers.append(await pipeline.chat(chat, ctx))
         except Exception as exc:  # noqa: BLE001 - one envelope for every error
             return _error_response(exc, base.request_id)
-        out = to_infer_response(model, infer.id or base.request_id, answers)
+        out = to_infer_response(model, infer_id or base.request_id, answers)
         return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id})
 
     @api.get("/v1/models")

@@ -1,10 +1,18 @@
-"""The gateway's Prometheus metrics (names from contracts.metrics; labels never carry content)."""
+"""The gateway's Prometheus metrics (names from contracts.metrics; labels never carry content).
+
+Every label value is bounded: models are served route names, tenants are the configured ones (others
+collapse into ``other``), so request content can neither grow /metrics nor break its encoding.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from finserve.contracts import metrics as names
+
+OTHER_TENANT = "other"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
 # Finer near 1: the analysis asks whether a canary says nearly the same thing, not whether it is on topic.
@@ -26,7 +34,13 @@ class ServingMetrics:
         self.stage = Histogram(names.STAGE_DURATION, "Per-stage latency.", ["stage"],
                                buckets=_LATENCY_BUCKETS, registry=r)
         self.pii = Counter(names.PII_FINDINGS_TOTAL.removesuffix("_total"), "PII entities found.",
-                           [*labels, "stage", "entity"], registry=r)
+                           [*labels, "stage", "entity", "tenant"], registry=r)
+        self.context_held_back = Counter(names.CONTEXT_HELD_BACK_TOTAL.removesuffix("_total"),
+                                         "Retrieved chunks held back from the prompt by the context guard.",
+                                         [*labels, "tenant"], registry=r)
+        self.kb_quarantined = Gauge(names.KB_QUARANTINED_DOCUMENTS,
+                                    "Knowledge documents quarantined at ingest for PII.", ["policy", "entity"],
+                                    registry=r)
         self.intent_agreement = Counter(names.INTENT_AGREEMENT_TOTAL.removesuffix("_total"),
                                         "Whether the version's own intent (head, without the retrieval vote) "
                                         "agreed with the retrieval vote.",
@@ -55,3 +69,8 @@ class ServingMetrics:
         self.shadow_length_ratio = Histogram(names.SHADOW_LENGTH_RATIO,
                                              "Shadow answer words per stable answer word.", labels,
                                              buckets=_RATIO_BUCKETS, registry=r)
+
+
+def tenant_label(tenant: str, default: str, known: Collection[str]) -> str:
+    """The tenant's own label value when configured (or the default tenant), else ``other``."""
+    return tenant if tenant == default or tenant in known else OTHER_TENANT

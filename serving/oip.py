@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from finserve.contracts import Route
 
@@ -88,16 +88,18 @@ def to_chat_requests(model: str, req: InferRequest) -> list[ChatCompletionReques
         raise InvalidRequest("input 'text' must hold one or more strings", param="inputs.text.data")
     params = req.parameters or {}
     allowed = {"max_tokens", "temperature", "user"}
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise InvalidRequest(f"unknown parameters: {', '.join(unknown)}", param="parameters")
+    if set(params) - allowed:
+        # The unknown names are client input: the message lists what is allowed instead.
+        raise InvalidRequest(f"parameters: unknown names; allowed: {', '.join(sorted(allowed))}", param="parameters")
     try:
         return [
             ChatCompletionRequest(model=model, messages=[ChatMessageIn(role="user", content=q)], **params)
             for q in text.data
         ]
-    except ValueError as exc:
-        raise InvalidRequest(f"parameters: {exc}", param="parameters") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]  # pydantic's message only: its full text would echo input_value
+        name = ".".join(str(p) for p in first.get("loc", ()) if p != "messages")
+        raise InvalidRequest(f"parameters.{name}: {first['msg']}", param=f"parameters.{name}") from exc
 
 
 def to_infer_response(model: str, request_id: str, answers: list[ChatCompletion]) -> InferResponse:

@@ -30,9 +30,11 @@ from .errors import AuditUnavailable, InvalidRequest, PIIBlocked, map_error
 from .guard.engine import GuardResult
 from .inference.types import ChatMessage, GenerationRequest
 from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_head
-from .metrics import ServingMetrics
+from .metrics import ServingMetrics, tenant_label
+from .paths import data_dir
 from .prompt import build_messages, intent_first
 from .retrieval import RetrievalResult, SearchFilters
+from .retrieval.pii_policy import held_back, quarantine_counts, quarantine_path, read_quarantine
 from .routing import RouteChoice, Router
 from .schemas import (
     ChatCompletion,
@@ -70,6 +72,7 @@ class RequestContext:
     vote: str | None = None  # retrieval's nearest-neighbour intent: the independent second opinion
     knowledge: list[str] = field(default_factory=list)  # guarded chunks the prompt carried (answer evaluation)
     pii: dict[str, dict[str, int]] = field(default_factory=dict)
+    held_back: list[str] = field(default_factory=list)  # ids of retrieved chunks kept out of the prompt
     timings_ms: dict[str, float] = field(default_factory=dict)
     # For the audit line: what the answer was built on, and who asked (None until identity/tracing land).
     citations: list[str] = field(default_factory=list)
@@ -162,6 +165,7 @@ class Pipeline:
         process, with this process's guard policy) just starts full. Returns the chunks scanned; a
         failure only leaves the cache cold.
         """
+        self.count_quarantine()
         try:
             texts = await self.retrieval.knowledge_texts()
             if texts:
@@ -171,15 +175,26 @@ class Pipeline:
             log.warning("context guard cache not warmed", exc_info=True)
             return 0
 
+    def count_quarantine(self) -> None:
+        """Exposes what the last ingest quarantined (its list lies next to the index) as a gauge."""
+        r = self.config.retrieval
+        try:
+            records = read_quarantine(quarantine_path(r.quarantine, r.resolved_milvus_uri(), data_dir()))
+        except (OSError, ValueError):
+            log.warning("quarantine list unreadable: the quarantined-documents gauge is not set", exc_info=True)
+            return
+        for (policy, entity), n in quarantine_counts(records).items():
+            self.metrics.kb_quarantined.labels(policy, entity).set(n)
+
     # ---- the shared front half: guard the input, route, retrieve, guard the context, intent ----
 
     async def _prepare(self, req: ChatCompletionRequest, ctx: RequestContext) -> tuple[list[ChatMessage], RetrievalResult]:
-        ctx.model = req.model
         if len(req.messages) > self.config.gateway.max_messages:
             raise InvalidRequest(f"at most {self.config.gateway.max_messages} messages per request", param="messages")
         if not any(m.role == "user" for m in req.messages):
             raise InvalidRequest("messages must contain at least one user message", param="messages")
         ctx.choice = self.router.pick(req.model, ctx.sticky_key or req.user, ctx.adapter_override)
+        ctx.model = req.model  # only a served route's name is ever recorded (metrics labels, audit)
 
         with _Timer(ctx, self.metrics, "guard_input"):
             scanned = await self.guard.scan_many([m.content for m in req.messages])
@@ -208,10 +223,19 @@ class Pipeline:
             raise
         ctx.vote = neighbour_vote(found.examples)
         ctx.pii["context"] = _merge_counts(context)
-        knowledge = ctx.knowledge = intent_first([r.text for r in context], [h.intent for h in found.hits],
-                                                 ctx.intent.label if ctx.intent else None)
+        knowledge, ctx.held_back = self._knowledge(found, context, ctx.intent.label if ctx.intent else None)
+        ctx.knowledge = knowledge
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
+
+    def _knowledge(self, found: RetrievalResult, context: list[GuardResult], intent: str | None,
+                   ) -> tuple[list[str], list[str]]:
+        """The prompt's knowledge and the ids held back: a chunk the hold-back policy calls risky is left out
+        altogether (the answer uses the rest), and the classified intent's entry leads (see intent_first)."""
+        out = held_back([[(f.type, f.score) for f in r.findings] for r in context], self.config.retrieval.hold_back)
+        dropped = [h.id for h, drop in zip(found.hits, out, strict=True) if drop]
+        kept = [(r.text, h.intent) for r, h, drop in zip(context, found.hits, out, strict=True) if not drop]
+        return intent_first([t for t, _ in kept], [i for _, i in kept], intent), dropped
 
     async def _search(self, query: str, adapter: AdapterRef, filters: SearchFilters, ctx: RequestContext | None,
                       ) -> tuple[RetrievalResult, asyncio.Future[HeadScores | None] | None]:
@@ -266,7 +290,8 @@ class Pipeline:
             intent_confidence=round(ctx.intent.confidence, 4) if ctx.intent else None,
             adapter=str(ctx.choice.adapter),
             route=ctx.choice.role,
-            citations=[h.id for h in found.hits],
+            citations=[h.id for h in found.hits if h.id not in ctx.held_back],
+            held_back=ctx.held_back,
             pii=ctx.pii,
             cache=found.cache,
             timings_ms=ctx.timings_ms,
@@ -338,7 +363,7 @@ class Pipeline:
 
     @staticmethod
     def _note_retrieval(ctx: RequestContext, found: RetrievalResult) -> None:
-        ctx.citations = [h.id for h in found.hits]
+        ctx.citations = [h.id for h in found.hits if h.id not in ctx.held_back]  # what the prompt carried
         ctx.index_version = getattr(found, "index_version", None)
 
     async def _stream_chunks(self, req: ChatCompletionRequest, ctx: RequestContext, gen_req: GenerationRequest,
@@ -452,14 +477,17 @@ class Pipeline:
         [scanned] = await self.guard.scan_many([text])
         found = await self.retrieval.search(scanned.text, self._filters(tenant))
         context = await self.guard.scan_chunks([h.text for h in found.hits]) if found.hits else []
-        knowledge = intent_first([r.text for r in context], [h.intent for h in found.hits], intent)
+        knowledge, _ = self._knowledge(found, context, intent)
         return build_messages(self.config.gateway.system_prompt, knowledge,
                               [ChatMessage(role="user", content=scanned.text)])
 
     # ---- bookkeeping shared by every outcome ----
 
-    def _labels(self, ctx: RequestContext) -> tuple[str, str, str]:
+    def _labels(self, ctx: RequestContext, status: int = 200) -> tuple[str, str, str]:
         adapter = ctx.choice.adapter if ctx.choice else None
+        if adapter is not None and ctx.choice.role == "override" and status >= 400:
+            # A failed override may name any adapter: only versions that served a request get a label.
+            return (ctx.model or "unknown", "unknown", "unknown")
         return (ctx.model or "unknown", adapter.name if adapter else "none", adapter.version if adapter else "none")
 
     def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int) -> None:
@@ -484,14 +512,17 @@ class Pipeline:
 
         Raises AuditUnavailable (503) when the line cannot be written: no answer goes out without one.
         """
-        labels = self._labels(ctx)
+        labels = self._labels(ctx, status)
+        tenant = tenant_label(ctx.tenant, self.config.gateway.default_tenant, self.config.gateway.metric_tenants)
         elapsed = ctx.elapsed_ms()
         self.metrics.requests.labels(*labels, str(status)).inc()
         self.metrics.latency.labels(*labels).observe(elapsed / 1000)
         for stage, counts in ctx.pii.items():
             for entity, n in counts.items():
                 if n:
-                    self.metrics.pii.labels(*labels, stage, entity).inc(n)
+                    self.metrics.pii.labels(*labels, stage, entity, tenant).inc(n)
+        if ctx.held_back:
+            self.metrics.context_held_back.labels(*labels, tenant).inc(len(ctx.held_back))
         # Two independent opinions: the version's own (head, no vote mixed in) and the retrieval vote. The served
         # intent already contains the vote, so comparing it with the vote would grade the version partly
         # against itself; a version without a head has no opinion of its own and is not counted.
@@ -547,6 +578,7 @@ def audit_record(ctx: RequestContext, status: int, error: str | None, elapsed_ms
         index_version=ctx.index_version,
         trace_id=ctx.trace_id,
         degraded=ctx.degraded,
+        held_back=ctx.held_back,
         input=ctx.masked_input,
         output=ctx.masked_output,
         pii=ctx.pii,

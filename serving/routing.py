@@ -52,7 +52,9 @@ def choose(model: str, route: Route, sticky_key: str | None, override: str | Non
         try:
             return RouteChoice(model, AdapterRef.parse(override), "override")
         except ValueError as exc:
-            raise InvalidRequest(str(exc), param="x-finserve-adapter") from exc
+            # The message names the rule, never the value (it is client input).
+            raise InvalidRequest("x-finserve-adapter must be NAME@VERSION: a lower-case name and a semantic "
+                                 "version", param="x-finserve-adapter") from exc
     if route.canary is None or route.canary_weight <= 0:
         return RouteChoice(model, route.stable, "stable")
     if route.canary_weight >= 100:
@@ -122,7 +124,9 @@ class Router:
     def route(self, model: str) -> Route:
         routes = self.models()
         if model not in routes:
-            raise ModelNotFound(f"model {model!r} is not served here; see GET /v1/models", param="model")
+            # Never echoes the name: it is client input (it may be anything, PII included).
+            raise ModelNotFound("the model is not served here; see GET /v1/models for the served names",
+                                param="model")
         return routes[model]
 
     def pick(self, model: str, sticky_key: str | None = None, override: str | None = None) -> RouteChoice:

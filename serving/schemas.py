@@ -63,7 +63,10 @@ class FinserveInfo(StrictModel):
     intent_confidence: float | None = None
     adapter: str = Field(description="NAME@VERSION that served the request (base@0.0.0 = no adapter).")
     route: str = Field(description="stable, canary or override.")
-    citations: list[str] = Field(default_factory=list, description="Ids of the retrieved documents.")
+    citations: list[str] = Field(default_factory=list, description="Ids of the retrieved documents the prompt used.")
+    held_back: list[str] = Field(
+        default_factory=list,
+        description="Ids of retrieved documents kept out of the prompt because the context guard found PII in them.")
     pii: dict[str, dict[str, int]] = Field(default_factory=dict, description="stage -> entity type -> count.")
     cache: str | None = Field(None, description="Where retrieval was answered from: l1, l2, miss, off.")
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Per-stage wall time.")

@@ -45,6 +45,9 @@ def usable_ingress(deployments: DeploymentsConfig, haproxy_found: bool) -> tuple
     return deployments.model_copy(update={"ingress": "proxy"}), warning
 
 
+RAY_INGRESS_CALLBACK = "finserve.serving.ray_ingress.middlewares"
+
+
 def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | None = None) -> dict[str, str]:
     """Environment for the Ray processes; every switch is set both ways so the config alone decides.
 
@@ -62,6 +65,8 @@ def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | Non
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": f"{deployments.ingress_drain_s:g}",
         # Replica user code and handle routing on the replica's main event loop, gRPC between replicas.
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if deployments.throughput_optimized else "0",
+        # Ray reads x-request-id before finserve does (access log, its X-Request-ID header): made safe first.
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": RAY_INGRESS_CALLBACK,
     }
     if haproxy and free_port is not None:
         env.update({name: str(free_port()) for name in HAPROXY_SIDE_PORTS})

@@ -80,6 +80,9 @@ class AuditRecord(StrictModel):
         None, max_length=64, description="OpenTelemetry trace id (32 hex digits) when tracing is on.")
     degraded: str | None = Field(
         None, max_length=200, description="Which fallback answered instead of the model, if one did.")
+    held_back: list[str] = Field(
+        default_factory=list, max_length=MAX_CITATIONS,
+        description="Ids of retrieved documents kept out of the prompt because the context guard found PII.")
     input: str = Field(description="The user input, masked.")
     output: str | None = Field(None, description="The answer (or the part of it sent), masked; None when none.")
     pii: dict[str, dict[str, int]] = Field(

@@ -6,8 +6,8 @@ this class); a grpc.aio server (the in-process stack) calls the same methods pos
 contexts offer invocation_metadata, set_code, set_details and set_trailing_metadata: all this uses.
 
 Metadata carries what REST puts in headers (authorization, x-request-id, x-finserve-tenant,
-x-finserve-session, x-user-id, x-finserve-adapter); ``model_version`` may name an adapter
-NAME@VERSION too. Errors never escape as exceptions: Ray's proxy would send their traceback.
+x-finserve-session, x-user-id, x-finserve-adapter), checked by serving/client_fields.py as REST's
+headers are; ``model_version`` may name an adapter NAME@VERSION too. Errors never escape as exceptions: Ray's proxy would send their traceback.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any, Protocol
 
 import grpc
 
-from ..errors import FinserveError, PayloadTooLarge, map_error
-from ..gateway import Readiness, audit_rejection, check_api_key, request_context
+from ..errors import FinserveError, InvalidRequest, PayloadTooLarge, map_error
+from ..gateway import Readiness, audit_rejection, check_api_key, client_fields, fork_context
 from ..oip import model_metadata, to_chat_requests, to_infer_response
-from ..pipeline import Pipeline, RequestContext
+from ..pipeline import Pipeline
 from . import grpc_predict_v2_pb2 as pb
 from . import grpc_predict_v2_pb2_grpc as pb_grpc
 from .codec import audit_body, to_infer_request, to_proto_metadata, to_proto_response
@@ -83,6 +83,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, pipeline: Pipeline, readiness: Readiness) -> None:
         self.pipeline = pipeline
         self._readiness = readiness
+        self._fields = client_fields(pipeline)
 
     @_rpc
     async def ServerLive(self, request: pb.ServerLiveRequest, grpc_context: Context) -> pb.ServerLiveResponse:
@@ -112,14 +113,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         gw = self.pipeline.config.gateway
         headers = _headers(grpc_context)
 
-        def context() -> RequestContext:
-            ctx = request_context(headers, gw.default_tenant)
-            ctx.adapter_override = ctx.adapter_override or request.model_version or None
-            return ctx
-
-        base = context()
+        base, bad_header = await self._fields.context(headers)
+        if not base.adapter_override and request.model_version:
+            # model_version may name an adapter too: the rules of x-finserve-adapter apply to it.
+            try:
+                base.adapter_override = await self._fields.adapter_ref("model_version", request.model_version)
+            except InvalidRequest as exc:
+                bad_header = bad_header or exc
         try:
             check_api_key(headers.get("authorization", ""), gw.api_key_env)
+            if bad_header:
+                raise bad_header
             if request.ByteSize() > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request message over {gw.max_body_bytes} bytes")
         except FinserveError as exc:
@@ -128,7 +132,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return pb.ModelInferResponse()
         try:
             infer = to_infer_request(request)
-            chats = to_chat_requests(request.model_name, infer)
+            infer_id = await self._fields.request_id("id", infer.id)
+            chats = [c.model_copy(update={"user": self._fields.user(c.user, "parameters.user")})
+                     for c in to_chat_requests(request.model_name, infer)]
         except FinserveError as exc:
             # Refused before the pipeline ran: audited here (guarded), as REST audits its rejections.
             await audit_rejection(self.pipeline, base, exc, audit_body(request))
@@ -137,14 +143,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         answers = []
         try:
             for i, chat in enumerate(chats):
-                ctx = context()
-                ctx.request_id = f"{base.request_id}-{i}" if len(chats) > 1 else base.request_id
+                ctx = fork_context(base, f"{base.request_id}-{i}" if len(chats) > 1 else base.request_id)
                 answers.append(await self.pipeline.chat(chat, ctx))  # audits every outcome itself
         except Exception as exc:  # noqa: BLE001 - one status for every error
             fail(grpc_context, exc, base.request_id)
             return pb.ModelInferResponse()
         grpc_context.set_trailing_metadata([("x-request-id", base.request_id)])
-        return to_proto_response(to_infer_response(request.model_name, infer.id or base.request_id, answers))
+        return to_proto_response(to_infer_response(request.model_name, infer_id or base.request_id, answers))
 
     @_rpc
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest,

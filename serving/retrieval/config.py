@@ -10,6 +10,8 @@ from finserve.contracts import StrictModel
 from finserve.serving.paths import data_dir
 from pydantic import Field
 
+from .pii_policy import HoldBackConfig, QuarantineConfig
+
 REDIS_URL_ENV = "FINSERVE_REDIS_URL"
 
 
@@ -99,6 +101,14 @@ class RetrievalConfig(StrictModel):
     )
     ingest_batch_size: int = Field(
         default=256, ge=1, description="Documents embedded and inserted per batch."
+    )
+    quarantine: QuarantineConfig = Field(
+        default_factory=QuarantineConfig,
+        description="Ingest: what happens to knowledge documents in which the PII guard finds something.",
+    )
+    hold_back: HoldBackConfig = Field(
+        default_factory=HoldBackConfig,
+        description="Serving: which findings in a retrieved chunk keep it out of the prompt.",
     )
 
     def resolved_milvus_uri(self) -> str:

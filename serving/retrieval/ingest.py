@@ -1,21 +1,57 @@
-"""Build the retrieval index: answers + Banking77 examples -> embeddings -> a new Milvus build -> alias."""
+"""Build the retrieval index: answers + Banking77 examples -> PII screen -> embeddings -> a new Milvus
+build -> alias.
+
+With a guard, every document is scanned first; one with findings is quarantined per
+``config.quarantine`` (left out, or indexed masked), listed in the quarantine file next to the index
+and reported to ``on_quarantine`` (the CLI writes an audit record for each). See pii_policy.py.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
-from finserve.serving.paths import banking77_csv
+from finserve.serving.paths import banking77_csv, data_dir
 
 from .config import RetrievalConfig
 from .embedder import Embedder, default_model_path, model_fingerprint
 from .kb import Row, build_documents, default_split, index_version, load_answers, read_banking77
+from .pii_policy import QuarantinePolicy, QuarantineRecord, quarantine_path, write_quarantine
 from .store import PROP_EMBEDDER, PROP_VERSION, MilvusStore, build_name
-from .types import IngestReport
+from .types import Document, IngestReport
 
 log = logging.getLogger(__name__)
+
+
+class Scanned(Protocol):
+    """What ingest needs of a guard result (serving.guard.engine.GuardResult)."""
+
+    text: str
+
+    def counts(self) -> dict[str, int]: ...
+
+
+Scan = Callable[[list[str]], Sequence[Scanned]]
+"""The PII guard's scan_many: texts -> results, in order."""
+
+
+def screen(docs: list[Document], scan: Scan, policy: QuarantinePolicy,
+           ) -> tuple[list[Document], list[tuple[Document, Scanned]]]:
+    """The documents to index, and each quarantined document with its scan (pure apart from the scan)."""
+    results = scan([d.text for d in docs])
+    keep: list[Document] = []
+    quarantined: list[tuple[Document, Scanned]] = []
+    for doc, result in zip(docs, results, strict=True):
+        if not result.counts():
+            keep.append(doc)
+            continue
+        quarantined.append((doc, result))
+        if policy is QuarantinePolicy.mask:
+            keep.append(doc.model_copy(update={"text": result.text}))
+    return keep, quarantined
 
 
 def ingest(
@@ -27,16 +63,24 @@ def ingest(
     *,
     force: bool = False,
     embedder: Embedder | None = None,
+    scan: Scan | None = None,
+    on_quarantine: Callable[[QuarantineRecord, str], None] | None = None,
 ) -> IngestReport:
     """Index the answers and ``rows`` (default: the training part of :func:`default_split` of Banking77).
 
     Skips the work when the collection already holds this exact version, unless ``force``. Searches keep
-    using the previous build until the new one is complete.
+    using the previous build until the new one is complete. With ``scan`` (the guard's scan_many) every
+    document is screened for PII first; ``on_quarantine(record, masked_text)`` is called for each
+    quarantined document of a build (not when the index is current).
     """
     started = time.perf_counter()
     if rows is None:
         rows = default_split(read_banking77(banking77_csv()))[0]
     docs = build_documents(load_answers(answers_path), rows, tenant)
+    policy = config.quarantine.policy
+    quarantined: list[tuple[Document, Scanned]] = []
+    if scan is not None:
+        docs, quarantined = screen(docs, scan, policy)
     # The version needs only the model's fingerprint: a current index is detected without loading it.
     model_path = Path(config.embedder_path) if config.embedder_path else default_model_path()
     embedder_id = embedder.model_id if embedder else model_fingerprint(model_path)
@@ -55,6 +99,7 @@ def ingest(
                 examples=len(docs) - answers,
                 seconds=time.perf_counter() - started,
                 skipped=True,
+                quarantined=len(quarantined),
             )
         name = build_name(alias, version)
         if store.has_collection(name):
@@ -68,6 +113,14 @@ def ingest(
                 store.insert(name, chunk, embedder.embed([d.text for d in chunk]))
                 bar.update(len(chunk))
         store.seal(name)
+        if scan is not None:
+            # Written before the alias moves: the list always describes the index being served (or about to be).
+            records = [QuarantineRecord(doc_id=d.id, kind=d.kind, intent=d.intent, tenant=d.tenant, policy=policy,
+                                        entities=r.counts(), index_version=version) for d, r in quarantined]
+            write_quarantine(quarantine_path(config.quarantine, config.resolved_milvus_uri(), data_dir()), records)
+            for record, (_, result) in zip(records, quarantined, strict=True):
+                if on_quarantine is not None:
+                    on_quarantine(record, result.text)
         store.point_alias(alias, name)
         dropped = store.drop_stale_builds(alias, keep=name)
         if dropped:
@@ -80,6 +133,7 @@ def ingest(
         answers=answers,
         examples=len(docs) - answers,
         seconds=time.perf_counter() - started,
+        quarantined=len(quarantined),
     )
 
 

@@ -68,3 +68,5 @@ class IngestReport(StrictModel):
     examples: int = Field(description="Example documents indexed.")
     seconds: float = Field(description="Wall time of the ingest.")
     skipped: bool = Field(default=False, description="True when an index of this version already existed.")
+    quarantined: int = Field(
+        default=0, description="Documents in which the PII guard found something (left out or indexed masked).")

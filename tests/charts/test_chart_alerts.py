@@ -33,12 +33,13 @@ def test_rules_pass_promtool_check(tmp_path: Path):
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule_groups()}))
     out = run([tool("promtool"), "check", "rules", str(path)])
-    assert "SUCCESS: 4 rules found" in out.stdout
+    assert "SUCCESS: 5 rules found" in out.stdout
 
 
 def test_the_four_alerts_exist():
     alerts = {r["alert"] for g in rule_groups() for r in g["rules"]}
-    assert alerts == {"FinserveHighErrorRate", "FinserveHighLatencyP95", "FinservePIIInOutput", "FinserveRolloutFailed"}
+    assert alerts == {"FinserveHighErrorRate", "FinserveHighLatencyP95", "FinservePIIInOutput",
+                      "FinservePIIInInputOrContext", "FinserveRolloutFailed"}
 
 
 SERIES = "namespace=\"finserve\",model=\"finserve-banking\",adapter=\"banking77\""
@@ -102,6 +103,38 @@ UNIT_TESTS = {
                 {"eval_time": "32m", "alertname": "FinservePIIInOutput", "exp_alerts": [
                     {"exp_labels": {"severity": "critical", "namespace": "finserve", "model": "finserve-banking",
                                     "adapter": "banking77", "version": "1.0.0", "entity": "EMAIL_ADDRESS"}}]},
+            ],
+        },
+        {   # Input / context PII per tenant, default: more than 5 within 1h. Tenant "retail" sends a card
+            # every 10 minutes (6 an hour: fires once 6 are in the window); "other" sends 5 in its first hour, then
+            # none (never more than 5 in a window: quiet);
+            # retrieved context for "retail" starts on a brand-new series born at 4 and reaching 7 (fires).
+            # Findings of one tenant add up across models and replicas.
+            "interval": "10m",
+            "input_series": [
+                {"series": 'finserve_pii_findings_total{namespace="finserve",model="m",adapter="a",version="1.0.0",'
+                           'stage="input",entity="CREDIT_CARD",tenant="retail",pod="p1"}', "values": "0+1x20"},
+                {"series": 'finserve_pii_findings_total{namespace="finserve",model="m",adapter="a",version="1.0.0",'
+                           'stage="input",entity="PHONE_NUMBER",tenant="other",pod="p1"}', "values": "0+1x5 5x15"},
+                {"series": 'finserve_pii_findings_total{namespace="finserve",model="m",adapter="a",version="1.0.0",'
+                           'stage="context",entity="EMAIL_ADDRESS",tenant="retail",pod="p2"}',
+                 "values": "_x11 4 7 7 7 7 7 7 7 7"},
+                # Output findings belong to FinservePIIInOutput, another namespace to another release.
+                {"series": 'finserve_pii_findings_total{namespace="finserve",model="m",adapter="a",version="1.0.0",'
+                           'stage="output",entity="EMAIL_ADDRESS",tenant="retail",pod="p1"}', "values": "0+9x20"},
+                {"series": 'finserve_pii_findings_total{namespace="elsewhere",model="m",adapter="a",version="1.0.0",'
+                           'stage="input",entity="CREDIT_CARD",tenant="retail",pod="p1"}', "values": "0+50x20"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "50m", "alertname": "FinservePIIInInputOrContext", "exp_alerts": []},  # 5 so far
+                {"eval_time": "100m", "alertname": "FinservePIIInInputOrContext", "exp_alerts": [
+                    {"exp_labels": {"severity": "warning", "namespace": "finserve", "tenant": "retail",
+                                    "stage": "input"}}]},
+                {"eval_time": "130m", "alertname": "FinservePIIInInputOrContext", "exp_alerts": [
+                    {"exp_labels": {"severity": "warning", "namespace": "finserve", "tenant": "retail",
+                                    "stage": "input"}},
+                    {"exp_labels": {"severity": "warning", "namespace": "finserve", "tenant": "retail",
+                                    "stage": "context"}}]},
             ],
         },
         {   # Rollout r1 fails at minute 3; r2 progresses.

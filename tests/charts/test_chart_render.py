@@ -487,7 +487,8 @@ def test_ray_serve_switches_reach_every_ray_container():
         want = serve_env(DeploymentsConfig(throughput_optimized=throughput, ingress="proxy"))
         for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
             env = env_of(pod["spec"]["containers"][0])
-            for name in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY"):
+            for name in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY",
+                         "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"):
                 assert env[name]["value"] == want[name], name
 
 

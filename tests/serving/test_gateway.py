@@ -77,7 +77,7 @@ def test_streaming_sends_chunks_then_done(local_client):
         (json.dumps({"model": "finserve-banking", "messages": []}).encode(), 400, "messages"),
         (json.dumps({"model": "finserve-banking", "messages": [{"role": "robot", "content": "x"}]}).encode(),
          400, "messages.0.role"),
-        (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}).encode(), 404, "nope"),
+        (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}).encode(), 404, "not served"),
         (json.dumps({"model": "finserve-banking", "max_tokens": 100000,
                      "messages": [{"role": "user", "content": "hi"}]}).encode(), 400, "max_tokens"),
     ],

@@ -30,6 +30,7 @@ def test_every_switch_is_written_both_ways() -> None:
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0.5",
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "finserve.serving.ray_ingress.middlewares",
     }
 
 

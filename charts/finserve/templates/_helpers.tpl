@@ -200,6 +200,9 @@ Service in front of the head is the ingress, and Ray's Python proxy on each node
   value: "0"
 - name: RAY_SERVE_ENABLE_HA_PROXY
   value: "0"
+{{- /* Ray reads x-request-id before finserve: serving/ray_ingress.py makes it safe first. */}}
+- name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
+  value: finserve.serving.ray_ingress.middlewares
 {{- end }}
 
 {{- define "finserve.envFrom" -}}
