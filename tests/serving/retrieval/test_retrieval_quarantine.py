@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from finserve.cli import app
+from finserve.serving.audit import read_records
 from finserve.serving.retrieval import RetrievalConfig, Retriever
 from finserve.serving.retrieval.config import default_answers_path
 
@@ -82,7 +83,7 @@ async def test_skip_policy_keeps_them_out_lists_and_audits(kb, embedder):
     assert "answer:card_arrival" in table.output and "CREDIT_CARD=1" in table.output
     no_raw((kb / "quarantine.jsonl").read_text())
 
-    audit = [json.loads(line) for line in (kb / "audit-skip.jsonl").read_text().splitlines()]
+    audit = list(read_records(kb / "audit-skip.jsonl"))  # request records: checkpoints are lines too
     assert sorted((a["request_id"].rsplit("-", 1)[-1], a["status"], a["pii"]["ingest"]) for a in audit) == [
         ("answer:card_arrival", 422, {"CREDIT_CARD": 1}), ("answer:exchange_rate", 422, {"EMAIL_ADDRESS": 1})]
     no_raw((kb / "audit-skip.jsonl").read_text())
@@ -98,7 +99,7 @@ async def test_mask_policy_indexes_them_masked(kb, embedder):
         no_raw(text)
     listed = CliRunner().invoke(app, ["kb", "quarantine", "list", "--config", str(config), "--json"])
     assert {json.loads(line)["policy"] for line in listed.output.splitlines()} == {"mask"}
-    audit = [json.loads(line) for line in (kb / "audit-mask.jsonl").read_text().splitlines()]
+    audit = list(read_records(kb / "audit-mask.jsonl"))
     assert len(audit) == 2 and {a["status"] for a in audit} == {200}
     no_raw((kb / "audit-mask.jsonl").read_text())
 
