@@ -35,7 +35,7 @@ from finserve.serving.inference.types import ChatMessage
 from finserve.serving.intent import encoder
 
 from .config import AnswerSettings
-from .trainer import length_batches, schedule
+from .trainer import cache_states, length_batches, schedule
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +94,6 @@ def build_examples(
     return asyncio.run(run())
 
 
-def _cache(model: Any, examples: Sequence[Example], layers: int, pad_id: int, device: str,
-           on_row: Callable[[int], None] | None = None) -> list[torch.Tensor]:
-    """Hidden states after the first ``layers`` decoder layers for prompt + target, one tensor per example."""
-    ids = [e.prompt + e.target for e in examples]
-    out: list[torch.Tensor | None] = [None] * len(ids)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    with torch.no_grad():
-        for start in range(0, len(order), 8):
-            chunk = order[start : start + 8]
-            input_ids, _ = encoder.pad([ids[i] for i in chunk], pad_id, device)
-            hidden = encoder.run_layers(model, encoder.embed(model, input_ids), 0, layers)
-            for row, i in enumerate(chunk):
-                out[i] = hidden[row, : len(ids[i])].clone()
-            if on_row:
-                on_row(len(chunk))
-    return [t for t in out if t is not None]
-
-
 def _loss(model: Any, states: Sequence[torch.Tensor], examples: Sequence[Example], first: int) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the target tokens of a batch, and their count."""
     batch, _ = encoder.stack(states)
@@ -150,8 +132,11 @@ def fit_answers(
     model.eval()
     with tqdm(total=len(examples) + len(dev), desc=f"answers: cache layers 0-{first - 1}", unit="ex",
               disable=not progress) as bar:
-        states = _cache(model, examples, first, pad_id, device, on_row=bar.update)
-        dev_states = _cache(model, dev, first, pad_id, device, on_row=bar.update) if dev else []
+        # Prompt and target in one sequence: the target's states attend to the prompt's.
+        states = cache_states(model, [e.prompt + e.target for e in examples], first, pad_id, device, batch_size=8,
+                              on_batch=bar.update)
+        dev_states = cache_states(model, [e.prompt + e.target for e in dev], first, pad_id, device, batch_size=8,
+                                  on_batch=bar.update) if dev else []
     cache_seconds = time.perf_counter() - t0
     base_dev_loss = _dev_loss(model, dev_states, dev, first) if dev else None
 
