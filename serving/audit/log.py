@@ -112,6 +112,10 @@ class AuditLogCorrupt(AuditError):
     """The log's last complete line is unreadable, so no new line can be chained to it."""
 
 
+class AuditLogLegacy(AuditError):
+    """The active file was written before line numbers and signed checkpoints (a hash chain only)."""
+
+
 class AuditWriteFailed(AuditError):
     """The line could not be made durable (read-only file, full disk, ...): nothing was appended."""
 
@@ -206,7 +210,7 @@ class AuditLog:
         """Seal the log for shutdown: a final signed checkpoint, unless the last line is one already."""
         try:
             with self._locked() as handle:
-                tail = _read_tail(handle.fd)
+                tail = self._tail(handle)
                 if tail.seq and not tail.final:
                     self._commit(handle, tail, None, final=True)
         except (OSError, AuditError) as exc:
@@ -215,7 +219,7 @@ class AuditLog:
     def _write(self, data: dict[str, Any]) -> str:
         try:
             with self._locked() as handle:
-                digest = self._commit(handle, _read_tail(handle.fd), data)
+                digest = self._commit(handle, self._tail(handle), data)
         except OSError as exc:
             self._failure = f"cannot write the audit log: {exc.strerror or exc}"
             raise AuditWriteFailed(self._failure) from None
@@ -224,6 +228,22 @@ class AuditLog:
             raise
         self._failure = None
         return digest
+
+    def _tail(self, handle: _Handle) -> _Tail:
+        """The active file's end. A file an older finserve wrote (hash chain, no line numbers) cannot be
+        continued with signed checkpoints: it is renamed aside whole (its own hashes still check it line by
+        line) and a new chain starts, instead of refusing every request after an upgrade."""
+        try:
+            return _read_tail(handle.fd)
+        except AuditLogLegacy:
+            os.fsync(handle.fd)
+            target = self.path.with_name(f"{self.path.stem}.legacy-{self._clock():%Y%m%dT%H%M%SZ}{self.path.suffix}")
+            os.rename(self.path, target)
+            os.close(handle.fd)
+            handle.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            _fsync_dir(self.path.parent)
+            log.warning("audit log from an older finserve moved aside to %s; a new signed chain starts", target.name)
+            return _Tail()
 
     def _commit(self, handle: _Handle, tail: _Tail, data: dict[str, Any] | None, final: bool = False) -> str:
         """Under the lock: seal a torn tail, rotate, open or resume as needed, then write `data`
@@ -361,7 +381,7 @@ class AuditLog:
         """
         try:
             with self._locked() as handle:
-                tail = _read_tail(handle.fd)
+                tail = self._tail(handle)
                 if tail.torn:
                     self._commit(handle, tail, None)
             free = _free_bytes(self.path.parent)
@@ -402,7 +422,7 @@ class AuditLog:
                 first = _first_seq(files[0]) if files else None
                 record = {KIND: PURGE, "time": _iso(self._clock()), "before": _iso(before), "files": removed,
                           "first_kept_line": first}
-                self._commit(handle, _read_tail(handle.fd), record)
+                self._commit(handle, self._tail(handle), record)
             else:
                 first = None
         return PurgeReport(removed=removed, first_kept_line=first)
@@ -470,6 +490,8 @@ def _read_tail(fd: int, block: int = 8192) -> _Tail:
     last = body[:-1].rsplit(b"\n", 1)[-1]
     try:
         data = json.loads(last)
+        if isinstance(data, dict) and HASH_KEY in data and SEQ_KEY not in data and KIND not in data:
+            raise AuditLogLegacy("the active audit file predates line numbers and signed checkpoints")
         value, seq = data[HASH_KEY], data[SEQ_KEY]
     except (ValueError, KeyError, TypeError) as exc:
         raise AuditLogCorrupt(

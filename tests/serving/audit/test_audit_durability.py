@@ -124,3 +124,25 @@ def test_low_free_space_fails_readiness(log_path: Path) -> None:
     log = AuditLog(AuditConfig(path=log_path, min_free_bytes=2**62))
     assert log.ready() is False
     assert "free" in (log.problem() or "")
+
+
+def test_a_log_from_before_line_numbers_is_moved_aside_and_a_signed_chain_starts(log_path: Path, make_record) -> None:
+    """An upgrade must not turn every request into a 503: the old hash chain is kept whole beside the new log."""
+    from finserve.serving.audit.chain import GENESIS_HASH, chain_line
+
+    log_path.parent.mkdir(parents=True)
+    prev, lines = GENESIS_HASH, []
+    for rid in ("old-1", "old-2"):  # what finserve wrote before seq numbers and checkpoints
+        line, prev = chain_line(make_record(request_id=rid).model_dump(mode="json"), prev)
+        lines.append(line)
+    legacy_bytes = ("\n".join(lines) + "\n").encode()
+    log_path.write_bytes(legacy_bytes)
+
+    audit_log = AuditLog(AuditConfig(path=log_path))
+    assert audit_log.problem() is None  # readiness moves it aside instead of failing
+    audit_log.append(make_record(request_id="new-1"))
+
+    [legacy] = list(log_path.parent.glob("audit.legacy-*.jsonl"))
+    assert legacy.read_bytes() == legacy_bytes
+    assert [r["request_id"] for r in read_records(log_path)] == ["new-1"]
+    assert verify_chain(log_path, read_key(audit_log.config.key_path())).ok
