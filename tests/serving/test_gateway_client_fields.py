@@ -184,7 +184,8 @@ def test_grpc_ids_and_user_pseudonymised(stack):
 def test_metrics_survive_surrogates_and_made_up_models(stack):
     body = '{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
     resp = stack.client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
-    assert resp.status_code == 404
+    # Refused before routing: a lone surrogate can be neither stored nor sent back (400 naming the field).
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "model"
     assert stack.client.get("/metrics").status_code == 200
     before = stack.client.get("/metrics").text
     for i in range(3000):
