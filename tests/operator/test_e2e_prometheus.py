@@ -179,11 +179,13 @@ def e2e_rollout(name: str, model: str, canary_version: str) -> dict:
                 "failureThreshold": 2,
                 "minRequests": 3,
                 # The built-ins with their default bounds, but latency: the machine is not under test.
+                # Not intent-quality: it compares a version's own intent head with the retrieval vote, and
+                # these test adapters carry no head, so it would have no data and hold the rollout
+                # Inconclusive (as it should); tests/operator/test_queries.py covers its query.
                 "metrics": [
                     {"name": "error-rate"},
                     {"name": "latency-p95", "max": 600},
                     {"name": "pii-output"},
-                    {"name": "intent-quality"},
                 ],
             },
         },
@@ -248,7 +250,7 @@ async def test_real_prometheus_rolls_back_a_failing_canary_and_promotes_a_health
     # The healthy canary: enough requests, and every built-in query returned a number, none "no data".
     assert good["status"]["lastAnalysis"]["requests"] >= 3
     assert {mr["name"]: mr["outcome"] for mr in good["status"]["lastAnalysis"]["metrics"]} == dict.fromkeys(
-        ("error-rate", "latency-p95", "pii-output", "intent-quality"), "Successful"
+        ("error-rate", "latency-p95", "pii-output"), "Successful"
     )
     assert all(mr.get("value") is not None for mr in good["status"]["lastAnalysis"]["metrics"])
     status, answer = await chat(serving.url, "finserve-good", f"banking77@{HEALTHY}")
