@@ -422,12 +422,7 @@ def _shadow_check(
     analysis = shadow.as_analysis(spec.strategy.analysis)
     st, verdict = _record_check(analysis, st, readings, now, "Shadow")
     if st.failed_checks >= analysis.failure_threshold:
-        message = (
-            f"canary {spec.canary.ref()} rolled back in the shadow phase after {st.failed_checks} failed "
-            f"check(s): {evidence(verdict.metrics)}"
-        )
-        actions.append(EmitEvent(type="Warning", reason="ShadowFailed", message=message))
-        return st.model_copy(update={"phase": Phase.FAILED, "canary_weight": 0, "message": message})
+        return _roll_back(spec, st, verdict, actions, where="in the shadow phase", reason="ShadowFailed")
     held = (now - (st.step_started_at or now)).total_seconds()
     if st.successful_checks >= analysis.success_threshold and held >= shadow.duration_seconds:
         actions.append(
@@ -446,12 +441,13 @@ def _shadow_check(
     )
 
 
-def _roll_back(spec: ModelRolloutSpec, st: RolloutStatus, verdict: Verdict, actions: list[Action]) -> RolloutStatus:
+def _roll_back(spec: ModelRolloutSpec, st: RolloutStatus, verdict: Verdict, actions: list[Action],
+               where: str | None = None, reason: str = "RolledBack") -> RolloutStatus:
     message = (
-        f"canary {spec.canary.ref()} rolled back at {st.canary_weight}% after {st.failed_checks} failed "
-        f"check(s): {evidence(verdict.metrics)}"
+        f"canary {spec.canary.ref()} rolled back {where or f'at {st.canary_weight}%'} after {st.failed_checks} "
+        f"failed check(s): {evidence(verdict.metrics)}"
     )
-    actions.append(EmitEvent(type="Warning", reason="RolledBack", message=message))
+    actions.append(EmitEvent(type="Warning", reason=reason, message=message))
     return st.model_copy(update={"phase": Phase.FAILED, "canary_weight": 0, "message": message})
 
 
