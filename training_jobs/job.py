@@ -137,16 +137,13 @@ def run_job(
 def _tune_answers(config: TrainConfig, base_path: Path, splits: Splits, progress: bool) -> Answers:
     """The generator's answer LoRA, tuned on prompts the in-process serving pipeline builds (its retrieval
     index is built first if the data dir has none)."""
-    from finserve.serving.config import load_serving_config
+    from finserve.serving.config import ServingConfig
     from finserve.serving.local import build_local_stack
     from finserve.serving.retrieval.ingest import index_exists, ingest
     from finserve.serving.retrieval.kb import load_answers
 
-    serving = load_serving_config(config.answers.serving_config) if config.answers.serving_config else None
-    if serving is None:
-        from finserve.serving.config import ServingConfig
-
-        serving = ServingConfig()
+    path = config.answers.serving_config
+    serving = ServingConfig.from_file(path) if path else ServingConfig()
     if not index_exists(serving.retrieval):
         ingest(serving.retrieval, progress=progress)
     stack = build_local_stack(serving, with_generator=False)
