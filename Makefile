@@ -46,7 +46,7 @@ adapters: install  ## build the demo adapter registry (two versions of the defau
 
 # The trained default adapter version ships in data/adapters (`make adapters` rebuilds it); `make up` copies it
 # into the registry and serves it. FINSERVE_DEFAULT_ADAPTER=base@0.0.0 serves the bare base model instead.
-DEFAULT_ADAPTER ?= banking77@2.0.0
+DEFAULT_ADAPTER ?= banking77@2.1.0
 
 up: install  ## start the whole stack on embedded defaults, serving the shipped default adapter (Ctrl-C stops it cleanly)
 	$(FINSERVE) adapters seed

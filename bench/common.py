@@ -20,6 +20,22 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
+# The instruction-set extensions the CPU paths choose between (machines differ: one had AVX-512 VNNI/BF16).
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and which of CPU_FLAGS it has (/proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"cpu_model": "", "cpu_flags": []}
+    lines = text.splitlines()
+    have = {f for ln in lines if ln.startswith("flags") for f in ln.split(":", 1)[1].split()}
+    return {"cpu_model": next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), ""),
+            "cpu_flags": [f for f in CPU_FLAGS if f in have]}
+
+
 def machine(packages: tuple[str, ...] = ()) -> dict[str, Any]:
     def _v(name: str) -> str | None:
         try:
@@ -30,6 +46,7 @@ def machine(packages: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        **cpu_info(),
         "cpu_count": os.cpu_count(),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
         "python": sys.version.split()[0],

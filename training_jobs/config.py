@@ -137,6 +137,10 @@ class AnswerSettings(StrictModel):
     lr: float = Field(2e-4, gt=0, description="Peak learning rate (linear warm-up, then linear decay).")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with a linear warm-up.")
     seed: int = Field(7, description="Seed for the rows drawn (the dev rows use seed + 1).")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Compute dtype of the answer stage's forward and backward (bfloat16 autocast; the LoRA "
+        "weights and optimiser stay float32). auto: bfloat16 on CUDA and on CPUs with native bfloat16 "
+        "(avx512_bf16 or AMX), float32 elsewhere.")
     serving_config: str | None = Field(
         None, description="Serving config YAML whose retrieval, guard and system prompt build the prompts (what the "
         "version will be served with); None: the built-in default, its index built first when the data dir has none.")

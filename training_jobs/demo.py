@@ -1,7 +1,7 @@
 """The demo registry: three real versions of the default adapter, so a canary has somewhere to go.
 
 1.0.0 trains on a per-intent subset for fewer epochs (LLM head + vote); 1.6.0 is the intent recipe
-(LLM head + fine-tuned encoder + vote) whose LoRA was never tuned for answers; 2.0.0, the default,
+(LLM head + fine-tuned encoder + vote) whose LoRA was never tuned for answers; 2.1.0, the default,
 takes 1.6.0's intent parts and adds the generator's LoRA tuned for answers (answers.yaml; default.yaml
 builds the same version from scratch in one job). Versions already in the registry that pass
 verification are kept (``make adapters`` is a cache hit then).

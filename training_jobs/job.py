@@ -166,7 +166,7 @@ def _answer_facts(answers: Answers) -> dict:
     return {"examples": r.examples, "dev_examples": r.dev_examples, "base_dev_loss": r.base_dev_loss,
             "epochs": [e.model_dump() for e in r.epochs],
             "cache_seconds": round(r.cache_seconds, 1), "prompt_tokens_mean": round(r.prompt_tokens_mean, 1),
-            "target_tokens_mean": round(r.target_tokens_mean, 1),
+            "target_tokens_mean": round(r.target_tokens_mean, 1), "compute_dtype": r.compute_dtype,
             "targets": "the curated answer of each row's intent (serving/retrieval/data/answers.yaml)",
             "prompts": "serving's guard, retrieval, context guard and prompt builder, the intent's knowledge first"}
 

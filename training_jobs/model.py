@@ -46,6 +46,30 @@ def resolve_quantization(quantization: str, device: str) -> bool:
     return quantization == "nf4"
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX); read from /proc/cpuinfo, since
+    machines differ (Linux only; elsewhere False). Without it bfloat16 matmuls are emulated and slower."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str, device: str) -> Any:
+    """The autocast dtype of the answer stage (``torch.bfloat16``), or None for plain float32."""
+    import torch
+
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    native = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_bf16()
+    return torch.bfloat16 if native else None
+
+
 def nf4_config() -> Any:
     """4-bit NF4 with double quantization and bfloat16 compute: the QLoRA recipe."""
     import torch

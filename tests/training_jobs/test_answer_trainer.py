@@ -18,6 +18,7 @@ from tiny_configs import write_config
 
 from finserve.contracts import AdapterRef, AdapterRegistry
 from finserve.serving.intent.head import INTENT_LORA_DIR, intent_lora_folder
+from finserve.training.model import cpu_has_bf16
 
 pytestmark = pytest.mark.slow
 SOURCE = AdapterRef(name="tiny-intent", version="0.1.0")
@@ -72,6 +73,8 @@ def test_tuning_lowers_the_loss_on_curated_answers_of_rows_it_never_saw(tuned: d
     # model towards the curated answers in general, not towards 77 memorised prompts.
     assert facts["epochs"][-1]["dev_loss"] < 0.9 * facts["base_dev_loss"]
     assert 200 < facts["prompt_tokens_mean"] < 500  # system prompt + three knowledge entries + the question
+    # precision auto: bfloat16 autocast where this CPU multiplies it natively, float32 elsewhere; recorded.
+    assert facts["compute_dtype"] == ("bfloat16" if cpu_has_bf16() else "float32")
 
 
 def test_the_version_keeps_the_source_intent_parts_byte_for_byte(tuned: dict, registry: AdapterRegistry) -> None:

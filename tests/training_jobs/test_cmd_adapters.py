@@ -94,6 +94,6 @@ def test_the_shipped_default_version_verifies() -> None:
     from finserve.serving.paths import shipped_registry
 
     shipped = AdapterRegistry(shipped_registry())
-    manifest = shipped.verify("banking77@2.0.0")
+    manifest = shipped.verify("banking77@2.1.0")
     assert manifest.training["answers"]["examples"] > 0
-    assert (shipped_registry() / "banking77" / "2.0.0" / "intent_lora" / "adapter_config.json").is_file()
+    assert (shipped_registry() / "banking77" / "2.1.0" / "intent_lora" / "adapter_config.json").is_file()

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from finserve.training.config import TrainConfig
+from finserve.training.config import AnswerSettings, TrainConfig
 from finserve.training.demo import CONFIG_DIR, DEMO_CONFIGS
-from finserve.training.model import resolve_quantization
+from finserve.training.model import cpu_has_bf16, resolve_precision, resolve_quantization
 
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 
@@ -82,3 +82,29 @@ def test_quantization_choice() -> None:
     assert resolve_quantization("nf4", "cuda") is True
     with pytest.raises(RuntimeError, match="CUDA"):
         resolve_quantization("nf4", "cpu")
+
+
+ZEN4 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n"
+SKYLAKE = "processor\t: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n"
+SAPPHIRE = "processor\t: 0\nflags\t\t: avx2 avx512f amx_bf16 amx_tile amx_int8\n"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags() -> None:
+    assert cpu_has_bf16(ZEN4) and cpu_has_bf16(SAPPHIRE)
+    assert not cpu_has_bf16(SKYLAKE)
+    assert not cpu_has_bf16("model name\t: avx512_bf16 in a name is not a flag\n")
+
+
+def test_answer_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from finserve.training import model
+
+    assert resolve_precision("float32", "cpu") is None
+    assert resolve_precision("bfloat16", "cpu") is torch.bfloat16
+    monkeypatch.setattr(model, "cpu_has_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") is None  # emulated bfloat16 would be slower than float32
+    monkeypatch.setattr(model, "cpu_has_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu") is torch.bfloat16
+    with pytest.raises(ValidationError):
+        AnswerSettings(precision="float16")
