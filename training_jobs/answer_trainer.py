@@ -14,7 +14,7 @@ trained for the head on the truncated model: neither LoRA ever runs with deltas 
 Cost on CPU: layers below ``first_layer`` carry no LoRA, so their output is
 computed once per example and cached (exact: the same causal mask and positions); each step runs
 only the upper layers, and the LM head only at the target positions. Where the hardware multiplies
-bfloat16 natively (``precision: auto``), the forward and backward run under bfloat16 autocast: 1.45x
+bfloat16 natively (``precision: auto``), the forward and backward run under bfloat16 autocast: 1.3-1.45x
 per step on an AVX-512 BF16 CPU (bench/bench_answer_step.py), the LoRA weights and AdamW in float32.
 """
 
