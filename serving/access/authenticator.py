@@ -31,8 +31,13 @@ class Authenticator:
         self.default_tenant = default_tenant
         self.keys = KeyStore(keys_path(config), config.keys_reload_s)
         self.jwt = JwtVerifier(config.jwt) if config.jwt is not None else None
-        self._legacy = os.environ.get(legacy_key_env) or None
+        self.legacy_key_env = legacy_key_env
         self._latched = False
+
+    @property
+    def _legacy(self) -> str | None:
+        # Read per request, as the single key always was: setting it in a running process turns auth on.
+        return os.environ.get(self.legacy_key_env) or None
 
     @property
     def enabled(self) -> bool:
@@ -40,7 +45,7 @@ class Authenticator:
         (deleting the keys file must not open the service)."""
         if self.config.mode == "none":
             return False
-        if self.jwt is not None or self._legacy is not None:
+        if self._latched or self.jwt is not None or self._legacy is not None:
             return True
         if not self._latched and self.keys.configured():
             self._latched = True
@@ -61,7 +66,8 @@ class Authenticator:
             return self.keys.verify(token)
         if token.count(".") == 2 and self.jwt is not None:
             return self.jwt.verify(token)
-        if self._legacy is not None and hmac.compare_digest(token.encode(), self._legacy.encode()):
+        legacy = self._legacy
+        if legacy is not None and hmac.compare_digest(token.encode(), legacy.encode()):
             return Principal(id=LEGACY_PRINCIPAL, kind="key", tenants=(self.default_tenant,),
                              scopes=frozenset({INFER}))
         raise Unauthorized("unknown credential: not a finserve API key nor a token this service trusts",
