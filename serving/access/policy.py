@@ -88,3 +88,40 @@ def _tenant(principal: Principal, requested: str | None, default_tenant: str) ->
 
 
 __all__ = ["ADMIN", "INFER", "Decision", "authorize", "require_scope", "required_scope", "rpc_scope"]
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Where the stack may listen, and what to tell the person starting it."""
+
+    host: str
+    message: str
+    warn: bool
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, mode: str, auth_on: bool) -> Bind:
+    """Auth on: listen where configured. No credential configured: loopback only (the laptop default),
+    unless auth.mode is none, which serves any interface open to anyone and is warned about."""
+    if mode == "none":
+        if is_loopback(host):
+            return Bind(host, "auth: off (auth.mode none); listening on loopback only", False)
+        return Bind(host, f"auth: OFF (auth.mode none) on {host}: anyone who reaches this address can call every "
+                    "endpoint, as any tenant", True)
+    if auth_on:
+        return Bind(host, "auth: on (API keys / JWT); health and readiness stay open", False)
+    if is_loopback(host):
+        return Bind(host, "auth: off (no key, JWKS or FINSERVE_API_KEY configured): serving loopback only", False)
+    return Bind("127.0.0.1", f"auth: off (no key, JWKS or FINSERVE_API_KEY configured): serving 127.0.0.1 instead of "
+                f"{host}. Create a key (`finserve auth keys create`), configure auth.jwt, or set auth.mode: none "
+                "to serve other interfaces without auth", True)

@@ -81,3 +81,22 @@ def test_required_scope_is_closed_by_default(path, scope):
 def test_rpc_probes_are_open_and_the_rest_need_infer():
     assert rpc_scope("ServerLive") is None and rpc_scope("ServerReady") is None
     assert rpc_scope("ModelInfer") == rpc_scope("ModelMetadata") == rpc_scope("ServerMetadata") == INFER
+
+
+@pytest.mark.parametrize(
+    ("host", "mode", "auth_on", "expected_host", "warn"),
+    [
+        ("0.0.0.0", "auto", False, "127.0.0.1", True),  # nothing configured: loopback only, and said so
+        ("127.0.0.1", "auto", False, "127.0.0.1", False),
+        ("::1", "auto", False, "::1", False),
+        ("0.0.0.0", "auto", True, "0.0.0.0", False),
+        ("0.0.0.0", "none", False, "0.0.0.0", True),  # explicit: served open, warned about
+        ("localhost", "none", False, "localhost", False),
+    ],
+)
+def test_bind_without_auth_is_loopback_unless_mode_none(host, mode, auth_on, expected_host, warn):
+    from finserve.serving.access.policy import bind
+
+    b = bind(host, mode, auth_on)
+    assert (b.host, b.warn) == (expected_host, warn)
+    assert ("auth: on" in b.message) == auth_on
