@@ -56,25 +56,38 @@ class JwksFile:
 
 
 class JwksUrl:
-    """Signing keys from a JWKS URL: PyJWKClient caches the set and refetches it for an unknown kid."""
+    """Signing keys from a JWKS URL: PyJWKClient caches the set; an unknown kid refetches it (a key
+    rotation at the provider), at most once per ``refetch_s``, so tokens with made-up kids cannot turn
+    every request into a fetch. A fetch blocks the calling thread (timeout 5 s); it happens once per
+    cache lifetime or rotation."""
 
-    def __init__(self, url: str, cache_s: int) -> None:
-        self._client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=cache_s, cache_keys=True, timeout=5)
+    def __init__(self, url: str, cache_s: int, refetch_s: float = 30.0) -> None:
+        self._client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=cache_s, timeout=5)
+        self.refetch_s = refetch_s
+        self._refetched = float("-inf")
 
     def key(self, kid: str | None) -> jwt.PyJWK:
         try:
-            if kid is None:
-                keys = self._client.get_signing_keys()
-                if len(keys) != 1:
-                    raise Unauthorized("the token names no kid and the JWKS has several keys", invalid_token=True)
-                return keys[0]
-            return self._client.get_signing_key(kid)
+            found = self._find(self._client.get_jwk_set(), kid)
+            if found is None and time.monotonic() - self._refetched >= self.refetch_s:
+                self._refetched = time.monotonic()
+                found = self._find(self._client.get_jwk_set(refresh=True), kid)
         except jwt.PyJWKClientConnectionError as exc:
             log.error("JWKS URL unreachable: %s", exc.__class__.__name__)
             raise Unauthorized("the identity provider's keys cannot be fetched; retry later",
                                invalid_token=True) from None
-        except jwt.PyJWKClientError:
-            raise Unauthorized("the token's signing key (kid) is not in the JWKS", invalid_token=True) from None
+        except jwt.PyJWTError:
+            raise Unauthorized("the identity provider's JWKS is unusable", invalid_token=True) from None
+        if found is None:
+            raise Unauthorized("the token's signing key (kid) is not in the JWKS", invalid_token=True)
+        return found
+
+    @staticmethod
+    def _find(jwks: jwt.PyJWKSet, kid: str | None) -> jwt.PyJWK | None:
+        keys = [k for k in jwks.keys if k.public_key_use in (None, "sig")]
+        if kid is None:
+            return keys[0] if len(keys) == 1 else None
+        return next((k for k in keys if k.key_id == kid), None)
 
 
 class JwtVerifier:

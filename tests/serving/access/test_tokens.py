@@ -122,6 +122,11 @@ def test_jwks_url_is_fetched_once_and_cached(tmp_path, keys):
         for key in (*keys, *keys):
             assert v.verify(key.token()).id == "jwt:svc-retail-app"
         assert hits == ["/jwks"]
+        # Unknown kids refetch the set (a rotation) once, then not again until refetch_s has passed.
+        for _ in range(3):
+            with pytest.raises(Unauthorized, match="kid"):
+                v.verify(rsa_key("rotated-away").token())
+        assert hits == ["/jwks", "/jwks"]
     finally:
         server.shutdown()
         server.server_close()
