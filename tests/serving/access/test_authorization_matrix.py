@@ -15,8 +15,6 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from jwks_util import AUDIENCE, ISSUER, rsa_key, write_jwks
-
 from finserve.contracts import AdapterRef, Route
 from finserve.serving.access import AuthConfig, JwtConfig
 from finserve.serving.access.keys import KeysFile, new_key, write_keys
@@ -33,6 +31,8 @@ from finserve.serving.pipeline import Pipeline
 from finserve.serving.retrieval import Embedder, Retriever
 from finserve.serving.routing import Router, RouterConfig
 from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
+from jwks_util import AUDIENCE, ISSUER, rsa_key, write_jwks
+
 
 STABLE = AdapterRef(name="banking77", version="1.0.0")
 CANARY = AdapterRef(name="banking77", version="1.1.0")
@@ -266,7 +266,7 @@ async def test_grpc_matrix(stack):
 
 
 async def test_model_version_override_needs_the_scope_over_grpc(stack):
-    _, stub, auth, who, cfg = stack
+    _, stub, auth, _, cfg = stack
     req = _infer()
     req.model_version = str(CANARY)
     with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -34,8 +34,8 @@ NO_TENANT = Principal("jwt:orphan", "jwt", (), frozenset({INFER}))
     ],
 )
 def test_authorize_table(name, principal, tenant, override, expected):
-    kwargs = dict(auth_on=True, scope=INFER, requested_tenant=tenant, default_tenant="default",
-                  adapter_override=override)
+    kwargs = {"auth_on": True, "scope": INFER, "requested_tenant": tenant, "default_tenant": "default",
+              "adapter_override": override}
     if isinstance(expected, type):
         with pytest.raises(expected) as err:
             authorize(principal, **kwargs)

@@ -8,11 +8,11 @@ import threading
 import time
 
 import pytest
-from jwks_util import AUDIENCE, ISSUER, ec_key, rsa_key, write_jwks
-
 from finserve.serving.access import JwtConfig
 from finserve.serving.access.tokens import JwtVerifier
 from finserve.serving.errors import Unauthorized
+from jwks_util import AUDIENCE, ISSUER, ec_key, rsa_key, write_jwks
+
 
 JWKS_PORT = 18101  # this helper's port range
 
@@ -105,7 +105,7 @@ def test_jwks_url_is_fetched_once_and_cached(tmp_path, keys):
     hits = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):
             hits.append(self.path)
             self.send_response(200)
             self.send_header("content-type", "application/json")
