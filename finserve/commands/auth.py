@@ -44,7 +44,8 @@ def _path(keys_file: Path | None, config: Path | None) -> Path:
 def create(
     name: Annotated[str, typer.Option("--name", help="Who holds the key (a label in listings).")],
     tenant: Annotated[list[str], typer.Option("--tenant", help="A tenant the key may act for (repeat; '*': any).")],
-    scope: Annotated[list[str] | None, typer.Option("--scope", help="infer, adapter:override or admin (repeat).")] = None,
+    scope: Annotated[list[str] | None,
+                     typer.Option("--scope", help="infer, adapter:override or admin (repeat).")] = None,
     keys_file: FileOpt = None,
     config: ConfigOpt = None,
 ) -> None:

@@ -42,8 +42,8 @@ class AuthConfig(StrictModel):
     mode: Literal["auto", "none"] = Field(
         "auto",
         description="auto: auth is on as soon as a key exists in keys_file, the legacy key env var "
-        "(gateway.api_key_env) is set or jwt is configured; with none of them the stack serves loopback (127.0.0.1) only. none: no auth on any "
-        "interface (explicit, and warned about at start).")
+        "(gateway.api_key_env) is set or jwt is configured; with none of them the stack serves loopback "
+        "(127.0.0.1) only. none: no auth on any interface (explicit, and warned about at start).")
     keys_file: str | None = Field(
         None, description="API keys file (`finserve auth keys create` writes it; the chart mounts it from a "
         "Secret). Default: <data dir>/auth/keys.json (env FINSERVE_KEYS_FILE).")

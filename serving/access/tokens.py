@@ -35,7 +35,8 @@ class JwksFile:
         if now - self._checked >= self.check_s:
             self._checked = now
             self._load()
-        found = self._keys.get(kid) or (next(iter(self._keys.values())) if kid is None and len(self._keys) == 1 else None)
+        only = next(iter(self._keys.values())) if kid is None and len(self._keys) == 1 else None
+        found = self._keys.get(kid) or only
         if found is None:
             raise Unauthorized("the token's signing key (kid) is not in the JWKS", invalid_token=True)
         return found
@@ -49,7 +50,8 @@ class JwksFile:
             jwks = jwt.PyJWKSet.from_dict(json.loads(self.path.read_text(encoding="utf-8")))
         except (OSError, ValueError, jwt.PyJWTError) as exc:
             # Keep the last good keys: a half-written rotation must not lock everyone out.
-            log.error("JWKS file %s unreadable, keeping %d keys: %s", self.path, len(self._keys), exc.__class__.__name__)
+            log.error("JWKS file %s unreadable, keeping %d keys: %s", self.path, len(self._keys),
+                      exc.__class__.__name__)
             return
         self._keys = {k.key_id: k for k in jwks.keys}
         self._stamp = stamp

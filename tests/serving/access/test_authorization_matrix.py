@@ -138,6 +138,8 @@ async def stack(tmp_path: Path, small_index: Path, monkeypatch):
     auth, who, auth_cfg = _principals(tmp_path)
     cfg: ServingConfig = stack_config(tmp_path, small_index)
     cfg.auth = auth_cfg
+    # The matrix is about who may call: a Milvus call slowed by a busy machine must not turn a cell into a 503.
+    cfg.retrieval = cfg.retrieval.model_copy(update={"milvus_timeout_s": 60.0})
     cfg.gateway = cfg.gateway.model_copy(update={"metric_tenants": ["retail"]})
     cfg.router = RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=STABLE, canary=CANARY)})
     retriever = Retriever(cfg.retrieval, embedder=Embedder())
