@@ -63,6 +63,7 @@ lint: install-test  ## pyflakes-level checks (unused imports, undefined names)
 
 bench: install  ## run the benchmarks (need the repo root on sys.path: plain python, the installed venv preloads the stdlib operator module) (results in bench/results/, summary in docs/benchmarks.md)
 	$(VENV)/bin/python -m bench.bench_guard
+	$(VENV)/bin/python -m bench.bench_auth
 	$(VENV)/bin/python -m bench.bench_retrieval
 	$(VENV)/bin/python -m bench.bench_generator
 	$(VENV)/bin/python -m bench.bench_prefix_cache

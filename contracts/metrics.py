@@ -53,6 +53,9 @@ SHADOW_PII_TOTAL = f"{PREFIX}_shadow_pii_findings_total"
 SHADOW_LENGTH_RATIO = f"{PREFIX}_shadow_length_ratio"
 
 MODEL_LABELS = ("model", "adapter", "version")
+# The model label of a request whose adapter the client chose (x-finserve-adapter, scope adapter:override):
+# "override:<route>", so the analysis queries (model="<route>") never count it for or against a canary.
+OVERRIDE_MODEL_PREFIX = "override:"
 
 # Exposed by the operator, one series set per ModelRollout (removed when the rollout is deleted).
 # Gauge: 1 for the rollout's current phase, 0 for every other phase. Labels: ROLLOUT_LABELS, phase.

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from finserve.contracts import AdapterRef, Route, StrictModel
 
+from .access.config import AuthConfig
 from .audit.log import AuditConfig
 from .guard.config import GuardConfig
 from .inference.config import GeneratorConfig
@@ -48,7 +49,9 @@ class GatewayConfig(StrictModel):
     max_messages: int = Field(32, gt=0, description="Most chat messages per request.")
     max_tokens_default: int = Field(96, gt=0, description="max_tokens when the client sets none.")
     max_tokens_limit: int = Field(512, gt=0, description="Highest max_tokens a client may ask for.")
-    api_key_env: str = Field("FINSERVE_API_KEY", description="Env var holding the API key; unset = no auth.")
+    api_key_env: str = Field(
+        "FINSERVE_API_KEY", description="Env var of the legacy single API key (see auth): when set it is one key "
+        "with scope infer for the default tenant, audited as principal `legacy-key`.")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt placed before the knowledge.")
     default_tenant: str = Field("default", pattern=r"^[A-Za-z0-9._:-]{1,64}$",
                                 description="Tenant when the request names none.")
@@ -148,6 +151,8 @@ class ServingConfig(StrictModel):
     """Everything the serving graph needs. Every part has a working default."""
 
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="HTTP front door.")
+    auth: AuthConfig = Field(default_factory=AuthConfig,
+                             description="Who may call: API keys, JWTs; off (loopback only) when none is set.")
     guard: GuardConfig = Field(default_factory=GuardConfig, description="PII guard policy.")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Knowledge retrieval.")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="LLM engine.")

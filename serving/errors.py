@@ -37,7 +37,20 @@ class InvalidRequest(FinserveError):
 
 
 class Unauthorized(FinserveError):
+    """No credential, or one that does not verify (401, with a WWW-Authenticate challenge)."""
+
     code = "unauthorized"
+
+    def __init__(self, message: str, *, invalid_token: bool = False) -> None:
+        super().__init__(message)
+        # RFC 6750: a presented but bad token says error="invalid_token"; a missing one says nothing more.
+        self.challenge = 'Bearer realm="finserve"' + (', error="invalid_token"' if invalid_token else "")
+
+
+class Forbidden(FinserveError):
+    """A verified principal without the scope or tenant the request needs (403)."""
+
+    code = "forbidden"
 
 
 class PayloadTooLarge(FinserveError):
@@ -91,6 +104,7 @@ class GenerationFailed(FinserveError):
 _GRPC: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,  # what gRPC itself answers to an oversized message
     # The request is well formed but the PII policy refuses it: distinct from a malformed one, as 422 is.
@@ -107,6 +121,7 @@ class ErrorMapping:
     message: str
     param: str | None = None
     retry_after: int | None = None
+    www_authenticate: str | None = None  # the 401 challenge (HTTP header WWW-Authenticate)
 
     @property
     def grpc_code(self) -> grpc.StatusCode:
@@ -116,6 +131,7 @@ class ErrorMapping:
 _STATUS: dict[type[Exception], int] = {
     InvalidRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     ModelNotFound: 404,
     AdapterNotFound: 404,
     PayloadTooLarge: 413,
@@ -142,7 +158,8 @@ def map_error(exc: BaseException) -> ErrorMapping:
         if status is None:
             continue
         if isinstance(exc, FinserveError):
-            return ErrorMapping(status, exc.code, exc.message, exc.param, exc.retry_after)
+            return ErrorMapping(status, exc.code, exc.message, exc.param, exc.retry_after,
+                                getattr(exc, "challenge", None))
         # Registry and engine messages name files and folders (and the adapter the client asked for):
         # the client gets a fixed message; the server log keeps the detail.
         if isinstance(exc, AdapterNotFound):

@@ -1,37 +1,34 @@
 """The HTTP front door: OpenAI-compatible chat completions, health, readiness and metrics.
 
-Only transport lives here: body limits, JSON and schema validation, auth, headers, SSE framing
-and the error envelope. Everything else is the pipeline's. Every rejected request is audited too.
-The module-level helpers (the client-field check, API key, rejection audit) are shared with the
-gRPC endpoint (oip_grpc/), whose metadata carries the same headers. Every client-supplied identifier
-goes through serving/client_fields.py before anything records it.
+Only transport lives here: body limits, JSON and schema validation, headers, SSE framing and the
+error envelope. Everything else is the pipeline's. Every rejected request is audited too. What the
+gRPC endpoint (oip_grpc/) shares with this one (credential -> principal, client fields -> context,
+the audit of a refusal) lives in serving/access/: a POST endpoint starts with ``ingress.admit``; reads
+(GET) are closed by access.http.ReadAuthMiddleware when auth is on, health and readiness excepted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from .audit.record import bounded
-from .client_fields import ClientFields
-from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
+from .access.http import ReadAuthMiddleware
+from .access.ingress import Ingress, Readiness, fork_context, validation_message
+from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
 from .schemas import ChatCompletionRequest, ModelCard, ModelList
 
 log = logging.getLogger(__name__)
 
-Readiness = Callable[[], Awaitable[dict[str, bool]]]
-REJECTED_BODY_CHARS = 4096  # how much of a refused request's body its audit line keeps
+__all__ = ["Readiness", "create_api", "parse_json", "validation_message"]
 
 
 def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
@@ -41,58 +38,11 @@ def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
     headers = {"x-request-id": request_id}
     if m.retry_after is not None:
         headers["Retry-After"] = str(m.retry_after)
+    if m.www_authenticate is not None:
+        headers["WWW-Authenticate"] = m.www_authenticate
     body = {"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param,
                       "request_id": request_id}}
     return JSONResponse(body, status_code=m.status, headers=headers)
-
-
-def validation_message(err: ValidationError) -> tuple[str, str | None]:
-    """The first problem as ``field: what is wrong``, from pydantic's message only: never its
-    ``input_value`` and never a key the client made up (an unknown field is named by its parent)."""
-    first = err.errors()[0]
-    loc = [str(p) for p in first.get("loc", ())]
-    msg = first["msg"]
-    if first.get("type") == "extra_forbidden":
-        loc, msg = loc[:-1], "unknown field"
-    field = ".".join(loc) or None
-    return (f"{field}: {msg}" if field else msg), field
-
-
-def client_fields(pipeline: Pipeline) -> ClientFields:
-    """The ingress check of headers and ids, shared by REST and gRPC."""
-    return ClientFields(pipeline.guard, pipeline.config.gateway.default_tenant)
-
-
-def fork_context(base: RequestContext, request_id: str) -> RequestContext:
-    """A fresh context for one question of a multi-question OIP request, with the same checked caller facts."""
-    return RequestContext(request_id=request_id, tenant=base.tenant, sticky_key=base.sticky_key,
-                          adapter_override=base.adapter_override)
-
-
-def check_api_key(authorization: str, key_env: str) -> None:
-    """No key configured: open. Otherwise ``Bearer <key>``, compared in constant time."""
-    key = os.environ.get(key_env)
-    if not key:
-        return
-    if not (authorization.startswith("Bearer ") and hmac.compare_digest(authorization[7:].encode(), key.encode())):
-        raise Unauthorized("missing or wrong API key (Authorization: Bearer ...)")
-
-
-async def audit_rejection(pipeline: Pipeline, ctx: RequestContext, exc: BaseException, body: str | None) -> None:
-    """Audit a request refused before the pipeline ran, its body guarded first (it may hold PII).
-
-    Raises AuditUnavailable when the line cannot be written (the caller answers 503 instead)."""
-    if body:
-        try:
-            # Bounded first: a refused body can be anything up to the body limit, and the guard's
-            # tokenizer is slow on pathological text (60,000 brackets take minutes).
-            [masked] = await pipeline.guard.scan_many([bounded(body, REJECTED_BODY_CHARS)])
-            ctx.masked_input = masked.text
-        except Exception:  # noqa: BLE001 - unguarded text must not reach the log: record that it was withheld
-            log.warning("request %s: body not guarded, left out of its audit line", ctx.request_id)
-            ctx.masked_input = "<body withheld: the guard failed on it>"
-    mapped = map_error(exc)
-    await pipeline.finish(ctx, mapped.status, mapped.code)
 
 
 def parse_json(raw: bytes) -> object:
@@ -143,27 +93,25 @@ def _lone_surrogate(value: object, where: str = "") -> str | None:
 def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     """The FastAPI app for one pipeline (in-process or inside the Ray Serve gateway replica)."""
     gw = pipeline.config.gateway
-    fields = client_fields(pipeline)
+    ingress = Ingress(pipeline)
+    fields = ingress.fields
     api = FastAPI(title="finserve", version="0.1.0", docs_url="/docs", redoc_url=None)
-
-    def check_auth(request: Request) -> None:
-        check_api_key(request.headers.get("authorization", ""), gw.api_key_env)
+    api.add_middleware(ReadAuthMiddleware, authenticator=ingress.auth)
 
     async def reject(ctx: RequestContext, exc: BaseException, raw: bytes | None) -> JSONResponse:
         # Audit the rejection with the body guarded: nothing is lost, nothing leaks. No line, no answer.
         try:
-            await audit_rejection(pipeline, ctx, exc, raw.decode("utf-8", errors="replace") if raw else None)
+            await ingress.audit_rejection(ctx, exc, raw.decode("utf-8", errors="replace") if raw else None)
         except AuditUnavailable as failed:
             return _error_response(failed, ctx.request_id)
         return _error_response(exc, ctx.request_id)
 
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        ctx, bad_header = await fields.context(request.headers)
+        ctx, refused = await ingress.admit(request.headers)
         try:
-            check_auth(request)
-            if bad_header:
-                raise bad_header
+            if refused:
+                raise refused
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
@@ -214,11 +162,10 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
 
     @api.post("/v2/models/{model}/infer")
     async def v2_infer(model: str, request: Request) -> Response:
-        base, bad_header = await fields.context(request.headers)
+        base, refused = await ingress.admit(request.headers)
         try:
-            check_auth(request)
-            if bad_header:
-                raise bad_header
+            if refused:
+                raise refused
             raw = await request.body()
             if len(raw) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from finserve.contracts import AdapterRef
+from finserve.contracts.metrics import OVERRIDE_MODEL_PREFIX
 
 from .audit.log import AuditRecord
 from .config import ServingConfig
@@ -60,6 +61,9 @@ class RequestContext:
     tenant: str = "default"
     sticky_key: str | None = None
     adapter_override: str | None = None
+    # True only for in-process callers (answer evaluation): the override may name any registry version.
+    # Client requests may name only a version their model's route serves now (serving/routing.py).
+    override_any_version: bool = False
     started: float = field(default_factory=time.perf_counter)
     # Filled in as the request moves through the stages; the audit record is built from these.
     model: str | None = None
@@ -193,7 +197,8 @@ class Pipeline:
             raise InvalidRequest(f"at most {self.config.gateway.max_messages} messages per request", param="messages")
         if not any(m.role == "user" for m in req.messages):
             raise InvalidRequest("messages must contain at least one user message", param="messages")
-        ctx.choice = self.router.pick(req.model, ctx.sticky_key or req.user, ctx.adapter_override)
+        ctx.choice = self.router.pick(req.model, ctx.sticky_key or req.user, ctx.adapter_override,
+                                      ctx.override_any_version)
         ctx.model = req.model  # only a served route's name is ever recorded (metrics labels, audit)
 
         with _Timer(ctx, self.metrics, "guard_input"):
@@ -485,10 +490,14 @@ class Pipeline:
 
     def _labels(self, ctx: RequestContext, status: int = 200) -> tuple[str, str, str]:
         adapter = ctx.choice.adapter if ctx.choice else None
-        if adapter is not None and ctx.choice.role == "override" and status >= 400:
-            # A failed override may name any adapter: only versions that served a request get a label.
-            return (ctx.model or "unknown", "unknown", "unknown")
-        return (ctx.model or "unknown", adapter.name if adapter else "none", adapter.version if adapter else "none")
+        model = ctx.model or "unknown"
+        if adapter is not None and ctx.choice.role == "override":
+            # Overridden traffic is labelled apart, so canary analysis (which selects model="<route>") never
+            # counts it; a failed one may name any adapter: only versions that served a request get a label.
+            model = OVERRIDE_MODEL_PREFIX + model
+            if status >= 400:
+                return (model, "unknown", "unknown")
+        return (model, adapter.name if adapter else "none", adapter.version if adapter else "none")
 
     def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int) -> None:
         labels = self._labels(ctx)

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from finserve.contracts import AdapterRef, Route, RoutingTable, StrictModel
 
-from .errors import InvalidRequest, ModelNotFound
+from .errors import Forbidden, InvalidRequest, ModelNotFound
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +42,26 @@ def bucket(key: str, salt: str) -> int:
     return int.from_bytes(digest[:8], "big") % 100
 
 
-def choose(model: str, route: Route, sticky_key: str | None, override: str | None, rand: float) -> RouteChoice:
+def choose(model: str, route: Route, sticky_key: str | None, override: str | None, rand: float,
+           any_version: bool = False) -> RouteChoice:
     """Pick the adapter for one request.
 
-    ``override`` (the x-finserve-adapter header) wins; with a sticky key the same user keeps the
-    same side while the weight holds; without one, ``rand`` in [0, 1) decides.
+    ``override`` (the x-finserve-adapter header) wins, if it names a version the route serves now (its
+    stable or canary: a rolled-back canary has left the route) or ``any_version`` (in-process callers
+    such as the answer evaluation, never a client); with a sticky key the same user keeps the same side
+    while the weight holds; without one, ``rand`` in [0, 1) decides.
     """
     if override:
         try:
-            return RouteChoice(model, AdapterRef.parse(override), "override")
+            ref = AdapterRef.parse(override)
         except ValueError as exc:
             # The message names the rule, never the value (it is client input).
             raise InvalidRequest("x-finserve-adapter must be NAME@VERSION: a lower-case name and a semantic "
                                  "version", param="x-finserve-adapter") from exc
+        if not any_version and ref not in route.candidates():
+            raise Forbidden("x-finserve-adapter may only name a version this model's route serves now (its stable "
+                            "or canary)", param="x-finserve-adapter")
+        return RouteChoice(model, ref, "override")
     if route.canary is None or route.canary_weight <= 0:
         return RouteChoice(model, route.stable, "stable")
     if route.canary_weight >= 100:
@@ -129,9 +136,10 @@ class Router:
                                 param="model")
         return routes[model]
 
-    def pick(self, model: str, sticky_key: str | None = None, override: str | None = None) -> RouteChoice:
+    def pick(self, model: str, sticky_key: str | None = None, override: str | None = None,
+             any_version: bool = False) -> RouteChoice:
         route = self.route(model)
-        choice = choose(model, route, sticky_key, override, self._rng.random())
+        choice = choose(model, route, sticky_key, override, self._rng.random(), any_version)
         shadow = mirror(route, choice, sticky_key, self._rng.random())
         return replace(choice, shadow=shadow) if shadow is not None else choice
 

@@ -88,13 +88,15 @@ async def answer_rows(
 
     # One untimed one-token request loads the adapter, so latencies are the steady state. A fixed text,
     # so a golden row that the guard blocks is an error row, not a failed run.
-    await pipeline.chat(request(WARM_UP, 1), RequestContext(tenant=tenant, adapter_override=adapter))
+    # override_any_version: the evaluation may ask any registry version, not only the route's (in-process only).
+    warm = RequestContext(tenant=tenant, adapter_override=adapter, override_any_version=True)
+    await pipeline.chat(request(WARM_UP, 1), warm)
     out = [Answered(gold=gold) for _, gold in rows]
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int, text: str) -> None:
         async with gate:
-            ctx = RequestContext(tenant=tenant, adapter_override=adapter)
+            ctx = RequestContext(tenant=tenant, adapter_override=adapter, override_any_version=True)
             row = out[i]
             t0 = time.perf_counter()
             try:

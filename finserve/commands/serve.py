@@ -36,10 +36,22 @@ def up(
         cfg.gateway.host = host
     if grpc_port is not None:
         cfg.gateway.grpc_port = grpc_port
+    _bind_for_auth(cfg, console)
 
     stop = threading.Event()
     code = run_stack(cfg, stop, console=console, ingest_if_missing=ingest)
     raise typer.Exit(code)
+
+
+def _bind_for_auth(cfg, console) -> None:  # noqa: ANN001 - ServingConfig and rich Console, imported lazily
+    """No credential configured: loopback only; auth.mode none elsewhere: a warning (serving/access/policy.py)."""
+    from finserve.serving.access import Authenticator
+    from finserve.serving.access.policy import bind
+
+    auth = Authenticator(cfg.auth, cfg.gateway.default_tenant, cfg.gateway.api_key_env)
+    decision = bind(cfg.gateway.host, cfg.auth.mode, auth.enabled)
+    cfg.gateway.host = decision.host
+    console.print(f"[yellow]{decision.message}[/]" if decision.warn else decision.message)
 
 
 def ask(
@@ -60,7 +72,7 @@ def ask(
 
     base = url or f"http://127.0.0.1:{os.environ.get('FINSERVE_HTTP_PORT', '8000')}"
     headers = {"x-finserve-adapter": adapter} if adapter else {}
-    if key := os.environ.get("FINSERVE_API_KEY"):
+    if key := os.environ.get("FINSERVE_TOKEN") or os.environ.get("FINSERVE_API_KEY"):
         headers["Authorization"] = f"Bearer {key}"
     body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens}
     try:
@@ -91,7 +103,7 @@ def _ask_grpc(question: str, target: str, model: str, adapter: str | None, raw: 
 
     target = target or f"127.0.0.1:{os.environ.get('FINSERVE_GRPC_PORT', '8081')}"
     metadata = [("x-finserve-adapter", adapter)] if adapter else []
-    if key := os.environ.get("FINSERVE_API_KEY"):
+    if key := os.environ.get("FINSERVE_TOKEN") or os.environ.get("FINSERVE_API_KEY"):
         metadata.append(("authorization", f"Bearer {key}"))
     text = pb.ModelInferRequest.InferInputTensor(
         name="text", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[question.encode()]))

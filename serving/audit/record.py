@@ -50,7 +50,8 @@ def bounded(text: str, limit: int) -> str:
 class AuditRecord(StrictModel):
     """One request's outcome. Text fields hold masked text only.
 
-    ``principal`` and ``trace_id`` stay None until identity (API keys / JWT) and tracing are wired in;
+    ``principal`` is the verified caller (``key:<id>``, ``jwt:<subject>``, ``legacy-key``; None while auth
+    is off or when the credential did not verify); ``trace_id`` stays None until tracing is wired in;
     ``degraded`` names the fallback that answered (e.g. a curated answer) once there is one.
     """
 
@@ -59,9 +60,11 @@ class AuditRecord(StrictModel):
     )
     request_id: str = Field(min_length=1, max_length=200, description="The gateway's request id.")
     principal: str | None = Field(
-        None, max_length=200, description="Who called: API key id or JWT subject; None while auth is off."
+        None, max_length=200, description="Who called: key:<key id>, jwt:<subject> or legacy-key; None while "
+        "auth is off or the credential did not verify."
     )
-    tenant: str = Field(min_length=1, max_length=200, description="Tenant the request belongs to.")
+    tenant: str = Field(min_length=1, max_length=200,
+                        description="Tenant the request ran as ('-': refused before one was established).")
     model: str = Field(min_length=1, max_length=200, description="Model name the client asked for.")
     adapter: str | None = Field(
         None, description="Adapter that served it, NAME@VERSION; None if none was picked."

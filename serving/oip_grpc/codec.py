@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import InvalidRequest
-from ..gateway import validation_message
+from ..access.ingress import validation_message
 from ..oip import InferRequest, InferResponse, ModelMetadata
 from . import grpc_predict_v2_pb2 as pb
 

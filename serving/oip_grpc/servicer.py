@@ -7,7 +7,9 @@ contexts offer invocation_metadata, set_code, set_details and set_trailing_metad
 
 Metadata carries what REST puts in headers (authorization, x-request-id, x-finserve-tenant,
 x-finserve-session, x-user-id, x-finserve-adapter), checked by serving/client_fields.py as REST's
-headers are; ``model_version`` may name an adapter NAME@VERSION too. Errors never escape as exceptions: Ray's proxy would send their traceback.
+headers are, and authorised by serving/access/ as REST is (probes open, every other RPC needs a
+credential when auth is on); ``model_version`` may name an adapter NAME@VERSION too. Errors never
+escape as exceptions: Ray's proxy would send their traceback.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any, Protocol
 
 import grpc
 
-from ..errors import FinserveError, InvalidRequest, PayloadTooLarge, map_error
-from ..gateway import Readiness, audit_rejection, check_api_key, client_fields, fork_context
+from ..access.ingress import Ingress, Readiness, fork_context
+from ..access.policy import rpc_scope
+from ..errors import FinserveError, PayloadTooLarge, map_error
 from ..oip import model_metadata, to_chat_requests, to_infer_response
 from ..pipeline import Pipeline
 from . import grpc_predict_v2_pb2 as pb
@@ -60,6 +63,9 @@ def _rpc(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]
     @functools.wraps(method)
     async def wrapper(self: InferenceServicer, request: Any, grpc_context: Context) -> Any:
         try:
+            # Every RPC but the probes needs a credential when auth is on (ModelInfer also audits it).
+            if method.__name__ != "ModelInfer":
+                self._ingress.check(_headers(grpc_context), rpc_scope(method.__name__))
             return await method(self, request, grpc_context)
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
             fail(grpc_context, exc)
@@ -83,7 +89,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, pipeline: Pipeline, readiness: Readiness) -> None:
         self.pipeline = pipeline
         self._readiness = readiness
-        self._fields = client_fields(pipeline)
+        self._ingress = Ingress(pipeline)
+        self._fields = self._ingress.fields
 
     @_rpc
     async def ServerLive(self, request: pb.ServerLiveRequest, grpc_context: Context) -> pb.ServerLiveResponse:
@@ -113,21 +120,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         gw = self.pipeline.config.gateway
         headers = _headers(grpc_context)
 
-        base, bad_header = await self._fields.context(headers)
-        if not base.adapter_override and request.model_version:
-            # model_version may name an adapter too: the rules of x-finserve-adapter apply to it.
-            try:
-                base.adapter_override = await self._fields.adapter_ref("model_version", request.model_version)
-            except InvalidRequest as exc:
-                bad_header = bad_header or exc
+        # model_version may name an adapter too: the rules (and the scope) of x-finserve-adapter apply to it.
+        base, refused = await self._ingress.admit(headers, body_adapter=("model_version", request.model_version))
         try:
-            check_api_key(headers.get("authorization", ""), gw.api_key_env)
-            if bad_header:
-                raise bad_header
+            if refused:
+                raise refused
             if request.ByteSize() > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request message over {gw.max_body_bytes} bytes")
         except FinserveError as exc:
-            await audit_rejection(self.pipeline, base, exc, None)  # as REST: the body is not read
+            await self._ingress.audit_rejection(base, exc, None)  # as REST: the body is not read
             fail(grpc_context, exc, base.request_id)
             return pb.ModelInferResponse()
         try:
@@ -137,7 +138,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                      for c in to_chat_requests(request.model_name, infer)]
         except FinserveError as exc:
             # Refused before the pipeline ran: audited here (guarded), as REST audits its rejections.
-            await audit_rejection(self.pipeline, base, exc, audit_body(request))
+            await self._ingress.audit_rejection(base, exc, audit_body(request))
             fail(grpc_context, exc, base.request_id)
             return pb.ModelInferResponse()
         answers = []

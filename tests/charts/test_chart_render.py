@@ -655,3 +655,37 @@ def test_contract_metric_names_are_what_the_chart_assumes():
     assert contract_metrics.REQUESTS_TOTAL == "finserve_requests_total"
     assert contract_metrics.REQUEST_DURATION == "finserve_request_duration_seconds"
     assert contract_metrics.PII_FINDINGS_TOTAL == "finserve_pii_findings_total"
+
+
+# ---- auth --------------------------------------------------------------------------------------------
+
+
+def test_auth_values_reach_the_serving_config_and_mount_the_keys_secret():
+    """The chart's auth values render into serving.yaml's `auth` (a valid AuthConfig) and the keys Secret
+    and JWKS ConfigMap are mounted as folders (the kubelet then updates them in place)."""
+    from finserve.serving.config import ServingConfig
+
+    docs = render(sets=("serving.auth.keys.existingSecret=finserve-keys", "serving.auth.jwt.jwksConfigMap=idp-jwks",
+                        "serving.auth.jwt.issuer=https://idp.bank.example", "serving.auth.jwt.audience=finserve",
+                        "serving.auth.jwt.tenantsClaim=fs_tenants"))
+    cfg = ServingConfig.model_validate(yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"]))
+    assert cfg.auth.keys_file == "/etc/finserve/auth-keys/keys.json"
+    assert cfg.auth.jwt.jwks_file == "/etc/finserve/jwks/jwks.json" and cfg.auth.jwt.jwks_url is None
+    assert (cfg.auth.jwt.issuer, cfg.auth.jwt.audience, cfg.auth.jwt.tenants_claim) == (
+        "https://idp.bank.example", "finserve", "fs_tenants")
+    spec = one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["auth-keys"]["secret"]["secretName"] == "finserve-keys"
+    assert volumes["jwks"]["configMap"]["name"] == "idp-jwks"
+    mounts = {m["name"]: m for m in container(spec, "serving")["volumeMounts"]}
+    assert mounts["auth-keys"] == {"name": "auth-keys", "mountPath": "/etc/finserve/auth-keys", "readOnly": True}
+    assert "subPath" not in mounts["jwks"]
+
+
+def test_auth_defaults_render_no_auth_section_and_jwt_needs_issuer_and_audience():
+    docs = render()
+    assert "auth" not in (yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"]) or {})
+    with pytest.raises(Exception, match="issuer is needed"):
+        render(sets=("serving.auth.jwt.jwksUrl=https://idp.bank.example/certs",))
+    docs = render(sets=("serving.auth.mode=none",))
+    assert yaml.safe_load(one(docs, "ConfigMap", "finserve-serving")["data"]["serving.yaml"])["auth"] == {"mode": "none"}

@@ -244,8 +244,9 @@ async def test_real_prometheus_rolls_back_a_failing_canary_and_promotes_a_health
     # The failing canary: the registry refused its files, serving answered 500 for all its requests.
     evidence = {mr["name"]: mr for mr in bad["status"]["lastAnalysis"]["metrics"]}
     assert (evidence["error-rate"]["outcome"], evidence["error-rate"]["value"]) == ("Failed", 1.0)
+    # Rolled back, the canary has left the route: it can no longer be forced with x-finserve-adapter either.
     status, answer = await chat(serving.url, "finserve-bad", f"banking77@{CORRUPT}")
-    assert (status, answer["error"]["code"]) == (500, "adapter_corrupt")
+    assert (status, answer["error"]["code"], answer["error"]["param"]) == (403, "forbidden", "x-finserve-adapter")
 
     # The healthy canary: enough requests, and every built-in query returned a number, none "no data".
     assert good["status"]["lastAnalysis"]["requests"] >= 3

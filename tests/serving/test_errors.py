@@ -9,6 +9,7 @@ from finserve.contracts import AdapterCorrupt, AdapterNotFound
 from finserve.serving.errors import (
     AuditUnavailable,
     BackendUnavailable,
+    Forbidden,
     InvalidRequest,
     ModelNotFound,
     PayloadTooLarge,
@@ -26,6 +27,7 @@ G = grpc.StatusCode
     [
         (InvalidRequest("messages.0.role: bad", param="messages.0.role"), 400, "invalid_request", G.INVALID_ARGUMENT),
         (Unauthorized("no key"), 401, "unauthorized", G.UNAUTHENTICATED),
+        (Forbidden("key:abc lacks the scope 'admin'"), 403, "forbidden", G.PERMISSION_DENIED),
         (ModelNotFound("no such model"), 404, "model_not_found", G.NOT_FOUND),
         (AdapterNotFound("banking@9.0.0 missing"), 404, "adapter_not_found", G.NOT_FOUND),
         (PayloadTooLarge("too big"), 413, "payload_too_large", G.RESOURCE_EXHAUSTED),
@@ -39,6 +41,13 @@ G = grpc.StatusCode
 def test_mapping(exc, status, code, grpc_code):
     m = map_error(exc)
     assert (m.status, m.code, m.grpc_code) == (status, code, grpc_code)
+
+
+def test_unauthorized_carries_its_bearer_challenge():
+    assert map_error(Unauthorized("no credential")).www_authenticate == 'Bearer realm="finserve"'
+    assert map_error(Unauthorized("bad", invalid_token=True)).www_authenticate == (
+        'Bearer realm="finserve", error="invalid_token"')
+    assert map_error(Forbidden("no scope")).www_authenticate is None
 
 
 def test_unknown_errors_do_not_echo_their_message():

@@ -98,11 +98,11 @@ def test_oversized_body_is_413(local_client):
     assert audit_lines(local_client)[0]["status"] == 413
 
 
-def test_unknown_adapter_is_404(local_client):
+def test_override_of_a_version_the_route_does_not_serve_is_403(local_client):
     resp = local_client.post("/v1/chat/completions", headers={"x-finserve-adapter": "banking@9.9.9"},
                              json={"model": "finserve-banking", "messages": [{"role": "user", "content": "hi"}]})
-    assert resp.status_code == 404
-    assert resp.json()["error"]["code"] == "adapter_not_found"
+    assert resp.status_code == 403
+    assert (resp.json()["error"]["code"], resp.json()["error"]["param"]) == ("forbidden", "x-finserve-adapter")
 
 
 def test_health_ready_models_metrics(local_client):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from finserve.contracts import AdapterRef, Route, RoutingTable
-from finserve.serving.errors import InvalidRequest, ModelNotFound
+from finserve.serving.errors import Forbidden, InvalidRequest, ModelNotFound
 from finserve.serving.routing import RouteChoice, Router, RouterConfig, bucket, choose, mirror
 
 STABLE = AdapterRef.parse("banking@1.0.0")
@@ -25,7 +25,8 @@ def route(weight: int, canary: AdapterRef | None = CANARY, shadow: float = 0.0) 
         ("full weight -> canary", 100, None, None, 0.99, CANARY, "canary"),
         ("random below weight -> canary", 25, None, None, 0.10, CANARY, "canary"),
         ("random above weight -> stable", 25, None, None, 0.30, STABLE, "stable"),
-        ("override wins over weights", 0, None, "banking@9.9.9", 0.0, AdapterRef.parse("banking@9.9.9"), "override"),
+        ("override wins over weights", 0, None, "banking@1.1.0", 0.0, CANARY, "override"),
+        ("override of the stable at full canary weight", 100, None, "banking@1.0.0", 0.5, STABLE, "override"),
     ],
 )
 def test_choose_table(name, weight, key, override, rand, expected, role):
@@ -47,6 +48,21 @@ def test_sticky_key_keeps_its_side_and_weight_is_respected():
 
 def test_bucket_is_salted_per_canary():
     assert [bucket(f"k{i}", "a@1.0.0") for i in range(50)] != [bucket(f"k{i}", "a@2.0.0") for i in range(50)]
+
+
+@pytest.mark.parametrize("override", ["banking@9.9.9", "other@1.0.0"])
+def test_override_of_a_version_the_route_does_not_serve_is_forbidden(override):
+    # A rolled-back canary has left the route (the operator writes stable only): it can no longer be forced.
+    with pytest.raises(Forbidden) as err:
+        choose("m", route(0, canary=None), None, override, 0.0)
+    assert err.value.param == "x-finserve-adapter"
+    with pytest.raises(Forbidden):
+        choose("m", route(25), None, override, 0.0)
+
+
+def test_in_process_callers_may_override_with_any_version():
+    choice = choose("m", route(0, canary=None), None, "banking@9.9.9", 0.0, any_version=True)
+    assert (choice.adapter, choice.role) == (AdapterRef.parse("banking@9.9.9"), "override")
 
 
 def test_bad_override_is_a_400_naming_the_header():
@@ -123,6 +139,6 @@ def test_router_pick_carries_the_shadow_target():
     router = Router(RouterConfig(routes={"m": r}), rng=random.Random(7))
     choice = router.pick("m")
     assert (choice.adapter, choice.role, choice.shadow) == (STABLE, "stable", CANARY)
-    assert router.pick("m", override="banking@9.9.9").shadow is None
+    assert router.pick("m", override="banking@1.0.0").shadow is None
     quiet = Router(RouterConfig(routes={"m": route(0)}), rng=random.Random(7))
     assert quiet.pick("m").shadow is None

@@ -91,8 +91,37 @@ imagePullSecrets:
 {{- end }}
 
 {{/* The serving config of one pool: serving.config with the pool's overrides merged over it. */}}
+{{/* The serving config with the chart's auth values rendered into its `auth` (serving.config.auth wins). */}}
+{{- define "finserve.servingConfig" -}}
+{{- $a := .Values.serving.auth }}
+{{- $auth := dict }}
+{{- if ne $a.mode "auto" }}
+{{- $_ := set $auth "mode" $a.mode }}
+{{- end }}
+{{- if $a.keys.existingSecret }}
+{{- $_ := set $auth "keys_file" (printf "/etc/finserve/auth-keys/%s" $a.keys.key) }}
+{{- end }}
+{{- if or $a.jwt.jwksUrl $a.jwt.jwksConfigMap }}
+{{- $jwt := dict "issuer" (required "serving.auth.jwt.issuer is needed when JWTs are on" $a.jwt.issuer)
+  "audience" (required "serving.auth.jwt.audience is needed when JWTs are on" $a.jwt.audience)
+  "principal_claim" $a.jwt.principalClaim "tenants_claim" $a.jwt.tenantsClaim "scope_claim" $a.jwt.scopeClaim
+  "leeway_s" (int $a.jwt.leewaySeconds) }}
+{{- if $a.jwt.jwksConfigMap }}
+{{- $_ := set $jwt "jwks_file" (printf "/etc/finserve/jwks/%s" $a.jwt.jwksKey) }}
+{{- else }}
+{{- $_ := set $jwt "jwks_url" $a.jwt.jwksUrl }}
+{{- end }}
+{{- $_ := set $auth "jwt" $jwt }}
+{{- end }}
+{{- $cfg := deepCopy (default dict .Values.serving.config) }}
+{{- if $auth }}
+{{- $_ := set $cfg "auth" (mergeOverwrite $auth (deepCopy (default dict $cfg.auth))) }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
 {{- define "finserve.poolConfig" -}}
-{{- $base := deepCopy (default dict .ctx.Values.serving.config) }}
+{{- $base := include "finserve.servingConfig" .ctx | fromYaml }}
 {{- toYaml (mergeOverwrite $base (deepCopy (default dict .pool.config))) }}
 {{- end }}
 
@@ -251,6 +280,17 @@ envFrom:
   secret:
     secretName: {{ include "finserve.auditKeySecretName" .ctx }}
     defaultMode: 0400
+{{- with .ctx.Values.serving.auth.keys.existingSecret }}
+- name: auth-keys
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0400
+{{- end }}
+{{- with .ctx.Values.serving.auth.jwt.jwksConfigMap }}
+- name: jwks
+  configMap:
+    name: {{ . }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -283,6 +323,17 @@ pods only (a ReadWriteOnce claim would pin Jobs to the serving node). */}}
 - name: audit-key
   mountPath: /etc/finserve/audit-key
   readOnly: true
+{{- with .ctx.Values.serving.auth.keys.existingSecret }}
+# A folder, not a subPath: the kubelet updates it when the Secret changes (keys made or revoked).
+- name: auth-keys
+  mountPath: /etc/finserve/auth-keys
+  readOnly: true
+{{- end }}
+{{- with .ctx.Values.serving.auth.jwt.jwksConfigMap }}
+- name: jwks
+  mountPath: /etc/finserve/jwks
+  readOnly: true
+{{- end }}
 {{- end }}
 {{- end }}
 

@@ -138,8 +138,9 @@ def _no_text() -> pb.ModelInferRequest:
     ("request_", "metadata", "code", "status", "reason", "needle"),
     [
         (infer_request("hi", model="nope"), [], grpc.StatusCode.NOT_FOUND, 404, "model_not_found", "not served"),
-        (infer_request("hi"), [("x-finserve-adapter", "banking@9.9.9")], grpc.StatusCode.NOT_FOUND, 404,
-         "adapter_not_found", "not in the registry"),
+        # A version the route does not serve (never deployed, or rolled back) cannot be forced.
+        (infer_request("hi"), [("x-finserve-adapter", "banking@9.9.9")], grpc.StatusCode.PERMISSION_DENIED, 403,
+         "forbidden", "serves now"),
         (_wrong_datatype(), [], grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request", "datatype BYTES"),
         (_no_text(), [], grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request", "named 'text'"),
         (pb.ModelInferRequest(model_name=MODEL), [], grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request",
@@ -183,8 +184,8 @@ def test_model_version_selects_the_adapter_like_the_rest_header(stack):
     req.model_version = "banking@9.9.9"
     with pytest.raises(grpc.RpcError) as err:
         stack.stub.ModelInfer(req, timeout=120)
-    assert err.value.code() == grpc.StatusCode.NOT_FOUND and "not in the registry" in err.value.details()
-    assert "/" not in err.value.details()  # the registry's path stays in the server
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "serves now" in err.value.details()
+    assert "/" not in err.value.details() and "9.9.9" not in err.value.details()  # client input is not echoed
 
 
 def test_finserve_ask_over_grpc(stack):
