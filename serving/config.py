@@ -16,6 +16,7 @@ from pydantic import Field
 from finserve.contracts import AdapterRef, Route, StrictModel
 
 from .audit.log import AuditConfig
+from .degrade.config import DegradeConfig
 from .guard.config import GuardConfig
 from .inference.config import GeneratorConfig
 from .intent.config import IntentConfig
@@ -157,6 +158,8 @@ class ServingConfig(StrictModel):
     deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig, description="Ray Serve resources.")
     shadow: ShadowConfig = Field(default_factory=ShadowConfig,
                                  description="Limits on shadow traffic (the routing table's shadow_percent).")
+    degrade: DegradeConfig = Field(default_factory=DegradeConfig,
+                                   description="Deadlines, fallback answers and the response cache.")
 
 
 def load_serving_config(path: str | Path | None = None) -> ServingConfig:

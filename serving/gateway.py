@@ -26,7 +26,7 @@ from .client_fields import ClientFields
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
-from .schemas import ChatCompletionRequest, ModelCard, ModelList
+from .schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,17 @@ def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
     body = {"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param,
                       "request_id": request_id}}
     return JSONResponse(body, status_code=m.status, headers=headers)
+
+
+def answer_headers(request_id: str, completion: ChatCompletion) -> dict[str, str]:
+    """Response headers of an answer: its id, and whether it was degraded and which provider gave it
+    (both values come from the config or a fixed set, never from the request)."""
+    headers = {"x-request-id": request_id}
+    if completion.finserve.degraded:
+        headers["x-finserve-degraded"] = completion.finserve.degraded
+    if completion.finserve.provider:
+        headers["x-finserve-provider"] = completion.finserve.provider
+    return headers
 
 
 def validation_message(err: ValidationError) -> tuple[str, str | None]:
@@ -66,7 +77,7 @@ def client_fields(pipeline: Pipeline) -> ClientFields:
 def fork_context(base: RequestContext, request_id: str) -> RequestContext:
     """A fresh context for one question of a multi-question OIP request, with the same checked caller facts."""
     return RequestContext(request_id=request_id, tenant=base.tenant, sticky_key=base.sticky_key,
-                          adapter_override=base.adapter_override)
+                          adapter_override=base.adapter_override, deadline_ms=base.deadline_ms)
 
 
 def check_api_key(authorization: str, key_env: str) -> None:
@@ -191,7 +202,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             completion = await pipeline.chat(req, ctx)
         except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
             return _error_response(exc, ctx.request_id)
-        return JSONResponse(completion.model_dump(mode="json"), headers={"x-request-id": ctx.request_id})
+        return JSONResponse(completion.model_dump(mode="json"), headers=answer_headers(ctx.request_id, completion))
 
     # ---- KServe Open Inference Protocol v2 (REST) ----
 

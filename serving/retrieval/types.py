@@ -57,6 +57,11 @@ class RetrievalResult(StrictModel):
         description="l1 / l2: served from that cache; miss: searched; off: caching disabled."
     )
     index_version: str = Field(description="Content hash of the index that produced the result.")
+    lookups: dict[Literal["l1", "l2"], Literal["hit", "miss", "error"]] = Field(
+        default_factory=dict,
+        description="What each cache tier answered for this query (empty when caching is off). It travels "
+        "with the result so the gateway, whose /metrics is scraped, counts lookups made in the retriever's "
+        "process (another Ray replica).")
 
 
 class IngestReport(StrictModel):
