@@ -61,7 +61,7 @@ class ResponseCache:
     """L1 then L2 lookups; every lookup counted by tier and result (hit|miss|error)."""
 
     def __init__(self, config: ResponseCacheConfig, redis_url: str | None, *, count: Count,
-                 l2_timeout_s: float = 0.05, l2_retry_s: float = 5.0) -> None:
+                 l2_timeout_s: float = 0.1, l2_retry_s: float = 5.0) -> None:
         self.config = config
         self._count = count
         self._l1: TTLCache[CachedAnswer] | None = (
