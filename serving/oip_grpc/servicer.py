@@ -114,6 +114,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         headers = _headers(grpc_context)
 
         base, bad_header = await self._fields.context(headers)
+        if base.deadline_ms is None:
+            # The client's own gRPC deadline, when it set one and no x-finserve-deadline-ms: the pipeline
+            # then answers (or falls back) before the client gives up.
+            remaining = grpc_context.time_remaining()
+            if remaining is not None and remaining < 10**6:
+                base.deadline_ms = max(1, int(remaining * 1000))
         if not base.adapter_override and request.model_version:
             # model_version may name an adapter too: the rules of x-finserve-adapter apply to it.
             try:
