@@ -114,13 +114,15 @@ class FailoverEngine:
                 await _close(pieces)
                 continue
             p.breaker.record_success()
-            yield first.model_copy(update={"provider": p.name})
             try:
+                yield first.model_copy(update={"provider": p.name})
                 async for piece in pieces:
                     yield piece
             except Exception as exc:
                 self._failed(p, exc)  # text is out: this stream ends in an error, the next request fails over
                 raise
+            finally:
+                await _close(pieces)  # also when the client left mid-answer: the upstream request ends now
             return
         raise self._all_down()
 
