@@ -85,7 +85,7 @@ class Retriever:
         tenant = filters.tenant or self.config.default_tenant
         index = await self._current_index()
         if self._l1 is None and self._l2 is None:
-            hits, examples = await self._search_store(masked_query, tenant, filters.intent, index)
+            hits, examples = await self._search_or_answers(masked_query, tenant, filters.intent, index)
             return RetrievalResult(hits=hits, examples=examples, cache="off", index_version=index.version)
 
         key = cache_key(
@@ -104,7 +104,11 @@ class Retriever:
                 self._l1_put(key, from_l2)
                 return from_l2.model_copy(update={"lookups": lookups})
 
-        hits, examples = await self._search_store(masked_query, tenant, filters.intent, index)
+        try:
+            hits, examples = await self._search_store(masked_query, tenant, filters.intent, index)
+        except VectorStoreUnavailable as exc:
+            partial = await self._answers_only(masked_query, tenant, filters.intent, index, exc)
+            return partial.model_copy(update={"lookups": lookups})
         result = RetrievalResult(hits=hits, examples=examples, cache="miss", index_version=index.version)
         self._l1_put(key, result)
         if self._l2 is not None:
@@ -245,6 +249,29 @@ class Retriever:
             raise
         self._milvus.record_success()
         return found
+
+    async def _search_or_answers(self, query: str, tenant: str, intent: str | None, index: IndexInfo,
+                                 ) -> tuple[list[Hit], list[Hit]]:
+        try:
+            return await self._search_store(query, tenant, intent, index)
+        except VectorStoreUnavailable as exc:
+            partial = await self._answers_only(query, tenant, intent, index, exc)
+            return partial.hits, partial.examples
+
+    async def _answers_only(self, query: str, tenant: str, intent: str | None, index: IndexInfo,
+                            exc: VectorStoreUnavailable) -> RetrievalResult:
+        """While Milvus is down: the answers of the index already held in memory (no examples, so the intent
+        comes from the adapter's head alone), rather than no answer at all. Re-raises ``exc`` when the index
+        is missing or its answers were never loaded. Never cached: the full result comes back with Milvus."""
+        loaded = self._answers
+        if isinstance(exc, IndexMissing) or loaded is None or loaded[0] != index.version or loaded[1] is None:
+            raise exc
+        table = loaded[1]
+        only = [intent] if intent else None
+        vector = (await asyncio.to_thread(self.embedder.embed, [query]))[0]
+        log.warning("Milvus unavailable: searching the %d answers held in memory only", len(table))
+        return RetrievalResult(hits=table.search(vector, tenant, only, self.config.top_k), examples=[],
+                               cache="answers", index_version=index.version)
 
     def _answer_table(self, index: IndexInfo) -> AnswerTable | None:
         """The answers of ``index`` in memory, loaded on first use of a version; None: search Milvus."""
