@@ -32,6 +32,11 @@ PROMPT_TOKENS_TOTAL = f"{PREFIX}_prompt_tokens_total"
 GENERATOR_QUEUE_DEPTH = f"{PREFIX}_generator_queue_depth"
 # Counter: cache lookups. Labels: tier (l1|l2), result (hit|miss|error).
 CACHE_LOOKUPS_TOTAL = f"{PREFIX}_cache_lookups_total"
+# Counter: response (answer) cache lookups of greedy requests. Labels: tier (l1|l2), result (hit|miss|error).
+RESPONSE_CACHE_LOOKUPS_TOTAL = f"{PREFIX}_response_cache_lookups_total"
+# Counter: answers given without the model. Labels: model, adapter, version, kind (fallback|cache),
+# cause (the failure's error code: deadline_exceeded, backend_unavailable, overloaded, ...).
+DEGRADED_RESPONSES_TOTAL = f"{PREFIX}_degraded_responses_total"
 # Counter: retrieved knowledge chunks held back from the prompt by the context guard's policy.
 # Labels: MODEL_LABELS, tenant.
 CONTEXT_HELD_BACK_TOTAL = f"{PREFIX}_context_chunks_held_back_total"

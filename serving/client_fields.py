@@ -84,6 +84,12 @@ class ClientFields:
                 passed[field] = value
             else:
                 error = error or invalid_field(field, f"must be {RULES[field]}")
+        deadline = headers.get("x-finserve-deadline-ms")
+        if deadline is not None:
+            if deadline.isascii() and deadline.isdigit() and 0 < len(deadline) <= 7 and int(deadline) > 0:
+                ctx.deadline_ms = int(deadline)  # clamped to the configured bounds by the pipeline
+            else:
+                error = error or invalid_field("x-finserve-deadline-ms", "must be a whole number of milliseconds, 1-9999999")
         for field in ("x-finserve-session", "x-user-id"):
             value = headers.get(field)
             if value is None:

@@ -11,12 +11,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from finserve.contracts import AdapterRef, Route, StrictModel
 
 from .access.config import AuthConfig
 from .audit.log import AuditConfig
+from .degrade.config import DegradeConfig
 from .guard.config import GuardConfig
 from .inference.config import GeneratorConfig
 from .intent.config import IntentConfig
@@ -115,6 +116,18 @@ class DeploymentsConfig(StrictModel):
         description="haproxy ingress: seconds a stopping Gateway replica keeps accepting requests while "
         "HAProxy drops it (Ray's default is 30; HAProxy retries a refused connection on another replica).",
     )
+    ingress_timeout_client_s: int = Field(
+        150, ge=1,
+        description="haproxy ingress: `timeout client`, the most seconds a client may stay silent while HAProxy "
+        "waits for its request (Ray's default is 3600, which lets slow or stalled clients hold connections for an "
+        "hour; Ray 2.60 offers no `timeout http-request` setting, so this bounds slow requests).",
+    )
+    ingress_timeout_server_s: int = Field(
+        150, ge=1,
+        description="haproxy ingress: `timeout server`, the most seconds the Gateway replica may stay silent "
+        "(Ray's default: none). Must exceed degrade.deadline_max_ms, or HAProxy cuts requests the pipeline would "
+        "still answer (with the fallback at worst).",
+    )
 
     gateway: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25, max_ongoing_requests=64))
     guard: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25))
@@ -162,6 +175,15 @@ class ServingConfig(StrictModel):
     deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig, description="Ray Serve resources.")
     shadow: ShadowConfig = Field(default_factory=ShadowConfig,
                                  description="Limits on shadow traffic (the routing table's shadow_percent).")
+    degrade: DegradeConfig = Field(default_factory=DegradeConfig,
+                                   description="Deadlines, fallback answers and the response cache.")
+
+    @model_validator(mode="after")
+    def _ingress_outlasts_the_deadline(self) -> ServingConfig:
+        if self.deployments.ingress_timeout_server_s * 1000 <= self.degrade.deadline_max_ms:
+            raise ValueError("deployments.ingress_timeout_server_s must exceed degrade.deadline_max_ms, or HAProxy "
+                             "cuts off requests still inside their deadline")
+        return self
 
 
 def load_serving_config(path: str | Path | None = None) -> ServingConfig:

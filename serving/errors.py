@@ -14,7 +14,14 @@ import grpc
 
 from finserve.contracts.registry import AdapterCorrupt, AdapterNotFound
 
-from .inference.errors import AdapterIncompatible, EngineNotReady, EngineOverloaded, PromptTooLong
+from .inference.errors import (
+    AdapterIncompatible,
+    EngineNotReady,
+    EngineOverloaded,
+    PromptTooLong,
+    ProvidersUnavailable,
+    ProviderUnavailable,
+)
 from .retrieval.errors import VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -100,6 +107,16 @@ class GenerationFailed(FinserveError):
     code = "generation_failed"
 
 
+class DeadlineExceeded(FinserveError):
+    """A stage ran past its timeout or the request's deadline (x-finserve-deadline-ms) and no fallback answered."""
+
+    code = "deadline_exceeded"
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"the request ran out of time ({stage}); retry, or allow more time", retry_after=1)
+        self.stage = stage
+
+
 # The gRPC code for each HTTP status, so both transports say the same thing about one error.
 _GRPC: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -111,6 +128,7 @@ _GRPC: dict[int, grpc.StatusCode] = {
     422: grpc.StatusCode.FAILED_PRECONDITION,
     500: grpc.StatusCode.INTERNAL,
     503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 
@@ -138,12 +156,15 @@ _STATUS: dict[type[Exception], int] = {
     PIIBlocked: 422,
     AdapterCorrupt: 500,
     GenerationFailed: 500,
+    DeadlineExceeded: 504,
     BackendUnavailable: 503,
     VectorStoreUnavailable: 503,
     PromptTooLong: 400,
     AdapterIncompatible: 500,
     EngineNotReady: 503,
     EngineOverloaded: 503,
+    ProviderUnavailable: 503,
+    ProvidersUnavailable: 503,
 }
 
 
@@ -176,6 +197,11 @@ def map_error(exc: BaseException) -> ErrorMapping:
         if isinstance(exc, EngineOverloaded):
             return ErrorMapping(status, "overloaded", "the generator is at capacity; retry later",
                                 retry_after=max(1, math.ceil(getattr(exc, "retry_after_s", 1))))
+        if isinstance(exc, ProviderUnavailable | ProvidersUnavailable):
+            # The upstream's own message may quote the prompt back: the client gets a fixed one.
+            log.warning("generator providers: %s", exc)
+            return ErrorMapping(status, "backend_unavailable", "the generator is unavailable; retry later",
+                                retry_after=max(1, math.ceil(getattr(exc, "retry_after_s", 5))))
         if isinstance(exc, EngineNotReady):
             return ErrorMapping(status, "not_ready", "the generator is still loading; retry later", retry_after=5)
         if isinstance(exc, VectorStoreUnavailable):

@@ -24,7 +24,7 @@ from .access.ingress import Ingress, Readiness, fork_context, validation_message
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
-from .schemas import ChatCompletionRequest, ModelCard, ModelList
+from .schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,17 @@ def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
     body = {"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param,
                       "request_id": request_id}}
     return JSONResponse(body, status_code=m.status, headers=headers)
+
+
+def answer_headers(request_id: str, completion: ChatCompletion) -> dict[str, str]:
+    """Response headers of an answer: its id, and whether it was degraded and which provider gave it
+    (both values come from the config or a fixed set, never from the request)."""
+    headers = {"x-request-id": request_id}
+    if completion.finserve.degraded:
+        headers["x-finserve-degraded"] = completion.finserve.degraded
+    if completion.finserve.provider:
+        headers["x-finserve-provider"] = completion.finserve.provider
+    return headers
 
 
 def parse_json(raw: bytes) -> object:
@@ -139,7 +150,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             completion = await pipeline.chat(req, ctx)
         except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
             return _error_response(exc, ctx.request_id)
-        return JSONResponse(completion.model_dump(mode="json"), headers={"x-request-id": ctx.request_id})
+        return JSONResponse(completion.model_dump(mode="json"), headers=answer_headers(ctx.request_id, completion))
 
     # ---- KServe Open Inference Protocol v2 (REST) ----
 

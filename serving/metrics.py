@@ -54,6 +54,11 @@ class ServingMetrics:
                            ["pool"], registry=r)
         self.cache = Counter(names.CACHE_LOOKUPS_TOTAL.removesuffix("_total"), "Retrieval cache outcomes.",
                              ["tier", "result"], registry=r)
+        self.answer_cache = Counter(names.RESPONSE_CACHE_LOOKUPS_TOTAL.removesuffix("_total"),
+                                    "Response cache lookups of greedy requests.", ["tier", "result"], registry=r)
+        self.degraded = Counter(names.DEGRADED_RESPONSES_TOTAL.removesuffix("_total"),
+                                "Answers given without the model (fallback or cached) and why.",
+                                [*labels, "kind", "cause"], registry=r)
         # Shadow traffic; labels are the canary's (the version under test).
         self.shadow_requests = Counter(names.SHADOW_REQUESTS_TOTAL.removesuffix("_total"),
                                        "Shadow requests by outcome (compared|dropped|failed).",

@@ -27,9 +27,11 @@ from finserve.contracts.metrics import OVERRIDE_MODEL_PREFIX
 
 from .audit.log import AuditRecord
 from .config import ServingConfig
-from .errors import AuditUnavailable, InvalidRequest, PIIBlocked, map_error
+from .degrade import Deadline, curated_answer, degradable
+from .degrade.response_cache import AnswerKey, CachedAnswer, ResponseCache, answer_key, deterministic
+from .errors import AuditUnavailable, DeadlineExceeded, InvalidRequest, PIIBlocked, map_error
 from .guard.engine import GuardResult
-from .inference.types import ChatMessage, GenerationRequest
+from .inference.types import ChatMessage, GenerationRequest, GenerationResult
 from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_head
 from .metrics import ServingMetrics, tenant_label
 from .paths import data_dir
@@ -84,6 +86,14 @@ class RequestContext:
     principal: str | None = None
     trace_id: str | None = None
     degraded: str | None = None
+    # Graceful degradation (serving/degrade/): the client's deadline (x-finserve-deadline-ms, checked at the
+    # ingress), the request's Deadline, the guarded curated answer of the classified intent, which provider
+    # generated the answer, and why a degraded answer was given (the failure's error code).
+    deadline_ms: int | None = None
+    deadline: Deadline | None = None
+    curated: str | None = None
+    provider: str | None = None
+    degraded_cause: str | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -161,6 +171,13 @@ class Pipeline:
         self._pending_audits: set[asyncio.Future] = set()  # audits outliving a cancelled request
         # The chart sets FINSERVE_POOL to the workload name: the operator's queue query selects on it.
         self._pool = os.environ.get("FINSERVE_POOL", "default")
+        rc = config.degrade.response_cache
+        self.answers = (ResponseCache(rc, config.retrieval.redis_url, count=self._count_answer_lookup,
+                                      l2_timeout_s=config.retrieval.l2_timeout_s,
+                                      l2_retry_s=config.retrieval.l2_retry_s) if rc.enabled else None)
+
+    def _count_answer_lookup(self, tier: str, result: str) -> None:
+        self.metrics.answer_cache.labels(tier, result).inc()
 
     async def warm(self) -> int:
         """Guard every knowledge chunk once, so the first request to retrieve one does not pay its scan.
@@ -212,7 +229,10 @@ class Pipeline:
             raise PIIBlocked(blocked)
 
         found, head = await self._search(query, ctx.choice.adapter, self._filters(ctx.tenant), ctx)
-        self.metrics.cache.labels(*self._cache_labels(found.cache)).inc()
+        # Counted here from what the retriever reports: its own counters live in its process (a Ray replica
+        # or the default registry), which this gateway's /metrics does not expose.
+        for tier, result in found.lookups.items():
+            self.metrics.cache.labels(tier, result).inc()
         try:
             # The guard runs in this process and blocks the loop: the head's hop is already in flight.
             with _Timer(ctx, self.metrics, "guard_context"):
@@ -230,6 +250,7 @@ class Pipeline:
         ctx.pii["context"] = _merge_counts(context)
         knowledge, ctx.held_back = self._knowledge(found, context, ctx.intent.label if ctx.intent else None)
         ctx.knowledge = knowledge
+        ctx.curated = self._curated(found, context, ctx.intent.label if ctx.intent else None)
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
 
@@ -241,6 +262,12 @@ class Pipeline:
         dropped = [h.id for h, drop in zip(found.hits, out, strict=True) if drop]
         kept = [(r.text, h.intent) for r, h, drop in zip(context, found.hits, out, strict=True) if not drop]
         return intent_first([t for t, _ in kept], [i for _, i in kept], intent), dropped
+
+    @staticmethod
+    def _curated(found: RetrievalResult, context: list[GuardResult], intent: str | None) -> str | None:
+        """The guarded curated answer of the classified intent among the retrieved ones: the fallback."""
+        pairs = [(r.text, h.intent) for r, h in zip(context, found.hits, strict=True) if not r.blocked]
+        return curated_answer(pairs, intent)
 
     async def _search(self, query: str, adapter: AdapterRef, filters: SearchFilters, ctx: RequestContext | None,
                       ) -> tuple[RetrievalResult, asyncio.Future[HeadScores | None] | None]:
@@ -254,7 +281,14 @@ class Pipeline:
             head = asyncio.ensure_future(self.intent.head_scores(query, adapter))
         try:
             with _Timer(ctx, self.metrics, "retrieval") if ctx else contextlib.nullcontext():
-                found = await self.retrieval.search(query, filters)
+                if ctx is not None and ctx.deadline is not None:
+                    try:
+                        async with asyncio.timeout(ctx.deadline.stage_s(self.config.degrade.retrieval_timeout_ms)):
+                            found = await self.retrieval.search(query, filters)
+                    except TimeoutError:
+                        raise DeadlineExceeded("retrieval") from None
+                else:
+                    found = await self.retrieval.search(query, filters)
         except BaseException:
             await _drop(head)
             raise
@@ -266,14 +300,6 @@ class Pipeline:
             return SearchFilters(tenant=tenant)
         except ValueError as exc:
             raise InvalidRequest("tenant must be 1-128 letters, digits or _.:?-", param="x-finserve-tenant") from exc
-
-    @staticmethod
-    def _cache_labels(cache: str) -> tuple[str, str]:
-        if cache == "l1":
-            return ("l1", "hit")
-        if cache == "l2":
-            return ("l2", "hit")
-        return ("all", cache)
 
     def _generation_request(self, req: ChatCompletionRequest, ctx: RequestContext, messages: list[ChatMessage]) -> GenerationRequest:
         gw = self.config.gateway
@@ -300,6 +326,8 @@ class Pipeline:
             pii=ctx.pii,
             cache=found.cache,
             timings_ms=ctx.timings_ms,
+            degraded=ctx.degraded,
+            provider=ctx.provider,
         )
 
     # ---- non-streaming ----
@@ -307,18 +335,34 @@ class Pipeline:
     async def chat(self, req: ChatCompletionRequest, ctx: RequestContext) -> ChatCompletion:
         status, error, shadow = 200, None, None
         try:
+            self._start_deadline(ctx)
             messages, found = await self._prepare(req, ctx)
             self._note_retrieval(ctx, found)
             gen_req = self._generation_request(req, ctx, messages)
-            with _Timer(ctx, self.metrics, "generate"):
-                result = await self._generate(gen_req)
+            key = self._answer_key(req, ctx, gen_req)
+            degraded = await self._cached_first(ctx, key)  # a normal hit (use=always), not a degraded answer
+            if degraded is None:
+                try:
+                    with _Timer(ctx, self.metrics, "generate"):
+                        async with asyncio.timeout(self._generate_budget_s(ctx)):
+                            result = await self._generate(gen_req)
+                    ctx.provider = result.provider
+                except Exception as exc:  # noqa: BLE001 - degradable failures get the fallback, others re-raise
+                    degraded = await self._degrade(ctx, key, exc)
+            if degraded is not None:
+                result = GenerationResult(text=degraded.text, prompt_tokens=degraded.prompt_tokens,
+                                          completion_tokens=degraded.completion_tokens,
+                                          finish_reason="length" if degraded.finish_reason == "length" else "stop",
+                                          adapter=gen_req.adapter)
             with _Timer(ctx, self.metrics, "guard_output"):
                 [out] = await self.guard.scan_many([result.text])
             ctx.pii["output"] = out.counts()
             ctx.masked_output = out.text
-            self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens)
+            if degraded is None:
+                self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens)
+                await self._remember(key, out.text, result)
+                shadow = self._shadow_job(ctx, gen_req, found)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
-            shadow = self._shadow_job(ctx, gen_req, found)
             return ChatCompletion(
                 id=f"chatcmpl-{ctx.request_id}",
                 model=req.model,
@@ -339,6 +383,66 @@ class Pipeline:
             await self._finish_shielded(ctx, status, error)
             self._mirror(shadow, status)
 
+    # ---- graceful degradation (serving/degrade/): deadlines, the response cache, the fallback ----
+
+    def _start_deadline(self, ctx: RequestContext) -> None:
+        if ctx.deadline is None:
+            ctx.deadline = Deadline.for_request(self.config.degrade, ctx.deadline_ms, ctx.started)
+
+    def _generate_budget_s(self, ctx: RequestContext) -> float:
+        d = self.config.degrade
+        assert ctx.deadline is not None
+        # Kept back only when a degraded answer could use it: otherwise generation may take all that is left.
+        reserve = d.fallback_reserve_ms if d.policy_for(ctx.model) == "fallback" else 0
+        return ctx.deadline.stage_s(d.generate_timeout_ms, reserve)
+
+    def _answer_key(self, req: ChatCompletionRequest, ctx: RequestContext, gen_req: GenerationRequest) -> str | None:
+        """The response cache key of a greedy request (None: not cacheable). Masked text only."""
+        if self.answers is None or not deterministic(gen_req.temperature) or ctx.index_version is None:
+            return None
+        masked = [(m.role, m.content) for m in gen_req.messages if m.role != "system"]
+        return answer_key(AnswerKey(
+            tenant=ctx.tenant, messages=masked, adapter=str(gen_req.adapter), index_version=ctx.index_version,
+            max_tokens=gen_req.max_tokens or 0, stop=gen_req.stop, system_prompt=self.config.gateway.system_prompt))
+
+    async def _cached_first(self, ctx: RequestContext, key: str | None) -> CachedAnswer | None:
+        """With response_cache.use=always: a cached answer instead of generating (not degraded)."""
+        if key is None or self.answers is None or self.config.degrade.response_cache.use != "always":
+            return None
+        hit = await self.answers.get(key)
+        return hit[1] if hit else None
+
+    async def _remember(self, key: str | None, masked_text: str, result: GenerationResult) -> None:
+        if key is None or self.answers is None:
+            return
+        try:
+            await self.answers.put(key, CachedAnswer(text=masked_text, finish_reason=result.finish_reason,
+                                                     prompt_tokens=result.prompt_tokens,
+                                                     completion_tokens=result.completion_tokens))
+        except Exception:  # noqa: BLE001 - the answer is complete; a cache write must not touch it
+            log.warning("answer of %s not cached", ctx_id(key), exc_info=True)
+
+    async def _degrade(self, ctx: RequestContext, key: str | None, exc: BaseException) -> CachedAnswer:
+        """The answer to give when generation failed: the cached answer of the same question, else the
+        curated answer of the classified intent; re-raises when the policy says error or neither exists."""
+        if isinstance(exc, TimeoutError) and not isinstance(exc, DeadlineExceeded):
+            exc = DeadlineExceeded("generate")
+        if not degradable(exc) or self.config.degrade.policy_for(ctx.model) != "fallback":
+            raise exc
+        cause = map_error(exc).code
+        answer, kind = None, None
+        if key is not None and self.answers is not None:
+            hit = await self.answers.get(key)
+            answer, kind = (hit[1], "cache") if hit else (None, None)
+        if answer is None and ctx.curated is not None:
+            answer, kind = CachedAnswer(text=ctx.curated, finish_reason="stop"), "fallback"
+        if answer is None or kind is None:
+            raise exc
+        log.warning("request %s answered degraded (%s) after %s", ctx.request_id, kind, cause)
+        ctx.degraded, ctx.degraded_cause = kind, cause
+        self.metrics.degraded.labels(*self._labels(ctx), kind, cause).inc()
+        return answer
+
     async def _generate(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
         self._in_flight += 1
         self.metrics.queue.labels(self._pool).set(self._in_flight)
@@ -353,6 +457,7 @@ class Pipeline:
     async def chat_stream(self, req: ChatCompletionRequest, ctx: RequestContext) -> AsyncIterator[dict]:
         """Prepares eagerly (so errors become a normal error response), then yields chunks."""
         try:
+            self._start_deadline(ctx)
             messages, found = await self._prepare(req, ctx)
             self._note_retrieval(ctx, found)
             gen_req = self._generation_request(req, ctx, messages)
@@ -396,37 +501,67 @@ class Pipeline:
             ctx.masked_output = "".join(released)
             await self._finish_shielded(ctx, status, error)
 
+        key = self._answer_key(req, ctx, gen_req)
         try:
             yield chunk({"role": "assistant", "content": ""})
-            self._in_flight += 1
-            self.metrics.queue.labels(self._pool).set(self._in_flight)
-            t0 = time.perf_counter()
-            try:
-                async for piece in self.generator.stream(gen_req):
-                    tokens = piece.usage.completion_tokens if piece.usage else tokens + 1
-                    if piece.usage:
-                        prompt, cached = piece.usage.prompt_tokens, piece.usage.cached_tokens
-                    if piece.finish_reason:
-                        finish_reason = piece.finish_reason
-                    text = await releaser.feed(piece.delta) if piece.delta else ""
-                    if text:
-                        released.append(text)
-                        yield chunk({"content": text})
-            finally:
-                self._in_flight -= 1
+            degraded = await self._cached_first(ctx, key)
+            if degraded is None:
+                self._in_flight += 1
                 self.metrics.queue.labels(self._pool).set(self._in_flight)
-                ctx.timings_ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
-            tail = await releaser.finish()
-            if tail:
-                released.append(tail)
-                yield chunk({"content": tail})
-            ctx.pii["output"] = releaser.findings
-            self._count_tokens(ctx, tokens, prompt, cached)
+                t0 = time.perf_counter()
+                pieces = aiter(self.generator.stream(gen_req))
+                try:
+                    while True:
+                        try:
+                            # Each wait is bounded by what the deadline leaves (and generate_timeout_ms).
+                            async with asyncio.timeout(self._generate_budget_s(ctx)):
+                                piece = await anext(pieces)
+                        except StopAsyncIteration:
+                            break
+                        ctx.provider = piece.provider or ctx.provider
+                        tokens = piece.usage.completion_tokens if piece.usage else tokens + 1
+                        if piece.usage:
+                            prompt, cached = piece.usage.prompt_tokens, piece.usage.cached_tokens
+                        if piece.finish_reason:
+                            finish_reason = piece.finish_reason
+                        text = await releaser.feed(piece.delta) if piece.delta else ""
+                        if text:
+                            released.append(text)
+                            yield chunk({"content": text})
+                except Exception as exc:  # noqa: BLE001 - before any text was sent the fallback may answer
+                    if released:  # text is out: an error event, as for any failure mid-answer
+                        if isinstance(exc, TimeoutError):
+                            raise DeadlineExceeded("generate") from exc
+                        raise
+                    degraded = await self._degrade(ctx, key, exc)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await pieces.aclose()  # type: ignore[attr-defined]
+                    self._in_flight -= 1
+                    self.metrics.queue.labels(self._pool).set(self._in_flight)
+                    ctx.timings_ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
+            if degraded is not None:
+                [out] = await self.guard.scan_many([degraded.text])
+                released.append(out.text)
+                ctx.pii["output"] = out.counts()
+                yield chunk({"content": out.text})
+                finish_reason = "stop"
+            else:
+                tail = await releaser.finish()
+                if tail:
+                    released.append(tail)
+                    yield chunk({"content": tail})
+                ctx.pii["output"] = releaser.findings
+                self._count_tokens(ctx, tokens, prompt, cached)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
             final = chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
             await audit(200, None)  # write-ahead: durable before the client sees the end
             yield final
-            shadow = self._shadow_job(ctx, gen_req, found)  # the client has its last chunk
+            if degraded is None:
+                await self._remember(key, "".join(released), GenerationResult(
+                    text="", prompt_tokens=prompt, completion_tokens=tokens, cached_prompt_tokens=cached,
+                    finish_reason=finish_reason, adapter=gen_req.adapter))
+                shadow = self._shadow_job(ctx, gen_req, found)  # the client has its last chunk
         except Exception as exc:
             if not audited:
                 mapped = map_error(exc)
@@ -568,6 +703,11 @@ class _Stream:
         await self._rest.aclose()
 
 
+def ctx_id(key: str) -> str:
+    """A cache key shortened for a log line (it is a hash: no content)."""
+    return key[-12:]
+
+
 CLIENT_CLOSED = 499  # nginx's "client closed request": the answer was cut off by the client
 
 
@@ -587,12 +727,13 @@ def audit_record(ctx: RequestContext, status: int, error: str | None, elapsed_ms
         index_version=ctx.index_version,
         trace_id=ctx.trace_id,
         degraded=ctx.degraded,
+        provider=ctx.provider,
         held_back=ctx.held_back,
         input=ctx.masked_input,
         output=ctx.masked_output,
         pii=ctx.pii,
         status=status,
-        error=error,
+        error=error if error or ctx.degraded is None else ctx.degraded_cause,
         latency_ms=round(max(elapsed_ms, 0.0), 3),
     )
     try:

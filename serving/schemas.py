@@ -70,6 +70,10 @@ class FinserveInfo(StrictModel):
     pii: dict[str, dict[str, int]] = Field(default_factory=dict, description="stage -> entity type -> count.")
     cache: str | None = Field(None, description="Where retrieval was answered from: l1, l2, miss, off.")
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Per-stage wall time.")
+    degraded: str | None = Field(
+        None, description="Set when the model did not answer: fallback (the curated answer of the intent) or "
+        "cache (the stored answer of the same question); also the x-finserve-degraded header.")
+    provider: str | None = Field(None, description="Generator provider that answered (pools with providers).")
 
 
 class ChatCompletion(StrictModel):

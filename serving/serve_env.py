@@ -68,6 +68,10 @@ def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | Non
         # Ray reads x-request-id before finserve does (access log, its X-Request-ID header): made safe first.
         "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": RAY_INGRESS_CALLBACK,
     }
+    if haproxy:
+        # Ray's defaults are an hour for a silent client and no limit for a silent replica (docs/reliability.md).
+        env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"] = str(deployments.ingress_timeout_client_s)
+        env["RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"] = str(deployments.ingress_timeout_server_s)
     if haproxy and free_port is not None:
         env.update({name: str(free_port()) for name in HAPROXY_SIDE_PORTS})
     return env

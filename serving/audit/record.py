@@ -21,7 +21,7 @@ _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \".*\", l
 # Field -> the most characters it keeps. input/output are bounded by the request body limit upstream.
 LIMITS: dict[str, int] = {
     "request_id": 200, "tenant": 200, "model": 200, "principal": 200, "intent": 200,
-    "index_version": 200, "trace_id": 64, "degraded": 200, "error": 2000,
+    "index_version": 200, "trace_id": 64, "degraded": 200, "provider": 200, "error": 2000,
 }
 MAX_CITATIONS = 100
 CITATION_LIMIT = 200
@@ -83,6 +83,8 @@ class AuditRecord(StrictModel):
         None, max_length=64, description="OpenTelemetry trace id (32 hex digits) when tracing is on.")
     degraded: str | None = Field(
         None, max_length=200, description="Which fallback answered instead of the model, if one did.")
+    provider: str | None = Field(
+        None, max_length=200, description="Generator provider that answered (failover pools); None: one engine.")
     held_back: list[str] = Field(
         default_factory=list, max_length=MAX_CITATIONS,
         description="Ids of retrieved documents kept out of the prompt because the context guard found PII.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from finserve.contracts import AdapterRef, StrictModel
 
@@ -63,12 +63,58 @@ class VLLMOptions(StrictModel):
     quantization: str | None = Field(None, description="vLLM quantization method name (e.g. 'awq', 'fp8').")
 
 
+class OpenAIOptions(StrictModel):
+    """An OpenAI-compatible chat-completions endpoint (vLLM's server, Ollama, llama.cpp's server, a hosted API).
+
+    The API key is never in a config file: it is read from an environment variable or a mounted Secret file.
+    """
+
+    base_url: str = Field(pattern=r"^https?://", description="Endpoint root including /v1, e.g. http://vllm:8000/v1.")
+    api_key_env: str | None = Field(None, description="Env var holding the API key (sent as Bearer); None: no key.")
+    api_key_file: str | None = Field(
+        None, description="File holding the API key (a mounted Kubernetes Secret); read at start().")
+    models: dict[str, str] = Field(
+        default_factory=dict, description="Adapter NAME@VERSION (base@0.0.0 for none) -> upstream model name.")
+    default_model: str | None = Field(
+        None, description="Upstream model for adapters not in `models`; None: such adapters are refused "
+        "(AdapterNotFound), never silently served by another model.")
+    connect_timeout_s: float = Field(2.0, gt=0, description="TCP/TLS connect timeout.")
+    read_timeout_s: float = Field(60.0, gt=0, description="Most seconds between two bytes of a response.")
+    max_connections: int = Field(64, ge=1, description="Connection pool size.")
+
+
+class ProviderConfig(StrictModel):
+    """One provider of a failover pool, tried in list order."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+                      description="Provider name: in the x-finserve-provider header, the audit line and logs.")
+    engine: Literal["local", "openai"] = Field(
+        description="local: this pool's own engine (`engine` of the generator config); openai: `openai` below.")
+    openai: OpenAIOptions | None = Field(None, description="The endpoint, when engine is openai.")
+    timeout_s: float | None = Field(
+        None, gt=0, description="Most seconds one attempt may take before the next provider is tried "
+        "(streams: until the first piece); None: no limit of its own (the request's deadline still holds).")
+    retry_s: float = Field(10.0, gt=0, description="Seconds a failed provider is skipped (circuit breaker open) "
+                           "before one request probes it again.")
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> ProviderConfig:
+        if (self.engine == "openai") != (self.openai is not None):
+            raise ValueError("openai settings are required for, and only for, engine openai")
+        return self
+
+
 class GeneratorConfig(StrictModel):
     """One generator replica: engine, base weights, adapter registry, batching."""
 
-    engine: Literal["transformers", "vllm"] = Field(
-        "transformers", description="transformers + PEFT on CPU, or vLLM with LoRA on GPUs."
+    engine: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="transformers + PEFT on CPU, vLLM with LoRA on GPUs, or openai: an "
+        "OpenAI-compatible HTTP endpoint (`openai`)."
     )
+    openai: OpenAIOptions | None = Field(None, description="The endpoint when engine is openai.")
+    providers: list[ProviderConfig] = Field(
+        default_factory=list, description="Failover pool: providers tried in order, each behind a circuit "
+        "breaker; empty: just `engine`.")
     model_dir: str | None = Field(
         None, description="Folder (or hub id for vLLM) of the base model; None: the converted SmolLM2 folder."
     )

@@ -56,7 +56,24 @@ async def collect(stream: AsyncIterator[StreamChunk], adapter: AdapterRef) -> Ge
 
 
 def build_engine(config: GeneratorConfig) -> Engine:
-    """The engine the config names. Nothing heavy is imported or loaded until ``start()``."""
+    """The engine the config names (a failover pool when it lists providers). Nothing heavy is imported or
+    loaded until ``start()``."""
+    if config.providers:
+        from ..breaker import CircuitBreaker
+        from .failover import FailoverEngine, Provider
+        from .openai_engine import OpenAIEngine
+
+        single = config.model_copy(update={"providers": []})
+        return FailoverEngine([
+            Provider(p.name, OpenAIEngine(p.openai, config, p.name) if p.openai is not None else build_engine(single),
+                     CircuitBreaker(p.retry_s), p.timeout_s)
+            for p in config.providers])
+    if config.engine == "openai":
+        from .openai_engine import OpenAIEngine
+
+        if config.openai is None:
+            raise ValueError("engine openai needs generator.openai (base_url, models)")
+        return OpenAIEngine(config.openai, config)
     if config.engine == "vllm":
         from .vllm_engine import VLLMEngine  # vllm itself is imported in start(), on GPU machines only
 

@@ -25,3 +25,16 @@ class PromptTooLong(ValueError):
 class AdapterIncompatible(ValueError):
     """The adapter's manifest names another base model than the one this engine serves, or its intent head
     reads query embeddings from another embedder than the deployment runs (500)."""
+
+
+class ProviderUnavailable(RuntimeError):
+    """An upstream provider (OpenAI-compatible HTTP) failed: unreachable, timed out, or answered an error.
+    A failover pool tries the next provider; alone it is a 503."""
+
+
+class ProvidersUnavailable(RuntimeError):
+    """Every provider of a failover pool failed or is skipped by its open circuit breaker (503)."""
+
+    def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

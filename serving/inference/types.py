@@ -47,6 +47,7 @@ class GenerationResult(StrictModel):
     cached_prompt_tokens: int = Field(0, ge=0, description="Prompt tokens reused from the prefix cache.")
     finish_reason: FinishReason = Field(description="stop: end token or stop string; length: max_tokens reached.")
     adapter: AdapterRef = Field(description="The adapter version that produced the text.")
+    provider: str | None = Field(None, description="Provider of a failover pool that generated it; None: one engine.")
 
 
 class StreamChunk(StrictModel):
@@ -55,3 +56,4 @@ class StreamChunk(StrictModel):
     delta: str = Field("", description="Text since the previous chunk.")
     finish_reason: FinishReason | None = Field(None, description="Set on the final chunk only.")
     usage: Usage | None = Field(None, description="Set on the final chunk only.")
+    provider: str | None = Field(None, description="Provider of a failover pool generating the stream (first chunk).")

@@ -122,6 +122,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         # model_version may name an adapter too: the rules (and the scope) of x-finserve-adapter apply to it.
         base, refused = await self._ingress.admit(headers, body_adapter=("model_version", request.model_version))
+        if base.deadline_ms is None:
+            # The client's own gRPC deadline, when it set one and no x-finserve-deadline-ms: the pipeline
+            # then answers (or falls back) before the client gives up.
+            remaining = grpc_context.time_remaining()
+            if remaining is not None and remaining < 10**6:
+                base.deadline_ms = max(1, int(remaining * 1000))
         try:
             if refused:
                 raise refused

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .answers import AnswerTable
 from .breaker import CircuitBreaker
-from .cache import RedisCache, TTLCache, cache_key
+from .cache import LookupResult, RedisCache, TTLCache, cache_key
 from .config import RetrievalConfig
 from .embedder import Embedder
 from .errors import IndexMissing, VectorStoreUnavailable
@@ -85,29 +85,35 @@ class Retriever:
         tenant = filters.tenant or self.config.default_tenant
         index = await self._current_index()
         if self._l1 is None and self._l2 is None:
-            hits, examples = await self._search_store(masked_query, tenant, filters.intent, index)
+            hits, examples = await self._search_or_answers(masked_query, tenant, filters.intent, index)
             return RetrievalResult(hits=hits, examples=examples, cache="off", index_version=index.version)
 
         key = cache_key(
             masked_query, filters.intent, tenant, index.version, self.config.top_k, self.config.example_k
         )
+        lookups: dict = {}
         if self._l1 is not None:
             cached = self._l1.get(key)
-            self._count["l1", "hit" if cached is not None else "miss"].inc()
+            lookups["l1"] = "hit" if cached is not None else "miss"
+            self._count["l1", lookups["l1"]].inc()
             if cached is not None:
-                return cached
+                return cached.model_copy(update={"lookups": lookups})  # shallow: the entry stays shared
         if self._l2 is not None:
-            from_l2 = await self._l2_get(self._l2, key, index.version)
+            from_l2, lookups["l2"] = await self._l2_get(self._l2, key, index.version)
             if from_l2 is not None:
                 self._l1_put(key, from_l2)
-                return from_l2
+                return from_l2.model_copy(update={"lookups": lookups})
 
-        hits, examples = await self._search_store(masked_query, tenant, filters.intent, index)
+        try:
+            hits, examples = await self._search_store(masked_query, tenant, filters.intent, index)
+        except VectorStoreUnavailable as exc:
+            partial = await self._answers_only(masked_query, tenant, filters.intent, index, exc)
+            return partial.model_copy(update={"lookups": lookups})
         result = RetrievalResult(hits=hits, examples=examples, cache="miss", index_version=index.version)
         self._l1_put(key, result)
         if self._l2 is not None:
-            await self._l2.put(key, result.model_dump_json(exclude={"cache"}))
-        return result
+            await self._l2.put(key, result.model_dump_json(exclude={"cache", "lookups"}))
+        return result.model_copy(update={"lookups": lookups})
 
     async def knowledge_texts(self) -> list[str]:
         """Every answer text of the current index (what searches return as hits), for warming the context
@@ -208,23 +214,23 @@ class Retriever:
 
     def _l1_put(self, key: str, result: RetrievalResult) -> None:
         if self._l1 is not None:
-            self._l1.put(key, result.model_copy(update={"cache": "l1"}))
+            self._l1.put(key, result.model_copy(update={"cache": "l1", "lookups": {}}))
 
-    async def _l2_get(self, l2: RedisCache, key: str, version: str) -> RetrievalResult | None:
+    async def _l2_get(self, l2: RedisCache, key: str, version: str) -> tuple[RetrievalResult | None, LookupResult]:
         lookup = await l2.get(key)
         if lookup.result != "hit" or lookup.value is None:
             self._count["l2", lookup.result].inc()
-            return None
+            return None, lookup.result
         try:
             result = RetrievalResult.model_validate({**json.loads(lookup.value), "cache": "l2"})
         except (ValueError, ValidationError):
             self._count["l2", "error"].inc()  # written by an incompatible version: search instead
-            return None
+            return None, "error"
         if result.index_version != version:
             self._count["l2", "miss"].inc()
-            return None
+            return None, "miss"
         self._count["l2", "hit"].inc()
-        return result
+        return result, "hit"
 
     async def _search_store(
         self, query: str, tenant: str, intent: str | None, index: IndexInfo
@@ -243,6 +249,29 @@ class Retriever:
             raise
         self._milvus.record_success()
         return found
+
+    async def _search_or_answers(self, query: str, tenant: str, intent: str | None, index: IndexInfo,
+                                 ) -> tuple[list[Hit], list[Hit]]:
+        try:
+            return await self._search_store(query, tenant, intent, index)
+        except VectorStoreUnavailable as exc:
+            partial = await self._answers_only(query, tenant, intent, index, exc)
+            return partial.hits, partial.examples
+
+    async def _answers_only(self, query: str, tenant: str, intent: str | None, index: IndexInfo,
+                            exc: VectorStoreUnavailable) -> RetrievalResult:
+        """While Milvus is down: the answers of the index already held in memory (no examples, so the intent
+        comes from the adapter's head alone), rather than no answer at all. Re-raises ``exc`` when the index
+        is missing or its answers were never loaded. Never cached: the full result comes back with Milvus."""
+        loaded = self._answers
+        if isinstance(exc, IndexMissing) or loaded is None or loaded[0] != index.version or loaded[1] is None:
+            raise exc
+        table = loaded[1]
+        only = [intent] if intent else None
+        vector = (await asyncio.to_thread(self.embedder.embed, [query]))[0]
+        log.warning("Milvus unavailable: searching the %d answers held in memory only", len(table))
+        return RetrievalResult(hits=table.search(vector, tenant, only, self.config.top_k), examples=[],
+                               cache="answers", index_version=index.version)
 
     def _answer_table(self, index: IndexInfo) -> AnswerTable | None:
         """The answers of ``index`` in memory, loaded on first use of a version; None: search Milvus."""

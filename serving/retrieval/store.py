@@ -142,7 +142,21 @@ class MilvusStore:
         except VectorStoreUnavailable:
             raise
         except Exception as exc:
+            if self._lite_path is None:
+                # A remote Milvus that failed may come back as a new process with nothing loaded: the next
+                # call connects afresh and loads the collection again (recovery without a restart).
+                self._drop_client()
             raise VectorStoreUnavailable(f"Milvus {what} failed: {exc}") from exc
+
+    def _drop_client(self) -> None:
+        with self._connect_lock:
+            client, self._client_obj = self._client_obj, None
+            self._loaded.clear()
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection: nothing to learn from it
+                pass
 
     def close(self) -> None:
         if self._client_obj is None:

@@ -8,7 +8,7 @@ from finserve.contracts import StrictModel
 from pydantic import Field
 
 Kind = Literal["answer", "example"]
-CacheTier = Literal["l1", "l2", "miss", "off"]
+CacheTier = Literal["l1", "l2", "miss", "off", "answers"]
 
 # Filter values go into a Milvus expression: this pattern admits no quote, backslash or space, so a
 # value can never change the expression's structure. Banking77 labels include "?" (reverted_card_payment?).
@@ -54,9 +54,15 @@ class RetrievalResult(StrictModel):
     hits: list[Hit] = Field(description="Answer documents, best first (top_k).")
     examples: list[Hit] = Field(description="Nearest training examples, best first (example_k).")
     cache: CacheTier = Field(
-        description="l1 / l2: served from that cache; miss: searched; off: caching disabled."
+        description="l1 / l2: served from that cache; miss: searched; off: caching disabled; answers: Milvus "
+        "was down and only the answers held in memory were searched (no examples, never cached)."
     )
     index_version: str = Field(description="Content hash of the index that produced the result.")
+    lookups: dict[Literal["l1", "l2"], Literal["hit", "miss", "error"]] = Field(
+        default_factory=dict,
+        description="What each cache tier answered for this query (empty when caching is off). It travels "
+        "with the result so the gateway, whose /metrics is scraped, counts lookups made in the retriever's "
+        "process (another Ray replica).")
 
 
 class IngestReport(StrictModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from finserve.serving.config import DeploymentsConfig
 from finserve.serving.serve_env import HAPROXY_SIDE_PORTS, haproxy_available, serve_env, usable_ingress
 
@@ -31,7 +33,20 @@ def test_every_switch_is_written_both_ways() -> None:
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0.5",
         "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "finserve.serving.ray_ingress.middlewares",
+        "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": "150",
+        "RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S": "150",
     }
+
+
+def test_haproxy_timeouts_come_from_the_config_and_must_outlast_the_deadline() -> None:
+    from finserve.serving.config import ServingConfig
+
+    env = serve_env(DeploymentsConfig(ingress_timeout_client_s=20, ingress_timeout_server_s=200))
+    assert (env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"], env["RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"]) == ("20", "200")
+    assert "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S" not in serve_env(DeploymentsConfig(ingress="proxy"))
+    with pytest.raises(ValueError, match="ingress_timeout_server_s"):
+        ServingConfig.model_validate({"deployments": {"ingress_timeout_server_s": 60},
+                                      "degrade": {"deadline_max_ms": 90_000}})
 
 
 def test_haproxy_side_ports_move_to_free_ports_when_asked() -> None:

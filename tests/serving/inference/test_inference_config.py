@@ -39,3 +39,24 @@ def test_yaml_round_trip_with_preloads() -> None:
     )
     assert cfg.engine == "vllm" and cfg.vllm.max_loras == 2 and cfg.vllm.max_model_len is None
     assert cfg.preload_refs() == [AdapterRef(name="banking77", version="1.2.0")]
+
+
+def test_providers_build_a_failover_pool_in_order_and_need_their_endpoint() -> None:
+    from finserve.serving.inference.config import OpenAIOptions, ProviderConfig
+    from finserve.serving.inference.engine import build_engine
+    from finserve.serving.inference.failover import FailoverEngine
+    from finserve.serving.inference.openai_engine import OpenAIEngine
+
+    endpoint = OpenAIOptions(base_url="http://upstream:8000/v1", api_key_env="UPSTREAM_KEY")
+    engine = build_engine(GeneratorConfig(providers=[
+        ProviderConfig(name="hosted", engine="openai", openai=endpoint, retry_s=3),
+        ProviderConfig(name="cpu", engine="local"),
+    ]))
+    assert isinstance(engine, FailoverEngine)
+    assert [(p.name, type(p.engine).__name__, p.breaker.retry_s) for p in engine.providers] == [
+        ("hosted", "OpenAIEngine", 3), ("cpu", "TransformersEngine", 10.0)]
+    assert isinstance(build_engine(GeneratorConfig(engine="openai", openai=endpoint)), OpenAIEngine)
+    with pytest.raises(ValidationError, match="openai settings"):
+        ProviderConfig(name="hosted", engine="openai")
+    with pytest.raises(ValidationError, match="base_url"):
+        OpenAIOptions(base_url="upstream:8000")
