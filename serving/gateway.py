@@ -27,6 +27,7 @@ from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooL
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
 from .schemas import ChatCompletionRequest, ModelCard, ModelList
+from .telemetry.http import instrument_api
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def client_fields(pipeline: Pipeline) -> ClientFields:
 def fork_context(base: RequestContext, request_id: str) -> RequestContext:
     """A fresh context for one question of a multi-question OIP request, with the same checked caller facts."""
     return RequestContext(request_id=request_id, tenant=base.tenant, sticky_key=base.sticky_key,
-                          adapter_override=base.adapter_override)
+                          adapter_override=base.adapter_override, trace_id=base.trace_id)
 
 
 def check_api_key(authorization: str, key_env: str) -> None:
@@ -145,6 +146,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     gw = pipeline.config.gateway
     fields = client_fields(pipeline)
     api = FastAPI(title="finserve", version="0.1.0", docs_url="/docs", redoc_url=None)
+    instrument_api(api)  # logs per FINSERVE_LOG_FORMAT; with OTEL_* set, a server span per request
 
     def check_auth(request: Request) -> None:
         check_api_key(request.headers.get("authorization", ""), gw.api_key_env)

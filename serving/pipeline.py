@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -48,6 +49,8 @@ from .schemas import (
 from .shadow import ShadowJob, ShadowRunner
 from .stages import AuditStage, GeneratorStage, GuardStage, IntentStage, RetrievalStage
 from .streaming_guard import StreamReleaser
+from .telemetry import TokenClock, note, stage_span
+from .telemetry.request import end_stage_span, open_stage_span
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +101,15 @@ class _Timer:
         self.ctx, self.metrics, self.stage = ctx, metrics, stage
 
     def __enter__(self) -> None:
+        self.span = stage_span(self.stage, self.ctx)  # each timed stage is also a span of the request's trace
+        self.span.__enter__()
         self.t0 = time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         dt = time.perf_counter() - self.t0
         self.ctx.timings_ms[self.stage] = round(self.ctx.timings_ms.get(self.stage, 0.0) + dt * 1000, 3)
         self.metrics.stage.labels(self.stage).observe(dt)
+        self.span.__exit__(*exc)
 
 
 def neighbour_vote(examples: list) -> str | None:
@@ -250,6 +256,7 @@ class Pipeline:
         try:
             with _Timer(ctx, self.metrics, "retrieval") if ctx else contextlib.nullcontext():
                 found = await self.retrieval.search(query, filters)
+                note(cache=found.cache, hits=len(found.hits))
         except BaseException:
             await _drop(head)
             raise
@@ -306,12 +313,15 @@ class Pipeline:
             self._note_retrieval(ctx, found)
             gen_req = self._generation_request(req, ctx, messages)
             with _Timer(ctx, self.metrics, "generate"):
+                clock, called = TokenClock(ctx.started), time.perf_counter()
                 result = await self._generate(gen_req)
+                clock.engine_timing(called, result.first_token_s, result.last_token_s)
+                note(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
             with _Timer(ctx, self.metrics, "guard_output"):
                 [out] = await self.guard.scan_many([result.text])
             ctx.pii["output"] = out.counts()
             ctx.masked_output = out.text
-            self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens)
+            self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens, clock)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
             shadow = self._shadow_job(ctx, gen_req, found)
             return ChatCompletion(
@@ -396,8 +406,11 @@ class Pipeline:
             self._in_flight += 1
             self.metrics.queue.labels(self._pool).set(self._in_flight)
             t0 = time.perf_counter()
+            clock, span = TokenClock(ctx.started), open_stage_span("generate", ctx)
             try:
                 async for piece in self.generator.stream(gen_req):
+                    if piece.delta:
+                        clock.tick()
                     tokens = piece.usage.completion_tokens if piece.usage else tokens + 1
                     if piece.usage:
                         prompt, cached = piece.usage.prompt_tokens, piece.usage.cached_tokens
@@ -411,12 +424,13 @@ class Pipeline:
                 self._in_flight -= 1
                 self.metrics.queue.labels(self._pool).set(self._in_flight)
                 ctx.timings_ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
+                end_stage_span(span, prompt_tokens=prompt, completion_tokens=tokens)
             tail = await releaser.finish()
             if tail:
                 released.append(tail)
                 yield chunk({"content": tail})
             ctx.pii["output"] = releaser.findings
-            self._count_tokens(ctx, tokens, prompt, cached)
+            self._count_tokens(ctx, tokens, prompt, cached, clock)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
             final = chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
             await audit(200, None)  # write-ahead: durable before the client sees the end
@@ -490,8 +504,11 @@ class Pipeline:
             return (ctx.model or "unknown", "unknown", "unknown")
         return (ctx.model or "unknown", adapter.name if adapter else "none", adapter.version if adapter else "none")
 
-    def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int) -> None:
+    def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int,
+                      clock: TokenClock | None = None) -> None:
         labels = self._labels(ctx)
+        if clock is not None:
+            clock.observe(self.metrics, labels, generated)
         self.metrics.tokens.labels(*labels).inc(generated)
         self.metrics.prompt_tokens.labels(*labels, "computed").inc(prompt - cached)
         self.metrics.prompt_tokens.labels(*labels, "cached").inc(cached)

@@ -47,6 +47,10 @@ class GenerationResult(StrictModel):
     cached_prompt_tokens: int = Field(0, ge=0, description="Prompt tokens reused from the prefix cache.")
     finish_reason: FinishReason = Field(description="stop: end token or stop string; length: max_tokens reached.")
     adapter: AdapterRef = Field(description="The adapter version that produced the text.")
+    first_token_s: float | None = Field(None, ge=0, description="Seconds from the engine taking the request to "
+                                        "its first generated text (queueing and prefill); None if not measured.")
+    last_token_s: float | None = Field(None, ge=0, description="Seconds from the engine taking the request to "
+                                       "its last generated text; None if not measured.")
 
 
 class StreamChunk(StrictModel):

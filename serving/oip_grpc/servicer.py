@@ -24,6 +24,7 @@ from ..errors import FinserveError, InvalidRequest, PayloadTooLarge, map_error
 from ..gateway import Readiness, audit_rejection, check_api_key, client_fields, fork_context
 from ..oip import model_metadata, to_chat_requests, to_infer_response
 from ..pipeline import Pipeline
+from ..telemetry.request import server_span
 from . import grpc_predict_v2_pb2 as pb
 from . import grpc_predict_v2_pb2_grpc as pb_grpc
 from .codec import audit_body, to_infer_request, to_proto_metadata, to_proto_response
@@ -59,11 +60,13 @@ def _rpc(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]
 
     @functools.wraps(method)
     async def wrapper(self: InferenceServicer, request: Any, grpc_context: Context) -> Any:
-        try:
-            return await method(self, request, grpc_context)
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            fail(grpc_context, exc)
-            return response_type()
+        # A server span per call, child of the client's traceparent metadata (no-op while tracing is off).
+        with server_span(f"{SERVICE.full_name}/{method.__name__}", _headers(grpc_context)):
+            try:
+                return await method(self, request, grpc_context)
+            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                fail(grpc_context, exc)
+                return response_type()
 
     return wrapper
 
