@@ -390,6 +390,8 @@ class Pipeline:
         releaser = StreamReleaser(self.guard.scan_many)
         released: list[str] = []
         finish_reason, tokens, prompt, cached = "stop", 0, 0, 0
+        # Streamed, the output guard runs beside generation (each release is judged as text arrives).
+        guard_span = open_stage_span("guard_output", ctx)
 
         def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
             return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -442,6 +444,7 @@ class Pipeline:
                 await audit(mapped.status, mapped.code)  # AuditUnavailable replaces exc if this fails
             raise
         finally:
+            end_stage_span(guard_span)
             if not audited:  # GeneratorExit or CancelledError: the client went away mid-answer
                 with contextlib.suppress(AuditUnavailable):  # logged by finish(); nobody is left to tell
                     await audit(CLIENT_CLOSED, "client_closed_request")
