@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from finserve.contracts.telemetry import tracer
+from finserve.contracts.telemetry import span as trace_span
 
 from .apply import apply
 from .core.actions import Decision
@@ -27,9 +27,9 @@ async def rollout_tick(
     """The caller records ``decision.status`` only after this returns: actions first, then status.
 
     One trace per tick (no-op while tracing is off): its Prometheus queries are child spans."""
-    with tracer("finserve.operator").start_as_current_span(
-            "finserve.rollout.tick", attributes={"k8s.namespace.name": ref.namespace, "finserve.rollout": ref.name,
-                                                 "finserve.phase": str(getattr(status.phase, "value", status.phase))}) as span:
+    attributes = {"k8s.namespace.name": ref.namespace, "finserve.rollout": ref.name,
+                  "finserve.phase": str(getattr(status.phase, "value", status.phase))}
+    with trace_span("finserve.rollout.tick", tracer_name="finserve.operator", attributes=attributes) as span:
         observations = await observe_rollout(spec, status, ref, ports, now)
         decision = decide(spec, status, observations, now)
         await apply(decision.actions, ref, ports, events)

@@ -7,7 +7,7 @@ import math
 import httpx
 from opentelemetry.trace import StatusCode
 
-from finserve.contracts.telemetry import tracer
+from finserve.contracts.telemetry import span
 
 from ..core.observations import Reading
 
@@ -45,11 +45,11 @@ class PrometheusSource:
 
     async def query(self, name: str, promql: str) -> Reading:
         # A span per query (the httpx instrumentation adds the HTTP client span and traceparent header).
-        with tracer("finserve.operator").start_as_current_span("finserve.prometheus.query",
-                                                               attributes={"finserve.metric": name}) as span:
+        with span("finserve.prometheus.query", attributes={"finserve.metric": name},
+                  tracer_name="finserve.operator") as current:
             reading = await self._query(promql)
-            if reading.error and span.is_recording():
-                span.set_status(StatusCode.ERROR, reading.error)
+            if reading.error and current.is_recording():
+                current.set_status(StatusCode.ERROR, reading.error)
             return reading
 
     async def _query(self, promql: str) -> Reading:

@@ -17,7 +17,14 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from finserve.contracts.telemetry import bind_request_fields, request_fields, reset_request_fields, tracer
+from finserve.contracts.telemetry import (
+    bind_request_fields,
+    request_fields,
+    reset_request_fields,
+    span,
+    tracer,
+    tracing_active,
+)
 
 _W3C = TraceContextTextMapPropagator()
 _LOG_KEY = "finserve.log"  # the request's ids (no content) for the remote side's log lines
@@ -26,7 +33,8 @@ _LOG_KEY = "finserve.log"  # the request's ids (no content) for the remote side'
 def carrier() -> dict[str, Any]:
     """The current trace context (``traceparent``/``tracestate``) and request ids, for one hop."""
     out: dict[str, Any] = {}
-    _W3C.inject(out)
+    if tracing_active():
+        _W3C.inject(out)
     fields = request_fields()
     if fields:
         out[_LOG_KEY] = fields
@@ -43,11 +51,13 @@ class _Bound:
         fields = dict(self.remote.get(_LOG_KEY) or {})
         self._log = bind_request_fields((lambda: fields) if fields else None)
         self._ctx = otel_context.attach(_W3C.extract(self.remote)) if "traceparent" in self.remote else None
-        self._span = tracer().start_as_current_span(self.name)
-        self._span.__enter__()
+        self._span = span(self.name) if tracing_active() else None
+        if self._span is not None:
+            self._span.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
-        self._span.__exit__(*exc)
+        if self._span is not None:
+            self._span.__exit__(*exc)
         if self._ctx is not None:
             otel_context.detach(self._ctx)
         reset_request_fields(self._log)
@@ -56,6 +66,8 @@ class _Bound:
 def _stream_span(name: str, remote: dict[str, Any] | None) -> trace.Span:
     """A span for a whole stream, never made current: a generator may be resumed from another context,
     where detaching would fail."""
+    if not tracing_active():
+        return trace.INVALID_SPAN
     parent = _W3C.extract(remote) if remote and "traceparent" in remote else None
     return tracer().start_span(name, context=parent)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from finserve.contracts.telemetry import bind_request_fields, trace_id_hex, tracer
+from finserve.contracts.telemetry import bind_request_fields, span, trace_id_hex, tracer, tracing_active
 
 if TYPE_CHECKING:
     from ..pipeline import RequestContext
@@ -47,17 +47,20 @@ def log_fields(ctx: RequestContext) -> dict[str, Any]:
 def server_span(name: str, headers: Mapping[str, str]) -> Iterator[trace.Span]:
     """A SERVER span for a call that arrived without HTTP instrumentation (gRPC), child of the client's
     ``traceparent`` when it sent one, current for the call's duration."""
-    with tracer().start_as_current_span(name, context=_W3C.extract(headers), kind=trace.SpanKind.SERVER,
-                                        attributes={"rpc.system": "grpc", "rpc.method": name}) as span:
-        yield span
+    with span(name, context=_W3C.extract(headers), kind=trace.SpanKind.SERVER,
+              attributes={"rpc.system": "grpc", "rpc.method": name}) as current:
+        yield current
 
 
 @contextlib.contextmanager
 def stage_span(stage: str, ctx: RequestContext | None = None) -> Iterator[trace.Span]:
     """The span of one pipeline stage, current inside the block, tagged with the routed adapter."""
-    with tracer().start_as_current_span(SPAN_PREFIX + stage) as span:
-        _tag(span, ctx)
-        yield span
+    if not tracing_active():  # off: no context switch, no span object
+        yield trace.INVALID_SPAN
+        return
+    with span(SPAN_PREFIX + stage) as current:
+        _tag(current, ctx)
+        yield current
 
 
 def _tag(span: trace.Span, ctx: RequestContext | None) -> None:
@@ -79,6 +82,8 @@ def note(**attributes: str | int | float | bool | None) -> None:
 def open_stage_span(stage: str, ctx: RequestContext) -> trace.Span:
     """A stage span that is not made current (a stream's generate stage spans many yields): end it with
     ``end_stage_span``."""
+    if not tracing_active():
+        return trace.INVALID_SPAN
     span = tracer().start_span(SPAN_PREFIX + stage)
     _tag(span, ctx)
     return span

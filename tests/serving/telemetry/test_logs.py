@@ -68,6 +68,10 @@ def test_a_failed_requests_lines_are_json_with_its_ids_and_no_content(
     assert (failed["request_id"], failed["trace_id"], failed["tenant"]) == ("req-42", TRACE_ID, "default")
     assert failed["adapter_version"] == "base@0.0.0" and failed["exc_type"] == "RuntimeError"
     assert CARD not in err and CARD.replace(" ", "") not in err
+    # The failed stage's span names the exception's class only: messages can quote content, spans leave the process.
+    [generate] = [sp for sp in spans.get_finished_spans() if sp.name == "finserve.generate"]
+    assert generate.status.status_code.name == "ERROR" and generate.attributes["error.type"] == "RuntimeError"
+    assert not any(ev.name == "exception" for sp in spans.get_finished_spans() for ev in sp.events)
 
 
 def test_the_log_format_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
