@@ -28,6 +28,11 @@ GENERATED_TOKENS_TOTAL = f"{PREFIX}_generated_tokens_total"
 # Counter: prompt tokens sent to the generator. Labels: model, adapter, version, source (computed|cached:
 # keys and values reused from the prefix cache instead of computed at prefill).
 PROMPT_TOKENS_TOTAL = f"{PREFIX}_prompt_tokens_total"
+# Histogram (seconds): time to first token, from the request's arrival at the gateway to the first generated
+# token (streamed: the first chunk with text; whole answers: the engine's own first-token time). Labels: MODEL_LABELS.
+TIME_TO_FIRST_TOKEN = f"{PREFIX}_time_to_first_token_seconds"
+# Histogram (seconds): a request's mean gap between generated tokens after the first. Labels: MODEL_LABELS.
+INTER_TOKEN_LATENCY = f"{PREFIX}_inter_token_latency_seconds"
 # Gauge: requests waiting in or running on a generator replica. Labels: pool.
 GENERATOR_QUEUE_DEPTH = f"{PREFIX}_generator_queue_depth"
 # Counter: cache lookups. Labels: tier (l1|l2), result (hit|miss|error).

@@ -13,7 +13,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml setup.py README.md docker/pick_deps.py ./
-ARG OPERATOR_DEPS="pydantic pyyaml typer rich kopf kubernetes_asyncio httpx fsspec prometheus-client"
+ARG OPERATOR_DEPS="pydantic pyyaml typer rich kopf kubernetes_asyncio httpx fsspec prometheus-client opentelemetry-api opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-httpx"
 # Word splitting of OPERATOR_DEPS is intended: one argument per package name.
 # hadolint ignore=SC2086
 RUN python pick_deps.py pyproject.toml --only $OPERATOR_DEPS > requirements.txt \

@@ -12,7 +12,14 @@ from finserve.contracts.evaluation import GATE_METRICS, LOWER_IS_BETTER
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from .core.queries import ALL_BUILTINS, BUILTIN_METRICS, POOL_PLACEHOLDERS, SHADOW_METRICS, check_template
+from .core.queries import (
+    ALL_BUILTINS,
+    BUILTIN_METRICS,
+    DEFAULT_METRICS,
+    POOL_PLACEHOLDERS,
+    SHADOW_METRICS,
+    check_template,
+)
 from .durations import Duration, seconds
 
 DEFAULT_STEPS = (5, 25, 50, 100)
@@ -93,7 +100,7 @@ class MetricCheck(CamelModel):
 
 
 def _default_metrics() -> list[MetricCheck]:
-    return [MetricCheck(name=name) for name in BUILTIN_METRICS]
+    return [MetricCheck(name=name) for name in DEFAULT_METRICS]
 
 
 def _default_shadow_metrics() -> list[MetricCheck]:

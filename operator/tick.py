@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from finserve.contracts.telemetry import span as trace_span
+
 from .apply import apply
 from .core.actions import Decision
 from .core.autoscale import decide_scaling
@@ -22,11 +24,17 @@ async def rollout_tick(
     events: EventSink,
     now: datetime,
 ) -> Decision:
-    """The caller records ``decision.status`` only after this returns: actions first, then status."""
-    observations = await observe_rollout(spec, status, ref, ports, now)
-    decision = decide(spec, status, observations, now)
-    await apply(decision.actions, ref, ports, events)
-    return decision
+    """The caller records ``decision.status`` only after this returns: actions first, then status.
+
+    One trace per tick (no-op while tracing is off): its Prometheus queries are child spans."""
+    attributes = {"k8s.namespace.name": ref.namespace, "finserve.rollout": ref.name,
+                  "finserve.phase": str(getattr(status.phase, "value", status.phase))}
+    with trace_span("finserve.rollout.tick", tracer_name="finserve.operator", attributes=attributes) as span:
+        observations = await observe_rollout(spec, status, ref, ports, now)
+        decision = decide(spec, status, observations, now)
+        await apply(decision.actions, ref, ports, events)
+        span.set_attribute("finserve.next_phase", str(getattr(decision.status.phase, "value", decision.status.phase)))
+        return decision
 
 
 async def scaling_tick(

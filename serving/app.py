@@ -33,16 +33,20 @@ from .pipeline import Pipeline
 from .retrieval import RetrievalConfig, RetrievalResult, Retriever, SearchFilters
 from .routing import Router
 from .stages import LocalAudit, LocalGuard, LocalRetrieval
+from .telemetry import carrier, setup_process, traced
 
 
 class GuardDeployment:
     def __init__(self, config: dict[str, Any]) -> None:
+        setup_process("finserve-guard")
         self.guard = PIIGuard(GuardConfig.model_validate(config))
         self.chunks = ChunkGuardCache(self.guard.scan_each)
 
+    @traced("finserve.guard.scan_many")
     def scan_many(self, texts: list[str]) -> list[GuardResult]:
         return self.guard.scan_many(texts)
 
+    @traced("finserve.guard.scan_chunks")
     def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
         return self.chunks.scan_chunks(texts)
 
@@ -52,8 +56,10 @@ class GuardDeployment:
 
 class RetrieverDeployment:
     def __init__(self, config: dict[str, Any]) -> None:
+        setup_process("finserve-retriever")
         self.retriever = Retriever(RetrievalConfig.model_validate(config))
 
+    @traced("finserve.retriever.search")
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
         return await self.retriever.search(masked_query, filters)
 
@@ -71,6 +77,7 @@ class GeneratorDeployment:
     """The LLM engine and the intent classifier share a replica: both are per-adapter models."""
 
     def __init__(self, generator: dict[str, Any], intent: dict[str, Any]) -> None:
+        setup_process("finserve-generator")
         gen_config = GeneratorConfig.model_validate(generator)
         self.engine = build_engine(gen_config)
         self.intent = IntentClassifier(
@@ -83,17 +90,20 @@ class GeneratorDeployment:
             await self.engine.start()
             self._started = True
 
+    @traced("finserve.generator.generate")
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         await self._start()
         await self.engine.ensure_adapter(request.adapter)
         return await self.engine.generate(request)
 
+    @traced("finserve.generator.stream")
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         await self._start()
         await self.engine.ensure_adapter(request.adapter)
         async for chunk in self.engine.stream(request):
             yield chunk
 
+    @traced("finserve.generator.head_scores")
     async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
         return await self.intent.head_scores(masked_text, adapter)
 
@@ -109,9 +119,11 @@ class AuditDeployment:
     """One replica: the hash chain has one writer (the file lock also guards other processes)."""
 
     def __init__(self, config: dict[str, Any], guard: dict[str, Any]) -> None:
+        setup_process("finserve-audit")
         # The audit log re-scans what it writes: a second line of defence if a caller ever slips.
         self.log = AuditLog(AuditConfig.model_validate(config), guard=PIIGuard(GuardConfig.model_validate(guard)))
 
+    @traced("finserve.audit.append")
     def append(self, record: AuditRecord) -> str:
         return self.log.append(record)
 
@@ -133,10 +145,10 @@ class _GuardHandle:
         self.h = h
 
     async def scan_many(self, texts: list[str]) -> list[GuardResult]:
-        return await self.h.scan_many.remote(texts)
+        return await self.h.scan_many.remote(texts, _otel=carrier())
 
     async def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
-        return await self.h.scan_chunks.remote(texts)
+        return await self.h.scan_chunks.remote(texts, _otel=carrier())
 
 
 class _RetrievalHandle:
@@ -144,7 +156,7 @@ class _RetrievalHandle:
         self.h = h
 
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        return await self.h.search.remote(masked_query, filters)
+        return await self.h.search.remote(masked_query, filters, _otel=carrier())
 
     async def knowledge_texts(self) -> list[str]:
         return await self.h.knowledge_texts.remote()
@@ -158,14 +170,14 @@ class _GeneratorHandle:
         self.h = h
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return await self.h.generate.remote(request)
+        return await self.h.generate.remote(request, _otel=carrier())
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        async for chunk in self.h.options(stream=True).stream.remote(request):
+        async for chunk in self.h.options(stream=True).stream.remote(request, _otel=carrier()):
             yield chunk
 
     async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
-        return await self.h.head_scores.remote(masked_text, adapter)
+        return await self.h.head_scores.remote(masked_text, adapter, _otel=carrier())
 
 
 class _AuditHandle:
@@ -173,7 +185,7 @@ class _AuditHandle:
         self.h = h
 
     async def append(self, record: AuditRecord) -> str:
-        return await self.h.append.remote(record)
+        return await self.h.append.remote(record, _otel=carrier())
 
     async def ready(self) -> bool:
         return bool(await self.h.ready.remote())

@@ -34,6 +34,7 @@ from .client_ids import (
 from .errors import InvalidRequest
 from .pipeline import RequestContext
 from .stages import GuardStage
+from .telemetry.request import attach
 
 
 def invalid_field(field: str, why: str) -> InvalidRequest:
@@ -111,6 +112,7 @@ class ClientFields:
             ctx.tenant = passed["x-finserve-tenant"]
         if "x-finserve-adapter" in passed and "x-finserve-adapter" not in bad:
             ctx.adapter_override = passed["x-finserve-adapter"]
+        attach(ctx, headers)  # trace id (server span or a valid traceparent: hex only) and log fields
         return ctx, error
 
     async def request_id(self, field: str, value: str | None) -> str | None:

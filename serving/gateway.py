@@ -25,6 +25,7 @@ from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooL
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
 from .schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from .telemetry.http import instrument_api
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     fields = ingress.fields
     api = FastAPI(title="finserve", version="0.1.0", docs_url="/docs", redoc_url=None)
     api.add_middleware(ReadAuthMiddleware, authenticator=ingress.auth)
+    instrument_api(api)  # logs per FINSERVE_LOG_FORMAT; with OTEL_* set, a server span per request
 
     async def reject(ctx: RequestContext, exc: BaseException, raw: bytes | None) -> JSONResponse:
         # Audit the rejection with the body guarded: nothing is lost, nothing leaks. No line, no answer.

@@ -17,6 +17,10 @@ OTHER_TENANT = "other"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
 # Finer near 1: the analysis asks whether a canary says nearly the same thing, not whether it is on topic.
 _SIMILARITY_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)
+# Time to first token spans queueing and prefill (tens of ms on a GPU, seconds on a loaded CPU).
+_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 15, 30)
+# Per-token decode gaps: a few ms on a GPU, 10-100 ms on a CPU.
+_ITL_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1)
 _RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2, 4)
 
 
@@ -50,6 +54,10 @@ class ServingMetrics:
         self.prompt_tokens = Counter(names.PROMPT_TOKENS_TOTAL.removesuffix("_total"),
                                      "Prompt tokens, computed at prefill or reused from the prefix cache.",
                                      [*labels, "source"], registry=r)
+        self.ttft = Histogram(names.TIME_TO_FIRST_TOKEN, "Time from the request's arrival to its first generated "
+                              "token.", labels, buckets=_TTFT_BUCKETS, registry=r)
+        self.inter_token = Histogram(names.INTER_TOKEN_LATENCY, "A request's mean time between generated tokens "
+                                     "after the first.", labels, buckets=_ITL_BUCKETS, registry=r)
         self.queue = Gauge(names.GENERATOR_QUEUE_DEPTH, "Requests waiting for or running on the generator.",
                            ["pool"], registry=r)
         self.cache = Counter(names.CACHE_LOOKUPS_TOTAL.removesuffix("_total"), "Retrieval cache outcomes.",

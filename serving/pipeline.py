@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -51,6 +52,8 @@ from .schemas import (
 from .shadow import ShadowJob, ShadowRunner
 from .stages import AuditStage, GeneratorStage, GuardStage, IntentStage, RetrievalStage
 from .streaming_guard import StreamReleaser
+from .telemetry import TokenClock, note, stage_span
+from .telemetry.request import end_stage_span, open_stage_span
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +115,15 @@ class _Timer:
         self.ctx, self.metrics, self.stage = ctx, metrics, stage
 
     def __enter__(self) -> None:
+        self.span = stage_span(self.stage, self.ctx)  # each timed stage is also a span of the request's trace
+        self.span.__enter__()
         self.t0 = time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         dt = time.perf_counter() - self.t0
         self.ctx.timings_ms[self.stage] = round(self.ctx.timings_ms.get(self.stage, 0.0) + dt * 1000, 3)
         self.metrics.stage.labels(self.stage).observe(dt)
+        self.span.__exit__(*exc)
 
 
 def neighbour_vote(examples: list) -> str | None:
@@ -289,6 +295,7 @@ class Pipeline:
                         raise DeadlineExceeded("retrieval") from None
                 else:
                     found = await self.retrieval.search(query, filters)
+                note(cache=found.cache, hits=len(found.hits))
         except BaseException:
             await _drop(head)
             raise
@@ -341,11 +348,15 @@ class Pipeline:
             gen_req = self._generation_request(req, ctx, messages)
             key = self._answer_key(req, ctx, gen_req)
             degraded = await self._cached_first(ctx, key)  # a normal hit (use=always), not a degraded answer
+            clock = TokenClock(ctx.started)
             if degraded is None:
                 try:
                     with _Timer(ctx, self.metrics, "generate"):
+                        called = time.perf_counter()
                         async with asyncio.timeout(self._generate_budget_s(ctx)):
                             result = await self._generate(gen_req)
+                        clock.engine_timing(called, result.first_token_s, result.last_token_s)
+                        note(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
                     ctx.provider = result.provider
                 except Exception as exc:  # noqa: BLE001 - degradable failures get the fallback, others re-raise
                     degraded = await self._degrade(ctx, key, exc)
@@ -359,7 +370,8 @@ class Pipeline:
             ctx.pii["output"] = out.counts()
             ctx.masked_output = out.text
             if degraded is None:
-                self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens)
+                self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens,
+                                   clock)
                 await self._remember(key, out.text, result)
                 shadow = self._shadow_job(ctx, gen_req, found)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
@@ -490,6 +502,8 @@ class Pipeline:
         releaser = StreamReleaser(self.guard.scan_many)
         released: list[str] = []
         finish_reason, tokens, prompt, cached = "stop", 0, 0, 0
+        # Streamed, the output guard runs beside generation (each release is judged as text arrives).
+        guard_span = open_stage_span("guard_output", ctx)
 
         def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
             return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -509,6 +523,7 @@ class Pipeline:
                 self._in_flight += 1
                 self.metrics.queue.labels(self._pool).set(self._in_flight)
                 t0 = time.perf_counter()
+                clock, span = TokenClock(ctx.started), open_stage_span("generate", ctx)
                 pieces = aiter(self.generator.stream(gen_req))
                 try:
                     while True:
@@ -519,6 +534,8 @@ class Pipeline:
                         except StopAsyncIteration:
                             break
                         ctx.provider = piece.provider or ctx.provider
+                        if piece.delta:
+                            clock.tick()
                         tokens = piece.usage.completion_tokens if piece.usage else tokens + 1
                         if piece.usage:
                             prompt, cached = piece.usage.prompt_tokens, piece.usage.cached_tokens
@@ -540,6 +557,7 @@ class Pipeline:
                     self._in_flight -= 1
                     self.metrics.queue.labels(self._pool).set(self._in_flight)
                     ctx.timings_ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
+                    end_stage_span(span, prompt_tokens=prompt, completion_tokens=tokens)
             if degraded is not None:
                 [out] = await self.guard.scan_many([degraded.text])
                 released.append(out.text)
@@ -552,7 +570,7 @@ class Pipeline:
                     released.append(tail)
                     yield chunk({"content": tail})
                 ctx.pii["output"] = releaser.findings
-                self._count_tokens(ctx, tokens, prompt, cached)
+                self._count_tokens(ctx, tokens, prompt, cached, clock)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
             final = chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
             await audit(200, None)  # write-ahead: durable before the client sees the end
@@ -568,6 +586,7 @@ class Pipeline:
                 await audit(mapped.status, mapped.code)  # AuditUnavailable replaces exc if this fails
             raise
         finally:
+            end_stage_span(guard_span)
             if not audited:  # GeneratorExit or CancelledError: the client went away mid-answer
                 with contextlib.suppress(AuditUnavailable):  # logged by finish(); nobody is left to tell
                     await audit(CLIENT_CLOSED, "client_closed_request")
@@ -634,8 +653,11 @@ class Pipeline:
                 return (model, "unknown", "unknown")
         return (model, adapter.name if adapter else "none", adapter.version if adapter else "none")
 
-    def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int) -> None:
+    def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int,
+                      clock: TokenClock | None = None) -> None:
         labels = self._labels(ctx)
+        if clock is not None:
+            clock.observe(self.metrics, labels, generated)
         self.metrics.tokens.labels(*labels).inc(generated)
         self.metrics.prompt_tokens.labels(*labels, "computed").inc(prompt - cached)
         self.metrics.prompt_tokens.labels(*labels, "cached").inc(cached)

@@ -38,7 +38,11 @@ def run(
 
     import finserve.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
-    kopf.configure(verbose=verbose)
+    from finserve.contracts.telemetry import log_format, setup_tracing
+
+    # FINSERVE_LOG_FORMAT=json (the chart's default): kopf's JSON lines; OTEL_*: a trace per rollout tick.
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format() == "json" else kopf.LogFormat.FULL)
+    setup_tracing("finserve-operator")
     kopf.run(
         clusterwide=all_namespaces,
         namespaces=namespace or (),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import httpx
+from opentelemetry.trace import StatusCode
+
+from finserve.contracts.telemetry import span
 
 from ..core.observations import Reading
 
@@ -41,6 +44,15 @@ class PrometheusSource:
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
     async def query(self, name: str, promql: str) -> Reading:
+        # A span per query (the httpx instrumentation adds the HTTP client span and traceparent header).
+        with span("finserve.prometheus.query", attributes={"finserve.metric": name},
+                  tracer_name="finserve.operator") as current:
+            reading = await self._query(promql)
+            if reading.error and current.is_recording():
+                current.set_status(StatusCode.ERROR, reading.error)
+            return reading
+
+    async def _query(self, promql: str) -> Reading:
         try:
             response = await self._client.get(f"{self.base_url}/api/v1/query", params={"query": promql})
         except httpx.HTTPError as exc:

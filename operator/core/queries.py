@@ -74,7 +74,17 @@ BUILTIN_METRICS: dict[str, BuiltinMetric] = {
         description="Share of the canary's answers whose own intent opinion (its head, before any vote) "
         "agrees with the retrieval vote.",
     ),
+    "ttft-p95": BuiltinMetric(
+        query=(f"histogram_quantile(0.95, sum by (le) (rate({m.TIME_TO_FIRST_TOKEN}_bucket{{{_SEL}}}{_W})))"),
+        min=None,
+        max=2.0,
+        description="95th percentile of the canary's time to first token (arrival to first generated token), "
+        "in seconds. Opt-in: list it by name.",
+    ),
 }
+
+DEFAULT_METRICS = ("error-rate", "latency-p95", "pii-output", "intent-quality")
+"""The checks a rollout runs when it lists none; the other built-ins are opt-in by name."""
 
 REQUESTS_QUERY = f"sum(increase({m.REQUESTS_TOTAL}{{{_SEL}}}{_W}))"
 """Requests the canary served during the interval: the sample-size guard (minRequests)."""

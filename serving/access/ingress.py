@@ -41,7 +41,8 @@ def validation_message(err: ValidationError) -> tuple[str, str | None]:
 def fork_context(base: RequestContext, request_id: str) -> RequestContext:
     """A fresh context for one question of a multi-question OIP request, with the same checked caller facts."""
     return RequestContext(request_id=request_id, tenant=base.tenant, sticky_key=base.sticky_key,
-                          adapter_override=base.adapter_override, principal=base.principal, deadline_ms=base.deadline_ms)
+                          adapter_override=base.adapter_override, principal=base.principal, deadline_ms=base.deadline_ms,
+                          trace_id=base.trace_id)
 
 
 class Ingress:

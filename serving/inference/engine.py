@@ -3,6 +3,7 @@ backends share: ``collect`` turns a stream into a whole completion."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
@@ -40,18 +41,25 @@ class Engine(Protocol):
 
 
 async def collect(stream: AsyncIterator[StreamChunk], adapter: AdapterRef) -> GenerationResult:
-    """The whole completion of ``stream``, whose last chunk carries finish_reason and usage."""
+    """The whole completion of ``stream``, whose last chunk carries finish_reason and usage, with the
+    times of its first and last text (time-to-first-token and inter-token metrics)."""
     parts: list[str] = []
     final: StreamChunk | None = None
+    t0 = time.perf_counter()
+    first: float | None = None
+    last: float | None = None
     async for chunk in stream:
         parts.append(chunk.delta)
+        if chunk.delta:
+            last = time.perf_counter() - t0
+            first = last if first is None else first
         if chunk.finish_reason is not None:
             final = chunk
     assert final is not None and final.usage is not None and final.finish_reason is not None
     return GenerationResult(
         text="".join(parts), prompt_tokens=final.usage.prompt_tokens,
         completion_tokens=final.usage.completion_tokens, cached_prompt_tokens=final.usage.cached_tokens,
-        finish_reason=final.finish_reason, adapter=adapter,
+        finish_reason=final.finish_reason, adapter=adapter, first_token_s=first, last_token_s=last,
     )
 
 

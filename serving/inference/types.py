@@ -48,6 +48,10 @@ class GenerationResult(StrictModel):
     finish_reason: FinishReason = Field(description="stop: end token or stop string; length: max_tokens reached.")
     adapter: AdapterRef = Field(description="The adapter version that produced the text.")
     provider: str | None = Field(None, description="Provider of a failover pool that generated it; None: one engine.")
+    first_token_s: float | None = Field(None, ge=0, description="Seconds from the engine taking the request to "
+                                        "its first generated text (queueing and prefill); None if not measured.")
+    last_token_s: float | None = Field(None, ge=0, description="Seconds from the engine taking the request to "
+                                       "its last generated text; None if not measured.")
 
 
 class StreamChunk(StrictModel):

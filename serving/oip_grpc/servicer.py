@@ -27,6 +27,7 @@ from ..access.policy import rpc_scope
 from ..errors import FinserveError, PayloadTooLarge, map_error
 from ..oip import model_metadata, to_chat_requests, to_infer_response
 from ..pipeline import Pipeline
+from ..telemetry.request import server_span
 from . import grpc_predict_v2_pb2 as pb
 from . import grpc_predict_v2_pb2_grpc as pb_grpc
 from .codec import audit_body, to_infer_request, to_proto_metadata, to_proto_response
@@ -62,14 +63,16 @@ def _rpc(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]
 
     @functools.wraps(method)
     async def wrapper(self: InferenceServicer, request: Any, grpc_context: Context) -> Any:
-        try:
-            # Every RPC but the probes needs a credential when auth is on (ModelInfer also audits it).
-            if method.__name__ != "ModelInfer":
-                self._ingress.check(_headers(grpc_context), rpc_scope(method.__name__))
-            return await method(self, request, grpc_context)
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            fail(grpc_context, exc)
-            return response_type()
+        # A server span per call, child of the client's traceparent metadata (no-op while tracing is off).
+        with server_span(f"{SERVICE.full_name}/{method.__name__}", _headers(grpc_context)):
+            try:
+                # Every RPC but the probes needs a credential when auth is on (ModelInfer also audits it).
+                if method.__name__ != "ModelInfer":
+                    self._ingress.check(_headers(grpc_context), rpc_scope(method.__name__))
+                return await method(self, request, grpc_context)
+            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                fail(grpc_context, exc)
+                return response_type()
 
     return wrapper
 

@@ -123,7 +123,7 @@ def test_pick_deps_keeps_pyproject_versions():
 
 
 # Distribution name -> import name, for the operator image's packages.
-IMPORT_NAMES = {"pyyaml": "yaml", "prometheus-client": "prometheus_client"}
+IMPORT_NAMES = {"pyyaml": "yaml", "prometheus-client": "prometheus_client", "opentelemetry-api": "opentelemetry"}
 
 
 def _imports(path: Path, top_level_only: bool) -> set[str]:

@@ -11,7 +11,7 @@ import yaml
 
 from finserve.contracts import CONFIGMAP_KEY, RoutingTable
 from finserve.contracts import metrics as contract_metrics
-from k8s_tooling import CHART, container, env_of, find, one, render
+from k8s_tooling import CHART, container, env_of, find, one, render, render_fails
 
 CI = CHART / "ci"
 SERVING_LABELS = {"app.kubernetes.io/instance": "finserve", "app.kubernetes.io/component": "serving"}
@@ -689,3 +689,29 @@ def test_auth_defaults_render_no_auth_section_and_jwt_needs_issuer_and_audience(
         render(sets=("serving.auth.jwt.jwksUrl=https://idp.bank.example/certs",))
     docs = render(sets=("serving.auth.mode=none",))
     assert yaml.safe_load(one(docs, "ConfigMap", "finserve-serving")["data"]["serving.yaml"])["auth"] == {"mode": "none"}
+
+
+# ---- logs and tracing ----------------------------------------------------------------------------
+
+def _serving_and_operator_env(docs):
+    serving = env_of(container(one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving"))
+    operator = env_of(container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator"))
+    return serving, operator
+
+
+def test_logs_are_json_and_tracing_is_off_by_default():
+    for env in _serving_and_operator_env(render()):
+        assert env["FINSERVE_LOG_FORMAT"]["value"] == "json" and env["RAY_SERVE_LOG_ENCODING"]["value"] == "JSON"
+        assert env["OTEL_TRACES_EXPORTER"]["value"] == "none" and "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
+
+
+def test_tracing_points_every_process_at_the_collector(tmp_path):
+    values = tmp_path / "tracing.yaml"
+    values.write_text(yaml.safe_dump({"logging": {"format": "text"}, "tracing": {
+        "enabled": True, "otlpEndpoint": "http://otel-collector.obs:4318", "samplingRatio": 0.25}}))
+    docs = render(values=(values,))
+    for env in _serving_and_operator_env(docs):
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel-collector.obs:4318"
+        assert env["OTEL_TRACES_EXPORTER"]["value"] == "otlp" and env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
+        assert env["FINSERVE_LOG_FORMAT"]["value"] == "text" and env["RAY_SERVE_LOG_ENCODING"]["value"] == "TEXT"
+    assert "format" in render_fails("logging.format=yaml")

@@ -43,6 +43,7 @@ def test_builtins_use_the_contract_metric_names():
     assert 'stage="output"' in BUILTIN_METRICS["pii-output"].query
     assert metrics.PII_FINDINGS_TOTAL in BUILTIN_METRICS["pii-output"].query
     assert 'agree="true"' in BUILTIN_METRICS["intent-quality"].query
+    assert f"{metrics.TIME_TO_FIRST_TOKEN}_bucket" in BUILTIN_METRICS["ttft-p95"].query
     assert metrics.REQUESTS_TOTAL in REQUESTS_QUERY
     assert metrics.GENERATOR_QUEUE_DEPTH in QUEUE_DEPTH_QUERY
     assert "DCGM_FI_DEV_GPU_UTIL" in GPU_UTILIZATION_QUERY
@@ -76,3 +77,11 @@ def test_bad_durations(text):
 def test_promql_range_is_whole_seconds():
     assert promql_range(60.0) == "60s"
     assert promql_range(0.25) == "1s"
+
+
+def test_ttft_p95_is_a_builtin_by_name_not_a_default_check() -> None:
+    from finserve.operator.core.queries import DEFAULT_METRICS
+    from finserve.operator.spec import MetricCheck
+
+    assert "ttft-p95" in BUILTIN_METRICS and "ttft-p95" not in DEFAULT_METRICS
+    assert MetricCheck(name="ttft-p95").bounds() == (None, 2.0)

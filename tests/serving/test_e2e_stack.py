@@ -24,6 +24,7 @@ import yaml
 from finserve.serving.audit import read_records
 from finserve.serving.haproxy_procs import haproxy_processes, remove_node_dir, running, started_with, stop_haproxy
 from netutil import free_port
+from otlp_receiver import OTLPReceiver
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +33,9 @@ IBAN = "DE89 3704 0044 0532 0130 00"
 EMAIL = "max.mustermann@example.org"
 SECRETS = (CARD, IBAN, EMAIL, "4111111111111111", "DE89370400440532013000", "max.mustermann")
 CARD_REQUEST_ID = "4458-5630-7407-7526"  # a Luhn-valid card written as a request id
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
+GRPC_TRACE_ID = "1bf7651916cd43dd8448eb211c80319d"
 
 
 def _ray_processes(marker: str) -> list[str]:
@@ -80,9 +84,17 @@ def _haproxy_holding(pid: int, ports: set[int], timeout: float = 60) -> list[psu
         time.sleep(0.5)
 
 
+@pytest.fixture
+def otlp():
+    receiver = OTLPReceiver()
+    yield receiver
+    receiver.close()
+
+
 @pytest.fixture(params=["proxy", "haproxy"])
-def running_stack(request: pytest.FixtureRequest, tmp_path: Path, small_index: Path, redis_server):
-    """`finserve up` in a subprocess with the ingress named by the parameter, ready to answer."""
+def running_stack(request: pytest.FixtureRequest, tmp_path: Path, small_index: Path, redis_server, otlp):
+    """`finserve up` in a subprocess with the ingress named by the parameter, ready to answer, exporting
+    its traces to a local OTLP receiver (`otlp`)."""
     from stack_config import stack_config
 
     index = tmp_path / "milvus.db"
@@ -94,7 +106,8 @@ def running_stack(request: pytest.FixtureRequest, tmp_path: Path, small_index: P
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
     ray_tmp = tempfile.mkdtemp(prefix="fsray-", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+           "OTEL_BSP_SCHEDULE_DELAY": "200"}
     proc = subprocess.Popen([sys.executable, "-m", "finserve.cli", "up", "--config", str(cfg_path), "--no-ingest"],
                             env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -129,7 +142,7 @@ def running_stack(request: pytest.FixtureRequest, tmp_path: Path, small_index: P
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_server):
+def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_server, otlp):
     base, cfg, proc, ray_tmp = running_stack
     if cfg.deployments.ingress == "haproxy":
         # HAProxy itself holds both client ports, so every call below goes through it.
@@ -139,8 +152,14 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
         assert haproxy == []
     body = {"model": "finserve-banking", "max_tokens": 24, "messages": [
         {"role": "user", "content": f"Charge on card {CARD}, refund to {IBAN}, write to {EMAIL}"}]}
-    resp = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120)
+    resp = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120, headers={"traceparent": TRACEPARENT})
     assert resp.status_code == 200, resp.text
+    assert resp.headers["x-trace-id"] == TRACE_ID
+    # One trace across Ray deployments: the gateway's stages and the Retriever's and Generator's replicas.
+    spans = otlp.wait_for(TRACE_ID, {"finserve-gateway", "finserve-retriever", "finserve-generator"})
+    names = {s.name for s in spans}
+    assert {"finserve.retrieval", "finserve.retriever.search", "finserve.generate", "finserve.generator.generate",
+            "finserve.audit"} <= names, names
     info = resp.json()["finserve"]
     assert info["pii"]["input"] == {"CREDIT_CARD": 1, "IBAN_CODE": 1, "EMAIL_ADDRESS": 1}
     assert info["intent"] and info["citations"] and info["adapter"] == "base@0.0.0"
@@ -168,6 +187,7 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
     lines = list(read_records(cfg.audit.path))  # request lines only: checkpoints are lines of their own
     assert [x["status"] for x in lines] == [200, 400, 200, 200, 404]
     assert lines[3]["request_id"] == "e2e-grpc" and lines[3]["pii"]["input"] == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1}
+    assert (lines[0]["trace_id"], lines[3]["trace_id"]) == (TRACE_ID, GRPC_TRACE_ID)  # HTTP header, gRPC metadata
     cached = redis.Redis.from_url(redis_server.url)
     everything = resp.text + streamed + answered + audit + metrics + " ".join(
         (k + (cached.get(k) or b"")).decode(errors="replace") for k in cached.keys("*"))
@@ -268,7 +288,8 @@ def _check_grpc(port: int, question: str) -> str:
         stub = GRPCInferenceServiceStub(channel)
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
         assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
-        resp, call = stub.ModelInfer.with_call(request, metadata=[("x-request-id", "e2e-grpc")], timeout=120)
+        resp, call = stub.ModelInfer.with_call(request, timeout=120, metadata=[
+            ("x-request-id", "e2e-grpc"), ("traceparent", f"00-{GRPC_TRACE_ID}-b7ad6b7169203331-01")])
         request.model_name = "nope"
         try:
             stub.ModelInfer(request, timeout=60)

@@ -149,6 +149,7 @@ tolerations:
 
 {{/* Environment shared by serving containers and the Jobs: ports, paths, backends, secrets. */}}
 {{- define "finserve.env" -}}
+{{ include "finserve.telemetryEnv" . }}
 - name: FINSERVE_HTTP_HOST
   value: "0.0.0.0"
 - name: FINSERVE_HTTP_PORT
@@ -404,4 +405,30 @@ checkov.io/skip{{ add1 $i }}: {{ printf "%s=%s" $id (get $reasons $id) | quote }
 gauges are scraped then (PodMonitor, NetworkPolicy). */}}
 {{- define "finserve.operatorScraped" -}}
 {{- if and .Values.operator.enabled (or .Values.monitoring.serviceMonitor.enabled .Values.monitoring.podMonitor.enabled) }}true{{ end }}
+{{- end }}
+
+{{/* Log format and tracing (docs/observability.md): FINSERVE_LOG_FORMAT for finserve and uvicorn, Ray
+Serve's and kopf's own switches beside it; OTEL_* for the OTLP exporter, or tracing off. */}}
+{{- define "finserve.telemetryEnv" -}}
+- name: FINSERVE_LOG_FORMAT
+  value: {{ .Values.logging.format | quote }}
+- name: RAY_SERVE_LOG_ENCODING
+  value: {{ ternary "JSON" "TEXT" (eq .Values.logging.format "json") | quote }}
+{{- if and .Values.tracing.enabled .Values.tracing.otlpEndpoint }}
+- name: OTEL_TRACES_EXPORTER
+  value: otlp
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.tracing.otlpEndpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: http/protobuf
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.tracing.samplingRatio | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "service.namespace=%s,k8s.namespace.name=%s" .Release.Name .Release.Namespace | quote }}
+{{- else }}
+- name: OTEL_TRACES_EXPORTER
+  value: none
+{{- end }}
 {{- end }}

@@ -1,0 +1,44 @@
+"""The HTTP app's server spans (OpenTelemetry's FastAPI instrumentation) and the trace id in responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.instrumentation.propagators import (
+    ResponsePropagator,
+    default_setter,
+    set_global_response_propagator,
+)
+
+from .process import setup_process
+
+TRACE_ID_HEADER = "x-trace-id"
+# Probes and scrapes would be most spans and tell nothing.
+EXCLUDED_URLS = "/healthz,/readyz,/metrics,/v2/health/live,/v2/health/ready"
+
+
+class TraceIdResponsePropagator(ResponsePropagator):
+    """Answers with the server span's W3C ``traceparent`` and its bare trace id in ``x-trace-id``."""
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = default_setter) -> None:
+        span = trace.get_current_span(context).get_span_context()
+        if not span.is_valid:
+            return
+        trace_id = format(span.trace_id, "032x")
+        setter.set(carrier, "traceparent", f"00-{trace_id}-{span.span_id:016x}-{span.trace_flags:02x}")
+        setter.set(carrier, TRACE_ID_HEADER, trace_id)
+        setter.set(carrier, "access-control-expose-headers", f"traceparent,{TRACE_ID_HEADER}")
+
+
+def instrument_api(api: FastAPI, service: str = "finserve-gateway") -> bool:
+    """Set up this process (logs, tracing) and, when tracing is on, give ``api`` a server span per request
+    (child of the client's ``traceparent``) and trace-id response headers. Off: the app is untouched."""
+    if not setup_process(service):
+        return False
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    set_global_response_propagator(TraceIdResponsePropagator())
+    FastAPIInstrumentor.instrument_app(api, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"])
+    return True
