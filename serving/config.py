@@ -15,6 +15,7 @@ from pydantic import Field
 
 from finserve.contracts import AdapterRef, Route, StrictModel
 
+from .admission.config import AdmissionConfig
 from .audit.log import AuditConfig
 from .guard.config import GuardConfig
 from .inference.config import GeneratorConfig
@@ -46,6 +47,8 @@ class GatewayConfig(StrictModel):
                            description="gRPC (Open Inference Protocol v2) port (env FINSERVE_GRPC_PORT).")
     max_body_bytes: int = Field(64 * 1024, gt=0, description="Larger request bodies get 413.")
     max_messages: int = Field(32, gt=0, description="Most chat messages per request.")
+    max_questions: int = Field(16, gt=0, description="Most questions (elements of the `text` input) in one Open "
+                               "Inference Protocol v2 request; each is answered as its own request.")
     max_tokens_default: int = Field(96, gt=0, description="max_tokens when the client sets none.")
     max_tokens_limit: int = Field(512, gt=0, description="Highest max_tokens a client may ask for.")
     api_key_env: str = Field("FINSERVE_API_KEY", description="Env var holding the API key; unset = no auth.")
@@ -157,6 +160,8 @@ class ServingConfig(StrictModel):
     deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig, description="Ray Serve resources.")
     shadow: ShadowConfig = Field(default_factory=ShadowConfig,
                                  description="Limits on shadow traffic (the routing table's shadow_percent).")
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig,
+                                       description="Rate limits and the bounded queue before the generator.")
 
 
 def load_serving_config(path: str | Path | None = None) -> ServingConfig:

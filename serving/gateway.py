@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from .admission import requested_tokens
 from .audit.record import bounded
 from .client_fields import ClientFields
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
@@ -41,6 +42,7 @@ def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
     headers = {"x-request-id": request_id}
     if m.retry_after is not None:
         headers["Retry-After"] = str(m.retry_after)
+    headers.update(getattr(exc, "headers", None) or {})  # RateLimited: the x-ratelimit-* headers
     body = {"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param,
                       "request_id": request_id}}
     return JSONResponse(body, status_code=m.status, headers=headers)
@@ -182,16 +184,22 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return await reject(ctx, InvalidRequest(msg, param=field), raw)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the request still leaves its line
             return await reject(ctx, exc, raw)
+        try:
+            limits = await pipeline.admission.admit(ctx.principal, _address(request), ctx.tenant, 1,
+                                                    requested_tokens(req, gw.max_tokens_default))
+        except FinserveError as exc:  # RateLimited: audited, the body is not needed to say so
+            return await reject(ctx, exc, None)
 
         try:
             if req.stream:
                 chunks = await pipeline.chat_stream(req, ctx)
                 return StreamingResponse(_sse(chunks, ctx.request_id), media_type="text/event-stream",
-                                         headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache"})
+                                         headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache",
+                                                  **limits})
             completion = await pipeline.chat(req, ctx)
         except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
             return _error_response(exc, ctx.request_id)
-        return JSONResponse(completion.model_dump(mode="json"), headers={"x-request-id": ctx.request_id})
+        return JSONResponse(completion.model_dump(mode="json"), headers={"x-request-id": ctx.request_id, **limits})
 
     # ---- KServe Open Inference Protocol v2 (REST) ----
 
@@ -228,12 +236,18 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             infer = InferRequest.model_validate_json(raw)
             infer_id = await fields.request_id("id", infer.id)
             chats = [c.model_copy(update={"user": fields.user(c.user, "parameters.user")})
-                     for c in to_chat_requests(model, infer)]
+                     for c in to_chat_requests(model, infer, gw.max_questions)]
         except ValidationError as exc:
             msg, field = validation_message(exc)
             return await reject(base, InvalidRequest(msg, param=field), raw)
         except Exception as exc:  # noqa: BLE001 - FinserveError or anything else: audited, one envelope
             return await reject(base, exc, raw)
+        try:
+            limits = await pipeline.admission.admit(
+                base.principal, _address(request), base.tenant, len(chats),
+                sum(requested_tokens(c, gw.max_tokens_default) for c in chats))
+        except FinserveError as exc:
+            return await reject(base, exc, None)
         answers = []
         try:
             for i, chat in enumerate(chats):
@@ -242,7 +256,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - one envelope for every error
             return _error_response(exc, base.request_id)
         out = to_infer_response(model, infer_id or base.request_id, answers)
-        return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id})
+        return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id, **limits})
 
     @api.get("/v1/models")
     async def models() -> ModelList:
@@ -264,6 +278,11 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         return Response(generate_latest(pipeline.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return api
+
+
+def _address(request: Request) -> str | None:
+    """The peer's address: whom an unauthenticated request's per-principal limit counts."""
+    return request.client.host if request.client else None
 
 
 async def _sse(chunks: AsyncIterator[dict], request_id: str) -> AsyncIterator[bytes]:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from finserve.contracts import AdapterRef
 
+from .admission import Admission
 from .audit.log import AuditRecord
 from .config import ServingConfig
 from .errors import AuditUnavailable, InvalidRequest, PIIBlocked, map_error
@@ -151,6 +152,7 @@ class Pipeline:
         self.audit = audit
         self.router = router
         self.metrics = metrics or ServingMetrics()
+        self.admission = Admission(config.admission, self.metrics.registry)  # rate limits, generator queue
         self._in_flight = 0  # live generations only: shadows are bounded by the runner, not counted here
         self.shadows = ShadowRunner(config.shadow, config.intent, guard=guard, retrieval=retrieval, intent=intent,
                                     generator=generator, audit=audit, metrics=self.metrics)
@@ -335,6 +337,10 @@ class Pipeline:
             self._mirror(shadow, status)
 
     async def _generate(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
+        async with self.admission.queue.slot():  # bounded wait: past it, Overloaded (503)
+            return await self._generate_admitted(gen_req)
+
+    async def _generate_admitted(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
         self._in_flight += 1
         self.metrics.queue.labels(self._pool).set(self._in_flight)
         try:
@@ -380,6 +386,7 @@ class Pipeline:
         releaser = StreamReleaser(self.guard.scan_many)
         released: list[str] = []
         finish_reason, tokens, prompt, cached = "stop", 0, 0, 0
+        ticket = self.admission.queue.ticket()
 
         def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
             return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -392,6 +399,7 @@ class Pipeline:
             await self._finish_shielded(ctx, status, error)
 
         try:
+            await ticket.wait()  # before the first chunk: a shed stream is a plain 503
             yield chunk({"role": "assistant", "content": ""})
             self._in_flight += 1
             self.metrics.queue.labels(self._pool).set(self._in_flight)
@@ -408,6 +416,7 @@ class Pipeline:
                         released.append(text)
                         yield chunk({"content": text})
             finally:
+                ticket.release()
                 self._in_flight -= 1
                 self.metrics.queue.labels(self._pool).set(self._in_flight)
                 ctx.timings_ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
@@ -428,6 +437,7 @@ class Pipeline:
                 await audit(mapped.status, mapped.code)  # AuditUnavailable replaces exc if this fails
             raise
         finally:
+            ticket.release()  # a client that left before generation began
             if not audited:  # GeneratorExit or CancelledError: the client went away mid-answer
                 with contextlib.suppress(AuditUnavailable):  # logged by finish(); nobody is left to tell
                     await audit(CLIENT_CLOSED, "client_closed_request")
