@@ -17,6 +17,7 @@ from finserve.contracts import AdapterRef, Route, StrictModel
 
 from .admission.config import AdmissionConfig
 from .audit.log import AuditConfig
+from .exposure import ExposureConfig
 from .guard.config import GuardConfig
 from .inference.config import GeneratorConfig
 from .intent.config import IntentConfig
@@ -69,6 +70,9 @@ class StageResources(StrictModel):
     num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per replica (0 lets replicas share).")
     num_gpus: float = Field(0, ge=0, description="GPUs per replica (generator pools on GPU nodes).")
     max_ongoing_requests: int = Field(16, ge=1, description="Concurrency cap per replica.")
+    max_queued_requests: int = Field(
+        -1, ge=-1, description="Requests a caller's handle may queue for this deployment before Ray Serve "
+        "refuses with BackPressureError (answered 503 overloaded); -1: unbounded (Ray's default).")
 
 
 class DeploymentsConfig(StrictModel):
@@ -162,6 +166,8 @@ class ServingConfig(StrictModel):
                                  description="Limits on shadow traffic (the routing table's shadow_percent).")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig,
                                        description="Rate limits and the bounded queue before the generator.")
+    exposure: ExposureConfig = Field(default_factory=ExposureConfig,
+                                     description="API docs and where /metrics listens (loopback by default).")
 
 
 def load_serving_config(path: str | Path | None = None) -> ServingConfig:

@@ -162,7 +162,9 @@ def _ray_backpressure(exc: BaseException) -> bool:
 def map_error(exc: BaseException) -> ErrorMapping:
     """Status, code and client-safe message for any exception (unknown ones become a bare 500)."""
     if _ray_backpressure(exc):
-        return ErrorMapping(503, "overloaded", "the generator is at capacity; retry later", retry_after=2)
+        wait = getattr(exc, "retry_after_s", None) or 2
+        return ErrorMapping(503, "overloaded", "the generator is at capacity; retry later",
+                            retry_after=max(1, math.ceil(wait)))
     # Errors raised in another Ray Serve replica arrive wrapped; the cause is what we raised.
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException) and not isinstance(exc, FinserveError):

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from .admission import requested_tokens
 from .audit.record import bounded
 from .client_fields import ClientFields
+from .exposure import docs_options, metrics_allowed
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
@@ -146,7 +147,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     """The FastAPI app for one pipeline (in-process or inside the Ray Serve gateway replica)."""
     gw = pipeline.config.gateway
     fields = client_fields(pipeline)
-    api = FastAPI(title="finserve", version="0.1.0", docs_url="/docs", redoc_url=None)
+    api = FastAPI(title="finserve", version="0.1.0", **docs_options(pipeline.config.exposure))
 
     def check_auth(request: Request) -> None:
         check_api_key(request.headers.get("authorization", ""), gw.api_key_env)
@@ -274,7 +275,9 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         return JSONResponse({"ready": ok, "stages": stages}, status_code=200 if ok else 503)
 
     @api.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if not (pipeline.config.exposure.metrics_on_api_port and metrics_allowed(request)):
+            return JSONResponse({"detail": "Not Found"}, status_code=404)  # its own port (serving/exposure.py)
         return Response(generate_latest(pipeline.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return api

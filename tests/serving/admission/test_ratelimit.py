@@ -97,3 +97,12 @@ async def test_disabled_limits_admit_everything() -> None:
     cfg = _config(principal=RateLimits(requests_per_minute=1)).model_copy(update={"enabled": False})
     limiter = RateLimiter(cfg, CollectorRegistry())
     assert all([(await limiter.check("principal:a", "t", 1, 1)).allowed for _ in range(3)])
+
+
+def test_ray_backpressure_is_a_503_overloaded_with_retry_after() -> None:
+    from ray.serve.exceptions import BackPressureError
+
+    m = map_error(BackPressureError(num_queued_requests=64, max_queued_requests=64))
+    assert (m.status, m.code, m.retry_after, m.grpc_code.name) == (503, "overloaded", 2, "UNAVAILABLE")
+    assert "64" not in m.message  # Ray's own text stays in the server log
+    assert map_error(BackPressureError(1, 1, retry_after_s=4.2)).retry_after == 5

@@ -1,0 +1,55 @@
+"""Ray Serve's side listeners narrowed: HAProxy's stats page and Prometheus exporter on loopback, its admin
+socket private, gRPC servers on the gateway's address. Checked against the Ray installed here, so an
+upgrade that changes Ray's template fails here rather than silently exposing them again."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from finserve.serving.config import DeploymentsConfig
+from finserve.serving.ray_hardening import GRPC_HOST_ENV, grpc_address, harden_template
+from finserve.serving.serve_env import RAY_WORKER_SETUP_HOOK, haproxy_paths, serve_env
+
+
+def _template() -> str:
+    from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
+
+    return HAPROXY_CONFIG_TEMPLATE
+
+
+def test_rays_template_binds_side_listeners_everywhere_and_ours_on_loopback() -> None:
+    ray_binds = re.findall(r"^\s*bind (.+)$", _template(), re.M)
+    assert "*:{{" in " ".join(ray_binds) and "mode 666" in _template()  # what Ray ships (the reason for this)
+    ours = harden_template(_template())
+    binds = re.findall(r"^\s*bind (.+)$", ours, re.M)
+    side = [b for b in binds if "frontend_host" not in b]  # the ingress ports follow gateway.host
+    assert side and all(b.startswith("127.0.0.1:") for b in side), binds
+    assert "mode 600 level admin" in ours and "mode 666" not in ours
+
+
+def test_a_changed_template_is_an_error_not_a_silent_pass() -> None:
+    with pytest.raises(ValueError, match="template changed"):
+        harden_template(_template().replace("bind *:{{ config.stats_port }}", "bind *:{{ config.stats }}"))
+
+
+@pytest.mark.parametrize(("address", "host", "expected"), [
+    ("[::]:9000", "127.0.0.1", "127.0.0.1:9000"),
+    ("[::]:0", "::1", "[::1]:0"),
+    ("[::]:9000", "0.0.0.0", "[::]:9000"),  # a container's gateway: every interface, as configured
+    ("[::]:9000", None, "[::]:9000"),
+    ("10.0.0.5:9000", "127.0.0.1", "10.0.0.5:9000"),  # an explicit address is Ray's choice, left alone
+])
+def test_grpc_servers_bind_the_gateway_host(address: str, host: str | None, expected: str) -> None:
+    assert grpc_address(address, host) == expected
+
+
+def test_serve_env_moves_haproxy_files_into_the_private_folder_and_names_the_grpc_host() -> None:
+    env = serve_env(DeploymentsConfig(ingress="haproxy"), grpc_host="127.0.0.1", haproxy_dir="/tmp/fs-haproxy-x")
+    assert {k: v for k, v in env.items() if k.startswith("RAY_SERVE_HAPROXY")} == haproxy_paths("/tmp/fs-haproxy-x")
+    assert all(v.startswith("/tmp/fs-haproxy-x") for v in haproxy_paths("/tmp/fs-haproxy-x").values())
+    assert env[GRPC_HOST_ENV] == "127.0.0.1"
+    assert not any(k.startswith("RAY_SERVE_HAPROXY") for k in
+                   serve_env(DeploymentsConfig(ingress="proxy"), haproxy_dir="/tmp/x"))
+    module, _, func = RAY_WORKER_SETUP_HOOK.rpartition(".")
+    assert callable(getattr(__import__(module, fromlist=[func]), func))
