@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from finserve.contracts import AdapterNotFound
 from finserve.serving.audit import AuditConfig, AuditLog
 from finserve.serving.config import ServingConfig
 from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk
@@ -39,6 +40,8 @@ class Generator:
         self.release = asyncio.Event()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        if str(request.adapter) != "base@0.0.0":  # as the real engine: only what the registry holds loads
+            raise AdapterNotFound(f"{request.adapter} is not in the registry")
         self.started += 1
         if self.hold:
             await self.release.wait()
