@@ -53,3 +53,30 @@ def test_serve_env_moves_haproxy_files_into_the_private_folder_and_names_the_grp
                    serve_env(DeploymentsConfig(ingress="proxy"), haproxy_dir="/tmp/x"))
     module, _, func = RAY_WORKER_SETUP_HOOK.rpartition(".")
     assert callable(getattr(__import__(module, fromlist=[func]), func))
+
+
+def test_the_hook_patches_a_worker_process(tmp_path) -> None:  # noqa: ANN001
+    """apply() as Ray runs it in a fresh worker process: the template Ray renders from is ours, and a gRPC
+    server Ray Serve starts on `[::]` listens on the gateway's host only."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, concurrent.futures, grpc, psutil\n"
+        "from finserve.serving.ray_hardening import apply\n"
+        "apply()\n"
+        "from ray.serve._private import default_impl, haproxy\n"
+        "server = grpc.server(concurrent.futures.ThreadPoolExecutor(1))\n"
+        "default_impl.add_grpc_address(server, '[::]:0')\n"
+        "server.start()\n"
+        "ips = sorted({c.laddr.ip for c in psutil.Process().net_connections('tcp') if c.status == 'LISTEN'})\n"
+        "print(json.dumps({'ips': ips, 'template': haproxy.HAPROXY_CONFIG_TEMPLATE}))\n"
+    )
+    env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1", GRPC_HOST_ENV: "127.0.0.1"}
+    out = subprocess.run([sys.executable, "-P", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["ips"] == ["127.0.0.1"]
+    assert seen["template"] == harden_template(_template())

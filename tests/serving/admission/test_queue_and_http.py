@@ -134,3 +134,48 @@ def test_oip_v2_refuses_more_questions_than_configured(limited_client: TestClien
 def test_docs_and_openapi_are_off_by_default(limited_client: TestClient) -> None:
     assert limited_client.get("/docs").status_code == 404
     assert limited_client.get("/openapi.json").status_code == 404
+
+
+class _GrpcContext:
+    """What the servicer uses of a gRPC context (grpc.aio's and Ray's share these), recorded."""
+
+    def __init__(self) -> None:
+        self.code, self.details, self.trailers = None, None, []
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return [("x-request-id", "grpc-limits")]
+
+    def peer(self) -> str:
+        return "ipv4:10.9.9.9:5000"
+
+    def set_code(self, code) -> None:  # noqa: ANN001
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        self.details = details
+
+    def set_trailing_metadata(self, trailers) -> None:  # noqa: ANN001
+        self.trailers = list(trailers)
+
+
+async def test_grpc_rate_limit_is_resource_exhausted_with_retry_after(tmp_path: Path, guard: LocalGuard) -> None:
+    from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
+    from finserve.serving.oip_grpc.servicer import InferenceServicer
+
+    rate = RateLimitConfig(per_principal=RateLimits(requests_per_minute=1), per_tenant=RateLimits(), redis_url=None)
+    pipeline = _pipeline(tmp_path, guard, AdmissionConfig(rate=rate))
+
+    async def readiness() -> dict[str, bool]:
+        return {"audit": True}
+
+    servicer = InferenceServicer(pipeline, readiness)
+    text = pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1],
+                                                 contents=pb.InferTensorContents(bytes_contents=[b"Where is my card?"]))
+    request = pb.ModelInferRequest(model_name=DEFAULT_MODEL, inputs=[text])
+    ok = _GrpcContext()
+    await servicer.ModelInfer(request, ok)
+    assert ok.code is None and ("x-ratelimit-remaining-requests", "0") in ok.trailers
+    refused = _GrpcContext()
+    await servicer.ModelInfer(request, refused)
+    assert refused.code.name == "RESOURCE_EXHAUSTED" and "rate limit" in refused.details
+    assert any(k == "retry-after" and int(v) >= 1 for k, v in refused.trailers)
