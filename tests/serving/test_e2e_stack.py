@@ -280,7 +280,7 @@ def _check_exposure(pid: int, cfg, haproxy: list[psutil.Process]) -> None:
     listener and, with HAProxy, every haproxy listener (stats page, Prometheus exporter) and the Gateway
     replica's own servers it forwards to; HAProxy's admin socket is private. (Ray core's GCS, raylet and
     workers bind every interface in Ray 2.60 whatever ray.init is told: not checked here, see docs/security.md.)"""
-    loopback = {"127.0.0.1", "::1"}
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}  # gRPC binds 127.0.0.1 on a v4-mapped IPv6 socket
     listening = _listeners(pid)
     for port in (cfg.gateway.http_port, cfg.gateway.grpc_port, cfg.exposure.metrics_port):
         assert listening.get(port) and listening[port] <= loopback, (port, listening.get(port))
