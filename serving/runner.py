@@ -46,6 +46,15 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
         cfg = cfg.model_copy(update={"deployments": deployments})
     # HAProxy's config and admin socket in a folder only this user can enter (mkdtemp: mode 700, short path).
     private = tempfile.mkdtemp(prefix="fs-haproxy-") if cfg.deployments.ingress == "haproxy" else None
+    try:
+        return _run(cfg, stop, console, ingest_if_missing, private)
+    finally:
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool,
+         private: str | None) -> int:
     os.environ.update(serve_env(cfg.deployments, free_port=_free_port, grpc_host=cfg.gateway.host,
                                 haproxy_dir=private))
     import ray
@@ -91,8 +100,6 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
             ray.shutdown()
             if haproxy_cfg:
                 _reap_haproxy(haproxy_cfg, node_id, console)
-            if private:
-                shutil.rmtree(private, ignore_errors=True)
             time.sleep(0.2)
         console.print("[green]stopped[/]")
 
