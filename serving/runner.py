@@ -83,8 +83,11 @@ def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_
                     grpc_options={"port": cfg.gateway.grpc_port, "grpc_servicer_functions": [ADD_SERVICER]})
         serve.run(build_app(cfg), name="finserve", route_prefix="/", blocking=False)
         url = f"http://{cfg.gateway.host}:{cfg.gateway.http_port}"
+        x = cfg.exposure
+        metrics = (f"GET http://{x.metrics_host}:{x.metrics_port}/metrics" if x.metrics_port is not None
+                   else "no /metrics listener")
         console.print(f"[bold green]finserve is up[/] on {url}  (POST {url}/v1/chat/completions, "
-                      f"GET {url}/readyz, GET {url}/metrics); Ctrl-C stops it")
+                      f"GET {url}/readyz; {metrics}); Ctrl-C stops it")
         console.print(f"gRPC (Open Inference Protocol v2, inference.GRPCInferenceService) on "
                       f"{cfg.gateway.host} port {cfg.gateway.grpc_port}", soft_wrap=True)
         if haproxy_cfg:
