@@ -19,6 +19,7 @@ from finserve.contracts import AdapterRef, AdapterRegistry
 
 from .audit.log import AuditConfig, AuditLog, AuditRecord
 from .config import ServingConfig, StageResources
+from .exposure import start_metrics_listener
 from .gateway import create_api
 from .guard.config import GuardConfig
 from .guard.chunk_cache import ChunkGuardCache
@@ -226,6 +227,7 @@ class Gateway(InferenceServicer):
             generator=gen, audit=audit_stage, router=Router(cfg.router),
         )
         InferenceServicer.__init__(self, self.pipeline, self.readiness)
+        self._metrics = start_metrics_listener(cfg.exposure, self.pipeline.metrics.registry)  # loopback default
         # Ray Serve builds the replica inside its event loop: warm the context guard's cache beside it.
         self._warming = asyncio.get_running_loop().create_task(self.pipeline.warm())
 
@@ -250,6 +252,8 @@ class Gateway(InferenceServicer):
             await pipeline.aclose()
         if getattr(self, "_local_audit", None) is not None:
             self._local_audit.log.close()
+        if getattr(self, "_metrics", None) is not None:
+            self._metrics.stop()
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - Ray Serve's late-bound ASGI hook
         return create_api(self.pipeline, self.readiness)
@@ -259,6 +263,7 @@ def _options(res: StageResources) -> dict[str, Any]:
     return {
         "num_replicas": res.num_replicas,
         "max_ongoing_requests": res.max_ongoing_requests,
+        "max_queued_requests": res.max_queued_requests,
         "ray_actor_options": {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus},
     }
 

@@ -16,8 +16,10 @@ from pydantic import Field, model_validator
 from finserve.contracts import AdapterRef, Route, StrictModel
 
 from .access.config import AuthConfig
+from .admission.config import AdmissionConfig
 from .audit.log import AuditConfig
 from .degrade.config import DegradeConfig
+from .exposure import ExposureConfig
 from .guard.config import GuardConfig
 from .inference.config import GeneratorConfig
 from .intent.config import IntentConfig
@@ -48,6 +50,8 @@ class GatewayConfig(StrictModel):
                            description="gRPC (Open Inference Protocol v2) port (env FINSERVE_GRPC_PORT).")
     max_body_bytes: int = Field(64 * 1024, gt=0, description="Larger request bodies get 413.")
     max_messages: int = Field(32, gt=0, description="Most chat messages per request.")
+    max_questions: int = Field(16, gt=0, description="Most questions (elements of the `text` input) in one Open "
+                               "Inference Protocol v2 request; each is answered as its own request.")
     max_tokens_default: int = Field(96, gt=0, description="max_tokens when the client sets none.")
     max_tokens_limit: int = Field(512, gt=0, description="Highest max_tokens a client may ask for.")
     api_key_env: str = Field(
@@ -70,6 +74,9 @@ class StageResources(StrictModel):
     num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per replica (0 lets replicas share).")
     num_gpus: float = Field(0, ge=0, description="GPUs per replica (generator pools on GPU nodes).")
     max_ongoing_requests: int = Field(16, ge=1, description="Concurrency cap per replica.")
+    max_queued_requests: int = Field(
+        -1, ge=-1, description="Requests a caller's handle may queue for this deployment before Ray Serve "
+        "refuses with BackPressureError (answered 503 overloaded); -1: unbounded (Ray's default).")
 
 
 class DeploymentsConfig(StrictModel):
@@ -175,6 +182,10 @@ class ServingConfig(StrictModel):
     deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig, description="Ray Serve resources.")
     shadow: ShadowConfig = Field(default_factory=ShadowConfig,
                                  description="Limits on shadow traffic (the routing table's shadow_percent).")
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig,
+                                       description="Rate limits and the bounded queue before the generator.")
+    exposure: ExposureConfig = Field(default_factory=ExposureConfig,
+                                     description="API docs and where /metrics listens (loopback by default).")
     degrade: DegradeConfig = Field(default_factory=DegradeConfig,
                                    description="Deadlines, fallback answers and the response cache.")
 

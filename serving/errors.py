@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from dataclasses import dataclass
 
 import grpc
@@ -103,6 +104,23 @@ class AuditUnavailable(BackendUnavailable):
         super().__init__("the audit log cannot be written; the request was not answered, retry later")
 
 
+class Overloaded(BackendUnavailable):
+    """Shed by admission control (the generator's queue is full): retry later. A distinct type so a fallback
+    answer may stand in for it."""
+
+    code = "overloaded"
+
+
+class RateLimited(FinserveError):
+    """A rate limit of the caller or its tenant is used up; ``headers`` are the x-ratelimit-* ones."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.headers = headers or {}
+
+
 class GenerationFailed(FinserveError):
     code = "generation_failed"
 
@@ -126,6 +144,7 @@ _GRPC: dict[int, grpc.StatusCode] = {
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,  # what gRPC itself answers to an oversized message
     # The request is well formed but the PII policy refuses it: distinct from a malformed one, as 422 is.
     422: grpc.StatusCode.FAILED_PRECONDITION,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     500: grpc.StatusCode.INTERNAL,
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -154,6 +173,7 @@ _STATUS: dict[type[Exception], int] = {
     AdapterNotFound: 404,
     PayloadTooLarge: 413,
     PIIBlocked: 422,
+    RateLimited: 429,
     AdapterCorrupt: 500,
     GenerationFailed: 500,
     DeadlineExceeded: 504,
@@ -168,8 +188,20 @@ _STATUS: dict[type[Exception], int] = {
 }
 
 
+def _ray_backpressure(exc: BaseException) -> bool:
+    """Ray Serve's BackPressureError (a deployment's max_queued_requests reached), checked without importing
+    ray.serve here: its import reads Ray's environment once, which `finserve up` must set first."""
+    module = sys.modules.get("ray.serve.exceptions")
+    cls = getattr(module, "BackPressureError", None) if module else None
+    return cls is not None and isinstance(exc, cls)
+
+
 def map_error(exc: BaseException) -> ErrorMapping:
     """Status, code and client-safe message for any exception (unknown ones become a bare 500)."""
+    if _ray_backpressure(exc):
+        wait = getattr(exc, "retry_after_s", None) or 2
+        return ErrorMapping(503, "overloaded", "the generator is at capacity; retry later",
+                            retry_after=max(1, math.ceil(wait)))
     # Errors raised in another Ray Serve replica arrive wrapped; the cause is what we raised.
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException) and not isinstance(exc, FinserveError):

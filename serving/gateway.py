@@ -21,7 +21,9 @@ from pydantic import ValidationError
 
 from .access.http import ReadAuthMiddleware
 from .access.ingress import Ingress, Readiness, fork_context, validation_message
+from .admission import requested_tokens
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
+from .exposure import docs_options, metrics_allowed
 from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
 from .schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
@@ -41,6 +43,7 @@ def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
         headers["Retry-After"] = str(m.retry_after)
     if m.www_authenticate is not None:
         headers["WWW-Authenticate"] = m.www_authenticate
+    headers.update(getattr(exc, "headers", None) or {})  # RateLimited: the x-ratelimit-* headers
     body = {"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param,
                       "request_id": request_id}}
     return JSONResponse(body, status_code=m.status, headers=headers)
@@ -107,7 +110,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     gw = pipeline.config.gateway
     ingress = Ingress(pipeline)
     fields = ingress.fields
-    api = FastAPI(title="finserve", version="0.1.0", docs_url="/docs", redoc_url=None)
+    api = FastAPI(title="finserve", version="0.1.0", **docs_options(pipeline.config.exposure))
     api.add_middleware(ReadAuthMiddleware, authenticator=ingress.auth)
     instrument_api(api)  # logs per FINSERVE_LOG_FORMAT; with OTEL_* set, a server span per request
 
@@ -143,16 +146,23 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return await reject(ctx, InvalidRequest(msg, param=field), raw)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the request still leaves its line
             return await reject(ctx, exc, raw)
+        try:
+            limits = await pipeline.admission.admit(ctx.principal, _address(request), ctx.tenant, 1,
+                                                    requested_tokens(req, gw.max_tokens_default))
+        except FinserveError as exc:  # RateLimited: audited, the body is not needed to say so
+            return await reject(ctx, exc, None)
 
         try:
             if req.stream:
                 chunks = await pipeline.chat_stream(req, ctx)
                 return StreamingResponse(_sse(chunks, ctx.request_id), media_type="text/event-stream",
-                                         headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache"})
+                                         headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache",
+                                                  **limits})
             completion = await pipeline.chat(req, ctx)
         except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
             return _error_response(exc, ctx.request_id)
-        return JSONResponse(completion.model_dump(mode="json"), headers=answer_headers(ctx.request_id, completion))
+        return JSONResponse(completion.model_dump(mode="json"),
+                            headers={**answer_headers(ctx.request_id, completion), **limits})
 
     # ---- KServe Open Inference Protocol v2 (REST) ----
 
@@ -188,12 +198,18 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             infer = InferRequest.model_validate_json(raw)
             infer_id = await fields.request_id("id", infer.id)
             chats = [c.model_copy(update={"user": fields.user(c.user, "parameters.user")})
-                     for c in to_chat_requests(model, infer)]
+                     for c in to_chat_requests(model, infer, gw.max_questions)]
         except ValidationError as exc:
             msg, field = validation_message(exc)
             return await reject(base, InvalidRequest(msg, param=field), raw)
         except Exception as exc:  # noqa: BLE001 - FinserveError or anything else: audited, one envelope
             return await reject(base, exc, raw)
+        try:
+            limits = await pipeline.admission.admit(
+                base.principal, _address(request), base.tenant, len(chats),
+                sum(requested_tokens(c, gw.max_tokens_default) for c in chats))
+        except FinserveError as exc:
+            return await reject(base, exc, None)
         answers = []
         try:
             for i, chat in enumerate(chats):
@@ -202,7 +218,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - one envelope for every error
             return _error_response(exc, base.request_id)
         out = to_infer_response(model, infer_id or base.request_id, answers)
-        return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id})
+        return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id, **limits})
 
     @api.get("/v1/models")
     async def models() -> ModelList:
@@ -220,10 +236,17 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         return JSONResponse({"ready": ok, "stages": stages}, status_code=200 if ok else 503)
 
     @api.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if not (pipeline.config.exposure.metrics_on_api_port and metrics_allowed(request)):
+            return JSONResponse({"detail": "Not Found"}, status_code=404)  # its own port (serving/exposure.py)
         return Response(generate_latest(pipeline.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return api
+
+
+def _address(request: Request) -> str | None:
+    """The peer's address: whom an unauthenticated request's per-principal limit counts."""
+    return request.client.host if request.client else None
 
 
 async def _sse(chunks: AsyncIterator[dict], request_id: str) -> AsyncIterator[bytes]:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from finserve.contracts import AdapterRegistry
 
 from .audit.log import AuditLog
+from .exposure import start_metrics_listener
 from .config import ServingConfig
 from .gateway import create_api
 from .guard.engine import PIIGuard
@@ -91,6 +92,7 @@ def create_local_app(config: ServingConfig, *, grpc_port: int | None = None) -> 
     async def lifespan(_: FastAPI):  # noqa: ANN202
         await stack.start()
         server = None
+        api.state.metrics = start_metrics_listener(config.exposure, stack.pipeline.metrics.registry)
         try:
             if grpc_port is not None:
                 servicer = InferenceServicer(stack.pipeline, stack.readiness)
@@ -99,6 +101,7 @@ def create_local_app(config: ServingConfig, *, grpc_port: int | None = None) -> 
         finally:
             if server is not None:
                 await server.stop(grace=None)
+            api.state.metrics.stop()
             await stack.stop()
 
     api = create_api(stack.pipeline, stack.readiness)

@@ -78,10 +78,16 @@ def model_metadata(model: str, route: Route) -> ModelMetadata:
     )
 
 
-def to_chat_requests(model: str, req: InferRequest) -> list[ChatCompletionRequest]:
-    text = next((t for t in req.inputs if t.name == "text"), None)
-    if text is None:
+def to_chat_requests(model: str, req: InferRequest, max_questions: int) -> list[ChatCompletionRequest]:
+    """One chat request per element of the ``text`` input, at most ``max_questions`` of them."""
+    at = next((i for i, t in enumerate(req.inputs) if t.name == "text"), None)
+    if at is None:
         raise InvalidRequest("inputs must contain a BYTES tensor named 'text'", param="inputs")
+    text = req.inputs[at]
+    if len(text.data) > max_questions or any(n > max_questions for n in text.shape):
+        # Checked before anything else looks at the elements: each one costs a guard scan and a generation.
+        raise InvalidRequest(f"inputs[{at}].shape: at most {max_questions} questions per request",
+                             param=f"inputs[{at}].shape")
     if text.datatype != "BYTES":
         raise InvalidRequest("input 'text' must have datatype BYTES", param="inputs.text.datatype")
     if not text.data or not all(isinstance(x, str) for x in text.data):

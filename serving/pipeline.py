@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from finserve.contracts import AdapterRef
 from finserve.contracts.metrics import OVERRIDE_MODEL_PREFIX
 
+from .admission import Admission
 from .audit.log import AuditRecord
 from .config import ServingConfig
 from .degrade import Deadline, curated_answer, degradable
@@ -171,6 +172,7 @@ class Pipeline:
         self.audit = audit
         self.router = router
         self.metrics = metrics or ServingMetrics()
+        self.admission = Admission(config.admission, self.metrics.registry)  # rate limits, generator queue
         self._in_flight = 0  # live generations only: shadows are bounded by the runner, not counted here
         self.shadows = ShadowRunner(config.shadow, config.intent, guard=guard, retrieval=retrieval, intent=intent,
                                     generator=generator, audit=audit, metrics=self.metrics)
@@ -456,6 +458,10 @@ class Pipeline:
         return answer
 
     async def _generate(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
+        async with self.admission.queue.slot():  # bounded wait: past it, Overloaded (503)
+            return await self._generate_admitted(gen_req)
+
+    async def _generate_admitted(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
         self._in_flight += 1
         self.metrics.queue.labels(self._pool).set(self._in_flight)
         try:
@@ -504,6 +510,7 @@ class Pipeline:
         finish_reason, tokens, prompt, cached = "stop", 0, 0, 0
         # Streamed, the output guard runs beside generation (each release is judged as text arrives).
         guard_span = open_stage_span("guard_output", ctx)
+        ticket = self.admission.queue.ticket()
 
         def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
             return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -517,6 +524,7 @@ class Pipeline:
 
         key = self._answer_key(req, ctx, gen_req)
         try:
+            await ticket.wait()  # before the first chunk: a shed stream is a plain 503
             yield chunk({"role": "assistant", "content": ""})
             degraded = await self._cached_first(ctx, key)
             if degraded is None:
@@ -552,6 +560,7 @@ class Pipeline:
                         raise
                     degraded = await self._degrade(ctx, key, exc)
                 finally:
+                    ticket.release()  # the generator's queue slot, as soon as generation ends
                     with contextlib.suppress(Exception):
                         await pieces.aclose()  # type: ignore[attr-defined]
                     self._in_flight -= 1
@@ -587,6 +596,7 @@ class Pipeline:
             raise
         finally:
             end_stage_span(guard_span)
+            ticket.release()  # a client that left before generation began
             if not audited:  # GeneratorExit or CancelledError: the client went away mid-answer
                 with contextlib.suppress(AuditUnavailable):  # logged by finish(); nobody is left to tell
                     await audit(CLIENT_CLOSED, "client_closed_request")

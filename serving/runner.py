@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 
@@ -13,7 +15,7 @@ from rich.console import Console
 from .config import ServingConfig
 from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
-from .serve_env import haproxy_available, serve_env, usable_ingress
+from .serve_env import RAY_WORKER_SETUP_HOOK, haproxy_available, serve_env, usable_ingress
 
 
 def _free_port() -> int:
@@ -42,7 +44,19 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
     if warning:
         console.print(f"[yellow]{warning}[/]")
         cfg = cfg.model_copy(update={"deployments": deployments})
-    os.environ.update(serve_env(cfg.deployments, free_port=_free_port))
+    # HAProxy's config and admin socket in a folder only this user can enter (mkdtemp: mode 700, short path).
+    private = tempfile.mkdtemp(prefix="fs-haproxy-") if cfg.deployments.ingress == "haproxy" else None
+    try:
+        return _run(cfg, stop, console, ingest_if_missing, private)
+    finally:
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool,
+         private: str | None) -> int:
+    os.environ.update(serve_env(cfg.deployments, free_port=_free_port, grpc_host=cfg.gateway.host,
+                                haproxy_dir=private))
     import ray
     from ray import serve
 
@@ -50,8 +64,9 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
 
     prepare(cfg, console, ingest_if_missing)
     # Logical CPUs only: stages reserve fractions so the graph fits on a 2-core laptop.
+    # No dashboard; the setup hook puts Ray Serve's side listeners on loopback (serving/ray_hardening.py).
     ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+             configure_logging=False, runtime_env={"worker_process_setup_hook": RAY_WORKER_SETUP_HOOK})
     # Ray's core worker installs a fatal-signal handler for SIGTERM that aborts the process;
     # ours must come after ray.init so a SIGTERM means "shut down cleanly".
     def _stop(signum: int, _frame: object) -> None:
@@ -68,11 +83,13 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
                     grpc_options={"port": cfg.gateway.grpc_port, "grpc_servicer_functions": [ADD_SERVICER]})
         serve.run(build_app(cfg), name="finserve", route_prefix="/", blocking=False)
         url = f"http://{cfg.gateway.host}:{cfg.gateway.http_port}"
+        x = cfg.exposure
+        metrics = (f"GET http://{x.metrics_host}:{x.metrics_port}/metrics" if x.metrics_port is not None
+                   else "no /metrics listener")
         console.print(f"[bold green]finserve is up[/] on {url}  (POST {url}/v1/chat/completions, "
-                      f"GET {url}/readyz, GET {url}/metrics); Ctrl-C stops it")
-        console.print(f"gRPC (Open Inference Protocol v2, inference.GRPCInferenceService) on port "
-                      f"{cfg.gateway.grpc_port} of every interface (Ray's gRPC proxy takes no bind address)",
-                      soft_wrap=True)
+                      f"GET {url}/readyz; {metrics}); Ctrl-C stops it")
+        console.print(f"gRPC (Open Inference Protocol v2, inference.GRPCInferenceService) on "
+                      f"{cfg.gateway.host} port {cfg.gateway.grpc_port}", soft_wrap=True)
         if haproxy_cfg:
             console.print(f"HAProxy ingress (config {haproxy_cfg})", soft_wrap=True)
         while not stop.wait(0.5):

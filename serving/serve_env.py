@@ -46,13 +46,33 @@ def usable_ingress(deployments: DeploymentsConfig, haproxy_found: bool) -> tuple
 
 
 RAY_INGRESS_CALLBACK = "finserve.serving.ray_ingress.middlewares"
+# Run in every Ray worker before its actors start: side listeners on loopback (serving/ray_hardening.py).
+RAY_WORKER_SETUP_HOOK = "finserve.serving.ray_hardening.apply"
 
 
-def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | None = None) -> dict[str, str]:
+def haproxy_paths(directory: str) -> dict[str, str]:
+    """Ray's HAProxy files (config, admin and metrics sockets, server state) inside ``directory``.
+
+    Ray's default is /tmp/haproxy-serve, created world-readable, with the admin socket mode 666: any local
+    user could drain or disable the servers. A folder only this user can enter (mode 700) keeps it private.
+    """
+    return {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(directory, "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": os.path.join(directory, "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": os.path.join(directory, "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": directory,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": os.path.join(directory, "server-state"),
+    }
+
+
+def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | None = None, *,
+              grpc_host: str | None = None, haproxy_dir: str | None = None) -> dict[str, str]:
     """Environment for the Ray processes; every switch is set both ways so the config alone decides.
 
     With ``free_port`` (a function returning an unused port), HAProxy mode's side ports are moved off
     Ray's fixed defaults, so two stacks on one host (tests beside a running `finserve up`) don't collide.
+    ``grpc_host`` is where Ray Serve's gRPC servers bind (the gateway's host; Ray's own default is every
+    interface), ``haproxy_dir`` a private folder for HAProxy's files (see haproxy_paths).
     """
     haproxy = deployments.ingress == "haproxy"
     env = {
@@ -74,4 +94,8 @@ def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | Non
         env["RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"] = str(deployments.ingress_timeout_server_s)
     if haproxy and free_port is not None:
         env.update({name: str(free_port()) for name in HAPROXY_SIDE_PORTS})
+    if haproxy and haproxy_dir is not None:
+        env.update(haproxy_paths(haproxy_dir))
+    if grpc_host:
+        env["FINSERVE_RAY_GRPC_HOST"] = grpc_host
     return env

@@ -12,6 +12,9 @@ from netutil import RedisServer, start_redis
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The own /metrics listener has a fixed default port: stacks the tests build (in-process, Ray, `finserve up`)
+# run side by side with other suites, so none opens it unless a test asks for one.
+os.environ.setdefault("FINSERVE_METRICS_PORT", "off")
 
 
 @pytest.fixture(scope="session")

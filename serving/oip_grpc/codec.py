@@ -47,16 +47,16 @@ def to_parameter(value: Any) -> pb.InferParameter:
     return pb.InferParameter(string_param=str(value))
 
 
-def split_raw_bytes(raw: bytes, name: str) -> list[bytes]:
+def split_raw_bytes(raw: bytes) -> list[bytes]:
+    """Length-prefixed BYTES elements. Errors name the field, never the tensor's name (client input)."""
     out, i = [], 0
     while i < len(raw):
         if i + 4 > len(raw):
-            raise InvalidRequest(f"raw contents of input {name!r}: truncated element length", param="raw_input_contents")
+            raise InvalidRequest("raw_input_contents: truncated element length", param="raw_input_contents")
         (n,) = struct.unpack_from("<I", raw, i)
         i += 4
         if i + n > len(raw):
-            raise InvalidRequest(f"raw contents of input {name!r}: element longer than the data",
-                                 param="raw_input_contents")
+            raise InvalidRequest("raw_input_contents: element longer than the data", param="raw_input_contents")
         out.append(raw[i:i + n])
         i += n
     return out
@@ -65,7 +65,7 @@ def split_raw_bytes(raw: bytes, name: str) -> list[bytes]:
 def _elements(t: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> list[Any]:
     if raw is not None:
         # Only BYTES is ever read (the question); other raw tensors are kept empty, not parsed.
-        return split_raw_bytes(raw, t.name) if t.datatype == "BYTES" else []
+        return split_raw_bytes(raw) if t.datatype == "BYTES" else []
     field = _CONTENTS.get(t.datatype)
     return list(getattr(t.contents, field)) if field else []
 

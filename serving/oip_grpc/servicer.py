@@ -24,6 +24,7 @@ import grpc
 
 from ..access.ingress import Ingress, Readiness, fork_context
 from ..access.policy import rpc_scope
+from ..admission import requested_tokens
 from ..errors import FinserveError, PayloadTooLarge, map_error
 from ..oip import model_metadata, to_chat_requests, to_infer_response
 from ..pipeline import Pipeline
@@ -79,6 +80,15 @@ def _rpc(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]
 
 def _headers(context: Context) -> dict[str, str]:
     return {key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+
+
+def _peer(context: Context) -> str | None:
+    """grpc.aio's peer (``ipv4:1.2.3.4:5678``); Ray's proxy context may offer none."""
+    peer = getattr(context, "peer", None)
+    try:
+        return str(peer()) if callable(peer) else None
+    except Exception:  # noqa: BLE001 - an unknown peer shares one per-address budget
+        return None
 
 
 def _server_version() -> str:
@@ -144,10 +154,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             infer = to_infer_request(request)
             infer_id = await self._fields.request_id("id", infer.id)
             chats = [c.model_copy(update={"user": self._fields.user(c.user, "parameters.user")})
-                     for c in to_chat_requests(request.model_name, infer)]
+                     for c in to_chat_requests(request.model_name, infer, gw.max_questions)]
         except FinserveError as exc:
             # Refused before the pipeline ran: audited here (guarded), as REST audits its rejections.
             await self._ingress.audit_rejection(base, exc, audit_body(request))
+            fail(grpc_context, exc, base.request_id)
+            return pb.ModelInferResponse()
+        try:
+            limits = await self.pipeline.admission.admit(
+                base.principal, _peer(grpc_context), base.tenant, len(chats),
+                sum(requested_tokens(c, gw.max_tokens_default) for c in chats))
+        except FinserveError as exc:  # RateLimited: RESOURCE_EXHAUSTED, audited
+            await self._ingress.audit_rejection(base, exc, None)
             fail(grpc_context, exc, base.request_id)
             return pb.ModelInferResponse()
         answers = []
@@ -158,7 +176,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:  # noqa: BLE001 - one status for every error
             fail(grpc_context, exc, base.request_id)
             return pb.ModelInferResponse()
-        grpc_context.set_trailing_metadata([("x-request-id", base.request_id)])
+        grpc_context.set_trailing_metadata([("x-request-id", base.request_id), *limits.items()])
         return to_proto_response(to_infer_response(request.model_name, infer_id or base.request_id, answers))
 
     @_rpc

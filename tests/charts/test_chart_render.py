@@ -115,6 +115,10 @@ def test_pool_overrides_merge_over_the_shared_config():
     docs = render(values=(CI / "gpu-values.yaml",), sets=("serving.config.gateway.max_tokens_limit=256",))
     cpu = yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"])
     gpu = yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-gpu")["data"]["serving.yaml"])
+    # The chart's own defaults (limits, exposure) reach every pool unchanged.
+    chart = yaml.safe_load((CHART / "values.yaml").read_text())["serving"]["config"]
+    for pool in (cpu, gpu):
+        assert {k: pool.pop(k) for k in ("admission", "exposure")} == chart
     assert cpu == {"gateway": {"max_tokens_limit": 256}}
     assert gpu == {"gateway": {"max_tokens_limit": 256}, "generator": {"engine": "vllm"},
                    "deployments": {"generator": {"num_gpus": 1}}}

@@ -81,6 +81,11 @@ def serving_config(
     cfg.audit = cfg.audit.model_copy(update={"path": work / "audit.jsonl"})
     cfg.generator = cfg.generator.model_copy(update={"registry": str(registry), "preload_adapters": preload})
     cfg.router = RouterConfig(table_path=str(routes), reload_interval_s=0.5, routes={})
+    # Prometheus scrapes /metrics on the serving port here; no fixed-port listener beside other tests' stacks.
+    cfg.exposure = cfg.exposure.model_copy(update={"metrics_port": None, "metrics_on_api_port": True})
+    # The load generator below is one client sending without pause: rate limits would shape the traffic the
+    # canary analysis is meant to see.
+    cfg.admission.rate = cfg.admission.rate.model_copy(update={"enabled": False})
     return cfg
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -102,6 +103,7 @@ def running_stack(request: pytest.FixtureRequest, tmp_path: Path, small_index: P
     port = free_port()
     cfg = stack_config(tmp_path, index, redis_server.url, http_port=port, grpc_port=free_port())
     cfg.deployments = cfg.deployments.model_copy(update={"ingress": request.param})
+    cfg.exposure = cfg.exposure.model_copy(update={"metrics_port": free_port()})  # its own listener, loopback
     cfg_path = tmp_path / "serving.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
@@ -182,6 +184,9 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
 
     metrics = httpx.get(f"{base}/metrics", timeout=30).text
     assert "finserve_requests_total" in metrics
+    own = httpx.get(f"http://127.0.0.1:{cfg.exposure.metrics_port}/metrics", timeout=30).text
+    assert "finserve_requests_total" in own
+    _check_exposure(proc.pid, cfg, haproxy)
 
     audit = cfg.audit.path.read_text()
     lines = list(read_records(cfg.audit.path))  # request lines only: checkpoints are lines of their own
@@ -273,6 +278,50 @@ def _stop(proc: subprocess.Popen, signum: int, ray_tmp: str, haproxy: list[psuti
     assert haproxy_processes(config) == []
     assert not Path(config).parent.exists()
     return out
+
+
+def _listeners(pid: int) -> dict[int, set[str]]:
+    """Listening TCP port -> addresses, over `finserve up` and every process below it."""
+    out: dict[int, set[str]] = {}
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN:
+                out.setdefault(c.laddr.port, set()).add(c.laddr.ip)
+    return out
+
+
+def _check_exposure(pid: int, cfg, haproxy: list[psutil.Process]) -> None:
+    """What finserve opens stays on loopback (the gateway's host here): the ingress ports, the own /metrics
+    listener and, with HAProxy, every haproxy listener (stats page, Prometheus exporter) and the Gateway
+    replica's own servers it forwards to; HAProxy's admin socket is private. (Ray core's GCS, raylet and
+    workers bind every interface in Ray 2.60 whatever ray.init is told: not checked here, see docs/security.md.)"""
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}  # gRPC binds 127.0.0.1 on a v4-mapped IPv6 socket
+    listening = _listeners(pid)
+    for port in (cfg.gateway.http_port, cfg.gateway.grpc_port, cfg.exposure.metrics_port):
+        assert listening.get(port) and listening[port] <= loopback, (port, listening.get(port))
+    if not haproxy:
+        return
+    config_path = next(cmd[cmd.index("-f") + 1] for cmd in _cmdlines(haproxy) if "-f" in cmd)
+    config = Path(config_path).read_text()
+    backends = {int(m) for m in re.findall(r"^\s*server \S+ [^\s:]+:(\d+)", config, re.M)}
+    assert backends, config
+    for proc in _haproxy_descendants(pid):
+        try:
+            addresses = {c.laddr.ip for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        except psutil.NoSuchProcess:
+            continue
+        assert addresses <= loopback, addresses
+    for port in backends:
+        assert port in listening and listening[port] <= loopback, (port, listening.get(port))
+    socket_path = re.search(r"stats socket (\S+) mode 600 level admin", config).group(1)
+    assert os.stat(socket_path).st_mode & 0o777 == 0o600
+    private = Path(config_path).parent.parent  # <private folder>/<node id>/haproxy.cfg
+    assert private.name.startswith("fs-haproxy-") and private.stat().st_mode & 0o777 == 0o700
 
 
 def _check_grpc(port: int, question: str) -> str:

@@ -32,6 +32,9 @@ def stack(tmp_path_factory, small_index, redis_server):
 
     cfg = stack_config(tmp_path_factory.mktemp("fields"), small_index, redis_server.url, max_tokens_default=4)
     cfg.audit = cfg.audit.model_copy(update={"fsync": "never"})  # thousands of rejections below
+    # Thousands of requests from one client within a minute: past the default rate limits, which have their
+    # own tests (tests/serving/admission/); here every request must reach the checks under test.
+    cfg.admission.rate = cfg.admission.rate.model_copy(update={"enabled": False})
     app = create_local_app(cfg, grpc_port=0)
     with TestClient(app) as client, grpc.insecure_channel(f"127.0.0.1:{app.state.grpc_port}") as channel:
         yield SimpleNamespace(client=client, stub=GRPCInferenceServiceStub(channel), config=cfg)

@@ -141,6 +141,7 @@ async def stack(tmp_path: Path, small_index: Path, monkeypatch):
     # The matrix is about who may call: a Milvus call slowed by a busy machine must not turn a cell into a 503.
     cfg.retrieval = cfg.retrieval.model_copy(update={"milvus_timeout_s": 60.0})
     cfg.gateway = cfg.gateway.model_copy(update={"metric_tenants": ["retail"]})
+    cfg.exposure = cfg.exposure.model_copy(update={"docs": True})  # so the route walk covers /docs too
     cfg.router = RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=STABLE, canary=CANARY)})
     retriever = Retriever(cfg.retrieval, embedder=Embedder())
     pipeline = Pipeline(cfg, guard=LocalGuard(PIIGuard(cfg.guard)), retrieval=LocalRetrieval(retriever),

@@ -30,7 +30,7 @@ def raw_bytes(*items: bytes) -> bytes:
 def test_bytes_contents_and_parameters_become_chat_requests():
     req = text_request("Where is my card?", "Ünïcode fee?", max_tokens=pb.InferParameter(int64_param=12),
                        temperature=pb.InferParameter(string_param="0.5"), user=pb.InferParameter(string_param="u1"))
-    chats = to_chat_requests("finserve-banking", to_infer_request(req))
+    chats = to_chat_requests("finserve-banking", to_infer_request(req), 16)
     assert [c.messages[0].content for c in chats] == ["Where is my card?", "Ünïcode fee?"]
     assert {(c.max_tokens, c.temperature, c.user) for c in chats} == {(12, 0.5, "u1")}
 
@@ -73,13 +73,13 @@ def test_malformed_requests_are_invalid_with_the_problem_named(request_, needle)
 def test_wrong_tensors_fail_as_rest_does(tensor, needle):
     infer = to_infer_request(pb.ModelInferRequest(model_name="m", inputs=[tensor]))
     with pytest.raises(InvalidRequest, match=needle):
-        to_chat_requests("m", infer)
+        to_chat_requests("m", infer, 16)
 
 
 def test_unknown_parameters_are_refused_as_in_rest():
     infer = to_infer_request(text_request("hi", adapter=pb.InferParameter(string_param="x")))
     with pytest.raises(InvalidRequest, match="parameters: unknown names"):
-        to_chat_requests("m", infer)
+        to_chat_requests("m", infer, 16)
 
 
 def test_response_keeps_every_output_and_flattens_list_parameters():

@@ -1,0 +1,83 @@
+"""Ray Serve's side listeners narrowed: HAProxy's stats page and Prometheus exporter on loopback, its admin
+socket private, gRPC servers on the gateway's address. Checked against the Ray installed here, so an
+upgrade that changes Ray's template fails here rather than silently exposing them again."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from finserve.serving.config import DeploymentsConfig
+from finserve.serving.ray_hardening import GRPC_HOST_ENV, grpc_address, harden_template
+from finserve.serving.serve_env import RAY_WORKER_SETUP_HOOK, haproxy_paths, serve_env
+
+
+def _template() -> str:
+    from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
+
+    return HAPROXY_CONFIG_TEMPLATE
+
+
+def test_rays_template_binds_side_listeners_everywhere_and_ours_on_loopback() -> None:
+    ray_binds = re.findall(r"^\s*bind (.+)$", _template(), re.M)
+    assert "*:{{" in " ".join(ray_binds) and "mode 666" in _template()  # what Ray ships (the reason for this)
+    ours = harden_template(_template())
+    binds = re.findall(r"^\s*bind (.+)$", ours, re.M)
+    side = [b for b in binds if "frontend_host" not in b]  # the ingress ports follow gateway.host
+    assert side and all(b.startswith("127.0.0.1:") for b in side), binds
+    assert "mode 600 level admin" in ours and "mode 666" not in ours
+
+
+def test_a_changed_template_is_an_error_not_a_silent_pass() -> None:
+    with pytest.raises(ValueError, match="template changed"):
+        harden_template(_template().replace("bind *:{{ config.stats_port }}", "bind *:{{ config.stats }}"))
+
+
+@pytest.mark.parametrize(("address", "host", "expected"), [
+    ("[::]:9000", "127.0.0.1", "127.0.0.1:9000"),
+    ("[::]:0", "::1", "[::1]:0"),
+    ("[::]:9000", "0.0.0.0", "[::]:9000"),  # a container's gateway: every interface, as configured
+    ("[::]:9000", None, "[::]:9000"),
+    ("10.0.0.5:9000", "127.0.0.1", "10.0.0.5:9000"),  # an explicit address is Ray's choice, left alone
+])
+def test_grpc_servers_bind_the_gateway_host(address: str, host: str | None, expected: str) -> None:
+    assert grpc_address(address, host) == expected
+
+
+def test_serve_env_moves_haproxy_files_into_the_private_folder_and_names_the_grpc_host() -> None:
+    env = serve_env(DeploymentsConfig(ingress="haproxy"), grpc_host="127.0.0.1", haproxy_dir="/tmp/fs-haproxy-x")
+    paths = {k: v for k, v in env.items() if k.startswith("RAY_SERVE_HAPROXY") and "TIMEOUT" not in k}
+    assert paths == haproxy_paths("/tmp/fs-haproxy-x")
+    assert all(v.startswith("/tmp/fs-haproxy-x") for v in haproxy_paths("/tmp/fs-haproxy-x").values())
+    assert env[GRPC_HOST_ENV] == "127.0.0.1"
+    assert not any(k.startswith("RAY_SERVE_HAPROXY") for k in
+                   serve_env(DeploymentsConfig(ingress="proxy"), haproxy_dir="/tmp/x"))
+    module, _, func = RAY_WORKER_SETUP_HOOK.rpartition(".")
+    assert callable(getattr(__import__(module, fromlist=[func]), func))
+
+
+def test_the_hook_patches_a_worker_process(tmp_path) -> None:  # noqa: ANN001
+    """apply() as Ray runs it in a fresh worker process: the template Ray renders from is ours, and a gRPC
+    server Ray Serve starts on `[::]` listens on the gateway's host only."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, concurrent.futures, grpc, psutil\n"
+        "from finserve.serving.ray_hardening import apply\n"
+        "apply()\n"
+        "from ray.serve._private import default_impl, haproxy\n"
+        "server = grpc.server(concurrent.futures.ThreadPoolExecutor(1))\n"
+        "default_impl.add_grpc_address(server, '[::]:0')\n"
+        "server.start()\n"
+        "ips = sorted({c.laddr.ip for c in psutil.Process().net_connections('tcp') if c.status == 'LISTEN'})\n"
+        "print(json.dumps({'ips': ips, 'template': haproxy.HAPROXY_CONFIG_TEMPLATE}))\n"
+    )
+    env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1", GRPC_HOST_ENV: "127.0.0.1"}
+    out = subprocess.run([sys.executable, "-P", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["ips"] and set(seen["ips"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC may use a v4-mapped socket
+    assert seen["template"] == harden_template(_template())
