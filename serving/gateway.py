@@ -24,8 +24,11 @@ from pydantic import ValidationError
 from .audit.record import bounded
 from .client_fields import ClientFields
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, Unauthorized, map_error
-from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
+from .oip import InferRequest, check_version, model_metadata, server_metadata, to_chat_requests, to_infer_response
 from .pipeline import Pipeline, RequestContext
+from .openai_compat.embeddings import embedding_model
+from .openai_compat.routes import GatewayHooks, add_openai_routes
+from .openai_compat.rules import check_chat_request
 from .schemas import ChatCompletionRequest, ModelCard, ModelList
 
 log = logging.getLogger(__name__)
@@ -175,6 +178,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         try:
             req = ChatCompletionRequest.model_validate(parse_json(raw))
             req.user = fields.user(req.user)  # an end-user id (often an email): only its pseudonym goes on
+            check_chat_request(req)  # fields finserve cannot honour (tools, n > 1, ...): a 400 naming them
         except FinserveError as exc:
             return await reject(ctx, exc, raw)
         except ValidationError as exc:
@@ -193,6 +197,10 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return _error_response(exc, ctx.request_id)
         return JSONResponse(completion.model_dump(mode="json"), headers={"x-request-id": ctx.request_id})
 
+    add_openai_routes(api, pipeline, GatewayHooks(
+        fields=fields, check_auth=check_auth, reject=reject, error_response=_error_response, sse=_sse,
+        parse_json=parse_json, validation_message=validation_message, fork_context=fork_context))
+
     # ---- KServe Open Inference Protocol v2 (REST) ----
 
     @api.get("/v2/health/live")
@@ -204,17 +212,39 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         ok = all((await readiness()).values())
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
+    @api.get("/v2")
+    async def v2_server() -> JSONResponse:
+        return JSONResponse(server_metadata().model_dump(mode="json"))
+
     @api.get("/v2/models/{model}")
-    async def v2_model(model: str) -> JSONResponse:
+    @api.get("/v2/models/{model}/versions/{version}")
+    async def v2_model(model: str, version: str | None = None) -> JSONResponse:
         try:
-            route = pipeline.router.route(model)
+            meta = model_metadata(model, pipeline.router.route(model), version)
         except FinserveError as exc:
             return _error_response(exc, "metadata")
-        return JSONResponse(model_metadata(model, route).model_dump(mode="json"))
+        return JSONResponse(meta.model_dump(mode="json"))
+
+    @api.get("/v2/models/{model}/ready")
+    @api.get("/v2/models/{model}/versions/{version}/ready")
+    async def v2_model_ready(model: str, version: str | None = None) -> JSONResponse:
+        try:
+            check_version(pipeline.router.route(model), version)
+        except FinserveError as exc:
+            return _error_response(exc, "ready")
+        ok = all((await readiness()).values())  # the same readiness as /readyz and ModelReady over gRPC
+        return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
     @api.post("/v2/models/{model}/infer")
-    async def v2_infer(model: str, request: Request) -> Response:
+    @api.post("/v2/models/{model}/versions/{version}/infer")
+    async def v2_infer(model: str, request: Request, version: str | None = None) -> Response:
         base, bad_header = await fields.context(request.headers)
+        if not base.adapter_override and version:
+            # A version in the path names an adapter, as gRPC's model_version: x-finserve-adapter's rules.
+            try:
+                base.adapter_override = await fields.adapter_ref("model_version", version)
+            except InvalidRequest as exc:
+                bad_header = bad_header or exc
         try:
             check_auth(request)
             if bad_header:
@@ -247,7 +277,8 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     @api.get("/v1/models")
     async def models() -> ModelList:
         routes = pipeline.router.models()
-        return ModelList(data=[ModelCard(id=name, root=route.base_model) for name, route in sorted(routes.items())])
+        cards = [ModelCard(id=name, root=route.base_model) for name, route in sorted(routes.items())]
+        return ModelList(data=[*cards, ModelCard(id=embedding_model(pipeline.config.retrieval))])  # /v1/embeddings
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:

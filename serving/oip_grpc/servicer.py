@@ -15,14 +15,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 import grpc
 
 from ..errors import FinserveError, InvalidRequest, PayloadTooLarge, map_error
 from ..gateway import Readiness, audit_rejection, check_api_key, client_fields, fork_context
-from ..oip import model_metadata, to_chat_requests, to_infer_response
+from ..oip import model_metadata, server_metadata, to_chat_requests, to_infer_response
 from ..pipeline import Pipeline
 from . import grpc_predict_v2_pb2 as pb
 from . import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -72,13 +71,6 @@ def _headers(context: Context) -> dict[str, str]:
     return {key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
 
 
-def _server_version() -> str:
-    try:
-        return version("finserve")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, pipeline: Pipeline, readiness: Readiness) -> None:
         self.pipeline = pipeline
@@ -102,7 +94,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @_rpc
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,
                              grpc_context: Context) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="finserve", version=_server_version(), extensions=[])
+        meta = server_metadata()
+        return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=meta.extensions)
 
     @_rpc
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, grpc_context: Context) -> pb.ModelMetadataResponse:

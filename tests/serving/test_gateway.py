@@ -109,7 +109,8 @@ def test_health_ready_models_metrics(local_client):
     assert local_client.get("/healthz").json() == {"status": "ok"}
     ready = local_client.get("/readyz")
     assert ready.status_code == 200 and all(ready.json()["stages"].values())
-    assert [m["id"] for m in local_client.get("/v1/models").json()["data"]] == ["finserve-banking"]
+    # Chat models first, then the embedder /v1/embeddings serves.
+    assert [m["id"] for m in local_client.get("/v1/models").json()["data"]] == ["finserve-banking", "all-MiniLM-L6-v2"]
     ask(local_client, f"card {CARD} lost")
     metrics = local_client.get("/metrics").text
     assert 'finserve_requests_total{adapter="base",code="200",model="finserve-banking",version="0.0.0"} 1.0' in metrics
