@@ -37,16 +37,22 @@ Readiness = Callable[[], Awaitable[dict[str, bool]]]
 REJECTED_BODY_CHARS = 4096  # how much of a refused request's body its audit line keeps
 
 
-def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
+def _error_response(exc: BaseException, request_id: str, *, oip: bool = False) -> JSONResponse:
+    """OpenAI's error envelope; with ``oip`` the Open Inference Protocol's (``error`` is the message string,
+    as KServe and Triton clients read it), the same facts beside it."""
     m = map_error(exc)
     if m.status >= 500 and m.code == "internal_error":
         log.exception("request %s failed", request_id, exc_info=exc)
     headers = {"x-request-id": request_id}
     if m.retry_after is not None:
         headers["Retry-After"] = str(m.retry_after)
-    body = {"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param,
-                      "request_id": request_id}}
+    facts = {"type": m.code, "code": m.code, "param": m.param, "request_id": request_id}
+    body = {"error": m.message, **facts} if oip else {"error": {"message": m.message, **facts}}
     return JSONResponse(body, status_code=m.status, headers=headers)
+
+
+def _oip_error_response(exc: BaseException, request_id: str) -> JSONResponse:
+    return _error_response(exc, request_id, oip=True)
 
 
 def validation_message(err: ValidationError) -> tuple[str, str | None]:
@@ -152,13 +158,13 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     def check_auth(request: Request) -> None:
         check_api_key(request.headers.get("authorization", ""), gw.api_key_env)
 
-    async def reject(ctx: RequestContext, exc: BaseException, raw: bytes | None) -> JSONResponse:
+    async def reject(ctx: RequestContext, exc: BaseException, raw: bytes | None, *, oip: bool = False) -> JSONResponse:
         # Audit the rejection with the body guarded: nothing is lost, nothing leaks. No line, no answer.
         try:
             await audit_rejection(pipeline, ctx, exc, raw.decode("utf-8", errors="replace") if raw else None)
         except AuditUnavailable as failed:
-            return _error_response(failed, ctx.request_id)
-        return _error_response(exc, ctx.request_id)
+            return _error_response(failed, ctx.request_id, oip=oip)
+        return _error_response(exc, ctx.request_id, oip=oip)
 
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -222,7 +228,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         try:
             meta = model_metadata(model, pipeline.router.route(model), version)
         except FinserveError as exc:
-            return _error_response(exc, "metadata")
+            return _oip_error_response(exc, "metadata")
         return JSONResponse(meta.model_dump(mode="json"))
 
     @api.get("/v2/models/{model}/ready")
@@ -231,7 +237,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         try:
             check_version(pipeline.router.route(model), version)
         except FinserveError as exc:
-            return _error_response(exc, "ready")
+            return _oip_error_response(exc, "ready")
         ok = all((await readiness()).values())  # the same readiness as /readyz and ModelReady over gRPC
         return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
@@ -253,7 +259,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             if len(raw) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
         except FinserveError as exc:
-            return await reject(base, exc, None)
+            return await reject(base, exc, None, oip=True)
         try:
             infer = InferRequest.model_validate_json(raw)
             infer_id = await fields.request_id("id", infer.id)
@@ -261,16 +267,16 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
                      for c in to_chat_requests(model, infer)]
         except ValidationError as exc:
             msg, field = validation_message(exc)
-            return await reject(base, InvalidRequest(msg, param=field), raw)
+            return await reject(base, InvalidRequest(msg, param=field), raw, oip=True)
         except Exception as exc:  # noqa: BLE001 - FinserveError or anything else: audited, one envelope
-            return await reject(base, exc, raw)
+            return await reject(base, exc, raw, oip=True)
         answers = []
         try:
             for i, chat in enumerate(chats):
                 ctx = fork_context(base, f"{base.request_id}-{i}" if len(chats) > 1 else base.request_id)
                 answers.append(await pipeline.chat(chat, ctx))
         except Exception as exc:  # noqa: BLE001 - one envelope for every error
-            return _error_response(exc, base.request_id)
+            return _oip_error_response(exc, base.request_id)
         out = to_infer_response(model, infer_id or base.request_id, answers)
         return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id})
 

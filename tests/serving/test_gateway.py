@@ -142,4 +142,4 @@ def test_oip_v2_infer(local_client):
     assert CARD not in resp.text
     bad = local_client.post("/v2/models/finserve-banking/infer", json={"inputs": [
         {"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}]})
-    assert bad.status_code == 400 and "text" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and "text" in bad.json()["error"]  # OIP v2: error is the message string
