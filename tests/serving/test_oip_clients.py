@@ -26,15 +26,6 @@ def rest(served):
     client.close()
 
 
-@pytest.fixture(scope="module")
-def grpc_client(served):
-    import tritonclient.grpc as tgrpc
-
-    client = tgrpc.InferenceServerClient(f"127.0.0.1:{served.grpc_port}")
-    yield client
-    client.close()
-
-
 def auth(served) -> dict[str, str]:
     return {"authorization": f"Bearer {served.key}"}
 
@@ -60,25 +51,28 @@ def test_rest_unknown_version_metadata_is_not_found(rest):
     assert "not served" in str(err.value) and "9.9.9" not in str(err.value)
 
 
-def _rest_infer(rest, served, question: str, **kwargs):
+def _rest_infer(rest, question: str, **kwargs):
     import tritonclient.http as http
 
     text = http.InferInput("text", [1], "BYTES")
     text.set_data_from_numpy(np.array([question.encode()], dtype=object), binary_data=False)
     outputs = [http.InferRequestedOutput(n, binary_data=False) for n in ("text", "adapter", "request_id")]
-    return rest.infer(MODEL, [text], outputs=outputs, headers=auth(served), **kwargs)
+    return rest.infer(MODEL, [text], outputs=outputs, **kwargs)
 
 
 def test_rest_infer_latest_and_pinned_to_a_version(rest, served):
-    for kwargs in ({}, {"model_version": VERSION}):
-        result = _rest_infer(rest, served, f"My card {CARD} has not arrived", request_id="oip-rest", **kwargs)
+    for i, kwargs in enumerate(({}, {"model_version": VERSION})):
+        result = _rest_infer(rest, f"My card {CARD} has not arrived", request_id=f"oip-id-{i}",
+                             headers={**auth(served), "x-request-id": f"oip-rest-{i}"}, **kwargs)
         [answer] = result.as_numpy("text")
         assert (answer.decode() if isinstance(answer, bytes) else answer).strip()
         assert [a.decode() if isinstance(a, bytes) else a for a in result.as_numpy("adapter")] == [VERSION]
+        assert result.get_response()["id"] == f"oip-id-{i}"
         assert CARD not in str(result.get_response())
-    lines = [x for x in read_records(served.config.audit.path) if x["request_id"] == "oip-rest"]
-    assert [x["status"] for x in lines] == [200, 200]
-    assert [x["route"] for x in lines] == ["stable", "override"]  # the version in the path pins the adapter
+    lines = {x["request_id"]: x for x in read_records(served.config.audit.path) if x["request_id"].startswith("oip-rest")}
+    assert [lines[f"oip-rest-{i}"]["status"] for i in (0, 1)] == [200, 200]
+    # The version in the path pins the adapter, as gRPC's model_version and the x-finserve-adapter header do.
+    assert [lines[f"oip-rest-{i}"]["route"] for i in (0, 1)] == ["stable", "override"]
 
 
 def test_rest_infer_needs_the_key(rest):
@@ -92,20 +86,51 @@ def test_rest_infer_needs_the_key(rest):
     assert err.value.status() == "401"
 
 
-def test_grpc_client_readiness_metadata_and_infer(grpc_client, served):
-    import tritonclient.grpc as tgrpc
-    from tritonclient.utils import InferenceServerException
+# tritonclient.grpc registers the same protobuf package (``inference``) as finserve's own stubs, and one
+# process has one descriptor pool: its client runs in a process of its own, as a user's would.
+GRPC_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as tgrpc
+from tritonclient.utils import InferenceServerException
 
-    assert grpc_client.is_server_live() and grpc_client.is_server_ready()
-    assert grpc_client.get_server_metadata().name == "finserve"
-    assert grpc_client.is_model_ready(MODEL) and grpc_client.is_model_ready(MODEL, model_version=VERSION)
-    assert not grpc_client.is_model_ready(MODEL, model_version="base@9.9.9")
-    assert grpc_client.get_model_metadata(MODEL).versions == [VERSION]
-    text = tgrpc.InferInput("text", [1], "BYTES")
-    text.set_data_from_numpy(np.array([b"How do I activate my card?"], dtype=object))
-    result = grpc_client.infer(MODEL, [text], model_version=VERSION, headers=auth(served), request_id="oip-grpc-v")
-    assert result.as_numpy("text")[0].decode().strip()
-    assert result.as_numpy("adapter")[0].decode() == VERSION
-    with pytest.raises(InferenceServerException) as err:
-        grpc_client.infer("nope", [text], headers=auth(served))
-    assert err.value.status() == "StatusCode.NOT_FOUND"
+url, key, model, version = sys.argv[1:]
+c = tgrpc.InferenceServerClient(url)
+out = {"live": c.is_server_live(), "ready": c.is_server_ready(), "name": c.get_server_metadata().name,
+       "model_ready": c.is_model_ready(model), "version_ready": c.is_model_ready(model, model_version=version),
+       "other_version_ready": c.is_model_ready(model, model_version="base@9.9.9"),
+       "versions": list(c.get_model_metadata(model).versions)}
+text = tgrpc.InferInput("text", [1], "BYTES")
+text.set_data_from_numpy(np.array([b"How do I activate my card?"], dtype=object))
+auth = {"authorization": "Bearer " + key}
+r = c.infer(model, [text], model_version=version, headers={**auth, "x-request-id": "oip-grpc-v"})
+out["text"] = r.as_numpy("text")[0].decode()
+out["adapter"] = r.as_numpy("adapter")[0].decode()
+try:
+    c.infer("nope", [text], headers=auth)
+except InferenceServerException as e:
+    out["unknown_model"] = e.status()
+try:
+    c.infer(model, [text])
+except InferenceServerException as e:
+    out["no_key"] = e.status()
+print(json.dumps(out))
+"""
+
+
+def test_grpc_client_readiness_metadata_and_infer(served):
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-P", "-c", GRPC_CLIENT, f"127.0.0.1:{served.grpc_port}", served.key,
+                          MODEL, VERSION], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["live"] and out["ready"] and out["name"] == "finserve"
+    assert out["model_ready"] and out["version_ready"] and not out["other_version_ready"]
+    assert out["versions"] == [VERSION]
+    assert out["text"].strip() and out["adapter"] == VERSION
+    assert out["unknown_model"] == "StatusCode.NOT_FOUND" and out["no_key"] == "StatusCode.UNAUTHENTICATED"
+    [line] = [x for x in read_records(served.config.audit.path) if x["request_id"] == "oip-grpc-v"]
+    assert line["status"] == 200 and line["route"] == "override"
