@@ -104,8 +104,10 @@ text = tgrpc.InferInput("text", [1], "BYTES")
 text.set_data_from_numpy(np.array([b"How do I activate my card?"], dtype=object))
 auth = {"authorization": "Bearer " + key}
 r = c.infer(model, [text], model_version=version, headers={**auth, "x-request-id": "oip-grpc-v"})
-out["text"] = r.as_numpy("text")[0].decode()
-out["adapter"] = r.as_numpy("adapter")[0].decode()
+# finserve answers in typed contents (bytes_contents), which the protocol allows; tritonclient's as_numpy
+# reads those with np.array(copy=False), which numpy 2 refuses: read the response message instead.
+outputs = {t.name: t.contents.bytes_contents[0].decode() for t in r.get_response().outputs}
+out["text"], out["adapter"] = outputs["text"], outputs["adapter"]
 try:
     c.infer("nope", [text], headers=auth)
 except InferenceServerException as e:
