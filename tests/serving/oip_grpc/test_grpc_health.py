@@ -86,3 +86,42 @@ def test_ray_serve_can_register_the_health_service_and_the_gateway_answers_it():
         assert method is getattr(HealthServicer, name)
         assert list(inspect.signature(method).parameters) == ["self", "request", "grpc_context"]
     assert inspect.isasyncgenfunction(cls.Watch) and inspect.iscoroutinefunction(cls.Check)
+
+
+@pytest.mark.slow
+def test_ray_serves_grpc_proxy_hosts_the_health_service(tmp_path):
+    """Ray Serve's own gRPC proxy, configured as `finserve up` and the chart configure it, answers
+    grpc.health.v1 Check by calling the ingress deployment's method: no application metadata needed."""
+    import tempfile
+
+    import ray
+    from netutil import free_port
+    from ray import serve
+
+    # Defined here so Ray pickles it by value: its workers cannot import this test module.
+    class HealthOnlyIngress(HealthServicer):
+        """A Ray Serve ingress with nothing but the health servicer (the Gateway inherits the same class)."""
+
+        def __init__(self) -> None:
+            async def ready() -> dict[str, bool]:
+                return {"stage": True}
+
+            HealthServicer.__init__(self, ready)
+
+    grpc_port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _temp_dir=tempfile.mkdtemp(prefix="fsray-", dir="/tmp"))
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": free_port()},
+                    grpc_options={"port": grpc_port, "grpc_servicer_functions": [ADD_HEALTH_SERVICER]})
+        serve.run(serve.deployment(HealthOnlyIngress, name="Health", ray_actor_options={"num_cpus": 0}).bind(),
+                  name="finserve", route_prefix="/")
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            assert stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=60).status == SERVING
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=60)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        serve.shutdown()
+        ray.shutdown()
