@@ -14,7 +14,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Manual control: set `finserve.dev/<command>` to any new value (the CLI writes a timestamp).
 # A command runs once per value: the handled value is kept in status.handledCommands.
 COMMAND_PREFIX = f"{GROUP}/"
-COMMANDS = ("abort", "promote", "pause", "resume")
+# retry starts a Failed or Aborted rollout again from its first step (`finserve rollout retry`).
+COMMANDS = ("abort", "promote", "pause", "resume", "retry")
 
 # kopf's own bookkeeping (handler progress, last handled spec, finalizer) under a separate prefix,
 # so the object's status holds only what the rollout reports.

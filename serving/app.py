@@ -28,6 +28,7 @@ from .inference.config import GeneratorConfig
 from .inference.engine import build_engine
 from .inference.types import GenerationRequest, GenerationResult, StreamChunk
 from .intent import HeadScores, IntentClassifier, IntentConfig
+from .oip_grpc.health import HealthServicer
 from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
 from .pipeline import Pipeline
@@ -196,9 +197,10 @@ class _AuditHandle:
 
 
 # One deployment is both ingresses: HTTP through the late-bound ASGI app, and gRPC because Ray
-# Serve's gRPC proxy calls the ingress's methods by RPC name (ModelInfer, ...), inherited here.
+# Serve's gRPC proxy calls the ingress's methods by RPC name (ModelInfer, ..., and grpc.health.v1's
+# Check / Watch), inherited here.
 @serve.ingress()
-class Gateway(InferenceServicer):
+class Gateway(InferenceServicer, HealthServicer):
     def __init__(self, config: dict[str, Any], guard: DeploymentHandle | None, retriever: DeploymentHandle | None,
                  generator: DeploymentHandle, audit: DeploymentHandle | None) -> None:
         cfg = ServingConfig.model_validate(config)
@@ -228,6 +230,7 @@ class Gateway(InferenceServicer):
         )
         InferenceServicer.__init__(self, self.pipeline, self.readiness)
         self._metrics = start_metrics_listener(cfg.exposure, self.pipeline.metrics.registry)  # loopback default
+        HealthServicer.__init__(self, self.readiness)
         # Ray Serve builds the replica inside its event loop: warm the context guard's cache beside it.
         self._warming = asyncio.get_running_loop().create_task(self.pipeline.warm())
 

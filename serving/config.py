@@ -198,8 +198,15 @@ class ServingConfig(StrictModel):
 
 
 def load_serving_config(path: str | Path | None = None) -> ServingConfig:
-    """The embedded default, or a YAML file (env FINSERVE_CONFIG when no path is given)."""
+    """The embedded default, or a YAML file (env FINSERVE_CONFIG when no path is given), with the
+    environment's FINSERVE_<SECTION>__<FIELD> overrides on top (serving/settings.py)."""
+    import yaml
+
+    from .settings import with_env
+
     path = path or os.environ.get("FINSERVE_CONFIG") or None
-    if path is None:
-        return ServingConfig()
-    return ServingConfig.from_file(path)
+    data: dict = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    return with_env(data)

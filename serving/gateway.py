@@ -24,7 +24,10 @@ from .access.ingress import Ingress, Readiness, fork_context, validation_message
 from .admission import requested_tokens
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
 from .exposure import docs_options, metrics_allowed
-from .oip import InferRequest, model_metadata, to_chat_requests, to_infer_response
+from .oip import InferRequest, check_version, model_metadata, server_metadata, to_chat_requests, to_infer_response
+from .openai_compat.embeddings import embedding_model
+from .openai_compat.routes import GatewayHooks, add_openai_routes
+from .openai_compat.rules import check_chat_request
 from .pipeline import Pipeline, RequestContext
 from .schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from .telemetry.http import instrument_api
@@ -34,7 +37,9 @@ log = logging.getLogger(__name__)
 __all__ = ["Readiness", "create_api", "parse_json", "validation_message"]
 
 
-def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
+def _error_response(exc: BaseException, request_id: str, *, oip: bool = False) -> JSONResponse:
+    """OpenAI's error envelope; with ``oip`` the Open Inference Protocol's (``error`` is the message string,
+    as KServe and Triton clients read it), the same facts beside it."""
     m = map_error(exc)
     if m.status >= 500 and m.code == "internal_error":
         log.exception("request %s failed", request_id, exc_info=exc)
@@ -44,9 +49,13 @@ def _error_response(exc: BaseException, request_id: str) -> JSONResponse:
     if m.www_authenticate is not None:
         headers["WWW-Authenticate"] = m.www_authenticate
     headers.update(getattr(exc, "headers", None) or {})  # RateLimited: the x-ratelimit-* headers
-    body = {"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param,
-                      "request_id": request_id}}
+    facts = {"type": m.code, "code": m.code, "param": m.param, "request_id": request_id}
+    body = {"error": m.message, **facts} if oip else {"error": {"message": m.message, **facts}}
     return JSONResponse(body, status_code=m.status, headers=headers)
+
+
+def _oip_error_response(exc: BaseException, request_id: str) -> JSONResponse:
+    return _error_response(exc, request_id, oip=True)
 
 
 def answer_headers(request_id: str, completion: ChatCompletion) -> dict[str, str]:
@@ -114,13 +123,13 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     api.add_middleware(ReadAuthMiddleware, authenticator=ingress.auth)
     instrument_api(api)  # logs per FINSERVE_LOG_FORMAT; with OTEL_* set, a server span per request
 
-    async def reject(ctx: RequestContext, exc: BaseException, raw: bytes | None) -> JSONResponse:
+    async def reject(ctx: RequestContext, exc: BaseException, raw: bytes | None, *, oip: bool = False) -> JSONResponse:
         # Audit the rejection with the body guarded: nothing is lost, nothing leaks. No line, no answer.
         try:
             await ingress.audit_rejection(ctx, exc, raw.decode("utf-8", errors="replace") if raw else None)
         except AuditUnavailable as failed:
-            return _error_response(failed, ctx.request_id)
-        return _error_response(exc, ctx.request_id)
+            return _error_response(failed, ctx.request_id, oip=oip)
+        return _error_response(exc, ctx.request_id, oip=oip)
 
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -139,6 +148,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         try:
             req = ChatCompletionRequest.model_validate(parse_json(raw))
             req.user = fields.user(req.user)  # an end-user id (often an email): only its pseudonym goes on
+            check_chat_request(req)  # fields finserve cannot honour (tools, n > 1, ...): a 400 naming them
         except FinserveError as exc:
             return await reject(ctx, exc, raw)
         except ValidationError as exc:
@@ -164,6 +174,13 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         return JSONResponse(completion.model_dump(mode="json"),
                             headers={**answer_headers(ctx.request_id, completion), **limits})
 
+    async def limit(ctx: RequestContext, request: Request, requests: int, tokens: int) -> dict[str, str]:
+        return await pipeline.admission.admit(ctx.principal, _address(request), ctx.tenant, requests, tokens)
+
+    add_openai_routes(api, pipeline, GatewayHooks(
+        fields=fields, admit=ingress.admit, limit=limit, reject=reject, error_response=_error_response, sse=_sse,
+        parse_json=parse_json, validation_message=validation_message, fork_context=fork_context))
+
     # ---- KServe Open Inference Protocol v2 (REST) ----
 
     @api.get("/v2/health/live")
@@ -175,17 +192,34 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         ok = all((await readiness()).values())
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
+    @api.get("/v2")
+    async def v2_server() -> JSONResponse:
+        return JSONResponse(server_metadata().model_dump(mode="json"))
+
     @api.get("/v2/models/{model}")
-    async def v2_model(model: str) -> JSONResponse:
+    @api.get("/v2/models/{model}/versions/{version}")
+    async def v2_model(model: str, version: str | None = None) -> JSONResponse:
         try:
-            route = pipeline.router.route(model)
+            meta = model_metadata(model, pipeline.router.route(model), version)
         except FinserveError as exc:
-            return _error_response(exc, "metadata")
-        return JSONResponse(model_metadata(model, route).model_dump(mode="json"))
+            return _oip_error_response(exc, "metadata")
+        return JSONResponse(meta.model_dump(mode="json"))
+
+    @api.get("/v2/models/{model}/ready")
+    @api.get("/v2/models/{model}/versions/{version}/ready")
+    async def v2_model_ready(model: str, version: str | None = None) -> JSONResponse:
+        try:
+            check_version(pipeline.router.route(model), version)
+        except FinserveError as exc:
+            return _oip_error_response(exc, "ready")
+        ok = all((await readiness()).values())  # the same readiness as /readyz and ModelReady over gRPC
+        return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
     @api.post("/v2/models/{model}/infer")
-    async def v2_infer(model: str, request: Request) -> Response:
-        base, refused = await ingress.admit(request.headers)
+    @api.post("/v2/models/{model}/versions/{version}/infer")
+    async def v2_infer(model: str, request: Request, version: str | None = None) -> Response:
+        # A version in the path names an adapter, as gRPC's model_version: x-finserve-adapter's rules (and scope).
+        base, refused = await ingress.admit(request.headers, body_adapter=("model_version", version or ""))
         try:
             if refused:
                 raise refused
@@ -193,7 +227,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             if len(raw) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
         except FinserveError as exc:
-            return await reject(base, exc, None)
+            return await reject(base, exc, None, oip=True)
         try:
             infer = InferRequest.model_validate_json(raw)
             infer_id = await fields.request_id("id", infer.id)
@@ -201,29 +235,30 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
                      for c in to_chat_requests(model, infer, gw.max_questions)]
         except ValidationError as exc:
             msg, field = validation_message(exc)
-            return await reject(base, InvalidRequest(msg, param=field), raw)
+            return await reject(base, InvalidRequest(msg, param=field), raw, oip=True)
         except Exception as exc:  # noqa: BLE001 - FinserveError or anything else: audited, one envelope
-            return await reject(base, exc, raw)
+            return await reject(base, exc, raw, oip=True)
         try:
             limits = await pipeline.admission.admit(
                 base.principal, _address(request), base.tenant, len(chats),
                 sum(requested_tokens(c, gw.max_tokens_default) for c in chats))
         except FinserveError as exc:
-            return await reject(base, exc, None)
+            return await reject(base, exc, None, oip=True)
         answers = []
         try:
             for i, chat in enumerate(chats):
                 ctx = fork_context(base, f"{base.request_id}-{i}" if len(chats) > 1 else base.request_id)
                 answers.append(await pipeline.chat(chat, ctx))
         except Exception as exc:  # noqa: BLE001 - one envelope for every error
-            return _error_response(exc, base.request_id)
+            return _oip_error_response(exc, base.request_id)
         out = to_infer_response(model, infer_id or base.request_id, answers)
         return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id, **limits})
 
     @api.get("/v1/models")
     async def models() -> ModelList:
         routes = pipeline.router.models()
-        return ModelList(data=[ModelCard(id=name, root=route.base_model) for name, route in sorted(routes.items())])
+        cards = [ModelCard(id=name, root=route.base_model) for name, route in sorted(routes.items())]
+        return ModelList(data=[*cards, ModelCard(id=embedding_model(pipeline.config.retrieval))])  # /v1/embeddings
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:

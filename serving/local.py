@@ -20,6 +20,7 @@ from .gateway import create_api
 from .guard.engine import PIIGuard
 from .inference.engine import Engine, build_engine
 from .intent import IntentClassifier
+from .oip_grpc.health import HealthServicer
 from .oip_grpc.server import start_grpc_server
 from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
@@ -96,7 +97,8 @@ def create_local_app(config: ServingConfig, *, grpc_port: int | None = None) -> 
         try:
             if grpc_port is not None:
                 servicer = InferenceServicer(stack.pipeline, stack.readiness)
-                server, api.state.grpc_port = await start_grpc_server(servicer, config.gateway.host, grpc_port)
+                server, api.state.grpc_port = await start_grpc_server(
+                    servicer, config.gateway.host, grpc_port, HealthServicer(stack.readiness))
             yield
         finally:
             if server is not None:

@@ -10,13 +10,14 @@ fields.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from finserve.contracts import Route
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, ModelNotFound
 from .schemas import ChatCompletion, ChatCompletionRequest, ChatMessageIn
 
 OUTPUTS = ("text", "intent", "adapter", "request_id", "citations")
@@ -70,9 +71,34 @@ class ModelMetadata(BaseModel):
     outputs: list[TensorMetadata]
 
 
-def model_metadata(model: str, route: Route) -> ModelMetadata:
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+def server_metadata() -> ServerMetadata:
+    """``GET /v2`` and the ServerMetadata RPC: the same answer on both transports."""
+    try:
+        ours = version("finserve")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return ServerMetadata(name="finserve", version=ours, extensions=[])
+
+
+def check_version(route: Route, model_version: str | None) -> None:
+    """A ``/versions/{v}`` path names one of the adapters (NAME@VERSION) the route may serve, or is 404."""
+    if model_version and model_version not in {str(a) for a in route.candidates()}:
+        # Never echoes the version asked for: it is client input.
+        raise ModelNotFound("the version is not served by this model; see GET /v2/models/{name} for its versions",
+                            param="model_version")
+
+
+def model_metadata(model: str, route: Route, model_version: str | None = None) -> ModelMetadata:
+    check_version(route, model_version)
+    versions = [model_version] if model_version else [str(a) for a in route.candidates()]
     return ModelMetadata(
-        name=model, versions=[str(a) for a in route.candidates()], platform="finserve",
+        name=model, versions=versions, platform="finserve",
         inputs=[TensorMetadata(name="text", datatype="BYTES", shape=[-1])],
         outputs=[TensorMetadata(name=n, datatype="BYTES", shape=[-1]) for n in OUTPUTS],
     )

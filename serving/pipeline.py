@@ -88,6 +88,7 @@ class RequestContext:
     citations: list[str] = field(default_factory=list)
     index_version: str | None = None
     principal: str | None = None
+    limits: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* response headers (set by the ingress)
     trace_id: str | None = None
     degraded: str | None = None
     # Graceful degradation (serving/degrade/): the client's deadline (x-finserve-deadline-ms, checked at the
@@ -227,9 +228,9 @@ class Pipeline:
         ctx.model = req.model  # only a served route's name is ever recorded (metrics labels, audit)
 
         with _Timer(ctx, self.metrics, "guard_input"):
-            scanned = await self.guard.scan_many([m.content for m in req.messages])
+            scanned = await self.guard.scan_many([m.text for m in req.messages])
         ctx.pii["input"] = _merge_counts(scanned)
-        masked = [ChatMessage(role=m.role, content=r.text) for m, r in zip(req.messages, scanned, strict=True)]
+        masked = [ChatMessage(role=m.prompt_role, content=r.text) for m, r in zip(req.messages, scanned, strict=True)]
         query = next(m.content for m in reversed(masked) if m.role == "user")
         ctx.masked_input = query
         blocked = sorted({t for r in scanned for t in r.blocked})
@@ -381,9 +382,7 @@ class Pipeline:
                 id=f"chatcmpl-{ctx.request_id}",
                 model=req.model,
                 choices=[Choice(message=ChoiceMessage(content=out.text), finish_reason=result.finish_reason)],
-                usage=Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                            total_tokens=result.prompt_tokens + result.completion_tokens,
-                            prompt_tokens_details=PromptTokensDetails(cached_tokens=result.cached_prompt_tokens)),
+                usage=_usage(result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens),
                 finserve=self._info(ctx, found),
             )
         except asyncio.CancelledError:
@@ -584,6 +583,10 @@ class Pipeline:
             final = chunk({}, finish_reason, finserve=self._info(ctx, found).model_dump())
             await audit(200, None)  # write-ahead: durable before the client sees the end
             yield final
+            if req.stream_options is not None and req.stream_options.include_usage:
+                # OpenAI's usage chunk: after the last choice, with no choices of its own.
+                yield {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
+                       "choices": [], "usage": _usage(prompt, tokens, cached).model_dump()}
             if degraded is None:
                 await self._remember(key, "".join(released), GenerationResult(
                     text="", prompt_tokens=prompt, completion_tokens=tokens, cached_prompt_tokens=cached,
@@ -738,6 +741,11 @@ class _Stream:
 def ctx_id(key: str) -> str:
     """A cache key shortened for a log line (it is a hash: no content)."""
     return key[-12:]
+
+
+def _usage(prompt: int, completion: int, cached: int) -> Usage:
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached))
 
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": the answer was cut off by the client

@@ -15,6 +15,7 @@ from rich.console import Console
 from .config import ServingConfig
 from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
+from .oip_grpc.health import ADD_HEALTH_SERVICER
 from .serve_env import RAY_WORKER_SETUP_HOOK, haproxy_available, serve_env, usable_ingress
 
 
@@ -80,7 +81,8 @@ def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_
     try:
         # gRPC: Ray Serve's own proxy (one per node, like HTTP) calls the Gateway's RPC methods.
         serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port},
-                    grpc_options={"port": cfg.gateway.grpc_port, "grpc_servicer_functions": [ADD_SERVICER]})
+                    grpc_options={"port": cfg.gateway.grpc_port,
+                                  "grpc_servicer_functions": [ADD_SERVICER, ADD_HEALTH_SERVICER]})
         serve.run(build_app(cfg), name="finserve", route_prefix="/", blocking=False)
         url = f"http://{cfg.gateway.host}:{cfg.gateway.http_port}"
         x = cfg.exposure

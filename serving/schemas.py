@@ -3,34 +3,94 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finserve.contracts import StrictModel
 
 
+class ContentPart(BaseModel):
+    """One part of an OpenAI content array. Lenient on purpose: serving/openai_compat/rules.py checks
+    each part and names the one it refuses (``messages.0.content.1.type``), which a typed union cannot."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Any = Field(None, description="Part type; only 'text' is served.")
+    text: Any = Field(None, description="The text of a 'text' part.")
+
+
 class ChatMessageIn(StrictModel):
-    role: Literal["system", "user", "assistant"] = Field(description="Who wrote the message.")
-    content: str = Field(description="Message text.")
+    # tool / function are accepted here only so that the check can refuse them by name (no tools are served).
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
+        description="Who wrote the message; developer is OpenAI's newer name for system.")
+    content: str | list[ContentPart] | None = Field(
+        description="Message text, or OpenAI's array of content parts (text parts only).")
     name: str | None = Field(None, description="Optional participant name (ignored).")
+    tool_calls: list[Any] | None = Field(None, description="Refused: finserve serves no tools.")
+    tool_call_id: str | None = Field(None, description="Refused: finserve serves no tools.")
+    function_call: Any = Field(None, description="Refused: finserve serves no tools.")
+    refusal: str | None = Field(None, description="An earlier assistant refusal (ignored).")
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_shape(cls, value: object) -> object:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(p, dict) for p in value):
+            return value
+        raise ValueError("must be a string or an array of content parts ({\"type\": \"text\", \"text\": ...})")
+
+    @property
+    def text(self) -> str:
+        """The message as one string: the text parts of an array joined by newlines (the gateway has
+        refused any other part before this is read)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if p.type == "text" and isinstance(p.text, str))
+
+    @property
+    def prompt_role(self) -> Literal["system", "user", "assistant"]:
+        """The role the prompt builder knows: developer instructions are system instructions."""
+        if self.role in ("system", "developer"):
+            return "system"
+        return "assistant" if self.role == "assistant" else "user"
+
+
+class StreamOptions(StrictModel):
+    include_usage: bool = Field(False, description="Send a last chunk with usage and no choices (OpenAI's way).")
 
 
 class ChatCompletionRequest(BaseModel):
-    """OpenAI's request; unknown OpenAI fields are tolerated (clients send many), ours are checked."""
+    """OpenAI's request; unknown OpenAI fields are tolerated (clients send many), ours are checked.
+
+    Fields finserve cannot honour (tools, logprobs, n > 1, JSON response formats) are typed here so that
+    serving/openai_compat/rules.py refuses them with a 400 naming them instead of ignoring them.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="Client-facing model name, see GET /v1/models.")
     messages: list[ChatMessageIn] = Field(min_length=1, description="The conversation; the last user turn is answered.")
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
-    max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens (wins).")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 is greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    stop: str | list[str] | None = Field(None, description="Stop sequences.")
+    stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences (not included in the answer).")
     stream: bool = Field(False, description="Stream server-sent events.")
-    seed: int | None = Field(None, description="Sampling seed.")
+    stream_options: StreamOptions | None = Field(None, description="With stream: include_usage.")
+    seed: int | None = Field(None, description="Sampling seed (temperature 0 is greedy and deterministic anyway).")
     user: str | None = Field(None, description="End-user id: the sticky key for canary routing.")
+    n: int | None = Field(None, description="Choices per request: only 1.")
+    logprobs: bool | None = Field(None, description="Refused when true: log probabilities are not returned.")
+    top_logprobs: int | None = Field(None, description="Refused: log probabilities are not returned.")
+    tools: list[Any] | None = Field(None, description="Refused when not empty: no tools are served.")
+    tool_choice: Any = Field(None, description="Only 'none' (or absent).")
+    functions: list[Any] | None = Field(None, description="Refused when not empty (OpenAI's older tools).")
+    function_call: Any = Field(None, description="Only 'none' (or absent).")
+    response_format: dict[str, Any] | None = Field(None, description="Only {'type': 'text'}.")
 
 
 class PromptTokensDetails(StrictModel):

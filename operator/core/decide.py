@@ -130,6 +130,10 @@ def _commands(
             actions.append(
                 EmitEvent(type="Normal", reason="PromotedByCommand", message=str(update["message"]))
             )
+        elif command == "retry":
+            st = _retry(spec, st, handled)
+            actions.append(EmitEvent(type="Normal", reason="Retried", message=st.message or ""))
+            continue
         elif command == "pause":
             update |= {
                 "phase": Phase.PAUSED,
@@ -150,7 +154,22 @@ def _commands(
 _ACTIVE = (Phase.INITIALIZING, Phase.EVALUATING, Phase.SHADOWING, Phase.PROGRESSING)
 
 
+def _retry(spec: ModelRolloutSpec, st: RolloutStatus, handled: dict[str, str]) -> RolloutStatus:
+    """A Failed or Aborted rollout from its first step, as a fresh one: the same plan, no checks, weight 0
+    until Initializing has passed its gates again (the canary pool, an evaluation before traffic)."""
+    return RolloutStatus(
+        phase=Phase.INITIALIZING,
+        steps_hash=st.steps_hash,
+        handled_commands=handled,
+        replicas=st.replicas,  # owned by the autoscaler
+        conditions=[c for c in st.conditions if c.type not in ("AnalysisHealthy", "EvaluationPassed")],
+        message=f"retrying canary {spec.canary.ref()} from the first step by command",
+    )
+
+
 def _command_applies(command: str, phase: Phase | None) -> bool:
+    if command == "retry":
+        return phase in (Phase.FAILED, Phase.ABORTED)
     if command in ("abort", "promote"):
         return phase in (*_ACTIVE, Phase.PAUSED)
     if command == "pause":

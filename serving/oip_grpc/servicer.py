@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 import grpc
@@ -26,7 +25,7 @@ from ..access.ingress import Ingress, Readiness, fork_context
 from ..access.policy import rpc_scope
 from ..admission import requested_tokens
 from ..errors import FinserveError, PayloadTooLarge, map_error
-from ..oip import model_metadata, to_chat_requests, to_infer_response
+from ..oip import model_metadata, server_metadata, to_chat_requests, to_infer_response
 from ..pipeline import Pipeline
 from ..telemetry.request import server_span
 from . import grpc_predict_v2_pb2 as pb
@@ -91,13 +90,6 @@ def _peer(context: Context) -> str | None:
         return None
 
 
-def _server_version() -> str:
-    try:
-        return version("finserve")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, pipeline: Pipeline, readiness: Readiness) -> None:
         self.pipeline = pipeline
@@ -122,7 +114,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @_rpc
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,
                              grpc_context: Context) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="finserve", version=_server_version(), extensions=[])
+        meta = server_metadata()
+        return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=meta.extensions)
 
     @_rpc
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, grpc_context: Context) -> pb.ModelMetadataResponse:

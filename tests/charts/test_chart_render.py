@@ -416,6 +416,15 @@ def test_operator_off_renders_none_of_it():
     assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"]
 
 
+def test_readiness_probe_can_ask_grpc_health_on_the_grpc_port():
+    c = container(one(render(sets=("serving.probes.readinessVia=grpc",)), "Deployment", "finserve-serving-cpu")
+                  ["spec"]["template"]["spec"], "serving")
+    probe = c["readinessProbe"]
+    assert probe["grpc"] == {"port": 8081, "service": "inference.GRPCInferenceService"} and "httpGet" not in probe
+    assert probe["periodSeconds"] == 5 and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "readinessVia" in render_fails("serving.probes.readinessVia=tcp")
+
+
 # ---- RayService ---------------------------------------------------------------------------------
 
 def test_rayservice_serve_config_is_valid_for_ray_serve():
@@ -424,6 +433,8 @@ def test_rayservice_serve_config_is_valid_for_ray_serve():
 
     from finserve.serving.config import ServingConfig
     from finserve.serving.oip_grpc import ADD_SERVICER
+    from finserve.serving.oip_grpc.health import ADD_HEALTH_SERVICER
+    from grpc_health.v1.health_pb2_grpc import add_HealthServicer_to_server
     from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 
     docs = render(values=(CI / "rayservice-values.yaml",))
@@ -435,9 +446,10 @@ def test_rayservice_serve_config_is_valid_for_ray_serve():
     assert serve.http_options.host == "0.0.0.0" and serve.http_options.port == 8000
     # Ray Serve's gRPC proxy serves OIP v2 on the chart's gRPC port, with the servicer Ray can import.
     assert serve.grpc_options.port == 8081
-    assert serve.grpc_options.grpc_servicer_functions == [ADD_SERVICER]
+    assert serve.grpc_options.grpc_servicer_functions == [ADD_SERVICER, ADD_HEALTH_SERVICER]
     options = gRPCOptions(**serve.grpc_options.model_dump())
-    assert options.grpc_servicer_func_callable == [add_GRPCInferenceServiceServicer_to_server]
+    assert options.grpc_servicer_func_callable == [add_GRPCInferenceServiceServicer_to_server,
+                                                   add_HealthServicer_to_server]
     ServingConfig.model_validate(app.args)
     assert app.args["deployments"]["generator"]["num_gpus"] == 1
 

@@ -108,6 +108,26 @@ async def test_abort_annotation_rolls_back(kube, fake_prometheus, run_operator):
     )
 
 
+async def test_retry_annotation_starts_an_aborted_rollout_again_from_the_first_step(
+    kube, fake_prometheus, run_operator
+):
+    prom, _ = fake_prometheus
+    healthy(prom)
+    async with run_operator():
+        await create(kube, RESOURCE_MRO, rollout_manifest(strategy=fast(stepInterval="1h")))
+        await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Progressing"))
+        await patch(kube, RESOURCE_MRO, "default", "bank",
+                    {"metadata": {"annotations": {"finserve.dev/abort": "t1"}}})
+        await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Aborted"))
+        assert route(kube).canary is None
+        await patch(kube, RESOURCE_MRO, "default", "bank",
+                    {"metadata": {"annotations": {"finserve.dev/retry": "t2"}}})
+        again = await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Progressing"))
+    assert again["status"]["handledCommands"] == {"abort": "t1", "retry": "t2"}
+    assert again["status"]["currentStepIndex"] == 0 and again["status"]["failedChecks"] == 0
+    assert str(route(kube).canary) == "banking77@1.1.0" and route(kube).canary_weight > 0
+
+
 async def test_a_restarted_operator_resumes_from_status(kube, fake_prometheus, run_operator):
     prom, _ = fake_prometheus
     healthy(prom)

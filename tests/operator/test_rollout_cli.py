@@ -138,3 +138,83 @@ async def test_wait_exits_2_on_timeout(kube, kubeconfig):
     await create(kube, RESOURCE_MRO, rollout_manifest())
     result = await invoke("wait", "bank", "--timeout", "0.5")
     assert result.exit_code == 2
+
+
+# ---- list, get [--watch], retry, undo, --context (issue 19) ----
+
+async def test_list_shows_each_rollout_with_its_phase_and_weights(kube, kubeconfig):
+    assert "no modelrollouts in namespace default" in (await invoke("list")).output
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    await create(kube, RESOURCE_MRO, rollout_manifest("cards", model="finserve-cards"))
+    await patch(kube, RESOURCE_MRO, "default", "bank", {"status": {
+        "phase": "Progressing", "currentStepIndex": 1, "canaryWeight": 25, "stable": "banking77@1.0.0",
+        "canary": "banking77@1.1.0"}}, subresource="status")
+    result = await invoke("list", "-n", "default")
+    assert result.exit_code == 0, result.output
+    bank = next(line for line in result.output.splitlines() if " bank " in f" {line} ")
+    assert bank.split() == ["default", "bank", "finserve-banking", "Progressing", "2/4", "25%", "banking77@1.0.0",
+                            "banking77@1.1.0"]
+    assert "finserve-cards" in result.output
+    assert "bank" in (await invoke("list", "-A")).output
+
+
+async def test_get_marks_the_current_step(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    await patch(kube, RESOURCE_MRO, "default", "bank", {"status": {
+        "phase": "Progressing", "currentStepIndex": 2, "canaryWeight": 50}}, subresource="status")
+    result = await invoke("get", "bank")
+    assert result.exit_code == 0, result.output
+    rows = [line.replace("│", " ").split() for line in result.output.splitlines() if "%" in line and "│" in line]
+    assert rows == [["1", "5%"], ["2", "25%"], ["▶", "3", "50%"], ["4", "100%"]]
+    assert (await invoke("get", "nope")).exit_code == 3
+
+
+async def test_get_watch_follows_until_the_rollout_finishes(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    await settle(kube, "Progressing")
+    watching_cli = asyncio.create_task(invoke("get", "bank", "--watch"))
+    await watching(kube)
+    await settle(kube, "Succeeded")
+    result = await watching_cli
+    assert result.exit_code == 0, result.output
+    assert "phase Succeeded" in result.output
+
+
+async def test_retry_sets_its_annotation(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    result = await invoke("retry", "bank")
+    assert result.exit_code == 0, result.output
+    assert "finserve.dev/retry" in kube.objects[RESOURCE_MRO, "default", "bank"]["metadata"]["annotations"]
+
+
+async def test_undo_swaps_stable_and_canary_only_after_success(kube, kubeconfig):
+    await create(kube, RESOURCE_MRO, rollout_manifest())
+    await settle(kube, "Failed")
+    refused = await invoke("undo", "bank")
+    assert refused.exit_code == 1 and "only a Succeeded rollout" in refused.output
+    await settle(kube, "Succeeded")
+    result = await invoke("undo", "bank")
+    assert result.exit_code == 0, result.output
+    spec = kube.objects[RESOURCE_MRO, "default", "bank"]["spec"]
+    assert (spec["stable"]["version"], spec["canary"]["version"]) == ("1.1.0", "1.0.0")
+    assert "rolling banking77@1.0.0 back in" in result.output
+    # The edit is a new plan: its status is stale until the operator acts on it, so undo cannot run twice.
+    again = await invoke("undo", "bank")
+    assert again.exit_code == 1
+
+
+async def test_context_picks_the_kubeconfig_context_and_its_namespace(kube, kubeconfig):
+    import yaml
+
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["contexts"].append({"name": "other", "context": {"cluster": "kmock", "user": "kmock", "namespace": "team"}})
+    config["users"][0]["user"] = {"token": "test-token"}
+    config["contexts"][0]["context"]["cluster"] = "nowhere"  # the current context cannot be reached
+    config["clusters"].append({"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}})
+    kubeconfig.write_text(yaml.safe_dump(config))
+    await create(kube, RESOURCE_MRO, rollout_manifest(namespace="team"))
+    result = await invoke("status", "bank", "--context", "other")
+    assert result.exit_code == 0, result.output
+    assert "team/bank" in result.output
+    assert (await invoke("pause", "bank", "--context", "other")).exit_code == 0
+    assert "finserve.dev/pause" in kube.objects[RESOURCE_MRO, "team", "bank"]["metadata"]["annotations"]

@@ -32,3 +32,45 @@ def local_client(tmp_path: Path, small_index: Path, redis_server) -> Iterator:
     with TestClient(create_local_app(cfg)) as client:
         client.config = cfg  # type: ignore[attr-defined]
         yield client
+
+
+API_KEY = "sk-test-finserve"  # the key the `served` stack requires (an env var of its own, set for the module)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redis_server) -> Iterator:
+    """The whole in-process stack served by uvicorn on a free port (real HTTP, for real client libraries),
+    with OIP v2 over gRPC (and grpc.health.v1) beside it; an API key required; SSNs blocked by policy."""
+    import os
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import uvicorn
+    from netutil import free_port
+
+    from finserve.serving.guard.config import GuardConfig
+    from finserve.serving.local import create_local_app
+    from stack_config import stack_config
+
+    key_env = "FINSERVE_TEST_SERVED_API_KEY"
+    cfg = stack_config(tmp_path_factory.mktemp("served"), small_index, redis_server.url, api_key_env=key_env)
+    cfg.guard = GuardConfig.model_validate({**cfg.guard.model_dump(), "policies": {"US_SSN": "block"}})
+    app = create_local_app(cfg, grpc_port=0)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    os.environ[key_env] = API_KEY
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail("uvicorn did not start the app")
+            time.sleep(0.2)
+        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", port=port, grpc_port=app.state.grpc_port,
+                              config=cfg, key=API_KEY)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=120)
+        os.environ.pop(key_env, None)

@@ -199,6 +199,8 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
     for secret in SECRETS:
         assert secret not in everything
 
+    _check_openai_sdk(base, cfg)
+
     verify = subprocess.run([sys.executable, "-m", "finserve.cli", "audit", "verify", "--path", str(cfg.audit.path)],
                             capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -324,6 +326,26 @@ def _check_exposure(pid: int, cfg, haproxy: list[psutil.Process]) -> None:
     assert private.name.startswith("fs-haproxy-") and private.stat().st_mode & 0o777 == 0o700
 
 
+def _check_openai_sdk(base: str, cfg) -> None:
+    """The official openai SDK through the Ray ingress: a stream with its usage chunk, and embeddings of
+    masked text (the Retriever deployment embeds them)."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120)
+    *answer, last = list(client.chat.completions.create(
+        model="finserve-banking", messages=[{"role": "user", "content": [{"type": "text", "text": "Activate my card"}]}],
+        max_tokens=8, stream=True, stream_options={"include_usage": True}))
+    assert last.choices == [] and 0 < last.usage.completion_tokens <= 8
+    assert "".join(c.choices[0].delta.content or "" for c in answer).strip()
+    out = client.embeddings.create(model="all-MiniLM-L6-v2", input=[f"card {CARD}", "card 5500 0000 0000 0004"])
+    import numpy as np
+
+    assert len(out.data[0].embedding) == 384
+    assert np.allclose(out.data[0].embedding, out.data[1].embedding, atol=1e-5)  # both cards masked alike
+    statuses = [x["status"] for x in read_records(cfg.audit.path)]
+    assert statuses[-2:] == [200, 200]
+
+
 def _check_grpc(port: int, question: str) -> str:
     """OIP v2 through the gRPC ingress (Ray's proxy or HAProxy): health, one guarded answer, one NOT_FOUND."""
     from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
@@ -333,7 +355,12 @@ def _check_grpc(port: int, question: str) -> str:
                                                  contents=pb.InferTensorContents(bytes_contents=[question.encode()]))
     request = pb.ModelInferRequest(model_name="finserve-banking", inputs=[text],
                                    parameters={"max_tokens": pb.InferParameter(int64_param=16)})
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # grpc.health.v1 through the same ingress, as Kubernetes' grpc probe asks it (no metadata).
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
         stub = GRPCInferenceServiceStub(channel)
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
         assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready

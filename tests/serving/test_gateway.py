@@ -109,7 +109,8 @@ def test_health_ready_models_metrics(local_client):
     assert local_client.get("/healthz").json() == {"status": "ok"}
     ready = local_client.get("/readyz")
     assert ready.status_code == 200 and all(ready.json()["stages"].values())
-    assert [m["id"] for m in local_client.get("/v1/models").json()["data"]] == ["finserve-banking"]
+    # Chat models first, then the embedder /v1/embeddings serves.
+    assert [m["id"] for m in local_client.get("/v1/models").json()["data"]] == ["finserve-banking", "all-MiniLM-L6-v2"]
     ask(local_client, f"card {CARD} lost")
     metrics = local_client.get("/metrics").text
     assert 'finserve_requests_total{adapter="base",code="200",model="finserve-banking",version="0.0.0"} 1.0' in metrics
@@ -141,4 +142,4 @@ def test_oip_v2_infer(local_client):
     assert CARD not in resp.text
     bad = local_client.post("/v2/models/finserve-banking/infer", json={"inputs": [
         {"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}]})
-    assert bad.status_code == 400 and "text" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and "text" in bad.json()["error"]  # OIP v2: error is the message string

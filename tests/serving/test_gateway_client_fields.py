@@ -122,11 +122,11 @@ def test_http_fields_pseudonymised_and_answered(stack, headers, body):
 def test_v2_rest_model_id_and_parameters(stack):
     tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Where is my card?"]}
     resp = stack.client.post(f"/v2/models/{CARD}/infer", json={"inputs": [tensor]})
-    assert resp.status_code == 404 and resp.json()["error"]["param"] == "model"
+    assert resp.status_code == 404 and resp.json()["param"] == "model"
     resp = stack.client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [tensor], "parameters": {CARD: 1}})
-    assert resp.status_code == 400 and resp.json()["error"]["param"] == "parameters"
+    assert resp.status_code == 400 and resp.json()["param"] == "parameters"
     resp = stack.client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [tensor], "id": "a b"})
-    assert resp.status_code == 400 and resp.json()["error"]["param"] == "id"
+    assert resp.status_code == 400 and resp.json()["param"] == "id"
     resp = stack.client.post(f"/v2/models/{MODEL}/infer", json={
         "id": DASHED, "inputs": [tensor], "parameters": {"user": CARD, "max_tokens": 4}})
     assert resp.status_code == 200, resp.text

@@ -1,0 +1,27 @@
+"""`finserve config show`: the config in effect (file, then environment), credentials redacted."""
+
+from __future__ import annotations
+
+import yaml
+from typer.testing import CliRunner
+
+from finserve.cli import app
+
+
+def test_config_show_prints_the_effective_config_redacted(tmp_path, monkeypatch):
+    path = tmp_path / "serving.yaml"
+    path.write_text(yaml.safe_dump({"gateway": {"max_messages": 8}}))
+    monkeypatch.setenv("FINSERVE_RETRIEVAL__REDIS_URL", "redis://:hunter2@cache:6379/0")
+    result = CliRunner().invoke(app, ["config", "show", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["gateway"]["max_messages"] == 8
+    assert shown["retrieval"]["redis_url"] == "redis://:***@cache:6379/0"
+    assert "hunter2" not in result.output
+
+
+def test_config_show_names_a_bad_override_without_its_value(monkeypatch):
+    monkeypatch.setenv("FINSERVE_GATEWAY__MAX_TOKENS_LIMIT", "sk-secret-value")
+    result = CliRunner().invoke(app, ["config", "show"])
+    assert result.exit_code == 2
+    assert "gateway.max_tokens_limit" in result.output and "sk-secret-value" not in result.output
