@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import importlib.metadata
 import json
 import logging
 import os
@@ -144,7 +145,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     """The FastAPI app for one pipeline (in-process or inside the Ray Serve gateway replica)."""
     gw = pipeline.config.gateway
     fields = client_fields(pipeline)
-    api = FastAPI(title="finserve", version="0.1.0", docs_url="/docs", redoc_url=None)
+    api = FastAPI(title="finserve", version=importlib.metadata.version("finserve"), docs_url="/docs", redoc_url=None)
 
     def check_auth(request: Request) -> None:
         check_api_key(request.headers.get("authorization", ""), gw.api_key_env)
