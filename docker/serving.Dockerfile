@@ -93,7 +93,7 @@ FROM ${BASE_IMAGE} AS runtime
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends wget \
- && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
  && groupadd --gid 10001 finserve \
  && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin finserve \
  && mkdir -p /var/lib/finserve /etc/finserve \
@@ -125,7 +125,7 @@ FROM runtime AS cpu
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 COPY --from=build-cpu /opt/finserve/kernels /opt/finserve/kernels
 COPY --from=build-cpu /opt/venv /opt/venv
 ENV FINSERVE_KERNEL_DIR=/opt/finserve/kernels

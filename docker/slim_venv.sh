@@ -1,12 +1,18 @@
 #!/bin/sh
 # Removes from a finished venv what never runs in an image: bytecode caches (Python writes them
 # at run time under PYTHONPYCACHEPREFIX), test suites, torch's C++ headers and test binaries,
-# and pip (nothing installs into a running image).  Usage: slim_venv.sh /opt/venv
+# pip (nothing installs into a running image), and the static symbol tables of shared libraries
+# (strip --strip-unneeded, as Debian ships its own: the dynamic symbols stay; ~250 MB, 85 of them
+# torch's). Stripping is skipped where the stage has no binutils.  Usage: slim_venv.sh /opt/venv
 set -eu
 venv="$1"
 site="$(echo "$venv"/lib/python3*/site-packages)"
-find "$venv" -depth -type d -name __pycache__ -exec rm -rf {} +
 find "$site" -depth -type d -name tests -exec rm -rf {} +
 rm -rf "$site/torch/include" "$site/torch/test" "$site/onnx/backend/test/data" \
   "$site"/torch/bin/test_* "$site"/torch/bin/*Test "$site"/torch/bin/protoc*
-"$venv/bin/python" -m pip uninstall -q -y pip
+"$venv/bin/python" -P -m pip uninstall -q -y pip
+if command -v strip >/dev/null 2>&1; then
+  # A file strip cannot read (not ELF) is left as it is.
+  find "$site" -type f \( -name '*.so' -o -name '*.so.*' \) -exec strip --strip-unneeded {} + 2>/dev/null || true
+fi
+find "$venv" -depth -type d -name __pycache__ -exec rm -rf {} +

@@ -31,7 +31,8 @@ trap 'rm -rf "$tmp"' EXIT
 sources=/etc/apt/sources.list.d/debian.sources
 [ -f "$sources" ] || sources="deb http://deb.debian.org/debian $suite main"
 # Drop docs (but keep the copyright files), man pages, locales and apt caches: the image carries
-# only what runs.
+# only what runs. docker-clean: apt-get in later layers writes no package cache (about 70 MB a
+# layer otherwise), as in the official Debian images.
 mmdebstrap --variant=minbase --quiet \
   --include=ca-certificates,python3,python3-venv,python-is-python3,passwd \
   --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -40,6 +41,7 @@ mmdebstrap --variant=minbase --quiet \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --aptopt='Acquire::Languages "none"' \
   --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
+  --customize-hook='printf "%s\n" "Dir::Cache::pkgcache \"\";" "Dir::Cache::srcpkgcache \"\";" > "$1"/etc/apt/apt.conf.d/docker-clean' \
   "$suite" "$tmp/base.tar" "$sources"
 "$ENGINE" import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$tmp/base.tar" "$LOCAL" >/dev/null
 echo "$LOCAL"
