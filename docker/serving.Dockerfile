@@ -65,7 +65,10 @@ RUN mkdir -p /opt/finserve/kernels \
 # What never runs in the image: bytecode caches (written at run time under PYTHONPYCACHEPREFIX
 # instead), test suites, torch's C++ headers and test binaries, pip itself. About 0.7 GB.
 COPY docker/slim_venv.sh ./
-RUN sh slim_venv.sh /opt/venv
+# Then every native library the serving path loads, imported once (-B: no bytecode), so a library
+# the slimming broke fails the build, not the pod.
+RUN sh slim_venv.sh /opt/venv \
+ && python -B -P -c "import numpy, scipy, sklearn, pandas, pyarrow, torch, ray, onnxruntime, faiss, spacy, grpc, uvloop, tokenizers, transformers, finserve.serving.gateway"
 
 FROM venv AS build-gpu
 COPY pyproject.toml setup.py README.md docker/pick_deps.py ./

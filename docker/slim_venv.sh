@@ -12,7 +12,12 @@ rm -rf "$site/torch/include" "$site/torch/test" "$site/onnx/backend/test/data" \
   "$site"/torch/bin/test_* "$site"/torch/bin/*Test "$site"/torch/bin/protoc*
 "$venv/bin/python" -P -m pip uninstall -q -y pip
 if command -v strip >/dev/null 2>&1; then
-  # A file strip cannot read (not ELF) is left as it is.
-  find "$site" -type f \( -name '*.so' -o -name '*.so.*' \) -exec strip --strip-unneeded {} + 2>/dev/null || true
+  # Never a library that auditwheel grafted (in a *.libs folder) or patched to find one (its
+  # RPATH names a *.libs folder): patchelf's layout does not survive strip ("ELF load command
+  # address/offset not page-aligned" at import). A file strip cannot read is left as it is.
+  find "$site" -type f \( -name '*.so' -o -name '*.so.*' \) ! -path '*.libs/*' | while read -r lib; do
+    readelf -d "$lib" 2>/dev/null | grep -q -E 'R(UN)?PATH.*\.libs' && continue
+    strip --strip-unneeded "$lib" 2>/dev/null || true
+  done
 fi
 find "$venv" -depth -type d -name __pycache__ -exec rm -rf {} +
