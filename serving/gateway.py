@@ -10,6 +10,7 @@ the audit of a refusal) lives in serving/access/: a POST endpoint starts with ``
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -119,7 +120,8 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     gw = pipeline.config.gateway
     ingress = Ingress(pipeline)
     fields = ingress.fields
-    api = FastAPI(title="finserve", version="0.1.0", **docs_options(pipeline.config.exposure))
+    api = FastAPI(title="finserve", version=importlib.metadata.version("finserve"),
+                  **docs_options(pipeline.config.exposure))
     api.add_middleware(ReadAuthMiddleware, authenticator=ingress.auth)
     instrument_api(api)  # logs per FINSERVE_LOG_FORMAT; with OTEL_* set, a server span per request
 
