@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # finserve serving image, two targets:
 #   cpu  torch from the PyTorch CPU index, SmolLM2 on transformers + PEFT   (finserve-serving)
+#        or on llama.cpp (xllamacpp wheel, `generator.engine: llamacpp`)
 #   gpu  finserve[gpu]: vLLM with LoRA and bitsandbytes                       (finserve-serving-gpu)
 # Build from the repository root (the Banking77 knowledge base comes from data/banking77/):
 #   docker build -f docker/serving.Dockerfile --target cpu -t finserve-serving:0.1.0 .
@@ -19,7 +20,8 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml setup.py README.md docker/pick_deps.py ./
 # Dependencies before sources, so editing code does not reinstall torch and ray.
-RUN python pick_deps.py pyproject.toml > requirements.txt
+# The llamacpp extra (xllamacpp, a prebuilt wheel) lets the same image run `generator.engine: llamacpp`.
+RUN python pick_deps.py pyproject.toml --extra llamacpp > requirements.txt
 
 FROM deps AS build-cpu
 # A C compiler for the CPU decode kernels (below); only this stage has one, the runtime image not.
