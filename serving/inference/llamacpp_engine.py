@@ -32,10 +32,10 @@ from .adapter_files import fetch_adapter
 from .chat import render_prompt
 from .config import GeneratorConfig
 from .engine import collect
-from .errors import EngineNotReady, EngineOverloaded, PromptTooLong
+from .errors import AdapterIncompatible, EngineNotReady, EngineOverloaded, PromptTooLong
 from .llamacpp_files import adapter_cache_dir, adapter_gguf, base_gguf, default_converted_model, tokenizer_dir
 from .llamacpp_mapping import LlamaCppError, completion_body, default_threads, parse_chunk, parse_prometheus
-from .lora_gguf import BaseShape, base_shape
+from .lora_gguf import BaseShape, LoraConversionError, base_shape
 from .types import GenerationRequest, GenerationResult, StreamChunk
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,7 @@ class LlamaCppEngine:
         self._starts = 0
         self._totals = _Totals()
         self._stats_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * config.max_batch_size),
-                                        thread_name_prefix="llamacpp")
+        self._pool: ThreadPoolExecutor | None = None  # request threads (made in start, ended in stop)
 
     # ---- lifecycle ----
 
@@ -116,7 +115,9 @@ class LlamaCppEngine:
         from transformers import AutoTokenizer
 
         self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(folder))
-        self._server = await self._launch(())
+        self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.config.max_batch_size),
+                                        thread_name_prefix="llamacpp")
+        self._server = await self._launch(OrderedDict())
         for ref in self.config.preload_refs():
             await self.ensure_adapter(ref)
 
@@ -124,7 +125,9 @@ class LlamaCppEngine:
         server, self._server = self._server, None
         if server is not None:
             await asyncio.to_thread(self._free, server)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)  # running requests finish on their threads; nothing new is taken
 
     def ready(self) -> bool:
         return self._server is not None
@@ -173,28 +176,31 @@ class LlamaCppEngine:
             path = await fetch_adapter(self.registry, ref, self.config.base_model_id)
             manifest = self.registry.manifest(ref)
             assert self._shape is not None
-            lora = await asyncio.to_thread(
-                adapter_gguf, manifest, path, self._shape, adapter_cache_dir(self.options))
+            try:
+                lora = await asyncio.to_thread(
+                    adapter_gguf, manifest, path, self._shape, adapter_cache_dir(self.options))
+            except LoraConversionError as exc:
+                raise AdapterIncompatible(f"adapter {ref} has no GGUF LoRA form for llama.cpp: {exc}") from exc
             files = OrderedDict((r, self._lora_files[r]) for r in self._lora_files if r in server.adapters)
             files[ref] = lora
             while len(files) > self.config.max_loaded_adapters:
                 victim, _ = files.popitem(last=False)
                 log.info("adapter %s leaves the llama.cpp server (least recently used)", victim)
+            fresh = await self._launch(files)  # a file llama.cpp refuses leaves the running server as it was
             self._lora_files = files
-            fresh = await self._launch(tuple(files))
             old, self._server = self._server, fresh
             if old is not None:
                 self._retire(old)
             log.info("llama.cpp server now holds adapters %s", ", ".join(map(str, fresh.adapters)))
 
-    async def _launch(self, adapters: tuple[AdapterRef, ...]) -> _Server:
+    async def _launch(self, adapters: OrderedDict[AdapterRef, Path]) -> _Server:
         handlers = _signal_handlers()  # read here, on the loop's thread: in a CLI or uvicorn, the main one
         try:
             return await asyncio.to_thread(self._start_server, adapters)
         finally:
             _restore_signal_handlers(handlers)
 
-    def _start_server(self, adapters: tuple[AdapterRef, ...]) -> _Server:
+    def _start_server(self, adapters: OrderedDict[AdapterRef, Path]) -> _Server:
         import xllamacpp
 
         assert self._gguf is not None
@@ -214,15 +220,19 @@ class LlamaCppEngine:
         params.hostnames = ["127.0.0.1"]
         params.port = 0
         params.lora_init_without_apply = True  # every LoRA at scale 0 unless a request names it
-        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(self._lora_files[r]), 0.0) for r in adapters]
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(path), 0.0) for path in adapters.values()]
         handle = xllamacpp.Server(params)
         self._starts += 1
-        return _Server(handle, adapters)
+        return _Server(handle, tuple(adapters))
 
     def _retire(self, server: _Server) -> None:
         server.retired = True
         if server.in_flight == 0:
-            self._pool.submit(self._free, server)
+            self._free_later(server)
+
+    def _free_later(self, server: _Server) -> None:
+        """Free off the event loop: llama.cpp joins its loop thread."""
+        threading.Thread(target=self._free, args=(server,), name="llamacpp-free", daemon=True).start()
 
     def _free(self, server: _Server) -> None:
         try:
@@ -274,7 +284,7 @@ class LlamaCppEngine:
         self._in_flight += 1
         server.in_flight += 1
         try:
-            self._pool.submit(run)
+            self._require_pool().submit(run)
             while True:
                 event = await events.get()
                 if event is _DONE:
@@ -291,7 +301,12 @@ class LlamaCppEngine:
             self._in_flight -= 1
             server.in_flight -= 1
             if server.retired and server.in_flight == 0:
-                self._pool.submit(self._free, server)
+                self._free_later(server)
+
+    def _require_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            raise EngineNotReady("the llama.cpp engine has not started")
+        return self._pool
 
     def _require_server(self) -> _Server:
         if self._server is None:

@@ -6,14 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from finserve.contracts import AdapterNotFound, AdapterRef, AdapterRegistry
-from finserve.serving.inference import ChatMessage, GenerationRequest, GeneratorConfig, build_engine
+from finserve.contracts import AdapterManifest, AdapterNotFound, AdapterRef, AdapterRegistry
+from finserve.serving.inference import (
+    BASE_MODEL_ID,
+    AdapterIncompatible,
+    ChatMessage,
+    GenerationRequest,
+    GeneratorConfig,
+    build_engine,
+)
 from finserve.serving.inference.chat import render_prompt
 from finserve.serving.inference.llamacpp_engine import LlamaCppEngine
 
@@ -30,15 +38,34 @@ def msgs(question: str) -> list[ChatMessage]:
     return [ChatMessage(role="system", content="You are a bank assistant."), ChatMessage(role="user", content=question)]
 
 
-def config(tmp: Path, **extra: object) -> GeneratorConfig:
+DORA = AdapterRef.parse("dora@1.0.0")
+
+
+def config(tmp: Path, registry: Path = SHIPPED_REGISTRY, **extra: object) -> GeneratorConfig:
     # One thread: on a CPU shared with other busy processes llama.cpp's threads wait on each other.
-    return GeneratorConfig(engine="llamacpp", registry=str(SHIPPED_REGISTRY), max_batch_size=4,
+    return GeneratorConfig(engine="llamacpp", registry=str(registry), max_batch_size=4,
                            llamacpp={"threads": 1, "adapter_cache_dir": str(tmp / "lora-cache")}, **extra)
+
+
+def registry_with_dora(tmp: Path) -> Path:
+    """The shipped banking77@2.0.0 (copied as is, checksum intact) and a DoRA version GGUF cannot express."""
+    root = tmp / "registry"
+    shutil.copytree(SHIPPED_REGISTRY / "banking77" / "2.0.0", root / "banking77" / "2.0.0")
+    peft = tmp / "dora"
+    peft.mkdir()
+    shipped = SHIPPED_REGISTRY / "banking77" / "2.0.0"
+    shutil.copyfile(shipped / "adapter_model.safetensors", peft / "adapter_model.safetensors")
+    cfg = json.loads((shipped / "adapter_config.json").read_text())
+    (peft / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
+    AdapterRegistry(root).publish(peft, AdapterManifest(name=DORA.name, version=DORA.version,
+                                                        base_model=BASE_MODEL_ID, checksum=""))
+    return root
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory):
-    eng = build_engine(config(tmp_path_factory.mktemp("llamacpp")))
+    tmp = tmp_path_factory.mktemp("llamacpp")
+    eng = build_engine(config(tmp, registry_with_dora(tmp)))
     assert isinstance(eng, LlamaCppEngine)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(eng.start())
@@ -115,6 +142,17 @@ def test_an_unknown_adapter_is_refused_not_served_by_the_base(engine) -> None:
     eng = engine[0]
     with pytest.raises(AdapterNotFound):
         run(engine, eng.generate(GenerationRequest(messages=msgs("hi"), adapter=AdapterRef.parse("nope@1.0.0"))))
+
+
+def test_an_adapter_without_a_gguf_form_is_refused_and_the_server_keeps_serving(engine) -> None:
+    eng = engine[0]
+    run(engine, eng.ensure_adapter(B77))
+    before = eng.adapters()
+    with pytest.raises(AdapterIncompatible, match="DoRA|use_dora"):
+        run(engine, eng.ensure_adapter(DORA))
+    assert eng.adapters() == before
+    out = run(engine, eng.generate(GenerationRequest(messages=msgs(QUESTIONS[0]), max_tokens=4, adapter=B77)))
+    assert out.completion_tokens == 4
 
 
 def test_a_client_that_stops_reading_frees_its_slot(engine) -> None:
