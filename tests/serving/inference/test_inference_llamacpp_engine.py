@@ -219,12 +219,13 @@ def audit(name, args):
     if name == "ctypes.dlopen" and args and args[0] and "kernel" in str(args[0]):
         events.append([name, str(args[0])])
 sys.addaudithook(audit)
+from finserve.contracts import AdapterRef
 from finserve.serving.inference import ChatMessage, GenerationRequest, GeneratorConfig, build_engine
 async def main():
     eng = build_engine(GeneratorConfig.model_validate(json.loads(sys.argv[1])))
     await eng.start()
     out = await eng.generate(GenerationRequest(messages=[ChatMessage(role="user", content="hello")], max_tokens=4,
-                                               adapter=sys.argv[2]))
+                                               adapter=AdapterRef.parse(sys.argv[2])))
     await eng.stop()
     return out.completion_tokens
 tokens = asyncio.run(main())
