@@ -9,6 +9,7 @@ token ids and no engine around it, is the anchor for what the engine wrapper cos
 within a run: on a shared machine absolute rates move with other processes' load (recorded at start and end).
 
     python -m bench.bench_engines [--rounds 2] [--tokens 48] [--threads 1] [--out bench/results/engines.json]
+    python -m bench.bench_engines --pipeline 1 4 16 --tokens 64 --queries 8 [--rounds 1]
 """
 
 from __future__ import annotations
@@ -193,6 +194,69 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "greedy_text_agreement": agreement, "llamacpp_stats_at_end": stats}
 
 
+async def pipeline_both(args: argparse.Namespace) -> dict[str, Any]:
+    from finserve.serving.paths import banking77_csv
+    from finserve.training.data import load_splits
+
+    questions = [text for text, _ in load_splits(banking77_csv()).validation[: args.queries]]
+    runs: dict[str, Any] = {}
+    for name in ("own", "llamacpp", "own", "llamacpp")[: 2 * args.rounds]:
+        engine = "transformers" if name == "own" else "llamacpp"
+        runs.setdefault(name, []).append(await pipeline(engine, questions, args.pipeline, args.tokens, args.threads))
+    return {"pipeline": runs}
+
+
+async def pipeline(engine_name: str, questions: list[str], concurrencies: list[int], tokens: int,
+                   threads: int) -> dict[str, Any]:
+    """The whole in-process pipeline (guard, retrieval, intent, generator, output guard, audit) on one engine:
+    requests/s and generate-stage p50 at each concurrency, 64-token answers by default."""
+    from finserve.serving.config import DEFAULT_MODEL, load_serving_config
+    from finserve.serving.local import build_local_stack
+    from finserve.serving.pipeline import RequestContext
+    from finserve.serving.schemas import ChatCompletionRequest
+
+    cfg = load_serving_config(None)
+    cfg.retrieval = cfg.retrieval.model_copy(update={"cache_enabled": False})
+    cfg.audit = cfg.audit.model_copy(update={"path": Path(tempfile.mkdtemp()) / "audit.jsonl"})
+    gen = {"engine": engine_name, "max_batch_size": max(concurrencies)}
+    if engine_name == "llamacpp":
+        gen["llamacpp"] = cfg.generator.llamacpp.model_copy(update={"threads": threads})
+    else:
+        gen["cpu"] = cfg.generator.cpu.model_copy(update={"num_threads": threads})
+    cfg.generator = cfg.generator.model_copy(update=gen)
+    stack = build_local_stack(cfg)
+    await stack.start()
+    out: dict[str, Any] = {}
+    try:
+        for question in ("Where is my card?", "How do I top up?"):  # adapters load, caches warm
+            await stack.pipeline.chat(ChatCompletionRequest(model=DEFAULT_MODEL, max_tokens=2, messages=[
+                {"role": "user", "content": question}]), RequestContext())
+        for c in concurrencies:
+            gate = asyncio.Semaphore(c)
+            generate_ms: list[float] = []
+            tokens_out = 0
+
+            async def one(question: str) -> None:
+                nonlocal tokens_out
+                async with gate:
+                    ctx = RequestContext()
+                    resp = await stack.pipeline.chat(ChatCompletionRequest(
+                        model=DEFAULT_MODEL, max_tokens=tokens, messages=[{"role": "user", "content": question}]), ctx)
+                generate_ms.append(ctx.timings_ms["generate"])
+                tokens_out += resp.usage.completion_tokens
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(q) for q in questions))
+            wall = time.perf_counter() - t0
+            out[f"c{c}"] = {"requests_per_s": round(len(questions) / wall, 3),
+                            "generated_tokens_per_s": round(tokens_out / wall, 2),
+                            "generate_p50_ms": round(statistics.median(generate_ms), 1), "requests": len(questions)}
+            print(engine_name, c, out[f"c{c}"], flush=True)
+    finally:
+        await stack.stop()
+    return out
+
+
 def ratios(rounds: list[dict[str, Any]]) -> dict[str, float]:
     """Per measure, the median over rounds of llama.cpp's figure over ours (>1: llama.cpp faster)."""
     out: dict[str, float] = {}
@@ -217,13 +281,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1, help="threads for both engines (same for each)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "engines.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: bench/results/engines.json (engines_pipeline.json with --pipeline)")
+    parser.add_argument("--pipeline", type=int, nargs="*", default=None, metavar="CONCURRENCY",
+                        help="instead: the whole in-process pipeline at these concurrencies (e.g. 1 4 16), both engines")
+    parser.add_argument("--queries", type=int, default=8, help="pipeline questions (Banking77 validation rows)")
     args = parser.parse_args()
     info = {**machine(PACKAGES), "cpu_flags": cpu_flags()}
-    result = asyncio.run(main_async(args))
+    if args.pipeline:
+        result = asyncio.run(pipeline_both(args))
+    else:
+        result = asyncio.run(main_async(args))
     info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    path = write_result("engines", {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **result},
-                        args.out)
+    name = "engines_pipeline" if args.pipeline else "engines"
+    path = write_result(name, {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **result},
+                        args.out or RESULTS_DIR / f"{name}.json")
     print(path)
 
 
