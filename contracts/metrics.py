@@ -75,3 +75,20 @@ ROLLOUT_CANARY_WEIGHT = f"{PREFIX}_rollout_canary_weight"
 
 # `namespace` is left to Prometheus' target labels (the operator's own pod), hence rollout_namespace.
 ROLLOUT_LABELS = ("rollout_namespace", "rollout", "model")
+
+# The generator engine's own view (llama.cpp engine: its server's /metrics and slots). Labels: engine.
+# Gauge: parallel slots (sequences decoded together).
+ENGINE_SLOTS = f"{PREFIX}_engine_slots"
+# Gauge: slots running a request now.
+ENGINE_SLOTS_BUSY = f"{PREFIX}_engine_slots_busy"
+# Gauge: requests the engine holds until a slot frees.
+ENGINE_REQUESTS_DEFERRED = f"{PREFIX}_engine_requests_deferred"
+# Counter: prompt tokens computed at prefill (prefix-cache hits excluded).
+ENGINE_PROMPT_TOKENS_TOTAL = f"{PREFIX}_engine_prompt_tokens_total"
+# Counter: tokens generated.
+ENGINE_GENERATED_TOKENS_TOTAL = f"{PREFIX}_engine_generated_tokens_total"
+# Counters (seconds): time in prefill and in generation (summed over slots); tokens/s is the ratio of rates.
+ENGINE_PROMPT_SECONDS_TOTAL = f"{PREFIX}_engine_prompt_seconds_total"
+ENGINE_GENERATE_SECONDS_TOTAL = f"{PREFIX}_engine_generate_seconds_total"
+# Counter: engine servers started (llama.cpp starts one more per change of its adapter set).
+ENGINE_SERVER_STARTS_TOTAL = f"{PREFIX}_engine_server_starts_total"

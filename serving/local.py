@@ -78,6 +78,11 @@ def build_local_stack(config: ServingConfig, *, with_generator: bool = True) -> 
         audit=LocalAudit(AuditLog(config.audit, guard=guard)),
         router=Router(config.router),
     )
+    stats = getattr(engine, "stats", None)
+    if callable(stats):  # engines with figures of their own (llama.cpp: slots, tokens) add them to /metrics
+        from .inference.engine_metrics import EngineCollector
+
+        pipeline.metrics.registry.register(EngineCollector(config.generator.engine, stats))
     return LocalStack(pipeline=pipeline, engine=engine, retriever=retriever, intent=intent)
 
 

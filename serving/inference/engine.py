@@ -86,6 +86,10 @@ def build_engine(config: GeneratorConfig) -> Engine:
         from .vllm_engine import VLLMEngine  # vllm itself is imported in start(), on GPU machines only
 
         return VLLMEngine(config)
+    if config.engine == "llamacpp":
+        from .llamacpp_engine import LlamaCppEngine  # xllamacpp itself is imported in start()
+
+        return LlamaCppEngine(config)
     from .transformers_engine import TransformersEngine
 
     return TransformersEngine(config)

@@ -23,7 +23,7 @@ def test_training_publishes_a_verified_version_with_a_complete_manifest(trained_
     assert manifest.base_model == BASE_MODEL_ID
     assert len(manifest.checksum) == 64
     assert {"adapter_config.json", "adapter_model.safetensors", "intent_head.safetensors", "labels.json",
-            "intent_head.json", "README.md"} <= set(manifest.files)
+            "intent_head.json", "README.md", "adapter.gguf"} <= set(manifest.files)  # adapter.gguf: llama.cpp
     assert manifest.data_checksum == load_splits(banking77_csv()).checksum
     assert manifest.training["config"]["lora"]["layers"] == 1
     assert manifest.training["train_rows"] == 77 * 2 and manifest.training["validation_rows"] == 77

@@ -19,7 +19,8 @@ def test_defaults_are_the_embedded_cpu_setup() -> None:
 
 
 def test_every_field_is_described() -> None:
-    for model in (GeneratorConfig, type(GeneratorConfig().cpu), type(GeneratorConfig().vllm)):
+    for model in (GeneratorConfig, type(GeneratorConfig().cpu), type(GeneratorConfig().vllm),
+                  type(GeneratorConfig().llamacpp)):
         missing = [name for name, f in model.model_fields.items() if not f.description]
         assert missing == [], f"{model.__name__}: {missing}"
 
@@ -60,3 +61,17 @@ def test_providers_build_a_failover_pool_in_order_and_need_their_endpoint() -> N
         ProviderConfig(name="hosted", engine="openai")
     with pytest.raises(ValidationError, match="base_url"):
         OpenAIOptions(base_url="upstream:8000")
+
+
+def test_llamacpp_engine_options_are_strict_and_built_lazily() -> None:
+    from finserve.serving.inference.engine import build_engine
+    from finserve.serving.inference.llamacpp_engine import LlamaCppEngine
+
+    cfg = GeneratorConfig.from_yaml("engine: llamacpp\nllamacpp: {threads: 1, context_per_slot: 1024}\n")
+    assert cfg.llamacpp.threads == 1 and cfg.llamacpp.context_per_slot == 1024
+    engine = build_engine(cfg)  # nothing loaded, xllamacpp not even imported, until start()
+    assert isinstance(engine, LlamaCppEngine) and not engine.ready()
+    with pytest.raises(ValidationError):
+        GeneratorConfig.model_validate({"engine": "llamacpp", "llamacpp": {"n_threads": 2}})
+    with pytest.raises(ValidationError):
+        GeneratorConfig.model_validate({"llamacpp": {"threads": 0}})
