@@ -131,7 +131,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if base.deadline_ms is None:
             # The client's own gRPC deadline, when it set one and no x-finserve-deadline-ms: the pipeline
             # then answers (or falls back) before the client gives up.
-            remaining = grpc_context.time_remaining()
+            # (Ray Serve's gRPC proxy context has no time_remaining: there the header alone sets it.)
+            clock = getattr(grpc_context, "time_remaining", None)
+            remaining = clock() if callable(clock) else None
             if remaining is not None and remaining < 10**6:
                 base.deadline_ms = max(1, int(remaining * 1000))
         try:

@@ -13,8 +13,10 @@ class FakeMethod:
     def __init__(self, fn: Any) -> None:
         self.fn = fn
 
-    def remote(self, *args: Any) -> Any:
-        return self.fn(*args)
+    def remote(self, *args: Any, _otel: Any = None, **kwargs: Any) -> Any:
+        # _otel: the trace context real handles carry to the deployment (serving/telemetry/ray_hops.py);
+        # these stand-ins run in the caller's own context, so it has nothing to carry.
+        return self.fn(*args, **kwargs)
 
 
 class FakeHandle:
