@@ -160,9 +160,9 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return await reject(ctx, exc, raw)
         try:
             limits = await pipeline.admission.admit(ctx.principal, _address(request), ctx.tenant, 1,
-                                                    requested_tokens(req, gw.max_tokens_default))
-        except FinserveError as exc:  # RateLimited: audited, the body is not needed to say so
-            return await reject(ctx, exc, None)
+                                                    requested_tokens(req, gw.max_tokens_default, gw.max_tokens_limit))
+        except FinserveError as exc:  # RateLimited (the body is not needed to say so) or max_tokens over the limit
+            return await reject(ctx, exc, raw if isinstance(exc, InvalidRequest) else None)
 
         try:
             if req.stream:
@@ -243,7 +243,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         try:
             limits = await pipeline.admission.admit(
                 base.principal, _address(request), base.tenant, len(chats),
-                sum(requested_tokens(c, gw.max_tokens_default) for c in chats))
+                sum(requested_tokens(c, gw.max_tokens_default, gw.max_tokens_limit) for c in chats))
         except FinserveError as exc:
             return await reject(base, exc, None, oip=True)
         answers = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from ..errors import RateLimited
+from ..errors import InvalidRequest, RateLimited
 from ..schemas import ChatCompletionRequest
 from .config import AdmissionConfig, QueueConfig, RateLimitConfig, RateLimits
 from .queue import AdmissionQueue
@@ -18,9 +18,16 @@ __all__ = ["Admission", "AdmissionConfig", "AdmissionQueue", "Decision", "QueueC
            "RateLimiter", "RateLimits", "limit_key", "requested_tokens"]
 
 
-def requested_tokens(req: ChatCompletionRequest, default: int) -> int:
-    """What a request is charged against its tokens-per-minute limit: its max tokens, up front."""
-    return req.max_completion_tokens or req.max_tokens or default
+def requested_tokens(req: ChatCompletionRequest, default: int, limit: int | None = None) -> int:
+    """What a request is charged against its tokens-per-minute limit: its max tokens, up front.
+
+    Over ``limit`` (gateway.max_tokens_limit) it is a 400 naming max_tokens, before any limit is charged:
+    a bad request is reported as one, never as a used-up rate limit."""
+    tokens = req.max_completion_tokens or req.max_tokens or default
+    if limit is not None and tokens > limit:
+        field = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+        raise InvalidRequest(f"{field} must be at most {limit}", param=field)
+    return tokens
 
 
 def limit_key(principal: str | None, client_address: str | None) -> str:

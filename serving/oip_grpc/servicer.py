@@ -158,7 +158,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             limits = await self.pipeline.admission.admit(
                 base.principal, _peer(grpc_context), base.tenant, len(chats),
-                sum(requested_tokens(c, gw.max_tokens_default) for c in chats))
+                sum(requested_tokens(c, gw.max_tokens_default, gw.max_tokens_limit) for c in chats))
         except FinserveError as exc:  # RateLimited: RESOURCE_EXHAUSTED, audited
             await self._ingress.audit_rejection(base, exc, None)
             fail(grpc_context, exc, base.request_id)

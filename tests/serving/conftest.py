@@ -53,13 +53,21 @@ def served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redis_se
     from finserve.serving.local import create_local_app
     from stack_config import stack_config
 
+    from finserve.serving.access.config import AuthConfig
+    from finserve.serving.access.keys import KeysFile, new_key, write_keys
+
     key_env = "FINSERVE_TEST_SERVED_API_KEY"
-    cfg = stack_config(tmp_path_factory.mktemp("served"), small_index, redis_server.url, api_key_env=key_env)
+    work = tmp_path_factory.mktemp("served")
+    cfg = stack_config(work, small_index, redis_server.url, api_key_env=key_env)
     cfg.guard = GuardConfig.model_validate({**cfg.guard.model_dump(), "policies": {"US_SSN": "block"}})
+    # A client's own API key (serving/access): inference and pinning a served version, default tenant.
+    client_key, record = new_key("served-tests", ["default"], ["infer", "adapter:override"])
+    write_keys(work / "keys.json", KeysFile(keys=[record]))
+    cfg.auth = AuthConfig(keys_file=str(work / "keys.json"))
     app = create_local_app(cfg, grpc_port=0)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    os.environ[key_env] = API_KEY
+    os.environ[key_env] = API_KEY  # the legacy single key works beside it (scope infer)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -69,7 +77,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redis_se
                 pytest.fail("uvicorn did not start the app")
             time.sleep(0.2)
         yield SimpleNamespace(base=f"http://127.0.0.1:{port}", port=port, grpc_port=app.state.grpc_port,
-                              config=cfg, key=API_KEY)
+                              config=cfg, key=client_key, legacy_key=API_KEY)
     finally:
         server.should_exit = True
         thread.join(timeout=120)

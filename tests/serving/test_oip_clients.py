@@ -30,24 +30,25 @@ def auth(served) -> dict[str, str]:
     return {"authorization": f"Bearer {served.key}"}
 
 
-def test_rest_server_and_model_readiness_and_metadata(rest):
+def test_rest_server_and_model_readiness_and_metadata(rest, served):
+    h = auth(served)  # with auth on, only the health probes are open (docs/security.md)
     assert rest.is_server_live() and rest.is_server_ready()
-    meta = rest.get_server_metadata()
+    meta = rest.get_server_metadata(headers=h)
     assert meta["name"] == "finserve" and meta["extensions"] == [] and meta["version"]
-    assert rest.is_model_ready(MODEL)
-    assert rest.is_model_ready(MODEL, model_version=VERSION)
-    assert not rest.is_model_ready(MODEL, model_version="base@9.9.9")  # not a version of this model: 404
-    assert not rest.is_model_ready("nope")
-    model = rest.get_model_metadata(MODEL)
+    assert rest.is_model_ready(MODEL, headers=h)
+    assert rest.is_model_ready(MODEL, model_version=VERSION, headers=h)
+    assert not rest.is_model_ready(MODEL, model_version="base@9.9.9", headers=h)  # not a version of this model: 404
+    assert not rest.is_model_ready("nope", headers=h)
+    model = rest.get_model_metadata(MODEL, headers=h)
     assert model["versions"] == [VERSION] and [i["name"] for i in model["inputs"]] == ["text"]
-    assert rest.get_model_metadata(MODEL, model_version=VERSION)["versions"] == [VERSION]
+    assert rest.get_model_metadata(MODEL, model_version=VERSION, headers=h)["versions"] == [VERSION]
 
 
-def test_rest_unknown_version_metadata_is_not_found(rest):
+def test_rest_unknown_version_metadata_is_not_found(rest, served):
     from tritonclient.utils import InferenceServerException
 
     with pytest.raises(InferenceServerException) as err:
-        rest.get_model_metadata(MODEL, model_version="base@9.9.9")
+        rest.get_model_metadata(MODEL, model_version="base@9.9.9", headers=auth(served))
     assert "not served" in str(err.value) and "9.9.9" not in str(err.value)
 
 
@@ -96,13 +97,14 @@ from tritonclient.utils import InferenceServerException
 
 url, key, model, version = sys.argv[1:]
 c = tgrpc.InferenceServerClient(url)
-out = {"live": c.is_server_live(), "ready": c.is_server_ready(), "name": c.get_server_metadata().name,
-       "model_ready": c.is_model_ready(model), "version_ready": c.is_model_ready(model, model_version=version),
-       "other_version_ready": c.is_model_ready(model, model_version="base@9.9.9"),
-       "versions": list(c.get_model_metadata(model).versions)}
+auth = {"authorization": "Bearer " + key}  # with auth on, every RPC but the probes needs it
+out = {"live": c.is_server_live(), "ready": c.is_server_ready(), "name": c.get_server_metadata(headers=auth).name,
+       "model_ready": c.is_model_ready(model, headers=auth),
+       "version_ready": c.is_model_ready(model, model_version=version, headers=auth),
+       "other_version_ready": c.is_model_ready(model, model_version="base@9.9.9", headers=auth),
+       "versions": list(c.get_model_metadata(model, headers=auth).versions)}
 text = tgrpc.InferInput("text", [1], "BYTES")
 text.set_data_from_numpy(np.array([b"How do I activate my card?"], dtype=object))
-auth = {"authorization": "Bearer " + key}
 r = c.infer(model, [text], model_version=version, headers={**auth, "x-request-id": "oip-grpc-v"})
 # finserve answers in typed contents (bytes_contents), which the protocol allows; tritonclient's as_numpy
 # reads those with np.array(copy=False), which numpy 2 refuses: read the response message instead.
