@@ -53,7 +53,9 @@ chmod 0777 "$work/data" "$work/audit" "$work/registry"
 $PY -c 'import secrets; print(secrets.token_hex(32))' > "$work/key/checkpoint.key"
 chmod 0444 "$work/key/checkpoint.key"
 # A serving config like the chart's ConfigMap: embedded defaults, short answers.
-printf 'gateway:\n  max_tokens_default: 24\n' > "$work/etc/serving.yaml"
+# auth mode none, as the chart renders it without a credential source (without it, finserve up listens
+# on loopback only inside the container, which the published port cannot reach).
+printf 'gateway:\n  max_tokens_default: 24\nauth:\n  mode: none\n' > "$work/etc/serving.yaml"
 volumes=(-v "$work/data:/var/lib/finserve" -v "$work/audit:/var/lib/finserve/audit"
          -v "$work/etc/serving.yaml:/etc/finserve/serving.yaml:ro" -v "$work/key:/etc/finserve/audit-key:ro"
          -e FINSERVE_AUDIT_KEY_FILE=/etc/finserve/audit-key/checkpoint.key)

@@ -119,6 +119,7 @@ def test_pool_overrides_merge_over_the_shared_config():
     chart = yaml.safe_load((CHART / "values.yaml").read_text())["serving"]["config"]
     for pool in (cpu, gpu):
         assert {k: pool.pop(k) for k in ("admission", "exposure")} == chart
+        assert pool.pop("auth") == {"mode": "none"}  # no credential source configured (the chart's auth values)
     assert cpu == {"gateway": {"max_tokens_limit": 256}}
     assert gpu == {"gateway": {"max_tokens_limit": 256}, "generator": {"engine": "vllm"},
                    "deployments": {"generator": {"num_gpus": 1}}}
@@ -700,7 +701,10 @@ def test_auth_values_reach_the_serving_config_and_mount_the_keys_secret():
 
 def test_auth_defaults_render_no_auth_section_and_jwt_needs_issuer_and_audience():
     docs = render()
-    assert "auth" not in (yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"]) or {})
+    # No credential source: `none`, said explicitly (finserve up would otherwise listen on loopback only,
+    # which no Service or probe reaches).
+    assert yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"])["auth"] == {
+        "mode": "none"}
     with pytest.raises(Exception, match="issuer is needed"):
         render(sets=("serving.auth.jwt.jwksUrl=https://idp.bank.example/certs",))
     docs = render(sets=("serving.auth.mode=none",))

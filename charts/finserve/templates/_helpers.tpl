@@ -95,8 +95,13 @@ imagePullSecrets:
 {{- define "finserve.servingConfig" -}}
 {{- $a := .Values.serving.auth }}
 {{- $auth := dict }}
+{{- /* auto with no credential source at all: finserve up would listen on loopback only, which no Service or
+probe reaches, so the chart says `none` for it (open to what the NetworkPolicy admits; the pod warns at start). */}}
+{{- $creds := or $a.keys.existingSecret $a.jwt.jwksUrl $a.jwt.jwksConfigMap .Values.serving.apiKey.existingSecret }}
 {{- if ne $a.mode "auto" }}
 {{- $_ := set $auth "mode" $a.mode }}
+{{- else if not $creds }}
+{{- $_ := set $auth "mode" "none" }}
 {{- end }}
 {{- if $a.keys.existingSecret }}
 {{- $_ := set $auth "keys_file" (printf "/etc/finserve/auth-keys/%s" $a.keys.key) }}
