@@ -13,12 +13,13 @@ import contextlib
 import importlib.metadata
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .access.http import ReadAuthMiddleware
 from .access.ingress import Ingress, Readiness, fork_context, validation_message
@@ -34,6 +35,7 @@ from .schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from .telemetry.http import instrument_api
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 __all__ = ["Readiness", "create_api", "parse_json", "validation_message"]
 
@@ -133,8 +135,11 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return _error_response(failed, ctx.request_id, oip=oip)
         return _error_response(exc, ctx.request_id, oip=oip)
 
-    @api.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
+    async def intake(request: Request, schema: type[M], check: Callable[[M], None] | None = None,
+                     tokens: Callable[[M], int] | None = None) -> tuple[RequestContext, M | None, Response | None]:
+        """What every POST endpoint does before the pipeline: the caller's context and credential, the body
+        limit, JSON and ``schema`` (then ``check``), the end-user id pseudonymised, and the rate limits charged
+        ``tokens(body)``. A refusal is audited (with the guarded body once read) and answered."""
         ctx, refused = await ingress.admit(request.headers)
         try:
             if refused:
@@ -146,24 +151,34 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             if len(raw) > gw.max_body_bytes:
                 raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
         except Exception as exc:  # noqa: BLE001 - FinserveError or anything else: audited, one envelope
-            return await reject(ctx, exc, None)
+            return ctx, None, await reject(ctx, exc, None)
         try:
-            req = ChatCompletionRequest.model_validate(parse_json(raw))
-            req.user = fields.user(req.user)  # an end-user id (often an email): only its pseudonym goes on
-            check_chat_request(req)  # fields finserve cannot honour (tools, n > 1, ...): a 400 naming them
-        except FinserveError as exc:
-            return await reject(ctx, exc, raw)
+            body = schema.model_validate(parse_json(raw))
+            user = getattr(body, "user", None)
+            if user is not None:  # an end-user id (often an email): only its pseudonym goes on
+                body = body.model_copy(update={"user": fields.user(user)})
+            if check is not None:
+                check(body)
+            charge = tokens(body) if tokens is not None else 0  # over max_tokens_limit: a 400, nothing charged
         except ValidationError as exc:
             msg, field = validation_message(exc)
-            return await reject(ctx, InvalidRequest(msg, param=field), raw)
+            return ctx, None, await reject(ctx, InvalidRequest(msg, param=field), raw)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the request still leaves its line
-            return await reject(ctx, exc, raw)
+            return ctx, None, await reject(ctx, exc, raw)
         try:
-            limits = await pipeline.admission.admit(ctx.principal, _address(request), ctx.tenant, 1,
-                                                    requested_tokens(req, gw.max_tokens_default, gw.max_tokens_limit))
-        except FinserveError as exc:  # RateLimited (the body is not needed to say so) or max_tokens over the limit
-            return await reject(ctx, exc, raw if isinstance(exc, InvalidRequest) else None)
+            ctx.limits = await pipeline.admission.admit(ctx.principal, _address(request), ctx.tenant, 1, charge)
+        except FinserveError as exc:  # RateLimited: audited, the body is not needed to say so
+            return ctx, None, await reject(ctx, exc, None)
+        return ctx, body, None
 
+    @api.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        # check_chat_request: fields finserve cannot honour (tools, n > 1, ...) are a 400 naming them.
+        ctx, req, refused = await intake(request, ChatCompletionRequest, check_chat_request,
+                                         lambda r: requested_tokens(r, gw.max_tokens_default, gw.max_tokens_limit))
+        if refused is not None or req is None:
+            return refused  # type: ignore[return-value]
+        limits = ctx.limits
         try:
             if req.stream:
                 chunks = await pipeline.chat_stream(req, ctx)
@@ -176,12 +191,8 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         return JSONResponse(completion.model_dump(mode="json"),
                             headers={**answer_headers(ctx.request_id, completion), **limits})
 
-    async def limit(ctx: RequestContext, request: Request, requests: int, tokens: int) -> dict[str, str]:
-        return await pipeline.admission.admit(ctx.principal, _address(request), ctx.tenant, requests, tokens)
-
-    add_openai_routes(api, pipeline, GatewayHooks(
-        fields=fields, admit=ingress.admit, limit=limit, reject=reject, error_response=_error_response, sse=_sse,
-        parse_json=parse_json, validation_message=validation_message, fork_context=fork_context))
+    add_openai_routes(api, pipeline, GatewayHooks(intake=intake, reject=reject, error_response=_error_response,
+                                                   sse=_sse, fork_context=fork_context))
 
     # ---- KServe Open Inference Protocol v2 (REST) ----
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from ..client_fields import ClientFields
-from ..errors import FinserveError, InvalidRequest, PayloadTooLarge
+from ..errors import FinserveError
 from ..pipeline import Pipeline, RequestContext
 from .completions import (
     CompletionRequest,
@@ -35,52 +34,26 @@ M = TypeVar("M", bound=BaseModel)
 class GatewayHooks:
     """What the gateway's chat endpoint uses, handed over so these endpoints use the very same."""
 
-    fields: ClientFields
-    # The caller's context and the first reason to refuse it (serving/access: credential, tenant, headers).
-    admit: Callable[[Mapping[str, str]], Awaitable[tuple[RequestContext, FinserveError | None]]]
-    # Rate limits (serving/admission): (ctx, request, requests, tokens) -> the x-ratelimit-* headers.
-    limit: Callable[[RequestContext, Request, int, int], Awaitable[dict[str, str]]]
+    # The gateway's intake (context, credential, body limit, schema, pseudonymised user, rate limits):
+    # (request, schema, check, tokens) -> (ctx, body, refusal already answered).
+    intake: Callable[..., Awaitable[tuple[RequestContext, Any, Response | None]]]
     reject: Callable[[RequestContext, BaseException, bytes | None], Awaitable[Response]]
     error_response: Callable[[BaseException, str], Response]
     sse: Callable[[AsyncIterator[dict], str], AsyncIterator[bytes]]
-    parse_json: Callable[[bytes], object]
-    validation_message: Callable[[ValidationError], tuple[str, str | None]]
     fork_context: Callable[[RequestContext, str], RequestContext]
 
 
 def add_openai_routes(api: FastAPI, pipeline: Pipeline, hooks: GatewayHooks) -> None:
     gw = pipeline.config.gateway
 
+    def _tokens(body: BaseModel) -> int:
+        """Charged up front: a completion's max_tokens (or the default); embeddings generate none."""
+        if not hasattr(body, "max_tokens"):
+            return 0
+        return body.max_tokens or gw.max_tokens_default  # type: ignore[attr-defined]
+
     async def intake(request: Request, schema: type[M]) -> tuple[RequestContext, M | None, Response | None]:
-        """Context, auth, body limit, JSON and schema, as chat does; a refusal is audited and answered."""
-        ctx, refused = await hooks.admit(request.headers)
-        try:
-            if refused:
-                raise refused
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > gw.max_body_bytes:
-                raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
-            raw = await request.body()
-            if len(raw) > gw.max_body_bytes:
-                raise PayloadTooLarge(f"request body over {gw.max_body_bytes} bytes")
-        except Exception as exc:  # noqa: BLE001 - FinserveError or anything else: audited, one envelope
-            return ctx, None, await hooks.reject(ctx, exc, None)
-        try:
-            body = schema.model_validate(hooks.parse_json(raw))
-            user = getattr(body, "user", None)
-            if user is not None:
-                body = body.model_copy(update={"user": hooks.fields.user(user)})  # only its pseudonym goes on
-        except ValidationError as exc:
-            msg, field = hooks.validation_message(exc)
-            return ctx, None, await hooks.reject(ctx, InvalidRequest(msg, param=field), raw)
-        except Exception as exc:  # noqa: BLE001 - whatever failed, the request still leaves its line
-            return ctx, None, await hooks.reject(ctx, exc, raw)
-        try:
-            tokens = getattr(body, "max_tokens", None) or (gw.max_tokens_default if hasattr(body, "max_tokens") else 0)
-            ctx.limits = await hooks.limit(ctx, request, 1, tokens)
-        except FinserveError as exc:  # RateLimited: audited, answered with its headers
-            return ctx, None, await hooks.reject(ctx, exc, None)
-        return ctx, body, None
+        return await hooks.intake(request, schema, None, _tokens)
 
     def ok(body: BaseModel, ctx: RequestContext, headers: Mapping[str, str] | None = None) -> JSONResponse:
         return JSONResponse(body.model_dump(mode="json"),
