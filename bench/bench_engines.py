@@ -25,19 +25,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.bench_generator import PROMPTS as GENERATOR_PROMPTS
 from bench.common import RESULTS_DIR, machine, write_result
 
 PACKAGES = ("torch", "transformers", "peft", "xllamacpp", "gguf")
-PROMPTS = (
-    "Write a detailed step-by-step guide to opening a savings account.",
-    "Explain in detail how a bank transfer between two countries works.",
-    "Write a long story about a lost credit card that finds its way home.",
-    "Describe every step of disputing a card payment with a bank.",
-    "Explain in detail what an IBAN is and how it is structured.",
-    "Write a long letter to a customer explaining new account fees.",
-    "Describe how exchange rates are set and why they change during the day.",
-    "Write a detailed guide to keeping online banking accounts secure.",
-)
+# The generator bench's long-answer prompts: both engines compared on what bench_generator measures.
+PROMPTS = GENERATOR_PROMPTS
 STABLE, CANARY = "banking77@2.1.0", "banking77@1.6.0"
 
 
