@@ -10,14 +10,16 @@
 #             package ships.
 #   training  same restrictions: a tiny real LoRA run (tests/training_jobs/tiny_configs.py) publishing
 #             into a registry volume.
-# Environment: TAG (default: pyproject version), IMAGES_TEST_PORT (default 18600),
+# Environment: TAG (default: pyproject version), IMAGES_TEST_PORT (default: a free port),
 # READY_TIMEOUT (seconds for the serving stack to become ready, default 1200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/container-env.sh
 PY="${PY:-.venv/bin/python -P}"
 TAG="${TAG:-$($PY -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')}"
-PORT="${IMAGES_TEST_PORT:-18600}"
+# A free port unless one is asked for: a fixed one can be held by anything else on a CI machine, and
+# the readiness probe would then talk to that instead of this run's container.
+PORT="${IMAGES_TEST_PORT:-$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 READY_TIMEOUT="${READY_TIMEOUT:-1200}"
 CARD="4111 1111 1111 1111"
 SERVING="finserve-serving:$TAG" OPERATOR="finserve-operator:$TAG" TRAINING="finserve-training:$TAG"
@@ -39,6 +41,15 @@ fail() {
   exit 1
 }
 step() { echo "== [$((SECONDS - started)) s] $*"; }
+
+# A run that was killed (its trap never ran) leaves its container behind, still holding its port and
+# its CPU: remove those whose script (the PID in the name) is gone; a concurrent run's stays.
+for stale in $("$ENGINE" ps -a --format '{{.Names}}' | grep '^finserve-images-test-[0-9]*$' || true); do
+  kill -0 "${stale##*-}" 2>/dev/null || { echo "removing $stale, left by a killed run"; "$ENGINE" rm -f "$stale" >/dev/null; }
+done
+if curl -s -o /dev/null -m 2 "http://127.0.0.1:$PORT/"; then
+  fail "port $PORT already answers on 127.0.0.1: set IMAGES_TEST_PORT to a free one"
+fi
 
 for image in "$SERVING" "$OPERATOR" "$TRAINING"; do
   "$ENGINE" image inspect "$image" >/dev/null 2>&1 || fail "image $image is missing: run make images first"
