@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psutil
+
 # Substrings of the exceptions Ray raises when those waits run out (ray/_private/node.py, services.py).
 STARTUP_TIMEOUTS = ("timed out during startup", "Timed out waiting for file")
 
@@ -32,3 +34,44 @@ def start_with_retry(init: Callable[[], Any], shutdown: Callable[[], Any], say: 
                 raise
             say(f"Ray's node did not start in time ({exc}); the machine is probably busy: starting it once more")
             shutdown()
+
+
+# What a head node's start runs as this process's descendants: the two daemons (native binaries) and Ray's
+# Python helpers (log monitor, reaper, agents), which all run from the ray package.
+_RAY_DAEMONS = ("gcs_server", "raylet")
+
+
+def _is_ray_process(proc: psutil.Process) -> bool:
+    try:
+        cmdline = " ".join(proc.cmdline())
+        return proc.name() in _RAY_DAEMONS or "/ray/" in cmdline
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def descendant_pids() -> set[int]:
+    """This process's descendants now: what ``stop_failed_start`` must leave alone."""
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def stop_failed_start(keep: set[int], timeout_s: float = 10.0) -> list[int]:
+    """Stops the Ray processes a failed ``ray.init`` left running under this process; their pids.
+
+    When the node start times out, ``ray.init`` raises before it keeps a handle on the GCS and raylet it started,
+    so ``ray.shutdown`` cannot stop them; they would hold their ports and CPU beside the second start.
+    Only this process's own descendants that were not in ``keep`` (taken before the start) are touched: never
+    another user's Ray, nor one this process ran before.
+    """
+    procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in keep and _is_ray_process(p)]
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return [p.pid for p in procs]

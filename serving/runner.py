@@ -16,7 +16,7 @@ from .config import ServingConfig
 from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
 from .oip_grpc.health import ADD_HEALTH_SERVICER
-from .ray_start import start_with_retry
+from .ray_start import descendant_pids, start_with_retry, stop_failed_start
 from .serve_env import RAY_WORKER_SETUP_HOOK, haproxy_available, serve_env, usable_ingress
 
 
@@ -68,10 +68,11 @@ def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_
     prepare(cfg, console, ingest_if_missing)
     # Logical CPUs only: stages reserve fractions so the graph fits on a 2-core laptop.
     # No dashboard; the setup hook puts Ray Serve's side listeners on loopback (serving/ray_hardening.py).
+    before = descendant_pids()
     start_with_retry(
         lambda: ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
                          configure_logging=False, runtime_env={"worker_process_setup_hook": RAY_WORKER_SETUP_HOOK}),
-        ray.shutdown, lambda text: console.print(f"[yellow]{text}[/]"))
+        lambda: (ray.shutdown(), stop_failed_start(keep=before)), lambda text: console.print(f"[yellow]{text}[/]"))
     # Ray's core worker installs a fatal-signal handler for SIGTERM that aborts the process;
     # ours must come after ray.init so a SIGTERM means "shut down cleanly".
     def _stop(signum: int, _frame: object) -> None:

@@ -65,3 +65,29 @@ def test_a_clean_start_is_started_once() -> None:
 def test_only_rays_timeout_texts_count() -> None:
     assert is_startup_timeout(RAYLET_TIMEOUT) and is_startup_timeout(GCS_PORT_TIMEOUT)
     assert not is_startup_timeout(TimeoutError("upstream timed out"))
+
+
+def test_a_failed_starts_daemons_are_stopped_and_nothing_else(tmp_path) -> None:
+    """Real child processes: one run from a ray package folder (as Ray's helpers are), one that is not Ray."""
+    import subprocess
+    import sys
+
+    from finserve.serving.ray_start import descendant_pids, stop_failed_start
+
+    # Whatever this test process ran before (a session's Ray, if the suite started one) must survive.
+    before = descendant_pids()
+    helper = tmp_path / "ray" / "_private" / "log_monitor.py"
+    helper.parent.mkdir(parents=True)
+    helper.write_text("import time\ntime.sleep(120)\n")
+    ray_like = subprocess.Popen([sys.executable, str(helper)])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    older_ray_like = subprocess.Popen([sys.executable, str(helper)])
+    try:
+        stopped = stop_failed_start(keep=before | {older_ray_like.pid}, timeout_s=5)
+        assert stopped == [ray_like.pid]
+        assert ray_like.wait(timeout=5) is not None
+        assert other.poll() is None and older_ray_like.poll() is None
+    finally:
+        for proc in (ray_like, other, older_ray_like):
+            proc.kill()
+            proc.wait()
