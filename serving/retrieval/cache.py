@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, Literal, NamedTuple, TypeVar
 
-from .breaker import CircuitBreaker
+from ..breaker import CircuitBreaker
 
 V = TypeVar("V")
 KEY_PREFIX = "finserve:retrieval:v1:"

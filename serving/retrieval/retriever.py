@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from .answers import AnswerTable
-from .breaker import CircuitBreaker
+from ..breaker import CircuitBreaker
 from .cache import LookupResult, RedisCache, TTLCache, cache_key
 from .config import RetrievalConfig
 from .embedder import Embedder

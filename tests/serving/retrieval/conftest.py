@@ -9,25 +9,13 @@ from pathlib import Path
 
 import pytest
 from finserve.serving.retrieval import Embedder
+from fakeclock import FakeClock
 from kbutil import banking77_rows, build_index
 from netutil import free_port, spawn_redis
 
 # Five intents with ten real examples each: seconds to index, yet every query has near competitors
 # (card_arrival vs lost_or_stolen_card, activate_my_card vs pin_blocked).
 KB_INTENTS = ("card_arrival", "lost_or_stolen_card", "exchange_rate", "activate_my_card", "pin_blocked")
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand (TTL, breaker and refresh windows without sleeping)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

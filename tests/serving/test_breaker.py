@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from finserve.serving.retrieval.breaker import CircuitBreaker
+import pytest
+from fakeclock import FakeClock
+from finserve.serving.breaker import CircuitBreaker
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 def test_closed_until_a_failure(clock) -> None:
