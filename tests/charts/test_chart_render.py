@@ -471,6 +471,37 @@ def test_rayservice_serve_config_is_valid_for_ray_serve():
     assert app.args["deployments"]["generator"]["num_gpus"] == 1
 
 
+def test_rayservice_replicas_get_the_pods_env_overrides_as_finserve_up_does(tmp_path, monkeypatch):
+    """The RayService hands build_app the chart's config as `args`; FINSERVE_<SECTION>__<FIELD> variables on
+    the pods (serving.extraEnv) must reach the replicas' config as they do under `finserve up`, which loads
+    the same config from its file."""
+    from finserve.serving.app import build_app
+    from finserve.serving.config import load_serving_config
+
+    extra = {"FINSERVE_GATEWAY__MAX_TOKENS_LIMIT": "200", "FINSERVE_GENERATOR__MAX_BATCH_SIZE": "3",
+             "FINSERVE_DEPLOYMENTS__GENERATOR__NUM_REPLICAS": "2"}
+    env_values = tmp_path / "env-values.yaml"
+    env_values.write_text(yaml.safe_dump({"serving": {"extraEnv": [{"name": n, "value": v} for n, v in extra.items()]}}))
+    rs = one(render(values=(CI / "rayservice-values.yaml", env_values)), "RayService", "finserve-serving")
+    cluster = rs["spec"]["rayClusterConfig"]
+    for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
+        assert extra.items() <= {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}.items()
+    (app,) = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"]
+    assert app["args"].get("gateway", {}).get("max_tokens_limit") != 200  # the override is not in the file
+
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    ray_app = build_app(app["args"])._bound_deployment  # what the RayService builds: Gateway(config, ..., generator, ...)
+    gateway_config, generator = ray_app.init_args[0], ray_app.init_args[3]._bound_deployment
+    assert gateway_config["gateway"]["max_tokens_limit"] == 200
+    assert generator.init_args[0]["max_batch_size"] == 3 and generator.num_replicas == 2
+    # ... and the same as `finserve up` with that config as its file and the same environment.
+    path = tmp_path / "serving.yaml"
+    path.write_text(yaml.safe_dump(app["args"]))
+    up = build_app(load_serving_config(path))._bound_deployment
+    assert up.init_args[0] == gateway_config and up.init_args[3]._bound_deployment.init_args == generator.init_args
+
+
 def test_grpc_port_reaches_rays_grpc_proxy_on_every_node():
     docs = render(values=(CI / "rayservice-values.yaml",), sets=("serving.grpcPort=9000",))
     svc = one(docs, "Service", "finserve")
