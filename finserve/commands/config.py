@@ -24,11 +24,15 @@ def register(app: typer.Typer) -> None:
 
 
 def load_or_exit(load: Callable[[], T]) -> T:
-    """``load()``, or exit 2 naming the first bad field and why, never its value (it may be a secret)."""
+    """``load()``, or exit 2 naming the first bad field and why, never its value (it may be a secret), or the
+    file that cannot be read."""
     from pydantic import ValidationError
 
     try:
         return load()
+    except OSError as exc:
+        typer.echo(f"cannot read the config file: {exc.filename}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         typer.echo(f"invalid config: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", err=True)

@@ -44,3 +44,9 @@ def test_config_show_names_a_bad_operator_variable(monkeypatch):
     result = CliRunner().invoke(app, ["config", "show", "--component", "operator"])
     assert result.exit_code == 2
     assert "poll_seconds" in result.output and "whenever" not in result.output
+
+
+def test_config_show_names_a_missing_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINSERVE_OPERATOR_CONFIG", str(tmp_path / "nowhere.yaml"))
+    result = CliRunner().invoke(app, ["config", "show", "--component", "operator"])
+    assert result.exit_code == 2 and "nowhere.yaml" in result.output and "Traceback" not in result.output
