@@ -16,7 +16,7 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md docker/pick_deps.py requirements/serving.lock ./
 ARG PIP_FIND_LINKS
 ARG PIP_EXTRA_INDEX_URL
-ARG OPERATOR_DEPS="pydantic pyyaml typer rich kopf kubernetes_asyncio httpx fsspec prometheus-client opentelemetry-api opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-httpx"
+ARG OPERATOR_DEPS="pydantic pydantic-settings pyyaml typer rich kopf kubernetes_asyncio httpx fsspec prometheus-client opentelemetry-api opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-httpx"
 # Word splitting of OPERATOR_DEPS is intended: one argument per package name.
 # hadolint ignore=SC2086
 RUN python pick_deps.py pyproject.toml --only $OPERATOR_DEPS > requirements.txt \

@@ -18,7 +18,7 @@ from .core.decide import invalid
 from .core.plan import route_after_delete
 from .objects import KopfEvents, object_ref, parse_spec, rollout_status_patch, scaling_status_patch
 from .runtime import Runtime
-from .settings import OperatorConfig
+from .settings import OperatorConfig, load_operator_config
 from .status import RolloutStatus
 from .tick import rollout_tick, scaling_tick
 
@@ -43,7 +43,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300  # renew watches now and then
-    memo.runtime = await Runtime.connect(OperatorConfig.from_env())
+    # `finserve operator run` loads the config before kopf starts (a bad one stops it there); `kopf run -m` does not.
+    config = memo.get("config")
+    memo.runtime = await Runtime.connect(config if isinstance(config, OperatorConfig) else load_operator_config())
 
 
 @kopf.on.cleanup()

@@ -34,7 +34,7 @@ class Runtime:
         if server is not None:
             server.start()
         api = await api_client()
-        prometheus = PrometheusSource(config.prometheus_url, timeout=config.prometheus_timeout)
+        prometheus = PrometheusSource(config.prometheus.url, timeout=config.prometheus.timeout)
         ports = Ports(
             metrics=prometheus,
             routes=ConfigMapRouteStore(api, config.routing_configmap),

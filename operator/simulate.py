@@ -248,7 +248,7 @@ async def simulate(
                 "message": gate.message,
             }
         # Wake for the next check or the next command, whichever is first (the operator notices a
-        # command within FINSERVE_OPERATOR_POLL_SECONDS; the simulation at the command's time).
+        # command within FINSERVE_OPERATOR__POLL_SECONDS; the simulation at the command's time).
         upcoming = None if status.terminal else timeline.next_command_after(elapsed)
         waits = [
             w

@@ -34,6 +34,7 @@ from .paths import registry_root
 from .pipeline import Pipeline
 from .retrieval import RetrievalConfig, RetrievalResult, Retriever, SearchFilters
 from .routing import Router
+from .settings import with_env
 from .stages import LocalAudit, LocalGuard, LocalRetrieval
 from .telemetry import carrier, setup_process, traced
 
@@ -272,8 +273,12 @@ def _options(res: StageResources) -> dict[str, Any]:
 
 
 def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application:
-    """ServingConfig (or its dict form) -> the bound Ray Serve application."""
-    cfg = args if isinstance(args, ServingConfig) else ServingConfig.model_validate(args or {})
+    """ServingConfig (or its dict form) -> the bound Ray Serve application.
+
+    A dict is the RayService's ``args`` (the chart's serving.yaml): the environment's FINSERVE_<SECTION>__<FIELD>
+    overrides go on top here, in the process that builds the app, as `finserve up` lays them over its file;
+    the replicas then receive the resolved config. A ServingConfig already has them (load_serving_config)."""
+    cfg = args if isinstance(args, ServingConfig) else with_env(args or {})
     d = cfg.deployments
     guard = None
     if d.guard_placement == "deployment":

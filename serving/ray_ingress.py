@@ -13,7 +13,7 @@ in the gateway as usual.
 from __future__ import annotations
 
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .client_ids import INVALID_HEADER_MARK, REQUEST_ID, holds_card_number, pseudonym
 
@@ -42,16 +42,38 @@ def rewrite_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return out
 
 
+def one_request_id(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response headers with only the first x-request-id: the gateway sets it and Ray's middleware appends
+    the same id again, which HTTP clients read joined ("id, id"; the openai SDK's ``request_id``)."""
+    out: list[tuple[bytes, bytes]] = []
+    seen = False
+    for key, value in headers:
+        if key.lower() == _RID:
+            if seen:
+                continue
+            seen = True
+        out.append((key, value))
+    return out
+
+
 class SafeRequestId:
-    """Pure ASGI middleware: rewrites the request's headers, nothing else."""
+    """Pure ASGI middleware: rewrites the request's headers, and sends one x-request-id back."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "headers": rewrite_headers(list(scope.get("headers", ())))}
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_one_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": one_request_id(list(message.get("headers", ())))}
+            await send(message)
+
+        scope = {**scope, "headers": rewrite_headers(list(scope.get("headers", ())))}
+        await self.app(scope, receive, send_one_id)
 
 
 def middlewares() -> list[Middleware]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,12 +30,22 @@ def run(
         str | None, typer.Option(help="kopf peering name for several replicas (default: standalone).")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every handler step.")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Operator config YAML (default: $FINSERVE_OPERATOR_CONFIG "
+                                  "or the defaults); FINSERVE_OPERATOR__<FIELD> variables override it.")
+    ] = None,
 ) -> None:
-    """Run the operator until SIGINT/SIGTERM. Prometheus: $FINSERVE_PROMETHEUS_URL; the operator's own
-    /metrics: port $FINSERVE_OPERATOR_METRICS_PORT (default 8090, 0 turns it off)."""
+    """Run the operator until SIGINT/SIGTERM. Its settings (`finserve config show --component operator`):
+    Prometheus $FINSERVE_OPERATOR__PROMETHEUS__URL; its own /metrics on port $FINSERVE_OPERATOR__METRICS_PORT
+    (default 8090, 0 turns it off)."""
     if bool(namespace) == all_namespaces:
         raise typer.BadParameter("give --namespace (one or more) or --all-namespaces, not both or neither")
     import kopf
+
+    from finserve.commands.config import load_or_exit
+    from finserve.operator.settings import load_operator_config
+
+    settings = load_or_exit(lambda: load_operator_config(config))  # a bad setting stops here, before kopf starts
 
     import finserve.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
@@ -49,4 +60,5 @@ def run(
         standalone=peering is None,
         peering_name=peering,
         liveness_endpoint=liveness or None,
+        memo=kopf.Memo(config=settings),
     )

@@ -3,7 +3,7 @@ their pod leaves in its termination message.
 
 The chart renders the template (image, env, registry and config volumes, security contexts,
 resources: everything `finserve eval answers` needs in this release) into a ConfigMap that is
-mounted into the operator's pod; ``$FINSERVE_EVAL_JOB_TEMPLATE`` names the file. The operator adds
+mounted into the operator's pod; ``$FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE`` names the file. The operator adds
 what belongs to one rollout: name, owner, labels, the command with both adapter versions, the
 golden set's volume, the deadline. The file is read when a Job is created, so a chart upgrade
 applies to the next Job without a restart.
@@ -43,7 +43,7 @@ class TemplateError(ValueError):
 
 def load_template(path: str | None) -> dict[str, Any]:
     if not path:
-        raise TemplateError("no evaluation Job template: set FINSERVE_EVAL_JOB_TEMPLATE (the chart does)")
+        raise TemplateError("no evaluation Job template: set FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE (the chart does)")
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

@@ -200,7 +200,7 @@ def test_routing_configmap_name_reaches_serving_and_operator():
     pod = one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
     assert next(v for v in pod["volumes"] if v["name"] == "routing")["configMap"]["name"] == "routes-a"
     op = container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
-    assert env_of(op)["FINSERVE_ROUTING_CONFIGMAP"]["value"] == "routes-a"
+    assert env_of(op)["FINSERVE_OPERATOR__ROUTING_CONFIGMAP"]["value"] == "routes-a"
 
 
 # ---- Redis, Milvus, registry, secrets ------------------------------------------------------------
@@ -338,7 +338,7 @@ def test_operator_is_one_standalone_replica_recreated_on_upgrade():
     assert c["command"] == ["finserve", "operator", "run"]
     assert c["args"] == ["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert env_of(c)["FINSERVE_PROMETHEUS_URL"]["value"].startswith("http://")
+    assert env_of(c)["FINSERVE_OPERATOR__PROMETHEUS__URL"]["value"].startswith("http://")
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     pdb = one(docs, "PodDisruptionBudget", "finserve-operator")
     assert pdb["spec"]["maxUnavailable"] == 1
@@ -347,12 +347,28 @@ def test_operator_is_one_standalone_replica_recreated_on_upgrade():
 
 def test_operator_exposes_its_metrics_port():
     c = container(one(render(), "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
-    assert env_of(c)["FINSERVE_OPERATOR_METRICS_PORT"]["value"] == "8090"
+    assert env_of(c)["FINSERVE_OPERATOR__METRICS_PORT"]["value"] == "8090"
     assert {"name": "metrics", "containerPort": 8090, "protocol": "TCP"} in c["ports"]
     moved = container(one(render(sets=("operator.metricsPort=9300",)), "Deployment", "finserve-operator")
                       ["spec"]["template"]["spec"], "operator")
-    assert env_of(moved)["FINSERVE_OPERATOR_METRICS_PORT"]["value"] == "9300"
+    assert env_of(moved)["FINSERVE_OPERATOR__METRICS_PORT"]["value"] == "9300"
     assert {"name": "metrics", "containerPort": 9300, "protocol": "TCP"} in moved["ports"]
+
+
+def test_operator_settings_read_every_variable_the_chart_sets(caplog):
+    from finserve.operator.settings import ENV_PREFIX, load_operator_config
+
+    docs = render(sets=("operator.prometheusUrl=http://prom.mon:9090", "routing.configMapName=routes-b",
+                        "operator.metricsPort=9301"))
+    c = container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
+    env = {name: e["value"] for name, e in env_of(c).items() if "value" in e}
+    assert [n for n in env if n.startswith("FINSERVE_OPERATOR")] and all(
+        n.startswith(ENV_PREFIX) for n in env if n.startswith("FINSERVE_OPERATOR"))
+    with caplog.at_level("WARNING"):
+        cfg = load_operator_config(environ=env)
+    assert not caplog.records  # no deprecated name left in the chart
+    assert (cfg.prometheus.url, cfg.routing_configmap, cfg.metrics_port) == ("http://prom.mon:9090", "routes-b", 9301)
+    assert cfg.eval_job_template == "/etc/finserve/evaluation/job.yaml"
 
 
 def test_operator_serves_listed_namespaces_only():
@@ -389,7 +405,7 @@ def test_operator_builds_valid_eval_jobs_from_the_chart_template(golden_set, dat
     dep = one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"]
     c = container(dep, "operator")
     mount = {m["name"]: m for m in c["volumeMounts"]}["eval-job-template"]
-    assert env_of(c)["FINSERVE_EVAL_JOB_TEMPLATE"]["value"] == f"{mount['mountPath']}/job.yaml"
+    assert env_of(c)["FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE"]["value"] == f"{mount['mountPath']}/job.yaml"
     assert {v["name"]: v for v in dep["volumes"]}["eval-job-template"]["configMap"]["name"] == cm["metadata"]["name"]
     template = yaml.safe_load(cm["data"]["job.yaml"])
     job = build_job(template, _rollout_eval_action(golden_set), ObjectRef("finserve", "bank", uid="u-1"))
@@ -409,7 +425,7 @@ def test_eval_job_template_can_be_left_out():
     docs = render(sets=("operator.evaluationJob.enabled=false",))
     assert not find(docs, "ConfigMap", "finserve-rollout-eval-job")
     c = container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
-    assert "FINSERVE_EVAL_JOB_TEMPLATE" not in env_of(c)
+    assert "FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE" not in env_of(c)
 
 
 def test_operator_off_renders_none_of_it():
@@ -453,6 +469,37 @@ def test_rayservice_serve_config_is_valid_for_ray_serve():
                                                    add_HealthServicer_to_server]
     ServingConfig.model_validate(app.args)
     assert app.args["deployments"]["generator"]["num_gpus"] == 1
+
+
+def test_rayservice_replicas_get_the_pods_env_overrides_as_finserve_up_does(tmp_path, monkeypatch):
+    """The RayService hands build_app the chart's config as `args`; FINSERVE_<SECTION>__<FIELD> variables on
+    the pods (serving.extraEnv) must reach the replicas' config as they do under `finserve up`, which loads
+    the same config from its file."""
+    from finserve.serving.app import build_app
+    from finserve.serving.config import load_serving_config
+
+    extra = {"FINSERVE_GATEWAY__MAX_TOKENS_LIMIT": "200", "FINSERVE_GENERATOR__MAX_BATCH_SIZE": "3",
+             "FINSERVE_DEPLOYMENTS__GENERATOR__NUM_REPLICAS": "2"}
+    env_values = tmp_path / "env-values.yaml"
+    env_values.write_text(yaml.safe_dump({"serving": {"extraEnv": [{"name": n, "value": v} for n, v in extra.items()]}}))
+    rs = one(render(values=(CI / "rayservice-values.yaml", env_values)), "RayService", "finserve-serving")
+    cluster = rs["spec"]["rayClusterConfig"]
+    for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
+        assert extra.items() <= {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}.items()
+    (app,) = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"]
+    assert app["args"].get("gateway", {}).get("max_tokens_limit") != 200  # the override is not in the file
+
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    ray_app = build_app(app["args"])._bound_deployment  # what the RayService builds: Gateway(config, ..., generator, ...)
+    gateway_config, generator = ray_app.init_args[0], ray_app.init_args[3]._bound_deployment
+    assert gateway_config["gateway"]["max_tokens_limit"] == 200
+    assert generator.init_args[0]["max_batch_size"] == 3 and generator.num_replicas == 2
+    # ... and the same as `finserve up` with that config as its file and the same environment.
+    path = tmp_path / "serving.yaml"
+    path.write_text(yaml.safe_dump(app["args"]))
+    up = build_app(load_serving_config(path))._bound_deployment
+    assert up.init_args[0] == gateway_config and up.init_args[3]._bound_deployment.init_args == generator.init_args
 
 
 def test_grpc_port_reaches_rays_grpc_proxy_on_every_node():

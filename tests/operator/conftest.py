@@ -425,7 +425,7 @@ async def fake_prometheus() -> AsyncIterator[tuple[FakePrometheus, str]]:
 def operator_metrics(monkeypatch: pytest.MonkeyPatch) -> str:
     """URL of the operator's own /metrics: operators started by the tests serve it on a free port."""
     port = free_port()
-    monkeypatch.setenv("FINSERVE_OPERATOR_METRICS_PORT", str(port))
+    monkeypatch.setenv("FINSERVE_OPERATOR__METRICS_PORT", str(port))
     return f"http://127.0.0.1:{port}/metrics"
 
 
@@ -443,8 +443,8 @@ def run_operator(
     """
     from kopf.testing import KopfRunner
 
-    monkeypatch.setenv("FINSERVE_PROMETHEUS_URL", fake_prometheus[1])
-    monkeypatch.setenv("FINSERVE_OPERATOR_POLL_SECONDS", "1")
+    monkeypatch.setenv("FINSERVE_OPERATOR__PROMETHEUS__URL", fake_prometheus[1])
+    monkeypatch.setenv("FINSERVE_OPERATOR__POLL_SECONDS", "1")
 
     @contextlib.asynccontextmanager
     async def running() -> AsyncIterator[KopfRunner]:

@@ -215,7 +215,7 @@ async def operator_gauges(url: str) -> dict[tuple[str, str], float]:
 async def test_real_prometheus_rolls_back_a_failing_canary_and_promotes_a_healthy_one(
     kube, serving, prometheus, run_operator, operator_metrics, monkeypatch
 ):
-    monkeypatch.setenv("FINSERVE_PROMETHEUS_URL", prometheus)
+    monkeypatch.setenv("FINSERVE_OPERATOR__PROMETHEUS__URL", prometheus)
     done = lambda o: o is not None and (o.get("status") or {}).get("phase") in ("Succeeded", "Failed")
     background = [asyncio.create_task(project_configmap(kube, serving.routes_file))]
     loads: dict[str, asyncio.subprocess.Process] = {}

@@ -57,7 +57,7 @@ TEMPLATE = {
 def job_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(TEMPLATE))
-    monkeypatch.setenv("FINSERVE_EVAL_JOB_TEMPLATE", str(path))
+    monkeypatch.setenv("FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE", str(path))
     return path
 
 
@@ -217,11 +217,11 @@ async def test_an_error_with_on_error_retry_runs_a_second_job(kube, fake_prometh
 async def test_without_a_job_template_the_gate_is_an_error_not_a_pass(kube, fake_prometheus, run_operator, monkeypatch):
     prom, _ = fake_prometheus
     healthy(prom)
-    monkeypatch.delenv("FINSERVE_EVAL_JOB_TEMPLATE", raising=False)
+    monkeypatch.delenv("FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE", raising=False)
     async with run_operator():
         await create(kube, RESOURCE_MRO, manifest())
         failed = await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Failed", "Succeeded"))
     assert failed["status"]["phase"] == "Failed"
-    assert "FINSERVE_EVAL_JOB_TEMPLATE" in failed["status"]["evaluation"]["message"]
+    assert "FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE" in failed["status"]["evaluation"]["message"]
     assert set(weights(kube)) == {0}
     assert not [k for k in kube.objects if k[0] == RESOURCE_JOBS]

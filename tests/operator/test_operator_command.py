@@ -30,6 +30,15 @@ def test_run_needs_namespaces_or_all():
     assert "--namespace" in result.output
 
 
+def test_run_refuses_a_bad_setting_before_it_starts(tmp_path, monkeypatch):
+    path = tmp_path / "operator.yaml"
+    path.write_text("poll_seconds: 5\nprometheus: {timeout: -1}\n")
+    monkeypatch.setenv("FINSERVE_OPERATOR__PROMETHEUS__URL", "http://ops:hunter2@prom:9090")
+    result = CliRunner().invoke(app, ["operator", "run", "--all-namespaces", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "prometheus.timeout" in result.output and "hunter2" not in result.output
+
+
 async def test_run_serves_rollouts_liveness_and_metrics(kube, kubeconfig, fake_prometheus):
     prom, prom_url = fake_prometheus
     healthy(prom)
@@ -37,9 +46,9 @@ async def test_run_serves_rollouts_liveness_and_metrics(kube, kubeconfig, fake_p
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
-        "FINSERVE_PROMETHEUS_URL": prom_url,
-        "FINSERVE_OPERATOR_POLL_SECONDS": "1",
-        "FINSERVE_OPERATOR_METRICS_PORT": str(metrics_port),
+        "FINSERVE_OPERATOR__PROMETHEUS__URL": prom_url,
+        "FINSERVE_OPERATOR__POLL_SECONDS": "1",
+        "FINSERVE_OPERATOR__METRICS_PORT": str(metrics_port),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -47,6 +47,18 @@ def test_ray_sees_and_echoes_only_safe_request_ids(client, sent, seen, mark):
     assert resp.headers.get_list("x-request-id") == [seen]
 
 
+def test_a_response_carries_one_request_id_though_the_app_and_ray_both_set_it():
+    def answer(request: Request) -> JSONResponse:  # as the gateway does: its own x-request-id on every answer
+        return JSONResponse({}, headers={"x-request-id": request.headers["x-request-id"]})
+
+    app = _apply_middlewares(Starlette(routes=[Route("/", answer, methods=["POST"])]), middlewares())
+    bare = _apply_middlewares(Starlette(routes=[Route("/", answer, methods=["POST"])]), [])
+    assert TestClient(bare).post("/", headers={"x-request-id": "req-3"}).headers.get_list("x-request-id") == [
+        "req-3", "req-3"]  # Ray alone: twice, read by clients as "req-3, req-3"
+    resp = TestClient(app).post("/", headers={"x-request-id": "req-3"})
+    assert resp.headers.get_list("x-request-id") == ["req-3"] and resp.headers["x-request-id"] == "req-3"
+
+
 def test_a_client_cannot_send_the_mark(client):
     resp = client.post("/", headers={"x-request-id": "req-2", INVALID_HEADER_MARK: "x-request-id"})
     assert resp.json() == {"request_id": "req-2", "mark": None}

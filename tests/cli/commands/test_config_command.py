@@ -25,3 +25,28 @@ def test_config_show_names_a_bad_override_without_its_value(monkeypatch):
     result = CliRunner().invoke(app, ["config", "show"])
     assert result.exit_code == 2
     assert "gateway.max_tokens_limit" in result.output and "sk-secret-value" not in result.output
+
+
+def test_config_show_prints_the_operators_effective_settings(tmp_path, monkeypatch):
+    path = tmp_path / "operator.yaml"
+    path.write_text(yaml.safe_dump({"poll_seconds": 5, "prometheus": {"timeout": 3}}))
+    monkeypatch.setenv("FINSERVE_OPERATOR__PROMETHEUS__URL", "https://ops:hunter2@prom.mon:9090")
+    monkeypatch.setenv("FINSERVE_GATEWAY__MAX_TOKENS_LIMIT", "not-the-operators")  # serving's variable: ignored
+    result = CliRunner().invoke(app, ["config", "show", "--component", "operator", "--config", str(path), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["poll_seconds"] == 5 and shown["prometheus"] == {"url": "https://ops:***@prom.mon:9090", "timeout": 3}
+    assert "gateway" not in shown and "hunter2" not in result.output
+
+
+def test_config_show_names_a_bad_operator_variable(monkeypatch):
+    monkeypatch.setenv("FINSERVE_OPERATOR__POLL_SECONDS", "whenever")
+    result = CliRunner().invoke(app, ["config", "show", "--component", "operator"])
+    assert result.exit_code == 2
+    assert "poll_seconds" in result.output and "whenever" not in result.output
+
+
+def test_config_show_names_a_missing_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINSERVE_OPERATOR_CONFIG", str(tmp_path / "nowhere.yaml"))
+    result = CliRunner().invoke(app, ["config", "show", "--component", "operator"])
+    assert result.exit_code == 2 and "nowhere.yaml" in result.output and "Traceback" not in result.output

@@ -1,6 +1,8 @@
-"""The official openai SDK and LangChain's ChatOpenAI against finserve, served by uvicorn over real
-HTTP (the whole in-process stack: Presidio, MiniLM + Milvus Lite, a real Redis, the real SmolLM2
-weights). Every error must arrive as the SDK's typed exception, every request leaves an audit line."""
+"""The official openai SDK and LangChain's ChatOpenAI against finserve over real HTTP: the whole stack
+(Presidio, MiniLM + Milvus Lite, a real Redis, the real SmolLM2 weights) served by uvicorn in-process
+(conftest's `served`), and, for one test of each SDK behaviour (chat, stream with usage, completions, embeddings,
+models, typed errors), also as the Ray Serve graph `finserve up` deploys (`ray_served`). Every error must
+arrive as the SDK's typed exception, every request leaves an audit line."""
 
 from __future__ import annotations
 
@@ -19,30 +21,53 @@ OTHER_CARD = "5500 0000 0000 0004"
 SSN = "536-22-8145"
 
 
+ON_RAY: set[str] = set()  # the tests that also run against the Ray Serve graph
+
+
+def on_ray(test):
+    ON_RAY.add(test.__name__)
+    return test
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "stack" in metafunc.fixturenames:
+        kinds = ["uvicorn", "ray"] if metafunc.function.__name__ in ON_RAY else ["uvicorn"]
+        metafunc.parametrize("stack", kinds, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def client(served) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{served.base}/v1", api_key=served.key, max_retries=0, timeout=120)
+def stack(request: pytest.FixtureRequest):
+    """The stack a test runs against: conftest's `served` (uvicorn) or `ray_served` (Ray Serve), one of each
+    per module, both with the same config."""
+    return request.getfixturevalue("served" if request.param == "uvicorn" else "ray_served")
 
 
-def audit(served, request_id: str) -> list[dict]:
-    return [x for x in read_records(served.config.audit.path) if x["request_id"].startswith(request_id)]
+@pytest.fixture(scope="module")
+def client(stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.base}/v1", api_key=stack.key, max_retries=0, timeout=120)
+
+
+def audit(stack, request_id: str) -> list[dict]:
+    return [x for x in read_records(stack.config.audit.path) if x["request_id"].startswith(request_id)]
 
 
 def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def test_chat_answers_with_usage_and_the_finserve_object(client, served):
+@on_ray
+def test_chat_answers_with_usage_and_the_finserve_object(client, stack):
     resp = client.chat.completions.create(model=MODEL, messages=user(f"My card {CARD} never arrived"), max_tokens=16)
     assert resp.object == "chat.completion" and resp.choices[0].message.content.strip()
     assert resp.usage.prompt_tokens > 0 and 0 < resp.usage.completion_tokens <= 16
     info = resp.model_extra["finserve"]
     assert info["pii"]["input"] == {"CREDIT_CARD": 1}
-    [line] = audit(served, info["request_id"])
+    [line] = audit(stack, info["request_id"])
     assert line["status"] == 200 and CARD not in line["input"]
 
 
-def test_stream_ends_with_a_usage_chunk_without_choices(client, served):
+@on_ray
+def test_stream_ends_with_a_usage_chunk_without_choices(client, stack):
     stream = client.chat.completions.create(model=MODEL, messages=user("How do I activate my card?"), max_tokens=12,
                                             stream=True, stream_options={"include_usage": True})
     chunks = list(stream)
@@ -54,7 +79,7 @@ def test_stream_ends_with_a_usage_chunk_without_choices(client, served):
     assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
     assert all(c.usage is None for c in answer)
     request_id = answer[-1].model_extra["finserve"]["request_id"]
-    [line] = audit(served, request_id)
+    [line] = audit(stack, request_id)
     assert line["status"] == 200 and line["output"] == text
 
 
@@ -75,6 +100,7 @@ def test_content_part_arrays_and_the_developer_role(client):
     assert resp.model_extra["finserve"]["pii"]["input"] == {"CREDIT_CARD": 1}
 
 
+@on_ray
 @pytest.mark.parametrize(("extra", "param"), [
     ({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},
@@ -92,14 +118,15 @@ def test_content_part_arrays_and_the_developer_role(client):
     ({"response_format": {"type": "json_object"}}, "response_format.type"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
 ])
-def test_what_finserve_cannot_honour_is_a_bad_request_naming_the_field(client, served, extra, param):
+def test_what_finserve_cannot_honour_is_a_bad_request_naming_the_field(client, stack, extra, param):
     body = {"model": MODEL, "messages": user("hi"), **extra}
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(**body)
     assert err.value.status_code == 400 and err.value.param == param
     assert param in err.value.message
-    request_id = err.value.response.headers["x-request-id"]
-    [line] = audit(served, request_id)  # refused, and still audited
+    request_id = err.value.request_id  # what the SDK reads from x-request-id: one id, through Ray's proxy too
+    assert request_id == err.value.body["request_id"]
+    [line] = audit(stack, request_id)  # refused, and still audited
     assert line["status"] == 400 and line["error"] == "invalid_request"
 
 
@@ -118,18 +145,19 @@ def test_max_completion_tokens_and_seed(client):
     assert first.choices[0].message.content == second.choices[0].message.content  # greedy: deterministic
 
 
-def test_completions_one_prompt_and_a_list(client, served):
+@on_ray
+def test_completions_one_prompt_and_a_list(client, stack):
     one = client.completions.create(model=MODEL, prompt=f"Card {CARD} lost", max_tokens=8)
     assert one.object == "text_completion" and one.choices[0].text.strip()
     assert one.usage.completion_tokens <= 8
     assert one.choices[0].model_extra["finserve"]["pii"]["input"] == {"CREDIT_CARD": 1}
-    [line] = audit(served, one.id.removeprefix("cmpl-"))
+    [line] = audit(stack, one.id.removeprefix("cmpl-"))
     assert line["status"] == 200 and CARD not in line["input"]
 
     two = client.completions.create(model=MODEL, prompt=["Exchange rate?", "Activate my card"], max_tokens=6)
     assert [c.index for c in two.choices] == [0, 1] and all(c.text.strip() for c in two.choices)
     rid = two.id.removeprefix("cmpl-")
-    assert sorted(x["request_id"] for x in audit(served, rid)) == [f"{rid}-0", f"{rid}-1"]
+    assert sorted(x["request_id"] for x in audit(stack, rid)) == [f"{rid}-0", f"{rid}-1"]
 
 
 def test_completions_stream_with_usage(client):
@@ -149,7 +177,8 @@ def test_completions_refuse_what_they_cannot_honour(client):
         assert err.value.param == param
 
 
-def test_embeddings_are_of_the_masked_text(client, served):
+@on_ray
+def test_embeddings_are_of_the_masked_text(client, stack):
     # The SDK asks for base64 by default and decodes it: both encodings must give the same vectors.
     resp = client.embeddings.with_raw_response.create(model=EMBEDDER, input=[
         f"my card {CARD} was declined", f"my card {OTHER_CARD} was declined", "exchange rates abroad"])
@@ -164,18 +193,20 @@ def test_embeddings_are_of_the_masked_text(client, served):
     assert np.allclose(floats.data[0].embedding, vectors[2], atol=1e-5)
     info = out.model_extra["finserve"]
     assert info["masked"] is True and info["pii"] == {"CREDIT_CARD": 2}
-    [line] = audit(served, info["request_id"])
+    [line] = audit(stack, info["request_id"])
     assert line["status"] == 200 and line["model"] == EMBEDDER
     assert CARD not in line["input"] and OTHER_CARD not in line["input"] and "<CREDIT_CARD>" in line["input"]
 
 
+@on_ray
 def test_models_list_names_chat_models_and_the_embedder(client):
     assert [m.id for m in client.models.list()] == [MODEL, EMBEDDER]
 
 
-def test_errors_arrive_as_the_sdks_typed_exceptions(client, served):
+@on_ray
+def test_errors_arrive_as_the_sdks_typed_exceptions(client, stack):
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=f"{served.base}/v1", api_key="wrong", max_retries=0).chat.completions.create(
+        openai.OpenAI(base_url=f"{stack.base}/v1", api_key="wrong", max_retries=0).chat.completions.create(
             model=MODEL, messages=user("hi"))
     with pytest.raises(openai.NotFoundError) as err:
         client.chat.completions.create(model="gpt-4o", messages=user("hi"))
@@ -189,13 +220,13 @@ def test_errors_arrive_as_the_sdks_typed_exceptions(client, served):
         client.embeddings.create(model=EMBEDDER, input=f"SSN {SSN}")
     with pytest.raises(openai.UnprocessableEntityError):
         client.completions.create(model=MODEL, prompt=f"SSN {SSN}")
-    raw = served.config.audit.path.read_text()
+    raw = stack.config.audit.path.read_text()
     assert SSN not in raw
 
 
-def test_langchain_chat_openai_answers_streams_and_reports_usage(served):
+def test_langchain_chat_openai_answers_streams_and_reports_usage(stack):
     langchain_openai = pytest.importorskip("langchain_openai", reason="langchain-openai (test extra) not installed")
-    llm = langchain_openai.ChatOpenAI(model=MODEL, base_url=f"{served.base}/v1", api_key=served.key, max_tokens=10,
+    llm = langchain_openai.ChatOpenAI(model=MODEL, base_url=f"{stack.base}/v1", api_key=stack.key, max_tokens=10,
                                       temperature=0, max_retries=0, stream_usage=True)
     answer = llm.invoke([("system", "Be brief."), ("human", "How do I activate my card?")])
     assert answer.content.strip()
