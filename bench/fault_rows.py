@@ -236,13 +236,13 @@ def row_audit_full(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                               "free_bytes": shutil.disk_usage(mount).free}
             filler.unlink()
             at = time.monotonic()
-            after = Load(base, "full-after", 2, limit=args.per_phase).start().join()
             back = None
             while back is None and time.monotonic() - at < 60:
                 if ready(base) == 200:
                     back = time.monotonic() - at
                 else:
-                    time.sleep(0.2)
+                    time.sleep(0.1)
+            after = Load(base, "full-after", 2, limit=args.per_phase).start().join()
             phases["space_back"] = {**summary(after), "readyz": ready(base),
                                     "first_200_s": first_after(after, at, lambda r: r["status"] == 200),
                                     "ready_again_s": round(back, 2) if back is not None else None}
