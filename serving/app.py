@@ -87,11 +87,18 @@ class GeneratorDeployment:
             IntentConfig.model_validate(intent), AdapterRegistry(registry_root(gen_config.registry))
         )
         self._started = False
+        self._start_lock = asyncio.Lock()
 
     async def _start(self) -> None:
-        if not self._started:
-            await self.engine.start()
-            self._started = True
+        # A fresh replica (Ray Serve's replacement for a dead one) gets the requests queued for it and the
+        # readiness probes at once: one load, the others wait. Unlocked, each call loaded its own model and
+        # swapped the engine's runner under a running decode, whose kernel then read freed weights (SIGSEGV).
+        if self._started:
+            return
+        async with self._start_lock:
+            if not self._started:
+                await self.engine.start()
+                self._started = True
 
     @traced("finserve.generator.generate")
     async def generate(self, request: GenerationRequest) -> GenerationResult:

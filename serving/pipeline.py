@@ -515,6 +515,16 @@ class Pipeline:
             return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
 
+        announced = False
+
+        def content(text: str) -> dict:
+            # The first chunk with text also says what is settled by then and the headers could not:
+            # degraded (decided before any text) and provider (failover ends at the first piece).
+            nonlocal announced
+            known = {} if announced else {k: v for k, v in (("degraded", ctx.degraded), ("provider", ctx.provider)) if v}
+            announced = True
+            return chunk({"content": text}, **({"finserve": known} if known else {}))
+
         async def audit(status: int, error: str | None) -> None:
             nonlocal audited
             audited = True
@@ -551,7 +561,7 @@ class Pipeline:
                         text = await releaser.feed(piece.delta) if piece.delta else ""
                         if text:
                             released.append(text)
-                            yield chunk({"content": text})
+                            yield content(text)
                 except Exception as exc:  # noqa: BLE001 - before any text was sent the fallback may answer
                     if released:  # text is out: an error event, as for any failure mid-answer
                         if isinstance(exc, TimeoutError):
@@ -570,13 +580,13 @@ class Pipeline:
                 [out] = await self.guard.scan_many([degraded.text])
                 released.append(out.text)
                 ctx.pii["output"] = out.counts()
-                yield chunk({"content": out.text})
+                yield content(out.text)
                 finish_reason = "stop"
             else:
                 tail = await releaser.finish()
                 if tail:
                     released.append(tail)
-                    yield chunk({"content": tail})
+                    yield content(tail)
                 ctx.pii["output"] = releaser.findings
                 self._count_tokens(ctx, tokens, prompt, cached, clock)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)

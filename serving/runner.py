@@ -12,10 +12,12 @@ import time
 
 from rich.console import Console
 
+from . import run_record
 from .config import ServingConfig
 from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
 from .oip_grpc.health import ADD_HEALTH_SERVICER
+from .paths import data_dir
 from .ray_start import descendant_pids, start_with_retry, stop_failed_start
 from .serve_env import RAY_WORKER_SETUP_HOOK, haproxy_available, serve_env, usable_ingress
 
@@ -29,7 +31,7 @@ def _free_port() -> int:
 def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> None:
     """Work that must happen once, before replicas start: index build and model conversion."""
     from .inference.base_model import ensure_base_model
-    from .retrieval import ingest, index_exists
+    from .retrieval import index_exists, ingest
 
     if ingest_if_missing and not index_exists(cfg.retrieval):
         console.print("[cyan]building the retrieval index (first start only)...[/]")
@@ -42,6 +44,13 @@ def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> No
 
 
 def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool = True) -> int:
+    # What an earlier run on this data dir left running when it was killed (its haproxy holds our ports).
+    earlier = run_record.reap(data_dir())
+    if earlier.stopped:
+        console.print(f"[yellow]stopped {len(earlier.stopped)} haproxy process(es) an earlier finserve up on this "
+                      f"data dir left running: {earlier.stopped}[/]")
+    elif earlier.running_pid is not None:
+        console.print(f"[yellow]another finserve up (pid {earlier.running_pid}) runs on this data dir[/]")
     # Before Ray starts: its controller, ingress and replicas inherit this process's environment.
     deployments, warning = usable_ingress(cfg.deployments, haproxy_available())
     if warning:
@@ -83,6 +92,7 @@ def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_
     signal.signal(signal.SIGTERM, _stop)
     node_id = ray.get_runtime_context().get_node_id()
     haproxy_cfg = haproxy_config_path(node_id) if cfg.deployments.ingress == "haproxy" else None
+    run_record.write(data_dir(), haproxy_cfg, private)
     try:
         # gRPC: Ray Serve's own proxy (one per node, like HTTP) calls the Gateway's RPC methods.
         serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port},
@@ -110,6 +120,7 @@ def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_
             ray.shutdown()
             if haproxy_cfg:
                 _reap_haproxy(haproxy_cfg, node_id, console)
+            run_record.clear(data_dir())
             time.sleep(0.2)
         console.print("[green]stopped[/]")
 

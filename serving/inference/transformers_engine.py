@@ -64,6 +64,7 @@ class TransformersEngine:
         self.runner: ModelRunner | None = None
         self._slots = AdapterSlots(config.max_loaded_adapters)
         self._adapter_lock = asyncio.Lock()
+        self._start_lock = asyncio.Lock()  # concurrent start() calls load one model, not one each
         self._scheduler: BatchScheduler[_Job] = BatchScheduler(
             lambda jobs: decode_batch(self._require_runner(), jobs),
             self._release,
@@ -78,14 +79,17 @@ class TransformersEngine:
     async def start(self) -> None:
         if self.ready():
             return
-        if self.runner is None:
-            model_dir = Path(self.config.model_dir) if self.config.model_dir else None
-            runner = ModelRunner(model_dir or await asyncio.to_thread(ensure_base_model), self.config.cpu)
-            await asyncio.to_thread(runner.load)
-            self.runner = runner
-        await self._scheduler.start()
-        for ref in self.config.preload_refs():
-            await self.ensure_adapter(ref)
+        async with self._start_lock:
+            if self.ready():
+                return
+            if self.runner is None:
+                model_dir = Path(self.config.model_dir) if self.config.model_dir else None
+                runner = ModelRunner(model_dir or await asyncio.to_thread(ensure_base_model), self.config.cpu)
+                await asyncio.to_thread(runner.load)
+                self.runner = runner
+            await self._scheduler.start()
+            for ref in self.config.preload_refs():
+                await self.ensure_adapter(ref)
 
     async def stop(self) -> None:
         await self._scheduler.stop()

@@ -27,7 +27,7 @@ from ..admission import requested_tokens
 from ..errors import FinserveError, PayloadTooLarge, map_error
 from ..oip import model_metadata, server_metadata, to_chat_requests, to_infer_response
 from ..pipeline import Pipeline
-from ..telemetry.request import server_span
+from ..telemetry.request import server_span, trace_headers
 from . import grpc_predict_v2_pb2 as pb
 from . import grpc_predict_v2_pb2_grpc as pb_grpc
 from .codec import audit_body, to_infer_request, to_proto_metadata, to_proto_response
@@ -54,7 +54,7 @@ def fail(context: Context, exc: BaseException, request_id: str | None = None) ->
         log.exception("gRPC request %s failed", request_id or "-", exc_info=exc)
     context.set_code(m.grpc_code)
     context.set_details(m.message)
-    context.set_trailing_metadata(error_trailers(m, request_id))
+    context.set_trailing_metadata([*error_trailers(m, request_id), *trace_headers().items()])
 
 
 def _rpc(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -171,7 +171,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:  # noqa: BLE001 - one status for every error
             fail(grpc_context, exc, base.request_id)
             return pb.ModelInferResponse()
-        grpc_context.set_trailing_metadata([("x-request-id", base.request_id), *limits.items()])
+        grpc_context.set_trailing_metadata([("x-request-id", base.request_id), *limits.items(),
+                                            *trace_headers().items()])
         return to_proto_response(to_infer_response(request.model_name, infer_id or base.request_id, answers))
 
     @_rpc

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from opentelemetry import trace
 from opentelemetry.instrumentation.propagators import (
     ResponsePropagator,
     default_setter,
@@ -13,8 +12,7 @@ from opentelemetry.instrumentation.propagators import (
 )
 
 from .process import setup_process
-
-TRACE_ID_HEADER = "x-trace-id"
+from .request import TRACE_ID_HEADER, trace_headers
 # Probes and scrapes would be most spans and tell nothing.
 EXCLUDED_URLS = "/healthz,/readyz,/metrics,/v2/health/live,/v2/health/ready"
 
@@ -23,12 +21,11 @@ class TraceIdResponsePropagator(ResponsePropagator):
     """Answers with the server span's W3C ``traceparent`` and its bare trace id in ``x-trace-id``."""
 
     def inject(self, carrier: Any, context: Any = None, setter: Any = default_setter) -> None:
-        span = trace.get_current_span(context).get_span_context()
-        if not span.is_valid:
+        headers = trace_headers(context)
+        if not headers:
             return
-        trace_id = format(span.trace_id, "032x")
-        setter.set(carrier, "traceparent", f"00-{trace_id}-{span.span_id:016x}-{span.trace_flags:02x}")
-        setter.set(carrier, TRACE_ID_HEADER, trace_id)
+        for name, value in headers.items():
+            setter.set(carrier, name, value)
         setter.set(carrier, "access-control-expose-headers", f"traceparent,{TRACE_ID_HEADER}")
 
 

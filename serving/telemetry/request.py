@@ -21,6 +21,17 @@ if TYPE_CHECKING:
 
 _W3C = TraceContextTextMapPropagator()
 SPAN_PREFIX = "finserve."
+TRACE_ID_HEADER = "x-trace-id"
+
+
+def trace_headers(context: Any = None) -> dict[str, str]:
+    """The current server span as response headers (HTTP) or trailing metadata (gRPC): W3C ``traceparent``
+    and the bare trace id in ``x-trace-id``; empty while tracing is off (no span, nothing to name)."""
+    span = trace.get_current_span(context).get_span_context()
+    if not span.is_valid:
+        return {}
+    trace_id = format(span.trace_id, "032x")
+    return {"traceparent": f"00-{trace_id}-{span.span_id:016x}-{span.trace_flags:02x}", TRACE_ID_HEADER: trace_id}
 
 
 def client_trace_id(headers: Mapping[str, str]) -> str | None:

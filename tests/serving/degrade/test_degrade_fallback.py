@@ -93,6 +93,10 @@ def test_stream_failing_before_any_text_streams_the_fallback(tmp_path, small_ind
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text == CURATED
     assert chunks[-1]["finserve"]["degraded"] == "fallback"
+    # Said up front too: the first chunk with text carries it (the headers went out before it was known).
+    [first] = [c for c in chunks if c["choices"][0]["delta"].get("content")][:1]
+    assert first["finserve"] == {"degraded": "fallback"}
+    assert "finserve" not in chunks[0] and "x-finserve-degraded" not in resp.headers
     assert last_record(client)["degraded"] == "fallback"
 
 

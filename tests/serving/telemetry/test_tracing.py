@@ -143,3 +143,42 @@ def test_without_a_traceparent_the_request_starts_its_own_trace(app, spans: InMe
     assert len(trace_id) == 32 and trace_id != TRACE_ID
     [record] = read_records(pipeline.config.audit.path)
     assert record["trace_id"] == trace_id
+
+
+async def test_grpc_answers_and_errors_carry_the_trace_in_trailing_metadata(app, spans: InMemorySpanExporter) -> None:
+    """As HTTP's traceparent / x-trace-id headers: the call's server span, child of the client's traceparent."""
+    import grpc
+
+    from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
+    from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+    from finserve.serving.oip_grpc.server import start_grpc_server
+    from finserve.serving.oip_grpc.servicer import InferenceServicer
+
+    _, pipeline = app
+
+    async def ready() -> dict[str, bool]:
+        return {"all": True}
+
+    text = pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1],
+                                                 contents=pb.InferTensorContents(bytes_contents=[b"Where is my card?"]))
+    server, port = await start_grpc_server(InferenceServicer(pipeline, ready), "127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = GRPCInferenceServiceStub(channel)
+            call = stub.ModelInfer(pb.ModelInferRequest(model_name=DEFAULT_MODEL, inputs=[text]),
+                                   metadata=[("traceparent", TRACEPARENT), ("x-request-id", "grpc-traced")])
+            await call
+            answered = dict(await call.trailing_metadata())
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.ModelInfer(pb.ModelInferRequest(model_name="nope", inputs=[text]),
+                                      metadata=[("traceparent", TRACEPARENT)])
+    finally:
+        await server.stop(grace=None)
+    assert answered["x-request-id"] == "grpc-traced" and answered["x-trace-id"] == TRACE_ID
+    version, trace_id, span_id, _ = answered["traceparent"].split("-")
+    assert (version, trace_id) == ("00", TRACE_ID) and span_id != CLIENT_SPAN  # the server span, not the client's
+    [server_span] = [s for s in spans.get_finished_spans() if format(s.context.span_id, "016x") == span_id]
+    assert server_span.parent.span_id == int(CLIENT_SPAN, 16)
+    assert [r["trace_id"] for r in read_records(pipeline.config.audit.path)] == [TRACE_ID, TRACE_ID]
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert dict(err.value.trailing_metadata())["x-trace-id"] == TRACE_ID
