@@ -18,10 +18,12 @@ class CPUOptions(StrictModel):
         "int8",
         description=(
             "int8: Linear weights as int8 with a float32 scale per output channel for decode steps "
-            "(our AVX2 kernel, built once with the C compiler), activations, LoRA and prefill in float32; "
+            "(our C kernel, built with the package; AVX-512 or AVX2 as the CPU has), activations, LoRA and prefill "
+            "in float32; "
             "float16-packed: the same with fbgemm float16 weights; float32: plain; bfloat16: the whole "
             "model in bfloat16 (only fast on CPUs with avx512_bf16 or AMX). Where the int8 kernel cannot "
-            "run (no AVX2/FMA, no compiler) int8 falls back to float16-packed, then float32."
+            "run (no AVX2/FMA, or an install built without a C compiler) int8 falls back to float16-packed, "
+            "then float32."
         ),
     )
     forward: Literal["lean", "transformers"] = Field(

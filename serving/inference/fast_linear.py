@@ -4,7 +4,7 @@ Decoding a 135M model reads every weight once per token, so bytes per weight (an
 turning them into float32) set the speed. :class:`Int8Linear` and :class:`PackedFP16Linear` are
 still ``nn.Linear`` (PEFT wraps them with LoRA as usual and sees a float32 ``weight``, so
 adapters load and run in float32), but a decode step (one position per sequence) multiplies with
-a compact copy: int8 with a scale per output channel (our AVX2 kernel, ``cpu_kernels.py``) or
+a compact copy: int8 with a scale per output channel (our C kernel, ``cpu_kernels.py``) or
 fbgemm-packed float16. Prefill (several positions per sequence) is compute-bound, not
 memory-bound: it multiplies with the float32 weight, which MKL does faster than either compact
 format and exactly. The float32 weight costs RAM, not bandwidth, because decode steps never read
