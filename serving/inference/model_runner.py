@@ -81,9 +81,9 @@ class ModelRunner:
         model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
         model.eval()
         if self.weights == "int8":
-            count = quantize_linears(model)
+            count = quantize_linears(model, keep_float=self.options.int8_prefill == "float32")
             if count:
-                log.info("int8 weights for %d Linear layers", count)
+                log.info("int8 weights for %d Linear layers (prefill: %s)", count, self.options.int8_prefill)
             else:
                 log.warning("the int8 kernel cannot run here: trying float16-packed weights")
                 self.weights = "float16-packed"
