@@ -17,7 +17,9 @@ stores weights as int8 with one scale per output channel:
     y[m, n] = scale[n] * sum_k x[m, k] * q[n, k] (+ bias[n])
 
 Every (m, n) is computed by the same sequence of float operations whatever the batch size, the
-tile shape or the thread count, so a row decodes to the same tokens alone or in any batch.
+tile shape, the thread count or the variant (AVX2 or AVX-512), so a row decodes to the same tokens
+alone or in any batch, on either kind of CPU. Prefill goes through it too (``fast_linear``): the
+int8 weights are the only copy.
 
 The decode-step kernels
 -----------------------
@@ -31,10 +33,10 @@ Building and choosing a variant
 The C source is ``csrc/cpu_kernels.c``, built by setup.py into ``_kernels.abi3.so`` beside this
 module when the wheel (or an editable install) is built: a serving process never compiles
 anything, and nothing here invokes a compiler. The library has no Python API (the build needs a C
-compiler, not Python's headers); importlib finds it and ctypes opens it. It is compiled without ``-mavx2``/``-mavx512f``; each function
-names its instruction set with a target attribute, so the one binary loads on any x86-64 CPU and
-the variant is picked here at run time from the CPU's flags (:func:`choose_variant`, pure, on the
-flags :func:`cpu_flags` reads from ``/proc/cpuinfo``):
+compiler, not Python's headers); importlib finds it and ctypes opens it. It is compiled without
+``-mavx2``/``-mavx512f``: each function names its instruction set with a target attribute, so the
+one binary loads on any x86-64 CPU and the variant is picked here at run time from the CPU's flags
+(:func:`choose_variant`, pure, on the flags :func:`cpu_flags` reads from ``/proc/cpuinfo``):
 
 - ``avx512``: the int8 matrix kernel on 512-bit registers (two weight rows per register), for CPUs
   with AVX-512 F; bit for bit the same results as ``avx2``, with half the instructions.
