@@ -171,3 +171,18 @@ def quantize_linears(model: nn.Module, kernel: CPUKernels | None = None, keep_fl
         model,
         lambda lin: Int8Linear(lin, kernel, keep_float) if packable(lin.out_features, lin.in_features) else None,
     )
+
+
+def detach_from_checkpoint(model: nn.Module) -> None:
+    """Give every parameter and buffer its own memory, releasing the checkpoint file's memory map.
+
+    transformers maps a safetensors checkpoint into memory and its tensors point into the map.
+    After :func:`quantize_linears` drops the float32 Linear weights, the map stays as long as any
+    tensor (the embedding, a norm) still points into it, and with it every page the quantisation
+    read: about 4 bytes per parameter of resident memory. Copying what is left (the same Parameter
+    objects, so tied weights stay tied) lets the map go.
+    """
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.data = tensor.data.clone()
+

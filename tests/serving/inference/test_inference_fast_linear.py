@@ -165,3 +165,38 @@ def test_lora_on_int8_base_adds_the_float32_delta() -> None:
         mixed = layer(torch.cat([x, x]), adapter_names=["default"] * 3 + ["__base__"] * 3)
         assert torch.allclose(mixed[:3], base_out + delta, atol=1e-5) and torch.equal(mixed[3:], base_out)
     assert delta.abs().max() > 0.1
+
+
+def mapped(path) -> bool:
+    return str(path) in open("/proc/self/maps").read()
+
+
+@needs_kernels
+def test_int8_only_weights_let_the_checkpoint_s_memory_map_go(tmp_path) -> None:
+    """transformers maps a safetensors checkpoint and its tensors point into the map; with the float32 Linear
+    weights dropped, what is left is copied out so the map (every page quantisation read) is released."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from finserve.serving.inference.fast_linear import detach_from_checkpoint
+
+    config = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    checkpoint = tmp_path / "model.safetensors"
+    model = LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    assert mapped(checkpoint)  # what the test is about: the weights point into the file's map
+    ids = torch.tensor([[1, 5, 9, 2]])
+    with torch.inference_mode():
+        want = model(ids).logits
+    assert quantize_linears(model) == 15  # 7 per layer and the tied lm_head
+    detach_from_checkpoint(model)
+    import gc
+
+    gc.collect()
+    if mapped(checkpoint):
+        pytest.fail("the checkpoint is still mapped after every tensor got its own memory")
+    assert model.lm_head.weight is None and model.model.embed_tokens.weight is not None
+    with torch.inference_mode():
+        assert relative_error(model(ids).logits, want) < 2e-2  # int8 weights throughout, prefill included
+
