@@ -416,3 +416,43 @@ def test_the_cli_reports_the_variant_and_fails_without_the_extension(monkeypatch
     monkeypatch.setattr(cpu_kernels, "EXTENSION", "finserve.serving.inference._kernels_never_built")
     missing = CliRunner().invoke(app, ["model", "kernels"])
     assert missing.exit_code == 1 and "not installed" in missing.output
+
+
+ENGINE_COMPILES_NOTHING = r"""
+import asyncio, json, sys
+events = []
+def audit(name, args):
+    if name in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.system", "os.fork"):
+        events.append([name, str(args[:2])])
+sys.addaudithook(audit)
+from finserve.serving.inference import ChatMessage, CPUOptions, GenerationRequest, GeneratorConfig, build_engine
+async def main():
+    eng = build_engine(GeneratorConfig(model_dir=sys.argv[1], registry=sys.argv[2], max_new_tokens=4,
+                                       cpu=CPUOptions(weights="int8", forward="lean", num_threads=1)))
+    await eng.start()
+    out = await eng.generate(GenerationRequest(messages=[ChatMessage(role="user", content="hello")], max_tokens=4))
+    runner = eng.runner
+    await eng.stop()
+    return out.completion_tokens, runner.weights, runner.forward_path
+tokens, weights, forward = asyncio.run(main())
+from finserve.serving.inference.cpu_kernels import load_kernels
+print(json.dumps({"tokens": tokens, "weights": weights, "forward": forward, "variant": load_kernels().variant,
+                  "events": events}))
+"""
+
+
+@pytest.mark.slow
+@needs_kernels
+def test_a_cpu_engine_replica_serves_int8_with_no_compiler_and_starts_no_process(tmp_path: Path,
+                                                                                 model_dir: Path) -> None:
+    """The serving path of the default CPU engine (int8 weights, lean forward, C kernels) with no compiler on
+    PATH and CC unset: it loads, answers, and an audit hook sees no process started (issue 21's target)."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX", "FINSERVE_CPU_KERNELS")}
+    env["PATH"] = str(bare)
+    proc = subprocess.run([sys.executable, "-P", "-c", ENGINE_COMPILES_NOTHING, str(model_dir), str(tmp_path / "reg")],
+                          capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"tokens": 4, "weights": "int8", "forward": "lean", "variant": RUNNABLE[0], "events": []}
