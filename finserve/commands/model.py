@@ -1,4 +1,4 @@
-"""``finserve model``: convert the base model, prebuild the CPU kernels, try the generator."""
+"""``finserve model``: convert the base model, report the CPU kernels, try the generator."""
 
 from __future__ import annotations
 
@@ -27,17 +27,18 @@ def convert(
     typer.echo(str(ensure_base_model(data_dir)))
 
 
-def kernels(
-    out: Annotated[Path, typer.Option(help="Folder for the library; serve with FINSERVE_KERNEL_DIR set to it.")],
-) -> None:
-    """Compile the CPU decode kernels ahead of time (an image build whose runtime has no C compiler)."""
-    from finserve.serving.inference.cpu_kernels import build_kernels
+def kernels() -> None:
+    """Report the CPU's features and the C kernel variant this install runs (exit 1 without the extension)."""
+    import json
+    from dataclasses import asdict
 
-    try:
-        typer.echo(str(build_kernels(out)))
-    except (OSError, RuntimeError) as exc:
-        typer.echo(f"could not build the CPU kernels: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    from finserve.serving.inference.cpu_kernels import kernel_report
+
+    report = kernel_report()
+    typer.echo(json.dumps(asdict(report), indent=2))
+    if report.extension is None:  # an install built without a C compiler: say so to an image build
+        typer.echo(report.problem, err=True)
+        raise typer.Exit(1)
 
 
 def generate(

@@ -17,11 +17,21 @@ class CPUOptions(StrictModel):
     weights: Literal["int8", "float16-packed", "float32", "bfloat16"] = Field(
         "int8",
         description=(
-            "int8: Linear weights as int8 with a float32 scale per output channel for decode steps "
-            "(our AVX2 kernel, built once with the C compiler), activations, LoRA and prefill in float32; "
+            "int8: Linear weights as int8 with a float32 scale per output channel, the only copy kept (see "
+            "int8_prefill), multiplied by our C kernel (built with the package; AVX-512 or AVX2 as the CPU "
+            "has), activations and LoRA in float32; "
             "float16-packed: the same with fbgemm float16 weights; float32: plain; bfloat16: the whole "
             "model in bfloat16 (only fast on CPUs with avx512_bf16 or AMX). Where the int8 kernel cannot "
-            "run (no AVX2/FMA, no compiler) int8 falls back to float16-packed, then float32."
+            "run (no AVX2/FMA, or an install built without a C compiler) int8 falls back to float16-packed, "
+            "then float32."
+        ),
+    )
+    int8_prefill: Literal["int8", "float32"] = Field(
+        "int8",
+        description=(
+            "With weights: int8, what prefill multiplies with. int8: the int8 weights, the only copy in memory "
+            "(about 1 byte per parameter); float32: a float32 copy of every Linear kept beside them for "
+            "prefill (MKL, exact, somewhat faster prompts; 4 more bytes per parameter)."
         ),
     )
     forward: Literal["lean", "transformers"] = Field(

@@ -1,4 +1,4 @@
-"""C kernels for decode steps on AVX2 CPUs, built once with the C compiler and called through ctypes.
+"""C kernels for decode steps on x86-64 CPUs (AVX2 or AVX-512), built with the wheel, called through ctypes.
 
 Two groups: a weight-only int8 matrix kernel (every Linear of a decode step), and the small
 operations between the matrices of a Llama decode step (residual add + RMSNorm, rotary + KV-cache
@@ -17,7 +17,9 @@ stores weights as int8 with one scale per output channel:
     y[m, n] = scale[n] * sum_k x[m, k] * q[n, k] (+ bias[n])
 
 Every (m, n) is computed by the same sequence of float operations whatever the batch size, the
-tile shape or the thread count, so a row decodes to the same tokens alone or in any batch.
+tile shape, the thread count or the variant (AVX2 or AVX-512), so a row decodes to the same tokens
+alone or in any batch, on either kind of CPU. Prefill goes through it too (``fast_linear``): the
+int8 weights are the only copy.
 
 The decode-step kernels
 -----------------------
@@ -26,278 +28,56 @@ other dtypes use torch. They compute what transformers computes (RMSNorm in floa
 ``x * cos + rotate_half(x) * sin``, softmax attention over the cached positions a row may see),
 with summation orders of their own, so logits agree to float32 rounding, not bit for bit.
 
-Building
---------
-The C source below is compiled with ``cc -O3 -mavx2 -mfma -fopenmp`` into a cache folder
-(``FINSERVE_KERNEL_DIR``, else ``~/.cache/finserve/kernels``) and loaded with ctypes: no Python
-headers, no torch headers, under a second to build. A library already there (prebuilt into an
-image by ``finserve model kernels --out DIR``, see :func:`build_kernels`) is loaded without a
-compiler. OpenMP resolves to the libgomp torch has already loaded (same soname), so the kernel
-shares torch's thread pool. Where there is no AVX2/FMA, or neither a library nor a compiler,
-:func:`load_kernels` returns None and callers fall back.
+Building and choosing a variant
+-------------------------------
+The C source is ``csrc/cpu_kernels.c``, built by setup.py into ``_kernels.abi3.so`` beside this
+module when the wheel (or an editable install) is built: a serving process never compiles
+anything, and nothing here invokes a compiler. The library has no Python API (the build needs a C
+compiler, not Python's headers); importlib finds it and ctypes opens it. It is compiled without
+``-mavx2``/``-mavx512f``: each function names its instruction set with a target attribute, so the
+one binary loads on any x86-64 CPU and the variant is picked here at run time from the CPU's flags
+(:func:`choose_variant`, pure, on the flags :func:`cpu_flags` reads from ``/proc/cpuinfo``):
+
+- ``avx512``: the int8 matrix kernel on 512-bit registers (two weight rows per register), for CPUs
+  with AVX-512 F; bit for bit the same results as ``avx2``, with half the instructions.
+- ``avx2``: AVX2 + FMA, the baseline; the decode-step glue kernels are AVX2 in both variants.
+- none: no AVX2/FMA (or not x86-64), or no extension in this install: :func:`load_kernels`
+  returns None with a warning naming the cause, and callers fall back to torch.
+
+AVX-512 VNNI (and AVX-VNNI, AMX) are detected and reported but no variant uses them: they multiply
+int8 by int8, and these kernels keep activations in float32 (see above); quantising activations
+would change greedy output and tie a row's result to its batch. ``FINSERVE_CPU_KERNELS`` (``auto``,
+``avx512``, ``avx2``, ``off``) overrides the choice, for comparisons; a variant the CPU lacks is
+never run. OpenMP (when the build had it) resolves to the libgomp torch has already loaded (same
+soname), so the kernels share torch's thread pool.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
+import importlib.util
 import logging
 import os
 import platform
-import shutil
-import stat
-import subprocess
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 log = logging.getLogger(__name__)
 
+Variant = Literal["avx512", "avx2"]
+VARIANTS: tuple[Variant, ...] = ("avx512", "avx2")  # preferred first
+# The exported signatures this module binds (csrc/cpu_kernels.c, finserve_kernels_abi).
+ABI = 2
+EXTENSION = "finserve.serving.inference._kernels"
+
 # Rows of the weight are stored in groups of 8, each group as [K/8][8 rows][8 values]: one 64-byte
 # line per k-step, read front to back, which the hardware prefetcher follows (row-major int8 rows
 # of 576 bytes, read 8 at a time, ran 35 % slower from DRAM).
 BLOCK = 8
-
-SOURCE = r"""
-#include <immintrin.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-
-static inline float hsum8(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 sh = _mm_movehdup_ps(lo);
-    __m128 s = _mm_add_ps(lo, sh);
-    sh = _mm_movehl_ps(sh, s);
-    return _mm_cvtss_f32(_mm_add_ss(s, sh));
-}
-
-static inline __m256 load_w8(const int8_t *p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
-
-/* MB rows of x times NB rows of one 8-row weight group. One accumulator per (m, n), summed over k
-   in the same order by every tile shape. */
-#define TILE(MB, NB)                                                                              \
-    static void tile_##MB##x##NB(const float *x, int64_t ldx, const int8_t *w, int64_t K,         \
-                                 const float *s, const float *b, float *y, int64_t ldy) {        \
-        __m256 acc[MB][NB];                                                                      \
-        for (int m = 0; m < MB; m++)                                                              \
-            for (int n = 0; n < NB; n++) acc[m][n] = _mm256_setzero_ps();                         \
-        for (int64_t k = 0; k < K; k += 8, w += 64) {                                             \
-            _mm_prefetch((const char *)(w + 1024), _MM_HINT_T0);                                   \
-            for (int n = 0; n < NB; n++) {                                                        \
-                __m256 wv = load_w8(w + n * 8);                                                   \
-                for (int m = 0; m < MB; m++)                                                      \
-                    acc[m][n] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), wv, acc[m][n]); \
-            }                                                                                     \
-        }                                                                                         \
-        for (int m = 0; m < MB; m++)                                                              \
-            for (int n = 0; n < NB; n++) {                                                        \
-                float v = hsum8(acc[m][n]) * s[n];                                                \
-                y[m * ldy + n] = b ? v + b[n] : v;                                                \
-            }                                                                                     \
-    }
-
-TILE(1, 8) TILE(2, 4) TILE(3, 2) TILE(4, 2) TILE(5, 1) TILE(6, 1) TILE(7, 1) TILE(8, 1)
-
-typedef void (*tile_fn)(const float *, int64_t, const int8_t *, int64_t, const float *, const float *,
-                        float *, int64_t);
-static const tile_fn tiles[9] = {0, tile_1x8, tile_2x4, tile_3x2, tile_4x2, tile_5x1, tile_6x1, tile_7x1,
-                                 tile_8x1};
-static const int widths[9] = {0, 8, 4, 2, 2, 1, 1, 1, 1};
-
-/* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) @ dequant(w)^T (+ b); N, K multiples of 8. */
-void finserve_woq_int8(const float *x, int64_t ldx, const int8_t *w, const float *s, const float *b,
-                       float *y, int64_t ldy, int64_t M, int64_t N, int64_t K, int threads) {
-    int64_t groups = N / 8;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t g = 0; g < groups; g++) {
-        const int8_t *wg = w + g * 8 * K;
-        for (int64_t m0 = 0; m0 < M; m0 += 8) {
-            int mb = (int)(M - m0 < 8 ? M - m0 : 8);
-            int nb = widths[mb];
-            for (int r = 0; r < 8; r += nb)
-                tiles[mb](x + m0 * ldx, ldx, wg + r * 8, K, s + g * 8 + r, b ? b + g * 8 + r : 0,
-                          y + m0 * ldy + g * 8 + r, ldy);
-        }
-    }
-}
-
-/* ---- decode-step glue (float32, one position per row) ---- */
-
-static inline float dot(const float *a, const float *b, int64_t n) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-    return hsum8(acc);
-}
-
-/* h[r] += delta[r] (when delta is given); out[r] = h[r] * rsqrt(mean(h[r]^2) + eps) * w. */
-void finserve_add_rmsnorm(float *h, const float *delta, const float *w, float eps, float *out, int64_t rows,
-                          int64_t dim) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *x = h + r * dim;
-        if (delta) {
-            const float *d = delta + r * dim;
-            for (int64_t i = 0; i < dim; i += 8)
-                _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(d + i)));
-        }
-        float inv = 1.0f / sqrtf(dot(x, x, dim) / (float)dim + eps);
-        __m256 vi = _mm256_set1_ps(inv);
-        float *o = out + r * dim;
-        for (int64_t i = 0; i < dim; i += 8)
-            _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), vi)));
-    }
-}
-
-/* out = x * cos + roll(x, d/2) * signed_sin, for one head vector of d values. */
-static inline void rope(const float *x, const float *c, const float *s, float *out, int64_t d) {
-    int64_t half = d / 2;
-    for (int64_t i = 0; i < d; i++) out[i] = x[i] * c[i] + x[(i + half) % d] * s[i];
-}
-
-/* e^x for 8 floats: Cody-Waite range reduction and a degree-6 polynomial (Cephes expf), within
-   2 ulp of expf over the range softmax and SiLU use; inputs below -87 give 0, above 88 e^88. */
-static inline __m256 exp8(__m256 x) {
-    const __m256 hi = _mm256_set1_ps(88.0f), lo = _mm256_set1_ps(-87.0f);
-    __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
-}
-
-/* exp of n floats in place, always 8 at a time (the tail goes through a padded copy), so every
-   element gets the same arithmetic wherever it sits. */
-static void exp_inplace(float *v, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(v + i, exp8(_mm256_loadu_ps(v + i)));
-    if (i < n) {
-        float t[8] = {0};
-        for (int64_t j = i; j < n; j++) t[j - i] = v[j];
-        _mm256_storeu_ps(t, exp8(_mm256_loadu_ps(t)));
-        for (int64_t j = i; j < n; j++) v[j] = t[j - i];
-    }
-}
-
-/* One decode step of attention for every row b and query head h:
-   q [B, H*D], k and v [B, KV*D] (this step's projections); kc, vc the layer's caches
-   [B, KV, cap, D]; the new key (rotated) and value are written at column `col`, then the query
-   (rotated) attends over columns 0..col where valid[b, j] (valid NULL: all). out [B, H*D].
-   The query heads that share a key/value head are done together, so each cached row is read once.
-   The scores live on the heap: they grow with the context, and an OpenMP worker's (or a Python
-   thread's) stack can be far smaller than group * (col + 1) floats. Returns 0, or -1 when that
-   allocation failed (out is then incomplete). */
-int finserve_rope_attend(const float *q, const float *k, const float *v, const float *cos_t,
-                          const float *sin_t, const int64_t *pos, float *kc, float *vc, int64_t cap,
-                          int64_t col, const uint8_t *valid, float scale, float *out, int64_t B, int64_t H,
-                          int64_t KV, int64_t D, int threads) {
-    int64_t group = H / KV;
-    for (int64_t b = 0; b < B; b++) {
-        const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
-        for (int64_t g = 0; g < KV; g++) {
-            float *kdst = kc + ((b * KV + g) * cap + col) * D, *vdst = vc + ((b * KV + g) * cap + col) * D;
-            rope(k + (b * KV + g) * D, c, s, kdst, D);
-            for (int64_t i = 0; i < D; i++) vdst[i] = v[(b * KV + g) * D + i];
-        }
-    }
-    int64_t total = col + 1;
-    int failed = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t bg = 0; bg < B * KV; bg++) {
-        int64_t b = bg / KV, g = bg % KV;
-        const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
-        const float *kb = kc + (b * KV + g) * cap * D, *vb = vc + (b * KV + g) * cap * D;
-        const uint8_t *ok = valid ? valid + b * total : 0;
-        float *qr = malloc(sizeof(float) * (size_t)(group * (D + total)));
-        if (!qr) {
-            failed = 1;
-            continue;
-        }
-        float *sc = qr + group * D;
-        for (int64_t h = 0; h < group; h++) rope(q + (b * H + g * group + h) * D, c, s, qr + h * D, D);
-        for (int64_t j = 0; j < total; j++) {
-            const float *kj = kb + j * D;
-            for (int64_t h = 0; h < group; h++)
-                sc[h * total + j] = (ok && !ok[j]) ? -INFINITY : dot(qr + h * D, kj, D) * scale;
-        }
-        for (int64_t h = 0; h < group; h++) {
-            float *sh = sc + h * total, mx = -INFINITY, sum = 0.f;
-            for (int64_t j = 0; j < total; j++) mx = sh[j] > mx ? sh[j] : mx;
-            for (int64_t j = 0; j < total; j++) sh[j] -= mx;
-            exp_inplace(sh, total);
-            for (int64_t j = 0; j < total; j++) {
-                if (ok && !ok[j]) sh[j] = 0.f;
-                sum += sh[j];
-            }
-            __m256 inv = _mm256_set1_ps(1.0f / sum);
-            float *o = out + (b * H + g * group + h) * D;
-            if (D == 64) {
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-                for (int64_t j = 0; j < total; j++) {
-                    if (sh[j] == 0.f) continue;
-                    __m256 p = _mm256_set1_ps(sh[j]);
-                    const float *vj = vb + j * 64;
-                    a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj), a0);
-                    a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8), a1);
-                    a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 16), a2);
-                    a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 24), a3);
-                    a4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 32), a4);
-                    a5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 40), a5);
-                    a6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 48), a6);
-                    a7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 56), a7);
-                }
-                _mm256_storeu_ps(o, _mm256_mul_ps(a0, inv));
-                _mm256_storeu_ps(o + 8, _mm256_mul_ps(a1, inv));
-                _mm256_storeu_ps(o + 16, _mm256_mul_ps(a2, inv));
-                _mm256_storeu_ps(o + 24, _mm256_mul_ps(a3, inv));
-                _mm256_storeu_ps(o + 32, _mm256_mul_ps(a4, inv));
-                _mm256_storeu_ps(o + 40, _mm256_mul_ps(a5, inv));
-                _mm256_storeu_ps(o + 48, _mm256_mul_ps(a6, inv));
-                _mm256_storeu_ps(o + 56, _mm256_mul_ps(a7, inv));
-            } else {
-                for (int64_t i = 0; i < D; i += 8) {
-                    __m256 acc = _mm256_setzero_ps();
-                    for (int64_t j = 0; j < total; j++)
-                        if (sh[j] != 0.f)
-                            acc = _mm256_fmadd_ps(_mm256_set1_ps(sh[j]), _mm256_loadu_ps(vb + j * D + i), acc);
-                    _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, inv));
-                }
-            }
-        }
-        free(qr);
-    }
-    return failed ? -1 : 0;
-}
-
-/* g = silu(g) * u = g / (1 + e^-g) * u, in place, 8 at a time (n a multiple of 8). */
-void finserve_silu_mul(float *g, const float *u, int64_t n) {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 8) {
-        __m256 x = _mm256_loadu_ps(g + i);
-        __m256 e = exp8(_mm256_sub_ps(zero, x));
-        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
-    }
-}
-"""
-
-# -ffp-contract=off: no implicit fused multiply-adds, whose placement differs between tile shapes and
-# would make a row's result depend on its batch size (the explicit FMAs are the same everywhere).
-_BASE_FLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-shared", "-fPIC", "-lm")
-
 
 class CPUKernels:
     """The compiled kernels, callable on torch tensors (float32, contiguous, on the CPU).
@@ -309,14 +89,16 @@ class CPUKernels:
     trusted to be what :func:`pack` returned.
     """
 
-    def __init__(self, lib: ctypes.CDLL, threaded: bool) -> None:
+    def __init__(self, lib: ctypes.CDLL, variant: Variant, threaded: bool) -> None:
         ptr, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
-        self._woq = _bind(lib.finserve_woq_int8, ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, i64, i32)
+        self._woq = _bind(getattr(lib, f"finserve_woq_int8_{variant}"), ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64,
+                          i64, i32)
         self._add_rmsnorm = _bind(lib.finserve_add_rmsnorm, ptr, ptr, ptr, f32, ptr, i64, i64)
         self._rope_attend = _bind(lib.finserve_rope_attend, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ptr,
                                   f32, ptr, i64, i64, i64, i64, i32)
         self._rope_attend.restype = ctypes.c_int
         self._silu_mul = _bind(lib.finserve_silu_mul, ptr, ptr, i64)
+        self.variant = variant
         self.threaded = threaded
 
     def threads(self) -> int:
@@ -451,107 +233,128 @@ def unpack(blocked: torch.Tensor) -> torch.Tensor:
     return blocked.view(n // BLOCK, k // BLOCK, BLOCK, BLOCK).permute(0, 2, 1, 3).reshape(n, k)
 
 
+
+
+# ---- the CPU's features and the variant they allow (pure, on cpuinfo text) ----
+
+# /proc/cpuinfo flag names (Linux clears the AVX-512 ones when the kernel does not save their state).
+REPORTED_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
+                     "amx_int8")
+
+
+def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The ``flags`` of the first processor in a /proc/cpuinfo text (empty when there is none)."""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def runnable_variants(flags: frozenset[str], machine: str) -> list[Variant]:
+    """The variants a CPU with these flags can run, preferred first (AVX2 and FMA are the minimum)."""
+    if machine.lower() not in ("x86_64", "amd64") or not {"avx2", "fma"} <= flags:
+        return []
+    return [*(["avx512"] if "avx512f" in flags else []), "avx2"]  # type: ignore[list-item]
+
+
+def choose_variant(flags: frozenset[str], machine: str, requested: str = "auto") -> Variant | None:
+    """The kernel variant for a CPU with these flags: the requested one if it can run, else the best.
+
+    ``requested``: ``auto`` (best), ``avx512``, ``avx2`` or ``off`` (None). Unknown values raise.
+    """
+    if requested not in ("auto", "off", *VARIANTS):
+        raise ValueError(f"FINSERVE_CPU_KERNELS={requested!r}: expected auto, off, {', '.join(VARIANTS)}")
+    runnable = runnable_variants(flags, machine)
+    if requested == "off" or not runnable:
+        return None
+    if requested != "auto" and requested not in runnable:
+        log.warning("CPU kernels: FINSERVE_CPU_KERNELS=%s needs a CPU flag this one lacks; using %s",
+                    requested, runnable[0])
+    return requested if requested in runnable else runnable[0]  # type: ignore[return-value]
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    try:
+        return parse_cpu_flags(cpuinfo.read_text())
+    except OSError:
+        return frozenset()
+
+
+def requested_variant() -> str:
+    return os.environ.get("FINSERVE_CPU_KERNELS", "auto").strip().lower() or "auto"
+
+
+@dataclass(frozen=True)
+class KernelReport:
+    """What this process would run: the CPU, its relevant flags, the variant and why not, if none."""
+
+    machine: str
+    features: dict[str, bool]
+    variant: Variant | None
+    extension: str | None  # the module's file, None when it is not installed
+    openmp: bool
+    problem: str | None  # why the kernels do not run here (None: they do)
+
+
 def cpu_supported() -> bool:
-    """x86-64 with AVX2 and FMA (read from /proc/cpuinfo; other systems are not supported)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+    """x86-64 with AVX2 and FMA (from /proc/cpuinfo): the kernels' minimum."""
+    return choose_variant(cpu_flags(), platform.machine()) is not None
+
+
+def _extension() -> tuple[ctypes.CDLL | None, str | None, str | None]:
+    """(library, its file, None) or (None, file or None, why it cannot be used).
+
+    The library uses no Python API (it has no module init): importlib only finds its file, ctypes opens it.
+    """
     try:
-        flags = next(
-            (line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("flags")), [],
+        spec = importlib.util.find_spec(EXTENSION)
+    except ImportError:
+        spec = None
+    if spec is None or not spec.origin:
+        return None, None, (
+            f"the compiled library {EXTENSION} is not installed; this install was built without a C compiler: "
+            "install gcc and reinstall the package (pip install ., or pip install -e . for a checkout) to build it"
         )
-    except OSError:
-        return False
-    return "avx2" in flags and "fma" in flags
-
-
-def kernel_dir() -> Path:
-    configured = os.environ.get("FINSERVE_KERNEL_DIR")
-    if configured:
-        return Path(configured)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "finserve" / "kernels"
-
-
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-
-
-def _variants() -> list[tuple[tuple[str, ...], bool]]:
-    """(compiler flags, uses OpenMP), preferred first."""
-    return [((*_BASE_FLAGS, "-fopenmp"), True), (_BASE_FLAGS, False)]
-
-
-def library_name(flags: tuple[str, ...]) -> str:
-    """The file name of a build: a hash of the source and the flags, so an edit never loads a stale one."""
-    return f"finserve_kernels-{hashlib.sha256((SOURCE + ' '.join(flags)).encode()).hexdigest()[:16]}.so"
-
-
-def _find_built(folder: Path) -> list[tuple[Path, bool]]:
-    """Libraries of this source already in ``folder`` (prebuilt into an image, or an earlier build)."""
-    return [(folder / library_name(flags), openmp) for flags, openmp in _variants()
-            if (folder / library_name(flags)).is_file()]
-
-
-def _build(compiler: str, folder: Path) -> tuple[Path, bool]:
-    """Compile (or find) the shared library; returns its path and whether it uses OpenMP."""
-    built = _find_built(folder)
-    if built:
-        return built[0]
-    errors = []
-    for flags, openmp in _variants():
-        target = folder / library_name(flags)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        src = Path(tmp).with_suffix(".c")
-        src.write_text(SOURCE)
-        try:
-            proc = subprocess.run([compiler, *flags, "-o", tmp, str(src)], capture_output=True, text=True,
-                                  timeout=120, check=False)
-            if proc.returncode == 0:
-                # mkstemp made the file 0600 and the linker only adds x bits (0711): a library
-                # built by one user (root, in an image build) must stay readable by the others.
-                os.chmod(tmp, 0o755)
-                os.replace(tmp, target)  # atomic: another process never sees half a library
-                return target, openmp
-            errors.append(proc.stderr.strip()[-400:])
-        finally:
-            src.unlink(missing_ok=True)
-            Path(tmp).unlink(missing_ok=True)
-    raise RuntimeError("; ".join(errors))
-
-
-def build_kernels(folder: Path, compiler: str | None = None) -> Path:
-    """Compile the kernels into ``folder`` ahead of time (an image build); returns the library.
-
-    Compiling needs no AVX2 on the building machine, only an x86-64 compiler; the flags name
-    AVX2 and FMA, not ``-march=native``, so the library runs on any CPU that
-    :func:`cpu_supported` accepts (and :func:`load_kernels` checks that before loading it).
-    """
-    compiler = compiler or _compiler()
-    if compiler is None:
-        raise RuntimeError("no C compiler found (set CC or install gcc)")
-    path, _ = _build(compiler, Path(folder))
-    return path
-
-
-def _private_temp_dir() -> Path:
-    """A build folder under the temp dir that only this user can write.
-
-    The fixed name lets the processes of one user share a build; a folder there that another
-    user owns or could write into is not trusted (a library planted in it would be loaded), so a
-    fresh private one is made instead.
-    """
-    path = Path(tempfile.gettempdir()) / f"finserve-kernels-{os.getuid()}"
+    path = spec.origin
     try:
-        path.mkdir(mode=0o700, exist_ok=True)
-        info = os.lstat(path)
-        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022:
-            return path
-    except OSError:
-        pass
-    return Path(tempfile.mkdtemp(prefix="finserve-kernels-"))
+        lib = ctypes.CDLL(path)
+    except OSError as exc:  # e.g. built with OpenMP and no libgomp here
+        return None, path, f"{path} cannot be loaded: {exc}"
+    if not hasattr(lib, "finserve_woq_int8_avx2"):
+        return None, path, f"{path} has no kernels (built for {platform.machine()}, which they do not support)"
+    abi = lib.finserve_kernels_abi()
+    if abi != ABI:
+        return None, path, f"{path} is a stale build (ABI {abi}, this code needs {ABI}): reinstall the package"
+    return lib, path, None
+
+
+def kernel_report(requested: str | None = None) -> KernelReport:
+    """The CPU's features and what :func:`load_kernels` would choose (nothing is cached)."""
+    machine = platform.machine()
+    flags = cpu_flags()
+    variant = choose_variant(flags, machine, requested or requested_variant())
+    lib, path, problem = _extension()
+    if variant is None and problem is None:
+        problem = ("FINSERVE_CPU_KERNELS=off" if (requested or requested_variant()) == "off"
+                   else f"the kernels need an x86-64 CPU with AVX2 and FMA ({machine})")
+    openmp = bool(lib is not None and lib.finserve_kernels_openmp())
+    return KernelReport(machine, {name: name in flags for name in REPORTED_FEATURES}, variant, path, openmp,
+                        problem)
+
+
+def open_kernels(variant: Variant) -> CPUKernels:
+    """The kernels of one variant; raises RuntimeError when the extension is missing or the CPU lacks it."""
+    if variant not in runnable_variants(cpu_flags(), platform.machine()):
+        raise RuntimeError(f"this CPU cannot run the {variant} kernels")
+    lib, _, problem = _extension()
+    if lib is None:
+        raise RuntimeError(problem)
+    openmp = bool(lib.finserve_kernels_openmp())
+    threaded = openmp and _gomp_copies() <= 1
+    if openmp and not threaded:
+        log.warning("CPU kernels: a second OpenMP runtime was loaded; they run on one thread")
+    return CPUKernels(lib, variant, threaded)
 
 
 def _gomp_copies() -> int:
@@ -564,39 +367,16 @@ def _gomp_copies() -> int:
 
 @functools.cache
 def load_kernels() -> CPUKernels | None:
-    """The kernels, built on first use; None (with a warning) where they cannot run here.
+    """The kernels of the best variant this CPU runs (once per process); None, with a warning, where none can.
 
-    A library already in :func:`kernel_dir` (prebuilt into the image) is loaded without a
-    compiler and without writing anything; otherwise one is compiled there, or, when that folder
-    cannot be written, into a private folder under the temp dir.
+    Only imports the extension built with the package: nothing is compiled or written.
     """
-    if not cpu_supported():
-        log.warning("CPU kernels need an x86-64 CPU with AVX2 and FMA")
+    report = kernel_report()
+    if report.problem is not None or report.variant is None:
+        log.warning("CPU kernels unavailable, serving without them (slower): %s", report.problem)
         return None
-    folder = kernel_dir()
-    for path, openmp in _find_built(folder):
-        try:
-            return _open(path, openmp)
-        except OSError as exc:  # e.g. the OpenMP build without libgomp here: try the next one
-            log.warning("CPU kernels: could not load %s: %s", path, exc)
-    compiler = _compiler()
-    if compiler is None:
-        log.warning("CPU kernels: no prebuilt library in %s and no C compiler (set CC or install gcc)", folder)
-        return None
-    try:
-        try:
-            path, openmp = _build(compiler, folder)
-        except OSError:  # an unwritable cache folder: build into a private temp folder instead
-            path, openmp = _build(compiler, _private_temp_dir())
-        return _open(path, openmp)
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        log.warning("CPU kernels could not be built with %s: %s", compiler, exc)
-        return None
-
-
-def _open(path: Path, openmp: bool) -> CPUKernels:
-    lib = ctypes.CDLL(str(path))
-    threaded = openmp and _gomp_copies() <= 1
-    if openmp and not threaded:
-        log.warning("CPU kernels: a second OpenMP runtime was loaded; they run on one thread")
-    return CPUKernels(lib, threaded)
+    kernels = open_kernels(report.variant)
+    log.info("CPU kernels: %s variant (%s), OpenMP %s", report.variant,
+             ", ".join(name for name, present in report.features.items() if present) or "no listed features",
+             "on" if kernels.threaded else "off")
+    return kernels

@@ -292,7 +292,8 @@ def _plain_lora(module: Any, runs: list[tuple[str | None, int, int]]) -> bool:
     if module.merged or module.disable_adapters or not isinstance(module.base_layer, nn.Linear):
         return False
     variants = getattr(module, "lora_variant", {})
-    dtype = module.base_layer.weight.dtype
+    base_weight = module.base_layer.weight  # None for an int8-only layer, which computes in float32
+    dtype = torch.float32 if base_weight is None else base_weight.dtype
     for name, _, _ in runs:
         if name is None or name not in module.lora_A:
             continue

@@ -20,7 +20,7 @@ from finserve.contracts import AdapterCorrupt
 
 from .adapter_files import adapter_folder, check_adapter_files
 from .config import CPUOptions
-from .fast_linear import fbgemm_available, pack_linears, quantize_linears
+from .fast_linear import detach_from_checkpoint, fbgemm_available, pack_linears, quantize_linears
 from .layout import left_pad, plan_forwards, split_layout
 from .lean_forward import BASE_ROW, LeanLlama, unsupported_reason
 from .prefix_cache import PrefixCache, stack
@@ -81,9 +81,11 @@ class ModelRunner:
         model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
         model.eval()
         if self.weights == "int8":
-            count = quantize_linears(model)
+            count = quantize_linears(model, keep_float=self.options.int8_prefill == "float32")
             if count:
-                log.info("int8 weights for %d Linear layers", count)
+                log.info("int8 weights for %d Linear layers (prefill: %s)", count, self.options.int8_prefill)
+                if self.options.int8_prefill == "int8":
+                    detach_from_checkpoint(model)  # the float32 weights' pages go with the file map
             else:
                 log.warning("the int8 kernel cannot run here: trying float16-packed weights")
                 self.weights = "float16-packed"

@@ -62,6 +62,17 @@ def test_serving_env_follows_the_contract():
     assert "FINSERVE_API_KEY" not in env and "FINSERVE_MILVUS_URI" not in env
 
 
+
+def test_cpu_kernel_variant_is_the_image_s_choice_unless_pinned():
+    """serving.cpuKernels sets FINSERVE_CPU_KERNELS; unset, the engine picks from the node's CPU flags."""
+    def env(*sets):
+        return env_of(container(one(render(sets=sets), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"],
+                                "serving"))
+
+    assert "FINSERVE_CPU_KERNELS" not in env()
+    assert env("serving.cpuKernels=avx2")["FINSERVE_CPU_KERNELS"]["value"] == "avx2"
+    assert "must be one of" in render_fails("serving.cpuKernels=avx512_vnni")
+
 def test_serving_mounts_config_routing_data_and_writable_scratch():
     spec = one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m for m in container(spec, "serving")["volumeMounts"]}

@@ -5,8 +5,9 @@ The wheel is built from the working tree and installed, not editable, into a fre
 minutes the third-party dependencies are borrowed from this venv's site-packages through a .pth
 line (a path on sys.path, so the editable finserve's own .pth hook there is not run); finserve
 itself comes only from the wheel, which the child process checks first. Then, in that venv:
-`finserve --version`, `finserve ingest` on a small Banking77 CSV, and one chat completion with a card
-number through the whole in-process pipeline (Presidio, MiniLM + Milvus Lite, SmolLM2, audit log).
+`finserve --version`, `finserve model kernels` (the compiled CPU kernels came with the wheel), `finserve
+ingest` on a small Banking77 CSV, and one chat completion with a card number through the whole in-process
+pipeline (Presidio, MiniLM + Milvus Lite, SmolLM2, audit log).
 """
 
 from __future__ import annotations
@@ -97,6 +98,26 @@ def test_the_wheel_carries_every_data_file(wheel: Path):
     assert not missing, f"not in the wheel (pyproject.toml [tool.setuptools.package-data]): {missing}"
     assert any(n.endswith((".dist-info/licenses/LICENSE", ".dist-info/LICENSE")) for n in names)
     assert any(n.endswith("NOTICE") for n in names)
+
+
+def test_the_wheel_carries_the_compiled_cpu_kernels_and_its_install_runs_them(wheel: Path, venv: Path):
+    """setup.py compiles serving/inference/csrc into the wheel: platform-specific, one build for every
+    supported CPython (stable-ABI tag), loaded from the installed package without a compiler."""
+    import platform
+
+    from finserve.serving.inference.cpu_kernels import cpu_flags, runnable_variants
+
+    assert wheel.name.endswith(f"-cp311-abi3-linux_{platform.machine()}.whl"), wheel.name
+    assert "finserve/serving/inference/_kernels.abi3.so" in zipfile.ZipFile(wheel).namelist()
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "PYTHONPATH", "FINSERVE_CPU_KERNELS")}
+    env["PATH"] = str(venv / "bin")  # no compiler on the way
+    shown = subprocess.run([str(venv / "bin" / "finserve"), "model", "kernels"], capture_output=True, text=True,
+                           env=env)
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert Path(report["extension"]).resolve().is_relative_to(venv.resolve()), report["extension"]
+    runnable = runnable_variants(cpu_flags(), platform.machine())
+    assert report["variant"] == (runnable[0] if runnable else None)
 
 
 def test_the_installed_wheel_ingests_and_answers(venv: Path, tmp_path: Path):

@@ -210,11 +210,11 @@ tolerations:
   value: /tmp/.cache
 {{- end }}
 
-{{/* FINSERVE_KERNEL_DIR for serving containers when serving.kernelDir is set (else the image's:
-prebuilt kernels). */}}
+{{/* FINSERVE_CPU_KERNELS for serving containers when serving.cpuKernels is set (else auto: the
+best variant the node's CPU runs). */}}
 {{- define "finserve.kernelEnv" -}}
-{{- with .Values.serving.kernelDir -}}
-- name: FINSERVE_KERNEL_DIR
+{{- with .Values.serving.cpuKernels -}}
+- name: FINSERVE_CPU_KERNELS
   value: {{ . | quote }}
 {{- end }}
 {{- end }}

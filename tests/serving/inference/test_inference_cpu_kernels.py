@@ -1,10 +1,13 @@
-"""The C decode kernels against torch (int8 matrix, RMSNorm, rotary + attention, SiLU-and-multiply), their
-input checks, and how the library is built, found (prebuilt) and loaded."""
+"""The C decode kernels against torch (int8 matrix in each variant this CPU runs, RMSNorm, rotary + attention,
+SiLU-and-multiply), their input checks, the CPU feature detection that picks a variant, and how the compiled
+extension is found and loaded (never built) at run time."""
 
 from __future__ import annotations
 
-import hashlib
+import json
+import logging
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +17,38 @@ import torch
 from torch.nn import functional as F
 
 from finserve.serving.inference import cpu_kernels
-from finserve.serving.inference.cpu_kernels import CPUKernels, load_kernels, pack, quantize, unpack
+from finserve.serving.inference.cpu_kernels import (
+    CPUKernels,
+    choose_variant,
+    load_kernels,
+    open_kernels,
+    pack,
+    parse_cpu_flags,
+    quantize,
+    runnable_variants,
+    unpack,
+)
 
 KERNELS = load_kernels()
-pytestmark = pytest.mark.skipif(KERNELS is None, reason="no AVX2/FMA CPU or no C compiler here")
+RUNNABLE = runnable_variants(cpu_kernels.cpu_flags(), platform.machine())
+# Skipped only where the CPU cannot run them: a dev install without the compiled library fails instead.
+needs_kernels = pytest.mark.skipif(not RUNNABLE, reason="no AVX2/FMA x86-64 CPU here")
 
 
 @pytest.fixture
 def kern() -> CPUKernels:
-    assert KERNELS is not None
+    if not RUNNABLE:
+        pytest.skip("no AVX2/FMA x86-64 CPU here")
+    assert KERNELS is not None, cpu_kernels.kernel_report().problem
     return KERNELS
+
+
+@pytest.fixture(params=["avx512", "avx2"])
+def variant(request: pytest.FixtureRequest) -> CPUKernels:
+    """The int8 matrix kernel of each variant this CPU can run (the others are skipped, and said so)."""
+    if request.param not in RUNNABLE:
+        pytest.skip(f"this CPU cannot run the {request.param} kernels")
+    return open_kernels(request.param)
 
 
 def dequantized(weight: torch.Tensor) -> torch.Tensor:
@@ -46,7 +71,8 @@ def test_pack_is_per_channel_int8_in_blocks() -> None:
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 8, 9, 17])
-def test_int8_linear_matches_the_dequantized_matmul(kern: CPUKernels, rows: int) -> None:
+def test_int8_linear_matches_the_dequantized_matmul(variant: CPUKernels, rows: int) -> None:
+    kern = variant
     torch.manual_seed(rows)
     w, bias = torch.randn(80, 96), torch.randn(80)
     x = torch.randn(rows, 96)
@@ -58,7 +84,8 @@ def test_int8_linear_matches_the_dequantized_matmul(kern: CPUKernels, rows: int)
     assert torch.allclose(kern.linear(x, blocked, scales, None), want - bias, atol=1e-4, rtol=1e-5)
 
 
-def test_int8_linear_gives_a_row_the_same_bits_whatever_its_batch_or_threads(kern: CPUKernels) -> None:
+def test_int8_linear_gives_a_row_the_same_bits_whatever_its_batch_or_threads(variant: CPUKernels) -> None:
+    kern = variant
     torch.manual_seed(1)
     w, bias = torch.randn(128, 64), torch.randn(128)
     blocked, scales = pack(w)
@@ -141,7 +168,8 @@ def test_silu_mul_in_place(kern: CPUKernels) -> None:
 # ---- input checks: the C code trusts its sizes, so the wrappers must refuse what does not fit ----
 
 
-def test_int8_linear_refuses_a_wrong_width_and_follows_the_input_dtype(kern: CPUKernels) -> None:
+def test_int8_linear_refuses_a_wrong_width_and_follows_the_input_dtype(variant: CPUKernels) -> None:
+    kern = variant
     torch.manual_seed(5)
     w, bias = torch.randn(16, 32), torch.randn(16)
     blocked, scales = pack(w)
@@ -221,7 +249,74 @@ def test_rope_attend_keeps_long_context_scores_off_the_thread_stack() -> None:
     assert proc.returncode == 0 and "ok" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
 
 
-# ---- building, finding and loading the library ----
+# ---- the variants: the same arithmetic, chosen from the CPU's flags ----
+
+
+@pytest.mark.skipif(RUNNABLE[:1] != ["avx512"], reason="this CPU has no AVX-512: only the AVX2 variant runs")
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 13])
+def test_the_avx512_kernel_gives_the_avx2_kernel_s_bits(rows: int) -> None:
+    """Both sum every (row, output) lane by lane in the same order: a replica gives the same tokens on
+    either kind of CPU."""
+    torch.manual_seed(10 + rows)
+    w, bias = torch.randn(576, 1536), torch.randn(576)
+    blocked, scales = pack(w)
+    x = torch.randn(rows, 1536)
+    wide, narrow = open_kernels("avx512"), open_kernels("avx2")
+    assert wide.variant == "avx512" and narrow.variant == "avx2"
+    assert torch.equal(wide.linear(x, blocked, scales, bias), narrow.linear(x, blocked, scales, bias))
+
+
+EPYC_GENOA = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 avx512f avx512dq avx512cd avx512bw \
+avx512vl avx512_bf16 avx512vbmi avx512_vnni avx512_bitalg
+bugs\t\t: sysret_ss_attrs
+
+processor\t: 1
+flags\t\t: fpu sse sse2
+"""
+HASWELL = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n"
+SANDY_BRIDGE = "processor\t: 0\nflags\t\t: fpu sse2 sse4_2 avx\n"
+GRAVITON = "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "machine", "requested", "want"),
+    [
+        (EPYC_GENOA, "x86_64", "auto", "avx512"),
+        (EPYC_GENOA, "x86_64", "avx2", "avx2"),
+        (EPYC_GENOA, "x86_64", "off", None),
+        (HASWELL, "x86_64", "auto", "avx2"),
+        (HASWELL, "x86_64", "avx512", "avx2"),  # asked for what the CPU lacks: never an illegal instruction
+        (SANDY_BRIDGE, "x86_64", "auto", None),  # AVX without AVX2/FMA
+        (GRAVITON, "aarch64", "auto", None),
+        (HASWELL, "aarch64", "auto", None),  # x86 flags on another machine (a copied text) do not count
+        ("", "x86_64", "auto", None),  # /proc/cpuinfo unreadable
+    ],
+)
+def test_the_variant_follows_the_cpu_flags(cpuinfo: str, machine: str, requested: str, want: str | None) -> None:
+    assert choose_variant(parse_cpu_flags(cpuinfo), machine, requested) == want
+
+
+def test_cpuinfo_flags_are_the_first_processor_s() -> None:
+    flags = parse_cpu_flags(EPYC_GENOA)
+    assert {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"} <= flags
+    assert "avx512vl" in flags and "avx512f" not in parse_cpu_flags(HASWELL)
+    assert parse_cpu_flags(GRAVITON) == frozenset()
+    with pytest.raises(ValueError, match="FINSERVE_CPU_KERNELS"):
+        choose_variant(flags, "x86_64", "avx512_vnni")  # detected and reported, but no variant of its own
+
+
+def test_the_report_names_this_cpu_s_features_and_variant() -> None:
+    report = cpu_kernels.kernel_report("auto")
+    flags = cpu_kernels.cpu_flags()
+    assert report.features["avx512_vnni"] == ("avx512_vnni" in flags)
+    assert report.variant == (RUNNABLE[0] if RUNNABLE else None)
+    assert (report.problem is None) == bool(RUNNABLE)
+
+
+# ---- the compiled extension: installed with the package, loaded, never built here ----
 
 
 def fresh_load() -> CPUKernels | None:
@@ -229,88 +324,138 @@ def fresh_load() -> CPUKernels | None:
     return cpu_kernels.load_kernels.__wrapped__()
 
 
-@pytest.fixture(scope="module")
-def prebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with the library built by this source, as an image build leaves it."""
-    folder = tmp_path_factory.mktemp("prebuilt")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FINSERVE_KERNEL_DIR", str(folder))
-        assert fresh_load() is not None
-    return folder
+@needs_kernels
+def test_the_dev_install_runs_the_compiled_extension_not_the_fallback() -> None:
+    assert KERNELS is not None, cpu_kernels.kernel_report().problem  # e.g. not built: run pip install -e .
+    assert KERNELS.variant == RUNNABLE[0]
+    report = cpu_kernels.kernel_report()
+    assert report.extension is not None and Path(report.extension).name.startswith("_kernels.")
+    assert Path(report.extension).suffix == ".so"
+    assert report.openmp and KERNELS.threaded  # gcc builds it with OpenMP, sharing torch's libgomp
 
 
-def test_a_built_library_is_readable_by_other_users(prebuilt: Path) -> None:
-    """An image builds as root and serves as uid 10001: the library must be readable, not only executable."""
-    (library,) = prebuilt.glob("finserve_kernels-*.so")
-    assert library.stat().st_mode & 0o777 == 0o755
-    assert [p.name for p in prebuilt.iterdir()] == [library.name]  # no temp .so or .c left behind
-
-
-def test_a_prebuilt_library_loads_without_a_compiler_and_without_writing(
-    prebuilt: Path, monkeypatch: pytest.MonkeyPatch
+@needs_kernels
+def test_a_missing_extension_falls_back_with_a_message_saying_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("FINSERVE_KERNEL_DIR", str(prebuilt))
-    monkeypatch.delenv("CC", raising=False)
-    monkeypatch.setenv("PATH", "")  # no cc, no gcc: the runtime image
-
-    def no_compiling(*args, **kwargs):
-        raise AssertionError(f"compiled although a library was there: {args}")
-
-    monkeypatch.setattr(cpu_kernels.subprocess, "run", no_compiling)
-    before = sorted(p.name for p in prebuilt.iterdir())
-    loaded = fresh_load()
-    assert loaded is not None
-    blocked, scales = pack(torch.eye(8))
-    assert torch.allclose(loaded.linear(torch.arange(8.0)[None], blocked, scales, None), torch.arange(8.0)[None])
-    assert sorted(p.name for p in prebuilt.iterdir()) == before
+    """An install built without a C compiler (setup.py then skips the extension) serves without kernels."""
+    monkeypatch.setattr(cpu_kernels, "EXTENSION", "finserve.serving.inference._kernels_never_built")
+    with caplog.at_level(logging.WARNING, logger=cpu_kernels.__name__):
+        assert fresh_load() is None
+    assert "not installed" in caplog.text and "install gcc and reinstall" in caplog.text
+    with pytest.raises(RuntimeError, match="not installed"):
+        open_kernels("avx2")
 
 
-def test_without_a_compiler_or_avx2_it_falls_back_to_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FINSERVE_KERNEL_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(cpu_kernels.tempfile, "tempdir", str(tmp_path))
-    monkeypatch.delenv("CC", raising=False)
-    monkeypatch.setenv("PATH", "")
-    assert fresh_load() is None  # nothing prebuilt, nothing to build with
-    monkeypatch.setenv("CC", "/bin/false")  # a compiler that fails
+@needs_kernels
+def test_a_stale_in_place_build_is_refused_not_called(monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """An editable install's .so from before a signature change would be called with the wrong arguments."""
+    monkeypatch.setattr(cpu_kernels, "ABI", cpu_kernels.ABI + 1)
+    with caplog.at_level(logging.WARNING, logger=cpu_kernels.__name__):
+        assert fresh_load() is None
+    assert "stale build" in caplog.text
+
+
+def test_no_avx2_or_switched_off_means_no_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINSERVE_CPU_KERNELS", "off")
     assert fresh_load() is None
-    monkeypatch.setattr(cpu_kernels, "cpu_supported", lambda: False)
+    monkeypatch.setenv("FINSERVE_CPU_KERNELS", "auto")
+    monkeypatch.setattr(cpu_kernels, "cpu_flags", lambda: parse_cpu_flags(SANDY_BRIDGE))
     assert fresh_load() is None
+    assert "AVX2 and FMA" in (cpu_kernels.kernel_report().problem or "")
 
 
-def test_an_untrusted_temp_folder_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the cache folder unwritable the build goes under the temp dir; a folder there that others
-    can write into may hold a planted library, so a private one is used instead."""
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    monkeypatch.setenv("FINSERVE_KERNEL_DIR", str(blocker / "kernels"))  # mkdir fails: not a directory
-    monkeypatch.setattr(cpu_kernels.tempfile, "tempdir", str(tmp_path))
-    shared = tmp_path / f"finserve-kernels-{os.getuid()}"
-    shared.mkdir()
-    shared.chmod(0o777)
-    for flags in ((*cpu_kernels._BASE_FLAGS, "-fopenmp"), cpu_kernels._BASE_FLAGS):
-        digest = hashlib.sha256((cpu_kernels.SOURCE + " ".join(flags)).encode()).hexdigest()[:16]
-        (shared / f"finserve_kernels-{digest}.so").write_text("not a library")
-    loaded = fresh_load()
-    assert loaded is not None
-    private = [p for p in tmp_path.iterdir() if p.name.startswith("finserve-kernels-") and p != shared]
-    assert len(private) == 1 and list(private[0].glob("finserve_kernels-*.so"))
-    assert private[0].stat().st_mode & 0o777 == 0o700
+NOTHING_COMPILED = r"""
+import json, sys
+events = []
+def audit(name, args):
+    if name in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.system", "os.fork", "os.spawn"):
+        events.append([name, str(args[:2])])
+    if name == "ctypes.dlopen":
+        events.append([name, str(args[0])])
+    if name == "open" and args and str(args[0]).endswith(".so") and len(args) > 1 and "w" in str(args[1]):
+        events.append([name, str(args[0])])
+sys.addaudithook(audit)
+import torch
+from finserve.serving.inference.cpu_kernels import load_kernels, pack
+kern = load_kernels()
+blocked, scales = pack(torch.eye(16))
+out = kern.linear(torch.arange(16.0)[None], blocked, scales, None)
+print(json.dumps({"variant": kern.variant, "ok": bool(torch.allclose(out, torch.arange(16.0)[None])),
+                  "events": events}))
+"""
 
 
-def test_the_cli_prebuilds_the_library_the_loader_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`finserve model kernels --out DIR` (the image build's step) leaves the file load_kernels looks for."""
+@needs_kernels
+def test_loading_and_running_the_kernels_starts_no_process_and_writes_no_library(tmp_path: Path) -> None:
+    """No compiler on PATH, CC unset: the kernels load and run; an audit hook sees no process started and only
+    the installed extension opened."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX")}
+    env["PATH"] = str(bare)
+    proc = subprocess.run([sys.executable, "-P", "-c", NOTHING_COMPILED], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["variant"] == RUNNABLE[0] and report["ok"]
+    opened = [e for e in report["events"] if e[0] == "ctypes.dlopen" and "_kernels" in e[1]]
+    assert opened and all(e[1] == cpu_kernels.kernel_report().extension for e in opened)
+    assert [e for e in report["events"] if e[0] != "ctypes.dlopen"] == []
+
+
+def test_the_cli_reports_the_variant_and_fails_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`finserve model kernels`: what an image build runs to prove the wheel carried the kernels."""
     from typer.testing import CliRunner
 
     from finserve.cli import app
 
-    result = CliRunner().invoke(app, ["model", "kernels", "--out", str(tmp_path / "kernels")])
+    result = CliRunner().invoke(app, ["model", "kernels"])
     assert result.exit_code == 0, result.output
-    (library,) = (tmp_path / "kernels").glob("finserve_kernels-*.so")
-    assert result.output.strip() == str(library)
-    monkeypatch.setenv("FINSERVE_KERNEL_DIR", str(tmp_path / "kernels"))
-    monkeypatch.setenv("PATH", "")
-    monkeypatch.delenv("CC", raising=False)
-    assert fresh_load() is not None
-    monkeypatch.setenv("CC", "/bin/false")
-    failed = CliRunner().invoke(app, ["model", "kernels", "--out", str(tmp_path / "other")])
-    assert failed.exit_code == 1 and "could not build" in failed.output
+    shown = json.loads(result.output)
+    assert shown["variant"] == (RUNNABLE[0] if RUNNABLE else None)
+    assert shown["features"]["avx2"] == ("avx2" in cpu_kernels.cpu_flags())
+    monkeypatch.setattr(cpu_kernels, "EXTENSION", "finserve.serving.inference._kernels_never_built")
+    missing = CliRunner().invoke(app, ["model", "kernels"])
+    assert missing.exit_code == 1 and "not installed" in missing.output
+
+
+ENGINE_COMPILES_NOTHING = r"""
+import asyncio, json, sys
+events = []
+def audit(name, args):
+    if name in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.system", "os.fork"):
+        events.append([name, str(args[:2])])
+sys.addaudithook(audit)
+from finserve.serving.inference import ChatMessage, CPUOptions, GenerationRequest, GeneratorConfig, build_engine
+async def main():
+    eng = build_engine(GeneratorConfig(model_dir=sys.argv[1], registry=sys.argv[2], max_new_tokens=4,
+                                       cpu=CPUOptions(weights="int8", forward="lean", num_threads=1)))
+    await eng.start()
+    out = await eng.generate(GenerationRequest(messages=[ChatMessage(role="user", content="hello")], max_tokens=4))
+    runner = eng.runner
+    await eng.stop()
+    return out.completion_tokens, runner.weights, runner.forward_path
+tokens, weights, forward = asyncio.run(main())
+from finserve.serving.inference.cpu_kernels import load_kernels
+print(json.dumps({"tokens": tokens, "weights": weights, "forward": forward, "variant": load_kernels().variant,
+                  "events": events}))
+"""
+
+
+@pytest.mark.slow
+@needs_kernels
+def test_a_cpu_engine_replica_serves_int8_with_no_compiler_and_starts_no_process(tmp_path: Path,
+                                                                                 model_dir: Path) -> None:
+    """The serving path of the default CPU engine (int8 weights, lean forward, C kernels) with no compiler on
+    PATH and CC unset: it loads, answers, and an audit hook sees no process started (issue 21's target)."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX", "FINSERVE_CPU_KERNELS")}
+    env["PATH"] = str(bare)
+    proc = subprocess.run([sys.executable, "-P", "-c", ENGINE_COMPILES_NOTHING, str(model_dir), str(tmp_path / "reg")],
+                          capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"tokens": 4, "weights": "int8", "forward": "lean", "variant": RUNNABLE[0], "events": []}

@@ -1,4 +1,5 @@
-"""Int8 and float16-packed Linears: close to float32, exact float32 on prefill, and LoRA still applies."""
+"""Int8 and float16-packed Linears: close to float32 (int8: one int8 copy for prefill too, unless the float32
+weight is kept), and LoRA still applies."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from finserve.serving.inference.fast_linear import (
 )
 
 needs_fbgemm = pytest.mark.skipif(not fbgemm_available(), reason="this torch build has no fbgemm")
-needs_kernels = pytest.mark.skipif(load_kernels() is None, reason="no AVX2/FMA CPU or no C compiler here")
+needs_kernels = pytest.mark.skipif(load_kernels() is None, reason="no AVX2/FMA CPU or no compiled kernels here")
 
 
 class Tiny(nn.Module):
@@ -87,17 +88,35 @@ def test_lora_on_packed_base_adds_the_float32_delta() -> None:
 
 
 @needs_kernels
-def test_int8_decode_is_close_to_float32_and_prefill_is_exact() -> None:
+def test_int8_keeps_one_int8_copy_for_decode_and_prefill() -> None:
     torch.manual_seed(0)
     ref = nn.Linear(64, 48, bias=True)
     layer = Int8Linear(ref, load_kernels())
+    assert layer.weight is None and set(dict(layer.named_parameters())) == {"bias"}
+    assert set(layer.state_dict()) == {"bias"}  # no float32 copy anywhere on the module
     with torch.inference_mode():
         step = torch.randn(4, 1, 64)
         got = layer(step)
         assert got.shape == (4, 1, 48)
         assert 0 < relative_error(got, ref(step)) < 1e-2  # int8 per channel: well under 1 % here
         prompt = torch.randn(2, 6, 64)
+        whole = layer(prompt)
+        assert 0 < relative_error(whole, ref(prompt)) < 1e-2
+        # a prompt's positions get the bits each would get as a decode step: the same weights, one kernel
+        assert torch.equal(whole[:, 3:4], layer(prompt[:, 3:4].contiguous()))
+    with pytest.raises(RuntimeError, match="no float32 weight"):
+        layer.repack()
+
+
+@needs_kernels
+def test_int8_with_keep_float_prefills_exactly_in_float32() -> None:
+    torch.manual_seed(0)
+    ref = nn.Linear(64, 48, bias=True)
+    layer = Int8Linear(ref, load_kernels(), keep_float=True)
+    with torch.inference_mode():
+        step, prompt = torch.randn(4, 1, 64), torch.randn(2, 6, 64)
         assert torch.equal(layer(prompt), ref(prompt))
+        assert 0 < relative_error(layer(step), ref(step)) < 1e-2
     assert layer.weight is ref.weight and set(dict(layer.named_parameters())) == {"weight", "bias"}
 
 
@@ -122,6 +141,10 @@ def test_quantize_linears_skips_sizes_the_kernel_cannot_take_and_survives_deepco
     with torch.inference_mode():
         want = model(x)
         assert torch.equal(copy.deepcopy(model)(x), want)
+    assert model.q_proj.weight is None and model.odd.weight is not None
+    kept = Tiny()
+    assert quantize_linears(kept, keep_float=True) == 2
+    assert kept.q_proj.weight is not None and kept.q_proj.keep_float  # cpu.int8_prefill: float32
 
 
 @needs_kernels
@@ -142,3 +165,38 @@ def test_lora_on_int8_base_adds_the_float32_delta() -> None:
         mixed = layer(torch.cat([x, x]), adapter_names=["default"] * 3 + ["__base__"] * 3)
         assert torch.allclose(mixed[:3], base_out + delta, atol=1e-5) and torch.equal(mixed[3:], base_out)
     assert delta.abs().max() > 0.1
+
+
+def mapped(path) -> bool:
+    return str(path) in open("/proc/self/maps").read()
+
+
+@needs_kernels
+def test_int8_only_weights_let_the_checkpoint_s_memory_map_go(tmp_path) -> None:
+    """transformers maps a safetensors checkpoint and its tensors point into the map; with the float32 Linear
+    weights dropped, what is left is copied out so the map (every page quantisation read) is released."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from finserve.serving.inference.fast_linear import detach_from_checkpoint
+
+    config = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    checkpoint = tmp_path / "model.safetensors"
+    model = LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    assert mapped(checkpoint)  # what the test is about: the weights point into the file's map
+    ids = torch.tensor([[1, 5, 9, 2]])
+    with torch.inference_mode():
+        want = model(ids).logits
+    assert quantize_linears(model) == 15  # 7 per layer and the tied lm_head
+    detach_from_checkpoint(model)
+    import gc
+
+    gc.collect()
+    if mapped(checkpoint):
+        pytest.fail("the checkpoint is still mapped after every tensor got its own memory")
+    assert model.lm_head.weight is None and model.model.embed_tokens.weight is not None
+    with torch.inference_mode():
+        assert relative_error(model(ids).logits, want) < 2e-2  # int8 weights throughout, prefill included
+

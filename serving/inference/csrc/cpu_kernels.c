@@ -1,0 +1,353 @@
+/* finserve's CPU kernels for decode steps: weight-only int8 matrix products and the small float32
+   operations between the matrices of a Llama decode step. Python calls them through ctypes
+   (serving/inference/cpu_kernels.py explains what each computes and why).
+
+   setup.py builds this file into finserve/serving/inference/_kernels.abi3.so when the wheel (or an
+   editable install) is built; a serving process never compiles anything. It is a plain shared
+   library that uses no Python API (so the build needs a C compiler, not Python's headers), found
+   with importlib and opened with ctypes. It is compiled without -mavx2 / -mavx512f: each function
+   names the instruction set it uses with a target attribute, so one binary loads on every x86-64
+   CPU and Python picks the variant the CPU runs (cpu_kernels.choose_variant, on the flags of
+   /proc/cpuinfo). On other architectures only the two functions below are built. Exported symbols:
+
+     finserve_woq_int8_avx2, finserve_woq_int8_avx512   the int8 matrix kernel, two variants
+     finserve_add_rmsnorm, finserve_rope_attend, finserve_silu_mul   AVX2 + FMA
+     finserve_kernels_abi, finserve_kernels_openmp      what Python checks before binding
+
+   Built with -ffp-contract=off: no implicit fused multiply-adds, whose placement could differ between
+   tile shapes and make a row's result depend on its batch size (the explicit FMAs are the same
+   everywhere). */
+
+#include <stdint.h>
+
+/* Bumped whenever an exported signature changes: Python refuses a library of another ABI (a stale
+   in-place build of an editable install) instead of calling it with the wrong arguments. */
+int finserve_kernels_abi(void) { return 2; }
+
+int finserve_kernels_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+/* AVX-512 Foundation is all the 512-bit int8 kernel needs (F implies AVX2 and FMA in GCC and clang). */
+#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+AVX2 static inline float hsum8(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 sh = _mm_movehdup_ps(lo);
+    __m128 s = _mm_add_ps(lo, sh);
+    sh = _mm_movehl_ps(sh, s);
+    return _mm_cvtss_f32(_mm_add_ss(s, sh));
+}
+
+AVX2 static inline __m256 load_w8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+
+/* ---- the int8 matrix kernel ----
+
+   Rows of the weight come in groups of 8, each group stored as [K/8][8 rows][8 values]: one 64-byte
+   line per k-step. Every output (m, n) has one accumulator of 8 lanes, lane j summing x[m, k] * w[n, k]
+   over k = j mod 8 with explicit FMAs in increasing k, then reduced by hsum8 and scaled: both variants
+   do exactly these operations for every (m, n), whatever the batch, tile or thread count, so they agree
+   bit for bit with each other and a row decodes the same alone or in any batch. */
+
+typedef void (*group_fn)(const float *x, int64_t ldx, const int8_t *wg, const float *s, const float *b,
+                         float *y, int64_t ldy, int64_t M, int64_t K);
+
+/* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) @ dequant(w)^T (+ b); N, K multiples of 8.
+   Plain C: the OpenMP region stays out of the target-specific code and calls it per weight group. */
+static void woq_run(group_fn group, const float *x, int64_t ldx, const int8_t *w, const float *s,
+                    const float *b, float *y, int64_t ldy, int64_t M, int64_t N, int64_t K, int threads) {
+    int64_t groups = N / 8;
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t g = 0; g < groups; g++)
+        group(x, ldx, w + g * 8 * K, s + g * 8, b ? b + g * 8 : 0, y + g * 8, ldy, M, K);
+}
+
+/* AVX2: MB rows of x times NB rows of one 8-row weight group, 8 lanes per accumulator. */
+#define TILE(MB, NB)                                                                              \
+    AVX2 static void tile_##MB##x##NB(const float *x, int64_t ldx, const int8_t *w, int64_t K,    \
+                                      const float *s, const float *b, float *y, int64_t ldy) {   \
+        __m256 acc[MB][NB];                                                                      \
+        for (int m = 0; m < MB; m++)                                                              \
+            for (int n = 0; n < NB; n++) acc[m][n] = _mm256_setzero_ps();                         \
+        for (int64_t k = 0; k < K; k += 8, w += 64) {                                             \
+            _mm_prefetch((const char *)(w + 1024), _MM_HINT_T0);                                   \
+            for (int n = 0; n < NB; n++) {                                                        \
+                __m256 wv = load_w8(w + n * 8);                                                   \
+                for (int m = 0; m < MB; m++)                                                      \
+                    acc[m][n] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), wv, acc[m][n]); \
+            }                                                                                     \
+        }                                                                                         \
+        for (int m = 0; m < MB; m++)                                                              \
+            for (int n = 0; n < NB; n++) {                                                        \
+                float v = hsum8(acc[m][n]) * s[n];                                                \
+                y[m * ldy + n] = b ? v + b[n] : v;                                                \
+            }                                                                                     \
+    }
+
+TILE(1, 8) TILE(2, 4) TILE(3, 2) TILE(4, 2) TILE(5, 1) TILE(6, 1) TILE(7, 1) TILE(8, 1)
+
+typedef void (*tile_fn)(const float *, int64_t, const int8_t *, int64_t, const float *, const float *,
+                        float *, int64_t);
+static const tile_fn tiles[9] = {0, tile_1x8, tile_2x4, tile_3x2, tile_4x2, tile_5x1, tile_6x1, tile_7x1,
+                                 tile_8x1};
+static const int widths[9] = {0, 8, 4, 2, 2, 1, 1, 1, 1};
+
+AVX2 static void group_avx2(const float *x, int64_t ldx, const int8_t *wg, const float *s, const float *b,
+                            float *y, int64_t ldy, int64_t M, int64_t K) {
+    for (int64_t m0 = 0; m0 < M; m0 += 8) {
+        int mb = (int)(M - m0 < 8 ? M - m0 : 8);
+        int nb = widths[mb];
+        for (int r = 0; r < 8; r += nb)
+            tiles[mb](x + m0 * ldx, ldx, wg + r * 8, K, s + r, b ? b + r : 0, y + m0 * ldy + r, ldy);
+    }
+}
+
+void finserve_woq_int8_avx2(const float *x, int64_t ldx, const int8_t *w, const float *s, const float *b,
+                            float *y, int64_t ldy, int64_t M, int64_t N, int64_t K, int threads) {
+    woq_run(group_avx2, x, ldx, w, s, b, y, ldy, M, N, K, threads);
+}
+
+/* AVX-512: one 16-lane register holds two weight rows (2p in the low 8 lanes, 2p + 1 in the high 8)
+   against the same 8 values of x, repeated in both halves: half the conversions and FMAs of AVX2 for
+   the same lane-by-lane arithmetic. MB rows of x times NP row pairs. */
+AVX512 static inline __m512 load_w16(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+
+AVX512 static inline __m512 load_x2(const float *p) {
+    __m512 v = _mm512_castps256_ps512(_mm256_loadu_ps(p));
+    return _mm512_shuffle_f32x4(v, v, 0x44); /* 128-bit lanes 0 1 0 1: the 8 values twice */
+}
+
+AVX512 static inline __m256 high8(__m512 v) {
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+#define TILE512(MB, NP)                                                                           \
+    AVX512 static void tile512_##MB##x##NP(const float *x, int64_t ldx, const int8_t *w, int64_t K, \
+                                           const float *s, const float *b, float *y, int64_t ldy) { \
+        __m512 acc[MB][NP];                                                                      \
+        for (int m = 0; m < MB; m++)                                                              \
+            for (int p = 0; p < NP; p++) acc[m][p] = _mm512_setzero_ps();                         \
+        for (int64_t k = 0; k < K; k += 8, w += 64) {                                             \
+            _mm_prefetch((const char *)(w + 1024), _MM_HINT_T0);                                   \
+            __m512 xv[MB];                                                                        \
+            for (int m = 0; m < MB; m++) xv[m] = load_x2(x + m * ldx + k);                        \
+            for (int p = 0; p < NP; p++) {                                                        \
+                __m512 wv = load_w16(w + p * 16);                                                 \
+                for (int m = 0; m < MB; m++) acc[m][p] = _mm512_fmadd_ps(xv[m], wv, acc[m][p]);   \
+            }                                                                                     \
+        }                                                                                         \
+        for (int m = 0; m < MB; m++)                                                              \
+            for (int p = 0; p < NP; p++) {                                                        \
+                float lo = hsum8(_mm512_castps512_ps256(acc[m][p])) * s[2 * p];                   \
+                float hi = hsum8(high8(acc[m][p])) * s[2 * p + 1];                                \
+                y[m * ldy + 2 * p] = b ? lo + b[2 * p] : lo;                                      \
+                y[m * ldy + 2 * p + 1] = b ? hi + b[2 * p + 1] : hi;                              \
+            }                                                                                     \
+    }
+
+TILE512(1, 4) TILE512(2, 4) TILE512(3, 4) TILE512(4, 4) TILE512(5, 2) TILE512(6, 2) TILE512(7, 2)
+TILE512(8, 2)
+
+static const tile_fn tiles512[9] = {0, tile512_1x4, tile512_2x4, tile512_3x4, tile512_4x4, tile512_5x2,
+                                    tile512_6x2, tile512_7x2, tile512_8x2};
+static const int pairs512[9] = {0, 4, 4, 4, 4, 2, 2, 2, 2};
+
+AVX512 static void group_avx512(const float *x, int64_t ldx, const int8_t *wg, const float *s, const float *b,
+                                float *y, int64_t ldy, int64_t M, int64_t K) {
+    for (int64_t m0 = 0; m0 < M; m0 += 8) {
+        int mb = (int)(M - m0 < 8 ? M - m0 : 8);
+        int rows = 2 * pairs512[mb];
+        for (int r = 0; r < 8; r += rows)
+            tiles512[mb](x + m0 * ldx, ldx, wg + r * 8, K, s + r, b ? b + r : 0, y + m0 * ldy + r, ldy);
+    }
+}
+
+void finserve_woq_int8_avx512(const float *x, int64_t ldx, const int8_t *w, const float *s, const float *b,
+                              float *y, int64_t ldy, int64_t M, int64_t N, int64_t K, int threads) {
+    woq_run(group_avx512, x, ldx, w, s, b, y, ldy, M, N, K, threads);
+}
+
+/* ---- decode-step glue (float32, one position per row) ---- */
+
+AVX2 static inline float dot(const float *a, const float *b, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    return hsum8(acc);
+}
+
+/* h[r] += delta[r] (when delta is given); out[r] = h[r] * rsqrt(mean(h[r]^2) + eps) * w. */
+AVX2 void finserve_add_rmsnorm(float *h, const float *delta, const float *w, float eps, float *out, int64_t rows,
+                          int64_t dim) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *x = h + r * dim;
+        if (delta) {
+            const float *d = delta + r * dim;
+            for (int64_t i = 0; i < dim; i += 8)
+                _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(d + i)));
+        }
+        float inv = 1.0f / sqrtf(dot(x, x, dim) / (float)dim + eps);
+        __m256 vi = _mm256_set1_ps(inv);
+        float *o = out + r * dim;
+        for (int64_t i = 0; i < dim; i += 8)
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), vi)));
+    }
+}
+
+/* out = x * cos + roll(x, d/2) * signed_sin, for one head vector of d values. */
+AVX2 static inline void rope(const float *x, const float *c, const float *s, float *out, int64_t d) {
+    int64_t half = d / 2;
+    for (int64_t i = 0; i < d; i++) out[i] = x[i] * c[i] + x[(i + half) % d] * s[i];
+}
+
+/* e^x for 8 floats: Cody-Waite range reduction and a degree-6 polynomial (Cephes expf), within
+   2 ulp of expf over the range softmax and SiLU use; inputs below -87 give 0, above 88 e^88. */
+AVX2 static inline __m256 exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.0f), lo = _mm256_set1_ps(-87.0f);
+    __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+/* exp of n floats in place, always 8 at a time (the tail goes through a padded copy), so every
+   element gets the same arithmetic wherever it sits. */
+AVX2 static void exp_inplace(float *v, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(v + i, exp8(_mm256_loadu_ps(v + i)));
+    if (i < n) {
+        float t[8] = {0};
+        for (int64_t j = i; j < n; j++) t[j - i] = v[j];
+        _mm256_storeu_ps(t, exp8(_mm256_loadu_ps(t)));
+        for (int64_t j = i; j < n; j++) v[j] = t[j - i];
+    }
+}
+
+/* One decode step of attention for every row b and query head h:
+   q [B, H*D], k and v [B, KV*D] (this step's projections); kc, vc the layer's caches
+   [B, KV, cap, D]; the new key (rotated) and value are written at column `col`, then the query
+   (rotated) attends over columns 0..col where valid[b, j] (valid NULL: all). out [B, H*D].
+   The query heads that share a key/value head are done together, so each cached row is read once.
+   The scores live on the heap: they grow with the context, and an OpenMP worker's (or a Python
+   thread's) stack can be far smaller than group * (col + 1) floats. Returns 0, or -1 when that
+   allocation failed (out is then incomplete). */
+AVX2 int finserve_rope_attend(const float *q, const float *k, const float *v, const float *cos_t,
+                          const float *sin_t, const int64_t *pos, float *kc, float *vc, int64_t cap,
+                          int64_t col, const uint8_t *valid, float scale, float *out, int64_t B, int64_t H,
+                          int64_t KV, int64_t D, int threads) {
+    int64_t group = H / KV;
+    for (int64_t b = 0; b < B; b++) {
+        const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
+        for (int64_t g = 0; g < KV; g++) {
+            float *kdst = kc + ((b * KV + g) * cap + col) * D, *vdst = vc + ((b * KV + g) * cap + col) * D;
+            rope(k + (b * KV + g) * D, c, s, kdst, D);
+            for (int64_t i = 0; i < D; i++) vdst[i] = v[(b * KV + g) * D + i];
+        }
+    }
+    int64_t total = col + 1;
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t bg = 0; bg < B * KV; bg++) {
+        int64_t b = bg / KV, g = bg % KV;
+        const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
+        const float *kb = kc + (b * KV + g) * cap * D, *vb = vc + (b * KV + g) * cap * D;
+        const uint8_t *ok = valid ? valid + b * total : 0;
+        float *qr = malloc(sizeof(float) * (size_t)(group * (D + total)));
+        if (!qr) {
+            failed = 1;
+            continue;
+        }
+        float *sc = qr + group * D;
+        for (int64_t h = 0; h < group; h++) rope(q + (b * H + g * group + h) * D, c, s, qr + h * D, D);
+        for (int64_t j = 0; j < total; j++) {
+            const float *kj = kb + j * D;
+            for (int64_t h = 0; h < group; h++)
+                sc[h * total + j] = (ok && !ok[j]) ? -INFINITY : dot(qr + h * D, kj, D) * scale;
+        }
+        for (int64_t h = 0; h < group; h++) {
+            float *sh = sc + h * total, mx = -INFINITY, sum = 0.f;
+            for (int64_t j = 0; j < total; j++) mx = sh[j] > mx ? sh[j] : mx;
+            for (int64_t j = 0; j < total; j++) sh[j] -= mx;
+            exp_inplace(sh, total);
+            for (int64_t j = 0; j < total; j++) {
+                if (ok && !ok[j]) sh[j] = 0.f;
+                sum += sh[j];
+            }
+            __m256 inv = _mm256_set1_ps(1.0f / sum);
+            float *o = out + (b * H + g * group + h) * D;
+            if (D == 64) {
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+                for (int64_t j = 0; j < total; j++) {
+                    if (sh[j] == 0.f) continue;
+                    __m256 p = _mm256_set1_ps(sh[j]);
+                    const float *vj = vb + j * 64;
+                    a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj), a0);
+                    a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8), a1);
+                    a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 16), a2);
+                    a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 24), a3);
+                    a4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 32), a4);
+                    a5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 40), a5);
+                    a6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 48), a6);
+                    a7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 56), a7);
+                }
+                _mm256_storeu_ps(o, _mm256_mul_ps(a0, inv));
+                _mm256_storeu_ps(o + 8, _mm256_mul_ps(a1, inv));
+                _mm256_storeu_ps(o + 16, _mm256_mul_ps(a2, inv));
+                _mm256_storeu_ps(o + 24, _mm256_mul_ps(a3, inv));
+                _mm256_storeu_ps(o + 32, _mm256_mul_ps(a4, inv));
+                _mm256_storeu_ps(o + 40, _mm256_mul_ps(a5, inv));
+                _mm256_storeu_ps(o + 48, _mm256_mul_ps(a6, inv));
+                _mm256_storeu_ps(o + 56, _mm256_mul_ps(a7, inv));
+            } else {
+                for (int64_t i = 0; i < D; i += 8) {
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int64_t j = 0; j < total; j++)
+                        if (sh[j] != 0.f)
+                            acc = _mm256_fmadd_ps(_mm256_set1_ps(sh[j]), _mm256_loadu_ps(vb + j * D + i), acc);
+                    _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, inv));
+                }
+            }
+        }
+        free(qr);
+    }
+    return failed ? -1 : 0;
+}
+
+/* g = silu(g) * u = g / (1 + e^-g) * u, in place, 8 at a time (n a multiple of 8). */
+AVX2 void finserve_silu_mul(float *g, const float *u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 e = exp8(_mm256_sub_ps(zero, x));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+}
+
+#endif /* x86-64 */
