@@ -795,3 +795,51 @@ def test_tracing_points_every_process_at_the_collector(tmp_path):
         assert env["OTEL_TRACES_EXPORTER"]["value"] == "otlp" and env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
         assert env["FINSERVE_LOG_FORMAT"]["value"] == "text" and env["RAY_SERVE_LOG_ENCODING"]["value"] == "TEXT"
     assert "format" in render_fails("logging.format=yaml")
+
+
+# ---- provider API keys ---------------------------------------------------------------------------
+
+def _providers_values(tmp_path, secrets):
+    values = tmp_path / "providers.yaml"
+    values.write_text(yaml.safe_dump({"serving": {"providerSecrets": secrets, "config": {"generator": {"providers": [
+        {"name": "local", "engine": "local"},
+        {"name": "hosted", "engine": "openai", "openai": {
+            "base_url": "https://llm.bank.example/v1", "api_key_file": "/etc/finserve/providers/hosted/api-key",
+            "default_model": "bank-llm"}}]}}}}))
+    return values
+
+
+@pytest.mark.parametrize("values", [(), (CI / "rayservice-values.yaml",)], ids=["deployment", "rayservice"])
+def test_provider_api_keys_are_mounted_from_secrets_where_the_config_reads_them(tmp_path, values):
+    """An `engine: openai` provider's key comes from an existing Secret mounted read-only as a folder in every
+    serving container, at the path its api_key_file names (serving/inference/openai_engine.read_api_key)."""
+    from finserve.serving.config import ServingConfig
+
+    docs = render(values=(*values, _providers_values(tmp_path, [{"name": "hosted", "existingSecret": "llm-key"}])))
+    cms = [cm for cm in find(docs, "ConfigMap") if "serving.yaml" in cm.get("data", {})]
+    assert cms
+    for cm in cms:
+        cfg = ServingConfig.model_validate(yaml.safe_load(cm["data"]["serving.yaml"]))
+        assert cfg.generator.providers[1].openai.api_key_file == "/etc/finserve/providers/hosted/api-key"
+    pods = [spec for doc in docs for spec in _pod_specs(doc)
+            if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"]
+    assert pods
+    for spec in pods:
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["provider-hosted"]["secret"] == {"secretName": "llm-key", "defaultMode": 0o400}
+        mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts["provider-hosted"] == {"name": "provider-hosted", "mountPath": "/etc/finserve/providers/hosted",
+                                             "readOnly": True}  # a folder: a rotated Secret reaches the pod
+    # Jobs never get the provider keys.
+    for job in find(docs, "Job"):
+        assert not any(v["name"].startswith("provider-") for v in job["spec"]["template"]["spec"]["volumes"])
+
+
+def test_a_provider_key_file_no_secret_mounts_fails_the_render(tmp_path):
+    err = render_fails(values=(_providers_values(tmp_path, []),))
+    assert 'provider "hosted" reads its API key from /etc/finserve/providers/hosted/api-key' in err
+    assert "serving.providerSecrets" in err
+    twice = [{"name": "hosted", "existingSecret": "a"}, {"name": "hosted", "existingSecret": "b"}]
+    assert "used twice" in render_fails(values=(_providers_values(tmp_path, twice),))
+    assert not [v for v in one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]["volumes"]
+                if v["name"].startswith("provider-")]

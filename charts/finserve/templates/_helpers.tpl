@@ -123,6 +123,7 @@ probe reaches. The chart renders `none` for it only when the installer consented
 {{- $_ := set $cfg "auth" (mergeOverwrite $auth (deepCopy (default dict $cfg.auth))) }}
 {{- end }}
 {{- include "finserve.authConsent" (dict "ctx" . "auth" (default dict $cfg.auth) "where" "serving.config") }}
+{{- include "finserve.providerKeysMounted" (dict "ctx" . "cfg" $cfg "where" "serving.config") }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -130,7 +131,28 @@ probe reaches. The chart renders `none` for it only when the installer consented
 {{- $base := include "finserve.servingConfig" .ctx | fromYaml }}
 {{- $cfg := mergeOverwrite $base (deepCopy (default dict .pool.config)) }}
 {{- include "finserve.authConsent" (dict "ctx" .ctx "auth" (default dict $cfg.auth) "where" (printf "serving.pools %s" .pool.name)) }}
+{{- include "finserve.providerKeysMounted" (dict "ctx" .ctx "cfg" $cfg "where" (printf "serving.pools %s" .pool.name)) }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/* Fails the render when an openai provider's api_key_file points into /etc/finserve/providers/<name>/ and no
+serving.providerSecrets entry mounts <name> (the pod would start, then fail every call to that provider). */}}
+{{- define "finserve.providerKeysMounted" -}}
+{{- $mounted := dict }}
+{{- range .ctx.Values.serving.providerSecrets }}
+{{- if hasKey $mounted .name }}{{ fail (printf "serving.providerSecrets: name %q is used twice" .name) }}{{ end }}
+{{- $_ := set $mounted .name true }}
+{{- end }}
+{{- $gen := default dict .cfg.generator }}
+{{- range (default list $gen.providers) }}
+{{- $file := dig "openai" "api_key_file" "" . }}
+{{- if hasPrefix "/etc/finserve/providers/" $file }}
+{{- $folder := index (splitList "/" (trimPrefix "/etc/finserve/providers/" $file)) 0 }}
+{{- if not (hasKey $mounted $folder) }}
+{{- fail (printf "%s: provider %q reads its API key from %s, but no serving.providerSecrets entry is named %q" $.where .name $file $folder) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Refuses (helm's fail) a serving config that would take requests without authentication unless the
@@ -309,6 +331,12 @@ envFrom:
   configMap:
     name: {{ . }}
 {{- end }}
+{{- range .ctx.Values.serving.providerSecrets }}
+- name: provider-{{ .name }}
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0400
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -350,6 +378,12 @@ pods only (a ReadWriteOnce claim would pin Jobs to the serving node). */}}
 {{- with .ctx.Values.serving.auth.jwt.jwksConfigMap }}
 - name: jwks
   mountPath: /etc/finserve/jwks
+  readOnly: true
+{{- end }}
+{{- range .ctx.Values.serving.providerSecrets }}
+# An openai-engine provider's API key (its openai.api_key_file names a file in this folder).
+- name: provider-{{ .name }}
+  mountPath: /etc/finserve/providers/{{ .name }}
   readOnly: true
 {{- end }}
 {{- end }}
