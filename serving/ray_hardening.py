@@ -14,6 +14,11 @@ HAProxyManager, proxies, replicas) and narrows them:
   one node, which is where the HAProxy ingress runs (the chart uses the proxy).
 
 A Ray upgrade that changes the template is caught by tests/serving/test_ray_hardening.py.
+
+Ray core (GCS, raylet, object manager, core workers, agents) binds the node's IP address, which Ray
+resolves from the default route even when told ``127.0.0.1`` (``resolve_ip_for_localhost``). Only its
+single-node switch, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (the default off Linux), makes the node IP the
+loopback address: :func:`single_node_env` sets it for `finserve up`, whose Ray is always one local node.
 """
 
 from __future__ import annotations
@@ -32,6 +37,19 @@ TEMPLATE_EDITS = {
     "bind :{{ config.metrics_port }}": "bind 127.0.0.1:{{ config.metrics_port }}",
     "bind *:{{ config.stats_port }}": "bind 127.0.0.1:{{ config.stats_port }}",
 }
+
+
+# Ray's own switch (ray_constants.ENABLE_RAY_CLUSTER, read at import): off, the node IP is 127.0.0.1.
+SINGLE_NODE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def single_node_env() -> dict[str, str]:
+    """Environment that puts a local single-node Ray's core listeners on loopback (before ``import ray``).
+
+    Nothing outside the host needs them: Serve's ingress binds ``gateway.host`` on its own. A KubeRay
+    cluster (several nodes) must not get this; the chart sets it on no Ray container.
+    """
+    return dict(SINGLE_NODE_ENV)
 
 
 def harden_template(template: str) -> str:

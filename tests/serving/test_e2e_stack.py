@@ -300,12 +300,14 @@ def _listeners(pid: int) -> dict[int, set[str]]:
 def _check_exposure(pid: int, cfg, haproxy: list[psutil.Process]) -> None:
     """What finserve opens stays on loopback (the gateway's host here): the ingress ports, the own /metrics
     listener and, with HAProxy, every haproxy listener (stats page, Prometheus exporter) and the Gateway
-    replica's own servers it forwards to; HAProxy's admin socket is private. (Ray core's GCS, raylet and
-    workers bind every interface in Ray 2.60 whatever ray.init is told: not checked here, see docs/security.md.)"""
+    replica's own servers it forwards to; HAProxy's admin socket is private. Ray core (GCS, raylet, object
+    manager, workers, agents) is a single loopback node: no process below `finserve up` listens anywhere else."""
     loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}  # gRPC binds 127.0.0.1 on a v4-mapped IPv6 socket
     listening = _listeners(pid)
     for port in (cfg.gateway.http_port, cfg.gateway.grpc_port, cfg.exposure.metrics_port):
         assert listening.get(port) and listening[port] <= loopback, (port, listening.get(port))
+    exposed = {port: addresses for port, addresses in listening.items() if not addresses <= loopback}
+    assert exposed == {}, exposed
     if not haproxy:
         return
     config_path = next(cmd[cmd.index("-f") + 1] for cmd in _cmdlines(haproxy) if "-f" in cmd)

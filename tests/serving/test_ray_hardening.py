@@ -4,11 +4,17 @@ upgrade that changes Ray's template fails here rather than silently exposing the
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 
+import psutil
 import pytest
 from finserve.serving.config import DeploymentsConfig
-from finserve.serving.ray_hardening import GRPC_HOST_ENV, grpc_address, harden_template
+from finserve.serving.ray_hardening import GRPC_HOST_ENV, grpc_address, harden_template, single_node_env
 from finserve.serving.serve_env import RAY_WORKER_SETUP_HOOK, haproxy_paths, serve_env
 
 
@@ -81,3 +87,64 @@ def test_the_hook_patches_a_worker_process(tmp_path) -> None:  # noqa: ANN001
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["ips"] and set(seen["ips"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC may use a v4-mapped socket
     assert seen["template"] == harden_template(_template())
+
+
+# A Ray driver that starts a local node as `finserve up` does (environment before `import ray`), prints its
+# pid and node IP, and stays up until its stdin closes.
+_DRIVER = """
+import os, sys
+os.environ.update({env!r})
+import ray
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+print(ray.util.get_node_ip_address(), flush=True)
+@ray.remote
+def ping():
+    return os.getpid()
+ray.get(ping.remote())  # a core worker up too
+print("ready", flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+def _listeners_below(pid: int) -> dict[tuple[str, int], str]:
+    """(address, port) -> process name for every listening TCP socket of ``pid`` and its descendants."""
+    out: dict[tuple[str, int], str] = {}
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            for c in proc.net_connections(kind="tcp"):
+                if c.status == psutil.CONN_LISTEN:
+                    out[(c.laddr.ip, c.laddr.port)] = proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+@pytest.mark.slow
+def test_a_single_node_ray_core_listens_on_loopback_only(tmp_path) -> None:
+    """A real local Ray started with `finserve up`'s environment: GCS, raylet (node manager, object manager),
+    core workers and Ray's agents all listen on 127.0.0.1, nothing on another interface."""
+    ray_tmp = tempfile.mkdtemp(prefix="fsray-", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER.format(env=single_node_env())], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=tmp_path)
+    try:
+        node_ip = proc.stdout.readline().strip()
+        assert proc.stdout.readline().strip() == "ready"
+        listening = _listeners_below(proc.pid)
+        names = set(listening.values())
+        assert {"gcs_server", "raylet"} <= names, names  # the core processes were seen
+        assert node_ip == "127.0.0.1"
+        exposed = {addr: name for addr, name in listening.items()
+                   if addr[0] not in {"127.0.0.1", "::1", "::ffff:127.0.0.1"}}
+        assert exposed == {}, exposed
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
