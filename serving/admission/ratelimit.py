@@ -195,18 +195,20 @@ class RateLimiter:
         wait = max(max(0.0, s.reset_time - now) for c, s in zip(checks, stats, strict=True) if c in full)
         return Decision(False, quotas, retry_after=max(1, math.ceil(wait)), exceeded=first.kind)
 
-
     async def _check_at_once(self, windows: RedisSlidingWindows, checks: list[_Check]) -> Decision:
         """Every limit checked and charged in one atomic Redis call: a refused request charges none of them."""
         charged, before = await windows.check_and_charge([(c.item, c.key, c.cost) for c in checks])
         quotas: dict[Kind, Quota] = {}
         for c, w in zip(checks, before, strict=True):
-            q = Quota(limit=c.limit, remaining=w.remaining - c.cost if charged else w.remaining, reset_s=w.reset_in_s)
+            remaining = w.remaining - c.cost if charged else w.remaining
+            q = Quota(limit=c.limit, remaining=remaining, reset_s=w.reset_in_s)
             if c.kind not in quotas or q.remaining < quotas[c.kind].remaining:
                 quotas[c.kind] = q
         if charged:
             return Decision(True, quotas)
-        full = [(c, w) for c, w in zip(checks, before, strict=True) if w.remaining < c.cost] or [(checks[0], before[0])]
+        # The script refuses exactly when some limit has less room than its cost (the same floor arithmetic).
+        full = [(c, w) for c, w in zip(checks, before, strict=True) if w.remaining < c.cost]
+        full = full or [(checks[0], before[0])]
         for c, _ in full:
             self.rejected.labels(c.party, c.kind).inc()
         wait = max(w.reset_in_s for _, w in full)
