@@ -63,8 +63,9 @@ def test_serve_env_moves_haproxy_files_into_the_private_folder_and_names_the_grp
 
 
 def test_the_hook_patches_a_worker_process(tmp_path) -> None:  # noqa: ANN001
-    """apply() as Ray runs it in a fresh worker process: the template Ray renders from is ours, and a gRPC
-    server Ray Serve starts on `[::]` listens on the gateway's host only."""
+    """apply() as Ray runs it in a fresh worker process: the template Ray renders from is ours, a gRPC
+    server Ray Serve starts on `[::]` for ingress listens on the gateway's host only, and a replica's
+    inter-deployment gRPC server on loopback when Ray is a single loopback node."""
     import json
     import os
     import subprocess
@@ -77,15 +78,21 @@ def test_the_hook_patches_a_worker_process(tmp_path) -> None:  # noqa: ANN001
         "from ray.serve._private import default_impl, haproxy\n"
         "server = grpc.server(concurrent.futures.ThreadPoolExecutor(1))\n"
         "default_impl.add_grpc_address(server, '[::]:0')\n"
-        "server.start()\n"
-        "ips = sorted({c.laddr.ip for c in psutil.Process().net_connections('tcp') if c.status == 'LISTEN'})\n"
-        "print(json.dumps({'ips': ips, 'template': haproxy.HAPROXY_CONFIG_TEMPLATE}))\n"
+        "from ray.serve._private import replica\n"
+        "internal = grpc.server(concurrent.futures.ThreadPoolExecutor(1))\n"
+        "port = replica.add_port_to_grpc_server(internal, '[::]:0')\n"
+        "server.start(); internal.start()\n"
+        "listening = [c.laddr for c in psutil.Process().net_connections('tcp') if c.status == 'LISTEN']\n"
+        "ips = sorted({a.ip for a in listening})\n"
+        "internal_ips = sorted({a.ip for a in listening if a.port == port})\n"
+        "print(json.dumps({'ips': ips, 'internal': internal_ips, 'template': haproxy.HAPROXY_CONFIG_TEMPLATE}))\n"
     )
-    env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1", GRPC_HOST_ENV: "127.0.0.1"}
+    env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1", GRPC_HOST_ENV: "127.0.0.1", **single_node_env()}
     out = subprocess.run([sys.executable, "-P", "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["ips"] and set(seen["ips"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC may use a v4-mapped socket
+    assert seen["internal"] and set(seen["internal"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}
     assert seen["template"] == harden_template(_template())
 
 
