@@ -63,12 +63,14 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def start_stack(port: int, workdir: Path, overrides: dict[str, Any] | None = None,
-                env: dict[str, str] | None = None) -> subprocess.Popen:
+                env: dict[str, str] | None = None, metrics_port: int | None = None) -> subprocess.Popen:
     from finserve.serving.config import ServingConfig, load_serving_config
 
     cfg = load_serving_config(None)
     cfg.gateway.http_port = port
     cfg.gateway.grpc_port = free_port()  # the default 8081 may be taken by another stack on this host
+    # /metrics answers on its own loopback listener only (serving/exposure.py), here on a free port.
+    cfg.exposure = cfg.exposure.model_copy(update={"metrics_port": metrics_port or free_port()})
     cfg.audit = cfg.audit.model_copy(update={"path": workdir / "audit.jsonl"})
     data = cfg.model_dump(mode="json")
     for dotted, value in (overrides or {}).items():
@@ -119,14 +121,14 @@ def stage_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def stage_sums(base: str) -> dict[str, tuple[float, float]]:
-    """stage -> (seconds, count) from the gateway's per-stage histogram."""
+def stage_sums(metrics: str) -> dict[str, tuple[float, float]]:
+    """stage -> (seconds, count) from the gateway's per-stage histogram (``metrics``: the listener's base URL)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from finserve.contracts.metrics import STAGE_DURATION
 
     out: dict[str, list[float]] = {}
-    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=30).text):
+    for family in text_string_to_metric_families(httpx.get(f"{metrics}/metrics", timeout=30).text):
         if family.name != STAGE_DURATION:
             continue
         for sample in family.samples:
@@ -194,18 +196,18 @@ def main() -> None:
 
     queries = validation_queries(args.queries + 200)
     overhead_q, load_q = queries[: args.queries], queries[args.queries:]
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     info = machine(PACKAGES)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_stack(port, Path(tmp), overrides, stack_env)
-        base = f"http://127.0.0.1:{port}"
+        proc = start_stack(port, Path(tmp), overrides, stack_env, metrics_port=metrics_port)
+        base, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}"
         try:
             warm_up(base)
-            sums = [stage_sums(base)]
+            sums = [stage_sums(metrics)]
             misses = asyncio.run(sequential(base, overhead_q, 1))
-            sums.append(stage_sums(base))
+            sums.append(stage_sums(metrics))
             hits = asyncio.run(sequential(base, overhead_q, 1))
-            sums.append(stage_sums(base))
+            sums.append(stage_sums(metrics))
             levels = []
             offset = 0
             for level in (int(x) for x in args.levels.split(",") if x.strip()):

@@ -11,9 +11,17 @@ HAProxyManager, proxies, replicas) and narrows them:
   too: serve_env.haproxy_paths);
 - gRPC servers Ray Serve starts for ingress: the gateway's bind address (``FINSERVE_RAY_GRPC_HOST``),
   as the HTTP ones already are. HAProxy reaches same-node replicas over localhost, so this holds with
-  one node, which is where the HAProxy ingress runs (the chart uses the proxy).
+  one node, which is where the HAProxy ingress runs (the chart uses the proxy);
+- each replica's inter-deployment gRPC server (``[::]:0`` in Ray Serve 2.60, what DeploymentHandles call
+  in the throughput-optimized mode): 127.0.0.1, when Ray runs as a single loopback node (below), where
+  handles reach replicas at the node's address, 127.0.0.1.
 
 A Ray upgrade that changes the template is caught by tests/serving/test_ray_hardening.py.
+
+Ray core (GCS, raylet, object manager, core workers, agents) binds the node's IP address, which Ray
+resolves from the default route even when told ``127.0.0.1`` (``resolve_ip_for_localhost``). Only its
+single-node switch, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (the default off Linux), makes the node IP the
+loopback address: :func:`single_node_env` sets it for `finserve up`, whose Ray is always one local node.
 """
 
 from __future__ import annotations
@@ -32,6 +40,20 @@ TEMPLATE_EDITS = {
     "bind :{{ config.metrics_port }}": "bind 127.0.0.1:{{ config.metrics_port }}",
     "bind *:{{ config.stats_port }}": "bind 127.0.0.1:{{ config.stats_port }}",
 }
+
+
+# Ray's own switch (ray_constants.ENABLE_RAY_CLUSTER, read at import): off, the node IP is 127.0.0.1.
+SINGLE_NODE_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+SINGLE_NODE_ENV = {SINGLE_NODE_SWITCH: "0"}
+
+
+def single_node_env() -> dict[str, str]:
+    """Environment that puts a local single-node Ray's core listeners on loopback (before ``import ray``).
+
+    Nothing outside the host needs them: Serve's ingress binds ``gateway.host`` on its own. A KubeRay
+    cluster (several nodes) must not get this; the chart sets it on no Ray container.
+    """
+    return dict(SINGLE_NODE_ENV)
 
 
 def harden_template(template: str) -> str:
@@ -57,6 +79,15 @@ def apply() -> None:
         from ray.serve._private import haproxy
 
         haproxy.HAPROXY_CONFIG_TEMPLATE = harden_template(haproxy.HAPROXY_CONFIG_TEMPLATE)
+    if os.environ.get(SINGLE_NODE_SWITCH) == "0":
+        from ray.serve._private import replica
+
+        original_port = replica.add_port_to_grpc_server
+
+        def add_port_to_grpc_server(server, address: str):  # noqa: ANN001, ANN202 - Ray's own signature
+            return original_port(server, grpc_address(address, "127.0.0.1"))
+
+        replica.add_port_to_grpc_server = add_port_to_grpc_server
     host = os.environ.get(GRPC_HOST_ENV)
     if host:
         from ray.serve._private import default_impl

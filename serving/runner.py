@@ -16,6 +16,7 @@ from . import run_record
 from .config import ServingConfig
 from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
+from .ray_hardening import single_node_env
 from .oip_grpc.health import ADD_HEALTH_SERVICER
 from .paths import data_dir
 from .ray_start import descendant_pids, start_with_retry, stop_failed_start
@@ -69,6 +70,7 @@ def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_
          private: str | None) -> int:
     os.environ.update(serve_env(cfg.deployments, free_port=_free_port, grpc_host=cfg.gateway.host,
                                 haproxy_dir=private))
+    os.environ.update(single_node_env())  # Ray core (GCS, raylet, workers) on 127.0.0.1: one local node
     import ray
     from ray import serve
 

@@ -65,12 +65,14 @@ class OTLPReceiver:
         with self._lock:
             return [s for s in self.spans if s.trace_id == trace_id]
 
-    def wait_for(self, trace_id: str, services: set[str], timeout: float = 60) -> list[ReceivedSpan]:
-        """The trace's spans once every one of ``services`` has sent some (exporters batch)."""
+    def wait_for(self, trace_id: str, services: set[str], timeout: float = 60,
+                 names: set[str] = frozenset()) -> list[ReceivedSpan]:
+        """The trace's spans once every one of ``services`` has sent some and every span in ``names`` arrived
+        (exporters batch: a service's later spans may come in a later batch)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             spans = self.of_trace(trace_id)
-            if services <= {s.service for s in spans}:
+            if services <= {s.service for s in spans} and names <= {s.name for s in spans}:
                 return spans
             time.sleep(0.2)
         raise AssertionError(f"trace {trace_id}: spans only from {sorted({s.service for s in spans})}, "

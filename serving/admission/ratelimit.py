@@ -2,8 +2,10 @@
 
 Tokens are charged up front, at the request's max tokens: the decision is made before any work is done,
 and a client cannot overrun its allowance with one long answer. Counters live in Redis when a URL is
-configured (one budget across every replica), else in this process. Redis failing must not take the
-assistant down with it: the limiter then admits the request (fail open), counts the failure and logs it.
+configured (one budget across every replica), else in this process. On Redis, the default sliding-window
+counter checks and charges all of a request's limits in one round trip (redis_window.py); the other
+strategies, and memory, go through `limits`' strategies. Redis failing must not take the assistant down
+with it: the limiter then admits the request (fail open), counts the failure and logs it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from limits.aio import strategies
 from prometheus_client import CollectorRegistry, Counter
 
 from .config import RateLimitConfig, RateLimits
+from .redis_window import RedisSlidingWindows
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,7 @@ class RateLimiter:
         self.config = config
         self._clock = clock
         self._limiter: strategies.RateLimiter | None = None
+        self._windows: RedisSlidingWindows | None = None
         self._last_log = 0.0
         self.store_errors = Counter("finserve_ratelimit_store_errors", "Rate-limit checks that failed open "
                                     "because the limiter's store (Redis) failed.", registry=registry)
@@ -133,6 +137,15 @@ class RateLimiter:
             self._limiter = _STRATEGIES[c.strategy](store)
         return self._limiter
 
+    def _redis_windows(self) -> RedisSlidingWindows | None:
+        # The one-round-trip path: Redis with limits' default strategy. Built on first use, in the serving loop.
+        c = self.config
+        if not c.redis_url or c.strategy != "sliding-window-counter":
+            return None
+        if self._windows is None:
+            self._windows = RedisSlidingWindows(c.redis_url.removeprefix("async+"), c.key_prefix, c.redis_timeout_s)
+        return self._windows
+
     async def check(self, principal: str, tenant: str, requests: int, tokens: int) -> Decision:
         """Charges the request if every limit has room; otherwise charges nothing and says which limit is full."""
         if not self.config.enabled:
@@ -152,17 +165,26 @@ class RateLimiter:
             return Decision(True)
 
     async def _check(self, checks: list[_Check]) -> Decision:
+        windows = self._redis_windows()
+        if windows is not None:
+            return await self._check_at_once(windows, checks)
+        return await self._check_in_rounds(checks)
+
+    async def _check_in_rounds(self, checks: list[_Check]) -> Decision:
+        # Two store round trips, not three: each limit's window stats both decide whether it has room
+        # (remaining >= cost is the strategies' own `test`) and feed the headers; then every limit is charged.
         limiter = self._strategy()
-        room = await _gather(limiter.test(c.item, c.key, cost=c.cost) for c in checks)
-        full = [c for c, ok in zip(checks, room, strict=True) if not ok]
+        stats = await _gather(limiter.get_window_stats(c.item, c.key) for c in checks)
+        full = [c for c, s in zip(checks, stats, strict=True) if s.remaining < c.cost]
+        charged: list[bool] = [False] * len(checks)
         if not full:
             charged = await _gather(limiter.hit(c.item, c.key, cost=c.cost) for c in checks)
             full = [c for c, ok in zip(checks, charged, strict=True) if not ok]  # lost a race meanwhile
-        stats = await _gather(limiter.get_window_stats(c.item, c.key) for c in checks)
         now = self._clock()
         quotas: dict[Kind, Quota] = {}
-        for c, s in zip(checks, stats, strict=True):
-            q = Quota(limit=c.limit, remaining=s.remaining, reset_s=max(0.0, s.reset_time - now))
+        for c, s, paid in zip(checks, stats, charged, strict=True):
+            remaining = s.remaining - c.cost if paid else s.remaining
+            q = Quota(limit=c.limit, remaining=remaining, reset_s=max(0.0, s.reset_time - now))
             if c.kind not in quotas or q.remaining < quotas[c.kind].remaining:
                 quotas[c.kind] = q
         if not full:
@@ -172,6 +194,25 @@ class RateLimiter:
             self.rejected.labels(c.party, c.kind).inc()
         wait = max(max(0.0, s.reset_time - now) for c, s in zip(checks, stats, strict=True) if c in full)
         return Decision(False, quotas, retry_after=max(1, math.ceil(wait)), exceeded=first.kind)
+
+    async def _check_at_once(self, windows: RedisSlidingWindows, checks: list[_Check]) -> Decision:
+        """Every limit checked and charged in one atomic Redis call: a refused request charges none of them."""
+        charged, before = await windows.check_and_charge([(c.item, c.key, c.cost) for c in checks])
+        quotas: dict[Kind, Quota] = {}
+        for c, w in zip(checks, before, strict=True):
+            remaining = w.remaining - c.cost if charged else w.remaining
+            q = Quota(limit=c.limit, remaining=remaining, reset_s=w.reset_in_s)
+            if c.kind not in quotas or q.remaining < quotas[c.kind].remaining:
+                quotas[c.kind] = q
+        if charged:
+            return Decision(True, quotas)
+        # The script refuses exactly when some limit has less room than its cost (the same floor arithmetic).
+        full = [(c, w) for c, w in zip(checks, before, strict=True) if w.remaining < c.cost]
+        full = full or [(checks[0], before[0])]
+        for c, _ in full:
+            self.rejected.labels(c.party, c.kind).inc()
+        wait = max(w.reset_in_s for _, w in full)
+        return Decision(False, quotas, retry_after=max(1, math.ceil(wait)), exceeded=full[0][0].kind)
 
 
 async def _gather(calls) -> list:  # noqa: ANN001 - a generator of awaitables

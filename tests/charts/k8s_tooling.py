@@ -21,6 +21,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "finserve"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+# Every install must name a credential source (or consent to none): renders start from this keys Secret,
+# under whatever values a test passes; auth=() renders the chart's bare defaults.
+AUTH_VALUES = (Path(__file__).with_name("auth-values.yaml"),)
 TOOLS = REPO / ".tools"
 SHARED = REPO.parent / "shared"
 
@@ -86,20 +89,21 @@ def _render_text(values: tuple[str, ...], sets: tuple[str, ...], release: str, n
 
 
 def render_text(values: tuple[str | Path, ...] = (), sets: tuple[str, ...] = (),
-                release: str = RELEASE, namespace: str = NAMESPACE) -> str:
-    return _render_text(tuple(str(v) for v in values), tuple(sets), release, namespace)
+                release: str = RELEASE, namespace: str = NAMESPACE, auth: tuple[Path, ...] = AUTH_VALUES) -> str:
+    return _render_text(tuple(str(v) for v in (*auth, *values)), tuple(sets), release, namespace)
 
 
 def render(values: tuple[str | Path, ...] = (), sets: tuple[str, ...] = (),
-           release: str = RELEASE, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+           release: str = RELEASE, namespace: str = NAMESPACE, auth: tuple[Path, ...] = AUTH_VALUES,
+           ) -> list[dict[str, Any]]:
     """The chart rendered by `helm template`, as a list of objects (fresh copies each call)."""
-    return [d for d in yaml.safe_load_all(render_text(values, sets, release, namespace)) if d]
+    return [d for d in yaml.safe_load_all(render_text(values, sets, release, namespace, auth)) if d]
 
 
-def render_fails(*sets: str, values: tuple[str | Path, ...] = ()) -> str:
+def render_fails(*sets: str, values: tuple[str | Path, ...] = (), auth: tuple[Path, ...] = AUTH_VALUES) -> str:
     """Render that must fail; returns helm's error output."""
     args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-    for path in values:
+    for path in (*auth, *values):
         args += ["-f", str(path)]
     for item in sets:
         args += ["--set", item]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from k8s_tooling import CHART, REPO, helm, load_yaml
+from k8s_tooling import AUTH_VALUES, CHART, REPO, helm, load_yaml
 
 
 def test_chart_crds_are_identical_copies_of_manifests_crds():
@@ -17,7 +17,7 @@ def test_chart_crds_are_identical_copies_of_manifests_crds():
 def test_crd_is_installed_by_helm_and_matches_the_operator_api():
     from finserve.operator import api
 
-    rendered = helm("template", "finserve", str(CHART), "--include-crds").stdout
+    rendered = helm("template", "finserve", str(CHART), "--include-crds", "-f", str(AUTH_VALUES[0])).stdout
     assert f"name: {api.PLURAL}.{api.GROUP}" in rendered
     crd = load_yaml(CHART / "crds" / f"{api.PLURAL}.{api.GROUP}.yaml")
     assert crd["spec"]["group"] == api.GROUP and crd["spec"]["names"]["kind"] == api.KIND

@@ -29,7 +29,7 @@ def test_default_serving_deployment_runs_the_ray_serve_app_non_root():
     c = container(spec, "serving")
     assert c["command"] == ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]
     assert c["image"] == "finserve-serving:0.1.0"
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8081}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8081, "metrics": 9464}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
@@ -130,7 +130,7 @@ def test_pool_overrides_merge_over_the_shared_config():
     chart = yaml.safe_load((CHART / "values.yaml").read_text())["serving"]["config"]
     for pool in (cpu, gpu):
         assert {k: pool.pop(k) for k in ("admission", "exposure")} == chart
-        assert pool.pop("auth") == {"mode": "none"}  # no credential source configured (the chart's auth values)
+        assert pool.pop("auth") == {"keys_file": "/etc/finserve/auth-keys/keys.json"}  # the keys Secret
     assert cpu == {"gateway": {"max_tokens_limit": 256}}
     assert gpu == {"gateway": {"max_tokens_limit": 256}, "generator": {"engine": "vllm"},
                    "deployments": {"generator": {"num_gpus": 1}}}
@@ -624,7 +624,11 @@ def test_only_the_gateway_is_reachable_from_outside_the_release(values):
             open_to_outside = [p for p in policies if _selects(p, pod_labels) and p is not deny
                                and p["metadata"]["name"] != "finserve-kuberay"]
             if pod_labels.get("app.kubernetes.io/component") == "serving":
-                assert open_to_outside == [gateway]
+                # With a monitor on (rayservice-values), Prometheus may scrape the own /metrics port, no other.
+                assert open_to_outside[0] is gateway
+                assert [p["metadata"]["name"] for p in open_to_outside[1:]] in ([], ["finserve-serving-metrics"])
+                for extra in open_to_outside[1:]:
+                    assert extra["spec"]["ingress"] == [{"ports": [{"port": 9464, "protocol": "TCP"}]}]
             elif pod_labels.get("app.kubernetes.io/component") == "operator" and open_to_outside:
                 # With a monitor on (rayservice-values), Prometheus may scrape the operator's metrics port.
                 assert [p["metadata"]["name"] for p in open_to_outside] == ["finserve-operator-metrics"]
@@ -666,19 +670,63 @@ def test_monitoring_is_off_by_default():
     assert not find(render(), "ConfigMap", "finserve-dashboard")
 
 
-def test_service_monitor_scrapes_the_gateway_metrics_port():
+def test_service_monitor_scrapes_the_own_metrics_port_through_a_service_of_its_own():
+    """/metrics is served on serving.metricsPort only: the metrics Service carries it, the gateway Service
+    (what an Ingress or load balancer exposes) does not, and the ServiceMonitor selects the former only."""
     docs = render(values=(CI / "monitoring-values.yaml",))
     sm = one(docs, "ServiceMonitor", "finserve")
-    svc = one(docs, "Service", "finserve")
-    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    gateway, metrics = one(docs, "Service", "finserve"), one(docs, "Service", "finserve-metrics")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
+    assert not sm["spec"]["selector"]["matchLabels"].items() <= gateway["metadata"]["labels"].items()
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["finserve"]}
     (endpoint,) = sm["spec"]["endpoints"]
-    assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}]
+    assert metrics["spec"]["type"] == "ClusterIP"
+    assert {p["name"] for p in gateway["spec"]["ports"]} == {"http", "grpc"}
+    assert metrics["spec"]["selector"].items() <= serving_deployments(docs)[0]["spec"]["template"]["metadata"][
+        "labels"].items()
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert not find(render(), "Service", "finserve-metrics")  # no monitor: no metrics Service
 
 
-@pytest.mark.parametrize("values,port", [((), "http"), ((CHART / "ci" / "rayservice-values.yaml",), "serve")])
-def test_pod_monitor_names_a_port_every_serving_pod_has(values, port):
+@pytest.mark.parametrize("values", [(), (CHART / "ci" / "rayservice-values.yaml",)], ids=["deployment", "rayservice"])
+def test_serving_metrics_listen_on_their_own_port_and_not_on_the_api_port(values):
+    """The own listener (serving/exposure.py) binds every interface of the pod at serving.metricsPort;
+    the API port answers /metrics with 404 (exposure.metrics_on_api_port off)."""
+    from finserve.serving.config import ServingConfig
+
+    docs = render(values=values, sets=("serving.metricsPort=9500",))
+    pods = [spec for doc in docs for spec in _pod_specs(doc) if doc["metadata"]["labels"].get(
+        "app.kubernetes.io/component") == "serving"]
+    assert pods
+    for spec in pods:
+        c = spec["containers"][0]
+        env = env_of(c)
+        assert (env["FINSERVE_METRICS_HOST"]["value"], env["FINSERVE_METRICS_PORT"]["value"]) == ("0.0.0.0", "9500")
+        assert {"name": "metrics", "containerPort": 9500} in [{k: p[k] for k in ("name", "containerPort")}
+                                                              for p in c["ports"]]
+    for cm in find(docs, "ConfigMap"):
+        if "serving.yaml" in cm.get("data", {}):
+            cfg = ServingConfig.model_validate(yaml.safe_load(cm["data"]["serving.yaml"]))
+            assert cfg.exposure.metrics_on_api_port is False and cfg.exposure.docs is False
+
+
+def test_serving_metrics_sources_can_be_restricted():
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    docs = render(values=(CI / "monitoring-values.yaml",), sets=(
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",))
+    (rule,) = one(docs, "NetworkPolicy", "finserve-serving-metrics")["spec"]["ingress"]
+    assert rule == {"ports": [{"port": 9464, "protocol": "TCP"}], "from": [peer]}
+    # The gateway policy never opens the metrics port.
+    gateway_ports = {p["port"] for p in one(docs, "NetworkPolicy", "finserve-gateway")["spec"]["ingress"][0]["ports"]}
+    assert gateway_ports == {8000, 8081}
+    assert not find(render(), "NetworkPolicy", "finserve-serving-metrics")
+
+
+@pytest.mark.parametrize("values", [(), (CHART / "ci" / "rayservice-values.yaml",)], ids=["deployment", "rayservice"])
+def test_pod_monitor_names_a_port_every_serving_pod_has(values):
+    port = "metrics"
     docs = render(values=values, sets=("monitoring.podMonitor.enabled=true",))
     pm = one(docs, "PodMonitor", "finserve-serving")
     assert pm["spec"]["podMetricsEndpoints"][0]["port"] == port
@@ -757,16 +805,28 @@ def test_auth_values_reach_the_serving_config_and_mount_the_keys_secret():
     assert "subPath" not in mounts["jwks"]
 
 
-def test_auth_defaults_render_no_auth_section_and_jwt_needs_issuer_and_audience():
-    docs = render()
-    # No credential source: `none`, said explicitly (finserve up would otherwise listen on loopback only,
-    # which no Service or probe reaches).
-    assert yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"])["auth"] == {
-        "mode": "none"}
+def _auth(docs, name="finserve-serving-cpu"):
+    return yaml.safe_load(one(docs, "ConfigMap", name)["data"]["serving.yaml"]).get("auth")
+
+
+def test_no_authentication_needs_the_installers_consent_and_jwt_needs_issuer_and_audience():
+    refused = "refusing to serve the API without authentication"
+    # The chart's defaults name no credential source: refused, with what to set.
+    err = render_fails(auth=())
+    assert refused in err and "serving.auth.allowUnauthenticated=true" in err and "serving.auth.keys.existingSecret" in err
+    # mode none is refused even beside a keys Secret, and so is a pool that turns auth off.
+    assert refused in render_fails("serving.auth.mode=none")
+    assert refused in render_fails("serving.pools[0].name=cpu", "serving.pools[0].config.auth.mode=none")
+    assert refused in render_fails("serving.config.auth.mode=none")
+    # Consent: `none`, said explicitly (finserve up would otherwise listen on loopback only, which no Service
+    # or probe reaches).
+    assert _auth(render(sets=("serving.auth.allowUnauthenticated=true",), auth=())) == {"mode": "none"}
+    docs = render(sets=("serving.auth.mode=none", "serving.auth.allowUnauthenticated=true"), auth=())
+    assert _auth(docs) == {"mode": "none"}
+    # Any credential source is enough without consent: auto stays auto (finserve turns auth on).
+    assert _auth(render(sets=("serving.apiKey.existingSecret=api",), auth=())) is None
     with pytest.raises(Exception, match="issuer is needed"):
-        render(sets=("serving.auth.jwt.jwksUrl=https://idp.bank.example/certs",))
-    docs = render(sets=("serving.auth.mode=none",))
-    assert yaml.safe_load(one(docs, "ConfigMap", "finserve-serving")["data"]["serving.yaml"])["auth"] == {"mode": "none"}
+        render(sets=("serving.auth.jwt.jwksUrl=https://idp.bank.example/certs",), auth=())
 
 
 # ---- logs and tracing ----------------------------------------------------------------------------
@@ -793,3 +853,51 @@ def test_tracing_points_every_process_at_the_collector(tmp_path):
         assert env["OTEL_TRACES_EXPORTER"]["value"] == "otlp" and env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
         assert env["FINSERVE_LOG_FORMAT"]["value"] == "text" and env["RAY_SERVE_LOG_ENCODING"]["value"] == "TEXT"
     assert "format" in render_fails("logging.format=yaml")
+
+
+# ---- provider API keys ---------------------------------------------------------------------------
+
+def _providers_values(tmp_path, secrets):
+    values = tmp_path / "providers.yaml"
+    values.write_text(yaml.safe_dump({"serving": {"providerSecrets": secrets, "config": {"generator": {"providers": [
+        {"name": "local", "engine": "local"},
+        {"name": "hosted", "engine": "openai", "openai": {
+            "base_url": "https://llm.bank.example/v1", "api_key_file": "/etc/finserve/providers/hosted/api-key",
+            "default_model": "bank-llm"}}]}}}}))
+    return values
+
+
+@pytest.mark.parametrize("values", [(), (CI / "rayservice-values.yaml",)], ids=["deployment", "rayservice"])
+def test_provider_api_keys_are_mounted_from_secrets_where_the_config_reads_them(tmp_path, values):
+    """An `engine: openai` provider's key comes from an existing Secret mounted read-only as a folder in every
+    serving container, at the path its api_key_file names (serving/inference/openai_engine.read_api_key)."""
+    from finserve.serving.config import ServingConfig
+
+    docs = render(values=(*values, _providers_values(tmp_path, [{"name": "hosted", "existingSecret": "llm-key"}])))
+    cms = [cm for cm in find(docs, "ConfigMap") if "serving.yaml" in cm.get("data", {})]
+    assert cms
+    for cm in cms:
+        cfg = ServingConfig.model_validate(yaml.safe_load(cm["data"]["serving.yaml"]))
+        assert cfg.generator.providers[1].openai.api_key_file == "/etc/finserve/providers/hosted/api-key"
+    pods = [spec for doc in docs for spec in _pod_specs(doc)
+            if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"]
+    assert pods
+    for spec in pods:
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["provider-hosted"]["secret"] == {"secretName": "llm-key", "defaultMode": 0o400}
+        mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts["provider-hosted"] == {"name": "provider-hosted", "mountPath": "/etc/finserve/providers/hosted",
+                                             "readOnly": True}  # a folder: a rotated Secret reaches the pod
+    # Jobs never get the provider keys.
+    for job in find(docs, "Job"):
+        assert not any(v["name"].startswith("provider-") for v in job["spec"]["template"]["spec"]["volumes"])
+
+
+def test_a_provider_key_file_no_secret_mounts_fails_the_render(tmp_path):
+    err = render_fails(values=(_providers_values(tmp_path, []),))
+    assert 'provider "hosted" reads its API key from /etc/finserve/providers/hosted/api-key' in err
+    assert "serving.providerSecrets" in err
+    twice = [{"name": "hosted", "existingSecret": "a"}, {"name": "hosted", "existingSecret": "b"}]
+    assert "used twice" in render_fails(values=(_providers_values(tmp_path, twice),))
+    assert not [v for v in one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]["volumes"]
+                if v["name"].startswith("provider-")]

@@ -22,7 +22,7 @@ def test_base_is_the_chart_rendered_with_its_values():
     committed = (BASE / "finserve.yaml").read_text()
     header, body = committed.split("\n", 2)[:2], committed.split("\n", 2)[2]
     assert header[0].startswith("# Generated from charts/finserve")
-    assert body == render_text(values=(BASE / "values.yaml",)), (
+    assert body == render_text(values=(BASE / "values.yaml",), auth=()), (
         "manifests/kustomize/base/finserve.yaml is stale: regenerate it (manifests/kustomize/README.md)")
 
 

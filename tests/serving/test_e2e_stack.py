@@ -158,10 +158,12 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
     assert resp.status_code == 200, resp.text
     assert resp.headers["x-trace-id"] == TRACE_ID
     # One trace across Ray deployments: the gateway's stages and the Retriever's and Generator's replicas.
-    spans = otlp.wait_for(TRACE_ID, {"finserve-gateway", "finserve-retriever", "finserve-generator"})
+    expected = {"finserve.retrieval", "finserve.retriever.search", "finserve.generate", "finserve.generator.generate",
+                "finserve.audit"}
+    # Waits for the names too: the gateway's last spans may come in a later export batch than its first.
+    spans = otlp.wait_for(TRACE_ID, {"finserve-gateway", "finserve-retriever", "finserve-generator"}, names=expected)
     names = {s.name for s in spans}
-    assert {"finserve.retrieval", "finserve.retriever.search", "finserve.generate", "finserve.generator.generate",
-            "finserve.audit"} <= names, names
+    assert expected <= names, names
     info = resp.json()["finserve"]
     assert info["pii"]["input"] == {"CREDIT_CARD": 1, "IBAN_CODE": 1, "EMAIL_ADDRESS": 1}
     assert info["intent"] and info["citations"] and info["adapter"] == "base@0.0.0"
@@ -300,12 +302,14 @@ def _listeners(pid: int) -> dict[int, set[str]]:
 def _check_exposure(pid: int, cfg, haproxy: list[psutil.Process]) -> None:
     """What finserve opens stays on loopback (the gateway's host here): the ingress ports, the own /metrics
     listener and, with HAProxy, every haproxy listener (stats page, Prometheus exporter) and the Gateway
-    replica's own servers it forwards to; HAProxy's admin socket is private. (Ray core's GCS, raylet and
-    workers bind every interface in Ray 2.60 whatever ray.init is told: not checked here, see docs/security.md.)"""
+    replica's own servers it forwards to; HAProxy's admin socket is private. Ray core (GCS, raylet, object
+    manager, workers, agents) is a single loopback node: no process below `finserve up` listens anywhere else."""
     loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}  # gRPC binds 127.0.0.1 on a v4-mapped IPv6 socket
     listening = _listeners(pid)
     for port in (cfg.gateway.http_port, cfg.gateway.grpc_port, cfg.exposure.metrics_port):
         assert listening.get(port) and listening[port] <= loopback, (port, listening.get(port))
+    exposed = {port: addresses for port, addresses in listening.items() if not addresses <= loopback}
+    assert exposed == {}, exposed
     if not haproxy:
         return
     config_path = next(cmd[cmd.index("-f") + 1] for cmd in _cmdlines(haproxy) if "-f" in cmd)

@@ -4,11 +4,17 @@ upgrade that changes Ray's template fails here rather than silently exposing the
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 
+import psutil
 import pytest
 from finserve.serving.config import DeploymentsConfig
-from finserve.serving.ray_hardening import GRPC_HOST_ENV, grpc_address, harden_template
+from finserve.serving.ray_hardening import GRPC_HOST_ENV, grpc_address, harden_template, single_node_env
 from finserve.serving.serve_env import RAY_WORKER_SETUP_HOOK, haproxy_paths, serve_env
 
 
@@ -57,8 +63,9 @@ def test_serve_env_moves_haproxy_files_into_the_private_folder_and_names_the_grp
 
 
 def test_the_hook_patches_a_worker_process(tmp_path) -> None:  # noqa: ANN001
-    """apply() as Ray runs it in a fresh worker process: the template Ray renders from is ours, and a gRPC
-    server Ray Serve starts on `[::]` listens on the gateway's host only."""
+    """apply() as Ray runs it in a fresh worker process: the template Ray renders from is ours, a gRPC
+    server Ray Serve starts on `[::]` for ingress listens on the gateway's host only, and a replica's
+    inter-deployment gRPC server on loopback when Ray is a single loopback node."""
     import json
     import os
     import subprocess
@@ -71,13 +78,80 @@ def test_the_hook_patches_a_worker_process(tmp_path) -> None:  # noqa: ANN001
         "from ray.serve._private import default_impl, haproxy\n"
         "server = grpc.server(concurrent.futures.ThreadPoolExecutor(1))\n"
         "default_impl.add_grpc_address(server, '[::]:0')\n"
-        "server.start()\n"
-        "ips = sorted({c.laddr.ip for c in psutil.Process().net_connections('tcp') if c.status == 'LISTEN'})\n"
-        "print(json.dumps({'ips': ips, 'template': haproxy.HAPROXY_CONFIG_TEMPLATE}))\n"
+        "from ray.serve._private import replica\n"
+        "internal = grpc.server(concurrent.futures.ThreadPoolExecutor(1))\n"
+        "port = replica.add_port_to_grpc_server(internal, '[::]:0')\n"
+        "server.start(); internal.start()\n"
+        "listening = [c.laddr for c in psutil.Process().net_connections('tcp') if c.status == 'LISTEN']\n"
+        "ips = sorted({a.ip for a in listening})\n"
+        "internal_ips = sorted({a.ip for a in listening if a.port == port})\n"
+        "print(json.dumps({'ips': ips, 'internal': internal_ips, 'template': haproxy.HAPROXY_CONFIG_TEMPLATE}))\n"
     )
-    env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1", GRPC_HOST_ENV: "127.0.0.1"}
+    env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1", GRPC_HOST_ENV: "127.0.0.1", **single_node_env()}
     out = subprocess.run([sys.executable, "-P", "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["ips"] and set(seen["ips"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC may use a v4-mapped socket
+    assert seen["internal"] and set(seen["internal"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}
     assert seen["template"] == harden_template(_template())
+
+
+# A Ray driver that starts a local node as `finserve up` does (environment before `import ray`), prints its
+# pid and node IP, and stays up until its stdin closes.
+_DRIVER = """
+import os, sys
+os.environ.update({env!r})
+import ray
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+print(ray.util.get_node_ip_address(), flush=True)
+@ray.remote
+def ping():
+    return os.getpid()
+ray.get(ping.remote())  # a core worker up too
+print("ready", flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+def _listeners_below(pid: int) -> dict[tuple[str, int], str]:
+    """(address, port) -> process name for every listening TCP socket of ``pid`` and its descendants."""
+    out: dict[tuple[str, int], str] = {}
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            for c in proc.net_connections(kind="tcp"):
+                if c.status == psutil.CONN_LISTEN:
+                    out[(c.laddr.ip, c.laddr.port)] = proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+@pytest.mark.slow
+def test_a_single_node_ray_core_listens_on_loopback_only(tmp_path) -> None:
+    """A real local Ray started with `finserve up`'s environment: GCS, raylet (node manager, object manager),
+    core workers and Ray's agents all listen on 127.0.0.1, nothing on another interface."""
+    ray_tmp = tempfile.mkdtemp(prefix="fsray-", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER.format(env=single_node_env())], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=tmp_path)
+    try:
+        node_ip = proc.stdout.readline().strip()
+        assert proc.stdout.readline().strip() == "ready"
+        listening = _listeners_below(proc.pid)
+        names = set(listening.values())
+        assert {"gcs_server", "raylet"} <= names, names  # the core processes were seen
+        assert node_ip == "127.0.0.1"
+        exposed = {addr: name for addr, name in listening.items()
+                   if addr[0] not in {"127.0.0.1", "::1", "::ffff:127.0.0.1"}}
+        assert exposed == {}, exposed
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+

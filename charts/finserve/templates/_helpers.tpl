@@ -96,7 +96,7 @@ imagePullSecrets:
 {{- $a := .Values.serving.auth }}
 {{- $auth := dict }}
 {{- /* auto with no credential source at all: finserve up would listen on loopback only, which no Service or
-probe reaches, so the chart says `none` for it (open to what the NetworkPolicy admits; the pod warns at start). */}}
+probe reaches. The chart renders `none` for it only when the installer consented (finserve.authConsent). */}}
 {{- $creds := or $a.keys.existingSecret $a.jwt.jwksUrl $a.jwt.jwksConfigMap .Values.serving.apiKey.existingSecret }}
 {{- if ne $a.mode "auto" }}
 {{- $_ := set $auth "mode" $a.mode }}
@@ -122,12 +122,46 @@ probe reaches, so the chart says `none` for it (open to what the NetworkPolicy a
 {{- if $auth }}
 {{- $_ := set $cfg "auth" (mergeOverwrite $auth (deepCopy (default dict $cfg.auth))) }}
 {{- end }}
+{{- include "finserve.authConsent" (dict "ctx" . "auth" (default dict $cfg.auth) "where" "serving.config") }}
+{{- include "finserve.providerKeysMounted" (dict "ctx" . "cfg" $cfg "where" "serving.config") }}
 {{- toYaml $cfg }}
 {{- end }}
 
 {{- define "finserve.poolConfig" -}}
 {{- $base := include "finserve.servingConfig" .ctx | fromYaml }}
-{{- toYaml (mergeOverwrite $base (deepCopy (default dict .pool.config))) }}
+{{- $cfg := mergeOverwrite $base (deepCopy (default dict .pool.config)) }}
+{{- include "finserve.authConsent" (dict "ctx" .ctx "auth" (default dict $cfg.auth) "where" (printf "serving.pools %s" .pool.name)) }}
+{{- include "finserve.providerKeysMounted" (dict "ctx" .ctx "cfg" $cfg "where" (printf "serving.pools %s" .pool.name)) }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* Fails the render when an openai provider's api_key_file points into /etc/finserve/providers/<name>/ and no
+serving.providerSecrets entry mounts <name> (the pod would start, then fail every call to that provider). */}}
+{{- define "finserve.providerKeysMounted" -}}
+{{- $mounted := dict }}
+{{- range .ctx.Values.serving.providerSecrets }}
+{{- if hasKey $mounted .name }}{{ fail (printf "serving.providerSecrets: name %q is used twice" .name) }}{{ end }}
+{{- $_ := set $mounted .name true }}
+{{- end }}
+{{- $gen := default dict .cfg.generator }}
+{{- range (default list $gen.providers) }}
+{{- $file := dig "openai" "api_key_file" "" . }}
+{{- if hasPrefix "/etc/finserve/providers/" $file }}
+{{- $folder := index (splitList "/" (trimPrefix "/etc/finserve/providers/" $file)) 0 }}
+{{- if not (hasKey $mounted $folder) }}
+{{- fail (printf "%s: provider %q reads its API key from %s, but no serving.providerSecrets entry is named %q" $.where .name $file $folder) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Refuses (helm's fail) a serving config that would take requests without authentication unless the
+installer said so: `auth.mode` none, or auto with no keys file, JWKS or legacy key. Renders nothing. */}}
+{{- define "finserve.authConsent" -}}
+{{- $creds := or .auth.keys_file .auth.jwt .ctx.Values.serving.apiKey.existingSecret }}
+{{- if and (or (eq (default "auto" .auth.mode) "none") (not $creds)) (not .ctx.Values.serving.auth.allowUnauthenticated) }}
+{{- fail (printf "refusing to serve the API without authentication (%s: auth mode none, or no credential source). Set serving.auth.keys.existingSecret (API keys), serving.auth.jwt.jwksUrl or jwksConfigMap (JWTs) or serving.apiKey.existingSecret; or, for a test cluster only, consent with serving.auth.allowUnauthenticated=true (docs/security.md)" .where) }}
+{{- end }}
 {{- end }}
 
 {{/* GPU resources and toleration: call with (dict "resources" ... "tolerations" ... "gpus" N). */}}
@@ -297,6 +331,12 @@ envFrom:
   configMap:
     name: {{ . }}
 {{- end }}
+{{- range .ctx.Values.serving.providerSecrets }}
+- name: provider-{{ .name }}
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0400
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -340,6 +380,12 @@ pods only (a ReadWriteOnce claim would pin Jobs to the serving node). */}}
   mountPath: /etc/finserve/jwks
   readOnly: true
 {{- end }}
+{{- range .ctx.Values.serving.providerSecrets }}
+# An openai-engine provider's API key (its openai.api_key_file names a file in this folder).
+- name: provider-{{ .name }}
+  mountPath: /etc/finserve/providers/{{ .name }}
+  readOnly: true
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -347,6 +393,16 @@ pods only (a ReadWriteOnce claim would pin Jobs to the serving node). */}}
 {{- define "finserve.auditEnv" -}}
 - name: FINSERVE_AUDIT_KEY_FILE
   value: /etc/finserve/audit-key/{{ .Values.audit.checkpointKey.key }}
+{{- end }}
+
+{{/* Serving containers only: the own /metrics listener on every interface of the pod at serving.metricsPort
+(serving/exposure.py; its default, 127.0.0.1, is for `finserve up` on a host). The gateway Service does not
+carry the port and the NetworkPolicy admits it from networkPolicy.metricsFrom only. */}}
+{{- define "finserve.metricsEnv" -}}
+- name: FINSERVE_METRICS_HOST
+  value: "0.0.0.0"
+- name: FINSERVE_METRICS_PORT
+  value: {{ .Values.serving.metricsPort | quote }}
 {{- end }}
 
 {{- define "finserve.auditClaimName" -}}
