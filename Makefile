@@ -2,9 +2,10 @@
 # the suite. Everything else here is what those two need.
 SHELL := /bin/bash
 VENV ?= .venv
-# -P: never put the working directory on sys.path. The repo root holds a folder named operator/
-# (mapped to finserve.operator), which must not shadow the standard library's `operator`.
-PY := $(VENV)/bin/python -P
+# No -P needed: operator/ has no __init__.py (finserve.operator is a namespace package reached through
+# the finserve/operator symlink), so the repo root on sys.path never shadows the standard library's
+# `operator` (operator/README.md; tests/packaging/test_layout.py).
+PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 FINSERVE := $(VENV)/bin/finserve
 export FINSERVE_DATA_DIR ?= $(CURDIR)/var
@@ -73,10 +74,18 @@ test: install-test system-deps tools  ## run the whole suite (what CI runs)
 test-fast: install-test  ## unit tests only: no model, no Ray
 	$(PY) -m pytest -m 'not slow'
 
-lint: install-test  ## pyflakes-level checks (unused imports, undefined names)
-	$(VENV)/bin/ruff check --select F,E9 serving contracts finserve operator training_jobs bench tests
+# What ARCHITECTURE.md and STYLE.md promise, checked (CI runs it first, .ci/run): import-linter contracts,
+# ruff (E, F, I, B, UP) and its formatter, mypy over finserve.* (strict on contracts and the operator).
+# Config: pyproject.toml [tool.importlinter], [tool.ruff], [tool.mypy]. scripts/format_all.sh applies
+# the formatter and import order. README.md "Development" says what each contract guards.
+LINT_PATHS := serving contracts finserve operator training_jobs bench tests scripts docker
+lint: install-test  ## import contracts, ruff (E, F, I, B, UP, format) and mypy
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
-bench: install  ## run the benchmarks (need the repo root on sys.path: plain python, the installed venv preloads the stdlib operator module) (results in bench/results/, summary in docs/benchmarks.md)
+bench: install  ## run the benchmarks (results in bench/results/, summary in docs/benchmarks.md)
 	$(VENV)/bin/python -m bench.bench_guard
 	$(VENV)/bin/python -m bench.bench_auth
 	$(VENV)/bin/python -m bench.bench_retrieval

@@ -1,36 +1,19 @@
-"""Package discovery for the folder -> import-root mapping declared in pyproject.toml, and the C kernels.
+"""The CPU engine's C kernels, built with the package; everything else is declared in pyproject.toml.
 
-setuptools cannot discover subpackages of remapped folders from pyproject.toml alone, so this
-computes them; everything else lives in pyproject.toml.
-
-The CPU engine's C kernels (serving/inference/csrc/cpu_kernels.c) are built here, into
-``finserve/serving/inference/_kernels.abi3.so`` (a plain C library, no Python API, opened with
-ctypes), when the wheel or an editable install is built: a serving process never compiles
-anything. The source names its instruction sets per function (target attributes), so no -m flag
-is passed and one binary loads on every x86-64 CPU. OpenMP is used when the compiler has it.
-Without a working C compiler the package still installs, without the kernels (the engine then
-serves float16-packed or float32 weights and says why), unless FINSERVE_REQUIRE_KERNELS=1, which
-the CPU image build sets so that image never ships without them.
+serving/inference/csrc/cpu_kernels.c is compiled into ``finserve/serving/inference/_kernels.abi3.so`` (a plain
+C library, no Python API, opened with ctypes) when the wheel or an editable install is built: a serving process
+never compiles anything. The source names its instruction sets per function (target attributes), so no -m flag
+is passed and one binary loads on every x86-64 CPU. OpenMP is used when the compiler has it. Without a working
+C compiler the package still installs, without the kernels (the engine then serves float16-packed or float32
+weights and says why), unless FINSERVE_REQUIRE_KERNELS=1, which the CPU image build sets so that image never
+ships without them.
 """
 
 import os
 import sys
 
-from setuptools import Extension, find_packages, setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
-
-ROOTS = {
-    "finserve": "finserve",
-    "finserve.contracts": "contracts",
-    "finserve.serving": "serving",
-    "finserve.operator": "operator",
-    "finserve.training": "training_jobs",
-}
-
-packages = []
-for name, folder in ROOTS.items():
-    packages.append(name)
-    packages += [f"{name}.{sub}" for sub in find_packages(folder)]
 
 # -ffp-contract=off: no implicit fused multiply-adds (the explicit ones are the same in every tile shape,
 # so a row's result never depends on its batch size).
@@ -66,12 +49,14 @@ class BuildKernels(build_ext):
         except Exception as exc:  # noqa: BLE001
             if os.environ.get("FINSERVE_REQUIRE_KERNELS") == "1":
                 raise
-            print(f"finserve: WARNING: the CPU kernels were not built ({first}; {exc}). The package works "
-                  "without them, slower: install a C compiler (gcc) and reinstall to get them.", file=sys.stderr)
+            print(
+                f"finserve: WARNING: the CPU kernels were not built ({first}; {exc}). The package works "
+                "without them, slower: install a C compiler (gcc) and reinstall to get them.",
+                file=sys.stderr,
+            )
 
 
 setup(
-    packages=packages,
     ext_modules=[kernels],
     cmdclass={"build_ext": BuildKernels},
     options={"bdist_wheel": {"py_limited_api": "cp311"}},

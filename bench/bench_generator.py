@@ -173,9 +173,9 @@ async def run_phase(engine: Any, prompts: list[str], adapters: list[str], max_to
     phase = Phase()
     w0, c0 = time.perf_counter(), time.process_time()
     if concurrent:
-        phase.samples = list(await asyncio.gather(*(one(engine, p, a, max_tokens) for p, a in zip(prompts, adapters))))
+        phase.samples = list(await asyncio.gather(*(one(engine, p, a, max_tokens) for p, a in zip(prompts, adapters, strict=True))))
     else:
-        phase.samples = [await one(engine, p, a, max_tokens) for p, a in zip(prompts, adapters)]
+        phase.samples = [await one(engine, p, a, max_tokens) for p, a in zip(prompts, adapters, strict=True)]
     phase.wall_s, phase.cpu_s = time.perf_counter() - w0, time.process_time() - c0
     return phase
 
@@ -194,7 +194,7 @@ def summarise(single: list[Phase], batched: list[Phase]) -> dict[str, Any]:
                                                   "tok_s"),
         "batch1_ttft": percentiles([s.ttft_s for s in singles], "ms", 1000),
         "batch1_tokens_per_cpu_s": round(sum(s.tokens for s in singles) / sum(ph.cpu_s for ph in single), 2),
-        "batch8_aggregate_tokens_per_s": percentiles([t / ph.wall_s for t, ph in zip(b8_tokens, batched)], "tok_s"),
+        "batch8_aggregate_tokens_per_s": percentiles([t / ph.wall_s for t, ph in zip(b8_tokens, batched, strict=True)], "tok_s"),
         "batch8_decode_tokens_per_s": percentiles(b8_decode, "tok_s"),
         "batch8_ttft": percentiles([s.ttft_s for s in b8], "ms", 1000),
         "batch8_tokens_per_cpu_s": round(sum(b8_tokens) / sum(ph.cpu_s for ph in batched), 2),
@@ -206,9 +206,9 @@ def agreement(texts: list[str], reference: list[str]) -> dict[str, float]:
     """Exact matches and mean shared prefix (fraction of the reference) of greedy outputs."""
     prefix = []
     for text, ref in zip(texts, reference, strict=True):
-        n = next((i for i, (a, b) in enumerate(zip(text, ref)) if a != b), min(len(text), len(ref)))
+        n = next((i for i, (a, b) in enumerate(zip(text, ref, strict=False)) if a != b), min(len(text), len(ref)))
         prefix.append(n / max(1, len(ref)))
-    return {"exact": sum(t == r for t, r in zip(texts, reference)), "of": len(reference),
+    return {"exact": sum(t == r for t, r in zip(texts, reference, strict=False)), "of": len(reference),
             "mean_shared_prefix": round(statistics.fmean(prefix), 3)}
 
 

@@ -35,7 +35,8 @@ def run(adapters: list[str], k: int, temperature: float, probs_out: Path | None 
     from sklearn.linear_model import LogisticRegression
 
     from finserve.contracts import AdapterRef, AdapterRegistry
-    from finserve.serving.intent import IntentClassifier, IntentConfig
+    from finserve.serving.intent import IntentConfig
+    from finserve.serving.wiring import build_intent_classifier
     from finserve.serving.intent.head import load_head
     from finserve.serving.paths import banking77_csv, registry_root
     from finserve.training.data import load_splits
@@ -49,7 +50,7 @@ def run(adapters: list[str], k: int, temperature: float, probs_out: Path | None 
     val_vectors = index.embed(texts)
     vote = dense_votes(index.votes(None, k, temperature, vectors=val_vectors), labels)
     registry = AdapterRegistry(registry_root(None))
-    classifier = IntentClassifier(IntentConfig(device="cpu"), registry)
+    classifier = build_intent_classifier(IntentConfig(device="cpu"), registry)
     out: dict[str, Any] = {"vote": {"k": k, "temperature": temperature, "accuracy": _acc(vote, gold)}, "adapters": {}}
     heads: list[np.ndarray] = []
     for name in adapters:
@@ -69,11 +70,11 @@ def run(adapters: list[str], k: int, temperature: float, probs_out: Path | None 
             "sweep": {f"{w:.1f}": _acc((1 - w) * head + w * vote, gold) for w in WEIGHTS},
             "both_wrong": round(float((~right_head & ~right_vote).mean()), 4),
             "disagree": round(float((right_head != right_vote).mean()), 4),
-            "gold_in_served_top2": round(float(np.mean([g in np.argsort(-p)[:2] for g, p in zip(gold, served)])), 4),
+            "gold_in_served_top2": round(float(np.mean([g in np.argsort(-p)[:2] for g, p in zip(gold, served, strict=True)])), 4),
         }
     if probs_out is not None:  # per-row probabilities, for mixes this script does not try
         np.savez_compressed(probs_out, gold=gold, vote=vote, labels=np.array(labels),
-                            **{f"head:{name}": head for name, head in zip(adapters, heads)})
+                            **{f"head:{name}": head for name, head in zip(adapters, heads, strict=True)})
     train_vectors = index.vectors_of([t for t, _ in splits.train])
     train_gold = np.array([labels.index(c) for _, c in splits.train])
     minilm = LogisticRegression(C=30, max_iter=3000).fit(train_vectors, train_gold).predict_proba(val_vectors)

@@ -5,7 +5,7 @@ Imports none of the parts.
 
 from .adapters import BASE_ADAPTER, AdapterRef
 from .config import StrictModel
-from .registry import AdapterCorrupt, AdapterManifest, AdapterNotFound, AdapterRegistry
+from .registry import AdapterCorrupt, AdapterIncompatible, AdapterManifest, AdapterNotFound, AdapterRegistry
 from .routing import ADAPTER_OVERRIDE_HEADER, CONFIGMAP_KEY, Route, RoutingTable
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "BASE_ADAPTER",
     "CONFIGMAP_KEY",
     "AdapterCorrupt",
+    "AdapterIncompatible",
     "AdapterManifest",
     "AdapterNotFound",
     "AdapterRef",

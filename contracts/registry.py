@@ -34,6 +34,12 @@ class AdapterCorrupt(ValueError):
     """The adapter's files do not match the checksum in its manifest."""
 
 
+class AdapterIncompatible(ValueError):
+    """The adapter is intact but does not fit the model that would load it: its manifest names another
+    base model, or its intent head reads query embeddings from another embedder than the deployment runs.
+    Here, not in serving/inference, because both the generator and the intent classifier raise it."""
+
+
 class AdapterManifest(StrictModel):
     """What a registry version promises about its files."""
 

@@ -41,12 +41,14 @@ _request_fields: contextvars.ContextVar[Callable[[], Mapping[str, Any]] | None] 
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
 
 
-def bind_request_fields(fields: Callable[[], Mapping[str, Any]] | None) -> contextvars.Token:
+def bind_request_fields(
+    fields: Callable[[], Mapping[str, Any]] | None,
+) -> contextvars.Token[Callable[[], Mapping[str, Any]] | None]:
     """Attach a request's log fields to this task (and the tasks it starts); returns the reset token."""
     return _request_fields.set(fields)
 
 
-def reset_request_fields(token: contextvars.Token) -> None:
+def reset_request_fields(token: contextvars.Token[Callable[[], Mapping[str, Any]] | None]) -> None:
     _request_fields.reset(token)
 
 

@@ -13,7 +13,7 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml setup.py README.md docker/pick_deps.py requirements/serving.lock ./
+COPY pyproject.toml README.md docker/pick_deps.py requirements/serving.lock ./
 ARG PIP_FIND_LINKS
 ARG PIP_EXTRA_INDEX_URL
 ARG OPERATOR_DEPS="pydantic pydantic-settings pyyaml typer rich kopf kubernetes_asyncio httpx fsspec prometheus-client opentelemetry-api opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-httpx"

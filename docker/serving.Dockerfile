@@ -73,7 +73,7 @@ RUN sh slim_venv.sh /opt/venv \
  && python -B -P -c "from finserve.serving.inference.cpu_kernels import kernel_report as k; r = k(); assert r.extension, r.problem; print(r)"
 
 FROM venv AS build-gpu
-COPY pyproject.toml setup.py README.md docker/pick_deps.py ./
+COPY pyproject.toml README.md docker/pick_deps.py ./
 ARG PIP_FIND_LINKS
 ARG PIP_EXTRA_INDEX_URL
 # vLLM brings its own CUDA torch: pyproject's ranges, not the CPU lock.

@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -65,7 +65,7 @@ class RolloutClient:
 
     async def get(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            return await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return cast("dict[str, Any]", await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
         except ApiException as exc:
             if exc.status == 404:
                 raise RolloutNotFound(f"modelrollout {namespace}/{name} not found") from exc
@@ -81,9 +81,10 @@ class RolloutClient:
             annotations[COMMAND_PREFIX + OPPOSITE[command]] = None
         body = {"metadata": {"annotations": annotations}}
         try:
-            return await self.custom.patch_namespaced_custom_object(
+            patched = await self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]  # a client kwarg the stubs omit
                 GROUP, VERSION, namespace, PLURAL, name, body, _content_type="application/merge-patch+json"
             )
+            return cast("dict[str, Any]", patched)
         except ApiException as exc:
             if exc.status == 404:
                 raise RolloutNotFound(f"modelrollout {namespace}/{name} not found") from exc
@@ -104,8 +105,8 @@ class RolloutClient:
         yield obj
         while settled(obj) is None:
             changed = False
-            async for obj in self._watch(namespace, name, obj["metadata"]["resourceVersion"]):
-                changed = True
+            async for seen in self._watch(namespace, name, obj["metadata"]["resourceVersion"]):
+                changed, obj = True, seen
                 yield obj
                 if settled(obj) is not None:
                     return
@@ -129,9 +130,10 @@ class RolloutClient:
             {"op": "replace", "path": "/spec/stable", "value": spec["canary"]},
             {"op": "replace", "path": "/spec/canary", "value": spec["stable"]},
         ]
-        return await self.custom.patch_namespaced_custom_object(
+        patched = await self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]  # a client kwarg the stubs omit
             GROUP, VERSION, namespace, PLURAL, name, body, _content_type="application/json-patch+json"
         )
+        return cast("dict[str, Any]", patched)
 
     async def wait(self, namespace: str, name: str, timeout: float) -> dict[str, Any]:
         """The object once it settles; TimeoutError after ``timeout`` seconds."""

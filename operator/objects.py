@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -78,4 +78,4 @@ class KopfEvents:
     def emit(self, type: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         import kopf
 
-        kopf.event(self.body, type=type, reason=reason, message=message[:1024])
+        kopf.event(cast(kopf.Body, self.body), type=type, reason=reason, message=message[:1024])

@@ -14,11 +14,11 @@ from .core.observations import (
     ScalingObservations,
 )
 from .core.plan import analysis_due
-from .core.queries import GPU_UTILIZATION_QUERY, QUEUE_DEPTH_QUERY, REQUESTS_QUERY, render
 from .durations import promql_range
 from .ports import ObjectRef, Ports
+from .queries import GPU_UTILIZATION_QUERY, QUEUE_DEPTH_QUERY, REQUESTS_QUERY, render
 from .spec import Autoscaling, ModelRolloutSpec, WorkloadRef
-from .status import Phase, RolloutStatus
+from .status import Phase, PoolName, RolloutStatus
 
 SHADOW_SAMPLES = "shadow-samples"
 """Name of the shadow phase's sample-size reading (the live analysis calls its own "requests")."""
@@ -85,7 +85,7 @@ async def observe_rollout(
     )
 
 
-def pools_of(spec: ModelRolloutSpec) -> list[tuple[str, WorkloadRef]]:
+def pools_of(spec: ModelRolloutSpec) -> list[tuple[PoolName, WorkloadRef]]:
     scaling = spec.autoscaling
     if scaling is None:
         return []
@@ -95,7 +95,7 @@ def pools_of(spec: ModelRolloutSpec) -> list[tuple[str, WorkloadRef]]:
 
 
 async def _pool(
-    scaling: Autoscaling, ref: ObjectRef, ports: Ports, pool: str, target: WorkloadRef
+    scaling: Autoscaling, ref: ObjectRef, ports: Ports, pool: PoolName, target: WorkloadRef
 ) -> PoolObservation:
     values = {"namespace": ref.namespace, "workload": target.name, "pool": target.name}
     state = await ports.workloads.observe(ref.namespace, target)

@@ -5,22 +5,24 @@ Field names are camelCase on the wire (Kubernetes style) and snake_case in Pytho
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from collections.abc import Mapping
+from typing import Any, Literal, Self
 
 from finserve.contracts import AdapterRef, StrictModel
 from finserve.contracts.evaluation import GATE_METRICS, LOWER_IS_BETTER
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from .core.queries import (
+from .durations import Duration, seconds
+from .queries import (
     ALL_BUILTINS,
     BUILTIN_METRICS,
     DEFAULT_METRICS,
     POOL_PLACEHOLDERS,
     SHADOW_METRICS,
+    SHADOW_SAMPLES_QUERY,
     check_template,
 )
-from .durations import Duration, seconds
 
 DEFAULT_STEPS = (5, 25, 50, 100)
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -31,7 +33,7 @@ class CamelModel(StrictModel):
 
     model_config = ConfigDict(**StrictModel.model_config, alias_generator=to_camel)
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
@@ -115,7 +117,7 @@ def _unique(v: list[MetricCheck]) -> list[MetricCheck]:
     return v
 
 
-def _builtins_of(v: list[MetricCheck], wrong: dict[str, object], where: str) -> list[MetricCheck]:
+def _builtins_of(v: list[MetricCheck], wrong: Mapping[str, object], where: str) -> list[MetricCheck]:
     # A shadow built-in has no data while the canary serves live traffic only, and a live built-in
     # none in the shadow phase (weight 0): either would hold the rollout Inconclusive for ever.
     misplaced = sorted(c.name for c in v if c.query is None and c.name in wrong)
@@ -186,8 +188,6 @@ class Shadow(CamelModel):
 
     def as_analysis(self, live: Analysis) -> Analysis:
         """The shadow checks as an analysis: the live interval and thresholds, shadow samples as guard."""
-        from .core.queries import SHADOW_SAMPLES_QUERY
-
         return live.model_copy(
             update={
                 "min_requests": self.min_samples,

@@ -12,6 +12,11 @@ from pydantic import Field
 from .spec import CamelModel
 
 
+AnalysisKind = Literal["Live", "Shadow"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+PoolName = Literal["shared", "stable", "canary"]
+
+
 class Phase(StrEnum):
     INITIALIZING = "Initializing"
     EVALUATING = "Evaluating"  # an evaluation Job runs; the weight holds
@@ -48,7 +53,7 @@ class MetricResult(CamelModel):
 class AnalysisRecord(CamelModel):
     """The latest check: when, at which step, the sample size and every metric."""
 
-    kind: Literal["Live", "Shadow"] = Field(
+    kind: AnalysisKind = Field(
         "Live", description="Live: the canary's own traffic; Shadow: its answers to mirrored requests."
     )
     time: datetime = Field(description="When the check ran.")
@@ -102,7 +107,7 @@ class Condition(CamelModel):
     """A Kubernetes-style condition."""
 
     type: str = Field(description="Condition type, e.g. Ready, AnalysisHealthy.")
-    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason.")
     message: str = Field("", description="Human-readable detail.")
     last_transition_time: datetime = Field(description="When status last changed.")
@@ -118,7 +123,7 @@ class Recommendation(CamelModel):
 class PoolStatus(CamelModel):
     """Autoscaling state of one generator pool."""
 
-    pool: Literal["shared", "stable", "canary"] = Field(description="Which pool.")
+    pool: PoolName = Field(description="Which pool.")
     workload: str = Field(description="Kind/name of the pool's workload.")
     managed: bool = Field(description="Whether finserve sets this pool's replicas.")
     reason: str = Field(description="Why (Scaled, Stable, ConflictingAutoscaler, WorkloadNotFound, ...).")

@@ -24,8 +24,8 @@ from .gateway import create_api
 from .guard.config import GuardConfig
 from .guard.chunk_cache import ChunkGuardCache
 from .guard.engine import GuardResult, PIIGuard
+from .inference.builder import build_engine
 from .inference.config import GeneratorConfig
-from .inference.engine import build_engine
 from .inference.types import GenerationRequest, GenerationResult, StreamChunk
 from .intent import HeadScores, IntentClassifier, IntentConfig
 from .oip_grpc.health import HealthServicer
@@ -37,6 +37,7 @@ from .routing import Router
 from .settings import with_env
 from .stages import LocalAudit, LocalGuard, LocalRetrieval
 from .telemetry import carrier, setup_process, traced
+from .wiring import intent_assets
 
 
 class GuardDeployment:
@@ -84,7 +85,7 @@ class GeneratorDeployment:
         gen_config = GeneratorConfig.model_validate(generator)
         self.engine = build_engine(gen_config)
         self.intent = IntentClassifier(
-            IntentConfig.model_validate(intent), AdapterRegistry(registry_root(gen_config.registry))
+            IntentConfig.model_validate(intent), AdapterRegistry(registry_root(gen_config.registry)), intent_assets()
         )
         self._started = False
         self._start_lock = asyncio.Lock()

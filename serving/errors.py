@@ -207,7 +207,7 @@ def map_error(exc: BaseException) -> ErrorMapping:
     if isinstance(cause, BaseException) and not isinstance(exc, FinserveError):
         exc = cause
     for cls in type(exc).__mro__:
-        status = _STATUS.get(cls)  # type: ignore[arg-type]
+        status = _STATUS.get(cls)
         if status is None:
             continue
         if isinstance(exc, FinserveError):

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
 from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import Field
 
 from finserve.contracts import StrictModel
+
+if TYPE_CHECKING:  # ServingConfig (and so the gRPC front end) reads ExposureConfig: no FastAPI at run time
+    from fastapi import Request
 
 log = logging.getLogger(__name__)
 

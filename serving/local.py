@@ -18,7 +18,8 @@ from .exposure import start_metrics_listener
 from .config import ServingConfig
 from .gateway import create_api
 from .guard.engine import PIIGuard
-from .inference.engine import Engine, build_engine
+from .inference.builder import build_engine
+from .inference.engine import Engine
 from .intent import IntentClassifier
 from .oip_grpc.health import HealthServicer
 from .oip_grpc.server import start_grpc_server
@@ -28,6 +29,7 @@ from .pipeline import Pipeline
 from .retrieval import Retriever
 from .routing import Router
 from .stages import LocalAudit, LocalGenerator, LocalGuard, LocalIntent, LocalRetrieval
+from .wiring import intent_assets
 
 
 @dataclass
@@ -65,7 +67,7 @@ def build_local_stack(config: ServingConfig, *, with_generator: bool = True) -> 
     """Every stage in this process. ``with_generator=False`` skips loading the LLM engine's weights
     until start() (evaluation never generates)."""
     retriever = Retriever(config.retrieval)
-    intent = IntentClassifier(config.intent, registry_for(config))
+    intent = IntentClassifier(config.intent, registry_for(config), intent_assets())
     engine = build_engine(config.generator)
     guard = PIIGuard(config.guard)
     pipeline = Pipeline(

@@ -668,7 +668,7 @@ class Pipeline:
     def _labels(self, ctx: RequestContext, status: int = 200) -> tuple[str, str, str]:
         adapter = ctx.choice.adapter if ctx.choice else None
         model = ctx.model or "unknown"
-        if adapter is not None and ctx.choice.role == "override":
+        if adapter is not None and ctx.choice is not None and ctx.choice.role == "override":
             # Overridden traffic is labelled apart, so canary analysis (which selects model="<route>") never
             # counts it; a failed one may name any adapter: only versions that served a request get a label.
             model = OVERRIDE_MODEL_PREFIX + model
@@ -764,7 +764,7 @@ CLIENT_CLOSED = 499  # nginx's "client closed request": the answer was cut off b
 def audit_record(ctx: RequestContext, status: int, error: str | None, elapsed_ms: float) -> AuditRecord:
     """The audit line for `ctx`. Client values are bounded and escaped by AuditRecord itself; should a
     record still fail its schema, a minimal one saying so is written instead, never none."""
-    fields = dict(
+    fields: dict[str, Any] = dict(
         time=datetime.now(UTC),
         request_id=ctx.request_id or "-",
         principal=ctx.principal,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -131,4 +130,4 @@ def register(app: typer.Typer) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(typer.run(up))
+    typer.run(up)  # exits with the command's status itself

@@ -183,14 +183,14 @@ class KubeEvaluationJobs:
             ]
             return JobObservation(name=name, state="Running", message="; ".join(stuck))
         done = [s.state.terminated for s in statuses if s.state and s.state.terminated]
-        message = next((t.message for t in done if t.exit_code == 0 and t.message), None)
-        report, error = parse_report(message)
+        output = next((t.message for t in done if t.exit_code == 0 and t.message), None)
+        report, error = parse_report(output)
         return JobObservation(name=name, state="Succeeded", report=report, report_error=error)
 
     async def run(self, namespace: str, action: RunEvaluation, owner: ObjectRef) -> None:
         body = build_job(load_template(self.template_path), action, owner)
         try:
-            await self.batch.create_namespaced_job(namespace, body)
+            await self.batch.create_namespaced_job(namespace, body)  # type: ignore[arg-type]  # the client sends a manifest dict as it is
         except ApiException as exc:
             if exc.status != 409:  # AlreadyExists: created before a restart, which is the point
                 raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import httpx
 from opentelemetry.trace import StatusCode
@@ -12,12 +13,13 @@ from finserve.contracts.telemetry import span
 from ..core.observations import Reading
 
 
-def parse_result(payload: dict) -> Reading:
+def parse_result(payload: dict[str, Any]) -> Reading:
     """A /api/v1/query response body to a Reading. More than one series is a query error."""
     if payload.get("status") != "success":
         return Reading(error=f"{payload.get('errorType', 'error')}: {payload.get('error', 'query failed')}")
     data = payload.get("data") or {}
     kind, result = data.get("resultType"), data.get("result")
+    sample: Any
     if kind == "scalar":
         sample = result
     elif kind == "vector":

@@ -3,7 +3,7 @@ KubeRay RayService (Serve num_replicas and/or a worker group), and spot other au
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from kubernetes_asyncio import client
@@ -24,7 +24,7 @@ def _serve_deployment(serve_config: dict[str, Any], name: str) -> dict[str, Any]
     for app in serve_config.get("applications") or []:
         for deployment in app.get("deployments") or []:
             if deployment.get("name") == name:
-                return deployment
+                return cast("dict[str, Any]", deployment)
     return None
 
 
@@ -130,7 +130,7 @@ class KubeWorkloads:
 
     async def _ray(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self.custom.get_namespaced_custom_object(*RAY[:2], namespace, RAY[2], name)
+            return cast("dict[str, Any]", await self.custom.get_namespaced_custom_object(*RAY[:2], namespace, RAY[2], name))
         except ApiException as exc:
             if exc.status == 404:
                 return None

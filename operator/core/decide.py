@@ -13,8 +13,10 @@ from datetime import datetime
 from ..api import COMMANDS
 from ..spec import Analysis, ModelRolloutSpec
 from ..status import (
+    AnalysisKind,
     AnalysisRecord,
     Condition,
+    ConditionStatus,
     EvaluationStage,
     EvaluationStatus,
     Outcome,
@@ -400,7 +402,7 @@ def _record_check(
     st: RolloutStatus,
     readings: AnalysisObservation,
     now: datetime,
-    kind: str,
+    kind: AnalysisKind,
 ) -> tuple[RolloutStatus, Verdict]:
     verdict = evaluate(analysis, readings)
     failed, successes = st.failed_checks, st.successful_checks
@@ -500,7 +502,7 @@ def _check(
 
 
 def _set(
-    conditions: list[Condition], now: datetime, type_: str, status: str, reason: str, message: str
+    conditions: list[Condition], now: datetime, type_: str, status: ConditionStatus, reason: str, message: str
 ) -> list[Condition]:
     """Replace one condition, keeping lastTransitionTime when its status did not change."""
     old = next((c for c in conditions if c.type == type_), None)
@@ -521,22 +523,24 @@ def _conditions(st: RolloutStatus, now: datetime) -> list[Condition]:
         conds = _set(conds, now, "Ready", "Unknown", str(st.phase), st.message)
     record = st.last_analysis
     if record is not None:
-        status, reason = {
+        analysis_conditions: dict[Outcome, tuple[ConditionStatus, str]] = {
             Outcome.SUCCESSFUL: ("True", "ChecksPassing"),
             Outcome.FAILED: ("False", "ChecksFailing"),
             Outcome.INCONCLUSIVE: ("Unknown", "NotEnoughData"),
             Outcome.ERROR: ("Unknown", "MetricSourceError"),
-        }[record.outcome]
+        }
+        status, reason = analysis_conditions[record.outcome]
         conds = _set(conds, now, "AnalysisHealthy", status, reason, record.message)
     gate = st.evaluation
     if gate is not None:
-        status, reason = {
+        gate_conditions: dict[Outcome | None, tuple[ConditionStatus, str]] = {
             Outcome.SUCCESSFUL: ("True", "GatePassed"),
             Outcome.FAILED: ("False", "MarginMissed"),
             Outcome.ERROR: ("False", "EvaluationError"),
             Outcome.INCONCLUSIVE: ("Unknown", "EvaluationRunning"),  # not produced by the gate
             None: ("Unknown", "EvaluationRunning" if gate.running else "EvaluationStopped"),
-        }[gate.outcome]
+        }
+        status, reason = gate_conditions[gate.outcome]
         conds = _set(conds, now, "EvaluationPassed", status, reason, f"{gate.stage}: {gate.message}")
     return conds
 

@@ -9,6 +9,7 @@ from finserve.contracts.evaluation import AnswerEvalReport
 from pydantic import Field
 
 from ..spec import WorkloadRef
+from ..status import PoolName
 
 
 class Reading(StrictModel):
@@ -71,7 +72,7 @@ class Observations(StrictModel):
 class PoolObservation(StrictModel):
     """One generator pool as seen now."""
 
-    pool: Literal["shared", "stable", "canary"] = Field(description="Which pool.")
+    pool: PoolName = Field(description="Which pool.")
     workload: WorkloadRef = Field(description="The pool's workload.")
     current_replicas: int | None = Field(None, description="Replicas now; None when the workload is missing.")
     ready_replicas: int | None = Field(None, description="Ready replicas now, when known.")

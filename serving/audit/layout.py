@@ -15,7 +15,7 @@ _DIGITS = 9
 
 
 def _numbered(active: Path) -> list[tuple[int, Path]]:
-    pattern = re.compile(re.escape(active.stem) + r"\.(\d{%d,})" % _DIGITS + re.escape(active.suffix) + "$")
+    pattern = re.compile(re.escape(active.stem) + rf"\.(\d{{{_DIGITS},}})" + re.escape(active.suffix) + "$")
     if not active.parent.is_dir():
         return []
     return sorted((int(m.group(1)), p) for p in active.parent.iterdir() if (m := pattern.match(p.name)))

@@ -410,7 +410,7 @@ class AuditLog:
         removed: list[str] = []
         with self._locked() as handle:
             files = all_files(self.path)
-            for path, successor in zip(files, files[1:]):  # never the active file, which has none
+            for path, successor in zip(files, files[1:], strict=False):  # never the active file, which has none
                 closed = _opened_at(successor)  # a file's last line precedes its successor's opening
                 if closed is None or closed >= before:
                     break

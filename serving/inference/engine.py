@@ -1,5 +1,6 @@
-"""The engine interface every generator backend implements, the builder that picks one, and what the
-backends share: ``collect`` turns a stream into a whole completion."""
+"""The engine interface every generator backend implements, and what the backends share: ``collect``
+turns a stream into a whole completion. The builder that picks a backend is builder.py: the backends
+import this module, so it imports none of them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Protocol, runtime_checkable
 
 from finserve.contracts import AdapterRef
 
-from .config import GeneratorConfig
 from .types import GenerationRequest, GenerationResult, StreamChunk
 
 
@@ -61,35 +61,3 @@ async def collect(stream: AsyncIterator[StreamChunk], adapter: AdapterRef) -> Ge
         completion_tokens=final.usage.completion_tokens, cached_prompt_tokens=final.usage.cached_tokens,
         finish_reason=final.finish_reason, adapter=adapter, first_token_s=first, last_token_s=last,
     )
-
-
-def build_engine(config: GeneratorConfig) -> Engine:
-    """The engine the config names (a failover pool when it lists providers). Nothing heavy is imported or
-    loaded until ``start()``."""
-    if config.providers:
-        from ..breaker import CircuitBreaker
-        from .failover import FailoverEngine, Provider
-        from .openai_engine import OpenAIEngine
-
-        single = config.model_copy(update={"providers": []})
-        return FailoverEngine([
-            Provider(p.name, OpenAIEngine(p.openai, config, p.name) if p.openai is not None else build_engine(single),
-                     CircuitBreaker(p.retry_s), p.timeout_s)
-            for p in config.providers])
-    if config.engine == "openai":
-        from .openai_engine import OpenAIEngine
-
-        if config.openai is None:
-            raise ValueError("engine openai needs generator.openai (base_url, models)")
-        return OpenAIEngine(config.openai, config)
-    if config.engine == "vllm":
-        from .vllm_engine import VLLMEngine  # vllm itself is imported in start(), on GPU machines only
-
-        return VLLMEngine(config)
-    if config.engine == "llamacpp":
-        from .llamacpp_engine import LlamaCppEngine  # xllamacpp itself is imported in start()
-
-        return LlamaCppEngine(config)
-    from .transformers_engine import TransformersEngine
-
-    return TransformersEngine(config)

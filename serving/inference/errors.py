@@ -5,6 +5,8 @@ The serving layer maps them to status codes in serving/errors.py.
 
 from __future__ import annotations
 
+from finserve.contracts.registry import AdapterIncompatible  # re-exported: the engines raise it (500)
+
 
 class EngineNotReady(RuntimeError):
     """generate() or stream() before start() finished, or after stop(). Retry later (503)."""
@@ -22,11 +24,6 @@ class PromptTooLong(ValueError):
     """The templated prompt plus max_tokens exceeds the model's context window (400)."""
 
 
-class AdapterIncompatible(ValueError):
-    """The adapter's manifest names another base model than the one this engine serves, or its intent head
-    reads query embeddings from another embedder than the deployment runs (500)."""
-
-
 class ProviderUnavailable(RuntimeError):
     """An upstream provider (OpenAI-compatible HTTP) failed: unreachable, timed out, or answered an error.
     A failover pool tries the next provider; alone it is a 503."""
@@ -38,3 +35,12 @@ class ProvidersUnavailable(RuntimeError):
     def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+__all__ = [
+    "AdapterIncompatible",
+    "EngineNotReady",
+    "EngineOverloaded",
+    "PromptTooLong",
+    "ProviderUnavailable",
+    "ProvidersUnavailable",
+]

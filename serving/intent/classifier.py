@@ -34,10 +34,10 @@ from typing import Any
 
 from pydantic import Field
 
-from finserve.contracts import AdapterNotFound, AdapterRef, AdapterRegistry, StrictModel
-from finserve.serving.inference.errors import AdapterIncompatible
+from finserve.contracts import AdapterIncompatible, AdapterNotFound, AdapterRef, AdapterRegistry, StrictModel
 
 from . import encoder, vote
+from .assets import IntentAssets, QueryEmbedder
 from .config import IntentConfig
 from .head import HeadSpec, IntentHead, has_head, intent_lora_folder, load_head
 from .sentence_encoder import EncoderClassifier, EncoderSpec, has_encoder, load_encoder, read_spec
@@ -107,15 +107,20 @@ class _Loaded:
 class IntentClassifier:
     """``classify(masked_text, adapter, examples)`` for the pipeline; see the module docstring."""
 
-    def __init__(self, config: IntentConfig, registry: AdapterRegistry | None = None) -> None:
+    def __init__(
+        self, config: IntentConfig, registry: AdapterRegistry | None = None, assets: IntentAssets | None = None
+    ) -> None:
+        """``assets`` (finserve.serving.wiring.intent_assets()) is needed once a head loads; a vote-only
+        classifier runs without."""
         self.config = config
         self.registry = registry
+        self._assets = assets
         self._lock = threading.Lock()  # guards the shared model: adapter set + forward are one step
         self._model: Any = None
         self._tokenizer: Any = None
         self._device = "cpu"
         self._loaded: OrderedDict[AdapterRef, _Loaded | None] = OrderedDict()  # None: adapter has no head
-        self._embedder: Any = None  # loaded with the first head that reads query embeddings
+        self._embedder: QueryEmbedder | None = None  # loaded with the first head that reads query embeddings
 
     def ready(self) -> bool:
         """True when every configured method can answer (the vote needs nothing; the head needs a registry)."""
@@ -189,7 +194,7 @@ class IntentClassifier:
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        path = Path(self.config.base_model_path) if self.config.base_model_path else _default_base_model()
+        path = Path(self.config.base_model_path) if self.config.base_model_path else self._need_assets().base_model()
         want_cuda = self.config.device == "cuda" or (self.config.device == "auto" and torch.cuda.is_available())
         self._device = "cuda" if want_cuda else "cpu"
         self._tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -221,10 +226,9 @@ class IntentClassifier:
         return _Loaded(name=name, spec=spec, head=head.to(self._device), labels=labels, encoder=encoder_part)
 
     def _load_encoder(self, ref: AdapterRef, folder: Path, n_labels: int) -> tuple[EncoderSpec, EncoderClassifier]:
-        from finserve.serving.retrieval.embedder import default_model_path, model_fingerprint
-
-        base = Path(self.config.embedder_path) if self.config.embedder_path else default_model_path()
-        wanted, have = read_spec(folder).base, model_fingerprint(base)
+        assets = self._need_assets()
+        base = Path(self.config.embedder_path) if self.config.embedder_path else assets.default_embedder_path()
+        wanted, have = read_spec(folder).base, assets.fingerprint(base)
         if have != wanted:
             raise AdapterIncompatible(
                 f"adapter {ref}: its fine-tuned encoder starts from {wanted}, this classifier has {have}; "
@@ -233,14 +237,19 @@ class IntentClassifier:
         log.info("adapter %s: fine-tuned encoder (layers %s trained) weighs %.2f", ref, spec.trained_layers, spec.weight)
         return spec, model.to(self._device)
 
-    def _query_embedder(self) -> Any:
+    def _query_embedder(self) -> QueryEmbedder:
         if self._embedder is None:
-            from finserve.serving.retrieval import Embedder
-
-            self._embedder = Embedder(
+            self._embedder = self._need_assets().embedder(
                 self.config.embedder_path, threads=self.config.embedder_threads, backend=self.config.embedder_backend
             )
         return self._embedder
+
+    def _need_assets(self) -> IntentAssets:
+        if self._assets is None:
+            raise RuntimeError(
+                "IntentClassifier needs its assets to load an intent head: build it with "
+                "finserve.serving.wiring.build_intent_classifier (or pass assets=intent_assets())")
+        return self._assets
 
     def _head_probabilities(self, loaded: _Loaded, texts: list[str]) -> list[list[float]]:
         import torch
@@ -259,9 +268,3 @@ class IntentClassifier:
         if loaded.encoder is not None:
             probs = vote.blend(probs, fine_tuned, loaded.spec.retrieval_weight, loaded.encoder[0].weight)
         return probs.tolist()
-
-
-def _default_base_model() -> Path:
-    from finserve.serving.inference.base_model import ensure_base_model
-
-    return ensure_base_model()

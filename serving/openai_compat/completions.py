@@ -102,7 +102,8 @@ def to_completion(request_id: str, model: str, answers: list[ChatCompletion]) ->
     return Completion(
         id=f"cmpl-{request_id}", model=model,
         choices=[CompletionChoice(index=i, text=a.choices[0].message.content,
-                                  finish_reason=a.choices[0].finish_reason, finserve=a.finserve)  # type: ignore[arg-type]
+                                  finish_reason=a.choices[0].finish_reason,  # type: ignore[arg-type]
+                                  finserve=a.finserve)
                  for i, a in enumerate(answers)],
         usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
     )

@@ -50,7 +50,7 @@ def add_openai_routes(api: FastAPI, pipeline: Pipeline, hooks: GatewayHooks) -> 
         """Charged up front: a completion's max_tokens (or the default); embeddings generate none."""
         if not hasattr(body, "max_tokens"):
             return 0
-        return body.max_tokens or gw.max_tokens_default  # type: ignore[attr-defined]
+        return body.max_tokens or gw.max_tokens_default
 
     async def intake(request: Request, schema: type[M]) -> tuple[RequestContext, M | None, Response | None]:
         return await hooks.intake(request, schema, None, _tokens)

@@ -137,7 +137,7 @@ def ingest(
     )
 
 
-def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc="ingest", unit="doc", disable=not enabled)

@@ -201,7 +201,7 @@ def test_dashboard_has_the_panels_operators_need():
 def test_dashboard_queries_parse(tmp_path: Path):
     # promtool parses PromQL inside rule files: each query becomes a recording rule.
     rules = []
-    for i, (title, expr) in enumerate(dashboard_targets()):
+    for i, (_title, expr) in enumerate(dashboard_targets()):
         concrete = expr.replace("$__rate_interval", "5m").replace("$namespace", ".*").replace("$model", ".*")
         rules.append({"record": f"dashboard:query_{i}", "expr": concrete})
     path = tmp_path / "dashboard-rules.yaml"

@@ -731,7 +731,7 @@ def test_pod_monitor_names_a_port_every_serving_pod_has(values):
     pm = one(docs, "PodMonitor", "finserve-serving")
     assert pm["spec"]["podMetricsEndpoints"][0]["port"] == port
     for doc in docs:
-        for spec, labels in zip(_pod_specs(doc), _pod_labels(doc)):
+        for spec, labels in zip(_pod_specs(doc), _pod_labels(doc), strict=True):
             if pm["spec"]["selector"]["matchLabels"].items() <= labels.items():
                 assert port in {p["name"] for p in spec["containers"][0].get("ports", [])}, doc["metadata"]["name"]
 

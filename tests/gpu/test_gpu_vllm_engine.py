@@ -50,7 +50,7 @@ def publish_lora(registry: AdapterRegistry, work: Path, ref: AdapterRef = REF, s
 
 
 def shared_prefix(a: str, b: str) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def test_vllm_engine_serves_base_and_lora(tmp_path: Path) -> None:

@@ -52,7 +52,8 @@ def test_auto_quantizes_to_nf4_with_double_quantization_on_cuda(cuda: None) -> N
 
 def test_qlora_job_publishes_a_plain_lora_that_serves_on_the_fp32_base(cuda: None, tmp_path: Path) -> None:
     from finserve.contracts import AdapterRef, AdapterRegistry
-    from finserve.serving.intent import IntentClassifier, IntentConfig
+    from finserve.serving.intent import IntentConfig
+    from finserve.serving.wiring import build_intent_classifier
     from finserve.training.config import TrainConfig
     from finserve.training.job import run_job
 
@@ -60,6 +61,6 @@ def test_qlora_job_publishes_a_plain_lora_that_serves_on_the_fp32_base(cuda: Non
     result = run_job(TrainConfig.model_validate(_config("1.0.0", "nf4")), registry, progress=False)
     assert result.manifest.training["quantization"] == "nf4"
     registry.verify(result.manifest.ref)
-    clf = IntentClassifier(IntentConfig(device="cpu"), registry)
+    clf = build_intent_classifier(IntentConfig(device="cpu"), registry)
     probs = clf.probabilities(AdapterRef(name="qlora-tiny", version="1.0.0"), ["where is my card?"])
     assert abs(sum(probs[0]) - 1.0) < 1e-4

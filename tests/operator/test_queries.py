@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from finserve.contracts import metrics
-from finserve.operator.core.queries import (
+from finserve.operator.queries import (
     BUILTIN_METRICS,
     GPU_UTILIZATION_QUERY,
     PLACEHOLDERS,
@@ -80,7 +80,7 @@ def test_promql_range_is_whole_seconds():
 
 
 def test_ttft_p95_is_a_builtin_by_name_not_a_default_check() -> None:
-    from finserve.operator.core.queries import DEFAULT_METRICS
+    from finserve.operator.queries import DEFAULT_METRICS
     from finserve.operator.spec import MetricCheck
 
     assert "ttft-p95" in BUILTIN_METRICS and "ttft-p95" not in DEFAULT_METRICS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from finserve.operator.core.queries import BUILTIN_METRICS
+from finserve.operator.queries import BUILTIN_METRICS
 from finserve.operator.spec import ModelRolloutSpec
 from mro_testkit import rollout_manifest
 from pydantic import ValidationError

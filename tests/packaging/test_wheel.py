@@ -54,13 +54,12 @@ CHILD = textwrap.dedent(
     from finserve.serving.local import create_local_app
     cfg = ServingConfig.from_file(sys.argv[1])
     body = {"model": "finserve-banking", "max_tokens": 16,
-            "messages": [{"role": "user", "content": "My card %s never arrived, where is it?"}]}
+            "messages": [{"role": "user", "content": "My card CARD_NUMBER never arrived, where is it?"}]}
     with TestClient(create_local_app(cfg)) as client:
         resp = client.post("/v1/chat/completions", json=body)
     print(json.dumps({"status": resp.status_code, "body": resp.json(), "file": finserve.__file__}))
     """
-    % CARD
-)
+).replace("CARD_NUMBER", CARD)
 
 
 @pytest.fixture(scope="module")

@@ -102,10 +102,10 @@ def test_the_top_level_lora_is_the_generators_on_the_upper_layers(tuned: dict, r
 
 
 def test_the_served_intent_of_the_tuned_version_is_the_sources(tuned: dict, registry: AdapterRegistry) -> None:
-    from finserve.serving.intent import IntentClassifier
     from finserve.serving.intent.config import IntentConfig
+    from finserve.serving.wiring import build_intent_classifier
 
-    classifier = IntentClassifier(IntentConfig(), registry)
+    classifier = build_intent_classifier(IntentConfig(), registry)
 
     async def scores(ref: AdapterRef) -> dict[str, float]:
         head = await classifier.head_scores("my new card has still not arrived", ref)

@@ -33,7 +33,7 @@ def test_rotation_by_size_continues_the_chain(log_path: Path, make_record) -> No
         log.append(make_record(request_id=f"req-{i}"))
     files = rotated_files(log_path) + [log_path]
     assert len(files) >= 3
-    for before, after in zip(files, files[1:]):
+    for before, after in zip(files, files[1:], strict=False):
         opening = _read(after)[0]
         assert opening["kind"] == "checkpoint"
         assert opening["prev_hash"] == opening["head"] == _read(before)[-1]["hash"]

@@ -44,7 +44,7 @@ def test_yaml_round_trip_with_preloads() -> None:
 
 def test_providers_build_a_failover_pool_in_order_and_need_their_endpoint() -> None:
     from finserve.serving.inference.config import OpenAIOptions, ProviderConfig
-    from finserve.serving.inference.engine import build_engine
+    from finserve.serving.inference.builder import build_engine
     from finserve.serving.inference.failover import FailoverEngine
     from finserve.serving.inference.openai_engine import OpenAIEngine
 
@@ -64,7 +64,7 @@ def test_providers_build_a_failover_pool_in_order_and_need_their_endpoint() -> N
 
 
 def test_llamacpp_engine_options_are_strict_and_built_lazily() -> None:
-    from finserve.serving.inference.engine import build_engine
+    from finserve.serving.inference.builder import build_engine
     from finserve.serving.inference.llamacpp_engine import LlamaCppEngine
 
     cfg = GeneratorConfig.from_yaml("engine: llamacpp\nllamacpp: {threads: 1, context_per_slot: 1024}\n")

@@ -125,7 +125,7 @@ def test_the_adapter_changes_the_answer_and_mixed_requests_keep_their_own(engine
     assert [r.adapter for r in together] == [AdapterRef.base(), B77] * len(QUESTIONS)
     # llama.cpp's sums differ with the batch's shape, so greedy text may drift late; each answer of the mixed
     # batch still starts as its own adapter's answer alone does, not as the other one's.
-    for i, (alone_base, alone_tuned) in enumerate(zip(base, tuned)):
+    for i, (alone_base, alone_tuned) in enumerate(zip(base, tuned, strict=True)):
         mixed_base, mixed_tuned = together[2 * i].text, together[2 * i + 1].text
         assert common_prefix(mixed_base, alone_base) > common_prefix(mixed_base, alone_tuned)
         assert common_prefix(mixed_tuned, alone_tuned) > common_prefix(mixed_tuned, alone_base)
@@ -199,8 +199,8 @@ def test_lora_output_follows_transformers_peft(engine, model_dir: Path) -> None:
         return [t for t in out[0, len(ids):].tolist() if t != tok.eos_token_id]
 
     def agreement(a: list[list[int]], b: list[list[int]]) -> float:
-        same = sum(x == y for p, q in zip(a, b) for x, y in zip(p, q))
-        return same / sum(max(len(p), len(q)) for p, q in zip(a, b))
+        same = sum(x == y for p, q in zip(a, b, strict=False) for x, y in zip(p, q, strict=False))
+        return same / sum(max(len(p), len(q)) for p, q in zip(a, b, strict=False))
 
     ours = [tok(run(engine, eng.generate(GenerationRequest(messages=msgs(q), max_tokens=16, adapter=B77))).text,
                 add_special_tokens=False)["input_ids"] for q in QUESTIONS]

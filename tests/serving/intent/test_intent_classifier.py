@@ -13,6 +13,7 @@ import torch
 from finserve.contracts import AdapterNotFound, AdapterRef, AdapterRegistry
 from finserve.serving.intent import IntentClassifier, IntentConfig
 from finserve.serving.paths import banking77_csv
+from finserve.serving.wiring import build_intent_classifier
 from finserve.training.data import load_splits
 from finserve.training.metrics import accuracy
 
@@ -39,7 +40,7 @@ class Hit:
 
 
 def classifier(registry: AdapterRegistry, base: Path, **kw: object) -> IntentClassifier:
-    return IntentClassifier(IntentConfig(base_model_path=str(base), device="cpu", **kw), registry)
+    return build_intent_classifier(IntentConfig(base_model_path=str(base), device="cpu", **kw), registry)
 
 
 @pytest.fixture(scope="module")

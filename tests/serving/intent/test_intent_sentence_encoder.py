@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from finserve.contracts import AdapterCorrupt, AdapterRef, AdapterRegistry
-from finserve.serving.intent import IntentClassifier, IntentConfig
+from finserve.serving.intent import IntentConfig
 from finserve.serving.intent.classifier import HeadScores, decide
 from finserve.serving.intent.sentence_encoder import (
     ENCODER_WEIGHTS,
@@ -21,6 +21,7 @@ from finserve.serving.intent.sentence_encoder import (
 )
 from finserve.serving.intent.vote import blend
 from finserve.serving.retrieval.embedder import default_model_path, model_fingerprint
+from finserve.serving.wiring import build_intent_classifier
 
 pytestmark = pytest.mark.slow
 V1 = AdapterRef(name="tiny-intent", version="1.0.0")
@@ -98,7 +99,7 @@ def test_a_tampered_encoder_file_fails_verification(intent_registry: AdapterRegi
 def test_served_probabilities_blend_the_llm_head_and_the_encoder(
     intent_registry: AdapterRegistry, base_model_dir: Path
 ) -> None:
-    clf = IntentClassifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu"), intent_registry)
+    clf = build_intent_classifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu"), intent_registry)
     served = torch.tensor(clf.probabilities(V3, TEXTS))
     loaded = clf._ensure(V3)
     assert loaded is not None and loaded.encoder is not None
@@ -112,7 +113,7 @@ def test_served_probabilities_blend_the_llm_head_and_the_encoder(
 
 
 async def test_prediction_names_the_encoder(intent_registry: AdapterRegistry, base_model_dir: Path) -> None:
-    clf = IntentClassifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu"), intent_registry)
+    clf = build_intent_classifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu"), intent_registry)
     scores = await clf.head_scores(TEXTS[0], V3)
     assert scores is not None and scores.encoder
     assert decide(scores, [], 0.05).method == "head+encoder"
@@ -130,7 +131,7 @@ async def test_an_encoder_trained_from_other_weights_is_refused(
     other = tmp_path / "other-encoder"
     shutil.copytree(default_model_path(), other)
     (other / "NOTICE.local").write_text("local copy\n")  # same architecture, another fingerprint
-    clf = IntentClassifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu", embedder_path=str(other),
+    clf = build_intent_classifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu", embedder_path=str(other),
                                         embedder_backend="torch"), intent_registry)
     with pytest.raises(AdapterIncompatible, match="fine-tuned encoder"):
         await clf.head_scores(TEXTS[0], V3)
