@@ -41,6 +41,7 @@ BLOCK = 100
 def _admit(admission: Admission) -> Callable[[int], Awaitable[Any]]:
     async def one(i: int) -> Any:
         return await admission.admit(f"bench-{i}", "10.0.0.1", f"tenant-{i % 16}", 1, 96)
+
     return one
 
 
@@ -52,6 +53,7 @@ def _two_rounds(admission: Admission) -> Callable[[int], Awaitable[Any]]:
         decision = await limiter._check_in_rounds(checks)  # noqa: SLF001 - the limits-only path, timed alone
         assert decision.allowed
         return decision.headers()
+
     return one
 
 
@@ -65,6 +67,7 @@ def _three_rounds(admission: Admission) -> Callable[[int], Awaitable[Any]]:
         assert all(room)
         await asyncio.gather(*(strategy.hit(c.item, c.key, cost=c.cost) for c in checks))
         return await asyncio.gather(*(strategy.get_window_stats(c.item, c.key) for c in checks))
+
     return one
 
 
@@ -75,13 +78,17 @@ def _ping(url: str) -> tuple[Callable[[int], Awaitable[Any]], Callable[[], Await
 
     async def one(_: int) -> Any:
         return await client.ping()
+
     return one, client.aclose
 
 
 async def _run(config: AdmissionConfig, checks: int, warmup: int, url: str | None) -> dict[str, Any]:
     admission = Admission(config, CollectorRegistry())
     variants: dict[str, Callable[[int], Awaitable[Any]]] = {
-        "admit": _admit(admission), "two_rounds": _two_rounds(admission), "three_rounds": _three_rounds(admission)}
+        "admit": _admit(admission),
+        "two_rounds": _two_rounds(admission),
+        "three_rounds": _three_rounds(admission),
+    }
     close = None
     if url:
         variants["ping"], close = _ping(url)
@@ -89,7 +96,7 @@ async def _run(config: AdmissionConfig, checks: int, warmup: int, url: str | Non
         del variants["two_rounds"]  # in memory `admit` is the two rounds
     samples: dict[str, list[float]] = {name: [] for name in variants}
     counter = itertools.count()
-    for name, call in variants.items():  # warm connections, scripts and caches
+    for _name, call in variants.items():  # warm connections, scripts and caches
         for _ in range(warmup):
             await call(next(counter))
     for _block in range(max(1, checks // BLOCK)):
@@ -106,7 +113,8 @@ async def _run(config: AdmissionConfig, checks: int, warmup: int, url: str | Non
     out["store_errors"] = errors
     for q in ("p50_ms", "p95_ms"):
         out[f"admit_over_three_rounds_{q.removesuffix('_ms')}"] = round(
-            out["admit"][q] / out["three_rounds"][q], 2)
+            out["admit"][q] / out["three_rounds"][q], 2
+        )
     return out
 
 
@@ -116,8 +124,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result: dict[str, Any] = {"machine": machine(("limits", "redis")), "checks": args.checks,
-                              "limits_per_check": 4, "strategy": AdmissionConfig().rate.strategy}
+    result: dict[str, Any] = {
+        "machine": machine(("limits", "redis")),
+        "checks": args.checks,
+        "limits_per_check": 4,
+        "strategy": AdmissionConfig().rate.strategy,
+    }
     result["memory"] = asyncio.run(_run(AdmissionConfig(), args.checks, args.warmup, None))
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_redis(Path(tmp))
@@ -133,9 +145,13 @@ def main() -> None:
         r = result[store]
         for name in ("admit", "two_rounds", "three_rounds", "ping"):
             if name in r:
-                print(f"{store} {name}: p50 {r[name]['p50_ms']} ms, p95 {r[name]['p95_ms']} ms (n={r[name]['n']})")
-        print(f"{store} admit / three_rounds: p50 x{r['admit_over_three_rounds_p50']}, "
-              f"p95 x{r['admit_over_three_rounds_p95']} (store errors {r['store_errors']})")
+                print(
+                    f"{store} {name}: p50 {r[name]['p50_ms']} ms, p95 {r[name]['p95_ms']} ms (n={r[name]['n']})"
+                )
+        print(
+            f"{store} admit / three_rounds: p50 x{r['admit_over_three_rounds_p50']}, "
+            f"p95 x{r['admit_over_three_rounds_p95']} (store errors {r['store_errors']})"
+        )
 
 
 if __name__ == "__main__":

@@ -38,16 +38,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     loaded = load_generator(config, base)
     model, first = loaded.model, config.answers.first_layer
     gen = torch.Generator().manual_seed(0)
-    examples = [Example(prompt=torch.randint(100, 40000, (330 + 7 * i,), generator=gen).tolist(),
-                        target=torch.randint(100, 40000, (60,), generator=gen).tolist()) for i in range(args.batch)]
-    states = cache_states(model, [e.prompt + e.target for e in examples], first, 0, "cpu", batch_size=args.batch)
+    examples = [
+        Example(
+            prompt=torch.randint(100, 40000, (330 + 7 * i,), generator=gen).tolist(),
+            target=torch.randint(100, 40000, (60,), generator=gen).tolist(),
+        )
+        for i in range(args.batch)
+    ]
+    states = cache_states(
+        model, [e.prompt + e.target for e in examples], first, 0, "cpu", batch_size=args.batch
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     seconds: dict[str, list[float]] = {"float32": [], "bfloat16": []}
     losses: dict[str, float] = {}
     for _ in range(args.rounds):
         for precision in seconds:
-            ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16"
-                   else contextlib.nullcontext())
+            ctx = (
+                torch.autocast("cpu", dtype=torch.bfloat16)
+                if precision == "bfloat16"
+                else contextlib.nullcontext()
+            )
             for i in range(args.repeats + 1):  # the first of each run warms up
                 t0 = time.perf_counter()
                 with ctx:
@@ -82,7 +92,9 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args)
     print(write_result("answer_step", result, args.out))
-    print({k: result[k] for k in ("step_seconds_median", "bf16_speedup", "loss_per_token", "cpu_native_bf16")})
+    print(
+        {k: result[k] for k in ("step_seconds_median", "bf16_speedup", "loss_per_token", "cpu_native_bf16")}
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def _cpu_flags() -> list[str]:
 def _signing_keys() -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    return {"RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-            "ES256": ec.generate_private_key(ec.SECP256R1())}
+    return {
+        "RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ES256": ec.generate_private_key(ec.SECP256R1()),
+    }
 
 
 def _setup(workdir: Path) -> tuple[Any, dict[str, str]]:
@@ -57,13 +59,24 @@ def _setup(workdir: Path) -> tuple[Any, dict[str, str]]:
         jwks.append({**json.loads(algo.to_jwk(private.public_key())), "kid": alg, "alg": alg, "use": "sig"})
     (workdir / "jwks.json").write_text(json.dumps({"keys": jwks}))
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "svc-retail", "iat": now, "exp": now + 3600,
-              "tenants": ["retail"], "scope": "infer"}
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "svc-retail",
+        "iat": now,
+        "exp": now + 3600,
+        "tenants": ["retail"],
+        "scope": "infer",
+    }
     os.environ["FINSERVE_API_KEY_BENCH"] = "legacy-" + "x" * 40
-    auth = Authenticator(AuthConfig(keys_file=str(workdir / "keys.json"),
-                                    jwt=JwtConfig(jwks_file=str(workdir / "jwks.json"), issuer=ISSUER,
-                                                  audience=AUDIENCE)),
-                         "default", legacy_key_env="FINSERVE_API_KEY_BENCH")
+    auth = Authenticator(
+        AuthConfig(
+            keys_file=str(workdir / "keys.json"),
+            jwt=JwtConfig(jwks_file=str(workdir / "jwks.json"), issuer=ISSUER, audience=AUDIENCE),
+        ),
+        "default",
+        legacy_key_env="FINSERVE_API_KEY_BENCH",
+    )
     creds = {"api_key": records[500], "legacy_key": os.environ["FINSERVE_API_KEY_BENCH"]}
     for alg, private in signers.items():
         creds[f"jwt_{alg.lower()}"] = jwt.encode(claims, private, algorithm=alg, headers={"kid": alg})
@@ -84,8 +97,14 @@ def run(iterations: int) -> dict[str, Any]:
             for _ in range(iterations):
                 t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
                 principal = auth.authenticate(header)
-                authorize(principal, auth_on=True, scope=INFER, requested_tenant=None, default_tenant="default",
-                          adapter_override=None)
+                authorize(
+                    principal,
+                    auth_on=True,
+                    scope=INFER,
+                    requested_tenant=None,
+                    default_tenant="default",
+                    adapter_override=None,
+                )
                 cpu.append((time.thread_time_ns() - c0) / 1e6)
                 wall.append((time.perf_counter_ns() - t0) / 1e6)
             out[name] = {"wall": percentiles(wall), "cpu": percentiles(cpu)}
@@ -99,11 +118,16 @@ def main() -> None:
     args = ap.parse_args()
     results = run(args.iterations)
     info = machine(PACKAGES) | {"cpu_flags": _cpu_flags()}
-    path = write_result("auth", {"machine": info, "iterations": args.iterations, "target_p95_ms": 1.0,
-                                 "results": results}, args.out)
+    path = write_result(
+        "auth",
+        {"machine": info, "iterations": args.iterations, "target_p95_ms": 1.0, "results": results},
+        args.out,
+    )
     for name, r in results.items():
-        print(f"{name:12s} wall p50 {r['wall']['p50_ms']:.3f} p95 {r['wall']['p95_ms']:.3f} ms | "
-              f"cpu p50 {r['cpu']['p50_ms']:.3f} p95 {r['cpu']['p95_ms']:.3f} ms")
+        print(
+            f"{name:12s} wall p50 {r['wall']['p50_ms']:.3f} p95 {r['wall']['p95_ms']:.3f} ms | "
+            f"cpu p50 {r['cpu']['p50_ms']:.3f} p95 {r['cpu']['p95_ms']:.3f} ms"
+        )
     print(f"wrote {path}")
 
 

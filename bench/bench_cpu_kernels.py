@@ -62,9 +62,14 @@ async def start_engine(variant: str, int8_prefill: str, tokens: int) -> Any:
     # Each engine's layers keep the kernels they were built with: switch the variant, then build.
     os.environ["FINSERVE_CPU_KERNELS"] = variant
     cpu_kernels.load_kernels.cache_clear()
-    config = GeneratorConfig(max_new_tokens=tokens, max_batch_size=8, batch_wait_ms=20,
-                             cpu=CPUOptions(weights="int8", forward="lean", int8_prefill=int8_prefill,
-                                            prefix_cache_mb=0, num_threads=1))
+    config = GeneratorConfig(
+        max_new_tokens=tokens,
+        max_batch_size=8,
+        batch_wait_ms=20,
+        cpu=CPUOptions(
+            weights="int8", forward="lean", int8_prefill=int8_prefill, prefix_cache_mb=0, num_threads=1
+        ),
+    )
     engine = TransformersEngine(config)
     await engine.start()
     assert engine.runner is not None and engine.runner.weights == "int8"
@@ -85,32 +90,46 @@ async def engines_interleaved(args: argparse.Namespace) -> dict[str, Any]:
     for r in range(args.rounds):
         for name, engine in engines.items():
             print(f"[bench] round {r + 1}: {name}", file=sys.stderr, flush=True)
-            rounds[name].append({"decode_b1": await decode(engine, 1, args.tokens),
-                                 "decode_b8": await decode(engine, 8, args.tokens),
-                                 "prefill_cold": await prefill(engine, cold=True)})
+            rounds[name].append(
+                {
+                    "decode_b1": await decode(engine, 1, args.tokens),
+                    "decode_b8": await decode(engine, 8, args.tokens),
+                    "prefill_cold": await prefill(engine, cold=True),
+                }
+            )
     for engine in engines.values():
         await engine.stop()
     out = {}
     for name, rs in rounds.items():
         out[name] = {
-            "kernel_variant": variants[name], "int8_prefill": SETUPS[name][1],
+            "kernel_variant": variants[name],
+            "int8_prefill": SETUPS[name][1],
             "decode_b1_tok_s": round(statistics.median(x["decode_b1"]["tokens_per_s"] for x in rs), 2),
             "decode_b8_tok_s": round(statistics.median(x["decode_b8"]["tokens_per_s"] for x in rs), 2),
-            "prefill_tok_s": round(statistics.median(x["prefill_cold"]["prefill_tokens_per_s"] for x in rs), 1),
+            "prefill_tok_s": round(
+                statistics.median(x["prefill_cold"]["prefill_tokens_per_s"] for x in rs), 1
+            ),
             "prompt_tokens": rs[0]["prefill_cold"]["prompt_tokens"],
             "rounds": rs,
         }
     base = out["before"]
     for res in out.values():
-        res["vs_before"] = {k: round(res[k] / base[k], 2) for k in ("decode_b1_tok_s", "decode_b8_tok_s", "prefill_tok_s")}
+        res["vs_before"] = {
+            k: round(res[k] / base[k], 2) for k in ("decode_b1_tok_s", "decode_b8_tok_s", "prefill_tok_s")
+        }
     return out
 
 
 def resident_memory() -> dict[str, Any]:
     out = {}
     for int8_prefill in ("float32", "int8"):
-        proc = subprocess.run([sys.executable, "-P", "-c", RSS_SCRIPT, int8_prefill], capture_output=True, text=True,
-                              timeout=600, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-P", "-c", RSS_SCRIPT, int8_prefill],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
         out[f"int8_prefill={int8_prefill}"] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 
@@ -119,8 +138,9 @@ def kernel_alone(repeats: int) -> dict[str, Any]:
     import platform
 
     import torch
-    from finserve.serving.inference.cpu_kernels import cpu_flags, open_kernels, pack, runnable_variants
     from torch.nn import functional as F
+
+    from finserve.serving.inference.cpu_kernels import cpu_flags, open_kernels, pack, runnable_variants
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -146,17 +166,26 @@ def kernel_alone(repeats: int) -> dict[str, Any]:
         kern = open_kernels(variant)
         kern.threaded = False
         for rows in (1, 8, 271):
-            t = best(lambda: [kern.linear(xs[rows][q.shape[1]], q, s, None) for _, q, s in layers])
+            t = best(
+                lambda kern=kern, rows=rows: [
+                    kern.linear(xs[rows][q.shape[1]], q, s, None) for _, q, s in layers
+                ]
+            )
             key = f"{variant}_rows{rows}"
-            out[key] = {"ms": round(t * 1e3, 2), "gweights_per_s": round(count / t / 1e9, 2),
-                        "gflops": round(2 * rows * count / t / 1e9, 1)}
+            out[key] = {
+                "ms": round(t * 1e3, 2),
+                "gweights_per_s": round(count / t / 1e9, 2),
+                "gflops": round(2 * rows * count / t / 1e9, 1),
+            }
     t = best(lambda: [F.linear(xs[271][w.shape[1]], w) for w, _, _ in layers])
     out["mkl_float32_rows271"] = {"ms": round(t * 1e3, 2), "gflops": round(2 * 271 * count / t / 1e9, 1)}
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5, help="kernel-alone timings (the best is kept)")
@@ -167,8 +196,11 @@ def main() -> None:
 
     from finserve.serving.inference.cpu_kernels import kernel_report
 
-    result: dict[str, Any] = {"machine": machine(("torch",)), "kernels": asdict(kernel_report("auto")),
-                              "settings": {"rounds": args.rounds, "tokens": args.tokens, "threads": 1}}
+    result: dict[str, Any] = {
+        "machine": machine(("torch",)),
+        "kernels": asdict(kernel_report("auto")),
+        "settings": {"rounds": args.rounds, "tokens": args.tokens, "threads": 1},
+    }
     if "kernel" not in args.skip:
         result["kernel_alone"] = kernel_alone(args.repeats)
     if "engines" not in args.skip:

@@ -43,26 +43,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     mix = np.load(args.mix) if args.mix else None
     if mix is not None and not np.array_equal(mix["gold"], gold):
         raise SystemExit(f"{args.mix}: its validation rows differ from this split's")
-    settings = EncoderSettings(enabled=True, train_layers=args.train_layers, epochs=args.epochs, lr=args.lr,
-                               head_lr=args.head_lr, batch_size=args.batch_size)
+    settings = EncoderSettings(
+        enabled=True,
+        train_layers=args.train_layers,
+        epochs=args.epochs,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        batch_size=args.batch_size,
+    )
     out: dict[str, Any] = {"settings": settings.model_dump(), "seeds": {}}
     saved: dict[str, np.ndarray] = {"gold": gold}
     train = splits.train[: args.max_train] if args.max_train else splits.train
     for seed in args.seeds:
         started = time.perf_counter()
-        trained = fit_encoder(settings, args.model or default_model_path(), train, splits.validation, splits.labels,
-                              seed=seed, progress=False)
+        trained = fit_encoder(
+            settings,
+            args.model or default_model_path(),
+            train,
+            splits.validation,
+            splits.labels,
+            seed=seed,
+            progress=False,
+        )
         final = trained.validation
         saved[f"encoder:{seed}"] = final
-        result: dict[str, Any] = {"epochs": [e.model_dump() for e in trained.epochs], "accuracy": _acc(final, gold),
-                                  "cache_seconds": round(trained.cache_seconds, 1),
-                                  "minutes": round((time.perf_counter() - started) / 60, 2)}
+        result: dict[str, Any] = {
+            "epochs": [e.model_dump() for e in trained.epochs],
+            "accuracy": _acc(final, gold),
+            "cache_seconds": round(trained.cache_seconds, 1),
+            "minutes": round((time.perf_counter() - started) / 60, 2),
+        }
         if mix is not None:
             vote = mix["vote"]
             result["with_vote"] = _acc((final + vote) / 2, gold)
             result["equal_mix_with_head_and_vote"] = {
                 key.split(":", 1)[1]: _acc((mix[key] + final + vote) / 3, gold)
-                for key in mix.files if key.startswith("head:")}
+                for key in mix.files
+                if key.startswith("head:")
+            }
         out["seeds"][str(seed)] = result
         print(seed, result, flush=True)
     if len(args.seeds) > 1 and mix is not None:
@@ -71,9 +89,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for i, a in enumerate(args.seeds):
             for b in args.seeds[i + 1 :]:
                 pair = (saved[f"encoder:{a}"] + saved[f"encoder:{b}"]) / 2
-                pairs[f"{a}+{b}"] = {"accuracy": _acc(pair, gold), **{
-                    key.split(":", 1)[1]: _acc((mix[key] + pair + mix["vote"]) / 3, gold)
-                    for key in mix.files if key.startswith("head:")}}
+                pairs[f"{a}+{b}"] = {
+                    "accuracy": _acc(pair, gold),
+                    **{
+                        key.split(":", 1)[1]: _acc((mix[key] + pair + mix["vote"]) / 3, gold)
+                        for key in mix.files
+                        if key.startswith("head:")
+                    },
+                }
         out["two_encoders_averaged"] = pairs
         print("two encoders averaged", pairs, flush=True)
     if args.probs_out:
@@ -88,11 +111,17 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--head-lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--train-layers", type=int, default=6, help="top encoder layers trained; the rest are frozen")
+    parser.add_argument(
+        "--train-layers", type=int, default=6, help="top encoder layers trained; the rest are frozen"
+    )
     parser.add_argument("--max-train", type=int, default=None, help="first N training rows only (smoke runs)")
-    parser.add_argument("--model", type=Path, default=None, help="encoder folder (default: the packaged MiniLM)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="encoder folder (default: the packaged MiniLM)"
+    )
     parser.add_argument("--mix", type=Path, default=None, help="bench_intent_mix --probs-out file")
-    parser.add_argument("--probs-out", type=Path, default=None, help="save each seed's validation probabilities (npz)")
+    parser.add_argument(
+        "--probs-out", type=Path, default=None, help="save each seed's validation probabilities (npz)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     result = {"machine": machine(("torch", "transformers")), **run(args)}

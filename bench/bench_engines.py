@@ -39,7 +39,9 @@ def cpu_flags() -> list[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
     return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
 
 
@@ -55,8 +57,16 @@ def rag_messages(nonce: str | None) -> list[Any]:
     answers = yaml.safe_load(default_answers_path().read_text())
     knowledge = [answers[k] for k in ("card_arrival", "card_delivery_estimate", "lost_or_stolen_card")]
     system = DEFAULT_SYSTEM_PROMPT if nonce is None else f"Session {nonce}. {DEFAULT_SYSTEM_PROMPT}"
-    return build_messages(system, knowledge, [ChatMessage(role="user", content="My new card still has not arrived, "
-                                                           "it has been two weeks. What should I do?")])
+    return build_messages(
+        system,
+        knowledge,
+        [
+            ChatMessage(
+                role="user",
+                content="My new card still has not arrived, it has been two weeks. What should I do?",
+            )
+        ],
+    )
 
 
 async def timed(engine: Any, req: Any) -> dict[str, float]:
@@ -71,8 +81,13 @@ async def timed(engine: Any, req: Any) -> dict[str, float]:
             usage = chunk.usage
     end = time.perf_counter()
     assert usage is not None
-    return {"ttft_s": (first or end) - t0, "total_s": end - t0, "tokens": usage.completion_tokens,
-            "prompt_tokens": usage.prompt_tokens, "cached": usage.cached_tokens}
+    return {
+        "ttft_s": (first or end) - t0,
+        "total_s": end - t0,
+        "tokens": usage.completion_tokens,
+        "prompt_tokens": usage.prompt_tokens,
+        "cached": usage.cached_tokens,
+    }
 
 
 async def decode(engine: Any, n: int, tokens: int, adapters: list[str] | None = None) -> dict[str, Any]:
@@ -80,15 +95,25 @@ async def decode(engine: Any, n: int, tokens: int, adapters: list[str] | None = 
     from finserve.serving.inference import ChatMessage, GenerationRequest
 
     refs = [AdapterRef.parse(a) for a in adapters] if adapters else [AdapterRef.base()] * n
-    reqs = [GenerationRequest(messages=[ChatMessage(role="user", content=PROMPTS[i % len(PROMPTS)])],
-                              max_tokens=tokens, adapter=refs[i]) for i in range(n)]
+    reqs = [
+        GenerationRequest(
+            messages=[ChatMessage(role="user", content=PROMPTS[i % len(PROMPTS)])],
+            max_tokens=tokens,
+            adapter=refs[i],
+        )
+        for i in range(n)
+    ]
     t0 = time.perf_counter()
     outs = await asyncio.gather(*(timed(engine, r) for r in reqs))
     wall = time.perf_counter() - t0
     generated = sum(o["tokens"] for o in outs)
     first = max(o["ttft_s"] for o in outs) if n == 1 else 0.0
-    return {"tokens_per_s": round(generated / max(wall - first, 1e-9), 2), "wall_s": round(wall, 3),
-            "tokens": generated, "ttft_p50_s": round(statistics.median(o["ttft_s"] for o in outs), 4)}
+    return {
+        "tokens_per_s": round(generated / max(wall - first, 1e-9), 2),
+        "wall_s": round(wall, 3),
+        "tokens": generated,
+        "ttft_p50_s": round(statistics.median(o["ttft_s"] for o in outs), 4),
+    }
 
 
 async def prefill(engine: Any, cold: bool) -> dict[str, Any]:
@@ -99,8 +124,12 @@ async def prefill(engine: Any, cold: bool) -> dict[str, Any]:
         await timed(engine, req)  # the first time fills the prefix cache; the measured one reuses it
     out = await timed(engine, req)
     computed = out["prompt_tokens"] - out["cached"]
-    return {"ttft_s": round(out["total_s"], 4), "prompt_tokens": out["prompt_tokens"], "cached_tokens": out["cached"],
-            "prefill_tokens_per_s": round(computed / out["total_s"], 1) if computed else None}
+    return {
+        "ttft_s": round(out["total_s"], 4),
+        "prompt_tokens": out["prompt_tokens"],
+        "cached_tokens": out["cached"],
+        "prefill_tokens_per_s": round(computed / out["total_s"], 1) if computed else None,
+    }
 
 
 def raw_llamacpp(engine: Any, n: int, tokens: int) -> dict[str, Any]:
@@ -113,8 +142,16 @@ def raw_llamacpp(engine: Any, n: int, tokens: int) -> dict[str, Any]:
 
     def one(i: int) -> None:
         ids = render_prompt(engine._tokenizer, [ChatMessage(role="user", content=PROMPTS[i % len(PROMPTS)])])
-        out = handle.handle_completions({"prompt": ids, "max_tokens": tokens, "temperature": 0, "top_k": 0,
-                                         "min_p": 0.0, "cache_prompt": True})
+        out = handle.handle_completions(
+            {
+                "prompt": ids,
+                "max_tokens": tokens,
+                "temperature": 0,
+                "top_k": 0,
+                "min_p": 0.0,
+                "cache_prompt": True,
+            }
+        )
         results[i] = out["usage"]["completion_tokens"]
 
     t0 = time.perf_counter()
@@ -134,11 +171,20 @@ async def same_text(engines: dict[str, Any], tokens: int) -> dict[str, Any]:
 
     texts = {}
     for name, eng in engines.items():
-        texts[name] = [(await eng.generate(GenerationRequest(messages=[ChatMessage(role="user", content=p)],
-                                                             max_tokens=tokens))).text for p in PROMPTS[:4]]
+        texts[name] = [
+            (
+                await eng.generate(
+                    GenerationRequest(messages=[ChatMessage(role="user", content=p)], max_tokens=tokens)
+                )
+            ).text
+            for p in PROMPTS[:4]
+        ]
     a, b = texts.values()
-    return {"same": sum(x == y for x, y in zip(a, b, strict=False)), "of": len(a),
-            "first_words_same": sum(x.split()[:5] == y.split()[:5] for x, y in zip(a, b, strict=False))}
+    return {
+        "same": sum(x == y for x, y in zip(a, b, strict=False)),
+        "of": len(a),
+        "first_words_same": sum(x.split()[:5] == y.split()[:5] for x, y in zip(a, b, strict=False)),
+    }
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,9 +194,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     # The data dir's registry (FINSERVE_REGISTRY or data_dir()/adapters): `finserve adapters seed` puts both there.
     common = {"max_batch_size": 8, "max_new_tokens": args.tokens}
     engines = {
-        "own": build_engine(GeneratorConfig(engine="transformers", cpu={"num_threads": args.threads}, **common)),
-        "llamacpp": build_engine(GeneratorConfig(engine="llamacpp", **common,
-                                                 llamacpp={"threads": args.threads, "adapter_cache_dir": cache})),
+        "own": build_engine(
+            GeneratorConfig(engine="transformers", cpu={"num_threads": args.threads}, **common)
+        ),
+        "llamacpp": build_engine(
+            GeneratorConfig(
+                engine="llamacpp", **common, llamacpp={"threads": args.threads, "adapter_cache_dir": cache}
+            )
+        ),
     }
     from finserve.contracts import AdapterRef
 
@@ -165,7 +216,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     for r in range(args.rounds):
         row: dict[str, Any] = {}
-        for name, eng in (engines.items() if r % 2 == 0 else reversed(engines.items())):
+        for name, eng in engines.items() if r % 2 == 0 else reversed(engines.items()):
             row[name] = {
                 "decode_b1": await decode(eng, 1, args.tokens),
                 "decode_b8": await decode(eng, 8, args.tokens),
@@ -175,16 +226,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "mixed_adapters_b6": await decode(eng, 6, args.tokens, [STABLE, CANARY, "base@0.0.0"] * 2),
             }
             if name == "llamacpp":
-                row["llamacpp_raw"] = {"decode_b1": await asyncio.to_thread(raw_llamacpp, eng, 1, args.tokens),
-                                       "decode_b8": await asyncio.to_thread(raw_llamacpp, eng, 8, args.tokens)}
+                row["llamacpp_raw"] = {
+                    "decode_b1": await asyncio.to_thread(raw_llamacpp, eng, 1, args.tokens),
+                    "decode_b8": await asyncio.to_thread(raw_llamacpp, eng, 8, args.tokens),
+                }
             print(r, name, row[name], flush=True)
         rounds.append(row)
     agreement = await same_text(engines, 24)
     stats = engines["llamacpp"].stats().model_dump()  # type: ignore[attr-defined]
     for eng in engines.values():
         await eng.stop()
-    return {"rounds": rounds, "ratios_llamacpp_over_own": ratios(rounds), "load_s": load_s,
-            "greedy_text_agreement": agreement, "llamacpp_stats_at_end": stats}
+    return {
+        "rounds": rounds,
+        "ratios_llamacpp_over_own": ratios(rounds),
+        "load_s": load_s,
+        "greedy_text_agreement": agreement,
+        "llamacpp_stats_at_end": stats,
+    }
 
 
 async def pipeline_both(args: argparse.Namespace) -> dict[str, Any]:
@@ -195,12 +253,15 @@ async def pipeline_both(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for name in ("own", "llamacpp", "own", "llamacpp")[: 2 * args.rounds]:
         engine = "transformers" if name == "own" else "llamacpp"
-        runs.setdefault(name, []).append(await pipeline(engine, questions, args.pipeline, args.tokens, args.threads))
+        runs.setdefault(name, []).append(
+            await pipeline(engine, questions, args.pipeline, args.tokens, args.threads)
+        )
     return {"pipeline": runs}
 
 
-async def pipeline(engine_name: str, questions: list[str], concurrencies: list[int], tokens: int,
-                   threads: int) -> dict[str, Any]:
+async def pipeline(
+    engine_name: str, questions: list[str], concurrencies: list[int], tokens: int, threads: int
+) -> dict[str, Any]:
     """The whole in-process pipeline (guard, retrieval, intent, generator, output guard, audit) on one engine:
     requests/s and generate-stage p50 at each concurrency, 64-token answers by default."""
     from finserve.serving.config import DEFAULT_MODEL, load_serving_config
@@ -222,8 +283,12 @@ async def pipeline(engine_name: str, questions: list[str], concurrencies: list[i
     out: dict[str, Any] = {}
     try:
         for question in ("Where is my card?", "How do I top up?"):  # adapters load, caches warm
-            await stack.pipeline.chat(ChatCompletionRequest(model=DEFAULT_MODEL, max_tokens=2, messages=[
-                {"role": "user", "content": question}]), RequestContext())
+            await stack.pipeline.chat(
+                ChatCompletionRequest(
+                    model=DEFAULT_MODEL, max_tokens=2, messages=[{"role": "user", "content": question}]
+                ),
+                RequestContext(),
+            )
         for c in concurrencies:
             gate = asyncio.Semaphore(c)
             generate_ms: list[float] = []
@@ -233,17 +298,26 @@ async def pipeline(engine_name: str, questions: list[str], concurrencies: list[i
                 nonlocal tokens_out
                 async with gate:  # noqa: B023 (`one` runs within this iteration: gathered below)
                     ctx = RequestContext()
-                    resp = await stack.pipeline.chat(ChatCompletionRequest(
-                        model=DEFAULT_MODEL, max_tokens=tokens, messages=[{"role": "user", "content": question}]), ctx)
+                    resp = await stack.pipeline.chat(
+                        ChatCompletionRequest(
+                            model=DEFAULT_MODEL,
+                            max_tokens=tokens,
+                            messages=[{"role": "user", "content": question}],
+                        ),
+                        ctx,
+                    )
                 generate_ms.append(ctx.timings_ms["generate"])  # noqa: B023 (as above)
                 tokens_out += resp.usage.completion_tokens
 
             t0 = time.perf_counter()
             await asyncio.gather(*(one(q) for q in questions))
             wall = time.perf_counter() - t0
-            out[f"c{c}"] = {"requests_per_s": round(len(questions) / wall, 3),
-                            "generated_tokens_per_s": round(tokens_out / wall, 2),
-                            "generate_p50_ms": round(statistics.median(generate_ms), 1), "requests": len(questions)}
+            out[f"c{c}"] = {
+                "requests_per_s": round(len(questions) / wall, 3),
+                "generated_tokens_per_s": round(tokens_out / wall, 2),
+                "generate_p50_ms": round(statistics.median(generate_ms), 1),
+                "requests": len(questions),
+            }
             print(engine_name, c, out[f"c{c}"], flush=True)
     finally:
         await stack.stop()
@@ -254,31 +328,50 @@ def ratios(rounds: list[dict[str, Any]]) -> dict[str, float]:
     """Per measure, the median over rounds of llama.cpp's figure over ours (>1: llama.cpp faster)."""
     out: dict[str, float] = {}
     for key, field, higher_is_better in (
-        ("decode_b1", "tokens_per_s", True), ("decode_b8", "tokens_per_s", True),
-        ("prefill_rag_cold", "ttft_s", False), ("prefill_rag_warm", "ttft_s", False),
-        ("one_adapter_b6", "tokens_per_s", True), ("mixed_adapters_b6", "tokens_per_s", True),
+        ("decode_b1", "tokens_per_s", True),
+        ("decode_b8", "tokens_per_s", True),
+        ("prefill_rag_cold", "ttft_s", False),
+        ("prefill_rag_warm", "ttft_s", False),
+        ("one_adapter_b6", "tokens_per_s", True),
+        ("mixed_adapters_b6", "tokens_per_s", True),
     ):
         vals = []
         for row in rounds:
             a, b = row["llamacpp"][key][field], row["own"][key][field]
             vals.append(a / b if higher_is_better else b / a)
         out[key] = round(statistics.median(vals), 3)
-    raw = [row["llamacpp"]["decode_b8"]["tokens_per_s"] / row["llamacpp_raw"]["decode_b8"]["tokens_per_s"]
-           for row in rounds]
+    raw = [
+        row["llamacpp"]["decode_b8"]["tokens_per_s"] / row["llamacpp_raw"]["decode_b8"]["tokens_per_s"]
+        for row in rounds
+    ]
     out["llamacpp_engine_over_raw_server_b8"] = round(statistics.median(raw), 3)
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1, help="threads for both engines (same for each)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: bench/results/engines.json (engines_pipeline.json with --pipeline)")
-    parser.add_argument("--pipeline", type=int, nargs="*", default=None, metavar="CONCURRENCY",
-                        help="instead: the whole in-process pipeline at these concurrencies (e.g. 1 4 16), both engines")
-    parser.add_argument("--queries", type=int, default=8, help="pipeline questions (Banking77 validation rows)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: bench/results/engines.json (engines_pipeline.json with --pipeline)",
+    )
+    parser.add_argument(
+        "--pipeline",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="CONCURRENCY",
+        help="instead: the whole in-process pipeline at these concurrencies (e.g. 1 4 16), both engines",
+    )
+    parser.add_argument(
+        "--queries", type=int, default=8, help="pipeline questions (Banking77 validation rows)"
+    )
     args = parser.parse_args()
     info = {**machine(PACKAGES), "cpu_flags": cpu_flags()}
     if args.pipeline:
@@ -287,8 +380,11 @@ def main() -> None:
         result = asyncio.run(main_async(args))
     info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     name = "engines_pipeline" if args.pipeline else "engines"
-    path = write_result(name, {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **result},
-                        args.out or RESULTS_DIR / f"{name}.json")
+    path = write_result(
+        name,
+        {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **result},
+        args.out or RESULTS_DIR / f"{name}.json",
+    )
     print(path)
 
 

@@ -26,8 +26,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "eval.json"
 PACKAGES = ("torch", "transformers", "peft", "onnxruntime", "pymilvus", "presidio-analyzer")
 
 
-
-
 async def run(adapter: str, limit: int | None, concurrency: int) -> dict[str, Any]:
     from finserve.contracts import AdapterRef
     from finserve.serving.config import load_serving_config

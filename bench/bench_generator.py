@@ -57,15 +57,37 @@ class Variant:
 
 VARIANTS = (
     Variant("float32", "float32", 1, forward="transformers", note="plain transformers: the reference"),
-    Variant("float16-packed", "float16-packed", 1, forward="transformers",
-            note="the previous default: fbgemm float16 weights, transformers forward"),
-    Variant("float16-packed-lean", "float16-packed", 1, note="fbgemm float16 weights, lean forward + C decode kernels"),
-    Variant("int8-transformers", "int8", 1, forward="transformers", note="int8 weights, transformers forward"),
-    Variant("int8-lean", "int8", 1, lora=True, note="the default: int8 weights, lean forward + C decode kernels"),
+    Variant(
+        "float16-packed",
+        "float16-packed",
+        1,
+        forward="transformers",
+        note="the previous default: fbgemm float16 weights, transformers forward",
+    ),
+    Variant(
+        "float16-packed-lean",
+        "float16-packed",
+        1,
+        note="fbgemm float16 weights, lean forward + C decode kernels",
+    ),
+    Variant(
+        "int8-transformers", "int8", 1, forward="transformers", note="int8 weights, transformers forward"
+    ),
+    Variant(
+        "int8-lean", "int8", 1, lora=True, note="the default: int8 weights, lean forward + C decode kernels"
+    ),
     Variant("int8-lean-2-threads", "int8", 2, note="the default on two threads"),
-    Variant("int8-dynamic", "float32", 1, forward="transformers", int8_dynamic=True,
-            note="torch.ao quantize_dynamic (fbgemm, activations quantized per tensor); base only"),
-    Variant("bfloat16", "bfloat16", 1, forward="transformers", note="whole model in bfloat16 (slow here; --only)"),
+    Variant(
+        "int8-dynamic",
+        "float32",
+        1,
+        forward="transformers",
+        int8_dynamic=True,
+        note="torch.ao quantize_dynamic (fbgemm, activations quantized per tensor); base only",
+    ),
+    Variant(
+        "bfloat16", "bfloat16", 1, forward="transformers", note="whole model in bfloat16 (slow here; --only)"
+    ),
 )
 DEFAULT_SKIP = {"bfloat16"}  # no native bfloat16 on this CPU: 30 s TTFT at batch 8, run it with --only
 
@@ -100,8 +122,12 @@ def machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_model": next((ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")), ""),
-        "cpu_flags": sorted({f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "f16c") if f" {f}" in flags}),
+        "cpu_model": next(
+            (ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")), ""
+        ),
+        "cpu_flags": sorted(
+            {f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "f16c") if f" {f}" in flags}
+        ),
         "cpu_count": os.cpu_count(),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
         "python": sys.version.split()[0],
@@ -115,8 +141,12 @@ def percentiles(values: list[float], unit: str, scale: float = 1.0) -> dict[str,
     if len(ordered) == 1:
         ordered = ordered * 2
     cuts = statistics.quantiles(ordered, n=100, method="inclusive")
-    return {f"p50_{unit}": round(cuts[49], 2), f"p95_{unit}": round(cuts[94], 2),
-            f"mean_{unit}": round(statistics.fmean(ordered), 2), "n": len(values)}
+    return {
+        f"p50_{unit}": round(cuts[49], 2),
+        f"p95_{unit}": round(cuts[94], 2),
+        f"mean_{unit}": round(statistics.fmean(ordered), 2),
+        "n": len(values),
+    }
 
 
 def build_adapters(model_dir: Path, root: Path) -> list[str]:
@@ -132,16 +162,22 @@ def build_adapters(model_dir: Path, root: Path) -> list[str]:
     registry = AdapterRegistry(root / "registry")
     refs = []
     for seed in (1, 2):
-        model = get_peft_model(copy.deepcopy(base), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+        model = get_peft_model(
+            copy.deepcopy(base), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
+        )
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if "lora_" in name:
-                    param.copy_(torch.randn(param.shape, generator=gen) * (0.15 if "lora_B" in name else 0.03))
+                    param.copy_(
+                        torch.randn(param.shape, generator=gen) * (0.15 if "lora_B" in name else 0.03)
+                    )
         folder = root / f"bench-{seed}"
         model.save_pretrained(str(folder))
-        registry.publish(folder, AdapterManifest(name="bench", version=f"{seed}.0.0", base_model=BASE_MODEL_ID,
-                                                 checksum=""))
+        registry.publish(
+            folder,
+            AdapterManifest(name="bench", version=f"{seed}.0.0", base_model=BASE_MODEL_ID, checksum=""),
+        )
         refs.append(f"bench@{seed}.0.0")
     return refs
 
@@ -150,8 +186,11 @@ async def one(engine: Any, prompt: str, adapter: str, max_tokens: int) -> Sample
     from finserve.contracts import AdapterRef
     from finserve.serving.inference import ChatMessage, GenerationRequest
 
-    req = GenerationRequest(messages=[ChatMessage(role="user", content=prompt)], adapter=AdapterRef.parse(adapter),
-                            max_tokens=max_tokens)
+    req = GenerationRequest(
+        messages=[ChatMessage(role="user", content=prompt)],
+        adapter=AdapterRef.parse(adapter),
+        max_tokens=max_tokens,
+    )
     t0 = time.perf_counter()
     first = last = None
     parts: list[str] = []
@@ -165,15 +204,29 @@ async def one(engine: Any, prompt: str, adapter: str, max_tokens: int) -> Sample
             tokens = chunk.usage.completion_tokens
             prompt_tokens, cached = chunk.usage.prompt_tokens, chunk.usage.cached_tokens
     assert first is not None and last is not None
-    return Sample(ttft_s=first - t0, tokens=tokens, decode_s=last - first, text="".join(parts), first_at=first,
-                  last_at=last, prompt_tokens=prompt_tokens, cached_tokens=cached)
+    return Sample(
+        ttft_s=first - t0,
+        tokens=tokens,
+        decode_s=last - first,
+        text="".join(parts),
+        first_at=first,
+        last_at=last,
+        prompt_tokens=prompt_tokens,
+        cached_tokens=cached,
+    )
 
 
-async def run_phase(engine: Any, prompts: list[str], adapters: list[str], max_tokens: int, concurrent: bool) -> Phase:
+async def run_phase(
+    engine: Any, prompts: list[str], adapters: list[str], max_tokens: int, concurrent: bool
+) -> Phase:
     phase = Phase()
     w0, c0 = time.perf_counter(), time.process_time()
     if concurrent:
-        phase.samples = list(await asyncio.gather(*(one(engine, p, a, max_tokens) for p, a in zip(prompts, adapters, strict=True))))
+        phase.samples = list(
+            await asyncio.gather(
+                *(one(engine, p, a, max_tokens) for p, a in zip(prompts, adapters, strict=True))
+            )
+        )
     else:
         phase.samples = [await one(engine, p, a, max_tokens) for p, a in zip(prompts, adapters, strict=True)]
     phase.wall_s, phase.cpu_s = time.perf_counter() - w0, time.process_time() - c0
@@ -186,15 +239,20 @@ def summarise(single: list[Phase], batched: list[Phase]) -> dict[str, Any]:
     b8_tokens = [sum(s.tokens for s in ph.samples) for ph in batched]
     # Decode only: tokens after each row's first, over the span from the first row's first token
     # to the last row's last (prefill excluded, the tail where rows have finished included).
-    b8_decode = [sum(s.tokens - 1 for s in ph.samples) / (max(s.last_at for s in ph.samples)
-                                                          - min(s.first_at for s in ph.samples))
-                 for ph in batched]
+    b8_decode = [
+        sum(s.tokens - 1 for s in ph.samples)
+        / (max(s.last_at for s in ph.samples) - min(s.first_at for s in ph.samples))
+        for ph in batched
+    ]
     return {
-        "batch1_decode_tokens_per_s": percentiles([(s.tokens - 1) / s.decode_s for s in singles if s.tokens > 1],
-                                                  "tok_s"),
+        "batch1_decode_tokens_per_s": percentiles(
+            [(s.tokens - 1) / s.decode_s for s in singles if s.tokens > 1], "tok_s"
+        ),
         "batch1_ttft": percentiles([s.ttft_s for s in singles], "ms", 1000),
         "batch1_tokens_per_cpu_s": round(sum(s.tokens for s in singles) / sum(ph.cpu_s for ph in single), 2),
-        "batch8_aggregate_tokens_per_s": percentiles([t / ph.wall_s for t, ph in zip(b8_tokens, batched, strict=True)], "tok_s"),
+        "batch8_aggregate_tokens_per_s": percentiles(
+            [t / ph.wall_s for t, ph in zip(b8_tokens, batched, strict=True)], "tok_s"
+        ),
         "batch8_decode_tokens_per_s": percentiles(b8_decode, "tok_s"),
         "batch8_ttft": percentiles([s.ttft_s for s in b8], "ms", 1000),
         "batch8_tokens_per_cpu_s": round(sum(b8_tokens) / sum(ph.cpu_s for ph in batched), 2),
@@ -206,31 +264,44 @@ def agreement(texts: list[str], reference: list[str]) -> dict[str, float]:
     """Exact matches and mean shared prefix (fraction of the reference) of greedy outputs."""
     prefix = []
     for text, ref in zip(texts, reference, strict=True):
-        n = next((i for i, (a, b) in enumerate(zip(text, ref, strict=False)) if a != b), min(len(text), len(ref)))
+        n = next(
+            (i for i, (a, b) in enumerate(zip(text, ref, strict=False)) if a != b), min(len(text), len(ref))
+        )
         prefix.append(n / max(1, len(ref)))
-    return {"exact": sum(t == r for t, r in zip(texts, reference, strict=False)), "of": len(reference),
-            "mean_shared_prefix": round(statistics.fmean(prefix), 3)}
+    return {
+        "exact": sum(t == r for t, r in zip(texts, reference, strict=False)),
+        "of": len(reference),
+        "mean_shared_prefix": round(statistics.fmean(prefix), 3),
+    }
 
 
-async def bench_variant(v: Variant, args: argparse.Namespace, registry: str, adapters: list[str]) -> dict[str, Any]:
+async def bench_variant(
+    v: Variant, args: argparse.Namespace, registry: str, adapters: list[str]
+) -> dict[str, Any]:
     import torch
 
     from finserve.contracts import AdapterRef
     from finserve.serving.inference import CPUOptions, GeneratorConfig
     from finserve.serving.inference.transformers_engine import TransformersEngine
 
-    config = GeneratorConfig(registry=registry, max_new_tokens=args.tokens, max_batch_size=8, batch_wait_ms=20,
-                             # The same prompts repeat across rounds: a prefix cache would skip their
-                             # prefill. bench_prefix_cache measures it on distinct RAG prompts.
-                             cpu=CPUOptions(weights=v.weights, forward=v.forward, num_threads=v.threads,
-                                            prefix_cache_mb=0))
+    config = GeneratorConfig(
+        registry=registry,
+        max_new_tokens=args.tokens,
+        max_batch_size=8,
+        batch_wait_ms=20,
+        # The same prompts repeat across rounds: a prefix cache would skip their
+        # prefill. bench_prefix_cache measures it on distinct RAG prompts.
+        cpu=CPUOptions(weights=v.weights, forward=v.forward, num_threads=v.threads, prefix_cache_mb=0),
+    )
     engine = TransformersEngine(config)
     t0 = time.perf_counter()
     await engine.start()
     load_s = time.perf_counter() - t0
     assert engine.runner is not None
     if (engine.runner.weights, engine.runner.forward_path) != (v.weights, v.forward):
-        raise RuntimeError(f"{v.name}: the engine fell back to {engine.runner.weights}/{engine.runner.forward_path}")
+        raise RuntimeError(
+            f"{v.name}: the engine fell back to {engine.runner.weights}/{engine.runner.forward_path}"
+        )
     if v.int8_dynamic:
         from torch.ao.quantization import quantize_dynamic
 
@@ -240,18 +311,29 @@ async def bench_variant(v: Variant, args: argparse.Namespace, registry: str, ada
     await run_phase(engine, list(PROMPTS[:1]), base[:1], 4, concurrent=False)  # warm-up
     single = [await run_phase(engine, list(PROMPTS[: args.single]), base[: args.single], args.tokens, False)]
     batched = [await run_phase(engine, list(PROMPTS), base, args.tokens, True) for _ in range(args.rounds)]
-    out: dict[str, Any] = {"note": v.note, "weights": v.weights, "forward": v.forward, "threads": v.threads,
-                           "load_s": round(load_s, 2),
-                           **summarise(single, batched), "_texts": [s.text for s in batched[0].samples]}
+    out: dict[str, Any] = {
+        "note": v.note,
+        "weights": v.weights,
+        "forward": v.forward,
+        "threads": v.threads,
+        "load_s": round(load_s, 2),
+        **summarise(single, batched),
+        "_texts": [s.text for s in batched[0].samples],
+    }
     if v.lora:
         for ref in adapters:
             await engine.ensure_adapter(AdapterRef.parse(ref))
         one_adapter = [adapters[0]] * len(PROMPTS)
         mixed = [("base@0.0.0", adapters[0], adapters[1])[i % 3] for i in range(len(PROMPTS))]
         single = [await run_phase(engine, list(PROMPTS[: args.single]), one_adapter, args.tokens, False)]
-        batched = [await run_phase(engine, list(PROMPTS), mixed, args.tokens, True) for _ in range(args.rounds)]
-        out["with_lora"] = {"batch1_adapter": adapters[0], "batch8_mix": "base + 2 adapters, round robin",
-                            **summarise(single, batched)}
+        batched = [
+            await run_phase(engine, list(PROMPTS), mixed, args.tokens, True) for _ in range(args.rounds)
+        ]
+        out["with_lora"] = {
+            "batch1_adapter": adapters[0],
+            "batch8_mix": "base + 2 adapters, round robin",
+            **summarise(single, batched),
+        }
     await engine.stop()
     return out
 
@@ -278,21 +360,38 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         f32 = results["float32"]
         for name, res in results.items():
             ratios[name] = {
-                "batch1_decode": round(res["batch1_decode_tokens_per_s"]["p50_tok_s"]
-                                       / f32["batch1_decode_tokens_per_s"]["p50_tok_s"], 2),
-                "batch8_aggregate": round(res["batch8_aggregate_tokens_per_s"]["p50_tok_s"]
-                                          / f32["batch8_aggregate_tokens_per_s"]["p50_tok_s"], 2),
-                "batch8_decode": round(res["batch8_decode_tokens_per_s"]["p50_tok_s"]
-                                       / f32["batch8_decode_tokens_per_s"]["p50_tok_s"], 2),
-                "batch1_tokens_per_cpu_s": round(res["batch1_tokens_per_cpu_s"] / f32["batch1_tokens_per_cpu_s"], 2),
+                "batch1_decode": round(
+                    res["batch1_decode_tokens_per_s"]["p50_tok_s"]
+                    / f32["batch1_decode_tokens_per_s"]["p50_tok_s"],
+                    2,
+                ),
+                "batch8_aggregate": round(
+                    res["batch8_aggregate_tokens_per_s"]["p50_tok_s"]
+                    / f32["batch8_aggregate_tokens_per_s"]["p50_tok_s"],
+                    2,
+                ),
+                "batch8_decode": round(
+                    res["batch8_decode_tokens_per_s"]["p50_tok_s"]
+                    / f32["batch8_decode_tokens_per_s"]["p50_tok_s"],
+                    2,
+                ),
+                "batch1_tokens_per_cpu_s": round(
+                    res["batch1_tokens_per_cpu_s"] / f32["batch1_tokens_per_cpu_s"], 2
+                ),
             }
     info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     return {
         "benchmark": "generator",
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": info,
-        "settings": {"max_tokens": args.tokens, "batch1_requests": args.single, "batch8_rounds": args.rounds,
-                     "prompts": len(PROMPTS), "decoding": "greedy", "model": "SmolLM2-135M-Instruct"},
+        "settings": {
+            "max_tokens": args.tokens,
+            "batch1_requests": args.single,
+            "batch8_rounds": args.rounds,
+            "prompts": len(PROMPTS),
+            "decoding": "greedy",
+            "model": "SmolLM2-135M-Instruct",
+        },
         "variants": results,
         "ratios_vs_float32": ratios,
     }
@@ -303,7 +402,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tokens", type=int, default=40, help="max_tokens per request")
     parser.add_argument("--single", type=int, default=4, help="batch-1 requests per variant (<= 8)")
     parser.add_argument("--rounds", type=int, default=2, help="batch-8 rounds per variant")
-    parser.add_argument("--only", nargs="*", help=f"variant names to run (default: all but {sorted(DEFAULT_SKIP)})")
+    parser.add_argument(
+        "--only", nargs="*", help=f"variant names to run (default: all but {sorted(DEFAULT_SKIP)})"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -50,8 +50,6 @@ OBFUSCATED_SNIPPETS = (
 PACKAGES = ("presidio-analyzer", "presidio-anonymizer", "spacy", "phonenumbers", "tldextract", "pydantic")
 
 
-
-
 def load_messages(n: int, seed: int = 77) -> list[str]:
     from finserve.serving.paths import banking77_csv
 
@@ -90,10 +88,12 @@ def leak_rates(guard: Any) -> dict[str, Any]:
         "corpus_kinds": corpus["kinds"],
         "corpus_formats": corpus["formats"],
         "corpus_leaked_ids": corpus["leaks"],
-        "banking77_altered": {"texts": len(texts), "altered": altered, "rate": round(altered / len(texts), 4)},
+        "banking77_altered": {
+            "texts": len(texts),
+            "altered": altered,
+            "rate": round(altered / len(texts), 4),
+        },
     }
-
-
 
 
 def time_calls(fn: Callable[[str], object], texts: list[str], warmup: int = 20) -> dict[str, Any]:
@@ -114,9 +114,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=400, help="scan() calls per message set (>= 200)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--spacy-model", default=None,
-                        help="guard.spacy_model: an installed spaCy pipeline (package name or folder) for NER; "
-                        "default: patterns only, as served by default")
+    parser.add_argument(
+        "--spacy-model",
+        default=None,
+        help="guard.spacy_model: an installed spaCy pipeline (package name or folder) for NER; "
+        "default: patterns only, as served by default",
+    )
     args = parser.parse_args(argv)
     if args.iterations < 200:
         parser.error("--iterations must be at least 200")
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": info,
         "config": "GuardConfig() defaults: 10 entity types, replace action, "
-                  + (f"spaCy NER from {args.spacy_model}" if args.spacy_model else "no spaCy model"),
+        + (f"spaCy NER from {args.spacy_model}" if args.spacy_model else "no spaCy model"),
         "import_s": round(import_s, 2),
         "build_s": round(build_s, 2),
         "mean_words_per_message": {

@@ -62,8 +62,13 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     data[leaf] = value
 
 
-def start_stack(port: int, workdir: Path, overrides: dict[str, Any] | None = None,
-                env: dict[str, str] | None = None, metrics_port: int | None = None) -> subprocess.Popen:
+def start_stack(
+    port: int,
+    workdir: Path,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    metrics_port: int | None = None,
+) -> subprocess.Popen:
     from finserve.serving.config import ServingConfig, load_serving_config
 
     cfg = load_serving_config(None)
@@ -81,8 +86,12 @@ def start_stack(port: int, workdir: Path, overrides: dict[str, Any] | None = Non
     env = {**os.environ, **(env or {}), "RAY_TMPDIR": tempfile.mkdtemp(prefix="fsray-", dir="/tmp")}
     log = workdir / "up.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "finserve.cli", "up", "--config", str(path)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finserve.cli", "up", "--config", str(path)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -100,21 +109,36 @@ def start_stack(port: int, workdir: Path, overrides: dict[str, Any] | None = Non
 
 async def one(client: httpx.AsyncClient, query: str, max_tokens: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    resp = await client.post("/v1/chat/completions", json={
-        "model": "finserve-banking", "max_tokens": max_tokens, "messages": [{"role": "user", "content": query}]})
+    resp = await client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "finserve-banking",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": query}],
+        },
+    )
     wall = (time.perf_counter() - t0) * 1000
     if resp.is_error:  # the finserve error envelope (or the ingress's text) says which stage failed
         print(f"HTTP {resp.status_code}: {resp.text[:500]}", file=sys.stderr)
     resp.raise_for_status()
     data = resp.json()
-    return {"wall_ms": wall, "timings": data["finserve"]["timings_ms"], "cache": data["finserve"]["cache"],
-            "tokens": data["usage"]["completion_tokens"]}
+    return {
+        "wall_ms": wall,
+        "timings": data["finserve"]["timings_ms"],
+        "cache": data["finserve"]["cache"],
+        "tokens": data["usage"]["completion_tokens"],
+    }
 
 
 def stage_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     stages = sorted({k for r in results for k in r["timings"]})
-    out = {stage: percentiles([r["timings"][stage] for r in results if stage in r["timings"]]) for stage in stages}
-    out["overhead"] = percentiles([r["timings"]["total"] - r["timings"].get("generate", 0.0) for r in results])
+    out = {
+        stage: percentiles([r["timings"][stage] for r in results if stage in r["timings"]])
+        for stage in stages
+    }
+    out["overhead"] = percentiles(
+        [r["timings"]["total"] - r["timings"].get("generate", 0.0) for r in results]
+    )
     out["client_overhead"] = percentiles([r["wall_ms"] - r["timings"].get("generate", 0.0) for r in results])
     out["client_wall"] = percentiles([r["wall_ms"] for r in results])
     out["cache"] = {c: sum(1 for r in results if r["cache"] == c) for c in {r["cache"] for r in results}}
@@ -133,11 +157,15 @@ def stage_sums(metrics: str) -> dict[str, tuple[float, float]]:
             continue
         for sample in family.samples:
             if sample.name.endswith(("_sum", "_count")):
-                out.setdefault(sample.labels["stage"], [0.0, 0.0])[sample.name.endswith("_count")] = sample.value
+                out.setdefault(sample.labels["stage"], [0.0, 0.0])[sample.name.endswith("_count")] = (
+                    sample.value
+                )
     return {stage: (v[0], v[1]) for stage, v in out.items()}
 
 
-def audit_mean_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> float | None:
+def audit_mean_ms(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> float | None:
     s0, n0 = before.get("audit", (0.0, 0.0))
     s1, n1 = after.get("audit", (0.0, 0.0))
     return round((s1 - s0) / (n1 - n0) * 1000, 3) if n1 > n0 else None
@@ -150,8 +178,10 @@ async def sequential(base: str, queries: list[str], max_tokens: int) -> list[dic
 
 async def concurrent(base: str, queries: list[str], concurrency: int, max_tokens: int) -> dict[str, Any]:
     sem = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=600,
-                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=600, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
+
         async def bounded(q: str) -> dict[str, Any]:
             async with sem:
                 return await one(client, q, max_tokens)
@@ -160,9 +190,14 @@ async def concurrent(base: str, queries: list[str], concurrency: int, max_tokens
         results = await asyncio.gather(*(bounded(q) for q in queries))
         elapsed = time.perf_counter() - t0
     tokens = sum(r["tokens"] for r in results)
-    return {"concurrency": concurrency, "requests": len(results), "seconds": round(elapsed, 2),
-            "requests_per_s": round(len(results) / elapsed, 3), "tokens_per_s": round(tokens / elapsed, 2),
-            "latency": percentiles([r["wall_ms"] for r in results])}
+    return {
+        "concurrency": concurrency,
+        "requests": len(results),
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(results) / elapsed, 3),
+        "tokens_per_s": round(tokens / elapsed, 2),
+        "latency": percentiles([r["wall_ms"] for r in results]),
+    }
 
 
 def warm_up(base: str, seconds: float = 60) -> None:
@@ -186,16 +221,26 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="PATH=YAML",
-                        help="Override a ServingConfig field, e.g. deployments.retrieval_placement=gateway.")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="Environment variable for the stack (e.g. a RAY_SERVE_* knob).")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=YAML",
+        help="Override a ServingConfig field, e.g. deployments.retrieval_placement=gateway.",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Environment variable for the stack (e.g. a RAY_SERVE_* knob).",
+    )
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     stack_env = dict(item.split("=", 1) for item in args.env)
 
     queries = validation_queries(args.queries + 200)
-    overhead_q, load_q = queries[: args.queries], queries[args.queries:]
+    overhead_q, load_q = queries[: args.queries], queries[args.queries :]
     port, metrics_port = free_port(), free_port()
     info = machine(PACKAGES)
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,7 +257,9 @@ def main() -> None:
             offset = 0
             for level in (int(x) for x in args.levels.split(",") if x.strip()):
                 n = max(8, level * 3)
-                levels.append(asyncio.run(concurrent(base, load_q[offset:offset + n], level, args.max_tokens)))
+                levels.append(
+                    asyncio.run(concurrent(base, load_q[offset : offset + n], level, args.max_tokens))
+                )
                 offset += n
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -223,19 +270,31 @@ def main() -> None:
         "command": "python -m bench.bench_pipeline " + " ".join(sys.argv[1:]),
         "overrides": overrides,
         "env": stack_env,
-        "miss_path_concurrency_1": {**stage_summary(misses), "audit_mean_ms": audit_mean_ms(sums[0], sums[1])},
+        "miss_path_concurrency_1": {
+            **stage_summary(misses),
+            "audit_mean_ms": audit_mean_ms(sums[0], sums[1]),
+        },
         "l1_hit_concurrency_1": {**stage_summary(hits), "audit_mean_ms": audit_mean_ms(sums[1], sums[2])},
         "throughput": levels,
     }
     path = write_result("pipeline", result, args.out)
     o, h = result["miss_path_concurrency_1"]["overhead"], result["l1_hit_concurrency_1"]["overhead"]
-    print(f"overhead miss p50 {o['p50_ms']} p95 {o['p95_ms']} ms; L1-hit p50 {h['p50_ms']} p95 {h['p95_ms']} ms")
-    co, ch = result["miss_path_concurrency_1"]["client_overhead"], result["l1_hit_concurrency_1"]["client_overhead"]
-    print(f"client overhead miss p50 {co['p50_ms']} p95 {co['p95_ms']} ms; L1-hit p50 {ch['p50_ms']} p95 {ch['p95_ms']} ms;"
-          f" audit mean {result['miss_path_concurrency_1']['audit_mean_ms']} ms")
+    print(
+        f"overhead miss p50 {o['p50_ms']} p95 {o['p95_ms']} ms; L1-hit p50 {h['p50_ms']} p95 {h['p95_ms']} ms"
+    )
+    co, ch = (
+        result["miss_path_concurrency_1"]["client_overhead"],
+        result["l1_hit_concurrency_1"]["client_overhead"],
+    )
+    print(
+        f"client overhead miss p50 {co['p50_ms']} p95 {co['p95_ms']} ms; L1-hit p50 {ch['p50_ms']} p95 {ch['p95_ms']} ms;"
+        f" audit mean {result['miss_path_concurrency_1']['audit_mean_ms']} ms"
+    )
     for lv in levels:
-        print(f"c={lv['concurrency']}: {lv['requests_per_s']} req/s, {lv['tokens_per_s']} tok/s, "
-              f"p50 {lv['latency']['p50_ms']} ms p95 {lv['latency']['p95_ms']} ms")
+        print(
+            f"c={lv['concurrency']}: {lv['requests_per_s']} req/s, {lv['tokens_per_s']} tok/s, "
+            f"p50 {lv['latency']['p50_ms']} ms p95 {lv['latency']['p95_ms']} ms"
+        )
     print(f"wrote {path}")
 
 

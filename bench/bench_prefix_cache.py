@@ -30,8 +30,9 @@ from bench.common import RESULTS_DIR, machine, percentiles, write_result
 PACKAGES = ("torch", "transformers", "peft", "ray", "pymilvus", "presidio-analyzer")
 
 
-async def run_variant(questions: list[str], prefix_mb: int, concurrency: int, tokens: int,
-                      threads: int | None) -> tuple[dict[str, Any], list[str]]:
+async def run_variant(
+    questions: list[str], prefix_mb: int, concurrency: int, tokens: int, threads: int | None
+) -> tuple[dict[str, Any], list[str]]:
     from finserve.serving.config import DEFAULT_MODEL, load_serving_config
     from finserve.serving.local import build_local_stack
     from finserve.serving.pipeline import RequestContext
@@ -52,8 +53,9 @@ async def run_variant(questions: list[str], prefix_mb: int, concurrency: int, to
     async def one(i: int, question: str) -> None:
         nonlocal prompt, cached, completion
         async with gate:
-            req = ChatCompletionRequest(model=DEFAULT_MODEL, max_tokens=tokens,
-                                        messages=[{"role": "user", "content": question}])
+            req = ChatCompletionRequest(
+                model=DEFAULT_MODEL, max_tokens=tokens, messages=[{"role": "user", "content": question}]
+            )
             ctx = RequestContext()
             out = await stack.pipeline.chat(req, ctx)
         texts[i] = out.choices[0].message.content
@@ -66,8 +68,9 @@ async def run_variant(questions: list[str], prefix_mb: int, concurrency: int, to
         # Two questions first, outside the timing: the adapter loads and the kernels warm up. They
         # are not in the measured list, so they only fill the cache with what any request would.
         for question in ("Where is my card?", "How do I top up?"):
-            req = ChatCompletionRequest(model=DEFAULT_MODEL, max_tokens=2,
-                                        messages=[{"role": "user", "content": question}])
+            req = ChatCompletionRequest(
+                model=DEFAULT_MODEL, max_tokens=2, messages=[{"role": "user", "content": question}]
+            )
             await stack.pipeline.chat(req, RequestContext())
         cpu0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(one(i, q) for i, q in enumerate(questions)))
@@ -125,8 +128,10 @@ def main() -> None:
     info = machine(PACKAGES)
     payload = asyncio.run(main_async(args))
     info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    command = (f"python -m bench.bench_prefix_cache --queries {args.queries} --concurrency {args.concurrency} "
-               f"--tokens {args.tokens} --threads {args.threads} --variants {' '.join(map(str, args.variants))}")
+    command = (
+        f"python -m bench.bench_prefix_cache --queries {args.queries} --concurrency {args.concurrency} "
+        f"--tokens {args.tokens} --threads {args.threads} --variants {' '.join(map(str, args.variants))}"
+    )
     path = write_result("prefix_cache", {"command": command, "machine": info, **payload}, args.out)
     print(f"wrote {path}")
 

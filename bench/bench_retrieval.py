@@ -71,9 +71,9 @@ async def run(queries: int, rows: int | None, out: Path) -> dict[str, Any]:
         Retriever,
         default_split,
         ingest,
+        lite_fastpath,
         read_banking77,
     )
-    from finserve.serving.retrieval import lite_fastpath
     from finserve.serving.retrieval.store import MilvusStore
 
     result: dict[str, Any] = {
@@ -120,7 +120,9 @@ async def run(queries: int, rows: int | None, out: Path) -> dict[str, Any]:
         # The store installs the Lite fast path (serving/retrieval/lite_fastpath.py); milvus-lite's own
         # executor is timed beside it, on the same collection in the same run.
         lite_fastpath.uninstall()
-        result["milvus_search_answers_top3_lite_executor"] = with_cpu(time_sync(answers, texts, time.process_time))
+        result["milvus_search_answers_top3_lite_executor"] = with_cpu(
+            time_sync(answers, texts, time.process_time)
+        )
         result["milvus_search_examples_top10_lite_executor"] = with_cpu(
             time_sync(examples, texts, time.process_time)
         )

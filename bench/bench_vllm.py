@@ -41,11 +41,19 @@ def gpu() -> dict[str, Any]:
     import torch
 
     props = torch.cuda.get_device_properties(0)
-    info: dict[str, Any] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                            "multiprocessors": props.multi_processor_count, "cuda": torch.version.cuda}
+    info: dict[str, Any] = {
+        "name": props.name,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "multiprocessors": props.multi_processor_count,
+        "cuda": torch.version.cuda,
+    }
     try:
-        info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                        capture_output=True, text=True, check=True).stdout.strip()
+        info["driver"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         pass
     return info
@@ -69,23 +77,34 @@ def phase_summary(phase: Phase) -> dict[str, Any]:
         "per_request_decode": percentiles(decode, "tok_s"),
         "ttft": percentiles([s.ttft_s for s in phase.samples], "ms", 1000),
         "mean_completion_tokens": round(tokens / len(phase.samples), 1),
-        "prompt_tokens_cached_share": round(sum(s.cached_tokens for s in phase.samples)
-                                            / max(1, sum(s.prompt_tokens for s in phase.samples)), 3),
+        "prompt_tokens_cached_share": round(
+            sum(s.cached_tokens for s in phase.samples) / max(1, sum(s.prompt_tokens for s in phase.samples)),
+            3,
+        ),
         "wall_s": round(phase.wall_s, 3),
     }
 
 
-async def bench_one(name: str, args: argparse.Namespace, registry: str,
-                    adapters: list[str]) -> dict[str, Any]:
+async def bench_one(
+    name: str, args: argparse.Namespace, registry: str, adapters: list[str]
+) -> dict[str, Any]:
     from finserve.contracts import AdapterRef
     from finserve.serving.inference import GeneratorConfig, VLLMOptions, build_engine
 
     top = max(args.concurrency)
     config = GeneratorConfig(
-        engine="vllm", registry=registry, max_new_tokens=args.tokens,
-        vllm=VLLMOptions(gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=2048,
-                         max_num_seqs=max(top, 8), enforce_eager=VARIANTS[name], dtype=args.dtype,
-                         max_loras=max(1, len(adapters)), max_lora_rank=16),
+        engine="vllm",
+        registry=registry,
+        max_new_tokens=args.tokens,
+        vllm=VLLMOptions(
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            max_model_len=2048,
+            max_num_seqs=max(top, 8),
+            enforce_eager=VARIANTS[name],
+            dtype=args.dtype,
+            max_loras=max(1, len(adapters)),
+            max_lora_rank=16,
+        ),
     )
     engine = build_engine(config)
     t0 = time.perf_counter()
@@ -110,11 +129,13 @@ async def bench_one(name: str, args: argparse.Namespace, registry: str,
         out["concurrent"][str(n)] = phase_summary(phase)
     lora_single = await run_phase(engine, list(PROMPTS), [adapters[0]] * len(PROMPTS), args.tokens, False)
     lora_mixed = await run_phase(engine, prompts(top), mix, args.tokens, concurrent=True)
-    out["lora"] = {"adapters": adapters, "batch1_adapter": adapters[0],
-                   "batch1": phase_summary(lora_single),
-                   f"concurrent_{top}_mix": {"mix": "base + adapters, round robin",
-                                             **phase_summary(lora_mixed)},
-                   "batch1_texts": [s.text for s in lora_single.samples]}
+    out["lora"] = {
+        "adapters": adapters,
+        "batch1_adapter": adapters[0],
+        "batch1": phase_summary(lora_single),
+        f"concurrent_{top}_mix": {"mix": "base + adapters, round robin", **phase_summary(lora_mixed)},
+        "batch1_texts": [s.text for s in lora_single.samples],
+    }
     await engine.stop()
     return out
 
@@ -124,10 +145,24 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp) / "variant.json"
         flags = ["-P"] if sys.flags.safe_path else []  # the child finds modules as this process did
-        cmd = [sys.executable, *flags, "-m", "bench.bench_vllm", "--one", name, "--one-out", str(dest),
-               "--tokens", str(args.tokens), "--dtype", args.dtype,
-               "--gpu-memory-utilization", str(args.gpu_memory_utilization),
-               "--concurrency", *map(str, args.concurrency)]
+        cmd = [
+            sys.executable,
+            *flags,
+            "-m",
+            "bench.bench_vllm",
+            "--one",
+            name,
+            "--one-out",
+            str(dest),
+            "--tokens",
+            str(args.tokens),
+            "--dtype",
+            args.dtype,
+            "--gpu-memory-utilization",
+            str(args.gpu_memory_utilization),
+            "--concurrency",
+            *map(str, args.concurrency),
+        ]
         if args.registry:
             cmd += ["--registry", args.registry, "--adapter", *args.adapter]
         subprocess.run(cmd, check=True)
@@ -174,25 +209,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if {"cuda-graphs", "eager"} <= variants.keys():
         g, e = variants["cuda-graphs"], variants["eager"]
         ratios["cuda_graphs_vs_eager"] = {
-            "batch1_decode": round(g["batch1"]["per_request_decode"]["p50_tok_s"]
-                                   / e["batch1"]["per_request_decode"]["p50_tok_s"], 2),
-            f"concurrent_{top}_aggregate": round(g["concurrent"][top]["aggregate_tokens_per_s"]
-                                                 / e["concurrent"][top]["aggregate_tokens_per_s"], 2),
+            "batch1_decode": round(
+                g["batch1"]["per_request_decode"]["p50_tok_s"]
+                / e["batch1"]["per_request_decode"]["p50_tok_s"],
+                2,
+            ),
+            f"concurrent_{top}_aggregate": round(
+                g["concurrent"][top]["aggregate_tokens_per_s"]
+                / e["concurrent"][top]["aggregate_tokens_per_s"],
+                2,
+            ),
         }
     for name, res in variants.items():
         ratios[f"{name}_lora_vs_base"] = {
-            "batch1_decode": round(res["lora"]["batch1"]["per_request_decode"]["p50_tok_s"]
-                                   / res["batch1"]["per_request_decode"]["p50_tok_s"], 2),
+            "batch1_decode": round(
+                res["lora"]["batch1"]["per_request_decode"]["p50_tok_s"]
+                / res["batch1"]["per_request_decode"]["p50_tok_s"],
+                2,
+            ),
             f"concurrent_{top}_aggregate": round(
                 res["lora"][f"concurrent_{top}_mix"]["aggregate_tokens_per_s"]
-                / res["concurrent"][top]["aggregate_tokens_per_s"], 2),
+                / res["concurrent"][top]["aggregate_tokens_per_s"],
+                2,
+            ),
         }
     info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result = {
         "machine": info,
-        "settings": {"max_tokens": args.tokens, "concurrency": args.concurrency, "dtype": args.dtype,
-                     "decoding": "greedy", "model": "SmolLM2-135M-Instruct",
-                     "adapters": args.adapter if args.registry else "two random r=8 q/v adapters"},
+        "settings": {
+            "max_tokens": args.tokens,
+            "concurrency": args.concurrency,
+            "dtype": args.dtype,
+            "decoding": "greedy",
+            "model": "SmolLM2-135M-Instruct",
+            "adapters": args.adapter if args.registry else "two random r=8 q/v adapters",
+        },
         "variants": variants,
         "ratios": ratios,
     }

@@ -21,7 +21,17 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 # The instruction-set extensions the CPU paths choose between (machines differ: one had AVX-512 VNNI/BF16).
-CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
+CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def cpu_info() -> dict[str, Any]:
@@ -32,8 +42,10 @@ def cpu_info() -> dict[str, Any]:
         return {"cpu_model": "", "cpu_flags": []}
     lines = text.splitlines()
     have = {f for ln in lines if ln.startswith("flags") for f in ln.split(":", 1)[1].split()}
-    return {"cpu_model": next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), ""),
-            "cpu_flags": [f for f in CPU_FLAGS if f in have]}
+    return {
+        "cpu_model": next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), ""),
+        "cpu_flags": [f for f in CPU_FLAGS if f in have],
+    }
 
 
 def machine(packages: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -87,9 +99,21 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
     if binary is None:
         raise SystemExit("redis-server is not installed: run `make system-deps`")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

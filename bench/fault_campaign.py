@@ -36,9 +36,14 @@ import httpx
 
 from bench.common import machine, percentiles, start_redis, write_result
 
-QUESTIONS = ["How do I activate my card?", "My card has not arrived yet", "What exchange rate do you use?",
-             "I lost my card, what should I do?", "Why was I charged a fee for a card payment?",
-             "My transfer has not reached the recipient"]
+QUESTIONS = [
+    "How do I activate my card?",
+    "My card has not arrived yet",
+    "What exchange rate do you use?",
+    "I lost my card, what should I do?",
+    "Why was I charged a fee for a card payment?",
+    "My transfer has not reached the recipient",
+]
 KEY = "sk-campaign"
 SERVE = """
 import sys, threading, xllamacpp
@@ -64,8 +69,11 @@ class Upstream:
         self.port, self.proc = port, None
 
     def start(self) -> Upstream:
-        self.proc = subprocess.Popen([sys.executable, "-P", "-c", SERVE, gguf(), str(self.port), KEY],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", "-c", SERVE, gguf(), str(self.port), KEY],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(600):
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
@@ -86,15 +94,26 @@ def build_config(redis_url: str, ports: tuple[int, int], audit: Path):  # noqa: 
     from finserve.serving.inference.config import OpenAIOptions, ProviderConfig
 
     def provider(name: str, port: int) -> ProviderConfig:
-        return ProviderConfig(name=name, engine="openai", retry_s=5, openai=OpenAIOptions(
-            base_url=f"http://127.0.0.1:{port}/v1", api_key_env="FAULT_CAMPAIGN_KEY",
-            models={"base@0.0.0": "smollm2"}))
+        return ProviderConfig(
+            name=name,
+            engine="openai",
+            retry_s=5,
+            openai=OpenAIOptions(
+                base_url=f"http://127.0.0.1:{port}/v1",
+                api_key_env="FAULT_CAMPAIGN_KEY",
+                models={"base@0.0.0": "smollm2"},
+            ),
+        )
 
     cfg = ServingConfig()
     cfg.retrieval = cfg.retrieval.model_copy(update={"redis_url": redis_url})
     cfg.audit = cfg.audit.model_copy(update={"path": audit})
-    cfg.generator = cfg.generator.model_copy(update={
-        "max_new_tokens": 16, "providers": [provider("primary", ports[0]), provider("secondary", ports[1])]})
+    cfg.generator = cfg.generator.model_copy(
+        update={
+            "max_new_tokens": 16,
+            "providers": [provider("primary", ports[0]), provider("secondary", ports[1])],
+        }
+    )
     cfg.gateway = cfg.gateway.model_copy(update={"max_tokens_default": 16})
     return cfg
 
@@ -104,7 +123,9 @@ def serve(cfg, port: int):  # noqa: ANN001, ANN201 - a started uvicorn.Server
 
     from finserve.serving.local import create_local_app
 
-    server = uvicorn.Server(uvicorn.Config(create_local_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_local_app(cfg), host="127.0.0.1", port=port, log_level="warning")
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.1)
@@ -126,10 +147,18 @@ def run_phase(url: str, n: int, event_at: float | None, expect: str) -> dict[str
                     return
                 t0 = time.monotonic()
                 try:
-                    r = client.post(url, json={"model": "finserve-banking", "messages": [
-                        {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]})
-                    row = {"status": r.status_code, "provider": r.headers.get("x-finserve-provider"),
-                           "degraded": r.headers.get("x-finserve-degraded")}
+                    r = client.post(
+                        url,
+                        json={
+                            "model": "finserve-banking",
+                            "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+                        },
+                    )
+                    row = {
+                        "status": r.status_code,
+                        "provider": r.headers.get("x-finserve-provider"),
+                        "degraded": r.headers.get("x-finserve-degraded"),
+                    }
                 except httpx.HTTPError as exc:
                     row = {"status": type(exc).__name__, "provider": None, "degraded": None}
                 row.update(started=t0, done=time.monotonic())
@@ -156,8 +185,12 @@ def _kind(row: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--per-phase", type=int, default=8, help="Requests per phase.")
-    ap.add_argument("--port", type=int, default=18400, help="finserve's HTTP port; upstreams use port+10, +11.")
-    ap.add_argument("--out", type=Path, default=None, help="Result file (default bench/results/fault_campaign.json).")
+    ap.add_argument(
+        "--port", type=int, default=18400, help="finserve's HTTP port; upstreams use port+10, +11."
+    )
+    ap.add_argument(
+        "--out", type=Path, default=None, help="Result file (default bench/results/fault_campaign.json)."
+    )
     args = ap.parse_args()
     os.environ["FAULT_CAMPAIGN_KEY"] = KEY
     work = Path(tempfile.mkdtemp(prefix="fault-campaign-"))
@@ -190,12 +223,21 @@ def main() -> None:
         secondary.kill()
         if redis_proc.poll() is None:
             redis_proc.kill()
-    path = write_result("fault_campaign", {
-        "machine": machine(("xllamacpp", "httpx", "redis")),
-        "setup": {"providers": ["primary", "secondary"], "breaker_retry_s": 5, "max_tokens": 16,
-                  "client_threads": 2, "per_phase": args.per_phase},
-        "phases": phases,
-    }, args.out)
+    path = write_result(
+        "fault_campaign",
+        {
+            "machine": machine(("xllamacpp", "httpx", "redis")),
+            "setup": {
+                "providers": ["primary", "secondary"],
+                "breaker_retry_s": 5,
+                "max_tokens": 16,
+                "client_threads": 2,
+                "per_phase": args.per_phase,
+            },
+            "phases": phases,
+        },
+        args.out,
+    )
     print(path.read_text())
 
 

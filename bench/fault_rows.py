@@ -49,10 +49,16 @@ import psutil
 
 from bench.common import machine, percentiles, write_result
 
-QUESTIONS = ["How do I activate my card?", "My card has not arrived yet", "What exchange rate do you use?",
-             "I lost my card, what should I do?", "Why was I charged a fee for a card payment?",
-             "My transfer has not reached the recipient", "How do I change my PIN?",
-             "Can I get a refund for this purchase?"]
+QUESTIONS = [
+    "How do I activate my card?",
+    "My card has not arrived yet",
+    "What exchange rate do you use?",
+    "I lost my card, what should I do?",
+    "Why was I charged a fee for a card payment?",
+    "My transfer has not reached the recipient",
+    "How do I change my PIN?",
+    "Can I get a refund for this purchase?",
+]
 REPO = Path(__file__).resolve().parents[1]
 VAR = REPO / "var"
 MAX_TOKENS = 16
@@ -64,9 +70,22 @@ MAX_TOKENS = 16
 class Load:
     """Client threads sending chat requests until ``stop`` (or ``limit`` requests); one row per request."""
 
-    def __init__(self, base: str, prefix: str, concurrency: int, unique: bool = False, limit: int | None = None,
-                 max_tokens: int = MAX_TOKENS) -> None:
-        self.base, self.prefix, self.unique, self.limit, self.max_tokens = base, prefix, unique, limit, max_tokens
+    def __init__(
+        self,
+        base: str,
+        prefix: str,
+        concurrency: int,
+        unique: bool = False,
+        limit: int | None = None,
+        max_tokens: int = MAX_TOKENS,
+    ) -> None:
+        self.base, self.prefix, self.unique, self.limit, self.max_tokens = (
+            base,
+            prefix,
+            unique,
+            limit,
+            max_tokens,
+        )
         self.rows: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self._lock = threading.Lock()
@@ -98,7 +117,9 @@ class Load:
     def _worker(self) -> None:
         with httpx.Client(timeout=300) as client:
             while (i := self._next()) is not None:
-                row = ask(client, self.base, f"{self.prefix}-{i:05d}", question(i, self.unique), self.max_tokens)
+                row = ask(
+                    client, self.base, f"{self.prefix}-{i:05d}", question(i, self.unique), self.max_tokens
+                )
                 with self._lock:
                     self.rows.append(row)
 
@@ -112,13 +133,24 @@ def ask(client: httpx.Client, base: str, rid: str, text: str, max_tokens: int = 
     t0 = time.monotonic()
     row: dict[str, Any] = {"id": rid, "started": t0}
     try:
-        r = client.post(f"{base}/v1/chat/completions", headers={"x-request-id": rid}, json={
-            "model": "finserve-banking", "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]})
+        r = client.post(
+            f"{base}/v1/chat/completions",
+            headers={"x-request-id": rid},
+            json={
+                "model": "finserve-banking",
+                "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": text}],
+            },
+        )
         body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
         info = body.get("finserve") or {}
-        row.update(status=r.status_code, degraded=info.get("degraded"), cache=info.get("cache"),
-                   code=(body.get("error") or {}).get("code") if isinstance(body.get("error"), dict) else None,
-                   retry_after=r.headers.get("retry-after"))
+        row.update(
+            status=r.status_code,
+            degraded=info.get("degraded"),
+            cache=info.get("cache"),
+            code=(body.get("error") or {}).get("code") if isinstance(body.get("error"), dict) else None,
+            retry_after=r.headers.get("retry-after"),
+        )
     except httpx.HTTPError as exc:
         row.update(status=type(exc).__name__, degraded=None, cache=None, code=None, retry_after=None)
     row["done"] = time.monotonic()
@@ -173,12 +205,25 @@ def audit_check(path: Path, rows: list[dict[str, Any]], key_path: Path | None = 
         "without_line": _few(sorted(r["id"] for r in rows if r["id"] not in lines)),
         "with_several_lines": sorted(k for k, v in lines.items() if len(v) > 1),
         "answered_200_without_200_line": sorted(
-            r["id"] for r in rows if r["status"] == 200 and not any(x["status"] == 200 for x in lines.get(r["id"], []))),
-        "line_statuses": dict(Counter(str(x["status"]) + (f":{x['degraded']}" if x.get("degraded") else "")
-                                      for v in lines.values() for x in v)),
-        "chain": {"ok": report.ok, "lines": report.lines, "first_bad_line": report.first_bad_line,
-                  "bad_file": report.bad_file, "reason": report.reason, "checkpoints_verified":
-                  report.checkpoints_verified},
+            r["id"]
+            for r in rows
+            if r["status"] == 200 and not any(x["status"] == 200 for x in lines.get(r["id"], []))
+        ),
+        "line_statuses": dict(
+            Counter(
+                str(x["status"]) + (f":{x['degraded']}" if x.get("degraded") else "")
+                for v in lines.values()
+                for x in v
+            )
+        ),
+        "chain": {
+            "ok": report.ok,
+            "lines": report.lines,
+            "first_bad_line": report.first_bad_line,
+            "bad_file": report.bad_file,
+            "reason": report.reason,
+            "checkpoints_verified": report.checkpoints_verified,
+        },
     }
 
 
@@ -204,8 +249,9 @@ def _config(audit: Path, milvus_uri: str | None = None):
     cfg.generator = cfg.generator.model_copy(update={"max_new_tokens": MAX_TOKENS})
     cfg.exposure = cfg.exposure.model_copy(update={"metrics_port": None, "metrics_on_api_port": True})
     if milvus_uri:
-        cfg.retrieval = cfg.retrieval.model_copy(update={"milvus_uri": milvus_uri, "milvus_retry_s": 3.0,
-                                                         "milvus_timeout_s": 2.0})
+        cfg.retrieval = cfg.retrieval.model_copy(
+            update={"milvus_uri": milvus_uri, "milvus_retry_s": 3.0, "milvus_timeout_s": 2.0}
+        )
     return cfg
 
 
@@ -232,12 +278,17 @@ def row_audit_full(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             before = Load(base, "full-before", 2, limit=args.per_phase).start().join()
             phases["before"] = {**summary(before), "readyz": ready(base)}
             # Full: a file takes all the space but a few KiB (appends fail with ENOSPC).
-            subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], stderr=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                ["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], stderr=subprocess.DEVNULL, check=False
+            )
             full_ready = ready(base)
             full = Load(base, "full-during", 2, limit=args.per_phase).start().join()
-            phases["full"] = {**summary(full), "readyz": full_ready,
-                              "readyz_body": httpx.get(f"{base}/readyz", timeout=5).json(),
-                              "free_bytes": shutil.disk_usage(mount).free}
+            phases["full"] = {
+                **summary(full),
+                "readyz": full_ready,
+                "readyz_body": httpx.get(f"{base}/readyz", timeout=5).json(),
+                "free_bytes": shutil.disk_usage(mount).free,
+            }
             filler.unlink()
             at = time.monotonic()
             back = None
@@ -247,9 +298,12 @@ def row_audit_full(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 else:
                     time.sleep(0.1)
             after = Load(base, "full-after", 2, limit=args.per_phase).start().join()
-            phases["space_back"] = {**summary(after), "readyz": ready(base),
-                                    "first_200_s": first_after(after, at, lambda r: r["status"] == 200),
-                                    "ready_again_s": round(back, 2) if back is not None else None}
+            phases["space_back"] = {
+                **summary(after),
+                "readyz": ready(base),
+                "first_200_s": first_after(after, at, lambda r: r["status"] == 200),
+                "ready_again_s": round(back, 2) if back is not None else None,
+            }
             rows = before + full + after
         finally:
             server.should_exit = True
@@ -257,9 +311,17 @@ def row_audit_full(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         audit = audit_check(mount / "audit.jsonl", rows, cfg.audit.key_path())
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
-    return {"setup": {"audit_fs": "tmpfs 24 MiB", "min_free_bytes": 8 * 1024 * 1024, "client_threads": 2,
-                      "per_phase": args.per_phase, "max_tokens": MAX_TOKENS},
-            "phases": phases, "audit": audit}
+    return {
+        "setup": {
+            "audit_fs": "tmpfs 24 MiB",
+            "min_free_bytes": 8 * 1024 * 1024,
+            "client_threads": 2,
+            "per_phase": args.per_phase,
+            "max_tokens": MAX_TOKENS,
+        },
+        "phases": phases,
+        "audit": audit,
+    }
 
 
 def row_milvus_down(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -269,9 +331,23 @@ def row_milvus_down(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     port = args.port + 5
 
     def milvus() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "milvus_lite", "server", "--data-dir", str(data),
-                                 "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "milvus_lite",
+                "server",
+                "--data-dir",
+                str(data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait_port(port, 120)
         return proc
 
@@ -295,15 +371,24 @@ def row_milvus_down(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         full_search = None
         while full_search is None and time.monotonic() - restarted_at < 180:
             time.sleep(1)
-            full_search = first_after(load.rows[:], restarted_at, lambda r: r["status"] == 200 and r["cache"] == "miss")
+            full_search = first_after(
+                load.rows[:], restarted_at, lambda r: r["status"] == 200 and r["cache"] == "miss"
+            )
         time.sleep(3)
         load.stop.set()
         rows = load.join()
         down = [r for r in rows if r["started"] < restarted_at]
         up = [r for r in rows if r["started"] >= restarted_at]
-        phases["down"] = {**summary(down, killed_at), "by_retrieval": dict(Counter(str(r["cache"]) for r in down))}
-        phases["restarted"] = {**summary(up), "by_retrieval": dict(Counter(str(r["cache"]) for r in up)),
-                               "milvus_port_open_s": port_back_s, "first_full_search_answer_s": full_search}
+        phases["down"] = {
+            **summary(down, killed_at),
+            "by_retrieval": dict(Counter(str(r["cache"]) for r in down)),
+        }
+        phases["restarted"] = {
+            **summary(up),
+            "by_retrieval": dict(Counter(str(r["cache"]) for r in up)),
+            "milvus_port_open_s": port_back_s,
+            "first_full_search_answer_s": full_search,
+        }
         all_rows = before + rows
     finally:
         server.should_exit = True
@@ -311,10 +396,19 @@ def row_milvus_down(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return {"setup": {"milvus": "Milvus Lite server (child process), full Banking77 index", "milvus_retry_s": 3.0,
-                      "milvus_timeout_s": 2.0, "down_s": args.down_s, "client_threads": 2,
-                      "questions": "each one unique (no retrieval cache hit)", "max_tokens": MAX_TOKENS},
-            "phases": phases, "audit": audit_check(cfg.audit.path, all_rows, cfg.audit.key_path())}
+    return {
+        "setup": {
+            "milvus": "Milvus Lite server (child process), full Banking77 index",
+            "milvus_retry_s": 3.0,
+            "milvus_timeout_s": 2.0,
+            "down_s": args.down_s,
+            "client_threads": 2,
+            "questions": "each one unique (no retrieval cache hit)",
+            "max_tokens": MAX_TOKENS,
+        },
+        "phases": phases,
+        "audit": audit_check(cfg.audit.path, all_rows, cfg.audit.key_path()),
+    }
 
 
 def _wait_port(port: int, timeout: float) -> None:
@@ -347,8 +441,10 @@ class Stack:
             for name in ("models", "adapters"):
                 (self.data / name).symlink_to(VAR / name)
         self.config = work / "serving.yaml"
-        self.config.write_text(f"generator: {{max_new_tokens: {MAX_TOKENS}}}\n"
-                               "exposure: {metrics_port: null, metrics_on_api_port: true}\n")
+        self.config.write_text(
+            f"generator: {{max_new_tokens: {MAX_TOKENS}}}\n"
+            "exposure: {metrics_port: null, metrics_on_api_port: true}\n"
+        )
         self.audit = self.data / "audit" / "audit.jsonl"
         self.seen: dict[int, str] = {}  # every pid of the stack's tree seen, with its name
         self.ray_tmp = f"/tmp/fr{os.getpid()}"  # short: Ray's socket paths must fit 107 bytes
@@ -359,9 +455,23 @@ class Stack:
         env.pop("FINSERVE_DEFAULT_ADAPTER", None)
         log = open(self.work / f"up-{self.starts}.log", "wb")  # noqa: SIM115 - the child writes it
         t0 = time.monotonic()
-        self.proc = subprocess.Popen([str(REPO / ".venv/bin/finserve"), "up", "-c", str(self.config),
-                                      "--port", str(self.http), "--grpc-port", str(self.grpc), "--no-ingest"],
-                                     stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                str(REPO / ".venv/bin/finserve"),
+                "up",
+                "-c",
+                str(self.config),
+                "--port",
+                str(self.http),
+                "--grpc-port",
+                str(self.grpc),
+                "--no-ingest",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 return {"ready": False, "exit_code": self.proc.returncode, "log_tail": self.log_tail()}
@@ -394,7 +504,9 @@ class Stack:
         return procs
 
     def replicas(self, deployment: str) -> list[psutil.Process]:
-        return [p for p in self.note_tree() if _name(p).startswith(f"ray::ServeReplica:finserve:{deployment}")]
+        return [
+            p for p in self.note_tree() if _name(p).startswith(f"ray::ServeReplica:finserve:{deployment}")
+        ]
 
     def rss_mb(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -482,26 +594,36 @@ def row_replica_kill(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         back = round(time.monotonic() - at, 2) if fresh else None
         time.sleep(0.2)
     time.sleep(args.after_s)
-    while first_after(load.rows[:], at, lambda r: r["status"] == 200 and not r["degraded"]) is None \
-            and time.monotonic() - at < 300:
+    while (
+        first_after(load.rows[:], at, lambda r: r["status"] == 200 and not r["degraded"]) is None
+        and time.monotonic() - at < 300
+    ):
         time.sleep(1)
     load.stop.set()
     rows = load.join()
-    out.update({
-        "killed": {"pid": victim.pid, "name": _name(victim) if victim.is_running() else "ServeReplica:finserve:Generator",
-                   "in_flight_at_kill": in_flight},
-        "replica_process_back_s": back,
-        "first_generated_answer_after_kill_s": first_after(rows, at, lambda r: r["status"] == 200 and not r["degraded"]),
-        "before": summary([r for r in rows if r["done"] <= at]),
-        "after": summary([r for r in rows if r["done"] > at], at),
-        "audit": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
-    })
+    out.update(
+        {
+            "killed": {
+                "pid": victim.pid,
+                "name": _name(victim) if victim.is_running() else "ServeReplica:finserve:Generator",
+                "in_flight_at_kill": in_flight,
+            },
+            "replica_process_back_s": back,
+            "first_generated_answer_after_kill_s": first_after(
+                rows, at, lambda r: r["status"] == 200 and not r["degraded"]
+            ),
+            "before": summary([r for r in rows if r["done"] <= at]),
+            "after": summary([r for r in rows if r["done"] > at], at),
+            "audit": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
+        }
+    )
     return out
 
 
 def row_sigterm(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    out: dict[str, Any] = {"setup": {"client_threads": args.concurrency_kill, "max_tokens": MAX_TOKENS,
-                                     "grace_s": args.grace_s}}
+    out: dict[str, Any] = {
+        "setup": {"client_threads": args.concurrency_kill, "max_tokens": MAX_TOKENS, "grace_s": args.grace_s}
+    }
     if not _ensure(stack, out):
         return out
     load = Load(stack.base, "sigterm", args.concurrency_kill).start()
@@ -536,24 +658,33 @@ def row_sigterm(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     stack.proc = None
     not_ready = next((round(t - at, 2) for t, s in probes if t >= at and s != 200), None)
     last_answer = max((r["done"] for r in rows if r["started"] < at and r["status"] == 200), default=None)
-    out.update({
-        "in_flight_at_sigterm": in_flight,
-        "readyz_not_200_after_s": not_ready,
-        "readyz_after_sigterm": dict(Counter(str(s) for t, s in probes if t >= at)),
-        "last_in_flight_answer_after_s": round(last_answer - at, 2) if last_answer and last_answer > at else None,
-        "exit_after_s": exited,
-        "exit_code": exit_code,
-        "left_running_5s_after_exit": left,
-        "before": summary([r for r in rows if r["done"] <= at]),
-        "in_flight": summary([r for r in rows if r["started"] < at < r["done"]], at),
-        "audit": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
-    })
+    out.update(
+        {
+            "in_flight_at_sigterm": in_flight,
+            "readyz_not_200_after_s": not_ready,
+            "readyz_after_sigterm": dict(Counter(str(s) for t, s in probes if t >= at)),
+            "last_in_flight_answer_after_s": round(last_answer - at, 2)
+            if last_answer and last_answer > at
+            else None,
+            "exit_after_s": exited,
+            "exit_code": exit_code,
+            "left_running_5s_after_exit": left,
+            "before": summary([r for r in rows if r["done"] <= at]),
+            "in_flight": summary([r for r in rows if r["started"] < at < r["done"]], at),
+            "audit": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
+        }
+    )
     return out
 
 
 def row_sigkill_restart(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    out: dict[str, Any] = {"setup": {"client_threads": args.concurrency_kill, "max_tokens": MAX_TOKENS,
-                                     "sigkill_after_sigterm_s": 3}}
+    out: dict[str, Any] = {
+        "setup": {
+            "client_threads": args.concurrency_kill,
+            "max_tokens": MAX_TOKENS,
+            "sigkill_after_sigterm_s": 3,
+        }
+    }
     if not _ensure(stack, out):
         return out
     load = Load(stack.base, "sigkill", args.concurrency_kill).start()
@@ -572,27 +703,40 @@ def row_sigkill_restart(args: argparse.Namespace, stack: Stack) -> dict[str, Any
     rows = load.join(120)
     time.sleep(10)
     left = stack.alive_seen()
-    out.update({
-        "in_flight_at_sigterm": in_flight,
-        "left_running_10s_after_sigkill": left,
-        "requests": summary(rows, at),
-        "audit_after_kill": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
-    })
+    out.update(
+        {
+            "in_flight_at_sigterm": in_flight,
+            "left_running_10s_after_sigkill": left,
+            "requests": summary(rows, at),
+            "audit_after_kill": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
+        }
+    )
     stack.proc = None
     # Again on the same data dir and ports, leftovers still there, as `make up` would be run.
     out["restart"] = stack.start()
     if out["restart"]["ready"]:
         with httpx.Client(timeout=300) as client:
-            out["restart"]["first_request"] = outcome(ask(client, stack.base, "sigkill-after-00000", QUESTIONS[0]))
+            out["restart"]["first_request"] = outcome(
+                ask(client, stack.base, "sigkill-after-00000", QUESTIONS[0])
+            )
         out["restart"]["leftovers_of_first_run_still_running"] = {
-            pid: name for pid, name in stack.alive_seen().items() if pid in left}
-        out["audit_after_restart"] = audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key"))["chain"]
+            pid: name for pid, name in stack.alive_seen().items() if pid in left
+        }
+        out["audit_after_restart"] = audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key"))[
+            "chain"
+        ]
     return out
 
 
 def row_soak(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    out: dict[str, Any] = {"setup": {"client_threads": args.concurrency, "seconds": args.soak_s,
-                                     "max_tokens": MAX_TOKENS, "rss_every_s": 10}}
+    out: dict[str, Any] = {
+        "setup": {
+            "client_threads": args.concurrency,
+            "seconds": args.soak_s,
+            "max_tokens": MAX_TOKENS,
+            "rss_every_s": 10,
+        }
+    }
     if not _ensure(stack, out):
         return out
     samples: list[dict[str, Any]] = []
@@ -600,24 +744,38 @@ def row_soak(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     t0 = time.monotonic()
     while time.monotonic() - t0 < args.soak_s:
         by = stack.rss_mb()
-        samples.append({"t_s": round(time.monotonic() - t0, 1), "rss_mb": round(sum(by.values()), 1),
-                        "done": len(load.rows), "by_process": {k: round(v, 1) for k, v in by.items()}})
+        samples.append(
+            {
+                "t_s": round(time.monotonic() - t0, 1),
+                "rss_mb": round(sum(by.values()), 1),
+                "done": len(load.rows),
+                "by_process": {k: round(v, 1) for k, v in by.items()},
+            }
+        )
         time.sleep(10)
     load.stop.set()
     rows = load.join()
-    out.update({"requests": summary(rows), "rss": rss_trend(samples),
-                "throughput_rps": round(len(rows) / args.soak_s, 3),
-                "latency_by_third": [summary(third)["latency_ms"] for third in _thirds(rows)],
-                "rss_samples": [{k: s[k] for k in ("t_s", "rss_mb", "done")} for s in samples],
-                "rss_by_process_first_last": {"first": samples[0]["by_process"], "last": samples[-1]["by_process"]},
-                "audit": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key"))})
+    out.update(
+        {
+            "requests": summary(rows),
+            "rss": rss_trend(samples),
+            "throughput_rps": round(len(rows) / args.soak_s, 3),
+            "latency_by_third": [summary(third)["latency_ms"] for third in _thirds(rows)],
+            "rss_samples": [{k: s[k] for k in ("t_s", "rss_mb", "done")} for s in samples],
+            "rss_by_process_first_last": {
+                "first": samples[0]["by_process"],
+                "last": samples[-1]["by_process"],
+            },
+            "audit": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
+        }
+    )
     return out
 
 
 def _thirds(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     ordered = sorted(rows, key=lambda r: r["started"])
     n = len(ordered)
-    return [ordered[: n // 3], ordered[n // 3: 2 * n // 3], ordered[2 * n // 3:]]
+    return [ordered[: n // 3], ordered[n // 3 : 2 * n // 3], ordered[2 * n // 3 :]]
 
 
 def rss_trend(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -625,32 +783,49 @@ def rss_trend(samples: list[dict[str, Any]]) -> dict[str, Any]:
     caches, allocator arenas), and the growth from the first to the last sample."""
     import statistics
 
-    half = samples[len(samples) // 2:] if len(samples) >= 6 else samples
+    half = samples[len(samples) // 2 :] if len(samples) >= 6 else samples
     xs, ys = [s["t_s"] / 60 for s in half], [s["rss_mb"] for s in half]
     slope = statistics.linear_regression(xs, ys).slope if len(half) >= 2 else float("nan")
     first, mid, last = samples[0]["rss_mb"], half[0]["rss_mb"], samples[-1]["rss_mb"]
-    return {"first_mb": first, "last_mb": last, "growth_pct": round((last - first) / first * 100, 2),
-            "growth_pct_second_half": round((last - mid) / mid * 100, 2),
-            "slope_mb_per_min_second_half": round(slope, 3), "second_half_mean_mb": round(statistics.fmean(ys), 1)}
+    return {
+        "first_mb": first,
+        "last_mb": last,
+        "growth_pct": round((last - first) / first * 100, 2),
+        "growth_pct_second_half": round((last - mid) / mid * 100, 2),
+        "slope_mb_per_min_second_half": round(slope, 3),
+        "second_half_mean_mb": round(statistics.fmean(ys), 1),
+    }
 
 
 IN_PROCESS = {"audit_full": row_audit_full, "milvus_down": row_milvus_down}
-STACK = {"replica_kill": row_replica_kill, "sigterm": row_sigterm, "sigkill_restart": row_sigkill_restart,
-         "soak": row_soak}
+STACK = {
+    "replica_kill": row_replica_kill,
+    "sigterm": row_sigterm,
+    "sigkill_restart": row_sigkill_restart,
+    "soak": row_soak,
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rows", help=f"Comma-separated rows: {', '.join([*IN_PROCESS, *STACK])}.")
-    ap.add_argument("--port", type=int, default=18800, help="Base port: HTTP; +1 and +2 finserve up; +5 Milvus.")
+    ap.add_argument(
+        "--port", type=int, default=18800, help="Base port: HTTP; +1 and +2 finserve up; +5 Milvus."
+    )
     ap.add_argument("--per-phase", type=int, default=6, help="Requests per phase of the in-process rows.")
     ap.add_argument("--down-s", type=float, default=20, help="milvus_down: seconds Milvus stays down.")
     ap.add_argument("--concurrency", type=int, default=8, help="soak: client threads.")
-    ap.add_argument("--concurrency-kill", type=int, default=4, help="replica_kill, sigterm, sigkill: client threads.")
+    ap.add_argument(
+        "--concurrency-kill", type=int, default=4, help="replica_kill, sigterm, sigkill: client threads."
+    )
     ap.add_argument("--soak-s", type=float, default=600, help="soak: seconds.")
     ap.add_argument("--warm-s", type=float, default=15, help="Seconds of load before a kill.")
-    ap.add_argument("--after-s", type=float, default=30, help="replica_kill: seconds of load after the replica is back.")
-    ap.add_argument("--grace-s", type=float, default=30, help="sigterm: the grace period (Kubernetes' default).")
+    ap.add_argument(
+        "--after-s", type=float, default=30, help="replica_kill: seconds of load after the replica is back."
+    )
+    ap.add_argument(
+        "--grace-s", type=float, default=30, help="sigterm: the grace period (Kubernetes' default)."
+    )
     args = ap.parse_args()
     os.environ.setdefault("FINSERVE_DATA_DIR", str(VAR))
     rows = args.rows.split(",")
@@ -664,8 +839,9 @@ def main() -> None:
             t0 = time.monotonic()
             at_start = machine(("ray", "httpx", "milvus-lite", "torch"))
             result = IN_PROCESS[name](args, work) if name in IN_PROCESS else STACK[name](args, stack)
-            path = write_result(f"fault_{name}", {"machine": at_start, "wall_s": round(time.monotonic() - t0, 1),
-                                                  **result})
+            path = write_result(
+                f"fault_{name}", {"machine": at_start, "wall_s": round(time.monotonic() - t0, 1), **result}
+            )
             print(path.read_text(), flush=True)
     finally:
         if stack is not None:

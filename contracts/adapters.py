@@ -13,9 +13,7 @@ BASE_ADAPTER = "base"
 """The pseudo-adapter name meaning "the base model, no LoRA"."""
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-_.]{0,61}[a-z0-9])?$")
-_SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
-)
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
 class AdapterRef(StrictModel):

@@ -34,10 +34,16 @@ class AnswerMetrics(StrictModel):
     rows: int = Field(ge=0, description="Rows answered (errors excluded).")
     errors: int = Field(0, ge=0, description="Rows whose request failed.")
     answer_accuracy: float = Field(
-        ge=0, le=1, description="Share of answers whose nearest reference answer (MiniLM cosine) is the row's intent.")
+        ge=0,
+        le=1,
+        description="Share of answers whose nearest reference answer (MiniLM cosine) is the row's intent.",
+    )
     groundedness: float = Field(
-        ge=0, le=1, description="Share of answer sentences supported by the knowledge the prompt carried.")
-    unsupported_sentences: int = Field(0, ge=0, description="Answer sentences no knowledge sentence supports.")
+        ge=0, le=1, description="Share of answer sentences supported by the knowledge the prompt carried."
+    )
+    unsupported_sentences: int = Field(
+        0, ge=0, description="Answer sentences no knowledge sentence supports."
+    )
     truncated_rate: float = Field(ge=0, le=1, description="Share of answers cut off mid-sentence.")
     empty_rate: float = Field(0.0, ge=0, le=1, description="Share of empty answers.")
     repetition_rate: float = Field(ge=0, le=1, description="Share of answers with a repeated n-gram.")
@@ -60,8 +66,7 @@ class PairedComparison(StrictModel):
     p_value: float = Field(ge=0, le=1, description="Two-sided p-value of 'no difference'.")
     candidate_only: int = Field(ge=0, description="Rows only the candidate got right.")
     baseline_only: int = Field(ge=0, description="Rows only the baseline got right.")
-    verdict: Literal["better", "worse", "no-significant-difference"] = Field(
-        description="At the 5 % level.")
+    verdict: Literal["better", "worse", "no-significant-difference"] = Field(description="At the 5 % level.")
 
 
 class IntentRow(StrictModel):
@@ -80,11 +85,15 @@ class AnswerEvalReport(StrictModel):
     candidate: AnswerMetrics = Field(description="The version under evaluation.")
     baseline: AnswerMetrics | None = Field(None, description="The version compared against, if any.")
     comparison: PairedComparison | None = Field(None, description="Paired test, when there is a baseline.")
-    groundedness_threshold: float = Field(description="Cosine at or above which a sentence counts as supported.")
+    groundedness_threshold: float = Field(
+        description="Cosine at or above which a sentence counts as supported."
+    )
     seconds: float = Field(ge=0, description="Wall time of the run.")
     per_intent: dict[str, IntentRow] = Field(
-        default_factory=dict, description="The candidate's figures per intent (left out of summaries, e.g. "
-        "a Job's termination message, which Kubernetes caps at 4 KiB).")
+        default_factory=dict,
+        description="The candidate's figures per intent (left out of summaries, e.g. "
+        "a Job's termination message, which Kubernetes caps at 4 KiB).",
+    )
 
     def summary(self) -> AnswerEvalReport:
         """The report without per-intent rows: what fits a termination message, an Event or status."""

@@ -99,9 +99,7 @@ class AdapterRegistry:
         if not self.fs.exists(self._path):
             return []
         return sorted(
-            os.path.basename(p.rstrip("/"))
-            for p in self.fs.ls(self._path, detail=False)
-            if self.fs.isdir(p)
+            os.path.basename(p.rstrip("/")) for p in self.fs.ls(self._path, detail=False) if self.fs.isdir(p)
         )
 
     def versions(self, name: str) -> list[str]:
@@ -179,7 +177,9 @@ class AdapterRegistry:
             self.verify(ref)  # raises with the per-file detail
         return manifest, path
 
-    def publish(self, folder: str | Path, manifest: AdapterManifest, overwrite: bool = False) -> AdapterManifest:
+    def publish(
+        self, folder: str | Path, manifest: AdapterManifest, overwrite: bool = False
+    ) -> AdapterManifest:
         """Copy a PEFT adapter folder in as ``NAME/VERSION`` with checksums filled in."""
         hashes = hash_folder(folder)
         if not hashes:

@@ -30,10 +30,13 @@ class Route(StrictModel):
     canary_weight: int = Field(0, ge=0, le=100, description="Percent of traffic sent to the canary.")
     rollout: str | None = Field(None, description="namespace/name of the ModelRollout that owns this route.")
     shadow_percent: float = Field(
-        0.0, ge=0.0, le=100.0,
+        0.0,
+        ge=0.0,
+        le=100.0,
         description="Percent of the stable version's requests mirrored to the canary as shadow traffic: the "
         "canary answers them too, guarded and audited (route shadow) and compared with the stable answer, "
-        "but its answer is never returned.")
+        "but its answer is never returned.",
+    )
 
     @model_validator(mode="after")
     def _weight_needs_canary(self) -> Route:

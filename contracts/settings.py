@@ -35,16 +35,20 @@ def overrides_reader(config: type[BaseModel], prefix: str) -> type[BaseSettings]
     own validation judges the values."""
 
     class _Base(BaseSettings):
-        model_config = SettingsConfigDict(env_prefix=prefix, env_nested_delimiter=NESTED, case_sensitive=False,
-                                          extra="ignore")
+        model_config = SettingsConfigDict(
+            env_prefix=prefix, env_nested_delimiter=NESTED, case_sensitive=False, extra="ignore"
+        )
 
     fields: dict[str, Any] = {}
     for name, info in config.model_fields.items():
         if _is_section(info.annotation):
-            fields[name] = (dict[str, Any], Field(default_factory=dict, description=f"Overrides of `{name}`."))
+            fields[name] = (
+                dict[str, Any],
+                Field(default_factory=dict, description=f"Overrides of `{name}`."),
+            )
         else:
             fields[name] = (str | None, Field(None, description=f"Override of `{name}`."))
-    return create_model(f"{config.__name__}Overrides", __base__=_Base, **fields)  # type: ignore[call-overload]
+    return create_model(f"{config.__name__}Overrides", __base__=_Base, **fields)
 
 
 def _decode(value: Any) -> Any:
@@ -83,7 +87,7 @@ def unknown_names(config: type[BaseModel], prefix: str, environ: Mapping[str, st
     out: dict[str, str] = {}
     for key, value in environ.items():
         if key.upper().startswith(upper):
-            head = key[len(prefix):].split(NESTED, 1)[0].lower()
+            head = key[len(prefix) :].split(NESTED, 1)[0].lower()
             if head not in config.model_fields:
                 out[head] = value
     return out
@@ -93,7 +97,9 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``over`` laid on top, maps merged key by key, anything else replaced."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 

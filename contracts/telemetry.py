@@ -36,7 +36,8 @@ REQUEST_LOG_FIELDS = ("request_id", "trace_id", "span_id", "tenant", "model", "a
 
 # A callable (not a dict) so fields learned later in the request (the routed adapter) need no update.
 _request_fields: contextvars.ContextVar[Callable[[], Mapping[str, Any]] | None] = contextvars.ContextVar(
-    "finserve_request_log_fields", default=None)
+    "finserve_request_log_fields", default=None
+)
 
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
 
@@ -111,8 +112,11 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
-def configure_logging(fmt: str | None = None, *, loggers: tuple[str, ...] = ("finserve", "uvicorn", "uvicorn.error",
-                      "uvicorn.access")) -> str:
+def configure_logging(
+    fmt: str | None = None,
+    *,
+    loggers: tuple[str, ...] = ("finserve", "uvicorn", "uvicorn.error", "uvicorn.access"),
+) -> str:
     """Give finserve's and uvicorn's loggers one stderr handler in the chosen format (idempotent).
 
     The handler is attached to these named loggers, not the root: Ray and kopf configure the root
@@ -135,6 +139,7 @@ def configure_logging(fmt: str | None = None, *, loggers: tuple[str, ...] = ("fi
 
 # ---- tracing ----
 
+
 def tracing_requested(env: Mapping[str, str] | None = None) -> bool:
     """Whether the OTEL_* variables ask for spans to be exported (see the module docstring)."""
     env = os.environ if env is None else env
@@ -143,8 +148,9 @@ def tracing_requested(env: Mapping[str, str] | None = None) -> bool:
     exporters = {e.strip().lower() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if e.strip()}
     if "console" in exporters:
         return True
-    return "otlp" in exporters and bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                                         or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    return "otlp" in exporters and bool(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
 
 
 def tracing_active() -> bool:
@@ -193,8 +199,10 @@ def setup_tracing(service_name: str, env: Mapping[str, str] | None = None) -> bo
 
 def instrument_libraries() -> None:
     """Client spans (and traceparent headers) for the libraries finserve calls out with, where installed."""
-    for module, cls in (("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-                        ("opentelemetry.instrumentation.redis", "RedisInstrumentor")):
+    for module, cls in (
+        ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+        ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+    ):
         try:
             instrumentor = getattr(__import__(module, fromlist=[cls]), cls)()
         except ImportError:
@@ -208,12 +216,24 @@ def tracer(name: str = "finserve") -> trace.Tracer:
 
 
 @contextlib.contextmanager
-def span(name: str, *, context: Context | None = None, kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-         attributes: Mapping[str, Any] | None = None, tracer_name: str = "finserve") -> Iterator[trace.Span]:
+def span(
+    name: str,
+    *,
+    context: Context | None = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    tracer_name: str = "finserve",
+) -> Iterator[trace.Span]:
     """A current span whose failure records the exception's class only (``error.type``), never its message
     or traceback: messages can quote request content, and spans leave the process."""
-    with tracer(tracer_name).start_as_current_span(name, context=context, kind=kind, attributes=attributes,
-                                                   record_exception=False, set_status_on_exception=False) as current:
+    with tracer(tracer_name).start_as_current_span(
+        name,
+        context=context,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
         try:
             yield current
         except BaseException as exc:

@@ -1,8 +1,8 @@
 """Print requirement lines from pyproject.toml for an image build, so versions live in one place.
 
-    python pick_deps.py pyproject.toml                   every runtime dependency
-    python pick_deps.py pyproject.toml --extra gpu       plus the `gpu` extra
-    python pick_deps.py pyproject.toml --only kopf httpx just these (by normalized name)
+python pick_deps.py pyproject.toml                   every runtime dependency
+python pick_deps.py pyproject.toml --extra gpu       plus the `gpu` extra
+python pick_deps.py pyproject.toml --only kopf httpx just these (by normalized name)
 """
 
 from __future__ import annotations

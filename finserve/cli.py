@@ -22,7 +22,6 @@ app = typer.Typer(
 )
 
 
-
 def _version(show: bool) -> None:
     if show:
         # The installed distribution's version: pyproject.toml's, the one source (the chart's
@@ -33,7 +32,9 @@ def _version(show: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_version, help="Print the version and exit."
+    ),
 ) -> None:
     """Guarded RAG serving for domain-tuned LLMs: serve, ingest, train, evaluate, roll out."""
 

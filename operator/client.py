@@ -65,7 +65,10 @@ class RolloutClient:
 
     async def get(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            return cast("dict[str, Any]", await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+            return cast(
+                "dict[str, Any]",
+                await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+            )
         except ApiException as exc:
             if exc.status == 404:
                 raise RolloutNotFound(f"modelrollout {namespace}/{name} not found") from exc
@@ -96,8 +99,9 @@ class RolloutClient:
             found = await self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         else:
             found = await self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-        return sorted(found.get("items", []),
-                      key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        return sorted(
+            found.get("items", []), key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+        )
 
     async def changes(self, namespace: str, name: str) -> AsyncIterator[dict[str, Any]]:
         """The object now, then again after each change, until it settles (see settled())."""
@@ -122,8 +126,10 @@ class RolloutClient:
         phase = settled(obj)
         if phase != Phase.SUCCEEDED:
             now = (obj.get("status") or {}).get("phase") or "not started"
-            raise UndoRefused(f"modelrollout {namespace}/{name} is {now}: only a Succeeded rollout can be undone "
-                              "(a running one: abort; a failed one already serves its stable version)")
+            raise UndoRefused(
+                f"modelrollout {namespace}/{name} is {now}: only a Succeeded rollout can be undone "
+                "(a running one: abort; a failed one already serves its stable version)"
+            )
         spec = obj["spec"]
         body = [
             {"op": "test", "path": "/metadata/resourceVersion", "value": obj["metadata"]["resourceVersion"]},

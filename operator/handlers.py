@@ -45,7 +45,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300  # renew watches now and then
     # `finserve operator run` loads the config before kopf starts (a bad one stops it there); `kopf run -m` does not.
     config = memo.get("config")
-    memo.runtime = await Runtime.connect(config if isinstance(config, OperatorConfig) else load_operator_config())
+    memo.runtime = await Runtime.connect(
+        config if isinstance(config, OperatorConfig) else load_operator_config()
+    )
 
 
 @kopf.on.cleanup()

@@ -12,8 +12,9 @@ import asyncio
 import threading
 from wsgiref.simple_server import WSGIServer
 
-from finserve.contracts import metrics as names
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from finserve.contracts import metrics as names
 
 from .status import Phase, RolloutStatus
 
@@ -25,12 +26,16 @@ class RolloutMetrics:
         self.registry = registry or CollectorRegistry()
         labels = list(names.ROLLOUT_LABELS)
         self.phase = Gauge(
-            names.ROLLOUT_PHASE, "1 for the ModelRollout's current phase, 0 for the others.",
-            [*labels, "phase"], registry=self.registry,
+            names.ROLLOUT_PHASE,
+            "1 for the ModelRollout's current phase, 0 for the others.",
+            [*labels, "phase"],
+            registry=self.registry,
         )
         self.canary_weight = Gauge(
-            names.ROLLOUT_CANARY_WEIGHT, "Percent of the model's traffic on the canary.",
-            labels, registry=self.registry,
+            names.ROLLOUT_CANARY_WEIGHT,
+            "Percent of the model's traffic on the canary.",
+            labels,
+            registry=self.registry,
         )
         # The model label each rollout's series carry: an edited spec.model must not leave the old
         # series behind, and prometheus_client>=0.20 cannot remove series by a partial label set.

@@ -128,9 +128,7 @@ SHADOW_METRICS: dict[str, BuiltinMetric] = {
 """Built-ins for the shadow phase (spec.strategy.shadow.metrics): they read the canary's answers to
 mirrored stable requests, so they have data only while shadow traffic flows."""
 
-SHADOW_SAMPLES_QUERY = (
-    f'sum(increase({m.SHADOW_REQUESTS_TOTAL}{{{_SEL},outcome="compared"}}{_W}))'
-)
+SHADOW_SAMPLES_QUERY = f'sum(increase({m.SHADOW_REQUESTS_TOTAL}{{{_SEL},outcome="compared"}}{_W}))'
 """Shadow pairs compared during the interval: the shadow phase's sample-size guard (minSamples)."""
 
 ALL_BUILTINS: dict[str, BuiltinMetric] = {**BUILTIN_METRICS, **SHADOW_METRICS}

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field
+
 from finserve.contracts import StrictModel
 from finserve.contracts.settings import NESTED, merge, overrides_reader, read_overrides, unknown_names
-from pydantic import Field
 
 from .adapters.routing import DEFAULT_CONFIGMAP
 
@@ -39,7 +40,9 @@ log = logging.getLogger(__name__)
 class PrometheusConfig(StrictModel):
     """Where canary analysis reads its metrics."""
 
-    url: str = Field("http://prometheus-operated.monitoring:9090", description="Prometheus base URL (HTTP API).")
+    url: str = Field(
+        "http://prometheus-operated.monitoring:9090", description="Prometheus base URL (HTTP API)."
+    )
     timeout: float = Field(10.0, gt=0, description="Seconds per Prometheus query.")
 
 
@@ -47,8 +50,9 @@ class OperatorConfig(StrictModel):
     """Where metrics come from, where routes go, how often a running rollout is looked at, and
     where the operator's own metrics are served."""
 
-    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig,
-                                         description="The Prometheus that canary analysis queries.")
+    prometheus: PrometheusConfig = Field(
+        default_factory=PrometheusConfig, description="The Prometheus that canary analysis queries."
+    )
     routing_configmap: str = Field(
         DEFAULT_CONFIGMAP, description="Name of the routing-table ConfigMap in each rollout's namespace."
     )
@@ -82,7 +86,7 @@ def _renamed(environ: Mapping[str, str]) -> dict[str, Any]:
         if environ.get(old):
             log.warning("%s is deprecated and will stop being read: set %s instead", old, new)
             value: Any = environ[old]
-            for key in reversed(new[len(ENV_PREFIX):].lower().split(NESTED)):
+            for key in reversed(new[len(ENV_PREFIX) :].lower().split(NESTED)):
                 value = {key: value}
             out = merge(out, value)
     return out
@@ -96,7 +100,9 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return merge(below, read_overrides(_Overrides, environ))
 
 
-def load_operator_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+def load_operator_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> OperatorConfig:
     """The defaults, the YAML file (``path``, else $FINSERVE_OPERATOR_CONFIG, else none), then the environment's
     overrides, validated (a bad value raises pydantic's ValidationError, located at its field)."""
     env = os.environ if environ is None else environ
@@ -108,5 +114,12 @@ def load_operator_config(path: str | Path | None = None, environ: Mapping[str, s
     return OperatorConfig.model_validate(merge(data, env_overrides(environ)))
 
 
-__all__ = ["CONFIG_FILE_ENV", "ENV_PREFIX", "RENAMED", "OperatorConfig", "PrometheusConfig",
-           "env_overrides", "load_operator_config"]
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "ENV_PREFIX",
+    "RENAMED",
+    "OperatorConfig",
+    "PrometheusConfig",
+    "env_overrides",
+    "load_operator_config",
+]

@@ -23,9 +23,9 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from finserve.contracts import StrictModel
 from pydantic import Field, field_validator
 
+from finserve.contracts import StrictModel
 from finserve.contracts.evaluation import AnswerEvalReport, AnswerMetrics
 
 from .adapters.memory import InMemoryRouteStore, InMemoryWorkloads, ListEventSink
@@ -87,7 +87,9 @@ class EvaluationResult(StrictModel):
 
     def report(self, action: RunEvaluation) -> AnswerEvalReport:
         def metrics(adapter: str, figures: dict[str, float]) -> AnswerMetrics:
-            return AnswerMetrics.model_validate({"adapter": adapter, "rows": self.rows, **_FIGURES, **figures})
+            return AnswerMetrics.model_validate(
+                {"adapter": adapter, "rows": self.rows, **_FIGURES, **figures}
+            )
 
         return AnswerEvalReport(
             dataset="simulation",
@@ -221,7 +223,12 @@ async def simulate(
         status = decision.status
         for event in events.events[seen:]:
             if event.reason == "EvaluationRetried":  # the record is replaced by the next attempt's
-                yield {"t": _t(elapsed), "phase": str(status.phase), "event": event.reason, "message": event.message}
+                yield {
+                    "t": _t(elapsed),
+                    "phase": str(status.phase),
+                    "event": event.reason,
+                    "message": event.message,
+                }
         seen = len(events.events)
         record = status.last_analysis
         if record is not None and record.time == now:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from finserve.contracts import AdapterRef, StrictModel
-from finserve.contracts.evaluation import GATE_METRICS, LOWER_IS_BETTER
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from finserve.contracts import AdapterRef, StrictModel
+from finserve.contracts.evaluation import GATE_METRICS, LOWER_IS_BETTER
 
 from .durations import Duration, seconds
 from .queries import (
@@ -169,7 +170,9 @@ class Shadow(CamelModel):
     )
     duration: Duration = Field("10m", description="Least time in the shadow phase before live traffic.")
     min_samples: int = Field(
-        100, ge=0, description="Below this many compared shadow pairs in the interval a check is Inconclusive."
+        100,
+        ge=0,
+        description="Below this many compared shadow pairs in the interval a check is Inconclusive.",
     )
     metrics: list[MetricCheck] = Field(
         default_factory=_default_shadow_metrics,
@@ -249,7 +252,9 @@ class GoldenSet(CamelModel):
         sources = (("configMap", self.config_map), ("pvc", self.pvc), ("registry", self.registry))
         given = [name for name, source in sources if source is not None]
         if len(given) != 1:
-            raise ValueError(f"goldenSet needs exactly one of configMap, pvc, registry (got {given or 'none'})")
+            raise ValueError(
+                f"goldenSet needs exactly one of configMap, pvc, registry (got {given or 'none'})"
+            )
         return self
 
 
@@ -300,14 +305,16 @@ class Evaluation(CamelModel):
         "groundedness within 1 point, no PII leak.",
     )
     fail_on_significantly_worse: bool = Field(
-        False, description="Also fail when the paired test finds the canary's answer accuracy worse (5 % level)."
+        False,
+        description="Also fail when the paired test finds the canary's answer accuracy worse (5 % level).",
     )
     min_rows: int = Field(
         20, ge=1, description="Fewer answered rows (candidate or baseline) make the result an Error."
     )
     timeout: Duration = Field("30m", description="Longest a Job may run (activeDeadlineSeconds).")
     on_error: Literal["fail", "retry"] = Field(
-        "fail", description="A Job that fails, times out or reports nothing usable: fail the rollout or retry."
+        "fail",
+        description="A Job that fails, times out or reports nothing usable: fail the rollout or retry.",
     )
     retry_limit: int = Field(2, ge=0, le=10, description="With onError retry: Jobs after the first.")
 

@@ -6,11 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from finserve.contracts.evaluation import AnswerEvalReport
 from pydantic import Field
 
-from .spec import CamelModel
+from finserve.contracts.evaluation import AnswerEvalReport
 
+from .spec import CamelModel
 
 AnalysisKind = Literal["Live", "Shadow"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -88,8 +88,9 @@ class EvaluationStatus(CamelModel):
     started_at: datetime = Field(description="When the Job was created.")
     finished_at: datetime | None = Field(None, description="When the outcome was decided.")
     outcome: Outcome | None = Field(
-        None, description="Successful, Failed (a margin missed) or Error (Job failed, timed out, no report); "
-        "absent while the Job runs."
+        None,
+        description="Successful, Failed (a margin missed) or Error (Job failed, timed out, no report); "
+        "absent while the Job runs.",
     )
     message: str = Field("", description="What happened, in words.")
     checks: list[GateCheckResult] = Field(default_factory=list, description="Each gate check.")

@@ -27,13 +27,18 @@ async def rollout_tick(
     """The caller records ``decision.status`` only after this returns: actions first, then status.
 
     One trace per tick (no-op while tracing is off): its Prometheus queries are child spans."""
-    attributes = {"k8s.namespace.name": ref.namespace, "finserve.rollout": ref.name,
-                  "finserve.phase": str(getattr(status.phase, "value", status.phase))}
+    attributes = {
+        "k8s.namespace.name": ref.namespace,
+        "finserve.rollout": ref.name,
+        "finserve.phase": str(getattr(status.phase, "value", status.phase)),
+    }
     with trace_span("finserve.rollout.tick", tracer_name="finserve.operator", attributes=attributes) as span:
         observations = await observe_rollout(spec, status, ref, ports, now)
         decision = decide(spec, status, observations, now)
         await apply(decision.actions, ref, ports, events)
-        span.set_attribute("finserve.next_phase", str(getattr(decision.status.phase, "value", decision.status.phase)))
+        span.set_attribute(
+            "finserve.next_phase", str(getattr(decision.status.phase, "value", decision.status.phase))
+        )
         return decision
 
 

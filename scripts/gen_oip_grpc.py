@@ -27,11 +27,16 @@ def generate(out: Path) -> list[Path]:
     from grpc_tools import protoc
 
     with tempfile.TemporaryDirectory() as tmp:
-        code = protoc.main([
-            "grpc_tools.protoc", f"-I{VIRTUAL}={SRC}",
-            f"--python_out={tmp}", f"--pyi_out={tmp}", f"--grpc_python_out={tmp}",
-            str(SRC / PROTO),
-        ])
+        code = protoc.main(
+            [
+                "grpc_tools.protoc",
+                f"-I{VIRTUAL}={SRC}",
+                f"--python_out={tmp}",
+                f"--pyi_out={tmp}",
+                f"--grpc_python_out={tmp}",
+                str(SRC / PROTO),
+            ]
+        )
         if code != 0:
             raise SystemExit(f"protoc failed with exit code {code}")
         out.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,8 @@ from .audit.log import AuditConfig, AuditLog, AuditRecord
 from .config import ServingConfig, StageResources
 from .exposure import start_metrics_listener
 from .gateway import create_api
-from .guard.config import GuardConfig
 from .guard.chunk_cache import ChunkGuardCache
+from .guard.config import GuardConfig
 from .guard.engine import GuardResult, PIIGuard
 from .inference.builder import build_engine
 from .inference.config import GeneratorConfig
@@ -85,7 +85,9 @@ class GeneratorDeployment:
         gen_config = GeneratorConfig.model_validate(generator)
         self.engine = build_engine(gen_config)
         self.intent = IntentClassifier(
-            IntentConfig.model_validate(intent), AdapterRegistry(registry_root(gen_config.registry)), intent_assets()
+            IntentConfig.model_validate(intent),
+            AdapterRegistry(registry_root(gen_config.registry)),
+            intent_assets(),
         )
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -132,7 +134,9 @@ class AuditDeployment:
     def __init__(self, config: dict[str, Any], guard: dict[str, Any]) -> None:
         setup_process("finserve-audit")
         # The audit log re-scans what it writes: a second line of defence if a caller ever slips.
-        self.log = AuditLog(AuditConfig.model_validate(config), guard=PIIGuard(GuardConfig.model_validate(guard)))
+        self.log = AuditLog(
+            AuditConfig.model_validate(config), guard=PIIGuard(GuardConfig.model_validate(guard))
+        )
 
     @traced("finserve.audit.append")
     def append(self, record: AuditRecord) -> str:
@@ -150,6 +154,7 @@ class AuditDeployment:
 
 
 # ---- handles seen through the pipeline's stage interfaces ----
+
 
 class _GuardHandle:
     def __init__(self, h: DeploymentHandle) -> None:
@@ -210,8 +215,14 @@ class _AuditHandle:
 # Check / Watch), inherited here.
 @serve.ingress()
 class Gateway(InferenceServicer, HealthServicer):
-    def __init__(self, config: dict[str, Any], guard: DeploymentHandle | None, retriever: DeploymentHandle | None,
-                 generator: DeploymentHandle, audit: DeploymentHandle | None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        guard: DeploymentHandle | None,
+        retriever: DeploymentHandle | None,
+        generator: DeploymentHandle,
+        audit: DeploymentHandle | None,
+    ) -> None:
         cfg = ServingConfig.model_validate(config)
         self._handles = {"generator": generator}
         self._local_audit: LocalAudit | None = None
@@ -234,11 +245,18 @@ class Gateway(InferenceServicer, HealthServicer):
             self._local_audit = audit_stage
         gen = _GeneratorHandle(generator)
         self.pipeline = Pipeline(
-            cfg, guard=stage, retrieval=retrieval, intent=gen,
-            generator=gen, audit=audit_stage, router=Router(cfg.router),
+            cfg,
+            guard=stage,
+            retrieval=retrieval,
+            intent=gen,
+            generator=gen,
+            audit=audit_stage,
+            router=Router(cfg.router),
         )
         InferenceServicer.__init__(self, self.pipeline, self.readiness)
-        self._metrics = start_metrics_listener(cfg.exposure, self.pipeline.metrics.registry)  # loopback default
+        self._metrics = start_metrics_listener(
+            cfg.exposure, self.pipeline.metrics.registry
+        )  # loopback default
         HealthServicer.__init__(self, self.readiness)
         # Ray Serve builds the replica inside its event loop: warm the context guard's cache beside it.
         self._warming = asyncio.get_running_loop().create_task(self.pipeline.warm())
@@ -291,21 +309,25 @@ def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application
     guard = None
     if d.guard_placement == "deployment":
         guard = serve.deployment(GuardDeployment, name="Guard", **_options(d.guard)).bind(
-            cfg.guard.model_dump(mode="json"))
+            cfg.guard.model_dump(mode="json")
+        )
     retriever = None
     if d.retrieval_placement == "deployment":
-        retriever = serve.deployment(
-            RetrieverDeployment, name="Retriever", **_options(d.retriever)
-        ).bind(cfg.retrieval.model_dump(mode="json"))
+        retriever = serve.deployment(RetrieverDeployment, name="Retriever", **_options(d.retriever)).bind(
+            cfg.retrieval.model_dump(mode="json")
+        )
     elif d.gateway.num_replicas > 1 and not cfg.retrieval.milvus_uri:
-        raise ValueError("retrieval_placement 'gateway' with Milvus Lite allows one gateway replica (one process "
-                         "opens the file): set retrieval.milvus_uri or retrieval_placement 'deployment'")
-    generator = serve.deployment(
-        GeneratorDeployment, name="Generator", **_options(d.generator)
-    ).bind(cfg.generator.model_dump(mode="json"), cfg.intent.model_dump(mode="json"))
+        raise ValueError(
+            "retrieval_placement 'gateway' with Milvus Lite allows one gateway replica (one process "
+            "opens the file): set retrieval.milvus_uri or retrieval_placement 'deployment'"
+        )
+    generator = serve.deployment(GeneratorDeployment, name="Generator", **_options(d.generator)).bind(
+        cfg.generator.model_dump(mode="json"), cfg.intent.model_dump(mode="json")
+    )
     audit = None
     if d.audit_placement == "deployment":
         audit = serve.deployment(AuditDeployment, name="Audit", **_options(d.audit)).bind(
-            cfg.audit.model_dump(mode="json"), cfg.guard.model_dump(mode="json"))
+            cfg.audit.model_dump(mode="json"), cfg.guard.model_dump(mode="json")
+        )
     gateway = serve.deployment(Gateway, name="Gateway", **_options(d.gateway))
     return gateway.bind(cfg.model_dump(mode="json"), guard, retriever, generator, audit)

@@ -42,8 +42,11 @@ def invalid_field(field: str, why: str) -> InvalidRequest:
 
 
 def pii_field(field: str) -> InvalidRequest:
-    return invalid_field(field, "rejected: it looks like personal data (a card, account or phone number, or "
-                                "similar); send an opaque identifier")
+    return invalid_field(
+        field,
+        "rejected: it looks like personal data (a card, account or phone number, or "
+        "similar); send an opaque identifier",
+    )
 
 
 @dataclass
@@ -60,8 +63,11 @@ class ClientFields:
     async def flagged(self, values: Mapping[str, str]) -> set[str]:
         """The fields whose value holds a card number or anything the guard finds."""
         out = {f for f, v in values.items() if holds_card_number(v)}
-        todo = [(f, v) for f, v in values.items()
-                if f not in out and sum(c.isdigit() for c in v) >= MIN_DIGITS_TO_SCAN]
+        todo = [
+            (f, v)
+            for f, v in values.items()
+            if f not in out and sum(c.isdigit() for c in v) >= MIN_DIGITS_TO_SCAN
+        ]
         if todo:
             results = await self.guard.scan_many([v for _, v in todo])
             out |= {f for (f, _), r in zip(todo, results, strict=True) if r.findings}
@@ -75,7 +81,11 @@ class ClientFields:
         error: InvalidRequest | None = None
         if headers.get(INVALID_HEADER_MARK) == "x-request-id":
             error = invalid_field("x-request-id", f"must be {RULES['x-request-id']}")
-        checks = (("x-request-id", REQUEST_ID), ("x-finserve-tenant", TENANT), ("x-finserve-adapter", ADAPTER))
+        checks = (
+            ("x-request-id", REQUEST_ID),
+            ("x-finserve-tenant", TENANT),
+            ("x-finserve-adapter", ADAPTER),
+        )
         passed: dict[str, str] = {}
         for field, pattern in checks:
             value = headers.get(field)
@@ -90,7 +100,9 @@ class ClientFields:
             if deadline.isascii() and deadline.isdigit() and 0 < len(deadline) <= 7 and int(deadline) > 0:
                 ctx.deadline_ms = int(deadline)  # clamped to the configured bounds by the pipeline
             else:
-                error = error or invalid_field("x-finserve-deadline-ms", "must be a whole number of milliseconds, 1-9999999")
+                error = error or invalid_field(
+                    "x-finserve-deadline-ms", "must be a whole number of milliseconds, 1-9999999"
+                )
         for field in ("x-finserve-session", "x-user-id"):
             value = headers.get(field)
             if value is None:
@@ -139,4 +151,3 @@ class ClientFields:
         if not value or len(value) > MAX_OPAQUE_ID:
             raise invalid_field(field, f"must be 1-{MAX_OPAQUE_ID} characters")
         return self.hash_id(value)
-

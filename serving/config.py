@@ -42,24 +42,39 @@ def _env_int(name: str, default: int) -> int:
 class GatewayConfig(StrictModel):
     """HTTP front door: limits, auth and the prompt the pipeline builds."""
 
-    host: str = Field(default_factory=lambda: os.environ.get("FINSERVE_HTTP_HOST", "127.0.0.1"),
-                      description="Bind address (env FINSERVE_HTTP_HOST; 0.0.0.0 in containers).")
-    http_port: int = Field(default_factory=lambda: _env_int("FINSERVE_HTTP_PORT", 8000),
-                           description="HTTP port (env FINSERVE_HTTP_PORT).")
-    grpc_port: int = Field(default_factory=lambda: _env_int("FINSERVE_GRPC_PORT", 8081),
-                           description="gRPC (Open Inference Protocol v2) port (env FINSERVE_GRPC_PORT).")
+    host: str = Field(
+        default_factory=lambda: os.environ.get("FINSERVE_HTTP_HOST", "127.0.0.1"),
+        description="Bind address (env FINSERVE_HTTP_HOST; 0.0.0.0 in containers).",
+    )
+    http_port: int = Field(
+        default_factory=lambda: _env_int("FINSERVE_HTTP_PORT", 8000),
+        description="HTTP port (env FINSERVE_HTTP_PORT).",
+    )
+    grpc_port: int = Field(
+        default_factory=lambda: _env_int("FINSERVE_GRPC_PORT", 8081),
+        description="gRPC (Open Inference Protocol v2) port (env FINSERVE_GRPC_PORT).",
+    )
     max_body_bytes: int = Field(64 * 1024, gt=0, description="Larger request bodies get 413.")
     max_messages: int = Field(32, gt=0, description="Most chat messages per request.")
-    max_questions: int = Field(16, gt=0, description="Most questions (elements of the `text` input) in one Open "
-                               "Inference Protocol v2 request; each is answered as its own request.")
+    max_questions: int = Field(
+        16,
+        gt=0,
+        description="Most questions (elements of the `text` input) in one Open "
+        "Inference Protocol v2 request; each is answered as its own request.",
+    )
     max_tokens_default: int = Field(96, gt=0, description="max_tokens when the client sets none.")
     max_tokens_limit: int = Field(512, gt=0, description="Highest max_tokens a client may ask for.")
     api_key_env: str = Field(
-        "FINSERVE_API_KEY", description="Env var of the legacy single API key (see auth): when set it is one key "
-        "with scope infer for the default tenant, audited as principal `legacy-key`.")
-    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt placed before the knowledge.")
-    default_tenant: str = Field("default", pattern=r"^[A-Za-z0-9._:-]{1,64}$",
-                                description="Tenant when the request names none.")
+        "FINSERVE_API_KEY",
+        description="Env var of the legacy single API key (see auth): when set it is one key "
+        "with scope infer for the default tenant, audited as principal `legacy-key`.",
+    )
+    system_prompt: str = Field(
+        DEFAULT_SYSTEM_PROMPT, description="System prompt placed before the knowledge."
+    )
+    default_tenant: str = Field(
+        "default", pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="Tenant when the request names none."
+    )
     metric_tenants: list[str] = Field(
         default_factory=list,
         description="Tenants that get their own value of the `tenant` metrics label (the default tenant always "
@@ -75,8 +90,11 @@ class StageResources(StrictModel):
     num_gpus: float = Field(0, ge=0, description="GPUs per replica (generator pools on GPU nodes).")
     max_ongoing_requests: int = Field(16, ge=1, description="Concurrency cap per replica.")
     max_queued_requests: int = Field(
-        -1, ge=-1, description="Requests a caller's handle may queue for this deployment before Ray Serve "
-        "refuses with BackPressureError (answered 503 overloaded); -1: unbounded (Ray's default).")
+        -1,
+        ge=-1,
+        description="Requests a caller's handle may queue for this deployment before Ray Serve "
+        "refuses with BackPressureError (answered 503 overloaded); -1: unbounded (Ray's default).",
+    )
 
 
 class DeploymentsConfig(StrictModel):
@@ -124,25 +142,31 @@ class DeploymentsConfig(StrictModel):
         "HAProxy drops it (Ray's default is 30; HAProxy retries a refused connection on another replica).",
     )
     ingress_timeout_client_s: int = Field(
-        150, ge=1,
+        150,
+        ge=1,
         description="haproxy ingress: `timeout client`, the most seconds a client may stay silent while HAProxy "
         "waits for its request (Ray's default is 3600, which lets slow or stalled clients hold connections for an "
         "hour; Ray 2.60 offers no `timeout http-request` setting, so this bounds slow requests).",
     )
     ingress_timeout_server_s: int = Field(
-        150, ge=1,
+        150,
+        ge=1,
         description="haproxy ingress: `timeout server`, the most seconds the Gateway replica may stay silent "
         "(Ray's default: none). Must exceed degrade.deadline_max_ms, or HAProxy cuts requests the pipeline would "
         "still answer (with the fallback at worst).",
     )
 
-    gateway: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25, max_ongoing_requests=64))
+    gateway: StageResources = Field(
+        default_factory=lambda: StageResources(num_cpus=0.25, max_ongoing_requests=64)
+    )
     guard: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0.25))
     retriever: StageResources = Field(
         # Milvus Lite opens its file from one process only: one replica unless a Milvus URI is set.
         default_factory=lambda: StageResources(num_cpus=0.25)
     )
-    generator: StageResources = Field(default_factory=lambda: StageResources(num_cpus=1, max_ongoing_requests=32))
+    generator: StageResources = Field(
+        default_factory=lambda: StageResources(num_cpus=1, max_ongoing_requests=32)
+    )
     audit: StageResources = Field(default_factory=lambda: StageResources(num_cpus=0, num_replicas=1))
 
 
@@ -150,11 +174,17 @@ class ShadowConfig(StrictModel):
     """How much shadow traffic one gateway replica may run (the routing table says how much is mirrored)."""
 
     max_in_flight: int = Field(
-        2, ge=0, description="Shadow requests running at once in this replica; one more is dropped (counted "
-        "outcome=dropped). 0 turns shadow traffic off here whatever the routing table says.")
+        2,
+        ge=0,
+        description="Shadow requests running at once in this replica; one more is dropped (counted "
+        "outcome=dropped). 0 turns shadow traffic off here whatever the routing table says.",
+    )
     busy_in_flight: int = Field(
-        4, ge=1, description="Live generations in flight in this replica at or above which a shadow is dropped "
-        "instead of started: shadows use spare generator capacity only.")
+        4,
+        ge=1,
+        description="Live generations in flight in this replica at or above which a shadow is dropped "
+        "instead of started: shadows use spare generator capacity only.",
+    )
 
 
 def _default_routes() -> dict[str, Route]:
@@ -171,29 +201,41 @@ class ServingConfig(StrictModel):
     """Everything the serving graph needs. Every part has a working default."""
 
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="HTTP front door.")
-    auth: AuthConfig = Field(default_factory=AuthConfig,
-                             description="Who may call: API keys, JWTs; off (loopback only) when none is set.")
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Who may call: API keys, JWTs; off (loopback only) when none is set.",
+    )
     guard: GuardConfig = Field(default_factory=GuardConfig, description="PII guard policy.")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Knowledge retrieval.")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="LLM engine.")
     intent: IntentConfig = Field(default_factory=IntentConfig, description="Intent classification.")
     audit: AuditConfig = Field(default_factory=AuditConfig, description="Tamper-evident audit log.")
     router: RouterConfig = Field(default_factory=_default_router, description="Model -> adapter routes.")
-    deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig, description="Ray Serve resources.")
-    shadow: ShadowConfig = Field(default_factory=ShadowConfig,
-                                 description="Limits on shadow traffic (the routing table's shadow_percent).")
-    admission: AdmissionConfig = Field(default_factory=AdmissionConfig,
-                                       description="Rate limits and the bounded queue before the generator.")
-    exposure: ExposureConfig = Field(default_factory=ExposureConfig,
-                                     description="API docs and where /metrics listens (loopback by default).")
-    degrade: DegradeConfig = Field(default_factory=DegradeConfig,
-                                   description="Deadlines, fallback answers and the response cache.")
+    deployments: DeploymentsConfig = Field(
+        default_factory=DeploymentsConfig, description="Ray Serve resources."
+    )
+    shadow: ShadowConfig = Field(
+        default_factory=ShadowConfig,
+        description="Limits on shadow traffic (the routing table's shadow_percent).",
+    )
+    admission: AdmissionConfig = Field(
+        default_factory=AdmissionConfig, description="Rate limits and the bounded queue before the generator."
+    )
+    exposure: ExposureConfig = Field(
+        default_factory=ExposureConfig,
+        description="API docs and where /metrics listens (loopback by default).",
+    )
+    degrade: DegradeConfig = Field(
+        default_factory=DegradeConfig, description="Deadlines, fallback answers and the response cache."
+    )
 
     @model_validator(mode="after")
     def _ingress_outlasts_the_deadline(self) -> ServingConfig:
         if self.deployments.ingress_timeout_server_s * 1000 <= self.degrade.deadline_max_ms:
-            raise ValueError("deployments.ingress_timeout_server_s must exceed degrade.deadline_max_ms, or HAProxy "
-                             "cuts off requests still inside their deadline")
+            raise ValueError(
+                "deployments.ingress_timeout_server_s must exceed degrade.deadline_max_ms, or HAProxy "
+                "cuts off requests still inside their deadline"
+            )
         return self
 
 

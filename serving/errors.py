@@ -200,8 +200,12 @@ def map_error(exc: BaseException) -> ErrorMapping:
     """Status, code and client-safe message for any exception (unknown ones become a bare 500)."""
     if _ray_backpressure(exc):
         wait = getattr(exc, "retry_after_s", None) or 2
-        return ErrorMapping(503, "overloaded", "the generator is at capacity; retry later",
-                            retry_after=max(1, math.ceil(wait)))
+        return ErrorMapping(
+            503,
+            "overloaded",
+            "the generator is at capacity; retry later",
+            retry_after=max(1, math.ceil(wait)),
+        )
     # Errors raised in another Ray Serve replica arrive wrapped; the cause is what we raised.
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException) and not isinstance(exc, FinserveError):
@@ -211,33 +215,53 @@ def map_error(exc: BaseException) -> ErrorMapping:
         if status is None:
             continue
         if isinstance(exc, FinserveError):
-            return ErrorMapping(status, exc.code, exc.message, exc.param, exc.retry_after,
-                                getattr(exc, "challenge", None))
+            return ErrorMapping(
+                status, exc.code, exc.message, exc.param, exc.retry_after, getattr(exc, "challenge", None)
+            )
         # Registry and engine messages name files and folders (and the adapter the client asked for):
         # the client gets a fixed message; the server log keeps the detail.
         if isinstance(exc, AdapterNotFound):
             return ErrorMapping(status, "adapter_not_found", "the adapter is not in the registry", "model")
         if isinstance(exc, AdapterCorrupt):
             log.error("adapter corrupt: %s", exc)
-            return ErrorMapping(status, "adapter_corrupt", "the adapter failed verification; see the server log")
+            return ErrorMapping(
+                status, "adapter_corrupt", "the adapter failed verification; see the server log"
+            )
         if isinstance(exc, PromptTooLong):
             return ErrorMapping(status, "prompt_too_long", str(exc), "messages")
         if isinstance(exc, AdapterIncompatible):
             log.error("adapter incompatible: %s", exc)
-            return ErrorMapping(status, "adapter_incompatible",
-                                "the adapter does not fit the served base model; see the server log")
+            return ErrorMapping(
+                status,
+                "adapter_incompatible",
+                "the adapter does not fit the served base model; see the server log",
+            )
         if isinstance(exc, EngineOverloaded):
-            return ErrorMapping(status, "overloaded", "the generator is at capacity; retry later",
-                                retry_after=max(1, math.ceil(getattr(exc, "retry_after_s", 1))))
+            return ErrorMapping(
+                status,
+                "overloaded",
+                "the generator is at capacity; retry later",
+                retry_after=max(1, math.ceil(getattr(exc, "retry_after_s", 1))),
+            )
         if isinstance(exc, ProviderUnavailable | ProvidersUnavailable):
             # The upstream's own message may quote the prompt back: the client gets a fixed one.
             log.warning("generator providers: %s", exc)
-            return ErrorMapping(status, "backend_unavailable", "the generator is unavailable; retry later",
-                                retry_after=max(1, math.ceil(getattr(exc, "retry_after_s", 5))))
+            return ErrorMapping(
+                status,
+                "backend_unavailable",
+                "the generator is unavailable; retry later",
+                retry_after=max(1, math.ceil(getattr(exc, "retry_after_s", 5))),
+            )
         if isinstance(exc, EngineNotReady):
-            return ErrorMapping(status, "not_ready", "the generator is still loading; retry later", retry_after=5)
+            return ErrorMapping(
+                status, "not_ready", "the generator is still loading; retry later", retry_after=5
+            )
         if isinstance(exc, VectorStoreUnavailable):
-            return ErrorMapping(status, "backend_unavailable", "the knowledge base is unavailable; retry later",
-                                retry_after=max(1, math.ceil(exc.retry_after_s)))
+            return ErrorMapping(
+                status,
+                "backend_unavailable",
+                "the knowledge base is unavailable; retry later",
+                retry_after=max(1, math.ceil(exc.retry_after_s)),
+            )
     # Unknown errors: no message detail (it could echo input), the request id identifies it in logs.
     return ErrorMapping(500, "internal_error", "internal error; see the request id in the server log")

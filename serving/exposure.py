@@ -34,14 +34,21 @@ class ExposureConfig(StrictModel):
 
     docs: bool = Field(False, description="Serve /docs and /openapi.json (off: they map the API for anyone).")
     metrics_port: int | None = Field(
-        default_factory=_metrics_port, ge=0, le=65535,
+        default_factory=_metrics_port,
+        ge=0,
+        le=65535,
         description="Port of the own /metrics listener (env FINSERVE_METRICS_PORT, default 9464; `off` or None: "
-        "no listener). A replica that finds it taken logs a warning and goes on without one.")
-    metrics_host: str = Field(default_factory=lambda: os.environ.get("FINSERVE_METRICS_HOST", "127.0.0.1"),
-                              description="Bind address of the /metrics listener (env FINSERVE_METRICS_HOST).")
+        "no listener). A replica that finds it taken logs a warning and goes on without one.",
+    )
+    metrics_host: str = Field(
+        default_factory=lambda: os.environ.get("FINSERVE_METRICS_HOST", "127.0.0.1"),
+        description="Bind address of the /metrics listener (env FINSERVE_METRICS_HOST).",
+    )
     metrics_on_api_port: bool = Field(
-        False, description="Also answer /metrics on the API port, to callers metrics_allowed() admits (the "
-        "`admin` scope once API keys carry scopes); off: 404 there.")
+        False,
+        description="Also answer /metrics on the API port, to callers metrics_allowed() admits (the "
+        "`admin` scope once API keys carry scopes); off: 404 there.",
+    )
 
 
 def docs_options(config: ExposureConfig) -> dict[str, Any]:
@@ -80,7 +87,11 @@ def start_metrics_listener(config: ExposureConfig, registry: CollectorRegistry) 
     try:
         server, thread = start_http_server(config.metrics_port, addr=config.metrics_host, registry=registry)
     except OSError as exc:
-        log.warning("metrics listener not started on %s:%s (%s): this process's metrics are not served there",
-                    config.metrics_host, config.metrics_port, exc.strerror or exc.__class__.__name__)
+        log.warning(
+            "metrics listener not started on %s:%s (%s): this process's metrics are not served there",
+            config.metrics_host,
+            config.metrics_port,
+            exc.strerror or exc.__class__.__name__,
+        )
         return MetricsListener()
     return MetricsListener(server, thread)

@@ -26,7 +26,14 @@ from .access.ingress import Ingress, Readiness, fork_context, validation_message
 from .admission import requested_tokens
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
 from .exposure import docs_options, metrics_allowed
-from .oip import InferRequest, check_version, model_metadata, server_metadata, to_chat_requests, to_infer_response
+from .oip import (
+    InferRequest,
+    check_version,
+    model_metadata,
+    server_metadata,
+    to_chat_requests,
+    to_infer_response,
+)
 from .openai_compat.embeddings import embedding_model
 from .openai_compat.routes import GatewayHooks, add_openai_routes
 from .openai_compat.rules import check_chat_request
@@ -86,8 +93,10 @@ def parse_json(raw: bytes) -> object:
         raise InvalidRequest("body is not valid JSON: a number is too long") from None
     where = _lone_surrogate(body)
     if where is not None:
-        raise InvalidRequest("text must be valid Unicode: a lone surrogate escape (\\ud800-\\udfff) is not",
-                             param=where or None)
+        raise InvalidRequest(
+            "text must be valid Unicode: a lone surrogate escape (\\ud800-\\udfff) is not",
+            param=where or None,
+        )
     return body
 
 
@@ -122,12 +131,17 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     gw = pipeline.config.gateway
     ingress = Ingress(pipeline)
     fields = ingress.fields
-    api = FastAPI(title="finserve", version=importlib.metadata.version("finserve"),
-                  **docs_options(pipeline.config.exposure))
+    api = FastAPI(
+        title="finserve",
+        version=importlib.metadata.version("finserve"),
+        **docs_options(pipeline.config.exposure),
+    )
     api.add_middleware(ReadAuthMiddleware, authenticator=ingress.auth)
     instrument_api(api)  # logs per FINSERVE_LOG_FORMAT; with OTEL_* set, a server span per request
 
-    async def reject(ctx: RequestContext, exc: BaseException, raw: bytes | None, *, oip: bool = False) -> JSONResponse:
+    async def reject(
+        ctx: RequestContext, exc: BaseException, raw: bytes | None, *, oip: bool = False
+    ) -> JSONResponse:
         # Audit the rejection with the body guarded: nothing is lost, nothing leaks. No line, no answer.
         try:
             await ingress.audit_rejection(ctx, exc, raw.decode("utf-8", errors="replace") if raw else None)
@@ -135,8 +149,12 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return _error_response(failed, ctx.request_id, oip=oip)
         return _error_response(exc, ctx.request_id, oip=oip)
 
-    async def intake(request: Request, schema: type[M], check: Callable[[M], None] | None = None,
-                     tokens: Callable[[M], int] | None = None) -> tuple[RequestContext, M | None, Response | None]:
+    async def intake(
+        request: Request,
+        schema: type[M],
+        check: Callable[[M], None] | None = None,
+        tokens: Callable[[M], int] | None = None,
+    ) -> tuple[RequestContext, M | None, Response | None]:
         """What every POST endpoint does before the pipeline: the caller's context and credential, the body
         limit, JSON and ``schema`` (then ``check``), the end-user id pseudonymised, and the rate limits charged
         ``tokens(body)``. A refusal is audited (with the guarded body once read) and answered."""
@@ -159,14 +177,18 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
                 body = body.model_copy(update={"user": fields.user(user)})
             if check is not None:
                 check(body)
-            charge = tokens(body) if tokens is not None else 0  # over max_tokens_limit: a 400, nothing charged
+            charge = (
+                tokens(body) if tokens is not None else 0
+            )  # over max_tokens_limit: a 400, nothing charged
         except ValidationError as exc:
             msg, field = validation_message(exc)
             return ctx, None, await reject(ctx, InvalidRequest(msg, param=field), raw)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the request still leaves its line
             return ctx, None, await reject(ctx, exc, raw)
         try:
-            ctx.limits = await pipeline.admission.admit(ctx.principal, _address(request), ctx.tenant, 1, charge)
+            ctx.limits = await pipeline.admission.admit(
+                ctx.principal, _address(request), ctx.tenant, 1, charge
+            )
         except FinserveError as exc:  # RateLimited: audited, the body is not needed to say so
             return ctx, None, await reject(ctx, exc, None)
         return ctx, body, None
@@ -174,25 +196,38 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         # check_chat_request: fields finserve cannot honour (tools, n > 1, ...) are a 400 naming them.
-        ctx, req, refused = await intake(request, ChatCompletionRequest, check_chat_request,
-                                         lambda r: requested_tokens(r, gw.max_tokens_default, gw.max_tokens_limit))
+        ctx, req, refused = await intake(
+            request,
+            ChatCompletionRequest,
+            check_chat_request,
+            lambda r: requested_tokens(r, gw.max_tokens_default, gw.max_tokens_limit),
+        )
         if refused is not None or req is None:
             return refused  # type: ignore[return-value]
         limits = ctx.limits
         try:
             if req.stream:
                 chunks = await pipeline.chat_stream(req, ctx)
-                return StreamingResponse(_sse(chunks, ctx.request_id), media_type="text/event-stream",
-                                         headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache",
-                                                  **limits})
+                return StreamingResponse(
+                    _sse(chunks, ctx.request_id),
+                    media_type="text/event-stream",
+                    headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache", **limits},
+                )
             completion = await pipeline.chat(req, ctx)
         except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
             return _error_response(exc, ctx.request_id)
-        return JSONResponse(completion.model_dump(mode="json"),
-                            headers={**answer_headers(ctx.request_id, completion), **limits})
+        return JSONResponse(
+            completion.model_dump(mode="json"),
+            headers={**answer_headers(ctx.request_id, completion), **limits},
+        )
 
-    add_openai_routes(api, pipeline, GatewayHooks(intake=intake, reject=reject, error_response=_error_response,
-                                                   sse=_sse, fork_context=fork_context))
+    add_openai_routes(
+        api,
+        pipeline,
+        GatewayHooks(
+            intake=intake, reject=reject, error_response=_error_response, sse=_sse, fork_context=fork_context
+        ),
+    )
 
     # ---- KServe Open Inference Protocol v2 (REST) ----
 
@@ -244,8 +279,10 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
         try:
             infer = InferRequest.model_validate_json(raw)
             infer_id = await fields.request_id("id", infer.id)
-            chats = [c.model_copy(update={"user": fields.user(c.user, "parameters.user")})
-                     for c in to_chat_requests(model, infer, gw.max_questions)]
+            chats = [
+                c.model_copy(update={"user": fields.user(c.user, "parameters.user")})
+                for c in to_chat_requests(model, infer, gw.max_questions)
+            ]
         except ValidationError as exc:
             msg, field = validation_message(exc)
             return await reject(base, InvalidRequest(msg, param=field), raw, oip=True)
@@ -253,8 +290,12 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
             return await reject(base, exc, raw, oip=True)
         try:
             limits = await pipeline.admission.admit(
-                base.principal, _address(request), base.tenant, len(chats),
-                sum(requested_tokens(c, gw.max_tokens_default, gw.max_tokens_limit) for c in chats))
+                base.principal,
+                _address(request),
+                base.tenant,
+                len(chats),
+                sum(requested_tokens(c, gw.max_tokens_default, gw.max_tokens_limit) for c in chats),
+            )
         except FinserveError as exc:
             return await reject(base, exc, None, oip=True)
         answers = []
@@ -271,7 +312,9 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     async def models() -> ModelList:
         routes = pipeline.router.models()
         cards = [ModelCard(id=name, root=route.base_model) for name, route in sorted(routes.items())]
-        return ModelList(data=[*cards, ModelCard(id=embedding_model(pipeline.config.retrieval))])  # /v1/embeddings
+        return ModelList(
+            data=[*cards, ModelCard(id=embedding_model(pipeline.config.retrieval))]
+        )  # /v1/embeddings
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -286,7 +329,9 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     @api.get("/metrics")
     async def metrics(request: Request) -> Response:
         if not (pipeline.config.exposure.metrics_on_api_port and metrics_allowed(request)):
-            return JSONResponse({"detail": "Not Found"}, status_code=404)  # its own port (serving/exposure.py)
+            return JSONResponse(
+                {"detail": "Not Found"}, status_code=404
+            )  # its own port (serving/exposure.py)
         return Response(generate_latest(pipeline.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return api

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from finserve.contracts import AdapterRegistry
 
 from .audit.log import AuditLog
-from .exposure import start_metrics_listener
 from .config import ServingConfig
+from .exposure import start_metrics_listener
 from .gateway import create_api
 from .guard.engine import PIIGuard
 from .inference.builder import build_engine
@@ -105,7 +105,8 @@ def create_local_app(config: ServingConfig, *, grpc_port: int | None = None) -> 
             if grpc_port is not None:
                 servicer = InferenceServicer(stack.pipeline, stack.readiness)
                 server, api.state.grpc_port = await start_grpc_server(
-                    servicer, config.gateway.host, grpc_port, HealthServicer(stack.readiness))
+                    servicer, config.gateway.host, grpc_port, HealthServicer(stack.readiness)
+                )
             yield
         finally:
             if server is not None:

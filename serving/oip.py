@@ -90,15 +90,19 @@ def check_version(route: Route, model_version: str | None) -> None:
     """A ``/versions/{v}`` path names one of the adapters (NAME@VERSION) the route may serve, or is 404."""
     if model_version and model_version not in {str(a) for a in route.candidates()}:
         # Never echoes the version asked for: it is client input.
-        raise ModelNotFound("the version is not served by this model; see GET /v2/models/{name} for its versions",
-                            param="model_version")
+        raise ModelNotFound(
+            "the version is not served by this model; see GET /v2/models/{name} for its versions",
+            param="model_version",
+        )
 
 
 def model_metadata(model: str, route: Route, model_version: str | None = None) -> ModelMetadata:
     check_version(route, model_version)
     versions = [model_version] if model_version else [str(a) for a in route.candidates()]
     return ModelMetadata(
-        name=model, versions=versions, platform="finserve",
+        name=model,
+        versions=versions,
+        platform="finserve",
         inputs=[TensorMetadata(name="text", datatype="BYTES", shape=[-1])],
         outputs=[TensorMetadata(name=n, datatype="BYTES", shape=[-1]) for n in OUTPUTS],
     )
@@ -112,8 +116,9 @@ def to_chat_requests(model: str, req: InferRequest, max_questions: int) -> list[
     text = req.inputs[at]
     if len(text.data) > max_questions or any(n > max_questions for n in text.shape):
         # Checked before anything else looks at the elements: each one costs a guard scan and a generation.
-        raise InvalidRequest(f"inputs[{at}].shape: at most {max_questions} questions per request",
-                             param=f"inputs[{at}].shape")
+        raise InvalidRequest(
+            f"inputs[{at}].shape: at most {max_questions} questions per request", param=f"inputs[{at}].shape"
+        )
     if text.datatype != "BYTES":
         raise InvalidRequest("input 'text' must have datatype BYTES", param="inputs.text.datatype")
     if not text.data or not all(isinstance(x, str) for x in text.data):
@@ -122,7 +127,9 @@ def to_chat_requests(model: str, req: InferRequest, max_questions: int) -> list[
     allowed = {"max_tokens", "temperature", "user"}
     if set(params) - allowed:
         # The unknown names are client input: the message lists what is allowed instead.
-        raise InvalidRequest(f"parameters: unknown names; allowed: {', '.join(sorted(allowed))}", param="parameters")
+        raise InvalidRequest(
+            f"parameters: unknown names; allowed: {', '.join(sorted(allowed))}", param="parameters"
+        )
     try:
         return [
             ChatCompletionRequest(model=model, messages=[ChatMessageIn(role="user", content=q)], **params)
@@ -140,12 +147,24 @@ def to_infer_response(model: str, request_id: str, answers: list[ChatCompletion]
         model_name=model,
         id=request_id,
         outputs=[
-            OutputTensor(name="text", shape=[n], datatype="BYTES", data=[a.choices[0].message.content for a in answers]),
-            OutputTensor(name="intent", shape=[n], datatype="BYTES", data=[a.finserve.intent or "" for a in answers]),
-            OutputTensor(name="adapter", shape=[n], datatype="BYTES", data=[a.finserve.adapter for a in answers]),
-            OutputTensor(name="request_id", shape=[n], datatype="BYTES", data=[a.finserve.request_id for a in answers]),
-            OutputTensor(name="citations", shape=[n], datatype="BYTES",
-                         data=[",".join(a.finserve.citations) for a in answers]),
+            OutputTensor(
+                name="text", shape=[n], datatype="BYTES", data=[a.choices[0].message.content for a in answers]
+            ),
+            OutputTensor(
+                name="intent", shape=[n], datatype="BYTES", data=[a.finserve.intent or "" for a in answers]
+            ),
+            OutputTensor(
+                name="adapter", shape=[n], datatype="BYTES", data=[a.finserve.adapter for a in answers]
+            ),
+            OutputTensor(
+                name="request_id", shape=[n], datatype="BYTES", data=[a.finserve.request_id for a in answers]
+            ),
+            OutputTensor(
+                name="citations",
+                shape=[n],
+                datatype="BYTES",
+                data=[",".join(a.finserve.citations) for a in answers],
+            ),
         ],
         parameters={"request_ids": [a.finserve.request_id for a in answers]},
     )

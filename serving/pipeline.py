@@ -80,7 +80,9 @@ class RequestContext:
     # The version's own intent (its head, before the vote is mixed in); None without a head (base).
     own_intent: str | None = None
     vote: str | None = None  # retrieval's nearest-neighbour intent: the independent second opinion
-    knowledge: list[str] = field(default_factory=list)  # guarded chunks the prompt carried (answer evaluation)
+    knowledge: list[str] = field(
+        default_factory=list
+    )  # guarded chunks the prompt carried (answer evaluation)
     pii: dict[str, dict[str, int]] = field(default_factory=dict)
     held_back: list[str] = field(default_factory=list)  # ids of retrieved chunks kept out of the prompt
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -88,7 +90,9 @@ class RequestContext:
     citations: list[str] = field(default_factory=list)
     index_version: str | None = None
     principal: str | None = None
-    limits: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* response headers (set by the ingress)
+    limits: dict[str, str] = field(
+        default_factory=dict
+    )  # x-ratelimit-* response headers (set by the ingress)
     trace_id: str | None = None
     degraded: str | None = None
     # Graceful degradation (serving/degrade/): the client's deadline (x-finserve-deadline-ms, checked at the
@@ -175,15 +179,31 @@ class Pipeline:
         self.metrics = metrics or ServingMetrics()
         self.admission = Admission(config.admission, self.metrics.registry)  # rate limits, generator queue
         self._in_flight = 0  # live generations only: shadows are bounded by the runner, not counted here
-        self.shadows = ShadowRunner(config.shadow, config.intent, guard=guard, retrieval=retrieval, intent=intent,
-                                    generator=generator, audit=audit, metrics=self.metrics)
+        self.shadows = ShadowRunner(
+            config.shadow,
+            config.intent,
+            guard=guard,
+            retrieval=retrieval,
+            intent=intent,
+            generator=generator,
+            audit=audit,
+            metrics=self.metrics,
+        )
         self._pending_audits: set[asyncio.Future] = set()  # audits outliving a cancelled request
         # The chart sets FINSERVE_POOL to the workload name: the operator's queue query selects on it.
         self._pool = os.environ.get("FINSERVE_POOL", "default")
         rc = config.degrade.response_cache
-        self.answers = (ResponseCache(rc, config.retrieval.redis_url, count=self._count_answer_lookup,
-                                      l2_timeout_s=config.retrieval.l2_timeout_s,
-                                      l2_retry_s=config.retrieval.l2_retry_s) if rc.enabled else None)
+        self.answers = (
+            ResponseCache(
+                rc,
+                config.retrieval.redis_url,
+                count=self._count_answer_lookup,
+                l2_timeout_s=config.retrieval.l2_timeout_s,
+                l2_retry_s=config.retrieval.l2_retry_s,
+            )
+            if rc.enabled
+            else None
+        )
 
     def _count_answer_lookup(self, tier: str, result: str) -> None:
         self.metrics.answer_cache.labels(tier, result).inc()
@@ -211,26 +231,36 @@ class Pipeline:
         try:
             records = read_quarantine(quarantine_path(r.quarantine, r.resolved_milvus_uri(), data_dir()))
         except (OSError, ValueError):
-            log.warning("quarantine list unreadable: the quarantined-documents gauge is not set", exc_info=True)
+            log.warning(
+                "quarantine list unreadable: the quarantined-documents gauge is not set", exc_info=True
+            )
             return
         for (policy, entity), n in quarantine_counts(records).items():
             self.metrics.kb_quarantined.labels(policy, entity).set(n)
 
     # ---- the shared front half: guard the input, route, retrieve, guard the context, intent ----
 
-    async def _prepare(self, req: ChatCompletionRequest, ctx: RequestContext) -> tuple[list[ChatMessage], RetrievalResult]:
+    async def _prepare(
+        self, req: ChatCompletionRequest, ctx: RequestContext
+    ) -> tuple[list[ChatMessage], RetrievalResult]:
         if len(req.messages) > self.config.gateway.max_messages:
-            raise InvalidRequest(f"at most {self.config.gateway.max_messages} messages per request", param="messages")
+            raise InvalidRequest(
+                f"at most {self.config.gateway.max_messages} messages per request", param="messages"
+            )
         if not any(m.role == "user" for m in req.messages):
             raise InvalidRequest("messages must contain at least one user message", param="messages")
-        ctx.choice = self.router.pick(req.model, ctx.sticky_key or req.user, ctx.adapter_override,
-                                      ctx.override_any_version)
+        ctx.choice = self.router.pick(
+            req.model, ctx.sticky_key or req.user, ctx.adapter_override, ctx.override_any_version
+        )
         ctx.model = req.model  # only a served route's name is ever recorded (metrics labels, audit)
 
         with _Timer(ctx, self.metrics, "guard_input"):
             scanned = await self.guard.scan_many([m.text for m in req.messages])
         ctx.pii["input"] = _merge_counts(scanned)
-        masked = [ChatMessage(role=m.prompt_role, content=r.text) for m, r in zip(req.messages, scanned, strict=True)]
+        masked = [
+            ChatMessage(role=m.prompt_role, content=r.text)
+            for m, r in zip(req.messages, scanned, strict=True)
+        ]
         query = next(m.content for m in reversed(masked) if m.role == "user")
         ctx.masked_input = query
         blocked = sorted({t for r in scanned for t in r.blocked})
@@ -263,11 +293,17 @@ class Pipeline:
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
 
-    def _knowledge(self, found: RetrievalResult, context: list[GuardResult], intent: str | None,
-                   ) -> tuple[list[str], list[str]]:
+    def _knowledge(
+        self,
+        found: RetrievalResult,
+        context: list[GuardResult],
+        intent: str | None,
+    ) -> tuple[list[str], list[str]]:
         """The prompt's knowledge and the ids held back: a chunk the hold-back policy calls risky is left out
         altogether (the answer uses the rest), and the classified intent's entry leads (see intent_first)."""
-        out = held_back([[(f.type, f.score) for f in r.findings] for r in context], self.config.retrieval.hold_back)
+        out = held_back(
+            [[(f.type, f.score) for f in r.findings] for r in context], self.config.retrieval.hold_back
+        )
         dropped = [h.id for h, drop in zip(found.hits, out, strict=True) if drop]
         kept = [(r.text, h.intent) for r, h, drop in zip(context, found.hits, out, strict=True) if not drop]
         return intent_first([t for t, _ in kept], [i for _, i in kept], intent), dropped
@@ -278,8 +314,13 @@ class Pipeline:
         pairs = [(r.text, h.intent) for r, h in zip(context, found.hits, strict=True) if not r.blocked]
         return curated_answer(pairs, intent)
 
-    async def _search(self, query: str, adapter: AdapterRef, filters: SearchFilters, ctx: RequestContext | None,
-                      ) -> tuple[RetrievalResult, asyncio.Future[HeadScores | None] | None]:
+    async def _search(
+        self,
+        query: str,
+        adapter: AdapterRef,
+        filters: SearchFilters,
+        ctx: RequestContext | None,
+    ) -> tuple[RetrievalResult, asyncio.Future[HeadScores | None] | None]:
         """Retrieval, with the intent head (when the adapter has one) already running beside it.
 
         The head needs only the masked query, so its hop overlaps retrieval instead of following it;
@@ -292,7 +333,9 @@ class Pipeline:
             with _Timer(ctx, self.metrics, "retrieval") if ctx else contextlib.nullcontext():
                 if ctx is not None and ctx.deadline is not None:
                     try:
-                        async with asyncio.timeout(ctx.deadline.stage_s(self.config.degrade.retrieval_timeout_ms)):
+                        async with asyncio.timeout(
+                            ctx.deadline.stage_s(self.config.degrade.retrieval_timeout_ms)
+                        ):
                             found = await self.retrieval.search(query, filters)
                     except TimeoutError:
                         raise DeadlineExceeded("retrieval") from None
@@ -309,9 +352,13 @@ class Pipeline:
         try:
             return SearchFilters(tenant=tenant)
         except ValueError as exc:
-            raise InvalidRequest("tenant must be 1-128 letters, digits or _.:?-", param="x-finserve-tenant") from exc
+            raise InvalidRequest(
+                "tenant must be 1-128 letters, digits or _.:?-", param="x-finserve-tenant"
+            ) from exc
 
-    def _generation_request(self, req: ChatCompletionRequest, ctx: RequestContext, messages: list[ChatMessage]) -> GenerationRequest:
+    def _generation_request(
+        self, req: ChatCompletionRequest, ctx: RequestContext, messages: list[ChatMessage]
+    ) -> GenerationRequest:
         gw = self.config.gateway
         max_tokens = req.max_completion_tokens or req.max_tokens or gw.max_tokens_default
         if max_tokens > gw.max_tokens_limit:
@@ -319,8 +366,13 @@ class Pipeline:
         stop = [req.stop] if isinstance(req.stop, str) else req.stop
         assert ctx.choice is not None  # set by _prepare
         return GenerationRequest(
-            messages=messages, adapter=ctx.choice.adapter, max_tokens=max_tokens,
-            temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed,
+            messages=messages,
+            adapter=ctx.choice.adapter,
+            max_tokens=max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            stop=stop,
+            seed=req.seed,
         )
 
     def _info(self, ctx: RequestContext, found: RetrievalResult) -> FinserveInfo:
@@ -364,17 +416,21 @@ class Pipeline:
                 except Exception as exc:  # noqa: BLE001 - degradable failures get the fallback, others re-raise
                     degraded = await self._degrade(ctx, key, exc)
             if degraded is not None:
-                result = GenerationResult(text=degraded.text, prompt_tokens=degraded.prompt_tokens,
-                                          completion_tokens=degraded.completion_tokens,
-                                          finish_reason="length" if degraded.finish_reason == "length" else "stop",
-                                          adapter=gen_req.adapter)
+                result = GenerationResult(
+                    text=degraded.text,
+                    prompt_tokens=degraded.prompt_tokens,
+                    completion_tokens=degraded.completion_tokens,
+                    finish_reason="length" if degraded.finish_reason == "length" else "stop",
+                    adapter=gen_req.adapter,
+                )
             with _Timer(ctx, self.metrics, "guard_output"):
                 [out] = await self.guard.scan_many([result.text])
             ctx.pii["output"] = out.counts()
             ctx.masked_output = out.text
             if degraded is None:
-                self._count_tokens(ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens,
-                                   clock)
+                self._count_tokens(
+                    ctx, result.completion_tokens, result.prompt_tokens, result.cached_prompt_tokens, clock
+                )
                 await self._remember(key, out.text, result)
                 shadow = self._shadow_job(ctx, gen_req, found)
             ctx.timings_ms["total"] = round(ctx.elapsed_ms(), 3)
@@ -409,14 +465,24 @@ class Pipeline:
         reserve = d.fallback_reserve_ms if d.policy_for(ctx.model) == "fallback" else 0
         return ctx.deadline.stage_s(d.generate_timeout_ms, reserve)
 
-    def _answer_key(self, req: ChatCompletionRequest, ctx: RequestContext, gen_req: GenerationRequest) -> str | None:
+    def _answer_key(
+        self, req: ChatCompletionRequest, ctx: RequestContext, gen_req: GenerationRequest
+    ) -> str | None:
         """The response cache key of a greedy request (None: not cacheable). Masked text only."""
         if self.answers is None or not deterministic(gen_req.temperature) or ctx.index_version is None:
             return None
         masked = [(m.role, m.content) for m in gen_req.messages if m.role != "system"]
-        return answer_key(AnswerKey(
-            tenant=ctx.tenant, messages=masked, adapter=str(gen_req.adapter), index_version=ctx.index_version,
-            max_tokens=gen_req.max_tokens or 0, stop=gen_req.stop, system_prompt=self.config.gateway.system_prompt))
+        return answer_key(
+            AnswerKey(
+                tenant=ctx.tenant,
+                messages=masked,
+                adapter=str(gen_req.adapter),
+                index_version=ctx.index_version,
+                max_tokens=gen_req.max_tokens or 0,
+                stop=gen_req.stop,
+                system_prompt=self.config.gateway.system_prompt,
+            )
+        )
 
     async def _cached_first(self, ctx: RequestContext, key: str | None) -> CachedAnswer | None:
         """With response_cache.use=always: a cached answer instead of generating (not degraded)."""
@@ -429,9 +495,15 @@ class Pipeline:
         if key is None or self.answers is None:
             return
         try:
-            await self.answers.put(key, CachedAnswer(text=masked_text, finish_reason=result.finish_reason,
-                                                     prompt_tokens=result.prompt_tokens,
-                                                     completion_tokens=result.completion_tokens))
+            await self.answers.put(
+                key,
+                CachedAnswer(
+                    text=masked_text,
+                    finish_reason=result.finish_reason,
+                    prompt_tokens=result.prompt_tokens,
+                    completion_tokens=result.completion_tokens,
+                ),
+            )
         except Exception:  # noqa: BLE001 - the answer is complete; a cache write must not touch it
             log.warning("answer of %s not cached", ctx_id(key), exc_info=True)
 
@@ -493,8 +565,13 @@ class Pipeline:
         ctx.citations = [h.id for h in found.hits if h.id not in ctx.held_back]  # what the prompt carried
         ctx.index_version = getattr(found, "index_version", None)
 
-    async def _stream_chunks(self, req: ChatCompletionRequest, ctx: RequestContext, gen_req: GenerationRequest,
-                             found: RetrievalResult) -> AsyncIterator[dict]:
+    async def _stream_chunks(
+        self,
+        req: ChatCompletionRequest,
+        ctx: RequestContext,
+        gen_req: GenerationRequest,
+        found: RetrievalResult,
+    ) -> AsyncIterator[dict]:
         """The answer's chunks. Write-ahead: the audit line is appended before the final chunk, so a
         client never holds a finished answer without its line; if the append fails, the stream ends
         in an error (AuditUnavailable) instead. A client that goes away (the generator is closed or
@@ -512,8 +589,14 @@ class Pipeline:
         ticket = self.admission.queue.ticket()
 
         def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
-            return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            return {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": req.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
 
         announced = False
 
@@ -521,7 +604,11 @@ class Pipeline:
             # The first chunk with text also says what is settled by then and the headers could not:
             # degraded (decided before any text) and provider (failover ends at the first piece).
             nonlocal announced
-            known = {} if announced else {k: v for k, v in (("degraded", ctx.degraded), ("provider", ctx.provider)) if v}
+            known = (
+                {}
+                if announced
+                else {k: v for k, v in (("degraded", ctx.degraded), ("provider", ctx.provider)) if v}
+            )
             announced = True
             return chunk({"content": text}, **({"finserve": known} if known else {}))
 
@@ -595,12 +682,27 @@ class Pipeline:
             yield final
             if req.stream_options is not None and req.stream_options.include_usage:
                 # OpenAI's usage chunk: after the last choice, with no choices of its own.
-                yield {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": req.model,
-                       "choices": [], "usage": _usage(prompt, tokens, cached).model_dump()}
+                yield {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": req.model,
+                    "choices": [],
+                    "usage": _usage(prompt, tokens, cached).model_dump(),
+                }
             if degraded is None:
-                await self._remember(key, "".join(released), GenerationResult(
-                    text="", prompt_tokens=prompt, completion_tokens=tokens, cached_prompt_tokens=cached,
-                    finish_reason=finish_reason, adapter=gen_req.adapter))
+                await self._remember(
+                    key,
+                    "".join(released),
+                    GenerationResult(
+                        text="",
+                        prompt_tokens=prompt,
+                        completion_tokens=tokens,
+                        cached_prompt_tokens=cached,
+                        finish_reason=finish_reason,
+                        adapter=gen_req.adapter,
+                    ),
+                )
                 shadow = self._shadow_job(ctx, gen_req, found)  # the client has its last chunk
         except Exception as exc:
             if not audited:
@@ -617,15 +719,22 @@ class Pipeline:
 
     # ---- shadow traffic: after the live answer is complete, never in its way ----
 
-    def _shadow_job(self, ctx: RequestContext, gen_req: GenerationRequest, found: RetrievalResult) -> ShadowJob | None:
+    def _shadow_job(
+        self, ctx: RequestContext, gen_req: GenerationRequest, found: RetrievalResult
+    ) -> ShadowJob | None:
         """The mirrored twin of a finished live request, or None when the router did not mirror it."""
         if ctx.choice is None or ctx.choice.shadow is None or ctx.masked_output is None:
             return None
         return ShadowJob(
-            live_request_id=ctx.request_id, tenant=ctx.tenant, model=ctx.model or ctx.choice.model,
-            canary=ctx.choice.shadow, masked_input=ctx.masked_input, stable_answer=ctx.masked_output,
+            live_request_id=ctx.request_id,
+            tenant=ctx.tenant,
+            model=ctx.model or ctx.choice.model,
+            canary=ctx.choice.shadow,
+            masked_input=ctx.masked_input,
+            stable_answer=ctx.masked_output,
             stable_intent=ctx.intent.label if ctx.intent else None,
-            request=gen_req.model_copy(update={"adapter": ctx.choice.shadow}), examples=tuple(found.examples),
+            request=gen_req.model_copy(update={"adapter": ctx.choice.shadow}),
+            examples=tuple(found.examples),
         )
 
     def _mirror(self, job: ShadowJob | None, status: int) -> None:
@@ -642,7 +751,9 @@ class Pipeline:
 
     # ---- evaluation entry: the same front half, no generation ----
 
-    async def classify(self, text: str, adapter: AdapterRef | None = None, tenant: str = "default") -> ClassifyOutcome:
+    async def classify(
+        self, text: str, adapter: AdapterRef | None = None, tenant: str = "default"
+    ) -> ClassifyOutcome:
         """Guard -> retrieval -> intent, exactly as a chat request runs them (used by `finserve eval`)."""
         [scanned] = await self.guard.scan_many([text])
         ref = adapter or self.router.route(next(iter(self.router.models()))).stable
@@ -660,8 +771,9 @@ class Pipeline:
         found = await self.retrieval.search(scanned.text, self._filters(tenant))
         context = await self.guard.scan_chunks([h.text for h in found.hits]) if found.hits else []
         knowledge, _ = self._knowledge(found, context, intent)
-        return build_messages(self.config.gateway.system_prompt, knowledge,
-                              [ChatMessage(role="user", content=scanned.text)])
+        return build_messages(
+            self.config.gateway.system_prompt, knowledge, [ChatMessage(role="user", content=scanned.text)]
+        )
 
     # ---- bookkeeping shared by every outcome ----
 
@@ -676,8 +788,9 @@ class Pipeline:
                 return (model, "unknown", "unknown")
         return (model, adapter.name if adapter else "none", adapter.version if adapter else "none")
 
-    def _count_tokens(self, ctx: RequestContext, generated: int, prompt: int, cached: int,
-                      clock: TokenClock | None = None) -> None:
+    def _count_tokens(
+        self, ctx: RequestContext, generated: int, prompt: int, cached: int, clock: TokenClock | None = None
+    ) -> None:
         labels = self._labels(ctx)
         if clock is not None:
             clock.observe(self.metrics, labels, generated)
@@ -702,7 +815,9 @@ class Pipeline:
         Raises AuditUnavailable (503) when the line cannot be written: no answer goes out without one.
         """
         labels = self._labels(ctx, status)
-        tenant = tenant_label(ctx.tenant, self.config.gateway.default_tenant, self.config.gateway.metric_tenants)
+        tenant = tenant_label(
+            ctx.tenant, self.config.gateway.default_tenant, self.config.gateway.metric_tenants
+        )
         elapsed = ctx.elapsed_ms()
         self.metrics.requests.labels(*labels, str(status)).inc()
         self.metrics.latency.labels(*labels).observe(elapsed / 1000)
@@ -754,8 +869,12 @@ def ctx_id(key: str) -> str:
 
 
 def _usage(prompt: int, completion: int, cached: int) -> Usage:
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached))
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+    )
 
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": the answer was cut off by the client
@@ -791,5 +910,7 @@ def audit_record(ctx: RequestContext, status: int, error: str | None, elapsed_ms
     except ValidationError as exc:
         bad = ",".join(sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")}))
         log.error("audit record of %s failed validation (%s); writing a minimal one", ctx.request_id, bad)
-        keep = {k: fields[k] for k in ("time", "request_id", "tenant", "model", "input", "status", "latency_ms")}
+        keep = {
+            k: fields[k] for k in ("time", "request_id", "tenant", "model", "input", "status", "latency_ms")
+        }
         return AuditRecord(**{**keep, "error": f"audit_record_invalid:{bad}"[:2000]})

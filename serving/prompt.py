@@ -24,7 +24,9 @@ def intent_first(items: Sequence[T], intents: Sequence[str], intent: str | None)
     return list(items)
 
 
-def build_messages(system_prompt: str, knowledge: list[str], conversation: list[ChatMessage]) -> list[ChatMessage]:
+def build_messages(
+    system_prompt: str, knowledge: list[str], conversation: list[ChatMessage]
+) -> list[ChatMessage]:
     """System prompt + numbered knowledge in one system turn, then the client's turns.
 
     Client system turns are folded into ours rather than dropped, after the knowledge, so the
@@ -32,7 +34,9 @@ def build_messages(system_prompt: str, knowledge: list[str], conversation: list[
     """
     parts = [system_prompt.strip()]
     if knowledge:
-        parts.append("Knowledge:\n" + "\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(knowledge, 1)))
+        parts.append(
+            "Knowledge:\n" + "\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(knowledge, 1))
+        )
     client_system = [m.content for m in conversation if m.role == "system"]
     if client_system:
         parts.append("\n".join(client_system))

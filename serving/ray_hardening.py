@@ -35,8 +35,7 @@ GRPC_HOST_ENV = "FINSERVE_RAY_GRPC_HOST"
 
 # Ray's template line -> ours. Each must be found once, or the template changed under us.
 TEMPLATE_EDITS = {
-    "stats socket {{ config.socket_path }} mode 666 level admin":
-        "stats socket {{ config.socket_path }} mode 600 level admin",
+    "stats socket {{ config.socket_path }} mode 666 level admin": "stats socket {{ config.socket_path }} mode 600 level admin",
     "bind :{{ config.metrics_port }}": "bind 127.0.0.1:{{ config.metrics_port }}",
     "bind *:{{ config.stats_port }}": "bind 127.0.0.1:{{ config.stats_port }}",
 }

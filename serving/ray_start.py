@@ -22,8 +22,9 @@ def is_startup_timeout(exc: BaseException) -> bool:
     return any(marker in str(exc) for marker in STARTUP_TIMEOUTS)
 
 
-def start_with_retry(init: Callable[[], Any], shutdown: Callable[[], Any], say: Callable[[str], Any],
-                     attempts: int = 2) -> None:
+def start_with_retry(
+    init: Callable[[], Any], shutdown: Callable[[], Any], say: Callable[[str], Any], attempts: int = 2
+) -> None:
     """Calls ``init`` up to ``attempts`` times while it fails with a startup timeout, ``shutdown`` between."""
     for attempt in range(1, attempts + 1):
         try:
@@ -32,7 +33,9 @@ def start_with_retry(init: Callable[[], Any], shutdown: Callable[[], Any], say: 
         except Exception as exc:
             if attempt == attempts or not is_startup_timeout(exc):
                 raise
-            say(f"Ray's node did not start in time ({exc}); the machine is probably busy: starting it once more")
+            say(
+                f"Ray's node did not start in time ({exc}); the machine is probably busy: starting it once more"
+            )
             shutdown()
 
 

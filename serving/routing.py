@@ -42,8 +42,14 @@ def bucket(key: str, salt: str) -> int:
     return int.from_bytes(digest[:8], "big") % 100
 
 
-def choose(model: str, route: Route, sticky_key: str | None, override: str | None, rand: float,
-           any_version: bool = False) -> RouteChoice:
+def choose(
+    model: str,
+    route: Route,
+    sticky_key: str | None,
+    override: str | None,
+    rand: float,
+    any_version: bool = False,
+) -> RouteChoice:
     """Pick the adapter for one request.
 
     ``override`` (the x-finserve-adapter header) wins, if it names a version the route serves now (its
@@ -56,11 +62,16 @@ def choose(model: str, route: Route, sticky_key: str | None, override: str | Non
             ref = AdapterRef.parse(override)
         except ValueError as exc:
             # The message names the rule, never the value (it is client input).
-            raise InvalidRequest("x-finserve-adapter must be NAME@VERSION: a lower-case name and a semantic "
-                                 "version", param="x-finserve-adapter") from exc
+            raise InvalidRequest(
+                "x-finserve-adapter must be NAME@VERSION: a lower-case name and a semantic version",
+                param="x-finserve-adapter",
+            ) from exc
         if not any_version and ref not in route.candidates():
-            raise Forbidden("x-finserve-adapter may only name a version this model's route serves now (its stable "
-                            "or canary)", param="x-finserve-adapter")
+            raise Forbidden(
+                "x-finserve-adapter may only name a version this model's route serves now (its stable "
+                "or canary)",
+                param="x-finserve-adapter",
+            )
         return RouteChoice(model, ref, "override")
     if route.canary is None or route.canary_weight <= 0:
         return RouteChoice(model, route.stable, "stable")
@@ -132,12 +143,18 @@ class Router:
         routes = self.models()
         if model not in routes:
             # Never echoes the name: it is client input (it may be anything, PII included).
-            raise ModelNotFound("the model is not served here; see GET /v1/models for the served names",
-                                param="model")
+            raise ModelNotFound(
+                "the model is not served here; see GET /v1/models for the served names", param="model"
+            )
         return routes[model]
 
-    def pick(self, model: str, sticky_key: str | None = None, override: str | None = None,
-             any_version: bool = False) -> RouteChoice:
+    def pick(
+        self,
+        model: str,
+        sticky_key: str | None = None,
+        override: str | None = None,
+        any_version: bool = False,
+    ) -> RouteChoice:
         route = self.route(model)
         choice = choose(model, route, sticky_key, override, self._rng.random(), any_version)
         shadow = mirror(route, choice, sticky_key, self._rng.random())

@@ -18,8 +18,9 @@ import shutil
 from pathlib import Path
 
 import psutil
-from finserve.contracts import StrictModel
 from pydantic import Field, ValidationError
+
+from finserve.contracts import StrictModel
 
 from .haproxy_procs import stop_haproxy
 
@@ -31,21 +32,29 @@ class RunRecord(StrictModel):
     """One `finserve up` on a data dir."""
 
     pid: int = Field(ge=1, description="The `finserve up` process.")
-    started: float = Field(description="Its start time (psutil create_time): a reused pid is not mistaken for it.")
+    started: float = Field(
+        description="Its start time (psutil create_time): a reused pid is not mistaken for it."
+    )
     haproxy_config: str | None = Field(None, description="The config file Ray Serve's haproxy reads (-f).")
-    haproxy_dir: str | None = Field(None, description="The private folder holding that config and its socket.")
+    haproxy_dir: str | None = Field(
+        None, description="The private folder holding that config and its socket."
+    )
 
 
 class Reaped(StrictModel):
     """What a start found of an earlier run on its data dir."""
 
     stopped: list[int] = Field(default_factory=list, description="haproxy pids it left running, now stopped.")
-    running_pid: int | None = Field(None, description="The earlier `finserve up` when it still runs (left alone).")
+    running_pid: int | None = Field(
+        None, description="The earlier `finserve up` when it still runs (left alone)."
+    )
 
 
 def write(data_dir: Path, haproxy_config: str | None, haproxy_dir: str | None) -> None:
     me = psutil.Process()
-    record = RunRecord(pid=me.pid, started=me.create_time(), haproxy_config=haproxy_config, haproxy_dir=haproxy_dir)
+    record = RunRecord(
+        pid=me.pid, started=me.create_time(), haproxy_config=haproxy_config, haproxy_dir=haproxy_dir
+    )
     path = data_dir / RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -16,9 +16,9 @@ from . import run_record
 from .config import ServingConfig
 from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
-from .ray_hardening import single_node_env
 from .oip_grpc.health import ADD_HEALTH_SERVICER
 from .paths import data_dir
+from .ray_hardening import single_node_env
 from .ray_start import descendant_pids, start_with_retry, stop_failed_start
 from .serve_env import RAY_WORKER_SETUP_HOOK, haproxy_available, serve_env, usable_ingress
 
@@ -44,12 +44,16 @@ def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> No
         ensure_base_model()
 
 
-def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool = True) -> int:
+def run_stack(
+    cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool = True
+) -> int:
     # What an earlier run on this data dir left running when it was killed (its haproxy holds our ports).
     earlier = run_record.reap(data_dir())
     if earlier.stopped:
-        console.print(f"[yellow]stopped {len(earlier.stopped)} haproxy process(es) an earlier finserve up on this "
-                      f"data dir left running: {earlier.stopped}[/]")
+        console.print(
+            f"[yellow]stopped {len(earlier.stopped)} haproxy process(es) an earlier finserve up on this "
+            f"data dir left running: {earlier.stopped}[/]"
+        )
     elif earlier.running_pid is not None:
         console.print(f"[yellow]another finserve up (pid {earlier.running_pid}) runs on this data dir[/]")
     # Before Ray starts: its controller, ingress and replicas inherit this process's environment.
@@ -66,10 +70,12 @@ def run_stack(cfg: ServingConfig, stop: threading.Event, console: Console, inges
             shutil.rmtree(private, ignore_errors=True)
 
 
-def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool,
-         private: str | None) -> int:
-    os.environ.update(serve_env(cfg.deployments, free_port=_free_port, grpc_host=cfg.gateway.host,
-                                haproxy_dir=private))
+def _run(
+    cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_missing: bool, private: str | None
+) -> int:
+    os.environ.update(
+        serve_env(cfg.deployments, free_port=_free_port, grpc_host=cfg.gateway.host, haproxy_dir=private)
+    )
     os.environ.update(single_node_env())  # Ray core (GCS, raylet, workers) on 127.0.0.1: one local node
     import ray
     from ray import serve
@@ -81,9 +87,17 @@ def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_
     # No dashboard; the setup hook puts Ray Serve's side listeners on loopback (serving/ray_hardening.py).
     before = descendant_pids()
     start_with_retry(
-        lambda: ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
-                         configure_logging=False, runtime_env={"worker_process_setup_hook": RAY_WORKER_SETUP_HOOK}),
-        lambda: (ray.shutdown(), stop_failed_start(keep=before)), lambda text: console.print(f"[yellow]{text}[/]"))
+        lambda: ray.init(
+            num_cpus=max(4, os.cpu_count() or 1),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env={"worker_process_setup_hook": RAY_WORKER_SETUP_HOOK},
+        ),
+        lambda: (ray.shutdown(), stop_failed_start(keep=before)),
+        lambda text: console.print(f"[yellow]{text}[/]"),
+    )
+
     # Ray's core worker installs a fatal-signal handler for SIGTERM that aborts the process;
     # ours must come after ray.init so a SIGTERM means "shut down cleanly".
     def _stop(signum: int, _frame: object) -> None:
@@ -97,18 +111,30 @@ def _run(cfg: ServingConfig, stop: threading.Event, console: Console, ingest_if_
     run_record.write(data_dir(), haproxy_cfg, private)
     try:
         # gRPC: Ray Serve's own proxy (one per node, like HTTP) calls the Gateway's RPC methods.
-        serve.start(http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port},
-                    grpc_options={"port": cfg.gateway.grpc_port,
-                                  "grpc_servicer_functions": [ADD_SERVICER, ADD_HEALTH_SERVICER]})
+        serve.start(
+            http_options={"host": cfg.gateway.host, "port": cfg.gateway.http_port},
+            grpc_options={
+                "port": cfg.gateway.grpc_port,
+                "grpc_servicer_functions": [ADD_SERVICER, ADD_HEALTH_SERVICER],
+            },
+        )
         serve.run(build_app(cfg), name="finserve", route_prefix="/", blocking=False)
         url = f"http://{cfg.gateway.host}:{cfg.gateway.http_port}"
         x = cfg.exposure
-        metrics = (f"GET http://{x.metrics_host}:{x.metrics_port}/metrics" if x.metrics_port is not None
-                   else "no /metrics listener")
-        console.print(f"[bold green]finserve is up[/] on {url}  (POST {url}/v1/chat/completions, "
-                      f"GET {url}/readyz; {metrics}); Ctrl-C stops it")
-        console.print(f"gRPC (Open Inference Protocol v2, inference.GRPCInferenceService) on "
-                      f"{cfg.gateway.host} port {cfg.gateway.grpc_port}", soft_wrap=True)
+        metrics = (
+            f"GET http://{x.metrics_host}:{x.metrics_port}/metrics"
+            if x.metrics_port is not None
+            else "no /metrics listener"
+        )
+        console.print(
+            f"[bold green]finserve is up[/] on {url}  (POST {url}/v1/chat/completions, "
+            f"GET {url}/readyz; {metrics}); Ctrl-C stops it"
+        )
+        console.print(
+            f"gRPC (Open Inference Protocol v2, inference.GRPCInferenceService) on "
+            f"{cfg.gateway.host} port {cfg.gateway.grpc_port}",
+            soft_wrap=True,
+        )
         if haproxy_cfg:
             console.print(f"HAProxy ingress (config {haproxy_cfg})", soft_wrap=True)
         while not stop.wait(0.5):

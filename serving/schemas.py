@@ -23,9 +23,11 @@ class ContentPart(BaseModel):
 class ChatMessageIn(StrictModel):
     # tool / function are accepted here only so that the check can refuse them by name (no tools are served).
     role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
-        description="Who wrote the message; developer is OpenAI's newer name for system.")
+        description="Who wrote the message; developer is OpenAI's newer name for system."
+    )
     content: str | list[ContentPart] | None = Field(
-        description="Message text, or OpenAI's array of content parts (text parts only).")
+        description="Message text, or OpenAI's array of content parts (text parts only)."
+    )
     name: str | None = Field(None, description="Optional participant name (ignored).")
     tool_calls: list[Any] | None = Field(None, description="Refused: finserve serves no tools.")
     tool_call_id: str | None = Field(None, description="Refused: finserve serves no tools.")
@@ -39,7 +41,7 @@ class ChatMessageIn(StrictModel):
             return value
         if isinstance(value, list) and all(isinstance(p, dict) for p in value):
             return value
-        raise ValueError("must be a string or an array of content parts ({\"type\": \"text\", \"text\": ...})")
+        raise ValueError('must be a string or an array of content parts ({"type": "text", "text": ...})')
 
     @property
     def text(self) -> str:
@@ -60,7 +62,9 @@ class ChatMessageIn(StrictModel):
 
 
 class StreamOptions(StrictModel):
-    include_usage: bool = Field(False, description="Send a last chunk with usage and no choices (OpenAI's way).")
+    include_usage: bool = Field(
+        False, description="Send a last chunk with usage and no choices (OpenAI's way)."
+    )
 
 
 class ChatCompletionRequest(BaseModel):
@@ -73,15 +77,23 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="Client-facing model name, see GET /v1/models.")
-    messages: list[ChatMessageIn] = Field(min_length=1, description="The conversation; the last user turn is answered.")
+    messages: list[ChatMessageIn] = Field(
+        min_length=1, description="The conversation; the last user turn is answered."
+    )
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
-    max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens (wins).")
+    max_completion_tokens: int | None = Field(
+        None, ge=1, description="OpenAI's newer name for max_tokens (wins)."
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 is greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences (not included in the answer).")
+    stop: str | list[str] | None = Field(
+        None, description="Up to 4 stop sequences (not included in the answer)."
+    )
     stream: bool = Field(False, description="Stream server-sent events.")
     stream_options: StreamOptions | None = Field(None, description="With stream: include_usage.")
-    seed: int | None = Field(None, description="Sampling seed (temperature 0 is greedy and deterministic anyway).")
+    seed: int | None = Field(
+        None, description="Sampling seed (temperature 0 is greedy and deterministic anyway)."
+    )
     user: str | None = Field(None, description="End-user id: the sticky key for canary routing.")
     n: int | None = Field(None, description="Choices per request: only 1.")
     logprobs: bool | None = Field(None, description="Refused when true: log probabilities are not returned.")
@@ -123,16 +135,21 @@ class FinserveInfo(StrictModel):
     intent_confidence: float | None = None
     adapter: str = Field(description="NAME@VERSION that served the request (base@0.0.0 = no adapter).")
     route: str = Field(description="stable, canary or override.")
-    citations: list[str] = Field(default_factory=list, description="Ids of the retrieved documents the prompt used.")
+    citations: list[str] = Field(
+        default_factory=list, description="Ids of the retrieved documents the prompt used."
+    )
     held_back: list[str] = Field(
         default_factory=list,
-        description="Ids of retrieved documents kept out of the prompt because the context guard found PII in them.")
+        description="Ids of retrieved documents kept out of the prompt because the context guard found PII in them.",
+    )
     pii: dict[str, dict[str, int]] = Field(default_factory=dict, description="stage -> entity type -> count.")
     cache: str | None = Field(None, description="Where retrieval was answered from: l1, l2, miss, off.")
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Per-stage wall time.")
     degraded: str | None = Field(
-        None, description="Set when the model did not answer: fallback (the curated answer of the intent) or "
-        "cache (the stored answer of the same question); also the x-finserve-degraded header.")
+        None,
+        description="Set when the model did not answer: fallback (the curated answer of the intent) or "
+        "cache (the stored answer of the same question); also the x-finserve-degraded header.",
+    )
     provider: str | None = Field(None, description="Generator provider that answered (pools with providers).")
 
 

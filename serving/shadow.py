@@ -80,20 +80,39 @@ def length_ratio(stable: str, shadow: str) -> float | None:
     return len(shadow.split()) / words if words else None
 
 
-def compare(stable: str, shadow: str, vectors: Sequence[Sequence[float]], stable_intent: str | None,
-            shadow_intent: str | None, pii: dict[str, int]) -> Comparison:
+def compare(
+    stable: str,
+    shadow: str,
+    vectors: Sequence[Sequence[float]],
+    stable_intent: str | None,
+    shadow_intent: str | None,
+    pii: dict[str, int],
+) -> Comparison:
     """Pure: the comparison of two masked answers, given their embeddings (stable first) and intents."""
     agree = None if stable_intent is None else shadow_intent == stable_intent
-    return Comparison(similarity=cosine(vectors[0], vectors[1]), intent_agree=agree, pii=sum(pii.values()),
-                      length_ratio=length_ratio(stable, shadow))
+    return Comparison(
+        similarity=cosine(vectors[0], vectors[1]),
+        intent_agree=agree,
+        pii=sum(pii.values()),
+        length_ratio=length_ratio(stable, shadow),
+    )
 
 
 class ShadowRunner:
     """Runs shadow jobs as background tasks of the current event loop, bounded; :meth:`aclose` cancels them."""
 
-    def __init__(self, config: ShadowConfig, intent_config: IntentConfig, *, guard: GuardStage,
-                 retrieval: RetrievalStage, intent: IntentStage, generator: GeneratorStage, audit: AuditStage,
-                 metrics: ServingMetrics) -> None:
+    def __init__(
+        self,
+        config: ShadowConfig,
+        intent_config: IntentConfig,
+        *,
+        guard: GuardStage,
+        retrieval: RetrievalStage,
+        intent: IntentStage,
+        generator: GeneratorStage,
+        audit: AuditStage,
+        metrics: ServingMetrics,
+    ) -> None:
         self.config, self.intent_config = config, intent_config
         self.guard, self.retrieval, self.intent = guard, retrieval, intent
         self.generator, self.audit, self.metrics = generator, audit, metrics
@@ -148,11 +167,20 @@ class ShadowRunner:
         else:
             self._observe(labels, comparison)
         record = AuditRecord(
-            time=datetime.now(UTC), request_id=job.request_id, tenant=job.tenant, model=job.model,
-            adapter=str(job.canary), route=SHADOW_ROUTE, intent=intent, input=job.masked_input, output=output,
+            time=datetime.now(UTC),
+            request_id=job.request_id,
+            tenant=job.tenant,
+            model=job.model,
+            adapter=str(job.canary),
+            route=SHADOW_ROUTE,
+            intent=intent,
+            input=job.masked_input,
+            output=output,
             # The input's and context's findings are on the live request's line; this line adds the answer's.
             pii={"output": pii} if output is not None else {},
-            status=status, error=error, latency_ms=round((time.perf_counter() - t0) * 1000, 3),
+            status=status,
+            error=error,
+            latency_ms=round((time.perf_counter() - t0) * 1000, 3),
         )
         try:
             await self.audit.append(record)
@@ -176,8 +204,12 @@ class ShadowRunner:
         [guarded] = await self.guard.scan_many([result.text])
         pii = guarded.counts()
         vectors = await self.retrieval.embed_texts([job.stable_answer, guarded.text])
-        return intent, guarded.text, pii, compare(job.stable_answer, guarded.text, vectors, job.stable_intent,
-                                                  intent, pii)
+        return (
+            intent,
+            guarded.text,
+            pii,
+            compare(job.stable_answer, guarded.text, vectors, job.stable_intent, intent, pii),
+        )
 
     def _observe(self, labels: tuple[str, str, str], c: Comparison) -> None:
         m = self.metrics

@@ -43,7 +43,7 @@ class StreamReleaser:
         if limit - self._released_upto < self.min_release:
             return ""
         # Find entities over everything unreleased, so none is cut in half by the release point.
-        [window] = await self._scan_many([self.raw[self._released_upto:]])
+        [window] = await self._scan_many([self.raw[self._released_upto :]])
         cut = self.raw.rfind(" ", self._released_upto, limit)
         spans = [(f.start + self._released_upto, f.end + self._released_upto) for f in window.findings]
         moved = True
@@ -64,7 +64,7 @@ class StreamReleaser:
         return await self._release(len(self.raw))
 
     async def _release(self, cut: int) -> str:
-        segment = self.raw[self._released_upto:cut]
+        segment = self.raw[self._released_upto : cut]
         [result] = await self._scan_many([segment])
         for entity, n in result.counts().items():
             self.findings[entity] = self.findings.get(entity, 0) + n

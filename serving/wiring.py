@@ -25,6 +25,8 @@ def intent_assets() -> IntentAssets:
     )
 
 
-def build_intent_classifier(config: IntentConfig, registry: AdapterRegistry | None = None) -> IntentClassifier:
+def build_intent_classifier(
+    config: IntentConfig, registry: AdapterRegistry | None = None
+) -> IntentClassifier:
     """The intent classifier as the serving graph, evaluation and training run it."""
     return IntentClassifier(config, registry, intent_assets())

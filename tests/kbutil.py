@@ -34,5 +34,7 @@ def build_index(path: Path, rows: list[tuple[str, str]], embedder: Embedder | No
     """A Milvus Lite file at ``path`` with the 77 answers and ``rows`` as examples (no L2 cache)."""
     from finserve.serving.retrieval import RetrievalConfig, ingest
 
-    ingest(RetrievalConfig(milvus_uri=str(path), redis_url=None), rows=rows, progress=False, embedder=embedder)
+    ingest(
+        RetrievalConfig(milvus_uri=str(path), redis_url=None), rows=rows, progress=False, embedder=embedder
+    )
     return path

@@ -58,15 +58,23 @@ class OTLPReceiver:
                 attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
                 for ss in rs.scope_spans:
                     for s in ss.spans:
-                        self.spans.append(ReceivedSpan(attrs.get("service.name", ""), s.name, s.trace_id.hex(),
-                                                       s.span_id.hex(), s.parent_span_id.hex()))
+                        self.spans.append(
+                            ReceivedSpan(
+                                attrs.get("service.name", ""),
+                                s.name,
+                                s.trace_id.hex(),
+                                s.span_id.hex(),
+                                s.parent_span_id.hex(),
+                            )
+                        )
 
     def of_trace(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
             return [s for s in self.spans if s.trace_id == trace_id]
 
-    def wait_for(self, trace_id: str, services: set[str], timeout: float = 60,
-                 names: set[str] = frozenset()) -> list[ReceivedSpan]:
+    def wait_for(
+        self, trace_id: str, services: set[str], timeout: float = 60, names: set[str] = frozenset()
+    ) -> list[ReceivedSpan]:
         """The trace's spans once every one of ``services`` has sent some and every span in ``names`` arrived
         (exporters batch: a service's later spans may come in a later batch)."""
         deadline = time.monotonic() + timeout
@@ -75,8 +83,10 @@ class OTLPReceiver:
             if services <= {s.service for s in spans} and names <= {s.name for s in spans}:
                 return spans
             time.sleep(0.2)
-        raise AssertionError(f"trace {trace_id}: spans only from {sorted({s.service for s in spans})}, "
-                             f"expected {sorted(services)}")
+        raise AssertionError(
+            f"trace {trace_id}: spans only from {sorted({s.service for s in spans})}, "
+            f"expected {sorted(services)}"
+        )
 
     def close(self) -> None:
         self._server.shutdown()

@@ -14,10 +14,9 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,8 +82,9 @@ async def answer_rows(
     from finserve.serving.schemas import ChatCompletionRequest
 
     def request(text: str, tokens: int | None) -> ChatCompletionRequest:
-        return ChatCompletionRequest(model=model, messages=[{"role": "user", "content": text}],
-                                     max_tokens=tokens, temperature=0.0)
+        return ChatCompletionRequest(
+            model=model, messages=[{"role": "user", "content": text}], max_tokens=tokens, temperature=0.0
+        )
 
     # One untimed one-token request loads the adapter, so latencies are the steady state. A fixed text,
     # so a golden row that the guard blocks is an error row, not a failed run.
@@ -128,8 +128,9 @@ class AnswerScorer:
     Embeddings are cached by text: the same knowledge chunks come back for many rows.
     """
 
-    def __init__(self, embedder: Embed, references: Mapping[str, str],
-                 threshold: float = am.GROUNDEDNESS_THRESHOLD) -> None:
+    def __init__(
+        self, embedder: Embed, references: Mapping[str, str], threshold: float = am.GROUNDEDNESS_THRESHOLD
+    ) -> None:
         self.embedder = embedder
         self.threshold = threshold
         self.intents = sorted(references)
@@ -163,14 +164,22 @@ class AnswerScorer:
         accurate = False
         supported = 0
         if not empty:
-            accurate = am.nearest_intent(self.vectors([a.answer])[0], self.reference_vectors, self.intents) == a.gold
+            accurate = (
+                am.nearest_intent(self.vectors([a.answer])[0], self.reference_vectors, self.intents) == a.gold
+            )
             if sentences:
                 support = am.support_scores(self.vectors(sentences), self.vectors(knowledge))
                 supported = int(np.sum(support >= self.threshold))
         return am.RowScore(
-            intent=a.gold, accurate=accurate, sentences=len(sentences), supported=supported,
-            truncated=am.is_truncated(a.answer, a.finish_reason), empty=empty,
-            repetitive=am.is_repetitive(a.answer), pii=am.has_pii(a.output_pii), words=len(am.words(a.answer)),
+            intent=a.gold,
+            accurate=accurate,
+            sentences=len(sentences),
+            supported=supported,
+            truncated=am.is_truncated(a.answer, a.finish_reason),
+            empty=empty,
+            repetitive=am.is_repetitive(a.answer),
+            pii=am.has_pii(a.output_pii),
+            words=len(am.words(a.answer)),
         )
 
 
@@ -207,7 +216,9 @@ def per_intent(scores: Sequence[am.RowScore]) -> dict[str, IntentRow]:
     out = {}
     for intent in sorted(by):
         agg = am.aggregate(by[intent])
-        out[intent] = IntentRow(rows=agg.rows, answer_accuracy=agg.answer_accuracy, groundedness=agg.groundedness)
+        out[intent] = IntentRow(
+            rows=agg.rows, answer_accuracy=agg.answer_accuracy, groundedness=agg.groundedness
+        )
     return out
 
 
@@ -246,13 +257,21 @@ def build_report(
     base_scored = score_run(scorer, base_run)
     test = am.paired_test(accurate_flags(run, scored), accurate_flags(base_run, base_scored))
     comparison = PairedComparison(
-        test="mcnemar", delta=test.delta, ci_low=test.ci_low, ci_high=test.ci_high, p_value=test.p_value,
-        candidate_only=test.candidate_only, baseline_only=test.baseline_only, verdict=test.verdict,  # type: ignore[arg-type]
+        test="mcnemar",
+        delta=test.delta,
+        ci_low=test.ci_low,
+        ci_high=test.ci_high,
+        p_value=test.p_value,
+        candidate_only=test.candidate_only,
+        baseline_only=test.baseline_only,
+        verdict=test.verdict,  # type: ignore[arg-type]
     )
-    return report.model_copy(update={
-        "baseline": metrics(_served(base_name, base_run), base_run, list(base_scored.values())),
-        "comparison": comparison,
-    })
+    return report.model_copy(
+        update={
+            "baseline": metrics(_served(base_name, base_run), base_run, list(base_scored.values())),
+            "comparison": comparison,
+        }
+    )
 
 
 def _served(requested: str, run: VersionRun) -> str:

@@ -83,7 +83,7 @@ def is_repetitive(text: str) -> bool:
         run = run + 1 if cur == prev else 1
         if run >= RUN_LENGTH:
             return True
-    grams = Counter(tuple(tokens[i:i + NGRAM]) for i in range(len(tokens) - NGRAM + 1))
+    grams = Counter(tuple(tokens[i : i + NGRAM]) for i in range(len(tokens) - NGRAM + 1))
     return any(n >= NGRAM_TIMES for n in grams.values())
 
 
@@ -164,6 +164,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 # ---- paired comparison of two versions on the same rows ----
 
+
 @dataclass(frozen=True)
 class Paired:
     delta: float
@@ -175,8 +176,14 @@ class Paired:
     verdict: str
 
 
-def paired_test(candidate: Sequence[bool], baseline: Sequence[bool], *, resamples: int = 10_000, seed: int = 0,
-                alpha: float = 0.05) -> Paired:
+def paired_test(
+    candidate: Sequence[bool],
+    baseline: Sequence[bool],
+    *,
+    resamples: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> Paired:
     """McNemar's exact test on the discordant rows for the p-value; a paired bootstrap (rows resampled
     with replacement, ``seed``) for the 95 % interval of the accuracy delta. The verdict follows the
     p-value alone: "better"/"worse" only when p < ``alpha``."""
@@ -199,5 +206,12 @@ def paired_test(candidate: Sequence[bool], baseline: Sequence[bool], *, resample
     verdict = "no-significant-difference"
     if p < alpha:
         verdict = "better" if delta > 0 else "worse"
-    return Paired(delta=delta, ci_low=low, ci_high=high, p_value=min(p, 1.0), candidate_only=only_a,
-                  baseline_only=only_b, verdict=verdict)
+    return Paired(
+        delta=delta,
+        ci_low=low,
+        ci_high=high,
+        p_value=min(p, 1.0),
+        candidate_only=only_a,
+        baseline_only=only_b,
+        verdict=verdict,
+    )

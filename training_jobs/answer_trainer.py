@@ -63,7 +63,9 @@ class AnswerEpoch(StrictModel):
 
     epoch: int = Field(ge=1, description="1-based epoch number.")
     train_loss: float = Field(description="Mean cross-entropy per target token over the epoch's steps.")
-    dev_loss: float | None = Field(None, description="Mean cross-entropy per target token on the dev examples.")
+    dev_loss: float | None = Field(
+        None, description="Mean cross-entropy per target token on the dev examples."
+    )
     seconds: float = Field(ge=0, description="Wall time of the epoch.")
 
 
@@ -72,7 +74,9 @@ class TrainedAnswers:
     epochs: list[AnswerEpoch]
     examples: int
     dev_examples: int
-    base_dev_loss: float | None  # the dev loss before any step (the LoRA starts as the identity: the base model)
+    base_dev_loss: (
+        float | None
+    )  # the dev loss before any step (the LoRA starts as the identity: the base model)
     cache_seconds: float
     prompt_tokens_mean: float
     target_tokens_mean: float
@@ -80,7 +84,10 @@ class TrainedAnswers:
 
 
 def build_examples(
-    source: PromptSource, tokenizer: Any, rows: Sequence[tuple[str, str]], answers: dict[str, str],
+    source: PromptSource,
+    tokenizer: Any,
+    rows: Sequence[tuple[str, str]],
+    answers: dict[str, str],
     on_row: Callable[[], None] | None = None,
 ) -> list[Example]:
     """One (prompt ids, target ids) pair per row, prompts through serving's own path."""
@@ -99,7 +106,9 @@ def build_examples(
     return asyncio.run(run())
 
 
-def _loss(model: Any, states: Sequence[torch.Tensor], examples: Sequence[Example], first: int) -> tuple[torch.Tensor, int]:
+def _loss(
+    model: Any, states: Sequence[torch.Tensor], examples: Sequence[Example], first: int
+) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the target tokens of a batch, and their count."""
     batch, _ = encoder.stack(states)
     dec = encoder.decoder(model)
@@ -123,8 +132,14 @@ def _lm_head(model: Any) -> torch.nn.Module:
 
 
 def fit_answers(
-    settings: AnswerSettings, model: Any, tokenizer: Any, device: str, examples: Sequence[Example],
-    dev: Sequence[Example] = (), seed: int = 77, progress: bool = True,
+    settings: AnswerSettings,
+    model: Any,
+    tokenizer: Any,
+    device: str,
+    examples: Sequence[Example],
+    dev: Sequence[Example] = (),
+    seed: int = 77,
+    progress: bool = True,
 ) -> TrainedAnswers:
     """Train the LoRA parameters that require grad (the caller froze the rest) on ``examples``."""
     from tqdm.auto import tqdm
@@ -141,14 +156,36 @@ def fit_answers(
     rng = random.Random(seed)
     t0 = time.perf_counter()
     model.eval()
-    with tqdm(total=len(examples) + len(dev), desc=f"answers: cache layers 0-{first - 1}", unit="ex",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(examples) + len(dev),
+        desc=f"answers: cache layers 0-{first - 1}",
+        unit="ex",
+        disable=not progress,
+    ) as bar:
         # Prompt and target in one sequence: the target's states attend to the prompt's.
         with compute():
-            states = cache_states(model, [e.prompt + e.target for e in examples], first, pad_id, device,
-                                  batch_size=8, on_batch=bar.update)
-            dev_states = cache_states(model, [e.prompt + e.target for e in dev], first, pad_id, device,
-                                      batch_size=8, on_batch=bar.update) if dev else []
+            states = cache_states(
+                model,
+                [e.prompt + e.target for e in examples],
+                first,
+                pad_id,
+                device,
+                batch_size=8,
+                on_batch=bar.update,
+            )
+            dev_states = (
+                cache_states(
+                    model,
+                    [e.prompt + e.target for e in dev],
+                    first,
+                    pad_id,
+                    device,
+                    batch_size=8,
+                    on_batch=bar.update,
+                )
+                if dev
+                else []
+            )
     cache_seconds = time.perf_counter() - t0
     base_dev_loss = _dev_loss(model, dev_states, dev, first, compute) if dev else None
 
@@ -157,15 +194,21 @@ def fit_answers(
     lengths = [len(e.prompt) + len(e.target) for e in examples]
     steps_per_epoch = len(length_batches(lengths, settings.batch_size, random.Random(0)))
     total = steps_per_epoch * settings.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, schedule(total, max(1, int(total * settings.warmup_ratio))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, schedule(total, max(1, int(total * settings.warmup_ratio)))
+    )
     epochs: list[AnswerEpoch] = []
     for epoch in range(1, settings.epochs + 1):
         e0 = time.perf_counter()
         model.train()
         loss_sum, tokens = 0.0, 0
         batches = length_batches(lengths, settings.batch_size, rng)
-        with tqdm(total=len(examples), desc=f"answers: epoch {epoch}/{settings.epochs}", unit="ex",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=len(examples),
+            desc=f"answers: epoch {epoch}/{settings.epochs}",
+            unit="ex",
+            disable=not progress,
+        ) as bar:
             for batch in batches:
                 with compute():
                     loss, n = _loss(model, [states[i] for i in batch], [examples[i] for i in batch], first)
@@ -178,14 +221,27 @@ def fit_answers(
                 bar.update(len(batch))
                 bar.set_postfix(loss=f"{loss_sum / max(1, tokens):.3f}")
         dev_loss = _dev_loss(model, dev_states, dev, first, compute) if dev else None
-        epochs.append(AnswerEpoch(epoch=epoch, train_loss=round(loss_sum / max(1, tokens), 4),
-                                  dev_loss=round(dev_loss, 4) if dev_loss is not None else None,
-                                  seconds=round(time.perf_counter() - e0, 1)))
-        log.info("answers epoch %d: train loss %.4f, dev loss %s, %.0f s", epoch, epochs[-1].train_loss,
-                 epochs[-1].dev_loss, epochs[-1].seconds)
+        epochs.append(
+            AnswerEpoch(
+                epoch=epoch,
+                train_loss=round(loss_sum / max(1, tokens), 4),
+                dev_loss=round(dev_loss, 4) if dev_loss is not None else None,
+                seconds=round(time.perf_counter() - e0, 1),
+            )
+        )
+        log.info(
+            "answers epoch %d: train loss %.4f, dev loss %s, %.0f s",
+            epoch,
+            epochs[-1].train_loss,
+            epochs[-1].dev_loss,
+            epochs[-1].seconds,
+        )
     model.eval()
     return TrainedAnswers(
-        epochs=epochs, examples=len(examples), dev_examples=len(dev), cache_seconds=cache_seconds,
+        epochs=epochs,
+        examples=len(examples),
+        dev_examples=len(dev),
+        cache_seconds=cache_seconds,
         base_dev_loss=round(base_dev_loss, 4) if base_dev_loss is not None else None,
         prompt_tokens_mean=sum(len(e.prompt) for e in examples) / max(1, len(examples)),
         target_tokens_mean=sum(len(e.target) for e in examples) / max(1, len(examples)),
@@ -193,8 +249,13 @@ def fit_answers(
     )
 
 
-def _dev_loss(model: Any, states: Sequence[torch.Tensor], examples: Sequence[Example], first: int,
-              compute: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> float:
+def _dev_loss(
+    model: Any,
+    states: Sequence[torch.Tensor],
+    examples: Sequence[Example],
+    first: int,
+    compute: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad(), compute():

@@ -16,14 +16,23 @@ Device = Literal["auto", "cpu", "cuda"]
 class DataSettings(StrictModel):
     """Which rows train and validate the adapter."""
 
-    csv: str | None = Field(None, description="Banking77-style text,category CSV; None: the repository's data/banking77/train.csv.")
+    csv: str | None = Field(
+        None,
+        description="Banking77-style text,category CSV; None: the repository's data/banking77/train.csv.",
+    )
     max_train_per_intent: int | None = Field(
-        None, ge=1, description="Keep at most this many training rows per intent (None: all): smaller, faster versions."
+        None,
+        ge=1,
+        description="Keep at most this many training rows per intent (None: all): smaller, faster versions.",
     )
     max_validation_per_intent: int | None = Field(
-        None, ge=1, description="Keep at most this many validation rows per intent (None: all): for quick runs only."
+        None,
+        ge=1,
+        description="Keep at most this many validation rows per intent (None: all): for quick runs only.",
     )
-    max_length: int = Field(64, ge=4, le=512, description="Tokens kept per query (Banking77's longest has 96).")
+    max_length: int = Field(
+        64, ge=4, le=512, description="Tokens kept per query (Banking77's longest has 96)."
+    )
     dev_per_intent: int | None = Field(
         None,
         ge=1,
@@ -55,12 +64,17 @@ class HeadSettings(StrictModel):
     """The intent head on the LLM's hidden states, and how serving mixes in the retrieval vote."""
 
     exit_layer: int = Field(
-        30, ge=1, description="Decoder layers run before pooling (SmolLM2-135M has 30); later layers are skipped."
+        30,
+        ge=1,
+        description="Decoder layers run before pooling (SmolLM2-135M has 30); later layers are skipped.",
     )
     pooling: Pooling = Field("mean", description="mean, last token, or both concatenated (mean_last).")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the pooled vector while training.")
     retrieval_weight: float = Field(
-        0.0, ge=0.0, le=1.0, description="Weight of the retrieval vote mixed in at serving time (0: head only)."
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the retrieval vote mixed in at serving time (0: head only).",
     )
     weight_from_dev: bool = Field(
         False,
@@ -69,7 +83,9 @@ class HeadSettings(StrictModel):
     )
     vote_temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of that vote.")
     vote_k: int = Field(
-        10, ge=1, description="Neighbours in the vote when training scores the served mix (serving: retrieval.example_k)."
+        10,
+        ge=1,
+        description="Neighbours in the vote when training scores the served mix (serving: retrieval.example_k).",
     )
     query_embedding: bool = Field(
         False,
@@ -77,7 +93,9 @@ class HeadSettings(StrictModel):
         "the LLM forward); the LoRA is trained jointly with it, so it learns what the embedder misses.",
     )
     query_scale: float = Field(
-        20.0, gt=0.0, description="Factor on the unit-length query vector (about sqrt(dim): entries near the LLM "
+        20.0,
+        gt=0.0,
+        description="Factor on the unit-length query vector (about sqrt(dim): entries near the LLM "
         "state's scale, so one learning rate suits both parts of the head).",
     )
 
@@ -90,10 +108,14 @@ class OptimSettings(StrictModel):
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of the LoRA matrices.")
     head_lr: float = Field(3e-3, gt=0, description="Peak learning rate of the intent head.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with a linear warm-up; then linear decay.")
+    warmup_ratio: float = Field(
+        0.06, ge=0, lt=1, description="Share of steps with a linear warm-up; then linear decay."
+    )
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Cross-entropy label smoothing.")
     patience: int = Field(
-        1, ge=1, description="Stop after this many epochs without a better validation accuracy; the best epoch is kept."
+        1,
+        ge=1,
+        description="Stop after this many epochs without a better validation accuracy; the best epoch is kept.",
     )
     seed: int = Field(77, description="Seed for initialisation and shuffling.")
 
@@ -105,12 +127,21 @@ class EncoderSettings(StrictModel):
     gets ``1 - head.retrieval_weight - encoder.weight``.
     """
 
-    enabled: bool = Field(False, description="Train and ship the encoder (the retrieval embedder's weights as start).")
-    weight: float = Field(1 / 3, gt=0.0, le=1.0, description="Share of the encoder's probabilities in the served mix.")
+    enabled: bool = Field(
+        False, description="Train and ship the encoder (the retrieval embedder's weights as start)."
+    )
+    weight: float = Field(
+        1 / 3, gt=0.0, le=1.0, description="Share of the encoder's probabilities in the served mix."
+    )
     train_layers: int = Field(
-        6, ge=1, description="Top encoder layers trained (MiniLM has 6); the embeddings and lower layers stay frozen "
-        "and their output is computed once and cached.")
-    epochs: int = Field(3, ge=1, description="Passes over the training rows (fixed schedule; the last is kept).")
+        6,
+        ge=1,
+        description="Top encoder layers trained (MiniLM has 6); the embeddings and lower layers stay frozen "
+        "and their output is computed once and cached.",
+    )
+    epochs: int = Field(
+        3, ge=1, description="Passes over the training rows (fixed schedule; the last is kept)."
+    )
     batch_size: int = Field(32, ge=1, description="Rows per optimiser step.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate of the trained layers.")
     head_lr: float = Field(3e-3, gt=0, description="Peak learning rate of the encoder's intent head.")
@@ -127,23 +158,34 @@ class AnswerSettings(StrictModel):
     head's exit layer is frozen inside the same adapter.
     """
 
-    enabled: bool = Field(False, description="Tune the generator for answers (else the LoRA only serves the intent head).")
+    enabled: bool = Field(
+        False, description="Tune the generator for answers (else the LoRA only serves the intent head)."
+    )
     per_intent: int = Field(4, ge=1, description="Training rows per intent used as answer examples (seeded).")
-    dev_per_intent: int = Field(1, ge=0, description="Further training rows per intent whose loss is reported per epoch.")
+    dev_per_intent: int = Field(
+        1, ge=0, description="Further training rows per intent whose loss is reported per epoch."
+    )
     first_layer: int = Field(
-        18, ge=1, description="Lowest decoder layer with answer LoRA; the layers below are cached once per example.")
+        18,
+        ge=1,
+        description="Lowest decoder layer with answer LoRA; the layers below are cached once per example.",
+    )
     epochs: int = Field(2, ge=1, description="Passes over the examples (fixed schedule; the last is kept).")
     batch_size: int = Field(4, ge=1, description="Examples per optimiser step.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate (linear warm-up, then linear decay).")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with a linear warm-up.")
     seed: int = Field(7, description="Seed for the rows drawn (the dev rows use seed + 1).")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="Compute dtype of the answer stage's forward and backward (bfloat16 autocast; the LoRA "
+        "auto",
+        description="Compute dtype of the answer stage's forward and backward (bfloat16 autocast; the LoRA "
         "weights and optimiser stay float32). auto: bfloat16 on CUDA and on CPUs with native bfloat16 "
-        "(avx512_bf16 or AMX), float32 elsewhere.")
+        "(avx512_bf16 or AMX), float32 elsewhere.",
+    )
     serving_config: str | None = Field(
-        None, description="Serving config YAML whose retrieval, guard and system prompt build the prompts (what the "
-        "version will be served with); None: the built-in default, its index built first when the data dir has none.")
+        None,
+        description="Serving config YAML whose retrieval, guard and system prompt build the prompts (what the "
+        "version will be served with); None: the built-in default, its index built first when the data dir has none.",
+    )
 
 
 class TrainConfig(StrictModel):
@@ -156,7 +198,8 @@ class TrainConfig(StrictModel):
         None, description="Converted base model folder; None: ensure_base_model() under the data dir."
     )
     quantization: Quantization = Field(
-        "auto", description="nf4: QLoRA (4-bit NF4, double quantization; needs CUDA); none: fp32 LoRA; auto: nf4 on CUDA."
+        "auto",
+        description="nf4: QLoRA (4-bit NF4, double quantization; needs CUDA); none: fp32 LoRA; auto: nf4 on CUDA.",
     )
     device: Device = Field("auto", description="Where training runs; auto: cuda when available.")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default).")
@@ -164,13 +207,18 @@ class TrainConfig(StrictModel):
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings.")
     head: HeadSettings = Field(default_factory=HeadSettings, description="Intent head settings.")
     optim: OptimSettings = Field(default_factory=OptimSettings, description="Optimisation settings.")
-    encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="Fine-tuned sentence encoder.")
-    answers: AnswerSettings = Field(default_factory=AnswerSettings, description="Generator tuning on answers.")
+    encoder: EncoderSettings = Field(
+        default_factory=EncoderSettings, description="Fine-tuned sentence encoder."
+    )
+    answers: AnswerSettings = Field(
+        default_factory=AnswerSettings, description="Generator tuning on answers."
+    )
     intent_from: str | None = Field(
         None,
         description="NAME@VERSION in the registry whose intent parts (the LoRA below the exit layer, the head, "
         "the fine-tuned encoder) this version takes unchanged instead of training them; needs answers.enabled. "
-        "Its intent figures carry over, since the served intent reads only those parts.")
+        "Its intent figures carry over, since the served intent reads only those parts.",
+    )
 
     @field_validator("version")
     @classmethod
@@ -187,7 +235,9 @@ class TrainConfig(StrictModel):
     @model_validator(mode="after")
     def _layers_fit(self) -> TrainConfig:
         if self.lora.layers > self.head.exit_layer:
-            raise ValueError(f"lora.layers ({self.lora.layers}) cannot exceed head.exit_layer ({self.head.exit_layer})")
+            raise ValueError(
+                f"lora.layers ({self.lora.layers}) cannot exceed head.exit_layer ({self.head.exit_layer})"
+            )
         return self
 
     @model_validator(mode="after")
@@ -199,8 +249,10 @@ class TrainConfig(StrictModel):
     @model_validator(mode="after")
     def _mix_fits(self) -> TrainConfig:
         if self.encoder.enabled and self.head.retrieval_weight + self.encoder.weight > 1.0 + 1e-9:
-            raise ValueError(f"head.retrieval_weight ({self.head.retrieval_weight}) + encoder.weight "
-                             f"({self.encoder.weight}) exceed 1: the LLM head's share would be negative")
+            raise ValueError(
+                f"head.retrieval_weight ({self.head.retrieval_weight}) + encoder.weight "
+                f"({self.encoder.weight}) exceed 1: the LLM head's share would be negative"
+            )
         return self
 
     @model_validator(mode="after")

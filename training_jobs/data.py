@@ -85,8 +85,16 @@ def load_splits(
     if max_validation_per_intent is not None:
         validation = per_intent_subset(validation, max_validation_per_intent, seed)
     labels = sorted({intent for _, intent in rows})
-    return Splits(train=train, validation=validation, index_rows=index_rows, labels=labels, source=path,
-                  checksum=sha256_file(path), dev=dev, dev_index=dev_index)
+    return Splits(
+        train=train,
+        validation=validation,
+        index_rows=index_rows,
+        labels=labels,
+        source=path,
+        checksum=sha256_file(path),
+        dev=dev,
+        dev_index=dev_index,
+    )
 
 
 def write_csv(rows: Sequence[Row], path: str | Path) -> Path:
@@ -106,5 +114,7 @@ def read_eval_csv(path: str | Path) -> list[Row]:
         reader = csv.DictReader(fh)
         missing = {"text", "category"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected text,category")
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(sorted(missing))}; expected text,category"
+            )
         return [(rec["text"], rec["category"]) for rec in reader]

@@ -71,7 +71,9 @@ def fit_encoder(
     model = load_base_encoder(base_path, len(labels), settings.max_length, settings.dropout).to(device)
     n_layers = len(model.layers)
     if settings.train_layers > n_layers:
-        raise ValueError(f"encoder.train_layers ({settings.train_layers}) exceeds the encoder's {n_layers} layers")
+        raise ValueError(
+            f"encoder.train_layers ({settings.train_layers}) exceeds the encoder's {n_layers} layers"
+        )
     first = n_layers - settings.train_layers
     for name, param in model.bert.named_parameters():
         param.requires_grad_(any(name.startswith(f"encoder.layer.{i}.") for i in range(first, n_layers)))
@@ -79,8 +81,16 @@ def fit_encoder(
 
     started = time.perf_counter()
     model.eval()
-    with torch.no_grad(), tqdm(total=len(train_rows) + len(val_rows) + len(dev_rows), unit="row",
-                               desc=f"encoder: cache below layer {first}", disable=not progress) as bar:
+    with (
+        torch.no_grad(),
+        tqdm(
+            total=len(train_rows) + len(val_rows) + len(dev_rows),
+            unit="row",
+            desc=f"encoder: cache below layer {first}",
+            disable=not progress,
+        ) as bar,
+    ):
+
         def cached(rows: Sequence[tuple[str, str]]) -> list[torch.Tensor]:
             texts = [t for t, _ in rows]
             order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -98,8 +108,10 @@ def fit_encoder(
     gold = [c for _, c in val_rows]
 
     trained = [p for p in model.bert.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": trained, "lr": settings.lr},
-                                   {"params": model.head.parameters(), "lr": settings.head_lr}], weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        [{"params": trained, "lr": settings.lr}, {"params": model.head.parameters(), "lr": settings.head_lr}],
+        weight_decay=0.01,
+    )
     total = settings.epochs * math.ceil(len(train_states) / settings.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total, max(1, int(total * 0.06))))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
@@ -109,8 +121,12 @@ def fit_encoder(
     for epoch in range(1, settings.epochs + 1):
         model.train()
         t0, losses = time.perf_counter(), []
-        with tqdm(total=len(train_states), desc=f"encoder epoch {epoch}/{settings.epochs}", unit="row",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=len(train_states),
+            desc=f"encoder epoch {epoch}/{settings.epochs}",
+            unit="row",
+            disable=not progress,
+        ) as bar:
             for batch in length_batches(lengths, settings.batch_size, rng):
                 loss = loss_fn(model.logits_from([train_states[i] for i in batch], first), y[batch])
                 optimizer.zero_grad(set_to_none=True)
@@ -122,21 +138,42 @@ def fit_encoder(
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         seconds = time.perf_counter() - t0
         val_probs = probabilities(model, val_states, first)
-        report = EncoderEpoch(epoch=epoch, train_loss=sum(losses) / len(losses),
-                              accuracy=metrics.accuracy(gold, [labels[i] for i in val_probs.argmax(axis=1)]),
-                              seconds=seconds, rows_per_s=len(train_states) / seconds)
+        report = EncoderEpoch(
+            epoch=epoch,
+            train_loss=sum(losses) / len(losses),
+            accuracy=metrics.accuracy(gold, [labels[i] for i in val_probs.argmax(axis=1)]),
+            seconds=seconds,
+            rows_per_s=len(train_states) / seconds,
+        )
         reports.append(report)
-        log.info("encoder epoch %d: loss %.4f, validation accuracy %.4f (encoder alone), %.0f s",
-                 epoch, report.train_loss, report.accuracy, seconds)
+        log.info(
+            "encoder epoch %d: loss %.4f, validation accuracy %.4f (encoder alone), %.0f s",
+            epoch,
+            report.train_loss,
+            report.accuracy,
+            seconds,
+        )
     model.eval()
-    spec = EncoderSpec(base=model_fingerprint(base_path), layers=n_layers, trained_layers=list(range(first, n_layers)),
-                       max_length=settings.max_length, weight=settings.weight)
-    return TrainedEncoder(model=model, spec=spec, epochs=reports, validation=val_probs,
-                          dev=probabilities(model, dev_states, first) if dev_states else None,
-                          cache_seconds=cache_seconds)
+    spec = EncoderSpec(
+        base=model_fingerprint(base_path),
+        layers=n_layers,
+        trained_layers=list(range(first, n_layers)),
+        max_length=settings.max_length,
+        weight=settings.weight,
+    )
+    return TrainedEncoder(
+        model=model,
+        spec=spec,
+        epochs=reports,
+        validation=val_probs,
+        dev=probabilities(model, dev_states, first) if dev_states else None,
+        cache_seconds=cache_seconds,
+    )
 
 
-def probabilities(model: EncoderClassifier, states: Sequence[torch.Tensor], first: int, batch_size: int = 128) -> np.ndarray:
+def probabilities(
+    model: EncoderClassifier, states: Sequence[torch.Tensor], first: int, batch_size: int = 128
+) -> np.ndarray:
     """Probabilities from cached prefix states (rows in input order)."""
     model.eval()
     order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
@@ -144,5 +181,7 @@ def probabilities(model: EncoderClassifier, states: Sequence[torch.Tensor], firs
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            out[chunk] = torch.softmax(model.logits_from([states[i] for i in chunk], first), dim=-1).cpu().numpy()
+            out[chunk] = (
+                torch.softmax(model.logits_from([states[i] for i in chunk], first), dim=-1).cpu().numpy()
+            )
     return out

@@ -36,7 +36,9 @@ class _Outcome(Protocol):
 class IntentPath(Protocol):
     """The slice of the pipeline the driver needs."""
 
-    async def classify(self, text: str, adapter: AdapterRef | None = None, tenant: str = "default") -> Any: ...
+    async def classify(
+        self, text: str, adapter: AdapterRef | None = None, tenant: str = "default"
+    ) -> Any: ...
 
 
 class EvalReport(ClassificationReport):

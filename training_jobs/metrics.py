@@ -18,7 +18,9 @@ class IntentScores(StrictModel):
     """Precision, recall and F1 of one intent (one-vs-rest)."""
 
     intent: str = Field(description="The intent label.")
-    precision: float = Field(description="Correct predictions of this intent / all predictions of it (0 if none).")
+    precision: float = Field(
+        description="Correct predictions of this intent / all predictions of it (0 if none)."
+    )
     recall: float = Field(description="Correct predictions of this intent / gold rows of it.")
     f1: float = Field(description="Harmonic mean of precision and recall (0 when both are 0).")
     support: int = Field(description="Gold rows of this intent.")
@@ -39,7 +41,9 @@ class ClassificationReport(StrictModel):
     accuracy: float = Field(description="Fraction of rows whose predicted intent equals the gold intent.")
     macro_f1: float = Field(description="Unweighted mean of the per-intent F1 over the gold intents.")
     per_intent: list[IntentScores] = Field(description="One entry per gold intent, sorted by name.")
-    confused: list[ConfusedPair] = Field(description="Most frequent wrong (gold, predicted) pairs, most first.")
+    confused: list[ConfusedPair] = Field(
+        description="Most frequent wrong (gold, predicted) pairs, most first."
+    )
 
 
 def _safe_div(num: float, den: float) -> float:
@@ -70,7 +74,9 @@ def per_intent_scores(gold: Sequence[str], predicted: Sequence[str]) -> list[Int
         precision = _safe_div(true_pos[intent], predicted_count[intent])
         recall = _safe_div(true_pos[intent], support[intent])
         f1 = _safe_div(2 * precision * recall, precision + recall)
-        out.append(IntentScores(intent=intent, precision=precision, recall=recall, f1=f1, support=support[intent]))
+        out.append(
+            IntentScores(intent=intent, precision=precision, recall=recall, f1=f1, support=support[intent])
+        )
     return out
 
 
@@ -87,7 +93,9 @@ def most_confused(gold: Sequence[str], predicted: Sequence[str], top: int = 10) 
     return [ConfusedPair(gold=g, predicted=p, count=n) for (g, p), n in ranked[:top]]
 
 
-def classification_report(gold: Sequence[str], predicted: Sequence[str], top_confused: int = 10) -> ClassificationReport:
+def classification_report(
+    gold: Sequence[str], predicted: Sequence[str], top_confused: int = 10
+) -> ClassificationReport:
     scores = per_intent_scores(gold, predicted)
     return ClassificationReport(
         n=len(gold),

@@ -25,7 +25,6 @@ from finserve.serving.intent.head import (
 from finserve.serving.intent.sentence_encoder import ENCODER_SPEC, ENCODER_WEIGHTS, save_encoder
 
 from .answer_trainer import TrainedAnswers
-
 from .config import TrainConfig
 from .data import DATA_ATTRIBUTION
 from .encoder_trainer import TrainedEncoder
@@ -56,7 +55,11 @@ def save_gguf_lora(folder: Path) -> None:
 
 
 def write_adapter_folder(
-    folder: Path, config: TrainConfig, trained: Trained, hidden_size: int, encoder: TrainedEncoder | None = None,
+    folder: Path,
+    config: TrainConfig,
+    trained: Trained,
+    hidden_size: int,
+    encoder: TrainedEncoder | None = None,
     answers: Answers | None = None,
 ) -> None:
     """The PEFT LoRA files, the intent head and the fine-tuned encoder (if trained) beside them. With an answer
@@ -76,13 +79,18 @@ def write_adapter_folder(
         max_length=config.data.max_length,
         retrieval_weight=trained.retrieval_weight,
         vote_temperature=config.head.vote_temperature,
-        query_embedding=QueryEmbedding(embedder=trained.queries.embedder, dim=trained.queries.dim,
-                                       scale=config.head.query_scale) if trained.queries else None,
+        query_embedding=QueryEmbedding(
+            embedder=trained.queries.embedder, dim=trained.queries.dim, scale=config.head.query_scale
+        )
+        if trained.queries
+        else None,
     )
     save_head(folder, spec, trained.head, trained.labels)
     if encoder is not None:
         save_encoder(folder, encoder.spec, encoder.model)
-    (folder / "README.md").write_text(model_card(config, trained, encoder) + answers_card(config, answers), encoding="utf-8")
+    (folder / "README.md").write_text(
+        model_card(config, trained, encoder) + answers_card(config, answers), encoding="utf-8"
+    )
 
 
 @dataclass
@@ -102,14 +110,20 @@ def answers_card(config: TrainConfig, answers: Answers | None) -> str:
         f"\n## Answers\n\nThe top-level LoRA (layers {layers}) is tuned for the bank's answers: supervised "
         f"fine-tuning on {answers.report.examples} prompts built by serving's own guard, retrieval and prompt "
         f"builder, with the curated answer of each row's intent as the target ({config.answers.epochs} epochs, "
-        f"last train loss {last.train_loss:.3f}" + (f", dev loss {last.dev_loss:.3f}" if last.dev_loss is not None else "")
+        f"last train loss {last.train_loss:.3f}"
+        + (f", dev loss {last.dev_loss:.3f}" if last.dev_loss is not None else "")
         + "). It is what the generator serves; the intent head's LoRA is in `intent_lora/`.\n"
     )
 
 
 def publish_answers_on(
-    registry: AdapterRegistry, config: TrainConfig, source: AdapterManifest, source_folder: Path, answers: Answers,
-    training_facts: dict[str, Any], overwrite: bool = False,
+    registry: AdapterRegistry,
+    config: TrainConfig,
+    source: AdapterManifest,
+    source_folder: Path,
+    answers: Answers,
+    training_facts: dict[str, Any],
+    overwrite: bool = False,
 ) -> AdapterManifest:
     """A new version from ``source``'s intent parts (its head, encoder and the head's LoRA, byte for byte) and
     a freshly tuned answer LoRA. The intent figures carry over: the served intent reads only those parts."""
@@ -127,14 +141,28 @@ def publish_answers_on(
         (folder / "README.md").write_text(
             f"# {config.name} {config.version}\n\nThe intent parts (head, encoder, the head's LoRA in `intent_lora/`) "
             f"are those of {source.ref} unchanged (checksum {source.checksum[:12]}); see its model card.\n"
-            + answers_card(config, answers) + f"\nTraining data: {DATA_ATTRIBUTION}.\n", encoding="utf-8")
+            + answers_card(config, answers)
+            + f"\nTraining data: {DATA_ATTRIBUTION}.\n",
+            encoding="utf-8",
+        )
         manifest = AdapterManifest(
-            name=config.name, version=config.version, base_model=BASE_MODEL_ID, checksum="",
-            training={"config": config.model_dump(mode="json"), "intent_from": {"ref": str(source.ref),
-                      "checksum": source.checksum, "training": source.training}, **training_facts},
+            name=config.name,
+            version=config.version,
+            base_model=BASE_MODEL_ID,
+            checksum="",
+            training={
+                "config": config.model_dump(mode="json"),
+                "intent_from": {
+                    "ref": str(source.ref),
+                    "checksum": source.checksum,
+                    "training": source.training,
+                },
+                **training_facts,
+            },
             data_checksum=source.data_checksum,
             metrics=dict(source.metrics),
-            description=(config.description + " " if config.description else "") + f"Training data: {DATA_ATTRIBUTION}.",
+            description=(config.description + " " if config.description else "")
+            + f"Training data: {DATA_ATTRIBUTION}.",
         )
         return registry.publish(folder, manifest, overwrite=overwrite)
 
@@ -146,12 +174,20 @@ def model_card(config: TrainConfig, trained: Trained, encoder: TrainedEncoder | 
         f"LoRA adapter for `{BASE_MODEL_ID}` with a Banking77 intent head (`intent_head.*`, `labels.json`).\n"
         f"The head reads the mean/last hidden state after decoder layer {config.head.exit_layer}; "
         f"LoRA sits on layers {config.lora_layer_ids[0]}-{config.lora_layer_ids[-1]}."
-        + (f" The head also reads the query's sentence embedding ({trained.queries.embedder})."
-           if trained.queries else "")
-        + (f" A fine-tuned copy of {encoder.spec.base} (layers {encoder.spec.trained_layers[0]}-"
-           f"{encoder.spec.trained_layers[-1]} trained, `intent_encoder.*`) classifies the query too; serving "
-           f"averages head, encoder and retrieval vote with weights {1 - trained.retrieval_weight - encoder.spec.weight:.2f}"
-           f" / {encoder.spec.weight:.2f} / {trained.retrieval_weight:.2f}." if encoder else "") + "\n\n"
+        + (
+            f" The head also reads the query's sentence embedding ({trained.queries.embedder})."
+            if trained.queries
+            else ""
+        )
+        + (
+            f" A fine-tuned copy of {encoder.spec.base} (layers {encoder.spec.trained_layers[0]}-"
+            f"{encoder.spec.trained_layers[-1]} trained, `intent_encoder.*`) classifies the query too; serving "
+            f"averages head, encoder and retrieval vote with weights {1 - trained.retrieval_weight - encoder.spec.weight:.2f}"
+            f" / {encoder.spec.weight:.2f} / {trained.retrieval_weight:.2f}."
+            if encoder
+            else ""
+        )
+        + "\n\n"
         f"Validation (held-out 20 % split): accuracy {best.accuracy:.4f}, macro-F1 {best.macro_f1:.4f} "
         f"(epoch {trained.best_epoch}).\n\n"
         f"Training data: {DATA_ATTRIBUTION}.\n"
@@ -178,9 +214,14 @@ def publish(
         checksum="",  # publish() fills files and checksum from what it copies
         training={"config": config.model_dump(mode="json"), **training_facts},
         data_checksum=data_checksum,
-        metrics={"accuracy": best.accuracy, "macro_f1": best.macro_f1, "head_accuracy": best.head_accuracy,
-                 "train_loss": best.train_loss},
-        description=(config.description + " " if config.description else "") + f"Training data: {DATA_ATTRIBUTION}.",
+        metrics={
+            "accuracy": best.accuracy,
+            "macro_f1": best.macro_f1,
+            "head_accuracy": best.head_accuracy,
+            "train_loss": best.train_loss,
+        },
+        description=(config.description + " " if config.description else "")
+        + f"Training data: {DATA_ATTRIBUTION}.",
     )
     with tempfile.TemporaryDirectory(prefix="finserve-adapter-") as tmp:
         write_adapter_folder(Path(tmp), config, trained, hidden_size, encoder, answers)

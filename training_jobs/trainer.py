@@ -37,11 +37,14 @@ class EpochReport(StrictModel):
 
     epoch: int = Field(description="1-based epoch number.")
     train_loss: float = Field(description="Mean training loss over the epoch's steps.")
-    accuracy: float = Field(description="Validation accuracy as served: the head mixed with the retrieval vote.")
+    accuracy: float = Field(
+        description="Validation accuracy as served: the head mixed with the retrieval vote."
+    )
     macro_f1: float = Field(description="Validation macro-F1 as served.")
     head_accuracy: float = Field(description="Validation accuracy of the head alone.")
     dev_accuracy: float | None = Field(
-        None, description="Dev-split accuracy as served (what picks the epoch when there is a dev split).")
+        None, description="Dev-split accuracy as served (what picks the epoch when there is a dev split)."
+    )
     dev_head_accuracy: float | None = Field(None, description="Dev-split accuracy of the head alone.")
     seconds: float = Field(description="Wall time of the epoch's training steps.")
     rows_per_s: float = Field(description="Training rows per second in the epoch.")
@@ -88,7 +91,12 @@ class Trained:
 
 
 def cache_states(
-    model: Any, ids: Sequence[list[int]], layers: int, pad_id: int, device: str, batch_size: int = 64,
+    model: Any,
+    ids: Sequence[list[int]],
+    layers: int,
+    pad_id: int,
+    device: str,
+    batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[torch.Tensor]:
     """Hidden states after the first ``layers`` decoder layers, one (length, dim) tensor per query."""
@@ -120,7 +128,11 @@ def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) 
 
 
 def _logits(
-    model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, query: torch.Tensor | None = None
+    model: Any,
+    head: IntentHead,
+    states: Sequence[torch.Tensor],
+    config: TrainConfig,
+    query: torch.Tensor | None = None,
 ) -> torch.Tensor:
     batch, mask = encoder.stack(states)
     start = config.head.exit_layer - config.lora.layers
@@ -129,7 +141,11 @@ def _logits(
 
 
 def probabilities(
-    model: Any, head: IntentHead, states: Sequence[torch.Tensor], config: TrainConfig, batch_size: int = 64,
+    model: Any,
+    head: IntentHead,
+    states: Sequence[torch.Tensor],
+    config: TrainConfig,
+    batch_size: int = 64,
     queries: np.ndarray | None = None,
 ) -> np.ndarray:
     """Head probabilities (rows in input order) from cached prefix states (and query vectors, if the head reads them)."""
@@ -142,7 +158,9 @@ def probabilities(
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             query = torch.from_numpy(queries[chunk]).to(device) if queries is not None else None
-            probs = torch.softmax(_logits(model, head, [states[i] for i in chunk], config, query).float(), dim=-1)
+            probs = torch.softmax(
+                _logits(model, head, [states[i] for i in chunk], config, query).float(), dim=-1
+            )
             out[chunk] = probs.cpu().numpy()
     return out
 
@@ -183,17 +201,26 @@ def fit(
     weight = config.head.retrieval_weight
     if weight > 0 and (val_votes is None or len(val_votes) != len(val_rows)):
         raise ValueError("head.retrieval_weight > 0 needs one retrieval vote per validation row")
-    if dev_rows and (weight > 0 or config.head.weight_from_dev) and (dev_votes is None or len(dev_votes) != len(dev_rows)):
+    if (
+        dev_rows
+        and (weight > 0 or config.head.weight_from_dev)
+        and (dev_votes is None or len(dev_votes) != len(dev_rows))
+    ):
         raise ValueError("a dev split with a retrieval weight needs one retrieval vote per dev row")
     if config.head.weight_from_dev and not dev_rows:
         raise ValueError("head.weight_from_dev needs dev rows")
     if config.head.query_embedding != (queries is not None):
         raise ValueError("head.query_embedding needs query vectors for the rows, and query vectors need it")
-    if queries is not None and (len(queries.train) != len(train_rows) or len(queries.validation) != len(val_rows)
-                                or (dev_rows and (queries.dev is None or len(queries.dev) != len(dev_rows)))):
+    if queries is not None and (
+        len(queries.train) != len(train_rows)
+        or len(queries.validation) != len(val_rows)
+        or (dev_rows and (queries.dev is None or len(queries.dev) != len(dev_rows)))
+    ):
         raise ValueError("query vectors must match the training, validation and dev rows one to one")
-    if encoder_probs is not None and (len(encoder_probs.validation) != len(val_rows) or (
-            dev_rows and (encoder_probs.dev is None or len(encoder_probs.dev) != len(dev_rows)))):
+    if encoder_probs is not None and (
+        len(encoder_probs.validation) != len(val_rows)
+        or (dev_rows and (encoder_probs.dev is None or len(encoder_probs.dev) != len(dev_rows)))
+    ):
         raise ValueError("encoder probabilities must match the validation and dev rows one to one")
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
@@ -207,23 +234,39 @@ def fit(
     t0 = time.perf_counter()
     train_ids = encoder.tokenize(tokenizer, [t for t, _ in train_rows], config.data.max_length)
     val_ids = encoder.tokenize(tokenizer, [t for t, _ in val_rows], config.data.max_length)
-    dev_ids = encoder.tokenize(tokenizer, [t for t, _ in dev_rows], config.data.max_length) if dev_rows else []
-    with tqdm(total=len(train_ids) + len(val_ids) + len(dev_ids), desc=f"cache layers 0-{prefix - 1}", unit="row",
-              disable=not progress) as bar:
+    dev_ids = (
+        encoder.tokenize(tokenizer, [t for t, _ in dev_rows], config.data.max_length) if dev_rows else []
+    )
+    with tqdm(
+        total=len(train_ids) + len(val_ids) + len(dev_ids),
+        desc=f"cache layers 0-{prefix - 1}",
+        unit="row",
+        disable=not progress,
+    ) as bar:
         model.eval()
         train_states = cache_states(model, train_ids, prefix, pad_id, device, on_batch=bar.update)
         val_states = cache_states(model, val_ids, prefix, pad_id, device, on_batch=bar.update)
-        dev_states = cache_states(model, dev_ids, prefix, pad_id, device, on_batch=bar.update) if dev_ids else []
+        dev_states = (
+            cache_states(model, dev_ids, prefix, pad_id, device, on_batch=bar.update) if dev_ids else []
+        )
     cache_seconds = time.perf_counter() - t0
     y_train = torch.tensor([index[c] for _, c in train_rows], device=device)
     gold_val = [c for _, c in val_rows]
     gold_dev = [c for _, c in dev_rows]
 
-    def served_on(probs: np.ndarray, votes: Sequence[dict[str, float]] | None, w: float,
-                  fine_tuned: np.ndarray | None = None) -> list[str]:
+    def served_on(
+        probs: np.ndarray,
+        votes: Sequence[dict[str, float]] | None,
+        w: float,
+        fine_tuned: np.ndarray | None = None,
+    ) -> list[str]:
         if fine_tuned is not None and encoder_probs is not None:
             probs = blend(probs, fine_tuned, w, encoder_probs.weight)
-        return mixed_predictions(probs, labels, votes or [], w) if w > 0 else mixed_predictions(probs, labels, [], 0.0)
+        return (
+            mixed_predictions(probs, labels, votes or [], w)
+            if w > 0
+            else mixed_predictions(probs, labels, [], 0.0)
+        )
 
     enc_val = encoder_probs.validation if encoder_probs else None
     enc_dev = encoder_probs.dev if encoder_probs else None
@@ -231,16 +274,25 @@ def fit(
     q_train = torch.from_numpy(queries.train).to(device) if queries else None
     q_val = queries.validation if queries else None
     q_dev = queries.dev if queries else None
-    head = IntentHead(_features(model, config) + (queries.dim if queries else 0), len(labels), config.head.dropout,
-                      query_scale=config.head.query_scale).to(device)
+    head = IntentHead(
+        _features(model, config) + (queries.dim if queries else 0),
+        len(labels),
+        config.head.dropout,
+        query_scale=config.head.query_scale,
+    ).to(device)
     lora_params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        [{"params": lora_params, "lr": config.optim.lr}, {"params": head.parameters(), "lr": config.optim.head_lr}],
+        [
+            {"params": lora_params, "lr": config.optim.lr},
+            {"params": head.parameters(), "lr": config.optim.head_lr},
+        ],
         weight_decay=config.optim.weight_decay,
     )
     steps_per_epoch = math.ceil(len(train_states) / config.optim.batch_size)
     total = steps_per_epoch * config.optim.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total, int(total * config.optim.warmup_ratio)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, schedule(total, int(total * config.optim.warmup_ratio))
+    )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
     lengths = [s.shape[0] for s in train_states]
 
@@ -255,11 +307,20 @@ def fit(
         head.train()
         started, losses = time.perf_counter(), []
         batches = length_batches(lengths, config.optim.batch_size, rng)
-        with tqdm(total=len(train_states), desc=f"epoch {epoch}/{config.optim.epochs}", unit="row",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=len(train_states),
+            desc=f"epoch {epoch}/{config.optim.epochs}",
+            unit="row",
+            disable=not progress,
+        ) as bar:
             for batch in batches:
-                logits = _logits(model, head, [train_states[i] for i in batch], config,
-                                 q_train[batch] if q_train is not None else None)
+                logits = _logits(
+                    model,
+                    head,
+                    [train_states[i] for i in batch],
+                    config,
+                    q_train[batch] if q_train is not None else None,
+                )
                 loss = loss_fn(logits.float(), y_train[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -279,15 +340,28 @@ def fit(
             accuracy=metrics.accuracy(gold_val, served),
             macro_f1=metrics.macro_f1(gold_val, served),
             head_accuracy=metrics.accuracy(gold_val, served_on(probs, None, 0.0)),
-            dev_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, dev_votes, weight, enc_dev)) if dev_states else None,
-            dev_head_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, None, 0.0)) if dev_states else None,
+            dev_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, dev_votes, weight, enc_dev))
+            if dev_states
+            else None,
+            dev_head_accuracy=metrics.accuracy(gold_dev, served_on(dev_probs, None, 0.0))
+            if dev_states
+            else None,
             seconds=seconds,
             rows_per_s=len(train_states) / seconds,
         )
         reports.append(report)
-        log.info("epoch %d: loss %.4f, validation accuracy %.4f (head alone %.4f), macro-F1 %.4f, dev accuracy %s "
-                 "(head alone %s), %.0f s", epoch, report.train_loss, report.accuracy, report.head_accuracy,
-                 report.macro_f1, report.dev_accuracy, report.dev_head_accuracy, seconds)
+        log.info(
+            "epoch %d: loss %.4f, validation accuracy %.4f (head alone %.4f), macro-F1 %.4f, dev accuracy %s "
+            "(head alone %s), %.0f s",
+            epoch,
+            report.train_loss,
+            report.accuracy,
+            report.head_accuracy,
+            report.macro_f1,
+            report.dev_accuracy,
+            report.dev_head_accuracy,
+            seconds,
+        )
         # Served accuracy picks the epoch; a tie goes to the better head (1.2.0 kept epoch 3 over an
         # equally served epoch 4 whose head was a point better).
         if report.dev_accuracy is not None:
@@ -323,21 +397,41 @@ def fit(
             sweep[f"{w:.1f}"] = metrics.accuracy(gold_val, served_on(best_probs, val_votes, w, enc_val))
     dev_sweep = None
     if dev_states and dev_votes:
-        dev_sweep = {f"{w:.1f}": metrics.accuracy(gold_dev, served_on(best_dev_probs, dev_votes, w, enc_dev))
-                     for w in grid}
+        dev_sweep = {
+            f"{w:.1f}": metrics.accuracy(gold_dev, served_on(best_dev_probs, dev_votes, w, enc_dev))
+            for w in grid
+        }
     best = reports[best_epoch - 1]
     if config.head.weight_from_dev and dev_sweep:
         # Highest dev accuracy; ties go to the weight closest to the configured one.
         weight = max(grid, key=lambda w: (dev_sweep[f"{w:.1f}"], -abs(w - config.head.retrieval_weight)))
         served = served_on(best_probs, val_votes, weight, enc_val)
-        best = best.model_copy(update={"accuracy": metrics.accuracy(gold_val, served),
-                                       "macro_f1": metrics.macro_f1(gold_val, served),
-                                       "dev_accuracy": dev_sweep[f"{weight:.1f}"]})
-        log.info("mix weight %.1f chosen on the dev split (dev accuracy %.4f): validation accuracy %.4f",
-                 weight, dev_sweep[f"{weight:.1f}"], best.accuracy)
-    return Trained(model=model, head=head, labels=labels, epochs=reports, best_epoch=best_epoch,
-                   cache_seconds=cache_seconds, weight_sweep=sweep, retrieval_weight=weight, best=best,
-                   dev_weight_sweep=dev_sweep, queries=queries)
+        best = best.model_copy(
+            update={
+                "accuracy": metrics.accuracy(gold_val, served),
+                "macro_f1": metrics.macro_f1(gold_val, served),
+                "dev_accuracy": dev_sweep[f"{weight:.1f}"],
+            }
+        )
+        log.info(
+            "mix weight %.1f chosen on the dev split (dev accuracy %.4f): validation accuracy %.4f",
+            weight,
+            dev_sweep[f"{weight:.1f}"],
+            best.accuracy,
+        )
+    return Trained(
+        model=model,
+        head=head,
+        labels=labels,
+        epochs=reports,
+        best_epoch=best_epoch,
+        cache_seconds=cache_seconds,
+        weight_sweep=sweep,
+        retrieval_weight=weight,
+        best=best,
+        dev_weight_sweep=dev_sweep,
+        queries=queries,
+    )
 
 
 WEIGHT_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)

@@ -76,12 +76,18 @@ class NeighbourIndex:
                 sims[np.arange(sims.shape[0]), list(exclude[start : start + batch])] = -np.inf
             top = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, :k]
             for row, cols in enumerate(top):
-                hits = [_Neighbour(self._intents[c], float(sims[row, c])) for c in cols if np.isfinite(sims[row, c])]
+                hits = [
+                    _Neighbour(self._intents[c], float(sims[row, c]))
+                    for c in cols
+                    if np.isfinite(sims[row, c])
+                ]
                 out.append(vote(hits, temperature))
         return out
 
 
-def dense_votes(votes: Sequence[dict[str, float]], labels: Sequence[str], dtype: np.dtype = np.float32) -> np.ndarray:
+def dense_votes(
+    votes: Sequence[dict[str, float]], labels: Sequence[str], dtype: np.dtype = np.float32
+) -> np.ndarray:
     """The votes as a (rows, labels) matrix in ``labels`` order (intents a row did not vote for: 0)."""
     column = {label: i for i, label in enumerate(labels)}
     dense = np.zeros((len(votes), len(labels)), dtype=dtype)

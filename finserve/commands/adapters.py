@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-REGISTRY_HELP = "Registry root (local path or fsspec URL); default: env FINSERVE_REGISTRY or <data dir>/adapters."
+REGISTRY_HELP = (
+    "Registry root (local path or fsspec URL); default: env FINSERVE_REGISTRY or <data dir>/adapters."
+)
 
 
 def _registry(root: str | None):  # noqa: ANN202 - contracts import stays inside the command
@@ -18,12 +20,16 @@ def _registry(root: str | None):  # noqa: ANN202 - contracts import stays inside
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Adapter registry: list, show, verify, and build the demo versions.", no_args_is_help=True)
+    group = typer.Typer(
+        help="Adapter registry: list, show, verify, and build the demo versions.", no_args_is_help=True
+    )
     app.add_typer(group, name="adapters")
 
     @group.command("list")
-    def list_(registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
-              as_json: bool = typer.Option(False, "--json", help="One JSON array of manifests.")) -> None:
+    def list_(
+        registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
+        as_json: bool = typer.Option(False, "--json", help="One JSON array of manifests."),
+    ) -> None:
         """Every adapter version with its base model, validation metrics and checksum."""
         from rich.console import Console
         from rich.table import Table
@@ -39,14 +45,21 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, no_wrap=col in ("adapter", "checksum"), overflow="fold")
         for m in manifests:
             acc, f1 = m.metrics.get("accuracy"), m.metrics.get("macro_f1")
-            table.add_row(str(m.ref), m.base_model, f"{acc:.4f}" if acc is not None else "-",
-                          f"{f1:.4f}" if f1 is not None else "-", m.created_at.strftime("%Y-%m-%d %H:%M"),
-                          m.checksum[:12])
+            table.add_row(
+                str(m.ref),
+                m.base_model,
+                f"{acc:.4f}" if acc is not None else "-",
+                f"{f1:.4f}" if f1 is not None else "-",
+                m.created_at.strftime("%Y-%m-%d %H:%M"),
+                m.checksum[:12],
+            )
         Console().print(table if manifests else f"no adapters in {reg.root}")
 
     @group.command("show")
-    def show(ref: str = typer.Argument(..., help="NAME@VERSION"),
-             registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP)) -> None:
+    def show(
+        ref: str = typer.Argument(..., help="NAME@VERSION"),
+        registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
+    ) -> None:
         """The manifest of one version, as JSON."""
         from finserve.contracts import AdapterNotFound
 
@@ -58,8 +71,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True))
 
     @group.command("verify")
-    def verify(ref: str | None = typer.Argument(None, help="NAME@VERSION; default: every version."),
-               registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP)) -> None:
+    def verify(
+        ref: str | None = typer.Argument(None, help="NAME@VERSION; default: every version."),
+        registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
+    ) -> None:
         """Recompute every file hash against the manifests; exit 1 when any version fails."""
         from finserve.contracts import AdapterCorrupt, AdapterNotFound, AdapterRef
 
@@ -80,10 +95,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @group.command("seed")
-    def seed(registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
-             source: Path | None = typer.Option(
-                 None, "--from", help="A registry tree to copy from (default: the versions shipped in data/adapters).")
-             ) -> None:
+    def seed(
+        registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
+        source: Path | None = typer.Option(
+            None,
+            "--from",
+            help="A registry tree to copy from (default: the versions shipped in data/adapters).",
+        ),
+    ) -> None:
         """Copy the shipped adapter versions into the registry unless it already holds them; each verified."""
         from finserve.contracts import AdapterCorrupt, AdapterRegistry
         from finserve.serving.paths import shipped_registry
@@ -104,10 +123,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"seeded   {manifest.ref} into {reg.root}")
 
     @group.command("demo")
-    def demo(registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
-             config: list[Path] | None = typer.Option(
-                 None, "--config", help="Training configs to build, in order (default: the two demo versions)."),
-             force: bool = typer.Option(False, "--force", help="Retrain versions that already exist.")) -> None:
+    def demo(
+        registry: str | None = typer.Option(None, "--registry", help=REGISTRY_HELP),
+        config: list[Path] | None = typer.Option(
+            None, "--config", help="Training configs to build, in order (default: the two demo versions)."
+        ),
+        force: bool = typer.Option(False, "--force", help="Retrain versions that already exist."),
+    ) -> None:
         """Train the demo versions of the default adapter unless the registry already has them (verified)."""
         import logging
 

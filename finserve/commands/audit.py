@@ -12,11 +12,17 @@ PathOpt = Annotated[
     Path | None,
     typer.Option("--path", "-p", help="The log's active file (default: the serving config's audit.path)."),
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Serving config YAML, for the defaults.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Serving config YAML, for the defaults.")
+]
 KeyOpt = Annotated[
     Path | None,
-    typer.Option("--key-file", "-k", help="Checkpoint key file (default: the serving config's "
-                 "audit.checkpoint_key_file, or checkpoint.key beside the log when it exists)."),
+    typer.Option(
+        "--key-file",
+        "-k",
+        help="Checkpoint key file (default: the serving config's "
+        "audit.checkpoint_key_file, or checkpoint.key beside the log when it exists).",
+    ),
 ]
 
 
@@ -69,8 +75,15 @@ def verify(path: PathOpt = None, config: ConfigOpt = None, key_file: KeyOpt = No
         ("files", str(report.files)),
         ("lines checked", str(report.lines)),
         ("starts at line", str(report.starts_at)),
-        ("checkpoints", f"{report.checkpoints} " + ("signatures verified" if report.checkpoints_verified
-                                                     else "[yellow]signatures NOT verified (no key)[/yellow]")),
+        (
+            "checkpoints",
+            f"{report.checkpoints} "
+            + (
+                "signatures verified"
+                if report.checkpoints_verified
+                else "[yellow]signatures NOT verified (no key)[/yellow]"
+            ),
+        ),
         ("last good checkpoint", str(report.last_good_checkpoint or "-")),
         ("unsigned tail", f"{report.unsigned_tail} lines after the last checkpoint"),
     ]
@@ -91,8 +104,12 @@ def verify(path: PathOpt = None, config: ConfigOpt = None, key_file: KeyOpt = No
 
 
 def keygen(
-    key_file: Annotated[Path | None, typer.Option("--key-file", "-k", help="Where to write the key "
-                        "(default: the serving config's audit key path).")] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file", "-k", help="Where to write the key (default: the serving config's audit key path)."
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create a random checkpoint key (hex, mode 0600); never overwrites one. On Kubernetes put it in
@@ -117,8 +134,14 @@ def _utc_date(value: str) -> datetime:
 
 
 def purge(
-    before: Annotated[str, typer.Option("--before", help="Remove whole rotated files whose last line is "
-                                        "older than this ISO date/time (UTC unless it says otherwise).")],
+    before: Annotated[
+        str,
+        typer.Option(
+            "--before",
+            help="Remove whole rotated files whose last line is "
+            "older than this ISO date/time (UTC unless it says otherwise).",
+        ),
+    ],
     path: PathOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -135,5 +158,7 @@ def purge(
     if not report.removed:
         typer.echo("nothing to purge")
         return
-    typer.echo(f"removed {len(report.removed)} file(s): {', '.join(report.removed)}; "
-               f"the log now starts at line {report.first_kept_line}")
+    typer.echo(
+        f"removed {len(report.removed)} file(s): {', '.join(report.removed)}; "
+        f"the log now starts at line {report.first_kept_line}"
+    )

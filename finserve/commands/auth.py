@@ -10,10 +10,16 @@ import typer
 
 FileOpt = Annotated[
     Path | None,
-    typer.Option("--keys-file", "-f", help="Keys file (default: the serving config's auth.keys_file, env "
-                 "FINSERVE_KEYS_FILE, or <data dir>/auth/keys.json)."),
+    typer.Option(
+        "--keys-file",
+        "-f",
+        help="Keys file (default: the serving config's auth.keys_file, env "
+        "FINSERVE_KEYS_FILE, or <data dir>/auth/keys.json).",
+    ),
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Serving config YAML, for the defaults.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Serving config YAML, for the defaults.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -43,9 +49,12 @@ def _path(keys_file: Path | None, config: Path | None) -> Path:
 
 def create(
     name: Annotated[str, typer.Option("--name", help="Who holds the key (a label in listings).")],
-    tenant: Annotated[list[str], typer.Option("--tenant", help="A tenant the key may act for (repeat; '*': any).")],
-    scope: Annotated[list[str] | None,
-                     typer.Option("--scope", help="infer, adapter:override or admin (repeat).")] = None,
+    tenant: Annotated[
+        list[str], typer.Option("--tenant", help="A tenant the key may act for (repeat; '*': any).")
+    ],
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="infer, adapter:override or admin (repeat).")
+    ] = None,
     keys_file: FileOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -61,8 +70,11 @@ def create(
         raise typer.Exit(2) from None
     keys.keys.append(record)
     write_keys(path, keys)
-    typer.echo(f"key id {record.id} for {record.name}: tenants {','.join(record.tenants)}, "
-               f"scopes {','.join(record.scopes)} (written to {path})", err=True)
+    typer.echo(
+        f"key id {record.id} for {record.name}: tenants {','.join(record.tenants)}, "
+        f"scopes {','.join(record.scopes)} (written to {path})",
+        err=True,
+    )
     typer.echo("the key is shown once; keep it in a secret store:", err=True)
     typer.echo(key)
 
@@ -74,12 +86,17 @@ def list_keys(keys_file: FileOpt = None, config: ConfigOpt = None) -> None:
     path = _path(keys_file, config)
     for r in read_keys(path).keys:
         state = f"revoked {r.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if r.revoked_at else "active"
-        typer.echo(f"{r.id}\t{r.name}\t{','.join(r.tenants)}\t{','.join(r.scopes)}\t"
-                   f"{r.created_at:%Y-%m-%dT%H:%M:%SZ}\t{state}")
+        typer.echo(
+            f"{r.id}\t{r.name}\t{','.join(r.tenants)}\t{','.join(r.scopes)}\t"
+            f"{r.created_at:%Y-%m-%dT%H:%M:%SZ}\t{state}"
+        )
 
 
-def revoke(key_id: Annotated[str, typer.Argument(help="The key id (fsk_<id>_... or the id alone).")],
-           keys_file: FileOpt = None, config: ConfigOpt = None) -> None:
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (fsk_<id>_... or the id alone).")],
+    keys_file: FileOpt = None,
+    config: ConfigOpt = None,
+) -> None:
     """Revoke a key: it stops verifying within the serving stack's reload interval (a few seconds)."""
     from finserve.serving.access.keys import read_keys, write_keys
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 config = typer.Typer(help="The serving and operator configuration.", no_args_is_help=True)
 T = TypeVar("T")
@@ -41,10 +42,18 @@ def load_or_exit(load: Callable[[], T]) -> T:
 
 @config.command()
 def show(
-    path: Annotated[Path | None, typer.Option("--config", "-c", help="Config YAML (default: FINSERVE_CONFIG, or "
-                                              "FINSERVE_OPERATOR_CONFIG for the operator, or the defaults).")] = None,
-    component: Annotated[Component, typer.Option("--component", help="Whose config: serving or operator.")] = (
-        Component.serving),
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config YAML (default: FINSERVE_CONFIG, or "
+            "FINSERVE_OPERATOR_CONFIG for the operator, or the defaults).",
+        ),
+    ] = None,
+    component: Annotated[
+        Component, typer.Option("--component", help="Whose config: serving or operator.")
+    ] = (Component.serving),
     output: Annotated[str, typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
 ) -> None:
     """Defaults, then the file, then the environment's overrides (FINSERVE_<SECTION>__<FIELD> for serving,
@@ -54,6 +63,7 @@ def show(
 
     from finserve.contracts.settings import redacted
 
+    cfg: BaseModel
     if component is Component.operator:
         from finserve.operator.settings import load_operator_config
 

@@ -10,9 +10,15 @@ from typing import Annotated
 
 import typer
 
-Data = Annotated[Path | None, typer.Option("--data", exists=True, dir_okay=False, help="text,category CSV to evaluate.")]
-Config = Annotated[Path | None, typer.Option("--config", help="Serving config YAML (default: embedded/FINSERVE_CONFIG).")]
-Registry = Annotated[str | None, typer.Option("--registry", help="Adapter registry root (path or fsspec URL).")]
+Data = Annotated[
+    Path | None, typer.Option("--data", exists=True, dir_okay=False, help="text,category CSV to evaluate.")
+]
+Config = Annotated[
+    Path | None, typer.Option("--config", help="Serving config YAML (default: embedded/FINSERVE_CONFIG).")
+]
+Registry = Annotated[
+    str | None, typer.Option("--registry", help="Adapter registry root (path or fsspec URL).")
+]
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N rows.")]
 Tenant = Annotated[str, typer.Option("--tenant", help="Tenant whose retrieval index is searched.")]
 
@@ -26,8 +32,11 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         data: Data = None,
         adapter: str | None = typer.Option(
-            None, "--adapter", help="NAME@VERSION to evaluate (default: the route's stable adapter)."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON object (accuracy, macro_f1, ...)."),
+            None, "--adapter", help="NAME@VERSION to evaluate (default: the route's stable adapter)."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print one JSON object (accuracy, macro_f1, ...)."
+        ),
         config: Config = None,
         registry: Registry = None,
         concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight at once."),
@@ -46,10 +55,15 @@ def register(app: typer.Typer) -> None:
 
     @group.command("intent")
     def intent(
-        data: Annotated[Path, typer.Option("--data", exists=True, dir_okay=False, help="text,category CSV to evaluate.")],
+        data: Annotated[
+            Path, typer.Option("--data", exists=True, dir_okay=False, help="text,category CSV to evaluate.")
+        ],
         adapter: str | None = typer.Option(
-            None, "--adapter", help="NAME@VERSION to evaluate (default: the route's stable adapter)."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON object (accuracy, macro_f1, ...)."),
+            None, "--adapter", help="NAME@VERSION to evaluate (default: the route's stable adapter)."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print one JSON object (accuracy, macro_f1, ...)."
+        ),
         config: Config = None,
         registry: Registry = None,
         concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight at once."),
@@ -66,28 +80,59 @@ def register(app: typer.Typer) -> None:
     def answers(
         data: Data = None,
         split: str | None = typer.Option(
-            None, "--split", help="Instead of --data: 'validation', the held-out part of the shared Banking77 split."),
+            None,
+            "--split",
+            help="Instead of --data: 'validation', the held-out part of the shared Banking77 split.",
+        ),
         per_intent: int | None = typer.Option(
-            None, "--per-intent", min=1, help="A stratified sample of N rows per intent (seeded) of --split or --data."),
+            None,
+            "--per-intent",
+            min=1,
+            help="A stratified sample of N rows per intent (seeded) of --split or --data.",
+        ),
         adapter: str | None = typer.Option(
-            None, "--adapter", help="NAME@VERSION to evaluate (default: the route's stable; base@0.0.0: bare model)."),
+            None,
+            "--adapter",
+            help="NAME@VERSION to evaluate (default: the route's stable; base@0.0.0: bare model).",
+        ),
         baseline: str | None = typer.Option(
-            None, "--baseline", help="NAME@VERSION to compare against on the same rows (paired test)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object (last line of stdout)."),
-        report_path: Path | None = typer.Option(None, "--report", help="Also write the full report (JSON) here."),
+            None, "--baseline", help="NAME@VERSION to compare against on the same rows (paired test)."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the report as one JSON object (last line of stdout)."
+        ),
+        report_path: Path | None = typer.Option(
+            None, "--report", help="Also write the full report (JSON) here."
+        ),
         answers_path: Path | None = typer.Option(
-            None, "--answers", help="Also write every row (masked query, answer, knowledge, scores) as JSON lines here."),
+            None,
+            "--answers",
+            help="Also write every row (masked query, answer, knowledge, scores) as JSON lines here.",
+        ),
         termination_log: Path | None = typer.Option(
-            None, "--termination-log", help="Also write the report's summary (JSON, under 4 KiB) here, e.g. "
-            "/dev/termination-log for a Kubernetes Job."),
+            None,
+            "--termination-log",
+            help="Also write the report's summary (JSON, under 4 KiB) here, e.g. "
+            "/dev/termination-log for a Kubernetes Job.",
+        ),
         max_tokens: int | None = typer.Option(
-            None, "--max-tokens", min=1, help="Completion cap per answer (default: gateway.max_tokens_default)."),
+            None,
+            "--max-tokens",
+            min=1,
+            help="Completion cap per answer (default: gateway.max_tokens_default).",
+        ),
         threshold: float | None = typer.Option(
-            None, "--groundedness-threshold", min=0.0, max=1.0,
-            help="Cosine at or above which an answer sentence counts as supported (default 0.75, docs/training.md)."),
+            None,
+            "--groundedness-threshold",
+            min=0.0,
+            max=1.0,
+            help="Cosine at or above which an answer sentence counts as supported (default 0.75, docs/training.md).",
+        ),
         config: Config = None,
         registry: Registry = None,
-        concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight at once (fills batches)."),
+        concurrency: int = typer.Option(
+            8, "--concurrency", min=1, help="Requests in flight at once (fills batches)."
+        ),
         limit: Limit = None,
         tenant: Tenant = "default",
         seed: int = typer.Option(0, "--seed", help="Seed of the --per-intent sample."),
@@ -99,8 +144,23 @@ def register(app: typer.Typer) -> None:
         a paired McNemar test and a bootstrap interval of the accuracy delta.
         """
         rows, dataset, checksum = _golden_set(data, split, per_intent, seed, limit)
-        _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, termination_log, answers_path,
-                 max_tokens, threshold, config, registry, concurrency, tenant)
+        _answers(
+            rows,
+            dataset,
+            checksum,
+            adapter,
+            baseline,
+            as_json,
+            report_path,
+            termination_log,
+            answers_path,
+            max_tokens,
+            threshold,
+            config,
+            registry,
+            concurrency,
+            tenant,
+        )
 
 
 def _golden_set(data: Path | None, split: str | None, per_intent: int | None, seed: int, limit: int | None):  # noqa: ANN202
@@ -116,7 +176,9 @@ def _golden_set(data: Path | None, split: str | None, per_intent: int | None, se
             rows = per_intent_subset(rows, per_intent, seed)
     else:
         if split != "validation":
-            raise typer.BadParameter("only 'validation' (the Banking77 test split is never used)", param_hint="--split")
+            raise typer.BadParameter(
+                "only 'validation' (the Banking77 test split is never used)", param_hint="--split"
+            )
         splits = load_splits(banking77_csv(), max_validation_per_intent=per_intent, seed=seed)
         rows, checksum = splits.validation, splits.checksum
         dataset = "banking77:validation" + (f":per-intent={per_intent}:seed={seed}" if per_intent else "")
@@ -136,8 +198,23 @@ def _stack(config: Path | None, registry: str | None, with_generator: bool):  # 
     return build_local_stack(cfg, with_generator=with_generator)
 
 
-def _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, termination_log,  # noqa: ANN001, PLR0913
-             answers_path, max_tokens, threshold, config, registry, concurrency, tenant) -> None:
+def _answers(
+    rows,
+    dataset,
+    checksum,
+    adapter,
+    baseline,
+    as_json,
+    report_path,
+    termination_log,  # noqa: ANN001, PLR0913
+    answers_path,
+    max_tokens,
+    threshold,
+    config,
+    registry,
+    concurrency,
+    tenant,
+) -> None:
     import asyncio
     import logging
     import sys
@@ -167,11 +244,26 @@ def _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, t
     async def run():  # noqa: ANN202
         await stack.start()
         try:
-            with tqdm(total=len(rows) * len(versions), desc="answers", unit="answer", file=sys.stderr,
-                      mininterval=2.0) as bar:
-                return [await answer_rows(stack.pipeline, rows, model=model, adapter=v, tenant=tenant,
-                                          max_tokens=max_tokens, concurrency=concurrency, on_row=lambda: bar.update(1))
-                        for v in versions]
+            with tqdm(
+                total=len(rows) * len(versions),
+                desc="answers",
+                unit="answer",
+                file=sys.stderr,
+                mininterval=2.0,
+            ) as bar:
+                return [
+                    await answer_rows(
+                        stack.pipeline,
+                        rows,
+                        model=model,
+                        adapter=v,
+                        tenant=tenant,
+                        max_tokens=max_tokens,
+                        concurrency=concurrency,
+                        on_row=lambda: bar.update(1),
+                    )
+                    for v in versions
+                ]
         finally:
             await stack.stop()
 
@@ -184,12 +276,25 @@ def _answers(rows, dataset, checksum, adapter, baseline, as_json, report_path, t
             raise
         typer.echo(f"error: {mapped.message}", err=True)
         raise typer.Exit(1) from exc
-    scorer = AnswerScorer(_packaged_embedder(stack.retriever.embedder), load_answers(),
-                          answer_metrics.GROUNDEDNESS_THRESHOLD if threshold is None else threshold)
-    report = build_report(scorer, dataset, checksum, (adapter or "route", runs[0]),
-                          (baseline, runs[1]) if baseline else None, time.perf_counter() - started)
+    scorer = AnswerScorer(
+        _packaged_embedder(stack.retriever.embedder),
+        load_answers(),
+        answer_metrics.GROUNDEDNESS_THRESHOLD if threshold is None else threshold,
+    )
+    report = build_report(
+        scorer,
+        dataset,
+        checksum,
+        (adapter or "route", runs[0]),
+        (baseline, runs[1]) if baseline else None,
+        time.perf_counter() - started,
+    )
     if answers_path:
-        write_answers(answers_path, scorer, [(adapter or "route", runs[0])] + ([(baseline, runs[1])] if baseline else []))
+        write_answers(
+            answers_path,
+            scorer,
+            [(adapter or "route", runs[0])] + ([(baseline, runs[1])] if baseline else []),
+        )
     if report_path:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -217,7 +322,9 @@ def _print_answers(report) -> None:  # noqa: ANN001
 
     console = Console()
     table = Table(title=f"answers on {report.dataset} ({report.seconds:.0f} s)")
-    versions = [("candidate", report.candidate)] + ([("baseline", report.baseline)] if report.baseline else [])
+    versions = [("candidate", report.candidate)] + (
+        [("baseline", report.baseline)] if report.baseline else []
+    )
     table.add_column("metric")
     for role, m in versions:
         table.add_column(f"{role}\n{m.adapter}", justify="right")
@@ -225,17 +332,32 @@ def _print_answers(report) -> None:  # noqa: ANN001
     def fmt(value) -> str:  # noqa: ANN001
         return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
-    for name in ("rows", "errors", "answer_accuracy", "groundedness", "unsupported_sentences", "truncated_rate",
-                 "empty_rate", "repetition_rate", "pii_leaks", "intent_accuracy", "mean_words", "latency_p50_ms",
-                 "latency_p95_ms", "tokens_per_s"):
+    for name in (
+        "rows",
+        "errors",
+        "answer_accuracy",
+        "groundedness",
+        "unsupported_sentences",
+        "truncated_rate",
+        "empty_rate",
+        "repetition_rate",
+        "pii_leaks",
+        "intent_accuracy",
+        "mean_words",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "tokens_per_s",
+    ):
         table.add_row(name, *(fmt(getattr(m, name)) for _, m in versions))
     console.print(table)
     console.print(f"groundedness threshold {report.groundedness_threshold}")
     c = report.comparison
     if c:
-        console.print(f"[bold]{c.verdict}[/bold]: answer accuracy delta {c.delta:+.4f} "
-                      f"(95 % CI {c.ci_low:+.4f} .. {c.ci_high:+.4f}), McNemar p = {c.p_value:.4g}, "
-                      f"{c.candidate_only} rows only the candidate got right, {c.baseline_only} only the baseline")
+        console.print(
+            f"[bold]{c.verdict}[/bold]: answer accuracy delta {c.delta:+.4f} "
+            f"(95 % CI {c.ci_low:+.4f} .. {c.ci_high:+.4f}), McNemar p = {c.p_value:.4g}, "
+            f"{c.candidate_only} rows only the candidate got right, {c.baseline_only} only the baseline"
+        )
 
 
 def _intent(data, adapter, as_json, config, registry, concurrency, limit, tenant) -> None:  # noqa: ANN001
@@ -262,7 +384,9 @@ async def _run(evaluate, pipeline, rows, ref, tenant, concurrency, progress):  #
     from tqdm.auto import tqdm
 
     with tqdm(total=len(rows), desc="eval", unit="query", disable=not progress) as bar:
-        return await evaluate(pipeline, rows, ref, tenant=tenant, concurrency=concurrency, on_row=lambda: bar.update(1))
+        return await evaluate(
+            pipeline, rows, ref, tenant=tenant, concurrency=concurrency, on_row=lambda: bar.update(1)
+        )
 
 
 def _print(report) -> None:  # noqa: ANN001
@@ -270,10 +394,14 @@ def _print(report) -> None:  # noqa: ANN001
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{report.n} queries[/bold] adapter={report.adapter or 'route stable'}  "
-                  f"accuracy [bold]{report.accuracy:.4f}[/bold]  macro-F1 [bold]{report.macro_f1:.4f}[/bold]  "
-                  f"{report.queries_per_s:.2f} queries/s (concurrency {report.concurrency})")
-    console.print(f"methods: {report.methods}  errors: {report.errors or 'none'}  PII masked: {report.pii_entities or 'none'}")
+    console.print(
+        f"[bold]{report.n} queries[/bold] adapter={report.adapter or 'route stable'}  "
+        f"accuracy [bold]{report.accuracy:.4f}[/bold]  macro-F1 [bold]{report.macro_f1:.4f}[/bold]  "
+        f"{report.queries_per_s:.2f} queries/s (concurrency {report.concurrency})"
+    )
+    console.print(
+        f"methods: {report.methods}  errors: {report.errors or 'none'}  PII masked: {report.pii_entities or 'none'}"
+    )
     per = Table(title="per intent")
     for col in ("intent", "precision", "recall", "F1", "support"):
         per.add_column(col, justify="left" if col == "intent" else "right")

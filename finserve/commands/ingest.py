@@ -18,7 +18,8 @@ def ingest(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when the index is current.")] = False,
     tenant: Annotated[str, typer.Option(help="Tenant the documents belong to.")] = "default",
     answers: Annotated[
-        Path | None, typer.Option("--answers", help="Answer texts YAML (intent -> text); default: the shipped ones.")
+        Path | None,
+        typer.Option("--answers", help="Answer texts YAML (intent -> text); default: the shipped ones."),
     ] = None,
 ) -> None:
     """Index the answers and the training split of Banking77 in Milvus (skips when current).
@@ -34,20 +35,25 @@ def ingest(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from rich.console import Console
 
+    from finserve.serving.audit.log import AuditLog
     from finserve.serving.config import load_serving_config
+    from finserve.serving.guard.engine import PIIGuard
     from finserve.serving.retrieval import VectorStoreUnavailable
     from finserve.serving.retrieval import ingest as run_ingest
-
-    from finserve.serving.audit.log import AuditLog
-    from finserve.serving.guard.engine import PIIGuard
 
     console = Console()
     cfg = load_serving_config(config)
     guard = PIIGuard(cfg.guard)
     audit = AuditLog(cfg.audit, guard=guard)
     try:
-        report = run_ingest(cfg.retrieval, answers_path=answers, tenant=tenant, force=force, scan=guard.scan_many,
-                            on_quarantine=lambda record, masked: audit.append(quarantine_audit_record(record, masked)))
+        report = run_ingest(
+            cfg.retrieval,
+            answers_path=answers,
+            tenant=tenant,
+            force=force,
+            scan=guard.scan_many,
+            on_quarantine=lambda record, masked: audit.append(quarantine_audit_record(record, masked)),
+        )
     except VectorStoreUnavailable as exc:
         console.print(f"[red]Milvus unavailable:[/red] {exc}")
         raise typer.Exit(code=2) from exc
@@ -57,8 +63,10 @@ def ingest(
         f"in {report.collection} ({report.seconds:.1f} s)"
     )
     if report.quarantined:
-        console.print(f"[yellow]{report.quarantined} documents quarantined for PII "
-                      f"(policy {cfg.retrieval.quarantine.policy.value}): finserve kb quarantine list[/yellow]")
+        console.print(
+            f"[yellow]{report.quarantined} documents quarantined for PII "
+            f"(policy {cfg.retrieval.quarantine.policy.value}): finserve kb quarantine list[/yellow]"
+        )
 
 
 def quarantine_audit_record(record, masked_text: str):  # noqa: ANN001, ANN201 - heavy types load lazily
@@ -68,9 +76,16 @@ def quarantine_audit_record(record, masked_text: str):  # noqa: ANN001, ANN201 -
 
     skipped = record.policy is QuarantinePolicy.skip
     return AuditRecord(
-        time=record.time, request_id=f"ingest-{record.index_version[:12]}-{record.doc_id}", tenant=record.tenant,
-        model="finserve-ingest", intent=record.intent, input=masked_text, pii={"ingest": record.entities},
-        status=422 if skipped else 200, error=f"pii_quarantined: {record.policy.value}", latency_ms=0.0,
+        time=record.time,
+        request_id=f"ingest-{record.index_version[:12]}-{record.doc_id}",
+        tenant=record.tenant,
+        model="finserve-ingest",
+        intent=record.intent,
+        input=masked_text,
+        pii={"ingest": record.entities},
+        status=422 if skipped else 200,
+        error=f"pii_quarantined: {record.policy.value}",
+        latency_ms=0.0,
     )
 
 

@@ -16,9 +16,12 @@ kb_app.add_typer(quarantine_app, name="quarantine")
 @quarantine_app.command("list")
 def quarantine_list(
     config: Annotated[
-        Path | None, typer.Option("--config", help="Serving config YAML (its `retrieval` section); default: built-in.")
+        Path | None,
+        typer.Option("--config", help="Serving config YAML (its `retrieval` section); default: built-in."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line instead of a table.")
+    ] = False,
 ) -> None:
     """Quarantined documents of the current index: id, policy, entity types and counts (never the text)."""
     from rich.console import Console

@@ -43,11 +43,15 @@ def kernels() -> None:
 
 def generate(
     prompt: Annotated[str, typer.Argument(help="The user message.")],
-    adapter: Annotated[str, typer.Option(help="NAME@VERSION from the registry; base@0.0.0 = no adapter.")] = "base@0.0.0",
+    adapter: Annotated[
+        str, typer.Option(help="NAME@VERSION from the registry; base@0.0.0 = no adapter.")
+    ] = "base@0.0.0",
     max_tokens: Annotated[int, typer.Option(min=1, help="Completion token cap.")] = 64,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
     system: Annotated[str | None, typer.Option(help="Optional system message.")] = None,
-    registry: Annotated[str | None, typer.Option(help="Adapter registry root (default: FINSERVE_REGISTRY or data dir).")] = None,
+    registry: Annotated[
+        str | None, typer.Option(help="Adapter registry root (default: FINSERVE_REGISTRY or data dir).")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="GeneratorConfig YAML.")] = None,
 ) -> None:
     """Stream one completion from the generator engine (no guard, no retrieval: the raw model)."""

@@ -31,8 +31,13 @@ def run(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every handler step.")] = False,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Operator config YAML (default: $FINSERVE_OPERATOR_CONFIG "
-                                  "or the defaults); FINSERVE_OPERATOR__<FIELD> variables override it.")
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Operator config YAML (default: $FINSERVE_OPERATOR_CONFIG "
+            "or the defaults); FINSERVE_OPERATOR__<FIELD> variables override it.",
+        ),
     ] = None,
 ) -> None:
     """Run the operator until SIGINT/SIGTERM. Its settings (`finserve config show --component operator`):
@@ -45,14 +50,17 @@ def run(
     from finserve.commands.config import load_or_exit
     from finserve.operator.settings import load_operator_config
 
-    settings = load_or_exit(lambda: load_operator_config(config))  # a bad setting stops here, before kopf starts
+    settings = load_or_exit(
+        lambda: load_operator_config(config)
+    )  # a bad setting stops here, before kopf starts
 
     import finserve.operator.handlers  # noqa: F401  (registers the handlers with kopf)
-
     from finserve.contracts.telemetry import log_format, setup_tracing
 
     # FINSERVE_LOG_FORMAT=json (the chart's default): kopf's JSON lines; OTEL_*: a trace per rollout tick.
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format() == "json" else kopf.LogFormat.FULL)
+    kopf.configure(
+        verbose=verbose, log_format=kopf.LogFormat.JSON if log_format() == "json" else kopf.LogFormat.FULL
+    )
     setup_tracing("finserve-operator")
     kopf.run(
         clusterwide=all_namespaces,

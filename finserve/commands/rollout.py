@@ -21,7 +21,9 @@ NameArg = Annotated[str, typer.Argument(help="ModelRollout name.")]
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig context's).")
 ]
-ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context (default: the current one).")]
+ContextOpt = Annotated[
+    str | None, typer.Option("--context", help="kubeconfig context (default: the current one).")
+]
 
 EXIT_FAILED, EXIT_TIMEOUT, EXIT_NOT_FOUND = 1, 2, 3
 
@@ -109,7 +111,11 @@ def _render(obj: dict[str, Any], with_steps: bool = False) -> Any:
             table.add_column(column)
         for c in gate.get("checks", []):
             table.add_row(
-                c["metric"], str(c.get("candidate", "-")), str(c.get("baseline", "-")), c["outcome"], c.get("message", "")
+                c["metric"],
+                str(c.get("candidate", "-")),
+                str(c.get("baseline", "-")),
+                c["outcome"],
+                c.get("message", ""),
             )
         parts.append(table)
         if not gate.get("checks") and gate.get("message"):
@@ -192,8 +198,10 @@ def undo(name: NameArg, namespace: NamespaceOpt = None, context: ContextOpt = No
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_FAILED) from None
     spec = obj["spec"]
-    typer.echo(f"modelrollout {ns}/{name}: rolling {spec['canary']['adapter']}@{spec['canary']['version']} back in "
-               f"(stable {spec['stable']['adapter']}@{spec['stable']['version']})")
+    typer.echo(
+        f"modelrollout {ns}/{name}: rolling {spec['canary']['adapter']}@{spec['canary']['version']} back in "
+        f"(stable {spec['stable']['adapter']}@{spec['stable']['version']})"
+    )
 
 
 @rollout.command("list")
@@ -218,8 +226,16 @@ def list_rollouts(
         parsed = parse_spec(spec)  # the defaults fill steps a manifest leaves out; an invalid spec has none
         steps = [] if isinstance(parsed, str) else parsed.strategy.steps
         step = f"{st.get('currentStepIndex', 0) + 1}/{len(steps)}" if steps else "-"
-        table.add_row(meta.get("namespace", ""), meta["name"], str(spec.get("model", "")), st.get("phase", "-"), step,
-                      f"{st.get('canaryWeight', 0)}%", st.get("stable", "-"), st.get("canary") or "-")
+        table.add_row(
+            meta.get("namespace", ""),
+            meta["name"],
+            str(spec.get("model", "")),
+            st.get("phase", "-"),
+            step,
+            f"{st.get('canaryWeight', 0)}%",
+            st.get("stable", "-"),
+            st.get("canary") or "-",
+        )
     if not items:
         typer.echo(f"no modelrollouts{'' if ns is None else ' in namespace ' + ns}")
         return
@@ -230,7 +246,9 @@ def list_rollouts(
 def get(
     name: NameArg,
     namespace: NamespaceOpt = None,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the rollout live until it finishes.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Follow the rollout live until it finishes.")
+    ] = False,
     context: ContextOpt = None,
 ) -> None:
     """A rollout in full: steps with the current one marked, weights, last analysis per metric, evaluation

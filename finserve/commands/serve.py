@@ -10,14 +10,20 @@ from typing import Annotated
 
 import typer
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Serving config YAML (default: embedded).")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Serving config YAML (default: embedded).")
+]
 
 
 def up(
     config: ConfigOpt = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default FINSERVE_HTTP_PORT or 8000).")] = None,
-    host: Annotated[str | None, typer.Option(help="Bind address (default FINSERVE_HTTP_HOST or 127.0.0.1).")] = None,
-    grpc_port: Annotated[int | None, typer.Option(help="gRPC port (default FINSERVE_GRPC_PORT or 8081).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default FINSERVE_HTTP_HOST or 127.0.0.1).")
+    ] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="gRPC port (default FINSERVE_GRPC_PORT or 8081).")
+    ] = None,
     ingest: Annotated[bool, typer.Option(help="Build the retrieval index first if it is missing.")] = True,
 ) -> None:
     """Start the guarded RAG stack on a local Ray; Ctrl-C or SIGTERM shuts it down cleanly."""
@@ -92,7 +98,9 @@ def ask(
     )
 
 
-def _ask_grpc(question: str, target: str, model: str, adapter: str | None, raw: bool, max_tokens: int) -> None:
+def _ask_grpc(
+    question: str, target: str, model: str, adapter: str | None, raw: bool, max_tokens: int
+) -> None:
     import grpc
     from google.protobuf.json_format import MessageToJson
     from rich.console import Console
@@ -105,9 +113,14 @@ def _ask_grpc(question: str, target: str, model: str, adapter: str | None, raw: 
     if key := os.environ.get("FINSERVE_TOKEN") or os.environ.get("FINSERVE_API_KEY"):
         metadata.append(("authorization", f"Bearer {key}"))
     text = pb.ModelInferRequest.InferInputTensor(
-        name="text", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[question.encode()]))
-    request = pb.ModelInferRequest(model_name=model, inputs=[text],
-                                   parameters={"max_tokens": pb.InferParameter(int64_param=max_tokens)})
+        name="text",
+        datatype="BYTES",
+        shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[question.encode()]),
+    )
+    request = pb.ModelInferRequest(
+        model_name=model, inputs=[text], parameters={"max_tokens": pb.InferParameter(int64_param=max_tokens)}
+    )
     with grpc.insecure_channel(target) as channel:
         try:
             resp = GRPCInferenceServiceStub(channel).ModelInfer(request, metadata=metadata, timeout=300)
@@ -120,8 +133,10 @@ def _ask_grpc(question: str, target: str, model: str, adapter: str | None, raw: 
     out = {t.name: t.contents.bytes_contents[0].decode() for t in resp.outputs}
     console = Console()
     console.print(out["text"])
-    console.print(f"[dim]intent={out['intent']} adapter={out['adapter']} citations={out['citations']} "
-                  f"request_id={out['request_id']}[/]")
+    console.print(
+        f"[dim]intent={out['intent']} adapter={out['adapter']} citations={out['citations']} "
+        f"request_id={out['request_id']}[/]"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from finserve.contracts.evaluation import AnswerEvalReport
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
+
+from finserve.contracts.evaluation import AnswerEvalReport
 
 from ..api import API_VERSION, GROUP, KIND
 from ..core.actions import RunEvaluation
@@ -34,7 +35,9 @@ GOLDEN_MOUNT = "/var/run/finserve/golden"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods by the Job controller
 REGISTRY_ENV = "FINSERVE_REGISTRY"
 # Pod waiting reasons worth naming while the Job "runs": it will not get anywhere by itself.
-_STUCK = re.compile(r"ErrImagePull|ImagePullBackOff|CreateContainerConfigError|InvalidImageName|CrashLoopBackOff")
+_STUCK = re.compile(
+    r"ErrImagePull|ImagePullBackOff|CreateContainerConfigError|InvalidImageName|CrashLoopBackOff"
+)
 
 
 class TemplateError(ValueError):
@@ -43,7 +46,9 @@ class TemplateError(ValueError):
 
 def load_template(path: str | None) -> dict[str, Any]:
     if not path:
-        raise TemplateError("no evaluation Job template: set FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE (the chart does)")
+        raise TemplateError(
+            "no evaluation Job template: set FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE (the chart does)"
+        )
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -70,7 +75,10 @@ def data_path(action: RunEvaluation) -> tuple[str, dict[str, Any] | None]:
         return f"{GOLDEN_MOUNT}/{source.key}", volume
     if golden.pvc is not None:
         claim = golden.pvc
-        volume = {"name": "golden-set", "persistentVolumeClaim": {"claimName": claim.claim_name, "readOnly": True}}
+        volume = {
+            "name": "golden-set",
+            "persistentVolumeClaim": {"claimName": claim.claim_name, "readOnly": True},
+        }
         return f"{GOLDEN_MOUNT}/{claim.path}", volume
     assert golden.registry is not None
     ref = golden.registry
@@ -93,7 +101,13 @@ def build_job(template: dict[str, Any], action: RunEvaluation, owner: ObjectRef)
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
     if owner.uid:  # deleted with its rollout
         meta["ownerReferences"] = [
-            {"apiVersion": API_VERSION, "kind": KIND, "name": owner.name, "uid": owner.uid, "controller": True}
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+            }
         ]
     spec = job.setdefault("spec", {})
     # One pod per Job, so the termination message is unambiguous; retries are the rollout's policy.
@@ -118,7 +132,10 @@ def build_job(template: dict[str, Any], action: RunEvaluation, owner: ObjectRef)
     if volume is not None:
         pod["volumes"] = [v for v in pod.get("volumes") or [] if v.get("name") != volume["name"]] + [volume]
         mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") != volume["name"]]
-        container["volumeMounts"] = [*mounts, {"name": volume["name"], "mountPath": GOLDEN_MOUNT, "readOnly": True}]
+        container["volumeMounts"] = [
+            *mounts,
+            {"name": volume["name"], "mountPath": GOLDEN_MOUNT, "readOnly": True},
+        ]
     return job
 
 

@@ -92,7 +92,9 @@ class InMemoryJobs:
             self.deleted.append(name)
 
     def succeed(self, name: str, report: AnswerEvalReport | None, report_error: str | None = None) -> None:
-        self.jobs[name] = JobObservation(name=name, state="Succeeded", report=report, report_error=report_error)
+        self.jobs[name] = JobObservation(
+            name=name, state="Succeeded", report=report, report_error=report_error
+        )
 
     def fail(self, name: str, reason: str = "BackoffLimitExceeded", message: str = "") -> None:
         self.jobs[name] = JobObservation(name=name, state="Failed", reason=reason, message=message)

@@ -47,8 +47,9 @@ class PrometheusSource:
 
     async def query(self, name: str, promql: str) -> Reading:
         # A span per query (the httpx instrumentation adds the HTTP client span and traceparent header).
-        with span("finserve.prometheus.query", attributes={"finserve.metric": name},
-                  tracer_name="finserve.operator") as current:
+        with span(
+            "finserve.prometheus.query", attributes={"finserve.metric": name}, tracer_name="finserve.operator"
+        ) as current:
             reading = await self._query(promql)
             if reading.error and current.is_recording():
                 current.set_status(StatusCode.ERROR, reading.error)

@@ -6,9 +6,10 @@ makes the test fail (409/422) and the merge is redone on the fresh table.
 
 from __future__ import annotations
 
-from finserve.contracts import CONFIGMAP_KEY, Route, RoutingTable
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from finserve.contracts import CONFIGMAP_KEY, Route, RoutingTable
 
 from .kube import is_conflict
 

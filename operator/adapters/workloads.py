@@ -130,7 +130,10 @@ class KubeWorkloads:
 
     async def _ray(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return cast("dict[str, Any]", await self.custom.get_namespaced_custom_object(*RAY[:2], namespace, RAY[2], name))
+            return cast(
+                "dict[str, Any]",
+                await self.custom.get_namespaced_custom_object(*RAY[:2], namespace, RAY[2], name),
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None

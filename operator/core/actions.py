@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from finserve.contracts import AdapterRef, Route, StrictModel
 from pydantic import Field
+
+from finserve.contracts import AdapterRef, Route, StrictModel
 
 from ..spec import GoldenSet, WorkloadRef
 from ..status import EvaluationStage, RolloutStatus

@@ -34,7 +34,10 @@ SOON = 1.0
 EVALUATION_POLL = 10.0
 """Seconds between looks at a running evaluation Job."""
 
-_STAGE_WORDS = {EvaluationStage.BEFORE_TRAFFIC: "before traffic", EvaluationStage.BEFORE_PROMOTION: "before promotion"}
+_STAGE_WORDS = {
+    EvaluationStage.BEFORE_TRAFFIC: "before traffic",
+    EvaluationStage.BEFORE_PROMOTION: "before promotion",
+}
 
 
 def decide(spec: ModelRolloutSpec, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
@@ -61,7 +64,9 @@ def decide(spec: ModelRolloutSpec, status: RolloutStatus, obs: Observations, now
     return Decision(status=st, actions=actions, requeue_after=_requeue(spec, st, now))
 
 
-def _stop_evaluation(st: RolloutStatus, why: str, now: datetime, actions: list[Action]) -> EvaluationStatus | None:
+def _stop_evaluation(
+    st: RolloutStatus, why: str, now: datetime, actions: list[Action]
+) -> EvaluationStatus | None:
     """A running evaluation Job is deleted; its record says why it has no verdict."""
     record = st.evaluation
     if record is None or not record.running:
@@ -145,7 +150,11 @@ def _commands(
             actions.append(EmitEvent(type="Normal", reason="Paused", message=str(update["message"])))
         else:  # resume: a checked phase starts its period over, with fresh successes
             back = st.paused_from or Phase.PROGRESSING
-            update |= {"phase": back, "paused_from": None, "message": f"resumed at {st.canary_weight}% ({back})"}
+            update |= {
+                "phase": back,
+                "paused_from": None,
+                "message": f"resumed at {st.canary_weight}% ({back})",
+            }
             if back in (Phase.PROGRESSING, Phase.SHADOWING):
                 update |= {"step_started_at": now, "last_analysis_at": None, "successful_checks": 0}
             actions.append(EmitEvent(type="Normal", reason="Resumed", message=str(update["message"])))
@@ -255,7 +264,9 @@ def _to_step(
     if i == len(steps) - 1 and not gated and evaluation is not None and evaluation.before_promotion:
         return _begin_evaluation(spec, st, EvaluationStage.BEFORE_PROMOTION, 1, obs, now, actions)
     message = f"step {i + 1}/{len(steps)}: {steps[i]}% to canary {spec.canary.ref()}"
-    actions.append(EmitEvent(type="Normal", reason="Progressing" if i == 0 else "StepAdvanced", message=message))
+    actions.append(
+        EmitEvent(type="Normal", reason="Progressing" if i == 0 else "StepAdvanced", message=message)
+    )
     update: dict[str, object] = {
         "phase": Phase.PROGRESSING,
         "current_step_index": i,
@@ -297,8 +308,13 @@ def _begin_evaluation(
     if unavailable:
         # Nothing to retry: no Job can be created until the operator is set up for it.
         record = EvaluationStatus(
-            stage=stage, job=job, attempt=attempt, started_at=now, finished_at=now,
-            outcome=Outcome.ERROR, message=f"no evaluation Job can run: {unavailable}",
+            stage=stage,
+            job=job,
+            attempt=attempt,
+            started_at=now,
+            finished_at=now,
+            outcome=Outcome.ERROR,
+            message=f"no evaluation Job can run: {unavailable}",
         )
         return _fail_gate(spec, st.model_copy(update={"evaluation": record}), record, actions)
     message = (
@@ -355,7 +371,11 @@ def _evaluate(
         if record.stage == EvaluationStage.BEFORE_TRAFFIC:
             return _after_traffic_gate(spec, st, obs, now, actions)
         return _to_step(spec, st, len(spec.strategy.steps) - 1, obs, now, actions, gated=True)
-    if verdict.outcome == Outcome.ERROR and evaluation.on_error == "retry" and record.attempt <= evaluation.retry_limit:
+    if (
+        verdict.outcome == Outcome.ERROR
+        and evaluation.on_error == "retry"
+        and record.attempt <= evaluation.retry_limit
+    ):
         actions.append(
             EmitEvent(
                 type="Warning",
@@ -462,8 +482,14 @@ def _shadow_check(
     )
 
 
-def _roll_back(spec: ModelRolloutSpec, st: RolloutStatus, verdict: Verdict, actions: list[Action],
-               where: str | None = None, reason: str = "RolledBack") -> RolloutStatus:
+def _roll_back(
+    spec: ModelRolloutSpec,
+    st: RolloutStatus,
+    verdict: Verdict,
+    actions: list[Action],
+    where: str | None = None,
+    reason: str = "RolledBack",
+) -> RolloutStatus:
     message = (
         f"canary {spec.canary.ref()} rolled back {where or f'at {st.canary_weight}%'} after {st.failed_checks} "
         f"failed check(s): {evidence(verdict.metrics)}"
@@ -550,7 +576,9 @@ def _requeue(spec: ModelRolloutSpec, st: RolloutStatus, now: datetime) -> float 
         return SOON
     due = next_analysis_at(spec, st)
     if st.phase == Phase.EVALUATING:
-        return EVALUATION_POLL if due is None else max(min(EVALUATION_POLL, (due - now).total_seconds()), SOON)
+        return (
+            EVALUATION_POLL if due is None else max(min(EVALUATION_POLL, (due - now).total_seconds()), SOON)
+        )
     if due is None:
         return None  # paused or finished: only a spec or annotation change moves it
     return max((due - now).total_seconds(), SOON)

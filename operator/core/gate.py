@@ -46,26 +46,41 @@ def judge_check(check: GateCheck, report: AnswerEvalReport) -> GateCheckResult:
     if check.margin is not None:
         if base is None:
             return GateCheckResult(
-                metric=name, candidate=value, outcome=Outcome.ERROR, message="no baseline figure for the margin"
+                metric=name,
+                candidate=value,
+                outcome=Outcome.ERROR,
+                message="no baseline figure for the margin",
             )
         if name in LOWER_IS_BETTER and value > base + check.margin + _EPS:
             return GateCheckResult(
-                metric=name, candidate=value, baseline=base, outcome=Outcome.FAILED,
+                metric=name,
+                candidate=value,
+                baseline=base,
+                outcome=Outcome.FAILED,
                 message=f"{_fmt(value)} > stable {_fmt(base)} + {_fmt(check.margin)}",
             )
         if name not in LOWER_IS_BETTER and value < base - check.margin - _EPS:
             return GateCheckResult(
-                metric=name, candidate=value, baseline=base, outcome=Outcome.FAILED,
+                metric=name,
+                candidate=value,
+                baseline=base,
+                outcome=Outcome.FAILED,
                 message=f"{_fmt(value)} < stable {_fmt(base)} - {_fmt(check.margin)}",
             )
     if check.min is not None and value < check.min - _EPS:
         return GateCheckResult(
-            metric=name, candidate=value, baseline=base, outcome=Outcome.FAILED,
+            metric=name,
+            candidate=value,
+            baseline=base,
+            outcome=Outcome.FAILED,
             message=f"{_fmt(value)} < min {_fmt(check.min)}",
         )
     if check.max is not None and value > check.max + _EPS:
         return GateCheckResult(
-            metric=name, candidate=value, baseline=base, outcome=Outcome.FAILED,
+            metric=name,
+            candidate=value,
+            baseline=base,
+            outcome=Outcome.FAILED,
             message=f"{_fmt(value)} > max {_fmt(check.max)}",
         )
     parts = []
@@ -77,7 +92,10 @@ def judge_check(check: GateCheck, report: AnswerEvalReport) -> GateCheckResult:
     if check.max is not None:
         parts.append(f"max {_fmt(check.max)}")
     return GateCheckResult(
-        metric=name, candidate=value, baseline=base, outcome=Outcome.SUCCESSFUL,
+        metric=name,
+        candidate=value,
+        baseline=base,
+        outcome=Outcome.SUCCESSFUL,
         message=f"{_fmt(value)} within {', '.join(parts)}",
     )
 
@@ -90,9 +108,7 @@ def judge_report(spec: Evaluation, report: AnswerEvalReport) -> GateVerdict:
     )
     small = [f"{who} answered {rows} rows" for who, rows in sizes if rows < spec.min_rows]
     if small:
-        return GateVerdict(
-            Outcome.ERROR, f"{'; '.join(small)} < minRows {spec.min_rows}", checks, report
-        )
+        return GateVerdict(Outcome.ERROR, f"{'; '.join(small)} < minRows {spec.min_rows}", checks, report)
     failed = [c for c in checks if c.outcome == Outcome.FAILED]
     comparison = report.comparison
     if spec.fail_on_significantly_worse and comparison is not None and comparison.verdict == "worse":
@@ -107,10 +123,14 @@ def judge_report(spec: Evaluation, report: AnswerEvalReport) -> GateVerdict:
         )
         checks = [*checks, failed[-1]]
     if failed:
-        return GateVerdict(Outcome.FAILED, "; ".join(f"{c.metric} {c.message}" for c in failed), checks, report)
+        return GateVerdict(
+            Outcome.FAILED, "; ".join(f"{c.metric} {c.message}" for c in failed), checks, report
+        )
     errors = [c for c in checks if c.outcome == Outcome.ERROR]
     if errors:
-        return GateVerdict(Outcome.ERROR, "; ".join(f"{c.metric} {c.message}" for c in errors), checks, report)
+        return GateVerdict(
+            Outcome.ERROR, "; ".join(f"{c.metric} {c.message}" for c in errors), checks, report
+        )
     return GateVerdict(Outcome.SUCCESSFUL, f"all {len(checks)} checks passed", checks, report)
 
 
@@ -127,11 +147,15 @@ def judge_job(
         return GateVerdict(None, f"Job {record.job} running{waiting}", [])
     if job.state == "Failed":
         if job.reason == "DeadlineExceeded":
-            return GateVerdict(Outcome.ERROR, f"timed out after {spec.timeout}: Job {job.name} was stopped", [])
+            return GateVerdict(
+                Outcome.ERROR, f"timed out after {spec.timeout}: Job {job.name} was stopped", []
+            )
         detail = ": ".join(p for p in (job.reason, job.message) if p)
         return GateVerdict(Outcome.ERROR, f"Job {job.name} failed" + (f": {detail}" if detail else ""), [])
     if job.report is None:
         return GateVerdict(
-            Outcome.ERROR, f"Job {job.name} succeeded without a usable report: {job.report_error or 'none'}", []
+            Outcome.ERROR,
+            f"Job {job.name} succeeded without a usable report: {job.report_error or 'none'}",
+            [],
         )
     return judge_report(spec, job.report)

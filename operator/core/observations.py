@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from finserve.contracts import StrictModel
 from finserve.contracts.evaluation import AnswerEvalReport
-from pydantic import Field
 
 from ..spec import WorkloadRef
 from ..status import PoolName

@@ -14,6 +14,18 @@ from .policy import Decision, authorize, require_scope, required_scope, rpc_scop
 from .principal import ADAPTER_OVERRIDE, ADMIN, INFER, SCOPES, Principal
 
 __all__ = [
-    "ADAPTER_OVERRIDE", "ADMIN", "INFER", "SCOPES", "AuthConfig", "Authenticator", "Decision", "JwtConfig",
-    "Principal", "authorize", "keys_path", "require_scope", "required_scope", "rpc_scope",
+    "ADAPTER_OVERRIDE",
+    "ADMIN",
+    "INFER",
+    "SCOPES",
+    "AuthConfig",
+    "Authenticator",
+    "Decision",
+    "JwtConfig",
+    "Principal",
+    "authorize",
+    "keys_path",
+    "require_scope",
+    "required_scope",
+    "rpc_scope",
 ]

@@ -26,7 +26,9 @@ def keys_path(config: AuthConfig) -> Path:
 class Authenticator:
     """Verifies the ``Authorization`` header. ``enabled`` says whether auth is on at all (see AuthConfig.mode)."""
 
-    def __init__(self, config: AuthConfig, default_tenant: str, legacy_key_env: str = "FINSERVE_API_KEY") -> None:
+    def __init__(
+        self, config: AuthConfig, default_tenant: str, legacy_key_env: str = "FINSERVE_API_KEY"
+    ) -> None:
         self.config = config
         self.default_tenant = default_tenant
         self.keys = KeyStore(keys_path(config), config.keys_reload_s)
@@ -61,14 +63,18 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("the Authorization header must be 'Bearer <API key or JWT>'", invalid_token=True)
+            raise Unauthorized(
+                "the Authorization header must be 'Bearer <API key or JWT>'", invalid_token=True
+            )
         if token.startswith(PREFIX):
             return self.keys.verify(token)
         if token.count(".") == 2 and self.jwt is not None:
             return self.jwt.verify(token)
         legacy = self._legacy
         if legacy is not None and hmac.compare_digest(token.encode(), legacy.encode()):
-            return Principal(id=LEGACY_PRINCIPAL, kind="key", tenants=(self.default_tenant,),
-                             scopes=frozenset({INFER}))
-        raise Unauthorized("unknown credential: not a finserve API key nor a token this service trusts",
-                           invalid_token=True)
+            return Principal(
+                id=LEGACY_PRINCIPAL, kind="key", tenants=(self.default_tenant,), scopes=frozenset({INFER})
+            )
+        raise Unauthorized(
+            "unknown credential: not a finserve API key nor a token this service trusts", invalid_token=True
+        )

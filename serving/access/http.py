@@ -22,8 +22,9 @@ class ReadAuthMiddleware:
         self.app = app
         self.auth = authenticator
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
-                       send: Callable[[Any], Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+    ) -> None:
         if scope["type"] != "http" or scope["method"] not in READS or not self.auth.enabled:
             return await self.app(scope, receive, send)
         needed = required_scope(scope["path"])
@@ -38,7 +39,9 @@ class ReadAuthMiddleware:
 
 async def _refuse(send: Callable[[Any], Awaitable[None]], exc: FinserveError) -> None:
     m = map_error(exc)
-    body = json.dumps({"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param}}).encode()
+    body = json.dumps(
+        {"error": {"message": m.message, "type": m.code, "code": m.code, "param": m.param}}
+    ).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if m.www_authenticate:
         headers.append((b"www-authenticate", m.www_authenticate.encode()))

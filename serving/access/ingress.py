@@ -40,9 +40,15 @@ def validation_message(err: ValidationError) -> tuple[str, str | None]:
 
 def fork_context(base: RequestContext, request_id: str) -> RequestContext:
     """A fresh context for one question of a multi-question OIP request, with the same checked caller facts."""
-    return RequestContext(request_id=request_id, tenant=base.tenant, sticky_key=base.sticky_key,
-                          adapter_override=base.adapter_override, principal=base.principal, deadline_ms=base.deadline_ms,
-                          trace_id=base.trace_id)
+    return RequestContext(
+        request_id=request_id,
+        tenant=base.tenant,
+        sticky_key=base.sticky_key,
+        adapter_override=base.adapter_override,
+        principal=base.principal,
+        deadline_ms=base.deadline_ms,
+        trace_id=base.trace_id,
+    )
 
 
 class Ingress:
@@ -62,8 +68,9 @@ class Ingress:
             return None
         return require_scope(self.auth.authenticate(headers.get("authorization")), scope)
 
-    async def admit(self, headers: Mapping[str, str], scope: str = INFER,
-                    body_adapter: tuple[str, str] | None = None) -> tuple[RequestContext, FinserveError | None]:
+    async def admit(
+        self, headers: Mapping[str, str], scope: str = INFER, body_adapter: tuple[str, str] | None = None
+    ) -> tuple[RequestContext, FinserveError | None]:
         """The request's context and the first reason to refuse it (None: go on). The context holds only
         checked values, so a refused request is still audited with it (and with its principal, if known).
 
@@ -90,8 +97,14 @@ class Ingress:
         if error is not None:
             return ctx, error
         try:
-            decision = authorize(principal, auth_on=True, scope=scope, requested_tenant=requested,
-                                 default_tenant=self.default_tenant, adapter_override=ctx.adapter_override)
+            decision = authorize(
+                principal,
+                auth_on=True,
+                scope=scope,
+                requested_tenant=requested,
+                default_tenant=self.default_tenant,
+                adapter_override=ctx.adapter_override,
+            )
         except FinserveError as exc:
             return ctx, exc
         ctx.tenant, ctx.adapter_override = decision.tenant, decision.adapter_override

@@ -46,10 +46,14 @@ class KeyRecord(StrictModel):
     salt: str = Field(pattern=r"^[0-9a-f]{32}$", description="Per-key salt (hex).")
     hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA-256(salt, secret), hex.")
     created_at: datetime = Field(description="When it was made.")
-    revoked_at: datetime | None = Field(None, description="When it was revoked; a revoked key never verifies.")
+    revoked_at: datetime | None = Field(
+        None, description="When it was revoked; a revoked key never verifies."
+    )
 
     def principal(self) -> Principal:
-        return Principal(id=f"key:{self.id}", kind="key", tenants=tuple(self.tenants), scopes=frozenset(self.scopes))
+        return Principal(
+            id=f"key:{self.id}", kind="key", tenants=tuple(self.tenants), scopes=frozenset(self.scopes)
+        )
 
 
 class KeysFile(StrictModel):
@@ -68,7 +72,9 @@ def parse_key(token: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
-def new_key(name: str, tenants: list[str], scopes: list[str], now: datetime | None = None) -> tuple[str, KeyRecord]:
+def new_key(
+    name: str, tenants: list[str], scopes: list[str], now: datetime | None = None
+) -> tuple[str, KeyRecord]:
     """A fresh key and its record. Raises ValueError naming a bad tenant or scope."""
     for t in tenants:
         if t != ANY_TENANT and not TENANT.fullmatch(t):
@@ -77,8 +83,15 @@ def new_key(name: str, tenants: list[str], scopes: list[str], now: datetime | No
         if s not in SCOPES:
             raise ValueError(f"scope {s!r} is not one of {', '.join(SCOPES)}")
     kid, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_hex(16)
-    record = KeyRecord(id=kid, name=name, tenants=sorted(set(tenants)), scopes=sorted(set(scopes)), salt=salt,
-                       hash=digest(salt, secret), created_at=now or datetime.now(UTC))
+    record = KeyRecord(
+        id=kid,
+        name=name,
+        tenants=sorted(set(tenants)),
+        scopes=sorted(set(scopes)),
+        salt=salt,
+        hash=digest(salt, secret),
+        created_at=now or datetime.now(UTC),
+    )
     return f"{PREFIX}{kid}_{secret}", record
 
 
@@ -137,8 +150,12 @@ class KeyStore:
             keys = read_keys(self.path)
         except (OSError, ValueError) as exc:
             # A broken file must not open the service nor drop it: keep the last good keys, say so.
-            log.error("keys file %s is invalid, keeping the %d keys read before: %s", self.path, len(self._by_id),
-                      exc.__class__.__name__)
+            log.error(
+                "keys file %s is invalid, keeping the %d keys read before: %s",
+                self.path,
+                len(self._by_id),
+                exc.__class__.__name__,
+            )
             self._stamp = stamp
             return
         self._by_id = {r.id: r for r in keys.keys}

@@ -15,7 +15,9 @@ from .principal import ADAPTER_OVERRIDE, ADMIN, ANY_TENANT, INFER, Principal
 # Paths anyone may call, auth on or off: liveness and readiness probes carry no credential.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 # Operational paths: only a principal with the admin scope (when auth is on).
-ADMIN_PATHS = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", "/-/routes"})
+ADMIN_PATHS = frozenset(
+    {"/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", "/-/routes"}
+)
 # gRPC methods (OIP v2) that are probes, as OPEN_PATHS.
 OPEN_RPCS = frozenset({"ServerLive", "ServerReady"})
 
@@ -43,8 +45,15 @@ class Decision:
     adapter_override: str | None
 
 
-def authorize(principal: Principal | None, *, auth_on: bool, scope: str, requested_tenant: str | None,
-              default_tenant: str, adapter_override: str | None) -> Decision:
+def authorize(
+    principal: Principal | None,
+    *,
+    auth_on: bool,
+    scope: str,
+    requested_tenant: str | None,
+    default_tenant: str,
+    adapter_override: str | None,
+) -> Decision:
     """Allow or refuse one request.
 
     Auth off (``auth_on`` False, so ``principal`` is None): the request runs as it asks (the header's
@@ -55,8 +64,10 @@ def authorize(principal: Principal | None, *, auth_on: bool, scope: str, request
         return Decision(requested_tenant or default_tenant, adapter_override)
     principal = require_scope(principal, scope)
     if adapter_override is not None and not principal.has(ADAPTER_OVERRIDE):
-        raise Forbidden(f"principal {principal.id} lacks the scope {ADAPTER_OVERRIDE!r} that x-finserve-adapter "
-                        "needs", param="x-finserve-adapter")
+        raise Forbidden(
+            f"principal {principal.id} lacks the scope {ADAPTER_OVERRIDE!r} that x-finserve-adapter needs",
+            param="x-finserve-adapter",
+        )
     return Decision(_tenant(principal, requested_tenant, default_tenant), adapter_override)
 
 
@@ -73,8 +84,10 @@ def _tenant(principal: Principal, requested: str | None, default_tenant: str) ->
     if requested is not None:
         if not principal.may_act_for(requested):
             # The value is not echoed: it is client input. The principal's id is public.
-            raise Forbidden(f"principal {principal.id} may not act for the tenant named in x-finserve-tenant",
-                            param="x-finserve-tenant")
+            raise Forbidden(
+                f"principal {principal.id} may not act for the tenant named in x-finserve-tenant",
+                param="x-finserve-tenant",
+            )
         return requested
     own = [t for t in principal.tenants if t != ANY_TENANT]
     if len(own) == 1 and ANY_TENANT not in principal.tenants:
@@ -83,8 +96,10 @@ def _tenant(principal: Principal, requested: str | None, default_tenant: str) ->
         return default_tenant
     if not own:
         raise Forbidden(f"principal {principal.id} has no tenant")
-    raise InvalidRequest(f"x-finserve-tenant: principal {principal.id} has several tenants; name one",
-                         param="x-finserve-tenant")
+    raise InvalidRequest(
+        f"x-finserve-tenant: principal {principal.id} has several tenants; name one",
+        param="x-finserve-tenant",
+    )
 
 
 __all__ = ["ADMIN", "INFER", "Decision", "authorize", "require_scope", "required_scope", "rpc_scope"]
@@ -116,12 +131,22 @@ def bind(host: str, mode: str, auth_on: bool) -> Bind:
     if mode == "none":
         if is_loopback(host):
             return Bind(host, "auth: off (auth.mode none); listening on loopback only", False)
-        return Bind(host, f"auth: OFF (auth.mode none) on {host}: anyone who reaches this address can call every "
-                    "endpoint, as any tenant", True)
+        return Bind(
+            host,
+            f"auth: OFF (auth.mode none) on {host}: anyone who reaches this address can call every "
+            "endpoint, as any tenant",
+            True,
+        )
     if auth_on:
         return Bind(host, "auth: on (API keys / JWT); health and readiness stay open", False)
     if is_loopback(host):
-        return Bind(host, "auth: off (no key, JWKS or FINSERVE_API_KEY configured): serving loopback only", False)
-    return Bind("127.0.0.1", f"auth: off (no key, JWKS or FINSERVE_API_KEY configured): serving 127.0.0.1 instead of "
-                f"{host}. Create a key (`finserve auth keys create`), configure auth.jwt, or set auth.mode: none "
-                "to serve other interfaces without auth", True)
+        return Bind(
+            host, "auth: off (no key, JWKS or FINSERVE_API_KEY configured): serving loopback only", False
+        )
+    return Bind(
+        "127.0.0.1",
+        f"auth: off (no key, JWKS or FINSERVE_API_KEY configured): serving 127.0.0.1 instead of "
+        f"{host}. Create a key (`finserve auth keys create`), configure auth.jwt, or set auth.mode: none "
+        "to serve other interfaces without auth",
+        True,
+    )

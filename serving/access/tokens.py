@@ -50,8 +50,12 @@ class JwksFile:
             jwks = jwt.PyJWKSet.from_dict(json.loads(self.path.read_text(encoding="utf-8")))
         except (OSError, ValueError, jwt.PyJWTError) as exc:
             # Keep the last good keys: a half-written rotation must not lock everyone out.
-            log.error("JWKS file %s unreadable, keeping %d keys: %s", self.path, len(self._keys),
-                      exc.__class__.__name__)
+            log.error(
+                "JWKS file %s unreadable, keeping %d keys: %s",
+                self.path,
+                len(self._keys),
+                exc.__class__.__name__,
+            )
             return
         self._keys = {k.key_id: k for k in jwks.keys}
         self._stamp = stamp
@@ -76,8 +80,9 @@ class JwksUrl:
                 found = self._find(self._client.get_jwk_set(refresh=True), kid)
         except jwt.PyJWKClientConnectionError as exc:
             log.error("JWKS URL unreachable: %s", exc.__class__.__name__)
-            raise Unauthorized("the identity provider's keys cannot be fetched; retry later",
-                               invalid_token=True) from None
+            raise Unauthorized(
+                "the identity provider's keys cannot be fetched; retry later", invalid_token=True
+            ) from None
         except jwt.PyJWTError:
             raise Unauthorized("the identity provider's JWKS is unusable", invalid_token=True) from None
         if found is None:
@@ -95,17 +100,26 @@ class JwksUrl:
 class JwtVerifier:
     def __init__(self, config: JwtConfig) -> None:
         self.config = config
-        self._keys: JwksFile | JwksUrl = (JwksFile(Path(config.jwks_file)) if config.jwks_file
-                                          else JwksUrl(str(config.jwks_url), config.jwks_cache_s))
+        self._keys: JwksFile | JwksUrl = (
+            JwksFile(Path(config.jwks_file))
+            if config.jwks_file
+            else JwksUrl(str(config.jwks_url), config.jwks_cache_s)
+        )
 
     def verify(self, token: str) -> Principal:
         c = self.config
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.key(header.get("kid"))
-            claims = jwt.decode(token, key=key, algorithms=list(c.algorithms), audience=c.audience, issuer=c.issuer,
-                                leeway=c.leeway_s,
-                                options={"require": ["exp", "iss", "aud"], "verify_signature": True})
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=list(c.algorithms),
+                audience=c.audience,
+                issuer=c.issuer,
+                leeway=c.leeway_s,
+                options={"require": ["exp", "iss", "aud"], "verify_signature": True},
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", invalid_token=True) from None
         except jwt.InvalidAudienceError:
@@ -122,16 +136,22 @@ class JwtVerifier:
         subject = claims.get(c.principal_claim)
         if not isinstance(subject, str) or not subject:
             raise Unauthorized(f"the token has no {c.principal_claim} claim", invalid_token=True)
-        return Principal(id=f"jwt:{_safe_id(subject)}", kind="jwt",
-                         tenants=tuple(_strings(claims.get(c.tenants_claim), tenant=True)),
-                         scopes=frozenset(_strings(claims.get(c.scope_claim))))
+        return Principal(
+            id=f"jwt:{_safe_id(subject)}",
+            kind="jwt",
+            tenants=tuple(_strings(claims.get(c.tenants_claim), tenant=True)),
+            scopes=frozenset(_strings(claims.get(c.scope_claim))),
+        )
 
 
 def _safe_id(subject: str) -> str:
     """The subject as is when it is a plain id; its pseudonym when it may be personal data (an email, a
     number), since principal ids reach logs and the audit line."""
-    if _SAFE_ID.fullmatch(subject) and not holds_card_number(subject) \
-            and sum(ch.isdigit() for ch in subject) < MIN_DIGITS_TO_SCAN:
+    if (
+        _SAFE_ID.fullmatch(subject)
+        and not holds_card_number(subject)
+        and sum(ch.isdigit() for ch in subject) < MIN_DIGITS_TO_SCAN
+    ):
         return subject
     return pseudonym(subject)
 

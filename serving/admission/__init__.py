@@ -14,8 +14,18 @@ from .config import AdmissionConfig, QueueConfig, RateLimitConfig, RateLimits
 from .queue import AdmissionQueue
 from .ratelimit import Decision, RateLimiter
 
-__all__ = ["Admission", "AdmissionConfig", "AdmissionQueue", "Decision", "QueueConfig", "RateLimitConfig",
-           "RateLimiter", "RateLimits", "limit_key", "requested_tokens"]
+__all__ = [
+    "Admission",
+    "AdmissionConfig",
+    "AdmissionQueue",
+    "Decision",
+    "QueueConfig",
+    "RateLimitConfig",
+    "RateLimiter",
+    "RateLimits",
+    "limit_key",
+    "requested_tokens",
+]
 
 
 def requested_tokens(req: ChatCompletionRequest, default: int, limit: int | None = None) -> int:
@@ -44,12 +54,16 @@ class Admission:
         self.limiter = RateLimiter(config.rate, registry)
         self.queue = AdmissionQueue(config.queue, registry)
 
-    async def admit(self, principal: str | None, client_address: str | None, tenant: str,
-                    requests: int, tokens: int) -> dict[str, str]:
+    async def admit(
+        self, principal: str | None, client_address: str | None, tenant: str, requests: int, tokens: int
+    ) -> dict[str, str]:
         """The x-ratelimit-* headers for the answer; raises RateLimited (429) when a limit is full."""
         decision = await self.limiter.check(limit_key(principal, client_address), tenant, requests, tokens)
         headers = decision.headers()
         if not decision.allowed:
-            raise RateLimited(f"rate limit exceeded ({decision.exceeded} per minute); retry later",
-                              retry_after=decision.retry_after or 1, headers=headers)
+            raise RateLimited(
+                f"rate limit exceeded ({decision.exceeded} per minute); retry later",
+                retry_after=decision.retry_after or 1,
+                headers=headers,
+            )
         return headers

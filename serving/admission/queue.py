@@ -47,8 +47,11 @@ class AdmissionQueue:
         self._slots = asyncio.Semaphore(config.max_generating)  # FIFO: a new arrival waits behind the line
         self.running = 0
         self.waiting = 0
-        self.shed = Counter("finserve_admission_shed", "Requests refused with 503 because the generator's "
-                            "queue was full.", registry=registry)
+        self.shed = Counter(
+            "finserve_admission_shed",
+            "Requests refused with 503 because the generator's queue was full.",
+            registry=registry,
+        )
 
     def ticket(self) -> Ticket:
         return Ticket(self)
@@ -65,7 +68,9 @@ class AdmissionQueue:
     async def _acquire(self) -> None:
         if should_shed(self.running, self.waiting, self.config):
             self.shed.inc()
-            raise Overloaded("the generator is at capacity; retry later", retry_after=self.config.retry_after_s)
+            raise Overloaded(
+                "the generator is at capacity; retry later", retry_after=self.config.retry_after_s
+            )
         self.waiting += 1
         try:
             await self._slots.acquire()

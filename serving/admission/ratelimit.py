@@ -94,7 +94,10 @@ class _Check:
 def plan(config: RateLimitConfig, principal: str, tenant: str, requests: int, tokens: int) -> list[_Check]:
     """The limits one request is checked against (pure: no I/O)."""
     out: list[_Check] = []
-    for party, key, limits in (("principal", principal, config.per_principal), ("tenant", tenant, config.per_tenant)):
+    for party, key, limits in (
+        ("principal", principal, config.per_principal),
+        ("tenant", tenant, config.per_tenant),
+    ):
         out.extend(_checks(party, party_key(key), limits, requests, tokens))
     return out
 
@@ -111,17 +114,23 @@ def _checks(party: str, key: str, limits: RateLimits, requests: int, tokens: int
 class RateLimiter:
     """Checks and charges a request's limits; storage errors admit it (fail open)."""
 
-    def __init__(self, config: RateLimitConfig, registry: CollectorRegistry,
-                 clock=time.time) -> None:  # noqa: ANN001 - injected for tests of the headers' reset
+    def __init__(self, config: RateLimitConfig, registry: CollectorRegistry, clock=time.time) -> None:  # noqa: ANN001 - injected for tests of the headers' reset
         self.config = config
         self._clock = clock
         self._limiter: strategies.RateLimiter | None = None
         self._windows: RedisSlidingWindows | None = None
         self._last_log = 0.0
-        self.store_errors = Counter("finserve_ratelimit_store_errors", "Rate-limit checks that failed open "
-                                    "because the limiter's store (Redis) failed.", registry=registry)
-        self.rejected = Counter("finserve_ratelimit_rejected", "Requests refused with 429, by the limit they hit.",
-                                ["party", "kind"], registry=registry)
+        self.store_errors = Counter(
+            "finserve_ratelimit_store_errors",
+            "Rate-limit checks that failed open because the limiter's store (Redis) failed.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "finserve_ratelimit_rejected",
+            "Requests refused with 429, by the limit they hit.",
+            ["party", "kind"],
+            registry=registry,
+        )
 
     def _strategy(self) -> strategies.RateLimiter:
         # Built on first use, inside the serving event loop the async storage belongs to.
@@ -130,8 +139,13 @@ class RateLimiter:
             if c.redis_url:
                 uri = "async+" + c.redis_url if not c.redis_url.startswith("async+") else c.redis_url
                 store = limits_storage.RedisStorage(
-                    uri, wrap_exceptions=True, implementation="redispy", key_prefix=c.key_prefix,
-                    socket_timeout=c.redis_timeout_s, socket_connect_timeout=c.redis_timeout_s)
+                    uri,
+                    wrap_exceptions=True,
+                    implementation="redispy",
+                    key_prefix=c.key_prefix,
+                    socket_timeout=c.redis_timeout_s,
+                    socket_connect_timeout=c.redis_timeout_s,
+                )
             else:
                 store = limits_storage.MemoryStorage()
             self._limiter = _STRATEGIES[c.strategy](store)
@@ -143,7 +157,9 @@ class RateLimiter:
         if not c.redis_url or c.strategy != "sliding-window-counter":
             return None
         if self._windows is None:
-            self._windows = RedisSlidingWindows(c.redis_url.removeprefix("async+"), c.key_prefix, c.redis_timeout_s)
+            self._windows = RedisSlidingWindows(
+                c.redis_url.removeprefix("async+"), c.key_prefix, c.redis_timeout_s
+            )
         return self._windows
 
     async def check(self, principal: str, tenant: str, requests: int, tokens: int) -> Decision:
@@ -160,8 +176,10 @@ class RateLimiter:
             now = self._clock()
             if now - self._last_log >= _LOG_EVERY_S:
                 self._last_log = now
-                log.warning("rate limiter store failed (%s): admitting requests unchecked (fail open)",
-                            exc.__class__.__name__)
+                log.warning(
+                    "rate limiter store failed (%s): admitting requests unchecked (fail open)",
+                    exc.__class__.__name__,
+                )
             return Decision(True)
 
     async def _check(self, checks: list[_Check]) -> Decision:

@@ -108,7 +108,9 @@ class RedisSlidingWindows:
         current = f"{self._prefix}:{{{item.key_for(identifier)}}}"
         return [f"{current}/-1", current]
 
-    async def check_and_charge(self, limits: list[tuple[RateLimitItem, str, int]]) -> tuple[bool, list[Window]]:
+    async def check_and_charge(
+        self, limits: list[tuple[RateLimitItem, str, int]]
+    ) -> tuple[bool, list[Window]]:
         """(item, identifier, cost) of each limit -> whether all were charged, and each window before it."""
         keys: list[str] = []
         args: list[Any] = []
@@ -116,9 +118,17 @@ class RedisSlidingWindows:
             keys += self.keys(item, identifier)
             args += [item.amount, item.get_expiry(), cost]
         out = await self._script(keys=keys, args=args)
-        windows = [Window(item.amount, item.get_expiry(), int(out[1 + 4 * i]), int(out[2 + 4 * i]) / 1000,
-                          int(out[3 + 4 * i]), int(out[4 + 4 * i]) / 1000)
-                   for i, (item, _, _) in enumerate(limits)]
+        windows = [
+            Window(
+                item.amount,
+                item.get_expiry(),
+                int(out[1 + 4 * i]),
+                int(out[2 + 4 * i]) / 1000,
+                int(out[3 + 4 * i]),
+                int(out[4 + 4 * i]) / 1000,
+            )
+            for i, (item, _, _) in enumerate(limits)
+        ]
         return bool(out[0]), windows
 
     async def aclose(self) -> None:

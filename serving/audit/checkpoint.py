@@ -40,8 +40,15 @@ def mac(key: bytes, lines: int, head: str, final: bool) -> str:
 
 def checkpoint_fields(key: bytes, lines: int, head: str, final: bool, time: str) -> dict[str, Any]:
     """The record part of a checkpoint line (the chain adds seq, prev_hash and hash)."""
-    return {KIND: CHECKPOINT, "time": time, "lines": lines, "head": head, "final": final,
-            "key_id": key_id(key), "mac": mac(key, lines, head, final)}
+    return {
+        KIND: CHECKPOINT,
+        "time": time,
+        "lines": lines,
+        "head": head,
+        "final": final,
+        "key_id": key_id(key),
+        "mac": mac(key, lines, head, final),
+    }
 
 
 def mac_ok(key: bytes, line: dict[str, Any]) -> bool:

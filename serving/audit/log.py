@@ -50,8 +50,20 @@ AUDIT_STAGE = "audit"
 SEQ_KEY = "seq"
 
 __all__ = [
-    "AUDIT_STAGE", "AuditConfig", "AuditError", "AuditLog", "AuditLogCorrupt", "AuditRecord", "AuditRefused",
-    "AuditWriteFailed", "FsyncPolicy", "OnPII", "PurgeReport", "VerifyReport", "read_records", "verify_chain",
+    "AUDIT_STAGE",
+    "AuditConfig",
+    "AuditError",
+    "AuditLog",
+    "AuditLogCorrupt",
+    "AuditRecord",
+    "AuditRefused",
+    "AuditWriteFailed",
+    "FsyncPolicy",
+    "OnPII",
+    "PurgeReport",
+    "VerifyReport",
+    "read_records",
+    "verify_chain",
 ]
 
 
@@ -73,7 +85,8 @@ class AuditConfig(StrictModel):
     """Where the audit log lives, how hard it tries to be durable, how it is signed and rotated."""
 
     path: Path = Field(
-        default_factory=_default_path, description="Active JSON-lines file (default DATA_DIR/audit/audit.jsonl)."
+        default_factory=_default_path,
+        description="Active JSON-lines file (default DATA_DIR/audit/audit.jsonl).",
     )
     fsync: FsyncPolicy = Field(
         FsyncPolicy.always, description="always: fsync every line; never: leave it to the OS."
@@ -92,11 +105,14 @@ class AuditConfig(StrictModel):
         1000, ge=1, description="Write a signed checkpoint after every this many lines (and at shutdown)."
     )
     rotate_max_bytes: int = Field(
-        256 * 1024 * 1024, ge=0, description="Rotate the active file once it reaches this size; 0: never by size."
+        256 * 1024 * 1024,
+        ge=0,
+        description="Rotate the active file once it reaches this size; 0: never by size.",
     )
     rotate_daily: bool = Field(True, description="Start a new file on the first line of each UTC day.")
     min_free_bytes: int = Field(
-        16 * 1024 * 1024, ge=0,
+        16 * 1024 * 1024,
+        ge=0,
         description="Readiness fails when the log's file system has less free space than this.",
     )
 
@@ -182,8 +198,12 @@ class AuditLog:
     tail; a log that cannot be written then is reported by ``problem()`` rather than raised.
     """
 
-    def __init__(self, config: AuditConfig | None = None, guard: TextScanner | None = None,
-                 clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        config: AuditConfig | None = None,
+        guard: TextScanner | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
         self.config = config or AuditConfig()
         self.guard = guard
         self._clock = clock  # injected by tests of daily rotation
@@ -237,12 +257,16 @@ class AuditLog:
             return _read_tail(handle.fd)
         except AuditLogLegacy:
             os.fsync(handle.fd)
-            target = self.path.with_name(f"{self.path.stem}.legacy-{self._clock():%Y%m%dT%H%M%SZ}{self.path.suffix}")
+            target = self.path.with_name(
+                f"{self.path.stem}.legacy-{self._clock():%Y%m%dT%H%M%SZ}{self.path.suffix}"
+            )
             os.rename(self.path, target)
             os.close(handle.fd)
             handle.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             _fsync_dir(self.path.parent)
-            log.warning("audit log from an older finserve moved aside to %s; a new signed chain starts", target.name)
+            log.warning(
+                "audit log from an older finserve moved aside to %s; a new signed chain starts", target.name
+            )
             return _Tail()
 
     def _commit(self, handle: _Handle, tail: _Tail, data: dict[str, Any] | None, final: bool = False) -> str:
@@ -295,9 +319,15 @@ class AuditLog:
         fragment = os.pread(fd, tail.torn, size - tail.torn)
         os.ftruncate(fd, size - tail.torn)
         self._fsync(fd)
-        log.warning("audit log: removed an incomplete last line of %d bytes (a write was cut short)", tail.torn)
-        return {KIND: SEAL, "time": _iso(self._clock()), "torn_bytes": tail.torn,
-                "torn_sha256": hashlib.sha256(fragment).hexdigest()}
+        log.warning(
+            "audit log: removed an incomplete last line of %d bytes (a write was cut short)", tail.torn
+        )
+        return {
+            KIND: SEAL,
+            "time": _iso(self._clock()),
+            "torn_bytes": tail.torn,
+            "torn_sha256": hashlib.sha256(fragment).hexdigest(),
+        }
 
     def _rotation_due(self, fd: int, size: int, now: datetime) -> bool:
         if self.config.rotate_max_bytes and size >= self.config.rotate_max_bytes:
@@ -410,7 +440,9 @@ class AuditLog:
         removed: list[str] = []
         with self._locked() as handle:
             files = all_files(self.path)
-            for path, successor in zip(files, files[1:], strict=False):  # never the active file, which has none
+            for path, successor in zip(
+                files, files[1:], strict=False
+            ):  # never the active file, which has none
                 closed = _opened_at(successor)  # a file's last line precedes its successor's opening
                 if closed is None or closed >= before:
                     break
@@ -420,8 +452,13 @@ class AuditLog:
                 _fsync_dir(self.path.parent)
                 files = all_files(self.path)
                 first = _first_seq(files[0]) if files else None
-                record = {KIND: PURGE, "time": _iso(self._clock()), "before": _iso(before), "files": removed,
-                          "first_kept_line": first}
+                record = {
+                    KIND: PURGE,
+                    "time": _iso(self._clock()),
+                    "before": _iso(before),
+                    "files": removed,
+                    "first_kept_line": first,
+                }
                 self._commit(handle, self._tail(handle), record)
             else:
                 first = None
@@ -496,7 +533,8 @@ def _read_tail(fd: int, block: int = 8192) -> _Tail:
     except (ValueError, KeyError, TypeError) as exc:
         raise AuditLogCorrupt(
             f"the audit log's last line carries no readable hash ({exc.__class__.__name__}): "
-            "check it with `finserve audit verify`") from exc
+            "check it with `finserve audit verify`"
+        ) from exc
     if not isinstance(value, str) or not isinstance(seq, int):
         raise AuditLogCorrupt("the audit log's last line carries no readable hash")
     final = data.get(KIND) == CHECKPOINT and data.get("final") is True

@@ -20,8 +20,16 @@ _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \".*\", l
 
 # Field -> the most characters it keeps. input/output are bounded by the request body limit upstream.
 LIMITS: dict[str, int] = {
-    "request_id": 200, "tenant": 200, "model": 200, "principal": 200, "intent": 200,
-    "index_version": 200, "trace_id": 64, "degraded": 200, "provider": 200, "error": 2000,
+    "request_id": 200,
+    "tenant": 200,
+    "model": 200,
+    "principal": 200,
+    "intent": 200,
+    "index_version": 200,
+    "trace_id": 64,
+    "degraded": 200,
+    "provider": 200,
+    "error": 2000,
 }
 MAX_CITATIONS = 100
 CITATION_LIMIT = 200
@@ -60,36 +68,55 @@ class AuditRecord(StrictModel):
     )
     request_id: str = Field(min_length=1, max_length=200, description="The gateway's request id.")
     principal: str | None = Field(
-        None, max_length=200, description="Who called: key:<key id>, jwt:<subject> or legacy-key; None while "
-        "auth is off or the credential did not verify."
+        None,
+        max_length=200,
+        description="Who called: key:<key id>, jwt:<subject> or legacy-key; None while "
+        "auth is off or the credential did not verify.",
     )
-    tenant: str = Field(min_length=1, max_length=200,
-                        description="Tenant the request ran as ('-': refused before one was established).")
+    tenant: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Tenant the request ran as ('-': refused before one was established).",
+    )
     model: str = Field(min_length=1, max_length=200, description="Model name the client asked for.")
     adapter: str | None = Field(
         None, description="Adapter that served it, NAME@VERSION; None if none was picked."
     )
     route: str | None = Field(
-        None, pattern=r"^(stable|canary|override|shadow)$",
+        None,
+        pattern=r"^(stable|canary|override|shadow)$",
         description="How the adapter was chosen: stable, canary, override (x-finserve-adapter) or shadow "
-        "(a mirrored request whose answer was compared, never returned); None if no route was picked.")
+        "(a mirrored request whose answer was compared, never returned); None if no route was picked.",
+    )
     intent: str | None = Field(None, max_length=200, description="Predicted intent label, if any.")
     citations: list[str] = Field(
-        default_factory=list, max_length=MAX_CITATIONS,
-        description="Ids of the retrieved documents the answer was built on, best first.")
+        default_factory=list,
+        max_length=MAX_CITATIONS,
+        description="Ids of the retrieved documents the answer was built on, best first.",
+    )
     index_version: str | None = Field(
-        None, max_length=200, description="Content hash of the knowledge index that answered retrieval.")
+        None, max_length=200, description="Content hash of the knowledge index that answered retrieval."
+    )
     trace_id: str | None = Field(
-        None, max_length=64, description="OpenTelemetry trace id (32 hex digits) when tracing is on.")
+        None, max_length=64, description="OpenTelemetry trace id (32 hex digits) when tracing is on."
+    )
     degraded: str | None = Field(
-        None, max_length=200, description="Which fallback answered instead of the model, if one did.")
+        None, max_length=200, description="Which fallback answered instead of the model, if one did."
+    )
     provider: str | None = Field(
-        None, max_length=200, description="Generator provider that answered (failover pools); None: one engine.")
+        None,
+        max_length=200,
+        description="Generator provider that answered (failover pools); None: one engine.",
+    )
     held_back: list[str] = Field(
-        default_factory=list, max_length=MAX_CITATIONS,
-        description="Ids of retrieved documents kept out of the prompt because the context guard found PII.")
+        default_factory=list,
+        max_length=MAX_CITATIONS,
+        description="Ids of retrieved documents kept out of the prompt because the context guard found PII.",
+    )
     input: str = Field(description="The user input, masked.")
-    output: str | None = Field(None, description="The answer (or the part of it sent), masked; None when none.")
+    output: str | None = Field(
+        None, description="The answer (or the part of it sent), masked; None when none."
+    )
     pii: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="Stage (input|context|output|audit) -> entity type -> count."
     )
@@ -115,8 +142,9 @@ class AuditRecord(StrictModel):
                 out[name] = storable(out[name])
         cites = out.get("citations")
         if isinstance(cites, list):
-            out["citations"] = [bounded(c, CITATION_LIMIT) if isinstance(c, str) else c
-                                for c in cites[:MAX_CITATIONS]]
+            out["citations"] = [
+                bounded(c, CITATION_LIMIT) if isinstance(c, str) else c for c in cites[:MAX_CITATIONS]
+            ]
         return out
 
     @field_validator("time")

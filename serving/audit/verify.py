@@ -37,21 +37,35 @@ class VerifyReport(StrictModel):
     ok: bool = Field(description="True when every check passed.")
     lines: int = Field(ge=0, description="Lines checked (up to and including the first bad one).")
     files: int = Field(0, ge=0, description="Files of the log found (rotated ones and the active one).")
-    first_bad_line: int | None = Field(None, ge=1, description="Number (seq) of the first broken or missing line.")
+    first_bad_line: int | None = Field(
+        None, ge=1, description="Number (seq) of the first broken or missing line."
+    )
     bad_file: str | None = Field(None, description="File holding the first bad line, if it is in one.")
-    bad_file_line: int | None = Field(None, ge=1, description="1-based line of the first bad line within bad_file.")
+    bad_file_line: int | None = Field(
+        None, ge=1, description="1-based line of the first bad line within bad_file."
+    )
     reason: str | None = Field(None, description="Why that line is bad.")
-    head_hash: str = Field(description="Hash of the last intact line (64 zeros for an empty log); anchor it elsewhere.")
+    head_hash: str = Field(
+        description="Hash of the last intact line (64 zeros for an empty log); anchor it elsewhere."
+    )
     starts_at: int = Field(1, ge=1, description="Number of the log's first line (past 1 after a purge).")
-    checkpoints_verified: bool = Field(False, description="True when a key was given and checkpoint MACs checked.")
-    checkpoints: int = Field(0, ge=0, description="Checkpoints passed (signature checked when a key was given).")
-    last_good_checkpoint: int | None = Field(None, description="Number of the last checkpoint line that passed.")
+    checkpoints_verified: bool = Field(
+        False, description="True when a key was given and checkpoint MACs checked."
+    )
+    checkpoints: int = Field(
+        0, ge=0, description="Checkpoints passed (signature checked when a key was given)."
+    )
+    last_good_checkpoint: int | None = Field(
+        None, description="Number of the last checkpoint line that passed."
+    )
     unsigned_tail: int = Field(0, ge=0, description="Lines after the last checkpoint (a live log has some).")
     notes: list[str] = Field(default_factory=list, description="What the check could not cover.")
 
 
 class _Bad(Exception):
-    def __init__(self, reason: str, line: int, file: Path | None = None, file_line: int | None = None) -> None:
+    def __init__(
+        self, reason: str, line: int, file: Path | None = None, file_line: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason, self.line, self.file, self.file_line = reason, line, file, file_line
 
@@ -77,13 +91,26 @@ def verify_chain(path: str | Path, key: bytes | None = None) -> VerifyReport:
     path = Path(path)
     files = all_files(path)
     state = _State()
-    notes = [] if key else ["checkpoint signatures not verified (no key given): a chain recomputed by someone "
-                            "who can write the files would pass"]
+    notes = (
+        []
+        if key
+        else [
+            "checkpoint signatures not verified (no key given): a chain recomputed by someone "
+            "who can write the files would pass"
+        ]
+    )
     if not files:
         if head_file(path).exists():
-            return _report(state, files, notes, key, _Bad("the log's files are gone but its head file remains "
-                                                          "(the log was deleted)", 1))
-        return VerifyReport(ok=False, lines=0, reason=f"{path} does not exist", head_hash=GENESIS_HASH, notes=notes)
+            return _report(
+                state,
+                files,
+                notes,
+                key,
+                _Bad("the log's files are gone but its head file remains (the log was deleted)", 1),
+            )
+        return VerifyReport(
+            ok=False, lines=0, reason=f"{path} does not exist", head_hash=GENESIS_HASH, notes=notes
+        )
     try:
         for index, file in enumerate(files):
             _check_file(file, index == 0, state, key)
@@ -93,14 +120,24 @@ def verify_chain(path: str | Path, key: bytes | None = None) -> VerifyReport:
     return _report(state, files, notes, key, None)
 
 
-def _report(state: _State, files: list[Path], notes: list[str], key: bytes | None, bad: _Bad | None) -> VerifyReport:
+def _report(
+    state: _State, files: list[Path], notes: list[str], key: bytes | None, bad: _Bad | None
+) -> VerifyReport:
     return VerifyReport(
-        ok=bad is None, lines=state.lines, files=len(files),
-        first_bad_line=bad.line if bad else None, bad_file=bad.file.name if bad and bad.file else None,
-        bad_file_line=bad.file_line if bad else None, reason=bad.reason if bad else None,
-        head_hash=state.prev, starts_at=state.starts_at, checkpoints_verified=key is not None,
-        checkpoints=state.checkpoints, last_good_checkpoint=state.last_checkpoint,
-        unsigned_tail=state.unsigned, notes=notes,
+        ok=bad is None,
+        lines=state.lines,
+        files=len(files),
+        first_bad_line=bad.line if bad else None,
+        bad_file=bad.file.name if bad and bad.file else None,
+        bad_file_line=bad.file_line if bad else None,
+        reason=bad.reason if bad else None,
+        head_hash=state.prev,
+        starts_at=state.starts_at,
+        checkpoints_verified=key is not None,
+        checkpoints=state.checkpoints,
+        last_good_checkpoint=state.last_checkpoint,
+        unsigned_tail=state.unsigned,
+        notes=notes,
     )
 
 
@@ -129,8 +166,10 @@ def _check_file(file: Path, first_file: bool, state: _State, key: bytes | None) 
             if digest is None:
                 raise bad(reason or "broken line")
             if data.get(SEQ_KEY) != state.expected:
-                raise bad(f"line number {data.get(SEQ_KEY)!r} where {state.expected} was expected "
-                          "(lines were removed or inserted)")
+                raise bad(
+                    f"line number {data.get(SEQ_KEY)!r} where {state.expected} was expected "
+                    "(lines were removed or inserted)"
+                )
             kind = data.get(KIND)
             if number == 1 and kind != CHECKPOINT:
                 raise bad("a file must open with a checkpoint (files were joined or the first line removed)")
@@ -139,8 +178,9 @@ def _check_file(file: Path, first_file: bool, state: _State, key: bytes | None) 
             else:
                 state.unsigned += 1
                 if state.final and key is not None:
-                    raise bad("a line follows the final checkpoint written at shutdown (it was appended "
-                              "afterwards)")
+                    raise bad(
+                        "a line follows the final checkpoint written at shutdown (it was appended afterwards)"
+                    )
             if kind == PURGE and isinstance(data.get("first_kept_line"), int):
                 state.purged_to.add(data["first_kept_line"])
             state.prev = digest
@@ -164,8 +204,10 @@ def _checkpoint(data: dict[str, Any], state: _State, key: bytes | None, bad: Any
     if data.get("lines") != state.expected - 1 or data.get("head") != state.prev:
         raise bad("checkpoint does not describe the lines before it (the chain was rewritten)")
     if key is not None and not mac_ok(key, data):
-        raise bad("checkpoint signature does not verify: the lines before it were rewritten and the chain "
-                  "recomputed (or another key signed it)")
+        raise bad(
+            "checkpoint signature does not verify: the lines before it were rewritten and the chain "
+            "recomputed (or another key signed it)"
+        )
     state.checkpoints += 1
     state.last_checkpoint = state.expected
     state.final = data.get("final") is True
@@ -176,15 +218,22 @@ def _checkpoint(data: dict[str, Any], state: _State, key: bytes | None, bad: Any
 def _check_end(path: Path, state: _State, key: bytes | None, notes: list[str]) -> None:
     last = state.expected - 1
     if state.starts_at > 1 and state.starts_at not in state.purged_to:
-        raise _Bad(f"lines 1 to {state.starts_at - 1} are missing and no purge line accounts for them "
-                   "(a rotated file was deleted)", 1)
+        raise _Bad(
+            f"lines 1 to {state.starts_at - 1} are missing and no purge line accounts for them "
+            "(a rotated file was deleted)",
+            1,
+        )
     if state.starts_at > 1 and key is None:
-        notes.append(f"the log starts at line {state.starts_at} (purged); its opening checkpoint is not verified")
+        notes.append(
+            f"the log starts at line {state.starts_at} (purged); its opening checkpoint is not verified"
+        )
     head = _read_head(path)
     if head is None:
         if key is not None and last > 0:
-            raise _Bad("the head file (the newest checkpoint's copy) is missing: a truncated tail would not show",
-                       last + 1)
+            raise _Bad(
+                "the head file (the newest checkpoint's copy) is missing: a truncated tail would not show",
+                last + 1,
+            )
         notes.append("no head file: a truncated tail would not show")
         return
     seq = head.get(SEQ_KEY)
@@ -193,8 +242,11 @@ def _check_end(path: Path, state: _State, key: bytes | None, notes: list[str]) -
     if key is not None and not mac_ok(key, head):
         raise _Bad("the head file's signature does not verify", last + 1)
     if seq > last:
-        raise _Bad(f"the log ends at line {last} but its head file records a checkpoint at line {seq}: "
-                   "the tail was truncated", last + 1)
+        raise _Bad(
+            f"the log ends at line {last} but its head file records a checkpoint at line {seq}: "
+            "the tail was truncated",
+            last + 1,
+        )
     if seq >= state.starts_at and state.macs.get(seq) != head.get("mac"):
         raise _Bad(f"line {seq} is not the checkpoint the head file records (the chain was rewritten)", seq)
 

@@ -7,4 +7,11 @@ from .config import DegradeConfig, ResponseCacheConfig
 from .deadline import Deadline, DeadlineExceeded
 from .fallback import curated_answer, degradable
 
-__all__ = ["Deadline", "DeadlineExceeded", "DegradeConfig", "ResponseCacheConfig", "curated_answer", "degradable"]
+__all__ = [
+    "Deadline",
+    "DeadlineExceeded",
+    "DegradeConfig",
+    "ResponseCacheConfig",
+    "curated_answer",
+    "degradable",
+]

@@ -20,37 +20,60 @@ class ResponseCacheConfig(StrictModel):
         "on_failure",
         description="on_failure: a cached answer is served only when generation fails or runs out of time "
         "(marked degraded=cache); always: a hit is served instead of generating (no tokens spent, the "
-        "canary's metrics then see fewer generations).")
+        "canary's metrics then see fewer generations).",
+    )
     l1_max_entries: int = Field(4096, ge=0, description="Answers kept in this process (0: no L1).")
     l1_ttl_s: float = Field(600.0, gt=0, description="Seconds an L1 entry lives.")
-    l2_ttl_s: float = Field(86400.0, gt=0, description="Seconds an answer lives in Redis (the retrieval "
-                            "config's redis_url; no URL: no L2).")
+    l2_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds an answer lives in Redis (the retrieval config's redis_url; no URL: no L2).",
+    )
 
 
 class DegradeConfig(StrictModel):
     """What the pipeline does when a stage is slow or down."""
 
     deadline_default_ms: int = Field(
-        30_000, ge=100, description="End-to-end deadline of a request that names none (x-finserve-deadline-ms).")
+        30_000,
+        ge=100,
+        description="End-to-end deadline of a request that names none (x-finserve-deadline-ms).",
+    )
     deadline_min_ms: int = Field(100, ge=1, description="A client's deadline below this is raised to it.")
     deadline_max_ms: int = Field(
-        120_000, ge=100, description="A client's deadline above this is lowered to it (also caps the default).")
+        120_000,
+        ge=100,
+        description="A client's deadline above this is lowered to it (also caps the default).",
+    )
     retrieval_timeout_ms: int = Field(
-        5_000, ge=1, description="Most the retrieval stage may take (within the deadline); past it the request "
-        "fails with 504, since without retrieval there is no curated answer to fall back on.")
+        5_000,
+        ge=1,
+        description="Most the retrieval stage may take (within the deadline); past it the request "
+        "fails with 504, since without retrieval there is no curated answer to fall back on.",
+    )
     generate_timeout_ms: int | None = Field(
-        None, ge=1, description="Most generation may take (within the deadline); None: whatever the deadline "
-        "leaves. For streams it bounds the wait for each piece, not the whole answer.")
+        None,
+        ge=1,
+        description="Most generation may take (within the deadline); None: whatever the deadline "
+        "leaves. For streams it bounds the wait for each piece, not the whole answer.",
+    )
     fallback_reserve_ms: int = Field(
-        200, ge=0, description="Time kept back from generation so the fallback answer can still be guarded, "
-        "audited and sent inside the deadline.")
+        200,
+        ge=0,
+        description="Time kept back from generation so the fallback answer can still be guarded, "
+        "audited and sent inside the deadline.",
+    )
     policy: Policy = Field(
-        "fallback", description="When generation fails, times out or is shed: fallback = the bank's curated "
-        "answer of the classified intent (marked degraded), error = 503/504 as the error says.")
+        "fallback",
+        description="When generation fails, times out or is shed: fallback = the bank's curated "
+        "answer of the classified intent (marked degraded), error = 503/504 as the error says.",
+    )
     route_policy: dict[str, Policy] = Field(
-        default_factory=dict, description="Per model (route) name: overrides `policy`.")
-    response_cache: ResponseCacheConfig = Field(default_factory=ResponseCacheConfig,
-                                                description="Answers kept for greedy requests.")
+        default_factory=dict, description="Per model (route) name: overrides `policy`."
+    )
+    response_cache: ResponseCacheConfig = Field(
+        default_factory=ResponseCacheConfig, description="Answers kept for greedy requests."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> DegradeConfig:

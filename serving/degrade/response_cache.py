@@ -50,24 +50,40 @@ def deterministic(temperature: float) -> bool:
 
 
 def answer_key(k: AnswerKey) -> str:
-    material = json.dumps([
-        k.tenant, [(role, normalise_query(text)) for role, text in k.messages], k.adapter, k.index_version,
-        k.max_tokens, list(k.stop or ()), hashlib.sha256(k.system_prompt.encode()).hexdigest(),
-    ])
+    material = json.dumps(
+        [
+            k.tenant,
+            [(role, normalise_query(text)) for role, text in k.messages],
+            k.adapter,
+            k.index_version,
+            k.max_tokens,
+            list(k.stop or ()),
+            hashlib.sha256(k.system_prompt.encode()).hexdigest(),
+        ]
+    )
     return KEY_PREFIX + hashlib.sha256(material.encode()).hexdigest()
 
 
 class ResponseCache:
     """L1 then L2 lookups; every lookup counted by tier and result (hit|miss|error)."""
 
-    def __init__(self, config: ResponseCacheConfig, redis_url: str | None, *, count: Count,
-                 l2_timeout_s: float = 0.1, l2_retry_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: ResponseCacheConfig,
+        redis_url: str | None,
+        *,
+        count: Count,
+        l2_timeout_s: float = 0.1,
+        l2_retry_s: float = 5.0,
+    ) -> None:
         self.config = config
         self._count = count
         self._l1: TTLCache[CachedAnswer] | None = (
-            TTLCache(config.l1_max_entries, config.l1_ttl_s) if config.l1_max_entries else None)
+            TTLCache(config.l1_max_entries, config.l1_ttl_s) if config.l1_max_entries else None
+        )
         self._l2: RedisCache | None = (
-            RedisCache(redis_url, config.l2_ttl_s, l2_timeout_s, l2_retry_s) if redis_url else None)
+            RedisCache(redis_url, config.l2_ttl_s, l2_timeout_s, l2_retry_s) if redis_url else None
+        )
 
     async def get(self, key: str) -> tuple[str, CachedAnswer] | None:
         """(tier, answer) of a hit, or None."""

@@ -111,6 +111,8 @@ class SeparatedIbanRecognizer(IbanRecognizer):
                     valid.append((s, e))
                     break  # longest valid stretch from this country code
         return [
-            make_result(self, self.supported_entities[0], s, e, 1.0, "IBAN passing mod-97 and its country format")
+            make_result(
+                self, self.supported_entities[0], s, e, 1.0, "IBAN passing mod-97 and its country format"
+            )
             for s, e in _disjoint(valid)
         ]

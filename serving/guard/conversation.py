@@ -101,7 +101,9 @@ def split_back(join: Join, spans: list[Span]) -> list[tuple[int, Span]]:
     for span in spans:
         if span.start < join.cut:
             end = min(span.end, join.cut)
-            parts.append((join.first, span._replace(start=span.start + join.tail_offset, end=end + join.tail_offset)))
+            parts.append(
+                (join.first, span._replace(start=span.start + join.tail_offset, end=end + join.tail_offset))
+            )
         if span.end > head_start:
             start = max(span.start, head_start)
             parts.append((join.second, span._replace(start=start + shift, end=span.end + shift)))

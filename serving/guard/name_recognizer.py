@@ -143,7 +143,10 @@ _WEAK_STOP = FUNCTION_WORDS | CAPITALISED_NON_NAMES
 
 def _words(match: re.Match[str]) -> list[tuple[int, int, str]]:
     name_start = match.start("name")
-    return [(name_start + m.start(), name_start + m.end(), m.group()) for m in re.finditer(r"\S+", match.group("name"))]
+    return [
+        (name_start + m.start(), name_start + m.end(), m.group())
+        for m in re.finditer(r"\S+", match.group("name"))
+    ]
 
 
 def find_names(text: str) -> list[tuple[int, int, float]]:

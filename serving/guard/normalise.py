@@ -19,7 +19,9 @@ import regex as re
 
 # Invisible characters that split a number without showing: zero-width space/joiners, word joiner,
 # BOM, soft hyphen, and the bidi marks.
-_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_INVISIBLE = frozenset(
+    "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 # Dashes NFKC leaves alone.
 _DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2043\ufe58\ufe63\uff0d")
 
@@ -84,7 +86,9 @@ class MappedText:
             return list(range(n)), list(range(1, n + 1))
         return self._starts, self._ends
 
-    def rewrite(self, pattern: re.Pattern[str], replace: Callable[[re.Match[str]], list[tuple[str, int, int]]]) -> MappedText:
+    def rewrite(
+        self, pattern: re.Pattern[str], replace: Callable[[re.Match[str]], list[tuple[str, int, int]]]
+    ) -> MappedText:
         """Rewrite every match of `pattern`. `replace` returns pieces (text, start, end) with start
         and end relative to the view, so a piece can keep a finer map than the whole match."""
         matches = list(pattern.finditer(self.text))

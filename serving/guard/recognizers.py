@@ -93,7 +93,9 @@ FACTORIES: dict[str, Factory | tuple[Factory, ...]] = {
     "US_SSN": lambda c: PrefilteredSsnRecognizer(supported_language=c.language),
     "EMAIL_ADDRESS": lambda c: OfflineEmailRecognizer(supported_language=c.language),
     "PHONE_NUMBER": (
-        lambda c: PrefilteredPhoneRecognizer(supported_language=c.language, supported_regions=tuple(c.phone_regions)),
+        lambda c: PrefilteredPhoneRecognizer(
+            supported_language=c.language, supported_regions=tuple(c.phone_regions)
+        ),
         lambda c: PhoneShapeRecognizer(supported_language=c.language),
     ),
     "IP_ADDRESS": lambda c: PrefilteredIpRecognizer(supported_language=c.language),

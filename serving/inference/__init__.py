@@ -5,8 +5,8 @@ vLLM on GPUs. Importing this package loads neither torch nor vllm.
 """
 
 from .base_model import BASE_MODEL_ID, ensure_base_model
-from .config import CPUOptions, GeneratorConfig, VLLMOptions
 from .builder import build_engine
+from .config import CPUOptions, GeneratorConfig, VLLMOptions
 from .engine import Engine
 from .errors import AdapterIncompatible, EngineNotReady, EngineOverloaded, PromptTooLong
 from .types import ChatMessage, GenerationRequest, GenerationResult, StreamChunk, Usage

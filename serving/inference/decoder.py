@@ -82,8 +82,9 @@ def _decode(runner: ModelRunner, rows: Sequence[DecodeRow], live: list[int]) -> 
         logits = runner.forward(step, mask, positions, cache, [rows[i].adapter_name for i in live])
 
 
-def _advance(runner: ModelRunner, row: DecodeRow, text: TextAssembler, token: int, counts: dict[int, int],
-             i: int) -> bool:
+def _advance(
+    runner: ModelRunner, row: DecodeRow, text: TextAssembler, token: int, counts: dict[int, int], i: int
+) -> bool:
     """Apply one generated token to a row; False when the row is finished."""
     if row.cancelled:
         return False

@@ -57,7 +57,12 @@ async def collect(stream: AsyncIterator[StreamChunk], adapter: AdapterRef) -> Ge
             final = chunk
     assert final is not None and final.usage is not None and final.finish_reason is not None
     return GenerationResult(
-        text="".join(parts), prompt_tokens=final.usage.prompt_tokens,
-        completion_tokens=final.usage.completion_tokens, cached_prompt_tokens=final.usage.cached_tokens,
-        finish_reason=final.finish_reason, adapter=adapter, first_token_s=first, last_token_s=last,
+        text="".join(parts),
+        prompt_tokens=final.usage.prompt_tokens,
+        completion_tokens=final.usage.completion_tokens,
+        cached_prompt_tokens=final.usage.cached_tokens,
+        finish_reason=final.finish_reason,
+        adapter=adapter,
+        first_token_s=first,
+        last_token_s=last,
     )

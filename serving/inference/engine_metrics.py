@@ -30,8 +30,16 @@ class EngineCollector(Collector):
             (names.ENGINE_PROMPT_TOKENS_TOTAL, "Prompt tokens computed at prefill.", s.prompt_tokens_total),
             (names.ENGINE_GENERATED_TOKENS_TOTAL, "Tokens generated.", s.generated_tokens_total),
             (names.ENGINE_PROMPT_SECONDS_TOTAL, "Seconds in prefill.", s.prompt_seconds_total),
-            (names.ENGINE_GENERATE_SECONDS_TOTAL, "Seconds generating, summed over slots.", s.generated_seconds_total),
-            (names.ENGINE_SERVER_STARTS_TOTAL, "Engine servers started (one per adapter set).", s.server_starts),
+            (
+                names.ENGINE_GENERATE_SECONDS_TOTAL,
+                "Seconds generating, summed over slots.",
+                s.generated_seconds_total,
+            ),
+            (
+                names.ENGINE_SERVER_STARTS_TOTAL,
+                "Engine servers started (one per adapter set).",
+                s.server_starts,
+            ),
         )
         for name, doc, value in gauges:
             family = GaugeMetricFamily(name, doc, labels=["engine"])

@@ -36,6 +36,7 @@ class ProvidersUnavailable(RuntimeError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
+
 __all__ = [
     "AdapterIncompatible",
     "EngineNotReady",

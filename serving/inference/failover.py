@@ -51,7 +51,9 @@ class FailoverEngine:
 
     def _failed(self, p: Provider, exc: BaseException) -> None:
         p.breaker.record_failure()
-        log.warning("provider %s failed (%s): skipped for %.0f s", p.name, type(exc).__name__, p.breaker.retry_s)
+        log.warning(
+            "provider %s failed (%s): skipped for %.0f s", p.name, type(exc).__name__, p.breaker.retry_s
+        )
 
     async def start(self) -> None:
         results = await asyncio.gather(*(p.engine.start() for p in self.providers), return_exceptions=True)

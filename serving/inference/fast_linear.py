@@ -30,7 +30,9 @@ _forward_warned = False
 
 def fbgemm_available() -> bool:
     """True when this torch build has fbgemm (x86 CPU wheels do; ARM ones do not)."""
-    return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch, "fbgemm_pack_gemm_matrix_fp16")
+    return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(
+        torch, "fbgemm_pack_gemm_matrix_fp16"
+    )
 
 
 class PackedFP16Linear(nn.Linear):
@@ -78,7 +80,9 @@ class PackedFP16Linear(nn.Linear):
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach()
         shape = x.shape
-        out = torch.fbgemm_linear_fp16_weight_fp32_activation(x.reshape(-1, shape[-1]).float(), self._packed, bias)
+        out = torch.fbgemm_linear_fp16_weight_fp32_activation(
+            x.reshape(-1, shape[-1]).float(), self._packed, bias
+        )
         return out.reshape(*shape[:-1], self.out_features)
 
 
@@ -106,7 +110,9 @@ class Int8Linear(nn.Linear):
         if keep_float:
             self.weight = source.weight
         else:
-            self.register_parameter("weight", None)  # PEFT then finds no weight and leaves adapters where they are
+            self.register_parameter(
+                "weight", None
+            )  # PEFT then finds no weight and leaves adapters where they are
 
     def repack(self) -> None:
         if self.weight is None:
@@ -120,8 +126,10 @@ class Int8Linear(nn.Linear):
         return state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.keep_float and self.weight is not None and (
-            not is_decode(x) or (self.weight.requires_grad and torch.is_grad_enabled())
+        if (
+            self.keep_float
+            and self.weight is not None
+            and (not is_decode(x) or (self.weight.requires_grad and torch.is_grad_enabled()))
         ):
             return F.linear(x, self.weight, self.bias)  # prefill (or training): float32
         if self._kernel is None:
@@ -169,7 +177,9 @@ def quantize_linears(model: nn.Module, kernel: CPUKernels | None = None, keep_fl
         return 0
     return _replace_linears(
         model,
-        lambda lin: Int8Linear(lin, kernel, keep_float) if packable(lin.out_features, lin.in_features) else None,
+        lambda lin: (
+            Int8Linear(lin, kernel, keep_float) if packable(lin.out_features, lin.in_features) else None
+        ),
     )
 
 
@@ -185,4 +195,3 @@ def detach_from_checkpoint(model: nn.Module) -> None:
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             tensor.data = tensor.data.clone()
-

@@ -54,7 +54,9 @@ def split_layout(prompts: Sequence[list[int]], cached: Sequence[int], pad_id: in
         raise ValueError(f"{len(prompts)} prompts but {len(cached)} cached lengths")
     for prompt, done in zip(prompts, cached, strict=True):
         if not 0 <= done < len(prompt):
-            raise ValueError(f"a prompt of {len(prompt)} tokens cannot have {done} cached: one must be computed")
+            raise ValueError(
+                f"a prompt of {len(prompt)} tokens cannot have {done} cached: one must be computed"
+            )
     head = max(cached)
     width = max(len(p) - done for p, done in zip(prompts, cached, strict=True))
     ids, mask = [], []

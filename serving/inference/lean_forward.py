@@ -65,8 +65,16 @@ class KVCache:
     columns at a time (one copy per ``grow`` steps instead of one concatenation per step).
     """
 
-    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, grow: int = 128) -> None:
-        self.layers, self.kv_heads, self.head_dim, self.dtype, self.grow = layers, kv_heads, head_dim, dtype, grow
+    def __init__(
+        self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, grow: int = 128
+    ) -> None:
+        self.layers, self.kv_heads, self.head_dim, self.dtype, self.grow = (
+            layers,
+            kv_heads,
+            head_dim,
+            dtype,
+            grow,
+        )
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
         self.length = 0
@@ -87,8 +95,9 @@ class KVCache:
             values[:, :, :, : self.length] = self.values[:, :, :, : self.length]
         self.keys, self.values = keys, values
 
-    def load_prefix(self, batch: int, columns: int, rows: Sequence[tuple[torch.Tensor, torch.Tensor] | None],
-                    extra: int) -> None:
+    def load_prefix(
+        self, batch: int, columns: int, rows: Sequence[tuple[torch.Tensor, torch.Tensor] | None], extra: int
+    ) -> None:
         """Start an empty cache with ``columns`` filled: row ``r``'s cached keys and values
         [layers, kv_heads, n, head_dim] right-aligned in them (None: nothing cached), the columns to
         their left zeroed (masked out, but 0 * NaN of uninitialised memory would still poison the
@@ -150,8 +159,14 @@ class LeanLlama:
     def new_cache(self) -> KVCache:
         return KVCache(len(self.model.model.layers), self.kv_heads, self.head_dim, self.dtype)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                cache: KVCache, rows: Sequence[str | None] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: KVCache,
+        rows: Sequence[str | None] | None = None,
+    ) -> torch.Tensor:
         """Logits [batch, vocab] of the last position.
 
         ``attention_mask`` [batch, cache.length + steps] marks real tokens (1) and left padding (0);
@@ -182,8 +197,12 @@ class LeanLlama:
             keys[:, :, start:total] = _rope(k, cos, sin, self._half)
             values[:, :, start:total] = v
             out = F.scaled_dot_product_attention(
-                _rope(q, cos, sin, self._half), keys[:, :, :total], values[:, :, :total], attn_mask=mask,
-                scale=attn.scaling, enable_gqa=self.kv_heads != self.heads,
+                _rope(q, cos, sin, self._half),
+                keys[:, :, :total],
+                values[:, :, :total],
+                attn_mask=mask,
+                scale=attn.scaling,
+                enable_gqa=self.kv_heads != self.heads,
             )
             hidden = hidden + call(attn.o_proj, out.transpose(1, 2).reshape(batch, steps, -1))
             norm = layer.post_attention_layernorm
@@ -194,8 +213,15 @@ class LeanLlama:
         last = F.rms_norm(hidden[:, -1:], norm.weight.shape, norm.weight, norm.variance_epsilon)
         return call(self.model.lm_head, last)[:, 0]
 
-    def _decode_step(self, kern: CPUKernels, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     position_ids: torch.Tensor, cache: KVCache, call: Any) -> torch.Tensor:
+    def _decode_step(
+        self,
+        kern: CPUKernels,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: KVCache,
+        call: Any,
+    ) -> torch.Tensor:
         """One position per row through the C kernels (float32)."""
         assert cache.keys is not None and cache.values is not None
         column = cache.length
@@ -212,9 +238,18 @@ class LeanLlama:
             norm = layer.input_layernorm
             x = kern.add_rmsnorm(hidden, delta, norm.weight, norm.variance_epsilon)
             out = kern.rope_attend(
-                call(attn.q_proj, x).contiguous(), call(attn.k_proj, x).contiguous(),
-                call(attn.v_proj, x).contiguous(), self._cos, self._sin, positions, cache.keys[i], cache.values[i],
-                column, valid, attn.scaling, self.heads,
+                call(attn.q_proj, x).contiguous(),
+                call(attn.k_proj, x).contiguous(),
+                call(attn.v_proj, x).contiguous(),
+                self._cos,
+                self._sin,
+                positions,
+                cache.keys[i],
+                cache.values[i],
+                column,
+                valid,
+                attn.scaling,
+                self.heads,
             )
             norm = layer.post_attention_layernorm
             x = kern.add_rmsnorm(hidden, call(attn.o_proj, out), norm.weight, norm.variance_epsilon)
@@ -222,7 +257,9 @@ class LeanLlama:
             delta = call(mlp.down_proj, kern.silu_mul(gate, call(mlp.up_proj, x).contiguous()))
         cache.length = column + 1
         norm = inner.norm
-        return call(self.model.lm_head, kern.add_rmsnorm(hidden, delta, norm.weight, norm.variance_epsilon))[:, 0]
+        return call(self.model.lm_head, kern.add_rmsnorm(hidden, delta, norm.weight, norm.variance_epsilon))[
+            :, 0
+        ]
 
     def _mask(self, attention_mask: torch.Tensor, steps: int, start: int) -> torch.Tensor | None:
         """Additive mask [batch, 1, steps, total] (None when every position may be seen)."""
@@ -260,8 +297,9 @@ class LeanLlama:
                     continue
                 part, xs = (out, x) if hi - lo == len(peft_names) else (out[lo:hi], x[lo:hi])
                 rank = F.linear(xs.reshape(-1, xs.shape[-1]), module.lora_A[name].weight)
-                part.view(-1, part.shape[-1]).addmm_(rank, module.lora_B[name].weight.t(),
-                                                     alpha=module.scaling[name])
+                part.view(-1, part.shape[-1]).addmm_(
+                    rank, module.lora_B[name].weight.t(), alpha=module.scaling[name]
+                )
             return out
 
         return call

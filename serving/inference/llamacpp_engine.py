@@ -50,12 +50,16 @@ class EngineStats(StrictModel):
     slots_busy: int = Field(ge=0, description="Slots running a request now.")
     requests_deferred: int = Field(ge=0, description="Requests llama.cpp holds until a slot frees.")
     in_flight: int = Field(ge=0, description="Requests admitted by this engine and not finished.")
-    prompt_tokens_total: float = Field(ge=0, description="Prompt tokens computed at prefill (cache hits excluded).")
+    prompt_tokens_total: float = Field(
+        ge=0, description="Prompt tokens computed at prefill (cache hits excluded)."
+    )
     generated_tokens_total: float = Field(ge=0, description="Tokens generated.")
     prompt_seconds_total: float = Field(ge=0, description="Seconds spent in prefill.")
     generated_seconds_total: float = Field(ge=0, description="Seconds spent generating (summed over slots).")
     adapters_loaded: int = Field(ge=0, description="LoRA adapters the current server holds.")
-    server_starts: int = Field(ge=0, description="llama.cpp servers started (one more per adapter set change).")
+    server_starts: int = Field(
+        ge=0, description="llama.cpp servers started (one more per adapter set change)."
+    )
 
 
 class _Server:
@@ -74,7 +78,12 @@ class _Server:
 class _Totals:
     """Counters of servers already freed, so the engine's stay monotonic across restarts."""
 
-    KEYS = ("prompt_tokens_total", "tokens_predicted_total", "prompt_seconds_total", "tokens_predicted_seconds_total")
+    KEYS = (
+        "prompt_tokens_total",
+        "tokens_predicted_total",
+        "prompt_seconds_total",
+        "tokens_predicted_seconds_total",
+    )
 
     def __init__(self) -> None:
         self.values = dict.fromkeys(self.KEYS, 0.0)
@@ -115,8 +124,9 @@ class LlamaCppEngine:
         from transformers import AutoTokenizer
 
         self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(folder))
-        self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.config.max_batch_size),
-                                        thread_name_prefix="llamacpp")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(4, 2 * self.config.max_batch_size), thread_name_prefix="llamacpp"
+        )
         self._server = await self._launch(OrderedDict())
         for ref in self.config.preload_refs():
             await self.ensure_adapter(ref)
@@ -149,10 +159,12 @@ class LlamaCppEngine:
             requests_deferred=int(metrics.get("requests_deferred", 0)),
             in_flight=self._in_flight,
             prompt_tokens_total=done["prompt_tokens_total"] + metrics.get("prompt_tokens_total", 0.0),
-            generated_tokens_total=done["tokens_predicted_total"] + metrics.get("tokens_predicted_total", 0.0),
+            generated_tokens_total=done["tokens_predicted_total"]
+            + metrics.get("tokens_predicted_total", 0.0),
             prompt_seconds_total=done["prompt_seconds_total"] + metrics.get("prompt_seconds_total", 0.0),
-            generated_seconds_total=(done["tokens_predicted_seconds_total"]
-                                     + metrics.get("tokens_predicted_seconds_total", 0.0)),
+            generated_seconds_total=(
+                done["tokens_predicted_seconds_total"] + metrics.get("tokens_predicted_seconds_total", 0.0)
+            ),
             adapters_loaded=len(server.adapters) if server else 0,
             server_starts=self._starts,
         )
@@ -178,9 +190,12 @@ class LlamaCppEngine:
             assert self._shape is not None
             try:
                 lora = await asyncio.to_thread(
-                    adapter_gguf, manifest, path, self._shape, adapter_cache_dir(self.options))
+                    adapter_gguf, manifest, path, self._shape, adapter_cache_dir(self.options)
+                )
             except LoraConversionError as exc:
-                raise AdapterIncompatible(f"adapter {ref} has no GGUF LoRA form for llama.cpp: {exc}") from exc
+                raise AdapterIncompatible(
+                    f"adapter {ref} has no GGUF LoRA form for llama.cpp: {exc}"
+                ) from exc
             files = OrderedDict((r, self._lora_files[r]) for r in self._lora_files if r in server.adapters)
             files[ref] = lora
             while len(files) > self.config.max_loaded_adapters:
@@ -263,7 +278,9 @@ class LlamaCppEngine:
                 f"{self.options.context_per_slot} tokens per slot"
             )
         if self._in_flight >= self.config.max_queue:
-            raise EngineOverloaded(f"{self._in_flight} requests in flight (max_queue {self.config.max_queue})")
+            raise EngineOverloaded(
+                f"{self._in_flight} requests in flight (max_queue {self.config.max_queue})"
+            )
         body = completion_body(req, prompt_ids, max_new, server.adapters)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Any] = asyncio.Queue()

@@ -100,4 +100,6 @@ def adapter_gguf(manifest: AdapterManifest, path: Path, base: BaseShape, cache_d
 
 
 def adapter_cache_dir(options: LlamaCppOptions) -> Path:
-    return Path(options.adapter_cache_dir) if options.adapter_cache_dir else data_dir() / "cache" / "lora-gguf"
+    return (
+        Path(options.adapter_cache_dir) if options.adapter_cache_dir else data_dir() / "cache" / "lora-gguf"
+    )

@@ -22,7 +22,10 @@ class LlamaCppError(RuntimeError):
 
 
 def completion_body(
-    req: GenerationRequest, prompt_ids: Sequence[int], max_tokens: int, adapters: Sequence[AdapterRef],
+    req: GenerationRequest,
+    prompt_ids: Sequence[int],
+    max_tokens: int,
+    adapters: Sequence[AdapterRef],
 ) -> dict[str, Any]:
     """The request for llama.cpp's completions handler: streamed, prefix-cached, and with every loaded
     LoRA's scale set (1 for the request's adapter, 0 for the others: llama.cpp applies per request)."""
@@ -71,8 +74,11 @@ def parse_chunk(payload: dict[str, Any]) -> Chunk:
     if finish is not None:
         raw = payload.get("usage") or {}
         cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        usage = Usage(prompt_tokens=int(raw.get("prompt_tokens", 0)),
-                      completion_tokens=int(raw.get("completion_tokens", 0)), cached_tokens=int(cached))
+        usage = Usage(
+            prompt_tokens=int(raw.get("prompt_tokens", 0)),
+            completion_tokens=int(raw.get("completion_tokens", 0)),
+            cached_tokens=int(cached),
+        )
     return Chunk(delta=choice.get("text") or "", finish_reason=finish, usage=usage)
 
 

@@ -62,8 +62,11 @@ def base_shape(base_gguf: Path) -> BaseShape:
 def permute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
     """The row order convert_hf_to_gguf gives llama's q/k projections (HF rotate-half -> interleaved)."""
     rows = weights.shape[0]
-    return (weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+    return (
+        weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def convert_peft_to_gguf(peft_folder: Path, out_file: Path, base: BaseShape) -> int:

@@ -103,10 +103,14 @@ class ModelRunner:
                 log.warning("lean forward unavailable (%s): using the transformers forward", reason)
                 self.forward_path = "transformers"
         if self._lean is not None and self.options.prefix_cache_mb > 0:
-            self.prefix_cache = PrefixCache(self.options.prefix_cache_mb << 20, self.options.prefix_cache_block)
+            self.prefix_cache = PrefixCache(
+                self.options.prefix_cache_mb << 20, self.options.prefix_cache_block
+            )
         self._model = model
         self.eos_ids = frozenset(_eos_ids(self.tokenizer, self.model_dir, GenerationConfig))
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        )
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048))
 
     def decode(self, ids: list[int]) -> str:
@@ -123,7 +127,9 @@ class ModelRunner:
             self._drop_prefixes(name)
             try:
                 if self._peft is None:
-                    self._peft = PeftModel.from_pretrained(self._model, str(folder), adapter_name=name, is_trainable=False)
+                    self._peft = PeftModel.from_pretrained(
+                        self._model, str(folder), adapter_name=name, is_trainable=False
+                    )
                     self._active = name
                 else:
                     self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
@@ -188,19 +194,33 @@ class ModelRunner:
         rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]] = {}
         with self._lock, torch.inference_mode():
             # At least the last prompt token is computed: its logits start the completion.
-            remaining = [len(p) - len(prefixes.match(a or "", p, len(p) - 1, record=False)) * prefixes.block
-                         for a, p in zip(adapters, prompts, strict=True)]
+            remaining = [
+                len(p) - len(prefixes.match(a or "", p, len(p) - 1, record=False)) * prefixes.block
+                for a, p in zip(adapters, prompts, strict=True)
+            ]
             for group in plan_forwards(remaining, PREFILL_OVERHEAD_TOKENS):
-                group.sort(key=lambda r: (adapters[r] is not None, adapters[r] or ""))  # LoRA runs side by side
-                rows.update(zip(group, self._prefill_group([prompts[r] for r in group], [adapters[r] for r in group]),
-                                strict=True))
+                group.sort(
+                    key=lambda r: (adapters[r] is not None, adapters[r] or "")
+                )  # LoRA runs side by side
+                rows.update(
+                    zip(
+                        group,
+                        self._prefill_group([prompts[r] for r in group], [adapters[r] for r in group]),
+                        strict=True,
+                    )
+                )
             ordered = [rows[r] for r in range(len(prompts))]
             cache = self._lean.new_cache()
             cache.load_prefix(len(prompts), mask.shape[1], [(k, v) for k, v, _, _ in ordered], extra=0)
-        return Prefill(torch.stack([row[2] for row in ordered]), cache, mask, positions, [row[3] for row in ordered])
+        return Prefill(
+            torch.stack([row[2] for row in ordered]), cache, mask, positions, [row[3] for row in ordered]
+        )
 
-    def _prefill_group(self, prompts: list[list[int]], adapters: list[str | None],
-                       ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    def _prefill_group(
+        self,
+        prompts: list[list[int]],
+        adapters: list[str | None],
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
         """One padded forward over ``prompts`` from where their cached prefixes end; caches their new
         blocks. Per row: all its keys and values [layers, kv_heads, prompt, head_dim], its logits and
         how many of its tokens came from the cache. Under the lock."""
@@ -212,16 +232,27 @@ class ModelRunner:
         head, end = layout.cached_columns, layout.attention_mask.shape[1]
         cache = self._lean.new_cache()
         cache.load_prefix(len(prompts), head, [stack(c) if c else None for c in chains], extra=end - head)
-        logits = self._lean.forward(layout.input_ids, layout.attention_mask, layout.position_ids[:, head:], cache,
-                                    rows=None if self._peft is None else adapters)
+        logits = self._lean.forward(
+            layout.input_ids,
+            layout.attention_mask,
+            layout.position_ids[:, head:],
+            cache,
+            rows=None if self._peft is None else adapters,
+        )
         assert cache.keys is not None and cache.values is not None
         out = []
         for j, (prompt, adapter, chain, n) in enumerate(zip(prompts, adapters, chains, done, strict=True)):
             start = layout.computed_start(len(prompt), n)
             keys, values = cache.keys[:, j, :, start:end], cache.values[:, j, :, start:end]
             prefixes.insert(adapter or "", prompt, chain, keys, values)
-            out.append((torch.cat([cache.keys[:, j, :, head - n : head], keys], dim=2),
-                        torch.cat([cache.values[:, j, :, head - n : head], values], dim=2), logits[j], n))
+            out.append(
+                (
+                    torch.cat([cache.keys[:, j, :, head - n : head], keys], dim=2),
+                    torch.cat([cache.values[:, j, :, head - n : head], values], dim=2),
+                    logits[j],
+                    n,
+                )
+            )
         return out
 
     def forward(
@@ -236,8 +267,12 @@ class ModelRunner:
         if self._lean is not None:
             return self._forward_lean(input_ids, attention_mask, position_ids, cache, adapters)
         kwargs: dict[str, Any] = dict(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=cache, use_cache=True, logits_to_keep=1,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
         )
         with self._lock, torch.inference_mode():
             if self._peft is None:
@@ -257,8 +292,14 @@ class ModelRunner:
                     out = self._peft(**kwargs, adapter_names=[a or BASE_ROW for a in adapters])
         return out.logits[:, -1, :]
 
-    def _forward_lean(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                      cache: Any, adapters: list[str | None]) -> torch.Tensor:
+    def _forward_lean(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: Any,
+        adapters: list[str | None],
+    ) -> torch.Tensor:
         assert self._lean is not None
         with self._lock, torch.inference_mode():
             if self._peft is None:

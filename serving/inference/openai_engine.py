@@ -124,9 +124,13 @@ class OpenAIEngine:
             text = choice["message"].get("content") or ""
             cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
             return GenerationResult(
-                text=text, prompt_tokens=usage.get("prompt_tokens", 0),
-                completion_tokens=usage.get("completion_tokens", 0), cached_prompt_tokens=cached,
-                finish_reason=_finish(choice.get("finish_reason")), adapter=req.adapter)
+                text=text,
+                prompt_tokens=usage.get("prompt_tokens", 0),
+                completion_tokens=usage.get("completion_tokens", 0),
+                cached_prompt_tokens=cached,
+                finish_reason=_finish(choice.get("finish_reason")),
+                adapter=req.adapter,
+            )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ProviderUnavailable(f"provider {self.name}: malformed response") from None
 
@@ -167,6 +171,11 @@ class OpenAIEngine:
             raise ProviderUnavailable(f"provider {self.name}: stream ended without a finish reason")
         u = usage or {}
         cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        yield StreamChunk(finish_reason=_finish(finish), usage=Usage(
-            prompt_tokens=u.get("prompt_tokens", 0), completion_tokens=u.get("completion_tokens", pieces),
-            cached_tokens=cached))
+        yield StreamChunk(
+            finish_reason=_finish(finish),
+            usage=Usage(
+                prompt_tokens=u.get("prompt_tokens", 0),
+                completion_tokens=u.get("completion_tokens", pieces),
+                cached_tokens=cached,
+            ),
+        )

@@ -87,8 +87,14 @@ class PrefixCache:
         self.stats.hit_tokens += len(chain) * self.block
         return chain
 
-    def insert(self, namespace: str, tokens: Sequence[int], chain: Sequence[Block], keys: torch.Tensor,
-               values: torch.Tensor) -> int:
+    def insert(
+        self,
+        namespace: str,
+        tokens: Sequence[int],
+        chain: Sequence[Block],
+        keys: torch.Tensor,
+        values: torch.Tensor,
+    ) -> int:
         """Cache the full blocks of ``tokens`` after ``chain`` (what :meth:`match` returned).
 
         ``keys``/``values`` [layers, kv_heads, n, head_dim] are those of ``tokens[len(chain) * block:]``
@@ -106,8 +112,12 @@ class PrefixCache:
                 parent = existing
                 continue
             column = start - offset
-            block = Block(self._next_id, key, keys[:, :, column : column + self.block].clone(),
-                          values[:, :, column : column + self.block].clone())
+            block = Block(
+                self._next_id,
+                key,
+                keys[:, :, column : column + self.block].clone(),
+                values[:, :, column : column + self.block].clone(),
+            )
             if block.nbytes > self.budget_bytes:
                 break
             self._next_id += 1

@@ -29,8 +29,14 @@ log = logging.getLogger(__name__)
 class _Job:
     """One admitted request: what the decoder needs, and a queue its results flow back through."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, req: GenerationRequest, adapter_name: str | None,
-                 prompt_ids: list[int], max_new_tokens: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        req: GenerationRequest,
+        adapter_name: str | None,
+        prompt_ids: list[int],
+        max_new_tokens: int,
+    ) -> None:
         self.loop = loop
         self.ref = req.adapter
         self.prompt_ids = prompt_ids
@@ -47,8 +53,11 @@ class _Job:
         self.loop.call_soon_threadsafe(self.events.put_nowait, StreamChunk(delta=text))
 
     def on_finish(self, reason: FinishReason, completion_tokens: int) -> None:
-        usage = Usage(prompt_tokens=len(self.prompt_ids), completion_tokens=completion_tokens,
-                      cached_tokens=self.cached_tokens)
+        usage = Usage(
+            prompt_tokens=len(self.prompt_ids),
+            completion_tokens=completion_tokens,
+            cached_tokens=self.cached_tokens,
+        )
         self.loop.call_soon_threadsafe(self.events.put_nowait, StreamChunk(finish_reason=reason, usage=usage))
 
     def on_error(self, exc: BaseException) -> None:

@@ -21,12 +21,20 @@ class ChatMessage(StrictModel):
 class GenerationRequest(StrictModel):
     """One completion, with the adapter that must produce it."""
 
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation, chat template applied by the engine.")
-    adapter: AdapterRef = Field(default_factory=AdapterRef.base, description="Adapter version; base@0.0.0 = none.")
-    max_tokens: int | None = Field(None, ge=1, description="Completion token cap; None: the engine's max_new_tokens.")
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="The conversation, chat template applied by the engine."
+    )
+    adapter: AdapterRef = Field(
+        default_factory=AdapterRef.base, description="Adapter version; base@0.0.0 = none."
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="Completion token cap; None: the engine's max_new_tokens."
+    )
     temperature: float = Field(0.0, ge=0, le=2, description="0 means greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (ignored when greedy).")
-    stop: list[str] | None = Field(None, max_length=8, description="Strings that end the completion (not included).")
+    stop: list[str] | None = Field(
+        None, max_length=8, description="Strings that end the completion (not included)."
+    )
     seed: int | None = Field(None, description="Sampling seed, for reproducible sampled output.")
 
 
@@ -34,8 +42,12 @@ class Usage(StrictModel):
     """Token counts of one completion."""
 
     prompt_tokens: int = Field(ge=0, description="Tokens in the templated prompt.")
-    completion_tokens: int = Field(ge=0, description="Tokens generated (including a stop token the text hides).")
-    cached_tokens: int = Field(0, ge=0, description="Prompt tokens whose keys and values came from the prefix cache.")
+    completion_tokens: int = Field(
+        ge=0, description="Tokens generated (including a stop token the text hides)."
+    )
+    cached_tokens: int = Field(
+        0, ge=0, description="Prompt tokens whose keys and values came from the prefix cache."
+    )
 
 
 class GenerationResult(StrictModel):
@@ -45,13 +57,25 @@ class GenerationResult(StrictModel):
     prompt_tokens: int = Field(ge=0, description="Tokens in the templated prompt.")
     completion_tokens: int = Field(ge=0, description="Tokens generated.")
     cached_prompt_tokens: int = Field(0, ge=0, description="Prompt tokens reused from the prefix cache.")
-    finish_reason: FinishReason = Field(description="stop: end token or stop string; length: max_tokens reached.")
+    finish_reason: FinishReason = Field(
+        description="stop: end token or stop string; length: max_tokens reached."
+    )
     adapter: AdapterRef = Field(description="The adapter version that produced the text.")
-    provider: str | None = Field(None, description="Provider of a failover pool that generated it; None: one engine.")
-    first_token_s: float | None = Field(None, ge=0, description="Seconds from the engine taking the request to "
-                                        "its first generated text (queueing and prefill); None if not measured.")
-    last_token_s: float | None = Field(None, ge=0, description="Seconds from the engine taking the request to "
-                                       "its last generated text; None if not measured.")
+    provider: str | None = Field(
+        None, description="Provider of a failover pool that generated it; None: one engine."
+    )
+    first_token_s: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds from the engine taking the request to "
+        "its first generated text (queueing and prefill); None if not measured.",
+    )
+    last_token_s: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds from the engine taking the request to "
+        "its last generated text; None if not measured.",
+    )
 
 
 class StreamChunk(StrictModel):
@@ -60,4 +84,6 @@ class StreamChunk(StrictModel):
     delta: str = Field("", description="Text since the previous chunk.")
     finish_reason: FinishReason | None = Field(None, description="Set on the final chunk only.")
     usage: Usage | None = Field(None, description="Set on the final chunk only.")
-    provider: str | None = Field(None, description="Provider of a failover pool generating the stream (first chunk).")
+    provider: str | None = Field(
+        None, description="Provider of a failover pool generating the stream (first chunk)."
+    )

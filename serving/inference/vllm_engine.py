@@ -89,7 +89,9 @@ class VLLMEngine:
 
         await self.ensure_adapter(req.adapter)
         prompt_ids = render_prompt(self._tokenizer, req.messages)
-        params = SamplingParams(**sampling_kwargs(req, self.config.max_new_tokens), output_kind=RequestOutputKind.DELTA)
+        params = SamplingParams(
+            **sampling_kwargs(req, self.config.max_new_tokens), output_kind=RequestOutputKind.DELTA
+        )
         lora = None if req.adapter.is_base else self._requests[req.adapter]
         completion = 0
         self._in_flight += 1
@@ -102,8 +104,11 @@ class VLLMEngine:
                 reason = finish_reason(piece.finish_reason) if out.finished else None
                 usage = None
                 if reason:  # vLLM's automatic prefix caching reports its hits per request
-                    usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=completion,
-                                  cached_tokens=getattr(out, "num_cached_tokens", None) or 0)
+                    usage = Usage(
+                        prompt_tokens=len(prompt_ids),
+                        completion_tokens=completion,
+                        cached_tokens=getattr(out, "num_cached_tokens", None) or 0,
+                    )
                 if piece.text or reason:
                     yield StreamChunk(delta=piece.text, finish_reason=reason, usage=usage)
         finally:

@@ -4,8 +4,24 @@ Public surface: :class:`IntentConfig`, :class:`IntentPrediction`, :class:`Intent
 the pipeline uses: :func:`wants_head`, :class:`HeadScores`, :func:`decide`, :func:`own_opinion`.
 """
 
-from .classifier import UNKNOWN, HeadScores, IntentClassifier, IntentPrediction, decide, own_opinion, wants_head
+from .classifier import (
+    UNKNOWN,
+    HeadScores,
+    IntentClassifier,
+    IntentPrediction,
+    decide,
+    own_opinion,
+    wants_head,
+)
 from .config import IntentConfig
 
-__all__ = ["UNKNOWN", "HeadScores", "IntentClassifier", "IntentConfig", "IntentPrediction", "decide", "own_opinion",
-           "wants_head"]
+__all__ = [
+    "UNKNOWN",
+    "HeadScores",
+    "IntentClassifier",
+    "IntentConfig",
+    "IntentPrediction",
+    "decide",
+    "own_opinion",
+    "wants_head",
+]

@@ -51,11 +51,14 @@ UNKNOWN = "unknown"
 class IntentPrediction(StrictModel):
     """The intent the pipeline attributes to one query."""
 
-    label: str = Field(description=f"A Banking77 intent ('{UNKNOWN}' only when there was no evidence at all).")
+    label: str = Field(
+        description=f"A Banking77 intent ('{UNKNOWN}' only when there was no evidence at all)."
+    )
     confidence: float = Field(ge=0.0, le=1.0, description="Probability of the label under the method used.")
     method: str = Field(
         description="head, head+vote (head mixed with the retrieval vote), head+encoder(+vote) (with the version's "
-        "fine-tuned encoder) or vote.")
+        "fine-tuned encoder) or vote."
+    )
 
 
 class HeadScores(StrictModel):
@@ -64,7 +67,9 @@ class HeadScores(StrictModel):
     probabilities: dict[str, float] = Field(description="Intent -> probability under the head.")
     retrieval_weight: float = Field(ge=0.0, le=1.0, description="Weight of the retrieval vote in the mix.")
     vote_temperature: float = Field(gt=0.0, description="Softmax temperature of the vote.")
-    encoder: bool = Field(False, description="The probabilities already blend in the version's fine-tuned encoder.")
+    encoder: bool = Field(
+        False, description="The probabilities already blend in the version's fine-tuned encoder."
+    )
 
 
 def wants_head(config: IntentConfig, adapter: AdapterRef) -> bool:
@@ -72,7 +77,9 @@ def wants_head(config: IntentConfig, adapter: AdapterRef) -> bool:
     return config.method != "vote" and not adapter.is_base
 
 
-def decide(head: HeadScores | None, examples: Sequence[vote.Example], vote_temperature: float) -> IntentPrediction:
+def decide(
+    head: HeadScores | None, examples: Sequence[vote.Example], vote_temperature: float
+) -> IntentPrediction:
     """The served intent: the head mixed with the retrieval vote, or the vote alone when there is no head."""
     if head is None:
         votes = vote.vote(examples, vote_temperature)
@@ -83,7 +90,9 @@ def decide(head: HeadScores | None, examples: Sequence[vote.Example], vote_tempe
     votes = vote.vote(examples, head.vote_temperature) if head.retrieval_weight > 0 else {}
     label, confidence = vote.best(vote.mix(head.probabilities, votes, head.retrieval_weight))
     method = "head+encoder" if head.encoder else "head"
-    return IntentPrediction(label=label, confidence=min(1.0, confidence), method=f"{method}+vote" if votes else method)
+    return IntentPrediction(
+        label=label, confidence=min(1.0, confidence), method=f"{method}+vote" if votes else method
+    )
 
 
 def own_opinion(head: HeadScores | None) -> str | None:
@@ -101,14 +110,19 @@ class _Loaded:
     spec: HeadSpec
     head: IntentHead
     labels: list[str]
-    encoder: tuple[EncoderSpec, EncoderClassifier] | None = None  # the version's fine-tuned encoder, if it has one
+    encoder: tuple[EncoderSpec, EncoderClassifier] | None = (
+        None  # the version's fine-tuned encoder, if it has one
+    )
 
 
 class IntentClassifier:
     """``classify(masked_text, adapter, examples)`` for the pipeline; see the module docstring."""
 
     def __init__(
-        self, config: IntentConfig, registry: AdapterRegistry | None = None, assets: IntentAssets | None = None
+        self,
+        config: IntentConfig,
+        registry: AdapterRegistry | None = None,
+        assets: IntentAssets | None = None,
     ) -> None:
         """``assets`` (finserve.serving.wiring.intent_assets()) is needed once a head loads; a vote-only
         classifier runs without."""
@@ -126,7 +140,9 @@ class IntentClassifier:
         """True when every configured method can answer (the vote needs nothing; the head needs a registry)."""
         return self.config.method == "vote" or self.registry is not None
 
-    async def classify(self, masked_text: str, adapter: AdapterRef, examples: Sequence[vote.Example]) -> IntentPrediction:
+    async def classify(
+        self, masked_text: str, adapter: AdapterRef, examples: Sequence[vote.Example]
+    ) -> IntentPrediction:
         head = await self.head_scores(masked_text, adapter) if wants_head(self.config, adapter) else None
         return decide(head, examples, self.config.vote_temperature)
 
@@ -194,11 +210,19 @@ class IntentClassifier:
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        path = Path(self.config.base_model_path) if self.config.base_model_path else self._need_assets().base_model()
-        want_cuda = self.config.device == "cuda" or (self.config.device == "auto" and torch.cuda.is_available())
+        path = (
+            Path(self.config.base_model_path)
+            if self.config.base_model_path
+            else self._need_assets().base_model()
+        )
+        want_cuda = self.config.device == "cuda" or (
+            self.config.device == "auto" and torch.cuda.is_available()
+        )
         self._device = "cuda" if want_cuda else "cpu"
         self._tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self._model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(self._device).eval()
+        self._model = (
+            AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(self._device).eval()
+        )
 
     def _load(self, ref: AdapterRef, folder: Path) -> _Loaded:
         from peft import PeftModel
@@ -225,22 +249,34 @@ class IntentClassifier:
         log.info("loaded adapter %s (exit layer %d, %s pooling)", ref, spec.exit_layer, spec.pooling)
         return _Loaded(name=name, spec=spec, head=head.to(self._device), labels=labels, encoder=encoder_part)
 
-    def _load_encoder(self, ref: AdapterRef, folder: Path, n_labels: int) -> tuple[EncoderSpec, EncoderClassifier]:
+    def _load_encoder(
+        self, ref: AdapterRef, folder: Path, n_labels: int
+    ) -> tuple[EncoderSpec, EncoderClassifier]:
         assets = self._need_assets()
-        base = Path(self.config.embedder_path) if self.config.embedder_path else assets.default_embedder_path()
+        base = (
+            Path(self.config.embedder_path) if self.config.embedder_path else assets.default_embedder_path()
+        )
         wanted, have = read_spec(folder).base, assets.fingerprint(base)
         if have != wanted:
             raise AdapterIncompatible(
                 f"adapter {ref}: its fine-tuned encoder starts from {wanted}, this classifier has {have}; "
-                "set intent.embedder_path to that encoder")
+                "set intent.embedder_path to that encoder"
+            )
         spec, model = load_encoder(folder, base, n_labels)
-        log.info("adapter %s: fine-tuned encoder (layers %s trained) weighs %.2f", ref, spec.trained_layers, spec.weight)
+        log.info(
+            "adapter %s: fine-tuned encoder (layers %s trained) weighs %.2f",
+            ref,
+            spec.trained_layers,
+            spec.weight,
+        )
         return spec, model.to(self._device)
 
     def _query_embedder(self) -> QueryEmbedder:
         if self._embedder is None:
             self._embedder = self._need_assets().embedder(
-                self.config.embedder_path, threads=self.config.embedder_threads, backend=self.config.embedder_backend
+                self.config.embedder_path,
+                threads=self.config.embedder_threads,
+                backend=self.config.embedder_backend,
             )
         return self._embedder
 
@@ -248,7 +284,8 @@ class IntentClassifier:
         if self._assets is None:
             raise RuntimeError(
                 "IntentClassifier needs its assets to load an intent head: build it with "
-                "finserve.serving.wiring.build_intent_classifier (or pass assets=intent_assets())")
+                "finserve.serving.wiring.build_intent_classifier (or pass assets=intent_assets())"
+            )
         return self._assets
 
     def _head_probabilities(self, loaded: _Loaded, texts: list[str]) -> list[list[float]]:

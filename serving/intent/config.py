@@ -19,7 +19,9 @@ class IntentConfig(StrictModel):
     without a head, falls back to the retrieval vote. ``vote``: always the retrieval vote.
     """
 
-    method: Method = Field("adapter", description="adapter: the adapter's intent head; vote: retrieval vote only.")
+    method: Method = Field(
+        "adapter", description="adapter: the adapter's intent head; vote: retrieval vote only."
+    )
     base_model_path: str | None = Field(
         None, description="Converted base model folder; None: ensure_base_model() under the data dir."
     )

@@ -41,7 +41,9 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_lengt
     return [ids if ids else [eos] for ids in encoded["input_ids"]]
 
 
-def pad(batch: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def pad(
+    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and the 0/1 mask of real tokens."""
     width = max(len(ids) for ids in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -78,11 +80,17 @@ def run_layers(model: torch.nn.Module, hidden: torch.Tensor, start: int, end: in
     dec = decoder(model)
     position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
     mask = create_causal_mask(
-        config=dec.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None, position_ids=position_ids
+        config=dec.config,
+        inputs_embeds=hidden,
+        attention_mask=None,
+        past_key_values=None,
+        position_ids=position_ids,
     )
     position_embeddings = dec.rotary_emb(hidden, position_ids=position_ids)
     for layer in dec.layers[start:end]:
-        hidden = layer(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=position_embeddings)
+        hidden = layer(
+            hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=position_embeddings
+        )
     return hidden
 
 
@@ -98,7 +106,9 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Te
     return torch.cat([mean, last], dim=-1)
 
 
-def finish(model: torch.nn.Module, hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+def finish(
+    model: torch.nn.Module, hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling
+) -> torch.Tensor:
     """The model's final RMSNorm, then pooling: the sentence vector the head reads."""
     return pool(decoder(model).norm(hidden), mask, pooling)
 

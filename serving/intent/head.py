@@ -52,9 +52,13 @@ class HeadSpec(StrictModel):
     pooling: Pooling = Field(description="mean, last token, or both concatenated (mean_last).")
     max_length: int = Field(gt=0, description="Tokens per query kept (longer queries are truncated).")
     retrieval_weight: float = Field(
-        ge=0.0, le=1.0, description="Weight of the retrieval vote mixed into the head's probabilities (0: head only)."
+        ge=0.0,
+        le=1.0,
+        description="Weight of the retrieval vote mixed into the head's probabilities (0: head only).",
     )
-    vote_temperature: float = Field(gt=0.0, description="Softmax temperature over neighbour similarities in the vote.")
+    vote_temperature: float = Field(
+        gt=0.0, description="Softmax temperature over neighbour similarities in the vote."
+    )
     query_embedding: QueryEmbedding | None = Field(
         None, description="Also read the query's sentence embedding (None: the LLM's hidden state only)."
     )
@@ -80,8 +84,10 @@ class IntentHead(torch.nn.Module):
         if query is not None:
             x = torch.cat([x, query.to(x.dtype) * self.query_scale], dim=-1)
         if x.shape[-1] != self.linear.in_features:
-            raise ValueError(f"intent head reads {self.linear.in_features} features, got {x.shape[-1]} "
-                             "(a head trained with a query embedding needs one, and only then)")
+            raise ValueError(
+                f"intent head reads {self.linear.in_features} features, got {x.shape[-1]} "
+                "(a head trained with a query embedding needs one, and only then)"
+            )
         return self.linear(self.dropout(x))
 
 
@@ -92,7 +98,9 @@ def save_head(folder: str | Path, spec: HeadSpec, head: IntentHead, labels: list
         raise ValueError(f"head has {head.linear.out_features} outputs but {len(labels)} labels")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in head.linear.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in head.linear.state_dict().items()
+    }
     save_file(tensors, str(out / HEAD_WEIGHTS))
     (out / LABELS).write_text(json.dumps(labels, indent=1) + "\n", encoding="utf-8")
     (out / HEAD_SPEC).write_text(spec.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -117,7 +125,9 @@ def load_head(folder: str | Path) -> tuple[HeadSpec, IntentHead, list[str]]:
     labels = json.loads((root / LABELS).read_text(encoding="utf-8"))
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ValueError(f"{root / LABELS}: expected a JSON list of intent names")
-    head = IntentHead(spec.features, len(labels), query_scale=spec.query_embedding.scale if spec.query_embedding else 1.0)
+    head = IntentHead(
+        spec.features, len(labels), query_scale=spec.query_embedding.scale if spec.query_embedding else 1.0
+    )
     head.linear.load_state_dict(load_file(str(root / HEAD_WEIGHTS)))
     head.eval()
     return spec, head, labels

@@ -35,16 +35,26 @@ class EncoderSpec(StrictModel):
     """Which encoder weights the head reads and how much the encoder weighs in the served mix."""
 
     format: int = Field(ENCODER_FORMAT, description="Encoder file format version.")
-    base: str = Field(description="Fingerprint (name + weights hash) of the base encoder the trained layers replace.")
+    base: str = Field(
+        description="Fingerprint (name + weights hash) of the base encoder the trained layers replace."
+    )
     layers: int = Field(gt=0, description="Transformer layers of the base encoder.")
-    trained_layers: list[int] = Field(description="Layers whose weights the file carries (the top ones); others are the base's.")
+    trained_layers: list[int] = Field(
+        description="Layers whose weights the file carries (the top ones); others are the base's."
+    )
     max_length: int = Field(gt=0, description="Tokens per query kept (longer queries are truncated).")
-    weight: float = Field(gt=0.0, le=1.0, description="Share of the encoder's probabilities in the served mix.")
+    weight: float = Field(
+        gt=0.0, le=1.0, description="Share of the encoder's probabilities in the served mix."
+    )
 
     @model_validator(mode="after")
     def _top_layers(self) -> EncoderSpec:
-        if not self.trained_layers or self.trained_layers != list(range(self.layers - len(self.trained_layers), self.layers)):
-            raise ValueError(f"trained_layers must be the top layers of {self.layers}, got {self.trained_layers}")
+        if not self.trained_layers or self.trained_layers != list(
+            range(self.layers - len(self.trained_layers), self.layers)
+        ):
+            raise ValueError(
+                f"trained_layers must be the top layers of {self.layers}, got {self.trained_layers}"
+            )
         return self
 
     @property
@@ -55,7 +65,9 @@ class EncoderSpec(StrictModel):
 class EncoderClassifier(torch.nn.Module):
     """A BERT-style encoder (``transformers.AutoModel``), mean pooling and a linear intent head."""
 
-    def __init__(self, bert: Any, tokenizer: Any, n_labels: int, max_length: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, bert: Any, tokenizer: Any, n_labels: int, max_length: int, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.bert = bert
         self.tokenizer = tokenizer
@@ -70,9 +82,12 @@ class EncoderClassifier(torch.nn.Module):
     def prefix(self, texts: Sequence[str], first_trained: int) -> list[torch.Tensor]:
         """Hidden states below layer ``first_trained``, one (length, dim) tensor per text (no padding)."""
         device = self.head.weight.device
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                               return_tensors="pt").to(device)
-        hidden = self.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(device)
+        hidden = self.bert.embeddings(
+            input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids")
+        )
         mask = batch["attention_mask"]
         for layer in self.layers[:first_trained]:
             hidden = _out(layer(hidden, attention_mask=_additive(mask)))
@@ -88,7 +103,9 @@ class EncoderClassifier(torch.nn.Module):
         pooled = (hidden * weights).sum(1) / weights.sum(1)
         return self.head(self.dropout(pooled))
 
-    def probabilities(self, texts: Sequence[str], first_trained: int = 0, batch_size: int = 64) -> torch.Tensor:
+    def probabilities(
+        self, texts: Sequence[str], first_trained: int = 0, batch_size: int = 64
+    ) -> torch.Tensor:
         """Intent probabilities (rows in input order), inference mode; batches of similar length."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.zeros((len(texts), self.head.out_features))
@@ -155,12 +172,17 @@ def load_encoder(folder: str | Path, base_path: Path, n_labels: int) -> tuple[En
     tensors = load_file(str(Path(folder) / ENCODER_WEIGHTS))
     model = load_base_encoder(base_path, n_labels, spec.max_length)
     if len(model.layers) != spec.layers:
-        raise ValueError(f"{folder}: the encoder spec has {spec.layers} layers, the base encoder {len(model.layers)}")
+        raise ValueError(
+            f"{folder}: the encoder spec has {spec.layers} layers, the base encoder {len(model.layers)}"
+        )
     expected = set(trained_tensors(model, spec))
     if set(tensors) != expected:
-        raise ValueError(f"{folder}/{ENCODER_WEIGHTS}: tensors {sorted(set(tensors) ^ expected)[:4]} do not match "
-                         f"the spec's trained layers {spec.trained_layers} and a {n_labels}-label head")
+        raise ValueError(
+            f"{folder}/{ENCODER_WEIGHTS}: tensors {sorted(set(tensors) ^ expected)[:4]} do not match "
+            f"the spec's trained layers {spec.trained_layers} and a {n_labels}-label head"
+        )
     model.bert.load_state_dict({k: v for k, v in tensors.items() if k.startswith("encoder.")}, strict=False)
-    model.head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
+    model.head.load_state_dict(
+        {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
+    )
     return spec, model.eval()
-

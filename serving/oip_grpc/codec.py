@@ -15,16 +15,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import InvalidRequest
 from ..access.ingress import validation_message
+from ..errors import InvalidRequest
 from ..oip import InferRequest, InferResponse, ModelMetadata
 from . import grpc_predict_v2_pb2 as pb
 
 # datatype -> the InferTensorContents field that carries it
 _CONTENTS = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 
 
@@ -56,8 +65,10 @@ def split_raw_bytes(raw: bytes) -> list[bytes]:
         (n,) = struct.unpack_from("<I", raw, i)
         i += 4
         if i + n > len(raw):
-            raise InvalidRequest("raw_input_contents: element longer than the data", param="raw_input_contents")
-        out.append(raw[i:i + n])
+            raise InvalidRequest(
+                "raw_input_contents: element longer than the data", param="raw_input_contents"
+            )
+        out.append(raw[i : i + n])
         i += n
     return out
 
@@ -77,11 +88,18 @@ def _tensor(t: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> dict
             try:
                 data = [x.decode("utf-8") for x in data]
             except UnicodeDecodeError as exc:
-                raise InvalidRequest("input 'text' must hold UTF-8 strings", param="inputs.text.contents") from exc
+                raise InvalidRequest(
+                    "input 'text' must hold UTF-8 strings", param="inputs.text.contents"
+                ) from exc
         else:  # not read by finserve; decoded only so the request can be validated and audited
             data = [x.decode("utf-8", errors="replace") for x in data]
-    return {"name": t.name, "shape": list(t.shape), "datatype": t.datatype, "data": data,
-            "parameters": parameters(t.parameters) or None}
+    return {
+        "name": t.name,
+        "shape": list(t.shape),
+        "datatype": t.datatype,
+        "data": data,
+        "parameters": parameters(t.parameters) or None,
+    }
 
 
 def _body(req: pb.ModelInferRequest) -> dict[str, Any]:
@@ -89,7 +107,9 @@ def _body(req: pb.ModelInferRequest) -> dict[str, Any]:
     if len(raws) != len(req.inputs):
         raise InvalidRequest("raw_input_contents must hold one entry per input", param="raw_input_contents")
     if req.raw_input_contents and any(t.HasField("contents") for t in req.inputs):
-        raise InvalidRequest("use either raw_input_contents or inputs[].contents, not both", param="raw_input_contents")
+        raise InvalidRequest(
+            "use either raw_input_contents or inputs[].contents, not both", param="raw_input_contents"
+        )
     return {
         "id": req.id or None,
         "inputs": [_tensor(t, raw) for t, raw in zip(req.inputs, raws, strict=True)],
@@ -114,14 +134,19 @@ def audit_body(req: pb.ModelInferRequest) -> str:
     try:
         body = _body(req)
     except InvalidRequest:  # undecodable: keep whatever text there is
-        body = {"inputs": [[x.decode("utf-8", errors="replace") for x in t.contents.bytes_contents]
-                           for t in req.inputs],
-                "raw_input_contents": [r.decode("utf-8", errors="replace") for r in req.raw_input_contents]}
+        body = {
+            "inputs": [
+                [x.decode("utf-8", errors="replace") for x in t.contents.bytes_contents] for t in req.inputs
+            ],
+            "raw_input_contents": [r.decode("utf-8", errors="replace") for r in req.raw_input_contents],
+        }
     return json.dumps({"model_name": req.model_name, **body}, ensure_ascii=False, default=str)
 
 
 def to_proto_response(resp: InferResponse) -> pb.ModelInferResponse:
-    out = pb.ModelInferResponse(model_name=resp.model_name, model_version=resp.model_version or "", id=resp.id)
+    out = pb.ModelInferResponse(
+        model_name=resp.model_name, model_version=resp.model_version or "", id=resp.id
+    )
     for t in resp.outputs:
         tensor = out.outputs.add(name=t.name, datatype=t.datatype, shape=t.shape)
         if t.datatype == "BYTES":
@@ -135,8 +160,15 @@ def to_proto_response(resp: InferResponse) -> pb.ModelInferResponse:
 
 def to_proto_metadata(meta: ModelMetadata) -> pb.ModelMetadataResponse:
     def tensors(items):  # noqa: ANN001, ANN202
-        return [pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
-                for t in items]
+        return [
+            pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
+            for t in items
+        ]
 
-    return pb.ModelMetadataResponse(name=meta.name, versions=meta.versions, platform=meta.platform,
-                                    inputs=tensors(meta.inputs), outputs=tensors(meta.outputs))
+    return pb.ModelMetadataResponse(
+        name=meta.name,
+        versions=meta.versions,
+        platform=meta.platform,
+        inputs=tensors(meta.inputs),
+        outputs=tensors(meta.outputs),
+    )

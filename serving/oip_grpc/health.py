@@ -42,20 +42,26 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
             ready = False
         return health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
 
-    async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context: Any) -> health_pb2.HealthCheckResponse:
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, grpc_context: Any
+    ) -> health_pb2.HealthCheckResponse:
         if request.service not in SERVICES:
             grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
             grpc_context.set_details("unknown service; known: '' and " + SERVICE.full_name)
             return health_pb2.HealthCheckResponse()
         return health_pb2.HealthCheckResponse(status=await self._status())
 
-    async def Watch(self, request: health_pb2.HealthCheckRequest,
-                    grpc_context: Any) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, grpc_context: Any
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         # An unknown service is SERVICE_UNKNOWN on a watch (the protocol's rule), and the stream stays open.
         last = None
         while True:
-            status = (await self._status() if request.service in SERVICES
-                      else health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            status = (
+                await self._status()
+                if request.service in SERVICES
+                else health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            )
             if status != last:
                 yield health_pb2.HealthCheckResponse(status=status)
                 last = status

@@ -10,8 +10,9 @@ from .health import HealthServicer
 from .servicer import InferenceServicer
 
 
-async def start_grpc_server(servicer: InferenceServicer, host: str, port: int,
-                            health: HealthServicer | None = None) -> tuple[grpc.aio.Server, int]:
+async def start_grpc_server(
+    servicer: InferenceServicer, host: str, port: int, health: HealthServicer | None = None
+) -> tuple[grpc.aio.Server, int]:
     """Starts serving on host:port (0 picks a free port) in the running event loop; returns the bound port.
     ``health`` adds grpc.health.v1.Health (the in-process stack always passes it)."""
     server = grpc.aio.server()

@@ -78,7 +78,9 @@ def _rpc(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]
 
 
 def _headers(context: Context) -> dict[str, str]:
-    return {key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+    return {
+        key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+    }
 
 
 def _peer(context: Context) -> str | None:
@@ -102,7 +104,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     @_rpc
-    async def ServerReady(self, request: pb.ServerReadyRequest, grpc_context: Context) -> pb.ServerReadyResponse:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, grpc_context: Context
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=all((await self._readiness()).values()))
 
     @_rpc
@@ -112,13 +116,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=known and all((await self._readiness()).values()))
 
     @_rpc
-    async def ServerMetadata(self, request: pb.ServerMetadataRequest,
-                             grpc_context: Context) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, grpc_context: Context
+    ) -> pb.ServerMetadataResponse:
         meta = server_metadata()
         return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=meta.extensions)
 
     @_rpc
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, grpc_context: Context) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, grpc_context: Context
+    ) -> pb.ModelMetadataResponse:
         return to_proto_metadata(model_metadata(request.name, self.pipeline.router.route(request.name)))
 
     @_rpc
@@ -127,7 +134,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         headers = _headers(grpc_context)
 
         # model_version may name an adapter too: the rules (and the scope) of x-finserve-adapter apply to it.
-        base, refused = await self._ingress.admit(headers, body_adapter=("model_version", request.model_version))
+        base, refused = await self._ingress.admit(
+            headers, body_adapter=("model_version", request.model_version)
+        )
         if base.deadline_ms is None:
             # The client's own gRPC deadline, when it set one and no x-finserve-deadline-ms: the pipeline
             # then answers (or falls back) before the client gives up.
@@ -148,8 +157,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             infer = to_infer_request(request)
             infer_id = await self._fields.request_id("id", infer.id)
-            chats = [c.model_copy(update={"user": self._fields.user(c.user, "parameters.user")})
-                     for c in to_chat_requests(request.model_name, infer, gw.max_questions)]
+            chats = [
+                c.model_copy(update={"user": self._fields.user(c.user, "parameters.user")})
+                for c in to_chat_requests(request.model_name, infer, gw.max_questions)
+            ]
         except FinserveError as exc:
             # Refused before the pipeline ran: audited here (guarded), as REST audits its rejections.
             await self._ingress.audit_rejection(base, exc, audit_body(request))
@@ -157,8 +168,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return pb.ModelInferResponse()
         try:
             limits = await self.pipeline.admission.admit(
-                base.principal, _peer(grpc_context), base.tenant, len(chats),
-                sum(requested_tokens(c, gw.max_tokens_default, gw.max_tokens_limit) for c in chats))
+                base.principal,
+                _peer(grpc_context),
+                base.tenant,
+                len(chats),
+                sum(requested_tokens(c, gw.max_tokens_default, gw.max_tokens_limit) for c in chats),
+            )
         except FinserveError as exc:  # RateLimited: RESOURCE_EXHAUSTED, audited
             await self._ingress.audit_rejection(base, exc, None)
             fail(grpc_context, exc, base.request_id)
@@ -171,23 +186,27 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:  # noqa: BLE001 - one status for every error
             fail(grpc_context, exc, base.request_id)
             return pb.ModelInferResponse()
-        grpc_context.set_trailing_metadata([("x-request-id", base.request_id), *limits.items(),
-                                            *trace_headers().items()])
+        grpc_context.set_trailing_metadata(
+            [("x-request-id", base.request_id), *limits.items(), *trace_headers().items()]
+        )
         return to_proto_response(to_infer_response(request.model_name, infer_id or base.request_id, answers))
 
     @_rpc
-    async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest,
-                                  grpc_context: Context) -> pb.RepositoryModelLoadResponse:
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, grpc_context: Context
+    ) -> pb.RepositoryModelLoadResponse:
         return self._no_repository(grpc_context, pb.RepositoryModelLoadResponse)
 
     @_rpc
-    async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest,
-                                    grpc_context: Context) -> pb.RepositoryModelUnloadResponse:
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, grpc_context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
         return self._no_repository(grpc_context, pb.RepositoryModelUnloadResponse)
 
     @staticmethod
     def _no_repository(grpc_context: Context, response_type: type) -> Any:
         grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        grpc_context.set_details("models are not loaded by RPC here: adapters roll out through the routing "
-                                 "table (a ModelRollout)")
+        grpc_context.set_details(
+            "models are not loaded by RPC here: adapters roll out through the routing table (a ModelRollout)"
+        )
         return response_type()

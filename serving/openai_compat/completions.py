@@ -29,7 +29,9 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="Client-facing model name, see GET /v1/models.")
-    prompt: str | list[str] = Field(description="One prompt or a list of them; each is asked as a user message.")
+    prompt: str | list[str] = Field(
+        description="One prompt or a list of them; each is asked as a user message."
+    )
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate per prompt.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 is greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
@@ -47,7 +49,9 @@ class CompletionRequest(BaseModel):
     @field_validator("prompt", mode="before")
     @classmethod
     def _prompt_shape(cls, value: object) -> object:
-        if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(p, str) for p in value)):
+        if isinstance(value, str) or (
+            isinstance(value, list) and value and all(isinstance(p, str) for p in value)
+        ):
             return value
         raise ValueError("must be a string or a non-empty array of strings (token arrays are not served)")
 
@@ -73,9 +77,16 @@ def check_completion_request(req: CompletionRequest, max_prompts: int) -> list[s
 
 def to_chat_request(req: CompletionRequest, prompt: str) -> ChatCompletionRequest:
     return ChatCompletionRequest(
-        model=req.model, messages=[ChatMessageIn(role="user", content=prompt)], max_tokens=req.max_tokens,
-        temperature=req.temperature, top_p=req.top_p, stop=req.stop, stream=req.stream,
-        stream_options=req.stream_options, seed=req.seed, user=req.user,
+        model=req.model,
+        messages=[ChatMessageIn(role="user", content=prompt)],
+        max_tokens=req.max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=req.stop,
+        stream=req.stream,
+        stream_options=req.stream_options,
+        seed=req.seed,
+        user=req.user,
     )
 
 
@@ -83,7 +94,9 @@ class CompletionChoice(StrictModel):
     index: int = Field(description="Position of the prompt this answers.")
     text: str = Field(description="The guarded answer.")
     logprobs: None = Field(None, description="Always null: log probabilities are not returned.")
-    finish_reason: Literal["stop", "length"] = Field(description="stop: the answer ended; length: max_tokens.")
+    finish_reason: Literal["stop", "length"] = Field(
+        description="stop: the answer ended; length: max_tokens."
+    )
     finserve: FinserveInfo = Field(description="What finserve adds to this prompt's answer.")
 
 
@@ -100,11 +113,17 @@ def to_completion(request_id: str, model: str, answers: list[ChatCompletion]) ->
     prompt = sum(a.usage.prompt_tokens for a in answers)
     completion = sum(a.usage.completion_tokens for a in answers)
     return Completion(
-        id=f"cmpl-{request_id}", model=model,
-        choices=[CompletionChoice(index=i, text=a.choices[0].message.content,
-                                  finish_reason=a.choices[0].finish_reason,  # type: ignore[arg-type]
-                                  finserve=a.finserve)
-                 for i, a in enumerate(answers)],
+        id=f"cmpl-{request_id}",
+        model=model,
+        choices=[
+            CompletionChoice(
+                index=i,
+                text=a.choices[0].message.content,
+                finish_reason=a.choices[0].finish_reason,  # type: ignore[arg-type]
+                finserve=a.finserve,
+            )
+            for i, a in enumerate(answers)
+        ],
         usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
     )
 
@@ -112,10 +131,19 @@ def to_completion(request_id: str, model: str, answers: list[ChatCompletion]) ->
 def to_completion_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
     """A chat.completion.chunk as OpenAI's text_completion chunk (same id suffix, finserve object kept)."""
     out: dict[str, Any] = {
-        "id": "cmpl-" + str(chunk["id"]).removeprefix("chatcmpl-"), "object": "text_completion",
-        "created": chunk["created"], "model": chunk["model"],
-        "choices": [{"index": c["index"], "text": c["delta"].get("content", ""), "logprobs": None,
-                     "finish_reason": c["finish_reason"]} for c in chunk["choices"]],
+        "id": "cmpl-" + str(chunk["id"]).removeprefix("chatcmpl-"),
+        "object": "text_completion",
+        "created": chunk["created"],
+        "model": chunk["model"],
+        "choices": [
+            {
+                "index": c["index"],
+                "text": c["delta"].get("content", ""),
+                "logprobs": None,
+                "finish_reason": c["finish_reason"],
+            }
+            for c in chunk["choices"]
+        ],
     }
     for key in ("usage", "finserve"):
         if key in chunk:

@@ -41,14 +41,18 @@ class EmbeddingRequest(BaseModel):
     model: str = Field(description="The embedder's name, see GET /v1/models.")
     input: str | list[str] = Field(description="One text or a list of texts (token arrays are not served).")
     encoding_format: Literal["float", "base64"] = Field(
-        "float", description="float: lists of numbers; base64: little-endian float32 bytes (the openai SDK's default).")
+        "float",
+        description="float: lists of numbers; base64: little-endian float32 bytes (the openai SDK's default).",
+    )
     dimensions: int | None = Field(None, ge=1, description="Only the embedder's own size.")
     user: str | None = Field(None, description="End-user id (pseudonymised; not used for embeddings).")
 
     @field_validator("input", mode="before")
     @classmethod
     def _input_shape(cls, value: object) -> object:
-        if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(p, str) for p in value)):
+        if isinstance(value, str) or (
+            isinstance(value, list) and value and all(isinstance(p, str) for p in value)
+        ):
             return value
         raise ValueError("must be a string or a non-empty array of strings (token arrays are not served)")
 
@@ -60,7 +64,9 @@ class Embedding(StrictModel):
 
 
 class EmbeddingUsage(StrictModel):
-    prompt_tokens: int = Field(description="Not counted (0): the embedder's tokens are not billed or metered.")
+    prompt_tokens: int = Field(
+        description="Not counted (0): the embedder's tokens are not billed or metered."
+    )
     total_tokens: int = Field(description="As prompt_tokens.")
 
 
@@ -91,8 +97,9 @@ async def create_embeddings(pipeline: Pipeline, req: EmbeddingRequest, ctx: Requ
     try:
         if req.model != name:
             # Never echoes the name asked for: it is client input.
-            raise ModelNotFound(f"the model is not served for embeddings; use {name} (see GET /v1/models)",
-                                param="model")
+            raise ModelNotFound(
+                f"the model is not served for embeddings; use {name} (see GET /v1/models)", param="model"
+            )
         ctx.model = name
         texts = [req.input] if isinstance(req.input, str) else req.input
         if len(texts) > MAX_INPUTS:
@@ -113,8 +120,11 @@ async def create_embeddings(pipeline: Pipeline, req: EmbeddingRequest, ctx: Requ
             raise InvalidRequest(f"dimensions: this embedder gives {dim}", param="dimensions")
         ctx.masked_output = f"<{len(vectors)} embeddings of {dim} dimensions>"
         return EmbeddingList(
-            data=[Embedding(index=i, embedding=_encode(v, req.encoding_format)) for i, v in enumerate(vectors)],
-            model=name, usage=EmbeddingUsage(prompt_tokens=0, total_tokens=0),
+            data=[
+                Embedding(index=i, embedding=_encode(v, req.encoding_format)) for i, v in enumerate(vectors)
+            ],
+            model=name,
+            usage=EmbeddingUsage(prompt_tokens=0, total_tokens=0),
             finserve=EmbeddingInfo(request_id=ctx.request_id, pii=counts),
         )
     except asyncio.CancelledError:

@@ -56,8 +56,10 @@ def add_openai_routes(api: FastAPI, pipeline: Pipeline, hooks: GatewayHooks) -> 
         return await hooks.intake(request, schema, None, _tokens)
 
     def ok(body: BaseModel, ctx: RequestContext, headers: Mapping[str, str] | None = None) -> JSONResponse:
-        return JSONResponse(body.model_dump(mode="json"),
-                            headers={"x-request-id": ctx.request_id, **ctx.limits, **(headers or {})})
+        return JSONResponse(
+            body.model_dump(mode="json"),
+            headers={"x-request-id": ctx.request_id, **ctx.limits, **(headers or {})},
+        )
 
     @api.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -71,9 +73,11 @@ def add_openai_routes(api: FastAPI, pipeline: Pipeline, hooks: GatewayHooks) -> 
         try:
             if req.stream:
                 chunks = await pipeline.chat_stream(to_chat_request(req, prompts[0]), ctx)
-                return StreamingResponse(hooks.sse(MappedStream(chunks, to_completion_chunk), ctx.request_id),
-                                         media_type="text/event-stream",
-                                         headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache"})
+                return StreamingResponse(
+                    hooks.sse(MappedStream(chunks, to_completion_chunk), ctx.request_id),
+                    media_type="text/event-stream",
+                    headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache"},
+                )
             answers = []
             for i, prompt in enumerate(prompts):
                 one = hooks.fork_context(ctx, f"{ctx.request_id}-{i}") if len(prompts) > 1 else ctx

@@ -14,7 +14,9 @@ MAX_STOP = 4  # OpenAI's own limit
 
 
 def _no_tools(field: str) -> InvalidRequest:
-    return InvalidRequest(f"{field}: not supported: finserve serves no tools or function calling", param=field)
+    return InvalidRequest(
+        f"{field}: not supported: finserve serves no tools or function calling", param=field
+    )
 
 
 def check_message(i: int, m: ChatMessageIn) -> None:
@@ -31,10 +33,14 @@ def check_message(i: int, m: ChatMessageIn) -> None:
     for j, part in enumerate(m.content):
         if part.type != "text":
             # The part's type is client input: say what is served rather than echo it.
-            raise InvalidRequest(f"{where}.content.{j}.type: only 'text' content parts are served "
-                                 "(no images, audio or files)", param=f"{where}.content.{j}.type")
+            raise InvalidRequest(
+                f"{where}.content.{j}.type: only 'text' content parts are served (no images, audio or files)",
+                param=f"{where}.content.{j}.type",
+            )
         if not isinstance(part.text, str):
-            raise InvalidRequest(f"{where}.content.{j}.text: must be a string", param=f"{where}.content.{j}.text")
+            raise InvalidRequest(
+                f"{where}.content.{j}.text: must be a string", param=f"{where}.content.{j}.text"
+            )
 
 
 def check_stop(stop: str | list[str] | None) -> None:
@@ -62,7 +68,9 @@ def check_chat_request(req: ChatCompletionRequest) -> None:
         check_message(i, m)
     check_sampling(n=req.n, logprobs=req.logprobs, stop=req.stop)
     if req.top_logprobs is not None:
-        raise InvalidRequest("top_logprobs: not supported: log probabilities are not returned", param="top_logprobs")
+        raise InvalidRequest(
+            "top_logprobs: not supported: log probabilities are not returned", param="top_logprobs"
+        )
     if req.tools:
         raise _no_tools("tools")
     if req.functions:

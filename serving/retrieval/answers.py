@@ -52,8 +52,11 @@ class AnswerTable:
         if not self.ids or limit <= 0:
             return []
         wanted = set(intents) if intents else None
-        keep = [i for i in range(len(self.ids))
-                if self.tenants[i] == tenant and (wanted is None or self.intents[i] in wanted)]
+        keep = [
+            i
+            for i in range(len(self.ids))
+            if self.tenants[i] == tenant and (wanted is None or self.intents[i] in wanted)
+        ]
         if not keep:
             return []
         query = np.asarray(vector, dtype=np.float32)
@@ -62,7 +65,13 @@ class AnswerTable:
         # Stable sort on -score: equal scores keep index order, so a result never depends on the run.
         order = np.argsort(-scores, kind="stable")[:limit]
         return [
-            Hit(id=self.ids[keep[j]], text=self.texts[keep[j]], intent=self.intents[keep[j]], kind="answer",
-                tenant=self.tenants[keep[j]], score=float(scores[j]))
+            Hit(
+                id=self.ids[keep[j]],
+                text=self.texts[keep[j]],
+                intent=self.intents[keep[j]],
+                kind="answer",
+                tenant=self.tenants[keep[j]],
+                score=float(scores[j]),
+            )
             for j in order
         ]

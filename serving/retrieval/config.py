@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+
 from finserve.contracts import StrictModel
 from finserve.serving.paths import data_dir
-from pydantic import Field
 
 from .pii_policy import HoldBackConfig, QuarantineConfig
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
 from finserve.serving.paths import data_dir
 
 log = logging.getLogger(__name__)

@@ -38,8 +38,11 @@ Scan = Callable[[list[str]], Sequence[Scanned]]
 """The PII guard's scan_many: texts -> results, in order."""
 
 
-def screen(docs: list[Document], scan: Scan, policy: QuarantinePolicy,
-           ) -> tuple[list[Document], list[tuple[Document, Scanned]]]:
+def screen(
+    docs: list[Document],
+    scan: Scan,
+    policy: QuarantinePolicy,
+) -> tuple[list[Document], list[tuple[Document, Scanned]]]:
     """The documents to index, and each quarantined document with its scan (pure apart from the scan)."""
     results = scan([d.text for d in docs])
     keep: list[Document] = []
@@ -115,9 +118,21 @@ def ingest(
         store.seal(name)
         if scan is not None:
             # Written before the alias moves: the list always describes the index being served (or about to be).
-            records = [QuarantineRecord(doc_id=d.id, kind=d.kind, intent=d.intent, tenant=d.tenant, policy=policy,
-                                        entities=r.counts(), index_version=version) for d, r in quarantined]
-            write_quarantine(quarantine_path(config.quarantine, config.resolved_milvus_uri(), data_dir()), records)
+            records = [
+                QuarantineRecord(
+                    doc_id=d.id,
+                    kind=d.kind,
+                    intent=d.intent,
+                    tenant=d.tenant,
+                    policy=policy,
+                    entities=r.counts(),
+                    index_version=version,
+                )
+                for d, r in quarantined
+            ]
+            write_quarantine(
+                quarantine_path(config.quarantine, config.resolved_milvus_uri(), data_dir()), records
+            )
             for record, (_, result) in zip(records, quarantined, strict=True):
                 if on_quarantine is not None:
                     on_quarantine(record, result.text)

@@ -49,8 +49,11 @@ def install() -> bool:
     except ImportError:
         return False
     if version("milvus-lite") != SUPPORTED_VERSION:
-        log.warning("milvus-lite %s: search fast path not installed (checked against %s)",
-                    version("milvus-lite"), SUPPORTED_VERSION)
+        log.warning(
+            "milvus-lite %s: search fast path not installed (checked against %s)",
+            version("milvus-lite"),
+            SUPPORTED_VERSION,
+        )
         return False
     with _lock:
         if _installed is None:
@@ -71,8 +74,9 @@ def uninstall() -> None:
 
 
 def _make_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
-    def execute_search_with_index(query_vectors: np.ndarray, segments: Any, memtable: Any, delta_index: Any,
-                                  *args: Any, **kwargs: Any) -> list[list[dict]]:
+    def execute_search_with_index(
+        query_vectors: np.ndarray, segments: Any, memtable: Any, delta_index: Any, *args: Any, **kwargs: Any
+    ) -> list[list[dict]]:
         segments = list(segments)
         # milvus-lite 3.2.2 passes everything after these by keyword; anything else is not the call we checked.
         in_scope = None if args else _in_scope(segments, kwargs.get("partition_names"))
@@ -148,7 +152,11 @@ def _search_sealed(
     candidates: list[list[tuple[float, int, int]]] = [[] for _ in range(nq)]
     for source, seg in enumerate(segments):
         vectors, null_mask = seg.vector_data(vector_field)
-        mask = evaluate_segment_filter(seg, compiled_filter, indexed_filter_plan) if compiled_filter is not None else None
+        mask = (
+            evaluate_segment_filter(seg, compiled_filter, indexed_filter_plan)
+            if compiled_filter is not None
+            else None
+        )
         if null_mask is not None:
             mask = null_mask if mask is None else mask & null_mask
         if mask is not None:
@@ -160,7 +168,10 @@ def _search_sealed(
             index = BruteForceIndex.build(vectors, metric_type)
         # As milvus-lite does: no mask when every row is valid, so HNSW traversal is not bounded by a selector.
         local_ids, dists = index.search(
-            query_vectors, top_k, valid_mask=None if mask is None or mask.all() else mask, params=search_params
+            query_vectors,
+            top_k,
+            valid_mask=None if mask is None or mask.all() else mask,
+            params=search_params,
         )
         for q in range(nq):
             for j in range(top_k):
@@ -172,6 +183,7 @@ def _search_sealed(
     if project_record_fn is not None:
         project = project_record_fn
     elif output_fields is None:
+
         def project(record: dict) -> dict:
             return {k: v for k, v in record.items() if k != pk_field and k != vector_field}
     else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import weakref
 
-from finserve.contracts.metrics import CACHE_LOOKUPS_TOTAL
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
+from finserve.contracts.metrics import CACHE_LOOKUPS_TOTAL
 
 _counters: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()

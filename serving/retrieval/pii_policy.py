@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from finserve.contracts import StrictModel
 from pydantic import Field
+
+from finserve.contracts import StrictModel
 
 QUARANTINE_FILE = "quarantine.jsonl"
 
@@ -56,7 +57,9 @@ class HoldBackConfig(StrictModel):
         description="Entity types that hold a chunk back from the prompt; None: every type the guard finds.",
     )
     min_score: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="A finding holds its chunk back only from this guard score up (0: any finding).",
     )
 
@@ -69,7 +72,9 @@ class QuarantineRecord(StrictModel):
     kind: str = Field(description="answer or example.")
     intent: str = Field(description="Intent the document belongs to.")
     tenant: str = Field(description="Tenant the document belongs to.")
-    policy: QuarantinePolicy = Field(description="What ingest did: skip (not indexed) or mask (indexed masked).")
+    policy: QuarantinePolicy = Field(
+        description="What ingest did: skip (not indexed) or mask (indexed masked)."
+    )
     entities: dict[str, int] = Field(description="Entity type -> number of findings.")
     index_version: str = Field(description="Index version the ingest built.")
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from .answers import AnswerTable
 from ..breaker import CircuitBreaker
+from .answers import AnswerTable
 from .cache import LookupResult, RedisCache, TTLCache, cache_key
 from .config import RetrievalConfig
 from .embedder import Embedder
@@ -216,7 +216,9 @@ class Retriever:
         if self._l1 is not None:
             self._l1.put(key, result.model_copy(update={"cache": "l1", "lookups": {}}))
 
-    async def _l2_get(self, l2: RedisCache, key: str, version: str) -> tuple[RetrievalResult | None, LookupResult]:
+    async def _l2_get(
+        self, l2: RedisCache, key: str, version: str
+    ) -> tuple[RetrievalResult | None, LookupResult]:
         lookup = await l2.get(key)
         if lookup.result != "hit" or lookup.value is None:
             self._count["l2", lookup.result].inc()
@@ -250,16 +252,22 @@ class Retriever:
         self._milvus.record_success()
         return found
 
-    async def _search_or_answers(self, query: str, tenant: str, intent: str | None, index: IndexInfo,
-                                 ) -> tuple[list[Hit], list[Hit]]:
+    async def _search_or_answers(
+        self,
+        query: str,
+        tenant: str,
+        intent: str | None,
+        index: IndexInfo,
+    ) -> tuple[list[Hit], list[Hit]]:
         try:
             return await self._search_store(query, tenant, intent, index)
         except VectorStoreUnavailable as exc:
             partial = await self._answers_only(query, tenant, intent, index, exc)
             return partial.hits, partial.examples
 
-    async def _answers_only(self, query: str, tenant: str, intent: str | None, index: IndexInfo,
-                            exc: VectorStoreUnavailable) -> RetrievalResult:
+    async def _answers_only(
+        self, query: str, tenant: str, intent: str | None, index: IndexInfo, exc: VectorStoreUnavailable
+    ) -> RetrievalResult:
         """While Milvus is down: the answers of the index already held in memory (no examples, so the intent
         comes from the adapter's head alone), rather than no answer at all. Re-raises ``exc`` when the index
         is missing or its answers were never loaded. Never cached: the full result comes back with Milvus."""
@@ -270,8 +278,12 @@ class Retriever:
         only = [intent] if intent else None
         vector = (await asyncio.to_thread(self.embedder.embed, [query]))[0]
         log.warning("Milvus unavailable: searching the %d answers held in memory only", len(table))
-        return RetrievalResult(hits=table.search(vector, tenant, only, self.config.top_k), examples=[],
-                               cache="answers", index_version=index.version)
+        return RetrievalResult(
+            hits=table.search(vector, tenant, only, self.config.top_k),
+            examples=[],
+            cache="answers",
+            index_version=index.version,
+        )
 
     def _answer_table(self, index: IndexInfo) -> AnswerTable | None:
         """The answers of ``index`` in memory, loaded on first use of a version; None: search Milvus."""

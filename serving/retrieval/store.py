@@ -210,16 +210,20 @@ class MilvusStore:
         """Nearest ``limit`` documents of one kind (and of ``intents`` if given), best first."""
         expr = filter_expression(tenant, intents)
         try:
-            result = self._reloading(name, "search", lambda c: c.search(
-                collection_name=name,
-                data=[vector.tolist()],
-                partition_names=[PARTITIONS[kind]],
-                filter=expr,
-                limit=limit,
-                output_fields=OUTPUT_FIELDS,
-                search_params={"metric_type": "COSINE", "params": {"ef": max(64, limit)}},
-                timeout=self.timeout_s,
-            ))
+            result = self._reloading(
+                name,
+                "search",
+                lambda c: c.search(
+                    collection_name=name,
+                    data=[vector.tolist()],
+                    partition_names=[PARTITIONS[kind]],
+                    filter=expr,
+                    limit=limit,
+                    output_fields=OUTPUT_FIELDS,
+                    search_params={"metric_type": "COSINE", "params": {"ef": max(64, limit)}},
+                    timeout=self.timeout_s,
+                ),
+            )
         except VectorStoreUnavailable as exc:
             # Tell "no index yet" from "Milvus down": only the first is fixed by running ingest.
             if not isinstance(exc, IndexMissing) and self._reachable_without(name):
@@ -232,14 +236,18 @@ class MilvusStore:
 
     def fetch_kind(self, name: str, kind: Kind, limit: int) -> list[dict]:
         """Up to ``limit`` documents of one kind with their vectors (id, text, intent, kind, tenant, vector)."""
-        return self._reloading(name, "query", lambda c: c.query(
-            collection_name=name,
-            filter="",
-            partition_names=[PARTITIONS[kind]],
-            output_fields=["id", *OUTPUT_FIELDS, "vector"],
-            limit=limit,
-            timeout=self.timeout_s,
-        ))
+        return self._reloading(
+            name,
+            "query",
+            lambda c: c.query(
+                collection_name=name,
+                filter="",
+                partition_names=[PARTITIONS[kind]],
+                output_fields=["id", *OUTPUT_FIELDS, "vector"],
+                limit=limit,
+                timeout=self.timeout_s,
+            ),
+        )
 
     def _reloading(self, name: str, what: str, fn: Callable[[MilvusClient], T]) -> T:
         """``fn``, loading ``name`` and trying once more if Milvus says the collection is not loaded.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from finserve.contracts import StrictModel
 from pydantic import Field
+
+from finserve.contracts import StrictModel
 
 Kind = Literal["answer", "example"]
 CacheTier = Literal["l1", "l2", "miss", "off", "answers"]
@@ -62,7 +63,8 @@ class RetrievalResult(StrictModel):
         default_factory=dict,
         description="What each cache tier answered for this query (empty when caching is off). It travels "
         "with the result so the gateway, whose /metrics is scraped, counts lookups made in the retriever's "
-        "process (another Ray replica).")
+        "process (another Ray replica).",
+    )
 
 
 class IngestReport(StrictModel):
@@ -75,4 +77,6 @@ class IngestReport(StrictModel):
     seconds: float = Field(description="Wall time of the ingest.")
     skipped: bool = Field(default=False, description="True when an index of this version already existed.")
     quarantined: int = Field(
-        default=0, description="Documents in which the PII guard found something (left out or indexed masked).")
+        default=0,
+        description="Documents in which the PII guard found something (left out or indexed masked).",
+    )

@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.propagators import (
 
 from .process import setup_process
 from .request import TRACE_ID_HEADER, trace_headers
+
 # Probes and scrapes would be most spans and tell nothing.
 EXCLUDED_URLS = "/healthz,/readyz,/metrics,/v2/health/live,/v2/health/ready"
 

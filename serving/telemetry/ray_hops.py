@@ -77,6 +77,7 @@ def traced(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.isasyncgenfunction(fn):
+
             @functools.wraps(fn)
             async def agen(*args: Any, _otel: dict[str, Any] | None = None, **kwargs: Any) -> Any:
                 span = _stream_span(name, _otel)
@@ -85,18 +86,22 @@ def traced(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                         yield item
                 finally:
                     span.end()
+
             return agen
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def coro(*args: Any, _otel: dict[str, Any] | None = None, **kwargs: Any) -> Any:
                 with _Bound(name, _otel):
                     return await fn(*args, **kwargs)
+
             return coro
 
         @functools.wraps(fn)
         def sync(*args: Any, _otel: dict[str, Any] | None = None, **kwargs: Any) -> Any:
             with _Bound(name, _otel):
                 return fn(*args, **kwargs)
+
         return sync
 
     return wrap

@@ -31,7 +31,10 @@ def trace_headers(context: Any = None) -> dict[str, str]:
     if not span.is_valid:
         return {}
     trace_id = format(span.trace_id, "032x")
-    return {"traceparent": f"00-{trace_id}-{span.span_id:016x}-{span.trace_flags:02x}", TRACE_ID_HEADER: trace_id}
+    return {
+        "traceparent": f"00-{trace_id}-{span.span_id:016x}-{span.trace_flags:02x}",
+        TRACE_ID_HEADER: trace_id,
+    }
 
 
 def client_trace_id(headers: Mapping[str, str]) -> str | None:
@@ -50,16 +53,25 @@ def attach(ctx: RequestContext, headers: Mapping[str, str]) -> None:
 
 def log_fields(ctx: RequestContext) -> dict[str, Any]:
     adapter = ctx.choice.adapter if ctx.choice else None
-    return {"request_id": ctx.request_id, "trace_id": ctx.trace_id, "tenant": ctx.tenant, "model": ctx.model,
-            "adapter_version": str(adapter) if adapter else None}
+    return {
+        "request_id": ctx.request_id,
+        "trace_id": ctx.trace_id,
+        "tenant": ctx.tenant,
+        "model": ctx.model,
+        "adapter_version": str(adapter) if adapter else None,
+    }
 
 
 @contextlib.contextmanager
 def server_span(name: str, headers: Mapping[str, str]) -> Iterator[trace.Span]:
     """A SERVER span for a call that arrived without HTTP instrumentation (gRPC), child of the client's
     ``traceparent`` when it sent one, current for the call's duration."""
-    with span(name, context=_W3C.extract(headers), kind=trace.SpanKind.SERVER,
-              attributes={"rpc.system": "grpc", "rpc.method": name}) as current:
+    with span(
+        name,
+        context=_W3C.extract(headers),
+        kind=trace.SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.method": name},
+    ) as current:
         yield current
 
 

@@ -88,19 +88,30 @@ def _render_text(values: tuple[str, ...], sets: tuple[str, ...], release: str, n
     return helm(*args).stdout
 
 
-def render_text(values: tuple[str | Path, ...] = (), sets: tuple[str, ...] = (),
-                release: str = RELEASE, namespace: str = NAMESPACE, auth: tuple[Path, ...] = AUTH_VALUES) -> str:
+def render_text(
+    values: tuple[str | Path, ...] = (),
+    sets: tuple[str, ...] = (),
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    auth: tuple[Path, ...] = AUTH_VALUES,
+) -> str:
     return _render_text(tuple(str(v) for v in (*auth, *values)), tuple(sets), release, namespace)
 
 
-def render(values: tuple[str | Path, ...] = (), sets: tuple[str, ...] = (),
-           release: str = RELEASE, namespace: str = NAMESPACE, auth: tuple[Path, ...] = AUTH_VALUES,
-           ) -> list[dict[str, Any]]:
+def render(
+    values: tuple[str | Path, ...] = (),
+    sets: tuple[str, ...] = (),
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    auth: tuple[Path, ...] = AUTH_VALUES,
+) -> list[dict[str, Any]]:
     """The chart rendered by `helm template`, as a list of objects (fresh copies each call)."""
     return [d for d in yaml.safe_load_all(render_text(values, sets, release, namespace, auth)) if d]
 
 
-def render_fails(*sets: str, values: tuple[str | Path, ...] = (), auth: tuple[Path, ...] = AUTH_VALUES) -> str:
+def render_fails(
+    *sets: str, values: tuple[str | Path, ...] = (), auth: tuple[Path, ...] = AUTH_VALUES
+) -> str:
     """Render that must fail; returns helm's error output."""
     args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
     for path in (*auth, *values):
@@ -118,7 +129,9 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list
 
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     found = find(docs, kind, name)
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in found]}"
+    assert len(found) == 1, (
+        f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in found]}"
+    )
     return found[0]
 
 
@@ -157,8 +170,12 @@ def k8s_validate(doc: dict[str, Any]) -> str | None:
 
 def pod_as_object(template: dict[str, Any], name: str) -> dict[str, Any]:
     """A pod template as a Pod, so kubernetes-validate checks it (e.g. inside a RayService)."""
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template.get("metadata", {})},
-            "spec": template["spec"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, **template.get("metadata", {})},
+        "spec": template["spec"],
+    }
 
 
 def load_yaml(path: Path) -> Any:

@@ -8,13 +8,24 @@ import json
 from pathlib import Path
 
 import pytest
-
 from k8s_tooling import CI_VALUES, REPO, render_text, run, tool
 
 
 def scan(target: Path, framework: str) -> list[dict]:
-    out = run([tool("checkov"), "-d", str(target), "--framework", framework, "--skip-download",
-               "--output", "json", "--compact"], check=False)
+    out = run(
+        [
+            tool("checkov"),
+            "-d",
+            str(target),
+            "--framework",
+            framework,
+            "--skip-download",
+            "--output",
+            "json",
+            "--compact",
+        ],
+        check=False,
+    )
     assert out.returncode in (0, 1), out.stderr  # 1 means findings; anything else is a crash
     reports = json.loads(out.stdout)
     return reports if isinstance(reports, list) else [reports]
@@ -31,7 +42,10 @@ def rendered_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_rendered_chart_has_no_unexplained_findings(rendered_dir: Path):
     (report,) = scan(rendered_dir, "kubernetes")
-    failed = [f"{c['check_id']} {c['resource']} ({Path(c['file_path']).name})" for c in report["results"]["failed_checks"]]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({Path(c['file_path']).name})"
+        for c in report["results"]["failed_checks"]
+    ]
     assert not failed, "fix these or skip them with a reason in the chart:\n" + "\n".join(failed)
     assert report["summary"]["passed"] > 500  # the scan really looked at the workloads
     skipped = report["results"]["skipped_checks"]

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from k8s_tooling import REPO, SHARED, in_ci, run, tool
 
 DOCKER = REPO / "docker"
@@ -46,7 +45,11 @@ def stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_there_are_images_for_serving_operator_and_training():
-    assert {p.name for p in DOCKERFILES} == {"serving.Dockerfile", "operator.Dockerfile", "training.Dockerfile"}
+    assert {p.name for p in DOCKERFILES} == {
+        "serving.Dockerfile",
+        "operator.Dockerfile",
+        "training.Dockerfile",
+    }
     assert {"cpu", "gpu"} <= set(stages(DOCKER / "serving.Dockerfile"))
 
 
@@ -98,14 +101,22 @@ def test_copied_paths_exist_and_pass_the_ignore_file(dockerfile: Path):
 
 
 def pick_deps(*args: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-P", str(DOCKER / "pick_deps.py"), str(REPO / "pyproject.toml"), *args],
-                         capture_output=True, text=True, cwd="/")
+    out = subprocess.run(
+        [sys.executable, "-P", str(DOCKER / "pick_deps.py"), str(REPO / "pyproject.toml"), *args],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
 
 def operator_deps() -> list[str]:
-    (arg,) = [rest for word, rest in instructions(DOCKER / "operator.Dockerfile") if word == "ARG" and rest.startswith("OPERATOR_DEPS=")]
+    (arg,) = [
+        rest
+        for word, rest in instructions(DOCKER / "operator.Dockerfile")
+        if word == "ARG" and rest.startswith("OPERATOR_DEPS=")
+    ]
     return arg.split("=", 1)[1].strip('"').split()
 
 
@@ -117,13 +128,28 @@ def test_pick_deps_keeps_pyproject_versions():
     assert len(subset) == len(operator_deps())
     assert set(subset) <= set(everything)
     assert not any(re.match(r"(torch|ray|presidio|transformers|vllm)\b", d) for d in subset)
-    bad = subprocess.run([sys.executable, "-P", str(DOCKER / "pick_deps.py"), str(REPO / "pyproject.toml"),
-                          "--only", "no-such-package"], capture_output=True, text=True, cwd="/")
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            str(DOCKER / "pick_deps.py"),
+            str(REPO / "pyproject.toml"),
+            "--only",
+            "no-such-package",
+        ],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert bad.returncode != 0 and "no-such-package" in bad.stderr
 
 
 # Distribution name -> import name, for the operator image's packages.
-IMPORT_NAMES = {"pyyaml": "yaml", "prometheus-client": "prometheus_client", "opentelemetry-api": "opentelemetry"}
+IMPORT_NAMES = {
+    "pyyaml": "yaml",
+    "prometheus-client": "prometheus_client",
+    "opentelemetry-api": "opentelemetry",
+}
 
 
 def _imports(path: Path, top_level_only: bool) -> set[str]:

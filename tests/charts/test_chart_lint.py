@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from k8s_tooling import AUTH_VALUES, CHART, CI_VALUES, helm, render
 
 # The chart's defaults name no credential source, which the chart refuses: "defaults" adds the keys Secret.
@@ -19,7 +18,12 @@ OPEN = ("--set", "serving.auth.allowUnauthenticated=true")
 def test_ci_values_cover_the_documented_setups():
     # The list: defaults, rayservice, gpu, external redis/milvus, monitoring on.
     assert {p.stem for p in CI_VALUES} >= {
-        "rayservice-values", "gpu-values", "external-values", "monitoring-values", "jobs-values"}
+        "rayservice-values",
+        "gpu-values",
+        "external-values",
+        "monitoring-values",
+        "jobs-values",
+    }
 
 
 @pytest.mark.parametrize("values", VALUES_CASES, ids=IDS)
@@ -37,12 +41,18 @@ def test_an_install_without_authentication_is_refused_unless_the_installer_conse
     refused = helm(*base, check=False)
     assert refused.returncode != 0
     assert "refusing to serve the API without authentication" in refused.stderr
-    for what in ("serving.auth.keys.existingSecret", "serving.auth.jwt.jwksUrl", "serving.apiKey.existingSecret",
-                 "serving.auth.allowUnauthenticated=true"):
+    for what in (
+        "serving.auth.keys.existingSecret",
+        "serving.auth.jwt.jwksUrl",
+        "serving.apiKey.existingSecret",
+        "serving.auth.allowUnauthenticated=true",
+    ):
         assert what in refused.stderr
     opened = helm(*base, *OPEN)
     assert "STATUS: pending-install" in opened.stdout
-    assert "no authentication: serving.auth.allowUnauthenticated is set" in opened.stdout.split("NOTES:", 1)[1]
+    assert (
+        "no authentication: serving.auth.allowUnauthenticated is set" in opened.stdout.split("NOTES:", 1)[1]
+    )
 
 
 @pytest.mark.parametrize("values", VALUES_CASES, ids=IDS)
@@ -63,7 +73,7 @@ def test_notes_show_the_api_key_header_only_when_a_credential_source_is_set():
     with_keys = helm(*base, "-f", str(AUTH_VALUES[0])).stdout.split("NOTES:", 1)[1]
     assert "Authorization: Bearer" not in without
     assert "get secret api -o jsonpath='{.data.api-key}'" in with_key
-    assert 'Authorization: Bearer $FINSERVE_KEY' in with_keys and "finserve auth keys create" in with_keys
+    assert "Authorization: Bearer $FINSERVE_KEY" in with_keys and "finserve auth keys create" in with_keys
 
 
 def test_package_holds_crds_schema_and_no_ci_values(tmp_path: Path):
@@ -93,8 +103,11 @@ def test_every_template_renders_something_for_some_ci_values():
     rendered_sources = set()
     for values in [AUTH_VALUES, *[(p,) for p in CI_VALUES]]:
         text = helm("template", "finserve", str(CHART), *sum((["-f", str(v)] for v in values), [])).stdout
-        rendered_sources |= {line.split("# Source: finserve/", 1)[1].strip()
-                             for line in text.splitlines() if line.startswith("# Source: finserve/")}
+        rendered_sources |= {
+            line.split("# Source: finserve/", 1)[1].strip()
+            for line in text.splitlines()
+            if line.startswith("# Source: finserve/")
+        }
     templates = {str(p.relative_to(CHART)) for p in (CHART / "templates").rglob("*.yaml")}
     assert templates - rendered_sources == set()
     assert render()  # defaults render too

@@ -3,13 +3,20 @@ cluster-scoped rules in a ClusterRole, the per-namespace ones cluster-wide or pe
 
 from __future__ import annotations
 
-from finserve.operator.rbac import CLUSTER_RULES, NAMESPACED_RULES, REQUIRED_RULES, allows
 from k8s_tooling import CHART, find, one, render
+
+from finserve.operator.rbac import CLUSTER_RULES, NAMESPACED_RULES, REQUIRED_RULES, allows
 
 
 def triples(rules):
     """(apiGroup, resource, verb) for every permission a rule list grants."""
-    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
 
 
 def test_cluster_wide_operator_gets_exactly_the_required_rules():
@@ -31,7 +38,9 @@ def test_namespaced_operator_gets_a_role_per_namespace_and_no_cluster_wide_acces
         assert role["rules"] == NAMESPACED_RULES
     bindings = find(docs, "RoleBinding")
     assert sorted((b["metadata"]["namespace"], b["roleRef"]["kind"]) for b in bindings) == [
-        ("finserve", "Role"), ("finserve-canary", "Role")]
+        ("finserve", "Role"),
+        ("finserve-canary", "Role"),
+    ]
 
 
 def test_bindings_name_the_operator_service_account():
@@ -41,7 +50,9 @@ def test_bindings_name_the_operator_service_account():
         pod = one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == sa["metadata"]["name"]
         for binding in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding"):
-            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "finserve-operator", "namespace": "finserve"}]
+            assert binding["subjects"] == [
+                {"kind": "ServiceAccount", "name": "finserve-operator", "namespace": "finserve"}
+            ]
             roles = find(docs, binding["roleRef"]["kind"], binding["roleRef"]["name"])
             assert roles, f"{binding['metadata']['name']} binds a role the chart does not render"
 

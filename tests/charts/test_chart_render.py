@@ -8,20 +8,25 @@ import json
 
 import pytest
 import yaml
+from k8s_tooling import CHART, container, env_of, find, one, render, render_fails
 
 from finserve.contracts import CONFIGMAP_KEY, RoutingTable
 from finserve.contracts import metrics as contract_metrics
-from k8s_tooling import CHART, container, env_of, find, one, render, render_fails
 
 CI = CHART / "ci"
 SERVING_LABELS = {"app.kubernetes.io/instance": "finserve", "app.kubernetes.io/component": "serving"}
 
 
 def serving_deployments(docs):
-    return [d for d in find(docs, "Deployment") if d["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"]
+    return [
+        d
+        for d in find(docs, "Deployment")
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"
+    ]
 
 
 # ---- serving Deployment ------------------------------------------------------------------------
+
 
 def test_default_serving_deployment_runs_the_ray_serve_app_non_root():
     dep = one(render(), "Deployment", "finserve-serving-cpu")
@@ -29,7 +34,11 @@ def test_default_serving_deployment_runs_the_ray_serve_app_non_root():
     c = container(spec, "serving")
     assert c["command"] == ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]
     assert c["image"] == "finserve-serving:0.1.0"
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8081, "metrics": 9464}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
+        "http": 8000,
+        "grpc": 8081,
+        "metrics": 9464,
+    }
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
@@ -46,7 +55,9 @@ def test_default_serving_deployment_runs_the_ray_serve_app_non_root():
 def test_serving_env_follows_the_contract():
     c = container(one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving")
     env = env_of(c)
-    assert env["FINSERVE_HTTP_HOST"]["value"] == "0.0.0.0"  # the code's default 127.0.0.1 is unreachable in a pod
+    assert (
+        env["FINSERVE_HTTP_HOST"]["value"] == "0.0.0.0"
+    )  # the code's default 127.0.0.1 is unreachable in a pod
     assert env["FINSERVE_HTTP_PORT"]["value"] == "8000" and env["FINSERVE_GRPC_PORT"]["value"] == "8081"
     assert env["FINSERVE_DATA_DIR"]["value"] == "/var/lib/finserve"
     assert env["FINSERVE_ROUTING_TABLE"]["value"] == "/etc/finserve/routing"
@@ -55,23 +66,33 @@ def test_serving_env_follows_the_contract():
     # The operator's queue-depth query selects pool="<workload name>".
     assert env["FINSERVE_POOL"]["value"] == "finserve-serving-cpu"
     # The bundled Redis: password from the Secret, expanded into the URL by the kubelet.
-    assert env["FINSERVE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "finserve-redis", "key": "redis-password"}
+    assert env["FINSERVE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "finserve-redis",
+        "key": "redis-password",
+    }
     assert env["FINSERVE_REDIS_URL"]["value"] == "redis://:$(FINSERVE_REDIS_PASSWORD)@finserve-redis:6379/0"
     names = list(env)
-    assert names.index("FINSERVE_REDIS_PASSWORD") < names.index("FINSERVE_REDIS_URL"), "$(VAR) needs VAR defined first"
+    assert names.index("FINSERVE_REDIS_PASSWORD") < names.index("FINSERVE_REDIS_URL"), (
+        "$(VAR) needs VAR defined first"
+    )
     assert "FINSERVE_API_KEY" not in env and "FINSERVE_MILVUS_URI" not in env
-
 
 
 def test_cpu_kernel_variant_is_the_image_s_choice_unless_pinned():
     """serving.cpuKernels sets FINSERVE_CPU_KERNELS; unset, the engine picks from the node's CPU flags."""
+
     def env(*sets):
-        return env_of(container(one(render(sets=sets), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"],
-                                "serving"))
+        return env_of(
+            container(
+                one(render(sets=sets), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"],
+                "serving",
+            )
+        )
 
     assert "FINSERVE_CPU_KERNELS" not in env()
     assert env("serving.cpuKernels=avx2")["FINSERVE_CPU_KERNELS"]["value"] == "avx2"
     assert "must be one of" in render_fails("serving.cpuKernels=avx512_vnni")
+
 
 def test_serving_mounts_config_routing_data_and_writable_scratch():
     spec = one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
@@ -82,7 +103,10 @@ def test_serving_mounts_config_routing_data_and_writable_scratch():
     assert "subPath" not in mounts["/etc/finserve/routing"]
     assert volumes["routing"]["configMap"] == {"name": "finserve-routing", "optional": True}
     assert volumes[mounts["/dev/shm"]["name"]]["emptyDir"]["medium"] == "Memory"
-    assert "emptyDir" in volumes[mounts["/tmp"]["name"]] and "emptyDir" in volumes[mounts["/var/lib/finserve"]["name"]]
+    assert (
+        "emptyDir" in volumes[mounts["/tmp"]["name"]]
+        and "emptyDir" in volumes[mounts["/var/lib/finserve"]["name"]]
+    )
     assert mounts["/mnt/registry"]["readOnly"] is True
     assert volumes["registry"]["persistentVolumeClaim"]["claimName"] == "finserve-registry"
 
@@ -93,19 +117,26 @@ def test_model_is_converted_by_an_init_container_into_the_data_dir():
     assert init["command"] == ["finserve", "model", "convert"]
     assert env_of(init)["FINSERVE_DATA_DIR"]["value"] == "/var/lib/finserve"
     assert {m["mountPath"] for m in init["volumeMounts"]} == {"/var/lib/finserve", "/tmp"}
-    assert "initContainers" not in one(render(sets=("serving.modelInit=false",)), "Deployment",
-                                       "finserve-serving-cpu")["spec"]["template"]["spec"]
+    assert (
+        "initContainers"
+        not in one(render(sets=("serving.modelInit=false",)), "Deployment", "finserve-serving-cpu")["spec"][
+            "template"
+        ]["spec"]
+    )
 
 
 def test_config_change_rolls_the_pods():
     a = one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["metadata"]["annotations"]
-    b = one(render(sets=("serving.config.gateway.max_tokens_limit=256",)), "Deployment",
-            "finserve-serving-cpu")["spec"]["template"]["metadata"]["annotations"]
+    b = one(
+        render(sets=("serving.config.gateway.max_tokens_limit=256",)), "Deployment", "finserve-serving-cpu"
+    )["spec"]["template"]["metadata"]["annotations"]
     assert a["checksum/config"] != b["checksum/config"]
 
 
 def test_existing_data_claim_replaces_the_emptydir():
-    spec = one(render(values=(CI / "jobs-values.yaml",)), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    spec = one(render(values=(CI / "jobs-values.yaml",)), "Deployment", "finserve-serving-cpu")["spec"][
+        "template"
+    ]["spec"]
     data = next(v for v in spec["volumes"] if v["name"] == "data")
     assert data == {"name": "data", "persistentVolumeClaim": {"claimName": "finserve-data"}}
 
@@ -132,13 +163,17 @@ def test_pool_overrides_merge_over_the_shared_config():
         assert {k: pool.pop(k) for k in ("admission", "exposure")} == chart
         assert pool.pop("auth") == {"keys_file": "/etc/finserve/auth-keys/keys.json"}  # the keys Secret
     assert cpu == {"gateway": {"max_tokens_limit": 256}}
-    assert gpu == {"gateway": {"max_tokens_limit": 256}, "generator": {"engine": "vllm"},
-                   "deployments": {"generator": {"num_gpus": 1}}}
+    assert gpu == {
+        "gateway": {"max_tokens_limit": 256},
+        "generator": {"engine": "vllm"},
+        "deployments": {"generator": {"num_gpus": 1}},
+    }
     assert ServingConfig.model_validate(gpu).generator.engine == "vllm"
     assert ServingConfig.model_validate(cpu).generator.engine == "transformers"
 
 
 # ---- GPU pools and autoscaling ------------------------------------------------------------------
+
 
 def test_gpu_pool_requests_gpus_on_gpu_nodes_with_the_gpu_image():
     docs = render(values=(CI / "gpu-values.yaml",))
@@ -149,7 +184,9 @@ def test_gpu_pool_requests_gpus_on_gpu_nodes_with_the_gpu_image():
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
-    assert {"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule"} in pod["tolerations"]
+    assert {"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
     assert gpu["replicas"] == 2
     # The pool's own resources override the defaults; what it leaves out is inherited.
     assert c["resources"]["requests"]["memory"] == "16Gi"
@@ -162,7 +199,11 @@ def test_gpu_pool_requests_gpus_on_gpu_nodes_with_the_gpu_image():
 def test_cpu_pool_hpa_targets_its_deployment_which_leaves_replicas_to_it():
     docs = render(values=(CI / "gpu-values.yaml",))
     hpa = one(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "finserve-serving-cpu"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "finserve-serving-cpu",
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 75
     assert "replicas" not in one(docs, "Deployment", "finserve-serving-cpu")["spec"]
@@ -171,12 +212,15 @@ def test_cpu_pool_hpa_targets_its_deployment_which_leaves_replicas_to_it():
 
 # ---- gateway Service ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("values", [(), (CI / "gpu-values.yaml",)], ids=["defaults", "gpu"])
 def test_gateway_service_selects_every_serving_pool(values):
     docs = render(values=values)
     svc = one(docs, "Service", "finserve")
     assert {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]} == {
-        "http": (8000, 8000), "grpc": (8081, 8081)}
+        "http": (8000, 8000),
+        "grpc": (8081, 8081),
+    }
     assert next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")["appProtocol"] == "grpc"
     selector = svc["spec"]["selector"]
     pools = serving_deployments(docs)
@@ -190,12 +234,17 @@ def test_gateway_service_selects_every_serving_pool(values):
 
 
 def test_node_port_for_local_clusters():
-    svc = one(render(sets=("serving.service.type=NodePort", "serving.service.httpNodePort=30080")), "Service", "finserve")
+    svc = one(
+        render(sets=("serving.service.type=NodePort", "serving.service.httpNodePort=30080")),
+        "Service",
+        "finserve",
+    )
     http = next(p for p in svc["spec"]["ports"] if p["name"] == "http")
     assert svc["spec"]["type"] == "NodePort" and http["nodePort"] == 30080
 
 
 # ---- routing table ------------------------------------------------------------------------------
+
 
 def test_routing_configmap_is_an_empty_valid_table_kept_across_upgrades():
     cm = one(render(), "ConfigMap", "finserve-routing")
@@ -215,6 +264,7 @@ def test_routing_configmap_name_reaches_serving_and_operator():
 
 
 # ---- Redis, Milvus, registry, secrets ------------------------------------------------------------
+
 
 def test_bundled_redis_is_a_small_authenticated_cache():
     docs = render()
@@ -240,13 +290,21 @@ def test_existing_redis_secret_is_referenced_not_generated():
 
 def test_external_backends_and_secrets_by_reference():
     docs = render(values=(CI / "external-values.yaml",))
-    assert not find(docs, "StatefulSet") and not find(docs, "Secret") and not find(docs, "PersistentVolumeClaim")
+    assert (
+        not find(docs, "StatefulSet") and not find(docs, "Secret") and not find(docs, "PersistentVolumeClaim")
+    )
     c = container(one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving")
     env = env_of(c)
-    assert env["FINSERVE_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "finserve-redis-url", "key": "url"}
+    assert env["FINSERVE_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "finserve-redis-url",
+        "key": "url",
+    }
     assert env["FINSERVE_MILVUS_URI"]["value"] == "http://milvus.milvus.svc:19530"
     assert env["FINSERVE_REGISTRY"]["value"] == "s3://finserve-adapters/registry"
-    assert env["FINSERVE_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "finserve-api-key", "key": "api-key"}
+    assert env["FINSERVE_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "finserve-api-key",
+        "key": "api-key",
+    }
     assert c["envFrom"] == [{"secretRef": {"name": "finserve-s3-credentials"}}]
     assert "/mnt/registry" not in {m["mountPath"] for m in c["volumeMounts"]}
 
@@ -254,26 +312,35 @@ def test_external_backends_and_secrets_by_reference():
 def test_redis_disabled_leaves_no_cache_settings():
     docs = render(sets=("redis.mode=disabled",))
     assert not find(docs, "StatefulSet")
-    env = env_of(container(one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving"))
+    env = env_of(
+        container(one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving")
+    )
     assert "FINSERVE_REDIS_URL" not in env
 
 
-@pytest.mark.parametrize("values", [(), *[(p,) for p in sorted(CI.glob("*-values.yaml"))]],
-                         ids=lambda v: v[0].stem if v else "defaults")
+@pytest.mark.parametrize(
+    "values",
+    [(), *[(p,) for p in sorted(CI.glob("*-values.yaml"))]],
+    ids=lambda v: v[0].stem if v else "defaults",
+)
 def test_no_secret_material_inline(values):
     """Only the chart-generated Redis password and audit key are secret data; every other secret is a reference."""
     for doc in render(values=values):
         if doc["kind"] == "Secret":
-            assert (doc["metadata"]["name"], *doc["data"]) in {("finserve-redis", "redis-password"),
-                                                               ("finserve-audit-key", "key")}
+            assert (doc["metadata"]["name"], *doc["data"]) in {
+                ("finserve-redis", "redis-password"),
+                ("finserve-audit-key", "key"),
+            }
         text = json.dumps(doc)
-        for marker in ("hunter2", "BEGIN PRIVATE KEY", "AWS_SECRET_ACCESS_KEY\": \"", "password="):
+        for marker in ("hunter2", "BEGIN PRIVATE KEY", 'AWS_SECRET_ACCESS_KEY": "', "password="):
             assert marker not in text
         for pod in _pod_specs(doc):
             for c in pod.get("containers", []) + pod.get("initContainers", []):
                 for e in c.get("env", []):
                     # *_FILE names a mounted secret's path (the Docker convention), not the secret.
-                    if any(w in e["name"] for w in ("KEY", "PASSWORD", "TOKEN", "SECRET")) and not e["name"].endswith("_FILE"):
+                    if any(w in e["name"] for w in ("KEY", "PASSWORD", "TOKEN", "SECRET")) and not e[
+                        "name"
+                    ].endswith("_FILE"):
                         assert "valueFrom" in e, f"{doc['metadata']['name']}: {e['name']} is inline"
 
 
@@ -293,18 +360,27 @@ def _pod_specs(doc):
 @pytest.mark.parametrize("runtime", ["deployment", "rayservice"])
 def test_every_serving_pod_keeps_the_audit_log_on_a_claim_with_its_signing_key(runtime):
     docs = render(sets=(f"serving.runtime={runtime}",))
-    pods = [pod for doc in docs if doc["kind"] in {"Deployment", "RayService"}
-            and doc["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"
-            for pod in _pod_specs(doc)]
+    pods = [
+        pod
+        for doc in docs
+        if doc["kind"] in {"Deployment", "RayService"}
+        and doc["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"
+        for pod in _pod_specs(doc)
+    ]
     assert pods
     for pod in pods:
         volumes = {v["name"]: v for v in pod["volumes"]}
         for c in pod["containers"]:
             mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
             audit = volumes[mounts["/var/lib/finserve/audit"]["name"]]
-            assert audit["persistentVolumeClaim"] == {"claimName": "finserve-audit"} and "emptyDir" not in audit
+            assert (
+                audit["persistentVolumeClaim"] == {"claimName": "finserve-audit"} and "emptyDir" not in audit
+            )
             key = volumes[mounts["/etc/finserve/audit-key"]["name"]]
-            assert key["secret"]["secretName"] == "finserve-audit-key" and mounts["/etc/finserve/audit-key"]["readOnly"]
+            assert (
+                key["secret"]["secretName"] == "finserve-audit-key"
+                and mounts["/etc/finserve/audit-key"]["readOnly"]
+            )
             assert env_of(c)["FINSERVE_AUDIT_KEY_FILE"]["value"] == "/etc/finserve/audit-key/key"
     pvc = one(docs, "PersistentVolumeClaim", "finserve-audit")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -320,15 +396,23 @@ def test_jobs_do_not_mount_the_audit_claim():
 
 
 def test_existing_audit_claim_and_key_secret_are_referenced_not_created():
-    docs = render(sets=("audit.persistence.existingClaim=bank-audit", "audit.checkpointKey.existingSecret=bank-key",
-                        "audit.checkpointKey.key=hmac"))
+    docs = render(
+        sets=(
+            "audit.persistence.existingClaim=bank-audit",
+            "audit.checkpointKey.existingSecret=bank-key",
+            "audit.checkpointKey.key=hmac",
+        )
+    )
     assert not [d for d in find(docs, "PersistentVolumeClaim") if d["metadata"]["name"] == "finserve-audit"]
     assert not [d for d in find(docs, "Secret") if d["metadata"]["name"] == "finserve-audit-key"]
     spec = one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["audit"]["persistentVolumeClaim"]["claimName"] == "bank-audit"
     assert volumes["audit-key"]["secret"]["secretName"] == "bank-key"
-    assert env_of(container(spec, "serving"))["FINSERVE_AUDIT_KEY_FILE"]["value"] == "/etc/finserve/audit-key/hmac"
+    assert (
+        env_of(container(spec, "serving"))["FINSERVE_AUDIT_KEY_FILE"]["value"]
+        == "/etc/finserve/audit-key/hmac"
+    )
 
 
 def test_registry_claim_survives_uninstall():
@@ -340,6 +424,7 @@ def test_registry_claim_survives_uninstall():
 
 
 # ---- operator -----------------------------------------------------------------------------------
+
 
 def test_operator_is_one_standalone_replica_recreated_on_upgrade():
     docs = render()
@@ -353,15 +438,22 @@ def test_operator_is_one_standalone_replica_recreated_on_upgrade():
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     pdb = one(docs, "PodDisruptionBudget", "finserve-operator")
     assert pdb["spec"]["maxUnavailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        pdb["spec"]["selector"]["matchLabels"].items()
+        <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_operator_exposes_its_metrics_port():
     c = container(one(render(), "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
     assert env_of(c)["FINSERVE_OPERATOR__METRICS_PORT"]["value"] == "8090"
     assert {"name": "metrics", "containerPort": 8090, "protocol": "TCP"} in c["ports"]
-    moved = container(one(render(sets=("operator.metricsPort=9300",)), "Deployment", "finserve-operator")
-                      ["spec"]["template"]["spec"], "operator")
+    moved = container(
+        one(render(sets=("operator.metricsPort=9300",)), "Deployment", "finserve-operator")["spec"][
+            "template"
+        ]["spec"],
+        "operator",
+    )
     assert env_of(moved)["FINSERVE_OPERATOR__METRICS_PORT"]["value"] == "9300"
     assert {"name": "metrics", "containerPort": 9300, "protocol": "TCP"} in moved["ports"]
 
@@ -369,21 +461,36 @@ def test_operator_exposes_its_metrics_port():
 def test_operator_settings_read_every_variable_the_chart_sets(caplog):
     from finserve.operator.settings import ENV_PREFIX, load_operator_config
 
-    docs = render(sets=("operator.prometheusUrl=http://prom.mon:9090", "routing.configMapName=routes-b",
-                        "operator.metricsPort=9301"))
+    docs = render(
+        sets=(
+            "operator.prometheusUrl=http://prom.mon:9090",
+            "routing.configMapName=routes-b",
+            "operator.metricsPort=9301",
+        )
+    )
     c = container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
     env = {name: e["value"] for name, e in env_of(c).items() if "value" in e}
     assert [n for n in env if n.startswith("FINSERVE_OPERATOR")] and all(
-        n.startswith(ENV_PREFIX) for n in env if n.startswith("FINSERVE_OPERATOR"))
+        n.startswith(ENV_PREFIX) for n in env if n.startswith("FINSERVE_OPERATOR")
+    )
     with caplog.at_level("WARNING"):
         cfg = load_operator_config(environ=env)
     assert not caplog.records  # no deprecated name left in the chart
-    assert (cfg.prometheus.url, cfg.routing_configmap, cfg.metrics_port) == ("http://prom.mon:9090", "routes-b", 9301)
+    assert (cfg.prometheus.url, cfg.routing_configmap, cfg.metrics_port) == (
+        "http://prom.mon:9090",
+        "routes-b",
+        9301,
+    )
     assert cfg.eval_job_template == "/etc/finserve/evaluation/job.yaml"
 
 
 def test_operator_serves_listed_namespaces_only():
-    c = container(one(render(values=(CI / "jobs-values.yaml",)), "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
+    c = container(
+        one(render(values=(CI / "jobs-values.yaml",)), "Deployment", "finserve-operator")["spec"]["template"][
+            "spec"
+        ],
+        "operator",
+    )
     assert c["args"][:2] == ["--namespace=finserve", "--namespace=finserve-canary"]
     assert "--all-namespaces" not in c["args"]
 
@@ -394,22 +501,35 @@ def _rollout_eval_action(golden_set):
     from finserve.operator.spec import GoldenSet
 
     return RunEvaluation(
-        job="bank-eval-traffic-0a1b2c3d-1", stage="BeforeTraffic",
-        candidate=AdapterRef(name="banking77", version="1.1.0"), baseline=AdapterRef(name="banking77", version="1.0.0"),
-        golden_set=GoldenSet.model_validate(golden_set), timeout_seconds=1800,
+        job="bank-eval-traffic-0a1b2c3d-1",
+        stage="BeforeTraffic",
+        candidate=AdapterRef(name="banking77", version="1.1.0"),
+        baseline=AdapterRef(name="banking77", version="1.0.0"),
+        golden_set=GoldenSet.model_validate(golden_set),
+        timeout_seconds=1800,
     )
 
 
-@pytest.mark.parametrize("golden_set,data", [
-    ({"configMap": {"name": "golden", "key": "golden.csv"}}, "/var/run/finserve/golden/golden.csv"),
-    ({"pvc": {"claimName": "eval-data", "path": "banking/golden.csv"}}, "/var/run/finserve/golden/banking/golden.csv"),
-    ({"registry": {"adapter": "banking77-golden", "version": "1.0.0", "path": "golden.csv"}},
-     "$(FINSERVE_REGISTRY)/banking77-golden/1.0.0/golden.csv"),
-], ids=["configmap", "pvc", "registry"])
+@pytest.mark.parametrize(
+    "golden_set,data",
+    [
+        ({"configMap": {"name": "golden", "key": "golden.csv"}}, "/var/run/finserve/golden/golden.csv"),
+        (
+            {"pvc": {"claimName": "eval-data", "path": "banking/golden.csv"}},
+            "/var/run/finserve/golden/banking/golden.csv",
+        ),
+        (
+            {"registry": {"adapter": "banking77-golden", "version": "1.0.0", "path": "golden.csv"}},
+            "$(FINSERVE_REGISTRY)/banking77-golden/1.0.0/golden.csv",
+        ),
+    ],
+    ids=["configmap", "pvc", "registry"],
+)
 def test_operator_builds_valid_eval_jobs_from_the_chart_template(golden_set, data):
+    from k8s_tooling import k8s_validate
+
     from finserve.operator.adapters.jobs import build_job
     from finserve.operator.ports import ObjectRef
-    from k8s_tooling import k8s_validate
 
     docs = render()
     cm = one(docs, "ConfigMap", "finserve-rollout-eval-job")
@@ -417,7 +537,9 @@ def test_operator_builds_valid_eval_jobs_from_the_chart_template(golden_set, dat
     c = container(dep, "operator")
     mount = {m["name"]: m for m in c["volumeMounts"]}["eval-job-template"]
     assert env_of(c)["FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE"]["value"] == f"{mount['mountPath']}/job.yaml"
-    assert {v["name"]: v for v in dep["volumes"]}["eval-job-template"]["configMap"]["name"] == cm["metadata"]["name"]
+    assert {v["name"]: v for v in dep["volumes"]}["eval-job-template"]["configMap"]["name"] == cm["metadata"][
+        "name"
+    ]
     template = yaml.safe_load(cm["data"]["job.yaml"])
     job = build_job(template, _rollout_eval_action(golden_set), ObjectRef("finserve", "bank", uid="u-1"))
     assert k8s_validate(job) is None, k8s_validate(job)
@@ -445,39 +567,53 @@ def test_operator_off_renders_none_of_it():
 
 
 def test_readiness_probe_can_ask_grpc_health_on_the_grpc_port():
-    c = container(one(render(sets=("serving.probes.readinessVia=grpc",)), "Deployment", "finserve-serving-cpu")
-                  ["spec"]["template"]["spec"], "serving")
+    c = container(
+        one(render(sets=("serving.probes.readinessVia=grpc",)), "Deployment", "finserve-serving-cpu")["spec"][
+            "template"
+        ]["spec"],
+        "serving",
+    )
     probe = c["readinessProbe"]
-    assert probe["grpc"] == {"port": 8081, "service": "inference.GRPCInferenceService"} and "httpGet" not in probe
+    assert (
+        probe["grpc"] == {"port": 8081, "service": "inference.GRPCInferenceService"}
+        and "httpGet" not in probe
+    )
     assert probe["periodSeconds"] == 5 and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "readinessVia" in render_fails("serving.probes.readinessVia=tcp")
 
 
 # ---- RayService ---------------------------------------------------------------------------------
 
+
 def test_rayservice_serve_config_is_valid_for_ray_serve():
+    from grpc_health.v1.health_pb2_grpc import add_HealthServicer_to_server
     from ray.serve.config import gRPCOptions
     from ray.serve.schema import ServeDeploySchema
 
     from finserve.serving.config import ServingConfig
     from finserve.serving.oip_grpc import ADD_SERVICER
-    from finserve.serving.oip_grpc.health import ADD_HEALTH_SERVICER
-    from grpc_health.v1.health_pb2_grpc import add_HealthServicer_to_server
     from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
+    from finserve.serving.oip_grpc.health import ADD_HEALTH_SERVICER
 
     docs = render(values=(CI / "rayservice-values.yaml",))
     assert not serving_deployments(docs)
     rs = one(docs, "RayService", "finserve-serving")
     serve = ServeDeploySchema.model_validate(yaml.safe_load(rs["spec"]["serveConfigV2"]))
     (app,) = serve.applications
-    assert (app.name, app.import_path, app.route_prefix) == ("finserve", "finserve.serving.app:build_app", "/")
+    assert (app.name, app.import_path, app.route_prefix) == (
+        "finserve",
+        "finserve.serving.app:build_app",
+        "/",
+    )
     assert serve.http_options.host == "0.0.0.0" and serve.http_options.port == 8000
     # Ray Serve's gRPC proxy serves OIP v2 on the chart's gRPC port, with the servicer Ray can import.
     assert serve.grpc_options.port == 8081
     assert serve.grpc_options.grpc_servicer_functions == [ADD_SERVICER, ADD_HEALTH_SERVICER]
     options = gRPCOptions(**serve.grpc_options.model_dump())
-    assert options.grpc_servicer_func_callable == [add_GRPCInferenceServiceServicer_to_server,
-                                                   add_HealthServicer_to_server]
+    assert options.grpc_servicer_func_callable == [
+        add_GRPCInferenceServiceServicer_to_server,
+        add_HealthServicer_to_server,
+    ]
     ServingConfig.model_validate(app.args)
     assert app.args["deployments"]["generator"]["num_gpus"] == 1
 
@@ -489,20 +625,29 @@ def test_rayservice_replicas_get_the_pods_env_overrides_as_finserve_up_does(tmp_
     from finserve.serving.app import build_app
     from finserve.serving.config import load_serving_config
 
-    extra = {"FINSERVE_GATEWAY__MAX_TOKENS_LIMIT": "200", "FINSERVE_GENERATOR__MAX_BATCH_SIZE": "3",
-             "FINSERVE_DEPLOYMENTS__GENERATOR__NUM_REPLICAS": "2"}
+    extra = {
+        "FINSERVE_GATEWAY__MAX_TOKENS_LIMIT": "200",
+        "FINSERVE_GENERATOR__MAX_BATCH_SIZE": "3",
+        "FINSERVE_DEPLOYMENTS__GENERATOR__NUM_REPLICAS": "2",
+    }
     env_values = tmp_path / "env-values.yaml"
-    env_values.write_text(yaml.safe_dump({"serving": {"extraEnv": [{"name": n, "value": v} for n, v in extra.items()]}}))
+    env_values.write_text(
+        yaml.safe_dump({"serving": {"extraEnv": [{"name": n, "value": v} for n, v in extra.items()]}})
+    )
     rs = one(render(values=(CI / "rayservice-values.yaml", env_values)), "RayService", "finserve-serving")
     cluster = rs["spec"]["rayClusterConfig"]
     for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
-        assert extra.items() <= {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}.items()
+        assert (
+            extra.items() <= {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}.items()
+        )
     (app,) = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"]
     assert app["args"].get("gateway", {}).get("max_tokens_limit") != 200  # the override is not in the file
 
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
-    ray_app = build_app(app["args"])._bound_deployment  # what the RayService builds: Gateway(config, ..., generator, ...)
+    ray_app = build_app(
+        app["args"]
+    )._bound_deployment  # what the RayService builds: Gateway(config, ..., generator, ...)
     gateway_config, generator = ray_app.init_args[0], ray_app.init_args[3]._bound_deployment
     assert gateway_config["gateway"]["max_tokens_limit"] == 200
     assert generator.init_args[0]["max_batch_size"] == 3 and generator.num_replicas == 2
@@ -510,7 +655,10 @@ def test_rayservice_replicas_get_the_pods_env_overrides_as_finserve_up_does(tmp_
     path = tmp_path / "serving.yaml"
     path.write_text(yaml.safe_dump(app["args"]))
     up = build_app(load_serving_config(path))._bound_deployment
-    assert up.init_args[0] == gateway_config and up.init_args[3]._bound_deployment.init_args == generator.init_args
+    assert (
+        up.init_args[0] == gateway_config
+        and up.init_args[3]._bound_deployment.init_args == generator.init_args
+    )
 
 
 def test_grpc_port_reaches_rays_grpc_proxy_on_every_node():
@@ -518,7 +666,9 @@ def test_grpc_port_reaches_rays_grpc_proxy_on_every_node():
     svc = one(docs, "Service", "finserve")
     grpc_svc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
     rs = one(docs, "RayService", "finserve-serving")
-    assert grpc_svc["targetPort"] == yaml.safe_load(rs["spec"]["serveConfigV2"])["grpc_options"]["port"] == 9000
+    assert (
+        grpc_svc["targetPort"] == yaml.safe_load(rs["spec"]["serveConfigV2"])["grpc_options"]["port"] == 9000
+    )
     cluster = rs["spec"]["rayClusterConfig"]
     for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
         assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
@@ -535,7 +685,12 @@ def test_rayservice_cluster_shape():
     head_ports = {p["name"]: p["containerPort"] for p in container(head, "ray-head")["ports"]}
     assert (head_ports["serve"], head_ports["grpc"]) == (8000, 8081)
     (group,) = cluster["workerGroupSpecs"]
-    assert (group["groupName"], group["replicas"], group["minReplicas"], group["maxReplicas"]) == ("gpu", 1, 1, 3)
+    assert (group["groupName"], group["replicas"], group["minReplicas"], group["maxReplicas"]) == (
+        "gpu",
+        1,
+        1,
+        3,
+    )
     worker = container(group["template"]["spec"], "ray-worker")
     assert worker["image"] == "finserve-serving-gpu:0.1.0"
     # Every node runs a Serve proxy (HTTP and gRPC), so workers expose the gRPC port too.
@@ -555,19 +710,30 @@ def test_ray_serve_switches_reach_every_ray_container():
     from finserve.serving.config import DeploymentsConfig
     from finserve.serving.serve_env import serve_env
 
-    for throughput, sets in ((True, ()), (False, ("serving.config.deployments.throughput_optimized=false",)),
-                             (True, ("serving.config.deployments.ingress=haproxy",))):
+    for throughput, sets in (
+        (True, ()),
+        (False, ("serving.config.deployments.throughput_optimized=false",)),
+        (True, ("serving.config.deployments.ingress=haproxy",)),
+    ):
         rs = one(render(values=(CI / "rayservice-values.yaml",), sets=sets), "RayService", "finserve-serving")
         cluster = rs["spec"]["rayClusterConfig"]
         want = serve_env(DeploymentsConfig(throughput_optimized=throughput, ingress="proxy"))
-        for pod in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
+        for pod in [
+            cluster["headGroupSpec"]["template"],
+            *(g["template"] for g in cluster["workerGroupSpecs"]),
+        ]:
             env = env_of(pod["spec"]["containers"][0])
-            for name in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY",
-                         "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"):
+            for name in (
+                "RAY_SERVE_THROUGHPUT_OPTIMIZED",
+                "RAY_SERVE_ENABLE_DIRECT_INGRESS",
+                "RAY_SERVE_ENABLE_HA_PROXY",
+                "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH",
+            ):
                 assert env[name]["value"] == want[name], name
 
 
 # ---- Jobs ---------------------------------------------------------------------------------------
+
 
 def test_jobs_are_off_by_default():
     assert not find(render(), "Job")
@@ -581,7 +747,8 @@ def test_training_job_writes_the_registry_with_its_config():
     assert c["command"] == ["finserve", "train", "--config", "/etc/finserve/training/training.yaml"]
     assert c["image"] == "finserve-training:0.1.0"
     assert yaml.safe_load(one(docs, "ConfigMap", "finserve-training")["data"]["training.yaml"]) == {
-        "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+        "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"
+    }
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/mnt/registry"]["readOnly"] is False
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
@@ -598,18 +765,28 @@ def test_training_job_defaults_to_the_repository_config_and_gpu_image():
 def test_eval_job_reports_json_on_the_held_out_file():
     job = one(render(values=(CI / "jobs-values.yaml",)), "Job", "finserve-eval-1")
     c = container(job["spec"]["template"]["spec"], "eval")
-    assert c["command"] == ["finserve", "eval", "--data", "/mnt/registry/eval/banking77-validation.csv", "--json"]
+    assert c["command"] == [
+        "finserve",
+        "eval",
+        "--data",
+        "/mnt/registry/eval/banking77-validation.csv",
+        "--json",
+    ]
     assert {m["mountPath"]: m for m in c["volumeMounts"]}["/mnt/registry"]["readOnly"] is True
 
 
 # ---- network policies -----------------------------------------------------------------------------
 
+
 def _selects(policy, labels):
     return policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
 
 
-@pytest.mark.parametrize("values", [(), (CI / "rayservice-values.yaml",), (CI / "jobs-values.yaml",)],
-                         ids=["defaults", "rayservice", "jobs"])
+@pytest.mark.parametrize(
+    "values",
+    [(), (CI / "rayservice-values.yaml",), (CI / "jobs-values.yaml",)],
+    ids=["defaults", "rayservice", "jobs"],
+)
 def test_only_the_gateway_is_reachable_from_outside_the_release(values):
     docs = render(values=values)
     policies = find(docs, "NetworkPolicy")
@@ -621,18 +798,26 @@ def test_only_the_gateway_is_reachable_from_outside_the_release(values):
     for doc in docs:
         for pod_labels in _pod_labels(doc):
             assert _selects(deny, pod_labels), f"{doc['kind']}/{doc['metadata']['name']} is not covered"
-            open_to_outside = [p for p in policies if _selects(p, pod_labels) and p is not deny
-                               and p["metadata"]["name"] != "finserve-kuberay"]
+            open_to_outside = [
+                p
+                for p in policies
+                if _selects(p, pod_labels) and p is not deny and p["metadata"]["name"] != "finserve-kuberay"
+            ]
             if pod_labels.get("app.kubernetes.io/component") == "serving":
                 # With a monitor on (rayservice-values), Prometheus may scrape the own /metrics port, no other.
                 assert open_to_outside[0] is gateway
-                assert [p["metadata"]["name"] for p in open_to_outside[1:]] in ([], ["finserve-serving-metrics"])
+                assert [p["metadata"]["name"] for p in open_to_outside[1:]] in (
+                    [],
+                    ["finserve-serving-metrics"],
+                )
                 for extra in open_to_outside[1:]:
                     assert extra["spec"]["ingress"] == [{"ports": [{"port": 9464, "protocol": "TCP"}]}]
             elif pod_labels.get("app.kubernetes.io/component") == "operator" and open_to_outside:
                 # With a monitor on (rayservice-values), Prometheus may scrape the operator's metrics port.
                 assert [p["metadata"]["name"] for p in open_to_outside] == ["finserve-operator-metrics"]
-                assert open_to_outside[0]["spec"]["ingress"] == [{"ports": [{"port": 8090, "protocol": "TCP"}]}]
+                assert open_to_outside[0]["spec"]["ingress"] == [
+                    {"ports": [{"port": 8090, "protocol": "TCP"}]}
+                ]
             else:
                 assert open_to_outside == [], f"{doc['metadata']['name']} is reachable from outside"
 
@@ -651,18 +836,25 @@ def test_kuberay_operator_may_reach_the_ray_head_dashboard():
     policy = one(render(values=(CI / "rayservice-values.yaml",)), "NetworkPolicy", "finserve-kuberay")
     assert policy["spec"]["podSelector"]["matchLabels"]["finserve.dev/ray-node"] == "head"
     (rule,) = policy["spec"]["ingress"]
-    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}}}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}}}
+    ]
     assert {p["port"] for p in rule["ports"]} == {8265, 52365}
 
 
 def test_gateway_sources_can_be_restricted():
     peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
-    docs = render(sets=("networkPolicy.gatewayFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=ingress-nginx",))
+    docs = render(
+        sets=(
+            "networkPolicy.gatewayFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=ingress-nginx",
+        )
+    )
     assert one(docs, "NetworkPolicy", "finserve-gateway")["spec"]["ingress"][0]["from"] == [peer]
     assert not find(render(sets=("networkPolicy.enabled=false",)), "NetworkPolicy")
 
 
 # ---- monitoring ----------------------------------------------------------------------------------
+
 
 def test_monitoring_is_off_by_default():
     kinds = {d["kind"] for d in render()}
@@ -681,31 +873,45 @@ def test_service_monitor_scrapes_the_own_metrics_port_through_a_service_of_its_o
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["finserve"]}
     (endpoint,) = sm["spec"]["endpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
-    assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}]
+    assert metrics["spec"]["ports"] == [
+        {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}
+    ]
     assert metrics["spec"]["type"] == "ClusterIP"
     assert {p["name"] for p in gateway["spec"]["ports"]} == {"http", "grpc"}
-    assert metrics["spec"]["selector"].items() <= serving_deployments(docs)[0]["spec"]["template"]["metadata"][
-        "labels"].items()
+    assert (
+        metrics["spec"]["selector"].items()
+        <= serving_deployments(docs)[0]["spec"]["template"]["metadata"]["labels"].items()
+    )
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert not find(render(), "Service", "finserve-metrics")  # no monitor: no metrics Service
 
 
-@pytest.mark.parametrize("values", [(), (CHART / "ci" / "rayservice-values.yaml",)], ids=["deployment", "rayservice"])
+@pytest.mark.parametrize(
+    "values", [(), (CHART / "ci" / "rayservice-values.yaml",)], ids=["deployment", "rayservice"]
+)
 def test_serving_metrics_listen_on_their_own_port_and_not_on_the_api_port(values):
     """The own listener (serving/exposure.py) binds every interface of the pod at serving.metricsPort;
     the API port answers /metrics with 404 (exposure.metrics_on_api_port off)."""
     from finserve.serving.config import ServingConfig
 
     docs = render(values=values, sets=("serving.metricsPort=9500",))
-    pods = [spec for doc in docs for spec in _pod_specs(doc) if doc["metadata"]["labels"].get(
-        "app.kubernetes.io/component") == "serving"]
+    pods = [
+        spec
+        for doc in docs
+        for spec in _pod_specs(doc)
+        if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"
+    ]
     assert pods
     for spec in pods:
         c = spec["containers"][0]
         env = env_of(c)
-        assert (env["FINSERVE_METRICS_HOST"]["value"], env["FINSERVE_METRICS_PORT"]["value"]) == ("0.0.0.0", "9500")
-        assert {"name": "metrics", "containerPort": 9500} in [{k: p[k] for k in ("name", "containerPort")}
-                                                              for p in c["ports"]]
+        assert (env["FINSERVE_METRICS_HOST"]["value"], env["FINSERVE_METRICS_PORT"]["value"]) == (
+            "0.0.0.0",
+            "9500",
+        )
+        assert {"name": "metrics", "containerPort": 9500} in [
+            {k: p[k] for k in ("name", "containerPort")} for p in c["ports"]
+        ]
     for cm in find(docs, "ConfigMap"):
         if "serving.yaml" in cm.get("data", {}):
             cfg = ServingConfig.model_validate(yaml.safe_load(cm["data"]["serving.yaml"]))
@@ -714,17 +920,25 @@ def test_serving_metrics_listen_on_their_own_port_and_not_on_the_api_port(values
 
 def test_serving_metrics_sources_can_be_restricted():
     peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-    docs = render(values=(CI / "monitoring-values.yaml",), sets=(
-        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",))
+    docs = render(
+        values=(CI / "monitoring-values.yaml",),
+        sets=(
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+        ),
+    )
     (rule,) = one(docs, "NetworkPolicy", "finserve-serving-metrics")["spec"]["ingress"]
     assert rule == {"ports": [{"port": 9464, "protocol": "TCP"}], "from": [peer]}
     # The gateway policy never opens the metrics port.
-    gateway_ports = {p["port"] for p in one(docs, "NetworkPolicy", "finserve-gateway")["spec"]["ingress"][0]["ports"]}
+    gateway_ports = {
+        p["port"] for p in one(docs, "NetworkPolicy", "finserve-gateway")["spec"]["ingress"][0]["ports"]
+    }
     assert gateway_ports == {8000, 8081}
     assert not find(render(), "NetworkPolicy", "finserve-serving-metrics")
 
 
-@pytest.mark.parametrize("values", [(), (CHART / "ci" / "rayservice-values.yaml",)], ids=["deployment", "rayservice"])
+@pytest.mark.parametrize(
+    "values", [(), (CHART / "ci" / "rayservice-values.yaml",)], ids=["deployment", "rayservice"]
+)
 def test_pod_monitor_names_a_port_every_serving_pod_has(values):
     port = "metrics"
     docs = render(values=values, sets=("monitoring.podMonitor.enabled=true",))
@@ -733,32 +947,48 @@ def test_pod_monitor_names_a_port_every_serving_pod_has(values):
     for doc in docs:
         for spec, labels in zip(_pod_specs(doc), _pod_labels(doc), strict=True):
             if pm["spec"]["selector"]["matchLabels"].items() <= labels.items():
-                assert port in {p["name"] for p in spec["containers"][0].get("ports", [])}, doc["metadata"]["name"]
+                assert port in {p["name"] for p in spec["containers"][0].get("ports", [])}, doc["metadata"][
+                    "name"
+                ]
 
 
 @pytest.mark.parametrize("monitor", ["serviceMonitor", "podMonitor"])
 def test_operator_pod_monitor_scrapes_the_operator_metrics_port(monitor):
-    docs = render(sets=(f"monitoring.{monitor}.enabled=true", f"monitoring.{monitor}.labels.release=prom",
-                        f"monitoring.{monitor}.interval=15s"))
+    docs = render(
+        sets=(
+            f"monitoring.{monitor}.enabled=true",
+            f"monitoring.{monitor}.labels.release=prom",
+            f"monitoring.{monitor}.interval=15s",
+        )
+    )
     pm = one(docs, "PodMonitor", "finserve-operator")
     dep = one(docs, "Deployment", "finserve-operator")
-    assert pm["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        pm["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
     (endpoint,) = pm["spec"]["podMetricsEndpoints"]
     assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "15s")
     assert "metrics" in {p["name"] for p in container(dep["spec"]["template"]["spec"], "operator")["ports"]}
     assert pm["metadata"]["labels"]["release"] == "prom"
     # Only the operator's metrics port opens to the outside, and only while a monitor is on.
     operator_labels = dep["spec"]["template"]["metadata"]["labels"]
-    open_to_outside = [p for p in find(docs, "NetworkPolicy")
-                       if _selects(p, operator_labels) and p["metadata"]["name"] != "finserve-default-deny"]
+    open_to_outside = [
+        p
+        for p in find(docs, "NetworkPolicy")
+        if _selects(p, operator_labels) and p["metadata"]["name"] != "finserve-default-deny"
+    ]
     assert [p["metadata"]["name"] for p in open_to_outside] == ["finserve-operator-metrics"]
     assert open_to_outside[0]["spec"]["ingress"] == [{"ports": [{"port": 8090, "protocol": "TCP"}]}]
 
 
 def test_operator_metrics_sources_can_be_restricted_and_nothing_is_scraped_without_monitoring():
     peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-    docs = render(values=(CI / "monitoring-values.yaml",), sets=(
-        "networkPolicy.operatorMetricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",))
+    docs = render(
+        values=(CI / "monitoring-values.yaml",),
+        sets=(
+            "networkPolicy.operatorMetricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+        ),
+    )
     assert one(docs, "NetworkPolicy", "finserve-operator-metrics")["spec"]["ingress"][0]["from"] == [peer]
     plain = render()
     assert not find(plain, "PodMonitor") and not find(plain, "NetworkPolicy", "finserve-operator-metrics")
@@ -788,20 +1018,35 @@ def test_auth_values_reach_the_serving_config_and_mount_the_keys_secret():
     and JWKS ConfigMap are mounted as folders (the kubelet then updates them in place)."""
     from finserve.serving.config import ServingConfig
 
-    docs = render(sets=("serving.auth.keys.existingSecret=finserve-keys", "serving.auth.jwt.jwksConfigMap=idp-jwks",
-                        "serving.auth.jwt.issuer=https://idp.bank.example", "serving.auth.jwt.audience=finserve",
-                        "serving.auth.jwt.tenantsClaim=fs_tenants"))
-    cfg = ServingConfig.model_validate(yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"]))
+    docs = render(
+        sets=(
+            "serving.auth.keys.existingSecret=finserve-keys",
+            "serving.auth.jwt.jwksConfigMap=idp-jwks",
+            "serving.auth.jwt.issuer=https://idp.bank.example",
+            "serving.auth.jwt.audience=finserve",
+            "serving.auth.jwt.tenantsClaim=fs_tenants",
+        )
+    )
+    cfg = ServingConfig.model_validate(
+        yaml.safe_load(one(docs, "ConfigMap", "finserve-serving-cpu")["data"]["serving.yaml"])
+    )
     assert cfg.auth.keys_file == "/etc/finserve/auth-keys/keys.json"
     assert cfg.auth.jwt.jwks_file == "/etc/finserve/jwks/jwks.json" and cfg.auth.jwt.jwks_url is None
     assert (cfg.auth.jwt.issuer, cfg.auth.jwt.audience, cfg.auth.jwt.tenants_claim) == (
-        "https://idp.bank.example", "finserve", "fs_tenants")
+        "https://idp.bank.example",
+        "finserve",
+        "fs_tenants",
+    )
     spec = one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["auth-keys"]["secret"]["secretName"] == "finserve-keys"
     assert volumes["jwks"]["configMap"]["name"] == "idp-jwks"
     mounts = {m["name"]: m for m in container(spec, "serving")["volumeMounts"]}
-    assert mounts["auth-keys"] == {"name": "auth-keys", "mountPath": "/etc/finserve/auth-keys", "readOnly": True}
+    assert mounts["auth-keys"] == {
+        "name": "auth-keys",
+        "mountPath": "/etc/finserve/auth-keys",
+        "readOnly": True,
+    }
     assert "subPath" not in mounts["jwks"]
 
 
@@ -813,7 +1058,11 @@ def test_no_authentication_needs_the_installers_consent_and_jwt_needs_issuer_and
     refused = "refusing to serve the API without authentication"
     # The chart's defaults name no credential source: refused, with what to set.
     err = render_fails(auth=())
-    assert refused in err and "serving.auth.allowUnauthenticated=true" in err and "serving.auth.keys.existingSecret" in err
+    assert (
+        refused in err
+        and "serving.auth.allowUnauthenticated=true" in err
+        and "serving.auth.keys.existingSecret" in err
+    )
     # mode none is refused even beside a keys Secret, and so is a pool that turns auth off.
     assert refused in render_fails("serving.auth.mode=none")
     assert refused in render_fails("serving.pools[0].name=cpu", "serving.pools[0].config.auth.mode=none")
@@ -831,39 +1080,82 @@ def test_no_authentication_needs_the_installers_consent_and_jwt_needs_issuer_and
 
 # ---- logs and tracing ----------------------------------------------------------------------------
 
+
 def _serving_and_operator_env(docs):
-    serving = env_of(container(one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving"))
-    operator = env_of(container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator"))
+    serving = env_of(
+        container(one(docs, "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"], "serving")
+    )
+    operator = env_of(
+        container(one(docs, "Deployment", "finserve-operator")["spec"]["template"]["spec"], "operator")
+    )
     return serving, operator
 
 
 def test_logs_are_json_and_tracing_is_off_by_default():
     for env in _serving_and_operator_env(render()):
-        assert env["FINSERVE_LOG_FORMAT"]["value"] == "json" and env["RAY_SERVE_LOG_ENCODING"]["value"] == "JSON"
+        assert (
+            env["FINSERVE_LOG_FORMAT"]["value"] == "json" and env["RAY_SERVE_LOG_ENCODING"]["value"] == "JSON"
+        )
         assert env["OTEL_TRACES_EXPORTER"]["value"] == "none" and "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
 
 
 def test_tracing_points_every_process_at_the_collector(tmp_path):
     values = tmp_path / "tracing.yaml"
-    values.write_text(yaml.safe_dump({"logging": {"format": "text"}, "tracing": {
-        "enabled": True, "otlpEndpoint": "http://otel-collector.obs:4318", "samplingRatio": 0.25}}))
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "logging": {"format": "text"},
+                "tracing": {
+                    "enabled": True,
+                    "otlpEndpoint": "http://otel-collector.obs:4318",
+                    "samplingRatio": 0.25,
+                },
+            }
+        )
+    )
     docs = render(values=(values,))
     for env in _serving_and_operator_env(docs):
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel-collector.obs:4318"
-        assert env["OTEL_TRACES_EXPORTER"]["value"] == "otlp" and env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
-        assert env["FINSERVE_LOG_FORMAT"]["value"] == "text" and env["RAY_SERVE_LOG_ENCODING"]["value"] == "TEXT"
+        assert (
+            env["OTEL_TRACES_EXPORTER"]["value"] == "otlp"
+            and env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
+        )
+        assert (
+            env["FINSERVE_LOG_FORMAT"]["value"] == "text" and env["RAY_SERVE_LOG_ENCODING"]["value"] == "TEXT"
+        )
     assert "format" in render_fails("logging.format=yaml")
 
 
 # ---- provider API keys ---------------------------------------------------------------------------
 
+
 def _providers_values(tmp_path, secrets):
     values = tmp_path / "providers.yaml"
-    values.write_text(yaml.safe_dump({"serving": {"providerSecrets": secrets, "config": {"generator": {"providers": [
-        {"name": "local", "engine": "local"},
-        {"name": "hosted", "engine": "openai", "openai": {
-            "base_url": "https://llm.bank.example/v1", "api_key_file": "/etc/finserve/providers/hosted/api-key",
-            "default_model": "bank-llm"}}]}}}}))
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "serving": {
+                    "providerSecrets": secrets,
+                    "config": {
+                        "generator": {
+                            "providers": [
+                                {"name": "local", "engine": "local"},
+                                {
+                                    "name": "hosted",
+                                    "engine": "openai",
+                                    "openai": {
+                                        "base_url": "https://llm.bank.example/v1",
+                                        "api_key_file": "/etc/finserve/providers/hosted/api-key",
+                                        "default_model": "bank-llm",
+                                    },
+                                },
+                            ]
+                        }
+                    },
+                }
+            }
+        )
+    )
     return values
 
 
@@ -873,21 +1165,30 @@ def test_provider_api_keys_are_mounted_from_secrets_where_the_config_reads_them(
     serving container, at the path its api_key_file names (serving/inference/openai_engine.read_api_key)."""
     from finserve.serving.config import ServingConfig
 
-    docs = render(values=(*values, _providers_values(tmp_path, [{"name": "hosted", "existingSecret": "llm-key"}])))
+    docs = render(
+        values=(*values, _providers_values(tmp_path, [{"name": "hosted", "existingSecret": "llm-key"}]))
+    )
     cms = [cm for cm in find(docs, "ConfigMap") if "serving.yaml" in cm.get("data", {})]
     assert cms
     for cm in cms:
         cfg = ServingConfig.model_validate(yaml.safe_load(cm["data"]["serving.yaml"]))
         assert cfg.generator.providers[1].openai.api_key_file == "/etc/finserve/providers/hosted/api-key"
-    pods = [spec for doc in docs for spec in _pod_specs(doc)
-            if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"]
+    pods = [
+        spec
+        for doc in docs
+        for spec in _pod_specs(doc)
+        if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"
+    ]
     assert pods
     for spec in pods:
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["provider-hosted"]["secret"] == {"secretName": "llm-key", "defaultMode": 0o400}
         mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
-        assert mounts["provider-hosted"] == {"name": "provider-hosted", "mountPath": "/etc/finserve/providers/hosted",
-                                             "readOnly": True}  # a folder: a rotated Secret reaches the pod
+        assert mounts["provider-hosted"] == {
+            "name": "provider-hosted",
+            "mountPath": "/etc/finserve/providers/hosted",
+            "readOnly": True,
+        }  # a folder: a rotated Secret reaches the pod
     # Jobs never get the provider keys.
     for job in find(docs, "Job"):
         assert not any(v["name"].startswith("provider-") for v in job["spec"]["template"]["spec"]["volumes"])
@@ -899,5 +1200,8 @@ def test_a_provider_key_file_no_secret_mounts_fails_the_render(tmp_path):
     assert "serving.providerSecrets" in err
     twice = [{"name": "hosted", "existingSecret": "a"}, {"name": "hosted", "existingSecret": "b"}]
     assert "used twice" in render_fails(values=(_providers_values(tmp_path, twice),))
-    assert not [v for v in one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]["volumes"]
-                if v["name"].startswith("provider-")]
+    assert not [
+        v
+        for v in one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]["volumes"]
+        if v["name"].startswith("provider-")
+    ]

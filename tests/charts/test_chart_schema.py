@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-
 from k8s_tooling import CHART, render, render_fails
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -20,24 +19,43 @@ BAD_VALUES = [
     (["serving.httpPort=http"], "at '/serving/httpPort': got string, want integer"),
     (["serving.httpPort=70000"], "at '/serving/httpPort': maximum: got 70,000, want 65,535"),
     (["serving.pools[0].name=CPU"], "at '/serving/pools/0/name': 'CPU' does not match pattern"),
-    (["serving.pools[0].name=cpu", "serving.pools[0].gpus=-1"], "at '/serving/pools/0/gpus': minimum: got -1, want 0"),
-    (["serving.pools[0].name=cpu", "serving.pools[0].replicaCount=2"],
-     "at '/serving/pools/0': additional properties 'replicaCount' not allowed"),
+    (
+        ["serving.pools[0].name=cpu", "serving.pools[0].gpus=-1"],
+        "at '/serving/pools/0/gpus': minimum: got -1, want 0",
+    ),
+    (
+        ["serving.pools[0].name=cpu", "serving.pools[0].replicaCount=2"],
+        "at '/serving/pools/0': additional properties 'replicaCount' not allowed",
+    ),
     (["redis.mode=sentinel"], "at '/redis/mode': value must be one of 'bundled', 'external', 'disabled'"),
     (["redis.mode=external"], "at '/redis/external/url': minLength: got 0, want 1"),
     # Credentials never go into values: a URL carrying user:password is rejected.
-    (["redis.mode=external", "redis.external.url=redis://user:hunter2@redis:6379/0"],
-     "at '/redis/external/url': 'redis://user:hunter2@redis:6379/0' does not match pattern"),
+    (
+        ["redis.mode=external", "redis.external.url=redis://user:hunter2@redis:6379/0"],
+        "at '/redis/external/url': 'redis://user:hunter2@redis:6379/0' does not match pattern",
+    ),
     (["milvus.uri=http://root:Milvus@milvus:19530"], "at '/milvus/uri'"),
     (["registry.type=objectStorage"], "at '/registry/objectStorage/url': minLength: got 0, want 1"),
     (["registry.type=nfs"], "at '/registry/type': value must be one of 'pvc', 'objectStorage', 'dataDir'"),
     (["evaluation.enabled=true"], "at '/evaluation/dataPath': minLength: got 0, want 1"),
-    (["monitoring.prometheusRule.errorRateThreshold=5"], "at '/monitoring/prometheusRule/errorRateThreshold': maximum"),
+    (
+        ["monitoring.prometheusRule.errorRateThreshold=5"],
+        "at '/monitoring/prometheusRule/errorRateThreshold': maximum",
+    ),
     (["monitoring.serviceMonitor.interval=30 seconds"], "at '/monitoring/serviceMonitor/interval'"),
     (["operator.watchNamespaces[0]=Bad_NS"], "at '/operator/watchNamespaces/0'"),
-    (["operator.podDisruptionBudget.maxUnavailable=2"], "at '/operator/podDisruptionBudget/maxUnavailable': maximum: got 2, want 1"),
-    (["serving.service.httpNodePort=8000"], "at '/serving/service/httpNodePort': minimum: got 8,000, want 30,000"),
-    (["serving.poolDefaults.resources.requests.cpu=lots"], "at '/serving/poolDefaults/resources/requests/cpu'"),
+    (
+        ["operator.podDisruptionBudget.maxUnavailable=2"],
+        "at '/operator/podDisruptionBudget/maxUnavailable': maximum: got 2, want 1",
+    ),
+    (
+        ["serving.service.httpNodePort=8000"],
+        "at '/serving/service/httpNodePort': minimum: got 8,000, want 30,000",
+    ),
+    (
+        ["serving.poolDefaults.resources.requests.cpu=lots"],
+        "at '/serving/poolDefaults/resources/requests/cpu'",
+    ),
 ]
 
 
@@ -50,11 +68,19 @@ def test_bad_values_fail_with_the_schema_message(sets: list[str], message: str):
 
 TEMPLATE_CHECKS = [
     # Rules a schema cannot say, enforced by the templates with a readable message.
-    (["serving.pools[0].name=gpu", "serving.pools[0].gpus=1", "serving.pools[0].autoscaling.enabled=true"],
-     "serving.pools[gpu].autoscaling: the CPU HPA is for CPU pools"),
+    (
+        ["serving.pools[0].name=gpu", "serving.pools[0].gpus=1", "serving.pools[0].autoscaling.enabled=true"],
+        "serving.pools[gpu].autoscaling: the CPU HPA is for CPU pools",
+    ),
     (["serving.pools[0].name=a", "serving.pools[1].name=a"], 'serving.pools: pool name "a" is used twice'),
-    (["serving.runtime=rayservice", "serving.rayService.workerGroups[0].name=w",
-      "serving.rayService.workerGroups[1].name=w"], 'workerGroups: group name "w" is used twice'),
+    (
+        [
+            "serving.runtime=rayservice",
+            "serving.rayService.workerGroups[0].name=w",
+            "serving.rayService.workerGroups[1].name=w",
+        ],
+        'workerGroups: group name "w" is used twice',
+    ),
 ]
 
 
@@ -64,8 +90,14 @@ def test_template_checks_fail_with_a_clear_message(sets: list[str], message: str
 
 
 def test_good_overrides_still_render():
-    docs = render(sets=("serving.httpPort=9000", "redis.mode=external", "redis.external.url=redis://cache:6379/1",
-                        "milvus.uri=http://milvus:19530"))
+    docs = render(
+        sets=(
+            "serving.httpPort=9000",
+            "redis.mode=external",
+            "redis.external.url=redis://cache:6379/1",
+            "milvus.uri=http://milvus:19530",
+        )
+    )
     assert docs
 
 
@@ -109,8 +141,10 @@ def test_values_yaml_documents_every_setting():
             covered_below = indent
             continue
         rest = m.group("rest").split("#", 1)[0].strip()
-        nxt = next((ln for ln in lines[i + 1:] if ln.strip() and not ln.strip().startswith("#")), "")
-        groups_keys = rest == "" and not nxt.lstrip().startswith("- ") and len(nxt) - len(nxt.lstrip()) > indent
+        nxt = next((ln for ln in lines[i + 1 :] if ln.strip() and not ln.strip().startswith("#")), "")
+        groups_keys = (
+            rest == "" and not nxt.lstrip().startswith("- ") and len(nxt) - len(nxt.lstrip()) > indent
+        )
         if not groups_keys:
             undocumented.append(f"line {i + 1}: {line.strip()}")
     assert not undocumented, "values without a `# --` comment:\n" + "\n".join(undocumented)

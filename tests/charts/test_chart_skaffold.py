@@ -10,7 +10,6 @@ import re
 
 import jsonschema
 import pytest
-
 from k8s_tooling import CHART, REPO, SHARED, in_ci, load_yaml, render
 
 SCHEMA_PATH = SHARED / "schemas" / "skaffold-v4beta14.json"
@@ -35,7 +34,9 @@ def test_skaffold_yaml_is_valid_v4beta14(validator: jsonschema.Draft7Validator):
 
 def test_schema_catches_a_misspelt_key(validator: jsonschema.Draft7Validator):
     broken = copy.deepcopy(SKAFFOLD)
-    broken["build"]["artifacts"][0]["docker"]["dockerFile"] = broken["build"]["artifacts"][0]["docker"].pop("dockerfile")
+    broken["build"]["artifacts"][0]["docker"]["dockerFile"] = broken["build"]["artifacts"][0]["docker"].pop(
+        "dockerfile"
+    )
     assert list(validator.iter_errors(broken))
 
 
@@ -45,7 +46,9 @@ def apply_profile(config: dict, name: str) -> dict:
     (profile,) = [p for p in config["profiles"] if p["name"] == name]
     for patch in profile.get("patches", []):
         assert patch["op"] == "add"
-        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in patch["path"].strip("/").split("/")]
+        *parents, last = [
+            p.replace("~1", "/").replace("~0", "~") for p in patch["path"].strip("/").split("/")
+        ]
         node = config
         for part in parents:
             node = node[int(part)] if isinstance(node, list) else node[part]

@@ -26,4 +26,3 @@ def test_the_cli_prints_the_package_version():
 def test_the_chart_app_version_is_the_package_version():
     chart = yaml.safe_load((REPO / "charts" / "finserve" / "Chart.yaml").read_text())
     assert chart["appVersion"] == VERSION, "charts/finserve/Chart.yaml appVersion != pyproject.toml version"
-

@@ -13,7 +13,9 @@ def test_parse_and_print_round_trip():
     assert (ref.name, ref.version, str(ref)) == ("banking77-intent", "1.2.0", "banking77-intent@1.2.0")
 
 
-@pytest.mark.parametrize("bad", ["banking", "@1.0.0", "banking@", "Banking@1.0.0", "banking@1.0", "banking@v1.0.0"])
+@pytest.mark.parametrize(
+    "bad", ["banking", "@1.0.0", "banking@", "Banking@1.0.0", "banking@1.0", "banking@v1.0.0"]
+)
 def test_bad_refs_are_rejected_with_a_message(bad):
     with pytest.raises(ValueError):
         AdapterRef.parse(bad)

@@ -11,8 +11,14 @@ STABLE = AdapterRef.parse("banking@1.0.0")
 
 
 def test_configmap_round_trip():
-    table = RoutingTable(revision=4, routes={"m": Route(base_model="b", stable=STABLE,
-                                                        canary=AdapterRef.parse("banking@1.1.0"), canary_weight=25)})
+    table = RoutingTable(
+        revision=4,
+        routes={
+            "m": Route(
+                base_model="b", stable=STABLE, canary=AdapterRef.parse("banking@1.1.0"), canary_weight=25
+            )
+        },
+    )
     again = RoutingTable.from_configmap_data(table.to_configmap_data())
     assert again == table
 

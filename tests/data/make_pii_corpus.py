@@ -48,7 +48,9 @@ def in_script(text: str, script: str, ideographic_space: bool = False) -> str:
 def with_zero_width(text: str, rng: random.Random) -> str:
     chars = list(text)
     digit_positions = [i for i, c in enumerate(chars) if c.isalnum()][1:]
-    for i in sorted(rng.sample(digit_positions, k=min(len(digit_positions), rng.randint(1, 4))), reverse=True):
+    for i in sorted(
+        rng.sample(digit_positions, k=min(len(digit_positions), rng.randint(1, 4))), reverse=True
+    ):
         chars.insert(i, rng.choice(ZERO_WIDTH))
     return "".join(chars)
 
@@ -125,7 +127,10 @@ IBAN_BBAN: dict[str, str] = {  # A = capital letter, 9 = digit
 
 def iban(rng: random.Random) -> str:
     country = rng.choice(sorted(IBAN_BBAN))
-    bban = "".join(rng.choice(string.ascii_uppercase) if c == "A" else rng.choice(string.digits) for c in IBAN_BBAN[country])
+    bban = "".join(
+        rng.choice(string.ascii_uppercase) if c == "A" else rng.choice(string.digits)
+        for c in IBAN_BBAN[country]
+    )
     numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
     check = 98 - int(numeric) % 97
     return f"{country}{check:02d}{bban}"
@@ -145,16 +150,36 @@ PHONE_FORMATS: dict[str, Callable[[random.Random], str]] = {
     "phone_us_dots": lambda r: "{}.{}.{}".format(*nanp(r)),
     "phone_us_dashes": lambda r: "{}-{}-{}".format(*nanp(r)),
     "phone_us_spaces": lambda r: "{} {} {}".format(*nanp(r)),
-    "phone_us_plus1": lambda r: r.choice(["+1 {} {} {}", "+1-{}-{}-{}", "+1 ({}) {}-{}", "1-{}-{}-{}", "+1.{}.{}.{}"]).format(*nanp(r)),
-    "phone_uk_mobile_intl": lambda r: r.choice(["+44 7{} {}", "+447{}{}", "+44 (0)7{} {}", "0044 7{} {}"]).format(digits(3, r), digits(6, r)),
-    "phone_uk_mobile_national": lambda r: r.choice(["07{} {}", "07{}{}", "07{}-{}"]).format(digits(3, r), digits(6, r)),
-    "phone_uk_fiction_range": lambda r: r.choice(["+44 7700 900{}", "07700 900{}", "+44 (0)7700 900{}"]).format(digits(3, r)),
-    "phone_uk_landline": lambda r: r.choice(["020 {} {}", "+44 20 {} {}", "(020) {} {}", "0161 {} {}", "+44 161 {} {}"]).format(digits(4, r), digits(4, r))[:17],
-    "phone_fr": lambda r: r.choice(["0{} {} {} {} {}", "+33 {} {} {} {} {}", "0{}.{}.{}.{}.{}"]).format(r.choice("1234567"), *[digits(2, r) for _ in range(4)]),
-    "phone_de": lambda r: r.choice(["030 {}{}", "+49 30 {}{}", "0151 {}{}", "+49 151 {} {}", "(089) {} {}"]).format(digits(4, r), digits(4, r)),
-    "phone_es": lambda r: r.choice(["+34 6{} {} {}", "+34 9{} {} {}", "6{} {} {}", "6{}{}{}"]).format(digits(2, r), digits(3, r), digits(3, r)),
-    "phone_it": lambda r: r.choice(["+39 3{} {} {}", "3{} {} {}", "+39 06 {} {}"]).format(digits(2, r), digits(3, r), digits(4, r)),
-    "phone_nl_ie_be_pl": lambda r: r.choice(["06 {}{}", "+31 6 {}{}", "+353 8{} {}", "+32 4{} {}", "+48 {} {}"]).format(digits(4, r), digits(4, r)),
+    "phone_us_plus1": lambda r: r.choice(
+        ["+1 {} {} {}", "+1-{}-{}-{}", "+1 ({}) {}-{}", "1-{}-{}-{}", "+1.{}.{}.{}"]
+    ).format(*nanp(r)),
+    "phone_uk_mobile_intl": lambda r: r.choice(
+        ["+44 7{} {}", "+447{}{}", "+44 (0)7{} {}", "0044 7{} {}"]
+    ).format(digits(3, r), digits(6, r)),
+    "phone_uk_mobile_national": lambda r: r.choice(["07{} {}", "07{}{}", "07{}-{}"]).format(
+        digits(3, r), digits(6, r)
+    ),
+    "phone_uk_fiction_range": lambda r: r.choice(
+        ["+44 7700 900{}", "07700 900{}", "+44 (0)7700 900{}"]
+    ).format(digits(3, r)),
+    "phone_uk_landline": lambda r: r.choice(
+        ["020 {} {}", "+44 20 {} {}", "(020) {} {}", "0161 {} {}", "+44 161 {} {}"]
+    ).format(digits(4, r), digits(4, r))[:17],
+    "phone_fr": lambda r: r.choice(["0{} {} {} {} {}", "+33 {} {} {} {} {}", "0{}.{}.{}.{}.{}"]).format(
+        r.choice("1234567"), *[digits(2, r) for _ in range(4)]
+    ),
+    "phone_de": lambda r: r.choice(
+        ["030 {}{}", "+49 30 {}{}", "0151 {}{}", "+49 151 {} {}", "(089) {} {}"]
+    ).format(digits(4, r), digits(4, r)),
+    "phone_es": lambda r: r.choice(["+34 6{} {} {}", "+34 9{} {} {}", "6{} {} {}", "6{}{}{}"]).format(
+        digits(2, r), digits(3, r), digits(3, r)
+    ),
+    "phone_it": lambda r: r.choice(["+39 3{} {} {}", "3{} {} {}", "+39 06 {} {}"]).format(
+        digits(2, r), digits(3, r), digits(4, r)
+    ),
+    "phone_nl_ie_be_pl": lambda r: r.choice(
+        ["06 {}{}", "+31 6 {}{}", "+353 8{} {}", "+32 4{} {}", "+48 {} {}"]
+    ).format(digits(4, r), digits(4, r)),
 }
 # Formats that look like any other number: customers say what they are.
 PHONE_NEEDS_CONTEXT = {"phone_es", "phone_it", "phone_us_spaces"}
@@ -284,7 +309,9 @@ def sentence(kind: str, value: str, rng: random.Random) -> tuple[str, int, int]:
 Case = dict[str, object]
 
 
-def single(kind: str, fmt: str, template: str, value: str, rng: random.Random, pii_kind: str = "structured") -> Case:
+def single(
+    kind: str, fmt: str, template: str, value: str, rng: random.Random, pii_kind: str = "structured"
+) -> Case:
     text, start, end = sentence(template, value, rng)
     return {"kind": pii_kind, "format": fmt, "turns": [text], "pii": [[0, start, end]]}
 
@@ -305,12 +332,16 @@ def card_formats() -> dict[str, Callable[[random.Random], str]]:
         "card_single_digits": lambda r: " ".join(card(r)),
         "card_nbsp": fmt("\u00a0"),
         "card_en_dash": fmt("\u2013"),
-        "card_fullwidth": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "fullwidth", r.random() < 0.5),
+        "card_fullwidth": lambda r: in_script(
+            group(card(r), [4, 4, 4, 4], " "), "fullwidth", r.random() < 0.5
+        ),
         "card_arabic_indic": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "arabic_indic"),
         "card_persian": lambda r: in_script(card(r), "persian"),
         "card_devanagari": lambda r: in_script(group(card(r), [4, 4, 4, 4], "-"), "devanagari"),
         "card_bengali": lambda r: in_script(group(card(r), [4, 4, 4, 4], " "), "bengali"),
-        "card_zero_width": lambda r: with_zero_width(group(card(r), [4, 4, 4, 4], r.choice([" ", "-", ""])), r),
+        "card_zero_width": lambda r: with_zero_width(
+            group(card(r), [4, 4, 4, 4], r.choice([" ", "-", ""])), r
+        ),
     }
 
 
@@ -343,8 +374,29 @@ def email_value(rng: random.Random) -> tuple[str, str, str]:
     name = person(rng).split()
     first = "".join(c for c in name[0].lower() if c.isascii() and c.isalpha()) or "user"
     last = "".join(c for c in name[-1].lower() if c.isascii() and c.isalpha()) or "name"
-    local = rng.choice([f"{first}.{last}", f"{first}_{last}", f"{first[0]}{last}{rng.randint(1, 99)}", f"{first}{rng.randint(70, 99)}", f"{first}.{last}+bank"])
-    domain = rng.choice(["gmail", "outlook", "yahoo", "proton", "mail", "example", "fastmail", "icloud", "acme-corp", "uni-leeds"])
+    local = rng.choice(
+        [
+            f"{first}.{last}",
+            f"{first}_{last}",
+            f"{first[0]}{last}{rng.randint(1, 99)}",
+            f"{first}{rng.randint(70, 99)}",
+            f"{first}.{last}+bank",
+        ]
+    )
+    domain = rng.choice(
+        [
+            "gmail",
+            "outlook",
+            "yahoo",
+            "proton",
+            "mail",
+            "example",
+            "fastmail",
+            "icloud",
+            "acme-corp",
+            "uni-leeds",
+        ]
+    )
     tld = rng.choice(["com", "co.uk", "org", "de", "fr", "net", "ie", "es", "nl"])
     return local, domain, tld  # fmt: skip
 
@@ -352,9 +404,13 @@ def email_value(rng: random.Random) -> tuple[str, str, str]:
 def spell_email(local: str, domain: str, tld: str, rng: random.Random) -> str:
     at = rng.choice([" at ", " AT ", " [at] ", " (at) ", "(at)", " {at} "])
     dot_style = rng.choice([" dot ", " DOT ", " [dot] ", " (dot) ", "."])
+
     def dots(s: str) -> str:
         return s.replace(".", dot_style)
-    return f"{dots(local)}{at}{domain}{dot_style if dot_style != '.' or rng.random() < 0.5 else '.'}{dots(tld)}"
+
+    return (
+        f"{dots(local)}{at}{domain}{dot_style if dot_style != '.' or rng.random() < 0.5 else '.'}{dots(tld)}"
+    )
 
 
 def ip_value(fmt: str, rng: random.Random) -> str:
@@ -372,8 +428,19 @@ def uk_bank(fmt: str, rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
     if fmt == "uk_sort_account":
         sep = rng.choice(["-", "", " "])
         s = sep.join(sort)
-        text = rng.choice(["sort code {s} account {a}", "Sort code: {s}, account number: {a}", "{s} {a} is my account", "pay into {s} / {a}", "sort code {s} acc no {a}"]).format(s=s, a=account)
-        return text, [(text.index(s), text.index(s) + len(s)), (text.index(account), text.index(account) + len(account))]
+        text = rng.choice(
+            [
+                "sort code {s} account {a}",
+                "Sort code: {s}, account number: {a}",
+                "{s} {a} is my account",
+                "pay into {s} / {a}",
+                "sort code {s} acc no {a}",
+            ]
+        ).format(s=s, a=account)
+        return text, [
+            (text.index(s), text.index(s) + len(s)),
+            (text.index(account), text.index(account) + len(account)),
+        ]
     if fmt == "uk_sort_code_only":
         s = rng.choice(["-", ""]).join(sort)
         text = rng.choice(["my sort code is {s}", "Sort code: {s}", "sort-code {s}, thanks"]).format(s=s)
@@ -383,10 +450,16 @@ def uk_bank(fmt: str, rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
     return text, [(text.index(a), text.index(a) + len(a))]  # fmt: skip
 
 
-def with_fillers(core: str, spans: list[tuple[int, int]], rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
+def with_fillers(
+    core: str, spans: list[tuple[int, int]], rng: random.Random
+) -> tuple[str, list[tuple[int, int]]]:
     before = " ".join(filler(rng) for _ in range(rng.randint(0, 2)))
     shift = len(before) + 1 if before else 0
-    text = f"{before} {core}. {filler(rng) if rng.random() < 0.5 else ''}".strip() if before else f"{core}. {filler(rng) if rng.random() < 0.5 else ''}".strip()
+    text = (
+        f"{before} {core}. {filler(rng) if rng.random() < 0.5 else ''}".strip()
+        if before
+        else f"{core}. {filler(rng) if rng.random() < 0.5 else ''}".strip()
+    )
     return text, [(s + shift, e + shift) for s, e in spans]
 
 
@@ -409,7 +482,15 @@ def name_case(fmt: str, rng: random.Random) -> Case:
     elif fmt == "name_titled":
         name = f"{rng.choice(['Mr', 'Mrs', 'Ms', 'Dr', 'Mr.', 'Mrs.'])} {name}"
     core = cue.format(n=name)
-    rest = rng.choice([", my card was blocked", " and I need a new card", "", ", please call me back", " from the Leeds branch"])
+    rest = rng.choice(
+        [
+            ", my card was blocked",
+            " and I need a new card",
+            "",
+            ", please call me back",
+            " from the Leeds branch",
+        ]
+    )
     if cue.startswith(("Regards", "Kind", "Thanks", "Best", "Many", "Cheers")):
         body = f"{filler(rng)} {filler(rng) if rng.random() < 0.5 else ''}".strip()
         text = f"{body}\n{core}"
@@ -425,7 +506,11 @@ def split_case(fmt: str, rng: random.Random) -> Case:
     if fmt == "split_card_user_turns":
         n = card(rng)
         a, b = group(n[:8], [4, 4], " "), group(n[8:], [4, 4, 4], " ")
-        turns = [f"my card number is {a}", rng.choice(["ok, go on", "Thanks. Could you send the rest?", "and the rest?"]), b]
+        turns = [
+            f"my card number is {a}",
+            rng.choice(["ok, go on", "Thanks. Could you send the rest?", "and the rest?"]),
+            b,
+        ]
         pii = [[0, turns[0].index(a), turns[0].index(a) + len(a)], [2, 0, len(b)]]
     elif fmt == "split_card_system_user":
         n = card(rng)
@@ -468,33 +553,106 @@ def build(per_format: int, seed: int) -> list[Case]:
     for fmt, make_value in iban_formats().items():
         add(fmt, lambda m=make_value, f=fmt: single("iban", f, "iban", m(rng), rng))
     for fmt, make_value in PHONE_FORMATS.items():
+
         def phone(m: Callable[[random.Random], str] = make_value, f: str = fmt) -> Case:
             template = "phone" if f in PHONE_NEEDS_CONTEXT or rng.random() < 0.7 else "phone_bare"
             return single("phone", f, template, m(rng), rng)
+
         add(fmt, phone)
-    add("phone_fullwidth", lambda: single("phone", "phone_fullwidth", "phone", in_script("({}) {}-{}".format(*nanp(rng)), "fullwidth"), rng))
-    add("phone_zero_width", lambda: single("phone", "phone_zero_width", "phone", with_zero_width("+44 7{} {}".format(digits(3, rng), digits(6, rng)), rng), rng))
+    add(
+        "phone_fullwidth",
+        lambda: single(
+            "phone", "phone_fullwidth", "phone", in_script("({}) {}-{}".format(*nanp(rng)), "fullwidth"), rng
+        ),
+    )
+    add(
+        "phone_zero_width",
+        lambda: single(
+            "phone",
+            "phone_zero_width",
+            "phone",
+            with_zero_width(f"+44 7{digits(3, rng)} {digits(6, rng)}", rng),
+            rng,
+        ),
+    )
     for fmt, make_value in ssn_formats().items():
         add(fmt, lambda m=make_value, f=fmt: single("ssn", f, "ssn", m(rng), rng))
     for fmt in ("uk_sort_account", "uk_sort_code_only", "uk_account_only"):
+
         def bank(f: str = fmt) -> Case:
             core, spans = uk_bank(f, rng)
             text, spans = with_fillers(core, spans, rng)
             return {"kind": "structured", "format": f, "turns": [text], "pii": [[0, s, e] for s, e in spans]}
+
         add(fmt, bank)
-    add("email_plain", lambda: single("email", "email_plain", "email", "{}@{}.{}".format(*email_value(rng)), rng))
-    add("email_upper", lambda: single("email", "email_upper", "email", "{}@{}.{}".format(*email_value(rng)).upper(), rng))
-    add("email_fullwidth_at", lambda: single("email", "email_fullwidth_at", "email", "{}\uff20{}.{}".format(*email_value(rng)), rng))
+    add(
+        "email_plain",
+        lambda: single("email", "email_plain", "email", "{}@{}.{}".format(*email_value(rng)), rng),
+    )
+    add(
+        "email_upper",
+        lambda: single("email", "email_upper", "email", "{}@{}.{}".format(*email_value(rng)).upper(), rng),
+    )
+    add(
+        "email_fullwidth_at",
+        lambda: single(
+            "email", "email_fullwidth_at", "email", "{}\uff20{}.{}".format(*email_value(rng)), rng
+        ),
+    )
     for fmt in ("ipv4", "ipv6_full", "ipv6_compressed"):
         add(fmt, lambda f=fmt: single("ip", f, "ip", ip_value(f, rng), rng))
-    for fmt in ("split_card_user_turns", "split_card_system_user", "split_iban_user_turns", "split_phone_user_turns", "split_name_user_turns"):
+    for fmt in (
+        "split_card_user_turns",
+        "split_card_system_user",
+        "split_iban_user_turns",
+        "split_phone_user_turns",
+        "split_name_user_turns",
+    ):
         add(fmt, lambda f=fmt: split_case(f, rng))
     # Spelled out: the "at most 10 % leaked" targets.
-    add("spelled_card", lambda: single("card", "spelled_card", "card", spelled(group(card(rng), [4, 4, 4, 4], rng.choice([" ", ","])), rng, rng.choice([" ", ","])), rng, "spelled"))
-    add("spelled_phone", lambda: single("phone", "spelled_phone", "phone", spelled(rng.choice(["07{}{}".format(digits(3, rng), digits(6, rng)), "".join(nanp(rng))]), rng), rng, "spelled"))
-    add("spelled_ssn", lambda: single("ssn", "spelled_ssn", "ssn", spelled("".join(ssn(rng)), rng), rng, "spelled"))
-    add("spelled_mixed_card", lambda: single("card", "spelled_mixed_card", "card", (lambda n: f"{n[:4]} {spelled(n[4:8], rng)} {n[8:12]} {spelled(n[12:], rng)}")(card(rng)), rng, "spelled"))
-    add("spelled_email", lambda: single("email", "spelled_email", "email", spell_email(*email_value(rng), rng), rng, "spelled"))
+    add(
+        "spelled_card",
+        lambda: single(
+            "card",
+            "spelled_card",
+            "card",
+            spelled(group(card(rng), [4, 4, 4, 4], rng.choice([" ", ","])), rng, rng.choice([" ", ","])),
+            rng,
+            "spelled",
+        ),
+    )
+    add(
+        "spelled_phone",
+        lambda: single(
+            "phone",
+            "spelled_phone",
+            "phone",
+            spelled(rng.choice([f"07{digits(3, rng)}{digits(6, rng)}", "".join(nanp(rng))]), rng),
+            rng,
+            "spelled",
+        ),
+    )
+    add(
+        "spelled_ssn",
+        lambda: single("ssn", "spelled_ssn", "ssn", spelled("".join(ssn(rng)), rng), rng, "spelled"),
+    )
+    add(
+        "spelled_mixed_card",
+        lambda: single(
+            "card",
+            "spelled_mixed_card",
+            "card",
+            (lambda n: f"{n[:4]} {spelled(n[4:8], rng)} {n[8:12]} {spelled(n[12:], rng)}")(card(rng)),
+            rng,
+            "spelled",
+        ),
+    )
+    add(
+        "spelled_email",
+        lambda: single(
+            "email", "spelled_email", "email", spell_email(*email_value(rng), rng), rng, "spelled"
+        ),
+    )
     for fmt in ("name_cued", "name_allcaps", "name_titled"):
         add(fmt, lambda f=fmt: name_case(f, rng))
     add("clean_banking", lambda: clean_case("clean_banking", rng))

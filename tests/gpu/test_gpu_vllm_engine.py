@@ -58,7 +58,9 @@ def test_vllm_engine_serves_base_and_lora(tmp_path: Path) -> None:
     publish_lora(registry, tmp_path / "adapter")
     publish_lora(registry, tmp_path / "adapter2", REF2, seed=2)
     config = GeneratorConfig(
-        engine="vllm", registry=registry.root, max_new_tokens=24,
+        engine="vllm",
+        registry=registry.root,
+        max_new_tokens=24,
         vllm=VLLMOptions(gpu_memory_utilization=0.3, max_model_len=2048, enforce_eager=True),
     )
 
@@ -67,7 +69,8 @@ def test_vllm_engine_serves_base_and_lora(tmp_path: Path) -> None:
         await engine.start()
         try:
             ask = lambda ref: GenerationRequest(  # noqa: E731
-                messages=[ChatMessage(role="user", content="Explain what an IBAN is in one sentence.")], adapter=ref
+                messages=[ChatMessage(role="user", content="Explain what an IBAN is in one sentence.")],
+                adapter=ref,
             )
             base = await engine.generate(ask(AdapterRef.base()))
             await engine.ensure_adapter(REF)

@@ -35,6 +35,7 @@ def _config(version: str, quantization: str) -> dict:
 
 def test_auto_quantizes_to_nf4_with_double_quantization_on_cuda(cuda: None) -> None:
     import bitsandbytes as bnb
+
     from finserve.serving.inference.base_model import ensure_base_model
     from finserve.training.config import TrainConfig
     from finserve.training.model import load_base

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from k8s_tooling import REPO, container, k8s_validate, render_text, run, tool
 
 KUSTOMIZE = REPO / "manifests" / "kustomize"
@@ -23,7 +22,8 @@ def test_base_is_the_chart_rendered_with_its_values():
     header, body = committed.split("\n", 2)[:2], committed.split("\n", 2)[2]
     assert header[0].startswith("# Generated from charts/finserve")
     assert body == render_text(values=(BASE / "values.yaml",), auth=()), (
-        "manifests/kustomize/base/finserve.yaml is stale: regenerate it (manifests/kustomize/README.md)")
+        "manifests/kustomize/base/finserve.yaml is stale: regenerate it (manifests/kustomize/README.md)"
+    )
 
 
 def test_overlays_exist():
@@ -44,14 +44,23 @@ def test_kustomization_builds_valid_objects_in_one_namespace(path):
 
 def test_rbac_subject_is_the_service_account_the_base_creates():
     docs = build(BASE)
-    (sa,) = [d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "finserve-operator"]
+    (sa,) = [
+        d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "finserve-operator"
+    ]
     for binding in (d for d in docs if d["kind"] == "ClusterRoleBinding"):
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                        "namespace": sa["metadata"]["namespace"]}]
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": sa["metadata"]["name"],
+                "namespace": sa["metadata"]["namespace"],
+            }
+        ]
 
 
 def _serving(docs):
-    (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "finserve-serving-main"]
+    (dep,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "finserve-serving-main"
+    ]
     return dep["spec"]["template"]["spec"]
 
 
@@ -74,5 +83,7 @@ def test_gpu_overlay_puts_the_pool_on_gpus():
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "finserve-serving-main"]
-    assert yaml.safe_load(cm["data"]["serving.yaml"]) == {"generator": {"engine": "vllm"},
-                                                          "deployments": {"generator": {"num_gpus": 1}}}
+    assert yaml.safe_load(cm["data"]["serving.yaml"]) == {
+        "generator": {"engine": "vllm"},
+        "deployments": {"generator": {"num_gpus": 1}},
+    }

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import yaml
+from k8s_tooling import REPO, k8s_validate, render
 
 from finserve.operator.rbac import CLUSTER_RULES, NAMESPACED_RULES
-from k8s_tooling import REPO, k8s_validate, render
 
 RBAC = REPO / "manifests" / "rbac"
 
 
 def load() -> dict[tuple[str, str], dict]:
-    docs = [d for p in sorted(RBAC.glob("*.yaml")) if p.name != "kustomization.yaml"
-            for d in yaml.safe_load_all(p.read_text()) if d]
+    docs = [
+        d
+        for p in sorted(RBAC.glob("*.yaml"))
+        if p.name != "kustomization.yaml"
+        for d in yaml.safe_load_all(p.read_text())
+        if d
+    ]
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
@@ -24,8 +29,11 @@ def test_plain_rbac_rules_are_the_required_rules():
 
 
 def test_plain_rbac_matches_the_chart():
-    chart = {(d["kind"], d["metadata"]["name"]): d for d in render()
-             if d["kind"] in {"ClusterRole", "ClusterRoleBinding"}}
+    chart = {
+        (d["kind"], d["metadata"]["name"]): d
+        for d in render()
+        if d["kind"] in {"ClusterRole", "ClusterRoleBinding"}
+    }
     plain = load()
     assert chart.keys() == plain.keys()  # release `finserve` names them alike
     for key, doc in plain.items():

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from k8s_tooling import REPO, find, load_yaml, render
 
 from finserve.operator.api import API_VERSION, CRD_PATH, KIND
 from finserve.operator.spec import ModelRolloutSpec
-from k8s_tooling import REPO, find, load_yaml, render
 
 SAMPLES = REPO / "manifests" / "samples"
 SAMPLE_DIRS = sorted(p for p in SAMPLES.iterdir() if p.is_dir())
@@ -25,8 +25,13 @@ def strict(schema: dict) -> dict:
     schema = copy.deepcopy(schema)
 
     def close(node: dict, is_metadata: bool = False) -> None:
-        if node.get("type") == "object" and "properties" in node and not is_metadata \
-                and "additionalProperties" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            node.get("type") == "object"
+            and "properties" in node
+            and not is_metadata
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
             node["additionalProperties"] = False
         for key, sub in node.get("properties", {}).items():
             close(sub, is_metadata=key == "metadata" and node is schema)
@@ -50,7 +55,9 @@ def validator() -> jsonschema.Draft4Validator:
 def test_samples_are_numbered_folders_with_a_readme():
     assert len(SAMPLE_DIRS) >= 4
     assert [p.name[:3] for p in SAMPLE_DIRS] == [f"{i:02d}-" for i in range(1, len(SAMPLE_DIRS) + 1)]
-    assert {"01-minimal", "02-custom-analysis", "03-autoscaling", "04-dedicated-canary-pool"} <= {p.name for p in SAMPLE_DIRS}
+    assert {"01-minimal", "02-custom-analysis", "03-autoscaling", "04-dedicated-canary-pool"} <= {
+        p.name for p in SAMPLE_DIRS
+    }
     index = (SAMPLES / "README.md").read_text()
     for sample in SAMPLE_DIRS:
         assert (sample / "README.md").read_text().startswith(f"# {sample.name[:2]} ")
@@ -84,9 +91,13 @@ def test_strict_crd_validation_rejects_a_typo(validator: jsonschema.Draft4Valida
 def serve_deployment_names() -> set[str]:
     """Names of the Ray Serve deployments finserve.serving.app builds (serve.deployment(name=...))."""
     tree = ast.parse((REPO / "serving" / "app.py").read_text())
-    return {kw.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and getattr(node.func, "attr", None) == "deployment"
-            for kw in node.keywords if kw.arg == "name" and isinstance(kw.value, ast.Constant)}
+    return {
+        kw.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "deployment"
+        for kw in node.keywords
+        if kw.arg == "name" and isinstance(kw.value, ast.Constant)
+    }
 
 
 def targets(spec: dict) -> list[dict]:
@@ -94,8 +105,11 @@ def targets(spec: dict) -> list[dict]:
     return [t for t in (scaling.get("target"), scaling.get("canaryTarget")) if t]
 
 
-@pytest.mark.parametrize("sample", [p for p in SAMPLE_DIRS if targets(load_yaml(p / "modelrollout.yaml")["spec"])],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "sample",
+    [p for p in SAMPLE_DIRS if targets(load_yaml(p / "modelrollout.yaml")["spec"])],
+    ids=lambda p: p.name,
+)
 def test_autoscaling_targets_exist_in_the_chart_with_the_sample_values(sample: Path):
     values = sample / "values.yaml"
     assert values.is_file(), "a sample that scales a pool says which chart values create it"

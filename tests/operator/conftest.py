@@ -30,10 +30,11 @@ import jsonpatch
 import kmock
 import pytest
 import yaml
-from finserve.operator.api import CRD_PATH
 from kmock._internal import apps, dicts, enums, rendering
 from mro_testkit import RESOURCE_RAY
 from netutil import free_port
+
+from finserve.operator.api import CRD_PATH
 
 
 def _now() -> str:

@@ -45,9 +45,10 @@ def publish_loras(registry: AdapterRegistry, name: str, versions: list[str], wor
     carry no intent head, so serving classifies with retrieval's vote for them.
     """
     import torch
-    from finserve.serving.inference.base_model import BASE_MODEL_ID, ensure_base_model
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
+
+    from finserve.serving.inference.base_model import BASE_MODEL_ID, ensure_base_model
 
     base = AutoModelForCausalLM.from_pretrained(str(ensure_base_model()))
     for seed, version in enumerate(versions, 1):
@@ -91,6 +92,7 @@ def serving_config(
 
 def serve(config_path: Path) -> None:
     import uvicorn
+
     from finserve.serving.config import ServingConfig
     from finserve.serving.local import create_local_app
 
@@ -122,8 +124,11 @@ async def load(url: str, models: list[str], concurrency: int, max_tokens: int) -
 
         async def worker(model: str) -> None:
             while True:
-                body = {"model": model, "max_tokens": max_tokens,
-                        "messages": [{"role": "user", "content": next(questions)}]}
+                body = {
+                    "model": model,
+                    "max_tokens": max_tokens,
+                    "messages": [{"role": "user", "content": next(questions)}],
+                }
                 try:
                     async with http.post(f"{url}/v1/chat/completions", json=body) as response:
                         await response.read()

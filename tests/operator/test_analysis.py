@@ -4,11 +4,12 @@ outcomes (Failed > Error > Inconclusive > Successful)."""
 from __future__ import annotations
 
 import pytest
+from mro_testkit import readings
+
 from finserve.operator.core.analysis import evaluate, judge_metric
 from finserve.operator.core.observations import Reading
 from finserve.operator.spec import Analysis, MetricCheck
 from finserve.operator.status import Outcome
-from mro_testkit import readings
 
 CUSTOM = MetricCheck(name="refusal-rate", query="sum(x)", min=0.01, max=0.2)
 

@@ -4,12 +4,13 @@ min/max clamps, the dedicated canary pool's floor, and never fighting another au
 from __future__ import annotations
 
 import pytest
+from mro_testkit import T0, at, make_spec
+
 from finserve.operator.core.actions import Scale
 from finserve.operator.core.autoscale import decide_scaling, metric_recommendation, stabilize
 from finserve.operator.core.observations import PoolObservation, Reading, ScalingObservations
 from finserve.operator.spec import WorkloadRef
 from finserve.operator.status import Phase, PoolStatus, Recommendation, RolloutStatus
-from mro_testkit import T0, at, make_spec
 
 GEN = WorkloadRef(kind="Deployment", name="gen")
 CANARY_GEN = WorkloadRef(kind="Deployment", name="gen-canary")

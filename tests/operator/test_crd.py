@@ -12,11 +12,12 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from mro_testkit import rollout_manifest
+from pydantic import BaseModel, TypeAdapter
+
 from finserve.operator import api
 from finserve.operator.spec import ModelRolloutSpec
 from finserve.operator.status import RolloutStatus
-from mro_testkit import rollout_manifest
-from pydantic import BaseModel, TypeAdapter
 
 EXAMPLES = Path(api.__file__).parent / "examples"
 
@@ -45,7 +46,10 @@ FULL = rollout_manifest(
             "goldenSet": {"pvc": {"claimName": "eval-data", "path": "banking/golden.csv"}},
             "beforeTraffic": True,
             "beforePromotion": False,
-            "checks": [{"metric": "answer_accuracy", "margin": 0.005}, {"metric": "groundedness", "min": 0.9}],
+            "checks": [
+                {"metric": "answer_accuracy", "margin": 0.005},
+                {"metric": "groundedness", "min": 0.9},
+            ],
             "failOnSignificantlyWorse": True,
             "minRows": 100,
             "timeout": "45m",
@@ -119,10 +123,11 @@ def test_samples_are_valid_for_the_schema_and_the_models(schema, sample):
 
 
 def test_a_written_status_is_valid(schema):
+    from mro_testkit import T0, make_spec
+
     from finserve.operator.core.decide import decide
     from finserve.operator.core.observations import Observations
     from finserve.operator.objects import rollout_status_patch
-    from mro_testkit import T0, make_spec
 
     status = decide(make_spec(), RolloutStatus(), Observations(generation=1), T0).status
     body = {k: v for k, v in rollout_status_patch(status).items() if v is not None}
@@ -140,25 +145,33 @@ def _stored(patch: Any) -> Any:
 
 
 def test_a_written_evaluation_status_is_valid(schema):
+    from mro_testkit import at, evaluating, gated, make_spec, readings, report, running
+
     from finserve.operator.core.decide import decide
     from finserve.operator.core.observations import JobObservation, Observations
     from finserve.operator.objects import rollout_status_patch
-    from mro_testkit import at, evaluating, gated, make_spec, report, running
-
-    from mro_testkit import readings
 
     checks = [{"metric": "answer_accuracy", "margin": 0.005}, {"metric": "intent_accuracy", "min": 0.8}]
     spec = make_spec({"evaluation": gated(checks=checks), "shadow": {"percent": 5}})
-    status = evaluating(spec, last_analysis=decide(  # a check with a metric without data
-        spec, running(spec), Observations(analysis=readings(latency_p95=None)), at(60)).status.last_analysis)
-    done = JobObservation(name=status.evaluation.job, state="Succeeded", report=report())  # no intent_accuracy
+    status = evaluating(
+        spec,
+        last_analysis=decide(  # a check with a metric without data
+            spec, running(spec), Observations(analysis=readings(latency_p95=None)), at(60)
+        ).status.last_analysis,
+    )
+    done = JobObservation(
+        name=status.evaluation.job, state="Succeeded", report=report()
+    )  # no intent_accuracy
     decided = decide(spec, status, Observations(rollout="bank", evaluation=done), at(60)).status
     assert decided.phase == "Failed" and decided.evaluation.checks[1].candidate is None  # an Error
     body = _stored(rollout_status_patch(decided))
     validate(schema, {**rollout_manifest(), "spec": spec.to_wire(), "status": body})
     status = evaluating(spec)
-    done = JobObservation(name=status.evaluation.job, state="Succeeded", report=report(
-        baseline={"intent_accuracy": 0.9}, intent_accuracy=0.91))
+    done = JobObservation(
+        name=status.evaluation.job,
+        state="Succeeded",
+        report=report(baseline={"intent_accuracy": 0.9}, intent_accuracy=0.91),
+    )
     decided = decide(spec, status, Observations(rollout="bank", evaluation=done), at(60)).status
     assert decided.evaluation.report is not None and decided.phase == "Shadowing"
     body = _stored(rollout_status_patch(decided))
@@ -168,8 +181,9 @@ def test_a_written_evaluation_status_is_valid(schema):
 
 
 def test_a_new_evaluation_attempt_clears_the_last_outcome_in_the_merge_patch():
-    from finserve.operator.objects import rollout_status_patch
     from mro_testkit import evaluating, gated, make_spec
+
+    from finserve.operator.objects import rollout_status_patch
 
     patch = rollout_status_patch(evaluating(make_spec({"evaluation": gated()}), attempt=2))
     assert patch["evaluation"]["outcome"] is None and patch["evaluation"]["finishedAt"] is None

@@ -8,12 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from finserve.operator.core.actions import DeleteEvaluation, EmitEvent, RunEvaluation, SetRoute
-from finserve.operator.core.decide import decide, invalid
-from finserve.operator.core.observations import AnalysisObservation, JobObservation, Observations
-from finserve.operator.core.plan import evaluation_job_name, steps_hash
-from finserve.operator.spec import ModelRolloutSpec
-from finserve.operator.status import EvaluationStage, Outcome, Phase, RolloutStatus
 from mro_testkit import (
     T0,
     at,
@@ -25,6 +19,13 @@ from mro_testkit import (
     running,
     shadow_readings,
 )
+
+from finserve.operator.core.actions import DeleteEvaluation, EmitEvent, RunEvaluation, SetRoute
+from finserve.operator.core.decide import decide, invalid
+from finserve.operator.core.observations import AnalysisObservation, JobObservation, Observations
+from finserve.operator.core.plan import evaluation_job_name, steps_hash
+from finserve.operator.spec import ModelRolloutSpec
+from finserve.operator.status import EvaluationStage, Outcome, Phase, RolloutStatus
 
 DEFAULT = make_spec()
 QUICK = make_spec(
@@ -316,11 +317,23 @@ CASES = [
     Case(
         "retry starts a failed rollout again from the first step, at 0 % until initialized",
         QUICK,
-        running(QUICK, step=2, phase=Phase.FAILED, canary_weight=0, failed_checks=2, handled_commands={"abort": "t0"}),
+        running(
+            QUICK,
+            step=2,
+            phase=Phase.FAILED,
+            canary_weight=0,
+            failed_checks=2,
+            handled_commands={"abort": "t0"},
+        ),
         at(10),
         commands={"retry": "t1", "abort": "t0"},
-        expect={"phase": Phase.INITIALIZING, "current_step_index": 0, "canary_weight": 0, "failed_checks": 0,
-                "handled_commands": {"abort": "t0", "retry": "t1"}},
+        expect={
+            "phase": Phase.INITIALIZING,
+            "current_step_index": 0,
+            "canary_weight": 0,
+            "failed_checks": 0,
+            "handled_commands": {"abort": "t0", "retry": "t1"},
+        },
         route=("banking77@1.0.0", "banking77@1.1.0", 0),
         events=["Retried"],
         requeue=1.0,
@@ -390,16 +403,29 @@ RETRY = make_spec(
     {"steps": [5, 50, 100], "stepInterval": "0s", "evaluation": gated(onError="retry", retryLimit=1)}
 )
 SHADOWED = make_spec(
-    {"steps": [5, 50, 100], "stepInterval": "0s", "shadow": {"percent": 10, "duration": "2m", "minSamples": 50}}
+    {
+        "steps": [5, 50, 100],
+        "stepInterval": "0s",
+        "shadow": {"percent": 10, "duration": "2m", "minSamples": 50},
+    }
 )
 BOTH = make_spec(
-    {"steps": [5, 100], "stepInterval": "0s", "evaluation": gated(), "shadow": {"percent": 20, "duration": "0s"}}
+    {
+        "steps": [5, 100],
+        "stepInterval": "0s",
+        "evaluation": gated(),
+        "shadow": {"percent": 20, "duration": "0s"},
+    }
 )
 BT, BP = EvaluationStage.BEFORE_TRAFFIC, EvaluationStage.BEFORE_PROMOTION
 
 
-def job(spec: ModelRolloutSpec, state: str = "Running", stage: EvaluationStage = BT, attempt: int = 1, **kw: Any):
-    return JobObservation(name=evaluation_job_name("bank", steps_hash(spec), stage, attempt), state=state, **kw)
+def job(
+    spec: ModelRolloutSpec, state: str = "Running", stage: EvaluationStage = BT, attempt: int = 1, **kw: Any
+):
+    return JobObservation(
+        name=evaluation_job_name("bank", steps_hash(spec), stage, attempt), state=state, **kw
+    )
 
 
 GATE_CASES = [
@@ -434,7 +460,12 @@ GATE_CASES = [
         evaluating(GATED),
         at(300),
         job=job(GATED, "Succeeded", report=report(answer_accuracy=0.837)),
-        expect={"phase": Phase.PROGRESSING, "canary_weight": 5, "current_step_index": 0, "step_started_at": at(300)},
+        expect={
+            "phase": Phase.PROGRESSING,
+            "canary_weight": 5,
+            "current_step_index": 0,
+            "step_started_at": at(300),
+        },
         evaluation={"outcome": Outcome.SUCCESSFUL, "finished_at": at(300)},
         route=("banking77@1.0.0", "banking77@1.1.0", 5),
         events=["EvaluationPassed", "Progressing"],
@@ -522,7 +553,12 @@ GATE_CASES = [
         at(300),
         job=job(RETRY, "Failed", reason="BackoffLimitExceeded"),
         expect={"phase": Phase.EVALUATING, "canary_weight": 0},
-        evaluation={"attempt": 2, "outcome": None, "job": job(RETRY, stage=BT, attempt=2).name, "started_at": at(300)},
+        evaluation={
+            "attempt": 2,
+            "outcome": None,
+            "job": job(RETRY, stage=BT, attempt=2).name,
+            "started_at": at(300),
+        },
         events=["EvaluationRetried", "EvaluationStarted"],
         jobs=["RunEvaluation"],
     ),
@@ -609,7 +645,12 @@ GATE_CASES = [
         at(60),
         analysis=readings(),
         job=job(GATED, "Running", stage=BP),
-        expect={"phase": Phase.EVALUATING, "canary_weight": 50, "successful_checks": 1, "last_analysis_at": at(60)},
+        expect={
+            "phase": Phase.EVALUATING,
+            "canary_weight": 50,
+            "successful_checks": 1,
+            "last_analysis_at": at(60),
+        },
         events=[],
         jobs=[],
         requeue=10.0,
@@ -675,7 +716,12 @@ GATE_CASES = [
         running(SHADOWED, phase=Phase.SHADOWING, canary_weight=0, started=-120),
         at(0),
         analysis=shadow_readings(),
-        expect={"phase": Phase.PROGRESSING, "canary_weight": 5, "step_started_at": at(0), "successful_checks": 0},
+        expect={
+            "phase": Phase.PROGRESSING,
+            "canary_weight": 5,
+            "step_started_at": at(0),
+            "successful_checks": 0,
+        },
         route=("banking77@1.0.0", "banking77@1.1.0", 5),
         shadow=10.0,
         events=["ShadowPassed", "Progressing"],
@@ -733,8 +779,13 @@ GATE_CASES = [
     Case(
         "a paused shadow phase keeps mirroring and resumes into it",
         SHADOWED,
-        running(SHADOWED, phase=Phase.PAUSED, paused_from=Phase.SHADOWING, canary_weight=0,
-                handled_commands={"pause": "t1"}),
+        running(
+            SHADOWED,
+            phase=Phase.PAUSED,
+            paused_from=Phase.SHADOWING,
+            canary_weight=0,
+            handled_commands={"pause": "t1"},
+        ),
         at(500),
         commands={"pause": "t1", "resume": "t2"},
         expect={"phase": Phase.SHADOWING, "step_started_at": at(500)},
@@ -793,7 +844,9 @@ def test_decide(case: Case):
     if case.requeue != "any":
         assert decision.requeue_after == case.requeue
     if case.jobs is not None:
-        assert [a.kind for a in decision.actions if isinstance(a, RunEvaluation | DeleteEvaluation)] == case.jobs
+        assert [
+            a.kind for a in decision.actions if isinstance(a, RunEvaluation | DeleteEvaluation)
+        ] == case.jobs
     if case.shadow is not None:
         assert routes[0].route.shadow_percent == case.shadow
     for key, value in case.evaluation.items():
@@ -876,7 +929,11 @@ def test_the_gate_writes_figures_and_evidence():
 def test_the_run_action_carries_what_the_job_needs():
     decision = decide(GATED, RolloutStatus(), Observations(rollout="bank"), T0)
     (run,) = [a for a in decision.actions if isinstance(a, RunEvaluation)]
-    assert (str(run.candidate), str(run.baseline), run.timeout_seconds) == ("banking77@1.1.0", "banking77@1.0.0", 1800)
+    assert (str(run.candidate), str(run.baseline), run.timeout_seconds) == (
+        "banking77@1.1.0",
+        "banking77@1.0.0",
+        1800,
+    )
     assert run.golden_set.config_map is not None and run.golden_set.config_map.key == "golden.csv"
     assert run.job == evaluation_job_name("bank", steps_hash(GATED), BT, 1)
 
@@ -886,10 +943,17 @@ def test_job_names_are_stable_short_and_distinct():
     name = evaluation_job_name("bank", plan, BT, 1)
     assert name == evaluation_job_name("bank", plan, BT, 1)  # a restarted operator finds its Job
     assert name.startswith("bank-eval-traffic-") and name.endswith("-1")
-    others = {evaluation_job_name("bank", plan, BP, 1), evaluation_job_name("bank", plan, BT, 2),
-              evaluation_job_name("bank", "other-plan", BT, 1), evaluation_job_name("card", plan, BT, 1)}
+    others = {
+        evaluation_job_name("bank", plan, BP, 1),
+        evaluation_job_name("bank", plan, BT, 2),
+        evaluation_job_name("bank", "other-plan", BT, 1),
+        evaluation_job_name("card", plan, BT, 1),
+    }
     assert name not in others and len(others) == 4
-    long_a, long_b = evaluation_job_name("a" * 200, plan, BP, 10), evaluation_job_name("a" * 199 + "b", plan, BP, 10)
+    long_a, long_b = (
+        evaluation_job_name("a" * 200, plan, BP, 10),
+        evaluation_job_name("a" * 199 + "b", plan, BP, 10),
+    )
     assert len(long_a) <= 63 and len(long_b) <= 63 and long_a != long_b
 
 
@@ -906,7 +970,11 @@ def test_a_spec_edit_during_an_evaluation_deletes_its_job():
 def test_an_evaluating_status_without_a_running_job_runs_the_gate_again_never_passes():
     finished = evaluating(GATED)
     finished = finished.model_copy(
-        update={"evaluation": finished.evaluation.model_copy(update={"outcome": Outcome.SUCCESSFUL, "finished_at": T0})}
+        update={
+            "evaluation": finished.evaluation.model_copy(
+                update={"outcome": Outcome.SUCCESSFUL, "finished_at": T0}
+            )
+        }
     )
     for status in (finished, evaluating(GATED).model_copy(update={"evaluation": None})):
         decision = decide(GATED, status, Observations(rollout="bank"), at(60))

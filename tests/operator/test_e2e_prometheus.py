@@ -29,12 +29,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
-from finserve.contracts import AdapterRegistry, RoutingTable
 from kbutil import banking77_rows, build_index
 from local_serving import INTENTS, publish_loras, serving_config
 from mro_testkit import RESOURCE_CM, RESOURCE_MRO, create, rollout_manifest
 from netutil import free_port
 from prometheus_client.parser import text_string_to_metric_families
+
+from finserve.contracts import AdapterRegistry, RoutingTable
 
 pytestmark = [
     pytest.mark.slow,
@@ -102,7 +103,10 @@ async def serving(stack_files: dict[str, Path], tmp_path: Path) -> AsyncIterator
     """The real serving app (local_serving.py serve), routing from a file the test keeps current."""
     routes_file = tmp_path / "routing" / "routes.json"
     cfg = serving_config(
-        tmp_path, stack_files["index"], stack_files["registry"], routes_file,
+        tmp_path,
+        stack_files["index"],
+        stack_files["registry"],
+        routes_file,
         preload=[f"banking77@{STABLE}", f"banking77@{HEALTHY}"],
     )
     config = tmp_path / "serving.yaml"
@@ -194,9 +198,12 @@ def e2e_rollout(name: str, model: str, canary_version: str) -> dict:
 
 async def chat(url: str, model: str, adapter: str) -> tuple[int, dict]:
     body = {"model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "Where is my card?"}]}
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{url}/v1/chat/completions", json=body, headers={"x-finserve-adapter": adapter}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{url}/v1/chat/completions", json=body, headers={"x-finserve-adapter": adapter}
+        ) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -246,7 +253,11 @@ async def test_real_prometheus_rolls_back_a_failing_canary_and_promotes_a_health
     assert (evidence["error-rate"]["outcome"], evidence["error-rate"]["value"]) == ("Failed", 1.0)
     # Rolled back, the canary has left the route: it can no longer be forced with x-finserve-adapter either.
     status, answer = await chat(serving.url, "finserve-bad", f"banking77@{CORRUPT}")
-    assert (status, answer["error"]["code"], answer["error"]["param"]) == (403, "forbidden", "x-finserve-adapter")
+    assert (status, answer["error"]["code"], answer["error"]["param"]) == (
+        403,
+        "forbidden",
+        "x-finserve-adapter",
+    )
 
     # The healthy canary: enough requests, and every built-in query returned a number, none "no data".
     assert good["status"]["lastAnalysis"]["requests"] >= 3
@@ -259,11 +270,14 @@ async def test_real_prometheus_rolls_back_a_failing_canary_and_promotes_a_health
 
     table = RoutingTable.from_configmap_data(kube.objects[RESOURCE_CM, "default", "finserve-routing"]["data"])
     assert (str(table.routes["finserve-good"].stable), table.routes["finserve-good"].canary) == (
-        f"banking77@{HEALTHY}", None
+        f"banking77@{HEALTHY}",
+        None,
     )
     bad_route = table.routes["finserve-bad"]
     assert (str(bad_route.stable), bad_route.canary, bad_route.canary_weight) == (
-        f"banking77@{STABLE}", None, 0
+        f"banking77@{STABLE}",
+        None,
+        0,
     )
 
     # The operator's own gauges say the same (what the chart's FinserveRolloutFailed alert reads).

@@ -6,10 +6,6 @@ follow the emulator's watch events and their timeouts only stop a hung test."""
 from __future__ import annotations
 
 import aiohttp
-from finserve.contracts import RoutingTable
-from finserve.contracts import metrics as contract_metrics
-from finserve.operator.rbac import REQUIRED_RULES, allows
-from finserve.operator.status import Phase
 from mro_testkit import (
     RESOURCE_CM,
     RESOURCE_DEPLOY,
@@ -24,6 +20,11 @@ from mro_testkit import (
     rollout_manifest,
 )
 from prometheus_client.parser import text_string_to_metric_families
+
+from finserve.contracts import RoutingTable
+from finserve.contracts import metrics as contract_metrics
+from finserve.operator.rbac import REQUIRED_RULES, allows
+from finserve.operator.status import Phase
 
 
 def phase_is(*phases: str):
@@ -116,12 +117,14 @@ async def test_retry_annotation_starts_an_aborted_rollout_again_from_the_first_s
     async with run_operator():
         await create(kube, RESOURCE_MRO, rollout_manifest(strategy=fast(stepInterval="1h")))
         await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Progressing"))
-        await patch(kube, RESOURCE_MRO, "default", "bank",
-                    {"metadata": {"annotations": {"finserve.dev/abort": "t1"}}})
+        await patch(
+            kube, RESOURCE_MRO, "default", "bank", {"metadata": {"annotations": {"finserve.dev/abort": "t1"}}}
+        )
         await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Aborted"))
         assert route(kube).canary is None
-        await patch(kube, RESOURCE_MRO, "default", "bank",
-                    {"metadata": {"annotations": {"finserve.dev/retry": "t2"}}})
+        await patch(
+            kube, RESOURCE_MRO, "default", "bank", {"metadata": {"annotations": {"finserve.dev/retry": "t2"}}}
+        )
         again = await kube.wait_for(RESOURCE_MRO, "default", "bank", phase_is("Progressing"))
     assert again["status"]["handledCommands"] == {"abort": "t1", "retry": "t2"}
     assert again["status"]["currentStepIndex"] == 0 and again["status"]["failedChecks"] == 0

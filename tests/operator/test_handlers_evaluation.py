@@ -9,11 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-from finserve.contracts import RoutingTable
-from finserve.contracts.evaluation import AnswerEvalReport
-from finserve.operator.core.plan import evaluation_job_name, steps_hash
-from finserve.operator.spec import ModelRolloutSpec
-from finserve.operator.status import EvaluationStage
 from mro_testkit import (
     RESOURCE_CM,
     RESOURCE_EVENTS,
@@ -29,6 +24,12 @@ from mro_testkit import (
     rollout_manifest,
 )
 from test_handlers import assert_rbac_covers, phase_is
+
+from finserve.contracts import RoutingTable
+from finserve.contracts.evaluation import AnswerEvalReport
+from finserve.operator.core.plan import evaluation_job_name, steps_hash
+from finserve.operator.spec import ModelRolloutSpec
+from finserve.operator.status import EvaluationStage
 
 TEMPLATE = {
     "apiVersion": "batch/v1",
@@ -73,7 +74,10 @@ def job_name(
 
 
 async def play_job(
-    kube: Any, name: str, result: AnswerEvalReport | None = None, message: str | None = None,
+    kube: Any,
+    name: str,
+    result: AnswerEvalReport | None = None,
+    message: str | None = None,
     failed: str | None = None,
 ) -> None:
     """Be the Job controller and the kubelet: a pod that ended, then the Job's condition."""
@@ -98,7 +102,9 @@ async def play_job(
         condition = {"type": "Complete", "status": "True"}
     else:
         condition = {"type": "Failed", "status": "True", "reason": failed, "message": f"the Job {failed}"}
-    await patch(kube, RESOURCE_JOBS, "default", name, {"status": {"conditions": [condition]}}, subresource="status")
+    await patch(
+        kube, RESOURCE_JOBS, "default", name, {"status": {"conditions": [condition]}}, subresource="status"
+    )
 
 
 def weights(kube: Any) -> list[int]:
@@ -130,7 +136,9 @@ async def test_the_gate_runs_the_eval_job_and_a_passing_report_opens_traffic(
         # Healthy at 50 %: the second gate holds the weight there until its Job reports.
         await kube.wait_for(RESOURCE_JOBS, "default", last, lambda o: o is not None)
         held = await kube.wait_for(
-            RESOURCE_MRO, "default", "bank",
+            RESOURCE_MRO,
+            "default",
+            "bank",
             lambda o: phase_is("Evaluating")(o) and o["status"]["evaluation"]["stage"] == "BeforePromotion",
         )
         assert "outcome" not in held["status"]["evaluation"]  # the first gate's verdict is not inherited
@@ -145,17 +153,26 @@ async def test_the_gate_runs_the_eval_job_and_a_passing_report_opens_traffic(
         "--json", "--termination-log", "/dev/termination-log",
     ]  # fmt: skip
     assert container["image"] == "finserve-training:test"  # from the chart's template
-    assert {"name": "golden-set", "mountPath": "/var/run/finserve/golden", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "golden-set", "mountPath": "/var/run/finserve/golden", "readOnly": True} in container[
+        "volumeMounts"
+    ]
     (volume,) = job["spec"]["template"]["spec"]["volumes"]
     assert volume["configMap"] == {"name": "golden", "items": [{"key": "golden.csv", "path": "golden.csv"}]}
     assert (job["spec"]["activeDeadlineSeconds"], job["spec"]["backoffLimit"]) == (1200, 0)
     (owner,) = job["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("ModelRollout", "bank", mro["metadata"]["uid"])
     evaluation = done["status"]["evaluation"]
-    assert (evaluation["stage"], evaluation["outcome"], evaluation["attempt"]) == ("BeforePromotion", "Successful", 1)
+    assert (evaluation["stage"], evaluation["outcome"], evaluation["attempt"]) == (
+        "BeforePromotion",
+        "Successful",
+        1,
+    )
     assert evaluation["report"]["candidate"]["answer_accuracy"] == 0.842
     assert {c["metric"]: c["outcome"] for c in evaluation["checks"]} == {
-        "answer_accuracy": "Successful", "groundedness": "Successful", "pii_leaks": "Successful"}
+        "answer_accuracy": "Successful",
+        "groundedness": "Successful",
+        "pii_leaks": "Successful",
+    }
     assert weights(kube) == [0, 50, 100, 0]
     assert {"EvaluationStarted", "EvaluationPassed", "Promoted"} <= events(kube)
     assert_rbac_covers(kube)
@@ -194,7 +211,9 @@ async def test_a_gate_that_does_not_pass_fails_the_rollout_at_weight_zero(
     assert_rbac_covers(kube)
 
 
-async def test_an_error_with_on_error_retry_runs_a_second_job(kube, fake_prometheus, run_operator, job_template):
+async def test_an_error_with_on_error_retry_runs_a_second_job(
+    kube, fake_prometheus, run_operator, job_template
+):
     prom, _ = fake_prometheus
     healthy(prom)
     body = manifest(onError="retry", retryLimit=1)
@@ -205,7 +224,10 @@ async def test_an_error_with_on_error_retry_runs_a_second_job(kube, fake_prometh
         await play_job(kube, first, failed="BackoffLimitExceeded")
         await kube.wait_for(RESOURCE_JOBS, "default", second, lambda o: o is not None)
         retrying = await kube.wait_for(
-            RESOURCE_MRO, "default", "bank", lambda o: ((o or {}).get("status") or {}).get("evaluation", {}).get("attempt") == 2
+            RESOURCE_MRO,
+            "default",
+            "bank",
+            lambda o: ((o or {}).get("status") or {}).get("evaluation", {}).get("attempt") == 2,
         )
         assert "outcome" not in retrying["status"]["evaluation"]  # the first attempt's Error is not inherited
         await play_job(kube, second, report())
@@ -214,7 +236,9 @@ async def test_an_error_with_on_error_retry_runs_a_second_job(kube, fake_prometh
     assert "EvaluationRetried" in events(kube)
 
 
-async def test_without_a_job_template_the_gate_is_an_error_not_a_pass(kube, fake_prometheus, run_operator, monkeypatch):
+async def test_without_a_job_template_the_gate_is_an_error_not_a_pass(
+    kube, fake_prometheus, run_operator, monkeypatch
+):
     prom, _ = fake_prometheus
     healthy(prom)
     monkeypatch.delenv("FINSERVE_OPERATOR__EVAL_JOB_TEMPLATE", raising=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from finserve.operator.adapters.prometheus import PrometheusSource, parse_result
 
 

@@ -4,7 +4,9 @@ escaped, unknown ones are refused."""
 from __future__ import annotations
 
 import pytest
+
 from finserve.contracts import metrics
+from finserve.operator.durations import promql_range, seconds
 from finserve.operator.queries import (
     BUILTIN_METRICS,
     GPU_UTILIZATION_QUERY,
@@ -15,7 +17,6 @@ from finserve.operator.queries import (
     placeholders,
     render,
 )
-from finserve.operator.durations import promql_range, seconds
 
 VALUES = {
     "model": "finserve-banking",

@@ -142,29 +142,59 @@ async def test_wait_exits_2_on_timeout(kube, kubeconfig):
 
 # ---- list, get [--watch], retry, undo, --context (issue 19) ----
 
+
 async def test_list_shows_each_rollout_with_its_phase_and_weights(kube, kubeconfig):
     assert "no modelrollouts in namespace default" in (await invoke("list")).output
     await create(kube, RESOURCE_MRO, rollout_manifest())
     await create(kube, RESOURCE_MRO, rollout_manifest("cards", model="finserve-cards"))
-    await patch(kube, RESOURCE_MRO, "default", "bank", {"status": {
-        "phase": "Progressing", "currentStepIndex": 1, "canaryWeight": 25, "stable": "banking77@1.0.0",
-        "canary": "banking77@1.1.0"}}, subresource="status")
+    await patch(
+        kube,
+        RESOURCE_MRO,
+        "default",
+        "bank",
+        {
+            "status": {
+                "phase": "Progressing",
+                "currentStepIndex": 1,
+                "canaryWeight": 25,
+                "stable": "banking77@1.0.0",
+                "canary": "banking77@1.1.0",
+            }
+        },
+        subresource="status",
+    )
     result = await invoke("list", "-n", "default")
     assert result.exit_code == 0, result.output
     bank = next(line for line in result.output.splitlines() if " bank " in f" {line} ")
-    assert bank.split() == ["default", "bank", "finserve-banking", "Progressing", "2/4", "25%", "banking77@1.0.0",
-                            "banking77@1.1.0"]
+    assert bank.split() == [
+        "default",
+        "bank",
+        "finserve-banking",
+        "Progressing",
+        "2/4",
+        "25%",
+        "banking77@1.0.0",
+        "banking77@1.1.0",
+    ]
     assert "finserve-cards" in result.output
     assert "bank" in (await invoke("list", "-A")).output
 
 
 async def test_get_marks_the_current_step(kube, kubeconfig):
     await create(kube, RESOURCE_MRO, rollout_manifest())
-    await patch(kube, RESOURCE_MRO, "default", "bank", {"status": {
-        "phase": "Progressing", "currentStepIndex": 2, "canaryWeight": 50}}, subresource="status")
+    await patch(
+        kube,
+        RESOURCE_MRO,
+        "default",
+        "bank",
+        {"status": {"phase": "Progressing", "currentStepIndex": 2, "canaryWeight": 50}},
+        subresource="status",
+    )
     result = await invoke("get", "bank")
     assert result.exit_code == 0, result.output
-    rows = [line.replace("│", " ").split() for line in result.output.splitlines() if "%" in line and "│" in line]
+    rows = [
+        line.replace("│", " ").split() for line in result.output.splitlines() if "%" in line and "│" in line
+    ]
     assert rows == [["1", "5%"], ["2", "25%"], ["▶", "3", "50%"], ["4", "100%"]]
     assert (await invoke("get", "nope")).exit_code == 3
 
@@ -207,7 +237,9 @@ async def test_context_picks_the_kubeconfig_context_and_its_namespace(kube, kube
     import yaml
 
     config = yaml.safe_load(kubeconfig.read_text())
-    config["contexts"].append({"name": "other", "context": {"cluster": "kmock", "user": "kmock", "namespace": "team"}})
+    config["contexts"].append(
+        {"name": "other", "context": {"cluster": "kmock", "user": "kmock", "namespace": "team"}}
+    )
     config["users"][0]["user"] = {"token": "test-token"}
     config["contexts"][0]["context"]["cluster"] = "nowhere"  # the current context cannot be reached
     config["clusters"].append({"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}})

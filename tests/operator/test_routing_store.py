@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from finserve.contracts import AdapterRef, Route, RoutingTable
-from finserve.operator.adapters.routing import ConfigMapRouteStore
 from kubernetes_asyncio.client.exceptions import ApiException
 from mro_testkit import RESOURCE_CM
+
+from finserve.contracts import AdapterRef, Route, RoutingTable
+from finserve.operator.adapters.routing import ConfigMapRouteStore
 
 NS = "default"
 

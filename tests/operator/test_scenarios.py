@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from finserve.operator.adapters.memory import InMemoryJobs, InMemoryRouteStore, InMemoryWorkloads, ListEventSink
+from mro_testkit import at, gated, make_spec, report
+
+from finserve.operator.adapters.memory import (
+    InMemoryJobs,
+    InMemoryRouteStore,
+    InMemoryWorkloads,
+    ListEventSink,
+)
 from finserve.operator.core.observations import Reading
 from finserve.operator.objects import rollout_status_patch
 from finserve.operator.ports import ObjectRef, Ports
 from finserve.operator.spec import ModelRolloutSpec
 from finserve.operator.status import Phase, RolloutStatus
 from finserve.operator.tick import rollout_tick
-from mro_testkit import at, gated, make_spec, report
 
 HEALTHY = {
     "requests": 200.0,

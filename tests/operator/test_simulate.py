@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from finserve.operator import api
-from finserve.operator.simulate import Timeline, simulate
 from mro_testkit import make_spec
 from typer.testing import CliRunner
 
 from finserve.cli import app
+from finserve.operator import api
+from finserve.operator.simulate import Timeline, simulate
 
 EXAMPLES = Path(api.__file__).parent / "examples"
 
@@ -75,14 +75,26 @@ def test_answer_regression_example_fails_at_the_gate_before_promotion():
     result, lines = run_cli("answers-regress.yaml", "gated-rollout.yaml")
     assert result.exit_code == 1 and lines[-1] == {"result": "Failed"}
     verdict = lines[-2]
-    assert (verdict["evaluation"], verdict["outcome"], verdict["canaryWeight"]) == ("BeforePromotion", "Failed", 0)
+    assert (verdict["evaluation"], verdict["outcome"], verdict["canaryWeight"]) == (
+        "BeforePromotion",
+        "Failed",
+        0,
+    )
     assert "answer_accuracy 0.825 < stable 0.84 - 0.005" in verdict["message"]
     assert max(ln["canaryWeight"] for ln in lines[:-1]) == 50  # never routed 100 %
 
 
 async def test_an_evaluation_job_without_an_entry_times_out():
-    spec = make_spec({"steps": [100], "evaluation": {"goldenSet": {"pvc": {"claimName": "d", "path": "g.csv"}},
-                                                      "timeout": "2m", "beforePromotion": False}})
+    spec = make_spec(
+        {
+            "steps": [100],
+            "evaluation": {
+                "goldenSet": {"pvc": {"claimName": "d", "path": "g.csv"}},
+                "timeout": "2m",
+                "beforePromotion": False,
+            },
+        }
+    )
     lines = await collect(spec, Timeline.model_validate({"series": {}}))
     assert lines[-1] == {"result": "Failed"}
     assert lines[-2]["outcome"] == "Error" and "timed out after 2m" in lines[-2]["message"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from finserve.operator.queries import BUILTIN_METRICS
-from finserve.operator.spec import ModelRolloutSpec
 from mro_testkit import rollout_manifest
 from pydantic import ValidationError
+
+from finserve.operator.queries import BUILTIN_METRICS
+from finserve.operator.spec import ModelRolloutSpec
 
 
 def parse(**fields):
@@ -43,19 +44,65 @@ def test_wire_names_round_trip():
         ({"canary": {"adapter": "banking77", "version": "1.0.0"}}, "is the stable version already"),
         ({"strategy": {"evaluation": {"goldenSet": {}}}}, "exactly one of configMap, pvc, registry"),
         (
-            {"strategy": {"evaluation": {"goldenSet": {**{"configMap": {"name": "g", "key": "golden.csv"}}, "pvc": {"claimName": "d", "path": "g.csv"}}}}},
+            {
+                "strategy": {
+                    "evaluation": {
+                        "goldenSet": {
+                            **{"configMap": {"name": "g", "key": "golden.csv"}},
+                            "pvc": {"claimName": "d", "path": "g.csv"},
+                        }
+                    }
+                }
+            },
             "exactly one of configMap, pvc, registry",
         ),
-        ({"strategy": {"evaluation": {"goldenSet": {"pvc": {"claimName": "d", "path": "../etc/x"}}}}}, "inside the volume"),
-        ({"strategy": {"evaluation": {"goldenSet": {"configMap": {"name": "g", "key": "golden.csv"}}, "checks": [{"metric": "groundedness"}]}}}, "needs margin"),
-        ({"strategy": {"evaluation": {"goldenSet": {"configMap": {"name": "g", "key": "golden.csv"}}, "checks": [{"metric": "bleu", "min": 1}]}}}, "Input should be"),
         (
-            {"strategy": {"evaluation": {"goldenSet": {"configMap": {"name": "g", "key": "golden.csv"}}, "beforeTraffic": False, "beforePromotion": False}}},
+            {"strategy": {"evaluation": {"goldenSet": {"pvc": {"claimName": "d", "path": "../etc/x"}}}}},
+            "inside the volume",
+        ),
+        (
+            {
+                "strategy": {
+                    "evaluation": {
+                        "goldenSet": {"configMap": {"name": "g", "key": "golden.csv"}},
+                        "checks": [{"metric": "groundedness"}],
+                    }
+                }
+            },
+            "needs margin",
+        ),
+        (
+            {
+                "strategy": {
+                    "evaluation": {
+                        "goldenSet": {"configMap": {"name": "g", "key": "golden.csv"}},
+                        "checks": [{"metric": "bleu", "min": 1}],
+                    }
+                }
+            },
+            "Input should be",
+        ),
+        (
+            {
+                "strategy": {
+                    "evaluation": {
+                        "goldenSet": {"configMap": {"name": "g", "key": "golden.csv"}},
+                        "beforeTraffic": False,
+                        "beforePromotion": False,
+                    }
+                }
+            },
             "beforeTraffic and/or beforePromotion",
         ),
         ({"strategy": {"shadow": {"percent": 0}}}, "greater than 0"),
-        ({"strategy": {"analysis": {"metrics": [{"name": "shadow-similarity"}]}}}, "do not belong in the live analysis"),
-        ({"strategy": {"shadow": {"percent": 5, "metrics": [{"name": "error-rate"}]}}}, "do not belong in the shadow phase"),
+        (
+            {"strategy": {"analysis": {"metrics": [{"name": "shadow-similarity"}]}}},
+            "do not belong in the live analysis",
+        ),
+        (
+            {"strategy": {"shadow": {"percent": 5, "metrics": [{"name": "error-rate"}]}}},
+            "do not belong in the shadow phase",
+        ),
         ({"canary": {"adapter": "banking77", "version": "v2"}}, "not a semantic version"),
         ({"strategy": {"steps": [5, 50, 25, 100]}}, "strictly ascending"),
         ({"strategy": {"steps": [5, 5, 100]}}, "strictly ascending"),
@@ -149,13 +196,25 @@ def test_invalid_specs_are_rejected(fields, error):
 
 
 def test_gate_and_shadow_defaults():
-    spec = parse(strategy={"evaluation": {"goldenSet": {"registry": {"adapter": "golden", "version": "1.0.0",
-                                                                     "path": "golden.csv"}}},
-                           "shadow": {"percent": 5}})
+    spec = parse(
+        strategy={
+            "evaluation": {
+                "goldenSet": {"registry": {"adapter": "golden", "version": "1.0.0", "path": "golden.csv"}}
+            },
+            "shadow": {"percent": 5},
+        }
+    )
     evaluation, shadow = spec.strategy.evaluation, spec.strategy.shadow
-    assert (evaluation.before_traffic, evaluation.before_promotion, evaluation.on_error) == (True, True, "fail")
+    assert (evaluation.before_traffic, evaluation.before_promotion, evaluation.on_error) == (
+        True,
+        True,
+        "fail",
+    )
     assert [(c.metric, c.margin, c.max) for c in evaluation.checks] == [
-        ("answer_accuracy", 0.005, None), ("groundedness", 0.01, None), ("pii_leaks", None, 0)]
+        ("answer_accuracy", 0.005, None),
+        ("groundedness", 0.01, None),
+        ("pii_leaks", None, 0),
+    ]
     assert [m.name for m in shadow.metrics] == ["shadow-similarity", "shadow-intent-agreement", "shadow-pii"]
     as_analysis = shadow.as_analysis(spec.strategy.analysis)
     assert as_analysis.min_requests == 100 and "shadow_requests_total" in as_analysis.requests_query

@@ -5,9 +5,10 @@ other autoscalers the operator must not fight."""
 from __future__ import annotations
 
 import yaml
+from mro_testkit import RESOURCE_DEPLOY, RESOURCE_HPA, RESOURCE_RAY, create
+
 from finserve.operator.adapters.workloads import KubeWorkloads, ray_state
 from finserve.operator.spec import WorkloadRef
-from mro_testkit import RESOURCE_DEPLOY, RESOURCE_HPA, RESOURCE_RAY, create
 
 NS = "default"
 GEN = WorkloadRef(kind="Deployment", name="gen")

@@ -43,8 +43,16 @@ def test_the_repo_root_on_sys_path_does_not_shadow_the_stdlib_operator() -> None
     # -S: no site, so nothing (no .pth hook of an editable install) imports `operator` before the
     # working directory is on sys.path; no -P, so it is (as for `python -c` or `python -m pytest` there).
     out = subprocess.run(
-        [sys.executable, "-S", "-c", "import operator; print(operator.__file__, operator.itemgetter(1)('ab'))"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            "import operator; print(operator.__file__, operator.itemgetter(1)('ab'))",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert Path(out[0]).name == "operator.py" and not Path(out[0]).is_relative_to(REPO), out
     assert out[1] == "b"

@@ -34,7 +34,8 @@ def test_the_lock_pins_every_dependency_inside_its_range():
         name = normalize(dep.name)
         assert name in pins, f"{dep.name} is not in requirements/serving.lock: run make lock"
         assert dep.specifier.contains(Version(pins[name]), prereleases=True), (
-            f"{dep.name}=={pins[name]} in the lock is outside pyproject's {dep.specifier}: run make lock")
+            f"{dep.name}=={pins[name]} in the lock is outside pyproject's {dep.specifier}: run make lock"
+        )
 
 
 def test_the_lock_pins_the_cpu_torch():

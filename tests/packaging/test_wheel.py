@@ -66,8 +66,22 @@ CHILD = textwrap.dedent(
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-P", "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
-        capture_output=True, text=True, cwd=out,
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=out,
     )
     assert build.returncode == 0, build.stderr
     shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools' staging folder, not ours to keep
@@ -79,13 +93,33 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
     root = tmp_path_factory.mktemp("venv") / "v"
     subprocess.run([sys.executable, "-P", "-m", "venv", "--without-pip", str(root)], check=True)
-    purelib = Path(subprocess.check_output(
-        [str(root / "bin" / "python"), "-P", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True,
-    ).strip())
+    purelib = Path(
+        subprocess.check_output(
+            [
+                str(root / "bin" / "python"),
+                "-P",
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            text=True,
+        ).strip()
+    )
     (purelib / "_borrowed_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     install = subprocess.run(
-        [sys.executable, "-P", "-m", "pip", "--python", str(root / "bin" / "python"), "install", "-q", "--no-deps",
-         str(wheel)], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "pip",
+            "--python",
+            str(root / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert install.returncode == 0, install.stderr
     return root
@@ -110,8 +144,9 @@ def test_the_wheel_carries_the_compiled_cpu_kernels_and_its_install_runs_them(wh
     assert "finserve/serving/inference/_kernels.abi3.so" in zipfile.ZipFile(wheel).namelist()
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "PYTHONPATH", "FINSERVE_CPU_KERNELS")}
     env["PATH"] = str(venv / "bin")  # no compiler on the way
-    shown = subprocess.run([str(venv / "bin" / "finserve"), "model", "kernels"], capture_output=True, text=True,
-                           env=env)
+    shown = subprocess.run(
+        [str(venv / "bin" / "finserve"), "model", "kernels"], capture_output=True, text=True, env=env
+    )
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert Path(report["extension"]).resolve().is_relative_to(venv.resolve()), report["extension"]
@@ -126,18 +161,32 @@ def test_the_installed_wheel_ingests_and_answers(venv: Path, tmp_path: Path):
     with open(kb / "train.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["text", "category"])
-        writer.writerows(banking77_rows(("card_arrival", "lost_or_stolen_card", "exchange_rate"), per_intent=10))
+        writer.writerows(
+            banking77_rows(("card_arrival", "lost_or_stolen_card", "exchange_rate"), per_intent=10)
+        )
     shutil.copy(REPO / "data" / "banking77" / "categories.json", kb)
     config = tmp_path / "serving.yaml"
-    config.write_text(yaml.safe_dump({
-        "retrieval": {"milvus_uri": str(tmp_path / "milvus.db"), "redis_url": None},
-        "audit": {"path": str(tmp_path / "audit.jsonl")},
-        # The converted base model from this machine's cache: the wheel's own code loads it.
-        "generator": {"registry": str(tmp_path / "registry"), "model_dir": str(ensure_base_model()),
-                      "max_new_tokens": 16},
-    }))
-    env = {**os.environ, "FINSERVE_BANKING77_CSV": str(kb / "train.csv"), "FINSERVE_DATA_DIR": str(tmp_path / "var"),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "retrieval": {"milvus_uri": str(tmp_path / "milvus.db"), "redis_url": None},
+                "audit": {"path": str(tmp_path / "audit.jsonl")},
+                # The converted base model from this machine's cache: the wheel's own code loads it.
+                "generator": {
+                    "registry": str(tmp_path / "registry"),
+                    "model_dir": str(ensure_base_model()),
+                    "max_new_tokens": 16,
+                },
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "FINSERVE_BANKING77_CSV": str(kb / "train.csv"),
+        "FINSERVE_DATA_DIR": str(tmp_path / "var"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     env.pop("PYTHONPATH", None)
 
     def run(*args: str) -> subprocess.CompletedProcess:

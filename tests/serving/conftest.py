@@ -10,8 +10,14 @@ from kbutil import banking77_rows, build_index
 
 # A handful of intents keeps the index build to seconds while still making retrieval and intent
 # choose between real competitors.
-INTENTS = ("card_arrival", "lost_or_stolen_card", "exchange_rate", "transfer_not_received_by_recipient",
-           "card_payment_fee_charged", "activate_my_card")
+INTENTS = (
+    "card_arrival",
+    "lost_or_stolen_card",
+    "exchange_rate",
+    "transfer_not_received_by_recipient",
+    "card_payment_fee_charged",
+    "activate_my_card",
+)
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +30,9 @@ def small_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def local_client(tmp_path: Path, small_index: Path, redis_server) -> Iterator:
     """FastAPI TestClient over the whole pipeline in this process (no Ray), with a real Redis L2."""
     from fastapi.testclient import TestClient
+    from stack_config import stack_config
 
     from finserve.serving.local import create_local_app
-    from stack_config import stack_config
 
     cfg = stack_config(tmp_path, small_index, redis_server.url)
     with TestClient(create_local_app(cfg)) as client:
@@ -34,17 +40,20 @@ def local_client(tmp_path: Path, small_index: Path, redis_server) -> Iterator:
         yield client
 
 
-API_KEY = "sk-test-finserve"  # the key the `served` stacks require (an env var of its own, set for the module)
+API_KEY = (
+    "sk-test-finserve"  # the key the `served` stacks require (an env var of its own, set for the module)
+)
 KEY_ENV = "FINSERVE_TEST_SERVED_API_KEY"
 
 
 def _served_config(work: Path, index: Path, redis_url: str | None, **gateway: object):
     """The `served` stacks' config: an API key per client required (the legacy single key beside it), SSNs
     blocked by policy. Returns the config and the client's key."""
+    from stack_config import stack_config
+
     from finserve.serving.access.config import AuthConfig
     from finserve.serving.access.keys import KeysFile, new_key, write_keys
     from finserve.serving.guard.config import GuardConfig
-    from stack_config import stack_config
 
     cfg = stack_config(work, index, redis_url, api_key_env=KEY_ENV, **gateway)
     cfg.guard = GuardConfig.model_validate({**cfg.guard.model_dump(), "policies": {"US_SSN": "block"}})
@@ -72,7 +81,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redis_se
     cfg, client_key = _served_config(tmp_path_factory.mktemp("served"), small_index, redis_server.url)
     app = create_local_app(cfg, grpc_port=0)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     os.environ[KEY_ENV] = API_KEY  # the legacy single key works beside it (scope infer)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -82,8 +93,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redis_se
             if not thread.is_alive() or time.monotonic() > deadline:
                 pytest.fail("uvicorn did not start the app")
             time.sleep(0.2)
-        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", port=port, grpc_port=app.state.grpc_port,
-                              config=cfg, key=client_key, legacy_key=API_KEY)
+        yield SimpleNamespace(
+            base=f"http://127.0.0.1:{port}",
+            port=port,
+            grpc_port=app.state.grpc_port,
+            config=cfg,
+            key=client_key,
+            legacy_key=API_KEY,
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=120)
@@ -113,8 +130,9 @@ def ray_served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redi
     (shutil.copytree if small_index.is_dir() else shutil.copy)(small_index, index)
     # Redis db 1: `served`'s greedy answers cached in db 0 must not answer for the Ray graph.
     port = free_port()
-    cfg, client_key = _served_config(work, index, redis_server.url.rsplit("/", 1)[0] + "/1",
-                                     http_port=port, grpc_port=free_port())
+    cfg, client_key = _served_config(
+        work, index, redis_server.url.rsplit("/", 1)[0] + "/1", http_port=port, grpc_port=free_port()
+    )
     cfg.deployments = cfg.deployments.model_copy(update={"ingress": "proxy"})
     path = work / "serving.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
@@ -122,8 +140,13 @@ def ray_served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redi
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, KEY_ENV: API_KEY}
     log = work / "finserve-up.log"  # a file, not a pipe nobody reads while the stack runs
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "finserve.cli", "up", "--config", str(path), "--no-ingest"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finserve.cli", "up", "--config", str(path), "--no-ingest"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 420
@@ -138,8 +161,14 @@ def ray_served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redi
             if time.monotonic() > deadline:
                 pytest.fail(f"the Ray Serve stack was not ready in time:\n{log.read_text()[-4000:]}")
             time.sleep(1)
-        yield SimpleNamespace(base=base, port=port, grpc_port=cfg.gateway.grpc_port, config=cfg, key=client_key,
-                              legacy_key=API_KEY)
+        yield SimpleNamespace(
+            base=base,
+            port=port,
+            grpc_port=cfg.gateway.grpc_port,
+            config=cfg,
+            key=client_key,
+            legacy_key=API_KEY,
+        )
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -22,10 +22,20 @@ from finserve.serving.stages import LocalAudit, LocalGuard
 
 class Retrieval:
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        hit = Hit(id="answer:card_arrival", text="Cards arrive within 5 working days.", intent="card_arrival",
-                  kind="answer", tenant="default", score=0.8)
-        return RetrievalResult(hits=[hit], examples=[hit.model_copy(update={"kind": "example"})], cache="off",
-                               index_version="idx-test-1")
+        hit = Hit(
+            id="answer:card_arrival",
+            text="Cards arrive within 5 working days.",
+            intent="card_arrival",
+            kind="answer",
+            tenant="default",
+            score=0.8,
+        )
+        return RetrievalResult(
+            hits=[hit],
+            examples=[hit.model_copy(update={"kind": "example"})],
+            cache="off",
+            index_version="idx-test-1",
+        )
 
     async def knowledge_texts(self) -> list[str]:
         return []
@@ -45,8 +55,13 @@ class Generator:
         self.started += 1
         if self.hold:
             await self.release.wait()
-        return GenerationResult(text="Your card arrives soon.", prompt_tokens=10, completion_tokens=5,
-                                finish_reason="stop", adapter=request.adapter)
+        return GenerationResult(
+            text="Your card arrives soon.",
+            prompt_tokens=10,
+            completion_tokens=5,
+            finish_reason="stop",
+            adapter=request.adapter,
+        )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         yield StreamChunk(delta="Soon.", finish_reason="stop")
@@ -55,5 +70,12 @@ class Generator:
 def scripted_pipeline(cfg: ServingConfig, tmp_path: Path, guard: LocalGuard) -> Pipeline:
     """A Pipeline with the real guard, router and audit log (under tmp_path) and the scripted stages."""
     cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl")
-    return Pipeline(cfg, guard=guard, retrieval=Retrieval(), intent=None, generator=Generator(),  # type: ignore[arg-type]
-                    audit=LocalAudit(AuditLog(cfg.audit)), router=Router(cfg.router))
+    return Pipeline(
+        cfg,
+        guard=guard,
+        retrieval=Retrieval(),
+        intent=None,
+        generator=Generator(),  # type: ignore[arg-type]
+        audit=LocalAudit(AuditLog(cfg.audit)),
+        router=Router(cfg.router),
+    )

@@ -25,15 +25,27 @@ pytestmark = pytest.mark.filterwarnings("ignore:coroutine .*ASGIIngressWrapper._
 
 
 async def _search(query: str, filters: Any = None) -> RetrievalResult:
-    hit = Hit(id="answer:card_arrival", text="Cards arrive in 3-5 days.", intent="card_arrival", kind="answer",
-              tenant="default", score=0.8)
-    return RetrievalResult(hits=[hit], examples=[hit.model_copy(update={"kind": "example"})], cache="off",
-                           index_version="v1")
+    hit = Hit(
+        id="answer:card_arrival",
+        text="Cards arrive in 3-5 days.",
+        intent="card_arrival",
+        kind="answer",
+        tenant="default",
+        score=0.8,
+    )
+    return RetrievalResult(
+        hits=[hit], examples=[hit.model_copy(update={"kind": "example"})], cache="off", index_version="v1"
+    )
 
 
 async def _generate(request: Any) -> GenerationResult:
-    return GenerationResult(text="It is on its way.", prompt_tokens=5, completion_tokens=5, finish_reason="stop",
-                            adapter=AdapterRef.base())
+    return GenerationResult(
+        text="It is on its way.",
+        prompt_tokens=5,
+        completion_tokens=5,
+        finish_reason="stop",
+        adapter=AdapterRef.base(),
+    )
 
 
 async def _gateway(tmp_path: Path, audit: FakeHandle | None) -> Gateway:
@@ -41,13 +53,16 @@ async def _gateway(tmp_path: Path, audit: FakeHandle | None) -> Gateway:
     cfg.audit = cfg.audit.model_copy(update={"path": tmp_path / "audit.jsonl"})
     # As a Ray Serve replica builds it: the ingress wrapper's __init__ is a coroutine.
     gateway = Gateway.__new__(Gateway)
-    await gateway.__init__(cfg.model_dump(mode="json"), None, FakeHandle(search=_search), FakeHandle(generate=_generate),
-                           audit)
+    await gateway.__init__(
+        cfg.model_dump(mode="json"), None, FakeHandle(search=_search), FakeHandle(generate=_generate), audit
+    )
     return gateway
 
 
 def _request() -> ChatCompletionRequest:
-    return ChatCompletionRequest(model=DEFAULT_MODEL, messages=[{"role": "user", "content": f"Card {CARD} missing"}])
+    return ChatCompletionRequest(
+        model=DEFAULT_MODEL, messages=[{"role": "user", "content": f"Card {CARD} missing"}]
+    )
 
 
 def test_gateway_placement_is_the_default() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fake_handles import FakeHandle
+
 from finserve.contracts import AdapterRef
 from finserve.serving.app import Gateway, build_app
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
@@ -20,8 +21,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:coroutine .*ASGIIngressWrapper._
 
 
 async def _generate(request: Any) -> GenerationResult:
-    return GenerationResult(text="It is on its way.", prompt_tokens=5, completion_tokens=5, finish_reason="stop",
-                            adapter=AdapterRef.base())
+    return GenerationResult(
+        text="It is on its way.",
+        prompt_tokens=5,
+        completion_tokens=5,
+        finish_reason="stop",
+        adapter=AdapterRef.base(),
+    )
 
 
 async def _ready() -> bool:
@@ -38,14 +44,18 @@ def _config(tmp_path: Path, index: Path) -> ServingConfig:
 
 async def test_gateway_placement_searches_in_the_replica(tmp_path: Path, small_index: Path) -> None:
     cfg = _config(tmp_path, small_index)
-    gateway = Gateway.__new__(Gateway)  # as a replica builds it: the ingress wrapper's __init__ is a coroutine
-    await gateway.__init__(cfg.model_dump(mode="json"), None, None,
-                           FakeHandle(generate=_generate, ready=_ready), None)
+    gateway = Gateway.__new__(
+        Gateway
+    )  # as a replica builds it: the ingress wrapper's __init__ is a coroutine
+    await gateway.__init__(
+        cfg.model_dump(mode="json"), None, None, FakeHandle(generate=_generate, ready=_ready), None
+    )
     try:
         assert "retriever" not in gateway._handles  # no Retriever deployment to call
         assert (await gateway.readiness())["retriever"] is True
-        req = ChatCompletionRequest(model=DEFAULT_MODEL,
-                                    messages=[{"role": "user", "content": "My new card still has not arrived"}])
+        req = ChatCompletionRequest(
+            model=DEFAULT_MODEL, messages=[{"role": "user", "content": "My new card still has not arrived"}]
+        )
         out = await gateway.pipeline.chat(req, RequestContext())
         assert out.finserve.intent == "card_arrival"
         assert out.finserve.citations and out.finserve.citations[0].startswith("answer:")

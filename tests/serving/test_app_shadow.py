@@ -27,10 +27,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:coroutine .*ASGIIngressWrapper._
 
 
 async def _search(query: str, filters: Any = None) -> RetrievalResult:
-    hit = Hit(id="answer:card_arrival", text="Cards arrive in 3-5 days.", intent="card_arrival", kind="answer",
-              tenant="default", score=0.8)
-    return RetrievalResult(hits=[hit], examples=[hit.model_copy(update={"kind": "example"})], cache="off",
-                           index_version="v1")
+    hit = Hit(
+        id="answer:card_arrival",
+        text="Cards arrive in 3-5 days.",
+        intent="card_arrival",
+        kind="answer",
+        tenant="default",
+        score=0.8,
+    )
+    return RetrievalResult(
+        hits=[hit], examples=[hit.model_copy(update={"kind": "example"})], cache="off", index_version="v1"
+    )
 
 
 async def _no_head(text: str, adapter: AdapterRef) -> None:
@@ -46,8 +53,9 @@ class _Generator:
             self.canary_started.set()
             await self.release.wait()
         text = "Cards usually arrive in a few days." if request.adapter == CANARY else "It is on its way."
-        return GenerationResult(text=text, prompt_tokens=5, completion_tokens=5, finish_reason="stop",
-                                adapter=request.adapter)
+        return GenerationResult(
+            text=text, prompt_tokens=5, completion_tokens=5, finish_reason="stop", adapter=request.adapter
+        )
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +66,32 @@ def embedder() -> Embedder:
 async def _gateway(tmp_path: Path, gen: _Generator, embedder: Embedder) -> Gateway:
     cfg = ServingConfig()
     cfg.audit = cfg.audit.model_copy(update={"path": tmp_path / "audit.jsonl"})
-    cfg.router = RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=STABLE, canary=CANARY,
-                                                           shadow_percent=100.0)})
+    cfg.router = RouterConfig(
+        routes={DEFAULT_MODEL: Route(base_model="b", stable=STABLE, canary=CANARY, shadow_percent=100.0)}
+    )
 
-    async def embed_texts(texts: list[str]) -> list[list[float]]:  # what RetrieverDeployment.embed_texts returns
+    async def embed_texts(
+        texts: list[str],
+    ) -> list[list[float]]:  # what RetrieverDeployment.embed_texts returns
         return embedder.embed(texts).tolist()
 
-    gateway = Gateway.__new__(Gateway)  # as a replica builds it: the ingress wrapper's __init__ is a coroutine
-    await gateway.__init__(cfg.model_dump(mode="json"), None, FakeHandle(search=_search, embed_texts=embed_texts),
-                           FakeHandle(generate=gen.generate, head_scores=_no_head), None)
+    gateway = Gateway.__new__(
+        Gateway
+    )  # as a replica builds it: the ingress wrapper's __init__ is a coroutine
+    await gateway.__init__(
+        cfg.model_dump(mode="json"),
+        None,
+        FakeHandle(search=_search, embed_texts=embed_texts),
+        FakeHandle(generate=gen.generate, head_scores=_no_head),
+        None,
+    )
     return gateway
 
 
 def _request() -> ChatCompletionRequest:
-    return ChatCompletionRequest(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "Where is my card?"}])
+    return ChatCompletionRequest(
+        model=DEFAULT_MODEL, messages=[{"role": "user", "content": "Where is my card?"}]
+    )
 
 
 def _audit(tmp_path: Path) -> list[dict]:
@@ -91,7 +111,9 @@ async def test_a_shadow_runs_through_the_handles_and_is_audited(tmp_path: Path, 
     assert (shadow["request_id"], shadow["route"], shadow["adapter"]) == ("r1-shadow", "shadow", str(CANARY))
     assert shadow["output"] == "Cards usually arrive in a few days."
     similarity = gateway.pipeline.metrics.registry.get_sample_value(
-        "finserve_shadow_answer_similarity_count", {"model": DEFAULT_MODEL, "adapter": "banking77", "version": "1.1.0"})
+        "finserve_shadow_answer_similarity_count",
+        {"model": DEFAULT_MODEL, "adapter": "banking77", "version": "1.1.0"},
+    )
     assert similarity == 1
 
 
@@ -101,6 +123,8 @@ async def test_stopping_the_replica_cancels_running_shadows(tmp_path: Path, embe
     await gateway.pipeline.chat(_request(), RequestContext())
     await asyncio.wait_for(gen.canary_started.wait(), DEADLOCK_GUARD_S)
     assert gateway.pipeline.shadows.in_flight == 1
-    await asyncio.wait_for(gateway.__del__(), DEADLOCK_GUARD_S)  # what Ray Serve awaits when the replica stops
+    await asyncio.wait_for(
+        gateway.__del__(), DEADLOCK_GUARD_S
+    )  # what Ray Serve awaits when the replica stops
     assert gateway.pipeline.shadows.in_flight == 0
     assert [r["route"] for r in _audit(tmp_path)] == ["stable"]

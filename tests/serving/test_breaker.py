@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fakeclock import FakeClock
+
 from finserve.serving.breaker import CircuitBreaker
 
 

@@ -29,11 +29,18 @@ def context(fields: ClientFields, headers: dict[str, str]):
 @pytest.mark.parametrize(
     ("value", "card"),
     [
-        (CARD, True), ("4458-5630-7407-7526", True), ("4458.5630.7407.7526", True), ("4458:5630:7407:7526", True),
-        ("4-4-5-8-5-6-3-0-7-4-0-7-7-5-2-6", True), ("tenant-" + CARD, True), ("2026-12-06-" + CARD, True),
+        (CARD, True),
+        ("4458-5630-7407-7526", True),
+        ("4458.5630.7407.7526", True),
+        ("4458:5630:7407:7526", True),
+        ("4-4-5-8-5-6-3-0-7-4-0-7-7-5-2-6", True),
+        ("tenant-" + CARD, True),
+        ("2026-12-06-" + CARD, True),
         ("3782-822463-10005", True),  # Amex 4-6-5
         ("4458563074077527", False),  # Luhn fails
-        ("550e8400-e29b-41d4-a716-446655440000", False), ("req-000123", False), ("retail-uk", False),
+        ("550e8400-e29b-41d4-a716-446655440000", False),
+        ("req-000123", False),
+        ("retail-uk", False),
     ],
 )
 def test_card_shaped_digit_runs(value, card):
@@ -74,11 +81,24 @@ def test_a_request_id_that_looks_like_a_card_is_pseudonymised(fields):
 
 
 def test_good_values_pass_and_session_keys_are_pseudonyms(fields):
-    ctx, error = context(fields, {"x-request-id": "req-2026.12.06:1", "x-finserve-tenant": "retail-uk",
-                                  "x-finserve-adapter": "banking77@1.2.0", "x-finserve-session": "jane@example.com"})
+    ctx, error = context(
+        fields,
+        {
+            "x-request-id": "req-2026.12.06:1",
+            "x-finserve-tenant": "retail-uk",
+            "x-finserve-adapter": "banking77@1.2.0",
+            "x-finserve-session": "jane@example.com",
+        },
+    )
     assert error is None
-    assert (ctx.request_id, ctx.tenant, ctx.adapter_override) == ("req-2026.12.06:1", "retail-uk", "banking77@1.2.0")
-    assert ctx.sticky_key == pseudonym("jane@example.com", b"k" * 32) != pseudonym("jane@example.com", b"j" * 32)
+    assert (ctx.request_id, ctx.tenant, ctx.adapter_override) == (
+        "req-2026.12.06:1",
+        "retail-uk",
+        "banking77@1.2.0",
+    )
+    assert (
+        ctx.sticky_key == pseudonym("jane@example.com", b"k" * 32) != pseudonym("jane@example.com", b"j" * 32)
+    )
 
 
 def test_uuids_pass_as_request_ids(fields):
@@ -90,8 +110,10 @@ def test_uuids_pass_as_request_ids(fields):
     dashed = {str(i): context(fields, {"x-request-id": str(i)}) for i in ids}
     assert [i for i, (ctx, error) in dashed.items() if error is not None or ctx.request_id != i] == []
     hexes = [context(fields, {"x-request-id": i.hex}) for i in ids]
-    assert all(error is None and (ctx.request_id == i.hex or ctx.request_id.startswith("u_"))
-               for i, (ctx, error) in zip(ids, hexes, strict=True))
+    assert all(
+        error is None and (ctx.request_id == i.hex or ctx.request_id.startswith("u_"))
+        for i, (ctx, error) in zip(ids, hexes, strict=True)
+    )
 
 
 def test_user_field_and_body_ids(fields):

@@ -22,10 +22,17 @@ import psutil
 import pytest
 import redis
 import yaml
-from finserve.serving.audit import read_records
-from finserve.serving.haproxy_procs import haproxy_processes, remove_node_dir, running, started_with, stop_haproxy
 from netutil import free_port
 from otlp_receiver import OTLPReceiver
+
+from finserve.serving.audit import read_records
+from finserve.serving.haproxy_procs import (
+    haproxy_processes,
+    remove_node_dir,
+    running,
+    started_with,
+    stop_haproxy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -108,11 +115,19 @@ def running_stack(request: pytest.FixtureRequest, tmp_path: Path, small_index: P
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
     ray_tmp = tempfile.mkdtemp(prefix="fsray-", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
-           "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "finserve.cli", "up", "--config", str(cfg_path), "--no-ingest"],
-                            env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": ray_tmp,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finserve.cli", "up", "--config", str(cfg_path), "--no-ingest"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 420
     while time.monotonic() < deadline:
@@ -152,16 +167,30 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
     else:
         haproxy = _haproxy_descendants(proc.pid)
         assert haproxy == []
-    body = {"model": "finserve-banking", "max_tokens": 24, "messages": [
-        {"role": "user", "content": f"Charge on card {CARD}, refund to {IBAN}, write to {EMAIL}"}]}
-    resp = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120, headers={"traceparent": TRACEPARENT})
+    body = {
+        "model": "finserve-banking",
+        "max_tokens": 24,
+        "messages": [
+            {"role": "user", "content": f"Charge on card {CARD}, refund to {IBAN}, write to {EMAIL}"}
+        ],
+    }
+    resp = httpx.post(
+        f"{base}/v1/chat/completions", json=body, timeout=120, headers={"traceparent": TRACEPARENT}
+    )
     assert resp.status_code == 200, resp.text
     assert resp.headers["x-trace-id"] == TRACE_ID
     # One trace across Ray deployments: the gateway's stages and the Retriever's and Generator's replicas.
-    expected = {"finserve.retrieval", "finserve.retriever.search", "finserve.generate", "finserve.generator.generate",
-                "finserve.audit"}
+    expected = {
+        "finserve.retrieval",
+        "finserve.retriever.search",
+        "finserve.generate",
+        "finserve.generator.generate",
+        "finserve.audit",
+    }
     # Waits for the names too: the gateway's last spans may come in a later export batch than its first.
-    spans = otlp.wait_for(TRACE_ID, {"finserve-gateway", "finserve-retriever", "finserve-generator"}, names=expected)
+    spans = otlp.wait_for(
+        TRACE_ID, {"finserve-gateway", "finserve-retriever", "finserve-generator"}, names=expected
+    )
     names = {s.name for s in spans}
     assert expected <= names, names
     info = resp.json()["finserve"]
@@ -170,14 +199,16 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
 
     # A request id holding a card number: Ray Serve reads x-request-id before finserve (its access log, its
     # own X-Request-ID header), so serving/ray_ingress.py pseudonymises it first; no header echoes it raw.
-    bad = httpx.post(f"{base}/v1/chat/completions", content=b"{oops", timeout=30,
-                     headers={"x-request-id": CARD_REQUEST_ID})
+    bad = httpx.post(
+        f"{base}/v1/chat/completions", content=b"{oops", timeout=30, headers={"x-request-id": CARD_REQUEST_ID}
+    )
     assert bad.status_code == 400 and "JSON" in bad.json()["error"]["message"]
     assert {v for v in bad.headers.get_list("x-request-id")} == {bad.json()["error"]["request_id"]}
     assert bad.json()["error"]["request_id"].startswith("u_")
 
-    with httpx.stream("POST", f"{base}/v1/chat/completions", timeout=120,
-                      json={**body, "stream": True}) as stream:
+    with httpx.stream(
+        "POST", f"{base}/v1/chat/completions", timeout=120, json={**body, "stream": True}
+    ) as stream:
         events = [line for line in stream.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
     streamed = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content", "") for e in events[:-1])
@@ -193,18 +224,33 @@ def test_stack_answers_guarded_audits_and_stops_cleanly(running_stack, redis_ser
     audit = cfg.audit.path.read_text()
     lines = list(read_records(cfg.audit.path))  # request lines only: checkpoints are lines of their own
     assert [x["status"] for x in lines] == [200, 400, 200, 200, 404]
-    assert lines[3]["request_id"] == "e2e-grpc" and lines[3]["pii"]["input"] == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1}
-    assert (lines[0]["trace_id"], lines[3]["trace_id"]) == (TRACE_ID, GRPC_TRACE_ID)  # HTTP header, gRPC metadata
+    assert lines[3]["request_id"] == "e2e-grpc" and lines[3]["pii"]["input"] == {
+        "CREDIT_CARD": 1,
+        "EMAIL_ADDRESS": 1,
+    }
+    assert (lines[0]["trace_id"], lines[3]["trace_id"]) == (
+        TRACE_ID,
+        GRPC_TRACE_ID,
+    )  # HTTP header, gRPC metadata
     cached = redis.Redis.from_url(redis_server.url)
-    everything = resp.text + streamed + answered + audit + metrics + " ".join(
-        (k + (cached.get(k) or b"")).decode(errors="replace") for k in cached.keys("*"))
+    everything = (
+        resp.text
+        + streamed
+        + answered
+        + audit
+        + metrics
+        + " ".join((k + (cached.get(k) or b"")).decode(errors="replace") for k in cached.keys("*"))
+    )
     for secret in SECRETS:
         assert secret not in everything
 
     _check_openai_sdk(base, cfg)
 
-    verify = subprocess.run([sys.executable, "-m", "finserve.cli", "audit", "verify", "--path", str(cfg.audit.path)],
-                            capture_output=True, text=True)
+    verify = subprocess.run(
+        [sys.executable, "-m", "finserve.cli", "audit", "verify", "--path", str(cfg.audit.path)],
+        capture_output=True,
+        text=True,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
     out = _stop(proc, signal.SIGTERM, ray_tmp, haproxy)
@@ -249,8 +295,11 @@ def _listener_config_and_parent(pid: int, port: int, timeout: float = 60) -> tup
     while True:
         for candidate in _haproxy_holding(pid, {port}, timeout=timeout):
             try:
-                listening = {c.laddr.port for c in candidate.net_connections(kind="tcp")
-                             if c.status == psutil.CONN_LISTEN}
+                listening = {
+                    c.laddr.port
+                    for c in candidate.net_connections(kind="tcp")
+                    if c.status == psutil.CONN_LISTEN
+                }
                 cmdline, parent = candidate.cmdline(), candidate.parent()
             except psutil.NoSuchProcess:
                 continue
@@ -318,7 +367,9 @@ def _check_exposure(pid: int, cfg, haproxy: list[psutil.Process]) -> None:
     assert backends, config
     for proc in _haproxy_descendants(pid):
         try:
-            addresses = {c.laddr.ip for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+            addresses = {
+                c.laddr.ip for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN
+            }
         except psutil.NoSuchProcess:
             continue
         assert addresses <= loopback, addresses
@@ -336,12 +387,20 @@ def _check_openai_sdk(base: str, cfg) -> None:
     import openai
 
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120)
-    *answer, last = list(client.chat.completions.create(
-        model="finserve-banking", messages=[{"role": "user", "content": [{"type": "text", "text": "Activate my card"}]}],
-        max_tokens=8, stream=True, stream_options={"include_usage": True}))
+    *answer, last = list(
+        client.chat.completions.create(
+            model="finserve-banking",
+            messages=[{"role": "user", "content": [{"type": "text", "text": "Activate my card"}]}],
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert last.choices == [] and 0 < last.usage.completion_tokens <= 8
     assert "".join(c.choices[0].delta.content or "" for c in answer).strip()
-    out = client.embeddings.create(model="all-MiniLM-L6-v2", input=[f"card {CARD}", "card 5500 0000 0000 0004"])
+    out = client.embeddings.create(
+        model="all-MiniLM-L6-v2", input=[f"card {CARD}", "card 5500 0000 0000 0004"]
+    )
     import numpy as np
 
     assert len(out.data[0].embedding) == 384
@@ -355,21 +414,36 @@ def _check_grpc(port: int, question: str) -> str:
     from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
     from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-    text = pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1],
-                                                 contents=pb.InferTensorContents(bytes_contents=[question.encode()]))
-    request = pb.ModelInferRequest(model_name="finserve-banking", inputs=[text],
-                                   parameters={"max_tokens": pb.InferParameter(int64_param=16)})
+    text = pb.ModelInferRequest.InferInputTensor(
+        name="text",
+        datatype="BYTES",
+        shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[question.encode()]),
+    )
+    request = pb.ModelInferRequest(
+        model_name="finserve-banking",
+        inputs=[text],
+        parameters={"max_tokens": pb.InferParameter(int64_param=16)},
+    )
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         # grpc.health.v1 through the same ingress, as Kubernetes' grpc probe asks it (no metadata).
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=30
+        )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         stub = GRPCInferenceServiceStub(channel)
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
         assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
-        resp, call = stub.ModelInfer.with_call(request, timeout=120, metadata=[
-            ("x-request-id", "e2e-grpc"), ("traceparent", f"00-{GRPC_TRACE_ID}-b7ad6b7169203331-01")])
+        resp, call = stub.ModelInfer.with_call(
+            request,
+            timeout=120,
+            metadata=[
+                ("x-request-id", "e2e-grpc"),
+                ("traceparent", f"00-{GRPC_TRACE_ID}-b7ad6b7169203331-01"),
+            ],
+        )
         request.model_name = "nope"
         try:
             stub.ModelInfer(request, timeout=60)

@@ -18,14 +18,18 @@ from finserve.serving.errors import (
     map_error,
 )
 
-
 G = grpc.StatusCode
 
 
 @pytest.mark.parametrize(
     ("exc", "status", "code", "grpc_code"),
     [
-        (InvalidRequest("messages.0.role: bad", param="messages.0.role"), 400, "invalid_request", G.INVALID_ARGUMENT),
+        (
+            InvalidRequest("messages.0.role: bad", param="messages.0.role"),
+            400,
+            "invalid_request",
+            G.INVALID_ARGUMENT,
+        ),
         (Unauthorized("no key"), 401, "unauthorized", G.UNAUTHENTICATED),
         (Forbidden("key:abc lacks the scope 'admin'"), 403, "forbidden", G.PERMISSION_DENIED),
         (ModelNotFound("no such model"), 404, "model_not_found", G.NOT_FOUND),
@@ -46,7 +50,8 @@ def test_mapping(exc, status, code, grpc_code):
 def test_unauthorized_carries_its_bearer_challenge():
     assert map_error(Unauthorized("no credential")).www_authenticate == 'Bearer realm="finserve"'
     assert map_error(Unauthorized("bad", invalid_token=True)).www_authenticate == (
-        'Bearer realm="finserve", error="invalid_token"')
+        'Bearer realm="finserve", error="invalid_token"'
+    )
     assert map_error(Forbidden("no scope")).www_authenticate is None
 
 

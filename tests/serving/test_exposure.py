@@ -10,14 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from netutil import free_port
+from prometheus_client import CollectorRegistry, Counter
+from scripted_stages import scripted_pipeline
+
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.exposure import ExposureConfig, start_metrics_listener
 from finserve.serving.gateway import create_api
 from finserve.serving.guard.engine import PIIGuard
 from finserve.serving.stages import LocalGuard
-from netutil import free_port
-from prometheus_client import CollectorRegistry, Counter
-from scripted_stages import scripted_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,10 @@ def test_docs_openapi_and_api_port_metrics_are_off_by_default(default_client: Te
 def test_docs_and_api_port_metrics_when_configured(tmp_path: Path, guard: LocalGuard) -> None:
     with _client(tmp_path, guard, docs=True, metrics_on_api_port=True) as client:
         assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
-        assert "finserve_requests_total" in client.get("/metrics").text or client.get("/metrics").status_code == 200
+        assert (
+            "finserve_requests_total" in client.get("/metrics").text
+            or client.get("/metrics").status_code == 200
+        )
 
 
 def test_metrics_listener_serves_the_registry_on_loopback() -> None:
@@ -72,7 +76,9 @@ def test_a_taken_metrics_port_is_logged_not_fatal(caplog: pytest.LogCaptureFixtu
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", free_port()))
         taken.listen(1)
-        listener = start_metrics_listener(ExposureConfig(metrics_port=taken.getsockname()[1]), CollectorRegistry())
+        listener = start_metrics_listener(
+            ExposureConfig(metrics_port=taken.getsockname()[1]), CollectorRegistry()
+        )
     assert listener.port is None and "metrics listener not started" in caplog.text
 
 
@@ -84,16 +90,27 @@ def test_made_up_models_and_adapters_do_not_grow_metrics(tmp_path: Path, guard: 
         assert client.post("/v1/chat/completions", json=body).status_code == 200
         before = client.get("/metrics").text
         for i in range(30):
-            assert client.post("/v1/chat/completions", json={**body, "model": f"made-up-{i}"}).status_code == 404
-            resp = client.post("/v1/chat/completions", json=body, headers={"x-finserve-adapter": f"base@9.9.{i}"})
+            assert (
+                client.post("/v1/chat/completions", json={**body, "model": f"made-up-{i}"}).status_code == 404
+            )
+            resp = client.post(
+                "/v1/chat/completions", json=body, headers={"x-finserve-adapter": f"base@9.9.{i}"}
+            )
             # 403: forcing a version the route does not serve (serving/access/policy.py); never echoed.
             assert resp.status_code == 403 and "9.9." not in resp.text
-        bad = client.post("/v1/chat/completions", content=b'{"model":"m\\ud800","messages":[]}',
-                          headers={"content-type": "application/json"})
+        bad = client.post(
+            "/v1/chat/completions",
+            content=b'{"model":"m\\ud800","messages":[]}',
+            headers={"content-type": "application/json"},
+        )
         assert bad.status_code == 400
         after = client.get("/metrics")
         assert after.status_code == 200
-        series = {line.split(" ")[0] for line in after.text.splitlines() if line.startswith("finserve_requests_total")}
+        series = {
+            line.split(" ")[0]
+            for line in after.text.splitlines()
+            if line.startswith("finserve_requests_total")
+        }
         assert not any("made-up" in s or "9.9." in s for s in series)
         assert len(series) <= 4, series  # the served one, plus `unknown` per status code
         assert len(after.text) < 2 * len(before) + 20_000
@@ -126,8 +143,11 @@ def test_grpc_raw_contents_errors_do_not_echo_the_tensor_name() -> None:
     from finserve.serving.oip_grpc.codec import to_infer_request
 
     name = "card 4111111111111111"
-    request = pb.ModelInferRequest(model_name=DEFAULT_MODEL, raw_input_contents=[struct.pack("<I", 50) + b"short"],
-                                   inputs=[pb.ModelInferRequest.InferInputTensor(name=name, datatype="BYTES", shape=[1])])
+    request = pb.ModelInferRequest(
+        model_name=DEFAULT_MODEL,
+        raw_input_contents=[struct.pack("<I", 50) + b"short"],
+        inputs=[pb.ModelInferRequest.InferInputTensor(name=name, datatype="BYTES", shape=[1])],
+    )
     with pytest.raises(InvalidRequest) as refused:
         to_infer_request(request)
     assert refused.value.param == "raw_input_contents" and "4111" not in refused.value.message

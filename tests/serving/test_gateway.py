@@ -52,10 +52,16 @@ def test_answer_carries_the_finserve_object_and_no_pii(local_client, redis_serve
 
 
 def test_streaming_sends_chunks_then_done(local_client):
-    with local_client.stream("POST", "/v1/chat/completions", json={
-        "model": "finserve-banking", "stream": True, "max_tokens": 16,
-        "messages": [{"role": "user", "content": "How do I activate my card?"}],
-    }) as resp:
+    with local_client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "finserve-banking",
+            "stream": True,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "How do I activate my card?"}],
+        },
+    ) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
@@ -67,7 +73,11 @@ def test_streaming_sends_chunks_then_done(local_client):
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
     assert chunks[-1]["finserve"]["intent"]
     [line] = audit_lines(local_client)  # written before the final chunk, with exactly what was sent
-    assert line["status"] == 200 and line["output"] == text and line["citations"] == chunks[-1]["finserve"]["citations"]
+    assert (
+        line["status"] == 200
+        and line["output"] == text
+        and line["citations"] == chunks[-1]["finserve"]["citations"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,15 +85,35 @@ def test_streaming_sends_chunks_then_done(local_client):
     [
         (b"{not json", 400, "not valid JSON"),
         (json.dumps({"model": "finserve-banking", "messages": []}).encode(), 400, "messages"),
-        (json.dumps({"model": "finserve-banking", "messages": [{"role": "robot", "content": "x"}]}).encode(),
-         400, "messages.0.role"),
-        (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}).encode(), 404, "not served"),
-        (json.dumps({"model": "finserve-banking", "max_tokens": 100000,
-                     "messages": [{"role": "user", "content": "hi"}]}).encode(), 400, "max_tokens"),
+        (
+            json.dumps(
+                {"model": "finserve-banking", "messages": [{"role": "robot", "content": "x"}]}
+            ).encode(),
+            400,
+            "messages.0.role",
+        ),
+        (
+            json.dumps({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            404,
+            "not served",
+        ),
+        (
+            json.dumps(
+                {
+                    "model": "finserve-banking",
+                    "max_tokens": 100000,
+                    "messages": [{"role": "user", "content": "hi"}],
+                }
+            ).encode(),
+            400,
+            "max_tokens",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_an_audit_line(local_client, body, status, needle):
-    resp = local_client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    resp = local_client.post(
+        "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
     assert resp.status_code == status
     err = resp.json()["error"]
     assert needle in err["message"] and "Traceback" not in resp.text
@@ -99,10 +129,16 @@ def test_oversized_body_is_413(local_client):
 
 
 def test_override_of_a_version_the_route_does_not_serve_is_403(local_client):
-    resp = local_client.post("/v1/chat/completions", headers={"x-finserve-adapter": "banking@9.9.9"},
-                             json={"model": "finserve-banking", "messages": [{"role": "user", "content": "hi"}]})
+    resp = local_client.post(
+        "/v1/chat/completions",
+        headers={"x-finserve-adapter": "banking@9.9.9"},
+        json={"model": "finserve-banking", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert resp.status_code == 403
-    assert (resp.json()["error"]["code"], resp.json()["error"]["param"]) == ("forbidden", "x-finserve-adapter")
+    assert (resp.json()["error"]["code"], resp.json()["error"]["param"]) == (
+        "forbidden",
+        "x-finserve-adapter",
+    )
 
 
 def test_health_ready_models_metrics(local_client):
@@ -110,18 +146,26 @@ def test_health_ready_models_metrics(local_client):
     ready = local_client.get("/readyz")
     assert ready.status_code == 200 and all(ready.json()["stages"].values())
     # Chat models first, then the embedder /v1/embeddings serves.
-    assert [m["id"] for m in local_client.get("/v1/models").json()["data"]] == ["finserve-banking", "all-MiniLM-L6-v2"]
+    assert [m["id"] for m in local_client.get("/v1/models").json()["data"]] == [
+        "finserve-banking",
+        "all-MiniLM-L6-v2",
+    ]
     ask(local_client, f"card {CARD} lost")
     metrics = local_client.get("/metrics").text
-    assert 'finserve_requests_total{adapter="base",code="200",model="finserve-banking",version="0.0.0"} 1.0' in metrics
+    assert (
+        'finserve_requests_total{adapter="base",code="200",model="finserve-banking",version="0.0.0"} 1.0'
+        in metrics
+    )
     assert 'finserve_pii_findings_total{adapter="base",entity="CREDIT_CARD"' in metrics
     assert CARD not in metrics
 
 
 def test_prompt_prefix_reuse_is_reported_in_usage_and_metrics(local_client):
     """Two questions retrieving the same knowledge: the second prefill reuses the first's prefix."""
-    usages = [ask(local_client, q).json()["usage"] for q in ("My card has not arrived yet",
-                                                              "My new card has still not arrived")]
+    usages = [
+        ask(local_client, q).json()["usage"]
+        for q in ("My card has not arrived yet", "My new card has still not arrived")
+    ]
     cached = [u["prompt_tokens_details"]["cached_tokens"] for u in usages]
     assert cached[0] == 0 and 16 <= cached[1] < usages[1]["prompt_tokens"], usages
     metrics = local_client.get("/metrics").text
@@ -132,14 +176,19 @@ def test_prompt_prefix_reuse_is_reported_in_usage_and_metrics(local_client):
 
 
 def test_oip_v2_infer(local_client):
-    resp = local_client.post("/v2/models/finserve-banking/infer", json={
-        "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [f"lost card {CARD}"]}],
-        "parameters": {"max_tokens": 12},
-    })
+    resp = local_client.post(
+        "/v2/models/finserve-banking/infer",
+        json={
+            "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [f"lost card {CARD}"]}],
+            "parameters": {"max_tokens": 12},
+        },
+    )
     assert resp.status_code == 200, resp.text
     outputs = {o["name"]: o["data"] for o in resp.json()["outputs"]}
     assert outputs["adapter"] == ["base@0.0.0"] and outputs["intent"][0]
     assert CARD not in resp.text
-    bad = local_client.post("/v2/models/finserve-banking/infer", json={"inputs": [
-        {"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}]})
+    bad = local_client.post(
+        "/v2/models/finserve-banking/infer",
+        json={"inputs": [{"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}]},
+    )
     assert bad.status_code == 400 and "text" in bad.json()["error"]  # OIP v2: error is the message string

@@ -40,10 +40,20 @@ DEADLOCK_GUARD_S = 60  # only bounds a hang; nothing here asserts a duration
 
 class Retrieval:
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        hit = Hit(id="answer:card_arrival", text="Cards arrive within 5 working days.", intent="card_arrival",
-                  kind="answer", tenant="default", score=0.8)
-        return RetrievalResult(hits=[hit], examples=[hit.model_copy(update={"kind": "example"})], cache="off",
-                               index_version="idx-test-1")
+        hit = Hit(
+            id="answer:card_arrival",
+            text="Cards arrive within 5 working days.",
+            intent="card_arrival",
+            kind="answer",
+            tenant="default",
+            score=0.8,
+        )
+        return RetrievalResult(
+            hits=[hit],
+            examples=[hit.model_copy(update={"kind": "example"})],
+            cache="off",
+            index_version="idx-test-1",
+        )
 
     async def knowledge_texts(self) -> list[str]:
         return []
@@ -57,8 +67,13 @@ class Generator:
         self.holding = asyncio.Event()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(text=" ".join(WORDS), prompt_tokens=10, completion_tokens=len(WORDS),
-                                finish_reason="stop", adapter=request.adapter)
+        return GenerationResult(
+            text=" ".join(WORDS),
+            prompt_tokens=10,
+            completion_tokens=len(WORDS),
+            finish_reason="stop",
+            adapter=request.adapter,
+        )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         for i, word in enumerate(WORDS):
@@ -66,8 +81,11 @@ class Generator:
                 self.holding.set()
                 await asyncio.Event().wait()  # never set: only a closed or cancelled stream gets past
             last = i == len(WORDS) - 1
-            yield StreamChunk(delta=word + ("" if last else " "), finish_reason="stop" if last else None,
-                              usage=Usage(prompt_tokens=10, completion_tokens=i + 1) if last else None)
+            yield StreamChunk(
+                delta=word + ("" if last else " "),
+                finish_reason="stop" if last else None,
+                usage=Usage(prompt_tokens=10, completion_tokens=i + 1) if last else None,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +96,23 @@ def guard() -> LocalGuard:
 def _pipeline(tmp_path: Path, guard: LocalGuard, hold: bool = False) -> Pipeline:
     cfg = ServingConfig()
     cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl")
-    return Pipeline(cfg, guard=guard, retrieval=Retrieval(), intent=None, generator=Generator(hold),  # type: ignore[arg-type]
-                    audit=LocalAudit(AuditLog(cfg.audit)), router=Router(cfg.router))
+    return Pipeline(
+        cfg,
+        guard=guard,
+        retrieval=Retrieval(),
+        intent=None,
+        generator=Generator(hold),  # type: ignore[arg-type]
+        audit=LocalAudit(AuditLog(cfg.audit)),
+        router=Router(cfg.router),
+    )
 
 
 def _request(stream: bool = False) -> ChatCompletionRequest:
-    return ChatCompletionRequest(model=DEFAULT_MODEL, stream=stream,
-                                 messages=[{"role": "user", "content": "Where is my card 4111 1111 1111 1111?"}])
+    return ChatCompletionRequest(
+        model=DEFAULT_MODEL,
+        stream=stream,
+        messages=[{"role": "user", "content": "Where is my card 4111 1111 1111 1111?"}],
+    )
 
 
 def _records(pipeline: Pipeline) -> list[dict]:
@@ -96,6 +124,7 @@ def _text(chunks: list[dict]) -> str:
 
 
 # ---- the pipeline: write-ahead and abandonment ----
+
 
 async def test_a_streams_line_is_written_before_its_final_chunk(tmp_path: Path, guard: LocalGuard) -> None:
     pipeline = _pipeline(tmp_path, guard)
@@ -141,11 +170,17 @@ async def test_a_closed_stream_leaves_one_line_with_the_text_sent(tmp_path: Path
             break
     await stream.aclose()  # type: ignore[attr-defined]
     [record] = _records(pipeline)
-    assert (record["request_id"], record["status"], record["error"]) == ("closed", 499, "client_closed_request")
+    assert (record["request_id"], record["status"], record["error"]) == (
+        "closed",
+        499,
+        "client_closed_request",
+    )
     assert record["output"] == _text(got) != ""
 
 
-async def test_a_cancelled_stream_leaves_one_line_with_the_text_sent(tmp_path: Path, guard: LocalGuard) -> None:
+async def test_a_cancelled_stream_leaves_one_line_with_the_text_sent(
+    tmp_path: Path, guard: LocalGuard
+) -> None:
     pipeline = _pipeline(tmp_path, guard, hold=True)
     stream = await pipeline.chat_stream(_request(stream=True), RequestContext(request_id="cancelled"))
     received: list[dict] = []
@@ -165,7 +200,9 @@ async def test_a_cancelled_stream_leaves_one_line_with_the_text_sent(tmp_path: P
     assert record["output"] == _text(received) != ""
 
 
-async def test_a_stream_dropped_before_its_first_byte_still_leaves_a_line(tmp_path: Path, guard: LocalGuard) -> None:
+async def test_a_stream_dropped_before_its_first_byte_still_leaves_a_line(
+    tmp_path: Path, guard: LocalGuard
+) -> None:
     pipeline = _pipeline(tmp_path, guard)
     stream = await pipeline.chat_stream(_request(stream=True), RequestContext(request_id="never-read"))
     await stream.aclose()  # type: ignore[attr-defined]
@@ -174,6 +211,7 @@ async def test_a_stream_dropped_before_its_first_byte_still_leaves_a_line(tmp_pa
 
 
 # ---- over HTTP ----
+
 
 @pytest.fixture
 def app_client(tmp_path: Path, guard: LocalGuard) -> Iterator[TestClient]:
@@ -189,8 +227,10 @@ def app_client(tmp_path: Path, guard: LocalGuard) -> Iterator[TestClient]:
 
 def _body(model: str = DEFAULT_MODEL, content: str = "Where is my card?", **extra: str) -> str:
     """A JSON body as text, so tests can put in what json.dumps would never write."""
-    fields = [f'"model":{model}' if model.startswith('"') else f'"model":{json.dumps(model)}',
-              f'"messages":[{{"role":"user","content":{content if content.startswith(chr(34)) else json.dumps(content)}}}]']
+    fields = [
+        f'"model":{model}' if model.startswith('"') else f'"model":{json.dumps(model)}',
+        f'"messages":[{{"role":"user","content":{content if content.startswith(chr(34)) else json.dumps(content)}}}]',
+    ]
     fields += [f'"{k}":{v}' for k, v in extra.items()]
     return "{" + ",".join(fields) + "}"
 
@@ -207,21 +247,28 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_a_4xx_with_exactly_one_line(app_client: TestClient, case: str) -> None:
     body, status = BAD_INPUTS[case]
-    resp = app_client.post("/v1/chat/completions", content=body.encode(), headers={"content-type": "application/json"})
+    resp = app_client.post(
+        "/v1/chat/completions", content=body.encode(), headers={"content-type": "application/json"}
+    )
     assert 400 <= resp.status_code < 500 and (status is None or resp.status_code == status), resp.text
     assert "Traceback" not in resp.text and resp.json()["error"]["code"] != "internal_error"
     [record] = _records(app_client.pipeline)  # type: ignore[attr-defined]
     assert record["status"] == resp.status_code and record["error"] == resp.json()["error"]["code"]
     assert len(record["model"]) <= 200
     for stream in (True,):  # the same body as a stream is refused the same way, before any chunk
-        again = app_client.post("/v1/chat/completions", content=body.replace("{", '{"stream":true,', 1).encode(),
-                                headers={"content-type": "application/json"})
+        again = app_client.post(
+            "/v1/chat/completions",
+            content=body.replace("{", '{"stream":true,', 1).encode(),
+            headers={"content-type": "application/json"},
+        )
         assert again.status_code == resp.status_code and stream
 
 
 def test_a_long_model_over_oip_v2_rest_is_a_4xx_with_one_line(app_client: TestClient) -> None:
-    resp = app_client.post(f"/v2/models/{'m' * 300}/infer", json={
-        "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Where is my card?"]}]})
+    resp = app_client.post(
+        f"/v2/models/{'m' * 300}/infer",
+        json={"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Where is my card?"]}]},
+    )
     assert 400 <= resp.status_code < 500, resp.text
     [record] = _records(app_client.pipeline)  # type: ignore[attr-defined]
     assert record["status"] == resp.status_code and len(record["model"]) <= 200
@@ -236,7 +283,9 @@ def test_unwritable_audit_means_503_an_error_event_and_not_ready(app_client: Tes
         assert "Retry-After" in plain.headers
         rejected = app_client.post("/v1/chat/completions", content=b"{not json")
         assert rejected.status_code == 503  # no line, no answer: not even a 400
-        with app_client.stream("POST", "/v1/chat/completions", content=_body()[:-1] + ',"stream":true}') as resp:
+        with app_client.stream(
+            "POST", "/v1/chat/completions", content=_body()[:-1] + ',"stream":true}'
+        ) as resp:
             assert resp.status_code == 200
             events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
         ready = app_client.get("/readyz")
@@ -260,6 +309,7 @@ def test_a_stream_ends_with_done_after_its_line(app_client: TestClient) -> None:
 
 # ---- a real client that hangs up mid-answer (uvicorn on a socket) ----
 
+
 def _free_port() -> int:
     for port in range(8160, 8170):  # this worktree's ports
         with socket.socket() as s:
@@ -280,8 +330,11 @@ def test_a_client_that_hangs_up_leaves_one_line_with_what_it_got(tmp_path: Path,
         return {}
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_api(pipeline, readiness), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_api(pipeline, readiness), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -290,8 +343,11 @@ def test_a_client_that_hangs_up_leaves_one_line_with_what_it_got(tmp_path: Path,
             time.sleep(0.05)
         received: list[dict] = []
         with httpx.Client(timeout=DEADLOCK_GUARD_S) as client:
-            with client.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions",
-                               content=_body()[:-1] + ',"stream":true}') as resp:
+            with client.stream(
+                "POST",
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                content=_body()[:-1] + ',"stream":true}',
+            ) as resp:
                 for line in resp.iter_lines():
                     if line.startswith("data: "):
                         received.append(json.loads(line[6:]))

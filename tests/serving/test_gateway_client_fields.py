@@ -26,9 +26,9 @@ DASHED = "4458-5630-7407-7526"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, small_index, redis_server):
     from fastapi.testclient import TestClient
+    from stack_config import stack_config
 
     from finserve.serving.local import create_local_app
-    from stack_config import stack_config
 
     cfg = stack_config(tmp_path_factory.mktemp("fields"), small_index, redis_server.url, max_tokens_default=4)
     cfg.audit = cfg.audit.model_copy(update={"fsync": "never"})  # thousands of rejections below
@@ -63,7 +63,11 @@ def assert_nowhere(stack) -> None:
 
 
 def chat(stack, headers=None, **body):
-    payload = {"model": MODEL, "messages": [{"role": "user", "content": "How do I activate my card?"}], **body}
+    payload = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "How do I activate my card?"}],
+        **body,
+    }
     return stack.client.post("/v1/chat/completions", json=payload, headers=headers or {})
 
 
@@ -80,8 +84,17 @@ def chat(stack, headers=None, **body):
         ({"x-finserve-session": "s" * 300}, {}, 400, "x-finserve-session"),
         ({}, {"user": "u" * 300}, 400, "user"),
     ],
-    ids=["model", "model-dashed", "tenant", "tenant-dotted", "tenant-zero-width", "request-id-arabic-indic",
-         "adapter", "session-too-long", "user-too-long"],
+    ids=[
+        "model",
+        "model-dashed",
+        "tenant",
+        "tenant-dotted",
+        "tenant-zero-width",
+        "request-id-arabic-indic",
+        "adapter",
+        "session-too-long",
+        "user-too-long",
+    ],
 )
 def test_http_fields_refused_naming_the_field(stack, headers, body, status, field):
     resp = chat(stack, headers, **body)
@@ -127,8 +140,10 @@ def test_v2_rest_model_id_and_parameters(stack):
     assert resp.status_code == 400 and resp.json()["param"] == "parameters"
     resp = stack.client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [tensor], "id": "a b"})
     assert resp.status_code == 400 and resp.json()["param"] == "id"
-    resp = stack.client.post(f"/v2/models/{MODEL}/infer", json={
-        "id": DASHED, "inputs": [tensor], "parameters": {"user": CARD, "max_tokens": 4}})
+    resp = stack.client.post(
+        f"/v2/models/{MODEL}/infer",
+        json={"id": DASHED, "inputs": [tensor], "parameters": {"user": CARD, "max_tokens": 4}},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["id"].startswith("u_")
     resp = stack.client.get(f"/v2/models/{CARD}")
@@ -140,7 +155,11 @@ def test_v2_rest_model_id_and_parameters(stack):
 
 def infer_request(model: str = MODEL, **extra) -> pb.ModelInferRequest:
     text = pb.ModelInferRequest.InferInputTensor(
-        name="text", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[b"Where is my card?"]))
+        name="text",
+        datatype="BYTES",
+        shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[b"Where is my card?"]),
+    )
     return pb.ModelInferRequest(model_name=model, inputs=[text], **extra)
 
 
@@ -148,13 +167,31 @@ def infer_request(model: str = MODEL, **extra) -> pb.ModelInferRequest:
     ("request_", "metadata", "code", "field"),
     [
         (infer_request(CARD), [], grpc.StatusCode.NOT_FOUND, "model"),
-        (infer_request(), [("x-finserve-tenant", CARD)], grpc.StatusCode.INVALID_ARGUMENT, "x-finserve-tenant"),
-        (infer_request(), [("x-finserve-adapter", f"c{CARD}@1.0.0")], grpc.StatusCode.INVALID_ARGUMENT,
-         "x-finserve-adapter"),
-        (infer_request(model_version=f"c{DASHED}@1.0.0"), [], grpc.StatusCode.INVALID_ARGUMENT, "model_version"),
+        (
+            infer_request(),
+            [("x-finserve-tenant", CARD)],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "x-finserve-tenant",
+        ),
+        (
+            infer_request(),
+            [("x-finserve-adapter", f"c{CARD}@1.0.0")],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "x-finserve-adapter",
+        ),
+        (
+            infer_request(model_version=f"c{DASHED}@1.0.0"),
+            [],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "model_version",
+        ),
         (infer_request(id="a b"), [], grpc.StatusCode.INVALID_ARGUMENT, "id"),
-        (infer_request(parameters={CARD: pb.InferParameter(int64_param=1)}), [], grpc.StatusCode.INVALID_ARGUMENT,
-         "parameters"),
+        (
+            infer_request(parameters={CARD: pb.InferParameter(int64_param=1)}),
+            [],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "parameters",
+        ),
     ],
     ids=["model", "tenant", "adapter", "model-version", "id", "parameter-name"],
 )
@@ -173,10 +210,16 @@ def test_grpc_fields_refused(stack, request_, metadata, code, field):
 
 
 def test_grpc_ids_and_user_pseudonymised(stack):
-    req = infer_request(id=CARD, parameters={"user": pb.InferParameter(string_param=CARD),
-                                             "max_tokens": pb.InferParameter(int64_param=4)})
-    resp, call = stack.stub.ModelInfer.with_call(req, metadata=[("x-request-id", DASHED),
-                                                                ("x-finserve-session", CARD)], timeout=300)
+    req = infer_request(
+        id=CARD,
+        parameters={
+            "user": pb.InferParameter(string_param=CARD),
+            "max_tokens": pb.InferParameter(int64_param=4),
+        },
+    )
+    resp, call = stack.stub.ModelInfer.with_call(
+        req, metadata=[("x-request-id", DASHED), ("x-finserve-session", CARD)], timeout=300
+    )
     assert resp.id.startswith("u_")
     [(_, rid)] = [kv for kv in call.trailing_metadata() if kv[0] == "x-request-id"]
     assert rid.startswith("u_")
@@ -186,7 +229,9 @@ def test_grpc_ids_and_user_pseudonymised(stack):
 
 def test_metrics_survive_surrogates_and_made_up_models(stack):
     body = '{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
-    resp = stack.client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    resp = stack.client.post(
+        "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
     # Refused before routing: a lone surrogate can be neither stored nor sent back (400 naming the field).
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "model"
     assert stack.client.get("/metrics").status_code == 200
@@ -198,6 +243,5 @@ def test_metrics_survive_surrogates_and_made_up_models(stack):
     assert "made-up-model" not in after.text
     # The same series as before, only their counts moved: the size grows by digits, not by series.
     series = lambda text: {line.split(" ")[0] for line in text.splitlines() if not line.startswith("#")}  # noqa: E731
-    assert series(after.text) - series(before) <= {
-        s for s in series(after.text) if 'model="unknown"' in s}
+    assert series(after.text) - series(before) <= {s for s in series(after.text) if 'model="unknown"' in s}
     assert len(after.text) < len(before) + 4096

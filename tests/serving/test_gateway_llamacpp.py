@@ -19,23 +19,29 @@ CARD = "4111 1111 1111 1111"
 @pytest.fixture
 def llamacpp_client(tmp_path: Path, small_index: Path, redis_server) -> Iterator:
     from fastapi.testclient import TestClient
-
-    from finserve.serving.local import create_local_app
     from stack_config import stack_config
 
+    from finserve.serving.local import create_local_app
+
     cfg = stack_config(tmp_path, small_index, redis_server.url)
-    cfg.generator = cfg.generator.model_copy(update={
-        "engine": "llamacpp", "max_batch_size": 2,
-        "llamacpp": cfg.generator.llamacpp.model_copy(update={"threads": 1}),
-    })
+    cfg.generator = cfg.generator.model_copy(
+        update={
+            "engine": "llamacpp",
+            "max_batch_size": 2,
+            "llamacpp": cfg.generator.llamacpp.model_copy(update={"threads": 1}),
+        }
+    )
     with TestClient(create_local_app(cfg)) as client:
         client.config = cfg  # type: ignore[attr-defined]
         yield client
 
 
 def test_llamacpp_answers_guarded_streams_and_reports_its_slots(llamacpp_client) -> None:
-    body = {"model": "finserve-banking", "max_tokens": 16,
-            "messages": [{"role": "user", "content": f"My card {CARD} never arrived"}]}
+    body = {
+        "model": "finserve-banking",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": f"My card {CARD} never arrived"}],
+    }
     resp = llamacpp_client.post("/v1/chat/completions", json=body)
     assert resp.status_code == 200, resp.text
     data = resp.json()
@@ -58,5 +64,7 @@ def test_llamacpp_answers_guarded_streams_and_reports_its_slots(llamacpp_client)
 
     metrics = llamacpp_client.get("/metrics").text
     assert 'finserve_engine_slots{engine="llamacpp"} 2.0' in metrics
-    generated = [line for line in metrics.splitlines() if line.startswith("finserve_engine_generated_tokens_total")]
+    generated = [
+        line for line in metrics.splitlines() if line.startswith("finserve_engine_generated_tokens_total")
+    ]
     assert generated and float(generated[0].split()[-1]) >= data["usage"]["completion_tokens"]

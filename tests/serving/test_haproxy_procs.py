@@ -9,8 +9,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from finserve.serving.haproxy_procs import haproxy_processes, remove_node_dir, started_with, stop_haproxy
 from netutil import free_port, wait_for_port
+
+from finserve.serving.haproxy_procs import haproxy_processes, remove_node_dir, started_with, stop_haproxy
 
 CFG = "/tmp/haproxy-serve/node-a/haproxy.cfg"
 
@@ -52,8 +53,13 @@ def two_haproxies(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, str, 
         config = tmp_path / node / "haproxy.cfg"
         config.parent.mkdir()
         config.write_text(_haproxy_config(port))
-        procs.append(subprocess.Popen([get_haproxy_binary(), "-db", "-f", str(config)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [get_haproxy_binary(), "-db", "-f", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         configs.append(str(config))
         wait_for_port(port)
     yield configs[0], procs[0], configs[1], procs[1]

@@ -37,7 +37,9 @@ def test_rest_server_and_model_readiness_and_metadata(rest, served):
     assert meta["name"] == "finserve" and meta["extensions"] == [] and meta["version"]
     assert rest.is_model_ready(MODEL, headers=h)
     assert rest.is_model_ready(MODEL, model_version=VERSION, headers=h)
-    assert not rest.is_model_ready(MODEL, model_version="base@9.9.9", headers=h)  # not a version of this model: 404
+    assert not rest.is_model_ready(
+        MODEL, model_version="base@9.9.9", headers=h
+    )  # not a version of this model: 404
     assert not rest.is_model_ready("nope", headers=h)
     model = rest.get_model_metadata(MODEL, headers=h)
     assert model["versions"] == [VERSION] and [i["name"] for i in model["inputs"]] == ["text"]
@@ -63,14 +65,23 @@ def _rest_infer(rest, question: str, **kwargs):
 
 def test_rest_infer_latest_and_pinned_to_a_version(rest, served):
     for i, kwargs in enumerate(({}, {"model_version": VERSION})):
-        result = _rest_infer(rest, f"My card {CARD} has not arrived", request_id=f"oip-id-{i}",
-                             headers={**auth(served), "x-request-id": f"oip-rest-{i}"}, **kwargs)
+        result = _rest_infer(
+            rest,
+            f"My card {CARD} has not arrived",
+            request_id=f"oip-id-{i}",
+            headers={**auth(served), "x-request-id": f"oip-rest-{i}"},
+            **kwargs,
+        )
         [answer] = result.as_numpy("text")
         assert (answer.decode() if isinstance(answer, bytes) else answer).strip()
         assert [a.decode() if isinstance(a, bytes) else a for a in result.as_numpy("adapter")] == [VERSION]
         assert result.get_response()["id"] == f"oip-id-{i}"
         assert CARD not in str(result.get_response())
-    lines = {x["request_id"]: x for x in read_records(served.config.audit.path) if x["request_id"].startswith("oip-rest")}
+    lines = {
+        x["request_id"]: x
+        for x in read_records(served.config.audit.path)
+        if x["request_id"].startswith("oip-rest")
+    }
     assert [lines[f"oip-rest-{i}"]["status"] for i in (0, 1)] == [200, 200]
     # The version in the path pins the adapter, as gRPC's model_version and the x-finserve-adapter header do.
     assert [lines[f"oip-rest-{i}"]["route"] for i in (0, 1)] == ["stable", "override"]
@@ -127,8 +138,21 @@ def test_grpc_client_readiness_metadata_and_infer(served):
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-P", "-c", GRPC_CLIENT, f"127.0.0.1:{served.grpc_port}", served.key,
-                          MODEL, VERSION], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-c",
+            GRPC_CLIENT,
+            f"127.0.0.1:{served.grpc_port}",
+            served.key,
+            MODEL,
+            VERSION,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     assert out["live"] and out["ready"] and out["name"] == "finserve"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 
 from netutil import free_port, spawn_redis
+from stack_config import stack_config
 
 from finserve.serving.config import DEFAULT_MODEL
 from finserve.serving.inference.config import OpenAIOptions
 from finserve.serving.local import create_local_app
-from stack_config import stack_config
 
 
 def sample(metrics: str, tier: str, result: str) -> float:
@@ -32,12 +32,18 @@ def test_l2_errors_appear_on_metrics_after_redis_is_killed(tmp_path, small_index
     # A generous Redis timeout: a loaded machine must not turn the first lookup into an error (a killed
     # server refuses connections at once, so the errors counted below are the kill's, not the clock's).
     cfg.retrieval = cfg.retrieval.model_copy(update={"l2_timeout_s": 5.0})
-    cfg.generator = cfg.generator.model_copy(update={
-        "engine": "openai", "openai": OpenAIOptions(base_url=f"http://127.0.0.1:{free_port()}/v1", default_model="m")})
+    cfg.generator = cfg.generator.model_copy(
+        update={
+            "engine": "openai",
+            "openai": OpenAIOptions(base_url=f"http://127.0.0.1:{free_port()}/v1", default_model="m"),
+        }
+    )
 
     def ask(client: TestClient, text: str) -> int:
-        return client.post("/v1/chat/completions", json={
-            "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": text}]}).status_code
+        return client.post(
+            "/v1/chat/completions",
+            json={"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": text}]},
+        ).status_code
 
     try:
         with TestClient(create_local_app(cfg)) as client:
@@ -46,10 +52,16 @@ def test_l2_errors_appear_on_metrics_after_redis_is_killed(tmp_path, small_index
             redis_proc.kill()
             redis_proc.wait(timeout=10)
             assert ask(client, "My card has not arrived yet") == 200
-            assert ask(client, "What exchange rate do you use?") == 200  # breaker open: skipped, still an error
+            assert (
+                ask(client, "What exchange rate do you use?") == 200
+            )  # breaker open: skipped, still an error
             after = client.get("/metrics").text
     finally:
         if redis_proc.poll() is None:
             redis_proc.kill()
-    assert (sample(before, "l1", "miss"), sample(before, "l2", "miss"), sample(before, "l2", "error")) == (1, 1, 0)
+    assert (sample(before, "l1", "miss"), sample(before, "l2", "miss"), sample(before, "l2", "error")) == (
+        1,
+        1,
+        0,
+    )
     assert sample(after, "l2", "error") == 2 and sample(after, "l1", "miss") == 3

@@ -6,7 +6,6 @@ SmolLM2 weights. The generator is wrapped to record the prompt it was given (a s
 
 from __future__ import annotations
 
-
 import pytest
 import yaml
 from kbutil import banking77_rows
@@ -32,7 +31,9 @@ def risky_index(tmp_path_factory):
     edited = path.parent / "answers.yaml"
     edited.write_text(yaml.safe_dump(answers))
     rows = banking77_rows(("card_arrival", "lost_or_stolen_card", "activate_my_card"), per_intent=12)
-    ingest(RetrievalConfig(milvus_uri=str(path), redis_url=None), rows=rows, answers_path=edited, progress=False)
+    ingest(
+        RetrievalConfig(milvus_uri=str(path), redis_url=None), rows=rows, answers_path=edited, progress=False
+    )
     return path
 
 
@@ -50,8 +51,9 @@ class Spy:
 
 
 async def test_risky_chunk_is_held_back_and_the_answer_still_comes(tmp_path, risky_index):
-    from finserve.serving.local import build_local_stack
     from stack_config import stack_config
+
+    from finserve.serving.local import build_local_stack
 
     cfg = stack_config(tmp_path, risky_index)
     cfg.generator = cfg.generator.model_copy(update={"max_new_tokens": 8})
@@ -60,8 +62,11 @@ async def test_risky_chunk_is_held_back_and_the_answer_still_comes(tmp_path, ris
     stack.pipeline.generator = spy
     await stack.start()
     try:
-        req = ChatCompletionRequest(model="finserve-banking", max_tokens=8,
-                                    messages=[{"role": "user", "content": "My new card has not arrived yet"}])
+        req = ChatCompletionRequest(
+            model="finserve-banking",
+            max_tokens=8,
+            messages=[{"role": "user", "content": "My new card has not arrived yet"}],
+        )
         out = await stack.pipeline.chat(req, RequestContext(request_id="held-back-1"))
     finally:
         await stack.stop()
@@ -77,14 +82,16 @@ async def test_risky_chunk_is_held_back_and_the_answer_still_comes(tmp_path, ris
     assert line["held_back"] == ["answer:card_arrival"] and line["status"] == 200
     metrics = stack.pipeline.metrics.registry.get_sample_value(
         "finserve_context_chunks_held_back_total",
-        {"model": "finserve-banking", "adapter": "base", "version": "0.0.0", "tenant": "default"})
+        {"model": "finserve-banking", "adapter": "base", "version": "0.0.0", "tenant": "default"},
+    )
     assert metrics == 1.0
 
 
 async def test_a_policy_limited_to_other_types_keeps_the_chunk_masked(tmp_path, risky_index):
+    from stack_config import stack_config
+
     from finserve.serving.local import build_local_stack
     from finserve.serving.retrieval.pii_policy import HoldBackConfig
-    from stack_config import stack_config
 
     cfg = stack_config(tmp_path, risky_index)
     cfg.retrieval = cfg.retrieval.model_copy(update={"hold_back": HoldBackConfig(entities=["US_SSN"])})
@@ -93,8 +100,11 @@ async def test_a_policy_limited_to_other_types_keeps_the_chunk_masked(tmp_path, 
     stack.pipeline.generator = spy
     await stack.start()
     try:
-        req = ChatCompletionRequest(model="finserve-banking", max_tokens=4,
-                                    messages=[{"role": "user", "content": "My new card has not arrived yet"}])
+        req = ChatCompletionRequest(
+            model="finserve-banking",
+            max_tokens=4,
+            messages=[{"role": "user", "content": "My new card has not arrived yet"}],
+        )
         out = await stack.pipeline.chat(req, RequestContext())
     finally:
         await stack.stop()

@@ -28,8 +28,10 @@ from finserve.serving.stages import LocalAudit, LocalGuard
 
 VERSION = AdapterRef(name="banking77", version="1.0.0")
 # The nearest examples all say card_arrival: that is the retrieval vote.
-EXAMPLES = [Hit(id=f"example:{i}", text="", intent="card_arrival", kind="example", tenant="default", score=0.9)
-            for i in range(3)]
+EXAMPLES = [
+    Hit(id=f"example:{i}", text="", intent="card_arrival", kind="example", tenant="default", score=0.9)
+    for i in range(3)
+]
 
 
 def _head(probabilities: dict[str, float], retrieval_weight: float) -> HeadScores:
@@ -51,8 +53,13 @@ class Head:
 
 class Generator:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(text="It is on its way.", prompt_tokens=5, completion_tokens=5, finish_reason="stop",
-                                adapter=request.adapter)
+        return GenerationResult(
+            text="It is on its way.",
+            prompt_tokens=5,
+            completion_tokens=5,
+            finish_reason="stop",
+            adapter=request.adapter,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -60,32 +67,53 @@ def guard() -> LocalGuard:
     return LocalGuard(PIIGuard(ServingConfig().guard))
 
 
-async def _agreement(tmp_path: Path, guard: LocalGuard, adapter: AdapterRef, head: HeadScores | None,
-                     ) -> tuple[str, dict[str, float]]:
+async def _agreement(
+    tmp_path: Path,
+    guard: LocalGuard,
+    adapter: AdapterRef,
+    head: HeadScores | None,
+) -> tuple[str, dict[str, float]]:
     """(served intent, agree -> count) after one request."""
     cfg = ServingConfig()
     cfg.audit = cfg.audit.model_copy(update={"path": tmp_path / "audit.jsonl"})
     router = Router(RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=adapter)}))
-    pipeline = Pipeline(cfg, guard=guard, retrieval=Retrieval(), intent=Head(head), generator=Generator(),
-                        audit=LocalAudit(AuditLog(cfg.audit)), router=router)
-    req = ChatCompletionRequest(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "Where is my card?"}])
+    pipeline = Pipeline(
+        cfg,
+        guard=guard,
+        retrieval=Retrieval(),
+        intent=Head(head),
+        generator=Generator(),
+        audit=LocalAudit(AuditLog(cfg.audit)),
+        router=router,
+    )
+    req = ChatCompletionRequest(
+        model=DEFAULT_MODEL, messages=[{"role": "user", "content": "Where is my card?"}]
+    )
     out = await pipeline.chat(req, RequestContext())
-    counts = {s.labels["agree"]: s.value
-              for family in text_string_to_metric_families(generate_latest(pipeline.metrics.registry).decode())
-              for s in family.samples if s.name == "finserve_intent_agreement_total"}
+    counts = {
+        s.labels["agree"]: s.value
+        for family in text_string_to_metric_families(generate_latest(pipeline.metrics.registry).decode())
+        for s in family.samples
+        if s.name == "finserve_intent_agreement_total"
+    }
     return out.finserve.intent, counts
 
 
 async def test_a_head_outvoted_by_the_vote_counts_as_disagreement(tmp_path: Path, guard: LocalGuard) -> None:
     # The head says lost_or_stolen_card; the vote, weighted 0.6, makes the served intent card_arrival.
-    served, counts = await _agreement(tmp_path, guard, VERSION,
-                                      _head({"lost_or_stolen_card": 0.8, "card_arrival": 0.2}, 0.6))
+    served, counts = await _agreement(
+        tmp_path, guard, VERSION, _head({"lost_or_stolen_card": 0.8, "card_arrival": 0.2}, 0.6)
+    )
     assert served == "card_arrival"  # comparing this with the vote would have said "agree"
     assert counts == {"false": 1.0}
 
 
-async def test_a_head_that_agrees_with_the_vote_counts_as_agreement(tmp_path: Path, guard: LocalGuard) -> None:
-    served, counts = await _agreement(tmp_path, guard, VERSION, _head({"card_arrival": 0.7, "exchange_rate": 0.3}, 0.2))
+async def test_a_head_that_agrees_with_the_vote_counts_as_agreement(
+    tmp_path: Path, guard: LocalGuard
+) -> None:
+    served, counts = await _agreement(
+        tmp_path, guard, VERSION, _head({"card_arrival": 0.7, "exchange_rate": 0.3}, 0.2)
+    )
     assert served == "card_arrival" and counts == {"true": 1.0}
 
 

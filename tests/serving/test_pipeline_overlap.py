@@ -29,8 +29,14 @@ DEADLOCK_GUARD_S = 60  # only bounds a hang; the assertions are about order, not
 
 
 def _hit(intent: str, score: float, kind: str = "example") -> Hit:
-    return Hit(id=f"{kind}:{intent}:{score}", text=f"About {intent}.", intent=intent, kind=kind, tenant="default",
-               score=score)
+    return Hit(
+        id=f"{kind}:{intent}:{score}",
+        text=f"About {intent}.",
+        intent=intent,
+        kind=kind,
+        tenant="default",
+        score=score,
+    )
 
 
 EXAMPLES = [_hit("card_arrival", 0.9), _hit("lost_or_stolen_card", 0.8), _hit("lost_or_stolen_card", 0.79)]
@@ -49,8 +55,9 @@ class Retrieval:
             await self.release.wait()
         if self.fail:
             raise VectorStoreUnavailable("Milvus unavailable", 2.0)
-        return RetrievalResult(hits=[_hit("card_arrival", 0.7, "answer")], examples=EXAMPLES, cache="off",
-                               index_version="v1")
+        return RetrievalResult(
+            hits=[_hit("card_arrival", 0.7, "answer")], examples=EXAMPLES, cache="off", index_version="v1"
+        )
 
 
 class Head:
@@ -71,14 +78,22 @@ class Head:
         except asyncio.CancelledError:
             self.cancelled = True
             raise
-        return HeadScores(probabilities={"lost_or_stolen_card": 0.7, "card_arrival": 0.3}, retrieval_weight=0.2,
-                          vote_temperature=0.05)
+        return HeadScores(
+            probabilities={"lost_or_stolen_card": 0.7, "card_arrival": 0.3},
+            retrieval_weight=0.2,
+            vote_temperature=0.05,
+        )
 
 
 class Generator:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(text="Your card is on its way.", prompt_tokens=10, completion_tokens=6,
-                                finish_reason="stop", adapter=request.adapter)
+        return GenerationResult(
+            text="Your card is on its way.",
+            prompt_tokens=10,
+            completion_tokens=6,
+            finish_reason="stop",
+            adapter=request.adapter,
+        )
 
     async def stream(self, request: GenerationRequest):  # noqa: ANN201 - not used here
         raise NotImplementedError
@@ -90,12 +105,21 @@ def guard() -> LocalGuard:
     return LocalGuard(PIIGuard(cfg.guard))
 
 
-def _pipeline(tmp_path: Path, guard: LocalGuard, retrieval: Retrieval, head: Head, adapter: AdapterRef) -> Pipeline:
+def _pipeline(
+    tmp_path: Path, guard: LocalGuard, retrieval: Retrieval, head: Head, adapter: AdapterRef
+) -> Pipeline:
     cfg = ServingConfig()
     cfg.audit = cfg.audit.model_copy(update={"path": tmp_path / "audit.jsonl"})
     router = Router(RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=adapter)}))
-    return Pipeline(cfg, guard=guard, retrieval=retrieval, intent=head, generator=Generator(),
-                    audit=LocalAudit(AuditLog(cfg.audit)), router=router)
+    return Pipeline(
+        cfg,
+        guard=guard,
+        retrieval=retrieval,
+        intent=head,
+        generator=Generator(),
+        audit=LocalAudit(AuditLog(cfg.audit)),
+        router=router,
+    )
 
 
 def _request(text: str = "Where is my card?") -> ChatCompletionRequest:
@@ -112,19 +136,25 @@ async def test_the_head_starts_before_retrieval_answers(tmp_path: Path, guard: L
     # before calling the head would never get there.
     retrieval, head = Retrieval(release=started), Head(started=started)
     pipeline = _pipeline(tmp_path, guard, retrieval, head, ADAPTER)
-    out = await asyncio.wait_for(pipeline.chat(_request("Where is my card 4111 1111 1111 1111?"), RequestContext()),
-                                 DEADLOCK_GUARD_S)
+    out = await asyncio.wait_for(
+        pipeline.chat(_request("Where is my card 4111 1111 1111 1111?"), RequestContext()), DEADLOCK_GUARD_S
+    )
     [(masked, adapter)] = head.calls
     assert adapter == ADAPTER and "4111" not in masked  # the head sees the masked query only
     expected = decide(await head.head_scores(masked, adapter), EXAMPLES, 0.05)
-    assert (out.finserve.intent, out.finserve.intent_confidence) == (expected.label, round(expected.confidence, 4))
+    assert (out.finserve.intent, out.finserve.intent_confidence) == (
+        expected.label,
+        round(expected.confidence, 4),
+    )
     assert out.finserve.intent == "lost_or_stolen_card"  # the head's choice outweighs the vote's here
     assert _audit(tmp_path)[0]["intent"] == "lost_or_stolen_card"
 
 
 async def test_the_base_adapter_makes_no_head_call(tmp_path: Path, guard: LocalGuard) -> None:
     retrieval, head = Retrieval(), Head()
-    out = await _pipeline(tmp_path, guard, retrieval, head, AdapterRef.base()).chat(_request(), RequestContext())
+    out = await _pipeline(tmp_path, guard, retrieval, head, AdapterRef.base()).chat(
+        _request(), RequestContext()
+    )
     assert head.calls == []
     assert out.finserve.intent == "card_arrival"  # the retrieval vote: the nearest example wins at t=0.05
 
@@ -144,6 +174,8 @@ async def test_classify_runs_the_same_overlap(tmp_path: Path, guard: LocalGuard)
     started = asyncio.Event()
     retrieval, head = Retrieval(release=started), Head(started=started)
     outcome = await asyncio.wait_for(
-        _pipeline(tmp_path, guard, retrieval, head, ADAPTER).classify("Where is my card?", ADAPTER), DEADLOCK_GUARD_S)
+        _pipeline(tmp_path, guard, retrieval, head, ADAPTER).classify("Where is my card?", ADAPTER),
+        DEADLOCK_GUARD_S,
+    )
     assert outcome.intent.method == "head+vote" and outcome.intent.label == "lost_or_stolen_card"
     assert len(head.calls) == 1 and retrieval.calls == 1

@@ -62,13 +62,23 @@ class Generator:
             if self.canary_fails:
                 raise EngineOverloaded("canary pool full")
             self.canary_finished += 1
-            return GenerationResult(text=CANARY_ANSWER, prompt_tokens=40, completion_tokens=14, finish_reason="stop",
-                                    adapter=request.adapter)
+            return GenerationResult(
+                text=CANARY_ANSWER,
+                prompt_tokens=40,
+                completion_tokens=14,
+                finish_reason="stop",
+                adapter=request.adapter,
+            )
         if "hold" in request.messages[-1].content:
             self.live_started.set()
             await self.release_live.wait()
-        return GenerationResult(text=STABLE_ANSWER, prompt_tokens=40, completion_tokens=13, finish_reason="stop",
-                                adapter=request.adapter)
+        return GenerationResult(
+            text=STABLE_ANSWER,
+            prompt_tokens=40,
+            completion_tokens=13,
+            finish_reason="stop",
+            adapter=request.adapter,
+        )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         self.requests.append(request)
@@ -107,8 +117,9 @@ def _config(tmp_path: Path, small_index: Path, **shadow: int) -> ServingConfig:
 
     cfg = stack_config(tmp_path, small_index)
     cfg.shadow = ShadowConfig(**shadow)
-    cfg.router = RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=STABLE, canary=CANARY,
-                                                           shadow_percent=100.0)})
+    cfg.router = RouterConfig(
+        routes={DEFAULT_MODEL: Route(base_model="b", stable=STABLE, canary=CANARY, shadow_percent=100.0)}
+    )
     return cfg
 
 
@@ -118,9 +129,19 @@ async def stack(tmp_path: Path, small_index: Path, guard: LocalGuard, embedder: 
     opts = getattr(request, "param", {})
     cfg = _config(tmp_path, small_index, **opts.get("shadow", {}))
     retriever = Retriever(cfg.retrieval, embedder=embedder)
-    gen, head = Generator(opts.get("canary_fails", False)), Head(opts.get("canary_intent", "lost_or_stolen_card"))
-    pipeline = Pipeline(cfg, guard=guard, retrieval=LocalRetrieval(retriever), intent=head, generator=gen,
-                        audit=LocalAudit(AuditLog(cfg.audit)), router=Router(cfg.router))
+    gen, head = (
+        Generator(opts.get("canary_fails", False)),
+        Head(opts.get("canary_intent", "lost_or_stolen_card")),
+    )
+    pipeline = Pipeline(
+        cfg,
+        guard=guard,
+        retrieval=LocalRetrieval(retriever),
+        intent=head,
+        generator=gen,
+        audit=LocalAudit(AuditLog(cfg.audit)),
+        router=Router(cfg.router),
+    )
 
     async def ready() -> dict[str, bool]:
         return {"all": True}
@@ -158,12 +179,16 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 async def _post(client: httpx.AsyncClient, body: dict, **headers: str) -> httpx.Response:
-    return await asyncio.wait_for(client.post("/v1/chat/completions", json=body, headers=headers), DEADLOCK_GUARD_S)
+    return await asyncio.wait_for(
+        client.post("/v1/chat/completions", json=body, headers=headers), DEADLOCK_GUARD_S
+    )
 
 
 async def test_the_client_gets_the_stable_answer_while_the_slow_canary_still_runs(stack) -> None:
     pipeline, gen, head, client = stack
-    resp = await _post(client, _body(f"My new card {CARD} still has not arrived"), **{"x-request-id": "live-1"})
+    resp = await _post(
+        client, _body(f"My new card {CARD} still has not arrived"), **{"x-request-id": "live-1"}
+    )
 
     # The response is complete while the canary is still held mid-answer: the live path did not wait for it.
     assert resp.status_code == 200, resp.text
@@ -188,7 +213,9 @@ async def test_the_client_gets_the_stable_answer_while_the_slow_canary_still_run
     assert shadow["request_id"] == "live-1-shadow" and shadow["route"] == "shadow"
     assert (shadow["adapter"], shadow["tenant"], shadow["status"]) == (str(CANARY), live["tenant"], 200)
     assert shadow["input"] == live["input"] and CARD not in shadow["input"]
-    assert shadow["output"] and CARD not in shadow["output"] and shadow["output"].startswith("Your card should")
+    assert (
+        shadow["output"] and CARD not in shadow["output"] and shadow["output"].startswith("Your card should")
+    )
     assert shadow["pii"] == {"output": {"CREDIT_CARD": 1}} and shadow["intent"] == "lost_or_stolen_card"
 
     text = (await client.get("/metrics")).text
@@ -208,7 +235,9 @@ async def test_the_client_gets_the_stable_answer_while_the_slow_canary_still_run
 
 async def test_a_streamed_answer_is_mirrored_after_its_last_chunk(stack) -> None:
     pipeline, gen, _, client = stack
-    resp = await asyncio.wait_for(client.post("/v1/chat/completions", json=_body(stream=True)), DEADLOCK_GUARD_S)
+    resp = await asyncio.wait_for(
+        client.post("/v1/chat/completions", json=_body(stream=True)), DEADLOCK_GUARD_S
+    )
     events = [line[6:] for line in resp.text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     content = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
@@ -275,7 +304,11 @@ async def test_a_failed_shadow_is_counted_and_audited_never_raised(stack) -> Non
     live, shadow = _audit(pipeline)
     assert live["status"] == 200
     assert (shadow["request_id"], shadow["route"], shadow["status"], shadow["error"]) == (
-        "ok-1-shadow", "shadow", 503, "overloaded")
+        "ok-1-shadow",
+        "shadow",
+        503,
+        "overloaded",
+    )
     assert shadow["output"] is None
     text = (await client.get("/metrics")).text
     assert _metric(text, "finserve_shadow_requests_total", outcome="failed") == 1
@@ -314,8 +347,10 @@ def _publish_lora(registry_dir: Path, work: Path, ref: AdapterRef) -> None:
     from finserve.serving.inference.base_model import BASE_MODEL_ID, ensure_base_model
 
     base = AutoModelForCausalLM.from_pretrained(str(ensure_base_model()))
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                                           lora_dropout=0.0))
+    model = get_peft_model(
+        copy.deepcopy(base),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
+    )
     gen = torch.Generator().manual_seed(11)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -323,38 +358,57 @@ def _publish_lora(registry_dir: Path, work: Path, ref: AdapterRef) -> None:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.01)
     model.save_pretrained(str(work / "lora"))
     AdapterRegistry(registry_dir).publish(
-        work / "lora", AdapterManifest(name=ref.name, version=ref.version, base_model=BASE_MODEL_ID, checksum=""))
+        work / "lora",
+        AdapterManifest(name=ref.name, version=ref.version, base_model=BASE_MODEL_ID, checksum=""),
+    )
 
 
 @pytest.mark.slow
 async def test_the_real_model_answers_a_shadow_on_a_canary_lora(tmp_path: Path, small_index: Path) -> None:
     """Every stage real (SmolLM2 on the CPU engine, base stable, a LoRA canary): the client gets the base answer,
     the canary's answer is audited and compared."""
+    from stack_config import stack_config
+
     from finserve.serving.local import build_local_stack
     from finserve.serving.paths import registry_root
-    from stack_config import stack_config
 
     canary = AdapterRef(name="tiny", version="1.1.0")
     cfg = stack_config(tmp_path, small_index)
     _publish_lora(registry_root(cfg.generator.registry), tmp_path, canary)
-    cfg.router = RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=AdapterRef.base(), canary=canary,
-                                                           shadow_percent=100.0)})
+    cfg.router = RouterConfig(
+        routes={
+            DEFAULT_MODEL: Route(
+                base_model="b", stable=AdapterRef.base(), canary=canary, shadow_percent=100.0
+            )
+        }
+    )
     stack = build_local_stack(cfg)
     await stack.start()
     try:
-        req = ChatCompletionRequest(model=DEFAULT_MODEL, messages=[
-            {"role": "user", "content": f"My new card {CARD} still has not arrived, what should I do?"}])
+        req = ChatCompletionRequest(
+            model=DEFAULT_MODEL,
+            messages=[
+                {"role": "user", "content": f"My new card {CARD} still has not arrived, what should I do?"}
+            ],
+        )
         out = await stack.pipeline.chat(req, RequestContext(request_id="real-1"))
         assert (out.finserve.adapter, out.finserve.route) == ("base@0.0.0", "stable")
         await asyncio.wait_for(stack.pipeline.shadows.drain(), 600)  # bounds a hang only
         live, shadow = _audit(stack.pipeline)
         assert live["output"] == out.choices[0].message.content  # what the client got is the stable answer
         assert (shadow["request_id"], shadow["route"], shadow["adapter"], shadow["status"]) == (
-            "real-1-shadow", "shadow", str(canary), 200)
+            "real-1-shadow",
+            "shadow",
+            str(canary),
+            200,
+        )
         assert shadow["output"] and CARD not in json.dumps(shadow)
         labels = {"model": DEFAULT_MODEL, "adapter": "tiny", "version": "1.1.0"}
         registry = stack.pipeline.metrics.registry
-        assert registry.get_sample_value("finserve_shadow_requests_total", {**labels, "outcome": "compared"}) == 1
+        assert (
+            registry.get_sample_value("finserve_shadow_requests_total", {**labels, "outcome": "compared"})
+            == 1
+        )
         similarity = registry.get_sample_value("finserve_shadow_answer_similarity_sum", labels)
         assert 0.0 <= similarity <= 1.0
         assert registry.get_sample_value("finserve_requests_total", {**labels, "code": "200"}) is None

@@ -20,8 +20,13 @@ from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
 
 class _Generator:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(text="It is on its way.", prompt_tokens=5, completion_tokens=5,
-                                finish_reason="stop", adapter=AdapterRef.base())
+        return GenerationResult(
+            text="It is on its way.",
+            prompt_tokens=5,
+            completion_tokens=5,
+            finish_reason="stop",
+            adapter=AdapterRef.base(),
+        )
 
 
 class _NoHead:
@@ -44,11 +49,20 @@ class _CountingGuard(LocalGuard):
 def _pipeline(cfg: ServingConfig, retrieval: LocalRetrieval) -> tuple[Pipeline, _CountingGuard]:
     """The real pipeline around ``retrieval``, with a guard that counts what reaches Presidio."""
     guard = _CountingGuard(PIIGuard(cfg.guard))
-    return Pipeline(cfg, guard=guard, retrieval=retrieval, intent=_NoHead(), generator=_Generator(),
-                    audit=LocalAudit(AuditLog(cfg.audit)), router=Router(cfg.router)), guard
+    return Pipeline(
+        cfg,
+        guard=guard,
+        retrieval=retrieval,
+        intent=_NoHead(),
+        generator=_Generator(),
+        audit=LocalAudit(AuditLog(cfg.audit)),
+        router=Router(cfg.router),
+    ), guard
 
 
-async def test_warm_scans_every_answer_once_and_requests_then_hit_the_cache(tmp_path: Path, small_index: Path) -> None:
+async def test_warm_scans_every_answer_once_and_requests_then_hit_the_cache(
+    tmp_path: Path, small_index: Path
+) -> None:
     from stack_config import stack_config
 
     cfg = stack_config(tmp_path, small_index)
@@ -57,8 +71,9 @@ async def test_warm_scans_every_answer_once_and_requests_then_hit_the_cache(tmp_
     try:
         assert await pipeline.warm() == 77
         assert len(guard.scanned) == 77 and len(set(guard.scanned)) == 77  # every answer text, once
-        req = ChatCompletionRequest(model=DEFAULT_MODEL,
-                                    messages=[{"role": "user", "content": "My new card has not arrived"}])
+        req = ChatCompletionRequest(
+            model=DEFAULT_MODEL, messages=[{"role": "user", "content": "My new card has not arrived"}]
+        )
         out = await pipeline.chat(req, RequestContext())
         assert len(out.finserve.citations) == 3
         assert len(guard.scanned) == 77  # the context pass ran, from the warmed cache
@@ -78,7 +93,9 @@ async def test_warm_failure_leaves_requests_working(tmp_path: Path, small_index:
     pipeline, guard = _pipeline(cfg, _Broken(retriever))
     try:
         assert await pipeline.warm() == 0
-        req = ChatCompletionRequest(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "Card not arrived"}])
+        req = ChatCompletionRequest(
+            model=DEFAULT_MODEL, messages=[{"role": "user", "content": "Card not arrived"}]
+        )
         out = await pipeline.chat(req, RequestContext())
         assert len(guard.scanned) == 3 and len(out.finserve.citations) == 3  # scanned on demand instead
     finally:

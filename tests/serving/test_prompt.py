@@ -21,7 +21,10 @@ def test_no_entry_of_the_intent_or_no_intent_leaves_retrieval_order() -> None:
 
 
 def test_knowledge_is_numbered_in_the_system_turn_and_client_system_turns_follow_it() -> None:
-    conversation = [ChatMessage(role="system", content="Answer in French."), ChatMessage(role="user", content="Hi")]
+    conversation = [
+        ChatMessage(role="system", content="Answer in French."),
+        ChatMessage(role="user", content="Hi"),
+    ]
     [system, user] = build_messages("You are the bank.", ["first", "second"], conversation)
     assert system.role == "system" and user == conversation[1]
     assert system.content == "You are the bank.\n\nKnowledge:\n[1] first\n[2] second\n\nAnswer in French."

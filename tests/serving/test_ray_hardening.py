@@ -13,6 +13,7 @@ import tempfile
 
 import psutil
 import pytest
+
 from finserve.serving.config import DeploymentsConfig
 from finserve.serving.ray_hardening import GRPC_HOST_ENV, grpc_address, harden_template, single_node_env
 from finserve.serving.serve_env import RAY_WORKER_SETUP_HOOK, haproxy_paths, serve_env
@@ -39,25 +40,32 @@ def test_a_changed_template_is_an_error_not_a_silent_pass() -> None:
         harden_template(_template().replace("bind *:{{ config.stats_port }}", "bind *:{{ config.stats }}"))
 
 
-@pytest.mark.parametrize(("address", "host", "expected"), [
-    ("[::]:9000", "127.0.0.1", "127.0.0.1:9000"),
-    ("[::]:0", "::1", "[::1]:0"),
-    ("[::]:9000", "0.0.0.0", "[::]:9000"),  # a container's gateway: every interface, as configured
-    ("[::]:9000", None, "[::]:9000"),
-    ("10.0.0.5:9000", "127.0.0.1", "10.0.0.5:9000"),  # an explicit address is Ray's choice, left alone
-])
+@pytest.mark.parametrize(
+    ("address", "host", "expected"),
+    [
+        ("[::]:9000", "127.0.0.1", "127.0.0.1:9000"),
+        ("[::]:0", "::1", "[::1]:0"),
+        ("[::]:9000", "0.0.0.0", "[::]:9000"),  # a container's gateway: every interface, as configured
+        ("[::]:9000", None, "[::]:9000"),
+        ("10.0.0.5:9000", "127.0.0.1", "10.0.0.5:9000"),  # an explicit address is Ray's choice, left alone
+    ],
+)
 def test_grpc_servers_bind_the_gateway_host(address: str, host: str | None, expected: str) -> None:
     assert grpc_address(address, host) == expected
 
 
 def test_serve_env_moves_haproxy_files_into_the_private_folder_and_names_the_grpc_host() -> None:
-    env = serve_env(DeploymentsConfig(ingress="haproxy"), grpc_host="127.0.0.1", haproxy_dir="/tmp/fs-haproxy-x")
+    env = serve_env(
+        DeploymentsConfig(ingress="haproxy"), grpc_host="127.0.0.1", haproxy_dir="/tmp/fs-haproxy-x"
+    )
     paths = {k: v for k, v in env.items() if k.startswith("RAY_SERVE_HAPROXY") and "TIMEOUT" not in k}
     assert paths == haproxy_paths("/tmp/fs-haproxy-x")
     assert all(v.startswith("/tmp/fs-haproxy-x") for v in haproxy_paths("/tmp/fs-haproxy-x").values())
     assert env[GRPC_HOST_ENV] == "127.0.0.1"
-    assert not any(k.startswith("RAY_SERVE_HAPROXY") for k in
-                   serve_env(DeploymentsConfig(ingress="proxy"), haproxy_dir="/tmp/x"))
+    assert not any(
+        k.startswith("RAY_SERVE_HAPROXY")
+        for k in serve_env(DeploymentsConfig(ingress="proxy"), haproxy_dir="/tmp/x")
+    )
     module, _, func = RAY_WORKER_SETUP_HOOK.rpartition(".")
     assert callable(getattr(__import__(module, fromlist=[func]), func))
 
@@ -88,10 +96,15 @@ def test_the_hook_patches_a_worker_process(tmp_path) -> None:  # noqa: ANN001
         "print(json.dumps({'ips': ips, 'internal': internal_ips, 'template': haproxy.HAPROXY_CONFIG_TEMPLATE}))\n"
     )
     env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1", GRPC_HOST_ENV: "127.0.0.1", **single_node_env()}
-    out = subprocess.run([sys.executable, "-P", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
-    assert seen["ips"] and set(seen["ips"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC may use a v4-mapped socket
+    assert seen["ips"] and set(seen["ips"]) <= {
+        "127.0.0.1",
+        "::ffff:127.0.0.1",
+    }  # gRPC may use a v4-mapped socket
     assert seen["internal"] and set(seen["internal"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}
     assert seen["template"] == harden_template(_template())
 
@@ -134,9 +147,15 @@ def test_a_single_node_ray_core_listens_on_loopback_only(tmp_path) -> None:
     core workers and Ray's agents all listen on 127.0.0.1, nothing on another interface."""
     ray_tmp = tempfile.mkdtemp(prefix="fsray-", dir="/tmp")  # Ray's socket paths must stay short
     env = {**os.environ, "RAY_TMPDIR": ray_tmp}
-    proc = subprocess.Popen([sys.executable, "-c", _DRIVER.format(env=single_node_env())], env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER.format(env=single_node_env())],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         node_ip = proc.stdout.readline().strip()
         assert proc.stdout.readline().strip() == "ready"
@@ -144,8 +163,11 @@ def test_a_single_node_ray_core_listens_on_loopback_only(tmp_path) -> None:
         names = set(listening.values())
         assert {"gcs_server", "raylet"} <= names, names  # the core processes were seen
         assert node_ip == "127.0.0.1"
-        exposed = {addr: name for addr, name in listening.items()
-                   if addr[0] not in {"127.0.0.1", "::1", "::ffff:127.0.0.1"}}
+        exposed = {
+            addr: name
+            for addr, name in listening.items()
+            if addr[0] not in {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+        }
         assert exposed == {}, exposed
     finally:
         proc.stdin.close()
@@ -154,4 +176,3 @@ def test_a_single_node_ray_core_listens_on_loopback_only(tmp_path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(ray_tmp, ignore_errors=True)
-

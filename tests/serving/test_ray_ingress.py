@@ -22,8 +22,9 @@ CARD_ID = "4458-5630-7407-7526"
 
 
 def echo(request: Request) -> JSONResponse:
-    return JSONResponse({"request_id": request.headers.get("x-request-id"),
-                         "mark": request.headers.get(INVALID_HEADER_MARK)})
+    return JSONResponse(
+        {"request_id": request.headers.get("x-request-id"), "mark": request.headers.get(INVALID_HEADER_MARK)}
+    )
 
 
 @pytest.fixture
@@ -37,7 +38,11 @@ def client() -> TestClient:
     [
         ("req-1", "req-1", None),
         (CARD_ID, pseudonym(CARD_ID), None),  # charset-valid but a card: pseudonymised, answered
-        ("id with spaces", pseudonym("id with spaces"), "x-request-id"),  # invalid: marked, the gateway says 400
+        (
+            "id with spaces",
+            pseudonym("id with spaces"),
+            "x-request-id",
+        ),  # invalid: marked, the gateway says 400
     ],
 )
 def test_ray_sees_and_echoes_only_safe_request_ids(client, sent, seen, mark):
@@ -54,7 +59,9 @@ def test_a_response_carries_one_request_id_though_the_app_and_ray_both_set_it():
     app = _apply_middlewares(Starlette(routes=[Route("/", answer, methods=["POST"])]), middlewares())
     bare = _apply_middlewares(Starlette(routes=[Route("/", answer, methods=["POST"])]), [])
     assert TestClient(bare).post("/", headers={"x-request-id": "req-3"}).headers.get_list("x-request-id") == [
-        "req-3", "req-3"]  # Ray alone: twice, read by clients as "req-3, req-3"
+        "req-3",
+        "req-3",
+    ]  # Ray alone: twice, read by clients as "req-3, req-3"
     resp = TestClient(app).post("/", headers={"x-request-id": "req-3"})
     assert resp.headers.get_list("x-request-id") == ["req-3"] and resp.headers["x-request-id"] == "req-3"
 
@@ -69,7 +76,8 @@ async def test_the_gateway_answers_a_marked_id_with_400_naming_it():
     from finserve.serving.stages import LocalGuard
 
     ctx, error = await ClientFields(LocalGuard(PIIGuard()), "default").context(
-        {"x-request-id": pseudonym("id with spaces"), INVALID_HEADER_MARK: "x-request-id"})
+        {"x-request-id": pseudonym("id with spaces"), INVALID_HEADER_MARK: "x-request-id"}
+    )
     assert error is not None and error.param == "x-request-id"
     assert ctx.request_id == pseudonym("id with spaces")
 

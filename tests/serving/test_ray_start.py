@@ -10,10 +10,14 @@ import pytest
 
 from finserve.serving.ray_start import is_startup_timeout, start_with_retry
 
-RAYLET_TIMEOUT = Exception("The current node timed out during startup. This could happen because some of the "
-                           "raylet failed to startup or the GCS has become overloaded.")
-GCS_PORT_TIMEOUT = RuntimeError("Timed out waiting for file /tmp/ray/session_x/gcs_server_port_1. The file "
-                                "is not created after 60 seconds")
+RAYLET_TIMEOUT = Exception(
+    "The current node timed out during startup. This could happen because some of the "
+    "raylet failed to startup or the GCS has become overloaded."
+)
+GCS_PORT_TIMEOUT = RuntimeError(
+    "Timed out waiting for file /tmp/ray/session_x/gcs_server_port_1. The file "
+    "is not created after 60 seconds"
+)
 
 
 class Starts:

@@ -15,7 +15,9 @@ CANARY = AdapterRef.parse("banking@1.1.0")
 
 
 def route(weight: int, canary: AdapterRef | None = CANARY, shadow: float = 0.0) -> Route:
-    return Route(base_model="smollm2", stable=STABLE, canary=canary, canary_weight=weight, shadow_percent=shadow)
+    return Route(
+        base_model="smollm2", stable=STABLE, canary=canary, canary_weight=weight, shadow_percent=shadow
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,8 +77,9 @@ def test_router_reads_mounted_configmap_folder_and_falls_back(tmp_path):
     folder = tmp_path / "routing"
     folder.mkdir()
     fallback = {"default": route(0, canary=None)}
-    router = Router(RouterConfig(table_path=str(folder), reload_interval_s=0.1, routes=fallback),
-                    rng=random.Random(1))
+    router = Router(
+        RouterConfig(table_path=str(folder), reload_interval_s=0.1, routes=fallback), rng=random.Random(1)
+    )
     assert router.pick("default").adapter == STABLE
     with pytest.raises(ModelNotFound):
         router.pick("other")
@@ -110,7 +113,15 @@ STABLE_CHOICE = RouteChoice("m", STABLE, "stable")
         ("fractional percent is honoured", 0, 0.5, STABLE_CHOICE, None, 0.004, True),
         ("fractional percent, just above", 0, 0.5, STABLE_CHOICE, None, 0.006, False),
         ("full shadow mirrors every stable request", 25, 100.0, STABLE_CHOICE, None, 0.999, True),
-        ("a canary answer is never mirrored", 25, 100.0, RouteChoice("m", CANARY, "canary"), None, 0.0, False),
+        (
+            "a canary answer is never mirrored",
+            25,
+            100.0,
+            RouteChoice("m", CANARY, "canary"),
+            None,
+            0.0,
+            False,
+        ),
         ("an override is never mirrored", 0, 100.0, RouteChoice("m", STABLE, "override"), None, 0.0, False),
     ],
 )
@@ -130,7 +141,9 @@ def test_sticky_key_is_mirrored_always_or_never_and_apart_from_the_canary_split(
     assert 0.17 < sum(mirrored) / len(keys) < 0.23
     # Its own salt: among users the weights keep on stable, about the same share is mirrored (a shared
     # bucket would mirror none of them, since stable users are exactly those above the canary weight).
-    on_stable = [m for k, m in zip(keys, mirrored, strict=True) if choose("m", r, k, None, 0.0).role == "stable"]
+    on_stable = [
+        m for k, m in zip(keys, mirrored, strict=True) if choose("m", r, k, None, 0.0).role == "stable"
+    ]
     assert 0.17 < sum(on_stable) / len(on_stable) < 0.23
 
 

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import psutil
+from test_haproxy_procs import two_haproxies  # noqa: F401 - the fixture: two real haproxy processes
+
 from finserve.serving import run_record
 from finserve.serving.haproxy_procs import haproxy_processes
-from test_haproxy_procs import two_haproxies  # noqa: F401 - the fixture: two real haproxy processes
 
 
 def _dead_pid() -> int:
@@ -23,8 +24,11 @@ def _dead_pid() -> int:
 def _record(data: Path, pid: int, started: float, config: str, private: Path) -> None:
     path = data / run_record.RECORD
     path.parent.mkdir(parents=True)
-    path.write_text(run_record.RunRecord(pid=pid, started=started, haproxy_config=config,
-                                         haproxy_dir=str(private)).model_dump_json())
+    path.write_text(
+        run_record.RunRecord(
+            pid=pid, started=started, haproxy_config=config, haproxy_dir=str(private)
+        ).model_dump_json()
+    )
 
 
 def test_the_next_start_stops_the_haproxy_a_killed_run_left(two_haproxies, tmp_path: Path) -> None:  # noqa: F811
@@ -56,7 +60,9 @@ def test_a_run_still_alive_is_left_alone(two_haproxies, tmp_path: Path) -> None:
 def test_write_then_clear_round_trip(tmp_path: Path) -> None:
     run_record.write(tmp_path, "/tmp/fs-haproxy-z/node/haproxy.cfg", "/tmp/fs-haproxy-z")
     record = run_record.RunRecord.model_validate_json((tmp_path / run_record.RECORD).read_text())
-    assert record.pid == psutil.Process().pid and record.haproxy_config == "/tmp/fs-haproxy-z/node/haproxy.cfg"
+    assert (
+        record.pid == psutil.Process().pid and record.haproxy_config == "/tmp/fs-haproxy-z/node/haproxy.cfg"
+    )
     assert run_record.reap(tmp_path).running_pid == record.pid  # this process is that run: alive
     run_record.clear(tmp_path)
     assert not (tmp_path / run_record.RECORD).exists()

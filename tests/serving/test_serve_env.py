@@ -42,18 +42,24 @@ def test_haproxy_timeouts_come_from_the_config_and_must_outlast_the_deadline() -
     from finserve.serving.config import ServingConfig
 
     env = serve_env(DeploymentsConfig(ingress_timeout_client_s=20, ingress_timeout_server_s=200))
-    assert (env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"], env["RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"]) == ("20", "200")
+    assert (env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"], env["RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"]) == (
+        "20",
+        "200",
+    )
     assert "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S" not in serve_env(DeploymentsConfig(ingress="proxy"))
     with pytest.raises(ValueError, match="ingress_timeout_server_s"):
-        ServingConfig.model_validate({"deployments": {"ingress_timeout_server_s": 60},
-                                      "degrade": {"deadline_max_ms": 90_000}})
+        ServingConfig.model_validate(
+            {"deployments": {"ingress_timeout_server_s": 60}, "degrade": {"deadline_max_ms": 90_000}}
+        )
 
 
 def test_haproxy_side_ports_move_to_free_ports_when_asked() -> None:
     ports = iter(range(51000, 51010))
     env = serve_env(DeploymentsConfig(ingress="haproxy"), free_port=lambda: next(ports))
     assert [env[name] for name in HAPROXY_SIDE_PORTS] == ["51000", "51001", "51002", "51003"]
-    assert not set(HAPROXY_SIDE_PORTS) & set(serve_env(DeploymentsConfig(ingress="proxy"), free_port=lambda: 1))
+    assert not set(HAPROXY_SIDE_PORTS) & set(
+        serve_env(DeploymentsConfig(ingress="proxy"), free_port=lambda: 1)
+    )
 
 
 def test_ray_reads_these_names() -> None:

@@ -12,11 +12,19 @@ from finserve.serving.settings import REDACTED, env_overrides, merge, redacted, 
 
 
 def test_env_overrides_nest_on_double_underscores_and_ignore_other_variables():
-    env = {"FINSERVE_GATEWAY__MAX_TOKENS_LIMIT": "256", "finserve_retrieval__hold_back__min_score": "0.9",
-           "FINSERVE_HTTP_PORT": "9000", "FINSERVE_POOL": "cpu", "OTHER__X": "1",
-           "FINSERVE_GATEWAY__METRIC_TENANTS": '["a", "b"]'}
+    env = {
+        "FINSERVE_GATEWAY__MAX_TOKENS_LIMIT": "256",
+        "finserve_retrieval__hold_back__min_score": "0.9",
+        "FINSERVE_HTTP_PORT": "9000",
+        "FINSERVE_POOL": "cpu",
+        "OTHER__X": "1",
+        "FINSERVE_GATEWAY__METRIC_TENANTS": '["a", "b"]',
+    }
     found = env_overrides(env)
-    assert set(found) == {"gateway", "retrieval"} and set(found["gateway"]) == {"max_tokens_limit", "metric_tenants"}
+    assert set(found) == {"gateway", "retrieval"} and set(found["gateway"]) == {
+        "max_tokens_limit",
+        "metric_tenants",
+    }
     assert float(found["retrieval"]["hold_back"]["min_score"]) == 0.9
     cfg = with_env({}, env)
     assert (cfg.gateway.max_tokens_limit, cfg.gateway.metric_tenants) == (256, ["a", "b"])
@@ -46,8 +54,11 @@ def test_merge_keeps_siblings():
 
 
 def test_redaction_hides_credentials_not_names():
-    data = {"retrieval": {"redis_url": "redis://user:s3cret@cache:6379/0", "milvus_uri": "http://milvus:19530"},
-            "gateway": {"api_key_env": "FINSERVE_API_KEY", "api_key": "sk-1"}, "x": {"token": None}}
+    data = {
+        "retrieval": {"redis_url": "redis://user:s3cret@cache:6379/0", "milvus_uri": "http://milvus:19530"},
+        "gateway": {"api_key_env": "FINSERVE_API_KEY", "api_key": "sk-1"},
+        "x": {"token": None},
+    }
     out = redacted(data)
     assert out["retrieval"]["redis_url"] == f"redis://user:{REDACTED}@cache:6379/0"
     assert out["retrieval"]["milvus_uri"] == "http://milvus:19530"

@@ -9,8 +9,10 @@ from finserve.serving.guard.engine import PIIGuard
 from finserve.serving.streaming_guard import StreamReleaser
 
 CARD = "4111 1111 1111 1111"
-TEXT = (f"Thanks for waiting. I can see the payment on card {CARD} from yesterday, and a second one "
-        "today; please contact support at help@example.com so that we can refund the duplicate charge.")
+TEXT = (
+    f"Thanks for waiting. I can see the payment on card {CARD} from yesterday, and a second one "
+    "today; please contact support at help@example.com so that we can refund the duplicate charge."
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ async def _stream(guard: PIIGuard, pieces: list[str]) -> tuple[str, list[str], S
 
 @pytest.mark.parametrize("size", [1, 3, 7, 16])
 async def test_no_entity_leaks_whatever_the_token_size(guard, size):
-    pieces = [TEXT[i:i + size] for i in range(0, len(TEXT), size)]
+    pieces = [TEXT[i : i + size] for i in range(0, len(TEXT), size)]
     released, chunks, releaser = await _stream(guard, pieces)
     for chunk in chunks:
         assert "1111" not in chunk and "help@example" not in chunk
@@ -50,8 +52,11 @@ async def test_text_is_released_before_the_end(guard):
 # Cards the model writes obfuscated, longer than the 64-character holdback once spelled out.
 OBFUSCATED = [
     ("spaced-dots", "4458 . 5630 . 7407 . 7526", ["4458", "5630", "7407", "7526"]),
-    ("words", "four four five eight five six three zero seven four zero seven seven five two six",
-     ["four four", "five six", "seven five"]),
+    (
+        "words",
+        "four four five eight five six three zero seven four zero seven seven five two six",
+        ["four four", "five six", "seven five"],
+    ),
     ("fullwidth", "４４５８ ５６３０ ７４０７ ７５２６", ["４４５８", "７５２６"]),
     ("single-digits", "4 4 5 8 5 6 3 0 7 4 0 7 7 5 2 6", ["4 4 5 8", "7 5 2 6"]),
 ]
@@ -60,9 +65,11 @@ OBFUSCATED = [
 @pytest.mark.parametrize(("case", "card", "fragments"), OBFUSCATED, ids=[o[0] for o in OBFUSCATED])
 @pytest.mark.parametrize("size", [1, 4, 9])
 async def test_obfuscated_card_is_held_until_it_can_be_judged(guard, case, card, fragments, size):
-    text = (f"Sure. The card {card} is now blocked, and a replacement is on its way to the address we hold "
-            "for you; it should arrive within five working days.")
-    pieces = [text[i:i + size] for i in range(0, len(text), size)]
+    text = (
+        f"Sure. The card {card} is now blocked, and a replacement is on its way to the address we hold "
+        "for you; it should arrive within five working days."
+    )
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
     released, chunks, releaser = await _stream(guard, pieces)
     for chunk in chunks:
         assert not any(fragment in chunk for fragment in fragments)
@@ -72,7 +79,9 @@ async def test_obfuscated_card_is_held_until_it_can_be_judged(guard, case, card,
 
 async def test_an_open_number_is_not_released_past_the_holdback(guard):
     releaser = StreamReleaser(lambda texts: _async(guard.scan_many(texts)))
-    sent = await releaser.feed("Your card is four four five eight five six three zero seven four zero seven seven ")
+    sent = await releaser.feed(
+        "Your card is four four five eight five six three zero seven four zero seven seven "
+    )
     assert "four" not in sent
     sent += await releaser.feed("five two six, thanks for waiting and have a good day today, goodbye now. ")
     sent += await releaser.finish()

@@ -27,7 +27,17 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory, base_model_dir: P
     config = write_config(work / "tiny.yaml", tiny_config())
     registry = work / "registry"
     result = CliRunner().invoke(
-        app, ["train", "--config", str(config), "--registry", str(registry), "--split-dir", str(work / "split"), "--json"]
+        app,
+        [
+            "train",
+            "--config",
+            str(config),
+            "--registry",
+            str(registry),
+            "--split-dir",
+            str(work / "split"),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     return AdapterRegistry(registry)

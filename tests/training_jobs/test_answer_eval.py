@@ -46,7 +46,9 @@ def test_eval_group_lists_both_commands_and_keeps_the_old_form() -> None:
 def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
     """Five rows through guard -> retrieval (Milvus Lite) -> SmolLM2 -> output guard, scored, as one JSON object."""
     index = build_index(tmp_path / "milvus.db", banking77_rows(INTENTS, per_intent=8))
-    rows = [r for r in banking77_rows(INTENTS, per_intent=10) if r not in banking77_rows(INTENTS, per_intent=8)]
+    rows = [
+        r for r in banking77_rows(INTENTS, per_intent=10) if r not in banking77_rows(INTENTS, per_intent=8)
+    ]
     golden_rows = [next(r for r in rows if r[1] == i) for i in INTENTS[1:]]
     golden_rows.append(("My card 4111 1111 1111 1111 has still not arrived", "card_arrival"))
     # The policy blocks e-mail addresses: that request fails (422) and is an error row, not a failed run.
@@ -63,12 +65,36 @@ def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
     cfg.generator = cfg.generator.model_copy(update={"registry": str(tmp_path / "registry")})
     config = tmp_path / "serving.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
-    termination, full, answers = tmp_path / "termination-log", tmp_path / "report.json", tmp_path / "answers.jsonl"
+    termination, full, answers = (
+        tmp_path / "termination-log",
+        tmp_path / "report.json",
+        tmp_path / "answers.jsonl",
+    )
 
-    result = CliRunner().invoke(app, [
-        "eval", "answers", "--data", str(golden), "--adapter", "base@0.0.0", "--baseline", "base@0.0.0",
-        "--max-tokens", "24", "--config", str(config), "--json", "--termination-log", str(termination),
-        "--report", str(full), "--answers", str(answers)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "answers",
+            "--data",
+            str(golden),
+            "--adapter",
+            "base@0.0.0",
+            "--baseline",
+            "base@0.0.0",
+            "--max-tokens",
+            "24",
+            "--config",
+            str(config),
+            "--json",
+            "--termination-log",
+            str(termination),
+            "--report",
+            str(full),
+            "--answers",
+            str(answers),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = AnswerEvalReport.model_validate_json(result.stdout.strip().splitlines()[-1])
     assert report.candidate.rows == 4 and report.candidate.errors == 1
@@ -89,7 +115,9 @@ def test_cli_answers_runs_the_real_pipeline(tmp_path: Path) -> None:
     answered = [line for line in lines if line["error"] is None]
     assert len(answered) == 8 and all(line["score"]["words"] <= 24 and line["knowledge"] for line in answered)
     assert [line["error"] for line in lines if line["error"]] == ["pii_blocked"] * 2
-    assert "4111" not in answers.read_text(encoding="utf-8") and "jane.doe" not in answers.read_text(encoding="utf-8")
+    assert "4111" not in answers.read_text(encoding="utf-8") and "jane.doe" not in answers.read_text(
+        encoding="utf-8"
+    )
     assert any("<CREDIT_CARD>" in line["query"] for line in lines)
     # Every request went through the audited path: one record each (a warm-up per version, then the rows).
     from finserve.serving.audit import read_records

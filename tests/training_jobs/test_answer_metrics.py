@@ -37,12 +37,22 @@ def answered(gold: str, answer: str, knowledge: list[str], finish: str = "stop",
 
 # ---- text rules ----
 
+
 def test_sentences_split_on_final_punctuation_and_lines() -> None:
     text = "Your card is on its way. It arrives in 3-5 days!\n- Track it in the app\n2. Call us? Sure."
     assert am.split_sentences(text) == [
-        "Your card is on its way.", "It arrives in 3-5 days!", "Track it in the app", "Call us?", "Sure."]
+        "Your card is on its way.",
+        "It arrives in 3-5 days!",
+        "Track it in the app",
+        "Call us?",
+        "Sure.",
+    ]
     # "Sure." and "Call us?" carry no claim: not scored for groundedness.
-    assert am.scored_sentences(text) == ["Your card is on its way.", "It arrives in 3-5 days!", "Track it in the app"]
+    assert am.scored_sentences(text) == [
+        "Your card is on its way.",
+        "It arrives in 3-5 days!",
+        "Track it in the app",
+    ]
     assert am.split_sentences("The fee is 1.5 % of the amount.") == ["The fee is 1.5 % of the amount."]
 
 
@@ -53,9 +63,13 @@ def test_truncated_means_cut_by_the_cap_mid_sentence() -> None:
     assert not am.is_truncated("You can top up by card and the money", "stop")  # the model ended it
     assert not am.is_truncated("", "length")  # empty is its own figure
     # The unfinished tail of a truncated answer is not scored for groundedness; a finished one is.
-    assert am.claim_sentences("Top up in the app. You can also use a bank", "length") == ["Top up in the app."]
+    assert am.claim_sentences("Top up in the app. You can also use a bank", "length") == [
+        "Top up in the app."
+    ]
     assert am.claim_sentences("Top up in the app. You can also use a bank", "stop") == [
-        "Top up in the app.", "You can also use a bank"]
+        "Top up in the app.",
+        "You can also use a bank",
+    ]
 
 
 def test_repetition_rules() -> None:
@@ -66,7 +80,9 @@ def test_repetition_rules() -> None:
     assert not am.is_repetitive("Open the app, go to Cards and choose Activate card, then enter the code.")
     # Contractions and possessives are one word each, so "the merchant's site" is a 3-gram, not a 4-gram.
     assert am.words("You're at the merchant's site") == ["you're", "at", "the", "merchant's", "site"]
-    assert not am.is_repetitive("Visit the merchant's site. Ask the merchant's staff. Call the merchant's bank.")
+    assert not am.is_repetitive(
+        "Visit the merchant's site. Ask the merchant's staff. Call the merchant's bank."
+    )
 
 
 def test_pii_and_empty() -> None:
@@ -75,6 +91,7 @@ def test_pii_and_empty() -> None:
 
 
 # ---- scoring with the packaged MiniLM ----
+
 
 def test_verbatim_reference_answer_is_accurate_and_fully_grounded(scorer: AnswerScorer, references) -> None:
     ref = references["card_arrival"]
@@ -104,8 +121,12 @@ def test_cut_off_repetitive_pii_and_empty_answers(scorer: AnswerScorer, referenc
     ref = references["card_arrival"]
     rows = [
         answered("card_arrival", ref, [ref]),
-        answered("card_arrival", "Your card usually arrives within a few working days and if it has not", [ref],
-                 finish="length"),
+        answered(
+            "card_arrival",
+            "Your card usually arrives within a few working days and if it has not",
+            [ref],
+            finish="length",
+        ),
         answered("card_arrival", "email email email email", [ref]),
         answered("card_arrival", "We sent it to <EMAIL_ADDRESS>.", [ref], output_pii={"EMAIL_ADDRESS": 1}),
         answered("card_arrival", "", [ref]),
@@ -121,18 +142,37 @@ def test_cut_off_repetitive_pii_and_empty_answers(scorer: AnswerScorer, referenc
     assert agg.rows == 5
     assert agg.truncated_rate == pytest.approx(0.2) and agg.repetition_rate == pytest.approx(0.2)
     assert agg.empty_rate == pytest.approx(0.2) and agg.pii_leaks == 1
-    assert agg.groundedness == pytest.approx(sum(s.supported for s in scores) / sum(s.sentences for s in scores))
+    assert agg.groundedness == pytest.approx(
+        sum(s.supported for s in scores) / sum(s.sentences for s in scores)
+    )
 
 
 def test_metrics_exclude_error_rows_and_report_speed(scorer: AnswerScorer, references) -> None:
     ref = references["card_arrival"]
-    run = VersionRun([
-        answered("card_arrival", ref, [ref], completion_tokens=40, latency_ms=100.0, served_intent="card_arrival",
-                 adapter="base@0.0.0"),
-        answered("exchange_rate", references["exchange_rate"], [references["exchange_rate"]], completion_tokens=60,
-                 latency_ms=300.0, served_intent="card_arrival", adapter="base@0.0.0"),
-        Answered(gold="card_arrival", error="backend_unavailable"),
-    ], seconds=2.0)
+    run = VersionRun(
+        [
+            answered(
+                "card_arrival",
+                ref,
+                [ref],
+                completion_tokens=40,
+                latency_ms=100.0,
+                served_intent="card_arrival",
+                adapter="base@0.0.0",
+            ),
+            answered(
+                "exchange_rate",
+                references["exchange_rate"],
+                [references["exchange_rate"]],
+                completion_tokens=60,
+                latency_ms=300.0,
+                served_intent="card_arrival",
+                adapter="base@0.0.0",
+            ),
+            Answered(gold="card_arrival", error="backend_unavailable"),
+        ],
+        seconds=2.0,
+    )
     m = metrics("base@0.0.0", run, list(score_run(scorer, run).values()))
     assert m.rows == 2 and m.errors == 1
     assert m.answer_accuracy == 1.0 and m.groundedness == 1.0 and m.unsupported_sentences == 0
@@ -143,9 +183,13 @@ def test_metrics_exclude_error_rows_and_report_speed(scorer: AnswerScorer, refer
 
 def test_report_with_baseline_and_its_summary(scorer: AnswerScorer, references) -> None:
     intents = sorted(references)[:20]
-    good = VersionRun([answered(i, references[i], [references[i]], adapter="banking77@2.0.0") for i in intents], 10.0)
+    good = VersionRun(
+        [answered(i, references[i], [references[i]], adapter="banking77@2.0.0") for i in intents], 10.0
+    )
     # The baseline answers every row with the same unrelated answer: right on one row at most.
-    bad = VersionRun([answered(i, references[intents[0]], [references[i]], adapter="base@0.0.0") for i in intents], 10.0)
+    bad = VersionRun(
+        [answered(i, references[intents[0]], [references[i]], adapter="base@0.0.0") for i in intents], 10.0
+    )
     report = build_report(scorer, "golden.csv", None, ("banking77@2.0.0", good), ("base@0.0.0", bad), 20.0)
     assert report.candidate.answer_accuracy == 1.0 and report.baseline is not None
     assert report.baseline.answer_accuracy == pytest.approx(1 / 20)
@@ -160,9 +204,15 @@ def test_report_with_baseline_and_its_summary(scorer: AnswerScorer, references) 
 def test_answers_file_holds_every_row_with_its_scores(scorer: AnswerScorer, references, tmp_path) -> None:
     import json
 
-    run = VersionRun([answered("card_arrival", references["card_arrival"], [references["card_arrival"]],
-                               adapter="base@0.0.0"),
-                      Answered(gold="exchange_rate", error="backend_unavailable")], 1.0)
+    run = VersionRun(
+        [
+            answered(
+                "card_arrival", references["card_arrival"], [references["card_arrival"]], adapter="base@0.0.0"
+            ),
+            Answered(gold="exchange_rate", error="backend_unavailable"),
+        ],
+        1.0,
+    )
     path = tmp_path / "answers.jsonl"
     assert write_answers(path, scorer, [("route", run)]) == 2
     first, second = (json.loads(line) for line in path.read_text().splitlines())
@@ -171,6 +221,7 @@ def test_answers_file_holds_every_row_with_its_scores(scorer: AnswerScorer, refe
 
 
 # ---- the paired test on known tables ----
+
 
 def table(both: int, cand_only: int, base_only: int, neither: int) -> tuple[list[bool], list[bool]]:
     cand = [True] * both + [True] * cand_only + [False] * base_only + [False] * neither
@@ -196,15 +247,23 @@ def test_paired_symmetric_is_no_difference() -> None:
     assert t.verdict == "no-significant-difference"
     assert t.ci_low < 0 < t.ci_high
     same = am.paired_test([True, False, True], [True, False, True])
-    assert same.p_value == 1.0 and same.ci_low == same.ci_high == 0 and same.verdict == "no-significant-difference"
+    assert (
+        same.p_value == 1.0
+        and same.ci_low == same.ci_high == 0
+        and same.verdict == "no-significant-difference"
+    )
 
 
-@pytest.mark.parametrize("cand_only, base_only", [(30, 10), (10, 30), (15, 15), (20, 12), (25, 12), (8, 0), (3, 0)])
+@pytest.mark.parametrize(
+    "cand_only, base_only", [(30, 10), (10, 30), (15, 15), (20, 12), (25, 12), (8, 0), (3, 0)]
+)
 def test_interval_excludes_zero_exactly_when_significant(cand_only: int, base_only: int) -> None:
     t = am.paired_test(*table(40, cand_only, base_only, 20))
     significant = t.p_value < 0.05
     assert significant == (not (t.ci_low <= 0 <= t.ci_high))
-    assert t.verdict == ("no-significant-difference" if not significant else "better" if t.delta > 0 else "worse")
+    assert t.verdict == (
+        "no-significant-difference" if not significant else "better" if t.delta > 0 else "worse"
+    )
 
 
 def test_bootstrap_is_seeded() -> None:
@@ -219,4 +278,7 @@ def test_nearest_intent_and_support_on_known_vectors() -> None:
     assert am.nearest_intent(np.array([0.1, 0.9, 0.0], dtype=np.float32), refs, ["a", "b", "c"]) == "b"
     support = am.support_scores(np.eye(2, dtype=np.float32), np.array([[1.0, 0.0]], dtype=np.float32))
     assert support.tolist() == [1.0, 0.0]
-    assert am.support_scores(np.eye(2, dtype=np.float32), np.zeros((0, 2), dtype=np.float32)).tolist() == [0.0, 0.0]
+    assert am.support_scores(np.eye(2, dtype=np.float32), np.zeros((0, 2), dtype=np.float32)).tolist() == [
+        0.0,
+        0.0,
+    ]

@@ -29,9 +29,13 @@ FIRST_LAYER = 27
 @pytest.fixture(scope="module")
 def serving_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("answers-kb")
-    index = build_index(work / "kb.db", banking77_rows(["card_arrival", "pin_blocked", "lost_or_stolen_card"], 3))
+    index = build_index(
+        work / "kb.db", banking77_rows(["card_arrival", "pin_blocked", "lost_or_stolen_card"], 3)
+    )
     path = work / "serving.yaml"
-    path.write_text(yaml.safe_dump({"retrieval": {"milvus_uri": str(index), "redis_url": None}}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"retrieval": {"milvus_uri": str(index), "redis_url": None}}), encoding="utf-8"
+    )
     return path
 
 
@@ -52,20 +56,37 @@ def tuned(registry: AdapterRegistry, serving_yaml: Path, tmp_path_factory: pytes
     from finserve.cli import app
 
     work = tmp_path_factory.mktemp("answers")
-    config = write_config(work / "answers.yaml", {
-        "name": TUNED.name, "version": TUNED.version, "quantization": "none", "device": "cpu",
-        "intent_from": str(SOURCE),
-        "lora": {"r": 4, "alpha": 8},
-        "answers": {"enabled": True, "per_intent": 1, "dev_per_intent": 1, "first_layer": FIRST_LAYER, "epochs": 2,
-                    "batch_size": 8, "lr": 2e-3, "serving_config": str(serving_yaml)},
-    })
-    result = CliRunner().invoke(app, ["train", "--config", str(config), "--registry", str(registry.root),
-                                      "--json"])
+    config = write_config(
+        work / "answers.yaml",
+        {
+            "name": TUNED.name,
+            "version": TUNED.version,
+            "quantization": "none",
+            "device": "cpu",
+            "intent_from": str(SOURCE),
+            "lora": {"r": 4, "alpha": 8},
+            "answers": {
+                "enabled": True,
+                "per_intent": 1,
+                "dev_per_intent": 1,
+                "first_layer": FIRST_LAYER,
+                "epochs": 2,
+                "batch_size": 8,
+                "lr": 2e-3,
+                "serving_config": str(serving_yaml),
+            },
+        },
+    )
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(config), "--registry", str(registry.root), "--json"]
+    )
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout[result.stdout.index("{"):])
+    return json.loads(result.stdout[result.stdout.index("{") :])
 
 
-def test_tuning_lowers_the_loss_on_curated_answers_of_rows_it_never_saw(tuned: dict, registry: AdapterRegistry) -> None:
+def test_tuning_lowers_the_loss_on_curated_answers_of_rows_it_never_saw(
+    tuned: dict, registry: AdapterRegistry
+) -> None:
     facts = registry.verify(TUNED).training["answers"]
     assert facts["examples"] == 77 and facts["dev_examples"] == 77
     assert facts["base_dev_loss"] is not None and len(facts["epochs"]) == 2
@@ -77,7 +98,9 @@ def test_tuning_lowers_the_loss_on_curated_answers_of_rows_it_never_saw(tuned: d
     assert facts["compute_dtype"] == ("bfloat16" if cpu_has_bf16() else "float32")
 
 
-def test_the_version_keeps_the_source_intent_parts_byte_for_byte(tuned: dict, registry: AdapterRegistry) -> None:
+def test_the_version_keeps_the_source_intent_parts_byte_for_byte(
+    tuned: dict, registry: AdapterRegistry
+) -> None:
     manifest = registry.verify(TUNED)
     source_manifest, source = registry.fetch(SOURCE)
     _, folder = registry.fetch(TUNED)
@@ -90,8 +113,9 @@ def test_the_version_keeps_the_source_intent_parts_byte_for_byte(tuned: dict, re
     assert intent_lora_folder(folder) == folder / INTENT_LORA_DIR and intent_lora_folder(source) == source
 
 
-def test_the_top_level_lora_is_the_generators_on_the_upper_layers(tuned: dict, registry: AdapterRegistry,
-                                                                base_model_dir: Path) -> None:
+def test_the_top_level_lora_is_the_generators_on_the_upper_layers(
+    tuned: dict, registry: AdapterRegistry, base_model_dir: Path
+) -> None:
     from safetensors.torch import load_file
 
     _, folder = registry.fetch(TUNED)
@@ -101,7 +125,9 @@ def test_the_top_level_lora_is_the_generators_on_the_upper_layers(tuned: dict, r
     assert saved and all(any(f".layers.{i}." in key for i in range(FIRST_LAYER, 30)) for key in saved)
 
 
-def test_the_served_intent_of_the_tuned_version_is_the_sources(tuned: dict, registry: AdapterRegistry) -> None:
+def test_the_served_intent_of_the_tuned_version_is_the_sources(
+    tuned: dict, registry: AdapterRegistry
+) -> None:
     from finserve.serving.intent.config import IntentConfig
     from finserve.serving.wiring import build_intent_classifier
 

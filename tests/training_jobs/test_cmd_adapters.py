@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tiny_configs import tiny_config, write_config
 from typer.testing import CliRunner
 
 from finserve.cli import app
 from finserve.contracts import AdapterCorrupt, AdapterRegistry
-
-from tiny_configs import tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -33,7 +32,9 @@ def test_list_and_show(trained_registry: AdapterRegistry) -> None:
     shown = runner.invoke(app, ["adapters", "show", "tiny-intent@0.1.0", "--registry", trained_registry.root])
     assert shown.exit_code == 0
     assert json.loads(shown.stdout)["checksum"] == entry["checksum"]
-    missing = runner.invoke(app, ["adapters", "show", "tiny-intent@9.0.0", "--registry", trained_registry.root])
+    missing = runner.invoke(
+        app, ["adapters", "show", "tiny-intent@9.0.0", "--registry", trained_registry.root]
+    )
     assert missing.exit_code == 1
 
 
@@ -61,7 +62,9 @@ def test_verify_detects_an_added_file(trained_registry: AdapterRegistry, tmp_pat
 
 
 def test_demo_trains_missing_versions_and_keeps_existing_ones(tmp_path: Path) -> None:
-    configs = [write_config(tmp_path / f"v{v}.yaml", tiny_config(name="demo", version=v)) for v in ("1.0.0", "1.1.0")]
+    configs = [
+        write_config(tmp_path / f"v{v}.yaml", tiny_config(name="demo", version=v)) for v in ("1.0.0", "1.1.0")
+    ]
     args = ["adapters", "demo", "--registry", str(tmp_path / "registry")]
     for c in configs:
         args += ["--config", str(c)]
@@ -73,15 +76,18 @@ def test_demo_trains_missing_versions_and_keeps_existing_ones(tmp_path: Path) ->
     assert AdapterRegistry(tmp_path / "registry").versions("demo") == ["1.0.0", "1.1.0"]
 
 
-def test_seed_copies_shipped_versions_once_and_repairs_a_tampered_copy(trained_registry: AdapterRegistry,
-                                                                        tmp_path: Path) -> None:
+def test_seed_copies_shipped_versions_once_and_repairs_a_tampered_copy(
+    trained_registry: AdapterRegistry, tmp_path: Path
+) -> None:
     target = tmp_path / "registry"
     args = ["adapters", "seed", "--from", str(trained_registry.root), "--registry", str(target)]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "seeded   tiny-intent@0.1.0" in first.stdout
     seeded = AdapterRegistry(target)
-    assert seeded.verify("tiny-intent@0.1.0").checksum == trained_registry.manifest("tiny-intent@0.1.0").checksum
+    assert (
+        seeded.verify("tiny-intent@0.1.0").checksum == trained_registry.manifest("tiny-intent@0.1.0").checksum
+    )
     assert "kept     tiny-intent@0.1.0" in runner.invoke(app, args).stdout
     (target / "tiny-intent" / "0.1.0" / "adapter_model.safetensors").write_bytes(b"not weights")
     repaired = runner.invoke(app, args)

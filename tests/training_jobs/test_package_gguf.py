@@ -22,13 +22,16 @@ def test_the_gguf_lora_is_published_and_checksummed_with_the_peft_files(tmp_path
     save_gguf_lora(folder)
     assert (folder / "adapter.gguf").stat().st_size > 0
     registry = AdapterRegistry(tmp_path / "registry")
-    manifest = registry.publish(folder, AdapterManifest(name="b77", version="9.0.0", base_model=BASE_MODEL_ID,
-                                                        checksum=""))
+    manifest = registry.publish(
+        folder, AdapterManifest(name="b77", version="9.0.0", base_model=BASE_MODEL_ID, checksum="")
+    )
     assert "adapter.gguf" in manifest.files
     ref = AdapterRef(name="b77", version="9.0.0")
     registry.verify(ref)
     published = registry.local_path(ref, verify=False) / "adapter.gguf"
     data = published.read_bytes()
-    published.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one byte changed: the version no longer verifies
+    published.write_bytes(
+        data[:-1] + bytes([data[-1] ^ 0xFF])
+    )  # one byte changed: the version no longer verifies
     with pytest.raises(AdapterCorrupt):
         registry.verify(ref)

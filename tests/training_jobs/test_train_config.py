@@ -15,7 +15,9 @@ SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
 def test_lora_sits_right_below_the_exit_layer() -> None:
-    cfg = TrainConfig.model_validate({"name": "x", "version": "1.0.0", "head": {"exit_layer": 12}, "lora": {"layers": 3}})
+    cfg = TrainConfig.model_validate(
+        {"name": "x", "version": "1.0.0", "head": {"exit_layer": 12}, "lora": {"layers": 3}}
+    )
     assert cfg.lora_layer_ids == [9, 10, 11]
     assert str(cfg.ref) == "x@1.0.0"
 
@@ -30,7 +32,12 @@ def test_lora_sits_right_below_the_exit_layer() -> None:
         {"name": "x", "version": "1.0.0", "quantization": "int8"},
         {"name": "x", "version": "1.0.0", "head": {"weight_from_dev": True}},  # no dev split to choose on
         # vote 0.5 + encoder 0.6: the LLM head's share would be negative
-        {"name": "x", "version": "1.0.0", "head": {"retrieval_weight": 0.5}, "encoder": {"enabled": True, "weight": 0.6}},
+        {
+            "name": "x",
+            "version": "1.0.0",
+            "head": {"retrieval_weight": 0.5},
+            "encoder": {"enabled": True, "weight": 0.6},
+        },
         {"name": "x", "version": "1.0.0", "encoder": {"enabled": True, "layers": 2}},  # typo: train_layers
         {"name": "x", "version": "1.0.0", "intent_from": "x@0.9.0"},  # a copy: nothing would be trained
         {"name": "x", "version": "1.0.0", "intent_from": "not a ref", "answers": {"enabled": True}},
@@ -71,7 +78,8 @@ def test_the_quick_default_is_the_default_recipe_on_published_intent_parts() -> 
     assert default.ref == quick.ref and quick.intent_from == str(intent.ref)
     assert default.answers == quick.answers and default.lora == quick.lora
     assert default.model_dump(exclude={"name", "version", "description", "answers"}) == intent.model_dump(
-        exclude={"name", "version", "description", "answers"})
+        exclude={"name", "version", "description", "answers"}
+    )
     assert default.answers.enabled and not intent.answers.enabled
 
 
@@ -84,7 +92,9 @@ def test_quantization_choice() -> None:
         resolve_quantization("nf4", "cpu")
 
 
-ZEN4 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n"
+ZEN4 = (
+    "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n"
+)
 SKYLAKE = "processor\t: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n"
 SAPPHIRE = "processor\t: 0\nflags\t\t: avx2 avx512f amx_bf16 amx_tile amx_int8\n"
 

@@ -36,11 +36,15 @@ class VotePath:
         self.classifier = IntentClassifier(IntentConfig(method="vote"))
         self.calls = 0
 
-    async def classify(self, text: str, adapter: AdapterRef | None = None, tenant: str = "default") -> Outcome:
+    async def classify(
+        self, text: str, adapter: AdapterRef | None = None, tenant: str = "default"
+    ) -> Outcome:
         self.calls += 1
         if text == "backend down":
             raise ConnectionError("vector store unavailable")
-        pred = await self.classifier.classify(text, adapter or AdapterRef.base(), [Hit(self.neighbours[text], 0.9)])
+        pred = await self.classifier.classify(
+            text, adapter or AdapterRef.base(), [Hit(self.neighbours[text], 0.9)]
+        )
         return Outcome(pred, {"CREDIT_CARD": 1} if "4111" in text else {})
 
 
@@ -111,20 +115,23 @@ def test_cli_eval_runs_the_real_pipeline(trained_registry: AdapterRegistry, tmp_
     config = tmp_path / "serving.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
 
-    result = CliRunner().invoke(app, ["eval", "--data", str(data), "--adapter", "tiny-intent@0.1.0", "--json",
-                                      "--config", str(config)])
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--data", str(data), "--adapter", "tiny-intent@0.1.0", "--json", "--config", str(config)],
+    )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["n"] == 7 and report["adapter"] == "tiny-intent@0.1.0"
     assert report["methods"] == {"head": 7} and report["errors"] == {}
     assert report["pii_entities"].get("CREDIT_CARD") == 1
     assert 0.0 <= report["accuracy"] <= 1.0 and 0.0 <= report["macro_f1"] <= 1.0
     assert report["queries_per_s"] > 0
 
-    base = CliRunner().invoke(app, ["eval", "--data", str(data), "--adapter", "base@0.0.0", "--json",
-                                    "--config", str(config)])
+    base = CliRunner().invoke(
+        app, ["eval", "--data", str(data), "--adapter", "base@0.0.0", "--json", "--config", str(config)]
+    )
     assert base.exit_code == 0, base.output
-    voted = json.loads(base.stdout[base.stdout.index("{"):])
+    voted = json.loads(base.stdout[base.stdout.index("{") :])
     assert voted["methods"] == {"vote": 7}
 
 

@@ -18,12 +18,21 @@ pytestmark = pytest.mark.slow
 REF = AdapterRef(name="tiny-intent", version="0.1.0")
 
 
-def test_training_publishes_a_verified_version_with_a_complete_manifest(trained_registry: AdapterRegistry) -> None:
+def test_training_publishes_a_verified_version_with_a_complete_manifest(
+    trained_registry: AdapterRegistry,
+) -> None:
     manifest = trained_registry.verify(REF)
     assert manifest.base_model == BASE_MODEL_ID
     assert len(manifest.checksum) == 64
-    assert {"adapter_config.json", "adapter_model.safetensors", "intent_head.safetensors", "labels.json",
-            "intent_head.json", "README.md", "adapter.gguf"} <= set(manifest.files)  # adapter.gguf: llama.cpp
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "intent_head.safetensors",
+        "labels.json",
+        "intent_head.json",
+        "README.md",
+        "adapter.gguf",
+    } <= set(manifest.files)  # adapter.gguf: llama.cpp
     assert manifest.data_checksum == load_splits(banking77_csv()).checksum
     assert manifest.training["config"]["lora"]["layers"] == 1
     assert manifest.training["train_rows"] == 77 * 2 and manifest.training["validation_rows"] == 77
@@ -39,7 +48,9 @@ def test_split_files_are_written_for_eval(trained_registry: AdapterRegistry) -> 
     assert len(train) + len(val) == 10003 and not set(train) & set(val)
 
 
-def test_adapter_loads_with_peft_on_the_full_causal_lm(trained_registry: AdapterRegistry, base_model_dir: Path) -> None:
+def test_adapter_loads_with_peft_on_the_full_causal_lm(
+    trained_registry: AdapterRegistry, base_model_dir: Path
+) -> None:
     """The folder is a plain PEFT LoRA for the whole model: every saved tensor lands on a module."""
     from peft import PeftModel
     from safetensors.torch import load_file

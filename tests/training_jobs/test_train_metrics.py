@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from finserve.training.metrics import accuracy, classification_report, macro_f1, most_confused, per_intent_scores
+from finserve.training.metrics import (
+    accuracy,
+    classification_report,
+    macro_f1,
+    most_confused,
+    per_intent_scores,
+)
 
 GOLD = ["a", "a", "a", "b", "b", "c", "c", "c"]
 PRED = ["a", "b", "a", "b", "c", "c", "a", "c"]

@@ -14,7 +14,9 @@ LABELS = ["card_arrival", "exchange_rate"]
 
 
 def vectors(train: int, val: int) -> QueryVectors:
-    return QueryVectors(embedder="e", train=np.zeros((train, 3), np.float32), validation=np.zeros((val, 3), np.float32))
+    return QueryVectors(
+        embedder="e", train=np.zeros((train, 3), np.float32), validation=np.zeros((val, 3), np.float32)
+    )
 
 
 def test_a_query_head_needs_query_vectors_and_only_it_gets_them() -> None:
@@ -31,4 +33,15 @@ def test_query_vectors_must_match_the_rows() -> None:
     with pytest.raises(ValueError, match="one to one"):
         fit(cfg, None, None, "cpu", ROWS, ROWS, LABELS, progress=False, queries=vectors(2, 1))
     with pytest.raises(ValueError, match="one to one"):  # dev rows without dev vectors
-        fit(cfg, None, None, "cpu", ROWS, ROWS, LABELS, progress=False, queries=vectors(2, 2), dev_rows=ROWS[:1])
+        fit(
+            cfg,
+            None,
+            None,
+            "cpu",
+            ROWS,
+            ROWS,
+            LABELS,
+            progress=False,
+            queries=vectors(2, 2),
+            dev_rows=ROWS[:1],
+        )

@@ -36,8 +36,11 @@ def test_ties_go_to_the_first_label_like_serving() -> None:
 
 @pytest.mark.slow
 def test_neighbour_votes_find_the_query_itself_first() -> None:
-    rows = [("where is my new card", "card_arrival"), ("what is the euro exchange rate", "exchange_rate"),
-            ("my card was stolen", "lost_or_stolen_card")]
+    rows = [
+        ("where is my new card", "card_arrival"),
+        ("what is the euro exchange rate", "exchange_rate"),
+        ("my card was stolen", "lost_or_stolen_card"),
+    ]
     votes = NeighbourIndex(rows).votes([t for t, _ in rows], k=2, temperature=0.02)
     assert [max(v, key=v.get) for v in votes] == [c for _, c in rows]
     assert all(abs(sum(v.values()) - 1.0) < 1e-6 for v in votes)
@@ -45,8 +48,12 @@ def test_neighbour_votes_find_the_query_itself_first() -> None:
 
 @pytest.mark.slow
 def test_dev_votes_leave_the_row_itself_out() -> None:
-    rows = [("where is my new card", "card_arrival"), ("my new card has not arrived", "card_arrival"),
-            ("what is the euro exchange rate", "exchange_rate"), ("my card was stolen", "lost_or_stolen_card")]
+    rows = [
+        ("where is my new card", "card_arrival"),
+        ("my new card has not arrived", "card_arrival"),
+        ("what is the euro exchange rate", "exchange_rate"),
+        ("my card was stolen", "lost_or_stolen_card"),
+    ]
     index = NeighbourIndex(rows)
     # Querying row 3 with itself left out: its own intent has no other example, so it cannot win.
     own = index.votes(None, k=2, temperature=0.02, exclude=[3])[0]
@@ -64,7 +71,14 @@ def six_intents(tmp_path: Path) -> tuple[list[tuple[str, str]], Path]:
     from finserve.serving.paths import banking77_csv
     from finserve.training.data import read_eval_csv, write_csv
 
-    intents = {"card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed", "pin_blocked", "request_refund"}
+    intents = {
+        "card_arrival",
+        "exchange_rate",
+        "lost_or_stolen_card",
+        "top_up_failed",
+        "pin_blocked",
+        "request_refund",
+    }
     seen: dict[str, int] = {}
     rows = []
     for text, cat in read_eval_csv(banking77_csv()):
@@ -78,15 +92,23 @@ def six_intents(tmp_path: Path) -> tuple[list[tuple[str, str]], Path]:
 def test_job_with_retrieval_weight_reports_served_and_head_accuracy(
     tmp_path: Path, base_model_dir: Path, six_intents: tuple[list[tuple[str, str]], Path]
 ) -> None:
-    from finserve.training.config import TrainConfig
-    from finserve.training.job import run_job
     from tiny_configs import tiny_config
 
+    from finserve.training.config import TrainConfig
+    from finserve.training.job import run_job
+
     rows, csv = six_intents
-    cfg = tiny_config(data={"csv": str(csv), "max_train_per_intent": None, "max_validation_per_intent": None},
-                      head={"retrieval_weight": 0.5}, optim={"epochs": 2})
-    result = run_job(TrainConfig.model_validate(cfg), AdapterRegistry(tmp_path / "reg"), base_model_path=base_model_dir,
-                     progress=False)
+    cfg = tiny_config(
+        data={"csv": str(csv), "max_train_per_intent": None, "max_validation_per_intent": None},
+        head={"retrieval_weight": 0.5},
+        optim={"epochs": 2},
+    )
+    result = run_job(
+        TrainConfig.model_validate(cfg),
+        AdapterRegistry(tmp_path / "reg"),
+        base_model_path=base_model_dir,
+        progress=False,
+    )
     m = result.manifest
     assert set(m.metrics) >= {"accuracy", "macro_f1", "head_accuracy"}
     sweep = m.training["retrieval_weight_sweep"]
@@ -100,17 +122,27 @@ def test_job_with_retrieval_weight_reports_served_and_head_accuracy(
 def test_job_with_a_dev_split_picks_on_dev_and_serves_the_chosen_weight(
     tmp_path: Path, base_model_dir: Path, six_intents: tuple[list[tuple[str, str]], Path]
 ) -> None:
+    from tiny_configs import tiny_config
+
     from finserve.serving.intent.head import load_head
     from finserve.training.config import TrainConfig
     from finserve.training.job import run_job
-    from tiny_configs import tiny_config
 
     _, csv = six_intents
-    cfg = tiny_config(data={"csv": str(csv), "max_train_per_intent": None, "max_validation_per_intent": None,
-                            "dev_per_intent": 2},
-                      head={"retrieval_weight": 0.5, "weight_from_dev": True}, optim={"epochs": 2, "patience": 2})
+    cfg = tiny_config(
+        data={
+            "csv": str(csv),
+            "max_train_per_intent": None,
+            "max_validation_per_intent": None,
+            "dev_per_intent": 2,
+        },
+        head={"retrieval_weight": 0.5, "weight_from_dev": True},
+        optim={"epochs": 2, "patience": 2},
+    )
     registry = AdapterRegistry(tmp_path / "reg")
-    result = run_job(TrainConfig.model_validate(cfg), registry, base_model_path=base_model_dir, progress=False)
+    result = run_job(
+        TrainConfig.model_validate(cfg), registry, base_model_path=base_model_dir, progress=False
+    )
     m = result.manifest
     assert (result.train_rows, m.training["dev_rows"], result.validation_rows) == (60, 12, 18)
     assert all(e.dev_accuracy is not None for e in result.epochs)

@@ -87,8 +87,9 @@ def test_a_recomputed_chain_fails_on_its_checkpoint_and_names_the_last_good_one(
     assert result.exit_code == 1, result.output
     assert "signature does not verify" in result.output
     assert "last good checkpoint" in result.output and " 1\n" in result.output
-    unsigned = CliRunner().invoke(app, ["audit", "verify", "--path", str(log_path), "--key-file",
-                                        str(log_path.parent / "missing.key")])
+    unsigned = CliRunner().invoke(
+        app, ["audit", "verify", "--path", str(log_path), "--key-file", str(log_path.parent / "missing.key")]
+    )
     assert unsigned.exit_code == 2 and "cannot read" in unsigned.output
 
 
@@ -107,8 +108,11 @@ def test_purge_removes_old_rotated_files(app: typer.Typer, tmp_path: Path) -> No
     path = tmp_path / "audit.jsonl"
     log = AuditLog(AuditConfig(path=path, rotate_max_bytes=1))  # every record opens a new file
     for i in range(3):
-        log.append(AuditRecord(request_id=f"r{i}", tenant="t", model="m", input="<PERSON>", status=200,
-                               latency_ms=3.0))
+        log.append(
+            AuditRecord(
+                request_id=f"r{i}", tenant="t", model="m", input="<PERSON>", status=200, latency_ms=3.0
+            )
+        )
     assert len(rotated_files(path)) == 2
     result = CliRunner().invoke(app, ["audit", "purge", "--path", str(path), "--before", "2999-01-01"])
     assert result.exit_code == 0 and "removed 2 file(s)" in result.output, result.output

@@ -27,8 +27,22 @@ def run(app, *args: str):
 
 def test_create_prints_the_key_once_and_the_server_accepts_it(app, tmp_path: Path):
     path = tmp_path / "keys.json"
-    made = run(app, "create", "--name", "retail-app", "--tenant", "retail", "--tenant", "business",
-               "--scope", "infer", "--scope", "adapter:override", "--keys-file", str(path))
+    made = run(
+        app,
+        "create",
+        "--name",
+        "retail-app",
+        "--tenant",
+        "retail",
+        "--tenant",
+        "business",
+        "--scope",
+        "infer",
+        "--scope",
+        "adapter:override",
+        "--keys-file",
+        str(path),
+    )
     assert made.exit_code == 0, made.output
     key = made.stdout.strip().splitlines()[-1]
     kid, secret = parse_key(key)

@@ -22,14 +22,24 @@ def test_convert_prints_the_model_folder() -> None:
 def test_generate_streams_a_greedy_completion(tmp_path) -> None:  # noqa: ANN001
     ensure_base_model()
     result = CliRunner().invoke(
-        app, ["model", "generate", "What is the capital of France?", "--max-tokens", "8",
-              "--registry", str(tmp_path / "registry")],
+        app,
+        [
+            "model",
+            "generate",
+            "What is the capital of France?",
+            "--max-tokens",
+            "8",
+            "--registry",
+            str(tmp_path / "registry"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "Paris" in result.output and "finish_reason=" in result.output
 
 
 def test_generate_with_a_missing_adapter_fails() -> None:
-    result = CliRunner().invoke(app, ["model", "generate", "hi", "--adapter", "nope@1.0.0", "--max-tokens", "2"])
+    result = CliRunner().invoke(
+        app, ["model", "generate", "hi", "--adapter", "nope@1.0.0", "--max-tokens", "2"]
+    )
     assert result.exit_code != 0
     assert "nope@1.0.0" in str(result.exception)

@@ -31,11 +31,18 @@ def test_config_show_prints_the_operators_effective_settings(tmp_path, monkeypat
     path = tmp_path / "operator.yaml"
     path.write_text(yaml.safe_dump({"poll_seconds": 5, "prometheus": {"timeout": 3}}))
     monkeypatch.setenv("FINSERVE_OPERATOR__PROMETHEUS__URL", "https://ops:hunter2@prom.mon:9090")
-    monkeypatch.setenv("FINSERVE_GATEWAY__MAX_TOKENS_LIMIT", "not-the-operators")  # serving's variable: ignored
-    result = CliRunner().invoke(app, ["config", "show", "--component", "operator", "--config", str(path), "-o", "json"])
+    monkeypatch.setenv(
+        "FINSERVE_GATEWAY__MAX_TOKENS_LIMIT", "not-the-operators"
+    )  # serving's variable: ignored
+    result = CliRunner().invoke(
+        app, ["config", "show", "--component", "operator", "--config", str(path), "-o", "json"]
+    )
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.output)
-    assert shown["poll_seconds"] == 5 and shown["prometheus"] == {"url": "https://ops:***@prom.mon:9090", "timeout": 3}
+    assert shown["poll_seconds"] == 5 and shown["prometheus"] == {
+        "url": "https://ops:***@prom.mon:9090",
+        "timeout": 3,
+    }
     assert "gateway" not in shown and "hunter2" not in result.output
 
 

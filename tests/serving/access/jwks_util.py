@@ -31,8 +31,16 @@ class SigningKey:
 
     def token(self, claims: dict | None = None, *, ttl_s: int = 300, **overrides: Any) -> str:
         now = int(time.time())
-        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "svc-retail-app", "iat": now, "exp": now + ttl_s,
-                "tenants": ["retail"], "scope": "infer", **(claims or {})}
+        body = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "svc-retail-app",
+            "iat": now,
+            "exp": now + ttl_s,
+            "tenants": ["retail"],
+            "scope": "infer",
+            **(claims or {}),
+        }
         for k, v in overrides.items():
             if v is None:
                 body.pop(k, None)

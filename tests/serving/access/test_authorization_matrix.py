@@ -15,6 +15,8 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from jwks_util import AUDIENCE, ISSUER, rsa_key, write_jwks
+
 from finserve.contracts import AdapterRef, Route
 from finserve.serving.access import AuthConfig, JwtConfig
 from finserve.serving.access.keys import KeysFile, new_key, write_keys
@@ -31,8 +33,6 @@ from finserve.serving.pipeline import Pipeline
 from finserve.serving.retrieval import Embedder, Retriever
 from finserve.serving.routing import Router, RouterConfig
 from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
-from jwks_util import AUDIENCE, ISSUER, rsa_key, write_jwks
-
 
 STABLE = AdapterRef(name="banking77", version="1.0.0")
 CANARY = AdapterRef(name="banking77", version="1.1.0")
@@ -44,8 +44,13 @@ class Generator:
     """Scripted answers (see the module docstring)."""
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(text="Your card is on its way.", prompt_tokens=20, completion_tokens=6,
-                                finish_reason="stop", adapter=request.adapter)
+        return GenerationResult(
+            text="Your card is on its way.",
+            prompt_tokens=20,
+            completion_tokens=6,
+            finish_reason="stop",
+            adapter=request.adapter,
+        )
 
     async def stream(self, request: GenerationRequest):
         yield StreamChunk(delta="Your card is on its way.")
@@ -58,6 +63,7 @@ class NoHead:
 
 
 # ---- principals: (name, authorization header or None, audited principal id or None) ----
+
 
 def _principals(tmp: Path) -> tuple[dict[str, str | None], dict[str, str | None], AuthConfig]:
     specs = {
@@ -83,24 +89,37 @@ def _principals(tmp: Path) -> tuple[dict[str, str | None], dict[str, str | None]
     auth["none"], who["none"] = None, None
     auth["bad"], who["bad"] = "Bearer fsk_000000000000_" + "A" * 43, None
     auth["revoked"], who["revoked"] = auth["revoked"], None
-    cfg = AuthConfig(keys_file=str(tmp / "keys.json"),
-                     jwt=JwtConfig(jwks_file=str(jwks), issuer=ISSUER, audience=AUDIENCE))
+    cfg = AuthConfig(
+        keys_file=str(tmp / "keys.json"), jwt=JwtConfig(jwks_file=str(jwks), issuer=ISSUER, audience=AUDIENCE)
+    )
     return auth, who, cfg
 
 
 # ---- the cells: request name -> expected status per principal ----
-REQUESTS = ("chat", "chat:retail", "chat:business", "override", "override:gone", "models", "metrics", "health")
+REQUESTS = (
+    "chat",
+    "chat:retail",
+    "chat:business",
+    "override",
+    "override:gone",
+    "models",
+    "metrics",
+    "health",
+)
 U = {r: 401 for r in REQUESTS} | {"health": 200}  # no principal: everything but the probes is 401
 EXPECTED: dict[str, dict[str, int]] = {
-    "none": U, "bad": U, "revoked": U, "jwt-expired": U,
+    "none": U,
+    "bad": U,
+    "revoked": U,
+    "jwt-expired": U,
     #            chat chat:retail chat:business override override:gone models metrics health
-    "retail":   dict(zip(REQUESTS, (200, 200, 403, 403, 403, 200, 403, 200), strict=True)),
-    "jwt":      dict(zip(REQUESTS, (200, 200, 403, 403, 403, 200, 403, 200), strict=True)),
-    "multi":    dict(zip(REQUESTS, (400, 200, 200, 403, 403, 200, 403, 200), strict=True)),
+    "retail": dict(zip(REQUESTS, (200, 200, 403, 403, 403, 200, 403, 200), strict=True)),
+    "jwt": dict(zip(REQUESTS, (200, 200, 403, 403, 403, 200, 403, 200), strict=True)),
+    "multi": dict(zip(REQUESTS, (400, 200, 200, 403, 403, 200, 403, 200), strict=True)),
     "override": dict(zip(REQUESTS, (200, 200, 403, 200, 403, 200, 403, 200), strict=True)),
-    "ops":      dict(zip(REQUESTS, (403, 403, 403, 403, 403, 403, 200, 200), strict=True)),
+    "ops": dict(zip(REQUESTS, (403, 403, 403, 403, 403, 403, 200, 200), strict=True)),
     # The legacy key: scope infer, the default tenant only.
-    "legacy":   dict(zip(REQUESTS, (200, 403, 403, 403, 403, 200, 403, 200), strict=True)),
+    "legacy": dict(zip(REQUESTS, (200, 403, 403, 403, 403, 200, 403, 200), strict=True)),
 }
 TENANT = {"retail": "retail", "jwt": "retail", "override": "retail", "legacy": "default"}
 
@@ -144,17 +163,25 @@ async def stack(tmp_path: Path, small_index: Path, monkeypatch):
     cfg.exposure = cfg.exposure.model_copy(update={"docs": True})  # so the route walk covers /docs too
     cfg.router = RouterConfig(routes={DEFAULT_MODEL: Route(base_model="b", stable=STABLE, canary=CANARY)})
     retriever = Retriever(cfg.retrieval, embedder=Embedder())
-    pipeline = Pipeline(cfg, guard=LocalGuard(PIIGuard(cfg.guard)), retrieval=LocalRetrieval(retriever),
-                        intent=NoHead(), generator=Generator(), audit=LocalAudit(AuditLog(cfg.audit)),
-                        router=Router(cfg.router))
+    pipeline = Pipeline(
+        cfg,
+        guard=LocalGuard(PIIGuard(cfg.guard)),
+        retrieval=LocalRetrieval(retriever),
+        intent=NoHead(),
+        generator=Generator(),
+        audit=LocalAudit(AuditLog(cfg.audit)),
+        router=Router(cfg.router),
+    )
 
     async def ready() -> dict[str, bool]:
         return {"all": True}
 
     server, port = await start_grpc_server(InferenceServicer(pipeline, ready), "127.0.0.1", 0)
     transport = httpx.ASGITransport(app=create_api(pipeline, ready))
-    async with httpx.AsyncClient(transport=transport, base_url="http://finserve") as client, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://finserve") as client,
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
         try:
             yield client, GRPCInferenceServiceStub(channel), auth, who, cfg
         finally:
@@ -167,8 +194,9 @@ def _audit(cfg: ServingConfig) -> dict[str, dict]:
     return {line["request_id"]: line for line in read_records(cfg.audit.path)}
 
 
-def _check_audit(failures: list[str], lines: dict, rid: str, principal: str, request: str, status: int,
-                 who: dict) -> None:
+def _check_audit(
+    failures: list[str], lines: dict, rid: str, principal: str, request: str, status: int, who: dict
+) -> None:
     line = lines.get(rid)
     if line is None:
         failures.append(f"{rid}: no audit line")
@@ -195,8 +223,14 @@ async def test_http_matrix(stack):
         rid = f"h-{principal}-{request.replace(':', '-')}"
         headers = _headers(request, auth[principal], rid)
         if request.startswith(("chat", "override")):
-            resp = await client.post("/v1/chat/completions", headers=headers, json={
-                "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "my card has not arrived"}]})
+            resp = await client.post(
+                "/v1/chat/completions",
+                headers=headers,
+                json={
+                    "model": DEFAULT_MODEL,
+                    "messages": [{"role": "user", "content": "my card has not arrived"}],
+                },
+            )
         else:
             path = {"models": "/v1/models", "metrics": "/metrics", "health": "/healthz"}[request]
             resp = await client.get(path, headers=headers)
@@ -209,7 +243,9 @@ async def test_http_matrix(stack):
         if want in (401, 403):
             err = resp.json()["error"]
             code = "unauthorized" if want == 401 else "forbidden"
-            if err["code"] != code or (want == 403 and not _names_why(principal, request, err["message"], who)):
+            if err["code"] != code or (
+                want == 403 and not _names_why(principal, request, err["message"], who)
+            ):
                 failures.append(f"{principal} x {request}: error {err}")
         if want == 200 and request == "override" and resp.json()["finserve"]["adapter"] != str(CANARY):
             failures.append(f"{principal} x {request}: not served by the canary")
@@ -222,19 +258,29 @@ async def test_http_matrix(stack):
     # Overridden traffic is labelled apart: the canary analysis (model="<route>") never counts it.
     metrics = (await client.get("/metrics", headers={"authorization": auth["ops"]})).text
     assert f'model="override:{DEFAULT_MODEL}"' in metrics
-    assert f'finserve_requests_total{{adapter="banking77",code="200",model="{DEFAULT_MODEL}",version="1.1.0"}}' \
+    assert (
+        f'finserve_requests_total{{adapter="banking77",code="200",model="{DEFAULT_MODEL}",version="1.1.0"}}'
         not in metrics
+    )
     assert 'tenant="business"' not in metrics  # only configured tenants label metrics
 
 
-GRPC_CODES = {200: grpc.StatusCode.OK, 400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-              403: grpc.StatusCode.PERMISSION_DENIED}
+GRPC_CODES = {
+    200: grpc.StatusCode.OK,
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+}
 GRPC_REQUESTS = tuple(r for r in REQUESTS if r != "metrics")
 
 
 def _infer() -> pb.ModelInferRequest:
-    text = pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1],
-                                                 contents=pb.InferTensorContents(bytes_contents=[b"card not here"]))
+    text = pb.ModelInferRequest.InferInputTensor(
+        name="text",
+        datatype="BYTES",
+        shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[b"card not here"]),
+    )
     return pb.ModelInferRequest(model_name=DEFAULT_MODEL, inputs=[text])
 
 
@@ -275,8 +321,9 @@ async def test_model_version_override_needs_the_scope_over_grpc(stack):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.ModelInfer(req, metadata=(("authorization", auth["retail"]),), timeout=60)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "adapter:override" in err.value.details()
-    resp = await stub.ModelInfer(req, metadata=(("authorization", auth["override"]), ("x-request-id", "g-mv")),
-                                 timeout=60)
+    resp = await stub.ModelInfer(
+        req, metadata=(("authorization", auth["override"]), ("x-request-id", "g-mv")), timeout=60
+    )
     assert json.loads(json.dumps([t.name for t in resp.outputs]))
     assert _audit(cfg)["g-mv"]["route"] == "override"
 
@@ -288,12 +335,15 @@ async def test_every_route_but_the_probes_refuses_an_anonymous_caller(stack):
 
     client = stack[0]
     app = client._transport.app
-    paths = {(r.path.replace("{model}", DEFAULT_MODEL), m) for r in app.routes for m in getattr(r, "methods", ())}
+    paths = {
+        (r.path.replace("{model}", DEFAULT_MODEL), m) for r in app.routes for m in getattr(r, "methods", ())
+    }
     assert ("/openapi.json", "GET") in paths and ("/v1/chat/completions", "POST") in paths
     for path, method in sorted(paths):
         if method == "HEAD":
             continue
-        resp = await client.request(method, path, headers={"x-request-id": "walk"},
-                                    **({"json": {}} if method == "POST" else {}))
+        resp = await client.request(
+            method, path, headers={"x-request-id": "walk"}, **({"json": {}} if method == "POST" else {})
+        )
         want = 401 if required_scope(path) is not None else 200
         assert resp.status_code == want, (method, path, resp.status_code)

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from finserve.serving.access.keys import KeyStore, KeysFile, new_key, parse_key, read_keys, write_keys
+from finserve.serving.access.keys import KeysFile, KeyStore, new_key, parse_key, read_keys, write_keys
 from finserve.serving.errors import Unauthorized
 
 
@@ -43,12 +43,15 @@ def test_verify_gives_the_principal(tmp_path):
     assert set(p.tenants) == {"retail", "business"} and p.scopes == {"infer", "adapter:override"}
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda k: k[:-1] + ("A" if k[-1] != "A" else "B"),  # wrong secret
-    lambda k: "fsk_000000000000_" + k.split("_", 2)[2],  # unknown id
-    lambda k: k + "x",  # malformed
-    lambda k: "fsk_",
-])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda k: k[:-1] + ("A" if k[-1] != "A" else "B"),  # wrong secret
+        lambda k: "fsk_000000000000_" + k.split("_", 2)[2],  # unknown id
+        lambda k: k + "x",  # malformed
+        lambda k: "fsk_",
+    ],
+)
 def test_wrong_unknown_or_malformed_keys_are_refused(tmp_path, mangle):
     path, [key] = store_with(tmp_path, ("app", ["retail"], ["infer"]))
     with pytest.raises(Unauthorized) as err:
@@ -81,10 +84,13 @@ def test_a_broken_keys_file_keeps_the_last_good_keys(tmp_path):
     assert store.verify(key).tenants == ("retail",)
 
 
-@pytest.mark.parametrize(("tenants", "scopes", "needle"), [
-    (["retail"], ["root"], "scope 'root'"),
-    (["re tail"], ["infer"], "tenant 're tail'"),
-])
+@pytest.mark.parametrize(
+    ("tenants", "scopes", "needle"),
+    [
+        (["retail"], ["root"], "scope 'root'"),
+        (["re tail"], ["infer"], "tenant 're tail'"),
+    ],
+)
 def test_new_key_refuses_unknown_scopes_and_bad_tenants(tenants, scopes, needle):
     with pytest.raises(ValueError, match=needle):
         new_key("x", tenants, scopes)

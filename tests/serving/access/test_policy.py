@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from finserve.serving.access import ADAPTER_OVERRIDE, ADMIN, INFER, Principal, authorize, required_scope, rpc_scope
+from finserve.serving.access import (
+    ADAPTER_OVERRIDE,
+    ADMIN,
+    INFER,
+    Principal,
+    authorize,
+    required_scope,
+    rpc_scope,
+)
 from finserve.serving.errors import Forbidden, InvalidRequest, Unauthorized
 
 RETAIL = Principal("key:aaaaaaaaaaaa", "key", ("retail",), frozenset({INFER}))
@@ -34,8 +42,13 @@ NO_TENANT = Principal("jwt:orphan", "jwt", (), frozenset({INFER}))
     ],
 )
 def test_authorize_table(name, principal, tenant, override, expected):
-    kwargs = {"auth_on": True, "scope": INFER, "requested_tenant": tenant, "default_tenant": "default",
-              "adapter_override": override}
+    kwargs = {
+        "auth_on": True,
+        "scope": INFER,
+        "requested_tenant": tenant,
+        "default_tenant": "default",
+        "adapter_override": override,
+    }
     if isinstance(expected, type):
         with pytest.raises(expected) as err:
             authorize(principal, **kwargs)
@@ -50,29 +63,66 @@ def test_authorize_table(name, principal, tenant, override, expected):
 
 def test_forbidden_override_and_tenant_name_their_header():
     with pytest.raises(Forbidden) as err:
-        authorize(RETAIL, auth_on=True, scope=INFER, requested_tenant=None, default_tenant="d",
-                  adapter_override="banking@1.1.0")
+        authorize(
+            RETAIL,
+            auth_on=True,
+            scope=INFER,
+            requested_tenant=None,
+            default_tenant="d",
+            adapter_override="banking@1.1.0",
+        )
     assert err.value.param == "x-finserve-adapter" and ADAPTER_OVERRIDE in err.value.message
     with pytest.raises(Forbidden) as err:
-        authorize(RETAIL, auth_on=True, scope=INFER, requested_tenant="business", default_tenant="d",
-                  adapter_override=None)
+        authorize(
+            RETAIL,
+            auth_on=True,
+            scope=INFER,
+            requested_tenant="business",
+            default_tenant="d",
+            adapter_override=None,
+        )
     assert err.value.param == "x-finserve-tenant"
 
 
 def test_auth_off_runs_as_asked():
-    d = authorize(None, auth_on=False, scope=INFER, requested_tenant="retail", default_tenant="default",
-                  adapter_override="banking@1.1.0")
+    d = authorize(
+        None,
+        auth_on=False,
+        scope=INFER,
+        requested_tenant="retail",
+        default_tenant="default",
+        adapter_override="banking@1.1.0",
+    )
     assert (d.tenant, d.adapter_override) == ("retail", "banking@1.1.0")
-    assert authorize(None, auth_on=False, scope=INFER, requested_tenant=None, default_tenant="default",
-                     adapter_override=None).tenant == "default"
+    assert (
+        authorize(
+            None,
+            auth_on=False,
+            scope=INFER,
+            requested_tenant=None,
+            default_tenant="default",
+            adapter_override=None,
+        ).tenant
+        == "default"
+    )
 
 
 @pytest.mark.parametrize(
     ("path", "scope"),
-    [("/healthz", None), ("/readyz", None), ("/v2/health/live", None), ("/v2/health/ready", None),
-     ("/metrics", ADMIN), ("/docs", ADMIN), ("/openapi.json", ADMIN), ("/-/routes", ADMIN),
-     ("/v1/models", INFER), ("/v2/models/finserve-banking", INFER), ("/v1/chat/completions", INFER),
-     ("/v1/some-new-endpoint", INFER)],
+    [
+        ("/healthz", None),
+        ("/readyz", None),
+        ("/v2/health/live", None),
+        ("/v2/health/ready", None),
+        ("/metrics", ADMIN),
+        ("/docs", ADMIN),
+        ("/openapi.json", ADMIN),
+        ("/-/routes", ADMIN),
+        ("/v1/models", INFER),
+        ("/v2/models/finserve-banking", INFER),
+        ("/v1/chat/completions", INFER),
+        ("/v1/some-new-endpoint", INFER),
+    ],
 )
 def test_required_scope_is_closed_by_default(path, scope):
     assert required_scope(path) == scope

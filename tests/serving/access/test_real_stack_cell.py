@@ -21,9 +21,9 @@ MODEL = "finserve-banking"
 @pytest.fixture
 def stack(tmp_path, small_index, redis_server):
     from fastapi.testclient import TestClient
+    from stack_config import stack_config
 
     from finserve.serving.local import create_local_app
-    from stack_config import stack_config
 
     key, record = new_key("retail-app", ["retail"], ["infer"])
     write_keys(tmp_path / "keys.json", KeysFile(keys=[record]))
@@ -36,24 +36,45 @@ def stack(tmp_path, small_index, redis_server):
 
 def test_key_answers_for_its_tenant_and_is_refused_for_another(stack):
     client, stub, cfg, key, principal = stack
-    body = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "My card has not arrived"}]}
-    ok = client.post("/v1/chat/completions", json=body,
-                     headers={"authorization": f"Bearer {key}", "x-request-id": "real-ok"})
+    body = {
+        "model": MODEL,
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": "My card has not arrived"}],
+    }
+    ok = client.post(
+        "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}", "x-request-id": "real-ok"},
+    )
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
-    other = client.post("/v1/chat/completions", json=body, headers={
-        "authorization": f"Bearer {key}", "x-finserve-tenant": "business", "x-request-id": "real-403"})
+    other = client.post(
+        "/v1/chat/completions",
+        json=body,
+        headers={
+            "authorization": f"Bearer {key}",
+            "x-finserve-tenant": "business",
+            "x-request-id": "real-403",
+        },
+    )
     assert other.status_code == 403 and principal in other.json()["error"]["message"]
     anonymous = client.post("/v1/chat/completions", json=body, headers={"x-request-id": "real-401"})
     assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
 
-    text = pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1],
-                                                 contents=pb.InferTensorContents(bytes_contents=[b"lost card"]))
-    req = pb.ModelInferRequest(model_name=MODEL, inputs=[text],
-                               parameters={"max_tokens": pb.InferParameter(int64_param=4)})
+    text = pb.ModelInferRequest.InferInputTensor(
+        name="text",
+        datatype="BYTES",
+        shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[b"lost card"]),
+    )
+    req = pb.ModelInferRequest(
+        model_name=MODEL, inputs=[text], parameters={"max_tokens": pb.InferParameter(int64_param=4)}
+    )
     with pytest.raises(grpc.RpcError) as err:
         stub.ModelInfer(req, metadata=[("x-request-id", "real-grpc-401")], timeout=300)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    stub.ModelInfer(req, metadata=[("authorization", f"Bearer {key}"), ("x-request-id", "real-grpc-ok")], timeout=300)
+    stub.ModelInfer(
+        req, metadata=[("authorization", f"Bearer {key}"), ("x-request-id", "real-grpc-ok")], timeout=300
+    )
 
     lines = {line["request_id"]: line for line in read_records(cfg.audit.path)}
     assert {rid: (lines[rid]["status"], lines[rid]["principal"], lines[rid]["tenant"]) for rid in lines} == {

@@ -8,11 +8,11 @@ import threading
 import time
 
 import pytest
+from jwks_util import AUDIENCE, ISSUER, ec_key, rsa_key, write_jwks
+
 from finserve.serving.access import JwtConfig
 from finserve.serving.access.tokens import JwtVerifier
 from finserve.serving.errors import Unauthorized
-from jwks_util import AUDIENCE, ISSUER, ec_key, rsa_key, write_jwks
-
 
 JWKS_PORT = 18101  # this helper's port range
 
@@ -34,12 +34,15 @@ def test_valid_token_gives_principal_from_claims(tmp_path, keys, which):
     assert p.tenants == ("retail", "business") and p.scopes == {"infer", "adapter:override"}
 
 
-@pytest.mark.parametrize(("overrides", "needle"), [
-    ({"iss": "https://evil.example"}, "issuer"),
-    ({"aud": "someone-else"}, "audience"),
-    ({"exp": int(time.time()) - 120}, "expired"),  # past the 30 s leeway
-    ({"exp": None}, "exp"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"iss": "https://evil.example"}, "issuer"),
+        ({"aud": "someone-else"}, "audience"),
+        ({"exp": int(time.time()) - 120}, "expired"),  # past the 30 s leeway
+        ({"exp": None}, "exp"),
+    ],
+)
 def test_bad_claims_are_401(tmp_path, keys, overrides, needle):
     v = verifier(write_jwks(tmp_path / "jwks.json", *keys))
     with pytest.raises(Unauthorized) as err:
@@ -67,12 +70,20 @@ def test_hs256_and_none_are_refused(tmp_path, keys):
     import jwt
 
     v = verifier(write_jwks(tmp_path / "jwks.json", *keys))
-    forged = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60}, "s" * 32,
-                        algorithm="HS256", headers={"kid": "rsa-1"})
+    forged = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60},
+        "s" * 32,
+        algorithm="HS256",
+        headers={"kid": "rsa-1"},
+    )
     with pytest.raises(Unauthorized):
         v.verify(forged)
-    unsigned = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60}, None,
-                          algorithm="none", headers={"kid": "rsa-1"})
+    unsigned = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60},
+        None,
+        algorithm="none",
+        headers={"kid": "rsa-1"},
+    )
     with pytest.raises(Unauthorized):
         v.verify(unsigned)
 
@@ -88,15 +99,30 @@ def test_jwks_file_is_reloaded_when_it_changes(tmp_path, keys):
 
 
 def test_claims_mapping_is_configurable_and_personal_subjects_are_pseudonymised(tmp_path, keys):
-    v = verifier(write_jwks(tmp_path / "jwks.json", *keys), principal_claim="client_id",
-                 tenants_claim="https://finserve/tenants", scope_claim="scp")
-    p = v.verify(keys[0].token({"client_id": "jane.doe@bank.example", "https://finserve/tenants": "retail",
-                                "scp": ["infer"], "tenants": ["ignored"]}))
+    v = verifier(
+        write_jwks(tmp_path / "jwks.json", *keys),
+        principal_claim="client_id",
+        tenants_claim="https://finserve/tenants",
+        scope_claim="scp",
+    )
+    p = v.verify(
+        keys[0].token(
+            {
+                "client_id": "jane.doe@bank.example",
+                "https://finserve/tenants": "retail",
+                "scp": ["infer"],
+                "tenants": ["ignored"],
+            }
+        )
+    )
     assert p.id.startswith("jwt:u_") and "jane" not in p.id
     assert p.tenants == ("retail",) and p.scopes == {"infer"}
     # A "*" tenant or a malformed one from a token is dropped: any-tenant is for keys made by hand.
-    p = v.verify(keys[0].token({"client_id": "app", "https://finserve/tenants": ["*", "bad tenant", "retail"],
-                                "scp": "infer"}))
+    p = v.verify(
+        keys[0].token(
+            {"client_id": "app", "https://finserve/tenants": ["*", "bad tenant", "retail"], "scp": "infer"}
+        )
+    )
     assert p.tenants == ("retail",)
 
 
@@ -118,7 +144,9 @@ def test_jwks_url_is_fetched_once_and_cached(tmp_path, keys):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", JWKS_PORT), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        v = JwtVerifier(JwtConfig(jwks_url=f"http://127.0.0.1:{JWKS_PORT}/jwks", issuer=ISSUER, audience=AUDIENCE))
+        v = JwtVerifier(
+            JwtConfig(jwks_url=f"http://127.0.0.1:{JWKS_PORT}/jwks", issuer=ISSUER, audience=AUDIENCE)
+        )
         for key in (*keys, *keys):
             assert v.verify(key.token()).id == "jwt:svc-retail-app"
         assert hits == ["/jwks"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from scripted_stages import scripted_pipeline
 
 from finserve.serving.admission import AdmissionConfig, QueueConfig, RateLimitConfig, RateLimits
 from finserve.serving.admission.queue import AdmissionQueue, should_shed
@@ -26,7 +27,6 @@ from finserve.serving.guard.engine import PIIGuard
 from finserve.serving.pipeline import Pipeline, RequestContext
 from finserve.serving.schemas import ChatCompletionRequest
 from finserve.serving.stages import LocalGuard
-from scripted_stages import scripted_pipeline
 
 HANG_GUARD_S = 60  # only bounds a hang; nothing here asserts a duration
 
@@ -43,12 +43,15 @@ def _pipeline(tmp_path: Path, guard: LocalGuard, admission: AdmissionConfig) -> 
 
 
 def _request(stream: bool = False) -> ChatCompletionRequest:
-    return ChatCompletionRequest(model=DEFAULT_MODEL, stream=stream,
-                                 messages=[{"role": "user", "content": "Where is my card?"}])
+    return ChatCompletionRequest(
+        model=DEFAULT_MODEL, stream=stream, messages=[{"role": "user", "content": "Where is my card?"}]
+    )
 
 
-@pytest.mark.parametrize(("running", "waiting", "shed"), [
-    (0, 0, False), (1, 0, False), (2, 0, False), (2, 1, False), (2, 2, True), (3, 5, True)])
+@pytest.mark.parametrize(
+    ("running", "waiting", "shed"),
+    [(0, 0, False), (1, 0, False), (2, 0, False), (2, 1, False), (2, 2, True), (3, 5, True)],
+)
 def test_shed_only_when_every_slot_and_the_line_are_full(running: int, waiting: int, shed: bool) -> None:
     assert should_shed(running, waiting, QueueConfig(max_generating=2, max_waiting=2)) is shed
 
@@ -88,14 +91,19 @@ async def test_a_shed_request_is_503_and_audited(tmp_path: Path, guard: LocalGua
     assert (await asyncio.wait_for(busy, HANG_GUARD_S)).choices[0].message.content
     records = {r["request_id"]: r for r in read_records(pipeline.config.audit.path)}
     assert {k: (r["status"], r["error"]) for k, r in records.items()} == {
-        "shed": (503, "overloaded"), "shed-stream": (503, "overloaded"), "busy": (200, None)}
+        "shed": (503, "overloaded"),
+        "shed-stream": (503, "overloaded"),
+        "busy": (200, None),
+    }
     assert pipeline.metrics.registry.get_sample_value("finserve_admission_shed_total") == 2
     assert (pipeline.admission.queue.running, pipeline.admission.queue.waiting) == (0, 0)
 
 
 @pytest.fixture
 def limited_client(tmp_path: Path, guard: LocalGuard) -> Iterator[TestClient]:
-    rate = RateLimitConfig(per_principal=RateLimits(requests_per_minute=2), per_tenant=RateLimits(), redis_url=None)
+    rate = RateLimitConfig(
+        per_principal=RateLimits(requests_per_minute=2), per_tenant=RateLimits(), redis_url=None
+    )
     pipeline = _pipeline(tmp_path, guard, AdmissionConfig(rate=rate))
 
     async def readiness() -> dict[str, bool]:
@@ -117,17 +125,26 @@ def test_http_429_with_retry_after_and_openai_headers(limited_client: TestClient
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
-    [line] = [r for r in read_records(limited_client.pipeline.config.audit.path)  # type: ignore[attr-defined]
-              if r["request_id"] == "too-many"]
+    [line] = [
+        r
+        for r in read_records(limited_client.pipeline.config.audit.path)  # type: ignore[attr-defined]
+        if r["request_id"] == "too-many"
+    ]
     assert (line["status"], line["error"]) == (429, "rate_limit_exceeded")
 
 
 def test_oip_v2_refuses_more_questions_than_configured(limited_client: TestClient) -> None:
     cap = limited_client.pipeline.config.gateway.max_questions  # type: ignore[attr-defined]
     questions = ["Where is my card?"] * (cap + 1)
-    resp = limited_client.post(f"/v2/models/{DEFAULT_MODEL}/infer", json={"inputs": [
-        {"name": "other", "shape": [1], "datatype": "BYTES", "data": ["x"]},
-        {"name": "text", "shape": [cap + 1], "datatype": "BYTES", "data": questions}]})
+    resp = limited_client.post(
+        f"/v2/models/{DEFAULT_MODEL}/infer",
+        json={
+            "inputs": [
+                {"name": "other", "shape": [1], "datatype": "BYTES", "data": ["x"]},
+                {"name": "text", "shape": [cap + 1], "datatype": "BYTES", "data": questions},
+            ]
+        },
+    )
     # The Open Inference Protocol's error shape: the message under "error", the facts beside it.
     assert resp.status_code == 400 and resp.json()["param"] == "inputs[1].shape", resp.text
     assert f"at most {cap}" in resp.json()["error"]
@@ -164,19 +181,27 @@ class _GrpcContext:
         self.trailers = list(trailers)
 
 
-async def test_grpc_rate_limit_is_resource_exhausted_with_retry_after(tmp_path: Path, guard: LocalGuard) -> None:
+async def test_grpc_rate_limit_is_resource_exhausted_with_retry_after(
+    tmp_path: Path, guard: LocalGuard
+) -> None:
     from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
     from finserve.serving.oip_grpc.servicer import InferenceServicer
 
-    rate = RateLimitConfig(per_principal=RateLimits(requests_per_minute=1), per_tenant=RateLimits(), redis_url=None)
+    rate = RateLimitConfig(
+        per_principal=RateLimits(requests_per_minute=1), per_tenant=RateLimits(), redis_url=None
+    )
     pipeline = _pipeline(tmp_path, guard, AdmissionConfig(rate=rate))
 
     async def readiness() -> dict[str, bool]:
         return {"audit": True}
 
     servicer = InferenceServicer(pipeline, readiness)
-    text = pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1],
-                                                 contents=pb.InferTensorContents(bytes_contents=[b"Where is my card?"]))
+    text = pb.ModelInferRequest.InferInputTensor(
+        name="text",
+        datatype="BYTES",
+        shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[b"Where is my card?"]),
+    )
     request = pb.ModelInferRequest(model_name=DEFAULT_MODEL, inputs=[text])
     ok = _GrpcContext()
     await servicer.ModelInfer(request, ok)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from netutil import free_port
 from prometheus_client import CollectorRegistry
 
 from finserve.serving.admission import Admission, AdmissionConfig, RateLimitConfig, RateLimits, limit_key
 from finserve.serving.admission.ratelimit import RateLimiter, duration, party_key, plan
 from finserve.serving.errors import RateLimited, map_error
-from netutil import free_port
 
 
 def _config(redis_url: str | None = None, **parties: RateLimits) -> RateLimitConfig:
-    return RateLimitConfig(per_principal=parties.get("principal", RateLimits()),
-                           per_tenant=parties.get("tenant", RateLimits()), redis_url=redis_url)
+    return RateLimitConfig(
+        per_principal=parties.get("principal", RateLimits()),
+        per_tenant=parties.get("tenant", RateLimits()),
+        redis_url=redis_url,
+    )
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -28,8 +31,12 @@ def test_plan_lists_only_the_limits_configured() -> None:
     cfg = _config(principal=RateLimits(requests_per_minute=5), tenant=RateLimits(tokens_per_minute=100))
     checks = plan(cfg, "principal:alice", "bank-a", requests=2, tokens=48)
     assert [(c.party, c.kind, c.limit, c.cost) for c in checks] == [
-        ("principal", "requests", 5, 2), ("tenant", "tokens", 100, 48)]
-    assert "alice" not in checks[0].key and checks[0].key == party_key("principal:alice")  # no raw id in Redis
+        ("principal", "requests", 5, 2),
+        ("tenant", "tokens", 100, 48),
+    ]
+    assert "alice" not in checks[0].key and checks[0].key == party_key(
+        "principal:alice"
+    )  # no raw id in Redis
 
 
 def test_reset_durations_read_like_openais() -> None:
@@ -54,8 +61,12 @@ async def test_requests_per_minute_per_principal(store: str | None) -> None:
     assert headers["x-ratelimit-limit-requests"] == "3" and headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-ratelimit-reset-requests"].endswith("s")
     assert (await limiter.check("principal:someone-else", "t", 1, 10)).allowed  # per principal
-    assert registry.get_sample_value("finserve_ratelimit_rejected_total",
-                                     {"party": "principal", "kind": "requests"}) == 1
+    assert (
+        registry.get_sample_value(
+            "finserve_ratelimit_rejected_total", {"party": "principal", "kind": "requests"}
+        )
+        == 1
+    )
 
 
 async def test_tokens_are_charged_up_front_per_tenant(store: str | None) -> None:
@@ -90,7 +101,7 @@ async def test_admission_raises_429_with_retry_after_and_openai_headers() -> Non
     m = map_error(refused.value)
     assert (m.status, m.code, m.grpc_code.name) == (429, "rate_limit_exceeded", "RESOURCE_EXHAUSTED")
     assert m.retry_after >= 1 and refused.value.headers["x-ratelimit-limit-requests"] == "1"
-    assert (await admission.admit(None, "10.1.1.2", "default", 1, 24))  # another address, its own budget
+    assert await admission.admit(None, "10.1.1.2", "default", 1, 24)  # another address, its own budget
 
 
 async def test_disabled_limits_admit_everything() -> None:

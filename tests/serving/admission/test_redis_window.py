@@ -18,8 +18,9 @@ PREFIX = "finserve-rl-test"
 @pytest.fixture
 async def stores(redis_server):
     ours = RedisSlidingWindows(redis_server.url, PREFIX, timeout_s=2.0)
-    theirs = SlidingWindowCounterRateLimiter(RedisStorage(
-        "async+" + redis_server.url, implementation="redispy", key_prefix=PREFIX))
+    theirs = SlidingWindowCounterRateLimiter(
+        RedisStorage("async+" + redis_server.url, implementation="redispy", key_prefix=PREFIX)
+    )
     yield ours, theirs
     await ours.aclose()
 
@@ -50,7 +51,9 @@ async def test_one_full_limit_charges_none_of_the_others(stores) -> None:
     assert [w.remaining for w in before] == [99, 10]  # the tokens limit is the one without room
     assert (await theirs.get_window_stats(requests, who)).remaining == 99  # not charged for the refused one
     assert (await theirs.get_window_stats(tokens, who)).remaining == 10
-    assert (await ours.check_and_charge([(requests, who, 1), (tokens, who, 10)]))[0]  # what is left still fits
+    assert (await ours.check_and_charge([(requests, who, 1), (tokens, who, 10)]))[
+        0
+    ]  # what is left still fits
 
 
 async def test_a_cost_above_the_limit_is_refused_and_a_fresh_limit_has_no_reset(stores) -> None:

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from readonly import read_only
 
-from finserve.serving.audit import AuditConfig, AuditLog, AuditWriteFailed, read_key, read_records, verify_chain
+from finserve.serving.audit import (
+    AuditConfig,
+    AuditLog,
+    AuditWriteFailed,
+    read_key,
+    read_records,
+    verify_chain,
+)
 
 
 def _read(path: Path) -> list[dict]:
@@ -88,8 +95,13 @@ _CUT_SHORT = textwrap.dedent("""
 
 def test_a_write_cut_short_is_taken_back(audit_log: AuditLog, log_path: Path, make_record) -> None:
     audit_log.append(make_record(request_id="a"))
-    done = subprocess.run([sys.executable, "-P", "-c", _CUT_SHORT, str(log_path)], capture_output=True,
-                          text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", _CUT_SHORT, str(log_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "failed: cannot write the audit log" in done.stdout, done.stdout + done.stderr
     after, before = done.stdout.split("size ")[1].split()
     assert after == before  # the partial line was truncated away at once
@@ -98,7 +110,9 @@ def test_a_write_cut_short_is_taken_back(audit_log: AuditLog, log_path: Path, ma
     assert verify_chain(log_path, read_key(audit_log.config.key_path())).ok
 
 
-def test_read_only_file_fails_the_append_and_readiness(audit_log: AuditLog, log_path: Path, make_record) -> None:
+def test_read_only_file_fails_the_append_and_readiness(
+    audit_log: AuditLog, log_path: Path, make_record
+) -> None:
     audit_log.append(make_record(request_id="a"))
     before = log_path.read_bytes()
     with read_only(log_path):
@@ -126,7 +140,9 @@ def test_low_free_space_fails_readiness(log_path: Path) -> None:
     assert "free" in (log.problem() or "")
 
 
-def test_a_log_from_before_line_numbers_is_moved_aside_and_a_signed_chain_starts(log_path: Path, make_record) -> None:
+def test_a_log_from_before_line_numbers_is_moved_aside_and_a_signed_chain_starts(
+    log_path: Path, make_record
+) -> None:
     """An upgrade must not turn every request into a 503: the old hash chain is kept whole beside the new log."""
     from finserve.serving.audit.chain import GENESIS_HASH, chain_line
 

@@ -76,14 +76,25 @@ def test_checkpoints_every_n_lines_and_at_close(log_path: Path, make_record) -> 
     log.close()
     log.close()  # idempotent: the log is already sealed
     kinds = [(line["seq"], line.get("kind", "record")) for line in _lines(log_path)]
-    assert kinds == [(1, "checkpoint"), (2, "record"), (3, "record"), (4, "checkpoint"), (5, "record"),
-                     (6, "record"), (7, "checkpoint"), (8, "record"), (9, "checkpoint")]
+    assert kinds == [
+        (1, "checkpoint"),
+        (2, "record"),
+        (3, "record"),
+        (4, "checkpoint"),
+        (5, "record"),
+        (6, "record"),
+        (7, "checkpoint"),
+        (8, "record"),
+        (9, "checkpoint"),
+    ]
     assert _lines(log_path)[-1]["final"] is True
     assert json.loads(head_file(log_path).read_text()) == _lines(log_path)[-1]
     # A new writer resumes the sealed log with a fresh (not final) checkpoint first.
     AuditLog(AuditConfig(path=log_path, checkpoint_every=3)).append(make_record(request_id="r5"))
-    assert [(line.get("kind"), line.get("final")) for line in _lines(log_path)[-2:]] == [("checkpoint", False),
-                                                                                          (None, None)]
+    assert [(line.get("kind"), line.get("final")) for line in _lines(log_path)[-2:]] == [
+        ("checkpoint", False),
+        (None, None),
+    ]
     assert verify_chain(log_path, read_key(log.config.key_path())).ok
 
 
@@ -92,7 +103,9 @@ def test_a_missing_configured_key_is_an_error(log_path: Path) -> None:
         AuditLog(AuditConfig(path=log_path, checkpoint_key_file=log_path.parent / "nope.key"))
 
 
-def test_garbage_last_line_is_reported_not_chained_to(audit_log: AuditLog, log_path: Path, make_record) -> None:
+def test_garbage_last_line_is_reported_not_chained_to(
+    audit_log: AuditLog, log_path: Path, make_record
+) -> None:
     audit_log.append(make_record())
     with open(log_path, "a", encoding="utf-8") as fh:
         fh.write("not json\n")

@@ -35,11 +35,21 @@ def test_citations_are_bounded(make_record) -> None:
 
 
 def test_new_fields_round_trip(make_record) -> None:
-    record = make_record(principal="key_abc", route="canary", citations=["answer:card_arrival"],
-                         index_version="idx-1", trace_id="0af7651916cd43dd8448eb211c80319c", degraded=None)
+    record = make_record(
+        principal="key_abc",
+        route="canary",
+        citations=["answer:card_arrival"],
+        index_version="idx-1",
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+        degraded=None,
+    )
     data = json.loads(record.model_dump_json())
     assert (data["principal"], data["route"], data["citations"], data["index_version"]) == (
-        "key_abc", "canary", ["answer:card_arrival"], "idx-1")
+        "key_abc",
+        "canary",
+        ["answer:card_arrival"],
+        "idx-1",
+    )
 
 
 def test_bounded_keeps_short_text() -> None:

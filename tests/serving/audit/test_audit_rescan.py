@@ -36,7 +36,9 @@ def test_rescan_leaves_masked_records_alone(log_path: Path, make_record, rescan_
     record = make_record()
     log.append(record)
     [line] = _lines(log_path)
-    assert {k: v for k, v in line.items() if k not in ("hash", "prev_hash", "seq")} == record.model_dump(mode="json")
+    assert {k: v for k, v in line.items() if k not in ("hash", "prev_hash", "seq")} == record.model_dump(
+        mode="json"
+    )
 
 
 def test_rescan_can_refuse(log_path: Path, make_record, rescan_guard: PIIGuard) -> None:

@@ -105,7 +105,10 @@ def test_purge_then_a_tampered_start_is_found(four_days, log_path: Path) -> None
     lines = _read(first)
     body = {k: v for k, v in lines[0].items() if k != "hash"}
     body["mac"] = "0" * 64  # the opening checkpoint the purged log starts from, its hash recomputed
-    lines[0] = {**body, "hash": line_hash({k: v for k, v in body.items() if k != "prev_hash"}, body["prev_hash"])}
+    lines[0] = {
+        **body,
+        "hash": line_hash({k: v for k, v in body.items() if k != "prev_hash"}, body["prev_hash"]),
+    }
     first.write_text("".join(json.dumps(line) + "\n" for line in lines))
     report = verify_chain(log_path, read_key(log.config.key_path()))
     assert not report.ok and "signature" in (report.reason or "")

@@ -22,7 +22,9 @@ def _read(path: Path) -> list[dict]:
 
 
 def _write(path: Path, lines: list[dict]) -> None:
-    path.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines), encoding="utf-8"
+    )
 
 
 def _rehash(lines: list[dict], prev: str) -> list[dict]:

@@ -40,4 +40,7 @@ def test_bounds_must_be_ordered() -> None:
 def test_route_policy_overrides_the_default() -> None:
     cfg = DegradeConfig(policy="fallback", route_policy={"strict-model": "error"})
     assert (cfg.policy_for("strict-model"), cfg.policy_for("finserve-banking"), cfg.policy_for(None)) == (
-        "error", "fallback", "fallback")
+        "error",
+        "fallback",
+        "fallback",
+    )

@@ -12,22 +12,28 @@ from pathlib import Path
 
 import yaml
 from fastapi.testclient import TestClient
+from stack_config import stack_config
 
 from finserve.serving.audit import read_records
 from finserve.serving.config import DEFAULT_MODEL
 from finserve.serving.inference.config import OpenAIOptions
 from finserve.serving.local import create_local_app
 from finserve.serving.retrieval.config import default_answers_path
-from stack_config import stack_config
 
 QUESTION = "It has been two weeks and my new card still hasn't arrived, card 4458 5630 7407 7526"
 CURATED = yaml.safe_load(default_answers_path().read_text())["card_arrival"]
 
 
-def app_for(tmp_path: Path, index: Path, url: str, redis_url: str | None = None, **degrade: object) -> TestClient:
+def app_for(
+    tmp_path: Path, index: Path, url: str, redis_url: str | None = None, **degrade: object
+) -> TestClient:
     cfg = stack_config(tmp_path, index, redis_url)
-    cfg.generator = cfg.generator.model_copy(update={
-        "engine": "openai", "openai": OpenAIOptions(base_url=url, default_model="smol", read_timeout_s=30)})
+    cfg.generator = cfg.generator.model_copy(
+        update={
+            "engine": "openai",
+            "openai": OpenAIOptions(base_url=url, default_model="smol", read_timeout_s=30),
+        }
+    )
     cfg.degrade = cfg.degrade.model_copy(update=degrade)
     client = TestClient(create_local_app(cfg))
     client.config = cfg  # type: ignore[attr-defined]
@@ -35,15 +41,20 @@ def app_for(tmp_path: Path, index: Path, url: str, redis_url: str | None = None,
 
 
 def ask(client: TestClient, headers: dict | None = None, stream: bool = False):  # noqa: ANN201
-    return client.post("/v1/chat/completions", headers=headers or {}, json={
-        "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": QUESTION}], "stream": stream})
+    return client.post(
+        "/v1/chat/completions",
+        headers=headers or {},
+        json={"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": QUESTION}], "stream": stream},
+    )
 
 
 def last_record(client: TestClient) -> dict:
     return list(read_records(client.config.audit.path))[-1]  # type: ignore[attr-defined]
 
 
-def test_generator_down_gets_the_curated_answer_marked_and_audited(tmp_path, small_index, refused_url) -> None:
+def test_generator_down_gets_the_curated_answer_marked_and_audited(
+    tmp_path, small_index, refused_url
+) -> None:
     with app_for(tmp_path, small_index, refused_url) as client:
         resp = ask(client)
         metrics = client.get("/metrics").text
@@ -55,7 +66,10 @@ def test_generator_down_gets_the_curated_answer_marked_and_audited(tmp_path, sma
     record = last_record(client)
     assert (record["status"], record["degraded"], record["error"]) == (200, "fallback", "backend_unavailable")
     assert "4458" not in record["input"] and record["output"] == CURATED
-    assert 'finserve_degraded_responses_total{adapter="base",cause="backend_unavailable",kind="fallback"' in metrics
+    assert (
+        'finserve_degraded_responses_total{adapter="base",cause="backend_unavailable",kind="fallback"'
+        in metrics
+    )
 
 
 def test_deadline_header_bounds_a_hanging_generator(tmp_path, small_index, hanging_url) -> None:
@@ -68,7 +82,8 @@ def test_deadline_header_bounds_a_hanging_generator(tmp_path, small_index, hangi
 
 
 def test_error_policy_answers_504_on_a_blown_deadline_and_503_when_down(
-        tmp_path, small_index, hanging_url, refused_url) -> None:
+    tmp_path, small_index, hanging_url, refused_url
+) -> None:
     policy = {"route_policy": {DEFAULT_MODEL: "error"}}
     with app_for(tmp_path / "hang", small_index, hanging_url, **policy) as client:
         slow = ask(client, {"x-finserve-deadline-ms": "1000"})
@@ -102,6 +117,9 @@ def test_stream_failing_before_any_text_streams_the_fallback(tmp_path, small_ind
 
 def test_a_bad_deadline_header_is_a_400_naming_it(tmp_path, small_index, refused_url) -> None:
     with app_for(tmp_path, small_index, refused_url) as client:
-        answers = [ask(client, {"x-finserve-deadline-ms": value}) for value in ("soon", "-5", "0", "12345678", "٣".encode())]
+        answers = [
+            ask(client, {"x-finserve-deadline-ms": value})
+            for value in ("soon", "-5", "0", "12345678", "٣".encode())
+        ]
     assert [r.status_code for r in answers] == [400] * 5
     assert {r.json()["error"]["param"] for r in answers} == {"x-finserve-deadline-ms"}

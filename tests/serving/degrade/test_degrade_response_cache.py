@@ -13,8 +13,15 @@ from finserve.serving.degrade.response_cache import AnswerKey, CachedAnswer, Res
 
 
 def key_of(text: str, **over: object) -> str:
-    fields = dict(tenant="default", messages=[("user", text)], adapter="base@0.0.0", index_version="v1",
-                  max_tokens=24, stop=None, system_prompt="be brief")
+    fields = dict(
+        tenant="default",
+        messages=[("user", text)],
+        adapter="base@0.0.0",
+        index_version="v1",
+        max_tokens=24,
+        stop=None,
+        system_prompt="be brief",
+    )
     return answer_key(AnswerKey(**{**fields, **over}))
 
 
@@ -22,8 +29,14 @@ def test_key_normalises_text_and_separates_what_changes_the_answer() -> None:
     base = key_of("My card <CREDIT_CARD> is lost")
     assert key_of("  my CARD <credit_card>   is lost ") == base
     assert base.startswith("finserve:answer:v1:") and "card" not in base.lower()
-    for change in ({"adapter": "x@1.0.0"}, {"index_version": "v2"}, {"tenant": "t2"}, {"max_tokens": 8},
-                   {"stop": ["."]}, {"system_prompt": "other"}):
+    for change in (
+        {"adapter": "x@1.0.0"},
+        {"index_version": "v2"},
+        {"tenant": "t2"},
+        {"max_tokens": 8},
+        {"stop": ["."]},
+        {"system_prompt": "other"},
+    ):
         assert key_of("My card <CREDIT_CARD> is lost", **change) != base
 
 
@@ -58,4 +71,10 @@ async def test_l1_l2_tiers_and_a_dead_redis(tmp_path: Path) -> None:
         await reader.aclose()
         if proc.poll() is None:
             proc.kill()
-    assert counts == {("l1", "miss"): 3, ("l2", "miss"): 1, ("l1", "hit"): 2, ("l2", "hit"): 1, ("l2", "error"): 1}
+    assert counts == {
+        ("l1", "miss"): 3,
+        ("l2", "miss"): 1,
+        ("l1", "hit"): 2,
+        ("l2", "hit"): 1,
+        ("l2", "error"): 1,
+    }

@@ -56,4 +56,9 @@ def test_hash_normalisation_reads_through_obfuscation() -> None:
 
     plain = normalise_for_hash("4458 5630 7407 7526")
     assert normalise_for_hash("４４５８\u200b５６３０７４０７-７５２６") == plain
-    assert normalise_for_hash("four four five eight five six three zero seven four zero seven seven five two six") == plain
+    assert (
+        normalise_for_hash(
+            "four four five eight five six three zero seven four zero seven seven five two six"
+        )
+        == plain
+    )

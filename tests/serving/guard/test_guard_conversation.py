@@ -17,17 +17,35 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ),
     (
         "card-over-system-and-user",
-        ["You are a banking assistant. The customer's card starts 4458 5630", "7407 7526 and it was declined"],
-        ["You are a banking assistant. The customer's card starts <CREDIT_CARD>", "<CREDIT_CARD> and it was declined"],
+        [
+            "You are a banking assistant. The customer's card starts 4458 5630",
+            "7407 7526 and it was declined",
+        ],
+        [
+            "You are a banking assistant. The customer's card starts <CREDIT_CARD>",
+            "<CREDIT_CARD> and it was declined",
+        ],
     ),
     (
         "card-in-words-over-turns",
         ["card four four five eight five six three zero", "seven four zero seven seven five two six"],
         ["card <CREDIT_CARD>", "<CREDIT_CARD>"],
     ),
-    ("iban-over-turns", ["my IBAN is GB82 WEST", "1234 5698 7654 32"], ["my IBAN is <IBAN_CODE>", "<IBAN_CODE>"]),
-    ("phone-over-turns", ["call me on (201) 555", "-0142 please"], ["call me on <PHONE_NUMBER>", "<PHONE_NUMBER> please"]),
-    ("name-after-cue-in-previous-turn", ["Beneficiary name:", "Hannah Adeyemi, thanks"], ["Beneficiary name:", "<PERSON>, thanks"]),
+    (
+        "iban-over-turns",
+        ["my IBAN is GB82 WEST", "1234 5698 7654 32"],
+        ["my IBAN is <IBAN_CODE>", "<IBAN_CODE>"],
+    ),
+    (
+        "phone-over-turns",
+        ["call me on (201) 555", "-0142 please"],
+        ["call me on <PHONE_NUMBER>", "<PHONE_NUMBER> please"],
+    ),
+    (
+        "name-after-cue-in-previous-turn",
+        ["Beneficiary name:", "Hannah Adeyemi, thanks"],
+        ["Beneficiary name:", "<PERSON>, thanks"],
+    ),
     (
         "unrelated-numbers-stay",
         ["I paid 1500 on 12/05/2024", "20 of it came back"],
@@ -37,7 +55,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
 
 
 @pytest.mark.parametrize(("case", "texts", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_split_values_are_masked_in_every_text(guard: PIIGuard, case: str, texts: list[str], expected: list[str]) -> None:
+def test_split_values_are_masked_in_every_text(
+    guard: PIIGuard, case: str, texts: list[str], expected: list[str]
+) -> None:
     assert [r.text for r in guard.scan_many(texts)] == expected
 
 

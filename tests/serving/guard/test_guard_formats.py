@@ -136,8 +136,9 @@ def _luhn_complete(body: str) -> str:
 def luhn_numbers(draw: st.DrawFn) -> str:
     prefix = draw(st.sampled_from(["4", "51", "55", "2221", "2720", "34", "37", "6011", "65"]))
     length = 15 if prefix in ("34", "37") else draw(st.sampled_from([16, 16, 16, 13, 19]))
-    body = prefix + draw(st.text(alphabet="0123456789", min_size=length - len(prefix) - 1,
-                                 max_size=length - len(prefix) - 1))
+    body = prefix + draw(
+        st.text(alphabet="0123456789", min_size=length - len(prefix) - 1, max_size=length - len(prefix) - 1)
+    )
     number = _luhn_complete(body)
     if len(set(number)) == 1:
         number = _luhn_complete("4" + "1" * (length - 2))
@@ -172,8 +173,18 @@ _AMOUNT = st.one_of(
     st.builds(lambda a, b: f"{a}.{b:02d} EUR", st.integers(1, 9_999), st.integers(0, 99)),
 )
 _DATE = st.one_of(
-    st.builds(lambda d, m, y: f"{d:02d}/{m:02d}/{y}", st.integers(1, 28), st.integers(1, 12), st.integers(2000, 2030)),
-    st.builds(lambda d, m, y: f"{y}-{m:02d}-{d:02d}", st.integers(1, 28), st.integers(1, 12), st.integers(2000, 2030)),
+    st.builds(
+        lambda d, m, y: f"{d:02d}/{m:02d}/{y}",
+        st.integers(1, 28),
+        st.integers(1, 12),
+        st.integers(2000, 2030),
+    ),
+    st.builds(
+        lambda d, m, y: f"{y}-{m:02d}-{d:02d}",
+        st.integers(1, 28),
+        st.integers(1, 12),
+        st.integers(2000, 2030),
+    ),
     st.builds(lambda d, m, y: f"{d}.{m}.{y}", st.integers(1, 28), st.integers(1, 12), st.integers(0, 99)),
 )
 _TIME = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
@@ -189,7 +200,10 @@ _SENTENCES = [
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     sentences=st.lists(st.sampled_from(_SENTENCES), min_size=1, max_size=3),
-    a=_AMOUNT, a2=_AMOUNT, d=_DATE, t=_TIME,
+    a=_AMOUNT,
+    a2=_AMOUNT,
+    d=_DATE,
+    t=_TIME,
 )
 def test_clean_banking_text_with_amounts_and_dates_is_not_altered(
     guard: PIIGuard, sentences: list[str], a: str, a2: str, d: str, t: str

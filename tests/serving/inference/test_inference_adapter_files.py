@@ -16,7 +16,10 @@ from finserve.serving.inference.adapter_files import adapter_folder, check_adapt
 def write_adapter(folder: Path, peft_type: str = "LORA") -> Path:
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, "r": 2}))
-    save_file({"base_model.model.q_proj.lora_A.weight": torch.zeros(2, 4)}, str(folder / "adapter_model.safetensors"))
+    save_file(
+        {"base_model.model.q_proj.lora_A.weight": torch.zeros(2, 4)},
+        str(folder / "adapter_model.safetensors"),
+    )
     return folder
 
 

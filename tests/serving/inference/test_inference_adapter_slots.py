@@ -11,7 +11,9 @@ A1, A2, A3 = (AdapterRef.parse(r) for r in ("a@1.0.0", "a@2.0.0", "b@1.0.0"))
 
 
 def test_internal_names_are_module_safe_and_distinct() -> None:
-    names = {internal_name(r) for r in (A1, A2, A3, AdapterRef.parse("a-1@1.0.0"), AdapterRef.parse("a_1@1.0.0"))}
+    names = {
+        internal_name(r) for r in (A1, A2, A3, AdapterRef.parse("a-1@1.0.0"), AdapterRef.parse("a_1@1.0.0"))
+    }
     assert len(names) == 5
     assert all("." not in n and "@" not in n and n.isidentifier() for n in names)
 

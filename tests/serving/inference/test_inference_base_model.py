@@ -62,8 +62,10 @@ def test_concurrent_first_calls_convert_once_and_match_the_cached_model(
     tokenizer = AutoTokenizer.from_pretrained(str(folders[0]))
     model = AutoModelForCausalLM.from_pretrained(str(folders[0]))
     prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True,
-        return_tensors="pt", return_dict=True,
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
-    assert "Paris" in tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -15,8 +15,11 @@ async def _stream(deltas: list[str]) -> AsyncIterator[StreamChunk]:
     for i, delta in enumerate(deltas):
         await asyncio.sleep(0)
         last = i == len(deltas) - 1
-        yield StreamChunk(delta=delta, finish_reason="stop" if last else None,
-                          usage=Usage(prompt_tokens=3, completion_tokens=len(deltas)) if last else None)
+        yield StreamChunk(
+            delta=delta,
+            finish_reason="stop" if last else None,
+            usage=Usage(prompt_tokens=3, completion_tokens=len(deltas)) if last else None,
+        )
 
 
 async def test_a_whole_answer_carries_its_first_and_last_text_offsets() -> None:

@@ -20,7 +20,9 @@ from finserve.serving.intent import IntentConfig
 pytestmark = pytest.mark.slow
 
 
-async def test_concurrent_first_calls_load_the_model_once(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+async def test_concurrent_first_calls_load_the_model_once(
+    model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     loads: list[ModelRunner] = []
     real_load = ModelRunner.load
 
@@ -34,7 +36,8 @@ async def test_concurrent_first_calls_load_the_model_once(model_dir: Path, tmp_p
     ask = GenerationRequest(messages=[ChatMessage(role="user", content="How do I activate my card?")])
     try:
         ready, first, second, again = await asyncio.gather(
-            replica.ready(), replica.generate(ask), replica.generate(ask), replica.ready())
+            replica.ready(), replica.generate(ask), replica.generate(ask), replica.ready()
+        )
         assert len(loads) == 1 and replica.engine.runner is loads[0]
         assert ready and again
         assert first.text and first.text == second.text  # greedy, one model

@@ -19,8 +19,12 @@ def test_defaults_are_the_embedded_cpu_setup() -> None:
 
 
 def test_every_field_is_described() -> None:
-    for model in (GeneratorConfig, type(GeneratorConfig().cpu), type(GeneratorConfig().vllm),
-                  type(GeneratorConfig().llamacpp)):
+    for model in (
+        GeneratorConfig,
+        type(GeneratorConfig().cpu),
+        type(GeneratorConfig().vllm),
+        type(GeneratorConfig().llamacpp),
+    ):
         missing = [name for name, f in model.model_fields.items() if not f.description]
         assert missing == [], f"{model.__name__}: {missing}"
 
@@ -43,19 +47,25 @@ def test_yaml_round_trip_with_preloads() -> None:
 
 
 def test_providers_build_a_failover_pool_in_order_and_need_their_endpoint() -> None:
-    from finserve.serving.inference.config import OpenAIOptions, ProviderConfig
     from finserve.serving.inference.builder import build_engine
+    from finserve.serving.inference.config import OpenAIOptions, ProviderConfig
     from finserve.serving.inference.failover import FailoverEngine
     from finserve.serving.inference.openai_engine import OpenAIEngine
 
     endpoint = OpenAIOptions(base_url="http://upstream:8000/v1", api_key_env="UPSTREAM_KEY")
-    engine = build_engine(GeneratorConfig(providers=[
-        ProviderConfig(name="hosted", engine="openai", openai=endpoint, retry_s=3),
-        ProviderConfig(name="cpu", engine="local"),
-    ]))
+    engine = build_engine(
+        GeneratorConfig(
+            providers=[
+                ProviderConfig(name="hosted", engine="openai", openai=endpoint, retry_s=3),
+                ProviderConfig(name="cpu", engine="local"),
+            ]
+        )
+    )
     assert isinstance(engine, FailoverEngine)
     assert [(p.name, type(p.engine).__name__, p.breaker.retry_s) for p in engine.providers] == [
-        ("hosted", "OpenAIEngine", 3), ("cpu", "TransformersEngine", 10.0)]
+        ("hosted", "OpenAIEngine", 3),
+        ("cpu", "TransformersEngine", 10.0),
+    ]
     assert isinstance(build_engine(GeneratorConfig(engine="openai", openai=endpoint)), OpenAIEngine)
     with pytest.raises(ValidationError, match="openai settings"):
         ProviderConfig(name="hosted", engine="openai")

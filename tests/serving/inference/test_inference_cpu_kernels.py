@@ -130,8 +130,9 @@ def reference_attention(q, k, v, cos, sin, positions, keys, values, column, vali
     keys[:, :, column : column + 1] = rope(kh)
     values[:, :, column : column + 1] = vh
     mask = None if valid is None else valid.bool()[:, None, None, :]
-    out = F.scaled_dot_product_attention(rope(qh), keys[:, :, : column + 1], values[:, :, : column + 1],
-                                         attn_mask=mask, enable_gqa=True)
+    out = F.scaled_dot_product_attention(
+        rope(qh), keys[:, :, : column + 1], values[:, :, : column + 1], attn_mask=mask, enable_gqa=True
+    )
     return out.transpose(1, 2).reshape(batch, 1, heads * dim), keys, values
 
 
@@ -150,8 +151,9 @@ def test_rope_attend_matches_rotary_and_sdpa(kern: CPUKernels, padded: bool) -> 
     if padded:
         valid = torch.ones(batch, column + 1, dtype=torch.uint8)
         valid[1, :2] = 0  # left padding of row 1
-    want, want_keys, want_values = reference_attention(q, k, v, cos, sin, positions, keys, values, column, valid,
-                                                       heads)
+    want, want_keys, want_values = reference_attention(
+        q, k, v, cos, sin, positions, keys, values, column, valid, heads
+    )
     got = kern.rope_attend(q, k, v, cos, signed_sin, positions, keys, values, column, valid, dim**-0.5, heads)
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
     assert torch.allclose(keys, want_keys, atol=1e-6) and torch.equal(values, want_values)
@@ -178,8 +180,9 @@ def test_int8_linear_refuses_a_wrong_width_and_follows_the_input_dtype(variant: 
     x = torch.randn(2, 32)
     want = kern.linear(x, blocked, scales, bias)
     # A bfloat16 bias (a bfloat16 model quantized with quantize_linears) is not read as float32 bytes.
-    assert torch.allclose(kern.linear(x, blocked, scales, bias.bfloat16()),
-                          want - bias + bias.bfloat16().float(), atol=1e-5)
+    assert torch.allclose(
+        kern.linear(x, blocked, scales, bias.bfloat16()), want - bias + bias.bfloat16().float(), atol=1e-5
+    )
     out = kern.linear(x.bfloat16(), blocked, scales, None)
     assert out.dtype == torch.bfloat16  # what F.linear gives a bfloat16 input
 
@@ -202,8 +205,20 @@ def test_decode_kernels_refuse_widths_shapes_and_layouts_they_cannot_take(kern: 
     positions = torch.tensor([3, 4])
 
     def attend(**change):
-        args = {"q": q, "k": k, "v": v, "cos": cos, "signed_sin": sin, "positions": positions, "keys": keys,
-                "values": values, "column": 4, "valid": None, "scale": 1.0, "heads": heads}
+        args = {
+            "q": q,
+            "k": k,
+            "v": v,
+            "cos": cos,
+            "signed_sin": sin,
+            "positions": positions,
+            "keys": keys,
+            "values": values,
+            "column": 4,
+            "valid": None,
+            "scale": 1.0,
+            "heads": heads,
+        }
         return kern.rope_attend(**{**args, **change})
 
     assert attend().shape == (batch, 1, heads * dim)
@@ -244,8 +259,9 @@ print("ok")
 def test_rope_attend_keeps_long_context_scores_off_the_thread_stack() -> None:
     """Scores for 200k cached columns (800 kB) on a thread with a 256 kB stack: a stack array
     there crashes the process, so this runs in a subprocess."""
-    proc = subprocess.run([sys.executable, "-P", "-c", LONG_CONTEXT], capture_output=True, text=True, timeout=120,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", LONG_CONTEXT], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0 and "ok" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
 
 
@@ -276,9 +292,13 @@ bugs\t\t: sysret_ss_attrs
 processor\t: 1
 flags\t\t: fpu sse sse2
 """
-HASWELL = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n"
+HASWELL = (
+    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n"
+)
 SANDY_BRIDGE = "processor\t: 0\nflags\t\t: fpu sse2 sse4_2 avx\n"
-GRAVITON = "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics\n"
+GRAVITON = (
+    "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -295,7 +315,9 @@ GRAVITON = "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes
         ("", "x86_64", "auto", None),  # /proc/cpuinfo unreadable
     ],
 )
-def test_the_variant_follows_the_cpu_flags(cpuinfo: str, machine: str, requested: str, want: str | None) -> None:
+def test_the_variant_follows_the_cpu_flags(
+    cpuinfo: str, machine: str, requested: str, want: str | None
+) -> None:
     assert choose_variant(parse_cpu_flags(cpuinfo), machine, requested) == want
 
 
@@ -348,8 +370,9 @@ def test_a_missing_extension_falls_back_with_a_message_saying_how_to_get_it(
 
 
 @needs_kernels
-def test_a_stale_in_place_build_is_refused_not_called(monkeypatch: pytest.MonkeyPatch,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_stale_in_place_build_is_refused_not_called(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """An editable install's .so from before a signature change would be called with the wrong arguments."""
     monkeypatch.setattr(cpu_kernels, "ABI", cpu_kernels.ABI + 1)
     with caplog.at_level(logging.WARNING, logger=cpu_kernels.__name__):
@@ -395,8 +418,14 @@ def test_loading_and_running_the_kernels_starts_no_process_and_writes_no_library
     bare.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX")}
     env["PATH"] = str(bare)
-    proc = subprocess.run([sys.executable, "-P", "-c", NOTHING_COMPILED], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", NOTHING_COMPILED],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["variant"] == RUNNABLE[0] and report["ok"]
@@ -446,16 +475,23 @@ print(json.dumps({"tokens": tokens, "weights": weights, "forward": forward, "var
 
 @pytest.mark.slow
 @needs_kernels
-def test_a_cpu_engine_replica_serves_int8_with_no_compiler_and_starts_no_process(tmp_path: Path,
-                                                                                 model_dir: Path) -> None:
+def test_a_cpu_engine_replica_serves_int8_with_no_compiler_and_starts_no_process(
+    tmp_path: Path, model_dir: Path
+) -> None:
     """The serving path of the default CPU engine (int8 weights, lean forward, C kernels) with no compiler on
     PATH and CC unset: it loads, answers, and an audit hook sees no process started (issue 21's target)."""
     bare = tmp_path / "bin"
     bare.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX", "FINSERVE_CPU_KERNELS")}
     env["PATH"] = str(bare)
-    proc = subprocess.run([sys.executable, "-P", "-c", ENGINE_COMPILES_NOTHING, str(model_dir), str(tmp_path / "reg")],
-                          capture_output=True, text=True, env=env, timeout=900, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", ENGINE_COMPILES_NOTHING, str(model_dir), str(tmp_path / "reg")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"tokens": 4, "weights": "int8", "forward": "lean", "variant": RUNNABLE[0], "events": []}

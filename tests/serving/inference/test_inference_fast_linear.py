@@ -20,7 +20,9 @@ from finserve.serving.inference.fast_linear import (
 )
 
 needs_fbgemm = pytest.mark.skipif(not fbgemm_available(), reason="this torch build has no fbgemm")
-needs_kernels = pytest.mark.skipif(load_kernels() is None, reason="no AVX2/FMA CPU or no compiled kernels here")
+needs_kernels = pytest.mark.skipif(
+    load_kernels() is None, reason="no AVX2/FMA CPU or no compiled kernels here"
+)
 
 
 class Tiny(nn.Module):
@@ -77,7 +79,9 @@ def test_lora_on_packed_base_adds_the_float32_delta() -> None:
     pack_linears(model)
     x = torch.randn(3, 64)
     base_out = model.q_proj(x)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], lora_dropout=0.0))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], lora_dropout=0.0)
+    )
     layer = peft_model.base_model.model.q_proj
     with torch.no_grad():
         layer.lora_B["default"].weight.normal_(0, 0.5)
@@ -155,7 +159,9 @@ def test_lora_on_int8_base_adds_the_float32_delta() -> None:
     x = torch.randn(3, 1, 64)
     with torch.inference_mode():
         base_out = model.q_proj(x)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], lora_dropout=0.0))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], lora_dropout=0.0)
+    )
     layer = peft_model.base_model.model.q_proj
     with torch.no_grad():
         layer.lora_B["default"].weight.normal_(0, 0.5)
@@ -179,8 +185,15 @@ def test_int8_only_weights_let_the_checkpoint_s_memory_map_go(tmp_path) -> None:
 
     from finserve.serving.inference.fast_linear import detach_from_checkpoint
 
-    config = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=96,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     checkpoint = tmp_path / "model.safetensors"
@@ -199,4 +212,3 @@ def test_int8_only_weights_let_the_checkpoint_s_memory_map_go(tmp_path) -> None:
     assert model.lm_head.weight is None and model.model.embed_tokens.weight is not None
     with torch.inference_mode():
         assert relative_error(model(ids).logits, want) < 2e-2  # int8 weights throughout, prefill included
-

@@ -19,14 +19,19 @@ def test_split_layout_right_aligns_cached_and_computed_tokens() -> None:
     layout = split_layout(prompts, [4, 0, 2], pad_id=0)
     assert layout.cached_columns == 4
     assert layout.input_ids.tolist() == [[0, 5, 6], [7, 8, 9], [3, 4, 5]]
-    assert layout.attention_mask.tolist() == [[1, 1, 1, 1, 0, 1, 1], [0, 0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]]
+    assert layout.attention_mask.tolist() == [
+        [1, 1, 1, 1, 0, 1, 1],
+        [0, 0, 0, 0, 1, 1, 1],
+        [0, 0, 1, 1, 1, 1, 1],
+    ]
     # Positions count real tokens: the computed part continues where the cached part stopped.
     assert layout.position_ids[:, 4:].tolist() == [[3, 4, 5], [0, 1, 2], [2, 3, 4]]
     assert [layout.computed_start(len(p), c) for p, c in zip(prompts, [4, 0, 2], strict=True)] == [5, 4, 4]
     # Nothing cached: the plain left padding.
     plain = split_layout(prompts, [0, 0, 0], 0)
-    assert [t.tolist() for t in (plain.input_ids, plain.attention_mask, plain.position_ids)] == \
-        [t.tolist() for t in left_pad(prompts, 0)]
+    assert [t.tolist() for t in (plain.input_ids, plain.attention_mask, plain.position_ids)] == [
+        t.tolist() for t in left_pad(prompts, 0)
+    ]
     with pytest.raises(ValueError, match="one must be computed"):
         split_layout([[1, 2]], [2], 0)
 

@@ -36,8 +36,12 @@ def base(model_dir: Path):
 
 
 def encode(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    ids = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
-                                         return_dict=True)["input_ids"] for p in prompts]
+    ids = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+        for p in prompts
+    ]
     return left_pad(ids, tokenizer.pad_token_id)
 
 
@@ -47,20 +51,33 @@ def transformers_steps(model, ids, mask, positions, steps: int, forced: list[tor
 
     cache, out = DynamicCache(), []
     with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
         for i in range(steps):
             out.append(logits)
             token = forced[i] if forced is not None else logits.argmax(-1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             positions = positions[:, -1:] + 1
-            logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
-                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            logits = model(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1]
     return out
 
 
-def lean_steps(lean: LeanLlama, ids, mask, positions, forced: list[torch.Tensor], cache: KVCache | None = None,
-               **route):
+def lean_steps(
+    lean: LeanLlama, ids, mask, positions, forced: list[torch.Tensor], cache: KVCache | None = None, **route
+):
     cache = cache or lean.new_cache()
     out = []
     with torch.inference_mode():
@@ -107,8 +124,12 @@ def test_cache_grows_past_its_capacity_and_drops_finished_rows(base) -> None:
     with torch.inference_mode():
         lean.forward(ids, mask, positions, cache)
         cache.batch_select_indices(torch.tensor([1]))
-        alone = lean.forward(torch.tensor([[29]]), torch.cat([mask[1:], torch.ones(1, 1, dtype=mask.dtype)], 1),
-                             positions[1:, -1:] + 1, cache)
+        alone = lean.forward(
+            torch.tensor([[29]]),
+            torch.cat([mask[1:], torch.ones(1, 1, dtype=mask.dtype)], 1),
+            positions[1:, -1:] + 1,
+            cache,
+        )
     # float32 matmuls here (MKL): one row and two rows may sum in different orders
     assert torch.allclose(alone[0], roomy[1][1], atol=1e-4, rtol=1e-5)
 
@@ -206,8 +227,15 @@ def tiny_llama(dtype: torch.dtype = torch.float32):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    config = LlamaConfig(
+        vocab_size=96,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
     return LlamaForCausalLM(config).to(dtype).eval()
 
 
@@ -233,10 +261,20 @@ def peft_and_lean(peft, lean: LeanLlama, rows: list[str], steps: int = 2):
     cache, want, got = lean.new_cache(), [], []
     with torch.inference_mode():
         for step in range(steps + 1):
-            want.append(peft(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             adapter_names=rows).logits[:, -1])
-            got.append(lean.forward(ids if step == 0 else ids[:, -1:], mask,
-                                    positions if step == 0 else positions[:, -1:], cache, rows=rows))
+            want.append(
+                peft(input_ids=ids, attention_mask=mask, position_ids=positions, adapter_names=rows).logits[
+                    :, -1
+                ]
+            )
+            got.append(
+                lean.forward(
+                    ids if step == 0 else ids[:, -1:],
+                    mask,
+                    positions if step == 0 else positions[:, -1:],
+                    cache,
+                    rows=rows,
+                )
+            )
             token = want[-1].argmax(-1, keepdim=True)
             ids, mask = torch.cat([ids, token], 1), torch.cat([mask, torch.ones_like(token)], 1)
             positions = torch.cat([positions, positions[:, -1:] + 1], 1)
@@ -273,7 +311,11 @@ def test_c_decode_step_refuses_what_it_would_read_out_of_bounds() -> None:
     if kernels is None:
         pytest.skip("no C kernels on this machine")
     lean = LeanLlama(tiny_llama(), kernels)
-    ids, mask, positions = torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.ones(2, 3, dtype=torch.long), torch.arange(3)
+    ids, mask, positions = (
+        torch.tensor([[5, 6, 7], [8, 9, 10]]),
+        torch.ones(2, 3, dtype=torch.long),
+        torch.arange(3),
+    )
     cache = lean.new_cache()
     with torch.inference_mode():
         lean.forward(ids, mask, positions.expand(2, 3), cache)
@@ -283,8 +325,12 @@ def test_c_decode_step_refuses_what_it_would_read_out_of_bounds() -> None:
         with pytest.raises(ValueError, match="positions"):
             lean.forward(step, torch.ones(2, 4, dtype=torch.long), torch.tensor([[3], [32]]), cache)
         with pytest.raises(ValueError, match="valid"):  # a mask of 3 columns for 4 cached ones
-            lean.forward(step, torch.ones(2, 3, dtype=torch.long).index_fill(1, torch.tensor([0]), 0),
-                         torch.tensor([[3], [3]]), cache)
+            lean.forward(
+                step,
+                torch.ones(2, 3, dtype=torch.long).index_fill(1, torch.tensor([0]), 0),
+                torch.tensor([[3], [3]]),
+                cache,
+            )
         with pytest.raises(ValueError):  # one row of input against a cache holding two
             lean.forward(step[:1], torch.ones(1, 4, dtype=torch.long), torch.tensor([[3]]), cache)
         assert cache.length == 3  # nothing was written by the refused steps

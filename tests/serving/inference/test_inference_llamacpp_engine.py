@@ -30,12 +30,18 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED_REGISTRY = ROOT / "data" / "adapters"
 B77 = AdapterRef.parse("banking77@2.1.0")
-QUESTIONS = ("My card has not arrived yet, what should I do?", "How do I top up my account with a cheque?",
-             "Why was I charged a fee for a transfer?")
+QUESTIONS = (
+    "My card has not arrived yet, what should I do?",
+    "How do I top up my account with a cheque?",
+    "Why was I charged a fee for a transfer?",
+)
 
 
 def msgs(question: str) -> list[ChatMessage]:
-    return [ChatMessage(role="system", content="You are a bank assistant."), ChatMessage(role="user", content=question)]
+    return [
+        ChatMessage(role="system", content="You are a bank assistant."),
+        ChatMessage(role="user", content=question),
+    ]
 
 
 DORA = AdapterRef.parse("dora@1.0.0")
@@ -43,8 +49,13 @@ DORA = AdapterRef.parse("dora@1.0.0")
 
 def config(tmp: Path, registry: Path = SHIPPED_REGISTRY, **extra: object) -> GeneratorConfig:
     # One thread: on a CPU shared with other busy processes llama.cpp's threads wait on each other.
-    return GeneratorConfig(engine="llamacpp", registry=str(registry), max_batch_size=4,
-                           llamacpp={"threads": 1, "adapter_cache_dir": str(tmp / "lora-cache")}, **extra)
+    return GeneratorConfig(
+        engine="llamacpp",
+        registry=str(registry),
+        max_batch_size=4,
+        llamacpp={"threads": 1, "adapter_cache_dir": str(tmp / "lora-cache")},
+        **extra,
+    )
 
 
 def registry_with_dora(tmp: Path) -> Path:
@@ -57,8 +68,9 @@ def registry_with_dora(tmp: Path) -> Path:
     shutil.copyfile(shipped / "adapter_model.safetensors", peft / "adapter_model.safetensors")
     cfg = json.loads((shipped / "adapter_config.json").read_text())
     (peft / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
-    AdapterRegistry(root).publish(peft, AdapterManifest(name=DORA.name, version=DORA.version,
-                                                        base_model=BASE_MODEL_ID, checksum=""))
+    AdapterRegistry(root).publish(
+        peft, AdapterManifest(name=DORA.name, version=DORA.version, base_model=BASE_MODEL_ID, checksum="")
+    )
     return root
 
 
@@ -102,7 +114,9 @@ def test_stop_string_ends_the_completion_and_is_not_included(engine) -> None:
     eng = engine[0]
     full = run(engine, eng.generate(GenerationRequest(messages=msgs(QUESTIONS[1]), max_tokens=16)))
     word = full.text.split()[3]
-    cut = run(engine, eng.generate(GenerationRequest(messages=msgs(QUESTIONS[1]), max_tokens=16, stop=[word])))
+    cut = run(
+        engine, eng.generate(GenerationRequest(messages=msgs(QUESTIONS[1]), max_tokens=16, stop=[word]))
+    )
     assert cut.finish_reason == "stop"
     assert word not in cut.text and full.text.startswith(cut.text)
 
@@ -111,14 +125,21 @@ def test_the_adapter_changes_the_answer_and_mixed_requests_keep_their_own(engine
     eng = engine[0]
     run(engine, eng.ensure_adapter(B77))
     assert B77 in eng.adapters()
-    base = [run(engine, eng.generate(GenerationRequest(messages=msgs(q), max_tokens=16))).text for q in QUESTIONS]
-    tuned = [run(engine, eng.generate(GenerationRequest(messages=msgs(q), max_tokens=16, adapter=B77))).text
-             for q in QUESTIONS]
+    base = [
+        run(engine, eng.generate(GenerationRequest(messages=msgs(q), max_tokens=16))).text for q in QUESTIONS
+    ]
+    tuned = [
+        run(engine, eng.generate(GenerationRequest(messages=msgs(q), max_tokens=16, adapter=B77))).text
+        for q in QUESTIONS
+    ]
     assert base != tuned
 
     async def mixed():
-        reqs = [GenerationRequest(messages=msgs(q), max_tokens=16, adapter=a)
-                for q in QUESTIONS for a in (AdapterRef.base(), B77)]
+        reqs = [
+            GenerationRequest(messages=msgs(q), max_tokens=16, adapter=a)
+            for q in QUESTIONS
+            for a in (AdapterRef.base(), B77)
+        ]
         return await asyncio.gather(*(eng.generate(r) for r in reqs))
 
     together = run(engine, mixed())
@@ -141,7 +162,10 @@ def common_prefix(a: str, b: str) -> int:
 def test_an_unknown_adapter_is_refused_not_served_by_the_base(engine) -> None:
     eng = engine[0]
     with pytest.raises(AdapterNotFound):
-        run(engine, eng.generate(GenerationRequest(messages=msgs("hi"), adapter=AdapterRef.parse("nope@1.0.0"))))
+        run(
+            engine,
+            eng.generate(GenerationRequest(messages=msgs("hi"), adapter=AdapterRef.parse("nope@1.0.0"))),
+        )
 
 
 def test_an_adapter_without_a_gguf_form_is_refused_and_the_server_keeps_serving(engine) -> None:
@@ -184,8 +208,10 @@ def test_lora_output_follows_transformers_peft(engine, model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     eng = engine[0]
-    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(model_dir)),
-                                     str(AdapterRegistry(SHIPPED_REGISTRY).local_path(B77)))
+    peft = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(str(model_dir)),
+        str(AdapterRegistry(SHIPPED_REGISTRY).local_path(B77)),
+    )
     tok = eng._tokenizer
 
     def hf(question: str, lora: bool) -> list[int]:
@@ -196,14 +222,19 @@ def test_lora_output_follows_transformers_peft(engine, model_dir: Path) -> None:
             else:
                 with peft.disable_adapter():
                     out = peft.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False)
-        return [t for t in out[0, len(ids):].tolist() if t != tok.eos_token_id]
+        return [t for t in out[0, len(ids) :].tolist() if t != tok.eos_token_id]
 
     def agreement(a: list[list[int]], b: list[list[int]]) -> float:
         same = sum(x == y for p, q in zip(a, b, strict=False) for x, y in zip(p, q, strict=False))
         return same / sum(max(len(p), len(q)) for p, q in zip(a, b, strict=False))
 
-    ours = [tok(run(engine, eng.generate(GenerationRequest(messages=msgs(q), max_tokens=16, adapter=B77))).text,
-                add_special_tokens=False)["input_ids"] for q in QUESTIONS]
+    ours = [
+        tok(
+            run(engine, eng.generate(GenerationRequest(messages=msgs(q), max_tokens=16, adapter=B77))).text,
+            add_special_tokens=False,
+        )["input_ids"]
+        for q in QUESTIONS
+    ]
     with_lora = agreement(ours, [hf(q, True) for q in QUESTIONS])
     without = agreement(ours, [hf(q, False) for q in QUESTIONS])
     assert with_lora > without
@@ -243,8 +274,14 @@ def test_serving_with_llamacpp_compiles_nothing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX")}
     env["PATH"] = str(bare)
     cfg = config(tmp_path).model_dump(mode="json")
-    proc = subprocess.run([sys.executable, "-P", "-c", NO_COMPILER, json.dumps(cfg), str(B77)],
-                          capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", NO_COMPILER, json.dumps(cfg), str(B77)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"tokens": 4, "events": [], "cpu_kernels": False}

@@ -39,25 +39,37 @@ def test_body_streams_token_ids_with_the_prompt_cache_and_our_sampling() -> None
 
 def test_chunks_carry_text_and_the_last_one_usage_with_cache_hits() -> None:
     assert parse_chunk({"choices": [{"text": " card", "finish_reason": None}]}).delta == " card"
-    last = parse_chunk({"choices": [{"text": "", "finish_reason": "length"}],
-                        "usage": {"prompt_tokens": 40, "completion_tokens": 8,
-                                  "prompt_tokens_details": {"cached_tokens": 32}}})
+    last = parse_chunk(
+        {
+            "choices": [{"text": "", "finish_reason": "length"}],
+            "usage": {
+                "prompt_tokens": 40,
+                "completion_tokens": 8,
+                "prompt_tokens_details": {"cached_tokens": 32},
+            },
+        }
+    )
     assert last.finish_reason == "length"
     assert last.usage == Usage(prompt_tokens=40, completion_tokens=8, cached_tokens=32)
 
 
-@pytest.mark.parametrize("payload", [
-    {"error": {"code": 400, "message": "the request exceeds the context size"}},
-    {"code": 500, "type": "server_error", "message": "boom"},
-    {"choices": [{"text": "", "finish_reason": "abort"}]},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"error": {"code": 400, "message": "the request exceeds the context size"}},
+        {"code": 500, "type": "server_error", "message": "boom"},
+        {"choices": [{"text": "", "finish_reason": "abort"}]},
+    ],
+)
 def test_error_payloads_raise(payload: dict) -> None:
     with pytest.raises(LlamaCppError):
         parse_chunk(payload)
 
 
 def test_metrics_text_becomes_values_without_the_prefix() -> None:
-    text = ("# HELP llamacpp:tokens_predicted_total Number of generation tokens processed\n"
-            "# TYPE llamacpp:tokens_predicted_total counter\n"
-            "llamacpp:tokens_predicted_total 46\nllamacpp:requests_processing 2\nbroken line\n")
+    text = (
+        "# HELP llamacpp:tokens_predicted_total Number of generation tokens processed\n"
+        "# TYPE llamacpp:tokens_predicted_total counter\n"
+        "llamacpp:tokens_predicted_total 46\nllamacpp:requests_processing 2\nbroken line\n"
+    )
     assert parse_prometheus(text) == {"tokens_predicted_total": 46.0, "requests_processing": 2.0}

@@ -22,7 +22,9 @@ SHIPPED = Path(__file__).resolve().parents[3] / "data" / "adapters" / "banking77
 
 
 def test_base_shape_is_read_from_the_gguf_metadata() -> None:
-    assert base_shape(gguf_path()) == BaseShape(architecture="llama", block_count=30, head_count=9, head_count_kv=3)
+    assert base_shape(gguf_path()) == BaseShape(
+        architecture="llama", block_count=30, head_count=9, head_count_kv=3
+    )
 
 
 def test_permute_rows_interleaves_the_halves_of_each_head() -> None:
@@ -57,18 +59,34 @@ def test_shipped_adapter_converts_to_a_gguf_lora(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a, peft[f"{prefix}.mlp.down_proj.lora_A.weight"])
     np.testing.assert_array_equal(b, peft[f"{prefix}.mlp.down_proj.lora_B.weight"])
     # v is stored as is; q and k rows follow the base GGUF's rope permutation (9 query heads, 3 key heads)
-    np.testing.assert_array_equal(np.asarray(tensors["blk.18.attn_v.weight.lora_b"].data),
-                                  peft[f"{prefix}.self_attn.v_proj.lora_B.weight"])
-    np.testing.assert_array_equal(np.asarray(tensors["blk.18.attn_q.weight.lora_b"].data),
-                                  permute_rows(peft[f"{prefix}.self_attn.q_proj.lora_B.weight"], 9))
-    np.testing.assert_array_equal(np.asarray(tensors["blk.18.attn_k.weight.lora_b"].data),
-                                  permute_rows(peft[f"{prefix}.self_attn.k_proj.lora_B.weight"], 3))
-    assert not (np.asarray(tensors["blk.18.attn_q.weight.lora_b"].data)
-                == peft[f"{prefix}.self_attn.q_proj.lora_B.weight"]).all()
+    np.testing.assert_array_equal(
+        np.asarray(tensors["blk.18.attn_v.weight.lora_b"].data),
+        peft[f"{prefix}.self_attn.v_proj.lora_B.weight"],
+    )
+    np.testing.assert_array_equal(
+        np.asarray(tensors["blk.18.attn_q.weight.lora_b"].data),
+        permute_rows(peft[f"{prefix}.self_attn.q_proj.lora_B.weight"], 9),
+    )
+    np.testing.assert_array_equal(
+        np.asarray(tensors["blk.18.attn_k.weight.lora_b"].data),
+        permute_rows(peft[f"{prefix}.self_attn.k_proj.lora_B.weight"], 3),
+    )
+    assert not (
+        np.asarray(tensors["blk.18.attn_q.weight.lora_b"].data)
+        == peft[f"{prefix}.self_attn.q_proj.lora_B.weight"]
+    ).all()
 
 
-@pytest.mark.parametrize("change", [{"use_dora": True}, {"use_rslora": True}, {"bias": "all"},
-                                    {"alpha_pattern": {"q_proj": 8}}, {"peft_type": "IA3"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"use_dora": True},
+        {"use_rslora": True},
+        {"bias": "all"},
+        {"alpha_pattern": {"q_proj": 8}},
+        {"peft_type": "IA3"},
+    ],
+)
 def test_adapters_gguf_cannot_express_are_refused(tmp_path: Path, change: dict) -> None:
     folder = tmp_path / "peft"
     shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("intent_*", "*.md"))

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from llama_upstream import LlamaUpstream
 from netutil import free_port
+from stack_config import stack_config
 
 from finserve.contracts import AdapterNotFound, AdapterRef
 from finserve.serving.audit import read_records
@@ -24,7 +25,6 @@ from finserve.serving.inference.errors import ProviderUnavailable
 from finserve.serving.inference.openai_engine import OpenAIEngine
 from finserve.serving.inference.types import ChatMessage, GenerationRequest
 from finserve.serving.local import create_local_app
-from stack_config import stack_config
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,14 @@ def upstream(monkeypatch):  # noqa: ANN201 - a factory of started upstreams, all
 
 
 def options(server: LlamaUpstream, **over: object) -> OpenAIOptions:
-    return OpenAIOptions(**{"base_url": server.base_url, "api_key_env": KEY_ENV,
-                            "models": {"base@0.0.0": "smollm2-135m"}, **over})
+    return OpenAIOptions(
+        **{
+            "base_url": server.base_url,
+            "api_key_env": KEY_ENV,
+            "models": {"base@0.0.0": "smollm2-135m"},
+            **over,
+        }
+    )
 
 
 async def test_engine_generates_and_streams_the_same_greedy_text(upstream) -> None:
@@ -61,7 +67,9 @@ async def test_engine_generates_and_streams_the_same_greedy_text(upstream) -> No
     try:
         await engine.ensure_adapter(AdapterRef.base())
         with pytest.raises(AdapterNotFound):
-            await engine.ensure_adapter(AdapterRef.parse("tiny@1.0.0"))  # unmapped: refused, never substituted
+            await engine.ensure_adapter(
+                AdapterRef.parse("tiny@1.0.0")
+            )  # unmapped: refused, never substituted
         whole = await engine.generate(req)
         pieces = [c async for c in engine.stream(req)]
     finally:
@@ -71,7 +79,9 @@ async def test_engine_generates_and_streams_the_same_greedy_text(upstream) -> No
     assert pieces[-1].finish_reason == whole.finish_reason and pieces[-1].usage.completion_tokens > 0
 
 
-async def test_wrong_api_key_is_provider_unavailable_without_the_body(upstream, monkeypatch, tmp_path) -> None:
+async def test_wrong_api_key_is_provider_unavailable_without_the_body(
+    upstream, monkeypatch, tmp_path
+) -> None:
     server = upstream()
     secret_file = tmp_path / "key"
     secret_file.write_text("sk-wrong\n")
@@ -86,32 +96,48 @@ async def test_wrong_api_key_is_provider_unavailable_without_the_body(upstream, 
 
 def pool_app(tmp_path: Path, index: Path, a: LlamaUpstream, b: LlamaUpstream) -> TestClient:
     cfg = stack_config(tmp_path, index)
-    cfg.generator = cfg.generator.model_copy(update={"max_new_tokens": 8, "providers": [
-        ProviderConfig(name="primary", engine="openai", openai=options(a), retry_s=60),
-        ProviderConfig(name="secondary", engine="openai", openai=options(b), retry_s=60),
-    ]})
+    cfg.generator = cfg.generator.model_copy(
+        update={
+            "max_new_tokens": 8,
+            "providers": [
+                ProviderConfig(name="primary", engine="openai", openai=options(a), retry_s=60),
+                ProviderConfig(name="secondary", engine="openai", openai=options(b), retry_s=60),
+            ],
+        }
+    )
     cfg.gateway = cfg.gateway.model_copy(update={"max_tokens_default": 8})
     # No deadline in the way: on a loaded test machine a request may take longer than the default 30 s, and
     # these tests are about failover, not time (the deadline tests are in tests/serving/degrade/).
-    cfg.degrade = cfg.degrade.model_copy(update={"deadline_default_ms": 3_600_000, "deadline_max_ms": 3_600_000})
+    cfg.degrade = cfg.degrade.model_copy(
+        update={"deadline_default_ms": 3_600_000, "deadline_max_ms": 3_600_000}
+    )
     client = TestClient(create_local_app(cfg))
     client.config = cfg  # type: ignore[attr-defined]
     return client
 
 
 def ask(client: TestClient, text: str, stream: bool = False):  # noqa: ANN201
-    return client.post("/v1/chat/completions", json={
-        "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": text}], "stream": stream})
+    return client.post(
+        "/v1/chat/completions",
+        json={"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": text}], "stream": stream},
+    )
 
 
-QUESTIONS = ["How do I activate my card?", "My card has not arrived", "What exchange rate do you use?",
-             "I lost my card", "Why was I charged a card payment fee?", "My transfer has not been received"]
+QUESTIONS = [
+    "How do I activate my card?",
+    "My card has not arrived",
+    "What exchange rate do you use?",
+    "I lost my card",
+    "Why was I charged a card payment fee?",
+    "My transfer has not been received",
+]
 
 
 def test_killing_the_first_provider_mid_traffic_fails_no_request(tmp_path, small_index, upstream) -> None:
     a, b = upstream(), upstream()
     killed = threading.Event()
     with pool_app(tmp_path, small_index, a, b) as client:
+
         def one(i: int) -> tuple[bool, object]:
             after_kill = killed.is_set()
             return after_kill, ask(client, QUESTIONS[i % len(QUESTIONS)] + f" ({i})")
@@ -121,7 +147,9 @@ def test_killing_the_first_provider_mid_traffic_fails_no_request(tmp_path, small
             in_flight = [pool.submit(one, i) for i in range(2, 4)]
             a.kill()  # while these two are queued or generating on the primary
             killed.set()
-            rest = [f.result() for f in in_flight] + [f.result() for f in [pool.submit(one, i) for i in range(4, 6)]]
+            rest = [f.result() for f in in_flight] + [
+                f.result() for f in [pool.submit(one, i) for i in range(4, 6)]
+            ]
         streamed = ask(client, "Can I still use my card?", stream=True)
     responses = first + rest
     assert [r.status_code for _, r in responses] == [200] * 6, [r.text for _, r in responses]
@@ -164,11 +192,17 @@ def test_both_down_answers_from_the_cache_then_the_fallback(tmp_path, small_inde
     assert live.status_code == cached.status_code == new.status_code == 200
     assert live.headers["x-finserve-provider"] == "primary"
     assert cached.headers["x-finserve-degraded"] == "cache" and "x-finserve-provider" not in cached.headers
-    assert cached.json()["choices"][0]["message"]["content"] == live.json()["choices"][0]["message"]["content"]
+    assert (
+        cached.json()["choices"][0]["message"]["content"] == live.json()["choices"][0]["message"]["content"]
+    )
     assert new.headers["x-finserve-degraded"] == "fallback"
     assert new.json()["finserve"]["intent"] == "activate_my_card"
     records = list(read_records(client.config.audit.path))  # type: ignore[attr-defined]
-    assert [(r["degraded"], r["provider"]) for r in records] == [(None, "primary"), ("cache", None), ("fallback", None)]
+    assert [(r["degraded"], r["provider"]) for r in records] == [
+        (None, "primary"),
+        ("cache", None),
+        ("fallback", None),
+    ]
     assert all(CARD not in json.dumps(r) for r in records)
 
 
@@ -184,8 +218,10 @@ async def test_the_upstream_only_ever_sees_the_masked_prompt(tmp_path, small_ind
     stack.pipeline.generator = spy
     await stack.start()
     try:
-        req = ChatCompletionRequest(model=DEFAULT_MODEL, messages=[
-            {"role": "user", "content": f"My card {CARD} was stolen, please block it"}])
+        req = ChatCompletionRequest(
+            model=DEFAULT_MODEL,
+            messages=[{"role": "user", "content": f"My card {CARD} was stolen, please block it"}],
+        )
         answer = await stack.pipeline.chat(req, RequestContext())
     finally:
         await stack.stop()

@@ -40,7 +40,9 @@ def test_match_is_an_exact_prefix_in_whole_blocks() -> None:
     chain = cache.match("", list(range(10)), limit=9)
     assert [b.keys[0, 0, 0, 0].item() for b in chain] == [0, 4]
     keys, values = stack(chain)
-    assert keys[0, 0, :, 0].tolist() == list(range(8)) and values[0, 0, :, 0].tolist() == [-t for t in range(8)]
+    assert keys[0, 0, :, 0].tolist() == list(range(8)) and values[0, 0, :, 0].tolist() == [
+        -t for t in range(8)
+    ]
     # A different token in the second block: only the first block matches.
     assert len(cache.match("", [0, 1, 2, 3, 4, 5, 99, 7, 8], limit=8)) == 1
     # The same second block after another first block is another prefix: no match.
@@ -90,16 +92,26 @@ def test_insert_under_an_evicted_parent_is_skipped() -> None:
 
 # ---- on the real model ----
 
-SYSTEM = ("You are the customer assistant of a bank. Answer briefly, using only the knowledge below.\n\n"
-          "Knowledge:\n[1] To reset your PIN, open the app, choose Card, then Reset PIN.\n"
-          "[2] New cards arrive within five working days.")
-QUESTIONS = ["How do I reset my PIN?", "When will my new card arrive?", "What is an IBAN?",
-             "Can I get a refund for a card payment?"]
+SYSTEM = (
+    "You are the customer assistant of a bank. Answer briefly, using only the knowledge below.\n\n"
+    "Knowledge:\n[1] To reset your PIN, open the app, choose Card, then Reset PIN.\n"
+    "[2] New cards arrive within five working days."
+)
+QUESTIONS = [
+    "How do I reset my PIN?",
+    "When will my new card arrive?",
+    "What is an IBAN?",
+    "Can I get a refund for a card payment?",
+]
 
 
 def prompts_for(tokenizer, questions: list[str], system: str = SYSTEM) -> list[list[int]]:
-    return [render_prompt(tokenizer, [ChatMessage(role="system", content=system), ChatMessage(role="user", content=q)])
-            for q in questions]
+    return [
+        render_prompt(
+            tokenizer, [ChatMessage(role="system", content=system), ChatMessage(role="user", content=q)]
+        )
+        for q in questions
+    ]
 
 
 def greedy(runner: ModelRunner, prompts: list[list[int]], adapters: list[str | None], steps: int = 12):
@@ -163,7 +175,9 @@ def test_adapter_rows_reuse_only_their_adapters_prefixes(runners, lora_registry)
         greedy(cached, prompts[:1], [None], steps=1)  # base-model blocks only
         adapters = ["tiny", "tiny", None]
         want_logits, want_tokens, _ = greedy(plain, prompts[1:], adapters)
-        assert not torch.allclose(want_logits[0], greedy(plain, prompts[1:2], [None], steps=1)[0][0], atol=1e-2)
+        assert not torch.allclose(
+            want_logits[0], greedy(plain, prompts[1:2], [None], steps=1)[0][0], atol=1e-2
+        )
         for round_ in range(2):  # the adapter's rows miss, then hit their own blocks
             got_logits, got_tokens, hits = greedy(cached, prompts[1:], adapters)
             # The first adapter row finds nothing of its own at first (a later row of the batch may

@@ -39,7 +39,10 @@ def ask(question: str, adapter: AdapterRef = BASE, **kw: object) -> GenerationRe
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def engine(lora_registry: AdapterRegistry) -> AsyncIterator[TransformersEngine]:
     config = GeneratorConfig(
-        registry=lora_registry.root, max_new_tokens=16, batch_wait_ms=200, max_loaded_adapters=3,
+        registry=lora_registry.root,
+        max_new_tokens=16,
+        batch_wait_ms=200,
+        max_loaded_adapters=3,
         preload_adapters=[str(V1)],
     )
     eng = build_engine(config)
@@ -62,8 +65,9 @@ async def test_greedy_base_generation_is_deterministic(engine: TransformersEngin
     # The second prefill reuses the first's keys and values (all but the last block) and says so.
     assert first.cached_prompt_tokens == 0 and second.cached_prompt_tokens > first.prompt_tokens - 16
     timing = {"first_token_s", "last_token_s"}  # when the tokens came (TTFT metrics), not what they are
-    assert first.model_dump(exclude=timing) == second.model_copy(update={"cached_prompt_tokens": 0}).model_dump(
-        exclude=timing)
+    assert first.model_dump(exclude=timing) == second.model_copy(
+        update={"cached_prompt_tokens": 0}
+    ).model_dump(exclude=timing)
     assert 0 <= first.first_token_s <= first.last_token_s
     assert "Paris" in first.text
     assert first.finish_reason == "stop" and 0 < first.completion_tokens <= 16
@@ -143,8 +147,9 @@ async def test_missing_adapter_raises_and_never_serves_the_base(engine: Transfor
     assert engine.queue_depth() == 0
 
 
-async def test_tampered_adapter_raises_corrupt(engine: TransformersEngine, lora_registry: AdapterRegistry,
-                                               tmp_path: Path) -> None:
+async def test_tampered_adapter_raises_corrupt(
+    engine: TransformersEngine, lora_registry: AdapterRegistry, tmp_path: Path
+) -> None:
     registry = AdapterRegistry(tmp_path / "registry")
     src = lora_registry.local_path(V1)
     registry.publish(src, lora_registry.manifest(V1))
@@ -189,9 +194,9 @@ async def test_abandoned_stream_frees_its_slot(engine: TransformersEngine) -> No
     assert (await engine.generate(ask(QUESTIONS[0], max_tokens=4))).completion_tokens == 4
 
 
-async def test_copied_registry_folder_in_subfolder_layout_loads(engine: TransformersEngine,
-                                                                lora_registry: AdapterRegistry,
-                                                                tmp_path: Path) -> None:
+async def test_copied_registry_folder_in_subfolder_layout_loads(
+    engine: TransformersEngine, lora_registry: AdapterRegistry, tmp_path: Path
+) -> None:
     """PEFT saves named adapters into a subfolder; the registry may hold that layout."""
     from finserve.contracts import AdapterManifest
 
@@ -200,8 +205,10 @@ async def test_copied_registry_folder_in_subfolder_layout_loads(engine: Transfor
     (nested / "tiny" / "manifest.json").unlink()
     registry = AdapterRegistry(tmp_path / "registry")
     ref = AdapterRef.parse("nested@1.0.0")
-    registry.publish(nested, AdapterManifest(name="nested", version="1.0.0",
-                                             base_model=engine.config.base_model_id, checksum=""))
+    registry.publish(
+        nested,
+        AdapterManifest(name="nested", version="1.0.0", base_model=engine.config.base_model_id, checksum=""),
+    )
     eng = TransformersEngine(engine.config.model_copy(update={"registry": str(tmp_path / "registry")}))
     eng.runner = engine.runner
     await eng.ensure_adapter(ref)

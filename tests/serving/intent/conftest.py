@@ -55,9 +55,15 @@ def intent_registry(tmp_path_factory: pytest.TempPathFactory, base_model_dir: Pa
 
     registry = AdapterRegistry(tmp_path_factory.mktemp("intent") / "registry")
     v1 = _config(V1, optim={"seed": 1})
-    v2 = _config(V2, data={"max_train_per_intent": 3, "seed": 5},
-                 head={"exit_layer": 3, "pooling": "mean_last", "query_embedding": True}, optim={"seed": 2, "epochs": 2})
-    v3 = _config(V3, optim={"seed": 3}, encoder={"enabled": True, "train_layers": 1, "epochs": 1, "weight": 0.5})
+    v2 = _config(
+        V2,
+        data={"max_train_per_intent": 3, "seed": 5},
+        head={"exit_layer": 3, "pooling": "mean_last", "query_embedding": True},
+        optim={"seed": 2, "epochs": 2},
+    )
+    v3 = _config(
+        V3, optim={"seed": 3}, encoder={"enabled": True, "train_layers": 1, "epochs": 1, "weight": 0.5}
+    )
     for cfg in (v1, v2, v3):
         run_job(TrainConfig.model_validate(cfg), registry, base_model_path=base_model_dir, progress=False)
     return registry

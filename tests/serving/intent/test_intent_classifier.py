@@ -44,7 +44,9 @@ def classifier(registry: AdapterRegistry, base: Path, **kw: object) -> IntentCla
 
 
 @pytest.fixture(scope="module")
-def clf(intent_registry: AdapterRegistry, base_model_dir: Path, versions: tuple[AdapterRef, AdapterRef]) -> IntentClassifier:
+def clf(
+    intent_registry: AdapterRegistry, base_model_dir: Path, versions: tuple[AdapterRef, AdapterRef]
+) -> IntentClassifier:
     assert versions == (V1, V2)
     c = classifier(intent_registry, base_model_dir)
     c.preload([V1, V2])
@@ -72,12 +74,16 @@ async def test_interleaved_requests_each_get_their_own_version(clf: IntentClassi
         assert got.confidence == pytest.approx(want.confidence, abs=1e-5)
 
 
-def test_served_accuracy_equals_what_training_measured(clf: IntentClassifier, intent_registry: AdapterRegistry) -> None:
+def test_served_accuracy_equals_what_training_measured(
+    clf: IntentClassifier, intent_registry: AdapterRegistry
+) -> None:
     """The trainer's cached-prefix forwards and the classifier's one-call forwards agree (3.0.0: with its encoder)."""
     for ref in (V1, V2, V3):
         manifest = intent_registry.manifest(ref)
         cfg = manifest.training["config"]["data"]
-        val = load_splits(banking77_csv(), cfg["max_train_per_intent"], cfg["max_validation_per_intent"], cfg["seed"])
+        val = load_splits(
+            banking77_csv(), cfg["max_train_per_intent"], cfg["max_validation_per_intent"], cfg["seed"]
+        )
         labels = clf.labels(ref)
         probs = clf.probabilities(ref, [t for t, _ in val.validation])
         predicted = [labels[max(range(len(p)), key=p.__getitem__)] for p in probs]
@@ -94,7 +100,9 @@ async def test_base_adapter_uses_the_retrieval_vote(clf: IntentClassifier) -> No
     assert empty.label == "unknown" and empty.confidence == 0.0
 
 
-async def test_vote_method_ignores_the_adapter(intent_registry: AdapterRegistry, base_model_dir: Path) -> None:
+async def test_vote_method_ignores_the_adapter(
+    intent_registry: AdapterRegistry, base_model_dir: Path
+) -> None:
     c = classifier(intent_registry, base_model_dir, method="vote")
     pred = await c.classify("anything", V1, [Hit("exchange_rate", 0.5)])
     assert (pred.label, pred.method) == ("exchange_rate", "vote")
@@ -124,7 +132,9 @@ async def test_adapter_without_a_head_falls_back_to_the_vote(
     assert (pred.label, pred.method) == ("exchange_rate", "vote")
 
 
-async def test_least_recently_used_versions_are_unloaded(intent_registry: AdapterRegistry, base_model_dir: Path) -> None:
+async def test_least_recently_used_versions_are_unloaded(
+    intent_registry: AdapterRegistry, base_model_dir: Path
+) -> None:
     c = classifier(intent_registry, base_model_dir, max_loaded_adapters=1)
     first = await c.classify(TEXTS[0], V1, [])
     await c.classify(TEXTS[0], V2, [])
@@ -143,7 +153,7 @@ def test_a_head_reading_query_embeddings_records_its_embedder(intent_registry: A
     assert spec.query_embedding.embedder == model_fingerprint(default_model_path())
     assert head.linear.in_features == spec.hidden_size * 2 + spec.query_embedding.dim
     # Training moved the query columns: the embedding is an input the head really uses.
-    assert head.linear.weight[:, -spec.query_embedding.dim:].abs().sum() > 0
+    assert head.linear.weight[:, -spec.query_embedding.dim :].abs().sum() > 0
 
 
 async def test_a_head_trained_on_another_embedder_is_refused(
@@ -160,4 +170,6 @@ async def test_a_head_trained_on_another_embedder_is_refused(
     c = classifier(intent_registry, base_model_dir, embedder_path=str(other), embedder_backend="torch")
     with pytest.raises(AdapterIncompatible, match="embedder_path"):
         await c.classify(TEXTS[0], V2, [])
-    assert (await c.classify(TEXTS[0], V1, [])).method == "head"  # heads without the query input are unaffected
+    assert (
+        await c.classify(TEXTS[0], V1, [])
+    ).method == "head"  # heads without the query input are unaffected

@@ -10,7 +10,11 @@ import torch
 from finserve.serving.intent import encoder
 
 pytestmark = pytest.mark.slow
-TEXTS = ["I am still waiting on my card?", "exchange rate", "Why did my transfer fail when I sent money abroad?"]
+TEXTS = [
+    "I am still waiting on my card?",
+    "exchange rate",
+    "Why did my transfer fail when I sent money abroad?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +52,12 @@ def test_right_padding_does_not_change_a_query_vector(model_and_tokenizer, pooli
     rows = encoder.tokenize(tok, TEXTS, 32)
     with torch.no_grad():
         batched = encoder.encode(model, *encoder.pad(rows, tok.pad_token_id), exit_layer=4, pooling=pooling)
-        alone = torch.cat([encoder.encode(model, *encoder.pad([r], tok.pad_token_id), exit_layer=4, pooling=pooling)
-                           for r in rows])
+        alone = torch.cat(
+            [
+                encoder.encode(model, *encoder.pad([r], tok.pad_token_id), exit_layer=4, pooling=pooling)
+                for r in rows
+            ]
+        )
     assert torch.allclose(batched, alone, atol=1e-4)
 
 

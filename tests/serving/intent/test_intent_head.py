@@ -13,8 +13,17 @@ LABELS = ["a", "b", "c"]
 
 
 def spec(query: QueryEmbedding | None = None, pooling: str = "mean") -> HeadSpec:
-    return HeadSpec(base_model="m", hidden_size=4, exit_layer=2, lora_layers=[1], pooling=pooling, max_length=8,
-                    retrieval_weight=0.5, vote_temperature=0.05, query_embedding=query)
+    return HeadSpec(
+        base_model="m",
+        hidden_size=4,
+        exit_layer=2,
+        lora_layers=[1],
+        pooling=pooling,
+        max_length=8,
+        retrieval_weight=0.5,
+        vote_temperature=0.05,
+        query_embedding=query,
+    )
 
 
 def test_features_count_the_query_embedding_width() -> None:
@@ -56,8 +65,9 @@ def test_a_spec_without_query_embedding_still_loads(tmp_path: Path) -> None:
     head = IntentHead(4, len(LABELS)).eval()
     save_head(tmp_path, spec(), head, LABELS)
     text = (tmp_path / "intent_head.json").read_text()
-    (tmp_path / "intent_head.json").write_text(text.replace('  "query_embedding": null,\n', "").replace(
-        ',\n  "query_embedding": null', ""))
+    (tmp_path / "intent_head.json").write_text(
+        text.replace('  "query_embedding": null,\n', "").replace(',\n  "query_embedding": null', "")
+    )
     assert "query_embedding" not in (tmp_path / "intent_head.json").read_text()
     loaded_spec, loaded, _ = load_head(tmp_path)
     assert loaded_spec.query_embedding is None and loaded.linear.in_features == 4

@@ -26,7 +26,11 @@ from finserve.serving.wiring import build_intent_classifier
 pytestmark = pytest.mark.slow
 V1 = AdapterRef(name="tiny-intent", version="1.0.0")
 V3 = AdapterRef(name="tiny-intent", version="3.0.0")  # the conftest's version with an encoder
-TEXTS = ["I am still waiting on my card?", "What is the exchange rate for euros?", "My card was stolen yesterday"]
+TEXTS = [
+    "I am still waiting on my card?",
+    "What is the exchange rate for euros?",
+    "My card was stolen yesterday",
+]
 
 
 @pytest.mark.parametrize("first_trained", [0, 4, 6])
@@ -67,7 +71,9 @@ def test_loading_overlays_the_stored_layers_on_the_base(intent_registry: Adapter
     assert not torch.equal(trained, base.layers[5].output.dense.weight)
 
 
-def test_a_weights_file_that_does_not_match_the_spec_is_refused(intent_registry: AdapterRegistry, tmp_path: Path) -> None:
+def test_a_weights_file_that_does_not_match_the_spec_is_refused(
+    intent_registry: AdapterRegistry, tmp_path: Path
+) -> None:
     _, folder = intent_registry.fetch(V3)
     copy = tmp_path / "v3"
     shutil.copytree(folder, copy)
@@ -99,7 +105,9 @@ def test_a_tampered_encoder_file_fails_verification(intent_registry: AdapterRegi
 def test_served_probabilities_blend_the_llm_head_and_the_encoder(
     intent_registry: AdapterRegistry, base_model_dir: Path
 ) -> None:
-    clf = build_intent_classifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu"), intent_registry)
+    clf = build_intent_classifier(
+        IntentConfig(base_model_path=str(base_model_dir), device="cpu"), intent_registry
+    )
     served = torch.tensor(clf.probabilities(V3, TEXTS))
     loaded = clf._ensure(V3)
     assert loaded is not None and loaded.encoder is not None
@@ -113,12 +121,19 @@ def test_served_probabilities_blend_the_llm_head_and_the_encoder(
 
 
 async def test_prediction_names_the_encoder(intent_registry: AdapterRegistry, base_model_dir: Path) -> None:
-    clf = build_intent_classifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu"), intent_registry)
+    clf = build_intent_classifier(
+        IntentConfig(base_model_path=str(base_model_dir), device="cpu"), intent_registry
+    )
     scores = await clf.head_scores(TEXTS[0], V3)
     assert scores is not None and scores.encoder
     assert decide(scores, [], 0.05).method == "head+encoder"
-    mixed = decide(HeadScores(probabilities=scores.probabilities, retrieval_weight=0.3, vote_temperature=0.05,
-                              encoder=True), [_Hit("card_arrival", 0.9)], 0.05)
+    mixed = decide(
+        HeadScores(
+            probabilities=scores.probabilities, retrieval_weight=0.3, vote_temperature=0.05, encoder=True
+        ),
+        [_Hit("card_arrival", 0.9)],
+        0.05,
+    )
     assert mixed.method == "head+encoder+vote"
     assert (await clf.head_scores(TEXTS[0], V1)).encoder is False  # type: ignore[union-attr]
 
@@ -131,11 +146,20 @@ async def test_an_encoder_trained_from_other_weights_is_refused(
     other = tmp_path / "other-encoder"
     shutil.copytree(default_model_path(), other)
     (other / "NOTICE.local").write_text("local copy\n")  # same architecture, another fingerprint
-    clf = build_intent_classifier(IntentConfig(base_model_path=str(base_model_dir), device="cpu", embedder_path=str(other),
-                                        embedder_backend="torch"), intent_registry)
+    clf = build_intent_classifier(
+        IntentConfig(
+            base_model_path=str(base_model_dir),
+            device="cpu",
+            embedder_path=str(other),
+            embedder_backend="torch",
+        ),
+        intent_registry,
+    )
     with pytest.raises(AdapterIncompatible, match="fine-tuned encoder"):
         await clf.head_scores(TEXTS[0], V3)
-    assert (await clf.classify(TEXTS[0], V1, [])).method == "head"  # versions without an encoder are unaffected
+    assert (
+        await clf.classify(TEXTS[0], V1, [])
+    ).method == "head"  # versions without an encoder are unaffected
 
 
 @dataclasses.dataclass

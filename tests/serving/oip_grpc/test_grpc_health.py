@@ -24,7 +24,9 @@ def test_served_stack_reports_serving_for_the_server_and_the_inference_service(s
         for service in ("", "inference.GRPCInferenceService"):
             assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=30).status == SERVING
         with pytest.raises(grpc.RpcError) as err:
-            stub.Check(health_pb2.HealthCheckRequest(service="grpc.reflection.v1.ServerReflection"), timeout=30)
+            stub.Check(
+                health_pb2.HealthCheckRequest(service="grpc.reflection.v1.ServerReflection"), timeout=30
+            )
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         watch = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
         assert next(watch).status == SERVING
@@ -109,13 +111,23 @@ def test_ray_serves_grpc_proxy_hosts_the_health_service(tmp_path):
             HealthServicer.__init__(self, ready)
 
     grpc_port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _temp_dir=tempfile.mkdtemp(prefix="fsray-", dir="/tmp"))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _temp_dir=tempfile.mkdtemp(prefix="fsray-", dir="/tmp"),
+    )
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": free_port()},
-                    grpc_options={"port": grpc_port, "grpc_servicer_functions": [ADD_HEALTH_SERVICER]})
-        serve.run(serve.deployment(HealthOnlyIngress, name="Health", ray_actor_options={"num_cpus": 0}).bind(),
-                  name="finserve", route_prefix="/")
+        serve.start(
+            http_options={"host": "127.0.0.1", "port": free_port()},
+            grpc_options={"port": grpc_port, "grpc_servicer_functions": [ADD_HEALTH_SERVICER]},
+        )
+        serve.run(
+            serve.deployment(HealthOnlyIngress, name="Health", ray_actor_options={"num_cpus": 0}).bind(),
+            name="finserve",
+            route_prefix="/",
+        )
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             assert stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=60).status == SERVING

@@ -18,8 +18,12 @@ Tensor = pb.ModelInferRequest.InferInputTensor
 
 
 def text_request(*questions: str, **params: pb.InferParameter) -> pb.ModelInferRequest:
-    t = Tensor(name="text", datatype="BYTES", shape=[len(questions)],
-               contents=pb.InferTensorContents(bytes_contents=[q.encode() for q in questions]))
+    t = Tensor(
+        name="text",
+        datatype="BYTES",
+        shape=[len(questions)],
+        contents=pb.InferTensorContents(bytes_contents=[q.encode() for q in questions]),
+    )
     return pb.ModelInferRequest(model_name="finserve-banking", inputs=[t], parameters=params)
 
 
@@ -28,16 +32,24 @@ def raw_bytes(*items: bytes) -> bytes:
 
 
 def test_bytes_contents_and_parameters_become_chat_requests():
-    req = text_request("Where is my card?", "Ünïcode fee?", max_tokens=pb.InferParameter(int64_param=12),
-                       temperature=pb.InferParameter(string_param="0.5"), user=pb.InferParameter(string_param="u1"))
+    req = text_request(
+        "Where is my card?",
+        "Ünïcode fee?",
+        max_tokens=pb.InferParameter(int64_param=12),
+        temperature=pb.InferParameter(string_param="0.5"),
+        user=pb.InferParameter(string_param="u1"),
+    )
     chats = to_chat_requests("finserve-banking", to_infer_request(req), 16)
     assert [c.messages[0].content for c in chats] == ["Where is my card?", "Ünïcode fee?"]
     assert {(c.max_tokens, c.temperature, c.user) for c in chats} == {(12, 0.5, "u1")}
 
 
 def test_raw_input_contents_are_length_prefixed_elements():
-    req = pb.ModelInferRequest(model_name="m", inputs=[Tensor(name="text", datatype="BYTES", shape=[2])],
-                               raw_input_contents=[raw_bytes(b"first question", "zweite Frage ß".encode())])
+    req = pb.ModelInferRequest(
+        model_name="m",
+        inputs=[Tensor(name="text", datatype="BYTES", shape=[2])],
+        raw_input_contents=[raw_bytes(b"first question", "zweite Frage ß".encode())],
+    )
     assert to_infer_request(req).inputs[0].data == ["first question", "zweite Frage ß"]
 
 
@@ -46,12 +58,36 @@ def test_raw_input_contents_are_length_prefixed_elements():
     [
         (pb.ModelInferRequest(model_name="m"), "inputs"),
         (pb.ModelInferRequest(inputs=[Tensor(name="text", datatype="BYTES")]), "model_name"),
-        (pb.ModelInferRequest(model_name="m", inputs=[Tensor(name="text", datatype="BYTES", shape=[1],
-                              contents=pb.InferTensorContents(bytes_contents=[b"\xff\xfe"]))]), "UTF-8"),
-        (pb.ModelInferRequest(model_name="m", inputs=[Tensor(name="text", datatype="BYTES", shape=[1])],
-                              raw_input_contents=[struct.pack("<I", 50) + b"short"]), "longer than the data"),
-        (pb.ModelInferRequest(model_name="m", inputs=[Tensor(name="text", datatype="BYTES", shape=[1])],
-                              raw_input_contents=[b"a", b"b"]), "one entry per input"),
+        (
+            pb.ModelInferRequest(
+                model_name="m",
+                inputs=[
+                    Tensor(
+                        name="text",
+                        datatype="BYTES",
+                        shape=[1],
+                        contents=pb.InferTensorContents(bytes_contents=[b"\xff\xfe"]),
+                    )
+                ],
+            ),
+            "UTF-8",
+        ),
+        (
+            pb.ModelInferRequest(
+                model_name="m",
+                inputs=[Tensor(name="text", datatype="BYTES", shape=[1])],
+                raw_input_contents=[struct.pack("<I", 50) + b"short"],
+            ),
+            "longer than the data",
+        ),
+        (
+            pb.ModelInferRequest(
+                model_name="m",
+                inputs=[Tensor(name="text", datatype="BYTES", shape=[1])],
+                raw_input_contents=[b"a", b"b"],
+            ),
+            "one entry per input",
+        ),
     ],
     ids=["no-inputs", "no-model", "not-utf8", "truncated-raw", "raw-count"],
 )
@@ -63,10 +99,21 @@ def test_malformed_requests_are_invalid_with_the_problem_named(request_, needle)
 @pytest.mark.parametrize(
     ("tensor", "needle"),
     [
-        (Tensor(name="text", datatype="FP32", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1.0])),
-         "datatype BYTES"),
-        (Tensor(name="image", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[b"x"])),
-         "named 'text'"),
+        (
+            Tensor(
+                name="text", datatype="FP32", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1.0])
+            ),
+            "datatype BYTES",
+        ),
+        (
+            Tensor(
+                name="image",
+                datatype="BYTES",
+                shape=[1],
+                contents=pb.InferTensorContents(bytes_contents=[b"x"]),
+            ),
+            "named 'text'",
+        ),
     ],
     ids=["wrong-datatype", "missing-text"],
 )
@@ -83,8 +130,12 @@ def test_unknown_parameters_are_refused_as_in_rest():
 
 
 def test_response_keeps_every_output_and_flattens_list_parameters():
-    resp = InferResponse(model_name="m", id="r1", parameters={"request_ids": ["a", "b"], "n": 2, "ok": True},
-                         outputs=[OutputTensor(name="text", shape=[2], datatype="BYTES", data=["€5 fee", "ok"])])
+    resp = InferResponse(
+        model_name="m",
+        id="r1",
+        parameters={"request_ids": ["a", "b"], "n": 2, "ok": True},
+        outputs=[OutputTensor(name="text", shape=[2], datatype="BYTES", data=["€5 fee", "ok"])],
+    )
     out = to_proto_response(resp)
     assert (out.model_name, out.id) == ("m", "r1")
     assert list(out.outputs[0].contents.bytes_contents) == ["€5 fee".encode(), b"ok"]
@@ -94,8 +145,11 @@ def test_response_keeps_every_output_and_flattens_list_parameters():
 
 
 def test_audit_body_keeps_the_text_for_the_guard_even_when_undecodable():
-    req = pb.ModelInferRequest(model_name="m", inputs=[Tensor(name="text", datatype="BYTES", shape=[1])],
-                               raw_input_contents=[b"\x00\x00card 4111 1111 1111 1111"])
+    req = pb.ModelInferRequest(
+        model_name="m",
+        inputs=[Tensor(name="text", datatype="BYTES", shape=[1])],
+        raw_input_contents=[b"\x00\x00card 4111 1111 1111 1111"],
+    )
     assert "card 4111 1111 1111 1111" in audit_body(req)
 
 

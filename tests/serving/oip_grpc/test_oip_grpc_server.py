@@ -27,25 +27,32 @@ SSN = "536-22-8145"
 def stack(tmp_path_factory, small_index, redis_server):
     """REST and gRPC over one in-process pipeline (SSNs blocked by policy), for the whole module."""
     from fastapi.testclient import TestClient
+    from stack_config import stack_config
 
     from finserve.serving.guard.config import GuardConfig
     from finserve.serving.local import create_local_app
-    from stack_config import stack_config
 
     cfg = stack_config(tmp_path_factory.mktemp("grpc"), small_index, redis_server.url)
     cfg.guard = GuardConfig.model_validate({**cfg.guard.model_dump(), "policies": {"US_SSN": "block"}})
     app = create_local_app(cfg, grpc_port=0)
     with TestClient(app) as client, grpc.insecure_channel(f"127.0.0.1:{app.state.grpc_port}") as channel:
-        yield SimpleNamespace(client=client, stub=GRPCInferenceServiceStub(channel), config=cfg,
-                              port=app.state.grpc_port)
+        yield SimpleNamespace(
+            client=client, stub=GRPCInferenceServiceStub(channel), config=cfg, port=app.state.grpc_port
+        )
 
 
 def infer_request(*questions: str, model: str = MODEL, **params: int) -> pb.ModelInferRequest:
     text = pb.ModelInferRequest.InferInputTensor(
-        name="text", datatype="BYTES", shape=[len(questions)],
-        contents=pb.InferTensorContents(bytes_contents=[q.encode() for q in questions]))
-    return pb.ModelInferRequest(model_name=model, inputs=[text],
-                                parameters={k: pb.InferParameter(int64_param=v) for k, v in params.items()})
+        name="text",
+        datatype="BYTES",
+        shape=[len(questions)],
+        contents=pb.InferTensorContents(bytes_contents=[q.encode() for q in questions]),
+    )
+    return pb.ModelInferRequest(
+        model_name=model,
+        inputs=[text],
+        parameters={k: pb.InferParameter(int64_param=v) for k, v in params.items()},
+    )
 
 
 def outputs(resp: pb.ModelInferResponse) -> dict[str, list[str]]:
@@ -82,9 +89,13 @@ def test_model_infer_answers_guarded_and_audited(stack):
 def test_grpc_and_rest_give_the_same_answer(stack):
     question = "How do I activate my new card?"
     resp = stack.stub.ModelInfer(infer_request(question, max_tokens=12), timeout=300)
-    rest = stack.client.post(f"/v2/models/{MODEL}/infer", json={
-        "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [question]}],
-        "parameters": {"max_tokens": 12}})
+    rest = stack.client.post(
+        f"/v2/models/{MODEL}/infer",
+        json={
+            "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [question]}],
+            "parameters": {"max_tokens": 12},
+        },
+    )
     assert rest.status_code == 200, rest.text
     rest_out = {o["name"]: o["data"] for o in rest.json()["outputs"]}
     grpc_out = outputs(resp)
@@ -93,8 +104,11 @@ def test_grpc_and_rest_give_the_same_answer(stack):
 
 
 def test_two_questions_in_one_tensor_are_two_audited_requests(stack):
-    resp = stack.stub.ModelInfer(infer_request("Where is my card?", "What is your exchange rate?", max_tokens=8),
-                                 metadata=[("x-request-id", "grpc-pair")], timeout=300)
+    resp = stack.stub.ModelInfer(
+        infer_request("Where is my card?", "What is your exchange rate?", max_tokens=8),
+        metadata=[("x-request-id", "grpc-pair")],
+        timeout=300,
+    )
     out = outputs(resp)
     assert out["request_id"] == ["grpc-pair-0", "grpc-pair-1"] and all(out["text"])
     assert [audit_line(stack, f"grpc-pair-{i}")["status"] for i in (0, 1)] == [200, 200]
@@ -110,7 +124,11 @@ def test_health_and_metadata(stack):
     assert stub.ServerMetadata(pb.ServerMetadataRequest()).name == "finserve"
     meta = stub.ModelMetadata(pb.ModelMetadataRequest(name=MODEL))
     rest = stack.client.get(f"/v2/models/{MODEL}").json()
-    assert (meta.name, list(meta.versions), meta.platform) == (rest["name"], rest["versions"], rest["platform"])
+    assert (meta.name, list(meta.versions), meta.platform) == (
+        rest["name"],
+        rest["versions"],
+        rest["platform"],
+    )
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [("text", "BYTES", [-1])]
     assert [t.name for t in meta.outputs] == [o["name"] for o in rest["outputs"]] == list(OUTPUTS)
     with pytest.raises(grpc.RpcError) as err:
@@ -123,39 +141,82 @@ def test_health_and_metadata(stack):
 
 
 def _wrong_datatype() -> pb.ModelInferRequest:
-    t = pb.ModelInferRequest.InferInputTensor(name="text", datatype="FP32", shape=[1],
-                                              contents=pb.InferTensorContents(fp32_contents=[1.0]))
+    t = pb.ModelInferRequest.InferInputTensor(
+        name="text", datatype="FP32", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1.0])
+    )
     return pb.ModelInferRequest(model_name=MODEL, inputs=[t])
 
 
 def _no_text() -> pb.ModelInferRequest:
-    t = pb.ModelInferRequest.InferInputTensor(name="question", datatype="BYTES", shape=[1],
-                                              contents=pb.InferTensorContents(bytes_contents=[b"hi"]))
+    t = pb.ModelInferRequest.InferInputTensor(
+        name="question", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[b"hi"])
+    )
     return pb.ModelInferRequest(model_name=MODEL, inputs=[t])
 
 
 @pytest.mark.parametrize(
     ("request_", "metadata", "code", "status", "reason", "needle"),
     [
-        (infer_request("hi", model="nope"), [], grpc.StatusCode.NOT_FOUND, 404, "model_not_found", "not served"),
+        (
+            infer_request("hi", model="nope"),
+            [],
+            grpc.StatusCode.NOT_FOUND,
+            404,
+            "model_not_found",
+            "not served",
+        ),
         # A version the route does not serve (never deployed, or rolled back) cannot be forced.
-        (infer_request("hi"), [("x-finserve-adapter", "banking@9.9.9")], grpc.StatusCode.PERMISSION_DENIED, 403,
-         "forbidden", "serves now"),
+        (
+            infer_request("hi"),
+            [("x-finserve-adapter", "banking@9.9.9")],
+            grpc.StatusCode.PERMISSION_DENIED,
+            403,
+            "forbidden",
+            "serves now",
+        ),
         (_wrong_datatype(), [], grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request", "datatype BYTES"),
         (_no_text(), [], grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request", "named 'text'"),
-        (pb.ModelInferRequest(model_name=MODEL), [], grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request",
-         "inputs"),
-        (infer_request(f"my ssn is {SSN}, card lost"), [], grpc.StatusCode.FAILED_PRECONDITION, 422,
-         "pii_blocked", "US_SSN"),
-        (infer_request("x" * 70_000), [], grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "payload_too_large", "bytes"),
+        (
+            pb.ModelInferRequest(model_name=MODEL),
+            [],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            400,
+            "invalid_request",
+            "inputs",
+        ),
+        (
+            infer_request(f"my ssn is {SSN}, card lost"),
+            [],
+            grpc.StatusCode.FAILED_PRECONDITION,
+            422,
+            "pii_blocked",
+            "US_SSN",
+        ),
+        (
+            infer_request("x" * 70_000),
+            [],
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            413,
+            "payload_too_large",
+            "bytes",
+        ),
         # Once INTERNAL with no line: the audit record itself refused a model over 200 characters.
         (infer_request("hi", model="m" * 300), [], grpc.StatusCode.NOT_FOUND, 404, "model_not_found", ""),
     ],
-    ids=["unknown-model", "unknown-adapter", "wrong-datatype", "missing-text", "no-inputs", "pii-blocked",
-         "too-large", "long-model"],
+    ids=[
+        "unknown-model",
+        "unknown-adapter",
+        "wrong-datatype",
+        "missing-text",
+        "no-inputs",
+        "pii-blocked",
+        "too-large",
+        "long-model",
+    ],
 )
-def test_errors_map_to_status_codes_and_are_audited(stack, request, request_, metadata, code, status, reason,
-                                                    needle):
+def test_errors_map_to_status_codes_and_are_audited(
+    stack, request, request_, metadata, code, status, reason, needle
+):
     rid = f"grpc-err-{request.node.callspec.id}"
     with pytest.raises(grpc.RpcError) as err:
         stack.stub.ModelInfer(request_, metadata=[("x-request-id", rid), *metadata], timeout=120)
@@ -175,7 +236,9 @@ def test_api_key_is_required_when_set(stack, monkeypatch):
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert audit_line(stack, "grpc-noauth")["status"] == 401
     with pytest.raises(grpc.RpcError) as err:  # past the key check: the unknown model answers
-        stack.stub.ModelInfer(infer_request("hi", model="nope"), metadata=[("authorization", "Bearer s3cret")])
+        stack.stub.ModelInfer(
+            infer_request("hi", model="nope"), metadata=[("authorization", "Bearer s3cret")]
+        )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -193,8 +256,18 @@ def test_finserve_ask_over_grpc(stack):
 
     from finserve.cli import app
 
-    result = CliRunner().invoke(app, ["ask", "--grpc", "--url", f"127.0.0.1:{stack.port}", "--max-tokens", "8",
-                                      f"Where is my card {CARD}?"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ask",
+            "--grpc",
+            "--url",
+            f"127.0.0.1:{stack.port}",
+            "--max-tokens",
+            "8",
+            f"Where is my card {CARD}?",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "intent=" in result.output and "adapter=base@0.0.0" in result.output
     assert CARD not in result.output
@@ -202,15 +275,21 @@ def test_finserve_ask_over_grpc(stack):
 
 async def test_vector_store_down_is_unavailable_with_retry_info(tmp_path, small_index):
     """Milvus unreachable: UNAVAILABLE, a RetryInfo and retry-after, and an audit line (no LLM needed)."""
-    from finserve.serving.local import build_local_stack
-    from finserve.serving.oip_grpc.server import start_grpc_server
-    from finserve.serving.oip_grpc.servicer import InferenceServicer
     from netutil import free_port
     from stack_config import stack_config
 
+    from finserve.serving.local import build_local_stack
+    from finserve.serving.oip_grpc.server import start_grpc_server
+    from finserve.serving.oip_grpc.servicer import InferenceServicer
+
     cfg = stack_config(tmp_path, small_index)
-    cfg.retrieval = cfg.retrieval.model_copy(update={"milvus_uri": f"http://127.0.0.1:{free_port()}",
-                                                     "milvus_timeout_s": 1.0, "milvus_retry_s": 30.0})
+    cfg.retrieval = cfg.retrieval.model_copy(
+        update={
+            "milvus_uri": f"http://127.0.0.1:{free_port()}",
+            "milvus_timeout_s": 1.0,
+            "milvus_retry_s": 30.0,
+        }
+    )
     local = build_local_stack(cfg, with_generator=False)
     server, port = await start_grpc_server(InferenceServicer(local.pipeline, local.readiness), "127.0.0.1", 0)
     try:
@@ -218,7 +297,9 @@ async def test_vector_store_down_is_unavailable_with_retry_info(tmp_path, small_
             stub = GRPCInferenceServiceStub(channel)
             assert (await stub.ServerReady(pb.ServerReadyRequest())).ready is False
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.ModelInfer(infer_request("Where is my card?"), metadata=[("x-request-id", "grpc-down")])
+                await stub.ModelInfer(
+                    infer_request("Where is my card?"), metadata=[("x-request-id", "grpc-down")]
+                )
     finally:
         await server.stop(grace=None)
         local.retriever.close()

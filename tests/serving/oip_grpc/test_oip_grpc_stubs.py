@@ -16,20 +16,32 @@ from finserve.serving.oip_grpc.servicer import InferenceServicer
 
 ROOT = Path(__file__).resolve().parents[3]
 STUBS = ROOT / "serving" / "oip_grpc"
-RPCS = ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
-        "RepositoryModelLoad", "RepositoryModelUnload"]
+RPCS = [
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+]
 
 
 def _normalised(path: Path) -> bytes:
     # grpcio-tools stamps its own patch release into the _grpc stub (GRPC_GENERATED_VERSION); any
     # 1.80.x generates the same code, and grpcio only checks that it is at least that version.
-    return re.sub(rb"GRPC_GENERATED_VERSION = '1\.80\.\d+'", b"GRPC_GENERATED_VERSION = '1.80.x'",
-                  path.read_bytes())
+    return re.sub(
+        rb"GRPC_GENERATED_VERSION = '1\.80\.\d+'", b"GRPC_GENERATED_VERSION = '1.80.x'", path.read_bytes()
+    )
 
 
 def test_committed_stubs_match_the_proto(tmp_path):
-    subprocess.run([sys.executable, "-P", str(ROOT / "scripts" / "gen_oip_grpc.py"), "--out", str(tmp_path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-P", str(ROOT / "scripts" / "gen_oip_grpc.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     names = ["grpc_predict_v2_pb2.py", "grpc_predict_v2_pb2.pyi", "grpc_predict_v2_pb2_grpc.py"]
     stale = [n for n in names if _normalised(tmp_path / n) != _normalised(STUBS / n)]
     assert not stale, f"regenerate with `make proto`: {stale}"
@@ -41,7 +53,9 @@ def test_descriptor_is_kserves_inference_service():
     assert [m.name for m in service.methods] == RPCS
     infer = service.methods_by_name["ModelInfer"]
     assert (infer.input_type.full_name, infer.output_type.full_name) == (
-        "inference.ModelInferRequest", "inference.ModelInferResponse")
+        "inference.ModelInferRequest",
+        "inference.ModelInferResponse",
+    )
     choice = pb.InferParameter.DESCRIPTOR.oneofs_by_name["parameter_choice"]
     assert [f.name for f in choice.fields] == ["bool_param", "int64_param", "string_param"]
 

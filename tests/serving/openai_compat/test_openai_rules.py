@@ -24,7 +24,9 @@ from finserve.serving.schemas import ChatCompletionRequest
 
 
 def chat(**extra) -> ChatCompletionRequest:
-    return ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra})
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+    )
 
 
 def refused(req) -> str:
@@ -35,43 +37,81 @@ def refused(req) -> str:
 
 
 def test_text_parts_are_joined_and_developer_is_system():
-    req = chat(messages=[{"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
-                         {"role": "user", "content": [{"type": "text", "text": "card"}, {"type": "text", "text": "lost"}]}])
+    req = chat(
+        messages=[
+            {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": [{"type": "text", "text": "card"}, {"type": "text", "text": "lost"}]},
+        ]
+    )
     check_chat_request(req)
-    assert [(m.prompt_role, m.text) for m in req.messages] == [("system", "Be brief."), ("user", "card\nlost")]
+    assert [(m.prompt_role, m.text) for m in req.messages] == [
+        ("system", "Be brief."),
+        ("user", "card\nlost"),
+    ]
 
 
-@pytest.mark.parametrize(("extra", "param"), [
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}]},
-     "messages.0.content.1.type"),
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}]}, "messages.0.content.0.text"),
-    ({"messages": [{"role": "user", "content": [{"text": "no type"}]}]}, "messages.0.content.0.type"),
-    ({"messages": [{"role": "user", "content": "a"}, {"role": "tool", "content": "x", "tool_call_id": "1"}]},
-     "messages.1.role"),
-    ({"messages": [{"role": "function", "content": "x", "name": "f"}]}, "messages.0.role"),
-    ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]}, "messages.0.tool_calls"),
-    ({"messages": [{"role": "user", "content": None}]}, "messages.0.content"),
-    ({"tools": [{"type": "function"}]}, "tools"),
-    ({"functions": [{"name": "f"}]}, "functions"),
-    ({"tool_choice": "auto"}, "tool_choice"),
-    ({"n": 2}, "n"),
-    ({"logprobs": True}, "logprobs"),
-    ({"top_logprobs": 2}, "top_logprobs"),
-    ({"stop": ["1", "2", "3", "4", "5"]}, "stop"),
-    ({"stop": [""]}, "stop"),
-    ({"response_format": {"type": "json_schema"}}, "response_format.type"),
-    ({"stream_options": {"include_usage": True}}, "stream_options"),
-])
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}
+                ]
+            },
+            "messages.0.content.1.type",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}]},
+            "messages.0.content.0.text",
+        ),
+        ({"messages": [{"role": "user", "content": [{"text": "no type"}]}]}, "messages.0.content.0.type"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "tool", "content": "x", "tool_call_id": "1"},
+                ]
+            },
+            "messages.1.role",
+        ),
+        ({"messages": [{"role": "function", "content": "x", "name": "f"}]}, "messages.0.role"),
+        (
+            {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]},
+            "messages.0.tool_calls",
+        ),
+        ({"messages": [{"role": "user", "content": None}]}, "messages.0.content"),
+        ({"tools": [{"type": "function"}]}, "tools"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"stop": ["1", "2", "3", "4", "5"]}, "stop"),
+        ({"stop": [""]}, "stop"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.type"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+)
 def test_what_cannot_be_honoured_is_refused_by_name(extra, param):
     assert refused(chat(**extra)) == param
 
 
-@pytest.mark.parametrize("extra", [
-    {"n": 1}, {"logprobs": False}, {"tools": []}, {"tool_choice": "none"}, {"stop": "."},
-    {"stop": ["a", "b", "c", "d"]}, {"response_format": {"type": "text"}},
-    {"stream": True, "stream_options": {"include_usage": True}}, {"seed": 3, "max_completion_tokens": 5},
-    {"frequency_penalty": 0.5, "metadata": {"a": "b"}, "store": False},  # other OpenAI fields: ignored
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"n": 1},
+        {"logprobs": False},
+        {"tools": []},
+        {"tool_choice": "none"},
+        {"stop": "."},
+        {"stop": ["a", "b", "c", "d"]},
+        {"response_format": {"type": "text"}},
+        {"stream": True, "stream_options": {"include_usage": True}},
+        {"seed": 3, "max_completion_tokens": 5},
+        {"frequency_penalty": 0.5, "metadata": {"a": "b"}, "store": False},  # other OpenAI fields: ignored
+    ],
+)
 def test_what_can_be_honoured_passes(extra):
     check_chat_request(chat(**extra))
 
@@ -87,10 +127,21 @@ def test_completion_prompts_and_refusals():
     req = CompletionRequest(model="m", prompt=["a", "b"], max_tokens=4, stop=".", user="u")
     assert check_completion_request(req, 8) == ["a", "b"]
     asked = to_chat_request(req, "b")
-    assert (asked.messages[0].role, asked.messages[0].content, asked.max_tokens, asked.stop) == ("user", "b", 4, ".")
-    for extra, param in (({"echo": True}, "echo"), ({"suffix": "s"}, "suffix"), ({"best_of": 2}, "best_of"),
-                         ({"n": 2}, "n"), ({"logprobs": 1}, "logprobs"),
-                         ({"stream": True, "prompt": ["a", "b"]}, "prompt"), ({"prompt": ["a"] * 9}, "prompt")):
+    assert (asked.messages[0].role, asked.messages[0].content, asked.max_tokens, asked.stop) == (
+        "user",
+        "b",
+        4,
+        ".",
+    )
+    for extra, param in (
+        ({"echo": True}, "echo"),
+        ({"suffix": "s"}, "suffix"),
+        ({"best_of": 2}, "best_of"),
+        ({"n": 2}, "n"),
+        ({"logprobs": 1}, "logprobs"),
+        ({"stream": True, "prompt": ["a", "b"]}, "prompt"),
+        ({"prompt": ["a"] * 9}, "prompt"),
+    ):
         with pytest.raises(InvalidRequest) as err:
             check_completion_request(CompletionRequest(**{"model": "m", "prompt": "a", **extra}), 8)
         assert err.value.param == param
@@ -101,11 +152,21 @@ def test_completion_prompts_and_refusals():
 
 
 def test_chat_chunks_become_text_completion_chunks():
-    chunk = {"id": "chatcmpl-r1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-             "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
+    chunk = {
+        "id": "chatcmpl-r1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
+    }
     out = to_completion_chunk(chunk)
-    assert out == {"id": "cmpl-r1", "object": "text_completion", "created": 1, "model": "m",
-                   "choices": [{"index": 0, "text": "Hi", "logprobs": None, "finish_reason": None}]}
+    assert out == {
+        "id": "cmpl-r1",
+        "object": "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "text": "Hi", "logprobs": None, "finish_reason": None}],
+    }
     usage = to_completion_chunk({**chunk, "choices": [], "usage": {"prompt_tokens": 1}})
     assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 1}
 

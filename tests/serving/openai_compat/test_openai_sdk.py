@@ -57,7 +57,9 @@ def user(text: str) -> list[dict]:
 
 @on_ray
 def test_chat_answers_with_usage_and_the_finserve_object(client, stack):
-    resp = client.chat.completions.create(model=MODEL, messages=user(f"My card {CARD} never arrived"), max_tokens=16)
+    resp = client.chat.completions.create(
+        model=MODEL, messages=user(f"My card {CARD} never arrived"), max_tokens=16
+    )
     assert resp.object == "chat.completion" and resp.choices[0].message.content.strip()
     assert resp.usage.prompt_tokens > 0 and 0 < resp.usage.completion_tokens <= 16
     info = resp.model_extra["finserve"]
@@ -68,8 +70,13 @@ def test_chat_answers_with_usage_and_the_finserve_object(client, stack):
 
 @on_ray
 def test_stream_ends_with_a_usage_chunk_without_choices(client, stack):
-    stream = client.chat.completions.create(model=MODEL, messages=user("How do I activate my card?"), max_tokens=12,
-                                            stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=user("How do I activate my card?"),
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     *answer, last = chunks
     assert last.choices == [] and last.usage is not None
@@ -84,40 +91,92 @@ def test_stream_ends_with_a_usage_chunk_without_choices(client, stack):
 
 
 def test_stream_without_include_usage_has_no_usage_chunk(client):
-    chunks = list(client.chat.completions.create(model=MODEL, messages=user("Exchange rate?"), max_tokens=6,
-                                                 stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=user("Exchange rate?"), max_tokens=6, stream=True
+        )
+    )
     assert all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
 
 
 def test_content_part_arrays_and_the_developer_role(client):
-    resp = client.chat.completions.create(model=MODEL, max_tokens=8, messages=[
-        {"role": "developer", "content": [{"type": "text", "text": "Answer in one sentence."}]},
-        {"role": "user", "content": [{"type": "text", "text": "My card"},
-                                     {"type": "text", "text": f"{CARD} has not arrived"}]},
-    ])
+    resp = client.chat.completions.create(
+        model=MODEL,
+        max_tokens=8,
+        messages=[
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in one sentence."}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "My card"},
+                    {"type": "text", "text": f"{CARD} has not arrived"},
+                ],
+            },
+        ],
+    )
     assert resp.choices[0].message.content.strip()
     # Both text parts were read (and guarded): the card in the second part was found.
     assert resp.model_extra["finserve"]["pii"]["input"] == {"CREDIT_CARD": 1}
 
 
 @on_ray
-@pytest.mark.parametrize(("extra", "param"), [
-    ({"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}]}]}, "messages.0.content.1.type"),
-    ({"messages": [{"role": "user", "content": "hi"},
-                   {"role": "tool", "tool_call_id": "c1", "content": "42"}]}, "messages.1.role"),
-    ({"messages": [{"role": "user", "content": "hi"},
-                   {"role": "assistant", "content": None, "tool_calls": [
-                       {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-                   {"role": "user", "content": "and?"}]}, "messages.1.tool_calls"),
-    ({"tools": [{"type": "function", "function": {"name": "balance", "parameters": {"type": "object"}}}]}, "tools"),
-    ({"n": 2}, "n"),
-    ({"logprobs": True}, "logprobs"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"response_format": {"type": "json_object"}}, "response_format.type"),
-    ({"stream_options": {"include_usage": True}}, "stream_options"),
-])
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "what is this?"},
+                            {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}},
+                        ],
+                    }
+                ]
+            },
+            "messages.0.content.1.type",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "tool", "tool_call_id": "c1", "content": "42"},
+                ]
+            },
+            "messages.1.role",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                        ],
+                    },
+                    {"role": "user", "content": "and?"},
+                ]
+            },
+            "messages.1.tool_calls",
+        ),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "balance", "parameters": {"type": "object"}}}
+                ]
+            },
+            "tools",
+        ),
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"response_format": {"type": "json_object"}}, "response_format.type"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+)
 def test_what_finserve_cannot_honour_is_a_bad_request_naming_the_field(client, stack, extra, param):
     body = {"model": MODEL, "messages": user("hi"), **extra}
     with pytest.raises(openai.BadRequestError) as err:
@@ -131,8 +190,9 @@ def test_what_finserve_cannot_honour_is_a_bad_request_naming_the_field(client, s
 
 
 def test_stop_sequences_cut_the_answer(client):
-    resp = client.chat.completions.create(model=MODEL, messages=user("How do I activate my card?"), max_tokens=40,
-                                          stop=[".", ","])
+    resp = client.chat.completions.create(
+        model=MODEL, messages=user("How do I activate my card?"), max_tokens=40, stop=[".", ","]
+    )
     text = resp.choices[0].message.content
     assert "." not in text and "," not in text
     assert resp.choices[0].finish_reason == "stop"
@@ -161,8 +221,15 @@ def test_completions_one_prompt_and_a_list(client, stack):
 
 
 def test_completions_stream_with_usage(client):
-    chunks = list(client.completions.create(model=MODEL, prompt="How do I activate my card?", max_tokens=8,
-                                            stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model=MODEL,
+            prompt="How do I activate my card?",
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     *answer, last = chunks
     assert last.choices == [] and 0 < last.usage.completion_tokens <= 8
     assert "".join(c.choices[0].text for c in answer).strip()
@@ -170,8 +237,12 @@ def test_completions_stream_with_usage(client):
 
 
 def test_completions_refuse_what_they_cannot_honour(client):
-    for extra, param in (({"echo": True}, "echo"), ({"n": 3}, "n"), ({"suffix": "x"}, "suffix"),
-                         ({"prompt": [1, 2, 3]}, "prompt")):
+    for extra, param in (
+        ({"echo": True}, "echo"),
+        ({"n": 3}, "n"),
+        ({"suffix": "x"}, "suffix"),
+        ({"prompt": [1, 2, 3]}, "prompt"),
+    ):
         with pytest.raises(openai.BadRequestError) as err:
             client.completions.create(**{"model": MODEL, "prompt": "hi", **extra})
         assert err.value.param == param
@@ -180,15 +251,19 @@ def test_completions_refuse_what_they_cannot_honour(client):
 @on_ray
 def test_embeddings_are_of_the_masked_text(client, stack):
     # The SDK asks for base64 by default and decodes it: both encodings must give the same vectors.
-    resp = client.embeddings.with_raw_response.create(model=EMBEDDER, input=[
-        f"my card {CARD} was declined", f"my card {OTHER_CARD} was declined", "exchange rates abroad"])
+    resp = client.embeddings.with_raw_response.create(
+        model=EMBEDDER,
+        input=[f"my card {CARD} was declined", f"my card {OTHER_CARD} was declined", "exchange rates abroad"],
+    )
     assert resp.headers["x-finserve-masked"] == "true"
     out = resp.parse()
     vectors = np.array([d.embedding for d in out.data])
     assert out.model == EMBEDDER and vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     # Both card numbers are masked to the same token before embedding: the same vector.
-    assert np.allclose(vectors[0], vectors[1], atol=1e-5) and not np.allclose(vectors[0], vectors[2], atol=1e-2)
+    assert np.allclose(vectors[0], vectors[1], atol=1e-5) and not np.allclose(
+        vectors[0], vectors[2], atol=1e-2
+    )
     floats = client.embeddings.create(model=EMBEDDER, input="exchange rates abroad", encoding_format="float")
     assert np.allclose(floats.data[0].embedding, vectors[2], atol=1e-5)
     info = out.model_extra["finserve"]
@@ -207,7 +282,8 @@ def test_models_list_names_chat_models_and_the_embedder(client):
 def test_errors_arrive_as_the_sdks_typed_exceptions(client, stack):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{stack.base}/v1", api_key="wrong", max_retries=0).chat.completions.create(
-            model=MODEL, messages=user("hi"))
+            model=MODEL, messages=user("hi")
+        )
     with pytest.raises(openai.NotFoundError) as err:
         client.chat.completions.create(model="gpt-4o", messages=user("hi"))
     assert err.value.param == "model" and "gpt-4o" not in err.value.message
@@ -225,9 +301,18 @@ def test_errors_arrive_as_the_sdks_typed_exceptions(client, stack):
 
 
 def test_langchain_chat_openai_answers_streams_and_reports_usage(stack):
-    langchain_openai = pytest.importorskip("langchain_openai", reason="langchain-openai (test extra) not installed")
-    llm = langchain_openai.ChatOpenAI(model=MODEL, base_url=f"{stack.base}/v1", api_key=stack.key, max_tokens=10,
-                                      temperature=0, max_retries=0, stream_usage=True)
+    langchain_openai = pytest.importorskip(
+        "langchain_openai", reason="langchain-openai (test extra) not installed"
+    )
+    llm = langchain_openai.ChatOpenAI(
+        model=MODEL,
+        base_url=f"{stack.base}/v1",
+        api_key=stack.key,
+        max_tokens=10,
+        temperature=0,
+        max_retries=0,
+        stream_usage=True,
+    )
     answer = llm.invoke([("system", "Be brief."), ("human", "How do I activate my card?")])
     assert answer.content.strip()
     assert answer.usage_metadata["output_tokens"] > 0 and answer.usage_metadata["input_tokens"] > 0

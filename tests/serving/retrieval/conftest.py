@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from finserve.serving.retrieval import Embedder
 from fakeclock import FakeClock
 from kbutil import banking77_rows, build_index
 from netutil import free_port, spawn_redis
+
+from finserve.serving.retrieval import Embedder
 
 # Five intents with ten real examples each: seconds to index, yet every query has near competitors
 # (card_arrival vs lost_or_stolen_card, activate_my_card vs pin_blocked).

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
+
 from finserve.serving.retrieval import RetrievalConfig, Retriever, SearchFilters
 from finserve.serving.retrieval.answers import AnswerTable
 from finserve.serving.retrieval.store import MilvusStore
-from prometheus_client import CollectorRegistry
 
 QUERIES = [
     "How do I activate my new card?",
@@ -43,7 +44,9 @@ def test_table_search_matches_milvus(store_and_table, embedder, query: str) -> N
         ours = table.search(vector, "default", intents, limit)
         milvus = store.search("finserve_kb", vector, "answer", "default", intents, limit)
         assert [h.id for h in ours] == [h.id for h in milvus]
-        assert [h.model_dump(exclude={"score"}) for h in ours] == [h.model_dump(exclude={"score"}) for h in milvus]
+        assert [h.model_dump(exclude={"score"}) for h in ours] == [
+            h.model_dump(exclude={"score"}) for h in milvus
+        ]
         assert np.allclose([h.score for h in ours], [h.score for h in milvus], atol=1e-4)
 
 
@@ -61,7 +64,9 @@ def _retriever(uri: str, embedder, clock, **overrides) -> Retriever:
     return Retriever(cfg, embedder=embedder, clock=clock, registry=CollectorRegistry())
 
 
-async def test_retriever_results_are_the_same_with_the_table_and_with_milvus(kb_index, embedder, clock) -> None:
+async def test_retriever_results_are_the_same_with_the_table_and_with_milvus(
+    kb_index, embedder, clock
+) -> None:
     with_table = _retriever(kb_index, embedder, clock)
     milvus_only = _retriever(kb_index, embedder, clock, answers_in_memory_max=0)
     too_large = _retriever(kb_index, embedder, clock, answers_in_memory_max=10)  # 77 answers > 10

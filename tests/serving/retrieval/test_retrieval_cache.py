@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from finserve.serving.retrieval.cache import KEY_PREFIX, RedisCache, TTLCache, cache_key, normalise_query
 from netutil import free_port
+
+from finserve.serving.retrieval.cache import KEY_PREFIX, RedisCache, TTLCache, cache_key, normalise_query
 
 
 def test_key_is_a_hash_with_no_query_text() -> None:

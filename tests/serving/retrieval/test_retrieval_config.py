@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from finserve.serving.retrieval import RetrievalConfig
 from pydantic import ValidationError
+
+from finserve.serving.retrieval import RetrievalConfig
 
 
 def test_defaults_point_at_milvus_lite_in_the_data_dir(tmp_path, monkeypatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from finserve.serving.retrieval.embedder import Embedder, default_model_path, model_fingerprint
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from finserve.serving.retrieval import RetrievalConfig, index_exists, ingest
 from finserve.serving.retrieval.config import default_answers_path
 from finserve.serving.retrieval.store import MilvusStore

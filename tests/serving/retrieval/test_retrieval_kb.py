@@ -7,6 +7,7 @@ import re
 from collections import Counter
 
 import pytest
+
 from finserve.serving.paths import banking77_categories, banking77_csv
 from finserve.serving.retrieval.kb import (
     build_documents,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from finserve.serving.retrieval import lite_fastpath
 from finserve.serving.retrieval.store import MilvusStore
 from finserve.serving.retrieval.types import Document
@@ -27,8 +28,13 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
 def _docs(n: int, kind: str) -> list[Document]:
     # Two tenants and several intents, so the tenant and intent filters select real subsets.
     return [
-        Document(id=f"{kind}:{i}", text=f"{kind} text {i}", intent=f"intent_{i % 7}", kind=kind,
-                 tenant="acme" if i % 3 == 0 else "default")
+        Document(
+            id=f"{kind}:{i}",
+            text=f"{kind} text {i}",
+            intent=f"intent_{i % 7}",
+            kind=kind,
+            tenant="acme" if i % 3 == 0 else "default",
+        )
         for i in range(n)
     ]
 
@@ -67,9 +73,12 @@ def _all_searches(store: MilvusStore, queries: np.ndarray) -> list[list[tuple[st
     """(id, score, text) of every hit of four filtered searches per query."""
     out = []
     for q in queries:
-        for kind, tenant, intents, k in (("example", "default", None, 10), ("answer", "default", None, 3),
-                                         ("example", "acme", ["intent_1", "intent_4"], 5),
-                                         ("answer", "default", ["intent_2"], 2)):
+        for kind, tenant, intents, k in (
+            ("example", "default", None, 10),
+            ("answer", "default", None, 3),
+            ("example", "acme", ["intent_1", "intent_4"], 5),
+            ("answer", "default", ["intent_2"], 2),
+        ):
             hits = store.search(NAME, q, kind, tenant, intents, k)  # type: ignore[arg-type]
             out.append([(h.id, h.score, h.text) for h in hits])
     return out
@@ -85,9 +94,15 @@ def test_sealed_index_gives_the_same_hits_on_both_paths(sealed, fast_calls) -> N
     assert len(fast_calls) == len(fast)  # every search took the fast path ...
     # ... and found what milvus-lite's own executor found. Scores only to float32 noise: milvus-lite's own
     # path differs from itself in the last bit between two runs of the same search.
-    assert [[(i, t) for i, _, t in hits] for hits in fast] == [[(i, t) for i, _, t in hits] for hits in reference]
-    assert np.allclose([s for hits in fast for _, s, _ in hits], [s for hits in reference for _, s, _ in hits],
-                       rtol=0, atol=1e-5)
+    assert [[(i, t) for i, _, t in hits] for hits in fast] == [
+        [(i, t) for i, _, t in hits] for hits in reference
+    ]
+    assert np.allclose(
+        [s for hits in fast for _, s, _ in hits],
+        [s for hits in reference for _, s, _ in hits],
+        rtol=0,
+        atol=1e-5,
+    )
     assert all(len(hits) > 0 for hits in fast)
 
 
@@ -104,7 +119,9 @@ def test_a_delete_sends_searches_back_to_milvus_lite(sealed, fast_calls) -> None
 def test_an_overwritten_id_sends_searches_back_to_milvus_lite(sealed, fast_calls) -> None:
     store, queries = sealed
     nearest = store.search(NAME, queries[0], "example", "default", None, 1)[0]
-    replaced = Document(id=nearest.id, text="replaced", intent=nearest.intent, kind="example", tenant="default")
+    replaced = Document(
+        id=nearest.id, text="replaced", intent=nearest.intent, kind="example", tenant="default"
+    )
     store.insert(NAME, [replaced], queries[:1])
     store.seal(NAME)  # the id now lives in two sealed segments of the same partition
     fast_calls.clear()

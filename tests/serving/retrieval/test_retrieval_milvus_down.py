@@ -19,14 +19,27 @@ from prometheus_client import CollectorRegistry
 
 from finserve.serving.retrieval import RetrievalConfig, Retriever, VectorStoreUnavailable
 
-
 RECONNECT_TRIES = 60  # bounds a hang only: one second apart
 
 
 def milvus_server(data_dir: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "milvus_lite", "server", "--data-dir", str(data_dir),
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "milvus_lite",
+            "server",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port(port, timeout=60)
     return proc
 
@@ -39,23 +52,32 @@ def stop(proc: subprocess.Popen) -> None:
 
 async def test_milvus_down_answers_from_memory_then_recovers(kb_index, embedder, clock, tmp_path) -> None:
     data = tmp_path / "milvus.db"
-    (shutil.copytree if Path(kb_index).is_dir() else shutil.copy)(kb_index, data)  # the shared index stays closed
+    (shutil.copytree if Path(kb_index).is_dir() else shutil.copy)(
+        kb_index, data
+    )  # the shared index stays closed
     port = free_port()
     proc = milvus_server(data, port)
-    config = RetrievalConfig(milvus_uri=f"http://127.0.0.1:{port}", redis_url=None, milvus_retry_s=3.0,
-                             milvus_timeout_s=5.0)
+    config = RetrievalConfig(
+        milvus_uri=f"http://127.0.0.1:{port}", redis_url=None, milvus_retry_s=3.0, milvus_timeout_s=5.0
+    )
     retriever = Retriever(config, embedder=embedder, clock=clock, registry=CollectorRegistry())
     try:
         full = await retriever.search("My PIN is blocked")
         assert full.cache == "miss" and full.examples and full.hits[0].intent == "pin_blocked"
         stop(proc)
         down = await retriever.search("Someone stole my card, what should I do?")
-        fast = await retriever.search("It has been two weeks and my card still hasn't arrived")  # breaker open
+        fast = await retriever.search(
+            "It has been two weeks and my card still hasn't arrived"
+        )  # breaker open
         # Answers only: without the examples' vote the nearest answer may be a neighbour (compromised_card),
         # but the question's own answer is among the knowledge the prompt gets.
-        assert (down.cache, down.examples) == ("answers", []) and "lost_or_stolen_card" in [h.intent for h in down.hits]
+        assert (down.cache, down.examples) == ("answers", []) and "lost_or_stolen_card" in [
+            h.intent for h in down.hits
+        ]
         assert fast.cache == "answers" and "card_arrival" in [h.intent for h in fast.hits]
-        assert (await retriever.search("Someone stole my card, what should I do?")).cache == "answers"  # not cached
+        assert (
+            await retriever.search("Someone stole my card, what should I do?")
+        ).cache == "answers"  # not cached
         cold = Retriever(config, embedder=embedder, clock=clock, registry=CollectorRegistry())
         try:  # one that never loaded the index holds no answers: 503 as before
             with pytest.raises(VectorStoreUnavailable):

@@ -44,19 +44,32 @@ def kb(tmp_path, monkeypatch, kb_rows, embedder):
 
 def ingest_with(kb, policy: str):
     config = kb / f"serving-{policy}.yaml"
-    config.write_text(yaml.safe_dump({
-        "retrieval": {"milvus_uri": str(kb / f"{policy}.db"), "redis_url": None, "quarantine": {"policy": policy}},
-        "audit": {"path": str(kb / f"audit-{policy}.jsonl"), "fsync": "never"},
-    }))
-    result = CliRunner().invoke(app, ["ingest", "--config", str(config), "--answers", str(kb / "answers.yaml")])
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "retrieval": {
+                    "milvus_uri": str(kb / f"{policy}.db"),
+                    "redis_url": None,
+                    "quarantine": {"policy": policy},
+                },
+                "audit": {"path": str(kb / f"audit-{policy}.jsonl"), "fsync": "never"},
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        app, ["ingest", "--config", str(config), "--answers", str(kb / "answers.yaml")]
+    )
     assert result.exit_code == 0, result.output
     assert "2 documents quarantined for PII" in result.output
     return config
 
 
 async def search(kb, embedder, policy: str, query: str):
-    retriever = Retriever(RetrievalConfig(milvus_uri=str(kb / f"{policy}.db"), redis_url=None, top_k=77),
-                          embedder=embedder, registry=CollectorRegistry())
+    retriever = Retriever(
+        RetrievalConfig(milvus_uri=str(kb / f"{policy}.db"), redis_url=None, top_k=77),
+        embedder=embedder,
+        registry=CollectorRegistry(),
+    )
     try:
         return await retriever.search(query)
     finally:
@@ -78,14 +91,20 @@ async def test_skip_policy_keeps_them_out_lists_and_audits(kb, embedder):
     assert listed.exit_code == 0, listed.output
     rows = [json.loads(line) for line in listed.output.splitlines()]
     assert {(r["doc_id"], r["policy"], tuple(r["entities"])) for r in rows} == {
-        ("answer:card_arrival", "skip", ("CREDIT_CARD",)), ("answer:exchange_rate", "skip", ("EMAIL_ADDRESS",))}
-    table = CliRunner().invoke(app, ["kb", "quarantine", "list", "--config", str(config)], env={"COLUMNS": "200"})
+        ("answer:card_arrival", "skip", ("CREDIT_CARD",)),
+        ("answer:exchange_rate", "skip", ("EMAIL_ADDRESS",)),
+    }
+    table = CliRunner().invoke(
+        app, ["kb", "quarantine", "list", "--config", str(config)], env={"COLUMNS": "200"}
+    )
     assert "answer:card_arrival" in table.output and "CREDIT_CARD=1" in table.output
     no_raw((kb / "quarantine.jsonl").read_text())
 
     audit = list(read_records(kb / "audit-skip.jsonl"))  # request records: checkpoints are lines too
     assert sorted((a["request_id"].rsplit("-", 1)[-1], a["status"], a["pii"]["ingest"]) for a in audit) == [
-        ("answer:card_arrival", 422, {"CREDIT_CARD": 1}), ("answer:exchange_rate", 422, {"EMAIL_ADDRESS": 1})]
+        ("answer:card_arrival", 422, {"CREDIT_CARD": 1}),
+        ("answer:exchange_rate", 422, {"EMAIL_ADDRESS": 1}),
+    ]
     no_raw((kb / "audit-skip.jsonl").read_text())
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from netutil import free_port
+from prometheus_client import CollectorRegistry
+
 from finserve.serving.retrieval import (
     IndexMissing,
     RetrievalConfig,
@@ -13,8 +16,6 @@ from finserve.serving.retrieval import (
     ingest,
 )
 from finserve.serving.retrieval.config import default_answers_path
-from netutil import free_port
-from prometheus_client import CollectorRegistry
 
 CLEAR_QUERIES = {
     "How do I activate my new card?": "activate_my_card",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from netutil import free_port
+
 from finserve.serving.retrieval.errors import IndexMissing, VectorStoreUnavailable
 from finserve.serving.retrieval.store import MilvusStore, build_name, filter_expression
-from netutil import free_port
 
 
 def test_filter_expression_scopes_tenant_and_optional_intent() -> None:

@@ -35,8 +35,10 @@ class FailingGenerator:
 def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """finserve's loggers switched to JSON for this test, then put back as they were."""
     names = ("finserve", "uvicorn", "uvicorn.error", "uvicorn.access")
-    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
-             for n in names}
+    saved = {
+        n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
+        for n in names
+    }
     monkeypatch.setenv("FINSERVE_LOG_FORMAT", "json")
     yield
     for n, (handlers, propagate, level) in saved.items():
@@ -46,22 +48,32 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_a_failed_requests_lines_are_json_with_its_ids_and_no_content(
-        tmp_path: Path, json_logs: None, capsys: pytest.CaptureFixture[str], spans) -> None:
+    tmp_path: Path, json_logs: None, capsys: pytest.CaptureFixture[str], spans
+) -> None:
     cfg = ServingConfig()
     cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl")
     # policy error: the failure is answered as one (with the fallback policy it would be a degraded 200).
     cfg.degrade = cfg.degrade.model_copy(update={"policy": "error"})
-    pipeline = Pipeline(cfg, guard=LocalGuard(PIIGuard(cfg.guard)), retrieval=Retrieval(), intent=None,  # type: ignore[arg-type]
-                        generator=FailingGenerator(), audit=LocalAudit(AuditLog(cfg.audit)),  # type: ignore[arg-type]
-                        router=Router(cfg.router))
+    pipeline = Pipeline(
+        cfg,
+        guard=LocalGuard(PIIGuard(cfg.guard)),
+        retrieval=Retrieval(),
+        intent=None,  # type: ignore[arg-type]
+        generator=FailingGenerator(),
+        audit=LocalAudit(AuditLog(cfg.audit)),  # type: ignore[arg-type]
+        router=Router(cfg.router),
+    )
 
     async def ready() -> dict[str, bool]:
         return {"all": True}
 
     client = TestClient(create_api(pipeline, ready))  # configures logging from FINSERVE_LOG_FORMAT
     capsys.readouterr()
-    resp = client.post("/v1/chat/completions", headers={"traceparent": TRACEPARENT, "x-request-id": "req-42"},
-                       json={"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": f"Card {CARD} lost"}]})
+    resp = client.post(
+        "/v1/chat/completions",
+        headers={"traceparent": TRACEPARENT, "x-request-id": "req-42"},
+        json={"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": f"Card {CARD} lost"}]},
+    )
     assert resp.status_code == 500
     err = capsys.readouterr().err
     lines = [json.loads(line) for line in err.splitlines() if line.strip()]

@@ -36,10 +36,20 @@ WORDS = ["Cards", "arrive", "within", "five", "working", "days."]
 
 class Retrieval:
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        hit = Hit(id="answer:card_arrival", text="Cards arrive within 5 working days.", intent="card_arrival",
-                  kind="answer", tenant="default", score=0.8)
-        return RetrievalResult(hits=[hit], examples=[hit.model_copy(update={"kind": "example"})], cache="miss",
-                               index_version="idx-test-1")
+        hit = Hit(
+            id="answer:card_arrival",
+            text="Cards arrive within 5 working days.",
+            intent="card_arrival",
+            kind="answer",
+            tenant="default",
+            score=0.8,
+        )
+        return RetrievalResult(
+            hits=[hit],
+            examples=[hit.model_copy(update={"kind": "example"})],
+            cache="miss",
+            index_version="idx-test-1",
+        )
 
     async def knowledge_texts(self) -> list[str]:
         return []
@@ -48,14 +58,24 @@ class Retrieval:
 class Generator:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         # As the engines' collect() reports it: first text 0.05 s, last 0.3 s after taking the request.
-        return GenerationResult(text=" ".join(WORDS), prompt_tokens=10, completion_tokens=len(WORDS),
-                                finish_reason="stop", adapter=request.adapter, first_token_s=0.05, last_token_s=0.3)
+        return GenerationResult(
+            text=" ".join(WORDS),
+            prompt_tokens=10,
+            completion_tokens=len(WORDS),
+            finish_reason="stop",
+            adapter=request.adapter,
+            first_token_s=0.05,
+            last_token_s=0.3,
+        )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         for i, word in enumerate(WORDS):
             last = i == len(WORDS) - 1
-            yield StreamChunk(delta=word + ("" if last else " "), finish_reason="stop" if last else None,
-                              usage=Usage(prompt_tokens=10, completion_tokens=i + 1) if last else None)
+            yield StreamChunk(
+                delta=word + ("" if last else " "),
+                finish_reason="stop" if last else None,
+                usage=Usage(prompt_tokens=10, completion_tokens=i + 1) if last else None,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +87,15 @@ def guard() -> LocalGuard:
 def app(tmp_path: Path, guard: LocalGuard, spans: InMemorySpanExporter) -> tuple[TestClient, Pipeline]:
     cfg = ServingConfig()
     cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl")
-    pipeline = Pipeline(cfg, guard=guard, retrieval=Retrieval(), intent=None, generator=Generator(),  # type: ignore[arg-type]
-                        audit=LocalAudit(AuditLog(cfg.audit)), router=Router(cfg.router))
+    pipeline = Pipeline(
+        cfg,
+        guard=guard,
+        retrieval=Retrieval(),
+        intent=None,
+        generator=Generator(),  # type: ignore[arg-type]
+        audit=LocalAudit(AuditLog(cfg.audit)),
+        router=Router(cfg.router),
+    )
 
     async def ready() -> dict[str, bool]:
         return {"all": True}
@@ -77,8 +104,11 @@ def app(tmp_path: Path, guard: LocalGuard, spans: InMemorySpanExporter) -> tuple
 
 
 def _body(stream: bool = False) -> dict:
-    return {"model": DEFAULT_MODEL, "stream": stream,
-            "messages": [{"role": "user", "content": f"Where is my card {CARD}?"}]}
+    return {
+        "model": DEFAULT_MODEL,
+        "stream": stream,
+        "messages": [{"role": "user", "content": f"Where is my card {CARD}?"}],
+    }
 
 
 def _check_trace(spans: InMemorySpanExporter, pipeline: Pipeline) -> dict[str, object]:
@@ -86,7 +116,9 @@ def _check_trace(spans: InMemorySpanExporter, pipeline: Pipeline) -> dict[str, o
     by_name = {s.name: s for s in finished}
     assert {f"finserve.{stage}" for stage in STAGES} <= set(by_name)
     assert {format(s.context.trace_id, "032x") for s in finished} == {TRACE_ID}
-    [server] = [s for s in finished if s.parent is not None and format(s.parent.span_id, "016x") == CLIENT_SPAN]
+    [server] = [
+        s for s in finished if s.parent is not None and format(s.parent.span_id, "016x") == CLIENT_SPAN
+    ]
     for stage in STAGES:
         assert by_name[f"finserve.{stage}"].parent.span_id == server.context.span_id, stage
     [record] = read_records(pipeline.config.audit.path)
@@ -105,27 +137,39 @@ def test_one_request_is_one_trace_under_the_clients_traceparent(app, spans: InMe
     by_name = _check_trace(spans, pipeline)
     assert by_name["finserve.retrieval"].attributes["finserve.cache"] == "miss"
     generate = by_name["finserve.generate"].attributes
-    assert (generate["finserve.adapter_version"], generate["finserve.completion_tokens"]) == ("0.0.0", len(WORDS))
+    assert (generate["finserve.adapter_version"], generate["finserve.completion_tokens"]) == (
+        "0.0.0",
+        len(WORDS),
+    )
     # TTFT: the engine's first-token time (0.05 s) plus the time before the generator call.
     ttft = pipeline.metrics.registry.get_sample_value(
-        "finserve_time_to_first_token_seconds_count", {"model": DEFAULT_MODEL, "adapter": "base", "version": "0.0.0"})
+        "finserve_time_to_first_token_seconds_count",
+        {"model": DEFAULT_MODEL, "adapter": "base", "version": "0.0.0"},
+    )
     itl_sum = pipeline.metrics.registry.get_sample_value(
-        "finserve_inter_token_latency_seconds_sum", {"model": DEFAULT_MODEL, "adapter": "base", "version": "0.0.0"})
+        "finserve_inter_token_latency_seconds_sum",
+        {"model": DEFAULT_MODEL, "adapter": "base", "version": "0.0.0"},
+    )
     assert ttft == 1 and itl_sum == pytest.approx((0.3 - 0.05) / (len(WORDS) - 1))
 
 
 def test_a_stream_is_traced_and_timed_the_same_way(app, spans: InMemorySpanExporter) -> None:
     client, pipeline = app
-    with client.stream("POST", "/v1/chat/completions", json=_body(stream=True),
-                       headers={"traceparent": TRACEPARENT}) as resp:
+    with client.stream(
+        "POST", "/v1/chat/completions", json=_body(stream=True), headers={"traceparent": TRACEPARENT}
+    ) as resp:
         assert resp.headers["x-trace-id"] == TRACE_ID
         text = "".join(resp.iter_text())
     assert "[DONE]" in text
     by_name = _check_trace(spans, pipeline)
     assert by_name["finserve.generate"].attributes["finserve.completion_tokens"] == len(WORDS)
     labels = {"model": DEFAULT_MODEL, "adapter": "base", "version": "0.0.0"}
-    assert pipeline.metrics.registry.get_sample_value("finserve_time_to_first_token_seconds_count", labels) == 1
-    assert pipeline.metrics.registry.get_sample_value("finserve_inter_token_latency_seconds_count", labels) == 1
+    assert (
+        pipeline.metrics.registry.get_sample_value("finserve_time_to_first_token_seconds_count", labels) == 1
+    )
+    assert (
+        pipeline.metrics.registry.get_sample_value("finserve_inter_token_latency_seconds_count", labels) == 1
+    )
 
 
 def test_a_rejected_request_is_traced_and_audited_with_the_trace_id(app, spans: InMemorySpanExporter) -> None:
@@ -145,7 +189,9 @@ def test_without_a_traceparent_the_request_starts_its_own_trace(app, spans: InMe
     assert record["trace_id"] == trace_id
 
 
-async def test_grpc_answers_and_errors_carry_the_trace_in_trailing_metadata(app, spans: InMemorySpanExporter) -> None:
+async def test_grpc_answers_and_errors_carry_the_trace_in_trailing_metadata(
+    app, spans: InMemorySpanExporter
+) -> None:
     """As HTTP's traceparent / x-trace-id headers: the call's server span, child of the client's traceparent."""
     import grpc
 
@@ -159,24 +205,35 @@ async def test_grpc_answers_and_errors_carry_the_trace_in_trailing_metadata(app,
     async def ready() -> dict[str, bool]:
         return {"all": True}
 
-    text = pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1],
-                                                 contents=pb.InferTensorContents(bytes_contents=[b"Where is my card?"]))
+    text = pb.ModelInferRequest.InferInputTensor(
+        name="text",
+        datatype="BYTES",
+        shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[b"Where is my card?"]),
+    )
     server, port = await start_grpc_server(InferenceServicer(pipeline, ready), "127.0.0.1", 0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = GRPCInferenceServiceStub(channel)
-            call = stub.ModelInfer(pb.ModelInferRequest(model_name=DEFAULT_MODEL, inputs=[text]),
-                                   metadata=[("traceparent", TRACEPARENT), ("x-request-id", "grpc-traced")])
+            call = stub.ModelInfer(
+                pb.ModelInferRequest(model_name=DEFAULT_MODEL, inputs=[text]),
+                metadata=[("traceparent", TRACEPARENT), ("x-request-id", "grpc-traced")],
+            )
             await call
             answered = dict(await call.trailing_metadata())
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.ModelInfer(pb.ModelInferRequest(model_name="nope", inputs=[text]),
-                                      metadata=[("traceparent", TRACEPARENT)])
+                await stub.ModelInfer(
+                    pb.ModelInferRequest(model_name="nope", inputs=[text]),
+                    metadata=[("traceparent", TRACEPARENT)],
+                )
     finally:
         await server.stop(grace=None)
     assert answered["x-request-id"] == "grpc-traced" and answered["x-trace-id"] == TRACE_ID
     version, trace_id, span_id, _ = answered["traceparent"].split("-")
-    assert (version, trace_id) == ("00", TRACE_ID) and span_id != CLIENT_SPAN  # the server span, not the client's
+    assert (version, trace_id) == (
+        "00",
+        TRACE_ID,
+    ) and span_id != CLIENT_SPAN  # the server span, not the client's
     [server_span] = [s for s in spans.get_finished_spans() if format(s.context.span_id, "016x") == span_id]
     assert server_span.parent.span_id == int(CLIENT_SPAN, 16)
     assert [r["trace_id"] for r in read_records(pipeline.config.audit.path)] == [TRACE_ID, TRACE_ID]
