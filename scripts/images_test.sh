@@ -85,7 +85,7 @@ step "operator: finserve --help and finserve rollout simulate"
 help="$("$ENGINE" run --rm "${secure[@]}" "$OPERATOR" finserve --help)" || fail "operator: finserve --help exited non-zero"
 grep -q rollout <<<"$help" || fail "operator: finserve --help lists no rollout command"
 sim="$("$ENGINE" run --rm "${secure[@]}" "$OPERATOR" sh -c \
-  'ex="$(python -c "import finserve.operator as o, os; print(os.path.dirname(o.__file__))")/examples"
+  'ex="$(python -c "import finserve.operator as o; print(list(o.__path__)[0])")/examples"
    finserve rollout simulate --rollout "$ex/rollout.yaml" --metrics "$ex/healthy.yaml"')" \
   || fail "operator: finserve rollout simulate exited non-zero: $sim"
 grep -q '"result": "Succeeded"' <<<"$sim" || fail "operator: the healthy example did not succeed: $(tail -2 <<<"$sim")"
