@@ -21,6 +21,11 @@ from finserve.serving.stages import LocalAudit, LocalGuard
 
 
 class Retrieval:
+    """One card_arrival answer for every query; ``cache`` is the tier the result reports."""
+
+    def __init__(self, cache: str = "off") -> None:
+        self.cache = cache
+
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
         hit = Hit(
             id="answer:card_arrival",
@@ -33,7 +38,7 @@ class Retrieval:
         return RetrievalResult(
             hits=[hit],
             examples=[hit.model_copy(update={"kind": "example"})],
-            cache="off",
+            cache=self.cache,
             index_version="idx-test-1",
         )
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from readonly import read_only
+from scripted_stages import Retrieval
 
 from finserve.serving.audit import AuditConfig, AuditLog, read_records
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
@@ -28,7 +29,6 @@ from finserve.serving.gateway import create_api
 from finserve.serving.guard.engine import PIIGuard
 from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk, Usage
 from finserve.serving.pipeline import Pipeline, RequestContext
-from finserve.serving.retrieval import Hit, RetrievalResult, SearchFilters
 from finserve.serving.routing import Router
 from finserve.serving.schemas import ChatCompletionRequest
 from finserve.serving.stages import LocalAudit, LocalGuard
@@ -36,27 +36,6 @@ from finserve.serving.stages import LocalAudit, LocalGuard
 WORDS = [f"word{i:02d}" for i in range(40)]  # 280 characters: past the stream guard's holdback
 HOLD_AT = 30
 DEADLOCK_GUARD_S = 60  # only bounds a hang; nothing here asserts a duration
-
-
-class Retrieval:
-    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        hit = Hit(
-            id="answer:card_arrival",
-            text="Cards arrive within 5 working days.",
-            intent="card_arrival",
-            kind="answer",
-            tenant="default",
-            score=0.8,
-        )
-        return RetrievalResult(
-            hits=[hit],
-            examples=[hit.model_copy(update={"kind": "example"})],
-            cache="off",
-            index_version="idx-test-1",
-        )
-
-    async def knowledge_texts(self) -> list[str]:
-        return []
 
 
 class Generator:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from scripted_stages import Retrieval
 
 from finserve.serving.audit import AuditConfig, AuditLog, read_records
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
@@ -22,7 +23,6 @@ from finserve.serving.gateway import create_api
 from finserve.serving.guard.engine import PIIGuard
 from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk, Usage
 from finserve.serving.pipeline import Pipeline
-from finserve.serving.retrieval import Hit, RetrievalResult, SearchFilters
 from finserve.serving.routing import Router
 from finserve.serving.stages import LocalAudit, LocalGuard
 
@@ -32,27 +32,6 @@ TRACEPARENT = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
 CARD = "4111 1111 1111 1111"
 STAGES = {"guard_input", "retrieval", "guard_context", "intent", "generate", "guard_output", "audit"}
 WORDS = ["Cards", "arrive", "within", "five", "working", "days."]
-
-
-class Retrieval:
-    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        hit = Hit(
-            id="answer:card_arrival",
-            text="Cards arrive within 5 working days.",
-            intent="card_arrival",
-            kind="answer",
-            tenant="default",
-            score=0.8,
-        )
-        return RetrievalResult(
-            hits=[hit],
-            examples=[hit.model_copy(update={"kind": "example"})],
-            cache="miss",
-            index_version="idx-test-1",
-        )
-
-    async def knowledge_texts(self) -> list[str]:
-        return []
 
 
 class Generator:
@@ -90,7 +69,7 @@ def app(tmp_path: Path, guard: LocalGuard, spans: InMemorySpanExporter) -> tuple
     pipeline = Pipeline(
         cfg,
         guard=guard,
-        retrieval=Retrieval(),
+        retrieval=Retrieval(cache="miss"),
         intent=None,
         generator=Generator(),  # type: ignore[arg-type]
         audit=LocalAudit(AuditLog(cfg.audit)),
