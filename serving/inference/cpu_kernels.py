@@ -48,8 +48,10 @@ AVX-512 VNNI (and AVX-VNNI, AMX) are detected and reported but no variant uses t
 int8 by int8, and these kernels keep activations in float32 (see above); quantising activations
 would change greedy output and tie a row's result to its batch. ``FINSERVE_CPU_KERNELS`` (``auto``,
 ``avx512``, ``avx2``, ``off``) overrides the choice, for comparisons; a variant the CPU lacks is
-never run. OpenMP (when the build had it) resolves to the libgomp torch has already loaded (same
-soname), so the kernels share torch's thread pool.
+never run. The matrix and attention loops split over ``torch.get_num_threads()`` threads of the library's own
+pool (pthreads, spinning briefly between calls, then sleeping), not OpenMP: libgomp stops spinning once a
+second thread of the process runs parallel regions beside the main one, which the engine's decode thread
+always is, and a decode step then paid a thread wake-up per matrix (csrc/cpu_kernels.c).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ log = logging.getLogger(__name__)
 Variant = Literal["avx512", "avx2"]
 VARIANTS: tuple[Variant, ...] = ("avx512", "avx2")  # preferred first
 # The exported signatures this module binds (csrc/cpu_kernels.c, finserve_kernels_abi).
-ABI = 2
+ABI = 3
 EXTENSION = "finserve.serving.inference._kernels"
 
 # Rows of the weight are stored in groups of 8, each group as [K/8][8 rows][8 values]: one 64-byte
@@ -387,7 +389,7 @@ class KernelReport:
     features: dict[str, bool]
     variant: Variant | None
     extension: str | None  # the module's file, None when it is not installed
-    openmp: bool
+    threads: bool  # the parallel loops can use more than one thread (the pool is built)
     problem: str | None  # why the kernels do not run here (None: they do)
 
 
@@ -417,7 +419,7 @@ def _extension() -> tuple[ctypes.CDLL | None, str | None, str | None]:
     path = spec.origin
     try:
         lib = ctypes.CDLL(path)
-    except OSError as exc:  # e.g. built with OpenMP and no libgomp here
+    except OSError as exc:  # e.g. built for another libc
         return None, path, f"{path} cannot be loaded: {exc}"
     if not hasattr(lib, "finserve_woq_int8_avx2"):
         return (
@@ -447,9 +449,9 @@ def kernel_report(requested: str | None = None) -> KernelReport:
             if (requested or requested_variant()) == "off"
             else f"the kernels need an x86-64 CPU with AVX2 and FMA ({machine})"
         )
-    openmp = bool(lib is not None and lib.finserve_kernels_openmp())
+    threads = bool(lib is not None and lib.finserve_kernels_threads())
     return KernelReport(
-        machine, {name: name in flags for name in REPORTED_FEATURES}, variant, path, openmp, problem
+        machine, {name: name in flags for name in REPORTED_FEATURES}, variant, path, threads, problem
     )
 
 
@@ -460,19 +462,7 @@ def open_kernels(variant: Variant) -> CPUKernels:
     lib, _, problem = _extension()
     if lib is None:
         raise RuntimeError(problem)
-    openmp = bool(lib.finserve_kernels_openmp())
-    threaded = openmp and _gomp_copies() <= 1
-    if openmp and not threaded:
-        log.warning("CPU kernels: a second OpenMP runtime was loaded; they run on one thread")
-    return CPUKernels(lib, variant, threaded)
-
-
-def _gomp_copies() -> int:
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return 1
-    return len({line.split()[-1] for line in maps.splitlines() if "libgomp" in line})
+    return CPUKernels(lib, variant, bool(lib.finserve_kernels_threads()))
 
 
 @functools.cache
@@ -487,7 +477,7 @@ def load_kernels() -> CPUKernels | None:
         return None
     kernels = open_kernels(report.variant)
     log.info(
-        "CPU kernels: %s variant (%s), OpenMP %s",
+        "CPU kernels: %s variant (%s), threads %s",
         report.variant,
         ", ".join(name for name, present in report.features.items() if present) or "no listed features",
         "on" if kernels.threaded else "off",

@@ -27,6 +27,7 @@ Tests check all of it against ``model.forward`` and PEFT (same logits, same gree
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,8 @@ BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 # Rope types whose cos/sin table does not depend on the sequence length (dynamic ones do).
 _STATIC_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
+# Batch compositions whose routing plans are kept (a few adapters and batch sizes make far fewer).
+_MAX_PLANS = 256
 
 
 def unsupported_reason(model: nn.Module) -> str | None:
@@ -147,6 +150,8 @@ class LeanLlama:
         self._sin = torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1).contiguous()
         self._half = half
         self._lora_layer: type | None = None
+        # tuple(rows) -> id(module) -> what computes it for that batch (see _router); cleared by adapters_changed.
+        self._plans: dict[tuple[str | None, ...], dict[int, Any]] = {}
         fits = self.dtype == torch.float32 and config.hidden_act == "silu" and self.head_dim % 8 == 0
         fits = fits and config.intermediate_size % 8 == 0
         self._kernels = kernels if fits and config.hidden_size % 8 == 0 else None
@@ -278,29 +283,31 @@ class LeanLlama:
         mask = torch.zeros(allowed.shape, dtype=self.dtype)
         return mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
 
+    def adapters_changed(self) -> None:
+        """Forget the per-batch routing plans: an adapter was loaded or unloaded, or the model unwrapped."""
+        self._plans.clear()
+
     def _router(self, rows: Sequence[str | None] | None) -> Any:
         if rows is None:
             return _plain
+        key = tuple(rows)
+        plans = self._plans.get(key)
+        if plans is None:
+            # What to call for each module is decided once per batch composition, not per step and layer:
+            # the checks cost a decode step at batch 1 half as much again as its matrices (attribute reads).
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            plans = self._plans[key] = {}
         lora = self._lora_type()
         runs = _runs(rows)
         grouped = len({name for name, _, _ in runs}) == len(runs)
         peft_names = [BASE_ROW if name is None else name for name in rows]
 
         def call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-            if not isinstance(module, lora):
-                return module(x)
-            if not grouped or not _plain_lora(module, runs):
-                return module(x, adapter_names=peft_names)
-            out = module.base_layer(x)
-            for name, lo, hi in runs:
-                if name is None or name not in module.lora_A:
-                    continue
-                part, xs = (out, x) if hi - lo == len(peft_names) else (out[lo:hi], x[lo:hi])
-                rank = F.linear(xs.reshape(-1, xs.shape[-1]), module.lora_A[name].weight)
-                part.view(-1, part.shape[-1]).addmm_(
-                    rank, module.lora_B[name].weight.t(), alpha=module.scaling[name]
-                )
-            return out
+            plan = plans.get(id(module))
+            if plan is None:
+                plan = plans[id(module)] = _plan(module, lora, runs, grouped, peft_names)
+            return plan(x)
 
         return call
 
@@ -321,6 +328,48 @@ def _runs(rows: Sequence[str | None]) -> list[tuple[str | None, int, int]]:
         else:
             runs.append((name, i, i + 1))
     return runs
+
+
+def _plan(
+    module: nn.Module,
+    lora: type,
+    runs: list[tuple[str | None, int, int]],
+    grouped: bool,
+    peft_names: list[str],
+) -> Any:
+    """How one module computes a batch whose rows use ``runs``' adapters: the module itself (no LoRA),
+    PEFT's per-row path (a LoRA variant, or rows not grouped by adapter), or the base layer plus one
+    ``addmm_`` per run of rows whose adapter this layer has."""
+    if not isinstance(module, lora):
+        return module
+    if not grouped or not _plain_lora(module, runs):
+        return functools.partial(module, adapter_names=peft_names)
+    rows = len(peft_names)
+    deltas = [
+        (
+            lo,
+            hi,
+            hi - lo == rows,
+            module.lora_A[name].weight,
+            module.lora_B[name].weight.t(),
+            module.scaling[name],
+        )
+        for name, lo, hi in runs
+        if name is not None and name in module.lora_A
+    ]
+    base = module.base_layer
+    if not deltas:
+        return base
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = base(x)
+        for lo, hi, whole, a, b_t, scaling in deltas:
+            part, xs = (out, x) if whole else (out[lo:hi], x[lo:hi])
+            rank = F.linear(xs.reshape(-1, xs.shape[-1]), a)
+            part.view(-1, part.shape[-1]).addmm_(rank, b_t, alpha=scaling)
+        return out
+
+    return run
 
 
 def _plain_lora(module: Any, runs: list[tuple[str | None, int, int]]) -> bool:

@@ -136,12 +136,20 @@ class ModelRunner:
             except Exception as exc:
                 self._forget(name)
                 raise AdapterCorrupt(f"PEFT could not load the adapter in {folder}: {exc}") from exc
+            finally:
+                self._routing_changed()
             self._peft.eval()
 
     def unload_adapter(self, name: str) -> None:
         with self._lock:
             self._drop_prefixes(name)
             self._forget(name)
+            self._routing_changed()
+
+    def _routing_changed(self) -> None:
+        # The lean forward plans each batch's LoRA routing once; new or removed adapters change it.
+        if self._lean is not None:
+            self._lean.adapters_changed()
 
     def _drop_prefixes(self, name: str) -> None:
         if self.prefix_cache is not None:
@@ -156,6 +164,7 @@ class ModelRunner:
             self._peft, self._active = None, None
             if self._lean is not None:
                 self._lean.model = self._model
+                self._lean.adapters_changed()
             return
         if self._active == name:
             other = next(n for n in self._peft.peft_config if n != name)

@@ -12,20 +12,21 @@
 
      finserve_woq_int8_avx2, finserve_woq_int8_avx512   the int8 matrix kernel, two variants
      finserve_add_rmsnorm, finserve_rope_attend, finserve_silu_mul   AVX2 + FMA
-     finserve_kernels_abi, finserve_kernels_openmp      what Python checks before binding
+     finserve_kernels_abi, finserve_kernels_threads     what Python checks before binding
 
    Built with -ffp-contract=off: no implicit fused multiply-adds, whose placement could differ between
    tile shapes and make a row's result depend on its batch size (the explicit FMAs are the same
-   everywhere). */
+   everywhere). The two parallel loops run on a small thread pool of this file's own (below), not OpenMP. */
 
 #include <stdint.h>
 
 /* Bumped whenever an exported signature changes: Python refuses a library of another ABI (a stale
    in-place build of an editable install) instead of calling it with the wrong arguments. */
-int finserve_kernels_abi(void) { return 2; }
+int finserve_kernels_abi(void) { return 3; }
 
-int finserve_kernels_openmp(void) {
-#ifdef _OPENMP
+/* Whether the parallel loops can use more than one thread (the x86-64 build has the pool). */
+int finserve_kernels_threads(void) {
+#if defined(__x86_64__) || defined(_M_X64)
     return 1;
 #else
     return 0;
@@ -36,7 +37,141 @@ int finserve_kernels_openmp(void) {
 
 #include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
+
+/* ---- the thread pool ----
+
+   Why not OpenMP: libgomp shortens its workers' spin-wait to about 100 iterations once it manages more
+   threads than there are CPUs, which is the case as soon as a second thread (the engine's decode thread, a
+   Ray replica's request thread) runs parallel regions beside the main thread's team; every one of the ~330
+   parallel loops of a decode step then paid a futex wake-up (measured: a decode loop on a worker thread took
+   twice the time per token of the same loop on the main thread). These workers spin for up to SPIN_NS after
+   a job, so the next matrix of the same step finds them awake, then sleep on a condition variable.
+   One job at a time: a caller that finds the pool busy (another Python thread) runs its loop alone. Every
+   worker acknowledges every job (pool_left), so the job's fields are never rewritten while one reads them. */
+
+#define POOL_MAX 64
+#define SPIN_NS 300000 /* 0.3 ms: longer than the gaps between a step's kernel calls */
+
+typedef void (*range_fn)(void *ctx, int64_t begin, int64_t end);
+
+static pthread_mutex_t pool_run = PTHREAD_MUTEX_INITIALIZER; /* held by the caller running a job */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;  /* guards pool_sleepers and the sleep */
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static int pool_workers;   /* started so far (guarded by pool_run) */
+static int pool_sleepers;  /* workers waiting on pool_cv */
+static int pool_fork_hook; /* pthread_atfork registered */
+static atomic_uint pool_gen;
+static atomic_int pool_left;
+static unsigned pool_start_gen[POOL_MAX];
+static range_fn job_fn;
+static void *job_ctx;
+static int64_t job_total;
+static int job_parts;
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Part `part` of job_parts near-equal slices of [0, job_total). */
+static void run_part(int part) {
+    int64_t per = job_total / job_parts, extra = job_total % job_parts;
+    int64_t begin = part * per + (part < extra ? part : extra);
+    int64_t end = begin + per + (part < extra ? 1 : 0);
+    if (begin < end) job_fn(job_ctx, begin, end);
+}
+
+static void *pool_worker(void *arg) {
+    int index = (int)(intptr_t)arg; /* 1..pool_workers; part 0 is the caller's */
+    unsigned seen = pool_start_gen[index];
+    for (;;) {
+        unsigned gen;
+        int64_t since = 0;
+        unsigned spins = 0;
+        while ((gen = atomic_load_explicit(&pool_gen, memory_order_acquire)) == seen) {
+            _mm_pause();
+            if (++spins % 64) continue;
+            int64_t t = now_ns();
+            if (!since) {
+                since = t;
+            } else if (t - since > SPIN_NS) {
+                pthread_mutex_lock(&pool_mu);
+                pool_sleepers++;
+                while (atomic_load_explicit(&pool_gen, memory_order_acquire) == seen)
+                    pthread_cond_wait(&pool_cv, &pool_mu);
+                pool_sleepers--;
+                pthread_mutex_unlock(&pool_mu);
+                since = 0;
+            }
+        }
+        seen = gen;
+        if (index < job_parts) run_part(index);
+        atomic_fetch_sub_explicit(&pool_left, 1, memory_order_release);
+    }
+    return 0;
+}
+
+/* A forked child has none of the parent's threads: start over (the locks are re-created unheld). */
+static void pool_after_fork(void) {
+    pthread_mutex_t unlocked = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh = PTHREAD_COND_INITIALIZER;
+    pool_run = unlocked;
+    pool_mu = unlocked;
+    pool_cv = fresh;
+    pool_workers = 0;
+    pool_sleepers = 0;
+}
+
+/* fn(ctx, begin, end) over [0, total) in `threads` slices at once (fewer when threads cannot start). */
+static void parallel(range_fn fn, void *ctx, int64_t total, int threads) {
+    if (threads > POOL_MAX) threads = POOL_MAX;
+    if (threads > total) threads = (int)total;
+    if (threads <= 1 || pthread_mutex_trylock(&pool_run) != 0) {
+        fn(ctx, 0, total);
+        return;
+    }
+    if (!pool_fork_hook) pool_fork_hook = pthread_atfork(0, 0, pool_after_fork) == 0;
+    while (pool_workers < threads - 1) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pool_start_gen[pool_workers + 1] = atomic_load(&pool_gen);
+        int failed = pthread_create(&thread, &attr, pool_worker, (void *)(intptr_t)(pool_workers + 1));
+        pthread_attr_destroy(&attr);
+        if (failed) break;
+        pool_workers++;
+    }
+    if (!pool_workers) {
+        pthread_mutex_unlock(&pool_run);
+        fn(ctx, 0, total);
+        return;
+    }
+    job_fn = fn;
+    job_ctx = ctx;
+    job_total = total;
+    job_parts = threads < pool_workers + 1 ? threads : pool_workers + 1;
+    atomic_store_explicit(&pool_left, pool_workers, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool_gen, 1, memory_order_release);
+    pthread_mutex_lock(&pool_mu);
+    if (pool_sleepers) pthread_cond_broadcast(&pool_cv);
+    pthread_mutex_unlock(&pool_mu);
+    run_part(0);
+    /* A worker the OS descheduled (a busy machine) is waited for without burning the caller's core. */
+    for (unsigned spins = 1; atomic_load_explicit(&pool_left, memory_order_acquire) > 0; spins++) {
+        if (spins % 1024)
+            _mm_pause();
+        else
+            sched_yield();
+    }
+    pthread_mutex_unlock(&pool_run);
+}
 
 #define AVX2 __attribute__((target("avx2,fma")))
 /* AVX-512 Foundation is all the 512-bit int8 kernel needs (F implies AVX2 and FMA in GCC and clang). */
@@ -66,15 +201,27 @@ AVX2 static inline __m256 load_w8(const int8_t *p) {
 typedef void (*group_fn)(const float *x, int64_t ldx, const int8_t *wg, const float *s, const float *b,
                          float *y, int64_t ldy, int64_t M, int64_t K);
 
+struct woq_job {
+    group_fn group;
+    const float *x, *s, *b;
+    const int8_t *w;
+    float *y;
+    int64_t ldx, ldy, M, K;
+};
+
+static void woq_groups(void *ctx, int64_t begin, int64_t end) {
+    const struct woq_job *j = ctx;
+    for (int64_t g = begin; g < end; g++)
+        j->group(j->x, j->ldx, j->w + g * 8 * j->K, j->s + g * 8, j->b ? j->b + g * 8 : 0, j->y + g * 8, j->ldy,
+                 j->M, j->K);
+}
+
 /* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) @ dequant(w)^T (+ b); N, K multiples of 8.
-   Plain C: the OpenMP region stays out of the target-specific code and calls it per weight group. */
+   Plain C: the parallel loop stays out of the target-specific code and calls it per weight group. */
 static void woq_run(group_fn group, const float *x, int64_t ldx, const int8_t *w, const float *s,
                     const float *b, float *y, int64_t ldy, int64_t M, int64_t N, int64_t K, int threads) {
-    int64_t groups = N / 8;
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t g = 0; g < groups; g++)
-        group(x, ldx, w + g * 8 * K, s + g * 8, b ? b + g * 8 : 0, y + g * 8, ldy, M, K);
+    struct woq_job job = {group, x, s, b, w, y, ldx, ldy, M, K};
+    parallel(woq_groups, &job, N / 8, threads);
 }
 
 /* AVX2: MB rows of x times NB rows of one 8-row weight group, 8 lanes per accumulator. */
@@ -250,38 +397,32 @@ AVX2 static void exp_inplace(float *v, int64_t n) {
     }
 }
 
-/* One decode step of attention for every row b and query head h:
-   q [B, H*D], k and v [B, KV*D] (this step's projections); kc, vc the layer's caches
-   [B, KV, cap, D]; the new key (rotated) and value are written at column `col`, then the query
-   (rotated) attends over columns 0..col where valid[b, j] (valid NULL: all). out [B, H*D].
-   The query heads that share a key/value head are done together, so each cached row is read once.
-   The scores live on the heap: they grow with the context, and an OpenMP worker's (or a Python
-   thread's) stack can be far smaller than group * (col + 1) floats. Returns 0, or -1 when that
-   allocation failed (out is then incomplete). */
-AVX2 int finserve_rope_attend(const float *q, const float *k, const float *v, const float *cos_t,
-                          const float *sin_t, const int64_t *pos, float *kc, float *vc, int64_t cap,
-                          int64_t col, const uint8_t *valid, float scale, float *out, int64_t B, int64_t H,
-                          int64_t KV, int64_t D, int threads) {
-    int64_t group = H / KV;
-    for (int64_t b = 0; b < B; b++) {
-        const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
-        for (int64_t g = 0; g < KV; g++) {
-            float *kdst = kc + ((b * KV + g) * cap + col) * D, *vdst = vc + ((b * KV + g) * cap + col) * D;
-            rope(k + (b * KV + g) * D, c, s, kdst, D);
-            for (int64_t i = 0; i < D; i++) vdst[i] = v[(b * KV + g) * D + i];
-        }
-    }
-    int64_t total = col + 1;
-    int failed = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t bg = 0; bg < B * KV; bg++) {
+struct attend_job {
+    const float *q, *cos_t, *sin_t, *kc, *vc;
+    const int64_t *pos;
+    const uint8_t *valid;
+    float *out;
+    float scale;
+    int64_t cap, total, H, KV, D;
+    atomic_int failed;
+};
+
+/* Attention for rows b and key/value heads g, bg = b * KV + g in [begin, end). */
+AVX2 static void attend_range(void *ctx, int64_t begin, int64_t end) {
+    struct attend_job *j = ctx;
+    const float *q = j->q, *cos_t = j->cos_t, *sin_t = j->sin_t, *kc = j->kc, *vc = j->vc;
+    const int64_t *pos = j->pos;
+    const uint8_t *valid = j->valid;
+    float *out = j->out, scale = j->scale;
+    int64_t cap = j->cap, total = j->total, H = j->H, KV = j->KV, D = j->D, group = H / KV;
+    for (int64_t bg = begin; bg < end; bg++) {
         int64_t b = bg / KV, g = bg % KV;
         const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
         const float *kb = kc + (b * KV + g) * cap * D, *vb = vc + (b * KV + g) * cap * D;
         const uint8_t *ok = valid ? valid + b * total : 0;
         float *qr = malloc(sizeof(float) * (size_t)(group * (D + total)));
         if (!qr) {
-            failed = 1;
+            atomic_store(&j->failed, 1);
             continue;
         }
         float *sc = qr + group * D;
@@ -337,7 +478,31 @@ AVX2 int finserve_rope_attend(const float *q, const float *k, const float *v, co
         }
         free(qr);
     }
-    return failed ? -1 : 0;
+}
+
+/* One decode step of attention for every row b and query head h:
+   q [B, H*D], k and v [B, KV*D] (this step's projections); kc, vc the layer's caches
+   [B, KV, cap, D]; the new key (rotated) and value are written at column `col`, then the query
+   (rotated) attends over columns 0..col where valid[b, j] (valid NULL: all). out [B, H*D].
+   The query heads that share a key/value head are done together, so each cached row is read once.
+   The scores live on the heap: they grow with the context, and a pool worker's (or a Python
+   thread's) stack can be far smaller than group * (col + 1) floats. Returns 0, or -1 when that
+   allocation failed (out is then incomplete). */
+AVX2 int finserve_rope_attend(const float *q, const float *k, const float *v, const float *cos_t,
+                          const float *sin_t, const int64_t *pos, float *kc, float *vc, int64_t cap,
+                          int64_t col, const uint8_t *valid, float scale, float *out, int64_t B, int64_t H,
+                          int64_t KV, int64_t D, int threads) {
+    for (int64_t b = 0; b < B; b++) {
+        const float *c = cos_t + pos[b] * D, *s = sin_t + pos[b] * D;
+        for (int64_t g = 0; g < KV; g++) {
+            float *kdst = kc + ((b * KV + g) * cap + col) * D, *vdst = vc + ((b * KV + g) * cap + col) * D;
+            rope(k + (b * KV + g) * D, c, s, kdst, D);
+            for (int64_t i = 0; i < D; i++) vdst[i] = v[(b * KV + g) * D + i];
+        }
+    }
+    struct attend_job job = {q, cos_t, sin_t, kc, vc, pos, valid, out, scale, cap, col + 1, H, KV, D, 0};
+    parallel(attend_range, &job, B * KV, threads);
+    return atomic_load(&job.failed) ? -1 : 0;
 }
 
 /* g = silu(g) * u = g / (1 + e^-g) * u, in place, 8 at a time (n a multiple of 8). */

@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,86 @@ def test_int8_linear_gives_a_row_the_same_bits_whatever_its_batch_or_threads(var
         assert torch.equal(kern.linear(x, blocked, scales, bias), batched)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5, 16])
+def test_the_thread_pool_splits_work_without_changing_a_bit(kern: CPUKernels, threads: int) -> None:
+    """13 weight groups and 6 key/value heads over 2..16 threads (uneven slices, more threads than work)."""
+    torch.manual_seed(2)
+    blocked, scales = pack(torch.randn(104, 64))
+    x = torch.randn(3, 64)
+    q, k, v = torch.randn(2, 1, 12 * 8), torch.randn(2, 1, 6 * 8), torch.randn(2, 1, 6 * 8)
+    cos, sin = torch.randn(16, 8), torch.randn(16, 8)
+    positions = torch.tensor([4, 9], dtype=torch.int64)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = torch.zeros(2, 6, 16, 8), torch.zeros(2, 6, 16, 8)
+        keys[:, :, :9], values[:, :, :9] = (
+            torch.randn(2, 6, 9, 8, generator=torch.Generator().manual_seed(3)),
+            1.0,
+        )
+        out = kern.rope_attend(q, k, v, cos, sin, positions, keys, values, 9, None, 0.3, 12)
+        return kern.linear(x, blocked, scales, None), out
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = run()
+        torch.set_num_threads(threads)
+        split = run()
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(alone[0], split[0]) and torch.equal(alone[1], split[1])
+
+
+def test_python_threads_calling_at_once_share_the_pool_safely(kern: CPUKernels) -> None:
+    """One job at a time: a caller that finds the pool busy computes alone, with the same result."""
+    torch.manual_seed(4)
+    blocked, scales = pack(torch.randn(1536, 576))
+    inputs = [torch.randn(4, 576) for _ in range(6)]
+    expected = [kern.linear(x, blocked, scales, None) for x in inputs]
+    failures: list[int] = []
+
+    def hammer(i: int) -> None:
+        for _ in range(40):
+            if not torch.equal(kern.linear(inputs[i], blocked, scales, None), expected[i]):
+                failures.append(i)
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(len(inputs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        torch.set_num_threads(before)
+    assert failures == []
+
+
+FORKED = r"""
+import os, torch
+from finserve.serving.inference.cpu_kernels import load_kernels, pack
+kern = load_kernels()
+torch.set_num_threads(2)
+blocked, scales = pack(torch.randn(256, 64))
+x = torch.randn(2, 64)
+before = kern.linear(x, blocked, scales, None)  # the parent's pool has started its worker
+pid = os.fork()
+if pid == 0:  # the child has no worker thread: its pool must start over, not wait for one forever
+    os._exit(0 if torch.equal(kern.linear(x, blocked, scales, None), before) else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+print("ok")
+"""
+
+
+def test_a_forked_child_runs_the_threaded_kernels() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0 and "ok" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
 
 
 def test_add_rmsnorm_matches_torch_and_updates_the_residual_in_place(kern: CPUKernels) -> None:
@@ -353,7 +434,7 @@ def test_the_dev_install_runs_the_compiled_extension_not_the_fallback() -> None:
     report = cpu_kernels.kernel_report()
     assert report.extension is not None and Path(report.extension).name.startswith("_kernels.")
     assert Path(report.extension).suffix == ".so"
-    assert report.openmp and KERNELS.threaded  # gcc builds it with OpenMP, sharing torch's libgomp
+    assert report.threads and KERNELS.threaded  # the x86-64 build has its thread pool
 
 
 @needs_kernels

@@ -294,6 +294,30 @@ def test_an_adapter_on_the_embedding_applies_per_row(kernels: bool) -> None:
             assert torch.allclose(g, w, atol=1e-4, rtol=1e-4), (rows, float((g - w).abs().max()))
 
 
+def test_routing_plans_follow_an_adapter_reloaded_under_its_name() -> None:
+    """A batch composition's routing is planned once (with the adapter's weight tensors); after an adapter is
+    deleted and loaded again under the same name, adapters_changed() makes the next step use the new weights."""
+    from peft import LoraConfig
+
+    model = tiny_llama()
+    peft = with_two_adapters(model, ["q_proj", "down_proj"])
+    lean = LeanLlama(model, load_kernels())
+    rows = ["one", "two"]
+    first, _ = peft_and_lean(peft, lean, rows)  # plans for this composition now hold "two"'s tensors
+    peft.delete_adapter("two")
+    peft.add_adapter("two", LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], lora_dropout=0.0))
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if ".two." in name:
+                param.fill_(0.05)
+    peft.eval()
+    lean.adapters_changed()
+    want, got = peft_and_lean(peft, lean, rows)
+    assert not torch.allclose(first[0][1], want[0][1])  # the reloaded adapter changes that row
+    for w, g in zip(want, got, strict=True):
+        assert torch.allclose(g, w, atol=1e-4, rtol=1e-4), float((g - w).abs().max())
+
+
 def test_float32_adapters_on_a_bfloat16_base_take_peft_s_casting_path() -> None:
     """PEFT keeps adapter weights in float32 on a bfloat16 base (autocast_adapter_dtype)."""
     model = tiny_llama(torch.bfloat16)
