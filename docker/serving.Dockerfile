@@ -124,13 +124,7 @@ USER 10001:10001
 CMD ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]
 
 FROM runtime AS cpu
-# The C kernels came with the wheel (no compiler here). libgomp: the OpenMP runtime they link
-# (torch's bundled copy, same soname, is the one used once torch loaded; the system one lets the
-# library load on its own too).
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
+# The C kernels came with the wheel (no compiler here); they link only libc and libm.
 COPY --from=build-cpu /opt/venv /opt/venv
 USER 10001:10001
 CMD ["finserve", "up", "--config", "/etc/finserve/serving.yaml"]
