@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,7 +38,10 @@ from .routing import Router
 from .settings import with_env
 from .stages import LocalAudit, LocalGuard, LocalRetrieval
 from .telemetry import carrier, setup_process, traced
+from .telemetry.engine_export import EngineMetricsExporter
 from .wiring import intent_assets
+
+log = logging.getLogger(__name__)
 
 
 class GuardDeployment:
@@ -91,6 +95,8 @@ class GeneratorDeployment:
         )
         self._started = False
         self._start_lock = asyncio.Lock()
+        self._exporting: asyncio.Task[None] | None = None
+        self._engine_name = gen_config.engine
 
     async def _start(self) -> None:
         # A fresh replica (Ray Serve's replacement for a dead one) gets the requests queued for it and the
@@ -102,6 +108,19 @@ class GeneratorDeployment:
             if not self._started:
                 await self.engine.start()
                 self._started = True
+                self._export_engine_metrics()
+
+    def _export_engine_metrics(self) -> None:
+        # Engines with figures of their own export them through Ray's metrics agent (this process has no
+        # /metrics listener): telemetry/engine_export.py.
+        stats = getattr(self.engine, "stats", None)
+        if callable(stats) and self._exporting is None:
+            try:
+                exporter = EngineMetricsExporter(self._engine_name, stats)
+            except Exception:  # noqa: BLE001 - figures are best effort: never a reason not to serve
+                log.warning("engine metrics are not exported from this replica", exc_info=True)
+                return
+            self._exporting = asyncio.get_running_loop().create_task(exporter.run())
 
     @traced("finserve.generator.generate")
     async def generate(self, request: GenerationRequest) -> GenerationResult:

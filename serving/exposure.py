@@ -44,6 +44,14 @@ class ExposureConfig(StrictModel):
         default_factory=lambda: os.environ.get("FINSERVE_METRICS_HOST", "127.0.0.1"),
         description="Bind address of the /metrics listener (env FINSERVE_METRICS_HOST).",
     )
+    ray_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="`finserve up` only: the port of Ray's metrics agent, which serves what the Ray replicas "
+        "record (the Generator's engine figures as ray_finserve_engine_*, Ray Serve's own); None: a port Ray "
+        "picks. In Kubernetes KubeRay sets it (metrics-export-port, 8080).",
+    )
     metrics_on_api_port: bool = Field(
         False,
         description="Also answer /metrics on the API port, to callers metrics_allowed() admits (the "

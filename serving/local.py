@@ -81,7 +81,7 @@ def build_local_stack(config: ServingConfig, *, with_generator: bool = True) -> 
         router=Router(config.router),
     )
     stats = getattr(engine, "stats", None)
-    if callable(stats):  # engines with figures of their own (llama.cpp: slots, tokens) add them to /metrics
+    if callable(stats):  # engines with figures of their own (slots, tokens) add them to /metrics
         from .inference.engine_metrics import EngineCollector
 
         pipeline.metrics.registry.register(EngineCollector(config.generator.engine, stats))

@@ -93,6 +93,8 @@ def _run(
             log_to_driver=False,
             configure_logging=False,
             runtime_env={"worker_process_setup_hook": RAY_WORKER_SETUP_HOOK},
+            # Ray's metrics agent serves what replicas record (the Generator's engine figures) on this port.
+            _metrics_export_port=cfg.exposure.ray_metrics_port,
         ),
         lambda: (ray.shutdown(), stop_failed_start(keep=before)),
         lambda text: console.print(f"[yellow]{text}[/]"),

@@ -9,7 +9,9 @@ the cache and the work shrink with them. Blocking: the engine runs it in a worke
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -40,35 +42,54 @@ class DecodeRow(Protocol):
     def on_error(self, exc: BaseException) -> None: ...
 
 
-def decode_batch(runner: ModelRunner, rows: Sequence[DecodeRow]) -> None:
+@dataclass
+class BatchCounts:
+    """What one batch cost, for the engine's counters (the same figures llama.cpp's server reports)."""
+
+    prompt_tokens: int = 0  # computed at prefill (prefix-cache hits excluded)
+    generated_tokens: int = 0
+    prompt_seconds: float = 0.0
+    generate_seconds: float = 0.0  # from the end of prefill to each row's last token, summed over rows
+
+
+def decode_batch(runner: ModelRunner, rows: Sequence[DecodeRow]) -> BatchCounts:
     """Generate every row to completion, reporting through each row's callbacks."""
+    counts = BatchCounts()
     live = [i for i, r in enumerate(rows) if not r.cancelled]  # batch position -> row index
     # Rows of one adapter side by side: the LoRA delta is then one matmul per adapter and layer.
     live.sort(key=lambda i: (rows[i].adapter_name is not None, rows[i].adapter_name or ""))
     if not live:
-        return
+        return counts
     try:
-        _decode(runner, rows, live)
+        _decode(runner, rows, live, counts)
     except Exception as exc:  # the model failed mid-batch: every unfinished row learns why
         log.exception("decode step failed for a batch of %d", len(live))
         for i in live:
             rows[i].on_error(exc)
+    return counts
 
 
-def _decode(runner: ModelRunner, rows: Sequence[DecodeRow], live: list[int]) -> None:
+def _decode(runner: ModelRunner, rows: Sequence[DecodeRow], live: list[int], batch: BatchCounts) -> None:
     texts = {i: TextAssembler(runner.decode, rows[i].stops) for i in live}
     generators = {i: rows[i].sampling.generator() for i in live}
     counts = dict.fromkeys(live, 0)
+    began = time.perf_counter()
     start = runner.prefill([rows[i].prompt_ids for i in live], [rows[i].adapter_name for i in live])
+    prefilled = time.perf_counter()
+    batch.prompt_seconds += prefilled - began
     logits, cache, mask, positions = start.logits, start.cache, start.attention_mask, start.position_ids
     for i, cached in zip(live, start.cached_tokens, strict=True):
         rows[i].cached_tokens = cached
+        batch.prompt_tokens += len(rows[i].prompt_ids) - cached
     while True:
         picked = next_tokens(logits, [rows[i].sampling for i in live], [generators[i] for i in live]).tolist()
         keep: list[int] = []
         for slot, i in enumerate(live):
             if _advance(runner, rows[i], texts[i], picked[slot], counts, i):
                 keep.append(slot)
+            else:
+                batch.generated_tokens += counts[i]
+                batch.generate_seconds += time.perf_counter() - prefilled
         if not keep:
             return
         if len(keep) < len(live):

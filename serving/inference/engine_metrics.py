@@ -9,7 +9,7 @@ from prometheus_client.registry import Collector
 
 from finserve.contracts import metrics as names
 
-from .llamacpp_engine import EngineStats
+from .types import EngineStats
 
 
 class EngineCollector(Collector):

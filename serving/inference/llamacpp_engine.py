@@ -23,9 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from finserve.contracts import AdapterRef, AdapterRegistry, StrictModel
+from finserve.contracts import AdapterRef, AdapterRegistry
 from finserve.serving.paths import registry_root
 
 from .adapter_files import fetch_adapter
@@ -36,30 +34,11 @@ from .errors import AdapterIncompatible, EngineNotReady, EngineOverloaded, Promp
 from .llamacpp_files import adapter_cache_dir, adapter_gguf, base_gguf, default_converted_model, tokenizer_dir
 from .llamacpp_mapping import LlamaCppError, completion_body, default_threads, parse_chunk, parse_prometheus
 from .lora_gguf import BaseShape, LoraConversionError, base_shape
-from .types import GenerationRequest, GenerationResult, StreamChunk
+from .types import EngineStats, GenerationRequest, GenerationResult, StreamChunk
 
 log = logging.getLogger(__name__)
 
 _DONE = object()  # a worker thread's last word: the handler returned
-
-
-class EngineStats(StrictModel):
-    """A snapshot of the engine for Prometheus (counters accumulate across server restarts)."""
-
-    slots_total: int = Field(ge=0, description="Parallel slots (sequences decoded together).")
-    slots_busy: int = Field(ge=0, description="Slots running a request now.")
-    requests_deferred: int = Field(ge=0, description="Requests llama.cpp holds until a slot frees.")
-    in_flight: int = Field(ge=0, description="Requests admitted by this engine and not finished.")
-    prompt_tokens_total: float = Field(
-        ge=0, description="Prompt tokens computed at prefill (cache hits excluded)."
-    )
-    generated_tokens_total: float = Field(ge=0, description="Tokens generated.")
-    prompt_seconds_total: float = Field(ge=0, description="Seconds spent in prefill.")
-    generated_seconds_total: float = Field(ge=0, description="Seconds spent generating (summed over slots).")
-    adapters_loaded: int = Field(ge=0, description="LoRA adapters the current server holds.")
-    server_starts: int = Field(
-        ge=0, description="llama.cpp servers started (one more per adapter set change)."
-    )
 
 
 class _Server:

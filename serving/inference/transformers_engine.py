@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,13 +16,13 @@ from .adapter_slots import AdapterSlots
 from .base_model import ensure_base_model
 from .chat import render_prompt
 from .config import GeneratorConfig
-from .decoder import decode_batch
+from .decoder import BatchCounts, decode_batch
 from .engine import collect
 from .errors import EngineNotReady, PromptTooLong
 from .model_runner import ModelRunner
 from .sampling import SamplingSpec
 from .scheduler import BatchScheduler
-from .types import FinishReason, GenerationRequest, GenerationResult, StreamChunk, Usage
+from .types import EngineStats, FinishReason, GenerationRequest, GenerationResult, StreamChunk, Usage
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,11 @@ class TransformersEngine:
         self._slots = AdapterSlots(config.max_loaded_adapters)
         self._adapter_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()  # concurrent start() calls load one model, not one each
+        self._totals = BatchCounts()  # summed over batches, for stats()
+        self._totals_lock = threading.Lock()
+        self._loads = 0
         self._scheduler: BatchScheduler[_Job] = BatchScheduler(
-            lambda jobs: decode_batch(self._require_runner(), jobs),
+            self._decode,
             self._release,
             max_batch=config.max_batch_size,
             wait_s=config.batch_wait_ms / 1000.0,
@@ -96,6 +100,7 @@ class TransformersEngine:
                 runner = ModelRunner(model_dir or await asyncio.to_thread(ensure_base_model), self.config.cpu)
                 await asyncio.to_thread(runner.load)
                 self.runner = runner
+                self._loads += 1
             await self._scheduler.start()
             for ref in self.config.preload_refs():
                 await self.ensure_adapter(ref)
@@ -117,6 +122,31 @@ class TransformersEngine:
     def adapters(self) -> list[AdapterRef]:
         """The base model (always servable) and every adapter version in memory."""
         return [AdapterRef.base(), *self._slots.loaded()]
+
+    def stats(self) -> EngineStats:
+        """Slots, queue and token counters, in the same shape as the llama.cpp engine's."""
+        with self._totals_lock:
+            t = BatchCounts(**vars(self._totals))
+        running = self._scheduler.running()
+        return EngineStats(
+            slots_total=self.config.max_batch_size,
+            slots_busy=running,
+            requests_deferred=self._scheduler.depth() - running,
+            in_flight=self._scheduler.depth(),
+            prompt_tokens_total=t.prompt_tokens,
+            generated_tokens_total=t.generated_tokens,
+            prompt_seconds_total=t.prompt_seconds,
+            generated_seconds_total=t.generate_seconds,
+            adapters_loaded=len(self._slots.loaded()),
+            server_starts=self._loads,
+        )
+
+    def _decode(self, jobs: list[_Job]) -> None:
+        """One batch, in the scheduler's worker thread; its costs are added to the totals."""
+        counts = decode_batch(self._require_runner(), jobs)
+        with self._totals_lock:
+            for field in ("prompt_tokens", "generated_tokens", "prompt_seconds", "generate_seconds"):
+                setattr(self._totals, field, getattr(self._totals, field) + getattr(counts, field))
 
     # ---- adapters ----
 

@@ -87,3 +87,23 @@ class StreamChunk(StrictModel):
     provider: str | None = Field(
         None, description="Provider of a failover pool generating the stream (first chunk)."
     )
+
+
+class EngineStats(StrictModel):
+    """A snapshot of an engine for Prometheus (counters accumulate across llama.cpp server restarts)."""
+
+    slots_total: int = Field(ge=0, description="Parallel slots (sequences decoded together).")
+    slots_busy: int = Field(ge=0, description="Slots running a request now.")
+    requests_deferred: int = Field(ge=0, description="Requests held until a slot frees.")
+    in_flight: int = Field(ge=0, description="Requests admitted by this engine and not finished.")
+    prompt_tokens_total: float = Field(
+        ge=0, description="Prompt tokens computed at prefill (cache hits excluded)."
+    )
+    generated_tokens_total: float = Field(ge=0, description="Tokens generated.")
+    prompt_seconds_total: float = Field(ge=0, description="Seconds spent in prefill.")
+    generated_seconds_total: float = Field(ge=0, description="Seconds spent generating (summed over slots).")
+    adapters_loaded: int = Field(ge=0, description="LoRA adapters the current server holds.")
+    server_starts: int = Field(
+        ge=0,
+        description="llama.cpp servers started (one more per adapter set change); the CPU engine: model loads.",
+    )

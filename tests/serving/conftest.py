@@ -134,6 +134,8 @@ def ray_served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redi
         work, index, redis_server.url.rsplit("/", 1)[0] + "/1", http_port=port, grpc_port=free_port()
     )
     cfg.deployments = cfg.deployments.model_copy(update={"ingress": "proxy"})
+    # Ray's metrics agent serves what replicas record (the Generator's engine figures) on a known port.
+    cfg.exposure = cfg.exposure.model_copy(update={"ray_metrics_port": free_port()})
     path = work / "serving.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     ray_tmp = tempfile.mkdtemp(prefix="fsray-", dir="/tmp")  # Ray's socket paths must stay short
@@ -165,6 +167,7 @@ def ray_served(tmp_path_factory: pytest.TempPathFactory, small_index: Path, redi
             base=base,
             port=port,
             grpc_port=cfg.gateway.grpc_port,
+            ray_metrics_port=cfg.exposure.ray_metrics_port,
             config=cfg,
             key=client_key,
             legacy_key=API_KEY,

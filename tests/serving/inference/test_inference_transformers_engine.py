@@ -58,6 +58,28 @@ async def test_start_preloads_and_reports_ready(engine: TransformersEngine) -> N
     assert engine.queue_depth() == 0
 
 
+async def test_stats_count_what_a_request_computed_and_generated(engine: TransformersEngine) -> None:
+    """The figures /metrics shows (in-process) and Ray's metrics agent exports (the Generator replica)."""
+    before = engine.stats()
+    out = await engine.generate(ask("Which documents do I need to open an account?", max_tokens=12))
+    for _ in range(100):  # the batch's bookkeeping ends just after its last chunk reached us
+        after = engine.stats()
+        if after.slots_busy == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert (
+        after.slots_total == engine.config.max_batch_size
+        and after.slots_busy == 0
+        and after.requests_deferred == 0
+    )
+    assert after.server_starts == 1 and after.adapters_loaded >= 1
+    assert after.generated_tokens_total - before.generated_tokens_total == out.completion_tokens > 0
+    computed = out.prompt_tokens - out.cached_prompt_tokens
+    assert after.prompt_tokens_total - before.prompt_tokens_total == computed > 0
+    assert after.prompt_seconds_total > before.prompt_seconds_total
+    assert after.generated_seconds_total > before.generated_seconds_total
+
+
 async def test_greedy_base_generation_is_deterministic(engine: TransformersEngine) -> None:
     engine.runner.prefix_cache.clear()
     first = await engine.generate(ask(QUESTIONS[0]))

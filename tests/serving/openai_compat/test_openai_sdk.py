@@ -322,3 +322,39 @@ def test_langchain_chat_openai_answers_streams_and_reports_usage(stack):
         total = total + c
     assert total.content.strip()
     assert total.usage_metadata is not None and 0 < total.usage_metadata["output_tokens"] <= 10
+
+
+def test_the_generator_replica_s_engine_figures_reach_ray_s_metrics_port(ray_served):
+    """In the Ray graph the engine runs in the Generator replica: its figures come out of Ray's metrics agent
+    (ray_ prefix, tagged with the deployment), not the gateway's /metrics."""
+    import re
+    import time
+
+    import httpx
+
+    client = openai.OpenAI(
+        base_url=f"{ray_served.base}/v1", api_key=ray_served.key, max_retries=0, timeout=120
+    )
+    resp = client.chat.completions.create(
+        model=MODEL, messages=user("How long does a transfer to another bank take?"), max_tokens=9, seed=11
+    )
+    assert resp.usage.completion_tokens > 0
+    pattern = re.compile(
+        r'^ray_finserve_engine_generated_tokens_total\{[^}]*deployment="Generator"[^}]*engine="transformers"'
+        r"[^}]*\} ([0-9.e+]+)$",
+        re.M,
+    )
+    deadline, found = time.monotonic() + 120, None
+    while (
+        time.monotonic() < deadline
+    ):  # the replica exports every 5 s; Ray's agent collects on its own period
+        body = httpx.get(f"http://127.0.0.1:{ray_served.ray_metrics_port}/metrics", timeout=10).text
+        found = pattern.search(body)
+        if found and float(found.group(1)) > 0:
+            break
+        time.sleep(3)
+    assert found and float(found.group(1)) > 0, (
+        "no ray_finserve_engine_generated_tokens_total from the Generator: "
+        + "\n".join(line for line in body.splitlines() if "finserve" in line)[:3000]
+    )
+    assert re.search(r'^ray_finserve_engine_slots\{[^}]*deployment="Generator"', body, re.M)
