@@ -15,7 +15,7 @@ from finserve.serving.pipeline import Pipeline, RequestContext
 from finserve.serving.retrieval import Retriever
 from finserve.serving.routing import Router
 from finserve.serving.schemas import ChatCompletionRequest
-from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
+from finserve.serving.stages import LocalAudit, LocalGuard, RetrievalStage
 
 
 class _Generator:
@@ -46,7 +46,7 @@ class _CountingGuard(LocalGuard):
         self.chunks._scan_many = scan_many  # count what reaches Presidio through the chunk cache
 
 
-def _pipeline(cfg: ServingConfig, retrieval: LocalRetrieval) -> tuple[Pipeline, _CountingGuard]:
+def _pipeline(cfg: ServingConfig, retrieval: RetrievalStage) -> tuple[Pipeline, _CountingGuard]:
     """The real pipeline around ``retrieval``, with a guard that counts what reaches Presidio."""
     guard = _CountingGuard(PIIGuard(cfg.guard))
     return Pipeline(
@@ -67,7 +67,7 @@ async def test_warm_scans_every_answer_once_and_requests_then_hit_the_cache(
 
     cfg = stack_config(tmp_path, small_index)
     retriever = Retriever(cfg.retrieval)
-    pipeline, guard = _pipeline(cfg, LocalRetrieval(retriever))
+    pipeline, guard = _pipeline(cfg, retriever)
     try:
         assert await pipeline.warm() == 77
         assert len(guard.scanned) == 77 and len(set(guard.scanned)) == 77  # every answer text, once
@@ -84,13 +84,13 @@ async def test_warm_scans_every_answer_once_and_requests_then_hit_the_cache(
 async def test_warm_failure_leaves_requests_working(tmp_path: Path, small_index: Path) -> None:
     from stack_config import stack_config
 
-    class _Broken(LocalRetrieval):
+    class _Broken(Retriever):
         async def knowledge_texts(self) -> list[str]:
             raise RuntimeError("index not reachable yet")
 
     cfg = stack_config(tmp_path, small_index)
-    retriever = Retriever(cfg.retrieval)
-    pipeline, guard = _pipeline(cfg, _Broken(retriever))
+    retriever = _Broken(cfg.retrieval)
+    pipeline, guard = _pipeline(cfg, retriever)
     try:
         assert await pipeline.warm() == 0
         req = ChatCompletionRequest(

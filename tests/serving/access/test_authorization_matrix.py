@@ -32,7 +32,7 @@ from finserve.serving.oip_grpc.servicer import InferenceServicer
 from finserve.serving.pipeline import Pipeline
 from finserve.serving.retrieval import Embedder, Retriever
 from finserve.serving.routing import Router, RouterConfig
-from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
+from finserve.serving.stages import LocalAudit, LocalGuard
 
 STABLE = AdapterRef(name="banking77", version="1.0.0")
 CANARY = AdapterRef(name="banking77", version="1.1.0")
@@ -166,7 +166,7 @@ async def stack(tmp_path: Path, small_index: Path, monkeypatch):
     pipeline = Pipeline(
         cfg,
         guard=LocalGuard(PIIGuard(cfg.guard)),
-        retrieval=LocalRetrieval(retriever),
+        retrieval=retriever,
         intent=NoHead(),
         generator=Generator(),
         audit=LocalAudit(AuditLog(cfg.audit)),
