@@ -7,7 +7,7 @@ A fake, and why: the real retriever and engine run in the slow tests; these answ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 from finserve.contracts import AdapterNotFound
@@ -52,7 +52,8 @@ class Generator:
     With ``hold`` set, generate waits until ``release`` is set: a generation that occupies its slot. With
     ``hold_stream_at``, the stream stops before that word (``holding`` is set there) until the client goes
     away: only a closed or cancelled stream gets past. ``timings`` are the (first, last) token times an
-    engine's collect() reports. Only base@0.0.0 loads, as the real engine loads only what the registry holds.
+    engine's collect() reports. Only the ``adapters`` named load (None: any), as the real engine loads only
+    what the registry holds.
     """
 
     def __init__(
@@ -61,8 +62,10 @@ class Generator:
         *,
         hold_stream_at: int | None = None,
         timings: tuple[float, float] | None = None,
+        adapters: Collection[str] | None = ("base@0.0.0",),
     ) -> None:
         self.words = words or ["Your", "card", "arrives", "soon."]
+        self.adapters = adapters
         self.hold_stream_at = hold_stream_at
         self.timings = timings
         self.hold = False
@@ -71,7 +74,7 @@ class Generator:
         self.holding = asyncio.Event()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        _check_adapter(request)
+        self._check_adapter(request)
         self.started += 1
         if self.hold:
             await self.release.wait()
@@ -87,7 +90,7 @@ class Generator:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        _check_adapter(request)
+        self._check_adapter(request)
         for i, word in enumerate(self.words):
             if i == self.hold_stream_at:
                 self.holding.set()
@@ -99,10 +102,9 @@ class Generator:
                 usage=Usage(prompt_tokens=10, completion_tokens=i + 1) if last else None,
             )
 
-
-def _check_adapter(request: GenerationRequest) -> None:
-    if str(request.adapter) != "base@0.0.0":
-        raise AdapterNotFound(f"{request.adapter} is not in the registry")
+    def _check_adapter(self, request: GenerationRequest) -> None:
+        if self.adapters is not None and str(request.adapter) not in self.adapters:
+            raise AdapterNotFound(f"{request.adapter} is not in the registry")
 
 
 def scripted_pipeline(

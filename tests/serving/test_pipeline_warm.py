@@ -6,27 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scripted_stages import Generator
+
 from finserve.contracts import AdapterRef
 from finserve.serving.audit.log import AuditLog
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.guard.engine import PIIGuard
-from finserve.serving.inference.types import GenerationRequest, GenerationResult
 from finserve.serving.pipeline import Pipeline, RequestContext
 from finserve.serving.retrieval import Retriever
 from finserve.serving.routing import Router
 from finserve.serving.schemas import ChatCompletionRequest
 from finserve.serving.stages import LocalAudit, LocalGuard, RetrievalStage
-
-
-class _Generator:
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(
-            text="It is on its way.",
-            prompt_tokens=5,
-            completion_tokens=5,
-            finish_reason="stop",
-            adapter=AdapterRef.base(),
-        )
 
 
 class _NoHead:
@@ -54,7 +44,7 @@ def _pipeline(cfg: ServingConfig, retrieval: RetrievalStage) -> tuple[Pipeline, 
         guard=guard,
         retrieval=retrieval,
         intent=_NoHead(),
-        generator=_Generator(),
+        generator=Generator(),
         audit=LocalAudit(AuditLog(cfg.audit)),
         router=Router(cfg.router),
     ), guard
