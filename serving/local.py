@@ -58,7 +58,7 @@ class LocalStack:
 
     async def stop(self) -> None:
         await self.pipeline.aclose()  # shadows first: they may still be waiting on the engine
-        await self.engine.stop()
+        await self.generator.stop()
         self.retriever.close()
         await self.pipeline.audit.close()
 

@@ -120,6 +120,11 @@ class LocalGenerator:
                 await self.engine.start()
                 self._started = True
 
+    async def stop(self) -> None:
+        async with self._start_lock:
+            await self.engine.stop()
+            self._started = False  # a later start() loads it again (an app's lifespan may run twice)
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         await self.start()
         await self.engine.ensure_adapter(request.adapter)
