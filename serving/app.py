@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from ray import serve
 from ray.serve import Application
@@ -136,7 +136,10 @@ class Gateway(InferenceServicer, HealthServicer):
         if guard is not None:
             self._handles["guard"] = guard
         local_guard = PIIGuard(cfg.guard) if guard is None or audit is None else None
-        stage = remote(guard, GuardDeployment) if guard is not None else LocalGuard(local_guard)
+        # local_guard is built whenever guard is None
+        stage = (
+            remote(guard, GuardDeployment) if guard is not None else LocalGuard(cast(PIIGuard, local_guard))
+        )
         if audit is not None:
             self._handles["audit"] = audit
             audit_stage: AuditStage = remote(audit, AuditDeployment)
