@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from ray import serve
 from ray.serve import Application
@@ -18,97 +17,74 @@ from ray.serve.handle import DeploymentHandle
 
 from finserve.contracts import AdapterRef, AdapterRegistry
 
-from .audit.log import AuditConfig, AuditLog, AuditRecord
+from .audit.log import AuditConfig, AuditLog
 from .config import ServingConfig, StageResources
 from .exposure import start_metrics_listener
 from .gateway import create_api
-from .guard.chunk_cache import ChunkGuardCache
 from .guard.config import GuardConfig
-from .guard.engine import GuardResult, PIIGuard
+from .guard.engine import PIIGuard
 from .inference.builder import build_engine
 from .inference.config import GeneratorConfig
-from .inference.types import GenerationRequest, GenerationResult, StreamChunk
 from .intent import HeadScores, IntentClassifier, IntentConfig
 from .oip_grpc.health import HealthServicer
 from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
 from .pipeline import Pipeline
-from .retrieval import RetrievalConfig, RetrievalResult, Retriever, SearchFilters
+from .ray_handles import remote
+from .retrieval import RetrievalConfig, Retriever
 from .routing import Router
 from .settings import with_env
-from .stages import LocalAudit, LocalGuard, LocalRetrieval
-from .telemetry import carrier, setup_process, traced
+from .stages import AuditStage, LocalAudit, LocalGenerator, LocalGuard, RetrievalStage
+from .telemetry import setup_process, traced
 from .telemetry.engine_export import EngineMetricsExporter
 from .wiring import intent_assets
 
 log = logging.getLogger(__name__)
 
+# Each deployment is the stage class the in-process path uses (stages.py, or the retriever itself) plus
+# what a replica needs: its process setup, its config from a plain dict, a span per hot method (@traced:
+# it takes the caller's trace context), readiness. The gateway reaches each through ray_handles.remote.
 
-class GuardDeployment:
+
+class GuardDeployment(LocalGuard):
     def __init__(self, config: dict[str, Any]) -> None:
         setup_process("finserve-guard")
-        self.guard = PIIGuard(GuardConfig.model_validate(config))
-        self.chunks = ChunkGuardCache(self.guard.scan_each)
+        # In a worker thread, as Ray Serve ran the sync methods this replica had before: its loop stays free.
+        super().__init__(PIIGuard(GuardConfig.model_validate(config)), in_thread=True)
 
-    @traced("finserve.guard.scan_many")
-    def scan_many(self, texts: list[str]) -> list[GuardResult]:
-        return self.guard.scan_many(texts)
-
-    @traced("finserve.guard.scan_chunks")
-    def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
-        return self.chunks.scan_chunks(texts)
+    scan_many = traced("finserve.guard.scan_many")(LocalGuard.scan_many)
+    scan_chunks = traced("finserve.guard.scan_chunks")(LocalGuard.scan_chunks)
 
     def ready(self) -> bool:
         return True
 
 
-class RetrieverDeployment:
+class RetrieverDeployment(Retriever):
     def __init__(self, config: dict[str, Any]) -> None:
         setup_process("finserve-retriever")
-        self.retriever = Retriever(RetrievalConfig.model_validate(config))
+        super().__init__(RetrievalConfig.model_validate(config))
 
-    @traced("finserve.retriever.search")
-    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        return await self.retriever.search(masked_query, filters)
-
-    async def knowledge_texts(self) -> list[str]:
-        return await self.retriever.knowledge_texts()
-
-    async def embed_texts(self, texts: list[str]) -> list[list[float]]:
-        return await self.retriever.embed_texts(texts)
-
-    def ready(self) -> bool:
-        return self.retriever.ready()
+    search = traced("finserve.retriever.search")(Retriever.search)
 
 
-class GeneratorDeployment:
+class GeneratorDeployment(LocalGenerator):
     """The LLM engine and the intent classifier share a replica: both are per-adapter models."""
 
     def __init__(self, generator: dict[str, Any], intent: dict[str, Any]) -> None:
         setup_process("finserve-generator")
         gen_config = GeneratorConfig.model_validate(generator)
-        self.engine = build_engine(gen_config)
+        super().__init__(build_engine(gen_config))  # started by the first call (LocalGenerator.start)
         self.intent = IntentClassifier(
             IntentConfig.model_validate(intent),
             AdapterRegistry(registry_root(gen_config.registry)),
             intent_assets(),
         )
-        self._started = False
-        self._start_lock = asyncio.Lock()
         self._exporting: asyncio.Task[None] | None = None
         self._engine_name = gen_config.engine
 
-    async def _start(self) -> None:
-        # A fresh replica (Ray Serve's replacement for a dead one) gets the requests queued for it and the
-        # readiness probes at once: one load, the others wait. Unlocked, each call loaded its own model and
-        # swapped the engine's runner under a running decode, whose kernel then read freed weights (SIGSEGV).
-        if self._started:
-            return
-        async with self._start_lock:
-            if not self._started:
-                await self.engine.start()
-                self._started = True
-                self._export_engine_metrics()
+    async def start(self) -> None:
+        await super().start()
+        self._export_engine_metrics()
 
     def _export_engine_metrics(self) -> None:
         # Engines with figures of their own export them through Ray's metrics agent (this process has no
@@ -122,111 +98,39 @@ class GeneratorDeployment:
                 return
             self._exporting = asyncio.get_running_loop().create_task(exporter.run())
 
-    @traced("finserve.generator.generate")
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        await self._start()
-        await self.engine.ensure_adapter(request.adapter)
-        return await self.engine.generate(request)
-
-    @traced("finserve.generator.stream")
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        await self._start()
-        await self.engine.ensure_adapter(request.adapter)
-        async for chunk in self.engine.stream(request):
-            yield chunk
+    generate = traced("finserve.generator.generate")(LocalGenerator.generate)
+    stream = traced("finserve.generator.stream")(LocalGenerator.stream)
 
     @traced("finserve.generator.head_scores")
     async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
         return await self.intent.head_scores(masked_text, adapter)
 
     async def ready(self) -> bool:
-        await self._start()
+        await self.start()
         return self.engine.ready() and self.intent.ready()
 
     def queue_depth(self) -> int:
         return self.engine.queue_depth()
 
 
-class AuditDeployment:
+class AuditDeployment(LocalAudit):
     """One replica: the hash chain has one writer (the file lock also guards other processes)."""
 
     def __init__(self, config: dict[str, Any], guard: dict[str, Any]) -> None:
         setup_process("finserve-audit")
         # The audit log re-scans what it writes: a second line of defence if a caller ever slips.
-        self.log = AuditLog(
-            AuditConfig.model_validate(config), guard=PIIGuard(GuardConfig.model_validate(guard))
+        super().__init__(
+            AuditLog(AuditConfig.model_validate(config), guard=PIIGuard(GuardConfig.model_validate(guard)))
         )
 
-    @traced("finserve.audit.append")
-    def append(self, record: AuditRecord) -> str:
-        return self.log.append(record)
+    append = traced("finserve.audit.append")(LocalAudit.append)
 
-    def ready(self) -> bool:
-        return self.log.ready()
-
-    def close(self) -> None:
-        self.log.close()
+    async def close(self) -> None:
+        """Nothing, over a handle: gateways share this log, so none of them seals it; Ray stops the replica."""
 
     def __del__(self) -> None:
         # Ray Serve calls __del__ when it stops a replica: seal the log with a final checkpoint.
         self.log.close()
-
-
-# ---- handles seen through the pipeline's stage interfaces ----
-
-
-class _GuardHandle:
-    def __init__(self, h: DeploymentHandle) -> None:
-        self.h = h
-
-    async def scan_many(self, texts: list[str]) -> list[GuardResult]:
-        return await self.h.scan_many.remote(texts, _otel=carrier())
-
-    async def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
-        return await self.h.scan_chunks.remote(texts, _otel=carrier())
-
-
-class _RetrievalHandle:
-    def __init__(self, h: DeploymentHandle) -> None:
-        self.h = h
-
-    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        return await self.h.search.remote(masked_query, filters, _otel=carrier())
-
-    async def knowledge_texts(self) -> list[str]:
-        return await self.h.knowledge_texts.remote()
-
-    async def embed_texts(self, texts: list[str]) -> list[list[float]]:
-        return await self.h.embed_texts.remote(texts)
-
-
-class _GeneratorHandle:
-    def __init__(self, h: DeploymentHandle) -> None:
-        self.h = h
-
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return await self.h.generate.remote(request, _otel=carrier())
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        async for chunk in self.h.options(stream=True).stream.remote(request, _otel=carrier()):
-            yield chunk
-
-    async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
-        return await self.h.head_scores.remote(masked_text, adapter, _otel=carrier())
-
-
-class _AuditHandle:
-    def __init__(self, h: DeploymentHandle) -> None:
-        self.h = h
-
-    async def append(self, record: AuditRecord) -> str:
-        return await self.h.append.remote(record, _otel=carrier())
-
-    async def ready(self) -> bool:
-        return bool(await self.h.ready.remote())
-
-    async def close(self) -> None:
-        return None  # the Audit deployment seals the log when Ray stops it
 
 
 # One deployment is both ingresses: HTTP through the late-bound ASGI app, and gRPC because Ray
@@ -248,21 +152,23 @@ class Gateway(InferenceServicer, HealthServicer):
         self._local_retriever: Retriever | None = None
         if retriever is not None:
             self._handles["retriever"] = retriever
-            retrieval: _RetrievalHandle | LocalRetrieval = _RetrievalHandle(retriever)
+            retrieval: RetrievalStage = remote(retriever, RetrieverDeployment)
         else:  # retrieval_placement "gateway": embedded and searched in this replica, no Ray hop
-            self._local_retriever = Retriever(cfg.retrieval)
-            retrieval = LocalRetrieval(self._local_retriever)
+            self._local_retriever = retrieval = Retriever(cfg.retrieval)
         if guard is not None:
             self._handles["guard"] = guard
         local_guard = PIIGuard(cfg.guard) if guard is None or audit is None else None
-        stage = _GuardHandle(guard) if guard is not None else LocalGuard(local_guard)
+        # local_guard is built whenever guard is None
+        stage = (
+            remote(guard, GuardDeployment) if guard is not None else LocalGuard(cast(PIIGuard, local_guard))
+        )
         if audit is not None:
             self._handles["audit"] = audit
-            audit_stage: _AuditHandle | LocalAudit = _AuditHandle(audit)
+            audit_stage: AuditStage = remote(audit, AuditDeployment)
         else:  # audit_placement "gateway": appended here, re-scanned by this replica's guard
             audit_stage = LocalAudit(AuditLog(cfg.audit, guard=local_guard))
             self._local_audit = audit_stage
-        gen = _GeneratorHandle(generator)
+        gen = remote(generator, GeneratorDeployment)
         self.pipeline = Pipeline(
             cfg,
             guard=stage,

@@ -1,7 +1,7 @@
 """The pipeline in one process, without Ray: for `finserve eval`, tests and the operator's e2e.
 
-Same stage classes, same Pipeline, same HTTP app (and gRPC servicer) as the Ray Serve graph; only
-the hops differ.
+Same stage classes, same Pipeline, same HTTP app (and gRPC servicer) as the Ray Serve graph (whose
+deployments derive from these stage classes); only the hops differ.
 """
 
 from __future__ import annotations
@@ -28,16 +28,20 @@ from .paths import registry_root
 from .pipeline import Pipeline
 from .retrieval import Retriever
 from .routing import Router
-from .stages import LocalAudit, LocalGenerator, LocalGuard, LocalIntent, LocalRetrieval
+from .stages import LocalAudit, LocalGenerator, LocalGuard
 from .wiring import intent_assets
 
 
 @dataclass
 class LocalStack:
     pipeline: Pipeline
-    engine: Engine
+    generator: LocalGenerator
     retriever: Retriever
     intent: IntentClassifier
+
+    @property
+    def engine(self) -> Engine:
+        return self.generator.engine
 
     async def readiness(self) -> dict[str, bool]:
         return {
@@ -49,12 +53,12 @@ class LocalStack:
         }
 
     async def start(self) -> None:
-        await self.engine.start()
+        await self.generator.start()
         await self.pipeline.warm()
 
     async def stop(self) -> None:
         await self.pipeline.aclose()  # shadows first: they may still be waiting on the engine
-        await self.engine.stop()
+        await self.generator.stop()
         self.retriever.close()
         await self.pipeline.audit.close()
 
@@ -69,13 +73,14 @@ def build_local_stack(config: ServingConfig, *, with_generator: bool = True) -> 
     retriever = Retriever(config.retrieval)
     intent = IntentClassifier(config.intent, registry_for(config), intent_assets())
     engine = build_engine(config.generator)
+    generator = LocalGenerator(engine)
     guard = PIIGuard(config.guard)
     pipeline = Pipeline(
         config,
         guard=LocalGuard(guard),
-        retrieval=LocalRetrieval(retriever),
-        intent=LocalIntent(intent),
-        generator=LocalGenerator(engine),
+        retrieval=retriever,
+        intent=intent,
+        generator=generator,
         # The audit log re-scans what it writes: a second line of defence if a caller ever slips.
         audit=LocalAudit(AuditLog(config.audit, guard=guard)),
         router=Router(config.router),
@@ -85,7 +90,7 @@ def build_local_stack(config: ServingConfig, *, with_generator: bool = True) -> 
         from .inference.engine_metrics import EngineCollector
 
         pipeline.metrics.registry.register(EngineCollector(config.generator.engine, stats))
-    return LocalStack(pipeline=pipeline, engine=engine, retriever=retriever, intent=intent)
+    return LocalStack(pipeline=pipeline, generator=generator, retriever=retriever, intent=intent)
 
 
 def create_local_app(config: ServingConfig, *, grpc_port: int | None = None) -> FastAPI:

@@ -1,15 +1,16 @@
-"""The typed async interfaces the pipeline composes, and in-process implementations of them.
+"""The typed async interfaces the pipeline composes, and the stage classes that carry a decision of their own.
 
-In the Ray Serve app each stage is a deployment reached through a DeploymentHandle
-(serving/app.py wraps handles in these same interfaces); in-process, the plain stage objects are
-wrapped here. The pipeline cannot tell the difference, which is what lets one set of tests cover
-the logic without Ray.
+In-process (serving/local.py) the pipeline gets the retriever and the intent classifier as they are and
+the guard, generator and audit log wrapped in the classes below. In the Ray Serve app (serving/app.py)
+each deployment derives from the same class, and the gateway reaches it through one typed adapter over
+its DeploymentHandle (serving/ray_handles.py). The pipeline cannot tell the difference, which is what lets
+one set of tests cover the logic without Ray.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from finserve.contracts import AdapterRef
@@ -19,8 +20,8 @@ from .guard.chunk_cache import ChunkGuardCache
 from .guard.engine import GuardResult, PIIGuard
 from .inference.engine import Engine
 from .inference.types import GenerationRequest, GenerationResult, StreamChunk
-from .intent import HeadScores, IntentClassifier
-from .retrieval import RetrievalResult, Retriever, SearchFilters
+from .intent import HeadScores
+from .retrieval import RetrievalResult, SearchFilters
 
 
 class GuardStage(Protocol):
@@ -67,57 +68,78 @@ class AuditStage(Protocol):
         ...
 
 
-class LocalGuard:
-    """The guard called in this process (a few ms of CPU: cheaper inline than any hop)."""
+# ---- the stage implementations that carry a decision of their own ----
+#
+# The retriever and the intent classifier satisfy RetrievalStage and IntentStage as they are and are passed
+# to the pipeline directly. The classes below add what the plain objects lack; the Ray deployments in app.py
+# derive from them (adding only process setup and spans), so both paths run this code.
 
-    def __init__(self, guard: PIIGuard) -> None:
+
+class LocalGuard:
+    """The guard stage: Presidio plus the knowledge-chunk cache (chunk texts only, never user input).
+
+    Inline by default: a scan is a few ms of CPU, cheaper than any hop or thread handoff. ``in_thread``
+    scans in a worker thread instead, as the Guard replica does, so its event loop keeps taking calls.
+    """
+
+    def __init__(self, guard: PIIGuard, *, in_thread: bool = False) -> None:
         self.guard = guard
         self.chunks = ChunkGuardCache(guard.scan_each)
+        self._in_thread = in_thread
 
     async def scan_many(self, texts: list[str]) -> list[GuardResult]:
-        return self.guard.scan_many(texts)
+        return await self._run(self.guard.scan_many, texts)
 
     async def scan_chunks(self, texts: list[str]) -> list[GuardResult]:
-        return self.chunks.scan_chunks(texts)
+        return await self._run(self.chunks.scan_chunks, texts)
 
-
-class LocalRetrieval:
-    def __init__(self, retriever: Retriever) -> None:
-        self.retriever = retriever
-
-    async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
-        return await self.retriever.search(masked_query, filters)
-
-    async def knowledge_texts(self) -> list[str]:
-        return await self.retriever.knowledge_texts()
-
-    async def embed_texts(self, texts: list[str]) -> list[list[float]]:
-        return await self.retriever.embed_texts(texts)
-
-
-class LocalIntent:
-    def __init__(self, classifier: IntentClassifier) -> None:
-        self.classifier = classifier
-
-    async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
-        return await self.classifier.head_scores(masked_text, adapter)
+    async def _run(
+        self, scan: Callable[[list[str]], list[GuardResult]], texts: list[str]
+    ) -> list[GuardResult]:
+        return await asyncio.to_thread(scan, texts) if self._in_thread else scan(texts)
 
 
 class LocalGenerator:
+    """The generator stage over an engine: starts it once, then loads each request's adapter before decoding.
+
+    A Generator replica that Ray Serve starts in place of a dead one gets its queued requests and the
+    readiness probes at once: one load, the others wait. Unlocked, each call loaded its own model and
+    swapped the engine's runner under a running decode, whose kernel then read freed weights (SIGSEGV).
+    """
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        async with self._start_lock:
+            if not self._started:
+                await self.engine.start()
+                self._started = True
+
+    async def stop(self) -> None:
+        async with self._start_lock:
+            await self.engine.stop()
+            self._started = False  # a later start() loads it again (an app's lifespan may run twice)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        await self.start()
         await self.engine.ensure_adapter(request.adapter)
         return await self.engine.generate(request)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        await self.start()
         await self.engine.ensure_adapter(request.adapter)
         async for chunk in self.engine.stream(request):
             yield chunk
 
 
 class LocalAudit:
+    """The audit stage: one append at a time, off the event loop (a durable write is an fsync)."""
+
     def __init__(self, log: AuditLog) -> None:
         self.log = log
         self._lock = asyncio.Lock()

@@ -6,8 +6,17 @@ HTTP app answers with the trace id (``instrument_api``). Everything is a no-op w
 """
 
 from .process import setup_process
-from .ray_hops import carrier, traced
+from .ray_hops import carrier, takes_carrier, traced
 from .request import attach, note, stage_span
 from .timing import TokenClock
 
-__all__ = ["TokenClock", "attach", "carrier", "note", "setup_process", "stage_span", "traced"]
+__all__ = [
+    "TokenClock",
+    "attach",
+    "carrier",
+    "note",
+    "setup_process",
+    "stage_span",
+    "takes_carrier",
+    "traced",
+]

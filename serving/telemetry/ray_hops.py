@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -28,6 +28,8 @@ from finserve.contracts.telemetry import (
 
 _W3C = TraceContextTextMapPropagator()
 _LOG_KEY = "finserve.log"  # the request's ids (no content) for the remote side's log lines
+_TAKES_CARRIER = "__finserve_takes_carrier__"  # set on what @traced wraps: callers pass _otel=carrier()
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def carrier() -> dict[str, Any]:
@@ -72,10 +74,23 @@ def _stream_span(name: str, remote: dict[str, Any] | None) -> trace.Span:
     return tracer().start_span(name, context=parent)
 
 
-def traced(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Wrap a deployment method (sync, async or async generator) to take ``_otel=carrier()``."""
+def takes_carrier(method: Callable[..., Any]) -> bool:
+    """Whether ``method`` was wrapped with ``@traced`` (and so takes ``_otel=carrier()``)."""
+    return bool(getattr(method, _TAKES_CARRIER, False))
 
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+
+def traced(name: str) -> Callable[[F], F]:
+    """Wrap a deployment method (sync, async or async generator) to take ``_otel=carrier()``.
+
+    Typed as the method it wraps, so a deployment's signatures stay checkable against the stage
+    Protocols; the extra keyword is passed only by the handle adapter (serving/ray_handles.py)."""
+
+    def wrap(fn: F) -> F:
+        wrapped = _wrap(fn)
+        setattr(wrapped, _TAKES_CARRIER, True)
+        return cast(F, wrapped)
+
+    def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.isasyncgenfunction(fn):
 
             @functools.wraps(fn)

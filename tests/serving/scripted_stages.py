@@ -7,13 +7,13 @@ A fake, and why: the real retriever and engine run in the slow tests; these answ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 from finserve.contracts import AdapterNotFound
 from finserve.serving.audit import AuditConfig, AuditLog
 from finserve.serving.config import ServingConfig
-from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk
+from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk, Usage
 from finserve.serving.pipeline import Pipeline
 from finserve.serving.retrieval import Hit, RetrievalResult, SearchFilters
 from finserve.serving.routing import Router
@@ -47,40 +47,82 @@ class Retrieval:
 
 
 class Generator:
-    """Answers at once, or with `hold` set waits until released: a generation that occupies its slot."""
+    """Scripted ``words``, answered at once, as one text or a stream of words (usage on the last chunk).
 
-    def __init__(self) -> None:
+    With ``hold`` set, generate waits until ``release`` is set: a generation that occupies its slot. With
+    ``hold_stream_at``, the stream stops before that word (``holding`` is set there) until the client goes
+    away: only a closed or cancelled stream gets past. ``timings`` are the (first, last) token times an
+    engine's collect() reports. Only the ``adapters`` named load (None: any), as the real engine loads only
+    what the registry holds.
+    """
+
+    def __init__(
+        self,
+        words: list[str] | None = None,
+        *,
+        hold_stream_at: int | None = None,
+        timings: tuple[float, float] | None = None,
+        adapters: Collection[str] | None = ("base@0.0.0",),
+    ) -> None:
+        self.words = words or ["Your", "card", "arrives", "soon."]
+        self.adapters = adapters
+        self.hold_stream_at = hold_stream_at
+        self.timings = timings
         self.hold = False
         self.started = 0
         self.release = asyncio.Event()
+        self.holding = asyncio.Event()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        if str(request.adapter) != "base@0.0.0":  # as the real engine: only what the registry holds loads
-            raise AdapterNotFound(f"{request.adapter} is not in the registry")
+        self._check_adapter(request)
         self.started += 1
         if self.hold:
             await self.release.wait()
+        first, last = self.timings or (None, None)
         return GenerationResult(
-            text="Your card arrives soon.",
+            text=" ".join(self.words),
             prompt_tokens=10,
-            completion_tokens=5,
+            completion_tokens=len(self.words),
             finish_reason="stop",
             adapter=request.adapter,
+            first_token_s=first,
+            last_token_s=last,
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        yield StreamChunk(delta="Soon.", finish_reason="stop")
+        self._check_adapter(request)
+        for i, word in enumerate(self.words):
+            if i == self.hold_stream_at:
+                self.holding.set()
+                await asyncio.Event().wait()  # never set
+            last = i == len(self.words) - 1
+            yield StreamChunk(
+                delta=word + ("" if last else " "),
+                finish_reason="stop" if last else None,
+                usage=Usage(prompt_tokens=10, completion_tokens=i + 1) if last else None,
+            )
+
+    def _check_adapter(self, request: GenerationRequest) -> None:
+        if self.adapters is not None and str(request.adapter) not in self.adapters:
+            raise AdapterNotFound(f"{request.adapter} is not in the registry")
 
 
-def scripted_pipeline(cfg: ServingConfig, tmp_path: Path, guard: LocalGuard) -> Pipeline:
+def scripted_pipeline(
+    cfg: ServingConfig,
+    tmp_path: Path,
+    guard: LocalGuard,
+    *,
+    generator: Generator | None = None,
+    retrieval: Retrieval | None = None,
+) -> Pipeline:
     """A Pipeline with the real guard, router and audit log (under tmp_path) and the scripted stages."""
     cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl")
     return Pipeline(
         cfg,
         guard=guard,
-        retrieval=Retrieval(),
-        intent=None,
-        generator=Generator(),  # type: ignore[arg-type]
+        retrieval=retrieval or Retrieval(),
+        intent=None,  # type: ignore[arg-type]  # no adapter head: the base adapter makes no head call
+        generator=generator or Generator(),
         audit=LocalAudit(AuditLog(cfg.audit)),
         router=Router(cfg.router),
     )

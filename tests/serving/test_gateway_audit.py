@@ -13,58 +13,27 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from readonly import read_only
-from scripted_stages import Retrieval
+from scripted_stages import Generator, scripted_pipeline
 
-from finserve.serving.audit import AuditConfig, AuditLog, read_records
+from finserve.serving.audit import read_records
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.errors import AuditUnavailable
 from finserve.serving.gateway import create_api
 from finserve.serving.guard.engine import PIIGuard
-from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk, Usage
 from finserve.serving.pipeline import Pipeline, RequestContext
-from finserve.serving.routing import Router
 from finserve.serving.schemas import ChatCompletionRequest
-from finserve.serving.stages import LocalAudit, LocalGuard
+from finserve.serving.stages import LocalGuard
 
 WORDS = [f"word{i:02d}" for i in range(40)]  # 280 characters: past the stream guard's holdback
 HOLD_AT = 30
 DEADLOCK_GUARD_S = 60  # only bounds a hang; nothing here asserts a duration
-
-
-class Generator:
-    """Scripted words; with `hold`, the stream stops before word HOLD_AT until the client goes away."""
-
-    def __init__(self, hold: bool = False) -> None:
-        self.hold = hold
-        self.holding = asyncio.Event()
-
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(
-            text=" ".join(WORDS),
-            prompt_tokens=10,
-            completion_tokens=len(WORDS),
-            finish_reason="stop",
-            adapter=request.adapter,
-        )
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        for i, word in enumerate(WORDS):
-            if self.hold and i == HOLD_AT:
-                self.holding.set()
-                await asyncio.Event().wait()  # never set: only a closed or cancelled stream gets past
-            last = i == len(WORDS) - 1
-            yield StreamChunk(
-                delta=word + ("" if last else " "),
-                finish_reason="stop" if last else None,
-                usage=Usage(prompt_tokens=10, completion_tokens=i + 1) if last else None,
-            )
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +42,9 @@ def guard() -> LocalGuard:
 
 
 def _pipeline(tmp_path: Path, guard: LocalGuard, hold: bool = False) -> Pipeline:
-    cfg = ServingConfig()
-    cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl")
-    return Pipeline(
-        cfg,
-        guard=guard,
-        retrieval=Retrieval(),
-        intent=None,
-        generator=Generator(hold),  # type: ignore[arg-type]
-        audit=LocalAudit(AuditLog(cfg.audit)),
-        router=Router(cfg.router),
-    )
+    """Scripted words; with `hold`, the stream stops before word HOLD_AT until the client goes away."""
+    generator = Generator(WORDS, hold_stream_at=HOLD_AT if hold else None)
+    return scripted_pipeline(ServingConfig(), tmp_path, guard, generator=generator)
 
 
 def _request(stream: bool = False) -> ChatCompletionRequest:

@@ -30,7 +30,7 @@ from finserve.serving.pipeline import Pipeline, RequestContext
 from finserve.serving.retrieval import Embedder, Retriever
 from finserve.serving.routing import Router, RouterConfig
 from finserve.serving.schemas import ChatCompletionRequest
-from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
+from finserve.serving.stages import LocalAudit, LocalGuard
 
 STABLE = AdapterRef(name="banking77", version="1.0.0")
 CANARY = AdapterRef(name="banking77", version="1.1.0")
@@ -136,7 +136,7 @@ async def stack(tmp_path: Path, small_index: Path, guard: LocalGuard, embedder: 
     pipeline = Pipeline(
         cfg,
         guard=guard,
-        retrieval=LocalRetrieval(retriever),
+        retrieval=retriever,
         intent=head,
         generator=gen,
         audit=LocalAudit(AuditLog(cfg.audit)),

@@ -6,27 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scripted_stages import Generator
+
 from finserve.contracts import AdapterRef
 from finserve.serving.audit.log import AuditLog
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.guard.engine import PIIGuard
-from finserve.serving.inference.types import GenerationRequest, GenerationResult
 from finserve.serving.pipeline import Pipeline, RequestContext
 from finserve.serving.retrieval import Retriever
 from finserve.serving.routing import Router
 from finserve.serving.schemas import ChatCompletionRequest
-from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
-
-
-class _Generator:
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(
-            text="It is on its way.",
-            prompt_tokens=5,
-            completion_tokens=5,
-            finish_reason="stop",
-            adapter=AdapterRef.base(),
-        )
+from finserve.serving.stages import LocalAudit, LocalGuard, RetrievalStage
 
 
 class _NoHead:
@@ -46,7 +36,7 @@ class _CountingGuard(LocalGuard):
         self.chunks._scan_many = scan_many  # count what reaches Presidio through the chunk cache
 
 
-def _pipeline(cfg: ServingConfig, retrieval: LocalRetrieval) -> tuple[Pipeline, _CountingGuard]:
+def _pipeline(cfg: ServingConfig, retrieval: RetrievalStage) -> tuple[Pipeline, _CountingGuard]:
     """The real pipeline around ``retrieval``, with a guard that counts what reaches Presidio."""
     guard = _CountingGuard(PIIGuard(cfg.guard))
     return Pipeline(
@@ -54,7 +44,7 @@ def _pipeline(cfg: ServingConfig, retrieval: LocalRetrieval) -> tuple[Pipeline, 
         guard=guard,
         retrieval=retrieval,
         intent=_NoHead(),
-        generator=_Generator(),
+        generator=Generator(),
         audit=LocalAudit(AuditLog(cfg.audit)),
         router=Router(cfg.router),
     ), guard
@@ -67,7 +57,7 @@ async def test_warm_scans_every_answer_once_and_requests_then_hit_the_cache(
 
     cfg = stack_config(tmp_path, small_index)
     retriever = Retriever(cfg.retrieval)
-    pipeline, guard = _pipeline(cfg, LocalRetrieval(retriever))
+    pipeline, guard = _pipeline(cfg, retriever)
     try:
         assert await pipeline.warm() == 77
         assert len(guard.scanned) == 77 and len(set(guard.scanned)) == 77  # every answer text, once
@@ -84,13 +74,13 @@ async def test_warm_scans_every_answer_once_and_requests_then_hit_the_cache(
 async def test_warm_failure_leaves_requests_working(tmp_path: Path, small_index: Path) -> None:
     from stack_config import stack_config
 
-    class _Broken(LocalRetrieval):
+    class _Broken(Retriever):
         async def knowledge_texts(self) -> list[str]:
             raise RuntimeError("index not reachable yet")
 
     cfg = stack_config(tmp_path, small_index)
-    retriever = Retriever(cfg.retrieval)
-    pipeline, guard = _pipeline(cfg, _Broken(retriever))
+    retriever = _Broken(cfg.retrieval)
+    pipeline, guard = _pipeline(cfg, retriever)
     try:
         assert await pipeline.warm() == 0
         req = ChatCompletionRequest(

@@ -16,6 +16,7 @@ import grpc
 import httpx
 import pytest
 from jwks_util import AUDIENCE, ISSUER, rsa_key, write_jwks
+from scripted_stages import Generator
 
 from finserve.contracts import AdapterRef, Route
 from finserve.serving.access import AuthConfig, JwtConfig
@@ -24,7 +25,6 @@ from finserve.serving.audit import AuditLog, read_records
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.gateway import create_api
 from finserve.serving.guard.engine import PIIGuard
-from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk, Usage
 from finserve.serving.oip_grpc import grpc_predict_v2_pb2 as pb
 from finserve.serving.oip_grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from finserve.serving.oip_grpc.server import start_grpc_server
@@ -32,29 +32,12 @@ from finserve.serving.oip_grpc.servicer import InferenceServicer
 from finserve.serving.pipeline import Pipeline
 from finserve.serving.retrieval import Embedder, Retriever
 from finserve.serving.routing import Router, RouterConfig
-from finserve.serving.stages import LocalAudit, LocalGuard, LocalRetrieval
+from finserve.serving.stages import LocalAudit, LocalGuard
 
 STABLE = AdapterRef(name="banking77", version="1.0.0")
 CANARY = AdapterRef(name="banking77", version="1.1.0")
 GONE = "banking77@0.9.0"  # a version the route does not serve (e.g. rolled back)
 LEGACY = "legacy-s3cret-0123456789"
-
-
-class Generator:
-    """Scripted answers (see the module docstring)."""
-
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(
-            text="Your card is on its way.",
-            prompt_tokens=20,
-            completion_tokens=6,
-            finish_reason="stop",
-            adapter=request.adapter,
-        )
-
-    async def stream(self, request: GenerationRequest):
-        yield StreamChunk(delta="Your card is on its way.")
-        yield StreamChunk(finish_reason="stop", usage=Usage(prompt_tokens=20, completion_tokens=6))
 
 
 class NoHead:
@@ -166,9 +149,9 @@ async def stack(tmp_path: Path, small_index: Path, monkeypatch):
     pipeline = Pipeline(
         cfg,
         guard=LocalGuard(PIIGuard(cfg.guard)),
-        retrieval=LocalRetrieval(retriever),
+        retrieval=retriever,
         intent=NoHead(),
-        generator=Generator(),
+        generator=Generator(["Your", "card", "is", "on", "its", "way."], adapters=None),
         audit=LocalAudit(AuditLog(cfg.audit)),
         router=Router(cfg.router),
     )

@@ -9,22 +9,19 @@ trace across Ray deployments): what is under test is the spans' wiring, not retr
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from scripted_stages import Retrieval
+from scripted_stages import Generator, Retrieval, scripted_pipeline
 
-from finserve.serving.audit import AuditConfig, AuditLog, read_records
+from finserve.serving.audit import read_records
 from finserve.serving.config import DEFAULT_MODEL, ServingConfig
 from finserve.serving.gateway import create_api
 from finserve.serving.guard.engine import PIIGuard
-from finserve.serving.inference.types import GenerationRequest, GenerationResult, StreamChunk, Usage
 from finserve.serving.pipeline import Pipeline
-from finserve.serving.routing import Router
-from finserve.serving.stages import LocalAudit, LocalGuard
+from finserve.serving.stages import LocalGuard
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -34,29 +31,6 @@ STAGES = {"guard_input", "retrieval", "guard_context", "intent", "generate", "gu
 WORDS = ["Cards", "arrive", "within", "five", "working", "days."]
 
 
-class Generator:
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
-        # As the engines' collect() reports it: first text 0.05 s, last 0.3 s after taking the request.
-        return GenerationResult(
-            text=" ".join(WORDS),
-            prompt_tokens=10,
-            completion_tokens=len(WORDS),
-            finish_reason="stop",
-            adapter=request.adapter,
-            first_token_s=0.05,
-            last_token_s=0.3,
-        )
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        for i, word in enumerate(WORDS):
-            last = i == len(WORDS) - 1
-            yield StreamChunk(
-                delta=word + ("" if last else " "),
-                finish_reason="stop" if last else None,
-                usage=Usage(prompt_tokens=10, completion_tokens=i + 1) if last else None,
-            )
-
-
 @pytest.fixture(scope="module")
 def guard() -> LocalGuard:
     return LocalGuard(PIIGuard(ServingConfig().guard))
@@ -64,16 +38,10 @@ def guard() -> LocalGuard:
 
 @pytest.fixture
 def app(tmp_path: Path, guard: LocalGuard, spans: InMemorySpanExporter) -> tuple[TestClient, Pipeline]:
-    cfg = ServingConfig()
-    cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl")
-    pipeline = Pipeline(
-        cfg,
-        guard=guard,
-        retrieval=Retrieval(cache="miss"),
-        intent=None,
-        generator=Generator(),  # type: ignore[arg-type]
-        audit=LocalAudit(AuditLog(cfg.audit)),
-        router=Router(cfg.router),
+    # As the engines' collect() reports it: first text 0.05 s, last 0.3 s after taking the request.
+    generator = Generator(WORDS, timings=(0.05, 0.3))
+    pipeline = scripted_pipeline(
+        ServingConfig(), tmp_path, guard, generator=generator, retrieval=Retrieval("miss")
     )
 
     async def ready() -> dict[str, bool]:
