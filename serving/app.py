@@ -18,6 +18,7 @@ from ray.serve.handle import DeploymentHandle
 from finserve.contracts import AdapterRef, AdapterRegistry
 
 from .audit.log import AuditConfig, AuditLog, AuditRecord
+from .audit.status import CachedRefusal
 from .config import ServingConfig, StageResources
 from .exposure import start_metrics_listener
 from .gateway import create_api
@@ -32,6 +33,7 @@ from .oip_grpc.health import HealthServicer
 from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
 from .pipeline import Pipeline
+from .ray_replicas import running_replicas
 from .retrieval import RetrievalConfig, RetrievalResult, Retriever, SearchFilters
 from .routing import Router
 from .settings import with_env
@@ -145,6 +147,9 @@ class AuditDeployment:
     def ready(self) -> bool:
         return self.log.ready()
 
+    def refusal(self) -> str | None:
+        return self.log.refusal()
+
     def close(self) -> None:
         self.log.close()
 
@@ -195,10 +200,22 @@ class _GeneratorHandle:
     async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
         return await self.h.head_scores.remote(masked_text, adapter, _otel=carrier())
 
+    # StageHealth: what the pipeline's generator gate probes while no replica answers.
+    async def ready(self) -> bool:
+        return bool(await self.h.ready.remote())
+
+    def replicas(self) -> int | None:
+        return running_replicas(self.h)
+
 
 class _AuditHandle:
-    def __init__(self, h: DeploymentHandle) -> None:
+    def __init__(self, h: DeploymentHandle, status_ttl_s: float) -> None:
         self.h = h
+        # Asked at most every status_ttl_s: a Ray hop per request would cost more than the check itself.
+        self._refusal = CachedRefusal(lambda: self.h.refusal.remote(), status_ttl_s)
+
+    async def refusal(self) -> str | None:
+        return await self._refusal.get()
 
     async def append(self, record: AuditRecord) -> str:
         return await self.h.append.remote(record, _otel=carrier())
@@ -239,7 +256,7 @@ class Gateway(InferenceServicer, HealthServicer):
         stage = _GuardHandle(guard) if guard is not None else LocalGuard(local_guard)
         if audit is not None:
             self._handles["audit"] = audit
-            audit_stage: _AuditHandle | LocalAudit = _AuditHandle(audit)
+            audit_stage: _AuditHandle | LocalAudit = _AuditHandle(audit, cfg.audit.status_ttl_s)
         else:  # audit_placement "gateway": appended here, re-scanned by this replica's guard
             audit_stage = LocalAudit(AuditLog(cfg.audit, guard=local_guard))
             self._local_audit = audit_stage
@@ -252,6 +269,7 @@ class Gateway(InferenceServicer, HealthServicer):
             generator=gen,
             audit=audit_stage,
             router=Router(cfg.router),
+            generator_health=gen,
         )
         InferenceServicer.__init__(self, self.pipeline, self.readiness)
         self._metrics = start_metrics_listener(
