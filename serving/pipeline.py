@@ -39,7 +39,7 @@ from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_hea
 from .metrics import ServingMetrics, tenant_label
 from .paths import data_dir
 from .prompt import build_messages, intent_first
-from .retrieval import RetrievalResult, SearchFilters
+from .retrieval import IndexMissing, RetrievalResult, SearchFilters, VectorStoreUnavailable
 from .retrieval.pii_policy import held_back, quarantine_counts, quarantine_path, read_quarantine
 from .routing import RouteChoice, Router
 from .schemas import (
@@ -287,7 +287,14 @@ class Pipeline:
             log.warning("request %s refused before generating: %s", ctx.request_id, refusal)
             raise AuditUnavailable()
 
-        found, head = await self._search(query, ctx.choice.adapter, self._filters(ctx.tenant), ctx)
+        try:
+            found, head = await self._search(query, ctx.choice.adapter, self._filters(ctx.tenant), ctx)
+        except Exception as exc:
+            if _store_down(exc):
+                self.metrics.vector_store_unavailable.inc()
+            raise
+        if found.cache == "answers":  # Milvus was down: only the answers held in memory were searched
+            self.metrics.vector_store_unavailable.inc()
         # Counted here from what the retriever reports: its own counters live in its process (a Ray replica
         # or the default registry), which this gateway's /metrics does not expose.
         for tier, result in found.lookups.items():
@@ -883,6 +890,14 @@ class _Stream:
 
     async def aclose(self) -> None:
         await self._rest.aclose()
+
+
+def _store_down(exc: BaseException) -> bool:
+    """Retrieval failed because the vector store is down (not because the index is missing); errors from the
+    Retriever deployment arrive wrapped by Ray, with ours as ``cause``."""
+    cause = getattr(exc, "cause", None)
+    err = cause if isinstance(cause, BaseException) else exc
+    return isinstance(err, VectorStoreUnavailable) and not isinstance(err, IndexMissing)
 
 
 def ctx_id(key: str) -> str:
