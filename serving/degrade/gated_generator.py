@@ -47,6 +47,11 @@ class GeneratorGate:
         self._on_change = on_change
         self._prober: asyncio.Task[None] | None = None
 
+    @property
+    def prober(self) -> asyncio.Task[None] | None:
+        """The background probe while the gate is open (done once it closed it)."""
+        return self._prober
+
     def check(self) -> None:
         """Raise GeneratorUnavailable while the gate is open (or opens now: the handle sees no replica)."""
         admitted, opened = self.gate.admit(self._replicas())
