@@ -78,6 +78,7 @@ class Load:
         unique: bool = False,
         limit: int | None = None,
         max_tokens: int = MAX_TOKENS,
+        pace_s: float = 0.0,
     ) -> None:
         self.base, self.prefix, self.unique, self.limit, self.max_tokens = (
             base,
@@ -86,6 +87,7 @@ class Load:
             limit,
             max_tokens,
         )
+        self.pace_s = pace_s  # each thread starts a request at most this often (0: as soon as one ends)
         self.rows: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self._lock = threading.Lock()
@@ -122,6 +124,9 @@ class Load:
                 )
                 with self._lock:
                     self.rows.append(row)
+                wait = self.pace_s - (row["done"] - row["started"])
+                if wait > 0:
+                    self.stop.wait(wait)
 
 
 def question(i: int, unique: bool) -> str:
@@ -581,11 +586,15 @@ def _ensure(stack: Stack, out: dict[str, Any]) -> bool:
 
 
 def row_replica_kill(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    out: dict[str, Any] = {"setup": {"client_threads": args.concurrency_kill, "max_tokens": MAX_TOKENS}}
+    out: dict[str, Any] = {
+        "setup": {"client_threads": args.concurrency_kill, "max_tokens": MAX_TOKENS, "pace_s": args.pace_s}
+    }
     if not _ensure(stack, out):
         return out
     [victim] = stack.replicas("Generator")
-    load = Load(stack.base, "replica", args.concurrency_kill).start()
+    # Paced: answers that come back in milliseconds (the fallback) must not turn the clients into a flood
+    # (4 closed-loop threads then sent 400 requests/s, rate-limited 429, and slowed the replacement's start).
+    load = Load(stack.base, "replica", args.concurrency_kill, pace_s=args.pace_s).start()
     time.sleep(args.warm_s)
     while load.in_flight() == 0:
         time.sleep(0.1)
@@ -832,6 +841,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--grace-s", type=float, default=30, help="sigterm: the grace period (Kubernetes' default)."
+    )
+    ap.add_argument(
+        "--pace-s",
+        type=float,
+        default=0.5,
+        help="replica_kill: each client thread starts a request at most this often (0: closed loop).",
     )
     ap.add_argument(
         "--generator-breaker",

@@ -7,6 +7,7 @@ still fails closed on its own when a line cannot be made durable.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,8 +27,10 @@ def refusal_reason(*, free_bytes: int, read_only: bool, writable: bool, margin_b
 
 
 class CachedRefusal:
-    """The audit stage's refusal reason, fetched at most every ``ttl_s`` (one fetch at a time: callers meanwhile
-    get the last known reason). A fetch that fails counts as no reason: the append decides then."""
+    """The audit stage's refusal reason. A clear answer is reused for ``ttl_s``; a refusal is asked again on
+    the next call, so answers resume with the first request after space returns (a refused request costs
+    little, and its own line is written or tried anyway). One fetch at a time: concurrent callers wait for
+    it. A fetch that fails counts as no reason: the append decides then."""
 
     def __init__(
         self,
@@ -40,18 +43,26 @@ class CachedRefusal:
         self._clock = clock
         self._reason: str | None = None
         self._at: float | None = None
-        self._fetching = False
+        self._pending: asyncio.Future[str | None] | None = None
 
     async def get(self) -> str | None:
-        if self._fetching or (self._at is not None and self._clock() - self._at < self.ttl_s):
-            return self._reason
-        self._fetching = True
+        if self._pending is not None:
+            return await asyncio.shield(self._pending)
+        if self._reason is None and self._at is not None and self._clock() - self._at < self.ttl_s:
+            return None
+        self._pending = asyncio.ensure_future(self._refresh())
+        try:
+            return await asyncio.shield(self._pending)
+        finally:
+            if self._pending is not None and self._pending.done():
+                self._pending = None
+
+    async def _refresh(self) -> str | None:
         try:
             self._reason = await self._fetch()
         except Exception as exc:  # noqa: BLE001 - an early check that cannot run must not refuse by itself
             log.debug("audit status unknown: %s", type(exc).__name__)
             self._reason = None
-        finally:
-            self._fetching = False
-            self._at = self._clock()
+        self._at = self._clock()
+        self._pending = None
         return self._reason

@@ -33,19 +33,38 @@ class Clock:
         return self.now
 
 
-async def test_the_reason_is_fetched_at_most_once_per_ttl() -> None:
-    clock, answers, calls = Clock(), ["full", None], []
+async def test_a_clear_answer_is_reused_for_the_ttl_a_refusal_is_asked_again() -> None:
+    clock, answers, calls = Clock(), [None, "full", None, None], []
 
     async def fetch() -> str | None:
         calls.append(clock.now)
         return answers[len(calls) - 1]
 
     cached = CachedRefusal(fetch, 1.0, clock)
-    assert await cached.get() == "full"
+    assert await cached.get() is None
     clock.now += 0.5
-    assert await cached.get() == "full" and len(calls) == 1
+    assert await cached.get() is None and len(calls) == 1  # reused within the TTL
     clock.now += 0.6
-    assert await cached.get() is None and len(calls) == 2
+    assert await cached.get() == "full" and len(calls) == 2
+    assert await cached.get() is None and len(calls) == 3  # a refusal is not reused: space came back
+    assert await cached.get() is None and len(calls) == 3
+
+
+async def test_concurrent_callers_share_one_fetch() -> None:
+    import asyncio
+
+    release, calls = asyncio.Event(), []
+
+    async def fetch() -> str | None:
+        calls.append(1)
+        await release.wait()
+        return "full"
+
+    cached = CachedRefusal(fetch, 0.0, Clock())
+    waiting = [asyncio.ensure_future(cached.get()) for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*waiting) == ["full"] * 3 and len(calls) == 1
 
 
 async def test_a_fetch_that_fails_refuses_nothing() -> None:
