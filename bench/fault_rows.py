@@ -78,6 +78,7 @@ class Load:
         unique: bool = False,
         limit: int | None = None,
         max_tokens: int = MAX_TOKENS,
+        pace_s: float = 0.0,
     ) -> None:
         self.base, self.prefix, self.unique, self.limit, self.max_tokens = (
             base,
@@ -86,6 +87,7 @@ class Load:
             limit,
             max_tokens,
         )
+        self.pace_s = pace_s  # each thread starts a request at most this often (0: as soon as one ends)
         self.rows: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self._lock = threading.Lock()
@@ -122,6 +124,9 @@ class Load:
                 )
                 with self._lock:
                     self.rows.append(row)
+                wait = self.pace_s - (row["done"] - row["started"])
+                if wait > 0:
+                    self.stop.wait(wait)
 
 
 def question(i: int, unique: bool) -> str:
@@ -315,6 +320,8 @@ def row_audit_full(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "setup": {
             "audit_fs": "tmpfs 24 MiB",
             "min_free_bytes": 8 * 1024 * 1024,
+            "refuse_below_free_bytes": cfg.audit.refuse_below_free_bytes,
+            "status_ttl_s": cfg.audit.status_ttl_s,
             "client_threads": 2,
             "per_phase": args.per_phase,
             "max_tokens": MAX_TOKENS,
@@ -429,7 +436,7 @@ def _wait_port(port: int, timeout: float) -> None:
 class Stack:
     """`finserve up` as a child process on a data dir of its own (index copied, model and adapters linked)."""
 
-    def __init__(self, work: Path, port: int) -> None:
+    def __init__(self, work: Path, port: int, generator_breaker: bool = True) -> None:
         self.work, self.http, self.grpc = work, port + 1, port + 2
         self.data = work / "data"
         self.base = f"http://127.0.0.1:{self.http}"
@@ -444,8 +451,10 @@ class Stack:
         self.config.write_text(
             f"generator: {{max_new_tokens: {MAX_TOKENS}}}\n"
             "exposure: {metrics_port: null, metrics_on_api_port: true}\n"
+            f"degrade: {{generator_breaker: {{enabled: {str(generator_breaker).lower()}}}}}\n"
         )
         self.audit = self.data / "audit" / "audit.jsonl"
+        self.generator_breaker = generator_breaker
         self.seen: dict[int, str] = {}  # every pid of the stack's tree seen, with its name
         self.ray_tmp = f"/tmp/fr{os.getpid()}"  # short: Ray's socket paths must fit 107 bytes
 
@@ -577,11 +586,15 @@ def _ensure(stack: Stack, out: dict[str, Any]) -> bool:
 
 
 def row_replica_kill(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    out: dict[str, Any] = {"setup": {"client_threads": args.concurrency_kill, "max_tokens": MAX_TOKENS}}
+    out: dict[str, Any] = {
+        "setup": {"client_threads": args.concurrency_kill, "max_tokens": MAX_TOKENS, "pace_s": args.pace_s}
+    }
     if not _ensure(stack, out):
         return out
     [victim] = stack.replicas("Generator")
-    load = Load(stack.base, "replica", args.concurrency_kill).start()
+    # Paced: answers that come back in milliseconds (the fallback) must not turn the clients into a flood
+    # (4 closed-loop threads then sent 400 requests/s, rate-limited 429, and slowed the replacement's start).
+    load = Load(stack.base, "replica", args.concurrency_kill, pace_s=args.pace_s).start()
     time.sleep(args.warm_s)
     while load.in_flight() == 0:
         time.sleep(0.1)
@@ -601,17 +614,20 @@ def row_replica_kill(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         time.sleep(1)
     load.stop.set()
     rows = load.join()
+    first_generated = first_after(rows, at, lambda r: r["status"] == 200 and not r["degraded"])
+    # The window without a generator: requests sent after the kill until the first generated answer came back.
+    window = [r for r in rows if at <= r["started"] < at + (first_generated or 0.0)]
     out.update(
         {
+            "generator_breaker": stack.generator_breaker,
+            "no_replica_window": summary(window),
             "killed": {
                 "pid": victim.pid,
                 "name": _name(victim) if victim.is_running() else "ServeReplica:finserve:Generator",
                 "in_flight_at_kill": in_flight,
             },
             "replica_process_back_s": back,
-            "first_generated_answer_after_kill_s": first_after(
-                rows, at, lambda r: r["status"] == 200 and not r["degraded"]
-            ),
+            "first_generated_answer_after_kill_s": first_generated,
             "before": summary([r for r in rows if r["done"] <= at]),
             "after": summary([r for r in rows if r["done"] > at], at),
             "audit": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
@@ -826,6 +842,20 @@ def main() -> None:
     ap.add_argument(
         "--grace-s", type=float, default=30, help="sigterm: the grace period (Kubernetes' default)."
     )
+    ap.add_argument(
+        "--pace-s",
+        type=float,
+        default=0.5,
+        help="replica_kill: each client thread starts a request at most this often (0: closed loop).",
+    )
+    ap.add_argument(
+        "--generator-breaker",
+        choices=("on", "off"),
+        default="on",
+        help="`finserve up` rows: degrade.generator_breaker.enabled (off: calls wait in Ray Serve's queue "
+        "for a replacement replica, the behaviour before the breaker; replica_kill then writes "
+        "fault_replica_kill_breaker_off.json).",
+    )
     args = ap.parse_args()
     os.environ.setdefault("FINSERVE_DATA_DIR", str(VAR))
     rows = args.rows.split(",")
@@ -833,14 +863,17 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown rows: {unknown}")
     work = Path(tempfile.mkdtemp(prefix="fault-rows-"))
-    stack = Stack(work, args.port) if any(r in STACK for r in rows) else None
+    breaker = args.generator_breaker == "on"
+    stack = Stack(work, args.port, breaker) if any(r in STACK for r in rows) else None
     try:
         for name in rows:
             t0 = time.monotonic()
             at_start = machine(("ray", "httpx", "milvus-lite", "torch"))
             result = IN_PROCESS[name](args, work) if name in IN_PROCESS else STACK[name](args, stack)
+            suffix = "_breaker_off" if name == "replica_kill" and not breaker else ""
             path = write_result(
-                f"fault_{name}", {"machine": at_start, "wall_s": round(time.monotonic() - t0, 1), **result}
+                f"fault_{name}{suffix}",
+                {"machine": at_start, "wall_s": round(time.monotonic() - t0, 1), **result},
             )
             print(path.read_text(), flush=True)
     finally:

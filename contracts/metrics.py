@@ -42,6 +42,12 @@ RESPONSE_CACHE_LOOKUPS_TOTAL = f"{PREFIX}_response_cache_lookups_total"
 # Counter: answers given without the model. Labels: model, adapter, version, kind (fallback|cache),
 # cause (the failure's error code: deadline_exceeded, backend_unavailable, overloaded, ...).
 DEGRADED_RESPONSES_TOTAL = f"{PREFIX}_degraded_responses_total"
+# Gauge: 1 while a circuit breaker of the gateway is open (the stage is refused at once), else 0.
+# Labels: breaker (generator: the Generator deployment has no replica that answers).
+CIRCUIT_BREAKER_OPEN = f"{PREFIX}_circuit_breaker_open"
+# Counter: requests whose retrieval found the vector store unavailable (answered from the answers held in
+# memory, or refused 503). No labels: alert on its rate.
+VECTOR_STORE_UNAVAILABLE_TOTAL = f"{PREFIX}_vector_store_unavailable_total"
 # Counter: retrieved knowledge chunks held back from the prompt by the context guard's policy.
 # Labels: MODEL_LABELS, tenant.
 CONTEXT_HELD_BACK_TOTAL = f"{PREFIX}_context_chunks_held_back_total"

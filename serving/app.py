@@ -17,7 +17,8 @@ from ray.serve.handle import DeploymentHandle
 
 from finserve.contracts import AdapterRef, AdapterRegistry
 
-from .audit.log import AuditConfig, AuditLog
+from .audit.log import AuditConfig, AuditLog, AuditRecord
+from .audit.status import CachedRefusal
 from .config import ServingConfig, StageResources
 from .exposure import start_metrics_listener
 from .gateway import create_api
@@ -31,6 +32,7 @@ from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
 from .pipeline import Pipeline
 from .ray_handles import remote
+from .ray_replicas import running_replicas
 from .retrieval import RetrievalConfig, Retriever
 from .routing import Router
 from .settings import with_env
@@ -133,6 +135,41 @@ class AuditDeployment(LocalAudit):
         self.log.close()
 
 
+class _RemoteAudit:
+    """The Audit deployment as a gateway sees it, with the refusal reason cached here for audit.status_ttl_s:
+    the pipeline asks before every request, and a Ray hop per request would cost more than the check itself."""
+
+    def __init__(self, stage: AuditStage, ttl_s: float) -> None:
+        self.stage = stage
+        self._refusal = CachedRefusal(stage.refusal, ttl_s)
+
+    async def refusal(self) -> str | None:
+        return await self._refusal.get()
+
+    async def append(self, record: AuditRecord) -> str:
+        return await self.stage.append(record)
+
+    async def ready(self) -> bool:
+        return await self.stage.ready()
+
+    async def close(self) -> None:
+        await self.stage.close()
+
+
+class _GeneratorHealth:
+    """StageHealth of the Generator deployment for the pipeline's generator gate: the replicas' readiness
+    probe, and how many replicas the handle can send a call to now (serving/ray_replicas.py)."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
+
+    async def ready(self) -> bool:
+        return bool(await self.handle.ready.remote())
+
+    def replicas(self) -> int | None:
+        return running_replicas(self.handle)
+
+
 # One deployment is both ingresses: HTTP through the late-bound ASGI app, and gRPC because Ray
 # Serve's gRPC proxy calls the ingress's methods by RPC name (ModelInfer, ..., and grpc.health.v1's
 # Check / Watch), inherited here.
@@ -164,7 +201,7 @@ class Gateway(InferenceServicer, HealthServicer):
         )
         if audit is not None:
             self._handles["audit"] = audit
-            audit_stage: AuditStage = remote(audit, AuditDeployment)
+            audit_stage: AuditStage = _RemoteAudit(remote(audit, AuditDeployment), cfg.audit.status_ttl_s)
         else:  # audit_placement "gateway": appended here, re-scanned by this replica's guard
             audit_stage = LocalAudit(AuditLog(cfg.audit, guard=local_guard))
             self._local_audit = audit_stage
@@ -177,6 +214,7 @@ class Gateway(InferenceServicer, HealthServicer):
             generator=gen,
             audit=audit_stage,
             router=Router(cfg.router),
+            generator_health=_GeneratorHealth(generator),
         )
         InferenceServicer.__init__(self, self.pipeline, self.readiness)
         self._metrics = start_metrics_listener(

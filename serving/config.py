@@ -230,6 +230,17 @@ class ServingConfig(StrictModel):
     )
 
     @model_validator(mode="after")
+    def _audit_margin_holds_a_line(self) -> ServingConfig:
+        margin = self.audit.refuse_below_free_bytes
+        # A line holds the masked input (at most the body, up to 3x once JSON-escaped) and the answer.
+        if margin and margin < 4 * self.gateway.max_body_bytes:
+            raise ValueError(
+                "audit.refuse_below_free_bytes must be 0 or at least 4x gateway.max_body_bytes (a maximal "
+                "audit line), or the early check lets through requests whose line cannot fit"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _ingress_outlasts_the_deadline(self) -> ServingConfig:
         if self.deployments.ingress_timeout_server_s * 1000 <= self.degrade.deadline_max_ms:
             raise ValueError(

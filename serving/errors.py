@@ -104,6 +104,16 @@ class AuditUnavailable(BackendUnavailable):
         super().__init__("the audit log cannot be written; the request was not answered, retry later")
 
 
+class GeneratorUnavailable(BackendUnavailable):
+    """The Generator deployment has no replica that can answer (its circuit breaker is open): refused at once
+    instead of queued, so the fallback answers without waiting for a replacement replica."""
+
+    code = "generator_unavailable"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("no generator replica is available; retry later", retry_after=retry_after)
+
+
 class Overloaded(BackendUnavailable):
     """Shed by admission control (the generator's queue is full): retry later. A distinct type so a fallback
     answer may stand in for it."""

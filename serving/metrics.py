@@ -116,6 +116,17 @@ class ServingMetrics:
             [*labels, "kind", "cause"],
             registry=r,
         )
+        self.breaker_open = Gauge(
+            names.CIRCUIT_BREAKER_OPEN,
+            "1 while the gateway's circuit breaker on a stage is open (calls refused at once).",
+            ["breaker"],
+            registry=r,
+        )
+        self.vector_store_unavailable = Counter(
+            names.VECTOR_STORE_UNAVAILABLE_TOTAL.removesuffix("_total"),
+            "Requests whose retrieval found the vector store unavailable (answers held in memory, or 503).",
+            registry=r,
+        )
         # Shadow traffic; labels are the canary's (the version under test).
         self.shadow_requests = Counter(
             names.SHADOW_REQUESTS_TOTAL.removesuffix("_total"),

@@ -30,6 +30,7 @@ from .admission import Admission
 from .audit.log import AuditRecord
 from .config import ServingConfig
 from .degrade import Deadline, curated_answer, degradable
+from .degrade.gated_generator import GatedGenerator, GatedIntent, GeneratorGate
 from .degrade.response_cache import AnswerKey, CachedAnswer, ResponseCache, answer_key, deterministic
 from .errors import AuditUnavailable, DeadlineExceeded, InvalidRequest, PIIBlocked, map_error
 from .guard.engine import GuardResult
@@ -38,7 +39,7 @@ from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_hea
 from .metrics import ServingMetrics, tenant_label
 from .paths import data_dir
 from .prompt import build_messages, intent_first
-from .retrieval import RetrievalResult, SearchFilters
+from .retrieval import IndexMissing, RetrievalResult, SearchFilters, VectorStoreUnavailable
 from .retrieval.pii_policy import held_back, quarantine_counts, quarantine_path, read_quarantine
 from .routing import RouteChoice, Router
 from .schemas import (
@@ -51,7 +52,7 @@ from .schemas import (
     Usage,
 )
 from .shadow import ShadowJob, ShadowRunner
-from .stages import AuditStage, GeneratorStage, GuardStage, IntentStage, RetrievalStage
+from .stages import AuditStage, GeneratorStage, GuardStage, IntentStage, RetrievalStage, StageHealth
 from .streaming_guard import StreamReleaser
 from .telemetry import TokenClock, note, stage_span
 from .telemetry.request import end_stage_span, open_stage_span
@@ -168,15 +169,28 @@ class Pipeline:
         audit: AuditStage,
         router: Router,
         metrics: ServingMetrics | None = None,
+        generator_health: StageHealth | None = None,
     ) -> None:
         self.config = config
         self.guard = guard
         self.retrieval = retrieval
-        self.intent = intent
-        self.generator = generator
         self.audit = audit
         self.router = router
         self.metrics = metrics or ServingMetrics()
+        # A remote Generator deployment (its health given) is gated: while no replica is up, generation is
+        # refused at once and the intent head skipped, instead of each call queueing for a replacement.
+        self.generator_gate: GeneratorGate | None = None
+        if generator_health is not None and config.degrade.generator_breaker.enabled:
+            self.metrics.breaker_open.labels("generator").set(0)
+            self.generator_gate = GeneratorGate(
+                generator_health,
+                config.degrade.generator_breaker,
+                lambda is_open: self.metrics.breaker_open.labels("generator").set(int(is_open)),
+            )
+            generator = GatedGenerator(generator, self.generator_gate)
+            intent = GatedIntent(intent, self.generator_gate)
+        self.intent = intent
+        self.generator = generator
         self.admission = Admission(config.admission, self.metrics.registry)  # rate limits, generator queue
         self._in_flight = 0  # live generations only: shadows are bounded by the runner, not counted here
         self.shadows = ShadowRunner(
@@ -266,8 +280,21 @@ class Pipeline:
         blocked = sorted({t for r in scanned for t in r.blocked})
         if blocked:
             raise PIIBlocked(blocked)
+        # An early exit before retrieval and generation: while the audit volume is full or read-only the answer
+        # could not be recorded, so it is not made. The refusal itself is audited like any outcome, if it can be.
+        refusal = await self.audit.refusal()
+        if refusal is not None:
+            log.warning("request %s refused before generating: %s", ctx.request_id, refusal)
+            raise AuditUnavailable()
 
-        found, head = await self._search(query, ctx.choice.adapter, self._filters(ctx.tenant), ctx)
+        try:
+            found, head = await self._search(query, ctx.choice.adapter, self._filters(ctx.tenant), ctx)
+        except Exception as exc:
+            if _store_down(exc):
+                self.metrics.vector_store_unavailable.inc()
+            raise
+        if found.cache == "answers":  # Milvus was down: only the answers held in memory were searched
+            self.metrics.vector_store_unavailable.inc()
         # Counted here from what the retriever reports: its own counters live in its process (a Ray replica
         # or the default registry), which this gateway's /metrics does not expose.
         for tier, result in found.lookups.items():
@@ -748,6 +775,8 @@ class Pipeline:
     async def aclose(self) -> None:
         """Cancel the shadows still running (the live requests are the caller's to drain)."""
         await self.shadows.aclose()
+        if self.generator_gate is not None:
+            await self.generator_gate.aclose()
 
     # ---- evaluation entry: the same front half, no generation ----
 
@@ -861,6 +890,14 @@ class _Stream:
 
     async def aclose(self) -> None:
         await self._rest.aclose()
+
+
+def _store_down(exc: BaseException) -> bool:
+    """Retrieval failed because the vector store is down (not because the index is missing); errors from the
+    Retriever deployment arrive wrapped by Ray, with ours as ``cause``."""
+    cause = getattr(exc, "cause", None)
+    err = cause if isinstance(cause, BaseException) else exc
+    return isinstance(err, VectorStoreUnavailable) and not isinstance(err, IndexMissing)
 
 
 def ctx_id(key: str) -> str:

@@ -16,6 +16,7 @@ from typing import Protocol
 from finserve.contracts import AdapterRef
 
 from .audit.log import AuditLog, AuditRecord
+from .audit.status import CachedRefusal
 from .guard.chunk_cache import ChunkGuardCache
 from .guard.engine import GuardResult, PIIGuard
 from .inference.engine import Engine
@@ -56,11 +57,28 @@ class GeneratorStage(Protocol):
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]: ...
 
 
+class StageHealth(Protocol):
+    """A remote stage's health as its caller sees it (the Ray Serve app's Generator handle)."""
+
+    async def ready(self) -> bool:
+        """The stage's readiness probe; on Ray Serve it waits for a replica to take it."""
+        ...
+
+    def replicas(self) -> int | None:
+        """Replicas the caller could send a call to now, or None when it cannot tell."""
+        ...
+
+
 class AuditStage(Protocol):
     async def append(self, record: AuditRecord) -> str: ...
 
     async def ready(self) -> bool:
         """Whether a line can be appended now (file writable, torn tail sealed, disk not full)."""
+        ...
+
+    async def refusal(self) -> str | None:
+        """Why a line could not be appended now, from cheap cached checks (None: go ahead). An early exit
+        before the expensive stages; the append itself still fails closed."""
         ...
 
     async def close(self) -> None:
@@ -143,6 +161,10 @@ class LocalAudit:
     def __init__(self, log: AuditLog) -> None:
         self.log = log
         self._lock = asyncio.Lock()
+        self._refusal = CachedRefusal(lambda: asyncio.to_thread(log.refusal), log.config.status_ttl_s)
+
+    async def refusal(self) -> str | None:
+        return await self._refusal.get()
 
     async def append(self, record: AuditRecord) -> str:
         async with self._lock:

@@ -40,6 +40,7 @@ from .chain import GENESIS_HASH, HASH_KEY, chain_line
 from .checkpoint import CHECKPOINT, KIND, PURGE, SEAL, checkpoint_fields, load_or_create_key
 from .layout import all_files, head_file, lock_file, rotated_name
 from .record import AuditRecord
+from .status import refusal_reason
 from .verify import VerifyReport, verify_chain
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,20 @@ class AuditConfig(StrictModel):
         16 * 1024 * 1024,
         ge=0,
         description="Readiness fails when the log's file system has less free space than this.",
+    )
+    refuse_below_free_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="The gateway refuses requests up front (503 audit_unavailable, before retrieval and "
+        "generation) while the log's file system has less free space than this, or is read-only; more than "
+        "one maximal line (the config refuses less than 4x gateway.max_body_bytes). 0: no space check up "
+        "front. The append still fails closed on its own.",
+    )
+    status_ttl_s: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds the gateway reuses its last up-front check of the log (statvfs, writable) "
+        "before asking again (0: every request asks).",
     )
 
     def key_path(self) -> Path:
@@ -426,6 +441,22 @@ class AuditLog:
 
     def ready(self) -> bool:
         return self.problem() is None
+
+    def refusal(self) -> str | None:
+        """Why an append would fail now, from cheap checks only (statvfs and access, no lock, no file opened):
+        a read-only or unwritable log, or less free space than ``refuse_below_free_bytes``. None: go ahead."""
+        folder = self.path.parent
+        try:
+            st = os.statvfs(folder)
+        except OSError as exc:
+            return f"cannot reach the audit log's folder: {exc.strerror or exc}"
+        target = self.path if self.path.exists() else folder
+        return refusal_reason(
+            free_bytes=st.f_bavail * st.f_frsize,
+            read_only=bool(st.f_flag & os.ST_RDONLY),
+            writable=os.access(target, os.W_OK),
+            margin_bytes=self.config.refuse_below_free_bytes,
+        )
 
     # ---- retention ----
 

@@ -31,6 +31,36 @@ class ResponseCacheConfig(StrictModel):
     )
 
 
+class GeneratorBreakerConfig(StrictModel):
+    """The gateway's circuit breaker on the Generator deployment (Ray Serve only): while no replica is up,
+    requests get the fallback at once instead of waiting in the handle's queue for a replacement."""
+
+    enabled: bool = Field(
+        True,
+        description="Open on the errors a dead or unreachable replica raises (ActorDiedError, "
+        "ActorUnavailableError) or when the handle sees no running replica; refuse generation while open.",
+    )
+    probe_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between readiness probes of the Generator while the breaker is open (a probe "
+        "that fails or times out is repeated after this); the first probe starts when it opens.",
+    )
+    watch_interval_s: float = Field(
+        0.1,
+        gt=0,
+        description="How often a call waiting for the Generator checks that its handle still sees a running "
+        "replica; when none is left the call is abandoned (the fallback answers) instead of waiting in the "
+        "queue for a replacement.",
+    )
+    probe_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Most a probe waits: it queues until a replacement replica runs and has loaded its "
+        "model, which is what closes the breaker.",
+    )
+
+
 class DegradeConfig(StrictModel):
     """What the pipeline does when a stage is slow or down."""
 
@@ -73,6 +103,10 @@ class DegradeConfig(StrictModel):
     )
     response_cache: ResponseCacheConfig = Field(
         default_factory=ResponseCacheConfig, description="Answers kept for greedy requests."
+    )
+    generator_breaker: GeneratorBreakerConfig = Field(
+        default_factory=GeneratorBreakerConfig,
+        description="Fail fast while the Generator deployment has no replica (Ray Serve app).",
     )
 
     @model_validator(mode="after")

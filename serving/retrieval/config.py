@@ -94,6 +94,12 @@ class RetrievalConfig(StrictModel):
         gt=0,
         description="After Milvus fails, seconds searches fail fast; also the Retry-After hint for clients.",
     )
+    outage_log_every_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="While Milvus is down: the log says so once when it starts (the error's class, no "
+        "traceback), then at most once per this many seconds, and once when it is back.",
+    )
     index_refresh_s: float = Field(
         default=30.0,
         gt=0,

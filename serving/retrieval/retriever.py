@@ -19,6 +19,7 @@ from .config import RetrievalConfig
 from .embedder import Embedder
 from .errors import IndexMissing, VectorStoreUnavailable
 from .metrics import cache_lookups
+from .outage import OutageLog
 from .ranking import fuse_answers, intents_to_fetch
 from .store import IndexInfo, MilvusStore
 from .types import Hit, RetrievalResult, SearchFilters
@@ -52,6 +53,7 @@ class Retriever:
         )
         self._store = MilvusStore(config.resolved_milvus_uri(), config.milvus_timeout_s)
         self._milvus = CircuitBreaker(config.milvus_retry_s, clock)
+        self._outage = OutageLog("Milvus", config.outage_log_every_s, clock)
         caching = config.cache_enabled
         self._l1: TTLCache[RetrievalResult] | None = (
             TTLCache(config.l1_max_entries, config.l1_ttl_s, clock)
@@ -190,13 +192,12 @@ class Retriever:
         try:
             info = self._store.index_info(self.config.collection)
         except IndexMissing:
-            self._milvus.record_success()
+            self._milvus_ok()
             raise
         except VectorStoreUnavailable as exc:
-            self._milvus.record_failure()
-            exc.retry_after_s = self.config.milvus_retry_s
+            self._milvus_failed(exc)
             raise
-        self._milvus.record_success()
+        self._milvus_ok()
         if info is None:
             raise IndexMissing(f"no index {self.config.collection!r}: run `finserve ingest`")
         if info.embedder_id != self.embedder.model_id:
@@ -242,15 +243,23 @@ class Retriever:
         try:
             found = await asyncio.to_thread(self._embed_and_search, query, tenant, intent, index)
         except IndexMissing:
-            self._milvus.record_success()
+            self._milvus_ok()
             self._index_checked_at = 0.0  # re-read the version on the next request
             raise
         except VectorStoreUnavailable as exc:
-            self._milvus.record_failure()
-            exc.retry_after_s = self.config.milvus_retry_s
+            self._milvus_failed(exc)
             raise
-        self._milvus.record_success()
+        self._milvus_ok()
         return found
+
+    def _milvus_failed(self, exc: VectorStoreUnavailable) -> None:
+        self._milvus.record_failure()
+        exc.retry_after_s = self.config.milvus_retry_s
+        self._outage.failed(exc)
+
+    def _milvus_ok(self) -> None:
+        self._milvus.record_success()
+        self._outage.succeeded()
 
     async def _search_or_answers(
         self,
@@ -277,7 +286,8 @@ class Retriever:
         table = loaded[1]
         only = [intent] if intent else None
         vector = (await asyncio.to_thread(self.embedder.embed, [query]))[0]
-        log.warning("Milvus unavailable: searching the %d answers held in memory only", len(table))
+        # Said once per outage by the outage log; per request only at debug level.
+        log.debug("Milvus unavailable: searching the %d answers held in memory only", len(table))
         return RetrievalResult(
             hits=table.search(vector, tenant, only, self.config.top_k),
             examples=[],

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import lite_fastpath
 from .errors import IndexMissing, VectorStoreUnavailable
+from .pymilvus_logs import quiet_pymilvus
 from .types import Document, Hit, Kind
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ class MilvusStore:
 
     def _connect(self) -> MilvusClient:
         from pymilvus import MilvusClient
+
+        quiet_pymilvus()  # a traceback per failed call and reconnect otherwise; outage.py says it once
 
         if self._lite_path is not None:
             lite_fastpath.install()  # this process runs the Lite server: skip its per-row walk (see module)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
+from typing import Any
 
 from finserve.contracts import AdapterNotFound
 from finserve.serving.audit import AuditConfig, AuditLog
@@ -70,10 +71,12 @@ class Generator:
         self.timings = timings
         self.hold = False
         self.started = 0
+        self.calls = 0  # generate and stream calls, answered or not
         self.release = asyncio.Event()
         self.holding = asyncio.Event()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        self.calls += 1
         self._check_adapter(request)
         self.started += 1
         if self.hold:
@@ -90,6 +93,7 @@ class Generator:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        self.calls += 1
         self._check_adapter(request)
         for i, word in enumerate(self.words):
             if i == self.hold_stream_at:
@@ -114,9 +118,11 @@ def scripted_pipeline(
     *,
     generator: Generator | None = None,
     retrieval: Retrieval | None = None,
+    audit: dict[str, Any] | None = None,
 ) -> Pipeline:
-    """A Pipeline with the real guard, router and audit log (under tmp_path) and the scripted stages."""
-    cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl")
+    """A Pipeline with the real guard, router and audit log (under tmp_path; ``audit``: more AuditConfig
+    fields) and the scripted stages."""
+    cfg.audit = AuditConfig(path=tmp_path / "audit.jsonl", **(audit or {}))
     return Pipeline(
         cfg,
         guard=guard,

@@ -41,10 +41,11 @@ def guard() -> LocalGuard:
     return LocalGuard(PIIGuard(ServingConfig().guard))
 
 
-def _pipeline(tmp_path: Path, guard: LocalGuard, hold: bool = False) -> Pipeline:
-    """Scripted words; with `hold`, the stream stops before word HOLD_AT until the client goes away."""
+def _pipeline(tmp_path: Path, guard: LocalGuard, hold: bool = False, **audit: object) -> Pipeline:
+    """Scripted words; with `hold`, the stream stops before word HOLD_AT until the client goes away.
+    ``audit``: more AuditConfig fields."""
     generator = Generator(WORDS, hold_stream_at=HOLD_AT if hold else None)
-    return scripted_pipeline(ServingConfig(), tmp_path, guard, generator=generator)
+    return scripted_pipeline(ServingConfig(), tmp_path, guard, generator=generator, audit=audit)
 
 
 def _request(stream: bool = False) -> ChatCompletionRequest:
@@ -155,7 +156,9 @@ async def test_a_stream_dropped_before_its_first_byte_still_leaves_a_line(
 
 @pytest.fixture
 def app_client(tmp_path: Path, guard: LocalGuard) -> Iterator[TestClient]:
-    pipeline = _pipeline(tmp_path, guard)
+    # The up-front check of the log is asked once and then reused for the whole test: these tests see the
+    # append itself fail closed (what happens in the second before the check notices).
+    pipeline = _pipeline(tmp_path, guard, status_ttl_s=3600)
 
     async def readiness() -> dict[str, bool]:
         return {"audit": await pipeline.audit.ready()}
@@ -237,6 +240,45 @@ def test_unwritable_audit_means_503_an_error_event_and_not_ready(app_client: Tes
     assert not any(c["choices"][0]["finish_reason"] for c in chunks)
     assert len(_records(app_client.pipeline)) == 1  # type: ignore[attr-defined]
     assert app_client.get("/readyz").status_code == 200
+
+
+def _client(pipeline: Pipeline) -> TestClient:
+    async def readiness() -> dict[str, bool]:
+        return {"audit": await pipeline.audit.ready()}
+
+    client = TestClient(create_api(pipeline, readiness))
+    client.pipeline = pipeline  # type: ignore[attr-defined]
+    return client
+
+
+def test_a_read_only_audit_log_is_refused_before_generating(tmp_path: Path, guard: LocalGuard) -> None:
+    pipeline = _pipeline(tmp_path, guard, status_ttl_s=0)  # every request asks
+    with _client(pipeline) as client:
+        assert client.post("/v1/chat/completions", content=_body()).status_code == 200
+        with read_only(pipeline.config.audit.path):
+            plain = client.post("/v1/chat/completions", content=_body())
+            stream = client.post("/v1/chat/completions", content=_body()[:-1] + ',"stream":true}')
+        again = client.post("/v1/chat/completions", content=_body())
+    for resp in (plain, stream):  # a stream too is refused before its first chunk: a plain 503, not an event
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == "audit_unavailable", resp.text
+        assert "Retry-After" in resp.headers
+    assert again.status_code == 200
+    assert pipeline.generator.calls == 2  # type: ignore[attr-defined] # nothing generated while refused
+    assert [r["status"] for r in _records(pipeline)] == [200, 200]  # the refusals could not be written
+
+
+def test_a_refusal_up_front_is_audited_when_its_line_fits(tmp_path: Path, guard: LocalGuard) -> None:
+    # Less free space than the margin (no file system has 2**62 bytes free), but a short line still fits.
+    pipeline = _pipeline(tmp_path, guard, status_ttl_s=0, refuse_below_free_bytes=2**62)
+    with _client(pipeline) as client:
+        resp = client.post(
+            "/v1/chat/completions", content=_body(content="Where is my card 4111 1111 1111 1111?")
+        )
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "audit_unavailable"
+    assert pipeline.generator.calls == 0  # type: ignore[attr-defined]
+    [record] = _records(pipeline)
+    assert (record["status"], record["error"], record["output"]) == (503, "audit_unavailable", None)
+    assert "4111" not in record["input"] and record["input"]  # guarded before the check, masked in the line
 
 
 def test_a_stream_ends_with_done_after_its_line(app_client: TestClient) -> None:
