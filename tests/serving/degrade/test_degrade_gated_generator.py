@@ -2,8 +2,8 @@
 once (no waiting in the handle's queue for the replacement), and generated answers come back on their own
 once Ray Serve's replacement replica passes the readiness probe.
 
-Real parts: a local Ray cluster, Ray Serve, the app's own Generator handle wrapper (serving/app.py) and its
-replica count, a Generator deployment that answers at once (no model: what is tested is the handle, not
+Real parts: a local Ray cluster, Ray Serve, the app's own handle adapter (serving/ray_handles.py), its Generator
+health and replica count (serving/app.py), a Generator deployment that answers at once (no model: what is tested is the handle, not
 the engine)."""
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ def test_killed_generator_replica_is_refused_at_once_then_answers_return(tmp_pat
     from ray import serve
 
     from finserve.contracts import AdapterRef
-    from finserve.serving.app import _GeneratorHandle
+    from finserve.serving.app import _GeneratorHealth
     from finserve.serving.degrade.config import GeneratorBreakerConfig
     from finserve.serving.degrade.gated_generator import GatedGenerator, GeneratorGate
     from finserve.serving.errors import GeneratorUnavailable
     from finserve.serving.inference.types import ChatMessage, GenerationRequest, GenerationResult
+    from finserve.serving.ray_handles import remote
 
     request = GenerationRequest(
         messages=[ChatMessage(role="user", content="hello")], adapter=AdapterRef.base(), max_tokens=4
@@ -58,11 +59,10 @@ def test_killed_generator_replica_is_refused_at_once_then_answers_return(tmp_pat
 
         def __init__(self, generator) -> None:  # noqa: ANN001 - a DeploymentHandle
             self.changes: list[bool] = []
-            handle = _GeneratorHandle(generator)
             self.gate = GeneratorGate(
-                handle, GeneratorBreakerConfig(probe_interval_s=0.5), self.changes.append
+                _GeneratorHealth(generator), GeneratorBreakerConfig(probe_interval_s=0.5), self.changes.append
             )
-            self.gen = GatedGenerator(handle, self.gate)
+            self.gen = GatedGenerator(remote(generator, Generator), self.gate)
 
         async def ask(self) -> str:
             try:
