@@ -17,6 +17,7 @@ Qwen2, Mistral, ...) load; a file that leaves a parameter without a tensor is re
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -101,6 +102,20 @@ def load_gguf_model(
     log.info("loaded %d tensors of %s (%s) one at a time", placed, path.name, architecture)
     model.eval()
     return model
+
+
+def _release(reader: Any, offset: int, length: int) -> None:
+    """Drop a tensor's file pages, now read, from this process's resident memory.
+
+    They stay in the page cache (clean, file-backed: nothing is lost), but while mapped they count in
+    the replica's RSS, which would otherwise reach the int8 model plus the whole file by the end of
+    the load. numpy's memmap keeps its mmap object as ``_mmap``; without one, nothing is dropped.
+    """
+    mapped = getattr(reader.data, "_mmap", None)
+    if mapped is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start = offset - offset % mmap.PAGESIZE
+    mapped.madvise(mmap.MADV_DONTNEED, start, offset + length - start)
 
 
 def _architecture(reader: Any) -> str:
