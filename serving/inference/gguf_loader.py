@@ -48,20 +48,23 @@ def load_gguf_model(
     *,
     dtype: torch.dtype = torch.float32,
     make_linear: LinearMaker | None = None,
+    quantized_embedding: bool = False,
     config: Any = None,
 ) -> Any:
     """The causal LM stored in the GGUF at ``path``, in eval mode, with no tensor left on the meta device.
 
     Every tensor becomes ``dtype`` (norms, embeddings, and Linear weights ``make_linear`` keeps);
     ``make_linear`` sees each plain ``nn.Linear`` once its float32 weight is in place and may return
-    a module to take its place (an input embedding tied to the output is loaded once, and the output
-    Linear made from it at the end). The file's memory map is closed on return.
+    a module to take its place (an output projection tied to the input embedding is made from the
+    embedding's values). ``quantized_embedding``: a block-quantised input embedding stays in the
+    file's format (:class:`GGUFEmbedding`) instead of float32. The file's memory map is closed on return.
     """
     from accelerate import init_empty_weights
     from gguf import GGUFReader, dequantize
     from transformers import AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import (
         TENSOR_PROCESSORS,
+        LlamaTensorProcessor,
         TensorProcessor,
         get_gguf_hf_weights_map,
     )
@@ -79,6 +82,10 @@ def load_gguf_model(
         )
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config.to_dict())
     names = get_gguf_hf_weights_map(model, processor)
+    # Only where the processor leaves the embedding's values as dequantized (theirs may rescale it).
+    embedding = _name_of(model, model.get_input_embeddings())
+    keep_blocks = quantized_embedding and type(processor) in (TensorProcessor, LlamaTensorProcessor)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
     placed = 0
     for tensor in reader.tensors:
         weights = dequantize(tensor.data, tensor.tensor_type)
@@ -90,18 +97,60 @@ def load_gguf_model(
             log.debug("GGUF tensor %s has no place in the model: skipped", tensor.name)
             continue
         # A copy the model owns: an F32 tensor's dequantization is a view of the file's memory map.
-        _place(
-            model, target, torch.from_numpy(np.array(result.weights, dtype=np.float32)), dtype, make_linear
-        )
+        value = torch.from_numpy(np.array(result.weights, dtype=np.float32))
+        if target == f"{embedding}.weight" and keep_blocks and tensor.data.dtype == np.uint8:
+            _check_shape(target, value, model.get_input_embeddings().weight)
+            blocks = torch.from_numpy(np.array(tensor.data))  # [vocab, bytes per row], copied out of the map
+            _set_module(model, embedding, GGUFEmbedding(blocks, tensor.tensor_type, value.shape[1]))
+            if tied:
+                _tie_output(model, value, dtype, make_linear)
+        else:
+            _place(model, target, value, dtype, make_linear)
+        del weights, result, value
         placed += 1
+        _release(reader, tensor.data_offset, tensor.n_bytes)
     del reader  # the memory map goes with the last reference to it
-    _tie_output(model, config, make_linear)
+    if tied:
+        _tie_output(model, None, dtype, make_linear)
     missing = [name for name, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
     if missing:
         raise ValueError(f"{path}: no tensor in the file for {', '.join(missing[:4])} (of {len(missing)})")
     log.info("loaded %d tensors of %s (%s) one at a time", placed, path.name, architecture)
     model.eval()
     return model
+
+
+class GGUFEmbedding(nn.Module):
+    """An input embedding kept in the GGUF's block format, rows dequantized as they are looked up.
+
+    Q8_0 holds about 1.06 bytes per value instead of float32's 4 (for SmolLM2 30 MB instead of 113; for
+    a 128k-token vocabulary of width 4096, 0.56 GB instead of 2.1). A lookup dequantizes its rows with
+    the ``gguf`` function that dequantizes the whole tensor at load, and that arithmetic is per value,
+    so the rows are the same float32 bits a float32 embedding would hold; a forward reads a few hundred
+    rows at most. There is no ``weight`` to train or tie: ``weight`` is a meta tensor that tells its
+    shape and dtype (the lean forward reads the dtype) and holds no values.
+    """
+
+    def __init__(self, blocks: torch.Tensor, qtype: Any, embedding_dim: int) -> None:
+        super().__init__()
+        self.blocks = blocks  # uint8 [vocab, bytes per row]; a plain attribute, not in state_dict
+        self.qtype = qtype
+        self.num_embeddings = blocks.shape[0]
+        self.embedding_dim = embedding_dim
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return torch.empty(self.num_embeddings, self.embedding_dim, device="meta")
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        from gguf import dequantize
+
+        rows = self.blocks[input_ids.reshape(-1)].numpy()
+        values = torch.from_numpy(dequantize(rows, self.qtype))
+        return values.view(*input_ids.shape, self.embedding_dim)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, {getattr(self.qtype, 'name', self.qtype)}"
 
 
 def _release(reader: Any, offset: int, length: int) -> None:
@@ -128,30 +177,41 @@ def _place(
 ) -> None:
     owner_name, _, attr = name.rpartition(".")
     owner = model.get_submodule(owner_name)
-    expected = getattr(owner, attr).shape
-    if tuple(value.shape) != tuple(expected):
-        raise ValueError(
-            f"GGUF tensor for {name} has shape {tuple(value.shape)}, the model needs {tuple(expected)}"
-        )
+    _check_shape(name, value, getattr(owner, attr))
     setattr(owner, attr, nn.Parameter(value.to(dtype)))
     if attr == "weight" and type(owner) is nn.Linear and make_linear is not None:
-        _swap(model, owner_name, owner, make_linear)
+        replacement = make_linear(owner)
+        if replacement is not None:
+            _set_module(model, owner_name, replacement)
 
 
-def _swap(model: nn.Module, name: str, linear: nn.Linear, make_linear: LinearMaker) -> None:
-    replacement = make_linear(linear)
-    if replacement is not None:
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, replacement)
+def _check_shape(name: str, value: torch.Tensor, expected: torch.Tensor) -> None:
+    if tuple(value.shape) != tuple(expected.shape):
+        raise ValueError(
+            f"GGUF tensor for {name} has shape {tuple(value.shape)}, the model needs {tuple(expected.shape)}"
+        )
 
 
-def _tie_output(model: Any, config: Any, make_linear: LinearMaker | None) -> None:
-    """GGUF files store a tied output projection once, as the token embedding: share it, then pack it."""
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, module)
+
+
+def _name_of(model: nn.Module, module: nn.Module | None) -> str | None:
+    return next((n for n, m in model.named_modules() if m is module), None) if module is not None else None
+
+
+def _tie_output(
+    model: Any, value: torch.Tensor | None, dtype: torch.dtype, make_linear: LinearMaker | None
+) -> None:
+    """GGUF files store a tied output projection once, as the token embedding: give the output its values
+    (``value``, or the embedding's own weight when None) and let ``make_linear`` pack it, as when loaded."""
     output = model.get_output_embeddings()
     weight = getattr(output, "weight", None)
-    if weight is None or not weight.is_meta or not getattr(config, "tie_word_embeddings", False):
+    if output is None or weight is None or not weight.is_meta:
         return
-    output.weight = model.get_input_embeddings().weight
+    output.weight = model.get_input_embeddings().weight if value is None else nn.Parameter(value.to(dtype))
     if type(output) is nn.Linear and make_linear is not None:
-        name = next(n for n, m in model.named_modules() if m is output)
-        _swap(model, name, output, make_linear)
+        replacement = make_linear(output)
+        if replacement is not None:
+            _set_module(model, _name_of(model, output) or "lm_head", replacement)

@@ -131,7 +131,13 @@ class ModelRunner:
         kernel = self._int8_kernel()
         keep_float = self.options.int8_prefill == "float32"
         maker = int8_maker(kernel, keep_float) if kernel is not None else None
-        model = load_gguf_model(self.source, dtype=self._dtype(), make_linear=maker)
+        # int8 only: the embedding stays in the file's blocks too (its rows are dequantized when looked up).
+        model = load_gguf_model(
+            self.source,
+            dtype=self._dtype(),
+            make_linear=maker,
+            quantized_embedding=maker is not None and not keep_float,
+        )
         if kernel is not None:
             log.info("int8 weights from %s (prefill: %s)", self.source.name, self.options.int8_prefill)
         return model

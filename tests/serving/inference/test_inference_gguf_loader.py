@@ -12,7 +12,7 @@ from synthetic_gguf import LlamaShape, write_llama_gguf
 
 from finserve.serving.inference.cpu_kernels import load_kernels, pack
 from finserve.serving.inference.fast_linear import Int8Linear, int8_maker, pack_in_rows, quantize_linears
-from finserve.serving.inference.gguf_loader import load_gguf_model, read_config
+from finserve.serving.inference.gguf_loader import GGUFEmbedding, load_gguf_model, read_config
 
 needs_kernels = pytest.mark.skipif(
     load_kernels() is None, reason="no AVX2/FMA CPU or no compiled kernels here"
@@ -70,6 +70,22 @@ def test_int8_load_packs_each_linear_as_quantising_the_loaded_model_does(tiny_gg
         assert torch.equal(module.qweight, theirs[name].qweight), name
         assert torch.equal(module._scales, theirs[name]._scales), name
     assert torch.equal(ours.model.embed_tokens.weight, reference.model.embed_tokens.weight)
+    assert torch.equal(logits(ours), logits(reference))
+
+
+@needs_kernels
+def test_the_embedding_can_stay_in_its_blocks_and_looks_up_the_same_rows(tiny_gguf: Path) -> None:
+    kernel = load_kernels()
+    ours = load_gguf_model(tiny_gguf, make_linear=int8_maker(kernel), quantized_embedding=True)
+    reference = transformers_load(tiny_gguf)
+    quantize_linears(reference, kernel)
+    embedding = ours.model.embed_tokens
+    assert isinstance(embedding, GGUFEmbedding) and embedding.blocks.dtype == torch.uint8
+    assert embedding.blocks.numel() < TINY.vocab * TINY.hidden * 4 / 3  # Q8_0: 34 bytes / 32; Q4_1: 20 / 32
+    every_row = torch.arange(TINY.vocab).view(2, -1)
+    assert torch.equal(embedding(every_row).view(TINY.vocab, -1), reference.model.embed_tokens.weight)
+    assert torch.equal(ours.lm_head.qweight, reference.lm_head.qweight)  # packed from the same values
+    assert [n for n, _ in ours.named_parameters() if "embed" in n] == []  # no float32 copy left
     assert torch.equal(logits(ours), logits(reference))
 
 
@@ -134,7 +150,11 @@ async def test_smollm2_from_its_gguf_serves_what_the_converted_folder_served(
             )
         new_params = dict(from_gguf.runner._model.named_parameters())
         for name, tensor in from_folder.runner._model.named_parameters():
-            assert torch.equal(new_params[name], tensor), name
+            if name == "model.embed_tokens.weight":  # kept in its Q8_0 blocks: every row looked up instead
+                rows = new["model.embed_tokens"](torch.arange(tensor.shape[0]).unsqueeze(0))[0]
+                assert isinstance(new["model.embed_tokens"], GGUFEmbedding) and torch.equal(rows, tensor)
+            else:
+                assert torch.equal(new_params[name], tensor), name
         assert from_gguf.runner.eos_ids == from_folder.runner.eos_ids
         assert from_gguf.runner.pad_id == from_folder.runner.pad_id
         texts: dict[AdapterRef, list[str]] = {}
