@@ -3,7 +3,8 @@ against the file's size, decode at batch 1 and over 8 sequences, and a cold pref
 (bench_engines' workloads, same prompts and token ids).
 
 Our engine (``cpu.model_file``: the GGUF read tensor by tensor into int8, lean forward, C kernels) and llama.cpp
-(``engine: llamacpp``, xllamacpp, the file as it is) take the same path. Each engine runs in its own process so
+(``engine: llamacpp``, xllamacpp, the file as it is) take the same path; ``transformers-folder`` (SmolLM2
+only) is our engine on the float32 folder converted from the packaged GGUF, the load this one replaced. Each engine runs in its own process so
 its memory is its own, one after the other (``--rounds 2`` alternates the order); on a shared machine compare
 them as ratios within a run.
 
@@ -71,6 +72,10 @@ async def one_engine(engine: str, gguf: Path, tokens: int, reps: int, threads: i
             llamacpp={"model_file": str(gguf), "threads": threads, "adapter_cache_dir": tempfile.mkdtemp()},
             **common,
         )
+    elif engine == "transformers-folder":  # the old load: SmolLM2's float32 folder converted from its GGUF
+        from finserve.serving.inference import ensure_base_model
+
+        config = GeneratorConfig(model_dir=str(ensure_base_model()), cpu={"num_threads": threads}, **common)
     else:
         config = GeneratorConfig(cpu={"model_file": str(gguf), "num_threads": threads}, **common)
     eng = build_engine(config)
