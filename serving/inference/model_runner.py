@@ -24,7 +24,7 @@ from .base_model import tokenizer_dir
 from .config import CPUOptions
 from .cpu_kernels import CPUKernels, load_kernels
 from .fast_linear import detach_from_checkpoint, fbgemm_available, int8_maker, pack_linears, quantize_linears
-from .gguf_loader import load_gguf_model
+from .gguf_loader import load_gguf_model, trim_heap
 from .layout import left_pad, plan_forwards, split_layout
 from .lean_forward import BASE_ROW, LeanLlama, unsupported_reason
 from .prefix_cache import PrefixCache, stack
@@ -89,6 +89,7 @@ class ModelRunner:
         # with "Already borrowed" when one thread encodes while another decodes.
         self._decode_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
         model = self._load_gguf() if gguf else self._load_folder()
+        trim_heap()  # the load's freed temporaries would otherwise stay resident
         if self.weights == "float16-packed":
             if fbgemm_available():
                 log.info("packed %d Linear layers as float16", pack_linears(model))
