@@ -100,7 +100,7 @@ def load_gguf_model(
             continue
         # A copy the model owns: an F32 tensor's dequantization is a view of the file's memory map.
         value = torch.from_numpy(np.array(result.weights, dtype=np.float32))
-        if target == f"{embedding}.weight" and keep_blocks and tensor.data.dtype == np.uint8:
+        if embedding and target == f"{embedding}.weight" and keep_blocks and tensor.data.dtype == np.uint8:
             _check_shape(target, value, model.get_input_embeddings().weight)
             blocks = torch.from_numpy(np.array(tensor.data))  # [vocab, bytes per row], copied out of the map
             _set_module(model, embedding, GGUFEmbedding(blocks, tensor.tensor_type, value.shape[1]))
