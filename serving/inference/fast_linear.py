@@ -19,13 +19,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .cpu_kernels import CPUKernels, load_kernels, pack, packable
+from .cpu_kernels import BLOCK, CPUKernels, load_kernels, pack, packable
 
 # torch marks the fbgemm float16 ops deprecated (with torch.ao); they are the only AVX2 float16
 # GEMM in the CPU wheel. pyproject pins torch below 2.15 and fbgemm_available() guards the call.
 # torch warns once per process per op, so only the first calls are wrapped to silence it.
 _DEPRECATION = r"fbgemm_\w+ is deprecated"
 _forward_warned = False
+# Rows quantised at a time: quantisation makes float32 temporaries of its input, so a 49k-row lm_head
+# (or a 7B model's 32k x 4096 one) would briefly need several float32 copies of itself at once.
+PACK_ROWS = 2048
 
 
 def fbgemm_available() -> bool:
@@ -106,7 +109,7 @@ class Int8Linear(nn.Linear):
         self.keep_float = keep_float
         # Plain attributes, not buffers: state_dict sees only what nn.Linear has. PEFT places adapters on
         # the device of `qweight` (its name for a quantized base weight) when there is no `weight`.
-        self.qweight, self._scales = pack(source.weight)
+        self.qweight, self._scales = pack_in_rows(source.weight)
         if keep_float:
             self.weight = source.weight
         else:
@@ -117,7 +120,7 @@ class Int8Linear(nn.Linear):
     def repack(self) -> None:
         if self.weight is None:
             raise RuntimeError("an int8-only layer has no float32 weight to pack again")
-        self.qweight, self._scales = pack(self.weight)
+        self.qweight, self._scales = pack_in_rows(self.weight)
 
     def __getstate__(self) -> dict:
         # The ctypes kernel cannot be copied or pickled; the copy finds it again on first use.
@@ -138,6 +141,26 @@ class Int8Linear(nn.Linear):
                 raise RuntimeError("the int8 kernel is not available on this machine")
         bias = None if self.bias is None else self.bias.detach()
         return self._kernel.linear(x, self.qweight, self._scales, bias)
+
+
+def pack_in_rows(weight: torch.Tensor, rows: int = PACK_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`cpu_kernels.pack` of ``weight`` [N, K], ``rows`` rows at a time: the same bytes and scales.
+
+    Scales are per row and the blocked layout keeps each 8-row block's bytes together, so a slice of
+    whole row blocks packs into the matching slice of the result; only one slice's float32
+    temporaries exist at a time.
+    """
+    n, k = weight.shape
+    step = max(BLOCK, rows - rows % BLOCK)
+    if n <= step or not packable(n, k):
+        return pack(weight)
+    qweight = torch.empty((n, k), dtype=torch.int8)
+    scales = torch.empty(n, dtype=torch.float32)
+    for start in range(0, n, step):
+        q, s = pack(weight[start : start + step])
+        qweight[start : start + q.shape[0]] = q
+        scales[start : start + q.shape[0]] = s
+    return qweight, scales
 
 
 def is_decode(x: torch.Tensor) -> bool:
@@ -175,12 +198,22 @@ def quantize_linears(model: nn.Module, kernel: CPUKernels | None = None, keep_fl
     kernel = kernel or load_kernels()
     if kernel is None:
         return 0
-    return _replace_linears(
-        model,
-        lambda lin: (
-            Int8Linear(lin, kernel, keep_float) if packable(lin.out_features, lin.in_features) else None
-        ),
-    )
+    return _replace_linears(model, int8_maker(kernel, keep_float))
+
+
+def int8_maker(kernel: CPUKernels, keep_float: bool = False) -> Callable[[nn.Linear], nn.Linear | None]:
+    """What replaces one plain nn.Linear by an Int8Linear: None for a layer the kernel cannot take.
+
+    :func:`quantize_linears` applies it to a loaded model; the GGUF loader applies it to each layer as
+    its weight arrives, so the float32 weight is dropped before the next one is read.
+    """
+
+    def make(linear: nn.Linear) -> nn.Linear | None:
+        if not packable(linear.out_features, linear.in_features):
+            return None
+        return Int8Linear(linear, kernel, keep_float)
+
+    return make
 
 
 def detach_from_checkpoint(model: nn.Module) -> None:

@@ -27,11 +27,12 @@ from finserve.contracts import AdapterRef, AdapterRegistry
 from finserve.serving.paths import registry_root
 
 from .adapter_files import fetch_adapter
+from .base_model import tokenizer_dir
 from .chat import render_prompt
 from .config import GeneratorConfig
 from .engine import collect
 from .errors import AdapterIncompatible, EngineNotReady, EngineOverloaded, PromptTooLong
-from .llamacpp_files import adapter_cache_dir, adapter_gguf, base_gguf, default_converted_model, tokenizer_dir
+from .llamacpp_files import adapter_cache_dir, adapter_gguf, base_gguf, default_converted_model
 from .llamacpp_mapping import LlamaCppError, completion_body, default_threads, parse_chunk, parse_prometheus
 from .lora_gguf import BaseShape, LoraConversionError, base_shape
 from .types import EngineStats, GenerationRequest, GenerationResult, StreamChunk

@@ -3,24 +3,19 @@ version's GGUF LoRA (shipped in the version, or converted once from its PEFT fil
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from finserve.contracts import AdapterManifest
 from finserve.serving.paths import data_dir
 
 from .adapter_files import adapter_folder
-from .base_model import gguf_path, is_converted, model_dir
+from .base_model import gguf_path, model_dir
 from .config import LlamaCppOptions
 from .lora_gguf import GGUF_LORA_FILE, BaseShape, convert_peft_to_gguf
 
 log = logging.getLogger(__name__)
-
-TOKENIZER_FOLDER = "tokenizers"
 
 
 def base_gguf(options: LlamaCppOptions) -> Path:
@@ -31,47 +26,8 @@ def base_gguf(options: LlamaCppOptions) -> Path:
     return path
 
 
-def tokenizer_dir(gguf: Path, converted_model: Path | None = None) -> Path:
-    """A folder ``AutoTokenizer`` loads in well under a second for ``gguf``'s vocabulary.
-
-    The converted SmolLM2 folder serves when it exists (same tokenizer: the transformers engine's prompts
-    and ours are the same token ids); else the tokenizer is read out of the GGUF once (tens of seconds)
-    and saved under data_dir()/models/tokenizers/.
-    """
-    if converted_model is not None and is_converted(converted_model) and gguf == _default_gguf():
-        return converted_model
-    target = data_dir() / "models" / TOKENIZER_FOLDER / gguf.stem
-    if (target / "tokenizer_config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{gguf.stem}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "tokenizer_config.json").is_file():
-            return target
-        from transformers import AutoTokenizer
-
-        log.info("reading the tokenizer out of %s (once)", gguf)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{gguf.stem}-", dir=target.parent))
-        try:
-            AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
-            tmp.chmod(0o755)
-            shutil.rmtree(target, ignore_errors=True)
-            os.rename(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
-
-
 def default_converted_model() -> Path:
     return model_dir()
-
-
-def _default_gguf() -> Path | None:
-    try:
-        return gguf_path()
-    except FileNotFoundError:
-        return None
 
 
 def adapter_gguf(manifest: AdapterManifest, path: Path, base: BaseShape, cache_dir: Path) -> Path:

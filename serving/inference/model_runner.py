@@ -19,8 +19,12 @@ import torch
 from finserve.contracts import AdapterCorrupt
 
 from .adapter_files import adapter_folder, check_adapter_files
+from .base_model import model_dir as converted_model_dir
+from .base_model import tokenizer_dir
 from .config import CPUOptions
-from .fast_linear import detach_from_checkpoint, fbgemm_available, pack_linears, quantize_linears
+from .cpu_kernels import CPUKernels, load_kernels
+from .fast_linear import detach_from_checkpoint, fbgemm_available, int8_maker, pack_linears, quantize_linears
+from .gguf_loader import load_gguf_model, trim_heap
 from .layout import left_pad, plan_forwards, split_layout
 from .lean_forward import BASE_ROW, LeanLlama, unsupported_reason
 from .prefix_cache import PrefixCache, stack
@@ -46,10 +50,13 @@ class Prefill:
 
 
 class ModelRunner:
-    """Owns one causal LM (optionally wrapped by PEFT) and runs it."""
+    """Owns one causal LM (optionally wrapped by PEFT) and runs it.
 
-    def __init__(self, model_dir: Path, options: CPUOptions) -> None:
-        self.model_dir = Path(model_dir)
+    ``source`` is a GGUF file (read tensor by tensor, int8 as it loads) or a transformers folder.
+    """
+
+    def __init__(self, source: Path, options: CPUOptions) -> None:
+        self.source = Path(source)
         self.options = options
         self._lock = threading.Lock()
         self._model: Any = None  # the transformers model; PEFT wraps it in place
@@ -69,26 +76,20 @@ class ModelRunner:
 
     def load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers import AutoTokenizer, GenerationConfig
 
         if self.options.num_threads:
             torch.set_num_threads(self.options.num_threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        gguf = self.source.is_file()
+        # A GGUF brings its tokenizer in its metadata: read out once into a folder (or the converted
+        # SmolLM2 folder's, the same one, when that exists).
+        tokenizer_folder = tokenizer_dir(self.source, converted_model_dir()) if gguf else self.source
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
         # The decode thread gets its own instance: a Rust tokenizer shared across threads can fail
         # with "Already borrowed" when one thread encodes while another decodes.
-        self._decode_tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-        dtype = torch.bfloat16 if self.options.weights == "bfloat16" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
-        model.eval()
-        if self.weights == "int8":
-            count = quantize_linears(model, keep_float=self.options.int8_prefill == "float32")
-            if count:
-                log.info("int8 weights for %d Linear layers (prefill: %s)", count, self.options.int8_prefill)
-                if self.options.int8_prefill == "int8":
-                    detach_from_checkpoint(model)  # the float32 weights' pages go with the file map
-            else:
-                log.warning("the int8 kernel cannot run here: trying float16-packed weights")
-                self.weights = "float16-packed"
+        self._decode_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
+        model = self._load_gguf() if gguf else self._load_folder()
+        trim_heap()  # the load's freed temporaries would otherwise stay resident
         if self.weights == "float16-packed":
             if fbgemm_available():
                 log.info("packed %d Linear layers as float16", pack_linears(model))
@@ -107,11 +108,54 @@ class ModelRunner:
                 self.options.prefix_cache_mb << 20, self.options.prefix_cache_block
             )
         self._model = model
-        self.eos_ids = frozenset(_eos_ids(self.tokenizer, self.model_dir, GenerationConfig))
+        self.eos_ids = frozenset(_eos_ids(self.tokenizer, model.config, tokenizer_folder, GenerationConfig))
         self.pad_id = (
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         )
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048))
+
+    def _dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.options.weights == "bfloat16" else torch.float32
+
+    def _int8_kernel(self) -> CPUKernels | None:
+        """The int8 kernel when int8 weights were asked for and can run; else falls back to float16-packed."""
+        if self.weights != "int8":
+            return None
+        kernel = load_kernels()
+        if kernel is None:
+            log.warning("the int8 kernel cannot run here: trying float16-packed weights")
+            self.weights = "float16-packed"
+        return kernel
+
+    def _load_gguf(self) -> Any:
+        """Tensor by tensor from the GGUF: each Linear is packed to int8 as it is read (no float32 model)."""
+        kernel = self._int8_kernel()
+        keep_float = self.options.int8_prefill == "float32"
+        maker = int8_maker(kernel, keep_float) if kernel is not None else None
+        # int8 only: the embedding stays in the file's blocks too (its rows are dequantized when looked up).
+        model = load_gguf_model(
+            self.source,
+            dtype=self._dtype(),
+            make_linear=maker,
+            quantized_embedding=maker is not None and not keep_float,
+        )
+        if kernel is not None:
+            log.info("int8 weights from %s (prefill: %s)", self.source.name, self.options.int8_prefill)
+        return model
+
+    def _load_folder(self) -> Any:
+        """A transformers folder (safetensors): loaded whole, then its Linears packed to int8."""
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(self.source), dtype=self._dtype())
+        model.eval()
+        kernel = self._int8_kernel()
+        if kernel is not None:
+            count = quantize_linears(model, kernel, keep_float=self.options.int8_prefill == "float32")
+            log.info("int8 weights for %d Linear layers (prefill: %s)", count, self.options.int8_prefill)
+            if self.options.int8_prefill == "int8":
+                detach_from_checkpoint(model)  # the float32 weights' pages go with the file map
+        return model
 
     def decode(self, ids: list[int]) -> str:
         return self._decode_tokenizer.decode(ids, skip_special_tokens=True)
@@ -318,10 +362,11 @@ class ModelRunner:
             return self._lean.forward(input_ids, attention_mask, position_ids, cache, rows=adapters)
 
 
-def _eos_ids(tokenizer: Any, model_dir: Path, generation_config_cls: Any) -> set[int]:
+def _eos_ids(tokenizer: Any, config: Any, model_dir: Path, generation_config_cls: Any) -> set[int]:
+    """End tokens: the tokenizer's, the model config's (a GGUF's own) and a generation_config.json's."""
     ids: set[int] = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
+    for eos in (tokenizer.eos_token_id, getattr(config, "eos_token_id", None)):
+        ids.update(int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None)
     try:
         gen = generation_config_cls.from_pretrained(str(model_dir))
     except OSError:

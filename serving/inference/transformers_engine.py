@@ -13,7 +13,7 @@ from finserve.serving.paths import registry_root
 
 from .adapter_files import fetch_adapter
 from .adapter_slots import AdapterSlots
-from .base_model import ensure_base_model
+from .base_model import gguf_path
 from .chat import render_prompt
 from .config import GeneratorConfig
 from .decoder import BatchCounts, decode_batch
@@ -96,8 +96,7 @@ class TransformersEngine:
             if self.ready():
                 return
             if self.runner is None:
-                model_dir = Path(self.config.model_dir) if self.config.model_dir else None
-                runner = ModelRunner(model_dir or await asyncio.to_thread(ensure_base_model), self.config.cpu)
+                runner = ModelRunner(self._model_source(), self.config.cpu)
                 await asyncio.to_thread(runner.load)
                 self.runner = runner
                 self._loads += 1
@@ -110,6 +109,15 @@ class TransformersEngine:
 
     def ready(self) -> bool:
         return self.runner is not None and self._scheduler.started
+
+    def _model_source(self) -> Path:
+        """A transformers folder (model_dir), else a GGUF file (cpu.model_file, or the packaged SmolLM2 one)."""
+        if self.config.model_dir:
+            return Path(self.config.model_dir)
+        path = Path(self.config.cpu.model_file) if self.config.cpu.model_file else gguf_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF model {path} does not exist")
+        return path
 
     def queue_depth(self) -> int:
         return self._scheduler.depth()

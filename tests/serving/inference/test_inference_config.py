@@ -15,7 +15,14 @@ def test_defaults_are_the_embedded_cpu_setup() -> None:
     assert cfg.engine == "transformers" and cfg.model_dir is None
     assert cfg.base_model_id == BASE_MODEL_ID
     assert cfg.cpu.weights == "int8" and cfg.cpu.forward == "lean"
+    assert cfg.cpu.model_file is None  # the packaged SmolLM2 GGUF, read tensor by tensor
     assert cfg.vllm.max_lora_rank >= 8
+
+
+def test_the_base_model_is_named_once() -> None:
+    assert GeneratorConfig.model_validate({"cpu": {"model_file": "/models/m.gguf"}}).model_dir is None
+    with pytest.raises(ValidationError, match="model_dir and cpu.model_file"):
+        GeneratorConfig.model_validate({"model_dir": "/models/m", "cpu": {"model_file": "/models/m.gguf"}})
 
 
 def test_every_field_is_described() -> None:

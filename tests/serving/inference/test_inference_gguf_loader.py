@@ -1,0 +1,177 @@
+"""The tensor-by-tensor GGUF loader on small Llama GGUFs: the same tensors as transformers' own GGUF load, the same
+int8 weights as quantising that model afterwards, and clear refusals of files that do not fit the model."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from synthetic_gguf import LlamaShape, write_llama_gguf
+
+from finserve.serving.inference.cpu_kernels import load_kernels, pack
+from finserve.serving.inference.fast_linear import Int8Linear, int8_maker, pack_in_rows, quantize_linears
+from finserve.serving.inference.gguf_loader import GGUFEmbedding, load_gguf_model, read_config
+
+needs_kernels = pytest.mark.skipif(
+    load_kernels() is None, reason="no AVX2/FMA CPU or no compiled kernels here"
+)
+
+TINY = LlamaShape(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=256, context=256)
+
+
+@pytest.fixture(scope="module", params=["Q8_0", "Q4_1"])
+def tiny_gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # std 0.2: big enough that a wrong q/k row order or a missed tensor changes the logits visibly
+    return write_llama_gguf(
+        tmp_path_factory.mktemp("gguf") / f"tiny-{request.param}.gguf", TINY, request.param, std=0.2
+    )
+
+
+def transformers_load(path: Path) -> torch.nn.Module:
+    """What transformers makes of the file: every tensor dequantised into one float32 state dict first."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    return model.eval()
+
+
+IDS = torch.tensor([[5, 17, 200, 3, 99, 42, 7, 128]])
+
+
+def logits(model: torch.nn.Module) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(input_ids=IDS).logits
+
+
+def test_float32_load_equals_transformers_gguf_load(tiny_gguf: Path) -> None:
+    ours, reference = load_gguf_model(tiny_gguf), transformers_load(tiny_gguf)
+    mine, theirs = ours.state_dict(), reference.state_dict()
+    assert mine.keys() == theirs.keys()
+    for name, tensor in theirs.items():
+        assert torch.equal(mine[name], tensor), name  # same dequantisation, same q/k rows: bit for bit
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight  # tied, as stored
+    assert torch.equal(logits(ours), logits(reference))
+    assert not any(p.is_meta for p in ours.parameters())
+
+
+@needs_kernels
+def test_int8_load_packs_each_linear_as_quantising_the_loaded_model_does(tiny_gguf: Path) -> None:
+    kernel = load_kernels()
+    ours = load_gguf_model(tiny_gguf, make_linear=int8_maker(kernel))
+    reference = transformers_load(tiny_gguf)
+    assert quantize_linears(reference, kernel) == 2 * 7 + 1  # seven projections a layer, and lm_head
+    theirs = dict(reference.named_modules())
+    packed = [(n, m) for n, m in ours.named_modules() if isinstance(m, Int8Linear)]
+    assert len(packed) == 2 * 7 + 1
+    for name, module in packed:
+        assert module.weight is None  # int8 is the only copy
+        assert torch.equal(module.qweight, theirs[name].qweight), name
+        assert torch.equal(module._scales, theirs[name]._scales), name
+    assert torch.equal(ours.model.embed_tokens.weight, reference.model.embed_tokens.weight)
+    assert torch.equal(logits(ours), logits(reference))
+
+
+@needs_kernels
+def test_the_embedding_can_stay_in_its_blocks_and_looks_up_the_same_rows(tiny_gguf: Path) -> None:
+    kernel = load_kernels()
+    ours = load_gguf_model(tiny_gguf, make_linear=int8_maker(kernel), quantized_embedding=True)
+    reference = transformers_load(tiny_gguf)
+    quantize_linears(reference, kernel)
+    embedding = ours.model.embed_tokens
+    assert isinstance(embedding, GGUFEmbedding) and embedding.blocks.dtype == torch.uint8
+    assert embedding.blocks.numel() < TINY.vocab * TINY.hidden * 4 / 3  # Q8_0: 34 bytes / 32; Q4_1: 20 / 32
+    every_row = torch.arange(TINY.vocab).view(2, -1)
+    assert torch.equal(embedding(every_row).view(TINY.vocab, -1), reference.model.embed_tokens.weight)
+    assert torch.equal(ours.lm_head.qweight, reference.lm_head.qweight)  # packed from the same values
+    assert [n for n, _ in ours.named_parameters() if "embed" in n] == []  # no float32 copy left
+    assert torch.equal(logits(ours), logits(reference))
+
+
+def test_a_file_without_a_tensor_the_model_needs_is_refused_by_name(tiny_gguf: Path) -> None:
+    config = read_config(tiny_gguf)
+    config.num_hidden_layers = 3
+    with pytest.raises(ValueError, match=r"no tensor in the file for model\.layers\.2\."):
+        load_gguf_model(tiny_gguf, config=config)
+
+
+def test_a_tensor_of_the_wrong_shape_is_refused_by_name(tmp_path: Path) -> None:
+    path = write_llama_gguf(tmp_path / "wide.gguf", dataclasses.replace(TINY, intermediate=192), "Q8_0")
+    config = read_config(path)
+    config.intermediate_size = 128
+    with pytest.raises(ValueError, match=r"mlp\.\w+_proj\.weight has shape"):
+        load_gguf_model(path, config=config)
+
+
+def test_packing_in_row_slices_gives_the_same_bytes_and_scales() -> None:
+    weight = (
+        torch.randn(72, 48, generator=torch.Generator().manual_seed(3)) * torch.linspace(0.1, 3, 72)[:, None]
+    )
+    whole = pack(weight)
+    for rows in (8, 16, 20, 64, 4096):  # 20 rounds down to whole 8-row blocks
+        sliced = pack_in_rows(weight, rows)
+        assert torch.equal(sliced[0], whole[0]) and torch.equal(sliced[1], whole[1]), rows
+
+
+QUESTIONS = [
+    "How do I reset my card PIN?",
+    "My transfer has not arrived yet. What should I do?",
+    "Explain what an IBAN is in one sentence.",
+]
+
+
+@pytest.mark.slow
+@needs_kernels
+async def test_smollm2_from_its_gguf_serves_what_the_converted_folder_served(
+    model_dir: Path, lora_registry: object
+) -> None:
+    """The engine's default load (the packaged Q4_1 GGUF, tensor by tensor) against the float32 folder converted
+    from it (the old default): the same int8 bytes, so the same greedy tokens, with and without a LoRA adapter."""
+    from finserve.contracts import AdapterRef
+    from finserve.serving.inference import ChatMessage, GenerationRequest, GeneratorConfig, build_engine
+
+    common = dict(registry=lora_registry.root, max_new_tokens=32, batch_wait_ms=0)  # type: ignore[attr-defined]
+    from_gguf = build_engine(GeneratorConfig(**common))
+    from_folder = build_engine(GeneratorConfig(model_dir=str(model_dir), **common))
+    await from_gguf.start()
+    await from_folder.start()
+    try:
+        assert from_gguf.runner.source.suffix == ".gguf" and from_folder.runner.source == model_dir
+        new, old = (
+            dict(from_gguf.runner._model.named_modules()),
+            dict(from_folder.runner._model.named_modules()),
+        )
+        packed = [name for name, m in old.items() if isinstance(m, Int8Linear)]
+        assert len(packed) == 30 * 7 + 1 and all(isinstance(new[n], Int8Linear) for n in packed)
+        for name in packed:
+            assert torch.equal(new[name].qweight, old[name].qweight) and torch.equal(
+                new[name]._scales, old[name]._scales
+            )
+        new_params = dict(from_gguf.runner._model.named_parameters())
+        for name, tensor in from_folder.runner._model.named_parameters():
+            if name == "model.embed_tokens.weight":  # kept in its Q8_0 blocks: every row looked up instead
+                rows = new["model.embed_tokens"](torch.arange(tensor.shape[0]).unsqueeze(0))[0]
+                assert isinstance(new["model.embed_tokens"], GGUFEmbedding) and torch.equal(rows, tensor)
+            else:
+                assert torch.equal(new_params[name], tensor), name
+        assert from_gguf.runner.eos_ids == from_folder.runner.eos_ids
+        assert from_gguf.runner.pad_id == from_folder.runner.pad_id
+        texts: dict[AdapterRef, list[str]] = {}
+        for adapter in (AdapterRef.base(), AdapterRef.parse("tiny@1.0.0")):
+            for question in QUESTIONS:
+                req = GenerationRequest(
+                    messages=[ChatMessage(role="user", content=question)], adapter=adapter
+                )
+                a, b = await from_gguf.generate(req), await from_folder.generate(req)
+                assert (a.text, a.completion_tokens, a.prompt_tokens) == (
+                    b.text,
+                    b.completion_tokens,
+                    b.prompt_tokens,
+                )
+                assert a.completion_tokens > 5
+                texts.setdefault(adapter, []).append(a.text)
+        assert texts[AdapterRef.base()] != texts[AdapterRef.parse("tiny@1.0.0")]  # the adapter did apply
+    finally:
+        await from_gguf.stop()
+        await from_folder.stop()
