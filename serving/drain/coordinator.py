@@ -1,0 +1,79 @@
+"""The drain's I/O: tell every Gateway replica to drain, then read their in-flight counts until decide() says
+the drain is over. `finserve up` runs it on SIGTERM / SIGINT before serve.shutdown()."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .config import DrainConfig
+from .decide import DrainVerdict, decide
+
+APP = "finserve"
+GATEWAY = "Gateway"
+
+
+class Gateways(Protocol):
+    """Every replica of the Gateway deployment; None where no replica answered."""
+
+    def start_draining(self) -> list[int] | None: ...
+    def in_flight(self) -> list[int] | None: ...
+
+
+class ServeGateways:
+    """The Gateway replicas through Ray Serve: DeploymentHandle.broadcast calls a method on every running
+    replica (not one picked by the router), outside max_queued_requests."""
+
+    def __init__(self, app: str = APP, deployment: str = GATEWAY, timeout_s: float = 2.0) -> None:
+        self._app, self._deployment, self._timeout_s = app, deployment, timeout_s
+        self._handle: Any = None
+
+    def _broadcast(self, method: str) -> list[int] | None:
+        try:
+            if self._handle is None:  # raises while the app is not deployed (a signal during the start)
+                from ray import serve
+
+                self._handle = serve.get_deployment_handle(self._deployment, app_name=self._app)
+            results = self._handle.broadcast(method).results(
+                timeout_s=self._timeout_s, return_exceptions=True
+            )
+        except Exception:  # noqa: BLE001 - no replica, or one too busy to answer in time: unknown, asked again
+            return None
+        # A replica that died meanwhile answers with its error: it holds nothing in flight any more.
+        counts = [int(r) for r in results if not isinstance(r, BaseException)]
+        return counts or None
+
+    def start_draining(self) -> list[int] | None:
+        return self._broadcast("start_draining")
+
+    def in_flight(self) -> list[int] | None:
+        return self._broadcast("in_flight")
+
+
+def run_drain(
+    gateways: Gateways,
+    cfg: DrainConfig,
+    forced: threading.Event,
+    report: Callable[[str], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> DrainVerdict | None:
+    """Drains and returns how it ended; None when no Gateway replica could be told (nothing was serving).
+    ``forced`` (a second signal) ends the wait at the next look; ``report`` gets each new state once."""
+    start = clock()
+    counts = gateways.start_draining()
+    if counts is None:
+        report("no Gateway replica answered: nothing to drain")
+        return None
+    said = ""
+    while True:
+        verdict = decide(cfg, clock() - start, counts, forced.is_set())
+        line = verdict.describe()
+        if line != said:
+            report(line)
+            said = line
+        if verdict.done:
+            return verdict
+        forced.wait(cfg.poll_s)
+        counts = gateways.in_flight()
