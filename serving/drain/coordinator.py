@@ -77,3 +77,17 @@ def run_drain(
             return verdict
         forced.wait(cfg.poll_s)
         counts = gateways.in_flight()
+
+
+def drain_cluster(
+    cfg: DrainConfig, address: str, forced: threading.Event, report: Callable[[str], None]
+) -> DrainVerdict | None:
+    """The same drain from outside `finserve up`: a driver joins the running Ray cluster at ``address`` (the
+    RayService head pod's preStop hook, `finserve drain`), drains every Gateway replica, and leaves."""
+    import ray
+
+    ray.init(address=address, namespace="serve", log_to_driver=False, configure_logging=False)
+    try:
+        return run_drain(ServeGateways(), cfg, forced, report)
+    finally:
+        ray.shutdown()

@@ -456,3 +456,150 @@ def _check_grpc(port: int, question: str) -> str:
     assert (out["adapter"], out["request_id"]) == ("base@0.0.0", "e2e-grpc")
     assert ("x-request-id", "e2e-grpc") in call.trailing_metadata()
     return str(resp) + " ".join(out.values())
+
+
+# ---- graceful shutdown: SIGTERM drains (serving/drain/) ----
+
+LONG_QUESTION = "Explain step by step everything I should do when my card has not arrived yet."
+
+
+def _chat(base: str, rid: str, out: dict, stream: bool, started=None) -> None:
+    """One chat request that takes a few seconds (max_tokens 64 on the CPU engine); its outcome goes to ``out``."""
+    body = {
+        "model": "finserve-banking",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": LONG_QUESTION}],
+        "stream": stream,
+    }
+    headers = {"x-request-id": rid}
+    try:
+        if not stream:
+            resp = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=180)
+            data = resp.json()
+            out[rid] = (
+                resp.status_code,
+                data["choices"][0]["finish_reason"],
+                data["choices"][0]["message"]["content"],
+            )
+            return
+        with httpx.stream(
+            "POST", f"{base}/v1/chat/completions", json=body, headers=headers, timeout=180
+        ) as resp:
+            events = []
+            for line in resp.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(line[6:])
+                if started is not None and len(events) == 2:  # text is coming: it is mid-answer
+                    started.set()
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+        out[rid] = (resp.status_code, events[-1], text, time.monotonic())
+    except Exception as exc:  # noqa: BLE001 - a cut request is the failure this test looks for
+        out[rid] = ("failed", repr(exc))
+    finally:
+        if started is not None:
+            started.set()
+
+
+def _probe_until_closed(base: str) -> list[tuple[float, object]]:
+    """/readyz answers, from now until the listener refuses connections."""
+    seen: list[tuple[float, object]] = []
+    while True:
+        try:
+            resp = httpx.get(f"{base}/readyz", timeout=10)
+            is_json = resp.headers.get("content-type", "").startswith("application/json")
+            seen.append((time.monotonic(), (resp.status_code, resp.json() if is_json else resp.text)))
+        except httpx.HTTPError as exc:
+            seen.append((time.monotonic(), type(exc).__name__))
+            return seen
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("running_stack", ["haproxy"], indirect=True)
+def test_sigterm_drains_requests_in_flight_then_leaves_nothing(running_stack):
+    """SIGTERM with three requests in flight (one streamed): /readyz says 503 draining before the HTTP listener
+    closes, each request is answered whole and audited, `finserve up` exits 0 and nothing it started is left."""
+    import threading
+
+    base, cfg, proc, ray_tmp = running_stack
+    _haproxy_holding(proc.pid, {cfg.gateway.http_port})
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert {"raylet", "gcs_server", "haproxy"} <= {p.name() for p in tree}
+    out: dict = {}
+    streaming = threading.Event()
+    clients = [threading.Thread(target=_chat, args=(base, f"drain-{i}", out, False)) for i in range(2)]
+    clients.append(threading.Thread(target=_chat, args=(base, "drain-stream", out, True, streaming)))
+    for t in clients:
+        t.start()
+    assert streaming.wait(180) and "drain-stream" not in out  # the stream is mid-answer now
+    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    probes = _probe_until_closed(base)
+    for t in clients:
+        t.join(240)
+    assert proc.wait(timeout=120) == 0
+    log = proc.stdout.read()
+
+    statuses = [s for _, s in probes]
+    assert isinstance(statuses[-1], str), statuses  # ended by a connection error: the listener went
+    draining = (503, {"ready": False, "draining": True, "stages": {"accepting": False}})
+    assert draining in statuses, statuses  # not ready, said by the replica, before the listener closed
+    after = statuses[statuses.index(draining) :]
+    assert not [s for s in after if s[0] == 200], statuses  # once not ready, never ready again
+    assert "draining:" in log and "drain over" in log, log
+
+    for rid in ("drain-0", "drain-1"):
+        status, finish, text = out[rid]
+        assert status == 200 and finish in ("stop", "length") and text.strip(), out[rid]
+    status, last, text, done = out["drain-stream"]
+    assert (status, last) == (200, "[DONE]") and text.strip() and done > signalled, out["drain-stream"]
+    lines = {r["request_id"]: r for r in read_records(cfg.audit.path)}
+    assert all(lines[rid]["status"] == 200 for rid in ("drain-0", "drain-1", "drain-stream")), lines
+    verify = subprocess.run(
+        [sys.executable, "-m", "finserve.cli", "audit", "verify", "--path", str(cfg.audit.path)],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    time.sleep(2)
+    left = [p for p in tree if running(p)]
+    assert left == [], [(p.pid, p.name()) for p in left]
+    assert _ray_processes(ray_tmp) == []
+
+
+@pytest.mark.parametrize("running_stack", ["proxy"], indirect=True)
+def test_finserve_drain_joins_the_cluster_and_drains_every_gateway(running_stack, tmp_path):
+    """`finserve drain` (the RayService head pod's preStop hook) from its own process: the Gateway answers not
+    ready from then on, requests are still answered, and the command returns once nothing is in flight."""
+    base, cfg, proc, ray_tmp = running_stack
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}  # `--address auto` finds the cluster this node runs
+    drain = subprocess.run(
+        [sys.executable, "-m", "finserve.cli", "drain", "--config", str(tmp_path / "serving.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert drain.returncode == 0, drain.stdout + drain.stderr
+    assert "drain over (idle)" in drain.stderr, drain.stderr
+    ready = httpx.get(f"{base}/readyz", timeout=30)
+    assert (ready.status_code, ready.json()["draining"]) == (503, True)
+    grpc_ready = _grpc_health(cfg.gateway.grpc_port)
+    assert grpc_ready == "NOT_SERVING"
+    resp = httpx.post(
+        f"{base}/v1/chat/completions",
+        json={"model": "finserve-banking", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]},
+        timeout=120,
+    )
+    assert resp.status_code == 200  # draining is not refusing: whatever still arrives is served
+
+
+def _grpc_health(port: int) -> str:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        resp = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=30
+        )
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
