@@ -280,11 +280,12 @@ class Gateway(InferenceServicer, HealthServicer):
 
     # ---- graceful shutdown (serving/drain/): called on every replica with DeploymentHandle.broadcast ----
 
-    def start_draining(self) -> int:
+    # async: they run on the replica's event loop, the only one that touches the drain state.
+    async def start_draining(self) -> int:
         """Readiness false from now on, requests still served; returns the requests in flight here."""
         return self._drain.start()
 
-    def in_flight(self) -> int:
+    async def in_flight(self) -> int:
         return self._drain.in_flight
 
     async def ModelInfer(self, request: Any, grpc_context: Any) -> Any:  # noqa: N802 - the gRPC method's name

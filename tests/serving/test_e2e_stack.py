@@ -573,9 +573,21 @@ def test_finserve_drain_joins_the_cluster_and_drains_every_gateway(running_stack
     """`finserve drain` (the RayService head pod's preStop hook) from its own process: the Gateway answers not
     ready from then on, requests are still answered, and the command returns once nothing is in flight."""
     base, cfg, proc, ray_tmp = running_stack
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp}  # `--address auto` finds the cluster this node runs
+    # This stack's GCS, as its raylet was told (other Ray clusters may run on the host: `auto` could pick one).
+    (raylet,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "raylet"]
+    (gcs,) = [a.split("=", 1)[1] for a in raylet.cmdline() if a.startswith("--gcs-address=")]
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
     drain = subprocess.run(
-        [sys.executable, "-m", "finserve.cli", "drain", "--config", str(tmp_path / "serving.yaml")],
+        [
+            sys.executable,
+            "-m",
+            "finserve.cli",
+            "drain",
+            "--config",
+            str(tmp_path / "serving.yaml"),
+            "--address",
+            gcs,
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -192,19 +192,19 @@ async def test_gateway_replica_drains_on_request_and_counts_grpc_inference(tmp_p
         )
     )
     await asyncio.wait_for(started.wait(), HANG_GUARD_S)
-    assert gateway.in_flight() == 1
+    assert await gateway.in_flight() == 1
     check = health_pb2.HealthCheckRequest(service="")
     assert (
         await gateway.Check(check, grpc_context=_Context())
     ).status == health_pb2.HealthCheckResponse.SERVING
-    assert gateway.start_draining() == 1
+    assert await gateway.start_draining() == 1
     assert (
         await gateway.Check(check, grpc_context=_Context())
     ).status == health_pb2.HealthCheckResponse.NOT_SERVING
     release.set()
     answer = await asyncio.wait_for(call, HANG_GUARD_S)
     assert {o.name for o in answer.outputs} >= {"text"}
-    assert gateway.in_flight() == 0
+    assert await gateway.in_flight() == 0
 
 
 def test_ray_serve_stops_a_gateway_replica_within_the_drain_grace() -> None:
