@@ -3,11 +3,13 @@ the drain is over. `finserve up` runs it on SIGTERM / SIGINT before serve.shutdo
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..ray_hardening import single_node_env
 from .config import DrainConfig
 from .decide import DrainVerdict, decide
 
@@ -84,6 +86,9 @@ def drain_cluster(
 ) -> DrainVerdict | None:
     """The same drain from outside `finserve up`: a driver joins the running Ray cluster at ``address`` (the
     RayService head pod's preStop hook, `finserve drain`), drains every Gateway replica, and leaves."""
+    if address.split(":")[0] in ("127.0.0.1", "localhost"):
+        # A local `finserve up` runs Ray as a single loopback node; a driver joins it on the same terms.
+        os.environ.update(single_node_env())
     import ray
 
     ray.init(address=address, namespace="serve", log_to_driver=False, configure_logging=False)
