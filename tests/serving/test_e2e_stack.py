@@ -501,10 +501,11 @@ def _chat(base: str, rid: str, out: dict, stream: bool, started=None) -> None:
             started.set()
 
 
-def _probe_until_closed(base: str) -> list[tuple[float, object]]:
-    """/readyz answers, from now until the listener refuses connections."""
+def _probe_until_closed(base: str, hang_guard_s: float = 240) -> list[tuple[float, object]]:
+    """/readyz answers, from now until the listener refuses connections (or the hang guard ends it)."""
     seen: list[tuple[float, object]] = []
-    while True:
+    deadline = time.monotonic() + hang_guard_s
+    while time.monotonic() < deadline:
         try:
             resp = httpx.get(f"{base}/readyz", timeout=10)
             is_json = resp.headers.get("content-type", "").startswith("application/json")
@@ -513,6 +514,7 @@ def _probe_until_closed(base: str) -> list[tuple[float, object]]:
             seen.append((time.monotonic(), type(exc).__name__))
             return seen
         time.sleep(0.1)
+    return seen
 
 
 @pytest.mark.parametrize("running_stack", ["haproxy"], indirect=True)
