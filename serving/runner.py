@@ -14,7 +14,7 @@ from rich.console import Console
 
 from . import run_record
 from .config import ServingConfig
-from .drain.coordinator import ServeGateways, run_drain
+from .drain.coordinator import ServeGateways, run_drain, stop_handler
 from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
 from .oip_grpc.health import ADD_HEALTH_SERVICER
@@ -103,16 +103,7 @@ def _run(
     # ours must come after ray.init so a SIGTERM means "drain, then shut down cleanly". A second one (Ctrl-C
     # twice) ends the drain at once.
     hurry = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            console.print(f"[yellow]{name} again: stopping now[/]")
-            hurry.set()
-            return
-        console.print(f"[yellow]{name}: draining, then shutting down (again to stop at once)[/]")
-        stop.set()
-
+    _stop = stop_handler(stop, hurry, lambda line: console.print(f"[yellow]{line}[/]"))
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     node_id = ray.get_runtime_context().get_node_id()

@@ -4,6 +4,7 @@ the drain is over. `finserve up` runs it on SIGTERM / SIGINT before serve.shutdo
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +53,24 @@ class ServeGateways:
 
     def in_flight(self) -> list[int] | None:
         return self._broadcast("in_flight")
+
+
+def stop_handler(
+    stop: threading.Event, hurry: threading.Event, say: Callable[[str], None]
+) -> Callable[[int, object], None]:
+    """A SIGTERM / SIGINT handler: the first signal asks for a drained stop (``stop``), the next one for an
+    immediate one (``hurry``: the drain ends at its next look), as operators expect of Ctrl-C twice."""
+
+    def handle(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            say(f"{name} again: stopping now")
+            hurry.set()
+            return
+        say(f"{name}: draining, then shutting down (again to stop at once)")
+        stop.set()
+
+    return handle
 
 
 def run_drain(

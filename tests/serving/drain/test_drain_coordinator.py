@@ -72,3 +72,17 @@ def test_nothing_deployed_means_nothing_to_drain() -> None:
     verdict, calls, lines, _ = _run([None])
     assert verdict is None and calls == ["start_draining"]
     assert lines == ["no Gateway replica answered: nothing to drain"]
+
+
+def test_first_signal_drains_the_second_stops_at_once() -> None:
+    import signal
+
+    from finserve.serving.drain.coordinator import stop_handler
+
+    stop, hurry, said = threading.Event(), threading.Event(), []
+    handle = stop_handler(stop, hurry, said.append)
+    handle(signal.SIGTERM, None)
+    assert stop.is_set() and not hurry.is_set()
+    assert said == ["SIGTERM: draining, then shutting down (again to stop at once)"]
+    handle(signal.SIGINT, None)
+    assert hurry.is_set() and said[-1] == "SIGINT again: stopping now"
