@@ -3,6 +3,7 @@ the drain is over. `finserve up` runs it on SIGTERM / SIGINT before serve.shutdo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -24,35 +25,56 @@ class Gateways(Protocol):
     def start_draining(self) -> list[int] | None: ...
     def in_flight(self) -> list[int] | None: ...
 
+    @property
+    def last_error(self) -> str | None: ...
+
 
 class ServeGateways:
     """The Gateway replicas through Ray Serve: DeploymentHandle.broadcast calls a method on every running
-    replica (not one picked by the router), outside max_queued_requests."""
+    replica (not one picked by the router), outside max_queued_requests.
 
-    def __init__(self, app: str = APP, deployment: str = GATEWAY, timeout_s: float = 2.0) -> None:
-        self._app, self._deployment, self._timeout_s = app, deployment, timeout_s
+    The handle lives on an event loop of its own, in a daemon thread: in Ray Serve's throughput-optimized mode
+    (our default) a handle routes on the loop it was made in, and the caller here (`finserve up`'s main thread,
+    `finserve drain`) has none. The loop runs until the process ends, so serve.shutdown() can still close the
+    handle's router on it."""
+
+    def __init__(
+        self, app: str = APP, deployment: str = GATEWAY, timeout_s: float = 2.0, first_timeout_s: float = 15.0
+    ) -> None:
+        self._app, self._deployment = app, deployment
+        self._timeout_s, self._first_timeout_s = timeout_s, first_timeout_s
         self._handle: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.last_error: str | None = None  # why the last look got no answer, for the console
 
-    def _broadcast(self, method: str) -> list[int] | None:
+    async def _ask(self, method: str, timeout_s: float) -> list[Any]:
+        if self._handle is None:  # raises while the app is not deployed (a signal during the start)
+            from ray import serve
+
+            self._handle = serve.get_deployment_handle(self._deployment, app_name=self._app)
+        response = self._handle.broadcast(method)
+        return list(await response.results_async(timeout_s=timeout_s, return_exceptions=True))
+
+    def _broadcast(self, method: str, timeout_s: float) -> list[int] | None:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, name="drain-handle", daemon=True).start()
         try:
-            if self._handle is None:  # raises while the app is not deployed (a signal during the start)
-                from ray import serve
-
-                self._handle = serve.get_deployment_handle(self._deployment, app_name=self._app)
-            results = self._handle.broadcast(method).results(
-                timeout_s=self._timeout_s, return_exceptions=True
-            )
-        except Exception:  # noqa: BLE001 - no replica, or one too busy to answer in time: unknown, asked again
+            # The first call also waits for the new handle to learn the replica set from the controller.
+            future = asyncio.run_coroutine_threadsafe(self._ask(method, timeout_s), self._loop)
+            results = future.result(timeout_s + 1)
+        except Exception as exc:  # noqa: BLE001 - no replica, or one too busy to answer in time: unknown, asked again
+            self.last_error = f"{type(exc).__name__}: {exc}"
             return None
         # A replica that died meanwhile answers with its error: it holds nothing in flight any more.
         counts = [int(r) for r in results if not isinstance(r, BaseException)]
         return counts or None
 
     def start_draining(self) -> list[int] | None:
-        return self._broadcast("start_draining")
+        return self._broadcast("start_draining", self._first_timeout_s)
 
     def in_flight(self) -> list[int] | None:
-        return self._broadcast("in_flight")
+        return self._broadcast("in_flight", self._timeout_s)
 
 
 def stop_handler(
@@ -85,7 +107,7 @@ def run_drain(
     start = clock()
     counts = gateways.start_draining()
     if counts is None:
-        report("no Gateway replica answered: nothing to drain")
+        report(f"no Gateway replica answered ({gateways.last_error}): nothing to drain")
         return None
     said = ""
     while True:

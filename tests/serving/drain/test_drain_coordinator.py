@@ -20,6 +20,7 @@ class Replicas:
     def __init__(self, clock: FakeClock, looks: list[list[int] | None], on_look=None) -> None:
         self.clock, self.looks, self.on_look = clock, list(looks), on_look
         self.calls: list[str] = []
+        self.last_error = "DeploymentUnavailableError: no replica"
 
     def _next(self, name: str) -> list[int] | None:
         self.calls.append(name)
@@ -71,7 +72,7 @@ def test_a_second_signal_ends_the_wait_at_the_next_look() -> None:
 def test_nothing_deployed_means_nothing_to_drain() -> None:
     verdict, calls, lines, _ = _run([None])
     assert verdict is None and calls == ["start_draining"]
-    assert lines == ["no Gateway replica answered: nothing to drain"]
+    assert lines == ["no Gateway replica answered (DeploymentUnavailableError: no replica): nothing to drain"]
 
 
 def test_first_signal_drains_the_second_stops_at_once() -> None:
