@@ -1224,9 +1224,9 @@ def test_serving_pods_get_time_to_drain_and_the_rayservice_head_drains_first():
         assert pod["terminationGracePeriodSeconds"] == 60
     for values in ((), (CI / "rayservice-values.yaml",)):
         assert "must fit serving.terminationGracePeriodSeconds" in render_fails(
-            "serving.config.drain.grace_s=56", values=values
+            "serving.config.drain.grace_s=46", values=values
         )
         assert render(
             values=values,
-            sets=("serving.config.drain.grace_s=10", "serving.terminationGracePeriodSeconds=15"),
+            sets=("serving.config.drain.grace_s=10", "serving.terminationGracePeriodSeconds=25"),
         )
