@@ -19,7 +19,8 @@ one data dir in the order given, so `replica_kill,sigkill_restart,sigterm` start
   replica_kill     the Generator replica's process is SIGKILLed under load; Ray Serve starts another
   sigkill_restart  SIGTERM then SIGKILL 3 s later under load (as a supervisor does); what is left
                    running; `finserve up` again on the same data dir and ports; the audit chain verified
-  sigterm          SIGTERM under load: readiness, in-flight requests, exit time, processes left
+  sigterm          SIGTERM under load: when /readyz says 503 and when the listener closes (the clients stop
+                   sending at the first probe that is not 200), in-flight requests, exit time, processes left
   soak             --soak-s seconds at --concurrency 8 with the stack's RSS sampled (slope reported)
 
     python -m bench.fault_rows audit_full,milvus_down [--port 18800]
@@ -638,7 +639,12 @@ def row_replica_kill(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
 
 def row_sigterm(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "setup": {"client_threads": args.concurrency_kill, "max_tokens": MAX_TOKENS, "grace_s": args.grace_s}
+        "setup": {
+            "client_threads": args.concurrency_kill,
+            "max_tokens": MAX_TOKENS,
+            "grace_s": args.grace_s,
+            "clients": "stop sending at the first /readyz that is not 200, as a load balancer would",
+        }
     }
     if not _ensure(stack, out):
         return out
@@ -651,42 +657,55 @@ def row_sigterm(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
 
     def probe() -> None:
         while not stop_probe.is_set():
-            probes.append((time.monotonic(), ready(stack.base, timeout=2)))
+            status = ready(stack.base, timeout=2)
+            probes.append((time.monotonic(), status))
+            if status != 200:
+                load.stop.set()  # the load balancer saw it: nothing new is sent; what is in flight goes on
             time.sleep(0.2)
 
     stack.note_tree()
-    prober = threading.Thread(target=probe, daemon=True)
-    prober.start()
     at = time.monotonic()
     in_flight = load.in_flight()
     stack.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-    load.stop.set()  # the clients send nothing new; what is in flight goes on
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
     exited = stack.wait_exit(args.grace_s)
     if exited is None:
         stack.proc.kill()  # type: ignore[union-attr]
         stack.proc.wait()  # type: ignore[union-attr]
     exit_code = stack.proc.returncode  # type: ignore[union-attr]
     stop_probe.set()
+    load.stop.set()
     rows = load.join()
     time.sleep(5)
     left = stack.alive_seen()
     stack.kill_leftovers()
     stack.proc = None
-    not_ready = next((round(t - at, 2) for t, s in probes if t >= at and s != 200), None)
+    after = [(t - at, s) for t, s in probes if t >= at]
+    first_503 = next((round(dt, 2) for dt, s in after if s == 503), None)
+    closed = next((round(dt, 2) for dt, s in after if not isinstance(s, int)), None)
     last_answer = max((r["done"] for r in rows if r["started"] < at and r["status"] == 200), default=None)
+    drain_log = [
+        line.strip()
+        for line in stack.log_tail(200)
+        if "drain" in line or "SIGTERM" in line or "stopping" in line
+    ]
     out.update(
         {
             "in_flight_at_sigterm": in_flight,
-            "readyz_not_200_after_s": not_ready,
-            "readyz_after_sigterm": dict(Counter(str(s) for t, s in probes if t >= at)),
+            "readyz_503_after_s": first_503,
+            "listener_closed_after_s": closed,
+            "readyz_after_sigterm": dict(Counter(str(s) for _, s in after)),
             "last_in_flight_answer_after_s": round(last_answer - at, 2)
             if last_answer and last_answer > at
             else None,
             "exit_after_s": exited,
             "exit_code": exit_code,
             "left_running_5s_after_exit": left,
+            "console": drain_log,
             "before": summary([r for r in rows if r["done"] <= at]),
             "in_flight": summary([r for r in rows if r["started"] < at < r["done"]], at),
+            "sent_after_sigterm": summary([r for r in rows if r["started"] >= at]),
             "audit": audit_check(stack.audit, rows, stack.audit.with_name("checkpoint.key")),
         }
     )

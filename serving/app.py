@@ -20,6 +20,7 @@ from finserve.contracts import AdapterRef, AdapterRegistry
 from .audit.log import AuditConfig, AuditLog, AuditRecord
 from .audit.status import CachedRefusal
 from .config import ServingConfig, StageResources
+from .drain import DrainConfig, DrainState
 from .exposure import start_metrics_listener
 from .gateway import create_api
 from .guard.config import GuardConfig
@@ -216,11 +217,14 @@ class Gateway(InferenceServicer, HealthServicer):
             router=Router(cfg.router),
             generator_health=_GeneratorHealth(generator),
         )
-        InferenceServicer.__init__(self, self.pipeline, self.readiness)
+        # Every probe reads readiness through the drain flag: not ready as soon as the shutdown starts draining.
+        self._drain = DrainState()
+        probe = self._drain.gate(self.readiness)
+        InferenceServicer.__init__(self, self.pipeline, probe)
         self._metrics = start_metrics_listener(
             cfg.exposure, self.pipeline.metrics.registry
         )  # loopback default
-        HealthServicer.__init__(self, self.readiness)
+        HealthServicer.__init__(self, probe)
         # Ray Serve builds the replica inside its event loop: warm the context guard's cache beside it.
         self._warming = asyncio.get_running_loop().create_task(self.pipeline.warm())
 
@@ -237,6 +241,22 @@ class Gateway(InferenceServicer, HealthServicer):
                 out[name] = False
         return out
 
+    # ---- graceful shutdown (serving/drain/): called on every replica with DeploymentHandle.broadcast ----
+
+    # async: they run on the replica's event loop, the only one that touches the drain state.
+    async def start_draining(self) -> int:
+        """Readiness false from now on, requests still served; returns the requests in flight here."""
+        return self._drain.start()
+
+    async def in_flight(self) -> int:
+        return self._drain.in_flight
+
+    async def ModelInfer(self, request: Any, grpc_context: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        # HTTP is counted by the ASGI middleware; a gRPC inference call here (Ray calls it by name, with
+        # the keyword grpc_context). Probes (Check, ServerReady, ...) are not counted.
+        with self._drain.track():
+            return await InferenceServicer.ModelInfer(self, request, grpc_context)
+
     async def __del__(self) -> None:
         # Ray Serve's ingress wrapper awaits this when it stops the replica: cancel the shadows still
         # running, then seal a log this replica writes itself.
@@ -249,7 +269,7 @@ class Gateway(InferenceServicer, HealthServicer):
             self._metrics.stop()
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - Ray Serve's late-bound ASGI hook
-        return create_api(self.pipeline, self.readiness)
+        return create_api(self.pipeline, self._drain.gate(self.readiness), self._drain)
 
 
 def _options(res: StageResources) -> dict[str, Any]:
@@ -259,6 +279,12 @@ def _options(res: StageResources) -> dict[str, Any]:
         "max_queued_requests": res.max_queued_requests,
         "ray_actor_options": {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus},
     }
+
+
+def gateway_shutdown_options(drain: DrainConfig) -> dict[str, float]:
+    """How long Ray Serve lets a Gateway replica it stops (rolling update, downscale, serve.shutdown) finish its
+    requests: the drain's grace, checked every poll; Ray's defaults are 20 s and 2 s."""
+    return {"graceful_shutdown_timeout_s": drain.grace_s, "graceful_shutdown_wait_loop_s": drain.poll_s}
 
 
 def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application:
@@ -292,5 +318,7 @@ def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application
         audit = serve.deployment(AuditDeployment, name="Audit", **_options(d.audit)).bind(
             cfg.audit.model_dump(mode="json"), cfg.guard.model_dump(mode="json")
         )
-    gateway = serve.deployment(Gateway, name="Gateway", **_options(d.gateway))
+    gateway = serve.deployment(
+        Gateway, name="Gateway", **_options(d.gateway), **gateway_shutdown_options(cfg.drain)
+    )
     return gateway.bind(cfg.model_dump(mode="json"), guard, retriever, generator, audit)

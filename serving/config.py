@@ -19,6 +19,7 @@ from .access.config import AuthConfig
 from .admission.config import AdmissionConfig
 from .audit.log import AuditConfig
 from .degrade.config import DegradeConfig
+from .drain.config import DrainConfig
 from .exposure import ExposureConfig
 from .guard.config import GuardConfig
 from .inference.config import GeneratorConfig
@@ -227,6 +228,10 @@ class ServingConfig(StrictModel):
     )
     degrade: DegradeConfig = Field(
         default_factory=DegradeConfig, description="Deadlines, fallback answers and the response cache."
+    )
+    drain: DrainConfig = Field(
+        default_factory=DrainConfig,
+        description="Graceful shutdown: how long a stopping stack answers not ready and waits for requests in flight.",
     )
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from .access.http import ReadAuthMiddleware
 from .access.ingress import Ingress, Readiness, fork_context, validation_message
 from .admission import requested_tokens
+from .drain.state import DrainState, InFlightMiddleware
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
 from .exposure import docs_options, metrics_allowed
 from .oip import (
@@ -126,8 +127,10 @@ def _lone_surrogate(value: object, where: str = "") -> str | None:
     return None
 
 
-def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
-    """The FastAPI app for one pipeline (in-process or inside the Ray Serve gateway replica)."""
+def create_api(pipeline: Pipeline, readiness: Readiness, drain: DrainState | None = None) -> FastAPI:
+    """The FastAPI app for one pipeline (in-process or inside the Ray Serve gateway replica). With ``drain`` (the
+    Gateway replica's), requests are counted for the shutdown's drain and the probes say when it drains;
+    ``readiness`` is then already gated by it (DrainState.gate)."""
     gw = pipeline.config.gateway
     ingress = Ingress(pipeline)
     fields = ingress.fields
@@ -138,6 +141,11 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     )
     api.add_middleware(ReadAuthMiddleware, authenticator=ingress.auth)
     instrument_api(api)  # logs per FINSERVE_LOG_FORMAT; with OTEL_* set, a server span per request
+    if drain is not None:  # outermost: a request counts from its first byte in to its last byte out
+        api.add_middleware(InFlightMiddleware, state=drain)
+
+    def draining() -> dict[str, bool]:
+        return {"draining": True} if drain is not None and drain.draining else {}
 
     async def reject(
         ctx: RequestContext, exc: BaseException, raw: bytes | None, *, oip: bool = False
@@ -238,7 +246,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     @api.get("/v2/health/ready")
     async def v2_ready() -> JSONResponse:
         ok = all((await readiness()).values())
-        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+        return JSONResponse({"ready": ok, **draining()}, status_code=200 if ok else 503)
 
     @api.get("/v2")
     async def v2_server() -> JSONResponse:
@@ -324,7 +332,8 @@ def create_api(pipeline: Pipeline, readiness: Readiness) -> FastAPI:
     async def readyz() -> JSONResponse:
         stages = await readiness()
         ok = all(stages.values())
-        return JSONResponse({"ready": ok, "stages": stages}, status_code=200 if ok else 503)
+        # While draining: 503 with draining: true, so a load balancer stops sending before the listener goes.
+        return JSONResponse({"ready": ok, **draining(), "stages": stages}, status_code=200 if ok else 503)
 
     @api.get("/metrics")
     async def metrics(request: Request) -> Response:

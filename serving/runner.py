@@ -14,6 +14,7 @@ from rich.console import Console
 
 from . import run_record
 from .config import ServingConfig
+from .drain.coordinator import ServeGateways, run_drain, stop_handler
 from .haproxy_procs import haproxy_config_path, remove_node_dir, stop_haproxy
 from .oip_grpc import ADD_SERVICER
 from .oip_grpc.health import ADD_HEALTH_SERVICER
@@ -102,11 +103,10 @@ def _run(
     )
 
     # Ray's core worker installs a fatal-signal handler for SIGTERM that aborts the process;
-    # ours must come after ray.init so a SIGTERM means "shut down cleanly".
-    def _stop(signum: int, _frame: object) -> None:
-        console.print(f"[yellow]{signal.Signals(signum).name}: shutting down[/]")
-        stop.set()
-
+    # ours must come after ray.init so a SIGTERM means "drain, then shut down cleanly". A second one (Ctrl-C
+    # twice) ends the drain at once.
+    hurry = threading.Event()
+    _stop = stop_handler(stop, hurry, lambda line: console.print(f"[yellow]{line}[/]"))
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     node_id = ray.get_runtime_context().get_node_id()
@@ -142,6 +142,7 @@ def _run(
             console.print(f"HAProxy ingress (config {haproxy_cfg})", soft_wrap=True)
         while not stop.wait(0.5):
             pass
+        _drain(cfg, hurry, console)
         return 0
     finally:
         console.print("[yellow]stopping Ray Serve...[/]")
@@ -154,6 +155,14 @@ def _run(
             run_record.clear(data_dir())
             time.sleep(0.2)
         console.print("[green]stopped[/]")
+
+
+def _drain(cfg: ServingConfig, hurry: threading.Event, console: Console) -> None:
+    """Every Gateway replica answers not ready, then the requests in flight finish (serving/drain/)."""
+    t0 = time.monotonic()
+    verdict = run_drain(ServeGateways(), cfg.drain, hurry, lambda line: console.print(f"[yellow]{line}[/]"))
+    if verdict is not None:
+        console.print(f"[yellow]drain over after {time.monotonic() - t0:.1f} s ({verdict.reason})[/]")
 
 
 def _reap_haproxy(config_path: str, node_id: str, console: Console) -> None:

@@ -48,6 +48,31 @@ def up(
     raise typer.Exit(code)
 
 
+def drain(
+    config: ConfigOpt = None,
+    address: Annotated[
+        str, typer.Option(help="Ray cluster to join (default: the one on this node).")
+    ] = "auto",
+) -> None:
+    """Drain a running stack: every Gateway replica answers not ready, then wait until none has a request in
+    flight (the config's drain section). The RayService head pod's preStop hook; a second signal ends the wait."""
+    import signal
+
+    from rich.console import Console
+
+    from finserve.serving.config import load_serving_config
+    from finserve.serving.drain.coordinator import drain_cluster
+
+    console = Console(stderr=True)
+    cfg = load_serving_config(config)
+    forced = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: forced.set())
+    verdict = drain_cluster(cfg.drain, address, forced, console.print)
+    if verdict is not None:
+        console.print(f"drain over ({verdict.reason})")
+
+
 def _bind_for_auth(cfg, console) -> None:  # noqa: ANN001 - ServingConfig and rich Console, imported lazily
     """No credential configured: loopback only; auth.mode none elsewhere: a warning (serving/access/policy.py)."""
     from finserve.serving.access import Authenticator
@@ -141,6 +166,7 @@ def _ask_grpc(
 
 def register(app: typer.Typer) -> None:
     app.command()(up)
+    app.command()(drain)
     app.command()(ask)
 
 

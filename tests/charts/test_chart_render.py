@@ -1205,3 +1205,28 @@ def test_a_provider_key_file_no_secret_mounts_fails_the_render(tmp_path):
         for v in one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]["volumes"]
         if v["name"].startswith("provider-")
     ]
+
+
+def test_serving_pods_get_time_to_drain_and_the_rayservice_head_drains_first():
+    """`finserve up` drains on SIGTERM itself; a RayService's head runs `finserve drain` as its preStop hook (its
+    end is the cluster's), and every pod's grace period holds the drain (serving.config.drain.grace_s) and Ray's
+    shutdown, or the render fails."""
+    deployment = one(render(), "Deployment", "finserve-serving-cpu")["spec"]["template"]["spec"]
+    assert deployment["terminationGracePeriodSeconds"] == 60
+    assert container(deployment, "serving")["command"][:2] == ["finserve", "up"]
+    rs = one(render(values=(CI / "rayservice-values.yaml",)), "RayService", "finserve-serving")
+    cluster = rs["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    assert container(head, "ray-head")["lifecycle"] == {
+        "preStop": {"exec": {"command": ["finserve", "drain"]}}
+    }
+    for pod in (head, *(g["template"]["spec"] for g in cluster["workerGroupSpecs"])):
+        assert pod["terminationGracePeriodSeconds"] == 60
+    for values in ((), (CI / "rayservice-values.yaml",)):
+        assert "must fit serving.terminationGracePeriodSeconds" in render_fails(
+            "serving.config.drain.grace_s=46", values=values
+        )
+        assert render(
+            values=values,
+            sets=("serving.config.drain.grace_s=10", "serving.terminationGracePeriodSeconds=25"),
+        )

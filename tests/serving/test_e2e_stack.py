@@ -456,3 +456,115 @@ def _check_grpc(port: int, question: str) -> str:
     assert (out["adapter"], out["request_id"]) == ("base@0.0.0", "e2e-grpc")
     assert ("x-request-id", "e2e-grpc") in call.trailing_metadata()
     return str(resp) + " ".join(out.values())
+
+
+# ---- graceful shutdown: SIGTERM drains (serving/drain/) ----
+
+LONG_QUESTION = "Explain step by step everything I should do when my card has not arrived yet."
+
+
+def _chat(base: str, rid: str, out: dict, stream: bool, started=None) -> None:
+    """One chat request that takes a few seconds (up to 96 tokens on the CPU engine); its outcome goes to ``out``."""
+    body = {
+        "model": "finserve-banking",
+        "max_tokens": 96,
+        "messages": [{"role": "user", "content": LONG_QUESTION}],
+        "stream": stream,
+    }
+    headers = {"x-request-id": rid}
+    try:
+        if not stream:
+            resp = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=180)
+            data = resp.json()
+            out[rid] = (
+                resp.status_code,
+                data["choices"][0]["finish_reason"],
+                data["choices"][0]["message"]["content"],
+            )
+            return
+        with httpx.stream(
+            "POST", f"{base}/v1/chat/completions", json=body, headers=headers, timeout=180
+        ) as resp:
+            events = []
+            for line in resp.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(line[6:])
+                if started is not None and len(events) == 1:  # the answer has begun, not ended
+                    started.set()
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+        out[rid] = (resp.status_code, events[-1], text, time.monotonic())
+    except Exception as exc:  # noqa: BLE001 - a cut request is the failure this test looks for
+        out[rid] = ("failed", repr(exc))
+    finally:
+        if started is not None:
+            started.set()
+
+
+def _probe_until_closed(base: str, hang_guard_s: float = 240) -> list[tuple[float, object]]:
+    """/readyz answers, from now until the listener refuses connections (or the hang guard ends it)."""
+    seen: list[tuple[float, object]] = []
+    deadline = time.monotonic() + hang_guard_s
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(f"{base}/readyz", timeout=10)
+            is_json = resp.headers.get("content-type", "").startswith("application/json")
+            seen.append((time.monotonic(), (resp.status_code, resp.json() if is_json else resp.text)))
+        except httpx.HTTPError as exc:
+            seen.append((time.monotonic(), type(exc).__name__))
+            return seen
+        time.sleep(0.1)
+    return seen
+
+
+@pytest.mark.parametrize("running_stack", ["haproxy"], indirect=True)
+def test_sigterm_drains_requests_in_flight_then_leaves_nothing(running_stack):
+    """SIGTERM with three requests in flight (one streamed): /readyz says 503 draining before the HTTP listener
+    closes, each request is answered whole and audited, `finserve up` exits 0 and nothing it started is left."""
+    import threading
+
+    base, cfg, proc, ray_tmp = running_stack
+    _haproxy_holding(proc.pid, {cfg.gateway.http_port})
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert {"raylet", "gcs_server", "haproxy"} <= {p.name() for p in tree}
+    out: dict = {}
+    streaming = threading.Event()
+    clients = [threading.Thread(target=_chat, args=(base, f"drain-{i}", out, False)) for i in range(2)]
+    clients.append(threading.Thread(target=_chat, args=(base, "drain-stream", out, True, streaming)))
+    for t in clients:
+        t.start()
+    assert streaming.wait(180)  # the stream has begun: its answer is still to come
+    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    probes = _probe_until_closed(base)
+    for t in clients:
+        t.join(240)
+    assert proc.wait(timeout=120) == 0
+    log = proc.stdout.read()
+
+    statuses = [s for _, s in probes]
+    assert isinstance(statuses[-1], str), statuses  # ended by a connection error: the listener went
+    draining = (503, {"ready": False, "draining": True, "stages": {"accepting": False}})
+    assert draining in statuses, statuses  # not ready, said by the replica, before the listener closed
+    after = statuses[statuses.index(draining) :]
+    assert not [s for s in after if s[0] == 200], statuses  # once not ready, never ready again
+    assert "draining:" in log and "drain over" in log, log
+
+    for rid in ("drain-0", "drain-1"):
+        status, finish, text = out[rid]
+        assert status == 200 and finish in ("stop", "length") and text.strip(), out[rid]
+    status, last, text, done = out["drain-stream"]
+    assert (status, last) == (200, "[DONE]") and text.strip() and done > signalled, out["drain-stream"]
+    lines = {r["request_id"]: r for r in read_records(cfg.audit.path)}
+    assert all(lines[rid]["status"] == 200 for rid in ("drain-0", "drain-1", "drain-stream")), lines
+    verify = subprocess.run(
+        [sys.executable, "-m", "finserve.cli", "audit", "verify", "--path", str(cfg.audit.path)],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    time.sleep(2)
+    left = [p for p in tree if running(p)]
+    assert left == [], [(p.pid, p.name()) for p in left]
+    assert _ray_processes(ray_tmp) == []

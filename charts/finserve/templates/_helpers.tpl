@@ -164,6 +164,18 @@ installer said so: `auth.mode` none, or auto with no keys file, JWKS or legacy k
 {{- end }}
 {{- end }}
 
+{{/* Refuses a drain that cannot fit the pod's grace period: on SIGTERM (or in the RayService head's preStop
+hook) serving drains for up to serving.config.drain.grace_s (default 15), then needs up to about 15 s to stop
+Ray Serve (11.7 s measured) before Kubernetes' SIGKILL at terminationGracePeriodSeconds. Renders nothing. */}}
+{{- define "finserve.drainFits" -}}
+{{- $drain := (.Values.serving.config.drain | default dict) }}
+{{- $grace := (hasKey $drain "grace_s") | ternary (index $drain "grace_s") 15 | float64 }}
+{{- $period := .Values.serving.terminationGracePeriodSeconds | float64 }}
+{{- if gt (addf $grace 15) $period }}
+{{- fail (printf "serving.config.drain.grace_s (%v s) plus about 15 s to stop must fit serving.terminationGracePeriodSeconds (%v s): raise the period or lower the grace" $grace $period) }}
+{{- end }}
+{{- end }}
+
 {{/* GPU resources and toleration: call with (dict "resources" ... "tolerations" ... "gpus" N). */}}
 {{- define "finserve.resources" -}}
 {{- $res := deepCopy (default dict .resources) }}
