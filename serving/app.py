@@ -318,7 +318,6 @@ def build_app(args: dict[str, Any] | ServingConfig | None = None) -> Application
         audit = serve.deployment(AuditDeployment, name="Audit", **_options(d.audit)).bind(
             cfg.audit.model_dump(mode="json"), cfg.guard.model_dump(mode="json")
         )
-    gateway = serve.deployment(
-        Gateway, name="Gateway", **_options(d.gateway), **gateway_shutdown_options(cfg.drain)
-    )
+    gateway_options: dict[str, Any] = {**_options(d.gateway), **gateway_shutdown_options(cfg.drain)}
+    gateway = serve.deployment(Gateway, name="Gateway", **gateway_options)
     return gateway.bind(cfg.model_dump(mode="json"), guard, retriever, generator, audit)
