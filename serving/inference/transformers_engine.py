@@ -75,6 +75,7 @@ class TransformersEngine:
         self._slots = AdapterSlots(config.max_loaded_adapters)
         self._adapter_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()  # concurrent start() calls load one model, not one each
+        self._starting: asyncio.Future[None] | None = None
         self._totals = BatchCounts()  # summed over batches, for stats()
         self._totals_lock = threading.Lock()
         self._loads = 0
@@ -92,6 +93,15 @@ class TransformersEngine:
     async def start(self) -> None:
         if self.ready():
             return
+        # One start at a time, shielded from its callers: a caller cancelled while the model loads (a readiness
+        # probe whose client gave up) used to release the lock with the load still running in its thread, and
+        # the next caller then started a second load beside it, then a third: on a busy machine each load
+        # slowed the others until none finished. Every caller now awaits the same start.
+        if self._starting is None or self._starting.done():
+            self._starting = asyncio.ensure_future(self._start_once())
+        await asyncio.shield(self._starting)
+
+    async def _start_once(self) -> None:
         async with self._start_lock:
             if self.ready():
                 return

@@ -43,3 +43,31 @@ async def test_concurrent_first_calls_load_the_model_once(
         assert first.text and first.text == second.text  # greedy, one model
     finally:
         await replica.engine.stop()
+
+
+async def test_a_caller_cancelled_while_the_model_loads_does_not_start_a_second_load(
+    model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A readiness probe whose client gave up is cancelled mid-load; the next caller must join that load, not
+    start another beside it (on a busy machine the loads then slowed each other until none finished)."""
+    loads: list[ModelRunner] = []
+    real_load = ModelRunner.load
+
+    def counted(self: ModelRunner) -> None:
+        loads.append(self)
+        real_load(self)
+
+    monkeypatch.setattr(ModelRunner, "load", counted)
+    config = GeneratorConfig(model_dir=str(model_dir), registry=str(tmp_path / "registry"), max_new_tokens=8)
+    replica = GeneratorDeployment(config.model_dump(mode="json"), IntentConfig().model_dump(mode="json"))
+    try:
+        probe = asyncio.ensure_future(replica.ready())
+        while not loads:  # the load has begun in its thread
+            await asyncio.sleep(0.01)
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert await replica.ready()
+        assert len(loads) == 1 and replica.engine.runner is loads[0]
+    finally:
+        await replica.engine.stop()
