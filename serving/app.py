@@ -17,8 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from finserve.contracts import AdapterRef, AdapterRegistry
 
-from .audit.log import AuditConfig, AuditLog, AuditRecord
-from .audit.status import CachedRefusal
+from .audit.log import AuditConfig, AuditLog
 from .config import ServingConfig, StageResources
 from .drain import DrainConfig, DrainState
 from .exposure import start_metrics_listener
@@ -136,27 +135,6 @@ class AuditDeployment(LocalAudit):
         self.log.close()
 
 
-class _RemoteAudit:
-    """The Audit deployment as a gateway sees it, with the refusal reason cached here for audit.status_ttl_s:
-    the pipeline asks before every request, and a Ray hop per request would cost more than the check itself."""
-
-    def __init__(self, stage: AuditStage, ttl_s: float) -> None:
-        self.stage = stage
-        self._refusal = CachedRefusal(stage.refusal, ttl_s)
-
-    async def refusal(self) -> str | None:
-        return await self._refusal.get()
-
-    async def append(self, record: AuditRecord) -> str:
-        return await self.stage.append(record)
-
-    async def ready(self) -> bool:
-        return await self.stage.ready()
-
-    async def close(self) -> None:
-        await self.stage.close()
-
-
 class _GeneratorHealth:
     """StageHealth of the Generator deployment for the pipeline's generator gate: the replicas' readiness
     probe, and how many replicas the handle can send a call to now (serving/ray_replicas.py)."""
@@ -202,7 +180,7 @@ class Gateway(InferenceServicer, HealthServicer):
         )
         if audit is not None:
             self._handles["audit"] = audit
-            audit_stage: AuditStage = _RemoteAudit(remote(audit, AuditDeployment), cfg.audit.status_ttl_s)
+            audit_stage: AuditStage = remote(audit, AuditDeployment)
         else:  # audit_placement "gateway": appended here, re-scanned by this replica's guard
             audit_stage = LocalAudit(AuditLog(cfg.audit, guard=local_guard))
             self._local_audit = audit_stage

@@ -118,7 +118,8 @@ class ServingMetrics:
         )
         self.breaker_open = Gauge(
             names.CIRCUIT_BREAKER_OPEN,
-            "1 while the gateway's circuit breaker on a stage is open (calls refused at once).",
+            "1 while a circuit breaker is open: generator (this gateway's own: calls refused at once); "
+            "redis_l2, vector_store (the retriever's, as this gateway's requests last found them).",
             ["breaker"],
             registry=r,
         )

@@ -28,6 +28,7 @@ from finserve.contracts.metrics import OVERRIDE_MODEL_PREFIX
 
 from .admission import Admission
 from .audit.log import AuditRecord
+from .audit.status import CachedRefusal
 from .config import ServingConfig
 from .degrade import Deadline, curated_answer, degradable
 from .degrade.gated_generator import GatedGenerator, GatedIntent, GeneratorGate
@@ -175,6 +176,9 @@ class Pipeline:
         self.guard = guard
         self.retrieval = retrieval
         self.audit = audit
+        # Asked before every request: a clear answer is reused for audit.status_ttl_s (a Ray hop, or a statvfs,
+        # per request would cost more than the check itself).
+        self._audit_refusal = CachedRefusal(audit.refusal, config.audit.status_ttl_s)
         self.router = router
         self.metrics = metrics or ServingMetrics()
         # A remote Generator deployment (its health given) is gated: while no replica is up, generation is
@@ -282,7 +286,7 @@ class Pipeline:
             raise PIIBlocked(blocked)
         # An early exit before retrieval and generation: while the audit volume is full or read-only the answer
         # could not be recorded, so it is not made. The refusal itself is audited like any outcome, if it can be.
-        refusal = await self.audit.refusal()
+        refusal = await self._audit_refusal.get()
         if refusal is not None:
             log.warning("request %s refused before generating: %s", ctx.request_id, refusal)
             raise AuditUnavailable()
@@ -292,13 +296,11 @@ class Pipeline:
         except Exception as exc:
             if _store_down(exc):
                 self.metrics.vector_store_unavailable.inc()
+                self.metrics.breaker_open.labels("vector_store").set(1)
             raise
-        if found.cache == "answers":  # Milvus was down: only the answers held in memory were searched
-            self.metrics.vector_store_unavailable.inc()
+        self._observe_retrieval(found)
         # Counted here from what the retriever reports: its own counters live in its process (a Ray replica
         # or the default registry), which this gateway's /metrics does not expose.
-        for tier, result in found.lookups.items():
-            self.metrics.cache.labels(tier, result).inc()
         try:
             # The guard runs in this process and blocks the loop: the head's hop is already in flight.
             with _Timer(ctx, self.metrics, "guard_context"):
@@ -340,6 +342,20 @@ class Pipeline:
         """The guarded curated answer of the classified intent among the retrieved ones: the fallback."""
         pairs = [(r.text, h.intent) for r, h in zip(context, found.hits, strict=True) if not r.blocked]
         return curated_answer(pairs, intent)
+
+    def _observe_retrieval(self, found: RetrievalResult) -> None:
+        """Count what the retriever reports and show its breakers as this gateway last saw them: its own
+        counters and breakers live in its process (a Ray replica or the default registry), which this
+        gateway's /metrics does not expose. A tier the search did not reach leaves its gauge as it was."""
+        for tier, result in found.lookups.items():
+            self.metrics.cache.labels(tier, result).inc()
+        if "l2" in found.lookups:  # "error": Redis failed or was skipped while its breaker is open
+            self.metrics.breaker_open.labels("redis_l2").set(int(found.lookups["l2"] == "error"))
+        if found.cache == "answers":  # Milvus was down: only the answers held in memory were searched
+            self.metrics.vector_store_unavailable.inc()
+            self.metrics.breaker_open.labels("vector_store").set(1)
+        elif found.cache in ("miss", "off"):  # Milvus itself answered
+            self.metrics.breaker_open.labels("vector_store").set(0)
 
     async def _search(
         self,

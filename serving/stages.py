@@ -16,7 +16,6 @@ from typing import Protocol
 from finserve.contracts import AdapterRef
 
 from .audit.log import AuditLog, AuditRecord
-from .audit.status import CachedRefusal
 from .guard.chunk_cache import ChunkGuardCache
 from .guard.engine import GuardResult, PIIGuard
 from .inference.engine import Engine
@@ -161,10 +160,10 @@ class LocalAudit:
     def __init__(self, log: AuditLog) -> None:
         self.log = log
         self._lock = asyncio.Lock()
-        self._refusal = CachedRefusal(lambda: asyncio.to_thread(log.refusal), log.config.status_ttl_s)
 
     async def refusal(self) -> str | None:
-        return await self._refusal.get()
+        # No lock: cheap checks (statvfs, access) that never touch the file an append is writing.
+        return await asyncio.to_thread(self.log.refusal)
 
     async def append(self, record: AuditRecord) -> str:
         async with self._lock:

@@ -1,4 +1,5 @@
-"""finserve_cache_lookups_total{tier="l2",result="error"} reaches the gateway's /metrics when Redis dies.
+"""finserve_cache_lookups_total{tier="l2",result="error"} reaches the gateway's /metrics when Redis dies, and
+finserve_circuit_breaker_open{breaker="redis_l2"} shows the outage until Redis is back.
 
 It never did: the retriever counted its lookups in its own process's default registry, which no /metrics
 serves (and in the Ray app it is another replica's process), while the gateway only counted the final tier.
@@ -9,6 +10,7 @@ engine on a refused port), so each request is answered with the fallback and no 
 from __future__ import annotations
 
 import re
+import time
 
 from netutil import free_port, spawn_redis
 from stack_config import stack_config
@@ -23,6 +25,11 @@ def sample(metrics: str, tier: str, result: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def breaker(metrics: str, name: str) -> float | None:
+    m = re.search(rf'^finserve_circuit_breaker_open{{breaker="{name}"}} (\S+)$', metrics, re.M)
+    return float(m.group(1)) if m else None
+
+
 def test_l2_errors_appear_on_metrics_after_redis_is_killed(tmp_path, small_index) -> None:
     from fastapi.testclient import TestClient
 
@@ -31,7 +38,8 @@ def test_l2_errors_appear_on_metrics_after_redis_is_killed(tmp_path, small_index
     cfg = stack_config(tmp_path, small_index, f"redis://127.0.0.1:{port}/0")
     # A generous Redis timeout: a loaded machine must not turn the first lookup into an error (a killed
     # server refuses connections at once, so the errors counted below are the kill's, not the clock's).
-    cfg.retrieval = cfg.retrieval.model_copy(update={"l2_timeout_s": 5.0})
+    # A short breaker window, so the test can see L2 come back after Redis restarts.
+    cfg.retrieval = cfg.retrieval.model_copy(update={"l2_timeout_s": 5.0, "l2_retry_s": 0.5})
     cfg.generator = cfg.generator.model_copy(
         update={
             "engine": "openai",
@@ -56,6 +64,10 @@ def test_l2_errors_appear_on_metrics_after_redis_is_killed(tmp_path, small_index
                 ask(client, "What exchange rate do you use?") == 200
             )  # breaker open: skipped, still an error
             after = client.get("/metrics").text
+            redis_proc = spawn_redis(port, tmp_path)  # back on the same port
+            time.sleep(0.6)  # past the breaker's window: the next L2 lookup probes Redis again
+            assert ask(client, "Can I get a refund for a card payment?") == 200
+            recovered = client.get("/metrics").text
     finally:
         if redis_proc.poll() is None:
             redis_proc.kill()
@@ -65,3 +77,11 @@ def test_l2_errors_appear_on_metrics_after_redis_is_killed(tmp_path, small_index
         0,
     )
     assert sample(after, "l2", "error") == 2 and sample(after, "l1", "miss") == 3
+    # The breaker as the gateway saw it: closed, open after the kill, closed again once Redis answers.
+    assert (breaker(before, "redis_l2"), breaker(after, "redis_l2"), breaker(recovered, "redis_l2")) == (
+        0,
+        1,
+        0,
+    )
+    assert breaker(recovered, "vector_store") == 0  # Milvus answered every search
+    assert sample(recovered, "l2", "miss") == 2
