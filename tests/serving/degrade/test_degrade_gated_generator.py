@@ -18,12 +18,10 @@ REPLICA_GONE = {"ActorDiedError", "RayActorError", "ActorUnavailableError"}
 def test_killed_generator_replica_is_refused_at_once_then_answers_return(tmp_path) -> None:
     import os
     import signal
-    import tempfile
     import time
 
-    import ray
-    from netutil import free_port
     from ray import serve
+    from ray_local import serve_cluster
 
     from finserve.contracts import AdapterRef
     from finserve.serving.app import _GeneratorHealth
@@ -75,15 +73,7 @@ def test_killed_generator_replica_is_refused_at_once_then_answers_return(tmp_pat
         def seen(self) -> tuple[list[bool], bool]:
             return self.changes, self.gate.gate.is_open
 
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        _temp_dir=tempfile.mkdtemp(prefix="fsray-", dir="/tmp"),
-    )
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+    with serve_cluster():
         generator = serve.deployment(
             Generator, name="Generator", ray_actor_options={"num_cpus": 0}, health_check_period_s=1
         ).bind()
@@ -103,9 +93,6 @@ def test_killed_generator_replica_is_refused_at_once_then_answers_return(tmp_pat
                 break
             time.sleep(0.2)
         changes, still_open = caller.seen.remote().result(timeout_s=60)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
     # While no replica ran, every call was refused (or failed on the dead replica) instead of waiting for the
     # replacement; then the replacement answered without any restart of the caller.

@@ -94,11 +94,9 @@ def test_ray_serve_can_register_the_health_service_and_the_gateway_answers_it():
 def test_ray_serves_grpc_proxy_hosts_the_health_service(tmp_path):
     """Ray Serve's own gRPC proxy, configured as `finserve up` and the chart configure it, answers
     grpc.health.v1 Check by calling the ingress deployment's method: no application metadata needed."""
-    import tempfile
-
-    import ray
     from netutil import free_port
     from ray import serve
+    from ray_local import serve_cluster
 
     # Defined here so Ray pickles it by value: its workers cannot import this test module.
     class HealthOnlyIngress(HealthServicer):
@@ -111,18 +109,7 @@ def test_ray_serves_grpc_proxy_hosts_the_health_service(tmp_path):
             HealthServicer.__init__(self, ready)
 
     grpc_port = free_port()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        _temp_dir=tempfile.mkdtemp(prefix="fsray-", dir="/tmp"),
-    )
-    try:
-        serve.start(
-            http_options={"host": "127.0.0.1", "port": free_port()},
-            grpc_options={"port": grpc_port, "grpc_servicer_functions": [ADD_HEALTH_SERVICER]},
-        )
+    with serve_cluster({"port": grpc_port, "grpc_servicer_functions": [ADD_HEALTH_SERVICER]}):
         serve.run(
             serve.deployment(HealthOnlyIngress, name="Health", ray_actor_options={"num_cpus": 0}).bind(),
             name="finserve",
@@ -130,10 +117,9 @@ def test_ray_serves_grpc_proxy_hosts_the_health_service(tmp_path):
         )
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            assert stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=60).status == SERVING
+            # wait_for_ready: on a loaded machine the proxy may still be binding its port when serve.run returns.
+            check = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=60, wait_for_ready=True)
+            assert check.status == SERVING
             with pytest.raises(grpc.RpcError) as err:
                 stub.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=60)
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    finally:
-        serve.shutdown()
-        ray.shutdown()
