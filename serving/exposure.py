@@ -3,7 +3,8 @@
 Everything here is off or on loopback unless configured: the OpenAPI docs describe every route to
 anyone who asks, and /metrics tells load, tenants and adapter versions. By default /metrics has its own
 listener on 127.0.0.1 (Prometheus on the same host or pod scrapes it there); on the API port it answers
-only when ``metrics_on_api_port`` is set, and then only to callers :func:`metrics_allowed` lets through.
+only when ``metrics_on_api_port`` is set, and then (auth on) only to the `admin` scope
+(serving/access/policy.py).
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import Field
 
 from finserve.contracts import StrictModel
-
-if TYPE_CHECKING:  # ServingConfig (and so the gRPC front end) reads ExposureConfig: no FastAPI at run time
-    from fastapi import Request
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +52,8 @@ class ExposureConfig(StrictModel):
     )
     metrics_on_api_port: bool = Field(
         False,
-        description="Also answer /metrics on the API port, to callers metrics_allowed() admits (the "
-        "`admin` scope once API keys carry scopes); off: 404 there.",
+        description="Also answer /metrics on the API port (with auth on, to the `admin` scope only: "
+        "serving/access/policy.py); off: 404 there.",
     )
 
 
@@ -64,11 +62,6 @@ def docs_options(config: ExposureConfig) -> dict[str, Any]:
     if config.docs:
         return {"docs_url": "/docs", "redoc_url": None, "openapi_url": "/openapi.json"}
     return {"docs_url": None, "redoc_url": None, "openapi_url": None}
-
-
-def metrics_allowed(request: Request) -> bool:
-    """Whether this caller may read /metrics on the API port. The hook for the `admin` scope check."""
-    return True
 
 
 class MetricsListener:

@@ -26,7 +26,7 @@ from .access.ingress import Ingress, Readiness, fork_context, validation_message
 from .admission import requested_tokens
 from .drain.state import DrainState, InFlightMiddleware
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
-from .exposure import docs_options, metrics_allowed
+from .exposure import docs_options
 from .oip import (
     InferRequest,
     check_version,
@@ -336,8 +336,9 @@ def create_api(pipeline: Pipeline, readiness: Readiness, drain: DrainState | Non
         return JSONResponse({"ready": ok, **draining(), "stages": stages}, status_code=200 if ok else 503)
 
     @api.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        if not (pipeline.config.exposure.metrics_on_api_port and metrics_allowed(request)):
+    async def metrics() -> Response:
+        # The admin scope (auth on) is checked by the access middleware before this runs.
+        if not pipeline.config.exposure.metrics_on_api_port:
             return JSONResponse(
                 {"detail": "Not Found"}, status_code=404
             )  # its own port (serving/exposure.py)
