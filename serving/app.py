@@ -32,7 +32,7 @@ from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
 from .pipeline import Pipeline
 from .ray_handles import remote
-from .ray_replicas import running_replicas
+from .ray_replicas import DeploymentHealth
 from .retrieval import RetrievalConfig, Retriever
 from .routing import Router
 from .settings import with_env
@@ -135,20 +135,6 @@ class AuditDeployment(LocalAudit):
         self.log.close()
 
 
-class _GeneratorHealth:
-    """StageHealth of the Generator deployment for the pipeline's generator gate: the replicas' readiness
-    probe, and how many replicas the handle can send a call to now (serving/ray_replicas.py)."""
-
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self.handle = handle
-
-    async def ready(self) -> bool:
-        return bool(await self.handle.ready.remote())
-
-    def replicas(self) -> int | None:
-        return running_replicas(self.handle)
-
-
 # One deployment is both ingresses: HTTP through the late-bound ASGI app, and gRPC because Ray
 # Serve's gRPC proxy calls the ingress's methods by RPC name (ModelInfer, ..., and grpc.health.v1's
 # Check / Watch), inherited here.
@@ -193,7 +179,7 @@ class Gateway(InferenceServicer, HealthServicer):
             generator=gen,
             audit=audit_stage,
             router=Router(cfg.router),
-            generator_health=_GeneratorHealth(generator),
+            generator_health=DeploymentHealth(generator),
         )
         # Every probe reads readiness through the drain flag: not ready as soon as the shutdown starts draining.
         self._drain = DrainState()

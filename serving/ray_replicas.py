@@ -8,7 +8,10 @@ they are not there (another Ray version, a router not started yet): the gate the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray.serve.handle import DeploymentHandle
 
 
 def running_replicas(handle: Any) -> int | None:
@@ -22,3 +25,17 @@ def running_replicas(handle: Any) -> int | None:
         return None if request_router is None else len(request_router.curr_replicas)
     except AttributeError:
         return None
+
+
+class DeploymentHealth:
+    """StageHealth (serving/degrade/gated_generator.py) of a deployment behind a handle, for the generator
+    gate: the replicas' readiness probe, and how many replicas the handle can send a call to now."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
+
+    async def ready(self) -> bool:
+        return bool(await self.handle.ready.remote())
+
+    def replicas(self) -> int | None:
+        return running_replicas(self.handle)

@@ -3,7 +3,7 @@ once (no waiting in the handle's queue for the replacement), and generated answe
 once Ray Serve's replacement replica passes the readiness probe.
 
 Real parts: a local Ray cluster, Ray Serve, the app's own handle adapter (serving/ray_handles.py), its Generator
-health and replica count (serving/app.py), a Generator deployment that answers at once (no model: what is tested is the handle, not
+health and replica count (serving/ray_replicas.py), a Generator deployment that answers at once (no model: what is tested is the handle, not
 the engine)."""
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ def test_killed_generator_replica_is_refused_at_once_then_answers_return(tmp_pat
     from ray_local import serve_cluster
 
     from finserve.contracts import AdapterRef
-    from finserve.serving.app import _GeneratorHealth
     from finserve.serving.degrade.config import GeneratorBreakerConfig
     from finserve.serving.degrade.gated_generator import GatedGenerator, GeneratorGate
     from finserve.serving.errors import GeneratorUnavailable
     from finserve.serving.inference.types import ChatMessage, GenerationRequest, GenerationResult
     from finserve.serving.ray_handles import remote
+    from finserve.serving.ray_replicas import DeploymentHealth
 
     request = GenerationRequest(
         messages=[ChatMessage(role="user", content="hello")], adapter=AdapterRef.base(), max_tokens=4
@@ -58,7 +58,7 @@ def test_killed_generator_replica_is_refused_at_once_then_answers_return(tmp_pat
         def __init__(self, generator) -> None:  # noqa: ANN001 - a DeploymentHandle
             self.changes: list[bool] = []
             self.gate = GeneratorGate(
-                _GeneratorHealth(generator), GeneratorBreakerConfig(probe_interval_s=0.5), self.changes.append
+                DeploymentHealth(generator), GeneratorBreakerConfig(probe_interval_s=0.5), self.changes.append
             )
             self.gen = GatedGenerator(remote(generator, Generator), self.gate)
 
