@@ -3,7 +3,9 @@
 Two groups: a weight-only int8 matrix kernel (every Linear of a decode step), and the small
 operations between the matrices of a Llama decode step (residual add + RMSNorm, rotary + KV-cache
 write + attention, SiLU-and-multiply), each of which costs a dozen torch calls of a few
-microseconds when the tensors hold a few hundred numbers.
+microseconds when the tensors hold a few hundred numbers. At load time, one more: GGUF blocks (Q4_0,
+Q4_1, Q8_0) straight to the int8 rows and scales the matrix kernel reads (:meth:`CPUKernels.gguf_rows_int8`,
+bit for bit what :func:`quantize` makes of the ``gguf`` package's dequantization; AVX2 in both variants).
 
 The int8 kernel
 ---------------
