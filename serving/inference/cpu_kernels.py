@@ -3,7 +3,9 @@
 Two groups: a weight-only int8 matrix kernel (every Linear of a decode step), and the small
 operations between the matrices of a Llama decode step (residual add + RMSNorm, rotary + KV-cache
 write + attention, SiLU-and-multiply), each of which costs a dozen torch calls of a few
-microseconds when the tensors hold a few hundred numbers.
+microseconds when the tensors hold a few hundred numbers. At load time, one more: GGUF blocks (Q4_0,
+Q4_1, Q8_0) straight to the int8 rows and scales the matrix kernel reads (:meth:`CPUKernels.gguf_rows_int8`,
+bit for bit what :func:`quantize` makes of the ``gguf`` package's dequantization; AVX2 in both variants).
 
 The int8 kernel
 ---------------
@@ -66,6 +68,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -73,7 +76,7 @@ log = logging.getLogger(__name__)
 Variant = Literal["avx512", "avx2"]
 VARIANTS: tuple[Variant, ...] = ("avx512", "avx2")  # preferred first
 # The exported signatures this module binds (csrc/cpu_kernels.c, finserve_kernels_abi).
-ABI = 3
+ABI = 4
 EXTENSION = "finserve.serving.inference._kernels"
 
 # Rows of the weight are stored in groups of 8, each group as [K/8][8 rows][8 values]: one 64-byte
@@ -132,6 +135,8 @@ class CPUKernels:
         )
         self._rope_attend.restype = ctypes.c_int
         self._silu_mul = _bind(lib.finserve_silu_mul, ptr, ptr, i64)
+        self._gguf_rows = _bind(lib.finserve_gguf_rows_int8, ptr, i32, i64, i64, ptr, ptr, i32)
+        self._gguf_rows.restype = ctypes.c_int
         self.variant = variant
         self.threaded = threaded
 
@@ -275,6 +280,36 @@ class CPUKernels:
         self._silu_mul(gate.data_ptr(), up.data_ptr(), gate.numel())
         return gate
 
+    def gguf_rows_int8(self, blocks: Any, qtype: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """GGUF blocks of a [rows, cols] matrix (uint8 [rows, bytes per row]) as :func:`quantize` gives them.
+
+        ``qtype`` is the ggml type id (:data:`GGUF_BLOCK_BYTES`). The int8 rows (row-major) and scales are
+        bit for bit those of :func:`quantize` on the ``gguf`` package's dequantization, without a float32
+        copy of the matrix.
+        """
+        per_block = GGUF_BLOCK_BYTES.get(int(qtype))
+        if per_block is None:
+            raise ValueError(f"gguf_rows_int8: ggml type {qtype} is not one of {sorted(GGUF_BLOCK_BYTES)}")
+        # A numpy view of the file's memory map (read-only: torch would warn), read through its pointer.
+        source = np.asarray(blocks)
+        rows = source.shape[0] if source.ndim == 2 else 0
+        if cols <= 0 or cols % 32 or source.ndim != 2 or source.shape[1] != cols // 32 * per_block:
+            raise ValueError(f"gguf_rows_int8: blocks of {tuple(source.shape)} for rows of {cols} values")
+        if source.dtype != np.uint8 or not source.flags.c_contiguous:
+            raise ValueError("gguf_rows_int8: blocks must be a contiguous uint8 array")
+        q = torch.empty((rows, cols), dtype=torch.int8)
+        scales = torch.empty(rows, dtype=torch.float32)
+        status = self._gguf_rows(
+            source.ctypes.data, int(qtype), rows, cols, q.data_ptr(), scales.data_ptr(), self.threads()
+        )
+        if status:
+            raise MemoryError(f"gguf_rows_int8: no memory for a row of {cols} values")
+        return q, scales
+
+
+# ggml type id -> bytes of one 32-value block, for the block types gguf_rows_int8 reads.
+GGUF_BLOCK_BYTES = {2: 18, 3: 20, 8: 34}  # Q4_0, Q4_1, Q8_0
+
 
 def _bind(fn: Any, *argtypes: Any) -> Any:
     fn.restype = None
@@ -309,8 +344,13 @@ def pack(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not packable(n, k):
         raise ValueError(f"int8 packing needs both dimensions divisible by {BLOCK}, got {n}x{k}")
     q, scales = quantize(weight)
-    blocked = q.view(n // BLOCK, BLOCK, k // BLOCK, BLOCK).permute(0, 2, 1, 3).contiguous()
-    return blocked.view(n, k), scales
+    return block_rows(q), scales
+
+
+def block_rows(q: torch.Tensor) -> torch.Tensor:
+    """Row-major int8 [N, K] in the kernel's layout (8-row groups, :data:`BLOCK`): the inverse of :func:`unpack`."""
+    n, k = q.shape
+    return q.view(n // BLOCK, BLOCK, k // BLOCK, BLOCK).permute(0, 2, 1, 3).contiguous().view(n, k)
 
 
 def unpack(blocked: torch.Tensor) -> torch.Tensor:

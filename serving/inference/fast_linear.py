@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .cpu_kernels import BLOCK, CPUKernels, load_kernels, pack, packable
+from .cpu_kernels import BLOCK, CPUKernels, block_rows, load_kernels, pack, packable
 
 # torch marks the fbgemm float16 ops deprecated (with torch.ao); they are the only AVX2 float16
 # GEMM in the CPU wheel. pyproject pins torch below 2.15 and fbgemm_available() guards the call.
@@ -100,7 +100,15 @@ class Int8Linear(nn.Linear):
     construction (:meth:`repack`).
     """
 
-    def __init__(self, source: nn.Linear, kernel: CPUKernels, keep_float: bool = False) -> None:
+    def __init__(
+        self,
+        source: nn.Linear,
+        kernel: CPUKernels,
+        keep_float: bool = False,
+        packed: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """``packed``: (blocked int8, scales) already made from ``source``'s values (the GGUF loader's rows);
+        else :func:`pack_in_rows` of ``source.weight``."""
         nn.Module.__init__(self)
         self.in_features = source.in_features
         self.out_features = source.out_features
@@ -109,7 +117,7 @@ class Int8Linear(nn.Linear):
         self.keep_float = keep_float
         # Plain attributes, not buffers: state_dict sees only what nn.Linear has. PEFT places adapters on
         # the device of `qweight` (its name for a quantized base weight) when there is no `weight`.
-        self.qweight, self._scales = pack_in_rows(source.weight)
+        self.qweight, self._scales = packed if packed is not None else pack_in_rows(source.weight)
         if keep_float:
             self.weight = source.weight
         else:
@@ -201,19 +209,41 @@ def quantize_linears(model: nn.Module, kernel: CPUKernels | None = None, keep_fl
     return _replace_linears(model, int8_maker(kernel, keep_float))
 
 
-def int8_maker(kernel: CPUKernels, keep_float: bool = False) -> Callable[[nn.Linear], nn.Linear | None]:
+def int8_maker(kernel: CPUKernels, keep_float: bool = False) -> Int8Maker:
     """What replaces one plain nn.Linear by an Int8Linear: None for a layer the kernel cannot take.
 
     :func:`quantize_linears` applies it to a loaded model; the GGUF loader applies it to each layer as
     its weight arrives, so the float32 weight is dropped before the next one is read.
     """
+    return Int8Maker(kernel, keep_float)
 
-    def make(linear: nn.Linear) -> nn.Linear | None:
+
+class Int8Maker:
+    """Callable on a plain nn.Linear (see :func:`int8_maker`); also builds one from int8 rows made elsewhere."""
+
+    def __init__(self, kernel: CPUKernels, keep_float: bool = False) -> None:
+        self.kernel = kernel
+        self.keep_float = keep_float
+
+    def __call__(self, linear: nn.Linear) -> nn.Linear | None:
         if not packable(linear.out_features, linear.in_features):
             return None
-        return Int8Linear(linear, kernel, keep_float)
+        return Int8Linear(linear, self.kernel, self.keep_float)
 
-    return make
+    def takes_rows(self, out_features: int, in_features: int) -> bool:
+        """Whether :meth:`from_rows` can make this layer (int8 only: no float32 weight to keep)."""
+        return not self.keep_float and packable(out_features, in_features)
+
+    def from_rows(self, linear: nn.Linear, q: torch.Tensor, scales: torch.Tensor) -> Int8Linear:
+        """An int8-only layer for ``linear`` (its weight may be on the meta device) from row-major int8
+        rows [out, in] and scales, as :func:`cpu_kernels.quantize` makes them: the same layer as ``self(linear)``
+        on those float32 values, without them."""
+        if not self.takes_rows(linear.out_features, linear.in_features) or tuple(q.shape) != (
+            linear.out_features,
+            linear.in_features,
+        ):
+            raise ValueError(f"int8 rows of {tuple(q.shape)} for {linear}")
+        return Int8Linear(linear, self.kernel, packed=(block_rows(q), scales))
 
 
 def detach_from_checkpoint(model: nn.Module) -> None:

@@ -8,7 +8,12 @@ dequantized with the ``gguf`` package's numpy code (what transformers uses for L
 place and, for a Linear weight, handed to ``make_linear`` (the engine's int8 packing) before the next
 one is read. Peak memory is the quantised model plus one float32 tensor. The values are the ones
 transformers' load produces (same dequantization, same q/k row permutation), so the same int8
-weights come out of either route.
+weights come out of either route. With an int8-only maker (:class:`fast_linear.Int8Maker`), a Linear
+stored in Q4_0, Q4_1 or Q8_0 blocks skips the float32 tensor altogether: the C kernels turn its blocks
+into int8 rows with the same arithmetic (``CPUKernels.gguf_rows_int8``: the same bytes and scales).
+
+The file is parsed once: transformers' config reader is handed the reader this module opened
+(:func:`_reuse`), whose metadata arrays are read without numpy's memmap overhead per element.
 
 Dense models whose transformers GGUF tensor processor maps one GGUF tensor to one parameter (Llama,
 Qwen2, Mistral, ...) load; a file that leaves a parameter without a tensor is refused by name.
@@ -16,18 +21,24 @@ Qwen2, Mistral, ...) load; a file that leaves a parameter without a tensor is re
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
 import mmap
 import os
-from collections.abc import Callable
+import struct
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from .cpu_kernels import GGUF_BLOCK_BYTES
+from .fast_linear import Int8Maker
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +48,104 @@ LinearMaker = Callable[[nn.Linear], nn.Module | None]
 MANY_TO_ONE = frozenset({"qwen2moe", "qwen3moe", "gpt_oss", "gpt-oss", "minimax-m2"})
 
 
-def read_config(path: Path) -> Any:
-    """The transformers config of the GGUF at ``path``, from its metadata (no tensor is read)."""
+# Held while the gguf module's reader and name-map functions are swapped for this process's (see _reuse).
+_REUSE_LOCK = threading.Lock()
+
+
+def read_config(path: Path, reader: Any = None) -> Any:
+    """The transformers config of the GGUF at ``path``, from its metadata (no tensor is read).
+
+    ``reader``: the file already parsed (:func:`open_gguf`), which transformers then reads instead of
+    parsing the file again.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    path = Path(path)
+    with _reuse(path, _ConfigView(reader)) if reader is not None else contextlib.nullcontext():
+        return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+# The vocabulary's arrays: transformers' config reader turns each of their ~100k values into a Python
+# object (seconds), for the tokenizer it then drops, and for nothing of the config but the vocabulary's
+# size when the file does not state it.
+VOCABULARY_ARRAYS = (
+    "tokenizer.ggml.tokens",
+    "tokenizer.ggml.scores",
+    "tokenizer.ggml.token_type",
+    "tokenizer.ggml.merges",
+)
+
+
+class _ConfigView:
+    """What transformers' GGUF config reader reads of a reader: its tensors and its fields, without the
+    vocabulary's arrays when the file states the vocabulary's size (``<architecture>.vocab_size``)."""
+
+    def __init__(self, reader: Any) -> None:
+        self.tensors = reader.tensors
+        self.fields = reader.fields
+        if f"{_architecture(reader)}.vocab_size" in reader.fields:
+            self.fields = type(reader.fields)(
+                (k, v) for k, v in reader.fields.items() if k not in VOCABULARY_ARRAYS
+            )
+
+
+def open_gguf(path: Path) -> Any:
+    """The ``gguf`` package's reader of the file at ``path`` (the same fields and tensors), parsed faster."""
+    return _reader_class()(path)
+
+
+@functools.cache
+def _reader_class() -> type:
+    """``GGUFReader`` with its metadata reads made cheap; the fields and tensors it builds are the same.
+
+    The stock reader slices its ``np.memmap`` once per value, and every memmap slice runs numpy's Python
+    subclass hooks: a 49k-token vocabulary and its merges took seconds. Here slices come from a plain
+    ndarray view of the same map, and a flat array's elements are sliced in one loop.
+    """
+    from gguf import GGUFReader, GGUFValueType
+
+    class Reader(GGUFReader):
+        def _get(self, offset: int, dtype: Any, count: int = 1, override_order: Any = None) -> Any:
+            plain = self.__dict__.get("_plain")
+            if plain is None:
+                plain = self._plain = self.data.view(np.ndarray)
+            count = int(count)
+            arr = plain[offset : offset + np.dtype(dtype).itemsize * count].view(dtype=dtype)[:count]
+            return arr.view(
+                arr.dtype.newbyteorder(self.byte_order if override_order is None else override_order)
+            )
+
+        def _get_field_parts(self, orig_offs: int, raw_type: int) -> Any:
+            if raw_type != GGUFValueType.ARRAY or self.byte_order != "I":
+                return super()._get_field_parts(orig_offs, raw_type)
+            raw_itype = self._get(orig_offs, np.uint32)
+            alen = self._get(orig_offs + 4, np.uint64)
+            itype, count, offs = GGUFValueType(raw_itype[0]), int(alen[0]), orig_offs + 12
+            scalar = self.gguf_scalar_to_np.get(itype)
+            if itype != GGUFValueType.STRING and scalar is None:  # arrays of arrays: the stock way
+                return super()._get_field_parts(orig_offs, raw_type)
+            parts: list[Any] = [raw_itype, alen]
+            plain = self._plain
+            if scalar is not None:
+                width = np.dtype(scalar).itemsize
+                values = plain[offs : offs + width * count].view(scalar)
+                parts += [values[i : i + 1] for i in range(count)]
+                indices = list(range(2, 2 + count))
+                offs += width * count
+            else:
+                indices = []
+                unpack = struct.Struct("=Q").unpack_from
+                for _ in range(count):
+                    (length,) = unpack(plain, offs)
+                    parts.append(plain[offs : offs + 8].view(np.uint64))
+                    parts.append(plain[offs + 8 : offs + 8 + length])
+                    indices.append(len(parts) - 1)
+                    offs += 8 + length
+            types = [GGUFValueType.ARRAY, itype] if count else [GGUFValueType.ARRAY]
+            return offs - orig_offs, parts, indices, types
+
+    return Reader
 
 
 def load_gguf_model(
@@ -62,7 +165,7 @@ def load_gguf_model(
     file's format (:class:`GGUFEmbedding`) instead of float32. The file's memory map is closed on return.
     """
     from accelerate import init_empty_weights
-    from gguf import GGUFReader, dequantize
+    from gguf import dequantize
     from transformers import AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import (
         TENSOR_PROCESSORS,
@@ -72,24 +175,33 @@ def load_gguf_model(
     )
 
     path = Path(path)
-    config = config if config is not None else read_config(path)
+    reader = open_gguf(path)
+    config = config if config is not None else read_config(path, reader)
     # Parameters on the meta device; buffers (the rotary table) computed for real, as at any load.
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    reader = GGUFReader(path)
     architecture = _architecture(reader)
     if architecture in MANY_TO_ONE:
         raise ValueError(
             f"{path}: architecture {architecture!r} (experts spread over tensors) is not loadable here"
         )
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config.to_dict())
-    names = get_gguf_hf_weights_map(model, processor)
-    # Only where the processor leaves the embedding's values as dequantized (theirs may rescale it).
+    with _reuse(path, reader):  # its name map built once, not once per module
+        names = get_gguf_hf_weights_map(model, processor)
+    # Only where the processor leaves the values as dequantized, or moves whole rows (theirs may rescale).
+    plain = type(processor) in (TensorProcessor, LlamaTensorProcessor)
     embedding = _name_of(model, model.get_input_embeddings())
-    keep_blocks = quantized_embedding and type(processor) in (TensorProcessor, LlamaTensorProcessor)
+    keep_blocks = quantized_embedding and plain
     tied = bool(getattr(config, "tie_word_embeddings", False))
+    rows = make_linear if isinstance(make_linear, Int8Maker) and plain else None
     placed = 0
     for tensor in reader.tensors:
+        if rows is not None and _from_blocks(
+            model, tensor, names, processor, rows, embedding, keep_blocks, tied
+        ):
+            placed += 1
+            _release(reader, tensor.data_offset, tensor.n_bytes)
+            continue
         weights = dequantize(tensor.data, tensor.tensor_type)
         result = processor.process(
             weights=weights, name=tensor.name, tensor_key_mapping=names, parsed_parameters={}
@@ -121,6 +233,92 @@ def load_gguf_model(
     log.info("loaded %d tensors of %s (%s) one at a time", placed, path.name, architecture)
     model.eval()
     return model
+
+
+def _from_blocks(
+    model: nn.Module,
+    tensor: Any,
+    names: dict[str, str],
+    processor: Any,
+    maker: Int8Maker,
+    embedding: str | None,
+    keep_blocks: bool,
+    tied: bool,
+) -> bool:
+    """Place ``tensor`` without dequantizing it, where it can be: a Linear weight in blocks the C kernels read
+    becomes int8 rows at once; a kept-in-blocks embedding ties its output projection the same way.
+    False (nothing done): the general path places it."""
+    kernel = maker.kernel
+    if int(tensor.tensor_type) not in GGUF_BLOCK_BYTES or len(tensor.shape) != 2:
+        return False
+    target = names.get(tensor.name)  # the plain processors keep the GGUF name
+    if target is None:
+        return False
+    shape = (int(tensor.shape[1]), int(tensor.shape[0]))  # ggml lists the fastest-moving dimension first
+    owner_name, _, attr = target.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    if embedding is not None and owner_name == embedding and keep_blocks:
+        output = model.get_output_embeddings() if tied else None
+        if tied and not _takes_rows(output, maker):
+            return False  # the output needs the values
+        _check_shape(target, torch.empty(shape, device="meta"), owner.weight)
+        blocks = torch.from_numpy(np.array(tensor.data))  # [vocab, bytes per row], copied out of the map
+        _set_module(model, embedding, GGUFEmbedding(blocks, tensor.tensor_type, shape[1]))
+        if output is not None:
+            q, scales = kernel.gguf_rows_int8(tensor.data, int(tensor.tensor_type), shape[1])
+            _set_module(model, _name_of(model, output) or "lm_head", maker.from_rows(output, q, scales))
+        return True
+    if attr != "weight" or not _takes_rows(owner, maker):
+        return False
+    _check_shape(target, torch.empty(shape, device="meta"), owner.weight)
+    q, scales = kernel.gguf_rows_int8(tensor.data, int(tensor.tensor_type), shape[1])
+    # The processor's row order (Llama's q/k permutation), found by processing the row numbers: whole rows
+    # move, and quantization is per row, so moving the int8 rows gives what quantizing moved values gives.
+    order = processor.process(
+        weights=np.arange(shape[0]).reshape(shape[0], 1),
+        name=tensor.name,
+        tensor_key_mapping=names,
+        parsed_parameters={},
+    ).weights.reshape(-1)
+    if not np.array_equal(order, np.arange(shape[0])):
+        index = torch.from_numpy(np.ascontiguousarray(order))
+        q, scales = q[index], scales[index]
+    _set_module(model, owner_name, maker.from_rows(owner, q, scales))
+    return True
+
+
+def _takes_rows(module: nn.Module | None, maker: Int8Maker) -> bool:
+    return (
+        type(module) is nn.Linear
+        and module.weight.is_meta
+        and maker.takes_rows(module.out_features, module.in_features)
+    )
+
+
+@contextlib.contextmanager
+def _reuse(path: Path, reader: Any) -> Iterator[None]:
+    """Inside: ``gguf.GGUFReader(path)`` is ``reader`` and ``gguf.get_tensor_name_map`` is memoized.
+
+    transformers imports both from ``gguf`` at each call: its GGUF config reader parses the whole file
+    again (the slow stock way), and its weights map builds the architecture's name map once per module
+    (400 times for SmolLM2, seconds). Other paths, and calls outside, get the stock functions; a lock keeps
+    two loads from swapping them at once.
+    """
+    import gguf
+
+    with _REUSE_LOCK:
+        stock_reader, stock_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+        def reader_for(file: Any, *args: Any, **kwargs: Any) -> Any:
+            same = not args and not kwargs and Path(file).resolve() == path.resolve()
+            return reader if same else stock_reader(file, *args, **kwargs)
+
+        gguf.GGUFReader = reader_for
+        gguf.get_tensor_name_map = functools.cache(stock_map)
+        try:
+            yield
+        finally:
+            gguf.GGUFReader, gguf.get_tensor_name_map = stock_reader, stock_map
 
 
 class GGUFEmbedding(nn.Module):

@@ -74,7 +74,7 @@ class TransformersEngine:
         self.runner: ModelRunner | None = None
         self._slots = AdapterSlots(config.max_loaded_adapters)
         self._adapter_lock = asyncio.Lock()
-        self._start_lock = asyncio.Lock()  # concurrent start() calls load one model, not one each
+        # The start in progress: concurrent start() calls await this one task, so one model loads, not one each.
         self._starting: asyncio.Future[None] | None = None
         self._totals = BatchCounts()  # summed over batches, for stats()
         self._totals_lock = threading.Lock()
@@ -102,17 +102,17 @@ class TransformersEngine:
         await asyncio.shield(self._starting)
 
     async def _start_once(self) -> None:
-        async with self._start_lock:
-            if self.ready():
-                return
-            if self.runner is None:
-                runner = ModelRunner(self._model_source(), self.config.cpu)
-                await asyncio.to_thread(runner.load)
-                self.runner = runner
-                self._loads += 1
-            await self._scheduler.start()
-            for ref in self.config.preload_refs():
-                await self.ensure_adapter(ref)
+        # No lock: a new _start_once task is made only when none is running (start() above).
+        if self.ready():
+            return
+        if self.runner is None:
+            runner = ModelRunner(self._model_source(), self.config.cpu)
+            await asyncio.to_thread(runner.load)
+            self.runner = runner
+            self._loads += 1
+        await self._scheduler.start()
+        for ref in self.config.preload_refs():
+            await self.ensure_adapter(ref)
 
     async def stop(self) -> None:
         await self._scheduler.stop()

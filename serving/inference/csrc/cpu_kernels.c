@@ -12,6 +12,7 @@
 
      finserve_woq_int8_avx2, finserve_woq_int8_avx512   the int8 matrix kernel, two variants
      finserve_add_rmsnorm, finserve_rope_attend, finserve_silu_mul   AVX2 + FMA
+     finserve_gguf_rows_int8                            GGUF blocks to int8 rows (load time), AVX2
      finserve_kernels_abi, finserve_kernels_threads     what Python checks before binding
 
    Built with -ffp-contract=off: no implicit fused multiply-adds, whose placement could differ between
@@ -19,10 +20,11 @@
    everywhere). The two parallel loops run on a small thread pool of this file's own (below), not OpenMP. */
 
 #include <stdint.h>
+#include <string.h>
 
 /* Bumped whenever an exported signature changes: Python refuses a library of another ABI (a stale
    in-place build of an editable install) instead of calling it with the wrong arguments. */
-int finserve_kernels_abi(void) { return 3; }
+int finserve_kernels_abi(void) { return 4; }
 
 /* Whether the parallel loops can use more than one thread (the x86-64 build has the pool). */
 int finserve_kernels_threads(void) {
@@ -513,6 +515,132 @@ AVX2 void finserve_silu_mul(float *g, const float *u, int64_t n) {
         __m256 e = exp8(_mm256_sub_ps(zero, x));
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
     }
+}
+
+/* ---- GGUF blocks to int8 rows (model load) ----
+
+   A Linear weight stored in GGUF blocks (Q4_0, Q4_1, Q8_0: 32 values per block) becomes the engine's
+   int8 rows with one scale each, without a float32 copy of the matrix: each row is dequantized into a
+   row-sized buffer, then quantized. The arithmetic is the one the Python path runs, operation by
+   operation, so the bytes are the same: the `gguf` package's numpy dequantization (Q8_0 x * d, Q4_0
+   d * (q - 8), Q4_1 (d * q) + m, each product and sum rounded to float32; -ffp-contract=off keeps the
+   Q4_1 multiply and add apart), then cpu_kernels.quantize (scale = max |w| / 127 clamped below at 1e-12,
+   q = round-half-even(w / scale) clamped to [-127, 127]). Division and rounding are exact IEEE operations,
+   so the AVX2 code the compiler makes of these loops gives the bytes scalar code would. Output is
+   row-major; Python applies the q/k row permutation and the 8-row blocked layout (int8, cheap). */
+
+#define GGML_Q4_0 2
+#define GGML_Q4_1 3
+#define GGML_Q8_0 8
+
+static inline float half_to_float(const uint8_t *p) {
+    uint32_t h = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { /* subnormal half: a normal float */
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400u)) {
+                mant <<= 1;
+                exp--;
+            }
+            bits = sign | (exp << 23) | ((mant & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* Bytes of one 32-value block; 0 for a type this file does not read. */
+static int64_t block_bytes(int qtype) {
+    switch (qtype) {
+    case GGML_Q4_0: return 18;
+    case GGML_Q4_1: return 20;
+    case GGML_Q8_0: return 34;
+    default: return 0;
+    }
+}
+
+struct rows_job {
+    const uint8_t *src;
+    int8_t *q;
+    float *s;
+    int64_t cols, row_bytes;
+    int qtype;
+    atomic_int failed;
+};
+
+AVX2 static void dequant_row(const uint8_t *src, int qtype, int64_t cols, float *restrict out) {
+    for (int64_t b = 0; b < cols / 32; b++, out += 32) {
+        if (qtype == GGML_Q8_0) {
+            const uint8_t *p = src + b * 34;
+            float d = half_to_float(p);
+            const int8_t *x = (const int8_t *)(p + 2);
+            for (int i = 0; i < 32; i++) out[i] = (float)x[i] * d;
+        } else if (qtype == GGML_Q4_0) {
+            const uint8_t *p = src + b * 18;
+            float d = half_to_float(p);
+            for (int i = 0; i < 16; i++) {
+                out[i] = d * (float)((int)(p[2 + i] & 15) - 8);
+                out[i + 16] = d * (float)((int)(p[2 + i] >> 4) - 8);
+            }
+        } else { /* Q4_1 */
+            const uint8_t *p = src + b * 20;
+            float d = half_to_float(p), m = half_to_float(p + 2);
+            for (int i = 0; i < 16; i++) {
+                float lo = d * (float)(p[4 + i] & 15), hi = d * (float)(p[4 + i] >> 4);
+                out[i] = lo + m;
+                out[i + 16] = hi + m;
+            }
+        }
+    }
+}
+
+AVX2 static void quantize_row(const float *restrict w, int64_t cols, int8_t *restrict q, float *s) {
+    float amax = 0.f;
+    for (int64_t i = 0; i < cols; i++) {
+        float a = fabsf(w[i]);
+        amax = a > amax ? a : amax;
+    }
+    float scale = amax / 127.0f;
+    if (scale < 1e-12f) scale = 1e-12f;
+    *s = scale;
+    for (int64_t i = 0; i < cols; i++) {
+        float r = nearbyintf(w[i] / scale);
+        r = r < -127.f ? -127.f : (r > 127.f ? 127.f : r);
+        q[i] = (int8_t)r;
+    }
+}
+
+static void rows_range(void *ctx, int64_t begin, int64_t end) {
+    struct rows_job *j = ctx;
+    float *buf = malloc(sizeof(float) * (size_t)j->cols);
+    if (!buf) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    for (int64_t r = begin; r < end; r++) {
+        dequant_row(j->src + r * j->row_bytes, j->qtype, j->cols, buf);
+        quantize_row(buf, j->cols, j->q + r * j->cols, j->s + r);
+    }
+    free(buf);
+}
+
+/* src: `rows` rows of cols / 32 blocks of `qtype`; q [rows, cols] int8 row-major, s [rows]. Returns 0,
+   -1 when a buffer could not be allocated, -2 for a type or width it does not read. */
+int finserve_gguf_rows_int8(const uint8_t *src, int qtype, int64_t rows, int64_t cols, int8_t *q, float *s,
+                            int threads) {
+    int64_t bytes = block_bytes(qtype);
+    if (!bytes || cols <= 0 || cols % 32) return -2;
+    struct rows_job job = {src, q, s, cols, cols / 32 * bytes, qtype, 0};
+    parallel(rows_range, &job, rows, threads);
+    return atomic_load(&job.failed) ? -1 : 0;
 }
 
 #endif /* x86-64 */

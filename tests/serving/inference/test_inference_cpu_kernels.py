@@ -576,3 +576,70 @@ def test_a_cpu_engine_replica_serves_int8_with_no_compiler_and_starts_no_process
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"tokens": 4, "weights": "int8", "forward": "lean", "variant": RUNNABLE[0], "events": []}
+
+
+# ---- GGUF blocks to int8 rows (model load) ----
+
+
+def numpy_path(blocks: object, qtype: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the GGUF loader did before the C routine: the gguf package's dequantization, then quantize()."""
+    import numpy as np
+    from gguf import dequantize
+
+    return quantize(torch.from_numpy(np.array(dequantize(blocks, qtype), dtype=np.float32)))
+
+
+def same_bits(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> bool:
+    return torch.equal(a[0], b[0]) and torch.equal(a[1].view(torch.int32), b[1].view(torch.int32))
+
+
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_gguf_blocks_become_the_int8_rows_and_scales_of_the_numpy_path(
+    kern: CPUKernels, qtype: str, threads: int
+) -> None:
+    import numpy as np
+    from gguf import GGMLQuantizationType, quantize as gguf_quantize
+
+    kind = GGMLQuantizationType[qtype]
+    rng = np.random.default_rng(7)
+    # rows of very different scales, an all-zero row (the 1e-12 floor), a zero block, outliers, tiny values
+    # (float16 subnormal block scales)
+    weight = (rng.standard_normal((40, 160)) * rng.uniform(1e-3, 4.0, (40, 1))).astype(np.float32)
+    weight[3] = 0
+    weight[5, :32] = 0
+    weight[7, 17] = 90.0
+    weight[9] *= 1e-6
+    blocks = gguf_quantize(weight, kind)
+    torch.set_num_threads(threads)
+    try:
+        ours = kern.gguf_rows_int8(blocks, kind.value, 160)
+    finally:
+        torch.set_num_threads(1)
+    assert same_bits(ours, numpy_path(blocks, kind))
+    assert ours[1][3] == torch.tensor(1e-12, dtype=torch.float32) and not ours[0][3].any()
+
+
+def test_gguf_rows_refuse_types_and_widths_they_cannot_read(kern: CPUKernels) -> None:
+    import numpy as np
+
+    with pytest.raises(ValueError, match="ggml type 12"):
+        kern.gguf_rows_int8(np.zeros((2, 144), np.uint8), 12, 256)  # Q4_K: not read here
+    with pytest.raises(ValueError, match="rows of 64 values"):
+        kern.gguf_rows_int8(np.zeros((2, 34), np.uint8), 8, 64)  # 64 values are two Q8_0 blocks, not one
+    with pytest.raises(ValueError, match="contiguous uint8"):
+        kern.gguf_rows_int8(np.zeros((2, 68), np.uint8)[:, ::1].astype(np.int8), 8, 64)
+
+
+def test_every_block_tensor_of_the_packaged_gguf_gives_the_numpy_path_s_bytes(kern: CPUKernels) -> None:
+    """SmolLM2's Q4_1 matrices and its Q8_0 embedding (the tied lm_head's values): all 211, bit for bit."""
+    from gguf import GGUFReader
+
+    from finserve.serving.inference.base_model import gguf_path
+
+    reader = GGUFReader(gguf_path())
+    tensors = [t for t in reader.tensors if int(t.tensor_type) in cpu_kernels.GGUF_BLOCK_BYTES]
+    assert {t.tensor_type.name for t in tensors} == {"Q4_1", "Q8_0"} and len(tensors) == 211
+    for tensor in tensors:
+        ours = kern.gguf_rows_int8(tensor.data, int(tensor.tensor_type), int(tensor.shape[0]))
+        assert same_bits(ours, numpy_path(tensor.data, tensor.tensor_type)), tensor.name

@@ -12,7 +12,7 @@ from synthetic_gguf import LlamaShape, write_llama_gguf
 
 from finserve.serving.inference.cpu_kernels import load_kernels, pack
 from finserve.serving.inference.fast_linear import Int8Linear, int8_maker, pack_in_rows, quantize_linears
-from finserve.serving.inference.gguf_loader import GGUFEmbedding, load_gguf_model, read_config
+from finserve.serving.inference.gguf_loader import GGUFEmbedding, load_gguf_model, open_gguf, read_config
 
 needs_kernels = pytest.mark.skipif(
     load_kernels() is None, reason="no AVX2/FMA CPU or no compiled kernels here"
@@ -21,7 +21,7 @@ needs_kernels = pytest.mark.skipif(
 TINY = LlamaShape(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=256, context=256)
 
 
-@pytest.fixture(scope="module", params=["Q8_0", "Q4_1"])
+@pytest.fixture(scope="module", params=["Q8_0", "Q4_1", "Q4_0"])
 def tiny_gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # std 0.2: big enough that a wrong q/k row order or a missed tensor changes the logits visibly
     return write_llama_gguf(
@@ -87,6 +87,76 @@ def test_the_embedding_can_stay_in_its_blocks_and_looks_up_the_same_rows(tiny_gg
     assert torch.equal(ours.lm_head.qweight, reference.lm_head.qweight)  # packed from the same values
     assert [n for n, _ in ours.named_parameters() if "embed" in n] == []  # no float32 copy left
     assert torch.equal(logits(ours), logits(reference))
+
+
+def same_reader(ours: object, stock: object) -> None:
+    """Every field (name, offset, parts' dtypes, shapes and bytes, data indices, types) and tensor alike."""
+    import numpy as np
+
+    assert list(ours.fields) == list(stock.fields)  # type: ignore[attr-defined]
+    for key, theirs in stock.fields.items():  # type: ignore[attr-defined]
+        mine = ours.fields[key]  # type: ignore[attr-defined]
+        assert (mine.offset, mine.data, mine.types) == (theirs.offset, theirs.data, theirs.types), key
+        assert len(mine.parts) == len(theirs.parts), key
+        for a, b in zip(mine.parts, theirs.parts, strict=True):
+            assert (a.dtype, a.shape, bytes(a)) == (b.dtype, b.shape, bytes(b)), key
+    assert ours.data_offset == stock.data_offset  # type: ignore[attr-defined]
+    for a, b in zip(ours.tensors, stock.tensors, strict=True):  # type: ignore[attr-defined]
+        assert (a.name, a.tensor_type, a.data_offset, a.n_bytes) == (
+            b.name,
+            b.tensor_type,
+            b.data_offset,
+            b.n_bytes,
+        )
+        assert a.data.shape == b.data.shape and np.array_equal(a.data, b.data), a.name
+
+
+def test_the_faster_reader_reads_what_the_gguf_package_s_reader_reads(tiny_gguf: Path) -> None:
+    from gguf import GGUFReader
+
+    from finserve.serving.inference.base_model import gguf_path
+
+    for path in (tiny_gguf, gguf_path()):  # SmolLM2's: a 49k-token vocabulary, its merges and token types
+        same_reader(open_gguf(path), GGUFReader(path))
+
+
+def test_the_config_read_from_the_parsed_file_is_transformers_own(tiny_gguf: Path) -> None:
+    import gguf
+
+    from finserve.serving.inference.base_model import gguf_path
+
+    stock = gguf.GGUFReader, gguf.get_tensor_name_map
+    for path in (tiny_gguf, gguf_path()):
+        assert read_config(path, open_gguf(path)).to_dict() == read_config(path).to_dict()
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == stock  # put back after use
+
+
+@needs_kernels
+def test_block_linears_go_to_int8_without_a_float32_copy(
+    tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With int8-only weights and the embedding kept in blocks, nothing in blocks is dequantized at load
+    (only the F32 norms pass through the numpy function), and the layers are what the float32 route packs."""
+    import gguf
+
+    seen: list[str] = []
+    stock = gguf.dequantize
+
+    def spy(data: object, qtype: object) -> object:
+        seen.append(qtype.name)  # type: ignore[attr-defined]
+        return stock(data, qtype)
+
+    monkeypatch.setattr(gguf, "dequantize", spy)
+    kernel = load_kernels()
+    ours = load_gguf_model(tiny_gguf, make_linear=int8_maker(kernel), quantized_embedding=True)
+    assert set(seen) == {"F32"} and len(seen) == 2 * TINY.layers + 1
+    float_route = load_gguf_model(tiny_gguf, make_linear=int8_maker(kernel, keep_float=True))
+    for name, module in float_route.named_modules():
+        if isinstance(module, Int8Linear):
+            mine = ours.get_submodule(name)
+            assert torch.equal(mine.qweight, module.qweight) and torch.equal(mine._scales, module._scales), (
+                name
+            )
 
 
 def test_a_file_without_a_tensor_the_model_needs_is_refused_by_name(tiny_gguf: Path) -> None:
