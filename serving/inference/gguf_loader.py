@@ -31,7 +31,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -136,8 +136,9 @@ def _reader_class() -> type:
             else:
                 indices = []
                 unpack = struct.Struct("=Q").unpack_from
+                view = plain.data  # the buffer struct reads, without a copy
                 for _ in range(count):
-                    (length,) = unpack(plain, offs)
+                    (length,) = unpack(view, offs)
                     parts.append(plain[offs : offs + 8].view(np.uint64))
                     parts.append(plain[offs + 8 : offs + 8 + length])
                     indices.append(len(parts) - 1)
@@ -256,9 +257,9 @@ def _from_blocks(
         return False
     shape = (int(tensor.shape[1]), int(tensor.shape[0]))  # ggml lists the fastest-moving dimension first
     owner_name, _, attr = target.rpartition(".")
-    owner = model.get_submodule(owner_name)
+    owner: Any = model.get_submodule(owner_name)  # a Linear or an Embedding: read as any module with a weight
     if embedding is not None and owner_name == embedding and keep_blocks:
-        output = model.get_output_embeddings() if tied else None
+        output = cast(Any, model).get_output_embeddings() if tied else None
         if tied and not _takes_rows(output, maker):
             return False  # the output needs the values
         _check_shape(target, torch.empty(shape, device="meta"), owner.weight)
@@ -313,12 +314,14 @@ def _reuse(path: Path, reader: Any) -> Iterator[None]:
             same = not args and not kwargs and Path(file).resolve() == path.resolve()
             return reader if same else stock_reader(file, *args, **kwargs)
 
-        gguf.GGUFReader = reader_for
-        gguf.get_tensor_name_map = functools.cache(stock_map)
+        # setattr: a module attribute swapped for the load (mypy reads the names as a class and a function).
+        setattr(gguf, "GGUFReader", reader_for)  # noqa: B010
+        setattr(gguf, "get_tensor_name_map", functools.cache(stock_map))  # noqa: B010
         try:
             yield
         finally:
-            gguf.GGUFReader, gguf.get_tensor_name_map = stock_reader, stock_map
+            setattr(gguf, "GGUFReader", stock_reader)  # noqa: B010
+            setattr(gguf, "get_tensor_name_map", stock_map)  # noqa: B010
 
 
 class GGUFEmbedding(nn.Module):

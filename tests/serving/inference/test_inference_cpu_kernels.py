@@ -599,7 +599,8 @@ def test_gguf_blocks_become_the_int8_rows_and_scales_of_the_numpy_path(
     kern: CPUKernels, qtype: str, threads: int
 ) -> None:
     import numpy as np
-    from gguf import GGMLQuantizationType, quantize as gguf_quantize
+    from gguf import GGMLQuantizationType
+    from gguf import quantize as gguf_quantize
 
     kind = GGMLQuantizationType[qtype]
     rng = np.random.default_rng(7)
