@@ -97,7 +97,7 @@ def drain(
     def work() -> None:
         try:
             outcome["verdict"] = drain_cluster(
-                cfg.drain, plan, forced, lambda line: console.print(f"{time.monotonic() - t0:5.1f} s  {line}")
+                cfg.drain, plan, forced, lambda line: console.print(f"{time.monotonic() - t0:5.1f} s  {line}", soft_wrap=True)
             )
         except JoinError as exc:
             outcome["error"] = str(exc)
@@ -107,10 +107,14 @@ def drain(
     worker.start()
     worker.join(join_timeout + cfg.drain.grace_s + 2)
     if worker.is_alive():
-        console.print(f"[red]drain gave up after {time.monotonic() - t0:.1f} s: no answer from the cluster[/]")
+        console.print(
+            f"[red]drain gave up after {time.monotonic() - t0:.1f} s: no answer from the Ray cluster at "
+            f"{plan.address} ({plan.source})[/]",
+            soft_wrap=True,
+        )
         raise typer.Exit(NOT_JOINED)
     if "error" in outcome:
-        console.print(f"[red]{outcome['error']}[/]")
+        console.print(f"[red]{outcome['error']}[/]", soft_wrap=True)
         raise typer.Exit(NOT_JOINED)
     verdict = outcome.get("verdict")
     reason = "nothing was serving" if verdict is None else verdict.reason
