@@ -4,7 +4,8 @@ Ray 2.60 turns token authentication on for every new local cluster (``ray.init()
 with the token in ~/.ray/auth_token. A driver joining it sends the token only when its own mode is ``token``,
 and Ray switches that on by itself only for ``address="auto"`` with a token file present: a driver given an
 explicit address (the drain test's GCS address) joined in mode ``disabled`` and the GCS refused it with
-``InvalidAuthToken``. Ray's ``auto`` lookup is no answer for a local stack either: ``ray.init()`` records no
+``InvalidAuthToken``; so was ``auto`` with ``RAY_ADDRESS`` set, as KubeRay sets it in a Ray pod (Ray treats
+that as explicit too). Ray's ``auto`` lookup is no answer for a local stack either: ``ray.init()`` records no
 address (only `ray start` does), so ``auto`` picks any GCS running on the host, another user's stack included.
 
 So a local `finserve up` names its cluster in the run record of its data dir (address and auth mode), and the
@@ -57,7 +58,8 @@ def plan_join(address: str, local: Cluster | None, environ: Mapping[str, str], t
     if AUTH_MODE_ENV not in environ:  # set explicitly (KubeRay's authOptions do): Ray's own rules apply
         if auth is not None:
             env[AUTH_MODE_ENV] = auth
-        elif token_found and plan_address != AUTO:
-            # Ray's rule for `auto` (a token at hand means token mode), applied to an explicit address too.
+        elif token_found:
+            # Ray's rule for `auto` (a token at hand means token mode), applied to every address: Ray skips it for
+            # an explicit one, and RAY_ADDRESS (which KubeRay sets in its pods) makes even `auto` explicit.
             env[AUTH_MODE_ENV] = "token"
     return JoinPlan(plan_address, source, env)

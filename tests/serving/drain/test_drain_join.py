@@ -37,7 +37,11 @@ CASES = {
         ("10.0.0.5:6379", LOCAL, {}, True),
         ("10.0.0.5:6379", {"RAY_AUTH_MODE": "token"}),
     ),
-    "KubeRay pod (no local stack): Ray's auto lookup and its own token rule": ((AUTO, None, {}, True), (AUTO, {})),
+    "KubeRay pod (no local stack): Ray's auto lookup, token mode (RAY_ADDRESS would make Ray skip it)": (
+        (AUTO, None, {"RAY_ADDRESS": "127.0.0.1:6379"}, True),
+        (AUTO, {"RAY_AUTH_MODE": "token"}),
+    ),
+    "no token anywhere: Ray's default": ((AUTO, None, {}, False), (AUTO, {})),
     "RAY_AUTH_MODE set (KubeRay authOptions): never overridden": (
         (AUTO, LOCAL, {"RAY_AUTH_MODE": "token"}, True),
         ("127.0.0.1:61234", LOOPBACK),
