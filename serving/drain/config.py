@@ -64,5 +64,6 @@ def load_drain_config(path: str | None, environ: Mapping[str, str]) -> DrainConf
     if path is not None:
         with open(path, encoding="utf-8") as fh:
             data = (yaml.safe_load(fh) or {}).get("drain") or {}
-    over = read_overrides(overrides_reader(_DrainSection, "FINSERVE_"), environ).get("drain", {})
+    # A copy: read_overrides swaps os.environ for the mapping it is given, which may be os.environ itself.
+    over = read_overrides(overrides_reader(_DrainSection, "FINSERVE_"), dict(environ)).get("drain", {})
     return DrainConfig.model_validate(merge(data, over))

@@ -3,6 +3,7 @@ overrides) as `finserve up` reads it, without importing every stage."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ def test_the_drain_section_as_finserve_up_reads_it(tmp_path: Path, monkeypatch: 
     got = load_drain_config(None, environ)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    assert got == load_serving_config(None).drain
+    assert got == load_serving_config(None).drain == load_drain_config(None, os.environ)  # as the command calls it
     assert (got.grace_s, got.poll_s, got.min_not_ready_s) == (20, 0.5, 0)
     assert load_drain_config(None, {}) == DrainConfig()  # neither file nor variables: the defaults
 
