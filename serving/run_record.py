@@ -8,6 +8,9 @@ the next start failed ("Some protocols failed to start their listeners!"). Each 
 stops cleanly. The next run on the same data dir reads it: when that process is gone, it stops the haproxy
 processes started with exactly that config (haproxy_procs.started_with) and removes their private folder.
 A run that is still alive, and every other data dir's stack, are left alone.
+
+The record also names the run's Ray cluster (its GCS address and token-authentication mode): `finserve drain` on
+the same data dir joins exactly that cluster, whatever else runs on the host (serving/drain/join.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import psutil
 from pydantic import Field, ValidationError
@@ -39,6 +43,14 @@ class RunRecord(StrictModel):
     haproxy_dir: str | None = Field(
         None, description="The private folder holding that config and its socket."
     )
+    ray_address: str | None = Field(
+        None, description="The GCS address of the run's Ray (one loopback node): where `finserve drain` joins."
+    )
+    ray_auth: Literal["token", "disabled"] | None = Field(
+        None,
+        description="Ray's token authentication on that cluster (Ray >= 2.5x turns it on for a new local cluster); "
+        "the token itself is never recorded (Ray keeps it in ~/.ray/auth_token or RAY_AUTH_TOKEN).",
+    )
 
 
 class Reaped(StrictModel):
@@ -50,10 +62,21 @@ class Reaped(StrictModel):
     )
 
 
-def write(data_dir: Path, haproxy_config: str | None, haproxy_dir: str | None) -> None:
+def write(
+    data_dir: Path,
+    haproxy_config: str | None,
+    haproxy_dir: str | None,
+    ray_address: str | None = None,
+    ray_auth: Literal["token", "disabled"] | None = None,
+) -> None:
     me = psutil.Process()
     record = RunRecord(
-        pid=me.pid, started=me.create_time(), haproxy_config=haproxy_config, haproxy_dir=haproxy_dir
+        pid=me.pid,
+        started=me.create_time(),
+        haproxy_config=haproxy_config,
+        haproxy_dir=haproxy_dir,
+        ray_address=ray_address,
+        ray_auth=ray_auth,
     )
     path = data_dir / RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +87,15 @@ def write(data_dir: Path, haproxy_config: str | None, haproxy_dir: str | None) -
 
 def clear(data_dir: Path) -> None:
     (data_dir / RECORD).unlink(missing_ok=True)
+
+
+def read(data_dir: Path) -> RunRecord | None:
+    """The record of the run on ``data_dir`` while that run is alive; None otherwise (none, unreadable, gone)."""
+    try:
+        record = RunRecord.model_validate(json.loads((data_dir / RECORD).read_text()))
+    except (OSError, ValueError, ValidationError):
+        return None
+    return record if _alive(record) else None
 
 
 def reap(data_dir: Path) -> Reaped:

@@ -9,6 +9,7 @@ import socket
 import tempfile
 import threading
 import time
+from typing import Literal
 
 from rich.console import Console
 
@@ -111,7 +112,8 @@ def _run(
     signal.signal(signal.SIGTERM, _stop)
     node_id = ray.get_runtime_context().get_node_id()
     haproxy_cfg = haproxy_config_path(node_id) if cfg.deployments.ingress == "haproxy" else None
-    run_record.write(data_dir(), haproxy_cfg, private)
+    # Where `finserve drain` on this data dir joins: this cluster, on the terms it was started with.
+    run_record.write(data_dir(), haproxy_cfg, private, ray.get_runtime_context().gcs_address, _ray_auth_mode())
     try:
         # gRPC: Ray Serve's own proxy (one per node, like HTTP) calls the Gateway's RPC methods.
         serve.start(
@@ -155,6 +157,15 @@ def _run(
             run_record.clear(data_dir())
             time.sleep(0.2)
         console.print("[green]stopped[/]")
+
+
+def _ray_auth_mode() -> Literal["token", "disabled"] | None:
+    """Ray's token authentication in this process (what the cluster ray.init started uses); None if unknown."""
+    try:
+        from ray._raylet import AuthenticationMode, get_authentication_mode
+    except ImportError:  # a Ray without token authentication
+        return None
+    return "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"
 
 
 def _drain(cfg: ServingConfig, hurry: threading.Event, console: Console) -> None:

@@ -51,26 +51,82 @@ def up(
 def drain(
     config: ConfigOpt = None,
     address: Annotated[
-        str, typer.Option(help="Ray cluster to join (default: the one on this node).")
+        str,
+        typer.Option(
+            help="Ray cluster to join: default the `finserve up` running on this data dir, else Ray's auto lookup "
+            "(RAY_ADDRESS, or the cluster `ray start` began on this node: a KubeRay pod's)."
+        ),
     ] = "auto",
+    join_timeout: Annotated[
+        float, typer.Option(help="Most seconds to join the cluster, on top of the drain's grace_s.")
+    ] = 10.0,
 ) -> None:
     """Drain a running stack: every Gateway replica answers not ready, then wait until none has a request in
-    flight (the config's drain section). The RayService head pod's preStop hook; a second signal ends the wait."""
+    flight (the config's drain section). The RayService head pod's preStop hook; a second signal ends the wait.
+    Exit status 0: drained (or nothing was serving); 1: the grace ran out; 2: the cluster could not be joined
+    (or the drain config is invalid)."""
     import signal
+    import time
 
+    import yaml
     from rich.console import Console
 
-    from finserve.serving.config import load_serving_config
-    from finserve.serving.drain.coordinator import drain_cluster
+    from finserve.serving import run_record
+    from finserve.serving.drain.config import load_drain_config
+    from finserve.serving.drain.coordinator import JoinError, drain_cluster, token_found
+    from finserve.serving.drain.decide import NOT_JOINED, exit_code
+    from finserve.serving.drain.join import Cluster, plan_join
+    from finserve.serving.paths import data_dir
 
     console = Console(stderr=True)
-    cfg = load_serving_config(config)
+    try:
+        drain_cfg = load_drain_config(str(config) if config else None, os.environ)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: pydantic's ValidationError too
+        console.print(f"[red]drain config: {exc}[/]", soft_wrap=True)
+        raise typer.Exit(NOT_JOINED) from exc
+    try:
+        record = run_record.read(data_dir())
+    except OSError:  # no data dir to be had (a read-only container): no local stack either
+        record = None
+    local = (
+        Cluster(record.pid, record.ray_address, record.ray_auth)
+        if record is not None and record.ray_address
+        else None
+    )
+    plan = plan_join(address, local, os.environ, token_found(os.environ, Path.home()))
     forced = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: forced.set())
-    verdict = drain_cluster(cfg.drain, address, forced, console.print)
-    if verdict is not None:
-        console.print(f"drain over ({verdict.reason})")
+    t0 = time.monotonic()
+    outcome: dict[str, object] = {}
+
+    def say(line: str) -> None:
+        console.print(f"{time.monotonic() - t0:5.1f} s  {line}", soft_wrap=True)
+
+    def work() -> None:
+        try:
+            outcome["verdict"] = drain_cluster(drain_cfg, plan, forced, say)
+        except JoinError as exc:
+            outcome["error"] = str(exc)
+
+    # Joining can hang (a GCS that went away is retried for a minute): the whole command is bounded.
+    worker = threading.Thread(target=work, name="drain", daemon=True)
+    worker.start()
+    worker.join(join_timeout + drain_cfg.grace_s + 2)
+    if worker.is_alive():
+        console.print(
+            f"[red]drain gave up after {time.monotonic() - t0:.1f} s: no answer from the Ray cluster at "
+            f"{plan.address} ({plan.source})[/]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(NOT_JOINED)
+    if "error" in outcome:
+        console.print(f"[red]{outcome['error']}[/]", soft_wrap=True)
+        raise typer.Exit(NOT_JOINED)
+    verdict = outcome.get("verdict")
+    reason = "nothing was serving" if verdict is None else verdict.reason
+    console.print(f"drain over after {time.monotonic() - t0:.1f} s ({reason})")
+    raise typer.Exit(exit_code(verdict))
 
 
 def _bind_for_auth(cfg, console) -> None:  # noqa: ANN001 - ServingConfig and rich Console, imported lazily

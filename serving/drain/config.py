@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from finserve.contracts import StrictModel
@@ -39,3 +42,28 @@ class DrainConfig(StrictModel):
         if self.min_not_ready_s > self.grace_s:
             raise ValueError("drain.min_not_ready_s must not exceed drain.grace_s")
         return self
+
+
+class _DrainSection(StrictModel):
+    """The one section of the serving config `finserve drain` reads (for its FINSERVE_DRAIN__* overrides)."""
+
+    drain: DrainConfig = Field(default_factory=DrainConfig, description="The drain section.")
+
+
+def load_drain_config(path: str | None, environ: Mapping[str, str]) -> DrainConfig:
+    """The ``drain`` section of the serving config file ``path`` (or FINSERVE_CONFIG; defaults without either),
+    with the environment's FINSERVE_DRAIN__* overrides, as `finserve up` would read it. Only this section:
+    the whole config pulls in every stage's package (Presidio alone takes seconds to import), and a preStop
+    hook's seconds come out of the pod's grace period."""
+    import yaml
+
+    from finserve.contracts.settings import merge, overrides_reader, read_overrides
+
+    path = path or environ.get("FINSERVE_CONFIG") or None
+    data: dict[str, Any] = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            data = (yaml.safe_load(fh) or {}).get("drain") or {}
+    # A copy: read_overrides swaps os.environ for the mapping it is given, which may be os.environ itself.
+    over = read_overrides(overrides_reader(_DrainSection, "FINSERVE_"), dict(environ)).get("drain", {})
+    return DrainConfig.model_validate(merge(data, over))

@@ -4,16 +4,18 @@ the drain is over. `finserve up` runs it on SIGTERM / SIGINT before serve.shutdo
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
-from ..ray_hardening import single_node_env
 from .config import DrainConfig
 from .decide import DrainVerdict, decide
+from .join import JoinPlan
 
 APP = "finserve"
 GATEWAY = "Gateway"
@@ -122,17 +124,40 @@ def run_drain(
         counts = gateways.in_flight()
 
 
+class JoinError(RuntimeError):
+    """`finserve drain` could not join the Ray cluster; the message says which and why (no traceback)."""
+
+
+def token_found(environ: Mapping[str, str], home: Path) -> bool:
+    """Whether a Ray auth token is at hand, where Ray's token loader looks for one."""
+    if environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = environ.get("RAY_AUTH_TOKEN_PATH")
+    return Path(path).is_file() if path else (home / ".ray" / "auth_token").is_file()
+
+
 def drain_cluster(
-    cfg: DrainConfig, address: str, forced: threading.Event, report: Callable[[str], None]
+    cfg: DrainConfig, plan: JoinPlan, forced: threading.Event, report: Callable[[str], None]
 ) -> DrainVerdict | None:
-    """The same drain from outside `finserve up`: a driver joins the running Ray cluster at ``address`` (the
+    """The same drain from outside `finserve up`: a driver joins the running Ray cluster ``plan`` names (the
     RayService head pod's preStop hook, `finserve drain`), drains every Gateway replica, and leaves."""
-    if address.split(":")[0] in ("127.0.0.1", "localhost"):
-        # A local `finserve up` runs Ray as a single loopback node; a driver joins it on the same terms.
-        os.environ.update(single_node_env())
+    os.environ.update(plan.env)
     import ray
 
-    ray.init(address=address, namespace="serve", log_to_driver=False, configure_logging=False)
+    try:
+        ray.init(
+            address=plan.address,
+            namespace="serve",
+            log_to_driver=False,
+            configure_logging=False,
+            logging_level=logging.WARNING,
+        )
+    except Exception as exc:  # noqa: BLE001 - any refusal (auth, no cluster, a timeout) is reported, not raised
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise JoinError(
+            f"cannot join the Ray cluster at {plan.address} ({plan.source}): {type(exc).__name__}: {first}"
+        ) from exc
+    report(f"joined the Ray cluster at {plan.address} ({plan.source})")
     try:
         return run_drain(ServeGateways(), cfg, forced, report)
     finally:

@@ -46,3 +46,12 @@ def decide(cfg: DrainConfig, elapsed_s: float, in_flight: list[int] | None, forc
     if total == 0:
         return DrainVerdict(True, "idle", total)
     return DrainVerdict(False, "in_flight", total)
+
+
+# `finserve drain`'s exit status (a preStop hook's failure shows as a FailedPreStopHook event on the pod).
+DRAINED, CUT, NOT_JOINED = 0, 1, 2
+
+
+def exit_code(verdict: DrainVerdict | None) -> int:
+    """0: drained, or no Gateway replica was serving; 1: the wait ended with requests possibly still in flight."""
+    return DRAINED if verdict is None or verdict.reason == "idle" else CUT

@@ -1222,6 +1222,26 @@ def test_serving_pods_get_time_to_drain_and_the_rayservice_head_drains_first():
     }
     for pod in (head, *(g["template"]["spec"] for g in cluster["workerGroupSpecs"])):
         assert pod["terminationGracePeriodSeconds"] == 60
+    # The head's preStop has drained the cluster: Ray's own SIGTERM node drain would only move replicas around.
+    assert env_of(container(head, "ray-head"))["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"]["value"] == "0"
+
+
+def test_a_worker_pod_deleted_alone_is_drained_by_ray_within_its_grace_period():
+    """A worker's `ray start --block` drains its node on SIGTERM (Ray Serve moves its replicas, which finish their
+    requests within the Gateway's graceful_shutdown_timeout_s = drain.grace_s, and takes its proxy out): the
+    chart gives that drain the pod's grace period but 10 s, which holds the replicas' grace, and adds no preStop
+    of its own (one flagging this node's Gateway replicas would not stop Ray's routers sending to them)."""
+    for period, grace in ((60, 15), (90, 40)):
+        sets = (f"serving.terminationGracePeriodSeconds={period}", f"serving.config.drain.grace_s={grace}")
+        rs = one(render(values=(CI / "rayservice-values.yaml",), sets=sets), "RayService", "finserve-serving")
+        groups = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+        assert groups
+        for group in groups:
+            pod = group["template"]["spec"]
+            worker = container(pod, "ray-worker")
+            ray_drain = float(env_of(worker)["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"]["value"])
+            assert ray_drain == period - 10 and grace <= ray_drain < pod["terminationGracePeriodSeconds"]
+            assert "lifecycle" not in worker
     for values in ((), (CI / "rayservice-values.yaml",)):
         assert "must fit serving.terminationGracePeriodSeconds" in render_fails(
             "serving.config.drain.grace_s=46", values=values

@@ -568,3 +568,109 @@ def test_sigterm_drains_requests_in_flight_then_leaves_nothing(running_stack):
     left = [p for p in tree if running(p)]
     assert left == [], [(p.pid, p.name()) for p in left]
     assert _ray_processes(ray_tmp) == []
+
+
+# ---- the RayService preStop hook: `finserve drain` from a process of its own (serving/drain/join.py) ----
+
+IN_FLIGHT_LINE = re.compile(r"draining: (?:not ready, )?([1-9]\d*) in flight")
+
+
+def _stream_chain(base: str, stop, began, out: list) -> None:
+    """Streamed chat requests one after another until ``stop``: one is in flight at any moment (the gap between
+    two is a client loop's turn), whenever the drain process gets to join. Each outcome goes to ``out``."""
+    body = {
+        "model": "finserve-banking",
+        "max_tokens": 96,
+        "messages": [{"role": "user", "content": LONG_QUESTION}],
+        "stream": True,
+    }
+    i = 0
+    while not stop.is_set():
+        rid, sent, first = f"prestop-{i}", time.monotonic(), None
+        i += 1
+        try:
+            with httpx.stream(
+                "POST", f"{base}/v1/chat/completions", json=body, headers={"x-request-id": rid}, timeout=180
+            ) as resp:
+                events = []
+                for line in resp.iter_lines():
+                    if line.startswith("data: "):
+                        events.append(line[6:])
+                        if first is None:
+                            first = time.monotonic()
+                            began.set()
+            chunks = [json.loads(e) for e in events[:-1]]
+            text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+            finish = [c["choices"][0].get("finish_reason") for c in chunks if c["choices"][0].get("finish_reason")]
+            out.append((rid, sent, first, time.monotonic(), resp.status_code, events[-1], finish, text))
+        except Exception as exc:  # noqa: BLE001 - a cut request is the failure this test looks for
+            out.append((rid, sent, first, time.monotonic(), "failed", repr(exc), [], ""))
+            return
+
+
+@pytest.mark.parametrize("running_stack", ["proxy"], indirect=True)
+def test_prestop_finserve_drain_waits_for_the_request_in_flight(running_stack, tmp_path):
+    """The chart's preStop command, `finserve drain`, run as a process of its own beside `finserve up` (custom
+    data dir config and RAY_TMPDIR, Ray's token authentication on): /readyz turns 503 `draining: true` while a
+    streamed request is in flight, that request is answered whole and audited, and the command exits 0 only after
+    it finished. Before the fix the driver was refused (InvalidAuthToken) or joined whichever cluster Ray's
+    `auto` lookup found on the host."""
+    import threading
+
+    base, cfg, proc, ray_tmp = running_stack
+    stop, began, out = threading.Event(), threading.Event(), []
+    chain = threading.Thread(target=_stream_chain, args=(base, stop, began, out))
+    chain.start()
+    try:
+        assert began.wait(180)
+        # As the pod runs it: `finserve drain`, its config from FINSERVE_CONFIG. No not-ready period here, so
+        # the command's exit waits on the in-flight count alone.
+        env = {
+            **os.environ,
+            "RAY_TMPDIR": ray_tmp,
+            "FINSERVE_CONFIG": str(tmp_path / "serving.yaml"),
+            "FINSERVE_DRAIN__MIN_NOT_READY_S": "0",
+        }
+        finserve = Path(sys.executable).parent / "finserve"
+        log = (tmp_path / "drain.log").open("w")
+        started = time.monotonic()
+        drain = subprocess.Popen([str(finserve), "drain"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        exited: list[float] = []  # when the command returned, seen from a thread of its own
+        watch = threading.Thread(target=lambda: (drain.wait(), exited.append(time.monotonic())))
+        watch.start()
+        not_ready = None
+        while drain.poll() is None and time.monotonic() - started < 120:
+            resp = httpx.get(f"{base}/readyz", timeout=10)
+            if resp.status_code == 503 and resp.json().get("draining") is True:
+                not_ready = time.monotonic()
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()  # the request in flight now is the chain's last
+    chain.join(240)
+    watch.join(60)  # the command bounds itself (join timeout + drain.grace_s); this only guards a hang
+    if drain.poll() is None:
+        drain.kill()
+    stderr = (tmp_path / "drain.log").read_text()
+
+    assert exited and drain.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not_ready is not None, stderr  # readiness went false while the command ran
+    assert "drain over" in stderr and "(idle)" in stderr, stderr
+    assert IN_FLIGHT_LINE.search(stderr), stderr  # it saw our request in flight and waited for it
+    during = [r for r in out if r[1] < not_ready < r[3]]  # in flight while /readyz said 503 draining
+    assert len(during) == 1, out
+    rid, _, first, done, status, last, finish, text = during[0]
+    assert (status, last) == (200, "[DONE]") and finish and finish[-1] in ("stop", "length"), during
+    assert first is not None and text.strip(), during
+    assert done < exited[0], (done, exited)  # the command returned only after the request's last byte
+    assert not [r for r in out if r[4] != 200], out
+    lines = {r["request_id"]: r for r in read_records(cfg.audit.path)}
+    assert lines[rid]["status"] == 200, lines.get(rid)
+    # Draining stays on after the command (the pod is going): never ready again.
+    ready = httpx.get(f"{base}/readyz", timeout=30)
+    assert (ready.status_code, ready.json()["draining"]) == (503, True)
+    print(
+        f"\nprestop drain: /readyz 503 after {not_ready - started:.2f} s, request {rid} done after "
+        f"{done - started:.2f} s, command exit after {exited[0] - started:.2f} s\n{stderr}"
+    )

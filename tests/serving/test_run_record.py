@@ -73,3 +73,20 @@ def test_an_unreadable_record_names_no_process(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text("{not json")
     assert run_record.reap(tmp_path) == run_record.Reaped() and not path.exists()
+
+
+def test_read_names_the_live_run_and_its_ray_cluster(tmp_path: Path) -> None:
+    """`finserve drain` joins the cluster the live `finserve up` on its data dir recorded; a gone run names none."""
+    assert run_record.read(tmp_path) is None
+    run_record.write(tmp_path, None, None, "127.0.0.1:61234", "token")
+    record = run_record.read(tmp_path)
+    assert record is not None and (record.pid, record.ray_address, record.ray_auth) == (
+        psutil.Process().pid,
+        "127.0.0.1:61234",
+        "token",
+    )
+    path = tmp_path / run_record.RECORD
+    path.write_text(record.model_copy(update={"pid": _dead_pid()}).model_dump_json())
+    assert run_record.read(tmp_path) is None
+    path.write_text("{not json")
+    assert run_record.read(tmp_path) is None
