@@ -44,7 +44,8 @@ class RunRecord(StrictModel):
         None, description="The private folder holding that config and its socket."
     )
     ray_address: str | None = Field(
-        None, description="The GCS address of the run's Ray (one loopback node): where `finserve drain` joins."
+        None,
+        description="The GCS address of the run's Ray (one loopback node): where `finserve drain` joins.",
     )
     ray_auth: Literal["token", "disabled"] | None = Field(
         None,

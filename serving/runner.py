@@ -113,7 +113,9 @@ def _run(
     node_id = ray.get_runtime_context().get_node_id()
     haproxy_cfg = haproxy_config_path(node_id) if cfg.deployments.ingress == "haproxy" else None
     # Where `finserve drain` on this data dir joins: this cluster, on the terms it was started with.
-    run_record.write(data_dir(), haproxy_cfg, private, ray.get_runtime_context().gcs_address, _ray_auth_mode())
+    run_record.write(
+        data_dir(), haproxy_cfg, private, ray.get_runtime_context().gcs_address, _ray_auth_mode()
+    )
     try:
         # gRPC: Ray Serve's own proxy (one per node, like HTTP) calls the Gateway's RPC methods.
         serve.start(
@@ -162,7 +164,10 @@ def _run(
 def _ray_auth_mode() -> Literal["token", "disabled"] | None:
     """Ray's token authentication in this process (what the cluster ray.init started uses); None if unknown."""
     try:
-        from ray._raylet import AuthenticationMode, get_authentication_mode
+        from ray._raylet import (  # type: ignore[attr-defined]  # Ray's private API, no stubs
+            AuthenticationMode,
+            get_authentication_mode,
+        )
     except ImportError:  # a Ray without token authentication
         return None
     return "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"

@@ -74,7 +74,7 @@ def drain(
     from finserve.serving import run_record
     from finserve.serving.drain.config import load_drain_config
     from finserve.serving.drain.coordinator import JoinError, drain_cluster, token_found
-    from finserve.serving.drain.decide import NOT_JOINED, exit_code
+    from finserve.serving.drain.decide import NOT_JOINED, DrainVerdict, exit_code
     from finserve.serving.drain.join import Cluster, plan_join
     from finserve.serving.paths import data_dir
 
@@ -98,16 +98,17 @@ def drain(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: forced.set())
     t0 = time.monotonic()
-    outcome: dict[str, object] = {}
+    verdicts: list[DrainVerdict | None] = []  # filled by the worker thread: the drain's verdict, or
+    errors: list[str] = []  # why the cluster could not be joined
 
     def say(line: str) -> None:
         console.print(f"{time.monotonic() - t0:5.1f} s  {line}", soft_wrap=True)
 
     def work() -> None:
         try:
-            outcome["verdict"] = drain_cluster(drain_cfg, plan, forced, say)
+            verdicts.append(drain_cluster(drain_cfg, plan, forced, say))
         except JoinError as exc:
-            outcome["error"] = str(exc)
+            errors.append(str(exc))
 
     # Joining can hang (a GCS that went away is retried for a minute): the whole command is bounded.
     worker = threading.Thread(target=work, name="drain", daemon=True)
@@ -120,10 +121,10 @@ def drain(
             soft_wrap=True,
         )
         raise typer.Exit(NOT_JOINED)
-    if "error" in outcome:
-        console.print(f"[red]{outcome['error']}[/]", soft_wrap=True)
+    if errors:
+        console.print(f"[red]{errors[0]}[/]", soft_wrap=True)
         raise typer.Exit(NOT_JOINED)
-    verdict = outcome.get("verdict")
+    verdict = verdicts[0] if verdicts else None
     reason = "nothing was serving" if verdict is None else verdict.reason
     console.print(f"drain over after {time.monotonic() - t0:.1f} s ({reason})")
     raise typer.Exit(exit_code(verdict))

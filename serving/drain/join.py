@@ -54,7 +54,11 @@ def plan_join(address: str, local: Cluster | None, environ: Mapping[str, str], t
     elif address != AUTO:
         plan_address, source, auth = address, "--address", None
     else:
-        plan_address, source, auth = AUTO, "Ray's auto lookup (RAY_ADDRESS, or the cluster `ray start` began)", None
+        plan_address, source, auth = (
+            AUTO,
+            "Ray's auto lookup (RAY_ADDRESS, or the cluster `ray start` began)",
+            None,
+        )
     if AUTH_MODE_ENV not in environ:  # set explicitly (KubeRay's authOptions do): Ray's own rules apply
         if auth is not None:
             env[AUTH_MODE_ENV] = auth

@@ -601,7 +601,9 @@ def _stream_chain(base: str, stop, began, out: list) -> None:
                             began.set()
             chunks = [json.loads(e) for e in events[:-1]]
             text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-            finish = [c["choices"][0].get("finish_reason") for c in chunks if c["choices"][0].get("finish_reason")]
+            finish = [
+                c["choices"][0].get("finish_reason") for c in chunks if c["choices"][0].get("finish_reason")
+            ]
             out.append((rid, sent, first, time.monotonic(), resp.status_code, events[-1], finish, text))
         except Exception as exc:  # noqa: BLE001 - a cut request is the failure this test looks for
             out.append((rid, sent, first, time.monotonic(), "failed", repr(exc), [], ""))

@@ -23,7 +23,9 @@ def test_the_drain_section_as_finserve_up_reads_it(tmp_path: Path, monkeypatch: 
     got = load_drain_config(None, environ)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    assert got == load_serving_config(None).drain == load_drain_config(None, os.environ)  # as the command calls it
+    assert (
+        got == load_serving_config(None).drain == load_drain_config(None, os.environ)
+    )  # as the command calls it
     assert (got.grace_s, got.poll_s, got.min_not_ready_s) == (20, 0.5, 0)
     assert load_drain_config(None, {}) == DrainConfig()  # neither file nor variables: the defaults
 
@@ -43,5 +45,7 @@ def test_reading_it_imports_no_stage() -> None:
         "import sys; from finserve.serving.drain.config import DrainConfig, load_drain_config; load_drain_config(None, {}); "
         "print(sorted(m for m in ('presidio_analyzer', 'torch', 'ray', 'finserve.serving.guard') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]", out
