@@ -28,6 +28,11 @@ class Gateways(Protocol):
     def in_flight(self) -> list[int] | None: ...
 
     @property
+    def deployed(self) -> bool:
+        """Whether the Gateway deployment exists (as far as the last look could tell)."""
+        ...
+
+    @property
     def last_error(self) -> str | None: ...
 
 
@@ -48,6 +53,11 @@ class ServeGateways:
         self._handle: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_error: str | None = None  # why the last look got no answer, for the console
+
+    @property
+    def deployed(self) -> bool:
+        # The handle is only made for a deployed app: a failure after that is a replica's, not an absence.
+        return self._handle is not None
 
     async def _ask(self, method: str, timeout_s: float) -> list[Any]:
         if self._handle is None:  # raises while the app is not deployed (a signal during the start)
@@ -104,13 +114,17 @@ def run_drain(
     report: Callable[[str], None],
     clock: Callable[[], float] = time.monotonic,
 ) -> DrainVerdict | None:
-    """Drains and returns how it ended; None when no Gateway replica could be told (nothing was serving).
+    """Drains and returns how it ended; None when there was nothing to drain (no Gateway deployment). A deployed
+    Gateway whose replicas do not answer is asked again at each look, and counts as in flight until it does.
     ``forced`` (a second signal) ends the wait at the next look; ``report`` gets each new state once."""
     start = clock()
     counts = gateways.start_draining()
-    if counts is None:
+    if counts is None and not gateways.deployed:
         report(f"no Gateway replica answered ({gateways.last_error}): nothing to drain")
         return None
+    if counts is None:  # deployed, but no replica answered in time: keep telling them until one does
+        report(f"the Gateway replicas did not answer ({gateways.last_error}): asking again")
+    told = counts is not None
     said = ""
     while True:
         verdict = decide(cfg, clock() - start, counts, forced.is_set())
@@ -121,7 +135,8 @@ def run_drain(
         if verdict.done:
             return verdict
         forced.wait(cfg.poll_s)
-        counts = gateways.in_flight()
+        counts = gateways.in_flight() if told else gateways.start_draining()
+        told = told or counts is not None
 
 
 class JoinError(RuntimeError):

@@ -17,10 +17,13 @@ START = FakeClock()()
 class Replicas:
     """In-flight counts per look (one list per look; None: nobody answered). Each look moves the clock."""
 
-    def __init__(self, clock: FakeClock, looks: list[list[int] | None], on_look=None) -> None:
+    def __init__(
+        self, clock: FakeClock, looks: list[list[int] | None], on_look=None, deployed: bool = True
+    ) -> None:
         self.clock, self.looks, self.on_look = clock, list(looks), on_look
         self.calls: list[str] = []
         self.last_error = "DeploymentUnavailableError: no replica"
+        self.deployed = deployed
 
     def _next(self, name: str) -> list[int] | None:
         self.calls.append(name)
@@ -29,6 +32,8 @@ class Replicas:
         return self.looks.pop(0) if len(self.looks) > 1 else self.looks[0]
 
     def start_draining(self) -> list[int] | None:
+        if self.calls:  # asked again after the loop's wait
+            self.clock.advance(CFG.poll_s)
         return self._next("start_draining")
 
     def in_flight(self) -> list[int] | None:
@@ -36,11 +41,11 @@ class Replicas:
         return self._next("in_flight")
 
 
-def _run(looks, forced_at: int | None = None):
+def _run(looks, forced_at: int | None = None, deployed: bool = True):
     clock = FakeClock()
     forced = threading.Event()
     lines: list[str] = []
-    replicas = Replicas(clock, looks, (lambda n: forced.set() if n == forced_at else None))
+    replicas = Replicas(clock, looks, (lambda n: forced.set() if n == forced_at else None), deployed)
     # The loop waits poll_s on the event between looks: a millisecond here; the replicas' reads move the clock.
     cfg = CFG.model_copy(update={"poll_s": 0.001})
     verdict = run_drain(replicas, cfg, forced, lines.append, clock)
@@ -70,9 +75,23 @@ def test_a_second_signal_ends_the_wait_at_the_next_look() -> None:
 
 
 def test_nothing_deployed_means_nothing_to_drain() -> None:
-    verdict, calls, lines, _ = _run([None])
+    verdict, calls, lines, _ = _run([None], deployed=False)
     assert verdict is None and calls == ["start_draining"]
     assert lines == ["no Gateway replica answered (DeploymentUnavailableError: no replica): nothing to drain"]
+
+
+def test_deployed_replicas_that_do_not_answer_are_told_again_until_they_do() -> None:
+    # A busy replica misses the first broadcast: not "nothing to drain" (exit 0 with requests still in flight).
+    verdict, calls, lines, _ = _run([None, None, [1], [0]])
+    assert verdict is not None and verdict.reason == "idle"
+    assert calls[:3] == ["start_draining"] * 3 and set(calls[3:]) == {"in_flight"}
+    assert lines[0].startswith("the Gateway replicas did not answer")
+
+
+def test_replicas_that_never_answer_end_at_the_grace_not_as_drained() -> None:
+    verdict, calls, _, elapsed = _run([None])
+    assert verdict is not None and verdict.reason == "grace_over" and verdict.in_flight is None
+    assert set(calls) == {"start_draining"} and elapsed >= CFG.grace_s
 
 
 def test_first_signal_drains_the_second_stops_at_once() -> None:
