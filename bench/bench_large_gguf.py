@@ -90,22 +90,22 @@ async def one_engine(
     await eng.start()
     load_s = time.perf_counter() - t0
     loaded = memory()
-    if load_only:
-        await eng.stop()
-        return {
-            "engine": engine,
-            "load_s": round(load_s, 2),
-            "load_avg_1m": load_avg,
-            "memory_mb": {"before_load": before, "after_load": loaded, "after_runs": loaded},
-            "median": {},
-            "runs": {},
+    runs: dict[str, list[dict[str, Any]]] = {}
+    median: dict[str, float] = {}
+    if not load_only:
+        await decode(eng, 1, 4)  # warm-up, outside the timings
+        runs = {"decode_b1": [], "decode_b8": [], "prefill_rag_cold": []}
+        for _ in range(reps):
+            runs["decode_b1"].append(await decode(eng, 1, tokens))
+            runs["decode_b8"].append(await decode(eng, 8, tokens))
+            runs["prefill_rag_cold"].append(await prefill(eng, cold=True))
+        median = {
+            "decode_b1_tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs["decode_b1"]),
+            "decode_b8_tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs["decode_b8"]),
+            "prefill_rag_tokens_per_s": statistics.median(
+                r["prefill_tokens_per_s"] for r in runs["prefill_rag_cold"]
+            ),
         }
-    await decode(eng, 1, 4)  # warm-up, outside the timings
-    runs: dict[str, list[dict[str, Any]]] = {"decode_b1": [], "decode_b8": [], "prefill_rag_cold": []}
-    for _ in range(reps):
-        runs["decode_b1"].append(await decode(eng, 1, tokens))
-        runs["decode_b8"].append(await decode(eng, 8, tokens))
-        runs["prefill_rag_cold"].append(await prefill(eng, cold=True))
     served = memory()
     await eng.stop()
     return {
@@ -113,13 +113,7 @@ async def one_engine(
         "load_s": round(load_s, 2),
         "load_avg_1m": load_avg,
         "memory_mb": {"before_load": before, "after_load": loaded, "after_runs": served},
-        "median": {
-            "decode_b1_tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs["decode_b1"]),
-            "decode_b8_tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs["decode_b8"]),
-            "prefill_rag_tokens_per_s": statistics.median(
-                r["prefill_tokens_per_s"] for r in runs["prefill_rag_cold"]
-            ),
-        },
+        "median": median,
         "runs": runs,
     }
 
