@@ -31,12 +31,14 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import llama_model
 from .cpu_kernels import GGUF_BLOCK_BYTES
 from .fast_linear import Int8Maker
 
@@ -156,6 +158,7 @@ def load_gguf_model(
     make_linear: LinearMaker | None = None,
     quantized_embedding: bool = False,
     config: Any = None,
+    transformers_modules: bool = False,
 ) -> Any:
     """The causal LM stored in the GGUF at ``path``, in eval mode, with no tensor left on the meta device.
 
@@ -164,33 +167,25 @@ def load_gguf_model(
     a module to take its place (an output projection tied to the input embedding is made from the
     embedding's values). ``quantized_embedding``: a block-quantised input embedding stays in the
     file's format (:class:`GGUFEmbedding`) instead of float32. The file's memory map is closed on return.
+
+    A plain Llama file becomes our own module tree (:mod:`llama_model`: no transformers import) unless
+    ``transformers_modules`` (a model whose ``forward`` runs) or a transformers ``config`` is asked for;
+    other architectures are built by transformers.
     """
-    from accelerate import init_empty_weights
     from gguf import dequantize
-    from transformers import AutoModelForCausalLM
-    from transformers.modeling_gguf_pytorch_utils import (
-        TENSOR_PROCESSORS,
-        LlamaTensorProcessor,
-        TensorProcessor,
-        get_gguf_hf_weights_map,
-    )
 
     path = Path(path)
     reader = open_gguf(path)
-    config = config if config is not None else read_config(path, reader)
-    # Parameters on the meta device; buffers (the rotary table) computed for real, as at any load.
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    architecture = _architecture(reader)
-    if architecture in MANY_TO_ONE:
-        raise ValueError(
-            f"{path}: architecture {architecture!r} (experts spread over tensors) is not loadable here"
-        )
-    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config.to_dict())
-    with _reuse(path, reader):  # its name map built once, not once per module
-        names = get_gguf_hf_weights_map(model, processor)
-    # Only where the processor leaves the values as dequantized, or moves whole rows (theirs may rescale).
-    plain = type(processor) in (TensorProcessor, LlamaTensorProcessor)
+    own = not transformers_modules and config is None and llama_model.unbuildable_reason(reader) is None
+    if own:
+        config = llama_model.config_from_gguf(reader)
+        model: Any = llama_model.LlamaForCausalLM(config)
+        names = {t.name: target for t in reader.tensors if (target := llama_model.gguf_target(t.name))}
+        processor: Any = _LlamaRows(config)
+        plain = True
+    else:
+        model, names, processor, plain = _transformers_model(path, reader, config, dtype)
+        config = model.config
     embedding = _name_of(model, model.get_input_embeddings())
     keep_blocks = quantized_embedding and plain
     tied = bool(getattr(config, "tie_word_embeddings", False))
@@ -231,9 +226,51 @@ def load_gguf_model(
     missing = [name for name, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
     if missing:
         raise ValueError(f"{path}: no tensor in the file for {', '.join(missing[:4])} (of {len(missing)})")
-    log.info("loaded %d tensors of %s (%s) one at a time", placed, path.name, architecture)
+    log.info("loaded %d tensors of %s (%s) one at a time", placed, path.name, type(model).__module__)
     model.eval()
     return model
+
+
+def _transformers_model(
+    path: Path, reader: Any, config: Any, dtype: torch.dtype
+) -> tuple[Any, dict, Any, bool]:
+    """transformers' model for the file with empty weights, its GGUF-to-parameter names, its tensor
+    processor and whether that processor only moves whole rows (the blocks-to-int8 route needs that)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import (
+        TENSOR_PROCESSORS,
+        LlamaTensorProcessor,
+        TensorProcessor,
+        get_gguf_hf_weights_map,
+    )
+
+    config = config if config is not None else read_config(path, reader)
+    # Parameters on the meta device; buffers (the rotary table) computed for real, as at any load.
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    architecture = _architecture(reader)
+    if architecture in MANY_TO_ONE:
+        raise ValueError(
+            f"{path}: architecture {architecture!r} (experts spread over tensors) is not loadable here"
+        )
+    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config.to_dict())
+    with _reuse(path, reader):  # its name map built once, not once per module
+        names = get_gguf_hf_weights_map(model, processor)
+    # Only where the processor leaves the values as dequantized, or moves whole rows (theirs may rescale).
+    return model, names, processor, type(processor) in (TensorProcessor, LlamaTensorProcessor)
+
+
+class _LlamaRows:
+    """The tensor processor of our Llama tree: the query and key projections' rows back in rotate-half
+    order (what transformers' LlamaTensorProcessor does), every other tensor as dequantized."""
+
+    def __init__(self, config: llama_model.LlamaConfig) -> None:
+        self.config = config
+
+    def process(self, *, weights: Any, name: str, tensor_key_mapping: Any, parsed_parameters: Any) -> Any:
+        order = llama_model.rope_row_order(name, weights.shape[0], self.config)
+        return SimpleNamespace(name=name, weights=weights if order is None else weights[order])
 
 
 def _from_blocks(

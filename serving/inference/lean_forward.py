@@ -1,10 +1,10 @@
-"""A lean forward pass for Llama-family models: transformers' modules, without transformers' glue.
+"""A lean forward pass for Llama-family models: the model's modules, without transformers' glue.
 
 A decode step of SmolLM2-135M through ``LlamaForCausalLM.forward`` makes about 3,000 torch calls
 (mask building, cache bookkeeping, rotary per layer, output dataclasses); on this CPU those cost
 as much as reading the weights. :class:`LeanLlama` runs the same computation from the same
 modules in about 1,000: the embedding, every projection (``q_proj`` ... ``down_proj`` and
-``lm_head``, so packed/int8 linears and PEFT's LoRA layers run unchanged), the RMSNorm weights
+``lm_head``, so packed/int8 linears run unchanged), the RMSNorm weights
 and the rotary table computed once by the model's own ``rotary_emb``. Attention is
 ``scaled_dot_product_attention`` over a preallocated :class:`KVCache` that grows in chunks
 instead of concatenating every step. The output is the logits of the last position only.
@@ -14,20 +14,19 @@ Float32 decode steps (one position per row) go further when the C kernels of
 SiLU-and-multiply are one call each, so a layer costs 11 calls (7 of them the projections).
 Prefill, other dtypes and machines without the kernels use the torch operations.
 
-LoRA: ``rows=None`` runs the modules as they are (no adapter, or PEFT's active one). ``rows`` (one
-adapter name per batch row, None for the base model) routes each row through its own adapter.
-The adapters stay PEFT's (loaded, named and unloaded by PEFT, weights in its ``lora_A``/``lora_B``
-layers); for a plain LoRA layer (no DoRA or other variant, no LoRA bias) the delta is computed
-here as one ``addmm_`` per run of consecutive rows sharing an adapter, into the base output,
-instead of PEFT's forward (about 3 torch calls instead of 10 per layer, and no per-row index
-lists for mixed batches: the decoder keeps rows of one adapter next to each other). Other LoRA
-layers, or rows not grouped by adapter, go through PEFT's own ``adapter_names`` path.
-Tests check all of it against ``model.forward`` and PEFT (same logits, same greedy tokens).
+The model is transformers' ``LlamaForCausalLM`` or our tree of the same modules (:mod:`llama_model`,
+built from a GGUF without importing transformers).
+
+LoRA: ``rows=None`` runs the modules as they are (no adapter attached, or each module's own routing).
+``rows`` (one adapter name per batch row, None for the base model) routes each row through its own
+adapter: the adapters are :mod:`lora`'s modules wrapped around the base ones, and what each module
+computes for a batch composition (its base, plus one ``addmm_`` per run of consecutive rows sharing an
+adapter it holds) is planned once and reused at every step and layer.
+Tests check all of it against transformers' ``model.forward`` and PEFT (same logits, same greedy tokens).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .cpu_kernels import CPUKernels, load_kernels
-
-BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+from .lora import LoraModule, runs_of
 
 # Rope types whose cos/sin table does not depend on the sequence length (dynamic ones do).
 _STATIC_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
@@ -127,7 +125,7 @@ class KVCache:
 
 
 class LeanLlama:
-    """Forward passes of a LlamaForCausalLM (PEFT may wrap its linears in place, before or after)."""
+    """Forward passes of a LlamaForCausalLM (adapters may be attached to its modules, before or after)."""
 
     def __init__(self, model: nn.Module, kernels: CPUKernels | None = None) -> None:
         """``kernels``: the C kernels for float32 decode steps (None: torch operations only)."""
@@ -149,7 +147,6 @@ class LeanLlama:
         self._cos = cos[0].contiguous()  # [positions, head_dim]
         self._sin = torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1).contiguous()
         self._half = half
-        self._lora_layer: type | None = None
         # tuple(rows) -> id(module) -> what computes it for that batch (see _router); cleared by adapters_changed.
         self._plans: dict[tuple[str | None, ...], dict[int, Any]] = {}
         fits = self.dtype == torch.float32 and config.hidden_act == "silu" and self.head_dim % 8 == 0
@@ -175,7 +172,7 @@ class LeanLlama:
         """Logits [batch, vocab] of the last position.
 
         ``attention_mask`` [batch, cache.length + steps] marks real tokens (1) and left padding (0);
-        ``rows``: each row's PEFT adapter name (None: the base model), or None to run the modules
+        ``rows``: each row's adapter name (None: the base model), or None to run the modules
         as they are.
         """
         batch, steps = input_ids.shape
@@ -298,76 +295,30 @@ class LeanLlama:
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
             plans = self._plans[key] = {}
-        lora = self._lora_type()
-        runs = _runs(rows)
-        grouped = len({name for name, _, _ in runs}) == len(runs)
-        peft_names = [BASE_ROW if name is None else name for name in rows]
+        runs = runs_of(rows)
 
         def call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
             plan = plans.get(id(module))
             if plan is None:
-                plan = plans[id(module)] = _plan(module, lora, runs, grouped, peft_names)
+                plan = plans[id(module)] = _plan(module, runs, len(rows))
             return plan(x)
 
         return call
 
-    def _lora_type(self) -> type:
-        if self._lora_layer is None:
-            from peft.tuners.lora import LoraLayer
 
-            self._lora_layer = LoraLayer
-        return self._lora_layer
-
-
-def _runs(rows: Sequence[str | None]) -> list[tuple[str | None, int, int]]:
-    """Consecutive rows with the same adapter: (name, first row, row after the last)."""
-    runs: list[tuple[str | None, int, int]] = []
-    for i, name in enumerate(rows):
-        if runs and runs[-1][0] == name:
-            runs[-1] = (name, runs[-1][1], i + 1)
-        else:
-            runs.append((name, i, i + 1))
-    return runs
-
-
-def _plan(
-    module: nn.Module,
-    lora: type,
-    runs: list[tuple[str | None, int, int]],
-    grouped: bool,
-    peft_names: list[str],
-) -> Any:
-    """How one module computes a batch whose rows use ``runs``' adapters: the module itself (no LoRA),
-    PEFT's per-row path (a LoRA variant, or rows not grouped by adapter), or the base layer plus one
-    ``addmm_`` per run of rows whose adapter this layer has."""
-    if not isinstance(module, lora):
+def _plan(module: nn.Module, runs: list[tuple[str | None, int, int]], rows: int) -> Any:
+    """How one module computes a batch whose rows use ``runs``' adapters: the module itself (no LoRA), or
+    its base module plus the LoRA update of each run of rows whose adapter it holds."""
+    if not isinstance(module, LoraModule):
         return _direct(module)
-    if not grouped or not _plain_lora(module, runs):
-        return functools.partial(module, adapter_names=peft_names)
-    rows = len(peft_names)
-    deltas = [
-        (
-            lo,
-            hi,
-            hi - lo == rows,
-            module.lora_A[name].weight,
-            module.lora_B[name].weight.t(),
-            module.scaling[name],
-        )
-        for name, lo, hi in runs
-        if name is not None and name in module.lora_A
-    ]
+    deltas = module.deltas(runs, rows)
     base = _direct(module.base_layer)
     if not deltas:
         return base
+    add = module.add_deltas
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        out = base(x)
-        for lo, hi, whole, a, b_t, scaling in deltas:
-            part, xs = (out, x) if whole else (out[lo:hi], x[lo:hi])
-            rank = F.linear(xs.reshape(-1, xs.shape[-1]), a)
-            part.view(-1, part.shape[-1]).addmm_(rank, b_t, alpha=scaling)
-        return out
+        return add(x, base(x), deltas)
 
     return run
 
@@ -376,25 +327,6 @@ def _direct(module: nn.Module) -> Any:
     """``module.forward`` itself where no hook is registered on the module: nn.Module's call wrapper costs a
     few microseconds, and a decode step calls about 200 modules."""
     return module if module._forward_hooks or module._forward_pre_hooks else module.forward
-
-
-def _plain_lora(module: Any, runs: list[tuple[str | None, int, int]]) -> bool:
-    """Whether every adapter of ``runs`` is a plain LoRA on this PEFT layer (``B @ A * scaling``)
-    whose weights have the base layer's dtype (PEFT keeps adapters in float32 on a bfloat16 base and
-    casts around them; its own path does that)."""
-    if module.merged or module.disable_adapters or not isinstance(module.base_layer, nn.Linear):
-        return False
-    variants = getattr(module, "lora_variant", {})
-    base_weight = module.base_layer.weight  # None for an int8-only layer, which computes in float32
-    dtype = torch.float32 if base_weight is None else base_weight.dtype
-    for name, _, _ in runs:
-        if name is None or name not in module.lora_A:
-            continue
-        if name in variants or module.lora_B[name].bias is not None or module.use_dora.get(name, False):
-            return False
-        if module.lora_A[name].weight.dtype != dtype or module.lora_B[name].weight.dtype != dtype:
-            return False
-    return True
 
 
 def _plain(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,6 @@ from typing import Any
 
 import torch
 
-from finserve.contracts import AdapterCorrupt
-
 from .adapter_files import adapter_folder, check_adapter_files
 from .base_model import model_dir as converted_model_dir
 from .base_model import tokenizer_dir
@@ -26,7 +24,8 @@ from .cpu_kernels import CPUKernels, load_kernels
 from .fast_linear import detach_from_checkpoint, fbgemm_available, int8_maker, pack_linears, quantize_linears
 from .gguf_loader import load_gguf_model, trim_heap
 from .layout import left_pad, plan_forwards, split_layout
-from .lean_forward import BASE_ROW, LeanLlama, unsupported_reason
+from .lean_forward import LeanLlama, unsupported_reason
+from .lora import Routing, attach, detach, read_adapter
 from .prefix_cache import PrefixCache, stack
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ class Prefill:
 
 
 class ModelRunner:
-    """Owns one causal LM (optionally wrapped by PEFT) and runs it.
+    """Owns one causal LM and the LoRA adapters attached to it (:mod:`lora`), and runs it.
 
     ``source`` is a GGUF file (read tensor by tensor, int8 as it loads) or a transformers folder.
     """
@@ -59,10 +58,10 @@ class ModelRunner:
         self.source = Path(source)
         self.options = options
         self._lock = threading.Lock()
-        self._model: Any = None  # the transformers model; PEFT wraps it in place
-        self._peft: Any = None
+        self._model: Any = None  # our Llama tree (a GGUF) or a transformers model; adapters wrap its modules
+        self._routing = Routing()  # each row's adapter, for a forward through the modules' own forward
+        self._adapters: list[str] = []  # attached, oldest first
         self._lean: LeanLlama | None = None
-        self._active: str | None = None
         self.tokenizer: Any = None  # for prompts, on the event loop's thread
         self._decode_tokenizer: Any = None
         self.eos_ids: frozenset[int] = frozenset()
@@ -133,11 +132,13 @@ class ModelRunner:
         keep_float = self.options.int8_prefill == "float32"
         maker = int8_maker(kernel, keep_float) if kernel is not None else None
         # int8 only: the embedding stays in the file's blocks too (its rows are dequantized when looked up).
+        # The lean forward runs our own Llama tree (no transformers import); the transformers forward needs theirs.
         model = load_gguf_model(
             self.source,
             dtype=self._dtype(),
             make_linear=maker,
             quantized_embedding=maker is not None and not keep_float,
+            transformers_modules=self.forward_path != "lean",
         )
         if kernel is not None:
             log.info("int8 weights from %s (prefill: %s)", self.source.name, self.options.int8_prefill)
@@ -163,31 +164,24 @@ class ModelRunner:
     # ---- adapters ----
 
     def load_adapter(self, name: str, path: Path) -> None:
-        from peft import PeftModel
-
         folder = adapter_folder(path)
         check_adapter_files(folder)
+        weights = read_adapter(folder)  # read and checked before the model is touched
         with self._lock:
             self._drop_prefixes(name)
             try:
-                if self._peft is None:
-                    self._peft = PeftModel.from_pretrained(
-                        self._model, str(folder), adapter_name=name, is_trainable=False
-                    )
-                    self._active = name
-                else:
-                    self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
-            except Exception as exc:
-                self._forget(name)
-                raise AdapterCorrupt(f"PEFT could not load the adapter in {folder}: {exc}") from exc
+                attach(self._model, self._routing, name, weights)
             finally:
                 self._routing_changed()
-            self._peft.eval()
+            if name not in self._adapters:
+                self._adapters.append(name)
 
     def unload_adapter(self, name: str) -> None:
         with self._lock:
             self._drop_prefixes(name)
-            self._forget(name)
+            detach(self._model, name)
+            if name in self._adapters:
+                self._adapters.remove(name)
             self._routing_changed()
 
     def _routing_changed(self) -> None:
@@ -199,25 +193,15 @@ class ModelRunner:
         if self.prefix_cache is not None:
             self.prefix_cache.drop(name)
 
-    def _forget(self, name: str) -> None:
-        if self._peft is None or name not in self._peft.peft_config:
-            return
-        if len(self._peft.peft_config) == 1:
-            # PEFT keeps at least one adapter; dropping the last one means unwrapping the model.
-            self._model = self._peft.unload()
-            self._peft, self._active = None, None
-            if self._lean is not None:
-                self._lean.model = self._model
-                self._lean.adapters_changed()
-            return
-        if self._active == name:
-            other = next(n for n in self._peft.peft_config if n != name)
-            self._peft.set_adapter(other)
-            self._active = other
-        self._peft.delete_adapter(name)
-
     def loaded_adapters(self) -> list[str]:
-        return [] if self._peft is None else list(self._peft.peft_config)
+        return list(self._adapters)
+
+    def _rows(self, adapters: list[str | None]) -> list[str | None] | None:
+        """``adapters`` to route by (None when no adapter is attached); refuses one that is not attached."""
+        missing = {a for a in adapters if a is not None} - set(self._adapters)
+        if missing:
+            raise RuntimeError(f"adapter {sorted(missing)[0]!r} was requested but is not loaded")
+        return adapters if self._adapters else None
 
     # ---- running ----
 
@@ -290,7 +274,7 @@ class ModelRunner:
             layout.attention_mask,
             layout.position_ids[:, head:],
             cache,
-            rows=None if self._peft is None else adapters,
+            rows=self._rows(adapters),
         )
         assert cache.keys is not None and cache.values is not None
         out = []
@@ -328,21 +312,11 @@ class ModelRunner:
             logits_to_keep=1,
         )
         with self._lock, torch.inference_mode():
-            if self._peft is None:
-                if any(a is not None for a in adapters):
-                    raise RuntimeError("an adapter was requested but none is loaded")
+            self._routing.set_rows(self._rows(adapters))
+            try:
                 out = self._model(**kwargs)
-            else:
-                distinct = set(adapters)
-                if len(distinct) == 1 and None not in distinct:
-                    # One adapter for the whole batch: the plain LoRA path, cheaper than per-row routing.
-                    (name,) = distinct
-                    if self._active != name:
-                        self._peft.set_adapter(name)
-                        self._active = name
-                    out = self._peft(**kwargs)
-                else:
-                    out = self._peft(**kwargs, adapter_names=[a or BASE_ROW for a in adapters])
+            finally:
+                self._routing.set_rows(None)
         return out.logits[:, -1, :]
 
     def _forward_lean(
@@ -355,11 +329,9 @@ class ModelRunner:
     ) -> torch.Tensor:
         assert self._lean is not None
         with self._lock, torch.inference_mode():
-            if self._peft is None:
-                if any(a is not None for a in adapters):
-                    raise RuntimeError("an adapter was requested but none is loaded")
-                return self._lean.forward(input_ids, attention_mask, position_ids, cache)
-            return self._lean.forward(input_ids, attention_mask, position_ids, cache, rows=adapters)
+            return self._lean.forward(
+                input_ids, attention_mask, position_ids, cache, rows=self._rows(adapters)
+            )
 
 
 def _eos_ids(tokenizer: Any, config: Any, model_dir: Path, generation_config_cls: Any) -> set[int]:

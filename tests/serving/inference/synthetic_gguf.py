@@ -71,9 +71,13 @@ def write_llama_gguf(
     seed: int = 0,
     tokenizer_from: Path | None = None,
     std: float = 0.02,
+    rope_scaling: tuple[str, float] | None = None,
+    extra_tensors: tuple[str, ...] = (),
 ) -> Path:
     """Write a tied-embedding Llama GGUF at ``path``: matrices in ``qtype`` (Q8_0, Q4_0, Q4_1, F16, F32),
-    norms in F32. The same arguments write the same bytes."""
+    norms in F32. ``rope_scaling``: (type, factor) metadata; ``extra_tensors``: F32 vectors of the
+    half the head size under these names (a Llama 3 file's ``rope_freqs.weight``, say). The same arguments
+    write the same bytes."""
     import gguf
 
     quant = gguf.GGMLQuantizationType[qtype]
@@ -89,6 +93,9 @@ def write_llama_gguf(
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_vocab_size(shape.vocab)
     writer.add_rope_dimension_count(shape.head_dim)
+    if rope_scaling is not None:
+        writer.add_rope_scaling_type(gguf.RopeScalingType(rope_scaling[0]))
+        writer.add_rope_scaling_factor(rope_scaling[1])
     if tokenizer_from is not None:
         _copy_tokenizer(gguf.GGUFReader(tokenizer_from), writer, shape.vocab)
     rng = np.random.default_rng(seed)
@@ -104,6 +111,8 @@ def write_llama_gguf(
         else:
             writer.add_tensor(name, gguf.quants.quantize(values, quant), raw_dtype=quant)
         del values
+    for name in extra_tensors:
+        writer.add_tensor(name, np.ones(shape.head_dim // 2, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

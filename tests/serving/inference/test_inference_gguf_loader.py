@@ -13,6 +13,8 @@ from synthetic_gguf import LlamaShape, write_llama_gguf
 from finserve.serving.inference.cpu_kernels import load_kernels, pack
 from finserve.serving.inference.fast_linear import Int8Linear, int8_maker, pack_in_rows, quantize_linears
 from finserve.serving.inference.gguf_loader import GGUFEmbedding, load_gguf_model, open_gguf, read_config
+from finserve.serving.inference.lean_forward import LeanLlama
+from finserve.serving.inference.llama_model import LlamaForCausalLM
 
 needs_kernels = pytest.mark.skipif(
     load_kernels() is None, reason="no AVX2/FMA CPU or no compiled kernels here"
@@ -41,12 +43,21 @@ IDS = torch.tensor([[5, 17, 200, 3, 99, 42, 7, 128]])
 
 
 def logits(model: torch.nn.Module) -> torch.Tensor:
+    """The last position's logits through the lean forward (our Llama tree has no forward of its own)."""
+    lean = LeanLlama(model)
+    mask = torch.ones_like(IDS)
     with torch.inference_mode():
-        return model(input_ids=IDS).logits
+        return lean.forward(IDS, mask, torch.arange(IDS.shape[1]).unsqueeze(0), lean.new_cache())
 
 
-def test_float32_load_equals_transformers_gguf_load(tiny_gguf: Path) -> None:
-    ours, reference = load_gguf_model(tiny_gguf), transformers_load(tiny_gguf)
+ROUTES = pytest.mark.parametrize("transformers_modules", [False, True], ids=["our-tree", "transformers-tree"])
+
+
+@ROUTES
+def test_float32_load_equals_transformers_gguf_load(tiny_gguf: Path, transformers_modules: bool) -> None:
+    ours = load_gguf_model(tiny_gguf, transformers_modules=transformers_modules)
+    reference = transformers_load(tiny_gguf)
+    assert (type(ours) is LlamaForCausalLM) is not transformers_modules
     mine, theirs = ours.state_dict(), reference.state_dict()
     assert mine.keys() == theirs.keys()
     for name, tensor in theirs.items():
@@ -57,9 +68,14 @@ def test_float32_load_equals_transformers_gguf_load(tiny_gguf: Path) -> None:
 
 
 @needs_kernels
-def test_int8_load_packs_each_linear_as_quantising_the_loaded_model_does(tiny_gguf: Path) -> None:
+@ROUTES
+def test_int8_load_packs_each_linear_as_quantising_the_loaded_model_does(
+    tiny_gguf: Path, transformers_modules: bool
+) -> None:
     kernel = load_kernels()
-    ours = load_gguf_model(tiny_gguf, make_linear=int8_maker(kernel))
+    ours = load_gguf_model(
+        tiny_gguf, make_linear=int8_maker(kernel), transformers_modules=transformers_modules
+    )
     reference = transformers_load(tiny_gguf)
     assert quantize_linears(reference, kernel) == 2 * 7 + 1  # seven projections a layer, and lm_head
     theirs = dict(reference.named_modules())

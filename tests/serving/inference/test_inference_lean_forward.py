@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from finserve.contracts import AdapterRef, AdapterRegistry
+from finserve.serving.inference.adapter_files import adapter_folder
 from finserve.serving.inference.config import CPUOptions
 from finserve.serving.inference.cpu_kernels import load_kernels
 from finserve.serving.inference.layout import left_pad
 from finserve.serving.inference.lean_forward import KVCache, LeanLlama, unsupported_reason
+from finserve.serving.inference.lora import Routing, attach, read_adapter
 from finserve.serving.inference.model_runner import ModelRunner
 
 PROMPTS = [
@@ -140,23 +142,34 @@ def test_unsupported_models_are_named() -> None:
     assert "dynamic" in unsupported_reason(SimpleNamespace(config=dynamic))
 
 
+def with_adapters(model, folders: dict[str, Path]):
+    """A copy of ``model`` with each folder's PEFT LoRA attached under its name (our :mod:`lora` modules)."""
+    ours = copy.deepcopy(model)
+    for name, folder in folders.items():
+        attach(ours, Routing(), name, read_adapter(adapter_folder(folder)))
+    return ours
+
+
 @pytest.mark.slow
 def test_lora_routes_single_base_and_mixed_batches(base, lora_registry: AdapterRegistry) -> None:
     from peft import PeftModel
 
     model, tokenizer = base
     folders = [lora_registry.local_path(AdapterRef.parse(r)) for r in ("tiny@1.0.0", "tiny@2.0.0")]
-    wrapped = copy.deepcopy(model)
-    peft = PeftModel.from_pretrained(wrapped, str(folders[0]), adapter_name="one", is_trainable=False)
+    peft = PeftModel.from_pretrained(
+        copy.deepcopy(model), str(folders[0]), adapter_name="one", is_trainable=False
+    )
     peft.load_adapter(str(folders[1]), adapter_name="two", is_trainable=False)
     peft.eval()
-    lean = LeanLlama(wrapped, load_kernels())
+    lean = LeanLlama(with_adapters(model, {"one": folders[0], "two": folders[1]}), load_kernels())
     ids, mask, positions = encode(tokenizer, PROMPTS[:3])
     forced = [torch.tensor([28, 29, 30])] * 3
 
     plain = lean_steps(LeanLlama(model, load_kernels()), ids, mask, positions, forced)
     base_only = lean_steps(lean, ids, mask, positions, forced, rows=[None, None, None])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(base_only, plain, strict=True))
+    unrouted = lean_steps(lean, ids, mask, positions, forced)  # rows=None: every row on the base model
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(unrouted, plain, strict=True))
 
     singles = {}
     for name in ("one", "two"):
@@ -166,11 +179,8 @@ def test_lora_routes_single_base_and_mixed_batches(base, lora_registry: AdapterR
             want = peft(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
         assert torch.allclose(singles[name][0], want, atol=2e-4, rtol=1e-4)
         assert not torch.allclose(singles[name][0], plain[0], atol=1e-2)  # the adapter changes the output
-        active = lean_steps(lean, ids, mask, positions, forced)  # rows=None: PEFT's active adapter
-        assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(active, singles[name], strict=True))
 
-    # Grouped rows take our addmm path, interleaved ones PEFT's adapter_names path: both must give
-    # each row what it gets alone.
+    # Grouped and interleaved rows: each row must get what it gets alone.
     for rows in (["one", "one", "two"], [None, "two", "two"], ["one", None, "two"], ["two", "one", "two"]):
         mixed = lean_steps(lean, ids, mask, positions, forced, rows=rows)
         for step, logits in enumerate(mixed):
@@ -239,10 +249,12 @@ def tiny_llama(dtype: torch.dtype = torch.float32):
     return LlamaForCausalLM(config).to(dtype).eval()
 
 
-def with_two_adapters(model, targets: list[str]):
-    """PEFT adapters ``one`` and ``two`` with random non-zero weights on ``targets``."""
+def with_two_adapters(model, targets: list[str], folder: Path):
+    """PEFT adapters ``one`` and ``two`` with random non-zero weights on ``targets`` (PEFT wraps ``model``),
+    and a copy of the unwrapped model carrying the same two adapters as ours, read from PEFT's saved files."""
     from peft import LoraConfig, get_peft_model
 
+    unwrapped = copy.deepcopy(model)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0)
     peft = get_peft_model(model, config, adapter_name="one")
     peft.add_adapter("two", config)
@@ -251,7 +263,9 @@ def with_two_adapters(model, targets: list[str]):
         for name, param in peft.named_parameters():
             if "lora_" in name:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
-    return peft.eval()
+    # The embedding's own weights are the base model's: saved, they would replace it for every adapter.
+    peft.save_pretrained(str(folder), selected_adapters=["one", "two"], save_embedding_layers=False)
+    return peft.eval(), with_adapters(unwrapped, {n: folder / n for n in ("one", "two")})
 
 
 def peft_and_lean(peft, lean: LeanLlama, rows: list[str], steps: int = 2):
@@ -282,26 +296,24 @@ def peft_and_lean(peft, lean: LeanLlama, rows: list[str], steps: int = 2):
 
 
 @pytest.mark.parametrize("kernels", [False, True], ids=["torch-ops", "c-kernels"])
-def test_an_adapter_on_the_embedding_applies_per_row(kernels: bool) -> None:
+def test_an_adapter_on_the_embedding_applies_per_row(kernels: bool, tmp_path: Path) -> None:
     if kernels and load_kernels() is None:
         pytest.skip("no C kernels on this machine")
-    model = tiny_llama()
-    peft = with_two_adapters(model, ["embed_tokens", "q_proj"])
-    lean = LeanLlama(model, load_kernels() if kernels else None)
+    peft, ours = with_two_adapters(tiny_llama(), ["embed_tokens", "q_proj"], tmp_path)
+    lean = LeanLlama(ours, load_kernels() if kernels else None)
     for rows in (["one", "two"], ["two", "two"]):
         want, got = peft_and_lean(peft, lean, rows)
         for w, g in zip(want, got, strict=True):
             assert torch.allclose(g, w, atol=1e-4, rtol=1e-4), (rows, float((g - w).abs().max()))
 
 
-def test_routing_plans_follow_an_adapter_reloaded_under_its_name() -> None:
+def test_routing_plans_follow_an_adapter_reloaded_under_its_name(tmp_path: Path) -> None:
     """A batch composition's routing is planned once (with the adapter's weight tensors); after an adapter is
-    deleted and loaded again under the same name, adapters_changed() makes the next step use the new weights."""
+    attached again under the same name, adapters_changed() makes the next step use the new weights."""
     from peft import LoraConfig
 
-    model = tiny_llama()
-    peft = with_two_adapters(model, ["q_proj", "down_proj"])
-    lean = LeanLlama(model, load_kernels())
+    peft, ours = with_two_adapters(tiny_llama(), ["q_proj", "down_proj"], tmp_path / "first")
+    lean = LeanLlama(ours, load_kernels())
     rows = ["one", "two"]
     first, _ = peft_and_lean(peft, lean, rows)  # plans for this composition now hold "two"'s tensors
     peft.delete_adapter("two")
@@ -311,6 +323,8 @@ def test_routing_plans_follow_an_adapter_reloaded_under_its_name() -> None:
             if ".two." in name:
                 param.fill_(0.05)
     peft.eval()
+    peft.save_pretrained(str(tmp_path / "second"), selected_adapters=["two"])
+    attach(ours, Routing(), "two", read_adapter(tmp_path / "second" / "two"))  # down_proj loses the old "two"
     lean.adapters_changed()
     want, got = peft_and_lean(peft, lean, rows)
     assert not torch.allclose(first[0][1], want[0][1])  # the reloaded adapter changes that row
@@ -318,12 +332,13 @@ def test_routing_plans_follow_an_adapter_reloaded_under_its_name() -> None:
         assert torch.allclose(g, w, atol=1e-4, rtol=1e-4), float((g - w).abs().max())
 
 
-def test_float32_adapters_on_a_bfloat16_base_take_peft_s_casting_path() -> None:
-    """PEFT keeps adapter weights in float32 on a bfloat16 base (autocast_adapter_dtype)."""
-    model = tiny_llama(torch.bfloat16)
-    peft = with_two_adapters(model, ["q_proj", "v_proj"])
+def test_float32_adapters_on_a_bfloat16_base_compute_as_peft_does(tmp_path: Path) -> None:
+    """PEFT keeps adapter weights in float32 on a bfloat16 base (autocast_adapter_dtype) and adds each row's
+    update in bfloat16: ours gives the same bits."""
+    peft, ours = with_two_adapters(tiny_llama(torch.bfloat16), ["q_proj", "v_proj"], tmp_path)
     assert peft.base_model.model.model.layers[0].self_attn.q_proj.lora_A["one"].weight.dtype == torch.float32
-    lean = LeanLlama(model)
+    assert ours.model.layers[0].self_attn.q_proj.lora_A["one"].dtype == torch.float32
+    lean = LeanLlama(ours)
     for rows in (["one", "one"], ["one", "two"]):
         want, got = peft_and_lean(peft, lean, rows)
         for w, g in zip(want, got, strict=True):
