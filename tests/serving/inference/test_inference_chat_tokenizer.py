@@ -67,15 +67,19 @@ def test_the_chat_template_renders_as_transformers_does(
 ) -> None:
     messages = CONVERSATIONS[name]
     text = ours.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
-    assert text == theirs.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    assert text == theirs.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
     assert isinstance(text, str) and text.endswith("<|im_start|>assistant\n") == add_generation_prompt
-    tokenized = theirs.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
+    tokenized = theirs.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=True
+    )
     assert ours.apply_chat_template(messages, add_generation_prompt, tokenize=True) == {
         "input_ids": list(tokenized["input_ids"])
     }
-    assert ours.apply_chat_template(messages, add_generation_prompt, tokenize=True, return_dict=False) == list(
-        tokenized["input_ids"]
-    )
+    assert ours.apply_chat_template(
+        messages, add_generation_prompt, tokenize=True, return_dict=False
+    ) == list(tokenized["input_ids"])
 
 
 def test_render_prompt_gives_the_same_ids_with_either_tokenizer(ours: ChatTokenizer, theirs: Any) -> None:
@@ -100,7 +104,9 @@ def test_encoding_gives_transformers_ids(
 def generated_like(theirs: Any) -> list[list[int]]:
     """Id sequences as the decoder sees them: a templated prompt, an answer, an end token, then stray
     special tokens and random ids (seeded) from the whole vocabulary."""
-    prompt = theirs.apply_chat_template(CONVERSATIONS["multi-turn"], add_generation_prompt=True, tokenize=False)
+    prompt = theirs.apply_chat_template(
+        CONVERSATIONS["multi-turn"], add_generation_prompt=True, tokenize=False
+    )
     answer = "Überweisungen kosten 2,50 € 🙂. Don't worry: it's free online!"
     rng = random.Random(7)
     return [
@@ -131,7 +137,9 @@ def test_decode_skips_special_tokens_by_default(ours: ChatTokenizer) -> None:
     assert ours.decode(ids, skip_special_tokens=False) == "Hi<|im_end|>"
 
 
-def test_special_ids_and_end_tokens_match_transformers(ours: ChatTokenizer, theirs: Any, model_dir: Path) -> None:
+def test_special_ids_and_end_tokens_match_transformers(
+    ours: ChatTokenizer, theirs: Any, model_dir: Path
+) -> None:
     from transformers import GenerationConfig
 
     assert (ours.bos_token_id, ours.eos_token_id, ours.pad_token_id, ours.unk_token_id) == (
@@ -145,7 +153,9 @@ def test_special_ids_and_end_tokens_match_transformers(ours: ChatTokenizer, thei
     assert ours.special_tokens_map == theirs.special_tokens_map
 
 
-def copy_folder(model_dir: Path, into: Path, config_changes: dict[str, Any], template_file: bool = True) -> Path:
+def copy_folder(
+    model_dir: Path, into: Path, config_changes: dict[str, Any], template_file: bool = True
+) -> Path:
     """The SmolLM2 tokenizer folder (no weights) with tokenizer_config.json edited."""
     into.mkdir()
     for name in ("tokenizer.json", "generation_config.json", "tokenizer_config.json"):
@@ -187,7 +197,11 @@ def test_an_older_config_with_token_dicts_and_a_list_of_templates(model_dir: Pat
     with_sep = "a<|sep|>b"
     assert ours.encode(with_sep) == theirs(with_sep, add_special_tokens=False)["input_ids"]
     assert len(ours.encode(with_sep)) == 3  # <|sep|> is one added token
-    assert ours.decode(ours.encode(with_sep)) == theirs.decode(ours.encode(with_sep), skip_special_tokens=True) == "ab"
+    assert (
+        ours.decode(ours.encode(with_sep))
+        == theirs.decode(ours.encode(with_sep), skip_special_tokens=True)
+        == "ab"
+    )
 
 
 def test_template_helpers_behave_as_in_transformers(model_dir: Path, tmp_path: Path) -> None:
@@ -296,7 +310,9 @@ def test_a_gguf_s_tokenizer_is_read_out_in_a_child_process(
     result = load_in_fresh_interpreter(gguf, data_dir=tmp_path / "data")
     assert result["transformers"] == []
     assert result["ids"] == render_prompt(ours, [ChatMessage(role="user", content="Is my money safe? 🙂")])
-    (folder,) = (p for p in (tmp_path / "data" / "models" / "tokenizers").iterdir() if not p.name.startswith("."))
+    (folder,) = (
+        p for p in (tmp_path / "data" / "models" / "tokenizers").iterdir() if not p.name.startswith(".")
+    )
     assert (folder / "tokenizer.json").is_file() and ChatTokenizer.from_folder(folder).eos_ids() == {2}
 
     # A GGUF without tokenizer metadata: the child's own error, named, and no folder left behind.

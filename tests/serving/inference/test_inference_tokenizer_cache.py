@@ -77,6 +77,8 @@ def test_two_files_of_the_same_name_get_their_own_tokenizer_folder(
     shutil.copy(first, copy)
     assert tokenizer_dir(copy) == folder  # the same content: read out once
     other = write_llama_gguf(place(tmp_path, "c"), TINY)  # the same name, no tokenizer in it
-    with pytest.raises(TokenizerUnavailable, match="Cannot build a tokenizer"):  # transformers' error, from the child
+    with pytest.raises(
+        TokenizerUnavailable, match="Cannot build a tokenizer"
+    ):  # transformers' error, from the child
         tokenizer_dir(other)  # not the first file's folder
     assert sorted(p.name for p in folder.parent.iterdir() if not p.name.startswith(".")) == [folder.name]
