@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import AddedToken, Tokenizer, processors
+from tokenizers import AddedToken, Tokenizer
 
 from .errors import TokenizerUnavailable
 
@@ -63,7 +63,8 @@ class ChatTokenizer:
         self.bos_token_id = self._token_id("bos_token")
         self.eos_token_id = self._token_id("eos_token")
         self.pad_token_id = self._token_id("pad_token")
-        _set_post_processor(tokenizer, config, self._special, self.bos_token_id, self.eos_token_id)
+        # add_bos_token/add_eos_token in tokenizer_config.json change nothing: transformers 5 drops them on load
+        # (tokenizer.json's post-processor decides), and the test pins that.
         # transformers skips this clean-up for BPE models (it strips spaces before punctuation) unless forced.
         self._clean_up = bool(config.get("clean_up_tokenization_spaces", False)) and (
             type(tokenizer.model).__name__ != "BPE"
@@ -131,12 +132,14 @@ class ChatTokenizer:
         )
         if not tokenize:
             return text
-        return self(text) if return_dict else self.encode(text)
+        ids = self.encode(text, add_special_tokens=False)
+        return {"input_ids": ids} if return_dict else ids
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+    # add_special_tokens defaults to True as in transformers: what tokenizer.json's post-processor adds.
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
 
-    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
         return {"input_ids": self.encode(text, add_special_tokens=add_special_tokens)}
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
@@ -226,29 +229,6 @@ def _add_missing_tokens(tokenizer: Tokenizer, config: Mapping[str, Any], special
             want(_added_token(value, special=True))
     if wanted:
         tokenizer.add_tokens(wanted)
-
-
-def _set_post_processor(
-    tokenizer: Tokenizer,
-    config: Mapping[str, Any],
-    special: Mapping[str, str],
-    bos_id: int | None,
-    eos_id: int | None,
-) -> None:
-    """transformers rebuilds the post-processor when the config says add_bos_token/add_eos_token or the
-    tokenizer has none (it only matters with add_special_tokens=True)."""
-    if (
-        "add_bos_token" not in config
-        and "add_eos_token" not in config
-        and tokenizer.post_processor is not None
-    ):
-        return
-    bos = special.get("bos_token") if config.get("add_bos_token", False) else None
-    eos = special.get("eos_token") if config.get("add_eos_token", False) else None
-    single = f"{f'{bos}:0 ' if bos else ''}$A:0{f' {eos}:0' if eos else ''}"
-    pair = f"{single}{f' {bos}:1' if bos else ''} $B:1{f' {eos}:1' if eos else ''}"
-    tokens = [(t, i) for t, i in ((bos, bos_id), (eos, eos_id)) if t is not None and i is not None]
-    tokenizer.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=tokens)
 
 
 def _id_list(value: Any) -> list[int]:
@@ -348,8 +328,6 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, str):
         return str.__str__(value)
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, int):
         return int.__int__(value)
     if isinstance(value, float):

@@ -98,6 +98,7 @@ def test_encoding_gives_transformers_ids(
     expected = theirs(text, add_special_tokens=add_special_tokens)["input_ids"]
     assert ours(text, add_special_tokens=add_special_tokens) == {"input_ids": expected}
     assert ours.encode(text, add_special_tokens=add_special_tokens) == expected
+    assert ours(text) == {"input_ids": theirs(text)["input_ids"]}  # the same default
     assert theirs.encode(text, add_special_tokens=add_special_tokens) == expected
 
 
@@ -323,3 +324,24 @@ def test_a_gguf_s_tokenizer_is_read_out_in_a_child_process(
     with pytest.raises(TokenizerUnavailable, match=f"cannot read the tokenizer out of {bare}: \\w+"):
         tokenizer_dir(bare)
     assert [p.name for p in folder.parent.iterdir() if not p.name.startswith(".")] == [folder.name]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"add_bos_token": True}, {"add_bos_token": True, "add_eos_token": True}, {"add_bos_token": False}],
+)
+def test_add_bos_and_eos_flags_encode_as_in_transformers(
+    model_dir: Path, tmp_path: Path, flags: dict[str, bool]
+) -> None:
+    """GGUF read-outs of other models say add_bos_token: transformers 5 drops it on load (tokenizer.json's
+    post-processor decides what add_special_tokens=True adds), and so do we. A change there fails here."""
+    from transformers import AutoTokenizer
+
+    folder = copy_folder(model_dir, tmp_path / "flags", flags)
+    ours, theirs = ChatTokenizer.from_folder(folder), AutoTokenizer.from_pretrained(str(folder))
+    for text in TEXTS:
+        for add in (True, False):
+            assert (
+                ours.encode(text, add_special_tokens=add) == theirs(text, add_special_tokens=add)["input_ids"]
+            )
+    assert ours.encode("Hi", add_special_tokens=True) == ours.encode("Hi", add_special_tokens=False)  # no BOS
