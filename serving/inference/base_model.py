@@ -14,11 +14,15 @@ import logging
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from finserve.serving.paths import data_dir
+
+from .errors import TokenizerUnavailable
 
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MODEL_FOLDER = "smollm2-135m-instruct"
@@ -28,6 +32,10 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE_MARKER = ".complete"
 # Under data_dir()/models/: tokenizer folders read out of GGUF files, one per file content (gguf_key).
 TOKENIZER_FOLDER = "tokenizers"
+# The child process that reads a GGUF's tokenizer out (tokenizer_dir) and how long it may take: tens of
+# seconds for SmolLM2's 49k tokens on a busy machine, more for 150k-token vocabularies.
+TOKENIZER_EXPORT_MODULE = "finserve.serving.inference.tokenizer_export"
+TOKENIZER_EXPORT_TIMEOUT_S = 600.0
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +128,13 @@ def _make_readable(folder: Path) -> None:
 
 
 def tokenizer_dir(gguf: Path, converted_model: Path | None = None) -> Path:
-    """A folder ``AutoTokenizer`` loads in well under a second for ``gguf``'s vocabulary.
+    """A folder ChatTokenizer (and ``AutoTokenizer``) loads in well under a second for ``gguf``'s vocabulary.
 
     The converted SmolLM2 folder serves when it exists (same tokenizer: the transformers engine's prompts
     and ours are the same token ids); else the tokenizer is read out of the GGUF once (tens of seconds)
     and saved under data_dir()/models/tokenizers/<file stem>-<gguf_key>/: keyed by content, so two files
-    of the same name (another quantisation, another model) never share a tokenizer.
+    of the same name (another quantisation, another model) never share a tokenizer. Reading it out runs
+    in a child process; its failure raises TokenizerUnavailable with the child's last error line.
     """
     if converted_model is not None and is_converted(converted_model) and gguf == _default_gguf():
         return converted_model
@@ -138,12 +147,10 @@ def tokenizer_dir(gguf: Path, converted_model: Path | None = None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "tokenizer_config.json").is_file():
             return target
-        from transformers import AutoTokenizer
-
         log.info("reading the tokenizer out of %s (once)", gguf)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
-            AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
+            _export_tokenizer(gguf, tmp)
             tmp.chmod(0o755)
             shutil.rmtree(target, ignore_errors=True)
             os.rename(tmp, target)
@@ -151,6 +158,24 @@ def tokenizer_dir(gguf: Path, converted_model: Path | None = None) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return target
+
+
+def _export_tokenizer(gguf: Path, out_dir: Path, timeout_s: float = TOKENIZER_EXPORT_TIMEOUT_S) -> None:
+    """transformers' GGUF tokenizer converter, run in a child process: the serving process never imports
+    transformers (about 150 MB resident per replica), not even on a cold cache."""
+    command = [sys.executable, "-P", "-m", TOKENIZER_EXPORT_MODULE, str(gguf), str(out_dir)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as err:
+        raise TokenizerUnavailable(
+            f"reading the tokenizer out of {gguf} took longer than {timeout_s:.0f} s"
+        ) from err
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr or "").splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {done.returncode}"
+        raise TokenizerUnavailable(f"cannot read the tokenizer out of {gguf}: {reason}")
+    if not (out_dir / "tokenizer.json").is_file():
+        raise TokenizerUnavailable(f"reading the tokenizer out of {gguf} left no tokenizer.json")
 
 
 def gguf_key(gguf: Path) -> str:

@@ -9,7 +9,10 @@ from .types import ChatMessage
 
 
 def render_prompt(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
-    """Token ids of the templated conversation, ending with the assistant turn's opening."""
+    """Token ids of the templated conversation, ending with the assistant turn's opening.
+
+    ``tokenizer``: a ChatTokenizer (the CPU and llama.cpp engines) or a transformers tokenizer (vLLM's).
+    """
     text = tokenizer.apply_chat_template(
         [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=False
     )

@@ -24,6 +24,11 @@ class PromptTooLong(ValueError):
     """The templated prompt plus max_tokens exceeds the model's context window (400)."""
 
 
+class TokenizerUnavailable(RuntimeError):
+    """A tokenizer folder lacks tokenizer.json or a chat template, or a GGUF's tokenizer could not be read
+    out: the engine cannot start (a startup error, never a request's)."""
+
+
 class ProviderUnavailable(RuntimeError):
     """An upstream provider (OpenAI-compatible HTTP) failed: unreachable, timed out, or answered an error.
     A failover pool tries the next provider; alone it is a 503."""
@@ -44,4 +49,5 @@ __all__ = [
     "PromptTooLong",
     "ProviderUnavailable",
     "ProvidersUnavailable",
+    "TokenizerUnavailable",
 ]

@@ -29,6 +29,7 @@ from finserve.serving.paths import registry_root
 from .adapter_files import fetch_adapter
 from .base_model import tokenizer_dir
 from .chat import render_prompt
+from .chat_tokenizer import ChatTokenizer
 from .config import GeneratorConfig
 from .engine import collect
 from .errors import AdapterIncompatible, EngineNotReady, EngineOverloaded, PromptTooLong
@@ -101,9 +102,7 @@ class LlamaCppEngine:
         self._shape = await asyncio.to_thread(base_shape, self._gguf)
         converted = Path(self.config.model_dir) if self.config.model_dir else default_converted_model()
         folder = await asyncio.to_thread(tokenizer_dir, self._gguf, converted)
-        from transformers import AutoTokenizer
-
-        self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(folder))
+        self._tokenizer = await asyncio.to_thread(ChatTokenizer.from_folder, folder)
         self._pool = ThreadPoolExecutor(
             max_workers=max(4, 2 * self.config.max_batch_size), thread_name_prefix="llamacpp"
         )
