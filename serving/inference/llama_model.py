@@ -195,7 +195,10 @@ class DecoderLayer(nn.Module):
 class LlamaBody(nn.Module):
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
-        self.embed_tokens: nn.Module = nn.Embedding(config.vocab_size, config.hidden_size, device="meta")
+        # Given its (empty) weight, the embedding skips its random init: normal_ on the meta device runs
+        # torch's reference implementation, which imports torch._dynamo and sympy (about 60 MB resident).
+        shape = (config.vocab_size, config.hidden_size)
+        self.embed_tokens: nn.Module = nn.Embedding(*shape, _weight=torch.empty(shape, device="meta"))
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = RotaryEmbedding(config)
