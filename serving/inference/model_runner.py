@@ -84,9 +84,10 @@ class ModelRunner:
         tokenizer_folder = tokenizer_dir(self.source, converted_model_dir()) if gguf else self.source
         # tokenizers + jinja2, not transformers' AutoTokenizer: the same ids and text, ~80 MB less per replica.
         self.tokenizer = ChatTokenizer.from_folder(tokenizer_folder)
-        # The decode thread gets its own instance: a Rust tokenizer shared across threads can fail
-        # with "Already borrowed" when one thread encodes while another decodes.
-        self._decode_tokenizer = ChatTokenizer.from_folder(tokenizer_folder)
+        # One instance for the event loop (prompts) and the decode thread (text): ChatTokenizer never changes
+        # its Rust tokenizer after loading, so both only borrow it to read. ("Already borrowed" came from
+        # transformers' wrapper, which sets truncation and padding on every call; a second copy is ~25 MB.)
+        self._decode_tokenizer = self.tokenizer
         model = self._load_gguf() if gguf else self._load_folder()
         trim_heap()  # the load's freed temporaries would otherwise stay resident
         if self.weights == "float16-packed":

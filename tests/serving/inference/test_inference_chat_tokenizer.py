@@ -241,6 +241,39 @@ def test_template_helpers_behave_as_in_transformers(model_dir: Path, tmp_path: P
         ChatTokenizer.from_folder(folder).apply_chat_template(messages)
 
 
+def test_one_instance_encodes_and_decodes_from_several_threads_at_once(ours: ChatTokenizer) -> None:
+    """The runner shares one ChatTokenizer between the event loop (prompts) and the decode thread (text)."""
+    import threading
+
+    ids = ours.encode("How do I reset my card PIN? " * 40, add_special_tokens=False)
+    errors: list[str] = []
+    texts: list[str] = []
+
+    def encode() -> None:
+        for _ in range(300):
+            try:
+                assert ours("My transfer has not arrived yet. " * 30, add_special_tokens=False)["input_ids"]
+            except Exception as exc:  # "Already borrowed" would land here
+                errors.append(repr(exc))
+                return
+
+    def decode() -> None:
+        for n in range(300):
+            try:
+                texts.append(ours.decode(ids[: n % len(ids) + 1]))
+            except Exception as exc:
+                errors.append(repr(exc))
+                return
+
+    threads = [threading.Thread(target=f) for f in (encode, encode, decode, decode)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(texts) == 600
+    assert set(texts) == {ours.decode(ids[: n % len(ids) + 1]) for n in range(300)}  # each as decoded alone
+
+
 def test_a_folder_without_tokenizer_or_template_is_refused_by_name(model_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
