@@ -166,7 +166,8 @@ def load_gguf_model(
     ``make_linear`` sees each plain ``nn.Linear`` once its float32 weight is in place and may return
     a module to take its place (an output projection tied to the input embedding is made from the
     embedding's values). ``quantized_embedding``: a block-quantised input embedding stays in the
-    file's format (:class:`GGUFEmbedding`) instead of float32. The file's memory map is closed on return.
+    file's format (:class:`GGUFEmbedding`) instead of float32, read from the file's memory map as rows are looked
+    up; otherwise the map is closed on return.
 
     A plain Llama file becomes our own module tree (:mod:`llama_model`: no transformers import) unless
     ``transformers_modules`` (a model whose ``forward`` runs) or a transformers ``config`` is asked for;
@@ -210,8 +211,7 @@ def load_gguf_model(
         value = torch.from_numpy(np.array(result.weights, dtype=np.float32))
         if embedding and target == f"{embedding}.weight" and keep_blocks and tensor.data.dtype == np.uint8:
             _check_shape(target, value, model.get_input_embeddings().weight)
-            blocks = torch.from_numpy(np.array(tensor.data))  # [vocab, bytes per row], copied out of the map
-            _set_module(model, embedding, GGUFEmbedding(blocks, tensor.tensor_type, value.shape[1]))
+            _set_module(model, embedding, GGUFEmbedding(tensor.data, tensor.tensor_type, value.shape[1]))
             if tied:
                 _tie_output(model, value, dtype, make_linear)
         else:
@@ -220,7 +220,7 @@ def load_gguf_model(
         placed += 1
         _release(reader, tensor.data_offset, tensor.n_bytes)
         trim_heap()
-    del reader  # the memory map goes with the last reference to it
+    del reader  # the memory map goes with the last reference to it (a GGUFEmbedding's rows keep it)
     if tied:
         _tie_output(model, None, dtype, make_linear)
     missing = [name for name, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
@@ -300,8 +300,7 @@ def _from_blocks(
         if tied and not _takes_rows(output, maker):
             return False  # the output needs the values
         _check_shape(target, torch.empty(shape, device="meta"), owner.weight)
-        blocks = torch.from_numpy(np.array(tensor.data))  # [vocab, bytes per row], copied out of the map
-        _set_module(model, embedding, GGUFEmbedding(blocks, tensor.tensor_type, shape[1]))
+        _set_module(model, embedding, GGUFEmbedding(tensor.data, tensor.tensor_type, shape[1]))
         if output is not None:
             q, scales = kernel.gguf_rows_int8(tensor.data, int(tensor.tensor_type), shape[1])
             _set_module(model, _name_of(model, output) or "lm_head", maker.from_rows(output, q, scales))
@@ -362,19 +361,24 @@ def _reuse(path: Path, reader: Any) -> Iterator[None]:
 
 
 class GGUFEmbedding(nn.Module):
-    """An input embedding kept in the GGUF's block format, rows dequantized as they are looked up.
+    """An input embedding kept in the GGUF's block format, in the file's memory map, rows dequantized as they are
+    looked up.
 
-    Q8_0 holds about 1.06 bytes per value instead of float32's 4 (for SmolLM2 30 MB instead of 113; for
-    a 128k-token vocabulary of width 4096, 0.56 GB instead of 2.1). A lookup dequantizes its rows with
-    the ``gguf`` function that dequantizes the whole tensor at load, and that arithmetic is per value,
-    so the rows are the same float32 bits a float32 embedding would hold; a forward reads a few hundred
-    rows at most. There is no ``weight`` to train or tie: ``weight`` is a meta tensor that tells its
-    shape and dtype (the lean forward reads the dtype) and holds no values.
+    Q8_0 holds about 1.06 bytes per value instead of float32's 4 (for SmolLM2 30 MB instead of 113; for a
+    128k-token vocabulary of width 4096, 0.56 GB instead of 2.1), and none of it is copied: the blocks are a view
+    of the file's map, so only the pages of rows looked up are resident, as clean file-backed pages the kernel can
+    drop and every replica on the node shares through the page cache (llama.cpp maps its weights the same way).
+    The tied output projection is the int8 copy the decode step reads; the embedding would otherwise be a second
+    resident copy of the same values. A lookup dequantizes its rows with the ``gguf`` function that dequantizes the
+    whole tensor at load, and that arithmetic is per value, so the rows are the same float32 bits a float32
+    embedding would hold; a forward reads a few hundred rows at most. There is no ``weight`` to train or tie:
+    ``weight`` is a meta tensor that tells its shape and dtype (the lean forward reads the dtype) and holds no
+    values. The file must not be rewritten in place while a replica serves it (a read of a truncated map faults).
     """
 
-    def __init__(self, blocks: torch.Tensor, qtype: Any, embedding_dim: int) -> None:
+    def __init__(self, blocks: np.ndarray, qtype: Any, embedding_dim: int) -> None:
         super().__init__()
-        self.blocks = blocks  # uint8 [vocab, bytes per row]; a plain attribute, not in state_dict
+        self.blocks = blocks  # uint8 [vocab, bytes per row], a view of the file's map; not in state_dict
         self.qtype = qtype
         self.num_embeddings = blocks.shape[0]
         self.embedding_dim = embedding_dim
@@ -386,7 +390,10 @@ class GGUFEmbedding(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         from gguf import dequantize
 
-        rows = self.blocks[input_ids.reshape(-1)].numpy()
+        ids = input_ids.reshape(-1).numpy()
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise IndexError(f"token ids outside the embedding's 0..{self.num_embeddings - 1}")
+        rows = self.blocks[ids]  # a copy of the rows only
         values = torch.from_numpy(dequantize(rows, self.qtype))
         return values.view(*input_ids.shape, self.embedding_dim)
 

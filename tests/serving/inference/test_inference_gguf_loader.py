@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from synthetic_gguf import LlamaShape, write_llama_gguf
@@ -96,13 +97,28 @@ def test_the_embedding_can_stay_in_its_blocks_and_looks_up_the_same_rows(tiny_gg
     reference = transformers_load(tiny_gguf)
     quantize_linears(reference, kernel)
     embedding = ours.model.embed_tokens
-    assert isinstance(embedding, GGUFEmbedding) and embedding.blocks.dtype == torch.uint8
-    assert embedding.blocks.numel() < TINY.vocab * TINY.hidden * 4 / 3  # Q8_0: 34 bytes / 32; Q4_1: 20 / 32
+    assert isinstance(embedding, GGUFEmbedding) and embedding.blocks.dtype == np.uint8
+    assert embedding.blocks.size < TINY.vocab * TINY.hidden * 4 / 3  # Q8_0: 34 bytes / 32; Q4_1: 20 / 32
+    assert mapped_from_the_file(embedding.blocks)  # not copied: only looked-up rows' pages become resident
+    with pytest.raises(IndexError, match="token ids outside"):
+        embedding(torch.tensor([[0, TINY.vocab]]))
     every_row = torch.arange(TINY.vocab).view(2, -1)
     assert torch.equal(embedding(every_row).view(TINY.vocab, -1), reference.model.embed_tokens.weight)
     assert torch.equal(ours.lm_head.qweight, reference.lm_head.qweight)  # packed from the same values
     assert [n for n, _ in ours.named_parameters() if "embed" in n] == []  # no float32 copy left
     assert torch.equal(logits(ours), logits(reference))
+
+
+def mapped_from_the_file(array: np.ndarray) -> bool:
+    """Whether ``array`` is a view of a memory map (following numpy's chain of bases)."""
+    import mmap
+
+    base = array
+    while base is not None:
+        if isinstance(base, mmap.mmap | np.memmap):
+            return True
+        base = getattr(base, "base", None)
+    return False
 
 
 def same_reader(ours: object, stock: object) -> None:
