@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ray import serve
 from ray.serve import Application
@@ -23,7 +23,6 @@ from .drain import DrainConfig, DrainState
 from .exposure import start_metrics_listener
 from .gateway import create_api
 from .guard.config import GuardConfig
-from .guard.engine import PIIGuard
 from .inference.builder import build_engine
 from .inference.config import GeneratorConfig
 from .intent import HeadScores, IntentClassifier, IntentConfig
@@ -41,6 +40,18 @@ from .telemetry import setup_process, traced
 from .telemetry.engine_export import EngineMetricsExporter
 from .wiring import intent_assets
 
+if TYPE_CHECKING:
+    from .guard.engine import PIIGuard
+
+
+def pii_guard(config: GuardConfig) -> PIIGuard:
+    """A guard for this replica. Presidio and spaCy are imported here, not with this module: every replica
+    imports it (Ray finds each deployment's class in it), and only those that scan need them (~180 MB)."""
+    from .guard.engine import PIIGuard
+
+    return PIIGuard(config)
+
+
 log = logging.getLogger(__name__)
 
 # Each deployment is the stage class the in-process path uses (stages.py, or the retriever itself) plus
@@ -52,7 +63,7 @@ class GuardDeployment(LocalGuard):
     def __init__(self, config: dict[str, Any]) -> None:
         setup_process("finserve-guard")
         # In a worker thread, as Ray Serve ran the sync methods this replica had before: its loop stays free.
-        super().__init__(PIIGuard(GuardConfig.model_validate(config)), in_thread=True)
+        super().__init__(pii_guard(GuardConfig.model_validate(config)), in_thread=True)
 
     scan_many = traced("finserve.guard.scan_many")(LocalGuard.scan_many)
     scan_chunks = traced("finserve.guard.scan_chunks")(LocalGuard.scan_chunks)
@@ -122,7 +133,7 @@ class AuditDeployment(LocalAudit):
         setup_process("finserve-audit")
         # The audit log re-scans what it writes: a second line of defence if a caller ever slips.
         super().__init__(
-            AuditLog(AuditConfig.model_validate(config), guard=PIIGuard(GuardConfig.model_validate(guard)))
+            AuditLog(AuditConfig.model_validate(config), guard=pii_guard(GuardConfig.model_validate(guard)))
         )
 
     append = traced("finserve.audit.append")(LocalAudit.append)
@@ -159,10 +170,10 @@ class Gateway(InferenceServicer, HealthServicer):
             self._local_retriever = retrieval = Retriever(cfg.retrieval)
         if guard is not None:
             self._handles["guard"] = guard
-        local_guard = PIIGuard(cfg.guard) if guard is None or audit is None else None
+        local_guard = pii_guard(cfg.guard) if guard is None or audit is None else None
         # local_guard is built whenever guard is None
         stage = (
-            remote(guard, GuardDeployment) if guard is not None else LocalGuard(cast(PIIGuard, local_guard))
+            remote(guard, GuardDeployment) if guard is not None else LocalGuard(cast("PIIGuard", local_guard))
         )
         if audit is not None:
             self._handles["audit"] = audit

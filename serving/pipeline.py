@@ -34,7 +34,7 @@ from .degrade import Deadline, curated_answer, degradable
 from .degrade.gated_generator import GatedGenerator, GatedIntent, GeneratorGate
 from .degrade.response_cache import AnswerKey, CachedAnswer, ResponseCache, answer_key, deterministic
 from .errors import AuditUnavailable, DeadlineExceeded, InvalidRequest, PIIBlocked, map_error
-from .guard.engine import GuardResult
+from .guard.results import GuardResult
 from .inference.types import ChatMessage, GenerationRequest, GenerationResult
 from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_head
 from .metrics import ServingMetrics, tenant_label

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from finserve.contracts import AdapterRef
 
 from .audit.log import AuditLog, AuditRecord
 from .guard.chunk_cache import ChunkGuardCache
-from .guard.engine import GuardResult, PIIGuard
+from .guard.results import GuardResult
 from .inference.engine import Engine
 from .inference.types import GenerationRequest, GenerationResult, StreamChunk
 from .intent import HeadScores
 from .retrieval import RetrievalResult, SearchFilters
+
+if TYPE_CHECKING:
+    from .guard.engine import PIIGuard  # loads Presidio and spaCy: only the Guard replica needs them
 
 
 class GuardStage(Protocol):

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from .guard.engine import GuardResult
 from .guard.normalise import open_tail_start
+from .guard.results import GuardResult
 
 ScanMany = Callable[[list[str]], Awaitable[list[GuardResult]]]
 

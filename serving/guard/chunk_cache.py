@@ -11,7 +11,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .engine import GuardResult
+from .results import GuardResult
 
 
 class ChunkGuardCache:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 from collections.abc import Iterable
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
@@ -23,9 +22,6 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
-from pydantic import Field
-
-from finserve.contracts import StrictModel
 
 from .actions import operator_for, replace_token
 from .config import EntityAction, GuardConfig
@@ -34,6 +30,7 @@ from .keys import load_hash_key
 from .nlp import build_nlp_engine, keep_context_words, ner_recognizers
 from .normalise import MappedText, normalise
 from .recognizers import build_recognizers
+from .results import Finding, GuardResult
 from .spans import Span, merge_overlaps
 
 log = logging.getLogger(__name__)
@@ -43,29 +40,6 @@ _WARM_UP_TEXT = (
     "My name is Jane Doe, card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32, "
     "ssn 536-22-8145, pin 4821, jane@example.com, +44 20 7946 0958, 10.0.0.1, sort code 20-00-00 12345678."
 )
-
-
-class Finding(StrictModel):
-    """One piece of PII; offsets index the original, unsanitized text."""
-
-    type: str = Field(description="Entity type, e.g. CREDIT_CARD.")
-    start: int = Field(ge=0, description="Offset of the first character in the original text.")
-    end: int = Field(ge=0, description="Offset one past the last character in the original text.")
-    score: float = Field(ge=0.0, le=1.0, description="Recognizer confidence, 0..1.")
-
-
-class GuardResult(StrictModel):
-    """A scanned text: what was found, the sanitized text, and the types the policy blocks."""
-
-    text: str = Field(description="The text with every finding rewritten per policy.")
-    findings: list[Finding] = Field(default_factory=list, description="Findings, sorted by start, disjoint.")
-    blocked: list[str] = Field(
-        default_factory=list, description="Sorted entity types found whose policy is block."
-    )
-
-    def counts(self) -> dict[str, int]:
-        """Entity type -> number of findings."""
-        return dict(Counter(f.type for f in self.findings))
 
 
 class PIIGuard:

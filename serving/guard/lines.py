@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError
 
 from finserve.contracts import StrictModel
 
-from .engine import GuardResult
+from .results import GuardResult
 
 
 class GuardLine(StrictModel):
