@@ -375,3 +375,37 @@ def test_c_decode_step_refuses_what_it_would_read_out_of_bounds() -> None:
         assert cache.length == 3  # nothing was written by the refused steps
         logits = lean.forward(step, torch.ones(2, 4, dtype=torch.long), torch.tensor([[3], [3]]), cache)
     assert logits.shape == (2, 96) and bool(torch.isfinite(logits).all())
+
+
+@pytest.mark.slow
+def test_the_transformers_forward_routes_adapters_per_row_as_the_lean_one_does(
+    lora_registry: AdapterRegistry,
+) -> None:
+    """``cpu.forward: transformers`` runs transformers' model (built from the same GGUF) with our LoRA modules,
+    which read each row's adapter from the runner's routing: a mixed batch gives what the lean forward gives."""
+    from finserve.serving.inference.base_model import gguf_path
+
+    folder = lora_registry.local_path(AdapterRef.parse("tiny@1.0.0"))
+    runners = {}
+    for forward in ("lean", "transformers"):
+        runner = ModelRunner(gguf_path(), CPUOptions(forward=forward, prefix_cache_mb=0))
+        runner.load()
+        runner.load_adapter("tiny", folder)
+        runners[forward] = runner
+    assert type(runners["transformers"]._model).__module__.startswith("transformers.")  # noqa: SLF001
+    prompts = [runners["lean"].tokenizer.encode(p, add_special_tokens=False) for p in PROMPTS[:3]]
+    rows: list[str | None] = ["tiny", None, "tiny"]
+    steps = {}
+    for forward, runner in runners.items():
+        prefill = runner.prefill(prompts, rows)
+        token = prefill.logits.argmax(-1, keepdim=True)
+        mask = torch.cat([prefill.attention_mask, torch.ones_like(token)], dim=1)
+        after = runner.forward(token, mask, prefill.position_ids[:, -1:] + 1, prefill.cache, rows)
+        steps[forward] = (prefill.logits, after)
+    for lean, theirs in zip(steps["lean"], steps["transformers"], strict=True):
+        assert torch.allclose(lean, theirs, atol=2e-3, rtol=1e-3), float((lean - theirs).abs().max())
+    base = runners["lean"].prefill(prompts[:2], [None, None]).logits
+    assert not torch.allclose(steps["lean"][0][0], base[0], atol=1e-2)  # the adapter changes row 0's output
+    assert torch.allclose(steps["lean"][0][1], base[1], atol=1e-4)  # and leaves the base row alone
+    with pytest.raises(RuntimeError, match="not loaded"):
+        runners["lean"].prefill(prompts[:1], ["other"])
