@@ -25,7 +25,7 @@ from .gateway import create_api
 from .guard.config import GuardConfig
 from .inference.builder import build_engine
 from .inference.config import GeneratorConfig
-from .intent import HeadScores, IntentClassifier, IntentConfig
+from .intent import HeadScores, IntentConfig
 from .oip_grpc.health import HealthServicer
 from .oip_grpc.servicer import InferenceServicer
 from .paths import registry_root
@@ -38,7 +38,7 @@ from .settings import with_env
 from .stages import AuditStage, LocalAudit, LocalGenerator, LocalGuard, RetrievalStage
 from .telemetry import setup_process, traced
 from .telemetry.engine_export import EngineMetricsExporter
-from .wiring import intent_assets
+from .wiring import build_intent_classifier
 
 if TYPE_CHECKING:
     from .guard.engine import PIIGuard
@@ -87,10 +87,8 @@ class GeneratorDeployment(LocalGenerator):
         setup_process("finserve-generator")
         gen_config = GeneratorConfig.model_validate(generator)
         super().__init__(build_engine(gen_config))  # started by the first call (LocalGenerator.start)
-        self.intent = IntentClassifier(
-            IntentConfig.model_validate(intent),
-            AdapterRegistry(registry_root(gen_config.registry)),
-            intent_assets(),
+        self.intent = build_intent_classifier(
+            IntentConfig.model_validate(intent), AdapterRegistry(registry_root(gen_config.registry))
         )
         self._exporting: asyncio.Task[None] | None = None
         self._engine_name = gen_config.engine

@@ -7,11 +7,16 @@ and the embedder reach it from here. Nothing heavy loads on import: each piece l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from finserve.contracts import AdapterRegistry
 
 from .inference.base_model import ensure_base_model
-from .intent import IntentClassifier, IntentConfig
+from .intent import IntentConfig
 from .intent.assets import IntentAssets
+
+if TYPE_CHECKING:
+    from .intent.classifier import IntentClassifier
 from .retrieval.embedder import Embedder, default_model_path, model_fingerprint
 
 
@@ -28,5 +33,7 @@ def intent_assets() -> IntentAssets:
 def build_intent_classifier(
     config: IntentConfig, registry: AdapterRegistry | None = None
 ) -> IntentClassifier:
-    """The intent classifier as the serving graph, evaluation and training run it."""
+    """The intent classifier as the serving graph, evaluation and training run it (torch loads here)."""
+    from .intent.classifier import IntentClassifier
+
     return IntentClassifier(config, registry, intent_assets())

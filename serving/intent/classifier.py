@@ -32,76 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from finserve.contracts import AdapterIncompatible, AdapterNotFound, AdapterRef, AdapterRegistry, StrictModel
+from finserve.contracts import AdapterIncompatible, AdapterNotFound, AdapterRef, AdapterRegistry
 
 from . import encoder, vote
 from .assets import IntentAssets, QueryEmbedder
 from .config import IntentConfig
+from .decision import HeadScores, IntentPrediction, decide, wants_head
 from .head import HeadSpec, IntentHead, has_head, intent_lora_folder, load_head
 from .sentence_encoder import EncoderClassifier, EncoderSpec, has_encoder, load_encoder, read_spec
 
 log = logging.getLogger(__name__)
-
-UNKNOWN = "unknown"
-"""Label when there is nothing to decide on (base adapter and no retrieved examples)."""
-
-
-class IntentPrediction(StrictModel):
-    """The intent the pipeline attributes to one query."""
-
-    label: str = Field(
-        description=f"A Banking77 intent ('{UNKNOWN}' only when there was no evidence at all)."
-    )
-    confidence: float = Field(ge=0.0, le=1.0, description="Probability of the label under the method used.")
-    method: str = Field(
-        description="head, head+vote (head mixed with the retrieval vote), head+encoder(+vote) (with the version's "
-        "fine-tuned encoder) or vote."
-    )
-
-
-class HeadScores(StrictModel):
-    """An adapter head's intent probabilities for one query, and how its spec mixes in the retrieval vote."""
-
-    probabilities: dict[str, float] = Field(description="Intent -> probability under the head.")
-    retrieval_weight: float = Field(ge=0.0, le=1.0, description="Weight of the retrieval vote in the mix.")
-    vote_temperature: float = Field(gt=0.0, description="Softmax temperature of the vote.")
-    encoder: bool = Field(
-        False, description="The probabilities already blend in the version's fine-tuned encoder."
-    )
-
-
-def wants_head(config: IntentConfig, adapter: AdapterRef) -> bool:
-    """Whether ``adapter`` is classified by a head at all (else the retrieval vote alone decides)."""
-    return config.method != "vote" and not adapter.is_base
-
-
-def decide(
-    head: HeadScores | None, examples: Sequence[vote.Example], vote_temperature: float
-) -> IntentPrediction:
-    """The served intent: the head mixed with the retrieval vote, or the vote alone when there is no head."""
-    if head is None:
-        votes = vote.vote(examples, vote_temperature)
-        if not votes:
-            return IntentPrediction(label=UNKNOWN, confidence=0.0, method="vote")
-        label, confidence = vote.best(votes)
-        return IntentPrediction(label=label, confidence=min(1.0, confidence), method="vote")
-    votes = vote.vote(examples, head.vote_temperature) if head.retrieval_weight > 0 else {}
-    label, confidence = vote.best(vote.mix(head.probabilities, votes, head.retrieval_weight))
-    method = "head+encoder" if head.encoder else "head"
-    return IntentPrediction(
-        label=label, confidence=min(1.0, confidence), method=f"{method}+vote" if votes else method
-    )
-
-
-def own_opinion(head: HeadScores | None) -> str | None:
-    """The version's own intent, before the retrieval vote is mixed in: its head (blended with its fine-tuned
-    encoder when it has one). None when it has no head (the base version): the vote is then all there is, and
-    comparing the vote with itself would measure nothing."""
-    if head is None or not head.probabilities:
-        return None
-    return vote.best(head.probabilities)[0]
 
 
 @dataclass

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -92,17 +92,19 @@ def _max_seq_length(path: Path, default: int) -> int:
 
 
 class _OnnxBackend:
+    """ONNX Runtime over the exported model, tokenized by the ``tokenizers`` library from the model's own
+    tokenizer.json: the same ids, mask and type ids as transformers' fast tokenizer (tested), without importing
+    transformers, which brings torch along (~250 MB resident in a Retriever replica that never runs torch)."""
+
     def __init__(self, model_path: Path, onnx_path: Path, threads: int | None) -> None:
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         if not onnx_path.exists():
             from .onnx_export import export_onnx
 
             log.info("exporting %s to ONNX (once) at %s", model_path, onnx_path)
             export_onnx(model_path, onnx_path)
-        self._tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
-        self._max_length = _max_seq_length(model_path, self._tokenizer.model_max_length)
+        self._tokenizer = _batch_tokenizer(model_path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
@@ -112,11 +114,35 @@ class _OnnxBackend:
         self._inputs = [i.name for i in self._session.get_inputs()]
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        encoded = self._tokenizer(
-            texts, return_tensors="np", padding=True, truncation=True, max_length=self._max_length
-        )
-        feed = {name: encoded[name].astype(np.int64, copy=False) for name in self._inputs}
+        encoded = self._tokenizer.encode_batch(texts)
+        columns = {
+            "input_ids": [e.ids for e in encoded],
+            "attention_mask": [e.attention_mask for e in encoded],
+            "token_type_ids": [e.type_ids for e in encoded],
+        }
+        feed = {name: np.asarray(columns[name], dtype=np.int64) for name in self._inputs}
         return self._session.run(None, feed)[0].astype(np.float32, copy=False)
+
+
+def _batch_tokenizer(model_path: Path) -> Any:
+    """The model's tokenizer.json with what transformers sets on every call: truncation at the sentence
+    model's max_seq_length (else the tokenizer's model_max_length), padding to the longest text of a batch
+    with the pad token (the file may carry other truncation and padding settings of its own)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    config_file = model_path / "tokenizer_config.json"
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    pad = config.get("pad_token", "[PAD]")
+    pad = pad.get("content", "[PAD]") if isinstance(pad, dict) else str(pad)
+    pad_id = tokenizer.token_to_id(pad)
+    if pad_id is None:
+        raise ValueError(f"{model_path}: the pad token {pad!r} is not in tokenizer.json")
+    # transformers stores "no limit" as 1e30; the sentence model's max_seq_length is the one that counts.
+    model_max = min(int(config.get("model_max_length", 512)), 1 << 20)
+    tokenizer.enable_truncation(max_length=_max_seq_length(model_path, model_max))
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad)
+    return tokenizer
 
 
 class _TorchBackend:

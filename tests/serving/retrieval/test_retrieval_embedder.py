@@ -58,3 +58,48 @@ def test_fingerprint_names_the_model_and_follows_its_files(tmp_path) -> None:
     first = model_fingerprint(tmp_path / "tiny")
     (tmp_path / "tiny" / "config.json").write_text('{"changed": true}')
     assert first.startswith("tiny-") and model_fingerprint(tmp_path / "tiny") != first
+
+
+TEXTS = [
+    "How do I reset my card PIN?",
+    "",
+    "Überweisung nach Zürich: 1.000,50 € — warum dauert das?",
+    "card " * 400,  # past max_seq_length: truncated
+    "What's the fee for an international transfer to the U.S.A.?\tThanks!!",
+    "我的卡被吞了",
+]
+
+
+def test_the_batch_tokenizer_gives_what_transformers_tokenizer_gives(embedder) -> None:
+    """The ONNX backend tokenizes with the tokenizers library (no transformers import in a Retriever replica):
+    the same ids, masks and type ids as transformers' fast tokenizer with the same truncation and padding."""
+    from transformers import AutoTokenizer
+
+    from finserve.serving.retrieval.embedder import _batch_tokenizer
+
+    path = default_model_path()
+    ours = _batch_tokenizer(path).encode_batch(TEXTS)
+    reference = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    theirs = reference(TEXTS, padding=True, truncation=True, max_length=256)
+    assert [e.ids for e in ours] == theirs["input_ids"]
+    assert [e.attention_mask for e in ours] == theirs["attention_mask"]
+    assert [e.type_ids for e in ours] == theirs["token_type_ids"]
+    assert len(ours[3].ids) == 256 and sum(ours[0].attention_mask) < 256  # truncated; padded to the longest
+
+
+def test_the_onnx_embedder_loads_without_transformers_or_torch(embedder) -> None:
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from finserve.serving.retrieval.embedder import Embedder\n"
+        f"e = Embedder(cache_dir=Path({str(embedder.onnx_path.parent)!r}))\n"  # the export the fixture made
+        "v = e.embed(['How do I reset my card PIN?'])\n"
+        "print(json.dumps({'dim': int(v.shape[1]), 'loaded': sorted(m for m in ('torch', 'transformers') if m in sys.modules)}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"dim": 384, "loaded": []}
