@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny_models import tiny_llama
 
 from finserve.contracts import AdapterRef, AdapterRegistry
 from finserve.serving.inference.adapter_files import adapter_folder
@@ -231,22 +232,6 @@ def test_int8_weights_agree_with_float32_on_next_tokens(model_dir: Path) -> None
 
 # ---- a tiny Llama: the real transformers and PEFT classes with random weights, because what these
 # tests check (routing, dtypes, refusals) does not depend on trained weights and loads in milliseconds ----
-
-
-def tiny_llama(dtype: torch.dtype = torch.float32):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
-    return LlamaForCausalLM(config).to(dtype).eval()
 
 
 def with_two_adapters(model, targets: list[str], folder: Path):

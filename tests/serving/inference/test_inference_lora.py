@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_models import tiny_llama
 
 from finserve.contracts import AdapterCorrupt
 from finserve.serving.inference.lora import (
@@ -22,22 +23,6 @@ from finserve.serving.inference.lora import (
     detach,
     read_adapter,
 )
-
-
-def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 def peft_adapters(model, folder: Path, configs: dict):
