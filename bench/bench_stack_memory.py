@@ -12,6 +12,7 @@ from /proc, by the process title Ray gives it (``ray::ServeReplica:finserve:Gene
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -95,11 +96,13 @@ def one(tree: Path, port: int) -> dict[str, Any]:
         time.sleep(2)
         return {"tree": str(tree), "ready_s": ready_s, "completion_tokens": tokens, "rss_mb": replicas()}
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited (a failed start)
+            os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
         # Ray's own processes leave with the driver; a straggler would inflate the next tree's figures.
