@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +150,7 @@ def runs_of(rows: Sequence[str | None]) -> list[tuple[str | None, int, int]]:
 Delta = tuple[int, int, bool, torch.Tensor, torch.Tensor, float]
 
 
-class LoraModule(nn.Module):
+class LoraModule(nn.Module, ABC):
     """A base module and the adapters attached to it: ``lora_A[name]``, ``lora_B[name]``, ``scaling[name]``."""
 
     def __init__(self, base_layer: nn.Module, routing: Routing) -> None:
@@ -180,8 +181,9 @@ class LoraModule(nn.Module):
         out = self.base_layer(x)
         return self.add_deltas(x, out, self.deltas(self.routing.runs, x.shape[0]))
 
+    @abstractmethod
     def add_deltas(self, x: torch.Tensor, out: torch.Tensor, deltas: list[Delta]) -> torch.Tensor:
-        raise NotImplementedError
+        """``out`` (the base module's output for ``x``) with each run's LoRA update added in place."""
 
 
 class LoraLinear(LoraModule):
