@@ -2,7 +2,7 @@
 
 The serving replicas need only what transformers' fast tokenizer does with a saved folder (tokenizer.json,
 tokenizer_config.json, chat_template.jinja, generation_config.json), and importing transformers' pieces
-costs about 150 MB resident per replica. This class gives the same token ids, template text and decoded
+costs about 80 MB resident per replica (measured against two AutoTokenizer instances). This class gives the same token ids, template text and decoded
 text as ``AutoTokenizer`` (transformers 5: ``TokenizersBackend``) for the calls the engines make.
 """
 
@@ -38,8 +38,9 @@ SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 
 
 class ChatTokenizer:
-    """The tokenizer of one folder. Not shared across threads: load one per thread (the Rust tokenizer
-    can fail with "Already borrowed" when one thread encodes while another decodes)."""
+    """The tokenizer of one folder. One instance may encode and decode from several threads at once: it never
+    changes its Rust tokenizer after loading (tested), unlike transformers' wrapper, whose per-call truncation
+    and padding settings made concurrent use fail with "Already borrowed"."""
 
     def __init__(
         self,

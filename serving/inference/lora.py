@@ -97,7 +97,7 @@ def read_adapter(folder: Path) -> AdapterWeights:
         if set(pair) != {"A", "B"}:
             raise AdapterCorrupt(f"{folder}: {module} lacks lora_A or lora_B")
         a, b = pair["A"], pair["B"]
-        rank = a.shape[0]
+        rank = a.shape[0] if a.dim() == 2 else 0  # a malformed A is refused below, not an IndexError
         if a.dim() != 2 or b.dim() != 2 or b.shape[1] != rank or rank == 0:
             raise AdapterCorrupt(
                 f"{folder}: {module} has lora_A {tuple(a.shape)} and lora_B {tuple(b.shape)}"

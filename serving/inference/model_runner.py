@@ -63,8 +63,7 @@ class ModelRunner:
         self._routing = Routing()  # each row's adapter, for a forward through the modules' own forward
         self._adapters: list[str] = []  # attached, oldest first
         self._lean: LeanLlama | None = None
-        self.tokenizer: Any = None  # a ChatTokenizer for prompts, on the event loop's thread
-        self._decode_tokenizer: Any = None
+        self.tokenizer: Any = None  # a ChatTokenizer: prompts on the event loop, text on the decode thread
         self.eos_ids: frozenset[int] = frozenset()
         self.pad_id = 0
         self.max_positions = 2048
@@ -83,11 +82,10 @@ class ModelRunner:
         # SmolLM2 folder's, the same one, when that exists).
         tokenizer_folder = tokenizer_dir(self.source, converted_model_dir()) if gguf else self.source
         # tokenizers + jinja2, not transformers' AutoTokenizer: the same ids and text, ~80 MB less per replica.
-        self.tokenizer = ChatTokenizer.from_folder(tokenizer_folder)
         # One instance for the event loop (prompts) and the decode thread (text): ChatTokenizer never changes
         # its Rust tokenizer after loading, so both only borrow it to read. ("Already borrowed" came from
-        # transformers' wrapper, which sets truncation and padding on every call; a second copy is ~25 MB.)
-        self._decode_tokenizer = self.tokenizer
+        # transformers' wrapper, which sets truncation and padding on every call; a second copy cost ~10 MB.)
+        self.tokenizer = ChatTokenizer.from_folder(tokenizer_folder)
         model = self._load_gguf() if gguf else self._load_folder()
         trim_heap()  # the load's freed temporaries would otherwise stay resident
         if self.weights == "float16-packed":
@@ -160,7 +158,7 @@ class ModelRunner:
         return model
 
     def decode(self, ids: list[int]) -> str:
-        return self._decode_tokenizer.decode(ids, skip_special_tokens=True)
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     # ---- adapters ----
 
