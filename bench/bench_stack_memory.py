@@ -1,8 +1,9 @@
-"""Resident memory of every Ray Serve replica of the stack a platform team starts (``finserve up`` on the embedded
-defaults), after two answered questions; ``--baseline`` runs the same from another checkout (an earlier commit,
+"""Resident memory of every Ray Serve replica of the stack a platform team starts (``make up``: ``finserve up`` on the
+embedded defaults serving the shipped adapter version, so its intent head runs too), after two answered questions; ``--baseline`` runs the same from another checkout (an earlier commit,
 its kernels copied or built in place) for a before/after in one call.
 
-    python -m bench.bench_stack_memory [--baseline PATH] [--port 19411] [--out bench/results/stack_memory.json]
+    python -m bench.bench_stack_memory [--baseline PATH] [--adapter banking77@2.1.0] [--port 19411]
+                                       [--out bench/results/stack_memory.json]
 
 Each tree gets its own data dir (a copy of this checkout's ``var/``: index, models, adapters) and Ray temp dir,
 and is stopped (SIGINT, then SIGKILL of what is left) before the next starts. Memory is each Ray actor's VmRSS
@@ -54,12 +55,19 @@ def replicas() -> dict[str, int]:
     return out
 
 
-def one(tree: Path, port: int) -> dict[str, Any]:
+def one(tree: Path, port: int, adapter: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="stack-memory-"))
     data, ray_tmp = work / "data", work / "ray"
     shutil.copytree(ROOT / "var", data, symlinks=True)
     ray_tmp.mkdir()
-    env = {**os.environ, "FINSERVE_DATA_DIR": str(data), "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": str(tree)}
+    env = {
+        **os.environ,
+        "FINSERVE_DATA_DIR": str(data),
+        "RAY_TMPDIR": str(ray_tmp),
+        "PYTHONPATH": str(tree),
+        # What `make up` serves (the Makefile's DEFAULT_ADAPTER): its intent head runs in the Generator replica.
+        "FINSERVE_DEFAULT_ADAPTER": adapter,
+    }
     log = open(work / "up.log", "w")  # noqa: SIM115  (closed below, after the process)
     proc = subprocess.Popen(
         [sys.executable, "-m", "finserve.cli", "up", "--port", str(port), "--grpc-port", str(port + 1)],
@@ -82,7 +90,7 @@ def one(tree: Path, port: int) -> dict[str, Any]:
                 raise SystemExit(f"{tree}: the stack did not become ready (log: {work / 'up.log'})")
             time.sleep(2)
         ready_s = round(time.monotonic() - started, 1)
-        tokens = []
+        tokens, intents = [], []
         for question in QUESTIONS:
             answer = _get(
                 f"{base}/v1/chat/completions",
@@ -93,8 +101,16 @@ def one(tree: Path, port: int) -> dict[str, Any]:
                 },
             )
             tokens.append(answer["usage"]["completion_tokens"])
+            served = answer.get("finserve", {})
+            intents.append(f"{served.get('adapter')}: {served.get('intent')}")
         time.sleep(2)
-        return {"tree": str(tree), "ready_s": ready_s, "completion_tokens": tokens, "rss_mb": replicas()}
+        return {
+            "tree": str(tree),
+            "ready_s": ready_s,
+            "completion_tokens": tokens,
+            "intents": intents,
+            "rss_mb": replicas(),
+        }
     finally:
         with contextlib.suppress(ProcessLookupError):  # it may have exited (a failed start)
             os.killpg(proc.pid, signal.SIGINT)
@@ -114,12 +130,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to measure alike")
     parser.add_argument("--port", type=int, default=19411)
+    parser.add_argument(
+        "--adapter", default="banking77@2.1.0", help="FINSERVE_DEFAULT_ADAPTER, as `make up` sets it"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     trees = {"this": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
     rows = {}
     for name, tree in trees.items():
-        rows[name] = one(tree, args.port)
+        rows[name] = one(tree, args.port, args.adapter)
         print(name, json.dumps(rows[name]), flush=True)
     write_result(
         "stack_memory", {"machine": machine(("ray", "torch", "transformers", "peft")), "rows": rows}, args.out

@@ -38,7 +38,7 @@ from .settings import with_env
 from .stages import AuditStage, LocalAudit, LocalGenerator, LocalGuard, RetrievalStage
 from .telemetry import setup_process, traced
 from .telemetry.engine_export import EngineMetricsExporter
-from .wiring import build_intent_classifier
+from .wiring import build_intent_classifier, share_engine_model
 
 if TYPE_CHECKING:
     from .guard.engine import PIIGuard
@@ -95,6 +95,7 @@ class GeneratorDeployment(LocalGenerator):
 
     async def start(self) -> None:
         await super().start()
+        share_engine_model(self.intent, self.engine)  # before any head loads: heads wait for start
         self._export_engine_metrics()
 
     def _export_engine_metrics(self) -> None:
@@ -114,6 +115,7 @@ class GeneratorDeployment(LocalGenerator):
 
     @traced("finserve.generator.head_scores")
     async def head_scores(self, masked_text: str, adapter: AdapterRef) -> HeadScores | None:
+        await self.start()  # the heads may read the engine's model (share_engine_model)
         return await self.intent.head_scores(masked_text, adapter)
 
     async def ready(self) -> bool:

@@ -29,7 +29,7 @@ from .pipeline import Pipeline
 from .retrieval import Retriever
 from .routing import Router
 from .stages import LocalAudit, LocalGenerator, LocalGuard
-from .wiring import intent_assets
+from .wiring import intent_assets, share_engine_model
 
 
 @dataclass
@@ -54,6 +54,7 @@ class LocalStack:
 
     async def start(self) -> None:
         await self.generator.start()
+        share_engine_model(self.intent, self.engine)
         await self.pipeline.warm()
 
     async def stop(self) -> None:

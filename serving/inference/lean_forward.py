@@ -177,18 +177,60 @@ class LeanLlama:
         """
         batch, steps = input_ids.shape
         start = cache.length
-        total = start + steps
         cache.reserve(batch, steps)
-        assert cache.keys is not None and cache.values is not None
         call = self._router(rows)
         if steps == 1 and self._kernels is not None:
             return self._decode_step(self._kernels, input_ids, attention_mask, position_ids, cache, call)
-        mask = self._mask(attention_mask, steps, start)
+        inner = self.model.model
+        hidden = self._layers(
+            call(inner.embed_tokens, input_ids),  # routed too: an adapter may target the embedding
+            self._mask(attention_mask, steps, start),
+            position_ids,
+            cache,
+            call,
+            len(inner.layers),
+        )
+        norm = inner.norm
+        last = F.rms_norm(hidden[:, -1:], norm.weight.shape, norm.weight, norm.variance_epsilon)
+        return call(self.model.lm_head, last)[:, 0]
+
+    def states(
+        self, input_ids: torch.Tensor, layers: int, rows: Sequence[str | None] | None = None
+    ) -> torch.Tensor:
+        """Hidden states [batch, steps, hidden] after the first ``layers`` decoder layers, through the model's
+        final RMSNorm: what a head reading layer ``layers`` sees (the intent head; transformers' ``LlamaModel``
+        stopped there gives the same). Causal mask only: right padding never reaches a real token."""
+        inner = self.model.model
+        if not 0 < layers <= len(inner.layers):
+            raise ValueError(f"layers must be 1..{len(inner.layers)}, not {layers}")
+        batch, steps = input_ids.shape
+        cache = KVCache(layers, self.kv_heads, self.head_dim, self.dtype, grow=0)  # the layers run, no more
+        cache.reserve(batch, steps)
+        call = self._router(rows)
+        positions = torch.arange(steps).unsqueeze(0).expand(batch, steps)
+        mask = self._mask(torch.ones(batch, steps, dtype=torch.long), steps, 0)
+        hidden = self._layers(call(inner.embed_tokens, input_ids), mask, positions, cache, call, layers)
+        norm = inner.norm
+        return F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
+
+    def _layers(
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor | None,
+        position_ids: torch.Tensor,
+        cache: KVCache,
+        call: Any,
+        layers: int,
+    ) -> torch.Tensor:
+        """The first ``layers`` decoder layers over ``hidden`` [batch, steps, hidden] (the torch path), their
+        keys and values written after the cache's ``length`` columns (which then counts them)."""
+        batch, steps = hidden.shape[:2]
+        start = cache.length
+        total = start + steps
+        assert cache.keys is not None and cache.values is not None
         cos = self._cos[position_ids].unsqueeze(1)  # [batch, 1, steps, head_dim]
         sin = self._sin[position_ids].unsqueeze(1)
-        inner = self.model.model
-        hidden = call(inner.embed_tokens, input_ids)  # routed too: an adapter may target the embedding
-        for i, layer in enumerate(inner.layers):
+        for i, layer in enumerate(self.model.model.layers[:layers]):
             attn, mlp = layer.self_attn, layer.mlp
             norm = layer.input_layernorm
             x = F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
@@ -211,9 +253,7 @@ class LeanLlama:
             x = F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
             hidden = hidden + call(mlp.down_proj, mlp.act_fn(call(mlp.gate_proj, x)) * call(mlp.up_proj, x))
         cache.length = total
-        norm = inner.norm
-        last = F.rms_norm(hidden[:, -1:], norm.weight.shape, norm.weight, norm.variance_epsilon)
-        return call(self.model.lm_head, last)[:, 0]
+        return hidden
 
     def _decode_step(
         self,

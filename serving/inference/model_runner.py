@@ -204,6 +204,33 @@ class ModelRunner:
 
     # ---- running ----
 
+    @property
+    def runs_states(self) -> bool:
+        """Whether :meth:`states` runs here: it needs the lean forward (a Llama model)."""
+        return self._lean is not None
+
+    def states(
+        self, prompts: Sequence[list[int]], adapter: str | None, layers: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each prompt through ``adapter`` (None: the base model) up to decoder layer ``layers``, final norm
+        applied: hidden states right-padded to [batch, longest, hidden] and the 0/1 mask of real tokens.
+
+        The same weights generation reads, so a head on them (the intent head) needs no copy of the model;
+        under the lock like a forward, so it runs between two decode steps of a batch in flight.
+        """
+        if self._lean is None:
+            raise RuntimeError("hidden states need the lean forward (a Llama model on the CPU engine)")
+        if not prompts or not all(prompts):
+            raise ValueError("states needs at least one prompt and one token per prompt")
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, : len(prompt)] = 1
+        with self._lock, torch.inference_mode():
+            return self._lean.states(ids, layers, rows=self._rows([adapter] * len(prompts))), mask
+
     def new_cache(self) -> Any:
         """An empty KV cache for one batch (``batch_select_indices`` drops finished rows)."""
         if self._lean is not None:

@@ -1,10 +1,10 @@
 """The served intent classifier: one base LLM, many adapter versions side by side.
 
 Each adapter version in the registry is a PEFT LoRA folder plus an intent head (see head.py).
-Versions load once into the same base model as named PEFT adapters; a request switches to its
-own version (``set_adapter``, about 10 ms) under a lock, so concurrent requests for different
-versions never see each other's weights. The forward pass stops at the head's exit layer:
-classification is one partial forward, never generation.
+Versions load once into the same base model as named adapters (backbone.py: the CPU engine's own model in
+the Generator replica, else a float32 copy through transformers and PEFT); each request runs through its
+own version's, so concurrent requests for different versions never see each other's weights. The forward
+pass stops at the head's exit layer: classification is one partial forward, never generation.
 
 The work splits in two so a pipeline can overlap it with retrieval: :meth:`IntentClassifier.head_scores`
 (the model: needs only the masked query) and :func:`decide` (pure: mixes in the retrieval vote once the
@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from finserve.contracts import AdapterIncompatible, AdapterNotFound, AdapterRef, AdapterRegistry
 
-from . import encoder, vote
+from . import vote
 from .assets import IntentAssets, QueryEmbedder
+from .backbone import Backbone, TransformersBackbone
 from .config import IntentConfig
 from .decision import HeadScores, IntentPrediction, decide, wants_head
 from .head import HeadSpec, IntentHead, has_head, intent_lora_folder, load_head
@@ -63,18 +62,28 @@ class IntentClassifier:
         config: IntentConfig,
         registry: AdapterRegistry | None = None,
         assets: IntentAssets | None = None,
+        backbone: Backbone | None = None,
     ) -> None:
         """``assets`` (finserve.serving.wiring.intent_assets()) is needed once a head loads; a vote-only
-        classifier runs without."""
+        classifier runs without. ``backbone``: the model the heads read (None: a float32 base model of its own,
+        loaded with the first head; see backbone.py)."""
         self.config = config
         self.registry = registry
         self._assets = assets
-        self._lock = threading.Lock()  # guards the shared model: adapter set + forward are one step
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._device = "cpu"
+        self.backbone = backbone or TransformersBackbone(config, lambda: self._need_assets().base_model())
+        self._lock = threading.Lock()  # guards the loaded versions (the backbone guards its own model)
         self._loaded: OrderedDict[AdapterRef, _Loaded | None] = OrderedDict()  # None: adapter has no head
         self._embedder: QueryEmbedder | None = None  # loaded with the first head that reads query embeddings
+
+    def use_backbone(self, backbone: Backbone) -> None:
+        """Read the heads off ``backbone`` from now on; only before the first head loads (loaded ones live in
+        the backbone they were attached to)."""
+        with self._lock:
+            if any(loaded is not None for loaded in self._loaded.values()):
+                raise RuntimeError(
+                    "intent heads are loaded already: choose the backbone before the first one"
+                )
+            self.backbone = backbone
 
     def ready(self) -> bool:
         """True when every configured method can answer (the vote needs nothing; the head needs a registry)."""
@@ -136,38 +145,11 @@ class IntentClassifier:
             while len(self._loaded) > self.config.max_loaded_adapters:
                 old_ref, old = self._loaded.popitem(last=False)
                 if old is not None:
-                    self._model.delete_adapter(old.name)
+                    self.backbone.detach(old.name)
                     log.info("unloaded adapter %s", old_ref)
             return loaded
 
-    def _base(self) -> None:
-        """Load the base model and tokenizer once (under the lock)."""
-        if self._model is not None:
-            return
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        path = (
-            Path(self.config.base_model_path)
-            if self.config.base_model_path
-            else self._need_assets().base_model()
-        )
-        want_cuda = self.config.device == "cuda" or (
-            self.config.device == "auto" and torch.cuda.is_available()
-        )
-        self._device = "cuda" if want_cuda else "cpu"
-        self._tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self._model = (
-            AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(self._device).eval()
-        )
-
     def _load(self, ref: AdapterRef, folder: Path) -> _Loaded:
-        from peft import PeftModel
-
-        self._base()
         spec, head, labels = load_head(folder)
         if spec.query_embedding is not None:
             embedder = self._query_embedder()
@@ -180,14 +162,10 @@ class IntentClassifier:
                 )
         encoder_part = self._load_encoder(ref, folder, len(labels)) if has_encoder(folder) else None
         name = f"{ref.name}@{ref.version}".replace(".", "_")  # PEFT adapter names become module keys: no dots
-        lora = intent_lora_folder(folder)
-        if isinstance(self._model, PeftModel):
-            self._model.load_adapter(str(lora), adapter_name=name)
-        else:
-            self._model = PeftModel.from_pretrained(self._model, str(lora), adapter_name=name)
-        self._model.eval()
+        self.backbone.attach(name, intent_lora_folder(folder))
         log.info("loaded adapter %s (exit layer %d, %s pooling)", ref, spec.exit_layer, spec.pooling)
-        return _Loaded(name=name, spec=spec, head=head.to(self._device), labels=labels, encoder=encoder_part)
+        device = self.backbone.device
+        return _Loaded(name=name, spec=spec, head=head.to(device), labels=labels, encoder=encoder_part)
 
     def _load_encoder(
         self, ref: AdapterRef, folder: Path, n_labels: int
@@ -209,7 +187,7 @@ class IntentClassifier:
             spec.trained_layers,
             spec.weight,
         )
-        return spec, model.to(self._device)
+        return spec, model.to(self.backbone.device)
 
     def _query_embedder(self) -> QueryEmbedder:
         if self._embedder is None:
@@ -231,17 +209,16 @@ class IntentClassifier:
     def _head_probabilities(self, loaded: _Loaded, texts: list[str]) -> list[list[float]]:
         import torch
 
-        ids = encoder.tokenize(self._tokenizer, texts, loaded.spec.max_length)
-        input_ids, mask = encoder.pad(ids, self._tokenizer.pad_token_id or 0, self._device)
+        ids = self.backbone.tokenize(texts, loaded.spec.max_length)
+        device = self.backbone.device
         query = None
-        if loaded.spec.query_embedding is not None:  # outside the lock: the embedder is not the shared model
-            query = torch.from_numpy(self._query_embedder().embed(texts)).to(self._device)
-        # Outside the lock too: each version has its own encoder.
+        if loaded.spec.query_embedding is not None:  # the embedder is not the shared model: no lock needed
+            query = torch.from_numpy(self._query_embedder().embed(texts)).to(device)
+        # Each version has its own encoder.
         fine_tuned = loaded.encoder[1].probabilities(texts) if loaded.encoder is not None else None
-        with self._lock, torch.inference_mode():
-            self._model.set_adapter(loaded.name)
-            pooled = encoder.encode(self._model, input_ids, mask, loaded.spec.exit_layer, loaded.spec.pooling)
-            probs = torch.softmax(loaded.head(pooled, query).float(), dim=-1).cpu()
+        pooled = self.backbone.encode(ids, loaded.name, loaded.spec.exit_layer, loaded.spec.pooling)
+        with torch.inference_mode():
+            probs = torch.softmax(loaded.head(pooled.to(device), query).float(), dim=-1).cpu()
         if loaded.encoder is not None:
             probs = vote.blend(probs, fine_tuned, loaded.spec.retrieval_weight, loaded.encoder[0].weight)
         return probs.tolist()

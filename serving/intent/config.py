@@ -31,6 +31,12 @@ class IntentConfig(StrictModel):
     max_loaded_adapters: int = Field(
         8, ge=1, description="Adapter versions kept loaded at once; the least recently used is dropped first."
     )
+    backbone: Literal["auto", "engine", "transformers"] = Field(
+        "auto",
+        description="What the heads read. engine: the CPU engine's own model (its quantised weights; no second "
+        "copy of the base in the replica); transformers: a float32 copy of the base loaded with the first head; "
+        "auto: engine when the engine is the CPU one with the lean forward, else transformers.",
+    )
     threads: int | None = Field(
         None, ge=1, description="torch intra-op threads for the forward pass (None: leave torch's setting)."
     )

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 
 from finserve.contracts import StrictModel
 
+from .bert import BatchTokenizer, BertEncoder
 from .encoder import stack
 
 ENCODER_SPEC = "intent_encoder.json"
@@ -63,7 +64,11 @@ class EncoderSpec(StrictModel):
 
 
 class EncoderClassifier(torch.nn.Module):
-    """A BERT-style encoder (``transformers.AutoModel``), mean pooling and a linear intent head."""
+    """A BERT-style encoder, mean pooling and a linear intent head.
+
+    Training runs transformers' ``AutoModel`` and tokenizer (:func:`load_base_encoder`); serving our own modules
+    of the same names (:func:`load_encoder`, bert.py).
+    """
 
     def __init__(
         self, bert: Any, tokenizer: Any, n_labels: int, max_length: int, dropout: float = 0.0
@@ -82,9 +87,12 @@ class EncoderClassifier(torch.nn.Module):
     def prefix(self, texts: Sequence[str], first_trained: int) -> list[torch.Tensor]:
         """Hidden states below layer ``first_trained``, one (length, dim) tensor per text (no padding)."""
         device = self.head.weight.device
-        batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(device)
+        if isinstance(self.tokenizer, BatchTokenizer):  # set up once with this max_length
+            batch = {name: ids.to(device) for name, ids in self.tokenizer(texts).items()}
+        else:
+            batch = self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            ).to(device)
         hidden = self.bert.embeddings(
             input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids")
         )
@@ -161,7 +169,8 @@ def read_spec(folder: str | Path) -> EncoderSpec:
 
 
 def load_encoder(folder: str | Path, base_path: Path, n_labels: int) -> tuple[EncoderSpec, EncoderClassifier]:
-    """The version's encoder: base weights from ``base_path`` with the stored layers and head on top.
+    """The version's encoder, as serving runs it: base weights from ``base_path`` with the stored layers and head
+    on top, in our own BERT modules (bert.py: the same names and values as transformers' BertModel, without it).
 
     The caller checks that ``base_path`` holds the weights named by ``spec.base``; a file whose
     tensors are not exactly the spec's layers and head is an error, never a partial load.
@@ -170,7 +179,12 @@ def load_encoder(folder: str | Path, base_path: Path, n_labels: int) -> tuple[En
 
     spec = read_spec(folder)
     tensors = load_file(str(Path(folder) / ENCODER_WEIGHTS))
-    model = load_base_encoder(base_path, n_labels, spec.max_length)
+    model = EncoderClassifier(
+        BertEncoder.from_folder(base_path),
+        BatchTokenizer(base_path, spec.max_length),
+        n_labels,
+        spec.max_length,
+    )
     if len(model.layers) != spec.layers:
         raise ValueError(
             f"{folder}: the encoder spec has {spec.layers} layers, the base encoder {len(model.layers)}"

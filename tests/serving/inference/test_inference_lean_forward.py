@@ -292,6 +292,38 @@ def test_an_adapter_on_the_embedding_applies_per_row(kernels: bool, tmp_path: Pa
             assert torch.allclose(g, w, atol=1e-4, rtol=1e-4), (rows, float((g - w).abs().max()))
 
 
+def test_states_stop_at_a_layer_as_transformers_hidden_states_do(tmp_path: Path) -> None:
+    """What the intent head reads: hidden states after ``layers`` decoder layers through the final norm, each
+    row through its adapter, right padding never reaching a real token. The reference is what training and the
+    float32 intent backbone run: serving/intent/encoder.py on transformers' LlamaModel with PEFT."""
+    from finserve.serving.intent import encoder
+
+    peft, ours = with_two_adapters(tiny_llama(), ["q_proj", "v_proj", "down_proj"], tmp_path)
+    scale = (
+        torch.rand(64, generator=torch.Generator().manual_seed(5)) + 0.5
+    )  # a norm that is not the identity
+    with torch.no_grad():
+        for model in (peft, ours):
+            encoder.decoder(model).norm.weight.copy_(scale)
+    lean = LeanLlama(ours)
+    ids = torch.randint(1, 96, (3, 6), generator=torch.Generator().manual_seed(4))
+    lengths = [6, 4, 2]
+    for layers in (1, 2):
+        for name in ("one", "two"):
+            padded = ids.clone()
+            for row, n in enumerate(lengths):
+                padded[row, n:] = 0
+            with torch.inference_mode():
+                got = lean.states(padded, layers, rows=[name] * 3)
+                peft.set_adapter(name)
+                for row, n in enumerate(lengths):
+                    hidden = encoder.run_layers(peft, encoder.embed(peft, ids[row : row + 1, :n]), 0, layers)
+                    want = encoder.decoder(peft).norm(hidden)[0]
+                    assert torch.allclose(got[row, :n], want, atol=1e-5), (layers, name, row)
+    with pytest.raises(ValueError, match="layers must be"):
+        lean.states(ids, 0)
+
+
 def test_routing_plans_follow_an_adapter_reloaded_under_its_name(tmp_path: Path) -> None:
     """A batch composition's routing is planned once (with the adapter's weight tensors); after an adapter is
     attached again under the same name, adapters_changed() makes the next step use the new weights."""

@@ -71,6 +71,36 @@ def test_loading_overlays_the_stored_layers_on_the_base(intent_registry: Adapter
     assert not torch.equal(trained, base.layers[5].output.dense.weight)
 
 
+def test_served_modules_compute_what_transformers_bert_does(intent_registry: AdapterRegistry) -> None:
+    """Serving runs our BERT modules and tokenizers (bert.py); training, transformers' BertModel and tokenizer. The
+    same version through both: the same token ids (an empty text, one longer than max_length, accents and
+    punctuation included) and the same probabilities."""
+    from safetensors.torch import load_file
+
+    from finserve.serving.intent.bert import BatchTokenizer, BertEncoder
+
+    texts = [*TEXTS, "", "please " * 90 + "top up", "Ünïcode çafé: why was my £20 top-up REVERTED?!"]
+    _, folder = intent_registry.fetch(V3)
+    spec, ours = load_encoder(folder, default_model_path(), 77)
+    assert isinstance(ours.bert, BertEncoder) and isinstance(ours.tokenizer, BatchTokenizer)
+    reference = load_base_encoder(default_model_path(), 77, spec.max_length)
+    tensors = load_file(str(folder / ENCODER_WEIGHTS))
+    reference.bert.load_state_dict(
+        {k: v for k, v in tensors.items() if k.startswith("encoder.")}, strict=False
+    )
+    reference.head.load_state_dict(
+        {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
+    )
+    want_ids = reference.tokenizer(
+        texts, padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt"
+    )
+    got_ids = ours.tokenizer(texts)
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+        assert torch.equal(got_ids[name], want_ids[name]), name
+    assert got_ids["input_ids"].shape[1] == spec.max_length
+    assert torch.allclose(ours.probabilities(texts), reference.eval().probabilities(texts), atol=1e-5)
+
+
 def test_a_weights_file_that_does_not_match_the_spec_is_refused(
     intent_registry: AdapterRegistry, tmp_path: Path
 ) -> None:
