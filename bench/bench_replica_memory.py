@@ -69,7 +69,7 @@ async def main():
     config = runner._model.config
     report = {"imported": imported, "started": started, "served": served, "completion_tokens": answers,
               "intent": None if head is None else max(head.probabilities, key=head.probabilities.get),
-              "modules": sorted(m for m in ("transformers", "peft", "accelerate") if m in sys.modules),
+              "modules": sorted(m for m in ("transformers", "peft", "accelerate", "torch._dynamo", "sympy") if m in sys.modules),
               "model_file_bytes": gguf_path().stat().st_size,
               "prefix_cache_mb": runner.options.prefix_cache_mb,
               "kv_bytes_per_token": 2 * config.num_hidden_layers * config.num_key_value_heads

@@ -13,6 +13,7 @@ tests check the two give the same probabilities.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,11 +55,9 @@ class BertShape:
 class _Embeddings(nn.Module):
     def __init__(self, shape: BertShape) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(shape.vocab_size, shape.hidden_size, device="meta")
-        self.position_embeddings = nn.Embedding(
-            shape.max_position_embeddings, shape.hidden_size, device="meta"
-        )
-        self.token_type_embeddings = nn.Embedding(shape.type_vocab_size, shape.hidden_size, device="meta")
+        self.word_embeddings = _embedding(shape.vocab_size, shape.hidden_size)
+        self.position_embeddings = _embedding(shape.max_position_embeddings, shape.hidden_size)
+        self.token_type_embeddings = _embedding(shape.type_vocab_size, shape.hidden_size)
         self.LayerNorm = nn.LayerNorm(shape.hidden_size, eps=shape.layer_norm_eps, device="meta")
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,6 +66,12 @@ class _Embeddings(nn.Module):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
         return self.LayerNorm(x + self.position_embeddings(positions))
+
+
+def _embedding(rows: int, width: int) -> nn.Embedding:
+    # Given its (empty) weight, the embedding skips its random init: normal_ on the meta device imports
+    # torch._dynamo and sympy, about 70 MB resident for nothing (FINDINGS.md; llama_model.py does the same).
+    return nn.Embedding(rows, width, _weight=torch.empty((rows, width), device="meta"))
 
 
 class _SelfAttention(nn.Module):
@@ -147,9 +152,24 @@ class BertEncoder(nn.Module):
 
     def __init__(self, shape: BertShape) -> None:
         super().__init__()
+        self.shape = shape
         self.config = _Config(shape.hidden_size)
         self.embeddings = _Embeddings(shape)
         self.encoder = _Encoder(shape)
+
+    def sharing(self, own: Sequence[int]) -> BertEncoder:
+        """An encoder whose embeddings and layers are this one's modules, except layers ``own``: copies, for a
+        version's trained layers to be loaded into. Versions of one base then hold one copy of what they did
+        not train (a canary's second version costs its top layers, not the whole encoder again)."""
+        clone = BertEncoder.__new__(BertEncoder)
+        nn.Module.__init__(clone)
+        clone.shape, clone.config, clone.embeddings = self.shape, self.config, self.embeddings
+        clone.encoder = _Encoder.__new__(_Encoder)
+        nn.Module.__init__(clone.encoder)
+        clone.encoder.layer = nn.ModuleList(
+            copy.deepcopy(layer) if i in own else layer for i, layer in enumerate(self.encoder.layer)
+        )
+        return clone.eval()
 
     @classmethod
     def from_folder(cls, folder: Path) -> BertEncoder:

@@ -15,6 +15,7 @@ and serving runs the same two in sequence.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,19 @@ def read_spec(folder: str | Path) -> EncoderSpec:
     return EncoderSpec.model_validate_json((Path(folder) / ENCODER_SPEC).read_text(encoding="utf-8"))
 
 
+@functools.lru_cache(maxsize=4)
+def shared_base(base_path: Path) -> BertEncoder:
+    """The base encoder's weights, loaded once per process and never changed: every version's encoder reads its
+    frozen layers from here (BertEncoder.sharing)."""
+    return BertEncoder.from_folder(base_path)
+
+
+@functools.lru_cache(maxsize=4)
+def shared_tokenizer(base_path: Path, max_length: int) -> BatchTokenizer:
+    """One tokenizer per base and length for every version (about 8 MB each; only read once set up)."""
+    return BatchTokenizer(base_path, max_length)
+
+
 def load_encoder(folder: str | Path, base_path: Path, n_labels: int) -> tuple[EncoderSpec, EncoderClassifier]:
     """The version's encoder, as serving runs it: base weights from ``base_path`` with the stored layers and head
     on top, in our own BERT modules (bert.py: the same names and values as transformers' BertModel, without it).
@@ -179,12 +193,8 @@ def load_encoder(folder: str | Path, base_path: Path, n_labels: int) -> tuple[En
 
     spec = read_spec(folder)
     tensors = load_file(str(Path(folder) / ENCODER_WEIGHTS))
-    model = EncoderClassifier(
-        BertEncoder.from_folder(base_path),
-        BatchTokenizer(base_path, spec.max_length),
-        n_labels,
-        spec.max_length,
-    )
+    bert = shared_base(base_path).sharing(spec.trained_layers)  # the version's layers are loaded into copies
+    model = EncoderClassifier(bert, shared_tokenizer(base_path, spec.max_length), n_labels, spec.max_length)
     if len(model.layers) != spec.layers:
         raise ValueError(
             f"{folder}: the encoder spec has {spec.layers} layers, the base encoder {len(model.layers)}"

@@ -101,6 +101,23 @@ def test_served_modules_compute_what_transformers_bert_does(intent_registry: Ada
     assert torch.allclose(ours.probabilities(texts), reference.eval().probabilities(texts), atol=1e-5)
 
 
+def test_versions_share_the_base_encoders_frozen_layers(intent_registry: AdapterRegistry) -> None:
+    """Two versions loaded side by side (a canary) hold one copy of the layers they did not train; loading a
+    version's trained layers never changes the shared base."""
+    from finserve.serving.intent.sentence_encoder import shared_base
+
+    _, folder = intent_registry.fetch(V3)
+    _, one = load_encoder(folder, default_model_path(), 77)
+    _, two = load_encoder(folder, default_model_path(), 77)
+    base = shared_base(default_model_path())
+    assert one.bert.embeddings is two.bert.embeddings is base.embeddings
+    assert all(one.layers[i] is two.layers[i] is base.encoder.layer[i] for i in range(5))
+    assert one.layers[5] is not two.layers[5]
+    assert torch.equal(one.layers[5].output.dense.weight, two.layers[5].output.dense.weight)
+    assert not torch.equal(one.layers[5].output.dense.weight, base.encoder.layer[5].output.dense.weight)
+    assert torch.allclose(one.probabilities(TEXTS), two.probabilities(TEXTS))
+
+
 def test_a_weights_file_that_does_not_match_the_spec_is_refused(
     intent_registry: AdapterRegistry, tmp_path: Path
 ) -> None:
