@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import statistics
 import tempfile
@@ -254,13 +255,18 @@ async def pipeline_both(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("own", "llamacpp", "own", "llamacpp")[: 2 * args.rounds]:
         engine = "transformers" if name == "own" else "llamacpp"
         runs.setdefault(name, []).append(
-            await pipeline(engine, questions, args.pipeline, args.tokens, args.threads)
+            await pipeline(engine, questions, args.pipeline, args.tokens, args.threads, args.intent_backbone)
         )
     return {"pipeline": runs}
 
 
 async def pipeline(
-    engine_name: str, questions: list[str], concurrencies: list[int], tokens: int, threads: int
+    engine_name: str,
+    questions: list[str],
+    concurrencies: list[int],
+    tokens: int,
+    threads: int,
+    intent_backbone: str = "auto",
 ) -> dict[str, Any]:
     """The whole in-process pipeline (guard, retrieval, intent, generator, output guard, audit) on one engine:
     requests/s and generate-stage p50 at each concurrency, 64-token answers by default."""
@@ -272,6 +278,7 @@ async def pipeline(
     cfg = load_serving_config(None)
     cfg.retrieval = cfg.retrieval.model_copy(update={"cache_enabled": False})
     cfg.audit = cfg.audit.model_copy(update={"path": Path(tempfile.mkdtemp()) / "audit.jsonl"})
+    cfg.intent = cfg.intent.model_copy(update={"backbone": intent_backbone})
     gen = {"engine": engine_name, "max_batch_size": max(concurrencies)}
     if engine_name == "llamacpp":
         gen["llamacpp"] = cfg.generator.llamacpp.model_copy(update={"threads": threads})
@@ -292,6 +299,7 @@ async def pipeline(
         for c in concurrencies:
             gate = asyncio.Semaphore(c)
             generate_ms: list[float] = []
+            methods: collections.Counter[str] = collections.Counter()  # head+encoder+vote: the head ran
             tokens_out = 0
 
             async def one(question: str) -> None:
@@ -307,6 +315,7 @@ async def pipeline(
                         ctx,
                     )
                 generate_ms.append(ctx.timings_ms["generate"])  # noqa: B023 (as above)
+                methods[ctx.intent.method if ctx.intent else "none"] += 1  # noqa: B023 (as above)
                 tokens_out += resp.usage.completion_tokens
 
             t0 = time.perf_counter()
@@ -317,6 +326,7 @@ async def pipeline(
                 "generated_tokens_per_s": round(tokens_out / wall, 2),
                 "generate_p50_ms": round(statistics.median(generate_ms), 1),
                 "requests": len(questions),
+                "intent_methods": dict(methods),
             }
             print(engine_name, c, out[f"c{c}"], flush=True)
     finally:
@@ -371,6 +381,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--queries", type=int, default=8, help="pipeline questions (Banking77 validation rows)"
+    )
+    parser.add_argument(
+        "--intent-backbone",
+        default="auto",
+        choices=["auto", "transformers"],
+        help="pipeline: what the served version's intent head reads (FINSERVE_DEFAULT_ADAPTER picks the version; "
+        "without it the base model is served and no head runs)",
     )
     args = parser.parse_args()
     info = {**machine(PACKAGES), "cpu_flags": cpu_flags()}
