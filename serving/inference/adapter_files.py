@@ -4,7 +4,6 @@ checks that it suits the base model and loads, before any model sees it."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 from finserve.contracts import AdapterCorrupt, AdapterRef, AdapterRegistry
@@ -35,20 +34,3 @@ def adapter_folder(path: Path) -> Path:
     if len(found) != 1:
         raise AdapterCorrupt(f"{path} holds {len(found)} adapter configs, expected exactly one")
     return found[0]
-
-
-def check_adapter_files(folder: Path) -> None:
-    """Parse the config and open the weights before touching the model, so a bad adapter fails
-    cleanly instead of leaving half-injected layers behind."""
-    from safetensors import safe_open
-
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text())
-        if config.get("peft_type") != "LORA":
-            raise ValueError(f"peft_type is {config.get('peft_type')!r}, not LORA")
-        weights = folder / "adapter_model.safetensors"
-        with safe_open(str(weights), framework="pt") as fh:
-            if not list(fh.keys()):
-                raise ValueError("adapter_model.safetensors holds no tensors")
-    except Exception as exc:  # OSError, ValueError, or safetensors' own error for a malformed header
-        raise AdapterCorrupt(f"adapter files in {folder} cannot be loaded: {exc}") from exc

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .adapter_files import adapter_folder, check_adapter_files
+from .adapter_files import adapter_folder
 from .base_model import model_dir as converted_model_dir
 from .base_model import tokenizer_dir
 from .chat_tokenizer import ChatTokenizer
@@ -163,9 +163,7 @@ class ModelRunner:
     # ---- adapters ----
 
     def load_adapter(self, name: str, path: Path) -> None:
-        folder = adapter_folder(path)
-        check_adapter_files(folder)
-        weights = read_adapter(folder)  # read and checked before the model is touched
+        weights = read_adapter(adapter_folder(path))  # read and checked before the model is touched
         with self._lock:
             self._drop_prefixes(name)
             try:

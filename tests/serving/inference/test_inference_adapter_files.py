@@ -1,4 +1,5 @@
-"""Adapter folders: both PEFT layouts are found, and broken files fail before a model sees them."""
+"""Adapter folders: both PEFT layouts are found, and broken files fail before a model sees them (read_adapter reads
+and checks everything before ModelRunner.load_adapter touches the model)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import torch
 from safetensors.torch import save_file
 
 from finserve.contracts import AdapterCorrupt
-from finserve.serving.inference.adapter_files import adapter_folder, check_adapter_files
+from finserve.serving.inference.adapter_files import adapter_folder
+from finserve.serving.inference.lora import read_adapter
 
 
 def write_adapter(folder: Path, peft_type: str = "LORA") -> Path:
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, "r": 2}))
     save_file(
-        {"base_model.model.q_proj.lora_A.weight": torch.zeros(2, 4)},
+        {
+            "base_model.model.q_proj.lora_A.weight": torch.zeros(2, 4),
+            "base_model.model.q_proj.lora_B.weight": torch.zeros(4, 2),
+        },
         str(folder / "adapter_model.safetensors"),
     )
     return folder
@@ -41,7 +46,7 @@ def test_two_or_no_configs_are_ambiguous(tmp_path: Path) -> None:
 
 
 def test_valid_files_pass(tmp_path: Path) -> None:
-    check_adapter_files(write_adapter(tmp_path / "ok"))
+    assert set(read_adapter(write_adapter(tmp_path / "ok")).modules) == {"q_proj"}
 
 
 @pytest.mark.parametrize("breakage", ["garbage_weights", "missing_weights", "bad_json", "not_lora"])
@@ -54,4 +59,4 @@ def test_broken_files_raise_adapter_corrupt(tmp_path: Path, breakage: str) -> No
     elif breakage == "bad_json":
         (folder / "adapter_config.json").write_text("{")
     with pytest.raises(AdapterCorrupt):
-        check_adapter_files(folder)
+        read_adapter(folder)
