@@ -119,3 +119,42 @@ def test_an_engine_without_a_model_in_reach_keeps_the_float32_backbone(
     strict = classifier(intent_registry, base_model_dir, backbone="engine")
     with pytest.raises(ValueError, match="intent.backbone is engine"):
         share_engine_model(strict, remote)
+
+
+GENERATOR_PROBE = r"""
+import asyncio, json, sys
+from finserve.contracts import AdapterRef, AdapterRegistry
+from finserve.serving.inference import GeneratorConfig, build_engine
+from finserve.serving.intent import IntentConfig
+from finserve.serving.wiring import build_intent_classifier, share_engine_model
+async def main():
+    engine = build_engine(GeneratorConfig(cpu={"num_threads": 1}))
+    intent = build_intent_classifier(IntentConfig(), AdapterRegistry(sys.argv[1]))
+    await engine.start()
+    share_engine_model(intent, engine)  # what GeneratorDeployment.start does
+    head = await intent.head_scores("I lost my card yesterday", AdapterRef.parse("banking77@2.1.0"))
+    await engine.stop()
+    return {"intent": max(head.probabilities, key=head.probabilities.get), "encoder": head.encoder,
+            "heavy": sorted(m for m in ("transformers", "peft", "accelerate", "torch._dynamo", "sympy") if m in sys.modules)}
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_a_generator_replica_scores_the_shipped_head_without_transformers_or_peft() -> None:
+    """The shipped version (LLM head + fine-tuned encoder) scored as the Generator replica does, in a fresh
+    interpreter: none of transformers, PEFT, accelerate, torch._dynamo, sympy is imported (each was, at ~30-160 MB
+    resident: docs/benchmarks.md, "The intent head on the engine's model")."""
+    import json
+    import subprocess
+    import sys
+
+    registry = Path(__file__).resolve().parents[3] / "data" / "adapters"
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", GENERATOR_PROBE, str(registry)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"intent": "lost_or_stolen_card", "encoder": True, "heavy": []}
