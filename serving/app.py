@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
@@ -34,6 +35,8 @@ from .ray_handles import remote
 from .ray_replicas import DeploymentHealth
 from .retrieval import RetrievalConfig, Retriever
 from .routing import Router
+from .scan_only import guard_runs_on_torch
+from .scan_only import without as scan_only_imports
 from .settings import with_env
 from .stages import AuditStage, LocalAudit, LocalGenerator, LocalGuard, RetrievalStage
 from .telemetry import setup_process, traced
@@ -44,12 +47,16 @@ if TYPE_CHECKING:
     from .guard.engine import PIIGuard
 
 
-def pii_guard(config: GuardConfig) -> PIIGuard:
+def pii_guard(config: GuardConfig, *, scan_only: bool = False) -> PIIGuard:
     """A guard for this replica. Presidio and spaCy are imported here, not with this module: every replica
-    imports it (Ray finds each deployment's class in it), and only those that scan need them (~180 MB)."""
-    from .guard.engine import PIIGuard
+    imports it (Ray finds each deployment's class in it), and only those that scan need them (~180 MB).
+    ``scan_only``: this replica runs no model, so the guard's libraries import without torch and transformers
+    (scan_only.py: ~320 MB less), unless its spaCy pipeline runs on torch."""
+    lean = scan_only and not guard_runs_on_torch(config)
+    with scan_only_imports() if lean else contextlib.nullcontext():
+        from .guard.engine import PIIGuard
 
-    return PIIGuard(config)
+        return PIIGuard(config)
 
 
 log = logging.getLogger(__name__)
@@ -63,7 +70,7 @@ class GuardDeployment(LocalGuard):
     def __init__(self, config: dict[str, Any]) -> None:
         setup_process("finserve-guard")
         # In a worker thread, as Ray Serve ran the sync methods this replica had before: its loop stays free.
-        super().__init__(pii_guard(GuardConfig.model_validate(config)), in_thread=True)
+        super().__init__(pii_guard(GuardConfig.model_validate(config), scan_only=True), in_thread=True)
 
     scan_many = traced("finserve.guard.scan_many")(LocalGuard.scan_many)
     scan_chunks = traced("finserve.guard.scan_chunks")(LocalGuard.scan_chunks)
@@ -133,7 +140,10 @@ class AuditDeployment(LocalAudit):
         setup_process("finserve-audit")
         # The audit log re-scans what it writes: a second line of defence if a caller ever slips.
         super().__init__(
-            AuditLog(AuditConfig.model_validate(config), guard=pii_guard(GuardConfig.model_validate(guard)))
+            AuditLog(
+                AuditConfig.model_validate(config),
+                guard=pii_guard(GuardConfig.model_validate(guard), scan_only=True),
+            )
         )
 
     append = traced("finserve.audit.append")(LocalAudit.append)
@@ -170,7 +180,10 @@ class Gateway(InferenceServicer, HealthServicer):
             self._local_retriever = retrieval = Retriever(cfg.retrieval)
         if guard is not None:
             self._handles["guard"] = guard
-        local_guard = pii_guard(cfg.guard) if guard is None or audit is None else None
+        # Without a retriever in this replica nothing here runs a model (its embedder may run on torch).
+        local_guard = (
+            pii_guard(cfg.guard, scan_only=retriever is not None) if guard is None or audit is None else None
+        )
         # local_guard is built whenever guard is None
         stage = (
             remote(guard, GuardDeployment) if guard is not None else LocalGuard(cast("PIIGuard", local_guard))
