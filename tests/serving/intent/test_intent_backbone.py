@@ -23,12 +23,12 @@ from finserve.serving.wiring import build_intent_classifier, share_engine_model
 V1, V2, V3 = (AdapterRef(name="tiny-intent", version=v) for v in ("1.0.0", "2.0.0", "3.0.0"))
 
 TEXTS = [
-    "I am still waiting on my card?",
-    "What is the exchange rate for euros?",
-    "My card was stolen yesterday",
-    "Why was I charged a fee for my card payment?",
-    "How do I activate my new card?",
-    "The transfer has not reached my friend",
+    "Why has my top-up not gone through yet?",
+    "Can I get a physical card sent to Spain?",
+    "Someone took money from my account without asking",
+    "What fee do I pay to withdraw cash abroad?",
+    "I forgot my passcode, how do I get back in?",
+    "The refund for my order still is not showing",
     "",  # an empty query is one EOS token on both
     "please " * 80 + "why is my top up still pending",  # longer than the heads' max_length: truncated alike
 ]
