@@ -101,6 +101,8 @@ class GeneratorDeployment(LocalGenerator):
         self._engine_name = gen_config.engine
 
     async def start(self) -> None:
+        if self._started:  # every head_scores call comes through here: nothing more to do once started
+            return
         await super().start()
         share_engine_model(self.intent, self.engine)  # before any head loads: heads wait for start
         self._export_engine_metrics()
