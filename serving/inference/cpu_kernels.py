@@ -76,7 +76,7 @@ log = logging.getLogger(__name__)
 Variant = Literal["avx512", "avx2"]
 VARIANTS: tuple[Variant, ...] = ("avx512", "avx2")  # preferred first
 # The exported signatures this module binds (csrc/cpu_kernels.c, finserve_kernels_abi).
-ABI = 4
+ABI = 5
 EXTENSION = "finserve.serving.inference._kernels"
 
 # Rows of the weight are stored in groups of 8, each group as [K/8][8 rows][8 values]: one 64-byte
@@ -137,6 +137,7 @@ class CPUKernels:
         self._silu_mul = _bind(lib.finserve_silu_mul, ptr, ptr, i64)
         self._gguf_rows = _bind(lib.finserve_gguf_rows_int8, ptr, i32, i64, i64, ptr, ptr, i32)
         self._gguf_rows.restype = ctypes.c_int
+        self.lib = lib  # decode_step binds its own function from it
         self.variant = variant
         self.threaded = threaded
 

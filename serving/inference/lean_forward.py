@@ -34,7 +34,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import decode_step
 from .cpu_kernels import CPUKernels, load_kernels
+from .decode_step import LayerWeights, LoraRun, Projection, Shape
+from .fast_linear import Int8Linear
 from .lora import LoraModule, runs_of
 
 # Rope types whose cos/sin table does not depend on the sequence length (dynamic ones do).
@@ -127,8 +130,9 @@ class KVCache:
 class LeanLlama:
     """Forward passes of a LlamaForCausalLM (adapters may be attached to its modules, before or after)."""
 
-    def __init__(self, model: nn.Module, kernels: CPUKernels | None = None) -> None:
-        """``kernels``: the C kernels for float32 decode steps (None: torch operations only)."""
+    def __init__(self, model: nn.Module, kernels: CPUKernels | None = None, one_call: bool = True) -> None:
+        """``kernels``: the C kernels for float32 decode steps (None: torch operations only); ``one_call``: a
+        decode step of int8 projections as one call (:mod:`decode_step`), else a call per operation."""
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"LeanLlama cannot run this model: {reason}")
@@ -149,9 +153,12 @@ class LeanLlama:
         self._half = half
         # tuple(rows) -> id(module) -> what computes it for that batch (see _router); cleared by adapters_changed.
         self._plans: dict[tuple[str | None, ...], dict[int, Any]] = {}
+        # (rows, batch) -> the one-call decode step's checked weights (None: some module needs the per-call path).
+        self._programs: dict[tuple[tuple[str | None, ...] | None, int], decode_step.DecodeProgram | None] = {}
         fits = self.dtype == torch.float32 and config.hidden_act == "silu" and self.head_dim % 8 == 0
         fits = fits and config.intermediate_size % 8 == 0
         self._kernels = kernels if fits and config.hidden_size % 8 == 0 else None
+        self.one_call = one_call
 
     @classmethod
     def with_kernels(cls, model: nn.Module) -> LeanLlama:
@@ -180,7 +187,9 @@ class LeanLlama:
         cache.reserve(batch, steps)
         call = self._router(rows)
         if steps == 1 and self._kernels is not None:
-            return self._decode_step(self._kernels, input_ids, attention_mask, position_ids, cache, call)
+            return self._decode_step(
+                self._kernels, input_ids, attention_mask, position_ids, cache, call, rows
+            )
         inner = self.model.model
         hidden = self._layers(
             call(inner.embed_tokens, input_ids),  # routed too: an adapter may target the embedding
@@ -263,8 +272,10 @@ class LeanLlama:
         position_ids: torch.Tensor,
         cache: KVCache,
         call: Any,
+        rows: Sequence[str | None] | None,
     ) -> torch.Tensor:
-        """One position per row through the C kernels (float32)."""
+        """One position per row through the C kernels (float32): one call for every layer where each
+        projection is int8 (:mod:`decode_step`), else a call per operation."""
         assert cache.keys is not None and cache.values is not None
         column = cache.length
         valid = None if bool(attention_mask.all()) else attention_mask.to(torch.uint8).contiguous()
@@ -274,6 +285,25 @@ class LeanLlama:
             raise ValueError(f"positions {low}..{high} are outside the model's 0..{self._cos.shape[0] - 1}")
         inner = self.model.model
         hidden = call(inner.embed_tokens, input_ids).contiguous()  # [batch, 1, hidden], updated in place
+        program = self._program(rows, input_ids.shape[0]) if self.one_call else None
+        if program is not None:
+            normed = decode_step.run(
+                kern,
+                program,
+                hidden,
+                inner.norm.weight,
+                inner.norm.variance_epsilon,
+                self._cos,
+                self._sin,
+                positions,
+                cache.keys,
+                cache.values,
+                column,
+                valid,
+                inner.layers[0].self_attn.scaling,
+            )
+            cache.length = column + 1
+            return call(self.model.lm_head, normed)[:, 0]
         delta: torch.Tensor | None = None
         for i, layer in enumerate(inner.layers):
             attn, mlp = layer.self_attn, layer.mlp
@@ -323,6 +353,60 @@ class LeanLlama:
     def adapters_changed(self) -> None:
         """Forget the per-batch routing plans: an adapter was loaded or unloaded, or the model unwrapped."""
         self._plans.clear()
+        self._programs.clear()
+
+    def _program(self, rows: Sequence[str | None] | None, batch: int) -> decode_step.DecodeProgram | None:
+        """The one-call decode step for this batch composition, built once (None: not every module can run in it)."""
+        key = (None if rows is None else tuple(rows), batch)
+        if key in self._programs:
+            return self._programs[key]
+        if len(self._programs) >= _MAX_PLANS:
+            self._programs.clear()
+        layers = self._layer_weights(None if rows is None else runs_of(rows), batch)
+        program = None
+        if layers is not None:
+            config = self.model.config
+            shape = Shape(
+                config.hidden_size, self.heads, self.kv_heads, self.head_dim, config.intermediate_size
+            )
+            program = decode_step.build_program(layers, shape, batch)
+        self._programs[key] = program
+        return program
+
+    def _layer_weights(
+        self, runs: list[tuple[str | None, int, int]] | None, batch: int
+    ) -> list[LayerWeights] | None:
+        """Every layer's norms and int8 projections with their LoRA runs; None when a module is anything else
+        (another weight format, a hook, adapters routed by the modules themselves) or the layers' attention
+        scales differ."""
+        layers = []
+        scales = set()
+        for layer in self.model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            modules = dict(
+                q=attn.q_proj,
+                k=attn.k_proj,
+                v=attn.v_proj,
+                o=attn.o_proj,
+                gate=mlp.gate_proj,
+                up=mlp.up_proj,
+                down=mlp.down_proj,
+            )
+            projections = {name: _int8_projection(module, runs, batch) for name, module in modules.items()}
+            if any(p is None for p in projections.values()):
+                return None
+            scales.add(attn.scaling)
+            first, second = layer.input_layernorm, layer.post_attention_layernorm
+            layers.append(
+                LayerWeights(
+                    first.weight,
+                    first.variance_epsilon,
+                    second.weight,
+                    second.variance_epsilon,
+                    {name: p for name, p in projections.items() if p is not None},
+                )
+            )
+        return layers if len(scales) == 1 else None
 
     def _router(self, rows: Sequence[str | None] | None) -> Any:
         if rows is None:
@@ -361,6 +445,37 @@ def _plan(module: nn.Module, runs: list[tuple[str | None, int, int]], rows: int)
         return add(x, base(x), deltas)
 
     return run
+
+
+def _int8_projection(
+    module: nn.Module, runs: list[tuple[str | None, int, int]] | None, batch: int
+) -> Projection | None:
+    """``module`` as the one-call step runs it (an Int8Linear, maybe under LoRA), or None when it cannot."""
+    if _hooked(module):
+        return None
+    lora: tuple[LoraRun, ...] = ()
+    if isinstance(module, LoraModule):
+        if runs is None:  # the modules' own routing: only their forward knows it
+            return None
+        lora = tuple(
+            LoraRun(lo, hi, a, b_t, float(scaling))
+            for lo, hi, _, a, b_t, scaling in module.deltas(runs, batch)
+        )
+        if any(run.a.dtype != torch.float32 for run in lora):
+            return None
+        module = module.base_layer
+        if _hooked(module):
+            return None
+    if type(module) is not Int8Linear:
+        return None
+    bias = None if module.bias is None else module.bias.detach()
+    if bias is not None and bias.dtype != torch.float32:
+        return None
+    return Projection(module.qweight, module._scales, bias, lora)
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 def _direct(module: nn.Module) -> Any:

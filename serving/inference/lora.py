@@ -163,8 +163,11 @@ class LoraModule(nn.Module, ABC):
         self.scaling: dict[str, float] = {}
 
     def add(self, name: str, a: torch.Tensor, b: torch.Tensor, scaling: float) -> None:
-        self.lora_A[name], self.lora_B[name], self.scaling[name] = a, b, scaling
-        self.lora_B_t[name] = b.t()
+        # B is kept transposed and contiguous (lora_B a view of it): the one-call decode step reads both
+        # matrices row by row, and one copy of each is all there is.
+        b_t = b.t().contiguous()
+        self.lora_A[name], self.lora_B[name], self.scaling[name] = a.contiguous(), b_t.t(), scaling
+        self.lora_B_t[name] = b_t
 
     def remove(self, name: str) -> None:
         for table in (self.lora_A, self.lora_B, self.lora_B_t, self.scaling):

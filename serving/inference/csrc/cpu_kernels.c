@@ -12,6 +12,7 @@
 
      finserve_woq_int8_avx2, finserve_woq_int8_avx512   the int8 matrix kernel, two variants
      finserve_add_rmsnorm, finserve_rope_attend, finserve_silu_mul   AVX2 + FMA
+     finserve_decode_step                               every layer of a decode step, one call
      finserve_gguf_rows_int8                            GGUF blocks to int8 rows (load time), AVX2
      finserve_kernels_abi, finserve_kernels_threads     what Python checks before binding
 
@@ -24,7 +25,7 @@
 
 /* Bumped whenever an exported signature changes: Python refuses a library of another ABI (a stale
    in-place build of an editable install) instead of calling it with the wrong arguments. */
-int finserve_kernels_abi(void) { return 4; }
+int finserve_kernels_abi(void) { return 5; }
 
 /* Whether the parallel loops can use more than one thread (the x86-64 build has the pool). */
 int finserve_kernels_threads(void) {
@@ -515,6 +516,104 @@ AVX2 void finserve_silu_mul(float *g, const float *u, int64_t n) {
         __m256 e = exp8(_mm256_sub_ps(zero, x));
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
     }
+}
+
+/* ---- a whole decode step in one call ----
+
+   Every decoder layer of a float32 decode step (one position per row), the same kernels in the same order
+   as Python's per-operation path (lean_forward), so the base model's logits are bit for bit the same; only
+   the ~330 Python-to-C crossings of a step go (about 10 us each with their checks: a third of a 135M
+   model's step at batch 1). LoRA updates are added here too, per run of rows, so a batch mixing adapters
+   takes this path as well. The caller checks every size once per batch composition (cpu_kernels.py). */
+
+/* One run of rows [lo, hi) through one adapter on one projection: y += scaling * (x A^T) B^T, with A
+   [rank, K] and B^T [rank, N] row-major. */
+struct fs_lora {
+    const float *a, *bt;
+    int64_t lo, hi, rank;
+    float scaling;
+};
+
+/* One projection: int8 rows in 8-row groups (kind 0; the only kind so far), their scales, the bias
+   (or NULL) and the LoRA runs that touch it. */
+struct fs_proj {
+    const void *w;
+    const float *s, *bias;
+    const struct fs_lora *lora;
+    int64_t n, k, nlora, kind;
+};
+
+struct fs_layer {
+    const float *in_norm, *post_norm;
+    struct fs_proj q, k, v, o, gate, up, down;
+    float in_eps, post_eps;
+};
+
+/* y[m] += (scaling * (x[m] . A[j])) * B^T[j] over j, for each row m of the run: the rank-sized
+   intermediate in fixed order, so a row's update never depends on its batch. */
+AVX2 static int lora_add(const struct fs_lora *r, const float *x, int64_t K, float *y, int64_t N) {
+    float t[256];
+    if (r->rank > 256) return -2;
+    for (int64_t m = r->lo; m < r->hi; m++) {
+        for (int64_t j = 0; j < r->rank; j++) t[j] = dot(x + m * K, r->a + j * K, K) * r->scaling;
+        float *ym = y + m * N;
+        for (int64_t n = 0; n < N; n += 8) {
+            __m256 acc = _mm256_loadu_ps(ym + n);
+            for (int64_t j = 0; j < r->rank; j++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(t[j]), _mm256_loadu_ps(r->bt + j * N + n), acc);
+            _mm256_storeu_ps(ym + n, acc);
+        }
+    }
+    return 0;
+}
+
+static int proj_run(group_fn group, const struct fs_proj *p, const float *x, float *y, int64_t B, int threads) {
+    if (p->kind != 0) return -2;
+    woq_run(group, x, p->k, p->w, p->s, p->bias, y, p->n, B, p->n, p->k, threads);
+    for (int64_t r = 0; r < p->nlora; r++)
+        if (lora_add(p->lora + r, x, p->k, y, p->n)) return -2;
+    return 0;
+}
+
+/* hidden [B, E] (updated in place, the residual stream) through `layers` layers; out [B, E] is the final
+   RMSNorm of it (the lm_head's input). kc, vc: every layer's cache, layer_stride floats apart, each
+   [B, KV, cap, D]; the step writes column `col` and attends over 0..col where valid[b, j] (NULL: all).
+   Returns 0, -1 when memory ran out, -2 for a projection it cannot run (kind, rank); out is then
+   incomplete and the caller raises. */
+int finserve_decode_step(const struct fs_layer *layers, int64_t nlayers, int variant, float *hidden,
+                         const float *final_norm, float final_eps, float *out, const float *cos_t,
+                         const float *sin_t, const int64_t *pos, float *kc, float *vc, int64_t layer_stride,
+                         int64_t cap, int64_t col, const uint8_t *valid, float scale, int64_t B, int64_t E,
+                         int64_t H, int64_t KV, int64_t D, int64_t I, int threads) {
+    group_fn group = variant == 1 ? group_avx512 : group_avx2;
+    float *arena = malloc(sizeof(float) * (size_t)(B * (3 * E + 2 * H * D + 2 * KV * D + 2 * I)));
+    if (!arena) return -1;
+    float *x = arena, *q = x + B * E, *k = q + B * H * D, *v = k + B * KV * D, *att = v + B * KV * D;
+    float *o = att + B * H * D, *g = o + B * E, *u = g + B * I, *dn = u + B * I;
+    const float *delta = 0;
+    int rc = 0;
+    for (int64_t l = 0; l < nlayers && !rc; l++) {
+        const struct fs_layer *L = layers + l;
+        finserve_add_rmsnorm(hidden, delta, L->in_norm, L->in_eps, x, B, E);
+        rc = proj_run(group, &L->q, x, q, B, threads);
+        rc = rc ? rc : proj_run(group, &L->k, x, k, B, threads);
+        rc = rc ? rc : proj_run(group, &L->v, x, v, B, threads);
+        if (rc) break;
+        rc = finserve_rope_attend(q, k, v, cos_t, sin_t, pos, kc + l * layer_stride, vc + l * layer_stride, cap,
+                                  col, valid, scale, att, B, H, KV, D, threads);
+        rc = rc ? rc : proj_run(group, &L->o, att, o, B, threads);
+        if (rc) break;
+        finserve_add_rmsnorm(hidden, o, L->post_norm, L->post_eps, x, B, E);
+        rc = proj_run(group, &L->gate, x, g, B, threads);
+        rc = rc ? rc : proj_run(group, &L->up, x, u, B, threads);
+        if (rc) break;
+        finserve_silu_mul(g, u, B * I);
+        rc = proj_run(group, &L->down, g, dn, B, threads);
+        delta = dn;
+    }
+    if (!rc) finserve_add_rmsnorm(hidden, delta, final_norm, final_eps, out, B, E);
+    free(arena);
+    return rc;
 }
 
 /* ---- GGUF blocks to int8 rows (model load) ----
