@@ -26,7 +26,9 @@ int8 weights are the only copy.
 The decode-step kernels
 -----------------------
 :mod:`lean_forward` calls them for float32 decode steps (one position per row); prefill and
-other dtypes use torch. They compute what transformers computes (RMSNorm in float32, rotary as
+other dtypes use torch. Where every projection is int8, the whole step (all layers, LoRA runs
+included) is one call, ``finserve_decode_step`` (:mod:`decode_step`), running these same kernels in
+the same order. They compute what transformers computes (RMSNorm in float32, rotary as
 ``x * cos + rotate_half(x) * sin``, softmax attention over the cached positions a row may see),
 with summation orders of their own, so logits agree to float32 rounding, not bit for bit.
 

@@ -461,7 +461,7 @@ def _int8_projection(
             LoraRun(lo, hi, a, b_t, float(scaling))
             for lo, hi, _, a, b_t, scaling in module.deltas(runs, batch)
         )
-        if any(run.a.dtype != torch.float32 for run in lora):
+        if not all(_c_readable(run) for run in lora):
             return None
         module = module.base_layer
         if _hooked(module):
@@ -472,6 +472,15 @@ def _int8_projection(
     if bias is not None and bias.dtype != torch.float32:
         return None
     return Projection(module.qweight, module._scales, bias, lora)
+
+
+def _c_readable(run: LoraRun) -> bool:
+    """Whether the C step reads this run as it is (float32 row-major, a rank it takes); else the per-call path."""
+    matrices = (run.a, run.bt)
+    rank = run.a.shape[0]
+    return (
+        all(m.dtype == torch.float32 and m.is_contiguous() for m in matrices) and rank <= decode_step.MAX_RANK
+    )
 
 
 def _hooked(module: nn.Module) -> bool:

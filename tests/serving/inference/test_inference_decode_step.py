@@ -199,3 +199,15 @@ def test_run_refuses_a_cache_or_step_of_the_wrong_size() -> None:
         )
     with pytest.raises(ValueError, match="hidden"):
         decode_step.run(KERNELS, program, hidden[:1], keys=keys, values=keys, positions=positions, **args)
+
+
+def test_lora_matrices_the_c_step_cannot_read_as_they_are_keep_the_per_call_path(tmp_path: Path) -> None:
+    model = with_adapters(int8_llama(), tmp_path)
+    want = steps(LeanLlama(model, KERNELS), ["one"] * 3)
+    down = model.model.layers[0].mlp.down_proj
+    down.lora_B_t["one"] = down.lora_B_t["one"].t().contiguous().t()  # the same values, column-major
+    lean = LeanLlama(model, KERNELS)
+    got = steps(lean, ["one"] * 3)
+    assert list(lean._programs.values()) == [None]
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-5, rtol=1e-5)
