@@ -1,6 +1,7 @@
 """C kernels for decode steps on x86-64 CPUs (AVX2 or AVX-512), built with the wheel, called through ctypes.
 
-Two groups: a weight-only int8 matrix kernel (every Linear of a decode step), and the small
+Two groups: weight-only matrix kernels (int8 rows, or the GGUF file's 4-bit blocks: every Linear of a
+decode step), and the small
 operations between the matrices of a Llama decode step (residual add + RMSNorm, rotary + KV-cache
 write + attention, SiLU-and-multiply), each of which costs a dozen torch calls of a few
 microseconds when the tensors hold a few hundred numbers. At load time, one more: GGUF blocks (Q4_0,
@@ -23,6 +24,18 @@ tile shape, the thread count or the variant (AVX2 or AVX-512), so a row decodes 
 alone or in any batch, on either kind of CPU. Prefill goes through it too (``fast_linear``): the
 int8 weights are the only copy.
 
+The q4 kernel
+------------
+
+A Linear the GGUF file stores as Q4_0 or Q4_1 blocks (32 values of 4 bits, a float16 scale ``d`` and, for
+Q4_1, a float16 offset ``m``; Q4_0 is ``m = -8 d``) can keep those bits as its only copy
+(:meth:`CPUKernels.q4_pack` at load, :meth:`CPUKernels.linear_q4`, ``fast_linear.Q4Linear``): 0.625 bytes
+per weight read per token instead of int8's 1, and no second rounding of the file's values. Activations
+stay float32 here too: per output and block, ``acc += d * dot + m * xsum`` with the 32 products and the
+block's sum of ``x`` in one fixed order, so a row's result is the same alone or in any batch, tile or
+thread count, and within float32 rounding of ``x @ dequantize(W).T``. The q4 kernel is AVX2 + FMA +
+F16C code in both variants: there is no AVX-512 version of it (none could be tested).
+
 The decode-step kernels
 -----------------------
 :mod:`lean_forward` calls them for float32 decode steps (one position per row); prefill and
@@ -44,8 +57,9 @@ one binary loads on any x86-64 CPU and the variant is picked here at run time fr
 
 - ``avx512``: the int8 matrix kernel on 512-bit registers (two weight rows per register), for CPUs
   with AVX-512 F; bit for bit the same results as ``avx2``, with half the instructions.
-- ``avx2``: AVX2 + FMA, the baseline; the decode-step glue kernels are AVX2 in both variants.
-- none: no AVX2/FMA (or not x86-64), or no extension in this install: :func:`load_kernels`
+- ``avx2``: AVX2 + FMA (+ F16C), the baseline; the decode-step glue kernels and the q4 kernel are AVX2 in
+  both variants.
+- none: no AVX2/FMA/F16C (or not x86-64), or no extension in this install: :func:`load_kernels`
   returns None with a warning naming the cause, and callers fall back to torch.
 
 AVX-512 VNNI (and AVX-VNNI, AMX) are detected and reported but no variant uses them: they multiply
@@ -78,7 +92,7 @@ log = logging.getLogger(__name__)
 Variant = Literal["avx512", "avx2"]
 VARIANTS: tuple[Variant, ...] = ("avx512", "avx2")  # preferred first
 # The exported signatures this module binds (csrc/cpu_kernels.c, finserve_kernels_abi).
-ABI = 5
+ABI = 6
 EXTENSION = "finserve.serving.inference._kernels"
 
 # Rows of the weight are stored in groups of 8, each group as [K/8][8 rows][8 values]: one 64-byte
@@ -140,6 +154,11 @@ class CPUKernels:
         self._gguf_rows = _bind(lib.finserve_gguf_rows_int8, ptr, i32, i64, i64, ptr, ptr, i32)
         self._gguf_rows.restype = ctypes.c_int
         self.lib = lib  # decode_step binds its own function from it
+        # The 4-bit kernel is AVX2 + FMA + F16C in both variants (no AVX-512 code of it: untestable here).
+        self._woq_q4 = _bind(lib.finserve_woq_q4_avx2, ptr, i64, ptr, ptr, ptr, i64, i64, i64, i64, i32)
+        self._woq_q4.restype = ctypes.c_int
+        self._q4_pack = _bind(lib.finserve_q4_pack, ptr, i32, ptr, i64, i64, ptr, i32)
+        self._q4_pack.restype = ctypes.c_int
         self.variant = variant
         self.threaded = threaded
 
@@ -181,6 +200,85 @@ class CPUKernels:
                 self.threads(),
             )
         return out if dtype == torch.float32 or not dtype.is_floating_point else out.to(dtype)
+
+    def linear_q4(self, x: torch.Tensor, qweight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``x @ W.T + bias`` for ``x`` of any leading shape, W given by :meth:`q4_pack` ([N/8, K/32, 160] uint8).
+
+        Computed in float32 (activations are never quantized); the result has ``x``'s dtype, as ``F.linear``
+        would give.
+        """
+        if qweight.dtype != torch.uint8 or qweight.dim() != 3 or qweight.shape[2] != Q4_GROUP_BYTES:
+            raise ValueError(f"q4 linear: weights of {qweight.dtype} {tuple(qweight.shape)} are not q4_pack's")
+        if not qweight.is_contiguous() or not qweight.is_cpu:
+            raise ValueError("q4 linear: weights must be a contiguous CPU tensor")
+        n, k = qweight.shape[0] * BLOCK, qweight.shape[1] * Q4_BLOCK
+        if x.shape[-1:] != (k,):
+            raise ValueError(f"q4 linear: input of {tuple(x.shape)} does not end in in_features={k}")
+        dtype = x.dtype
+        if dtype != torch.float32 or not x.is_contiguous() or not x.is_cpu:
+            x = x.float().contiguous().cpu()
+        if bias is not None:
+            if bias.numel() != n:
+                raise ValueError(f"q4 linear: bias of {tuple(bias.shape)} for {n} outputs")
+            if bias.dtype != torch.float32 or not bias.is_contiguous():
+                bias = bias.float().contiguous()
+        rows = x.numel() // k if k else 0
+        out = torch.empty((*x.shape[:-1], n), dtype=torch.float32)
+        if rows:
+            status = self._woq_q4(
+                x.data_ptr(),
+                k,
+                qweight.data_ptr(),
+                None if bias is None else bias.data_ptr(),
+                out.data_ptr(),
+                n,
+                rows,
+                n,
+                k,
+                self.threads(),
+            )
+            if status:
+                raise MemoryError(f"q4 linear: no memory for the block sums of {rows} rows")
+        return out if dtype == torch.float32 or not dtype.is_floating_point else out.to(dtype)
+
+    def q4_pack(self, blocks: Any, qtype: int, cols: int, order: torch.Tensor | None = None) -> torch.Tensor:
+        """A GGUF Q4_0/Q4_1 matrix (uint8 [rows, bytes per row], e.g. the file's memory map) in the layout
+        :meth:`linear_q4` reads: uint8 [rows/8, cols/32, 160], the same 4-bit values and float16 scales.
+
+        ``order``: int64 [rows], the source row of each output row (Llama's q/k permutation moves whole
+        rows); None keeps the file's order. Raises :class:`Q4Overflow` when a Q4_0 block's ``-8 d`` does not
+        fit in float16 (keep that tensor as int8 rows), ValueError for other types or sizes.
+        """
+        per_block = Q4_TYPES.get(int(qtype))
+        source = np.asarray(blocks)
+        rows = source.shape[0] if source.ndim == 2 else 0
+        if per_block is None:
+            raise ValueError(f"q4_pack: ggml type {qtype} is not Q4_0 or Q4_1")
+        if cols <= 0 or cols % Q4_BLOCK or source.ndim != 2 or source.shape[1] != cols // Q4_BLOCK * per_block:
+            raise ValueError(f"q4_pack: blocks of {tuple(source.shape)} for rows of {cols} values")
+        if rows % BLOCK or rows == 0:
+            raise ValueError(f"q4_pack: {rows} rows is not a positive multiple of {BLOCK}")
+        if source.dtype != np.uint8 or not source.flags.c_contiguous:
+            raise ValueError("q4_pack: blocks must be a contiguous uint8 array")
+        if order is not None:
+            _need(order, torch.int64, rows, "order")
+            if rows and (int(order.min()) < 0 or int(order.max()) >= rows):
+                raise ValueError(f"q4_pack: row order outside 0..{rows - 1}")
+        out = torch.empty((rows // BLOCK, cols // Q4_BLOCK, Q4_GROUP_BYTES), dtype=torch.uint8)
+        status = self._q4_pack(
+            source.ctypes.data,
+            int(qtype),
+            None if order is None else order.data_ptr(),
+            rows,
+            cols,
+            out.data_ptr(),
+            self.threads(),
+        )
+        if status == -3:
+            raise Q4Overflow("q4_pack: a Q4_0 block's -8 * scale overflows float16")
+        if status:
+            raise ValueError(f"q4_pack: the kernel refused type {qtype} for {rows}x{cols} ({status})")
+        return out
 
     def add_rmsnorm(
         self, hidden: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, eps: float
@@ -312,6 +410,33 @@ class CPUKernels:
 
 # ggml type id -> bytes of one 32-value block, for the block types gguf_rows_int8 reads.
 GGUF_BLOCK_BYTES = {2: 18, 3: 20, 8: 34}  # Q4_0, Q4_1, Q8_0
+# The block types the q4 kernel keeps as they are (ggml type id -> bytes of one block).
+Q4_TYPES = {2: 18, 3: 20}  # Q4_0, Q4_1
+Q4_BLOCK = 32  # values per GGUF block
+# Bytes per (8-row group, 32-value block) in q4_pack's layout: 8 float16 d, 8 float16 m, 8 x 16 nibble bytes.
+Q4_GROUP_BYTES = 160
+
+
+class Q4Overflow(ValueError):
+    """A Q4_0 tensor whose ``-8 * d`` is not a float16: the q4 layout cannot hold it."""
+
+
+def q4_packable(out_features: int, in_features: int) -> bool:
+    return out_features > 0 and in_features > 0 and out_features % BLOCK == 0 and in_features % Q4_BLOCK == 0
+
+
+def q4_unpack(packed: torch.Tensor) -> torch.Tensor:
+    """The float32 matrix [N, K] a :meth:`CPUKernels.q4_pack` layout holds: ``d * q + m`` per value, each
+    product and sum rounded to float32 (what the ``gguf`` package's dequantization gives, bit for bit, for
+    Q4_1, and for Q4_0's ``d * (q - 8)``, whose terms are exact). Tests and debugging."""
+    groups, blocks, _ = packed.shape
+    raw = packed.numpy()
+    d = raw[:, :, 0:16].copy().view(np.float16).astype(np.float32)  # [G, B, 8 rows]
+    m = raw[:, :, 16:32].copy().view(np.float16).astype(np.float32)
+    nib = raw[:, :, 32:].reshape(groups, blocks, 16, BLOCK)  # [G, B, byte i, row]
+    q = np.concatenate([nib & 15, nib >> 4], axis=2).astype(np.float32)  # [G, B, value 0..31, row]
+    w = d[:, :, None, :] * q + m[:, :, None, :]
+    return torch.from_numpy(np.ascontiguousarray(w.transpose(0, 3, 1, 2).reshape(groups * BLOCK, blocks * Q4_BLOCK)))
 
 
 def _bind(fn: Any, *argtypes: Any) -> Any:
@@ -368,6 +493,7 @@ def unpack(blocked: torch.Tensor) -> torch.Tensor:
 REPORTED_FEATURES = (
     "avx2",
     "fma",
+    "f16c",
     "avx512f",
     "avx512bw",
     "avx512vl",
@@ -388,8 +514,9 @@ def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
 
 
 def runnable_variants(flags: frozenset[str], machine: str) -> list[Variant]:
-    """The variants a CPU with these flags can run, preferred first (AVX2 and FMA are the minimum)."""
-    if machine.lower() not in ("x86_64", "amd64") or not {"avx2", "fma"} <= flags:
+    """The variants a CPU with these flags can run, preferred first (AVX2, FMA and F16C are the minimum:
+    the q4 kernel converts float16 scales with F16C, which every AVX2 CPU has)."""
+    if machine.lower() not in ("x86_64", "amd64") or not {"avx2", "fma", "f16c"} <= flags:
         return []
     return [*(["avx512"] if "avx512f" in flags else []), "avx2"]  # type: ignore[list-item]
 
@@ -437,7 +564,7 @@ class KernelReport:
 
 
 def cpu_supported() -> bool:
-    """x86-64 with AVX2 and FMA (from /proc/cpuinfo): the kernels' minimum."""
+    """x86-64 with AVX2, FMA and F16C (from /proc/cpuinfo): the kernels' minimum."""
     return choose_variant(cpu_flags(), platform.machine()) is not None
 
 
@@ -490,7 +617,7 @@ def kernel_report(requested: str | None = None) -> KernelReport:
         problem = (
             "FINSERVE_CPU_KERNELS=off"
             if (requested or requested_variant()) == "off"
-            else f"the kernels need an x86-64 CPU with AVX2 and FMA ({machine})"
+            else f"the kernels need an x86-64 CPU with AVX2, FMA and F16C ({machine})"
         )
     threads = bool(lib is not None and lib.finserve_kernels_threads())
     return KernelReport(

@@ -14,6 +14,9 @@
      finserve_add_rmsnorm, finserve_rope_attend, finserve_silu_mul   AVX2 + FMA
      finserve_decode_step                               every layer of a decode step, one call
      finserve_gguf_rows_int8                            GGUF blocks to int8 rows (load time), AVX2
+     finserve_woq_q4_avx2, finserve_q4_pack             GGUF Q4_0/Q4_1 blocks kept as they are: the 4-bit
+                                                        matrix kernel (AVX2 + FMA + F16C) and its load-time
+                                                        repacking (the last section of this file)
      finserve_kernels_abi, finserve_kernels_threads     what Python checks before binding
 
    Built with -ffp-contract=off: no implicit fused multiply-adds, whose placement could differ between
@@ -25,7 +28,7 @@
 
 /* Bumped whenever an exported signature changes: Python refuses a library of another ABI (a stale
    in-place build of an editable install) instead of calling it with the wrong arguments. */
-int finserve_kernels_abi(void) { return 5; }
+int finserve_kernels_abi(void) { return 6; }
 
 /* Whether the parallel loops can use more than one thread (the x86-64 build has the pool). */
 int finserve_kernels_threads(void) {
@@ -741,5 +744,184 @@ int finserve_gguf_rows_int8(const uint8_t *src, int qtype, int64_t rows, int64_t
     parallel(rows_range, &job, rows, threads);
     return atomic_load(&job.failed) ? -1 : 0;
 }
+
+/* ---- 4-bit GGUF blocks kept as they are: the q4 matrix kernel ----
+
+   A Linear stored in the file as Q4_0 or Q4_1 blocks (32 values, 4 bits each, a float16 scale d and, for
+   Q4_1, a float16 offset m; Q4_0 is d * (q - 8), i.e. m = -8 d) is kept in those bits: 0.625 bytes per
+   weight as read by a decode step instead of the int8 rows' 1, and no second rounding. finserve_q4_pack
+   repacks the file's rows at load into groups of 8 rows; per (group, 32-value block), 160 bytes:
+
+     8 float16 d (one per row)  |  8 float16 m  |  16 x [8 rows] bytes: row r's byte i of the GGUF block
+                                                   (value i in the low nibble, value i + 16 in the high one)
+
+   so one 8-byte load holds value i (and i + 16) of the group's 8 rows, _mm256_cvtph_ps turns 8 scales
+   into floats at once, and a group's blocks are read front to back. The 8 lanes of a vector are the
+   group's 8 rows (no horizontal sums). Activations stay float32. For output (m, n), per block b in
+   increasing order, with xsum_b = the sum of the block's 32 values of x (computed once per call, one
+   fixed order):
+
+     lo = sum over i = 0..15 of x[32b + i] * q_i        (FMAs in increasing i)
+     hi = sum over i = 0..15 of x[32b + 16 + i] * q_(i+16)
+     acc = fma(d_b, lo + hi, acc);  acc = fma(m_b, xsum_b, acc)
+
+   and y = acc (+ bias). Every tile shape below runs exactly this sequence for every (m, n), so a row's
+   result does not depend on its batch, the tile or the thread count (-ffp-contract=off keeps lo + hi
+   apart). AVX2 + FMA + F16C only: there is no AVX-512 variant of this kernel. */
+
+#define Q4_BLOCK_BYTES 160
+#define Q4UNROLL _Pragma("GCC unroll 16")
+#define AVX2F16C __attribute__((target("avx2,fma,f16c")))
+
+/* MB rows of x against NG consecutive 8-row groups (MB * NG <= 4 keeps the 2 * MB * NG partial sums, the
+   MB * NG accumulators and the weights in the 16 registers; more rows amortise each nibble conversion). */
+#define Q4TILE(MB, NG)                                                                                           \
+    AVX2F16C static void q4tile_##MB##x##NG(const float *x, int64_t ldx, const float *xs, int64_t kb,            \
+                                            const uint8_t *w, const float *b, float *y, int64_t ldy) {           \
+        const __m256i low = _mm256_set1_epi32(15);                                                               \
+        __m256 acc[MB][NG];                                                                                      \
+        Q4UNROLL for (int m = 0; m < MB; m++)                                                                    \
+            Q4UNROLL for (int g = 0; g < NG; g++) acc[m][g] = _mm256_setzero_ps();                               \
+        for (int64_t blk = 0; blk < kb; blk++) {                                                                 \
+            __m256 lo[MB][NG], hi[MB][NG];                                                                       \
+            Q4UNROLL for (int m = 0; m < MB; m++)                                                                \
+                Q4UNROLL for (int g = 0; g < NG; g++) lo[m][g] = hi[m][g] = _mm256_setzero_ps();                 \
+            const float *xb = x + blk * 32;                                                                      \
+            const uint8_t *wb = w + blk * Q4_BLOCK_BYTES;                                                        \
+            Q4UNROLL for (int i = 0; i < 16; i++) {                                                              \
+                Q4UNROLL for (int g = 0; g < NG; g++) {                                                          \
+                    __m256i q = _mm256_cvtepu8_epi32(                                                            \
+                        _mm_loadl_epi64((const __m128i *)(wb + g * kb * Q4_BLOCK_BYTES + 32 + i * 8)));          \
+                    __m256 ql = _mm256_cvtepi32_ps(_mm256_and_si256(q, low));                                    \
+                    __m256 qh = _mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4));                                     \
+                    Q4UNROLL for (int m = 0; m < MB; m++) {                                                      \
+                        lo[m][g] = _mm256_fmadd_ps(_mm256_broadcast_ss(xb + m * ldx + i), ql, lo[m][g]);         \
+                        hi[m][g] = _mm256_fmadd_ps(_mm256_broadcast_ss(xb + m * ldx + 16 + i), qh,               \
+                                                   hi[m][g]);                                                    \
+                    }                                                                                            \
+                }                                                                                                \
+            }                                                                                                    \
+            Q4UNROLL for (int g = 0; g < NG; g++) {                                                              \
+                const uint8_t *sb = wb + g * kb * Q4_BLOCK_BYTES;                                                \
+                __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sb));                                \
+                __m256 mn = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + 16)));                        \
+                Q4UNROLL for (int m = 0; m < MB; m++) {                                                          \
+                    acc[m][g] = _mm256_fmadd_ps(d, _mm256_add_ps(lo[m][g], hi[m][g]), acc[m][g]);                \
+                    acc[m][g] = _mm256_fmadd_ps(mn, _mm256_set1_ps(xs[m * kb + blk]), acc[m][g]);                \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
+        Q4UNROLL for (int m = 0; m < MB; m++)                                                                    \
+            Q4UNROLL for (int g = 0; g < NG; g++) {                                                              \
+                __m256 v = acc[m][g];                                                                            \
+                if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + g * 8));                                         \
+                _mm256_storeu_ps(y + m * ldy + g * 8, v);                                                        \
+            }                                                                                                    \
+    }
+
+Q4TILE(1, 4) Q4TILE(1, 1) Q4TILE(2, 2) Q4TILE(2, 1) Q4TILE(3, 1) Q4TILE(4, 1)
+
+typedef void (*q4tile_fn)(const float *, int64_t, const float *, int64_t, const uint8_t *, const float *,
+                          float *, int64_t);
+/* By rows of x (1..4): the widest tile (in groups) and its width; the one-group tile for the remainder. */
+static const q4tile_fn q4wide[5] = {0, q4tile_1x4, q4tile_2x2, q4tile_3x1, q4tile_4x1};
+static const int q4width[5] = {0, 4, 2, 1, 1};
+static const q4tile_fn q4narrow[5] = {0, q4tile_1x1, q4tile_2x1, q4tile_3x1, q4tile_4x1};
+
+struct q4_job {
+    const float *x, *xs, *b;
+    const uint8_t *w;
+    float *y;
+    int64_t ldx, ldy, M, kb;
+};
+
+/* Groups [begin, end), 4 at a time (their weights stay in cache while every row of x passes). */
+static void q4_groups(void *ctx, int64_t begin, int64_t end) {
+    const struct q4_job *j = ctx;
+    int64_t gbytes = j->kb * Q4_BLOCK_BYTES;
+    for (int64_t g0 = begin; g0 < end; g0 += 4) {
+        int64_t gend = g0 + 4 < end ? g0 + 4 : end;
+        for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
+            int mb = (int)(j->M - m0 < 4 ? j->M - m0 : 4);
+            const float *x = j->x + m0 * j->ldx, *xs = j->xs + m0 * j->kb;
+            float *y = j->y + m0 * j->ldy;
+            int64_t g = g0;
+            for (; g + q4width[mb] <= gend; g += q4width[mb])
+                q4wide[mb](x, j->ldx, xs, j->kb, j->w + g * gbytes, j->b ? j->b + g * 8 : 0, y + g * 8, j->ldy);
+            for (; g < gend; g++)
+                q4narrow[mb](x, j->ldx, xs, j->kb, j->w + g * gbytes, j->b ? j->b + g * 8 : 0, y + g * 8, j->ldy);
+        }
+    }
+}
+
+/* Sum of each 32-value block of each row of x, always (v0 + v1) + (v2 + v3) then hsum8. */
+AVX2 static void q4_block_sums(const float *x, int64_t ldx, int64_t M, int64_t kb, float *xs) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t blk = 0; blk < kb; blk++) {
+            const float *p = x + m * ldx + blk * 32;
+            __m256 a = _mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8));
+            __m256 c = _mm256_add_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24));
+            xs[m * kb + blk] = hsum8(_mm256_add_ps(a, c));
+        }
+}
+
+/* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) @ W^T (+ b), W packed by finserve_q4_pack; N a multiple
+   of 8, K of 32. Returns 0, or -1 when the block sums' buffer could not be allocated (y untouched). */
+int finserve_woq_q4_avx2(const float *x, int64_t ldx, const uint8_t *w, const float *b, float *y, int64_t ldy,
+                         int64_t M, int64_t N, int64_t K, int threads) {
+    int64_t kb = K / 32;
+    float *xs = malloc(sizeof(float) * (size_t)(M * kb > 0 ? M * kb : 1));
+    if (!xs) return -1;
+    q4_block_sums(x, ldx, M, kb, xs);
+    struct q4_job job = {x, xs, b, w, y, ldx, ldy, M, kb};
+    parallel(q4_groups, &job, N / 8, threads);
+    free(xs);
+    return 0;
+}
+
+struct q4_pack_job {
+    const uint8_t *src;
+    const int64_t *order;
+    uint8_t *dst;
+    int64_t kb, row_bytes;
+    int qtype;
+    atomic_int overflow;
+};
+
+AVX2F16C static void q4_pack_groups(void *ctx, int64_t begin, int64_t end) {
+    struct q4_pack_job *j = ctx;
+    int head = j->qtype == GGML_Q4_1 ? 4 : 2, src_bytes = j->qtype == GGML_Q4_1 ? 20 : 18;
+    for (int64_t g = begin; g < end; g++)
+        for (int r = 0; r < 8; r++) {
+            int64_t row = g * 8 + r;
+            const uint8_t *s = j->src + (j->order ? j->order[row] : row) * j->row_bytes;
+            for (int64_t blk = 0; blk < j->kb; blk++, s += src_bytes) {
+                uint8_t *o = j->dst + (g * j->kb + blk) * Q4_BLOCK_BYTES;
+                memcpy(o + 2 * r, s, 2); /* d as stored */
+                if (j->qtype == GGML_Q4_1) {
+                    memcpy(o + 16 + 2 * r, s + 2, 2);
+                } else { /* m = -8 d: a power of two times d, exact in float16 unless it overflows */
+                    float m = -8.0f * half_to_float(s);
+                    uint16_t h = (uint16_t)_cvtss_sh(m, _MM_FROUND_TO_NEAREST_INT);
+                    if (isfinite(half_to_float(s)) && (h & 0x7c00u) == 0x7c00u) atomic_store(&j->overflow, 1);
+                    memcpy(o + 16 + 2 * r, &h, 2);
+                }
+                for (int i = 0; i < 16; i++) o[32 + i * 8 + r] = s[head + i];
+            }
+        }
+}
+
+/* src: `rows` rows (a multiple of 8) of cols / 32 Q4_0 or Q4_1 blocks; order: the source row of each
+   output row (NULL: the same row), which is how Llama's q/k permutation moves whole rows; dst: rows / 8 *
+   cols / 32 * 160 bytes. Returns 0, -2 for a type or size it does not take, -3 when a Q4_0 block's -8 d
+   overflows float16 (dst is then unusable: keep that tensor as int8 rows). */
+int finserve_q4_pack(const uint8_t *src, int qtype, const int64_t *order, int64_t rows, int64_t cols,
+                     uint8_t *dst, int threads) {
+    if ((qtype != GGML_Q4_0 && qtype != GGML_Q4_1) || rows <= 0 || rows % 8 || cols <= 0 || cols % 32) return -2;
+    struct q4_pack_job job = {src, order, dst, cols / 32, cols / 32 * block_bytes(qtype), qtype, 0};
+    parallel(q4_pack_groups, &job, rows / 8, threads);
+    return atomic_load(&job.overflow) ? -3 : 0;
+}
+
 
 #endif /* x86-64 */

@@ -374,7 +374,7 @@ processor\t: 1
 flags\t\t: fpu sse sse2
 """
 HASWELL = (
-    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n"
+    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: fpu sse2 avx f16c fma avx2 bmi2\n"
 )
 SANDY_BRIDGE = "processor\t: 0\nflags\t\t: fpu sse2 sse4_2 avx\n"
 GRAVITON = (
@@ -391,6 +391,7 @@ GRAVITON = (
         (HASWELL, "x86_64", "auto", "avx2"),
         (HASWELL, "x86_64", "avx512", "avx2"),  # asked for what the CPU lacks: never an illegal instruction
         (SANDY_BRIDGE, "x86_64", "auto", None),  # AVX without AVX2/FMA
+        (HASWELL.replace(" f16c", ""), "x86_64", "auto", None),  # the q4 kernel's float16 scales need F16C
         (GRAVITON, "aarch64", "auto", None),
         (HASWELL, "aarch64", "auto", None),  # x86 flags on another machine (a copied text) do not count
         ("", "x86_64", "auto", None),  # /proc/cpuinfo unreadable
@@ -467,7 +468,7 @@ def test_no_avx2_or_switched_off_means_no_kernels(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("FINSERVE_CPU_KERNELS", "auto")
     monkeypatch.setattr(cpu_kernels, "cpu_flags", lambda: parse_cpu_flags(SANDY_BRIDGE))
     assert fresh_load() is None
-    assert "AVX2 and FMA" in (cpu_kernels.kernel_report().problem or "")
+    assert "AVX2, FMA and F16C" in (cpu_kernels.kernel_report().problem or "")
 
 
 NOTHING_COMPILED = r"""
