@@ -208,7 +208,9 @@ class CPUKernels:
         would give.
         """
         if qweight.dtype != torch.uint8 or qweight.dim() != 3 or qweight.shape[2] != Q4_GROUP_BYTES:
-            raise ValueError(f"q4 linear: weights of {qweight.dtype} {tuple(qweight.shape)} are not q4_pack's")
+            raise ValueError(
+                f"q4 linear: weights of {qweight.dtype} {tuple(qweight.shape)} are not q4_pack's"
+            )
         if not qweight.is_contiguous() or not qweight.is_cpu:
             raise ValueError("q4 linear: weights must be a contiguous CPU tensor")
         n, k = qweight.shape[0] * BLOCK, qweight.shape[1] * Q4_BLOCK
@@ -254,7 +256,12 @@ class CPUKernels:
         rows = source.shape[0] if source.ndim == 2 else 0
         if per_block is None:
             raise ValueError(f"q4_pack: ggml type {qtype} is not Q4_0 or Q4_1")
-        if cols <= 0 or cols % Q4_BLOCK or source.ndim != 2 or source.shape[1] != cols // Q4_BLOCK * per_block:
+        if (
+            cols <= 0
+            or cols % Q4_BLOCK
+            or source.ndim != 2
+            or source.shape[1] != cols // Q4_BLOCK * per_block
+        ):
             raise ValueError(f"q4_pack: blocks of {tuple(source.shape)} for rows of {cols} values")
         if rows % BLOCK or rows == 0:
             raise ValueError(f"q4_pack: {rows} rows is not a positive multiple of {BLOCK}")
@@ -412,6 +419,7 @@ class CPUKernels:
 GGUF_BLOCK_BYTES = {2: 18, 3: 20, 8: 34}  # Q4_0, Q4_1, Q8_0
 # The block types the q4 kernel keeps as they are (ggml type id -> bytes of one block).
 Q4_TYPES = {2: 18, 3: 20}  # Q4_0, Q4_1
+Q4_TYPES_BY_NAME = {"Q4_0": 2, "Q4_1": 3}
 Q4_BLOCK = 32  # values per GGUF block
 # Bytes per (8-row group, 32-value block) in q4_pack's layout: 8 float16 d, 8 float16 m, 8 x 16 nibble bytes.
 Q4_GROUP_BYTES = 160
@@ -436,7 +444,9 @@ def q4_unpack(packed: torch.Tensor) -> torch.Tensor:
     nib = raw[:, :, 32:].reshape(groups, blocks, 16, BLOCK)  # [G, B, byte i, row]
     q = np.concatenate([nib & 15, nib >> 4], axis=2).astype(np.float32)  # [G, B, value 0..31, row]
     w = d[:, :, None, :] * q + m[:, :, None, :]
-    return torch.from_numpy(np.ascontiguousarray(w.transpose(0, 3, 1, 2).reshape(groups * BLOCK, blocks * Q4_BLOCK)))
+    return torch.from_numpy(
+        np.ascontiguousarray(w.transpose(0, 3, 1, 2).reshape(groups * BLOCK, blocks * Q4_BLOCK))
+    )
 
 
 def _bind(fn: Any, *argtypes: Any) -> Any:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -373,9 +374,7 @@ bugs\t\t: sysret_ss_attrs
 processor\t: 1
 flags\t\t: fpu sse sse2
 """
-HASWELL = (
-    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: fpu sse2 avx f16c fma avx2 bmi2\n"
-)
+HASWELL = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: fpu sse2 avx f16c fma avx2 bmi2\n"
 SANDY_BRIDGE = "processor\t: 0\nflags\t\t: fpu sse2 sse4_2 avx\n"
 GRAVITON = (
     "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics\n"
@@ -645,3 +644,154 @@ def test_every_block_tensor_of_the_packaged_gguf_gives_the_numpy_path_s_bytes(ke
     for tensor in tensors:
         ours = kern.gguf_rows_int8(tensor.data, int(tensor.tensor_type), int(tensor.shape[0]))
         assert same_bits(ours, numpy_path(tensor.data, tensor.tensor_type)), tensor.name
+
+
+# ---- the q4 kernel: the GGUF's Q4_0/Q4_1 blocks kept as they are ----
+
+
+def q4_blocks(qtype: str, rows: int, cols: int, seed: int) -> tuple[Any, Any]:
+    """(GGUF blocks of a random [rows, cols] matrix, their ``gguf`` dequantization as float32)."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, dequantize
+    from gguf import quantize as gguf_quantize
+
+    kind = GGMLQuantizationType[qtype]
+    rng = np.random.default_rng(seed)
+    weight = (rng.standard_normal((rows, cols)) * rng.uniform(1e-3, 2.0, (rows, 1))).astype(np.float32)
+    weight[1] = 0  # an all-zero row: d = 0 blocks
+    weight[2, :32] += 3.0  # an offset block (Q4_1's m far from -8 d)
+    blocks = gguf_quantize(weight, kind)
+    return blocks, np.array(dequantize(blocks, kind), dtype=np.float32)
+
+
+def float_reference(x: torch.Tensor, w: Any, bias: torch.Tensor | None = None) -> torch.Tensor:
+    out = x.double() @ torch.from_numpy(w).double().T
+    return out if bias is None else out + bias.double()
+
+
+def assert_float32_close(y: torch.Tensor, x: torch.Tensor, w: Any, bias: torch.Tensor | None = None) -> None:
+    """Within float32 rounding of the exact product: the error bound scales with sum |x| |w| per output."""
+    import numpy as np
+
+    exact = float_reference(x, w, bias)
+    scale = x.double().abs() @ torch.from_numpy(np.abs(w)).double().T + (
+        0 if bias is None else bias.abs().double()
+    )
+    assert bool(((y.double() - exact).abs() <= 4e-6 * scale + 1e-30).all()), float(
+        ((y.double() - exact).abs() / scale).max()
+    )
+
+
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1"])
+def test_q4_pack_keeps_the_file_s_values_bit_for_bit(kern: CPUKernels, qtype: str) -> None:
+    import numpy as np
+
+    from finserve.serving.inference.cpu_kernels import q4_unpack
+
+    blocks, w = q4_blocks(qtype, 24, 96, 1)
+    packed = kern.q4_pack(blocks, cpu_kernels.Q4_TYPES_BY_NAME[qtype], 96)
+    assert packed.shape == (3, 3, 160) and packed.dtype == torch.uint8
+    ours = q4_unpack(packed).numpy()
+    # The same float32 values (Q4_0's exact d * (q - 8) as d * q + (-8 d): only a zero's sign may differ).
+    assert np.array_equal(ours, w) and np.array_equal(ours.view(np.int32)[w != 0], w.view(np.int32)[w != 0])
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0))
+    moved = kern.q4_pack(blocks, cpu_kernels.Q4_TYPES_BY_NAME[qtype], 96, order)
+    assert np.array_equal(q4_unpack(moved).numpy(), w[order.numpy()])  # whole rows moved
+
+
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1"])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 9, 13])
+def test_q4_linear_matches_the_gguf_dequantized_matmul(kern: CPUKernels, qtype: str, rows: int) -> None:
+    blocks, w = q4_blocks(qtype, 72, 160, rows)
+    packed = kern.q4_pack(blocks, cpu_kernels.Q4_TYPES_BY_NAME[qtype], 160)
+    torch.manual_seed(rows)
+    x, bias = torch.randn(rows, 160), torch.randn(72)
+    y = kern.linear_q4(x, packed, None)
+    assert y.shape == (rows, 72) and y.dtype == torch.float32
+    assert_float32_close(y, x, w)
+    assert_float32_close(kern.linear_q4(x, packed, bias), x, w, bias)
+    assert torch.equal(kern.linear_q4(x, packed, bias), y + bias)  # the bias is one float32 add
+
+
+def test_q4_linear_gives_a_row_the_same_bits_whatever_its_batch_or_threads(kern: CPUKernels) -> None:
+    blocks, _ = q4_blocks("Q4_1", 104, 192, 5)  # 13 groups: uneven slices over threads, 1x4 and 1x1 tiles
+    packed = kern.q4_pack(blocks, 3, 192)
+    torch.manual_seed(3)
+    x, bias = torch.randn(11, 1, 192), torch.randn(104)
+    batched = kern.linear_q4(x, packed, bias)
+    assert batched.shape == (11, 1, 104)
+    for i in range(11):
+        assert torch.equal(kern.linear_q4(x[i : i + 1], packed, bias), batched[i : i + 1])
+    for size in range(2, 11):
+        assert torch.equal(kern.linear_q4(x[:size], packed, bias), batched[:size])
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 3, 16):
+            torch.set_num_threads(threads)
+            assert torch.equal(kern.linear_q4(x, packed, bias), batched)
+            assert torch.equal(kern.linear_q4(x[3:4], packed, bias), batched[3:4])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_q4_linear_of_the_packaged_gguf_s_matrices(kern: CPUKernels) -> None:
+    """SmolLM2's Q4_1 matrices of one layer, each shape once, against the ``gguf`` dequantization."""
+    import numpy as np
+    from gguf import GGUFReader, dequantize
+
+    from finserve.serving.inference.base_model import gguf_path
+
+    reader = GGUFReader(gguf_path())
+    layer = [
+        t
+        for t in reader.tensors
+        if t.name.startswith("blk.7.") and int(t.tensor_type) in cpu_kernels.Q4_TYPES
+    ]
+    assert len(layer) == 7
+    torch.manual_seed(0)
+    for tensor in layer:
+        cols = int(tensor.shape[0])
+        packed = kern.q4_pack(tensor.data, int(tensor.tensor_type), cols)
+        w = np.array(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+        x = torch.randn(9, cols)
+        assert_float32_close(kern.linear_q4(x, packed, None), x, w)
+
+
+def test_q4_kernels_refuse_sizes_and_types_they_cannot_take(kern: CPUKernels) -> None:
+    import numpy as np
+
+    blocks, _ = q4_blocks("Q4_1", 16, 64, 0)
+    packed = kern.q4_pack(blocks, 3, 64)
+    with pytest.raises(ValueError, match="in_features=64"):
+        kern.linear_q4(torch.randn(2, 96), packed, None)
+    with pytest.raises(ValueError, match="bias"):
+        kern.linear_q4(torch.randn(2, 64), packed, torch.randn(8))
+    with pytest.raises(ValueError, match="not q4_pack's"):
+        kern.linear_q4(torch.randn(2, 64), packed.view(torch.int8), None)
+    with pytest.raises(ValueError, match="not q4_pack's"):
+        kern.linear_q4(torch.randn(2, 64), packed.reshape(2, -1), None)
+    with pytest.raises(ValueError, match="not Q4_0 or Q4_1"):
+        kern.q4_pack(np.zeros((8, 34), np.uint8), 8, 32)  # Q8_0 becomes int8 rows instead
+    with pytest.raises(ValueError, match="rows of 96 values"):
+        kern.q4_pack(blocks, 3, 96)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        kern.q4_pack(blocks[:12], 3, 64)
+    with pytest.raises(ValueError, match="row order"):
+        kern.q4_pack(blocks, 3, 64, torch.arange(16) + 1)
+    with pytest.raises(ValueError, match="order"):
+        kern.q4_pack(blocks, 3, 64, torch.arange(8))
+
+
+def test_q4_pack_refuses_a_q4_0_scale_whose_offset_overflows_float16(kern: CPUKernels) -> None:
+    import numpy as np
+
+    from finserve.serving.inference.cpu_kernels import Q4Overflow
+
+    blocks, _ = q4_blocks("Q4_0", 8, 32, 0)
+    blocks = blocks.copy()
+    blocks[4, :2] = np.array([9000.0], np.float16).view(np.uint8)  # -8 * 9000 is past float16's 65504
+    with pytest.raises(Q4Overflow):
+        kern.q4_pack(blocks, 2, 32)
+    blocks[4, :2] = np.array([8000.0], np.float16).view(np.uint8)  # -64000 fits
+    packed = kern.q4_pack(blocks, 2, 32)
+    assert float(cpu_kernels.q4_unpack(packed)[4].min()) == -64000.0
