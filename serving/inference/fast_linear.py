@@ -3,6 +3,8 @@
 Decoding a 135M model reads every weight once per token, so bytes per weight (and the cost of
 turning them into float32) set the speed. :class:`Int8Linear` and :class:`PackedFP16Linear` are
 still ``nn.Linear`` (PEFT wraps them with LoRA as usual, and adapters load and run in float32).
+:class:`Q4Linear` keeps a GGUF file's Q4_0/Q4_1 blocks as they are (about 0.6 bytes per weight), for the
+GGUF loader's ``weights: q4``.
 :class:`Int8Linear` keeps only int8 weights with a scale per output channel (our C kernel,
 ``cpu_kernels.py``), for decode steps and prefill alike, unless asked to keep the float32 weight for
 prefill. :class:`PackedFP16Linear` multiplies decode steps with fbgemm-packed float16 and prefill
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .cpu_kernels import BLOCK, CPUKernels, block_rows, load_kernels, pack, packable
+from .cpu_kernels import BLOCK, Q4_TYPES, CPUKernels, block_rows, load_kernels, pack, packable, q4_packable
 
 # torch marks the fbgemm float16 ops deprecated (with torch.ao); they are the only AVX2 float16
 # GEMM in the CPU wheel. pyproject pins torch below 2.15 and fbgemm_available() guards the call.
@@ -151,6 +153,43 @@ class Int8Linear(nn.Linear):
         return self._kernel.linear(x, self.qweight, self._scales, bias)
 
 
+class Q4Linear(nn.Linear):
+    """nn.Linear whose weights are a GGUF file's Q4_0/Q4_1 blocks, repacked by :meth:`CPUKernels.q4_pack`.
+
+    The same contract as an int8-only :class:`Int8Linear`: ``weight`` is None, ``qweight`` holds the packed
+    uint8 blocks (the only copy: 5 bits per weight with the float16 scales), activations, accumulation,
+    bias and LoRA stay float32, and decode steps and prefill go through the same kernel
+    (:meth:`CPUKernels.linear_q4`), so a row's result does not depend on its batch.
+    """
+
+    def __init__(self, source: nn.Linear, kernel: CPUKernels, qweight: torch.Tensor) -> None:
+        """``qweight``: what ``kernel.q4_pack`` made of the blocks of ``source``'s values (its weight may be
+        on the meta device)."""
+        nn.Module.__init__(self)
+        expected = (source.out_features // BLOCK, source.in_features // 32)
+        if qweight.dtype != torch.uint8 or tuple(qweight.shape[:2]) != expected:
+            raise ValueError(f"q4 blocks of {qweight.dtype} {tuple(qweight.shape)} for {source}")
+        self.in_features = source.in_features
+        self.out_features = source.out_features
+        self.bias = source.bias
+        self._kernel = kernel
+        self.qweight = qweight  # a plain attribute, as Int8Linear's: PEFT and lora.py read it for the device
+        self.register_parameter("weight", None)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_kernel"] = None
+        return state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._kernel is None:
+            self._kernel = load_kernels()
+            if self._kernel is None:
+                raise RuntimeError("the q4 kernel is not available on this machine")
+        bias = None if self.bias is None else self.bias.detach()
+        return self._kernel.linear_q4(x, self.qweight, bias)
+
+
 def pack_in_rows(weight: torch.Tensor, rows: int = PACK_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`cpu_kernels.pack` of ``weight`` [N, K], ``rows`` rows at a time: the same bytes and scales.
 
@@ -258,3 +297,18 @@ def detach_from_checkpoint(model: nn.Module) -> None:
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             tensor.data = tensor.data.clone()
+
+
+class Q4Maker(Int8Maker):
+    """An :class:`Int8Maker` that also keeps Linears stored in Q4_0/Q4_1 blocks as :class:`Q4Linear` (the GGUF
+    loader asks :meth:`keeps_blocks`); every other Linear becomes int8 rows as with the plain maker."""
+
+    def __init__(self, kernel: CPUKernels) -> None:
+        super().__init__(kernel, keep_float=False)
+
+    def keeps_blocks(self, qtype: int, out_features: int, in_features: int) -> bool:
+        return int(qtype) in Q4_TYPES and q4_packable(out_features, in_features)
+
+    def from_blocks(self, linear: nn.Linear, qweight: torch.Tensor) -> Q4Linear:
+        """A Q4Linear for ``linear`` (its weight may be on the meta device) from ``kernel.q4_pack``'s blocks."""
+        return Q4Linear(linear, self.kernel, qweight)

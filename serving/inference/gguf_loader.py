@@ -39,8 +39,8 @@ import torch
 from torch import nn
 
 from . import llama_model
-from .cpu_kernels import GGUF_BLOCK_BYTES
-from .fast_linear import Int8Maker
+from .cpu_kernels import GGUF_BLOCK_BYTES, Q4Overflow
+from .fast_linear import Int8Maker, Q4Maker
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +284,9 @@ def _from_blocks(
     tied: bool,
 ) -> bool:
     """Place ``tensor`` without dequantizing it, where it can be: a Linear weight in blocks the C kernels read
-    becomes int8 rows at once; a kept-in-blocks embedding ties its output projection the same way.
+    becomes int8 rows at once (or, with a :class:`Q4Maker`, keeps its Q4_0/Q4_1 blocks); a kept-in-blocks
+    embedding ties its output projection the same way.
     False (nothing done): the general path places it."""
-    kernel = maker.kernel
     if int(tensor.tensor_type) not in GGUF_BLOCK_BYTES or len(tensor.shape) != 2:
         return False
     target = names.get(tensor.name)  # the plain processors keep the GGUF name
@@ -302,26 +302,42 @@ def _from_blocks(
         _check_shape(target, torch.empty(shape, device="meta"), owner.weight)
         _set_module(model, embedding, GGUFEmbedding(tensor.data, tensor.tensor_type, shape[1]))
         if output is not None:
-            q, scales = kernel.gguf_rows_int8(tensor.data, int(tensor.tensor_type), shape[1])
-            _set_module(model, _name_of(model, output) or "lm_head", maker.from_rows(output, q, scales))
+            _set_module(model, _name_of(model, output) or "lm_head", _linear_of(output, tensor, maker, None))
         return True
     if attr != "weight" or not _takes_rows(owner, maker):
         return False
     _check_shape(target, torch.empty(shape, device="meta"), owner.weight)
-    q, scales = kernel.gguf_rows_int8(tensor.data, int(tensor.tensor_type), shape[1])
     # The processor's row order (Llama's q/k permutation), found by processing the row numbers: whole rows
-    # move, and quantization is per row, so moving the int8 rows gives what quantizing moved values gives.
+    # move, and quantization (int8 rows) and blocks (q4) are per row, so moving them gives what processing the
+    # values would.
     order = processor.process(
         weights=np.arange(shape[0]).reshape(shape[0], 1),
         name=tensor.name,
         tensor_key_mapping=names,
         parsed_parameters={},
     ).weights.reshape(-1)
-    if not np.array_equal(order, np.arange(shape[0])):
-        index = torch.from_numpy(np.ascontiguousarray(order))
-        q, scales = q[index], scales[index]
-    _set_module(model, owner_name, maker.from_rows(owner, q, scales))
+    index = (
+        None if np.array_equal(order, np.arange(shape[0])) else torch.from_numpy(np.array(order, np.int64))
+    )
+    _set_module(model, owner_name, _linear_of(owner, tensor, maker, index))
     return True
+
+
+def _linear_of(linear: nn.Linear, tensor: Any, maker: Int8Maker, order: torch.Tensor | None) -> nn.Module:
+    """The layer ``maker`` makes of a GGUF tensor in blocks for ``linear`` (rows moved to ``order``): the file's
+    Q4_0/Q4_1 blocks as they are when the maker keeps them (:class:`Q4Maker`), else int8 rows."""
+    kernel, qtype, cols = maker.kernel, int(tensor.tensor_type), linear.in_features
+    if isinstance(maker, Q4Maker) and maker.keeps_blocks(qtype, linear.out_features, cols):
+        try:
+            return maker.from_blocks(linear, kernel.q4_pack(tensor.data, qtype, cols, order))
+        except Q4Overflow:
+            log.warning(
+                "GGUF tensor %s: a Q4_0 scale too large for the q4 layout, kept as int8 rows", tensor.name
+            )
+    q, scales = kernel.gguf_rows_int8(tensor.data, qtype, cols)
+    if order is not None:
+        q, scales = q[order], scales[order]
+    return maker.from_rows(linear, q, scales)
 
 
 def _takes_rows(module: nn.Module | None, maker: Int8Maker) -> bool:

@@ -22,7 +22,15 @@ from .base_model import tokenizer_dir
 from .chat_tokenizer import ChatTokenizer
 from .config import CPUOptions
 from .cpu_kernels import CPUKernels, load_kernels
-from .fast_linear import detach_from_checkpoint, fbgemm_available, int8_maker, pack_linears, quantize_linears
+from .fast_linear import (
+    Int8Maker,
+    Q4Maker,
+    detach_from_checkpoint,
+    fbgemm_available,
+    int8_maker,
+    pack_linears,
+    quantize_linears,
+)
 from .gguf_loader import load_gguf_model, trim_heap
 from .layout import left_pad, plan_forwards, split_layout
 from .lean_forward import LeanLlama, unsupported_reason
@@ -116,20 +124,24 @@ class ModelRunner:
         return torch.bfloat16 if self.options.weights == "bfloat16" else torch.float32
 
     def _int8_kernel(self) -> CPUKernels | None:
-        """The int8 kernel when int8 weights were asked for and can run; else falls back to float16-packed."""
-        if self.weights != "int8":
+        """The kernels when int8 (or q4) weights were asked for and can run; else falls back to float16-packed."""
+        if self.weights not in ("int8", "q4"):
             return None
         kernel = load_kernels()
         if kernel is None:
-            log.warning("the int8 kernel cannot run here: trying float16-packed weights")
+            log.warning("the %s kernel cannot run here: trying float16-packed weights", self.weights)
             self.weights = "float16-packed"
         return kernel
 
     def _load_gguf(self) -> Any:
-        """Tensor by tensor from the GGUF: each Linear is packed to int8 as it is read (no float32 model)."""
+        """Tensor by tensor from the GGUF: each Linear is packed to int8 as it is read (no float32 model), or with
+        weights: q4 keeps its Q4_0/Q4_1 blocks."""
         kernel = self._int8_kernel()
-        keep_float = self.options.int8_prefill == "float32"
-        maker = int8_maker(kernel, keep_float) if kernel is not None else None
+        q4 = self.weights == "q4"
+        keep_float = self.options.int8_prefill == "float32" and not q4
+        maker: Int8Maker | None = None
+        if kernel is not None:
+            maker = Q4Maker(kernel) if q4 else int8_maker(kernel, keep_float)
         # int8 only: the embedding stays in the file's blocks too (its rows are dequantized when looked up).
         # The lean forward runs our own Llama tree (no transformers import); the transformers forward needs theirs.
         model = load_gguf_model(
@@ -139,7 +151,12 @@ class ModelRunner:
             quantized_embedding=maker is not None and not keep_float,
             transformers_modules=self.forward_path != "lean",
         )
-        if kernel is not None:
+        if kernel is not None and q4:
+            log.info(
+                "q4 weights (the file's Q4_0/Q4_1 blocks, int8 rows for other types) from %s",
+                self.source.name,
+            )
+        elif kernel is not None:
             log.info("int8 weights from %s (prefill: %s)", self.source.name, self.options.int8_prefill)
         return model
 
@@ -150,6 +167,11 @@ class ModelRunner:
         model = AutoModelForCausalLM.from_pretrained(str(self.source), dtype=self._dtype())
         model.eval()
         kernel = self._int8_kernel()
+        if kernel is not None and self.weights == "q4":
+            log.warning(
+                "weights: q4 keeps a GGUF's 4-bit blocks; a transformers folder has none: int8 weights"
+            )
+            self.weights = "int8"
         if kernel is not None:
             count = quantize_linears(model, kernel, keep_float=self.options.int8_prefill == "float32")
             log.info("int8 weights for %d Linear layers (prefill: %s)", count, self.options.int8_prefill)

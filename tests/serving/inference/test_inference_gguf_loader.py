@@ -11,8 +11,15 @@ import pytest
 import torch
 from synthetic_gguf import LlamaShape, write_llama_gguf
 
-from finserve.serving.inference.cpu_kernels import load_kernels, pack
-from finserve.serving.inference.fast_linear import Int8Linear, int8_maker, pack_in_rows, quantize_linears
+from finserve.serving.inference.cpu_kernels import load_kernels, pack, q4_unpack
+from finserve.serving.inference.fast_linear import (
+    Int8Linear,
+    Q4Linear,
+    Q4Maker,
+    int8_maker,
+    pack_in_rows,
+    quantize_linears,
+)
 from finserve.serving.inference.gguf_loader import GGUFEmbedding, load_gguf_model, open_gguf, read_config
 from finserve.serving.inference.lean_forward import LeanLlama
 from finserve.serving.inference.llama_model import LlamaForCausalLM
@@ -107,6 +114,58 @@ def test_the_embedding_can_stay_in_its_blocks_and_looks_up_the_same_rows(tiny_gg
     assert torch.equal(ours.lm_head.qweight, reference.lm_head.qweight)  # packed from the same values
     assert [n for n, _ in ours.named_parameters() if "embed" in n] == []  # no float32 copy left
     assert torch.equal(logits(ours), logits(reference))
+
+
+def greedy_logits(lean: LeanLlama, forced: list[int] | None, steps: int = 6) -> list[torch.Tensor]:
+    """The prompt's and ``steps`` decode steps' logits (greedy, or the ``forced`` tokens) through ``lean``."""
+    cache, mask, positions, ids, out = lean.new_cache(), torch.ones_like(IDS), torch.arange(8)[None], IDS, []
+    with torch.inference_mode():
+        for step in range(steps + 1):
+            logits = lean.forward(ids, mask, positions, cache)
+            out.append(logits)
+            token = forced[step] if forced is not None else int(logits.argmax(-1))
+            ids, mask = torch.tensor([[token]]), torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype)], dim=1)
+            positions = positions[:, -1:] + 1
+    return out
+
+
+@needs_kernels
+@ROUTES
+def test_q4_load_keeps_the_file_s_4_bit_blocks_and_decodes_as_the_float_model(
+    tiny_gguf: Path, transformers_modules: bool
+) -> None:
+    """weights: q4: each Linear stored in Q4_0/Q4_1 blocks (the tied lm_head too, its embedding being in blocks)
+    is a Q4Linear holding the file's values (q/k rows in transformers' order), with no float32 copy; decode
+    steps give the logits of the float32 model of the same dequantized values. A Q8_0 file falls back to int8."""
+    kernel = load_kernels()
+    ours = load_gguf_model(
+        tiny_gguf,
+        make_linear=Q4Maker(kernel),
+        quantized_embedding=True,
+        transformers_modules=transformers_modules,
+    )
+    reference = transformers_load(tiny_gguf)
+    theirs = dict(reference.named_modules())
+    q4 = tiny_gguf.stem != "tiny-Q8_0"
+    linears = [(n, m) for n, m in ours.named_modules() if isinstance(m, Q4Linear | Int8Linear)]
+    assert len(linears) == 2 * 7 + 1
+    assert not [n for n, _ in ours.named_parameters() if n.endswith("proj.weight") or n.startswith("lm_head")]
+    for name, module in linears:
+        assert isinstance(module, Q4Linear) is q4, name
+        assert module.weight is None
+        if q4:  # the same float32 values (q4_unpack: gguf's dequantization arithmetic)
+            assert torch.equal(q4_unpack(module.qweight), theirs[name].weight), name
+    if not q4:
+        return
+    expected = greedy_logits(LeanLlama(reference), None)
+    forced = [int(logits.argmax(-1)) for logits in expected]
+    got = greedy_logits(LeanLlama.with_kernels(ours), forced)
+    for step, (a, b) in enumerate(zip(got, expected, strict=True)):
+        assert torch.allclose(a, b, rtol=0, atol=2e-5 * float(b.abs().max())), (
+            step,
+            float((a - b).abs().max()),
+        )
+    assert [int(x.argmax(-1)) for x in got] == forced
 
 
 def mapped_from_the_file(array: np.ndarray) -> bool:
