@@ -190,7 +190,7 @@ class LoraModule(nn.Module, ABC):
 
 
 class LoraLinear(LoraModule):
-    """A Linear (plain, int8 or packed) with LoRA updates added per run of rows."""
+    """A Linear (plain, int8, q4 or packed) with LoRA updates added per run of rows."""
 
     def add_deltas(self, x: torch.Tensor, out: torch.Tensor, deltas: list[Delta]) -> torch.Tensor:
         for lo, hi, whole, a, b_t, scaling in deltas:

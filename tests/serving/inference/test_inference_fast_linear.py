@@ -14,6 +14,8 @@ from finserve.serving.inference.cpu_kernels import load_kernels
 from finserve.serving.inference.fast_linear import (
     Int8Linear,
     PackedFP16Linear,
+    Q4Linear,
+    Q4Maker,
     fbgemm_available,
     pack_linears,
     quantize_linears,
@@ -212,3 +214,71 @@ def test_int8_only_weights_let_the_checkpoint_s_memory_map_go(tmp_path) -> None:
     assert model.lm_head.weight is None and model.model.embed_tokens.weight is not None
     with torch.inference_mode():
         assert relative_error(model(ids).logits, want) < 2e-2  # int8 weights throughout, prefill included
+
+
+def q4_layer(out_features: int, in_features: int, qtype: str = "Q4_1") -> tuple[Q4Linear, nn.Linear]:
+    """A Q4Linear of random GGUF blocks and the float32 nn.Linear of their ``gguf`` dequantization (same bias)."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, dequantize, quantize
+
+    kind = GGMLQuantizationType[qtype]
+    ref = nn.Linear(in_features, out_features, bias=True)
+    blocks = quantize(ref.weight.detach().numpy(), kind)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(np.array(dequantize(blocks, kind), dtype=np.float32)))
+    kernel = load_kernels()
+    assert kernel is not None
+    return Q4Maker(kernel).from_blocks(ref, kernel.q4_pack(blocks, kind.value, in_features)), ref
+
+
+@needs_kernels
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1"])
+def test_q4_keeps_only_the_blocks_and_computes_the_dequantized_linear(qtype: str) -> None:
+    torch.manual_seed(0)
+    layer, ref = q4_layer(48, 64, qtype)
+    assert layer.weight is None and set(dict(layer.named_parameters())) == {"bias"}
+    assert set(layer.state_dict()) == {"bias"}
+    assert layer.qweight.dtype == torch.uint8 and layer.qweight.numel() == 48 * 64 * 5 // 8  # 5 bits a weight
+    with torch.inference_mode():
+        step, prompt = torch.randn(4, 1, 64), torch.randn(2, 6, 64)
+        got = layer(step)
+        assert got.shape == (4, 1, 48)
+        assert relative_error(got, ref(step)) < 1e-6  # the file's values: only float32 rounding apart
+        whole = layer(prompt)
+        assert relative_error(whole, ref(prompt)) < 1e-6
+        assert torch.equal(whole[:, 3:4], layer(prompt[:, 3:4].contiguous()))  # prefill = decode bits
+        assert layer(step.to(torch.bfloat16)).dtype == torch.bfloat16  # the input's dtype, as F.linear
+        assert torch.equal(copy.deepcopy(layer)(step), got)
+    with pytest.raises(ValueError, match="q4 blocks"):
+        Q4Linear(nn.Linear(64, 40), load_kernels(), layer.qweight)
+
+
+@needs_kernels
+def test_q4_maker_keeps_only_4_bit_types_and_sizes_it_can_pack() -> None:
+    maker = Q4Maker(load_kernels())
+    assert maker.keeps_blocks(2, 48, 64) and maker.keeps_blocks(3, 48, 64)
+    assert not maker.keeps_blocks(8, 48, 64)  # Q8_0: int8 rows
+    assert not maker.keeps_blocks(3, 48, 48)  # rows of 48 values: not whole blocks
+    assert not maker.keeps_blocks(3, 44, 64)  # 44 rows: not whole 8-row groups
+    assert type(maker(nn.Linear(64, 48))) is Int8Linear  # a float32 Linear (another type): int8, as before
+
+
+@needs_kernels
+def test_lora_on_q4_base_adds_the_float32_delta() -> None:
+    torch.manual_seed(0)
+    model = Tiny()
+    model.q_proj, ref = q4_layer(32, 64)
+    x = torch.randn(3, 1, 64)
+    with torch.inference_mode():
+        base_out = model.q_proj(x)
+        assert relative_error(base_out, ref(x)) < 1e-6
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], lora_dropout=0.0)
+    )
+    layer = peft_model.base_model.model.q_proj
+    with torch.no_grad():
+        layer.lora_B["default"].weight.normal_(0, 0.5)
+    with torch.inference_mode():
+        delta = layer.lora_B["default"](layer.lora_A["default"](x)) * layer.scaling["default"]
+        assert torch.allclose(layer(x), base_out + delta, atol=1e-5)
+    assert delta.abs().max() > 0.1

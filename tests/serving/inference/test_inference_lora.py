@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from tiny_models import tiny_llama
 
 from finserve.contracts import AdapterCorrupt
+from finserve.serving.inference.cpu_kernels import load_kernels
 from finserve.serving.inference.lora import (
     LoraLinear,
     Routing,
@@ -161,3 +162,54 @@ def test_an_adapter_that_does_not_fit_the_model_leaves_it_as_it_was(tmp_path: Pa
     with pytest.raises(AdapterCorrupt, match="no module"):
         attach(model, Routing(), "missing", missing)
     assert not any(isinstance(m, LoraLinear) for m in model.modules())
+
+
+@pytest.mark.skipif(load_kernels() is None, reason="no AVX2/FMA/F16C CPU or no compiled kernels here")
+def test_adapters_on_a_q4_base_match_adapters_on_its_float_values(tmp_path: Path) -> None:
+    """Every projection of the tiny Llama as a Q4Linear (GGUF Q4_1 blocks, no float weight) against the float32
+    model of the same dequantized values: the same adapters, attached the same way, give the same logits."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, dequantize, quantize
+    from peft import LoraConfig
+    from torch import nn
+
+    from finserve.serving.inference.fast_linear import Q4Linear, Q4Maker
+
+    kernel = load_kernels()
+    assert kernel is not None
+    reference = tiny_llama()
+    q4 = copy.deepcopy(reference)
+    maker = Q4Maker(kernel)
+    for name, module in list(reference.named_modules()):
+        if type(module) is nn.Linear and name.endswith("proj"):
+            kind = GGMLQuantizationType.Q4_1
+            blocks = quantize(module.weight.detach().numpy(), kind)
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(np.array(dequantize(blocks, kind), dtype=np.float32)))
+            parent, _, child = name.rpartition(".")
+            source = q4.get_submodule(name)
+            setattr(
+                q4.get_submodule(parent),
+                child,
+                maker.from_blocks(source, kernel.q4_pack(blocks, 3, module.in_features)),
+            )
+    assert sum(isinstance(m, Q4Linear) for m in q4.modules()) == 7 * len(q4.model.layers)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0)
+    peft_adapters(copy.deepcopy(reference), tmp_path, {"ours": config})
+    adapter = read_adapter(tmp_path / "ours")
+    routing_q4, routing_ref = Routing(), Routing()
+    attach(q4, routing_q4, "ours", adapter)
+    attach(reference, routing_ref, "ours", adapter)
+    wrapped = q4.get_submodule("model.layers.0.self_attn.q_proj")
+    assert isinstance(wrapped, LoraLinear) and isinstance(wrapped.base_layer, Q4Linear)
+    assert wrapped.lora_A["ours"].dtype == torch.float32  # a weightless base: adapters in float32
+    with torch.inference_mode():
+        base_q4 = q4(input_ids=IDS).logits
+        for rows in (["ours", None, "ours"], ["ours", "ours", "ours"]):
+            routing_q4.set_rows(rows)
+            routing_ref.set_rows(rows)
+            got, want = q4(input_ids=IDS).logits, reference(input_ids=IDS).logits
+            assert torch.allclose(got, want, rtol=0, atol=1e-4 * float(want.abs().max()))
+            assert not torch.allclose(got[0], base_q4[0], atol=1e-3)  # the adapter did apply
+            if rows[1] is None:  # a base row of a mixed batch: the base layer's bits
+                assert torch.equal(got[1], base_q4[1])
