@@ -336,3 +336,34 @@ async def test_smollm2_from_its_gguf_serves_what_the_converted_folder_served(
     finally:
         await from_gguf.stop()
         await from_folder.stop()
+
+
+@needs_kernels
+def test_the_model_runner_s_q4_smollm2_decodes_as_the_float_model_of_the_file_s_values() -> None:
+    """``weights: q4`` on the packaged SmolLM2 GGUF: its 210 Q4_1 matrices kept as Q4Linear, the lm_head (tied to a
+    Q8_0 embedding) int8 rows; greedy decode steps through the lean forward with the C kernels give the logits of
+    the float32 model of the same dequantized values (with that same int8 lm_head) to float32 rounding."""
+    from finserve.serving.inference import CPUOptions
+    from finserve.serving.inference.base_model import gguf_path
+    from finserve.serving.inference.model_runner import ModelRunner
+
+    runner = ModelRunner(gguf_path(), CPUOptions(weights="q4", prefix_cache_mb=0, num_threads=1))
+    runner.load()
+    model = runner._model
+    assert runner.weights == "q4" and runner._lean is not None
+    kinds = [type(m).__name__ for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert kinds.count("Q4Linear") == 30 * 7 and kinds.count("Int8Linear") == 1
+    assert isinstance(model.lm_head, Int8Linear) and isinstance(model.model.embed_tokens, GGUFEmbedding)
+    reference = load_gguf_model(gguf_path())  # float32, the same dequantization and q/k rows
+    layer = model.model.layers[3].self_attn.q_proj
+    assert torch.equal(q4_unpack(layer.qweight), reference.model.layers[3].self_attn.q_proj.weight)
+    reference.lm_head = model.lm_head  # the same int8 output rows on both sides
+    expected = greedy_logits(LeanLlama(reference), None, steps=4)
+    forced = [int(logits.argmax(-1)) for logits in expected]
+    got = greedy_logits(runner._lean, forced, steps=4)
+    for step, (a, b) in enumerate(zip(got, expected, strict=True)):
+        assert torch.allclose(a, b, rtol=0, atol=2e-5 * float(b.abs().max())), (
+            step,
+            float((a - b).abs().max()),
+        )
+    assert [int(x.argmax(-1)) for x in got] == forced
