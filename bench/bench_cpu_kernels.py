@@ -10,9 +10,16 @@ prefill of the ~270-token RAG prompt):
 
 Then resident memory after loading, each set-up in a fresh process (``int8_prefill: float32`` vs ``int8``), and
 the int8 matrix kernel alone on SmolLM2's Linear shapes (weights/s at 1 and 8 rows, GFLOPS at 271 rows, MKL's
-float32 GEMM beside it). Compare as ratios within a run: on a shared machine absolute rates move with load.
+float32 GEMM beside it; the q4 kernel on the same matrices' Q4_1 blocks beside the int8 one). Compare as ratios
+within a run: on a shared machine absolute rates move with load.
 
     python -m bench.bench_cpu_kernels [--rounds 2] [--tokens 32] [--out bench/results/cpu_kernels.json]
+
+``--q4``: ``weights: int8`` against ``weights: q4`` instead (the GGUF's Q4_1 blocks kept as they are): the two
+engine set-ups interleaved on the same workloads, resident memory after loading each, and the kernels alone,
+at ``--threads`` threads (default out bench/results/cpu_kernels_q4.json):
+
+    python -m bench.bench_cpu_kernels --q4 --threads 2 [--rounds 3]
 """
 
 from __future__ import annotations
@@ -39,12 +46,15 @@ SETUPS = {  # name: (FINSERVE_CPU_KERNELS, cpu.int8_prefill)
 # SmolLM2-135M: per layer q, k, v, o, gate, up, down (30 layers), and the tied lm_head, as (out, in).
 LAYER_SHAPES = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
 
+# weights: int8 against q4 (--q4): name -> cpu.weights
+Q4_SETUPS = {"int8": "int8", "q4": "q4"}
+
 RSS_SCRIPT = r"""
 import ctypes, gc, json, sys
 import psutil
 from finserve.serving.inference import CPUOptions, ensure_base_model
 from finserve.serving.inference.model_runner import ModelRunner
-runner = ModelRunner(ensure_base_model(), CPUOptions(weights="int8", forward="lean", int8_prefill=sys.argv[1],
+runner = ModelRunner(ensure_base_model(), CPUOptions(weights=sys.argv[2], forward="lean", int8_prefill=sys.argv[1],
                                                      prefix_cache_mb=0, num_threads=1))
 runner.load()
 gc.collect()
@@ -55,7 +65,9 @@ print(json.dumps({"rss_mb": round(info.rss / 2**20, 1), "uss_mb": round(info.uss
 """
 
 
-async def start_engine(variant: str, int8_prefill: str, tokens: int) -> Any:
+async def start_engine(
+    variant: str, int8_prefill: str, tokens: int, weights: str = "int8", threads: int = 1
+) -> Any:
     from finserve.serving.inference import CPUOptions, GeneratorConfig, cpu_kernels
     from finserve.serving.inference.transformers_engine import TransformersEngine
 
@@ -67,12 +79,16 @@ async def start_engine(variant: str, int8_prefill: str, tokens: int) -> Any:
         max_batch_size=8,
         batch_wait_ms=20,
         cpu=CPUOptions(
-            weights="int8", forward="lean", int8_prefill=int8_prefill, prefix_cache_mb=0, num_threads=1
+            weights=weights,  # type: ignore[arg-type]
+            forward="lean",
+            int8_prefill=int8_prefill,
+            prefix_cache_mb=0,
+            num_threads=threads,
         ),
     )
     engine = TransformersEngine(config)
     await engine.start()
-    assert engine.runner is not None and engine.runner.weights == "int8"
+    assert engine.runner is not None and engine.runner.weights == weights
     chosen = cpu_kernels.load_kernels()
     assert chosen is not None
     return engine, chosen.variant
@@ -120,38 +136,85 @@ async def engines_interleaved(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def resident_memory() -> dict[str, Any]:
+async def engines_q4(args: argparse.Namespace) -> dict[str, Any]:
+    """weights: int8 against q4, interleaved round by round (the CPU's own variant, prefill through the kernels)."""
+    engines = {}
+    for name, weights in Q4_SETUPS.items():
+        engines[name], _ = await start_engine("auto", "int8", args.tokens, weights, args.threads)
+    os.environ.pop("FINSERVE_CPU_KERNELS", None)
+    for engine in engines.values():
+        await decode(engine, 1, 4)
+        await prefill(engine, cold=True)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
+    for r in range(args.rounds):
+        for name, engine in engines.items():
+            print(f"[bench] round {r + 1}: {name}", file=sys.stderr, flush=True)
+            rounds[name].append(
+                {
+                    "decode_b1": await decode(engine, 1, args.tokens),
+                    "decode_b8": await decode(engine, 8, args.tokens),
+                    "prefill_cold": await prefill(engine, cold=True),
+                }
+            )
+    for engine in engines.values():
+        await engine.stop()
+    out: dict[str, Any] = {}
+    for name, rs in rounds.items():
+        out[name] = {
+            "weights": Q4_SETUPS[name],
+            "decode_b1_tok_s": round(statistics.median(x["decode_b1"]["tokens_per_s"] for x in rs), 2),
+            "decode_b8_tok_s": round(statistics.median(x["decode_b8"]["tokens_per_s"] for x in rs), 2),
+            "prefill_tok_s": round(
+                statistics.median(x["prefill_cold"]["prefill_tokens_per_s"] for x in rs), 1
+            ),
+            "prompt_tokens": rs[0]["prefill_cold"]["prompt_tokens"],
+            "rounds": rs,
+        }
+    base = out["int8"]
+    for res in out.values():
+        res["vs_int8"] = {
+            k: round(res[k] / base[k], 2) for k in ("decode_b1_tok_s", "decode_b8_tok_s", "prefill_tok_s")
+        }
+    return out
+
+
+def resident_memory(setups: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """RSS/USS after loading, each set-up (label: (int8_prefill, weights)) in a fresh process."""
     out = {}
-    for int8_prefill in ("float32", "int8"):
+    for label, (int8_prefill, weights) in setups.items():
         proc = subprocess.run(
-            [sys.executable, "-P", "-c", RSS_SCRIPT, int8_prefill],
+            [sys.executable, "-P", "-c", RSS_SCRIPT, int8_prefill, weights],
             capture_output=True,
             text=True,
             timeout=600,
             check=True,
         )
-        out[f"int8_prefill={int8_prefill}"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        out[label] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 
 
-def kernel_alone(repeats: int) -> dict[str, Any]:
+def kernel_alone(repeats: int, threads: int = 1) -> dict[str, Any]:
     import platform
 
+    import numpy as np
     import torch
+    from gguf import GGMLQuantizationType, quantize
     from torch.nn import functional as F
 
     from finserve.serving.inference.cpu_kernels import cpu_flags, open_kernels, pack, runnable_variants
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     layers = []
-    for n, k in LAYER_SHAPES * 4:  # 4 layers' worth (~14 M weights, 14 MB int8: past the caches)
+    q4_layers = []
+    for n, k in LAYER_SHAPES * 4:  # 4 layers' worth (~14 M weights, 14 MB int8, 9 MB q4: past the caches)
         w = torch.randn(n, k)
         q, s = pack(w)
         layers.append((w, q, s))
+        q4_layers.append(quantize(w.numpy().astype(np.float32), GGMLQuantizationType.Q4_1))
     count = sum(w.numel() for w, _, _ in layers)
     xs = {rows: {k: torch.randn(rows, k) for k in (576, 1536)} for rows in (1, 8, 271)}
-    out: dict[str, Any] = {"weights": count, "threads": 1}
+    out: dict[str, Any] = {"weights": count, "threads": threads}
 
     def best(fn) -> float:
         fn()
@@ -164,7 +227,7 @@ def kernel_alone(repeats: int) -> dict[str, Any]:
 
     for variant in runnable_variants(cpu_flags(), platform.machine()):
         kern = open_kernels(variant)
-        kern.threaded = False
+        kern.threaded = threads > 1
         for rows in (1, 8, 271):
             t = best(
                 lambda kern=kern, rows=rows: [
@@ -177,6 +240,24 @@ def kernel_alone(repeats: int) -> dict[str, Any]:
                 "gweights_per_s": round(count / t / 1e9, 2),
                 "gflops": round(2 * rows * count / t / 1e9, 1),
             }
+    # The q4 kernel (AVX2 in every variant) on the same matrices' Q4_1 blocks, in the same calls.
+    kern = open_kernels(runnable_variants(cpu_flags(), platform.machine())[0])
+    kern.threaded = threads > 1
+    packed = [
+        kern.q4_pack(b, GGMLQuantizationType.Q4_1.value, w.shape[1])
+        for b, (w, _, _) in zip(q4_layers, layers, strict=True)
+    ]
+    for rows in (1, 8, 271):
+        t = best(lambda rows=rows: [kern.linear_q4(xs[rows][p.shape[1] * 32], p, None) for p in packed])
+        out[f"q4_rows{rows}"] = {
+            "ms": round(t * 1e3, 2),
+            "gweights_per_s": round(count / t / 1e9, 2),
+            "gflops": round(2 * rows * count / t / 1e9, 1),
+        }
+    out["bytes_per_weight"] = {
+        "int8": round(sum(q.numel() + 4 * s.numel() for _, q, s in layers) / count, 3),
+        "q4": round(sum(p.numel() for p in packed) / count, 3),
+    }
     t = best(lambda: [F.linear(xs[271][w.shape[1]], w) for w, _, _ in layers])
     out["mkl_float32_rows271"] = {"ms": round(t * 1e3, 2), "gflops": round(2 * 271 * count / t / 1e9, 1)}
     return out
@@ -190,8 +271,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5, help="kernel-alone timings (the best is kept)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["engines", "memory", "kernel"])
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "cpu_kernels.json")
+    parser.add_argument("--out", type=Path, default=None, help="default bench/results/cpu_kernels[_q4].json")
+    parser.add_argument("--q4", action="store_true", help="weights: int8 against weights: q4")
+    parser.add_argument("--threads", type=int, default=1, help="engine and kernel threads (--q4)")
     args = parser.parse_args()
+    if not args.q4:
+        args.threads = 1  # the variant comparison's set-ups are single-threaded
+    args.out = args.out or RESULTS_DIR / ("cpu_kernels_q4.json" if args.q4 else "cpu_kernels.json")
     from dataclasses import asdict
 
     from finserve.serving.inference.cpu_kernels import kernel_report
@@ -199,16 +285,21 @@ def main() -> None:
     result: dict[str, Any] = {
         "machine": machine(("torch",)),
         "kernels": asdict(kernel_report("auto")),
-        "settings": {"rounds": args.rounds, "tokens": args.tokens, "threads": 1},
+        "settings": {"rounds": args.rounds, "tokens": args.tokens, "threads": args.threads, "q4": args.q4},
     }
     if "kernel" not in args.skip:
-        result["kernel_alone"] = kernel_alone(args.repeats)
+        result["kernel_alone"] = kernel_alone(args.repeats, args.threads)
     if "engines" not in args.skip:
-        result["engines"] = asyncio.run(engines_interleaved(args))
+        result["engines"] = asyncio.run(engines_q4(args) if args.q4 else engines_interleaved(args))
     if "memory" not in args.skip:
-        result["resident_memory_after_load"] = resident_memory()
+        setups = (
+            {"weights=int8": ("int8", "int8"), "weights=q4": ("int8", "q4")}
+            if args.q4
+            else {"int8_prefill=float32": ("float32", "int8"), "int8_prefill=int8": ("int8", "int8")}
+        )
+        result["resident_memory_after_load"] = resident_memory(setups)
     result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    print(write_result("cpu_kernels", result, args.out))
+    print(write_result("cpu_kernels_q4" if args.q4 else "cpu_kernels", result, args.out))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1)[:6000])
 
 
