@@ -53,15 +53,17 @@ RSS_SCRIPT = r"""
 import ctypes, gc, json, sys
 import psutil
 from finserve.serving.inference import CPUOptions, ensure_base_model
+from finserve.serving.inference.base_model import gguf_path
 from finserve.serving.inference.model_runner import ModelRunner
-runner = ModelRunner(ensure_base_model(), CPUOptions(weights=sys.argv[2], forward="lean", int8_prefill=sys.argv[1],
+source = gguf_path() if sys.argv[3] == "gguf" else ensure_base_model()  # the GGUF, or the converted folder
+runner = ModelRunner(source, CPUOptions(weights=sys.argv[2], forward="lean", int8_prefill=sys.argv[1],
                                                      prefix_cache_mb=0, num_threads=1))
 runner.load()
 gc.collect()
 ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed float32 weights back to the system, as a long-lived replica's are
 info = psutil.Process().memory_full_info()
 print(json.dumps({"rss_mb": round(info.rss / 2**20, 1), "uss_mb": round(info.uss / 2**20, 1),
-                  "weights": runner.weights, "forward": runner.forward_path}))
+                  "weights": runner.weights, "forward": runner.forward_path, "source": source.name}))
 """
 
 
@@ -178,12 +180,13 @@ async def engines_q4(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def resident_memory(setups: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """RSS/USS after loading, each set-up (label: (int8_prefill, weights)) in a fresh process."""
+def resident_memory(setups: dict[str, tuple[str, str]], source: str = "folder") -> dict[str, Any]:
+    """RSS/USS after loading, each set-up (label: (int8_prefill, weights)) in a fresh process, from the converted
+    folder or (``gguf``, what q4 needs) the packaged GGUF."""
     out = {}
     for label, (int8_prefill, weights) in setups.items():
         proc = subprocess.run(
-            [sys.executable, "-P", "-c", RSS_SCRIPT, int8_prefill, weights],
+            [sys.executable, "-P", "-c", RSS_SCRIPT, int8_prefill, weights, source],
             capture_output=True,
             text=True,
             timeout=600,
@@ -193,7 +196,7 @@ def resident_memory(setups: dict[str, tuple[str, str]]) -> dict[str, Any]:
     return out
 
 
-def kernel_alone(repeats: int, threads: int = 1) -> dict[str, Any]:
+def kernel_alone(repeats: int, threads: int = 1, layer_count: int = 4) -> dict[str, Any]:
     import platform
 
     import numpy as np
@@ -207,14 +210,15 @@ def kernel_alone(repeats: int, threads: int = 1) -> dict[str, Any]:
     torch.manual_seed(0)
     layers = []
     q4_layers = []
-    for n, k in LAYER_SHAPES * 4:  # 4 layers' worth (~14 M weights, 14 MB int8, 9 MB q4: past the caches)
+    # 4 layers' worth: ~14 M weights, 14 MB int8, 9 MB q4 (about an L3's size); --q4: SmolLM2's 30 layers (106 M)
+    for n, k in LAYER_SHAPES * layer_count:
         w = torch.randn(n, k)
         q, s = pack(w)
         layers.append((w, q, s))
         q4_layers.append(quantize(w.numpy().astype(np.float32), GGMLQuantizationType.Q4_1))
     count = sum(w.numel() for w, _, _ in layers)
     xs = {rows: {k: torch.randn(rows, k) for k in (576, 1536)} for rows in (1, 8, 271)}
-    out: dict[str, Any] = {"weights": count, "threads": threads}
+    out: dict[str, Any] = {"weights": count, "layers": layer_count, "threads": threads}
 
     def best(fn) -> float:
         fn()
@@ -288,7 +292,7 @@ def main() -> None:
         "settings": {"rounds": args.rounds, "tokens": args.tokens, "threads": args.threads, "q4": args.q4},
     }
     if "kernel" not in args.skip:
-        result["kernel_alone"] = kernel_alone(args.repeats, args.threads)
+        result["kernel_alone"] = kernel_alone(args.repeats, args.threads, 30 if args.q4 else 4)
     if "engines" not in args.skip:
         result["engines"] = asyncio.run(engines_q4(args) if args.q4 else engines_interleaved(args))
     if "memory" not in args.skip:
@@ -297,7 +301,7 @@ def main() -> None:
             if args.q4
             else {"int8_prefill=float32": ("float32", "int8"), "int8_prefill=int8": ("int8", "int8")}
         )
-        result["resident_memory_after_load"] = resident_memory(setups)
+        result["resident_memory_after_load"] = resident_memory(setups, "gguf" if args.q4 else "folder")
     result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     print(write_result("cpu_kernels_q4" if args.q4 else "cpu_kernels", result, args.out))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1)[:6000])
