@@ -132,18 +132,30 @@ def greedy_logits(lean: LeanLlama, forced: list[int] | None, steps: int = 6) -> 
 @needs_kernels
 @ROUTES
 def test_q4_load_keeps_the_file_s_4_bit_blocks_and_decodes_as_the_float_model(
-    tiny_gguf: Path, transformers_modules: bool
+    tiny_gguf: Path, transformers_modules: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """weights: q4: each Linear stored in Q4_0/Q4_1 blocks (the tied lm_head too, its embedding being in blocks)
     is a Q4Linear holding the file's values (q/k rows in transformers' order), with no float32 copy; decode
     steps give the logits of the float32 model of the same dequantized values. A Q8_0 file falls back to int8."""
+    import gguf
+
+    seen: list[str] = []
+    stock = gguf.dequantize
+
+    def spy(data: object, qtype: object) -> object:
+        seen.append(qtype.name)  # type: ignore[attr-defined]
+        return stock(data, qtype)
+
     kernel = load_kernels()
-    ours = load_gguf_model(
-        tiny_gguf,
-        make_linear=Q4Maker(kernel),
-        quantized_embedding=True,
-        transformers_modules=transformers_modules,
-    )
+    with monkeypatch.context() as patch:
+        patch.setattr(gguf, "dequantize", spy)
+        ours = load_gguf_model(
+            tiny_gguf,
+            make_linear=Q4Maker(kernel),
+            quantized_embedding=True,
+            transformers_modules=transformers_modules,
+        )
+    assert set(seen) == {"F32"}  # no matrix went through float32 at load (int8 rows are made in C too)
     reference = transformers_load(tiny_gguf)
     theirs = dict(reference.named_modules())
     q4 = tiny_gguf.stem != "tiny-Q8_0"
