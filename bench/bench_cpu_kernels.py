@@ -180,6 +180,69 @@ async def engines_q4(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def lean_steps_q4(threads: int, rounds: int) -> dict[str, Any]:
+    """Decode steps through the lean forward alone (no engine, no scheduler), int8 against q4 in one process,
+    interleaved: ms per step at batch 1 and 8 (20-token prompts), and the step's matrix calls alone (every
+    Linear module once, as a step calls them) at batch 1 and 8. The best of ``rounds``."""
+    import torch
+
+    from finserve.serving.inference import CPUOptions
+    from finserve.serving.inference.base_model import gguf_path
+    from finserve.serving.inference.model_runner import ModelRunner
+
+    runners = {}
+    for name, weights in Q4_SETUPS.items():
+        runner = ModelRunner(gguf_path(), CPUOptions(weights=weights, prefix_cache_mb=0, num_threads=threads))  # type: ignore[arg-type]
+        runner.load()
+        runners[name] = runner
+    torch.set_num_threads(threads)
+
+    def steps(lean: Any, count: int, batch: int) -> float:
+        cache, ids = (
+            lean.new_cache(),
+            torch.randint(0, 49152, (batch, 20), generator=torch.Generator().manual_seed(0)),
+        )
+        mask, positions = torch.ones_like(ids), torch.arange(20).repeat(batch, 1)
+        token = torch.zeros(batch, 1, dtype=torch.long)
+        with torch.inference_mode():
+            lean.forward(ids, mask, positions, cache)
+            t0 = time.perf_counter()
+            for _ in range(count):
+                mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype)], 1)
+                positions = positions[:, -1:] + 1
+                lean.forward(token, mask, positions, cache)
+            return (time.perf_counter() - t0) / count * 1e3
+
+    def matrices(model: Any, batch: int) -> float:
+        linears = [m for m in model.modules() if type(m).__name__ in ("Int8Linear", "Q4Linear")]
+        xs = {k: torch.randn(batch, k) for k in {m.in_features for m in linears}}
+        with torch.inference_mode():
+            for m in linears:
+                m(xs[m.in_features])
+            t0 = time.perf_counter()
+            for _ in range(20):
+                for m in linears:
+                    m(xs[m.in_features])
+            return (time.perf_counter() - t0) / 20 * 1e3
+
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            runs[name].append(
+                {
+                    "step_b1_ms": steps(runner._lean, 64, 1),
+                    "step_b8_ms": steps(runner._lean, 32, 8),
+                    "matrices_b1_ms": matrices(runner._model, 1),
+                    "matrices_b8_ms": matrices(runner._model, 8),
+                }
+            )
+    out: dict[str, Any] = {"threads": threads}
+    for name, rs in runs.items():
+        out[name] = {key: round(min(r[key] for r in rs), 2) for key in rs[0]}
+    out["q4_over_int8_time"] = {key: round(out["q4"][key] / out["int8"][key], 3) for key in out["int8"]}
+    return out
+
+
 def resident_memory(setups: dict[str, tuple[str, str]], source: str = "folder") -> dict[str, Any]:
     """RSS/USS after loading, each set-up (label: (int8_prefill, weights)) in a fresh process, from the converted
     folder or (``gguf``, what q4 needs) the packaged GGUF."""
@@ -294,6 +357,8 @@ def main() -> None:
     if "kernel" not in args.skip:
         result["kernel_alone"] = kernel_alone(args.repeats, args.threads, 30 if args.q4 else 4)
     if "engines" not in args.skip:
+        if args.q4:
+            result["lean_steps"] = lean_steps_q4(args.threads, args.rounds)
         result["engines"] = asyncio.run(engines_q4(args) if args.q4 else engines_interleaved(args))
     if "memory" not in args.skip:
         setups = (
