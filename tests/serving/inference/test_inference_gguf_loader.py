@@ -379,3 +379,41 @@ def test_the_model_runner_s_q4_smollm2_decodes_as_the_float_model_of_the_file_s_
             float((a - b).abs().max()),
         )
     assert [int(x.argmax(-1)) for x in got] == forced
+
+
+@needs_kernels
+def test_a_q4_0_tensor_whose_offset_overflows_float16_is_kept_as_int8_rows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The q4 layout stores Q4_0's -8 d as a float16: a block scale past 65504 / 8 cannot be held, and that tensor
+    (only that one) becomes int8 rows, with a warning naming it; the others stay 4-bit."""
+    import logging
+    from types import SimpleNamespace
+
+    from gguf import GGMLQuantizationType, dequantize, quantize
+
+    from finserve.serving.inference import gguf_loader
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((16, 64)).astype(np.float32)
+    blocks = quantize(weight, GGMLQuantizationType.Q4_0)
+    huge = blocks.copy()
+    huge[3, :2] = np.array([9000.0], np.float16).view(np.uint8)
+    maker = Q4Maker(load_kernels())
+    linear = torch.nn.Linear(64, 16, bias=False, device="meta")
+    kept = gguf_loader._linear_of(
+        linear, SimpleNamespace(data=blocks, tensor_type=2, name="fine"), maker, None
+    )
+    assert isinstance(kept, Q4Linear)
+    assert torch.equal(q4_unpack(kept.qweight), torch.from_numpy(np.array(dequantize(blocks, 2), np.float32)))
+    with caplog.at_level(logging.WARNING, logger=gguf_loader.__name__):
+        fallback = gguf_loader._linear_of(
+            linear, SimpleNamespace(data=huge, tensor_type=2, name="blk.0.huge"), maker, None
+        )
+    assert isinstance(fallback, Int8Linear) and fallback.weight is None
+    assert "blk.0.huge" in caplog.text and "int8 rows" in caplog.text
+    order = torch.arange(15, -1, -1)
+    moved = gguf_loader._linear_of(
+        linear, SimpleNamespace(data=blocks, tensor_type=2, name="fine"), maker, order
+    )
+    assert torch.equal(q4_unpack(moved.qweight), q4_unpack(kept.qweight)[order])  # whole rows, as ordered
