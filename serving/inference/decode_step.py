@@ -77,10 +77,11 @@ class LoraRun:
 
 @dataclass(frozen=True)
 class Projection:
-    """An int8 projection as :func:`cpu_kernels.pack` lays it out, and the LoRA runs on it for one batch."""
+    """An int8 projection as :func:`cpu_kernels.pack` lays it out (or, ``scales`` None, the 4-bit blocks of
+    :meth:`cpu_kernels.CPUKernels.q4_pack`), and the LoRA runs on it for one batch."""
 
     qweight: torch.Tensor
-    scales: torch.Tensor
+    scales: torch.Tensor | None
     bias: torch.Tensor | None = None
     lora: tuple[LoraRun, ...] = ()
 
@@ -170,8 +171,14 @@ def build_program(layers: Sequence[LayerWeights], shape: Shape, batch: int) -> D
 
 def _projection(p: Projection, io: tuple[int, int], batch: int, where: str, keep: list[Any]) -> _Proj:
     out_features, in_features = io
-    _need(p.qweight, torch.int8, (out_features, in_features), f"{where} weight")
-    _need(p.scales, torch.float32, (out_features,), f"{where} scales")
+    q4 = p.scales is None  # the q4 kernel's blocks (kind 1)
+    if q4:
+        if in_features % 32:
+            raise ValueError(f"{where}: q4 blocks need in_features a multiple of 32, got {in_features}")
+        _need(p.qweight, torch.uint8, (out_features // BLOCK, in_features // 32, 160), f"{where} q4 weight")
+    else:
+        _need(p.qweight, torch.int8, (out_features, in_features), f"{where} weight")
+        _need(p.scales, torch.float32, (out_features,), f"{where} scales")
     if p.bias is not None:
         _need(p.bias, torch.float32, (out_features,), f"{where} bias")
     runs = (_Lora * max(1, len(p.lora)))()
@@ -188,13 +195,13 @@ def _projection(p: Projection, io: tuple[int, int], batch: int, where: str, keep
     keep += [p.qweight, p.scales, p.bias, runs]
     return _Proj(
         p.qweight.data_ptr(),
-        p.scales.data_ptr(),
+        None if p.scales is None else p.scales.data_ptr(),
         None if p.bias is None else p.bias.data_ptr(),
         runs,
         out_features,
         in_features,
         len(p.lora),
-        0,
+        1 if q4 else 0,
     )
 
 

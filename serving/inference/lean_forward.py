@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from . import decode_step
 from .cpu_kernels import CPUKernels, load_kernels
 from .decode_step import LayerWeights, LoraRun, Projection, Shape
-from .fast_linear import Int8Linear
+from .fast_linear import Int8Linear, Q4Linear
 from .lora import LoraModule, runs_of
 
 # Rope types whose cos/sin table does not depend on the sequence length (dynamic ones do).
@@ -450,7 +450,8 @@ def _plan(module: nn.Module, runs: list[tuple[str | None, int, int]], rows: int)
 def _int8_projection(
     module: nn.Module, runs: list[tuple[str | None, int, int]] | None, batch: int
 ) -> Projection | None:
-    """``module`` as the one-call step runs it (an Int8Linear, maybe under LoRA), or None when it cannot."""
+    """``module`` as the one-call step runs it (an Int8Linear or Q4Linear, maybe under LoRA), or None when it
+    cannot."""
     if _hooked(module):
         return None
     lora: tuple[LoraRun, ...] = ()
@@ -466,12 +467,12 @@ def _int8_projection(
         module = module.base_layer
         if _hooked(module):
             return None
-    if type(module) is not Int8Linear:
+    if type(module) not in (Int8Linear, Q4Linear):
         return None
     bias = None if module.bias is None else module.bias.detach()
     if bias is not None and bias.dtype != torch.float32:
         return None
-    return Projection(module.qweight, module._scales, bias, lora)
+    return Projection(module.qweight, module._scales if type(module) is Int8Linear else None, bias, lora)
 
 
 def _c_readable(run: LoraRun) -> bool:

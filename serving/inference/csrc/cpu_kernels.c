@@ -570,9 +570,18 @@ AVX2 static int lora_add(const struct fs_lora *r, const float *x, int64_t K, flo
     return 0;
 }
 
+int finserve_woq_q4_avx2(const float *x, int64_t ldx, const uint8_t *w, const float *b, float *y, int64_t ldy,
+                         int64_t M, int64_t N, int64_t K, int threads); /* the q4 section, at the end */
+
+/* kind 0: int8 rows (w, s); kind 1: the file's 4-bit blocks (w from finserve_q4_pack, s unused). */
 static int proj_run(group_fn group, const struct fs_proj *p, const float *x, float *y, int64_t B, int threads) {
-    if (p->kind != 0) return -2;
-    woq_run(group, x, p->k, p->w, p->s, p->bias, y, p->n, B, p->n, p->k, threads);
+    if (p->kind == 1) {
+        if (finserve_woq_q4_avx2(x, p->k, p->w, p->bias, y, p->n, B, p->n, p->k, threads)) return -1;
+    } else if (p->kind != 0) {
+        return -2;
+    } else {
+        woq_run(group, x, p->k, p->w, p->s, p->bias, y, p->n, B, p->n, p->k, threads);
+    }
     for (int64_t r = 0; r < p->nlora; r++)
         if (lora_add(p->lora + r, x, p->k, y, p->n)) return -2;
     return 0;

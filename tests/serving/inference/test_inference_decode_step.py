@@ -211,3 +211,36 @@ def test_lora_matrices_the_c_step_cannot_read_as_they_are_keep_the_per_call_path
     assert list(lean._programs.values()) == [None]
     for g, w in zip(got, want, strict=True):
         assert torch.allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+def q4_llama() -> torch.nn.Module:
+    """The tiny Llama with every projection a Q4Linear of its weights' GGUF Q4_1 blocks (the lm_head int8)."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, quantize
+
+    from finserve.serving.inference.fast_linear import Q4Maker
+
+    model = tiny_llama()
+    maker = Q4Maker(KERNELS)
+    for name, module in list(model.named_modules()):
+        if type(module) is torch.nn.Linear and name.endswith("proj"):
+            blocks = quantize(module.weight.detach().numpy().astype(np.float32), GGMLQuantizationType.Q4_1)
+            parent, _, child = name.rpartition(".")
+            q4 = maker.from_blocks(module, KERNELS.q4_pack(blocks, 3, module.in_features))
+            setattr(model.get_submodule(parent), child, q4)
+    assert quantize_linears(model, KERNELS) == 1  # the lm_head
+    return model
+
+
+def test_q4_projections_run_in_the_one_call_step_with_the_per_call_bits(tmp_path: Path) -> None:
+    model = q4_llama()
+    fused, per_call = LeanLlama(model, KERNELS), LeanLlama(model, KERNELS, one_call=False)
+    got, want = steps(fused, None), steps(per_call, None)
+    assert next(iter(fused._programs.values())) is not None  # the C step ran, with kind-1 projections
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
+    with_adapters(model, tmp_path)
+    fused.adapters_changed()
+    per_call.adapters_changed()
+    for g, w in zip(steps(fused, ["one", None, "two"]), steps(per_call, ["one", None, "two"]), strict=True):
+        assert torch.allclose(g, w, atol=1e-5, rtol=1e-5)

@@ -373,6 +373,7 @@ def test_the_model_runner_s_q4_smollm2_decodes_as_the_float_model_of_the_file_s_
     expected = greedy_logits(LeanLlama(reference), None, steps=4)
     forced = [int(logits.argmax(-1)) for logits in expected]
     got = greedy_logits(runner._lean, forced, steps=4)
+    assert [p is not None for p in runner._lean._programs.values()] == [True]  # the one-call C step, kind q4
     for step, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert torch.allclose(a, b, rtol=0, atol=2e-5 * float(b.abs().max())), (
             step,
