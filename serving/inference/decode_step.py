@@ -172,7 +172,7 @@ def build_program(layers: Sequence[LayerWeights], shape: Shape, batch: int) -> D
 def _projection(p: Projection, io: tuple[int, int], batch: int, where: str, keep: list[Any]) -> _Proj:
     out_features, in_features = io
     q4 = p.scales is None  # the q4 kernel's blocks (kind 1)
-    if q4:
+    if p.scales is None:
         if in_features % 32:
             raise ValueError(f"{where}: q4 blocks need in_features a multiple of 32, got {in_features}")
         _need(p.qweight, torch.uint8, (out_features // BLOCK, in_features // 32, 160), f"{where} q4 weight")

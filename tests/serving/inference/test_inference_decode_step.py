@@ -244,3 +244,13 @@ def test_q4_projections_run_in_the_one_call_step_with_the_per_call_bits(tmp_path
     per_call.adapters_changed()
     for g, w in zip(steps(fused, ["one", None, "two"]), steps(per_call, ["one", None, "two"]), strict=True):
         assert torch.allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+def test_build_program_refuses_q4_blocks_of_the_wrong_size_or_type() -> None:
+    gate_q, _ = pack(torch.randn(128, 64))
+    blocks = torch.zeros(128 // 8, 64 // 32, 160, dtype=torch.uint8)
+    assert build_program([layer(gate=Projection(blocks, None))], SHAPE, 2).layers[0].gate.kind == 1
+    with pytest.raises(ValueError, match="gate q4 weight"):
+        build_program([layer(gate=Projection(gate_q, None))], SHAPE, 2)  # int8 rows read as blocks
+    with pytest.raises(ValueError, match="gate q4 weight"):
+        build_program([layer(gate=Projection(blocks[:8], None))], SHAPE, 2)
