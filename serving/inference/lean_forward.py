@@ -392,7 +392,7 @@ class LeanLlama:
                 up=mlp.up_proj,
                 down=mlp.down_proj,
             )
-            projections = {name: _int8_projection(module, runs, batch) for name, module in modules.items()}
+            projections = {name: _c_projection(module, runs, batch) for name, module in modules.items()}
             if any(p is None for p in projections.values()):
                 return None
             scales.add(attn.scaling)
@@ -447,7 +447,7 @@ def _plan(module: nn.Module, runs: list[tuple[str | None, int, int]], rows: int)
     return run
 
 
-def _int8_projection(
+def _c_projection(
     module: nn.Module, runs: list[tuple[str | None, int, int]] | None, batch: int
 ) -> Projection | None:
     """``module`` as the one-call step runs it (an Int8Linear or Q4Linear, maybe under LoRA), or None when it
