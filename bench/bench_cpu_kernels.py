@@ -100,51 +100,17 @@ async def engines_interleaved(args: argparse.Namespace) -> dict[str, Any]:
     engines, variants = {}, {}
     for name, (variant, int8_prefill) in SETUPS.items():
         engines[name], variants[name] = await start_engine(variant, int8_prefill, args.tokens)
-    os.environ.pop("FINSERVE_CPU_KERNELS", None)
-    for engine in engines.values():  # warm-up: first-use costs out of the measured rounds
-        await decode(engine, 1, 4)
-        await prefill(engine, cold=True)
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
-    for r in range(args.rounds):
-        for name, engine in engines.items():
-            print(f"[bench] round {r + 1}: {name}", file=sys.stderr, flush=True)
-            rounds[name].append(
-                {
-                    "decode_b1": await decode(engine, 1, args.tokens),
-                    "decode_b8": await decode(engine, 8, args.tokens),
-                    "prefill_cold": await prefill(engine, cold=True),
-                }
-            )
-    for engine in engines.values():
-        await engine.stop()
-    out = {}
-    for name, rs in rounds.items():
-        out[name] = {
-            "kernel_variant": variants[name],
-            "int8_prefill": SETUPS[name][1],
-            "decode_b1_tok_s": round(statistics.median(x["decode_b1"]["tokens_per_s"] for x in rs), 2),
-            "decode_b8_tok_s": round(statistics.median(x["decode_b8"]["tokens_per_s"] for x in rs), 2),
-            "prefill_tok_s": round(
-                statistics.median(x["prefill_cold"]["prefill_tokens_per_s"] for x in rs), 1
-            ),
-            "prompt_tokens": rs[0]["prefill_cold"]["prompt_tokens"],
-            "rounds": rs,
-        }
-    base = out["before"]
-    for res in out.values():
-        res["vs_before"] = {
-            k: round(res[k] / base[k], 2) for k in ("decode_b1_tok_s", "decode_b8_tok_s", "prefill_tok_s")
-        }
+    out = await interleaved(engines, args, "before")
+    for name, res in out.items():
+        res.update(kernel_variant=variants[name], int8_prefill=SETUPS[name][1])
     return out
 
 
-async def engines_q4(args: argparse.Namespace) -> dict[str, Any]:
-    """weights: int8 against q4, interleaved round by round (the CPU's own variant, prefill through the kernels)."""
-    engines = {}
-    for name, weights in Q4_SETUPS.items():
-        engines[name], _ = await start_engine("auto", "int8", args.tokens, weights, args.threads)
+async def interleaved(engines: dict[str, Any], args: argparse.Namespace, baseline: str) -> dict[str, Any]:
+    """Started engines, warmed up, then ``args.rounds`` rounds of decode (batch 1 and 8) and a cold prefill each,
+    interleaved; medians per engine and their ratios to ``baseline``'s (``vs_<baseline>``). Stops the engines."""
     os.environ.pop("FINSERVE_CPU_KERNELS", None)
-    for engine in engines.values():
+    for engine in engines.values():  # warm-up: first-use costs out of the measured rounds
         await decode(engine, 1, 4)
         await prefill(engine, cold=True)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
@@ -163,7 +129,6 @@ async def engines_q4(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, rs in rounds.items():
         out[name] = {
-            "weights": Q4_SETUPS[name],
             "decode_b1_tok_s": round(statistics.median(x["decode_b1"]["tokens_per_s"] for x in rs), 2),
             "decode_b8_tok_s": round(statistics.median(x["decode_b8"]["tokens_per_s"] for x in rs), 2),
             "prefill_tok_s": round(
@@ -172,11 +137,22 @@ async def engines_q4(args: argparse.Namespace) -> dict[str, Any]:
             "prompt_tokens": rs[0]["prefill_cold"]["prompt_tokens"],
             "rounds": rs,
         }
-    base = out["int8"]
+    base = out[baseline]
     for res in out.values():
-        res["vs_int8"] = {
+        res[f"vs_{baseline}"] = {
             k: round(res[k] / base[k], 2) for k in ("decode_b1_tok_s", "decode_b8_tok_s", "prefill_tok_s")
         }
+    return out
+
+
+async def engines_q4(args: argparse.Namespace) -> dict[str, Any]:
+    """weights: int8 against q4, interleaved round by round (the CPU's own variant, prefill through the kernels)."""
+    engines = {}
+    for name, weights in Q4_SETUPS.items():
+        engines[name], _ = await start_engine("auto", "int8", args.tokens, weights, args.threads)
+    out = await interleaved(engines, args, "int8")
+    for name, res in out.items():
+        res["weights"] = Q4_SETUPS[name]
     return out
 
 
