@@ -17,12 +17,20 @@ def serve_cluster(grpc_options: dict[str, Any] | None = None) -> Iterator[None]:
     import ray
     from ray import serve
 
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        _temp_dir=tempfile.mkdtemp(prefix="fsray-", dir="/tmp"),
+    from finserve.serving.ray_start import descendant_pids, start_with_retry, stop_failed_start
+
+    before = descendant_pids()
+    # As `finserve up` starts it: a loaded CI machine sometimes misses Ray's fixed 30 s raylet wait once.
+    start_with_retry(
+        lambda: ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            _temp_dir=tempfile.mkdtemp(prefix="fsray-", dir="/tmp"),
+        ),
+        lambda: (ray.shutdown(), stop_failed_start(keep=before)),
+        print,
     )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": free_port()}, grpc_options=grpc_options)

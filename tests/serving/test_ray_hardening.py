@@ -115,7 +115,13 @@ _DRIVER = """
 import os, sys
 os.environ.update({env!r})
 import ray
-ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+from finserve.serving.ray_start import descendant_pids, start_with_retry, stop_failed_start
+before = descendant_pids()
+start_with_retry(  # as `finserve up` does: a loaded machine sometimes misses Ray's fixed startup wait once
+    lambda: ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False),
+    lambda: (ray.shutdown(), stop_failed_start(keep=before)),
+    lambda text: print(text, file=sys.stderr),
+)
 print(ray.util.get_node_ip_address(), flush=True)
 @ray.remote
 def ping():
