@@ -268,7 +268,7 @@ class CPUKernels:
         if source.dtype != np.uint8 or not source.flags.c_contiguous:
             raise ValueError("q4_pack: blocks must be a contiguous uint8 array")
         if order is not None:
-            _need(order, torch.int64, rows, "order")
+            check_tensor(order, torch.int64, rows, "order")
             if rows and (int(order.min()) < 0 or int(order.max()) >= rows):
                 raise ValueError(f"q4_pack: row order outside 0..{rows - 1}")
         out = torch.empty((rows // BLOCK, cols // Q4_BLOCK, Q4_GROUP_BYTES), dtype=torch.uint8)
@@ -295,10 +295,10 @@ class CPUKernels:
         size = hidden.numel()
         if dim % BLOCK:
             raise ValueError(f"add_rmsnorm: width {dim} is not a multiple of {BLOCK}")
-        _need(hidden, torch.float32, size, "hidden")
-        _need(weight, torch.float32, dim, "weight")
+        check_tensor(hidden, torch.float32, size, "hidden")
+        check_tensor(weight, torch.float32, dim, "weight")
         if delta is not None:
-            _need(delta, torch.float32, size, "delta")
+            check_tensor(delta, torch.float32, size, "delta")
         out = torch.empty_like(hidden)
         self._add_rmsnorm(
             hidden.data_ptr(),
@@ -341,16 +341,16 @@ class CPUKernels:
         if cos.shape[-1] != head_dim:
             raise ValueError(f"rope_attend: rotary rows of {cos.shape[-1]} values for head_dim {head_dim}")
         cache = keys.numel()
-        _need(keys, torch.float32, cache, "keys")
-        _need(values, torch.float32, cache, "values")
-        _need(q, torch.float32, batch * heads * head_dim, "q")
-        _need(k, torch.float32, batch * kv_heads * head_dim, "k")
-        _need(v, torch.float32, batch * kv_heads * head_dim, "v")
-        _need(cos, torch.float32, cos.numel(), "cos")
-        _need(signed_sin, torch.float32, cos.numel(), "signed_sin")
-        _need(positions, torch.int64, batch, "positions")
+        check_tensor(keys, torch.float32, cache, "keys")
+        check_tensor(values, torch.float32, cache, "values")
+        check_tensor(q, torch.float32, batch * heads * head_dim, "q")
+        check_tensor(k, torch.float32, batch * kv_heads * head_dim, "k")
+        check_tensor(v, torch.float32, batch * kv_heads * head_dim, "v")
+        check_tensor(cos, torch.float32, cos.numel(), "cos")
+        check_tensor(signed_sin, torch.float32, cos.numel(), "signed_sin")
+        check_tensor(positions, torch.int64, batch, "positions")
         if valid is not None:
-            _need(valid, torch.uint8, batch * (column + 1), "valid")
+            check_tensor(valid, torch.uint8, batch * (column + 1), "valid")
         # The rotary rows are read at positions[b] unchecked: callers check the range once per step
         # (a reduction per layer would cost more than the rest of these checks together).
         out = torch.empty((batch, 1, heads * head_dim), dtype=torch.float32)
@@ -383,8 +383,8 @@ class CPUKernels:
         size = gate.numel()
         if size % BLOCK:
             raise ValueError(f"silu_mul: {size} values is not a multiple of {BLOCK}")
-        _need(gate, torch.float32, size, "gate")
-        _need(up, torch.float32, size, "up")
+        check_tensor(gate, torch.float32, size, "gate")
+        check_tensor(up, torch.float32, size, "up")
         self._silu_mul(gate.data_ptr(), up.data_ptr(), gate.numel())
         return gate
 
@@ -455,11 +455,14 @@ def _bind(fn: Any, *argtypes: Any) -> Any:
     return fn
 
 
-def _need(t: torch.Tensor, dtype: torch.dtype, numel: int, name: str) -> None:
-    """Raise unless ``t`` is a contiguous CPU tensor of ``dtype`` holding ``numel`` values."""
-    if t.dtype != dtype or t.numel() != numel or not t.is_contiguous() or not t.is_cpu:
+def check_tensor(t: torch.Tensor, dtype: torch.dtype, size: int | tuple[int, ...], name: str) -> None:
+    """Raise unless ``t`` is a contiguous CPU tensor of ``dtype`` and ``size``: a shape, or a number of values
+    (where the kernel reads a flat buffer). The kernels read what they are given unchecked: this is the check."""
+    fits = tuple(t.shape) == size if isinstance(size, tuple) else t.numel() == size
+    if t.dtype != dtype or not fits or not t.is_contiguous() or not t.is_cpu:
+        wanted = str(size) if isinstance(size, tuple) else f"{size} values"
         raise ValueError(
-            f"{name}: need a contiguous CPU {dtype} tensor of {numel} values, got {t.dtype} "
+            f"{name}: need a contiguous CPU {dtype} tensor of {wanted}, got {t.dtype} "
             f"{tuple(t.shape)}{'' if t.is_contiguous() else ' non-contiguous'} on {t.device}"
         )
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .cpu_kernels import BLOCK, CPUKernels
+from .cpu_kernels import BLOCK, CPUKernels, check_tensor
 
 # The C side keeps one run's rank-sized intermediate on the stack.
 MAX_RANK = 256
@@ -152,7 +152,7 @@ def build_program(layers: Sequence[LayerWeights], shape: Shape, batch: int) -> D
     table = (_Layer * len(layers))()
     for i, layer in enumerate(layers):
         for name, norm in (("in_norm", layer.in_norm), ("post_norm", layer.post_norm)):
-            _need(norm, torch.float32, (shape.hidden,), f"layer {i} {name}")
+            check_tensor(norm, torch.float32, (shape.hidden,), f"layer {i} {name}")
         entry = table[i]
         entry.in_norm, entry.post_norm = layer.in_norm.data_ptr(), layer.post_norm.data_ptr()
         entry.in_eps, entry.post_eps = layer.in_eps, layer.post_eps
@@ -175,19 +175,21 @@ def _projection(p: Projection, io: tuple[int, int], batch: int, where: str, keep
     if p.scales is None:
         if in_features % 32:
             raise ValueError(f"{where}: q4 blocks need in_features a multiple of 32, got {in_features}")
-        _need(p.qweight, torch.uint8, (out_features // BLOCK, in_features // 32, 160), f"{where} q4 weight")
+        check_tensor(
+            p.qweight, torch.uint8, (out_features // BLOCK, in_features // 32, 160), f"{where} q4 weight"
+        )
     else:
-        _need(p.qweight, torch.int8, (out_features, in_features), f"{where} weight")
-        _need(p.scales, torch.float32, (out_features,), f"{where} scales")
+        check_tensor(p.qweight, torch.int8, (out_features, in_features), f"{where} weight")
+        check_tensor(p.scales, torch.float32, (out_features,), f"{where} scales")
     if p.bias is not None:
-        _need(p.bias, torch.float32, (out_features,), f"{where} bias")
+        check_tensor(p.bias, torch.float32, (out_features,), f"{where} bias")
     runs = (_Lora * max(1, len(p.lora)))()
     for j, run in enumerate(p.lora):
         rank = run.a.shape[0] if run.a.dim() == 2 else -1
         if not 0 < rank <= MAX_RANK:
             raise ValueError(f"{where}: LoRA rank {rank} is outside 1..{MAX_RANK}")
-        _need(run.a, torch.float32, (rank, in_features), f"{where} lora A")
-        _need(run.bt, torch.float32, (rank, out_features), f"{where} lora B^T")
+        check_tensor(run.a, torch.float32, (rank, in_features), f"{where} lora A")
+        check_tensor(run.bt, torch.float32, (rank, out_features), f"{where} lora B^T")
         if not 0 <= run.lo < run.hi <= batch:
             raise ValueError(f"{where}: LoRA rows {run.lo}..{run.hi} outside a batch of {batch}")
         runs[j] = _Lora(run.a.data_ptr(), run.bt.data_ptr(), run.lo, run.hi, rank, run.scaling)
@@ -232,17 +234,17 @@ def run(
         raise ValueError(f"decode step: a cache of {tuple(keys.shape)} for {program.count} layers of {shape}")
     if not 0 <= column < capacity:
         raise ValueError(f"decode step: column {column} is outside the cache's {capacity} columns")
-    _need(keys, torch.float32, tuple(keys.shape), "keys")
-    _need(values, torch.float32, tuple(keys.shape), "values")
-    _need(hidden, torch.float32, (batch, 1, shape.hidden), "hidden")
-    _need(final_norm, torch.float32, (shape.hidden,), "final norm")
-    _need(positions, torch.int64, (batch,), "positions")
+    check_tensor(keys, torch.float32, tuple(keys.shape), "keys")
+    check_tensor(values, torch.float32, tuple(keys.shape), "values")
+    check_tensor(hidden, torch.float32, (batch, 1, shape.hidden), "hidden")
+    check_tensor(final_norm, torch.float32, (shape.hidden,), "final norm")
+    check_tensor(positions, torch.int64, (batch,), "positions")
     if cos.shape != signed_sin.shape or cos.dim() != 2 or cos.shape[1] != head_dim:
         raise ValueError(f"decode step: rotary tables of {tuple(cos.shape)} for head_dim {head_dim}")
-    _need(cos, torch.float32, tuple(cos.shape), "cos")
-    _need(signed_sin, torch.float32, tuple(cos.shape), "signed_sin")
+    check_tensor(cos, torch.float32, tuple(cos.shape), "cos")
+    check_tensor(signed_sin, torch.float32, tuple(cos.shape), "signed_sin")
     if valid is not None:
-        _need(valid, torch.uint8, (batch, column + 1), "valid")
+        check_tensor(valid, torch.uint8, (batch, column + 1), "valid")
     out = torch.empty_like(hidden)
     status = _function(kern.lib)(
         program.layers,
@@ -311,12 +313,3 @@ def _function(lib: ctypes.CDLL) -> Any:
         i32,
     ]
     return fn
-
-
-def _need(t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...], name: str) -> None:
-    """Raise unless ``t`` is a contiguous CPU tensor of ``dtype`` and ``shape``."""
-    if t.dtype != dtype or tuple(t.shape) != shape or not t.is_contiguous() or not t.is_cpu:
-        raise ValueError(
-            f"{name}: need a contiguous CPU {dtype} tensor of {shape}, got {t.dtype} {tuple(t.shape)}"
-            f"{'' if t.is_contiguous() else ' non-contiguous'} on {t.device}"
-        )
