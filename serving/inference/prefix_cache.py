@@ -11,6 +11,10 @@ Memory is bounded: blocks are evicted least recently used first, and a lookup to
 from its last block to its first, so a shared first block (the system prompt) outlives the
 leaves hanging from it. Evicting a block evicts its descendants (unreachable without it).
 
+Blocks live in slots of a few large tensors, reused through a free list (:class:`Slots`): hundreds of
+block-sized allocations among a prefill's temporaries fragmented the heap, and the replica held 1.3-1.8x the
+cache's bytes once it was full (bench/bench_replica_bound.py).
+
 Not thread-safe: the model runner calls it under its lock. It only ever holds keys and values
 of prompts the gateway has already guarded.
 """
@@ -35,10 +39,50 @@ class Block:
     keys: torch.Tensor
     values: torch.Tensor
     children: set[int] = field(default_factory=set)
+    slot: int | None = None  # where keys/values live in the cache's Slots; None: a tensor of its own
 
     @property
     def nbytes(self) -> int:
         return self.keys.nbytes + self.values.nbytes
+
+
+# Slots are carved from tensors of about this size: few enough allocations not to fragment the heap, small
+# enough that a cache short of its cap holds little it does not use.
+CHUNK_BYTES = 16 << 20
+
+
+class Slots:
+    """Homes of one block shape: keys and values side by side, in chunks allocated as the cache grows.
+
+    Chunks are kept until :meth:`clear`: a slot freed by eviction is the next one taken, so the cache holds at
+    most its cap (and one prompt's blocks past it, until their insert evicts) plus a chunk's spare slots."""
+
+    def __init__(self, shape: torch.Size, dtype: torch.dtype, budget_bytes: int) -> None:
+        self.shape, self.dtype = shape, dtype
+        slot_bytes = 2 * shape.numel() * dtype.itemsize
+        self.per_chunk = max(1, min(CHUNK_BYTES, budget_bytes) // slot_bytes)
+        self._chunks: list[torch.Tensor] = []  # [per_chunk, 2 (keys, values), *shape]
+        self._free: list[int] = []
+
+    @property
+    def allocated_bytes(self) -> int:
+        return sum(chunk.nbytes for chunk in self._chunks)
+
+    def fits(self, keys: torch.Tensor) -> bool:
+        return keys.shape == self.shape and keys.dtype == self.dtype
+
+    def take(self) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """A free slot: its number and its keys and values views."""
+        if not self._free:
+            base = len(self._chunks) * self.per_chunk
+            self._chunks.append(torch.empty((self.per_chunk, 2, *self.shape), dtype=self.dtype))
+            self._free.extend(range(base + self.per_chunk - 1, base - 1, -1))
+        slot = self._free.pop()
+        pair = self._chunks[slot // self.per_chunk][slot % self.per_chunk]
+        return slot, pair[0], pair[1]
+
+    def give(self, slot: int) -> None:
+        self._free.append(slot)
 
 
 @dataclass
@@ -60,6 +104,7 @@ class PrefixCache:
         self._blocks: OrderedDict[int, Block] = OrderedDict()  # id -> block, least recent first
         self._index: dict[_Key, int] = {}
         self._next_id = 1  # 0 is the root every namespace's first block hangs from
+        self._slots: Slots | None = None  # made by the first insert, which knows the model's block shape
         self.nbytes = 0
         self.stats = PrefixCacheStats()
 
@@ -104,22 +149,22 @@ class PrefixCache:
         if parent and parent not in self._blocks:
             return 0  # evicted while the prefill ran: its descendants could not be found again
         offset = len(chain) * self.block
-        added, new = 0, []
+        path = {b.id for b in chain}  # the blocks this prompt hangs from: never evicted to make room for it
+        new: list[int] = []
         for start in range(offset, len(tokens) - self.block + 1, self.block):
             key = (namespace, parent, tuple(tokens[start : start + self.block]))
             existing = self._index.get(key)
             if existing is not None:
                 parent = existing
+                path.add(existing)
                 continue
             column = start - offset
-            block = Block(
-                self._next_id,
-                key,
-                keys[:, :, column : column + self.block].clone(),
-                values[:, :, column : column + self.block].clone(),
-            )
-            if block.nbytes > self.budget_bytes:
+            block_keys = keys[:, :, column : column + self.block]
+            block_values = values[:, :, column : column + self.block]
+            # Room first, so the cache never holds more than its budget (nor its slots more than that).
+            if not self._make_room(_nbytes(block_keys) + _nbytes(block_values), keep=path):
                 break
+            block = self._store(key, block_keys, block_values)
             self._next_id += 1
             self._blocks[block.id] = block
             self._index[key] = block.id
@@ -127,12 +172,28 @@ class PrefixCache:
                 self._blocks[parent].children.add(block.id)
             self.nbytes += block.nbytes
             new.append(block.id)
-            parent, added = block.id, added + 1
+            path.add(block.id)
+            parent = block.id
         for block_id in reversed(new[:-1]):  # as in match: parents more recent than their children
             self._blocks.move_to_end(block_id)
-        self.stats.inserted_blocks += added
-        self._evict(keep=set(new))
-        return added
+        self.stats.inserted_blocks += len(new)
+        return len(new)
+
+    def _store(self, key: _Key, keys: torch.Tensor, values: torch.Tensor) -> Block:
+        """A block holding a copy of ``keys``/``values``, in a slot when they have the cache's block shape."""
+        if self._slots is None:
+            self._slots = Slots(keys.shape, keys.dtype, self.budget_bytes)
+        if not self._slots.fits(keys):  # another shape or dtype (never from one model): its own tensors
+            return Block(self._next_id, key, keys.clone(), values.clone())
+        slot, home_keys, home_values = self._slots.take()
+        home_keys.copy_(keys)
+        home_values.copy_(values)
+        return Block(self._next_id, key, home_keys, home_values, slot=slot)
+
+    @property
+    def allocated_bytes(self) -> int:
+        """Memory the cache holds for keys and values, its free slots included."""
+        return 0 if self._slots is None else self._slots.allocated_bytes
 
     def drop(self, namespace: str) -> None:
         """Forget every block of ``namespace`` (its adapter was unloaded or replaced)."""
@@ -143,19 +204,26 @@ class PrefixCache:
     def clear(self) -> None:
         self._blocks.clear()
         self._index.clear()
+        self._slots = None
         self.nbytes = 0
 
-    def _evict(self, keep: set[int]) -> None:
-        while self.nbytes > self.budget_bytes and self._blocks:
+    def _make_room(self, nbytes: int, keep: set[int]) -> bool:
+        """Evicts least recently used blocks outside ``keep`` until ``nbytes`` more fit; False if they cannot."""
+        if nbytes > self.budget_bytes:
+            return False
+        while self.nbytes + nbytes > self.budget_bytes:
             victim = next((i for i in self._blocks if i not in keep), None)
             if victim is None:
-                victim = next(iter(self._blocks))
-            self._remove(victim)
+                return False
+            self._remove(victim)  # its descendants too: none is in keep (keep is one path from the root)
+        return True
 
     def _remove(self, block_id: int) -> None:
         block = self._blocks.pop(block_id)
         del self._index[block.key]
         self.nbytes -= block.nbytes
+        if block.slot is not None and self._slots is not None:
+            self._slots.give(block.slot)
         self.stats.evicted_blocks += 1
         parent = block.key[1]
         if parent in self._blocks:
@@ -163,6 +231,10 @@ class PrefixCache:
         for child in list(block.children):
             if child in self._blocks:
                 self._remove(child)
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
 
 
 def stack(chain: Sequence[Block]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -81,6 +81,27 @@ def test_lru_keeps_the_shared_first_block_and_evicts_whole_subtrees() -> None:
     assert len(cache) == 0 and cache.nbytes == 0
 
 
+def test_blocks_live_in_reused_slots_so_memory_stays_at_the_cap() -> None:
+    cache = PrefixCache(4 * BLOCK_BYTES, BLOCK)
+    for first in range(0, 400, 4):  # a hundred distinct prompts through a cache of four blocks
+        fill(cache, [first, first + 1, first + 2, first + 3, 0])
+        assert cache.nbytes <= cache.budget_bytes
+    # Freed slots were taken again: the cache never held more than its cap in slots (four of them).
+    assert cache.allocated_bytes == 4 * BLOCK_BYTES
+    # Reused slots hold the new block's keys and values, not an evicted one's.
+    chain = cache.match("", [396, 397, 398, 399, 0], 4)
+    assert [int(t) for t in chain[0].keys[0, 0, :, 0]] == [396, 397, 398, 399]
+    assert [int(t) for t in chain[0].values[1, 0, :, 1]] == [-396, -397, -398, -399]
+    assert chain[0].slot is not None
+    # A block of another shape (never from one model) gets its own tensors and leaves the slots alone.
+    odd = torch.zeros(LAYERS + 1, HEADS, BLOCK + 1, DIM)
+    cache.insert("odd", list(range(50, 55)), [], odd, odd)
+    assert cache.match("odd", list(range(50, 55)), 4)[0].slot is None
+    assert cache.allocated_bytes == 4 * BLOCK_BYTES
+    cache.clear()
+    assert cache.allocated_bytes == 0
+
+
 def test_insert_under_an_evicted_parent_is_skipped() -> None:
     cache = PrefixCache(1 << 20, BLOCK)
     fill(cache, list(range(5)))
