@@ -67,6 +67,16 @@ class CPUOptions(StrictModel):
     prefix_cache_block: int = Field(
         16, ge=1, le=256, description="Tokens per prefix-cache block: a prefix is reused in whole blocks."
     )
+    max_prefill_tokens: int = Field(
+        1024,
+        ge=1,
+        description=(
+            "Most token positions one prefill forward computes over several prompts (vLLM's "
+            "max_num_batched_tokens): a batch's prompts beyond it run in further forwards, so the forward's "
+            "temporaries stay bounded whatever the batch size; a longer prompt still runs, alone. Lean forward "
+            "with the prefix cache only."
+        ),
+    )
     num_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads for this replica; None keeps torch's default."
     )

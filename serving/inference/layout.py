@@ -69,14 +69,16 @@ def split_layout(prompts: Sequence[list[int]], cached: Sequence[int], pad_id: in
     return SplitLayout(torch.tensor(ids, dtype=torch.long), attention_mask, positions, head)
 
 
-def plan_forwards(remaining: Sequence[int], overhead: int) -> list[list[int]]:
+def plan_forwards(remaining: Sequence[int], overhead: int, max_tokens: int | None = None) -> list[list[int]]:
     """Which rows run their prefill together: groups of row indices, cheapest first-to-last.
 
     A padded forward over a group computes ``len(group) * max(remaining)`` token positions and
     pays ``overhead`` once (reading every weight, the Python around a forward). With a prefix
     cache the rows' remaining lengths differ a lot, and one padded forward would compute every
     row up to the longest. Rows sorted by length are split into consecutive groups of least total
-    cost (a small dynamic programme: a batch holds a handful of rows).
+    cost (a small dynamic programme: a batch holds a handful of rows). ``max_tokens``: no group of
+    two or more rows computes more positions than that (a forward's temporaries grow with them);
+    a longer row still runs, alone.
     """
     order = sorted(range(len(remaining)), key=lambda r: remaining[r])
     n = len(order)
@@ -85,7 +87,10 @@ def plan_forwards(remaining: Sequence[int], overhead: int) -> list[list[int]]:
     for end in range(1, n + 1):
         for start in range(end):
             # Sorted ascending, so the group's longest row is its last.
-            cost = best[start] + (end - start) * remaining[order[end - 1]] + overhead
+            positions = (end - start) * remaining[order[end - 1]]
+            if max_tokens is not None and end - start > 1 and positions > max_tokens:
+                continue
+            cost = best[start] + positions + overhead
             if cost < best[end]:
                 best[end], cut[end] = cost, start
     groups: list[list[int]] = []

@@ -103,22 +103,36 @@ class KVCache:
         self, batch: int, columns: int, rows: Sequence[tuple[torch.Tensor, torch.Tensor] | None], extra: int
     ) -> None:
         """Start an empty cache with ``columns`` filled: row ``r``'s cached keys and values
-        [layers, kv_heads, n, head_dim] right-aligned in them (None: nothing cached), the columns to
-        their left zeroed (masked out, but 0 * NaN of uninitialised memory would still poison the
-        attention), and room for ``extra`` more."""
+        [layers, kv_heads, n, head_dim] right-aligned in them (None: nothing cached), and room for
+        ``extra`` more."""
+        self.begin(batch, columns, extra)
+        for r, row in enumerate(rows):
+            self.put_row(r, [] if row is None else [row])
+
+    def begin(self, batch: int, columns: int, extra: int) -> None:
+        """Start an empty cache of ``batch`` rows with ``columns`` counted as filled (rows written by
+        :meth:`put_row`) and room for ``extra`` more."""
         if self.length:
-            raise RuntimeError("load_prefix needs an empty cache")
+            raise RuntimeError("a cache is begun empty")
         self.keys = self.values = None
         self.reserve(batch, columns + extra)
-        assert self.keys is not None and self.values is not None
-        for r, row in enumerate(rows):
-            cached = 0 if row is None else row[0].shape[2]
-            self.keys[:, r, :, : columns - cached] = 0
-            self.values[:, r, :, : columns - cached] = 0
-            if row is not None:
-                self.keys[:, r, :, columns - cached : columns] = row[0]
-                self.values[:, r, :, columns - cached : columns] = row[1]
         self.length = columns
+
+    def put_row(self, row: int, pieces: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Row ``row``'s keys and values, the ``pieces`` [layers, kv_heads, n, head_dim] one after another,
+        right-aligned in the filled columns; the columns to their left zeroed (masked out, but 0 * NaN of
+        uninitialised memory would still poison the attention)."""
+        assert self.keys is not None and self.values is not None
+        column = self.length - sum(keys.shape[2] for keys, _ in pieces)
+        if column < 0:
+            raise ValueError(f"row {row}: {self.length - column} positions for {self.length} columns")
+        self.keys[:, row, :, :column] = 0
+        self.values[:, row, :, :column] = 0
+        for keys, values in pieces:
+            n = keys.shape[2]
+            self.keys[:, row, :, column : column + n] = keys
+            self.values[:, row, :, column : column + n] = values
+            column += n
 
     def batch_select_indices(self, index: torch.Tensor) -> None:
         """Keep only the batch rows in ``index`` (rows that finished leave the batch)."""

@@ -31,9 +31,10 @@ from .fast_linear import (
     pack_linears,
     quantize_linears,
 )
-from .gguf_loader import load_gguf_model, trim_heap
+from .gguf_loader import load_gguf_model
+from .heap import trim_heap
 from .layout import left_pad, plan_forwards, split_layout
-from .lean_forward import LeanLlama, unsupported_reason
+from .lean_forward import KVCache, LeanLlama, unsupported_reason
 from .lora import Routing, attach, detach, read_adapter
 from .prefix_cache import PrefixCache, stack
 
@@ -266,7 +267,8 @@ class ModelRunner:
         With one, each row starts where its cached prefix ends. Rows then have very different
         lengths left to compute, so they run in groups of similar length (``plan_forwards``)
         rather than all padded to the longest; a later group also reuses what an earlier one
-        cached. The rows' keys and values are finally laid out as the padded batch would have them.
+        cached. Each group's keys and values go into the batch's cache as the padded batch would have
+        them as soon as the group ends.
         """
         ids, mask, positions = left_pad(prompts, self.pad_id)
         if self.prefix_cache is None or self._lean is None:
@@ -274,39 +276,38 @@ class ModelRunner:
             logits = self.forward(ids, mask, positions, cache, adapters)
             return Prefill(logits, cache, mask, positions, [0] * len(prompts))
         prefixes = self.prefix_cache
-        rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]] = {}
+        batch = len(prompts)
+        row_logits: list[torch.Tensor | None] = [None] * batch
+        cached = [0] * batch
         with self._lock, torch.inference_mode():
+            # The batch's cache first, each group's rows copied in as the group ends: the groups' own caches
+            # are never all alive at once beside it (a batch's KV held once, plus one group's).
+            cache = self._lean.new_cache()
+            cache.begin(batch, mask.shape[1], extra=0)
             # At least the last prompt token is computed: its logits start the completion.
             remaining = [
                 len(p) - len(prefixes.match(a or "", p, len(p) - 1, record=False)) * prefixes.block
                 for a, p in zip(adapters, prompts, strict=True)
             ]
-            for group in plan_forwards(remaining, PREFILL_OVERHEAD_TOKENS):
+            for group in plan_forwards(remaining, PREFILL_OVERHEAD_TOKENS, self.options.max_prefill_tokens):
                 group.sort(
                     key=lambda r: (adapters[r] is not None, adapters[r] or "")
                 )  # LoRA runs side by side
-                rows.update(
-                    zip(
-                        group,
-                        self._prefill_group([prompts[r] for r in group], [adapters[r] for r in group]),
-                        strict=True,
-                    )
+                done = self._prefill_group(
+                    [prompts[r] for r in group], [adapters[r] for r in group], cache, group
                 )
-            ordered = [rows[r] for r in range(len(prompts))]
-            cache = self._lean.new_cache()
-            cache.load_prefix(len(prompts), mask.shape[1], [(k, v) for k, v, _, _ in ordered], extra=0)
-        return Prefill(
-            torch.stack([row[2] for row in ordered]), cache, mask, positions, [row[3] for row in ordered]
-        )
+                for r, (last, n) in zip(group, done, strict=True):
+                    row_logits[r], cached[r] = last, n
+        computed = [x for x in row_logits if x is not None]
+        assert len(computed) == batch  # plan_forwards puts every row in exactly one group
+        return Prefill(torch.stack(computed), cache, mask, positions, cached)
 
     def _prefill_group(
-        self,
-        prompts: list[list[int]],
-        adapters: list[str | None],
-    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+        self, prompts: list[list[int]], adapters: list[str | None], into: KVCache, rows: list[int]
+    ) -> list[tuple[torch.Tensor, int]]:
         """One padded forward over ``prompts`` from where their cached prefixes end; caches their new
-        blocks. Per row: all its keys and values [layers, kv_heads, prompt, head_dim], its logits and
-        how many of its tokens came from the cache. Under the lock."""
+        blocks and writes each prompt's keys and values to row ``rows[j]`` of the batch's cache ``into``.
+        Per prompt: its logits and how many of its tokens came from the cache. Under the lock."""
         assert self.prefix_cache is not None and self._lean is not None
         prefixes = self.prefix_cache
         chains = [prefixes.match(a or "", p, len(p) - 1) for a, p in zip(adapters, prompts, strict=True)]
@@ -328,14 +329,15 @@ class ModelRunner:
             start = layout.computed_start(len(prompt), n)
             keys, values = cache.keys[:, j, :, start:end], cache.values[:, j, :, start:end]
             prefixes.insert(adapter or "", prompt, chain, keys, values)
-            out.append(
-                (
-                    torch.cat([cache.keys[:, j, :, head - n : head], keys], dim=2),
-                    torch.cat([cache.values[:, j, :, head - n : head], values], dim=2),
-                    logits[j],
-                    n,
-                )
+            # The cached prefix, then what was computed: the row as one padded forward would have left it.
+            into.put_row(
+                rows[j],
+                [
+                    (cache.keys[:, j, :, head - n : head], cache.values[:, j, :, head - n : head]),
+                    (keys, values),
+                ],
             )
+            out.append((logits[j], n))
         return out
 
     def forward(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,12 +20,16 @@ from .config import GeneratorConfig
 from .decoder import BatchCounts, decode_batch
 from .engine import collect
 from .errors import EngineNotReady, PromptTooLong
+from .heap import trim_heap
 from .model_runner import ModelRunner
 from .sampling import SamplingSpec
 from .scheduler import BatchScheduler
 from .types import EngineStats, FinishReason, GenerationRequest, GenerationResult, StreamChunk, Usage
 
 log = logging.getLogger(__name__)
+
+# Most often the worker thread gives the heap's free pages back after a batch (see _decode).
+HEAP_TRIM_INTERVAL_S = 5.0
 
 
 class _Job:
@@ -78,6 +83,7 @@ class TransformersEngine:
         self._starting: asyncio.Future[None] | None = None
         self._totals = BatchCounts()  # summed over batches, for stats()
         self._totals_lock = threading.Lock()
+        self._trimmed_at = float("-inf")  # the worker thread's last heap trim (time.monotonic)
         self._loads = 0
         self._scheduler: BatchScheduler[_Job] = BatchScheduler(
             self._decode,
@@ -162,6 +168,13 @@ class TransformersEngine:
     def _decode(self, jobs: list[_Job]) -> None:
         """One batch, in the scheduler's worker thread; its costs are added to the totals."""
         counts = decode_batch(self._require_runner(), jobs)
+        # A batch's prefills and KV free their memory into glibc's heap, which keeps it (fragmented, not at
+        # its top) long after: ~140 MB resident for nothing on a 0.47 B model (bench_replica_bound). A trim
+        # gives it back, at most once per interval so its ~15 ms stays well under 1 % of the decode time.
+        now = time.monotonic()
+        if now - self._trimmed_at >= HEAP_TRIM_INTERVAL_S:
+            trim_heap()
+            self._trimmed_at = now
         with self._totals_lock:
             for field in ("prompt_tokens", "generated_tokens", "prompt_seconds", "generate_seconds"):
                 setattr(self._totals, field, getattr(self._totals, field) + getattr(counts, field))

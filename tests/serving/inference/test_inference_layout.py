@@ -46,3 +46,16 @@ def test_plan_forwards_groups_rows_of_similar_length() -> None:
     assert plan_forwards([5, 50, 120], overhead=1000) == [[0, 1, 2]]
     groups = plan_forwards([70, 260, 30, 255, 120, 64, 250, 90], overhead=24)
     assert sorted(r for g in groups for r in g) == list(range(8))
+
+
+def test_plan_forwards_keeps_each_forward_under_the_token_cap() -> None:
+    # Eight RAG prompts of ~300 tokens: forwards of 1,500 positions and more without a cap, of three rows at most
+    # under 1,024 (each forward's temporaries bounded), every row in exactly one group.
+    remaining = [300, 310, 290, 305, 295, 300, 315, 299]
+    assert max(len(g) for g in plan_forwards(remaining, overhead=24)) >= 5
+    groups = plan_forwards(remaining, overhead=24, max_tokens=1024)
+    assert sorted(r for g in groups for r in g) == list(range(8))
+    assert all(len(g) * max(remaining[r] for r in g) <= 1024 for g in groups)
+    assert len(groups) == 3
+    # A row longer than the cap still runs, alone.
+    assert plan_forwards([2000, 10, 12], overhead=24, max_tokens=1024) == [[1, 2], [0]]

@@ -137,6 +137,25 @@ def test_cache_grows_past_its_capacity_and_drops_finished_rows(base) -> None:
     assert torch.allclose(alone[0], roomy[1][1], atol=1e-4, rtol=1e-5)
 
 
+def test_rows_are_put_right_aligned_from_their_pieces_and_the_rest_zeroed() -> None:
+    cache = KVCache(1, 1, 2, torch.float32, grow=0)
+    cache.begin(2, 4, extra=1)
+    assert cache.length == 4 and cache.capacity == 5
+    cache.keys.fill_(float("nan"))  # uninitialised memory: what put_row must overwrite or zero
+    cache.values.fill_(float("nan"))
+    first = torch.full((1, 1, 1, 2), 1.0), torch.full((1, 1, 1, 2), -1.0)
+    second = torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 2, 2), -2.0)
+    cache.put_row(0, [first, second])  # a cached prefix of one position, then two computed
+    cache.put_row(1, [])
+    assert cache.keys[0, 0, 0, :4, 0].tolist() == [0.0, 1.0, 2.0, 2.0]
+    assert cache.values[0, 0, 0, :4, 0].tolist() == [0.0, -1.0, -2.0, -2.0]
+    assert cache.keys[0, 1, 0, :4, 0].tolist() == [0.0] * 4
+    with pytest.raises(ValueError, match="5 positions for 4 columns"):
+        cache.put_row(0, [second, second, first])
+    with pytest.raises(RuntimeError, match="begun empty"):
+        cache.begin(2, 4, extra=0)
+
+
 def test_unsupported_models_are_named() -> None:
     assert "gpt2" in unsupported_reason(SimpleNamespace(config=SimpleNamespace(model_type="gpt2")))
     dynamic = SimpleNamespace(model_type="llama", rope_parameters={"rope_type": "dynamic"})

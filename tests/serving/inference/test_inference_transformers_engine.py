@@ -236,3 +236,31 @@ async def test_copied_registry_folder_in_subfolder_layout_loads(
     await eng.ensure_adapter(ref)
     assert ref in eng.adapters()
     eng.runner.unload_adapter(eng._slots.name(ref))  # noqa: SLF001 - leave the shared runner as found
+
+
+async def test_the_heap_is_trimmed_after_a_batch_at_most_once_per_interval(
+    engine: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finserve.serving.inference import transformers_engine
+
+    trims: list[float] = []
+    monkeypatch.setattr(transformers_engine, "trim_heap", lambda: trims.append(1.0))
+    monkeypatch.setattr(transformers_engine, "HEAP_TRIM_INTERVAL_S", 3600.0)
+    engine._trimmed_at = float("-inf")
+
+    async def batch_done() -> None:
+        # The trim runs after the batch's last chunk reached us, before its slots are free again.
+        for _ in range(200):
+            if engine.stats().slots_busy == 0:
+                return
+            await asyncio.sleep(0.05)
+
+    await engine.generate(ask(QUESTIONS[1], max_tokens=2))
+    await batch_done()
+    await engine.generate(ask(QUESTIONS[2], max_tokens=2))
+    await batch_done()
+    assert len(trims) == 1  # the second batch ended within the interval
+    monkeypatch.setattr(transformers_engine, "HEAP_TRIM_INTERVAL_S", 0.0)
+    await engine.generate(ask(QUESTIONS[3], max_tokens=2))
+    await batch_done()
+    assert len(trims) == 2
