@@ -3,7 +3,7 @@ the KV budget), measured where it runs: a Ray Serve replica of ``GeneratorDeploy
 and concurrency cap ``finserve up`` gives it, after its KV has been filled to the budget.
 
     python -m bench.bench_replica_bound [--variants floor,135m-int8,135m-q4,0.47b_q8_0-int8,1.2b_q4_1-q4,...]
-                                        [--adapter banking77@2.1.0] [--out bench/results/replica_bound.json]
+                                        [--adapter banking77@2.1.0] [--staggered] [--out bench/results/replica_bound.json]
 
 Each variant is its own Serve application on one local Ray node, deployed, measured and deleted in turn (a fresh
 replica process each). ``floor`` is a replica that loads nothing but finserve's app module (every finserve
@@ -13,7 +13,8 @@ q4) on the packaged SmolLM2-135M (``135m``: Q4_1 matrices, Q8_0 embedding) or a 
 tests/serving/inference/synthetic_gguf.py (``0.47b_q8_0``, ``0.47b_q4_1``, ``1.2b_q4_1``: random weights, SmolLM2's
 tokenizer; no GGUF of those sizes comes in a package here); answers once with the adapter and scores its intent
 head (135M only: the shipped heads are SmolLM2's); fills the prefix cache to its cap with distinct RAG prompts (bench_engines' prompt under a
-per-request session line, so no two share a block); then decodes ``max_batch_size`` such prompts at once.
+per-request session line, so no two share a block); then decodes ``max_batch_size`` such prompts at once (64
+tokens each, or with ``--staggered`` 8, 16, ... 64, so rows leave the batch one by one as in real traffic).
 
 The KV budget is the prefix cache's cap plus ``max_batch_size`` requests of 512 positions (a ~300-token RAG
 prompt, 64 answer tokens and the cache's 128-column growth). Memory is the replica's own /proc/self/status
@@ -172,7 +173,7 @@ async def fill(handle: Any, adapter: Any, cap: int, start: int) -> tuple[int, in
             return n - start, n
 
 
-async def one(variant: str, adapter_name: str) -> dict[str, Any]:
+async def one(variant: str, adapter_name: str, staggered: bool) -> dict[str, Any]:
     from ray import serve
 
     from finserve.contracts import AdapterRef
@@ -218,13 +219,14 @@ async def one(variant: str, adapter_name: str) -> dict[str, Any]:
     row["filled"] = await handle.memory.remote()
     from bench.bench_engines import rag_messages
 
+    size = row["max_batch_size"]
+    # Staggered: row i stops after (i + 1) / size of the answer tokens, so rows leave the batch one by one.
+    lengths = [ANSWER_TOKENS * (i + 1) // size if staggered else ANSWER_TOKENS for i in range(size)]
     batch = [
         handle.generate.remote(
-            GenerationRequest(
-                messages=rag_messages(f"batch-{nonce + i}"), adapter=adapter, max_tokens=ANSWER_TOKENS
-            )
+            GenerationRequest(messages=rag_messages(f"batch-{nonce + i}"), adapter=adapter, max_tokens=n)
         )
-        for i in range(row["max_batch_size"])
+        for i, n in enumerate(lengths)
     ]
     row["batch_tokens"] = [r.completion_tokens for r in await asyncio.gather(*batch)]
     row["after_batch"] = await handle.memory.remote()
@@ -269,7 +271,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         for variant in args.variants.split(","):
-            rows[variant] = await one(variant, args.adapter)
+            rows[variant] = await one(variant, args.adapter, args.staggered)
             serve.delete(variant)
             print(variant, json.dumps(rows[variant]), flush=True)
     finally:
@@ -283,12 +285,23 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--adapter", default="banking77@2.1.0")
     parser.add_argument("--port", type=int, default=19431)
+    parser.add_argument(
+        "--staggered",
+        action="store_true",
+        help="the batch's rows ask 8, 16, ... 64 tokens (they leave one by one)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     rows = asyncio.run(main_async(args))
     floor = rows.get("floor", {}).get("started", {}).get("VmRSS")
     summary = {name: {**verdict(row), "floor_mib": floor} for name, row in rows.items() if name != "floor"}
-    payload = {"machine": machine(PACKAGES), "adapter": args.adapter, "rows": rows, "summary": summary}
+    payload = {
+        "machine": machine(PACKAGES),
+        "adapter": args.adapter,
+        "staggered": args.staggered,
+        "rows": rows,
+        "summary": summary,
+    }
     print(json.dumps(summary, indent=2))
     write_result("replica_bound", payload, args.out)
 
