@@ -11,9 +11,9 @@ Memory is bounded: blocks are evicted least recently used first, and a lookup to
 from its last block to its first, so a shared first block (the system prompt) outlives the
 leaves hanging from it. Evicting a block evicts its descendants (unreachable without it).
 
-Blocks live in slots of a few large tensors, reused through a free list (:class:`Slots`): hundreds of
-block-sized allocations among a prefill's temporaries fragmented the heap, and the replica held 1.3-1.8x the
-cache's bytes once it was full (bench/bench_replica_bound.py).
+Blocks live in slots of a few large tensors, reused through a free list (:class:`Slots`), rather than a
+tensor each among a prefill's temporaries; room is made before a block is added, so the cache never holds
+more than its budget.
 
 Not thread-safe: the model runner calls it under its lock. It only ever holds keys and values
 of prompts the gateway has already guarded.
@@ -55,7 +55,7 @@ class Slots:
     """Homes of one block shape: keys and values side by side, in chunks allocated as the cache grows.
 
     Chunks are kept until :meth:`clear`: a slot freed by eviction is the next one taken, so the cache holds at
-    most its cap (and one prompt's blocks past it, until their insert evicts) plus a chunk's spare slots."""
+    most its cap plus a chunk's spare slots."""
 
     def __init__(self, shape: torch.Size, dtype: torch.dtype, budget_bytes: int) -> None:
         self.shape, self.dtype = shape, dtype
@@ -162,7 +162,7 @@ class PrefixCache:
             block_keys = keys[:, :, column : column + self.block]
             block_values = values[:, :, column : column + self.block]
             # Room first, so the cache never holds more than its budget (nor its slots more than that).
-            if not self._make_room(_nbytes(block_keys) + _nbytes(block_values), keep=path):
+            if not self._make_room(block_keys.nbytes + block_values.nbytes, keep=path):
                 break
             block = self._store(key, block_keys, block_values)
             self._next_id += 1
@@ -231,10 +231,6 @@ class PrefixCache:
         for child in list(block.children):
             if child in self._blocks:
                 self._remove(child)
-
-
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
 
 
 def stack(chain: Sequence[Block]) -> tuple[torch.Tensor, torch.Tensor]:
