@@ -24,6 +24,12 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "UK_ACCOUNT_NUMBER",
     "CARD_SECRET",
     "PERSON",
+    "UK_NINO",
+    "ID_NUMBER",
+    "DATE_OF_BIRTH",
+    "ADDRESS",
+    "CREDENTIAL",
+    "ACCOUNT_NUMBER",
 )
 # Further Presidio pattern recognizers a policy may switch on; off by default because they are
 # either noisy on banking chat (DATE_TIME, US_BANK_NUMBER) or rare in it.
@@ -32,7 +38,6 @@ OPTIONAL_PATTERN_ENTITIES: tuple[str, ...] = (
     "US_ITIN",
     "US_PASSPORT",
     "UK_NHS",
-    "UK_NINO",
     "URL",
     "CRYPTO",
     "DATE_TIME",

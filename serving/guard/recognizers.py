@@ -4,9 +4,10 @@ They all read the normalised view (normalise.py). Cards and IBANs are found by P
 checksums over any separator (checksum_recognizers.py); phones by python-phonenumbers and, for
 numbers no numbering plan lists, by shape and context (phone_shape_recognizer.py).
 
-Two changes to Presidio's stock recognizers:
+Three changes to Presidio's stock recognizers:
 - e-mail validation uses tldextract's bundled public-suffix snapshot; the stock recognizer fetches
   the list over the network on first use and logs a failure where there is none.
+- SSNs: the published sample numbers count (Presidio drops them).
 - phone, IP and SSN recognizers are skipped for texts that cannot hold their entity (too few
   digits, no dot or colon). python-phonenumbers costs about 1 ms per region per text, and most
   chat messages hold no number at all.
@@ -19,7 +20,7 @@ from typing import Any
 
 import regex as re
 import tldextract
-from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer import EntityRecognizer, Pattern, RecognizerResult
 from presidio_analyzer.predefined_recognizers import (
     CryptoRecognizer,
     DateRecognizer,
@@ -35,9 +36,14 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
+from .account_number_recognizer import AccountNumberRecognizer
+from .address_recognizer import AddressRecognizer
+from .birth_date_recognizer import BirthDateRecognizer
 from .card_secret_recognizer import CardSecretRecognizer
 from .checksum_recognizers import SeparatedCardRecognizer, SeparatedIbanRecognizer
 from .config import GuardConfig
+from .credential_recognizer import CredentialRecognizer
+from .id_document_recognizer import IdDocumentRecognizer
 from .name_recognizer import IntroducedNameRecognizer
 from .phone_shape_recognizer import PhoneShapeRecognizer
 from .uk_bank_recognizer import UkBankDetailsRecognizer
@@ -57,6 +63,7 @@ class OfflineEmailRecognizer(EmailRecognizer):
 _PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
 _IP_HINT = re.compile(r"\d\.\d|[0-9a-fA-F]:[0-9a-fA-F:]|::")
 _SSN_HINT = re.compile(r"\d{3}")
+_SAMPLE_SSNS = frozenset({"123456789", "987654320", "078051120"})
 
 
 class PrefilteredPhoneRecognizer(PhoneRecognizer):
@@ -83,6 +90,18 @@ class PrefilteredSsnRecognizer(UsSsnRecognizer):
             return []
         return super().analyze(text, entities, nlp_artifacts, regex_flags)
 
+    def invalidate_result(self, pattern_text: str) -> bool:
+        # Presidio also drops the published sample numbers (123-45-6789, 078-05-1120); a customer who
+        # types one still typed an SSN-shaped value, and masking a placeholder costs nothing.
+        digits = "".join(c for c in pattern_text if c.isdigit())
+        if digits in _SAMPLE_SSNS:
+            return False
+        return bool(super().invalidate_result(pattern_text))
+
+
+# Presidio scores its NINO shape 0.5; its prefix and suffix rules make it specific enough to name the type over
+# ID_NUMBER's keyword rule (0.55) when both fire.
+_NINO_PATTERNS = [Pattern(p.name, p.regex, 0.6) for p in UkNinoRecognizer.PATTERNS]
 
 Factory = Callable[[GuardConfig], EntityRecognizer]
 
@@ -103,11 +122,16 @@ FACTORIES: dict[str, Factory | tuple[Factory, ...]] = {
     "UK_ACCOUNT_NUMBER": lambda c: UkBankDetailsRecognizer(supported_language=c.language),
     "CARD_SECRET": lambda c: CardSecretRecognizer(supported_language=c.language),
     "PERSON": lambda c: IntroducedNameRecognizer(supported_language=c.language),
+    "ID_NUMBER": lambda c: IdDocumentRecognizer(supported_language=c.language),
+    "DATE_OF_BIRTH": lambda c: BirthDateRecognizer(supported_language=c.language),
+    "ADDRESS": lambda c: AddressRecognizer(supported_language=c.language),
+    "CREDENTIAL": lambda c: CredentialRecognizer(supported_language=c.language),
+    "ACCOUNT_NUMBER": lambda c: AccountNumberRecognizer(supported_language=c.language),
     "US_BANK_NUMBER": lambda c: UsBankRecognizer(supported_language=c.language),
     "US_ITIN": lambda c: UsItinRecognizer(supported_language=c.language),
     "US_PASSPORT": lambda c: UsPassportRecognizer(supported_language=c.language),
     "UK_NHS": lambda c: NhsRecognizer(supported_language=c.language),
-    "UK_NINO": lambda c: UkNinoRecognizer(supported_language=c.language),
+    "UK_NINO": lambda c: UkNinoRecognizer(patterns=_NINO_PATTERNS, supported_language=c.language),
     "URL": lambda c: UrlRecognizer(supported_language=c.language),
     "CRYPTO": lambda c: CryptoRecognizer(supported_language=c.language),
     "DATE_TIME": lambda c: DateRecognizer(supported_language=c.language),

@@ -4,7 +4,8 @@
 
 Every value is random and valid for its kind (Luhn cards of several brands, IBANs of eleven
 countries with their mod-97 digits, phone numbers of the US/Canada, the UK and eight EU countries,
-SSNs in the issued ranges, names from many cultures), written in one format, inside a sentence
+SSNs in the issued ranges, names from many cultures, NI and passport numbers, dates of birth, UK
+and US postal addresses, passwords, one-time codes, account numbers), written in one format, inside a sentence
 drawn at random from several templates and padded with random banking sentences that hold amounts,
 dates and references. Nothing here is read back from the guard: the corpus describes what
 customers write, and the guard is measured against it (tests/serving/guard/test_guard_corpus.py).
@@ -539,6 +540,100 @@ def clean_case(fmt: str, rng: random.Random) -> Case:
     return {"kind": "clean", "format": fmt, "turns": [text], "pii": []}
 
 
+NINO_FIRST = "ABCEGHJKLMNOPRSTWXYZ"  # never D, F, I, Q, U, V
+NINO_SECOND = "ABCEGHJKLMNPRSTWXYZ"  # never D, F, I, O, Q, U, V
+NINO_BARRED = {"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"}
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]  # fmt: skip
+STREETS = ["High", "Station", "Church", "Victoria", "Green", "Manor", "Park", "Queen's", "Mill", "Oak Tree",
+           "Kings", "Albert", "Elm", "Maple", "Cedar", "Sunset", "Lakeview", "Washington"]  # fmt: skip
+STREET_TYPES = [
+    "Street",
+    "Road",
+    "Avenue",
+    "Lane",
+    "Drive",
+    "Close",
+    "Way",
+    "St",
+    "Rd",
+    "Ave",
+    "Crescent",
+    "Court",
+]
+TOWNS = ["London", "Leeds", "Bristol", "Glasgow", "Cardiff", "Manchester", "Springfield", "Austin", "Portland",
+         "Dublin", "York"]  # fmt: skip
+US_STATES = ["IL", "TX", "OR", "CA", "NY", "WA", "MA", "FL"]
+PASSWORD_CHARS = string.ascii_letters + string.digits + "!#$%&*@"
+TEMPLATES.update(
+    {
+        "nino": ["my NI number is {v}", "National Insurance number: {v}", "NINO {v} for the form",
+                 "here is my national insurance number {v}"],
+        "passport": ["my passport number is {v}", "Passport no. {v}", "passport: {v}, issued last year",
+                     "I can verify with passport {v}"],
+        "dob": ["my date of birth is {v}", "DOB: {v}", "I was born on {v}", "date of birth {v}",
+                "{v} is my date of birth", "birthday {v}"],
+        "address": ["I live at {v}", "my new address is {v}", "please send the card to {v}", "Address: {v}",
+                    "I moved to {v} last month", "{v} is where I live now"],
+        "password": ["my password is {v}", "password: {v}", "my online banking password is {v}",
+                     "the password I set was {v}"],
+        "otp": ["the code you sent me is {v}", "my OTP is {v}", "verification code {v}", "one-time passcode: {v}"],
+        "account": ["my account number is {v}", "acct {v}", "account no. {v}", "customer number {v}"],
+    }
+)  # fmt: skip
+
+
+def nino(rng: random.Random) -> str:
+    while (prefix := rng.choice(NINO_FIRST) + rng.choice(NINO_SECOND)) in NINO_BARRED:
+        pass
+    return prefix + digits(6, rng) + rng.choice("ABCD")
+
+
+def birth_date(fmt: str, rng: random.Random) -> str:
+    day, month, year = rng.randint(1, 28), rng.randint(1, 12), rng.randint(1940, 2006)
+    return {
+        "dob_slashes": f"{day:02d}/{month:02d}/{year}",
+        "dob_dots": f"{day}.{month}.{year}",
+        "dob_iso": f"{year}-{month:02d}-{day:02d}",
+        "dob_words": rng.choice([f"{day} {MONTHS[month - 1]} {year}", f"{MONTHS[month - 1]} {day}, {year}"]),
+    }[fmt]
+
+
+def postal_address(fmt: str, rng: random.Random) -> str:
+    street = f"{rng.randint(1, 999)}{rng.choice(['', '', 'A', 'B'])} {rng.choice(STREETS)} {rng.choice(STREET_TYPES)}"
+    if fmt == "address_uk":
+        outward = rng.choice(["SW1A", "NW1", "LS1", "M4", "B33", "EH1", "CF10", "G2"])
+        postcode = f"{outward} {rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+        return f"{street}, {rng.choice(TOWNS)} {postcode}"
+    return f"{street}, {rng.choice(TOWNS)}, {rng.choice(US_STATES)} {digits(5, rng, '123456789')}"
+
+
+def personal_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]]:
+    def spaced_nino(rng: random.Random) -> str:
+        n = nino(rng)
+        return f"{n[:2]} {n[2:4]} {n[4:6]} {n[6:8]} {n[8]}"
+
+    formats: dict[str, tuple[str, Callable[[random.Random], str]]] = {
+        "nino_compact": ("nino", nino),
+        "nino_spaced": ("nino", spaced_nino),
+        "passport_digits": ("passport", lambda rng: digits(9, rng, "123456789")),
+        "password": (
+            "password",
+            lambda rng: "".join(rng.choice(PASSWORD_CHARS) for _ in range(rng.randint(8, 14))),
+        ),
+        "otp": ("otp", lambda rng: digits(6, rng)),
+        "account_other_lengths": (
+            "account",
+            lambda rng: digits(rng.choice([7, 10, 11, 12]), rng, "123456789"),
+        ),
+    }
+    for fmt in ("dob_slashes", "dob_dots", "dob_iso", "dob_words"):
+        formats[fmt] = ("dob", lambda rng, f=fmt: birth_date(f, rng))
+    for fmt in ("address_uk", "address_us"):
+        formats[fmt] = ("address", lambda rng, f=fmt: postal_address(f, rng))
+    return formats
+
+
 def build(per_format: int, seed: int) -> list[Case]:
     rng = random.Random(seed)
     cases: list[Case] = []
@@ -656,6 +751,9 @@ def build(per_format: int, seed: int) -> list[Case]:
     for fmt in ("name_cued", "name_allcaps", "name_titled"):
         add(fmt, lambda f=fmt: name_case(f, rng))
     add("clean_banking", lambda: clean_case("clean_banking", rng))
+    # Personal details found by their keyword (appended last: the cases above stay as they were).
+    for fmt, (template, make_value) in personal_formats().items():
+        add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
     return cases
 
 

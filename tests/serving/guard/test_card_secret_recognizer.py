@@ -1,4 +1,4 @@
-"""PINs and card security codes: digits count only right after their keyword."""
+"""PINs, card security codes and expiry dates: values count only right after their keyword."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ from finserve.serving.guard.card_secret_recognizer import find_card_secrets
         ("PIN number 123456", ["123456"]),
         ("pin: 1234.", ["1234"]),
         ("cvc2 = 987 and pin 1111", ["987", "1111"]),
+        ("the code on the back is 737", ["737"]),
+        ("3-digit security code: 042", ["042"]),
+        ("card 4111 1111 1111 1111 exp 09/27", ["09/27"]),
+        ("it expires 12/2026", ["12/2026"]),
+        ("valid thru 04-28", ["04-28"]),
     ],
 )
 def test_finds_secrets(text: str, expected: list[str]) -> None:
@@ -31,6 +36,8 @@ def test_finds_secrets(text: str, expected: list[str]) -> None:
         "cvv 12.50",
         "spin 1234",
         "I paid 1234 for the PIN reader",
+        "when does my card expire?",
+        "the offer expires 14/03",  # not a month
     ],
 )
 def test_ignores_other_numbers(text: str) -> None:

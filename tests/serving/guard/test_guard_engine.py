@@ -38,6 +38,24 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("PERSON", "this is Maria Garcia from the Leeds branch", "Maria Garcia"),
     ("PERSON", "The name on the account is Peter O'Neil-Brown.", "Peter O'Neil-Brown"),
     ("PERSON", "Thanks for the help.\nKind regards,\nJames T. Kirk", "James T. Kirk"),
+    # a published sample number (Presidio drops it): still masked
+    ("US_SSN", "my ssn is 123-45-6789", "123-45-6789"),
+    ("CARD_SECRET", "the code on the back is 737", "737"),
+    ("CARD_SECRET", "card 4111 1111 1111 1111 exp 09/27", "09/27"),
+    ("UK_NINO", "my NI number is AB 12 34 56 C", "AB 12 34 56 C"),
+    ("ID_NUMBER", "my passport number is 925076473", "925076473"),
+    ("ID_NUMBER", "driving licence MORGA753116SM9IJ, can I use it?", "MORGA753116SM9IJ"),
+    ("DATE_OF_BIRTH", "my date of birth is 14/03/1985", "14/03/1985"),
+    ("DATE_OF_BIRTH", "I was born on the 3rd of March 1985", "3rd of March 1985"),
+    ("ADDRESS", "I live at 221B Baker Street, London NW1 6XE", "221B Baker Street, London NW1 6XE"),
+    (
+        "ADDRESS",
+        "my new address is 5 rue de Rivoli, 75001 Paris. Can you update it?",
+        "5 rue de Rivoli, 75001 Paris",
+    ),
+    ("CREDENTIAL", "my password is Hunter2!", "Hunter2"),
+    ("CREDENTIAL", "the code you sent me is 482913", "482913"),
+    ("ACCOUNT_NUMBER", "my checking account number is 0012 3456 7890", "0012 3456 7890"),
 ]
 
 # (entity type that must NOT be reported, text)
@@ -45,7 +63,6 @@ NEGATIVES: list[tuple[str, str]] = [
     ("CREDIT_CARD", "My card 4111 1111 1111 1112 was declined"),  # fails the Luhn check
     ("CREDIT_CARD", "I was charged 1500 and then 2000 again"),
     ("IBAN_CODE", "send it to GB82 WEST 1234 5698 7654 33 today"),  # bad IBAN checksum
-    ("US_SSN", "my ssn is 123-45-6789"),  # the well-known example number, rejected by Presidio
     ("US_SSN", "ticket 536-22 was closed"),
     ("EMAIL_ADDRESS", "meet me at home dot five"),  # "at ... dot" without a real domain
     ("PHONE_NUMBER", "I was charged 3 times for 12.50"),
@@ -62,6 +79,18 @@ NEGATIVES: list[tuple[str, str]] = [
     ("PERSON", "This is Visa, right? I am British"),
     ("PERSON", "I AM MISSING CASH FROM MY BANK ACCOUNT"),
     ("PERSON", "this is URGENT"),
+    ("DATE_OF_BIRTH", "the transfer on 14/03/1985 never arrived"),
+    ("DATE_OF_BIRTH", "my date of birth is wrong in the app"),
+    ("ADDRESS", "How do I change my address?"),
+    ("ADDRESS", "I paid via Apple Pay 3 times"),
+    ("ADDRESS", "my email address is wrong"),
+    ("CREDENTIAL", "my password is not working"),
+    ("CREDENTIAL", "I don't know what my password is anymore"),
+    ("CREDENTIAL", "the password reset link expired"),
+    ("ID_NUMBER", "my passport expired, what ID can I use?"),
+    ("ID_NUMBER", "the transaction id 55512345 is pending"),
+    ("CARD_SECRET", "when does my card expire?"),
+    ("ACCOUNT_NUMBER", "my account balance is 1500 and I have 2 accounts"),
 ]
 
 

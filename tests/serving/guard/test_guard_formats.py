@@ -85,6 +85,33 @@ CASES: list[tuple[str, str, str]] = [
     ("name-i-am", "I am Kim Min-jun", "I am <PERSON>"),
     ("name-all-caps", "NAME ON ACCOUNT: HANNAH ADEYEMI", "NAME ON ACCOUNT: <PERSON>"),
     ("name-all-caps-i-am", "Hi I AM JOHN SMITH and my card", "Hi I AM <PERSON> and my card"),
+    # card secrets in other words, expiry dates
+    ("cvv-back-of-card", "the code on the back of my card is 737", "the code on the back of my card is <CARD_SECRET>"),
+    ("card-expiry", "card 4111 1111 1111 1111 expires 09/27", "card <CREDIT_CARD> expires <CARD_SECRET>"),
+    ("cvv-words", "my pin is four eight two one", "my pin is <CARD_SECRET>"),
+    # identity documents and national numbers
+    ("nino-spaced", "my NI number is AB 12 34 56 C", "my NI number is <UK_NINO>"),
+    ("nino-dashes", "national insurance number AB-12-34-56-C", "national insurance number <ID_NUMBER>"),
+    ("passport", "my passport number is 925076473", "my passport number is <ID_NUMBER>"),
+    ("driving-licence", "driving licence MORGA753116SM9IJ", "driving licence <ID_NUMBER>"),
+    ("ssn-sample", "my SSN is 123-45-6789", "my SSN is <US_SSN>"),
+    # account and customer numbers of other countries
+    ("account-us", "acct 000123456789 please", "acct <ACCOUNT_NUMBER> please"),
+    ("customer-number", "my customer number is 8877665544", "my customer number is <ACCOUNT_NUMBER>"),
+    # dates of birth
+    ("dob-numeric", "my date of birth is 14/03/1985", "my date of birth is <DATE_OF_BIRTH>"),
+    ("dob-iso", "DOB: 1985-03-14", "DOB: <DATE_OF_BIRTH>"),
+    ("dob-words", "I was born on March 14, 1985", "I was born on <DATE_OF_BIRTH>"),
+    ("dob-after", "14.03.1985 is my DOB", "<DATE_OF_BIRTH> is my DOB"),
+    # addresses
+    ("address-uk", "I live at 221B Baker Street, London NW1 6XE", "I live at <ADDRESS>"),
+    ("address-us", "mail it to 123 Main St, Springfield, IL 62704 please", "mail it to <ADDRESS> please"),
+    ("address-fr-cue", "my new address is 5 rue de Rivoli, 75001 Paris", "my new address is <ADDRESS>"),
+    ("postcode-lower", "my postcode is sw1a 1aa", "my postcode is <ADDRESS>"),
+    # credentials
+    ("password", "my password is Hunter2 and it stopped working", "my password is <CREDENTIAL> and it stopped working"),
+    ("otp", "the code you sent me is 482913", "the code you sent me is <CREDENTIAL>"),
+    ("memorable-word", "my memorable word is Rosebud", "my memorable word is <CREDENTIAL>"),
 ]  # fmt: skip
 
 # Clean banking text that must come back unchanged.

@@ -1,0 +1,89 @@
+"""Passwords, memorable words, one-time codes and user names: the value after its keyword.
+
+A customer who types "my password is Hunter2!" or "the code you sent is 482913" has handed over a
+credential; it must reach neither the model nor the logs. The keyword alone is common in banking
+chat ("I forgot my password", "my password is not working"), so the value must look like one:
+- after "is", ":", "=" or a quote, any word but the ones that describe a password instead of being
+  one ("wrong", "not", "expired", "case sensitive", ...);
+- right after the keyword with nothing between, only a word holding a digit ("password Hunter2!");
+- after "what/how ... password is", only a word holding a digit ("I don't know what my password is anymore");
+- one-time codes (OTP, verification, authentication, SMS codes) must hold digits.
+"""
+
+from __future__ import annotations
+
+import regex as re
+
+from .finder_recognizer import FinderRecognizer
+
+ENTITY = "CREDENTIAL"
+SCORE = 0.85
+
+_SECRET = (
+    r"password|passwd|pwd|pass\s?phrase|pass\s?word|log[\s\-]?in\s+password|memorable\s+(?:word|information|info|answer|phrase)"
+    r"|security\s+(?:answer|word|phrase)|secret\s+(?:answer|word|phrase|question\s+answer)"
+    r"|user\s?name|user\s?id|log[\s\-]?in\s+(?:id|name)|customer\s+id"
+)
+_CODE = (
+    r"one[\s\-]?time\s+(?:pass(?:code|word)?|code|pin)|otp|verification\s+code|confirmation\s+code"
+    r"|auth(?:entication|orisation|orization)?\s+code|2fa\s+code|sms\s+code|log[\s\-]?in\s+code|access\s+code"
+    r"|(?:the\s+)?code\s+(?:you|u)\s+(?:just\s+)?(?:sent|texted|emailed|gave)(?:\s+(?:me|to\s+me))?"
+    r"|(?:the|a|my)\s+code(?=\s+(?:that\s+)?(?:i|we)\s)"
+)
+# "the password I set was ...", "the code I received is ...".
+_CLAUSE = (
+    r"(?:\s+(?:that\s+)?(?:i|we)\s+(?:set|use|used|chose|picked|created|entered|typed|have|had|got|received"
+    r"|was\s+sent|was\s+given)(?:\s+(?:up|in|today|earlier|yesterday))?)?"
+)
+_LINK = r"(?P<link>(?:\s+(?:is|was|is\s+now|will\s+be|would\s+be|should\s+be))?\s*[:=]?\s*[\"'“‘`]?|\s+)"
+_VALUE = r"(?P<value>[^\s\"'”’`.,;:?][^\s\"'”’`]{2,63})"
+_QUOTED = r"[:=]?\s*[\"'“‘`](?P<quoted>[^\"'”’`\n]{1,64})[\"'”’`]"  # spaces and all, between quotes
+_SECRET_VALUE = re.compile(
+    rf"(?i)\b(?:{_SECRET})\b{_CLAUSE}(?:(?:\s+(?:is|was))?\s*{_QUOTED}|{_LINK}{_VALUE})"
+)
+_CODE_VALUE = re.compile(
+    rf"(?i)\b(?:{_CODE})\b{_CLAUSE}{_LINK}(?P<value>[A-Za-z]{{0,3}}[\-]?\d[\dA-Za-z\-]{{2,11}})(?![\w])"
+)
+# Words that say something about a password rather than being one.
+_DESCRIBING = frozenset(
+    """wrong incorrect not no invalid expired locked blocked correct right too very weak strong case the a an my
+    your our their same different working broken forgotten forgot lost stolen compromised required needed missing
+    reset changed change new old long short sensitive secure safe being still now also just really fine ok okay
+    accepted rejected asking showing saying always never unknown unavailable empty blank hidden visible
+    there here it this that what which mine yours for and or but to of in on at with by from please field
+    box page link email e-mail sent""".split()
+)
+_HAS_DIGIT = re.compile(r"\d")
+# "I don't know what my password is anymore": a question about the value, not the value.
+_ASKING = re.compile(r"(?i)\b(?:what|which|how|whether|where|if)\b(?:\s+\S+){0,3}\s*$")
+_TRAILING = ".,;:!?)]}"
+# A word every keyword above holds: texts without one are skipped at the cost of one search.
+_HINT = re.compile(r"(?i)pass|pwd|word|memorable|answer|user|log[\s\-]?in|customer|otp|code")
+
+
+def find_credentials(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each password, memorable word, one-time code or user name in `text`."""
+    found = []
+    for m in _SECRET_VALUE.finditer(text):
+        if m.group("quoted") is not None:
+            found.append((m.start("quoted"), m.end("quoted")))
+            continue
+        value = m.group("value").rstrip(_TRAILING) or m.group("value")
+        link = m.group("link").strip()
+        if value.lower() in _DESCRIBING or (not link and not _HAS_DIGIT.search(value)):
+            continue
+        if link.isalpha() and _ASKING.search(text, 0, m.start()) and not _HAS_DIGIT.search(value):
+            continue
+        found.append((m.start("value"), m.start("value") + len(value)))
+    found += [(m.start("value"), m.end("value")) for m in _CODE_VALUE.finditer(text)]
+    return sorted(set(found))
+
+
+class CredentialRecognizer(FinderRecognizer):
+    """Presidio recognizer for passwords, memorable words, one-time codes and user names; see module docstring."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        why = "a credential after its keyword"
+        super().__init__(
+            ENTITY, find_credentials, SCORE, why, "CredentialRecognizer", supported_language, hint=_HINT
+        )

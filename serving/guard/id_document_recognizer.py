@@ -1,0 +1,53 @@
+"""Identity-document and tax numbers after their keyword: passport, driving licence, national ID,
+national insurance, tax IDs, of any country (US social security numbers are US_SSN's).
+
+Their formats differ per country and many are plain digit runs, so the keyword decides: "passport
+number 925076473", "driving licence MORGA753116SM9IJ", "NI number AB-12-34-56-C", "DNI
+12345678Z". The value is up to six groups of letters and digits
+holding at least four digits, so "my passport expired" and "licence fee of 30" stay as they are.
+"""
+
+from __future__ import annotations
+
+import regex as re
+
+from .finder_recognizer import FinderRecognizer
+
+ENTITY = "ID_NUMBER"
+# Below the rules that know a format (US_SSN, UK_NINO, cards: they name the type when both fire),
+# above phone shapes, which a passport number in digits also matches.
+SCORE = 0.55
+
+_DOCUMENT = (
+    r"passport|driv(?:ing|er'?s?)\s+licen[cs]e|licen[cs]e|national\s+(?:id(?:entity)?|insurance)(?:\s+card)?"
+    r"|ni\s+(?:number|no\.?)|nino|id(?:entity)?\s+(?:card|number|no\.?|document)|identity\s+document"
+    r"|(?:my|your|his|her|their)\s+id|sin"
+    r"|tax\s+(?:id|identification|reference|file|code)|tin|utr|itin|pps|bsn|nif|nie|dni|cpf|aadhaar|pan"
+    r"|codice\s+fiscale|steuer[\s\-]?id|personalausweis|personnummer|medicare|nhs"
+)
+_NUMBER_WORD = r"(?:number|no\.?|num|nr\.?|#|id|code)"
+# A group holds a digit, or is one or two capitals (the letters of "AB 12 34 56 C").
+_GROUP = r"(?:[A-Za-z]{0,6}\d[\dA-Za-z]*|[A-Z]{1,2})"
+_PATTERN = re.compile(
+    rf"(?i)\b(?:{_DOCUMENT})(?:\s+{_NUMBER_WORD})?(?:\s+(?:is|was))?[\s:#=\-]*"
+    rf"(?P<value>(?-i:{_GROUP}(?:[ \-./]{_GROUP}){{0,5}}))(?![\w\-])"
+)
+_DIGIT = re.compile(r"\d")
+_MIN_DIGITS = 4
+
+
+def find_id_numbers(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each identity-document or tax number in `text`."""
+    return [
+        (m.start("value"), m.end("value"))
+        for m in _PATTERN.finditer(text)
+        if len(_DIGIT.findall(m.group("value"))) >= _MIN_DIGITS
+    ]
+
+
+class IdDocumentRecognizer(FinderRecognizer):
+    """Presidio recognizer for identity-document and tax numbers; see module docstring."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        why = "an identity-document or tax number after its keyword"
+        super().__init__(ENTITY, find_id_numbers, SCORE, why, "IdDocumentRecognizer", supported_language)

@@ -1,0 +1,52 @@
+"""Postal addresses: street lines, postcodes, and the clause after an address keyword."""
+
+from __future__ import annotations
+
+import pytest
+
+from finserve.serving.guard.address_recognizer import find_addresses
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I live at 221B Baker Street, London NW1 6XE", ["221B Baker Street, London NW1 6XE"]),
+        ("Flat 3, 12 High St. in Leeds", ["Flat 3, 12 High St."]),
+        (
+            "send it to 1600 Pennsylvania Avenue NW, Washington, DC 20500",
+            ["1600 Pennsylvania Avenue NW, Washington, DC 20500"],
+        ),
+        ("123 Main St, Springfield, IL 62704", ["123 Main St, Springfield, IL 62704"]),
+        ("my postcode is sw1a 1aa", ["sw1a 1aa"]),
+        ("zip code: 90210", ["90210"]),
+        ("the parcel went to SW1A 2AA", ["SW1A 2AA"]),
+        (
+            "my new address is 5 rue de Rivoli, 75001 Paris. Can you update it?",
+            ["5 rue de Rivoli, 75001 Paris"],
+        ),
+        ("Address: 42 Wallaby Way, Sydney NSW 2000", ["42 Wallaby Way, Sydney NSW 2000"]),
+        ("my address is Rose Cottage, Church Lane, Ambridge", ["Rose Cottage, Church Lane, Ambridge"]),
+        ("Musterstraße 12, 10115 Berlin", ["Musterstraße 12, 10115 Berlin"]),
+        ("Calle Mayor 5, 28013 Madrid", ["Calle Mayor 5, 28013 Madrid"]),
+        ("Keizersgracht 123, 1015 CJ Amsterdam", ["Keizersgracht 123, 1015 CJ Amsterdam"]),
+    ],
+)
+def test_finds_addresses(text: str, expected: list[str]) -> None:
+    assert [text[a:b] for a, b in find_addresses(text)] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How do I change my address?",
+        "my address has changed",
+        "my address is the same as before",
+        "my email address is jane@example.com",
+        "I paid via Apple Pay 3 times",
+        "Via Revolut 25 EUR",
+        "I have 2 Pending Transactions",
+        "what is your address",
+    ],
+)
+def test_ignores_other_text(text: str) -> None:
+    assert find_addresses(text) == []

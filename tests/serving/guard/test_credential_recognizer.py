@@ -1,0 +1,45 @@
+"""Passwords, memorable words, one-time codes and user names: the value after its keyword."""
+
+from __future__ import annotations
+
+import pytest
+
+from finserve.serving.guard.credential_recognizer import find_credentials
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my password is sunshine", ["sunshine"]),
+        ("username jsmith84 password Hunter2!", ["jsmith84", "Hunter2"]),
+        ('password: "p@ss w0rd"', ["p@ss w0rd"]),
+        ("my password is 'letmein'", ["letmein"]),
+        ("my login password=Abc123", ["Abc123"]),
+        ("my memorable word is Rosebud", ["Rosebud"]),
+        ("the code you sent me is 482913", ["482913"]),
+        ("my OTP is 123456.", ["123456"]),
+        ("verification code: 99812", ["99812"]),
+        ("my user ID is jsmith", ["jsmith"]),
+    ],
+)
+def test_finds_credentials(text: str, expected: list[str]) -> None:
+    assert [text[a:b] for a, b in find_credentials(text)] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I forgot my password",
+        "my password is wrong",
+        "my password is not working",
+        "password is case sensitive",
+        "password reset link",
+        "password change failed",
+        "What is my username?",
+        "I don't know what my password is anymore",
+        "Not sure what my password is.",
+        "the verification code never arrived",
+    ],
+)
+def test_ignores_talk_about_credentials(text: str) -> None:
+    assert find_credentials(text) == []

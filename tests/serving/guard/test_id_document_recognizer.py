@@ -1,0 +1,40 @@
+"""Identity-document and tax numbers: a value with four digits or more after its keyword."""
+
+from __future__ import annotations
+
+import pytest
+
+from finserve.serving.guard.id_document_recognizer import find_id_numbers
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my passport number is 925076473", ["925076473"]),
+        ("passport no. X1234567 issued 2019", ["X1234567"]),
+        ("driving licence MORGA753116SM9IJ", ["MORGA753116SM9IJ"]),
+        ("NI number AB-12-34-56-C", ["AB-12-34-56-C"]),
+        ("national insurance number AB 12 34 56 C please", ["AB 12 34 56 C"]),
+        ("DNI 12345678Z", ["12345678Z"]),
+        ("my tax id: 123-45-6789", ["123-45-6789"]),
+        ("national ID 7501011234567", ["7501011234567"]),
+        ("my ID is 12345678 and I need help", ["12345678"]),
+    ],
+)
+def test_finds_id_numbers(text: str, expected: list[str]) -> None:
+    assert [text[a:b] for a, b in find_id_numbers(text)] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my passport expired",
+        "licence fee of 30",
+        "What ID do I need?",
+        "I need ID verification for 2 accounts",
+        "the transaction id 55512345 is pending",
+        "card id 1234",
+    ],
+)
+def test_ignores_other_numbers(text: str) -> None:
+    assert find_id_numbers(text) == []
