@@ -15,6 +15,9 @@ tokenizer; no GGUF of those sizes comes in a package here); answers once with th
 head (135M only: the shipped heads are SmolLM2's); fills the prefix cache to its cap with distinct RAG prompts (bench_engines' prompt under a
 per-request session line, so no two share a block); then decodes ``max_batch_size`` such prompts at once (64
 tokens each, or with ``--staggered`` 8, 16, ... 64, so rows leave the batch one by one as in real traffic).
+``<model>-llamacpp`` runs ``generator.engine: llamacpp`` instead, with the same budget (512 positions per slot, a
+256 MiB prompt cache); llama.cpp does not report how full its prompt cache is, so it gets 1.25x the prompts the cap
+holds, and its keys and values are float16.
 
 The KV budget is the prefix cache's cap plus ``max_batch_size`` requests of 512 positions (a ~300-token RAG
 prompt, 64 answer tokens and the cache's 128-column growth). Memory is the replica's own /proc/self/status
@@ -47,6 +50,8 @@ VARIANTS = (
     "0.47b_q4_1-int8",
     "0.47b_q4_1-q4",
     "1.2b_q4_1-q4",
+    "135m-llamacpp",
+    "0.47b_q8_0-llamacpp",
 )
 POSITIONS_PER_REQUEST = 512
 ANSWER_TOKENS = 64
@@ -75,11 +80,35 @@ def synthetic(size: str, qtype: str) -> Path:
 
 def generator_config(variant: str) -> dict[str, Any]:
     model, weights = variant.split("-")
-    cpu: dict[str, Any] = {"num_threads": 1, "weights": weights}
+    model_file = None
     if model != "135m":
         size, qtype = model.split("_", 1)
-        cpu["model_file"] = str(synthetic(size, qtype))
-    return {"batch_wait_ms": 5, "max_new_tokens": ANSWER_TOKENS, "cpu": cpu}
+        model_file = str(synthetic(size, qtype))
+    config: dict[str, Any] = {"batch_wait_ms": 5, "max_new_tokens": ANSWER_TOKENS}
+    if weights == "llamacpp":
+        # The same KV budget as our engine's: 512 positions per slot, a 256 MiB prompt cache in host memory.
+        llamacpp = {"threads": 1, "context_per_slot": POSITIONS_PER_REQUEST, "prompt_cache_mb": 256}
+        if model_file:
+            llamacpp["model_file"] = model_file
+        return {**config, "engine": "llamacpp", "llamacpp": llamacpp}
+    cpu: dict[str, Any] = {"num_threads": 1, "weights": weights}
+    if model_file:
+        cpu["model_file"] = model_file
+    return {**config, "cpu": cpu}
+
+
+def gguf_kv_bytes_per_token(path: Path, element_bytes: int) -> int:
+    """Keys and values of one position over all layers, read from the GGUF's metadata."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    arch = str(bytes(reader.fields["general.architecture"].parts[-1]), "utf-8")
+
+    def field(name: str) -> int:
+        return int(reader.fields[f"{arch}.{name}"].parts[-1][0])
+
+    head_dim = field("embedding_length") // field("attention.head_count")
+    return 2 * field("block_count") * field("attention.head_count_kv") * head_dim * element_bytes
 
 
 def allocator() -> dict[str, float]:
@@ -134,6 +163,12 @@ def measured_class() -> type:
                     2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * 4
                 )
                 out["model_file_bytes"] = runner.source.stat().st_size if runner.source.is_file() else None
+            gguf_file = getattr(self.engine, "_gguf", None)
+            if gguf_file is not None:  # llama.cpp: its prompt cache's cap, float16 keys and values
+                await self.start()
+                out["prefix_cache_cap_bytes"] = self.engine.options.prompt_cache_mb << 20
+                out["kv_bytes_per_token"] = gguf_kv_bytes_per_token(gguf_file, 2)
+                out["model_file_bytes"] = gguf_file.stat().st_size
             return out
 
         async def trimmed(self) -> dict[str, Any]:
@@ -158,18 +193,25 @@ def floor_class() -> type:
     return Floor
 
 
-async def fill(handle: Any, adapter: Any, cap: int, start: int) -> tuple[int, int]:
-    """Distinct RAG prompts one after another until the prefix cache holds its cap; (requests, next nonce)."""
+async def fill(handle: Any, adapter: Any, start: int) -> tuple[int, int]:
+    """Distinct RAG prompts one after another until the prefix cache holds its cap; (requests, next nonce).
+    llama.cpp does not say how full its prompt cache is: it gets 1.25x the prompts its cap holds."""
     from bench.bench_engines import rag_messages
     from finserve.serving.inference import GenerationRequest
 
     n = start
+    needed = 400
     while True:
         req = GenerationRequest(messages=rag_messages(f"fill-{n}"), adapter=adapter, max_tokens=4)
-        await handle.generate.remote(req)
+        result = await handle.generate.remote(req)
         n += 1
         mem = await handle.memory.remote()
-        if mem["prefix_cache_bytes"] >= 0.97 * mem["prefix_cache_cap_bytes"] or n - start > 400:
+        cap = mem["prefix_cache_cap_bytes"]
+        if "prefix_cache_bytes" not in mem:
+            needed = min(needed, int(1.25 * cap / (result.prompt_tokens * mem["kv_bytes_per_token"])) + 1)
+        elif mem["prefix_cache_bytes"] >= 0.97 * cap:
+            return n - start, n
+        if n - start >= needed:
             return n - start, n
 
 
@@ -214,8 +256,7 @@ async def one(variant: str, adapter_name: str, staggered: bool) -> dict[str, Any
         )
         req = GenerationRequest(messages=rag_messages(None), adapter=adapter, max_tokens=ANSWER_TOKENS)
         row["answer_tokens"] = (await handle.generate.remote(req)).completion_tokens
-    cap = row["started"]["prefix_cache_cap_bytes"]
-    row["fill_requests"], nonce = await fill(handle, adapter, cap, 0)
+    row["fill_requests"], nonce = await fill(handle, adapter, 0)
     row["filled"] = await handle.memory.remote()
     from bench.bench_engines import rag_messages
 
@@ -249,7 +290,9 @@ def verdict(row: dict[str, Any]) -> dict[str, Any]:
         "bound_mib": round(bound, 1),
         "peak_mib": mem["VmHWM"],
         "peak_over_bound": round(mem["VmHWM"] / bound, 2),
-        "prefix_cache_mib": round(mem["prefix_cache_bytes"] / 2**20, 1),
+        "prefix_cache_mib": round(mem["prefix_cache_bytes"] / 2**20, 1)
+        if "prefix_cache_bytes" in mem
+        else None,
     }
 
 
