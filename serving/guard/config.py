@@ -30,6 +30,7 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "ADDRESS",
     "CREDENTIAL",
     "ACCOUNT_NUMBER",
+    "CRYPTO",
 )
 # Further Presidio pattern recognizers a policy may switch on; off by default because they are
 # either noisy on banking chat (DATE_TIME, US_BANK_NUMBER) or rare in it.
@@ -39,7 +40,6 @@ OPTIONAL_PATTERN_ENTITIES: tuple[str, ...] = (
     "US_PASSPORT",
     "UK_NHS",
     "URL",
-    "CRYPTO",
     "DATE_TIME",
 )
 # Only a spaCy NER model finds these; they need `spacy_model`.

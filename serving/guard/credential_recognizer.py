@@ -1,4 +1,4 @@
-"""Passwords, memorable words, one-time codes and user names: the value after its keyword.
+"""Passwords, memorable words, security answers, one-time codes and user names: the value after its keyword.
 
 A customer who types "my password is Hunter2!" or "the code you sent is 482913" has handed over a
 credential; it must reach neither the model nor the logs. The keyword alone is common in banking
@@ -23,6 +23,8 @@ _SECRET = (
     r"password|passwd|pwd|pass\s?phrase|pass\s?word|log[\s\-]?in\s+password|memorable\s+(?:word|information|info|answer|phrase)"
     r"|security\s+(?:answer|word|phrase)|secret\s+(?:answer|word|phrase|question\s+answer)"
     r"|user\s?name|user\s?id|log[\s\-]?in\s+(?:id|name)|customer\s+id"
+    r"|(?:security\s+)?question(?:['’]s)?\s+answer|answer\s+to\s+(?:my|the)\s+(?:security\s+)?question"
+    r"|maiden\s+name|(?:first\s+)?pet['’]?s?\s+name|name\s+of\s+(?:my|the)\s+first\s+pet"
 )
 _CODE = (
     r"one[\s\-]?time\s+(?:pass(?:code|word)?|code|pin)|otp|verification\s+code|confirmation\s+code"
@@ -58,7 +60,7 @@ _HAS_DIGIT = re.compile(r"\d")
 _ASKING = re.compile(r"(?i)\b(?:what|which|how|whether|where|if)\b(?:\s+\S+){0,3}\s*$")
 _TRAILING = ".,;:!?)]}"
 # A word every keyword above holds: texts without one are skipped at the cost of one search.
-_HINT = re.compile(r"(?i)pass|pwd|word|memorable|answer|user|log[\s\-]?in|customer|otp|code")
+_HINT = re.compile(r"(?i)pass|pwd|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name")
 
 
 def find_credentials(text: str) -> list[tuple[int, int]]:

@@ -5,6 +5,7 @@ Their formats differ per country and many are plain digit runs, so the keyword d
 number 925076473", "driving licence MORGA753116SM9IJ", "NI number AB-12-34-56-C", "DNI
 12345678Z". The value is up to six groups of letters and digits
 holding at least four digits, so "my passport expired" and "licence fee of 30" stay as they are.
+"The last 4 of my SSN are 1234" counts too: the last four digits are what call centres verify with.
 """
 
 from __future__ import annotations
@@ -32,17 +33,24 @@ _PATTERN = re.compile(
     rf"(?i)\b(?:{_DOCUMENT})(?:\s+{_NUMBER_WORD})?(?:\s+(?:is|was))?[\s:#=\-]*"
     rf"(?P<value>(?-i:{_GROUP}(?:[ \-./]{_GROUP}){{0,5}}))(?![\w\-])"
 )
+# The last four digits of a national number are what call centres verify with: a secret on their own.
+_LAST_FOUR = re.compile(
+    r"(?i)\blast\s+(?:4|four)(?:\s+digits)?\s+(?:of\s+)?(?:my|the|his|her)\s+"
+    r"(?:ssn|social(?:\s+security)?(?:\s+number)?|sin|national\s+(?:id|insurance)(?:\s+number)?|ni\s+number|"
+    r"passport(?:\s+number)?|id(?:\s+number)?)(?:\s+(?:is|are|was|were))?[\s:=\-]*(?P<value>(?<!\d)\d{4})(?!\d)"
+)
 _DIGIT = re.compile(r"\d")
 _MIN_DIGITS = 4
 
 
 def find_id_numbers(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each identity-document or tax number in `text`."""
-    return [
+    """(start, end) of each identity-document or tax number, or the last four digits of one, in `text`."""
+    found = [
         (m.start("value"), m.end("value"))
         for m in _PATTERN.finditer(text)
         if len(_DIGIT.findall(m.group("value"))) >= _MIN_DIGITS
     ]
+    return sorted(found + [(m.start("value"), m.end("value")) for m in _LAST_FOUR.finditer(text)])
 
 
 class IdDocumentRecognizer(FinderRecognizer):

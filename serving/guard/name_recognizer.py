@@ -1,7 +1,8 @@
 """Person names the text itself introduces ("my name is Jane Doe"), found without an NER model.
 
 A name is up to six capitalised words, initials or particles right after an introducing phrase
-("my name is", "name on account", "beneficiary:", "account holder is", "I am"), after a sign-off
+("my name is", "name on account", "beneficiary:", "account holder is", "I am", "my wife", "sent £50 to"),
+after a sign-off
 ("Regards,", "Thanks,", "Best,"), or right before "here" at the start of a sentence ("Jane Doe
 here"). Two things keep "I'm waiting for my card" and "this is Visa" from becoming names: the words
 must be capitalised, and words that are capitalised for other reasons (brands, nationalities,
@@ -50,6 +51,15 @@ _WEAK = (
     r"this\s+is",
     r"call\s+me",
     r"it['’]s",
+    # a relative or friend named in passing: "my wife Anna Kowalska will call"
+    r"my\s+(?:wife|husband|partner|spouse|son|daughter|mother|mum|mom|father|dad|brother|sister|friend|flatmate"
+    r"|roommate|colleague|landlord|landlady|boss|employer|grandmother|grandfather|grandma|grandpa|gran|niece|nephew"
+    r"|uncle|aunt|auntie|cousin|fianc[ée]e?|girlfriend|boyfriend|child|carer|neighbou?r)(?:['’]s\s+name)?(?:\s+is|,)?",
+)
+# A payment's recipient: "I sent £50 to Mark Jones". Brands follow "to" too, so two name words at least.
+_PAYEE = (
+    r"(?:sent|send|sending|transfer(?:red|ring)?|paid|pay|paying|wired?|owed?|owes)\s+"
+    r"(?:(?:[£$€]\s?)?\d[\d,.]*\s*(?:pounds|dollars|euros|gbp|usd|eur)?\s+|money\s+|funds\s+|it\s+|a\s+payment\s+)?to"
 )
 STRONG_SCORE = 0.85
 WEAK_SCORE = 0.6
@@ -74,7 +84,7 @@ def _phrase_alternation(phrases: tuple[str, ...]) -> str:
 
 _PATTERN = re.compile(
     rf"(?<![\p{{L}}])(?i:(?P<strong>{_phrase_alternation(_STRONG)})|(?P<signoff>{_phrase_alternation(_SIGN_OFF)})"
-    rf"|(?P<weak>{_phrase_alternation(_WEAK)}))"
+    rf"|(?P<weak>{_phrase_alternation(_WEAK)})|(?P<payee>{_PAYEE}))"
     rf"[ \t]*\n?[ \t]*(?P<name>{_NAME})"
 )
 # "Jane Doe here": at the start of the text, of a sentence or line, or after a greeting.
@@ -116,6 +126,8 @@ CAPITALISED_NON_NAMES: frozenset[str] = frozenset(
     portuguese polish indian chinese japanese canadian australian mexican brazilian
     russian ukrainian african asian muslim christian jewish
     uk usa us eu america england scotland wales ireland europe london
+    western union moneygram amazon ebay netflix spotify uber tesco hmrc irs revolut monzo wise airbnb
+    microsoft steam coinbase binance stripe venmo zelle cash app top up atm sepa swift
     """.split()
 )
 # Titles are skipped, not counted as names: "my name is Dr Jane Doe" finds "Jane Doe".
@@ -159,7 +171,10 @@ def find_names(text: str) -> list[tuple[int, int, float]]:
         # A lone capital is a placeholder ("beneficiary X"), not a name.
         if not kept or (len(kept) == 1 and len(kept[0][2].rstrip(".")) == 1):
             continue
-        weak = match.group("weak") is not None
+        payee = match.group("payee") is not None
+        if payee and len(kept) < 2:
+            continue
+        weak = match.group("weak") is not None or payee
         # After a weak phrase, all-caps words are shouting more often than a name ("I AM MISSING
         # CASH", "this is URGENT"); two of them in a text that is not all caps are a name.
         if weak and all(word.isupper() for _, _, word in kept) and (shouting or len(kept) < 2):

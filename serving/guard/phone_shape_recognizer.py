@@ -8,8 +8,9 @@ real number is still that customer's number. This Presidio PatternRecognizer kno
 - North American: ``(827) 324-5383``, ``(201)555-0142``, ``201.555.0142``, ``1-201-555-0142``;
 - national with a trunk 0 (UK and most of the EU): ``020 7946 0958``, ``07700 900123``,
   ``06 12 34 56 78``, ``0151 23456789``, 10-12 digits;
-- any other 9-11 digits in up to four groups (``612 345 678``, ``2015550142``) only with a context
-  word (phone, call, mobile, ...) just before it: alone they are as likely an amount or reference.
+- any other 9-11 digits in up to four groups (``612 345 678``, ``2015550142``), a trunk 0 and 7-9
+  digits (``030 901820``) or a local 3-4 number (``555-0142``) only with a context word (phone, call,
+  mobile, ...) near it: alone they are as likely an amount or reference.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from presidio_analyzer import Pattern, PatternRecognizer, RecognizerResult
 
 ENTITY = "PHONE_NUMBER"
 
-_B = r"(?<![\p{L}\d+.,/])"  # not inside a word, a longer number, an amount or a date
+_B = r"(?<![\p{L}\d+.,/#])"  # not inside a word, a longer number, an amount, a date or a "#" reference
 _E = r"(?![\p{L}\d]|[.,/]\d)"
 PATTERNS = [
     Pattern(
@@ -48,6 +49,12 @@ DIGITS: dict[str, range] = {
     "national_trunk": range(10, 13),
     "grouped_digits": range(9, 12),
 }
+# Shorter numbers of two shapes count only with a context word (their score is the weakest): a trunk 0
+# and 7-9 digits (Berlin's "030 901820"), a local number of 7 ("555-0142"), never one unbroken run of digits
+# (as likely a reference: "order 9004093"). Presidio keeps one
+# match per span, the higher-scored pattern's, so the digit count decides here, after it.
+SHORT_DIGITS: dict[str, range] = {"national_trunk": range(7, 10), "grouped_digits": range(7, 8)}
+SHORT_SCORE = 0.15
 CONTEXT = [
     "phone", "telephone", "tel", "mobile", "cell", "cellphone", "call", "ring", "reach", "contact",
     "whatsapp", "text", "sms", "landline", "number", "fax", "dial", "callback",
@@ -80,5 +87,12 @@ class PhoneShapeRecognizer(PatternRecognizer):
             name = result.analysis_explanation.pattern_name if result.analysis_explanation else None
             digits = sum(ch.isdigit() for ch in text[result.start : result.end])
             if name in DIGITS and digits in DIGITS[name]:
+                kept.append(result)
+            elif (
+                name in SHORT_DIGITS
+                and digits in SHORT_DIGITS[name]
+                and not text[result.start : result.end].isdigit()
+            ):
+                result.score = SHORT_SCORE
                 kept.append(result)
         return kept

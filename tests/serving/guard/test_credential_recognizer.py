@@ -20,6 +20,11 @@ from finserve.serving.guard.credential_recognizer import find_credentials
         ("my OTP is 123456.", ["123456"]),
         ("verification code: 99812", ["99812"]),
         ("my user ID is jsmith", ["jsmith"]),
+        ("my mother's maiden name is Smith", ["Smith"]),
+        ("my first pet's name was Rex", ["Rex"]),
+        ("the answer to my security question is blue42", ["blue42"]),
+        ("The password I set was !7UFkUImbpksev", ["!7UFkUImbpksev"]),
+        ("the code I received is 482913", ["482913"]),
     ],
 )
 def test_finds_credentials(text: str, expected: list[str]) -> None:
@@ -39,6 +44,8 @@ def test_finds_credentials(text: str, expected: list[str]) -> None:
         "I don't know what my password is anymore",
         "Not sure what my password is.",
         "the verification code never arrived",
+        "what is a maiden name?",
+        "the password I use is not working",
     ],
 )
 def test_ignores_talk_about_credentials(text: str) -> None:

@@ -85,6 +85,15 @@ CASES: list[tuple[str, str, str]] = [
     ("name-i-am", "I am Kim Min-jun", "I am <PERSON>"),
     ("name-all-caps", "NAME ON ACCOUNT: HANNAH ADEYEMI", "NAME ON ACCOUNT: <PERSON>"),
     ("name-all-caps-i-am", "Hi I AM JOHN SMITH and my card", "Hi I AM <PERSON> and my card"),
+    # names in passing: relatives, payees
+    ("name-relative", "my wife Anna Kowalska will call", "my wife <PERSON> will call"),
+    ("name-payee", "I sent £50 to Mark Jones yesterday", "I sent £50 to <PERSON> yesterday"),
+    ("name-payee-brand", "I paid 20 pounds to Western Union", "I paid 20 pounds to Western Union"),
+    # short phone numbers with a context word
+    ("phone-de-short-trunk", "tel: 030 901820", "tel: <PHONE_NUMBER>"),
+    ("phone-local-7", "my number is 555-0142", "my number is <PHONE_NUMBER>"),
+    # crypto wallets (checksum-validated)
+    ("crypto-btc", "my bitcoin wallet 1BoatSLRHtKNngkdXEeobR76b53LETtpyT", "my bitcoin wallet <CRYPTO>"),
     # card secrets in other words, expiry dates
     ("cvv-back-of-card", "the code on the back of my card is 737", "the code on the back of my card is <CARD_SECRET>"),
     ("card-expiry", "card 4111 1111 1111 1111 expires 09/27", "card <CREDIT_CARD> expires <CARD_SECRET>"),
@@ -112,6 +121,9 @@ CASES: list[tuple[str, str, str]] = [
     ("password", "my password is Hunter2 and it stopped working", "my password is <CREDENTIAL> and it stopped working"),
     ("otp", "the code you sent me is 482913", "the code you sent me is <CREDENTIAL>"),
     ("memorable-word", "my memorable word is Rosebud", "my memorable word is <CREDENTIAL>"),
+    ("maiden-name", "my mother's maiden name is Smith", "my mother's maiden name is <CREDENTIAL>"),
+    ("security-answer", "security question answer: Fluffy", "security question answer: <CREDENTIAL>"),
+    ("ssn-last-four", "the last 4 of my ssn are 1234", "the last 4 of my ssn are <ID_NUMBER>"),
 ]  # fmt: skip
 
 # Clean banking text that must come back unchanged.

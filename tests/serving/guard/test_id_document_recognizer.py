@@ -19,6 +19,8 @@ from finserve.serving.guard.id_document_recognizer import find_id_numbers
         ("my tax id: 123-45-6789", ["123-45-6789"]),
         ("national ID 7501011234567", ["7501011234567"]),
         ("my ID is 12345678 and I need help", ["12345678"]),
+        ("the last 4 of my ssn are 1234", ["1234"]),
+        ("last four digits of my social security number: 8145", ["8145"]),
     ],
 )
 def test_finds_id_numbers(text: str, expected: list[str]) -> None:

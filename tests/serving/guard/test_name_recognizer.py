@@ -38,6 +38,10 @@ def _names(text: str) -> list[tuple[str, float]]:
         ("Many thanks, Kofi Mensah", [("Kofi Mensah", STRONG_SCORE)]),
         ("Best,\nAhmed al-Hassan", [("Ahmed al-Hassan", STRONG_SCORE)]),
         ("Cheers, Lars Andersson", [("Lars Andersson", STRONG_SCORE)]),
+        ("my wife Anna Kowalska will call", [("Anna Kowalska", WEAK_SCORE)]),
+        ("my son, Oliver, needs a card", [("Oliver", WEAK_SCORE)]),
+        ("I sent £50 to Mark Jones yesterday", [("Mark Jones", WEAK_SCORE)]),
+        ("transferred 200 euros to Ana Lucia Souza", [("Ana Lucia Souza", WEAK_SCORE)]),
         ("Kind regards, DEEPIKA A. PATEL", [("DEEPIKA A. PATEL", STRONG_SCORE)]),
         ("Jane Doe here, my card is stuck", [("Jane Doe", STRONG_SCORE)]),
         ("Hi, Mrs Fatima Karimi here", [("Fatima Karimi", STRONG_SCORE)]),
@@ -72,6 +76,11 @@ def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) ->
         "Anyone here?",
         "Why wasn't my payment to beneficiary X approved?",
         "I AM JOHN",
+        "I paid to Western Union",
+        "sent money to Apple Pay",
+        "transfer to John",  # one word after a payment's "to": as likely a brand
+        "I want to transfer money to my friend",
+        "my mum Visa card",
     ],
 )
 def test_ignores_non_names(text: str) -> None:
