@@ -51,6 +51,29 @@ def test_answer_carries_the_finserve_object_and_no_pii(local_client, redis_serve
         assert secret.encode() not in cached
 
 
+def test_personal_details_are_masked_before_anything_keeps_them(local_client, redis_server):
+    details = {
+        "DATE_OF_BIRTH": "14/03/1985",
+        "ADDRESS": "221B Baker Street, London NW1 6XE",
+        "UK_NINO": "AB 12 34 56 C",
+        "CREDENTIAL": "Hunter2xyz",
+    }
+    resp = ask(
+        local_client,
+        f"I moved. My new address is {details['ADDRESS']}. My date of birth is {details['DATE_OF_BIRTH']}, "
+        f"NI number {details['UK_NINO']}, and my password is {details['CREDENTIAL']}. How do I update my details?",
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["finserve"]["pii"]["input"] == dict.fromkeys(details, 1)
+    raw_audit = local_client.config.audit.path.read_text()
+    r = redis.Redis.from_url(redis_server.url)
+    cached = b"".join(k + (r.get(k) or b"") for k in r.keys("*"))
+    for value in (*details.values(), "Baker Street", "NW1 6XE"):
+        assert value not in resp.text
+        assert value not in raw_audit
+        assert value.encode() not in cached
+
+
 def test_streaming_sends_chunks_then_done(local_client):
     with local_client.stream(
         "POST",
