@@ -4,10 +4,11 @@ They all read the normalised view (normalise.py). Cards and IBANs are found by P
 checksums over any separator (checksum_recognizers.py); phones by python-phonenumbers and, for
 numbers no numbering plan lists, by shape and context (phone_shape_recognizer.py).
 
-Three changes to Presidio's stock recognizers:
+Four changes to Presidio's stock recognizers:
 - e-mail validation uses tldextract's bundled public-suffix snapshot; the stock recognizer fetches
   the list over the network on first use and logs a failure where there is none.
 - SSNs: the published sample numbers count (Presidio drops them).
+- UK NINOs score 0.6 instead of 0.5, so the type is named over ID_NUMBER's keyword rule.
 - phone, IP and SSN recognizers are skipped for texts that cannot hold their entity (too few
   digits, no dot or colon). python-phonenumbers costs about 1 ms per region per text, and most
   chat messages hold no number at all.
