@@ -3,8 +3,8 @@
 Four rules, each specific enough for banking chat (which talks about addresses often, "how do I
 change my address?", but rarely writes one):
 - a street line: a house number, one to four capitalised words and a street type
-  ("221B Baker Street", "Flat 3, 12 High St.", "1600 Pennsylvania Avenue NW"), then the towns
-  after commas;
+  ("221B Baker Street", "Flat 3, 12 High St.", "1600 Pennsylvania Avenue NW"), or a post office
+  box ("PO Box 1234"), then the towns after commas;
 - a UK postcode in capitals ("SW1A 2AA"), or a US state and ZIP code ("IL 62704");
 - after "postcode", "zip code" or "postal code": the code in any case and most countries' shapes;
 - after an address keyword ("my address is", "address:", "I live at"): the text up to the end of
@@ -54,6 +54,11 @@ _US_STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC"
     "|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
 )
+# Post office boxes: "PO Box 1234", "P.O. Box 77", "Postfach 1234".
+_PO_BOX = re.compile(
+    rf"(?i)\b(?:p\.?\s?o\.?\s?box|post\s+office\s+box|postfach|apartado(?:\s+de\s+correos)?|boîte\s+postale)"
+    rf"\s*\d{{1,6}}(?-i:{_TOWNS})"
+)
 _POSTCODE = re.compile(rf"(?<![\w\-])(?:{_UK_POSTCODE}|(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?)(?![\w\-])")
 # After its keyword a code may be in any case and of most countries' shapes.
 _ANY_POSTCODE = (
@@ -83,7 +88,7 @@ _JOIN = re.compile(r"^[\s,]*$")
 
 def find_addresses(text: str) -> list[tuple[int, int]]:
     """(start, end) of each address in `text`, adjacent parts joined."""
-    spans = [(m.start(), m.end()) for p in (_STREET, _POSTCODE) for m in p.finditer(text)]
+    spans = [(m.start(), m.end()) for p in (_STREET, _PO_BOX, _POSTCODE) for m in p.finditer(text)]
     spans += [(m.start("value"), m.end("value")) for m in _CODE_AFTER_KEYWORD.finditer(text)]
     for m in _ADDRESS_KEYWORD.finditer(text):
         clause = text[m.end() : m.end() + _MAX_CLAUSE]

@@ -25,10 +25,13 @@ _FULL_DATE = (
     r"\d{1,2}(?P<s>\s?[./\-]\s?|\s)\d{1,2}(?P=s)(?:\d{4}|\d{2})"  # 14/03/1985, 14.03.85, 14 03 1985
     rf"|{_YEAR}(?P<i>\s?[./\-]\s?)\d{{1,2}}(?P=i)\d{{1,2}}"  # 1985-03-14
     rf"|{_DAY}\s+(?:of\s+)?{_MONTH},?\s+(?:{_YEAR}|'?\d{{2}})"  # 3rd of March 1985, 14 Mar 85
+    rf"|{_DAY}(?P<m>[\-./]?){_MONTH}(?P=m)(?:{_YEAR}|\d{{2}})"  # 14MAR1985, 14-Mar-1985
     rf"|{_MONTH}\s+{_DAY},?\s+{_YEAR}"  # March 14, 1985
 )
 # After "born" a date may be partial: "born on 3 March", "born in March 1985", "born in 1985".
 _PARTIAL_DATE = rf"{_DAY}\s+(?:of\s+)?{_MONTH}|{_MONTH}\s+{_DAY}(?!\d)|{_MONTH},?\s+{_YEAR}|{_YEAR}"
+# Right after a birth keyword a day and month without the year count too: "my birthday is 5/11".
+_DAY_MONTH = re.compile(r"(?<![\w/.\-])\d{1,2}\s?[./\-]\s?\d{1,2}(?![\w/]|[.\-]\d)")
 _BOUNDED = r"(?<![\w/.\-])(?:{})(?![\w/]|[.\-]\d)"
 _DATE = re.compile("(?i)" + _BOUNDED.format(_FULL_DATE))
 _ANY_DATE = re.compile("(?i)" + _BOUNDED.format(f"{_FULL_DATE}|{_PARTIAL_DATE}"))
@@ -37,7 +40,10 @@ _KEYWORD = r"(?:date|day)\s+of\s+birth|birth\s?date|birth\s?day|b[\-\s]?day|d\.?
 _BEFORE = re.compile(
     rf"(?i)\b(?:{_KEYWORD})(?:\s+(?:is|was|are|of|on|reads|shows))*(?:\s+(?:the|on))?[\s:=,\-(]*$"
 )
-_BORN_BEFORE = re.compile(r"(?i)\bborn(?:\s+(?:on|in))?(?:\s+the)?[\s:,\-]*$")
+# "born in London in 1975": a birthplace may stand between "born" and the date.
+_BORN_BEFORE = re.compile(
+    r"(?i)\bborn(?:\s+in\s+(?-i:\p{Lu}\p{L}+(?:\s+\p{Lu}\p{L}+)?),?)?(?:\s+(?:on|in))?(?:\s+the)?[\s:,\-]*$"
+)
 _AFTER = re.compile(
     rf"(?i)^[\s,(\-]*(?:(?:is|was|being|as)\s+)?(?:(?:my|his|her|their|our|the|your)\s+)?(?:{_KEYWORD})\b"
 )
@@ -55,7 +61,12 @@ def find_birth_dates(text: str) -> list[tuple[int, int]]:
             found.append((m.start(), m.end()))
         elif _DATE.fullmatch(m.group()) and (_BEFORE.search(before) or _keyword_after(text, m.end())):
             found.append((m.start(), m.end()))
-    return found
+    for m in _DAY_MONTH.finditer(text):
+        if _BEFORE.search(text[max(0, m.start() - _LOOK) : m.start()]) and not any(
+            a <= m.start() < b for a, b in found
+        ):
+            found.append((m.start(), m.end()))
+    return sorted(found)
 
 
 def _keyword_after(text: str, end: int) -> bool:

@@ -16,7 +16,7 @@ ENTITY = "CARD_SECRET"
 SCORE = 0.85
 
 _SECRET_KEYWORD = (
-    r"pin(?:\s*(?:number|no\.?|code))?|cvv2?|cvc2?|csc|cid|security\s+(?:code|number|digits)|passcode"
+    r"pin(?:\s*(?:number|no\.?|code))?|cvv2?|cvc2?|csc|cid|(?:security|sec\.?)\s+(?:code|number|digits)|passcode"
     r"|card\s+(?:verification|security)\s+(?:value|code|number)"
     r"|(?:three|3|four|4)[\s\-]digit\s+(?:security\s+)?(?:code|number)"
     r"|(?:code|number|digits)\s+on\s+the\s+back(?:\s+of\s+(?:my|the)\s+card)?"

@@ -20,7 +20,7 @@ ENTITY = "CREDENTIAL"
 SCORE = 0.85
 
 _SECRET = (
-    r"password|passwd|pwd|pass\s?phrase|pass\s?word|log[\s\-]?in\s+password|memorable\s+(?:word|information|info|answer|phrase)"
+    r"password|passwd|pwd|pw|p/w|pass\s?phrase|pass\s?word|pass(?=\s*[:=])|log[\s\-]?in(?:\s+password)?|memorable\s+(?:word|information|info|answer|phrase)"
     r"|security\s+(?:answer|word|phrase)|secret\s+(?:answer|word|phrase|question\s+answer)"
     r"|user\s?name|user\s?id|log[\s\-]?in\s+(?:id|name)|customer\s+id"
     r"|(?:security\s+)?question(?:['’]s)?\s+answer|answer\s+to\s+(?:my|the)\s+(?:security\s+)?question"
@@ -60,7 +60,7 @@ _HAS_DIGIT = re.compile(r"\d")
 _ASKING = re.compile(r"(?i)\b(?:what|which|how|whether|where|if)\b(?:\s+\S+){0,3}\s*$")
 _TRAILING = ".,;:!?)]}"
 # A word every keyword above holds: texts without one are skipped at the cost of one search.
-_HINT = re.compile(r"(?i)pass|pwd|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name")
+_HINT = re.compile(r"(?i)pass|p/?wd?|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name")
 
 
 def find_credentials(text: str) -> list[tuple[int, int]]:

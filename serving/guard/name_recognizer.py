@@ -126,7 +126,7 @@ CAPITALISED_NON_NAMES: frozenset[str] = frozenset(
     russian ukrainian african asian muslim christian jewish
     uk usa us eu america england scotland wales ireland europe london
     western union moneygram amazon ebay netflix spotify uber tesco hmrc irs revolut monzo wise airbnb
-    microsoft steam coinbase binance stripe venmo zelle cash app top up atm sepa swift
+    microsoft steam coinbase binance stripe venmo zelle cash app top up atm sepa swift po p.o. box
     """.split()
 )
 # Titles are skipped, not counted as names: "my name is Dr Jane Doe" finds "Jane Doe".

@@ -29,6 +29,8 @@ from finserve.serving.guard.address_recognizer import find_addresses
         ("Musterstraße 12, 10115 Berlin", ["Musterstraße 12, 10115 Berlin"]),
         ("Calle Mayor 5, 28013 Madrid", ["Calle Mayor 5, 28013 Madrid"]),
         ("Keizersgracht 123, 1015 CJ Amsterdam", ["Keizersgracht 123, 1015 CJ Amsterdam"]),
+        ("send it to PO Box 1234, Springfield", ["PO Box 1234, Springfield"]),
+        ("P.O. Box 77, Leeds LS1 4AP", ["P.O. Box 77, Leeds LS1 4AP"]),
     ],
 )
 def test_finds_addresses(text: str, expected: list[str]) -> None:
@@ -46,6 +48,7 @@ def test_finds_addresses(text: str, expected: list[str]) -> None:
         "Via Revolut 25 EUR",
         "I have 2 Pending Transactions",
         "what is your address",
+        "I paid BP 45 pounds for fuel",
     ],
 )
 def test_ignores_other_text(text: str) -> None:

@@ -23,6 +23,10 @@ from finserve.serving.guard.birth_date_recognizer import find_birth_dates
         ("12/05/1990 (date of birth)", ["12/05/1990"]),
         # the keyword after a date introduces the next one, not this one
         ("I paid 12/05/2024, my dob is 01/02/1990", ["01/02/1990"]),
+        ("DOB:14MAR1985", ["14MAR1985"]),
+        ("born 14-Mar-1985", ["14-Mar-1985"]),
+        ("my birthday is 5/11", ["5/11"]),
+        ("I was born in London in 1975", ["1975"]),
     ],
 )
 def test_finds_birth_dates(text: str, expected: list[str]) -> None:
@@ -37,6 +41,8 @@ def test_finds_birth_dates(text: str, expected: list[str]) -> None:
         "statement from 1 March 2024 to 31 March 2024",
         "I want to change my birthday in the app",
         "in 1985 I opened the account",
+        "the transfer on 14/03 failed",
+        "my birthday is next week",
     ],
 )
 def test_ignores_other_dates(text: str) -> None:

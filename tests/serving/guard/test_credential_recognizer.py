@@ -25,6 +25,9 @@ from finserve.serving.guard.credential_recognizer import find_credentials
         ("the answer to my security question is blue42", ["blue42"]),
         ("The password I set was !7UFkUImbpksev", ["!7UFkUImbpksev"]),
         ("the code I received is 482913", ["482913"]),
+        ("pw: Tr0ub4dor&3", ["Tr0ub4dor&3"]),
+        ("pass: hello123", ["hello123"]),
+        ("my login is jsmith84 and password is Summer2024!", ["jsmith84", "Summer2024"]),
     ],
 )
 def test_finds_credentials(text: str, expected: list[str]) -> None:
@@ -46,6 +49,9 @@ def test_finds_credentials(text: str, expected: list[str]) -> None:
         "the verification code never arrived",
         "what is a maiden name?",
         "the password I use is not working",
+        "my login is not working",
+        "I want to pass the test",
+        "login to the app 3 times",
     ],
 )
 def test_ignores_talk_about_credentials(text: str) -> None:
