@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 # Touches every recognizer once at start-up (Presidio compiles patterns lazily, on first use).
 _WARM_UP_TEXT = (
     "My name is Jane Doe, card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32, "
-    "ssn 536-22-8145, pin 4821, jane@example.com, +44 20 7946 0958, 10.0.0.1, sort code 20-00-00 12345678."
+    "ssn 536-22-8145, pin 4821, jane@example.com, +44 20 7946 0958, 10.0.0.1, sort code 20-00-00 12345678, "
+    "NI AB 12 34 56 C, wallet 1BoatSLRHtKNngkdXEeobR76b53LETtpyT."
 )
 
 
