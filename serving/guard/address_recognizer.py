@@ -72,8 +72,8 @@ _CODE_AFTER_KEYWORD = re.compile(
 # "my address is", "address:", "I live at"; not e-mail, IP, web or wallet addresses.
 _ADDRESS_KEYWORD = re.compile(
     r"(?i)(?<!(?:e-?mail|ip|mac|web|wallet|bitcoin|crypto|ethereum|btc|eth|server|billing\s+e-?mail)\s)"
-    r"\b(?:(?:address|addr\.?)(?:\s+(?:is\s+now|is|was|now|has\s+changed\s+to|changed\s+to|should\s+be|will\s+be))?"
-    r"\s*[:=\-]?|(?:live|lives|living|reside|resides|residing|stay|staying)\s+at)\s+"
+    r"\b(?:(?:address|addr\.?)(?:\s+(?:is\s+now|is|was|now|has\s+changed\s+to|changed\s+to|should\s+be|will\s+be)"
+    r"\s*[:=\-]?|\s*[:=\-])|(?:live|lives|living|reside|resides|residing|stay|staying)\s+at)\s+"
 )
 # A clause ends at a line break, a full stop that ends a sentence, or a word that starts a new clause.
 _CLAUSE_END = re.compile(

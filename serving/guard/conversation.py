@@ -1,9 +1,10 @@
 """Values split across the texts of one conversation: which pairs to join, and how to split back.
 
-"my card is 4458 5630" in one turn and "7407 7526" in a later one is one card. Scanning every pair
-of turns joined would cost a scan per pair, so a pair is joined only when the earlier text ends
-with something unfinished (digits, digit words, a name cue, an e-mail's "@") and the later one
-starts with something that could finish it. The join is the earlier text's tail, one space, and
+"my card is 4458 5630" in one turn and "7407 7526" in a later one is one card; "my password is" in
+one and "Hunter2" in the next is one password. Scanning every pair of turns joined would cost a scan
+per pair, so a pair is joined only when the earlier text ends with something unfinished (digits,
+digit words, a name cue, an e-mail's "@", a keyword waiting for its value) and the later one starts
+with something that could finish it. The join is the earlier text's tail, one space, and
 the later text's head; what is found there is mapped back to each text. Pure: no Presidio.
 """
 
@@ -32,6 +33,15 @@ _TAIL_NAME_CUE = re.compile(
     r"|\bi\s+am|\bi['’]m|\bthis\s+is|\bcall\s+me)\s*[:,\-]?\s*$"
 )
 _HEAD_NAME = re.compile(r"^\s*\p{Lu}")
+# A keyword left waiting for its value ("my password is", "date of birth:", "my address is"; not "... is my
+# address", which ends a sentence); the value may be any word, so the head only needs a letter or digit.
+_TAIL_KEYWORD = re.compile(
+    r"(?i)\b(?:password|passwd|pwd|pw|passcode|pin|cvv|cvc|memorable\s+(?:word|information)|security\s+(?:code|answer)"
+    r"|otp|one[\s\-]time\s+code|verification\s+code|user\s?name|user\s?id|login|date\s+of\s+birth|dob|d\.o\.b\.?"
+    r"|birthday|born(?:\s+on)?|address|post\s?code|zip\s?code|ni\s+number|national\s+insurance\s+number"
+    r"|passport\s+number|licen[cs]e\s+number|id\s+number|account\s+number|acct|sort\s+code|ssn"
+    r"|social\s+security\s+number|card\s+number|maiden\s+name)(?:\s+(?:is|was)|\s*[:#=\-])\s*$"
+)
 # An e-mail cut at its "@" or "at": a local part and the at-sign (or word) ending the tail, and a
 # domain starting the head.
 _TAIL_EMAIL = re.compile(r"(?i)[\p{L}\d._+\-]+(?:@|[ \t]*[\[(]at[\])]|[ \t]+at)[\p{L}\d\-]*\s*$")
@@ -47,30 +57,36 @@ class Join(NamedTuple):
     head_offset: int  # where the head starts in the later text
 
 
-def _tail_open(text: str) -> tuple[bool, bool, bool, bool]:
+Openings = tuple[bool, bool, bool, bool, bool]
+
+
+def _tail_open(text: str) -> Openings:
     tail = text[-WINDOW:].rstrip()
     return (
         open_tail_start(tail) < len(tail),
         _TAIL_NAME_CUE.search(tail) is not None,
         _TAIL_EMAIL.search(tail) is not None,
         _TAIL_IBAN.search(tail) is not None,
+        _TAIL_KEYWORD.search(tail) is not None,
     )
 
 
-def _head_open(text: str) -> tuple[bool, bool, bool, bool]:
+def _head_open(text: str) -> Openings:
     head = text[:WINDOW]
+    alnum = _HEAD_ALNUM.match(head) is not None
     return (
         _HEAD_DIGITS.match(head) is not None,
         _HEAD_NAME.match(head) is not None,
         _HEAD_EMAIL.match(head) is not None,
-        _HEAD_ALNUM.match(head) is not None,
+        alnum,
+        alnum,
     )
 
 
 def joins(texts: list[str]) -> list[Join]:
     """The pairs (earlier, later) worth scanning joined, at most MAX_GAP apart, nearest first, at
     most MAX_PAIRS."""
-    closed = (False, False, False, False)
+    closed = (False, False, False, False, False)
     tails = [_tail_open(t) if t.strip() else closed for t in texts]
     heads = [_head_open(t) if t.strip() else closed for t in texts]
     pairs = [

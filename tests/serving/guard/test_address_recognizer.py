@@ -49,6 +49,7 @@ def test_finds_addresses(text: str, expected: list[str]) -> None:
         "I have 2 Pending Transactions",
         "what is your address",
         "I paid BP 45 pounds for fuel",
+        "my address book has 3 entries",  # "address" without "is" or ":" introduces nothing
     ],
 )
 def test_ignores_other_text(text: str) -> None:

@@ -47,6 +47,26 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         ["Beneficiary name:", "<PERSON>, thanks"],
     ),
     (
+        "password-after-keyword-in-previous-turn",
+        ["my password is", "Hunter2xyz"],
+        ["my password is", "<CREDENTIAL>"],
+    ),
+    (
+        "birth-date-after-keyword-in-previous-turn",
+        ["What is your date of birth?", "my date of birth is", "14/03/1985"],
+        ["What is your date of birth?", "my date of birth is", "<DATE_OF_BIRTH>"],
+    ),
+    (
+        "address-after-keyword-in-previous-turn",
+        ["my new address is", "221B Baker Street, London NW1 6XE"],
+        ["my new address is", "<ADDRESS>"],
+    ),
+    (
+        "talk-about-a-password-stays",
+        ["my password is", "not working since yesterday"],
+        ["my password is", "not working since yesterday"],
+    ),
+    (
         "unrelated-numbers-stay",
         ["I paid 1500 on 12/05/2024", "20 of it came back"],
         ["I paid 1500 on 12/05/2024", "20 of it came back"],
@@ -78,6 +98,13 @@ def test_only_open_ends_are_joined() -> None:
     pairs = {(j.first, j.second) for j in joins(texts)}
     assert (0, 2) in pairs and (3, 4) in pairs
     assert (1, 2) not in pairs and (0, 1) not in pairs
+
+
+def test_a_keyword_waiting_for_its_value_opens_a_join() -> None:
+    pairs = {
+        (j.first, j.second) for j in joins(["my password is", "Hunter2", "I lost my card", "Can you help?"])
+    }
+    assert (0, 1) in pairs and (2, 3) not in pairs
 
 
 def test_split_back_maps_a_crossing_span_to_both_texts() -> None:
