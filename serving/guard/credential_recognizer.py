@@ -4,7 +4,8 @@ A customer who types "my password is Hunter2!" or "the code you sent is 482913" 
 credential; it must reach neither the model nor the logs. The keyword alone is common in banking
 chat ("I forgot my password", "my password is not working"), so the value must look like one:
 - after "is", ":", "=" or a quote, any word but the ones that describe a password instead of being
-  one ("wrong", "not", "expired", "case sensitive", ...);
+  one ("wrong", "not", "expired", "case sensitive", ...: a list, and lower-case words shaped like
+  adjectives and participles, "temporary", "shown", "available");
 - right after the keyword with nothing between, only a word holding a digit ("password Hunter2!");
 - after "what/how ... password is", only a word holding a digit ("I don't know what my password is anymore");
 - one-time codes (OTP, verification, authentication, SMS codes) must hold digits.
@@ -55,6 +56,11 @@ _DESCRIBING = frozenset(
     there here it this that what which mine yours for and or but to of in on at with by from please field
     box page link email e-mail sent""".split()
 )
+# Lower-case words shaped like adjectives and participles describe a credential ("temporary", "shown",
+# "case-sensitive", "available"); a lower-case password of that shape is the price of not masking them.
+_DESCRIBING_SHAPE = re.compile(
+    r"^[a-z\-]*(?:ed|en|wn|ive|able|ible|ful|less|ous|al|ary|ory|ing|ly|ent|ant|ate|ure|ic)$"
+)
 _HAS_DIGIT = re.compile(r"\d")
 # "I don't know what my password is anymore": a question about the value, not the value.
 _ASKING = re.compile(r"(?i)\b(?:what|which|how|whether|where|if)\b(?:\s+\S+){0,3}\s*$")
@@ -72,7 +78,11 @@ def find_credentials(text: str) -> list[tuple[int, int]]:
             continue
         value = m.group("value").rstrip(_TRAILING) or m.group("value")
         link = m.group("link").strip()
-        if value.lower() in _DESCRIBING or (not link and not _HAS_DIGIT.search(value)):
+        if (
+            value.lower() in _DESCRIBING
+            or _DESCRIBING_SHAPE.match(value)
+            or (not link and not _HAS_DIGIT.search(value))
+        ):
             continue
         if link.isalpha() and _ASKING.search(text, 0, m.start()) and not _HAS_DIGIT.search(value):
             continue

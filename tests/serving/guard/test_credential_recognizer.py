@@ -52,6 +52,10 @@ def test_finds_credentials(text: str, expected: list[str]) -> None:
         "my login is not working",
         "I want to pass the test",
         "login to the app 3 times",
+        "Your login ID is shown on the app",
+        "Your password is case-sensitive",
+        "The password is temporary",
+        "username is available",
     ],
 )
 def test_ignores_talk_about_credentials(text: str) -> None:
