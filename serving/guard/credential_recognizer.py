@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import FinderRecognizer
+from .finder_recognizer import DIGIT, FinderRecognizer
 
 ENTITY = "CREDENTIAL"
 SCORE = 0.85
@@ -61,7 +61,6 @@ _DESCRIBING = frozenset(
 _DESCRIBING_SHAPE = re.compile(
     r"^[a-z\-]*(?:ed|en|wn|ive|able|ible|ful|less|ous|al|ary|ory|ing|ly|ent|ant|ate|ure|ic)$"
 )
-_HAS_DIGIT = re.compile(r"\d")
 # "I don't know what my password is anymore": a question about the value, not the value.
 _ASKING = re.compile(r"(?i)\b(?:what|which|how|whether|where|if)\b(?:\s+\S+){0,3}\s*$")
 _TRAILING = ".,;:!?)]}"
@@ -81,10 +80,10 @@ def find_credentials(text: str) -> list[tuple[int, int]]:
         if (
             value.lower() in _DESCRIBING
             or _DESCRIBING_SHAPE.match(value)
-            or (not link and not _HAS_DIGIT.search(value))
+            or (not link and not DIGIT.search(value))
         ):
             continue
-        if link.isalpha() and _ASKING.search(text, 0, m.start()) and not _HAS_DIGIT.search(value):
+        if link.isalpha() and _ASKING.search(text, 0, m.start()) and not DIGIT.search(value):
             continue
         found.append((m.start("value"), m.start("value") + len(value)))
     found += [(m.start("value"), m.end("value")) for m in _CODE_VALUE.finditer(text)]

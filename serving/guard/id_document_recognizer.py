@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import FinderRecognizer
+from .finder_recognizer import DIGIT, FinderRecognizer
 
 ENTITY = "ID_NUMBER"
 # Below the rules that know a format (US_SSN, UK_NINO, cards: they name the type when both fire),
@@ -39,7 +39,6 @@ _LAST_FOUR = re.compile(
     r"(?:ssn|social(?:\s+security)?(?:\s+number)?|sin|national\s+(?:id|insurance)(?:\s+number)?|ni\s+number|"
     r"passport(?:\s+number)?|id(?:\s+number)?)(?:\s+(?:is|are|was|were))?[\s:=\-]*(?P<value>(?<!\d)\d{4})(?!\d)"
 )
-_DIGIT = re.compile(r"\d")
 _MIN_DIGITS = 4
 
 
@@ -48,7 +47,7 @@ def find_id_numbers(text: str) -> list[tuple[int, int]]:
     found = [
         (m.start("value"), m.end("value"))
         for m in _PATTERN.finditer(text)
-        if len(_DIGIT.findall(m.group("value"))) >= _MIN_DIGITS
+        if len(DIGIT.findall(m.group("value"))) >= _MIN_DIGITS
     ]
     return sorted(found + [(m.start("value"), m.end("value")) for m in _LAST_FOUR.finditer(text)])
 
