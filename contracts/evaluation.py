@@ -13,6 +13,10 @@ from pydantic import Field
 
 from .config import StrictModel
 
+# The intent of a question the bank's knowledge does not cover: a golden set's label for such rows, and the
+# intent serving reports when its out-of-scope gate turned the question away (serving/intent/scope.py).
+OUT_OF_SCOPE = "out_of_scope"
+
 # The metric names a gate margin can name; each is a field of AnswerMetrics.
 GATE_METRICS = (
     "answer_accuracy",
@@ -49,6 +53,12 @@ class AnswerMetrics(StrictModel):
     repetition_rate: float = Field(ge=0, le=1, description="Share of answers with a repeated n-gram.")
     pii_leaks: int = Field(0, ge=0, description="Answers in which the output guard found PII.")
     intent_accuracy: float | None = Field(None, ge=0, le=1, description="Served intent label accuracy.")
+    out_of_scope_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of rows answered with the out-of-scope reply instead of the model (intent.scope).",
+    )
     mean_words: float | None = Field(None, ge=0, description="Mean answer length in words.")
     latency_p50_ms: float | None = Field(None, ge=0, description="Per-request latency p50.")
     latency_p95_ms: float | None = Field(None, ge=0, description="Per-request latency p95.")

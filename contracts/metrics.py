@@ -54,6 +54,9 @@ CONTEXT_HELD_BACK_TOTAL = f"{PREFIX}_context_chunks_held_back_total"
 # Gauge: knowledge documents `finserve ingest` quarantined for PII (read from the quarantine file).
 # Labels: policy (skip|mask), entity.
 KB_QUARANTINED_DOCUMENTS = f"{PREFIX}_kb_quarantined_documents"
+# Counter: questions the out-of-scope gate answered with the configured reply instead of the model.
+# Labels: MODEL_LABELS, tenant.
+OUT_OF_SCOPE_TOTAL = f"{PREFIX}_out_of_scope_total"
 
 # Shadow traffic (a canary answering mirrored stable requests; never returned). Labels: model, adapter,
 # version (the canary's).

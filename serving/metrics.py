@@ -56,6 +56,12 @@ class ServingMetrics:
             [*labels, "tenant"],
             registry=r,
         )
+        self.out_of_scope = Counter(
+            names.OUT_OF_SCOPE_TOTAL.removesuffix("_total"),
+            "Questions far from everything the knowledge base covers, answered with the configured reply.",
+            [*labels, "tenant"],
+            registry=r,
+        )
         self.kb_quarantined = Gauge(
             names.KB_QUARANTINED_DOCUMENTS,
             "Knowledge documents quarantined at ingest for PII.",

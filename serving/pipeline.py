@@ -37,6 +37,7 @@ from .errors import AuditUnavailable, DeadlineExceeded, InvalidRequest, PIIBlock
 from .guard.results import GuardResult
 from .inference.types import ChatMessage, GenerationRequest, GenerationResult
 from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_head
+from .intent.scope import OUT_OF_SCOPE, nearest_similarity, out_of_scope
 from .metrics import ServingMetrics, tenant_label
 from .paths import data_dir
 from .prompt import build_messages, intent_first
@@ -105,6 +106,8 @@ class RequestContext:
     curated: str | None = None
     provider: str | None = None
     degraded_cause: str | None = None
+    # The question is far from everything the knowledge base covers: answered with intent.scope.answer, unmodelled.
+    out_of_scope: bool = False
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -135,9 +138,11 @@ class _Timer:
 
 
 def neighbour_vote(examples: list) -> str | None:
-    """Similarity-weighted majority intent of the nearest training examples."""
+    """Similarity-weighted majority intent of the nearest training examples (off-topic ones are no intent)."""
     scores: dict[str, float] = {}
     for hit in examples:
+        if hit.intent == OUT_OF_SCOPE:
+            continue
         scores[hit.intent] = scores.get(hit.intent, 0.0) + max(hit.score, 0.0)
     return max(scores, key=scores.__getitem__) if scores else None
 
@@ -316,11 +321,28 @@ class Pipeline:
             raise
         ctx.vote = neighbour_vote(found.examples)
         ctx.pii["context"] = _merge_counts(context)
+        if out_of_scope(found.examples, self.config.intent.scope):
+            self._turn_away(ctx, nearest_similarity(found.examples) or 0.0)
         knowledge, ctx.held_back = self._knowledge(found, context, ctx.intent.label if ctx.intent else None)
         ctx.knowledge = knowledge
         ctx.curated = self._curated(found, context, ctx.intent.label if ctx.intent else None)
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
+
+    def _turn_away(self, ctx: RequestContext, similarity: float) -> None:
+        """Marks a question the knowledge does not cover: it gets the configured reply, not the model's."""
+        ctx.out_of_scope = True
+        # Kept as the intent so clients, the audit line and answer evaluation see the same label; the
+        # confidence says how far the nearest indexed question was.
+        ctx.intent = IntentPrediction(
+            label=OUT_OF_SCOPE, confidence=min(1.0, max(0.0, 1.0 - similarity)), method="scope"
+        )
+
+    def _scope_answer(self, ctx: RequestContext) -> CachedAnswer | None:
+        """The reply to an out-of-scope question, given instead of generating (never cached nor mirrored)."""
+        if not ctx.out_of_scope:
+            return None
+        return CachedAnswer(text=self.config.intent.scope.answer, finish_reason="stop")
 
     def _knowledge(
         self,
@@ -426,7 +448,7 @@ class Pipeline:
             intent_confidence=round(ctx.intent.confidence, 4) if ctx.intent else None,
             adapter=str(ctx.choice.adapter),
             route=ctx.choice.role,
-            citations=[h.id for h in found.hits if h.id not in ctx.held_back],
+            citations=[] if ctx.out_of_scope else [h.id for h in found.hits if h.id not in ctx.held_back],
             held_back=ctx.held_back,
             pii=ctx.pii,
             cache=found.cache,
@@ -445,7 +467,8 @@ class Pipeline:
             self._note_retrieval(ctx, found)
             gen_req = self._generation_request(req, ctx, messages)
             key = self._answer_key(req, ctx, gen_req)
-            degraded = await self._cached_first(ctx, key)  # a normal hit (use=always), not a degraded answer
+            # Neither is a degraded answer: the reply to an out-of-scope question, or a normal hit (use=always).
+            degraded = self._scope_answer(ctx) or await self._cached_first(ctx, key)
             clock = TokenClock(ctx.started)
             if degraded is None:
                 try:
@@ -605,7 +628,8 @@ class Pipeline:
 
     @staticmethod
     def _note_retrieval(ctx: RequestContext, found: RetrievalResult) -> None:
-        ctx.citations = [h.id for h in found.hits if h.id not in ctx.held_back]  # what the prompt carried
+        # What the answer was built on: nothing retrieved when the question was out of scope.
+        ctx.citations = [] if ctx.out_of_scope else [h.id for h in found.hits if h.id not in ctx.held_back]
         ctx.index_version = getattr(found, "index_version", None)
 
     async def _stream_chunks(
@@ -665,7 +689,7 @@ class Pipeline:
         try:
             await ticket.wait()  # before the first chunk: a shed stream is a plain 503
             yield chunk({"role": "assistant", "content": ""})
-            degraded = await self._cached_first(ctx, key)
+            degraded = self._scope_answer(ctx) or await self._cached_first(ctx, key)
             if degraded is None:
                 self._in_flight += 1
                 self.metrics.queue.labels(self._pool).set(self._in_flight)
@@ -872,6 +896,8 @@ class Pipeline:
                     self.metrics.pii.labels(*labels, stage, entity, tenant).inc(n)
         if ctx.held_back:
             self.metrics.context_held_back.labels(*labels, tenant).inc(len(ctx.held_back))
+        if ctx.out_of_scope:
+            self.metrics.out_of_scope.labels(*labels, tenant).inc()
         # Two independent opinions: the version's own (head, no vote mixed in) and the retrieval vote. The served
         # intent already contains the vote, so comparing it with the vote would grade the version partly
         # against itself; a version without a head has no opinion of its own and is not counted.

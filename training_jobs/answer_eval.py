@@ -22,7 +22,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from finserve.contracts.evaluation import AnswerEvalReport, AnswerMetrics, IntentRow, PairedComparison
+from finserve.contracts.evaluation import (
+    OUT_OF_SCOPE,
+    AnswerEvalReport,
+    AnswerMetrics,
+    IntentRow,
+    PairedComparison,
+)
 
 from . import answer_metrics as am
 
@@ -151,13 +157,15 @@ class AnswerScorer:
         """Embed every text the answers need in a few large batches (much faster than row by row)."""
         texts: list[str] = []
         for a in answers:
-            if a.error is None and not am.is_empty(a.answer):
+            if a.error is None and not am.is_empty(a.answer) and a.served_intent != OUT_OF_SCOPE:
                 texts.append(a.answer)
                 texts.extend(am.claim_sentences(a.answer, a.finish_reason))
                 texts.extend(s for k in a.knowledge for s in am.split_sentences(k))
         self.vectors(texts)
 
     def score(self, a: Answered) -> am.RowScore:
+        if a.served_intent == OUT_OF_SCOPE or a.gold == OUT_OF_SCOPE:
+            return am.scope_score(a.gold, a.served_intent == OUT_OF_SCOPE, a.answer, a.output_pii)
         empty = am.is_empty(a.answer)
         sentences = am.claim_sentences(a.answer, a.finish_reason)
         knowledge = [s for k in a.knowledge for s in am.split_sentences(k)]
@@ -202,6 +210,7 @@ def metrics(adapter: str, run: VersionRun, scores: Sequence[am.RowScore]) -> Ans
         repetition_rate=agg.repetition_rate,
         pii_leaks=agg.pii_leaks,
         intent_accuracy=sum(a.served_intent == a.gold for a in served) / len(served) if served else None,
+        out_of_scope_rate=sum(a.served_intent == OUT_OF_SCOPE for a in ok) / len(ok) if ok else 0.0,
         mean_words=agg.mean_words if agg.rows else None,
         latency_p50_ms=am.percentile(latencies, 50),
         latency_p95_ms=am.percentile(latencies, 95),

@@ -13,6 +13,9 @@ on fixed answers and the driver only gathers. The definitions (docs/training.md,
   end a sentence; an answer that the model ended itself, or that the cap hit at a full stop, is whole.
 - repetitive: a word 4-gram occurs 3+ times, or one word 4+ times in a row (the two ways a small
   model loops: a phrase, or a stuck token).
+- out of scope (:func:`scope_score`): a row whose question the pipeline turned away, or whose golden intent is
+  ``out_of_scope``, is accurate exactly when the two agree; the turn-away reply is the bank's configured text,
+  not a claim drawn from the knowledge, so its sentences are not scored for groundedness.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import binomtest
+
+from finserve.contracts.evaluation import OUT_OF_SCOPE
 
 # Chosen on validation rows (docs/training.md): faithful paraphrases of knowledge sentences score
 # 0.83-0.98, the base model's invented on-topic sentences 0.55-0.74, other intents' sentences ~0.44 (median).
@@ -133,6 +138,22 @@ class Aggregate:
     repetition_rate: float
     pii_leaks: int
     mean_words: float
+
+
+def scope_score(gold: str, turned_away: bool, answer: str, pii: Mapping[str, int] | None) -> RowScore:
+    """The score of a row the out-of-scope gate decided (turned away), or should have (gold ``out_of_scope``):
+    right when the question was turned away exactly when it is out of scope; no sentence scored."""
+    return RowScore(
+        intent=gold,
+        accurate=turned_away == (gold == OUT_OF_SCOPE),
+        sentences=0,
+        supported=0,
+        truncated=False,
+        empty=is_empty(answer),
+        repetitive=False,
+        pii=has_pii(pii),
+        words=len(words(answer)),
+    )
 
 
 def aggregate(scores: Sequence[RowScore]) -> Aggregate:

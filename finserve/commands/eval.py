@@ -343,6 +343,7 @@ def _print_answers(report) -> None:  # noqa: ANN001
         "repetition_rate",
         "pii_leaks",
         "intent_accuracy",
+        "out_of_scope_rate",
         "mean_words",
         "latency_p50_ms",
         "latency_p95_ms",

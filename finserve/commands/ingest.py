@@ -60,7 +60,7 @@ def ingest(
     verb = "unchanged" if report.skipped else "built"
     console.print(
         f"index {report.index_version[:12]} {verb}: {report.answers} answers, {report.examples} examples "
-        f"in {report.collection} ({report.seconds:.1f} s)"
+        f"({report.off_topic} off-topic) in {report.collection} ({report.seconds:.1f} s)"
     )
     if report.quarantined:
         console.print(

@@ -8,6 +8,8 @@ from pydantic import Field
 
 from finserve.contracts import StrictModel
 
+from .scope import ScopeConfig
+
 Method = Literal["adapter", "vote"]
 
 
@@ -54,4 +56,9 @@ class IntentConfig(StrictModel):
     )
     embedder_threads: int | None = Field(
         1, ge=1, description="Intra-op threads of that embedder (one short query: one thread is enough)."
+    )
+    scope: ScopeConfig = Field(
+        default_factory=ScopeConfig,
+        description="The out-of-scope gate: questions far from every indexed example get `scope.answer` "
+        "instead of a generated one.",
     )

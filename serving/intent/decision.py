@@ -23,12 +23,13 @@ class IntentPrediction(StrictModel):
     """The intent the pipeline attributes to one query."""
 
     label: str = Field(
-        description=f"A Banking77 intent ('{UNKNOWN}' only when there was no evidence at all)."
+        description=f"A Banking77 intent ('{UNKNOWN}' only when there was no evidence at all; 'out_of_scope' when "
+        "the scope gate turned the question away, serving/intent/scope.py)."
     )
     confidence: float = Field(ge=0.0, le=1.0, description="Probability of the label under the method used.")
     method: str = Field(
         description="head, head+vote (head mixed with the retrieval vote), head+encoder(+vote) (with the version's "
-        "fine-tuned encoder) or vote."
+        "fine-tuned encoder), vote, or scope (turned away as out of scope)."
     )
 
 

@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from finserve.contracts.evaluation import OUT_OF_SCOPE
+
 
 class Example(Protocol):
     """What the vote needs from a retrieval hit (``finserve.serving.retrieval.Hit`` has it)."""
@@ -23,6 +25,8 @@ def vote(examples: Sequence[Example], temperature: float) -> dict[str, float]:
     """intent -> probability over the intents the examples name; empty when there are none."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")
+    # Off-topic examples say a question is not covered (the scope gate reads them), not which intent it is.
+    examples = [e for e in examples if e.intent != OUT_OF_SCOPE]
     if not examples:
         return {}
     top = max(e.score for e in examples)

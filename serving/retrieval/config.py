@@ -37,6 +37,12 @@ class RetrievalConfig(StrictModel):
     example_k: int = Field(
         default=10, ge=0, le=100, description="Nearest training examples returned per query (0: none)."
     )
+    off_topic_path: str | None = Field(
+        default=None,
+        description="Questions the assistant does not answer, one per line, indexed as examples of the intent "
+        "out_of_scope (the out-of-scope gate turns away a question whose nearest example is one of them). "
+        "None: the list shipped with finserve; empty string: none.",
+    )
     default_tenant: str = Field(
         default="default",
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
@@ -125,6 +131,11 @@ class RetrievalConfig(StrictModel):
         path = data_dir() / "index" / "milvus.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return str(path)
+
+
+def default_off_topic_path() -> Path:
+    """The off-topic questions shipped with finserve (the out-of-scope gate's examples)."""
+    return Path(__file__).resolve().parent / "data" / "off_topic.txt"
 
 
 def default_answers_path() -> Path:

@@ -14,11 +14,20 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from finserve.contracts.evaluation import OUT_OF_SCOPE
 from finserve.serving.paths import banking77_csv, data_dir
 
 from .config import RetrievalConfig
 from .embedder import Embedder, default_model_path, model_fingerprint
-from .kb import Row, build_documents, default_split, index_version, load_answers, read_banking77
+from .kb import (
+    Row,
+    build_documents,
+    default_split,
+    index_version,
+    load_answers,
+    load_off_topic,
+    read_banking77,
+)
 from .pii_policy import QuarantinePolicy, QuarantineRecord, quarantine_path, write_quarantine
 from .store import PROP_EMBEDDER, PROP_VERSION, MilvusStore, build_name
 from .types import Document, IngestReport
@@ -69,7 +78,8 @@ def ingest(
     scan: Scan | None = None,
     on_quarantine: Callable[[QuarantineRecord, str], None] | None = None,
 ) -> IngestReport:
-    """Index the answers and ``rows`` (default: the training part of :func:`default_split` of Banking77).
+    """Index the answers, ``rows`` (default: the training part of :func:`default_split` of Banking77) and the
+    off-topic questions of ``config.off_topic_path`` (examples of the intent ``out_of_scope``).
 
     Skips the work when the collection already holds this exact version, unless ``force``. Searches keep
     using the previous build until the new one is complete. With ``scan`` (the guard's scan_many) every
@@ -79,7 +89,8 @@ def ingest(
     started = time.perf_counter()
     if rows is None:
         rows = default_split(read_banking77(banking77_csv()))[0]
-    docs = build_documents(load_answers(answers_path), rows, tenant)
+    off_topic = load_off_topic(config.off_topic_path)
+    docs = build_documents(load_answers(answers_path), rows, tenant, off_topic)
     policy = config.quarantine.policy
     quarantined: list[tuple[Document, Scanned]] = []
     if scan is not None:
@@ -89,6 +100,7 @@ def ingest(
     embedder_id = embedder.model_id if embedder else model_fingerprint(model_path)
     version = index_version(docs, embedder_id)
     answers = sum(d.kind == "answer" for d in docs)
+    off_topic_docs = sum(d.intent == OUT_OF_SCOPE for d in docs)
     alias = config.collection
     store = MilvusStore(config.resolved_milvus_uri(), config.milvus_timeout_s)
     try:
@@ -100,6 +112,7 @@ def ingest(
                 collection=current.collection,
                 answers=answers,
                 examples=len(docs) - answers,
+                off_topic=off_topic_docs,
                 seconds=time.perf_counter() - started,
                 skipped=True,
                 quarantined=len(quarantined),
@@ -147,6 +160,7 @@ def ingest(
         collection=name,
         answers=answers,
         examples=len(docs) - answers,
+        off_topic=off_topic_docs,
         seconds=time.perf_counter() - started,
         quarantined=len(quarantined),
     )

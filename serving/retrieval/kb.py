@@ -13,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import default_answers_path
+from finserve.contracts.evaluation import OUT_OF_SCOPE
+
+from .config import default_answers_path, default_off_topic_path
 from .types import Document
 
 Row = tuple[str, str]
@@ -59,8 +61,21 @@ def load_answers(path: str | Path | None = None) -> dict[str, str]:
     return answers
 
 
-def build_documents(answers: Mapping[str, str], rows: Iterable[Row], tenant: str) -> list[Document]:
-    """Answers (sorted by intent), then examples in the given order; each example's intent needs an answer."""
+def load_off_topic(path: str | Path | None = None) -> list[str]:
+    """The off-topic questions, one per line (``#`` comments and blank lines skipped); None: the shipped list,
+    an empty string: none."""
+    if path == "":
+        return []
+    with open(path or default_off_topic_path(), encoding="utf-8") as fh:
+        lines = (" ".join(line.split()) for line in fh)
+        return [line for line in lines if line and not line.startswith("#")]
+
+
+def build_documents(
+    answers: Mapping[str, str], rows: Iterable[Row], tenant: str, off_topic: Sequence[str] = ()
+) -> list[Document]:
+    """Answers (sorted by intent), then examples in the given order (each example's intent needs an answer),
+    then the off-topic questions as examples of :data:`OUT_OF_SCOPE` (which has no answer)."""
     docs = [
         Document(id=f"answer:{intent}", text=text, intent=intent, kind="answer", tenant=tenant)
         for intent, text in sorted(answers.items())
@@ -73,6 +88,10 @@ def build_documents(answers: Mapping[str, str], rows: Iterable[Row], tenant: str
         docs.append(Document(id=f"example:{n}", text=text, intent=intent, kind="example", tenant=tenant))
     if missing:
         raise ValueError(f"no answer text for intents: {', '.join(sorted(missing))}")
+    docs.extend(
+        Document(id=f"off_topic:{n}", text=text, intent=OUT_OF_SCOPE, kind="example", tenant=tenant)
+        for n, text in enumerate(off_topic)
+    )
     return docs
 
 

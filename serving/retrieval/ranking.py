@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from finserve.contracts.evaluation import OUT_OF_SCOPE
+
 from .types import Hit
 
 
 def intents_to_fetch(direct_answers: Iterable[Hit], examples: Iterable[Hit]) -> list[str]:
-    """Intents among the nearest examples whose answer the direct answer search did not return."""
-    have = {h.intent for h in direct_answers}
+    """Intents among the nearest examples whose answer the direct answer search did not return (off-topic
+    examples have none to fetch)."""
+    have = {h.intent for h in direct_answers} | {OUT_OF_SCOPE}
     out: list[str] = []
     for example in examples:
         if example.intent not in have and example.intent not in out:

@@ -74,6 +74,9 @@ class IngestReport(StrictModel):
     collection: str = Field(description="Physical collection the alias now points at.")
     answers: int = Field(description="Answer documents indexed.")
     examples: int = Field(description="Example documents indexed.")
+    off_topic: int = Field(
+        default=0, description="Of those, off-topic questions (examples of out_of_scope; see off_topic_path)."
+    )
     seconds: float = Field(description="Wall time of the ingest.")
     skipped: bool = Field(default=False, description="True when an index of this version already existed.")
     quarantined: int = Field(

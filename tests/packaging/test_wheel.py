@@ -36,6 +36,7 @@ CARD = "4111 1111 1111 1111"
 # Each one was missing from a wheel once, or would be if its folder lost its package-data entry.
 DATA_FILES = (
     "finserve/serving/retrieval/data/answers.yaml",
+    "finserve/serving/retrieval/data/off_topic.txt",
     "finserve/serving/oip_grpc/grpc_predict_v2.proto",
     "finserve/operator/examples/rollout.yaml",
     "finserve/training/configs/default.yaml",

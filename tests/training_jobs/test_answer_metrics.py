@@ -147,6 +147,33 @@ def test_cut_off_repetitive_pii_and_empty_answers(scorer: AnswerScorer, referenc
     )
 
 
+def test_out_of_scope_rows_are_right_when_turned_away_exactly_when_off_topic(
+    scorer: AnswerScorer, references
+) -> None:
+    from finserve.serving.intent.scope import DEFAULT_SCOPE_ANSWER, OUT_OF_SCOPE
+
+    ref = references["card_arrival"]
+    run = VersionRun(
+        [
+            # off topic and turned away: right; its reply is not a knowledge claim (no sentence scored)
+            answered(OUT_OF_SCOPE, DEFAULT_SCOPE_ANSWER, [ref], served_intent=OUT_OF_SCOPE),
+            # off topic but answered from the nearest intent: wrong, whatever the answer says
+            answered(OUT_OF_SCOPE, ref, [ref], served_intent="card_arrival"),
+            # on topic but turned away: wrong
+            answered("card_arrival", DEFAULT_SCOPE_ANSWER, [ref], served_intent=OUT_OF_SCOPE),
+            # on topic and answered: scored as ever
+            answered("card_arrival", ref, [ref], served_intent="card_arrival"),
+        ],
+        seconds=1.0,
+    )
+    scores = list(score_run(scorer, run).values())
+    assert [s.accurate for s in scores] == [True, False, False, True]
+    assert [s.sentences for s in scores[:3]] == [0, 0, 0] and scores[3].sentences > 0
+    m = metrics("banking77@2.1.0", run, scores)
+    assert m.answer_accuracy == 0.5 and m.groundedness == 1.0
+    assert m.out_of_scope_rate == 0.5 and m.intent_accuracy == 0.5
+
+
 def test_metrics_exclude_error_rows_and_report_speed(scorer: AnswerScorer, references) -> None:
     ref = references["card_arrival"]
     run = VersionRun(

@@ -65,3 +65,9 @@ def test_blend_then_mix_gives_each_opinion_its_share() -> None:
     assert blend(0.7, 0.1, 1.0, 0.0) == 0.7  # the vote alone decides: the head part passes through
     with pytest.raises(ValueError, match="exceed 1"):
         blend(0.5, 0.5, 0.7, 0.4)
+
+
+def test_off_topic_examples_cast_no_vote() -> None:
+    probs = vote([H("out_of_scope", 0.99), H("a", 0.7), H("b", 0.6)], temperature=0.05)
+    assert set(probs) == {"a", "b"} and best(probs)[0] == "a"
+    assert vote([H("out_of_scope", 0.99)], 0.05) == {}

@@ -99,3 +99,29 @@ def test_index_version_depends_on_answers_examples_and_embedder() -> None:
     )
     assert v != index_version(base, "emb-2")
     assert len(v) == 64
+
+
+def test_off_topic_questions_are_examples_of_out_of_scope_without_an_answer() -> None:
+    from finserve.contracts.evaluation import OUT_OF_SCOPE
+
+    docs = build_documents(
+        {"a": "A answer."}, [("x", "a")], "acme", off_topic=["What's the weather?", "Tell me a joke"]
+    )
+    assert [(d.id, d.kind, d.intent) for d in docs[-2:]] == [
+        ("off_topic:0", "example", OUT_OF_SCOPE),
+        ("off_topic:1", "example", OUT_OF_SCOPE),
+    ]
+    assert not any(d.kind == "answer" and d.intent == OUT_OF_SCOPE for d in docs)
+    # the list is part of the index version
+    assert index_version(docs, "emb-1") != index_version(docs[:-1], "emb-1")
+
+
+def test_the_off_topic_list_skips_comments_and_blanks_and_can_be_switched_off(tmp_path) -> None:
+    from finserve.serving.retrieval.kb import load_off_topic
+
+    path = tmp_path / "off_topic.txt"
+    path.write_text("# what we do not answer\n\nWhat is your  mortgage rate?\n  Tell me a joke \n")
+    assert load_off_topic(path) == ["What is your mortgage rate?", "Tell me a joke"]
+    assert load_off_topic("") == []
+    shipped = load_off_topic()
+    assert len(shipped) >= 100 and not any(line.startswith("#") for line in shipped)

@@ -41,3 +41,11 @@ def test_an_answer_inherits_its_best_example_score() -> None:
 def test_without_examples_answers_keep_their_own_order() -> None:
     answers = [hit("b", "answer", 0.4), hit("a", "answer", 0.4), hit("c", "answer", 0.9)]
     assert [h.intent for h in fuse_answers(answers, [], top_k=3)] == ["c", "a", "b"]
+
+
+def test_off_topic_examples_fetch_no_answer_and_rank_none() -> None:
+    direct = [hit("a", "answer", 0.5)]
+    examples = [hit("out_of_scope", "example", 0.95), hit("b", "example", 0.6)]
+    assert intents_to_fetch(direct, examples) == ["b"]
+    ranked = fuse_answers([*direct, hit("b", "answer", 0.3)], examples, top_k=3)
+    assert [(h.intent, h.score) for h in ranked] == [("b", 0.6), ("a", 0.5)]
