@@ -18,6 +18,11 @@ and applies the served decision (``out_of_scope``) to four sets:
 
 Each threshold is reported twice: with the off-topic examples indexed (served) and by similarity alone.
 
+``follow_ups`` (bench/data/scope_follow_ups.csv): follow-up questions after a previous customer message, in
+scope or not; each is judged alone, then as the pipeline judges it (``needs_context``: a question far from
+everything is searched again with the previous message and kept when that is in scope; one nearest to a listed
+off-topic question is turned away whatever came before).
+
     python -m bench.bench_scope [--out bench/results/scope.json]
 """
 
@@ -79,6 +84,43 @@ def turned_away(hits: list[list[Example]], threshold: float, with_off_topic: boo
     return float(np.mean(flags)) if flags else 0.0
 
 
+def follow_ups(embedder: Any, index: np.ndarray, labels: list[str], threshold: float) -> dict[str, Any]:
+    """Follow-up questions judged alone and in their conversation, as the pipeline does (``_follow_up``)."""
+    from finserve.serving.intent.scope import ScopeConfig, needs_context, out_of_scope
+
+    config = ScopeConfig(min_similarity=threshold)
+    with (DATA / "scope_follow_ups.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    alone = nearest_two(embedder.embed([r["follow_up"] for r in rows]) @ index.T, labels)
+    joined = nearest_two(
+        embedder.embed([f"{r['previous']}\n{r['follow_up']}" for r in rows]) @ index.T, labels
+    )
+    out: dict[str, Any] = {}
+    for kind, flag in (("in_scope", "yes"), ("off_topic", "no")):
+        picked = [i for i, r in enumerate(rows) if r["in_scope"] == flag]
+        away_alone = [out_of_scope(alone[i], config) for i in picked]
+        away_in = [
+            out_of_scope(alone[i], config)
+            and not (needs_context(alone[i], config) and not out_of_scope(joined[i], config))
+            for i in picked
+        ]
+        out[kind] = {
+            "questions": len(picked),
+            "turned_away_alone": float(np.mean(away_alone)),
+            "turned_away_in_conversation": float(np.mean(away_in)),
+            "rows": [
+                {
+                    "previous": rows[i]["previous"],
+                    "follow_up": rows[i]["follow_up"],
+                    "alone": a,
+                    "in_conversation": b,
+                }
+                for i, a, b in zip(picked, away_alone, away_in, strict=True)
+            ],
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
                 for text, h in zip(texts, hits, strict=True)
                 if not out_of_scope(h, config)
             ]
+    results["follow_ups"] = follow_ups(embedder, index, labels, default)
     payload = {
         "machine": machine(("onnxruntime", "tokenizers", "numpy")),
         "indexed_examples": len(train),
@@ -138,6 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     path = write_result("scope", payload, args.out)
     key = f"{default:.2f}"
+    f = results.pop("follow_ups")
+    for kind in ("in_scope", "off_topic"):
+        r = f[kind]
+        print(
+            f"follow-ups {kind:9s} {r['questions']:3d}: turned away alone {r['turned_away_alone']:.0%}, "
+            f"in their conversation {r['turned_away_in_conversation']:.0%}"
+        )
     for name, r in results.items():
         kind = "turned away" if r["in_scope"] else "caught"
         at = r["turned_away"][key]

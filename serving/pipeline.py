@@ -37,7 +37,7 @@ from .errors import AuditUnavailable, DeadlineExceeded, InvalidRequest, PIIBlock
 from .guard.results import GuardResult
 from .inference.types import ChatMessage, GenerationRequest, GenerationResult
 from .intent import HeadScores, IntentPrediction, decide, own_opinion, wants_head
-from .intent.scope import OUT_OF_SCOPE, nearest_similarity, out_of_scope
+from .intent.scope import OUT_OF_SCOPE, nearest_similarity, needs_context, out_of_scope
 from .metrics import ServingMetrics, tenant_label
 from .paths import data_dir
 from .prompt import build_messages, intent_first
@@ -296,8 +296,14 @@ class Pipeline:
             log.warning("request %s refused before generating: %s", ctx.request_id, refusal)
             raise AuditUnavailable()
 
+        filters = self._filters(ctx.tenant)
         try:
-            found, head = await self._search(query, ctx.choice.adapter, self._filters(ctx.tenant), ctx)
+            found, head = await self._search(query, ctx.choice.adapter, filters, ctx)
+            try:
+                found = await self._follow_up(found, masked, filters, ctx)
+            except BaseException:
+                await _drop(head)
+                raise
         except Exception as exc:
             if _store_down(exc):
                 self.metrics.vector_store_unavailable.inc()
@@ -395,22 +401,42 @@ class Pipeline:
         if wants_head(self.config.intent, adapter):
             head = asyncio.ensure_future(self.intent.head_scores(query, adapter))
         try:
-            with _Timer(ctx, self.metrics, "retrieval") if ctx else contextlib.nullcontext():
-                if ctx is not None and ctx.deadline is not None:
-                    try:
-                        async with asyncio.timeout(
-                            ctx.deadline.stage_s(self.config.degrade.retrieval_timeout_ms)
-                        ):
-                            found = await self.retrieval.search(query, filters)
-                    except TimeoutError:
-                        raise DeadlineExceeded("retrieval") from None
-                else:
-                    found = await self.retrieval.search(query, filters)
-                note(cache=found.cache, hits=len(found.hits))
+            found = await self._retrieve(query, filters, ctx)
         except BaseException:
             await _drop(head)
             raise
         return found, head
+
+    async def _retrieve(
+        self, query: str, filters: SearchFilters, ctx: RequestContext | None
+    ) -> RetrievalResult:
+        """One retrieval search, timed as the request's retrieval stage and bounded by its deadline."""
+        with _Timer(ctx, self.metrics, "retrieval") if ctx else contextlib.nullcontext():
+            if ctx is not None and ctx.deadline is not None:
+                try:
+                    async with asyncio.timeout(
+                        ctx.deadline.stage_s(self.config.degrade.retrieval_timeout_ms)
+                    ):
+                        found = await self.retrieval.search(query, filters)
+                except TimeoutError:
+                    raise DeadlineExceeded("retrieval") from None
+            else:
+                found = await self.retrieval.search(query, filters)
+            note(cache=found.cache, hits=len(found.hits))
+        return found
+
+    async def _follow_up(
+        self, found: RetrievalResult, masked: list[ChatMessage], filters: SearchFilters, ctx: RequestContext
+    ) -> RetrievalResult:
+        """A follow-up ("is that free?", "what do I do next?") is far from every indexed question on its own. Before
+        the scope gate turns it away it is searched again together with the customer's previous message, and that
+        result stands when it is in scope. One nearest to a listed off-topic question is not rescued by context."""
+        scope = self.config.intent.scope
+        users = [m.content for m in masked if m.role == "user"]
+        if len(users) < 2 or not needs_context(found.examples, scope):
+            return found
+        again = await self._retrieve(f"{users[-2]}\n{users[-1]}", filters, ctx)
+        return found if out_of_scope(again.examples, scope) else again
 
     @staticmethod
     def _filters(tenant: str) -> SearchFilters:

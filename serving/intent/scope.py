@@ -21,7 +21,14 @@ from finserve.contracts.evaluation import OUT_OF_SCOPE
 
 from .vote import Example
 
-__all__ = ["DEFAULT_SCOPE_ANSWER", "OUT_OF_SCOPE", "ScopeConfig", "nearest_similarity", "out_of_scope"]
+__all__ = [
+    "DEFAULT_SCOPE_ANSWER",
+    "OUT_OF_SCOPE",
+    "ScopeConfig",
+    "nearest_similarity",
+    "needs_context",
+    "out_of_scope",
+]
 
 DEFAULT_SCOPE_ANSWER = (
     "I can help with your account, cards, payments, transfers, top-ups, currency exchange and identity checks: "
@@ -68,3 +75,14 @@ def out_of_scope(examples: Sequence[Example], config: ScopeConfig) -> bool:
         return False
     nearest = max(examples, key=lambda e: e.score)
     return nearest.intent == OUT_OF_SCOPE or nearest.score < config.min_similarity
+
+
+def needs_context(examples: Sequence[Example], config: ScopeConfig) -> bool:
+    """True when the question would be turned away only for being far from everything: its nearest example is an
+    in-scope one below the threshold. In a conversation that may be a follow-up ("is that free?") which the
+    previous message explains; a question nearest to a listed off-topic one is turned away whatever came before.
+    """
+    if not config.enabled or not examples:
+        return False
+    nearest = max(examples, key=lambda e: e.score)
+    return nearest.intent != OUT_OF_SCOPE and nearest.score < config.min_similarity

@@ -126,3 +126,50 @@ async def test_a_listed_off_topic_question_is_turned_away_even_when_similar_enou
         await built.stop()
     assert off.finserve.intent == OUT_OF_SCOPE and off.choices[0].message.content == cfg.intent.scope.answer
     assert on.finserve.intent != OUT_OF_SCOPE and len(spy.requests) == 1
+
+
+def test_over_http_both_apis_say_out_of_scope_and_nothing_is_degraded(local_client):
+    # Through the FastAPI app (OpenAI chat and KServe OIP v2 REST), not the pipeline object.
+    scope = local_client.config.intent.scope
+    chat = local_client.post(
+        "/v1/chat/completions",
+        json={"model": "finserve-banking", "messages": [{"role": "user", "content": OFF_TOPIC}]},
+    )
+    assert chat.status_code == 200, chat.text
+    body = chat.json()
+    assert body["choices"][0]["message"]["content"] == scope.answer
+    assert body["finserve"]["intent"] == OUT_OF_SCOPE and body["finserve"]["citations"] == []
+    assert "x-finserve-degraded" not in chat.headers
+    infer = local_client.post(
+        "/v2/models/finserve-banking/infer",
+        json={"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": [OFF_TOPIC, ON_TOPIC]}]},
+    )
+    assert infer.status_code == 200, infer.text
+    outputs = {o["name"]: o["data"] for o in infer.json()["outputs"]}
+    assert outputs["intent"][0] == OUT_OF_SCOPE and outputs["text"][0] == scope.answer
+    assert outputs["intent"][1] != OUT_OF_SCOPE and outputs["text"][1] != scope.answer
+
+
+def _conversation(*turns: str) -> ChatCompletionRequest:
+    roles = ["user", "assistant"] * len(turns)
+    return ChatCompletionRequest(
+        model="finserve-banking",
+        max_tokens=8,
+        messages=[{"role": r, "content": t} for r, t in zip(roles, turns, strict=False)],
+    )
+
+
+async def test_a_follow_up_is_judged_with_the_previous_message_but_a_listed_off_topic_one_is_not(stack):
+    follow_up = "What do I do next?"  # far from every indexed question on its own
+    alone = await stack.pipeline.chat(_request(follow_up), RequestContext())
+    assert alone.finserve.intent == OUT_OF_SCOPE and stack.spy.requests == []
+    answered = await stack.pipeline.chat(
+        _conversation(ON_TOPIC, "I'm sorry to hear that.", follow_up), RequestContext()
+    )
+    assert answered.finserve.intent == "card_arrival" and len(stack.spy.requests) == 1
+    assert "answer:card_arrival" in answered.finserve.citations
+    # "Write me a poem about money" is on the shipped off-topic list: no earlier message makes it in scope.
+    listed = await stack.pipeline.chat(
+        _conversation(ON_TOPIC, "I'm sorry to hear that.", "Write me a poem about money"), RequestContext()
+    )
+    assert listed.finserve.intent == OUT_OF_SCOPE and len(stack.spy.requests) == 1

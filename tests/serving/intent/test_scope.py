@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from pydantic import ValidationError
 
-from finserve.serving.intent.scope import ScopeConfig, nearest_similarity, out_of_scope
+from finserve.serving.intent.scope import ScopeConfig, nearest_similarity, needs_context, out_of_scope
 
 
 @dataclass
@@ -55,3 +55,12 @@ def test_a_disabled_gate_turns_nothing_away():
 def test_invalid_settings_are_refused(bad):
     with pytest.raises(ValidationError):
         ScopeConfig(**bad)
+
+
+def test_only_a_question_far_from_everything_may_be_explained_by_its_conversation():
+    config = ScopeConfig(min_similarity=0.55)
+    assert needs_context([Hit("card_arrival", 0.4), Hit("out_of_scope", 0.3)], config)
+    assert not needs_context([Hit("out_of_scope", 0.4), Hit("card_arrival", 0.3)], config)  # listed off-topic
+    assert not needs_context([Hit("card_arrival", 0.7)], config)  # in scope already
+    assert not needs_context([], config)
+    assert not needs_context([Hit("card_arrival", 0.4)], ScopeConfig(enabled=False))
