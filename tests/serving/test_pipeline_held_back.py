@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from generator_spy import GeneratorSpy
 from kbutil import banking77_rows
 
 from finserve.serving.audit import read_records
-from finserve.serving.inference.types import GenerationRequest
 from finserve.serving.pipeline import RequestContext
 from finserve.serving.retrieval import RetrievalConfig, ingest
 from finserve.serving.retrieval.config import default_answers_path
@@ -37,19 +37,6 @@ def risky_index(tmp_path_factory):
     return path
 
 
-class Spy:
-    def __init__(self, inner) -> None:
-        self.inner, self.requests = inner, []
-
-    async def generate(self, request: GenerationRequest):  # noqa: ANN201
-        self.requests.append(request)
-        return await self.inner.generate(request)
-
-    def stream(self, request: GenerationRequest):  # noqa: ANN201
-        self.requests.append(request)
-        return self.inner.stream(request)
-
-
 async def test_risky_chunk_is_held_back_and_the_answer_still_comes(tmp_path, risky_index):
     from stack_config import stack_config
 
@@ -58,7 +45,7 @@ async def test_risky_chunk_is_held_back_and_the_answer_still_comes(tmp_path, ris
     cfg = stack_config(tmp_path, risky_index)
     cfg.generator = cfg.generator.model_copy(update={"max_new_tokens": 8})
     stack = build_local_stack(cfg)
-    spy = Spy(stack.pipeline.generator)
+    spy = GeneratorSpy(stack.pipeline.generator)
     stack.pipeline.generator = spy
     await stack.start()
     try:
@@ -96,7 +83,7 @@ async def test_a_policy_limited_to_other_types_keeps_the_chunk_masked(tmp_path, 
     cfg = stack_config(tmp_path, risky_index)
     cfg.retrieval = cfg.retrieval.model_copy(update={"hold_back": HoldBackConfig(entities=["US_SSN"])})
     stack = build_local_stack(cfg)
-    spy = Spy(stack.pipeline.generator)
+    spy = GeneratorSpy(stack.pipeline.generator)
     stack.pipeline.generator = spy
     await stack.start()
     try:

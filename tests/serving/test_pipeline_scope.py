@@ -8,10 +8,10 @@ it at all, an in-scope one must.
 from __future__ import annotations
 
 import pytest
+from generator_spy import GeneratorSpy
 from stack_config import stack_config
 
 from finserve.serving.audit import read_records
-from finserve.serving.inference.types import GenerationRequest
 from finserve.serving.intent.scope import OUT_OF_SCOPE
 from finserve.serving.local import build_local_stack
 from finserve.serving.pipeline import RequestContext
@@ -24,19 +24,6 @@ ON_TOPIC = "My new card has not arrived yet"
 LABELS = {"model": "finserve-banking", "adapter": "base", "version": "0.0.0", "tenant": "default"}
 
 
-class Spy:
-    def __init__(self, inner) -> None:
-        self.inner, self.requests = inner, []
-
-    async def generate(self, request: GenerationRequest):  # noqa: ANN201
-        self.requests.append(request)
-        return await self.inner.generate(request)
-
-    def stream(self, request: GenerationRequest):  # noqa: ANN201
-        self.requests.append(request)
-        return self.inner.stream(request)
-
-
 def _request(text: str, stream: bool = False) -> ChatCompletionRequest:
     return ChatCompletionRequest(
         model="finserve-banking", max_tokens=8, stream=stream, messages=[{"role": "user", "content": text}]
@@ -47,7 +34,7 @@ def _request(text: str, stream: bool = False) -> ChatCompletionRequest:
 async def stack(tmp_path, small_index):
     cfg = stack_config(tmp_path, small_index)
     built = build_local_stack(cfg)
-    built.spy = Spy(built.pipeline.generator)
+    built.spy = GeneratorSpy(built.pipeline.generator)
     built.pipeline.generator = built.spy
     await built.start()
     try:
@@ -97,7 +84,7 @@ async def test_with_the_gate_off_every_question_reaches_the_model(tmp_path, smal
         update={"scope": cfg.intent.scope.model_copy(update={"enabled": False})}
     )
     built = build_local_stack(cfg)
-    spy = Spy(built.pipeline.generator)
+    spy = GeneratorSpy(built.pipeline.generator)
     built.pipeline.generator = spy
     await built.start()
     try:
@@ -116,7 +103,7 @@ async def test_a_listed_off_topic_question_is_turned_away_even_when_similar_enou
         update={"scope": cfg.intent.scope.model_copy(update={"min_similarity": 0.2})}
     )
     built = build_local_stack(cfg)
-    spy = Spy(built.pipeline.generator)
+    spy = GeneratorSpy(built.pipeline.generator)
     built.pipeline.generator = spy
     await built.start()
     try:
