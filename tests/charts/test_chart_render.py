@@ -160,7 +160,7 @@ def test_pool_overrides_merge_over_the_shared_config():
     # The chart's own defaults (limits, exposure) reach every pool unchanged.
     chart = yaml.safe_load((CHART / "values.yaml").read_text())["serving"]["config"]
     for pool in (cpu, gpu):
-        assert {k: pool.pop(k) for k in ("admission", "exposure")} == chart
+        assert {k: pool.pop(k) for k in ("admission", "exposure", "intent")} == chart
         assert pool.pop("auth") == {"keys_file": "/etc/finserve/auth-keys/keys.json"}  # the keys Secret
     assert cpu == {"gateway": {"max_tokens_limit": 256}}
     assert gpu == {
