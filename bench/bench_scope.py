@@ -13,6 +13,8 @@ and applies the served decision (``out_of_scope``) to four sets:
   customer language unlike Banking77's (in scope);
 - ``holdout``: bench/data/scope_holdout.txt, off-topic questions written after the shipped list and the default
   threshold were settled, and not looked at while settling them (the figure to quote for unseen questions);
+- ``holdout_2``: bench/data/scope_holdout_2.txt, 40 more off-topic questions written once the gate, the list and
+  the follow-up rule were done, as a second unseen set;
 - ``shipped_list``: the off-topic list itself, with its own questions left out of the index one at a time
   (leave-one-out), so it measures how well the rest of the list covers each.
 
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         "validation": [text for text, _ in validation],
         "own_words": read_csv_texts(DATA / "scope_in_scope_own_words.csv"),
         "holdout": read_lines(DATA / "scope_holdout.txt"),
+        "holdout_2": read_lines(DATA / "scope_holdout_2.txt"),
         "shipped_list": off_topic,
     }
     in_scope = {"validation", "own_words"}
