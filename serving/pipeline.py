@@ -41,6 +41,7 @@ from .intent.scope import OUT_OF_SCOPE, nearest_similarity, needs_context, out_o
 from .metrics import ServingMetrics, tenant_label
 from .paths import data_dir
 from .prompt import build_messages, intent_first
+from .prompt_echo import EchoCheck
 from .retrieval import IndexMissing, RetrievalResult, SearchFilters, VectorStoreUnavailable
 from .retrieval.pii_policy import held_back, quarantine_counts, quarantine_path, read_quarantine
 from .routing import RouteChoice, Router
@@ -201,6 +202,7 @@ class Pipeline:
         self.intent = intent
         self.generator = generator
         self.admission = Admission(config.admission, self.metrics.registry)  # rate limits, generator queue
+        self._echo = EchoCheck(config.gateway.system_prompt)
         self._in_flight = 0  # live generations only: shadows are bounded by the runner, not counted here
         self.shadows = ShadowRunner(
             config.shadow,
@@ -507,6 +509,9 @@ class Pipeline:
                     ctx.provider = result.provider
                 except Exception as exc:  # noqa: BLE001 - degradable failures get the fallback, others re-raise
                     degraded = await self._degrade(ctx, key, exc)
+                else:
+                    if self._echo.found(result.text):
+                        degraded = self._instead_of_echo(ctx)
             if degraded is not None:
                 result = GenerationResult(
                     text=degraded.text,
@@ -620,6 +625,14 @@ class Pipeline:
         self.metrics.degraded.labels(*self._labels(ctx), kind, cause).inc()
         return answer
 
+    def _instead_of_echo(self, ctx: RequestContext) -> CachedAnswer:
+        """The answer to give when the model repeated its instructions (prompt_echo.py): the curated answer of the
+        classified intent, else the out-of-scope reply (which passes the question on); marked degraded."""
+        log.warning("request %s: the answer repeated the instructions; answered without it", ctx.request_id)
+        ctx.degraded, ctx.degraded_cause = "fallback", "instructions_echoed"
+        self.metrics.degraded.labels(*self._labels(ctx), "fallback", "instructions_echoed").inc()
+        return CachedAnswer(text=ctx.curated or self.config.intent.scope.answer, finish_reason="stop")
+
     async def _generate(self, gen_req: GenerationRequest):  # noqa: ANN202 - GenerationResult
         async with self.admission.queue.slot():  # bounded wait: past it, Overloaded (503)
             return await self._generate_admitted(gen_req)
@@ -677,6 +690,7 @@ class Pipeline:
         releaser = StreamReleaser(self.guard.scan_many)
         released: list[str] = []
         finish_reason, tokens, prompt, cached = "stop", 0, 0, 0
+        echoed = False  # the model began repeating its instructions: generation stopped there
         # Streamed, the output guard runs beside generation (each release is judged as text arrives).
         guard_span = open_stage_span("guard_output", ctx)
         ticket = self.admission.queue.ticket()
@@ -738,6 +752,11 @@ class Pipeline:
                             prompt, cached = piece.usage.prompt_tokens, piece.usage.cached_tokens
                         if piece.finish_reason:
                             finish_reason = piece.finish_reason
+                        # Checked on the raw text, which runs at least the releaser's holdback ahead of what
+                        # is sent: the repeated instructions are never released.
+                        if piece.delta and self._echo.found(releaser.raw + piece.delta):
+                            echoed = True
+                            break
                         text = await releaser.feed(piece.delta) if piece.delta else ""
                         if text:
                             released.append(text)
@@ -756,6 +775,8 @@ class Pipeline:
                     self.metrics.queue.labels(self._pool).set(self._in_flight)
                     ctx.timings_ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
                     end_stage_span(span, prompt_tokens=prompt, completion_tokens=tokens)
+                if echoed and not released:  # nothing sent yet: the customer gets a real answer instead
+                    degraded = self._instead_of_echo(ctx)
             if degraded is not None:
                 [out] = await self.guard.scan_many([degraded.text])
                 released.append(out.text)
@@ -763,7 +784,8 @@ class Pipeline:
                 yield content(out.text)
                 finish_reason = "stop"
             else:
-                tail = await releaser.finish()
+                # After an echo mid-answer the held-back text (where the echo began) is dropped.
+                tail = "" if echoed else await releaser.finish()
                 if tail:
                     released.append(tail)
                     yield content(tail)
@@ -783,7 +805,7 @@ class Pipeline:
                     "choices": [],
                     "usage": _usage(prompt, tokens, cached).model_dump(),
                 }
-            if degraded is None:
+            if degraded is None and not echoed:  # an answer cut short at an echo is neither kept nor mirrored
                 await self._remember(
                     key,
                     "".join(released),
