@@ -7,6 +7,7 @@ import yaml
 
 from finserve.serving.retrieval import RetrievalConfig, index_exists, ingest
 from finserve.serving.retrieval.config import default_answers_path
+from finserve.serving.retrieval.kb import load_off_topic
 from finserve.serving.retrieval.store import MilvusStore
 
 
@@ -23,7 +24,13 @@ def test_ingest_builds_skips_when_current_and_rebuilds_on_change(tmp_path, embed
     assert not index_exists(config)
 
     first = ingest(config, rows=kb_rows, progress=False, embedder=embedder)
-    assert (first.answers, first.examples, first.skipped) == (77, 50, False)
+    off_topic = len(load_off_topic())  # the shipped off-topic questions are indexed as examples too
+    assert (first.answers, first.examples, first.off_topic, first.skipped) == (
+        77,
+        50 + off_topic,
+        off_topic,
+        False,
+    )
     assert index_exists(config)
     assert _collections(config.milvus_uri) == [first.collection]
 
@@ -50,7 +57,7 @@ def test_ingest_builds_skips_when_current_and_rebuilds_on_change(tmp_path, embed
 
 
 def test_held_out_rows_are_not_indexed(tmp_path, embedder, kb_rows) -> None:
-    config = RetrievalConfig(milvus_uri=str(tmp_path / "milvus.db"), redis_url=None)
+    config = RetrievalConfig(milvus_uri=str(tmp_path / "milvus.db"), redis_url=None, off_topic_path="")
     held_out = kb_rows[0]
     ingest(config, rows=kb_rows[1:], progress=False, embedder=embedder)
     store = MilvusStore(config.milvus_uri, timeout_s=5.0)
