@@ -39,8 +39,9 @@ GENERATOR_QUEUE_DEPTH = f"{PREFIX}_generator_queue_depth"
 CACHE_LOOKUPS_TOTAL = f"{PREFIX}_cache_lookups_total"
 # Counter: response (answer) cache lookups of greedy requests. Labels: tier (l1|l2), result (hit|miss|error).
 RESPONSE_CACHE_LOOKUPS_TOTAL = f"{PREFIX}_response_cache_lookups_total"
-# Counter: answers given without the model. Labels: model, adapter, version, kind (fallback|cache),
-# cause (the failure's error code: deadline_exceeded, backend_unavailable, overloaded, ...).
+# Counter: answers given without the model. Labels: model, adapter, version, kind (fallback|cache; cut: a
+# stream ended early, its text so far the model's), cause (the failure's error code: deadline_exceeded,
+# backend_unavailable, overloaded, ...; instructions_echoed: the model repeated its system prompt).
 DEGRADED_RESPONSES_TOTAL = f"{PREFIX}_degraded_responses_total"
 # Gauge: 1 while a circuit breaker of the gateway is open (the stage is refused at once), else 0.
 # Labels: breaker (generator: the Generator deployment has no replica that answers).

@@ -777,6 +777,11 @@ class Pipeline:
                     end_stage_span(span, prompt_tokens=prompt, completion_tokens=tokens)
                 if echoed and not released:  # nothing sent yet: the customer gets a real answer instead
                     degraded = self._instead_of_echo(ctx)
+                elif echoed:  # part of a real answer is out: it ends there, counted as cut short
+                    log.warning(
+                        "request %s: the answer began repeating the instructions; cut there", ctx.request_id
+                    )
+                    self.metrics.degraded.labels(*self._labels(ctx), "cut", "instructions_echoed").inc()
             if degraded is not None:
                 [out] = await self.guard.scan_many([degraded.text])
                 released.append(out.text)

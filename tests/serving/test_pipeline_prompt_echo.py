@@ -38,14 +38,14 @@ def _pipeline(tmp_path: Path, guard: LocalGuard, text: str):  # noqa: ANN202
     return scripted_pipeline(ServingConfig(), tmp_path, guard, generator=Generator(text.split()))
 
 
-def _degraded(pipeline) -> float | None:  # noqa: ANN001
+def _degraded(pipeline, kind: str = "fallback") -> float | None:  # noqa: ANN001
     return pipeline.metrics.registry.get_sample_value(
         "finserve_degraded_responses_total",
         {
             "model": DEFAULT_MODEL,
             "adapter": "base",
             "version": "0.0.0",
-            "kind": "fallback",
+            "kind": kind,
             "cause": "instructions_echoed",
         },
     )
@@ -78,6 +78,7 @@ async def test_a_streamed_echo_after_a_real_answer_ends_the_answer_before_it(tmp
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     [line] = list(read_records(tmp_path / "audit.jsonl"))
     assert line["output"] == text
+    assert _degraded(pipeline, "cut") == 1.0 and _degraded(pipeline) is None
 
 
 async def test_an_answer_quoting_a_few_words_of_the_instructions_stands(tmp_path, guard):
