@@ -754,7 +754,9 @@ class Pipeline:
                             finish_reason = piece.finish_reason
                         # Checked on the raw text, which runs at least the releaser's holdback ahead of what
                         # is sent: the repeated instructions are never released.
-                        if piece.delta and self._echo.found(releaser.raw + piece.delta):
+                        if piece.delta and self._echo.found_at_end(
+                            releaser.raw + piece.delta, len(piece.delta)
+                        ):
                             echoed = True
                             break
                         text = await releaser.feed(piece.delta) if piece.delta else ""

@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 
 WINDOW = 8
+# Characters before a stream's newest piece that can hold the start of a run ending in it: 8 words of the
+# instructions take about 60; 25 a word leaves room for the longest of them.
+_SPAN = 25 * WINDOW
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 
 
@@ -32,3 +35,12 @@ class EchoCheck:
     def found(self, text: str) -> bool:
         """True when ``text`` holds ``window`` consecutive words of the instructions."""
         return bool(self._runs) and not self._runs.isdisjoint(_shingles(text, self.window))
+
+    def found_at_end(self, text: str, new: int) -> bool:
+        """:meth:`found` for a stream, on each piece: only runs ending in the last ``new`` characters can be new,
+        so only the tail is read (``window`` words of the instructions span well under :data:`_SPAN` characters),
+        and its first, possibly cut, word is dropped. Keeps the check per piece independent of the answer's
+        length."""
+        start = max(0, len(text) - new - _SPAN)
+        parts = text[start:].split(maxsplit=1) if start else ["", text]
+        return self.found(parts[1] if len(parts) > 1 else "")

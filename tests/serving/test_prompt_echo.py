@@ -35,3 +35,20 @@ def test_the_window_is_the_number_of_consecutive_words():
     with pytest.raises(ValueError):
         EchoCheck("anything", window=1)
     assert not EchoCheck("too short", window=8).found("too short")
+
+
+def test_the_stream_check_reads_only_what_the_newest_piece_can_complete(check):
+    answer = "Your card usually arrives within five working days of ordering. " * 20
+    echo = answer + DEFAULT_SYSTEM_PROMPT
+    # fed piece by piece as a stream is, the echo is found at the piece that completes its first run
+    pieces = echo.split(" ")
+    text, hits = "", []
+    for i, piece in enumerate(pieces):
+        piece = (" " if i else "") + piece
+        text += piece
+        hits.append(check.found_at_end(text, len(piece)))
+    first = hits.index(True)
+    assert not any(hits[:first]) and check.found(text[: len(" ".join(pieces[: first + 1]))])
+    assert not check.found(" ".join(pieces[:first]))
+    # a cut word at the start of the tail is dropped, never matched as a word of its own
+    assert not check.found_at_end("x" * 1000, 1)
