@@ -128,6 +128,12 @@ async def answer_rows(
     return VersionRun(out, time.perf_counter() - started)
 
 
+def _scope_decided(a: Answered) -> bool:
+    """A row the out-of-scope gate decided (turned away), or should have (golden label out_of_scope): scored by
+    :func:`answer_metrics.scope_score`, with no embedding."""
+    return OUT_OF_SCOPE in (a.served_intent, a.gold)
+
+
 class AnswerScorer:
     """Scores answers against the reference answers and the knowledge, with one embedder.
 
@@ -157,14 +163,14 @@ class AnswerScorer:
         """Embed every text the answers need in a few large batches (much faster than row by row)."""
         texts: list[str] = []
         for a in answers:
-            if a.error is None and not am.is_empty(a.answer) and a.served_intent != OUT_OF_SCOPE:
+            if a.error is None and not am.is_empty(a.answer) and not _scope_decided(a):
                 texts.append(a.answer)
                 texts.extend(am.claim_sentences(a.answer, a.finish_reason))
                 texts.extend(s for k in a.knowledge for s in am.split_sentences(k))
         self.vectors(texts)
 
     def score(self, a: Answered) -> am.RowScore:
-        if a.served_intent == OUT_OF_SCOPE or a.gold == OUT_OF_SCOPE:
+        if _scope_decided(a):
             return am.scope_score(a.gold, a.served_intent == OUT_OF_SCOPE, a.answer, a.output_pii)
         empty = am.is_empty(a.answer)
         sentences = am.claim_sentences(a.answer, a.finish_reason)

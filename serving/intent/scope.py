@@ -39,8 +39,8 @@ DEFAULT_SCOPE_ANSWER = (
 
 
 class ScopeConfig(StrictModel):
-    """The out-of-scope gate: a question whose nearest retrieved example is less similar than this is not
-    answered by the model."""
+    """The out-of-scope gate: a question whose nearest retrieved example is an off-topic one, or less similar than
+    ``min_similarity``, is not answered by the model."""
 
     enabled: bool = Field(True, description="Answer off-topic questions with `answer` instead of generating.")
     min_similarity: float = Field(
@@ -65,16 +65,19 @@ def nearest_similarity(examples: Sequence[Example]) -> float | None:
     return max((e.score for e in examples if e.intent != OUT_OF_SCOPE), default=None)
 
 
-def out_of_scope(examples: Sequence[Example], config: ScopeConfig) -> bool:
-    """True when the gate is on and the nearest example is an off-topic one, or less similar than the threshold.
-
-    No examples is no evidence either way (the examples search may be off, or Milvus down and only the
-    answers held in memory searched): the question is then answered as before.
-    """
+def _nearest(examples: Sequence[Example], config: ScopeConfig) -> Example | None:
+    """The nearest retrieved example when the gate is on; None when it is off or nothing was retrieved (no
+    evidence either way: the examples search may be off, or Milvus down and only the answers in memory searched,
+    and the question is then answered as before)."""
     if not config.enabled or not examples:
-        return False
-    nearest = max(examples, key=lambda e: e.score)
-    return nearest.intent == OUT_OF_SCOPE or nearest.score < config.min_similarity
+        return None
+    return max(examples, key=lambda e: e.score)
+
+
+def out_of_scope(examples: Sequence[Example], config: ScopeConfig) -> bool:
+    """True when the gate is on and the nearest example is an off-topic one, or less similar than the threshold."""
+    nearest = _nearest(examples, config)
+    return nearest is not None and (nearest.intent == OUT_OF_SCOPE or nearest.score < config.min_similarity)
 
 
 def needs_context(examples: Sequence[Example], config: ScopeConfig) -> bool:
@@ -82,7 +85,5 @@ def needs_context(examples: Sequence[Example], config: ScopeConfig) -> bool:
     in-scope one below the threshold. In a conversation that may be a follow-up ("is that free?") which the
     previous message explains; a question nearest to a listed off-topic one is turned away whatever came before.
     """
-    if not config.enabled or not examples:
-        return False
-    nearest = max(examples, key=lambda e: e.score)
-    return nearest.intent != OUT_OF_SCOPE and nearest.score < config.min_similarity
+    nearest = _nearest(examples, config)
+    return nearest is not None and nearest.intent != OUT_OF_SCOPE and nearest.score < config.min_similarity
