@@ -25,6 +25,7 @@ _STREET_TYPE = (
     r"street|st|road|rd|avenue|ave|av|lane|ln|drive|dr|close|court|ct|way|boulevard|blvd|place|pl"
     r"|crescent|cres|terrace|tce|gardens|gdns|square|sq|grove|mews|parkway|pkwy|highway|hwy|walk|rise"
     r"|row|hill|green|circle|cir|trail|parade|quay|wharf|embankment|broadway|strasse|straße"
+    r"|loop|alley|path|plaza|pike|cove|heights|vale|expressway|freeway|fwy|turnpike|causeway|esplanade|promenade"
 )
 _NAME_WORD = r"[\p{Lu}][\p{L}'’\-]*\.?"
 _UNIT = r"(?:(?:flat|apt\.?|apartment|unit|suite|ste\.?|room)\s*[\w\-]{1,5},?\s+)"
@@ -43,7 +44,7 @@ _NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,3}}"
 _STREET = re.compile(
     rf"(?<![\w£$€.,/])(?:"
     rf"(?i:{_UNIT})?{_HOUSE},?\s+(?:{_NAME_WORD}\s+){{1,4}}(?i:(?:{_STREET_TYPE})\b\.?)(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
-    rf"|{_HOUSE},?\s+(?i:(?:{_TYPE_FIRST})\s+{_PARTICLES}){_NAME}"  # 5 rue de Rivoli
+    rf"|(?i:{_UNIT})?{_HOUSE},?\s+(?i:(?:{_TYPE_FIRST})\s+{_PARTICLES}){_NAME}"  # 5 rue de Rivoli
     # Calle Mayor 5, Via Roma 10: only with a town after ("paid via Apple Pay 3 times" is not an address)
     rf"|(?i:(?:{_TYPE_FIRST})\s+{_PARTICLES}){_NAME},?\s+{_HOUSE}(?!\d)(?=,\s*(?:\d{{4,5}}\s+)?\p{{Lu}})"
     rf"|{_COMPOUND}\s+{_HOUSE}(?!\d)"  # Musterstraße 12

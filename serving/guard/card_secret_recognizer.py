@@ -1,7 +1,7 @@
 """Card PINs, security codes (CVV/CVC) and expiry dates a customer types in: values after their keyword.
 
 Three to six digits are everywhere, so only the keyword makes them secret: "my pin is 4821",
-"CVV: 123", "security code 0042", "the code on the back is 737", "expires 09/27". Banking chat
+"CVV: 123", "security code 0042", "the code on the back is 737", "expires 09/27", "exp March 2028". Banking chat
 mentions PINs and expiry often ("I forgot my PIN", "when does my card expire") but rarely with the
 value, so the keyword-plus-value rule costs almost no false positives.
 """
@@ -21,14 +21,20 @@ _SECRET_KEYWORD = (
     r"|(?:three|3|four|4)[\s\-]digit\s+(?:security\s+)?(?:code|number)"
     r"|(?:code|number|digits)\s+on\s+the\s+back(?:\s+of\s+(?:my|the)\s+card)?"
 )
+_MONTH = (
+    r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+)
 _PATTERN = re.compile(
-    rf"(?i)\b(?:{_SECRET_KEYWORD})(?:\s+(?:is|was|=))?[\s:#=\-]*(?P<secret>(?<!\d)\d{{3,6}}(?![\d,.]\d))(?!\d)"
+    rf"(?i)\b(?:{_SECRET_KEYWORD})(?:\s+(?:is|was|are|were|=))?[\s:#=\-]*(?P<secret>(?<!\d)\d{{3,6}}(?![\d,.]\d))(?!\d)"
 )
 # An expiry date (MM/YY, MM/YYYY, MM-YY) after its keyword: card data under PCI DSS when it travels
 # with the number; alone it still narrows a card down.
 _EXPIRY = re.compile(
     r"(?i)\b(?:exp(?:iry|iration)?(?:\s+date)?|expires?(?:\s+on|\s+in)?|valid\s+(?:thru|through|until|to))"
-    r"(?:\s+(?:is|was|=))?[\s:#=\-.]*(?P<secret>(?<![\d/])(?:0?[1-9]|1[0-2])\s?[/\-.]\s?(?:\d{4}|\d{2}))(?![\d/]|[.\-]\d)"
+    r"(?:\s+(?:is|was|=))?[\s:#=\-.]*(?P<secret>(?<![\d/])(?:(?:0?[1-9]|1[0-2])\s?[/\-.]\s?(?:\d{4}|\d{2})"
+    # or the month in words: "expires in March 2028", "exp Mar '28"
+    rf"|(?:{_MONTH})\.?,?\s+(?:of\s+)?(?:20\d\d|['’]\d\d)))(?![\d/]|[.\-]\d)"
 )
 
 

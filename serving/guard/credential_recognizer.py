@@ -45,7 +45,8 @@ _SECRET_VALUE = re.compile(
     rf"(?i)\b(?:{_SECRET})\b{_CLAUSE}(?:(?:\s+(?:is|was))?\s*{_QUOTED}|{_LINK}{_VALUE})"
 )
 _CODE_VALUE = re.compile(
-    rf"(?i)\b(?:{_CODE})\b{_CLAUSE}{_LINK}(?P<value>[A-Za-z]{{0,3}}[\-]?\d[\dA-Za-z\-]{{2,11}})(?![\w])"
+    # a code in two groups ("5521 9938") is one code
+    rf"(?i)\b(?:{_CODE})\b{_CLAUSE}{_LINK}(?P<value>[A-Za-z]{{0,3}}[\-]?\d[\dA-Za-z\-]{{2,11}}(?:[ ]\d{{2,8}})?)(?![\w])"
 )
 # Words that say something about a password rather than being one.
 _DESCRIBING = frozenset(

@@ -21,7 +21,7 @@ SCORE = 0.55
 
 _DOCUMENT = (
     r"passport|driv(?:ing|er'?s?)\s+licen[cs]e|licen[cs]e|national\s+(?:id(?:entity)?|insurance)(?:\s+card)?"
-    r"|ni\s+(?:number|no\.?)|nino|id(?:entity)?\s+(?:card|number|no\.?|document)|identity\s+document"
+    r"|ni\s+(?:number|no\.?)|ni(?=\s+(?:is|was)\b|\s*:)|nino|id(?:entity)?\s+(?:card|number|no\.?|document)|identity\s+document"
     r"|(?:my|your|his|her|their)\s+id|sin"
     r"|tax\s+(?:id|identification|reference|file|code)|tin|utr|itin|pps|bsn|nif|nie|dni|cpf|aadhaar|pan"
     r"|codice\s+fiscale|steuer[\s\-]?id|personalausweis|personnummer|medicare|nhs"

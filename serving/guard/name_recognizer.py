@@ -43,6 +43,9 @@ _SIGN_OFF = (
     r"yours(?:\s+(?:truly|faithfully|sincerely))?(?:,|[ \t]*\n)",
     r"(?:from|love),",
 )
+# A dash sign-off on its own line ("-- Olusegun Adebayo"): only when the name ends the text, since a
+# dash also starts list items ("-- Check my balance" mid-text).
+_DASH_SIGN_OFF = r"(?<=^|\n)[ \t]*(?:--+|—|–)"
 # Phrases that often do ("I'm Jane") but also precede adjectives and places ("I'm British").
 _WEAK = (
     r"i\s+am",
@@ -70,9 +73,9 @@ _INITIAL = r"\p{Lu}\."
 _PARTICLE = r"(?:de|da|del|della|der|di|du|la|le|van|von|bin|binti|al|el|dos|das|ter|ten)"
 _TITLE = r"(?i:mr|mrs|ms|miss|dr|prof|sir|madam)\.?"
 # An optional title, then up to six name words, initials or particles (a particle only before a
-# capitalised word), separated by blanks: a newline ends a name.
+# capitalised word, so "de la Cruz" but not "I am de"), separated by blanks: a newline ends a name.
 _NAME = (
-    rf"(?:{_TITLE}[ \t]+)?(?:{_WORD})"
+    rf"(?:{_TITLE}[ \t]+)?(?:{_PARTICLE}[ \t]+(?={_PARTICLE}[ \t]|\p{{Lu}}))*(?:{_WORD})"
     rf"(?:[ \t]+(?:{_INITIAL}|{_WORD}|{_PARTICLE}(?=[ \t]+(?:{_PARTICLE}[ \t]+)*\p{{Lu}}))){{0,5}}"
 )
 
@@ -83,9 +86,38 @@ def _phrase_alternation(phrases: tuple[str, ...]) -> str:
 
 _PATTERN = re.compile(
     rf"(?<![\p{{L}}])(?i:(?P<strong>{_phrase_alternation(_STRONG)})|(?P<signoff>{_phrase_alternation(_SIGN_OFF)})"
-    rf"|(?P<weak>{_phrase_alternation(_WEAK)})|(?P<payee>{_PAYEE}))"
+    rf"|(?P<weak>{_phrase_alternation(_WEAK)})|(?P<payee>{_PAYEE})|(?P<dash>{_DASH_SIGN_OFF}))"
     rf"[ \t]*\n?[ \t]*(?P<name>{_NAME})"
 )
+# Lower-case names ("my name is jane doe", "this is mr. david o'brien") after the cues that leave no
+# doubt: "my name is", "name:", a title. At most five words and initials, ended by function words and by the words
+# that describe a name instead of being one ("my name is spelled wrong").
+_LOWER_WORD = r"\p{Ll}(?:\.|[\p{Ll}'’\-]*)"  # "jane", "o'brien", the initial "v."
+_ANY_CASE = rf"(?:{_LOWER_WORD}|{_WORD})"
+_LOWER_CUE = (
+    r"my\s+(?:full\s+|first\s+|last\s+|sur|legal\s+)?name\s+is|my\s+name['’]s"
+    r"|(?:first\s+|last\s+|full\s+|sur|legal\s+)?name\s*:|mr|mrs|ms|mx|dr\."
+)
+_LOWER_PATTERN = re.compile(
+    rf"(?<![\p{{L}}])(?i:{_LOWER_CUE})\.?[ \t]+(?P<name>{_ANY_CASE}(?:[ \t]+(?:{_ANY_CASE}|{_INITIAL})){{0,4}})(?![\p{{L}}])"
+)
+DESCRIBING_WORDS: frozenset[str] = frozenset(
+    """
+    wrong wrongly incorrect incorrectly misspelled misspelt mispelled spelled spelt spelling different
+    missing changed changing showing shown showed listed printed written displayed appearing correct right
+    same too legally officially hyphenated long short unusual common weird strange double new old cut
+    truncated reversed swapped backwards blank empty invalid unknown fine ok okay missing showing changing
+    appearing coming being getting going spelling
+    """.split()
+)
+_VERBS: frozenset[str] = frozenset(
+    "says said asks asked told tells wants wanted needs needed sent paid owes gave called rang speaking writing".split()
+)
+# "O'Connor, Siobhan": a surname first, then the given name after a comma, ending the sentence.
+_GIVEN_AFTER_COMMA = re.compile(
+    rf",[ \t]*(?P<given>{_WORD}(?:[ \t]+{_WORD})?)(?=[ \t]*(?:$|[\n.!?;,]|(?i:and|&)\b))"
+)
+
 # "Jane Doe here": at the start of the text, of a sentence or line, or after a greeting.
 _HERE = re.compile(
     rf"(?:^|(?<=[.!?;:\n][ \t]*)|(?<=(?i:\b(?:hi|hello|hey|morning|afternoon|evening|dear))[ \t]*[,!]?[ \t]*))"
@@ -160,6 +192,30 @@ def _words(match: re.Match[str]) -> list[tuple[int, int, str]]:
     ]
 
 
+def _with_given_name(text: str, kept: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """`kept` and the given name after its comma, when the surname came first ("O'Connor, Siobhan")."""
+    given = _GIVEN_AFTER_COMMA.match(text, kept[-1][1])
+    if given is None or any(word.lower() in _WEAK_STOP for word in given.group("given").split()):
+        return kept
+    return [*kept, (given.start("given"), given.end("given"), given.group("given"))]
+
+
+def _lower_case_name(words: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The words after a lower-case cue that can be a name: "jane doe" of "jane doe and my card"."""
+    kept: list[tuple[int, int, str]] = []
+    for start, end, word in words:
+        lower = word.lower()
+        if lower in FUNCTION_WORDS or lower in DESCRIBING_WORDS:
+            break
+        # After the first word, a few verbs end it ("mrs patel said"), and so does any lower-case word
+        # after a capitalised one ("Mrs Patel called"). Other words are kept: masking a verb after a
+        # lower-case name ("jane doe speaking") costs less than leaking a surname shaped like one.
+        if kept and word.islower() and (lower in _VERBS or not kept[-1][2].islower()):
+            break
+        kept.append((start, end, word))
+    return kept
+
+
 def find_names(text: str) -> list[tuple[int, int, float]]:
     """(start, end, score) of each introduced name in `text`."""
     found: list[tuple[int, int, float]] = []
@@ -173,6 +229,10 @@ def find_names(text: str) -> list[tuple[int, int, float]]:
         payee = match.group("payee") is not None
         if payee and len(kept) < 2:
             continue
+        if match.group("dash") is not None and text[kept[-1][1] :].strip():
+            continue
+        if strong:
+            kept = _with_given_name(text, kept)
         weak = match.group("weak") is not None or payee
         # After a weak phrase, all-caps words are shouting more often than a name ("I AM MISSING
         # CASH", "this is URGENT"); two of them in a text that is not all caps are a name.
@@ -184,6 +244,12 @@ def find_names(text: str) -> list[tuple[int, int, float]]:
         kept = _trim(words, _WEAK_STOP | _HERE_NON_NAMES)
         # Every word before "here" must be part of the name: "Nothing works here" is not one.
         if kept and len(kept) == len(words) and not shouting:
+            found.append((kept[0][0], kept[-1][1], STRONG_SCORE))
+    for match in _LOWER_PATTERN.finditer(text):
+        kept = _lower_case_name(_words(match))
+        kept = _with_given_name(text, kept) if kept else kept
+        # Only what the cased rules above did not already find: one finding per name.
+        if kept and not any(start < kept[-1][1] and kept[0][0] < end for start, end, _ in found):
             found.append((kept[0][0], kept[-1][1], STRONG_SCORE))
     return found
 

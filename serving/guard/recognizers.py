@@ -21,7 +21,7 @@ from typing import Any
 
 import regex as re
 import tldextract
-from presidio_analyzer import EntityRecognizer, Pattern, RecognizerResult
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import (
     CryptoRecognizer,
     DateRecognizer,
@@ -100,6 +100,23 @@ class PrefilteredSsnRecognizer(UsSsnRecognizer):
         return bool(super().invalidate_result(pattern_text))
 
 
+class EthereumAddressRecognizer(PatternRecognizer):
+    """Ethereum (and EVM chain) wallet addresses: 0x and 40 hex digits, which Presidio's CRYPTO (Bitcoin) misses.
+
+    No checksum: EIP-55's needs Keccak-256, which hashlib lacks, and lower-case addresses carry none.
+    0x and exactly 40 hex digits is specific enough (transaction hashes have 64).
+    """
+
+    def __init__(self, supported_language: str = "en") -> None:
+        pattern = Pattern("ethereum address", r"(?<![0-9A-Za-z])0x[0-9a-fA-F]{40}(?![0-9A-Za-z])", 0.85)
+        super().__init__(
+            supported_entity="CRYPTO",
+            patterns=[pattern],
+            name="EthereumAddressRecognizer",
+            supported_language=supported_language,
+        )
+
+
 # Presidio scores its NINO shape 0.5; its prefix and suffix rules make it specific enough to name the type over
 # ID_NUMBER's keyword rule (0.55) when both fire.
 _NINO_PATTERNS = [Pattern(p.name, p.regex, 0.6) for p in UkNinoRecognizer.PATTERNS]
@@ -134,7 +151,10 @@ FACTORIES: dict[str, Factory | tuple[Factory, ...]] = {
     "UK_NHS": lambda c: NhsRecognizer(supported_language=c.language),
     "UK_NINO": lambda c: UkNinoRecognizer(patterns=_NINO_PATTERNS, supported_language=c.language),
     "URL": lambda c: UrlRecognizer(supported_language=c.language),
-    "CRYPTO": lambda c: CryptoRecognizer(supported_language=c.language),
+    "CRYPTO": (
+        lambda c: CryptoRecognizer(supported_language=c.language),
+        lambda c: EthereumAddressRecognizer(supported_language=c.language),
+    ),
     "DATE_TIME": lambda c: DateRecognizer(supported_language=c.language),
 }
 

@@ -583,6 +583,58 @@ TEMPLATES.update(
 )  # fmt: skip
 
 
+# Session 20's formats (appended: the cases above stay byte for byte as they were).
+TEMPLATES.update(
+    {
+        "expiry": ["my card expires {v}", "expiry date: {v}", "exp {v}", "it is valid until {v}",
+                   "the card expires in {v}"],
+        "cvv": ["the 3 digits on the back are {v}", "CVV {v}", "security code: {v}",
+                "the code on the back of my card is {v}"],
+        "wallet": ["my wallet is {v}", "send the crypto to {v}", "ETH address: {v}", "{v} is my wallet"],
+        "nino_short": ["my NI is {v}", "NI: {v}", "My NI is {v} if you need it"],
+    }
+)  # fmt: skip
+LOWER_NAME_CUES = ["my name is {n}", "name: {n}", "this is mr {n}", "My full name is {n}", "hi, this is mrs. {n}",
+                   "my name's {n}"]  # fmt: skip
+
+
+def lower_name_case(fmt: str, rng: random.Random) -> Case:
+    """A name typed in lower case after a cue that leaves no doubt, or surname first after a comma."""
+    if fmt == "name_lowercase":
+        name = person(rng).lower()
+        text = rng.choice(LOWER_NAME_CUES).format(n=name)
+    else:
+        culture = rng.choice(sorted(GIVEN))
+        name = f"{rng.choice(FAMILY[culture])}, {rng.choice(GIVEN[culture])}"
+        text = rng.choice(["My name is {n}", "Name: {n}", "the account holder is {n}"]).format(n=name)
+    rest = rng.choice([", my card was blocked", " and I need a new card", "", ". Please call me back"])
+    text = f"{text}{rest}. {filler(rng) if rng.random() < 0.5 else ''}".strip()
+    start = text.index(name)
+    return {"kind": "name", "format": fmt, "turns": [text], "pii": [[0, start, start + len(name)]]}
+
+
+def session_20_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]]:
+    def expiry(rng: random.Random) -> str:
+        month = MONTHS[rng.randint(0, 11)]
+        year = rng.randint(2026, 2032)
+        return rng.choice([f"{month} {year}", f"{month[:3]} {year}", f"{month[:3]} '{year % 100}"])
+
+    def spaced_nino(rng: random.Random) -> str:
+        n = nino(rng)
+        return f"{n[:2]} {n[2:4]} {n[4:6]} {n[6:8]} {n[8]}"
+
+    return {
+        "expiry_words": ("expiry", expiry),
+        "cvv_after_keyword": ("cvv", lambda rng: digits(3, rng)),
+        "otp_grouped": ("otp", lambda rng: f"{digits(3, rng)} {digits(3, rng)}"),
+        "crypto_eth": (
+            "wallet",
+            lambda rng: "0x" + "".join(rng.choice("0123456789abcdefABCDEF") for _ in range(40)),
+        ),
+        "nino_short_keyword": ("nino_short", spaced_nino),
+    }
+
+
 def nino(rng: random.Random) -> str:
     while (prefix := rng.choice(NINO_FIRST) + rng.choice(NINO_SECOND)) in NINO_BARRED:
         pass
@@ -754,6 +806,10 @@ def build(per_format: int, seed: int) -> list[Case]:
     # Personal details found by their keyword (appended last: the cases above stay as they were).
     for fmt, (template, make_value) in personal_formats().items():
         add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
+    for fmt, (template, make_value) in session_20_formats().items():
+        add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
+    for fmt in ("name_lowercase", "name_surname_first"):
+        add(fmt, lambda f=fmt: lower_name_case(f, rng))
     return cases
 
 

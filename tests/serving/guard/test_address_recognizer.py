@@ -31,6 +31,11 @@ from finserve.serving.guard.address_recognizer import find_addresses
         ("Keizersgracht 123, 1015 CJ Amsterdam", ["Keizersgracht 123, 1015 CJ Amsterdam"]),
         ("send it to PO Box 1234, Springfield", ["PO Box 1234, Springfield"]),
         ("P.O. Box 77, Leeds LS1 4AP", ["P.O. Box 77, Leeds LS1 4AP"]),
+        (
+            "I moved to 1 Infinite Loop, Cupertino, CA 95014 last year",
+            ["1 Infinite Loop, Cupertino, CA 95014"],
+        ),
+        ("Flat 4B, 77 Rue de la Paix, 75002 Paris", ["Flat 4B, 77 Rue de la Paix, 75002 Paris"]),
     ],
 )
 def test_finds_addresses(text: str, expected: list[str]) -> None:

@@ -21,6 +21,10 @@ from finserve.serving.guard.card_secret_recognizer import find_card_secrets
         ("card 4111 1111 1111 1111 exp 09/27", ["09/27"]),
         ("it expires 12/2026", ["12/2026"]),
         ("valid thru 04-28", ["04-28"]),
+        ("the 3 digits on the back are 987", ["987"]),
+        ("my card expires in March 2028", ["March 2028"]),
+        ("exp: sept. 2027", ["sept. 2027"]),
+        ("valid until Jan '29", ["Jan '29"]),
     ],
 )
 def test_finds_secrets(text: str, expected: list[str]) -> None:
@@ -38,6 +42,8 @@ def test_finds_secrets(text: str, expected: list[str]) -> None:
         "I paid 1234 for the PIN reader",
         "when does my card expire?",
         "the offer expires 14/03",  # not a month
+        "my card expires in march",  # no year: which month is not the secret
+        "it expires in May 25 days from now",
     ],
 )
 def test_ignores_other_numbers(text: str) -> None:

@@ -19,6 +19,7 @@ from finserve.serving.guard.credential_recognizer import find_credentials
         ("the code you sent me is 482913", ["482913"]),
         ("my OTP is 123456.", ["123456"]),
         ("verification code: 99812", ["99812"]),
+        ("The code you texted me is 5521 9938", ["5521 9938"]),
         ("my user ID is jsmith", ["jsmith"]),
         ("my mother's maiden name is Smith", ["Smith"]),
         ("my first pet's name was Rex", ["Rex"]),

@@ -87,6 +87,9 @@ CASES: list[tuple[str, str, str]] = [
     ("name-all-caps-i-am", "Hi I AM JOHN SMITH and my card", "Hi I AM <PERSON> and my card"),
     # names in passing: relatives, payees
     ("name-relative", "my wife Anna Kowalska will call", "my wife <PERSON> will call"),
+    ("name-lower-case", "my name is jane doe and my card was stolen", "my name is <PERSON> and my card was stolen"),
+    ("name-title-lower", "this is mr. david o'brien speaking", "this is mr. <PERSON> speaking"),
+    ("name-surname-first", "My name is O'Connor, Siobhan", "My name is <PERSON>"),
     ("name-payee", "I sent £50 to Mark Jones yesterday", "I sent £50 to <PERSON> yesterday"),
     ("name-payee-brand", "I paid 20 pounds to Western Union", "I paid 20 pounds to Western Union"),
     # short phone numbers with a context word
@@ -94,6 +97,8 @@ CASES: list[tuple[str, str, str]] = [
     ("phone-local-7", "my number is 555-0142", "my number is <PHONE_NUMBER>"),
     # crypto wallets (checksum-validated)
     ("crypto-btc", "my bitcoin wallet 1BoatSLRHtKNngkdXEeobR76b53LETtpyT", "my bitcoin wallet <CRYPTO>"),
+    ("crypto-eth", "send it to 0x52908400098527886E0F7030069857D2E4169EE7 pls", "send it to <CRYPTO> pls"),
+    ("crypto-eth-tx-hash", "tx 0x" + "ab" * 32 + " is pending", "tx 0x" + "ab" * 32 + " is pending"),
     # card secrets in other words, expiry dates
     ("cvv-back-of-card", "the code on the back of my card is 737", "the code on the back of my card is <CARD_SECRET>"),
     ("card-expiry", "card 4111 1111 1111 1111 expires 09/27", "card <CREDIT_CARD> expires <CARD_SECRET>"),

@@ -20,6 +20,8 @@ from finserve.serving.guard.id_document_recognizer import find_id_numbers
         ("national ID 7501011234567", ["7501011234567"]),
         ("my ID is 12345678 and I need help", ["12345678"]),
         ("the last 4 of my ssn are 1234", ["1234"]),
+        ("My NI is QQ 12 34 56 C", ["QQ 12 34 56 C"]),
+        ("NI: JG 10 37 59 A", ["JG 10 37 59 A"]),
         ("last four digits of my social security number: 8145", ["8145"]),
     ],
 )
@@ -36,6 +38,7 @@ def test_finds_id_numbers(text: str, expected: list[str]) -> None:
         "I need ID verification for 2 accounts",
         "the transaction id 55512345 is pending",
         "card id 1234",
+        "NI is part of the UK, I moved 2 years ago",
     ],
 )
 def test_ignores_other_numbers(text: str) -> None:

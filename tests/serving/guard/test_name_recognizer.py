@@ -47,6 +47,19 @@ def _names(text: str) -> list[tuple[str, float]]:
         ("Hi, Mrs Fatima Karimi here", [("Fatima Karimi", STRONG_SCORE)]),
         ("I am Kim Min-jun", [("Kim Min-jun", WEAK_SCORE)]),
         ("Hello I AM JOHN SMITH and my card", [("JOHN SMITH", WEAK_SCORE)]),
+        # lower case after the cues that leave no doubt: "my name is", "name:", a title
+        ("my name is jane doe and my card was stolen", [("jane doe", STRONG_SCORE)]),
+        ("this is mr. david o'brien speaking", [("david o'brien", STRONG_SCORE)]),
+        ("name: chen wei", [("chen wei", STRONG_SCORE)]),
+        ("Mrs Patel called me yesterday", [("Patel", STRONG_SCORE)]),
+        ("my name is jane Doe", [("jane Doe", STRONG_SCORE)]),
+        # a surname, then the given name after a comma
+        ("My name is O'Connor, Siobhan", [("O'Connor, Siobhan", STRONG_SCORE)]),
+        ("Name: Smith, John.", [("Smith, John", STRONG_SCORE)]),
+        ("My name is Jane, I lost my card", [("Jane", STRONG_SCORE)]),
+        # a dash sign-off ending the text
+        ("Please call me back.\n-- Olusegun Adebayo", [("Olusegun Adebayo", STRONG_SCORE)]),
+        ("Thanks for your help\n— Mei Ling Tan\n", [("Mei Ling Tan", STRONG_SCORE)]),
     ],
 )
 def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) -> None:
@@ -66,7 +79,10 @@ def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) ->
         "this is URGENT",
         "I AM MISSING CASH FROM MY BANK ACCOUNT",
         "I am Mr. in a hurry",
-        "my name is jane doe",  # lowercase names are not caught without NER (docs/pii.md)
+        "my name is spelled wrong on my card",
+        "My name is just different",
+        "my name is not showing in the app",
+        "name: ",
         "How do I change my name?",
         "Jane Doe called",  # no introducing phrase: NER territory
         "Thanks, I will try again",
@@ -81,6 +97,8 @@ def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) ->
         "transfer to John",  # one word after a payment's "to": as likely a brand
         "I want to transfer money to my friend",
         "my mum Visa card",
+        "Steps:\n-- Check my balance\n-- Freeze the card",  # dashes that start list items
+        "I am Mr. in a hurry, mr. sorry",
     ],
 )
 def test_ignores_non_names(text: str) -> None:
