@@ -312,8 +312,13 @@ class Pipeline:
                 self.metrics.breaker_open.labels("vector_store").set(1)
             raise
         self._observe_retrieval(found)
-        # Counted here from what the retriever reports: its own counters live in its process (a Ray replica
-        # or the default registry), which this gateway's /metrics does not expose.
+        turned_away = out_of_scope(found.examples, self.config.intent.scope)
+        if turned_away:
+            # The reply is decided: the head's opinion would change nothing the customer reads, and an off-topic
+            # question says nothing about the version's intents (the agreement metric skips it), so its hop is
+            # dropped rather than awaited (the reply goes out without the Generator replica's turn).
+            await _drop(head)
+            head = None
         try:
             # The guard runs in this process and blocks the loop: the head's hop is already in flight.
             with _Timer(ctx, self.metrics, "guard_context"):
@@ -329,7 +334,7 @@ class Pipeline:
             raise
         ctx.vote = neighbour_vote(found.examples)
         ctx.pii["context"] = _merge_counts(context)
-        if out_of_scope(found.examples, self.config.intent.scope):
+        if turned_away:
             self._turn_away(ctx, nearest_similarity(found.examples) or 0.0)
         knowledge, ctx.held_back = self._knowledge(found, context, ctx.intent.label if ctx.intent else None)
         ctx.knowledge = knowledge

@@ -18,6 +18,7 @@ from finserve.serving.errors import VectorStoreUnavailable
 from finserve.serving.guard.engine import PIIGuard
 from finserve.serving.inference.types import GenerationRequest, GenerationResult
 from finserve.serving.intent import HeadScores, decide
+from finserve.serving.intent.scope import OUT_OF_SCOPE
 from finserve.serving.pipeline import Pipeline, RequestContext
 from finserve.serving.retrieval import Hit, RetrievalResult, SearchFilters
 from finserve.serving.routing import Router, RouterConfig
@@ -45,8 +46,10 @@ EXAMPLES = [_hit("card_arrival", 0.9), _hit("lost_or_stolen_card", 0.8), _hit("l
 class Retrieval:
     """Answers once ``release`` is set; remembers whether the head had started by then."""
 
-    def __init__(self, release: asyncio.Event | None = None, fail: bool = False) -> None:
-        self.release, self.fail = release, fail
+    def __init__(
+        self, release: asyncio.Event | None = None, fail: bool = False, examples: list[Hit] = EXAMPLES
+    ) -> None:
+        self.release, self.fail, self.examples = release, fail, examples
         self.calls = 0
 
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
@@ -56,7 +59,10 @@ class Retrieval:
         if self.fail:
             raise VectorStoreUnavailable("Milvus unavailable", 2.0)
         return RetrievalResult(
-            hits=[_hit("card_arrival", 0.7, "answer")], examples=EXAMPLES, cache="off", index_version="v1"
+            hits=[_hit("card_arrival", 0.7, "answer")],
+            examples=self.examples,
+            cache="off",
+            index_version="v1",
         )
 
 
@@ -179,3 +185,27 @@ async def test_classify_runs_the_same_overlap(tmp_path: Path, guard: LocalGuard)
     )
     assert outcome.intent.method == "head+vote" and outcome.intent.label == "lost_or_stolen_card"
     assert len(head.calls) == 1 and retrieval.calls == 1
+
+
+async def test_a_turned_away_question_does_not_wait_for_the_head(tmp_path: Path, guard: LocalGuard) -> None:
+    # The nearest indexed example is a listed off-topic question: the reply is decided by retrieval alone, so a
+    # head that never answers must neither hold the reply back nor be left running.
+    started, never = asyncio.Event(), asyncio.Event()
+    off_topic = [_hit(OUT_OF_SCOPE, 0.9), _hit("card_arrival", 0.6)]
+    retrieval, head = Retrieval(release=started, examples=off_topic), Head(started=started, release=never)
+    pipeline = _pipeline(tmp_path, guard, retrieval, head, ADAPTER)
+    out = await asyncio.wait_for(
+        pipeline.chat(_request("What's the weather?"), RequestContext()), DEADLOCK_GUARD_S
+    )
+    assert out.finserve.intent == OUT_OF_SCOPE
+    assert out.choices[0].message.content == pipeline.config.intent.scope.answer
+    assert started.is_set() and head.cancelled  # started beside retrieval, then dropped
+    # An off-topic question says nothing about the version's intents: no agreement sample either way.
+    samples = [
+        sample
+        for family in pipeline.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == "finserve_intent_agreement_total"
+    ]
+    assert samples == []
+    assert _audit(tmp_path)[0]["intent"] == OUT_OF_SCOPE
