@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from . import oip_binary
 from .access.http import ReadAuthMiddleware
 from .access.ingress import Ingress, Readiness, fork_context, validation_message
 from .admission import requested_tokens
@@ -28,9 +29,10 @@ from .drain.state import DrainState, InFlightMiddleware
 from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
 from .exposure import docs_options
 from .oip import (
-    InferRequest,
     check_version,
     model_metadata,
+    parse_infer_request,
+    requested_outputs,
     server_metadata,
     to_chat_requests,
     to_infer_response,
@@ -285,7 +287,7 @@ def create_api(pipeline: Pipeline, readiness: Readiness, drain: DrainState | Non
         except FinserveError as exc:
             return await reject(base, exc, None, oip=True)
         try:
-            infer = InferRequest.model_validate_json(raw)
+            infer = parse_infer_request(raw, request.headers.get(oip_binary.HEADER))
             infer_id = await fields.request_id("id", infer.id)
             chats = [
                 c.model_copy(update={"user": fields.user(c.user, "parameters.user")})
@@ -313,8 +315,15 @@ def create_api(pipeline: Pipeline, readiness: Readiness, drain: DrainState | Non
                 answers.append(await pipeline.chat(chat, ctx))
         except Exception as exc:  # noqa: BLE001 - one envelope for every error
             return _oip_error_response(exc, base.request_id)
-        out = to_infer_response(model, infer_id or base.request_id, answers)
-        return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": base.request_id, **limits})
+        names, binary = requested_outputs(infer)
+        out = to_infer_response(model, infer_id or base.request_id, answers, names)
+        headers = {"x-request-id": base.request_id, **limits}
+        body, json_length = oip_binary.encode_response(out.model_dump(mode="json"), binary)
+        if json_length is None:
+            return JSONResponse(out.model_dump(mode="json"), headers=headers)
+        # Outputs asked for in binary: JSON, then their bytes (Triton's and KServe's clients read both forms).
+        headers["Inference-Header-Content-Length"] = str(json_length)
+        return Response(body, media_type="application/octet-stream", headers=headers)
 
     @api.get("/v1/models")
     async def models() -> ModelList:

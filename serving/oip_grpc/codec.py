@@ -9,7 +9,6 @@ length, then its bytes).
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 from ..access.ingress import validation_message
 from ..errors import InvalidRequest
 from ..oip import InferRequest, InferResponse, ModelMetadata
+from ..oip_binary import join_raw_bytes, split_raw_bytes
 from . import grpc_predict_v2_pb2 as pb
 
 # datatype -> the InferTensorContents field that carries it
@@ -54,23 +54,6 @@ def to_parameter(value: Any) -> pb.InferParameter:
     if isinstance(value, list | tuple):
         return pb.InferParameter(string_param=",".join(str(v) for v in value))
     return pb.InferParameter(string_param=str(value))
-
-
-def split_raw_bytes(raw: bytes) -> list[bytes]:
-    """Length-prefixed BYTES elements. Errors name the field, never the tensor's name (client input)."""
-    out, i = [], 0
-    while i < len(raw):
-        if i + 4 > len(raw):
-            raise InvalidRequest("raw_input_contents: truncated element length", param="raw_input_contents")
-        (n,) = struct.unpack_from("<I", raw, i)
-        i += 4
-        if i + n > len(raw):
-            raise InvalidRequest(
-                "raw_input_contents: element longer than the data", param="raw_input_contents"
-            )
-        out.append(raw[i : i + n])
-        i += n
-    return out
 
 
 def _elements(t: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> list[Any]:
@@ -143,13 +126,18 @@ def audit_body(req: pb.ModelInferRequest) -> str:
     return json.dumps({"model_name": req.model_name, **body}, ensure_ascii=False, default=str)
 
 
-def to_proto_response(resp: InferResponse) -> pb.ModelInferResponse:
+def to_proto_response(resp: InferResponse, raw: bool = False) -> pb.ModelInferResponse:
+    """The response message; with ``raw``, BYTES outputs in ``raw_output_contents`` (as the request came:
+    Triton's clients send and read raw contents, KServe's typed ones; tritonclient's ``as_numpy`` cannot
+    read typed BYTES contents under numpy 2)."""
     out = pb.ModelInferResponse(
         model_name=resp.model_name, model_version=resp.model_version or "", id=resp.id
     )
     for t in resp.outputs:
         tensor = out.outputs.add(name=t.name, datatype=t.datatype, shape=t.shape)
-        if t.datatype == "BYTES":
+        if raw and t.datatype == "BYTES":
+            out.raw_output_contents.append(join_raw_bytes(str(x).encode("utf-8") for x in t.data))
+        elif t.datatype == "BYTES":
             tensor.contents.bytes_contents.extend(str(x).encode("utf-8") for x in t.data)
         else:
             tensor.contents.fp32_contents.extend(t.data)

@@ -25,7 +25,7 @@ from ..access.ingress import Ingress, Readiness, fork_context
 from ..access.policy import rpc_scope
 from ..admission import requested_tokens
 from ..errors import FinserveError, PayloadTooLarge, map_error
-from ..oip import model_metadata, server_metadata, to_chat_requests, to_infer_response
+from ..oip import model_metadata, requested_outputs, server_metadata, to_chat_requests, to_infer_response
 from ..pipeline import Pipeline
 from ..telemetry.request import server_span, trace_headers
 from . import grpc_predict_v2_pb2 as pb
@@ -189,7 +189,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         grpc_context.set_trailing_metadata(
             [("x-request-id", base.request_id), *limits.items(), *trace_headers().items()]
         )
-        return to_proto_response(to_infer_response(request.model_name, infer_id or base.request_id, answers))
+        names, _ = requested_outputs(infer)  # binary is REST's notion: gRPC answers raw when asked raw
+        response = to_infer_response(request.model_name, infer_id or base.request_id, answers, names)
+        return to_proto_response(response, raw=bool(request.raw_input_contents))
 
     @_rpc
     async def RepositoryModelLoad(

@@ -34,7 +34,7 @@ def test_rest_server_and_model_readiness_and_metadata(rest, served):
     h = auth(served)  # with auth on, only the health probes are open (docs/security.md)
     assert rest.is_server_live() and rest.is_server_ready()
     meta = rest.get_server_metadata(headers=h)
-    assert meta["name"] == "finserve" and meta["extensions"] == [] and meta["version"]
+    assert meta["name"] == "finserve" and meta["extensions"] == ["binary_tensor_data"] and meta["version"]
     assert rest.is_model_ready(MODEL, headers=h)
     assert rest.is_model_ready(MODEL, model_version=VERSION, headers=h)
     assert not rest.is_model_ready(
@@ -87,6 +87,58 @@ def test_rest_infer_latest_and_pinned_to_a_version(rest, served):
     assert [lines[f"oip-rest-{i}"]["route"] for i in (0, 1)] == ["stable", "override"]
 
 
+def test_rest_infer_with_the_clients_defaults_binary_tensors_both_ways(rest, served):
+    # tritonclient (as KServe's client) sends tensors in binary unless told otherwise, and asks for binary
+    # outputs: the binary tensor data extension, on its own defaults.
+    import tritonclient.http as http
+
+    text = http.InferInput("text", [2], "BYTES")
+    text.set_data_from_numpy(
+        np.array([f"My card {CARD} has not arrived".encode(), "Is there a fee?".encode()])
+    )
+    h = {**auth(served), "x-request-id": "oip-rest-binary"}
+    picked = rest.infer(
+        MODEL,
+        [text],
+        outputs=[http.InferRequestedOutput("adapter"), http.InferRequestedOutput("text")],
+        headers=h,
+    )
+    assert [o["name"] for o in picked.get_response()["outputs"]] == ["adapter", "text"]
+    answers = [a.decode() for a in picked.as_numpy("text")]
+    assert len(answers) == 2 and all(a.strip() for a in answers) and CARD not in " ".join(answers)
+    assert [a.decode() for a in picked.as_numpy("adapter")] == [VERSION, VERSION]
+    everything = rest.infer(MODEL, [text], headers={**auth(served), "x-request-id": "oip-rest-binary-all"})
+    assert {o["name"] for o in everything.get_response()["outputs"]} == {
+        "text",
+        "intent",
+        "adapter",
+        "request_id",
+        "citations",
+    }
+    assert [r.decode() for r in everything.as_numpy("request_id")] == [
+        "oip-rest-binary-all-0",
+        "oip-rest-binary-all-1",
+    ]
+    lines = [
+        x for x in read_records(served.config.audit.path) if x["request_id"].startswith("oip-rest-binary")
+    ]
+    assert len(lines) == 4 and {x["status"] for x in lines} == {200}
+    assert CARD not in str(lines)
+
+
+def test_rest_infer_refuses_an_output_it_does_not_have(rest, served):
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    text = http.InferInput("text", [1], "BYTES")
+    text.set_data_from_numpy(np.array([b"hi"], dtype=object))
+    with pytest.raises(InferenceServerException) as err:
+        rest.infer(MODEL, [text], outputs=[http.InferRequestedOutput("logits")], headers=auth(served))
+    assert (
+        err.value.status() == "400" and "outputs[0].name" in str(err.value) and "logits" not in str(err.value)
+    )
+
+
 def test_rest_infer_needs_the_key(rest):
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException
@@ -117,10 +169,10 @@ out = {"live": c.is_server_live(), "ready": c.is_server_ready(), "name": c.get_s
 text = tgrpc.InferInput("text", [1], "BYTES")
 text.set_data_from_numpy(np.array([b"How do I activate my card?"], dtype=object))
 r = c.infer(model, [text], model_version=version, headers={**auth, "x-request-id": "oip-grpc-v"})
-# finserve answers in typed contents (bytes_contents), which the protocol allows; tritonclient's as_numpy
-# reads those with np.array(copy=False), which numpy 2 refuses: read the response message instead.
-outputs = {t.name: t.contents.bytes_contents[0].decode() for t in r.get_response().outputs}
-out["text"], out["adapter"] = outputs["text"], outputs["adapter"]
+# tritonclient sends raw_input_contents and is answered in raw_output_contents: its own as_numpy reads them
+out["text"], out["adapter"] = r.as_numpy("text")[0].decode(), r.as_numpy("adapter")[0].decode()
+picked = c.infer(model, [text], outputs=[tgrpc.InferRequestedOutput("intent")], headers=auth)
+out["picked"] = [t.name for t in picked.get_response().outputs]
 try:
     c.infer("nope", [text], headers=auth)
 except InferenceServerException as e:
@@ -158,7 +210,7 @@ def test_grpc_client_readiness_metadata_and_infer(served):
     assert out["live"] and out["ready"] and out["name"] == "finserve"
     assert out["model_ready"] and out["version_ready"] and not out["other_version_ready"]
     assert out["versions"] == [VERSION]
-    assert out["text"].strip() and out["adapter"] == VERSION
+    assert out["text"].strip() and out["adapter"] == VERSION and out["picked"] == ["intent"]
     assert out["unknown_model"] == "StatusCode.NOT_FOUND" and out["no_key"] == "StatusCode.UNAUTHENTICATED"
     [line] = [x for x in read_records(served.config.audit.path) if x["request_id"] == "oip-grpc-v"]
     assert line["status"] == 200 and line["route"] == "override"
