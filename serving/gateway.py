@@ -26,7 +26,7 @@ from .access.http import ReadAuthMiddleware
 from .access.ingress import Ingress, Readiness, fork_context, validation_message
 from .admission import requested_tokens
 from .drain.state import DrainState, InFlightMiddleware
-from .errors import AuditUnavailable, FinserveError, InvalidRequest, PayloadTooLarge, map_error
+from .errors import AuditUnavailable, FinserveError, InvalidRequest, ModelNotFound, PayloadTooLarge, map_error
 from .exposure import docs_options
 from .oip import (
     check_version,
@@ -332,6 +332,17 @@ def create_api(pipeline: Pipeline, readiness: Readiness, drain: DrainState | Non
         return ModelList(
             data=[*cards, ModelCard(id=embedding_model(pipeline.config.retrieval))]
         )  # /v1/embeddings
+
+    @api.get("/v1/models/{model}")
+    async def model(model: str) -> Response:
+        # What the OpenAI SDK's models.retrieve() asks; an unknown name is a 404 that does not echo it.
+        routes = pipeline.router.models()
+        embedder = embedding_model(pipeline.config.retrieval)
+        if model in routes:
+            return JSONResponse(ModelCard(id=model, root=routes[model].base_model).model_dump(mode="json"))
+        if model == embedder:
+            return JSONResponse(ModelCard(id=embedder).model_dump(mode="json"))
+        return _error_response(ModelNotFound("no such model; see GET /v1/models", param="model"), "models")
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The HTTP endpoints /v1/completions and /v1/embeddings, added to the gateway's app.
+"""The HTTP endpoints /v1/completions, /v1/responses and /v1/embeddings, added to the gateway's app.
 
 Transport only, as in gateway.py: each endpoint takes the gateway's own helpers (request context from
 the headers, auth, the audited rejection, the error envelope, SSE framing) through ``GatewayHooks``,
@@ -26,6 +26,8 @@ from .completions import (
     to_completion_chunk,
 )
 from .embeddings import EmbeddingRequest, create_embeddings
+from .responses import ResponseEvents, ResponsesRequest, check_responses_request, to_response
+from .responses import to_chat_request as responses_to_chat
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,6 +87,29 @@ def add_openai_routes(api: FastAPI, pipeline: Pipeline, hooks: GatewayHooks) -> 
         except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
             return hooks.error_response(exc, ctx.request_id)
         return ok(to_completion(ctx.request_id, req.model, answers), ctx)
+
+    @api.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        ctx, req, refused = await intake(request, ResponsesRequest)
+        if refused is not None or req is None:
+            return refused  # type: ignore[return-value]
+        try:
+            messages = check_responses_request(req, gw.max_messages)
+        except FinserveError as exc:
+            return await hooks.reject(ctx, exc, (await request.body()))
+        try:
+            chat = responses_to_chat(req, messages)
+            if req.stream:
+                chunks = await pipeline.chat_stream(chat, ctx)
+                return StreamingResponse(
+                    hooks.sse(ResponseEvents(chunks, req, ctx.request_id), ctx.request_id),
+                    media_type="text/event-stream",
+                    headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache"},
+                )
+            answer = await pipeline.chat(chat, ctx)  # audits every outcome
+        except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
+            return hooks.error_response(exc, ctx.request_id)
+        return ok(to_response(req, ctx.request_id, answer), ctx)
 
     @api.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
