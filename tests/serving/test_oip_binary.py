@@ -23,7 +23,7 @@ def _body(inputs: list[dict], blob: bytes, **extra: object) -> tuple[bytes, str]
 
 
 def test_raw_elements_round_trip_with_empty_and_non_ascii_ones() -> None:
-    elements = ["Where is my card?".encode(), b"", "€5 fee".encode()]
+    elements = [b"Where is my card?", b"", "€5 fee".encode()]
     raw = join_raw_bytes(elements)
     assert raw[:4] == (17).to_bytes(4, "little")
     assert split_raw_bytes(raw) == elements

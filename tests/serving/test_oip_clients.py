@@ -93,9 +93,7 @@ def test_rest_infer_with_the_clients_defaults_binary_tensors_both_ways(rest, ser
     import tritonclient.http as http
 
     text = http.InferInput("text", [2], "BYTES")
-    text.set_data_from_numpy(
-        np.array([f"My card {CARD} has not arrived".encode(), "Is there a fee?".encode()])
-    )
+    text.set_data_from_numpy(np.array([f"My card {CARD} has not arrived".encode(), b"Is there a fee?"]))
     h = {**auth(served), "x-request-id": "oip-rest-binary"}
     picked = rest.infer(
         MODEL,
