@@ -25,6 +25,7 @@ _DOCUMENT = (
     r"|(?:my|your|his|her|their)\s+id|sin"
     r"|tax\s+(?:id|identification|reference|file|code)|tin|utr|itin|pps|bsn|nif|nie|dni|cpf|aadhaar|pan"
     r"|codice\s+fiscale|steuer[\s\-]?id|personalausweis|personnummer|medicare|nhs"
+    r"|nric|hkid|curp|cnic|mykad|emirates\s+id"
 )
 _NUMBER_WORD = r"(?:number|no\.?|num|nr\.?|#|id|code)"
 # A group holds a digit, or is one or two capitals (the letters of "AB 12 34 56 C").

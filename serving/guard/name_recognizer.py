@@ -113,6 +113,19 @@ DESCRIBING_WORDS: frozenset[str] = frozenset(
 _VERBS: frozenset[str] = frozenset(
     "says said asks asked told tells wants wanted needs needed sent paid owes gave called rang speaking writing".split()
 )
+# A sign-off that ends the text, in any case ("Regards, jane", "thanks - Mike"): the words after it up to the
+# end are the name, unless they are what follows "thanks" in a sentence ("thanks a lot", "thanks again").
+_SIGN_OFF_AT_END = re.compile(
+    r"(?<![\p{L}])(?i:(?:kind\s+|best\s+|warm\s+|warmest\s+)?regards|sincerely|(?:many\s+)?thanks|thank\s+you"
+    r"|cheers|best(?:\s+wishes)?|yours(?:\s+(?:truly|faithfully|sincerely))?)(?![\p{L}])"
+    rf"[ \t]*[,:\-–—]?[ \t]*\n?[ \t]*(?P<name>{_ANY_CASE}(?:[ \t]+{_ANY_CASE}){{0,2}})[ \t]*[.!]*[ \t]*$"
+)
+_AFTER_THANKS: frozenset[str] = frozenset(
+    """
+    much lots heaps loads tons bunch guys team everyone everybody all both mate bro buddy dude folks sir madam
+    bye again regards wishes cheers kindly indeed advance ahead anyway anyways tho though x xx xxx
+    """.split()
+)
 # "O'Connor, Siobhan": a surname first, then the given name after a comma, ending the sentence.
 _GIVEN_AFTER_COMMA = re.compile(
     rf",[ \t]*(?P<given>{_WORD}(?:[ \t]+{_WORD})?)(?=[ \t]*(?:$|[\n.!?;,]|(?i:and|&)\b))"
@@ -245,8 +258,12 @@ def find_names(text: str) -> list[tuple[int, int, float]]:
         # Every word before "here" must be part of the name: "Nothing works here" is not one.
         if kept and len(kept) == len(words) and not shouting:
             found.append((kept[0][0], kept[-1][1], STRONG_SCORE))
-    for match in _LOWER_PATTERN.finditer(text):
-        kept = _lower_case_name(_words(match))
+    sign_offs = [(m, _AFTER_THANKS | CAPITALISED_NON_NAMES) for m in _SIGN_OFF_AT_END.finditer(text)]
+    for match, not_names in [*((m, frozenset()) for m in _LOWER_PATTERN.finditer(text)), *sign_offs]:
+        words = _words(match)
+        if any(w.lower() in not_names for _, _, w in words):
+            continue
+        kept = _lower_case_name(words)
         kept = _with_given_name(text, kept) if kept else kept
         # Only what the cased rules above did not already find: one finding per name.
         if kept and not any(start < kept[-1][1] and kept[0][0] < end for start, end, _ in found):

@@ -22,6 +22,8 @@ from finserve.serving.guard.id_document_recognizer import find_id_numbers
         ("the last 4 of my ssn are 1234", ["1234"]),
         ("My NI is QQ 12 34 56 C", ["QQ 12 34 56 C"]),
         ("NI: JG 10 37 59 A", ["JG 10 37 59 A"]),
+        ("NRIC S1234567D", ["S1234567D"]),
+        ("my CNIC is 12345-1234567-1", ["12345-1234567-1"]),
         ("last four digits of my social security number: 8145", ["8145"]),
     ],
 )

@@ -60,6 +60,10 @@ def _names(text: str) -> list[tuple[str, float]]:
         # a dash sign-off ending the text
         ("Please call me back.\n-- Olusegun Adebayo", [("Olusegun Adebayo", STRONG_SCORE)]),
         ("Thanks for your help\n— Mei Ling Tan\n", [("Mei Ling Tan", STRONG_SCORE)]),
+        # a sign-off ending the text, in any case
+        ("My card is stuck. Regards, jane", [("jane", STRONG_SCORE)]),
+        ("please help thanks - Mike", [("Mike", STRONG_SCORE)]),
+        ("thank you\nsarah o'neil", [("sarah o'neil", STRONG_SCORE)]),
     ],
 )
 def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) -> None:
@@ -99,6 +103,15 @@ def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) ->
         "my mum Visa card",
         "Steps:\n-- Check my balance\n-- Freeze the card",  # dashes that start list items
         "I am Mr. in a hurry, mr. sorry",
+        "Can you help? Thanks",
+        "thanks so much",
+        "thanks again!",
+        "Thanks in advance.",
+        "thank you very much",
+        "cheers mate",
+        "Thanks, I will try again",
+        "best regards",
+        "you can also pay it yourself yourself.",  # a sign-off word inside another word
     ],
 )
 def test_ignores_non_names(text: str) -> None:
