@@ -15,19 +15,14 @@ import contextlib
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
-
-from pydantic import ValidationError
 
 from finserve.contracts import AdapterRef
 from finserve.contracts.metrics import OVERRIDE_MODEL_PREFIX
 
 from .admission import Admission
-from .audit.log import AuditRecord
 from .audit.status import CachedRefusal
 from .config import ServingConfig
 from .degrade import Deadline, curated_answer, degradable
@@ -42,9 +37,10 @@ from .metrics import ServingMetrics, tenant_label
 from .paths import data_dir
 from .prompt import build_messages, intent_first
 from .prompt_echo import EchoCheck
+from .request_context import CLIENT_CLOSED, RequestContext, audit_record
 from .retrieval import IndexMissing, RetrievalResult, SearchFilters, VectorStoreUnavailable
 from .retrieval.pii_policy import held_back, quarantine_counts, quarantine_path, read_quarantine
-from .routing import RouteChoice, Router
+from .routing import Router
 from .schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -61,57 +57,6 @@ from .telemetry import TokenClock, note, stage_span
 from .telemetry.request import end_stage_span, open_stage_span
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RequestContext:
-    """Per-request facts from the transport (headers), and what the pipeline learns on the way."""
-
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    tenant: str = "default"
-    sticky_key: str | None = None
-    adapter_override: str | None = None
-    # True only for in-process callers (answer evaluation): the override may name any registry version.
-    # Client requests may name only a version their model's route serves now (serving/routing.py).
-    override_any_version: bool = False
-    started: float = field(default_factory=time.perf_counter)
-    # Filled in as the request moves through the stages; the audit record is built from these.
-    model: str | None = None
-    choice: RouteChoice | None = None
-    masked_input: str = ""
-    masked_output: str | None = None
-    intent: IntentPrediction | None = None
-    # The version's own intent (its head, before the vote is mixed in); None without a head (base).
-    own_intent: str | None = None
-    vote: str | None = None  # retrieval's nearest-neighbour intent: the independent second opinion
-    knowledge: list[str] = field(
-        default_factory=list
-    )  # guarded chunks the prompt carried (answer evaluation)
-    pii: dict[str, dict[str, int]] = field(default_factory=dict)
-    held_back: list[str] = field(default_factory=list)  # ids of retrieved chunks kept out of the prompt
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    # For the audit line: what the answer was built on, and who asked (None until identity/tracing land).
-    citations: list[str] = field(default_factory=list)
-    index_version: str | None = None
-    principal: str | None = None
-    limits: dict[str, str] = field(
-        default_factory=dict
-    )  # x-ratelimit-* response headers (set by the ingress)
-    trace_id: str | None = None
-    degraded: str | None = None
-    # Graceful degradation (serving/degrade/): the client's deadline (x-finserve-deadline-ms, checked at the
-    # ingress), the request's Deadline, the guarded curated answer of the classified intent, which provider
-    # generated the answer, and why a degraded answer was given (the failure's error code).
-    deadline_ms: int | None = None
-    deadline: Deadline | None = None
-    curated: str | None = None
-    provider: str | None = None
-    degraded_cause: str | None = None
-    # The question is far from everything the knowledge base covers: answered with intent.scope.answer, unmodelled.
-    out_of_scope: bool = False
-
-    def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000
 
 
 @dataclass
@@ -1014,42 +959,3 @@ def _usage(prompt: int, completion: int, cached: int) -> Usage:
         total_tokens=prompt + completion,
         prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
     )
-
-
-CLIENT_CLOSED = 499  # nginx's "client closed request": the answer was cut off by the client
-
-
-def audit_record(ctx: RequestContext, status: int, error: str | None, elapsed_ms: float) -> AuditRecord:
-    """The audit line for `ctx`. Client values are bounded and escaped by AuditRecord itself; should a
-    record still fail its schema, a minimal one saying so is written instead, never none."""
-    fields: dict[str, Any] = dict(
-        time=datetime.now(UTC),
-        request_id=ctx.request_id or "-",
-        principal=ctx.principal,
-        tenant=ctx.tenant or "-",
-        model=ctx.model or "unknown",
-        adapter=str(ctx.choice.adapter) if ctx.choice else None,
-        route=ctx.choice.role if ctx.choice else None,
-        intent=ctx.intent.label if ctx.intent else None,
-        citations=ctx.citations,
-        index_version=ctx.index_version,
-        trace_id=ctx.trace_id,
-        degraded=ctx.degraded,
-        provider=ctx.provider,
-        held_back=ctx.held_back,
-        input=ctx.masked_input,
-        output=ctx.masked_output,
-        pii=ctx.pii,
-        status=status,
-        error=error if error or ctx.degraded is None else ctx.degraded_cause,
-        latency_ms=round(max(elapsed_ms, 0.0), 3),
-    )
-    try:
-        return AuditRecord(**fields)
-    except ValidationError as exc:
-        bad = ",".join(sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")}))
-        log.error("audit record of %s failed validation (%s); writing a minimal one", ctx.request_id, bad)
-        keep = {
-            k: fields[k] for k in ("time", "request_id", "tenant", "model", "input", "status", "latency_ms")
-        }
-        return AuditRecord(**{**keep, "error": f"audit_record_invalid:{bad}"[:2000]})
