@@ -63,6 +63,13 @@ def add_openai_routes(api: FastAPI, pipeline: Pipeline, hooks: GatewayHooks) -> 
             headers={"x-request-id": ctx.request_id, **ctx.limits, **(headers or {})},
         )
 
+    def streamed(events: AsyncIterator[dict[str, Any]], ctx: RequestContext) -> StreamingResponse:
+        return StreamingResponse(
+            hooks.sse(events, ctx.request_id),
+            media_type="text/event-stream",
+            headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache", **ctx.limits},
+        )
+
     @api.post("/v1/completions")
     async def completions(request: Request) -> Response:
         ctx, req, refused = await intake(request, CompletionRequest)
@@ -75,11 +82,7 @@ def add_openai_routes(api: FastAPI, pipeline: Pipeline, hooks: GatewayHooks) -> 
         try:
             if req.stream:
                 chunks = await pipeline.chat_stream(to_chat_request(req, prompts[0]), ctx)
-                return StreamingResponse(
-                    hooks.sse(MappedStream(chunks, to_completion_chunk), ctx.request_id),
-                    media_type="text/event-stream",
-                    headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache"},
-                )
+                return streamed(MappedStream(chunks, to_completion_chunk), ctx)
             answers = []
             for i, prompt in enumerate(prompts):
                 one = hooks.fork_context(ctx, f"{ctx.request_id}-{i}") if len(prompts) > 1 else ctx
@@ -101,11 +104,7 @@ def add_openai_routes(api: FastAPI, pipeline: Pipeline, hooks: GatewayHooks) -> 
             chat = responses_to_chat(req, messages)
             if req.stream:
                 chunks = await pipeline.chat_stream(chat, ctx)
-                return StreamingResponse(
-                    hooks.sse(ResponseEvents(chunks, req, ctx.request_id), ctx.request_id),
-                    media_type="text/event-stream",
-                    headers={"x-request-id": ctx.request_id, "Cache-Control": "no-cache"},
-                )
+                return streamed(ResponseEvents(chunks, req, ctx.request_id), ctx)
             answer = await pipeline.chat(chat, ctx)  # audits every outcome
         except Exception as exc:  # noqa: BLE001 - every error becomes the one envelope
             return hooks.error_response(exc, ctx.request_id)
