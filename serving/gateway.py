@@ -318,9 +318,10 @@ def create_api(pipeline: Pipeline, readiness: Readiness, drain: DrainState | Non
         names, binary = requested_outputs(infer)
         out = to_infer_response(model, infer_id or base.request_id, answers, names)
         headers = {"x-request-id": base.request_id, **limits}
-        body, json_length = oip_binary.encode_response(out.model_dump(mode="json"), binary)
-        if json_length is None:
-            return JSONResponse(out.model_dump(mode="json"), headers=headers)
+        dumped = out.model_dump(mode="json")
+        if not binary:
+            return JSONResponse(dumped, headers=headers)
+        body, json_length = oip_binary.encode_response(dumped, binary)
         # Outputs asked for in binary: JSON, then their bytes (Triton's and KServe's clients read both forms).
         headers["Inference-Header-Content-Length"] = str(json_length)
         return Response(body, media_type="application/octet-stream", headers=headers)
