@@ -106,8 +106,7 @@ DESCRIBING_WORDS: frozenset[str] = frozenset(
     wrong wrongly incorrect incorrectly misspelled misspelt mispelled spelled spelt spelling different
     missing changed changing showing shown showed listed printed written displayed appearing correct right
     same too legally officially hyphenated long short unusual common weird strange double new old cut
-    truncated reversed swapped backwards blank empty invalid unknown fine ok okay missing showing changing
-    appearing coming being getting going spelling
+    truncated reversed swapped backwards blank empty invalid unknown fine ok okay coming being getting going
     """.split()
 )
 _VERBS: frozenset[str] = frozenset(
@@ -195,6 +194,8 @@ def _trim(words: list[tuple[int, int, str]], stop: frozenset[str]) -> list[tuple
 
 
 _WEAK_STOP = FUNCTION_WORDS | CAPITALISED_NON_NAMES
+# After a sign-off: what follows "thanks" in a sentence, and words capitalised for other reasons ("Cheers, Visa").
+_NOT_SIGNED = _AFTER_THANKS | CAPITALISED_NON_NAMES
 
 
 def _words(match: re.Match[str]) -> list[tuple[int, int, str]]:
@@ -258,7 +259,7 @@ def find_names(text: str) -> list[tuple[int, int, float]]:
         # Every word before "here" must be part of the name: "Nothing works here" is not one.
         if kept and len(kept) == len(words) and not shouting:
             found.append((kept[0][0], kept[-1][1], STRONG_SCORE))
-    sign_offs = [(m, _AFTER_THANKS | CAPITALISED_NON_NAMES) for m in _SIGN_OFF_AT_END.finditer(text)]
+    sign_offs = [(m, _NOT_SIGNED) for m in _SIGN_OFF_AT_END.finditer(text)]
     for match, not_names in [*((m, frozenset()) for m in _LOWER_PATTERN.finditer(text)), *sign_offs]:
         words = _words(match)
         if any(w.lower() in not_names for _, _, w in words):
