@@ -31,14 +31,10 @@ from .client_ids import (
     holds_card_number,
     pseudonym,
 )
-from .errors import InvalidRequest
+from .errors import InvalidRequest, invalid_field
 from .pipeline import RequestContext
 from .stages import GuardStage
 from .telemetry.request import attach
-
-
-def invalid_field(field: str, why: str) -> InvalidRequest:
-    return InvalidRequest(f"{field}: {why}", param=field)
 
 
 def pii_field(field: str) -> InvalidRequest:

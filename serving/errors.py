@@ -44,6 +44,11 @@ class InvalidRequest(FinserveError):
     code = "invalid_request"
 
 
+def invalid_field(field: str, why: str) -> InvalidRequest:
+    """A 400 naming ``field`` ("<field>: <why>"); ``why`` must not quote the client's value."""
+    return InvalidRequest(f"{field}: {why}", param=field)
+
+
 class Unauthorized(FinserveError):
     """No credential, or one that does not verify (401, with a WWW-Authenticate challenge)."""
 

@@ -18,10 +18,11 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import InvalidRequest
+from .errors import invalid_field
 
 HEADER = "inference-header-content-length"
 """The header (lower case, as ASGI and gRPC metadata carry it) giving the JSON part's length in bytes."""
+_HEADER_FIELD = "Inference-Header-Content-Length"  # as errors name it
 EXTENSION = "binary_tensor_data"
 """The name ``GET /v2`` lists among the server's extensions."""
 
@@ -31,11 +32,11 @@ def split_raw_bytes(raw: bytes, field: str = "raw_input_contents") -> list[bytes
     out, i = [], 0
     while i < len(raw):
         if i + 4 > len(raw):
-            raise InvalidRequest(f"{field}: truncated element length", param=field)
+            raise invalid_field(field, "truncated element length")
         (n,) = struct.unpack_from("<I", raw, i)
         i += 4
         if i + n > len(raw):
-            raise InvalidRequest(f"{field}: element longer than the data", param=field)
+            raise invalid_field(field, "element longer than the data")
         out.append(raw[i : i + n])
         i += n
     return out
@@ -55,10 +56,7 @@ def split_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     except ValueError:
         n = -1
     if not 0 < n <= len(raw):
-        raise InvalidRequest(
-            "Inference-Header-Content-Length: must be the JSON part's length in bytes, within the body",
-            param="Inference-Header-Content-Length",
-        )
+        raise invalid_field(_HEADER_FIELD, "must be the JSON part's length in bytes, within the body")
     return raw[:n], raw[n:]
 
 
@@ -68,7 +66,7 @@ def binary_size(parameters: dict[str, Any] | None, field: str) -> int | None:
     if size is None:
         return None
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise InvalidRequest(f"{field}: must be a non-negative integer", param=field)
+        raise invalid_field(field, "must be a non-negative integer")
     return size
 
 
@@ -93,11 +91,9 @@ def attach_binary_inputs(body: dict[str, Any], blob: bytes) -> dict[str, Any]:
             out.append(tensor)
             continue
         if "data" in tensor:
-            raise InvalidRequest(
-                f"inputs[{i}].data: not allowed with binary_data_size", param=f"inputs[{i}].data"
-            )
+            raise invalid_field(f"inputs[{i}].data", "not allowed with binary_data_size")
         if at + size > len(blob):
-            raise InvalidRequest(f"{field}: larger than the binary data sent", param=field)
+            raise invalid_field(field, "larger than the binary data sent")
         chunk, at = blob[at : at + size], at + size
         data: list[Any] = []
         if tensor.get("datatype") == "BYTES":
@@ -105,10 +101,7 @@ def attach_binary_inputs(body: dict[str, Any], blob: bytes) -> dict[str, Any]:
         params = {k: v for k, v in tensor["parameters"].items() if k != "binary_data_size"}
         out.append({**tensor, "data": data, "parameters": params or None})
     if at != len(blob):
-        raise InvalidRequest(
-            "Inference-Header-Content-Length: the binary data is longer than the inputs' binary_data_size",
-            param="Inference-Header-Content-Length",
-        )
+        raise invalid_field(_HEADER_FIELD, "the binary data is longer than the inputs' binary_data_size")
     return {**body, "inputs": out}
 
 
@@ -116,7 +109,7 @@ def _text(element: bytes, field: str) -> str:
     try:
         return element.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidRequest(f"{field}: BYTES elements must be UTF-8 text", param=field) from None
+        raise invalid_field(field, "BYTES elements must be UTF-8 text") from None
 
 
 def encode_response(response: dict[str, Any], binary: Sequence[str]) -> tuple[bytes, int | None]:

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import InvalidRequest
+from ..errors import invalid_field
 from ..schemas import ChatCompletion, ChatCompletionRequest, ChatMessageIn, FinserveInfo, StreamOptions
-from .rules import check_stop
+from .rules import check_stop, no_tools
 
 # Content part types a message item may hold, by what they carry: text is served, the rest is refused.
 _TEXT_PARTS = {"input_text", "output_text", "text", "refusal"}
@@ -76,35 +76,31 @@ class ResponsesRequest(BaseModel):
         return self.max_output_tokens
 
 
-def _refuse(field: str, why: str) -> InvalidRequest:
-    return InvalidRequest(f"{field}: {why}", param=field)
-
-
 def _message(i: int, item: Any) -> ChatMessageIn:
     where = f"input.{i}"
     if not isinstance(item, dict):
-        raise _refuse(where, "must be a message item ({role, content})")
+        raise invalid_field(where, "must be a message item ({role, content})")
     kind = item.get("type", "message")
     if kind != "message":
         # The item's type is client input: say what is served rather than echo it.
-        raise _refuse(f"{where}.type", "only message items are served (no tool calls, files or images)")
+        raise invalid_field(f"{where}.type", "only message items are served (no tool calls, files or images)")
     role = item.get("role")
     if role not in _ROLES:
-        raise _refuse(f"{where}.role", "must be user, assistant, system or developer")
+        raise invalid_field(f"{where}.role", "must be user, assistant, system or developer")
     content = item.get("content")
     if isinstance(content, str):
         return ChatMessageIn(role=role, content=content)
     if not isinstance(content, list) or not content:
-        raise _refuse(f"{where}.content", "must be a string or a non-empty array of text parts")
+        raise invalid_field(f"{where}.content", "must be a string or a non-empty array of text parts")
     texts = []
     for j, part in enumerate(content):
         if not isinstance(part, dict) or part.get("type") not in _TEXT_PARTS:
-            raise _refuse(
+            raise invalid_field(
                 f"{where}.content.{j}.type", "only text parts are served (no images, audio or files)"
             )
         text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
         if not isinstance(text, str):
-            raise _refuse(f"{where}.content.{j}.text", "must be a string")
+            raise invalid_field(f"{where}.content.{j}.text", "must be a string")
         texts.append(text)
     return ChatMessageIn(role=role, content="\n".join(texts))
 
@@ -112,33 +108,33 @@ def _message(i: int, item: Any) -> ChatMessageIn:
 def check_responses_request(req: ResponsesRequest, max_messages: int) -> list[ChatMessageIn]:
     """The chat messages the request asks; InvalidRequest naming the first field finserve cannot honour."""
     if req.previous_response_id:
-        raise _refuse(
+        raise invalid_field(
             "previous_response_id", "not supported: no response is stored; send the conversation in input"
         )
     if req.conversation is not None:
-        raise _refuse("conversation", "not supported: no conversation is stored; send it in input")
+        raise invalid_field("conversation", "not supported: no conversation is stored; send it in input")
     if req.background:
-        raise _refuse("background", "not supported: answers are given in the request")
+        raise invalid_field("background", "not supported: answers are given in the request")
     if req.tools:
-        raise _refuse("tools", "not supported: finserve serves no tools or function calling")
+        raise no_tools("tools")
     if req.tool_choice not in (None, "none", "auto"):
-        raise _refuse("tool_choice", "not supported: finserve serves no tools or function calling")
+        raise no_tools("tool_choice")
     fmt = (req.text or {}).get("format") or {"type": "text"}
     if not isinstance(fmt, dict) or fmt.get("type") != "text":
-        raise _refuse("text.format.type", "only 'text' is served")
+        raise invalid_field("text.format.type", "only 'text' is served")
     if req.top_logprobs:
-        raise _refuse("top_logprobs", "not supported: log probabilities are not returned")
+        raise invalid_field("top_logprobs", "not supported: log probabilities are not returned")
     if req.include:
-        raise _refuse("include", "not supported: nothing beyond the answer is returned")
+        raise invalid_field("include", "not supported: nothing beyond the answer is returned")
     check_stop(req.stop)
     items = [{"role": "user", "content": req.input}] if isinstance(req.input, str) else req.input
     if not items:
-        raise _refuse("input", "must not be empty")
+        raise invalid_field("input", "must not be empty")
     messages = [_message(i, item) for i, item in enumerate(items)]
     if req.instructions:
         messages.insert(0, ChatMessageIn(role="system", content=req.instructions))
     if len(messages) > max_messages:
-        raise _refuse("input", f"at most {max_messages} messages per request")
+        raise invalid_field("input", f"at most {max_messages} messages per request")
     return messages
 
 

@@ -7,25 +7,23 @@ refused by name. Pure checks over the validated request: no I/O.
 
 from __future__ import annotations
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, invalid_field
 from ..schemas import ChatCompletionRequest, ChatMessageIn
 
 MAX_STOP = 4  # OpenAI's own limit
 
 
-def _no_tools(field: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"{field}: not supported: finserve serves no tools or function calling", param=field
-    )
+def no_tools(field: str) -> InvalidRequest:
+    return invalid_field(field, "not supported: finserve serves no tools or function calling")
 
 
 def check_message(i: int, m: ChatMessageIn) -> None:
     where = f"messages.{i}"
     if m.role in ("tool", "function"):
-        raise _no_tools(f"{where}.role")
+        raise no_tools(f"{where}.role")
     for field in ("tool_calls", "tool_call_id", "function_call"):
         if getattr(m, field):
-            raise _no_tools(f"{where}.{field}")
+            raise no_tools(f"{where}.{field}")
     if m.content is None:
         raise InvalidRequest(f"{where}.content: must not be null", param=f"{where}.content")
     if isinstance(m.content, str):
@@ -72,12 +70,12 @@ def check_chat_request(req: ChatCompletionRequest) -> None:
             "top_logprobs: not supported: log probabilities are not returned", param="top_logprobs"
         )
     if req.tools:
-        raise _no_tools("tools")
+        raise no_tools("tools")
     if req.functions:
-        raise _no_tools("functions")
+        raise no_tools("functions")
     for field in ("tool_choice", "function_call"):
         if getattr(req, field) not in (None, "none"):
-            raise _no_tools(field)
+            raise no_tools(field)
     if req.response_format is not None and req.response_format.get("type") != "text":
         raise InvalidRequest("response_format.type: only 'text' is served", param="response_format.type")
     if req.stream_options is not None and not req.stream:
