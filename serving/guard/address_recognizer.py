@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import FinderRecognizer
+from .finder_recognizer import IS_CONTRACTED, FinderRecognizer
 
 ENTITY = "ADDRESS"
 SCORE = 0.85
@@ -67,7 +67,7 @@ _ANY_POSTCODE = (
     r"|\d{3}[\s\-]?\d{2,4}|\d{4}"
 )
 _CODE_AFTER_KEYWORD = re.compile(
-    rf"(?i)\b(?:post\s?code|postal\s+code|zip(?:\s?code)?|eircode|plz)(?:\s+(?:is|was))?[\s:#=\-]*"
+    rf"(?i)\b(?:post\s?code|postal\s+code|zip(?:\s?code)?|eircode|plz)(?:\s+(?:is|was)|{IS_CONTRACTED})?[\s:#=\-]*"
     rf"(?P<value>(?:{_ANY_POSTCODE}))(?![\w\-])"
 )
 # "my address is", "address:", "I live at"; not e-mail, IP, web or wallet addresses.

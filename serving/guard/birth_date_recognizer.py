@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import FinderRecognizer
+from .finder_recognizer import IS_CONTRACTED, FinderRecognizer
 
 ENTITY = "DATE_OF_BIRTH"
 SCORE = 0.85
@@ -38,7 +38,7 @@ _ANY_DATE = re.compile("(?i)" + _BOUNDED.format(f"{_FULL_DATE}|{_PARTIAL_DATE}")
 
 _KEYWORD = r"(?:date|day)\s+of\s+birth|birth\s?date|birth\s?day|b[\-\s]?day|d\.?\s?o\.?\s?b\.?"
 _BEFORE = re.compile(
-    rf"(?i)\b(?:{_KEYWORD})(?:\s+(?:is|was|are|of|on|reads|shows))*(?:\s+(?:the|on))?[\s:=,\-(]*$"
+    rf"(?i)\b(?:{_KEYWORD})(?:\s+(?:is|was|are|of|on|reads|shows)|{IS_CONTRACTED})*(?:\s+(?:the|on))?[\s:=,\-(]*$"
 )
 # "born in London in 1975": a birthplace may stand between "born" and the date.
 _BORN_BEFORE = re.compile(
@@ -48,7 +48,7 @@ _AFTER = re.compile(
     rf"(?i)^[\s,(\-]*(?:(?:is|was|being|as)\s+)?(?:(?:my|his|her|their|our|the|your)\s+)?(?:{_KEYWORD})\b"
 )
 # What may follow a keyword before the date it introduces ("DOB is 01/02/1990").
-_INTRODUCES = re.compile(r"(?i)^(?:\s+(?:is|was))?(?:\s+the)?[\s:=,\-(]*\d")
+_INTRODUCES = re.compile(rf"(?i)^(?:\s+(?:is|was)|{IS_CONTRACTED})?(?:\s+the)?[\s:=,\-(]*\d")
 _LOOK = 48
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import FinderRecognizer
+from .finder_recognizer import IS_CONTRACTED, FinderRecognizer
 
 ENTITY = "CARD_SECRET"
 SCORE = 0.85
@@ -26,13 +26,13 @@ _MONTH = (
     r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
 )
 _PATTERN = re.compile(
-    rf"(?i)\b(?:{_SECRET_KEYWORD})(?:\s+(?:is|was|are|were|=))?[\s:#=\-]*(?P<secret>(?<!\d)\d{{3,6}}(?![\d,.]\d))(?!\d)"
+    rf"(?i)\b(?:{_SECRET_KEYWORD})(?:\s+(?:is|was|are|were|=)|{IS_CONTRACTED})?[\s:#=\-]*(?P<secret>(?<!\d)\d{{3,6}}(?![\d,.]\d))(?!\d)"
 )
 # An expiry date (MM/YY, MM/YYYY, MM-YY) after its keyword: card data under PCI DSS when it travels
 # with the number; alone it still narrows a card down.
 _EXPIRY = re.compile(
     r"(?i)\b(?:exp(?:iry|iration)?(?:\s+date)?|expires?(?:\s+on|\s+in)?|valid\s+(?:thru|through|until|to))"
-    r"(?:\s+(?:is|was|=))?[\s:#=\-.]*(?P<secret>(?<![\d/])(?:(?:0?[1-9]|1[0-2])\s?[/\-.]\s?(?:\d{4}|\d{2})"
+    rf"(?:\s+(?:is|was|=)|{IS_CONTRACTED})?[\s:#=\-.]*(?P<secret>(?<![\d/])(?:(?:0?[1-9]|1[0-2])\s?[/\-.]\s?(?:\d{{4}}|\d{{2}})"
     # or the month in words: "expires in March 2028", "exp Mar '28"
     rf"|(?:{_MONTH})\.?,?\s+(?:of\s+)?(?:20\d\d|['’]\d\d)))(?![\d/]|[.\-]\d)"
 )

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import regex as re
 
+from .finder_recognizer import IS_CONTRACTED
 from .normalise import DIGIT_WORDS, open_tail_start
 from .spans import Span
 
@@ -29,7 +30,7 @@ _HEAD_DIGITS = re.compile(rf"(?i)^\s*[\-./)]?\s*(?:[(+]?\p{{Nd}}|(?:{_WORDS}|dou
 _TAIL_IBAN = re.compile(r"(?i)(?<![\p{L}\d])[a-z]{2}\d{2}(?>(?:[ \-.]?[a-z\d]{1,4})*)[ \-.]?$")
 _HEAD_ALNUM = re.compile(r"^\s*[\-.]?\s*[\p{L}\d]")
 _TAIL_NAME_CUE = re.compile(
-    r"(?i)(?:\bname(?:\s+is)?|\bholder(?:\s+is)?|\bbeneficiary|\bpayee|\bregards|\bsincerely|\bthanks"
+    r"(?i)(?:\bname(?:\s+is|['’]s)?|\bholder(?:\s+is)?|\bbeneficiary|\bpayee|\bregards|\bsincerely|\bthanks"
     r"|\bi\s+am|\bi['’]m|\bthis\s+is|\bcall\s+me)\s*[:,\-]?\s*$"
 )
 _HEAD_NAME = re.compile(r"^\s*\p{Lu}")
@@ -40,7 +41,7 @@ _TAIL_KEYWORD = re.compile(
     r"|otp|one[\s\-]time\s+code|verification\s+code|user\s?name|user\s?id|login|date\s+of\s+birth|dob|d\.o\.b\.?"
     r"|birthday|born(?:\s+on)?|address|post\s?code|zip\s?code|ni\s+number|national\s+insurance\s+number"
     r"|passport\s+number|licen[cs]e\s+number|id\s+number|account\s+number|acct|sort\s+code|ssn"
-    r"|social\s+security\s+number|card\s+number|maiden\s+name)(?:\s+(?:is|was)|\s*[:#=\-])\s*$"
+    rf"|social\s+security\s+number|card\s+number|maiden\s+name)(?:\s+(?:is|was)|{IS_CONTRACTED}|\s*[:#=\-])\s*$"
 )
 # An e-mail cut at its "@" or "at": a local part and the at-sign (or word) ending the tail, and a
 # domain starting the head.

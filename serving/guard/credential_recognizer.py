@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import DIGIT, FinderRecognizer
+from .finder_recognizer import DIGIT, IS_CONTRACTED, FinderRecognizer
 
 ENTITY = "CREDENTIAL"
 SCORE = 0.85
@@ -38,11 +38,11 @@ _CLAUSE = (
     r"(?:\s+(?:that\s+)?(?:i|we)\s+(?:set|use|used|chose|picked|created|entered|typed|have|had|got|received"
     r"|was\s+sent|was\s+given)(?:\s+(?:up|in|today|earlier|yesterday))?)?"
 )
-_LINK = r"(?P<link>(?:\s+(?:is|was|is\s+now|will\s+be|would\s+be|should\s+be))?\s*[:=]?\s*[\"'“‘`]?|\s+)"
+_LINK = rf"(?P<link>(?:\s+(?:is|was|is\s+now|will\s+be|would\s+be|should\s+be)|{IS_CONTRACTED})?\s*[:=]?\s*[\"'“‘`]?|\s+)"
 _VALUE = r"(?P<value>[^\s\"'”’`.,;:?][^\s\"'”’`]{2,63})"
 _QUOTED = r"[:=]?\s*[\"'“‘`](?P<quoted>[^\"'”’`\n]{1,64})[\"'”’`]"  # spaces and all, between quotes
 _SECRET_VALUE = re.compile(
-    rf"(?i)\b(?:{_SECRET})\b{_CLAUSE}(?:(?:\s+(?:is|was))?\s*{_QUOTED}|{_LINK}{_VALUE})"
+    rf"(?i)\b(?:{_SECRET})\b{_CLAUSE}(?:(?:\s+(?:is|was)|{IS_CONTRACTED})?\s*{_QUOTED}|{_LINK}{_VALUE})"
 )
 _CODE_VALUE = re.compile(
     # a code in two groups ("5521 9938") is one code
@@ -55,7 +55,7 @@ _DESCRIBING = frozenset(
     reset changed change new old long short sensitive secure safe being still now also just really fine ok okay
     accepted rejected asking showing saying always never unknown unavailable empty blank hidden visible
     there here it this that what which mine yours for and or but to of in on at with by from please field
-    box page link email e-mail sent""".split()
+    box page link email e-mail sent been gone got like about""".split()
 )
 # Lower-case words shaped like adjectives and participles describe a credential ("temporary", "shown",
 # "case-sensitive", "available"); a lower-case password of that shape is the price of not masking them.

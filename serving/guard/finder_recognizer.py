@@ -18,6 +18,8 @@ from .hits import make_result
 Finder = Callable[[str], list[tuple[int, int]]]
 # Every value these rules report but a password holds a digit; most chat messages hold none.
 DIGIT = re.compile(r"\d")
+# The contracted "is" after a keyword ("my password's ...", "my pin's 4921"): every rule's "is" takes it too.
+IS_CONTRACTED = r"['’]s"
 
 
 class FinderRecognizer(LocalRecognizer):

@@ -22,7 +22,9 @@ ENTITY = "PERSON"
 # Phrases that almost always precede a name.
 _STRONG = (
     r"my\s+(?:full\s+|first\s+|last\s+|sur|legal\s+)?name\s+is",
-    r"my\s+name['’]s",
+    r"(?:(?:first|last|full|legal|given|middle|family)\s+|sur|fore)?name['’]s",
+    # "first name Jane, last name Doe", "surname Okonkwo": a form's field names without their colon
+    r"(?:first|last|given|middle|family)\s+name(?:\s+is)?|(?:sur|fore)name(?:\s+is)?",
     r"name\s+on\s+(?:the\s+|my\s+|this\s+|our\s+)?(?:account|card)(?:\s+is|\s*[:\-])?",
     r"(?:the\s+)?(?:joint\s+)?account\s+holder(?:['’]s\s+name|\s+name)?(?:\s+is|\s*[:\-])?",
     r"(?:the\s+)?account\s+name(?:\s+is|\s*[:\-])",
@@ -31,21 +33,22 @@ _STRONG = (
     r"(?:first\s+|last\s+|full\s+|sur|legal\s+)?name\s*[:\-]",
     r"(?:kind\s+|best\s+|warm\s+|warmest\s+)?regards,?",
     r"sincerely,?",
-    r"signed,?",
+    r"signed\s*[,:]?",
+    r"(?<=^|\n)[ \t]*from\s*:",  # a message's header line: "From: Hans Müller"
 )
 # Sign-offs that also start ordinary sentences ("Thanks, I will try"): a comma or line break after
 # them, and the stricter stop words of the weak phrases.
 _SIGN_OFF = (
-    r"(?:many\s+)?thanks(?:\s+again)?(?:,|[ \t]*\n)",
-    r"thank\s+you(?:,|[ \t]*\n)",
-    r"best(?:\s+wishes)?(?:,|[ \t]*\n)",
-    r"cheers(?:,|[ \t]*\n)",
+    r"(?:many\s+)?thanks(?:\s+again)?[!.]?(?:,|[ \t]*\n)",
+    r"thank\s+you[!.]?(?:,|[ \t]*\n)",
+    r"best(?:\s+wishes)?[!.]?(?:,|[ \t]*\n)",
+    r"cheers[!.]?(?:,|[ \t]*\n)",
     r"yours(?:\s+(?:truly|faithfully|sincerely))?(?:,|[ \t]*\n)",
     r"(?:from|love),",
 )
-# A dash sign-off on its own line ("-- Olusegun Adebayo"): only when the name ends the text, since a
-# dash also starts list items ("-- Check my balance" mid-text).
-_DASH_SIGN_OFF = r"(?<=^|\n)[ \t]*(?:--+|—|–)"
+# A dash sign-off on its own line ("-- Olusegun Adebayo", "- Ken"): only when the name ends the text, since a
+# dash also starts list items ("- Check my balance").
+_DASH_SIGN_OFF = r"(?<=^|\n)[ \t]*(?:-+|—|–)"
 # Phrases that often do ("I'm Jane") but also precede adjectives and places ("I'm British").
 _WEAK = (
     r"i\s+am",
@@ -117,7 +120,7 @@ _VERBS: frozenset[str] = frozenset(
 _SIGN_OFF_AT_END = re.compile(
     r"(?<![\p{L}])(?i:(?:kind\s+|best\s+|warm\s+|warmest\s+)?regards|sincerely|(?:many\s+)?thanks|thank\s+you"
     r"|cheers|best(?:\s+wishes)?|yours(?:\s+(?:truly|faithfully|sincerely))?)(?![\p{L}])"
-    rf"[ \t]*[,:\-–—]?[ \t]*\n?[ \t]*(?P<name>{_ANY_CASE}(?:[ \t]+{_ANY_CASE}){{0,2}})[ \t]*[.!]*[ \t]*$"
+    rf"[!.]?[ \t]*[,:\-–—]?[ \t]*\n?[ \t]*(?P<name>{_ANY_CASE}(?:[ \t]+{_ANY_CASE}){{0,2}})[ \t]*[.!]*[ \t]*$"
 )
 _AFTER_THANKS: frozenset[str] = frozenset(
     """

@@ -13,6 +13,7 @@ from typing import Any
 import regex as re
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 
+from .finder_recognizer import IS_CONTRACTED
 from .hits import make_result
 
 SORT_CODE = "UK_SORT_CODE"
@@ -27,13 +28,15 @@ _SORT = re.compile(r"(?<![\d\-])(\d{2})([- ]?)(\d{2})\2(\d{2})(?![\d]|-\d)")
 # Eight digits, optionally split 4+4 by one space or dash, not followed by more digit groups.
 _ACCOUNT = re.compile(r"(?<!\d)\d{4}[ \-]?\d{4}(?![ \-]?\d)")
 _GROUP_BEFORE = re.compile(r"\d[ \-]$")
-_SORT_KEYWORD = re.compile(r"(?i)\bsort[\s\-]?code(?:\s+(?:is|no\.?|number))?[\s:#.,\-]*$")
+_SORT_KEYWORD = re.compile(
+    rf"(?i)\bsort[\s\-]?code(?:\s+(?:is|no\.?|number))?(?:{IS_CONTRACTED})?[\s:#.,\-]*$"
+)
 _ACCOUNT_KEYWORD = re.compile(
-    r"(?i)\b(?:account|acct|acc|a/c)(?:\s+(?:number|no\.?|num|#))?(?:\s+is)?[\s:#.,\-]*$"
+    rf"(?i)\b(?:account|acct|acc|a/c)(?:\s+(?:number|no\.?|num|#))?(?:\s+is|{IS_CONTRACTED})?[\s:#.,\-]*$"
 )
 # What may stand between a sort code and the account number that follows it.
 _PAIR_GAP = re.compile(
-    r"(?i)^[\s,;/:\-]*(?:(?:and\s+)?(?:account|acct|acc|a/c)(?:\s+(?:number|no\.?|num|#))?(?:\s+is)?[\s:#.,\-]*)?$"
+    rf"(?i)^[\s,;/:\-]*(?:(?:and\s+)?(?:account|acct|acc|a/c)(?:\s+(?:number|no\.?|num|#))?(?:\s+is|{IS_CONTRACTED})?[\s:#.,\-]*)?$"
 )
 _LOOKBACK = 40
 _DIGIT = re.compile(r"\d")

@@ -635,6 +635,67 @@ def session_20_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]
     }
 
 
+# Session 21's formats (appended: the cases above stay byte for byte as they were): keywords with the
+# contracted "is", vehicle plates, tax and licence numbers after short keywords, names on sign-off and
+# header lines.
+TEMPLATES.update(
+    {
+        "secret_contracted": ["my password's {v}", "my memorable word's {v}", "my username's {v}",
+                              "the password's {v}"],
+        "pin_contracted": ["my pin's {v}", "my cvv's {v}", "the OTP's {v}", "my PIN’s {v}"],
+        "plate": ["my car reg is {v}", "licence plate {v}", "number plate: {v}", "vehicle registration number {v}",
+                  "the fine was for reg {v}"],
+        "short_id": ["TFN {v}", "my tax file number's {v}", "DL number {v}", "EIN {v}", "DL: {v}"],
+    }
+)  # fmt: skip
+SIGN_OFF_LINES = ["{body}\nThank you!\n- {n}", "{body}\nSigned: {n}", "From: {n}\nSubject: {body}",
+                  "{body}\nCheers!\n{n}", "{body}\n\nBest wishes.\n{n}"]  # fmt: skip
+
+
+def session_21_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]]:
+    def secret(rng: random.Random) -> str:
+        return "".join(rng.choice(PASSWORD_CHARS) for _ in range(rng.randint(6, 12))) + digits(2, rng)
+
+    def plate(rng: random.Random) -> str:
+        letters = "ABCDEFGHJKLMNPRSTVWXYZ"
+        pick = lambda n: "".join(rng.choice(letters) for _ in range(n))  # noqa: E731
+        return rng.choice(
+            [
+                f"{pick(2)}{rng.randint(10, 79)} {pick(3)}",  # UK
+                f"{rng.randint(1, 9)}{pick(3)}{digits(3, rng)}",  # California
+                f"{pick(1)}-{pick(2)} {rng.randint(100, 9999)}",  # Germany
+                f"{pick(2)} {rng.randint(10, 99)} {pick(2)} {digits(4, rng)}",  # India
+            ]
+        )
+
+    def short_id(rng: random.Random) -> str:
+        return rng.choice(
+            [f"{digits(3, rng)} {digits(3, rng)} {digits(3, rng)}", f"{digits(2, rng)}-{digits(7, rng)}",
+             f"{rng.choice('ABCDS')}{digits(3, rng)}-{digits(4, rng)}-{digits(4, rng)}"]
+        )  # fmt: skip
+
+    return {
+        "secret_contracted": ("secret_contracted", secret),
+        "pin_contracted": ("pin_contracted", lambda rng: digits(4, rng)),
+        "plate": ("plate", plate),
+        "short_id_keyword": ("short_id", short_id),
+    }
+
+
+def sign_off_line_case(rng: random.Random) -> Case:
+    """A name on a sign-off or header line: "Thank you!\\n- Ken", "Signed: ...", "From: ..."."""
+    name = person(rng) if rng.random() < 0.7 else rng.choice(GIVEN[rng.choice(sorted(GIVEN))])
+    body = filler(rng)
+    text = rng.choice(SIGN_OFF_LINES).format(n=name, body=body)
+    start = text.index(name)
+    return {
+        "kind": "name",
+        "format": "name_sign_off_line",
+        "turns": [text],
+        "pii": [[0, start, start + len(name)]],
+    }
+
+
 def nino(rng: random.Random) -> str:
     while (prefix := rng.choice(NINO_FIRST) + rng.choice(NINO_SECOND)) in NINO_BARRED:
         pass
@@ -810,6 +871,9 @@ def build(per_format: int, seed: int) -> list[Case]:
         add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
     for fmt in ("name_lowercase", "name_surname_first"):
         add(fmt, lambda f=fmt: lower_name_case(f, rng))
+    for fmt, (template, make_value) in session_21_formats().items():
+        add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
+    add("name_sign_off_line", lambda: sign_off_line_case(rng))
     return cases
 
 

@@ -16,6 +16,7 @@ from finserve.serving.guard.account_number_recognizer import find_account_number
         ("my account is 1234-5678-9012", ["1234-5678-9012"]),
         ("customer number 8877665544", ["8877665544"]),
         ("membership no: 5512345678", ["5512345678"]),
+        ("my account number's 0012345678", ["0012345678"]),
     ],
 )
 def test_finds_account_numbers(text: str, expected: list[str]) -> None:

@@ -27,6 +27,8 @@ from finserve.serving.guard.birth_date_recognizer import find_birth_dates
         ("born 14-Mar-1985", ["14-Mar-1985"]),
         ("my birthday is 5/11", ["5/11"]),
         ("I was born in London in 1975", ["1975"]),
+        ("my dob's 12/03/1988", ["12/03/1988"]),
+        ("my birthday's 7th march 88", ["7th march 88"]),
     ],
 )
 def test_finds_birth_dates(text: str, expected: list[str]) -> None:

@@ -25,6 +25,9 @@ from finserve.serving.guard.card_secret_recognizer import find_card_secrets
         ("my card expires in March 2028", ["March 2028"]),
         ("exp: sept. 2027", ["sept. 2027"]),
         ("valid until Jan '29", ["Jan '29"]),
+        ("my pin's 4921", ["4921"]),
+        ("my cvv's 123", ["123"]),
+        ("expiry's 09/27", ["09/27"]),
     ],
 )
 def test_finds_secrets(text: str, expected: list[str]) -> None:
@@ -44,6 +47,7 @@ def test_finds_secrets(text: str, expected: list[str]) -> None:
         "the offer expires 14/03",  # not a month
         "my card expires in march",  # no year: which month is not the secret
         "it expires in May 25 days from now",
+        "my pin's blocked after 3 tries",
     ],
 )
 def test_ignores_other_numbers(text: str) -> None:

@@ -29,6 +29,11 @@ from finserve.serving.guard.credential_recognizer import find_credentials
         ("pw: Tr0ub4dor&3", ["Tr0ub4dor&3"]),
         ("pass: hello123", ["hello123"]),
         ("my login is jsmith84 and password is Summer2024!", ["jsmith84", "Summer2024"]),
+        # the contracted "is"
+        ("my password's Tr0ub4dor&3", ["Tr0ub4dor&3"]),
+        ("my memorable word's Rosebud", ["Rosebud"]),
+        ("the OTP’s 123456", ["123456"]),
+        ("my username's jdoe99", ["jdoe99"]),
     ],
 )
 def test_finds_credentials(text: str, expected: list[str]) -> None:
@@ -57,6 +62,10 @@ def test_finds_credentials(text: str, expected: list[str]) -> None:
         "Your password is case-sensitive",
         "The password is temporary",
         "username is available",
+        "my password's been reset twice",
+        "my password's not working",
+        "my password's expired",
+        "my username's wrong",
     ],
 )
 def test_ignores_talk_about_credentials(text: str) -> None:

@@ -52,6 +52,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         ["my password is", "<CREDENTIAL>"],
     ),
     (
+        "contracted-keyword-in-previous-turn",
+        ["my pin's", "4921"],
+        ["my pin's", "<CARD_SECRET>"],
+    ),
+    (
         "birth-date-after-keyword-in-previous-turn",
         ["What is your date of birth?", "my date of birth is", "14/03/1985"],
         ["What is your date of birth?", "my date of birth is", "<DATE_OF_BIRTH>"],

@@ -25,6 +25,17 @@ from finserve.serving.guard.id_document_recognizer import find_id_numbers
         ("NRIC S1234567D", ["S1234567D"]),
         ("my CNIC is 12345-1234567-1", ["12345-1234567-1"]),
         ("last four digits of my social security number: 8145", ["8145"]),
+        # the contracted "is", and keywords that are also words only where they are plainly keywords
+        ("my passport no's 533380006", ["533380006"]),
+        ("TFN 123 456 782", ["123 456 782"]),
+        ("DL number S530-4612-1234", ["S530-4612-1234"]),
+        ("EIN 12-3456789", ["12-3456789"]),
+        # vehicle registration plates after their keyword
+        ("my car reg is LV19 XYZ, was it towed?", ["LV19 XYZ"]),
+        ("licence plate 7ABC123", ["7ABC123"]),
+        ("number plate: KA 01 AB 1234", ["KA 01 AB 1234"]),
+        ("the registration plate is B-MW 1234", ["B-MW 1234"]),
+        ("my car's reg is ab12cde", ["ab12cde"]),
     ],
 )
 def test_finds_id_numbers(text: str, expected: list[str]) -> None:
@@ -41,6 +52,11 @@ def test_finds_id_numbers(text: str, expected: list[str]) -> None:
         "the transaction id 55512345 is pending",
         "card id 1234",
         "NI is part of the UK, I moved 2 years ago",
+        "ich habe ein Konto mit 2000 Euro",  # German "ein", not an EIN
+        "dl 2024 statement please",
+        "what is the reg number for?",
+        "change my registration number",
+        "my number plate was stolen",
     ],
 )
 def test_ignores_other_numbers(text: str) -> None:

@@ -64,6 +64,15 @@ def _names(text: str) -> list[tuple[str, float]]:
         ("My card is stuck. Regards, jane", [("jane", STRONG_SCORE)]),
         ("please help thanks - Mike", [("Mike", STRONG_SCORE)]),
         ("thank you\nsarah o'neil", [("sarah o'neil", STRONG_SCORE)]),
+        # a sign-off with "!", a single-dash sign-off line, "Signed:", a header's "From:", form fields
+        ("Thank you!\n- Ken", [("Ken", STRONG_SCORE)]),
+        ("Cheers!\nDave Miller", [("Dave Miller", STRONG_SCORE)]),
+        ("Signed: Kwame Nkrumah", [("Kwame Nkrumah", STRONG_SCORE)]),
+        ("From: Hans Müller\nSubject: card blocked", [("Hans Müller", STRONG_SCORE)]),
+        ("first name Jane, last name Doe", [("Jane", STRONG_SCORE), ("Doe", STRONG_SCORE)]),
+        ("surname Okonkwo please", [("Okonkwo", STRONG_SCORE)]),
+        ("name's Bob Marley btw", [("Bob Marley", STRONG_SCORE)]),
+        ("my first name's Priya", [("Priya", STRONG_SCORE)]),
     ],
 )
 def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) -> None:
@@ -112,6 +121,11 @@ def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) ->
         "Thanks, I will try again",
         "best regards",
         "you can also pay it yourself yourself.",  # a sign-off word inside another word
+        "Steps:\n- Check my balance\n- Freeze the card",
+        "Thanks!\nCan you also check my limit?",
+        "transfer from: Savings",  # "from:" only heads a line
+        "my last name is misspelled",
+        "update first name please",
     ],
 )
 def test_ignores_non_names(text: str) -> None:

@@ -24,6 +24,8 @@ def _found(text: str) -> list[tuple[str, str]]:
         ("Sort code: 404784", [(SORT_CODE, "404784")]),
         ("account number: 31926819", [(ACCOUNT_NUMBER, "31926819")]),
         ("acc no. 55779911", [(ACCOUNT_NUMBER, "55779911")]),
+        ("my sort code's 20-00-00", [(SORT_CODE, "20-00-00")]),
+        ("my acct no's 12345678", [(ACCOUNT_NUMBER, "12345678")]),
     ],
 )
 def test_finds_uk_bank_details(text: str, expected: list[tuple[str, str]]) -> None:
