@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from finserve.contracts import StrictModel
 
@@ -67,14 +67,32 @@ class StreamOptions(StrictModel):
     )
 
 
-class ChatCompletionRequest(BaseModel):
+class OpenAIRequest(BaseModel):
+    """Base of the OpenAI requests: unknown fields are tolerated (clients send many), and ``null`` in an
+    optional field means "not given", as in OpenAI's API: clients that serialise typed request objects send
+    ``"temperature": null`` for what their user left unset. A required field sent as null is still refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None or key not in fields or fields[key].is_required()
+        }
+
+
+class ChatCompletionRequest(OpenAIRequest):
     """OpenAI's request; unknown OpenAI fields are tolerated (clients send many), ours are checked.
 
     Fields finserve cannot honour (tools, logprobs, n > 1, JSON response formats) are typed here so that
     serving/openai_compat/rules.py refuses them with a 400 naming them instead of ignoring them.
     """
-
-    model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="Client-facing model name, see GET /v1/models.")
     messages: list[ChatMessageIn] = Field(

@@ -13,20 +13,26 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from finserve.contracts import StrictModel
 
 from ..errors import InvalidRequest
-from ..schemas import ChatCompletion, ChatCompletionRequest, ChatMessageIn, FinserveInfo, StreamOptions, Usage
+from ..schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessageIn,
+    FinserveInfo,
+    OpenAIRequest,
+    StreamOptions,
+    Usage,
+)
 from .rules import check_sampling
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(OpenAIRequest):
     """OpenAI's completions request; unknown OpenAI fields are tolerated, those that change the answer's
     shape are refused by name (see check_completion_request)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="Client-facing model name, see GET /v1/models.")
     prompt: str | list[str] = Field(

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from finserve.contracts import StrictModel
 
 from ..errors import InvalidRequest, ModelNotFound, PIIBlocked, map_error
 from ..pipeline import CLIENT_CLOSED, Pipeline, RequestContext
 from ..retrieval.config import RetrievalConfig
+from ..schemas import OpenAIRequest
 
 MAX_INPUTS = 256  # per request; the body limit (gateway.max_body_bytes) also applies
 
@@ -33,10 +34,8 @@ def embedding_model(config: RetrievalConfig) -> str:
     return "all-MiniLM-L6-v2" if path.name == "model" else path.name
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(OpenAIRequest):
     """OpenAI's embeddings request (unknown OpenAI fields are tolerated)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="The embedder's name, see GET /v1/models.")
     input: str | list[str] = Field(description="One text or a list of texts (token arrays are not served).")

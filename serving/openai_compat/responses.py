@@ -16,10 +16,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from ..errors import invalid_field
-from ..schemas import ChatCompletion, ChatCompletionRequest, ChatMessageIn, FinserveInfo, StreamOptions
+from ..schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessageIn,
+    FinserveInfo,
+    OpenAIRequest,
+    StreamOptions,
+)
 from .rules import check_stop, no_tools
 
 # Content part types a message item may hold, by what they carry: text is served, the rest is refused.
@@ -27,11 +34,9 @@ _TEXT_PARTS = {"input_text", "output_text", "text", "refusal"}
 _ROLES = {"user", "assistant", "system", "developer"}
 
 
-class ResponsesRequest(BaseModel):
+class ResponsesRequest(OpenAIRequest):
     """OpenAI's Responses request; unknown fields are tolerated, those that change the answer's shape or
     need state finserve does not keep are refused by name (check_responses_request)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="Client-facing model name, see GET /v1/models.")
     input: str | list[Any] = Field(

@@ -144,6 +144,22 @@ def test_bad_input_gets_a_clear_error_and_an_audit_line(local_client, body, stat
     assert line["status"] == status and line["error"] == err["code"]
 
 
+def test_null_optional_fields_mean_not_given(local_client):
+    """As in OpenAI's API: clients that serialise typed request objects send null for what was left unset."""
+    body = {
+        "model": "finserve-banking",
+        "messages": [{"role": "user", "content": "How do I activate my card?"}],
+        "max_tokens": 8,
+        **dict.fromkeys(["temperature", "top_p", "stream", "stop", "seed", "n", "tools", "response_format"]),
+    }
+    resp = local_client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["message"]["content"].strip()
+    # a required field is still required
+    resp = local_client.post("/v1/chat/completions", json={**body, "model": None})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "model"
+
+
 def test_oversized_body_is_413(local_client):
     big = "x" * (local_client.config.gateway.max_body_bytes + 1)
     resp = ask(local_client, big)
