@@ -7,6 +7,10 @@ kind of separator, try each stretch of whole groups with a plausible length, and
 the parent's checksum accepts (Luhn for cards, mod-97 plus the country's format for IBANs). The
 checksum is what keeps amounts, dates and reference numbers unmasked: a random digit string passes
 Luhn one time in ten, so a stretch must also use a single separator kind throughout.
+
+A card number that fails Luhn is still masked where it plainly is one: after a card word ("my card number is
+1234 5678 9012 3456", "visa 4929 1738 5204 6617") or printed as a card is (four groups of four, Amex's 4-6-5).
+A customer's typo leaves fifteen of the sixteen digits right, which PCI DSS allows nobody to keep.
 """
 
 from __future__ import annotations
@@ -28,6 +32,23 @@ _GROUP = re.compile(r"[\p{L}\d]+")
 CARD_LENGTHS = range(13, 20)
 CARD_FIRST_DIGITS = frozenset("23456")  # Amex/Diners 3, Visa 4, Mastercard 2 and 5, Discover/UnionPay 6
 IBAN_LENGTHS = range(15, 35)
+# Words that say the digits near them are a card's; the digits may come up to 48 characters after one
+# ("my card number ... is"), or just before one ("4929 ... is my card number").
+_CARD_WORD = (
+    r"(?:card|visa|master\s?card|maestro|amex|american\s+express|discover|debit|credit|pan|long\s+number)"
+)
+_CARD_WORD_BEFORE = re.compile(rf"(?i)\b{_CARD_WORD}\b")
+_CARD_WORD_AFTER = re.compile(
+    rf"(?i)[\s,;:)\-]*(?:(?:is|was|are)\s+)?(?:(?:my|the|our|his|her)\s+)?(?:\w+\s+)?{_CARD_WORD}\b"
+)
+_CONTEXT_BEFORE = 48
+# How cards are printed: in fours (the last group shorter on 13-19 digit numbers), or Amex's 4-6-5 and
+# Diners' 4-6-4.
+_PRINTED_GROUPS = ((4, 6, 5), (4, 6, 4))
+
+
+def _printed_as_a_card(sizes: tuple[int, ...]) -> bool:
+    return sizes in _PRINTED_GROUPS or (len(sizes) >= 4 and set(sizes[:-1]) == {4} and 1 <= sizes[-1] <= 4)
 
 
 def _groups(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -69,8 +90,26 @@ def _disjoint(candidates: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return sorted(kept)
 
 
+def card_shaped(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """(start, end) of each digit stretch in [start, end) that reads as a card number without its checksum:
+    13-19 digits in one separator kind, after (or right before) a card word, or grouped as cards are printed.
+    Stretches rather than the whole run: "since 2013. 4616 4170 2656 2248" is a year, then the number."""
+    found = []
+    for s, e, digits in stretches(text, start, end, CARD_LENGTHS):
+        if len(set(digits)) < 2:
+            continue
+        sizes = tuple(b - a for a, b in _groups(text, s, e))
+        before = text[max(0, s - _CONTEXT_BEFORE) : s]
+        if _printed_as_a_card(sizes) or _CARD_WORD_BEFORE.search(before) or _CARD_WORD_AFTER.match(text, e):
+            found.append((s, e))
+    return _disjoint(found)
+
+
 class SeparatedCardRecognizer(CreditCardRecognizer):
-    """Presidio's card recognizer reading any one separator kind; Luhn decides."""
+    """Presidio's card recognizer reading any one separator kind; Luhn decides, except for numbers that are
+    plainly a card's (see the module docstring), reported with a lower score."""
+
+    SHAPE_SCORE = 0.6  # under every rule that knows a format (IBAN, account numbers): they name the type
 
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_language=supported_language, name="SeparatedCardRecognizer")
@@ -81,15 +120,24 @@ class SeparatedCardRecognizer(CreditCardRecognizer):
         if self.supported_entities[0] not in entities:
             return []
         valid: list[tuple[int, int]] = []
+        shaped: list[tuple[int, int]] = []
         for run in _CARD_RUN.finditer(text):
             if run.end() - run.start() < CARD_LENGTHS.start:
                 continue
+            found = False
             for s, e, digits in stretches(text, run.start(), run.end(), CARD_LENGTHS):
                 if digits[0] in CARD_FIRST_DIGITS and len(set(digits)) > 1 and self.validate_result(digits):
                     valid.append((s, e))
+                    found = True
+            if not found:
+                shaped += card_shaped(text, run.start(), run.end())
+        entity = self.supported_entities[0]
         return [
-            make_result(self, self.supported_entities[0], s, e, 1.0, "digit groups passing the Luhn check")
+            make_result(self, entity, s, e, 1.0, "digit groups passing the Luhn check")
             for s, e in _disjoint(valid)
+        ] + [
+            make_result(self, entity, s, e, self.SHAPE_SCORE, "a card number by its words or its groups")
+            for s, e in shaped
         ]
 
 

@@ -646,6 +646,8 @@ TEMPLATES.update(
         "plate": ["my car reg is {v}", "licence plate {v}", "number plate: {v}", "vehicle registration number {v}",
                   "the fine was for reg {v}"],
         "short_id": ["TFN {v}", "my tax file number's {v}", "DL number {v}", "EIN {v}", "DL: {v}"],
+        "card_word": ["my card number is {v}", "card {v} was charged twice", "Card no: {v}", "{v} is the card that got declined",
+                      "visa {v}, expiry soon", "my debit card {v} is blocked"],
     }
 )  # fmt: skip
 SIGN_OFF_LINES = ["{body}\nThank you!\n- {n}", "{body}\nSigned: {n}", "From: {n}\nSubject: {body}",
@@ -674,7 +676,17 @@ def session_21_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]
              f"{rng.choice('ABCDS')}{digits(3, rng)}-{digits(4, rng)}-{digits(4, rng)}"]
         )  # fmt: skip
 
+    def mistyped_card(rng: random.Random) -> str:
+        """A card number with its last digit changed: fails Luhn, is still fifteen digits of a card."""
+        number = card(rng)
+        return number[:-1] + str((int(number[-1]) + rng.randint(1, 9)) % 10)
+
     return {
+        "card_failing_luhn_grouped": (
+            "card",
+            lambda rng: (lambda n: group(n, card_groups(n), rng.choice([" ", "-"])))(mistyped_card(rng)),
+        ),
+        "card_failing_luhn_after_word": ("card_word", mistyped_card),
         "secret_contracted": ("secret_contracted", secret),
         "pin_contracted": ("pin_contracted", lambda rng: digits(4, rng)),
         "plate": ("plate", plate),

@@ -56,11 +56,17 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("CREDENTIAL", "my password is Hunter2!", "Hunter2"),
     ("CREDENTIAL", "the code you sent me is 482913", "482913"),
     ("ACCOUNT_NUMBER", "my checking account number is 0012 3456 7890", "0012 3456 7890"),
+    # card numbers failing Luhn (a typo, a made-up example) are still cards after a card word or printed as one
+    ("CREDIT_CARD", "My card 4111 1111 1111 1112 was declined", "4111 1111 1111 1112"),
+    ("CREDIT_CARD", "my card number is 1234 5678 9012 3456", "1234 5678 9012 3456"),
+    ("CREDIT_CARD", "it's 4929173852046617, my visa", "4929173852046617"),
+    ("CREDIT_CARD", "please refund 4929-1738-5204-6617 today", "4929-1738-5204-6617"),
 ]
 
 # (entity type that must NOT be reported, text)
 NEGATIVES: list[tuple[str, str]] = [
-    ("CREDIT_CARD", "My card 4111 1111 1111 1112 was declined"),  # fails the Luhn check
+    ("CREDIT_CARD", "transaction id 4929173852046617 failed"),  # fails Luhn, no card word, not printed as one
+    ("CREDIT_CARD", "since 2013. 1500.00 was taken on 12/05/2024 at 10:42"),
     ("CREDIT_CARD", "I was charged 1500 and then 2000 again"),
     ("IBAN_CODE", "send it to GB82 WEST 1234 5698 7654 33 today"),  # bad IBAN checksum
     ("US_SSN", "ticket 536-22 was closed"),
