@@ -10,7 +10,9 @@ Luhn one time in ten, so a stretch must also use a single separator kind through
 
 A card number that fails Luhn is still masked where it plainly is one: after a card word ("my card number is
 1234 5678 9012 3456", "visa 4929 1738 5204 6617") or printed as a card is (four groups of four, Amex's 4-6-5).
-A customer's typo leaves fifteen of the sixteen digits right, which PCI DSS allows nobody to keep.
+A customer's typo leaves fifteen of the sixteen digits right, which PCI DSS allows nobody to keep. So is an
+IBAN failing mod-97 when it has its country's format (Presidio's per-country patterns) or follows the word
+"IBAN".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import regex as re
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, IbanRecognizer
+from presidio_analyzer.predefined_recognizers.generic.iban_patterns import regex_per_country
 
 from .hits import make_result
 
@@ -141,8 +144,29 @@ class SeparatedCardRecognizer(CreditCardRecognizer):
         ]
 
 
+_IBAN_WORD = re.compile(r"(?i)\biban\b")
+_IBAN_CONTEXT_BEFORE = 24
+
+
+def iban_shaped(candidates: list[tuple[int, int, str]], before: str) -> tuple[int, int] | None:
+    """The stretch that is an IBAN although it failed mod-97: the longest ending in a digit (not the words after
+    it) that starts in its country's format (Presidio's pattern, read from the start as Presidio does) or follows
+    the word IBAN."""
+    ending_in_digit = [(s, e, value) for s, e, value in candidates if value[-1].isdigit()]
+    if not ending_in_digit:
+        return None
+    s, e, value = ending_in_digit[0]
+    pattern = regex_per_country.get(value[:2].upper())
+    if (pattern is not None and re.match(pattern, value.upper())) or _IBAN_WORD.search(before):
+        return s, e
+    return None
+
+
 class SeparatedIbanRecognizer(IbanRecognizer):
-    """Presidio's IBAN recognizer for any case and one separator kind; mod-97 and format decide."""
+    """Presidio's IBAN recognizer for any case and one separator kind; mod-97 and format decide, except for
+    values that plainly are an IBAN (see the module docstring), reported with a lower score."""
+
+    SHAPE_SCORE = 0.6
 
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_language=supported_language, name="SeparatedIbanRecognizer")
@@ -153,14 +177,24 @@ class SeparatedIbanRecognizer(IbanRecognizer):
         if self.supported_entities[0] not in entities:
             return []
         valid: list[tuple[int, int]] = []
+        shaped: list[tuple[int, int]] = []
         for run in _IBAN_RUN.finditer(text):
-            for s, e, value in stretches(text, run.start(), run.end(), IBAN_LENGTHS, from_first_only=True):
+            candidates = stretches(text, run.start(), run.end(), IBAN_LENGTHS, from_first_only=True)
+            for s, e, value in candidates:
                 if self.validate_result(value.upper()) is True:
                     valid.append((s, e))
                     break  # longest valid stretch from this country code
+            else:
+                before = text[max(0, run.start() - _IBAN_CONTEXT_BEFORE) : run.start()]
+                if (span := iban_shaped(candidates, before)) is not None:
+                    shaped.append(span)
+        entity = self.supported_entities[0]
         return [
-            make_result(
-                self, self.supported_entities[0], s, e, 1.0, "IBAN passing mod-97 and its country format"
-            )
+            make_result(self, entity, s, e, 1.0, "IBAN passing mod-97 and its country format")
             for s, e in _disjoint(valid)
+        ] + [
+            make_result(
+                self, entity, s, e, self.SHAPE_SCORE, "an IBAN by its country's format or the word IBAN"
+            )
+            for s, e in shaped
         ]

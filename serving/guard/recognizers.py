@@ -7,7 +7,8 @@ numbers no numbering plan lists, by shape and context (phone_shape_recognizer.py
 Four changes to Presidio's stock recognizers:
 - e-mail validation uses tldextract's bundled public-suffix snapshot; the stock recognizer fetches
   the list over the network on first use and logs a failure where there is none.
-- SSNs: the published sample numbers count (Presidio drops them).
+- SSNs: the published sample numbers count (Presidio drops them), and so does any SSN-shaped value right
+  after its keyword, whatever its range (a typo or a made-up example is still what was typed as one).
 - UK NINOs score 0.6 instead of 0.5, so the type is named over ID_NUMBER's keyword rule.
 - phone, IP and SSN recognizers are skipped for texts that cannot hold their entity (too few
   digits, no dot or colon). python-phonenumbers costs about 1 ms per region per text, and most
@@ -44,6 +45,7 @@ from .card_secret_recognizer import CardSecretRecognizer
 from .checksum_recognizers import SeparatedCardRecognizer, SeparatedIbanRecognizer
 from .config import GuardConfig
 from .credential_recognizer import CredentialRecognizer
+from .hits import make_result
 from .id_document_recognizer import IdDocumentRecognizer
 from .name_recognizer import IntroducedNameRecognizer
 from .phone_shape_recognizer import PhoneShapeRecognizer
@@ -65,6 +67,12 @@ _PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
 _IP_HINT = re.compile(r"\d\.\d|[0-9a-fA-F]:[0-9a-fA-F:]|::")
 _SSN_HINT = re.compile(r"\d{3}")
 _SAMPLE_SSNS = frozenset({"123456789", "987654320", "078051120"})
+# An SSN-shaped value right after its keyword is an SSN even where Presidio's range rules refuse it
+# ("my ssn is 000-12-3456": a typo or a made-up example is still what the customer typed as their SSN).
+_SSN_AFTER_KEYWORD = re.compile(
+    r"(?i)\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?|social)(?:\s+(?:is|was)|['’]s)?[\s:#=\-]*"
+    r"(?P<value>(?<!\d)\d{3}([ .\-]?)\d{2}\2\d{4})(?![\d])"
+)
 
 
 class PrefilteredPhoneRecognizer(PhoneRecognizer):
@@ -89,7 +97,14 @@ class PrefilteredSsnRecognizer(UsSsnRecognizer):
     ) -> list[RecognizerResult]:
         if not _SSN_HINT.search(text):
             return []
-        return super().analyze(text, entities, nlp_artifacts, regex_flags)
+        found = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        for m in _SSN_AFTER_KEYWORD.finditer(text):
+            start, end = m.span("value")
+            if not any(r.start < end and start < r.end for r in found):
+                found.append(
+                    make_result(self, "US_SSN", start, end, 0.6, "an SSN-shaped value after its keyword")
+                )
+        return found
 
     def invalidate_result(self, pattern_text: str) -> bool:
         # Presidio also drops the published sample numbers (123-45-6789, 078-05-1120); a customer who

@@ -681,7 +681,20 @@ def session_21_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]
         number = card(rng)
         return number[:-1] + str((int(number[-1]) + rng.randint(1, 9)) % 10)
 
+    def mistyped_iban(rng: random.Random) -> str:
+        """An IBAN with wrong check digits: fails mod-97, keeps its country's format."""
+        value = iban(rng)
+        check = rng.choice([f"{c:02d}" for c in range(2, 99) if f"{c:02d}" != value[2:4]])
+        return group(value[:2] + check + value[4:], [4] * 8, rng.choice(["", " "]))
+
+    def refused_ssn(rng: random.Random) -> str:
+        """An SSN in a range never issued (000, 666, 9xx: a typo or a made-up example) after its keyword."""
+        area = rng.choice(["000", "666", f"{rng.randint(900, 999)}"])
+        return rng.choice(["-", " "]).join([area, f"{rng.randint(1, 99):02d}", f"{rng.randint(1, 9999):04d}"])
+
     return {
+        "iban_failing_checksum": ("iban", mistyped_iban),
+        "ssn_never_issued": ("ssn", refused_ssn),
         "card_failing_luhn_grouped": (
             "card",
             lambda rng: (lambda n: group(n, card_groups(n), rng.choice([" ", "-"])))(mistyped_card(rng)),

@@ -61,6 +61,12 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("CREDIT_CARD", "my card number is 1234 5678 9012 3456", "1234 5678 9012 3456"),
     ("CREDIT_CARD", "it's 4929173852046617, my visa", "4929173852046617"),
     ("CREDIT_CARD", "please refund 4929-1738-5204-6617 today", "4929-1738-5204-6617"),
+    # IBANs failing mod-97 in their country's exact format, or after the word IBAN
+    ("IBAN_CODE", "please pay into GB12ABCD12345612345678 today", "GB12ABCD12345612345678"),
+    # SSNs Presidio's range rules refuse, after their keyword
+    ("US_SSN", "my ssn is 000-12-3456", "000-12-3456"),
+    ("US_SSN", "social security number 666 45 1234", "666 45 1234"),
+    ("IBAN_CODE", "my IBAN is DE12 3456 7890 1234 5678 90, thanks", "DE12 3456 7890 1234 5678 90"),
 ]
 
 # (entity type that must NOT be reported, text)
@@ -68,7 +74,7 @@ NEGATIVES: list[tuple[str, str]] = [
     ("CREDIT_CARD", "transaction id 4929173852046617 failed"),  # fails Luhn, no card word, not printed as one
     ("CREDIT_CARD", "since 2013. 1500.00 was taken on 12/05/2024 at 10:42"),
     ("CREDIT_CARD", "I was charged 1500 and then 2000 again"),
-    ("IBAN_CODE", "send it to GB82 WEST 1234 5698 7654 33 today"),  # bad IBAN checksum
+    ("IBAN_CODE", "ref GB82 WEST 1234 today"),  # too short for any IBAN
     ("US_SSN", "ticket 536-22 was closed"),
     ("EMAIL_ADDRESS", "meet me at home dot five"),  # "at ... dot" without a real domain
     ("PHONE_NUMBER", "I was charged 3 times for 12.50"),
