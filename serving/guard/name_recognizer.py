@@ -30,6 +30,10 @@ _STRONG = (
     r"(?:the\s+)?account\s+name(?:\s+is|\s*[:\-])",
     r"(?:the\s+)?(?:beneficiary|payee|recipient)(?:['’]s)?(?:\s+name)?(?:\s+is|\s*[:\-])",
     r"(?:the\s+)?(?:beneficiary|payee)(?:['’]s)?(?:\s+name)?",
+    # a form's or a letter's fields: "Customer: Bruce Wayne", "Cardholder name - ..."
+    r"(?:customer|client|card\s?holder|account\s+owner|applicant|sender|remitter)(?:['’]s)?(?:\s+name)?"
+    r"(?:\s+is|\s*[:\-])",
+    r"in\s+the\s+name\s+of",
     r"(?:first\s+|last\s+|full\s+|sur|legal\s+)?name\s*[:\-]",
     r"(?:kind\s+|best\s+|warm\s+|warmest\s+)?regards,?",
     r"sincerely,?",
@@ -56,6 +60,7 @@ _WEAK = (
     r"this\s+is",
     r"call\s+me",
     r"it['’]s",
+    r"belongs\s+to|(?:is|are)\s+held\s+by|owned\s+by",  # "the account belongs to Peter Parker"
     # a relative or friend named in passing: "my wife Anna Kowalska will call"
     r"my\s+(?:wife|husband|partner|spouse|son|daughter|mother|mum|mom|father|dad|brother|sister|friend|flatmate"
     r"|roommate|colleague|landlord|landlady|boss|employer|grandmother|grandfather|grandma|grandpa|gran|niece|nephew"
@@ -131,6 +136,14 @@ _AFTER_THANKS: frozenset[str] = frozenset(
 # "O'Connor, Siobhan": a surname first, then the given name after a comma, ending the sentence.
 _GIVEN_AFTER_COMMA = re.compile(
     rf",[ \t]*(?P<given>{_WORD}(?:[ \t]+{_WORD})?)(?=[ \t]*(?:$|[\n.!?;,]|(?i:and|&)\b))"
+)
+
+# "John Smith's card was stolen": a full name owning something a bank holds. Two name words at least, none of
+# them a word capitalised for another reason ("Apple Pay's", "Western Union's").
+_POSSESSIVE = re.compile(
+    rf"(?<![\p{{L}}])(?P<name>{_WORD}(?:[ \t]+(?:{_INITIAL}|{_WORD})){{1,3}})['’]s[ \t]+"
+    r"(?i:(?:debit\s+|credit\s+|new\s+|old\s+)?(?:card|account|balance|phone|number|address|details|payment|transfer"
+    r"|salary|money|pin|passcode|statement|wallet|iban|loan|mortgage|savings))\b"
 )
 
 # "Jane Doe here": at the start of the text, of a sentence or line, or after a greeting.
@@ -256,6 +269,19 @@ def find_names(text: str) -> list[tuple[int, int, float]]:
         if weak and all(word.isupper() for _, _, word in kept) and (shouting or len(kept) < 2):
             continue
         found.append((kept[0][0], kept[-1][1], WEAK_SCORE if weak else STRONG_SCORE))
+    for match in _POSSESSIVE.finditer(text):
+        words = _words(match)
+        # Every word must be a name's: "Yesterday John Smith's card" starts at "John".
+        kept = _trim(words, _WEAK_STOP)
+        while words and (not kept or kept[-1] != words[-1]):
+            words = words[1:]
+            kept = _trim(words, _WEAK_STOP)
+        if (
+            len(kept) >= 2
+            and not shouting
+            and not any(s < kept[-1][1] and kept[0][0] < e for s, e, _ in found)
+        ):
+            found.append((kept[0][0], kept[-1][1], WEAK_SCORE))
     for match in _HERE.finditer(text):
         words = [w for w in _words(match) if w[2].rstrip(".").lower() not in TITLES]
         kept = _trim(words, _WEAK_STOP | _HERE_NON_NAMES)

@@ -6,7 +6,9 @@ numbers no numbering plan lists, by shape and context (phone_shape_recognizer.py
 
 Four changes to Presidio's stock recognizers:
 - e-mail validation uses tldextract's bundled public-suffix snapshot; the stock recognizer fetches
-  the list over the network on first use and logs a failure where there is none.
+  the list over the network on first use and logs a failure where there is none. A private or reserved
+  top-level label (`.internal`, `.local`, `.example`) counts too, and an undotted address right after an
+  e-mail keyword.
 - SSNs: the published sample numbers count (Presidio drops them), and so does any SSN-shaped value right
   after its keyword, whatever its range (a typo or a made-up example is still what was typed as one).
 - UK NINOs score 0.6 instead of 0.5, so the type is named over ID_NUMBER's keyword rule.
@@ -55,11 +57,37 @@ from .uk_bank_recognizer import UkBankDetailsRecognizer
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
+# A private or reserved top-level label ("jane@corp.internal", "ops@bank.local"; RFC 2606 / 6761 and the
+# usual intranet names): a company's own mail is still somebody's. A list, not any letters: the view spells
+# "at home dot five" as "@home.five", which must stay a phrase.
+_PRIVATE_TLD = re.compile(
+    r"(?i)\.(?:internal|local|localdomain|corp|lan|intranet|private|example|test|invalid)$"
+)
+# After its keyword an address without a dot counts too ("my email is bob@gmail": a slip of the customer's).
+_EMAIL_AFTER_KEYWORD = re.compile(
+    r"(?i)\be-?mail(?:\s+address)?(?:\s+(?:is|was)|['’]s)?[\s:=\-]*(?P<value>[\w.+\-]+@[\w\-]+)(?![\w.@\-])"
+)
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's e-mail recognizer validating the domain against the bundled suffix list."""
+    """Presidio's e-mail recognizer validating the domain against the bundled suffix list, or a private
+    top-level label; plus undotted addresses right after an e-mail keyword."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        return _OFFLINE_TLD(pattern_text).fqdn != ""
+        return _OFFLINE_TLD(pattern_text).fqdn != "" or bool(_PRIVATE_TLD.search(pattern_text))
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: int | None = None
+    ) -> list[RecognizerResult]:
+        found = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        if "@" in text and "EMAIL_ADDRESS" in entities:
+            for m in _EMAIL_AFTER_KEYWORD.finditer(text):
+                start, end = m.span("value")
+                if not any(r.start < end and start < r.end for r in found):
+                    found.append(
+                        make_result(self, "EMAIL_ADDRESS", start, end, 0.6, "an address after its keyword")
+                    )
+        return found
 
 
 # Seven digits, possibly split by separators: the least any phone number has.

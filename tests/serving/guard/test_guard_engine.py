@@ -63,6 +63,9 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("CREDIT_CARD", "please refund 4929-1738-5204-6617 today", "4929-1738-5204-6617"),
     # IBANs failing mod-97 in their country's exact format, or after the word IBAN
     ("IBAN_CODE", "please pay into GB12ABCD12345612345678 today", "GB12ABCD12345612345678"),
+    # e-mail addresses on private domains, and undotted ones after their keyword
+    ("EMAIL_ADDRESS", "my email is jane.doe@company.internal", "jane.doe@company.internal"),
+    ("EMAIL_ADDRESS", "my email address is bob@gmail, sorry", "bob@gmail"),
     # SSNs Presidio's range rules refuse, after their keyword
     ("US_SSN", "my ssn is 000-12-3456", "000-12-3456"),
     ("US_SSN", "social security number 666 45 1234", "666 45 1234"),
@@ -77,6 +80,8 @@ NEGATIVES: list[tuple[str, str]] = [
     ("IBAN_CODE", "ref GB82 WEST 1234 today"),  # too short for any IBAN
     ("US_SSN", "ticket 536-22 was closed"),
     ("EMAIL_ADDRESS", "meet me at home dot five"),  # "at ... dot" without a real domain
+    ("EMAIL_ADDRESS", "upgrade to version@1.2.3 failed"),  # no letters in the last label
+    ("EMAIL_ADDRESS", "see you @ 5pm"),
     ("PHONE_NUMBER", "I was charged 3 times for 12.50"),
     ("PHONE_NUMBER", "the transfer of 1500.00 took 2 days"),
     ("IP_ADDRESS", "the app version 4.2 crashed"),

@@ -73,6 +73,13 @@ def _names(text: str) -> list[tuple[str, float]]:
         ("surname Okonkwo please", [("Okonkwo", STRONG_SCORE)]),
         ("name's Bob Marley btw", [("Bob Marley", STRONG_SCORE)]),
         ("my first name's Priya", [("Priya", STRONG_SCORE)]),
+        # a form's fields, "in the name of", "belongs to", and a full name owning an account or a card
+        ("Customer: Bruce Wayne", [("Bruce Wayne", STRONG_SCORE)]),
+        ("Cardholder name - Ana Souza", [("Ana Souza", STRONG_SCORE)]),
+        ("the card is in the name of Peter Parker", [("Peter Parker", STRONG_SCORE)]),
+        ("The account belongs to Peter Parker", [("Peter Parker", WEAK_SCORE)]),
+        ("Yesterday John Smith's card was stolen", [("John Smith", WEAK_SCORE)]),
+        ("Dr. Ada Lovelace's account is frozen", [("Ada Lovelace", WEAK_SCORE)]),
     ],
 )
 def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) -> None:
@@ -126,6 +133,11 @@ def test_finds_introduced_names(text: str, expected: list[tuple[str, float]]) ->
         "transfer from: Savings",  # "from:" only heads a line
         "my last name is misspelled",
         "update first name please",
+        "Apple Pay's card support",
+        "Western Union's transfer fee is high",
+        "The Bank Of England's rate went up",
+        "the account belongs to me",
+        "JANE DOE'S CARD",
     ],
 )
 def test_ignores_non_names(text: str) -> None:
