@@ -69,6 +69,22 @@ _EMAIL_AFTER_KEYWORD = re.compile(
 )
 
 
+KEYWORD_VALUE_SCORE = 0.6  # what a keyword alone vouches for: under the rules that know a format
+
+
+def _with_keyword_values(
+    recognizer: EntityRecognizer, found: list[RecognizerResult], pattern: re.Pattern[str], text: str, why: str
+) -> list[RecognizerResult]:
+    """``found`` plus each ``value`` of ``pattern`` (a value right after its keyword that the stock rules refuse)
+    that no result in ``found`` overlaps, as the recognizer's own entity."""
+    entity = recognizer.supported_entities[0]
+    for m in pattern.finditer(text):
+        start, end = m.span("value")
+        if not any(r.start < end and start < r.end for r in found):
+            found.append(make_result(recognizer, entity, start, end, KEYWORD_VALUE_SCORE, why))
+    return found
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer validating the domain against the bundled suffix list, or a private
     top-level label; plus undotted addresses right after an e-mail keyword."""
@@ -80,14 +96,9 @@ class OfflineEmailRecognizer(EmailRecognizer):
         self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: int | None = None
     ) -> list[RecognizerResult]:
         found = super().analyze(text, entities, nlp_artifacts, regex_flags)
-        if "@" in text and "EMAIL_ADDRESS" in entities:
-            for m in _EMAIL_AFTER_KEYWORD.finditer(text):
-                start, end = m.span("value")
-                if not any(r.start < end and start < r.end for r in found):
-                    found.append(
-                        make_result(self, "EMAIL_ADDRESS", start, end, 0.6, "an address after its keyword")
-                    )
-        return found
+        if "@" not in text or "EMAIL_ADDRESS" not in entities:
+            return found
+        return _with_keyword_values(self, found, _EMAIL_AFTER_KEYWORD, text, "an address after its keyword")
 
 
 # Seven digits, possibly split by separators: the least any phone number has.
@@ -126,13 +137,9 @@ class PrefilteredSsnRecognizer(UsSsnRecognizer):
         if not _SSN_HINT.search(text):
             return []
         found = super().analyze(text, entities, nlp_artifacts, regex_flags)
-        for m in _SSN_AFTER_KEYWORD.finditer(text):
-            start, end = m.span("value")
-            if not any(r.start < end and start < r.end for r in found):
-                found.append(
-                    make_result(self, "US_SSN", start, end, 0.6, "an SSN-shaped value after its keyword")
-                )
-        return found
+        return _with_keyword_values(
+            self, found, _SSN_AFTER_KEYWORD, text, "an SSN-shaped value after its keyword"
+        )
 
     def invalidate_result(self, pattern_text: str) -> bool:
         # Presidio also drops the published sample numbers (123-45-6789, 078-05-1120); a customer who
