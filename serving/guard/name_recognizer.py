@@ -2,8 +2,8 @@
 
 A name is up to six capitalised words, initials or particles right after an introducing phrase
 ("my name is", "name on account", "beneficiary:", "account holder is", "I am", "my wife", "sent £50
-to"), after a sign-off ("Regards,", "Thanks,", "Best,"), or right before "here" at the start of a
-sentence ("Jane Doe here"). Two things keep "I'm waiting for my card" and "this is Visa" from
+to"), after a sign-off ("Regards,", "Thanks,", "Best,"), right before "here" at the start of a
+sentence ("Jane Doe here"), or as the owner of something a bank holds ("John Smith's card"). Two things keep "I'm waiting for my card" and "this is Visa" from
 becoming names: the words must be capitalised, and words that are capitalised for other reasons
 (brands, nationalities, weekdays, emphasis) are stop words that end or reject the name.
 """
