@@ -60,7 +60,11 @@ _PO_BOX = re.compile(
     rf"(?i)\b(?:p\.?\s?o\.?\s?box|post\s+office\s+box|postfach|apartado(?:\s+de\s+correos)?|boîte\s+postale)"
     rf"\s*\d{{1,6}}(?-i:{_TOWNS})"
 )
-_POSTCODE = re.compile(rf"(?<![\w\-])(?:{_UK_POSTCODE}|(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?)(?![\w\-])")
+_CA_PROVINCES = "AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT"
+_POSTCODE = re.compile(
+    rf"(?<![\w\-])(?:{_UK_POSTCODE}|(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?"
+    rf"|(?:{_CA_PROVINCES})\s+[A-Z]\d[A-Z]\s?\d[A-Z]\d)(?![\w\-])"
+)
 # After its keyword a code may be in any case and of most countries' shapes.
 _ANY_POSTCODE = (
     rf"{_UK_POSTCODE}|\d{{5}}(?:-\d{{4}})?|\d{{4}}\s?[A-Z]{{2}}|[A-Z]\d[A-Z]\s?\d[A-Z]\d|[A-Z]\d{{2}}\s?[A-Z\d]{{4}}"
@@ -83,6 +87,20 @@ _CLAUSE_END = re.compile(
     re.IGNORECASE,
 )
 _ADDRESS_HINT = re.compile(rf"\d|(?i:\b(?:{_STREET_TYPE})\b)")
+# Where a card or letter is sent, or where the customer moved: the clause is an address when it starts with a
+# street line in any case ("send the card to apt 4b 221 w 42nd st new york ny 10036"); money sent "to 2
+# accounts in the same way" is not one, since function words cannot name a street.
+_DELIVERY_CUE = re.compile(
+    r"(?i)\b(?:(?:send|sent|post|posted|mail|mailed|deliver|delivered|ship|shipped|forward|forwarded)"
+    r"(?:\s+(?!to\b)[\w'’]+){0,4}|moved|moving|relocated|relocating)\s+to\s+"
+)
+_STREET_START = re.compile(
+    rf"(?i){_UNIT}?{_HOUSE},?\s+(?:(?P<words>(?:[\w'’\-]+\.?\s+){{1,4}})(?:{_STREET_TYPE})\b|(?:{_TYPE_FIRST})\s+\w)"
+)
+_NOT_STREET_WORDS = frozenset(
+    """a an the in on of to for from with at by and or my your our their his her its this that same other
+    different two three few many some all days weeks months years accounts cards times people friends""".split()
+)
 _MAX_CLAUSE = 120
 _JOIN = re.compile(r"^[\s,]*$")
 
@@ -97,6 +115,17 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
         value = clause[: end.start() if end else len(clause)].rstrip(" ,.")
         if value and _ADDRESS_HINT.search(value):
             spans.append((m.end(), m.end() + len(value)))
+    for m in _DELIVERY_CUE.finditer(text):
+        clause = text[m.end() : m.end() + _MAX_CLAUSE]
+        street = _STREET_START.match(clause)
+        words = (street.group("words") or "").split() if street else []
+        if street is None or any(w.lower().rstrip(".") in _NOT_STREET_WORDS for w in words):
+            continue
+        if any(start == m.end() for start, _ in spans):  # the cased rules found it, and where it ends
+            continue
+        end = _CLAUSE_END.search(clause)
+        value = clause[: end.start() if end else len(clause)].rstrip(" ,.")
+        spans.append((m.end(), m.end() + len(value)))
     return _join(sorted(spans), text)
 
 

@@ -36,6 +36,14 @@ from finserve.serving.guard.address_recognizer import find_addresses
             ["1 Infinite Loop, Cupertino, CA 95014"],
         ),
         ("Flat 4B, 77 Rue de la Paix, 75002 Paris", ["Flat 4B, 77 Rue de la Paix, 75002 Paris"]),
+        # a Canadian postal code after its province; lower-case street lines where a card is sent or one moved to
+        ("55 Queen St W, Toronto, ON M5H 2M9", ["55 Queen St W, Toronto, ON M5H 2M9"]),
+        (
+            "send the card to apt 4b 221 w 42nd st new york ny 10036",
+            ["apt 4b 221 w 42nd st new york ny 10036"],
+        ),
+        ("can you send it to 14 elm grove, leeds ls6 2ab please", ["14 elm grove, leeds ls6 2ab"]),
+        ("I moved to 7 rue des lilas", ["7 rue des lilas"]),
     ],
 )
 def test_finds_addresses(text: str, expected: list[str]) -> None:
@@ -55,6 +63,9 @@ def test_finds_addresses(text: str, expected: list[str]) -> None:
         "what is your address",
         "I paid BP 45 pounds for fuel",
         "my address book has 3 entries",  # "address" without "is" or ":" introduces nothing
+        "I sent money to 2 accounts in the same way",
+        "send £50 to 3 friends on the same day",
+        "I moved to the UK in 2020 and need a card",
     ],
 )
 def test_ignores_other_text(text: str) -> None:
