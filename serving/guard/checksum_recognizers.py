@@ -24,7 +24,7 @@ from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, IbanRecognizer
 from presidio_analyzer.predefined_recognizers.generic.iban_patterns import regex_per_country
 
-from .hits import make_result
+from .hits import CONTEXT_SCORE, make_result
 
 # Between two groups: one punctuation separator with optional blanks, or one or two blanks.
 _SEP = r"(?:[ \t]*[.\-/_][ \t]*|[ \t]{1,2})"
@@ -112,8 +112,6 @@ class SeparatedCardRecognizer(CreditCardRecognizer):
     """Presidio's card recognizer reading any one separator kind; Luhn decides, except for numbers that are
     plainly a card's (see the module docstring), reported with a lower score."""
 
-    SHAPE_SCORE = 0.6  # under every rule that knows a format (IBAN, account numbers): they name the type
-
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_language=supported_language, name="SeparatedCardRecognizer")
 
@@ -139,7 +137,7 @@ class SeparatedCardRecognizer(CreditCardRecognizer):
             make_result(self, entity, s, e, 1.0, "digit groups passing the Luhn check")
             for s, e in _disjoint(valid)
         ] + [
-            make_result(self, entity, s, e, self.SHAPE_SCORE, "a card number by its words or its groups")
+            make_result(self, entity, s, e, CONTEXT_SCORE, "a card number by its words or its groups")
             for s, e in shaped
         ]
 
@@ -166,8 +164,6 @@ class SeparatedIbanRecognizer(IbanRecognizer):
     """Presidio's IBAN recognizer for any case and one separator kind; mod-97 and format decide, except for
     values that plainly are an IBAN (see the module docstring), reported with a lower score."""
 
-    SHAPE_SCORE = 0.6
-
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_language=supported_language, name="SeparatedIbanRecognizer")
 
@@ -193,8 +189,6 @@ class SeparatedIbanRecognizer(IbanRecognizer):
             make_result(self, entity, s, e, 1.0, "IBAN passing mod-97 and its country format")
             for s, e in _disjoint(valid)
         ] + [
-            make_result(
-                self, entity, s, e, self.SHAPE_SCORE, "an IBAN by its country's format or the word IBAN"
-            )
+            make_result(self, entity, s, e, CONTEXT_SCORE, "an IBAN by its country's format or the word IBAN")
             for s, e in shaped
         ]

@@ -47,7 +47,7 @@ from .card_secret_recognizer import CardSecretRecognizer
 from .checksum_recognizers import SeparatedCardRecognizer, SeparatedIbanRecognizer
 from .config import GuardConfig
 from .credential_recognizer import CredentialRecognizer
-from .hits import make_result
+from .hits import CONTEXT_SCORE, make_result
 from .id_document_recognizer import IdDocumentRecognizer
 from .name_recognizer import IntroducedNameRecognizer
 from .phone_shape_recognizer import PhoneShapeRecognizer
@@ -69,9 +69,6 @@ _EMAIL_AFTER_KEYWORD = re.compile(
 )
 
 
-KEYWORD_VALUE_SCORE = 0.6  # what a keyword alone vouches for: under the rules that know a format
-
-
 def _with_keyword_values(
     recognizer: EntityRecognizer, found: list[RecognizerResult], pattern: re.Pattern[str], text: str, why: str
 ) -> list[RecognizerResult]:
@@ -81,7 +78,7 @@ def _with_keyword_values(
     for m in pattern.finditer(text):
         start, end = m.span("value")
         if not any(r.start < end and start < r.end for r in found):
-            found.append(make_result(recognizer, entity, start, end, KEYWORD_VALUE_SCORE, why))
+            found.append(make_result(recognizer, entity, start, end, CONTEXT_SCORE, why))
     return found
 
 
