@@ -36,6 +36,8 @@ from .status import error_trailers
 log = logging.getLogger(__name__)
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+# The share of a client's own gRPC deadline the pipeline plans with (see ModelInfer).
+_GRPC_DEADLINE_SHARE = 0.9
 
 
 class Context(Protocol):
@@ -144,7 +146,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             clock = getattr(grpc_context, "time_remaining", None)
             remaining = clock() if callable(clock) else None
             if remaining is not None and remaining < 10**6:
-                base.deadline_ms = max(1, int(remaining * 1000))
+                # A tenth is kept back for what follows the pipeline's own deadline (the fallback's guard and
+                # audit line under load, the reply's way back): an answer the client has given up on is lost.
+                base.deadline_ms = max(1, int(remaining * 1000 * _GRPC_DEADLINE_SHARE))
         try:
             if refused:
                 raise refused
