@@ -110,23 +110,25 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
     spans = [(m.start(), m.end()) for p in (_STREET, _PO_BOX, _POSTCODE) for m in p.finditer(text)]
     spans += [(m.start("value"), m.end("value")) for m in _CODE_AFTER_KEYWORD.finditer(text)]
     for m in _ADDRESS_KEYWORD.finditer(text):
-        clause = text[m.end() : m.end() + _MAX_CLAUSE]
-        end = _CLAUSE_END.search(clause)
-        value = clause[: end.start() if end else len(clause)].rstrip(" ,.")
+        value = _clause(text, m.end())
         if value and _ADDRESS_HINT.search(value):
             spans.append((m.end(), m.end() + len(value)))
     for m in _DELIVERY_CUE.finditer(text):
-        clause = text[m.end() : m.end() + _MAX_CLAUSE]
-        street = _STREET_START.match(clause)
+        street = _STREET_START.match(text, m.end(), m.end() + _MAX_CLAUSE)
         words = (street.group("words") or "").split() if street else []
         if street is None or any(w.lower().rstrip(".") in _NOT_STREET_WORDS for w in words):
             continue
         if any(start == m.end() for start, _ in spans):  # the cased rules found it, and where it ends
             continue
-        end = _CLAUSE_END.search(clause)
-        value = clause[: end.start() if end else len(clause)].rstrip(" ,.")
-        spans.append((m.end(), m.end() + len(value)))
+        spans.append((m.end(), m.end() + len(_clause(text, m.end()))))
     return _join(sorted(spans), text)
+
+
+def _clause(text: str, start: int) -> str:
+    """The text from ``start`` to the end of its clause (at most _MAX_CLAUSE characters), trailing punctuation off."""
+    clause = text[start : start + _MAX_CLAUSE]
+    end = _CLAUSE_END.search(clause)
+    return clause[: end.start() if end else len(clause)].rstrip(" ,.")
 
 
 def _join(spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:

@@ -47,6 +47,7 @@ from .card_secret_recognizer import CardSecretRecognizer
 from .checksum_recognizers import SeparatedCardRecognizer, SeparatedIbanRecognizer
 from .config import GuardConfig
 from .credential_recognizer import CredentialRecognizer
+from .finder_recognizer import IS_CONTRACTED
 from .hits import CONTEXT_SCORE, make_result
 from .id_document_recognizer import IdDocumentRecognizer
 from .name_recognizer import IntroducedNameRecognizer
@@ -65,7 +66,7 @@ _PRIVATE_TLD = re.compile(
 )
 # After its keyword an address without a dot counts too ("my email is bob@gmail": a slip of the customer's).
 _EMAIL_AFTER_KEYWORD = re.compile(
-    r"(?i)\be-?mail(?:\s+address)?(?:\s+(?:is|was)|['’]s)?[\s:=\-]*(?P<value>[\w.+\-]+@[\w\-]+)(?![\w.@\-])"
+    rf"(?i)\be-?mail(?:\s+address)?(?:\s+(?:is|was)|{IS_CONTRACTED})?[\s:=\-]*(?P<value>[\w.+\-]+@[\w\-]+)(?![\w.@\-])"
 )
 
 
@@ -106,7 +107,7 @@ _SAMPLE_SSNS = frozenset({"123456789", "987654320", "078051120"})
 # An SSN-shaped value right after its keyword is an SSN even where Presidio's range rules refuse it
 # ("my ssn is 000-12-3456": a typo or a made-up example is still what the customer typed as their SSN).
 _SSN_AFTER_KEYWORD = re.compile(
-    r"(?i)\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?|social)(?:\s+(?:is|was)|['’]s)?[\s:#=\-]*"
+    rf"(?i)\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?|social)(?:\s+(?:is|was)|{IS_CONTRACTED})?[\s:#=\-]*"
     r"(?P<value>(?<!\d)\d{3}([ .\-]?)\d{2}\2\d{4})(?![\d])"
 )
 
