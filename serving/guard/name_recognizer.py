@@ -54,7 +54,7 @@ _SIGN_OFF = (
 # dash also starts list items ("- Check my balance").
 _DASH_SIGN_OFF = r"(?<=^|\n)[ \t]*(?:-+|—|–)"
 # Phrases that often do ("I'm Jane") but also precede adjectives and places ("I'm British").
-_WEAK = (
+WEAK_CUES = (
     r"i\s+am",
     r"i['’]m",
     r"this\s+is",
@@ -94,7 +94,7 @@ def _phrase_alternation(phrases: tuple[str, ...]) -> str:
 
 _PATTERN = re.compile(
     rf"(?<![\p{{L}}])(?i:(?P<strong>{_phrase_alternation(_STRONG)})|(?P<signoff>{_phrase_alternation(_SIGN_OFF)})"
-    rf"|(?P<weak>{_phrase_alternation(_WEAK)})|(?P<payee>{_PAYEE})|(?P<dash>{_DASH_SIGN_OFF}))"
+    rf"|(?P<weak>{_phrase_alternation(WEAK_CUES)})|(?P<payee>{_PAYEE})|(?P<dash>{_DASH_SIGN_OFF}))"
     rf"[ \t]*\n?[ \t]*(?P<name>{_NAME})"
 )
 # Lower-case names ("my name is jane doe", "this is mr. david o'brien") after the cues that leave no
@@ -105,6 +105,9 @@ _ANY_CASE = rf"(?:{_LOWER_WORD}|{_WORD})"
 _LOWER_CUE = (
     r"my\s+(?:full\s+|first\s+|last\s+|sur|legal\s+)?name\s+is|my\s+name['’]s"
     r"|(?:first\s+|last\s+|full\s+|sur|legal\s+)?name\s*:|mr|mrs|ms|mx|dr\."
+    # a form's field with its colon: "Account holder: maria garcia"
+    r"|(?:(?:joint\s+)?account\s+(?:holder|owner)|beneficiary|payee|recipient|customer|client|card\s?holder|applicant"
+    r"|sender|remitter)(?:['’]s)?(?:\s+name)?\s*:"
 )
 _LOWER_PATTERN = re.compile(
     rf"(?<![\p{{L}}])(?i:{_LOWER_CUE})\.?[ \t]+(?P<name>{_ANY_CASE}(?:[ \t]+(?:{_ANY_CASE}|{_INITIAL})){{0,4}})(?![\p{{L}}])"

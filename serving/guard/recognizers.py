@@ -50,6 +50,7 @@ from .credential_recognizer import CredentialRecognizer
 from .finder_recognizer import IS_CONTRACTED
 from .hits import CONTEXT_SCORE, make_result
 from .id_document_recognizer import IdDocumentRecognizer
+from .known_name_recognizer import KnownNameRecognizer
 from .name_recognizer import IntroducedNameRecognizer
 from .phone_shape_recognizer import PhoneShapeRecognizer
 from .uk_bank_recognizer import UkBankDetailsRecognizer
@@ -187,7 +188,10 @@ FACTORIES: dict[str, Factory | tuple[Factory, ...]] = {
     "UK_SORT_CODE": lambda c: UkBankDetailsRecognizer(supported_language=c.language),
     "UK_ACCOUNT_NUMBER": lambda c: UkBankDetailsRecognizer(supported_language=c.language),
     "CARD_SECRET": lambda c: CardSecretRecognizer(supported_language=c.language),
-    "PERSON": lambda c: IntroducedNameRecognizer(supported_language=c.language),
+    "PERSON": (
+        lambda c: IntroducedNameRecognizer(supported_language=c.language),
+        lambda c: KnownNameRecognizer(supported_language=c.language),
+    ),
     "ID_NUMBER": lambda c: IdDocumentRecognizer(supported_language=c.language),
     "DATE_OF_BIRTH": lambda c: BirthDateRecognizer(supported_language=c.language),
     "ADDRESS": lambda c: AddressRecognizer(supported_language=c.language),

@@ -721,6 +721,31 @@ def sign_off_line_case(rng: random.Random) -> Case:
     }
 
 
+# Names as customers type them: lower case after a casual cue, or a full name with no cue at all.
+CASUAL_NAME_CUES = ["hi im {n} and {body}", "hey its {n}, {body}", "hello, this is {n}, {body}", "i'm {n}. {body}",
+                    "my wife {n} says {body}", "it is {n} again, {body}", "my brother {n} thinks {body}"]  # fmt: skip
+UNCUED_NAMES = ["Please update the account for {n}, {body}", "Could you check why {n} was charged twice?",
+                "I want to add {n} as a joint holder", "{n} is my flatmate and {body}",
+                "Is {n} allowed to use my card?", "The refund for {n} never came through",
+                "Can I share my account with {n}?"]  # fmt: skip
+
+
+def casual_name_case(fmt: str, rng: random.Random) -> Case:
+    """A casual cue and a lower-case name ("hey its priya sharma"), or a cased full name with no cue."""
+    culture = rng.choice(sorted(GIVEN))
+    given, family = rng.choice(GIVEN[culture]), rng.choice(FAMILY[culture])
+    body = filler(rng).rstrip(".?!")
+    body = body[0].lower() + body[1:]
+    if fmt == "name_casual_lowercase":
+        name = (given if rng.random() < 0.25 else f"{given} {family}").lower()
+        text = rng.choice(CASUAL_NAME_CUES).format(n=name, body=body)
+    else:
+        name = f"{given} {family}"
+        text = rng.choice(UNCUED_NAMES).format(n=name, body=body)
+    start = text.index(name)
+    return {"kind": "name", "format": fmt, "turns": [text], "pii": [[0, start, start + len(name)]]}
+
+
 def nino(rng: random.Random) -> str:
     while (prefix := rng.choice(NINO_FIRST) + rng.choice(NINO_SECOND)) in NINO_BARRED:
         pass
@@ -899,6 +924,8 @@ def build(per_format: int, seed: int) -> list[Case]:
     for fmt, (template, make_value) in session_21_formats().items():
         add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
     add("name_sign_off_line", lambda: sign_off_line_case(rng))
+    for fmt in ("name_casual_lowercase", "name_no_cue"):
+        add(fmt, lambda f=fmt: casual_name_case(f, rng))
     return cases
 
 

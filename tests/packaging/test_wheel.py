@@ -37,6 +37,7 @@ CARD = "4111 1111 1111 1111"
 DATA_FILES = (
     "finserve/serving/retrieval/data/answers.yaml",
     "finserve/serving/retrieval/data/off_topic.txt",
+    "finserve/serving/guard/data/person_names.txt",
     "finserve/serving/oip_grpc/grpc_predict_v2.proto",
     "finserve/operator/examples/rollout.yaml",
     "finserve/training/configs/default.yaml",
