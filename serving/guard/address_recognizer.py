@@ -101,6 +101,13 @@ _NOT_STREET_WORDS = frozenset(
     """a an the in on of to for from with at by and or my your our their his her its this that same other
     different two three few many some all days weeks months years accounts cards times people friends""".split()
 )
+# A street line in lower case with no cue is an address when its town and postcode follow it ("flat 2, 14 queen
+# street, edinburgh eh2 1jx", "221 w 42nd st, new york ny 10036"): the postcode vouches for the rest.
+_ANY_STREET = re.compile(rf"(?<![\w£$€.,/]){_STREET_START.pattern}")
+_TOWN_AND_CODE = re.compile(
+    rf"(?i)(?:\s+(?:nw|ne|sw|se|n|s|e|w)\b)?(?:,?\s*[\p{{L}}'’\-]+(?:\s+[\p{{L}}'’\-]+){{0,2}}){{1,2}},?\s+"
+    rf"(?:{_UK_POSTCODE}|(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?|(?:{_CA_PROVINCES})\s+[A-Z]\d[A-Z]\s?\d[A-Z]\d)(?![\w\-])"
+)
 _MAX_CLAUSE = 120
 _JOIN = re.compile(r"^[\s,]*$")
 
@@ -121,6 +128,11 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
         if any(start == m.end() for start, _ in spans):  # the cased rules found it, and where it ends
             continue
         spans.append((m.end(), m.end() + len(_clause(text, m.end()))))
+    for street in _ANY_STREET.finditer(text):
+        words = (street.group("words") or "").split()
+        tail = _TOWN_AND_CODE.match(text, street.end())
+        if tail and not any(w.lower().rstrip(".") in _NOT_STREET_WORDS for w in words):
+            spans.append((street.start(), tail.end()))
     return _join(sorted(spans), text)
 
 

@@ -1,4 +1,5 @@
-"""Passwords, memorable words, security answers, one-time codes and user names: the value after its keyword.
+"""Passwords, memorable words, security answers, one-time codes and user names: the value after its keyword;
+social-network handles ("@jane_doe_88").
 
 A customer who types "my password is Hunter2!" or "the code you sent is 482913" has handed over a
 credential; it must reach neither the model nor the logs. The keyword alone is common in banking
@@ -39,7 +40,8 @@ _CLAUSE = (
     r"|was\s+sent|was\s+given)(?:\s+(?:up|in|today|earlier|yesterday))?)?"
 )
 _LINK = rf"(?P<link>(?:\s+(?:is|was|is\s+now|will\s+be|would\s+be|should\s+be)|{IS_CONTRACTED})?\s*[:=]?\s*[\"'“‘`]?|\s+)"
-_VALUE = r"(?P<value>[^\s\"'”’`.,;:?][^\s\"'”’`]{2,63})"
+# An apostrophe between letters is part of the value ("O'Reilly"); before or after it, a quote.
+_VALUE = r"(?P<value>[^\s\"'”’`.,;:?](?:[^\s\"'”’`]|['’](?=\w)){2,63})"
 _QUOTED = r"[:=]?\s*[\"'“‘`](?P<quoted>[^\"'”’`\n]{1,64})[\"'”’`]"  # spaces and all, between quotes
 _SECRET_VALUE = re.compile(
     rf"(?i)\b(?:{_SECRET})\b{_CLAUSE}(?:(?:\s+(?:is|was)|{IS_CONTRACTED})?\s*{_QUOTED}|{_LINK}{_VALUE})"
@@ -66,7 +68,16 @@ _DESCRIBING_SHAPE = re.compile(
 _ASKING = re.compile(r"(?i)\b(?:what|which|how|whether|where|if)\b(?:\s+\S+){0,3}\s*$")
 _TRAILING = ".,;:!?)]}"
 # A word every keyword above holds: texts without one are skipped at the cost of one search.
-_HINT = re.compile(r"(?i)pass|p/?wd?|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name")
+# A user name on a social network ("my twitter is @jane_doe_88"): after the network's name or "handle", or on
+# its own when it holds a digit or an underscore, as a handle does and a mention of a brand ("@Revolut") rarely does.
+# Never inside an e-mail address.
+_HANDLE = re.compile(r"(?<![\w.@+\-])@(?P<value>\w(?:[\w.\-]{0,28}\w)?)(?![\w@]|[.\-]\w)")
+_NETWORK = (
+    r"twitter|instagram|insta|ig|tiktok|snapchat|snap|telegram|threads|discord|facebook|fb|linkedin|reddit|x"
+)
+_SOCIAL = re.compile(rf"(?i)\b(?:{_NETWORK}|handle|dm|dm\s+me|message\s+me|follow\s+me)\b[^@\n]{{0,20}}$")
+_SOCIAL_AFTER = re.compile(rf"(?i)\s+(?:on|at|via)\s+(?:{_NETWORK})\b")
+_HINT = re.compile(r"(?i)pass|p/?wd?|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name|@")
 
 
 def find_credentials(text: str) -> list[tuple[int, int]]:
@@ -88,6 +99,11 @@ def find_credentials(text: str) -> list[tuple[int, int]]:
             continue
         found.append((m.start("value"), m.start("value") + len(value)))
     found += [(m.start("value"), m.end("value")) for m in _CODE_VALUE.finditer(text)]
+    for m in _HANDLE.finditer(text):
+        handle = m.group("value")
+        social = _SOCIAL.search(text, 0, m.start()) or _SOCIAL_AFTER.match(text, m.end())
+        if "_" in handle or DIGIT.search(handle) or social:
+            found.append((m.start(), m.end()))
     return sorted(set(found))
 
 

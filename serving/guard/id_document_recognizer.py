@@ -1,5 +1,7 @@
 """Identity-document and tax numbers after their keyword: passport, driving licence, national ID,
-national insurance, tax IDs, of any country (US social security numbers are US_SSN's).
+national insurance, tax IDs, of any country (US social security numbers are US_SSN's); and the numbers that
+name one person in an employer's, insurer's or club's records (employee, member, policy numbers) or a car's
+keeper (a VIN).
 
 Their formats differ per country and many are plain digit runs, so the keyword decides: "passport
 number 925076473", "driving licence MORGA753116SM9IJ", "NI number AB-12-34-56-C", "DNI
@@ -24,15 +26,22 @@ _DOCUMENT = (
     r"passport|driv(?:ing|er'?s?)\s+licen[cs]e|licen[cs]e|national\s+(?:id(?:entity)?|insurance)(?:\s+card)?"
     r"|ni\s+(?:number|no\.?)|ni(?=\s+(?:is|was)\b|\s*:)|nino|id(?:entity)?\s+(?:card|number|no\.?|document)|identity\s+document"
     r"|(?:my|your|his|her|their)\s+id|sin"
-    r"|tax\s+(?:id|identification|reference|file|code)|tin|tfn|utr|itin|pps|bsn|nif|nie|dni|cpf|aadhaar|pan"
+    r"|tax\s+(?:id|identification|reference|file|code)|tin|tfn|utr|itin|pps|bsn|nif|nie|dni|cpf|aadhaar|pan(?:\s+card)?"
     # "DL" and "EIN" are words too (EIN is German for "a"): only as the keyword they clearly are
     r"|dl(?=\s*(?:number|no\.?|num|#|:))|(?-i:EIN)|ein(?=\s*(?:number|no\.?|num|#|:))"
     r"|codice\s+fiscale|steuer[\s\-]?id|personalausweis|personnummer|medicare|nhs"
     r"|nric|hkid|curp|cnic|mykad|emirates\s+id"
+    # other countries' national numbers, residence documents
+    r"|pesel|rrn|resident\s+registration|cnp|egn|oib|jmbg|tckn|t\.?c\.?\s+kimlik|kimlik|c[ée]dula|rut|dui|nik|ktp"
+    r"|iqama|qid|insee|nir|social\s+insurance|citizen(?:ship)?\s+(?:id|number|no\.?)|voter\s+id"
+    r"|residence\s+(?:permit|card)|green\s+card|alien\s+(?:registration\s+)?(?:number|no\.?)|brp|share\s+code"
+    # numbers that name one person in an employer's, insurer's or club's records; a car's VIN names its keeper
+    r"|(?:employee|staff|payroll|member(?:ship)?|policy|student|patient|insurance|pension)(?=\s+(?:id|number|no|num|nr|#))"
+    r"|vin|vehicle\s+identification|chassis"
 )
 _NUMBER_WORD = r"(?:number|no\.?|num|nr\.?|#|id|code)"
 # A group holds a digit, or is one or two capitals (the letters of "AB 12 34 56 C").
-_GROUP = r"(?:[A-Za-z]{0,6}\d[\dA-Za-z]*|[A-Z]{1,2})"
+_GROUP = r"(?:[A-Za-z]{0,6}\d[\dA-Za-z]*|[A-Z]{1,3})"  # "POL-2231-8891"
 _PATTERN = re.compile(
     rf"(?i)\b(?:{_DOCUMENT})(?:\s+{_NUMBER_WORD})?(?:\s+(?:is|was)|{IS_CONTRACTED})?[\s:#=\-]*"
     rf"(?P<value>(?-i:{_GROUP}(?:[ \-./]{_GROUP}){{0,5}}))(?![\w\-])"

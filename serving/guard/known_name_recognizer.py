@@ -2,13 +2,17 @@
 
 name_recognizer.py finds names by the phrase that introduces them and by capital letters, so a name typed in
 lower case after a casual cue ("im", "this is", "my wife") or a full name with no cue at all passed. Here a
-word counts as a name when it is in the packaged lists (person_names.py: given names and surnames of Faker's
-locales and the US Census), with more evidence asked of names that are also everyday words ("will", "mark",
-"chase"):
+word counts as part of a name when the packaged lists (person_names.py) hold it as a given name or a surname,
+or when it is in none of them, not even the everyday words; more evidence is asked of names that are also
+everyday words ("will", "mark", "chase"):
 
-- after a casual cue, in any case: a given name, then the surnames after it ("this is david miller");
-- anywhere, a given name followed by a surname: both capitalised ("Mary Johnson"), or both in lower case and
-  neither an everyday word ("sent it to priya sharma").
+- after a casual cue or a form field's colon, in any case: a given name, a surname that is no everyday word or a
+  word in no list, then its further parts ("this is david miller", "hi im haoran li", "Account holder: maria
+  garcia");
+- anywhere, two name words side by side, particles between ("Ximena de la Cruz"), in either order, at least one
+  of them listed: capitalised ("Mary Johnson", "Vikram Sharma", "Trần Văn Dung"), or in lower case a given name
+  that is no everyday word before its surname ("sent it to priya sharma").
+Places of several words that read as names ("Hong Kong") and place or firm nouns ("Victoria Station") are not.
 
 A given name alone with no cue ("tell Sarah") stays: too many brands, places and words are given names somewhere.
 """
@@ -28,24 +32,31 @@ _TOKEN = re.compile(r"\p{L}+(?:['’\-]\p{L}+)*")
 # The casual cues of name_recognizer.py, and "im" typed without its apostrophe. "it's" / "its" / "this is" only
 # where they start a clause ("hey its mike"): inside one they are a possessive or point at a thing ("its cap").
 _CLAUSE_START = r"(?:^|(?<=[.!?,;:\n(][ \t]*)|(?<=(?i:\b(?:hi|hiya|hello|hey|heya|yo|morning|afternoon|evening|yes|yeah|oh|ok|okay|sorry))[ \t]+))"
+# A form's field and its colon, the value in any case ("Account holder: maria garcia"); the value must read as a
+# name, so "share your details with the sender: account number and sort code" stays.
+_FIELD = (
+    r"(?:(?:joint\s+)?account\s+(?:holder|owner)|beneficiary|payee|recipient|customer|client|card\s?holder|applicant"
+    r"|sender|remitter)(?:['’]s)?(?:\s+name)?\s*:"
+)
 _CUE = re.compile(
     r"(?<![\p{L}])(?i:"
     + "|".join(f"(?:{c})" for c in WEAK_CUES if c not in (r"this\s+is", r"it['’]s"))
-    + rf"|im|{_CLAUSE_START}(?:this\s+is|it['’]?s|it\s+is))[ \t]*,?[ \t]+"
+    + rf"|im|{_CLAUSE_START}(?:this\s+is|it['’]?s|it\s+is)|{_FIELD})[ \t]*,?[ \t]+"
 )
 # What may follow a complete name: the end of a clause, or the words a name introduces itself with.
 _CLAUSE_END = re.compile(r"[ \t]*(?:$|[,.!?;:)\n]|(?i:here|speaking|calling|writing)(?![\p{L}]))")
-# Nouns that make a given name part of a place or a firm ("Victoria Station", "Jordan Bank"); surnames that are
-# also such nouns but common as surnames (Hall, Park, Hill, Green) are left out.
+# Words that make a name part of a place or a firm ("Victoria Station", "Mount Everest", "North Anna"); surnames
+# that are also such words but common as surnames (Hall, Park, Hill, Green) are left out.
 _PLACE_NOUNS: frozenset[str] = frozenset(
     """
+    mount mt lake port fort saint san santa north south east west cape loch isle
     station street road avenue lane square bridge airport centre center college university school hospital
     tower plaza mall market hotel bank gardens terrace heights stadium arena beach bay island city county
-    valley river lake inc ltd llc plc group holdings securities insurance airlines airways motors pharmacy
+    valley river inc ltd llc plc group holdings securities insurance airlines airways motors pharmacy
     store supermarket restaurant cafe
     """.split()
 )
-_SENTENCE_END = re.compile(r"(?:^|[.!?:\n])[\s\"'(]*$")
+_OPENS_SENTENCE = re.compile(r"(?:^|[.!?:\n])[\s\"'(]*$")  # the text before a token that opens one
 _STOPPED = 16  # a token's kind: a function word or a word capitalised for other reasons, never a name
 _UNKNOWN = 8  # a token's kind: in no list
 _WHEN = frozenset("yesterday today tomorrow last next this on at".split())
@@ -164,7 +175,7 @@ class _Reader:
         return last
 
     def sentence_start(self, i: int) -> bool:
-        return i == 0 or bool(_SENTENCE_END.search(self.text, 0, self.tokens[i][0]))
+        return i == 0 or bool(_OPENS_SENTENCE.search(self.text, 0, self.tokens[i][0]))
 
 
 def find_known_names(text: str) -> list[tuple[int, int, float]]:
@@ -187,7 +198,6 @@ def find_known_names(text: str) -> list[tuple[int, int, float]]:
         if reader.word(i) and last == i and not reader.ends_clause(i):
             continue
         spans.append((i, last))
-    # A given name and a surname side by side, as a name is written in a sentence.
     # Two name words side by side (particles between allowed), in either order ("Vikram Sharma", "Trần Văn
     # Dung"): at least one listed, the other listed or in no list.
     for i in range(len(reader.tokens) - 1):

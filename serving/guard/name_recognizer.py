@@ -105,9 +105,6 @@ _ANY_CASE = rf"(?:{_LOWER_WORD}|{_WORD})"
 _LOWER_CUE = (
     r"my\s+(?:full\s+|first\s+|last\s+|sur|legal\s+)?name\s+is|my\s+name['’]s"
     r"|(?:first\s+|last\s+|full\s+|sur|legal\s+)?name\s*:|mr|mrs|ms|mx|dr\."
-    # a form's field with its colon: "Account holder: maria garcia"
-    r"|(?:(?:joint\s+)?account\s+(?:holder|owner)|beneficiary|payee|recipient|customer|client|card\s?holder|applicant"
-    r"|sender|remitter)(?:['’]s)?(?:\s+name)?\s*:"
 )
 _LOWER_PATTERN = re.compile(
     rf"(?<![\p{{L}}])(?i:{_LOWER_CUE})\.?[ \t]+(?P<name>{_ANY_CASE}(?:[ \t]+(?:{_ANY_CASE}|{_INITIAL})){{0,4}})(?![\p{{L}}])"

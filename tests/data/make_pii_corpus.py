@@ -721,6 +721,76 @@ def sign_off_line_case(rng: random.Random) -> Case:
     }
 
 
+# Session 22: identifiers after keywords the guard did not know, handles, a surname with an apostrophe after its
+# keyword, and a street line in lower case that only its postcode vouches for.
+TEMPLATES.update(
+    {
+        "vin": ["my VIN is {v}", "vehicle identification number {v}", "VIN: {v}", "the chassis number is {v}"],
+        "national_more": ["my PESEL is {v}", "RRN {v}", "CNP: {v}", "my TC kimlik no is {v}", "cedula {v}",
+                          "iqama number {v}", "my NIK is {v}", "PAN card {v}"],
+        "member_id": ["my employee id is {v}", "policy number {v}", "membership no. {v}", "staff number: {v}",
+                      "my patient ID is {v}", "pension number {v}"],
+        "handle": ["my twitter is {v}", "find me on instagram: {v}", "dm me {v} on telegram", "my tiktok is {v}",
+                   "my handle is {v}"],
+        "maiden_apostrophe": ["my mother's maiden name is {v}", "maiden name: {v}", "mum's maiden name is {v}"],
+        "address_lower": ["{v} is where I live now", "new home - {v}", "my details: {v}", "it's {v}, flat at the back"],
+    }
+)  # fmt: skip
+
+
+def session_22_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]]:
+    def vin(rng: random.Random) -> str:
+        chars = "ABCDEFGHJKLMNPRSTUVWXYZ"
+        return (
+            "".join(rng.choice(chars) for _ in range(3))
+            + digits(5, rng)
+            + "".join(rng.choice(chars + "0123456789") for _ in range(3))
+            + digits(6, rng)
+        )
+
+    def national(rng: random.Random) -> str:
+        caps = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        return rng.choice(
+            [digits(11, rng), f"{digits(6, rng)}-{digits(7, rng)}", digits(13, rng), digits(16, rng),
+             "".join(rng.choice(caps) for _ in range(5)) + digits(4, rng) + rng.choice(caps)]
+        )  # fmt: skip
+
+    def member(rng: random.Random) -> str:
+        return rng.choice(
+            [f"E-{digits(5, rng)}", f"POL-{digits(4, rng)}-{digits(4, rng)}", f"M{digits(7, rng)}", digits(8, rng),
+             f"{rng.choice('ABCDEFGH')}{rng.choice('ABCDEFGH')}{digits(6, rng)}"]
+        )  # fmt: skip
+
+    def handle(rng: random.Random) -> str:
+        culture = rng.choice(sorted(GIVEN))
+        given = rng.choice(GIVEN[culture]).split()[0].lower()
+        return "@" + rng.choice(
+            [given, f"{given}_{rng.randint(1, 99)}", f"{given}.{rng.randint(70, 99)}", f"the_{given}"]
+        )
+
+    def apostrophe_surname(rng: random.Random) -> str:
+        return rng.choice(
+            ["O'Reilly", "D'Angelo", "N'Diaye", "O'Brien", "D'Souza", "O'Sullivan", "Dell'Acqua"]
+        )
+
+    def lower_address(rng: random.Random) -> str:
+        street = f"{rng.randint(1, 999)} {rng.choice(STREETS)} {rng.choice(STREET_TYPES)}".lower()
+        if rng.random() < 0.5:
+            outward = rng.choice(["sw1a", "nw1", "ls1", "m4", "b33", "eh1", "cf10", "g2"])
+            code = f"{outward} {rng.randint(1, 9)}{rng.choice('abdefghjlnpqrstuwxyz')}{rng.choice('abdefghjlnpqrstuwxyz')}"
+            return f"{street}, {rng.choice(TOWNS).lower()} {code}"
+        return f"{street}, {rng.choice(TOWNS).lower()}, {rng.choice(US_STATES).lower()} {digits(5, rng, '123456789')}"
+
+    return {
+        "vin_keyword": ("vin", vin),
+        "national_id_more_keywords": ("national_more", national),
+        "member_policy_number": ("member_id", member),
+        "social_handle": ("handle", handle),
+        "maiden_name_apostrophe": ("maiden_apostrophe", apostrophe_surname),
+        "address_lower_with_postcode": ("address_lower", lower_address),
+    }
+
+
 # Names as customers type them: lower case after a casual cue, or a full name with no cue at all.
 CASUAL_NAME_CUES = ["hi im {n} and {body}", "hey its {n}, {body}", "hello, this is {n}, {body}", "i'm {n}. {body}",
                     "my wife {n} says {body}", "it is {n} again, {body}", "my brother {n} thinks {body}"]  # fmt: skip
@@ -926,6 +996,8 @@ def build(per_format: int, seed: int) -> list[Case]:
     add("name_sign_off_line", lambda: sign_off_line_case(rng))
     for fmt in ("name_casual_lowercase", "name_no_cue"):
         add(fmt, lambda f=fmt: casual_name_case(f, rng))
+    for fmt, (template, make_value) in session_22_formats().items():
+        add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
     return cases
 
 

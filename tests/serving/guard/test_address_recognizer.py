@@ -44,6 +44,9 @@ from finserve.serving.guard.address_recognizer import find_addresses
         ),
         ("can you send it to 14 elm grove, leeds ls6 2ab please", ["14 elm grove, leeds ls6 2ab"]),
         ("I moved to 7 rue des lilas", ["7 rue des lilas"]),
+        # a street line in lower case, vouched for by its town and postcode
+        ("flat 2, 14 queen street, edinburgh eh2 1jx", ["flat 2, 14 queen street, edinburgh eh2 1jx"]),
+        ("it's 221 w 42nd st, new york ny 10036, the old one", ["221 w 42nd st, new york ny 10036"]),
     ],
 )
 def test_finds_addresses(text: str, expected: list[str]) -> None:
@@ -66,6 +69,8 @@ def test_finds_addresses(text: str, expected: list[str]) -> None:
         "I sent money to 2 accounts in the same way",
         "send £50 to 3 friends on the same day",
         "I moved to the UK in 2020 and need a card",
+        "i paid 5 for the drive, london was fun",  # function words cannot name a street
+        "I have 3 cards, 2 accounts and 1 loan, sw1 is my area",
     ],
 )
 def test_ignores_other_text(text: str) -> None:

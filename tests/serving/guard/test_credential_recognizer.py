@@ -34,6 +34,14 @@ from finserve.serving.guard.credential_recognizer import find_credentials
         ("my memorable word's Rosebud", ["Rosebud"]),
         ("the OTP’s 123456", ["123456"]),
         ("my username's jdoe99", ["jdoe99"]),
+        # an apostrophe between letters belongs to the value
+        ("my mother's maiden name is O'Reilly", ["O'Reilly"]),
+        # social-network handles: after the network or "handle", or holding a digit or an underscore
+        ("my twitter is @jane_doe_88", ["@jane_doe_88"]),
+        ("find me on instagram: @janedoe", ["@janedoe"]),
+        ("dm me @mike.smith on telegram", ["@mike.smith"]),
+        ("my handle is @seán", ["@seán"]),
+        ("cc @jdoe1987 please", ["@jdoe1987"]),
     ],
 )
 def test_finds_credentials(text: str, expected: list[str]) -> None:
@@ -48,6 +56,9 @@ def test_finds_credentials(text: str, expected: list[str]) -> None:
         "my password is not working",
         "password is case sensitive",
         "password reset link",
+        "follow @Revolut for updates",  # a brand's handle: no digit, no underscore, no network named
+        "email me at jane_doe@mail.com",  # an e-mail address, not a handle
+        "I paid @ the shop 5 times",
         "password change failed",
         "What is my username?",
         "I don't know what my password is anymore",

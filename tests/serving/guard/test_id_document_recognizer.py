@@ -36,6 +36,15 @@ from finserve.serving.guard.id_document_recognizer import find_id_numbers
         ("number plate: KA 01 AB 1234", ["KA 01 AB 1234"]),
         ("the registration plate is B-MW 1234", ["B-MW 1234"]),
         ("my car's reg is ab12cde", ["ab12cde"]),
+        # other countries' national numbers, a VIN, the numbers an employer, insurer or club knows a person by
+        ("my VIN is 1HGCM82633A004352", ["1HGCM82633A004352"]),
+        ("PAN card ABCDE1234F", ["ABCDE1234F"]),
+        ("my PESEL is 44051401359", ["44051401359"]),
+        ("RRN 900101-1234567", ["900101-1234567"]),
+        ("my TC kimlik no is 10000000146", ["10000000146"]),
+        ("my employee id is E-48213", ["E-48213"]),
+        ("policy number POL-2231-8891 was cancelled", ["POL-2231-8891"]),
+        ("membership no. M7678642", ["M7678642"]),
     ],
 )
 def test_finds_id_numbers(text: str, expected: list[str]) -> None:
@@ -57,6 +66,9 @@ def test_finds_id_numbers(text: str, expected: list[str]) -> None:
         "what is the reg number for?",
         "change my registration number",
         "my number plate was stolen",
+        "my policy number changed",  # no value
+        "the vin is on the dashboard",
+        "How long does the policy take, 2024 or 2025?",  # "policy" without its number word
     ],
 )
 def test_ignores_other_numbers(text: str) -> None:

@@ -42,6 +42,9 @@ def _names(text: str) -> list[str]:
         ("i sent 200 to lucas martin yesterday", ["lucas martin"]),  # "martin" is a word: the clause goes on
         ("my friend lena schmidt paid me", ["lena schmidt"]),
         ("Good morning, Fatima Al-Sayed here", ["Fatima Al-Sayed"]),
+        # a form's field and its colon, the value in any case
+        ("Account holder: maria garcia", ["maria garcia"]),
+        ("beneficiary name: kwame mensah, sort code to follow", ["kwame mensah"]),
     ],
 )
 def test_finds_known_names(text: str, expected: list[str]) -> None:
@@ -68,6 +71,8 @@ def test_finds_known_names(text: str, expected: list[str]) -> None:
         "i am bill pay enabled",  # an everyday word with no surname and the clause going on
         "My son Tom needs a card",  # a capitalised name's surname is capitalised: "needs" is not one
         "send it to new york ny",  # two letters are no surname
+        "share your details with the sender: account number and sort code",  # a field, no name after it
+        "How tall is Mount Everest?",
         "WHY IS JOHN SMITH ON MY STATEMENT",  # shouting: capitals say nothing (the cue rules handle caps)
     ],
 )

@@ -53,9 +53,6 @@ def _names(text: str) -> list[tuple[str, float]]:
         ("name: chen wei", [("chen wei", STRONG_SCORE)]),
         ("Mrs Patel called me yesterday", [("Patel", STRONG_SCORE)]),
         ("my name is jane Doe", [("jane Doe", STRONG_SCORE)]),
-        # a form's field with its colon, then the value in any case
-        ("Account holder: maria garcia", [("maria garcia", STRONG_SCORE)]),
-        ("beneficiary name: kwame mensah, sort code to follow", [("kwame mensah", STRONG_SCORE)]),
         # a surname, then the given name after a comma
         ("My name is O'Connor, Siobhan", [("O'Connor, Siobhan", STRONG_SCORE)]),
         ("Name: Smith, John.", [("Smith, John", STRONG_SCORE)]),
