@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import IS_CONTRACTED, FinderRecognizer
+from .finder_recognizer import IS_CONTRACTED, IS_OTHER_LANGUAGES, FinderRecognizer
 
 ENTITY = "CARD_SECRET"
 SCORE = 0.85
@@ -26,7 +26,7 @@ _MONTH = (
     r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
 )
 _PATTERN = re.compile(
-    rf"(?i)\b(?:{_SECRET_KEYWORD})(?:\s+(?:is|was|are|were|=)|{IS_CONTRACTED})?[\s:#=\-]*(?P<secret>(?<!\d)\d{{3,6}}(?![\d,.]\d))(?!\d)"
+    rf"(?i)\b(?:{_SECRET_KEYWORD})(?:\s+(?:is|was|are|were|=|{IS_OTHER_LANGUAGES})|{IS_CONTRACTED})?[\s:#=\-]*(?P<secret>(?<!\d)\d{{3,6}}(?![\d,.]\d))(?!\d)"
 )
 # An expiry date (MM/YY, MM/YYYY, MM-YY) after its keyword: card data under PCI DSS when it travels
 # with the number; alone it still narrows a card down.

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import DIGIT, IS_CONTRACTED, FinderRecognizer
+from .finder_recognizer import DIGIT, IS_CONTRACTED, IS_OTHER_LANGUAGES, FinderRecognizer
 
 ENTITY = "CREDENTIAL"
 SCORE = 0.85
 
 _SECRET = (
-    r"password|passwd|pwd|pw|p/w|pass\s?phrase|pass\s?word|pass(?=\s*[:=])|log[\s\-]?in(?:\s+password)?|memorable\s+(?:word|information|info|answer|phrase)"
+    # the word in other languages: German, Spanish, French, Portuguese, Dutch, Polish, Swedish, Finnish, Italian
+    r"passwort|kennwort|contraseña|contrasena|mot\s+de\s+passe|senha|wachtwoord|hasło|haslo|lösenord|salasana|parola"
+    r"|password|passwd|pwd|pw|p/w|pass\s?phrase|pass\s?word|pass(?=\s*[:=])|log[\s\-]?in(?:\s+password)?|memorable\s+(?:word|information|info|answer|phrase)"
     r"|security\s+(?:answer|word|phrase)|secret\s+(?:answer|word|phrase|question\s+answer)"
     r"|user\s?name|user\s?id|log[\s\-]?in\s+(?:id|name)|customer\s+id"
     r"|(?:security\s+)?question(?:['’]s)?\s+answer|answer\s+to\s+(?:my|the)\s+(?:security\s+)?question"
@@ -39,7 +41,7 @@ _CLAUSE = (
     r"(?:\s+(?:that\s+)?(?:i|we)\s+(?:set|use|used|chose|picked|created|entered|typed|have|had|got|received"
     r"|was\s+sent|was\s+given)(?:\s+(?:up|in|today|earlier|yesterday))?)?"
 )
-_LINK = rf"(?P<link>(?:\s+(?:is|was|is\s+now|will\s+be|would\s+be|should\s+be)|{IS_CONTRACTED})?\s*[:=]?\s*[\"'“‘`]?|\s+)"
+_LINK = rf"(?P<link>(?:\s+(?:is|was|is\s+now|will\s+be|would\s+be|should\s+be|{IS_OTHER_LANGUAGES})|{IS_CONTRACTED})?\s*[:=]?\s*[\"'“‘`]?|\s+)"
 # An apostrophe between letters is part of the value ("O'Reilly"); before or after it, a quote.
 _VALUE = r"(?P<value>[^\s\"'”’`.,;:?](?:[^\s\"'”’`]|['’](?=\w)){2,63})"
 _QUOTED = r"[:=]?\s*[\"'“‘`](?P<quoted>[^\"'”’`\n]{1,64})[\"'”’`]"  # spaces and all, between quotes
@@ -77,7 +79,9 @@ _NETWORK = (
 )
 _SOCIAL = re.compile(rf"(?i)\b(?:{_NETWORK}|handle|dm|dm\s+me|message\s+me|follow\s+me)\b[^@\n]{{0,20}}$")
 _SOCIAL_AFTER = re.compile(rf"(?i)\s+(?:on|at|via)\s+(?:{_NETWORK})\b")
-_HINT = re.compile(r"(?i)pass|p/?wd?|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name|@")
+_HINT = re.compile(
+    r"(?i)pass|kennwort|contrase|mot\s+de|senha|wachtwoord|has[lł]o|lösenord|salasana|parola|p/?wd?|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name|@"
+)
 
 
 def find_credentials(text: str) -> list[tuple[int, int]]:

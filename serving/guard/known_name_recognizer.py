@@ -71,6 +71,10 @@ _PARTICLES = frozenset(
 )
 
 
+# Between two lower-case name words only the particles that are no English word ("ten", "bin", "la" are).
+_LOWER_CASE_PARTICLES = frozenset("de del della der di du da dos das van von".split())
+
+
 def _listed_surname(folded: str, names: PersonNames) -> bool:
     """ "o'neil" is listed as "oneil" by the Census, "O'Neil" by Faker; "al-sayed" and "smith-jones" by their parts."""
     if "'" not in folded and "-" not in folded:
@@ -223,7 +227,7 @@ def find_known_names(text: str) -> list[tuple[int, int, float]]:
         elif (
             first.islower()
             and second.islower()
-            and j == i + 1
+            and all(reader.folded[k] in _LOWER_CASE_PARTICLES for k in range(i + 1, j))  # "jan de vries"
             and min(len(first), len(second)) > 2  # "york ny"
             and reader.given(i)
             and not reader.word(i)

@@ -26,6 +26,8 @@ from finserve.serving.guard.card_secret_recognizer import find_card_secrets
         ("exp: sept. 2027", ["sept. 2027"]),
         ("valid until Jan '29", ["Jan '29"]),
         ("my pin's 4921", ["4921"]),
+        ("meine PIN ist 4921", ["4921"]),  # "is" in other European languages
+        ("mi PIN es 4921", ["4921"]),
         ("my cvv's 123", ["123"]),
         ("expiry's 09/27", ["09/27"]),
     ],

@@ -42,6 +42,11 @@ from finserve.serving.guard.credential_recognizer import find_credentials
         ("dm me @mike.smith on telegram", ["@mike.smith"]),
         ("my handle is @seán", ["@seán"]),
         ("cc @jdoe1987 please", ["@jdoe1987"]),
+        # the keyword and its "is" in other European languages
+        ("mein Passwort ist Sommer2024!", ["Sommer2024"]),
+        ("mi contraseña es Verano2024", ["Verano2024"]),
+        ("mon mot de passe est soleil123", ["soleil123"]),
+        ("a minha senha é Praia2024", ["Praia2024"]),
     ],
 )
 def test_finds_credentials(text: str, expected: list[str]) -> None:

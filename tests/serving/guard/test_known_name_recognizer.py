@@ -45,6 +45,7 @@ def _names(text: str) -> list[str]:
         # a form's field and its colon, the value in any case
         ("Account holder: maria garcia", ["maria garcia"]),
         ("beneficiary name: kwame mensah, sort code to follow", ["kwame mensah"]),
+        ("mijn naam is jan de vries", ["jan de vries"]),  # a particle between lower-case parts
     ],
 )
 def test_finds_known_names(text: str, expected: list[str]) -> None:
@@ -73,6 +74,7 @@ def test_finds_known_names(text: str, expected: list[str]) -> None:
         "send it to new york ny",  # two letters are no surname
         "share your details with the sender: account number and sort code",  # a field, no name after it
         "How tall is Mount Everest?",
+        "i sent kevin ten pounds",  # "ten" is an English word before it is a particle
         "WHY IS JOHN SMITH ON MY STATEMENT",  # shouting: capitals say nothing (the cue rules handle caps)
     ],
 )
