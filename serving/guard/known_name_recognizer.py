@@ -19,12 +19,9 @@ A given name alone with no cue ("tell Sarah") stays: too many brands, places and
 
 from __future__ import annotations
 
-from typing import Any
-
 import regex as re
-from presidio_analyzer import LocalRecognizer, RecognizerResult
 
-from .hits import make_result
+from .finder_recognizer import FinderRecognizer
 from .name_recognizer import CAPITALISED_NON_NAMES, ENTITY, FUNCTION_WORDS, WEAK_CUES, WEAK_SCORE
 from .person_names import GIVEN, SURNAME, WORD, PersonNames, person_names
 
@@ -182,8 +179,8 @@ class _Reader:
         return i == 0 or bool(_OPENS_SENTENCE.search(self.text, 0, self.tokens[i][0]))
 
 
-def find_known_names(text: str) -> list[tuple[int, int, float]]:
-    """(start, end, score) of each name found by the lists; see the module docstring."""
+def find_known_names(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each name found by the lists; see the module docstring."""
     if text.isupper():  # shouting: capitals say nothing, and every word would have to be looked up
         return []
     reader = _Reader(text, person_names())
@@ -237,7 +234,7 @@ def find_known_names(text: str) -> list[tuple[int, int, float]]:
         ):
             spans.append((i, max(j, reader.name_end(i, cased=False))))
     found = [(a, b) for a, b in _merge(spans) if a == b or not reader.place(a, b)]
-    return [(reader.tokens[a][0], reader.tokens[b][1], WEAK_SCORE) for a, b in found]
+    return [(reader.tokens[a][0], reader.tokens[b][1]) for a, b in found]
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -251,23 +248,14 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-class KnownNameRecognizer(LocalRecognizer):
+class KnownNameRecognizer(FinderRecognizer):
     """Presidio recognizer for names found by the packaged name lists; see the module docstring."""
 
     def __init__(self, supported_language: str = "en") -> None:
+        why = "a name found by the name lists"
         super().__init__(
-            supported_entities=[ENTITY],
-            supported_language=supported_language,
-            name="KnownNameRecognizer",
+            ENTITY, find_known_names, WEAK_SCORE, why, "KnownNameRecognizer", supported_language, hint=None
         )
 
     def load(self) -> None:
         person_names()  # read the lists when the guard is built, not on its first request
-
-    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
-        if ENTITY not in entities:
-            return []
-        return [
-            make_result(self, ENTITY, start, end, score, "a known given name and surname")
-            for start, end, score in find_known_names(text)
-        ]
