@@ -11,7 +11,7 @@ everyday words ("will", "mark", "chase"):
   garcia");
 - anywhere, two name words side by side, particles between ("Ximena de la Cruz"), in either order, at least one
   of them listed: capitalised ("Mary Johnson", "Vikram Sharma", "Trần Văn Dung"), or in lower case a given name
-  that is no everyday word before its surname ("sent it to priya sharma").
+  that is no everyday word before a listed surname ("sent it to priya sharma").
 Places of several words that read as names ("Hong Kong") and place or firm nouns ("Victoria Station") are not.
 
 A given name alone with no cue ("tell Sarah") stays: too many brands, places and words are given names somewhere.
@@ -195,6 +195,13 @@ def find_known_names(text: str) -> list[tuple[int, int]]:
             reader.given(i) or reader.unknown(i) or reader.surname(i) and not reader.word(i)
         ):
             continue
+        # "im" is German too ("im Ausland", "im Moment"): there a capitalised word after it must be a given name.
+        if (
+            cue.group().strip().casefold() == "im"
+            and _capitalised(reader.tokens[i][2])
+            and not reader.given(i)
+        ):
+            continue
         last = reader.name_end(i, cased=False)
         if reader.word(i) and last == i and not reader.ends_clause(i):
             continue
@@ -228,7 +235,8 @@ def find_known_names(text: str) -> list[tuple[int, int]]:
             and min(len(first), len(second)) > 2  # "york ny"
             and reader.given(i)
             and not reader.word(i)
-            and (reader.surname(j) or reader.unknown(j))
+            # a word in no list only after a particle: alone it is too often another language's ("una transferencia")
+            and (reader.surname(j) or reader.unknown(j) and j > i + 1)
             # a surname that is also a word ("lucas martin") where the clause or the name ends after it
             and (not reader.word(j) or reader.ends_clause(j) or reader.adjacent(j) and reader.when(j + 1))
         ):

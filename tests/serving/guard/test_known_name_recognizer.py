@@ -73,6 +73,9 @@ def test_finds_known_names(text: str, expected: list[str]) -> None:
         "share your details with the sender: account number and sort code",  # a field, no name after it
         "How tall is Mount Everest?",
         "i sent kevin ten pounds",  # "ten" is an English word before it is a particle
+        "Meine Karte funktioniert im Ausland nicht",  # German "im": a noun after it, no given name
+        "¿Cuánto cuesta una transferencia internacional?",  # "Una" is a given name; no surname after it
+        "Dlaczego moja karta została zablokowana?",
         "WHY IS JOHN SMITH ON MY STATEMENT",  # shouting: capitals say nothing (the cue rules handle caps)
     ],
 )
