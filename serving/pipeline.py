@@ -39,6 +39,7 @@ from .prompt import build_messages, intent_first
 from .prompt_echo import EchoCheck
 from .request_context import CLIENT_CLOSED, RequestContext, audit_record
 from .retrieval import IndexMissing, RetrievalResult, SearchFilters, VectorStoreUnavailable
+from .retrieval.focus import focus
 from .retrieval.pii_policy import held_back, quarantine_counts, quarantine_path, read_quarantine
 from .routing import Router
 from .schemas import (
@@ -350,6 +351,8 @@ class Pipeline:
         the caller awaits the returned future once the nearest examples are there to mix in.
         """
         head = None
+        if self.config.retrieval.focus_query:
+            query = focus(query)
         if wants_head(self.config.intent, adapter):
             head = asyncio.ensure_future(self.intent.head_scores(query, adapter))
         try:
@@ -387,6 +390,8 @@ class Pipeline:
         users = [m.content for m in masked if m.role == "user"]
         if len(users) < 2 or not needs_context(found.examples, scope):
             return found
+        if self.config.retrieval.focus_query:
+            users = [focus(u) for u in users[-2:]]
         again = await self._retrieve(f"{users[-2]}\n{users[-1]}", filters, ctx)
         return found if out_of_scope(again.examples, scope) else again
 

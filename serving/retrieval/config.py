@@ -34,6 +34,11 @@ class RetrievalConfig(StrictModel):
         description="Name searched by the retriever: an alias that ingest points at the current build.",
     )
     top_k: int = Field(default=3, ge=1, le=100, description="Answer documents returned per query.")
+    focus_query: bool = Field(
+        default=True,
+        description="Search and classify the question without a leading greeting and self-introduction or a "
+        "trailing signed sign-off ('Hello, <PERSON> here. ...'; retrieval/focus.py); the prompt keeps the message.",
+    )
     example_k: int = Field(
         default=10, ge=0, le=100, description="Nearest training examples returned per query (0: none)."
     )

@@ -51,9 +51,11 @@ class Retrieval:
     ) -> None:
         self.release, self.fail, self.examples = release, fail, examples
         self.calls = 0
+        self.queries: list[str] = []
 
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
         self.calls += 1
+        self.queries.append(masked_query)
         if self.release is not None:
             await self.release.wait()
         if self.fail:
@@ -209,3 +211,17 @@ async def test_a_turned_away_question_does_not_wait_for_the_head(tmp_path: Path,
     ]
     assert samples == []
     assert _audit(tmp_path)[0]["intent"] == OUT_OF_SCOPE
+
+
+@pytest.mark.parametrize(("focus_query", "searched"), [(True, "Where is my card?"), (False, None)])
+async def test_the_question_is_searched_without_greeting_and_introduction(
+    tmp_path: Path, guard: LocalGuard, focus_query: bool, searched: str | None
+) -> None:
+    retrieval, head = Retrieval(), Head()
+    pipeline = _pipeline(tmp_path, guard, retrieval, head, ADAPTER)
+    pipeline.config.retrieval = pipeline.config.retrieval.model_copy(update={"focus_query": focus_query})
+    text = "Hello, Priya Sharma here. Where is my card?"
+    await pipeline.chat(_request(text), RequestContext())
+    masked = "Hello, <PERSON> here. Where is my card?"
+    assert retrieval.queries == [searched or masked] and [q for q, _ in head.calls] == [searched or masked]
+    assert _audit(tmp_path)[0]["input"] == masked  # the record and the prompt keep the whole message
