@@ -73,7 +73,8 @@ _TRAILING = ".,;:!?)]}"
 # A user name on a social network ("my twitter is @jane_doe_88"): after the network's name or "handle", or on
 # its own when it holds a digit or an underscore, as a handle does and a mention of a brand ("@Revolut") rarely does.
 # Never inside an e-mail address.
-_HANDLE = re.compile(r"(?<![\w.@+\-])@(?P<value>\w(?:[\w.\-]{0,28}\w)?)(?![\w@]|[.\-]\w)")
+# A handle starts with a letter or an underscore: "@3.99 each" is a price, "@2pm" a time.
+_HANDLE = re.compile(r"(?<![\w.@+\-])@(?P<value>[^\W\d](?:[\w.\-]{0,28}\w)?)(?![\w@]|[.\-]\w)")
 _NETWORK = (
     r"twitter|instagram|insta|ig|tiktok|snapchat|snap|telegram|threads|discord|facebook|fb|linkedin|reddit|x"
 )

@@ -64,6 +64,8 @@ def test_finds_credentials(text: str, expected: list[str]) -> None:
         "follow @Revolut for updates",  # a brand's handle: no digit, no underscore, no network named
         "email me at jane_doe@mail.com",  # an e-mail address, not a handle
         "I paid @ the shop 5 times",
+        "I bought 2 of them @3.99 each",  # a price, not a handle
+        "meet me @2pm at the branch",
         "password change failed",
         "What is my username?",
         "I don't know what my password is anymore",
