@@ -122,18 +122,21 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
             spans.append((m.end(), m.end() + len(value)))
     for m in _DELIVERY_CUE.finditer(text):
         street = _STREET_START.match(text, m.end(), m.end() + _MAX_CLAUSE)
-        words = (street.group("words") or "").split() if street else []
-        if street is None or any(w.lower().rstrip(".") in _NOT_STREET_WORDS for w in words):
+        if street is None or not _names_a_street(street):
             continue
         if any(start == m.end() for start, _ in spans):  # the cased rules found it, and where it ends
             continue
         spans.append((m.end(), m.end() + len(_clause(text, m.end()))))
     for street in _ANY_STREET.finditer(text):
-        words = (street.group("words") or "").split()
         tail = _TOWN_AND_CODE.match(text, street.end())
-        if tail and not any(w.lower().rstrip(".") in _NOT_STREET_WORDS for w in words):
+        if tail and _names_a_street(street):
             spans.append((street.start(), tail.end()))
     return _join(sorted(spans), text)
+
+
+def _names_a_street(street: re.Match[str]) -> bool:
+    """A `_STREET_START` match whose words can name a street: no function words ("to 2 accounts in the same way")."""
+    return not any(w.lower().rstrip(".") in _NOT_STREET_WORDS for w in (street.group("words") or "").split())
 
 
 def _clause(text: str, start: int) -> str:
