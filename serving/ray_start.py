@@ -8,10 +8,14 @@ other failure, or the same timeout twice, is raised as it is.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
 
 import psutil
+
+T = TypeVar("T")
 
 # Substrings of the exceptions Ray raises when those waits run out (ray/_private/node.py, services.py).
 STARTUP_TIMEOUTS = ("timed out during startup", "Timed out waiting for file")
@@ -37,6 +41,19 @@ def start_with_retry(
                 f"Ray's node did not start in time ({exc}); the machine is probably busy: starting it once more"
             )
             shutdown()
+
+
+def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a newly spawned Python process: its result, or its exception raised here.
+
+    For heavy work before ``ray.init`` (the index build, the model conversion). Done in the process that then
+    starts Ray, it leaves gRPC (Milvus Lite's client), torch and tokenizer thread pools behind, and the raylet
+    that process starts next aborts at random before it registers (SIGABRT after "epoll_wait error: Bad file
+    descriptor"; 3 of 4 first starts in the serving image after an in-process index build, 0 of 6 with the
+    build in its own process). ``fn`` and its arguments must pickle; output goes where this process's goes.
+    """
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 # What a head node's start runs as this process's descendants: the two daemons (native binaries) and Ray's

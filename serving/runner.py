@@ -21,7 +21,7 @@ from .oip_grpc import ADD_SERVICER
 from .oip_grpc.health import ADD_HEALTH_SERVICER
 from .paths import data_dir
 from .ray_hardening import single_node_env
-from .ray_start import descendant_pids, start_with_retry, stop_failed_start
+from .ray_start import descendant_pids, in_fresh_process, start_with_retry, stop_failed_start
 from .serve_env import RAY_WORKER_SETUP_HOOK, haproxy_available, serve_env, usable_ingress
 
 
@@ -32,19 +32,27 @@ def _free_port() -> int:
 
 
 def prepare(cfg: ServingConfig, console: Console, ingest_if_missing: bool) -> None:
-    """Work that must happen once, before replicas start: index build and model conversion."""
-    from .inference.base_model import ensure_base_model
+    """Work that must happen once, before replicas start: index build and model conversion.
+
+    Each runs in a process of its own (``in_fresh_process``): what they leave loaded makes Ray's start in this
+    process fail at random.
+    """
+    from .inference.base_model import ensure_base_model, is_converted, model_dir
     from .retrieval import index_exists, ingest
 
     if ingest_if_missing and not index_exists(cfg.retrieval):
         console.print("[cyan]building the retrieval index (first start only)...[/]")
-        report = ingest(cfg.retrieval)
+        report = in_fresh_process(ingest, cfg.retrieval)
         console.print(f"[green]index {report.index_version} built[/]")
     # Both CPU engines read the GGUF itself; the intent head reads the LLM's hidden states from the float32
     # folder converted from it (and the engines reuse that folder's tokenizer when it exists).
-    if cfg.intent.method == "adapter" and cfg.intent.base_model_path is None:
-        console.print("[cyan]checking the base model (converted once into the data dir)...[/]")
-        ensure_base_model()
+    if (
+        cfg.intent.method == "adapter"
+        and cfg.intent.base_model_path is None
+        and not is_converted(model_dir())
+    ):
+        console.print("[cyan]converting the base model into the data dir (first start only)...[/]")
+        in_fresh_process(ensure_base_model)
 
 
 def run_stack(

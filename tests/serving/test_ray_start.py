@@ -95,3 +95,39 @@ def test_a_failed_starts_daemons_are_stopped_and_nothing_else(tmp_path) -> None:
         for proc in (ray_like, other, older_ray_like):
             proc.kill()
             proc.wait()
+
+
+def test_in_fresh_process_runs_elsewhere_and_returns_the_result() -> None:
+    import os
+
+    from finserve.serving.ray_start import in_fresh_process
+
+    assert in_fresh_process(os.getpid) != os.getpid()
+    assert in_fresh_process(divmod, 17, 5) == (3, 2)
+
+
+def test_in_fresh_process_leaves_what_the_work_imports_in_the_child() -> None:
+    """What the index build loads (gRPC, torch) must not end up in the process that starts Ray next."""
+    import sys
+
+    from finserve.serving.ray_start import in_fresh_process
+
+    name = "colorsys"  # dropped from this process first, whatever imported it before
+    sys.modules.pop(name, None)
+    assert name in in_fresh_process(_import_and_list, name)
+    assert name not in sys.modules
+
+
+def test_in_fresh_process_raises_the_childs_exception_here() -> None:
+    from finserve.serving.ray_start import in_fresh_process
+
+    with pytest.raises(ValueError, match="invalid literal"):
+        in_fresh_process(int, "not a number")
+
+
+def _import_and_list(name: str) -> list[str]:
+    import importlib
+    import sys
+
+    importlib.import_module(name)
+    return sorted(sys.modules)
