@@ -351,8 +351,7 @@ class Pipeline:
         the caller awaits the returned future once the nearest examples are there to mix in.
         """
         head = None
-        if self.config.retrieval.focus_query:
-            query = focus(query)
+        query = self._searched(query)
         if wants_head(self.config.intent, adapter):
             head = asyncio.ensure_future(self.intent.head_scores(query, adapter))
         try:
@@ -361,6 +360,10 @@ class Pipeline:
             await _drop(head)
             raise
         return found, head
+
+    def _searched(self, message: str) -> str:
+        """What of a customer's message is searched: without greeting or sign-off unless retrieval.focus_query is off."""
+        return focus(message) if self.config.retrieval.focus_query else message
 
     async def _retrieve(
         self, query: str, filters: SearchFilters, ctx: RequestContext | None
@@ -390,9 +393,9 @@ class Pipeline:
         users = [m.content for m in masked if m.role == "user"]
         if len(users) < 2 or not needs_context(found.examples, scope):
             return found
-        if self.config.retrieval.focus_query:
-            users = [focus(u) for u in users[-2:]]
-        again = await self._retrieve(f"{users[-2]}\n{users[-1]}", filters, ctx)
+        again = await self._retrieve(
+            f"{self._searched(users[-2])}\n{self._searched(users[-1])}", filters, ctx
+        )
         return found if out_of_scope(again.examples, scope) else again
 
     @staticmethod

@@ -22,7 +22,7 @@ from __future__ import annotations
 import regex as re
 
 from .finder_recognizer import FinderRecognizer
-from .name_recognizer import CAPITALISED_NON_NAMES, ENTITY, FUNCTION_WORDS, WEAK_CUES, WEAK_SCORE
+from .name_recognizer import CAPITALISED_NON_NAMES, ENTITY, FUNCTION_WORDS, PERSONAL_CUES, WEAK_SCORE
 from .person_names import GIVEN, SURNAME, WORD, PersonNames, person_names
 
 _TOKEN = re.compile(r"\p{L}+(?:['’\-]\p{L}+)*")
@@ -37,7 +37,7 @@ _FIELD = (
 )
 _CUE = re.compile(
     r"(?<![\p{L}])(?i:"
-    + "|".join(f"(?:{c})" for c in WEAK_CUES if c not in (r"this\s+is", r"it['’]s"))
+    + "|".join(f"(?:{c})" for c in PERSONAL_CUES)
     + rf"|im|{_CLAUSE_START}(?:this\s+is|it['’]?s|it\s+is)|{_FIELD})[ \t]*,?[ \t]+"
 )
 # What may follow a complete name: the end of a clause, or the words a name introduces itself with.

@@ -53,19 +53,21 @@ _SIGN_OFF = (
 # A dash sign-off on its own line ("-- Olusegun Adebayo", "- Ken"): only when the name ends the text, since a
 # dash also starts list items ("- Check my balance").
 _DASH_SIGN_OFF = r"(?<=^|\n)[ \t]*(?:-+|—|–)"
-# Phrases that often do ("I'm Jane") but also precede adjectives and places ("I'm British").
-WEAK_CUES = (
+# Phrases that often do ("I'm Jane") but also precede adjectives and places ("I'm British"). Those that also point
+# at a thing ("this is my card", "its cap") are kept apart: known_name_recognizer.py takes a name in any case after
+# the personal ones, after these only where a clause starts.
+POINTING_CUES = (r"this\s+is", r"it['’]s")
+PERSONAL_CUES = (
     r"i\s+am",
     r"i['’]m",
-    r"this\s+is",
     r"call\s+me",
-    r"it['’]s",
     r"belongs\s+to|(?:is|are)\s+held\s+by|owned\s+by",  # "the account belongs to Peter Parker"
     # a relative or friend named in passing: "my wife Anna Kowalska will call"
     r"my\s+(?:wife|husband|partner|spouse|son|daughter|mother|mum|mom|father|dad|brother|sister|friend|flatmate"
     r"|roommate|colleague|landlord|landlady|boss|employer|grandmother|grandfather|grandma|grandpa|gran|niece|nephew"
     r"|uncle|aunt|auntie|cousin|fianc[ée]e?|girlfriend|boyfriend|child|carer|neighbou?r)(?:['’]s\s+name)?(?:\s+is|,)?",
 )
+_WEAK_CUES = PERSONAL_CUES + POINTING_CUES
 # A payment's recipient: "I sent £50 to Mark Jones". Brands follow "to" too, so two name words at least.
 _PAYEE = (
     r"(?:sent|send|sending|transfer(?:red|ring)?|paid|pay|paying|wired?|owed?|owes)\s+"
@@ -94,7 +96,7 @@ def _phrase_alternation(phrases: tuple[str, ...]) -> str:
 
 _PATTERN = re.compile(
     rf"(?<![\p{{L}}])(?i:(?P<strong>{_phrase_alternation(_STRONG)})|(?P<signoff>{_phrase_alternation(_SIGN_OFF)})"
-    rf"|(?P<weak>{_phrase_alternation(WEAK_CUES)})|(?P<payee>{_PAYEE})|(?P<dash>{_DASH_SIGN_OFF}))"
+    rf"|(?P<weak>{_phrase_alternation(_WEAK_CUES)})|(?P<payee>{_PAYEE})|(?P<dash>{_DASH_SIGN_OFF}))"
     rf"[ \t]*\n?[ \t]*(?P<name>{_NAME})"
 )
 # Lower-case names ("my name is jane doe", "this is mr. david o'brien") after the cues that leave no
