@@ -31,6 +31,8 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "CREDENTIAL",
     "ACCOUNT_NUMBER",
     "CRYPTO",
+    "COORDINATES",
+    "MAC_ADDRESS",
 )
 # Further Presidio pattern recognizers a policy may switch on; off by default because they are
 # either noisy on banking chat (DATE_TIME, US_BANK_NUMBER) or rare in it.

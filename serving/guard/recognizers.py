@@ -12,7 +12,7 @@ Four changes to Presidio's stock recognizers:
 - SSNs: the published sample numbers count (Presidio drops them), and so does any SSN-shaped value right
   after its keyword, whatever its range (a typo or a made-up example is still what was typed as one).
 - UK NINOs score 0.6 instead of 0.5, so the type is named over ID_NUMBER's keyword rule.
-- phone, IP and SSN recognizers are skipped for texts that cannot hold their entity (too few
+- phone, IP, MAC and SSN recognizers are skipped for texts that cannot hold their entity (too few
   digits, no dot or colon). python-phonenumbers costs about 1 ms per region per text, and most
   chat messages hold no number at all.
 """
@@ -30,6 +30,7 @@ from presidio_analyzer.predefined_recognizers import (
     DateRecognizer,
     EmailRecognizer,
     IpRecognizer,
+    MacAddressRecognizer,
     NhsRecognizer,
     PhoneRecognizer,
     UkNinoRecognizer,
@@ -51,6 +52,7 @@ from .finder_recognizer import IS_CONTRACTED
 from .hits import CONTEXT_SCORE, make_result
 from .id_document_recognizer import IdDocumentRecognizer
 from .known_name_recognizer import KnownNameRecognizer
+from .location_recognizer import LocationRecognizer
 from .name_recognizer import IntroducedNameRecognizer
 from .phone_shape_recognizer import PhoneShapeRecognizer
 from .uk_bank_recognizer import UkBankDetailsRecognizer
@@ -127,6 +129,34 @@ class PrefilteredIpRecognizer(IpRecognizer):
         if not _IP_HINT.search(text):
             return []
         return super().analyze(text, entities, nlp_artifacts, regex_flags)
+
+
+# Six hex pairs joined by colons or dashes, or three quads by dots: the separator is the cheap test.
+_MAC_HINT = re.compile(r"[0-9a-fA-F]{2}[:\-][0-9a-fA-F]{2}[:\-]|[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.")
+# Order and serial numbers are written in dashed pairs too ("A1-B2-C3-D4-E5-F6"), references in dotted quads:
+# those count only near a word about a device or its network. Colon pairs are a MAC's alone.
+_DEVICE_WORD = re.compile(
+    r"(?i)(?<![\p{L}])(?:mac|hardware\s+address|physical\s+address|ethernet|wi-?fi|wlan|bluetooth|router|device"
+    r"|network|adapter|laptop|phone|tablet)(?![\p{L}])"
+)
+_MAC_CONTEXT = 48
+
+
+class PrefilteredMacRecognizer(MacAddressRecognizer):
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: int | None = None
+    ) -> list[RecognizerResult]:
+        if not _MAC_HINT.search(text):
+            return []
+        found = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [r for r in found if self._reads_as_a_mac(text, r.start, r.end)]
+
+    @staticmethod
+    def _reads_as_a_mac(text: str, start: int, end: int) -> bool:
+        if ":" in text[start:end]:
+            return True
+        near = text[max(0, start - _MAC_CONTEXT) : end + _MAC_CONTEXT]
+        return _DEVICE_WORD.search(near) is not None
 
 
 class PrefilteredSsnRecognizer(UsSsnRecognizer):
@@ -208,6 +238,8 @@ FACTORIES: dict[str, Factory | tuple[Factory, ...]] = {
         lambda c: EthereumAddressRecognizer(supported_language=c.language),
     ),
     "DATE_TIME": lambda c: DateRecognizer(supported_language=c.language),
+    "COORDINATES": lambda c: LocationRecognizer(supported_language=c.language),
+    "MAC_ADDRESS": lambda c: PrefilteredMacRecognizer(supported_language=c.language),
 }
 
 

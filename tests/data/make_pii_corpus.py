@@ -791,6 +791,75 @@ def session_22_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]
     }
 
 
+# Session 23: where the customer is (map coordinates as apps share them, what3words, Plus Codes) and a device's
+# MAC address.
+TEMPLATES.update(
+    {
+        "location": ["I'm at {v} and my card was just stolen", "my location is {v}", "stuck at {v}, can you help",
+                     "current location: {v}", "here's my location {v}", "my gps says {v}", "pinned: {v}",
+                     "we are near {v}, the atm ate my card"],
+        "mac": ["my phone's MAC address is {v}", "the router mac {v} keeps getting blocked", "wifi mac: {v}",
+                "device {v} was flagged by your app", "hardware address {v}"],
+    }
+)  # fmt: skip
+W3W_WORDS = ["filled", "count", "soap", "index", "home", "raft", "table", "chair", "lamp", "river", "stone", "apple",
+             "green", "quiet", "fox", "jumps", "blue", "sky", "bread", "milk"]  # fmt: skip
+PLUS_CODE_ALPHABET = "23456789CFGHJMPQRVWX"
+
+
+def session_23_formats() -> dict[str, tuple[str, Callable[[random.Random], str]]]:
+    def point(rng: random.Random) -> tuple[float, float]:
+        return rng.uniform(-60, 70), rng.uniform(-179, 179)
+
+    def decimal(rng: random.Random) -> str:
+        lat, lon = point(rng)
+        places = rng.choice([4, 5, 6, 7])
+        sep = rng.choice([", ", ",", " "])
+        return f"{lat:.{places}f}{sep}{lon:.{places}f}"
+
+    def hemisphere(rng: random.Random) -> str:
+        lat, lon = point(rng)
+        ns, ew = ("N" if lat >= 0 else "S"), ("E" if lon >= 0 else "W")
+        deg = rng.choice(["", "°", "° "])
+        return f"{abs(lat):.4f}{deg}{' ' if not deg.endswith(' ') else ''}{ns}, {abs(lon):.4f}{deg}{' ' if not deg.endswith(' ') else ''}{ew}"
+
+    def dms(rng: random.Random) -> str:
+        lat, lon = point(rng)
+
+        def one(v: float, pos: str, neg: str) -> str:
+            d = abs(v)
+            m = (d - int(d)) * 60
+            sec = (m - int(m)) * 60
+            return f"{int(d)}°{int(m)}'{int(sec)}\"{pos if v >= 0 else neg}"
+
+        return f"{one(lat, 'N', 'S')} {one(lon, 'E', 'W')}"
+
+    def what3words(rng: random.Random) -> str:
+        return "///" + ".".join(rng.sample(W3W_WORDS, 3))
+
+    def plus_code(rng: random.Random) -> str:
+        pick = lambda n: "".join(rng.choice(PLUS_CODE_ALPHABET) for _ in range(n))  # noqa: E731
+        return f"{pick(8)}+{pick(rng.choice([2, 3]))}"
+
+    def mac(rng: random.Random) -> str:
+        octets = [rng.randint(0, 255) for _ in range(6)]
+        octets[0] &= 0xFE  # unicast
+        if rng.random() < 0.25:
+            hexes = "".join(f"{o:02x}" for o in octets)
+            return ".".join(hexes[i : i + 4] for i in (0, 4, 8))
+        text = rng.choice([":", "-"]).join(f"{o:02X}" for o in octets)
+        return text.lower() if rng.random() < 0.5 else text
+
+    return {
+        "location_decimal": ("location", decimal),
+        "location_hemisphere": ("location", hemisphere),
+        "location_dms": ("location", dms),
+        "location_what3words": ("location", what3words),
+        "location_plus_code": ("location", plus_code),
+        "mac_address": ("mac", mac),
+    }
+
+
 # Names as customers type them: lower case after a casual cue, or a full name with no cue at all.
 CASUAL_NAME_CUES = ["hi im {n} and {body}", "hey its {n}, {body}", "hello, this is {n}, {body}", "i'm {n}. {body}",
                     "my wife {n} says {body}", "it is {n} again, {body}", "my brother {n} thinks {body}"]  # fmt: skip
@@ -997,6 +1066,8 @@ def build(per_format: int, seed: int) -> list[Case]:
     for fmt in ("name_casual_lowercase", "name_no_cue"):
         add(fmt, lambda f=fmt: casual_name_case(f, rng))
     for fmt, (template, make_value) in session_22_formats().items():
+        add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
+    for fmt, (template, make_value) in session_23_formats().items():
         add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
     return cases
 

@@ -136,6 +136,13 @@ CASES: list[tuple[str, str, str]] = [
     ("maiden-name", "my mother's maiden name is Smith", "my mother's maiden name is <CREDENTIAL>"),
     ("security-answer", "security question answer: Fluffy", "security question answer: <CREDENTIAL>"),
     ("ssn-last-four", "the last 4 of my ssn are 1234", "the last 4 of my ssn are <ID_NUMBER>"),
+    # where the customer is, and a device of theirs
+    ("coordinates-shared", "I'm at 51.5074, -0.1278 and my card is gone", "I'm at <COORDINATES> and my card is gone"),
+    ("coordinates-map-link", "https://maps.google.com/?q=51.507351,-0.127758", "https://maps.google.com/?q=<COORDINATES>"),
+    ("coordinates-dms", "51°30'26\"N 0°7'39\"W is where it happened", "<COORDINATES> is where it happened"),
+    ("what3words", "meet me at ///filled.count.soap.", "meet me at <COORDINATES>."),
+    ("mac-colons", "my phone's mac is 3c:22:fb:9a:01:7e", "my phone's mac is <MAC_ADDRESS>"),
+    ("mac-dashes-device", "device 3C-22-FB-9A-01-7E was blocked", "device <MAC_ADDRESS> was blocked"),
 ]  # fmt: skip
 
 # Clean banking text that must come back unchanged.
@@ -152,6 +159,9 @@ CLEAN = [
     "I need one or two new cards",
     "app version 4.2.1 crashed at 09:15",
     "I was charged 3 times for 12.50",
+    "EUR/USD was 1.0850, then 1.0912 by the afternoon",
+    "I paid 1.250 KWD, 2.500 KWD and 3.750 KWD",
+    "Order A1-B2-C3-D4-E5-F6 never arrived",
 ]
 
 
