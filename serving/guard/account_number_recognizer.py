@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import IS_CONTRACTED, FinderRecognizer
+from .finder_recognizer import IS_CONTRACTED, IS_OTHER_LANGUAGES, FinderRecognizer
 
 ENTITY = "ACCOUNT_NUMBER"
 SCORE = 0.96
@@ -24,7 +24,7 @@ _KEYWORD = (
     r"|(?:customer|client|member(?:ship)?)\s+(?:number|no\.?|num|#|id)"
 )
 _PATTERN = re.compile(
-    rf"(?i)\b(?:{_KEYWORD})(?:\s+(?:number|no\.?|num|nr\.?|#))?(?:\s+(?:is|was|ending\s+in)|{IS_CONTRACTED})?[\s:#=\-]*"
+    rf"(?i)\b(?:{_KEYWORD})(?:\s+(?:number|no\.?|num|nr\.?|#))?(?:\s+(?:is|was|ending\s+in|{IS_OTHER_LANGUAGES})|{IS_CONTRACTED})?[\s:#=\-]*"
     r"(?P<value>(?<![\d\-])\d(?:[ \-]?\d){5,16})(?![\d]|[.,]\d|[ \-]\d)"
 )
 

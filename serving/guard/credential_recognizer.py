@@ -41,12 +41,26 @@ _CLAUSE = (
     r"(?:\s+(?:that\s+)?(?:i|we)\s+(?:set|use|used|chose|picked|created|entered|typed|have|had|got|received"
     r"|was\s+sent|was\s+given)(?:\s+(?:up|in|today|earlier|yesterday))?)?"
 )
+# Where the credential is used, between the keyword and its "is": "my username on your app is jdoe_1987". The value
+# must then follow a link word ("my password for the app keeps failing" names none).
+_WHERE = (
+    r"(?P<where>\s+(?:on|for|in|at|with|to)\s+(?:(?:your|the|my|this|our|their|a)\s+)?[\w\-]+"
+    r"(?:\s+(?:app|account|site|website|portal|banking))?)?"
+)
+# A messenger's user name written without an "@" ("my skype is jane.doe.88"): only a value shaped like a user name
+# (a digit, an underscore or an inner dot) counts, since "my telegram is down" names none.
+_MESSENGER = re.compile(
+    r"(?i)\b(?:skype|discord|telegram|instagram|insta|twitter|tiktok|snapchat|snap|reddit|github|signal|wechat|kik"
+    r"|threads)(?:\s+(?:id|name|account))?(?:\s+(?:is|was|" + IS_OTHER_LANGUAGES + r")|['’]s|\s*:)\s*"
+    r"(?P<value>[A-Za-z][\w.\-]{1,30}[A-Za-z0-9_](?:#\d{4})?)(?![\w@]|[.\-]\w)"  # Discord's old "mike#1234"
+)
+_USER_NAME_SHAPE = re.compile(r"[\d_#]|\w\.\w")
 _LINK = rf"(?P<link>(?:\s+(?:is|was|is\s+now|will\s+be|would\s+be|should\s+be|{IS_OTHER_LANGUAGES})|{IS_CONTRACTED})?\s*[:=]?\s*[\"'“‘`]?|\s+)"
 # An apostrophe between letters is part of the value ("O'Reilly"); before or after it, a quote.
 _VALUE = r"(?P<value>[^\s\"'”’`.,;:?](?:[^\s\"'”’`]|['’](?=\w)){2,63})"
 _QUOTED = r"[:=]?\s*[\"'“‘`](?P<quoted>[^\"'”’`\n]{1,64})[\"'”’`]"  # spaces and all, between quotes
 _SECRET_VALUE = re.compile(
-    rf"(?i)\b(?:{_SECRET})\b{_CLAUSE}(?:(?:\s+(?:is|was)|{IS_CONTRACTED})?\s*{_QUOTED}|{_LINK}{_VALUE})"
+    rf"(?i)\b(?:{_SECRET})\b{_CLAUSE}{_WHERE}(?:(?:\s+(?:is|was)|{IS_CONTRACTED})?\s*{_QUOTED}|{_LINK}{_VALUE})"
 )
 _CODE_VALUE = re.compile(
     # a code in two groups ("5521 9938") is one code
@@ -81,7 +95,7 @@ _NETWORK = (
 _SOCIAL = re.compile(rf"(?i)\b(?:{_NETWORK}|handle|dm|dm\s+me|message\s+me|follow\s+me)\b[^@\n]{{0,20}}$")
 _SOCIAL_AFTER = re.compile(rf"(?i)\s+(?:on|at|via)\s+(?:{_NETWORK})\b")
 _HINT = re.compile(
-    r"(?i)pass|kennwort|contrase|mot\s+de|senha|wachtwoord|has[lł]o|lösenord|salasana|parola|p/?wd?|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name|@"
+    r"(?i)pass|kennwort|contrase|mot\s+de|senha|wachtwoord|has[lł]o|lösenord|salasana|parola|p/?wd?|word|memorable|answer|user|log[\s\-]?in|customer|otp|code|maiden|name|@|skype|discord|telegram|insta|twitter|tiktok|snap|reddit|github|signal|wechat|kik|threads"
 )
 
 
@@ -97,13 +111,18 @@ def find_credentials(text: str) -> list[tuple[int, int]]:
         if (
             value.lower() in _DESCRIBING
             or _DESCRIBING_SHAPE.match(value)
-            or (not link and not DIGIT.search(value))
+            or (not link and (m.group("where") or not DIGIT.search(value)))
         ):
             continue
         if link.isalpha() and _ASKING.search(text, 0, m.start()) and not DIGIT.search(value):
             continue
         found.append((m.start("value"), m.start("value") + len(value)))
     found += [(m.start("value"), m.end("value")) for m in _CODE_VALUE.finditer(text)]
+    found += [
+        (m.start("value"), m.end("value"))
+        for m in _MESSENGER.finditer(text)
+        if _USER_NAME_SHAPE.search(m.group("value"))
+    ]
     for m in _HANDLE.finditer(text):
         handle = m.group("value")
         social = _SOCIAL.search(text, 0, m.start()) or _SOCIAL_AFTER.match(text, m.end())

@@ -20,9 +20,10 @@ Finder = Callable[[str], list[tuple[int, int]]]
 DIGIT = re.compile(r"\d")
 # The contracted "is" after a keyword ("my password's ...", "my pin's 4921"): every rule's "is" takes it too.
 IS_CONTRACTED = r"['’]s"
-# "is" in the languages a European bank's customers write in ("mein Passwort ist ...", "mi PIN es ..."): German,
-# Spanish, French, Portuguese, Italian, Swedish, Polish. Only the secrets' rules take them.
-IS_OTHER_LANGUAGES = r"ist|es|est|é|è|är|jest"
+# "is" in the languages a European bank's customers write in ("mein Passwort ist ...", "mi PIN es ...", "meine
+# IBAN lautet ..."): German, Spanish, French, Portuguese, Italian, Swedish, Polish. The secrets', identity
+# documents' and account numbers' rules take them.
+IS_OTHER_LANGUAGES = r"ist|lautet|es|est|é|è|är|jest"
 
 
 class FinderRecognizer(LocalRecognizer):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import regex as re
 
-from .finder_recognizer import DIGIT, IS_CONTRACTED, FinderRecognizer
+from .finder_recognizer import DIGIT, IS_CONTRACTED, IS_OTHER_LANGUAGES, FinderRecognizer
 
 ENTITY = "ID_NUMBER"
 # Below the rules that know a format (US_SSN, UK_NINO, cards: they name the type when both fire),
@@ -43,7 +43,7 @@ _NUMBER_WORD = r"(?:number|no\.?|num|nr\.?|#|id|code)"
 # A group holds a digit, or is one or two capitals (the letters of "AB 12 34 56 C").
 _GROUP = r"(?:[A-Za-z]{0,6}\d[\dA-Za-z]*|[A-Z]{1,3})"  # "POL-2231-8891"
 _PATTERN = re.compile(
-    rf"(?i)\b(?:{_DOCUMENT})(?:\s+{_NUMBER_WORD})?(?:\s+(?:is|was)|{IS_CONTRACTED})?[\s:#=\-]*"
+    rf"(?i)\b(?:{_DOCUMENT})(?:\s+{_NUMBER_WORD})?(?:\s+(?:is|was|{IS_OTHER_LANGUAGES})|{IS_CONTRACTED})?[\s:#=\-]*"
     rf"(?P<value>(?-i:{_GROUP}(?:[ \-./]{_GROUP}){{0,5}}))(?![\w\-])"
 )
 # The last four digits of a national number are what call centres verify with: a secret on their own.

@@ -47,6 +47,14 @@ from finserve.serving.guard.credential_recognizer import find_credentials
         ("mi contraseña es Verano2024", ["Verano2024"]),
         ("mon mot de passe est soleil123", ["soleil123"]),
         ("a minha senha é Praia2024", ["Praia2024"]),
+        # where the credential is used, between the keyword and its "is"
+        ("my username on your app is jdoe_1987", ["jdoe_1987"]),
+        ("my password for online banking is Tr0ub4dor", ["Tr0ub4dor"]),
+        ("my user id for the portal: JSMITH42", ["JSMITH42"]),
+        # a messenger's user name without an "@", shaped like one
+        ("my skype is jane.doe.88", ["jane.doe.88"]),
+        ("my github: octocat_99", ["octocat_99"]),
+        ("my discord is mike#1234", ["mike#1234"]),
     ],
 )
 def test_finds_credentials(text: str, expected: list[str]) -> None:
@@ -84,6 +92,12 @@ def test_finds_credentials(text: str, expected: list[str]) -> None:
         "my password's not working",
         "my password's expired",
         "my username's wrong",
+        "my password for the app keeps failing",  # a place, then no "is"
+        "my password in the app is expired",
+        "my login on the website is blocked",
+        "my telegram is down again",  # a messenger, and no user name after it
+        "my instagram is private",
+        "signal is the app I use",
     ],
 )
 def test_ignores_talk_about_credentials(text: str) -> None:

@@ -16,6 +16,8 @@ from finserve.serving.guard.id_document_recognizer import find_id_numbers
         ("NI number AB-12-34-56-C", ["AB-12-34-56-C"]),
         ("national insurance number AB 12 34 56 C please", ["AB 12 34 56 C"]),
         ("DNI 12345678Z", ["12345678Z"]),
+        ("mi DNI es 12345678Z", ["12345678Z"]),  # the "is" of other languages
+        ("meine Steuer-ID lautet 12 345 678 901", ["12 345 678 901"]),
         ("my tax id: 123-45-6789", ["123-45-6789"]),
         ("national ID 7501011234567", ["7501011234567"]),
         ("my ID is 12345678 and I need help", ["12345678"]),
