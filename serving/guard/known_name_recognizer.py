@@ -12,9 +12,12 @@ everyday words ("will", "mark", "chase"):
 - anywhere, two name words side by side, particles between ("Ximena de la Cruz"), in either order, at least one
   of them listed: capitalised ("Mary Johnson", "Vikram Sharma", "Trần Văn Dung"), or in lower case a given name
   that is no everyday word before a listed surname ("sent it to priya sharma").
+- after a payment's "to", a given name alone that is no everyday word, where the clause ends or a time or a
+  conjunction follows ("sent £10 to Ali.", "paid 20 to Siobhan yesterday", "to Mohammed and it bounced"); the brands paid are everyday words or no given names
+  ("to Amazon", "to Tesco").
 Places of several words that read as names ("Hong Kong") and place or firm nouns ("Victoria Station") are not.
 
-A given name alone with no cue ("tell Sarah") stays: too many brands, places and words are given names somewhere.
+Otherwise a given name alone with no cue ("tell Sarah") stays: too many brands, places and words are given names somewhere.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from __future__ import annotations
 import regex as re
 
 from .finder_recognizer import FinderRecognizer
-from .name_recognizer import CAPITALISED_NON_NAMES, ENTITY, FUNCTION_WORDS, PERSONAL_CUES, WEAK_SCORE
-from .person_names import GIVEN, SURNAME, WORD, PersonNames, person_names
+from .name_recognizer import CAPITALISED_NON_NAMES, ENTITY, FUNCTION_WORDS, PAYEE, PERSONAL_CUES, WEAK_SCORE
+from .person_names import GIVEN, PLACE, SURNAME, WORD, PersonNames, person_names
 
 _TOKEN = re.compile(r"\p{L}+(?:['’\-]\p{L}+)*")
 # The casual cues of name_recognizer.py, and "im" typed without its apostrophe. "it's" / "its" / "this is" only
@@ -40,6 +43,9 @@ _CUE = re.compile(
     + "|".join(f"(?:{c})" for c in PERSONAL_CUES)
     + rf"|im|{_CLAUSE_START}(?:this\s+is|it['’]?s|it\s+is)|{_FIELD})[ \t]*,?[ \t]+"
 )
+# What may follow a payee of one word: the clause goes on ("sent money to Mohammed and it bounced").
+_LINKS = frozenset("and but for because so by via from with using through".split())
+_PAYEE_CUE = re.compile(rf"(?<![\p{{L}}])(?i:{PAYEE})[ \t]+")
 # What may follow a complete name: the end of a clause, or the words a name introduces itself with.
 _CLAUSE_END = re.compile(r"[ \t]*(?:$|[,.!?;:)\n]|(?i:here|speaking|calling|writing)(?![\p{L}]))")
 # Words that make a name part of a place or a firm ("Victoria Station", "Mount Everest", "North Anna"); surnames
@@ -133,6 +139,10 @@ class _Reader:
     def word(self, i: int) -> bool:
         return bool(self._kind[i] & WORD)
 
+    def place_word(self, i: int) -> bool:
+        """Token i is also a place of one word (a large city, a country, a US state)."""
+        return bool(self._kind[i] & PLACE)
+
     def place(self, a: int, b: int) -> bool:
         """Tokens a..b are part of a place of several words ("Hong Kong", "El Salvador")."""
         places = self.names.places
@@ -204,6 +214,26 @@ def find_known_names(text: str) -> list[tuple[int, int]]:
             continue
         last = reader.name_end(i, cased=False)
         if reader.word(i) and last == i and not reader.ends_clause(i):
+            continue
+        spans.append((i, last))
+    # A payee of one word ("sent £40 to kasia") where the clause ends or a time follows it.
+    for cue in _PAYEE_CUE.finditer(text):
+        i = starts.get(cue.end())
+        # Places money goes to ("to Paris", "to Jordan"), brands with a possessive ("to Nando's").
+        if (
+            i is None
+            or not reader.given(i)
+            or reader.word(i)
+            or reader.place_word(i)
+            or reader.tokens[i][2].casefold().endswith(("'s", "’s"))
+        ):
+            continue
+        last = reader.name_end(i, cased=False)
+        if last == i and not (
+            reader.ends_clause(i)
+            or reader.adjacent(i)
+            and (reader.when(i + 1) or reader.folded[i + 1] in _LINKS)
+        ):
             continue
         spans.append((i, last))
     # Two name words side by side (particles between allowed), in either order ("Vikram Sharma", "Trần Văn

@@ -69,7 +69,7 @@ PERSONAL_CUES = (
 )
 _WEAK_CUES = PERSONAL_CUES + POINTING_CUES
 # A payment's recipient: "I sent £50 to Mark Jones". Brands follow "to" too, so two name words at least.
-_PAYEE = (
+PAYEE = (
     r"(?:sent|send|sending|transfer(?:red|ring)?|paid|pay|paying|wired?|owed?|owes)\s+"
     r"(?:(?:[£$€]\s?)?\d[\d,.]*\s*(?:pounds|dollars|euros|gbp|usd|eur)?\s+|money\s+|funds\s+|it\s+|a\s+payment\s+)?to"
 )
@@ -96,7 +96,7 @@ def _phrase_alternation(phrases: tuple[str, ...]) -> str:
 
 _PATTERN = re.compile(
     rf"(?<![\p{{L}}])(?i:(?P<strong>{_phrase_alternation(_STRONG)})|(?P<signoff>{_phrase_alternation(_SIGN_OFF)})"
-    rf"|(?P<weak>{_phrase_alternation(_WEAK_CUES)})|(?P<payee>{_PAYEE})|(?P<dash>{_DASH_SIGN_OFF}))"
+    rf"|(?P<weak>{_phrase_alternation(_WEAK_CUES)})|(?P<payee>{PAYEE})|(?P<dash>{_DASH_SIGN_OFF}))"
     rf"[ \t]*\n?[ \t]*(?P<name>{_NAME})"
 )
 # Lower-case names ("my name is jane doe", "this is mr. david o'brien") after the cues that leave no

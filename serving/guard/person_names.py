@@ -14,10 +14,13 @@ from importlib.resources import files
 GIVEN = 1
 SURNAME = 2
 WORD = 4  # an everyday English word
-_FLAGS = {"g": GIVEN, "s": SURNAME, "w": WORD}
+PLACE = (
+    8  # also a place of one word money is sent to: a city of 100,000 people or more, a country, a US state
+)
+_FLAGS = {"g": GIVEN, "s": SURNAME, "w": WORD, "c": PLACE}
 _BITS = {
     "".join(f for f, bit in _FLAGS.items() if bits & bit): bits
-    for bits in range(1, (GIVEN | SURNAME | WORD) + 1)
+    for bits in range(1, (GIVEN | SURNAME | WORD | PLACE) + 1)
 }
 
 
@@ -25,7 +28,7 @@ _BITS = {
 class PersonNames:
     """Case-folded entries; look words up with `fold`."""
 
-    kinds: dict[str, int]  # entry -> GIVEN | SURNAME | WORD bits
+    kinds: dict[str, int]  # entry -> GIVEN | SURNAME | WORD | PLACE bits
     places: frozenset[
         str
     ]  # places of several words that read as a name ("hong kong"), words joined by a blank

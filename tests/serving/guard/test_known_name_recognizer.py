@@ -44,6 +44,10 @@ def _names(text: str) -> list[str]:
         ("Account holder: maria garcia", ["maria garcia"]),
         ("beneficiary name: kwame mensah, sort code to follow", ["kwame mensah"]),
         ("mijn naam is jan de vries", ["jan de vries"]),  # a particle between lower-case parts
+        # a payee of one word: a given name that is no everyday word, then the clause's end, a time or a conjunction
+        ("I paid 20 to Siobhan yesterday", ["Siobhan"]),
+        ("I sent money to Mohammed and it bounced", ["Mohammed"]),
+        ("I sent £10 to ali.", ["ali"]),
     ],
 )
 def test_finds_known_names(text: str, expected: list[str]) -> None:
@@ -77,6 +81,12 @@ def test_finds_known_names(text: str, expected: list[str]) -> None:
         "¿Cuánto cuesta una transferencia internacional?",  # "Una" is a given name; no surname after it
         "Dlaczego moja karta została zablokowana?",
         "WHY IS JOHN SMITH ON MY STATEMENT",  # shouting: capitals say nothing (the cue rules handle caps)
+        "I sent £50 to Amazon by mistake",  # a payee that is an everyday word
+        "I sent it to Mark",
+        "I paid 30 to Tesco",  # in no list: brands are as often as names
+        "can I send money to Georgia?",  # a place money is sent to: a US state, a country
+        "I sent £100 to Paris",
+        "I paid 25 to Nando's",  # a possessive: a shop
     ],
 )
 def test_leaves_what_is_not_a_name(text: str) -> None:
