@@ -223,5 +223,7 @@ async def test_the_question_is_searched_without_greeting_and_introduction(
     text = "Hello, Priya Sharma here. Where is my card?"
     await pipeline.chat(_request(text), RequestContext())
     masked = "Hello, <PERSON> here. Where is my card?"
-    assert retrieval.queries == [searched or masked] and [q for q, _ in head.calls] == [searched or masked]
+    # Every search (the question's, and the lookup of the head's intent's answer when retrieval missed it) and the
+    # head read the same text.
+    assert set(retrieval.queries) == {searched or masked} and [q for q, _ in head.calls] == [searched or masked]
     assert _audit(tmp_path)[0]["input"] == masked  # the record and the prompt keep the whole message
