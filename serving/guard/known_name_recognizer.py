@@ -12,12 +12,13 @@ everyday words ("will", "mark", "chase"):
 - anywhere, two name words side by side, particles between ("Ximena de la Cruz"), in either order, at least one
   of them listed: capitalised ("Mary Johnson", "Vikram Sharma", "Trần Văn Dung"), or in lower case a given name
   that is no everyday word before a listed surname ("sent it to priya sharma").
-- after a payment's "to", a given name alone that is no everyday word, where the clause ends or a time or a
-  conjunction follows ("sent £10 to Ali.", "paid 20 to Siobhan yesterday", "to Mohammed and it bounced"); the brands paid are everyday words or no given names
-  ("to Amazon", "to Tesco").
+- after a payment's "to", a given name alone that is no everyday word nor a large place, where the clause ends
+  or a time or a conjunction follows ("sent £10 to Ali.", "paid 20 to Siobhan yesterday", "to Mohammed and it
+  bounced"); the brands paid are everyday words or no given names ("to Amazon", "to Tesco").
 Places of several words that read as names ("Hong Kong") and place or firm nouns ("Victoria Station") are not.
 
-Otherwise a given name alone with no cue ("tell Sarah") stays: too many brands, places and words are given names somewhere.
+Otherwise a given name alone with no cue ("tell Sarah") stays: too many brands, places and words are given
+names somewhere.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ def find_known_names(text: str) -> list[tuple[int, int]]:
         if reader.word(i) and last == i and not reader.ends_clause(i):
             continue
         spans.append((i, last))
-    # A payee of one word ("sent £40 to kasia") where the clause ends or a time follows it.
+    # A payee of one word ("sent £10 to Ali.") where the clause ends, or a time or a conjunction follows it.
     for cue in _PAYEE_CUE.finditer(text):
         i = starts.get(cue.end())
         # Places money goes to ("to Paris", "to Jordan"), brands with a possessive ("to Nando's").

@@ -28,12 +28,13 @@ _DECIMAL_PAIR = re.compile(
 )
 # Decimals a location shared from a map carries (about 10 cm); currency quotes stop at five (a pipette).
 _MAP_PRECISION = 6
+# Words that say a pair of numbers is where someone is; the guard's view spells a spoken "at" as "@" ("I'm@51.5074").
 _LOCATION_WORD = re.compile(
     r"(?i)(?<![\p{L}])(?:location|located|locate|coordinates?|co-?ordinates?|coords?|gps|geo|lat(?:itude)?|lon(?:gitude)?"
     r"|lng|position|pin(?:ned)?|dropped|maps?|where\s+i\s+am|(?:i['’]?m|i\s+am|we['’]?re|we\s+are|stuck)(?:\s+(?:at|near)|\s*@)"
     r"|find\s+me)(?![\p{L}])"
 )
-_CONTEXT_BEFORE = 60  # the guard's view spells a spoken "at" as "@" ("I'm@51.5074, ...")
+_CONTEXT_BEFORE = 60
 # Degrees, minutes, optional seconds, then a hemisphere; a pair of them.
 _DMS = r"\d{1,3}[ \t]?°[ \t]?\d{1,2}(?:\.\d+)?[ \t]?['′’](?:[ \t]?\d{1,2}(?:\.\d+)?[ \t]?(?:[\"″”]|''))?[ \t]?[NSEW]"
 _DMS_PAIR = re.compile(rf"(?<![\d])(?:{_DMS})[ \t]*,?[ \t]*(?:{_DMS})(?![\p{{L}}])", re.IGNORECASE)

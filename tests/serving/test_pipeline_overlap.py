@@ -225,5 +225,7 @@ async def test_the_question_is_searched_without_greeting_and_introduction(
     masked = "Hello, <PERSON> here. Where is my card?"
     # Every search (the question's, and the lookup of the head's intent's answer when retrieval missed it) and the
     # head read the same text.
-    assert set(retrieval.queries) == {searched or masked} and [q for q, _ in head.calls] == [searched or masked]
+    assert set(retrieval.queries) == {searched or masked} and [q for q, _ in head.calls] == [
+        searched or masked
+    ]
     assert _audit(tmp_path)[0]["input"] == masked  # the record and the prompt keep the whole message
