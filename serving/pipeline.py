@@ -397,7 +397,15 @@ class Pipeline:
             only = SearchFilters(tenant=filters.tenant, intent=intent)
         except ValueError:  # a label the filter grammar refuses: no answer can be looked up by it
             return found, context
-        own = await self._retrieve(self._searched(query), only, ctx, noted=False)
+        try:
+            own = await self._retrieve(self._searched(query), only, ctx, noted=False)
+        except Exception:  # best effort: the answers retrieval brought still make a prompt
+            log.warning(
+                "looking up the answer of intent %s failed; the prompt keeps retrieval's",
+                intent,
+                exc_info=True,
+            )
+            return found, context
         extra = [h for h in own.hits if h.intent == intent][:1]
         if not extra:  # no answer of this intent for this tenant
             return found, context

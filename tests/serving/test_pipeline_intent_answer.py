@@ -44,13 +44,15 @@ class Retrieval:
     """Top answers of three other intents, nearest examples all of card_arrival (or, with ``hit``, its answer
     among the top ones); a search filtered to an intent returns that intent's answer. Records the filters."""
 
-    def __init__(self, hit: bool = False) -> None:
-        self.hit = hit
+    def __init__(self, hit: bool = False, lookup_fails: bool = False) -> None:
+        self.hit, self.lookup_fails = hit, lookup_fails
         self.filters: list[SearchFilters | None] = []
 
     async def search(self, masked_query: str, filters: SearchFilters | None = None) -> RetrievalResult:
         self.filters.append(filters)
         if filters is not None and filters.intent:
+            if self.lookup_fails:
+                raise TimeoutError("retrieval replica did not answer")
             hits = [_answer(filters.intent, 0.5)]
         else:
             first = "card_arrival" if self.hit else "card_linking"
@@ -114,6 +116,18 @@ async def test_no_second_search_when_retrieval_brought_the_intents_answer(
     await pipeline.chat(_request(), RequestContext())
     assert _knowledge(spy).startswith(f"[1] {ANSWERS['card_arrival']}")
     assert len(retrieval.filters) == 1
+
+
+async def test_a_failed_lookup_leaves_the_prompt_retrieval_gave(tmp_path: Path, guard: LocalGuard) -> None:
+    retrieval, spy = Retrieval(lookup_fails=True), GeneratorSpy(Generator())
+    pipeline = scripted_pipeline(ServingConfig(), tmp_path, guard, generator=spy, retrieval=retrieval)  # type: ignore[arg-type]
+    out = await pipeline.chat(_request(), RequestContext())
+    assert out.choices[0].message.content  # answered, from the three entries retrieval brought
+    knowledge = _knowledge(spy)
+    assert (
+        knowledge.startswith(f"[1] {ANSWERS['lost_or_stolen_card']}") and ANSWERS["card_linking"] in knowledge
+    )
+    assert len(retrieval.filters) == 2
 
 
 async def test_the_training_prompt_gets_the_intents_answer_the_same_way(
