@@ -282,13 +282,12 @@ class Pipeline:
         ctx.pii["context"] = _merge_counts(context)
         if turned_away:
             self._turn_away(ctx, nearest_similarity(found.examples) or 0.0)
-        else:
-            found, context = await self._with_intent_answer(
-                found, context, query, filters, ctx.intent.label if ctx.intent else None, ctx
-            )
-        knowledge, ctx.held_back = self._knowledge(found, context, ctx.intent.label if ctx.intent else None)
+        label = ctx.intent.label if ctx.intent else None
+        if not turned_away:
+            found, context = await self._with_intent_answer(found, context, query, filters, label, ctx)
+        knowledge, ctx.held_back = self._knowledge(found, context, label)
         ctx.knowledge = knowledge
-        ctx.curated = self._curated(found, context, ctx.intent.label if ctx.intent else None)
+        ctx.curated = self._curated(found, context, label)
         messages = build_messages(self.config.gateway.system_prompt, knowledge, masked)
         return messages, found
 

@@ -1065,10 +1065,9 @@ def build(per_format: int, seed: int) -> list[Case]:
     add("name_sign_off_line", lambda: sign_off_line_case(rng))
     for fmt in ("name_casual_lowercase", "name_no_cue"):
         add(fmt, lambda f=fmt: casual_name_case(f, rng))
-    for fmt, (template, make_value) in session_22_formats().items():
-        add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
-    for fmt, (template, make_value) in session_23_formats().items():
-        add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
+    for formats in (session_22_formats(), session_23_formats()):
+        for fmt, (template, make_value) in formats.items():
+            add(fmt, lambda t=template, m=make_value, f=fmt: single(t, f, t, m(rng), rng))
     return cases
 
 
